@@ -1,0 +1,240 @@
+"""migcodec benchmarks: ratios measured side by side in one run, medians over repeats.
+
+    python benchmarks/run.py [--pages N] [--repeats R] [--json]
+
+(a) framework / raw library call, 64-page batches, zlib-ng, lz4, zstd on memcached and seq
+(b) one 64-page batch / 64 one-page batches (throughput and compression ratio)
+(c) 2 engines / 1 engine through CodecEngines (zlib-ng, lz4, zstd)
+(d) zero-page detection GB/s (all-zero pages: the full-scan worst case; mixed pages)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+
+import lz4.block
+import numpy as np
+import zstandard
+from zlib_ng import zlib_ng
+
+from migcodec.codecs import Batch, CodecEngines, get_codec, zero_page_mask
+from migcodec.datasets import generate_pages
+
+PAGE = 4096
+BATCH = 64
+
+
+def _median_rate(fn, nbytes: int, repeats: int) -> float:
+    """Median bytes/s of ``fn`` over ``repeats`` runs (after one warm-up)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return nbytes / statistics.median(times)
+
+
+def _raw_calls(name: str):
+    zc = zstandard.ZstdCompressor(level=1, write_content_size=False, write_checksum=False)
+    return {
+        "zlib-ng": lambda b: zlib_ng.compress(b, 1, -15),
+        "lz4": lambda b: lz4.block.compress(b, mode="fast", acceleration=1, store_size=False),
+        "zstd": zc.compress,
+    }[name]
+
+
+def _paired_times(framework, raw, batches, views) -> tuple[float, float]:
+    """Total seconds of framework and raw calls, timed in pairs batch by batch.
+
+    Pairing puts both calls under the same machine conditions; alternating which goes
+    first splits the benefit of a cache the other call has just warmed.
+    """
+    fw_total = raw_total = 0.0
+    clock = time.perf_counter
+    for i, (batch, view) in enumerate(zip(batches, views, strict=True)):
+        if i % 2:
+            t0 = clock()
+            framework(batch)
+            t1 = clock()
+            raw(view)
+            t2 = clock()
+            fw_total += t1 - t0
+            raw_total += t2 - t1
+        else:
+            t0 = clock()
+            raw(view)
+            t1 = clock()
+            framework(batch)
+            t2 = clock()
+            raw_total += t1 - t0
+            fw_total += t2 - t1
+    return fw_total, raw_total
+
+
+def bench_framework_vs_raw(memories: dict, repeats: int) -> list[dict]:
+    rows = []
+    for workload, mem in memories.items():
+        batches = [Batch(mem, [(i, BATCH)]) for i in range(0, mem.shape[0], BATCH)]
+        views = [mem[i : i + BATCH] for i in range(0, mem.shape[0], BATCH)]
+        for name in ("zlib-ng", "lz4", "zstd"):
+            codec, raw = get_codec(name), _raw_calls(name)
+            _paired_times(codec.encode, raw, batches, views)  # warm-up
+            runs = [_paired_times(codec.encode, raw, batches, views) for _ in range(repeats)]
+            fw = statistics.median(mem.nbytes / f for f, _ in runs)
+            rw = statistics.median(mem.nbytes / r for _, r in runs)
+            ratio = statistics.median(r / f for f, r in runs)
+            rows.append(
+                {
+                    "workload": workload,
+                    "codec": name,
+                    "framework_mb_s": fw / 1e6,
+                    "raw_mb_s": rw / 1e6,
+                    "framework_over_raw": ratio,
+                }
+            )
+    return rows
+
+
+def bench_batch_vs_page(mem: np.ndarray, repeats: int) -> list[dict]:
+    rows = []
+    n = mem.shape[0]
+    for name in ("zlib-ng", "lz4", "zstd"):
+        codec = get_codec(name)
+        batches = [Batch(mem, [(i, BATCH)]) for i in range(0, n, BATCH)]
+        singles = [Batch(mem, [(i, 1)]) for i in range(n)]
+        b_rate = _median_rate(
+            lambda c=codec, bs=batches: [c.encode(b) for b in bs], mem.nbytes, repeats
+        )
+        p_rate = _median_rate(
+            lambda c=codec, bs=singles: [c.encode(b) for b in bs], mem.nbytes, repeats
+        )
+        b_out = sum(codec.encode(b).stats.output_bytes for b in batches)
+        p_out = sum(codec.encode(b).stats.output_bytes for b in singles)
+        rows.append(
+            {
+                "codec": name,
+                "batch_mb_s": b_rate / 1e6,
+                "per_page_mb_s": p_rate / 1e6,
+                "speed_batch_over_page": b_rate / p_rate,
+                "ratio_batch": mem.nbytes / b_out,
+                "ratio_per_page": mem.nbytes / p_out,
+            }
+        )
+    return rows
+
+
+def _engine_rate(codec, mem: np.ndarray, engines: int, duration: float) -> float:
+    """Steady-state encode bytes/s of ``engines`` workers fed by one submitting thread."""
+    batches = [Batch(mem, [(i, BATCH)]) for i in range(0, mem.shape[0], BATCH)]
+    done_bytes = 0
+    with CodecEngines(codec, engines=engines, depth=4, max_pages=BATCH) as eng:
+        t0 = time.perf_counter()
+        i = 0
+        while time.perf_counter() - t0 < duration:
+            if not eng.pool.free_count():
+                req = eng.wait()
+                req.result()
+                done_bytes += req.batch.nbytes
+                req.release()
+            eng.submit(batches[i % len(batches)])
+            i += 1
+        for req in eng.completions():
+            done_bytes += req.batch.nbytes
+            req.release()
+        return done_bytes / (time.perf_counter() - t0)
+
+
+def bench_engines(mem: np.ndarray, repeats: int, duration: float) -> list[dict]:
+    rows = []
+    for name in ("zlib-ng", "lz4", "zstd"):
+        codec = get_codec(name)
+        one, two = [], []
+        for _ in range(repeats):
+            one.append(_engine_rate(codec, mem, 1, duration))
+            two.append(_engine_rate(codec, mem, 2, duration))
+        o, t = statistics.median(one), statistics.median(two)
+        rows.append(
+            {
+                "codec": name,
+                "one_engine_mb_s": o / 1e6,
+                "two_engines_mb_s": t / 1e6,
+                "two_over_one": t / o,
+            }
+        )
+    return rows
+
+
+def bench_zero_detection(pages: int, repeats: int) -> list[dict]:
+    rows = []
+    zero = np.zeros((pages, PAGE), dtype=np.uint8)
+    mixed = generate_pages("mixed", pages, 3)
+    for label, mem in (("zero", zero), ("mixed", mixed)):
+        whole = _median_rate(lambda m=mem: zero_page_mask(m), mem.nbytes, repeats)
+        per_batch = _median_rate(
+            lambda m=mem: [zero_page_mask(m[i : i + BATCH]) for i in range(0, pages, BATCH)],
+            mem.nbytes,
+            repeats,
+        )
+        rows.append(
+            {"pages": label, "whole_gb_s": whole / 1e9, "per_64_page_batch_gb_s": per_batch / 1e9}
+        )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pages", type=int, default=4096, help="pages per workload (4 KiB)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--duration", type=float, default=1.0, help="seconds per engine-scaling measurement"
+    )
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    memories = {w: generate_pages(w, args.pages, 1) for w in ("memcached", "seq")}
+    report = {
+        "pages": args.pages,
+        "repeats": args.repeats,
+        "framework_vs_raw": bench_framework_vs_raw(memories, args.repeats),
+        "batch_vs_page": bench_batch_vs_page(memories["memcached"], args.repeats),
+        "engines_2_vs_1": bench_engines(memories["seq"], args.repeats, args.duration),
+        "zero_detection": bench_zero_detection(max(args.pages, 16384), args.repeats),
+    }
+    if args.json:
+        json.dump(report, sys.stdout, indent=2)
+        print()
+        return 0
+    print(f"medians of {args.repeats} runs, {args.pages} pages per workload, 64-page batches")
+    print("\n(a) framework / raw library call")
+    for r in report["framework_vs_raw"]:
+        print(
+            f"  {r['workload']:<10} {r['codec']:<8} {r['framework_mb_s']:8.0f} MB/s vs "
+            f"{r['raw_mb_s']:8.0f} MB/s  ratio {r['framework_over_raw']:.3f}"
+        )
+    print("\n(b) 64-page batch / one call per page (memcached)")
+    for r in report["batch_vs_page"]:
+        print(
+            f"  {r['codec']:<8} speed {r['speed_batch_over_page']:.2f}x  compression ratio "
+            f"{r['ratio_batch']:.3f} vs {r['ratio_per_page']:.3f}"
+        )
+    print("\n(c) 2 engines / 1 engine (seq)")
+    for r in report["engines_2_vs_1"]:
+        print(
+            f"  {r['codec']:<8} {r['one_engine_mb_s']:8.0f} -> {r['two_engines_mb_s']:8.0f}"
+            f" MB/s  ratio {r['two_over_one']:.2f}"
+        )
+    print("\n(d) zero-page detection")
+    for r in report["zero_detection"]:
+        print(
+            f"  {r['pages']:<6} whole array {r['whole_gb_s']:6.1f} GB/s, per 64-page batch "
+            f"{r['per_64_page_batch_gb_s']:6.1f} GB/s"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

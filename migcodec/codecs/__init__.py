@@ -1,0 +1,51 @@
+"""The batch codec interface, the registry and asynchronous engines.
+
+Guest memory is any writable buffer seen as pages; a :class:`Batch` is runs of those pages;
+a :class:`Codec` encodes a batch to :class:`Encoded` and decodes it into destination memory
+in place. Codecs are plugins found through the ``migcodec.codecs`` entry points.
+"""
+
+from migcodec.codecs.base import Codec, PageEncoding, Probe
+from migcodec.codecs.batch import DEFAULT_MAX_PAGES, Batch
+from migcodec.codecs.encoded import Encoded, Measurements, PageMode
+from migcodec.codecs.engine import CodecEngines, Request
+from migcodec.codecs.errors import (
+    CodecError,
+    CodecNotFound,
+    CodecUnavailable,
+    DecodeError,
+    InvalidBatch,
+)
+from migcodec.codecs.memory import DEFAULT_PAGE_SIZE, page_view
+from migcodec.codecs.registry import (
+    available_codecs,
+    get_codec,
+    load_codec_class,
+    plugin_statuses,
+)
+from migcodec.codecs.zero import zero_page_mask
+
+__all__ = [
+    "DEFAULT_MAX_PAGES",
+    "DEFAULT_PAGE_SIZE",
+    "Batch",
+    "Codec",
+    "CodecEngines",
+    "CodecError",
+    "CodecNotFound",
+    "CodecUnavailable",
+    "DecodeError",
+    "Encoded",
+    "InvalidBatch",
+    "Measurements",
+    "PageEncoding",
+    "PageMode",
+    "Probe",
+    "Request",
+    "available_codecs",
+    "get_codec",
+    "load_codec_class",
+    "page_view",
+    "plugin_statuses",
+    "zero_page_mask",
+]

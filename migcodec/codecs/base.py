@@ -1,0 +1,296 @@
+"""The codec contract and the framework that every codec gets for free.
+
+A plugin implements one transform over the pages it is given (``_encode_pages`` and
+``_decode_pages``). The framework owns everything around it: gathering pages from runs,
+zero-page detection, raw fall-back when encoding does not pay, measurements, and validated
+in-place decoding. This is zarr's pipeline split: a codec never thinks about batching,
+threads or buffers.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from migcodec.codecs.batch import Batch, check_runs, expand_runs
+from migcodec.codecs.encoded import MAX_PAGE_MODE, Encoded, PageMode
+from migcodec.codecs.errors import DecodeError, InvalidBatch
+from migcodec.codecs.memory import page_view
+from migcodec.codecs.zero import zero_page_rows
+
+KINDS = ("compress", "delta", "zero", "raw")
+_RUN_BYTES = 12  # what one run costs on the wire (u64 first page + u32 count)
+_ZERO, _RAW, _ENCODED = (np.uint8(m) for m in (PageMode.ZERO, PageMode.RAW, PageMode.ENCODED))
+_ALL_ENCODED = np.full(4096, _ENCODED, dtype=np.uint8)
+_ALL_ENCODED.flags.writeable = False
+
+
+def _nbytes(segments: tuple) -> int:
+    return sum(
+        s.nbytes if isinstance(s, np.ndarray) else len(memoryview(s).cast("B")) for s in segments
+    )
+
+
+@dataclass(frozen=True)
+class Probe:
+    """Whether a plugin can run here, which path it would take, and why.
+
+    ``path`` is ``hardware`` (the device runs it), ``software`` (a CPU implementation, a
+    vendor's or ours, with the device's output format), ``emulated`` (software standing in
+    for a device whose timing is modelled) or ``unavailable``.
+    """
+
+    available: bool
+    path: str
+    reason: str = ""
+
+
+@dataclass
+class PageEncoding:
+    """What a transform returns: its blob, and optionally a mode per input page.
+
+    ``modes`` lets a transform send some pages raw (``PageMode.RAW``) or in a form of its
+    own (values from ``PageMode.ENCODED`` up); the blob then covers only the non-raw pages.
+    """
+
+    blob: Any
+    modes: np.ndarray | None = None
+
+
+class Codec(ABC):
+    """A batch codec, fully described by its config (numcodecs' convention).
+
+    Subclasses set ``name`` and ``kind``, take their parameters as keyword arguments, return
+    them from ``params()``, and implement ``_encode_pages`` / ``_decode_pages``.
+    """
+
+    name: ClassVar[str]
+    kind: ClassVar[str]
+    #: decoding needs the destination's current pages (delta codecs)
+    reads_destination: ClassVar[bool] = False
+    #: the transform needs the guest page numbers (delta codecs keyed by page)
+    needs_indices: ClassVar[bool] = False
+    #: the pip packages the plugin needs, named in "not available" messages
+    requires: ClassVar[tuple[str, ...]] = ()
+
+    # -- configuration ---------------------------------------------------------------
+    def params(self) -> dict[str, Any]:
+        """Parameters that, passed back to the constructor, rebuild an equal codec."""
+        return {}
+
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name, **self.params()}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Codec:
+        params = dict(config)
+        name = params.pop("name", cls.name)
+        if name != cls.name:
+            raise ValueError(f"config names codec {name!r}, not {cls.name!r}")
+        try:
+            return cls(**params)
+        except TypeError as exc:
+            raise ValueError(f"bad config for codec {cls.name!r}: {exc}") from exc
+
+    def config_json(self) -> str:
+        return json.dumps(self.get_config(), sort_keys=True, separators=(",", ":"))
+
+    def clone(self) -> Codec:
+        """An independent instance with the same config, e.g. one per device engine.
+
+        Codecs with shared state (a delta cache) override this to share it.
+        """
+        return type(self).from_config(self.get_config())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Codec) and self.get_config() == other.get_config()
+
+    def __hash__(self) -> int:
+        return hash(self.config_json())
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
+        return f"{type(self).__name__}({args})"
+
+    @classmethod
+    def probe(cls) -> Probe:
+        """Whether this codec can run here; plugins with devices or libraries override."""
+        return Probe(True, "software", "runs on the CPU")
+
+    # -- the transform plugins implement ---------------------------------------------
+    @abstractmethod
+    def _encode_pages(self, pages: np.ndarray, indices: np.ndarray | None) -> PageEncoding:
+        """Encode non-zero ``pages`` (``(n, page_size)``).
+
+        ``indices`` are their guest page numbers when the class sets ``needs_indices``,
+        else ``None``.
+        """
+
+    @abstractmethod
+    def _decode_pages(
+        self, blob: memoryview, modes: np.ndarray, current: np.ndarray | None, page_size: int
+    ) -> Any:
+        """Return exactly ``len(modes) * page_size`` bytes of decoded pages.
+
+        ``current`` holds the destination's present pages when ``reads_destination`` is set;
+        the transform may update it in place and return it. Raise :class:`DecodeError` on
+        malformed input; never trust ``blob``.
+        """
+
+    # -- the framework ---------------------------------------------------------------
+    def encode(self, batch: Batch, staging: np.ndarray | None = None) -> Encoded:
+        """Encode a batch. ``staging`` is a pooled ``(max_pages, page_size)`` scratch buffer.
+
+        When ``staging`` is given, payload segments may be views of it or of guest memory;
+        they stay valid until the staging buffer is reused. The common case (no zero page,
+        encoding pays) adds a few microseconds to the transform: ``benchmarks/run.py``
+        measures framework against raw library calls.
+        """
+        wall0, cpu0 = time.perf_counter(), time.thread_time()
+        page_size = batch.page_size
+        block = batch.pages(out=staging)
+        n = block.shape[0]
+        zero = zero_page_rows(block)
+        if zero is None and n <= _ALL_ENCODED.size:
+            modes = _ALL_ENCODED[:n]  # shared and read-only; copied before any change
+            result = self._encode_pages(block, batch.page_indices if self.needs_indices else None)
+            blob = result.blob
+            if result.modes is None and isinstance(blob, bytes) and len(blob) < block.nbytes:
+                segments: tuple = (blob,)
+                payload_nbytes = len(blob)
+            else:
+                modes = modes.copy()
+                segments = self._lay_out(result, block, modes, None, page_size)
+                payload_nbytes = _nbytes(segments)
+        else:
+            modes = np.full(n, _ENCODED, dtype=np.uint8)
+            segments = ()
+            n_zero = n
+            if zero is not None:
+                modes[zero] = _ZERO
+                n_zero = int(np.count_nonzero(zero))
+            if n_zero < n:
+                nonzero = np.flatnonzero(~zero)
+                data = block[nonzero]
+                indices = batch.page_indices[nonzero] if self.needs_indices else None
+                segments = self._lay_out(
+                    self._encode_pages(data, indices), data, modes, nonzero, page_size
+                )
+            payload_nbytes = _nbytes(segments)
+        encoded = Encoded(self.name, page_size, batch.runs, modes, segments)
+        stats = encoded.stats
+        stats.input_bytes = n * page_size
+        stats.output_bytes = payload_nbytes + n + _RUN_BYTES * batch.runs.shape[0]
+        stats.path = self.probe_path()
+        stats.wall_s = time.perf_counter() - wall0
+        stats.cpu_s = time.thread_time() - cpu0
+        return encoded
+
+    @staticmethod
+    def _lay_out(
+        result: PageEncoding,
+        data: np.ndarray,
+        modes: np.ndarray,
+        nonzero: np.ndarray | None,
+        page_size: int,
+    ) -> tuple:
+        """Payload segments for the non-zero pages: raw pages first, then the blob.
+
+        Applies the raw fall-back: a blob not smaller than the pages it covers is dropped
+        and those pages go raw. Updates ``modes`` for the non-zero pages in place.
+        """
+        blob, sub = result.blob, result.modes
+        blob_nbytes = len(blob) if isinstance(blob, bytes) else memoryview(blob).nbytes
+        where = slice(None) if nonzero is None else nonzero
+        if sub is None:
+            if blob_nbytes < data.nbytes:
+                return (blob,)
+            modes[where] = _RAW
+            return (data.reshape(-1),)
+        is_raw = sub == _RAW
+        n_raw = int(np.count_nonzero(is_raw))
+        n_encoded = sub.shape[0] - n_raw
+        if n_encoded and blob_nbytes >= n_encoded * page_size:
+            modes[where] = _RAW  # encoding did not pay: every non-zero page goes raw
+            return (data.reshape(-1),)
+        modes[where] = sub
+        parts = []
+        if n_raw:
+            parts.append((data if n_raw == sub.shape[0] else data[is_raw]).reshape(-1))
+        if n_encoded and blob_nbytes:
+            parts.append(blob)
+        return tuple(parts)
+
+    def probe_path(self) -> str:
+        """Which path this instance runs; hardware plugins report per instance."""
+        return "software"
+
+    def decode(self, encoded: Encoded, memory: object) -> None:
+        """Write the batch's pages into destination ``memory`` in place.
+
+        Everything is validated before the first write, so a malformed ``encoded`` leaves
+        memory untouched; only the pages its runs name are ever written.
+        """
+        page_size = encoded.page_size
+        view = page_view(memory, page_size)
+        runs = encoded.runs
+        if runs.ndim != 2 or runs.shape[1] != 2:
+            raise InvalidBatch(f"runs must be (first_page, n_pages) pairs, got {runs.shape}")
+        n_pages = check_runs(runs, view.shape[0], max_pages=int(np.iinfo(np.int64).max))
+        modes = np.asarray(encoded.modes, dtype=np.uint8)
+        if modes.shape != (n_pages,):
+            raise DecodeError(f"{modes.shape[0]} page modes for a batch of {n_pages} pages")
+        if (modes > MAX_PAGE_MODE).any():
+            raise DecodeError(f"page mode {int(modes.max())} is not defined")
+        indices = expand_runs(runs)
+        payload = _joined(encoded.segments)
+        raw_idx = indices[modes == PageMode.RAW]
+        raw_nbytes = raw_idx.size * page_size
+        if payload.nbytes < raw_nbytes:
+            raise DecodeError(
+                f"payload of {payload.nbytes} bytes is shorter than its "
+                f"{raw_idx.size} raw pages ({raw_nbytes} bytes)"
+            )
+        enc_mask = modes >= PageMode.ENCODED
+        enc_idx = indices[enc_mask]
+        decoded = None
+        if enc_idx.size:
+            current = view[enc_idx] if self.reads_destination else None
+            out = self._decode_pages(payload[raw_nbytes:], modes[enc_mask], current, page_size)
+            decoded = np.frombuffer(out, dtype=np.uint8)
+            if decoded.size != enc_idx.size * page_size:
+                raise DecodeError(
+                    f"{self.name} decoded {decoded.size} bytes where "
+                    f"{enc_idx.size} pages ({enc_idx.size * page_size} bytes) were expected"
+                )
+        elif payload.nbytes != raw_nbytes:
+            raise DecodeError(
+                f"payload has {payload.nbytes - raw_nbytes} bytes beyond its raw pages "
+                "but no encoded page"
+            )
+        view[indices[modes == PageMode.ZERO]] = 0
+        if raw_idx.size:
+            raw = np.frombuffer(payload[:raw_nbytes], dtype=np.uint8).reshape(-1, page_size)
+            _scatter(view, raw_idx, raw)
+        if decoded is not None:
+            _scatter(view, enc_idx, decoded.reshape(-1, page_size))
+
+
+def _joined(segments: tuple) -> memoryview:
+    if len(segments) == 1:
+        return memoryview(segments[0]).cast("B")
+    return memoryview(b"".join(memoryview(s).cast("B") for s in segments))
+
+
+def _scatter(view: np.ndarray, indices: np.ndarray, pages: np.ndarray) -> None:
+    """Write ``pages`` to ``indices``; a contiguous range is a plain slice copy."""
+    first = int(indices[0])
+    if indices.size == 1 or bool((np.diff(indices) == 1).all()):
+        view[first : first + indices.size] = pages
+    else:
+        view[indices] = pages

@@ -1,0 +1,76 @@
+"""The result of encoding one batch, and its measurements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+import numpy as np
+
+
+class PageMode(IntEnum):
+    """How one page travels. Values from ``ENCODED`` up belong to the codec.
+
+    Codecs that need more than one encoded form (a delta codec's fall-back, an unchanged
+    page) use values above ``ENCODED``; the framework hands them back unchanged at decode.
+    """
+
+    ZERO = 0
+    RAW = 1
+    ENCODED = 2
+
+
+MAX_PAGE_MODE = 15
+
+
+@dataclass(slots=True)
+class Measurements:
+    """What encoding one batch cost, for selectors and reports.
+
+    ``device_s`` is the modelled device time of emulated hardware (``None`` for CPU codecs);
+    it is a model, never a measurement, and reports say so.
+    """
+
+    input_bytes: int = 0
+    output_bytes: int = 0
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    device_s: float | None = None
+    path: str = "software"
+
+    @property
+    def ratio(self) -> float:
+        return self.input_bytes / self.output_bytes if self.output_bytes else float("inf")
+
+
+@dataclass
+class Encoded:
+    """Encoded pages of one batch: runs, a mode per page, and the payload.
+
+    The payload is kept as segments (raw pages, then the codec's blob) so a writer can send
+    them without joining them first. Segments may be views of a pooled buffer: they are valid
+    until the request that produced them is released.
+    """
+
+    codec: str
+    page_size: int
+    runs: np.ndarray
+    modes: np.ndarray
+    segments: tuple = ()
+    stats: Measurements = field(default_factory=Measurements)
+
+    @property
+    def n_pages(self) -> int:
+        return int(self.modes.shape[0])
+
+    @property
+    def payload_nbytes(self) -> int:
+        return sum(memoryview(s).nbytes for s in self.segments)
+
+    @property
+    def payload(self) -> bytes:
+        """The payload as one bytes object (a copy; writers should use ``segments``)."""
+        return b"".join(bytes(memoryview(s).cast("B")) for s in self.segments)
+
+    def count(self, mode: PageMode) -> int:
+        return int(np.count_nonzero(self.modes == mode))

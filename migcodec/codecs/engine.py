@@ -1,0 +1,214 @@
+"""Asynchronous codec use, shaped like the hardware: engines, a request pool, completions.
+
+``CodecEngines`` runs several engines of one codec (a device's engines, or CPU worker
+threads: zlib-ng, lz4 and zstd release the GIL while compressing). ``submit`` dispatches
+round-robin and returns a :class:`Request`; completions are polled or waited for. Requests
+come from a fixed pool of pre-allocated structures with their own staging buffers (the seed
+talk's request cache), so a producer that outruns the engines blocks in ``submit`` instead of
+growing memory: back-pressure, not unbounded queues.
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+
+from migcodec.codecs.base import Codec
+from migcodec.codecs.batch import DEFAULT_MAX_PAGES, Batch
+from migcodec.codecs.encoded import Encoded
+from migcodec.codecs.errors import CodecError, InvalidBatch
+from migcodec.codecs.memory import DEFAULT_PAGE_SIZE
+
+_STOP = object()
+
+
+class Request:
+    """One in-flight batch. Its ``Encoded`` may point into the request's staging buffer, so
+    consume it, then ``release()`` the request (or use it as a context manager)."""
+
+    def __init__(self, pool: RequestPool, slot: int, staging: np.ndarray) -> None:
+        self.slot = slot
+        self.staging = staging
+        self.batch: Batch | None = None
+        self.sequence = -1
+        self.engine = -1
+        self.encoded: Encoded | None = None
+        self.error: BaseException | None = None
+        self._done = threading.Event()
+        self._pool = pool
+
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def result(self, timeout: float | None = None) -> Encoded:
+        """The encoded batch; re-raises the engine's exception if encoding failed."""
+        if not self._done.wait(timeout):
+            raise TimeoutError(f"request {self.sequence} not complete after {timeout} s")
+        if self.error is not None:
+            raise self.error
+        assert self.encoded is not None
+        return self.encoded
+
+    def release(self) -> None:
+        """Return the request and its buffer to the pool; its ``Encoded`` is then invalid."""
+        self.batch = None
+        self.encoded = None
+        self.error = None
+        self._done.clear()
+        self._pool.release(self)
+
+    def __enter__(self) -> Request:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.release()
+
+
+class RequestPool:
+    """A fixed set of pre-allocated requests; ``acquire`` blocks when all are in flight."""
+
+    def __init__(self, size: int, max_pages: int, page_size: int) -> None:
+        if size < 1:
+            raise ValueError("a request pool needs at least one request")
+        self.size = size
+        self._buffer = np.empty((size, max_pages, page_size), dtype=np.uint8)
+        self._free: queue.SimpleQueue[Request] = queue.SimpleQueue()
+        for slot in range(size):
+            self._free.put(Request(self, slot, self._buffer[slot]))
+
+    def acquire(self, timeout: float | None = None) -> Request:
+        try:
+            return self._free.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError(
+                f"all {self.size} requests are in flight after {timeout} s; "
+                "collect completions and release requests before submitting more"
+            ) from None
+
+    def release(self, request: Request) -> None:
+        self._free.put(request)
+
+    def free_count(self) -> int:
+        return self._free.qsize()
+
+
+class CodecEngines:
+    """``engines`` workers of one codec behind a bounded request pool."""
+
+    def __init__(
+        self,
+        codec: Codec,
+        engines: int = 2,
+        depth: int = 4,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        max_pages: int = DEFAULT_MAX_PAGES,
+    ) -> None:
+        if engines < 1:
+            raise ValueError("need at least one engine")
+        self.codec = codec
+        self.page_size = page_size
+        self.max_pages = max_pages
+        self.pool = RequestPool(engines * depth, max_pages, page_size)
+        self._completed: queue.SimpleQueue[Request] = queue.SimpleQueue()
+        self._queues: list[queue.SimpleQueue] = [queue.SimpleQueue() for _ in range(engines)]
+        self._next_engine = itertools.cycle(range(engines))
+        self._sequence = itertools.count()
+        self._in_flight = 0
+        self._lock = threading.Lock()
+        self._closed = False
+        self._threads = [
+            threading.Thread(
+                target=self._run,
+                args=(i, codec.clone() if i else codec),
+                name=f"migcodec-{codec.name}-{i}",
+                daemon=True,
+            )
+            for i in range(engines)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    @property
+    def engines(self) -> int:
+        return len(self._threads)
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def _run(self, index: int, codec: Codec) -> None:
+        work = self._queues[index]
+        while True:
+            request = work.get()
+            if request is _STOP:
+                return
+            try:
+                request.encoded = codec.encode(request.batch, staging=request.staging)
+            except BaseException as exc:  # delivered to the caller through the request
+                request.error = exc
+            request._done.set()
+            self._completed.put(request)
+
+    def submit(self, batch: Batch, timeout: float | None = None) -> Request:
+        """Queue ``batch`` on the next engine; blocks while every pooled request is busy."""
+        if self._closed:
+            raise CodecError("engines are closed")
+        if batch.page_size != self.page_size or batch.n_pages > self.max_pages:
+            raise InvalidBatch(
+                f"batch of {batch.n_pages} pages of {batch.page_size} bytes does not fit "
+                f"engines sized for {self.max_pages} pages of {self.page_size} bytes"
+            )
+        request = self.pool.acquire(timeout)
+        request.batch = batch
+        request.sequence = next(self._sequence)
+        request.engine = next(self._next_engine)
+        with self._lock:
+            self._in_flight += 1
+        self._queues[request.engine].put(request)
+        return request
+
+    def _collected(self, request: Request) -> Request:
+        with self._lock:
+            self._in_flight -= 1
+        return request
+
+    def poll(self, limit: int | None = None) -> list[Request]:
+        """Completed requests, without waiting (the device-polling thread's loop body)."""
+        done = []
+        while limit is None or len(done) < limit:
+            try:
+                done.append(self._collected(self._completed.get_nowait()))
+            except queue.Empty:
+                break
+        return done
+
+    def wait(self, timeout: float | None = None) -> Request:
+        """The next completed request, waiting up to ``timeout`` seconds."""
+        try:
+            return self._collected(self._completed.get(timeout=timeout))
+        except queue.Empty:
+            raise TimeoutError(f"no request completed within {timeout} s") from None
+
+    def completions(self, timeout: float | None = None) -> Iterator[Request]:
+        """Completed requests until nothing is in flight."""
+        while self._in_flight:
+            yield self.wait(timeout)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for work in self._queues:
+            work.put(_STOP)
+        for thread in self._threads:
+            thread.join()
+
+    def __enter__(self) -> CodecEngines:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()

@@ -1,0 +1,21 @@
+"""Exceptions of the codec layer; each message says what went wrong and what to do."""
+
+
+class CodecError(Exception):
+    """Base class of every codec-layer failure."""
+
+
+class InvalidBatch(CodecError, ValueError):
+    """A batch names pages that cannot form a request (bad run, too many pages, bad memory)."""
+
+
+class DecodeError(CodecError):
+    """An encoded batch does not decode to exactly the pages it names."""
+
+
+class CodecNotFound(CodecError, LookupError):
+    """No plugin is registered under the requested name."""
+
+
+class CodecUnavailable(CodecError):
+    """A plugin is registered but cannot run here (missing library or device)."""

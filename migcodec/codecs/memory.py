@@ -1,0 +1,40 @@
+"""Guest memory seen as pages, without copying it."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from migcodec.codecs.errors import InvalidBatch
+
+DEFAULT_PAGE_SIZE = 4096
+
+
+def page_view(memory: object, page_size: int = DEFAULT_PAGE_SIZE) -> np.ndarray:
+    """Return a ``(n_pages, page_size)`` uint8 view of ``memory`` sharing its storage.
+
+    Any object exporting the buffer protocol works (numpy array, ``mmap``, ``bytearray``).
+    The view is writable when the buffer is, so decoders write straight into guest memory.
+    A 2-D array that already has the right shape is returned as is, so repeated calls on the
+    hot path cost nothing.
+    """
+    if page_size <= 0 or page_size % 8:
+        raise InvalidBatch(f"page size {page_size} must be a positive multiple of 8 bytes")
+    if (
+        isinstance(memory, np.ndarray)
+        and memory.ndim == 2
+        and memory.dtype == np.uint8
+        and memory.shape[1] == page_size
+        and memory.flags.c_contiguous
+    ):
+        return memory
+    try:
+        flat = np.frombuffer(memory, dtype=np.uint8)
+    except (TypeError, ValueError) as exc:
+        raise InvalidBatch(
+            f"guest memory must be a contiguous buffer (numpy uint8 array, mmap, bytearray): {exc}"
+        ) from exc
+    if flat.size % page_size:
+        raise InvalidBatch(
+            f"guest memory of {flat.size} bytes is not a whole number of {page_size}-byte pages"
+        )
+    return flat.reshape(-1, page_size)

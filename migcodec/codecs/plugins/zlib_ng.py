@@ -1,0 +1,58 @@
+"""``zlib-ng``: DEFLATE through zlib-ng, the CPU baseline of the seed talk (zlib level 1)."""
+
+from __future__ import annotations
+
+import numpy as np
+from zlib_ng import zlib_ng
+
+from migcodec.codecs.base import Codec, PageEncoding
+from migcodec.codecs.errors import DecodeError
+
+
+def inflate_exact(blob, expected: int, wbits: int, what: str) -> bytes:
+    """Inflate ``blob`` to exactly ``expected`` bytes, never allocating more.
+
+    The output is capped before inflating (a hostile stream cannot balloon), and a stream
+    that ends early, runs long or carries trailing bytes is a :class:`DecodeError`.
+    """
+    inflater = zlib_ng.decompressobj(wbits)
+    try:
+        out = inflater.decompress(blob, expected)
+    except zlib_ng.error as exc:
+        raise DecodeError(f"{what} stream is corrupt: {exc}") from exc
+    if len(out) != expected or not inflater.eof or inflater.unconsumed_tail:
+        raise DecodeError(
+            f"{what} stream does not inflate to exactly {expected} bytes "
+            f"(got {len(out)}, stream {'ended' if inflater.eof else 'unfinished'})"
+        )
+    if inflater.unused_data:
+        raise DecodeError(f"{what} stream has {len(inflater.unused_data)} trailing bytes")
+    return out
+
+
+class ZlibNgCodec(Codec):
+    """DEFLATE at ``level`` (1 by default). ``wbits`` picks the container as zlib does:
+    -9..-15 raw DEFLATE (default -15, no header), 9..15 zlib, 25..31 gzip."""
+
+    name = "zlib-ng"
+    kind = "compress"
+    requires = ("zlib-ng",)
+
+    def __init__(self, level: int = 1, wbits: int = -15) -> None:
+        if not isinstance(level, int) or not 0 <= level <= 9:
+            raise ValueError(f"zlib-ng level must be an integer 0..9, got {level!r}")
+        if not isinstance(wbits, int) or not (
+            -15 <= wbits <= -9 or 9 <= wbits <= 15 or 25 <= wbits <= 31
+        ):
+            raise ValueError(f"zlib-ng wbits must be -15..-9, 9..15 or 25..31, got {wbits!r}")
+        self.level = level
+        self.wbits = wbits
+
+    def params(self) -> dict:
+        return {"level": self.level, "wbits": self.wbits}
+
+    def _encode_pages(self, pages: np.ndarray, indices: np.ndarray) -> PageEncoding:
+        return PageEncoding(zlib_ng.compress(pages, self.level, self.wbits))
+
+    def _decode_pages(self, blob, modes, current, page_size):
+        return inflate_exact(blob, modes.shape[0] * page_size, self.wbits, "zlib-ng")

@@ -1,0 +1,58 @@
+"""``zstd``: Zstandard over the whole batch; negative levels are its fast modes."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import zstandard
+
+from migcodec.codecs.base import Codec, PageEncoding
+from migcodec.codecs.errors import DecodeError
+
+#: ZSTD_minCLevel(): -ZSTD_TARGETLENGTH_MAX (python-zstandard does not export it)
+ZSTD_MIN_LEVEL = -(1 << 17)
+
+
+class ZstdCodec(Codec):
+    """Zstandard at ``level`` (default 1; negative levels down to zstd's minimum are faster).
+
+    zstd contexts are not thread safe, so each thread keeps its own; the frame omits the
+    content size and checksum because the batch layout and the wire already carry both.
+    """
+
+    name = "zstd"
+    kind = "compress"
+    requires = ("zstandard",)
+
+    def __init__(self, level: int = 1) -> None:
+        lo, hi = ZSTD_MIN_LEVEL, zstandard.MAX_COMPRESSION_LEVEL
+        if not isinstance(level, int) or not lo <= level <= hi or level == 0:
+            raise ValueError(f"zstd level must be a non-zero integer {lo}..{hi}, got {level!r}")
+        self.level = level
+        self._local = threading.local()
+
+    def params(self) -> dict:
+        return {"level": self.level}
+
+    def _contexts(self):
+        local = self._local
+        if not hasattr(local, "compressor"):
+            local.compressor = zstandard.ZstdCompressor(
+                level=self.level, write_content_size=False, write_checksum=False
+            )
+            local.decompressor = zstandard.ZstdDecompressor()
+        return local
+
+    def _encode_pages(self, pages: np.ndarray, indices: np.ndarray) -> PageEncoding:
+        return PageEncoding(self._contexts().compressor.compress(pages))
+
+    def _decode_pages(self, blob, modes, current, page_size):
+        expected = modes.shape[0] * page_size
+        try:
+            out = self._contexts().decompressor.decompress(blob, max_output_size=expected)
+        except zstandard.ZstdError as exc:
+            raise DecodeError(f"zstd frame does not decode: {exc}") from exc
+        if len(out) != expected:
+            raise DecodeError(f"zstd frame decoded to {len(out)} bytes, expected {expected}")
+        return out

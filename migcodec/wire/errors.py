@@ -1,0 +1,70 @@
+"""Wire failures. Every one names the frame index and byte offset where it was found."""
+
+from __future__ import annotations
+
+
+class WireError(Exception):
+    """A migration stream that cannot be trusted from this point on."""
+
+    def __init__(self, message: str, frame: int | None = None, offset: int | None = None):
+        where = []
+        if frame is not None:
+            where.append("preamble" if frame < 0 else f"frame {frame}")
+        if offset is not None:
+            where.append(f"byte offset {offset}")
+        super().__init__(f"{', '.join(where)}: {message}" if where else message)
+        self.frame = frame
+        self.offset = offset
+        self.detail = message
+
+
+class TruncatedStream(WireError):
+    """The stream ended inside a preamble or frame."""
+
+
+class IncompleteStream(WireError):
+    """The stream ended cleanly between frames but before its end-of-stream frame."""
+
+
+class BadPreamble(WireError):
+    """Not a migcodec stream, or a preamble with impossible values."""
+
+
+class UnsupportedVersion(BadPreamble):
+    """A stream version this reader does not speak."""
+
+
+class CodecMissing(WireError):
+    """The stream uses a codec this side cannot decode; the message names what to install."""
+
+
+class ChecksumMismatch(WireError):
+    """A preamble or frame whose checksum does not match: corrupt, lost or reordered data."""
+
+
+class FrameTooLarge(WireError):
+    """A length field over the negotiated bound, refused before any allocation."""
+
+
+class MalformedFrame(WireError):
+    """A frame whose fields contradict each other or the negotiated stream."""
+
+
+class UnknownCodecId(MalformedFrame):
+    """A data frame naming a codec id absent from the preamble's table."""
+
+
+class RunOutOfBounds(MalformedFrame):
+    """A run naming pages outside guest memory, empty, or overlapping another."""
+
+
+class CorruptPayload(WireError):
+    """A frame whose checksum matched but whose payload does not decode to its pages."""
+
+
+class StreamAborted(WireError):
+    """The peer aborted the migration and said why."""
+
+
+class DigestMismatch(WireError):
+    """The end-of-stream totals or memory digest differ from what was received."""

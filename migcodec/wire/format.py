@@ -1,0 +1,58 @@
+"""Byte layout of a migcodec stream, version 1. All integers little-endian.
+
+Preamble::
+
+    magic "MIGCODEC" | u16 version | u16 flags | u32 page_size | u64 memory_pages
+    | u16 max_batch_pages | u16 codec_count
+    codec_count x ( u8 id | u8 name_len | u16 config_len | name | config JSON )
+    u64 checksum (xxh3-64 of everything above)
+
+Frame::
+
+    "MF" | u8 type | u8 codec_id | u16 flags | u16 run_count | u32 page_count
+    | u32 payload_len | u64 checksum
+    run_count x ( u64 first_page | u32 n_pages )     (data frames)
+    page_count x u8 page mode                        (data frames)
+    payload_len bytes
+
+A frame's checksum is xxh3-64, seeded with the frame's index, over its first 16 header bytes
+and its body: a lost, repeated or reordered frame fails its check like a corrupted one.
+"""
+
+from __future__ import annotations
+
+import struct
+from enum import IntEnum
+
+MAGIC = b"MIGCODEC"
+VERSION = 1
+
+PREAMBLE_FIXED = struct.Struct("<8sHHIQHH")
+CODEC_ENTRY = struct.Struct("<BBH")
+CHECKSUM = struct.Struct("<Q")
+FRAME_HEADER = struct.Struct("<2sBBHHIIQ")
+FRAME_MAGIC = b"MF"
+RUN = struct.Struct("<QI")
+RUN_DTYPE = [("first", "<u8"), ("count", "<u4")]
+END_ITERATION = struct.Struct("<QQ")
+END_STREAM = struct.Struct("<QQ")
+
+# Bounds a reader enforces before allocating anything.
+MIN_PAGE_SIZE = 512
+MAX_PAGE_SIZE = 1 << 21
+MAX_MEMORY_PAGES = 1 << 40
+MAX_BATCH_PAGES = 4096
+MAX_CODECS = 255
+MAX_CODEC_NAME = 64
+MAX_CODEC_CONFIG = 4096
+MAX_ABORT_REASON = 4096
+MAX_DIGEST = 64
+
+FLAG_DIGEST = 0x1  # end-of-stream frame carries a memory digest
+
+
+class FrameType(IntEnum):
+    DATA = 1
+    END_ITERATION = 2
+    END_STREAM = 3
+    ABORT = 4

@@ -1,0 +1,62 @@
+"""Byte sinks and sources over files and sockets, so the writer and reader need neither."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Sequence
+
+
+class Sink:
+    """Writes a frame's parts in order; sockets get one ``sendmsg`` per frame where possible."""
+
+    def __init__(self, target: object) -> None:
+        self._sock = target if isinstance(target, socket.socket) else None
+        self._write = None if self._sock else target.write
+        self._flush = getattr(target, "flush", None)
+
+    def write_parts(self, parts: Sequence) -> None:
+        if self._sock is None:
+            for part in parts:
+                self._write(part)
+            return
+        views = [memoryview(p).cast("B") for p in parts if memoryview(p).nbytes]
+        while views:
+            sent = self._sock.sendmsg(views)
+            while views and sent >= views[0].nbytes:
+                sent -= views[0].nbytes
+                views.pop(0)
+            if views and sent:
+                views[0] = views[0][sent:]
+
+    def flush(self) -> None:
+        if self._flush is not None:
+            self._flush()
+
+
+class Source:
+    """Fills caller-provided buffers; returns how many bytes arrived before end of stream."""
+
+    def __init__(self, source: object) -> None:
+        if isinstance(source, socket.socket):
+            self._readinto = source.recv_into
+        elif hasattr(source, "readinto"):
+            self._readinto = source.readinto
+        else:
+            read = source.read
+
+            def readinto(view: memoryview) -> int:
+                chunk = read(len(view))
+                view[: len(chunk)] = chunk
+                return len(chunk)
+
+            self._readinto = readinto
+
+    def fill(self, view: memoryview) -> int:
+        """Read until ``view`` is full or the stream ends; return the byte count read."""
+        got = 0
+        while got < len(view):
+            n = self._readinto(view[got:])
+            if not n:
+                break
+            got += n
+        return got

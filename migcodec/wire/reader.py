@@ -1,0 +1,320 @@
+"""FrameReader: a migration stream from an untrusted peer, into destination memory.
+
+Order of checks for every frame: header magic and type, codec id, every length against its
+bound (before any allocation), the checksum over header and body (before any parsing of the
+body), runs against memory, then decoding, which validates fully before writing. A bad
+frame is a specific :class:`WireError` naming the frame index and byte offset, and nothing
+outside the pages a valid frame names is ever written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from migcodec.codecs import (
+    Codec,
+    CodecError,
+    DecodeError,
+    Encoded,
+    InvalidBatch,
+    get_codec,
+    page_view,
+)
+from migcodec.codecs.batch import check_runs
+from migcodec.codecs.encoded import MAX_PAGE_MODE
+from migcodec.wire import format as fmt
+from migcodec.wire.checksum import checksum
+from migcodec.wire.digest import memory_digest
+from migcodec.wire.errors import (
+    ChecksumMismatch,
+    CorruptPayload,
+    DigestMismatch,
+    FrameTooLarge,
+    IncompleteStream,
+    MalformedFrame,
+    RunOutOfBounds,
+    StreamAborted,
+    TruncatedStream,
+    UnknownCodecId,
+    WireError,
+)
+from migcodec.wire.io import Source
+from migcodec.wire.preamble import Preamble, read_preamble, resolve_codecs
+
+
+@dataclass
+class Frame:
+    """One verified frame. A data frame's ``encoded`` views the reader's buffer: apply it
+    before reading the next frame."""
+
+    index: int
+    offset: int
+    type: fmt.FrameType
+    codec_id: int = 0
+    encoded: Encoded | None = None
+    iteration: int = 0
+    pages: int = 0
+    frames: int = 0
+    digest: bytes | None = None
+    reason: str = ""
+
+
+@dataclass
+class StreamSummary:
+    """What a completed stream delivered."""
+
+    frames: int = 0
+    data_frames: int = 0
+    pages: int = 0
+    bytes_read: int = 0
+    iterations: int = 0
+    digest_verified: bool = False
+    pages_by_codec: dict[str, int] = field(default_factory=dict)
+
+
+class FrameReader:
+    """Reads and checks the preamble at construction; then frames, one at a time.
+
+    ``resolve`` turns a codec config into a codec (the registry by default); a codec that
+    cannot be resolved refuses the whole stream before any page is read.
+    ``max_batch_pages`` is this side's own bound, whatever the peer announces.
+    """
+
+    def __init__(
+        self,
+        source: object,
+        resolve: Callable[[dict[str, Any]], Codec] = get_codec,
+        max_batch_pages: int = fmt.MAX_BATCH_PAGES,
+    ) -> None:
+        self._source = Source(source)
+        self.offset = 0
+        self.index = 0
+        self.ended = False
+        self.preamble: Preamble = read_preamble(self._read_exact)
+        if self.preamble.max_batch_pages > max_batch_pages:
+            raise FrameTooLarge(
+                f"peer batches of {self.preamble.max_batch_pages} pages exceed this side's "
+                f"limit of {max_batch_pages}",
+                -1,
+                0,
+            )
+        self.codecs = resolve_codecs(self.preamble, resolve)
+        self._header = bytearray(fmt.FRAME_HEADER.size)
+        self._body = bytearray(
+            self.preamble.max_batch_pages * (fmt.RUN.size + 1 + self.preamble.page_size)
+        )
+
+    @property
+    def page_size(self) -> int:
+        return self.preamble.page_size
+
+    @property
+    def memory_pages(self) -> int:
+        return self.preamble.memory_pages
+
+    def _read_exact(self, n: int, frame: int) -> bytes:
+        buf = bytearray(n)
+        self._fill(memoryview(buf), frame)
+        return bytes(buf)
+
+    def _fill(self, view: memoryview, frame: int, at_boundary: bool = False) -> None:
+        got = self._source.fill(view)
+        if got < len(view):
+            if at_boundary and got == 0:
+                raise IncompleteStream(
+                    "stream ended before its end-of-stream frame; the migration is incomplete",
+                    frame,
+                    self.offset,
+                )
+            raise TruncatedStream(
+                f"stream ended {len(view) - got} bytes short of a {len(view)}-byte read",
+                frame,
+                self.offset + got,
+            )
+        self.offset += got
+
+    def read_frame(self) -> Frame:
+        """The next verified frame. Raises a :class:`WireError` subclass, never anything else."""
+        if self.ended:
+            raise MalformedFrame("read past the end-of-stream frame", self.index, self.offset)
+        index, start = self.index, self.offset
+        header = memoryview(self._header)
+        self._fill(header, index, at_boundary=True)
+        magic, ftype, codec_id, flags, run_count, page_count, payload_len, expected = (
+            fmt.FRAME_HEADER.unpack(header)
+        )
+        if magic != fmt.FRAME_MAGIC:
+            raise MalformedFrame(f"bad frame magic {bytes(magic)!r}", index, start)
+        body_len = self._check_header(
+            index, start, ftype, codec_id, flags, run_count, page_count, payload_len
+        )
+        body = memoryview(self._body)[:body_len]
+        self._fill(body, index)
+        if checksum([header[:16], body], seed=index) != expected:
+            raise ChecksumMismatch(
+                "checksum does not match: the frame is corrupt, or frames were lost, "
+                "repeated or reordered",
+                index,
+                start,
+            )
+        self.index += 1
+        frame = Frame(index, start, fmt.FrameType(ftype), codec_id)
+        if ftype == fmt.FrameType.DATA:
+            frame.encoded = self._parse_data(index, start, codec_id, run_count, page_count, body)
+        elif ftype == fmt.FrameType.END_ITERATION:
+            frame.iteration, frame.pages = fmt.END_ITERATION.unpack(body)
+        elif ftype == fmt.FrameType.END_STREAM:
+            frame.pages, frame.frames = fmt.END_STREAM.unpack(body[: fmt.END_STREAM.size])
+            if flags & fmt.FLAG_DIGEST:
+                frame.digest = bytes(body[fmt.END_STREAM.size :])
+            self.ended = True
+        else:
+            frame.reason = bytes(body).decode("utf-8", "replace")
+        return frame
+
+    def _check_header(
+        self, index, start, ftype, codec_id, flags, run_count, page_count, payload_len
+    ) -> int:
+        """Validate header fields against the stream's bounds; return the body length."""
+        if ftype == fmt.FrameType.DATA:
+            if codec_id not in self.codecs:
+                raise UnknownCodecId(
+                    f"codec id {codec_id} is not in the stream's codec table "
+                    f"({sorted(self.codecs)})",
+                    index,
+                    start,
+                )
+            limit = self.preamble.max_batch_pages
+            if not 0 < run_count <= limit or not 0 < page_count <= limit:
+                raise FrameTooLarge(
+                    f"{run_count} runs / {page_count} pages; the stream allows 1..{limit}",
+                    index,
+                    start,
+                )
+            if payload_len > page_count * self.page_size:
+                raise FrameTooLarge(
+                    f"payload of {payload_len} bytes for {page_count} pages "
+                    f"(at most {page_count * self.page_size})",
+                    index,
+                    start,
+                )
+            if flags:
+                raise MalformedFrame(f"unknown data frame flags {flags:#x}", index, start)
+            return run_count * fmt.RUN.size + page_count + payload_len
+        if ftype not in fmt.FrameType.__members__.values():
+            raise MalformedFrame(f"unknown frame type {ftype}", index, start)
+        if codec_id or run_count or page_count:
+            raise MalformedFrame("control frame with codec, runs or pages", index, start)
+        if ftype == fmt.FrameType.END_ITERATION:
+            ok, bound = payload_len == fmt.END_ITERATION.size and not flags, None
+        elif ftype == fmt.FrameType.END_STREAM:
+            bound = fmt.END_STREAM.size + (fmt.MAX_DIGEST if flags & fmt.FLAG_DIGEST else 0)
+            ok = flags & ~fmt.FLAG_DIGEST == 0 and fmt.END_STREAM.size <= payload_len <= bound
+            ok = ok and (flags & fmt.FLAG_DIGEST or payload_len == fmt.END_STREAM.size)
+        else:
+            ok = payload_len <= fmt.MAX_ABORT_REASON and not flags
+        if not ok:
+            raise FrameTooLarge(
+                f"{fmt.FrameType(ftype).name} frame with payload of {payload_len} bytes "
+                f"and flags {flags:#x}",
+                index,
+                start,
+            )
+        return payload_len
+
+    def _parse_data(self, index, start, codec_id, run_count, page_count, body) -> Encoded:
+        runs_end = run_count * fmt.RUN.size
+        raw_runs = np.frombuffer(body[:runs_end], dtype=fmt.RUN_DTYPE)
+        first = raw_runs["first"]
+        if (first >= self.memory_pages).any():
+            bad = int(np.flatnonzero(first >= self.memory_pages)[0])
+            raise RunOutOfBounds(
+                f"run {bad} starts at page {int(first[bad])}, beyond memory of "
+                f"{self.memory_pages} pages",
+                index,
+                start,
+            )
+        runs = np.stack([first.astype(np.int64), raw_runs["count"].astype(np.int64)], axis=1)
+        try:
+            n_pages = check_runs(runs, self.memory_pages, self.preamble.max_batch_pages)
+        except InvalidBatch as exc:
+            raise RunOutOfBounds(str(exc), index, start) from exc
+        if n_pages != page_count:
+            raise MalformedFrame(
+                f"runs name {n_pages} pages but the header says {page_count}", index, start
+            )
+        modes = np.frombuffer(body[runs_end : runs_end + page_count], dtype=np.uint8)
+        if (modes > MAX_PAGE_MODE).any():
+            raise MalformedFrame(f"undefined page mode {int(modes.max())}", index, start)
+        payload = body[runs_end + page_count :]
+        codec = self.codecs[codec_id]
+        return Encoded(codec.name, self.page_size, runs, modes, (payload,) if payload else ())
+
+    def apply(self, frame: Frame, memory: object) -> None:
+        """Decode a data frame into destination memory (only the pages it names)."""
+        codec = self.codecs[frame.codec_id]
+        try:
+            codec.decode(frame.encoded, memory)
+        except (DecodeError, InvalidBatch, CodecError) as exc:
+            raise CorruptPayload(f"{codec.name}: {exc}", frame.index, frame.offset) from exc
+        except Exception as exc:  # a codec bug on hostile input is still a wire error
+            raise CorruptPayload(
+                f"{codec.name} failed on this payload: {type(exc).__name__}: {exc}",
+                frame.index,
+                frame.offset,
+            ) from exc
+
+    def __iter__(self) -> Iterator[Frame]:
+        """Frames up to and including end of stream; an abort frame raises."""
+        while not self.ended:
+            frame = self.read_frame()
+            if frame.type == fmt.FrameType.ABORT:
+                raise StreamAborted(f"peer aborted: {frame.reason}", frame.index, frame.offset)
+            yield frame
+
+    def receive(self, memory: object, verify_digest: bool = True) -> StreamSummary:
+        """Apply a whole stream to ``memory``; return only if it completed and matched."""
+        view = page_view(memory, self.page_size)
+        if view.shape[0] != self.memory_pages:
+            raise WireError(
+                f"destination memory has {view.shape[0]} pages; the stream is for "
+                f"{self.memory_pages}"
+            )
+        summary = StreamSummary()
+        for frame in self:
+            summary.frames += 1
+            if frame.type == fmt.FrameType.DATA:
+                self.apply(frame, view)
+                summary.data_frames += 1
+                summary.pages += frame.encoded.n_pages
+                name = self.codecs[frame.codec_id].name
+                summary.pages_by_codec[name] = (
+                    summary.pages_by_codec.get(name, 0) + frame.encoded.n_pages
+                )
+            elif frame.type == fmt.FrameType.END_ITERATION:
+                summary.iterations += 1
+            elif frame.type == fmt.FrameType.END_STREAM:
+                self._verify_end(frame, summary, view, verify_digest)
+        summary.bytes_read = self.offset
+        return summary
+
+    def _verify_end(self, frame, summary, view, verify_digest) -> None:
+        if frame.pages != summary.pages or frame.frames != frame.index:
+            raise DigestMismatch(
+                f"sender reports {frame.pages} pages in {frame.frames} frames; received "
+                f"{summary.pages} pages in {frame.index} frames",
+                frame.index,
+                frame.offset,
+            )
+        if frame.digest is not None and verify_digest:
+            if memory_digest(view) != frame.digest:
+                raise DigestMismatch(
+                    "destination memory digest differs from the source's",
+                    frame.index,
+                    frame.offset,
+                )
+            summary.digest_verified = True

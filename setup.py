@@ -1,0 +1,42 @@
+"""Packaging for migcodec.
+
+Built-in codecs are registered through the same ``migcodec.codecs`` entry points that third
+parties use, so the registry has exactly one discovery path.
+"""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+BUILTIN_CODECS = [
+    "raw = migcodec.codecs.plugins.raw:RawCodec",
+    "zlib-ng = migcodec.codecs.plugins.zlib_ng:ZlibNgCodec",
+    "lz4 = migcodec.codecs.plugins.lz4:Lz4Codec",
+    "zstd = migcodec.codecs.plugins.zstd:ZstdCodec",
+]
+
+setup(
+    name="migcodec",
+    version="0.1.0",
+    description="Codecs, adaptive codec selection and wire format for live migration of memory",
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["migcodec", "migcodec.*"]),
+    install_requires=[
+        "numpy>=1.24",
+        "stevedore>=5.0",
+        "zlib-ng>=0.4",
+        "lz4>=4.0",
+        "zstandard>=0.21",
+        "scikit-learn>=1.3",
+        "xxhash>=3.0",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "hypothesis>=6.80", "ruff>=0.5"],
+    },
+    entry_points={
+        "console_scripts": ["migcodec = migcodec.cli:main"],
+        "migcodec.codecs": BUILTIN_CODECS,
+    },
+)
