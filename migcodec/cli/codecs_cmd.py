@@ -1,0 +1,27 @@
+"""``migcodec codecs``: every plugin with kind, path, availability and reason."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from migcodec.codecs import plugin_statuses
+
+
+def run(args: argparse.Namespace) -> int:
+    statuses = plugin_statuses()
+    if args.json:
+        print(json.dumps([s.as_dict() for s in statuses], indent=2))
+        return 0
+    print(f"{'codec':<12} {'kind':<9} {'available':<9} {'path':<11} reason")
+    for s in statuses:
+        print(
+            f"{s.name:<12} {s.kind:<9} {'yes' if s.available else 'no':<9} {s.path:<11} {s.reason}"
+        )
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("codecs", help="list codec plugins, their path and availability")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(func=run)
