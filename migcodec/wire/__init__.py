@@ -18,6 +18,7 @@ from migcodec.wire.errors import (
     WireError,
 )
 from migcodec.wire.format import VERSION, FrameType
+from migcodec.wire.handshake import HandshakeRefused
 from migcodec.wire.preamble import Preamble
 from migcodec.wire.reader import Frame, FrameReader, StreamSummary
 from migcodec.wire.writer import FrameWriter
@@ -35,6 +36,7 @@ __all__ = [
     "FrameTooLarge",
     "FrameType",
     "FrameWriter",
+    "HandshakeRefused",
     "IncompleteStream",
     "MalformedFrame",
     "Preamble",
