@@ -146,8 +146,10 @@ class Codec(ABC):
     def encode(self, batch: Batch, staging: np.ndarray | None = None) -> Encoded:
         """Encode a batch. ``staging`` is a pooled ``(max_pages, page_size)`` scratch buffer.
 
-        When ``staging`` is given, payload segments may be views of it or of guest memory;
-        they stay valid until the staging buffer is reused. The common case (no zero page,
+        Raw pages in the payload may be views of guest memory when no ``staging`` buffer is
+        given (zero copy; valid while the guest leaves them alone). With ``staging`` (the
+        engines' pooled buffers) they are copied there, so a guest still writing cannot
+        change a frame between its checksum and its send. The common case (no zero page,
         encoding pays) adds a few microseconds to the transform: ``benchmarks/run.py``
         measures framework against raw library calls.
         """
@@ -182,6 +184,8 @@ class Codec(ABC):
                     self._encode_pages(data, indices), data, modes, nonzero, page_size
                 )
             payload_nbytes = _nbytes(segments)
+        if staging is not None:
+            segments = _detached(segments, batch.memory, staging)
         encoded = Encoded(self.name, page_size, batch.runs, modes, segments)
         stats = encoded.stats
         stats.input_bytes = n * page_size
@@ -279,6 +283,20 @@ class Codec(ABC):
             _scatter(view, raw_idx, raw)
         if decoded is not None:
             _scatter(view, enc_idx, decoded.reshape(-1, page_size))
+
+
+def _detached(segments: tuple, memory: np.ndarray, staging: np.ndarray) -> tuple:
+    """Copy segments that still view guest memory into the staging buffer."""
+    if not any(isinstance(s, np.ndarray) and np.may_share_memory(s, memory) for s in segments):
+        return segments
+    flat = staging.reshape(-1)
+    out = []
+    for s in segments:
+        if isinstance(s, np.ndarray) and np.may_share_memory(s, memory):
+            flat[: s.size] = s
+            s = flat[: s.size]
+        out.append(s)
+    return tuple(out)
 
 
 def _joined(segments: tuple) -> memoryview:
