@@ -119,7 +119,7 @@ def read_preamble(read_exact: Callable[[int, int], bytes]) -> Preamble:
         try:
             parsed = json.loads(config)
             ok = isinstance(parsed, dict) and parsed.get("name") == name.decode()
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):  # deep nesting: RecursionError
             ok = False
         if not ok:
             raise BadPreamble(
