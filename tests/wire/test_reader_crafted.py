@@ -617,7 +617,8 @@ def test_checksummed_garbage_is_only_ever_a_wire_error(frames):
             fresh = np.setdiff1d(named_pages(frames[exc.frame][1]), named_pages(earlier))
             assert (dest[fresh] == SENTINEL).all()
     else:
-        assert summary.pages == sum(c for _, runs in frames for _, c in runs)
+        read = frames[: summary.frames]  # an early end-of-stream frame ends the stream
+        assert summary.pages == sum(c for _, runs in read for _, c in runs)
     named = np.zeros(PAGES, bool)
     for _, runs in frames:
         for first, count in runs:
