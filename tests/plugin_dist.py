@@ -57,6 +57,14 @@ def clear_entry_point_caches() -> None:
     importlib.invalidate_caches()
 
 
+def migcodec_command() -> list[str]:
+    """The ``migcodec`` console script as a user runs it (the one next to this Python)."""
+    script = Path(sys.executable).with_name("migcodec")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "import sys; from migcodec.cli import main; sys.exit(main())"]
+
+
 def subprocess_env(cache_home: Path, *paths: Path) -> dict[str, str]:
     """Environment for a child ``python``/``migcodec`` that sees ``paths`` first."""
     env = dict(os.environ)

@@ -26,7 +26,7 @@ from migcodec.codecs import (
 )
 from migcodec.codecs.registry import PluginStatus
 from migcodec.datasets import generate_pages
-from tests.plugin_dist import subprocess_env, write_dist
+from tests.plugin_dist import migcodec_command, subprocess_env, write_dist
 
 BUILTIN = ["lz4", "raw", "zlib-ng", "zstd"]
 
@@ -299,18 +299,15 @@ def test_get_codec_of_broken_plugins_says_what_to_do(broken_plugins):
     assert str(info.value).startswith("entry point 'not-a-codec' does not name a migcodec Codec")
 
 
-def _migcodec() -> list[str]:
-    """The installed console script, as a user runs it."""
-    script = Path(sys.executable).with_name("migcodec")
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-c", "import sys; from migcodec.cli import main; sys.exit(main())"]
-
-
 def test_migcodec_codecs_reports_broken_plugins(broken_plugins, tmp_path):
     env = subprocess_env(tmp_path / "cache", broken_plugins)
     text = subprocess.run(
-        [*_migcodec(), "codecs"], capture_output=True, text=True, env=env, timeout=60, check=True
+        [*migcodec_command(), "codecs"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=True,
     ).stdout
     lines = {line.split()[0]: line for line in text.splitlines()[1:]}
     assert "pip install qatzip_sdk_for_tests" in lines["missing-dep"]
@@ -320,7 +317,7 @@ def test_migcodec_codecs_reports_broken_plugins(broken_plugins, tmp_path):
 
     listed = json.loads(
         subprocess.run(
-            [*_migcodec(), "codecs", "--json"],
+            [*migcodec_command(), "codecs", "--json"],
             capture_output=True,
             text=True,
             env=env,
