@@ -331,6 +331,35 @@ def test_migcodec_codecs_reports_broken_plugins(broken_plugins, tmp_path):
     assert all(by_name[name]["available"] for name in BUILTIN)
 
 
+LATE_PLUGIN = textwrap.dedent(
+    """
+    from migcodec.codecs.plugins.raw import RawCodec
+
+    class LateCodec(RawCodec):
+        name = "late"
+    """
+)
+
+
+def test_a_plugin_installed_while_the_process_runs_is_loaded_not_a_crash(plugin_site):
+    """stevedore caches entry points per process; importlib.metadata sees new packages.
+    A plugin installed after the first listing must still load, and must not make
+    plugin_statuses() raise (which would hide every plugin)."""
+    before = {s.name for s in plugin_statuses()}  # fills stevedore's caches
+    write_dist(
+        plugin_site,
+        "migcodec-late",
+        {"late": "migcodec_late_test:LateCodec"},
+        {"migcodec_late_test": LATE_PLUGIN},
+    )
+    assert "late" in available_codecs() and "late" not in before
+    statuses = {s.name: s for s in plugin_statuses()}
+    assert statuses["late"] == PluginStatus(
+        "late", "raw", True, "software", "runs on the CPU", "migcodec_late_test:LateCodec"
+    )
+    assert get_codec("late").get_config() == {"name": "late"}
+
+
 def test_the_fixture_leaves_no_plugin_behind():
     """Runs after the tests above (file order): their plugins are gone again."""
     assert not set(EXPECTED_BROKEN) & set(available_codecs())
