@@ -23,7 +23,9 @@ from migcodec.wire.checksum import checksum
 def codec_entry(codec_id: int, name: str | bytes, config: Any) -> bytes:
     """One codec-table entry; ``config`` is a dict (JSON-encoded here) or raw bytes."""
     raw_name = name.encode() if isinstance(name, str) else name
-    blob = config if isinstance(config, bytes) else json.dumps(config, sort_keys=True).encode()
+    if not isinstance(config, bytes):  # as Preamble.encode writes it: sorted, compact
+        config = json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
+    blob = config
     return fmt.CODEC_ENTRY.pack(codec_id, len(raw_name), len(blob)) + raw_name + blob
 
 

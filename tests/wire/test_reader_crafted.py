@@ -19,7 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from zlib_ng import zlib_ng
 
-from migcodec.codecs import PageMode, available_codecs, get_codec
+from migcodec.codecs import Batch, PageMode, available_codecs, get_codec
 from migcodec.wire import (
     BadPreamble,
     ChecksumMismatch,
@@ -44,6 +44,7 @@ from tests.plugin_dist import write_dist
 from tests.wire.crafting import (
     CachedResolver,
     codec_entry,
+    end_iteration,
     end_stream,
     frame_bytes,
     named_pages,
@@ -96,6 +97,31 @@ def test_the_crafted_stream_is_accepted_when_nothing_is_wrong():
     dest, result = receive(F0, end_stream(1, pages=3))
     assert isinstance(result, StreamSummary) and result.pages == 3
     assert only_zeroed(dest, VALID)
+
+
+def test_crafted_bytes_are_what_the_real_writer_writes():
+    """The helpers are only trustworthy if, asked for valid frames, they write exactly the
+    writer's bytes."""
+    memory = np.zeros((PAGES, PAGE), np.uint8)
+    memory[10] = 7
+    memory[3:5] = np.arange(PAGE, dtype=np.uint16).view(np.uint8)[:PAGE]
+    codecs = [get_codec(name) for name in CODECS]
+    out = io.BytesIO()
+    writer = FrameWriter(out, PAGE, PAGES, codecs, max_batch_pages=BATCH)
+    assert out.getvalue() == PRE
+    encoded = codecs[0].encode(Batch(memory, [(10, 1), (3, 3)], PAGE, BATCH))
+    writer.write_batch(encoded)
+    writer.end_iteration(0, 4)
+    writer.end_stream(b"digest")
+    crafted = (
+        frame_bytes(
+            0, DATA, runs=[(10, 1), (3, 3)], modes=encoded.modes.tobytes(), payload=encoded.payload
+        )
+        + end_iteration(1, 0, 4)
+        + end_stream(2, pages=4, digest=b"digest")
+    )
+    assert encoded.modes.tolist() == [RAW, RAW, RAW, ZERO]
+    assert out.getvalue() == PRE + crafted
 
 
 # -- lengths over their bounds: refused from the header, before the body is read ---------
@@ -422,7 +448,7 @@ def test_impossible_geometry(geometry, message):
             [codec_entry(0, "raw", {"name": "raw"}), codec_entry(0, "lz4", {"name": "lz4"})],
             None,
             BadPreamble,
-            "byte offset 50: codec id 0 appears twice",
+            "byte offset 49: codec id 0 appears twice",
         ),
         (
             [codec_entry(0, "raw", b"{not json")],
