@@ -222,6 +222,16 @@ def test_long_runs_are_split_and_compress():
     assert encoded.payload == b"\x01\x00\x00\x00" + b"\x09" + b"\xff\xff"
 
 
+def test_pages_that_cannot_shrink_go_raw_without_building_a_blob():
+    memory = np.random.default_rng(3).integers(0, 256, (8, PAGE), dtype=np.uint8)
+    codec = rle.RunLengthCodec()
+    result = codec._encode_pages(memory, None)
+    assert result.blob == b"" and (result.modes == PageMode.RAW).all()
+    encoded = codec.encode(Batch(memory, [(0, 8)]))
+    assert (encoded.modes == PageMode.RAW).all()
+    assert encoded.payload == memory.tobytes()
+
+
 @pytest.mark.parametrize(
     ("blob", "message"),
     [

@@ -20,23 +20,32 @@ from typing import Any
 
 import numpy as np
 
-from migcodec.codecs import Codec, DecodeError, PageEncoding
+from migcodec.codecs import Codec, DecodeError, PageEncoding, PageMode
 
-__all__ = ["RunLengthCodec", "rle_decode", "rle_encode"]
+__all__ = ["RunLengthCodec", "rle_decode", "rle_encode", "run_starts"]
 
 _COUNT = np.dtype("<u4")
 _LENGTH = np.dtype("<u2")
 MAX_RUN = 1 << 16  # a u16 stores length - 1
 
 
-def rle_encode(data: np.ndarray, max_run: int = MAX_RUN) -> bytes:
-    """Run-length encode a flat ``uint8`` array (runs of at most ``max_run`` bytes)."""
-    flat = data.reshape(-1)
+def run_starts(flat: np.ndarray) -> np.ndarray:
+    """Index of the first byte of every run of equal bytes in a flat ``uint8`` array."""
     if flat.size == 0:
-        return np.zeros(1, _COUNT).tobytes()
-    starts = np.flatnonzero(flat[1:] != flat[:-1]) + 1
-    starts = np.concatenate(([0], starts))
-    lengths = np.diff(np.append(starts, flat.size))
+        return np.zeros(0, np.int64)
+    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    return np.concatenate((np.zeros(1, np.int64), change))
+
+
+def rle_encode(data: np.ndarray, max_run: int = MAX_RUN, starts: np.ndarray | None = None) -> bytes:
+    """Run-length encode a ``uint8`` array (runs of at most ``max_run`` bytes).
+
+    ``starts`` may pass in :func:`run_starts` of the flattened data when already computed.
+    """
+    flat = data.reshape(-1)
+    if starts is None:
+        starts = run_starts(flat)
+    lengths = np.diff(starts, append=flat.size)
     values = flat[starts]
     pieces = -(-lengths // max_run)  # ceil: how many runs each long run becomes
     if (pieces > 1).any():
@@ -93,7 +102,13 @@ class RunLengthCodec(Codec):
         return {"max_run": self.max_run}
 
     def _encode_pages(self, pages: np.ndarray, indices: np.ndarray | None) -> PageEncoding:
-        return PageEncoding(rle_encode(pages, self.max_run))
+        flat = pages.reshape(-1)
+        starts = run_starts(flat)
+        if 4 + 3 * starts.size >= flat.size:
+            # cannot pay even before long runs are split: skip building the blob and let the
+            # framework send these pages raw (typical of random or already compressed data)
+            return PageEncoding(b"", np.full(pages.shape[0], PageMode.RAW, np.uint8))
+        return PageEncoding(rle_encode(flat, self.max_run, starts))
 
     def _decode_pages(
         self, blob: memoryview, modes: np.ndarray, current: np.ndarray | None, page_size: int
