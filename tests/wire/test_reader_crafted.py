@@ -671,3 +671,49 @@ def test_plugin_whose_dependency_is_missing_is_refused_naming_the_package(plugin
         "pip install qatzip_sdk_for_tests"
     )
     assert (dest == SENTINEL).all()
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@st.composite
+def checksummed_preambles(draw) -> bytes:
+    """Preambles with a valid checksum and odd but parseable contents: geometry near and
+    past its bounds, codec configs naming real codecs with arbitrary JSON parameters."""
+    valid = draw(st.integers(0, 3)) > 0  # mostly a sane geometry, so codecs get resolved
+    page_size = PAGE if valid else draw(st.sampled_from([0, 8, 513, 2**21, 2**21 + 8]))
+    memory_pages = PAGES if valid else draw(st.sampled_from([0, 2**40, 2**40 + 1, 2**64 - 1]))
+    max_batch = BATCH if valid else draw(st.sampled_from([0, 32, 4096, 4097, 2**16 - 1]))
+    entries = []
+    for codec_id in draw(st.lists(st.integers(0, 255), max_size=3, unique=True)):
+        name = draw(st.sampled_from([*CODECS, "nope", ""]))
+        params = draw(
+            st.dictionaries(
+                st.text(max_size=12) | st.sampled_from(["level", "acceleration", "wbits", "name"]),
+                JSON,
+                max_size=3,
+            )
+        )
+        config = params if draw(st.integers(0, 5)) == 0 else {**params, "name": name}
+        entries.append(codec_entry(codec_id, name, config))
+    return preamble_bytes(page_size, memory_pages, max_batch, entries)
+
+
+@given(preamble=checksummed_preambles(), tail=st.sampled_from([b"", bytes(40)]))
+def test_checksummed_preambles_are_only_ever_wire_errors(preamble, tail):
+    """Resolved through the real registry: a config it rejects (unknown parameter, wrong
+    type, out of range) must refuse the stream as CodecMissing, never escape as another
+    exception."""
+    try:
+        reader = FrameReader(io.BytesIO(preamble + tail))
+    except WireError as exc:
+        assert type(exc) is not WireError and exc.frame == -1
+    else:
+        assert reader.preamble.page_size * reader.preamble.max_batch_pages <= fmt.MAX_BATCH_BYTES
+        assert set(reader.codecs) == set(reader.preamble.codecs)
