@@ -37,11 +37,11 @@ from migcodec.wire.errors import (
     FrameTooLarge,
     IncompleteStream,
     MalformedFrame,
+    MemoryMismatch,
     RunOutOfBounds,
     StreamAborted,
     TruncatedStream,
     UnknownCodecId,
-    WireError,
 )
 from migcodec.wire.handshake import send_reply
 from migcodec.wire.io import Source
@@ -285,14 +285,14 @@ class FrameReader:
         while not self.ended:
             frame = self.read_frame()
             if frame.type == fmt.FrameType.ABORT:
-                raise StreamAborted(f"peer aborted: {frame.reason}", frame.index, frame.offset)
+                raise StreamAborted(frame.reason, frame.index, frame.offset)
             yield frame
 
     def receive(self, memory: object, verify_digest: bool = True) -> StreamSummary:
         """Apply a whole stream to ``memory``; return only if it completed and matched."""
         view = page_view(memory, self.page_size)
         if view.shape[0] != self.memory_pages:
-            raise WireError(
+            raise MemoryMismatch(
                 f"destination memory has {view.shape[0]} pages; the stream is for "
                 f"{self.memory_pages}"
             )
