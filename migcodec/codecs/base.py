@@ -172,10 +172,10 @@ class Codec(ABC):
         else:
             modes = np.full(n, _ENCODED, dtype=np.uint8)
             segments = ()
-            n_zero = n
-            if zero is not None:
-                modes[zero] = _ZERO
-                n_zero = int(np.count_nonzero(zero))
+            if zero is None:  # a batch larger than the shared mode table, no zero page
+                zero = np.zeros(n, dtype=bool)
+            modes[zero] = _ZERO
+            n_zero = int(np.count_nonzero(zero))
             if n_zero < n:
                 nonzero = np.flatnonzero(~zero)
                 data = block[nonzero]
