@@ -95,11 +95,7 @@ class ProcessCapture:
             return empty, empty, np.zeros(0, dtype=np.uint64)
         v = np.concatenate(vpns)
         e = np.concatenate(entries)
-        order = np.argsort(v, kind="stable")
-        v, e = v[order], e[order]
-        keep = np.concatenate(([True], np.diff(v) != 0))  # clipped ranges cannot overlap
-        v, e = v[keep], e[keep]
-        t = self.layout.to_trace(v)
+        t = self.layout.to_trace(v)  # mappings never overlap, so neither do these
         order = np.argsort(t, kind="stable")
         return v[order], t[order], e[order]
 

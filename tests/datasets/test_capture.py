@@ -1,0 +1,165 @@
+"""Capture from a real child process whose page changes are known exactly."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from migcodec.datasets import TraceReader
+from migcodec.datasets.capture import (
+    CaptureError,
+    MappingFilter,
+    ProcessCapture,
+    capture_to_trace,
+)
+
+CHILD = Path(__file__).with_name("mutator_child.py")
+PAGES, TOUCHED, NEVER = 96, 80, range(88, 96)  # pages 80..95 start absent; 88..95 stay so
+
+needs_proc = pytest.mark.skipif(
+    not os.path.exists("/proc/self/pagemap") or os.geteuid() != 0,
+    reason="capture needs /proc and root (or ptrace rights over the child)",
+)
+
+
+class Child:
+    def __init__(self, *extra: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(CHILD), str(PAGES), str(TOUCHED), *extra],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        hello = json.loads(self.proc.stdout.readline())
+        self.address, self.page_size = hello["address"], hello["page_size"]
+        self.range = (self.address, self.address + PAGES * self.page_size)
+
+    def send(self, command: dict) -> str:
+        self.proc.stdin.write(json.dumps(command) + "\n")
+        self.proc.stdin.flush()
+        return self.proc.stdout.readline().strip()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def child():
+    c = Child()
+    yield c
+    c.close()
+
+
+def _schedule(rng: np.random.Generator, model: np.ndarray) -> dict:
+    """A random step: whole-page fills, word writes and frees; applies it to ``model``."""
+    writable = np.array([p for p in range(PAGES) if p not in NEVER])
+    whole = [[int(p), int(rng.integers(0, 256))] for p in rng.choice(writable, 6, replace=False)]
+    words = [
+        [int(p), int(rng.integers(0, 512)), int(rng.integers(0, 1 << 62))]
+        for p in rng.choice(writable, 6)
+    ]
+    free = [int(p) for p in rng.choice(writable, 2, replace=False)]
+    w = model.view("<u8")
+    for p, b in whole:
+        model[p] = b
+    for p, i, v in words:
+        w[p, i] = v
+    for p in free:
+        model[p] = 0
+    return {"whole": whole, "words": words, "free": free}
+
+
+def _present(pid: int, address: int, page_size: int) -> np.ndarray:
+    with open(f"/proc/{pid}/pagemap", "rb") as f:
+        f.seek(address // page_size * 8)
+        entries = np.frombuffer(f.read(PAGES * 8), dtype="<u8")
+    return (entries >> np.uint64(63)) == 1
+
+
+@needs_proc
+def test_captured_windows_equal_the_known_changes(child: Child) -> None:
+    ps = child.page_size
+    model = np.zeros((PAGES, ps), dtype=np.uint8)
+    model[:TOUCHED] = (np.arange(TOUCHED, dtype=np.uint8) + 1)[:, None]
+    exact = ProcessCapture(child.proc.pid, select=MappingFilter(address_range=child.range))
+    broad = ProcessCapture(child.proc.pid)  # default selection: all private anonymous memory
+    exact.start()
+    broad.start()
+    assert exact.method == "snapshot-diff" or exact.method == "soft-dirty"
+    rng = np.random.default_rng(7)
+    for step in range(5):
+        before = model.copy()
+        assert child.send(_schedule(rng, model)) == "ok"
+        truth = np.flatnonzero((before != model).any(axis=1))
+        window = exact.next_window()
+        assert window is not None and window.index == step
+        np.testing.assert_array_equal(window.page_indices, truth)
+        np.testing.assert_array_equal(window.pages, model[truth])
+        np.testing.assert_array_equal(window.previous, before[truth])
+        # the broad capture sees the same pages among the interpreter's own
+        wide = broad.next_window()
+        vaddr = broad.layout.to_virtual(wide.page_indices) * ps
+        inside = (vaddr >= child.range[0]) & (vaddr < child.range[1])
+        offsets = (vaddr[inside] - child.address) // ps
+        assert set(truth.tolist()) <= set(offsets.tolist())
+        rows = np.flatnonzero(inside)[np.isin(offsets, truth)]
+        np.testing.assert_array_equal(wide.pages[rows], model[(vaddr[rows] - child.address) // ps])
+    present = _present(child.proc.pid, child.address, ps)
+    assert not present[list(NEVER)].any(), "capture faulted in pages the child never touched"
+    child.send({"exit": True})
+    child.proc.wait(timeout=10)
+    assert exact.next_window() is None  # the process is gone: the capture ends, no error
+    exact.close()
+    broad.close()
+
+
+@needs_proc
+def test_capture_to_trace_ends_cleanly_when_the_process_exits(tmp_path: Path) -> None:
+    c = Child("--churn-ms", "400")
+    try:
+        result = capture_to_trace(
+            c.proc.pid,
+            tmp_path / "t",
+            windows=10_000,
+            interval_s=0.02,
+            select=MappingFilter(address_range=c.range),
+            progress=False,
+        )
+    finally:
+        c.close()
+    assert "exited" in result.end_reason
+    assert 1 <= result.windows < 10_000
+    reader = TraceReader(tmp_path / "t")
+    info = reader.info()
+    assert info.complete and info.windows == result.windows
+    assert info.meta["method"] == result.method
+    dirty = [w.page_indices.tolist() for w in reader]
+    assert [0] in dirty  # page 0 is the one the child rewrites
+
+
+def test_a_process_that_does_not_exist_is_a_clear_error() -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    with pytest.raises(CaptureError, match="exited"):
+        ProcessCapture(proc.pid)
+
+
+@needs_proc
+def test_without_ptrace_rights_the_error_says_what_is_needed(tmp_path: Path) -> None:
+    code = (
+        "import os, sys\n"
+        "from migcodec.datasets.capture import ProcessCapture, CaptureError\n"
+        "os.setgid(65534); os.setuid(65534)  # drop root after the imports\n"
+        "try:\n    ProcessCapture(1)\nexcept CaptureError as e:\n    print(e); sys.exit(3)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 3, run.stderr
+    assert "root or ptrace" in run.stdout
