@@ -12,8 +12,16 @@ from migcodec.datasets import TraceError, TraceReader, TraceWriter, Workload, ge
 from migcodec.datasets.presets import workload_names
 
 
-def _command() -> str:
-    return shlex.join(["migcodec", *sys.argv[1:]])
+def _command(args: argparse.Namespace) -> str:
+    """The command line that recreates this trace, rebuilt from the parsed options (so it
+    is exact also when ``main`` is called with an argument list instead of ``sys.argv``)."""
+    words = ["migcodec", "trace", args.trace_command]
+    for key, value in vars(args).items():
+        if key in ("func", "command", "trace_command", "trace") or value in (None, False):
+            continue
+        flag = "--" + key.replace("_", "-")
+        words += [flag] if value is True else [flag, str(value)]
+    return shlex.join(words)
 
 
 def synth(args: argparse.Namespace) -> int:
@@ -33,7 +41,7 @@ def synth(args: argparse.Namespace) -> int:
         page_size=spec.page_size,
         window_s=spec.window_s,
         source=f"synth:{spec.name} seed={spec.seed}",
-        command=_command(),
+        command=_command(args),
         codec=args.codec,
         overwrite=args.force,
         meta={"workload": spec.name, "description": spec.description, "seed": spec.seed},
@@ -115,7 +123,7 @@ def capture(args: argparse.Namespace) -> int:
             codec=args.codec,
             progress=not args.quiet,
             overwrite=args.force,
-            command=_command(),
+            command=_command(args),
         )
     except CaptureError as exc:
         print(f"migcodec trace capture: {exc}", file=sys.stderr)

@@ -101,14 +101,22 @@ class WorkloadSpec:
         return int(min(self.n_pages, max(1, round(base * phase.dirty_fraction))))
 
     def scaled(self, n_windows: int) -> WorkloadSpec:
-        """The same workload stretched to ``n_windows``, keeping each phase's share."""
+        """The same workload stretched to ``n_windows``, keeping each phase's share.
+
+        Shares are rounded by largest remainder; a phase whose share rounds to zero windows
+        is dropped (a 4-window ``flip`` keeps its first phases only).
+        """
         total = self.n_windows
-        if n_windows < len(self.phases) or total == 0:
-            raise ValueError(f"{self.name}: needs at least {len(self.phases)} windows")
-        counts = np.floor(np.array([p.windows for p in self.phases]) * n_windows / total)
-        counts = np.maximum(counts.astype(int), 1)
-        counts[int(np.argmax(counts))] += n_windows - int(counts.sum())
-        phases = tuple(replace(p, windows=int(c)) for p, c in zip(self.phases, counts, strict=True))
+        if n_windows < 1 or total == 0:
+            raise ValueError(f"{self.name}: n_windows must be >= 1")
+        exact = np.array([p.windows for p in self.phases], dtype=float) * n_windows / total
+        counts = np.floor(exact).astype(int)
+        short = n_windows - int(counts.sum())
+        order = np.argsort(-(exact - counts), kind="stable")
+        counts[order[:short]] += 1
+        phases = tuple(
+            replace(p, windows=int(c)) for p, c in zip(self.phases, counts, strict=True) if c
+        )
         return replace(self, phases=phases)
 
 
