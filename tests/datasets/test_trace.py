@@ -194,3 +194,12 @@ def test_chunks_rotate_and_stream(tmp_path: Path) -> None:
     for w in tail:
         _assert_same(ws[w.index], w)
     assert [w.index for w in reader.windows(2, 4)] == [2, 3]
+
+
+def test_a_window_larger_than_any_codec_batch_round_trips(tmp_path: Path) -> None:
+    n = 5000  # more pages than one codec request takes, none of them zero
+    pages = generate_pages("ones", n, 1, PS)
+    window = Window(0, np.arange(n, dtype=np.int64) * 2, pages, previous=pages[::-1].copy())
+    with TraceWriter(tmp_path, memory_pages=2 * n, page_size=PS) as writer:
+        writer.write(window)
+    _assert_same(window, TraceReader(tmp_path)[0])
