@@ -42,14 +42,45 @@ _COMPARE_BLOCK = 8192  # pages compared per step: bounds the temporary copies to
 
 
 def _rows_differ(a: np.ndarray, ia: np.ndarray, b: np.ndarray, ib: np.ndarray) -> np.ndarray:
-    """``a[ia[k]] != b[ib[k]]`` for every k, in blocks of pages (vectorised per block)."""
-    out = np.zeros(ia.shape[0], dtype=bool)
-    for lo in range(0, ia.shape[0], _COMPARE_BLOCK):
-        hi = lo + _COMPARE_BLOCK
-        wa = a[ia[lo:hi]].view("<u8")
-        wb = b[ib[lo:hi]].view("<u8")
-        out[lo:hi] = (wa != wb).any(axis=1)
+    """``a[ia[k]] != b[ib[k]]`` for every k, a block of pages at a time.
+
+    Blocks are gathered into two reused buffers, so comparing a few hundred MiB costs no
+    fresh allocations (on this machine first-touch page faults cost more than the compare).
+    """
+    n = ia.shape[0]
+    out = np.zeros(n, dtype=bool)
+    if n == 0:
+        return out
+    k = min(n, _COMPARE_BLOCK)
+    bufa = np.empty((k, a.shape[1]), dtype=np.uint8)
+    bufb = np.empty_like(bufa)
+    for lo in range(0, n, _COMPARE_BLOCK):
+        hi = min(n, lo + _COMPARE_BLOCK)
+        wa, wb = bufa[: hi - lo], bufb[: hi - lo]
+        np.take(a, ia[lo:hi], axis=0, out=wa)
+        np.take(b, ib[lo:hi], axis=0, out=wb)
+        out[lo:hi] = (wa.view("<u8") != wb.view("<u8")).any(axis=1)
     return out
+
+
+def _assemble(
+    page_size: int, parts: list[tuple[np.ndarray, np.ndarray | None, np.ndarray]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Gather rows from several sources into one ascending window, one copy per row.
+
+    Each part is ``(page numbers, source array or None for zero pages, rows)``.
+    """
+    idx = np.concatenate([p[0] for p in parts])
+    order = np.argsort(idx, kind="stable")
+    position = np.empty_like(order)
+    position[order] = np.arange(order.size)
+    out = np.zeros((idx.size, page_size), dtype=np.uint8)
+    start = 0
+    for numbers, source, rows in parts:  # a few parts, each one vectorised copy
+        if source is not None and rows.size:
+            out[position[start : start + numbers.size]] = source[rows]
+        start += numbers.size
+    return idx[order], out
 
 
 class ProcessCapture:
@@ -107,7 +138,7 @@ class ProcessCapture:
         if self.method == "soft-dirty":
             self.files.clear_soft_dirty()
         pages, ok = self.files.read_pages(vpns)
-        self._idx, self._pages = idx[ok], pages[ok]
+        self._idx, self._pages = (idx, pages) if ok.all() else (idx[ok], pages[ok])
         self._t_last = time.perf_counter()
 
     def next_window(self) -> Window | None:
@@ -125,7 +156,8 @@ class ProcessCapture:
         except ProcessExited:
             return None
         now = time.perf_counter()
-        read_t, pages = read_t[ok], pages[ok]
+        if not ok.all():  # rare: a range was unmapped while we read it
+            read_t, pages = read_t[ok], pages[ok]
         if self.method == "soft-dirty":
             window_idx, new_pages, previous = self._soft_dirty_window(idx, read_t, pages)
         else:
@@ -150,24 +182,26 @@ class ProcessCapture:
     def _diff_window(self, idx: np.ndarray, pages: np.ndarray) -> tuple:
         old_idx, old = self._idx, self._pages
         _, io, inew = np.intersect1d(old_idx, idx, assume_unique=True, return_indices=True)
-        changed = _rows_differ(old, io, pages, inew)
         only_new = np.ones(idx.size, dtype=bool)
         only_new[inew] = False
+        changed = _rows_differ(old, io, pages, inew)
+        io, inew = io[changed], inew[changed]
         born = np.flatnonzero(only_new)
         born = born[~zero_page_mask(pages[born])]  # a new page reading as zero changed nothing
-        only_old = np.ones(old_idx.size, dtype=bool)
-        only_old[io] = False
+        only_old = np.isin(old_idx, idx, assume_unique=True, invert=True)
         gone = np.flatnonzero(only_old)
         gone = gone[~zero_page_mask(old[gone])]  # an absent page reads as zero now
-        zeros = np.zeros((gone.size, self.page_size), dtype=np.uint8)
-        w_idx = np.concatenate((idx[inew[changed]], idx[born], old_idx[gone]))
-        w_new = np.concatenate((pages[inew[changed]], pages[born], zeros))
-        w_old = np.concatenate(
-            (old[io[changed]], np.zeros((born.size, self.page_size), np.uint8), old[gone])
+        none = np.zeros(0, dtype=np.int64)
+        w_idx, w_new = _assemble(
+            self.page_size,
+            [(idx[inew], pages, inew), (idx[born], pages, born), (old_idx[gone], None, none)],
+        )
+        _, w_old = _assemble(
+            self.page_size,
+            [(idx[inew], old, io), (idx[born], None, none), (old_idx[gone], old, gone)],
         )
         self._idx, self._pages = idx, pages
-        order = np.argsort(w_idx)
-        return w_idx[order], w_new[order], w_old[order]
+        return w_idx, w_new, w_old
 
     def _soft_dirty_window(self, present: np.ndarray, read_idx: np.ndarray, read: np.ndarray):
         old_idx, old = self._idx, self._pages

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from concurrent.futures import Executor
 
 import numpy as np
 
@@ -28,7 +29,9 @@ def _previous_as_stored(pages: np.ndarray, previous: np.ndarray) -> tuple[np.nda
     return use_xor.astype(np.uint8), stored
 
 
-def encode_record(window: Window, codec: Codec, page_size: int) -> list:
+def encode_record(
+    window: Window, codec: Codec, page_size: int, pool: Executor | None = None
+) -> list:
     """The record's parts (header first), ready for ``file.write`` one after the other."""
     indices = np.ascontiguousarray(window.page_indices, dtype=np.int64)
     pages = np.ascontiguousarray(window.pages, dtype=np.uint8)
@@ -43,7 +46,7 @@ def encode_record(window: Window, codec: Codec, page_size: int) -> list:
     meta_bytes = json.dumps(meta, separators=(",", ":"), allow_nan=False).encode()
     deltas = np.diff(indices, prepend=np.int64(0))  # small numbers, compress well
     parts_idx = encode_section(codec, deltas, page_size)
-    parts_pages = encode_section(codec, pages, page_size)
+    parts_pages = encode_section(codec, pages, page_size, pool)
     flags = 0
     parts_prev: list = []
     if window.previous is not None:
@@ -51,7 +54,7 @@ def encode_record(window: Window, codec: Codec, page_size: int) -> list:
         if previous.shape != pages.shape:
             raise ValueError(f"window {window.index}: previous has shape {previous.shape}")
         selector, stored = _previous_as_stored(pages, previous)
-        parts_prev = [selector.tobytes(), *encode_section(codec, stored, page_size)]
+        parts_prev = [selector.tobytes(), *encode_section(codec, stored, page_size, pool)]
         flags |= FLAG_PREVIOUS
     body = [meta_bytes, *parts_idx, *parts_pages, *parts_prev]
     header = RECORD.pack(

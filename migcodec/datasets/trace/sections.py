@@ -11,6 +11,8 @@ one u64 payload length per batch, the payloads.
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
+
 import numpy as np
 
 from migcodec.codecs import Batch, Codec, CodecError, Encoded
@@ -20,8 +22,14 @@ from .format import SECTION
 BATCH_PAGES = 1024  # part of format version 1
 
 
-def encode_section(codec: Codec, data: np.ndarray, page_size: int) -> list:
-    """Header, modes, batch table and payload segments of ``data``, unjoined."""
+def encode_section(
+    codec: Codec, data: np.ndarray, page_size: int, pool: Executor | None = None
+) -> list:
+    """Header, modes, batch table and payload segments of ``data``, unjoined.
+
+    With ``pool``, batches are encoded on its threads (zstd, lz4 and zlib-ng release the
+    GIL), in order.
+    """
     raw = np.ascontiguousarray(data).reshape(-1).view(np.uint8)
     n_pages = -(-raw.size // page_size)
     if n_pages == 0:
@@ -31,10 +39,13 @@ def encode_section(codec: Codec, data: np.ndarray, page_size: int) -> list:
     else:
         pages = np.zeros((n_pages, page_size), dtype=np.uint8)
         pages.reshape(-1)[: raw.size] = raw
+    batches = [
+        Batch(pages, [(lo, min(BATCH_PAGES, n_pages - lo))], page_size, max_pages=BATCH_PAGES)
+        for lo in range(0, n_pages, BATCH_PAGES)  # per batch of 1024 pages, not per page
+    ]
+    results = pool.map(codec.encode, batches) if pool is not None else map(codec.encode, batches)
     modes, lengths, payload = [], [], []
-    for lo in range(0, n_pages, BATCH_PAGES):  # per batch of 1024 pages, not per page
-        k = min(BATCH_PAGES, n_pages - lo)
-        encoded = codec.encode(Batch(pages, [(lo, k)], page_size, max_pages=BATCH_PAGES))
+    for encoded in results:
         segments = [memoryview(s).cast("B") for s in encoded.segments]
         modes.append(np.asarray(encoded.modes, dtype=np.uint8))
         lengths.append(sum(s.nbytes for s in segments))

@@ -7,6 +7,7 @@ import os
 import shlex
 import sys
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ class TraceWriter:
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
         meta: dict[str, Any] | None = None,
         overwrite: bool = False,
+        workers: int | None = None,
     ) -> None:
         self.path = Path(path)
         if (self.path / MANIFEST).exists() and not overwrite:
@@ -57,6 +59,8 @@ class TraceWriter:
             for old in self.path.glob("chunk-*.mct"):
                 old.unlink()
         self.codec = get_codec(codec, **(codec_config or {}))
+        workers = min(4, os.cpu_count() or 1) if workers is None else workers
+        self._pool = ThreadPoolExecutor(workers, "trace-encode") if workers > 1 else None
         self.page_size = page_size
         self.chunk_bytes = chunk_bytes
         self.end_reason = "closed"
@@ -106,7 +110,7 @@ class TraceWriter:
                 f"window {window.index} names page {int(window.page_indices[-1])}, beyond "
                 f"the trace's {self._manifest['memory_pages']} pages; call set_memory_pages"
             )
-        parts = encode_record(window, self.codec, self.page_size)
+        parts = encode_record(window, self.codec, self.page_size, self._pool)
         assert self._chunk is not None
         if self._chunk.tell() >= self.chunk_bytes:
             self._open_chunk()
@@ -134,6 +138,8 @@ class TraceWriter:
         self._chunk.close()
         self._index.close()
         self._chunk = None
+        if self._pool is not None:
+            self._pool.shutdown()
         self._manifest["complete"] = True
         self._manifest["end_reason"] = self.end_reason
         self._write_manifest()
