@@ -163,3 +163,50 @@ def test_without_ptrace_rights_the_error_says_what_is_needed(tmp_path: Path) -> 
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert run.returncode == 3, run.stderr
     assert "root or ptrace" in run.stdout
+
+
+@needs_proc
+def test_soft_dirty_method_reports_exactly_the_written_pages(child: Child, monkeypatch) -> None:
+    """This kernel has no soft-dirty bits, so the test sets them itself: bit 55 on exactly
+    the pages the child wrote since the last clear, as a soft-dirty kernel would."""
+    ps = child.page_size
+    cap = ProcessCapture(
+        child.proc.pid, select=MappingFilter(address_range=child.range), method="soft-dirty"
+    )
+    written: set[int] = set()
+    real_entries = cap.files.entries
+
+    def entries(start: int, end: int) -> np.ndarray:
+        e = real_entries(start, end)
+        offsets = np.array(sorted(written), dtype=np.int64) + (child.address - start) // ps
+        offsets = offsets[(offsets >= 0) & (offsets < e.size)]
+        e[offsets] |= np.uint64(1 << 55)
+        return e
+
+    monkeypatch.setattr(cap.files, "entries", entries)
+    monkeypatch.setattr(cap.files, "clear_soft_dirty", written.clear)
+    model = np.zeros((PAGES, ps), dtype=np.uint8)
+    model[:TOUCHED] = (np.arange(TOUCHED, dtype=np.uint8) + 1)[:, None]
+    present = np.arange(PAGES) < TOUCHED
+    cap.start()
+    assert cap.method == "soft-dirty"
+    rng = np.random.default_rng(11)
+    for step in range(4):
+        before, was_present = model.copy(), present.copy()
+        command = _schedule(rng, model)
+        if step == 0:  # rewrite a page with the bytes it holds: still dirty in a dirty log
+            command["whole"].append([3, 4])
+            model[3] = 4
+        touched = {p for p, _b in command["whole"]} | {p for p, _i, _v in command["words"]}
+        present[list(touched)] = True
+        present[command["free"]] = False
+        written |= touched
+        assert child.send(command) == "ok"
+        truth = np.flatnonzero(
+            (np.isin(np.arange(PAGES), list(touched)) & present) | (was_present & ~present)
+        )
+        window = cap.next_window()
+        np.testing.assert_array_equal(window.page_indices, truth)
+        np.testing.assert_array_equal(window.pages, model[truth])
+        np.testing.assert_array_equal(window.previous, before[truth])
+    cap.close()

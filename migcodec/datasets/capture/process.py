@@ -211,7 +211,8 @@ class ProcessCapture:
             pos_old = np.searchsorted(old_idx, present).clip(max=old_idx.size - 1)
             in_old = old_idx[pos_old] == present
         else:
-            pos_old = in_old = np.zeros(present.size, dtype=bool)
+            pos_old = np.zeros(present.size, dtype=np.int64)
+            in_old = np.zeros(present.size, dtype=bool)
         pages[in_old] = old[pos_old[in_old]]
         pos_read = np.searchsorted(present, read_idx)
         pages[pos_read] = read
