@@ -15,6 +15,7 @@ from migcodec.datasets import TraceReader
 from migcodec.datasets.capture import (
     CaptureError,
     MappingFilter,
+    PageLayout,
     ProcessCapture,
     capture_to_trace,
 )
@@ -210,3 +211,41 @@ def test_soft_dirty_method_reports_exactly_the_written_pages(child: Child, monke
         np.testing.assert_array_equal(window.pages, model[truth])
         np.testing.assert_array_equal(window.previous, before[truth])
     cap.close()
+
+
+def test_layout_numbers_address_space_compactly_and_inverts() -> None:
+    layout = PageLayout()
+    layout.cover(1000, 1010)
+    layout.cover(5000, 5004)
+    layout.cover(1000, 1010)  # already covered: nothing new
+    layout.cover(1005, 1020)  # a grown mapping: only its new part gets new numbers
+    assert layout.n_pages == 10 + 4 + 10
+    vpns = np.array([1000, 1009, 5000, 5003, 1010, 1019])
+    trace = layout.to_trace(vpns)
+    assert trace.tolist() == [0, 9, 10, 13, 14, 23]
+    np.testing.assert_array_equal(layout.to_virtual(trace), vpns)
+    again = PageLayout.from_segments(layout.segments())
+    np.testing.assert_array_equal(again.to_trace(vpns), trace)
+    with pytest.raises(ValueError, match="outside"):
+        layout.to_trace(np.array([7000]))
+
+
+def test_mapping_filter_takes_private_anonymous_writable_memory_by_default() -> None:
+    from migcodec.datasets.capture.procfs import Mapping
+
+    maps = [
+        Mapping(0x1000, 0x5000, "rw-p", 0, 0, "[heap]"),
+        Mapping(0x5000, 0x6000, "r--p", 0, 0, ""),  # read-only
+        Mapping(0x6000, 0x8000, "rw-p", 0, 42, "/usr/lib/libc.so.6"),  # file-backed
+        Mapping(0x8000, 0x9000, "rw-s", 0, 0, "/dev/zero (deleted)"),  # shared
+        Mapping(0x9000, 0xA000, "rw-p", 0, 0, ""),
+        Mapping(0xA000, 0xB000, "r--p", 0, 0, "[vvar]"),
+    ]
+    starts = [m.start for m in MappingFilter().select(maps)]
+    assert starts == [0x1000, 0x9000]
+    starts = [m.start for m in MappingFilter(include_file=True, include_shared=True).select(maps)]
+    assert starts == [0x1000, 0x6000, 0x8000, 0x9000]
+    starts = [m.start for m in MappingFilter(include_shared=True).select(maps)]
+    assert starts == [0x1000, 0x8000, 0x9000]
+    clipped = MappingFilter(address_range=(0x2000, 0x9800)).select(maps)
+    assert [(m.start, m.end) for m in clipped] == [(0x2000, 0x5000), (0x9000, 0x9800)]

@@ -21,9 +21,17 @@ class PageLayout:
         self.n_pages = 0
 
     def cover(self, first_vpn: int, end_vpn: int) -> None:
-        """Make sure every page of ``[first_vpn, end_vpn)`` has a trace page number."""
-        gaps = [(first_vpn, end_vpn)]
+        """Make sure every page of ``[first_vpn, end_vpn)`` has a trace page number.
+
+        The common case, a range already covered by one segment, is one binary search;
+        only new address space walks the segment table.
+        """
         order = np.argsort(self._vstart)
+        if order.size:
+            k = int(np.searchsorted(self._vstart[order], first_vpn, side="right")) - 1
+            if k >= 0 and end_vpn <= self._vstart[order[k]] + self._count[order[k]]:
+                return
+        gaps = [(first_vpn, end_vpn)]
         for s, c in zip(self._vstart[order].tolist(), self._count[order].tolist(), strict=True):
             nxt = []
             for lo, hi in gaps:  # per segment, never per page

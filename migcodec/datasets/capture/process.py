@@ -116,7 +116,7 @@ class ProcessCapture:
         vpns, entries = [], []
         for m in self.select.select(read_maps(self.pid)):
             self.layout.cover(m.start // ps, m.end // ps)
-            self.mappings_seen.setdefault(m.start, m.path or "[anon]")
+            self.mappings_seen.setdefault(m.start, m.path)
             e = self.files.entries(m.start, m.end)
             present = np.flatnonzero(e & PRESENT)
             vpns.append(present.astype(np.int64) + m.start // ps)

@@ -51,6 +51,10 @@ class Mapping:
 
     @property
     def anonymous(self) -> bool:
+        """No file behind it; shared anonymous memory shows as a deleted /dev/zero or SysV
+        segment, and counts as anonymous too."""
+        if self.path.startswith(("/dev/zero", "/SYSV")):
+            return True
         return self.inode == 0 and not self.path.startswith("/")
 
     @property

@@ -98,6 +98,7 @@ def capture_to_trace(
                     },
                     "layout": cap.layout.segments(),
                     "layout_columns": ["first virtual page", "pages", "first trace page"],
+                    "mappings": {f"{a:x}": path for a, path in cap.mappings_seen.items()},
                 }
             )
     finally:
