@@ -85,6 +85,7 @@ def capture_to_trace(
                 dirty += window.n_pages
                 bar.update(1)
                 bar.set_postfix(dirty=window.n_pages, present=window.meta["present_pages"])
+                del window  # free it before the next snapshot: one window alive at a time
             writer.end_reason = end_reason
             writer.meta.update(
                 {

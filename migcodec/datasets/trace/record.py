@@ -23,9 +23,10 @@ def _previous_as_stored(pages: np.ndarray, previous: np.ndarray) -> tuple[np.nda
     """
     new = pages.view("<u8")
     old = previous.view("<u8")
-    delta = new ^ old
-    use_xor = np.count_nonzero(delta, axis=1) < np.count_nonzero(old, axis=1)
-    stored = np.where(use_xor[:, None], delta, old)
+    stored = new ^ old  # becomes the stored array in place: one window-sized temporary
+    use_xor = np.count_nonzero(stored, axis=1) < np.count_nonzero(old, axis=1)
+    direct = ~use_xor
+    stored[direct] = old[direct]
     return use_xor.astype(np.uint8), stored
 
 
