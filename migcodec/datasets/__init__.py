@@ -3,6 +3,7 @@ policy evaluation. Everything yields or stores :class:`Window` objects."""
 
 from migcodec.datasets.pages import GENERATORS, generate_pages
 from migcodec.datasets.presets import get_workload, workload_names
+from migcodec.datasets.sources import open_windows
 from migcodec.datasets.trace import (
     Trace,
     TraceCorrupt,
@@ -30,5 +31,6 @@ __all__ = [
     "generate_pages",
     "get_workload",
     "open_trace",
+    "open_windows",
     "workload_names",
 ]

@@ -93,3 +93,17 @@ def test_bad_specs_are_refused_with_the_reason() -> None:
         Phase("x", 1, content={"zero": 0.5, "nope": 0.5})
     with pytest.raises(ValueError, match="unknown workload"):
         get_workload("nope")
+
+
+def test_open_windows_resolves_traces_and_workload_names(tmp_path) -> None:
+    from migcodec.datasets import TraceReader, TraceWriter, open_windows
+
+    spec = get_workload("numeric", n_pages=128, n_windows=3)
+    assert len(list(open_windows(spec))) == 3
+    named = list(open_windows("numeric", n_pages=128, n_windows=3))
+    with TraceWriter(tmp_path, memory_pages=128) as writer:
+        writer.write_all(named)
+    reader = open_windows(tmp_path)
+    assert isinstance(reader, TraceReader) and len(reader) == 3
+    with pytest.raises(ValueError, match="neither a trace directory nor a workload"):
+        open_windows(tmp_path / "missing")

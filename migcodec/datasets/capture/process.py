@@ -70,6 +70,10 @@ def _assemble(
 
     Each part is ``(page numbers, source array or None for zero pages, rows)``.
     """
+    busy = [p for p in parts if p[0].size]
+    if len(busy) == 1 and busy[0][1] is not None:  # the common case: changed pages only
+        numbers, source, rows = busy[0]
+        return numbers, np.take(source, rows, axis=0)
     idx = np.concatenate([p[0] for p in parts])
     order = np.argsort(idx, kind="stable")
     position = np.empty_like(order)
