@@ -203,3 +203,40 @@ def test_a_window_larger_than_any_codec_batch_round_trips(tmp_path: Path) -> Non
     with TraceWriter(tmp_path, memory_pages=2 * n, page_size=PS) as writer:
         writer.write(window)
     _assert_same(window, TraceReader(tmp_path)[0])
+
+
+@pytest.fixture(scope="module")
+def small_trace(tmp_path_factory) -> tuple[bytes, Path, list[Window]]:
+    path = tmp_path_factory.mktemp("small")
+    ws = list(Workload(get_workload("flip", n_pages=64, n_windows=4, pages_per_window=6)))
+    with TraceWriter(path, memory_pages=64) as writer:
+        writer.write_all(ws)
+    return (path / "chunk-000000.mct").read_bytes(), path, ws
+
+
+@given(st.data())
+def test_any_damage_to_a_chunk_is_an_error_naming_its_window(small_trace, data) -> None:
+    original, path, ws = small_trace
+    reader = TraceReader(path)
+    bounds = [(int(e["offset"]), int(e["offset"] + e["length"])) for e in reader._index]
+    damaged = bytearray(original)
+    if data.draw(st.booleans(), label="truncate"):
+        cut = data.draw(st.integers(0, len(original) - 1), label="cut")
+        damaged = damaged[:cut]
+        hit = next(i for i, (lo, hi) in enumerate(bounds) if hi > cut)
+    else:
+        pos = data.draw(st.integers(0, len(original) - 1), label="pos")
+        damaged[pos] ^= 1 << data.draw(st.integers(0, 7), label="bit")
+        hit = next(i for i, (lo, hi) in enumerate(bounds) if lo <= pos < hi)
+    with tempfile.TemporaryDirectory() as d:
+        copy = Path(d)
+        for name in ("manifest.json", "windows.idx"):
+            (copy / name).write_bytes((path / name).read_bytes())
+        (copy / "chunk-000000.mct").write_bytes(bytes(damaged))
+        reader = TraceReader(copy)
+        for i in range(hit):
+            _assert_same(ws[i], reader[i])
+        with pytest.raises(TraceCorrupt) as err:
+            reader[hit]
+        assert err.value.window == hit and f"window {hit}" in str(err.value)
+        reader.close()

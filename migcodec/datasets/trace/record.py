@@ -112,18 +112,18 @@ def decode_record(fields: tuple, body: memoryview, codec: Codec, where: str) -> 
         raise corrupt("record body fails its checksum; the chunk file is damaged")
     try:
         meta = json.loads(bytes(body[:meta_len]))
-        deltas, end = decode_section(codec, body, meta_len, page_size)
+        deltas, end = decode_section(codec, body, meta_len, page_size, 8 * n)
         if end != meta_len + len_idx:
             raise ValueError("page-number section does not end where the header says")
         indices = np.cumsum(deltas.view("<i8"))
-        pages, end = decode_section(codec, body, end, page_size)
+        pages, end = decode_section(codec, body, end, page_size, n * page_size)
         if end != meta_len + len_idx + len_pages:
             raise ValueError("page section does not end where the header says")
         pages = pages.reshape(-1, page_size)
         previous = None
         if flags & FLAG_PREVIOUS:
             use_xor = np.frombuffer(body, np.uint8, n, end).astype(bool)
-            stored, end = decode_section(codec, body, end + n, page_size)
+            stored, end = decode_section(codec, body, end + n, page_size, n * page_size)
             previous = stored.reshape(-1, page_size)
             if previous.shape[0] == n:
                 words = previous.view("<u8")

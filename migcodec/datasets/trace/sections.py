@@ -60,15 +60,19 @@ def section_nbytes(parts: list) -> int:
 
 
 def decode_section(
-    codec: Codec, body: memoryview, offset: int, page_size: int
+    codec: Codec, body: memoryview, offset: int, page_size: int, expected: int
 ) -> tuple[np.ndarray, int]:
     """Decode the section at ``offset`` of ``body``; return its bytes and the next offset.
 
-    Raises ``ValueError`` saying what is wrong; the reader adds the window and file.
+    ``expected`` is the length the record header implies, so a damaged length can never
+    make the reader allocate more than the window it announced. Raises ``ValueError``
+    saying what is wrong; the reader adds the window and file.
     """
     if offset + SECTION.size > len(body):
         raise ValueError(f"section header at byte {offset} runs past the record end")
     raw_len, payload_len = SECTION.unpack_from(body, offset)
+    if raw_len != expected:
+        raise ValueError(f"section holds {raw_len} bytes where the header implies {expected}")
     offset += SECTION.size
     n_pages = -(-raw_len // page_size)
     n_batches = -(-n_pages // BATCH_PAGES)
