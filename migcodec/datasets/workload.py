@@ -203,6 +203,7 @@ class Workload:
             previous=previous,
             phase=phase.name,
             duration_s=spec.window_s,
+            meta={"pattern": phase.pattern, "write": phase.write, "content": phase.content},
         )
         self._index += 1
         return window
