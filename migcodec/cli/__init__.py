@@ -14,6 +14,7 @@ COMMANDS = [
     "migcodec.cli.codecs_cmd",
     "migcodec.cli.bench_cmd",
     "migcodec.cli.migrate_cmd",
+    "migcodec.cli.trace_cmd",
 ]
 
 
