@@ -9,6 +9,7 @@ import sys
 
 from migcodec.codecs import get_codec
 from migcodec.datasets import GENERATORS
+from migcodec.datasets.workload import PATTERNS, WRITE_STYLES
 from migcodec.engine import (
     DirtyLog,
     FixedChooser,
@@ -152,11 +153,11 @@ def _source_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--workload", default="memcached", choices=sorted(GENERATORS), help="guest page contents"
     )
-    p.add_argument("--pattern", default="uniform", choices=["uniform", "hot", "sweep"])
+    p.add_argument("--pattern", default="uniform", choices=list(PATTERNS))
     p.add_argument(
         "--style",
-        default="pages",
-        choices=["pages", "words"],
+        default="whole",
+        choices=list(WRITE_STYLES),
         help="whole-page rewrites or a few 8-byte words per page",
     )
     p.add_argument("--memory", default="256MiB", help="guest memory size, e.g. 1GiB")

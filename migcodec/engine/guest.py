@@ -13,10 +13,8 @@ import time
 import numpy as np
 
 from migcodec.datasets import generate_pages
+from migcodec.datasets.workload import PATTERNS, WRITE_STYLES
 from migcodec.engine.dirty import DirtyLog
-
-PATTERNS = ("uniform", "hot", "sweep")
-STYLES = ("pages", "words")
 
 
 class GuestWorkload:
@@ -34,13 +32,13 @@ class GuestWorkload:
         rate: float,
         content: str = "memcached",
         pattern: str = "uniform",
-        style: str = "pages",
+        style: str = "whole",
         seed: int = 0,
         tick_s: float = 0.005,
         hot_fraction: float = 0.1,
     ) -> None:
-        if pattern not in PATTERNS or style not in STYLES:
-            raise ValueError(f"pattern must be one of {PATTERNS}, style one of {STYLES}")
+        if pattern not in PATTERNS or style not in WRITE_STYLES:
+            raise ValueError(f"pattern must be one of {PATTERNS}, style one of {WRITE_STYLES}")
         self.memory = memory
         self.dirty = dirty
         self.rate = rate
@@ -87,7 +85,7 @@ class GuestWorkload:
         n = self.memory.shape[0]
         if self.pattern == "uniform":
             return np.unique(self._rng.integers(0, n, k))
-        if self.pattern == "hot":
+        if self.pattern == "hotset":
             return np.unique(self._rng.integers(0, min(n, self.hot_pages), k))
         pages = (self._sweep_at + np.arange(min(k, n))) % n
         self._sweep_at = int(pages[-1] + 1) % n
@@ -96,7 +94,7 @@ class GuestWorkload:
     def _write(self, pages: np.ndarray) -> None:
         k = pages.shape[0]
         self._stamp += 1
-        if self.style == "pages":
+        if self.style == "whole":
             self.memory[pages] = self._pool[self._rng.integers(0, self._pool.shape[0], k)]
             self.memory[pages, :8] = np.uint8(self._stamp & 0xFF)
         else:  # a few 8-byte words per page: counters, pointers, timestamps

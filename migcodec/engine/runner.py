@@ -23,7 +23,7 @@ def run_loopback(
     dirty_rate: float = 0.0,
     content: str = "memcached",
     pattern: str = "uniform",
-    style: str = "pages",
+    style: str = "whole",
     seed: int = 0,
     progress=None,
 ) -> MigrationReport:
