@@ -120,18 +120,18 @@ class IaaCodec(AcceleratorCodec):
     @classmethod
     def probe(cls) -> Probe:
         lookup = load_library(qpl.SONAME, qpl.ENV_LIBRARY, qpl.INSTALL_HINT)
-        emulated = f"zlib-ng writes 4 KiB-window DEFLATE per page; device time {LABEL}"
         scan = iaa_work_queues()
-        if lookup.handle is None:
-            found = f"{scan.count} device(s) at {scan.where}" if scan.count else scan.where
-            return Probe(True, "emulated", f"{lookup.reason}; {found}; {emulated}")
-        if scan.count == 0:
-            return Probe(True, "emulated", f"QPL {lookup.name} loaded but {scan.where}; {emulated}")
-        return Probe(
-            True,
-            "hardware",
-            f"QPL {lookup.name} with {scan.count} IAA work queue(s) ({scan.where})",
+        devices = (
+            f"{scan.count} IAA work queue(s) ({scan.where})"
+            if scan.count
+            else f"no IAA work queue ({scan.where})"
         )
+        emulated = f"zlib-ng writes 4 KiB-window DEFLATE per page; device time {LABEL}"
+        if lookup.handle is None:
+            return Probe(True, "emulated", f"{lookup.reason}; {devices}; {emulated}")
+        if scan.count == 0:
+            return Probe(True, "emulated", f"QPL {lookup.name} loaded but {devices}; {emulated}")
+        return Probe(True, "hardware", f"QPL {lookup.name} with {devices}")
 
     def _open(self) -> QplDevice | None:
         """Initialise QPL jobs on first use; ``None`` means the emulated path."""
@@ -207,7 +207,7 @@ class IaaCodec(AcceleratorCodec):
         lens = np.fromiter(map(len, streams), np.int64, len(streams))
         ok = lens < page_size
         self._ran("emulated", data.nbytes, data.shape[0])
-        payload = b"".join(s for s, keep in zip(streams, ok) if keep)
+        payload = b"".join(s for s, keep in zip(streams, ok, strict=True) if keep)
         return _page_encoding(ok, lens[ok], payload)
 
     # -- decode ----------------------------------------------------------------------

@@ -93,20 +93,18 @@ class QatCodec(AcceleratorCodec):
     @classmethod
     def probe(cls) -> Probe:
         lookup = load_library(qatzip.SONAME, qatzip.ENV_LIBRARY, qatzip.INSTALL_HINT)
-        emulated = f"zlib-ng writes the same gzip format; device time {LABEL}"
         scan = qat_devices()
-        if lookup.handle is None:
-            found = f"{scan.count} device(s) at {scan.where}" if scan.count else scan.where
-            return Probe(True, "emulated", f"{lookup.reason}; {found}; {emulated}")
-        if scan.count == 0:
-            return Probe(
-                True, "emulated", f"QATzip {lookup.name} loaded but {scan.where}; {emulated}"
-            )
-        return Probe(
-            True,
-            "hardware",
-            f"QATzip {lookup.name} with {scan.count} QAT device(s) ({scan.where})",
+        devices = (
+            f"{scan.count} QAT device(s) ({scan.where})"
+            if scan.count
+            else f"no QAT device ({scan.where})"
         )
+        emulated = f"zlib-ng writes the same gzip format; device time {LABEL}"
+        if lookup.handle is None:
+            return Probe(True, "emulated", f"{lookup.reason}; {devices}; {emulated}")
+        if scan.count == 0:
+            return Probe(True, "emulated", f"QATzip {lookup.name} loaded but {devices}; {emulated}")
+        return Probe(True, "hardware", f"QATzip {lookup.name} with {devices}")
 
     # -- session ---------------------------------------------------------------------
     def _open(self) -> qatzip.QatzipSession | None:

@@ -83,7 +83,7 @@ def qat_devices(root: str = "/") -> DeviceScan:
     out-of-tree driver's ``/dev/qat_*`` nodes. ``root`` lets tests scan a fake tree."""
     forced = _override("MIGCODEC_QAT_DEVICES")
     if forced is not None:
-        return DeviceScan(forced, "MIGCODEC_QAT_DEVICES")
+        return DeviceScan(forced, f"MIGCODEC_QAT_DEVICES={forced}")
     sysfs = glob.glob(os.path.join(root, "sys/bus/pci/devices/*/qat"))
     if sysfs:
         return DeviceScan(len(sysfs), "/sys/bus/pci/devices/*/qat")
@@ -98,8 +98,8 @@ def iaa_work_queues(root: str = "/") -> DeviceScan:
     """IAA shared work queues exposed by the idxd driver as ``/dev/iax/wq*``."""
     forced = _override("MIGCODEC_IAA_DEVICES")
     if forced is not None:
-        return DeviceScan(forced, "MIGCODEC_IAA_DEVICES")
+        return DeviceScan(forced, f"MIGCODEC_IAA_DEVICES={forced}")
     queues = glob.glob(os.path.join(root, "dev/iax/wq*"))
     if queues:
         return DeviceScan(len(queues), "/dev/iax/wq*")
-    return DeviceScan(0, "no /dev/iax/wq* (no IAA work queue enabled)")
+    return DeviceScan(0, "no /dev/iax/wq*")

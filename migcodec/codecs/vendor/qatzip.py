@@ -10,8 +10,9 @@ and what to do; positive "using software" codes are not errors, they tell which 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
-from ctypes import POINTER, c_int, c_long, c_uint, c_ubyte, c_uint64, c_ulong, c_void_p
+from ctypes import POINTER, c_int, c_long, c_ubyte, c_uint, c_uint64, c_ulong, c_void_p
 from dataclasses import dataclass
 
 import numpy as np
@@ -375,7 +376,5 @@ class QatzipSession:
             self.lib.qzClose(ctypes.byref(self.session))
 
     def __del__(self) -> None:  # pragma: no cover - interpreter shutdown order varies
-        try:
+        with contextlib.suppress(Exception):
             self.close()
-        except Exception:
-            pass

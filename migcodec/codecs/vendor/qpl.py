@@ -11,6 +11,7 @@ path keeps the same limit, so its output stays decodable by the device).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 from ctypes import POINTER, c_int, c_int32, c_uint8, c_uint32, c_uint64, c_void_p
 
@@ -273,7 +274,5 @@ class Job:
             self.lib.qpl_fini_job(self.ptr)
 
     def __del__(self) -> None:  # pragma: no cover - interpreter shutdown order varies
-        try:
+        with contextlib.suppress(Exception):
             self.close()
-        except Exception:
-            pass
