@@ -152,12 +152,25 @@ static qpl_status run(qpl_job *job) {
     if (job->op != 0) return STS_OPERATION;
     if (g_mode == 2 && job->data_ptr.path == 1) return STS_BAD_DIST;
     if (inflateInit2(&z, -12) != Z_OK) return 6;
-    rc = inflate(&z, Z_FINISH);
+    /* one output byte per call: zlib then takes every match from its 4 KiB window, so a
+     * stream reaching further back fails as it does on IAA */
+    uint8_t *end = job->next_out_ptr + job->available_out;
+    do {
+        z.avail_out = z.next_out < end ? 1 : 0;
+        rc = inflate(&z, Z_NO_FLUSH);
+    } while (rc == Z_OK && z.next_out < end);
+    if (rc == Z_OK && z.next_out == end) { /* output full: the stream must end here */
+        uint8_t extra;
+        z.next_out = &extra; z.avail_out = 1;
+        rc = inflate(&z, Z_NO_FLUSH);
+        if (rc != Z_STREAM_END) rc = z.avail_out == 0 ? Z_BUF_ERROR : rc;
+    }
     job->total_in = (uint32_t)z.total_in; job->total_out = (uint32_t)z.total_out;
     inflateEnd(&z);
     if (rc == Z_STREAM_END) return STS_OK;
     if (rc == Z_DATA_ERROR) return STS_BAD_DIST;
-    return z.avail_out == 0 ? STS_MORE_OUTPUT : STS_MORE_INPUT;
+    if (rc == Z_BUF_ERROR && z.avail_in == 0) return STS_MORE_INPUT;
+    return STS_MORE_OUTPUT;
 }
 
 qpl_status qpl_submit_job(qpl_job *job) {
