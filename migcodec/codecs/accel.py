@@ -19,6 +19,8 @@ import threading
 from dataclasses import asdict, dataclass
 from typing import ClassVar
 
+import numpy as np
+
 from migcodec.codecs.base import Codec
 from migcodec.codecs.batch import Batch
 from migcodec.codecs.device_model import DeviceModel, device_model
@@ -89,7 +91,7 @@ class AcceleratorCodec(Codec):
     def probe_path(self) -> str:
         return self._path or self._expected_path()
 
-    def encode(self, batch: Batch, staging=None) -> Encoded:
+    def encode(self, batch: Batch, staging: np.ndarray | None = None) -> Encoded:
         """The framework's encode, plus this request's path and modelled device time.
 
         A request of zero pages only never reaches the transform: it reports the expected

@@ -175,6 +175,29 @@ def test_device_decode_error_is_a_decode_error(fake_qpl):
     )
 
 
+def test_device_trouble_on_decode_falls_back_to_software(fake_qpl):
+    memory = _memory()
+    codec = IaaCodec()
+    encoded = codec.encode(Batch(memory, [(0, 16)]))
+    fake_qpl.fake_qpl_set_mode(3)  # hardware decompress jobs hit an internal error
+    dest = np.zeros_like(memory)
+    codec.decode(encoded, dest)
+    np.testing.assert_array_equal(dest, memory)
+    assert codec.counters.decode_fallbacks == 1
+    assert codec.counters.last_error == (
+        "qpl_wait_job returned QPL_STS_LIBRARY_INTERNAL_ERR (6): iaa page 0 of 14 does not decode"
+    )
+
+
+def test_truncated_stream_on_the_device_is_a_decode_error(fake_qpl):
+    stream = zlib.compressobj(1, zlib.DEFLATED, -12)
+    good = stream.compress(b"ab" * 2048) + stream.flush()
+    blob = np.array([len(good) - 1], "<u2").tobytes() + good[:-1]
+    modes = np.full(1, PageMode.ENCODED, np.uint8)
+    with pytest.raises(qpl.QplDataError, match=re.escape("QPL_STS_MORE_INPUT_NEEDED (3)")):
+        IaaCodec()._decode_pages(blob, modes, None, PAGE)
+
+
 def test_emulated_path_without_library(no_accelerators):
     probe = IaaCodec.probe()
     assert probe.path == "emulated"

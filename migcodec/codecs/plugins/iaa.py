@@ -34,6 +34,8 @@ LEVEL = 1  # IAA's only hardware level (QEMU: "only supports compression level 1
 MAX_SUBMIT_RETRIES = 3  # QEMU multifd-qpl.c MAX_SUBMIT_RETRY_NUM
 MAX_PAGE_SIZE = 65536  # lengths travel as u16 and are < page size
 _OVERFLOW = frozenset({qpl.QPL_STS_MORE_OUTPUT_NEEDED, qpl.QPL_STS_DST_IS_SHORT_ERR})
+#: decompression statuses that condemn the stream itself (QPL's 2xx codes do as well)
+_STREAM_ERRORS = frozenset({qpl.QPL_STS_MORE_OUTPUT_NEEDED, qpl.QPL_STS_MORE_INPUT_NEEDED})
 _RAW, _ENCODED = np.uint8(PageMode.RAW), np.uint8(PageMode.ENCODED)
 
 
@@ -176,15 +178,20 @@ class IaaCodec(AcceleratorCodec):
         if device is None:
             return self._encode_emulated(data)
         zbuf = np.empty_like(data)
-        status, lens, _, retries, software = device.run(
-            qpl.qpl_op_compress,
-            data,
-            np.full(n, page_size, np.int64),
-            zbuf,
-            page_size - 1,  # a page that would not shrink fails the job and goes raw
-            self.max_retries,
-            np.arange(n, dtype=np.int64) * page_size,
-        )
+        try:
+            status, lens, _, retries, software = device.run(
+                qpl.qpl_op_compress,
+                data,
+                np.full(n, page_size, np.int64),
+                zbuf,
+                page_size - 1,  # a page that would not shrink fails the job and goes raw
+                self.max_retries,
+                np.arange(n, dtype=np.int64) * page_size,
+            )
+        except (qpl.QplError, CodecUnavailable) as exc:  # e.g. more jobs could not be set up
+            self.counters.fallbacks += 1
+            self.counters.last_error = str(exc)
+            return self._encode_emulated(data)
         self.counters.retries += retries
         self.counters.software_pages += software
         ok = (status == qpl.QPL_STS_OK) & (lens > 0) & (lens < page_size)
@@ -220,7 +227,13 @@ class IaaCodec(AcceleratorCodec):
         with self._lock:
             device = self._open()
             if device is not None:
-                return self._decode_device(device, data, lens, offsets, page_size)
+                try:
+                    return self._decode_device(device, data, lens, offsets, page_size)
+                except qpl.QplDataError:
+                    raise  # the device's verdict on the stream: not IAA's format
+                except (qpl.QplError, CodecUnavailable) as exc:
+                    self.counters.decode_fallbacks += 1
+                    self.counters.last_error = str(exc)
         out = bytearray(n * page_size)
         view = memoryview(out)
         for i in range(n):
@@ -239,10 +252,11 @@ class IaaCodec(AcceleratorCodec):
         self.counters.software_pages += software
         bad = np.flatnonzero(status != qpl.QPL_STS_OK)
         if bad.size:
-            i = int(bad[0])
-            raise qpl.QplDataError(
-                "qpl_wait_job", int(status[i]), f"iaa page {i} of {lens.shape[0]} does not decode"
-            )
+            i, code = int(bad[0]), int(status[bad[0]])
+            detail = f"iaa page {i} of {lens.shape[0]} does not decode"
+            if code in _STREAM_ERRORS or 200 <= code < 300:
+                raise qpl.QplDataError("qpl_wait_job", code, detail)
+            raise qpl.QplError("qpl_wait_job", code, detail)  # device trouble, not the data
         wrong = np.flatnonzero((produced != page_size) | (consumed != lens))
         if wrong.size:
             i = int(wrong[0])

@@ -292,14 +292,13 @@ class QatzipSession:
         status = raise_for("qzInit", lib.qzInit(ctypes.byref(self.session), QZ_SW_BACKUP))
         self._open = True
         params = QzSessionParamsDeflate()
-        raise_for("qzGetDefaultsDeflate", lib.qzGetDefaultsDeflate(ctypes.byref(params)))
-        params.common_params.comp_lvl = level
-        params.common_params.direction = QZ_DIR_BOTH
-        params.common_params.sw_backup = QZ_SW_BACKUP
-        params.data_fmt = data_fmt
-        params.huffman_hdr = QZ_DYNAMIC_HDR
-        self.params = params
         try:
+            raise_for("qzGetDefaultsDeflate", lib.qzGetDefaultsDeflate(ctypes.byref(params)))
+            params.common_params.comp_lvl = level
+            params.common_params.direction = QZ_DIR_BOTH
+            params.common_params.sw_backup = QZ_SW_BACKUP
+            params.data_fmt = data_fmt
+            params.huffman_hdr = QZ_DYNAMIC_HDR
             setup = raise_for(
                 "qzSetupSessionDeflate",
                 lib.qzSetupSessionDeflate(ctypes.byref(self.session), ctypes.byref(params)),
@@ -307,6 +306,7 @@ class QatzipSession:
         except QatzipError:
             self.close()
             raise
+        self.params = params
         codes = [c for c in (status, setup) if c in SOFTWARE_CODES]
         self.software = bool(codes)
         self.reason = (

@@ -8,7 +8,8 @@
  *                            (negative: every submission)
  *   fake_qpl_set_mode(mode)  0 normal, 1 no hardware (qpl_init_job on the hardware path
  *                            -> QPL_STS_INIT_WORK_QUEUES_NOT_AVAILABLE), 2 hardware decompress
- *                            jobs fail with QPL_STS_BAD_DIST_ERR
+ *                            jobs fail with QPL_STS_BAD_DIST_ERR, 3 hardware decompress jobs
+ *                            fail with QPL_STS_LIBRARY_INTERNAL_ERR (device trouble)
  *   fake_qpl_layout(out, n)  offsets and sizes as this C compiler lays qpl_job out
  *   fake_qpl_counts(out, n)  hardware jobs, software jobs, busy returns, last op/level/flags
  */
@@ -151,6 +152,7 @@ static qpl_status run(qpl_job *job) {
     }
     if (job->op != 0) return STS_OPERATION;
     if (g_mode == 2 && job->data_ptr.path == 1) return STS_BAD_DIST;
+    if (g_mode == 3 && job->data_ptr.path == 1) return 6; /* QPL_STS_LIBRARY_INTERNAL_ERR */
     if (inflateInit2(&z, -12) != Z_OK) return 6;
     /* one output byte per call: zlib then takes every match from its 4 KiB window, so a
      * stream reaching further back fails as it does on IAA */
