@@ -12,7 +12,9 @@ Without library or device the emulated path compresses with zlib-ng at ``wbits=-
 
 Blob layout (the pages the framework did not send zero or raw): ``n`` little-endian u16
 compressed lengths, then the ``n`` streams back to back. Each length is 1..page_size-1 and
-they must add up to the blob exactly; anything else is a :class:`DecodeError`.
+they must add up to the blob exactly; anything else is a :class:`DecodeError`. Decoding in
+software accepts any valid DEFLATE that fills its page exactly; decoding on the device also
+rejects matches more than 4 KiB back, and that verdict stands (it is not IAA's format).
 """
 
 from __future__ import annotations
