@@ -13,6 +13,8 @@ BUILTIN_CODECS = [
     "zlib-ng = migcodec.codecs.plugins.zlib_ng:ZlibNgCodec",
     "lz4 = migcodec.codecs.plugins.lz4:Lz4Codec",
     "zstd = migcodec.codecs.plugins.zstd:ZstdCodec",
+    "qat = migcodec.codecs.plugins.qat:QatCodec",
+    "iaa = migcodec.codecs.plugins.iaa:IaaCodec",
 ]
 
 setup(
