@@ -59,7 +59,7 @@ def _progress(iteration: int, dirty_pages: int, rate: float) -> None:
 def _row(report: MigrationReport) -> str:
     down = f"{report.downtime_s * 1000:.0f} ms" if report.downtime_s is not None else "-"
     state = "ok" if report.succeeded else f"FAILED ({report.error})"
-    modelled = " (device time modelled)" if report.modelled_device_s else ""
+    modelled = " (accelerator cost modelled)" if report.modelled else ""
     return (
         f"{report.codec}: {state}; {report.throughput_pages_s:,.0f} pages/s, total "
         f"{report.total_time_s:.2f} s, downtime {down}, extra CPU "

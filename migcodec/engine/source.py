@@ -100,9 +100,13 @@ class _Sender(threading.Thread):
             codec_id = self.writer.codec_id(self.fallback)
             self.report.fallback_batches += 1
         stats = encoded.stats
-        self.report.codec_cpu_s += stats.cpu_s
-        if stats.device_s:
-            self.report.modelled_device_s += stats.device_s
+        model = getattr(self.writer.codecs[codec_id], "model", None)
+        if stats.path == "emulated" and model is not None:
+            self.report.emulation_cpu_s += stats.cpu_s
+            self.report.modelled_host_cpu_s += model.host_cpu_s(stats.input_bytes)
+            self.report.modelled_device_s += stats.device_s or 0.0
+        else:
+            self.report.codec_cpu_s += stats.cpu_s
         self.report.paths[encoded.codec] = stats.path
         self.chooser.report(codec_id, stats)
         if self.error is None:

@@ -164,3 +164,14 @@ def test_connection_dropped_mid_stream_fails_both_ends_without_hanging():
     assert report.error is not None
     assert "completed" not in outcome
     assert isinstance(outcome["error"], WireError)
+
+
+def test_emulated_accelerator_counts_modelled_offload_cost_not_emulation_cpu():
+    config = MigrationConfig(workers=1, link_rate=None)
+    report = run_loopback(4 * MiB, FixedChooser(get_codec("qat")), config, 0.0, "seq")
+    assert report.succeeded, report.error
+    assert report.paths["qat"] == "emulated"
+    assert report.modelled and report.as_dict()["modelled"]
+    assert report.codec_cpu_s == 0.0
+    assert report.emulation_cpu_s > 0.0
+    assert report.modelled_host_cpu_s > 0.0
