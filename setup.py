@@ -13,6 +13,8 @@ BUILTIN_CODECS = [
     "zlib-ng = migcodec.codecs.plugins.zlib_ng:ZlibNgCodec",
     "lz4 = migcodec.codecs.plugins.lz4:Lz4Codec",
     "zstd = migcodec.codecs.plugins.zstd:ZstdCodec",
+    "dsa-delta = migcodec.codecs.plugins.dsa_delta:DsaDeltaCodec",
+    "xbzrle = migcodec.codecs.plugins.xbzrle:XbzrleCodec",
 ]
 
 setup(
