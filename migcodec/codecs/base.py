@@ -148,7 +148,7 @@ class Codec(ABC):
         malformed input; never trust ``blob``.
         """
 
-    def _pages_sent_as_zero(self, indices: np.ndarray) -> None:
+    def _pages_sent_as_zero(self, indices: np.ndarray) -> None:  # noqa: B027 (optional hook)
         """Called with the guest page numbers of a batch's zero pages (``needs_indices`` only).
 
         The framework sends zero pages as markers and never shows them to

@@ -61,7 +61,6 @@ def create_delta_records(
     records of overflowing pages are left out (their size is then 0), which is what a codec
     that sends those pages raw wants, for less work.
     """
-    m, page_size = old.shape
     words_old = old.view("<u8")
     words_new = new.view("<u8")
     changed = words_old != words_new

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from migcodec.codecs.base import Probe
 from migcodec.codecs.delta import STATUS_DELTA, STATUS_RAW, STATUS_UNCHANGED, DeltaCodec
 from migcodec.codecs.errors import DecodeError
 
@@ -152,6 +153,10 @@ def _read_length(
 
 class XbzrleCodec(DeltaCodec):
     """QEMU's XBZRLE against a bounded cache of what the destination holds."""
+
+    @classmethod
+    def probe(cls):
+        return Probe(True, "software", "numpy writes QEMU's XBZRLE format (no device involved)")
 
     name = "xbzrle"
     requires = ("numpy",)
