@@ -173,7 +173,7 @@ class DeltaCodec(Codec):
             lengths = np.zeros(0, dtype=_LENGTH)
             deltas = np.zeros(0, dtype=np.uint8)
             if all_hit or hit_rows.size:
-                old = cache.data[slots if all_hit else slots[hit_rows]]
+                old = cache.versions(slots if all_hit else slots[hit_rows])
                 new = snap if all_hit else snap[hit_rows]
                 status, lengths, deltas = self._make_deltas(old, new)
                 hit_modes = np.where(

@@ -64,10 +64,11 @@ class DeltaCache:
         slots = indices % self.n_slots
         return slots, self.keys[slots] == indices
 
-    def get(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(hit mask, copies of the cached versions of the hits)``."""
-        slots, hit = self.lookup(indices)
-        return hit, self.data[slots[hit]]
+    def versions(self, slots: np.ndarray) -> np.ndarray:
+        """The cached pages in ``slots``: a view when the slots are consecutive (a run of
+        guest pages usually is), else a copy. Read it before the next :meth:`store`."""
+        where = _as_slice(slots)
+        return self.data[where]
 
     def store(self, indices: np.ndarray, pages: np.ndarray) -> None:
         """Record that the destination now holds ``pages`` at ``indices``.
@@ -77,8 +78,9 @@ class DeltaCache:
         slots = indices % self.n_slots
         keep = _last_per_slot(slots)
         if keep is None:
-            self.keys[slots] = indices
-            self.data[slots] = pages
+            where = _as_slice(slots)
+            self.keys[where] = indices
+            self.data[where] = pages
         else:
             self.keys[slots[keep]] = indices[keep]
             self.data[slots[keep]] = pages[keep]
@@ -100,10 +102,22 @@ class DeltaCache:
         self.keys.fill(_EMPTY)
 
 
+def _as_slice(slots: np.ndarray) -> slice | np.ndarray:
+    """A slice for consecutive slots (memcpy instead of a gather), else the slots."""
+    first = int(slots[0])
+    if slots.size == 1 or (
+        int(slots[-1]) - first == slots.size - 1 and bool((np.diff(slots) == 1).all())
+    ):
+        return slice(first, first + slots.size)
+    return slots
+
+
 def _last_per_slot(slots: np.ndarray) -> np.ndarray | None:
     """Positions of the last occurrence of each slot, or ``None`` when slots are distinct."""
     if slots.size < 2:
         return None
+    if int(slots[-1]) - int(slots[0]) == slots.size - 1 and (np.diff(slots) == 1).all():
+        return None  # a run of pages that does not wrap around the cache
     order = np.sort(slots)
     if (order[1:] != order[:-1]).all():
         return None

@@ -61,32 +61,31 @@ def create_delta_records(
     records of overflowing pages are left out (their size is then 0), which is what a codec
     that sends those pages raw wants, for less work.
     """
-    words_old = old.view("<u8")
-    words_new = new.view("<u8")
-    changed = words_old != words_new
-    counts = np.count_nonzero(changed, axis=1)
+    m, page_size = old.shape
+    n_words = page_size // 8
+    words_new = new.reshape(-1).view("<u8")
+    # one flat pass: changed word positions over the whole batch, rows ascending
+    flat = np.flatnonzero(old.reshape(-1).view("<u8") != words_new)
+    bounds = np.searchsorted(flat, np.arange(m + 1) * n_words)
+    counts = np.diff(bounds)
     cap = max_record_size // ENTRY_BYTES
     overflow = counts > cap
     results = np.where(
         counts == 0, RESULT_EQUAL, np.where(overflow, RESULT_OVERFLOW, RESULT_NOT_EQUAL)
     ).astype(np.uint8)
+    entries = counts
     if overflow.any():
-        if partial:
-            rows, cols = np.nonzero(changed)
-            starts = np.cumsum(counts) - counts
-            keep = (np.arange(rows.size) - starts[rows]) < cap
-            rows, cols = rows[keep], cols[keep]
+        rows = np.repeat(np.arange(m), counts)
+        if partial:  # DML stops at the first entry that does not fit
+            keep = (np.arange(flat.size) - bounds[rows]) < cap
             entries = np.minimum(counts, cap)
         else:
-            changed[overflow] = False
-            rows, cols = np.nonzero(changed)
+            keep = ~overflow[rows]
             entries = np.where(overflow, 0, counts)
-    else:
-        rows, cols = np.nonzero(changed)
-        entries = counts
-    records = np.empty(rows.size, dtype=RECORD_DTYPE)
-    records["offset"] = cols
-    records["data"] = words_new[rows, cols]
+        flat = flat[keep]
+    records = np.empty(flat.size, dtype=RECORD_DTYPE)
+    records["offset"] = flat % n_words
+    records["data"] = words_new[flat]
     return results, entries * ENTRY_BYTES, records.view(np.uint8)
 
 
@@ -209,7 +208,6 @@ class DsaDeltaCodec(DeltaCodec):
         return "hardware" if self._shim is not None else "software"
 
     def _make_deltas(self, old, new):
-        page_size = old.shape[1]
         if self._shim is not None:
             done = self._create_on_device(old, new)
             if done is not None:
@@ -217,31 +215,28 @@ class DsaDeltaCodec(DeltaCodec):
         results, sizes, records = create_delta_records(
             old, new, self.max_record_size, partial=False
         )
-        return self._statuses(results, sizes, page_size), *self._delta_parts(
-            results, sizes, records, page_size
-        )
+        return self._delta_parts(results, sizes, records, old.shape[1])
 
     @staticmethod
-    def _statuses(results: np.ndarray, sizes: np.ndarray, page_size: int) -> np.ndarray:
-        """Equal → unchanged; overflow or a record that is not smaller than the page → raw."""
-        pays = sizes + 2 < page_size
-        return np.where(
-            results == RESULT_EQUAL,
-            STATUS_UNCHANGED,
-            np.where((results == RESULT_NOT_EQUAL) & pays, STATUS_DELTA, STATUS_RAW),
-        ).astype(np.uint8)
-
     def _delta_parts(
-        self, results: np.ndarray, sizes: np.ndarray, records: np.ndarray, page_size: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Entry counts and records of the pages sent as deltas (drops non-paying ones)."""
+        results: np.ndarray, sizes: np.ndarray, records: np.ndarray, page_size: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Statuses, entry counts and records of the pages sent as deltas.
+
+        Equal → unchanged; overflow, or a record (with its 2-byte length) not smaller than
+        the page → raw, and its entries are dropped from ``records``.
+        """
         is_delta = (results == RESULT_NOT_EQUAL) & (sizes + 2 < page_size)
+        status = np.where(
+            is_delta, STATUS_DELTA, np.where(results == RESULT_EQUAL, STATUS_UNCHANGED, STATUS_RAW)
+        ).astype(np.uint8)
         counts = sizes // ENTRY_BYTES
         if not is_delta.all():
             keep = np.repeat(is_delta, counts)
-            records = records.reshape(-1, ENTRY_BYTES)[keep].reshape(-1)
+            if not keep.all():
+                records = records.reshape(-1, ENTRY_BYTES)[keep].reshape(-1)
             counts = counts[is_delta]
-        return counts.astype("<u2"), records
+        return status, counts.astype("<u2"), records
 
     def _create_on_device(self, old: np.ndarray, new: np.ndarray):
         """Records from the device through the shim; ``None`` (software runs) on failure."""
@@ -267,9 +262,7 @@ class DsaDeltaCodec(DeltaCodec):
         sizes = sizes.astype(np.int64)
         sizes[results == RESULT_OVERFLOW] = 0
         used = np.arange(self.max_record_size) < sizes[:, None]
-        records = out[used]
-        statuses = self._statuses(results, sizes, page_size)
-        return statuses, *self._delta_parts(results, sizes, records, page_size)
+        return self._delta_parts(results, sizes, out[used], page_size)
 
     def _apply_deltas(self, deltas, lengths, pages):
         apply_delta_records(pages, deltas, lengths * ENTRY_BYTES)
