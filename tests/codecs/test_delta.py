@@ -9,7 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from migcodec.codecs import Batch, Encoded, PageMode, get_codec, plugin_statuses
+from migcodec.codecs import (
+    Batch,
+    CodecEngines,
+    Encoded,
+    PageMode,
+    get_codec,
+    plugin_statuses,
+)
 from migcodec.codecs.delta import DELTA, FALLBACK, UNCHANGED
 
 PAGE = 4096
@@ -224,3 +231,25 @@ def test_shim_env_names_the_library_it_tried(monkeypatch):
     monkeypatch.setenv("MIGCODEC_DML_SHIM", "/nonexistent/libshim.so")
     reason = get_codec("dsa-delta").probe().reason
     assert "/nonexistent/libshim.so" in reason
+
+
+@pytest.mark.parametrize("name", DELTA_CODECS)
+def test_two_engines_share_one_history(name):
+    rng = np.random.default_rng(9)
+    memory = rng.integers(0, 256, (256, PAGE), dtype=np.uint8) // 8
+    dest = np.zeros_like(memory)
+    codec, dest_codec = get_codec(name, cache_bytes=128 * PAGE), get_codec(name)
+    engines = CodecEngines(codec, engines=2, depth=4)  # 8 requests: a whole round
+    try:
+        for _round in range(4):
+            for first in range(0, 256, 32):  # disjoint batches: one in flight per page
+                engines.submit(Batch(memory, [(first, 16), (first + 16, 16)]), timeout=30)
+            for request in engines.completions(timeout=30):
+                with request:
+                    dest_codec.decode(request.result(), dest)
+            np.testing.assert_array_equal(dest, memory)
+            for page in rng.integers(0, 256, 40):
+                _mutate(memory[page], "words", rng)
+    finally:
+        engines.close()
+    assert len(codec.cache) == 128
