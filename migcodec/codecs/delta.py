@@ -185,12 +185,14 @@ class DeltaCodec(Codec):
                     modes = hit_modes
                 else:
                     modes[hit_rows] = hit_modes
-            fallback_blob = self._encode_fallback(snap, modes, all_hit)
+            # every page but an unchanged one now has ``snap`` at the destination, however
+            # it travels (delta, raw, fall-back)
             changed = modes != UNCHANGED
             if changed.all():
                 cache.store(indices, snap)
             elif changed.any():
                 cache.store(indices[changed], snap[changed])
+        fallback_blob = self._encode_fallback(snap, modes, all_hit)  # outside the lock
         header = np.array([len(fallback_blob)], dtype=_HEADER).tobytes()
         blob = b"".join(
             (header, np.asarray(lengths, dtype=_LENGTH).tobytes(), fallback_blob, deltas.tobytes())
