@@ -253,3 +253,11 @@ def test_two_engines_share_one_history(name):
     finally:
         engines.close()
     assert len(codec.cache) == 128
+
+
+def test_bench_treats_each_repeat_as_a_new_stream():
+    from migcodec.bench import bench_codec
+
+    memory = np.random.default_rng(10).integers(0, 4, (128, PAGE), dtype=np.uint8)
+    result = bench_codec(get_codec("dsa-delta"), memory, repeats=2)
+    assert result.verified and result.ratio > 1

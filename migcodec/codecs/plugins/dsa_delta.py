@@ -39,7 +39,7 @@ from migcodec.codecs.delta import STATUS_DELTA, STATUS_RAW, STATUS_UNCHANGED, De
 from migcodec.codecs.errors import DecodeError
 
 ENTRY_BYTES = 10
-#: DML's result codes for Create Delta Record (``dml_kernels``' reference values)
+#: DML's result byte for Create Delta Record, as its reference (create_delta.c) sets it
 RESULT_EQUAL, RESULT_NOT_EQUAL, RESULT_OVERFLOW = 0, 1, 2
 #: one entry per 10 bytes; offset then new word, packed (numpy structs are unaligned)
 RECORD_DTYPE = np.dtype([("offset", "<u2"), ("data", "<u8")])
