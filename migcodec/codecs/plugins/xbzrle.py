@@ -120,59 +120,86 @@ def xbzrle_encode(old: np.ndarray, new: np.ndarray) -> tuple[np.ndarray, np.ndar
 def xbzrle_decode(pages: np.ndarray, data: np.ndarray, lengths: np.ndarray) -> None:
     """Apply concatenated XBZRLE encodings (``lengths`` bytes each) to ``pages`` in place.
 
-    Steps through the k-th ``zrun nzrun`` pair of every page at once: the loop runs once per
-    pair of the page with the most runs, never per page or per byte. Raises
-    :class:`DecodeError` on anything QEMU's decoder rejects, and never writes outside a page.
+    Where each ``zrun nzrun`` pair starts depends on the one before, so the parse is a
+    chain. A pair is parsed speculatively at *every* byte offset of ``data`` (vectorised),
+    giving each offset its successor; then all pages' chains are walked together, one
+    step per pair index (the loop runs as often as the busiest page has pairs, never per
+    page or per byte, and each step touches one offset per page). The pairs on the chains
+    are then checked as QEMU's ``xbzrle_decode_buffer`` checks them (the first failure is
+    reported), and all literals are copied with one scatter. Raises
+    :class:`DecodeError` before writing anything if any page is malformed.
     """
     m, page_size = pages.shape
+    lengths = np.asarray(lengths, dtype=np.int64)
     if lengths.shape != (m,) or (lengths <= 0).any():
         raise DecodeError("every XBZRLE page needs a non-empty encoding")
-    if int(lengths.sum()) != data.size:
+    size = data.size
+    if int(lengths.sum()) != size:
         raise DecodeError(
-            f"XBZRLE encodings fill {data.size} bytes where their lengths say {int(lengths.sum())}"
+            f"XBZRLE encodings fill {size} bytes where their lengths say {int(lengths.sum())}"
         )
-    flat = pages.reshape(-1)
-    limit = np.cumsum(lengths)
-    pos = limit - lengths
-    done = np.zeros(m, dtype=np.int64)  # bytes of the page covered so far
-    live = np.arange(m)
-    first = True
-    while live.size:
-        p, stop, d = pos[live], limit[live], done[live]
-        z, p = _read_length(data, p, stop, "zero run")
-        if not first and (z == 0).any():
-            raise DecodeError("XBZRLE zero run of length 0 after the first; the page is corrupt")
-        d = d + z
-        if (d > page_size).any():
-            raise DecodeError("XBZRLE zero run goes past the end of the page")
-        n, p = _read_length(data, p, stop, "change run")
-        if (n == 0).any():
-            raise DecodeError("XBZRLE change run of length 0; the page is corrupt")
-        if ((d + n) > page_size).any() or ((p + n) > stop).any():
-            raise DecodeError("XBZRLE change run goes past the end of the page or the data")
-        total = int(n.sum())
-        base = np.cumsum(n) - n
-        step = np.arange(total) - np.repeat(base, n)
-        flat[np.repeat(live * page_size + d, n) + step] = data[np.repeat(p, n) + step]
-        pos[live] = p + n
-        done[live] = d + n
-        live = live[pos[live] < stop]
-        first = False
-
-
-def _read_length(
-    data: np.ndarray, p: np.ndarray, stop: np.ndarray, what: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """One ``uleb128_decode_small`` per page, with QEMU's "two bytes left" rule."""
-    if ((stop - p) < 2).any():
-        raise DecodeError(f"XBZRLE {what} header is cut off; the page is corrupt")
-    lo = data[p].astype(np.int64)
-    hi = data[p + 1].astype(np.int64)
+    stops = np.cumsum(lengths)
+    starts = stops - lengths
+    # A ULEB128 length read at every offset (zero padding past the end; int32 is plenty).
+    padded = np.zeros(size + 3, dtype=np.int32)
+    padded[:size] = data
+    lo, hi = padded[:-1], padded[1:]
     two = lo >= 0x80
-    if (two & (hi >= 0x80)).any():
-        raise DecodeError(f"XBZRLE {what} length is longer than 14 bits")
     value = np.where(two, (lo & 0x7F) | (hi << 7), lo)
-    return value, p + 1 + two
+    too_long = two & (hi >= 0x80)
+    # The pair that would start at each offset: its change-run header and its successor.
+    second = np.arange(1, size + 1, dtype=np.int64) + two[:size]
+    run = value[second]
+    literal = second + 1 + two[second]
+    successor = literal + run
+    # Walk every page's chain at once: one step per pair, a few operations on at most
+    # one offset per page (the work per pair is all in the vectorised parse above).
+    walked, walked_page = [], []
+    offset, live = starts, np.arange(m)
+    while live.size:
+        walked.append(offset)
+        walked_page.append(live)
+        offset = successor[offset]
+        more = offset < stops[live]
+        offset, live = offset[more], live[more]
+    node = np.concatenate(walked)
+    order = np.argsort(node)  # pages' bytes are in page order: this sorts by page, then pair
+    node = node[order]
+    page = np.concatenate(walked_page)[order]
+    stop = stops[page]
+    first = node == starts[page]
+    zrun = value[node]
+    n = run[node]
+    # bytes of the page covered when each change run starts (cumulative per page)
+    covered = np.cumsum(zrun + n)
+    page_base = np.zeros_like(covered)
+    page_base[first] = (covered - zrun - n)[first]
+    page_base = np.maximum.accumulate(page_base)
+    d = covered - n - page_base
+    problems = (
+        (node + 2 > stop, "zero run header is cut off"),
+        (too_long[node], "zero run length is longer than 14 bits"),
+        (~first & (zrun == 0), "zero run of length 0 after the first"),
+        (d > page_size, "zero run goes past the end of the page"),
+        (second[node] + 2 > stop, "change run header is cut off"),
+        (too_long[second[node]], "change run length is longer than 14 bits"),
+        (n == 0, "change run of length 0"),
+        (
+            (d + n > page_size) | (literal[node] + n > stop),
+            "change run goes past the end of the page or the data",
+        ),
+    )
+    bad = np.zeros(node.size, dtype=bool)
+    for mask, _ in problems:
+        bad |= mask
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        what = next(text for mask, text in problems if mask[i])
+        raise DecodeError(f"XBZRLE {what} (page {int(page[i])} of the batch); it is corrupt")
+    total = int(n.sum())
+    offset = np.arange(total) - np.repeat(np.cumsum(n) - n, n)
+    flat = pages.reshape(-1)
+    flat[np.repeat(page * page_size + d, n) + offset] = data[np.repeat(literal[node], n) + offset]
 
 
 class XbzrleCodec(DeltaCodec):
