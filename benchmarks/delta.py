@@ -9,6 +9,8 @@ of every page, ``rewrite`` rewrites whole pages. Rows:
   words and counts changed words (the least any delta encoder must do);
 * ``dsa-records``: ``create_delta_records`` (DSA delta records, max 4090 bytes);
 * ``xbzrle-encode``: ``xbzrle_encode`` (QEMU's format);
+* ``dsa-apply`` / ``xbzrle-decode``: the destination side of the same pages (records made
+  without a size limit; XBZRLE only where no page overflowed, so not for rewrites);
 * ``dsa-delta codec`` / ``xbzrle codec``: the whole codec through ``Codec.encode``: snapshot,
   cache lookup and update, framework; memory alternates between two versions so every batch
   differs from what the cache holds.
@@ -26,8 +28,8 @@ import time
 import numpy as np
 
 from migcodec.codecs import Batch, get_codec
-from migcodec.codecs.plugins.dsa_delta import create_delta_records
-from migcodec.codecs.plugins.xbzrle import xbzrle_encode
+from migcodec.codecs.plugins.dsa_delta import apply_delta_records, create_delta_records
+from migcodec.codecs.plugins.xbzrle import xbzrle_decode, xbzrle_encode
 
 PAGE = 4096
 BATCH = 64
@@ -71,10 +73,27 @@ def _kernel_rows(old: np.ndarray, new: np.ndarray, repeats: int) -> dict[str, fl
         for o, n in zip(olds, news, strict=True):
             xbzrle_encode(o, n)
 
-    rows = {}
-    for name, fn in (("xor-count", xor_count), ("dsa-records", dsa), ("xbzrle-encode", xbz)):
-        rows[name] = _median_gbps(fn, new.nbytes, repeats)
-    return rows
+    records = [create_delta_records(o, n, 1 << 30) for o, n in zip(olds, news, strict=True)]
+    encodings = [xbzrle_encode(o, n) for o, n in zip(olds, news, strict=True)]
+    targets = [o.copy() for o in olds]
+
+    def dsa_apply():
+        for t, (_, sizes, rec) in zip(targets, records, strict=True):
+            apply_delta_records(t, rec, sizes)
+
+    def xbz_decode():
+        for t, (_, lengths, data) in zip(targets, encodings, strict=True):
+            xbzrle_decode(t, data, lengths)
+
+    timed = [
+        ("xor-count", xor_count),
+        ("dsa-records", dsa),
+        ("xbzrle-encode", xbz),
+        ("dsa-apply", dsa_apply),
+    ]
+    if all((results > 0).all() for results, _, _ in encodings):  # rewrites overflow: no row
+        timed.append(("xbzrle-decode", xbz_decode))
+    return {name: _median_gbps(fn, new.nbytes, repeats) for name, fn in timed}
 
 
 def _codec_rows(old: np.ndarray, new: np.ndarray, repeats: int) -> dict[str, float]:
