@@ -24,6 +24,7 @@ lookups and updates run under the lock, which serialises the delta engines by de
 
 from __future__ import annotations
 
+import threading
 from abc import abstractmethod
 from typing import Any, ClassVar
 
@@ -52,11 +53,14 @@ class _SharedState:
     def __init__(self, cache_bytes: int) -> None:
         self.cache_bytes = cache_bytes
         self.cache: DeltaCache | None = None
+        self._create = threading.Lock()  # engines may start their first batch together
 
     def cache_for(self, page_size: int) -> DeltaCache:
         if self.cache is None:
-            self.cache = DeltaCache(self.cache_bytes, page_size)
-        elif self.cache.page_size != page_size:
+            with self._create:
+                if self.cache is None:
+                    self.cache = DeltaCache(self.cache_bytes, page_size)
+        if self.cache.page_size != page_size:
             raise ValueError(
                 f"delta cache holds {self.cache.page_size}-byte pages, batch has {page_size}-byte "
                 "pages; use one codec instance per page size"
