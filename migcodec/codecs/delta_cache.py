@@ -76,11 +76,15 @@ class DeltaCache:
         Where two pages of one call share a slot, the later one wins, as if stored in order.
         """
         slots = indices % self.n_slots
-        keep = _last_per_slot(slots)
-        if keep is None:
-            where = _as_slice(slots)
+        where = _as_slice(slots)
+        if isinstance(where, slice):  # consecutive slots: distinct, one memcpy
             self.keys[where] = indices
             self.data[where] = pages
+            return
+        keep = _last_per_slot(slots)
+        if keep is None:
+            self.keys[slots] = indices
+            self.data[slots] = pages
         else:
             self.keys[slots[keep]] = indices[keep]
             self.data[slots[keep]] = pages[keep]
@@ -106,7 +110,7 @@ def _as_slice(slots: np.ndarray) -> slice | np.ndarray:
     """A slice for consecutive slots (memcpy instead of a gather), else the slots."""
     first = int(slots[0])
     if slots.size == 1 or (
-        int(slots[-1]) - first == slots.size - 1 and bool((np.diff(slots) == 1).all())
+        int(slots[-1]) - first == slots.size - 1 and bool((slots[1:] - slots[:-1] == 1).all())
     ):
         return slice(first, first + slots.size)
     return slots
@@ -116,8 +120,6 @@ def _last_per_slot(slots: np.ndarray) -> np.ndarray | None:
     """Positions of the last occurrence of each slot, or ``None`` when slots are distinct."""
     if slots.size < 2:
         return None
-    if int(slots[-1]) - int(slots[0]) == slots.size - 1 and (np.diff(slots) == 1).all():
-        return None  # a run of pages that does not wrap around the cache
     order = np.sort(slots)
     if (order[1:] != order[:-1]).all():
         return None
