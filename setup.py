@@ -15,6 +15,8 @@ BUILTIN_CODECS = [
     "zstd = migcodec.codecs.plugins.zstd:ZstdCodec",
     "qat = migcodec.codecs.plugins.qat:QatCodec",
     "iaa = migcodec.codecs.plugins.iaa:IaaCodec",
+    "dsa-delta = migcodec.codecs.plugins.dsa_delta:DsaDeltaCodec",
+    "xbzrle = migcodec.codecs.plugins.xbzrle:XbzrleCodec",
 ]
 
 setup(

@@ -56,10 +56,16 @@ class PageEncoding:
 
     ``modes`` lets a transform send some pages raw (``PageMode.RAW``) or in a form of its
     own (values from ``PageMode.ENCODED`` up); the blob then covers only the non-raw pages.
+
+    ``pages``, when set, is the snapshot of the input that the transform encoded; raw
+    fall-back pages are then taken from it instead of from guest memory. Delta codecs need
+    this: their cache holds what they read, and a guest write between reading a page and
+    sending it raw would otherwise make the destination hold something else.
     """
 
     blob: Any
     modes: np.ndarray | None = None
+    pages: np.ndarray | None = None
 
 
 class Codec(ABC):
@@ -142,6 +148,14 @@ class Codec(ABC):
         malformed input; never trust ``blob``.
         """
 
+    def _pages_sent_as_zero(self, indices: np.ndarray) -> None:  # noqa: B027 (optional hook)
+        """Called with the guest page numbers of a batch's zero pages (``needs_indices`` only).
+
+        The framework sends zero pages as markers and never shows them to
+        ``_encode_pages``; a delta codec overrides this so its cache does not keep a stale
+        version of a page that the destination now holds as zeros. Default: nothing.
+        """
+
     # -- the framework ---------------------------------------------------------------
     def encode(self, batch: Batch, staging: np.ndarray | None = None) -> Encoded:
         """Encode a batch. ``staging`` is a pooled ``(max_pages, page_size)`` scratch buffer.
@@ -176,6 +190,8 @@ class Codec(ABC):
                 zero = np.zeros(n, dtype=bool)
             modes[zero] = _ZERO
             n_zero = int(np.count_nonzero(zero))
+            if n_zero and self.needs_indices:
+                self._pages_sent_as_zero(batch.page_indices[zero])
             if n_zero < n:
                 nonzero = np.flatnonzero(~zero)
                 data = block[nonzero]
@@ -209,6 +225,8 @@ class Codec(ABC):
         and those pages go raw. Updates ``modes`` for the non-zero pages in place.
         """
         blob, sub = result.blob, result.modes
+        if result.pages is not None:
+            data = result.pages  # the transform's snapshot: raw pages match what it cached
         blob_nbytes = len(blob) if isinstance(blob, bytes) else memoryview(blob).nbytes
         where = slice(None) if nonzero is None else nonzero
         if sub is None:
