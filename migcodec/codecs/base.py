@@ -156,16 +156,28 @@ class Codec(ABC):
         version of a page that the destination now holds as zeros. Default: nothing.
         """
 
+    # -- stream state: stateless codecs ignore these ----------------------------------
+    def reset(self) -> None:  # noqa: B027 (optional hook)
+        """A new stream starts: forget any history of what the destination holds."""
+
+    def invalidate(self, indices: np.ndarray) -> None:  # noqa: B027 (optional hook)
+        """Another codec of the same stream sent these pages: history about them is stale.
+
+        A stream that switches codecs per window (the adaptive selector) must tell every
+        codec with a delta cache, or a later delta would be made against the wrong base.
+        """
+
     # -- the framework ---------------------------------------------------------------
     def encode(self, batch: Batch, staging: np.ndarray | None = None) -> Encoded:
         """Encode a batch. ``staging`` is a pooled ``(max_pages, page_size)`` scratch buffer.
 
-        Raw pages in the payload may be views of guest memory when no ``staging`` buffer is
-        given (zero copy; valid while the guest leaves them alone). With ``staging`` (the
-        engines' pooled buffers) they are copied there, so a guest still writing cannot
-        change a frame between its checksum and its send. The common case (no zero page,
-        encoding pays) adds a few microseconds to the transform: ``benchmarks/run.py``
-        measures framework against raw library calls.
+        Without ``staging`` the transform reads guest memory in place and raw pages in the
+        payload are views of it (zero copy): right when memory holds still, as in a trace or
+        a paused guest. With ``staging`` (the engines' pooled buffers) the batch is first
+        copied there, so a guest that keeps writing can neither corrupt the encoding (see
+        :meth:`Batch.pages`) nor change a frame between its checksum and its send. The
+        common case (no zero page, encoding pays) adds a few microseconds to the transform:
+        ``benchmarks/run.py`` measures framework against raw library calls.
         """
         wall0, cpu0 = time.perf_counter(), time.thread_time()
         page_size = batch.page_size
@@ -200,8 +212,6 @@ class Codec(ABC):
                     self._encode_pages(data, indices), data, modes, nonzero, page_size
                 )
             payload_nbytes = _nbytes(segments)
-        if staging is not None:
-            segments = _detached(segments, batch.memory, staging)
         encoded = Encoded(self.name, page_size, batch.runs, modes, segments)
         stats = encoded.stats
         stats.input_bytes = n * page_size
@@ -301,20 +311,6 @@ class Codec(ABC):
             _scatter(view, raw_idx, raw)
         if decoded is not None:
             _scatter(view, enc_idx, decoded.reshape(-1, page_size))
-
-
-def _detached(segments: tuple, memory: np.ndarray, staging: np.ndarray) -> tuple:
-    """Copy segments that still view guest memory into the staging buffer."""
-    if not any(isinstance(s, np.ndarray) and np.may_share_memory(s, memory) for s in segments):
-        return segments
-    flat = staging.reshape(-1)
-    out = []
-    for s in segments:
-        if isinstance(s, np.ndarray) and np.may_share_memory(s, memory):
-            flat[: s.size] = s
-            s = flat[: s.size]
-        out.append(s)
-    return tuple(out)
 
 
 def _joined(segments: tuple) -> memoryview:

@@ -97,6 +97,8 @@ class _Sender(threading.Thread):
             encoded = request.result()
         except Exception:
             encoded = self.fallback.encode(batch)  # a codec failed: re-encode and count it
+            for codec in self.writer.codecs.values():  # whatever it cached is now stale
+                codec.invalidate(batch.page_indices)
             codec_id = self.writer.codec_id(self.fallback)
             self.report.fallback_batches += 1
         stats = encoded.stats
@@ -167,7 +169,10 @@ class MigrationSource:
             index = self.chooser.choose(window[0])
             codec_id = sender.writer.codec_id(self.chooser.codecs[index])
             engines = self._engines_for(index)
+            others = [c for i, c in enumerate(self.chooser.codecs) if i != index]
             for batch in window:
+                for other in others:  # their delta caches must not outlive these pages
+                    other.invalidate(batch.page_indices)
                 request = engines.submit(batch)
                 sender.submitted += 1
                 sender.items.put((request, codec_id))
@@ -188,6 +193,8 @@ class MigrationSource:
         table = list(self.chooser.codecs)
         if all(c != self.fallback for c in table):
             table.append(self.fallback)
+        for codec in table:
+            codec.reset()  # a new stream: no codec may assume the destination holds anything
         start = time.perf_counter()
         writer = FrameWriter(
             link,

@@ -274,3 +274,28 @@ def test_scattered_batches_round_trip_through_engines(name):
             drain_one()
     np.testing.assert_array_equal(dest[:190], memory[:190])
     assert (dest[190:] == 0xA5).all()
+
+
+def test_engines_hand_transforms_a_snapshot_never_live_guest_memory():
+    """Compressing memory that changes underneath can corrupt pages that never changed (an
+    LZ match against new bytes emitted as a reference to old, already-sent bytes), so the
+    engines' transforms must only ever see the request's private staging copy."""
+    from migcodec.codecs import Batch, CodecEngines
+    from migcodec.codecs.plugins.lz4 import Lz4Codec
+
+    memory = np.arange(64 * 4096, dtype=np.uint32).view(np.uint8)[: 64 * 4096].reshape(64, 4096)
+    memory = memory.copy()
+    seen = []
+
+    class Watching(Lz4Codec):
+        def _encode_pages(self, pages, indices):
+            seen.append(np.shares_memory(pages, memory))
+            return super()._encode_pages(pages, indices)
+
+    with CodecEngines(Watching(), engines=2) as engines:
+        for runs in ([(0, 64)], [(0, 8), (20, 8)], [(40, 1)]):
+            engines.submit(Batch(memory, runs))
+        for request in engines.completions(timeout=10):
+            with request:
+                request.result()
+    assert seen == [False, False, False]

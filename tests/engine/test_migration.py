@@ -175,3 +175,28 @@ def test_emulated_accelerator_counts_modelled_offload_cost_not_emulation_cpu():
     assert report.codec_cpu_s == 0.0
     assert report.emulation_cpu_s > 0.0
     assert report.modelled_host_cpu_s > 0.0
+
+
+class _AlternatingChooser:
+    """Switches codec every window: delta caches must learn what the others sent."""
+
+    def __init__(self, names):
+        self.codecs = [get_codec(n) for n in names]
+        self.turn = -1
+
+    def choose(self, sample):
+        self.turn += 1
+        return self.turn % len(self.codecs)
+
+    def report(self, index, stats):
+        return None
+
+
+@pytest.mark.parametrize("delta", ["xbzrle", "dsa-delta"])
+def test_switching_between_delta_and_compression_codecs_keeps_memories_equal(delta):
+    config = MigrationConfig(workers=2, link_rate=None, window_batches=2, max_time_s=30)
+    chooser = _AlternatingChooser([delta, "lz4", "zstd"])
+    report = run_loopback(8 * MiB, chooser, config, 30e6, "mixed", style="words")
+    assert report.succeeded, report.error
+    assert report.pages_by_codec[delta] > 0
+    assert report.iterations >= 2
