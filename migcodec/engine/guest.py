@@ -51,6 +51,7 @@ class GuestWorkload:
         self._sweep_at = 0
         self._stamp = 0
         self.bytes_dirtied = 0
+        self.active_s = 0.0
         self._run = threading.Event()
         self._paused = threading.Event()
         self._stop = threading.Event()
@@ -116,6 +117,7 @@ class GuestWorkload:
             time.sleep(self.tick_s)
             now = time.perf_counter()
             budget += (now - last) * self.rate
+            self.active_s += now - last
             last = now
             k = int(budget // page_size)
             if k <= 0:

@@ -24,7 +24,8 @@ class MigrationReport:
     emulation_cpu_s: float = 0.0  # CPU our software stand-in burned (not the device's cost)
     fallback_batches: int = 0
     memory_bytes: int = 0
-    dirty_rate: float = 0.0
+    dirty_rate: float = 0.0  # what the guest was asked to dirty, bytes/s
+    dirty_rate_achieved: float = 0.0  # what it managed while it ran (a Python thread)
     link_rate: float | None = None
     pages_by_codec: dict[str, int] = field(default_factory=dict)
     paths: dict[str, str] = field(default_factory=dict)

@@ -215,6 +215,8 @@ class MigrationSource:
                 engines.close()
             if self.guest is not None:
                 self.guest.stop()
+                if self.guest.active_s:
+                    report.dirty_rate_achieved = self.guest.bytes_dirtied / self.guest.active_s
         report.sender_cpu_s = sender.cpu_s
         report.guest_bytes_sent = report.pages_sent * cfg.page_size
         report.wire_bytes = writer.bytes_written

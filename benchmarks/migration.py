@@ -1,0 +1,89 @@
+"""The seed talk's experiment in shape: guests x codecs over a rate-limited loopback link.
+
+    python benchmarks/migration.py [--memory 128MiB] [--link 1Gbit] [--dirty-rate 50MB/s]
+                                   [--guests ones,seq,memcached]
+                                   [--codecs none,zlib-ng,lz4,zstd,auto,qat] [--json]
+
+For every guest and codec: one migration at ``--dirty-rate`` (throughput, total time,
+downtime, extra host CPU, ratio) and a search for the largest dirty rate that still
+converges. Codecs whose device cost is modelled (emulated accelerators) are marked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from migcodec.cli.migrate_cmd import make_chooser
+from migcodec.engine import MigrationConfig, parse_rate, parse_size, run_loopback
+from migcodec.engine.sweep import largest_converging_rate
+
+
+def measure(guest: str, codec: str, memory: int, config: MigrationConfig, dirty: float):
+    def migrate_at(rate: float):
+        return run_loopback(
+            memory, make_chooser(codec, config.link_rate, config.workers), config, rate, guest
+        )
+
+    fixed = migrate_at(dirty)
+    best, runs = largest_converging_rate(migrate_at, start=16e6, refine_steps=3)
+    return {
+        "guest": guest,
+        "codec": codec,
+        "succeeded": fixed.succeeded,
+        "throughput_pages_s": fixed.throughput_pages_s,
+        "total_time_s": fixed.total_time_s,
+        "downtime_s": fixed.downtime_s,
+        "extra_cpu_percent": fixed.extra_cpu_percent,
+        "ratio": fixed.ratio,
+        "modelled": fixed.modelled,
+        "largest_dirty_rate": best,
+        "sweep": [(r.dirty_rate, r.succeeded) for r in runs],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--memory", default="128MiB")
+    parser.add_argument("--link", default="1Gbit")
+    parser.add_argument("--dirty-rate", default="50MB/s")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--guests", default="ones,seq,memcached")
+    parser.add_argument("--codecs", default="none,zlib-ng,lz4,zstd,auto,qat")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    config = MigrationConfig(
+        workers=args.workers,
+        link_rate=parse_rate(args.link),
+        max_time_s=40.0,
+        stall_iterations=3,
+    )
+    memory = parse_size(args.memory)
+    rows = []
+    for guest in args.guests.split(","):
+        for codec in args.codecs.split(","):
+            rows.append(measure(guest, codec, memory, config, parse_rate(args.dirty_rate)))
+            if not args.json:
+                r = rows[-1]
+                down = f"{r['downtime_s'] * 1e3:.0f}" if r["downtime_s"] is not None else "-"
+                label = f"{codec} (modelled)" if r["modelled"] else codec
+                print(
+                    f"{guest:<10} {label:<16} {r['throughput_pages_s']:>10,.0f} pages/s "
+                    f"{r['largest_dirty_rate'] / 1e6:>8.0f} MB/s max dirty "
+                    f"{r['extra_cpu_percent']:>5.0f}% CPU  ratio {r['ratio']:>6.2f}  "
+                    f"total {r['total_time_s']:>5.2f} s  downtime {down} ms",
+                    flush=True,
+                )
+    if args.json:
+        json.dump(
+            {"memory": memory, "link": args.link, "dirty_rate": args.dirty_rate, "rows": rows},
+            sys.stdout,
+            indent=2,
+        )
+        print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
