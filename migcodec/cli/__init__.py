@@ -13,6 +13,7 @@ from migcodec.codecs import CodecError
 COMMANDS = [
     "migcodec.cli.codecs_cmd",
     "migcodec.cli.bench_cmd",
+    "migcodec.cli.evaluate_cmd",
 ]
 
 

@@ -1,0 +1,220 @@
+"""Per-window features: cheap, vectorised summaries of a sample of the window's pages.
+
+Context-free bandits reach only about 0.4-0.75 of the per-window oracle on real memory
+(DESIGN.md): the best codec changes too often to be learnt from past rewards alone. A
+selector near the oracle has to *predict* each arm's outcome from the window itself, so two
+kinds of feature are computed here, and their cost is measured separately because a policy
+must pay for what it reads:
+
+- **cheap** (a few tens of microseconds): zero-page fraction, byte-histogram entropy,
+  fraction of 8-byte words changed against what the destination holds (the delta cache);
+- **probes**: every compressing arm encodes the same small sample of pages (a few runs of
+  consecutive pages) and gives a ratio and a rate; a delta arm's size follows from the
+  per-page changed-word counts, because a delta record costs a fixed number of bytes per
+  changed word (DSA: 10; XBZRLE about as much for scattered words).
+
+Everything is computed on the sample with numpy; no Python loop runs per page or byte.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from migcodec.codecs import Batch, zero_page_mask
+
+#: names of the entries of :attr:`WindowFeatures.context`, in order
+CONTEXT_NAMES = ("bias", "zero_frac", "entropy", "changed_frac", "delta_known")
+#: bytes a delta record spends per changed 8-byte word (DSA delta record entry)
+DELTA_BYTES_PER_WORD = 10
+_RUN_BYTES = 12  # what a batch's one run costs on the wire (as migcodec.codecs counts it)
+
+
+@dataclass(slots=True)
+class WindowFeatures:
+    """Features of one window.
+
+    ``context`` is the fixed vector ``CONTEXT_NAMES`` (entropy scaled to 0..1).
+    ``predicted_ratio`` / ``predicted_rate`` are per-arm estimates from probes (guest bytes
+    per output byte, guest bytes per second of one worker); ``nan`` where an arm was not
+    probed. ``cheap_s`` and ``probe_s`` (per arm) are the CPU seconds the features cost.
+    """
+
+    context: np.ndarray
+    predicted_ratio: np.ndarray | None = None
+    predicted_rate: np.ndarray | None = None
+    cheap_s: float = 0.0
+    probe_s: np.ndarray | None = None
+
+    def cost_s(self, level: str) -> float:
+        """Seconds a policy reading ``level`` features (none, cheap, probe) is charged:
+        the cheap features, plus every probe that was actually computed or revealed."""
+        if level == "none":
+            return 0.0
+        if level == "cheap" or self.probe_s is None:
+            return self.cheap_s
+        return self.cheap_s + float(self.probe_s.sum())
+
+    def cheap(self) -> WindowFeatures:
+        """The same window with the probes hidden (what a policy sees before asking)."""
+        return WindowFeatures(self.context, cheap_s=self.cheap_s)
+
+    def masked(self, mask: np.ndarray | None) -> WindowFeatures:
+        """The same window revealing only the probes of arms in ``mask`` (replaying a
+        table that holds every probe: a policy sees, and pays for, what it asked for)."""
+        if mask is None or self.predicted_ratio is None:
+            return self.cheap()
+        return WindowFeatures(
+            self.context,
+            np.where(mask, self.predicted_ratio, np.nan),
+            np.where(mask, self.predicted_rate, np.nan),
+            self.cheap_s,
+            np.where(mask, self.probe_s, 0.0),
+        )
+
+
+@functools.lru_cache(maxsize=64)
+def sample_rows(n_pages: int, sample_pages: int, run: int = 4) -> np.ndarray:
+    """Rows of a sample: ``sample_pages // run`` runs of ``run`` consecutive pages, spread
+    evenly over the window (consecutive pages keep the cross-page redundancy a 64-page batch
+    sees; spreading covers a window whose content changes along memory)."""
+    if n_pages <= sample_pages:
+        rows = np.arange(n_pages)
+        rows.flags.writeable = False
+        return rows
+    n_runs = max(1, sample_pages // run)
+    starts = np.linspace(0, n_pages - run, n_runs).astype(np.int64)
+    rows = (starts[:, None] + np.arange(run)).reshape(-1)
+    rows = np.unique(rows)
+    rows.flags.writeable = False  # cached and shared
+    return rows
+
+
+def byte_entropy(sample: np.ndarray, stride: int = 3) -> float:
+    """Shannon entropy of the byte histogram in bits per byte (0..8), from every
+    ``stride``-th byte (odd, so 8-byte structure is not aliased; a histogram of a few
+    thousand bytes is as informative as one of all of them, at a fraction of the cost)."""
+    counts = np.bincount(sample.reshape(-1)[::stride], minlength=256)
+    total = counts.sum()
+    if not total:
+        return 0.0
+    p = counts[counts > 0] / total
+    return float(-(p * np.log2(p)).sum())
+
+
+def changed_words(pages: np.ndarray, previous: np.ndarray) -> np.ndarray:
+    """Changed 8-byte words per page between ``previous`` and ``pages`` (same shape)."""
+    a = np.ascontiguousarray(pages).view(np.uint64)
+    b = np.ascontiguousarray(previous).view(np.uint64)
+    return np.count_nonzero(a != b, axis=1)
+
+
+def delta_bytes(changed: np.ndarray, page_size: int, zero: np.ndarray) -> np.ndarray:
+    """Modelled delta-record bytes per page: ``10 x changed words`` capped at a raw page,
+    nothing for a zero page (sent as a marker), plus the one-byte page mode every page costs."""
+    body = np.minimum(changed * DELTA_BYTES_PER_WORD, page_size)
+    return np.where(zero, 0, body) + 1
+
+
+class FeatureExtractor:
+    """Computes :class:`WindowFeatures` for windows over a fixed list of arms.
+
+    ``kinds`` are the arms' codec kinds; ``codecs`` their instances (only compressing and raw
+    arms are probed by encoding). ``probe=False`` computes the cheap features only.
+    """
+
+    def __init__(self, codecs: Sequence, sample_pages: int = 16, batch_pages: int = 64) -> None:
+        if sample_pages < 1:
+            raise ValueError(f"sample_pages must be >= 1, got {sample_pages}")
+        self.codecs = list(codecs)
+        self.kinds = [c.kind for c in self.codecs]
+        self.sample_pages = sample_pages
+        self.batch_pages = batch_pages
+        self.overhead_s = self._calibrate()
+
+    @staticmethod
+    def _calibrate() -> float:
+        """Fixed cost of one encode call (batch set-up, zero scan, measurements): the
+        ``raw`` codec's time on one page, best of a few. A probe pays it once for a few
+        pages where a real batch pays it once for ``batch_pages``, so it is taken out of
+        the probe's time before scaling to a batch."""
+        from migcodec.codecs.plugins.raw import RawCodec
+
+        page = np.ones((1, 4096), dtype=np.uint8)
+        codec = RawCodec()
+        best = float("inf")
+        for _ in range(20):
+            best = min(best, codec.encode(Batch(page, [(0, 1)])).stats.cpu_s)
+        return best
+
+    def sample_size(self, n_pages: int) -> int:
+        """About 1/64 of the window (so probes cost a bounded share), 4 to
+        ``sample_pages`` pages."""
+        return int(min(self.sample_pages, max(4, n_pages // 64)))
+
+    def extract(
+        self,
+        pages: np.ndarray,
+        previous: np.ndarray | None = None,
+        probe: np.ndarray | bool | Callable[[WindowFeatures], np.ndarray | None] = True,
+    ) -> WindowFeatures:
+        """Features of a window whose pages are ``pages`` (``(n, page_size)`` uint8).
+
+        ``previous`` is what the destination holds for those pages (the delta cache), or
+        ``None`` when unknown. ``probe`` says which arms to probe: all (``True``), none
+        (``False``/``None``), a boolean mask, or a function given the cheap features that
+        returns a mask (how a policy buys only the probes it needs).
+        """
+        clock = time.thread_time  # CPU time of this thread, as encode costs are counted
+        t0 = clock()
+        n, page_size = pages.shape
+        rows = sample_rows(n, self.sample_size(n))
+        sample = pages[rows]
+        zero = zero_page_mask(sample)
+        zero_frac = float(zero.mean()) if rows.size else 0.0
+        nonzero = sample[~zero]
+        entropy = byte_entropy(nonzero[:2]) / 8.0 if nonzero.shape[0] else 0.0
+        changed = None
+        if previous is not None and rows.size:
+            changed = changed_words(sample, previous[rows])
+            changed_frac = float(changed.sum()) / (rows.size * (page_size // 8))
+        else:
+            changed_frac = 1.0
+        context = np.array([1.0, zero_frac, entropy, changed_frac, 0.0 if changed is None else 1.0])
+        cheap_s = clock() - t0
+        k = len(self.codecs)
+        if callable(probe):
+            probe = probe(WindowFeatures(context, cheap_s=cheap_s))
+        if probe is None or probe is False or rows.size == 0:
+            return WindowFeatures(context, cheap_s=cheap_s)
+        if zero_frac == 1.0 and changed is None:  # every arm sends zero markers: nothing to learn
+            probe = np.zeros(k, dtype=bool)
+        mask = np.ones(k, dtype=bool) if probe is True else np.asarray(probe, dtype=bool)
+        ratio = np.full(k, np.nan)
+        rate = np.full(k, np.nan)
+        probe_s = np.zeros(k)
+        sample_bytes = float(sample.nbytes)
+        data = np.ascontiguousarray(nonzero)  # zero pages cost every arm the same marker
+        m = data.shape[0]
+        nz = 1.0 - zero_frac
+        for i in np.flatnonzero(mask):  # one probe per arm, not per page
+            t1 = clock()
+            if self.kinds[i] == "delta":
+                if changed is not None:
+                    ratio[i] = sample_bytes / float(delta_bytes(changed, page_size, zero).sum())
+            elif m:
+                stats = self.codecs[i].encode(Batch(data, [(0, m)], page_size, m)).stats
+                payload = max(stats.output_bytes - m - _RUN_BYTES, 1) / m  # per non-zero page
+                per_page = 1.0 + nz * payload + _RUN_BYTES / self.batch_pages
+                ratio[i] = page_size / per_page
+                # a batch: one call's fixed cost plus its share of non-zero pages' work
+                work = self.overhead_s + max(stats.cpu_s - self.overhead_s, 0.0) / m * (
+                    nz * self.batch_pages
+                )
+                rate[i] = self.batch_pages * page_size / work if work > 0 else np.inf
+            probe_s[i] = clock() - t1
+        return WindowFeatures(context, ratio, rate, cheap_s, probe_s)

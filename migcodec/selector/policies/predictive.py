@@ -1,0 +1,171 @@
+"""The predictive policy: estimate every arm's outcome on *this* window, play the best.
+
+DESIGN.md's finding on real memory: the best codec changes in a fifth to a half of all
+windows, so learning from past rewards alone trails the per-window oracle. This policy reads
+the window instead. A compressing arm's ratio and rate come from encoding a small sample of
+the window's pages; a delta arm's size from the changed-word counts against the delta cache
+(a delta record spends a fixed number of bytes per changed word). The objective turns each
+predicted (ratio, rate) into a predicted reward and the best is played.
+
+What it learns online is only the *bias* of each prediction: the log ratio of the outcome
+seen to the probe's prediction, per arm, as a moving average (for compressors, half of it
+is shared by all of them, so an arm that is rarely played inherits what the others
+learnt). Sample-sized batches compress a little worse than full batches, a probe runs with
+a warm cache, a delta arm's real size depends on its cache and fall-back codec; these
+biases are stable per codec, so they generalise across workloads where a learnt reward
+model would not.
+
+Probes are paid for (the evaluation adds their time to the window's encode time), so the
+policy buys only the ones it needs:
+
+- none while the window's cheap features stay within ``tolerance`` of those of the last
+  probed window, for at most ``refresh`` windows (the previous predictions are reused);
+- none for an arm whose best case, ``workers x`` its recent rate, cannot beat the ``raw``
+  arm's known reward (at 10 Gbit/s a slow strong compressor is CPU bound whatever its ratio).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from migcodec.selector.features import WindowFeatures
+from migcodec.selector.objectives import Outcome, Throughput
+from migcodec.selector.policies.base import Policy, PolicyError
+
+
+class Predictive(Policy):
+    """Sample-probe prediction with learnt per-arm bias; see the module docstring."""
+
+    name = "predictive"
+    needs = "probe"
+
+    def __init__(self, learn: float = 0.3, tolerance: float = 0.05, refresh: int = 8) -> None:
+        if not 0 < learn <= 1:
+            raise PolicyError(f"learn must be in (0, 1], got {learn}")
+        self.learn, self.tolerance, self.refresh = learn, tolerance, refresh
+
+    def _reset(self) -> None:
+        k = self.n_arms
+        self.ratio_bias = np.zeros(k)  # log(actual ratio / predicted ratio), per arm
+        self.rate_bias = np.zeros(k)
+        self.shared_ratio_bias = 0.0  # the part every compressing arm shares (sample size)
+        self.compressing = np.array([kind not in ("delta", "raw") for kind in self.kinds])
+        self.recent_ratio = np.full(k, np.nan)  # observed when played
+        self.nz_cost = np.full(k, np.nan)  # busy seconds per non-zero guest byte, when played
+        self.clock = getattr(self.objective, "clock", "cpu")
+        self.last_ratio = np.full(k, np.nan)  # last probe results, reused while stable
+        self.last_rate = np.full(k, np.nan)
+        self.last_context: np.ndarray | None = None
+        self.age = 0
+        self.raw_arm = self.kinds.index("raw") if "raw" in self.kinds else -1
+        self.is_delta = np.array([kind == "delta" for kind in self.kinds])
+        self._mask: np.ndarray | None = None
+        self._pred_ratio = np.full(k, np.nan)
+        self._pred_rate = np.full(k, np.nan)
+
+    # -- which probes to buy ---------------------------------------------------------
+    def probe_mask(self, features: WindowFeatures) -> np.ndarray | None:
+        self._mask = self.select_probes(features)
+        return self._mask
+
+    def select_probes(self, features: WindowFeatures) -> np.ndarray:
+        """Arms to probe for this window, given its cheap features."""
+        stable = (
+            self.last_context is not None
+            and self.age < self.refresh
+            and float(np.abs(features.context - self.last_context).max()) <= self.tolerance
+        )
+        if stable:
+            return np.zeros(self.n_arms, dtype=bool)
+        mask = np.ones(self.n_arms, dtype=bool)
+        objective = self.objective
+        if isinstance(objective, Throughput) and self.raw_arm >= 0:
+            rate = self._rate_estimate(features)
+            zero = features.context[1]
+            raw_ratio = 1.0 / max(1.0 - zero, 1e-3)
+            raw_reward = min(objective.workers * rate[self.raw_arm], objective.link * raw_ratio)
+            hopeless = objective.workers * rate < raw_reward
+            mask &= ~(hopeless & np.isfinite(rate))
+        if self.raw_arm >= 0:
+            mask[self.raw_arm] = True  # a few microseconds, and zero pages change its ratio
+        return mask
+
+    @staticmethod
+    def _nonzero(features: WindowFeatures | None) -> float:
+        """Share of the window's pages that cost encoding work (zero pages are markers)."""
+        return 1.0 if features is None else max(1.0 - float(features.context[1]), 1 / 64)
+
+    def _recent_rate(self, features: WindowFeatures | None) -> np.ndarray:
+        """Rates from what playing each arm cost per non-zero byte: a delta arm's speed on a
+        zero-fill phase says nothing about a phase of changed pages, its cost per non-zero
+        page does."""
+        return 1.0 / (self.nz_cost * self._nonzero(features))
+
+    def _rate_estimate(self, features: WindowFeatures | None = None) -> np.ndarray:
+        known = np.where(np.isfinite(self.nz_cost), self._recent_rate(features), self.last_rate)
+        return np.where(np.isfinite(known), known, np.inf)
+
+    # -- decision --------------------------------------------------------------------
+    def choose(self, features: WindowFeatures | None = None) -> int:
+        if features is None or features.predicted_ratio is None:
+            ratio, rate = self.recent_ratio.copy(), self._recent_rate(features)
+            self._mask = None
+        else:
+            mask = self._mask if self._mask is not None else self.select_probes(features)
+            self._mask = None
+            if mask.any():
+                self.last_ratio = np.where(mask, features.predicted_ratio, self.last_ratio)
+                self.last_rate = np.where(mask, features.predicted_rate, self.last_rate)
+                self.last_context = features.context
+                self.age = 0
+            else:
+                self.age += 1
+            bias = self.ratio_bias + np.where(self.compressing, self.shared_ratio_bias, 0.0)
+            ratio = self.last_ratio * np.exp(bias)
+            rate = self.last_rate * np.exp(self.rate_bias)
+            ratio = np.where(np.isfinite(ratio), ratio, self.recent_ratio)
+            rate = np.where(np.isfinite(rate), rate, self._recent_rate(features))
+        self._pred_ratio, self._pred_rate = ratio, rate
+        # an arm with nothing known is tried optimistically: that is how it becomes known
+        ratio = np.where(np.isnan(ratio), np.inf, ratio)
+        rate = np.where(np.isnan(rate), np.inf, rate)
+        with np.errstate(divide="ignore"):
+            predicted = self.objective.reward_arrays(
+                np.ones(self.n_arms), 1.0 / ratio, 1.0 / rate, 1.0 / rate
+            )
+        return int(np.argmax(predicted))
+
+    def update(self, arm, reward, features=None, outcome: Outcome | None = None) -> None:
+        if outcome is None or outcome.input_bytes <= 0:
+            return
+        if features is not None and features.context[1] > 0.9:
+            return  # a (nearly) all-zero window says nothing about the arm's work or ratio
+        step = self.learn
+        ratio = outcome.ratio
+        busy = outcome.cpu_s if self.clock == "cpu" else outcome.wall_s
+        if outcome.device_s is not None:
+            busy = outcome.device_s
+        rate = outcome.input_bytes / busy if busy > 0 else math.inf
+        cost = busy / (outcome.input_bytes * self._nonzero(features))
+        self.recent_ratio[arm] = (
+            ratio
+            if np.isnan(self.recent_ratio[arm])
+            else (self.recent_ratio[arm] + step * (ratio - self.recent_ratio[arm]))
+        )
+        self.nz_cost[arm] = (
+            cost
+            if np.isnan(self.nz_cost[arm])
+            else (self.nz_cost[arm] + step * (cost - self.nz_cost[arm]))
+        )
+        probe_ratio, probe_rate = self.last_ratio[arm], self.last_rate[arm]
+        if np.isfinite(probe_ratio) and probe_ratio > 0 and math.isfinite(ratio):
+            shared = self.shared_ratio_bias if self.compressing[arm] else 0.0
+            error = math.log(ratio / probe_ratio) - self.ratio_bias[arm] - shared
+            if self.compressing[arm]:  # split the error: what one compressor's sample
+                self.shared_ratio_bias += step * error / 2  # misses, the others' likely do
+                error /= 2
+            self.ratio_bias[arm] += step * error
+        if np.isfinite(probe_rate) and probe_rate > 0 and math.isfinite(rate):
+            self.rate_bias[arm] += step * (math.log(rate / probe_rate) - self.rate_bias[arm])
