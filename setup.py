@@ -31,6 +31,7 @@ setup(
         "zstandard>=0.21",
         "scikit-learn>=1.3",
         "xxhash>=3.0",
+        "matplotlib>=3.6",  # migcodec evaluate --plot
     ],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6.80", "ruff>=0.5"],

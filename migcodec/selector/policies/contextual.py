@@ -22,23 +22,13 @@ import numpy as np
 from migcodec.selector.features import WindowFeatures
 from migcodec.selector.policies.base import Policy, PolicyError
 
+_LEFT = np.array([2, 3, 2, 1])  # entropy^2, changed^2, entropy*changed, zero*entropy
+_RIGHT = np.array([2, 3, 3, 2])
+
 
 def design(context: np.ndarray) -> np.ndarray:
     """Regression inputs from a context vector: the context, squares and key products."""
-    _, zero, entropy, changed, known = context
-    return np.array(
-        [
-            1.0,
-            zero,
-            entropy,
-            changed,
-            known,
-            entropy * entropy,
-            changed * changed,
-            entropy * changed,
-            zero * entropy,
-        ]
-    )
+    return np.concatenate((context, context[_LEFT] * context[_RIGHT]))
 
 
 N_DESIGN = 9
@@ -66,6 +56,7 @@ class LinearRLS(Policy):
         self.unit = 0.0
         self.seen = np.zeros(k, dtype=np.int64)
         self._x: np.ndarray | None = None
+        self._context: np.ndarray | None = None
 
     def _inputs(self, features: WindowFeatures | None) -> np.ndarray:
         if features is None:
@@ -74,7 +65,7 @@ class LinearRLS(Policy):
 
     def choose(self, features: WindowFeatures | None = None) -> int:
         x = self._inputs(features)
-        self._x = x
+        self._x, self._context = x, features.context
         for arm in range(self.n_arms):  # a model of an arm never played predicts nothing
             if self.seen[arm] == 0:
                 return arm
@@ -83,7 +74,9 @@ class LinearRLS(Policy):
         return int(np.argmax(score))
 
     def update(self, arm, reward, features=None, outcome=None) -> None:
-        x = self._inputs(features) if features is not None else self._x
+        x = self._x  # the inputs of the decision this reward answers
+        if x is None or (features is not None and features.context is not self._context):
+            x = self._inputs(features)
         if self.unit == 0.0:
             self.unit = abs(reward) or 1.0
         y = reward / self.unit
