@@ -29,7 +29,8 @@ from migcodec.selector import (
     make_objective,
     parse_policy,
 )
-from migcodec.selector.evaluation import build_table, evaluate
+from migcodec.selector.evaluation import build_table, cached_table, evaluate
+from migcodec.selector.evaluation.table import table_key
 from tests.selector.standins import StandInDelta, phased_windows
 
 
@@ -43,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--policies", nargs="+", default=list(DEFAULT_POLICIES))
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--cache", help="directory to keep the measured tables in (reused)")
     args = ap.parse_args(argv)
 
     delta = Arm.of("dsa-delta") if "dsa-delta" in available_codecs() else Arm.of(StandInDelta())
@@ -50,11 +52,23 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for seed in args.seeds:
         t0 = time.perf_counter()
-        table = build_table(phased_windows(args.windows, args.pages, seed), arms, args.repeats)
+        path = None
+        if args.cache:
+            key = table_key(
+                f"standin:{args.windows}:{args.pages}:{seed}", arms, args.repeats, 64, 16
+            )
+            path = Path(args.cache) / f"selector-table-{key}.npz"
+        table, _ = cached_table(
+            path,
+            lambda seed=seed: build_table(
+                phased_windows(args.windows, args.pages, seed), arms, args.repeats
+            ),
+        )
         built = time.perf_counter() - t0
         for link in args.links:
             objective = make_objective("throughput", link=link, workers=args.workers)
             ev = evaluate(table, [parse_policy(p) for p in args.policies], objective)
+            headroom = 1 / ev.scores[ev.best_fixed].vs_oracle
             for s in ev.scores:
                 rows.append(
                     {
@@ -62,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
                         "link": link,
                         "table_s": built,
                         "best_fixed": ev.labels[ev.best_fixed],
+                        "headroom": headroom,
                         **s.as_dict(),
                     }
                 )
@@ -81,7 +96,14 @@ def main(argv: list[str] | None = None) -> int:
             f"{'policy':<52} {'vs oracle':>16} {'vs best fixed':>16} {'sum/oracle':>10} "
             f"{'switches':>8}"
         )
-        labels = dict.fromkeys(r["label"] for r in rows if r["link"] == link)
+        at_link = [r for r in rows if r["link"] == link]
+        best = {r["seed"]: r["best_fixed"] for r in at_link}
+        heads = {r["seed"]: r["headroom"] for r in at_link}
+        print(
+            f"best fixed arm per seed: {best}; oracle / best fixed per seed (the most any "
+            f"policy can gain over it): " + ", ".join(f"{h:.3f}" for h in heads.values())
+        )
+        labels = dict.fromkeys(r["label"] for r in at_link)
         for label in labels:
             sel = [r for r in rows if r["link"] == link and r["label"] == label]
             vo = [r["vs_oracle"] for r in sel]

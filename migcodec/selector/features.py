@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from migcodec.codecs import Batch, zero_page_mask
+from migcodec.codecs import Batch
 
 #: names of the entries of :attr:`WindowFeatures.context`, in order
 CONTEXT_NAMES = ("bias", "zero_frac", "entropy", "changed_frac", "delta_known")
@@ -173,15 +173,24 @@ class FeatureExtractor:
         t0 = clock()
         n, page_size = pages.shape
         rows = sample_rows(n, self.sample_size(n))
-        sample = pages[rows]
-        zero = zero_page_mask(sample)
-        zero_frac = float(zero.mean()) if rows.size else 0.0
-        nonzero = sample[~zero]
-        entropy = byte_entropy(nonzero[:2]) / 8.0 if nonzero.shape[0] else 0.0
+        if not rows.size:
+            return WindowFeatures(np.array([1.0, 0.0, 0.0, 1.0, 0.0]), cheap_s=clock() - t0)
+        words = pages.view(np.uint64) if pages.flags.c_contiguous else (
+            np.ascontiguousarray(pages).view(np.uint64))
+        # zero pages: first and last word rule out almost every non-zero page without
+        # copying the sample (zero_page_rows' trick); only candidates are scanned in full
+        zero = (words[rows, 0] | words[rows, -1]) == 0
+        if zero.any():
+            candidates = np.flatnonzero(zero)
+            zero[candidates] = ~words[rows[candidates]].any(axis=1)
+        nz_rows = rows[~zero]
+        zero_frac = float(np.count_nonzero(zero)) / rows.size
+        entropy = byte_entropy(pages[nz_rows[:1]]) / 8.0 if nz_rows.size else 0.0
         changed = None
-        if previous is not None and rows.size:
-            changed = changed_words(sample, previous[rows])
-            changed_frac = float(changed.sum()) / (rows.size * (page_size // 8))
+        if previous is not None:
+            changed = changed_words(pages[nz_rows], previous[nz_rows])
+            # over the non-zero pages: a zero page is a marker whatever it replaced
+            changed_frac = float(changed.sum()) / max(nz_rows.size * (page_size // 8), 1)
         else:
             changed_frac = 1.0
         context = np.array([1.0, zero_frac, entropy, changed_frac, 0.0 if changed is None else 1.0])
@@ -197,24 +206,32 @@ class FeatureExtractor:
         ratio = np.full(k, np.nan)
         rate = np.full(k, np.nan)
         probe_s = np.zeros(k)
-        sample_bytes = float(sample.nbytes)
-        data = np.ascontiguousarray(nonzero)  # zero pages cost every arm the same marker
-        m = data.shape[0]
+        sample_bytes = float(rows.size * page_size)
+        m = nz_rows.size
+        t1 = clock()
+        data = pages[nz_rows] if m and mask.any() else None  # zero pages: the same marker
+        gather_s = clock() - t1
         nz = 1.0 - zero_frac
         for i in np.flatnonzero(mask):  # one probe per arm, not per page
             t1 = clock()
             if self.kinds[i] == "delta":
                 if changed is not None:
-                    ratio[i] = sample_bytes / float(delta_bytes(changed, page_size, zero).sum())
+                    no_zero = np.zeros(m, dtype=bool)
+                    sent = float(delta_bytes(changed, page_size, no_zero).sum()) + rows.size - m
+                    ratio[i] = sample_bytes / sent
             elif m:
                 stats = self.codecs[i].encode(Batch(data, [(0, m)], page_size, m)).stats
                 payload = max(stats.output_bytes - m - _RUN_BYTES, 1) / m  # per non-zero page
                 per_page = 1.0 + nz * payload + _RUN_BYTES / self.batch_pages
                 ratio[i] = page_size / per_page
-                # a batch: one call's fixed cost plus its share of non-zero pages' work
-                work = self.overhead_s + max(stats.cpu_s - self.overhead_s, 0.0) / m * (
-                    nz * self.batch_pages
-                )
+                if stats.device_s is not None:  # emulated hardware: its modelled time
+                    work = stats.device_s / m * max(nz * self.batch_pages, 1.0)
+                else:  # a batch: one call's fixed cost plus its non-zero pages' work
+                    work = self.overhead_s + max(stats.cpu_s - self.overhead_s, 0.0) / m * (
+                        nz * self.batch_pages
+                    )
                 rate[i] = self.batch_pages * page_size / work if work > 0 else np.inf
             probe_s[i] = clock() - t1
+        if mask.any():  # the gather serves every probe: share its cost among them
+            probe_s[mask] += gather_s / np.count_nonzero(mask)
         return WindowFeatures(context, ratio, rate, cheap_s, probe_s)

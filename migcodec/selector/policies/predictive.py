@@ -41,7 +41,7 @@ class Predictive(Policy):
     name = "predictive"
     needs = "probe"
 
-    def __init__(self, learn: float = 0.3, tolerance: float = 0.05, refresh: int = 8) -> None:
+    def __init__(self, learn: float = 0.3, tolerance: float = 0.05, refresh: int = 4) -> None:
         if not 0 < learn <= 1:
             raise PolicyError(f"learn must be in (0, 1], got {learn}")
         self.learn, self.tolerance, self.refresh = learn, tolerance, refresh
