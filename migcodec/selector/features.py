@@ -175,8 +175,11 @@ class FeatureExtractor:
         rows = sample_rows(n, self.sample_size(n))
         if not rows.size:
             return WindowFeatures(np.array([1.0, 0.0, 0.0, 1.0, 0.0]), cheap_s=clock() - t0)
-        words = pages.view(np.uint64) if pages.flags.c_contiguous else (
-            np.ascontiguousarray(pages).view(np.uint64))
+        words = (
+            pages.view(np.uint64)
+            if pages.flags.c_contiguous
+            else (np.ascontiguousarray(pages).view(np.uint64))
+        )
         # zero pages: first and last word rule out almost every non-zero page without
         # copying the sample (zero_page_rows' trick); only candidates are scanned in full
         zero = (words[rows, 0] | words[rows, -1]) == 0
