@@ -77,6 +77,10 @@ class Selector:
         self.policy = policy.bind(len(self.arms), self.objective, [c.kind for c in self.codecs])
         self.extractor = FeatureExtractor(self.codecs, sample_pages=sample_pages)
         self.windows = 0
+        #: recent ratio and encode rate (guest bytes per busy second) per arm, moving
+        #: averages over the windows each arm was played: free features for any policy
+        self.recent_ratio = np.full(len(self.arms), np.nan)
+        self.recent_rate = np.full(len(self.arms), np.nan)
 
     def features(self, pages: np.ndarray, previous: np.ndarray | None = None) -> WindowFeatures:
         """Features of a window, with only the probes the policy asks for."""
@@ -110,11 +114,23 @@ class Selector:
             outcome.cpu_s + decision.charge_s,
             outcome.device_s,
         )
+        self._remember(decision.arm, outcome)
         reward = self.objective.reward(charged)
         utility = self.objective.utility(reward)
         self.policy.update(decision.arm, utility, decision.features, outcome)
         self.windows += 1
         return reward
+
+    def _remember(self, arm: int, outcome: Outcome, step: float = 0.3) -> None:
+        busy = outcome.device_s if outcome.device_s is not None else outcome.cpu_s
+        if outcome.input_bytes <= 0 or busy <= 0:
+            return
+        for stat, value in (
+            (self.recent_ratio, outcome.ratio),
+            (self.recent_rate, outcome.input_bytes / busy),
+        ):
+            old = stat[arm]
+            stat[arm] = value if old != old else old + step * (value - old)  # nan: first
 
     def timed_step(self, features: WindowFeatures | None, outcome: Outcome) -> float:
         """One decision plus update on precomputed features; returns its seconds (benchmark)."""

@@ -33,6 +33,8 @@ def test_predictive_selector_uses_delta_on_sparse_updates_and_compression_on_tex
     assert np.mean(chosen[phases == "counters"] == 3) >= 0.75
     assert np.mean(chosen[phases == "text"] == 2) >= 0.75
     assert selector.windows == len(windows)
+    played = np.unique(chosen)
+    assert (selector.recent_ratio[played] > 0).all() and (selector.recent_rate[played] > 0).all()
 
 
 def test_context_free_policy_needs_no_pages():

@@ -44,19 +44,18 @@ class _Counting(Policy):
         self.sums[arm] += weight * reward
         self.sq[arm] += weight * reward * reward
 
-    def _spread(self) -> np.ndarray:
-        """Per-arm standard deviation of rewards, floored at 5% of the observed range."""
+    def _mean_spread(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-arm mean and standard deviation of rewards, the latter floored at 5% of the
+        observed range (numerically a negative variance is clipped by the floor too)."""
         mean = self.sums / self.counts
-        var = np.maximum(self.sq / self.counts - mean * mean, 0.0)
         floor = 0.05 * max(self.high - self.low, 1e-12)
-        return np.maximum(np.sqrt(var), floor)
+        var = np.fmax(self.sq / self.counts - mean * mean, floor * floor)
+        return mean, np.sqrt(var)
 
     def _untried(self) -> int:
         """First arm never (or no longer) observed, or -1."""
-        for i in range(self.n_arms):
-            if self.counts[i] <= 0:
-                return i
-        return -1
+        i = int(self.counts.argmin())
+        return i if self.counts[i] <= 0 else -1
 
 
 class Fixed(Policy):
@@ -131,8 +130,9 @@ class UCB1(_Counting):
         untried = self._untried()
         if untried >= 0:
             return untried
-        bonus = self.c * self._spread() * np.sqrt(2 * math.log(self.t) / self.counts)
-        return int(np.argmax(self.sums / self.counts + bonus))
+        mean, spread = self._mean_spread()
+        bonus = spread * np.sqrt((2 * self.c * self.c * math.log(self.t)) / self.counts)
+        return int((mean + bonus).argmax())
 
     def update(self, arm, reward, features=None, outcome=None) -> None:
         self._observe(reward)
@@ -159,8 +159,9 @@ class DiscountedUCB(_Counting):
         if untried >= 0:
             return untried
         n = max(float(self.counts.sum()), 1.0 + 1e-9)
-        bonus = 2 * self.c * self._spread() * np.sqrt(self.xi * math.log(n) / self.counts)
-        return int(np.argmax(self.sums / self.counts + bonus))
+        mean, spread = self._mean_spread()
+        bonus = spread * np.sqrt((4 * self.c * self.c * self.xi * math.log(n)) / self.counts)
+        return int((mean + bonus).argmax())
 
     def update(self, arm, reward, features=None, outcome=None) -> None:
         self._observe(reward)
@@ -191,8 +192,9 @@ class SlidingWindowUCB(_Counting):
         if untried >= 0:
             return untried
         n = min(self.t, self.window)
-        bonus = 2 * self.c * self._spread() * np.sqrt(self.xi * math.log(max(n, 2)) / self.counts)
-        return int(np.argmax(self.sums / self.counts + bonus))
+        mean, spread = self._mean_spread()
+        scale = 4 * self.c * self.c * self.xi * math.log(max(n, 2))
+        return int((mean + spread * np.sqrt(scale / self.counts)).argmax())
 
     def update(self, arm, reward, features=None, outcome=None) -> None:
         slot = self.t % self.window
@@ -229,8 +231,7 @@ class GaussianThompson(_Counting):
         untried = self._untried()
         if untried >= 0:
             return untried
-        mean = self.sums / self.counts
-        spread = self._spread()
+        mean, spread = self._mean_spread()
         draw = mean + spread / np.sqrt(self.counts) * self.rng.standard_normal(self.n_arms)
         return int(np.argmax(draw))
 

@@ -56,6 +56,7 @@ class LinearRLS(Policy):
         self.unit = 0.0
         self.seen = np.zeros(k, dtype=np.int64)
         self._x: np.ndarray | None = None
+        self._px: np.ndarray | None = None
         self._context: np.ndarray | None = None
 
     def _inputs(self, features: WindowFeatures | None) -> np.ndarray:
@@ -66,26 +67,33 @@ class LinearRLS(Policy):
     def choose(self, features: WindowFeatures | None = None) -> int:
         x = self._inputs(features)
         self._x, self._context = x, features.context
-        for arm in range(self.n_arms):  # a model of an arm never played predicts nothing
-            if self.seen[arm] == 0:
-                return arm
+        first = int(self.seen.argmin())
+        if self.seen[first] == 0:  # a model of an arm never played predicts nothing
+            return first
         px = self.P @ x
-        score = self.theta @ x + self.alpha * np.sqrt(np.maximum(px @ x, 0.0))
-        return int(np.argmax(score))
+        self._px = px  # the chosen arm's row serves the update
+        score = self.theta @ x + self.alpha * np.sqrt(np.fmax(px @ x, 0.0))
+        return int(score.argmax())
 
     def update(self, arm, reward, features=None, outcome=None) -> None:
-        x = self._x  # the inputs of the decision this reward answers
+        x, px = self._x, None  # the inputs of the decision this reward answers
         if x is None or (features is not None and features.context is not self._context):
             x = self._inputs(features)
+        elif self._px is not None:
+            px = self._px[arm]
+        self._px = None
         if self.unit == 0.0:
             self.unit = abs(reward) or 1.0
         y = reward / self.unit
         self.seen[arm] += 1
-        P = self.P[arm]
-        px = P @ x
+        P = self.P[arm]  # a view: updated in place
+        if px is None:
+            px = P @ x
         gain = px / (self.forget + x @ px)
-        self.theta[arm] += gain * (y - self.theta[arm] @ x)
-        self.P[arm] = (P - np.outer(gain, px)) / self.forget
+        theta = self.theta[arm]
+        theta += gain * (y - theta @ x)
+        P -= np.outer(gain, px)
+        P *= 1.0 / self.forget
 
 
 class SgdRegression(Policy):
