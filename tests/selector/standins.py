@@ -52,7 +52,8 @@ def phased_windows(
 class StandInDelta(Codec):
     """Delta records against a cache of what the destination holds: per page a u16 count,
     then 10-byte entries (u16 word offset, 8 new bytes); a page whose record would not pay
-    goes raw, a page missing from the cache goes raw. ``prime`` loads the cache."""
+    goes raw, a page missing from the cache goes raw. ``reset`` and ``note_sent`` manage
+    the cache as the delta branch's ``DeltaCodec`` does."""
 
     name = "delta-standin"
     kind = "delta"
@@ -64,11 +65,12 @@ class StandInDelta(Codec):
         self.store = np.zeros((0, 4096), dtype=np.uint8)
         self.keys = np.zeros(0, dtype=np.int64)
 
-    def prime(self, page_indices: np.ndarray, pages: np.ndarray | None) -> None:
-        if pages is None:
-            self.keys = np.zeros(0, dtype=np.int64)
-            self.store = np.zeros((0, 4096), dtype=np.uint8)
-            return
+    def reset(self) -> None:
+        self.keys = np.zeros(0, dtype=np.int64)
+        self.store = np.zeros((0, 4096), dtype=np.uint8)
+
+    def note_sent(self, page_indices: np.ndarray, pages: np.ndarray) -> None:
+        """Replace the cache by these pages (enough for the tests' one-window use)."""
         order = np.argsort(page_indices)
         self.keys = np.asarray(page_indices)[order]
         self.store = np.array(pages[order])

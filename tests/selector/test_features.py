@@ -62,7 +62,7 @@ def test_probes_predict_the_window_ratio_of_each_arm():
         )
         assert f.predicted_ratio[i] == pytest.approx(pages.nbytes / out, rel=0.25), codec
     delta = StandInDelta()
-    delta.prime(np.arange(1024), previous)
+    delta.note_sent(np.arange(1024), previous)
     out = sum(delta.encode(Batch(pages, [(b, 64)])).stats.output_bytes for b in range(0, 1024, 64))
     assert f.predicted_ratio[3] == pytest.approx(pages.nbytes / out, rel=0.25)
     assert np.isnan(f.predicted_rate[3]) and (f.predicted_rate[:3] > 0).all()

@@ -14,7 +14,8 @@ def run_engine(selector: Selector, windows) -> list[int]:
         decision = selector.choose(w.pages, w.previous)
         codec = decision.codec
         if codec.kind == "delta":
-            codec.prime(np.arange(w.n_pages), w.previous)
+            codec.reset()
+            codec.note_sent(np.arange(w.n_pages), w.previous)
         for first in range(0, w.n_pages, 64):
             decision.add(codec.encode(Batch(w.pages, [(first, 64)])).stats)
         reward = selector.finish(decision)

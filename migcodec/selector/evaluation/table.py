@@ -143,17 +143,21 @@ class Table:
 def prime_delta(codec: Codec, window: Window, rows: np.ndarray) -> None:
     """Make a delta codec's cache hold what the destination holds before ``window``.
 
-    Delta codecs (``kind == "delta"``) expose ``prime(page_indices, pages)`` (pages ``None``:
-    nothing cached). The table encodes each window as window-local memory, so the indices
-    are the window's rows.
+    Delta codecs (``kind == "delta"``) expose ``reset()`` (forget the stream) and
+    ``note_sent(page_indices, pages)`` (the destination now holds these pages), as the delta
+    branch's ``DeltaCodec`` does. The table encodes each window as window-local memory, so
+    the indices are the window's rows; without ``previous`` nothing is cached and every page
+    takes the codec's fall-back.
     """
-    prime = getattr(codec, "prime", None)
-    if prime is None:
+    reset, note_sent = getattr(codec, "reset", None), getattr(codec, "note_sent", None)
+    if reset is None or note_sent is None:
         raise ArmError(
-            f"delta arm {codec!r} has no prime(page_indices, pages) method, so an evaluation "
-            "cannot load what the destination holds into its cache; add one to the plugin"
+            f"delta arm {codec!r} has no reset() and note_sent(page_indices, pages), so an "
+            "evaluation cannot load what the destination holds into its cache; add them"
         )
-    prime(rows, window.previous)
+    reset()
+    if window.previous is not None:
+        note_sent(rows, window.previous)
 
 
 def encode_window(codec: Codec, window: Window, batch_pages: int) -> Outcome:

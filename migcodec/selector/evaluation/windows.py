@@ -38,6 +38,12 @@ def check_windows(windows: Iterable[Window]) -> Iterator[Window]:
 
 def read_trace(path: str | Path) -> Iterator[Window]:
     """Windows of a trace directory through the datasets package's ``TraceReader``."""
+    try:  # the datasets branch: open_windows reads a trace directory (or names a workload)
+        from migcodec.datasets import open_windows  # type: ignore[attr-defined]
+
+        return iter(open_windows(path))
+    except ImportError:
+        pass
     try:
         from migcodec.datasets import TraceReader  # type: ignore[attr-defined]
     except ImportError as exc:
@@ -59,12 +65,17 @@ def workload_windows(
     whole-page rewrites, cycling through the list. ``previous`` is the window before's
     contents, as a destination that received every window would hold.
     """
-    try:
-        from migcodec.datasets import make_workload  # type: ignore[attr-defined]
+    try:  # the datasets branch's phased workloads, once installed
+        from migcodec.datasets import (  # type: ignore[attr-defined]
+            get_workload,
+            open_windows,
+            workload_names,
+        )
     except ImportError:
-        make_workload = None
-    if make_workload is not None and name not in GENERATORS and "," not in name:
-        yield from make_workload(name, pages=pages, windows=n_windows, seed=seed)
+        workload_names = None
+    if workload_names is not None and name in workload_names():
+        spec = get_workload(name, n_windows=n_windows, seed=seed, pages_per_window=pages)
+        yield from open_windows(spec)
         return
     phases = [p.strip() for p in name.split(",") if p.strip()]
     unknown = [p for p in phases if p not in GENERATORS]
