@@ -21,7 +21,8 @@ policy buys only the ones it needs:
 - none while the window's cheap features stay within ``tolerance`` of those of the last
   probed window, for at most ``refresh`` windows (the previous predictions are reused);
 - none for an arm whose best case, ``workers x`` its recent rate, cannot beat the ``raw``
-  arm's known reward (at 10 Gbit/s a slow strong compressor is CPU bound whatever its ratio).
+  arm's known reward (at 10 Gbit/s a slow strong compressor is CPU bound whatever its ratio),
+  except on every ``4 x refresh``-th probing window, when every arm is probed again.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class Predictive(Policy):
         self.last_rate = np.full(k, np.nan)
         self.last_context: np.ndarray | None = None
         self.age = 0
+        self.since_full = 0
         self.raw_arm = self.kinds.index("raw") if "raw" in self.kinds else -1
         self._mask: np.ndarray | None = None
         self._refresh_factors()
@@ -79,6 +81,10 @@ class Predictive(Policy):
             return np.zeros(self.n_arms, dtype=bool)
         mask = np.ones(self.n_arms, dtype=bool)
         objective = self.objective
+        self.since_full += 1
+        if self.since_full >= 4 * self.refresh:  # now and then every arm, so an arm judged
+            self.since_full = 0  # hopeless on old content is seen again on new content
+            return mask
         if isinstance(objective, Throughput) and self.raw_arm >= 0:
             rate = self._rate_estimate(features)
             zero = features.context[1]
