@@ -40,10 +40,14 @@ def _table(args: argparse.Namespace, arms):
 
         default_dir = trace
     else:
-        source = f"workload:{args.workload}:{args.windows}:{args.pages}:{args.seed}"
+        source = (
+            f"workload:{args.workload}:{args.windows}:{args.pages}:{args.seed}:{args.phase_windows}"
+        )
 
         def windows():
-            return workload_windows(args.workload, args.windows, args.pages, args.seed)
+            return workload_windows(
+                args.workload, args.windows, args.pages, args.seed, args.phase_windows
+            )
 
         default_dir = None
     key = table_key(source, arms, args.repeats, args.batch_pages, args.sample_pages)
@@ -138,6 +142,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--windows", type=int, default=64, help="windows of --workload")
     p.add_argument("--pages", type=int, default=1024, help="dirty pages per --workload window")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--phase-windows",
+        type=int,
+        default=16,
+        help="windows per phase of a comma-separated --workload",
+    )
     p.add_argument(
         "--arms",
         help="arms separated by ';' or spaces, each codec[:key=value,...] "

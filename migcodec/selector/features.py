@@ -152,9 +152,9 @@ class FeatureExtractor:
         return best
 
     def sample_size(self, n_pages: int) -> int:
-        """About 1/64 of the window (so probes cost a bounded share), 4 to
-        ``sample_pages`` pages."""
-        return int(min(self.sample_pages, max(4, n_pages // 64)))
+        """About 1/64 of the window, so a probe costs each arm about 1/64 of encoding the
+        window, however small the window (at least one page, at most ``sample_pages``)."""
+        return int(min(self.sample_pages, max(1, n_pages // 64)))
 
     def extract(
         self,
@@ -172,7 +172,8 @@ class FeatureExtractor:
         clock = time.thread_time  # CPU time of this thread, as encode costs are counted
         t0 = clock()
         n, page_size = pages.shape
-        rows = sample_rows(n, self.sample_size(n))
+        size = self.sample_size(n)
+        rows = sample_rows(n, size, min(4, size))
         if not rows.size:
             return WindowFeatures(np.array([1.0, 0.0, 0.0, 1.0, 0.0]), cheap_s=clock() - t0)
         words = (
