@@ -13,6 +13,10 @@ BUILTIN_CODECS = [
     "zlib-ng = migcodec.codecs.plugins.zlib_ng:ZlibNgCodec",
     "lz4 = migcodec.codecs.plugins.lz4:Lz4Codec",
     "zstd = migcodec.codecs.plugins.zstd:ZstdCodec",
+    "qat = migcodec.codecs.plugins.qat:QatCodec",
+    "iaa = migcodec.codecs.plugins.iaa:IaaCodec",
+    "dsa-delta = migcodec.codecs.plugins.dsa_delta:DsaDeltaCodec",
+    "xbzrle = migcodec.codecs.plugins.xbzrle:XbzrleCodec",
 ]
 
 setup(
@@ -31,6 +35,7 @@ setup(
         "zstandard>=0.21",
         "scikit-learn>=1.3",
         "xxhash>=3.0",
+        "tqdm>=4.60",
         "matplotlib>=3.6",  # migcodec evaluate --plot
     ],
     extras_require={

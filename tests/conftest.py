@@ -1,11 +1,42 @@
-"""Shared test settings: hypothesis profiles sized for a 2-core CI machine."""
+"""Shared test settings: hypothesis profiles sized for a 2-core CI machine, and a
+throw-away site directory for registering codec plugins without pip."""
+
+from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, settings
+
+from tests.plugin_dist import clear_entry_point_caches
 
 settings.register_profile(
     "ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.register_profile("dev", max_examples=30, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture
+def plugin_site(tmp_path: Path) -> Iterator[Path]:
+    """A fresh directory on ``sys.path``; write distributions into it with ``write_dist``.
+
+    On teardown the directory leaves ``sys.path``, modules imported from it leave
+    ``sys.modules`` and the entry point caches are cleared, so later tests see only the
+    real installation.
+    """
+    site = tmp_path / "site"
+    site.mkdir()
+    sys.path.insert(0, str(site))
+    clear_entry_point_caches()
+    try:
+        yield site
+    finally:
+        sys.path.remove(str(site))
+        for name, module in list(sys.modules.items()):
+            if str(getattr(module, "__file__", None) or "").startswith(str(site)):
+                del sys.modules[name]
+        clear_entry_point_caches()

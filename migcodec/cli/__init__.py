@@ -13,6 +13,8 @@ from migcodec.codecs import CodecError
 COMMANDS = [
     "migcodec.cli.codecs_cmd",
     "migcodec.cli.bench_cmd",
+    "migcodec.cli.migrate_cmd",
+    "migcodec.cli.trace_cmd",
     "migcodec.cli.evaluate_cmd",
 ]
 

@@ -56,10 +56,16 @@ class PageEncoding:
 
     ``modes`` lets a transform send some pages raw (``PageMode.RAW``) or in a form of its
     own (values from ``PageMode.ENCODED`` up); the blob then covers only the non-raw pages.
+
+    ``pages``, when set, is the snapshot of the input that the transform encoded; raw
+    fall-back pages are then taken from it instead of from guest memory. Delta codecs need
+    this: their cache holds what they read, and a guest write between reading a page and
+    sending it raw would otherwise make the destination hold something else.
     """
 
     blob: Any
     modes: np.ndarray | None = None
+    pages: np.ndarray | None = None
 
 
 class Codec(ABC):
@@ -142,14 +148,36 @@ class Codec(ABC):
         malformed input; never trust ``blob``.
         """
 
+    def _pages_sent_as_zero(self, indices: np.ndarray) -> None:  # noqa: B027 (optional hook)
+        """Called with the guest page numbers of a batch's zero pages (``needs_indices`` only).
+
+        The framework sends zero pages as markers and never shows them to
+        ``_encode_pages``; a delta codec overrides this so its cache does not keep a stale
+        version of a page that the destination now holds as zeros. Default: nothing.
+        """
+
+    # -- stream state: stateless codecs ignore these ----------------------------------
+    def reset(self) -> None:  # noqa: B027 (optional hook)
+        """A new stream starts: forget any history of what the destination holds."""
+
+    def invalidate(self, indices: np.ndarray) -> None:  # noqa: B027 (optional hook)
+        """Another codec of the same stream sent these pages: history about them is stale.
+
+        A stream that switches codecs per window (the adaptive selector) must tell every
+        codec with a delta cache, or a later delta would be made against the wrong base.
+        """
+
     # -- the framework ---------------------------------------------------------------
     def encode(self, batch: Batch, staging: np.ndarray | None = None) -> Encoded:
         """Encode a batch. ``staging`` is a pooled ``(max_pages, page_size)`` scratch buffer.
 
-        When ``staging`` is given, payload segments may be views of it or of guest memory;
-        they stay valid until the staging buffer is reused. The common case (no zero page,
-        encoding pays) adds a few microseconds to the transform: ``benchmarks/run.py``
-        measures framework against raw library calls.
+        Without ``staging`` the transform reads guest memory in place and raw pages in the
+        payload are views of it (zero copy): right when memory holds still, as in a trace or
+        a paused guest. With ``staging`` (the engines' pooled buffers) the batch is first
+        copied there, so a guest that keeps writing can neither corrupt the encoding (see
+        :meth:`Batch.pages`) nor change a frame between its checksum and its send. The
+        common case (no zero page, encoding pays) adds a few microseconds to the transform:
+        ``benchmarks/run.py`` measures framework against raw library calls.
         """
         wall0, cpu0 = time.perf_counter(), time.thread_time()
         page_size = batch.page_size
@@ -170,10 +198,12 @@ class Codec(ABC):
         else:
             modes = np.full(n, _ENCODED, dtype=np.uint8)
             segments = ()
-            n_zero = n
-            if zero is not None:
-                modes[zero] = _ZERO
-                n_zero = int(np.count_nonzero(zero))
+            if zero is None:  # a batch larger than the shared mode table, no zero page
+                zero = np.zeros(n, dtype=bool)
+            modes[zero] = _ZERO
+            n_zero = int(np.count_nonzero(zero))
+            if n_zero and self.needs_indices:
+                self._pages_sent_as_zero(batch.page_indices[zero])
             if n_zero < n:
                 nonzero = np.flatnonzero(~zero)
                 data = block[nonzero]
@@ -205,6 +235,8 @@ class Codec(ABC):
         and those pages go raw. Updates ``modes`` for the non-zero pages in place.
         """
         blob, sub = result.blob, result.modes
+        if result.pages is not None:
+            data = result.pages  # the transform's snapshot: raw pages match what it cached
         blob_nbytes = len(blob) if isinstance(blob, bytes) else memoryview(blob).nbytes
         where = slice(None) if nonzero is None else nonzero
         if sub is None:

@@ -111,15 +111,22 @@ class Batch:
     def pages(self, out: np.ndarray | None = None) -> np.ndarray:
         """The batch's pages as a ``(n_pages, page_size)`` array.
 
-        A single run is a zero-copy view of memory. Scattered runs are gathered with one
-        vectorised copy, into ``out`` when given (a pooled staging buffer).
+        Without ``out``, a single run is a zero-copy view of memory and scattered runs are
+        gathered with one vectorised copy. With ``out`` (a pooled staging buffer) the pages
+        are always copied there: a snapshot that a guest still writing cannot change. A
+        compressor must never read memory that changes under it: an LZ match found against
+        a page's new bytes but emitted as a reference to its old, already-sent bytes
+        corrupts a page that itself never changed and so is never resent.
         """
-        if self._span is not None:
-            return self.memory[self._span[0] : self._span[1]]
         if out is None:
+            if self._span is not None:
+                return self.memory[self._span[0] : self._span[1]]
             return self.memory[self.page_indices]
         dest = out[: self.n_pages]
-        np.take(self.memory, self.page_indices, axis=0, out=dest)
+        if self._span is not None:
+            np.copyto(dest, self.memory[self._span[0] : self._span[1]])
+        else:
+            np.take(self.memory, self.page_indices, axis=0, out=dest)
         return dest
 
     def __repr__(self) -> str:

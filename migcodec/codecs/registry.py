@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from stevedore import DriverManager, ExtensionManager
+from stevedore.exception import NoMatches
 
 from migcodec.codecs.base import Codec, Probe
 from migcodec.codecs.errors import CodecNotFound, CodecUnavailable
@@ -88,6 +89,8 @@ def load_codec_class(name: str) -> type[Codec]:
             NAMESPACE, name, invoke_on_load=False, on_load_failure_callback=on_failure
         )
         cls = manager.driver
+    except NoMatches:  # stevedore cached the entry points before this plugin was installed
+        cls = _load_late(eps[name], failure)
     except Exception as exc:  # stevedore wraps some failures in its own errors
         failure.append(exc)
         cls = None
@@ -102,6 +105,17 @@ def load_codec_class(name: str) -> type[Codec]:
             f"entry point {name!r} does not name a migcodec Codec subclass ({cls!r})"
         )
     return cls
+
+
+def _load_late(ep: importlib.metadata.EntryPoint, failure: list[BaseException]) -> Any:
+    """Load a plugin that ``importlib.metadata`` lists but stevedore's per-process entry
+    point cache does not (installed while this process runs); record a failure instead of
+    raising, as stevedore's callback would."""
+    try:
+        return ep.load()
+    except Exception as exc:
+        failure.append(exc)
+        return None
 
 
 def get_codec(spec: str | dict[str, Any] | Codec, **params: Any) -> Codec:
@@ -132,6 +146,13 @@ def plugin_statuses() -> list[PluginStatus]:
     statuses = []
     for name in sorted(eps):
         source = eps[name].value
+        if name not in failures and name not in manager:  # installed after stevedore's cache
+            late_failure: list[BaseException] = []
+            cls = _load_late(eps[name], late_failure)
+            if late_failure:
+                failures[name] = late_failure[0]
+        elif name not in failures:
+            cls = manager[name].plugin
         if name in failures:
             exc = failures[name]
             statuses.append(
@@ -145,7 +166,6 @@ def plugin_statuses() -> list[PluginStatus]:
                 )
             )
             continue
-        cls = manager[name].plugin
         if not (isinstance(cls, type) and issubclass(cls, Codec)):
             statuses.append(
                 PluginStatus(name, "?", False, "unavailable", "not a Codec subclass", source)

@@ -10,6 +10,7 @@ from migcodec.wire.errors import (
     FrameTooLarge,
     IncompleteStream,
     MalformedFrame,
+    MemoryMismatch,
     RunOutOfBounds,
     StreamAborted,
     TruncatedStream,
@@ -18,6 +19,7 @@ from migcodec.wire.errors import (
     WireError,
 )
 from migcodec.wire.format import VERSION, FrameType
+from migcodec.wire.handshake import HandshakeRefused
 from migcodec.wire.preamble import Preamble
 from migcodec.wire.reader import Frame, FrameReader, StreamSummary
 from migcodec.wire.writer import FrameWriter
@@ -35,8 +37,10 @@ __all__ = [
     "FrameTooLarge",
     "FrameType",
     "FrameWriter",
+    "HandshakeRefused",
     "IncompleteStream",
     "MalformedFrame",
+    "MemoryMismatch",
     "Preamble",
     "RunOutOfBounds",
     "StreamAborted",

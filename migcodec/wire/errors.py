@@ -63,7 +63,15 @@ class CorruptPayload(WireError):
 
 
 class StreamAborted(WireError):
-    """The peer aborted the migration and said why."""
+    """The peer aborted the migration and said why (``reason``)."""
+
+    def __init__(self, reason: str, frame: int | None = None, offset: int | None = None):
+        super().__init__(f"peer aborted: {reason}", frame, offset)
+        self.reason = reason
+
+
+class MemoryMismatch(WireError):
+    """Destination memory is not the size the stream's preamble announces."""
 
 
 class DigestMismatch(WireError):

@@ -42,6 +42,9 @@ MIN_PAGE_SIZE = 512
 MAX_PAGE_SIZE = 1 << 21
 MAX_MEMORY_PAGES = 1 << 40
 MAX_BATCH_PAGES = 4096
+#: page size x batch pages: the reader's frame buffer. Each bound above is sane alone; their
+#: product (8 GiB) is not, so it has its own bound (e.g. 32 pages of 2 MiB, 4096 of 4 KiB)
+MAX_BATCH_BYTES = 1 << 26
 MAX_CODECS = 255
 MAX_CODEC_NAME = 64
 MAX_CODEC_CONFIG = 4096

@@ -58,7 +58,8 @@ class Preamble:
 
 
 def validate_geometry(page_size: int, memory_pages: int, max_batch_pages: int) -> None:
-    """Raise :class:`BadPreamble` for a geometry this reader will not allocate for."""
+    """Raise :class:`BadPreamble` for impossible values, :class:`FrameTooLarge` for a batch
+    whose frame buffer this reader will not allocate."""
     if not fmt.MIN_PAGE_SIZE <= page_size <= fmt.MAX_PAGE_SIZE or page_size % 8:
         raise BadPreamble(
             f"page size {page_size} is not a multiple of 8 in "
@@ -74,6 +75,18 @@ def validate_geometry(page_size: int, memory_pages: int, max_batch_pages: int) -
             _PREAMBLE,
             0,
         )
+    if max_batch_pages * page_size > fmt.MAX_BATCH_BYTES:
+        raise FrameTooLarge(
+            f"batches of {max_batch_pages} pages of {page_size} bytes need "
+            f"{_size(max_batch_pages * page_size)} of frame buffer; the limit is "
+            f"{_size(fmt.MAX_BATCH_BYTES)}",
+            _PREAMBLE,
+            0,
+        )
+
+
+def _size(nbytes: int) -> str:
+    return f"{nbytes / (1 << 30):g} GiB" if nbytes >= 1 << 30 else f"{nbytes / (1 << 20):g} MiB"
 
 
 def read_preamble(read_exact: Callable[[int, int], bytes]) -> Preamble:
@@ -119,7 +132,7 @@ def read_preamble(read_exact: Callable[[int, int], bytes]) -> Preamble:
         try:
             parsed = json.loads(config)
             ok = isinstance(parsed, dict) and parsed.get("name") == name.decode()
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):  # deep nesting: RecursionError
             ok = False
         if not ok:
             raise BadPreamble(

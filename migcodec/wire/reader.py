@@ -31,17 +31,19 @@ from migcodec.wire.checksum import checksum
 from migcodec.wire.digest import memory_digest
 from migcodec.wire.errors import (
     ChecksumMismatch,
+    CodecMissing,
     CorruptPayload,
     DigestMismatch,
     FrameTooLarge,
     IncompleteStream,
     MalformedFrame,
+    MemoryMismatch,
     RunOutOfBounds,
     StreamAborted,
     TruncatedStream,
     UnknownCodecId,
-    WireError,
 )
+from migcodec.wire.handshake import send_reply
 from migcodec.wire.io import Source
 from migcodec.wire.preamble import Preamble, read_preamble, resolve_codecs
 
@@ -81,7 +83,9 @@ class FrameReader:
 
     ``resolve`` turns a codec config into a codec (the registry by default); a codec that
     cannot be resolved refuses the whole stream before any page is read.
-    ``max_batch_pages`` is this side's own bound, whatever the peer announces.
+    ``max_batch_pages`` is this side's own bound, whatever the peer announces. With
+    ``reply_to`` (the socket back to the source) the reader answers the preamble: accept,
+    or refuse naming the missing codec and what to install.
     """
 
     def __init__(
@@ -89,6 +93,7 @@ class FrameReader:
         source: object,
         resolve: Callable[[dict[str, Any]], Codec] = get_codec,
         max_batch_pages: int = fmt.MAX_BATCH_PAGES,
+        reply_to: object | None = None,
     ) -> None:
         self._source = Source(source)
         self.offset = 0
@@ -102,7 +107,14 @@ class FrameReader:
                 -1,
                 0,
             )
-        self.codecs = resolve_codecs(self.preamble, resolve)
+        try:
+            self.codecs = resolve_codecs(self.preamble, resolve)
+        except CodecMissing as exc:
+            if reply_to is not None:
+                send_reply(reply_to, False, exc.detail)
+            raise
+        if reply_to is not None:
+            send_reply(reply_to, True)
         self._header = bytearray(fmt.FRAME_HEADER.size)
         self._body = bytearray(
             self.preamble.max_batch_pages * (fmt.RUN.size + 1 + self.preamble.page_size)
@@ -273,14 +285,14 @@ class FrameReader:
         while not self.ended:
             frame = self.read_frame()
             if frame.type == fmt.FrameType.ABORT:
-                raise StreamAborted(f"peer aborted: {frame.reason}", frame.index, frame.offset)
+                raise StreamAborted(frame.reason, frame.index, frame.offset)
             yield frame
 
     def receive(self, memory: object, verify_digest: bool = True) -> StreamSummary:
         """Apply a whole stream to ``memory``; return only if it completed and matched."""
         view = page_view(memory, self.page_size)
         if view.shape[0] != self.memory_pages:
-            raise WireError(
+            raise MemoryMismatch(
                 f"destination memory has {view.shape[0]} pages; the stream is for "
                 f"{self.memory_pages}"
             )

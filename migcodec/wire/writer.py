@@ -9,12 +9,16 @@ import numpy as np
 from migcodec.codecs import Codec, Encoded
 from migcodec.wire import format as fmt
 from migcodec.wire.checksum import checksum
+from migcodec.wire.handshake import read_reply
 from migcodec.wire.io import Sink
 from migcodec.wire.preamble import Preamble, validate_geometry
 
 
 class FrameWriter:
     """Writes the preamble at construction, then one frame per call.
+
+    With ``await_reply_from`` (the socket from the destination) the constructor waits for
+    the destination to accept the codec table and raises ``HandshakeRefused`` if it does not.
 
     ``codecs`` become the stream's codec table (ids in the given order). The writer holds no
     payload: segments go straight from the ``Encoded`` (and its pooled buffers) to the sink.
@@ -27,6 +31,7 @@ class FrameWriter:
         memory_pages: int,
         codecs: Sequence[Codec],
         max_batch_pages: int = 64,
+        await_reply_from: object | None = None,
     ) -> None:
         validate_geometry(page_size, memory_pages, max_batch_pages)
         if len(codecs) > fmt.MAX_CODECS:
@@ -50,6 +55,9 @@ class FrameWriter:
         ).encode()
         self._sink.write_parts([preamble])
         self.bytes_written += len(preamble)
+        if await_reply_from is not None:
+            self._sink.flush()
+            read_reply(await_reply_from)
 
     def codec_id(self, codec: Codec | str) -> int:
         """The table id of a codec instance (by config) or of a uniquely named codec."""

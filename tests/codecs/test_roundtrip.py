@@ -90,3 +90,13 @@ def test_memory_types_bytearray_and_mmap():
     assert dest[2 * PAGE : 5 * PAGE] == source[2 * PAGE : 5 * PAGE]
     assert dest[6 * PAGE :] == source[6 * PAGE :]
     assert dest[: 2 * PAGE] == bytes(2 * PAGE)
+
+
+@pytest.mark.parametrize("name", ["raw", "lz4"])
+def test_batches_larger_than_the_shared_mode_table_round_trip(name):
+    memory = np.arange(5000 * 512, dtype=np.uint64).view(np.uint8).reshape(5000, PAGE)
+    codec = get_codec(name)
+    encoded = codec.encode(Batch(memory, [(0, 5000)], max_pages=5000))
+    dest = np.zeros_like(memory)
+    codec.decode(encoded, dest)
+    np.testing.assert_array_equal(dest, memory)

@@ -1,6 +1,7 @@
 import io
 
 import numpy as np
+import pytest
 
 from migcodec.codecs import Batch, get_codec
 from migcodec.datasets import generate_pages
@@ -24,3 +25,16 @@ def test_stream_round_trip_with_every_codec_and_digest():
     assert summary.digest_verified
     assert summary.iterations == 1
     assert sum(summary.pages_by_codec.values()) == 256
+
+
+def test_abort_carries_the_reason_and_wrong_memory_size_is_named():
+    from migcodec.wire import MemoryMismatch, StreamAborted
+
+    out = io.BytesIO()
+    FrameWriter(out, 4096, 8, [get_codec("lz4")]).abort("guest crashed")
+    with pytest.raises(StreamAborted) as info:
+        FrameReader(io.BytesIO(out.getvalue())).receive(np.zeros((8, 4096), np.uint8))
+    assert info.value.reason == "guest crashed"
+    assert str(info.value) == "frame 0, byte offset 74: peer aborted: guest crashed"
+    with pytest.raises(MemoryMismatch, match="destination memory has 4 pages; the stream is for 8"):
+        FrameReader(io.BytesIO(out.getvalue())).receive(np.zeros((4, 4096), np.uint8))

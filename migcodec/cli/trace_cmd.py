@@ -1,0 +1,187 @@
+"""``migcodec trace``: make traces (synthetic or captured from a process) and summarise them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+
+from migcodec.datasets import TraceError, TraceReader, TraceWriter, Workload, get_workload
+from migcodec.datasets.presets import workload_names
+
+
+def _command(args: argparse.Namespace) -> str:
+    """The command line that recreates this trace, rebuilt from the parsed options (so it
+    is exact also when ``main`` is called with an argument list instead of ``sys.argv``)."""
+    words = ["migcodec", "trace", args.trace_command]
+    for key, value in vars(args).items():
+        if key in ("func", "command", "trace_command", "trace") or value in (None, False):
+            continue
+        flag = "--" + key.replace("_", "-")
+        words += [flag] if value is True else [flag, str(value)]
+    return shlex.join(words)
+
+
+def synth(args: argparse.Namespace) -> int:
+    spec = get_workload(
+        args.workload,
+        n_pages=args.pages,
+        n_windows=args.windows,
+        seed=args.seed,
+        pages_per_window=args.dirty_pages,
+        dirty_bytes_per_s=args.dirty_rate,
+        window_s=args.window_ms / 1000 if args.window_ms else None,
+    )
+    t0 = time.perf_counter()
+    with TraceWriter(
+        args.out,
+        memory_pages=spec.n_pages,
+        page_size=spec.page_size,
+        window_s=spec.window_s,
+        source=f"synth:{spec.name} seed={spec.seed}",
+        command=_command(args),
+        codec=args.codec,
+        overwrite=args.force,
+        meta={"workload": spec.name, "description": spec.description, "seed": spec.seed},
+    ) as writer:
+        n = writer.write_all(Workload(spec))
+    info = TraceReader(args.out).info()
+    print(
+        f"{args.out}: {n} windows of workload {spec.name!r} over {spec.n_pages} pages "
+        f"({', '.join(f'{p.name} x{p.windows}' for p in spec.phases)}); "
+        f"{info.totals['raw_bytes'] / 2**20:.0f} MiB of pages stored in "
+        f"{info.totals['stored_bytes'] / 2**20:.0f} MiB, {time.perf_counter() - t0:.1f} s"
+    )
+    return 0
+
+
+def info(args: argparse.Namespace) -> int:
+    from migcodec.datasets.summary import summarize
+
+    reader = TraceReader(args.trace, allow_incomplete=args.allow_incomplete)
+    meta = reader.info()
+    codecs = [c.strip() for c in args.codecs.split(",") if c.strip()]
+    phases = summarize(reader, codecs=codecs, sample_pages=args.sample)
+    if args.json:
+        doc = {"trace": meta.__dict__ | {"phases": [p.__dict__ for p in meta.phases]}}
+        doc["summary"] = [p.as_dict() for p in phases]
+        print(json.dumps(doc, indent=2, default=str))
+        return 0
+    per_window = reader.pages_per_window()
+    lo, hi = (int(per_window.min()), int(per_window.max())) if per_window.size else (0, 0)
+    print(f"trace {meta.path} (format v{meta.version}, {meta.codec})")
+    print(f"  source   {meta.source}")
+    print(f"  command  {meta.command}")
+    print(f"  created  {meta.created}; complete: {meta.complete} ({meta.end_reason})")
+    if "method" in meta.meta:
+        print(f"  capture  {meta.meta.get('method_note', meta.meta['method'])}")
+    print(
+        f"  {meta.windows} windows of {meta.window_s} s over {meta.memory_pages} pages of "
+        f"{meta.page_size} B; pages per window min {lo}, "
+        f"mean {per_window.mean() if per_window.size else 0:.0f}, max {hi}"
+    )
+    print(
+        f"  stored {meta.totals['stored_bytes'] / 2**20:.1f} MiB for "
+        f"{meta.totals['raw_bytes'] / 2**20:.1f} MiB of dirty pages (+ previous contents)"
+    )
+    print(f"  per phase (ratios sampled from {args.sample} pages per window, 64-page batches):")
+    head = f"  {'phase':<12} {'windows':>7} {'pages/win':>9} {'zero':>6} {'words chg':>9}"
+    print(head + "".join(f" {c:>8}" for c in codecs))
+    for p in phases:
+        changed = p.changed_word_fraction
+        row = (
+            f"  {p.name or '-':<12} {p.windows:>7} {p.pages_per_window:>9.0f} "
+            f"{p.zero_fraction:>6.1%} {'-' if changed is None else f'{changed:.2%}':>9}"
+        )
+        ratios = [p.ratio(c) for c in codecs]
+        print(row + "".join(f" {'-' if r is None else f'{r:.2f}':>8}" for r in ratios))
+    return 0
+
+
+def capture(args: argparse.Namespace) -> int:
+    from migcodec.datasets.capture import CaptureError, MappingFilter, capture_to_trace
+
+    address_range = None
+    if args.address_range:
+        lo, _, hi = args.address_range.partition("-")
+        address_range = (int(lo, 16), int(hi, 16))
+    select = MappingFilter(
+        include_file=args.include_file,
+        include_shared=args.include_shared,
+        address_range=address_range,
+    )
+    try:
+        result = capture_to_trace(
+            args.pid,
+            args.out,
+            args.windows,
+            args.interval / 1000,
+            select=select,
+            method=args.method,
+            codec=args.codec,
+            progress=not args.quiet,
+            overwrite=args.force,
+            command=_command(args),
+        )
+    except CaptureError as exc:
+        print(f"migcodec trace capture: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"{result.path}: {result.windows} windows, {result.dirty_pages} dirty pages; "
+        f"method: {result.method_note}; {result.end_reason}"
+    )
+    return 0
+
+
+def _run(func):
+    def wrapped(args: argparse.Namespace) -> int:
+        try:
+            return func(args)
+        except (TraceError, ValueError) as exc:
+            print(f"migcodec trace {args.trace_command}: {exc}", file=sys.stderr)
+            return 1
+
+    return wrapped
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("trace", help="make, capture and summarise dirty-page traces")
+    tsub = p.add_subparsers(dest="trace_command", required=True)
+
+    s = tsub.add_parser("synth", help="write a trace of a synthetic dirtying workload")
+    s.add_argument("--workload", required=True, choices=workload_names())
+    s.add_argument("--pages", type=int, help="guest memory in 4 KiB pages (default 16384)")
+    s.add_argument("--windows", type=int, help="windows (phases keep their share)")
+    s.add_argument("--seed", type=int, default=0)
+    rate = s.add_mutually_exclusive_group()
+    rate.add_argument("--dirty-pages", type=int, help="pages dirtied per window (default 1/16)")
+    rate.add_argument("--dirty-rate", type=float, help="dirty rate in bytes per second")
+    s.add_argument("--window-ms", type=float, help="window length (default 100 ms)")
+    s.add_argument("--codec", default="zstd", help="codec that stores the pages")
+    s.add_argument("--force", action="store_true", help="replace an existing trace")
+    s.add_argument("--out", required=True, help="trace directory")
+    s.set_defaults(func=_run(synth))
+
+    i = tsub.add_parser("info", help="summarise a trace per phase")
+    i.add_argument("trace")
+    i.add_argument("--codecs", default="lz4,zstd,zlib-ng", help="codecs for sampled ratios")
+    i.add_argument("--sample", type=int, default=256, help="pages sampled per window")
+    i.add_argument("--allow-incomplete", action="store_true", help="read an unclosed trace")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=_run(info))
+
+    c = tsub.add_parser("capture", help="capture dirty pages of a live process (root)")
+    c.add_argument("--pid", type=int, required=True)
+    c.add_argument("--windows", type=int, required=True)
+    c.add_argument("--interval", type=float, required=True, help="window length in ms")
+    c.add_argument("--out", required=True, help="trace directory")
+    c.add_argument("--method", default="auto", choices=["auto", "soft-dirty", "snapshot-diff"])
+    c.add_argument("--include-file", action="store_true", help="also file-backed mappings")
+    c.add_argument("--include-shared", action="store_true", help="also shared mappings")
+    c.add_argument("--address-range", help="hex START-END, e.g. 7f0000000000-7f0001000000")
+    c.add_argument("--codec", default="zstd")
+    c.add_argument("--force", action="store_true", help="replace an existing trace")
+    c.add_argument("--quiet", action="store_true", help="no progress bar")
+    c.set_defaults(func=_run(capture))

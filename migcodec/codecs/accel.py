@@ -1,0 +1,105 @@
+"""What accelerator plugins share: per-request path reporting, counters, modelled timing.
+
+An accelerator plugin runs one of three paths per request and must say which:
+
+``hardware``  the vendor library ran it on the device;
+``software``  the vendor library ran it on its own software path (QATzip's sw_backup, QPL's
+              software job after a busy queue);
+``emulated``  migcodec's built-in software stood in for the device; the result then carries
+              ``stats.device_s``, the *modelled* device time (see ``device_model``).
+
+:class:`AcceleratorCodec` records the path of each request and fills those measurements in
+around the framework's ``encode``; its :class:`PathCounters` count requests per path,
+fall-backs and retries so an engine or a test can see what really happened.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict, dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from migcodec.codecs.base import Codec
+from migcodec.codecs.batch import Batch
+from migcodec.codecs.device_model import DeviceModel, device_model
+from migcodec.codecs.encoded import Encoded
+
+PATHS = ("hardware", "software", "emulated")
+
+
+@dataclass
+class PathCounters:
+    """What one codec instance did; all counts since construction (or :meth:`reset`)."""
+
+    #: encode requests that reached the transform, per path
+    hardware: int = 0
+    software: int = 0
+    emulated: int = 0
+    #: requests that left the hardware path because of an error (not by design)
+    fallbacks: int = 0
+    #: pages sent through a software path while hardware was active (IAA busy queues)
+    software_pages: int = 0
+    #: resubmissions after a busy work queue
+    retries: int = 0
+    #: pages sent raw because the device reported an error for them
+    page_errors: int = 0
+    #: decodes that left the vendor library for migcodec's inflater after a device error
+    decode_fallbacks: int = 0
+    #: the last error that caused a fall-back, for reports
+    last_error: str = ""
+
+    def count(self, path: str) -> None:
+        setattr(self, path, getattr(self, path) + 1)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def reset(self) -> None:
+        for name, value in asdict(PathCounters()).items():
+            setattr(self, name, value)
+
+
+class AcceleratorCodec(Codec):
+    """Base of plugins with a device path; subclasses call :meth:`_ran` in their transform."""
+
+    #: which :mod:`device_model` entry models the device
+    device: ClassVar[str]
+
+    def __init__(self) -> None:
+        self.counters = PathCounters()
+        self._lock = threading.Lock()
+        self._path: str | None = None
+        self._device_s: float | None = None
+
+    @property
+    def model(self) -> DeviceModel:
+        return device_model(self.device)
+
+    def _ran(self, path: str, nbytes: int = 0, pages: int = 0) -> None:
+        """Record the path of the current request; emulated requests get modelled time."""
+        self._path = path
+        self.counters.count(path)
+        if path == "emulated":
+            self._device_s = self.model.request_time(nbytes, pages)
+
+    def _expected_path(self) -> str:
+        """The path a request would take now (before any request ran)."""
+        return type(self).probe().path
+
+    def probe_path(self) -> str:
+        return self._path or self._expected_path()
+
+    def encode(self, batch: Batch, staging: np.ndarray | None = None) -> Encoded:
+        """The framework's encode, plus this request's path and modelled device time.
+
+        A request of zero pages only never reaches the transform: it reports the expected
+        path and no device time.
+        """
+        with self._lock:
+            self._path = None
+            self._device_s = None
+            encoded = super().encode(batch, staging)
+            encoded.stats.device_s = self._device_s
+            return encoded

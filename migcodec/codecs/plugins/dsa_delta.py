@@ -1,0 +1,268 @@
+"""``dsa-delta``: Intel DSA's Create/Apply Delta Record format, built with numpy.
+
+A delta record is a list of 10-byte entries, each a little-endian u16 offset counted in
+8-byte words followed by the 8 new bytes of that word, in ascending offset order. The format
+is exact, so the numpy path writes the same bytes as the device and as DML's software
+reference (``sources/core/src/sw_dispatcher/ref/create_delta.c``), including at the maximum
+record size: DML writes entries while ``size + 10 <= max``; a record that exactly fills the
+maximum with no further difference completes as ``NOT_EQUAL`` (1); a further difference
+gives ``OVERFLOW`` (2) and a partial record of the first ``max // 10`` entries. Identical
+pages give ``EQUAL`` (0) and an empty record. ``tests/codecs/vectors`` holds records that
+DML's reference wrote, checked byte for byte.
+
+In the codec an overflowing page, or one whose record would not be smaller than the page
+(with its 2-byte length), goes raw; an identical page goes as ``UNCHANGED`` with no payload.
+
+Hardware: DML builds only as a static library, so the device path needs a small shared shim
+exporting (C ABI)::
+
+    int migcodec_dsa_create_delta(const uint8_t *old, const uint8_t *new_, uint32_t n_pages,
+                                  uint32_t page_size, uint32_t max_record_size,
+                                  uint8_t *records,        /* n_pages * max_record_size */
+                                  uint32_t *record_sizes, uint8_t *results);  /* 0 = ok */
+
+found through ``MIGCODEC_DML_SHIM`` (a path) or the soname ``libmigcodec_dml_shim.so``, and a
+DSA work queue (``/dev/dsa/wq*``). :meth:`DsaDeltaCodec.probe` says which is missing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import os
+from typing import Any
+
+import numpy as np
+
+from migcodec.codecs.base import Probe
+from migcodec.codecs.delta import STATUS_DELTA, STATUS_RAW, STATUS_UNCHANGED, DeltaCodec
+from migcodec.codecs.errors import DecodeError
+
+ENTRY_BYTES = 10
+#: DML's result byte for Create Delta Record, as its reference (create_delta.c) sets it
+RESULT_EQUAL, RESULT_NOT_EQUAL, RESULT_OVERFLOW = 0, 1, 2
+#: one entry per 10 bytes; offset then new word, packed (numpy structs are unaligned)
+RECORD_DTYPE = np.dtype([("offset", "<u2"), ("data", "<u8")])
+assert RECORD_DTYPE.itemsize == ENTRY_BYTES
+
+SHIM_ENV = "MIGCODEC_DML_SHIM"
+SHIM_SONAME = "libmigcodec_dml_shim.so"
+WQ_GLOB = "/dev/dsa/wq*"
+
+
+def create_delta_records(
+    old: np.ndarray, new: np.ndarray, max_record_size: int, partial: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """DSA Create Delta Record for every page pair of a batch at once.
+
+    ``old`` and ``new`` are ``(m, page_size)`` uint8 arrays (page size a multiple of 8).
+    Returns ``(results, sizes, records)``: DML's result code and the record size in bytes
+    per page, and all records concatenated as a uint8 array. With ``partial=False`` the
+    records of overflowing pages are left out (their size is then 0), which is what a codec
+    that sends those pages raw wants, for less work.
+    """
+    m, page_size = old.shape
+    n_words = page_size // 8
+    words_new = new.reshape(-1).view("<u8")
+    # one flat pass: changed word positions over the whole batch, rows ascending
+    flat = np.flatnonzero(old.reshape(-1).view("<u8") != words_new)
+    bounds = np.searchsorted(flat, np.arange(m + 1) * n_words)
+    counts = np.diff(bounds)
+    cap = max_record_size // ENTRY_BYTES
+    overflow = counts > cap
+    results = np.where(
+        counts == 0, RESULT_EQUAL, np.where(overflow, RESULT_OVERFLOW, RESULT_NOT_EQUAL)
+    ).astype(np.uint8)
+    entries = counts
+    if overflow.any():
+        rows = np.repeat(np.arange(m), counts)
+        if partial:  # DML stops at the first entry that does not fit
+            keep = (np.arange(flat.size) - bounds[rows]) < cap
+            entries = np.minimum(counts, cap)
+        else:
+            keep = ~overflow[rows]
+            entries = np.where(overflow, 0, counts)
+        flat = flat[keep]
+    records = np.empty(flat.size, dtype=RECORD_DTYPE)
+    records["offset"] = flat % n_words
+    records["data"] = words_new[flat]
+    return results, entries * ENTRY_BYTES, records.view(np.uint8)
+
+
+def apply_delta_records(pages: np.ndarray, records: np.ndarray, sizes: np.ndarray) -> None:
+    """DSA Apply Delta Record for every page at once, strictly.
+
+    ``records`` is the concatenation of one record per page of ``pages`` with the given byte
+    sizes. Raises :class:`DecodeError`, before writing anything, unless every size is a
+    whole number of entries, the sizes add up to the records, and every page's offsets
+    ascend strictly and lie inside the page.
+    """
+    m, page_size = pages.shape
+    n_words = page_size // 8
+    if sizes.shape != (m,) or (sizes < 0).any() or (sizes % ENTRY_BYTES).any():
+        raise DecodeError(
+            f"delta record sizes must be multiples of {ENTRY_BYTES} bytes, one per page"
+        )
+    total = int(sizes.sum())
+    if total != records.size:
+        raise DecodeError(f"delta records fill {records.size} bytes where their sizes say {total}")
+    entries = records.view(RECORD_DTYPE)
+    counts = sizes // ENTRY_BYTES
+    rows = np.repeat(np.arange(m), counts)
+    offsets = entries["offset"].astype(np.int64)
+    if offsets.size:
+        if int(offsets.max()) >= n_words:
+            raise DecodeError(
+                f"delta record offset {int(offsets.max())} (8-byte words) lies outside a "
+                f"{page_size}-byte page"
+            )
+        same_page = rows[1:] == rows[:-1]
+        if (same_page & (offsets[1:] <= offsets[:-1])).any():
+            raise DecodeError("delta record offsets do not ascend; the record is corrupt")
+    pages.view("<u8")[rows, offsets] = entries["data"]
+
+
+def _load_shim() -> tuple[ctypes.CDLL | None, str]:
+    """The DML shim library, or ``None`` and why not."""
+    path = os.environ.get(SHIM_ENV) or SHIM_SONAME
+    try:
+        lib = ctypes.CDLL(path)
+    except OSError as exc:
+        where = f"${SHIM_ENV}={path}" if os.environ.get(SHIM_ENV) else SHIM_SONAME
+        return None, (
+            f"no DML shim ({where}: {exc}); build a shared shim over DML's static library "
+            f"exporting migcodec_dsa_create_delta and set {SHIM_ENV}"
+        )
+    try:
+        fn = lib.migcodec_dsa_create_delta
+    except AttributeError:
+        return None, f"DML shim {path} does not export migcodec_dsa_create_delta"
+    fn.restype = ctypes.c_int
+    fn.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.c_uint32,
+        ctypes.c_uint32,
+        ctypes.c_uint32,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+    ]
+    return lib, f"DML shim {path}"
+
+
+def hardware_status() -> tuple[ctypes.CDLL | None, str]:
+    """The shim when the device path can run, else ``None``; and the reason either way."""
+    queues = glob.glob(WQ_GLOB)
+    lib, why = _load_shim()
+    if lib is None and not queues:
+        return None, f"{why}; no DSA work queue ({WQ_GLOB})"
+    if lib is None:
+        return None, why
+    if not queues:
+        return (
+            None,
+            f"{why} loads, but no DSA work queue ({WQ_GLOB}): configure one with accel-config",
+        )
+    return lib, f"{why} on {len(queues)} work queue(s)"
+
+
+class DsaDeltaCodec(DeltaCodec):
+    """DSA delta records against a bounded cache of what the destination holds.
+
+    ``max_record_size`` is the Create Delta Record operation's maximum (a multiple of 10);
+    pages whose record would exceed it go raw, like the device's overflow completion.
+    """
+
+    name = "dsa-delta"
+    requires = ("numpy",)
+
+    def __init__(self, max_record_size: int = 4090, **kwargs: Any) -> None:
+        if (
+            not isinstance(max_record_size, int)
+            or max_record_size < ENTRY_BYTES
+            or max_record_size % ENTRY_BYTES
+        ):
+            raise ValueError(
+                f"max_record_size must be a positive multiple of {ENTRY_BYTES} bytes, "
+                f"got {max_record_size!r}"
+            )
+        super().__init__(**kwargs)
+        self.max_record_size = max_record_size
+        self._shim, self._shim_reason = hardware_status()
+        self.hardware_fallbacks = 0
+
+    def format_params(self) -> dict[str, Any]:
+        return {"max_record_size": self.max_record_size}
+
+    @classmethod
+    def probe(cls) -> Probe:
+        lib, why = hardware_status()
+        if lib is not None:
+            return Probe(True, "hardware", why)
+        return Probe(
+            True, "software", f"numpy writes DSA's record format; hardware not used: {why}"
+        )
+
+    def probe_path(self) -> str:
+        return "hardware" if self._shim is not None else "software"
+
+    def _make_deltas(self, old, new):
+        if self._shim is not None:
+            done = self._create_on_device(old, new)
+            if done is not None:
+                return done
+        results, sizes, records = create_delta_records(
+            old, new, self.max_record_size, partial=False
+        )
+        return self._delta_parts(results, sizes, records, old.shape[1])
+
+    @staticmethod
+    def _delta_parts(
+        results: np.ndarray, sizes: np.ndarray, records: np.ndarray, page_size: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Statuses, entry counts and records of the pages sent as deltas.
+
+        Equal → unchanged; overflow, or a record (with its 2-byte length) not smaller than
+        the page → raw, and its entries are dropped from ``records``.
+        """
+        is_delta = (results == RESULT_NOT_EQUAL) & (sizes + 2 < page_size)
+        status = np.where(
+            is_delta, STATUS_DELTA, np.where(results == RESULT_EQUAL, STATUS_UNCHANGED, STATUS_RAW)
+        ).astype(np.uint8)
+        counts = sizes // ENTRY_BYTES
+        if not is_delta.all():
+            keep = np.repeat(is_delta, counts)
+            if not keep.all():
+                records = records.reshape(-1, ENTRY_BYTES)[keep].reshape(-1)
+            counts = counts[is_delta]
+        return status, counts.astype("<u2"), records
+
+    def _create_on_device(self, old: np.ndarray, new: np.ndarray):
+        """Records from the device through the shim; ``None`` (software runs) on failure."""
+        m, page_size = old.shape
+        old = np.ascontiguousarray(old)
+        new = np.ascontiguousarray(new)
+        out = np.empty((m, self.max_record_size), dtype=np.uint8)
+        sizes = np.empty(m, dtype=np.uint32)
+        results = np.empty(m, dtype=np.uint8)
+        status = self._shim.migcodec_dsa_create_delta(
+            old.ctypes.data,
+            new.ctypes.data,
+            m,
+            page_size,
+            self.max_record_size,
+            out.ctypes.data,
+            sizes.ctypes.data,
+            results.ctypes.data,
+        )
+        if status != 0:
+            self.hardware_fallbacks += 1
+            return None
+        sizes = sizes.astype(np.int64)
+        sizes[results == RESULT_OVERFLOW] = 0
+        used = np.arange(self.max_record_size) < sizes[:, None]
+        return self._delta_parts(results, sizes, out[used], page_size)
+
+    def _apply_deltas(self, deltas, lengths, pages):
+        apply_delta_records(pages, deltas, lengths * ENTRY_BYTES)

@@ -1,0 +1,302 @@
+"""``iaa``: per-page raw DEFLATE with a 4 KiB window, on Intel IAA through QPL.
+
+IAA compresses one page per job, as QEMU's ``multifd-qpl.c`` does: every page of the request
+is submitted as its own hardware job, then all are waited for. A page that does not shrink
+goes raw. When the work queues are full, submission is retried ``max_retries`` times (QEMU:
+3) and the page then goes through QPL's software job (counted in ``counters.retries`` and
+``counters.software_pages``; the request reports ``software``).
+
+IAA keeps only a 4 KiB history, so it cannot decompress streams that reach further back.
+Without library or device the emulated path compresses with zlib-ng at ``wbits=-12``
+(4 KiB window), which the device can decode, and reports modelled device time.
+
+Blob layout (the pages the framework did not send zero or raw): ``n`` little-endian u16
+compressed lengths, then the ``n`` streams back to back. Each length is 1..page_size-1 and
+they must add up to the blob exactly; anything else is a :class:`DecodeError`. Decoding in
+software accepts any valid DEFLATE that fills its page exactly; decoding on the device also
+rejects matches more than 4 KiB back, and that verdict stands (it is not IAA's format).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from zlib_ng import zlib_ng
+
+from migcodec.codecs.accel import AcceleratorCodec
+from migcodec.codecs.base import PageEncoding, Probe
+from migcodec.codecs.device_model import LABEL
+from migcodec.codecs.encoded import PageMode
+from migcodec.codecs.errors import CodecError, CodecUnavailable, DecodeError
+from migcodec.codecs.plugins.zlib_ng import inflate_exact
+from migcodec.codecs.vendor import qpl
+from migcodec.codecs.vendor.detect import iaa_work_queues, load_library
+
+WBITS = -12  # raw DEFLATE, 4 KiB history: what IAA can decompress
+LEVEL = 1  # IAA's only hardware level (QEMU: "only supports compression level 1")
+MAX_SUBMIT_RETRIES = 3  # QEMU multifd-qpl.c MAX_SUBMIT_RETRY_NUM
+MAX_PAGE_SIZE = 65536  # lengths travel as u16 and are < page size
+_OVERFLOW = frozenset({qpl.QPL_STS_MORE_OUTPUT_NEEDED, qpl.QPL_STS_DST_IS_SHORT_ERR})
+#: decompression statuses that condemn the stream itself (QPL's 2xx codes do as well)
+_STREAM_ERRORS = frozenset({qpl.QPL_STS_MORE_OUTPUT_NEEDED, qpl.QPL_STS_MORE_INPUT_NEEDED})
+_RAW, _ENCODED = np.uint8(PageMode.RAW), np.uint8(PageMode.ENCODED)
+
+
+class QplDevice:
+    """QPL jobs of one codec instance: per-page hardware jobs and one software job.
+
+    Jobs are allocated once and reused (the request cache of the seed talk); hardware jobs
+    grow to the largest request seen.
+    """
+
+    def __init__(self, lib) -> None:
+        self.lib = qpl.bind(lib)
+        self.hw: list[qpl.Job] = [qpl.Job(lib, qpl.qpl_path_hardware)]
+        self.sw = qpl.Job(lib, qpl.qpl_path_software)
+
+    def jobs(self, n: int) -> list[qpl.Job]:
+        while len(self.hw) < n:
+            self.hw.append(qpl.Job(self.lib, qpl.qpl_path_hardware))
+        return self.hw
+
+    def run(
+        self, op: int, src: np.ndarray, src_lens: np.ndarray, dst: np.ndarray, dst_len: int,
+        max_retries: int, src_offsets: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:  # fmt: skip
+        """Run one job per row: submit all (busy -> retry, then software), then wait all.
+
+        Returns per-row status, ``total_out``, ``total_in``, the number of retries and of
+        rows that ran in software.
+        """
+        n = src_lens.shape[0]
+        jobs = self.jobs(n)
+        status = np.zeros(n, np.int64)
+        out_len = np.zeros(n, np.int64)
+        in_len = np.zeros(n, np.int64)
+        submitted = np.zeros(n, bool)
+        src_base, dst_base, stride = src.ctypes.data, dst.ctypes.data, dst.strides[0]
+        retries = software = 0
+        busy = qpl.QPL_STS_QUEUES_ARE_BUSY_ERR
+        for i in range(n):
+            args = (op, src_base + int(src_offsets[i]), int(src_lens[i]), dst_base + i * stride)
+            job = jobs[i]
+            job.prepare(*args, dst_len)
+            st = job.submit()
+            tries = 0
+            while st == busy and tries < max_retries:
+                tries += 1
+                st = job.submit()
+            retries += tries
+            if st == qpl.QPL_STS_OK:
+                submitted[i] = True
+                continue
+            # the queue is still full (or refused the job): this page goes through QPL's
+            # software job now, which also leaves the queue room for the next pages
+            self.sw.prepare(*args, dst_len)
+            status[i] = self.sw.execute()
+            out_len[i], in_len[i] = self.sw.job.total_out, self.sw.job.total_in
+            software += 1
+        for i in np.flatnonzero(submitted):
+            job = jobs[i]
+            status[i] = job.wait()
+            out_len[i], in_len[i] = job.job.total_out, job.job.total_in
+        return status, out_len, in_len, retries, software
+
+    def close(self) -> None:
+        for job in (*self.hw, self.sw):
+            job.close()
+
+
+class IaaCodec(AcceleratorCodec):
+    """Per-page raw DEFLATE, 4 KiB window, level 1 (IAA's format; no parameters)."""
+
+    name = "iaa"
+    kind = "compress"
+    device = "iaa"
+    requires = ("zlib-ng",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.max_retries = MAX_SUBMIT_RETRIES
+        self._device: QplDevice | None = None
+        self._opened = False
+        self.path_reason = ""
+
+    @classmethod
+    def probe(cls) -> Probe:
+        lookup = load_library(qpl.SONAME, qpl.ENV_LIBRARY, qpl.INSTALL_HINT)
+        scan = iaa_work_queues()
+        devices = (
+            f"{scan.count} IAA work queue(s) ({scan.where})"
+            if scan.count
+            else f"no IAA work queue ({scan.where})"
+        )
+        emulated = f"zlib-ng writes 4 KiB-window DEFLATE per page; device time {LABEL}"
+        if lookup.handle is None:
+            return Probe(True, "emulated", f"{lookup.reason}; {devices}; {emulated}")
+        if scan.count == 0:
+            return Probe(True, "emulated", f"QPL {lookup.name} loaded but {devices}; {emulated}")
+        return Probe(True, "hardware", f"QPL {lookup.name} with {devices}")
+
+    def _open(self) -> QplDevice | None:
+        """Initialise QPL jobs on first use; ``None`` means the emulated path."""
+        if self._opened:
+            return self._device
+        self._opened = True
+        probe = type(self).probe()
+        if probe.path != "hardware":
+            self.path_reason = probe.reason
+            return None
+        lookup = load_library(qpl.SONAME, qpl.ENV_LIBRARY, qpl.INSTALL_HINT)
+        try:
+            self._device = QplDevice(lookup.handle)
+        except (qpl.QplError, CodecUnavailable) as exc:
+            self.counters.fallbacks += 1
+            self.counters.last_error = str(exc)
+            self.path_reason = f"QPL hardware jobs could not be set up ({exc}); emulated"
+            return None
+        self.path_reason = f"QPL hardware path: {probe.reason}"
+        return self._device
+
+    def _expected_path(self) -> str:
+        if not self._opened:
+            return type(self).probe().path
+        return "emulated" if self._device is None else "hardware"
+
+    def close(self) -> None:
+        """Release the QPL jobs (also done when the instance is collected)."""
+        with self._lock:
+            if self._device is not None:
+                self._device.close()
+            self._device = None
+            self._opened = False
+
+    # -- encode ----------------------------------------------------------------------
+    def _encode_pages(self, pages: np.ndarray, indices: np.ndarray | None) -> PageEncoding:
+        n, page_size = pages.shape
+        if page_size > MAX_PAGE_SIZE:
+            raise CodecError(f"iaa handles pages up to {MAX_PAGE_SIZE} bytes, not {page_size}")
+        data = np.ascontiguousarray(pages)
+        device = self._open()
+        if device is None:
+            return self._encode_emulated(data)
+        zbuf = np.empty_like(data)
+        try:
+            status, lens, _, retries, software = device.run(
+                qpl.qpl_op_compress,
+                data,
+                np.full(n, page_size, np.int64),
+                zbuf,
+                page_size - 1,  # a page that would not shrink fails the job and goes raw
+                self.max_retries,
+                np.arange(n, dtype=np.int64) * page_size,
+            )
+        except (qpl.QplError, CodecUnavailable) as exc:  # e.g. more jobs could not be set up
+            self.counters.fallbacks += 1
+            self.counters.last_error = str(exc)
+            return self._encode_emulated(data)
+        self.counters.retries += retries
+        self.counters.software_pages += software
+        ok = (status == qpl.QPL_STS_OK) & (lens > 0) & (lens < page_size)
+        errors = ~ok & ~np.isin(status, list(_OVERFLOW)) & (status != qpl.QPL_STS_OK)
+        if errors.any():
+            self.counters.page_errors += int(np.count_nonzero(errors))
+            first = int(np.flatnonzero(errors)[0])
+            self.counters.last_error = f"page job returned {qpl.status_name(int(status[first]))}"
+        if software:
+            self.counters.fallbacks += 1
+            self.counters.last_error = f"{software} page(s) ran in software after busy queues"
+        self._ran("software" if software else "hardware")
+        keep = np.arange(page_size) < lens[ok][:, None]
+        streams = zbuf[ok][keep]
+        return _page_encoding(ok, lens[ok], streams.tobytes())
+
+    def _encode_emulated(self, data: np.ndarray) -> PageEncoding:
+        page_size = data.shape[1]
+        streams = [zlib_ng.compress(page, LEVEL, WBITS) for page in data]
+        lens = np.fromiter(map(len, streams), np.int64, len(streams))
+        ok = lens < page_size
+        self._ran("emulated", data.nbytes, data.shape[0])
+        payload = b"".join(s for s, keep in zip(streams, ok, strict=True) if keep)
+        return _page_encoding(ok, lens[ok], payload)
+
+    # -- decode ----------------------------------------------------------------------
+    def _decode_pages(self, blob, modes, current, page_size):
+        n = modes.shape[0]
+        if (modes != _ENCODED).any():
+            raise DecodeError(f"iaa page mode {int(modes[modes != _ENCODED][0])} is not defined")
+        data = memoryview(blob).cast("B")
+        lens, offsets = _length_table(data, n, page_size)
+        with self._lock:
+            device = self._open()
+            if device is not None:
+                try:
+                    return self._decode_device(device, data, lens, offsets, page_size)
+                except qpl.QplDataError:
+                    raise  # the device's verdict on the stream: not IAA's format
+                except (qpl.QplError, CodecUnavailable) as exc:
+                    self.counters.decode_fallbacks += 1
+                    self.counters.last_error = str(exc)
+        out = bytearray(n * page_size)
+        view = memoryview(out)
+        for i in range(n):
+            start = int(offsets[i])
+            page = inflate_exact(data[start : start + int(lens[i])], page_size, WBITS, "iaa page")
+            view[i * page_size : (i + 1) * page_size] = page
+        return out
+
+    def _decode_device(self, device, data, lens, offsets, page_size) -> np.ndarray:
+        src = np.frombuffer(data, dtype=np.uint8)
+        out = np.empty((lens.shape[0], page_size), np.uint8)
+        status, produced, consumed, retries, software = device.run(
+            qpl.qpl_op_decompress, src, lens, out, page_size, self.max_retries, offsets
+        )
+        self.counters.retries += retries
+        self.counters.software_pages += software
+        bad = np.flatnonzero(status != qpl.QPL_STS_OK)
+        if bad.size:
+            i, code = int(bad[0]), int(status[bad[0]])
+            detail = f"iaa page {i} of {lens.shape[0]} does not decode"
+            if code in _STREAM_ERRORS or 200 <= code < 300:
+                raise qpl.QplDataError("qpl_wait_job", code, detail)
+            raise qpl.QplError("qpl_wait_job", code, detail)  # device trouble, not the data
+        wrong = np.flatnonzero((produced != page_size) | (consumed != lens))
+        if wrong.size:
+            i = int(wrong[0])
+            raise DecodeError(
+                f"iaa page {i} decoded {int(produced[i])} of {page_size} bytes from "
+                f"{int(consumed[i])} of its {int(lens[i])} compressed bytes"
+            )
+        return out
+
+
+def _page_encoding(ok: np.ndarray, lens: np.ndarray, streams: bytes) -> PageEncoding:
+    """Modes (raw where a page did not shrink) and the blob: u16 length table, streams."""
+    modes = np.where(ok, _ENCODED, _RAW).astype(np.uint8)
+    if not lens.size:
+        return PageEncoding(b"", modes)
+    return PageEncoding(lens.astype("<u2").tobytes() + streams, modes)
+
+
+def _length_table(data: memoryview, n: int, page_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Validate the u16 length table against the blob; return lengths and stream offsets."""
+    table = 2 * n
+    if data.nbytes < table:
+        raise DecodeError(
+            f"iaa blob of {data.nbytes} bytes is shorter than its length table "
+            f"({n} pages x 2 bytes)"
+        )
+    lens = np.frombuffer(data[:table], dtype="<u2").astype(np.int64)
+    bad = np.flatnonzero((lens == 0) | (lens >= page_size))
+    if bad.size:
+        i = int(bad[0])
+        raise DecodeError(
+            f"iaa page {i} claims {int(lens[i])} compressed bytes; a compressed page "
+            f"has 1..{page_size - 1}"
+        )
+    total = table + int(lens.sum())
+    if total != data.nbytes:
+        raise DecodeError(
+            f"iaa length table adds up to {total} bytes but the blob has {data.nbytes}"
+        )
+    offsets = table + np.concatenate(([0], np.cumsum(lens)[:-1]))
+    return lens, offsets

@@ -1,0 +1,221 @@
+"""A live process's memory through /proc: its mappings, which pages are present, their bytes.
+
+Only present pages are ever read: reading an absent page through ``/proc/PID/mem`` would
+fault it in (allocating memory in the target and changing what we measure). Presence and
+soft-dirty bits come from ``/proc/PID/pagemap`` (bit 63 present, bit 62 swapped, bit 55
+soft-dirty), read as one uint64 array per mapping.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+PRESENT = np.uint64(1 << 63)
+SWAPPED = np.uint64(1 << 62)
+SOFT_DIRTY = np.uint64(1 << 55)
+SPECIAL = ("[vvar]", "[vdso]", "[vsyscall]", "[vvar_vclock]")
+_PAGEMAP_BATCH = 1 << 20  # entries per read: 8 MiB, bounds the temporary for huge mappings
+
+
+class CaptureError(Exception):
+    """Capture cannot start or continue; the message says what to do."""
+
+
+class ProcessExited(CaptureError):
+    """The target process is gone (or a zombie); a capture ends its trace cleanly."""
+
+
+def permission_error(pid: int, what: str) -> CaptureError:
+    return CaptureError(
+        f"no permission to read {what} of process {pid}: capture needs root or ptrace rights "
+        "over the target (run as root, or as its owner with kernel.yama.ptrace_scope=0 / "
+        "CAP_SYS_PTRACE)"
+    )
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """One line of /proc/PID/maps."""
+
+    start: int
+    end: int
+    perms: str
+    offset: int
+    inode: int
+    path: str
+
+    @property
+    def anonymous(self) -> bool:
+        """No file behind it; shared anonymous memory shows as a deleted /dev/zero or SysV
+        segment, and counts as anonymous too."""
+        if self.path.startswith(("/dev/zero", "/SYSV")):
+            return True
+        return self.inode == 0 and not self.path.startswith("/")
+
+    @property
+    def shared(self) -> bool:
+        return self.perms[3] == "s"
+
+    @property
+    def n_pages(self) -> int:
+        return (self.end - self.start) // os.sysconf("SC_PAGE_SIZE")
+
+
+@dataclass(frozen=True)
+class MappingFilter:
+    """Which mappings to capture. By default writable, private, anonymous memory (heap,
+    stacks, anonymous mmaps): what a guest's RAM is to a hypervisor. ``address_range``
+    clips every mapping to ``[start, end)``."""
+
+    include_file: bool = False
+    include_shared: bool = False
+    address_range: tuple[int, int] | None = None
+
+    def select(self, mappings: list[Mapping]) -> list[Mapping]:
+        chosen = []
+        for m in mappings:
+            if m.perms[0] != "r" or m.perms[1] != "w" or m.path in SPECIAL:
+                continue
+            if (m.shared and not self.include_shared) or (
+                not m.anonymous and not self.include_file
+            ):
+                continue
+            start, end = m.start, m.end
+            if self.address_range is not None:
+                start, end = max(start, self.address_range[0]), min(end, self.address_range[1])
+                if start >= end:
+                    continue
+            chosen.append(Mapping(start, end, m.perms, m.offset, m.inode, m.path))
+        return chosen
+
+
+def _open_error(pid: int, what: str, exc: OSError) -> CaptureError:
+    if isinstance(exc, PermissionError):
+        return permission_error(pid, what)
+    if isinstance(exc, FileNotFoundError | ProcessLookupError) or exc.errno == errno.ESRCH:
+        return ProcessExited(f"process {pid} has exited")
+    return CaptureError(f"cannot read {what} of process {pid}: {exc}")
+
+
+def is_alive(pid: int) -> bool:
+    """False once the process has exited, including as an unreaped zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    state = stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3]
+    return state not in (b"Z", b"X", b"x")
+
+
+def read_maps(pid: int) -> list[Mapping]:
+    """Parsed /proc/PID/maps; raises :class:`ProcessExited` when the process is gone."""
+    try:
+        with open(f"/proc/{pid}/maps") as f:
+            lines = f.read().splitlines()
+    except OSError as exc:
+        raise _open_error(pid, "/proc/PID/maps", exc) from exc
+    if not lines and not is_alive(pid):
+        raise ProcessExited(f"process {pid} has exited")
+    out = []
+    for line in lines:
+        parts = line.split(maxsplit=5)
+        lo, hi = parts[0].split("-")
+        path = parts[5] if len(parts) > 5 else ""
+        out.append(
+            Mapping(int(lo, 16), int(hi, 16), parts[1], int(parts[2], 16), int(parts[4]), path)
+        )
+    return out
+
+
+class ProcFiles:
+    """Open /proc/PID/pagemap and /proc/PID/mem once; the checks happen at open."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.page_size = os.sysconf("SC_PAGE_SIZE")
+        try:
+            self.pagemap = os.open(f"/proc/{pid}/pagemap", os.O_RDONLY)
+        except OSError as exc:
+            raise _open_error(pid, "/proc/PID/pagemap", exc) from exc
+        try:
+            self.mem = os.open(f"/proc/{pid}/mem", os.O_RDONLY)
+        except OSError as exc:
+            os.close(self.pagemap)
+            raise _open_error(pid, "/proc/PID/mem", exc) from exc
+
+    def close(self) -> None:
+        for fd in (self.pagemap, self.mem):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def entries(self, start: int, end: int) -> np.ndarray:
+        """pagemap entries (uint64) of the pages of ``[start, end)``."""
+        first, last = start // self.page_size, end // self.page_size
+        out = np.empty(last - first, dtype="<u8")
+        for lo in range(first, last, _PAGEMAP_BATCH):  # one read per 1M pages, not per page
+            hi = min(last, lo + _PAGEMAP_BATCH)
+            view = memoryview(out[lo - first : hi - first]).cast("B")
+            try:
+                got = os.preadv(self.pagemap, [view], lo * 8)
+            except OSError as exc:
+                raise _open_error(self.pid, "/proc/PID/pagemap", exc) from exc
+            if got != view.nbytes:  # the mapping went away under us: treat as absent
+                out[lo - first + got // 8 : hi - first] = 0
+        return out
+
+    def read_pages(self, vpns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Contents of the pages ``vpns``, one read per run of adjacent ascending pages.
+
+        Returns ``(pages, ok)``: a page that could not be read (unmapped meanwhile) has
+        ``ok`` False and zero contents.
+        """
+        n = vpns.shape[0]
+        pages = np.zeros((n, self.page_size), dtype=np.uint8)
+        ok = np.ones(n, dtype=bool)
+        if n == 0:
+            return pages, ok
+        breaks = np.flatnonzero(np.diff(vpns) != 1) + 1
+        starts = np.concatenate(([0], breaks))
+        ends = np.concatenate((breaks, [n]))
+        flat = memoryview(pages.reshape(-1))
+        ps = self.page_size
+        for a, b in zip(starts.tolist(), ends.tolist(), strict=True):  # per run, not per page
+            view = flat[a * ps : b * ps]
+            try:
+                got = os.preadv(self.mem, [view], int(vpns[a]) * ps)
+            except OSError as exc:
+                if exc.errno in (errno.ESRCH,) or not is_alive(self.pid):
+                    raise ProcessExited(f"process {self.pid} exited during a read") from exc
+                got = 0  # EIO/EFAULT: the range was unmapped between pagemap and read
+            if got < view.nbytes:
+                ok[a + got // ps : b] = False
+        if not ok.all() and not is_alive(self.pid):
+            raise ProcessExited(f"process {self.pid} exited during a read")
+        return pages, ok
+
+    def clear_soft_dirty(self) -> None:
+        try:
+            with open(f"/proc/{self.pid}/clear_refs", "w") as f:
+                f.write("4")
+        except OSError as exc:
+            raise _open_error(self.pid, "/proc/PID/clear_refs", exc) from exc
+
+
+def kernel_has_soft_dirty() -> bool | None:
+    """CONFIG_MEM_SOFT_DIRTY from the kernel config, or None when no config is readable."""
+    import gzip
+
+    release = os.uname().release
+    for path, opener in (("/proc/config.gz", gzip.open), (f"/boot/config-{release}", open)):
+        try:
+            with opener(path, "rt") as f:
+                return any(line.strip() == "CONFIG_MEM_SOFT_DIRTY=y" for line in f)
+        except OSError:
+            continue
+    return None

@@ -1,0 +1,70 @@
+"""On-disk layout of a trace, version 1, and the errors of reading one.
+
+A trace is a directory::
+
+    manifest.json      versioned metadata (page size, memory size, window length, source,
+                       creation command, codec, phases, totals); rewritten on close
+    windows.idx        one 32-byte entry per window: chunk number, offset, length, pages
+    chunk-000000.mct   window records, appended; a new chunk starts past ``chunk_bytes``
+
+A window record is a fixed header followed by a body of sections. Each section is a byte
+array (page numbers as deltas, page contents, previous contents) padded to whole pages and
+encoded with the trace's codec through the public codec API, so a trace is compressed by
+the same code that migrates pages. The header and the body each carry an xxh3-64 checksum,
+so a damaged record is reported as such, with its window, before anything is decoded.
+
+``previous`` is stored per page either as is or XORed with the new contents, whichever has
+fewer non-zero words: a sparse update then costs a few bytes, a first write over zero costs
+nothing.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+
+FORMAT = "migcodec-trace"
+VERSION = 1
+MANIFEST = "manifest.json"
+INDEX = "windows.idx"
+CHUNK_PATTERN = "chunk-{:06d}.mct"
+RECORD_MAGIC = b"MCTW"
+
+#: magic, version, flags, window index, page count, page size, meta length,
+#: 3 section lengths (indices, pages, previous), body checksum
+RECORD = struct.Struct("<4sHHQQIIQQQQ")
+HEADER_CHECKSUM = struct.Struct("<Q")
+HEADER_BYTES = RECORD.size + HEADER_CHECKSUM.size
+#: one section: unpadded length, payload length (the modes follow, one byte per page)
+SECTION = struct.Struct("<QQ")
+
+FLAG_PREVIOUS = 1
+
+INDEX_DTYPE = np.dtype(
+    [("chunk", "<u4"), ("flags", "<u4"), ("offset", "<u8"), ("length", "<u8"), ("pages", "<u8")]
+)
+
+
+class TraceError(Exception):
+    """Base class of trace failures; messages say which file or window and what to do."""
+
+
+class TraceNotFound(TraceError, FileNotFoundError):
+    """The directory is not a trace (no manifest)."""
+
+
+class TraceVersionError(TraceError):
+    """The trace was written by a format version this migcodec cannot read."""
+
+
+class TraceCorrupt(TraceError):
+    """A record, the index or the manifest is truncated or damaged."""
+
+    def __init__(self, message: str, window: int | None = None) -> None:
+        super().__init__(message)
+        self.window = window
+
+
+class TraceExists(TraceError, FileExistsError):
+    """The output directory already holds a trace."""

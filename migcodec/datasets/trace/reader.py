@@ -1,0 +1,225 @@
+"""TraceReader: windows of a trace, streamed in order or fetched by index."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from migcodec.codecs import CodecError, get_codec
+from migcodec.datasets.window import Window
+
+from .format import (
+    CHUNK_PATTERN,
+    FORMAT,
+    HEADER_BYTES,
+    INDEX,
+    INDEX_DTYPE,
+    MANIFEST,
+    VERSION,
+    TraceCorrupt,
+    TraceError,
+    TraceNotFound,
+    TraceVersionError,
+)
+from .record import body_length, decode_record, parse_header
+
+
+@dataclass(frozen=True)
+class PhaseSpan:
+    """A run of consecutive windows of one phase."""
+
+    name: str | None
+    first: int
+    windows: int
+
+
+@dataclass(frozen=True)
+class TraceInfo:
+    """A trace's manifest: what it holds and where it came from (no window is read)."""
+
+    path: str
+    version: int
+    page_size: int
+    memory_pages: int
+    windows: int
+    window_s: float | None
+    source: str
+    command: str
+    created: str
+    codec: dict[str, Any]
+    complete: bool
+    end_reason: str | None
+    phases: tuple[PhaseSpan, ...]
+    totals: dict[str, int]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float:
+        """Stored size of page data against raw (including previous contents and index)."""
+        stored = self.totals.get("stored_bytes", 0)
+        return self.totals.get("raw_bytes", 0) / stored if stored else float("nan")
+
+
+def _load_manifest(path: Path) -> dict[str, Any]:
+    file = path / MANIFEST
+    if not file.is_file():
+        raise TraceNotFound(
+            f"{path} is not a trace: {MANIFEST} is missing (make one with `migcodec trace "
+            "synth` or `migcodec trace capture`)"
+        )
+    try:
+        manifest = json.loads(file.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise TraceCorrupt(f"{file} is not valid JSON ({exc}); the trace is damaged") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise TraceCorrupt(f"{file} is not a {FORMAT} manifest")
+    if manifest.get("version") != VERSION:
+        raise TraceVersionError(
+            f"{path} is trace format version {manifest.get('version')}; this migcodec reads "
+            f"version {VERSION}: upgrade migcodec or re-create the trace"
+        )
+    return manifest
+
+
+class TraceReader:
+    """Reads a trace directory. Iterating streams windows chunk by chunk; ``reader[i]``
+    fetches window ``i`` through the index (the evaluator's random access).
+
+    Only one window is decoded at a time, so memory stays bounded by the largest window
+    however long the trace. Every record is checked (header and body checksums, lengths,
+    codec validation) before its pages are returned; damage raises :class:`TraceCorrupt`
+    naming the window. A trace whose writer never closed (``complete: false``) is readable
+    up to its last indexed window when ``allow_incomplete`` is set.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, allow_incomplete: bool = False) -> None:
+        self.path = Path(path)
+        self._manifest = _load_manifest(self.path)
+        m = self._manifest
+        try:
+            self.codec = get_codec(
+                m["codec"]["name"], **{k: v for k, v in m["codec"].items() if k != "name"}
+            )
+        except CodecError as exc:
+            raise TraceError(f"{self.path}: cannot decode this trace's codec: {exc}") from exc
+        self.page_size = int(m["page_size"])
+        raw = (self.path / INDEX).read_bytes() if (self.path / INDEX).exists() else b""
+        if len(raw) % INDEX_DTYPE.itemsize:
+            if m.get("complete"):
+                raise TraceCorrupt(f"{self.path / INDEX} is truncated mid-entry")
+            raw = raw[: len(raw) - len(raw) % INDEX_DTYPE.itemsize]
+        self._index = np.frombuffer(raw, dtype=INDEX_DTYPE)
+        if not m.get("complete"):
+            if not allow_incomplete:
+                raise TraceCorrupt(
+                    f"{self.path} was not closed by its writer ({len(self._index)} windows "
+                    "indexed); pass allow_incomplete=True (--allow-incomplete) to read them"
+                )
+        elif len(self._index) != m["windows"]:
+            raise TraceCorrupt(
+                f"{self.path / INDEX} lists {len(self._index)} windows but the manifest says "
+                f"{m['windows']}; the trace is damaged"
+            )
+        self._files: dict[int, BinaryIO] = {}
+
+    # -- metadata ---------------------------------------------------------------------------
+    def info(self) -> TraceInfo:
+        m = self._manifest
+        return TraceInfo(
+            path=str(self.path),
+            version=m["version"],
+            page_size=self.page_size,
+            memory_pages=int(m["memory_pages"]),
+            windows=len(self._index),
+            window_s=m.get("window_s"),
+            source=m.get("source", ""),
+            command=m.get("command", ""),
+            created=m.get("created", ""),
+            codec=dict(m["codec"]),
+            complete=bool(m.get("complete")),
+            end_reason=m.get("end_reason"),
+            phases=tuple(PhaseSpan(p["name"], p["first"], p["windows"]) for p in m["phases"]),
+            totals=dict(m.get("totals", {})),
+            meta=dict(m.get("meta", {})),
+        )
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def pages_per_window(self) -> np.ndarray:
+        """Dirty pages of every window, from the index alone."""
+        return self._index["pages"].astype(np.int64)
+
+    # -- windows ------------------------------------------------------------------------------
+    def __getitem__(self, i: int) -> Window:
+        n = len(self._index)
+        if not -n <= i < n:
+            raise IndexError(f"window {i} out of range: the trace has {n} windows")
+        return self._read(i % n)
+
+    def __iter__(self) -> Iterator[Window]:
+        return self.windows()
+
+    def windows(self, start: int = 0, stop: int | None = None) -> Iterator[Window]:
+        """Windows ``start`` to ``stop`` (exclusive) in order, one decoded at a time."""
+        stop = len(self._index) if stop is None else min(stop, len(self._index))
+        for i in range(start, stop):
+            yield self._read(i)
+
+    def close(self) -> None:
+        for f in self._files.values():
+            f.close()
+        self._files.clear()
+
+    def __enter__(self) -> TraceReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals ----------------------------------------------------------------------------
+    def _file(self, chunk: int) -> BinaryIO:
+        f = self._files.get(chunk)
+        if f is None:
+            name = self.path / CHUNK_PATTERN.format(chunk)
+            try:
+                f = open(name, "rb")  # noqa: SIM115 - kept open while streaming
+            except FileNotFoundError as exc:
+                raise TraceCorrupt(f"chunk file {name} is missing") from exc
+            self.close()  # streaming: at most one chunk file open
+            self._files[chunk] = f
+        return f
+
+    def _read(self, i: int) -> Window:
+        entry = self._index[i]
+        chunk, offset, length = int(entry["chunk"]), int(entry["offset"]), int(entry["length"])
+        f = self._file(chunk)
+        where = f"{CHUNK_PATTERN.format(chunk)} offset {offset}"
+        size = os.fstat(f.fileno()).st_size
+        if offset + length > size or length < HEADER_BYTES:
+            raise TraceCorrupt(
+                f"window {i}: {CHUNK_PATTERN.format(chunk)} is truncated: the record needs "
+                f"{length} bytes at offset {offset}, the file has {size}; re-create or "
+                f"re-capture the trace (windows before {i} are intact)",
+                i,
+            )
+        f.seek(offset)
+        record = f.read(length)
+        fields = parse_header(record, where, i)
+        if HEADER_BYTES + body_length(fields) != length or fields[4] != int(entry["pages"]):
+            raise TraceCorrupt(f"window {i}: record at {where} does not match its index entry", i)
+        return decode_record(fields, memoryview(record)[HEADER_BYTES:], self.codec, where)
+
+
+#: opening a trace: ``Trace(path).info()``, ``for w in Trace(path)``, ``Trace(path)[i]``
+Trace = TraceReader
+
+
+def open_trace(path: str | os.PathLike, *, allow_incomplete: bool = False) -> TraceReader:
+    return TraceReader(path, allow_incomplete=allow_incomplete)

@@ -1,0 +1,145 @@
+"""One window as a checksummed record, and back."""
+
+from __future__ import annotations
+
+import json
+import math
+from concurrent.futures import Executor
+
+import numpy as np
+
+from migcodec.codecs import Codec
+from migcodec.datasets.window import Window
+
+from .format import FLAG_PREVIOUS, HEADER_CHECKSUM, RECORD, RECORD_MAGIC, VERSION, TraceCorrupt
+from .sections import decode_section, encode_section, section_nbytes
+from .xxh import checksum
+
+
+def _previous_as_stored(pages: np.ndarray, previous: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per page, ``previous`` or ``previous ^ pages``, whichever has fewer non-zero words.
+
+    Returns the selector (1 = XOR) and the array to store; both vectorised over the window.
+    """
+    new = pages.view("<u8")
+    old = previous.view("<u8")
+    stored = new ^ old  # becomes the stored array in place: one window-sized temporary
+    use_xor = np.count_nonzero(stored, axis=1) < np.count_nonzero(old, axis=1)
+    direct = ~use_xor
+    stored[direct] = old[direct]
+    return use_xor.astype(np.uint8), stored
+
+
+def encode_record(
+    window: Window, codec: Codec, page_size: int, pool: Executor | None = None
+) -> list:
+    """The record's parts (header first), ready for ``file.write`` one after the other."""
+    indices = np.ascontiguousarray(window.page_indices, dtype=np.int64)
+    pages = np.ascontiguousarray(window.pages, dtype=np.uint8)
+    n = indices.shape[0]
+    if pages.shape != (n, page_size):
+        raise ValueError(
+            f"window {window.index}: pages have shape {pages.shape}, expected ({n}, {page_size})"
+        )
+    if n > 1 and not bool((np.diff(indices) > 0).all()):
+        raise ValueError(f"window {window.index}: page indices must be strictly ascending")
+    meta = {"phase": window.phase, "duration_s": window.duration_s, "meta": window.meta}
+    meta_bytes = json.dumps(meta, separators=(",", ":"), allow_nan=False).encode()
+    deltas = np.diff(indices, prepend=np.int64(0))  # small numbers, compress well
+    parts_idx = encode_section(codec, deltas, page_size)
+    parts_pages = encode_section(codec, pages, page_size, pool)
+    flags = 0
+    parts_prev: list = []
+    if window.previous is not None:
+        previous = np.ascontiguousarray(window.previous, dtype=np.uint8)
+        if previous.shape != pages.shape:
+            raise ValueError(f"window {window.index}: previous has shape {previous.shape}")
+        selector, stored = _previous_as_stored(pages, previous)
+        parts_prev = [selector.tobytes(), *encode_section(codec, stored, page_size, pool)]
+        flags |= FLAG_PREVIOUS
+    body = [meta_bytes, *parts_idx, *parts_pages, *parts_prev]
+    header = RECORD.pack(
+        RECORD_MAGIC,
+        VERSION,
+        flags,
+        window.index,
+        n,
+        page_size,
+        len(meta_bytes),
+        section_nbytes(parts_idx),
+        section_nbytes(parts_pages),
+        section_nbytes(parts_prev),
+        checksum(body),
+    )
+    return [header, HEADER_CHECKSUM.pack(checksum([header])), *body]
+
+
+def parse_header(raw: bytes, where: str, window: int) -> tuple:
+    """Validated header fields; ``where`` names the file and offset for messages."""
+    fields = RECORD.unpack_from(raw, 0)
+    (stored,) = HEADER_CHECKSUM.unpack_from(raw, RECORD.size)
+    if fields[0] != RECORD_MAGIC:
+        raise TraceCorrupt(
+            f"window {window}: no record at {where} (magic {fields[0]!r}); the chunk file "
+            "or the index is damaged",
+            window,
+        )
+    if checksum([raw[: RECORD.size]]) != stored:
+        raise TraceCorrupt(f"window {window}: record header at {where} fails its checksum", window)
+    if fields[1] != VERSION:
+        raise TraceCorrupt(f"window {window}: record version {fields[1]}, expected {VERSION}")
+    if fields[3] != window:
+        raise TraceCorrupt(
+            f"window {window}: record at {where} holds window {fields[3]}; the index is damaged",
+            window,
+        )
+    return fields
+
+
+def body_length(fields: tuple) -> int:
+    meta_len, len_idx, len_pages, len_prev = fields[6:10]
+    return meta_len + len_idx + len_pages + len_prev  # len_prev includes the XOR selector
+
+
+def decode_record(fields: tuple, body: memoryview, codec: Codec, where: str) -> Window:
+    """The window of a record whose header passed :func:`parse_header`."""
+    _, _, flags, index, n, page_size, meta_len, len_idx, len_pages, _, body_sum = fields
+
+    def corrupt(what: str) -> TraceCorrupt:
+        return TraceCorrupt(f"window {index}: {what} (record at {where})", index)
+
+    if checksum([body]) != body_sum:
+        raise corrupt("record body fails its checksum; the chunk file is damaged")
+    try:
+        meta = json.loads(bytes(body[:meta_len]))
+        deltas, end = decode_section(codec, body, meta_len, page_size, 8 * n)
+        if end != meta_len + len_idx:
+            raise ValueError("page-number section does not end where the header says")
+        indices = np.cumsum(deltas.view("<i8"))
+        pages, end = decode_section(codec, body, end, page_size, n * page_size)
+        if end != meta_len + len_idx + len_pages:
+            raise ValueError("page section does not end where the header says")
+        pages = pages.reshape(-1, page_size)
+        previous = None
+        if flags & FLAG_PREVIOUS:
+            use_xor = np.frombuffer(body, np.uint8, n, end).astype(bool)
+            stored, end = decode_section(codec, body, end + n, page_size, n * page_size)
+            previous = stored.reshape(-1, page_size)
+            if previous.shape[0] == n:
+                words = previous.view("<u8")
+                words[use_xor] ^= pages.view("<u8")[use_xor]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise corrupt(str(exc)) from exc
+    sizes = {indices.shape[0], pages.shape[0], n if previous is None else previous.shape[0]}
+    if sizes != {n} or end != len(body):
+        raise corrupt(f"sections do not hold exactly {n} pages")
+    duration = meta.get("duration_s")
+    return Window(
+        index=index,
+        page_indices=indices,
+        pages=pages,
+        previous=previous,
+        phase=meta.get("phase"),
+        duration_s=None if duration is None or math.isnan(duration) else float(duration),
+        meta=meta.get("meta") or {},
+    )

@@ -1,0 +1,178 @@
+"""TraceWriter: append windows to a trace directory, one record at a time."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from migcodec.codecs import get_codec
+from migcodec.datasets.window import Window
+
+from .format import CHUNK_PATTERN, FORMAT, INDEX, INDEX_DTYPE, MANIFEST, VERSION, TraceExists
+from .record import encode_record
+
+DEFAULT_CHUNK_BYTES = 256 << 20
+
+
+class TraceWriter:
+    """Writes windows to ``path`` as they come; memory use is one window, whatever the length.
+
+    The manifest is written at open (``complete: false``) and rewritten by :meth:`close`
+    with the window count, phases and totals, so a trace whose writer died is recognisable
+    and its windows up to the last index entry stay readable. Use it as a context manager;
+    ``end_reason`` (e.g. "process exited") is recorded in the manifest.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        memory_pages: int,
+        page_size: int = 4096,
+        window_s: float | None = None,
+        source: str = "",
+        command: str | None = None,
+        codec: str = "zstd",
+        codec_config: dict[str, Any] | None = None,
+        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        meta: dict[str, Any] | None = None,
+        overwrite: bool = False,
+        workers: int | None = None,
+    ) -> None:
+        self.path = Path(path)
+        if (self.path / MANIFEST).exists() and not overwrite:
+            raise TraceExists(
+                f"{self.path} already holds a trace; choose another directory or pass "
+                "overwrite=True (--force) to replace it"
+            )
+        self.path.mkdir(parents=True, exist_ok=True)
+        if overwrite:
+            for old in self.path.glob("chunk-*.mct"):
+                old.unlink()
+        self.codec = get_codec(codec, **(codec_config or {}))
+        workers = min(4, os.cpu_count() or 1) if workers is None else workers
+        self._pool = ThreadPoolExecutor(workers, "trace-encode") if workers > 1 else None
+        self.page_size = page_size
+        self.chunk_bytes = chunk_bytes
+        self.end_reason = "closed"
+        self._manifest: dict[str, Any] = {
+            "format": FORMAT,
+            "version": VERSION,
+            "page_size": page_size,
+            "memory_pages": int(memory_pages),
+            "window_s": window_s,
+            "source": source,
+            "command": command if command is not None else shlex.join(sys.argv),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "codec": self.codec.get_config(),
+            "chunk_bytes": chunk_bytes,
+            "complete": False,
+            "windows": 0,
+            "phases": [],
+            "totals": {"pages": 0, "raw_bytes": 0, "stored_bytes": 0, "previous_windows": 0},
+            "meta": dict(meta or {}),
+        }
+        self._write_manifest()
+        self._index = open(self.path / INDEX, "wb")  # noqa: SIM115 - lives until close()
+        self._chunk_no = -1
+        self._chunk = None
+        self._next_index = 0
+        self._open_chunk()
+
+    # -- public -------------------------------------------------------------------------
+    @property
+    def meta(self) -> dict[str, Any]:
+        """Free-form manifest metadata, saved on close (capture stores its method here)."""
+        return self._manifest["meta"]
+
+    def set_memory_pages(self, memory_pages: int) -> None:
+        """Grow the memory size, e.g. when a captured process maps more memory."""
+        self._manifest["memory_pages"] = max(self._manifest["memory_pages"], int(memory_pages))
+
+    def write(self, window: Window) -> None:
+        """Append ``window``; its ``index`` must be the next one (0, 1, 2, ...)."""
+        if window.index != self._next_index:
+            raise ValueError(
+                f"windows must be written in order: expected window {self._next_index}, "
+                f"got {window.index}"
+            )
+        if window.page_indices.size and window.page_indices[-1] >= self._manifest["memory_pages"]:
+            raise ValueError(
+                f"window {window.index} names page {int(window.page_indices[-1])}, beyond "
+                f"the trace's {self._manifest['memory_pages']} pages; call set_memory_pages"
+            )
+        parts = encode_record(window, self.codec, self.page_size, self._pool)
+        assert self._chunk is not None
+        if self._chunk.tell() >= self.chunk_bytes:
+            self._open_chunk()
+        offset = self._chunk.tell()
+        for part in parts:
+            self._chunk.write(part)
+        length = self._chunk.tell() - offset
+        entry = np.array([(self._chunk_no, 0, offset, length, window.n_pages)], dtype=INDEX_DTYPE)
+        self._chunk.flush()
+        self._index.write(entry.tobytes())
+        self._index.flush()
+        self._account(window, length)
+        self._next_index += 1
+
+    def write_all(self, windows: Iterable[Window]) -> int:
+        count = 0
+        for window in windows:
+            self.write(window)
+            count += 1
+        return count
+
+    def close(self) -> None:
+        if self._chunk is None:
+            return
+        self._chunk.close()
+        self._index.close()
+        self._chunk = None
+        if self._pool is not None:
+            self._pool.shutdown()
+        self._manifest["complete"] = True
+        self._manifest["end_reason"] = self.end_reason
+        self._write_manifest()
+
+    def __enter__(self) -> TraceWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None and self.end_reason == "closed":
+            self.end_reason = f"error: {exc_type.__name__}: {exc}"
+        self.close()
+
+    # -- internals ------------------------------------------------------------------------
+    def _open_chunk(self) -> None:
+        if self._chunk is not None:
+            self._chunk.close()
+        self._chunk_no += 1
+        self._chunk = open(self.path / CHUNK_PATTERN.format(self._chunk_no), "wb")  # noqa: SIM115
+
+    def _account(self, window: Window, stored: int) -> None:
+        m = self._manifest
+        m["windows"] = self._next_index + 1
+        totals = m["totals"]
+        totals["pages"] += window.n_pages
+        totals["raw_bytes"] += window.n_pages * self.page_size
+        totals["stored_bytes"] += stored
+        totals["previous_windows"] += window.previous is not None
+        phases = m["phases"]
+        if not phases or phases[-1]["name"] != window.phase:
+            phases.append({"name": window.phase, "first": window.index, "windows": 0})
+        phases[-1]["windows"] += 1
+
+    def _write_manifest(self) -> None:
+        tmp = self.path / (MANIFEST + ".tmp")
+        tmp.write_text(json.dumps(self._manifest, indent=2, allow_nan=False) + "\n")
+        os.replace(tmp, self.path / MANIFEST)

@@ -1,0 +1,127 @@
+"""A guest that dirties its memory at a set rate, as the migration runs.
+
+Contents come from a pool of pre-generated pages of the chosen guest (``memcached``,
+``seq``, ``ones``...), written with numpy fancy assignment, so a Python thread sustains
+hundreds of MB/s. Each write stamps a counter into the page so rewritten pages differ.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+
+from migcodec.datasets import generate_pages
+from migcodec.datasets.workload import PATTERNS, WRITE_STYLES
+from migcodec.engine.dirty import DirtyLog
+
+
+class GuestWorkload:
+    """Dirties ``memory`` at ``rate`` bytes/s in ticks, marking the dirty log after writing.
+
+    Writing before marking is what keeps pre-copy correct: a page collected between the
+    two is marked again and resent. ``pause()`` returns only once the guest is stopped at
+    a tick boundary (stop-and-copy needs a quiet guest).
+    """
+
+    def __init__(
+        self,
+        memory: np.ndarray,
+        dirty: DirtyLog,
+        rate: float,
+        content: str = "memcached",
+        pattern: str = "uniform",
+        style: str = "whole",
+        seed: int = 0,
+        tick_s: float = 0.005,
+        hot_fraction: float = 0.1,
+    ) -> None:
+        if pattern not in PATTERNS or style not in WRITE_STYLES:
+            raise ValueError(f"pattern must be one of {PATTERNS}, style one of {WRITE_STYLES}")
+        self.memory = memory
+        self.dirty = dirty
+        self.rate = rate
+        self.pattern = pattern
+        self.style = style
+        self.tick_s = tick_s
+        self.hot_pages = max(1, int(memory.shape[0] * hot_fraction))
+        self._rng = np.random.default_rng(seed)
+        self._pool = generate_pages(content, min(memory.shape[0], 1024), seed + 1)
+        self._sweep_at = 0
+        self._stamp = 0
+        self.bytes_dirtied = 0
+        self._run = threading.Event()
+        self._paused = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="migcodec-guest", daemon=True)
+
+    def fill(self) -> None:
+        """Give every page initial contents (the guest's memory before migration)."""
+        n = self.memory.shape[0]
+        picks = self._rng.integers(0, self._pool.shape[0], n)
+        self.memory[:] = self._pool[picks]
+        self.memory[:, :8] = np.arange(n, dtype="<u8").view(np.uint8).reshape(n, 8)
+
+    def start(self) -> None:
+        self._run.set()
+        if self.rate > 0:
+            self._thread.start()
+
+    def pause(self, timeout: float = 5.0) -> None:
+        if not self._thread.is_alive():
+            return
+        self._run.clear()
+        if not self._paused.wait(timeout):
+            raise TimeoutError("guest did not pause")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._run.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _pick(self, k: int) -> np.ndarray:
+        n = self.memory.shape[0]
+        if self.pattern == "uniform":
+            return np.unique(self._rng.integers(0, n, k))
+        if self.pattern == "hotset":
+            return np.unique(self._rng.integers(0, min(n, self.hot_pages), k))
+        pages = (self._sweep_at + np.arange(min(k, n))) % n
+        self._sweep_at = int(pages[-1] + 1) % n
+        return np.sort(pages)
+
+    def _write(self, pages: np.ndarray) -> None:
+        k = pages.shape[0]
+        self._stamp += 1
+        if self.style == "whole":
+            self.memory[pages] = self._pool[self._rng.integers(0, self._pool.shape[0], k)]
+            self.memory[pages, :8] = np.uint8(self._stamp & 0xFF)
+        else:  # a few 8-byte words per page: counters, pointers, timestamps
+            words = self.memory.view(np.uint64)
+            cols = self._rng.integers(0, words.shape[1], (k, 8))
+            words[pages[:, None], cols] += np.uint64(self._stamp)
+
+    def _loop(self) -> None:
+        budget = 0.0
+        last = time.perf_counter()
+        page_size = self.memory.shape[1]
+        while not self._stop.is_set():
+            if not self._run.is_set():
+                self._paused.set()
+                self._run.wait()
+                self._paused.clear()
+                last = time.perf_counter()
+                continue
+            time.sleep(self.tick_s)
+            now = time.perf_counter()
+            budget += (now - last) * self.rate
+            last = now
+            k = int(budget // page_size)
+            if k <= 0:
+                continue
+            budget -= k * page_size
+            pages = self._pick(k)
+            self._write(pages)
+            self.dirty.mark(pages)
+            self.bytes_dirtied += pages.shape[0] * page_size

@@ -1,0 +1,70 @@
+"""What a migration run measured: the seed talk's table, one row."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class MigrationReport:
+    codec: str
+    converged: bool = False
+    verified: bool = False
+    error: str | None = None
+    total_time_s: float = 0.0
+    downtime_s: float | None = None
+    iterations: int = 0
+    pages_sent: int = 0
+    guest_bytes_sent: int = 0
+    wire_bytes: int = 0
+    codec_cpu_s: float = 0.0
+    sender_cpu_s: float = 0.0
+    modelled_device_s: float = 0.0
+    modelled_host_cpu_s: float = 0.0  # emulated accelerators: offload cost per the model
+    emulation_cpu_s: float = 0.0  # CPU our software stand-in burned (not the device's cost)
+    fallback_batches: int = 0
+    memory_bytes: int = 0
+    dirty_rate: float = 0.0
+    link_rate: float | None = None
+    pages_by_codec: dict[str, int] = field(default_factory=dict)
+    paths: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float:
+        return self.guest_bytes_sent / self.wire_bytes if self.wire_bytes else 0.0
+
+    @property
+    def throughput_pages_s(self) -> float:
+        return self.pages_sent / self.total_time_s if self.total_time_s else 0.0
+
+    @property
+    def modelled(self) -> bool:
+        """Some batches ran on emulated hardware: their device cost is a model."""
+        return self.modelled_device_s > 0 or self.modelled_host_cpu_s > 0
+
+    @property
+    def extra_cpu_percent(self) -> float:
+        """CPU of codec workers and the sender, in % of one core, over the migration.
+
+        Batches encoded by an emulated accelerator count with the model's host cost of
+        offloading them, not with the CPU our software stand-in spent (``modelled``).
+        """
+        if not self.total_time_s:
+            return 0.0
+        busy = self.codec_cpu_s + self.sender_cpu_s + self.modelled_host_cpu_s
+        return 100.0 * busy / self.total_time_s
+
+    @property
+    def succeeded(self) -> bool:
+        return self.converged and self.verified and self.error is None
+
+    def as_dict(self) -> dict:
+        data = asdict(self)
+        data.update(
+            ratio=self.ratio,
+            throughput_pages_s=self.throughput_pages_s,
+            extra_cpu_percent=self.extra_cpu_percent,
+            modelled=self.modelled,
+            succeeded=self.succeeded,
+        )
+        return data

@@ -1,0 +1,288 @@
+"""The source side of a pre-copy migration.
+
+The calling thread is the migration thread: it drains the dirty log, cuts dirty pages into
+multi-page batches, asks the chooser for a codec per window and submits batches to that
+codec's engines. A sender thread takes requests in submission order, waits for each, and
+frames it onto the link (the seed talk's split between the migration thread and the
+device-polling thread). Frames go out in submission order and each iteration is drained
+before the next starts, so a page sent twice always arrives newest last and delta caches
+see pages in order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from migcodec.codecs import Batch, CodecEngines, get_codec
+from migcodec.engine.chooser import CodecChooser
+from migcodec.engine.dirty import DirtyLog
+from migcodec.engine.guest import GuestWorkload
+from migcodec.engine.link import PacedSocket
+from migcodec.engine.report import MigrationReport
+from migcodec.engine.runs import batch_runs
+from migcodec.wire import FrameWriter, WireError, memory_digest
+from migcodec.wire.handshake import read_reply
+
+_ITERATION_END = "iteration-end"
+_STOP = "stop"
+
+
+@dataclass
+class MigrationConfig:
+    page_size: int = 4096
+    max_batch_pages: int = 64
+    workers: int = 2
+    depth: int = 4
+    window_batches: int = 16
+    downtime_limit_s: float = 0.3  # QEMU's default downtime-limit
+    max_iterations: int = 30
+    max_time_s: float = 120.0
+    link_rate: float | None = None  # bytes/s; None = unlimited
+    fallback_codec: str = "raw"
+    stall_iterations: int = 4  # give up after this many iterations without progress
+
+
+class _Sender(threading.Thread):
+    """Frames completed requests in submission order; keeps draining after a link error so
+    the migration thread never blocks on a full request pool."""
+
+    def __init__(self, writer: FrameWriter, chooser: CodecChooser, fallback, report) -> None:
+        super().__init__(name="migcodec-sender", daemon=True)
+        self.writer = writer
+        self.chooser = chooser
+        self.fallback = fallback
+        self.report = report
+        self.items: queue.SimpleQueue = queue.SimpleQueue()
+        self.error: BaseException | None = None
+        self.drained = threading.Condition()
+        self.submitted = 0
+        self.done = 0
+        self.cpu_s = 0.0
+
+    def run(self) -> None:
+        cpu0 = time.thread_time()
+        while True:
+            item = self.items.get()
+            if item is _STOP:
+                break
+            if item[0] == _ITERATION_END:
+                if self.error is None:
+                    self._guard(self.writer.end_iteration, item[1], item[2])
+                continue
+            request, codec_id = item
+            try:
+                self._frame(request, codec_id)
+            finally:
+                request.release()
+                with self.drained:
+                    self.done += 1
+                    self.drained.notify_all()
+        self.cpu_s = time.thread_time() - cpu0
+
+    def _guard(self, fn, *args) -> None:
+        try:
+            fn(*args)
+        except (OSError, WireError) as exc:
+            self.error = exc
+
+    def _frame(self, request, codec_id: int) -> None:
+        batch = request.batch
+        try:
+            encoded = request.result()
+        except Exception:
+            encoded = self.fallback.encode(batch)  # a codec failed: re-encode and count it
+            for codec in self.writer.codecs.values():  # whatever it cached is now stale
+                codec.invalidate(batch.page_indices)
+            codec_id = self.writer.codec_id(self.fallback)
+            self.report.fallback_batches += 1
+        stats = encoded.stats
+        model = getattr(self.writer.codecs[codec_id], "model", None)
+        if stats.path == "emulated" and model is not None:
+            self.report.emulation_cpu_s += stats.cpu_s
+            self.report.modelled_host_cpu_s += model.host_cpu_s(stats.input_bytes)
+            self.report.modelled_device_s += stats.device_s or 0.0
+        else:
+            self.report.codec_cpu_s += stats.cpu_s
+        self.report.paths[encoded.codec] = stats.path
+        self.chooser.report(codec_id, stats)
+        if self.error is None:
+            self._guard(self.writer.write_batch, encoded, codec_id)
+            name = encoded.codec
+            self.report.pages_by_codec[name] = (
+                self.report.pages_by_codec.get(name, 0) + encoded.n_pages
+            )
+
+    def wait_drained(self) -> None:
+        with self.drained:
+            self.drained.wait_for(lambda: self.done == self.submitted)
+
+
+class MigrationSource:
+    """Migrates ``memory`` (``(n_pages, page_size)`` uint8) over a connected socket."""
+
+    def __init__(
+        self,
+        memory: np.ndarray,
+        chooser: CodecChooser,
+        config: MigrationConfig | None = None,
+        dirty: DirtyLog | None = None,
+        guest: GuestWorkload | None = None,
+        progress=None,
+    ) -> None:
+        self.memory = memory
+        self.config = config or MigrationConfig(page_size=memory.shape[1])
+        self.chooser = chooser
+        self.dirty = dirty or DirtyLog(memory.shape[0])
+        self.guest = guest
+        self.fallback = get_codec(self.config.fallback_codec)
+        self._engines: dict[int, CodecEngines] = {}
+        self.progress = progress  # called as progress(iteration, dirty_pages, bytes_per_s)
+
+    def _engines_for(self, index: int) -> CodecEngines:
+        if index not in self._engines:
+            cfg = self.config
+            self._engines[index] = CodecEngines(
+                self.chooser.codecs[index],
+                cfg.workers,
+                cfg.depth,
+                cfg.page_size,
+                cfg.max_batch_pages,
+            )
+        return self._engines[index]
+
+    def _send_pages(self, sender: _Sender, pages: np.ndarray) -> int:
+        cfg = self.config
+        batches = batch_runs(pages, cfg.max_batch_pages)
+        for start in range(0, len(batches), cfg.window_batches):
+            if sender.error is not None:
+                break
+            window = [
+                Batch(self.memory, runs, cfg.page_size, cfg.max_batch_pages)
+                for runs in batches[start : start + cfg.window_batches]
+            ]
+            index = self.chooser.choose(window[0])
+            codec_id = sender.writer.codec_id(self.chooser.codecs[index])
+            engines = self._engines_for(index)
+            others = [c for i, c in enumerate(self.chooser.codecs) if i != index]
+            for batch in window:
+                for other in others:  # their delta caches must not outlive these pages
+                    other.invalidate(batch.page_indices)
+                request = engines.submit(batch)
+                sender.submitted += 1
+                sender.items.put((request, codec_id))
+        sender.wait_drained()
+        return int(pages.shape[0])
+
+    def migrate(self, sock) -> MigrationReport:
+        """Run pre-copy to completion (or give up) and return what was measured."""
+        cfg = self.config
+        names = "+".join(c.name for c in self.chooser.codecs)
+        report = MigrationReport(
+            codec=names,
+            memory_bytes=self.memory.nbytes,
+            link_rate=cfg.link_rate,
+            dirty_rate=self.guest.rate if self.guest else 0.0,
+        )
+        link = PacedSocket(sock, cfg.link_rate)
+        table = list(self.chooser.codecs)
+        if all(c != self.fallback for c in table):
+            table.append(self.fallback)
+        for codec in table:
+            codec.reset()  # a new stream: no codec may assume the destination holds anything
+        start = time.perf_counter()
+        writer = FrameWriter(
+            link,
+            cfg.page_size,
+            self.memory.shape[0],
+            table,
+            cfg.max_batch_pages,
+            await_reply_from=sock,
+        )
+        sender = _Sender(writer, self.chooser, self.fallback, report)
+        sender.start()
+        try:
+            self._precopy(sock, sender, report, start)
+        finally:
+            sender.items.put(_STOP)
+            sender.join()
+            for engines in self._engines.values():
+                engines.close()
+            if self.guest is not None:
+                self.guest.stop()
+        report.sender_cpu_s = sender.cpu_s
+        report.guest_bytes_sent = report.pages_sent * cfg.page_size
+        report.wire_bytes = writer.bytes_written
+        report.total_time_s = time.perf_counter() - start
+        if sender.error is not None and report.error is None:
+            report.error = f"link failed: {sender.error}"
+        return report
+
+    def _precopy(self, sock, sender: _Sender, report: MigrationReport, start: float) -> None:
+        cfg = self.config
+        writer = sender.writer
+        self.dirty.mark_all()
+        if self.guest is not None:
+            self.guest.start()
+        best_remaining, stalled = float("inf"), 0
+        for iteration in range(cfg.max_iterations):
+            pages = self.dirty.collect()
+            t0 = time.perf_counter()
+            sent = self._send_pages(sender, pages)
+            sender.items.put((_ITERATION_END, iteration, sent))
+            elapsed = max(time.perf_counter() - t0, 1e-6)
+            report.iterations += 1
+            report.pages_sent += sent
+            if sender.error is not None:
+                return
+            rate = sent * cfg.page_size / elapsed if sent else float("inf")
+            remaining = self.dirty.count() * cfg.page_size
+            if self.progress is not None:
+                self.progress(iteration, remaining // cfg.page_size, rate)
+            if remaining / rate <= cfg.downtime_limit_s:
+                report.converged = True
+                break
+            if time.perf_counter() - start > cfg.max_time_s:
+                break
+            # pre-copy that stops shrinking the dirty set will never converge
+            stalled = stalled + 1 if remaining >= 0.95 * best_remaining else 0
+            best_remaining = min(best_remaining, remaining)
+            if stalled >= cfg.stall_iterations:
+                break
+        if not report.converged:
+            report.error = (
+                f"did not converge: {report.iterations} iterations, "
+                f"{self.dirty.count()} pages still dirty"
+            )
+            self._guarded(sender, writer.abort, report.error)
+            return
+        if self.guest is not None:
+            self.guest.pause()
+        paused = time.perf_counter()
+        pages = self.dirty.collect()
+        report.pages_sent += self._send_pages(sender, pages)
+        report.iterations += 1
+        sender.items.put((_ITERATION_END, report.iterations - 1, int(pages.shape[0])))
+        sender.items.put(_STOP)
+        sender.join()
+        if sender.error is not None:
+            return
+        try:
+            writer.end_stream(memory_digest(self.memory))
+            read_reply(sock)
+            report.verified = True
+        except (OSError, WireError) as exc:
+            report.error = f"destination did not confirm the migration: {exc}"
+        report.downtime_s = time.perf_counter() - paused
+
+    @staticmethod
+    def _guarded(sender: _Sender, fn, *args) -> None:
+        sender.items.put(_STOP)
+        sender.join()
+        with contextlib.suppress(OSError, WireError):
+            fn(*args)

@@ -1,0 +1,45 @@
+"""The destination's answer to a preamble, for two-way channels (a socket).
+
+The source sends its preamble and waits; the destination resolves every codec and answers
+accept, or refuse with the reason (which names the package to install). A destination that
+lacks a codec therefore stops the migration before any page moves, not mid-stream.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from migcodec.wire.errors import TruncatedStream, WireError
+from migcodec.wire.io import Sink, Source
+
+REPLY = struct.Struct("<4sBH")
+REPLY_MAGIC = b"MCRP"
+ACCEPT, REFUSE = 0, 1
+MAX_REASON = 4096
+
+
+class HandshakeRefused(WireError):
+    """The destination refused the stream; the reason says what it lacks."""
+
+
+def send_reply(target: object, accepted: bool, reason: str = "") -> None:
+    text = reason.encode("utf-8", "replace")[:MAX_REASON]
+    sink = Sink(target)
+    sink.write_parts([REPLY.pack(REPLY_MAGIC, ACCEPT if accepted else REFUSE, len(text)), text])
+    sink.flush()
+
+
+def read_reply(source: object) -> None:
+    """Return when the destination accepted; raise :class:`HandshakeRefused` otherwise."""
+    src = Source(source)
+    head = bytearray(REPLY.size)
+    if src.fill(memoryview(head)) < REPLY.size:
+        raise TruncatedStream("destination closed the connection before answering the preamble")
+    magic, status, length = REPLY.unpack(head)
+    if magic != REPLY_MAGIC or status not in (ACCEPT, REFUSE) or length > MAX_REASON:
+        raise WireError(f"destination answered the preamble with garbage ({bytes(head)!r})")
+    reason = bytearray(length)
+    if src.fill(memoryview(reason)) < length:
+        raise TruncatedStream("destination closed the connection mid-answer")
+    if status == REFUSE:
+        raise HandshakeRefused(f"destination refused the stream: {reason.decode(errors='replace')}")

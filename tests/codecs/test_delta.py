@@ -1,0 +1,263 @@
+"""Delta codecs (dsa-delta, xbzrle) over sequences of page versions.
+
+Source and destination memories must be equal after every step, whatever happens to the
+pages: cache hits, misses, evictions, pages turning zero and back, raw and fall-back pages.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from migcodec.codecs import (
+    Batch,
+    CodecEngines,
+    Encoded,
+    PageMode,
+    get_codec,
+    plugin_statuses,
+)
+from migcodec.codecs.delta import DELTA, FALLBACK, UNCHANGED
+
+PAGE = 4096
+DELTA_CODECS = ["dsa-delta", "xbzrle"]
+
+# how a step changes a page: few words, 20 % of words, whole rewrite, zero, bytes, a run
+MUTATIONS = st.sampled_from(["words", "fifth", "rewrite", "zero", "bytes", "run", "same"])
+
+
+def _mutate(page: np.ndarray, how: str, rng: np.random.Generator) -> None:
+    words = page.view(np.uint64)
+    if how == "words":
+        words[rng.integers(0, words.size, 3)] = rng.integers(1, 2**63, 3, dtype=np.uint64)
+    elif how == "fifth":
+        idx = np.flatnonzero(rng.random(words.size) < 0.2)
+        words[idx] = rng.integers(1, 2**63, idx.size, dtype=np.uint64)
+    elif how == "rewrite":
+        page[:] = rng.integers(0, 256, page.size, dtype=np.uint8)
+    elif how == "zero":
+        page[:] = 0
+    elif how == "bytes":
+        page[rng.integers(0, page.size, 7)] ^= np.uint8(0x5A)
+    elif how == "run":
+        start = int(rng.integers(0, page.size - 300))
+        page[start : start + int(rng.integers(1, 300))] += np.uint8(1)
+
+
+@st.composite
+def histories(draw):
+    n_pages = draw(st.integers(4, 40))
+    cache_pages = draw(st.integers(1, 48))
+    seed = draw(st.integers(0, 2**32 - 1))
+    steps = draw(
+        st.lists(
+            st.lists(st.tuples(st.integers(0, n_pages - 1), MUTATIONS), max_size=12),
+            min_size=1,
+            max_size=6,
+        )
+    )
+    return n_pages, cache_pages, seed, steps
+
+
+def _send(codec, dest_codec, memory, dest, pages, rng) -> Encoded:
+    """Send ``pages`` (any order, scattered runs) and decode them at the destination."""
+    order = rng.permutation(np.asarray(sorted(pages), dtype=np.int64))
+    runs = [(int(p), 1) for p in order]
+    encoded = codec.encode(Batch(memory, runs))
+    dest_codec.decode(encoded, dest)
+    return encoded
+
+
+@pytest.mark.parametrize("name", DELTA_CODECS)
+@given(case=histories())
+def test_destination_equals_source_after_every_step(name, case):
+    n_pages, cache_pages, seed, steps = case
+    rng = np.random.default_rng(seed)
+    memory = rng.integers(0, 256, (n_pages, PAGE), dtype=np.uint8)
+    memory[rng.random(n_pages) < 0.2] = 0
+    memory[rng.random(n_pages) < 0.2] //= 16  # compressible: the fall-back pays
+    dest = np.zeros_like(memory)
+    codec = get_codec(name, cache_bytes=cache_pages * PAGE)
+    dest_codec = get_codec(name)
+    _send(codec, dest_codec, memory, dest, range(n_pages), rng)
+    np.testing.assert_array_equal(dest, memory)
+    for step in steps:
+        dirty = set()
+        for page, how in step:
+            _mutate(memory[page], how, rng)
+            dirty.add(page)
+        dirty |= {int(p) for p in rng.integers(0, n_pages, 2)}  # clean pages sent again
+        _send(codec, dest_codec, memory, dest, dirty, rng)
+        np.testing.assert_array_equal(dest, memory)
+
+
+@pytest.mark.parametrize("name", DELTA_CODECS)
+def test_page_modes_over_a_history(name):
+    rng = np.random.default_rng(3)
+    memory = (rng.integers(0, 256, (8, PAGE), dtype=np.uint8) // 32).astype(np.uint8)
+    dest = np.zeros_like(memory)
+    codec, dest_codec = get_codec(name, cache_bytes=8 * PAGE), get_codec(name)
+    first = _send(codec, dest_codec, memory, dest, range(8), rng)
+    assert (first.modes == FALLBACK).all()  # nothing cached: all through lz4
+    _mutate(memory[2], "words", rng)
+    memory[5] = rng.integers(0, 256, PAGE, dtype=np.uint8)
+    second = codec.encode(Batch(memory, [(0, 8)]))
+    dest_codec.decode(second, dest)
+    np.testing.assert_array_equal(dest, memory)
+    expected = np.full(8, UNCHANGED)
+    expected[2] = DELTA
+    expected[5] = PageMode.RAW  # a whole rewrite does not pay as a delta
+    np.testing.assert_array_equal(second.modes, expected)
+    assert second.stats.output_bytes < 2 * PAGE
+
+
+@pytest.mark.parametrize("name", DELTA_CODECS)
+def test_page_turning_zero_then_nonzero_is_not_a_stale_delta(name):
+    rng = np.random.default_rng(4)
+    memory = rng.integers(0, 256, (2, PAGE), dtype=np.uint8)
+    dest = np.zeros_like(memory)
+    codec, dest_codec = get_codec(name), get_codec(name)
+    _send(codec, dest_codec, memory, dest, [0, 1], rng)
+    memory[0] = 0
+    assert _send(codec, dest_codec, memory, dest, [0], rng).modes[0] == PageMode.ZERO
+    memory[0, 100:108] = 7  # a delta against zeros, not against the stale random page
+    encoded = _send(codec, dest_codec, memory, dest, [0], rng)
+    assert encoded.modes[0] == DELTA
+    np.testing.assert_array_equal(dest, memory)
+
+
+@pytest.mark.parametrize("name", DELTA_CODECS)
+def test_eviction_sends_the_evicted_page_through_the_fall_back(name):
+    rng = np.random.default_rng(5)
+    memory = np.zeros((4, PAGE), np.uint8)
+    memory[:, ::64] = rng.integers(1, 256, (4, PAGE // 64), dtype=np.uint8)
+    dest = np.zeros_like(memory)
+    codec, dest_codec = get_codec(name, cache_bytes=2 * PAGE), get_codec(name)
+    _send(codec, dest_codec, memory, dest, [0], rng)
+    _send(codec, dest_codec, memory, dest, [2], rng)  # page 2 takes page 0's slot
+    memory[0, 8:16] = 1
+    encoded = _send(codec, dest_codec, memory, dest, [0], rng)
+    assert encoded.modes[0] == FALLBACK
+    np.testing.assert_array_equal(dest[[0, 2]], memory[[0, 2]])
+
+
+@pytest.mark.parametrize("name", DELTA_CODECS)
+def test_raw_pages_are_the_snapshot_not_later_guest_writes(name):
+    rng = np.random.default_rng(6)
+    memory = rng.integers(0, 256, (4, PAGE), dtype=np.uint8)
+    dest = np.zeros_like(memory)
+    codec, dest_codec = get_codec(name), get_codec(name)
+    encoded = codec.encode(Batch(memory, [(0, 4)]))  # random pages: all raw
+    assert (encoded.modes == PageMode.RAW).all()
+    sent = memory.copy()
+    memory[1, :64] ^= 0xFF  # the guest writes before the frame leaves
+    dest_codec.decode(encoded, dest)
+    np.testing.assert_array_equal(dest, sent)
+    _send(codec, dest_codec, memory, dest, [1], rng)  # the next delta is against `sent`
+    np.testing.assert_array_equal(dest, memory)
+
+
+@pytest.mark.parametrize("name", DELTA_CODECS)
+def test_clones_share_the_cache_and_reset_forgets_it(name):
+    rng = np.random.default_rng(7)
+    memory = rng.integers(0, 256, (2, PAGE), dtype=np.uint8)
+    codec = get_codec(name)
+    twin = codec.clone()
+    assert twin == codec and twin.cache is None
+    codec.encode(Batch(memory, [(0, 2)]))
+    assert twin.cache is codec.cache and len(twin.cache) == 2
+    assert (twin.encode(Batch(memory, [(0, 2)])).modes == UNCHANGED).all()
+    twin.reset()
+    assert len(codec.cache) == 0
+    assert (codec.encode(Batch(memory, [(0, 2)])).modes != UNCHANGED).all()
+
+
+@pytest.mark.parametrize("name", DELTA_CODECS)
+def test_pages_sent_by_another_codec_are_noted_or_forgotten(name):
+    rng = np.random.default_rng(8)
+    memory = rng.integers(0, 256, (2, PAGE), dtype=np.uint8)
+    dest = np.zeros_like(memory)
+    codec, dest_codec = get_codec(name), get_codec(name)
+    _send(codec, dest_codec, memory, dest, [0, 1], rng)
+    memory[:, :8] += 1
+    get_codec("lz4").decode(get_codec("lz4").encode(Batch(memory, [(0, 2)])), dest)
+    codec.note_sent(np.array([0]), memory[:1])
+    codec.invalidate(np.array([1]))
+    memory[:, 16:24] += 1
+    encoded = codec.encode(Batch(memory, [(0, 2)]))
+    dest_codec.decode(encoded, dest)
+    assert encoded.modes[0] == DELTA  # noted: a delta against what lz4 sent
+    assert encoded.modes[1] == PageMode.RAW  # forgotten: a miss (random data: lz4 -> raw)
+    np.testing.assert_array_equal(dest, memory)
+
+
+@pytest.mark.parametrize("name", DELTA_CODECS)
+def test_config_round_trips_and_names_the_fall_back(name):
+    codec = get_codec(name, cache_bytes=1 << 20, fallback={"name": "zstd", "level": 1})
+    config = codec.get_config()
+    assert config["fallback"] == {"name": "zstd", "level": 1}
+    assert get_codec(config) == codec
+
+
+def test_bad_parameters_say_what_to_do():
+    with pytest.raises(ValueError, match="multiple of 10"):
+        get_codec("dsa-delta", max_record_size=95)
+    with pytest.raises(ValueError, match="delta codec"):
+        get_codec("xbzrle", fallback="dsa-delta")
+    with pytest.raises(ValueError, match="holds no"):
+        get_codec("xbzrle", cache_bytes=100).encode(Batch(np.ones((1, PAGE), np.uint8), [(0, 1)]))
+
+
+def test_small_max_record_size_sends_busy_pages_raw():
+    memory = np.ones((1, PAGE), np.uint8)
+    codec = get_codec("dsa-delta", max_record_size=20)
+    codec.encode(Batch(memory, [(0, 1)]))
+    memory[0, :24] = 9  # three words: one entry more than the maximum
+    assert codec.encode(Batch(memory, [(0, 1)])).modes[0] == PageMode.RAW
+    memory[0, 40] = 3  # one word against the cached (raw-sent) version
+    assert codec.encode(Batch(memory, [(0, 1)])).modes[0] == DELTA
+
+
+def test_codecs_listing_says_why_there_is_no_hardware():
+    statuses = {s.name: s for s in plugin_statuses()}
+    dsa = statuses["dsa-delta"]
+    assert dsa.available and dsa.kind == "delta"
+    assert dsa.path == "software"
+    assert "MIGCODEC_DML_SHIM" in dsa.reason and "/dev/dsa/wq" in dsa.reason
+    assert statuses["xbzrle"].available
+
+
+def test_shim_env_names_the_library_it_tried(monkeypatch):
+    monkeypatch.setenv("MIGCODEC_DML_SHIM", "/nonexistent/libshim.so")
+    reason = get_codec("dsa-delta").probe().reason
+    assert "/nonexistent/libshim.so" in reason
+
+
+@pytest.mark.parametrize("name", DELTA_CODECS)
+def test_two_engines_share_one_history(name):
+    rng = np.random.default_rng(9)
+    memory = rng.integers(0, 256, (256, PAGE), dtype=np.uint8) // 8
+    dest = np.zeros_like(memory)
+    codec, dest_codec = get_codec(name, cache_bytes=128 * PAGE), get_codec(name)
+    engines = CodecEngines(codec, engines=2, depth=4)  # 8 requests: a whole round
+    try:
+        for _round in range(4):
+            for first in range(0, 256, 32):  # disjoint batches: one in flight per page
+                engines.submit(Batch(memory, [(first, 16), (first + 16, 16)]), timeout=30)
+            for request in engines.completions(timeout=30):
+                with request:
+                    dest_codec.decode(request.result(), dest)
+            np.testing.assert_array_equal(dest, memory)
+            for page in rng.integers(0, 256, 40):
+                _mutate(memory[page], "words", rng)
+    finally:
+        engines.close()
+    assert len(codec.cache) == 128
+
+
+def test_bench_treats_each_repeat_as_a_new_stream():
+    from migcodec.bench import bench_codec
+
+    memory = np.random.default_rng(10).integers(0, 4, (128, PAGE), dtype=np.uint8)
+    result = bench_codec(get_codec("dsa-delta"), memory, repeats=2)
+    assert result.verified and result.ratio > 1

@@ -1,0 +1,301 @@
+"""CodecEngines: round-robin engines, completions, back-pressure, the request pool.
+
+Threads are synchronised with events and semaphores only: a gated codec blocks inside
+``encode`` until the test opens its gate, so "every request is in flight" is a state the
+test creates, not a race it hopes to win.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+
+from migcodec.codecs import (
+    Batch,
+    Codec,
+    CodecEngines,
+    CodecError,
+    DecodeError,
+    InvalidBatch,
+    PageEncoding,
+    PageMode,
+    get_codec,
+)
+from migcodec.datasets import generate_pages
+
+PAGE = 4096
+WAIT = 10.0  # generous bound for events that must happen; never reached when tests pass
+POISON = 0xEE  # first byte of a page that makes the gated codec fail
+
+
+class GatedCodec(Codec):
+    """Sends pages raw, but only once ``gate`` is open; records which thread ran each batch.
+
+    Its engines share the gate and the log through ``clone`` (the hook codecs with shared
+    state override), so one ``set()`` releases every engine.
+    """
+
+    name = "test-gated"
+    kind = "raw"
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.started = threading.Semaphore(0)  # released once per batch entering encode
+        self.log: list[tuple[int, str]] = []  # (first byte of first page, thread name)
+        self._lock = threading.Lock()
+
+    def clone(self) -> GatedCodec:
+        twin = GatedCodec()
+        twin.gate, twin.started, twin.log, twin._lock = (
+            self.gate,
+            self.started,
+            self.log,
+            self._lock,
+        )
+        return twin
+
+    def _encode_pages(self, pages: np.ndarray, indices: np.ndarray | None) -> PageEncoding:
+        with self._lock:
+            self.log.append((int(pages[0, 0]), threading.current_thread().name))
+        self.started.release()
+        if not self.gate.wait(WAIT):
+            raise TimeoutError("test gate never opened")
+        if pages[0, 0] == POISON:
+            raise ValueError("poisoned page")
+        return PageEncoding(b"", np.full(pages.shape[0], PageMode.RAW, np.uint8))
+
+    def _decode_pages(self, blob, modes, current, page_size):
+        raise DecodeError("gated codec sends raw pages only")
+
+
+@contextmanager
+def running(codec: Codec, **kwargs) -> Iterator[CodecEngines]:
+    """Engines that are always closed, with any gate opened first so close() cannot hang."""
+    engines = CodecEngines(codec, page_size=PAGE, **kwargs)
+    try:
+        yield engines
+    finally:
+        gate = getattr(codec, "gate", None)
+        if gate is not None:
+            gate.set()
+        for request in engines.poll():
+            request.release()
+        engines.close()
+
+
+def marked_memory(n_pages: int) -> np.ndarray:
+    """Page ``i`` starts with byte ``i + 1``, so the codec's log says which batch it saw."""
+    memory = np.ones((n_pages, PAGE), np.uint8)
+    memory[:, 0] = np.arange(1, n_pages + 1)
+    return memory
+
+
+def test_batches_are_dispatched_round_robin_and_run_on_their_engine():
+    codec = GatedCodec()
+    codec.gate.set()
+    memory = marked_memory(12)
+    with running(codec, engines=3, depth=2) as engines:
+        requests = [engines.submit(Batch(memory, [(i, 1)])) for i in range(6)]
+        assert [r.engine for r in requests] == [0, 1, 2, 0, 1, 2]
+        assert [r.sequence for r in requests] == list(range(6))
+        done = list(engines.completions(timeout=WAIT))
+        assert sorted(r.sequence for r in done) == list(range(6))
+        for request in done:
+            request.release()
+    ran_on = dict(codec.log)
+    assert ran_on == {i + 1: f"migcodec-test-gated-{i % 3}" for i in range(6)}
+
+
+def test_completions_are_collected_by_poll_wait_and_iteration():
+    codec = GatedCodec()
+    memory = marked_memory(8)
+    with running(codec, engines=2, depth=2) as engines:
+        requests = [engines.submit(Batch(memory, [(i, 1)])) for i in range(4)]
+        for _ in range(engines.engines):
+            assert codec.started.acquire(timeout=WAIT)
+        assert engines.poll() == []  # both engines are inside encode, two batches queued
+        assert engines.in_flight == 4
+        assert not any(r.done() for r in requests)
+        with pytest.raises(TimeoutError) as info:
+            requests[0].result(timeout=0.01)
+        assert str(info.value) == "request 0 not complete after 0.01 s"
+
+        codec.gate.set()
+        first = engines.wait(timeout=WAIT)
+        collected = [first, *engines.completions(timeout=WAIT)]
+        assert engines.in_flight == 0
+        assert sorted(r.sequence for r in collected) == [0, 1, 2, 3]
+        assert engines.poll() == []
+        with pytest.raises(TimeoutError) as info:
+            engines.wait(timeout=0.01)
+        assert str(info.value) == "no request completed within 0.01 s"
+        for request in collected:
+            encoded = request.result(timeout=0)
+            first_page = int(encoded.runs[0, 0])
+            assert encoded.payload == memory[first_page].tobytes()
+            request.release()
+
+
+def test_one_engine_completes_in_submission_order():
+    codec = GatedCodec()
+    memory = marked_memory(4)
+    with running(codec, engines=1, depth=4) as engines:
+        for i in range(3):
+            engines.submit(Batch(memory, [(i, 1)]))
+        codec.gate.set()
+        done = [engines.wait(timeout=WAIT) for _ in range(3)]
+        assert [r.sequence for r in done] == [0, 1, 2]
+        assert [int(r.result().runs[0, 0]) for r in done] == [0, 1, 2]
+        for request in done:
+            request.release()
+
+
+def test_submit_applies_back_pressure_when_every_request_is_in_flight():
+    codec = GatedCodec()
+    memory = marked_memory(8)
+    with running(codec, engines=1, depth=2) as engines:
+        assert engines.pool.size == 2
+        held = [engines.submit(Batch(memory, [(i, 1)])) for i in range(2)]
+        assert engines.pool.free_count() == 0
+        with pytest.raises(TimeoutError) as info:
+            engines.submit(Batch(memory, [(2, 1)]), timeout=0.01)
+        assert str(info.value) == (
+            "all 2 requests are in flight after 0.01 s; collect completions and release "
+            "requests before submitting more"
+        )
+        assert engines.in_flight == 2  # the refused batch was never queued
+
+        # a producer without a timeout blocks until a request comes back
+        submitted = threading.Event()
+        late: list = []
+
+        def producer() -> None:
+            late.append(engines.submit(Batch(memory, [(3, 1)])))
+            submitted.set()
+
+        thread = threading.Thread(target=producer)
+        thread.start()
+        assert not submitted.wait(0.05)  # still blocked: nothing was released
+        codec.gate.set()
+        engines.wait(timeout=WAIT).release()
+        assert submitted.wait(WAIT)
+        thread.join(WAIT)
+        collected = [*engines.completions(timeout=WAIT)]
+        assert sorted(r.sequence for r in collected) == [1, 2]
+        assert late[0].sequence == 2
+        for request in collected:
+            request.release()
+        assert held[0].slot != held[1].slot
+
+
+def test_request_pool_reuses_requests_and_staging_buffers():
+    """Scattered batches are gathered into the request's own staging buffer; over many
+    submissions the same few buffers come back, never new ones."""
+    memory = generate_pages("random", 64, 3)
+    codec = get_codec("raw")  # random pages go raw: the payload *is* the staging buffer
+    requests, buffers = set(), set()
+    with running(codec, engines=2, depth=1, max_pages=8) as engines:
+        for i in range(20):
+            runs = [((3 * i) % 60, 2), ((3 * i + 30) % 60 + 2, 1)]
+            request = engines.submit(Batch(memory, runs, max_pages=8))
+            done = engines.wait(timeout=WAIT)
+            assert done is request
+            encoded = done.result()
+            assert np.shares_memory(np.frombuffer(encoded.segments[0], np.uint8), done.staging)
+            assert encoded.payload == memory[Batch(memory, runs).page_indices].tobytes()
+            requests.add(id(done))
+            buffers.add(done.staging.__array_interface__["data"][0])
+            done.release()
+        assert engines.pool.free_count() == 2
+    assert len(requests) <= 2 and len(buffers) <= 2
+    assert done.staging.shape == (8, PAGE)
+
+
+def test_an_exception_in_the_codec_is_delivered_through_result():
+    codec = GatedCodec()
+    codec.gate.set()
+    memory = marked_memory(4)
+    memory[1, 0] = POISON
+    with running(codec, engines=1, depth=2) as engines:
+        bad = engines.submit(Batch(memory, [(1, 1)]))
+        assert engines.wait(timeout=WAIT) is bad
+        with pytest.raises(ValueError) as info:
+            bad.result()
+        assert str(info.value) == "poisoned page"
+        assert info.value is bad.error  # the engine's own exception, not a wrapper
+        bad.release()
+        good = engines.submit(Batch(memory, [(2, 1)]))  # the engine survived
+        assert engines.wait(timeout=WAIT).result().payload == memory[2].tobytes()
+        good.release()
+
+
+def test_batches_that_do_not_fit_the_engines_are_refused():
+    memory = marked_memory(32)
+    with running(get_codec("raw"), engines=1, depth=1, max_pages=16) as engines:
+        with pytest.raises(InvalidBatch) as info:
+            engines.submit(Batch(memory, [(0, 20)]))
+        assert str(info.value) == (
+            "batch of 20 pages of 4096 bytes does not fit engines sized for 16 pages of 4096 bytes"
+        )
+        engines.close()
+        with pytest.raises(CodecError) as closed:
+            engines.submit(Batch(memory, [(0, 1)]))
+        assert str(closed.value) == "engines are closed"
+
+
+@pytest.mark.parametrize("name", ["raw", "lz4", "zlib-ng", "zstd"])
+def test_scattered_batches_round_trip_through_engines(name):
+    """Every page of memory, in scattered runs, through 2 engines with a small pool: the
+    destination ends up byte-for-byte equal, and pages outside the runs untouched."""
+    memory = generate_pages("mixed", 200, 5)
+    order = np.random.default_rng(11).permutation(190)  # pages 190.. never sent
+    batches = [
+        [(int(p), 1) for p in order[i : i + 7]] + [(int(order[i + 7]), 1)] for i in range(0, 184, 8)
+    ]
+    batches.append([(int(p), 1) for p in order[184:]])
+    dest = np.full_like(memory, 0xA5)
+    codec = get_codec(name)
+
+    def drain_one() -> None:
+        request = engines.wait(timeout=WAIT)
+        codec.decode(request.result(), dest)  # before release: segments view the pool
+        request.release()
+
+    with running(codec, engines=2, depth=2) as engines:
+        for runs in batches:
+            if engines.pool.free_count() == 0:
+                drain_one()
+            engines.submit(Batch(memory, runs))
+        while engines.in_flight:
+            drain_one()
+    np.testing.assert_array_equal(dest[:190], memory[:190])
+    assert (dest[190:] == 0xA5).all()
+
+
+def test_engines_hand_transforms_a_snapshot_never_live_guest_memory():
+    """Compressing memory that changes underneath can corrupt pages that never changed (an
+    LZ match against new bytes emitted as a reference to old, already-sent bytes), so the
+    engines' transforms must only ever see the request's private staging copy."""
+    from migcodec.codecs import Batch, CodecEngines
+    from migcodec.codecs.plugins.lz4 import Lz4Codec
+
+    memory = np.arange(64 * 4096, dtype=np.uint32).view(np.uint8)[: 64 * 4096].reshape(64, 4096)
+    memory = memory.copy()
+    seen = []
+
+    class Watching(Lz4Codec):
+        def _encode_pages(self, pages, indices):
+            seen.append(np.shares_memory(pages, memory))
+            return super()._encode_pages(pages, indices)
+
+    with CodecEngines(Watching(), engines=2) as engines:
+        for runs in ([(0, 64)], [(0, 8), (20, 8)], [(40, 1)]):
+            engines.submit(Batch(memory, runs))
+        for request in engines.completions(timeout=10):
+            with request:
+                request.result()
+    assert seen == [False, False, False]

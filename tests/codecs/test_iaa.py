@@ -1,0 +1,365 @@
+"""The ``iaa`` plugin: QPL binding against a fake libqpl, busy queues, 4 KiB window, format."""
+
+from __future__ import annotations
+
+import ctypes
+import re
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from migcodec.codecs import Batch, DecodeError, Encoded, PageMode
+from migcodec.codecs.device_model import device_model
+from migcodec.codecs.plugins.iaa import IaaCodec
+from migcodec.codecs.vendor import qpl
+from migcodec.codecs.vendor.detect import iaa_work_queues
+
+PAGE = 4096
+
+
+def _memory(n: int = 16, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    memory = rng.integers(0, 4, (n, PAGE), dtype=np.uint8)
+    memory[1] = 0  # zero page: the framework sends a marker
+    memory[2] = rng.integers(0, 256, PAGE, dtype=np.uint8)  # does not shrink: raw
+    return memory
+
+
+def _streams(encoded: Encoded, page_size: int = PAGE) -> list[bytes]:
+    """The per-page DEFLATE streams of an encoded batch, from its u16 length table."""
+    n_raw = encoded.count(PageMode.RAW)
+    n = encoded.count(PageMode.ENCODED)
+    blob = encoded.payload[n_raw * page_size :]
+    lens = np.frombuffer(blob[: 2 * n], "<u2").astype(np.int64)
+    offsets = 2 * n + np.concatenate(([0], np.cumsum(lens)[:-1]))
+    return [blob[o : o + ln] for o, ln in zip(offsets, lens, strict=True)]
+
+
+def _counts(lib) -> list[int]:
+    out = (ctypes.c_long * 8)()
+    lib.fake_qpl_counts(out, 8)
+    return list(out)
+
+
+def _round_trip(codec: IaaCodec, memory: np.ndarray) -> Encoded:
+    encoded = codec.encode(Batch(memory, [(0, memory.shape[0])]))
+    dest = np.full_like(memory, 0xA5)
+    codec.decode(encoded, dest)
+    np.testing.assert_array_equal(dest, memory)
+    return encoded
+
+
+# -- binding ------------------------------------------------------------------------------
+def test_job_layout_matches_the_c_compiler(fake_qpl):
+    values = (ctypes.c_size_t * 14)()
+    assert fake_qpl.fake_qpl_layout(values, 14) == 14
+    fields = [
+        "available_in",
+        "total_in",
+        "next_out_ptr",
+        "total_out",
+        "op",
+        "flags",
+        "level",
+        "huffman_table",
+        "dictionary",
+        "decomp_end_processing",
+        "crc64_poly",
+        "numa_id",
+        "data_ptr",
+    ]
+    job = qpl.QplJob
+    assert [ctypes.sizeof(job)] + [getattr(job, f).offset for f in fields] == list(values)
+
+
+def test_jobs_carry_op_level_and_flags(fake_qpl):
+    codec = IaaCodec()
+    encoded = codec.encode(Batch(_memory(), [(0, 16)]))
+    assert encoded.stats.path == "hardware"
+    hw_jobs, sw_jobs, busy, op, level, flags = _counts(fake_qpl)[:6]
+    assert (hw_jobs, sw_jobs, busy) == (15, 0, 0)  # one job per non-zero page
+    assert (op, level) == (qpl.qpl_op_compress, 1)
+    assert flags == qpl.QPL_FLAG_FIRST | qpl.QPL_FLAG_LAST | qpl.QPL_FLAG_OMIT_VERIFY
+
+
+@pytest.mark.parametrize(
+    ("status", "kind", "text"),
+    [
+        (qpl.QPL_STS_QUEUES_ARE_BUSY_ERR, qpl.QplQueueBusy, "QPL_STS_QUEUES_ARE_BUSY_ERR (5)"),
+        (
+            qpl.QPL_STS_INIT_WORK_QUEUES_NOT_AVAILABLE,
+            qpl.QplUnavailable,
+            "QPL_STS_INIT_WORK_QUEUES_NOT_AVAILABLE (503); enable a shared IAA work queue",
+        ),
+        (qpl.QPL_STS_PATH_ERR, qpl.QplUnavailable, "QPL_STS_PATH_ERR (54)"),
+        (qpl.QPL_STS_BAD_DIST_ERR, qpl.QplError, "QPL_STS_BAD_DIST_ERR (217)"),
+        (999, qpl.QplError, "qpl_status 999 (999)"),
+    ],
+)
+def test_status_codes_map_to_exceptions(status, kind, text):
+    with pytest.raises(kind, match=re.escape(f"qpl_call returned {text}")) as info:
+        qpl.raise_for("qpl_call", status)
+    assert info.value.status == status
+
+
+# -- paths --------------------------------------------------------------------------------
+def test_hardware_path_per_page_with_raw_fall_back(fake_qpl):
+    memory = _memory()
+    codec = IaaCodec()
+    encoded = _round_trip(codec, memory)
+    assert encoded.stats.path == "hardware" and encoded.stats.device_s is None
+    expected = np.full(16, PageMode.ENCODED)
+    expected[1], expected[2] = PageMode.ZERO, PageMode.RAW
+    np.testing.assert_array_equal(encoded.modes, expected)
+    assert encoded.payload[:PAGE] == memory[2].tobytes()  # raw pages travel first
+    encoded_rows = np.flatnonzero(expected == PageMode.ENCODED)
+    for row, stream in zip(encoded_rows, _streams(encoded), strict=True):
+        assert zlib.decompress(stream, -12) == memory[row].tobytes()
+    assert codec.counters.hardware == 1  # requests count encodes; decode used the device too
+
+
+def test_busy_queue_is_retried_then_succeeds(fake_qpl):
+    fake_qpl.fake_qpl_set_busy(2)
+    codec = IaaCodec()
+    encoded = _round_trip(codec, _memory())
+    assert encoded.stats.path == "hardware"
+    assert (codec.counters.retries, codec.counters.software_pages) == (2, 0)
+    assert _counts(fake_qpl)[2] == 2
+
+
+def test_busy_queue_beyond_retries_sends_pages_through_software(fake_qpl):
+    fake_qpl.fake_qpl_set_busy(-1)  # every hardware submission finds the queues full
+    memory = _memory()
+    codec = IaaCodec()
+    encoded = codec.encode(Batch(memory, [(0, 16)]))
+    assert encoded.stats.path == "software"
+    assert codec.counters.retries == 15 * 3  # QEMU's bound: 3 resubmissions per page
+    assert codec.counters.software_pages == 15
+    assert codec.counters.fallbacks == 1 and codec.counters.software == 1
+    assert codec.counters.last_error == "15 page(s) ran in software after busy queues"
+    hw_jobs, sw_jobs = _counts(fake_qpl)[:2]
+    assert (hw_jobs, sw_jobs) == (0, 15)
+    fake_qpl.fake_qpl_set_busy(0)
+    dest = np.zeros_like(memory)
+    codec.decode(encoded, dest)
+    np.testing.assert_array_equal(dest, memory)
+
+
+def test_no_work_queue_falls_back_to_emulated(fake_qpl):
+    fake_qpl.fake_qpl_set_mode(1)  # qpl_init_job(hardware) -> WORK_QUEUES_NOT_AVAILABLE
+    codec = IaaCodec()
+    memory = _memory()
+    encoded = _round_trip(codec, memory)
+    assert encoded.stats.path == "emulated"
+    assert encoded.stats.device_s == device_model("iaa").request_time(15 * PAGE, 15)  # raw page too
+    assert codec.counters.fallbacks == 1
+    assert codec.counters.last_error == (
+        "qpl_init_job returned QPL_STS_INIT_WORK_QUEUES_NOT_AVAILABLE (503); enable a shared "
+        "IAA work queue with accel-config and give this user access to /dev/iax"
+    )
+
+
+def test_device_decode_error_is_a_decode_error(fake_qpl):
+    memory = _memory()
+    codec = IaaCodec()
+    encoded = codec.encode(Batch(memory, [(0, 16)]))
+    fake_qpl.fake_qpl_set_mode(2)  # hardware decompress jobs fail
+    with pytest.raises(qpl.QplDataError) as info:
+        codec.decode(encoded, np.zeros_like(memory))
+    assert isinstance(info.value, DecodeError)
+    assert str(info.value) == (
+        "qpl_wait_job returned QPL_STS_BAD_DIST_ERR (217): iaa page 0 of 14 does not decode"
+    )
+
+
+def test_device_trouble_on_decode_falls_back_to_software(fake_qpl):
+    memory = _memory()
+    codec = IaaCodec()
+    encoded = codec.encode(Batch(memory, [(0, 16)]))
+    fake_qpl.fake_qpl_set_mode(3)  # hardware decompress jobs hit an internal error
+    dest = np.zeros_like(memory)
+    codec.decode(encoded, dest)
+    np.testing.assert_array_equal(dest, memory)
+    assert codec.counters.decode_fallbacks == 1
+    assert codec.counters.last_error == (
+        "qpl_wait_job returned QPL_STS_LIBRARY_INTERNAL_ERR (6): iaa page 0 of 14 does not decode"
+    )
+
+
+def test_truncated_stream_on_the_device_is_a_decode_error(fake_qpl):
+    stream = zlib.compressobj(1, zlib.DEFLATED, -12)
+    good = stream.compress(b"ab" * 2048) + stream.flush()
+    blob = np.array([len(good) - 1], "<u2").tobytes() + good[:-1]
+    modes = np.full(1, PageMode.ENCODED, np.uint8)
+    with pytest.raises(qpl.QplDataError, match=re.escape("QPL_STS_MORE_INPUT_NEEDED (3)")):
+        IaaCodec()._decode_pages(blob, modes, None, PAGE)
+
+
+def test_emulated_path_without_library(no_accelerators):
+    probe = IaaCodec.probe()
+    assert probe.path == "emulated"
+    assert probe.reason == (
+        "MIGCODEC_QPL_LIBRARY is empty, so libqpl.so.1 is not loaded; no IAA work queue "
+        "(MIGCODEC_IAA_DEVICES=0); zlib-ng writes 4 KiB-window DEFLATE per page; "
+        "device time modelled"
+    )
+    encoded = _round_trip(IaaCodec(), _memory())
+    assert encoded.stats.path == "emulated" and encoded.stats.device_s > 0
+
+
+# -- 4 KiB window -------------------------------------------------------------------------
+def _inflate_4k_window(stream: bytes) -> bytes:
+    """Inflate with a 4 KiB window that zlib really enforces: one output byte per call, so
+    every match must come from the 4 KiB history, as on IAA (test helper only)."""
+    inflater, out, data = zlib.decompressobj(-12), [], stream
+    while not inflater.eof:
+        out.append(inflater.decompress(data, 1))
+        data = inflater.unconsumed_tail
+    return b"".join(out)
+
+
+def _far_page() -> bytes:
+    """8 KiB that compress well only with a match 5000 bytes back."""
+    motif = np.random.default_rng(3).integers(0, 16, 5000, dtype=np.uint8)
+    return np.concatenate([motif, motif[:3192]]).tobytes()
+
+
+def _wide_window_blob() -> bytes:
+    wide = zlib.compressobj(1, zlib.DEFLATED, -15)
+    far = wide.compress(_far_page()) + wide.flush()
+    return np.array([len(far)], "<u2").tobytes() + far
+
+
+def test_software_output_decodes_with_a_4k_window(no_accelerators):
+    page_size = 8192  # large enough that a 32 KiB window could reach past 4 KiB
+    memory = np.frombuffer(_far_page(), np.uint8)[None, :].repeat(4, axis=0)
+    encoded = IaaCodec().encode(Batch(memory, [(0, 4)], page_size=page_size))
+    assert (encoded.modes == PageMode.ENCODED).all()
+    for stream in _streams(encoded, page_size):
+        assert _inflate_4k_window(stream) == _far_page()
+    # the same page with a 32 KiB window reaches 5000 bytes back: IAA cannot decode that
+    with pytest.raises(zlib.error, match="invalid distance too far back"):
+        _inflate_4k_window(_wide_window_blob()[2:])
+
+
+def test_device_rejects_a_wide_window_stream(fake_qpl):
+    modes = np.full(1, PageMode.ENCODED, np.uint8)
+    with pytest.raises(qpl.QplDataError, match=re.escape("QPL_STS_BAD_DIST_ERR (217)")):
+        IaaCodec()._decode_pages(_wide_window_blob(), modes, None, 8192)
+
+
+# -- cross-decoding -----------------------------------------------------------------------
+def test_emulated_output_decodes_on_the_fake_device(no_accelerators, fake_qpl_path, monkeypatch):
+    memory = _memory()
+    encoded = IaaCodec().encode(Batch(memory, [(0, 16)]))
+    assert encoded.stats.path == "emulated"
+    monkeypatch.setenv("MIGCODEC_QPL_LIBRARY", str(fake_qpl_path))
+    monkeypatch.setenv("MIGCODEC_IAA_DEVICES", "1")
+    lib = ctypes.CDLL(str(fake_qpl_path))
+    before = _counts(lib)[0]
+    destination = IaaCodec()
+    dest = np.zeros_like(memory)
+    destination.decode(encoded, dest)
+    np.testing.assert_array_equal(dest, memory)
+    assert _counts(lib)[0] - before == 14  # 14 hardware decompress jobs
+    assert _counts(lib)[3] == qpl.qpl_op_decompress
+
+
+def test_device_output_decodes_without_the_library(fake_qpl, monkeypatch):
+    memory = _memory()
+    encoded = IaaCodec().encode(Batch(memory, [(0, 16)]))
+    assert encoded.stats.path == "hardware"
+    monkeypatch.setenv("MIGCODEC_QPL_LIBRARY", "")
+    destination = IaaCodec()
+    dest = np.zeros_like(memory)
+    destination.decode(encoded, dest)
+    np.testing.assert_array_equal(dest, memory)
+    assert destination.probe_path() == "emulated"
+
+
+# -- strict blob validation ---------------------------------------------------------------
+def _decode(blob: bytes, n: int = 2):
+    modes = np.full(n, PageMode.ENCODED, np.uint8)
+    return IaaCodec()._decode_pages(memoryview(blob), modes, None, PAGE)
+
+
+def test_length_table_is_validated(no_accelerators):
+    stream = zlib.compressobj(1, zlib.DEFLATED, -12)
+    good = stream.compress(b"a" * PAGE) + stream.flush()
+    table = np.array([len(good), len(good)], "<u2").tobytes()
+    assert _decode(table + good + good) == bytearray(b"a" * 2 * PAGE)
+    cases = [
+        (b"\x01", "iaa blob of 1 bytes is shorter than its length table (2 pages x 2 bytes)"),
+        (
+            np.array([0, len(good)], "<u2").tobytes() + good,
+            "iaa page 0 claims 0 compressed bytes; a compressed page has 1..4095",
+        ),
+        (
+            np.array([len(good), PAGE], "<u2").tobytes() + good,
+            "iaa page 1 claims 4096 compressed bytes; a compressed page has 1..4095",
+        ),
+        (table + good, f"iaa length table adds up to {4 + 2 * len(good)} bytes but the blob "
+                       f"has {4 + len(good)}"),
+        (table + good + good + b"!", f"iaa length table adds up to {4 + 2 * len(good)} bytes "
+                                     f"but the blob has {5 + 2 * len(good)}"),
+    ]  # fmt: skip
+    for blob, message in cases:
+        with pytest.raises(DecodeError, match=re.escape(message)):
+            _decode(blob)
+    truncated = np.array([len(good) - 2, len(good)], "<u2").tobytes() + good[:-2] + good
+    with pytest.raises(DecodeError, match="does not inflate to exactly 4096 bytes"):
+        _decode(truncated)
+    with pytest.raises(DecodeError, match="iaa page mode 3 is not defined"):
+        IaaCodec()._decode_pages(table + good + good, np.array([2, 3], np.uint8), None, PAGE)
+
+
+def test_work_queue_scan(tmp_path, monkeypatch):
+    monkeypatch.delenv("MIGCODEC_IAA_DEVICES", raising=False)
+    assert iaa_work_queues(str(tmp_path)).count == 0
+    (tmp_path / "dev/iax").mkdir(parents=True)
+    for wq in ("wq1.0", "wq3.0"):
+        (tmp_path / "dev/iax" / wq).touch()
+    scan = iaa_work_queues(str(tmp_path))
+    assert (scan.count, scan.where) == (2, "/dev/iax/wq*")
+
+
+# -- round trips --------------------------------------------------------------------------
+_kinds = st.lists(st.sampled_from(["zero", "ones", "text", "random", "sparse"]), min_size=1,
+                  max_size=24)  # fmt: skip
+_fixtures_ok = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def _build(kinds: list[str], seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    memory = np.zeros((len(kinds), PAGE), np.uint8)
+    for i, kind in enumerate(kinds):
+        if kind == "ones":
+            memory[i] = 1
+        elif kind == "text":
+            memory[i] = np.frombuffer((b"dirty page %d " % i) * 400, np.uint8)[:PAGE]
+        elif kind == "random":
+            memory[i] = rng.integers(0, 256, PAGE, dtype=np.uint8)
+        elif kind == "sparse":
+            memory[i, rng.integers(0, PAGE, 9)] = rng.integers(1, 256, 9)
+    return memory
+
+
+@_fixtures_ok
+@given(kinds=_kinds, seed=st.integers(0, 2**16))
+def test_emulated_round_trip(no_accelerators, kinds, seed):
+    _round_trip(IaaCodec(), _build(kinds, seed))
+
+
+@_fixtures_ok
+@given(kinds=_kinds, seed=st.integers(0, 2**16), busy=st.integers(-1, 40))
+def test_device_round_trip_under_busy_queues(fake_qpl, kinds, seed, busy):
+    fake_qpl.fake_qpl_set_busy(busy)
+    memory = _build(kinds, seed)
+    codec = IaaCodec()
+    encoded = _round_trip(codec, memory)
+    raw = ~memory.any(axis=1)
+    np.testing.assert_array_equal(encoded.modes == PageMode.ZERO, raw)
+    assert encoded.stats.path in ("hardware", "software")

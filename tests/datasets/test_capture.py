@@ -1,0 +1,251 @@
+"""Capture from a real child process whose page changes are known exactly."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from migcodec.datasets import TraceReader
+from migcodec.datasets.capture import (
+    CaptureError,
+    MappingFilter,
+    PageLayout,
+    ProcessCapture,
+    capture_to_trace,
+)
+
+CHILD = Path(__file__).with_name("mutator_child.py")
+PAGES, TOUCHED, NEVER = 96, 80, range(88, 96)  # pages 80..95 start absent; 88..95 stay so
+
+needs_proc = pytest.mark.skipif(
+    not os.path.exists("/proc/self/pagemap") or os.geteuid() != 0,
+    reason="capture needs /proc and root (or ptrace rights over the child)",
+)
+
+
+class Child:
+    def __init__(self, *extra: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(CHILD), str(PAGES), str(TOUCHED), *extra],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        hello = json.loads(self.proc.stdout.readline())
+        self.address, self.page_size = hello["address"], hello["page_size"]
+        self.range = (self.address, self.address + PAGES * self.page_size)
+
+    def send(self, command: dict) -> str:
+        self.proc.stdin.write(json.dumps(command) + "\n")
+        self.proc.stdin.flush()
+        return self.proc.stdout.readline().strip()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def child():
+    c = Child()
+    yield c
+    c.close()
+
+
+def _schedule(rng: np.random.Generator, model: np.ndarray) -> dict:
+    """A random step: whole-page fills, word writes and frees; applies it to ``model``."""
+    writable = np.array([p for p in range(PAGES) if p not in NEVER])
+    whole = [[int(p), int(rng.integers(0, 256))] for p in rng.choice(writable, 6, replace=False)]
+    words = [
+        [int(p), int(rng.integers(0, 512)), int(rng.integers(0, 1 << 62))]
+        for p in rng.choice(writable, 6)
+    ]
+    free = [int(p) for p in rng.choice(writable, 2, replace=False)]
+    w = model.view("<u8")
+    for p, b in whole:
+        model[p] = b
+    for p, i, v in words:
+        w[p, i] = v
+    for p in free:
+        model[p] = 0
+    return {"whole": whole, "words": words, "free": free}
+
+
+def _present(pid: int, address: int, page_size: int) -> np.ndarray:
+    with open(f"/proc/{pid}/pagemap", "rb") as f:
+        f.seek(address // page_size * 8)
+        entries = np.frombuffer(f.read(PAGES * 8), dtype="<u8")
+    return (entries >> np.uint64(63)) == 1
+
+
+@needs_proc
+def test_captured_windows_equal_the_known_changes(child: Child) -> None:
+    ps = child.page_size
+    model = np.zeros((PAGES, ps), dtype=np.uint8)
+    model[:TOUCHED] = (np.arange(TOUCHED, dtype=np.uint8) + 1)[:, None]
+    exact = ProcessCapture(child.proc.pid, select=MappingFilter(address_range=child.range))
+    broad = ProcessCapture(child.proc.pid)  # default selection: all private anonymous memory
+    exact.start()
+    broad.start()
+    assert exact.method == "snapshot-diff" or exact.method == "soft-dirty"
+    rng = np.random.default_rng(7)
+    for step in range(5):
+        before = model.copy()
+        assert child.send(_schedule(rng, model)) == "ok"
+        truth = np.flatnonzero((before != model).any(axis=1))
+        window = exact.next_window()
+        assert window is not None and window.index == step
+        np.testing.assert_array_equal(window.page_indices, truth)
+        np.testing.assert_array_equal(window.pages, model[truth])
+        np.testing.assert_array_equal(window.previous, before[truth])
+        # the broad capture sees the same pages among the interpreter's own
+        wide = broad.next_window()
+        vaddr = broad.layout.to_virtual(wide.page_indices) * ps
+        inside = (vaddr >= child.range[0]) & (vaddr < child.range[1])
+        offsets = (vaddr[inside] - child.address) // ps
+        assert set(truth.tolist()) <= set(offsets.tolist())
+        rows = np.flatnonzero(inside)[np.isin(offsets, truth)]
+        np.testing.assert_array_equal(wide.pages[rows], model[(vaddr[rows] - child.address) // ps])
+    present = _present(child.proc.pid, child.address, ps)
+    assert not present[list(NEVER)].any(), "capture faulted in pages the child never touched"
+    child.send({"exit": True})
+    child.proc.wait(timeout=10)
+    assert exact.next_window() is None  # the process is gone: the capture ends, no error
+    exact.close()
+    broad.close()
+
+
+@needs_proc
+def test_capture_to_trace_ends_cleanly_when_the_process_exits(tmp_path: Path) -> None:
+    c = Child("--churn-ms", "400")
+    try:
+        result = capture_to_trace(
+            c.proc.pid,
+            tmp_path / "t",
+            windows=10_000,
+            interval_s=0.02,
+            select=MappingFilter(address_range=c.range),
+            progress=False,
+        )
+    finally:
+        c.close()
+    assert "exited" in result.end_reason
+    assert 1 <= result.windows < 10_000
+    reader = TraceReader(tmp_path / "t")
+    info = reader.info()
+    assert info.complete and info.windows == result.windows
+    assert info.meta["method"] == result.method
+    dirty = [w.page_indices.tolist() for w in reader]
+    assert [0] in dirty  # page 0 is the one the child rewrites
+
+
+def test_a_process_that_does_not_exist_is_a_clear_error() -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    with pytest.raises(CaptureError, match="exited"):
+        ProcessCapture(proc.pid)
+
+
+@needs_proc
+def test_without_ptrace_rights_the_error_says_what_is_needed(tmp_path: Path) -> None:
+    code = (
+        "import os, sys\n"
+        "from migcodec.datasets.capture import ProcessCapture, CaptureError\n"
+        "os.setgid(65534); os.setuid(65534)  # drop root after the imports\n"
+        "try:\n    ProcessCapture(1)\nexcept CaptureError as e:\n    print(e); sys.exit(3)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 3, run.stderr
+    assert "root or ptrace" in run.stdout
+
+
+@needs_proc
+def test_soft_dirty_method_reports_exactly_the_written_pages(child: Child, monkeypatch) -> None:
+    """This kernel has no soft-dirty bits, so the test sets them itself: bit 55 on exactly
+    the pages the child wrote since the last clear, as a soft-dirty kernel would."""
+    ps = child.page_size
+    cap = ProcessCapture(
+        child.proc.pid, select=MappingFilter(address_range=child.range), method="soft-dirty"
+    )
+    written: set[int] = set()
+    real_entries = cap.files.entries
+
+    def entries(start: int, end: int) -> np.ndarray:
+        e = real_entries(start, end)
+        offsets = np.array(sorted(written), dtype=np.int64) + (child.address - start) // ps
+        offsets = offsets[(offsets >= 0) & (offsets < e.size)]
+        e[offsets] |= np.uint64(1 << 55)
+        return e
+
+    monkeypatch.setattr(cap.files, "entries", entries)
+    monkeypatch.setattr(cap.files, "clear_soft_dirty", written.clear)
+    model = np.zeros((PAGES, ps), dtype=np.uint8)
+    model[:TOUCHED] = (np.arange(TOUCHED, dtype=np.uint8) + 1)[:, None]
+    present = np.arange(PAGES) < TOUCHED
+    cap.start()
+    assert cap.method == "soft-dirty"
+    rng = np.random.default_rng(11)
+    for step in range(4):
+        before, was_present = model.copy(), present.copy()
+        command = _schedule(rng, model)
+        if step == 0:  # rewrite a page with the bytes it holds: still dirty in a dirty log
+            command["whole"].append([3, 4])
+            model[3] = 4
+        touched = {p for p, _b in command["whole"]} | {p for p, _i, _v in command["words"]}
+        present[list(touched)] = True
+        present[command["free"]] = False
+        written |= touched
+        assert child.send(command) == "ok"
+        truth = np.flatnonzero(
+            (np.isin(np.arange(PAGES), list(touched)) & present) | (was_present & ~present)
+        )
+        window = cap.next_window()
+        np.testing.assert_array_equal(window.page_indices, truth)
+        np.testing.assert_array_equal(window.pages, model[truth])
+        np.testing.assert_array_equal(window.previous, before[truth])
+    cap.close()
+
+
+def test_layout_numbers_address_space_compactly_and_inverts() -> None:
+    layout = PageLayout()
+    layout.cover(1000, 1010)
+    layout.cover(5000, 5004)
+    layout.cover(1000, 1010)  # already covered: nothing new
+    layout.cover(1005, 1020)  # a grown mapping: only its new part gets new numbers
+    assert layout.n_pages == 10 + 4 + 10
+    vpns = np.array([1000, 1009, 5000, 5003, 1010, 1019])
+    trace = layout.to_trace(vpns)
+    assert trace.tolist() == [0, 9, 10, 13, 14, 23]
+    np.testing.assert_array_equal(layout.to_virtual(trace), vpns)
+    again = PageLayout.from_segments(layout.segments())
+    np.testing.assert_array_equal(again.to_trace(vpns), trace)
+    with pytest.raises(ValueError, match="outside"):
+        layout.to_trace(np.array([7000]))
+
+
+def test_mapping_filter_takes_private_anonymous_writable_memory_by_default() -> None:
+    from migcodec.datasets.capture.procfs import Mapping
+
+    maps = [
+        Mapping(0x1000, 0x5000, "rw-p", 0, 0, "[heap]"),
+        Mapping(0x5000, 0x6000, "r--p", 0, 0, ""),  # read-only
+        Mapping(0x6000, 0x8000, "rw-p", 0, 42, "/usr/lib/libc.so.6"),  # file-backed
+        Mapping(0x8000, 0x9000, "rw-s", 0, 0, "/dev/zero (deleted)"),  # shared
+        Mapping(0x9000, 0xA000, "rw-p", 0, 0, ""),
+        Mapping(0xA000, 0xB000, "r--p", 0, 0, "[vvar]"),
+    ]
+    starts = [m.start for m in MappingFilter().select(maps)]
+    assert starts == [0x1000, 0x9000]
+    starts = [m.start for m in MappingFilter(include_file=True, include_shared=True).select(maps)]
+    assert starts == [0x1000, 0x6000, 0x8000, 0x9000]
+    starts = [m.start for m in MappingFilter(include_shared=True).select(maps)]
+    assert starts == [0x1000, 0x8000, 0x9000]
+    clipped = MappingFilter(address_range=(0x2000, 0x9800)).select(maps)
+    assert [(m.start, m.end) for m in clipped] == [(0x2000, 0x5000), (0x9000, 0x9800)]

@@ -1,0 +1,242 @@
+"""Trace round trips, random access, and clear errors for damaged traces."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from migcodec.datasets import (
+    TraceCorrupt,
+    TraceReader,
+    TraceWriter,
+    Window,
+    Workload,
+    generate_pages,
+    get_workload,
+)
+from migcodec.datasets.trace import TraceExists, TraceNotFound, TraceVersionError
+
+PS = 512  # small pages keep hypothesis fast; the format takes any multiple of 8
+
+
+def _assert_same(a: Window, b: Window) -> None:
+    assert a.index == b.index and a.phase == b.phase and a.meta == b.meta
+    assert a.duration_s == b.duration_s
+    np.testing.assert_array_equal(a.page_indices, b.page_indices)
+    assert b.page_indices.dtype == np.int64
+    np.testing.assert_array_equal(a.pages, b.pages)
+    if a.previous is None:
+        assert b.previous is None
+    else:
+        np.testing.assert_array_equal(a.previous, b.previous)
+
+
+@st.composite
+def windows(draw: st.DrawFn) -> list[Window]:
+    out = []
+    for index in range(draw(st.integers(0, 4))):
+        n = draw(st.integers(0, 6))
+        pages_idx = sorted(draw(st.sets(st.integers(0, 999), min_size=n, max_size=n)))
+        kind = draw(st.sampled_from(["zero", "random", "text", "ones", "mixed"]))
+        seed = draw(st.integers(0, 2**16))
+        pages = generate_pages(kind, n, seed, PS)
+        previous = None
+        if draw(st.booleans()):  # previous: unrelated, or the pages with a few words changed
+            if draw(st.booleans()):
+                previous = generate_pages("mixed", n, seed + 1, PS)
+            else:
+                previous = pages.copy()
+                if n:
+                    previous.view("<u8")[:, draw(st.integers(0, PS // 8 - 1))] ^= 1
+        out.append(
+            Window(
+                index=index,
+                page_indices=np.array(pages_idx, dtype=np.int64),
+                pages=pages,
+                previous=previous,
+                phase=draw(st.sampled_from([None, "boot", "ünïcode"])),
+                duration_s=draw(st.sampled_from([None, 0.1, 1e-9])),
+                meta=draw(st.dictionaries(st.sampled_from("abc"), st.integers(-5, 5))),
+            )
+        )
+    return out
+
+
+@given(windows(), st.sampled_from(["zstd", "lz4", "raw"]), st.sampled_from([1, 300, 1 << 20]))
+def test_windows_round_trip_through_a_trace(ws: list[Window], codec: str, chunk: int) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        with TraceWriter(
+            d, memory_pages=1000, page_size=PS, codec=codec, chunk_bytes=chunk
+        ) as writer:
+            writer.write_all(ws)
+        reader = TraceReader(d)
+        assert len(reader) == len(ws)
+        back = list(reader)
+        assert len(back) == len(ws)
+        for a, b in zip(ws, back, strict=True):
+            _assert_same(a, b)
+        for i in reversed(range(len(ws))):  # random access, in any order
+            _assert_same(ws[i], reader[i])
+        reader.close()
+
+
+@pytest.fixture
+def trace(tmp_path: Path) -> tuple[Path, list[Window]]:
+    spec = get_workload("phases", n_pages=512, n_windows=8, seed=3)
+    path = tmp_path / "t"
+    ws = list(Workload(spec))
+    with TraceWriter(path, memory_pages=512, source="test", chunk_bytes=1 << 20) as writer:
+        writer.write_all(ws)
+    return path, ws
+
+
+def test_info_describes_the_trace_without_reading_windows(trace) -> None:
+    path, ws = trace
+    info = TraceReader(path).info()
+    assert info.windows == 8 and info.memory_pages == 512 and info.page_size == 4096
+    assert info.complete and info.source == "test" and info.codec["name"] == "zstd"
+    assert [p.name for p in info.phases] == ["boot", "memcached", "counters", "random"]
+    assert sum(p.windows for p in info.phases) == 8
+    assert info.totals["pages"] == sum(w.n_pages for w in ws)
+    assert info.ratio > 1
+
+
+def test_a_truncated_chunk_names_the_first_missing_window(trace) -> None:
+    path, ws = trace
+    chunk = path / "chunk-000000.mct"
+    data = chunk.read_bytes()
+    chunk.write_bytes(data[: len(data) - 100])
+    reader = TraceReader(path)
+    for i in range(len(ws) - 1):
+        _assert_same(ws[i], reader[i])  # earlier windows are intact
+    with pytest.raises(TraceCorrupt, match=f"window {len(ws) - 1}: .*truncated") as err:
+        list(reader)
+    assert err.value.window == len(ws) - 1
+
+
+@pytest.mark.parametrize("where", ["header", "body"])
+def test_a_flipped_byte_is_caught_by_the_checksum(trace, where: str) -> None:
+    path, _ = trace
+    reader = TraceReader(path)
+    entry = reader._index[5]
+    offset = int(entry["offset"]) + (10 if where == "header" else int(entry["length"]) // 2)
+    chunk = path / "chunk-000000.mct"
+    data = bytearray(chunk.read_bytes())
+    data[offset] ^= 0x40
+    chunk.write_bytes(bytes(data))
+    reader = TraceReader(path)
+    reader[4]
+    with pytest.raises(TraceCorrupt, match=r"window 5: .*checksum"):
+        reader[5]
+
+
+def test_a_damaged_index_or_manifest_is_reported(trace) -> None:
+    path, _ = trace
+    index = path / "windows.idx"
+    index.write_bytes(index.read_bytes()[:-7])
+    with pytest.raises(TraceCorrupt, match="truncated"):
+        TraceReader(path)
+    (path / "manifest.json").write_text("{not json")
+    with pytest.raises(TraceCorrupt, match="not valid JSON"):
+        TraceReader(path)
+
+
+def test_other_versions_and_missing_traces_are_refused(trace, tmp_path: Path) -> None:
+    path, _ = trace
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["version"] = 99
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(TraceVersionError, match="version 99"):
+        TraceReader(path)
+    with pytest.raises(TraceNotFound, match="not a trace"):
+        TraceReader(tmp_path / "nothing")
+
+
+def test_an_unclosed_trace_is_readable_only_on_request(tmp_path: Path) -> None:
+    spec = get_workload("flip", n_pages=256, n_windows=4)
+    ws = list(Workload(spec))
+    writer = TraceWriter(tmp_path / "t", memory_pages=256)
+    for w in ws[:3]:
+        writer.write(w)  # no close(): the writer "crashed"
+    with pytest.raises(TraceCorrupt, match="not closed"):
+        TraceReader(tmp_path / "t")
+    reader = TraceReader(tmp_path / "t", allow_incomplete=True)
+    assert len(reader) == 3
+    _assert_same(ws[2], reader[2])
+
+
+def test_writer_refuses_out_of_order_windows_and_existing_traces(trace) -> None:
+    path, ws = trace
+    with pytest.raises(TraceExists):
+        TraceWriter(path, memory_pages=512)
+    with TraceWriter(path, memory_pages=512, overwrite=True) as writer:
+        with pytest.raises(ValueError, match="expected window 0"):
+            writer.write(ws[1])
+        writer.write(ws[0])
+    assert len(TraceReader(path)) == 1
+
+
+def test_chunks_rotate_and_stream(tmp_path: Path) -> None:
+    spec = get_workload("random", n_pages=256, n_windows=6)
+    ws = list(Workload(spec))
+    with TraceWriter(tmp_path, memory_pages=256, chunk_bytes=64 << 10) as writer:
+        writer.write_all(ws)
+    assert len(list(tmp_path.glob("chunk-*.mct"))) > 1
+    reader = TraceReader(tmp_path)
+    tail = list(reader.windows(2))
+    assert [w.index for w in tail] == [2, 3, 4, 5]
+    for w in tail:
+        _assert_same(ws[w.index], w)
+    assert [w.index for w in reader.windows(2, 4)] == [2, 3]
+
+
+def test_a_window_larger_than_any_codec_batch_round_trips(tmp_path: Path) -> None:
+    n = 5000  # more pages than one codec request takes, none of them zero
+    pages = generate_pages("ones", n, 1, PS)
+    window = Window(0, np.arange(n, dtype=np.int64) * 2, pages, previous=pages[::-1].copy())
+    with TraceWriter(tmp_path, memory_pages=2 * n, page_size=PS) as writer:
+        writer.write(window)
+    _assert_same(window, TraceReader(tmp_path)[0])
+
+
+@pytest.fixture(scope="module")
+def small_trace(tmp_path_factory) -> tuple[bytes, Path, list[Window]]:
+    path = tmp_path_factory.mktemp("small")
+    ws = list(Workload(get_workload("flip", n_pages=64, n_windows=4, pages_per_window=6)))
+    with TraceWriter(path, memory_pages=64) as writer:
+        writer.write_all(ws)
+    return (path / "chunk-000000.mct").read_bytes(), path, ws
+
+
+@given(st.data())
+def test_any_damage_to_a_chunk_is_an_error_naming_its_window(small_trace, data) -> None:
+    original, path, ws = small_trace
+    reader = TraceReader(path)
+    bounds = [(int(e["offset"]), int(e["offset"] + e["length"])) for e in reader._index]
+    damaged = bytearray(original)
+    if data.draw(st.booleans(), label="truncate"):
+        cut = data.draw(st.integers(0, len(original) - 1), label="cut")
+        damaged = damaged[:cut]
+        hit = next(i for i, (lo, hi) in enumerate(bounds) if hi > cut)
+    else:
+        pos = data.draw(st.integers(0, len(original) - 1), label="pos")
+        damaged[pos] ^= 1 << data.draw(st.integers(0, 7), label="bit")
+        hit = next(i for i, (lo, hi) in enumerate(bounds) if lo <= pos < hi)
+    with tempfile.TemporaryDirectory() as d:
+        copy = Path(d)
+        for name in ("manifest.json", "windows.idx"):
+            (copy / name).write_bytes((path / name).read_bytes())
+        (copy / "chunk-000000.mct").write_bytes(bytes(damaged))
+        reader = TraceReader(copy)
+        for i in range(hit):
+            _assert_same(ws[i], reader[i])
+        with pytest.raises(TraceCorrupt) as err:
+            reader[hit]
+        assert err.value.window == hit and f"window {hit}" in str(err.value)
+        reader.close()

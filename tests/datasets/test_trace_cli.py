@@ -1,0 +1,83 @@
+"""`migcodec trace synth | info | capture` from the command line."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from migcodec.cli import main
+from tests.datasets.test_capture import Child
+
+
+def test_synth_then_info_prints_a_summary_per_phase(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "t"
+    assert (
+        main(
+            [
+                "trace",
+                "synth",
+                "--workload",
+                "phases",
+                "--pages",
+                "1024",
+                "--windows",
+                "8",
+                "--seed",
+                "2",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert "8 windows" in capsys.readouterr().out
+    assert main(["trace", "info", str(out)]) == 0
+    text = capsys.readouterr().out
+    rows = {line.split()[0]: line.split() for line in text.splitlines() if line.startswith("  ")}
+    for phase in ("boot", "memcached", "counters", "random"):
+        assert rows[phase][1] == "2"  # windows in that phase
+    assert float(rows["boot"][3].rstrip("%")) > 50  # zero fraction of the boot phase
+    assert rows["random"][-1] == "1.00"  # zlib-ng cannot shrink random pages
+    assert main(["trace", "info", str(out), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [p["phase"] for p in doc["summary"]] == ["boot", "memcached", "counters", "random"]
+    assert "--workload phases" in doc["trace"]["command"]
+
+
+def test_info_on_a_missing_trace_says_so(tmp_path: Path, capsys) -> None:
+    assert main(["trace", "info", str(tmp_path)]) == 1
+    assert "not a trace" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="capture needs root")
+def test_capture_command_writes_a_readable_trace(tmp_path: Path, capsys) -> None:
+    child = Child("--churn-ms", "300")
+    try:
+        lo, hi = child.range
+        code = main(
+            [
+                "trace",
+                "capture",
+                "--pid",
+                str(child.proc.pid),
+                "--windows",
+                "3",
+                "--interval",
+                "20",
+                "--address-range",
+                f"{lo:x}-{hi:x}",
+                "--out",
+                str(tmp_path / "c"),
+                "--quiet",
+            ]
+        )
+    finally:
+        child.close()
+    assert code == 0
+    out = capsys.readouterr().out
+    assert ("3 windows" in out and "snapshot diffing" in out) or "soft-dirty" in out
+    assert main(["trace", "info", str(tmp_path / "c")]) == 0
+    assert "capture" in capsys.readouterr().out

@@ -1,0 +1,202 @@
+"""End-to-end pre-copy over loopback TCP, and the fault cases the engine must survive."""
+
+import contextlib
+import socket
+import threading
+
+import numpy as np
+import pytest
+
+from migcodec.codecs import CodecUnavailable, get_codec
+from migcodec.codecs.plugins.lz4 import Lz4Codec
+from migcodec.engine import (
+    DirtyLog,
+    FixedChooser,
+    GuestWorkload,
+    MigrationConfig,
+    MigrationSource,
+    parse_rate,
+    run_loopback,
+)
+from migcodec.engine.runs import batch_runs
+from migcodec.wire import CodecMissing, FrameReader, WireError
+
+MiB = 1 << 20
+
+
+@pytest.mark.parametrize("codec", ["raw", "lz4", "zlib-ng", "zstd"])
+def test_migration_with_a_dirtying_guest_ends_with_equal_memories(codec):
+    config = MigrationConfig(workers=2, link_rate=parse_rate("2Gbit"), max_time_s=30)
+    report = run_loopback(16 * MiB, FixedChooser(get_codec(codec)), config, 20e6, "mixed")
+    assert report.succeeded, report.error
+    assert report.verified and report.converged
+    assert report.pages_sent >= 16 * MiB // 4096
+    assert report.downtime_s is not None and report.downtime_s < 5
+    assert report.pages_by_codec[codec] == report.pages_sent
+
+
+def test_guest_dirtying_faster_than_the_link_does_not_converge_and_says_so():
+    config = MigrationConfig(link_rate=parse_rate("80Mbit"), max_time_s=20, stall_iterations=2)
+    report = run_loopback(8 * MiB, FixedChooser(get_codec("raw")), config, 40e6, "random")
+    assert not report.succeeded
+    assert report.error.startswith("did not converge: ")
+    assert report.downtime_s is None
+
+
+def test_batches_merge_adjacent_pages_and_respect_the_maximum():
+    pages = np.array([0, 1, 2, 5, 6, 9, *range(100, 200)], dtype=np.int64)
+    batches = batch_runs(pages, 64)
+    assert batches[0].tolist() == [[0, 3], [5, 2], [9, 1], [100, 58]]
+    assert batches[1].tolist() == [[158, 42]]
+    assert sum(int(b[:, 1].sum()) for b in batches) == pages.size
+
+
+class _FlakyLz4(Lz4Codec):
+    """lz4 on the wire, but every third batch fails to encode."""
+
+    calls = 0
+
+    def _encode_pages(self, pages, indices):
+        type(self).calls += 1
+        if type(self).calls % 3 == 0:
+            raise RuntimeError("injected codec failure")
+        return super()._encode_pages(pages, indices)
+
+
+def test_a_failing_codec_batch_is_re_encoded_with_the_fallback_and_counted():
+    config = MigrationConfig(workers=1, link_rate=None)
+    report = run_loopback(4 * MiB, FixedChooser(_FlakyLz4()), config, 0.0, "seq")
+    assert report.succeeded, report.error
+    assert report.fallback_batches > 0
+    assert report.pages_by_codec["raw"] == report.fallback_batches * 64
+    assert report.pages_by_codec["lz4"] + report.pages_by_codec["raw"] == report.pages_sent
+
+
+def _source(n_pages=1024, codec="lz4"):
+    memory = np.zeros((n_pages, 4096), np.uint8)
+    dirty = DirtyLog(n_pages)
+    guest = GuestWorkload(memory, dirty, 0.0, "memcached")
+    guest.fill()
+    config = MigrationConfig(link_rate=None)
+    return MigrationSource(memory, FixedChooser(get_codec(codec)), config, dirty, guest)
+
+
+def test_destination_lacking_a_codec_refuses_at_the_handshake():
+    def lacks_lz4(config):
+        if config["name"] == "lz4":
+            raise CodecUnavailable("codec 'lz4' failed to load; pip install lz4")
+        return get_codec(config)
+
+    src, dst = socket.socketpair()
+    outcome = {}
+
+    def destination():
+        with dst:
+            try:
+                FrameReader(dst, resolve=lacks_lz4, reply_to=dst)
+            except WireError as exc:
+                outcome["error"] = exc
+
+    thread = threading.Thread(target=destination)
+    thread.start()
+    with src, pytest.raises(WireError, match="pip install lz4"):
+        _source().migrate(src)
+    thread.join(timeout=10)
+    assert isinstance(outcome["error"], CodecMissing)
+
+
+def _cutting_proxy(a: socket.socket, b: socket.socket, limit: int) -> list[threading.Thread]:
+    """Relay a<->b; after ``limit`` bytes from a to b, cut both connections."""
+    cut = threading.Event()
+
+    def cut_both():
+        cut.set()
+        for s in (a, b):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
+    def forward():
+        sent = 0
+        while sent < limit:
+            chunk = a.recv(min(65536, limit - sent))
+            if not chunk:
+                break
+            b.sendall(chunk)
+            sent += len(chunk)
+        cut_both()
+
+    def backward():
+        while not cut.is_set():
+            try:
+                chunk = b.recv(4096)
+                if not chunk:
+                    break
+                a.sendall(chunk)
+            except OSError:
+                break
+
+    return [threading.Thread(target=forward), threading.Thread(target=backward)]
+
+
+def test_connection_dropped_mid_stream_fails_both_ends_without_hanging():
+    src, proxy_a = socket.socketpair()
+    proxy_b, dst = socket.socketpair()
+    outcome = {}
+
+    def destination():
+        memory = np.zeros((4096, 4096), np.uint8)
+        try:
+            FrameReader(dst, reply_to=dst).receive(memory)
+            outcome["completed"] = True
+        except WireError as exc:
+            outcome["error"] = exc
+
+    threads = [*_cutting_proxy(proxy_a, proxy_b, 300_000), threading.Thread(target=destination)]
+    for t in threads:
+        t.start()
+    report = _source(4096, "raw").migrate(src)
+    for t in threads:
+        t.join(timeout=20)
+        assert not t.is_alive()
+    for s in (src, proxy_a, proxy_b, dst):
+        s.close()
+    assert not report.succeeded
+    assert report.error is not None
+    assert "completed" not in outcome
+    assert isinstance(outcome["error"], WireError)
+
+
+def test_emulated_accelerator_counts_modelled_offload_cost_not_emulation_cpu():
+    config = MigrationConfig(workers=1, link_rate=None)
+    report = run_loopback(4 * MiB, FixedChooser(get_codec("qat")), config, 0.0, "seq")
+    assert report.succeeded, report.error
+    assert report.paths["qat"] == "emulated"
+    assert report.modelled and report.as_dict()["modelled"]
+    assert report.codec_cpu_s == 0.0
+    assert report.emulation_cpu_s > 0.0
+    assert report.modelled_host_cpu_s > 0.0
+
+
+class _AlternatingChooser:
+    """Switches codec every window: delta caches must learn what the others sent."""
+
+    def __init__(self, names):
+        self.codecs = [get_codec(n) for n in names]
+        self.turn = -1
+
+    def choose(self, sample):
+        self.turn += 1
+        return self.turn % len(self.codecs)
+
+    def report(self, index, stats):
+        return None
+
+
+@pytest.mark.parametrize("delta", ["xbzrle", "dsa-delta"])
+def test_switching_between_delta_and_compression_codecs_keeps_memories_equal(delta):
+    config = MigrationConfig(workers=2, link_rate=None, window_batches=2, max_time_s=30)
+    chooser = _AlternatingChooser([delta, "lz4", "zstd"])
+    report = run_loopback(8 * MiB, chooser, config, 30e6, "mixed", style="words")
+    assert report.succeeded, report.error
+    assert report.pages_by_codec[delta] > 0
+    assert report.iterations >= 2

@@ -1,0 +1,96 @@
+"""The ``migcodec`` command: what scripts can rely on in its output and exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from migcodec.cli import main
+from migcodec.codecs import available_codecs
+from tests.plugin_dist import migcodec_command, subprocess_env
+
+BUILTIN_KINDS = {"raw": "raw", "lz4": "compress", "zlib-ng": "compress", "zstd": "compress"}
+STATUS_KEYS = {"name", "kind", "available", "path", "reason", "source"}
+RESULT_KEYS = {
+    "codec",
+    "config",
+    "path",
+    "ratio",
+    "encode_mb_s",
+    "decode_mb_s",
+    "cpu_s_per_gb",
+    "verified",
+}
+
+
+def run_migcodec(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*migcodec_command(), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=subprocess_env(tmp_path / "cache"),
+    )
+
+
+def test_codecs_json(tmp_path):
+    result = run_migcodec(tmp_path, "codecs", "--json")
+    assert result.returncode == 0, result.stderr
+    listed = json.loads(result.stdout)
+    assert isinstance(listed, list)
+    assert [entry["name"] for entry in listed] == available_codecs()
+    for entry in listed:
+        assert set(entry) == STATUS_KEYS
+    by_name = {entry["name"]: entry for entry in listed}
+    for name, kind in BUILTIN_KINDS.items():
+        assert by_name[name]["kind"] == kind
+        assert by_name[name]["available"] is True
+        assert by_name[name]["path"] == "software"
+        assert by_name[name]["source"].startswith("migcodec.codecs.plugins.")
+
+
+def test_codecs_table(capsys):
+    assert main(["codecs"]) == 0
+    header, *rows = capsys.readouterr().out.splitlines()
+    assert header.split() == ["codec", "kind", "available", "path", "reason"]
+    assert [row.split()[0] for row in rows] == available_codecs()
+    lz4 = next(row for row in rows if row.startswith("lz4 "))
+    assert lz4.split()[:4] == ["lz4", "compress", "yes", "software"]
+
+
+def test_bench_json(capsys):
+    assert main(["bench", "--json", "--pages", "128", "--codecs", "lz4,zstd"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert set(document) == {"workload", "pages", "workers", "results"}
+    assert (document["workload"], document["pages"], document["workers"]) == ("memcached", 128, 1)
+    results = document["results"]
+    assert [r["codec"] for r in results] == ["lz4", "zstd"]
+    assert results[0]["config"] == {"name": "lz4", "acceleration": 1}
+    assert results[1]["config"] == {"name": "zstd", "level": 1}
+    for r in results:
+        assert set(r) == RESULT_KEYS
+        assert r["verified"] is True
+        assert r["path"] == "software"
+        assert r["ratio"] > 1.0  # memcached pages compress, if only a little
+        assert r["encode_mb_s"] > 0 and r["decode_mb_s"] > 0 and r["cpu_s_per_gb"] >= 0
+
+
+def test_bench_unknown_codec_exits_2_naming_the_installed_codecs(tmp_path):
+    result = run_migcodec(tmp_path, "bench", "--pages", "128", "--codecs", "lz4,qpl-deflate")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"migcodec: no codec named 'qpl-deflate' is installed (installed: "
+        f"{', '.join(available_codecs())}); a third-party codec is installed as a package with "
+        "a 'migcodec.codecs' entry point\n"
+    )
+
+
+def test_bench_unknown_workload_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["bench", "--workload", "nope"])
+    assert info.value.code == 2
+    assert "invalid choice: 'nope'" in capsys.readouterr().err

@@ -1,0 +1,59 @@
+"""Negotiation over a real socket: a destination without a codec refuses at the preamble."""
+
+import socket
+import threading
+
+import numpy as np
+import pytest
+
+from migcodec.codecs import Batch, CodecUnavailable, get_codec
+from migcodec.wire import CodecMissing, FrameReader, FrameWriter, HandshakeRefused
+
+
+def _lacks_zstd(config):
+    if config["name"] == "zstd":
+        raise CodecUnavailable("codec 'zstd' failed to load; pip install zstandard")
+    return get_codec(config)
+
+
+def _run_destination(sock, resolve, memory, outcome):
+    try:
+        with sock:
+            outcome["summary"] = FrameReader(sock, resolve=resolve, reply_to=sock).receive(memory)
+    except Exception as exc:  # recorded for the test thread to assert on
+        outcome["error"] = exc
+
+
+def _pair_and_destination(resolve, memory):
+    src, dst = socket.socketpair()
+    outcome: dict = {}
+    thread = threading.Thread(target=_run_destination, args=(dst, resolve, memory, outcome))
+    thread.start()
+    return src, thread, outcome
+
+
+def test_destination_lacking_a_codec_refuses_before_any_page_moves():
+    memory = np.zeros((16, 4096), np.uint8)
+    src, thread, outcome = _pair_and_destination(_lacks_zstd, memory)
+    with src, pytest.raises(HandshakeRefused) as info:
+        FrameWriter(src, 4096, 16, [get_codec("lz4"), get_codec("zstd")], await_reply_from=src)
+    thread.join(timeout=10)
+    assert "codec id 1 ('zstd')" in str(info.value)
+    assert "pip install zstandard" in str(info.value)
+    assert isinstance(outcome["error"], CodecMissing)
+
+
+def test_accepted_handshake_then_stream_completes():
+    source_memory = np.arange(16 * 4096, dtype=np.uint32).view(np.uint8)[: 16 * 4096]
+    source_memory = source_memory.reshape(16, 4096).copy()
+    dest = np.zeros_like(source_memory)
+    src, thread, outcome = _pair_and_destination(get_codec, dest)
+    with src:
+        codec = get_codec("lz4")
+        writer = FrameWriter(src, 4096, 16, [codec], await_reply_from=src)
+        writer.write_batch(codec.encode(Batch(source_memory, [(0, 16)])))
+        writer.end_stream()
+        thread.join(timeout=10)
+    assert "error" not in outcome
+    assert outcome["summary"].pages == 16
+    np.testing.assert_array_equal(dest, source_memory)
