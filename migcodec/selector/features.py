@@ -216,10 +216,7 @@ class FeatureExtractor:
         data = pages[nz_rows] if m and mask.any() else None  # zero pages: the same marker
         gather_s = clock() - t1
         nz = 1.0 - zero_frac
-        overhead = self.overhead_s
-        probed = np.flatnonzero(mask)
-        raw_first = sorted(probed, key=lambda i: self.kinds[i] != "raw")  # a few arms, not pages
-        for i in raw_first:  # one probe per arm
+        for i in np.flatnonzero(mask):  # one probe per arm, not per page
             t1 = clock()
             if self.kinds[i] == "delta":
                 if changed is not None:
@@ -233,12 +230,10 @@ class FeatureExtractor:
                 ratio[i] = page_size / per_page
                 if stats.device_s is not None:  # emulated hardware: its modelled time
                     work = stats.device_s / m * max(nz * self.batch_pages, 1.0)
-                elif self.kinds[i] == "raw":
-                    # raw does no work beyond the framework's: its probe *is* the fixed cost
-                    # of an encode call here and now, which the other probes then discount
-                    work = overhead = stats.cpu_s
                 else:  # a batch: one call's fixed cost plus its non-zero pages' work
-                    work = overhead + max(stats.cpu_s - overhead, 0.0) / m * (nz * self.batch_pages)
+                    work = self.overhead_s + max(stats.cpu_s - self.overhead_s, 0.0) / m * (
+                        nz * self.batch_pages
+                    )
                 rate[i] = self.batch_pages * page_size / work if work > 0 else np.inf
             probe_s[i] = clock() - t1
         if mask.any():  # the gather serves every probe: share its cost among them
