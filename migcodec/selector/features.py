@@ -134,22 +134,53 @@ class FeatureExtractor:
         self.kinds = [c.kind for c in self.codecs]
         self.sample_pages = sample_pages
         self.batch_pages = batch_pages
+        # a private instance per delta arm (its own cache), so a probe neither reads nor
+        # disturbs the stream's cache: loaded with what the destination holds for the
+        # sample, it encodes the sample exactly as the arm would, timing included
+        self._delta_probes = [
+            type(c).from_config(c.get_config())
+            if c.kind == "delta" and hasattr(c, "reset") and hasattr(c, "note_sent")
+            else None
+            for c in self.codecs
+        ]
         self.overhead_s = self._calibrate()
 
-    @staticmethod
-    def _calibrate() -> float:
-        """Fixed cost of one encode call (batch set-up, zero scan, measurements): the
-        ``raw`` codec's time on one page, best of a few. A probe pays it once for a few
-        pages where a real batch pays it once for ``batch_pages``, so it is taken out of
-        the probe's time before scaling to a batch."""
-        from migcodec.codecs.plugins.raw import RawCodec
+    def _probe_delta(self, i: int, data: np.ndarray, held: np.ndarray):
+        """Encode the sample's non-zero pages with arm ``i`` against ``held`` (what the
+        destination has for them); the cache loading is part of the probe's cost."""
+        probe = self._delta_probes[i]
+        probe.reset()
+        rows = np.arange(data.shape[0], dtype=np.int64)
+        probe.note_sent(rows, np.ascontiguousarray(held))
+        return probe.encode(Batch(data, [(0, data.shape[0])], data.shape[1], data.shape[0])).stats
 
+    def _calibrate(self) -> np.ndarray:
+        """Each arm's fixed cost of one encode call (batch set-up, zero scan, a delta
+        codec's cache lookups and blob layout, measurements): its time on one page, best
+        of a few. A probe pays it once for a few pages where a real batch pays it once for
+        ``batch_pages``, so it is taken out of the probe's time before scaling to a batch.
+        """
         page = np.ones((1, 4096), dtype=np.uint8)
-        codec = RawCodec()
-        best = float("inf")
-        for _ in range(20):
-            best = min(best, codec.encode(Batch(page, [(0, 1)])).stats.cpu_s)
-        return best
+        page[0, :8] = 7
+        held = page.copy()
+        held[0, 8:16] = 9  # one changed word: a delta arm does its delta path
+        costs = np.zeros(len(self.codecs))
+        one = np.zeros(1, dtype=np.int64)
+        for i, codec in enumerate(self.codecs):
+            probe = self._delta_probes[i]
+            best = float("inf")
+            for _ in range(5):
+                if probe is not None:
+                    probe.reset()
+                    probe.note_sent(one, held)
+                    codec_here = probe
+                elif codec.kind == "delta":
+                    break  # no hooks: never probed by encoding
+                else:
+                    codec_here = codec
+                best = min(best, codec_here.encode(Batch(page, [(0, 1)])).stats.cpu_s)
+            costs[i] = best if np.isfinite(best) else 0.0
+        return costs
 
     def sample_size(self, n_pages: int) -> int:
         """About 1/64 of the window, so a probe costs each arm about 1/64 of encoding the
@@ -218,22 +249,27 @@ class FeatureExtractor:
         nz = 1.0 - zero_frac
         for i in np.flatnonzero(mask):  # one probe per arm, not per page
             t1 = clock()
+            stats = None
             if self.kinds[i] == "delta":
-                if changed is not None:
+                if changed is None or not m:
+                    pass  # nothing cached to encode against: the policy falls back on history
+                elif self._delta_probes[i] is not None:
+                    stats = self._probe_delta(i, data, previous[nz_rows])
+                else:  # no cache hooks: the size follows from the changed words alone
                     no_zero = np.zeros(m, dtype=bool)
                     sent = float(delta_bytes(changed, page_size, no_zero).sum()) + rows.size - m
                     ratio[i] = sample_bytes / sent
             elif m:
                 stats = self.codecs[i].encode(Batch(data, [(0, m)], page_size, m)).stats
+            if stats is not None:
                 payload = max(stats.output_bytes - m - _RUN_BYTES, 1) / m  # per non-zero page
                 per_page = 1.0 + nz * payload + _RUN_BYTES / self.batch_pages
                 ratio[i] = page_size / per_page
                 if stats.device_s is not None:  # emulated hardware: its modelled time
                     work = stats.device_s / m * max(nz * self.batch_pages, 1.0)
                 else:  # a batch: one call's fixed cost plus its non-zero pages' work
-                    work = self.overhead_s + max(stats.cpu_s - self.overhead_s, 0.0) / m * (
-                        nz * self.batch_pages
-                    )
+                    fixed = self.overhead_s[i]
+                    work = fixed + max(stats.cpu_s - fixed, 0.0) / m * (nz * self.batch_pages)
                 rate[i] = self.batch_pages * page_size / work if work > 0 else np.inf
             probe_s[i] = clock() - t1
         if mask.any():  # the gather serves every probe: share its cost among them
