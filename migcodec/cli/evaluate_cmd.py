@@ -151,7 +151,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--arms",
         help="arms separated by ';' or spaces, each codec[:key=value,...] "
-        "(default: raw;lz4;zstd:level=1;zstd:level=3;zlib-ng:level=1)",
+        "(default: raw;lz4;zstd:level=1;zstd:level=3;zlib-ng:level=1 and the installed "
+        "delta codecs dsa-delta;xbzrle)",
     )
     p.add_argument(
         "--policies",

@@ -13,8 +13,12 @@ from typing import Any
 
 from migcodec.codecs import Codec, get_codec
 
-#: CPU arms every installation has; delta and accelerator arms join when installed
+#: CPU arms every installation has
 DEFAULT_ARMS = ("raw", "lz4", "zstd:level=1", "zstd:level=3", "zlib-ng:level=1")
+#: delta arms, in the default set when installed (on real memory they win most windows at
+#: high link speeds); emulated accelerators (qat, iaa) are asked for explicitly, because
+#: their rewards are modelled, not measured
+DELTA_ARMS = ("dsa-delta", "xbzrle")
 
 
 class ArmError(ValueError):
@@ -89,6 +93,13 @@ def parse_arm(text: str) -> dict[str, Any]:
 
 
 def parse_arms(text: str | None) -> list[Arm]:
-    """Arms from ``raw;lz4;zstd:level=1`` (``;`` or whitespace between arms)."""
-    specs = DEFAULT_ARMS if not text else [s for s in text.replace(";", " ").split() if s]
+    """Arms from ``raw;lz4;zstd:level=1`` (``;`` or whitespace between arms); by default
+    :data:`DEFAULT_ARMS` plus the installed :data:`DELTA_ARMS`."""
+    if text:
+        specs = [s for s in text.replace(";", " ").split() if s]
+    else:
+        from migcodec.codecs import available_codecs
+
+        installed = set(available_codecs())
+        specs = [*DEFAULT_ARMS, *(d for d in DELTA_ARMS if d in installed)]
     return [Arm.of(s) for s in specs]

@@ -143,7 +143,7 @@ class FeatureExtractor:
             else None
             for c in self.codecs
         ]
-        self.overhead_s = self._calibrate()
+        self.fixed_s, self.per_page_s = self._calibrate()
 
     def _probe_delta(self, i: int, data: np.ndarray, held: np.ndarray):
         """Encode the sample's non-zero pages with arm ``i`` against ``held`` (what the
@@ -154,33 +154,38 @@ class FeatureExtractor:
         probe.note_sent(rows, np.ascontiguousarray(held))
         return probe.encode(Batch(data, [(0, data.shape[0])], data.shape[1], data.shape[0])).stats
 
-    def _calibrate(self) -> np.ndarray:
-        """Each arm's fixed cost of one encode call (batch set-up, zero scan, a delta
-        codec's cache lookups and blob layout, measurements): its time on one page, best
-        of a few. A probe pays it once for a few pages where a real batch pays it once for
-        ``batch_pages``, so it is taken out of the probe's time before scaling to a batch.
+    def _calibrate(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each arm's cost model of one encode call: a fixed part (batch set-up, zero scan,
+        a delta codec's cache lookups and blob layout, measurements) and a part per page,
+        from the best of a few encodes of 1 and of 16 pages of text (a delta arm: against
+        versions with 1/64 of their words changed). A probe of this window then scales the
+        model by how much slower or faster this window's pages are; a model with only a
+        per-page part would make a delta arm, whose cost is mostly fixed, look 2-3x slow.
         """
-        page = np.ones((1, 4096), dtype=np.uint8)
-        page[0, :8] = 7
-        held = page.copy()
-        held[0, 8:16] = 9  # one changed word: a delta arm does its delta path
-        costs = np.zeros(len(self.codecs))
-        one = np.zeros(1, dtype=np.int64)
+        letters = np.frombuffer(b"migration page, dirty window ", dtype=np.uint8)
+        pages = letters[np.random.default_rng(0).integers(0, letters.size, (16, 4096))]
+        held = pages.copy()
+        held.view(np.uint64)[:, ::64] += np.uint64(1)
+        rows = np.arange(16, dtype=np.int64)
+        fixed = np.zeros(len(self.codecs))
+        per_page = np.zeros(len(self.codecs))
         for i, codec in enumerate(self.codecs):
             probe = self._delta_probes[i]
-            best = float("inf")
-            for _ in range(5):
-                if probe is not None:
-                    probe.reset()
-                    probe.note_sent(one, held)
-                    codec_here = probe
-                elif codec.kind == "delta":
-                    break  # no hooks: never probed by encoding
-                else:
-                    codec_here = codec
-                best = min(best, codec_here.encode(Batch(page, [(0, 1)])).stats.cpu_s)
-            costs[i] = best if np.isfinite(best) else 0.0
-        return costs
+            if codec.kind == "delta" and probe is None:
+                continue  # no hooks: never probed by encoding
+            best = {}
+            for m in (1, 16):
+                best[m] = float("inf")
+                for _ in range(4):
+                    if probe is not None:
+                        probe.reset()
+                        probe.note_sent(rows[:m], held[:m])
+                    here = probe if probe is not None else codec
+                    cpu = here.encode(Batch(pages[:m], [(0, m)], 4096, m)).stats.cpu_s
+                    best[m] = min(best[m], cpu)
+            per_page[i] = max(best[16] - best[1], 0.0) / 15
+            fixed[i] = max(best[1] - per_page[i], 0.0)
+        return fixed, per_page
 
     def sample_size(self, n_pages: int) -> int:
         """About 1/64 of the window, so a probe costs each arm about 1/64 of encoding the
@@ -267,9 +272,11 @@ class FeatureExtractor:
                 ratio[i] = page_size / per_page
                 if stats.device_s is not None:  # emulated hardware: its modelled time
                     work = stats.device_s / m * max(nz * self.batch_pages, 1.0)
-                else:  # a batch: one call's fixed cost plus its non-zero pages' work
-                    fixed = self.overhead_s[i]
-                    work = fixed + max(stats.cpu_s - fixed, 0.0) / m * (nz * self.batch_pages)
+                else:  # the arm's call model, scaled by how this window's pages compare
+                    fixed, each = self.fixed_s[i], self.per_page_s[i]
+                    model = fixed + each * m
+                    scale = stats.cpu_s / model if model > 0 else 1.0
+                    work = scale * (fixed + each * max(nz * self.batch_pages, 1.0))
                 rate[i] = self.batch_pages * page_size / work if work > 0 else np.inf
             probe_s[i] = clock() - t1
         if mask.any():  # the gather serves every probe: share its cost among them

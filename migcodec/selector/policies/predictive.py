@@ -22,7 +22,12 @@ policy buys only the ones it needs:
   probed window, for at most ``refresh`` windows (the previous predictions are reused);
 - none for an arm whose best case, ``workers x`` its recent rate, cannot beat the ``raw``
   arm's known reward (at 10 Gbit/s a slow strong compressor is CPU bound whatever its ratio),
-  except on every ``4 x refresh``-th probing window, when every arm is probed again.
+  except on every ``4 x refresh``-th probing window, when every arm is probed again; a
+  delta arm is always probed (its speed depends on how pages changed, not on the past).
+
+``optimism`` > 1 multiplies the predicted reward of an arm never played yet (no bias known
+to correct its probe with), so a competitive arm gets tried once; off by default, because
+the shared biases already carry what played arms teach to the others.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ from migcodec.selector.features import WindowFeatures
 from migcodec.selector.objectives import Outcome, Throughput
 from migcodec.selector.policies.base import Policy, PolicyError
 
+_MAX_BIAS = math.log(4.0)
+
 
 class Predictive(Policy):
     """Sample-probe prediction with learnt per-arm bias; see the module docstring."""
@@ -42,16 +49,28 @@ class Predictive(Policy):
     name = "predictive"
     needs = "probe"
 
-    def __init__(self, learn: float = 0.3, tolerance: float = 0.05, refresh: int = 4) -> None:
+    def __init__(
+        self,
+        learn: float = 0.3,
+        tolerance: float = 0.05,
+        refresh: int = 4,
+        optimism: float = 1.0,
+    ) -> None:
         if not 0 < learn <= 1:
             raise PolicyError(f"learn must be in (0, 1], got {learn}")
+        if optimism < 1:
+            raise PolicyError(f"optimism must be >= 1, got {optimism}")
         self.learn, self.tolerance, self.refresh = learn, tolerance, refresh
+        self.optimism = optimism
 
     def _reset(self) -> None:
         k = self.n_arms
+        self.played = np.zeros(k, dtype=np.int64)  # windows that taught each arm's bias
+        self.boost = np.full(k, self.optimism)  # optimism for arms whose bias is unknown
         self.ratio_bias = np.zeros(k)  # log(actual ratio / predicted ratio), per arm
         self.rate_bias = np.zeros(k)
         self.shared_ratio_bias = 0.0  # the part every compressing arm shares (sample size)
+        self.shared_rate_bias = 0.0  # the part every probed arm shares (a lone call's speed)
         self.compressing = np.array([kind not in ("delta", "raw") for kind in self.kinds])
         self.recent_ratio = np.full(k, np.nan)  # observed when played
         self.nz_cost = np.full(k, np.nan)  # busy seconds per non-zero guest byte, when played
@@ -91,7 +110,8 @@ class Predictive(Policy):
             raw_ratio = 1.0 / max(1.0 - zero, 1e-3)
             raw_reward = min(objective.workers * rate[self.raw_arm], objective.link * raw_ratio)
             hopeless = objective.workers * rate < raw_reward
-            mask &= ~(hopeless & np.isfinite(rate))
+            # a delta arm's speed depends on how pages changed, not on past windows
+            mask &= ~(hopeless & np.isfinite(rate) & self.compressing)
         if self.raw_arm >= 0:
             mask[self.raw_arm] = True  # a few microseconds, and zero pages change its ratio
         return mask
@@ -139,21 +159,26 @@ class Predictive(Policy):
         """The arm with the best predicted reward; an arm with nothing known is tried
         optimistically, which is how it becomes known."""
         objective = self.objective
-        if isinstance(objective, Throughput):  # the common case, in four numpy calls:
+        if isinstance(objective, Throughput):  # the common case, in a few numpy calls:
             # fmin skips a nan bound (unknown rate or ratio: optimistic), argmax takes a nan
-            return int(np.fmin(objective.workers * rate, objective.link * ratio).argmax())
+            best = np.fmin(objective.workers * rate, objective.link * ratio)
+            return int((best * self.boost).argmax())
         ratio[np.isnan(ratio)] = np.inf
         rate[np.isnan(rate)] = np.inf
         with np.errstate(divide="ignore"):
             ones = np.ones(self.n_arms)
             predicted = objective.reward_arrays(ones, ones / ratio, ones / rate, ones / rate)
+        # costs are negative: optimism divides them
+        predicted = np.where(predicted > 0, predicted * self.boost, predicted / self.boost)
         return int(predicted.argmax())
 
     def update(self, arm, reward, features=None, outcome: Outcome | None = None) -> None:
         if outcome is None or outcome.input_bytes <= 0:
             return
-        if features is not None and features.context[1] > 0.9:
-            return  # a (nearly) all-zero window says nothing about the arm's work or ratio
+        if features is not None and features.context[1] > 0.5:
+            # a mostly-zero window says little about an arm: its ratio and rate are set by
+            # how many pages are zero, which a sample estimates only roughly
+            return
         step = self.learn
         ratio = outcome.ratio
         busy = outcome.cpu_s if self.clock == "cpu" else outcome.wall_s
@@ -166,6 +191,10 @@ class Predictive(Policy):
         old = float(self.nz_cost[arm])
         self.nz_cost[arm] = cost if math.isnan(old) else old + step * (cost - old)
         probe_ratio, probe_rate = float(self.last_ratio[arm]), float(self.last_rate[arm])
+        if self.played[arm] == 0:
+            step = 1.0  # the first outcome replaces the prior of no bias outright
+        self.played[arm] += 1
+        self.boost[arm] = 1.0
         if math.isfinite(probe_ratio) and probe_ratio > 0 and math.isfinite(ratio):
             compressing = bool(self.compressing[arm])
             shared = self.shared_ratio_bias if compressing else 0.0
@@ -175,12 +204,20 @@ class Predictive(Policy):
                 error /= 2
             self.ratio_bias[arm] += step * error
         if math.isfinite(probe_rate) and probe_rate > 0 and math.isfinite(rate):
-            old = float(self.rate_bias[arm])
-            self.rate_bias[arm] = old + step * (math.log(rate / probe_rate) - old)
+            # split as for ratios: a probe, one call on a few pages between other work, runs
+            # slower than a stream of batches for every arm alike
+            error = math.log(rate / probe_rate) - float(self.rate_bias[arm]) - self.shared_rate_bias
+            self.shared_rate_bias += step * error / 2
+            self.rate_bias[arm] += step * error / 2
+        # a probe more than 4x off is an outlier window, not a bias to carry to the next
+        np.clip(self.ratio_bias, -_MAX_BIAS, _MAX_BIAS, out=self.ratio_bias)
+        np.clip(self.rate_bias, -_MAX_BIAS, _MAX_BIAS, out=self.rate_bias)
+        self.shared_ratio_bias = min(max(self.shared_ratio_bias, -_MAX_BIAS), _MAX_BIAS)
+        self.shared_rate_bias = min(max(self.shared_rate_bias, -_MAX_BIAS), _MAX_BIAS)
         self._refresh_factors()
 
     def _refresh_factors(self) -> None:
         """Multipliers applied to probe predictions, kept ready for the next decision."""
         shared = np.where(self.compressing, self.shared_ratio_bias, 0.0)
         self._ratio_factor = np.exp(self.ratio_bias + shared)
-        self._rate_factor = np.exp(self.rate_bias)
+        self._rate_factor = np.exp(self.rate_bias + self.shared_rate_bias)
