@@ -3,17 +3,20 @@
 DESIGN.md's finding on real memory: the best codec changes in a fifth to a half of all
 windows, so learning from past rewards alone trails the per-window oracle. This policy reads
 the window instead. A compressing arm's ratio and rate come from encoding a small sample of
-the window's pages; a delta arm's size from the changed-word counts against the delta cache
-(a delta record spends a fixed number of bytes per changed word). The objective turns each
-predicted (ratio, rate) into a predicted reward and the best is played.
+the window's pages; a delta arm's from encoding the same sample against what the
+destination holds for it, with a private instance of the arm (or, for a delta codec without
+cache hooks, from the changed-word counts: a record spends a fixed number of bytes per
+changed word). The objective turns each predicted (ratio, rate) into a predicted reward and
+the best is played.
 
 What it learns online is only the *bias* of each prediction: the log ratio of the outcome
-seen to the probe's prediction, per arm, as a moving average (for compressors, half of it
-is shared by all of them, so an arm that is rarely played inherits what the others
-learnt). Sample-sized batches compress a little worse than full batches, a probe runs with
-a warm cache, a delta arm's real size depends on its cache and fall-back codec; these
-biases are stable per codec, so they generalise across workloads where a learnt reward
-model would not.
+seen to the probe's prediction, per arm, as a moving average (half of each error is shared
+by all arms, compressors for ratios, every probed arm for rates, so an arm that is rarely
+played inherits what the others learnt). Sample-sized batches compress a little worse
+than full batches, a lone probe call runs slower than a stream of batches, a delta arm's
+real size depends on its cache and fall-back codec; these biases are stable per codec, so
+they generalise across workloads where a learnt reward model would not. Biases are learnt
+only from mostly non-zero windows and clipped to a factor of 4.
 
 Probes are paid for (the evaluation adds their time to the window's encode time), so the
 policy buys only the ones it needs:
@@ -41,6 +44,7 @@ from migcodec.selector.objectives import Outcome, Throughput
 from migcodec.selector.policies.base import Policy, PolicyError
 
 _MAX_BIAS = math.log(4.0)
+_TIE = 0.98  # predicted rewards within 2% of the best count as tied
 
 
 class Predictive(Policy):
@@ -161,8 +165,13 @@ class Predictive(Policy):
         objective = self.objective
         if isinstance(objective, Throughput):  # the common case, in a few numpy calls:
             # fmin skips a nan bound (unknown rate or ratio: optimistic), argmax takes a nan
-            best = np.fmin(objective.workers * rate, objective.link * ratio)
-            return int((best * self.boost).argmax())
+            best = np.fmin(objective.workers * rate, objective.link * ratio) * self.boost
+            top = best >= _TIE * np.nanmax(best)
+            if np.count_nonzero(top) < 2:
+                return int(best.argmax())
+            # near-ties (typically several arms at the link bound) go to the arm with the
+            # most CPU to spare: it is least hurt if its predicted speed is off
+            return int(np.where(top, np.nan_to_num(rate, nan=0.0), -1.0).argmax())
         ratio[np.isnan(ratio)] = np.inf
         rate[np.isnan(rate)] = np.inf
         with np.errstate(divide="ignore"):
