@@ -164,9 +164,10 @@ class Predictive(Policy):
         optimistically, which is how it becomes known."""
         objective = self.objective
         if isinstance(objective, Throughput):  # the common case, in a few numpy calls:
-            # fmin skips a nan bound (unknown rate or ratio: optimistic), argmax takes a nan
+            # fmin skips a nan bound (an unknown rate or ratio: optimistic)
             best = np.fmin(objective.workers * rate, objective.link * ratio) * self.boost
-            top = best >= _TIE * np.nanmax(best)
+            best[np.isnan(best)] = np.inf  # nothing known: optimistic, so it becomes known
+            top = best >= _TIE * best.max()
             if np.count_nonzero(top) < 2:
                 return int(best.argmax())
             # near-ties (typically several arms at the link bound) go to the arm with the
