@@ -47,6 +47,10 @@ _MAX_BIAS = math.log(4.0)
 _TIE = 0.98  # predicted rewards within 2% of the best count as tied
 
 
+def _clip(bias: float) -> float:
+    return -_MAX_BIAS if bias < -_MAX_BIAS else _MAX_BIAS if bias > _MAX_BIAS else bias
+
+
 class Predictive(Policy):
     """Sample-probe prediction with learnt per-arm bias; see the module docstring."""
 
@@ -69,13 +73,14 @@ class Predictive(Policy):
 
     def _reset(self) -> None:
         k = self.n_arms
-        self.played = np.zeros(k, dtype=np.int64)  # windows that taught each arm's bias
+        self.played = [0] * k  # windows that taught each arm's bias
         self.boost = np.full(k, self.optimism)  # optimism for arms whose bias is unknown
         self.ratio_bias = np.zeros(k)  # log(actual ratio / predicted ratio), per arm
         self.rate_bias = np.zeros(k)
         self.shared_ratio_bias = 0.0  # the part every compressing arm shares (sample size)
         self.shared_rate_bias = 0.0  # the part every probed arm shares (a lone call's speed)
         self.compressing = np.array([kind not in ("delta", "raw") for kind in self.kinds])
+        self._compressing_f = self.compressing.astype(float)
         self.recent_ratio = np.full(k, np.nan)  # observed when played
         self.nz_cost = np.full(k, np.nan)  # busy seconds per non-zero guest byte, when played
         self.clock = getattr(self.objective, "clock", "cpu")
@@ -86,6 +91,9 @@ class Predictive(Policy):
         self.since_full = 0
         self.raw_arm = self.kinds.index("raw") if "raw" in self.kinds else -1
         self._mask: np.ndarray | None = None
+        self._rate_missing = np.ones(k, dtype=bool)
+        self._ratio_missing = np.ones(k, dtype=bool)
+        self._any_missing = True
         self._refresh_factors()
 
     # -- which probes to buy ---------------------------------------------------------
@@ -147,16 +155,19 @@ class Predictive(Policy):
             np.copyto(self.last_rate, features.predicted_rate, where=mask)
             self.last_context = features.context
             self.age = 0
+            # arms no probe has covered (a delta arm without previous pages, say)
+            self._rate_missing = np.isnan(self.last_rate)
+            self._ratio_missing = np.isnan(self.last_ratio)
+            self._any_missing = bool(self._rate_missing.any() or self._ratio_missing.any())
         else:
             self.age += 1
         ratio = self.last_ratio * self._ratio_factor
         rate = self.last_rate * self._rate_factor
-        missing = np.isnan(rate)  # delta arms (no probe times them), arms never probed
-        if missing.any():
-            rate[missing] = self._recent_rate(features)[missing]
-        missing = np.isnan(ratio)
-        if missing.any():
-            ratio[missing] = self.recent_ratio[missing]
+        if self._any_missing:  # fall back on what playing them taught
+            gap = self._rate_missing
+            rate[gap] = self._recent_rate(features)[gap]
+            gap = self._ratio_missing
+            ratio[gap] = self.recent_ratio[gap]
         return self._best(ratio, rate)
 
     def _best(self, ratio: np.ndarray, rate: np.ndarray) -> int:
@@ -165,9 +176,14 @@ class Predictive(Policy):
         objective = self.objective
         if isinstance(objective, Throughput):  # the common case, in a few numpy calls:
             # fmin skips a nan bound (an unknown rate or ratio: optimistic)
-            best = np.fmin(objective.workers * rate, objective.link * ratio) * self.boost
-            best[np.isnan(best)] = np.inf  # nothing known: optimistic, so it becomes known
-            top = best >= _TIE * best.max()
+            best = np.fmin(objective.workers * rate, objective.link * ratio)
+            if self.optimism != 1.0:
+                best *= self.boost
+            most = best.max()
+            if most != most:  # a nan: nothing known about an arm, optimistic so it becomes known
+                best[np.isnan(best)] = np.inf
+                most = np.inf
+            top = best >= _TIE * most
             if np.count_nonzero(top) < 2:
                 return int(best.argmax())
             # near-ties (typically several arms at the link bound) go to the arm with the
@@ -203,8 +219,8 @@ class Predictive(Policy):
         probe_ratio, probe_rate = float(self.last_ratio[arm]), float(self.last_rate[arm])
         if self.played[arm] == 0:
             step = 1.0  # the first outcome replaces the prior of no bias outright
+            self.boost[arm] = 1.0
         self.played[arm] += 1
-        self.boost[arm] = 1.0
         if math.isfinite(probe_ratio) and probe_ratio > 0 and math.isfinite(ratio):
             compressing = bool(self.compressing[arm])
             shared = self.shared_ratio_bias if compressing else 0.0
@@ -220,14 +236,13 @@ class Predictive(Policy):
             self.shared_rate_bias += step * error / 2
             self.rate_bias[arm] += step * error / 2
         # a probe more than 4x off is an outlier window, not a bias to carry to the next
-        np.clip(self.ratio_bias, -_MAX_BIAS, _MAX_BIAS, out=self.ratio_bias)
-        np.clip(self.rate_bias, -_MAX_BIAS, _MAX_BIAS, out=self.rate_bias)
-        self.shared_ratio_bias = min(max(self.shared_ratio_bias, -_MAX_BIAS), _MAX_BIAS)
-        self.shared_rate_bias = min(max(self.shared_rate_bias, -_MAX_BIAS), _MAX_BIAS)
+        self.ratio_bias[arm] = _clip(float(self.ratio_bias[arm]))
+        self.rate_bias[arm] = _clip(float(self.rate_bias[arm]))
+        self.shared_ratio_bias = _clip(self.shared_ratio_bias)
+        self.shared_rate_bias = _clip(self.shared_rate_bias)
         self._refresh_factors()
 
     def _refresh_factors(self) -> None:
         """Multipliers applied to probe predictions, kept ready for the next decision."""
-        shared = np.where(self.compressing, self.shared_ratio_bias, 0.0)
-        self._ratio_factor = np.exp(self.ratio_bias + shared)
+        self._ratio_factor = np.exp(self.ratio_bias + self._compressing_f * self.shared_ratio_bias)
         self._rate_factor = np.exp(self.rate_bias + self.shared_rate_bias)
