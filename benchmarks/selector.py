@@ -25,13 +25,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from migcodec.datasets import Window, generate_pages
 from migcodec.selector import (
-    DEFAULT_ARMS,
     DEFAULT_POLICIES,
     Arm,
     FeatureExtractor,
     Outcome,
     Selector,
     Throughput,
+    parse_arms,
     parse_policy,
 )
 from migcodec.selector.evaluation.table import encode_window
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
-    arms = [Arm.of(a) for a in DEFAULT_ARMS]
+    arms = parse_arms(None)  # the default set: CPU arms and the installed delta arms
     t0 = time.perf_counter()
     latency = {
         p: decision_latency(p, arms, args.windows) * 1e6
