@@ -143,6 +143,7 @@ class FeatureExtractor:
             else None
             for c in self.codecs
         ]
+        self.zero_page_s = 0.0
         self.fixed_s, self.per_page_s = self._calibrate()
 
     def _probe_delta(self, i: int, data: np.ndarray, held: np.ndarray):
@@ -185,6 +186,13 @@ class FeatureExtractor:
                     best[m] = min(best[m], cpu)
             per_page[i] = max(best[16] - best[1], 0.0) / 15
             fixed[i] = max(best[1] - per_page[i], 0.0)
+        # every arm scans zero pages the same way (the framework sends them as markers)
+        from migcodec.codecs.plugins.raw import RawCodec
+
+        zeros = np.zeros((64, 4096), dtype=np.uint8)
+        scan = min(RawCodec().encode(Batch(zeros, [(0, 64)])).stats.cpu_s for _ in range(4))
+        one = min(RawCodec().encode(Batch(zeros, [(0, 1)])).stats.cpu_s for _ in range(4))
+        self.zero_page_s = max(scan - one, 0.0) / 63
         return fixed, per_page
 
     def sample_size(self, n_pages: int) -> int:
@@ -277,6 +285,8 @@ class FeatureExtractor:
                     model = fixed + each * m
                     scale = stats.cpu_s / model if model > 0 else 1.0
                     work = scale * (fixed + each * max(nz * self.batch_pages, 1.0))
+                    # plus the batch's zero pages, which the sample's non-zero pages omit
+                    work += self.zero_page_s * zero_frac * self.batch_pages
                 rate[i] = self.batch_pages * page_size / work if work > 0 else np.inf
             probe_s[i] = clock() - t1
         if mask.any():  # the gather serves every probe: share its cost among them
