@@ -89,6 +89,8 @@ class Predictive(Policy):
         self.last_context: np.ndarray | None = None
         self.age = 0
         self.since_full = 0
+        self._confirm = False  # probing a second window in a row after the content changed
+        self._changed = False
         self.raw_arm = self.kinds.index("raw") if "raw" in self.kinds else -1
         self._mask: np.ndarray | None = None
         self._rate_missing = np.ones(k, dtype=bool)
@@ -103,12 +105,13 @@ class Predictive(Policy):
 
     def select_probes(self, features: WindowFeatures) -> np.ndarray:
         """Arms to probe for this window, given its cheap features."""
-        stable = (
+        same = (
             self.last_context is not None
-            and self.age < self.refresh
             and float(np.abs(features.context - self.last_context).max()) <= self.tolerance
         )
-        if stable:
+        self._confirm = same and self.age == 0 and self._changed
+        self._changed = not same
+        if same and self.age < self.refresh and not self._confirm:
             return np.zeros(self.n_arms, dtype=bool)
         mask = np.ones(self.n_arms, dtype=bool)
         objective = self.objective
@@ -151,6 +154,13 @@ class Predictive(Policy):
         mask = self._mask if self._mask is not None else self.select_probes(features)
         self._mask = None
         if mask.any():
+            if self._confirm:  # the second look at new content: average out a probe's noise
+                mask = mask & ~np.isnan(features.predicted_rate)
+                both = mask & ~np.isnan(self.last_rate)
+                np.copyto(
+                    self.last_rate, 0.5 * (self.last_rate + features.predicted_rate), where=both
+                )
+                mask = mask & ~both
             np.copyto(self.last_ratio, features.predicted_ratio, where=mask)
             np.copyto(self.last_rate, features.predicted_rate, where=mask)
             self.last_context = features.context
