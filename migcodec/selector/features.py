@@ -86,6 +86,7 @@ def sample_rows(n_pages: int, sample_pages: int, run: int = 4) -> np.ndarray:
         rows = np.arange(n_pages)
         rows.flags.writeable = False
         return rows
+    run = max(1, min(run, sample_pages))  # a run never longer than the sample or window
     n_runs = max(1, sample_pages // run)
     starts = np.linspace(0, n_pages - run, n_runs).astype(np.int64)
     rows = (starts[:, None] + np.arange(run)).reshape(-1)
