@@ -36,6 +36,7 @@ setup(
         "scikit-learn>=1.3",
         "xxhash>=3.0",
         "tqdm>=4.60",
+        "matplotlib>=3.6",  # migcodec evaluate --plot
     ],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6.80", "ruff>=0.5"],

@@ -15,6 +15,7 @@ COMMANDS = [
     "migcodec.cli.bench_cmd",
     "migcodec.cli.migrate_cmd",
     "migcodec.cli.trace_cmd",
+    "migcodec.cli.evaluate_cmd",
 ]
 
 

@@ -1,0 +1,133 @@
+"""Selector hot path: decision + update per window, and what features cost.
+
+    python benchmarks/selector.py [--windows N] [--pages N] [--json]
+
+(a) per policy, median microseconds of one ``Selector.choose(features=...)`` plus
+    ``Selector.finish(...)`` (the per-window decision and update; features precomputed);
+    the budget is 20 us;
+(b) feature extraction on windows of ``--pages`` pages: cheap features (zero fraction,
+    entropy, changed words) and one probe per arm, median microseconds and as a share of
+    encoding the window with that arm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from migcodec.datasets import Window, generate_pages
+from migcodec.selector import (
+    DEFAULT_POLICIES,
+    Arm,
+    FeatureExtractor,
+    Outcome,
+    Selector,
+    Throughput,
+    parse_arms,
+    parse_policy,
+)
+from migcodec.selector.evaluation.table import encode_window
+
+BUDGET_US = 20.0
+
+
+def decision_latency(policy_name: str, arms: list[Arm], windows: int) -> float:
+    """Median seconds of choose + finish over ``windows`` windows of varied features."""
+    selector = Selector(parse_policy(policy_name), arms, Throughput(1.25e9, 2))
+    extractor = FeatureExtractor([a.codec for a in arms])
+    rng = np.random.default_rng(0)
+    pool = []
+    for kind in ("memcached", "text", "random", "zero", "seq"):
+        pages = generate_pages(kind, 256, seed=1)
+        previous = pages.copy()
+        previous[:, :64] ^= 1
+        pool.append(extractor.extract(pages, previous, probe=True))
+    times = []
+    for w in range(windows):
+        feats = pool[w // 20 % len(pool)]
+        ratio = float(rng.uniform(1, 4))
+        outcome = Outcome(4 << 20, (4 << 20) / ratio, 4e-3, 4e-3 * rng.uniform(0.5, 1.5))
+        times.append(selector.timed_step(feats, outcome))
+    return statistics.median(times[windows // 10 :])
+
+
+def feature_costs(arms: list[Arm], pages: int, repeats: int) -> list[dict]:
+    codecs = [a.codec for a in arms]
+    extractor = FeatureExtractor(codecs)
+    rows = []
+    for kind in ("memcached", "text", "random"):
+        data = generate_pages(kind, pages, seed=2)
+        previous = data.copy()
+        previous.view(np.uint64)[:, ::50] += np.uint64(1)
+        runs = [extractor.extract(data, previous, probe=True) for _ in range(repeats + 1)][1:]
+        window = Window(0, np.arange(pages), data, previous, kind)
+        encode = [
+            statistics.median(encode_window(c, window, 64).cpu_s for _ in range(3)) for c in codecs
+        ]
+        cheap = statistics.median(f.cheap_s for f in runs)
+        probes = np.median([f.probe_s for f in runs], axis=0)
+        rows.append(
+            {
+                "workload": kind,
+                "pages": pages,
+                "cheap_us": cheap * 1e6,
+                "cheap_share_of_lz4_encode": cheap / encode[[a.name for a in arms].index("lz4")],
+                "probe_us": {a.label: float(p) * 1e6 for a, p in zip(arms, probes, strict=True)},
+                "probe_share_of_own_encode": {
+                    a.label: float(p) / e for a, p, e in zip(arms, probes, encode, strict=True)
+                },
+            }
+        )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--windows", type=int, default=3000)
+    ap.add_argument("--pages", type=int, default=2048, help="pages per window for (b)")
+    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    arms = parse_arms(None)  # the default set: CPU arms and the installed delta arms
+    t0 = time.perf_counter()
+    latency = {
+        p: decision_latency(p, arms, args.windows) * 1e6
+        for p in ("fixed", *DEFAULT_POLICIES, "sgd:background=true")
+    }
+    costs = feature_costs(arms, args.pages, args.repeats)
+    doc = {
+        "arms": [a.label for a in arms],
+        "budget_us": BUDGET_US,
+        "decision_update_median_us": latency,
+        "features": costs,
+        "seconds": time.perf_counter() - t0,
+    }
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return 0
+    print(f"(a) decision + update, median us per window ({len(arms)} arms, budget {BUDGET_US})")
+    for name, us in latency.items():
+        print(f"    {name:<20} {us:7.1f} {'ok' if us <= BUDGET_US else 'OVER BUDGET'}")
+    print(f"(b) features on {args.pages}-page windows, median CPU us (share of encoding)")
+    for row in costs:
+        probes = ", ".join(
+            f"{k} {v:.0f} ({row['probe_share_of_own_encode'][k]:.1%})"
+            for k, v in row["probe_us"].items()
+        )
+        print(
+            f"    {row['workload']:<10} cheap {row['cheap_us']:.0f} "
+            f"({row['cheap_share_of_lz4_encode']:.1%} of lz4's encode); probes: {probes}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

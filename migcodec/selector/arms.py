@@ -1,0 +1,105 @@
+"""Arms: the choices a selector makes between, each a codec with its config.
+
+An arm is named by its config (``zstd level=1``), so a trace table, a policy config and a
+report all name the same thing. Arms are parsed from the command line as ``name`` or
+``name:key=value,key=value`` (``zstd:level=3``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from migcodec.codecs import Codec, get_codec
+
+#: CPU arms every installation has
+DEFAULT_ARMS = ("raw", "lz4", "zstd:level=1", "zstd:level=3", "zlib-ng:level=1")
+#: delta arms, in the default set when installed (on real memory they win most windows at
+#: high link speeds); emulated accelerators (qat, iaa) are asked for explicitly, because
+#: their rewards are modelled, not measured
+DELTA_ARMS = ("dsa-delta", "xbzrle")
+
+
+class ArmError(ValueError):
+    """An arm specification could not be read or built."""
+
+
+@dataclass(frozen=True)
+class Arm:
+    """A codec with its config. ``codec`` is built lazily (plugins load on first use)."""
+
+    config: tuple[tuple[str, Any], ...]
+
+    @classmethod
+    def of(cls, spec: str | dict[str, Any] | Codec) -> Arm:
+        if isinstance(spec, Codec):
+            arm = cls(tuple(sorted(spec.get_config().items())))
+            object.__setattr__(arm, "_codec", spec)
+            return arm
+        if isinstance(spec, str):
+            spec = parse_arm(spec)
+        if "name" not in spec:
+            raise ArmError(f"arm config {spec!r} has no codec 'name'")
+        return cls(tuple(sorted(spec.items())))
+
+    @property
+    def name(self) -> str:
+        return dict(self.config)["name"]
+
+    @property
+    def label(self) -> str:
+        """Short human name: ``zstd level=1``."""
+        params = " ".join(f"{k}={v}" for k, v in self.config if k != "name")
+        return f"{self.name} {params}".strip()
+
+    def get_config(self) -> dict[str, Any]:
+        return dict(self.config)
+
+    @property
+    def codec(self) -> Codec:
+        cached = self.__dict__.get("_codec")
+        if cached is None:
+            cached = get_codec(self.get_config())
+            object.__setattr__(self, "_codec", cached)
+        return cached
+
+    @property
+    def kind(self) -> str:
+        return self.codec.kind
+
+
+def parse_arm(text: str) -> dict[str, Any]:
+    """``zstd:level=3`` -> ``{"name": "zstd", "level": 3}``; a JSON object is accepted too."""
+    text = text.strip()
+    if text.startswith("{"):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ArmError(f"arm {text!r} is not valid JSON: {exc}") from exc
+    name, _, rest = text.partition(":")
+    config: dict[str, Any] = {"name": name.strip()}
+    for item in filter(None, (p.strip() for p in rest.split(","))):
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise ArmError(f"arm {text!r}: parameter {item!r} needs key=value (e.g. zstd:level=3)")
+        try:
+            config[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            config[key.strip()] = value.strip()
+    if not config["name"]:
+        raise ArmError(f"arm {text!r} names no codec")
+    return config
+
+
+def parse_arms(text: str | None) -> list[Arm]:
+    """Arms from ``raw;lz4;zstd:level=1`` (``;`` or whitespace between arms); by default
+    :data:`DEFAULT_ARMS` plus the installed :data:`DELTA_ARMS`."""
+    if text:
+        specs = [s for s in text.replace(";", " ").split() if s]
+    else:
+        from migcodec.codecs import available_codecs
+
+        installed = set(available_codecs())
+        specs = [*DEFAULT_ARMS, *(d for d in DELTA_ARMS if d in installed)]
+    return [Arm.of(s) for s in specs]

@@ -1,0 +1,70 @@
+"""A :class:`~migcodec.selector.online.Selector` behind the migration engine's chooser.
+
+The engine (``migcodec.engine``) asks ``choose(sample_batch) -> index`` once per window of
+batches and calls ``report(index, stats)`` from its sender thread as each batch completes.
+This adapter turns that into the selector's decide / add / finish cycle: a window's decision
+is finished when the next window is chosen (or on :meth:`close`), with the batches reported
+by then. The protocol is structural, so nothing here imports the engine (dependencies point
+one way: engine uses selector).
+
+What the destination holds for the sample's pages, which the changed-word feature and the
+delta probes need, comes from the first delta arm's cache (a miss counts as a zero page).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from migcodec.codecs import Batch, Codec, Measurements
+from migcodec.selector.online import Decision, Selector
+
+
+class SelectorChooser:
+    """Adapts a :class:`Selector` to the engine's ``CodecChooser`` protocol."""
+
+    def __init__(self, selector: Selector) -> None:
+        self.selector = selector
+        self.codecs: list[Codec] = selector.codecs
+        self.rewards: list[float] = []
+        self._lock = threading.Lock()
+        self._open: Decision | None = None
+
+    def choose(self, sample: Batch) -> int:
+        with self._lock:
+            self._finish_open()
+            if self.selector.policy.needs == "none":
+                self._open = self.selector.choose()
+            else:
+                self._open = self.selector.choose(sample.pages(), self._held(sample))
+            return self._open.arm
+
+    def report(self, index: int, stats: Measurements) -> None:
+        with self._lock:
+            if self._open is not None and self._open.arm == index:
+                self._open.add(stats)
+
+    def close(self) -> None:
+        """Finish the last window (call when the migration ends)."""
+        with self._lock:
+            self._finish_open()
+
+    def _finish_open(self) -> None:
+        if self._open is not None and self._open.input_bytes:
+            self.rewards.append(self.selector.finish(self._open))
+        self._open = None
+
+    def _held(self, sample: Batch) -> np.ndarray | None:
+        for codec in self.codecs:
+            cache = getattr(codec, "cache", None)
+            if codec.kind != "delta" or cache is None:
+                continue
+            indices = sample.page_indices
+            held = np.zeros((indices.size, sample.page_size), dtype=np.uint8)
+            with cache.lock:
+                slots, hit = cache.lookup(indices)
+                if hit.any():
+                    held[hit] = cache.versions(slots[hit])
+            return held
+        return None

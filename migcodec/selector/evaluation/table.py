@@ -1,0 +1,282 @@
+"""The full-information table: every arm run on every window once, timed, cached.
+
+A trace lets policies be scored exactly: each (window, arm) outcome is measured once, and a
+replay then shows each policy only the outcome of the arm it chose. The table also keeps
+every window's features and every arm's probe (with what each cost), so a replay can charge
+a policy for exactly the features it read.
+
+Timing is noisy on a shared machine: each arm encodes each window ``repeats`` times,
+interleaved across arms, and the medians are kept. Ratios do not vary and come from the
+first run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from migcodec.codecs import Batch, Codec
+from migcodec.datasets import Window
+from migcodec.selector.arms import Arm, ArmError
+from migcodec.selector.features import CONTEXT_NAMES, FeatureExtractor, WindowFeatures
+from migcodec.selector.objectives import Objective, Outcome
+
+TABLE_VERSION = 1
+_ARRAYS = (
+    "input_bytes",
+    "output_bytes",
+    "wall_s",
+    "cpu_s",
+    "device_s",
+    "context",
+    "predicted_ratio",
+    "predicted_rate",
+    "cheap_s",
+    "probe_s",
+)
+
+
+class TableError(ValueError):
+    """A table file is missing, stale or unreadable; rebuild it (delete the file)."""
+
+
+@dataclass
+class Table:
+    """Outcomes ``(windows, arms)`` and features per window; rewards are computed on demand
+    so one table serves every objective, link speed and worker count."""
+
+    arms: list[dict]
+    input_bytes: np.ndarray
+    output_bytes: np.ndarray
+    wall_s: np.ndarray
+    cpu_s: np.ndarray
+    device_s: np.ndarray
+    context: np.ndarray
+    predicted_ratio: np.ndarray
+    predicted_rate: np.ndarray
+    cheap_s: np.ndarray
+    probe_s: np.ndarray
+    phases: list[str] = field(default_factory=list)
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def n_windows(self) -> int:
+        return int(self.input_bytes.shape[0])
+
+    @property
+    def n_arms(self) -> int:
+        return len(self.arms)
+
+    @property
+    def labels(self) -> list[str]:
+        return [Arm.of(a).label for a in self.arms]
+
+    @property
+    def kinds(self) -> list[str]:
+        return list(self.meta.get("kinds") or ["compress"] * self.n_arms)
+
+    def rewards(self, objective: Objective, extra_s: np.ndarray | float = 0.0) -> np.ndarray:
+        """``(windows, arms)`` rewards; ``extra_s`` (per window) is added to encode time."""
+        extra = np.asarray(extra_s, dtype=float)
+        if extra.ndim == 1:
+            extra = extra[:, None]
+        return objective.reward_arrays(
+            self.input_bytes,
+            self.output_bytes,
+            self.wall_s + extra,
+            self.cpu_s + extra,
+            self.device_s,
+        )
+
+    def features(self, w: int) -> WindowFeatures:
+        return WindowFeatures(
+            self.context[w],
+            self.predicted_ratio[w],
+            self.predicted_rate[w],
+            float(self.cheap_s[w]),
+            self.probe_s[w],
+        )
+
+    def outcome(self, w: int, arm: int) -> Outcome:
+        device = self.device_s[w, arm]
+        return Outcome(
+            float(self.input_bytes[w, arm]),
+            float(self.output_bytes[w, arm]),
+            float(self.wall_s[w, arm]),
+            float(self.cpu_s[w, arm]),
+            None if np.isnan(device) else float(device),
+        )
+
+    # -- files -----------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        meta = {**self.meta, "version": TABLE_VERSION, "arms": self.arms, "phases": self.phases}
+        arrays = {name: getattr(self, name) for name in _ARRAYS}
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez_compressed(tmp, meta=np.array(json.dumps(meta)), **arrays)
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Table:
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                meta = json.loads(str(data["meta"]))
+                arrays = {name: data[name] for name in _ARRAYS}
+        except (OSError, KeyError, ValueError) as exc:
+            raise TableError(
+                f"cannot read evaluation table {path}: {exc}; delete it to rebuild"
+            ) from exc
+        if meta.get("version") != TABLE_VERSION:
+            raise TableError(
+                f"table {path} has version {meta.get('version')}, expected "
+                f"{TABLE_VERSION}; delete it to rebuild"
+            )
+        return cls(meta.pop("arms"), phases=meta.pop("phases"), meta=meta, **arrays)
+
+
+def prime_delta(codec: Codec, window: Window, rows: np.ndarray) -> None:
+    """Make a delta codec's cache hold what the destination holds before ``window``.
+
+    Delta codecs (``kind == "delta"``) expose ``reset()`` (forget the stream) and
+    ``note_sent(page_indices, pages)`` (the destination now holds these pages), as the delta
+    branch's ``DeltaCodec`` does. The table encodes each window as window-local memory, so
+    the indices are the window's rows; without ``previous`` nothing is cached and every page
+    takes the codec's fall-back.
+    """
+    reset, note_sent = getattr(codec, "reset", None), getattr(codec, "note_sent", None)
+    if reset is None or note_sent is None:
+        raise ArmError(
+            f"delta arm {codec!r} has no reset() and note_sent(page_indices, pages), so an "
+            "evaluation cannot load what the destination holds into its cache; add them"
+        )
+    reset()
+    if window.previous is not None:
+        note_sent(rows, window.previous)
+
+
+def encode_window(codec: Codec, window: Window, batch_pages: int) -> Outcome:
+    """Encode a window's pages in ``batch_pages``-page batches on this thread, as one
+    worker would; return the summed measurements."""
+    pages = window.pages
+    n = pages.shape[0]
+    rows = np.arange(n, dtype=np.int64)
+    if codec.kind == "delta":
+        prime_delta(codec, window, rows)
+    out = wall = cpu = 0.0
+    device: float | None = None
+    for first in range(0, n, batch_pages):  # one iteration per batch, not per page
+        stats = codec.encode(
+            Batch(pages, [(first, min(batch_pages, n - first))], window.page_size, batch_pages)
+        ).stats
+        out += stats.output_bytes
+        wall += stats.wall_s
+        cpu += stats.cpu_s
+        if stats.device_s is not None:
+            device = (device or 0.0) + stats.device_s
+    return Outcome(float(pages.nbytes), out, wall, cpu, device)
+
+
+def _touch(window: Window) -> None:
+    """Read a window's pages (and previous) once, so the first arm timed is not the only
+    one that pays for bringing them into cache."""
+    np.bitwise_xor.reduce(np.ascontiguousarray(window.pages).view(np.uint64), axis=None)
+    if window.previous is not None:
+        np.bitwise_xor.reduce(np.ascontiguousarray(window.previous).view(np.uint64), axis=None)
+
+
+def build_table(
+    windows: Iterable[Window],
+    arms: list[Arm],
+    repeats: int = 3,
+    batch_pages: int = 64,
+    sample_pages: int = 16,
+    progress: Callable[[int], None] | None = None,
+) -> Table:
+    """Run every arm on every window (streamed: windows are not kept)."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    codecs = [a.codec for a in arms]
+    extractor = FeatureExtractor(codecs, sample_pages=sample_pages, batch_pages=batch_pages)
+    rows: dict[str, list] = {name: [] for name in _ARRAYS}
+    phases: list[str] = []
+    k = len(arms)
+    for window in windows:
+        if window.n_pages == 0:
+            continue
+        _touch(window)  # every arm then finds the pages equally warm in cache
+        walls = np.zeros((repeats, k))
+        cpus = np.zeros((repeats, k))
+        out = np.zeros(k)
+        device = np.full(k, np.nan)
+        for r in range(repeats):
+            for i in np.roll(np.arange(k), -r):  # rotate: no arm always reads cold pages
+                o = encode_window(codecs[i], window, batch_pages)
+                walls[r, i], cpus[r, i] = o.wall_s, o.cpu_s
+                if r == 0:
+                    out[i] = o.output_bytes
+                    device[i] = np.nan if o.device_s is None else o.device_s
+        if not phases:  # first window: warm caches and lazy imports outside the timings
+            extractor.extract(window.pages, window.previous, probe=True)
+        runs = [
+            extractor.extract(window.pages, window.previous, probe=True) for _ in range(repeats)
+        ]
+        feats = runs[0]
+        feats.cheap_s = float(np.median([f.cheap_s for f in runs]))
+        feats.probe_s = np.median([f.probe_s for f in runs], axis=0)
+        feats.predicted_rate = np.median([f.predicted_rate for f in runs], axis=0)
+        rows["input_bytes"].append(np.full(k, float(window.nbytes)))
+        rows["output_bytes"].append(out)
+        rows["wall_s"].append(np.median(walls, axis=0))
+        rows["cpu_s"].append(np.median(cpus, axis=0))
+        rows["device_s"].append(device)
+        rows["context"].append(feats.context)
+        rows["predicted_ratio"].append(feats.predicted_ratio)
+        rows["predicted_rate"].append(feats.predicted_rate)
+        rows["cheap_s"].append(feats.cheap_s)
+        rows["probe_s"].append(feats.probe_s)
+        phases.append(window.phase or "")
+        if progress is not None:
+            progress(len(phases))
+    if not phases:
+        raise TableError("no windows with pages to evaluate: the trace or workload is empty")
+    arrays = {name: np.asarray(v, dtype=float) for name, v in rows.items()}
+    meta = {
+        "repeats": repeats,
+        "batch_pages": batch_pages,
+        "sample_pages": sample_pages,
+        "kinds": [c.kind for c in codecs],
+        "paths": [c.probe_path() for c in codecs],
+        "context_names": list(CONTEXT_NAMES),
+        "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    return Table([a.get_config() for a in arms], phases=phases, meta=meta, **arrays)
+
+
+def table_key(
+    source: str, arms: list[Arm], repeats: int, batch_pages: int, sample_pages: int
+) -> str:
+    """Cache key of a table: the window source's identity and everything that shaped it."""
+    text = json.dumps(
+        [source, [a.get_config() for a in arms], repeats, batch_pages, sample_pages, TABLE_VERSION],
+        sort_keys=True,
+    )
+    return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
+
+
+def cached_table(
+    path: Path | None, build: Callable[[], Table], rebuild: bool = False
+) -> tuple[Table, bool]:
+    """Load the table at ``path`` or build and save it there; ``(table, was_cached)``."""
+    if path is not None and path.exists() and not rebuild:
+        return Table.load(path), True
+    table = build()
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        table.save(path)
+    return table, False

@@ -1,0 +1,104 @@
+"""Where evaluation windows come from: any iterable of :class:`~migcodec.datasets.Window`.
+
+``as_windows`` is the one adapter: a trace directory (read by the datasets branch's
+``TraceReader`` once it is installed), a named synthetic workload, or any iterable of
+windows a caller already has. Evaluation code never cares which.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from migcodec.datasets import GENERATORS, Window, generate_pages
+
+
+class WindowSourceError(ValueError):
+    """A trace or workload could not be turned into windows."""
+
+
+def check_windows(windows: Iterable[Window]) -> Iterator[Window]:
+    """Yield windows, checking what evaluation relies on (shapes of pages and previous)."""
+    for w in windows:
+        if w.pages.ndim != 2 or w.pages.dtype != np.uint8:
+            raise WindowSourceError(
+                f"window {w.index}: pages must be an (n, page_size) uint8 array, "
+                f"got {w.pages.dtype} {w.pages.shape}"
+            )
+        if w.previous is not None and w.previous.shape != w.pages.shape:
+            raise WindowSourceError(
+                f"window {w.index}: previous {w.previous.shape} does not match pages "
+                f"{w.pages.shape}"
+            )
+        yield w
+
+
+def read_trace(path: str | Path) -> Iterator[Window]:
+    """Windows of a trace directory through the datasets package's ``TraceReader``."""
+    try:  # the datasets branch: open_windows reads a trace directory (or names a workload)
+        from migcodec.datasets import open_windows  # type: ignore[attr-defined]
+
+        return iter(open_windows(path))
+    except ImportError:
+        pass
+    try:
+        from migcodec.datasets import TraceReader  # type: ignore[attr-defined]
+    except ImportError as exc:
+        raise WindowSourceError(
+            f"cannot read trace {path}: this installation has no migcodec.datasets.TraceReader "
+            "(it comes with the datasets branch); use --workload NAME meanwhile"
+        ) from exc
+    return iter(TraceReader(path))
+
+
+def workload_windows(
+    name: str, n_windows: int = 64, pages: int = 1024, seed: int = 0, phase_windows: int = 16
+) -> Iterator[Window]:
+    """Synthetic windows for ``--workload NAME`` until the datasets branch's phased
+    workloads are installed (they are used when present).
+
+    ``NAME`` is a page generator (``memcached``) or a comma-separated list of them
+    (``zero,text,memcached,random``): each phase lasts ``phase_windows`` windows of
+    whole-page rewrites, cycling through the list. ``previous`` is the window before's
+    contents, as a destination that received every window would hold.
+    """
+    try:  # the datasets branch's phased workloads, once installed
+        from migcodec.datasets import (  # type: ignore[attr-defined]
+            get_workload,
+            open_windows,
+            workload_names,
+        )
+    except ImportError:
+        workload_names = None
+    if workload_names is not None and name in workload_names():
+        spec = get_workload(name, n_windows=n_windows, seed=seed, pages_per_window=pages)
+        yield from open_windows(spec)
+        return
+    phases = [p.strip() for p in name.split(",") if p.strip()]
+    unknown = [p for p in phases if p not in GENERATORS]
+    if not phases or unknown:
+        raise WindowSourceError(
+            f"unknown workload {name!r}: use page generators from "
+            f"{', '.join(sorted(GENERATORS))}, comma-separated for phases"
+        )
+    indices = np.arange(pages, dtype=np.int64)
+    previous = None
+    for i in range(n_windows):
+        phase = phases[(i // phase_windows) % len(phases)]
+        data = generate_pages(phase, pages, seed=seed * 100_003 + i)
+        yield Window(i, indices, data, previous, phase)
+        previous = data
+
+
+def trace_identity(path: str | Path) -> str:
+    """What a cached table of a trace directory is keyed by: its files, sizes and times."""
+    root = Path(path)
+    parts = [str(root.resolve())]
+    for f in sorted(root.rglob("*")):
+        if f.is_file() and not f.name.startswith("selector-table-"):
+            st = f.stat()
+            parts.append(f"{f.relative_to(root)}:{st.st_size}:{st.st_mtime_ns}")
+    return hashlib.blake2b("\n".join(parts).encode(), digest_size=8).hexdigest()

@@ -1,0 +1,295 @@
+"""Per-window features: cheap, vectorised summaries of a sample of the window's pages.
+
+Context-free bandits reach only about 0.4-0.75 of the per-window oracle on real memory
+(DESIGN.md): the best codec changes too often to be learnt from past rewards alone. A
+selector near the oracle has to *predict* each arm's outcome from the window itself, so two
+kinds of feature are computed here, and their cost is measured separately because a policy
+must pay for what it reads:
+
+- **cheap** (a few tens of microseconds): zero-page fraction, byte-histogram entropy,
+  fraction of 8-byte words changed against what the destination holds (the delta cache);
+- **probes**: every compressing arm encodes the same small sample of pages (a few runs of
+  consecutive pages) and gives a ratio and a rate; a delta arm's size follows from the
+  per-page changed-word counts, because a delta record costs a fixed number of bytes per
+  changed word (DSA: 10; XBZRLE about as much for scattered words).
+
+Everything is computed on the sample with numpy; no Python loop runs per page or byte.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from migcodec.codecs import Batch
+
+#: names of the entries of :attr:`WindowFeatures.context`, in order
+CONTEXT_NAMES = ("bias", "zero_frac", "entropy", "changed_frac", "delta_known")
+#: bytes a delta record spends per changed 8-byte word (DSA delta record entry)
+DELTA_BYTES_PER_WORD = 10
+_RUN_BYTES = 12  # what a batch's one run costs on the wire (as migcodec.codecs counts it)
+
+
+@dataclass(slots=True)
+class WindowFeatures:
+    """Features of one window.
+
+    ``context`` is the fixed vector ``CONTEXT_NAMES`` (entropy scaled to 0..1).
+    ``predicted_ratio`` / ``predicted_rate`` are per-arm estimates from probes (guest bytes
+    per output byte, guest bytes per second of one worker); ``nan`` where an arm was not
+    probed. ``cheap_s`` and ``probe_s`` (per arm) are the CPU seconds the features cost.
+    """
+
+    context: np.ndarray
+    predicted_ratio: np.ndarray | None = None
+    predicted_rate: np.ndarray | None = None
+    cheap_s: float = 0.0
+    probe_s: np.ndarray | None = None
+
+    def cost_s(self, level: str) -> float:
+        """Seconds a policy reading ``level`` features (none, cheap, probe) is charged:
+        the cheap features, plus every probe that was actually computed or revealed."""
+        if level == "none":
+            return 0.0
+        if level == "cheap" or self.probe_s is None:
+            return self.cheap_s
+        return self.cheap_s + float(self.probe_s.sum())
+
+    def cheap(self) -> WindowFeatures:
+        """The same window with the probes hidden (what a policy sees before asking)."""
+        return WindowFeatures(self.context, cheap_s=self.cheap_s)
+
+    def masked(self, mask: np.ndarray | None) -> WindowFeatures:
+        """The same window revealing only the probes of arms in ``mask`` (replaying a
+        table that holds every probe: a policy sees, and pays for, what it asked for)."""
+        if mask is None or self.predicted_ratio is None:
+            return self.cheap()
+        return WindowFeatures(
+            self.context,
+            np.where(mask, self.predicted_ratio, np.nan),
+            np.where(mask, self.predicted_rate, np.nan),
+            self.cheap_s,
+            np.where(mask, self.probe_s, 0.0),
+        )
+
+
+@functools.lru_cache(maxsize=64)
+def sample_rows(n_pages: int, sample_pages: int, run: int = 4) -> np.ndarray:
+    """Rows of a sample: ``sample_pages // run`` runs of ``run`` consecutive pages, spread
+    evenly over the window (consecutive pages keep the cross-page redundancy a 64-page batch
+    sees; spreading covers a window whose content changes along memory)."""
+    if n_pages <= sample_pages:
+        rows = np.arange(n_pages)
+        rows.flags.writeable = False
+        return rows
+    run = max(1, min(run, sample_pages))  # a run never longer than the sample or window
+    n_runs = max(1, sample_pages // run)
+    starts = np.linspace(0, n_pages - run, n_runs).astype(np.int64)
+    rows = (starts[:, None] + np.arange(run)).reshape(-1)
+    rows = np.unique(rows)
+    rows.flags.writeable = False  # cached and shared
+    return rows
+
+
+def byte_entropy(sample: np.ndarray, stride: int = 3) -> float:
+    """Shannon entropy of the byte histogram in bits per byte (0..8), from every
+    ``stride``-th byte (odd, so 8-byte structure is not aliased; a histogram of a few
+    thousand bytes is as informative as one of all of them, at a fraction of the cost)."""
+    counts = np.bincount(sample.reshape(-1)[::stride], minlength=256)
+    total = counts.sum()
+    if not total:
+        return 0.0
+    p = counts[counts > 0] / total
+    return float(-(p * np.log2(p)).sum())
+
+
+def changed_words(pages: np.ndarray, previous: np.ndarray) -> np.ndarray:
+    """Changed 8-byte words per page between ``previous`` and ``pages`` (same shape)."""
+    a = np.ascontiguousarray(pages).view(np.uint64)
+    b = np.ascontiguousarray(previous).view(np.uint64)
+    return np.count_nonzero(a != b, axis=1)
+
+
+def delta_bytes(changed: np.ndarray, page_size: int, zero: np.ndarray) -> np.ndarray:
+    """Modelled delta-record bytes per page: ``10 x changed words`` capped at a raw page,
+    nothing for a zero page (sent as a marker), plus the one-byte page mode every page costs."""
+    body = np.minimum(changed * DELTA_BYTES_PER_WORD, page_size)
+    return np.where(zero, 0, body) + 1
+
+
+class FeatureExtractor:
+    """Computes :class:`WindowFeatures` for windows over a fixed list of arms.
+
+    ``kinds`` are the arms' codec kinds; ``codecs`` their instances (only compressing and raw
+    arms are probed by encoding). ``probe=False`` computes the cheap features only.
+    """
+
+    def __init__(self, codecs: Sequence, sample_pages: int = 16, batch_pages: int = 64) -> None:
+        if sample_pages < 1:
+            raise ValueError(f"sample_pages must be >= 1, got {sample_pages}")
+        self.codecs = list(codecs)
+        self.kinds = [c.kind for c in self.codecs]
+        self.sample_pages = sample_pages
+        self.batch_pages = batch_pages
+        # a private instance per delta arm (its own cache), so a probe neither reads nor
+        # disturbs the stream's cache: loaded with what the destination holds for the
+        # sample, it encodes the sample exactly as the arm would, timing included
+        self._delta_probes = [
+            type(c).from_config(c.get_config())
+            if c.kind == "delta" and hasattr(c, "reset") and hasattr(c, "note_sent")
+            else None
+            for c in self.codecs
+        ]
+        self.zero_page_s = 0.0
+        self.fixed_s, self.per_page_s = self._calibrate()
+
+    def _probe_delta(self, i: int, data: np.ndarray, held: np.ndarray):
+        """Encode the sample's non-zero pages with arm ``i`` against ``held`` (what the
+        destination has for them); the cache loading is part of the probe's cost."""
+        probe = self._delta_probes[i]
+        probe.reset()
+        rows = np.arange(data.shape[0], dtype=np.int64)
+        probe.note_sent(rows, np.ascontiguousarray(held))
+        return probe.encode(Batch(data, [(0, data.shape[0])], data.shape[1], data.shape[0])).stats
+
+    def _calibrate(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each arm's cost model of one encode call: a fixed part (batch set-up, zero scan,
+        a delta codec's cache lookups and blob layout, measurements) and a part per page,
+        from the best of a few encodes of 1 and of 16 pages of text (a delta arm: against
+        versions with 1/64 of their words changed). A probe of this window then scales the
+        model by how much slower or faster this window's pages are; a model with only a
+        per-page part would make a delta arm, whose cost is mostly fixed, look 2-3x slow.
+        """
+        letters = np.frombuffer(b"migration page, dirty window ", dtype=np.uint8)
+        pages = letters[np.random.default_rng(0).integers(0, letters.size, (16, 4096))]
+        held = pages.copy()
+        held.view(np.uint64)[:, ::64] += np.uint64(1)
+        rows = np.arange(16, dtype=np.int64)
+        fixed = np.zeros(len(self.codecs))
+        per_page = np.zeros(len(self.codecs))
+        for i, codec in enumerate(self.codecs):
+            probe = self._delta_probes[i]
+            if codec.kind == "delta" and probe is None:
+                continue  # no hooks: never probed by encoding
+            best = {}
+            for m in (1, 16):
+                best[m] = float("inf")
+                for _ in range(4):
+                    if probe is not None:
+                        probe.reset()
+                        probe.note_sent(rows[:m], held[:m])
+                    here = probe if probe is not None else codec
+                    cpu = here.encode(Batch(pages[:m], [(0, m)], 4096, m)).stats.cpu_s
+                    best[m] = min(best[m], cpu)
+            per_page[i] = max(best[16] - best[1], 0.0) / 15
+            fixed[i] = max(best[1] - per_page[i], 0.0)
+        # every arm scans zero pages the same way (the framework sends them as markers)
+        from migcodec.codecs.plugins.raw import RawCodec
+
+        zeros = np.zeros((64, 4096), dtype=np.uint8)
+        scan = min(RawCodec().encode(Batch(zeros, [(0, 64)])).stats.cpu_s for _ in range(4))
+        one = min(RawCodec().encode(Batch(zeros, [(0, 1)])).stats.cpu_s for _ in range(4))
+        self.zero_page_s = max(scan - one, 0.0) / 63
+        return fixed, per_page
+
+    def sample_size(self, n_pages: int) -> int:
+        """About 1/64 of the window, so a probe costs each arm about 1/64 of encoding the
+        window, however small the window (at least one page, at most ``sample_pages``)."""
+        return int(min(self.sample_pages, max(1, n_pages // 64)))
+
+    def extract(
+        self,
+        pages: np.ndarray,
+        previous: np.ndarray | None = None,
+        probe: np.ndarray | bool | Callable[[WindowFeatures], np.ndarray | None] = True,
+    ) -> WindowFeatures:
+        """Features of a window whose pages are ``pages`` (``(n, page_size)`` uint8).
+
+        ``previous`` is what the destination holds for those pages (the delta cache), or
+        ``None`` when unknown. ``probe`` says which arms to probe: all (``True``), none
+        (``False``/``None``), a boolean mask, or a function given the cheap features that
+        returns a mask (how a policy buys only the probes it needs).
+        """
+        clock = time.thread_time  # CPU time of this thread, as encode costs are counted
+        t0 = clock()
+        n, page_size = pages.shape
+        size = self.sample_size(n)
+        rows = sample_rows(n, size, min(4, size))
+        if not rows.size:
+            return WindowFeatures(np.array([1.0, 0.0, 0.0, 1.0, 0.0]), cheap_s=clock() - t0)
+        words = (
+            pages.view(np.uint64)
+            if pages.flags.c_contiguous
+            else (np.ascontiguousarray(pages).view(np.uint64))
+        )
+        # zero pages: first and last word rule out almost every non-zero page without
+        # copying the sample (zero_page_rows' trick); only candidates are scanned in full
+        zero = (words[rows, 0] | words[rows, -1]) == 0
+        if zero.any():
+            candidates = np.flatnonzero(zero)
+            zero[candidates] = ~words[rows[candidates]].any(axis=1)
+        nz_rows = rows[~zero]
+        zero_frac = float(np.count_nonzero(zero)) / rows.size
+        entropy = byte_entropy(pages[nz_rows[:1]]) / 8.0 if nz_rows.size else 0.0
+        changed = None
+        if previous is not None:
+            changed = changed_words(pages[nz_rows], previous[nz_rows])
+            # over the non-zero pages: a zero page is a marker whatever it replaced
+            changed_frac = float(changed.sum()) / max(nz_rows.size * (page_size // 8), 1)
+        else:
+            changed_frac = 1.0
+        context = np.array([1.0, zero_frac, entropy, changed_frac, 0.0 if changed is None else 1.0])
+        cheap_s = clock() - t0
+        k = len(self.codecs)
+        if callable(probe):
+            probe = probe(WindowFeatures(context, cheap_s=cheap_s))
+        if probe is None or probe is False or rows.size == 0:
+            return WindowFeatures(context, cheap_s=cheap_s)
+        if zero_frac == 1.0 and changed is None:  # every arm sends zero markers: nothing to learn
+            probe = np.zeros(k, dtype=bool)
+        mask = np.ones(k, dtype=bool) if probe is True else np.asarray(probe, dtype=bool)
+        ratio = np.full(k, np.nan)
+        rate = np.full(k, np.nan)
+        probe_s = np.zeros(k)
+        sample_bytes = float(rows.size * page_size)
+        m = nz_rows.size
+        t1 = clock()
+        data = pages[nz_rows] if m and mask.any() else None  # zero pages: the same marker
+        gather_s = clock() - t1
+        nz = 1.0 - zero_frac
+        for i in np.flatnonzero(mask):  # one probe per arm, not per page
+            t1 = clock()
+            stats = None
+            if self.kinds[i] == "delta":
+                if changed is None or not m:
+                    pass  # nothing cached to encode against: the policy falls back on history
+                elif self._delta_probes[i] is not None:
+                    stats = self._probe_delta(i, data, previous[nz_rows])
+                else:  # no cache hooks: the size follows from the changed words alone
+                    no_zero = np.zeros(m, dtype=bool)
+                    sent = float(delta_bytes(changed, page_size, no_zero).sum()) + rows.size - m
+                    ratio[i] = sample_bytes / sent
+            elif m:
+                stats = self.codecs[i].encode(Batch(data, [(0, m)], page_size, m)).stats
+            if stats is not None:
+                payload = max(stats.output_bytes - m - _RUN_BYTES, 1) / m  # per non-zero page
+                per_page = 1.0 + nz * payload + _RUN_BYTES / self.batch_pages
+                ratio[i] = page_size / per_page
+                if stats.device_s is not None:  # emulated hardware: its modelled time
+                    work = stats.device_s / m * max(nz * self.batch_pages, 1.0)
+                else:  # the arm's call model, scaled by how this window's pages compare
+                    fixed, each = self.fixed_s[i], self.per_page_s[i]
+                    model = fixed + each * m
+                    scale = stats.cpu_s / model if model > 0 else 1.0
+                    work = scale * (fixed + each * max(nz * self.batch_pages, 1.0))
+                    # plus the batch's zero pages, which the sample's non-zero pages omit
+                    work += self.zero_page_s * zero_frac * self.batch_pages
+                rate[i] = self.batch_pages * page_size / work if work > 0 else np.inf
+            probe_s[i] = clock() - t1
+        if mask.any():  # the gather serves every probe: share its cost among them
+            probe_s[mask] += gather_s / np.count_nonzero(mask)
+        return WindowFeatures(context, ratio, rate, cheap_s, probe_s)

@@ -1,0 +1,234 @@
+"""Objectives: what one window's encoding result is worth, as a reward to maximise.
+
+An objective sees the window's totals (guest bytes in, bytes out, encode wall and CPU time,
+and for emulated hardware the modelled device time) and returns a number where higher is
+better. Policies only ever compare rewards, so any monotone reward works; these three are the
+ones a migration engine cares about.
+
+``throughput`` is the default: guest bytes per second the pipeline delivers,
+``min(workers x encode_rate, link x ratio)`` (Btune's compression score is the same idea).
+For emulated hardware the encode rate comes from the modelled device time and the host CPU
+from the submission cost; such rewards are marked ``modelled``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+
+_UNITS = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
+_RATE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kmgt]?)(bit|b|bps|byte|bytes)?(/s)?\s*$", re.I)
+
+
+class ObjectiveError(ValueError):
+    """An objective was configured with values it cannot use."""
+
+
+def parse_rate(text: str | float) -> float:
+    """Bytes per second from ``10Gbit``, ``1gbit``, ``125MB``, ``2.5e8`` (bytes/s).
+
+    ``bit`` means bits (divided by 8), ``B``/``byte`` bytes; SI prefixes, as link speeds use.
+    """
+    if isinstance(text, int | float):
+        return float(text)
+    try:
+        return float(text)  # a plain number is bytes per second
+    except ValueError:
+        pass
+    m = _RATE.match(text)
+    if not m:
+        raise ObjectiveError(
+            f"cannot read link rate {text!r}: write e.g. 10Gbit, 1Gbit, 125MB or a number of "
+            "bytes per second"
+        )
+    value = float(m.group(1)) * _UNITS[m.group(2).lower()]
+    unit = (m.group(3) or "B").lower()
+    if unit in ("bit", "bps") or (unit == "b" and m.group(3) == "b"):
+        value /= 8
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What encoding one window with one arm cost; the input of every objective."""
+
+    input_bytes: float
+    output_bytes: float
+    wall_s: float
+    cpu_s: float
+    device_s: float | None = None  # modelled device time of emulated hardware
+
+    @property
+    def ratio(self) -> float:
+        return self.input_bytes / self.output_bytes if self.output_bytes > 0 else float("inf")
+
+
+@dataclass(frozen=True)
+class Objective:
+    """Base: ``reward(outcome) -> float`` (higher is better) and a JSON config."""
+
+    name = "objective"
+
+    def reward(self, o: Outcome) -> float:
+        raise NotImplementedError
+
+    def reward_arrays(self, input_bytes, output_bytes, wall_s, cpu_s, device_s=None):
+        """Vectorised :meth:`reward` over numpy arrays (a whole evaluation table at once)."""
+        raise NotImplementedError
+
+    def utility(self, reward: float) -> float:
+        """The additive form policies learn from: summed over windows it is the
+        objective's total (up to a constant), so maximising its sum maximises the total."""
+        return reward
+
+    def utility_arrays(self, rewards):
+        return rewards
+
+    def total(self, rewards, input_bytes) -> float:
+        """The objective over a whole trace: what a migration experiences (bytes-weighted)."""
+        import numpy as np
+
+        return float(np.sum(rewards * input_bytes) / np.sum(input_bytes))
+
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name, **asdict(self)}
+
+    @property
+    def unit(self) -> str:
+        return ""
+
+
+@dataclass(frozen=True)
+class Throughput(Objective):
+    """Guest bytes/s: ``min(workers x encode_rate, link x ratio)``.
+
+    ``encode_rate`` is guest bytes per second of one worker: its busy time is the encoding
+    thread's CPU time (``clock="cpu"``, the default: on a shared machine wall time also
+    counts other processes' time slices, which a dedicated worker would not see) or wall
+    time (``clock="wall"``), or the modelled device time for emulated hardware (then the
+    reward is a model, not a measurement). ``workers`` is how many encoders run in
+    parallel (CPU threads or device engines).
+    """
+
+    link: float = 10e9 / 8
+    workers: float = 2.0
+    clock: str = "cpu"
+    name = "throughput"
+
+    def __post_init__(self) -> None:
+        if self.link <= 0 or self.workers <= 0:
+            raise ObjectiveError(
+                f"throughput needs a positive link rate and worker count, got link={self.link} "
+                f"bytes/s, workers={self.workers}"
+            )
+        if self.clock not in ("cpu", "wall"):
+            raise ObjectiveError(f"clock must be 'cpu' or 'wall', got {self.clock!r}")
+
+    def reward(self, o: Outcome) -> float:
+        busy = (
+            o.device_s if o.device_s is not None else (o.cpu_s if self.clock == "cpu" else o.wall_s)
+        )
+        rate = o.input_bytes / busy if busy > 0 else float("inf")
+        return min(self.workers * rate, self.link * o.ratio)
+
+    def reward_arrays(self, input_bytes, output_bytes, wall_s, cpu_s, device_s=None):
+        import numpy as np
+
+        own = cpu_s if self.clock == "cpu" else wall_s
+        busy = own if device_s is None else np.where(np.isnan(device_s), own, device_s)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rate = np.where(busy > 0, input_bytes / busy, np.inf)
+            ratio = np.where(output_bytes > 0, input_bytes / output_bytes, np.inf)
+        return np.minimum(self.workers * rate, self.link * ratio)
+
+    def utility(self, reward: float) -> float:
+        """Minus seconds per guest GB: sums to minus the migration time. Summing bytes/s
+        instead would let a few all-zero windows (tens of GB/s, every codec alike)
+        outweigh every window where the choice matters."""
+        return -1e9 / reward if reward > 0 else -math.inf
+
+    def utility_arrays(self, rewards):
+        import numpy as np
+
+        with np.errstate(divide="ignore"):
+            return np.where(rewards > 0, -1e9 / rewards, -np.inf)
+
+    def total(self, rewards, input_bytes) -> float:
+        """Guest bytes over total encode-or-send time: the migration's throughput."""
+        import numpy as np
+
+        return float(np.sum(input_bytes) / np.sum(input_bytes / rewards))
+
+    @property
+    def unit(self) -> str:
+        return "guest B/s"
+
+
+@dataclass(frozen=True)
+class HostCpu(Objective):
+    """Minus host CPU seconds per guest GB: cheapest host is best.
+
+    For emulated hardware ``cpu_s`` is the submission cost, not the emulation's CPU; the
+    table records which it is.
+    """
+
+    name = "cpu"
+
+    def reward(self, o: Outcome) -> float:
+        return -o.cpu_s / o.input_bytes * 1e9 if o.input_bytes else 0.0
+
+    def reward_arrays(self, input_bytes, output_bytes, wall_s, cpu_s, device_s=None):
+        import numpy as np
+
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(input_bytes > 0, -cpu_s / input_bytes * 1e9, 0.0)
+
+    @property
+    def unit(self) -> str:
+        return "-CPU s/GB"
+
+
+@dataclass(frozen=True)
+class WireBytes(Objective):
+    """Minus bytes on the wire per guest byte (1/ratio): smallest output is best."""
+
+    name = "wire"
+
+    def reward(self, o: Outcome) -> float:
+        return -o.output_bytes / o.input_bytes if o.input_bytes else 0.0
+
+    def reward_arrays(self, input_bytes, output_bytes, wall_s, cpu_s, device_s=None):
+        import numpy as np
+
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(input_bytes > 0, -output_bytes / input_bytes, 0.0)
+
+    @property
+    def unit(self) -> str:
+        return "-wire B/guest B"
+
+
+OBJECTIVES: dict[str, type[Objective]] = {
+    "throughput": Throughput,
+    "cpu": HostCpu,
+    "wire": WireBytes,
+}
+
+
+def make_objective(name: str = "throughput", **params: Any) -> Objective:
+    """An objective by name; ``link`` may be a string such as ``10Gbit``."""
+    if name not in OBJECTIVES:
+        raise ObjectiveError(f"unknown objective {name!r}; choose one of {', '.join(OBJECTIVES)}")
+    if "link" in params:
+        params["link"] = parse_rate(params["link"])
+    try:
+        return OBJECTIVES[name](**params)
+    except TypeError as exc:
+        raise ObjectiveError(f"bad parameters for objective {name!r}: {exc}") from exc
+
+
+def objective_from_config(config: dict[str, Any]) -> Objective:
+    params = dict(config)
+    return make_objective(params.pop("name", "throughput"), **params)

@@ -1,0 +1,139 @@
+"""The online API a migration engine uses: one decision per window, results reported back.
+
+    selector = Selector(Predictive(), ["raw", "lz4", "zstd:level=1"], Throughput(link, 2))
+    decision = selector.choose(pages, previous)      # or choose(features=...)
+    for batch in window: decision.add(decision.codec.encode(batch).stats)
+    selector.finish(decision)                        # reward -> policy.update
+
+The decision and the update are plain numpy on a few arms; feature extraction (which reads
+pages) is timed separately and charged to the window's encode time, because a policy that
+probes must pay for its probes (``benchmarks/selector.py`` measures both).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from migcodec.codecs import Codec, Measurements
+from migcodec.selector.arms import Arm
+from migcodec.selector.features import FeatureExtractor, WindowFeatures
+from migcodec.selector.objectives import Objective, Outcome, Throughput
+from migcodec.selector.policies import Policy
+
+
+class SelectorError(RuntimeError):
+    """The selector was used out of order (e.g. a decision finished twice)."""
+
+
+@dataclass
+class Decision:
+    """One window's choice; accumulates the measurements of the batches encoded with it."""
+
+    arm: int
+    codec: Codec
+    features: WindowFeatures | None
+    charge_s: float
+    input_bytes: int = 0
+    output_bytes: int = 0
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    device_s: float | None = None
+    done: bool = field(default=False, repr=False)
+
+    def add(self, stats: Measurements) -> None:
+        """Count one encoded batch (``Encoded.stats``) towards this window."""
+        self.input_bytes += stats.input_bytes
+        self.output_bytes += stats.output_bytes
+        self.wall_s += stats.wall_s
+        self.cpu_s += stats.cpu_s
+        if stats.device_s is not None:
+            self.device_s = (self.device_s or 0.0) + stats.device_s
+
+    def outcome(self) -> Outcome:
+        return Outcome(self.input_bytes, self.output_bytes, self.wall_s, self.cpu_s, self.device_s)
+
+
+class Selector:
+    """Chooses an arm per window with ``policy`` and feeds rewards from ``objective`` back.
+
+    ``arms`` are :class:`Arm`, codec instances, config dicts or ``"zstd:level=1"`` strings.
+    """
+
+    def __init__(
+        self,
+        policy: Policy,
+        arms: Sequence[Arm | Codec | dict[str, Any] | str],
+        objective: Objective | None = None,
+        sample_pages: int = 16,
+    ) -> None:
+        self.arms = [a if isinstance(a, Arm) else Arm.of(a) for a in arms]
+        self.codecs = [a.codec for a in self.arms]
+        self.objective = objective or Throughput()
+        self.policy = policy.bind(len(self.arms), self.objective, [c.kind for c in self.codecs])
+        self.extractor = FeatureExtractor(self.codecs, sample_pages=sample_pages)
+        self.windows = 0
+        #: recent ratio and encode rate (guest bytes per busy second) per arm, moving
+        #: averages over the windows each arm was played: free features for any policy
+        self.recent_ratio = np.full(len(self.arms), np.nan)
+        self.recent_rate = np.full(len(self.arms), np.nan)
+
+    def features(self, pages: np.ndarray, previous: np.ndarray | None = None) -> WindowFeatures:
+        """Features of a window, with only the probes the policy asks for."""
+        probe = self.policy.probe_mask if self.policy.needs == "probe" else False
+        return self.extractor.extract(pages, previous, probe)
+
+    def choose(
+        self,
+        pages: np.ndarray | None = None,
+        previous: np.ndarray | None = None,
+        features: WindowFeatures | None = None,
+    ) -> Decision:
+        """The arm for the next window, from its pages (and what the destination holds) or
+        from precomputed ``features``; context-free policies need neither."""
+        if features is None and pages is not None and self.policy.needs != "none":
+            features = self.features(pages, previous)
+        arm = self.policy.choose(features)
+        return Decision(arm, self.codecs[arm], features, self.policy.charge_s(features))
+
+    def finish(self, decision: Decision, outcome: Outcome | None = None) -> float:
+        """Close a window: compute its reward (feature cost charged to encode time) and
+        update the policy with the objective's additive utility of it. Returns the reward."""
+        if decision.done:
+            raise SelectorError("this decision was already finished; choose() a new one")
+        decision.done = True
+        outcome = outcome or decision.outcome()
+        charged = Outcome(
+            outcome.input_bytes,
+            outcome.output_bytes,
+            outcome.wall_s + decision.charge_s,
+            outcome.cpu_s + decision.charge_s,
+            outcome.device_s,
+        )
+        self._remember(decision.arm, outcome)
+        reward = self.objective.reward(charged)
+        utility = self.objective.utility(reward)
+        self.policy.update(decision.arm, utility, decision.features, outcome)
+        self.windows += 1
+        return reward
+
+    def _remember(self, arm: int, outcome: Outcome, step: float = 0.3) -> None:
+        busy = outcome.device_s if outcome.device_s is not None else outcome.cpu_s
+        if outcome.input_bytes <= 0 or busy <= 0:
+            return
+        for stat, value in (
+            (self.recent_ratio, outcome.ratio),
+            (self.recent_rate, outcome.input_bytes / busy),
+        ):
+            old = stat[arm]
+            stat[arm] = value if old != old else old + step * (value - old)  # nan: first
+
+    def timed_step(self, features: WindowFeatures | None, outcome: Outcome) -> float:
+        """One decision plus update on precomputed features; returns its seconds (benchmark)."""
+        t0 = time.perf_counter()
+        self.finish(self.choose(features=features), outcome)
+        return time.perf_counter() - t0

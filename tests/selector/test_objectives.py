@@ -1,0 +1,80 @@
+import math
+
+import numpy as np
+import pytest
+
+from migcodec.selector import (
+    HostCpu,
+    ObjectiveError,
+    Outcome,
+    Throughput,
+    WireBytes,
+    make_objective,
+    objective_from_config,
+    parse_rate,
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("10Gbit", 1.25e9), ("1gbit", 1.25e8), ("125MB", 1.25e8), ("2.5e8", 2.5e8), (3.0, 3.0)],
+)
+def test_parse_rate_reads_link_speeds(text, expected):
+    assert parse_rate(text) == pytest.approx(expected)
+
+
+def test_parse_rate_error_says_how_to_write_it():
+    with pytest.raises(ObjectiveError, match="10Gbit"):
+        parse_rate("fast")
+
+
+def test_throughput_is_link_bound_or_cpu_bound():
+    obj = Throughput(link=100.0, workers=2)
+    # ratio 4 over a 100 B/s link: 400 B/s; 2 workers at 1000 B/s of CPU: 2000 -> link bound
+    assert obj.reward(Outcome(1000, 250, wall_s=9.0, cpu_s=1.0)) == pytest.approx(400)
+    # CPU bound: 2 x 1000 / 10 s = 200 < link x ratio
+    assert obj.reward(Outcome(1000, 250, wall_s=10.0, cpu_s=10.0)) == pytest.approx(200)
+    assert Throughput(link=100.0, workers=2, clock="wall").reward(
+        Outcome(1000, 250, wall_s=9.0, cpu_s=1.0)
+    ) == pytest.approx(2000 / 9)
+
+
+def test_modelled_device_time_replaces_host_time():
+    obj = Throughput(link=1e12, workers=1)
+    assert obj.reward(Outcome(1000, 500, 1.0, 1.0, device_s=0.5)) == pytest.approx(2000)
+
+
+def test_vectorised_rewards_match_scalar():
+    rng = np.random.default_rng(0)
+    inp = rng.uniform(1e5, 1e6, 20)
+    out = inp / rng.uniform(1, 5, 20)
+    wall, cpu = rng.uniform(1e-4, 1e-2, 20), rng.uniform(1e-4, 1e-2, 20)
+    dev = np.where(rng.random(20) < 0.5, np.nan, rng.uniform(1e-4, 1e-2, 20))
+    for obj in (Throughput(1e8, 2), HostCpu(), WireBytes()):
+        vec = obj.reward_arrays(inp, out, wall, cpu, dev)
+        for i in range(20):
+            o = Outcome(inp[i], out[i], wall[i], cpu[i], None if np.isnan(dev[i]) else dev[i])
+            if isinstance(obj, Throughput) or math.isnan(dev[i]):
+                assert vec[i] == pytest.approx(obj.reward(o))
+
+
+def test_throughput_total_is_bytes_over_time_and_utility_sums_to_minus_time():
+    obj = Throughput(link=1e9, workers=1)
+    rewards = np.array([1e9, 1e8])  # B/s
+    nbytes = np.array([1e9, 1e9])  # 1 s + 10 s
+    assert obj.total(rewards, nbytes) == pytest.approx(2e9 / 11)
+    assert obj.utility_arrays(rewards).sum() == pytest.approx(-11.0)
+
+
+def test_objective_config_round_trips_through_json():
+    import json
+
+    for obj in (make_objective("throughput", link="1Gbit", workers=4), HostCpu(), WireBytes()):
+        assert objective_from_config(json.loads(json.dumps(obj.get_config()))) == obj
+
+
+def test_bad_objective_parameters_are_clear():
+    with pytest.raises(ObjectiveError, match="positive link"):
+        Throughput(link=0)
+    with pytest.raises(ObjectiveError, match="choose one of"):
+        make_objective("latency")

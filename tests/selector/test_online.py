@@ -1,0 +1,59 @@
+"""The online API as an engine uses it, with real codecs and a delta arm."""
+
+import numpy as np
+import pytest
+
+from migcodec.codecs import Batch
+from migcodec.selector import Selector, SelectorError, Throughput, parse_policy
+from tests.selector.standins import StandInDelta, phased_windows
+
+
+def run_engine(selector: Selector, windows) -> list[int]:
+    chosen = []
+    for w in windows:
+        decision = selector.choose(w.pages, w.previous)
+        codec = decision.codec
+        if codec.kind == "delta":
+            codec.reset()
+            codec.note_sent(np.arange(w.n_pages), w.previous)
+        for first in range(0, w.n_pages, 64):
+            decision.add(codec.encode(Batch(w.pages, [(first, 64)])).stats)
+        reward = selector.finish(decision)
+        assert reward > 0
+        chosen.append(decision.arm)
+    return chosen
+
+
+def test_predictive_selector_uses_delta_on_sparse_updates_and_compression_on_text():
+    arms = ["raw", "lz4", "zstd:level=1", StandInDelta()]
+    selector = Selector(parse_policy("predictive"), arms, Throughput(link=1.25e8, workers=2))
+    windows = list(phased_windows(n_windows=28, pages=256, seed=3, mean_phase=4))
+    chosen = np.array(run_engine(selector, windows))
+    phases = np.array([w.phase for w in windows])
+    assert set(phases) >= {"counters", "text"}
+    assert np.mean(chosen[phases == "counters"] == 3) >= 0.75
+    assert np.mean(chosen[phases == "text"] == 2) >= 0.75
+    assert selector.windows == len(windows)
+    played = np.unique(chosen)
+    assert (selector.recent_ratio[played] > 0).all() and (selector.recent_rate[played] > 0).all()
+
+
+def test_context_free_policy_needs_no_pages():
+    selector = Selector(parse_policy("ucb1"), ["raw", "lz4"])
+    decision = selector.choose()
+    assert decision.features is None and decision.charge_s == 0
+    decision.add(decision.codec.encode(Batch(np.ones((64, 4096), np.uint8), [(0, 64)])).stats)
+    selector.finish(decision)
+    with pytest.raises(SelectorError, match="already finished"):
+        selector.finish(decision)
+
+
+def test_features_cost_is_charged_in_the_reward():
+    selector = Selector(parse_policy("linear"), ["raw", "lz4"], Throughput(link=1e12, workers=1))
+    pages = np.ones((64, 4096), np.uint8)
+    decision = selector.choose(pages)
+    assert decision.charge_s == pytest.approx(decision.features.cheap_s)
+    decision.add(decision.codec.encode(Batch(pages, [(0, 64)])).stats)
+    reward = selector.finish(decision)
+    busy = decision.cpu_s + decision.charge_s
+    assert reward == pytest.approx(decision.input_bytes / busy)

@@ -1,0 +1,124 @@
+"""Policies on synthetic rewards: convergence, recovery after change, JSON configs."""
+
+import json
+
+import numpy as np
+import pytest
+
+from migcodec.selector import POLICIES, PolicyError, parse_policy, policy_from_config
+from migcodec.selector.features import WindowFeatures
+from migcodec.selector.policies import (
+    UCB1,
+    DiscountedUCB,
+    EpsilonGreedy,
+    GaussianThompson,
+    LinearRLS,
+    ProbeThenCommit,
+    SgdRegression,
+    SlidingWindowUCB,
+)
+
+MEANS = np.array([1.0, 1.6, 1.3, 0.7])  # arm 1 is best
+
+
+def _run(policy, means_at, n, seed=0, noise=0.15, context=None):
+    """Play ``n`` windows; return the chosen arms."""
+    rng = np.random.default_rng(seed)
+    policy.bind(len(means_at(0)))
+    chosen = np.zeros(n, dtype=int)
+    for t in range(n):
+        feats = None if context is None else WindowFeatures(context)
+        arm = policy.choose(feats)
+        reward = means_at(t)[arm] + noise * rng.standard_normal()
+        policy.update(arm, reward, feats)
+        chosen[t] = arm
+    return chosen
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        EpsilonGreedy(epsilon=0.1, step=None),
+        UCB1(),
+        DiscountedUCB(),
+        SlidingWindowUCB(),
+        GaussianThompson(discount=1.0),
+        ProbeThenCommit(k=3, every=100),
+        LinearRLS(alpha=0.3),
+        SgdRegression(refit_every=16),
+    ],
+    ids=lambda p: p.name,
+)
+def test_policies_converge_to_the_best_arm_on_stationary_rewards(policy):
+    context = np.array([1.0, 0.0, 0.5, 1.0, 0.0])
+    chosen = _run(policy, lambda t: MEANS, 400, context=context)
+    assert np.mean(chosen[-150:] == 1) >= 0.8, np.bincount(chosen[-150:], minlength=4)
+
+
+@pytest.mark.parametrize(
+    "policy", [DiscountedUCB(gamma=0.95), SlidingWindowUCB(window=40)], ids=lambda p: p.name
+)
+def test_changing_bandits_recover_within_bounded_windows_after_abrupt_change(policy):
+    change = 300
+    after = np.array([1.0, 0.6, 1.3, 1.9])  # arm 3, the worst, becomes the best
+
+    def means(t):
+        return MEANS if t < change else after
+
+    chosen = _run(policy, means, change + 150, seed=1)
+    assert np.mean(chosen[change - 100 : change] == 1) >= 0.8
+    # within 60 windows of the change the new best arm dominates
+    assert np.mean(chosen[change + 60 :] == 3) >= 0.8, np.bincount(chosen[change + 60 :])
+
+
+def test_plain_ucb1_is_slow_to_recover_which_is_why_the_changing_variants_exist():
+    after = np.array([1.0, 0.6, 1.3, 1.9])
+    chosen = _run(UCB1(), lambda t: MEANS if t < 300 else after, 450, seed=1)
+    recovered = _run(DiscountedUCB(), lambda t: MEANS if t < 300 else after, 450, seed=1)
+    assert np.mean(chosen[360:] == 3) < np.mean(recovered[360:] == 3)
+
+
+def test_probe_then_commit_reprobes_on_drift():
+    after = np.array([1.0, 0.2, 1.3, 0.7])  # the committed arm collapses
+    chosen = _run(
+        ProbeThenCommit(k=2, every=1000, drift=0.25),
+        lambda t: MEANS if t < 100 else after,
+        160,
+        noise=0.01,
+    )
+    assert chosen[90] == 1
+    assert np.all(chosen[-30:] == 2)
+
+
+def test_epsilon_greedy_propensities_sum_to_one_and_favour_the_greedy_arm():
+    policy = EpsilonGreedy(epsilon=0.2).bind(4)
+    for arm, r in enumerate([1.0, 2.0, 0.5, 0.1]):
+        policy.update(arm, r)
+    p = policy.probabilities()
+    assert p.sum() == pytest.approx(1.0)
+    assert p.argmax() == 1 and p[1] == pytest.approx(0.8 + 0.05)
+
+
+@pytest.mark.parametrize("name", sorted(POLICIES))
+def test_every_policy_config_round_trips_through_json(name):
+    policy = POLICIES[name]()
+    config = json.loads(json.dumps(policy.get_config()))
+    again = policy_from_config(config)
+    assert again == policy and type(again) is type(policy)
+    assert again.get_config() == policy.get_config()
+
+
+def test_parse_policy_reads_parameters():
+    policy = parse_policy("d-ucb:gamma=0.9,xi=0.5")
+    assert isinstance(policy, DiscountedUCB) and policy.gamma == 0.9 and policy.xi == 0.5
+
+
+def test_policy_errors_say_what_to_fix():
+    with pytest.raises(PolicyError, match="known:"):
+        parse_policy("greedy")
+    with pytest.raises(PolicyError, match="gamma"):
+        DiscountedUCB(gamma=1.5)
+    with pytest.raises(PolicyError, match="out of range"):
+        policy_from_config({"name": "fixed", "arm": 7}).bind(3)
+    with pytest.raises(PolicyError, match="needs window features"):
+        LinearRLS().bind(2).choose(None)
