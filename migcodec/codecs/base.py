@@ -167,6 +167,11 @@ class Codec(ABC):
         codec with a delta cache, or a later delta would be made against the wrong base.
         """
 
+    def note_sent(self, indices: np.ndarray, pages: np.ndarray) -> None:  # noqa: B027
+        """Another codec of the same stream sent ``pages`` at ``indices`` (what the
+        destination now holds): a codec with a delta cache keeps it truthful. Default:
+        nothing (optional hook)."""
+
     # -- the framework ---------------------------------------------------------------
     def encode(self, batch: Batch, staging: np.ndarray | None = None) -> Encoded:
         """Encode a batch. ``staging`` is a pooled ``(max_pages, page_size)`` scratch buffer.

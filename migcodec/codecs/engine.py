@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import queue
 import threading
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -38,11 +39,19 @@ class Request:
         self.engine = -1
         self.encoded: Encoded | None = None
         self.error: BaseException | None = None
+        self.generation = 0  # bumped on release: completions of an older use are stale
         self._done = threading.Event()
         self._pool = pool
+        self._engines: CodecEngines | None = None
+        self._collected = False
+        self._released = True
 
     def done(self) -> bool:
         return self._done.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the engine is done with this request; ``False`` on timeout."""
+        return self._done.wait(timeout)
 
     def result(self, timeout: float | None = None) -> Encoded:
         """The encoded batch; re-raises the engine's exception if encoding failed."""
@@ -54,7 +63,23 @@ class Request:
         return self.encoded
 
     def release(self) -> None:
-        """Return the request and its buffer to the pool; its ``Encoded`` is then invalid."""
+        """Return the request and its buffer to the pool; its ``Encoded`` is then invalid.
+
+        Only a completed request can be released (an engine may still be writing its
+        staging buffer), and only once: a second release would hand one buffer to two
+        requests.
+        """
+        if self._released:
+            raise CodecError(f"request {self.sequence} was already released")
+        if not self._done.is_set():
+            raise CodecError(
+                f"request {self.sequence} is still being encoded; release it after result()"
+            )
+        self._released = True
+        self.generation += 1
+        if self._engines is not None and not self._collected:
+            self._engines._uncount()
+        self._engines = None
         self.batch = None
         self.encoded = None
         self.error = None
@@ -82,12 +107,15 @@ class RequestPool:
 
     def acquire(self, timeout: float | None = None) -> Request:
         try:
-            return self._free.get(timeout=timeout)
+            request = self._free.get(timeout=timeout)
         except queue.Empty:
             raise TimeoutError(
                 f"all {self.size} requests are in flight after {timeout} s; "
                 "collect completions and release requests before submitting more"
             ) from None
+        request._released = False
+        request._collected = False
+        return request
 
     def release(self, request: Request) -> None:
         self._free.put(request)
@@ -146,15 +174,22 @@ class CodecEngines:
             request = work.get()
             if request is _STOP:
                 return
+            request, notify = request
+            generation = request.generation
             try:
                 request.encoded = codec.encode(request.batch, staging=request.staging)
             except BaseException as exc:  # delivered to the caller through the request
                 request.error = exc
             request._done.set()
-            self._completed.put(request)
+            if notify:
+                self._completed.put((request, generation))
 
-    def submit(self, batch: Batch, timeout: float | None = None) -> Request:
-        """Queue ``batch`` on the next engine; blocks while every pooled request is busy."""
+    def submit(self, batch: Batch, timeout: float | None = None, notify: bool = True) -> Request:
+        """Queue ``batch`` on the next engine; blocks while every pooled request is busy.
+
+        With ``notify=False`` the completion is not queued for ``poll``/``wait``: for a
+        consumer that takes requests in submission order through ``result()``.
+        """
         if self._closed:
             raise CodecError("engines are closed")
         if batch.page_size != self.page_size or batch.n_pages > self.max_pages:
@@ -166,14 +201,23 @@ class CodecEngines:
         request.batch = batch
         request.sequence = next(self._sequence)
         request.engine = next(self._next_engine)
+        request._engines = self
         with self._lock:
             self._in_flight += 1
-        self._queues[request.engine].put(request)
+        self._queues[request.engine].put((request, notify))
         return request
 
-    def _collected(self, request: Request) -> Request:
+    def _uncount(self) -> None:
         with self._lock:
             self._in_flight -= 1
+
+    def _collect(self, entry: tuple[Request, int]) -> Request | None:
+        """The entry's request, or ``None`` if that use of it was already released."""
+        request, generation = entry
+        if request.generation != generation or request._collected:
+            return None
+        request._collected = True
+        self._uncount()
         return request
 
     def poll(self, limit: int | None = None) -> list[Request]:
@@ -181,17 +225,24 @@ class CodecEngines:
         done = []
         while limit is None or len(done) < limit:
             try:
-                done.append(self._collected(self._completed.get_nowait()))
+                request = self._collect(self._completed.get_nowait())
             except queue.Empty:
                 break
+            if request is not None:
+                done.append(request)
         return done
 
     def wait(self, timeout: float | None = None) -> Request:
         """The next completed request, waiting up to ``timeout`` seconds."""
-        try:
-            return self._collected(self._completed.get(timeout=timeout))
-        except queue.Empty:
-            raise TimeoutError(f"no request completed within {timeout} s") from None
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                request = self._collect(self._completed.get(timeout=remaining))
+            except queue.Empty:
+                raise TimeoutError(f"no request completed within {timeout} s") from None
+            if request is not None:
+                return request
 
     def completions(self, timeout: float | None = None) -> Iterator[Request]:
         """Completed requests until nothing is in flight."""

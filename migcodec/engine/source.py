@@ -78,7 +78,11 @@ class _Sender(threading.Thread):
             request, codec_id = item
             try:
                 self._frame(request, codec_id)
+            except BaseException as exc:  # never die: the migration thread waits on us
+                if self.error is None:
+                    self.error = exc
             finally:
+                request.wait()  # an engine may still be writing the staging buffer
                 request.release()
                 with self.drained:
                     self.done += 1
@@ -93,14 +97,21 @@ class _Sender(threading.Thread):
 
     def _frame(self, request, codec_id: int) -> None:
         batch = request.batch
+        reported = codec_id < len(self.chooser.codecs)
         try:
             encoded = request.result()
         except Exception:
-            encoded = self.fallback.encode(batch)  # a codec failed: re-encode and count it
-            for codec in self.writer.codecs.values():  # whatever it cached is now stale
-                codec.invalidate(batch.page_indices)
+            # a codec failed: re-encode from a fresh snapshot with the fall-back, count it
+            encoded = self.fallback.encode(batch, staging=request.staging)
             codec_id = self.writer.codec_id(self.fallback)
             self.report.fallback_batches += 1
+            reported = False
+        # codecs with a history of what the destination holds learn what was just sent;
+        # the staging buffer holds the snapshot that was encoded
+        snapshot = request.staging[: batch.n_pages]
+        for other_id, codec in self.writer.codecs.items():
+            if other_id != codec_id:
+                codec.note_sent(batch.page_indices, snapshot)
         stats = encoded.stats
         model = getattr(self.writer.codecs[codec_id], "model", None)
         if stats.path == "emulated" and model is not None:
@@ -110,7 +121,8 @@ class _Sender(threading.Thread):
         else:
             self.report.codec_cpu_s += stats.cpu_s
         self.report.paths[encoded.codec] = stats.path
-        self.chooser.report(codec_id, stats)
+        if reported:
+            self.chooser.report(codec_id, stats)
         if self.error is None:
             self._guard(self.writer.write_batch, encoded, codec_id)
             name = encoded.codec
@@ -120,7 +132,8 @@ class _Sender(threading.Thread):
 
     def wait_drained(self) -> None:
         with self.drained:
-            self.drained.wait_for(lambda: self.done == self.submitted)
+            while self.done != self.submitted and self.is_alive():
+                self.drained.wait(0.5)
 
 
 class MigrationSource:
@@ -173,7 +186,7 @@ class MigrationSource:
             for batch in window:
                 for other in others:  # their delta caches must not outlive these pages
                     other.invalidate(batch.page_indices)
-                request = engines.submit(batch)
+                request = engines.submit(batch, notify=False)
                 sender.submitted += 1
                 sender.items.put((request, codec_id))
         sender.wait_drained()
@@ -213,6 +226,7 @@ class MigrationSource:
             sender.join()
             for engines in self._engines.values():
                 engines.close()
+            self._engines.clear()
             if self.guest is not None:
                 self.guest.stop()
                 if self.guest.active_s:
@@ -222,7 +236,9 @@ class MigrationSource:
         report.wire_bytes = writer.bytes_written
         report.total_time_s = time.perf_counter() - start
         if sender.error is not None and report.error is None:
-            report.error = f"link failed: {sender.error}"
+            err = sender.error
+            what = "link failed" if isinstance(err, OSError | WireError) else "sender failed"
+            report.error = f"{what}: {type(err).__name__}: {err}"
         return report
 
     def _precopy(self, sock, sender: _Sender, report: MigrationReport, start: float) -> None:

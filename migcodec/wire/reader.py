@@ -31,7 +31,6 @@ from migcodec.wire.checksum import checksum
 from migcodec.wire.digest import memory_digest
 from migcodec.wire.errors import (
     ChecksumMismatch,
-    CodecMissing,
     CorruptPayload,
     DigestMismatch,
     FrameTooLarge,
@@ -42,6 +41,7 @@ from migcodec.wire.errors import (
     StreamAborted,
     TruncatedStream,
     UnknownCodecId,
+    WireError,
 )
 from migcodec.wire.handshake import send_reply
 from migcodec.wire.io import Source
@@ -94,12 +94,29 @@ class FrameReader:
         resolve: Callable[[dict[str, Any]], Codec] = get_codec,
         max_batch_pages: int = fmt.MAX_BATCH_PAGES,
         reply_to: object | None = None,
+        max_memory_bytes: int | None = None,
     ) -> None:
         self._source = Source(source)
         self.offset = 0
         self.index = 0
         self.ended = False
         self.preamble: Preamble = read_preamble(self._read_exact)
+        try:
+            self._check_limits(max_batch_pages, max_memory_bytes)
+            self.codecs = resolve_codecs(self.preamble, resolve)
+        except WireError as exc:
+            if reply_to is not None:
+                send_reply(reply_to, False, exc.detail)
+            raise
+        if reply_to is not None:
+            send_reply(reply_to, True)
+        self._header = bytearray(fmt.FRAME_HEADER.size)
+        data_bound = self.preamble.max_batch_pages * (fmt.RUN.size + 1 + self.preamble.page_size)
+        control_bound = max(fmt.MAX_ABORT_REASON, fmt.END_STREAM.size + fmt.MAX_DIGEST)
+        self._body = bytearray(max(data_bound, control_bound))
+
+    def _check_limits(self, max_batch_pages: int, max_memory_bytes: int | None) -> None:
+        """This side's own bounds, whatever the peer announces."""
         if self.preamble.max_batch_pages > max_batch_pages:
             raise FrameTooLarge(
                 f"peer batches of {self.preamble.max_batch_pages} pages exceed this side's "
@@ -107,18 +124,14 @@ class FrameReader:
                 -1,
                 0,
             )
-        try:
-            self.codecs = resolve_codecs(self.preamble, resolve)
-        except CodecMissing as exc:
-            if reply_to is not None:
-                send_reply(reply_to, False, exc.detail)
-            raise
-        if reply_to is not None:
-            send_reply(reply_to, True)
-        self._header = bytearray(fmt.FRAME_HEADER.size)
-        self._body = bytearray(
-            self.preamble.max_batch_pages * (fmt.RUN.size + 1 + self.preamble.page_size)
-        )
+        memory_bytes = self.preamble.memory_pages * self.preamble.page_size
+        if max_memory_bytes is not None and memory_bytes > max_memory_bytes:
+            raise MemoryMismatch(
+                f"the stream is for {memory_bytes} bytes of memory; this destination accepts "
+                f"at most {max_memory_bytes}",
+                -1,
+                0,
+            )
 
     @property
     def page_size(self) -> int:
@@ -134,7 +147,12 @@ class FrameReader:
         return bytes(buf)
 
     def _fill(self, view: memoryview, frame: int, at_boundary: bool = False) -> None:
-        got = self._source.fill(view)
+        try:
+            got = self._source.fill(view)
+        except OSError as exc:  # a reset connection is a broken stream, like an early EOF
+            raise TruncatedStream(
+                f"connection failed mid-stream ({type(exc).__name__}: {exc})", frame, self.offset
+            ) from exc
         if got < len(view):
             if at_boundary and got == 0:
                 raise IncompleteStream(

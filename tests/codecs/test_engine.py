@@ -299,3 +299,35 @@ def test_engines_hand_transforms_a_snapshot_never_live_guest_memory():
             with request:
                 request.result()
     assert seen == [False, False, False]
+
+
+def _engines_and_batch():
+    from migcodec.codecs import Batch, CodecEngines, get_codec
+
+    memory = np.ones((8, 4096), np.uint8)
+    return CodecEngines(get_codec("lz4"), engines=1, depth=2), Batch(memory, [(0, 8)])
+
+
+def test_a_request_collected_through_result_is_not_handed_out_again_by_wait():
+    engines, batch = _engines_and_batch()
+    with engines:
+        request = engines.submit(batch)
+        request.result(timeout=10)
+        request.release()
+        assert engines.in_flight == 0
+        with pytest.raises(TimeoutError, match=r"no request completed within 0\.05 s"):
+            engines.wait(timeout=0.05)
+        assert list(engines.completions(timeout=1)) == []
+
+
+def test_releasing_a_request_twice_is_refused():
+    from migcodec.codecs import CodecError
+
+    engines, batch = _engines_and_batch()
+    with engines:
+        request = engines.submit(batch)
+        request.result(timeout=10)
+        request.release()
+        with pytest.raises(CodecError, match=r"request 0 was already released"):
+            request.release()
+        assert engines.pool.free_count() == 2

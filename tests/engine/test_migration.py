@@ -200,3 +200,26 @@ def test_switching_between_delta_and_compression_codecs_keeps_memories_equal(del
     assert report.succeeded, report.error
     assert report.pages_by_codec[delta] > 0
     assert report.iterations >= 2
+
+
+class _BrokenReportChooser(FixedChooser):
+    def report(self, index, stats):
+        raise IndexError("chooser bug")
+
+
+def test_a_failing_chooser_fails_the_migration_instead_of_hanging():
+    config = MigrationConfig(workers=1, link_rate=None)
+    outcome = {}
+
+    def run():
+        outcome["report"] = run_loopback(
+            2 * MiB, _BrokenReportChooser(get_codec("lz4")), config, 0.0, "seq"
+        )
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    report = outcome["report"]
+    assert not report.succeeded
+    assert "chooser bug" in report.error

@@ -50,7 +50,16 @@ class ZstdCodec(Codec):
     def _decode_pages(self, blob, modes, current, page_size):
         expected = modes.shape[0] * page_size
         try:
-            out = self._contexts().decompressor.decompress(blob, max_output_size=expected)
+            # a frame header may claim any content size, and zstd then allocates it whatever
+            # max_output_size says: refuse a claim other than the pages named, before that
+            claimed = zstandard.get_frame_parameters(blob).content_size
+            if claimed not in (zstandard.CONTENTSIZE_UNKNOWN, expected):
+                raise DecodeError(
+                    f"zstd frame claims {claimed} bytes where {expected} were expected"
+                )
+            out = self._contexts().decompressor.decompress(
+                blob, max_output_size=expected, allow_extra_data=False
+            )
         except zstandard.ZstdError as exc:
             raise DecodeError(f"zstd frame does not decode: {exc}") from exc
         if len(out) != expected:

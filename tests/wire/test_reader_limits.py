@@ -1,0 +1,50 @@
+"""This side's own limits, whatever the peer announces, and broken connections."""
+
+import io
+import socket
+
+import numpy as np
+import pytest
+
+from migcodec.codecs import get_codec
+from migcodec.engine.destination import receive_migration
+from migcodec.wire import FrameReader, FrameWriter, MemoryMismatch, StreamAborted
+from migcodec.wire.errors import TruncatedStream
+from migcodec.wire.handshake import HandshakeRefused, read_reply
+
+
+def test_a_long_abort_reason_fits_even_with_tiny_batches():
+    out = io.BytesIO()
+    FrameWriter(out, 512, 4, [get_codec("raw")], max_batch_pages=1).abort("x" * 1000)
+    with pytest.raises(StreamAborted) as info:
+        FrameReader(io.BytesIO(out.getvalue())).receive(np.zeros((4, 512), np.uint8))
+    assert info.value.reason == "x" * 1000
+
+
+def test_destination_refuses_a_stream_for_more_memory_than_it_accepts():
+    src, dst = socket.socketpair()
+    with src, dst:
+        FrameWriter(src, 4096, 1 << 20, [get_codec("raw")])  # 4 GiB of guest memory
+        with pytest.raises(MemoryMismatch, match="accepts at most 1048576"):
+            receive_migration(dst, max_memory_bytes=1 << 20)
+        with pytest.raises(HandshakeRefused, match="accepts at most 1048576"):
+            read_reply(src)
+
+
+class _ResetSource:
+    def __init__(self, data: bytes):
+        self.data = io.BytesIO(data)
+
+    def readinto(self, view):
+        n = self.data.readinto(view)
+        if not n:
+            raise ConnectionResetError(104, "Connection reset by peer")
+        return n
+
+
+def test_a_reset_connection_is_a_wire_error():
+    out = io.BytesIO()
+    FrameWriter(out, 4096, 4, [get_codec("raw")])
+    reader = FrameReader(_ResetSource(out.getvalue()))
+    with pytest.raises(TruncatedStream, match="connection failed mid-stream"):
+        reader.read_frame()
