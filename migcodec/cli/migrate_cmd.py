@@ -30,9 +30,14 @@ CODEC_ALIASES = {"none": "raw"}
 def make_chooser(spec: str, link_rate: float | None, workers: int):
     """A chooser for ``--codec``: one plugin name, or ``auto`` for the adaptive selector."""
     if spec == "auto":
-        from migcodec.engine.auto import auto_chooser
+        from migcodec.selector import Selector, make_objective, parse_arms, parse_policy
+        from migcodec.selector.chooser import SelectorChooser
 
-        return auto_chooser(link_rate, workers)
+        # an unlimited link is modelled as one no pipeline here can fill (100 Gbit/s)
+        objective = make_objective("throughput", link=link_rate or 12.5e9, workers=workers)
+        chooser = SelectorChooser(Selector(parse_policy("predictive"), parse_arms(None), objective))
+        chooser.label = "auto"
+        return chooser
     return FixedChooser(get_codec(CODEC_ALIASES.get(spec, spec)))
 
 

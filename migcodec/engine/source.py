@@ -195,7 +195,7 @@ class MigrationSource:
     def migrate(self, sock) -> MigrationReport:
         """Run pre-copy to completion (or give up) and return what was measured."""
         cfg = self.config
-        names = "+".join(c.name for c in self.chooser.codecs)
+        names = getattr(self.chooser, "label", "+".join(c.name for c in self.chooser.codecs))
         report = MigrationReport(
             codec=names,
             memory_bytes=self.memory.nbytes,
@@ -227,6 +227,9 @@ class MigrationSource:
             for engines in self._engines.values():
                 engines.close()
             self._engines.clear()
+            close = getattr(self.chooser, "close", None)
+            if close is not None:
+                close()  # an adaptive chooser finishes (and learns from) its last window
             if self.guest is not None:
                 self.guest.stop()
                 if self.guest.active_s:
