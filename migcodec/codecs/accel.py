@@ -21,7 +21,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from migcodec.codecs.base import Codec
+from migcodec.codecs.base import Codec, Probe
 from migcodec.codecs.batch import Batch
 from migcodec.codecs.device_model import DeviceModel, device_model
 from migcodec.codecs.encoded import Encoded
@@ -103,3 +103,16 @@ class AcceleratorCodec(Codec):
             encoded = super().encode(batch, staging)
             encoded.stats.device_s = self._device_s
             return encoded
+
+
+def accelerator_probe(lookup, scan, library: str, unit: str, emulated: str) -> Probe:
+    """The probe every accelerator plugin gives: hardware only with library *and* device,
+    otherwise the emulated path, saying which of the two is missing and what runs instead."""
+    devices = (
+        f"{scan.count} {unit}(s) ({scan.where})" if scan.count else f"no {unit} ({scan.where})"
+    )
+    if lookup.handle is None:
+        return Probe(True, "emulated", f"{lookup.reason}; {devices}; {emulated}")
+    if scan.count == 0:
+        return Probe(True, "emulated", f"{library} {lookup.name} loaded but {devices}; {emulated}")
+    return Probe(True, "hardware", f"{library} {lookup.name} with {devices}")

@@ -14,12 +14,10 @@ from the submission cost; such rewards are marked ``modelled``.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
-_UNITS = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
-_RATE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kmgt]?)(bit|b|bps|byte|bytes)?(/s)?\s*$", re.I)
+from migcodec import units
 
 
 class ObjectiveError(ValueError):
@@ -27,27 +25,11 @@ class ObjectiveError(ValueError):
 
 
 def parse_rate(text: str | float) -> float:
-    """Bytes per second from ``10Gbit``, ``1gbit``, ``125MB``, ``2.5e8`` (bytes/s).
-
-    ``bit`` means bits (divided by 8), ``B``/``byte`` bytes; SI prefixes, as link speeds use.
-    """
-    if isinstance(text, int | float):
-        return float(text)
+    """Bytes per second from ``10Gbit``, ``1gbit``, ``125MB``, ``2.5e8`` (bytes/s)."""
     try:
-        return float(text)  # a plain number is bytes per second
-    except ValueError:
-        pass
-    m = _RATE.match(text)
-    if not m:
-        raise ObjectiveError(
-            f"cannot read link rate {text!r}: write e.g. 10Gbit, 1Gbit, 125MB or a number of "
-            "bytes per second"
-        )
-    value = float(m.group(1)) * _UNITS[m.group(2).lower()]
-    unit = (m.group(3) or "B").lower()
-    if unit in ("bit", "bps") or (unit == "b" and m.group(3) == "b"):
-        value /= 8
-    return value
+        return units.parse_rate(text)
+    except ValueError as exc:
+        raise ObjectiveError(str(exc)) from exc
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from zlib_ng import zlib_ng
 
-from migcodec.codecs.accel import AcceleratorCodec
+from migcodec.codecs.accel import AcceleratorCodec, accelerator_probe
 from migcodec.codecs.base import PageEncoding, Probe
 from migcodec.codecs.device_model import LABEL
 from migcodec.codecs.encoded import PageMode
@@ -124,18 +124,8 @@ class IaaCodec(AcceleratorCodec):
     @classmethod
     def probe(cls) -> Probe:
         lookup = load_library(qpl.SONAME, qpl.ENV_LIBRARY, qpl.INSTALL_HINT)
-        scan = iaa_work_queues()
-        devices = (
-            f"{scan.count} IAA work queue(s) ({scan.where})"
-            if scan.count
-            else f"no IAA work queue ({scan.where})"
-        )
         emulated = f"zlib-ng writes 4 KiB-window DEFLATE per page; device time {LABEL}"
-        if lookup.handle is None:
-            return Probe(True, "emulated", f"{lookup.reason}; {devices}; {emulated}")
-        if scan.count == 0:
-            return Probe(True, "emulated", f"QPL {lookup.name} loaded but {devices}; {emulated}")
-        return Probe(True, "hardware", f"QPL {lookup.name} with {devices}")
+        return accelerator_probe(lookup, iaa_work_queues(), "QPL", "IAA work queue", emulated)
 
     def _open(self) -> QplDevice | None:
         """Initialise QPL jobs on first use; ``None`` means the emulated path."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from zlib_ng import zlib_ng
 
-from migcodec.codecs.accel import AcceleratorCodec
+from migcodec.codecs.accel import AcceleratorCodec, accelerator_probe
 from migcodec.codecs.base import PageEncoding, Probe
 from migcodec.codecs.device_model import LABEL
 from migcodec.codecs.errors import CodecUnavailable, DecodeError
@@ -93,18 +93,8 @@ class QatCodec(AcceleratorCodec):
     @classmethod
     def probe(cls) -> Probe:
         lookup = load_library(qatzip.SONAME, qatzip.ENV_LIBRARY, qatzip.INSTALL_HINT)
-        scan = qat_devices()
-        devices = (
-            f"{scan.count} QAT device(s) ({scan.where})"
-            if scan.count
-            else f"no QAT device ({scan.where})"
-        )
         emulated = f"zlib-ng writes the same gzip format; device time {LABEL}"
-        if lookup.handle is None:
-            return Probe(True, "emulated", f"{lookup.reason}; {devices}; {emulated}")
-        if scan.count == 0:
-            return Probe(True, "emulated", f"QATzip {lookup.name} loaded but {devices}; {emulated}")
-        return Probe(True, "hardware", f"QATzip {lookup.name} with {devices}")
+        return accelerator_probe(lookup, qat_devices(), "QATzip", "QAT device", emulated)
 
     # -- session ---------------------------------------------------------------------
     def _open(self) -> qatzip.QatzipSession | None:
