@@ -39,7 +39,7 @@ class MigrationConfig:
     max_batch_pages: int = 64
     workers: int = 2
     depth: int = 4
-    window_batches: int = 16
+    window_batches: int = 64  # one codec decision per 4096 pages: selection cost amortised
     downtime_limit_s: float = 0.3  # QEMU's default downtime-limit
     max_iterations: int = 30
     max_time_s: float = 120.0
