@@ -57,11 +57,13 @@ class SelectorChooser:
 
     def _held(self, sample: Batch) -> np.ndarray | None:
         for codec in self.codecs:
-            cache = getattr(codec, "cache", None)
-            if codec.kind != "delta" or cache is None:
+            if codec.kind != "delta":
                 continue
             indices = sample.page_indices
             held = np.zeros((indices.size, sample.page_size), dtype=np.uint8)
+            cache = getattr(codec, "cache", None)
+            if cache is None:  # nothing sent yet: the destination holds none of these pages
+                return held
             with cache.lock:
                 slots, hit = cache.lookup(indices)
                 if hit.any():
