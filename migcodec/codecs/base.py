@@ -160,6 +160,10 @@ class Codec(ABC):
     def reset(self) -> None:  # noqa: B027 (optional hook)
         """A new stream starts: forget any history of what the destination holds."""
 
+    def prepare(self, page_size: int) -> None:  # noqa: B027 (optional hook)
+        """Allocate what a stream will need before it starts (a delta cache), so the
+        allocation and its page faults are set-up cost, not taken from the encoders."""
+
     def invalidate(self, indices: np.ndarray) -> None:  # noqa: B027 (optional hook)
         """Another codec of the same stream sent these pages: history about them is stale.
 

@@ -120,6 +120,13 @@ class DeltaCodec(Codec):
             with self._state.cache.lock:
                 self._state.cache.clear()
 
+    def prepare(self, page_size: int) -> None:
+        """Allocate the cache and fault its memory in now (QEMU sizes its XBZRLE cache at
+        migration set-up too), not on the first stores during the migration."""
+        cache = self._state.cache_for(page_size)
+        with cache.lock:
+            cache.data.fill(0)
+
     def note_sent(self, indices: np.ndarray, pages: np.ndarray) -> None:
         """Another codec sent ``pages`` at ``indices``: keep the cache truthful."""
         cache = self._state.cache_for(pages.shape[1])

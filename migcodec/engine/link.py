@@ -7,6 +7,7 @@ import threading
 import time
 
 from migcodec.units import parse_rate, parse_size
+from migcodec.wire.io import send_all_parts
 
 __all__ = ["PacedSocket", "parse_rate", "parse_size"]
 
@@ -34,6 +35,14 @@ class PacedSocket:
         self.sock.sendall(view)
         self.bytes_sent += view.nbytes
         return view.nbytes
+
+    def write_parts(self, parts) -> None:
+        """A whole frame in one token-bucket step and one ``sendmsg``."""
+        nbytes = sum(memoryview(p).nbytes for p in parts)
+        if self.rate:
+            self._wait_for(nbytes)
+        send_all_parts(self.sock, parts)
+        self.bytes_sent += nbytes
 
     def _wait_for(self, nbytes: int) -> None:
         with self._lock:

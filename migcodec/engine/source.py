@@ -208,6 +208,7 @@ class MigrationSource:
             table.append(self.fallback)
         for codec in table:
             codec.reset()  # a new stream: no codec may assume the destination holds anything
+            codec.prepare(cfg.page_size)
         start = time.perf_counter()
         writer = FrameWriter(
             link,
