@@ -182,10 +182,10 @@ class MigrationSource:
             index = self.chooser.choose(window[0])
             codec_id = sender.writer.codec_id(self.chooser.codecs[index])
             engines = self._engines_for(index)
-            others = [c for i, c in enumerate(self.chooser.codecs) if i != index]
+            # other codecs learn what this one sent when the sender frames it (note_sent); a
+            # page is in one batch per iteration and iterations drain, so none of them can
+            # encode it again before then
             for batch in window:
-                for other in others:  # their delta caches must not outlive these pages
-                    other.invalidate(batch.page_indices)
                 request = engines.submit(batch, notify=False)
                 sender.submitted += 1
                 sender.items.put((request, codec_id))
