@@ -20,14 +20,16 @@ from migcodec.engine import MigrationConfig, parse_rate, parse_size, run_loopbac
 from migcodec.engine.sweep import largest_converging_rate
 
 
-def measure(guest: str, codec: str, memory: int, config: MigrationConfig, dirty: float):
+def measure(
+    guest: str, codec: str, memory: int, config: MigrationConfig, dirty: float, repeats: int
+):
     def migrate_at(rate: float):
         return run_loopback(
             memory, make_chooser(codec, config.link_rate, config.workers), config, rate, guest
         )
 
     fixed = migrate_at(dirty)
-    best, runs = largest_converging_rate(migrate_at, start=16e6, refine_steps=3)
+    best, runs = largest_converging_rate(migrate_at, start=16e6, refine_steps=3, repeats=repeats)
     return {
         "guest": guest,
         "codec": codec,
@@ -51,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--guests", default="ones,seq,memcached")
     parser.add_argument("--codecs", default="none,zlib-ng,lz4,zstd,auto,qat")
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="migrations per swept rate (majority decides)"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     config = MigrationConfig(
@@ -63,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for guest in args.guests.split(","):
         for codec in args.codecs.split(","):
-            rows.append(measure(guest, codec, memory, config, parse_rate(args.dirty_rate)))
+            rows.append(
+                measure(guest, codec, memory, config, parse_rate(args.dirty_rate), args.repeats)
+            )
             if not args.json:
                 r = rows[-1]
                 down = f"{r['downtime_s'] * 1e3:.0f}" if r["downtime_s"] is not None else "-"

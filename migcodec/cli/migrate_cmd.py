@@ -103,7 +103,7 @@ def run_migrate(args: argparse.Namespace) -> int:
         return report
 
     if args.sweep_dirty_rate:
-        best, runs = largest_converging_rate(migrate_at)
+        best, runs = largest_converging_rate(migrate_at, repeats=args.repeats)
         if args.json:
             print(
                 json.dumps(
@@ -193,6 +193,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--sweep-dirty-rate",
         action="store_true",
         help="search for the largest dirty rate that still converges",
+    )
+    p.add_argument(
+        "--repeats", type=int, default=1, help="with --sweep-dirty-rate: migrations per rate"
     )
     p.set_defaults(func=run_migrate)
 

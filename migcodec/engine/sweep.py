@@ -12,19 +12,26 @@ def largest_converging_rate(
     start: float = 16e6,
     limit: float = 4e9,
     refine_steps: int = 4,
+    repeats: int = 1,
 ) -> tuple[float, list[MigrationReport]]:
-    """Double the dirty rate from ``start`` until a migration fails, then bisect.
+    """Double the dirty rate from ``start`` until migrations fail, then bisect.
 
-    Returns the largest rate seen to succeed (0.0 if even ``start`` fails) and every run,
-    so the caller can show the whole curve.
+    Near the threshold one run is a coin flip on a noisy machine, so each rate is tried
+    ``repeats`` times and counts as migratable when most of them converged. Returns the
+    largest such rate (0.0 if even ``start`` fails) and every run, so the caller can show
+    the whole curve.
     """
     runs: list[MigrationReport] = []
+
+    def migratable(rate: float) -> bool:
+        trials = [migrate_at(rate) for _ in range(repeats)]
+        runs.extend(trials)
+        return 2 * sum(r.succeeded for r in trials) > repeats
+
     good, bad = 0.0, None
     rate = start
     while rate <= limit:
-        report = migrate_at(rate)
-        runs.append(report)
-        if not report.succeeded:
+        if not migratable(rate):
             bad = rate
             break
         good = rate
@@ -33,9 +40,7 @@ def largest_converging_rate(
         return good, runs
     for _ in range(refine_steps):
         mid = (good + bad) / 2 if good else bad / 2
-        report = migrate_at(mid)
-        runs.append(report)
-        if report.succeeded:
+        if migratable(mid):
             good = mid
         else:
             bad = mid
