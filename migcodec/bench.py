@@ -26,6 +26,9 @@ class CodecBench:
     decode_mb_s: float
     cpu_s_per_gb: float
     verified: bool
+    #: emulated accelerators: guest MB/s of one device engine per the device model (a model,
+    #: not a measurement); ``None`` for codecs that ran on the CPU
+    modelled_device_mb_s: float | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -87,6 +90,7 @@ def bench_codec(
         if not np.array_equal(dest, memory):
             raise RoundTripMismatch(f"{codec!r} did not round-trip the benchmark pages")
     path = encoded[0].stats.path if encoded else "software"
+    device_s = sum(item.stats.device_s or 0.0 for item in encoded)
     return CodecBench(
         codec=codec.name,
         config=codec.get_config(),
@@ -96,6 +100,7 @@ def bench_codec(
         decode_mb_s=nbytes / statistics.median(decode_walls) / 1e6,
         cpu_s_per_gb=statistics.median(cpus) / nbytes * 1e9,
         verified=True,
+        modelled_device_mb_s=nbytes / device_s / 1e6 if device_s else None,
     )
 
 

@@ -22,6 +22,7 @@ RESULT_KEYS = {
     "encode_mb_s",
     "decode_mb_s",
     "cpu_s_per_gb",
+    "modelled_device_mb_s",
     "verified",
 }
 
@@ -76,6 +77,16 @@ def test_bench_json(capsys):
         assert r["path"] == "software"
         assert r["ratio"] > 1.0  # memcached pages compress, if only a little
         assert r["encode_mb_s"] > 0 and r["decode_mb_s"] > 0 and r["cpu_s_per_gb"] >= 0
+        assert r["modelled_device_mb_s"] is None  # CPU codecs have no device model
+
+
+def test_bench_labels_the_modelled_device_rate_of_emulated_accelerators(tmp_path):
+    done = run_migcodec(tmp_path, "bench", "--pages", "128", "--codecs", "lz4,qat")
+    assert done.returncode == 0, done.stderr
+    assert "device MB/s (modelled)" in done.stdout
+    assert "not measured" in done.stdout
+    qat_row = next(line for line in done.stdout.splitlines() if line.startswith("qat "))
+    assert qat_row.split()[1] == "emulated"
 
 
 def test_bench_unknown_codec_exits_2_naming_the_installed_codecs(tmp_path):
