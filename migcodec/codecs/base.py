@@ -81,6 +81,10 @@ class Codec(ABC):
     reads_destination: ClassVar[bool] = False
     #: the transform needs the guest page numbers (delta codecs keyed by page)
     needs_indices: ClassVar[bool] = False
+    #: the transform keeps what it reads (a delta cache), so it must see one version of the
+    #: pages: the framework hands it a private copy, copying only when the batch would
+    #: otherwise be a live view of guest memory (engines already pass a staging snapshot)
+    needs_private_pages: ClassVar[bool] = False
     #: the pip packages the plugin needs, named in "not available" messages
     requires: ClassVar[tuple[str, ...]] = ()
 
@@ -191,6 +195,8 @@ class Codec(ABC):
         wall0, cpu0 = time.perf_counter(), time.thread_time()
         page_size = batch.page_size
         block = batch.pages(out=staging)
+        if self.needs_private_pages and staging is None and batch.is_single_run():
+            block = block.copy()
         n = block.shape[0]
         zero = zero_page_rows(block)
         if zero is None and n <= _ALL_ENCODED.size:

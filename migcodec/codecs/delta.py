@@ -73,6 +73,7 @@ class DeltaCodec(Codec):
 
     kind = "delta"
     needs_indices = True
+    needs_private_pages = True
     reads_destination = True
     #: largest page the subclass's format can describe
     max_page_size: ClassVar[int] = 1 << 19
@@ -172,8 +173,9 @@ class DeltaCodec(Codec):
         assert indices is not None  # needs_indices
         page_size = pages.shape[1]
         self._check_page_size(page_size)
-        # A snapshot: the cache, the deltas and any raw page must all be this one version.
-        snap = np.array(pages, dtype=np.uint8, order="C", copy=True)
+        # ``pages`` is private (needs_private_pages): the cache, the deltas and any raw page
+        # are all this one version of them.
+        snap = pages
         n = snap.shape[0]
         modes = np.full(n, FALLBACK, dtype=np.uint8)
         cache = self._state.cache_for(page_size)
