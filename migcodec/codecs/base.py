@@ -168,17 +168,11 @@ class Codec(ABC):
         """Allocate what a stream will need before it starts (a delta cache), so the
         allocation and its page faults are set-up cost, not taken from the encoders."""
 
-    def invalidate(self, indices: np.ndarray) -> None:  # noqa: B027 (optional hook)
-        """Another codec of the same stream sent these pages: history about them is stale.
-
-        A stream that switches codecs per window (the adaptive selector) must tell every
-        codec with a delta cache, or a later delta would be made against the wrong base.
-        """
-
     def note_sent(self, indices: np.ndarray, pages: np.ndarray) -> None:  # noqa: B027
         """Another codec of the same stream sent ``pages`` at ``indices`` (what the
-        destination now holds): a codec with a delta cache keeps it truthful. Default:
-        nothing (optional hook)."""
+        destination now holds): a codec with a delta cache keeps it truthful, or a later
+        delta would be made against the wrong base. A stream that switches codecs per
+        window (the adaptive selector) must call it. Default: nothing (optional hook)."""
 
     # -- the framework ---------------------------------------------------------------
     def encode(self, batch: Batch, staging: np.ndarray | None = None) -> Encoded:
@@ -295,7 +289,7 @@ class Codec(ABC):
         if (modes > MAX_PAGE_MODE).any():
             raise DecodeError(f"page mode {int(modes.max())} is not defined")
         indices = expand_runs(runs)
-        payload = _joined(encoded.segments)
+        payload = encoded.payload_view()
         raw_idx = indices[modes == PageMode.RAW]
         raw_nbytes = raw_idx.size * page_size
         if payload.nbytes < raw_nbytes:
@@ -326,12 +320,6 @@ class Codec(ABC):
             _scatter(view, raw_idx, raw)
         if decoded is not None:
             _scatter(view, enc_idx, decoded.reshape(-1, page_size))
-
-
-def _joined(segments: tuple) -> memoryview:
-    if len(segments) == 1:
-        return memoryview(segments[0]).cast("B")
-    return memoryview(b"".join(memoryview(s).cast("B") for s in segments))
 
 
 def _scatter(view: np.ndarray, indices: np.ndarray, pages: np.ndarray) -> None:

@@ -70,7 +70,13 @@ class Encoded:
     @property
     def payload(self) -> bytes:
         """The payload as one bytes object (a copy; writers should use ``segments``)."""
-        return b"".join(bytes(memoryview(s).cast("B")) for s in self.segments)
+        return b"".join(memoryview(s).cast("B") for s in self.segments)
+
+    def payload_view(self) -> memoryview:
+        """The payload as one buffer, without a copy when it is a single segment."""
+        if len(self.segments) == 1:
+            return memoryview(self.segments[0]).cast("B")
+        return memoryview(self.payload)
 
     def count(self, mode: PageMode) -> int:
         return int(np.count_nonzero(self.modes == mode))
