@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from migcodec.checksum import checksum
 from migcodec.codecs import (
     Codec,
     CodecError,
@@ -27,7 +28,6 @@ from migcodec.codecs import (
 from migcodec.codecs.batch import check_runs
 from migcodec.codecs.encoded import MAX_PAGE_MODE
 from migcodec.wire import format as fmt
-from migcodec.wire.checksum import checksum
 from migcodec.wire.digest import memory_digest
 from migcodec.wire.errors import (
     ChecksumMismatch,

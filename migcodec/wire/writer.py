@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from migcodec.checksum import checksum
 from migcodec.codecs import Codec, Encoded
 from migcodec.wire import format as fmt
-from migcodec.wire.checksum import checksum
 from migcodec.wire.handshake import read_reply
 from migcodec.wire.io import Sink
 from migcodec.wire.preamble import Preamble, validate_geometry

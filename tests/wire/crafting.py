@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from migcodec.checksum import checksum
 from migcodec.codecs import Codec, get_codec
 from migcodec.wire import format as fmt
-from migcodec.wire.checksum import checksum
 
 
 def codec_entry(codec_id: int, name: str | bytes, config: Any) -> bytes:

@@ -8,12 +8,12 @@ from concurrent.futures import Executor
 
 import numpy as np
 
+from migcodec.checksum import checksum
 from migcodec.codecs import Codec
 from migcodec.datasets.window import Window
 
 from .format import FLAG_PREVIOUS, HEADER_CHECKSUM, RECORD, RECORD_MAGIC, VERSION, TraceCorrupt
 from .sections import decode_section, encode_section, section_nbytes
-from .xxh import checksum
 
 
 def _previous_as_stored(pages: np.ndarray, previous: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,8 @@
-"""Frame and preamble checksums (xxh3-64), computed over segments without joining them."""
+"""xxh3-64 over a sequence of buffers without joining them: wire frames and trace records.
+
+A leaf module (like ``units``), so ``wire`` and ``datasets`` share it without depending on
+each other.
+"""
 
 from __future__ import annotations
 
