@@ -16,6 +16,7 @@ from migcodec.codecs.device_model import device_model
 from migcodec.codecs.plugins.iaa import IaaCodec
 from migcodec.codecs.vendor import qpl
 from migcodec.codecs.vendor.detect import iaa_work_queues
+from tests.codecs.page_kinds import build_pages, page_kinds
 
 PAGE = 4096
 
@@ -327,37 +328,20 @@ def test_work_queue_scan(tmp_path, monkeypatch):
 
 
 # -- round trips --------------------------------------------------------------------------
-_kinds = st.lists(st.sampled_from(["zero", "ones", "text", "random", "sparse"]), min_size=1,
-                  max_size=24)  # fmt: skip
 _fixtures_ok = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
-def _build(kinds: list[str], seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    memory = np.zeros((len(kinds), PAGE), np.uint8)
-    for i, kind in enumerate(kinds):
-        if kind == "ones":
-            memory[i] = 1
-        elif kind == "text":
-            memory[i] = np.frombuffer((b"dirty page %d " % i) * 400, np.uint8)[:PAGE]
-        elif kind == "random":
-            memory[i] = rng.integers(0, 256, PAGE, dtype=np.uint8)
-        elif kind == "sparse":
-            memory[i, rng.integers(0, PAGE, 9)] = rng.integers(1, 256, 9)
-    return memory
-
-
 @_fixtures_ok
-@given(kinds=_kinds, seed=st.integers(0, 2**16))
+@given(kinds=page_kinds, seed=st.integers(0, 2**16))
 def test_emulated_round_trip(no_accelerators, kinds, seed):
-    _round_trip(IaaCodec(), _build(kinds, seed))
+    _round_trip(IaaCodec(), build_pages(kinds, seed))
 
 
 @_fixtures_ok
-@given(kinds=_kinds, seed=st.integers(0, 2**16), busy=st.integers(-1, 40))
+@given(kinds=page_kinds, seed=st.integers(0, 2**16), busy=st.integers(-1, 40))
 def test_device_round_trip_under_busy_queues(fake_qpl, kinds, seed, busy):
     fake_qpl.fake_qpl_set_busy(busy)
-    memory = _build(kinds, seed)
+    memory = build_pages(kinds, seed)
     codec = IaaCodec()
     encoded = _round_trip(codec, memory)
     raw = ~memory.any(axis=1)

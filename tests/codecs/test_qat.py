@@ -17,6 +17,7 @@ from migcodec.codecs.device_model import device_model
 from migcodec.codecs.plugins.qat import QatCodec, inflate_gzip_members
 from migcodec.codecs.vendor import qatzip
 from migcodec.codecs.vendor.detect import qat_devices
+from tests.codecs.page_kinds import build_pages, page_kinds
 
 PAGE = 4096
 
@@ -302,41 +303,23 @@ def test_device_scan(tmp_path, monkeypatch):
 
 
 # -- round trips --------------------------------------------------------------------------
-_pages = st.lists(
-    st.sampled_from(["zero", "ones", "text", "random", "sparse"]), min_size=1, max_size=24
-)
-
-
-def _build(kinds: list[str], seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    memory = np.zeros((len(kinds), PAGE), np.uint8)
-    for i, kind in enumerate(kinds):
-        if kind == "ones":
-            memory[i] = 1
-        elif kind == "text":
-            memory[i] = np.frombuffer((b"migrate %d " % i) * 500, np.uint8)[:PAGE]
-        elif kind == "random":
-            memory[i] = rng.integers(0, 256, PAGE, dtype=np.uint8)
-        elif kind == "sparse":
-            memory[i, rng.integers(0, PAGE, 7)] = rng.integers(1, 256, 7)
-    return memory
 
 
 _fixtures_ok = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 @_fixtures_ok
-@given(kinds=_pages, seed=st.integers(0, 2**16), level=st.integers(1, 9))
+@given(kinds=page_kinds, seed=st.integers(0, 2**16), level=st.integers(1, 9))
 def test_emulated_round_trip(no_accelerators, kinds, seed, level):
-    memory = _build(kinds, seed)
+    memory = build_pages(kinds, seed)
     _round_trip(QatCodec(level=level), memory, [(0, len(kinds))])
 
 
 @_fixtures_ok
-@given(kinds=_pages, seed=st.integers(0, 2**16), fail=st.booleans())
+@given(kinds=page_kinds, seed=st.integers(0, 2**16), fail=st.booleans())
 def test_hardware_round_trip(fake_qatzip, kinds, seed, fail):
     fake_qatzip.fake_qz_set_mode(3 if fail else 0)
-    memory = _build(kinds, seed)
+    memory = build_pages(kinds, seed)
     _round_trip(QatCodec(), memory, [(0, len(kinds))])
 
 
