@@ -22,6 +22,7 @@ import zstandard
 from zlib_ng import zlib_ng
 
 from migcodec.codecs import Batch, CodecEngines, get_codec, zero_page_mask
+from migcodec.codecs.zero import ZERO_SCAN
 from migcodec.datasets import generate_pages
 
 PAGE = 4096
@@ -199,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "pages": args.pages,
         "repeats": args.repeats,
+        "zero_scan": ZERO_SCAN,
         "framework_vs_raw": bench_framework_vs_raw(memories, args.repeats),
         "batch_vs_page": bench_batch_vs_page(memories["memcached"], args.repeats),
         "engines_2_vs_1": bench_engines(memories["seq"], args.repeats, args.duration),
@@ -227,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
             f"  {r['codec']:<8} {r['one_engine_mb_s']:8.0f} -> {r['two_engines_mb_s']:8.0f}"
             f" MB/s  ratio {r['two_over_one']:.2f}"
         )
-    print("\n(d) zero-page detection")
+    print(f"\n(d) zero-page detection ({ZERO_SCAN})")
     for r in report["zero_detection"]:
         print(
             f"  {r['pages']:<6} whole array {r['whole_gb_s']:6.1f} GB/s, per 64-page batch "

@@ -55,8 +55,10 @@ def test_codecs_json(tmp_path):
 
 def test_codecs_table(capsys):
     assert main(["codecs"]) == 0
-    header, *rows = capsys.readouterr().out.splitlines()
+    table, footer = capsys.readouterr().out.split("\n\n")
+    header, *rows = table.splitlines()
     assert header.split() == ["codec", "kind", "available", "path", "reason"]
+    assert footer == "zero-page detection (every codec): C extension\n"
     assert [row.split()[0] for row in rows] == available_codecs()
     lz4 = next(row for row in rows if row.startswith("lz4 "))
     assert lz4.split()[:4] == ["lz4", "compress", "yes", "software"]

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from migcodec.codecs import plugin_statuses
+from migcodec.codecs.zero import ZERO_SCAN
 
 
 def run(args: argparse.Namespace) -> int:
@@ -18,6 +19,7 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"{s.name:<12} {s.kind:<9} {'yes' if s.available else 'no':<9} {s.path:<11} {s.reason}"
         )
+    print(f"\nzero-page detection (every codec): {ZERO_SCAN}")
     return 0
 
 

@@ -43,7 +43,7 @@ class Measurements:
         return self.input_bytes / self.output_bytes if self.output_bytes else float("inf")
 
 
-@dataclass
+@dataclass(slots=True)
 class Encoded:
     """Encoded pages of one batch: runs, a mode per page, and the payload.
 

@@ -309,7 +309,9 @@ def test_migcodec_codecs_reports_broken_plugins(broken_plugins, tmp_path):
         timeout=60,
         check=True,
     ).stdout
-    lines = {line.split()[0]: line for line in text.splitlines()[1:]}
+    table, footer = text.split("\n\n")
+    lines = {line.split()[0]: line for line in table.splitlines()[1:]}
+    assert footer.startswith("zero-page detection (every codec): ")
     assert "pip install qatzip_sdk_for_tests" in lines["missing-dep"]
     assert " no " in lines["missing-dep"]
     for name in BUILTIN:
