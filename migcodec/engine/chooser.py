@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from typing import Protocol
 
 from migcodec.codecs import Batch, Codec, Measurements
@@ -10,11 +11,12 @@ from migcodec.codecs import Batch, Codec, Measurements
 
 class CodecChooser(Protocol):
     """``codecs`` is the stream's codec table; ``choose`` returns an index into it for the
-    next window, ``report`` feeds back each batch's measurements (from the sender thread)."""
+    next window (its batches, in order, not yet encoded: a chooser reads only the pages it
+    samples), ``report`` feeds back each batch's measurements (from the sender thread)."""
 
     codecs: list[Codec]
 
-    def choose(self, sample: Batch) -> int: ...
+    def choose(self, window: Sequence[Batch]) -> int: ...
 
     def report(self, index: int, stats: Measurements) -> None: ...
 
@@ -26,7 +28,7 @@ class FixedChooser:
         self.codecs = [codec]
         self._lock = threading.Lock()
 
-    def choose(self, sample: Batch) -> int:
+    def choose(self, window: Sequence[Batch]) -> int:
         return 0
 
     def report(self, index: int, stats: Measurements) -> None:

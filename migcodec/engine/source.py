@@ -179,7 +179,7 @@ class MigrationSource:
                 Batch(self.memory, runs, cfg.page_size, cfg.max_batch_pages)
                 for runs in batches[start : start + cfg.window_batches]
             ]
-            index = self.chooser.choose(window[0])
+            index = self.chooser.choose(window)
             codec_id = sender.writer.codec_id(self.chooser.codecs[index])
             engines = self._engines_for(index)
             # other codecs learn what this one sent when the sender frames it (note_sent); a

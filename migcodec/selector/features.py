@@ -77,6 +77,20 @@ class WindowFeatures:
         )
 
 
+def _timed_encode(codec, pages: np.ndarray) -> tuple:
+    """Encode ``pages`` as one batch; return its measurements and the CPU time of this call.
+
+    Timed here because ``stats.cpu_s`` is sampled (one encode in several reads the clock,
+    see ``Codec.encode``), and a probe is one call whose cost must be measured, not
+    estimated from another call's.
+    """
+    m, page_size = pages.shape
+    batch = Batch(pages, [(0, m)], page_size, m)
+    cpu0 = time.thread_time()
+    stats = codec.encode(batch).stats
+    return stats, time.thread_time() - cpu0
+
+
 @functools.lru_cache(maxsize=64)
 def sample_rows(n_pages: int, sample_pages: int, run: int = 4) -> np.ndarray:
     """Rows of a sample: ``sample_pages // run`` runs of ``run`` consecutive pages, spread
@@ -144,6 +158,13 @@ class FeatureExtractor:
             else None
             for c in self.codecs
         ]
+        # compressing arms are probed with private instances too: a probe then shares no
+        # state (an accelerator's queues, the CPU-clock sampling of Codec.encode) with the
+        # engine thread that encodes the stream with the arm's own instance
+        self._probes = [
+            d if d is not None else type(c).from_config(c.get_config())
+            for c, d in zip(self.codecs, self._delta_probes, strict=True)
+        ]
         self.zero_page_s = 0.0
         self.fixed_s, self.per_page_s = self._calibrate()
 
@@ -154,7 +175,7 @@ class FeatureExtractor:
         probe.reset()
         rows = np.arange(data.shape[0], dtype=np.int64)
         probe.note_sent(rows, np.ascontiguousarray(held))
-        return probe.encode(Batch(data, [(0, data.shape[0])], data.shape[1], data.shape[0])).stats
+        return _timed_encode(probe, data)
 
     def _calibrate(self) -> tuple[np.ndarray, np.ndarray]:
         """Each arm's cost model of one encode call: a fixed part (batch set-up, zero scan,
@@ -182,8 +203,7 @@ class FeatureExtractor:
                     if probe is not None:
                         probe.reset()
                         probe.note_sent(rows[:m], held[:m])
-                    here = probe if probe is not None else codec
-                    cpu = here.encode(Batch(pages[:m], [(0, m)], 4096, m)).stats.cpu_s
+                    _, cpu = _timed_encode(self._probes[i], pages[:m])
                     best[m] = min(best[m], cpu)
             per_page[i] = max(best[16] - best[1], 0.0) / 15
             fixed[i] = max(best[1] - per_page[i], 0.0)
@@ -191,8 +211,9 @@ class FeatureExtractor:
         from migcodec.codecs.plugins.raw import RawCodec
 
         zeros = np.zeros((64, 4096), dtype=np.uint8)
-        scan = min(RawCodec().encode(Batch(zeros, [(0, 64)])).stats.cpu_s for _ in range(4))
-        one = min(RawCodec().encode(Batch(zeros, [(0, 1)])).stats.cpu_s for _ in range(4))
+        raw = RawCodec()
+        scan = min(_timed_encode(raw, zeros)[1] for _ in range(4))
+        one = min(_timed_encode(raw, zeros[:1])[1] for _ in range(4))
         self.zero_page_s = max(scan - one, 0.0) / 63
         return fixed, per_page
 
@@ -206,18 +227,22 @@ class FeatureExtractor:
         pages: np.ndarray,
         previous: np.ndarray | None = None,
         probe: np.ndarray | bool | Callable[[WindowFeatures], np.ndarray | None] = True,
+        sampled: bool = False,
     ) -> WindowFeatures:
         """Features of a window whose pages are ``pages`` (``(n, page_size)`` uint8).
 
         ``previous`` is what the destination holds for those pages (the delta cache), or
         ``None`` when unknown. ``probe`` says which arms to probe: all (``True``), none
         (``False``/``None``), a boolean mask, or a function given the cheap features that
-        returns a mask (how a policy buys only the probes it needs).
+        returns a mask (how a policy buys only the probes it needs). ``sampled`` says
+        ``pages`` already are the window's sample (drawn with :meth:`sample_size` and
+        :func:`sample_rows` by a caller that never gathers the whole window, as the
+        migration engine does), so all of them are used.
         """
         clock = time.thread_time  # CPU time of this thread, as encode costs are counted
         t0 = clock()
         n, page_size = pages.shape
-        size = self.sample_size(n)
+        size = n if sampled else self.sample_size(n)
         rows = sample_rows(n, size, min(4, size))
         if not rows.size:
             return WindowFeatures(np.array([1.0, 0.0, 0.0, 1.0, 0.0]), cheap_s=clock() - t0)
@@ -274,8 +299,9 @@ class FeatureExtractor:
                     sent = float(delta_bytes(changed, page_size, no_zero).sum()) + rows.size - m
                     ratio[i] = sample_bytes / sent
             elif m:
-                stats = self.codecs[i].encode(Batch(data, [(0, m)], page_size, m)).stats
+                stats = _timed_encode(self._probes[i], data)
             if stats is not None:
+                stats, cpu_s = stats
                 payload = max(stats.output_bytes - m - _RUN_BYTES, 1) / m  # per non-zero page
                 per_page = 1.0 + nz * payload + _RUN_BYTES / self.batch_pages
                 ratio[i] = page_size / per_page
@@ -284,7 +310,7 @@ class FeatureExtractor:
                 else:  # the arm's call model, scaled by how this window's pages compare
                     fixed, each = self.fixed_s[i], self.per_page_s[i]
                     model = fixed + each * m
-                    scale = stats.cpu_s / model if model > 0 else 1.0
+                    scale = cpu_s / model if model > 0 else 1.0
                     work = scale * (fixed + each * max(nz * self.batch_pages, 1.0))
                     # plus the batch's zero pages, which the sample's non-zero pages omit
                     work += self.zero_page_s * zero_frac * self.batch_pages

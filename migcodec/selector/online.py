@@ -82,21 +82,25 @@ class Selector:
         self.recent_ratio = np.full(len(self.arms), np.nan)
         self.recent_rate = np.full(len(self.arms), np.nan)
 
-    def features(self, pages: np.ndarray, previous: np.ndarray | None = None) -> WindowFeatures:
+    def features(
+        self, pages: np.ndarray, previous: np.ndarray | None = None, sampled: bool = False
+    ) -> WindowFeatures:
         """Features of a window, with only the probes the policy asks for."""
         probe = self.policy.probe_mask if self.policy.needs == "probe" else False
-        return self.extractor.extract(pages, previous, probe)
+        return self.extractor.extract(pages, previous, probe, sampled)
 
     def choose(
         self,
         pages: np.ndarray | None = None,
         previous: np.ndarray | None = None,
         features: WindowFeatures | None = None,
+        sampled: bool = False,
     ) -> Decision:
         """The arm for the next window, from its pages (and what the destination holds) or
-        from precomputed ``features``; context-free policies need neither."""
+        from precomputed ``features``; context-free policies need neither. ``sampled``:
+        ``pages`` are already the window's sample (see ``FeatureExtractor.extract``)."""
         if features is None and pages is not None and self.policy.needs != "none":
-            features = self.features(pages, previous)
+            features = self.features(pages, previous, sampled)
         arm = self.policy.choose(features)
         return Decision(arm, self.codecs[arm], features, self.policy.charge_s(features))
 

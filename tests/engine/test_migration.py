@@ -184,7 +184,7 @@ class _AlternatingChooser:
         self.codecs = [get_codec(n) for n in names]
         self.turn = -1
 
-    def choose(self, sample):
+    def choose(self, window):
         self.turn += 1
         return self.turn % len(self.codecs)
 
