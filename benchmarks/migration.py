@@ -6,7 +6,9 @@
 
 For every guest and codec: one migration at ``--dirty-rate`` (throughput, total time,
 downtime, extra host CPU, ratio) and a search for the largest dirty rate that still
-converges. Codecs whose device cost is modelled (emulated accelerators) are marked.
+converges, the codecs' searches interleaved trial by trial (trial i of every codec runs
+guest seed i) so the machine's drift does not favour one codec. Codecs whose device cost is
+modelled (emulated accelerators) are marked.
 """
 
 from __future__ import annotations
@@ -17,32 +19,49 @@ import sys
 
 from migcodec.cli.migrate_cmd import make_chooser
 from migcodec.engine import MigrationConfig, parse_rate, parse_size, run_loopback
-from migcodec.engine.sweep import largest_converging_rate
+from migcodec.engine.sweep import compare_largest_rates
 
 
-def measure(
-    guest: str, codec: str, memory: int, config: MigrationConfig, dirty: float, repeats: int
-):
-    def migrate_at(rate: float):
-        return run_loopback(
-            memory, make_chooser(codec, config.link_rate, config.workers), config, rate, guest
-        )
+def measure_guest(
+    guest: str, codecs: list[str], memory: int, config: MigrationConfig, dirty: float, repeats: int
+) -> list[dict]:
+    """Every codec on one guest: one migration at ``dirty``, then the searches for the
+    largest migratable rate, interleaved across codecs (``compare_largest_rates``)."""
 
-    fixed = migrate_at(dirty)
-    best, runs = largest_converging_rate(migrate_at, start=16e6, refine_steps=3, repeats=repeats)
-    return {
-        "guest": guest,
-        "codec": codec,
-        "succeeded": fixed.succeeded,
-        "throughput_pages_s": fixed.throughput_pages_s,
-        "total_time_s": fixed.total_time_s,
-        "downtime_s": fixed.downtime_s,
-        "extra_cpu_percent": fixed.extra_cpu_percent,
-        "ratio": fixed.ratio,
-        "modelled": fixed.modelled,
-        "largest_dirty_rate": best,
-        "sweep": [(r.dirty_rate, r.succeeded) for r in runs],
-    }
+    def migrate_at(codec: str):
+        trial = iter(range(1 << 30))
+
+        def run(rate: float):
+            # trial i of every codec sees the same guest (seed i): codecs are compared on
+            # the same sequence of workloads
+            chooser = make_chooser(codec, config.link_rate, config.workers)
+            return run_loopback(memory, chooser, config, rate, guest, seed=next(trial))
+
+        return run
+
+    fixed = {codec: migrate_at(codec)(dirty) for codec in codecs}
+    searches = compare_largest_rates(
+        {codec: migrate_at(codec) for codec in codecs},
+        start=16e6,
+        refine_steps=3,
+        repeats=repeats,
+    )
+    return [
+        {
+            "guest": guest,
+            "codec": codec,
+            "succeeded": fixed[codec].succeeded,
+            "throughput_pages_s": fixed[codec].throughput_pages_s,
+            "total_time_s": fixed[codec].total_time_s,
+            "downtime_s": fixed[codec].downtime_s,
+            "extra_cpu_percent": fixed[codec].extra_cpu_percent,
+            "ratio": fixed[codec].ratio,
+            "modelled": fixed[codec].modelled,
+            "largest_dirty_rate": searches[codec][0],
+            "sweep": [(r.dirty_rate, r.succeeded) for r in searches[codec][1]],
+        }
+        for codec in codecs
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,15 +85,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     memory = parse_size(args.memory)
     rows = []
+    codecs = args.codecs.split(",")
     for guest in args.guests.split(","):
-        for codec in args.codecs.split(","):
-            rows.append(
-                measure(guest, codec, memory, config, parse_rate(args.dirty_rate), args.repeats)
-            )
-            if not args.json:
-                r = rows[-1]
+        guest_rows = measure_guest(
+            guest, codecs, memory, config, parse_rate(args.dirty_rate), args.repeats
+        )
+        rows.extend(guest_rows)
+        if not args.json:
+            for r in guest_rows:
                 down = f"{r['downtime_s'] * 1e3:.0f}" if r["downtime_s"] is not None else "-"
-                label = f"{codec} (modelled)" if r["modelled"] else codec
+                label = f"{r['codec']} (modelled)" if r["modelled"] else r["codec"]
                 print(
                     f"{guest:<10} {label:<16} {r['throughput_pages_s']:>10,.0f} pages/s "
                     f"{r['largest_dirty_rate'] / 1e6:>8.0f} MB/s max dirty "

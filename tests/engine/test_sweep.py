@@ -1,7 +1,9 @@
 """The dirty-rate search, against a fake migration with a known threshold."""
 
+import pytest
+
 from migcodec.engine.report import MigrationReport
-from migcodec.engine.sweep import largest_converging_rate
+from migcodec.engine.sweep import RateSearch, compare_largest_rates, largest_converging_rate
 
 
 def _fake(threshold, flaky_at=None):
@@ -38,3 +40,37 @@ def test_nothing_migratable_returns_zero():
     best, runs = largest_converging_rate(migrate_at, start=16e6, refine_steps=2)
     assert best == 0.0
     assert [r.dirty_rate for r in runs] == [16e6, 8e6, 4e6]
+
+
+def test_interleaved_searches_take_turns_and_find_each_threshold():
+    order = []
+
+    def fake(name, threshold):
+        def migrate_at(rate):
+            order.append(name)
+            ok = rate <= threshold
+            return MigrationReport(codec=name, converged=ok, verified=ok, dirty_rate=rate)
+
+        return migrate_at
+
+    results = compare_largest_rates(
+        {"fast": fake("fast", 300e6), "slow": fake("slow", 50e6)}, start=16e6, refine_steps=3
+    )
+    assert 262e6 <= results["fast"][0] <= 300e6
+    assert 44e6 <= results["slow"][0] <= 50e6
+    # turns alternate while both searches run; the longer one finishes alone
+    slow_runs = len(results["slow"][1])
+    assert order[: 2 * slow_runs] == ["fast", "slow"] * slow_runs
+    assert set(order[2 * slow_runs :]) == {"fast"}
+
+
+def test_a_search_refuses_bad_settings_and_records_after_its_end():
+    with pytest.raises(ValueError, match="repeats must be >= 1"):
+        RateSearch(repeats=0)
+    with pytest.raises(ValueError, match="need 0 < start <= limit"):
+        RateSearch(start=0)
+    search = RateSearch(start=16e6, limit=16e6, refine_steps=0)
+    search.record(MigrationReport(codec="x", converged=True, verified=True))
+    assert search.next_rate() is None and search.good == 16e6
+    with pytest.raises(RuntimeError, match="the search is over"):
+        search.record(MigrationReport(codec="x"))
