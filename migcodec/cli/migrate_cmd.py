@@ -22,6 +22,7 @@ from migcodec.engine import (
     receive_migration,
     run_loopback,
 )
+from migcodec.engine.progress import MigrationProgress
 from migcodec.engine.sweep import largest_converging_rate
 
 CODEC_ALIASES = {"none": "raw"}
@@ -59,9 +60,12 @@ def _config(args: argparse.Namespace) -> MigrationConfig:
     )
 
 
-def _progress(iteration: int, dirty_pages: int, rate: float) -> None:
+def _progress(p: MigrationProgress) -> None:
+    if not p.iteration_done:
+        return
     print(
-        f"\r  iteration {iteration:>3}: {dirty_pages:>9} dirty pages left, {rate / 1e6:8.1f} MB/s",
+        f"\r  iteration {p.iteration:>3}: {p.dirty_pages_left:>9} dirty pages left, "
+        f"{p.rate / 1e6:8.1f} MB/s",
         end="",
         file=sys.stderr,
         flush=True,

@@ -40,6 +40,7 @@ class GuestWorkload:
         if pattern not in PATTERNS or style not in WRITE_STYLES:
             raise ValueError(f"pattern must be one of {PATTERNS}, style one of {WRITE_STYLES}")
         self.memory = memory
+        self.content = content
         self.dirty = dirty
         self.rate = rate
         self.pattern = pattern
