@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import socket
 import sys
+from collections.abc import Callable
 
 from migcodec.codecs import get_codec
 from migcodec.datasets import GENERATORS
@@ -22,8 +24,10 @@ from migcodec.engine import (
     receive_migration,
     run_loopback,
 )
+from migcodec.engine.plot import plot_migration, plot_sweep
 from migcodec.engine.progress import MigrationProgress
 from migcodec.engine.sweep import largest_converging_rate
+from migcodec.plotting import PlotUnavailable, pyplot
 
 CODEC_ALIASES = {"none": "raw"}
 
@@ -84,7 +88,14 @@ def _row(report: MigrationReport) -> str:
     )
 
 
+def _check_plot(args: argparse.Namespace) -> None:
+    """Fail before migrating, not after, when ``--plot`` cannot be drawn."""
+    if args.plot:
+        pyplot()
+
+
 def run_migrate(args: argparse.Namespace) -> int:
+    _check_plot(args)
     config = _config(args)
     memory_bytes = parse_size(args.memory)
     progress = None if args.json else _progress
@@ -108,6 +119,8 @@ def run_migrate(args: argparse.Namespace) -> int:
 
     if args.sweep_dirty_rate:
         best, runs = largest_converging_rate(migrate_at, repeats=args.repeats)
+        if args.plot:
+            plot_sweep(runs, best, args.plot)
         if args.json:
             print(
                 json.dumps(
@@ -120,6 +133,8 @@ def run_migrate(args: argparse.Namespace) -> int:
             print(f"largest migratable dirty rate with {args.codec}: {best / 1e6:.1f} MB/s")
         return 0
     report = migrate_at(parse_rate(args.dirty_rate))
+    if args.plot:
+        plot_migration(report, args.plot)
     print(json.dumps(report.as_dict(), indent=2) if args.json else _row(report))
     return 0 if report.succeeded else 1
 
@@ -139,6 +154,7 @@ def run_receive(args: argparse.Namespace) -> int:
 
 
 def run_send(args: argparse.Namespace) -> int:
+    _check_plot(args)
     config = _config(args)
     memory_bytes = parse_size(args.memory)
     n_pages = memory_bytes // config.page_size
@@ -161,6 +177,8 @@ def run_send(args: argparse.Namespace) -> int:
         chooser = make_chooser(args.codec, config.link_rate, args.workers)
         report = MigrationSource(memory, chooser, config, dirty, guest, _progress).migrate(sock)
     print(file=sys.stderr)
+    if args.plot:
+        plot_migration(report, args.plot)
     print(json.dumps(report.as_dict(), indent=2) if args.json else _row(report))
     return 0 if report.succeeded else 1
 
@@ -188,6 +206,25 @@ def _source_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-time", type=float, default=120.0, help="give up after seconds")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.add_argument(
+        "--plot",
+        metavar="PNG",
+        help="draw the migration's iterations (with --sweep-dirty-rate: the sweep) to a PNG",
+    )
+
+
+def _usage_errors(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Errors that mean "change the command line": one line on stderr and exit status 2."""
+
+    @functools.wraps(run)
+    def guarded(args: argparse.Namespace) -> int:
+        try:
+            return run(args)
+        except PlotUnavailable as exc:
+            print(f"migcodec {args.command}: {exc}", file=sys.stderr)
+            return 2
+
+    return guarded
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -201,12 +238,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--repeats", type=int, default=1, help="with --sweep-dirty-rate: migrations per rate"
     )
-    p.set_defaults(func=run_migrate)
+    p.set_defaults(func=_usage_errors(run_migrate))
 
     p = sub.add_parser("send", help="the source side of a two-host migration")
     _source_options(p)
     p.add_argument("--connect", required=True, help="HOST:PORT of `migcodec receive`")
-    p.set_defaults(func=run_send)
+    p.set_defaults(func=_usage_errors(run_send))
 
     p = sub.add_parser("receive", help="the destination side of a two-host migration")
     p.add_argument("--listen", default="127.0.0.1:4444", help="HOST:PORT to listen on")
