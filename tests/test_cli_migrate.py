@@ -4,12 +4,20 @@ shared-memory region, and what reaches stdout and stderr."""
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
+from multiprocessing.shared_memory import SharedMemory
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 from migcodec.cli import main
+from tests.plugin_dist import migcodec_command, subprocess_env
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+MiB = 1 << 20
+PAGE = 4096
 TINY = ["--memory", "8MiB", "--codec", "lz4", "--link", "1Gbit"]
 
 
@@ -50,3 +58,98 @@ def test_plot_without_matplotlib_fails_before_migrating(tmp_path, capsys, monkey
     assert err.startswith("migcodec migrate: --plot needs matplotlib")
     assert "pip install matplotlib" in err
     assert not png.exists()
+
+
+def ramp(n_bytes: int) -> bytes:
+    """Contents no workload generator produces: a byte ramp modulo 251."""
+    return (np.arange(n_bytes) % 251).astype(np.uint8).tobytes()
+
+
+def migrate_json(capsys, *args: str) -> dict:
+    code = main(["migrate", *TINY, "--json", *args])
+    report = json.loads(capsys.readouterr().out)
+    assert code == (0 if report["succeeded"] else 1)
+    return report
+
+
+def test_migrate_from_a_memory_file_round_trips(tmp_path, capsys):
+    path = tmp_path / "guest.img"
+    report = migrate_json(capsys, "--memory-file", str(path), "--dirty-rate", "20MB/s")
+    assert report["succeeded"] and report["verified"], report["error"]
+    assert path.stat().st_size == 8 * MiB == report["memory_bytes"]
+    assert any(path.read_bytes()[:PAGE])  # the guest's pages live in the file
+
+
+def test_migrate_from_shared_memory_round_trips_and_removes_the_region_it_made(capsys, shm_name):
+    report = migrate_json(capsys, "--shm", shm_name, "--dirty-rate", "20MB/s")
+    assert report["succeeded"] and report["verified"], report["error"]
+    assert report["memory_bytes"] == 8 * MiB
+    with pytest.raises(FileNotFoundError):
+        SharedMemory(shm_name)
+
+
+def test_keep_contents_migrates_the_file_as_it_is_and_without_it_the_file_is_filled(
+    tmp_path, capsys
+):
+    kept, filled = tmp_path / "kept.img", tmp_path / "filled.img"
+    for path in (kept, filled):
+        path.write_bytes(ramp(4 * MiB))
+    report = migrate_json(capsys, "--memory-file", str(kept), "--keep-contents", "--memory", "4MiB")
+    assert report["succeeded"], report["error"]  # digest-verified: the destination got it
+    assert kept.read_bytes() == ramp(4 * MiB)
+    report = migrate_json(capsys, "--memory-file", str(filled), "--memory", "4MiB")
+    assert report["succeeded"], report["error"]
+    assert filled.read_bytes() != ramp(4 * MiB)
+
+
+def test_send_keeps_a_memory_image_and_receive_writes_it_into_a_file(tmp_path, capsys):
+    image, received = tmp_path / "image.img", tmp_path / "received.img"
+    image.write_bytes(ramp(4 * MiB))
+    receiver = subprocess.Popen(
+        [*migcodec_command(), "receive", "--listen", "127.0.0.1:0", "--memory-file", str(received)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=subprocess_env(tmp_path / "cache"),
+    )
+    try:
+        listening = receiver.stdout.readline()
+        assert listening.startswith("listening on 127.0.0.1:"), listening
+        port = listening.rsplit(":", 1)[1].strip()
+        args = ["--memory-file", str(image), "--keep-contents", "--codec", "zstd", "--json"]
+        code = main(["send", "--connect", f"127.0.0.1:{port}", *args])
+        out, err = receiver.communicate(timeout=60)
+    finally:
+        receiver.kill()
+    assert code == 0 and json.loads(capsys.readouterr().out)["succeeded"]
+    assert receiver.returncode == 0, err
+    assert f"into file {received}; memory digest verified" in out
+    assert received.read_bytes() == ramp(4 * MiB)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--keep-contents"], "--keep-contents needs --memory-file or --shm"),
+        (["--memory", "4MiB", "--memory-file", "{odd}"], f"holds {PAGE + 1} bytes, not a whole"),
+        (["--shm", "{small}"], f"holds {4 * PAGE} bytes; the guest needs {8 * MiB}"),
+    ],
+)
+def test_bad_guest_memory_exits_2_saying_what_is_wrong(
+    tmp_path, capsys, foreign_shm, args, message
+):
+    odd = tmp_path / "odd.img"
+    odd.write_bytes(b"\0" * (PAGE + 1))
+    small = foreign_shm(4 * PAGE)
+    args = [a.format(odd=odd, small=small) for a in args]
+    assert main(["migrate", *TINY, *args]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("migcodec migrate: ") and message in err
+
+
+def test_a_memory_file_and_shared_memory_at_once_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["migrate", "--memory-file", str(tmp_path / "m"), "--shm", "x"])
+    assert info.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
