@@ -3,6 +3,7 @@ shared-memory region, and what reaches stdout and stderr."""
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -153,3 +154,44 @@ def test_a_memory_file_and_shared_memory_at_once_is_a_usage_error(tmp_path, caps
         main(["migrate", "--memory-file", str(tmp_path / "m"), "--shm", "x"])
     assert info.value.code == 2
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+class _Terminal(io.StringIO):
+    """stderr as a terminal, as tqdm tells one apart."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("quiet", ["--json", "--quiet"])
+def test_json_and_quiet_keep_progress_off_even_on_a_terminal(capsys, monkeypatch, quiet):
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main(["migrate", *TINY, "--dirty-rate", "20MB/s", quiet]) == 0
+    out = capsys.readouterr().out
+    if quiet == "--json":
+        assert json.loads(out)["succeeded"]  # stdout is one JSON document and nothing else
+    else:
+        assert out.startswith("lz4: ok;") and out.count("\n") == 1
+    assert terminal.getvalue() == ""
+
+
+def test_a_terminal_gets_a_progress_bar_and_stdout_only_the_result(capsys, monkeypatch):
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main(["migrate", *TINY, "--dirty-rate", "20MB/s"]) == 0
+    assert capsys.readouterr().out.startswith("lz4: ok;")
+    bar = terminal.getvalue()
+    assert "\r" in bar  # redrawn in place
+    assert "iteration 0:" in bar and "stop-and-copy: 100%" in bar
+    assert " pages [" in bar and "dirty pages left" in bar and "MB/s on the wire" in bar
+
+
+def test_a_log_gets_one_plain_line_per_iteration(capsys):
+    assert main(["migrate", *TINY, "--dirty-rate", "20MB/s"]) == 0  # stderr: not a terminal
+    out, err = capsys.readouterr()
+    lines = err.splitlines()
+    assert "\r" not in err and len(lines) >= 2
+    assert lines[0].startswith(f"iteration 0: {8 * MiB // PAGE} pages sent, ")
+    assert lines[-1].startswith("stop-and-copy: ") and ", 0 dirty pages left," in lines[-1]
+    assert out.startswith("lz4: ok;") and f"{len(lines)} iterations" in out

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from migcodec.cli.migrate_progress import ProgressDisplay
 from migcodec.codecs import get_codec
 from migcodec.datasets import GENERATORS
 from migcodec.datasets.workload import PATTERNS, WRITE_STYLES
@@ -31,7 +32,6 @@ from migcodec.engine import (
 )
 from migcodec.engine.destination import MemoryOpener
 from migcodec.engine.plot import plot_migration, plot_sweep
-from migcodec.engine.progress import MigrationProgress
 from migcodec.engine.sweep import largest_converging_rate
 from migcodec.plotting import PlotUnavailable, pyplot
 from migcodec.wire import StreamSummary, WireError
@@ -71,16 +71,8 @@ def _config(args: argparse.Namespace) -> MigrationConfig:
     )
 
 
-def _progress(p: MigrationProgress) -> None:
-    if not p.iteration_done:
-        return
-    print(
-        f"\r  iteration {p.iteration:>3}: {p.dirty_pages_left:>9} dirty pages left, "
-        f"{p.rate / 1e6:8.1f} MB/s",
-        end="",
-        file=sys.stderr,
-        flush=True,
-    )
+def _progress(args: argparse.Namespace, label: str = "") -> ProgressDisplay:
+    return ProgressDisplay(enabled=not (args.json or args.quiet), label=label)
 
 
 def _row(report: MigrationReport) -> str:
@@ -115,26 +107,24 @@ def _source_memory(args: argparse.Namespace, page_size: int) -> GuestMemory:
 def run_migrate(args: argparse.Namespace) -> int:
     _check_plot(args)
     config = _config(args)
-    progress = None if args.json else _progress
     with _source_memory(args, config.page_size) as memory:
 
         def migrate_at(rate: float) -> MigrationReport:
             chooser = make_chooser(args.codec, config.link_rate, args.workers)
-            report = run_loopback(
-                memory.pages,
-                chooser,
-                config,
-                rate,
-                args.workload,
-                args.pattern,
-                args.style,
-                args.seed,
-                progress=progress,
-                fill=not args.keep_contents,
-            )
-            if progress:
-                print(file=sys.stderr)
-            return report
+            label = f"dirty {rate / 1e6:g} MB/s" if args.sweep_dirty_rate else ""
+            with _progress(args, label) as progress:
+                return run_loopback(
+                    memory.pages,
+                    chooser,
+                    config,
+                    rate,
+                    args.workload,
+                    args.pattern,
+                    args.style,
+                    args.seed,
+                    progress=progress,
+                    fill=not args.keep_contents,
+                )
 
         if not args.sweep_dirty_rate:
             report = migrate_at(parse_rate(args.dirty_rate))
@@ -200,9 +190,9 @@ def _send(args: argparse.Namespace, config: MigrationConfig, memory: np.ndarray)
         fill=not args.keep_contents,
     )
     host, _, port = args.connect.rpartition(":")
-    with socket.create_connection((host, int(port))) as sock:
+    with socket.create_connection((host, int(port))) as sock, _progress(args) as progress:
         chooser = make_chooser(args.codec, config.link_rate, args.workers)
-        source = MigrationSource(memory, chooser, config, guest.dirty, guest, _progress)
+        source = MigrationSource(memory, chooser, config, guest.dirty, guest, progress)
         return source.migrate(sock)
 
 
@@ -211,7 +201,6 @@ def run_send(args: argparse.Namespace) -> int:
     config = _config(args)
     with _source_memory(args, config.page_size) as memory:
         report = _send(args, config, memory.pages)
-    print(file=sys.stderr)
     if args.plot:
         plot_migration(report, args.plot)
     print(json.dumps(report.as_dict(), indent=2) if args.json else _row(report))
@@ -269,6 +258,11 @@ def _source_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-time", type=float, default=120.0, help="give up after seconds")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress on stderr (a bar on a terminal, a line per iteration otherwise)",
+    )
     p.add_argument(
         "--plot",
         metavar="PNG",
