@@ -278,12 +278,10 @@ def _reported(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Na
     def guarded(args: argparse.Namespace) -> int:
         try:
             return run(args)
-        except (PlotUnavailable, GuestMemoryError) as exc:
+        except (PlotUnavailable, GuestMemoryError, WireError) as exc:
             print(f"migcodec {args.command}: {exc}", file=sys.stderr)
-            return 2
-        except WireError as exc:  # the other end refused or broke the stream
-            print(f"migcodec {args.command}: {exc}", file=sys.stderr)
-            return 1
+            # a wire error: the other end refused or broke the stream, not a usage error
+            return 1 if isinstance(exc, WireError) else 2
 
     return guarded
 
