@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -40,3 +41,32 @@ def plugin_site(tmp_path: Path) -> Iterator[Path]:
             if str(getattr(module, "__file__", None) or "").startswith(str(site)):
                 del sys.modules[name]
         clear_entry_point_caches()
+
+
+SHM_DIR = Path("/dev/shm")
+
+
+@pytest.fixture
+def shm_name() -> Iterator[str]:
+    """A shared-memory region name nobody uses; removed afterwards if a test left it."""
+    name = f"migcodec-test-{uuid.uuid4().hex[:12]}"
+    yield name
+    (SHM_DIR / name).unlink(missing_ok=True)
+
+
+@pytest.fixture
+def foreign_shm(shm_name: str) -> Callable[[int], str]:
+    """Makes region ``shm_name`` of a given size as another program would: without Python's
+    resource tracker, which would count this test process as its owner."""
+
+    def make(size: int) -> str:
+        if not SHM_DIR.is_dir():
+            pytest.skip("no /dev/shm")
+        fd = os.open(SHM_DIR / shm_name, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+        try:
+            os.ftruncate(fd, size)
+        finally:
+            os.close(fd)
+        return shm_name
+
+    return make

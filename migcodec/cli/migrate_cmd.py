@@ -3,26 +3,38 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
 import socket
 import sys
+from collections.abc import Callable
 
+import numpy as np
+
+from migcodec.cli.migrate_progress import ProgressDisplay
 from migcodec.codecs import get_codec
 from migcodec.datasets import GENERATORS
 from migcodec.datasets.workload import PATTERNS, WRITE_STYLES
 from migcodec.engine import (
-    DirtyLog,
     FixedChooser,
-    GuestWorkload,
+    GuestMemory,
+    GuestMemoryError,
     MigrationConfig,
     MigrationReport,
     MigrationSource,
+    make_guest,
+    open_guest_memory,
     parse_rate,
     parse_size,
     receive_migration,
     run_loopback,
 )
+from migcodec.engine.destination import MemoryOpener
+from migcodec.engine.plot import plot_migration, plot_sweep
 from migcodec.engine.sweep import largest_converging_rate
+from migcodec.plotting import PlotUnavailable, pyplot
+from migcodec.wire import StreamSummary, WireError
 
 CODEC_ALIASES = {"none": "raw"}
 
@@ -59,13 +71,8 @@ def _config(args: argparse.Namespace) -> MigrationConfig:
     )
 
 
-def _progress(iteration: int, dirty_pages: int, rate: float) -> None:
-    print(
-        f"\r  iteration {iteration:>3}: {dirty_pages:>9} dirty pages left, {rate / 1e6:8.1f} MB/s",
-        end="",
-        file=sys.stderr,
-        flush=True,
-    )
+def _progress(args: argparse.Namespace, label: str = "") -> ProgressDisplay:
+    return ProgressDisplay(enabled=not (args.json or args.quiet), label=label)
 
 
 def _row(report: MigrationReport) -> str:
@@ -80,85 +87,141 @@ def _row(report: MigrationReport) -> str:
     )
 
 
-def run_migrate(args: argparse.Namespace) -> int:
-    config = _config(args)
-    memory_bytes = parse_size(args.memory)
-    progress = None if args.json else _progress
+def _check_plot(args: argparse.Namespace) -> None:
+    """Fail before migrating, not after, when ``--plot`` cannot be drawn."""
+    if args.plot:
+        pyplot()
 
-    def migrate_at(rate: float) -> MigrationReport:
-        chooser = make_chooser(args.codec, config.link_rate, args.workers)
-        report = run_loopback(
-            memory_bytes,
-            chooser,
-            config,
-            rate,
-            args.workload,
-            args.pattern,
-            args.style,
-            args.seed,
-            progress=progress,
+
+def _source_memory(args: argparse.Namespace, page_size: int) -> GuestMemory:
+    """The guest's memory: ``--memory-file``, ``--shm``, or anonymous."""
+    backed = args.memory_file or args.shm
+    if args.keep_contents and not backed:
+        raise GuestMemoryError(
+            "--keep-contents needs --memory-file or --shm: anonymous memory holds nothing to keep"
         )
-        if progress:
-            print(file=sys.stderr)
-        return report
+    size = parse_size(args.memory) if args.memory else None
+    return open_guest_memory(size, page_size, path=args.memory_file, shm_name=args.shm)
 
-    if args.sweep_dirty_rate:
-        best, runs = largest_converging_rate(migrate_at, repeats=args.repeats)
-        if args.json:
-            print(
-                json.dumps(
-                    {"largest_dirty_rate": best, "runs": [r.as_dict() for r in runs]}, indent=2
+
+def run_migrate(args: argparse.Namespace) -> int:
+    _check_plot(args)
+    config = _config(args)
+    with _source_memory(args, config.page_size) as memory:
+
+        def migrate_at(rate: float) -> MigrationReport:
+            chooser = make_chooser(args.codec, config.link_rate, args.workers)
+            label = f"dirty {rate / 1e6:g} MB/s" if args.sweep_dirty_rate else ""
+            with _progress(args, label) as progress:
+                return run_loopback(
+                    memory.pages,
+                    chooser,
+                    config,
+                    rate,
+                    args.workload,
+                    args.pattern,
+                    args.style,
+                    args.seed,
+                    progress=progress,
+                    fill=not args.keep_contents,
                 )
-            )
-        else:
-            for r in runs:
-                print(f"  dirty {r.dirty_rate / 1e6:8.1f} MB/s -> {_row(r)}")
-            print(f"largest migratable dirty rate with {args.codec}: {best / 1e6:.1f} MB/s")
-        return 0
-    report = migrate_at(parse_rate(args.dirty_rate))
-    print(json.dumps(report.as_dict(), indent=2) if args.json else _row(report))
-    return 0 if report.succeeded else 1
+
+        if not args.sweep_dirty_rate:
+            report = migrate_at(parse_rate(args.dirty_rate))
+            if args.plot:
+                plot_migration(report, args.plot)
+            print(json.dumps(report.as_dict(), indent=2) if args.json else _row(report))
+            return 0 if report.succeeded else 1
+        best, runs = largest_converging_rate(migrate_at, repeats=args.repeats)
+    if args.plot:
+        plot_sweep(runs, best, args.plot)
+    if args.json:
+        print(
+            json.dumps({"largest_dirty_rate": best, "runs": [r.as_dict() for r in runs]}, indent=2)
+        )
+    else:
+        for r in runs:
+            print(f"  dirty {r.dirty_rate / 1e6:8.1f} MB/s -> {_row(r)}")
+        print(f"largest migratable dirty rate with {args.codec}: {best / 1e6:.1f} MB/s")
+    return 0
 
 
-def run_receive(args: argparse.Namespace) -> int:
+def _receive(args: argparse.Namespace, memory: MemoryOpener | None) -> tuple[StreamSummary, str]:
+    """Serve one migration; the received array is not returned, so it cannot outlive its
+    mapping when the caller closes the memory."""
     host, _, port = args.listen.rpartition(":")
     with socket.create_server((host or "0.0.0.0", int(port))) as server:
         print(f"listening on {server.getsockname()[0]}:{server.getsockname()[1]}", flush=True)
         conn, peer = server.accept()
         with conn:
-            summary, _ = receive_migration(conn)
+            summary, _ = receive_migration(conn, memory)
+    return summary, peer[0]
+
+
+def run_receive(args: argparse.Namespace) -> int:
+    with contextlib.ExitStack() as stack:
+        opened: list[GuestMemory] = []
+
+        def open_destination(n_pages: int, page_size: int) -> np.ndarray:
+            memory = open_guest_memory(
+                n_pages * page_size, page_size, path=args.memory_file, shm_name=args.shm
+            )
+            opened.append(stack.enter_context(memory))
+            return memory.pages
+
+        backed = args.memory_file or args.shm
+        summary, peer = _receive(args, open_destination if backed else None)
+    into = f" into {opened[0].description}" if opened else ""
     print(
-        f"received {summary.pages} pages from {peer[0]} in {summary.frames} frames; "
+        f"received {summary.pages} pages from {peer} in {summary.frames} frames{into}; "
         "memory digest verified"
     )
     return 0
 
 
-def run_send(args: argparse.Namespace) -> int:
-    config = _config(args)
-    memory_bytes = parse_size(args.memory)
-    n_pages = memory_bytes // config.page_size
-    import numpy as np
-
-    memory = np.zeros((n_pages, config.page_size), dtype=np.uint8)
-    dirty = DirtyLog(n_pages)
-    guest = GuestWorkload(
+def _send(args: argparse.Namespace, config: MigrationConfig, memory: np.ndarray) -> MigrationReport:
+    guest = make_guest(
         memory,
-        dirty,
         parse_rate(args.dirty_rate),
         args.workload,
         args.pattern,
         args.style,
         args.seed,
+        fill=not args.keep_contents,
     )
-    guest.fill()
     host, _, port = args.connect.rpartition(":")
-    with socket.create_connection((host, int(port))) as sock:
+    with socket.create_connection((host, int(port))) as sock, _progress(args) as progress:
         chooser = make_chooser(args.codec, config.link_rate, args.workers)
-        report = MigrationSource(memory, chooser, config, dirty, guest, _progress).migrate(sock)
-    print(file=sys.stderr)
+        source = MigrationSource(memory, chooser, config, guest.dirty, guest, progress)
+        return source.migrate(sock)
+
+
+def run_send(args: argparse.Namespace) -> int:
+    _check_plot(args)
+    config = _config(args)
+    with _source_memory(args, config.page_size) as memory:
+        report = _send(args, config, memory.pages)
+    if args.plot:
+        plot_migration(report, args.plot)
     print(json.dumps(report.as_dict(), indent=2) if args.json else _row(report))
     return 0 if report.succeeded else 1
+
+
+def _memory_options(p: argparse.ArgumentParser, what: str, sized_by: str) -> None:
+    """Where memory lives: mapped from a file or a region, never copied, so the guest's
+    writes (or the decoded pages) land in it."""
+    backing = p.add_mutually_exclusive_group()
+    backing.add_argument(
+        "--memory-file",
+        metavar="PATH",
+        help=f"{what} in this file (created, or grown to {sized_by} if smaller)",
+    )
+    backing.add_argument(
+        "--shm",
+        metavar="NAME",
+        help=f"{what} in this POSIX shared-memory region: attached if it exists (it must "
+        f"hold {sized_by}), else created and removed again when the command ends",
+    )
 
 
 def _source_options(p: argparse.ArgumentParser) -> None:
@@ -172,7 +235,18 @@ def _source_options(p: argparse.ArgumentParser) -> None:
         choices=list(WRITE_STYLES),
         help="whole-page rewrites or a few 8-byte words per page",
     )
-    p.add_argument("--memory", default="256MiB", help="guest memory size, e.g. 1GiB")
+    p.add_argument(
+        "--memory",
+        help="guest memory size, e.g. 1GiB (default: all of an existing --memory-file or "
+        "--shm, else 256MiB)",
+    )
+    _memory_options(p, "guest memory", "--memory")
+    p.add_argument(
+        "--keep-contents",
+        action="store_true",
+        help="migrate what --memory-file or --shm already holds (a real memory image) instead "
+        "of filling it with --workload pages first; the guest still dirties it",
+    )
     p.add_argument("--dirty-rate", default="0", help="guest dirty rate, e.g. 200MB/s")
     p.add_argument("--link", default="1Gbit", help="sender rate limit, e.g. 1Gbit, unlimited")
     p.add_argument(
@@ -184,6 +258,32 @@ def _source_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-time", type=float, default=120.0, help="give up after seconds")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress on stderr (a bar on a terminal, a line per iteration otherwise)",
+    )
+    p.add_argument(
+        "--plot",
+        metavar="PNG",
+        help="draw the migration's iterations (with --sweep-dirty-rate: the sweep) to a PNG",
+    )
+
+
+def _reported(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Errors a user acts on get one line on stderr, not a traceback: exit status 2 when the
+    command line must change, 1 when the migration failed."""
+
+    @functools.wraps(run)
+    def guarded(args: argparse.Namespace) -> int:
+        try:
+            return run(args)
+        except (PlotUnavailable, GuestMemoryError, WireError) as exc:
+            print(f"migcodec {args.command}: {exc}", file=sys.stderr)
+            # a wire error: the other end refused or broke the stream, not a usage error
+            return 1 if isinstance(exc, WireError) else 2
+
+    return guarded
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -197,13 +297,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--repeats", type=int, default=1, help="with --sweep-dirty-rate: migrations per rate"
     )
-    p.set_defaults(func=run_migrate)
+    p.set_defaults(func=_reported(run_migrate))
 
     p = sub.add_parser("send", help="the source side of a two-host migration")
     _source_options(p)
     p.add_argument("--connect", required=True, help="HOST:PORT of `migcodec receive`")
-    p.set_defaults(func=run_send)
+    p.set_defaults(func=_reported(run_send))
 
     p = sub.add_parser("receive", help="the destination side of a two-host migration")
     p.add_argument("--listen", default="127.0.0.1:4444", help="HOST:PORT to listen on")
-    p.set_defaults(func=run_receive)
+    _memory_options(p, "destination memory", "the size the source announces")
+    p.set_defaults(func=_reported(run_receive))

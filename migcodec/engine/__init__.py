@@ -3,9 +3,11 @@
 from migcodec.engine.chooser import CodecChooser, FixedChooser
 from migcodec.engine.destination import receive_migration
 from migcodec.engine.dirty import DirtyLog
-from migcodec.engine.guest import GuestWorkload
+from migcodec.engine.guest import GuestWorkload, make_guest
 from migcodec.engine.link import PacedSocket, parse_rate, parse_size
-from migcodec.engine.report import MigrationReport
+from migcodec.engine.memory import GuestMemory, GuestMemoryError, open_guest_memory
+from migcodec.engine.progress import MigrationProgress
+from migcodec.engine.report import IterationRecord, MigrationReport
 from migcodec.engine.runner import run_loopback
 from migcodec.engine.source import MigrationConfig, MigrationSource
 
@@ -13,11 +15,17 @@ __all__ = [
     "CodecChooser",
     "DirtyLog",
     "FixedChooser",
+    "GuestMemory",
+    "GuestMemoryError",
     "GuestWorkload",
+    "IterationRecord",
     "MigrationConfig",
+    "MigrationProgress",
     "MigrationReport",
     "MigrationSource",
     "PacedSocket",
+    "make_guest",
+    "open_guest_memory",
     "parse_rate",
     "parse_size",
     "receive_migration",

@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+from collections.abc import Callable
 
 import numpy as np
 
-from migcodec.wire import FrameReader, StreamSummary, WireError
+from migcodec.wire import FrameReader, MemoryMismatch, StreamSummary, WireError
 from migcodec.wire.handshake import send_reply
+from migcodec.wire.preamble import Preamble
 
 
 def default_memory_limit() -> int:
@@ -17,24 +19,45 @@ def default_memory_limit() -> int:
     return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
 
 
+#: opens destination memory of ``(n_pages, page_size)`` once the source has announced it
+MemoryOpener = Callable[[int, int], np.ndarray]
+
+
+def _zeros(n_pages: int, page_size: int) -> np.ndarray:
+    return np.zeros((n_pages, page_size), dtype=np.uint8)
+
+
 def receive_migration(
-    sock: socket.socket, memory: np.ndarray | None = None, max_memory_bytes: int | None = None
+    sock: socket.socket,
+    memory: np.ndarray | MemoryOpener | None = None,
+    max_memory_bytes: int | None = None,
 ) -> tuple[StreamSummary, np.ndarray]:
     """Receive a whole migration on ``sock``; return the summary and the memory.
 
-    The preamble is refused (and the source told why) when it asks for more memory than
-    ``memory`` holds, or than ``max_memory_bytes`` (half of RAM by default) when the memory
-    is allocated here. Success is reported to the source only after the end-of-stream frame
-    arrived and the memory digest matched; any failure is sent back (best effort) and
-    re-raised.
+    ``memory`` is an array, or a function called with the size the source announces (a
+    file is sized to the stream that way); anonymous memory by default. The preamble is
+    refused (and the source told why) when it asks for more memory than an array holds,
+    or than ``max_memory_bytes`` (half of RAM by default) otherwise, or when the function
+    fails. Success is reported to the source only after the end-of-stream frame arrived
+    and the memory digest matched; any failure is sent back (best effort) and re-raised.
     """
-    if memory is not None:
-        limit = memory.nbytes
+    held = [memory] if isinstance(memory, np.ndarray) else []
+    if held:
+        limit = held[0].nbytes
+    elif max_memory_bytes is not None:
+        limit = max_memory_bytes
     else:
-        limit = max_memory_bytes if max_memory_bytes is not None else default_memory_limit()
-    reader = FrameReader(sock, reply_to=sock, max_memory_bytes=limit)
-    if memory is None:
-        memory = np.zeros((reader.memory_pages, reader.page_size), dtype=np.uint8)
+        limit = default_memory_limit()
+    opener = memory if callable(memory) else _zeros
+
+    def admit(preamble: Preamble) -> None:
+        try:
+            held.append(opener(preamble.memory_pages, preamble.page_size))
+        except (ValueError, OSError) as exc:
+            raise MemoryMismatch(f"cannot open destination memory: {exc}", -1) from exc
+
+    reader = FrameReader(sock, reply_to=sock, max_memory_bytes=limit, admit=None if held else admit)
+    memory = held[0]
     try:
         summary = reader.receive(memory)
     except WireError as exc:

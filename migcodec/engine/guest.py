@@ -40,6 +40,7 @@ class GuestWorkload:
         if pattern not in PATTERNS or style not in WRITE_STYLES:
             raise ValueError(f"pattern must be one of {PATTERNS}, style one of {WRITE_STYLES}")
         self.memory = memory
+        self.content = content
         self.dirty = dirty
         self.rate = rate
         self.pattern = pattern
@@ -127,3 +128,25 @@ class GuestWorkload:
             self._write(pages)
             self.dirty.mark(pages)
             self.bytes_dirtied += pages.shape[0] * page_size
+
+
+def make_guest(
+    memory: np.ndarray,
+    dirty_rate: float,
+    content: str = "memcached",
+    pattern: str = "uniform",
+    style: str = "whole",
+    seed: int = 0,
+    fill: bool = True,
+) -> GuestWorkload:
+    """A guest over ``memory`` with a dirty log of its own (``guest.dirty``).
+
+    ``fill=False`` keeps what the memory already holds, so a real memory image migrates as
+    it is rather than as generated pages; the guest still dirties it with ``content``.
+    """
+    guest = GuestWorkload(
+        memory, DirtyLog(memory.shape[0]), dirty_rate, content, pattern, style, seed
+    )
+    if fill:
+        guest.fill()
+    return guest

@@ -6,8 +6,32 @@ from dataclasses import asdict, dataclass, field
 
 
 @dataclass
+class IterationRecord:
+    """One pass over the dirty pages, kept so a run can be drawn (``--plot``) and studied
+    (``--json``) after the fact: why it converged, or where the dirty set stopped shrinking.
+
+    Times are seconds since the migration started. ``wire_bytes`` counts frames written
+    during the pass; ``pages_by_codec`` shows what ``auto`` chose in it.
+    """
+
+    iteration: int
+    start_s: float
+    end_s: float
+    pages_sent: int
+    wire_bytes: int
+    dirty_pages_left: int  # dirty again when the pass ended (0 after stop-and-copy)
+    pages_by_codec: dict[str, int] = field(default_factory=dict)
+    stop_and_copy: bool = False
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_s - self.start_s
+
+
+@dataclass
 class MigrationReport:
     codec: str
+    workload: str = ""  # what the guest writes (its page contents), for titles and tables
     converged: bool = False
     verified: bool = False
     error: str | None = None
@@ -24,11 +48,13 @@ class MigrationReport:
     emulation_cpu_s: float = 0.0  # CPU our software stand-in burned (not the device's cost)
     fallback_batches: int = 0
     memory_bytes: int = 0
+    page_size: int = 4096
     dirty_rate: float = 0.0  # what the guest was asked to dirty, bytes/s
     dirty_rate_achieved: float = 0.0  # what it managed while it ran (a Python thread)
     link_rate: float | None = None
     pages_by_codec: dict[str, int] = field(default_factory=dict)
     paths: dict[str, str] = field(default_factory=dict)
+    iteration_log: list[IterationRecord] = field(default_factory=list)
 
     @property
     def ratio(self) -> float:

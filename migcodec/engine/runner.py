@@ -9,15 +9,15 @@ import numpy as np
 
 from migcodec.engine.chooser import CodecChooser
 from migcodec.engine.destination import receive_migration
-from migcodec.engine.dirty import DirtyLog
-from migcodec.engine.guest import GuestWorkload
+from migcodec.engine.guest import make_guest
+from migcodec.engine.progress import ProgressCallback
 from migcodec.engine.report import MigrationReport
 from migcodec.engine.source import MigrationConfig, MigrationSource
 from migcodec.wire import memory_digest
 
 
 def run_loopback(
-    memory_bytes: int,
+    memory: int | np.ndarray,
     chooser: CodecChooser,
     config: MigrationConfig,
     dirty_rate: float = 0.0,
@@ -25,15 +25,19 @@ def run_loopback(
     pattern: str = "uniform",
     style: str = "whole",
     seed: int = 0,
-    progress=None,
+    progress: ProgressCallback | None = None,
+    fill: bool = True,
 ) -> MigrationReport:
     """Fill a guest, start it dirtying, migrate it to a destination thread over a real
-    loopback TCP connection, and compare both memories at the end."""
-    n_pages = memory_bytes // config.page_size
-    memory = np.zeros((n_pages, config.page_size), dtype=np.uint8)
-    dirty = DirtyLog(n_pages)
-    guest = GuestWorkload(memory, dirty, dirty_rate, content, pattern, style, seed)
-    guest.fill()
+    loopback TCP connection, and compare both memories at the end.
+
+    ``memory`` is a size in bytes (anonymous memory), or the guest's pages (e.g. from
+    :func:`~migcodec.engine.memory.open_guest_memory`); ``fill=False`` migrates what they
+    hold instead of generated contents.
+    """
+    if not isinstance(memory, np.ndarray):
+        memory = np.zeros((memory // config.page_size, config.page_size), dtype=np.uint8)
+    guest = make_guest(memory, dirty_rate, content, pattern, style, seed, fill)
     outcome: dict = {}
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
@@ -50,7 +54,7 @@ def run_loopback(
         thread.start()
         with socket.create_connection(("127.0.0.1", port)) as sock:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            source = MigrationSource(memory, chooser, config, dirty, guest, progress)
+            source = MigrationSource(memory, chooser, config, guest.dirty, guest, progress)
             report = source.migrate(sock)
         thread.join()
     received = outcome.get("memory")

@@ -24,7 +24,8 @@ from migcodec.engine.chooser import CodecChooser
 from migcodec.engine.dirty import DirtyLog
 from migcodec.engine.guest import GuestWorkload
 from migcodec.engine.link import PacedSocket
-from migcodec.engine.report import MigrationReport
+from migcodec.engine.progress import ProgressCallback, ProgressTicker
+from migcodec.engine.report import IterationRecord, MigrationReport
 from migcodec.engine.runs import batch_runs
 from migcodec.wire import FrameWriter, WireError, memory_digest
 from migcodec.wire.handshake import read_reply
@@ -146,7 +147,7 @@ class MigrationSource:
         config: MigrationConfig | None = None,
         dirty: DirtyLog | None = None,
         guest: GuestWorkload | None = None,
-        progress=None,
+        progress: ProgressCallback | None = None,
     ) -> None:
         self.memory = memory
         self.config = config or MigrationConfig(page_size=memory.shape[1])
@@ -155,7 +156,7 @@ class MigrationSource:
         self.guest = guest
         self.fallback = get_codec(self.config.fallback_codec)
         self._engines: dict[int, CodecEngines] = {}
-        self.progress = progress  # called as progress(iteration, dirty_pages, bytes_per_s)
+        self.progress = progress  # called rarely: see ProgressTicker
 
     def _engines_for(self, index: int) -> CodecEngines:
         if index not in self._engines:
@@ -169,7 +170,7 @@ class MigrationSource:
             )
         return self._engines[index]
 
-    def _send_pages(self, sender: _Sender, pages: np.ndarray) -> int:
+    def _send_pages(self, sender: _Sender, pages: np.ndarray, ticker: ProgressTicker) -> int:
         cfg = self.config
         batches = batch_runs(pages, cfg.max_batch_pages)
         for start in range(0, len(batches), cfg.window_batches):
@@ -189,6 +190,7 @@ class MigrationSource:
                 request = engines.submit(batch, notify=False)
                 sender.submitted += 1
                 sender.items.put((request, codec_id))
+                ticker.batch(batch.n_pages)
         sender.wait_drained()
         return int(pages.shape[0])
 
@@ -198,7 +200,9 @@ class MigrationSource:
         names = getattr(self.chooser, "label", "+".join(c.name for c in self.chooser.codecs))
         report = MigrationReport(
             codec=names,
+            workload=self.guest.content if self.guest else "",
             memory_bytes=self.memory.nbytes,
+            page_size=cfg.page_size,
             link_rate=cfg.link_rate,
             dirty_rate=self.guest.rate if self.guest else 0.0,
         )
@@ -219,9 +223,12 @@ class MigrationSource:
             await_reply_from=sock,
         )
         sender = _Sender(writer, self.chooser, self.fallback, report)
+        ticker = ProgressTicker(
+            self.progress, cfg.page_size, self.dirty, lambda: writer.bytes_written
+        )
         sender.start()
         try:
-            self._precopy(sock, sender, report, start)
+            self._precopy(sock, sender, report, start, ticker)
         finally:
             sender.items.put(_STOP)
             sender.join()
@@ -245,27 +252,27 @@ class MigrationSource:
             report.error = f"{what}: {type(err).__name__}: {err}"
         return report
 
-    def _precopy(self, sock, sender: _Sender, report: MigrationReport, start: float) -> None:
+    def _precopy(
+        self,
+        sock,
+        sender: _Sender,
+        report: MigrationReport,
+        start: float,
+        ticker: ProgressTicker,
+    ) -> None:
         cfg = self.config
         writer = sender.writer
         self.dirty.mark_all()
         if self.guest is not None:
             self.guest.start()
         best_remaining, stalled = float("inf"), 0
-        for iteration in range(cfg.max_iterations):
-            pages = self.dirty.collect()
-            t0 = time.perf_counter()
-            sent = self._send_pages(sender, pages)
-            sender.items.put((_ITERATION_END, iteration, sent))
-            elapsed = max(time.perf_counter() - t0, 1e-6)
-            report.iterations += 1
-            report.pages_sent += sent
+        for _ in range(cfg.max_iterations):
+            done = self._iteration(sender, report, start, ticker)
             if sender.error is not None:
                 return
-            rate = sent * cfg.page_size / elapsed if sent else float("inf")
-            remaining = self.dirty.count() * cfg.page_size
-            if self.progress is not None:
-                self.progress(iteration, remaining // cfg.page_size, rate)
+            sent_bytes = done.pages_sent * cfg.page_size
+            rate = sent_bytes / max(done.duration_s, 1e-6) if sent_bytes else float("inf")
+            remaining = done.dirty_pages_left * cfg.page_size
             if remaining / rate <= cfg.downtime_limit_s:
                 report.converged = True
                 break
@@ -286,10 +293,7 @@ class MigrationSource:
         if self.guest is not None:
             self.guest.pause()
         paused = time.perf_counter()
-        pages = self.dirty.collect()
-        report.pages_sent += self._send_pages(sender, pages)
-        report.iterations += 1
-        sender.items.put((_ITERATION_END, report.iterations - 1, int(pages.shape[0])))
+        self._iteration(sender, report, start, ticker, stop_and_copy=True)
         sender.items.put(_STOP)
         sender.join()
         if sender.error is not None:
@@ -301,6 +305,43 @@ class MigrationSource:
         except (OSError, WireError) as exc:
             report.error = f"destination did not confirm the migration: {exc}"
         report.downtime_s = time.perf_counter() - paused
+
+    def _iteration(
+        self,
+        sender: _Sender,
+        report: MigrationReport,
+        start: float,
+        ticker: ProgressTicker,
+        stop_and_copy: bool = False,
+    ) -> IterationRecord:
+        """Send what is dirty now, as one iteration, and log what it took."""
+        number = report.iterations
+        wire0 = sender.writer.bytes_written
+        by_codec0 = dict(report.pages_by_codec)
+        t0 = time.perf_counter()
+        pages = self.dirty.collect()
+        ticker.begin(number, int(pages.shape[0]), stop_and_copy)
+        sent = self._send_pages(sender, pages, ticker)  # drained: the counts below are whole
+        sender.items.put((_ITERATION_END, number, sent))
+        record = IterationRecord(
+            iteration=number,
+            start_s=t0 - start,
+            end_s=time.perf_counter() - start,
+            pages_sent=sent,
+            wire_bytes=sender.writer.bytes_written - wire0,
+            dirty_pages_left=self.dirty.count(),
+            pages_by_codec={
+                name: n - by_codec0.get(name, 0)
+                for name, n in report.pages_by_codec.items()
+                if n != by_codec0.get(name, 0)
+            },
+            stop_and_copy=stop_and_copy,
+        )
+        report.iterations += 1
+        report.pages_sent += sent
+        report.iteration_log.append(record)
+        ticker.end()
+        return record
 
     @staticmethod
     def _guarded(sender: _Sender, fn, *args) -> None:

@@ -85,7 +85,9 @@ class FrameReader:
     cannot be resolved refuses the whole stream before any page is read.
     ``max_batch_pages`` is this side's own bound, whatever the peer announces. With
     ``reply_to`` (the socket back to the source) the reader answers the preamble: accept,
-    or refuse naming the missing codec and what to install.
+    or refuse naming the missing codec and what to install. ``admit`` sees the preamble
+    before that answer (e.g. to open destination memory of the announced size); a
+    :class:`WireError` it raises refuses the stream with its message.
     """
 
     def __init__(
@@ -95,6 +97,7 @@ class FrameReader:
         max_batch_pages: int = fmt.MAX_BATCH_PAGES,
         reply_to: object | None = None,
         max_memory_bytes: int | None = None,
+        admit: Callable[[Preamble], None] | None = None,
     ) -> None:
         self._source = Source(source)
         self.offset = 0
@@ -104,6 +107,8 @@ class FrameReader:
         try:
             self._check_limits(max_batch_pages, max_memory_bytes)
             self.codecs = resolve_codecs(self.preamble, resolve)
+            if admit is not None:
+                admit(self.preamble)
         except WireError as exc:
             if reply_to is not None:
                 send_reply(reply_to, False, exc.detail)

@@ -223,3 +223,27 @@ def test_a_failing_chooser_fails_the_migration_instead_of_hanging():
     report = outcome["report"]
     assert not report.succeeded
     assert "chooser bug" in report.error
+
+
+def test_the_iteration_log_accounts_for_every_page_and_ends_with_stop_and_copy():
+    config = MigrationConfig(workers=2, link_rate=parse_rate("1Gbit"), window_batches=2)
+    chooser = _AlternatingChooser(["lz4", "zstd"])
+    report = run_loopback(8 * MiB, chooser, config, 30e6, "mixed")
+    assert report.succeeded, report.error
+    log = report.iteration_log
+    assert [r.iteration for r in log] == list(range(report.iterations))
+    assert sum(r.pages_sent for r in log) == report.pages_sent
+    for r in log:
+        assert sum(r.pages_by_codec.values()) == r.pages_sent
+    assert log[0].pages_sent == 8 * MiB // 4096  # the first pass sends everything
+    assert set(log[0].pages_by_codec) == {"lz4", "zstd"}
+    assert [r.stop_and_copy for r in log] == [False] * (len(log) - 1) + [True]
+    assert log[-1].dirty_pages_left == 0
+    starts = [r.start_s for r in log]
+    assert starts == sorted(starts) and all(r.end_s >= r.start_s for r in log)
+    assert log[-1].end_s <= report.total_time_s
+    # everything but the end-of-stream frame was written inside some iteration
+    assert 0 < report.wire_bytes - sum(r.wire_bytes for r in log) < 4096
+    listed = report.as_dict()["iteration_log"]
+    assert listed[0]["pages_sent"] == log[0].pages_sent
+    assert listed[-1]["stop_and_copy"] is True

@@ -1,6 +1,7 @@
 """The evaluation picture: chosen arm per window against the oracle's, and cumulative reward.
 
-matplotlib is imported here only, so evaluating without ``--plot`` never needs it.
+matplotlib is imported only when a plot is drawn, so evaluating without ``--plot`` never
+needs it.
 """
 
 from __future__ import annotations
@@ -9,18 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
+from migcodec.plotting import pyplot
 from migcodec.selector.evaluation.replay import Evaluation
 
 
 def plot_evaluation(ev: Evaluation, path: str | Path, max_policies: int = 6) -> Path:
     """Write a PNG with two panels; the best ``max_policies`` adaptive policies are drawn."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:
-        raise RuntimeError("--plot needs matplotlib: pip install matplotlib") from exc
+    plt = pyplot()
     adaptive = [
         (s, r)
         for s, r in zip(ev.scores, ev.results, strict=True)

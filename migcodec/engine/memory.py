@@ -1,0 +1,164 @@
+"""Guest memory to migrate from or into: anonymous, a file, or a shared-memory region.
+
+A file or a region lets the engine migrate memory that something else holds (a saved
+memory image, or the RAM of a process that maps the same region) instead of a buffer it
+filled itself. Either way the engine sees an ``(n_pages, page_size)`` uint8 array mapped
+over the backing, never a copy, so the guest's writes and the destination's decoded pages
+land in the backing itself.
+
+Sizes: without ``size``, an existing file or region is used whole; a new one gets
+:data:`DEFAULT_SIZE`. With ``size``, a smaller file grows to it (sparse, reading as zeros),
+a larger one is used from its start; a region cannot grow, so a smaller one is refused.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+from collections.abc import Callable
+from multiprocessing import resource_tracker
+from multiprocessing.shared_memory import SharedMemory
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_SIZE = 256 * 2**20
+
+
+class GuestMemoryError(ValueError):
+    """Guest memory cannot be opened as asked; the message says what to change."""
+
+
+class GuestMemory:
+    """Open guest memory: ``pages`` is valid until :meth:`close` (or the ``with`` ends).
+
+    ``had_contents`` says the backing existed before with something in it, which a caller
+    may want to migrate as it is rather than overwrite.
+    """
+
+    def __init__(
+        self,
+        pages: np.ndarray,
+        description: str,
+        had_contents: bool = False,
+        release: Callable[[], None] | None = None,
+    ) -> None:
+        self.pages = pages
+        self.description = description
+        self.had_contents = had_contents
+        self._release = release
+        self.closed = False
+
+    def close(self) -> None:
+        """Write a file's pages back, unmap, and unlink a region only if we created it."""
+        if self.closed:
+            return
+        self.closed = True
+        if isinstance(self.pages, np.memmap):
+            self.pages.flush()
+        del self.pages  # a mapping can only be closed once no array views it
+        if self._release is not None:
+            self._release()
+
+    def __enter__(self) -> GuestMemory:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_guest_memory(
+    size: int | None = None,
+    page_size: int = 4096,
+    *,
+    path: str | os.PathLike | None = None,
+    shm_name: str | None = None,
+) -> GuestMemory:
+    """Guest memory of ``size`` bytes (whole pages), in a file, a region, or anonymous."""
+    if path is not None and shm_name is not None:
+        raise GuestMemoryError("guest memory comes from a file or a shared-memory region, not both")
+    if path is not None:
+        return _open_file(Path(path), size, page_size)
+    if shm_name is not None:
+        return _open_shm(shm_name, size, page_size)
+    n_pages = _n_pages(size, None, page_size, "")
+    return GuestMemory(np.zeros((n_pages, page_size), np.uint8), "anonymous memory")
+
+
+def _n_pages(size: int | None, existing: int | None, page_size: int, what: str) -> int:
+    """Pages to map: ``size`` in whole pages, else all of an existing backing."""
+    if existing is not None and existing % page_size:
+        raise GuestMemoryError(
+            f"{what} holds {existing} bytes, not a whole number of {page_size}-byte pages: "
+            "guest memory is pages"
+        )
+    if size is None:
+        size = existing or DEFAULT_SIZE
+    if size < page_size:
+        raise GuestMemoryError(f"guest memory of {size} bytes is less than one page")
+    return size // page_size
+
+
+def _open_file(path: Path, size: int | None, page_size: int) -> GuestMemory:
+    what = f"--memory-file {path}"
+    try:
+        existing = path.stat().st_size if path.exists() else None
+        n_pages = _n_pages(size, existing, page_size, what)
+        if (existing or 0) < n_pages * page_size:
+            with open(path, "ab") as f:  # creates it; grows sparse, so no pages are written
+                f.truncate(n_pages * page_size)
+        pages = np.memmap(path, np.uint8, "r+", shape=(n_pages, page_size))
+    except OSError as exc:
+        raise GuestMemoryError(f"cannot map {what}: {exc}") from exc
+    return GuestMemory(pages, f"file {path}", bool(existing))
+
+
+def _attach(name: str) -> SharedMemory:
+    """Attach to an existing region without making this process its owner."""
+    if sys.version_info >= (3, 13):
+        return SharedMemory(name, track=False)
+    shm = SharedMemory(name)
+    # before 3.13, attaching registers the region with the resource tracker, which unlinks
+    # it when this process exits (python/cpython#82300): the region is not ours to remove
+    resource_tracker.unregister(shm._name, "shared_memory")
+    return shm
+
+
+def _open_shm(name: str, size: int | None, page_size: int) -> GuestMemory:
+    what = f"--shm {name}"
+    try:
+        shm, created = _attach(name), False
+    except FileNotFoundError:
+        n_pages = _n_pages(size, None, page_size, what)
+        try:
+            shm, created = SharedMemory(name, create=True, size=n_pages * page_size), True
+        except OSError as exc:
+            raise GuestMemoryError(f"cannot create {what}: {exc}") from exc
+    except OSError as exc:
+        raise GuestMemoryError(f"cannot attach {what}: {exc}") from exc
+
+    def release() -> None:
+        try:
+            try:
+                shm.close()
+            except BufferError:  # a view in a reference cycle: collect it, then unmap
+                gc.collect()
+                shm.close()
+        finally:
+            if created:
+                shm.unlink()
+
+    if not created:
+        try:
+            n_pages = _n_pages(size, shm.size, page_size, what)
+            if n_pages * page_size > shm.size:
+                raise GuestMemoryError(
+                    f"{what} holds {shm.size} bytes; the guest needs {n_pages * page_size} "
+                    "(a shared-memory region cannot grow)"
+                )
+        except GuestMemoryError:
+            release()
+            raise
+    pages = np.ndarray((n_pages, page_size), np.uint8, buffer=shm.buf)
+    return GuestMemory(pages, f"shared memory {name}", not created, release)

@@ -1,0 +1,146 @@
+"""Guest memory from a file or a shared-memory region: sizes, ownership, and receiving."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from multiprocessing.shared_memory import SharedMemory
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from migcodec.codecs import get_codec
+from migcodec.engine import (
+    FixedChooser,
+    GuestMemoryError,
+    MigrationConfig,
+    MigrationSource,
+    make_guest,
+    open_guest_memory,
+    receive_migration,
+)
+from migcodec.wire import WireError
+
+PAGE = 4096
+SHM_DIR = Path("/dev/shm")
+
+
+def pattern(n_pages: int) -> np.ndarray:
+    """Bytes no generator produces: a ramp modulo 251, so no two pages are alike."""
+    return (np.arange(n_pages * PAGE) % 251).astype(np.uint8)
+
+
+def test_a_new_file_is_created_at_the_size_asked_and_keeps_what_was_written(tmp_path):
+    path = tmp_path / "guest.img"
+    with open_guest_memory(16 * PAGE, PAGE, path=path) as memory:
+        assert memory.pages.shape == (16, PAGE) and memory.pages.dtype == np.uint8
+        assert not memory.had_contents
+        memory.pages[3] = 7
+    data = np.fromfile(path, np.uint8)
+    assert data.size == 16 * PAGE
+    assert (data[3 * PAGE : 4 * PAGE] == 7).all() and not data[: 3 * PAGE].any()
+
+
+def test_an_existing_file_is_used_whole_grown_or_used_from_its_start(tmp_path):
+    path = tmp_path / "guest.img"
+    pattern(4).tofile(path)
+    with open_guest_memory(None, PAGE, path=path) as memory:  # whole file
+        assert memory.pages.shape == (4, PAGE) and memory.had_contents
+        assert (memory.pages.ravel() == pattern(4)).all()
+    with open_guest_memory(2 * PAGE, PAGE, path=path) as memory:  # its first pages
+        assert memory.pages.shape == (2, PAGE)
+    assert path.stat().st_size == 4 * PAGE
+    with open_guest_memory(8 * PAGE, PAGE, path=path) as memory:  # grown with zero pages
+        assert (memory.pages[:4].ravel() == pattern(4)).all() and not memory.pages[4:].any()
+    assert path.stat().st_size == 8 * PAGE
+
+
+def test_a_file_that_is_not_whole_pages_is_refused(tmp_path):
+    path = tmp_path / "odd.img"
+    path.write_bytes(b"x" * (PAGE + 100))
+    with pytest.raises(GuestMemoryError, match=f"holds {PAGE + 100} bytes, not a whole number"):
+        open_guest_memory(None, PAGE, path=path)
+    assert path.read_bytes() == b"x" * (PAGE + 100)  # left as it was
+
+
+def test_a_region_we_create_is_removed_on_close(shm_name):
+    with open_guest_memory(8 * PAGE, PAGE, shm_name=shm_name) as memory:
+        assert not memory.had_contents
+        memory.pages[:] = 1
+        cycle: list = [memory.pages]
+        cycle.append(cycle)  # a view only the garbage collector can free
+        del cycle
+    with pytest.raises(FileNotFoundError):
+        SharedMemory(shm_name)
+
+
+def test_a_region_someone_else_created_is_attached_and_left_in_place(foreign_shm):
+    shm_name = foreign_shm(8 * PAGE)
+    with open_guest_memory(None, PAGE, shm_name=shm_name) as memory:
+        assert memory.pages.shape == (8, PAGE) and memory.had_contents
+        memory.pages[5] = 9
+    data = np.fromfile(SHM_DIR / shm_name, np.uint8)
+    assert (data[5 * PAGE : 6 * PAGE] == 9).all()
+
+
+def test_a_region_smaller_than_the_memory_asked_is_refused_and_left_in_place(foreign_shm):
+    shm_name = foreign_shm(4 * PAGE)
+    with pytest.raises(GuestMemoryError, match=f"holds {4 * PAGE} bytes; the guest needs"):
+        open_guest_memory(8 * PAGE, PAGE, shm_name=shm_name)
+    assert (SHM_DIR / shm_name).stat().st_size == 4 * PAGE
+
+
+def test_a_file_and_a_region_at_once_is_refused(tmp_path, shm_name):
+    with pytest.raises(GuestMemoryError, match="not both"):
+        open_guest_memory(PAGE, PAGE, path=tmp_path / "m", shm_name=shm_name)
+
+
+def _migrate_into(opener, n_pages: int = 256):
+    """Migrate a filled guest over a socket pair to ``receive_migration(opener)``."""
+    src, dst = socket.socketpair()
+    outcome: dict = {}
+
+    def destination():
+        with dst:
+            try:
+                outcome["summary"], _ = receive_migration(dst, opener)
+            except WireError as exc:
+                outcome["error"] = exc
+
+    thread = threading.Thread(target=destination)
+    thread.start()
+    memory = np.zeros((n_pages, PAGE), np.uint8)
+    guest = make_guest(memory, 0.0, "mixed")
+    source = MigrationSource(
+        memory, FixedChooser(get_codec("lz4")), MigrationConfig(link_rate=None), guest.dirty, guest
+    )
+    try:
+        with src:
+            report = source.migrate(src)
+    finally:
+        thread.join(timeout=20)
+    return report, memory, outcome
+
+
+def test_the_destination_receives_into_memory_opened_at_the_size_the_source_announces(tmp_path):
+    path = tmp_path / "received.img"
+    opened = []
+
+    def into_file(n_pages, page_size):
+        opened.append(open_guest_memory(n_pages * page_size, page_size, path=path))
+        return opened[-1].pages
+
+    report, memory, outcome = _migrate_into(into_file)
+    assert report.succeeded, report.error
+    assert outcome["summary"].digest_verified
+    opened[0].close()
+    assert path.read_bytes() == memory.tobytes()
+
+
+def test_destination_memory_that_cannot_open_refuses_the_stream_at_the_handshake():
+    def fails(n_pages, page_size):
+        raise GuestMemoryError("--shm x holds 4096 bytes; the guest needs 1048576")
+
+    with pytest.raises(WireError, match="cannot open destination memory: --shm x holds 4096"):
+        _migrate_into(fails)

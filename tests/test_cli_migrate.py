@@ -1,0 +1,197 @@
+"""``migcodec migrate``, ``send`` and ``receive``: plots, guest memory from a file or a
+shared-memory region, and what reaches stdout and stderr."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from multiprocessing.shared_memory import SharedMemory
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from migcodec.cli import main
+from tests.plugin_dist import migcodec_command, subprocess_env
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+MiB = 1 << 20
+PAGE = 4096
+TINY = ["--memory", "8MiB", "--codec", "lz4", "--link", "1Gbit"]
+
+
+def assert_png(path: Path) -> None:
+    data = path.read_bytes()
+    assert data[:8] == PNG_MAGIC and len(data) > 10_000
+
+
+def test_migrate_plot_writes_a_png_and_json_lists_the_iterations(tmp_path, capsys):
+    png = tmp_path / "run.png"
+    code = main(["migrate", *TINY, "--dirty-rate", "20MB/s", "--json", "--plot", str(png)])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["succeeded"] and report["workload"] == "memcached"
+    log = report["iteration_log"]
+    assert sum(r["pages_sent"] for r in log) == report["pages_sent"]
+    assert log[-1]["stop_and_copy"] and log[-1]["dirty_pages_left"] == 0
+    assert_png(png)
+
+
+def test_sweep_plot_writes_a_png(tmp_path, capsys):
+    png = tmp_path / "sweep.png"
+    # a 1 ms downtime limit and three iterations make each failing rate fail fast
+    fast = ["--downtime-ms", "1", "--max-iterations", "3", "--workload", "random"]
+    code = main(["migrate", *TINY, *fast, "--sweep-dirty-rate", "--json", "--plot", str(png)])
+    assert code == 0
+    sweep = json.loads(capsys.readouterr().out)
+    assert sweep["runs"] and all("iteration_log" in r for r in sweep["runs"])
+    assert_png(png)
+
+
+def test_plot_without_matplotlib_fails_before_migrating(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    png = tmp_path / "run.png"
+    assert main(["migrate", *TINY, "--plot", str(png)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("migcodec migrate: --plot needs matplotlib")
+    assert "pip install matplotlib" in err
+    assert not png.exists()
+
+
+def ramp(n_bytes: int) -> bytes:
+    """Contents no workload generator produces: a byte ramp modulo 251."""
+    return (np.arange(n_bytes) % 251).astype(np.uint8).tobytes()
+
+
+def migrate_json(capsys, *args: str) -> dict:
+    code = main(["migrate", *TINY, "--json", *args])
+    report = json.loads(capsys.readouterr().out)
+    assert code == (0 if report["succeeded"] else 1)
+    return report
+
+
+def test_migrate_from_a_memory_file_round_trips(tmp_path, capsys):
+    path = tmp_path / "guest.img"
+    report = migrate_json(capsys, "--memory-file", str(path), "--dirty-rate", "20MB/s")
+    assert report["succeeded"] and report["verified"], report["error"]
+    assert path.stat().st_size == 8 * MiB == report["memory_bytes"]
+    assert any(path.read_bytes()[:PAGE])  # the guest's pages live in the file
+
+
+def test_migrate_from_shared_memory_round_trips_and_removes_the_region_it_made(capsys, shm_name):
+    report = migrate_json(capsys, "--shm", shm_name, "--dirty-rate", "20MB/s")
+    assert report["succeeded"] and report["verified"], report["error"]
+    assert report["memory_bytes"] == 8 * MiB
+    with pytest.raises(FileNotFoundError):
+        SharedMemory(shm_name)
+
+
+def test_keep_contents_migrates_the_file_as_it_is_and_without_it_the_file_is_filled(
+    tmp_path, capsys
+):
+    kept, filled = tmp_path / "kept.img", tmp_path / "filled.img"
+    for path in (kept, filled):
+        path.write_bytes(ramp(4 * MiB))
+    report = migrate_json(capsys, "--memory-file", str(kept), "--keep-contents", "--memory", "4MiB")
+    assert report["succeeded"], report["error"]  # digest-verified: the destination got it
+    assert kept.read_bytes() == ramp(4 * MiB)
+    report = migrate_json(capsys, "--memory-file", str(filled), "--memory", "4MiB")
+    assert report["succeeded"], report["error"]
+    assert filled.read_bytes() != ramp(4 * MiB)
+
+
+def test_send_keeps_a_memory_image_and_receive_writes_it_into_a_file(tmp_path, capsys):
+    image, received = tmp_path / "image.img", tmp_path / "received.img"
+    image.write_bytes(ramp(4 * MiB))
+    receiver = subprocess.Popen(
+        [*migcodec_command(), "receive", "--listen", "127.0.0.1:0", "--memory-file", str(received)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=subprocess_env(tmp_path / "cache"),
+    )
+    try:
+        listening = receiver.stdout.readline()
+        assert listening.startswith("listening on 127.0.0.1:"), listening
+        port = listening.rsplit(":", 1)[1].strip()
+        args = ["--memory-file", str(image), "--keep-contents", "--codec", "zstd", "--json"]
+        code = main(["send", "--connect", f"127.0.0.1:{port}", *args])
+        out, err = receiver.communicate(timeout=60)
+    finally:
+        receiver.kill()
+    assert code == 0 and json.loads(capsys.readouterr().out)["succeeded"]
+    assert receiver.returncode == 0, err
+    assert f"into file {received}; memory digest verified" in out
+    assert received.read_bytes() == ramp(4 * MiB)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--keep-contents"], "--keep-contents needs --memory-file or --shm"),
+        (["--memory", "4MiB", "--memory-file", "{odd}"], f"holds {PAGE + 1} bytes, not a whole"),
+        (["--shm", "{small}"], f"holds {4 * PAGE} bytes; the guest needs {8 * MiB}"),
+    ],
+)
+def test_bad_guest_memory_exits_2_saying_what_is_wrong(
+    tmp_path, capsys, foreign_shm, args, message
+):
+    odd = tmp_path / "odd.img"
+    odd.write_bytes(b"\0" * (PAGE + 1))
+    small = foreign_shm(4 * PAGE)
+    args = [a.format(odd=odd, small=small) for a in args]
+    assert main(["migrate", *TINY, *args]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("migcodec migrate: ") and message in err
+
+
+def test_a_memory_file_and_shared_memory_at_once_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["migrate", "--memory-file", str(tmp_path / "m"), "--shm", "x"])
+    assert info.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+class _Terminal(io.StringIO):
+    """stderr as a terminal, as tqdm tells one apart."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("quiet", ["--json", "--quiet"])
+def test_json_and_quiet_keep_progress_off_even_on_a_terminal(capsys, monkeypatch, quiet):
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main(["migrate", *TINY, "--dirty-rate", "20MB/s", quiet]) == 0
+    out = capsys.readouterr().out
+    if quiet == "--json":
+        assert json.loads(out)["succeeded"]  # stdout is one JSON document and nothing else
+    else:
+        assert out.startswith("lz4: ok;") and out.count("\n") == 1
+    assert terminal.getvalue() == ""
+
+
+def test_a_terminal_gets_a_progress_bar_and_stdout_only_the_result(capsys, monkeypatch):
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main(["migrate", *TINY, "--dirty-rate", "20MB/s"]) == 0
+    assert capsys.readouterr().out.startswith("lz4: ok;")
+    bar = terminal.getvalue()
+    assert "\r" in bar  # redrawn in place
+    assert "iteration 0:" in bar and "stop-and-copy: 100%" in bar
+    assert " pages [" in bar and "dirty pages left" in bar and "MB/s on the wire" in bar
+
+
+def test_a_log_gets_one_plain_line_per_iteration(capsys):
+    assert main(["migrate", *TINY, "--dirty-rate", "20MB/s"]) == 0  # stderr: not a terminal
+    out, err = capsys.readouterr()
+    lines = err.splitlines()
+    assert "\r" not in err and len(lines) >= 2
+    assert lines[0].startswith(f"iteration 0: {8 * MiB // PAGE} pages sent, ")
+    assert lines[-1].startswith("stop-and-copy: ") and ", 0 dirty pages left," in lines[-1]
+    assert out.startswith("lz4: ok;") and f"{len(lines)} iterations" in out
