@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from migcodec.codecs import CodecUnavailable, get_codec
+from migcodec.codecs.plugins.dsa_delta import DsaDeltaCodec
 from migcodec.codecs.plugins.lz4 import Lz4Codec
 from migcodec.engine import (
     DirtyLog,
@@ -200,6 +201,32 @@ def test_switching_between_delta_and_compression_codecs_keeps_memories_equal(del
     assert report.succeeded, report.error
     assert report.pages_by_codec[delta] > 0
     assert report.iterations >= 2
+
+
+class _CountingDelta(DsaDeltaCodec):
+    """Records, per call, how many pages other codecs taught its cache."""
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        self.taught = []
+
+    def note_sent(self, indices, pages):
+        self.taught.append(len(indices))
+        super().note_sent(indices, pages)
+
+
+def test_delta_caches_learn_other_codecs_pages_from_the_second_pass_on():
+    """The first pass sends every page once: caching it all would cost the sender a copy
+    of memory for nothing (QEMU's XBZRLE rule). Later passes teach every page."""
+    delta = _CountingDelta()
+    chooser = FixedChooser(get_codec("lz4"))
+    chooser.codecs.append(delta)  # in the stream's table, never chosen
+    config = MigrationConfig(workers=2, link_rate=parse_rate("1Gbit"), window_batches=2)
+    report = run_loopback(8 * MiB, chooser, config, 40e6, "mixed")
+    assert report.succeeded, report.error
+    later = report.pages_sent - report.iteration_log[0].pages_sent
+    assert later > 0
+    assert sum(delta.taught) == later
 
 
 class _BrokenReportChooser(FixedChooser):
