@@ -7,11 +7,11 @@ report all name the same thing. Arms are parsed from the command line as ``name`
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from migcodec.codecs import Codec, get_codec
+from migcodec.selector.spec import parse_spec
 
 #: CPU arms every installation has
 DEFAULT_ARMS = ("raw", "lz4", "zstd:level=1", "zstd:level=3", "zlib-ng:level=1")
@@ -71,24 +71,9 @@ class Arm:
 
 def parse_arm(text: str) -> dict[str, Any]:
     """``zstd:level=3`` -> ``{"name": "zstd", "level": 3}``; a JSON object is accepted too."""
-    text = text.strip()
-    if text.startswith("{"):
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ArmError(f"arm {text!r} is not valid JSON: {exc}") from exc
-    name, _, rest = text.partition(":")
-    config: dict[str, Any] = {"name": name.strip()}
-    for item in filter(None, (p.strip() for p in rest.split(","))):
-        key, eq, value = item.partition("=")
-        if not eq:
-            raise ArmError(f"arm {text!r}: parameter {item!r} needs key=value (e.g. zstd:level=3)")
-        try:
-            config[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            config[key.strip()] = value.strip()
+    config = parse_spec(text, "arm", ArmError, "zstd:level=3")
     if not config["name"]:
-        raise ArmError(f"arm {text!r} names no codec")
+        raise ArmError(f"arm {text.strip()!r} names no codec")
     return config
 
 

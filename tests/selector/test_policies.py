@@ -122,3 +122,16 @@ def test_policy_errors_say_what_to_fix():
         policy_from_config({"name": "fixed", "arm": 7}).bind(3)
     with pytest.raises(PolicyError, match="needs window features"):
         LinearRLS().bind(2).choose(None)
+
+
+def test_arm_and_policy_specs_share_one_parser_and_its_errors():
+    from migcodec.selector.arms import ArmError, parse_arm
+
+    assert parse_arm("zstd:level=-1,name_hint=x") == {"name": "zstd", "level": -1, "name_hint": "x"}
+    assert parse_arm('{"name": "lz4", "acceleration": 2}') == {"name": "lz4", "acceleration": 2}
+    with pytest.raises(ArmError, match=r"parameter 'level' needs key=value \(e.g. zstd:level=3\)"):
+        parse_arm("zstd:level")
+    with pytest.raises(PolicyError, match=r"parameter 'gamma' needs key=value$"):
+        parse_policy("d-ucb:gamma")
+    with pytest.raises(PolicyError, match=r"policy '\{bad' is not valid JSON"):
+        parse_policy("{bad")

@@ -21,6 +21,7 @@ import numpy as np
 
 from migcodec.selector.features import WindowFeatures
 from migcodec.selector.objectives import Objective, Outcome, Throughput
+from migcodec.selector.spec import parse_spec
 
 POLICIES: dict[str, type[Policy]] = {}
 
@@ -139,17 +140,4 @@ def policy_from_config(config: dict[str, Any] | str) -> Policy:
 
 def parse_policy(text: str) -> Policy:
     """``ucb1``, ``d-ucb:gamma=0.95``, ``fixed:arm=2`` or a JSON config."""
-    text = text.strip()
-    if text.startswith("{"):
-        return policy_from_config(text)
-    name, _, rest = text.partition(":")
-    config: dict[str, Any] = {"name": name.strip()}
-    for item in filter(None, (p.strip() for p in rest.split(","))):
-        key, eq, value = item.partition("=")
-        if not eq:
-            raise PolicyError(f"policy {text!r}: parameter {item!r} needs key=value")
-        try:
-            config[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            config[key.strip()] = value.strip()
-    return policy_from_config(config)
+    return policy_from_config(parse_spec(text, "policy", PolicyError))

@@ -1,0 +1,33 @@
+"""One parser for the ``name:key=value,...`` specs that name arms and policies on the
+command line (``zstd:level=3``, ``d-ucb:gamma=0.95``), or their JSON config."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+def parse_spec(text: str, what: str, error: type[Exception], example: str = "") -> dict[str, Any]:
+    """``zstd:level=3`` -> ``{"name": "zstd", "level": 3}``; a JSON object is accepted too.
+
+    Values are JSON where they parse as JSON (numbers, booleans), else strings. Failures
+    raise ``error`` naming ``what`` was being parsed; ``example`` is shown with them.
+    """
+    text = text.strip()
+    hint = f" (e.g. {example})" if example else ""
+    if text.startswith("{"):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise error(f"{what} {text!r} is not valid JSON: {exc}") from exc
+    name, _, rest = text.partition(":")
+    config: dict[str, Any] = {"name": name.strip()}
+    for item in filter(None, (p.strip() for p in rest.split(","))):
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise error(f"{what} {text!r}: parameter {item!r} needs key=value{hint}")
+        try:
+            config[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            config[key.strip()] = value.strip()
+    return config
