@@ -25,6 +25,7 @@ from migcodec.codecs.base import Codec, Probe
 from migcodec.codecs.batch import Batch
 from migcodec.codecs.device_model import DeviceModel, device_model
 from migcodec.codecs.encoded import Encoded
+from migcodec.codecs.errors import CodecUnavailable
 
 PATHS = ("hardware", "software", "emulated")
 
@@ -67,11 +68,50 @@ class AcceleratorCodec(Codec):
     #: which :mod:`device_model` entry models the device
     device: ClassVar[str]
 
+    #: what the vendor library raises when its session or jobs cannot be set up
+    vendor_error: ClassVar[type[Exception]]
+    #: what is being set up, for "could not be set up" reasons ("QATzip session")
+    vendor_setup: ClassVar[str]
+
     def __init__(self) -> None:
         self.counters = PathCounters()
         self._lock = threading.Lock()
         self._path: str | None = None
         self._device_s: float | None = None
+        self._handle = None  # the vendor session or jobs, once opened; None: emulated
+        self._opened = False
+        self.path_reason = ""
+
+    def _open_vendor(self, probe: Probe) -> tuple[object, str]:
+        """Open the vendor handle (it has ``close()``) for the hardware path; return it and
+        the reason to report. Raise ``vendor_error`` or CodecUnavailable when it fails."""
+        raise NotImplementedError
+
+    def _open(self):
+        """The vendor handle, opened on first use; ``None`` means the emulated path."""
+        if self._opened:
+            return self._handle
+        self._opened = True
+        probe = type(self).probe()
+        if probe.path != "hardware":
+            self.path_reason = probe.reason
+            return None
+        try:
+            self._handle, self.path_reason = self._open_vendor(probe)
+        except (self.vendor_error, CodecUnavailable) as exc:
+            self.counters.fallbacks += 1
+            self.counters.last_error = str(exc)
+            self.path_reason = f"{self.vendor_setup} could not be set up ({exc}); emulated"
+            return None
+        return self._handle
+
+    def close(self) -> None:
+        """Release the vendor handle (also done when the instance is collected)."""
+        with self._lock:
+            if self._handle is not None:
+                self._handle.close()
+            self._handle = None
+            self._opened = False
 
     @property
     def model(self) -> DeviceModel:
@@ -86,7 +126,9 @@ class AcceleratorCodec(Codec):
 
     def _expected_path(self) -> str:
         """The path a request would take now (before any request ran)."""
-        return type(self).probe().path
+        if not self._opened:
+            return type(self).probe().path
+        return "emulated" if self._handle is None else "hardware"
 
     def probe_path(self) -> str:
         return self._path or self._expected_path()

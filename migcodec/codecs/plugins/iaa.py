@@ -112,14 +112,13 @@ class IaaCodec(AcceleratorCodec):
     name = "iaa"
     kind = "compress"
     device = "iaa"
+    vendor_error = qpl.QplError
+    vendor_setup = "QPL hardware jobs"
     requires = ("zlib-ng",)
 
     def __init__(self) -> None:
         super().__init__()
         self.max_retries = MAX_SUBMIT_RETRIES
-        self._device: QplDevice | None = None
-        self._opened = False
-        self.path_reason = ""
 
     @classmethod
     def probe(cls) -> Probe:
@@ -127,38 +126,9 @@ class IaaCodec(AcceleratorCodec):
         emulated = f"zlib-ng writes 4 KiB-window DEFLATE per page; device time {LABEL}"
         return accelerator_probe(lookup, iaa_work_queues(), "QPL", "IAA work queue", emulated)
 
-    def _open(self) -> QplDevice | None:
-        """Initialise QPL jobs on first use; ``None`` means the emulated path."""
-        if self._opened:
-            return self._device
-        self._opened = True
-        probe = type(self).probe()
-        if probe.path != "hardware":
-            self.path_reason = probe.reason
-            return None
+    def _open_vendor(self, probe: Probe) -> tuple[QplDevice, str]:
         lookup = load_library(qpl.SONAME, qpl.ENV_LIBRARY, qpl.INSTALL_HINT)
-        try:
-            self._device = QplDevice(lookup.handle)
-        except (qpl.QplError, CodecUnavailable) as exc:
-            self.counters.fallbacks += 1
-            self.counters.last_error = str(exc)
-            self.path_reason = f"QPL hardware jobs could not be set up ({exc}); emulated"
-            return None
-        self.path_reason = f"QPL hardware path: {probe.reason}"
-        return self._device
-
-    def _expected_path(self) -> str:
-        if not self._opened:
-            return type(self).probe().path
-        return "emulated" if self._device is None else "hardware"
-
-    def close(self) -> None:
-        """Release the QPL jobs (also done when the instance is collected)."""
-        with self._lock:
-            if self._device is not None:
-                self._device.close()
-            self._device = None
-            self._opened = False
+        return QplDevice(lookup.handle), f"QPL hardware path: {probe.reason}"
 
     # -- encode ----------------------------------------------------------------------
     def _encode_pages(self, pages: np.ndarray, indices: np.ndarray | None) -> PageEncoding:

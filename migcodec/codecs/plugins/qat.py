@@ -22,7 +22,7 @@ from zlib_ng import zlib_ng
 from migcodec.codecs.accel import AcceleratorCodec, accelerator_probe
 from migcodec.codecs.base import PageEncoding, Probe
 from migcodec.codecs.device_model import LABEL
-from migcodec.codecs.errors import CodecUnavailable, DecodeError
+from migcodec.codecs.errors import DecodeError
 from migcodec.codecs.vendor import qatzip
 from migcodec.codecs.vendor.detect import load_library, qat_devices
 
@@ -76,6 +76,8 @@ class QatCodec(AcceleratorCodec):
     name = "qat"
     kind = "compress"
     device = "qat"
+    vendor_error = qatzip.QatzipError
+    vendor_setup = "QATzip session"
     requires = ("zlib-ng",)
 
     def __init__(self, level: int = 1) -> None:
@@ -83,9 +85,6 @@ class QatCodec(AcceleratorCodec):
             raise ValueError(f"qat level must be an integer 1..9, got {level!r}")
         super().__init__()
         self.level = level
-        self._session: qatzip.QatzipSession | None = None
-        self._opened = False
-        self.path_reason = ""
 
     def params(self) -> dict:
         return {"level": self.level}
@@ -97,40 +96,15 @@ class QatCodec(AcceleratorCodec):
         return accelerator_probe(lookup, qat_devices(), "QATzip", "QAT device", emulated)
 
     # -- session ---------------------------------------------------------------------
-    def _open(self) -> qatzip.QatzipSession | None:
-        """Open the QATzip session on first use; ``None`` means the emulated path."""
-        if self._opened:
-            return self._session
-        self._opened = True
-        probe = type(self).probe()
-        if probe.path != "hardware":
-            self.path_reason = probe.reason
-            return None
+    def _open_vendor(self, probe: Probe) -> tuple[qatzip.QatzipSession, str]:
         lookup = load_library(qatzip.SONAME, qatzip.ENV_LIBRARY, qatzip.INSTALL_HINT)
-        try:
-            self._session = qatzip.QatzipSession(lookup.handle, self.level)
-        except (qatzip.QatzipError, CodecUnavailable) as exc:
-            self.counters.fallbacks += 1
-            self.counters.last_error = str(exc)
-            self.path_reason = f"QATzip session could not be set up ({exc}); emulated"
-            return None
-        self.path_reason = self._session.reason
-        return self._session
+        session = qatzip.QatzipSession(lookup.handle, self.level)
+        return session, session.reason
 
     def _expected_path(self) -> str:
-        if not self._opened:
-            return type(self).probe().path
-        if self._session is None:
-            return "emulated"
-        return "software" if self._session.software else "hardware"
-
-    def close(self) -> None:
-        """Release the QATzip session (also done when the instance is collected)."""
-        with self._lock:
-            if self._session is not None:
-                self._session.close()
-            self._session = None
-            self._opened = False
+        if self._opened and self._handle is not None and self._handle.software:
+            return "software"
+        return super()._expected_path()
 
     # -- transform -------------------------------------------------------------------
     def _encode_pages(self, pages: np.ndarray, indices: np.ndarray | None) -> PageEncoding:
