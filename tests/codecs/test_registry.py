@@ -301,14 +301,14 @@ def test_get_codec_of_broken_plugins_says_what_to_do(broken_plugins):
 
 def test_migcodec_codecs_reports_broken_plugins(broken_plugins, tmp_path):
     env = subprocess_env(tmp_path / "cache", broken_plugins)
-    text = subprocess.run(
-        [*migcodec_command(), "codecs"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=True,
-    ).stdout
+
+    def codecs(*flags: str) -> str:
+        command = [*migcodec_command(), "codecs", *flags]
+        return subprocess.run(
+            command, capture_output=True, text=True, env=env, timeout=60, check=True
+        ).stdout
+
+    text = codecs()
     table, footer = text.split("\n\n")
     lines = {line.split()[0]: line for line in table.splitlines()[1:]}
     assert footer.startswith("zero-page detection (every codec): ")
@@ -317,16 +317,7 @@ def test_migcodec_codecs_reports_broken_plugins(broken_plugins, tmp_path):
     for name in BUILTIN:
         assert lines[name].split()[2] == "yes"
 
-    listed = json.loads(
-        subprocess.run(
-            [*migcodec_command(), "codecs", "--json"],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=60,
-            check=True,
-        ).stdout
-    )
+    listed = json.loads(codecs("--json"))
     by_name = {entry["name"]: entry for entry in listed}
     for name, expected in EXPECTED_BROKEN.items():
         assert by_name[name] == expected.as_dict()
