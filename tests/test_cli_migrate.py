@@ -195,3 +195,10 @@ def test_a_log_gets_one_plain_line_per_iteration(capsys):
     assert lines[0].startswith(f"iteration 0: {8 * MiB // PAGE} pages sent, ")
     assert lines[-1].startswith("stop-and-copy: ") and ", 0 dirty pages left," in lines[-1]
     assert out.startswith("lz4: ok;") and f"{len(lines)} iterations" in out
+
+
+def test_a_malformed_address_is_a_usage_error_naming_the_form(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["send", "--connect", "dest-without-port"])
+    assert exit_info.value.code == 2
+    assert "'dest-without-port' is not HOST:PORT (e.g. 127.0.0.1:4444)" in capsys.readouterr().err

@@ -146,11 +146,19 @@ def run_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) for --listen and --connect."""
+    host, _, port = text.rpartition(":")
+    if not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:4444)")
+    return host.strip("[]"), int(port)
+
+
 def _receive(args: argparse.Namespace, memory: MemoryOpener | None) -> tuple[StreamSummary, str]:
     """Serve one migration; the received array is not returned, so it cannot outlive its
     mapping when the caller closes the memory."""
-    host, _, port = args.listen.rpartition(":")
-    with socket.create_server((host or "0.0.0.0", int(port))) as server:
+    host, port = args.listen
+    with socket.create_server((host or "0.0.0.0", port)) as server:
         print(f"listening on {server.getsockname()[0]}:{server.getsockname()[1]}", flush=True)
         conn, peer = server.accept()
         with conn:
@@ -189,8 +197,7 @@ def _send(args: argparse.Namespace, config: MigrationConfig, memory: np.ndarray)
         args.seed,
         fill=not args.keep_contents,
     )
-    host, _, port = args.connect.rpartition(":")
-    with socket.create_connection((host, int(port))) as sock, _progress(args) as progress:
+    with socket.create_connection(args.connect) as sock, _progress(args) as progress:
         chooser = make_chooser(args.codec, config.link_rate, args.workers)
         source = MigrationSource(memory, chooser, config, guest.dirty, guest, progress)
         return source.migrate(sock)
@@ -301,10 +308,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("send", help="the source side of a two-host migration")
     _source_options(p)
-    p.add_argument("--connect", required=True, help="HOST:PORT of `migcodec receive`")
+    p.add_argument(
+        "--connect", required=True, type=_address, help="HOST:PORT of `migcodec receive`"
+    )
     p.set_defaults(func=_reported(run_send))
 
     p = sub.add_parser("receive", help="the destination side of a two-host migration")
-    p.add_argument("--listen", default="127.0.0.1:4444", help="HOST:PORT to listen on")
+    p.add_argument(
+        "--listen", default="127.0.0.1:4444", type=_address, help="HOST:PORT to listen on"
+    )
     _memory_options(p, "destination memory", "the size the source announces")
     p.set_defaults(func=_reported(run_receive))
