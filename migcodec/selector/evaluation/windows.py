@@ -1,8 +1,8 @@
 """Where evaluation windows come from: any iterable of :class:`~migcodec.datasets.Window`.
 
-``as_windows`` is the one adapter: a trace directory (read by the datasets branch's
-``TraceReader`` once it is installed), a named synthetic workload, or any iterable of
-windows a caller already has. Evaluation code never cares which.
+A trace directory (:func:`read_trace`), a named workload or a comma-separated list of page
+generators as phases (:func:`workload_windows`), or any iterable of windows a caller
+already has: evaluation code never cares which.
 """
 
 from __future__ import annotations
@@ -13,7 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from migcodec.datasets import GENERATORS, Window, generate_pages
+from migcodec.datasets import (
+    GENERATORS,
+    Window,
+    generate_pages,
+    get_workload,
+    open_windows,
+    workload_names,
+)
 
 
 class WindowSourceError(ValueError):
@@ -37,43 +44,22 @@ def check_windows(windows: Iterable[Window]) -> Iterator[Window]:
 
 
 def read_trace(path: str | Path) -> Iterator[Window]:
-    """Windows of a trace directory through the datasets package's ``TraceReader``."""
-    try:  # the datasets branch: open_windows reads a trace directory (or names a workload)
-        from migcodec.datasets import open_windows  # type: ignore[attr-defined]
-
-        return iter(open_windows(path))
-    except ImportError:
-        pass
-    try:
-        from migcodec.datasets import TraceReader  # type: ignore[attr-defined]
-    except ImportError as exc:
-        raise WindowSourceError(
-            f"cannot read trace {path}: this installation has no migcodec.datasets.TraceReader "
-            "(it comes with the datasets branch); use --workload NAME meanwhile"
-        ) from exc
-    return iter(TraceReader(path))
+    """Windows of a trace directory."""
+    return iter(open_windows(path))
 
 
 def workload_windows(
     name: str, n_windows: int = 64, pages: int = 1024, seed: int = 0, phase_windows: int = 16
 ) -> Iterator[Window]:
-    """Synthetic windows for ``--workload NAME`` until the datasets branch's phased
-    workloads are installed (they are used when present).
+    """Windows of a named phased workload (``migcodec.datasets`` presets), or of page
+    generators as phases.
 
-    ``NAME`` is a page generator (``memcached``) or a comma-separated list of them
-    (``zero,text,memcached,random``): each phase lasts ``phase_windows`` windows of
+    ``NAME`` that is no preset is a page generator (``memcached``) or a comma-separated list
+    of them (``zero,text,memcached,random``): each phase lasts ``phase_windows`` windows of
     whole-page rewrites, cycling through the list. ``previous`` is the window before's
     contents, as a destination that received every window would hold.
     """
-    try:  # the datasets branch's phased workloads, once installed
-        from migcodec.datasets import (  # type: ignore[attr-defined]
-            get_workload,
-            open_windows,
-            workload_names,
-        )
-    except ImportError:
-        workload_names = None
-    if workload_names is not None and name in workload_names():
+    if name in workload_names():
         spec = get_workload(name, n_windows=n_windows, seed=seed, pages_per_window=pages)
         yield from open_windows(spec)
         return
