@@ -24,7 +24,7 @@ from migcodec.codecs.memory import page_view
 from migcodec.codecs.zero import zero_page_rows
 
 KINDS = ("compress", "delta", "zero", "raw")
-_RUN_BYTES = 12  # what one run costs on the wire (u64 first page + u32 count)
+RUN_BYTES = 12  # what one run costs on the wire (u64 first page + u32 count)
 #: one encode in this many reads the thread's CPU clock; see Codec.encode
 CPU_SAMPLE_EVERY = 8
 _ZERO, _RAW, _ENCODED = (np.uint8(m) for m in (PageMode.ZERO, PageMode.RAW, PageMode.ENCODED))
@@ -250,7 +250,7 @@ class Codec(ABC):
         self._cpu_countdown -= 1
         stats = Measurements(
             n * page_size,
-            payload_nbytes + n + _RUN_BYTES * batch.runs.shape[0],
+            payload_nbytes + n + RUN_BYTES * batch.runs.shape[0],
             wall_s,
             cpu_s,
             None,
@@ -357,3 +357,11 @@ def _scatter(view: np.ndarray, indices: np.ndarray, pages: np.ndarray) -> None:
         view[first : first + indices.size] = pages
     else:
         view[indices] = pages
+
+
+def tracks_destination(codec: Codec) -> bool:
+    """Whether ``codec`` keeps a history of what the destination holds (it overrides
+    :meth:`Codec.note_sent`): whoever encodes with it out of a stream's order (a probe, an
+    offline evaluation) must first load that history, or its deltas are made against
+    nothing."""
+    return type(codec).note_sent is not Codec.note_sent

@@ -26,12 +26,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from migcodec.codecs import Batch
+from migcodec.codecs.base import RUN_BYTES as _RUN_BYTES
+from migcodec.codecs.base import tracks_destination
+from migcodec.codecs.zero import zero_page_rows
 
 #: names of the entries of :attr:`WindowFeatures.context`, in order
 CONTEXT_NAMES = ("bias", "zero_frac", "entropy", "changed_frac", "delta_known")
 #: bytes a delta record spends per changed 8-byte word (DSA delta record entry)
 DELTA_BYTES_PER_WORD = 10
-_RUN_BYTES = 12  # what a batch's one run costs on the wire (as migcodec.codecs counts it)
 
 
 @dataclass(slots=True)
@@ -154,7 +156,7 @@ class FeatureExtractor:
         # sample, it encodes the sample exactly as the arm would, timing included
         self._delta_probes = [
             type(c).from_config(c.get_config())
-            if c.kind == "delta" and hasattr(c, "reset") and hasattr(c, "note_sent")
+            if c.kind == "delta" and tracks_destination(c)
             else None
             for c in self.codecs
         ]
@@ -246,25 +248,26 @@ class FeatureExtractor:
         rows = sample_rows(n, size, min(4, size))
         if not rows.size:
             return WindowFeatures(np.array([1.0, 0.0, 0.0, 1.0, 0.0]), cheap_s=clock() - t0)
-        words = (
-            pages.view(np.uint64)
-            if pages.flags.c_contiguous
-            else (np.ascontiguousarray(pages).view(np.uint64))
-        )
-        # zero pages: first and last word rule out almost every non-zero page without
-        # copying the sample (zero_page_rows' trick); only candidates are scanned in full
-        zero = (words[rows, 0] | words[rows, -1]) == 0
-        if zero.any():
-            candidates = np.flatnonzero(zero)
-            zero[candidates] = ~words[rows[candidates]].any(axis=1)
-        nz_rows = rows[~zero]
-        zero_frac = float(np.count_nonzero(zero)) / rows.size
-        entropy = byte_entropy(pages[nz_rows[:1]]) / 8.0 if nz_rows.size else 0.0
+        # the sample is gathered once (not at all when it is every row, as the engine's
+        # pre-drawn sample is); zero pages are markers for every arm, so only the non-zero
+        # ones (``data``, and what the destination holds for them, ``held``) are looked at
+        sample = pages if rows.size == n else pages[rows]
+        zero = zero_page_rows(sample)
+        if zero is None:
+            zero_frac, data = 0.0, sample
+            held = None if previous is None else (previous if rows.size == n else previous[rows])
+        else:
+            nz_rows = rows[~zero]
+            zero_frac = float(np.count_nonzero(zero)) / rows.size
+            data = sample[~zero]
+            held = None if previous is None else previous[nz_rows]
+        m = data.shape[0]
+        entropy = byte_entropy(data[:1]) / 8.0 if m else 0.0
         changed = None
-        if previous is not None:
-            changed = changed_words(pages[nz_rows], previous[nz_rows])
+        if held is not None:
+            changed = changed_words(data, held)
             # over the non-zero pages: a zero page is a marker whatever it replaced
-            changed_frac = float(changed.sum()) / max(nz_rows.size * (page_size // 8), 1)
+            changed_frac = float(changed.sum()) / max(m * (page_size // 8), 1)
         else:
             changed_frac = 1.0
         context = np.array([1.0, zero_frac, entropy, changed_frac, 0.0 if changed is None else 1.0])
@@ -281,10 +284,6 @@ class FeatureExtractor:
         rate = np.full(k, np.nan)
         probe_s = np.zeros(k)
         sample_bytes = float(rows.size * page_size)
-        m = nz_rows.size
-        t1 = clock()
-        data = pages[nz_rows] if m and mask.any() else None  # zero pages: the same marker
-        gather_s = clock() - t1
         nz = 1.0 - zero_frac
         for i in np.flatnonzero(mask):  # one probe per arm, not per page
             t1 = clock()
@@ -293,7 +292,7 @@ class FeatureExtractor:
                 if changed is None or not m:
                     pass  # nothing cached to encode against: the policy falls back on history
                 elif self._delta_probes[i] is not None:
-                    stats = self._probe_delta(i, data, previous[nz_rows])
+                    stats = self._probe_delta(i, data, held)
                 else:  # no cache hooks: the size follows from the changed words alone
                     no_zero = np.zeros(m, dtype=bool)
                     sent = float(delta_bytes(changed, page_size, no_zero).sum()) + rows.size - m
@@ -316,6 +315,4 @@ class FeatureExtractor:
                     work += self.zero_page_s * zero_frac * self.batch_pages
                 rate[i] = self.batch_pages * page_size / work if work > 0 else np.inf
             probe_s[i] = clock() - t1
-        if mask.any():  # the gather serves every probe: share its cost among them
-            probe_s[mask] += gather_s / np.count_nonzero(mask)
         return WindowFeatures(context, ratio, rate, cheap_s, probe_s)

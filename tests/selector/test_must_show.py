@@ -29,13 +29,14 @@ def test_predictive_is_near_the_oracle_and_beats_every_fixed_arm(seed):
 def test_a_delta_arm_without_cache_hooks_is_refused_with_the_fix():
     import numpy as np
 
+    from migcodec.codecs import Codec
     from migcodec.datasets import Window
     from migcodec.selector import ArmError
     from migcodec.selector.evaluation.table import encode_window
 
     class NoHooks(StandInDelta):
         name = "delta-nohooks-test"
-        reset = None
+        note_sent = Codec.note_sent  # the base's no-op: no history of the destination
 
     window = Window(0, np.arange(4), np.ones((4, 4096), np.uint8), np.zeros((4, 4096), np.uint8))
     with pytest.raises(ArmError, match="note_sent"):

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from migcodec.codecs import Batch, Codec
+from migcodec.codecs.base import tracks_destination
 from migcodec.datasets import Window
 from migcodec.selector.arms import Arm, ArmError
 from migcodec.selector.features import CONTEXT_NAMES, FeatureExtractor, WindowFeatures
@@ -149,15 +150,15 @@ def prime_delta(codec: Codec, window: Window, rows: np.ndarray) -> None:
     the indices are the window's rows; without ``previous`` nothing is cached and every page
     takes the codec's fall-back.
     """
-    reset, note_sent = getattr(codec, "reset", None), getattr(codec, "note_sent", None)
-    if reset is None or note_sent is None:
+    if not tracks_destination(codec):
         raise ArmError(
-            f"delta arm {codec!r} has no reset() and note_sent(page_indices, pages), so an "
-            "evaluation cannot load what the destination holds into its cache; add them"
+            f"delta arm {codec!r} does not override note_sent(page_indices, pages) (and "
+            "reset()), so an evaluation cannot load what the destination holds into its "
+            "cache; add them"
         )
-    reset()
+    codec.reset()
     if window.previous is not None:
-        note_sent(rows, window.previous)
+        codec.note_sent(rows, window.previous)
 
 
 def encode_window(codec: Codec, window: Window, batch_pages: int) -> Outcome:
