@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from migcodec.datasets.pages import DEFAULT_PAGE_SIZE, GENERATORS
+from migcodec.datasets.pages import DEFAULT_PAGE_SIZE, GENERATORS, mixed_pages
 from migcodec.datasets.window import Window
 
 PATTERNS = ("uniform", "hotset", "sweep")
@@ -124,15 +124,7 @@ def fill(rng: np.random.Generator, content: Content, n: int, page_size: int) -> 
     """``n`` pages of ``content``; a mapping of weights draws each page's generator."""
     if isinstance(content, str):
         return GENERATORS[content](rng, n, page_size)
-    names = list(content)
-    weights = np.array([content[k] for k in names], dtype=float)
-    kinds = rng.choice(len(names), size=n, p=weights / weights.sum())
-    pages = np.empty((n, page_size), dtype=np.uint8)
-    for k, name in enumerate(names):  # one vectorised call per content kind, not per page
-        rows = np.flatnonzero(kinds == k)
-        if rows.size:
-            pages[rows] = GENERATORS[name](rng, rows.size, page_size)
-    return pages
+    return mixed_pages(rng, content, n, page_size)
 
 
 class Workload:
