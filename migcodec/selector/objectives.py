@@ -14,7 +14,7 @@ from the submission cost; such rewards are marked ``modelled``.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from migcodec import units
@@ -45,6 +45,18 @@ class Outcome:
     @property
     def ratio(self) -> float:
         return self.input_bytes / self.output_bytes if self.output_bytes > 0 else float("inf")
+
+    def busy_s(self, clock: str = "cpu") -> float:
+        """Seconds the encoder was busy: the modelled device time of emulated hardware,
+        else the encoding thread's CPU time (``clock="cpu"``) or wall time."""
+        if self.device_s is not None:
+            return self.device_s
+        return self.cpu_s if clock == "cpu" else self.wall_s
+
+    def charged(self, seconds: float) -> Outcome:
+        """This outcome with ``seconds`` of selection work (features, probes) added to its
+        wall and CPU time: what the window really cost."""
+        return replace(self, wall_s=self.wall_s + seconds, cpu_s=self.cpu_s + seconds)
 
 
 @dataclass(frozen=True)
@@ -109,9 +121,7 @@ class Throughput(Objective):
             raise ObjectiveError(f"clock must be 'cpu' or 'wall', got {self.clock!r}")
 
     def reward(self, o: Outcome) -> float:
-        busy = (
-            o.device_s if o.device_s is not None else (o.cpu_s if self.clock == "cpu" else o.wall_s)
-        )
+        busy = o.busy_s(self.clock)
         rate = o.input_bytes / busy if busy > 0 else float("inf")
         return min(self.workers * rate, self.link * o.ratio)
 

@@ -111,22 +111,15 @@ class Selector:
             raise SelectorError("this decision was already finished; choose() a new one")
         decision.done = True
         outcome = outcome or decision.outcome()
-        charged = Outcome(
-            outcome.input_bytes,
-            outcome.output_bytes,
-            outcome.wall_s + decision.charge_s,
-            outcome.cpu_s + decision.charge_s,
-            outcome.device_s,
-        )
         self._remember(decision.arm, outcome)
-        reward = self.objective.reward(charged)
+        reward = self.objective.reward(outcome.charged(decision.charge_s))
         utility = self.objective.utility(reward)
         self.policy.update(decision.arm, utility, decision.features, outcome)
         self.windows += 1
         return reward
 
     def _remember(self, arm: int, outcome: Outcome, step: float = 0.3) -> None:
-        busy = outcome.device_s if outcome.device_s is not None else outcome.cpu_s
+        busy = outcome.busy_s(getattr(self.objective, "clock", "cpu"))
         if outcome.input_bytes <= 0 or busy <= 0:
             return
         for stat, value in (

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from migcodec.selector.evaluation.table import Table
-from migcodec.selector.objectives import Objective, Outcome
+from migcodec.selector.objectives import Objective
 from migcodec.selector.policies import Fixed, Policy
 
 
@@ -55,10 +55,7 @@ def replay(policy: Policy, table: Table, objective: Objective) -> ReplayResult:
         arm = policy.choose(features)
         charge = policy.charge_s(features)
         o = table.outcome(w, arm)
-        charged = Outcome(
-            o.input_bytes, o.output_bytes, o.wall_s + charge, o.cpu_s + charge, o.device_s
-        )
-        reward = objective.reward(charged)
+        reward = objective.reward(o.charged(charge))
         policy.update(arm, objective.utility(reward), features, o)
         chosen[w], rewards[w], charges[w] = arm, reward, charge
     return ReplayResult(policy.label, policy.get_config(), chosen, rewards, charges)

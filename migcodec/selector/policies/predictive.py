@@ -217,9 +217,7 @@ class Predictive(Policy):
             return
         step = self.learn
         ratio = outcome.ratio
-        busy = outcome.cpu_s if self.clock == "cpu" else outcome.wall_s
-        if outcome.device_s is not None:
-            busy = outcome.device_s
+        busy = outcome.busy_s(self.clock)
         rate = outcome.input_bytes / busy if busy > 0 else math.inf
         cost = busy / (outcome.input_bytes * self._nonzero(features))
         old = float(self.recent_ratio[arm])
