@@ -235,9 +235,9 @@ class ProcessCapture:
 
 def method_note(method: str) -> str:
     """A line for reports: which method ran and why."""
-    config = kernel_has_soft_dirty()
     if method == "soft-dirty":
         return "soft-dirty bits (pagemap bit 55, clear_refs 4)"
+    config = kernel_has_soft_dirty()
     why = {
         False: "kernel built without CONFIG_MEM_SOFT_DIRTY",
         None: "no soft-dirty bits seen",

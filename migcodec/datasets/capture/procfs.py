@@ -61,10 +61,6 @@ class Mapping:
     def shared(self) -> bool:
         return self.perms[3] == "s"
 
-    @property
-    def n_pages(self) -> int:
-        return (self.end - self.start) // os.sysconf("SC_PAGE_SIZE")
-
 
 @dataclass(frozen=True)
 class MappingFilter:

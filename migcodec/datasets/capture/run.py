@@ -59,6 +59,7 @@ def capture_to_trace(
     written = 0
     try:
         cap.start()
+        note = method_note(cap.method)  # start() settles an "auto" method
         writer = TraceWriter(
             out,
             memory_pages=max(cap.layout.n_pages, 1),
@@ -91,7 +92,7 @@ def capture_to_trace(
                 {
                     "pid": pid,
                     "method": cap.method,
-                    "method_note": method_note(cap.method),
+                    "method_note": note,
                     "selection": {
                         "include_file": cap.select.include_file,
                         "include_shared": cap.select.include_shared,
@@ -104,4 +105,4 @@ def capture_to_trace(
             )
     finally:
         cap.close()
-    return CaptureResult(Path(out), written, cap.method, method_note(cap.method), end_reason, dirty)
+    return CaptureResult(Path(out), written, cap.method, note, end_reason, dirty)

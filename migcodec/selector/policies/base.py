@@ -119,10 +119,6 @@ class Policy(ABC):
     def __repr__(self) -> str:
         return self.label
 
-    def _check_arm(self, arm: int) -> None:
-        if not 0 <= arm < self.n_arms:
-            raise PolicyError(f"arm {arm} is out of range for {self.n_arms} arms")
-
 
 def policy_from_config(config: dict[str, Any] | str) -> Policy:
     """Rebuild a policy from ``get_config()`` output (a dict or its JSON)."""
