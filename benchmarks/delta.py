@@ -22,10 +22,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 
 import numpy as np
+from timing import median_rate  # benchmarks/timing.py (the script directory)
 
 from migcodec.codecs import Batch, get_codec
 from migcodec.codecs.plugins.dsa_delta import apply_delta_records, create_delta_records
@@ -44,16 +43,6 @@ def _versions(n_pages: int, workload: str, rng: np.random.Generator) -> tuple[np
     hit = rng.random(words.shape) < 0.2
     words[hit] = ~words[hit]
     return old, new
-
-
-def _median_gbps(fn, nbytes: int, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return nbytes / statistics.median(times) / 1e9
 
 
 def _kernel_rows(old: np.ndarray, new: np.ndarray, repeats: int) -> dict[str, float]:
@@ -93,7 +82,7 @@ def _kernel_rows(old: np.ndarray, new: np.ndarray, repeats: int) -> dict[str, fl
     ]
     if all((results > 0).all() for results, _, _ in encodings):  # rewrites overflow: no row
         timed.append(("xbzrle-decode", xbz_decode))
-    return {name: _median_gbps(fn, new.nbytes, repeats) for name, fn in timed}
+    return {name: median_rate(fn, new.nbytes, repeats) / 1e9 for name, fn in timed}
 
 
 def _codec_rows(old: np.ndarray, new: np.ndarray, repeats: int) -> dict[str, float]:
@@ -113,7 +102,7 @@ def _codec_rows(old: np.ndarray, new: np.ndarray, repeats: int) -> dict[str, flo
             for b in batches[turn[0]]:
                 codec.encode(b)
 
-        rows[f"{name} codec"] = _median_gbps(run, new.nbytes, repeats)
+        rows[f"{name} codec"] = median_rate(run, new.nbytes, repeats) / 1e9
     return rows
 
 

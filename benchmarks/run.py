@@ -19,6 +19,7 @@ import time
 import lz4.block
 import numpy as np
 import zstandard
+from timing import median_rate  # benchmarks/timing.py (the script directory)
 from zlib_ng import zlib_ng
 
 from migcodec.codecs import Batch, CodecEngines, get_codec, zero_page_mask
@@ -27,17 +28,6 @@ from migcodec.datasets import generate_pages
 
 PAGE = 4096
 BATCH = 64
-
-
-def _median_rate(fn, nbytes: int, repeats: int) -> float:
-    """Median bytes/s of ``fn`` over ``repeats`` runs (after one warm-up)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return nbytes / statistics.median(times)
 
 
 def _raw_calls(name: str):
@@ -108,10 +98,10 @@ def bench_batch_vs_page(mem: np.ndarray, repeats: int) -> list[dict]:
         codec = get_codec(name)
         batches = [Batch(mem, [(i, BATCH)]) for i in range(0, n, BATCH)]
         singles = [Batch(mem, [(i, 1)]) for i in range(n)]
-        b_rate = _median_rate(
+        b_rate = median_rate(
             lambda c=codec, bs=batches: [c.encode(b) for b in bs], mem.nbytes, repeats
         )
-        p_rate = _median_rate(
+        p_rate = median_rate(
             lambda c=codec, bs=singles: [c.encode(b) for b in bs], mem.nbytes, repeats
         )
         b_out = sum(codec.encode(b).stats.output_bytes for b in batches)
@@ -175,8 +165,8 @@ def bench_zero_detection(pages: int, repeats: int) -> list[dict]:
     zero = np.zeros((pages, PAGE), dtype=np.uint8)
     mixed = generate_pages("mixed", pages, 3)
     for label, mem in (("zero", zero), ("mixed", mixed)):
-        whole = _median_rate(lambda m=mem: zero_page_mask(m), mem.nbytes, repeats)
-        per_batch = _median_rate(
+        whole = median_rate(lambda m=mem: zero_page_mask(m), mem.nbytes, repeats)
+        per_batch = median_rate(
             lambda m=mem: [zero_page_mask(m[i : i + BATCH]) for i in range(0, pages, BATCH)],
             mem.nbytes,
             repeats,
