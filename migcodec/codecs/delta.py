@@ -42,6 +42,7 @@ RAW = np.uint8(PageMode.RAW)
 
 #: what ``_make_deltas`` says about each page
 STATUS_UNCHANGED, STATUS_DELTA, STATUS_RAW = 0, 1, 2
+_STATUS_MODE = np.array([UNCHANGED, DELTA, RAW], dtype=np.uint8)  # indexed by STATUS_*
 
 _HEADER = np.dtype("<u4")
 _LENGTH = np.dtype("<u2")
@@ -189,11 +190,7 @@ class DeltaCodec(Codec):
                 old = cache.versions(slots if all_hit else slots[hit_rows])
                 new = snap if all_hit else snap[hit_rows]
                 status, lengths, deltas = self._make_deltas(old, new)
-                hit_modes = np.where(
-                    status == STATUS_DELTA,
-                    DELTA,
-                    np.where(status == STATUS_UNCHANGED, UNCHANGED, RAW),
-                ).astype(np.uint8)
+                hit_modes = _STATUS_MODE[status]
                 if all_hit:
                     modes = hit_modes
                 else:
@@ -207,9 +204,8 @@ class DeltaCodec(Codec):
                 cache.store(indices[changed], snap[changed])
         fallback_blob = self._encode_fallback(snap, modes, all_hit)  # outside the lock
         header = np.array([len(fallback_blob)], dtype=_HEADER).tobytes()
-        blob = b"".join(
-            (header, np.asarray(lengths, dtype=_LENGTH).tobytes(), fallback_blob, deltas.tobytes())
-        )
+        # join takes the arrays' buffers as they are: one copy, into the blob
+        blob = b"".join((header, np.asarray(lengths, dtype=_LENGTH), fallback_blob, deltas))
         return PageEncoding(blob, modes, pages=snap)
 
     def _encode_fallback(self, snap: np.ndarray, modes: np.ndarray, all_hit: bool) -> bytes:
@@ -277,9 +273,12 @@ class DeltaCodec(Codec):
         deltas = buf[head + fallback_nbytes :]
         if delta_rows.size:
             lengths = buf[4:head].view(_LENGTH).astype(np.int64)
-            work = pages[delta_rows]
-            self._apply_deltas(deltas, lengths, work)
-            pages[delta_rows] = work
+            if delta_rows.size == pages.shape[0]:  # every page a delta: apply in place
+                self._apply_deltas(deltas, lengths, pages)
+            else:
+                work = pages[delta_rows]
+                self._apply_deltas(deltas, lengths, work)
+                pages[delta_rows] = work
         elif deltas.size:
             raise DecodeError(f"{self.name} blob has {deltas.size} bytes past its last part")
         return pages
