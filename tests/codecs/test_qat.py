@@ -337,3 +337,19 @@ def test_real_libqatzip_when_installed(monkeypatch):
     assert encoded.stats.path in ("hardware", "software", "emulated")
     assert gzip.decompress(encoded.payload) == np.delete(memory, 3, axis=0).tobytes()
     _round_trip(codec, memory, [(0, 16)])
+
+
+def test_all_zero_batches_probe_the_device_once_not_per_batch(monkeypatch):
+    calls = []
+    probe = QatCodec.probe.__func__
+
+    def counting(cls):
+        calls.append(1)
+        return probe(cls)
+
+    monkeypatch.setattr(QatCodec, "probe", classmethod(counting))
+    codec = QatCodec()
+    zero = np.zeros((8, PAGE), dtype=np.uint8)
+    for _ in range(5):
+        assert codec.encode(Batch(zero, [(0, 8)])).stats.path == "emulated"
+    assert len(calls) == 1

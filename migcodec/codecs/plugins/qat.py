@@ -102,9 +102,8 @@ class QatCodec(AcceleratorCodec):
         return session, session.reason
 
     def _expected_path(self) -> str:
-        if self._opened and self._handle is not None and self._handle.software:
-            return "software"
-        return super()._expected_path()
+        path = super()._expected_path()
+        return "software" if path == "hardware" and self._handle.software else path
 
     # -- transform -------------------------------------------------------------------
     def _encode_pages(self, pages: np.ndarray, indices: np.ndarray | None) -> PageEncoding:
