@@ -80,9 +80,13 @@ def test_shim_and_work_queue_select_the_hardware_path(fake_device):
 def test_a_failing_device_falls_back_to_software_and_counts_it(fake_device):
     codec = get_codec("dsa-delta")
     memory = np.ones((2, 4096), np.uint8)
-    codec.encode(Batch(memory, [(0, 2)]))
+    first = codec.encode(Batch(memory, [(0, 2)]))
+    assert first.stats.path == "software"  # all cache misses: the fall-back codec ran
     memory[0, 16] = 2
     ctypes.c_int.in_dll(codec._shim, "fail_next").value = 1
     encoded = codec.encode(Batch(memory, [(0, 2)]))
     assert codec.hardware_fallbacks == 1
     assert encoded.modes[0] == DELTA
+    assert encoded.stats.path == "software"  # the device failed: numpy made the records
+    memory[0, 24] = 3
+    assert codec.encode(Batch(memory, [(0, 2)])).stats.path == "hardware"

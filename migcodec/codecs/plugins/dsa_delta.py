@@ -191,6 +191,7 @@ class DsaDeltaCodec(DeltaCodec):
         self.max_record_size = max_record_size
         self._shim, self._shim_reason = hardware_status()
         self.hardware_fallbacks = 0
+        self._request_path = "software"
 
     def format_params(self) -> dict[str, Any]:
         return {"max_record_size": self.max_record_size}
@@ -205,12 +206,20 @@ class DsaDeltaCodec(DeltaCodec):
         )
 
     def probe_path(self) -> str:
-        return "hardware" if self._shim is not None else "software"
+        """Where the current request's records came from: ``hardware`` only when the
+        device made them; a failed device call, a batch of cache misses (all fall-back)
+        or one of zero pages ran in software."""
+        return self._request_path
+
+    def encode(self, batch, staging=None):
+        self._request_path = "software"  # until the device returns this request's records
+        return super().encode(batch, staging)
 
     def _make_deltas(self, old, new):
         if self._shim is not None:
             done = self._create_on_device(old, new)
             if done is not None:
+                self._request_path = "hardware"
                 return done
         results, sizes, records = create_delta_records(
             old, new, self.max_record_size, partial=False
