@@ -20,7 +20,7 @@ import numpy as np
 from migcodec.codecs.batch import Batch, check_runs, expand_runs
 from migcodec.codecs.encoded import MAX_PAGE_MODE, Encoded, Measurements, PageMode
 from migcodec.codecs.errors import DecodeError, InvalidBatch
-from migcodec.codecs.memory import page_view
+from migcodec.codecs.memory import page_view, rows_as_slice
 from migcodec.codecs.zero import zero_page_rows
 
 KINDS = ("compress", "delta", "zero", "raw")
@@ -345,18 +345,9 @@ class Codec(ABC):
         view[indices[modes == PageMode.ZERO]] = 0
         if raw_idx.size:
             raw = np.frombuffer(payload[:raw_nbytes], dtype=np.uint8).reshape(-1, page_size)
-            _scatter(view, raw_idx, raw)
+            view[rows_as_slice(raw_idx)] = raw
         if decoded is not None:
-            _scatter(view, enc_idx, decoded.reshape(-1, page_size))
-
-
-def _scatter(view: np.ndarray, indices: np.ndarray, pages: np.ndarray) -> None:
-    """Write ``pages`` to ``indices``; a contiguous range is a plain slice copy."""
-    first = int(indices[0])
-    if indices.size == 1 or bool((np.diff(indices) == 1).all()):
-        view[first : first + indices.size] = pages
-    else:
-        view[indices] = pages
+            view[rows_as_slice(enc_idx)] = decoded.reshape(-1, page_size)
 
 
 def tracks_destination(codec: Codec) -> bool:

@@ -26,6 +26,8 @@ import threading
 
 import numpy as np
 
+from migcodec.codecs.memory import rows_as_slice
+
 #: QEMU's default XBZRLE cache size (``xbzrle-cache-size``), 64 MiB
 DEFAULT_CACHE_BYTES = 64 << 20
 
@@ -67,7 +69,7 @@ class DeltaCache:
     def versions(self, slots: np.ndarray) -> np.ndarray:
         """The cached pages in ``slots``: a view when the slots are consecutive (a run of
         guest pages usually is), else a copy. Read it before the next :meth:`store`."""
-        where = _as_slice(slots)
+        where = rows_as_slice(slots)
         return self.data[where]
 
     def store(self, indices: np.ndarray, pages: np.ndarray) -> None:
@@ -76,7 +78,7 @@ class DeltaCache:
         Where two pages of one call share a slot, the later one wins, as if stored in order.
         """
         slots = indices % self.n_slots
-        where = _as_slice(slots)
+        where = rows_as_slice(slots)
         if isinstance(where, slice):  # consecutive slots: distinct, one memcpy
             self.keys[where] = indices
             self.data[where] = pages
@@ -104,16 +106,6 @@ class DeltaCache:
     def clear(self) -> None:
         """Forget everything: the start of a new stream to a new destination."""
         self.keys.fill(_EMPTY)
-
-
-def _as_slice(slots: np.ndarray) -> slice | np.ndarray:
-    """A slice for consecutive slots (memcpy instead of a gather), else the slots."""
-    first = int(slots[0])
-    if slots.size == 1 or (
-        int(slots[-1]) - first == slots.size - 1 and bool((slots[1:] - slots[:-1] == 1).all())
-    ):
-        return slice(first, first + slots.size)
-    return slots
 
 
 def _last_per_slot(slots: np.ndarray) -> np.ndarray | None:

@@ -38,3 +38,14 @@ def page_view(memory: object, page_size: int = DEFAULT_PAGE_SIZE) -> np.ndarray:
             f"guest memory of {flat.size} bytes is not a whole number of {page_size}-byte pages"
         )
     return flat.reshape(-1, page_size)
+
+
+def rows_as_slice(rows: np.ndarray) -> slice | np.ndarray:
+    """A slice for consecutive rows (one memcpy instead of a gather or scatter), else the
+    rows themselves; index an array with the result either way."""
+    first = int(rows[0])
+    if rows.size == 1 or (
+        int(rows[-1]) - first == rows.size - 1 and bool((rows[1:] - rows[:-1] == 1).all())
+    ):
+        return slice(first, first + rows.size)
+    return rows
