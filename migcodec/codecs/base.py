@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from migcodec.codecs.batch import Batch, check_runs, expand_runs
-from migcodec.codecs.encoded import MAX_PAGE_MODE, Encoded, Measurements, PageMode
+from migcodec.codecs.encoded import MAX_PAGE_MODE, Encoded, Measurements, PageMode, nbytes_of
 from migcodec.codecs.errors import DecodeError, InvalidBatch
 from migcodec.codecs.memory import page_view, rows_as_slice
 from migcodec.codecs.zero import zero_page_rows
@@ -33,12 +33,6 @@ _ALL_ENCODED.flags.writeable = False
 # read-only "every page encoded" mode tables, one per batch size up to the common maximum
 # of 64 pages, so the hot path indexes a tuple instead of slicing an array per batch
 _ALL_ENCODED_BY_COUNT = tuple(_ALL_ENCODED[:n] for n in range(65))
-
-
-def _nbytes(segments: tuple) -> int:
-    return sum(
-        s.nbytes if isinstance(s, np.ndarray) else len(memoryview(s).cast("B")) for s in segments
-    )
 
 
 @dataclass(frozen=True)
@@ -222,7 +216,7 @@ class Codec(ABC):
             else:
                 modes = modes.copy()
                 segments = self._lay_out(result, block, modes, None, page_size)
-                payload_nbytes = _nbytes(segments)
+                payload_nbytes = nbytes_of(segments)
         else:
             modes = np.full(n, _ENCODED, dtype=np.uint8)
             segments = ()
@@ -239,7 +233,7 @@ class Codec(ABC):
                 segments = self._lay_out(
                     self._encode_pages(data, indices), data, modes, nonzero, page_size
                 )
-            payload_nbytes = _nbytes(segments)
+            payload_nbytes = nbytes_of(segments)
         wall_s = time.perf_counter() - wall0
         if sample_cpu:
             cpu_s = time.thread_time() - cpu0
@@ -274,7 +268,7 @@ class Codec(ABC):
         blob, sub = result.blob, result.modes
         if result.pages is not None:
             data = result.pages  # the transform's snapshot: raw pages match what it cached
-        blob_nbytes = len(blob) if isinstance(blob, bytes) else memoryview(blob).nbytes
+        blob_nbytes = nbytes_of((blob,))
         where = slice(None) if nonzero is None else nonzero
         if sub is None:
             if blob_nbytes < data.nbytes:

@@ -32,7 +32,7 @@ import numpy as np
 
 from migcodec.codecs.base import Codec, PageEncoding
 from migcodec.codecs.delta_cache import DEFAULT_CACHE_BYTES, DeltaCache
-from migcodec.codecs.encoded import PageMode
+from migcodec.codecs.encoded import PageMode, nbytes_of
 from migcodec.codecs.errors import DecodeError
 
 DELTA = np.uint8(PageMode.ENCODED)
@@ -218,7 +218,7 @@ class DeltaCodec(Codec):
         part = snap[rows]
         result = self._fallback._encode_pages(part, None)
         blob = result.blob
-        nbytes = len(blob) if isinstance(blob, bytes) else memoryview(blob).nbytes
+        nbytes = nbytes_of((blob,))
         if result.modes is not None or nbytes >= part.nbytes:
             modes[rows] = RAW  # per-page modes of the fall-back are not nested; raw is exact
             return b""

@@ -23,6 +23,11 @@ class PageMode(IntEnum):
 MAX_PAGE_MODE = 15
 
 
+def nbytes_of(buffers) -> int:
+    """Total bytes of buffers of any kind (bytes, memoryview, numpy arrays of any shape)."""
+    return sum(memoryview(b).nbytes for b in buffers)
+
+
 @dataclass(slots=True)
 class Measurements:
     """What encoding one batch cost, for selectors and reports.
@@ -65,7 +70,7 @@ class Encoded:
 
     @property
     def payload_nbytes(self) -> int:
-        return sum(memoryview(s).nbytes for s in self.segments)
+        return nbytes_of(self.segments)
 
     @property
     def payload(self) -> bytes:

@@ -10,10 +10,11 @@ import numpy as np
 
 from migcodec.checksum import checksum
 from migcodec.codecs import Codec
+from migcodec.codecs.encoded import nbytes_of
 from migcodec.datasets.window import Window
 
 from .format import FLAG_PREVIOUS, HEADER_CHECKSUM, RECORD, RECORD_MAGIC, VERSION, TraceCorrupt
-from .sections import decode_section, encode_section, section_nbytes
+from .sections import decode_section, encode_section
 
 
 def _previous_as_stored(pages: np.ndarray, previous: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -66,9 +67,9 @@ def encode_record(
         n,
         page_size,
         len(meta_bytes),
-        section_nbytes(parts_idx),
-        section_nbytes(parts_pages),
-        section_nbytes(parts_prev),
+        nbytes_of(parts_idx),
+        nbytes_of(parts_pages),
+        nbytes_of(parts_prev),
         checksum(body),
     )
     return [header, HEADER_CHECKSUM.pack(checksum([header])), *body]

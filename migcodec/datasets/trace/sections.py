@@ -55,10 +55,6 @@ def encode_section(
     return [header, np.concatenate(modes).tobytes(), table.tobytes(), *payload]
 
 
-def section_nbytes(parts: list) -> int:
-    return sum(memoryview(p).nbytes for p in parts)
-
-
 def decode_section(
     codec: Codec, body: memoryview, offset: int, page_size: int, expected: int
 ) -> tuple[np.ndarray, int]:
