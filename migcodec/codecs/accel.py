@@ -27,8 +27,6 @@ from migcodec.codecs.device_model import DeviceModel, device_model
 from migcodec.codecs.encoded import Encoded
 from migcodec.codecs.errors import CodecUnavailable
 
-PATHS = ("hardware", "software", "emulated")
-
 
 @dataclass
 class PathCounters:

@@ -23,7 +23,6 @@ from migcodec.codecs.errors import DecodeError, InvalidBatch
 from migcodec.codecs.memory import page_view, rows_as_slice
 from migcodec.codecs.zero import zero_page_rows
 
-KINDS = ("compress", "delta", "zero", "raw")
 RUN_BYTES = 12  # what one run costs on the wire (u64 first page + u32 count)
 #: one encode in this many reads the thread's CPU clock; see Codec.encode
 CPU_SAMPLE_EVERY = 8

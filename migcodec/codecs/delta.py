@@ -106,7 +106,7 @@ class DeltaCodec(Codec):
 
     def clone(self) -> DeltaCodec:
         """Same config and the *same* cache: engines of one stream share its history."""
-        twin = type(self).from_config(self.get_config())
+        twin = super().clone()
         twin._state = self._state
         return twin
 

@@ -18,8 +18,6 @@ page.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from migcodec.codecs.base import Probe
@@ -212,9 +210,6 @@ class XbzrleCodec(DeltaCodec):
     name = "xbzrle"
     requires = ("numpy",)
     max_page_size = MAX_PAGE_SIZE
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
 
     def _make_deltas(self, old, new):
         results, lengths, data = xbzrle_encode(old, new)

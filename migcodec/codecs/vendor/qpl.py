@@ -264,10 +264,6 @@ class Job:
     def wait(self) -> int:
         return self.lib.qpl_wait_job(self.ptr)
 
-    @property
-    def total_out(self) -> int:
-        return self.job.total_out
-
     def close(self) -> None:
         if self._live:
             self._live = False
