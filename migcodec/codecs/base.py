@@ -200,11 +200,11 @@ class Codec(ABC):
         cpu0 = time.thread_time() if sample_cpu else 0.0
         page_size = batch.page_size
         block = batch.pages(out=staging)
-        if self.needs_private_pages and staging is None and batch.is_single_run():
-            block = block.copy()
         n = block.shape[0]
         zero = zero_page_rows(block)
         if zero is None and n <= _ALL_ENCODED.size:
+            if self.needs_private_pages and staging is None and batch.is_single_run():
+                block = block.copy()  # a live view; with zero pages the gather below copies
             # shared and read-only; copied before any change
             modes = _ALL_ENCODED_BY_COUNT[n] if n <= 64 else _ALL_ENCODED[:n]
             result = self._encode_pages(block, batch.page_indices if self.needs_indices else None)
