@@ -23,6 +23,7 @@ from migcodec.codecs.accel import AcceleratorCodec, accelerator_probe
 from migcodec.codecs.base import PageEncoding, Probe
 from migcodec.codecs.device_model import LABEL
 from migcodec.codecs.errors import DecodeError
+from migcodec.codecs.plugins.zlib_ng import inflate_capped
 from migcodec.codecs.vendor import qatzip
 from migcodec.codecs.vendor.detect import load_library, qat_devices
 
@@ -49,11 +50,7 @@ def inflate_gzip_members(blob, expected: int) -> bytes:
                 f"qat payload has {data.nbytes} bytes after the gzip member that completed "
                 f"all {expected} bytes"
             )
-        inflater = zlib_ng.decompressobj(GZIP_WBITS)
-        try:
-            chunk = inflater.decompress(data, room)
-        except zlib_ng.error as exc:
-            raise DecodeError(f"qat gzip member {member} is corrupt: {exc}") from exc
+        chunk, inflater = inflate_capped(data, room, GZIP_WBITS, f"qat gzip member {member}")
         if not inflater.eof:
             what = "inflates past" if inflater.unconsumed_tail else "ends before the end of"
             raise DecodeError(

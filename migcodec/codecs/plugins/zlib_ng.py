@@ -9,17 +9,22 @@ from migcodec.codecs.base import Codec, PageEncoding
 from migcodec.codecs.errors import DecodeError
 
 
-def inflate_exact(blob, expected: int, wbits: int, what: str) -> bytes:
-    """Inflate ``blob`` to exactly ``expected`` bytes, never allocating more.
-
-    The output is capped before inflating (a hostile stream cannot balloon), and a stream
-    that ends early, runs long or carries trailing bytes is a :class:`DecodeError`.
-    """
+def inflate_capped(data, room: int, wbits: int, what: str):
+    """Inflate the DEFLATE stream at the start of ``data`` to at most ``room`` bytes (the
+    cap comes before any output, so a hostile stream cannot balloon). Returns the output
+    and the inflater, whose ``eof``, ``unused_data`` and ``unconsumed_tail`` say how the
+    stream ended; a corrupt stream is a :class:`DecodeError` naming ``what``."""
     inflater = zlib_ng.decompressobj(wbits)
     try:
-        out = inflater.decompress(blob, expected)
+        return inflater.decompress(data, room), inflater
     except zlib_ng.error as exc:
-        raise DecodeError(f"{what} stream is corrupt: {exc}") from exc
+        raise DecodeError(f"{what} is corrupt: {exc}") from exc
+
+
+def inflate_exact(blob, expected: int, wbits: int, what: str) -> bytes:
+    """Inflate ``blob`` to exactly ``expected`` bytes, never allocating more; a stream
+    that ends early, runs long or carries trailing bytes is a :class:`DecodeError`."""
+    out, inflater = inflate_capped(blob, expected, wbits, f"{what} stream")
     if len(out) != expected or not inflater.eof or inflater.unconsumed_tail:
         raise DecodeError(
             f"{what} stream does not inflate to exactly {expected} bytes "
