@@ -192,6 +192,7 @@ class DsaDeltaCodec(DeltaCodec):
         self._shim, self._shim_reason = hardware_status()
         self.hardware_fallbacks = 0
         self._request_path = "software"
+        self._records: np.ndarray | None = None  # the device's output, reused per request
 
     def format_params(self) -> dict[str, Any]:
         return {"max_record_size": self.max_record_size}
@@ -252,7 +253,10 @@ class DsaDeltaCodec(DeltaCodec):
         m, page_size = old.shape
         old = np.ascontiguousarray(old)
         new = np.ascontiguousarray(new)
-        out = np.empty((m, self.max_record_size), dtype=np.uint8)
+        # the output buffer is reused: _make_deltas runs under the cache's lock
+        if self._records is None or self._records.shape[0] < m:
+            self._records = np.empty((max(m, 64), self.max_record_size), np.uint8)
+        out = self._records[:m]
         sizes = np.empty(m, dtype=np.uint32)
         results = np.empty(m, dtype=np.uint8)
         status = self._shim.migcodec_dsa_create_delta(

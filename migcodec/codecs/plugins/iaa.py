@@ -119,6 +119,7 @@ class IaaCodec(AcceleratorCodec):
     def __init__(self) -> None:
         super().__init__()
         self.max_retries = MAX_SUBMIT_RETRIES
+        self._zbuf: np.ndarray | None = None
 
     @classmethod
     def probe(cls) -> Probe:
@@ -139,7 +140,7 @@ class IaaCodec(AcceleratorCodec):
         device = self._open()
         if device is None:
             return self._encode_emulated(data)
-        zbuf = np.empty_like(data)
+        zbuf = self._scratch(data.shape)
         try:
             status, lens, _, retries, software = device.run(
                 qpl.qpl_op_compress,
@@ -166,9 +167,15 @@ class IaaCodec(AcceleratorCodec):
             self.counters.fallbacks += 1
             self.counters.last_error = f"{software} page(s) ran in software after busy queues"
         self._ran("software" if software else "hardware")
-        keep = np.arange(page_size) < lens[ok][:, None]
-        streams = zbuf[ok][keep]
-        return _page_encoding(ok, lens[ok], streams.tobytes())
+        keep = np.arange(page_size) < np.where(ok, lens, 0)[:, None]  # one gather
+        return _page_encoding(ok, lens[ok], zbuf[keep].tobytes())
+
+    def _scratch(self, shape: tuple[int, int]) -> np.ndarray:
+        """The device's output buffer, reused across requests (encode holds the lock)."""
+        n, page_size = shape
+        if self._zbuf is None or self._zbuf.shape[0] < n or self._zbuf.shape[1] != page_size:
+            self._zbuf = np.empty((max(n, 64), page_size), dtype=np.uint8)
+        return self._zbuf[:n]
 
     def _encode_emulated(self, data: np.ndarray) -> PageEncoding:
         page_size = data.shape[1]
