@@ -145,6 +145,7 @@ class Workload:
         self._rank = self.rng.permutation(spec.n_pages)
         self._cursor = 0
         self._index = 0
+        self._powers: dict[float, np.ndarray] = {}
 
     def __iter__(self) -> Iterator[Window]:
         for phase in self.spec.phases:
@@ -163,14 +164,21 @@ class Workload:
         elif phase.pattern == "hotset":
             # weighted sampling without replacement (Efraimidis-Spirakis): the k largest
             # log(u)/w, one O(n) pass; page rank r has weight (r+1)**-s
-            ranks = np.arange(1, n + 1, dtype=np.float64)
-            keys = np.log(self.rng.random(n)) * ranks**phase.zipf_s
+            keys = np.log(self.rng.random(n)) * self._rank_powers(phase.zipf_s)
             top = np.argpartition(-keys, k - 1)[:k] if k < n else np.arange(n)
             pages = self._rank[top].astype(np.int64)
         else:
             pages = self.rng.choice(n, size=k, replace=False).astype(np.int64)
         pages.sort()
         return pages
+
+    def _rank_powers(self, s: float) -> np.ndarray:
+        """``rank**s`` for every page rank, computed once per exponent, not per window."""
+        powers = self._powers.get(s)
+        if powers is None:
+            powers = np.arange(1, self.spec.n_pages + 1, dtype=np.float64) ** s
+            self._powers[s] = powers
+        return powers
 
     def step(self, phase: Phase) -> Window:
         """Dirty one window of ``phase`` and return it."""
