@@ -265,6 +265,7 @@ class FrameReader:
         runs_end = run_count * fmt.RUN.size
         raw_runs = np.frombuffer(body[:runs_end], dtype=fmt.RUN_DTYPE)
         first = raw_runs["first"]
+        # on the unsigned wire value: a first page >= 2**63 would wrap negative as int64
         if (first >= self.memory_pages).any():
             bad = int(np.flatnonzero(first >= self.memory_pages)[0])
             raise RunOutOfBounds(
