@@ -19,6 +19,9 @@ def default_memory_limit() -> int:
     return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
 
 
+#: seconds the destination waits for the peer's next bytes before giving up on the stream
+RECEIVE_TIMEOUT_S = 60.0
+
 #: opens destination memory of ``(n_pages, page_size)`` once the source has announced it
 MemoryOpener = Callable[[int, int], np.ndarray]
 
@@ -49,6 +52,7 @@ def receive_migration(
     sock: socket.socket,
     memory: np.ndarray | MemoryOpener | None = None,
     max_memory_bytes: int | None = None,
+    timeout_s: float | None = RECEIVE_TIMEOUT_S,
 ) -> tuple[StreamSummary, np.ndarray]:
     """Receive a whole migration on ``sock``; return the summary and the memory.
 
@@ -58,8 +62,10 @@ def receive_migration(
     the announced size, when it asks for more than ``max_memory_bytes`` (half of RAM by
     default) otherwise, or when the function fails. Success is reported to the source only
     after the end-of-stream frame arrived and the memory digest matched; any failure is
-    sent back (best effort) and re-raised.
+    sent back (best effort) and re-raised. A peer that sends nothing for ``timeout_s``
+    seconds (``None``: wait forever) breaks the stream.
     """
+    sock.settimeout(timeout_s)
     if isinstance(memory, np.ndarray):
         limit = memory.nbytes
         opener = _given(memory)

@@ -8,7 +8,7 @@ import threading
 import numpy as np
 
 from migcodec.engine.chooser import CodecChooser
-from migcodec.engine.destination import receive_migration
+from migcodec.engine.destination import RECEIVE_TIMEOUT_S, receive_migration
 from migcodec.engine.guest import make_guest
 from migcodec.engine.progress import ProgressCallback
 from migcodec.engine.report import MigrationReport
@@ -46,7 +46,9 @@ def run_loopback(
             conn, _ = server.accept()
             with conn:
                 try:
-                    outcome["summary"], outcome["memory"] = receive_migration(conn)
+                    outcome["summary"], outcome["memory"] = receive_migration(
+                        conn, timeout_s=RECEIVE_TIMEOUT_S
+                    )
                 except Exception as exc:  # reported below, beside the source's view
                     outcome["error"] = exc
 
