@@ -25,8 +25,6 @@ from migcodec.engine import (
     MigrationSource,
     make_guest,
     open_guest_memory,
-    parse_rate,
-    parse_size,
     receive_migration,
     run_loopback,
 )
@@ -34,6 +32,7 @@ from migcodec.engine.destination import RECEIVE_TIMEOUT_S, MemoryOpener
 from migcodec.engine.plot import plot_migration, plot_sweep
 from migcodec.engine.sweep import largest_converging_rate
 from migcodec.plotting import PlotUnavailable, pyplot
+from migcodec.units import parse_rate, parse_size
 from migcodec.wire import StreamSummary, WireError
 
 CODEC_ALIASES = {"none": "raw"}
