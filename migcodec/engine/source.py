@@ -248,7 +248,6 @@ class MigrationSource:
                 if self.guest.active_s:
                     report.dirty_rate_achieved = self.guest.bytes_dirtied / self.guest.active_s
         report.sender_cpu_s = sender.cpu_s
-        report.guest_bytes_sent = report.pages_sent * cfg.page_size
         report.wire_bytes = writer.bytes_written
         report.total_time_s = time.perf_counter() - start
         if sender.error is not None and report.error is None:

@@ -15,6 +15,7 @@ from migcodec.engine import (
     FixedChooser,
     GuestWorkload,
     MigrationConfig,
+    MigrationReport,
     MigrationSource,
     parse_rate,
     run_loopback,
@@ -295,3 +296,10 @@ def test_arms_of_equal_config_keep_their_own_codec_ids():
     report = run_loopback(1 * MiB, chooser, MigrationConfig(link_rate=None), 0.0, "mixed")
     assert report.succeeded, report.error
     assert chooser.reported == {0}  # not folded into the other arm by config
+
+
+def test_guest_bytes_sent_follows_the_pages_sent_and_stays_in_the_json():
+    report = MigrationReport(codec="raw", pages_sent=10, page_size=4096, wire_bytes=20480)
+    assert report.guest_bytes_sent == 40960
+    assert report.as_dict()["guest_bytes_sent"] == 40960
+    assert report.ratio == 2.0
