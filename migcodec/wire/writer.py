@@ -116,7 +116,7 @@ class FrameWriter:
             0,
             runs.shape[0],
             encoded.n_pages,
-            prefix=[runs.tobytes(), modes.tobytes()],
+            prefix=[runs.view(np.uint8), modes],  # byte views: no copies
         )
         self.pages_sent += encoded.n_pages
         return size
