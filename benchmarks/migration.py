@@ -18,8 +18,9 @@ import json
 import sys
 
 from migcodec.cli.migrate_cmd import make_chooser
-from migcodec.engine import MigrationConfig, parse_rate, parse_size, run_loopback
+from migcodec.engine import MigrationConfig, run_loopback
 from migcodec.engine.sweep import compare_largest_rates
+from migcodec.units import parse_rate, parse_size
 
 
 def measure_guest(

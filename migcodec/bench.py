@@ -75,10 +75,8 @@ def bench_codec(
 ) -> CodecBench:
     nbytes = memory.nbytes
     walls, cpus, decode_walls = [], [], []
-    reset = getattr(codec, "reset", None)  # codecs with stream state (delta caches)
     for _ in range(repeats):
-        if reset is not None:
-            reset()  # each repeat is a new stream to a new, empty destination
+        codec.reset()  # each repeat is a new stream to a new, empty destination
         encoded, wall, cpu, out_bytes = _encode_all(codec, memory, batch_pages, workers)
         walls.append(wall)
         cpus.append(cpu)

@@ -25,15 +25,14 @@ from migcodec.engine import (
     MigrationSource,
     make_guest,
     open_guest_memory,
-    parse_rate,
-    parse_size,
     receive_migration,
     run_loopback,
 )
-from migcodec.engine.destination import MemoryOpener
+from migcodec.engine.destination import RECEIVE_TIMEOUT_S, MemoryOpener
 from migcodec.engine.plot import plot_migration, plot_sweep
 from migcodec.engine.sweep import largest_converging_rate
 from migcodec.plotting import PlotUnavailable, pyplot
+from migcodec.units import parse_rate, parse_size
 from migcodec.wire import StreamSummary, WireError
 
 CODEC_ALIASES = {"none": "raw"}
@@ -162,7 +161,7 @@ def _receive(args: argparse.Namespace, memory: MemoryOpener | None) -> tuple[Str
         print(f"listening on {server.getsockname()[0]}:{server.getsockname()[1]}", flush=True)
         conn, peer = server.accept()
         with conn:
-            summary, _ = receive_migration(conn, memory)
+            summary, _ = receive_migration(conn, memory, timeout_s=args.timeout)
     return summary, peer[0]
 
 
@@ -316,6 +315,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("receive", help="the destination side of a two-host migration")
     p.add_argument(
         "--listen", default="127.0.0.1:4444", type=_address, help="HOST:PORT to listen on"
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=RECEIVE_TIMEOUT_S,
+        metavar="SECONDS",
+        help="give up when the source sends nothing for this long (default %(default)s)",
     )
     _memory_options(p, "destination memory", "the size the source announces")
     p.set_defaults(func=_reported(run_receive))

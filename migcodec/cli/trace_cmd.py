@@ -17,7 +17,8 @@ def _command(args: argparse.Namespace) -> str:
     is exact also when ``main`` is called with an argument list instead of ``sys.argv``)."""
     words = ["migcodec", "trace", args.trace_command]
     for key, value in vars(args).items():
-        if key in ("func", "command", "trace_command", "trace") or value in (None, False):
+        # unset options and flags are left out; identity, as 0 == False and 0 is a value
+        if key in ("func", "command", "trace_command", "trace") or value is None or value is False:
             continue
         flag = "--" + key.replace("_", "-")
         words += [flag] if value is True else [flag, str(value)]

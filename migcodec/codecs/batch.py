@@ -40,8 +40,10 @@ def check_runs(runs: np.ndarray, n_memory_pages: int, max_pages: int) -> int:
     if (count <= 0).any():
         bad = int(np.flatnonzero(count <= 0)[0])
         raise InvalidBatch(f"run {bad} is empty ({int(count[bad])} pages); runs need >= 1 page")
-    if (first < 0).any() or (first + count > n_memory_pages).any():
-        bad = int(np.flatnonzero((first < 0) | (first + count > n_memory_pages))[0])
+    # ``first > n - count``, not ``first + count > n``: the sum can overflow int64
+    outside = (first < 0) | (first > n_memory_pages - count)
+    if outside.any():
+        bad = int(np.flatnonzero(outside)[0])
         raise InvalidBatch(
             f"run {bad} (first page {int(first[bad])}, {int(count[bad])} pages) lies outside "
             f"guest memory of {n_memory_pages} pages"
@@ -126,7 +128,8 @@ class Batch:
         if self._span is not None:
             np.copyto(dest, self.memory[self._span[0] : self._span[1]])
         else:
-            np.take(self.memory, self.page_indices, axis=0, out=dest)
+            # check_runs validated the indices; mode="raise" would gather into a temporary
+            np.take(self.memory, self.page_indices, axis=0, out=dest, mode="clip")
         return dest
 
     def __repr__(self) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -26,7 +25,6 @@ class FixedChooser:
 
     def __init__(self, codec: Codec) -> None:
         self.codecs = [codec]
-        self._lock = threading.Lock()
 
     def choose(self, window: Sequence[Batch]) -> int:
         return 0

@@ -19,6 +19,9 @@ def default_memory_limit() -> int:
     return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
 
 
+#: seconds the destination waits for the peer's next bytes before giving up on the stream
+RECEIVE_TIMEOUT_S = 60.0
+
 #: opens destination memory of ``(n_pages, page_size)`` once the source has announced it
 MemoryOpener = Callable[[int, int], np.ndarray]
 
@@ -27,28 +30,49 @@ def _zeros(n_pages: int, page_size: int) -> np.ndarray:
     return np.zeros((n_pages, page_size), dtype=np.uint8)
 
 
+def _given(memory: np.ndarray) -> MemoryOpener:
+    """An opener for memory the caller already holds: it must be the size announced."""
+
+    def opener(n_pages: int, page_size: int) -> np.ndarray:
+        if memory.dtype != np.uint8 or memory.shape != (n_pages, page_size):
+            if memory.dtype == np.uint8 and memory.ndim == 2:
+                holds = f"{memory.shape[0]} pages of {memory.shape[1]} bytes"
+            else:
+                holds = f"a {memory.dtype} array of shape {memory.shape}"
+            raise ValueError(
+                f"destination memory is {holds}; the stream is for {n_pages} pages of "
+                f"{page_size} bytes"
+            )
+        return memory
+
+    return opener
+
+
 def receive_migration(
     sock: socket.socket,
     memory: np.ndarray | MemoryOpener | None = None,
     max_memory_bytes: int | None = None,
+    timeout_s: float | None = RECEIVE_TIMEOUT_S,
 ) -> tuple[StreamSummary, np.ndarray]:
     """Receive a whole migration on ``sock``; return the summary and the memory.
 
     ``memory`` is an array, or a function called with the size the source announces (a
     file is sized to the stream that way); anonymous memory by default. The preamble is
-    refused (and the source told why) when it asks for more memory than an array holds,
-    or than ``max_memory_bytes`` (half of RAM by default) otherwise, or when the function
-    fails. Success is reported to the source only after the end-of-stream frame arrived
-    and the memory digest matched; any failure is sent back (best effort) and re-raised.
+    refused (and the source told why) when an array is not ``(pages, page_size)`` uint8 of
+    the announced size, when it asks for more than ``max_memory_bytes`` (half of RAM by
+    default) otherwise, or when the function fails. Success is reported to the source only
+    after the end-of-stream frame arrived and the memory digest matched; any failure is
+    sent back (best effort) and re-raised. A peer that sends nothing for ``timeout_s``
+    seconds (``None``: wait forever) breaks the stream.
     """
-    held = [memory] if isinstance(memory, np.ndarray) else []
-    if held:
-        limit = held[0].nbytes
-    elif max_memory_bytes is not None:
-        limit = max_memory_bytes
+    sock.settimeout(timeout_s)
+    if isinstance(memory, np.ndarray):
+        limit = memory.nbytes
+        opener = _given(memory)
     else:
-        limit = default_memory_limit()
-    opener = memory if callable(memory) else _zeros
+        limit = default_memory_limit() if max_memory_bytes is None else max_memory_bytes
+        opener = memory if callable(memory) else _zeros
+    held: list[np.ndarray] = []
 
     def admit(preamble: Preamble) -> None:
         try:
@@ -56,7 +80,7 @@ def receive_migration(
         except (ValueError, OSError) as exc:
             raise MemoryMismatch(f"cannot open destination memory: {exc}", -1) from exc
 
-    reader = FrameReader(sock, reply_to=sock, max_memory_bytes=limit, admit=None if held else admit)
+    reader = FrameReader(sock, reply_to=sock, max_memory_bytes=limit, admit=admit)
     memory = held[0]
     try:
         summary = reader.receive(memory)

@@ -62,7 +62,8 @@ class GuestWorkload:
         """Give every page initial contents (the guest's memory before migration)."""
         n = self.memory.shape[0]
         picks = self._rng.integers(0, self._pool.shape[0], n)
-        self.memory[:] = self._pool[picks]
+        # straight into memory: fancy indexing would build a whole-memory temporary first
+        np.take(self._pool, picks, axis=0, out=self.memory, mode="clip")
         self.memory[:, :8] = np.arange(n, dtype="<u8").view(np.uint8).reshape(n, 8)
 
     def start(self) -> None:

@@ -6,14 +6,12 @@ import socket
 import threading
 import time
 
-from migcodec.units import parse_rate, parse_size
 from migcodec.wire.io import send_all_parts
-
-__all__ = ["PacedSocket", "parse_rate", "parse_size"]
 
 
 class PacedSocket:
-    """File-like writer over a socket, limited to ``rate`` bytes/s by a token bucket.
+    """Writes whole frames (``write_parts``, which the wire's sink prefers) to a socket,
+    limited to ``rate`` bytes/s by a token bucket.
 
     The bucket holds at most ``burst`` bytes, so short bursts go at line speed and the
     long-run average never exceeds the rate. ``None`` means unlimited.
@@ -26,15 +24,6 @@ class PacedSocket:
         self._tokens = float(burst)
         self._stamp = time.perf_counter()
         self._lock = threading.Lock()
-        self.bytes_sent = 0
-
-    def write(self, data) -> int:
-        view = memoryview(data).cast("B")
-        if self.rate:
-            self._wait_for(view.nbytes)
-        self.sock.sendall(view)
-        self.bytes_sent += view.nbytes
-        return view.nbytes
 
     def write_parts(self, parts) -> None:
         """A whole frame in one token-bucket step and one ``sendmsg``."""
@@ -42,7 +31,6 @@ class PacedSocket:
         if self.rate:
             self._wait_for(nbytes)
         send_all_parts(self.sock, parts)
-        self.bytes_sent += nbytes
 
     def _wait_for(self, nbytes: int) -> None:
         with self._lock:

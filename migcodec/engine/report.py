@@ -39,7 +39,6 @@ class MigrationReport:
     downtime_s: float | None = None
     iterations: int = 0
     pages_sent: int = 0
-    guest_bytes_sent: int = 0
     wire_bytes: int = 0
     codec_cpu_s: float = 0.0
     sender_cpu_s: float = 0.0
@@ -55,6 +54,11 @@ class MigrationReport:
     pages_by_codec: dict[str, int] = field(default_factory=dict)
     paths: dict[str, str] = field(default_factory=dict)
     iteration_log: list[IterationRecord] = field(default_factory=list)
+
+    @property
+    def guest_bytes_sent(self) -> int:
+        """Guest memory the pages sent held, before any codec shrank it."""
+        return self.pages_sent * self.page_size
 
     @property
     def ratio(self) -> float:
@@ -88,6 +92,7 @@ class MigrationReport:
     def as_dict(self) -> dict:
         data = asdict(self)
         data.update(
+            guest_bytes_sent=self.guest_bytes_sent,
             ratio=self.ratio,
             throughput_pages_s=self.throughput_pages_s,
             extra_cpu_percent=self.extra_cpu_percent,

@@ -184,9 +184,10 @@ class MigrationSource:
                 Batch(self.memory, runs, cfg.page_size, cfg.max_batch_pages)
                 for runs in batches[start : start + cfg.window_batches]
             ]
-            index = self.chooser.choose(window)
-            codec_id = sender.writer.codec_id(self.chooser.codecs[index])
-            engines = self._engines_for(index)
+            # the stream's codec table starts with the chooser's codecs, in order, so the
+            # chooser's index is the codec id (two arms of equal config keep their own ids)
+            codec_id = self.chooser.choose(window)
+            engines = self._engines_for(codec_id)
             # other codecs learn what this one sent when the sender frames it (note_sent); a
             # page is in one batch per iteration and iterations drain, so none of them can
             # encode it again before then
@@ -211,7 +212,7 @@ class MigrationSource:
             dirty_rate=self.guest.rate if self.guest else 0.0,
         )
         link = PacedSocket(sock, cfg.link_rate)
-        table = list(self.chooser.codecs)
+        table = list(self.chooser.codecs)  # codec id == chooser index (see _send_pages)
         if all(c != self.fallback for c in table):
             table.append(self.fallback)
         for codec in table:
@@ -247,7 +248,6 @@ class MigrationSource:
                 if self.guest.active_s:
                     report.dirty_rate_achieved = self.guest.bytes_dirtied / self.guest.active_s
         report.sender_cpu_s = sender.cpu_s
-        report.guest_bytes_sent = report.pages_sent * cfg.page_size
         report.wire_bytes = writer.bytes_written
         report.total_time_s = time.perf_counter() - start
         if sender.error is not None and report.error is None:

@@ -48,10 +48,15 @@ MAX_BATCH_BYTES = 1 << 26
 MAX_CODECS = 255
 MAX_CODEC_NAME = 64
 MAX_CODEC_CONFIG = 4096
-MAX_ABORT_REASON = 4096
+MAX_ABORT_REASON = 4096  # an abort frame's reason, and a handshake reply's
 MAX_DIGEST = 64
 
 FLAG_DIGEST = 0x1  # end-of-stream frame carries a memory digest
+
+
+def encode_reason(reason: str) -> bytes:
+    """A reason as it goes on the wire: UTF-8, cut to :data:`MAX_ABORT_REASON` bytes."""
+    return reason.encode("utf-8", "replace")[:MAX_ABORT_REASON]
 
 
 class FrameType(IntEnum):

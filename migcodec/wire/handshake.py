@@ -10,12 +10,12 @@ from __future__ import annotations
 import struct
 
 from migcodec.wire.errors import TruncatedStream, WireError
+from migcodec.wire.format import MAX_ABORT_REASON, encode_reason
 from migcodec.wire.io import Sink, Source
 
 REPLY = struct.Struct("<4sBH")
 REPLY_MAGIC = b"MCRP"
 ACCEPT, REFUSE = 0, 1
-MAX_REASON = 4096
 
 
 class HandshakeRefused(WireError):
@@ -23,7 +23,7 @@ class HandshakeRefused(WireError):
 
 
 def send_reply(target: object, accepted: bool, reason: str = "") -> None:
-    text = reason.encode("utf-8", "replace")[:MAX_REASON]
+    text = encode_reason(reason)
     sink = Sink(target)
     sink.write_parts([REPLY.pack(REPLY_MAGIC, ACCEPT if accepted else REFUSE, len(text)), text])
     sink.flush()
@@ -36,7 +36,7 @@ def read_reply(source: object) -> None:
     if src.fill(memoryview(head)) < REPLY.size:
         raise TruncatedStream("destination closed the connection before answering the preamble")
     magic, status, length = REPLY.unpack(head)
-    if magic != REPLY_MAGIC or status not in (ACCEPT, REFUSE) or length > MAX_REASON:
+    if magic != REPLY_MAGIC or status not in (ACCEPT, REFUSE) or length > MAX_ABORT_REASON:
         raise WireError(f"destination answered the preamble with garbage ({bytes(head)!r})")
     reason = bytearray(length)
     if src.fill(memoryview(reason)) < length:

@@ -154,6 +154,10 @@ class FrameReader:
     def _fill(self, view: memoryview, frame: int, at_boundary: bool = False) -> None:
         try:
             got = self._source.fill(view)
+        except TimeoutError as exc:  # a socket timeout: the peer went silent
+            raise TruncatedStream(
+                f"the peer sent nothing for the receive timeout ({exc})", frame, self.offset
+            ) from exc
         except OSError as exc:  # a reset connection is a broken stream, like an early EOF
             raise TruncatedStream(
                 f"connection failed mid-stream ({type(exc).__name__}: {exc})", frame, self.offset
@@ -265,6 +269,7 @@ class FrameReader:
         runs_end = run_count * fmt.RUN.size
         raw_runs = np.frombuffer(body[:runs_end], dtype=fmt.RUN_DTYPE)
         first = raw_runs["first"]
+        # on the unsigned wire value: a first page >= 2**63 would wrap negative as int64
         if (first >= self.memory_pages).any():
             bad = int(np.flatnonzero(first >= self.memory_pages)[0])
             raise RunOutOfBounds(

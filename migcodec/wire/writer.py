@@ -116,7 +116,7 @@ class FrameWriter:
             0,
             runs.shape[0],
             encoded.n_pages,
-            prefix=[runs.tobytes(), modes.tobytes()],
+            prefix=[runs.view(np.uint8), modes],  # byte views: no copies
         )
         self.pages_sent += encoded.n_pages
         return size
@@ -139,8 +139,7 @@ class FrameWriter:
 
     def abort(self, reason: str) -> int:
         """Tell the destination the migration failed, and why."""
-        text = reason.encode("utf-8", "replace")[: fmt.MAX_ABORT_REASON]
-        size = self._frame(fmt.FrameType.ABORT, [text])
+        size = self._frame(fmt.FrameType.ABORT, [fmt.encode_reason(reason)])
         self.flush()
         return size
 

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from migcodec.codecs import Batch, InvalidBatch, page_view
+from migcodec.codecs.batch import check_runs
 
 MEM = np.zeros((100, 4096), np.uint8)
 
@@ -33,6 +34,21 @@ def test_invalid_runs_are_refused_with_a_clear_message(runs, message):
     with pytest.raises(InvalidBatch) as info:
         Batch(MEM, runs)
     assert str(info.value) == message
+
+
+def test_run_whose_end_overflows_int64_is_outside_memory():
+    # first + count wraps to a negative int64: the bound must not be computed as a sum
+    runs = np.array([[2**63 - 5, 10]], dtype=np.int64)
+    with pytest.raises(InvalidBatch, match="lies outside guest memory of 100 pages"):
+        check_runs(runs, 100, 64)
+
+
+def test_scattered_pages_gathered_into_staging_buffer():
+    mem = np.arange(20 * 64, dtype=np.uint32).view(np.uint8).reshape(20, 256)
+    out = np.zeros((8, 256), np.uint8)
+    got = Batch(mem, [(7, 2), (1, 3)], page_size=256).pages(out=out)
+    assert np.shares_memory(got, out)
+    np.testing.assert_array_equal(got, mem[[7, 8, 1, 2, 3]])
 
 
 def test_memory_must_be_whole_pages():

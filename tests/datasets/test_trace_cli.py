@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from migcodec.cli import main
+from migcodec.cli import build_parser, main
+from migcodec.cli.trace_cmd import _command
 from tests.datasets.test_capture import Child
 
 
@@ -45,6 +46,14 @@ def test_synth_then_info_prints_a_summary_per_phase(tmp_path: Path, capsys) -> N
     doc = json.loads(capsys.readouterr().out)
     assert [p["phase"] for p in doc["summary"]] == ["boot", "memcached", "counters", "random"]
     assert "--workload phases" in doc["trace"]["command"]
+
+
+def test_the_recorded_command_keeps_options_whose_value_is_zero() -> None:
+    argv = ["trace", "synth", "--workload", "phases", "--dirty-rate", "0", "--out", "t"]
+    command = _command(build_parser().parse_args(argv))
+    assert "--dirty-rate 0.0" in command
+    assert "--seed 0" in command
+    assert "--force" not in command  # a flag left unset is still left out
 
 
 def test_info_on_a_missing_trace_says_so(tmp_path: Path, capsys) -> None:

@@ -144,3 +144,10 @@ def test_destination_memory_that_cannot_open_refuses_the_stream_at_the_handshake
 
     with pytest.raises(WireError, match="cannot open destination memory: --shm x holds 4096"):
         _migrate_into(fails)
+
+
+def test_a_destination_array_of_the_wrong_size_refuses_the_stream_at_the_handshake():
+    destination = np.zeros((64, PAGE), np.uint8)
+    with pytest.raises(WireError, match="64 pages of 4096 bytes; the stream is for 32 pages"):
+        _migrate_into(destination, n_pages=32)
+    assert not destination.any()  # refused before any page arrived

@@ -15,6 +15,7 @@ from migcodec.engine import (
     FixedChooser,
     GuestWorkload,
     MigrationConfig,
+    MigrationReport,
     MigrationSource,
     parse_rate,
     run_loopback,
@@ -274,3 +275,31 @@ def test_the_iteration_log_accounts_for_every_page_and_ends_with_stop_and_copy()
     listed = report.as_dict()["iteration_log"]
     assert listed[0]["pages_sent"] == log[0].pages_sent
     assert listed[-1]["stop_and_copy"] is True
+
+
+class _FirstOfTwins:
+    """Two lz4 arms with equal config; always picks the first and records its reports."""
+
+    def __init__(self):
+        self.codecs = [get_codec("lz4"), get_codec("lz4")]
+        self.reported = set()
+
+    def choose(self, window):
+        return 0
+
+    def report(self, index, stats):
+        self.reported.add(index)
+
+
+def test_arms_of_equal_config_keep_their_own_codec_ids():
+    chooser = _FirstOfTwins()
+    report = run_loopback(1 * MiB, chooser, MigrationConfig(link_rate=None), 0.0, "mixed")
+    assert report.succeeded, report.error
+    assert chooser.reported == {0}  # not folded into the other arm by config
+
+
+def test_guest_bytes_sent_follows_the_pages_sent_and_stays_in_the_json():
+    report = MigrationReport(codec="raw", pages_sent=10, page_size=4096, wire_bytes=20480)
+    assert report.guest_bytes_sent == 40960
+    assert report.as_dict()["guest_bytes_sent"] == 40960
+    assert report.ratio == 2.0

@@ -2,6 +2,7 @@
 
 import io
 import socket
+import time
 
 import numpy as np
 import pytest
@@ -48,3 +49,12 @@ def test_a_reset_connection_is_a_wire_error():
     reader = FrameReader(_ResetSource(out.getvalue()))
     with pytest.raises(TruncatedStream, match="connection failed mid-stream"):
         reader.read_frame()
+
+
+def test_a_connected_peer_that_sends_nothing_times_out_as_a_wire_error():
+    src, dst = socket.socketpair()
+    with src, dst:
+        started = time.perf_counter()
+        with pytest.raises(TruncatedStream, match="sent nothing for the receive timeout"):
+            receive_migration(dst, timeout_s=0.05)
+        assert time.perf_counter() - started < 5
