@@ -43,6 +43,8 @@ def _given(memory: np.ndarray) -> MemoryOpener:
                 f"destination memory is {holds}; the stream is for {n_pages} pages of "
                 f"{page_size} bytes"
             )
+        if not memory.flags.c_contiguous or not memory.flags.writeable:
+            raise ValueError("destination memory must be a writable, C-contiguous array")
         return memory
 
     return opener

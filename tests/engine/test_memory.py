@@ -151,3 +151,10 @@ def test_a_destination_array_of_the_wrong_size_refuses_the_stream_at_the_handsha
     with pytest.raises(WireError, match="64 pages of 4096 bytes; the stream is for 32 pages"):
         _migrate_into(destination, n_pages=32)
     assert not destination.any()  # refused before any page arrived
+
+
+def test_a_strided_destination_array_refuses_the_stream_at_the_handshake():
+    backing = np.zeros((64, PAGE), np.uint8)
+    with pytest.raises(WireError, match="writable, C-contiguous array"):
+        _migrate_into(backing[::2], n_pages=32)
+    assert not backing.any()
