@@ -294,11 +294,22 @@ class FrameReader:
         codec = self.codecs[codec_id]
         return Encoded(codec.name, self.page_size, runs, modes, (payload,) if payload else ())
 
+    def _view(self, memory: object) -> np.ndarray:
+        """``memory`` as pages, refused unless it is exactly the stream's memory."""
+        view = page_view(memory, self.page_size)
+        if view.shape[0] != self.memory_pages:
+            raise MemoryMismatch(
+                f"destination memory has {view.shape[0]} pages; the stream is for "
+                f"{self.memory_pages}"
+            )
+        return view
+
     def apply(self, frame: Frame, memory: object) -> None:
         """Decode a data frame into destination memory (only the pages it names)."""
         codec = self.codecs[frame.codec_id]
+        view = self._view(memory)
         try:
-            codec.decode(frame.encoded, memory)
+            codec.decode_checked(frame.encoded, view)  # _parse_data checked runs and modes
         except (DecodeError, InvalidBatch, CodecError) as exc:
             raise CorruptPayload(f"{codec.name}: {exc}", frame.index, frame.offset) from exc
         except Exception as exc:  # a codec bug on hostile input is still a wire error
@@ -318,12 +329,7 @@ class FrameReader:
 
     def receive(self, memory: object, verify_digest: bool = True) -> StreamSummary:
         """Apply a whole stream to ``memory``; return only if it completed and matched."""
-        view = page_view(memory, self.page_size)
-        if view.shape[0] != self.memory_pages:
-            raise MemoryMismatch(
-                f"destination memory has {view.shape[0]} pages; the stream is for "
-                f"{self.memory_pages}"
-            )
+        view = self._view(memory)
         summary = StreamSummary()
         for frame in self:
             summary.frames += 1

@@ -38,3 +38,22 @@ def test_abort_carries_the_reason_and_wrong_memory_size_is_named():
     assert str(info.value) == "frame 0, byte offset 74: peer aborted: guest crashed"
     with pytest.raises(MemoryMismatch, match="destination memory has 4 pages; the stream is for 8"):
         FrameReader(io.BytesIO(out.getvalue())).receive(np.zeros((4, 4096), np.uint8))
+
+
+def test_applying_a_frame_to_memory_of_another_size_is_refused_untouched():
+    from migcodec.codecs import Batch
+    from migcodec.wire import MemoryMismatch
+
+    memory = np.arange(8 * 4096, dtype=np.uint64).view(np.uint8)[: 8 * 4096].reshape(8, 4096)
+    out = io.BytesIO()
+    writer = FrameWriter(out, 4096, 8, [get_codec("lz4")])
+    writer.write_batch(get_codec("lz4").encode(Batch(memory, [(0, 8)])), 0)
+    reader = FrameReader(io.BytesIO(out.getvalue()))
+    frame = reader.read_frame()
+    small = np.zeros((4, 4096), np.uint8)
+    with pytest.raises(MemoryMismatch, match="destination memory has 4 pages; the stream is for 8"):
+        reader.apply(frame, small)
+    assert not small.any()
+    right = np.zeros((8, 4096), np.uint8)
+    reader.apply(frame, right)
+    np.testing.assert_array_equal(right, memory)
