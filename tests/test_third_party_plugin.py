@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from migcodec.codecs import Batch, DecodeError, Encoded, PageMode, get_codec
 from migcodec.wire import FrameReader, FrameWriter, memory_digest
 from tests.plugin_dist import REPO, migcodec_command, subprocess_env, write_dist
+from tests.roundtrip import assert_round_trips_only_the_named_pages
 
 EXAMPLE = REPO / "examples" / "migcodec-rle"
 SRC = EXAMPLE / "src"
@@ -191,15 +192,7 @@ def pages_and_runs(draw, n_pages: int = 24):
 @given(case=pages_and_runs(), max_run=st.sampled_from([1, 3, 255, 4096, rle.MAX_RUN]))
 def test_codec_round_trips_exactly_the_named_pages(case, max_run):
     memory, runs = case
-    codec = rle.RunLengthCodec(max_run=max_run)
-    batch = Batch(memory, runs)
-    encoded = codec.encode(batch)
-    dest = np.full_like(memory, 0xA5)
-    codec.decode(encoded, dest)
-    named = batch.page_indices
-    np.testing.assert_array_equal(dest[named], memory[named])
-    others = np.setdiff1d(np.arange(memory.shape[0]), named)
-    assert (dest[others] == 0xA5).all()
+    assert_round_trips_only_the_named_pages(rle.RunLengthCodec(max_run=max_run), memory, runs)
 
 
 @given(
