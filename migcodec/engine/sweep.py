@@ -5,11 +5,18 @@ Near the threshold one run is a coin flip on a noisy machine, so each rate is tr
 on a shared machine needs more than that: a machine that slows down for a minute would
 fail every rate one codec happens to try then. :func:`compare_largest_rates` runs the
 codecs' searches in lockstep, one trial of each in turn, so drift hits them alike.
+
+Bisection answers with one number whose error nobody sees: one unlucky trial near the end
+moves it a whole step, and two codecs of equal merit end a step apart. For comparisons,
+:class:`StaircaseSearch` estimates the rate at which a migration converges half the time,
+from the reversals of an up-down staircase, and says how sure it is.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
+from typing import Protocol
 
 from migcodec.engine.report import MigrationReport
 
@@ -65,6 +72,99 @@ class RateSearch:
             self._rate = None
 
 
+class StaircaseSearch:
+    """The dirty rate at which half the migrations converge: an up-down staircase.
+
+    The 1-up/1-down staircase of psychophysics (Dixon and Mood, 1948; Levitt, 1971): double
+    the rate from ``start`` until a migration fails, then step down by ``step`` after each
+    failure and up after each success. The rates it turns at (reversals) straddle the 50 %
+    point; the estimate is the geometric mean of all reversals but the first two (the walk
+    from the doubling phase's failure), and :attr:`spread` the standard error of that mean as
+    a factor (1.05: +-5 %). It stops after ``reversals`` reversals or ``max_trials`` trials.
+    A codec that converges at ``limit`` has :attr:`censored` set: its rate is at least that.
+    """
+
+    def __init__(
+        self,
+        start: float = 64e6,
+        limit: float = 2048e6,
+        step: float = 2**0.125,
+        reversals: int = 6,
+        max_trials: int = 40,
+    ) -> None:
+        if start <= 0 or limit < start:
+            raise ValueError(f"need 0 < start <= limit, got start={start}, limit={limit}")
+        if step <= 1 or reversals < 3:
+            raise ValueError(f"need step > 1 and reversals >= 3, got {step}, {reversals}")
+        self.limit, self.step = limit, step
+        self.reversals_wanted, self.max_trials = reversals, max_trials
+        self.runs: list[MigrationReport] = []
+        self.reversals: list[float] = []
+        self.censored = False
+        self._rate: float | None = start
+        self._doubling = True
+        self._last: bool | None = None
+
+    def next_rate(self) -> float | None:
+        return self._rate
+
+    def record(self, report: MigrationReport) -> None:
+        if self._rate is None:
+            raise RuntimeError("the search is over; nothing more to record")
+        rate, ok = self._rate, report.succeeded
+        self.runs.append(report)
+        if self._doubling and ok:
+            if rate >= self.limit:
+                self.censored, self._rate = True, None
+            else:
+                self._rate = min(2 * rate, self.limit)
+            return
+        self._doubling = False
+        if self._last is not None and ok != self._last:
+            self.reversals.append(rate)
+        self._last = ok
+        done = len(self.reversals) >= self.reversals_wanted or len(self.runs) >= self.max_trials
+        self._rate = None if done else min(rate * self.step if ok else rate / self.step, self.limit)
+
+    @property
+    def _used(self) -> list[float]:
+        return self.reversals[2:] if len(self.reversals) > 2 else self.reversals
+
+    @property
+    def good(self) -> float:
+        """The 50 % rate (the limit when censored; 0.0 before any reversal)."""
+        if self.censored:
+            return self.limit
+        used = self._used
+        if not used:
+            return 0.0
+        return math.exp(sum(math.log(r) for r in used) / len(used))
+
+    @property
+    def spread(self) -> float:
+        """Standard error of :attr:`good` as a factor (1.0 when censored or unknown)."""
+        used = self._used
+        if self.censored or len(used) < 2:
+            return 1.0
+        logs = [math.log(r) for r in used]
+        mean = sum(logs) / len(logs)
+        var = sum((x - mean) ** 2 for x in logs) / (len(logs) - 1)
+        return math.exp(math.sqrt(var / len(logs)))
+
+
+class Search(Protocol):
+    """What :func:`compare_largest_rates` drives: :class:`RateSearch`, :class:`StaircaseSearch`."""
+
+    runs: list[MigrationReport]
+
+    def next_rate(self) -> float | None: ...
+
+    def record(self, report: MigrationReport) -> None: ...
+
+    @property
+    def good(self) -> float: ...
+
+
 def largest_converging_rate(
     migrate_at: Callable[[float], MigrationReport],
     start: float = 16e6,
@@ -82,18 +182,16 @@ def largest_converging_rate(
 
 def compare_largest_rates(
     migrate_at: Mapping[str, Callable[[float], MigrationReport]],
-    start: float = 16e6,
-    limit: float = 4e9,
-    refine_steps: int = 4,
-    repeats: int = 1,
-) -> dict[str, tuple[float, list[MigrationReport]]]:
-    """:func:`largest_converging_rate` for several codecs, their trials interleaved (one
-    trial of each unfinished search in turn), so the machine's drift does not favour the
-    codec that happened to be measured in a quiet minute."""
-    searches = {name: RateSearch(start, limit, refine_steps, repeats) for name in migrate_at}
+    make_search: Callable[[], Search] = RateSearch,
+) -> dict[str, Search]:
+    """One search per codec (``make_search()``, e.g. a ``functools.partial`` of
+    :class:`StaircaseSearch`), their trials interleaved (one trial of each unfinished search
+    in turn), so the machine's drift does not favour the codec that happened to be measured
+    in a quiet minute. Returns the finished searches (``good``, ``runs``)."""
+    searches = {name: make_search() for name in migrate_at}
     while True:
         pending = [(n, s) for n, s in searches.items() if s.next_rate() is not None]
         if not pending:
-            return {name: (s.good, s.runs) for name, s in searches.items()}
+            return searches
         for name, search in pending:
             search.record(migrate_at[name](search.next_rate()))

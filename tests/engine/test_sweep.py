@@ -1,9 +1,17 @@
 """The dirty-rate search, against a fake migration with a known threshold."""
 
+from functools import partial
+
+import numpy as np
 import pytest
 
 from migcodec.engine.report import MigrationReport
-from migcodec.engine.sweep import RateSearch, compare_largest_rates, largest_converging_rate
+from migcodec.engine.sweep import (
+    RateSearch,
+    StaircaseSearch,
+    compare_largest_rates,
+    largest_converging_rate,
+)
 
 
 def _fake(threshold, flaky_at=None):
@@ -54,12 +62,13 @@ def test_interleaved_searches_take_turns_and_find_each_threshold():
         return migrate_at
 
     results = compare_largest_rates(
-        {"fast": fake("fast", 300e6), "slow": fake("slow", 50e6)}, start=16e6, refine_steps=3
+        {"fast": fake("fast", 300e6), "slow": fake("slow", 50e6)},
+        partial(RateSearch, start=16e6, refine_steps=3),
     )
-    assert 262e6 <= results["fast"][0] <= 300e6
-    assert 44e6 <= results["slow"][0] <= 50e6
+    assert 262e6 <= results["fast"].good <= 300e6
+    assert 44e6 <= results["slow"].good <= 50e6
     # turns alternate while both searches run; the longer one finishes alone
-    slow_runs = len(results["slow"][1])
+    slow_runs = len(results["slow"].runs)
     assert order[: 2 * slow_runs] == ["fast", "slow"] * slow_runs
     assert set(order[2 * slow_runs :]) == {"fast"}
 
@@ -74,3 +83,54 @@ def test_a_search_refuses_bad_settings_and_records_after_its_end():
     assert search.next_rate() is None and search.good == 16e6
     with pytest.raises(RuntimeError, match="the search is over"):
         search.record(MigrationReport(codec="x"))
+
+
+def _drive(search, converges) -> list[float]:
+    rates = []
+    while (rate := search.next_rate()) is not None:
+        rates.append(rate)
+        ok = converges(rate)
+        search.record(MigrationReport(codec="x", converged=ok, verified=ok, dirty_rate=rate))
+    return rates
+
+
+def test_the_staircase_doubles_then_turns_around_a_sharp_threshold():
+    step = 2**0.125
+    search = StaircaseSearch(start=64e6, limit=2048e6, step=step, reversals=6)
+    rates = _drive(search, lambda rate: rate <= 300e6)
+    assert rates[:4] == [64e6, 128e6, 256e6, 512e6]
+    # down by one step per failure from 512 MB/s, then alternating around 300 MB/s
+    below = 512e6 / step**7
+    above = below * step
+    assert below <= 300e6 < above
+    assert rates[4:11] == pytest.approx([512e6 / step**k for k in range(1, 8)])
+    assert rates[11:] == pytest.approx([above, below, above, below, above])
+    assert search.reversals == pytest.approx([below, above, below, above, below, above])
+    assert search.good == pytest.approx(np.sqrt(below * above))
+    # the last four reversals are +-half a step around the mean: standard error h / sqrt(3)
+    assert not search.censored
+    assert search.spread == pytest.approx(step ** (0.5 / np.sqrt(3)))
+
+
+def test_the_staircase_estimates_the_50_percent_rate_of_a_noisy_threshold():
+    """Migrations converge with a logistic chance around 400 MB/s (10 % wide); the estimate
+    lands within its own two standard errors most of the time, and close to 400 always."""
+    rng = np.random.default_rng(7)
+    hits = 0
+    for _ in range(40):
+        search = StaircaseSearch(start=64e6, reversals=12, max_trials=80)
+        _drive(search, lambda r: rng.random() < 1 / (1 + np.exp((np.log(r / 400e6)) / 0.05)))
+        assert 340e6 < search.good < 470e6
+        hits += abs(np.log(search.good / 400e6)) <= 2 * np.log(search.spread)
+    assert hits >= 28
+
+
+def test_the_staircase_reports_a_censored_rate_and_a_hopeless_codec():
+    top = StaircaseSearch(start=64e6, limit=1024e6)
+    assert _drive(top, lambda rate: True) == [64e6, 128e6, 256e6, 512e6, 1024e6]
+    assert top.censored and top.good == 1024e6 and top.spread == 1.0
+    none = StaircaseSearch(start=64e6, reversals=3, max_trials=6)
+    assert len(_drive(none, lambda rate: False)) == 6
+    assert none.good == 0.0 and not none.censored
+    with pytest.raises(ValueError, match="need step > 1 and reversals >= 3"):
+        StaircaseSearch(step=1.0)
