@@ -15,10 +15,16 @@ from the reversals of an up-down staircase, and says how sure it is.
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from migcodec.engine.report import MigrationReport
+
+
+def _check_range(start: float, limit: float) -> None:
+    if start <= 0 or limit < start:
+        raise ValueError(f"need 0 < start <= limit, got start={start}, limit={limit}")
 
 
 class RateSearch:
@@ -35,8 +41,7 @@ class RateSearch:
         refine_steps: int = 4,
         repeats: int = 1,
     ) -> None:
-        if start <= 0 or limit < start:
-            raise ValueError(f"need 0 < start <= limit, got start={start}, limit={limit}")
+        _check_range(start, limit)
         if repeats < 1:
             raise ValueError(f"repeats must be >= 1, got {repeats}")
         self.limit, self.refine_steps, self.repeats = limit, refine_steps, repeats
@@ -92,8 +97,7 @@ class StaircaseSearch:
         reversals: int = 6,
         max_trials: int = 40,
     ) -> None:
-        if start <= 0 or limit < start:
-            raise ValueError(f"need 0 < start <= limit, got start={start}, limit={limit}")
+        _check_range(start, limit)
         if step <= 1 or reversals < 3:
             raise ValueError(f"need step > 1 and reversals >= 3, got {step}, {reversals}")
         self.limit, self.step = limit, step
@@ -102,8 +106,7 @@ class StaircaseSearch:
         self.reversals: list[float] = []
         self.censored = False
         self._rate: float | None = start
-        self._doubling = True
-        self._last: bool | None = None
+        self._last: bool | None = None  # the last trial's outcome once doubling has ended
 
     def next_rate(self) -> float | None:
         return self._rate
@@ -113,13 +116,12 @@ class StaircaseSearch:
             raise RuntimeError("the search is over; nothing more to record")
         rate, ok = self._rate, report.succeeded
         self.runs.append(report)
-        if self._doubling and ok:
+        if self._last is None and ok:  # still doubling
             if rate >= self.limit:
                 self.censored, self._rate = True, None
             else:
                 self._rate = min(2 * rate, self.limit)
             return
-        self._doubling = False
         if self._last is not None and ok != self._last:
             self.reversals.append(rate)
         self._last = ok
@@ -127,29 +129,26 @@ class StaircaseSearch:
         self._rate = None if done else min(rate * self.step if ok else rate / self.step, self.limit)
 
     @property
-    def _used(self) -> list[float]:
-        return self.reversals[2:] if len(self.reversals) > 2 else self.reversals
+    def _log_reversals(self) -> list[float]:
+        """Logs of the reversals the estimate uses: all but the first two."""
+        used = self.reversals[2:] if len(self.reversals) > 2 else self.reversals
+        return [math.log(r) for r in used]
 
     @property
     def good(self) -> float:
         """The 50 % rate (the limit when censored; 0.0 before any reversal)."""
         if self.censored:
             return self.limit
-        used = self._used
-        if not used:
-            return 0.0
-        return math.exp(sum(math.log(r) for r in used) / len(used))
+        logs = self._log_reversals
+        return math.exp(statistics.fmean(logs)) if logs else 0.0
 
     @property
     def spread(self) -> float:
         """Standard error of :attr:`good` as a factor (1.0 when censored or unknown)."""
-        used = self._used
-        if self.censored or len(used) < 2:
+        logs = self._log_reversals
+        if self.censored or len(logs) < 2:
             return 1.0
-        logs = [math.log(r) for r in used]
-        mean = sum(logs) / len(logs)
-        var = sum((x - mean) ** 2 for x in logs) / (len(logs) - 1)
-        return math.exp(math.sqrt(var / len(logs)))
+        return math.exp(statistics.stdev(logs) / math.sqrt(len(logs)))
 
 
 class Search(Protocol):
