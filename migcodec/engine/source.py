@@ -105,14 +105,17 @@ class _Sender(threading.Thread):
         try:
             encoded = request.result()
         except Exception:
-            # a codec failed: re-encode from a fresh snapshot with the fall-back, count it
+            # a codec failed: re-encode from a fresh snapshot with the fall-back, count it.
+            # A delta codec may have cached its snapshot before failing; the destination
+            # gets the fall-back's, so the failed codec forgets the batch's pages
+            self.writer.codecs[codec_id].invalidate(batch.page_indices)
             encoded = self.fallback.encode(batch, staging=request.staging)
             codec_id = self.writer.codec_id(self.fallback)
             self.report.fallback_batches += 1
             reported = False
-        # codecs with a history of what the destination holds learn what was just sent;
-        # the staging buffer holds the snapshot that was encoded
-        if self.teach_caches:
+        # codecs with a history of what the destination holds learn what was just sent
+        # (when the chooser has a use for it); the staging buffer holds the encoded snapshot
+        if self.teach_caches and getattr(self.chooser, "wants_teaching", True):
             snapshot = request.staging[: batch.n_pages]
             for other_id, codec in self.writer.codecs.items():
                 if other_id != codec_id:

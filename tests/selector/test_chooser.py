@@ -1,11 +1,13 @@
 """The selector drives a real pre-copy migration through the engine's chooser protocol."""
 
 import numpy as np
+import pytest
 
 from migcodec.codecs import Batch
+from migcodec.codecs.plugins.dsa_delta import DsaDeltaCodec
 from migcodec.engine import MigrationConfig, parse_rate, run_loopback
-from migcodec.selector import Selector, make_objective, parse_policy
-from migcodec.selector.chooser import SelectorChooser
+from migcodec.selector import Selector, make_objective, parse_arms, parse_policy
+from migcodec.selector.chooser import SampleHistory, SelectorChooser
 
 MiB = 1 << 20
 
@@ -52,3 +54,115 @@ def test_random_pages_after_a_zero_batch_go_raw():
     assert chooser.codecs[chooser.choose(window)].name == "raw"
     features = chooser._open.features
     assert features.context[1] < 0.3  # the zero share the sample saw
+
+
+def _passes(change, n_pages=4096, passes=3, seed=0):
+    """Windows of every page of a guest, pass after pass, its pages changed by ``change``
+    between passes."""
+    rng = np.random.default_rng(seed)
+    memory = rng.integers(0, 256, (n_pages, 4096), dtype=np.uint8)
+    for _ in range(passes):
+        yield memory, [Batch(memory, [(first, 64)]) for first in range(0, n_pages, 64)]
+        change(memory, rng)
+
+
+def _rewrite(memory, rng):
+    memory[:] = rng.integers(0, 256, memory.shape, dtype=np.uint8)
+
+
+def _touch_words(memory, rng):
+    memory.view(np.uint64)[:, ::64] += np.uint64(1)  # 8 of 512 words per page
+
+
+def test_history_sees_sparse_changes_as_cheap_deltas_and_rewrites_as_whole_pages():
+    seen = {}
+    for name, change in (("rewrite", _rewrite), ("words", _touch_words)):
+        history = SampleHistory()
+        verdicts = [history.watch(memory, window) for memory, window in _passes(change)]
+        assert verdicts[0] is None  # nothing seen before
+        seen[name] = [v for v in verdicts if v is not None]
+    # 8 changed words: 8 x 10 bytes + 1 mode byte of 4096
+    assert seen["words"] and all(v == pytest.approx(81 / 4096) for v in seen["words"])
+    assert seen["rewrite"] and all(v > 1.0 for v in seen["rewrite"])  # capped + mode byte
+
+
+def test_history_watches_a_fixed_subset_so_any_window_of_pages_meets_pages_seen_before():
+    history = SampleHistory(evidence=1)
+    memory = np.ones((1 << 15, 4096), dtype=np.uint8)
+    everything = [Batch(memory, [(first, 64)]) for first in range(0, memory.shape[0], 64)]
+    for start in range(0, len(everything), 64):
+        history.watch(memory, everything[start : start + 64])
+    memory.view(np.uint64)[:, 1] = 7
+    # a window of 3000 scattered pages dirtied again: about 3000/32 watched pages in it
+    again = np.sort(np.random.default_rng(1).choice(memory.shape[0], 3000, replace=False))
+    window = [Batch(memory, [(int(p), 1) for p in again[i : i + 64]]) for i in range(0, 3000, 64)]
+    assert history.watch(memory, window) == pytest.approx(11 / 4096)
+
+
+def _auto(arms="raw;lz4;zstd:level=1;dsa-delta", policy="predictive"):
+    objective = make_objective("throughput", link=parse_rate("1Gbit"), workers=2)
+    return SelectorChooser(Selector(parse_policy(policy), parse_arms(arms), objective))
+
+
+@pytest.mark.parametrize(("change", "teaches"), [(_rewrite, False), (_touch_words, True)])
+def test_the_chooser_asks_for_cache_teaching_only_where_deltas_would_pay(change, teaches):
+    chooser = _auto()
+    asked = []
+    for _, window in _passes(change, passes=4):
+        for start in range(0, len(window), 16):
+            chooser.choose(window[start : start + 16])
+            asked.append(chooser.wants_teaching)
+    assert not any(asked[:4])  # the first pass: nothing seen before
+    assert asked[-1] is teaches
+    assert asked == sorted(asked)  # once asked, for good: a taught cache must hear of every page
+
+
+def test_choosing_a_delta_arm_asks_for_teaching_at_once():
+    chooser = _auto("raw;dsa-delta", policy="fixed:arm=1")
+    _, window = next(_passes(_rewrite))
+    assert chooser.choose(window) == 1
+    assert chooser.wants_teaching
+
+
+def test_a_chooser_without_delta_arms_never_asks_for_teaching():
+    chooser = _auto("raw;lz4")
+    for _, window in _passes(_touch_words):
+        chooser.choose(window)
+    assert not chooser.wants_teaching
+
+
+class _CountingDelta(DsaDeltaCodec):
+    """dsa-delta that counts the pages other codecs taught its cache."""
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        self.taught = 0
+
+    def note_sent(self, indices, pages):
+        self.taught += len(indices)
+        super().note_sent(indices, pages)
+
+
+@pytest.mark.parametrize(
+    ("style", "dirty_rate", "teaches"), [("whole", 30e6, False), ("words", 60e6, True)]
+)
+def test_auto_teaches_delta_caches_only_on_a_guest_whose_pages_change_sparsely(
+    style, dirty_rate, teaches
+):
+    """A guest rewriting whole pages never pays the sender's copies into the caches (a
+    rewritten seq page keeps a third of its words: a delta would still lose to zstd); one
+    changing a few words per page gets them, and deltas."""
+    delta = _CountingDelta()
+    link = parse_rate("100Mbit")
+    objective = make_objective("throughput", link=link, workers=2)
+    selector = Selector(parse_policy("predictive"), ["lz4", "zstd", delta], objective)
+    chooser = SelectorChooser(selector)
+    config = MigrationConfig(
+        workers=2, link_rate=link, window_batches=4, downtime_limit_s=0.005, max_time_s=30
+    )
+    report = run_loopback(16 * MiB, chooser, config, dirty_rate, "seq", style=style)
+    assert report.succeeded, report.error
+    assert report.iterations >= 5
+    assert chooser.wants_teaching is teaches
+    assert (delta.taught > 0) is teaches
+    assert (report.pages_by_codec.get("dsa-delta", 0) > 0) is teaches
