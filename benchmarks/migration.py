@@ -3,7 +3,7 @@
     python benchmarks/migration.py [--memory 128MiB] [--link 1Gbit] [--dirty-rate 50MB/s]
                                    [--guests ones,seq,memcached]
                                    [--codecs none,zlib-ng,lz4,zstd,auto,qat]
-                                   [--reversals 6] [--json]
+                                   [--reversals 6] [--head-to-head 16] [--json]
 
 For every guest and codec: one migration at ``--dirty-rate`` (throughput, total time,
 downtime, extra host CPU, ratio) and an estimate of the largest dirty rate that still
@@ -12,6 +12,11 @@ converges: the rate at which half the migrations do, from an up-down staircase
 interleaved trial by trial (trial i of every codec runs guest seed i) so the machine's drift
 does not favour one codec. Codecs whose device cost is modelled (emulated accelerators) are
 marked.
+
+Then, per guest, ``auto`` against the best fixed codec in fresh trials (``head_to_head``):
+``--head-to-head`` migrations of each at that codec's 50 % rate, interleaved. The staircase
+estimate of the best of several codecs is biased upwards (a maximum of noisy estimates), so
+``auto`` is compared with it on new trials, not on the estimate that picked it.
 """
 
 from __future__ import annotations
@@ -23,8 +28,20 @@ from functools import partial
 
 from migcodec.cli.migrate_cmd import make_chooser
 from migcodec.engine import MigrationConfig, run_loopback
-from migcodec.engine.sweep import StaircaseSearch, compare_largest_rates
+from migcodec.engine.sweep import StaircaseSearch, compare_largest_rates, head_to_head
 from migcodec.units import parse_rate, parse_size
+
+
+def _migrate_at(guest: str, codec: str, memory: int, config: MigrationConfig):
+    """``rate -> report`` for one codec; trial i of every codec sees the same guest (seed
+    i), so codecs are compared on the same sequence of workloads."""
+    trial = iter(range(1 << 30))
+
+    def run(rate: float):
+        chooser = make_chooser(codec, config.link_rate, config.workers)
+        return run_loopback(memory, chooser, config, rate, guest, seed=next(trial))
+
+    return run
 
 
 def measure_guest(
@@ -37,21 +54,9 @@ def measure_guest(
 ) -> list[dict]:
     """Every codec on one guest: one migration at ``dirty``, then the searches for the
     largest migratable rate, interleaved across codecs (``compare_largest_rates``)."""
-
-    def migrate_at(codec: str):
-        trial = iter(range(1 << 30))
-
-        def run(rate: float):
-            # trial i of every codec sees the same guest (seed i): codecs are compared on
-            # the same sequence of workloads
-            chooser = make_chooser(codec, config.link_rate, config.workers)
-            return run_loopback(memory, chooser, config, rate, guest, seed=next(trial))
-
-        return run
-
-    fixed = {codec: migrate_at(codec)(dirty) for codec in codecs}
+    fixed = {codec: _migrate_at(guest, codec, memory, config)(dirty) for codec in codecs}
     searches = compare_largest_rates(
-        {codec: migrate_at(codec) for codec in codecs},
+        {codec: _migrate_at(guest, codec, memory, config) for codec in codecs},
         partial(StaircaseSearch, start=64e6, limit=2048e6, reversals=reversals),
     )
     return [
@@ -74,6 +79,24 @@ def measure_guest(
     ]
 
 
+def auto_against_best_fixed(
+    guest: str, rows: list[dict], memory: int, config: MigrationConfig, trials: int
+) -> dict | None:
+    """Fresh trials of ``auto`` and the best fixed codec at that codec's 50 % rate; ``None``
+    when there is no ``auto`` row or both reached the search's cap (nothing to separate)."""
+    auto = next((r for r in rows if r["codec"] == "auto"), None)
+    fixed = [r for r in rows if r["codec"] != "auto"]
+    if auto is None or not fixed or trials < 1:
+        return None
+    best = max(fixed, key=lambda r: r["largest_dirty_rate"])
+    if best["largest_dirty_rate_censored"] and auto["largest_dirty_rate_censored"]:
+        return None
+    rate = best["largest_dirty_rate"]
+    runs = {c: _migrate_at(guest, c, memory, config) for c in ("auto", best["codec"])}
+    converged = head_to_head(runs, rate, trials)
+    return {"guest": guest, "best": best["codec"], "rate": rate, "trials": trials, **converged}
+
+
 def _largest(row: dict) -> str:
     """``412 MB/s +-4%``; ``>= 2048 MB/s`` when the search hit its limit."""
     rate = row["largest_dirty_rate"] / 1e6
@@ -93,6 +116,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--reversals", type=int, default=6, help="staircase reversals per codec (more: surer)"
     )
+    parser.add_argument(
+        "--head-to-head",
+        type=int,
+        default=16,
+        help="fresh trials of auto and the best fixed codec at its 50%% rate (0: none)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     config = MigrationConfig(
@@ -102,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         stall_iterations=3,
     )
     memory = parse_size(args.memory)
-    rows = []
+    rows, duels = [], []
     codecs = args.codecs.split(",")
     for guest in args.guests.split(","):
         guest_rows = measure_guest(
@@ -120,9 +149,26 @@ def main(argv: list[str] | None = None) -> int:
                     f"total {r['total_time_s']:>5.2f} s  downtime {down} ms",
                     flush=True,
                 )
+        duel = auto_against_best_fixed(guest, guest_rows, memory, config, args.head_to_head)
+        if duel is not None:
+            duels.append(duel)
+            if not args.json:
+                best = duel["best"]
+                print(
+                    f"{guest:<10} head to head at {duel['rate'] / 1e6:.0f} MB/s ({best}'s 50 % "
+                    f"rate): auto converged {duel['auto']}/{duel['trials']}, "
+                    f"{best} {duel[best]}/{duel['trials']}",
+                    flush=True,
+                )
     if args.json:
         json.dump(
-            {"memory": memory, "link": args.link, "dirty_rate": args.dirty_rate, "rows": rows},
+            {
+                "memory": memory,
+                "link": args.link,
+                "dirty_rate": args.dirty_rate,
+                "rows": rows,
+                "head_to_head": duels,
+            },
             sys.stdout,
             indent=2,
         )

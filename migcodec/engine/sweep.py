@@ -194,3 +194,24 @@ def compare_largest_rates(
             return searches
         for name, search in pending:
             search.record(migrate_at[name](search.next_rate()))
+
+
+def head_to_head(
+    migrate_at: Mapping[str, Callable[[float], MigrationReport]], rate: float, trials: int
+) -> dict[str, int]:
+    """How many of ``trials`` migrations at one ``rate`` converge, per codec.
+
+    The second stage of a fair comparison: picking the best codec by its staircase estimate
+    and then comparing another codec against that same estimate favours the winner (a
+    maximum over noisy estimates is biased upwards), so fresh trials at the winner's 50 %
+    rate decide. Trials are interleaved, trial ``i`` of every codec in turn, the order
+    reversed every other trial, so neither drift nor running first favours one codec.
+    """
+    if trials < 1:
+        raise ValueError(f"trials must be >= 1, got {trials}")
+    names = list(migrate_at)
+    converged = dict.fromkeys(names, 0)
+    for trial in range(trials):
+        for name in names if trial % 2 == 0 else names[::-1]:
+            converged[name] += migrate_at[name](rate).succeeded
+    return converged

@@ -10,6 +10,7 @@ from migcodec.engine.sweep import (
     RateSearch,
     StaircaseSearch,
     compare_largest_rates,
+    head_to_head,
     largest_converging_rate,
 )
 
@@ -134,3 +135,21 @@ def test_the_staircase_reports_a_censored_rate_and_a_hopeless_codec():
     assert none.good == 0.0 and not none.censored
     with pytest.raises(ValueError, match="need step > 1 and reversals >= 3"):
         StaircaseSearch(step=1.0)
+
+
+def test_head_to_head_counts_converged_trials_interleaved_in_alternating_order():
+    order = []
+
+    def codec(name, threshold):
+        def migrate_at(rate):
+            order.append(name)
+            ok = rate <= threshold
+            return MigrationReport(codec=name, converged=ok, verified=ok, dirty_rate=rate)
+
+        return migrate_at
+
+    counts = head_to_head({"a": codec("a", 500e6), "b": codec("b", 300e6)}, 400e6, trials=3)
+    assert counts == {"a": 3, "b": 0}
+    assert order == ["a", "b", "b", "a", "a", "b"]
+    with pytest.raises(ValueError, match="trials must be >= 1, got 0"):
+        head_to_head({"a": codec("a", 1.0)}, 1.0, trials=0)
