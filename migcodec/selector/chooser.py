@@ -45,12 +45,13 @@ class SampleHistory:
     The pages are a fixed hashed subset of memory, ``pages`` of them (at most 1/16 of
     memory), so any window of pages dirtied again holds pages seen in an earlier pass, in
     proportion to its size. Watching them costs a hash of the window's page numbers and a
-    copy of 1/16 of its pages at most (1/256 in a 1 GiB guest), on the migration thread.
+    copy of the window's subset pages, on the migration thread: 0.1 ms per 4096-page window
+    of a 128 MiB guest (1/128 of its pages), 0.9 ms with 1024 pages watched.
     A subset page rewritten between being watched and being sent looks more changed than
     it was sent, which can only delay teaching: this history is never the base of a delta.
     """
 
-    def __init__(self, pages: int = 1024, evidence: int = 8) -> None:
+    def __init__(self, pages: int = 256, evidence: int = 8) -> None:
         self.pages, self.evidence = pages, evidence
         self._store: DeltaCache | None = None
         self._cut = 0

@@ -93,7 +93,7 @@ def test_history_watches_a_fixed_subset_so_any_window_of_pages_meets_pages_seen_
     for start in range(0, len(everything), 64):
         history.watch(memory, everything[start : start + 64])
     memory.view(np.uint64)[:, 1] = 7
-    # a window of 3000 scattered pages dirtied again: about 3000/32 watched pages in it
+    # a window of 3000 scattered pages dirtied again: about 3000/128 watched pages in it
     again = np.sort(np.random.default_rng(1).choice(memory.shape[0], 3000, replace=False))
     window = [Batch(memory, [(int(p), 1) for p in again[i : i + 64]]) for i in range(0, 3000, 64)]
     assert history.watch(memory, window) == pytest.approx(11 / 4096)
