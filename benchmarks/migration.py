@@ -31,11 +31,14 @@ from migcodec.engine import MigrationConfig, run_loopback
 from migcodec.engine.sweep import StaircaseSearch, compare_largest_rates, head_to_head
 from migcodec.units import parse_rate, parse_size
 
+#: guest seeds of the head-to-head trials start here: workloads the staircases never saw
+DUEL_SEEDS = 1 << 20
 
-def _migrate_at(guest: str, codec: str, memory: int, config: MigrationConfig):
+
+def _migrate_at(guest: str, codec: str, memory: int, config: MigrationConfig, first_seed=0):
     """``rate -> report`` for one codec; trial i of every codec sees the same guest (seed
-    i), so codecs are compared on the same sequence of workloads."""
-    trial = iter(range(1 << 30))
+    ``first_seed + i``), so codecs are compared on the same sequence of workloads."""
+    trial = iter(range(first_seed, first_seed + (1 << 30)))
 
     def run(rate: float):
         chooser = make_chooser(codec, config.link_rate, config.workers)
@@ -82,19 +85,32 @@ def measure_guest(
 def auto_against_best_fixed(
     guest: str, rows: list[dict], memory: int, config: MigrationConfig, trials: int
 ) -> dict | None:
-    """Fresh trials of ``auto`` and the best fixed codec at that codec's 50 % rate; ``None``
-    when there is no ``auto`` row or both reached the search's cap (nothing to separate)."""
+    """Fresh trials (new guest seeds) of ``auto`` and the best fixed codec at that codec's
+    50 % rate (the search's cap if it reached it); ``None`` when there is no ``auto`` row,
+    no fixed codec ever converged, or both reached the cap (nothing to separate)."""
     auto = next((r for r in rows if r["codec"] == "auto"), None)
     fixed = [r for r in rows if r["codec"] != "auto"]
     if auto is None or not fixed or trials < 1:
         return None
     best = max(fixed, key=lambda r: r["largest_dirty_rate"])
-    if best["largest_dirty_rate_censored"] and auto["largest_dirty_rate_censored"]:
+    if best["largest_dirty_rate"] <= 0 or (
+        best["largest_dirty_rate_censored"] and auto["largest_dirty_rate_censored"]
+    ):
         return None
     rate = best["largest_dirty_rate"]
-    runs = {c: _migrate_at(guest, c, memory, config) for c in ("auto", best["codec"])}
+    runs = {
+        c: _migrate_at(guest, c, memory, config, first_seed=DUEL_SEEDS)
+        for c in ("auto", best["codec"])
+    }
     converged = head_to_head(runs, rate, trials)
-    return {"guest": guest, "best": best["codec"], "rate": rate, "trials": trials, **converged}
+    return {
+        "guest": guest,
+        "best": best["codec"],
+        "rate": rate,
+        "at_cap": best["largest_dirty_rate_censored"],
+        "trials": trials,
+        **converged,
+    }
 
 
 def _largest(row: dict) -> str:
@@ -154,9 +170,10 @@ def main(argv: list[str] | None = None) -> int:
             duels.append(duel)
             if not args.json:
                 best = duel["best"]
+                why = "the search's cap" if duel["at_cap"] else f"{best}'s 50 % rate"
                 print(
-                    f"{guest:<10} head to head at {duel['rate'] / 1e6:.0f} MB/s ({best}'s 50 % "
-                    f"rate): auto converged {duel['auto']}/{duel['trials']}, "
+                    f"{guest:<10} head to head at {duel['rate'] / 1e6:.0f} MB/s ({why}): "
+                    f"auto converged {duel['auto']}/{duel['trials']}, "
                     f"{best} {duel[best]}/{duel['trials']}",
                     flush=True,
                 )

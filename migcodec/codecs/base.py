@@ -176,11 +176,6 @@ class Codec(ABC):
         delta would be made against the wrong base. A stream that switches codecs per
         window (the adaptive selector) must call it. Default: nothing (optional hook)."""
 
-    def invalidate(self, indices: np.ndarray) -> None:  # noqa: B027 (optional hook)
-        """The destination's version of these pages is not what this codec last recorded
-        (its encode failed and another codec sent them): a codec with a delta cache
-        forgets them. Default: nothing."""
-
     # -- the framework ---------------------------------------------------------------
     def encode(self, batch: Batch, staging: np.ndarray | None = None) -> Encoded:
         """Encode a batch. ``staging`` is a pooled ``(max_pages, page_size)`` scratch buffer.

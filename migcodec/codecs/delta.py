@@ -136,7 +136,7 @@ class DeltaCodec(Codec):
             cache.store(np.asarray(indices, dtype=np.int64), pages)
 
     def invalidate(self, indices: np.ndarray) -> None:
-        """The destination's version of these pages is unknown: forget them."""
+        """Another codec sent these pages and their content is not at hand: forget them."""
         if self._state.cache is not None:
             with self._state.cache.lock:
                 self._state.cache.forget(indices)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from migcodec.codecs import Batch, CodecEngines, get_codec
+from migcodec.codecs.base import tracks_destination
 from migcodec.engine.chooser import CodecChooser
 from migcodec.engine.dirty import DirtyLog
 from migcodec.engine.guest import GuestWorkload
@@ -102,20 +103,23 @@ class _Sender(threading.Thread):
     def _frame(self, request, codec_id: int) -> None:
         batch = request.batch
         reported = codec_id < len(self.chooser.codecs)
+        teach = self.teach_caches and getattr(self.chooser, "wants_teaching", True)
         try:
             encoded = request.result()
         except Exception:
-            # a codec failed: re-encode from a fresh snapshot with the fall-back, count it.
-            # A delta codec may have cached its snapshot before failing; the destination
-            # gets the fall-back's, so the failed codec forgets the batch's pages
-            self.writer.codecs[codec_id].invalidate(batch.page_indices)
+            # a codec failed: re-encode from a fresh snapshot with the fall-back, count it
+            failed = self.writer.codecs[codec_id]
             encoded = self.fallback.encode(batch, staging=request.staging)
             codec_id = self.writer.codec_id(self.fallback)
             self.report.fallback_batches += 1
             reported = False
+            if not teach and tracks_destination(failed):
+                # it may have cached its own, older snapshot before failing: it learns
+                # what the destination got instead, taught or not
+                failed.note_sent(batch.page_indices, request.staging[: batch.n_pages])
         # codecs with a history of what the destination holds learn what was just sent
         # (when the chooser has a use for it); the staging buffer holds the encoded snapshot
-        if self.teach_caches and getattr(self.chooser, "wants_teaching", True):
+        if teach:
             snapshot = request.staging[: batch.n_pages]
             for other_id, codec in self.writer.codecs.items():
                 if other_id != codec_id:

@@ -16,7 +16,8 @@ guest at 1 Gbit/s the copies cost ``auto`` 0.9 µs of sender CPU per page, and w
 about 10 % of its throughput against fixed zstd. So the chooser asks for that teaching
 (:attr:`SelectorChooser.wants_teaching`) only once a delta is worth having: when a delta arm
 is chosen, or when its own record of a few pages (:class:`SampleHistory`) shows pages
-dirtied again changing sparsely enough that a delta would at least halve them. Until then
+dirtied again changing sparsely enough that a delta would send less than the best
+compressing arm does. Until then
 the caches hold nothing, so nothing in them can go stale.
 """
 
@@ -28,64 +29,73 @@ from collections.abc import Sequence
 import numpy as np
 
 from migcodec.codecs import Batch, Codec, Measurements
-from migcodec.codecs.delta_cache import DeltaCache
+from migcodec.codecs.base import tracks_destination
 from migcodec.codecs.zero import zero_page_rows
 from migcodec.selector.features import changed_words, delta_bytes, sample_rows
 from migcodec.selector.online import Decision, Selector
 
-#: a delta is worth the caches' upkeep once it would send at most this share of a page
-#: (and no more than the best compressor sends)
-WORTH_TEACHING = 0.5
+#: a delta is worth the caches' upkeep once it would send at most this share of what the
+#: best compressing arm sends: a margin for the copies teaching costs the sender
+WORTH_TEACHING = 0.8
 
 
 class SampleHistory:
     """The chooser's own record of a fixed few guest pages, as they were when last seen,
     to tell whether pages dirtied again changed sparsely (a delta pays) or were rewritten.
 
-    The pages are a fixed hashed subset of memory, ``pages`` of them (at most 1/16 of
-    memory), so any window of pages dirtied again holds pages seen in an earlier pass, in
-    proportion to its size. Watching them costs a hash of the window's page numbers and a
-    copy of the window's subset pages, on the migration thread: 0.1 ms per 4096-page window
-    of a 128 MiB guest (1/128 of its pages), 0.9 ms with 1024 pages watched.
-    A subset page rewritten between being watched and being sent looks more changed than
+    Memory is cut into ``pages`` blocks (of at least 16 pages) and one page per block is
+    watched, at a position in its block drawn by hashing the block number (a fixed stride
+    would alias with the guest's own layout). So any window of pages dirtied again holds
+    pages seen in an earlier pass, in proportion to its size, and each watched page has a
+    row of its own: none evicts another. Watching costs a few vector operations over the
+    window's page numbers and a copy of its watched pages, on the migration thread: 0.1 ms
+    per 4096-page window of a 128 MiB guest (1/128 of its pages).
+
+    A watched page rewritten between being watched and being sent looks more changed than
     it was sent, which can only delay teaching: this history is never the base of a delta.
     """
 
     def __init__(self, pages: int = 256, evidence: int = 8) -> None:
         self.pages, self.evidence = pages, evidence
-        self._store: DeltaCache | None = None
-        self._cut = 0
-        self._seen = 0  # subset pages seen again since the last verdict
-        self._sent = 0.0  # delta bytes they would have cost
+        self._versions: np.ndarray | None = None  # one row per block
+        self._known: np.ndarray | None = None
+        self._block = 16
+        self._seen = 0  # watched pages seen again since the last verdict
+        self._sent = 0.0  # bytes a delta would have sent for them
 
-    def _subset(self, indices: np.ndarray) -> np.ndarray:
-        """Which of ``indices`` are in the watched subset (Fibonacci hashing: a stride
-        would alias with the guest's own layout)."""
-        hashed = (indices.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(32)
-        return hashed < self._cut
+    def _watched(self, indices: np.ndarray) -> np.ndarray:
+        """Which of ``indices`` are their block's watched page."""
+        block = np.uint64(self._block)
+        blocks = indices.astype(np.uint64) // block
+        spot = ((blocks * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(40)) % block
+        return indices.astype(np.uint64) % block == spot
 
     def watch(self, memory: np.ndarray, window: Sequence[Batch]) -> float | None:
-        """The share of a page a delta would send, over the subset pages seen again since
-        the last verdict, once there are ``evidence`` of them (else ``None``)."""
+        """The share of their bytes a delta would send for the watched pages seen again
+        since the last verdict (a zero page costs its marker, as with every arm), once
+        there are ``evidence`` of them; else ``None``."""
         n_pages, page_size = memory.shape
-        if self._store is None:  # twice the slots: few watched pages evict each other
-            self._store = DeltaCache(2 * self.pages * page_size, page_size)
-            self._cut = int(min(1 / 16, self.pages / n_pages) * (1 << 32))
+        if self._versions is None:
+            self._block = max(16, -(-n_pages // self.pages))
+            rows = -(-n_pages // self._block)
+            self._versions = np.zeros((rows, page_size), dtype=np.uint8)
+            self._known = np.zeros(rows, dtype=bool)
         indices = np.concatenate([batch.page_indices for batch in window])
-        picked = indices[self._subset(indices)]
+        picked = indices[self._watched(indices)]
         if not picked.size:
             return None
+        rows = picked // self._block
         pages = memory[picked]
-        slots, seen = self._store.lookup(picked)
-        zero = zero_page_rows(pages)
-        if zero is not None:  # a zero page is a marker for every arm, delta or not
-            seen &= ~zero
+        seen = self._known[rows]
         if seen.any():
-            changed = changed_words(pages[seen], self._store.versions(slots[seen]))
-            no_zero = np.zeros(changed.size, dtype=bool)
-            self._sent += float(delta_bytes(changed, page_size, no_zero).sum())
+            now = pages[seen]
+            changed = changed_words(now, self._versions[rows[seen]])
+            zero = zero_page_rows(now)
+            zero = np.zeros(changed.size, dtype=bool) if zero is None else zero
+            self._sent += float(delta_bytes(changed, page_size, zero).sum())
             self._seen += changed.size
-        self._store.store(picked, pages)
+        self._versions[rows] = pages
+        self._known[rows] = True
         if self._seen < self.evidence:
             return None
         share = self._sent / (self._seen * page_size)
@@ -102,7 +112,9 @@ class SelectorChooser:
         self.rewards: list[float] = []
         self._lock = threading.Lock()
         self._open: Decision | None = None
-        self._delta_arms = {i for i, c in enumerate(self.codecs) if c.kind == "delta"}
+        # arms whose caches must hear of what others send (tracks_destination), not only
+        # kind "delta": any codec with a history of the destination
+        self._delta_arms = {i for i, c in enumerate(self.codecs) if tracks_destination(c)}
         self._compressing = np.array([c.kind not in ("delta", "raw") for c in self.codecs])
         #: whether delta caches must learn what other arms send (read by the engine's
         #: sender per batch); once set it stays set, since a cache that has sent a page
@@ -145,12 +157,12 @@ class SelectorChooser:
 
     def _worth_teaching(self) -> float:
         """The largest share of a page a delta may send and still be worth its caches:
-        half a page, and no more than the best compressing arm has been sending (a seq
-        page rewritten with other numbers keeps a third of its words, which zstd beats
-        by far)."""
+        ``WORTH_TEACHING`` of what the best compressing arm has been sending, or of a raw
+        page before any has been played (a seq page rewritten with other numbers keeps a
+        third of its words, which zstd still beats by far)."""
         recent = self.selector.recent_ratio[self._compressing]
-        best = np.nanmax(recent) if np.isfinite(recent).any() else 1.0
-        return min(WORTH_TEACHING, 1.0 / best)
+        best = max(float(np.nanmax(recent)), 1.0) if np.isfinite(recent).any() else 1.0
+        return WORTH_TEACHING / best
 
     def report(self, index: int, stats: Measurements) -> None:
         with self._lock:
