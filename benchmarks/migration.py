@@ -13,10 +13,12 @@ interleaved trial by trial (trial i of every codec runs guest seed i) so the mac
 does not favour one codec. Codecs whose device cost is modelled (emulated accelerators) are
 marked.
 
-Then, per guest, ``auto`` against the best fixed codec in fresh trials (``head_to_head``):
-``--head-to-head`` migrations of each at that codec's 50 % rate, interleaved. The staircase
-estimate of the best of several codecs is biased upwards (a maximum of noisy estimates), so
-``auto`` is compared with it on new trials, not on the estimate that picked it.
+Then, per guest, ``auto`` against the best fixed codec in fresh trials on new guest seeds
+(``head_to_head``): ``--head-to-head`` trials, each migrating both at one shared rate that
+starts at that codec's 50 % rate and steps up when both converge, down when neither does.
+The staircase estimate of the best of several codecs is biased upwards (a maximum of noisy
+estimates), so ``auto`` is compared with it on new trials, not on the estimate that picked
+it; the trials where only one converged are the ones that tell them apart.
 """
 
 from __future__ import annotations
@@ -102,15 +104,28 @@ def auto_against_best_fixed(
         c: _migrate_at(guest, c, memory, config, first_seed=DUEL_SEEDS)
         for c in ("auto", best["codec"])
     }
-    converged = head_to_head(runs, rate, trials)
+    seen = head_to_head(runs, rate, trials)
     return {
         "guest": guest,
         "best": best["codec"],
-        "rate": rate,
+        "start_rate": rate,
         "at_cap": best["largest_dirty_rate_censored"],
-        "trials": trials,
-        **converged,
+        "rates": seen.rates,
+        "converged": seen.converged,
+        "only": seen.only,
     }
+
+
+def _duel_line(duel: dict) -> str:
+    best, n = duel["best"], len(duel["rates"])
+    why = "the search's cap" if duel["at_cap"] else f"{best}'s 50 % rate"
+    low, high = min(duel["rates"]) / 1e6, max(duel["rates"]) / 1e6
+    ok, only = duel["converged"], duel["only"]
+    return (
+        f"head to head from {duel['start_rate'] / 1e6:.0f} MB/s ({why}), {n} trials at "
+        f"{low:.0f}-{high:.0f} MB/s: converged auto {ok['auto']}, {best} {ok[best]}; "
+        f"alone auto {only['auto']}, {best} {only[best]}"
+    )
 
 
 def _largest(row: dict) -> str:
@@ -169,14 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         if duel is not None:
             duels.append(duel)
             if not args.json:
-                best = duel["best"]
-                why = "the search's cap" if duel["at_cap"] else f"{best}'s 50 % rate"
-                print(
-                    f"{guest:<10} head to head at {duel['rate'] / 1e6:.0f} MB/s ({why}): "
-                    f"auto converged {duel['auto']}/{duel['trials']}, "
-                    f"{best} {duel[best]}/{duel['trials']}",
-                    flush=True,
-                )
+                print(f"{guest:<10} {_duel_line(duel)}", flush=True)
     if args.json:
         json.dump(
             {

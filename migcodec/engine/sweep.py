@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from migcodec.engine.report import MigrationReport
@@ -196,22 +197,51 @@ def compare_largest_rates(
             search.record(migrate_at[name](search.next_rate()))
 
 
+@dataclass
+class HeadToHead:
+    """What :func:`head_to_head` saw: every trial's rate, how many trials each codec
+    converged in, and ``only``: trials in which it converged and another did not (the
+    trials that tell codecs apart; a sign test on them says whether one is better)."""
+
+    rates: list[float] = field(default_factory=list)
+    converged: dict[str, int] = field(default_factory=dict)
+    only: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def trials(self) -> int:
+        return len(self.rates)
+
+
 def head_to_head(
-    migrate_at: Mapping[str, Callable[[float], MigrationReport]], rate: float, trials: int
-) -> dict[str, int]:
-    """How many of ``trials`` migrations at one ``rate`` converge, per codec.
+    migrate_at: Mapping[str, Callable[[float], MigrationReport]],
+    rate: float,
+    trials: int,
+    step: float = 2 ** (1 / 8),
+) -> HeadToHead:
+    """Codecs migrating side by side at a shared rate that follows their joint outcome.
 
     The second stage of a fair comparison: picking the best codec by its staircase estimate
-    and then comparing another codec against that same estimate favours the winner (a
-    maximum over noisy estimates is biased upwards), so fresh trials at the winner's 50 %
-    rate decide. Trials are interleaved, trial ``i`` of every codec in turn, the order
-    reversed every other trial, so neither drift nor running first favours one codec.
+    and comparing another against that estimate favours the winner (a maximum over noisy
+    estimates is biased upwards), so fresh trials decide. Every trial runs each codec once
+    at the same rate, in alternating order; the rate goes up a ``step`` when all converged
+    and down when none did, and stays where they split, so trials gather where the codecs
+    differ instead of where both always fail or both always succeed.
     """
-    if trials < 1:
-        raise ValueError(f"trials must be >= 1, got {trials}")
+    if trials < 1 or step <= 1:
+        raise ValueError(f"need trials >= 1 and step > 1, got {trials}, {step}")
     names = list(migrate_at)
-    converged = dict.fromkeys(names, 0)
+    seen = HeadToHead(converged=dict.fromkeys(names, 0), only=dict.fromkeys(names, 0))
     for trial in range(trials):
-        for name in names if trial % 2 == 0 else names[::-1]:
-            converged[name] += migrate_at[name](rate).succeeded
-    return converged
+        seen.rates.append(rate)
+        ok = {
+            name: migrate_at[name](rate).succeeded
+            for name in (names if trial % 2 == 0 else names[::-1])
+        }
+        for name, converged in ok.items():
+            seen.converged[name] += converged
+            seen.only[name] += converged and not all(ok.values())
+        if all(ok.values()):
+            rate *= step
+        elif not any(ok.values()):
+            rate /= step
+    return seen

@@ -63,6 +63,11 @@ class SampleHistory:
         self._seen = 0  # watched pages seen again since the last verdict
         self._sent = 0.0  # bytes a delta would have sent for them
 
+    @property
+    def known(self) -> int:
+        """How many watched pages have a recorded version."""
+        return 0 if self._known is None else int(np.count_nonzero(self._known))
+
     def _watched(self, indices: np.ndarray) -> np.ndarray:
         """Which of ``indices`` are their block's watched page."""
         block = np.uint64(self._block)

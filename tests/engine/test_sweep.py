@@ -137,19 +137,31 @@ def test_the_staircase_reports_a_censored_rate_and_a_hopeless_codec():
         StaircaseSearch(step=1.0)
 
 
-def test_head_to_head_counts_converged_trials_interleaved_in_alternating_order():
+def _threshold_codec(name, threshold, order):
+    def migrate_at(rate):
+        order.append((name, rate))
+        ok = rate <= threshold
+        return MigrationReport(codec=name, converged=ok, verified=ok, dirty_rate=rate)
+
+    return migrate_at
+
+
+def test_head_to_head_stays_where_codecs_split_and_counts_who_converged_alone():
     order = []
+    a, b = _threshold_codec("a", 500e6, order), _threshold_codec("b", 300e6, order)
+    seen = head_to_head({"a": a, "b": b}, 400e6, trials=3)
+    assert seen.rates == [400e6] * 3
+    assert seen.converged == {"a": 3, "b": 0} and seen.only == {"a": 3, "b": 0}
+    assert [name for name, _ in order] == ["a", "b", "b", "a", "a", "b"]
 
-    def codec(name, threshold):
-        def migrate_at(rate):
-            order.append(name)
-            ok = rate <= threshold
-            return MigrationReport(codec=name, converged=ok, verified=ok, dirty_rate=rate)
 
-        return migrate_at
-
-    counts = head_to_head({"a": codec("a", 500e6), "b": codec("b", 300e6)}, 400e6, trials=3)
-    assert counts == {"a": 3, "b": 0}
-    assert order == ["a", "b", "b", "a", "a", "b"]
-    with pytest.raises(ValueError, match="trials must be >= 1, got 0"):
-        head_to_head({"a": codec("a", 1.0)}, 1.0, trials=0)
+def test_head_to_head_moves_the_shared_rate_until_the_codecs_are_near_their_threshold():
+    order = []
+    same = {n: _threshold_codec(n, 500e6, order) for n in ("a", "b")}
+    seen = head_to_head(same, 1000e6, trials=12, step=2 ** (1 / 4))
+    assert seen.rates[:5] == pytest.approx([1000e6 / 2 ** (k / 4) for k in range(5)])
+    assert seen.only == {"a": 0, "b": 0}  # equal codecs never split
+    assert all(420e6 < r < 600e6 for r in seen.rates[4:])  # up and down around 500 MB/s
+    assert seen.converged["a"] == seen.converged["b"] == 4
+    with pytest.raises(ValueError, match="need trials >= 1 and step > 1, got 0"):
+        head_to_head(same, 1.0, trials=0)

@@ -86,16 +86,17 @@ def test_history_sees_sparse_changes_as_cheap_deltas_and_rewrites_as_whole_pages
     assert seen["rewrite"] and all(v > 1.0 for v in seen["rewrite"])  # capped + mode byte
 
 
-def test_history_watches_a_fixed_subset_so_any_window_of_pages_meets_pages_seen_before():
-    history = SampleHistory(evidence=1)
-    memory = np.ones((1 << 15, 4096), dtype=np.uint8)
+def test_history_watches_one_page_per_block_so_any_window_meets_pages_seen_before():
+    history = SampleHistory(pages=256, evidence=1)
+    memory = np.ones((1 << 13, 4096), dtype=np.uint8)
     everything = [Batch(memory, [(first, 64)]) for first in range(0, memory.shape[0], 64)]
     for start in range(0, len(everything), 64):
         history.watch(memory, everything[start : start + 64])
+    assert history.known == 256  # one page per 32-page block, none evicting another
     memory.view(np.uint64)[:, 1] = 7
-    # a window of 3000 scattered pages dirtied again: about 3000/128 watched pages in it
-    again = np.sort(np.random.default_rng(1).choice(memory.shape[0], 3000, replace=False))
-    window = [Batch(memory, [(int(p), 1) for p in again[i : i + 64]]) for i in range(0, 3000, 64)]
+    # a window of 1000 scattered pages dirtied again: about 1000/32 watched pages in it
+    again = np.sort(np.random.default_rng(1).choice(memory.shape[0], 1000, replace=False))
+    window = [Batch(memory, [(int(p), 1) for p in again[i : i + 64]]) for i in range(0, 1000, 64)]
     assert history.watch(memory, window) == pytest.approx(11 / 4096)
 
 
