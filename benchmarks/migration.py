@@ -24,6 +24,7 @@ it; the trials where only one converged are the ones that tell them apart.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 from functools import partial
@@ -40,7 +41,7 @@ DUEL_SEEDS = 1 << 20
 def _migrate_at(guest: str, codec: str, memory: int, config: MigrationConfig, first_seed=0):
     """``rate -> report`` for one codec; trial i of every codec sees the same guest (seed
     ``first_seed + i``), so codecs are compared on the same sequence of workloads."""
-    trial = iter(range(first_seed, first_seed + (1 << 30)))
+    trial = itertools.count(first_seed)
 
     def run(rate: float):
         chooser = make_chooser(codec, config.link_rate, config.workers)

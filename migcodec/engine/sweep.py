@@ -22,6 +22,9 @@ from typing import Protocol
 
 from migcodec.engine.report import MigrationReport
 
+#: the staircases' step, up or down: 2^(1/8), about 9 %
+STEP = 2 ** (1 / 8)
+
 
 def _check_range(start: float, limit: float) -> None:
     if start <= 0 or limit < start:
@@ -94,7 +97,7 @@ class StaircaseSearch:
         self,
         start: float = 64e6,
         limit: float = 2048e6,
-        step: float = 2**0.125,
+        step: float = STEP,
         reversals: int = 6,
         max_trials: int = 40,
     ) -> None:
@@ -207,16 +210,12 @@ class HeadToHead:
     converged: dict[str, int] = field(default_factory=dict)
     only: dict[str, int] = field(default_factory=dict)
 
-    @property
-    def trials(self) -> int:
-        return len(self.rates)
-
 
 def head_to_head(
     migrate_at: Mapping[str, Callable[[float], MigrationReport]],
     rate: float,
     trials: int,
-    step: float = 2 ** (1 / 8),
+    step: float = STEP,
 ) -> HeadToHead:
     """Codecs migrating side by side at a shared rate that follows their joint outcome.
 

@@ -70,10 +70,9 @@ class SampleHistory:
 
     def _watched(self, indices: np.ndarray) -> np.ndarray:
         """Which of ``indices`` are their block's watched page."""
-        block = np.uint64(self._block)
-        blocks = indices.astype(np.uint64) // block
-        spot = ((blocks * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(40)) % block
-        return indices.astype(np.uint64) % block == spot
+        block, pages = np.uint64(self._block), indices.astype(np.uint64)
+        spot = (((pages // block) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(40)) % block
+        return pages % block == spot
 
     def watch(self, memory: np.ndarray, window: Sequence[Batch]) -> float | None:
         """The share of their bytes a delta would send for the watched pages seen again
@@ -119,7 +118,7 @@ class SelectorChooser:
         self._open: Decision | None = None
         # arms whose caches must hear of what others send (tracks_destination), not only
         # kind "delta": any codec with a history of the destination
-        self._delta_arms = {i for i, c in enumerate(self.codecs) if tracks_destination(c)}
+        self._tracking_arms = {i for i, c in enumerate(self.codecs) if tracks_destination(c)}
         self._compressing = np.array([c.kind not in ("delta", "raw") for c in self.codecs])
         #: whether delta caches must learn what other arms send (read by the engine's
         #: sender per batch); once set it stays set, since a cache that has sent a page
@@ -130,7 +129,7 @@ class SelectorChooser:
     def choose(self, window: Sequence[Batch]) -> int:
         with self._lock:
             self._finish_open()
-            watch = bool(self._delta_arms) and not self.wants_teaching
+            watch = bool(self._tracking_arms) and not self.wants_teaching
             if self.selector.policy.needs == "none":
                 self._open = self.selector.choose()
             else:
@@ -140,7 +139,7 @@ class SelectorChooser:
             if watch:
                 share = self._history.watch(window[0].memory, window)
                 worth = share is not None and share <= self._worth_teaching()
-                self.wants_teaching = bool(worth or self._open.arm in self._delta_arms)
+                self.wants_teaching = bool(worth or self._open.arm in self._tracking_arms)
             return self._open.arm
 
     def _sample(self, window: Sequence[Batch]) -> tuple[np.ndarray, np.ndarray]:
@@ -163,8 +162,10 @@ class SelectorChooser:
     def _worth_teaching(self) -> float:
         """The largest share of a page a delta may send and still be worth its caches:
         ``WORTH_TEACHING`` of what the best compressing arm has been sending, or of a raw
-        page before any has been played (a seq page rewritten with other numbers keeps a
-        third of its words, which zstd still beats by far)."""
+        page before any has been played. Against the ratio, not a fixed share: on a seq guest
+        rewriting whole pages, watched pages rewritten after the dirty log was read come
+        round unchanged since they were sent, so a window's share can be 0.3, which zstd
+        (1/7 of a page) still beats by far."""
         recent = self.selector.recent_ratio[self._compressing]
         best = max(float(np.nanmax(recent)), 1.0) if np.isfinite(recent).any() else 1.0
         return WORTH_TEACHING / best
