@@ -21,6 +21,9 @@ class Window:
     phase: str | None = None
     duration_s: float | None = None
     meta: dict = field(default_factory=dict)
+    #: how many pages were really dirtied when ``pages`` holds a uniform sample of them
+    #: (a capture that bounds its size); ``None`` when every dirtied page is here
+    dirty_pages: int | None = None
 
     @property
     def n_pages(self) -> int:
@@ -33,3 +36,11 @@ class Window:
     @property
     def nbytes(self) -> int:
         return int(self.pages.nbytes)
+
+    @property
+    def scale(self) -> float:
+        """Dirtied pages per stored page: what the stored sample's costs are multiplied by
+        to score the window at its true size (1.0 when every page is stored)."""
+        if self.dirty_pages is None or self.n_pages == 0:
+            return 1.0
+        return self.dirty_pages / self.n_pages

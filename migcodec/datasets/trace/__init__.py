@@ -10,6 +10,7 @@ from .format import (
     TraceExists,
     TraceNotFound,
     TraceVersionError,
+    UnsuitableCodec,
 )
 from .reader import PhaseSpan, Trace, TraceInfo, TraceReader, open_trace
 from .writer import TraceWriter
@@ -25,5 +26,6 @@ __all__ = [
     "TraceReader",
     "TraceVersionError",
     "TraceWriter",
+    "UnsuitableCodec",
     "open_trace",
 ]

@@ -1,4 +1,4 @@
-"""On-disk layout of a trace, version 1, and the errors of reading one.
+"""On-disk layout of a trace, version 2, and the errors of reading one.
 
 A trace is a directory::
 
@@ -11,7 +11,14 @@ A window record is a fixed header followed by a body of sections. Each section i
 array (page numbers as deltas, page contents, previous contents) padded to whole pages and
 encoded with the trace's codec through the public codec API, so a trace is compressed by
 the same code that migrates pages. The header and the body each carry an xxh3-64 checksum,
-so a damaged record is reported as such, with its window, before anything is decoded.
+so a damaged record is reported as such, with its window, before anything is decoded. The
+header also carries an xxh3-64 digest of the window as written (page numbers, contents,
+previous contents), checked after decoding: a codec that does not round-trip a window can
+never hand back different pages without an error, whatever the cause.
+
+A window may hold a uniform sample of the pages dirtied in it (a capture that bounds its
+size): its ``dirty_pages`` is then the true count, kept in the record's metadata, so the
+window can be scored at its real size.
 
 ``previous`` is stored per page either as is or XORed with the new contents, whichever has
 fewer non-zero words: a sparse update then costs a few bytes, a first write over zero costs
@@ -25,15 +32,15 @@ import struct
 import numpy as np
 
 FORMAT = "migcodec-trace"
-VERSION = 1
+VERSION = 2
 MANIFEST = "manifest.json"
 INDEX = "windows.idx"
 CHUNK_PATTERN = "chunk-{:06d}.mct"
 RECORD_MAGIC = b"MCTW"
 
 #: magic, version, flags, window index, page count, page size, meta length,
-#: 3 section lengths (indices, pages, previous), body checksum
-RECORD = struct.Struct("<4sHHQQIIQQQQ")
+#: 3 section lengths (indices, pages, previous), body checksum, content digest
+RECORD = struct.Struct("<4sHHQQIIQQQQQ")
 HEADER_CHECKSUM = struct.Struct("<Q")
 HEADER_BYTES = RECORD.size + HEADER_CHECKSUM.size
 #: one section: unpadded length, payload length (the modes follow, one byte per page)
@@ -64,6 +71,11 @@ class TraceCorrupt(TraceError):
     def __init__(self, message: str, window: int | None = None) -> None:
         super().__init__(message)
         self.window = window
+
+
+class UnsuitableCodec(TraceError, ValueError):
+    """The codec cannot store a trace: it encodes pages against what a destination holds,
+    and a trace has no destination."""
 
 
 class TraceExists(TraceError, FileExistsError):

@@ -31,6 +31,16 @@ def _previous_as_stored(pages: np.ndarray, previous: np.ndarray) -> tuple[np.nda
     return use_xor.astype(np.uint8), stored
 
 
+def content_digest(indices: np.ndarray, pages: np.ndarray, previous: np.ndarray | None) -> int:
+    """xxh3-64 of a window as its user sees it: page numbers (little-endian i64), contents
+    and, when present, previous contents. Written beside the record and checked after it is
+    decoded, so a window that decodes to other bytes than were written is an error."""
+    parts = [np.ascontiguousarray(indices, dtype="<i8"), np.ascontiguousarray(pages)]
+    if previous is not None:
+        parts.append(np.ascontiguousarray(previous))
+    return checksum(parts)
+
+
 def encode_record(
     window: Window, codec: Codec, page_size: int, pool: Executor | None = None
 ) -> list:
@@ -45,12 +55,20 @@ def encode_record(
     if n > 1 and not bool((np.diff(indices) > 0).all()):
         raise ValueError(f"window {window.index}: page indices must be strictly ascending")
     meta = {"phase": window.phase, "duration_s": window.duration_s, "meta": window.meta}
+    if window.dirty_pages is not None:
+        if not isinstance(window.dirty_pages, int) or window.dirty_pages < n:
+            raise ValueError(
+                f"window {window.index}: dirty_pages {window.dirty_pages!r} must be an integer "
+                f"of at least the {n} pages it stores"
+            )
+        meta["dirty_pages"] = window.dirty_pages
     meta_bytes = json.dumps(meta, separators=(",", ":"), allow_nan=False).encode()
     deltas = np.diff(indices, prepend=np.int64(0))  # small numbers, compress well
     parts_idx = encode_section(codec, deltas, page_size)
     parts_pages = encode_section(codec, pages, page_size, pool)
     flags = 0
     parts_prev: list = []
+    previous = None
     if window.previous is not None:
         previous = np.ascontiguousarray(window.previous, dtype=np.uint8)
         if previous.shape != pages.shape:
@@ -71,6 +89,7 @@ def encode_record(
         nbytes_of(parts_pages),
         nbytes_of(parts_prev),
         checksum(body),
+        content_digest(indices, pages, previous),
     )
     return [header, HEADER_CHECKSUM.pack(checksum([header])), *body]
 
@@ -104,7 +123,7 @@ def body_length(fields: tuple) -> int:
 
 def decode_record(fields: tuple, body: memoryview, codec: Codec, where: str) -> Window:
     """The window of a record whose header passed :func:`parse_header`."""
-    _, _, flags, index, n, page_size, meta_len, len_idx, len_pages, _, body_sum = fields
+    _, _, flags, index, n, page_size, meta_len, len_idx, len_pages, _, body_sum, digest = fields
 
     def corrupt(what: str) -> TraceCorrupt:
         return TraceCorrupt(f"window {index}: {what} (record at {where})", index)
@@ -134,7 +153,20 @@ def decode_record(fields: tuple, body: memoryview, codec: Codec, where: str) -> 
     sizes = {indices.shape[0], pages.shape[0], n if previous is None else previous.shape[0]}
     if sizes != {n} or end != len(body):
         raise corrupt(f"sections do not hold exactly {n} pages")
+    if content_digest(indices, pages, previous) != digest:
+        raise corrupt(
+            f"decoded pages differ from the pages written (content digest mismatch): the "
+            f"trace's codec {codec.name!r} did not round-trip this window; re-create the "
+            "trace with a compressing codec such as zstd"
+        )
+    if not isinstance(meta, dict):
+        raise corrupt("record metadata is not a JSON object")
     duration = meta.get("duration_s")
+    dirty_pages = meta.get("dirty_pages")
+    if dirty_pages is not None and (
+        not isinstance(dirty_pages, int) or isinstance(dirty_pages, bool) or dirty_pages < n
+    ):
+        raise corrupt(f"dirty_pages {dirty_pages!r} is not an integer of at least {n}")
     return Window(
         index=index,
         page_indices=indices,
@@ -143,4 +175,5 @@ def decode_record(fields: tuple, body: memoryview, codec: Codec, where: str) -> 
         phase=meta.get("phase"),
         duration_s=None if duration is None or math.isnan(duration) else float(duration),
         meta=meta.get("meta") or {},
+        dirty_pages=dirty_pages,
     )

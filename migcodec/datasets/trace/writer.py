@@ -17,7 +17,16 @@ import numpy as np
 from migcodec.codecs import get_codec
 from migcodec.datasets.window import Window
 
-from .format import CHUNK_PATTERN, FORMAT, INDEX, INDEX_DTYPE, MANIFEST, VERSION, TraceExists
+from .format import (
+    CHUNK_PATTERN,
+    FORMAT,
+    INDEX,
+    INDEX_DTYPE,
+    MANIFEST,
+    VERSION,
+    TraceExists,
+    UnsuitableCodec,
+)
 from .record import encode_record
 
 DEFAULT_CHUNK_BYTES = 256 << 20
@@ -49,6 +58,13 @@ class TraceWriter:
         workers: int | None = None,
     ) -> None:
         self.path = Path(path)
+        self.codec = get_codec(codec, **(codec_config or {}))
+        if self.codec.reads_destination:
+            raise UnsuitableCodec(
+                f"codec {self.codec.name!r} encodes pages against what a migration's "
+                "destination already holds, and a trace has no destination; store the trace "
+                "with a compressing codec (zstd, the default, or lz4)"
+            )
         if (self.path / MANIFEST).exists() and not overwrite:
             raise TraceExists(
                 f"{self.path} already holds a trace; choose another directory or pass "
@@ -58,7 +74,6 @@ class TraceWriter:
         if overwrite:
             for old in self.path.glob("chunk-*.mct"):
                 old.unlink()
-        self.codec = get_codec(codec, **(codec_config or {}))
         workers = min(4, os.cpu_count() or 1) if workers is None else workers
         self._pool = ThreadPoolExecutor(workers, "trace-encode") if workers > 1 else None
         self.page_size = page_size
