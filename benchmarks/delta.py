@@ -26,7 +26,7 @@ import json
 import numpy as np
 from timing import median_rate  # benchmarks/timing.py (the script directory)
 
-from migcodec.codecs import Batch, get_codec
+from migcodec.codecs import Batch, DestinationMirror, get_codec
 from migcodec.codecs.plugins.dsa_delta import apply_delta_records, create_delta_records
 from migcodec.codecs.plugins.xbzrle import xbzrle_decode, xbzrle_encode
 
@@ -89,18 +89,19 @@ def _codec_rows(old: np.ndarray, new: np.ndarray, repeats: int) -> dict[str, flo
     n_pages = old.shape[0]
     rows = {}
     for name in ("dsa-delta", "xbzrle"):
-        codec = get_codec(name, cache_bytes=2 * n_pages * PAGE)
+        codec = get_codec(name)
+        mirror = DestinationMirror(PAGE, 2 * n_pages * PAGE)
         memories = [old, new]
-        for mem in memories:  # fill the cache
+        for mem in memories:  # fill the mirror
             for i in range(0, n_pages, BATCH):
-                codec.encode(Batch(mem, [(i, BATCH)]))
+                codec.encode(Batch(mem, [(i, BATCH)]), destination=mirror)
         batches = [[Batch(m, [(i, BATCH)]) for i in range(0, n_pages, BATCH)] for m in memories]
         turn = [0]
 
-        def run(codec=codec, batches=batches, turn=turn):
+        def run(codec=codec, batches=batches, turn=turn, mirror=mirror):
             turn[0] ^= 1
             for b in batches[turn[0]]:
-                codec.encode(b)
+                codec.encode(b, destination=mirror)
 
         rows[f"{name} codec"] = median_rate(run, new.nbytes, repeats) / 1e9
     return rows

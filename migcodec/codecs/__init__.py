@@ -17,6 +17,7 @@ from migcodec.codecs.errors import (
     InvalidBatch,
 )
 from migcodec.codecs.memory import DEFAULT_PAGE_SIZE, page_view
+from migcodec.codecs.mirror import DestinationMirror, Held
 from migcodec.codecs.registry import (
     available_codecs,
     get_codec,
@@ -35,7 +36,9 @@ __all__ = [
     "CodecNotFound",
     "CodecUnavailable",
     "DecodeError",
+    "DestinationMirror",
     "Encoded",
+    "Held",
     "InvalidBatch",
     "Measurements",
     "PageEncoding",

@@ -26,6 +26,7 @@ from migcodec.codecs.batch import Batch
 from migcodec.codecs.device_model import DeviceModel, device_model
 from migcodec.codecs.encoded import Encoded
 from migcodec.codecs.errors import CodecUnavailable
+from migcodec.codecs.mirror import DestinationMirror
 
 
 @dataclass
@@ -131,7 +132,12 @@ class AcceleratorCodec(Codec):
     def probe_path(self) -> str:
         return self._path or self._expected_path()
 
-    def encode(self, batch: Batch, staging: np.ndarray | None = None) -> Encoded:
+    def encode(
+        self,
+        batch: Batch,
+        staging: np.ndarray | None = None,
+        destination: DestinationMirror | None = None,
+    ) -> Encoded:
         """The framework's encode, plus this request's path and modelled device time.
 
         A request of zero pages only never reaches the transform: it reports the expected
@@ -140,7 +146,7 @@ class AcceleratorCodec(Codec):
         with self._lock:
             self._path = None
             self._device_s = None
-            encoded = super().encode(batch, staging)
+            encoded = super().encode(batch, staging, destination)
             encoded.stats.device_s = self._device_s
             return encoded
 

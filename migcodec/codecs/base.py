@@ -21,6 +21,7 @@ from migcodec.codecs.batch import Batch, check_runs, expand_runs
 from migcodec.codecs.encoded import MAX_PAGE_MODE, Encoded, Measurements, PageMode, nbytes_of
 from migcodec.codecs.errors import DecodeError, InvalidBatch
 from migcodec.codecs.memory import page_view, rows_as_slice
+from migcodec.codecs.mirror import DestinationMirror, Held
 from migcodec.codecs.zero import zero_page_rows
 
 RUN_BYTES = 12  # what one run costs on the wire (u64 first page + u32 count)
@@ -54,16 +55,10 @@ class PageEncoding:
 
     ``modes`` lets a transform send some pages raw (``PageMode.RAW``) or in a form of its
     own (values from ``PageMode.ENCODED`` up); the blob then covers only the non-raw pages.
-
-    ``pages``, when set, is the snapshot of the input that the transform encoded; raw
-    fall-back pages are then taken from it instead of from guest memory. Delta codecs need
-    this: their cache holds what they read, and a guest write between reading a page and
-    sending it raw would otherwise make the destination hold something else.
     """
 
     blob: Any
     modes: np.ndarray | None = None
-    pages: np.ndarray | None = None
 
 
 class Codec(ABC):
@@ -75,14 +70,10 @@ class Codec(ABC):
 
     name: ClassVar[str]
     kind: ClassVar[str]
-    #: decoding needs the destination's current pages (delta codecs)
+    #: the codec encodes pages against what the destination holds (a delta codec): its
+    #: transform is given that (a :class:`~migcodec.codecs.mirror.Held`, or ``None`` when
+    #: the caller gave no destination mirror), and decoding reads the destination's pages
     reads_destination: ClassVar[bool] = False
-    #: the transform needs the guest page numbers (delta codecs keyed by page)
-    needs_indices: ClassVar[bool] = False
-    #: the transform keeps what it reads (a delta cache), so it must see one version of the
-    #: pages: the framework hands it a private copy, copying only when the batch would
-    #: otherwise be a live view of guest memory (engines already pass a staging snapshot)
-    needs_private_pages: ClassVar[bool] = False
     #: the pip packages the plugin needs, named in "not available" messages
     requires: ClassVar[tuple[str, ...]] = ()
     # CPU-clock sampling state (Codec.encode): encodes left until the next sample, and the
@@ -113,10 +104,8 @@ class Codec(ABC):
         return json.dumps(self.get_config(), sort_keys=True, separators=(",", ":"))
 
     def clone(self) -> Codec:
-        """An independent instance with the same config, e.g. one per device engine.
-
-        Codecs with shared state (a delta cache) override this to share it.
-        """
+        """An independent instance with the same config, e.g. one per device engine (what
+        a stream's destination holds is not codec state: see :meth:`encode`)."""
         return type(self).from_config(self.get_config())
 
     def __eq__(self, other: object) -> bool:
@@ -136,11 +125,11 @@ class Codec(ABC):
 
     # -- the transform plugins implement ---------------------------------------------
     @abstractmethod
-    def _encode_pages(self, pages: np.ndarray, indices: np.ndarray | None) -> PageEncoding:
+    def _encode_pages(self, pages: np.ndarray, held: Held | None) -> PageEncoding:
         """Encode non-zero ``pages`` (``(n, page_size)``).
 
-        ``indices`` are their guest page numbers when the class sets ``needs_indices``,
-        else ``None``.
+        ``held`` is what the destination holds for them when the class sets
+        ``reads_destination`` and the caller gave a destination mirror, else ``None``.
         """
 
     @abstractmethod
@@ -154,30 +143,13 @@ class Codec(ABC):
         malformed input; never trust ``blob``.
         """
 
-    def _pages_sent_as_zero(self, indices: np.ndarray) -> None:  # noqa: B027 (optional hook)
-        """Called with the guest page numbers of a batch's zero pages (``needs_indices`` only).
-
-        The framework sends zero pages as markers and never shows them to
-        ``_encode_pages``; a delta codec overrides this so its cache does not keep a stale
-        version of a page that the destination now holds as zeros. Default: nothing.
-        """
-
-    # -- stream state: stateless codecs ignore these ----------------------------------
-    def reset(self) -> None:  # noqa: B027 (optional hook)
-        """A new stream starts: forget any history of what the destination holds."""
-
-    def prepare(self, page_size: int) -> None:  # noqa: B027 (optional hook)
-        """Allocate what a stream will need before it starts (a delta cache), so the
-        allocation and its page faults are set-up cost, not taken from the encoders."""
-
-    def note_sent(self, indices: np.ndarray, pages: np.ndarray) -> None:  # noqa: B027
-        """Another codec of the same stream sent ``pages`` at ``indices`` (what the
-        destination now holds): a codec with a delta cache keeps it truthful, or a later
-        delta would be made against the wrong base. A stream that switches codecs per
-        window (the adaptive selector) must call it. Default: nothing (optional hook)."""
-
     # -- the framework ---------------------------------------------------------------
-    def encode(self, batch: Batch, staging: np.ndarray | None = None) -> Encoded:
+    def encode(
+        self,
+        batch: Batch,
+        staging: np.ndarray | None = None,
+        destination: DestinationMirror | None = None,
+    ) -> Encoded:
         """Encode a batch. ``staging`` is a pooled ``(max_pages, page_size)`` scratch buffer.
 
         Without ``staging`` the transform reads guest memory in place and raw pages in the
@@ -187,6 +159,11 @@ class Codec(ABC):
         :meth:`Batch.pages`) nor change a frame between its checksum and its send. The
         common case (no zero page, encoding pays) adds a few microseconds to the transform:
         ``benchmarks/run.py`` measures framework against raw library calls.
+
+        ``destination`` is the stream's :class:`~migcodec.codecs.mirror.DestinationMirror`:
+        a codec that reads the destination encodes against it, and whatever the codec, it is
+        told what the destination holds once this batch is decoded. Without one, nothing is
+        assumed about the destination (a delta codec sends every page through its fall-back).
 
         ``stats.cpu_s`` reads the thread's CPU clock on one encode in
         :data:`CPU_SAMPLE_EVERY` and estimates the others as their wall time times the CPU
@@ -200,14 +177,16 @@ class Codec(ABC):
         cpu0 = time.thread_time() if sample_cpu else 0.0
         page_size = batch.page_size
         block = batch.pages(out=staging)
+        record = destination is not None and (self.reads_destination or destination.recording)
+        if record and staging is None and batch.is_single_run():
+            block = block.copy()  # a live view: the mirror must get what was encoded
         n = block.shape[0]
         zero = zero_page_rows(block)
         if zero is None and n <= _ALL_ENCODED.size:
-            if self.needs_private_pages and staging is None and batch.is_single_run():
-                block = block.copy()  # a live view; with zero pages the gather below copies
             # shared and read-only; copied before any change
             modes = _ALL_ENCODED_BY_COUNT[n] if n <= 64 else _ALL_ENCODED[:n]
-            result = self._encode_pages(block, batch.page_indices if self.needs_indices else None)
+            held = self._held(destination, batch.page_indices)
+            result = self._encode_pages(block, held)
             blob = result.blob
             if result.modes is None and isinstance(blob, bytes) and len(blob) < block.nbytes:
                 segments: tuple = (blob,)
@@ -223,16 +202,16 @@ class Codec(ABC):
                 zero = np.zeros(n, dtype=bool)
             modes[zero] = _ZERO
             n_zero = int(np.count_nonzero(zero))
-            if n_zero and self.needs_indices:
-                self._pages_sent_as_zero(batch.page_indices[zero])
             if n_zero < n:
                 nonzero = np.flatnonzero(~zero)
                 data = block[nonzero]
-                indices = batch.page_indices[nonzero] if self.needs_indices else None
+                held = self._held(destination, batch.page_indices[nonzero])
                 segments = self._lay_out(
-                    self._encode_pages(data, indices), data, modes, nonzero, page_size
+                    self._encode_pages(data, held), data, modes, nonzero, page_size
                 )
             payload_nbytes = nbytes_of(segments)
+        if destination is not None:
+            destination.sent(batch.page_indices, block, zero, record)
         wall_s = time.perf_counter() - wall0
         if sample_cpu:
             cpu_s = time.thread_time() - cpu0
@@ -251,6 +230,12 @@ class Codec(ABC):
         )
         return Encoded(self.name, page_size, batch.runs, modes, segments, stats)
 
+    def _held(self, destination: DestinationMirror | None, indices: np.ndarray) -> Held | None:
+        """What the transform is told of the destination: only a destination reader is."""
+        if destination is None or not self.reads_destination:
+            return None
+        return destination.reference(indices)
+
     @staticmethod
     def _lay_out(
         result: PageEncoding,
@@ -265,8 +250,6 @@ class Codec(ABC):
         and those pages go raw. Updates ``modes`` for the non-zero pages in place.
         """
         blob, sub = result.blob, result.modes
-        if result.pages is not None:
-            data = result.pages  # the transform's snapshot: raw pages match what it cached
         blob_nbytes = nbytes_of((blob,))
         where = slice(None) if nonzero is None else nonzero
         if sub is None:
@@ -349,11 +332,3 @@ class Codec(ABC):
             view[rows_as_slice(raw_idx)] = raw
         if decoded is not None:
             view[rows_as_slice(enc_idx)] = decoded.reshape(-1, page_size)
-
-
-def tracks_destination(codec: Codec) -> bool:
-    """Whether ``codec`` keeps a history of what the destination holds (it overrides
-    :meth:`Codec.note_sent`): whoever encodes with it out of a stream's order (a probe, an
-    offline evaluation) must first load that history, or its deltas are made against
-    nothing."""
-    return type(codec).note_sent is not Codec.note_sent

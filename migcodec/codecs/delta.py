@@ -1,39 +1,37 @@
-"""What every delta codec shares: the cache, the fall-back codec and the blob layout.
+"""What every delta codec shares: the fall-back codec and the blob layout.
 
-A delta codec encodes each page against the version the destination already holds
-(:mod:`migcodec.codecs.delta_cache`). Subclasses implement only the page-level format
+A delta codec encodes each page against the version the destination already holds, which the
+framework hands it from the stream's :class:`~migcodec.codecs.mirror.DestinationMirror` (a
+codec keeps no history of its own). Subclasses implement only the page-level format
 (``_make_deltas`` / ``_apply_deltas``, vectorised over the batch); this class decides per
 page between
 
-* ``DELTA`` (``PageMode.ENCODED``): a delta against the cached version,
-* ``FALLBACK`` (3): not cached, sent through the fall-back codec (default ``lz4``),
-* ``UNCHANGED`` (4): identical to the cached version, no payload at all,
+* ``DELTA`` (``PageMode.ENCODED``): a delta against the held version,
+* ``FALLBACK`` (3): not known to be held, sent through the fall-back codec (default ``lz4``),
+* ``UNCHANGED`` (4): identical to the held version, no payload at all,
 * ``RAW``: the delta would overflow or not pay off, or the fall-back did not shrink.
 
 Blob layout (little-endian)::
 
     u32 fallback_nbytes | u16 length per DELTA page | fallback blob | deltas, page order
 
-Wire rule: a delta frame is emitted only for a page the cache holds, and the cache holds only
-what this codec (or :meth:`DeltaCodec.note_sent`) sent in the current stream, so the
-destination is known to hold the base of every delta. Frames must be decoded in the order
-they were encoded for any one page; :meth:`DeltaCodec.reset` starts a new stream. Clones
-share one cache (and its lock), so engines of one device see one history; each batch's
-lookups and updates run under the lock, which serialises the delta engines by design.
+A delta is made only against a version the mirror holds, and the mirror holds only what the
+stream sent, so the destination holds the base of every delta as long as frames are decoded
+in the order their pages were encoded. Encoded without a mirror, every page takes the
+fall-back: correct for any decoder.
 """
 
 from __future__ import annotations
 
-import threading
 from abc import abstractmethod
 from typing import Any, ClassVar
 
 import numpy as np
 
 from migcodec.codecs.base import Codec, PageEncoding
-from migcodec.codecs.delta_cache import DEFAULT_CACHE_BYTES, DeltaCache
 from migcodec.codecs.encoded import PageMode, nbytes_of
 from migcodec.codecs.errors import DecodeError
+from migcodec.codecs.mirror import Held
 
 DELTA = np.uint8(PageMode.ENCODED)
 FALLBACK = np.uint8(3)
@@ -48,103 +46,33 @@ _HEADER = np.dtype("<u4")
 _LENGTH = np.dtype("<u2")
 
 
-class _SharedState:
-    """The cache of one stream, created at the first batch (when the page size is known)."""
-
-    def __init__(self, cache_bytes: int) -> None:
-        self.cache_bytes = cache_bytes
-        self.cache: DeltaCache | None = None
-        self._create = threading.Lock()  # engines may start their first batch together
-
-    def cache_for(self, page_size: int) -> DeltaCache:
-        if self.cache is None:
-            with self._create:
-                if self.cache is None:
-                    self.cache = DeltaCache(self.cache_bytes, page_size)
-        if self.cache.page_size != page_size:
-            raise ValueError(
-                f"delta cache holds {self.cache.page_size}-byte pages, batch has {page_size}-byte "
-                "pages; use one codec instance per page size"
-            )
-        return self.cache
-
-
 class DeltaCodec(Codec):
-    """Base of delta codecs over a shared, bounded cache with a fall-back codec."""
+    """Base of delta codecs: deltas against what the destination holds, a fall-back codec
+    for pages it is not known to hold."""
 
     kind = "delta"
-    needs_indices = True
-    needs_private_pages = True
     reads_destination = True
     #: largest page the subclass's format can describe
     max_page_size: ClassVar[int] = 1 << 19
 
-    def __init__(
-        self, cache_bytes: int = DEFAULT_CACHE_BYTES, fallback: str | dict[str, Any] = "lz4"
-    ) -> None:
+    def __init__(self, fallback: str | dict[str, Any] = "lz4") -> None:
         from migcodec.codecs.registry import get_codec  # the registry imports this package
 
-        if not isinstance(cache_bytes, int) or cache_bytes <= 0:
-            raise ValueError(f"cache_bytes must be a positive integer, got {cache_bytes!r}")
-        self.cache_bytes = cache_bytes
         self.fallback = fallback
         self._fallback = get_codec(fallback)
-        fb = self._fallback
-        if fb.kind == "delta" or fb.reads_destination or fb.needs_indices:
+        if self._fallback.reads_destination:
             raise ValueError(
-                f"fall-back codec {self._fallback.name!r} is a delta codec; a page missing from "
-                "the cache needs a codec that does not depend on the destination (e.g. lz4)"
+                f"fall-back codec {self._fallback.name!r} is a delta codec; a page the "
+                "destination is not known to hold needs a codec that does not depend on the "
+                "destination (e.g. lz4)"
             )
-        self._state = _SharedState(cache_bytes)
 
     def params(self) -> dict[str, Any]:
-        return {"cache_bytes": self.cache_bytes, "fallback": self.fallback, **self.format_params()}
+        return {"fallback": self.fallback, **self.format_params()}
 
     def format_params(self) -> dict[str, Any]:
         """The subclass's own parameters (part of the config)."""
         return {}
-
-    def clone(self) -> DeltaCodec:
-        """Same config and the *same* cache: engines of one stream share its history."""
-        twin = super().clone()
-        twin._state = self._state
-        return twin
-
-    # -- the stream's history ------------------------------------------------------
-    @property
-    def cache(self) -> DeltaCache | None:
-        """The shared cache (``None`` before the first batch)."""
-        return self._state.cache
-
-    def reset(self) -> None:
-        """Forget what the destination holds: call at the start of every new stream."""
-        if self._state.cache is not None:
-            with self._state.cache.lock:
-                self._state.cache.clear()
-
-    def prepare(self, page_size: int) -> None:
-        """Allocate the cache and fault its memory in now (QEMU sizes its XBZRLE cache at
-        migration set-up too), not on the first stores during the migration."""
-        cache = self._state.cache_for(page_size)
-        with cache.lock:
-            cache.data.fill(0)
-
-    def note_sent(self, indices: np.ndarray, pages: np.ndarray) -> None:
-        """Another codec sent ``pages`` at ``indices``: keep the cache truthful."""
-        cache = self._state.cache_for(pages.shape[1])
-        with cache.lock:
-            cache.store(np.asarray(indices, dtype=np.int64), pages)
-
-    def invalidate(self, indices: np.ndarray) -> None:
-        """Another codec sent these pages and their content is not at hand: forget them."""
-        if self._state.cache is not None:
-            with self._state.cache.lock:
-                self._state.cache.forget(indices)
-
-    def _pages_sent_as_zero(self, indices: np.ndarray) -> None:
-        if self._state.cache is not None:
-            with self._state.cache.lock:
-                self._state.cache.store_zero(indices)
 
     # -- the page-level format subclasses implement ---------------------------------
     @abstractmethod
@@ -170,46 +98,30 @@ class DeltaCodec(Codec):
             )
 
     # -- the transform -------------------------------------------------------------
-    def _encode_pages(self, pages: np.ndarray, indices: np.ndarray | None) -> PageEncoding:
-        assert indices is not None  # needs_indices
+    def _encode_pages(self, pages: np.ndarray, held: Held | None) -> PageEncoding:
         page_size = pages.shape[1]
         self._check_page_size(page_size)
-        # ``pages`` is private (needs_private_pages): the cache, the deltas and any raw page
-        # are all this one version of them.
-        snap = pages
-        n = snap.shape[0]
-        modes = np.full(n, FALLBACK, dtype=np.uint8)
-        cache = self._state.cache_for(page_size)
-        with cache.lock:
-            slots, hit = cache.lookup(indices)
-            all_hit = bool(hit.all())
-            hit_rows = None if all_hit else np.flatnonzero(hit)
-            lengths = np.zeros(0, dtype=_LENGTH)
-            deltas = np.zeros(0, dtype=np.uint8)
-            if all_hit or hit_rows.size:
-                old = cache.versions(slots if all_hit else slots[hit_rows])
-                new = snap if all_hit else snap[hit_rows]
-                status, lengths, deltas = self._make_deltas(old, new)
-                hit_modes = _STATUS_MODE[status]
-                if all_hit:
-                    modes = hit_modes
-                else:
-                    modes[hit_rows] = hit_modes
-            # every page but an unchanged one now has ``snap`` at the destination, however
-            # it travels (delta, raw, fall-back)
-            changed = modes != UNCHANGED
-            if changed.all():
-                cache.store(indices, snap)
-            elif changed.any():
-                cache.store(indices[changed], snap[changed])
-        fallback_blob = self._encode_fallback(snap, modes, all_hit)  # outside the lock
+        n = pages.shape[0]
+        all_hit = held is not None and bool(held.hit.all())
+        lengths = np.zeros(0, dtype=_LENGTH)
+        deltas = np.zeros(0, dtype=np.uint8)
+        if all_hit:
+            status, lengths, deltas = self._make_deltas(held.versions, pages)
+            modes = _STATUS_MODE[status]
+        else:
+            modes = np.full(n, FALLBACK, dtype=np.uint8)
+            if held is not None and held.versions.shape[0]:
+                hit_rows = np.flatnonzero(held.hit)
+                status, lengths, deltas = self._make_deltas(held.versions, pages[hit_rows])
+                modes[hit_rows] = _STATUS_MODE[status]
+        fallback_blob = self._encode_fallback(pages, modes, all_hit)
         header = np.array([len(fallback_blob)], dtype=_HEADER).tobytes()
         # join takes the arrays' buffers as they are: one copy, into the blob
         blob = b"".join((header, np.asarray(lengths, dtype=_LENGTH), fallback_blob, deltas))
-        return PageEncoding(blob, modes, pages=snap)
+        return PageEncoding(blob, modes)
 
     def _encode_fallback(self, snap: np.ndarray, modes: np.ndarray, all_hit: bool) -> bytes:
-        """Encode the pages missing from the cache; they go raw when it does not pay."""
+        """Encode the pages not known to be held; they go raw when it does not pay."""
         if all_hit:
             return b""
         rows = np.flatnonzero(modes == FALLBACK)

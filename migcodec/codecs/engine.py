@@ -23,6 +23,7 @@ from migcodec.codecs.batch import DEFAULT_MAX_PAGES, Batch
 from migcodec.codecs.encoded import Encoded
 from migcodec.codecs.errors import CodecError, InvalidBatch
 from migcodec.codecs.memory import DEFAULT_PAGE_SIZE
+from migcodec.codecs.mirror import DestinationMirror
 
 _STOP = object()
 
@@ -125,7 +126,11 @@ class RequestPool:
 
 
 class CodecEngines:
-    """``engines`` workers of one codec behind a bounded request pool."""
+    """``engines`` workers of one codec behind a bounded request pool.
+
+    ``destination`` is the stream's mirror of what its destination holds, passed to every
+    encode (see :meth:`Codec.encode`); several engines of one stream share it.
+    """
 
     def __init__(
         self,
@@ -134,10 +139,12 @@ class CodecEngines:
         depth: int = 4,
         page_size: int = DEFAULT_PAGE_SIZE,
         max_pages: int = DEFAULT_MAX_PAGES,
+        destination: DestinationMirror | None = None,
     ) -> None:
         if engines < 1:
             raise ValueError("need at least one engine")
         self.codec = codec
+        self.destination = destination
         self.page_size = page_size
         self.max_pages = max_pages
         self.pool = RequestPool(engines * depth, max_pages, page_size)
@@ -177,7 +184,7 @@ class CodecEngines:
             request, notify = request
             generation = request.generation
             try:
-                request.encoded = codec.encode(request.batch, staging=request.staging)
+                request.encoded = codec.encode(request.batch, request.staging, self.destination)
             except BaseException as exc:  # delivered to the caller through the request
                 request.error = exc
             request._done.set()

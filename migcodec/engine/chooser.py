@@ -5,37 +5,56 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from migcodec.codecs import Batch, Codec, Measurements
+from migcodec.codecs import Batch, Codec, DestinationMirror, Measurements
 
 
 class CodecChooser(Protocol):
-    """``codecs`` is the stream's codec table; ``choose`` returns an index into it for the
-    next window (its batches, in order, not yet encoded: a chooser reads only the pages it
-    samples), ``report`` feeds back each batch's measurements (from the sender thread).
+    """What the engine asks of a chooser; :class:`FixedChooser` is the simplest one.
 
-    Optional: ``wants_teaching`` (default true) says whether codecs with a history of the
-    destination (delta caches) must learn what the others send, from the second pass on.
-    A chooser may leave it false while no such codec has sent anything and turn it true
-    before the first window that plays one; once true it must stay true (a cache that has
-    sent a page must hear of every later version). The sender reads it as it frames each
-    batch, so batches already submitted when it turns true may or may not be taught:
-    either is correct, since their pages are in no cache yet."""
+    ``codecs`` is the stream's codec table and ``label`` names the choice in reports.
+    ``start_stream`` hands over the stream's mirror of what the destination holds (``None``
+    when no codec of the table reads it). ``choose`` returns an index into ``codecs`` for the
+    next window (its batches, in order, not yet encoded: a chooser reads only the pages it
+    samples); ``report`` feeds back each batch's measurements (from the sender thread);
+    ``close`` ends the stream.
+
+    ``wants_teaching`` says whether the mirror must record what codecs that do not read the
+    destination send (copies that cost the sender), from the second pass on. A chooser may
+    leave it false while no delta arm has been played and turn it true before the first
+    window that plays one; once true it stays true. Pages not recorded are forgotten instead,
+    so either answer is correct: it only decides what a delta can later be made against.
+    """
 
     codecs: list[Codec]
+    label: str
+    wants_teaching: bool
+
+    def start_stream(self, destination: DestinationMirror | None) -> None: ...
 
     def choose(self, window: Sequence[Batch]) -> int: ...
 
     def report(self, index: int, stats: Measurements) -> None: ...
 
+    def close(self) -> None: ...
+
 
 class FixedChooser:
     """One codec for the whole migration (what QEMU does)."""
 
+    wants_teaching = True
+
     def __init__(self, codec: Codec) -> None:
         self.codecs = [codec]
+        self.label = codec.name
+
+    def start_stream(self, destination: DestinationMirror | None) -> None:
+        return None
 
     def choose(self, window: Sequence[Batch]) -> int:
         return 0
 
     def report(self, index: int, stats: Measurements) -> None:
+        return None
+
+    def close(self) -> None:
         return None

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from migcodec.codecs import Batch, CodecEngines, get_codec
-from migcodec.codecs.base import tracks_destination
+from migcodec.codecs import Batch, CodecEngines, DestinationMirror, get_codec
+from migcodec.codecs.mirror import DEFAULT_MIRROR_BYTES
 from migcodec.engine.chooser import CodecChooser
 from migcodec.engine.dirty import DirtyLog
 from migcodec.engine.guest import GuestWorkload
@@ -48,27 +48,34 @@ class MigrationConfig:
     link_rate: float | None = None  # bytes/s; None = unlimited
     fallback_codec: str = "raw"
     stall_iterations: int = 4  # give up after this many iterations without progress
+    #: what the source may spend on its mirror of the destination's pages (delta codecs)
+    mirror_bytes: int = DEFAULT_MIRROR_BYTES
 
 
 class _Sender(threading.Thread):
     """Frames completed requests in submission order; keeps draining after a link error so
     the migration thread never blocks on a full request pool."""
 
-    def __init__(self, writer: FrameWriter, chooser: CodecChooser, fallback, report) -> None:
+    def __init__(
+        self,
+        writer: FrameWriter,
+        chooser: CodecChooser,
+        fallback,
+        report,
+        destination: DestinationMirror | None,
+    ) -> None:
         super().__init__(name="migcodec-sender", daemon=True)
         self.writer = writer
         self.chooser = chooser
         self.fallback = fallback
         self.report = report
+        self.destination = destination
         self.items: queue.SimpleQueue = queue.SimpleQueue()
         self.error: BaseException | None = None
         self.drained = threading.Condition()
         self.submitted = 0
         self.done = 0
         self.cpu_s = 0.0
-        # whether other codecs' caches learn what each batch sent (note_sent); off for the
-        # first pass, set by the migration thread between drained iterations
-        self.teach_caches = False
 
     def run(self) -> None:
         cpu0 = time.thread_time()
@@ -101,29 +108,16 @@ class _Sender(threading.Thread):
             self.error = exc
 
     def _frame(self, request, codec_id: int) -> None:
-        batch = request.batch
         reported = codec_id < len(self.chooser.codecs)
-        teach = self.teach_caches and getattr(self.chooser, "wants_teaching", True)
         try:
             encoded = request.result()
         except Exception:
-            # a codec failed: re-encode from a fresh snapshot with the fall-back, count it
-            failed = self.writer.codecs[codec_id]
-            encoded = self.fallback.encode(batch, staging=request.staging)
+            # a codec failed: re-encode from a fresh snapshot with the fall-back, count it;
+            # the mirror then hears what the destination gets instead
+            encoded = self.fallback.encode(request.batch, request.staging, self.destination)
             codec_id = self.writer.codec_id(self.fallback)
             self.report.fallback_batches += 1
             reported = False
-            if not teach and tracks_destination(failed):
-                # it may have cached its own, older snapshot before failing: it learns
-                # what the destination got instead, taught or not
-                failed.note_sent(batch.page_indices, request.staging[: batch.n_pages])
-        # codecs with a history of what the destination holds learn what was just sent
-        # (when the chooser has a use for it); the staging buffer holds the encoded snapshot
-        if teach:
-            snapshot = request.staging[: batch.n_pages]
-            for other_id, codec in self.writer.codecs.items():
-                if other_id != codec_id:
-                    codec.note_sent(batch.page_indices, snapshot)
         stats = encoded.stats
         model = getattr(self.writer.codecs[codec_id], "model", None)
         if stats.path == "emulated" and model is not None:
@@ -167,6 +161,8 @@ class MigrationSource:
         self.guest = guest
         self.fallback = get_codec(self.config.fallback_codec)
         self._engines: dict[int, CodecEngines] = {}
+        self._destination: DestinationMirror | None = None
+        self._teach = False  # the mirror may record other codecs' pages (not in pass 0)
         self.progress = progress  # called rarely: see ProgressTicker
 
     def _engines_for(self, index: int) -> CodecEngines:
@@ -178,6 +174,7 @@ class MigrationSource:
                 cfg.depth,
                 cfg.page_size,
                 cfg.max_batch_pages,
+                self._destination,
             )
         return self._engines[index]
 
@@ -194,10 +191,11 @@ class MigrationSource:
             # the stream's codec table starts with the chooser's codecs, in order, so the
             # chooser's index is the codec id (two arms of equal config keep their own ids)
             codec_id = self.chooser.choose(window)
+            if self._destination is not None:
+                self._destination.recording = self._teach and self.chooser.wants_teaching
             engines = self._engines_for(codec_id)
-            # other codecs learn what this one sent when the sender frames it (note_sent); a
-            # page is in one batch per iteration and iterations drain, so none of them can
-            # encode it again before then
+            # a page is in one batch per iteration and iterations drain, so no batch encodes
+            # a page before the mirror has heard of its previous send
             for batch in window:
                 request = engines.submit(batch, notify=False)
                 sender.submitted += 1
@@ -209,9 +207,8 @@ class MigrationSource:
     def migrate(self, sock) -> MigrationReport:
         """Run pre-copy to completion (or give up) and return what was measured."""
         cfg = self.config
-        names = getattr(self.chooser, "label", "+".join(c.name for c in self.chooser.codecs))
         report = MigrationReport(
-            codec=names,
+            codec=self.chooser.label,
             workload=self.guest.content if self.guest else "",
             memory_bytes=self.memory.nbytes,
             page_size=cfg.page_size,
@@ -222,9 +219,12 @@ class MigrationSource:
         table = list(self.chooser.codecs)  # codec id == chooser index (see _send_pages)
         if all(c != self.fallback for c in table):
             table.append(self.fallback)
-        for codec in table:
-            codec.reset()  # a new stream: no codec may assume the destination holds anything
-            codec.prepare(cfg.page_size)
+        # a new stream: the destination holds nothing yet
+        self._destination = None
+        if any(codec.reads_destination for codec in table):
+            self._destination = DestinationMirror(cfg.page_size, cfg.mirror_bytes, recording=False)
+            self._destination.prefault()
+        self.chooser.start_stream(self._destination)
         start = time.perf_counter()
         writer = FrameWriter(
             link,
@@ -234,7 +234,7 @@ class MigrationSource:
             cfg.max_batch_pages,
             await_reply_from=sock,
         )
-        sender = _Sender(writer, self.chooser, self.fallback, report)
+        sender = _Sender(writer, self.chooser, self.fallback, report, self._destination)
         ticker = ProgressTicker(
             self.progress, cfg.page_size, self.dirty, lambda: writer.bytes_written
         )
@@ -247,9 +247,7 @@ class MigrationSource:
             for engines in self._engines.values():
                 engines.close()
             self._engines.clear()
-            close = getattr(self.chooser, "close", None)
-            if close is not None:
-                close()  # an adaptive chooser finishes (and learns from) its last window
+            self.chooser.close()  # an adaptive chooser finishes (and learns from) its last window
             if self.guest is not None:
                 self.guest.stop()
                 if self.guest.active_s:
@@ -331,12 +329,10 @@ class MigrationSource:
         by_codec0 = dict(report.pages_by_codec)
         t0 = time.perf_counter()
         pages = self.dirty.collect()
-        # QEMU's XBZRLE rule: delta caches fill from the second pass on. The first pass
-        # sends every page once, so no cached page can go stale in it (a page enters a
-        # cache only by that codec's own send), and a delta pays only for pages dirtied
-        # again, which the second pass is made of; copying all of memory into the caches
-        # cost the sender thread 40 % of its CPU on a 2-core host.
-        sender.teach_caches = number > 0
+        # QEMU's XBZRLE rule: the mirror records other codecs' pages from the second pass
+        # on. A delta pays only for pages dirtied again, which the second pass is made of;
+        # copying all of memory in the first would cost the engines a copy per page.
+        self._teach = number > 0
         ticker.begin(number, int(pages.shape[0]), stop_and_copy)
         sent = self._send_pages(sender, pages, ticker)  # drained: the counts below are whole
         sender.items.put((_ITERATION_END, number, sent))

@@ -8,17 +8,15 @@ by then. The protocol is structural, so nothing here imports the engine (depende
 one way: engine uses selector).
 
 What the destination holds for the sample's pages, which the changed-word feature and the
-delta probes need, comes from the first delta arm's cache (a miss counts as a zero page).
+delta probes need, comes from the stream's destination mirror (a page it does not know counts
+as a zero page).
 
-Keeping that cache truthful costs the sender a copy of every page another codec sends
-(``note_sent``), and on a guest that rewrites whole pages no delta ever pays for it: on a seq
-guest at 1 Gbit/s the copies cost ``auto`` 0.9 µs of sender CPU per page, and with them
-about 10 % of its throughput against fixed zstd. So the chooser asks for that teaching
+Recording every page other codecs send in that mirror costs a copy per page, and on a guest
+that rewrites whole pages no delta ever pays for it. So the chooser asks for that recording
 (:attr:`SelectorChooser.wants_teaching`) only once a delta is worth having: when a delta arm
 is chosen, or when its own record of a few pages (:class:`SampleHistory`) shows pages
 dirtied again changing sparsely enough that a delta would send less than the best
-compressing arm does. Until then
-the caches hold nothing, so nothing in them can go stale.
+compressing arm does. Until then the mirror only forgets what other codecs overwrite.
 """
 
 from __future__ import annotations
@@ -28,8 +26,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from migcodec.codecs import Batch, Codec, Measurements
-from migcodec.codecs.base import tracks_destination
+from migcodec.codecs import Batch, Codec, DestinationMirror, Measurements
 from migcodec.codecs.zero import zero_page_rows
 from migcodec.selector.features import changed_words, delta_bytes, sample_rows
 from migcodec.selector.online import Decision, Selector
@@ -110,21 +107,27 @@ class SampleHistory:
 class SelectorChooser:
     """Adapts a :class:`Selector` to the engine's ``CodecChooser`` protocol."""
 
-    def __init__(self, selector: Selector) -> None:
+    def __init__(self, selector: Selector, label: str = "auto") -> None:
         self.selector = selector
+        self.label = label
         self.codecs: list[Codec] = selector.codecs
         self.rewards: list[float] = []
         self._lock = threading.Lock()
         self._open: Decision | None = None
-        # arms whose caches must hear of what others send (tracks_destination), not only
-        # kind "delta": any codec with a history of the destination
-        self._tracking_arms = {i for i, c in enumerate(self.codecs) if tracks_destination(c)}
+        self._destination: DestinationMirror | None = None
+        # arms that encode against the destination
+        self._tracking_arms = {i for i, c in enumerate(self.codecs) if c.reads_destination}
         self._compressing = np.array([c.kind not in ("delta", "raw") for c in self.codecs])
         #: whether delta caches must learn what other arms send (read by the engine's
         #: sender per batch); once set it stays set, since a cache that has sent a page
         #: must hear of every later version of it
         self.wants_teaching = False
         self._history = SampleHistory()
+
+    def start_stream(self, destination: DestinationMirror | None) -> None:
+        """A new stream to a new destination: what it holds is read from ``destination``."""
+        with self._lock:
+            self._destination = destination
 
     def choose(self, window: Sequence[Batch]) -> int:
         with self._lock:
@@ -186,16 +189,10 @@ class SelectorChooser:
         self._open = None
 
     def _held(self, indices: np.ndarray, page_size: int) -> np.ndarray | None:
-        for codec in self.codecs:
-            if codec.kind != "delta":
-                continue
-            held = np.zeros((indices.size, page_size), dtype=np.uint8)
-            cache = getattr(codec, "cache", None)
-            if cache is None:  # nothing sent yet: the destination holds none of these pages
-                return held
-            with cache.lock:
-                slots, hit = cache.lookup(indices)
-                if hit.any():
-                    held[hit] = cache.versions(slots[hit])
-            return held
-        return None
+        """What the destination holds for the sample (zeros where unknown), or ``None``
+        when no arm reads the destination."""
+        if not self._tracking_arms:
+            return None
+        if self._destination is None:  # nothing sent yet: the destination holds none of them
+            return np.zeros((indices.size, page_size), dtype=np.uint8)
+        return self._destination.held(indices)[1]

@@ -25,9 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from migcodec.codecs import Batch
+from migcodec.codecs import Batch, DestinationMirror
 from migcodec.codecs.base import RUN_BYTES as _RUN_BYTES
-from migcodec.codecs.base import tracks_destination
 from migcodec.codecs.zero import zero_page_rows
 
 #: names of the entries of :attr:`WindowFeatures.context`, in order
@@ -79,7 +78,7 @@ class WindowFeatures:
         )
 
 
-def _timed_encode(codec, pages: np.ndarray) -> tuple:
+def _timed_encode(codec, pages: np.ndarray, destination=None) -> tuple:
     """Encode ``pages`` as one batch; return its measurements and the CPU time of this call.
 
     Timed here because ``stats.cpu_s`` is sampled (one encode in several reads the clock,
@@ -89,7 +88,7 @@ def _timed_encode(codec, pages: np.ndarray) -> tuple:
     m, page_size = pages.shape
     batch = Batch(pages, [(0, m)], page_size, m)
     cpu0 = time.thread_time()
-    stats = codec.encode(batch).stats
+    stats = codec.encode(batch, destination=destination).stats
     return stats, time.thread_time() - cpu0
 
 
@@ -151,33 +150,20 @@ class FeatureExtractor:
         self.kinds = [c.kind for c in self.codecs]
         self.sample_pages = sample_pages
         self.batch_pages = batch_pages
-        # a private instance per delta arm (its own cache), so a probe neither reads nor
-        # disturbs the stream's cache: loaded with what the destination holds for the
-        # sample, it encodes the sample exactly as the arm would, timing included
-        self._delta_probes = [
-            type(c).from_config(c.get_config())
-            if c.kind == "delta" and tracks_destination(c)
-            else None
-            for c in self.codecs
-        ]
-        # compressing arms are probed with private instances too: a probe then shares no
-        # state (an accelerator's queues, the CPU-clock sampling of Codec.encode) with the
-        # engine thread that encodes the stream with the arm's own instance
-        self._probes = [
-            d if d is not None else type(c).from_config(c.get_config())
-            for c, d in zip(self.codecs, self._delta_probes, strict=True)
-        ]
+        # arms are probed with private instances: a probe then shares no state (an
+        # accelerator's queues, the CPU-clock sampling of Codec.encode) with the engine
+        # thread that encodes the stream with the arm's own instance; a delta arm's probe
+        # encodes against a mirror of what the destination holds for the sample
+        self._probes = [type(c).from_config(c.get_config()) for c in self.codecs]
+        self._reads_destination = [c.reads_destination for c in self.codecs]
         self.zero_page_s = 0.0
         self.fixed_s, self.per_page_s = self._calibrate()
 
     def _probe_delta(self, i: int, data: np.ndarray, held: np.ndarray):
         """Encode the sample's non-zero pages with arm ``i`` against ``held`` (what the
-        destination has for them); the cache loading is part of the probe's cost."""
-        probe = self._delta_probes[i]
-        probe.reset()
+        destination has for them); building the mirror is part of the probe's cost."""
         rows = np.arange(data.shape[0], dtype=np.int64)
-        probe.note_sent(rows, np.ascontiguousarray(held))
-        return _timed_encode(probe, data)
+        return _timed_encode(self._probes[i], data, DestinationMirror.holding(rows, held))
 
     def _calibrate(self) -> tuple[np.ndarray, np.ndarray]:
         """Each arm's cost model of one encode call: a fixed part (batch set-up, zero scan,
@@ -194,18 +180,15 @@ class FeatureExtractor:
         rows = np.arange(16, dtype=np.int64)
         fixed = np.zeros(len(self.codecs))
         per_page = np.zeros(len(self.codecs))
-        for i, codec in enumerate(self.codecs):
-            probe = self._delta_probes[i]
-            if codec.kind == "delta" and probe is None:
-                continue  # no hooks: never probed by encoding
+        for i in range(len(self.codecs)):
             best = {}
             for m in (1, 16):
                 best[m] = float("inf")
                 for _ in range(4):
-                    if probe is not None:
-                        probe.reset()
-                        probe.note_sent(rows[:m], held[:m])
-                    _, cpu = _timed_encode(self._probes[i], pages[:m])
+                    mirror = None
+                    if self._reads_destination[i]:
+                        mirror = DestinationMirror.holding(rows[:m], held[:m])
+                    _, cpu = _timed_encode(self._probes[i], pages[:m], mirror)
                     best[m] = min(best[m], cpu)
             per_page[i] = max(best[16] - best[1], 0.0) / 15
             fixed[i] = max(best[1] - per_page[i], 0.0)
@@ -283,20 +266,13 @@ class FeatureExtractor:
         ratio = np.full(k, np.nan)
         rate = np.full(k, np.nan)
         probe_s = np.zeros(k)
-        sample_bytes = float(rows.size * page_size)
         nz = 1.0 - zero_frac
         for i in np.flatnonzero(mask):  # one probe per arm, not per page
             t1 = clock()
             stats = None
-            if self.kinds[i] == "delta":
-                if changed is None or not m:
-                    pass  # nothing cached to encode against: the policy falls back on history
-                elif self._delta_probes[i] is not None:
+            if self._reads_destination[i]:
+                if changed is not None and m:  # else nothing held to encode against
                     stats = self._probe_delta(i, data, held)
-                else:  # no cache hooks: the size follows from the changed words alone
-                    no_zero = np.zeros(m, dtype=bool)
-                    sent = float(delta_bytes(changed, page_size, no_zero).sum()) + rows.size - m
-                    ratio[i] = sample_bytes / sent
             elif m:
                 stats = _timed_encode(self._probes[i], data)
             if stats is not None:

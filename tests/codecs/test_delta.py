@@ -1,7 +1,8 @@
 """Delta codecs (dsa-delta, xbzrle) over sequences of page versions.
 
 Source and destination memories must be equal after every step, whatever happens to the
-pages: cache hits, misses, evictions, pages turning zero and back, raw and fall-back pages.
+pages: mirror hits, misses, evictions, pages turning zero and back, raw and fall-back pages,
+pages sent by other codecs.
 """
 
 import numpy as np
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 from migcodec.codecs import (
     Batch,
     CodecEngines,
+    DestinationMirror,
     Encoded,
     PageMode,
     get_codec,
@@ -59,11 +61,11 @@ def histories(draw):
     return n_pages, cache_pages, seed, steps
 
 
-def _send(codec, dest_codec, memory, dest, pages, rng) -> Encoded:
+def _send(codec, dest_codec, memory, dest, pages, rng, mirror) -> Encoded:
     """Send ``pages`` (any order, scattered runs) and decode them at the destination."""
     order = rng.permutation(np.asarray(sorted(pages), dtype=np.int64))
     runs = [(int(p), 1) for p in order]
-    encoded = codec.encode(Batch(memory, runs))
+    encoded = codec.encode(Batch(memory, runs), destination=mirror)
     dest_codec.decode(encoded, dest)
     return encoded
 
@@ -77,17 +79,20 @@ def test_destination_equals_source_after_every_step(name, case):
     memory[rng.random(n_pages) < 0.2] = 0
     memory[rng.random(n_pages) < 0.2] //= 16  # compressible: the fall-back pays
     dest = np.zeros_like(memory)
-    codec = get_codec(name, cache_bytes=cache_pages * PAGE)
-    dest_codec = get_codec(name)
-    _send(codec, dest_codec, memory, dest, range(n_pages), rng)
+    mirror = DestinationMirror(PAGE, cache_pages * PAGE)
+    codec, dest_codec, other = get_codec(name), get_codec(name), get_codec("lz4")
+    _send(codec, dest_codec, memory, dest, range(n_pages), rng, mirror)
     np.testing.assert_array_equal(dest, memory)
-    for step in steps:
+    for number, step in enumerate(steps):
         dirty = set()
         for page, how in step:
             _mutate(memory[page], how, rng)
             dirty.add(page)
         dirty |= {int(p) for p in rng.integers(0, n_pages, 2)}  # clean pages sent again
-        _send(codec, dest_codec, memory, dest, dirty, rng)
+        # every third step another codec of the stream sends them, recorded or forgotten
+        sender = other if number % 3 == 2 else codec
+        mirror.recording = bool(number % 2)
+        _send(sender, dest_codec if sender is codec else other, memory, dest, dirty, rng, mirror)
         np.testing.assert_array_equal(dest, memory)
 
 
@@ -96,12 +101,13 @@ def test_page_modes_over_a_history(name):
     rng = np.random.default_rng(3)
     memory = (rng.integers(0, 256, (8, PAGE), dtype=np.uint8) // 32).astype(np.uint8)
     dest = np.zeros_like(memory)
-    codec, dest_codec = get_codec(name, cache_bytes=8 * PAGE), get_codec(name)
-    first = _send(codec, dest_codec, memory, dest, range(8), rng)
-    assert (first.modes == FALLBACK).all()  # nothing cached: all through lz4
+    mirror = DestinationMirror(PAGE, 8 * PAGE)
+    codec, dest_codec = get_codec(name), get_codec(name)
+    first = _send(codec, dest_codec, memory, dest, range(8), rng, mirror)
+    assert (first.modes == FALLBACK).all()  # nothing held yet: all through lz4
     _mutate(memory[2], "words", rng)
     memory[5] = rng.integers(0, 256, PAGE, dtype=np.uint8)
-    second = codec.encode(Batch(memory, [(0, 8)]))
+    second = codec.encode(Batch(memory, [(0, 8)]), destination=mirror)
     dest_codec.decode(second, dest)
     np.testing.assert_array_equal(dest, memory)
     expected = np.full(8, UNCHANGED)
@@ -116,12 +122,13 @@ def test_page_turning_zero_then_nonzero_is_not_a_stale_delta(name):
     rng = np.random.default_rng(4)
     memory = rng.integers(0, 256, (2, PAGE), dtype=np.uint8)
     dest = np.zeros_like(memory)
+    mirror = DestinationMirror(PAGE)
     codec, dest_codec = get_codec(name), get_codec(name)
-    _send(codec, dest_codec, memory, dest, [0, 1], rng)
+    _send(codec, dest_codec, memory, dest, [0, 1], rng, mirror)
     memory[0] = 0
-    assert _send(codec, dest_codec, memory, dest, [0], rng).modes[0] == PageMode.ZERO
+    assert _send(codec, dest_codec, memory, dest, [0], rng, mirror).modes[0] == PageMode.ZERO
     memory[0, 100:108] = 7  # a delta against zeros, not against the stale random page
-    encoded = _send(codec, dest_codec, memory, dest, [0], rng)
+    encoded = _send(codec, dest_codec, memory, dest, [0], rng, mirror)
     assert encoded.modes[0] == DELTA
     np.testing.assert_array_equal(dest, memory)
 
@@ -132,11 +139,12 @@ def test_eviction_sends_the_evicted_page_through_the_fall_back(name):
     memory = np.zeros((4, PAGE), np.uint8)
     memory[:, ::64] = rng.integers(1, 256, (4, PAGE // 64), dtype=np.uint8)
     dest = np.zeros_like(memory)
-    codec, dest_codec = get_codec(name, cache_bytes=2 * PAGE), get_codec(name)
-    _send(codec, dest_codec, memory, dest, [0], rng)
-    _send(codec, dest_codec, memory, dest, [2], rng)  # page 2 takes page 0's slot
+    mirror = DestinationMirror(PAGE, 2 * PAGE)
+    codec, dest_codec = get_codec(name), get_codec(name)
+    _send(codec, dest_codec, memory, dest, [0], rng, mirror)
+    _send(codec, dest_codec, memory, dest, [2], rng, mirror)  # page 2 takes page 0's slot
     memory[0, 8:16] = 1
-    encoded = _send(codec, dest_codec, memory, dest, [0], rng)
+    encoded = _send(codec, dest_codec, memory, dest, [0], rng, mirror)
     assert encoded.modes[0] == FALLBACK
     np.testing.assert_array_equal(dest[[0, 2]], memory[[0, 2]])
 
@@ -146,54 +154,63 @@ def test_raw_pages_are_the_snapshot_not_later_guest_writes(name):
     rng = np.random.default_rng(6)
     memory = rng.integers(0, 256, (4, PAGE), dtype=np.uint8)
     dest = np.zeros_like(memory)
+    mirror = DestinationMirror(PAGE)
     codec, dest_codec = get_codec(name), get_codec(name)
-    encoded = codec.encode(Batch(memory, [(0, 4)]))  # random pages: all raw
+    encoded = codec.encode(Batch(memory, [(0, 4)]), destination=mirror)  # random: all raw
     assert (encoded.modes == PageMode.RAW).all()
     sent = memory.copy()
     memory[1, :64] ^= 0xFF  # the guest writes before the frame leaves
     dest_codec.decode(encoded, dest)
     np.testing.assert_array_equal(dest, sent)
-    _send(codec, dest_codec, memory, dest, [1], rng)  # the next delta is against `sent`
+    # the next delta is against `sent`
+    assert _send(codec, dest_codec, memory, dest, [1], rng, mirror).modes[0] == DELTA
     np.testing.assert_array_equal(dest, memory)
 
 
 @pytest.mark.parametrize("name", DELTA_CODECS)
-def test_clones_share_the_cache_and_reset_forgets_it(name):
+def test_without_a_mirror_no_delta_is_made_against_an_unknown_base(name):
+    """One codec instance encoding unrelated buffers that share page numbers (as the
+    sections of a trace record do) must never delta one against the other: each decodes into
+    a fresh buffer that holds nothing of the other."""
     rng = np.random.default_rng(7)
-    memory = rng.integers(0, 256, (2, PAGE), dtype=np.uint8)
+    first = np.zeros((4, PAGE), np.uint8)
+    first[:, : PAGE // 2] = rng.integers(0, 256, (4, PAGE // 2), dtype=np.uint8)
+    second = first.copy()
+    second[:, 8:16] += 1  # a few words apart: a delta would pay if a base were assumed
     codec = get_codec(name)
-    twin = codec.clone()
-    assert twin == codec and twin.cache is None
-    codec.encode(Batch(memory, [(0, 2)]))
-    assert twin.cache is codec.cache and len(twin.cache) == 2
-    assert (twin.encode(Batch(memory, [(0, 2)])).modes == UNCHANGED).all()
-    twin.reset()
-    assert len(codec.cache) == 0
-    assert (codec.encode(Batch(memory, [(0, 2)])).modes != UNCHANGED).all()
+    for memory in (first, second, second):
+        encoded = codec.encode(Batch(memory, [(0, 4)]))
+        assert (encoded.modes == FALLBACK).all()
+        fresh = np.full_like(memory, 0xA5)
+        get_codec(name).decode(encoded, fresh)
+        np.testing.assert_array_equal(fresh, memory)
 
 
 @pytest.mark.parametrize("name", DELTA_CODECS)
-def test_pages_sent_by_another_codec_are_noted_or_forgotten(name):
+def test_pages_sent_by_another_codec_are_recorded_or_forgotten(name):
     rng = np.random.default_rng(8)
     memory = rng.integers(0, 256, (2, PAGE), dtype=np.uint8)
     dest = np.zeros_like(memory)
-    codec, dest_codec = get_codec(name), get_codec(name)
-    _send(codec, dest_codec, memory, dest, [0, 1], rng)
+    mirror = DestinationMirror(PAGE)
+    codec, dest_codec, lz4 = get_codec(name), get_codec(name), get_codec("lz4")
+    _send(codec, dest_codec, memory, dest, [0, 1], rng, mirror)
     memory[:, :8] += 1
-    get_codec("lz4").decode(get_codec("lz4").encode(Batch(memory, [(0, 2)])), dest)
-    codec.note_sent(np.array([0]), memory[:1])
-    codec.invalidate(np.array([1]))
+    mirror.recording = True
+    lz4.decode(lz4.encode(Batch(memory, [(0, 1)]), destination=mirror), dest)
+    mirror.recording = False
+    lz4.decode(lz4.encode(Batch(memory, [(1, 1)]), destination=mirror), dest)
+    assert len(mirror) == 1
     memory[:, 16:24] += 1
-    encoded = codec.encode(Batch(memory, [(0, 2)]))
+    encoded = codec.encode(Batch(memory, [(0, 2)]), destination=mirror)
     dest_codec.decode(encoded, dest)
-    assert encoded.modes[0] == DELTA  # noted: a delta against what lz4 sent
+    assert encoded.modes[0] == DELTA  # recorded: a delta against what lz4 sent
     assert encoded.modes[1] == PageMode.RAW  # forgotten: a miss (random data: lz4 -> raw)
     np.testing.assert_array_equal(dest, memory)
 
 
 @pytest.mark.parametrize("name", DELTA_CODECS)
 def test_config_round_trips_and_names_the_fall_back(name):
-    codec = get_codec(name, cache_bytes=1 << 20, fallback={"name": "zstd", "level": 1})
+    codec = get_codec(name, fallback={"name": "zstd", "level": 1})
     config = codec.get_config()
     assert config["fallback"] == {"name": "zstd", "level": 1}
     assert get_codec(config) == codec
@@ -205,17 +222,18 @@ def test_bad_parameters_say_what_to_do():
     with pytest.raises(ValueError, match="delta codec"):
         get_codec("xbzrle", fallback="dsa-delta")
     with pytest.raises(ValueError, match="holds no"):
-        get_codec("xbzrle", cache_bytes=100).encode(Batch(np.ones((1, PAGE), np.uint8), [(0, 1)]))
+        DestinationMirror(PAGE, 100)
 
 
 def test_small_max_record_size_sends_busy_pages_raw():
     memory = np.ones((1, PAGE), np.uint8)
+    mirror = DestinationMirror(PAGE)
     codec = get_codec("dsa-delta", max_record_size=20)
-    codec.encode(Batch(memory, [(0, 1)]))
+    codec.encode(Batch(memory, [(0, 1)]), destination=mirror)
     memory[0, :24] = 9  # three words: one entry more than the maximum
-    assert codec.encode(Batch(memory, [(0, 1)])).modes[0] == PageMode.RAW
-    memory[0, 40] = 3  # one word against the cached (raw-sent) version
-    assert codec.encode(Batch(memory, [(0, 1)])).modes[0] == DELTA
+    assert codec.encode(Batch(memory, [(0, 1)]), destination=mirror).modes[0] == PageMode.RAW
+    memory[0, 40] = 3  # one word against the held (raw-sent) version
+    assert codec.encode(Batch(memory, [(0, 1)]), destination=mirror).modes[0] == DELTA
 
 
 def test_codecs_listing_says_why_there_is_no_hardware():
@@ -234,12 +252,14 @@ def test_shim_env_names_the_library_it_tried(monkeypatch):
 
 
 @pytest.mark.parametrize("name", DELTA_CODECS)
-def test_two_engines_share_one_history(name):
+def test_two_engines_share_one_mirror(name):
     rng = np.random.default_rng(9)
     memory = rng.integers(0, 256, (256, PAGE), dtype=np.uint8) // 8
     dest = np.zeros_like(memory)
-    codec, dest_codec = get_codec(name, cache_bytes=128 * PAGE), get_codec(name)
-    engines = CodecEngines(codec, engines=2, depth=4)  # 8 requests: a whole round
+    mirror = DestinationMirror(PAGE, 256 * PAGE)
+    codec, dest_codec = get_codec(name), get_codec(name)
+    modes = []
+    engines = CodecEngines(codec, engines=2, depth=4, destination=mirror)  # 8 requests
     try:
         for _round in range(4):
             for first in range(0, 256, 32):  # disjoint batches: one in flight per page
@@ -247,12 +267,14 @@ def test_two_engines_share_one_history(name):
             for request in engines.completions(timeout=30):
                 with request:
                     dest_codec.decode(request.result(), dest)
+                    modes.append(request.result().modes.copy())
             np.testing.assert_array_equal(dest, memory)
             for page in rng.integers(0, 256, 40):
                 _mutate(memory[page], "words", rng)
     finally:
         engines.close()
-    assert len(codec.cache) == 128
+    assert len(mirror) == 256
+    assert (np.concatenate(modes) == DELTA).any()
 
 
 def test_bench_treats_each_repeat_as_a_new_stream():

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from migcodec.codecs import Batch, DecodeError, Encoded, get_codec
+from migcodec.codecs import Batch, DecodeError, DestinationMirror, Encoded, get_codec
 from migcodec.codecs.plugins.dsa_delta import apply_delta_records
 from migcodec.codecs.plugins.xbzrle import xbzrle_decode
 
@@ -76,12 +76,12 @@ def _delta_frame(name: str) -> tuple[Encoded, np.ndarray]:
     """A frame with delta, fall-back and unchanged pages, and the destination before it."""
     rng = np.random.default_rng(11)
     memory = (rng.integers(0, 256, (6, PAGE), dtype=np.uint8) // 64).astype(np.uint8)
-    codec = get_codec(name, cache_bytes=4 * PAGE)
+    codec, mirror = get_codec(name), DestinationMirror(PAGE, 4 * PAGE)
     dest = np.zeros_like(memory)
-    codec.decode(codec.encode(Batch(memory, [(0, 4)])), dest)
+    codec.decode(codec.encode(Batch(memory, [(0, 4)]), destination=mirror), dest)
     memory[1, 80:96] += 1
     memory[2, 8] += 1
-    encoded = codec.encode(Batch(memory, [(0, 6)]))
+    encoded = codec.encode(Batch(memory, [(0, 6)]), destination=mirror)
     assert {2, 3, 4} <= set(encoded.modes.tolist())
     return encoded, dest
 

@@ -11,7 +11,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from migcodec.codecs import Batch, get_codec
+from migcodec.codecs import Batch, DestinationMirror, get_codec
 from migcodec.codecs.delta import DELTA, UNCHANGED
 from migcodec.codecs.plugins import dsa_delta
 
@@ -63,12 +63,14 @@ def test_shim_and_work_queue_select_the_hardware_path(fake_device):
     memory = rng.integers(0, 256, (8, 4096), dtype=np.uint8)
     device, software = get_codec("dsa-delta"), get_codec("dsa-delta")
     software._shim = None
+    held, held_too = DestinationMirror(4096), DestinationMirror(4096)
     dest = np.zeros_like(memory)
-    device.decode(device.encode(Batch(memory, [(0, 8)])), dest)
-    software.encode(Batch(memory, [(0, 8)]))
+    device.decode(device.encode(Batch(memory, [(0, 8)]), destination=held), dest)
+    software.encode(Batch(memory, [(0, 8)]), destination=held_too)
     memory[1:6, ::512] += 1  # 8 words in five pages
     memory[7] = rng.integers(0, 256, 4096, dtype=np.uint8)  # overflow on the device: raw
-    ours, theirs = device.encode(Batch(memory, [(0, 8)])), software.encode(Batch(memory, [(0, 8)]))
+    ours = device.encode(Batch(memory, [(0, 8)]), destination=held)
+    theirs = software.encode(Batch(memory, [(0, 8)]), destination=held_too)
     assert ours.stats.path == "hardware" and theirs.stats.path == "software"
     assert ours.payload == theirs.payload
     np.testing.assert_array_equal(ours.modes, theirs.modes)
@@ -78,15 +80,15 @@ def test_shim_and_work_queue_select_the_hardware_path(fake_device):
 
 
 def test_a_failing_device_falls_back_to_software_and_counts_it(fake_device):
-    codec = get_codec("dsa-delta")
+    codec, held = get_codec("dsa-delta"), DestinationMirror(4096)
     memory = np.ones((2, 4096), np.uint8)
-    first = codec.encode(Batch(memory, [(0, 2)]))
-    assert first.stats.path == "software"  # all cache misses: the fall-back codec ran
+    first = codec.encode(Batch(memory, [(0, 2)]), destination=held)
+    assert first.stats.path == "software"  # nothing held: the fall-back codec ran
     memory[0, 16] = 2
     ctypes.c_int.in_dll(codec._shim, "fail_next").value = 1
-    encoded = codec.encode(Batch(memory, [(0, 2)]))
+    encoded = codec.encode(Batch(memory, [(0, 2)]), destination=held)
     assert codec.hardware_fallbacks == 1
     assert encoded.modes[0] == DELTA
     assert encoded.stats.path == "software"  # the device failed: numpy made the records
     memory[0, 24] = 3
-    assert codec.encode(Batch(memory, [(0, 2)])).stats.path == "hardware"
+    assert codec.encode(Batch(memory, [(0, 2)]), destination=held).stats.path == "hardware"

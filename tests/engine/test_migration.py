@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from migcodec.codecs import Batch, CodecUnavailable, get_codec
+from migcodec.codecs import Batch, CodecUnavailable, DestinationMirror, get_codec
 from migcodec.codecs.plugins.dsa_delta import DsaDeltaCodec
 from migcodec.codecs.plugins.lz4 import Lz4Codec
 from migcodec.engine import (
@@ -20,6 +20,7 @@ from migcodec.engine import (
     parse_rate,
     run_loopback,
 )
+from migcodec.engine import source as source_module
 from migcodec.engine.runs import batch_runs
 from migcodec.engine.source import _Sender
 from migcodec.wire import CodecMissing, FrameReader, WireError
@@ -75,14 +76,6 @@ def test_a_failing_codec_batch_is_re_encoded_with_the_fallback_and_counted():
     assert report.pages_by_codec["lz4"] + report.pages_by_codec["raw"] == report.pages_sent
 
 
-class _FailingAfterCaching(DsaDeltaCodec):
-    """dsa-delta that caches its snapshot of a batch, then fails."""
-
-    def _encode_pages(self, pages, indices):
-        super()._encode_pages(pages, indices)
-        raise RuntimeError("injected codec failure")
-
-
 class _Request:
     def __init__(self, batch):
         self.batch = batch
@@ -104,25 +97,28 @@ class _Writer:
         self.written.append((encoded.codec, codec_id))
 
 
-def test_a_codec_whose_batch_failed_learns_what_the_fallback_sent_even_untaught():
-    """In the first pass caches are not taught; a delta codec that cached its snapshot and
-    then failed would keep it, while the destination got the fall-back's fresher one, and
-    a later delta (a reverted word, say) would be applied to the wrong base."""
+@pytest.mark.parametrize("recording", [True, False])
+def test_after_a_failed_batch_the_mirror_holds_what_the_fallback_sent(recording):
+    """A delta codec's batch fails; the fall-back re-encodes a fresher snapshot. The mirror
+    must then hold that snapshot (recording) or nothing (not recording), never the version
+    it held before: a later delta against it would be applied to the wrong base."""
     memory = np.random.default_rng(0).integers(0, 256, (64, 4096), dtype=np.uint8)
-    delta, fallback = _FailingAfterCaching(), get_codec("raw")
-    delta.prepare(4096)
+    delta, fallback = DsaDeltaCodec(), get_codec("raw")
+    mirror = DestinationMirror(4096)
     batch = Batch(memory, [(8, 16)], 4096, 64)
-    with pytest.raises(RuntimeError):
-        delta.encode(batch)  # cached the snapshot it then failed to send
-    memory[8:24, :8] ^= 0xFF  # the guest writes before the fall-back's fresh snapshot
+    delta.encode(batch, destination=mirror)  # the destination holds this version
+    memory[8:24, :8] ^= 0xFF  # the guest writes; the next batch fails, raw resends it
+    mirror.recording = recording
     writer = _Writer([delta, fallback])
-    sender = _Sender(writer, FixedChooser(delta), fallback, MigrationReport(codec="x"))
-    assert not sender.teach_caches  # the first pass
+    report = MigrationReport(codec="x")
+    sender = _Sender(writer, FixedChooser(delta), fallback, report, mirror)
     sender._frame(_Request(batch), 0)
     assert writer.written == [("raw", 1)]
-    slots, hit = delta.cache.lookup(np.arange(8, 24))
-    assert hit.all()
-    assert np.array_equal(delta.cache.versions(slots), memory[8:24])
+    hit, held = mirror.held(np.arange(8, 24))
+    if recording:
+        assert hit.all() and np.array_equal(held, memory[8:24])
+    else:
+        assert not hit.any()
 
 
 def _source(n_pages=1024, codec="lz4"):
@@ -230,19 +226,18 @@ def test_emulated_accelerator_counts_modelled_offload_cost_not_emulation_cpu():
     assert report.modelled_host_cpu_s > 0.0
 
 
-class _AlternatingChooser:
-    """Switches codec every window: delta caches must learn what the others sent."""
+class _AlternatingChooser(FixedChooser):
+    """Switches codec every window: the mirror must hear of what every codec sent."""
 
     def __init__(self, names):
+        super().__init__(get_codec(names[0]))
         self.codecs = [get_codec(n) for n in names]
+        self.label = "alternating"
         self.turn = -1
 
     def choose(self, window):
         self.turn += 1
         return self.turn % len(self.codecs)
-
-    def report(self, index, stats):
-        return None
 
 
 @pytest.mark.parametrize("delta", ["xbzrle", "dsa-delta"])
@@ -255,30 +250,29 @@ def test_switching_between_delta_and_compression_codecs_keeps_memories_equal(del
     assert report.iterations >= 2
 
 
-class _CountingDelta(DsaDeltaCodec):
-    """Records, per call, how many pages other codecs taught its cache."""
+class _CountingMirror(DestinationMirror):
+    """Counts the pages it records from codecs that do not read the destination."""
 
-    def __init__(self, **params):
-        super().__init__(**params)
-        self.taught = []
+    recorded = 0
 
-    def note_sent(self, indices, pages):
-        self.taught.append(len(indices))
-        super().note_sent(indices, pages)
+    def sent(self, indices, pages, zero, copy):
+        if copy:
+            type(self).recorded += len(indices)
+        super().sent(indices, pages, zero, copy)
 
 
-def test_delta_caches_learn_other_codecs_pages_from_the_second_pass_on():
-    """The first pass sends every page once: caching it all would cost the sender a copy
-    of memory for nothing (QEMU's XBZRLE rule). Later passes teach every page."""
-    delta = _CountingDelta()
+def test_the_mirror_records_other_codecs_pages_from_the_second_pass_on(monkeypatch):
+    """The first pass sends every page once: recording it all would cost the engines a copy
+    of memory for nothing (QEMU's XBZRLE rule). Later passes record every page."""
+    monkeypatch.setattr(source_module, "DestinationMirror", _CountingMirror)
     chooser = FixedChooser(get_codec("lz4"))
-    chooser.codecs.append(delta)  # in the stream's table, never chosen
+    chooser.codecs.append(DsaDeltaCodec())  # in the stream's table, never chosen
     config = MigrationConfig(workers=2, link_rate=parse_rate("1Gbit"), window_batches=2)
     report = run_loopback(8 * MiB, chooser, config, 40e6, "mixed")
     assert report.succeeded, report.error
     later = report.pages_sent - report.iteration_log[0].pages_sent
     assert later > 0
-    assert sum(delta.taught) == later
+    assert _CountingMirror.recorded == later
 
 
 class _BrokenReportChooser(FixedChooser):
@@ -328,15 +322,13 @@ def test_the_iteration_log_accounts_for_every_page_and_ends_with_stop_and_copy()
     assert listed[-1]["stop_and_copy"] is True
 
 
-class _FirstOfTwins:
+class _FirstOfTwins(FixedChooser):
     """Two lz4 arms with equal config; always picks the first and records its reports."""
 
     def __init__(self):
-        self.codecs = [get_codec("lz4"), get_codec("lz4")]
+        super().__init__(get_codec("lz4"))
+        self.codecs.append(get_codec("lz4"))
         self.reported = set()
-
-    def choose(self, window):
-        return 0
 
     def report(self, index, stats):
         self.reported.add(index)

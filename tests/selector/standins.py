@@ -50,39 +50,21 @@ def phased_windows(
 
 
 class StandInDelta(Codec):
-    """Delta records against a cache of what the destination holds: per page a u16 count,
-    then 10-byte entries (u16 word offset, 8 new bytes); a page whose record would not pay
-    goes raw, a page missing from the cache goes raw. ``reset`` and ``note_sent`` manage
-    the cache as the delta branch's ``DeltaCodec`` does."""
+    """Delta records against what the destination holds (the framework's ``held``): per
+    page a u16 count, then 10-byte entries (u16 word offset, 8 new bytes); a page whose
+    record would not pay goes raw, a page the destination is not known to hold goes raw."""
 
     name = "delta-standin"
     kind = "delta"
-    needs_indices = True
     reads_destination = True
 
-    def __init__(self) -> None:
-        self.cache: dict[int, int] = {}
-        self.store = np.zeros((0, 4096), dtype=np.uint8)
-        self.keys = np.zeros(0, dtype=np.int64)
-
-    def reset(self) -> None:
-        self.keys = np.zeros(0, dtype=np.int64)
-        self.store = np.zeros((0, 4096), dtype=np.uint8)
-
-    def note_sent(self, page_indices: np.ndarray, pages: np.ndarray) -> None:
-        """Replace the cache by these pages (enough for the tests' one-window use)."""
-        order = np.argsort(page_indices)
-        self.keys = np.asarray(page_indices)[order]
-        self.store = np.array(pages[order])
-
-    def _encode_pages(self, pages, indices):
+    def _encode_pages(self, pages, held):
         n, size = pages.shape
-        pos = np.searchsorted(self.keys, indices) if self.keys.size else np.zeros(n, np.int64)
-        pos = np.minimum(pos, max(self.keys.size - 1, 0))
-        hit = self.keys.size > 0
-        hit = (self.keys[pos] == indices) if hit else np.zeros(n, dtype=bool)
+        hit = np.zeros(n, dtype=bool) if held is None else held.hit
         new = pages.view(np.uint64)
-        old = self.store[pos].view(np.uint64) if self.keys.size else new
+        old = new.copy()
+        if hit.any():
+            old[hit] = held.versions.view(np.uint64)
         changed = (new != old) & hit[:, None]
         counts = changed.sum(axis=1)
         use = hit & (counts * 10 + 2 < size)
@@ -91,8 +73,6 @@ class StandInDelta(Codec):
         entries = np.zeros(rows.size, dtype=[("off", "<u2"), ("word", "<u8")])
         entries["off"], entries["word"] = words, new[rows, words]
         blob = counts[use].astype("<u2").tobytes() + entries.tobytes()
-        if self.keys.size:
-            self.store[pos[hit]] = pages[hit]  # the cache holds what was sent
         return PageEncoding(blob, modes)
 
     def _decode_pages(self, blob, modes, current, page_size):

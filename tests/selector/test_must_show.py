@@ -14,7 +14,6 @@ import pytest
 from migcodec.selector import make_objective, parse_policy
 from migcodec.selector.evaluation import Table, evaluate
 from tests.selector import record_tables
-from tests.selector.standins import StandInDelta
 
 
 @pytest.mark.parametrize("seed", record_tables.SEEDS)
@@ -38,20 +37,3 @@ def test_the_recorded_tables_describe_todays_codecs_and_windows(seed):
     np.testing.assert_array_equal(fresh.input_bytes, recorded.input_bytes)
     np.testing.assert_allclose(fresh.output_bytes, recorded.output_bytes, rtol=0.02)
     np.testing.assert_allclose(fresh.context, recorded.context, rtol=0.02, atol=1e-3)
-
-
-def test_a_delta_arm_without_cache_hooks_is_refused_with_the_fix():
-    import numpy as np
-
-    from migcodec.codecs import Codec
-    from migcodec.datasets import Window
-    from migcodec.selector import ArmError
-    from migcodec.selector.evaluation.table import encode_window
-
-    class NoHooks(StandInDelta):
-        name = "delta-nohooks-test"
-        note_sent = Codec.note_sent  # the base's no-op: no history of the destination
-
-    window = Window(0, np.arange(4), np.ones((4, 4096), np.uint8), np.zeros((4, 4096), np.uint8))
-    with pytest.raises(ArmError, match="note_sent"):
-        encode_window(NoHooks(), window, 64)

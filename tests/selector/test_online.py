@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from migcodec.codecs import Batch
+from migcodec.codecs import Batch, DestinationMirror
 from migcodec.selector import Selector, SelectorError, Throughput, parse_policy
 from tests.selector.standins import StandInDelta, phased_windows
 
@@ -13,11 +13,9 @@ def run_engine(selector: Selector, windows) -> list[int]:
     for w in windows:
         decision = selector.choose(w.pages, w.previous)
         codec = decision.codec
-        if codec.kind == "delta":
-            codec.reset()
-            codec.note_sent(np.arange(w.n_pages), w.previous)
+        held = DestinationMirror.holding(np.arange(w.n_pages), w.previous)
         for first in range(0, w.n_pages, 64):
-            decision.add(codec.encode(Batch(w.pages, [(first, 64)])).stats)
+            decision.add(codec.encode(Batch(w.pages, [(first, 64)]), destination=held).stats)
         reward = selector.finish(decision)
         assert reward > 0
         chosen.append(decision.arm)

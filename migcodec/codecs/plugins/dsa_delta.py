@@ -168,7 +168,7 @@ def hardware_status() -> tuple[ctypes.CDLL | None, str]:
 
 
 class DsaDeltaCodec(DeltaCodec):
-    """DSA delta records against a bounded cache of what the destination holds.
+    """DSA delta records against what the destination holds.
 
     ``max_record_size`` is the Create Delta Record operation's maximum (a multiple of 10);
     pages whose record would exceed it go raw, like the device's overflow completion.
@@ -212,9 +212,9 @@ class DsaDeltaCodec(DeltaCodec):
         or one of zero pages ran in software."""
         return self._request_path
 
-    def encode(self, batch, staging=None):
+    def encode(self, batch, staging=None, destination=None):
         self._request_path = "software"  # until the device returns this request's records
-        return super().encode(batch, staging)
+        return super().encode(batch, staging, destination)
 
     def _make_deltas(self, old, new):
         if self._shim is not None:
@@ -253,7 +253,7 @@ class DsaDeltaCodec(DeltaCodec):
         m, page_size = old.shape
         old = np.ascontiguousarray(old)
         new = np.ascontiguousarray(new)
-        # the output buffer is reused: _make_deltas runs under the cache's lock
+        # the output buffer is reused: one instance per engine thread (CodecEngines clones)
         if self._records is None or self._records.shape[0] < m:
             self._records = np.empty((max(m, 64), self.max_record_size), np.uint8)
         out = self._records[:m]

@@ -201,7 +201,7 @@ def xbzrle_decode(pages: np.ndarray, data: np.ndarray, lengths: np.ndarray) -> N
 
 
 class XbzrleCodec(DeltaCodec):
-    """QEMU's XBZRLE against a bounded cache of what the destination holds."""
+    """QEMU's XBZRLE against what the destination holds."""
 
     @classmethod
     def probe(cls):

@@ -21,10 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from migcodec.codecs import Batch, Codec
-from migcodec.codecs.base import tracks_destination
+from migcodec.codecs import Batch, Codec, DestinationMirror
 from migcodec.datasets import Window
-from migcodec.selector.arms import Arm, ArmError
+from migcodec.selector.arms import Arm
 from migcodec.selector.features import CONTEXT_NAMES, FeatureExtractor, WindowFeatures
 from migcodec.selector.objectives import Objective, Outcome
 
@@ -141,43 +140,24 @@ class Table:
         return cls(meta.pop("arms"), phases=meta.pop("phases"), meta=meta, **arrays)
 
 
-def prime_delta(codec: Codec, window: Window, rows: np.ndarray) -> None:
-    """Make a delta codec's cache hold what the destination holds before ``window``.
-
-    Delta codecs (``kind == "delta"``) expose ``reset()`` (forget the stream) and
-    ``note_sent(page_indices, pages)`` (the destination now holds these pages), as the delta
-    branch's ``DeltaCodec`` does. The table encodes each window as window-local memory, so
-    the indices are the window's rows; without ``previous`` nothing is cached and every page
-    takes the codec's fall-back.
-    """
-    if not tracks_destination(codec):
-        raise ArmError(
-            f"delta arm {codec!r} does not override note_sent(page_indices, pages) (and "
-            "reset()), so an evaluation cannot load what the destination holds into its "
-            "cache; add them"
-        )
-    codec.reset()
-    if window.previous is not None:
-        codec.note_sent(rows, window.previous)
-
-
 def encode_window(codec: Codec, window: Window, batch_pages: int) -> Outcome:
     """Encode a window's pages in ``batch_pages``-page batches on this thread, as one
     worker would; return the summed measurements."""
     pages = window.pages
     n = pages.shape[0]
-    rows = np.arange(n, dtype=np.int64)
-    if codec.kind == "delta":
-        prime_delta(codec, window, rows)
+    # the window is encoded as window-local memory: its rows are its page numbers, and the
+    # destination holds ``previous`` for them (nothing, without it: every page falls back)
+    destination = None
+    if codec.reads_destination and window.previous is not None:
+        destination = DestinationMirror.holding(np.arange(n, dtype=np.int64), window.previous)
     out = wall = 0.0
     device: float | None = None
     # the window's CPU time is read here, once: per-batch stats.cpu_s is sampled (one
     # encode in several reads the clock), right for a stream's totals but not exact per call
     cpu0 = time.thread_time()
     for first in range(0, n, batch_pages):  # one iteration per batch, not per page
-        stats = codec.encode(
-            Batch(pages, [(first, min(batch_pages, n - first))], window.page_size, batch_pages)
-        ).stats
+        batch = Batch(pages, [(first, min(batch_pages, n - first))], window.page_size, batch_pages)
+        stats = codec.encode(batch, destination=destination).stats
         out += stats.output_bytes
         wall += stats.wall_s
         if stats.device_s is not None:

@@ -1,0 +1,192 @@
+"""What one stream's destination holds, as far as its source knows: the base of every delta.
+
+A delta frame is only correct if the destination holds exactly the version the delta was
+made against. That knowledge belongs to the stream, not to a codec: a :class:`DestinationMirror`
+is created per stream (per destination), handed to every encode of that stream
+(``Codec.encode(batch, destination=mirror)``), and updated by the codec framework after each
+batch, whatever codec encoded it, zero pages included. Delta codecs read it; probes and
+choosers read it; nothing else keeps a copy. A codec given no mirror knows nothing of the
+destination, so a delta codec then sends every page through its fall-back codec: a delta is
+never made against a base the decoder may not hold.
+
+Like QEMU's XBZRLE page cache (``migration/page_cache.c``) it is direct-mapped within a byte
+budget: page ``p`` lives in slot ``p % n_slots``, so lookups and updates of a whole batch are
+a few numpy operations, and a page that maps to an occupied slot evicts its occupant (the
+evicted page is a miss next time, never a wrong base).
+
+``recording`` is the stream's option to pay for copies: when it is off, pages sent by codecs
+that do not read the destination are only *forgotten* where the mirror held an older version
+(a cheap lookup), not copied in; pages sent by a delta codec are always copied, since its next
+delta needs them. Either way the mirror never holds a version the destination does not.
+
+Rules the stream keeps (the migration engine does, by sending each page at most once per
+iteration and draining iterations): frames are decoded in the order their pages were encoded,
+and a batch's pages are not encoded again before that batch has been encoded.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import NamedTuple
+
+import numpy as np
+
+from migcodec.codecs.memory import rows_as_slice
+
+#: QEMU's default XBZRLE cache size (``xbzrle-cache-size``), 64 MiB
+DEFAULT_MIRROR_BYTES = 64 << 20
+
+_EMPTY = -1
+
+
+class Held(NamedTuple):
+    """What the destination holds for some pages: ``hit`` per page, and ``versions``, the
+    held pages of the hits in order (a private copy: the mirror may change meanwhile)."""
+
+    hit: np.ndarray
+    versions: np.ndarray
+
+
+class DestinationMirror:
+    """Direct-mapped record of the destination's page versions, ``budget_bytes`` at most.
+
+    Thread-safe: engines of one stream encode concurrently, and each lookup or update of a
+    batch is one step under :attr:`lock`, so a slot's page number and contents always match.
+    The page store is allocated zero-filled (the OS maps it lazily): a large budget costs
+    memory only for the slots that are used, unless :meth:`prefault` is called.
+    """
+
+    def __init__(
+        self, page_size: int, budget_bytes: int = DEFAULT_MIRROR_BYTES, *, recording: bool = True
+    ) -> None:
+        if not isinstance(page_size, int) or page_size <= 0 or page_size % 8:
+            raise ValueError(f"page size {page_size!r} must be a positive multiple of 8 bytes")
+        if not isinstance(budget_bytes, int) or budget_bytes < page_size:
+            raise ValueError(
+                f"a destination mirror of {budget_bytes!r} bytes holds no {page_size}-byte "
+                "page; give it at least one page"
+            )
+        self.page_size = page_size
+        self.budget_bytes = budget_bytes
+        self.n_slots = budget_bytes // page_size
+        self.recording = recording
+        self.keys = np.full(self.n_slots, _EMPTY, dtype=np.int64)
+        self.data = np.zeros((self.n_slots, page_size), dtype=np.uint8)
+        self.lock = threading.Lock()
+
+    @classmethod
+    def holding(cls, indices: np.ndarray, pages: np.ndarray) -> DestinationMirror:
+        """A mirror of a destination known to hold exactly ``pages`` at ``indices`` (what a
+        trace window's ``previous`` says), e.g. to probe or evaluate a delta codec on one
+        window. Sized to the pages, so distinct window rows ``0..n-1`` never evict each other."""
+        pages = np.asarray(pages, dtype=np.uint8)
+        n, page_size = pages.shape
+        mirror = cls(page_size, max(n, 1) * page_size)
+        if n:
+            mirror.record(np.asarray(indices, dtype=np.int64), pages)
+        return mirror
+
+    def __len__(self) -> int:
+        """How many pages the mirror holds."""
+        return int(np.count_nonzero(self.keys != _EMPTY))
+
+    def prefault(self) -> None:
+        """Touch the whole store now (QEMU sizes its XBZRLE cache at migration set-up too),
+        so its page faults are set-up cost, not taken from the first encodes."""
+        with self.lock:
+            self.data.fill(0)
+
+    # -- reading ------------------------------------------------------------------------------
+    def reference(self, indices: np.ndarray) -> Held:
+        """Which of ``indices`` the destination is known to hold, and those versions."""
+        with self.lock:
+            slots = indices % self.n_slots
+            hit = self.keys[slots] == indices
+            if hit.all():
+                where = rows_as_slice(slots)
+                versions = self.data[where].copy() if isinstance(where, slice) else self.data[slots]
+            else:
+                versions = self.data[slots[hit]]
+        return Held(hit, versions)
+
+    def held(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per page of ``indices``: whether it is known, and its held version (zeros for
+        pages not known: what a chooser's features compare against)."""
+        hit, versions = self.reference(indices)
+        if hit.all():
+            return hit, versions
+        out = np.zeros((indices.shape[0], self.page_size), dtype=np.uint8)
+        out[hit] = versions
+        return hit, out
+
+    # -- what was sent ----------------------------------------------------------------------
+    def sent(
+        self, indices: np.ndarray, pages: np.ndarray, zero: np.ndarray | None, copy: bool
+    ) -> None:
+        """The destination now holds ``pages`` at ``indices`` (zeros where ``zero``).
+
+        With ``copy`` the non-zero pages are recorded; without it only forgotten where an
+        older version was held. Zero pages are recorded as zeros where they were held (QEMU
+        caches the zero page too: a page dirtied again then gets a delta against zeros).
+        """
+        with self.lock:
+            if zero is not None and zero.any():
+                slots = indices[zero] % self.n_slots
+                self.data[slots[self.keys[slots] == indices[zero]]] = 0
+                keep = ~zero
+                indices, pages = indices[keep], pages[keep]
+            if copy:
+                self._store(indices, pages)
+            else:
+                self._forget(indices)
+
+    def record(self, indices: np.ndarray, pages: np.ndarray) -> None:
+        """The destination now holds ``pages`` at ``indices``."""
+        with self.lock:
+            self._store(indices, pages)
+
+    def forget(self, indices: np.ndarray) -> None:
+        """The destination's version of these pages is no longer known."""
+        with self.lock:
+            self._forget(np.asarray(indices, dtype=np.int64))
+
+    def clear(self) -> None:
+        """Forget everything: the start of a new stream to a new destination."""
+        with self.lock:
+            self.keys.fill(_EMPTY)
+
+    # -- internals (the caller holds the lock) ------------------------------------------------
+    def _store(self, indices: np.ndarray, pages: np.ndarray) -> None:
+        """Where two pages of one call share a slot, the later one wins, as if stored in order."""
+        if not indices.size:
+            return
+        slots = indices % self.n_slots
+        where = rows_as_slice(slots)
+        if isinstance(where, slice):  # consecutive slots: distinct, one memcpy
+            self.keys[where] = indices
+            self.data[where] = pages
+            return
+        keep = _last_per_slot(slots)
+        if keep is None:
+            self.keys[slots] = indices
+            self.data[slots] = pages
+        else:
+            self.keys[slots[keep]] = indices[keep]
+            self.data[slots[keep]] = pages[keep]
+
+    def _forget(self, indices: np.ndarray) -> None:
+        slots = indices % self.n_slots
+        stale = self.keys[slots] == indices
+        if stale.any():
+            self.keys[slots[stale]] = _EMPTY
+
+
+def _last_per_slot(slots: np.ndarray) -> np.ndarray | None:
+    """Positions of the last occurrence of each slot, or ``None`` when slots are distinct."""
+    if slots.size < 2:
+        return None
+    order = np.sort(slots)
+    if (order[1:] != order[:-1]).all():
+        return None
+    _, first_from_end = np.unique(slots[::-1], return_index=True)
+    return np.sort(slots.size - 1 - first_from_end)
