@@ -15,6 +15,7 @@ from migcodec.codecs.errors import (
     CodecUnavailable,
     DecodeError,
     InvalidBatch,
+    PageSizeUnsupported,
 )
 from migcodec.codecs.memory import DEFAULT_PAGE_SIZE, page_view
 from migcodec.codecs.mirror import DestinationMirror, Held
@@ -43,6 +44,7 @@ __all__ = [
     "Measurements",
     "PageEncoding",
     "PageMode",
+    "PageSizeUnsupported",
     "Probe",
     "Request",
     "available_codecs",

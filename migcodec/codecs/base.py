@@ -19,7 +19,7 @@ import numpy as np
 
 from migcodec.codecs.batch import Batch, check_runs, expand_runs
 from migcodec.codecs.encoded import MAX_PAGE_MODE, Encoded, Measurements, PageMode, nbytes_of
-from migcodec.codecs.errors import DecodeError, InvalidBatch
+from migcodec.codecs.errors import DecodeError, InvalidBatch, PageSizeUnsupported
 from migcodec.codecs.memory import page_view, rows_as_slice
 from migcodec.codecs.mirror import DestinationMirror, Held
 from migcodec.codecs.zero import zero_page_rows
@@ -76,6 +76,8 @@ class Codec(ABC):
     reads_destination: ClassVar[bool] = False
     #: the pip packages the plugin needs, named in "not available" messages
     requires: ClassVar[tuple[str, ...]] = ()
+    #: the largest page the codec's format can describe (``None``: any size)
+    max_page_size: ClassVar[int | None] = None
     # CPU-clock sampling state (Codec.encode): encodes left until the next sample, and the
     # CPU/wall ratio the last sample measured
     _cpu_countdown: int = 0
@@ -117,6 +119,15 @@ class Codec(ABC):
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
         return f"{type(self).__name__}({args})"
+
+    def check_page_size(self, page_size: int) -> None:
+        """Refuse a page size the format cannot describe: streams and trace writers call it
+        before the first page, so a stream never fails on it midway."""
+        if self.max_page_size is not None and page_size > self.max_page_size:
+            raise PageSizeUnsupported(
+                f"{self.name} describes pages of at most {self.max_page_size} bytes, not "
+                f"{page_size}; use another codec (e.g. lz4 or zstd) for larger pages"
+            )
 
     @classmethod
     def probe(cls) -> Probe:

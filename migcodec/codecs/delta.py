@@ -53,7 +53,7 @@ class DeltaCodec(Codec):
     kind = "delta"
     reads_destination = True
     #: largest page the subclass's format can describe
-    max_page_size: ClassVar[int] = 1 << 19
+    max_page_size: ClassVar[int | None] = 1 << 19
 
     def __init__(self, fallback: str | dict[str, Any] = "lz4") -> None:
         from migcodec.codecs.registry import get_codec  # the registry imports this package
@@ -90,17 +90,10 @@ class DeltaCodec(Codec):
         """Apply concatenated ``deltas`` to ``pages`` in place; :class:`DecodeError` when
         anything is malformed (``pages`` may then be partly written: it is a copy)."""
 
-    def _check_page_size(self, page_size: int) -> None:
-        if page_size > self.max_page_size:
-            raise ValueError(
-                f"{self.name} describes pages of at most {self.max_page_size} bytes, "
-                f"not {page_size}; use another codec for huge pages"
-            )
-
     # -- the transform -------------------------------------------------------------
     def _encode_pages(self, pages: np.ndarray, held: Held | None) -> PageEncoding:
         page_size = pages.shape[1]
-        self._check_page_size(page_size)
+        self.check_page_size(page_size)
         n = pages.shape[0]
         all_hit = held is not None and bool(held.hit.all())
         lengths = np.zeros(0, dtype=_LENGTH)
@@ -141,7 +134,7 @@ class DeltaCodec(Codec):
     ) -> Any:
         if current is None:
             raise DecodeError(f"{self.name} needs the destination's current pages to decode")
-        self._check_page_size(page_size)
+        self.check_page_size(page_size)
         bad = (modes != DELTA) & (modes != FALLBACK) & (modes != UNCHANGED)
         if bad.any():
             raise DecodeError(

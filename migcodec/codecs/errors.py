@@ -19,3 +19,8 @@ class CodecNotFound(CodecError, LookupError):
 
 class CodecUnavailable(CodecError):
     """A plugin is registered but cannot run here (missing library or device)."""
+
+
+class PageSizeUnsupported(CodecError, ValueError):
+    """The codec's format cannot describe pages of this size; refused before a stream or a
+    trace starts, never in the middle of one."""

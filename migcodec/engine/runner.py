@@ -39,6 +39,8 @@ def run_loopback(
     if not isinstance(memory, np.ndarray):
         memory = open_guest_memory(memory, config.page_size).pages
     guest = make_guest(memory, dirty_rate, content, pattern, style, seed, fill)
+    # built first: a codec that cannot run this stream is refused before any connection
+    source = MigrationSource(memory, chooser, config, guest.dirty, guest, progress)
     outcome: dict = {}
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
@@ -55,7 +57,6 @@ def run_loopback(
         thread.start()
         with socket.create_connection(("127.0.0.1", port)) as sock:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            source = MigrationSource(memory, chooser, config, guest.dirty, guest, progress)
             report = source.migrate(sock)
         thread.join()
     if "error" in outcome and report.error is None:

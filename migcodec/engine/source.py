@@ -160,6 +160,8 @@ class MigrationSource:
         self.dirty = dirty or DirtyLog(memory.shape[0])
         self.guest = guest
         self.fallback = get_codec(self.config.fallback_codec)
+        for codec in [*chooser.codecs, self.fallback]:
+            codec.check_page_size(self.config.page_size)  # refused before any page moves
         self._engines: dict[int, CodecEngines] = {}
         self._destination: DestinationMirror | None = None
         self._teach = False  # the mirror may record other codecs' pages (not in pass 0)

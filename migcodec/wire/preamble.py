@@ -152,6 +152,7 @@ def resolve_codecs(
     for codec_id, config in preamble.codecs.items():
         try:
             resolved[codec_id] = resolve(config)
+            resolved[codec_id].check_page_size(preamble.page_size)
         except (CodecError, ValueError) as exc:
             raise CodecMissing(
                 f"cannot decode codec id {codec_id} ({config.get('name')!r}): {exc}", _PREAMBLE

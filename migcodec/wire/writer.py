@@ -36,6 +36,8 @@ class FrameWriter:
         validate_geometry(page_size, memory_pages, max_batch_pages)
         if len(codecs) > fmt.MAX_CODECS:
             raise ValueError(f"at most {fmt.MAX_CODECS} codecs per stream")
+        for codec in codecs:
+            codec.check_page_size(page_size)  # refused here, before the preamble
         self.page_size = page_size
         self.memory_pages = memory_pages
         self.max_batch_pages = max_batch_pages

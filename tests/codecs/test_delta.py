@@ -24,8 +24,10 @@ from migcodec.codecs.delta import DELTA, FALLBACK, UNCHANGED
 PAGE = 4096
 DELTA_CODECS = ["dsa-delta", "xbzrle"]
 
-# how a step changes a page: few words, 20 % of words, whole rewrite, zero, bytes, a run
-MUTATIONS = st.sampled_from(["words", "fifth", "rewrite", "zero", "bytes", "run", "same"])
+# how a step changes a page: few words, 20 % of words, whole rewrite, zero, bytes, a run, or
+# back to what it held two steps ago (a delta against a stale base shows only then: changes
+# that accumulate decode right on any older base, a reverted word does not)
+MUTATIONS = st.sampled_from(["words", "fifth", "rewrite", "zero", "bytes", "run", "same", "revert"])
 
 
 def _mutate(page: np.ndarray, how: str, rng: np.random.Generator) -> None:
@@ -83,11 +85,17 @@ def test_destination_equals_source_after_every_step(name, case):
     codec, dest_codec, other = get_codec(name), get_codec(name), get_codec("lz4")
     _send(codec, dest_codec, memory, dest, range(n_pages), rng, mirror)
     np.testing.assert_array_equal(dest, memory)
+    older = memory.copy()  # memory two steps ago, for "revert"
     for number, step in enumerate(steps):
+        before = memory.copy()
         dirty = set()
         for page, how in step:
-            _mutate(memory[page], how, rng)
+            if how == "revert":
+                memory[page] = older[page]
+            else:
+                _mutate(memory[page], how, rng)
             dirty.add(page)
+        older = before
         dirty |= {int(p) for p in rng.integers(0, n_pages, 2)}  # clean pages sent again
         # every third step another codec of the stream sends them, recorded or forgotten
         sender = other if number % 3 == 2 else codec

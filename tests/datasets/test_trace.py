@@ -240,3 +240,73 @@ def test_any_damage_to_a_chunk_is_an_error_naming_its_window(small_trace, data) 
             reader[hit]
         assert err.value.window == hit and f"window {hit}" in str(err.value)
         reader.close()
+
+
+def _forge_page_byte(path: Path, offset_in_pages: int) -> None:
+    """Change one stored page byte of window 0 and recompute both record checksums, as a
+    codec that decodes to other bytes would (the checksums cover what is stored, not what it
+    decodes to)."""
+    from migcodec.checksum import checksum
+    from migcodec.datasets.trace.format import HEADER_CHECKSUM, RECORD, SECTION
+
+    chunk = path / "chunk-000000.mct"
+    raw = bytearray(chunk.read_bytes())
+    fields = list(RECORD.unpack_from(raw, 0))
+    meta_len, len_idx = fields[6], fields[7]
+    body = RECORD.size + HEADER_CHECKSUM.size
+    section = body + meta_len + len_idx
+    n_pages = -(-SECTION.unpack_from(raw, section)[0] // fields[5])
+    payload = section + SECTION.size + n_pages + 8  # one batch: one u64 length
+    raw[payload + offset_in_pages] ^= 0x01
+    fields[10] = checksum([bytes(raw[body : body + sum(fields[6:10])])])
+    RECORD.pack_into(raw, 0, *fields)
+    HEADER_CHECKSUM.pack_into(raw, RECORD.size, checksum([bytes(raw[: RECORD.size])]))
+    chunk.write_bytes(bytes(raw))
+
+
+def test_pages_that_decode_to_other_bytes_than_written_are_an_error(tmp_path: Path) -> None:
+    pages = generate_pages("random", 3, 0, PS)  # stored raw: a flipped payload byte decodes
+    with TraceWriter(tmp_path, memory_pages=8, page_size=PS, codec="raw") as writer:
+        writer.write(Window(0, np.array([1, 2, 5]), pages))
+    _forge_page_byte(tmp_path, PS + 7)
+    with pytest.raises(
+        TraceCorrupt,
+        match=r"window 0: decoded pages differ from the pages written \(content digest",
+    ):
+        TraceReader(tmp_path)[0]
+
+
+def test_trace_info_refuses_a_trace_whose_pages_decode_differently(tmp_path: Path, capsys):
+    from migcodec.cli import main
+
+    pages = generate_pages("random", 3, 0, PS)
+    with TraceWriter(tmp_path, memory_pages=8, page_size=PS, codec="raw") as writer:
+        writer.write(Window(0, np.array([1, 2, 5]), pages))
+    _forge_page_byte(tmp_path, 3)
+    assert main(["trace", "info", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "content digest mismatch" in err and err.count("\n") == 1
+
+
+def test_delta_codecs_are_refused_as_trace_codecs(tmp_path: Path) -> None:
+    from migcodec.datasets.trace import UnsuitableCodec
+
+    for name in ("xbzrle", "dsa-delta"):
+        with pytest.raises(UnsuitableCodec, match=f"codec '{name}' encodes pages against"):
+            TraceWriter(tmp_path / name, memory_pages=8, codec=name)
+        assert not (tmp_path / name).exists()  # refused before anything is written
+
+
+def test_a_sampled_window_keeps_its_true_size(tmp_path: Path) -> None:
+    pages = generate_pages("text", 4, 0, PS)
+    with TraceWriter(tmp_path, memory_pages=64, page_size=PS) as writer:
+        writer.write(Window(0, np.array([3, 9, 20, 41]), pages, dirty_pages=40))
+        writer.write(Window(1, np.array([3]), pages[:1]))
+    sampled, whole = TraceReader(tmp_path)
+    assert sampled.dirty_pages == 40 and sampled.scale == 10.0
+    assert whole.dirty_pages is None and whole.scale == 1.0
+    with (
+        pytest.raises(ValueError, match="dirty_pages 2 must be an integer of at least the 4"),
+        TraceWriter(tmp_path / "bad", memory_pages=64, page_size=PS) as writer,
+    ):
+        writer.write(Window(0, np.array([3, 9, 20, 41]), pages, dirty_pages=2))

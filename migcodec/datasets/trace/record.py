@@ -155,9 +155,9 @@ def decode_record(fields: tuple, body: memoryview, codec: Codec, where: str) -> 
         raise corrupt(f"sections do not hold exactly {n} pages")
     if content_digest(indices, pages, previous) != digest:
         raise corrupt(
-            f"decoded pages differ from the pages written (content digest mismatch): the "
-            f"trace's codec {codec.name!r} did not round-trip this window; re-create the "
-            "trace with a compressing codec such as zstd"
+            "decoded pages differ from the pages written (content digest mismatch): the "
+            f"record was altered or the trace's codec {codec.name!r} does not round-trip; "
+            "re-create the trace (its default codec, zstd, round-trips)"
         )
     if not isinstance(meta, dict):
         raise corrupt("record metadata is not a JSON object")

@@ -65,6 +65,7 @@ class TraceWriter:
                 "destination already holds, and a trace has no destination; store the trace "
                 "with a compressing codec (zstd, the default, or lz4)"
             )
+        self.codec.check_page_size(page_size)
         if (self.path / MANIFEST).exists() and not overwrite:
             raise TraceExists(
                 f"{self.path} already holds a trace; choose another directory or pass "
