@@ -54,6 +54,9 @@ class Program:
     max_pages: int
     warmup_s: float
     about: str
+    #: ``(busy s, paused s)``: the load is stopped (SIGSTOP) and resumed in this rhythm
+    #: during the capture, so the trace also has idle windows and the ramp out of them
+    duty: tuple[float, float] | None = None
 
 
 class Stage:
@@ -62,9 +65,11 @@ class Stage:
     def __init__(self, scratch: Path) -> None:
         self.scratch = scratch
         self._procs: list[tuple[str, subprocess.Popen]] = []
+        self.loads: list[subprocess.Popen] = []
 
-    def spawn(self, name: str, argv: list[str], **kw) -> subprocess.Popen:
-        """Start ``argv`` in its own process group, its output in the scratch directory."""
+    def spawn(self, name: str, argv: list[str], *, load: bool = False, **kw) -> subprocess.Popen:
+        """Start ``argv`` in its own process group, its output in the scratch directory;
+        ``load`` marks a load generator (paused and resumed by a program's duty cycle)."""
         exe = shutil.which(argv[0]) if os.sep not in argv[0] else argv[0]
         if exe is None:
             raise Missing(f"{argv[0]} is not installed; see corpus/README.md for its package")
@@ -73,7 +78,15 @@ class Stage:
         kw.setdefault("stderr", subprocess.STDOUT)
         proc = subprocess.Popen([exe, *argv[1:]], start_new_session=True, **kw)
         self._procs.append((name, proc))
+        if load:
+            self.loads.append(proc)
         return proc
+
+    def signal_loads(self, sig: signal.Signals) -> None:
+        for proc in self.loads:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, sig)
 
     def check(self) -> None:
         """Raise if a started process already died (its log says why)."""
@@ -88,6 +101,7 @@ class Stage:
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGTERM)
+                    os.killpg(proc.pid, signal.SIGCONT)  # a paused load must see the TERM
                 try:
                     proc.wait(timeout=15)
                 except subprocess.TimeoutExpired:
@@ -139,19 +153,23 @@ def redis(stage: Stage) -> Target:
     bench = ["redis-benchmark", "-p", str(port), "-q", "-l"]
     tests = "set,get,incr,lpush,rpop,sadd,hset,zadd,lrange_100"
     stage.spawn(
-        "bench-mix", [*bench, "-c", "4", "-P", "4", "-r", "500000", "-d", "200", "-t", tests]
+        "bench-mix",
+        [*bench, "-c", "4", "-P", "4", "-r", "500000", "-d", "200", "-t", tests],
+        load=True,
     )
     stage.spawn(
         "bench-random",
         [*bench, "-c", "2", "-P", "4", "-r", "1000000",
          "SET", "rnd:__rand_int__", "v:__rand_int__:__rand_int__:__rand_int__:__rand_int__"],
+        load=True,
     )  # fmt: skip
     return Target(server.pid)
 
 
 def memcached(stage: Stage) -> Target:
     """memcached (256 MB cache, 2 threads) under memcaslap: 9:1 get/set, values of 64 B to
-    8 KiB, keys overwritten (10%), some expiring."""
+    8 KiB, keys overwritten (10%), some expiring. Every get bumps its item's LRU time, so
+    reads dirty pages too. The load pauses in a rhythm (see ``duty``), for idle windows."""
     port = free_port()
     server = stage.spawn(
         "memcached",
@@ -167,13 +185,15 @@ def memcached(stage: Stage) -> Target:
     stage.spawn(
         "memcaslap",
         ["memcaslap", "-s", f"127.0.0.1:{port}", "-F", str(config), "-T", "1", "-c", "16",
-         "-t", "30m", "-o", "0.1", "-e", "0.05", "-P", "40k"],
+         "-t", "30m", "-o", "0.1", "-e", "0.05"],
+        load=True,
     )  # fmt: skip
     return Target(server.pid)
 
 
 def postgres(stage: Stage) -> Target:
-    """PostgreSQL 15 under pgbench's TPC-B-like transactions (scale 10, 4 clients).
+    """PostgreSQL under pgbench's TPC-B-like transactions (scale 10, 4 clients, at most
+    400 transactions/s: a busy OLTP database, not a saturated one).
 
     The captured process is one pgbench connection's backend, with shared memory: its own
     memory plus every page of the shared buffer pool it has touched. A backend maps a
@@ -221,6 +241,7 @@ def postgres(stage: Stage) -> Target:
             "postgres",
         ],
         **as_pg,
+        load=True,
     )
     # pgbench first opens a connection of its own to check the tables, then one per
     # client: wait for all the clients' backends, which live as long as the run
@@ -375,7 +396,7 @@ def node(stage: Stage) -> Target:
     script = str(HERE / "node_service.js")
     server = stage.spawn("node-server", ["node", script, "server", port])
     wait_until(port_open(int(port)), "the node service", stage, 30)
-    stage.spawn("node-client", ["node", script, "client", port])
+    stage.spawn("node-client", ["node", script, "client", port], load=True)
     return Target(server.pid)
 
 
@@ -389,12 +410,14 @@ def numpy_job(stage: Stage) -> Target:
 
 
 PROGRAMS: dict[str, Program] = {
-    "redis": Program(redis, 60, 500, 256, 5, "redis-server + redis-benchmark"),
-    "memcached": Program(memcached, 60, 250, 192, 5, "memcached + memcaslap"),
-    "postgres": Program(postgres, 60, 500, 256, 5, "postgres + pgbench (TPC-B-like)"),
-    "qemu": Program(qemu, 60, 1000, 256, 10, "QEMU TCG guest, busybox workload"),
-    "node": Program(node, 60, 250, 256, 5, "node HTTP JSON service + client"),
-    "numpy": Program(numpy_job, 60, 500, 128, 3, "numpy stencil + pandas group-by"),
+    # windows, interval ms, max pages, warm-up s: K is sized so a trace stays within 4 MB
+    # (pages of floats or random bytes barely compress, so numpy and qemu keep fewer)
+    "redis": Program(redis, 50, 500, 64, 5, "redis-server + redis-benchmark"),
+    "memcached": Program(memcached, 50, 200, 32, 5, "memcached + memcaslap", duty=(3, 2)),
+    "postgres": Program(postgres, 60, 200, 128, 5, "postgres + pgbench (TPC-B-like)"),
+    "qemu": Program(qemu, 50, 1000, 24, 10, "QEMU TCG guest, busybox workload"),
+    "node": Program(node, 60, 100, 48, 3, "node HTTP JSON service + client"),
+    "numpy": Program(numpy_job, 40, 500, 16, 3, "numpy stencil + pandas group-by"),
 }
 
 
@@ -435,7 +458,17 @@ def main(argv: list[str] | None = None) -> int:
         ]  # fmt: skip
         what = f" ({target.note})" if target.note else ""
         print(f"capturing {prog.about}, pid {target.pid}{what}", flush=True)
-        code = subprocess.run(cmd).returncode
+        capture = subprocess.Popen(cmd)
+        if prog.duty is not None:
+            busy, paused = prog.duty
+            while capture.poll() is None:  # the load's rhythm, until the capture ends
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    capture.wait(timeout=busy)
+                stage.signal_loads(signal.SIGSTOP)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    capture.wait(timeout=paused)
+                stage.signal_loads(signal.SIGCONT)
+        code = capture.wait()
         stage.check()  # a load that died mid-capture would make the trace misleading
         return code
     except (Missing, RuntimeError, subprocess.CalledProcessError) as exc:

@@ -89,10 +89,10 @@ function server() {
 
 function client() {
   const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
-  // requests per second in each 4-second phase: idle, light, steady, burst, steady, light
-  const phases = [5, 100, 600, 3000, 600, 100];
+  // requests per second in each 2-second phase: idle, light, steady, burst, steady, light
+  const phases = [0, 20, 200, 1500, 200, 20];
   const started = Date.now();
-  const rate = () => phases[Math.floor((Date.now() - started) / 4000) % phases.length];
+  const rate = () => phases[Math.floor((Date.now() - started) / 2000) % phases.length];
   let inflight = 0;
 
   function one() {
