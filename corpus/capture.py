@@ -73,16 +73,18 @@ class Stage:
         exe = shutil.which(argv[0]) if os.sep not in argv[0] else argv[0]
         if exe is None:
             raise Missing(f"{argv[0]} is not installed; see corpus/README.md for its package")
-        log = open(self.scratch / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-        kw.setdefault("stdout", log)
-        kw.setdefault("stderr", subprocess.STDOUT)
-        proc = subprocess.Popen([exe, *argv[1:]], start_new_session=True, **kw)
+        with open(self.scratch / f"{name}.log", "wb") as log:  # the child keeps its own copy
+            kw.setdefault("stdout", log)
+            kw.setdefault("stderr", subprocess.STDOUT)
+            proc = subprocess.Popen([exe, *argv[1:]], start_new_session=True, **kw)
         self._procs.append((name, proc))
         if load:
             self.loads.append(proc)
         return proc
 
     def signal_loads(self, sig: signal.Signals) -> None:
+        """Send ``sig`` to every load generator still running (SIGSTOP pauses, SIGCONT
+        resumes: the load's own state survives the pause)."""
         for proc in self.loads:
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
