@@ -7,9 +7,13 @@ import json
 import shlex
 import sys
 import time
+from collections.abc import Iterable, Iterator
+
+import numpy as np
 
 from migcodec.datasets import TraceError, TraceReader, TraceWriter, Workload, get_workload
 from migcodec.datasets.presets import workload_names
+from migcodec.datasets.window import Window
 
 
 def _command(args: argparse.Namespace) -> str:
@@ -64,13 +68,24 @@ def info(args: argparse.Namespace) -> int:
     reader = TraceReader(args.trace, allow_incomplete=args.allow_incomplete)
     meta = reader.info()
     codecs = [c.strip() for c in args.codecs.split(",") if c.strip()]
-    phases = summarize(reader, codecs=codecs, sample_pages=args.sample)
+    true_counts: list[int] = []  # dirtied pages per window, filled as summarize reads them
+
+    def counted(windows: Iterable[Window]) -> Iterator[Window]:
+        for w in windows:
+            true_counts.append(w.n_pages if w.dirty_pages is None else w.dirty_pages)
+            yield w
+
+    phases = summarize(counted(reader), codecs=codecs, sample_pages=args.sample)
+    per_window = reader.pages_per_window()
+    dirty = np.asarray(true_counts, dtype=np.int64)
+    sampled = int(np.count_nonzero(dirty != per_window))
     if args.json:
         doc = {"trace": meta.__dict__ | {"phases": [p.__dict__ for p in meta.phases]}}
         doc["summary"] = [p.as_dict() for p in phases]
+        doc["dirty_pages_per_window"] = dirty.tolist()
+        doc["stored_pages_per_window"] = per_window.tolist()
         print(json.dumps(doc, indent=2, default=str))
         return 0
-    per_window = reader.pages_per_window()
     lo, hi = (int(per_window.min()), int(per_window.max())) if per_window.size else (0, 0)
     print(f"trace {meta.path} (format v{meta.version}, {meta.codec})")
     print(f"  source   {meta.source}")
@@ -83,6 +98,13 @@ def info(args: argparse.Namespace) -> int:
         f"{meta.page_size} B; pages per window min {lo}, "
         f"mean {per_window.mean() if per_window.size else 0:.0f}, max {hi}"
     )
+    if sampled:
+        print(
+            f"  dirty pages per window (true count; {sampled} windows store a uniform "
+            f"sample): min {int(dirty.min())}, median {float(np.median(dirty)):.0f}, "
+            f"mean {dirty.mean():.0f}, max {int(dirty.max())}; {int(dirty.sum())} dirty, "
+            f"{int(per_window.sum())} stored"
+        )
     print(
         f"  stored {meta.totals['stored_bytes'] / 2**20:.1f} MiB for "
         f"{meta.totals['raw_bytes'] / 2**20:.1f} MiB of dirty pages (+ previous contents)"
@@ -125,15 +147,30 @@ def capture(args: argparse.Namespace) -> int:
             progress=not args.quiet,
             overwrite=args.force,
             command=_command(args),
+            max_pages=args.max_pages,
+            seed=args.seed,
         )
     except CaptureError as exc:
         print(f"migcodec trace capture: {exc}", file=sys.stderr)
         return 1
+    kept = ""
+    if result.sampled_windows:
+        kept = (
+            f" ({result.stored_pages} stored: {result.sampled_windows} windows sampled "
+            f"down to {args.max_pages} pages)"
+        )
     print(
-        f"{result.path}: {result.windows} windows, {result.dirty_pages} dirty pages; "
+        f"{result.path}: {result.windows} windows, {result.dirty_pages} dirty pages{kept}; "
         f"method: {result.method_note}; {result.end_reason}"
     )
     return 0
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text}")
+    return value
 
 
 def _run(func):
@@ -182,6 +219,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--include-file", action="store_true", help="also file-backed mappings")
     c.add_argument("--include-shared", action="store_true", help="also shared mappings")
     c.add_argument("--address-range", help="hex START-END, e.g. 7f0000000000-7f0001000000")
+    c.add_argument(
+        "--max-pages",
+        type=_positive,
+        help="store at most K pages per window: a larger window keeps a uniform random "
+        "sample of K and records its true dirty count",
+    )
+    c.add_argument("--seed", type=int, default=0, help="seed of the --max-pages samples")
     c.add_argument("--codec", default="zstd")
     c.add_argument("--force", action="store_true", help="replace an existing trace")
     c.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -36,6 +36,7 @@ from .procfs import (
     kernel_has_soft_dirty,
     read_maps,
 )
+from .sample import sample_mask, sample_rng, sample_window
 
 METHODS = ("auto", "soft-dirty", "snapshot-diff")
 _COMPARE_BLOCK = 8192  # pages compared per step: bounds the temporary copies to 64 MiB
@@ -93,13 +94,30 @@ class ProcessCapture:
     Drive it yourself (tests synchronise with the target through pipes, then call
     :meth:`next_window`) or through :func:`migcodec.datasets.capture.capture_to_trace`,
     which calls it every interval.
+
+    With ``max_pages``, a window that dirtied more pages holds a uniform sample of
+    ``max_pages`` of them (drawn from ``seed`` and the window's index, see
+    :mod:`.sample`) and its true count in ``dirty_pages``; the snapshot itself stays
+    whole, so later windows are diffed against the complete memory.
     """
 
     def __init__(
-        self, pid: int, *, select: MappingFilter | None = None, method: str = "auto"
+        self,
+        pid: int,
+        *,
+        select: MappingFilter | None = None,
+        method: str = "auto",
+        max_pages: int | None = None,
+        seed: int = 0,
     ) -> None:
         if method not in METHODS:
             raise ValueError(f"method {method!r} not in {METHODS}")
+        if max_pages is not None and max_pages < 1:
+            raise ValueError(
+                f"max_pages must be at least 1 (or None for no bound), not {max_pages}"
+            )
+        self.max_pages = max_pages
+        self.seed = seed
         self.pid = pid
         self.select = select or MappingFilter()
         self.files = ProcFiles(pid)
@@ -164,8 +182,9 @@ class ProcessCapture:
             read_t, pages = read_t[ok], pages[ok]
         if self.method == "soft-dirty":
             window_idx, new_pages, previous = self._soft_dirty_window(idx, read_t, pages)
+            dirty = int(window_idx.size)
         else:
-            window_idx, new_pages, previous = self._diff_window(read_t, pages)
+            window_idx, new_pages, previous, dirty = self._diff_window(read_t, pages)
         window = Window(
             index=self._index,
             page_indices=window_idx,
@@ -174,7 +193,10 @@ class ProcessCapture:
             phase=None,
             duration_s=now - self._t_last,
             meta={"method": self.method, "present_pages": int(idx.size)},
+            dirty_pages=dirty if dirty > window_idx.size else None,
         )
+        if self.max_pages is not None and window.dirty_pages is None:
+            window = sample_window(window, self.max_pages, self.seed)
         self._index += 1
         self._t_last = now
         return window
@@ -184,6 +206,8 @@ class ProcessCapture:
 
     # -- the two methods ----------------------------------------------------------------------
     def _diff_window(self, idx: np.ndarray, pages: np.ndarray) -> tuple:
+        """Page numbers, contents and previous contents of the changed pages (a sample of
+        them with ``max_pages``), and how many pages changed in all."""
         old_idx, old = self._idx, self._pages
         _, io, inew = np.intersect1d(old_idx, idx, assume_unique=True, return_indices=True)
         only_new = np.ones(idx.size, dtype=bool)
@@ -196,6 +220,17 @@ class ProcessCapture:
         gone = np.flatnonzero(only_old)
         gone = gone[~zero_page_mask(old[gone])]  # an absent page reads as zero now
         none = np.zeros(0, dtype=np.int64)
+        dirty = int(inew.size + born.size + gone.size)
+        if self.max_pages is not None:
+            # sample before gathering: a huge window never costs more than max_pages copies
+            numbers = np.concatenate((idx[inew], idx[born], old_idx[gone]))
+            order = np.argsort(numbers)  # sample over ascending page numbers: reproducible
+            in_order = sample_mask(numbers.size, self.max_pages, sample_rng(self.seed, self._index))
+            if in_order is not None:
+                keep = np.empty_like(in_order)
+                keep[order] = in_order
+                k_new, k_born, k_gone = np.split(keep, [inew.size, inew.size + born.size])
+                io, inew, born, gone = io[k_new], inew[k_new], born[k_born], gone[k_gone]
         w_idx, w_new = _assemble(
             self.page_size,
             [(idx[inew], pages, inew), (idx[born], pages, born), (old_idx[gone], None, none)],
@@ -205,7 +240,7 @@ class ProcessCapture:
             [(idx[inew], old, io), (idx[born], None, none), (old_idx[gone], old, gone)],
         )
         self._idx, self._pages = idx, pages
-        return w_idx, w_new, w_old
+        return w_idx, w_new, w_old, dirty
 
     def _soft_dirty_window(self, present: np.ndarray, read_idx: np.ndarray, read: np.ndarray):
         old_idx, old = self._idx, self._pages

@@ -15,12 +15,17 @@ from .procfs import MappingFilter
 
 @dataclass(frozen=True)
 class CaptureResult:
+    """What a capture wrote: ``dirty_pages`` counts every page dirtied in its windows,
+    ``stored_pages`` the pages kept (fewer when ``max_pages`` sampled some windows)."""
+
     path: Path
     windows: int
     method: str
     method_note: str
     end_reason: str
     dirty_pages: int
+    stored_pages: int
+    sampled_windows: int
 
 
 def _cmdline(pid: int) -> str:
@@ -43,6 +48,8 @@ def capture_to_trace(
     progress: bool = True,
     overwrite: bool = False,
     command: str | None = None,
+    max_pages: int | None = None,
+    seed: int = 0,
 ) -> CaptureResult:
     """Capture ``windows`` windows of ``interval_s`` each from process ``pid`` into ``out``.
 
@@ -50,12 +57,16 @@ def capture_to_trace(
     of drifting). If the process exits, the trace ends cleanly with the windows so far and
     ``end_reason`` says so. Snapshots are not atomic: the process keeps running while its
     pages are read, as a guest does during pre-copy.
+
+    ``max_pages`` bounds each stored window (a uniform sample, seeded by ``seed`` and the
+    window's index, with the true count in ``Window.dirty_pages``), so a long capture of a
+    busy program stays small; both are recorded in the manifest's metadata.
     """
     from tqdm import tqdm
 
-    cap = ProcessCapture(pid, select=select, method=method)
+    cap = ProcessCapture(pid, select=select, method=method, max_pages=max_pages, seed=seed)
     end_reason = "done"
-    dirty = 0
+    dirty = stored = sampled = 0
     written = 0
     try:
         cap.start()
@@ -83,9 +94,12 @@ def capture_to_trace(
                 writer.set_memory_pages(cap.layout.n_pages)
                 writer.write(window)
                 written += 1
-                dirty += window.n_pages
+                true_count = window.n_pages if window.dirty_pages is None else window.dirty_pages
+                dirty += true_count
+                stored += window.n_pages
+                sampled += window.dirty_pages is not None
                 bar.update(1)
-                bar.set_postfix(dirty=window.n_pages, present=window.meta["present_pages"])
+                bar.set_postfix(dirty=true_count, present=window.meta["present_pages"])
                 del window  # free it before the next snapshot: one window alive at a time
             writer.end_reason = end_reason
             writer.meta.update(
@@ -98,6 +112,8 @@ def capture_to_trace(
                         "include_shared": cap.select.include_shared,
                         "address_range": cap.select.address_range,
                     },
+                    "max_pages": max_pages,
+                    "sample_seed": seed,
                     "layout": cap.layout.segments(),
                     "layout_columns": ["first virtual page", "pages", "first trace page"],
                     "mappings": {f"{a:x}": path for a, path in cap.mappings_seen.items()},
@@ -105,4 +121,4 @@ def capture_to_trace(
             )
     finally:
         cap.close()
-    return CaptureResult(Path(out), written, cap.method, note, end_reason, dirty)
+    return CaptureResult(Path(out), written, cap.method, note, end_reason, dirty, stored, sampled)
