@@ -6,8 +6,8 @@ PROGRAM is one of redis, memcached, postgres, qemu, node, numpy. Each starts the
 on loopback ports or in a scratch directory, starts its load, lets it warm up, then runs
 ``migcodec trace capture ... --max-pages K`` on the program's process and finally stops
 everything it started (load first, then the program) and removes its scratch directory.
-The defaults of each program (windows, interval, K) keep a trace within a few MB; every one
-can be overridden on the command line. Needs root (capture reads /proc/PID/mem) and the
+The defaults of each program (windows, interval, K >= 64) keep a trace within 6 MiB; every
+one can be overridden on the command line. Needs root (capture reads /proc/PID/mem) and the
 packages listed in corpus/README.md.
 """
 
@@ -412,14 +412,16 @@ def numpy_job(stage: Stage) -> Target:
 
 
 PROGRAMS: dict[str, Program] = {
-    # windows, interval ms, max pages, warm-up s: K is sized so a trace stays within 4 MB
-    # (pages of floats or random bytes barely compress, so numpy and qemu keep fewer)
+    # windows, interval ms, max pages, warm-up s. K is at least 64, so a policy's probe of a
+    # window sees a sample of what is stored, not all of it; the number of windows keeps a
+    # trace within 6 MiB (pages of floats or random bytes barely compress, so numpy and qemu
+    # have fewer windows; numpy's quiet stretches store next to nothing)
     "redis": Program(redis, 50, 500, 64, 5, "redis-server + redis-benchmark"),
-    "memcached": Program(memcached, 50, 200, 32, 5, "memcached + memcaslap", duty=(3, 2)),
+    "memcached": Program(memcached, 48, 200, 64, 5, "memcached + memcaslap", duty=(3, 2)),
     "postgres": Program(postgres, 60, 200, 128, 5, "postgres + pgbench (TPC-B-like)"),
-    "qemu": Program(qemu, 50, 1000, 24, 10, "QEMU TCG guest, busybox workload"),
-    "node": Program(node, 60, 100, 48, 3, "node HTTP JSON service + client"),
-    "numpy": Program(numpy_job, 40, 500, 16, 3, "numpy stencil + pandas group-by"),
+    "qemu": Program(qemu, 30, 1000, 64, 10, "QEMU TCG guest, busybox workload"),
+    "node": Program(node, 60, 100, 64, 3, "node HTTP JSON service + client"),
+    "numpy": Program(numpy_job, 28, 500, 64, 3, "numpy stencil + pandas group-by"),
 }
 
 

@@ -3,11 +3,15 @@
 It cycles through phases whose memory behaviour differs:
 
 * a Jacobi stencil on a 2048 x 2048 float64 grid (two 32 MiB buffers) that relaxes only a
-  moving 256-row band most steps (a few hundred pages per step), with a full sweep of the
-  grid every 16 steps (every page of both buffers);
+  moving 256-row band most steps (about a thousand pages per step), with a full sweep of
+  the grid into the other buffer every 16 steps (every page of it, and the temporaries);
 * a pandas table of 400k rows (ints, floats, short strings) whose rows are updated at
   random, then grouped by key with a mean, a sum and a count: new temporaries each time;
-* a quiet pause, when almost nothing changes.
+* a quiet stretch of a few seconds after every 40 steps, in which the job waits (as for its
+  next input): windows of a handful of dirty pages between the busy ones.
+
+The quiet stretches are what keep its trace small: a page of float64 results barely
+compresses, so every busy window costs its full sample of pages.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import pandas as pd
 
 N = 2048
 BAND = 256
+STEPS = 40  # compute steps between quiet stretches
+QUIET_S = 2.5  # length of a quiet stretch
 
 
 def main() -> None:
@@ -61,8 +67,8 @@ def main() -> None:
             )
             summaries.append(summary)
             del summaries[:-4]  # keep the last few: old ones become garbage
-        if step % 40 < 6:
-            time.sleep(0.2)  # a quiet stretch
+        if step % STEPS == 0:
+            time.sleep(QUIET_S)  # a quiet stretch
         else:
             time.sleep(0.02)
 

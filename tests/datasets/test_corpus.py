@@ -1,5 +1,7 @@
 """The committed corpus of captured traces (corpus/traces): every trace opens, is complete
-and reads back whole, each window passing its checksums and content digest."""
+and reads back whole, each window passing its checksums and content digest; every window
+that dirtied at least PROBE_PAGES pages stores at least that many (a policy's probe of a
+window must see a sample of it, not all of it), and no trace directory exceeds MAX_BYTES."""
 
 from __future__ import annotations
 
@@ -11,8 +13,10 @@ from migcodec.datasets import TraceReader
 
 CORPUS = Path(__file__).resolve().parents[2] / "corpus" / "traces"
 TRACES = sorted(manifest.parent for manifest in CORPUS.glob("*/manifest.json"))
-MIN_WINDOWS = 20
+MIN_WINDOWS = 24
 MIN_PAGES = 20
+PROBE_PAGES = 64
+MAX_BYTES = 6 << 20
 
 
 def test_the_corpus_holds_traces_of_several_programs() -> None:
@@ -32,9 +36,17 @@ def test_a_corpus_trace_is_complete_and_every_window_reads_back(path: Path) -> N
             assert window.index == i
             assert window.previous is not None, f"{path}: window {i} has no previous"
             stored += window.n_pages
+            dirty = window.n_pages if window.dirty_pages is None else window.dirty_pages
+            if dirty >= PROBE_PAGES:
+                assert window.n_pages >= PROBE_PAGES, (
+                    f"{path}: window {i} dirtied {dirty} pages but stores only "
+                    f"{window.n_pages} (capture it with --max-pages {PROBE_PAGES} or more)"
+                )
             if window.dirty_pages is not None:  # a sample: exactly the bound, fewer than dirty
                 assert window.n_pages == bound < window.dirty_pages
             elif bound is not None:
                 assert window.n_pages <= bound
     assert stored == info.totals["pages"]
     assert stored >= MIN_PAGES, f"{path}: only {stored} pages stored"
+    size = sum(f.stat().st_size for f in path.iterdir() if f.is_file())
+    assert size <= MAX_BYTES, f"{path}: {size / (1 << 20):.1f} MiB, more than the corpus allows"
