@@ -19,12 +19,12 @@ BUILTIN_CODECS = [
     "xbzrle = migcodec.codecs.plugins.xbzrle:XbzrleCodec",
 ]
 
-# Zero-page detection in C (migcodec/codecs/zero.py says why). Optional: without a C
-# compiler the build still succeeds and zero.py falls back to numpy, and
-# `migcodec codecs` reports which one runs.
-ZERO_SCAN = Extension(
-    "migcodec.codecs._zeroscan",
-    ["migcodec/codecs/_zeroscan.c"],
+# Zero-page detection and page-change counts in C (migcodec/codecs/zero.py and changes.py
+# say why). Optional: without a C compiler the build still succeeds, numpy does the same
+# work, and `migcodec codecs` reports which one runs.
+PAGE_SCAN = Extension(
+    "migcodec.codecs._pagescan",
+    ["migcodec/codecs/_pagescan.c"],
     extra_compile_args=["-O3"],
     optional=True,
 )
@@ -37,7 +37,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["migcodec", "migcodec.*"]),
-    ext_modules=[ZERO_SCAN],
+    ext_modules=[PAGE_SCAN],
     install_requires=[
         "numpy>=1.24",
         "stevedore>=5.0",

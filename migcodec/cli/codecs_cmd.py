@@ -6,6 +6,7 @@ import argparse
 import json
 
 from migcodec.codecs import plugin_statuses
+from migcodec.codecs.changes import CHANGE_SCAN
 from migcodec.codecs.zero import ZERO_SCAN
 
 
@@ -20,6 +21,7 @@ def run(args: argparse.Namespace) -> int:
             f"{s.name:<12} {s.kind:<9} {'yes' if s.available else 'no':<9} {s.path:<11} {s.reason}"
         )
     print(f"\nzero-page detection (every codec): {ZERO_SCAN}")
+    print(f"page-change counts (selector features): {CHANGE_SCAN}")
     return 0
 
 

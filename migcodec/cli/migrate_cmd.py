@@ -37,24 +37,13 @@ from migcodec.wire import StreamSummary, WireError
 
 CODEC_ALIASES = {"none": "raw"}
 
-#: ``--codec auto``'s arms. Every arm costs probes on the migration thread, which shares the
-#: host's cores with the codec engines; these four are the ones that win windows on a
-#: CPU-bound host at 1-10 Gbit/s in the evaluation (``migcodec evaluate``). Stronger levels
-#: earn their probes only on slow links: pass your own arms to ``Selector`` for those.
-ENGINE_AUTO_ARMS = "raw;lz4;zstd:level=1;dsa-delta"
-
 
 def make_chooser(spec: str, link_rate: float | None, workers: int):
     """A chooser for ``--codec``: one plugin name, or ``auto`` for the adaptive selector."""
     if spec == "auto":
-        from migcodec.selector import Selector, make_objective, parse_arms, parse_policy
-        from migcodec.selector.chooser import SelectorChooser
+        from migcodec.selector.chooser import auto_chooser
 
-        # an unlimited link is modelled as one no pipeline here can fill (100 Gbit/s)
-        objective = make_objective("throughput", link=link_rate or 12.5e9, workers=workers)
-        arms = parse_arms(ENGINE_AUTO_ARMS)
-        chooser = SelectorChooser(Selector(parse_policy("predictive"), arms, objective))
-        return chooser
+        return auto_chooser(link_rate, workers)
     return FixedChooser(get_codec(CODEC_ALIASES.get(spec, spec)))
 
 

@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from migcodec.codecs.base import Codec, PageEncoding
+from migcodec.codecs.changes import PageChanges
 from migcodec.codecs.encoded import PageMode, nbytes_of
 from migcodec.codecs.errors import DecodeError
 from migcodec.codecs.mirror import Held
@@ -73,6 +74,16 @@ class DeltaCodec(Codec):
     def format_params(self) -> dict[str, Any]:
         """The subclass's own parameters (part of the config)."""
         return {}
+
+    def estimate_sizes(self, changes: PageChanges, page_size: int) -> np.ndarray:
+        """Bytes this codec's payload spends per page held by the destination, from how it
+        changed (:func:`~migcodec.codecs.changes.page_changes`): what a selector predicts a
+        delta arm by, without encoding. 0 for an unchanged page, ``page_size`` for a page
+        that goes raw. This default is a delta record's cost, 10 bytes per changed word
+        (DSA's format) and the page's u16 length."""
+        words = changes.words
+        size = 10 * words + 2
+        return np.where(words == 0, 0, np.where(size < page_size, size, page_size))
 
     # -- the page-level format subclasses implement ---------------------------------
     @abstractmethod

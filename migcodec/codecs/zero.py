@@ -2,7 +2,7 @@
 
 The framework probes every batch before encoding it, so the probe's fixed cost counts
 against every codec: ``benchmarks/run.py`` measures framework against raw library calls.
-The C extension (``_zeroscan.c``) answers the common case (no zero page) in one call that
+The C extension (``_pagescan.c``) answers the common case (no zero page) in one call that
 loads two words per page and allocates nothing; numpy needs four calls for the same probe.
 Without a C compiler at install time the extension is absent and the numpy version runs;
 :data:`ZERO_SCAN` says which.
@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 try:
-    from migcodec.codecs._zeroscan import zero_pages as _native_zero_pages
+    from migcodec.codecs._pagescan import zero_pages as _native_zero_pages
 except ImportError as exc:  # built without a C compiler: numpy does the same job
     _native_zero_pages = None
     ZERO_SCAN = f"numpy (C extension not built: {exc}; reinstall with a C compiler)"

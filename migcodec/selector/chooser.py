@@ -28,8 +28,27 @@ import numpy as np
 
 from migcodec.codecs import Batch, Codec, DestinationMirror, Measurements
 from migcodec.codecs.zero import zero_page_rows
+from migcodec.selector.arms import DEFAULT_ARMS, DELTA_ARMS, parse_arms
 from migcodec.selector.features import changed_words, delta_bytes, sample_rows
+from migcodec.selector.objectives import make_objective
 from migcodec.selector.online import Decision, Selector
+from migcodec.selector.policies import parse_policy
+
+#: ``--codec auto``'s arms: every CPU codec and delta codec an installation has (the
+#: ``auto`` policy buys probes only where they pay, so an arm that rarely wins costs little)
+AUTO_ARMS = ";".join(DEFAULT_ARMS + DELTA_ARMS)
+#: what ``--codec auto`` runs: the ``auto`` policy with its defaults
+AUTO_POLICY = "auto"
+
+
+def auto_chooser(link_rate: float | None, workers: float, arms: str = AUTO_ARMS) -> SelectorChooser:
+    """The chooser behind ``--codec auto``: the ``auto`` policy over ``arms``, maximising
+    migration throughput at ``link_rate`` bytes/s (``None``: unlimited, modelled as a link
+    no pipeline here can fill, 100 Gbit/s) with ``workers`` encoders."""
+    objective = make_objective("throughput", link=link_rate or 12.5e9, workers=workers)
+    selector = Selector(parse_policy(AUTO_POLICY), parse_arms(arms), objective)
+    return SelectorChooser(selector, label="auto")
+
 
 #: a delta is worth the caches' upkeep once it would send at most this share of what the
 #: best compressing arm sends: a margin for the copies teaching costs the sender
@@ -133,22 +152,25 @@ class SelectorChooser:
         with self._lock:
             self._finish_open()
             watch = bool(self._tracking_arms) and not self.wants_teaching
-            if self.selector.policy.needs == "none":
-                self._open = self.selector.choose()
+            policy = self.selector.policy
+            total = sum(batch.n_pages for batch in window)
+            if policy.needs == "none" or not policy.wants_features(float(total)):
+                self._open = self.selector.choose()  # no sample read: nothing to pay for
             else:
-                memory, indices = self._sample(window)
-                held = self._held(indices, memory.shape[1])
-                self._open = self.selector.choose(memory[indices], held, sampled=True)
+                memory, indices, total = self._sample(window)
+                hit, held = self._held(indices, memory.shape[1])
+                self._open = self.selector.choose(
+                    memory[indices], held, sampled=True, window_pages=total, held=hit
+                )
             if watch:
                 share = self._history.watch(window[0].memory, window)
                 worth = share is not None and share <= self._worth_teaching()
                 self.wants_teaching = bool(worth or self._open.arm in self._tracking_arms)
             return self._open.arm
 
-    def _sample(self, window: Sequence[Batch]) -> tuple[np.ndarray, np.ndarray]:
-        """Guest page numbers of the window's sample, spread over the whole window as the
-        offline evaluation samples a window: a sample from the first batch alone (one page
-        of it at 1/64) predicts a window's ratio and speed from a few KiB."""
+    def _sample(self, window: Sequence[Batch]) -> tuple[np.ndarray, np.ndarray, int]:
+        """Guest memory, the page numbers of the window's sample (spread over the whole
+        window as the offline evaluation samples a window), and the window's pages."""
         counts = [batch.n_pages for batch in window]
         extractor = self.selector.extractor
         size = extractor.sample_size(sum(counts))
@@ -160,7 +182,7 @@ class SelectorChooser:
             picked = which == b
             start = ends[b] - counts[b]
             indices[picked] = window[b].page_indices[rows[picked] - start]
-        return window[0].memory, indices
+        return window[0].memory, indices, int(ends[-1])
 
     def _worth_teaching(self) -> float:
         """The largest share of a page a delta may send and still be worth its caches:
@@ -188,11 +210,13 @@ class SelectorChooser:
             self.rewards.append(self.selector.finish(self._open))
         self._open = None
 
-    def _held(self, indices: np.ndarray, page_size: int) -> np.ndarray | None:
-        """What the destination holds for the sample (zeros where unknown), or ``None``
-        when no arm reads the destination."""
+    def _held(
+        self, indices: np.ndarray, page_size: int
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Which sampled pages the destination is known to hold, and their versions (zeros
+        where unknown); ``(None, None)`` when no arm reads the destination."""
         if not self._tracking_arms:
-            return None
+            return None, None
         if self._destination is None:  # nothing sent yet: the destination holds none of them
-            return np.zeros((indices.size, page_size), dtype=np.uint8)
-        return self._destination.held(indices)[1]
+            return np.zeros(indices.size, bool), np.zeros((indices.size, page_size), np.uint8)
+        return self._destination.held(indices)

@@ -1,17 +1,16 @@
 """Per-window features: cheap, vectorised summaries of a sample of the window's pages.
 
-Context-free bandits reach only about 0.4-0.75 of the per-window oracle on real memory
-(DESIGN.md): the best codec changes too often to be learnt from past rewards alone. A
-selector near the oracle has to *predict* each arm's outcome from the window itself, so two
-kinds of feature are computed here, and their cost is measured separately because a policy
-must pay for what it reads:
+Context-free bandits trail the per-window oracle on real memory: the best codec changes too
+often to be learnt from past rewards alone. A selector near the oracle has to *predict* each
+arm's outcome from the window itself, so two kinds of feature are computed here, and their
+cost is measured separately because a policy must pay for what it reads:
 
-- **cheap** (a few tens of microseconds): zero-page fraction, byte-histogram entropy,
-  fraction of 8-byte words changed against what the destination holds (the delta cache);
-- **probes**: every compressing arm encodes the same small sample of pages (a few runs of
-  consecutive pages) and gives a ratio and a rate; a delta arm's size follows from the
-  per-page changed-word counts, because a delta record costs a fixed number of bytes per
-  changed word (DSA: 10; XBZRLE about as much for scattered words).
+- **cheap** (tens of microseconds): zero-page fraction, byte-histogram entropy, and against
+  what the destination holds, the changed 8-byte words, differing bytes and runs of changed
+  words per page, from which every delta arm predicts its own payload
+  (:meth:`~migcodec.codecs.delta.DeltaCodec.estimate_sizes`) without encoding anything;
+- **probes**: a compressing arm encodes the same small sample of non-zero pages (a few runs
+  of consecutive pages) and reports what it wrote and what that cost.
 
 Everything is computed on the sample with numpy; no Python loop runs per page or byte.
 """
@@ -25,8 +24,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from migcodec.codecs import Batch, DestinationMirror
+from migcodec.codecs import Batch
 from migcodec.codecs.base import RUN_BYTES as _RUN_BYTES
+from migcodec.codecs.changes import page_changes
+from migcodec.codecs.delta import DeltaCodec
 from migcodec.codecs.zero import zero_page_rows
 
 #: names of the entries of :attr:`WindowFeatures.context`, in order
@@ -39,10 +40,17 @@ DELTA_BYTES_PER_WORD = 10
 class WindowFeatures:
     """Features of one window.
 
-    ``context`` is the fixed vector ``CONTEXT_NAMES`` (entropy scaled to 0..1).
-    ``predicted_ratio`` / ``predicted_rate`` are per-arm estimates from probes (guest bytes
-    per output byte, guest bytes per second of one worker); ``nan`` where an arm was not
-    probed. ``cheap_s`` and ``probe_s`` (per arm) are the CPU seconds the features cost.
+    ``context`` is the fixed vector ``CONTEXT_NAMES`` (entropy scaled to 0..1). ``pages`` is
+    how many pages the window holds and ``sample`` how many of them the features read.
+
+    Cheap, per arm: ``delta_bytes``, a delta arm's predicted payload per non-zero page the
+    destination holds (``nan`` for other arms), and ``held_frac``, the share of non-zero
+    sampled pages the destination holds.
+
+    Probes, per arm: ``probe_out``, the payload bytes a compressing arm wrote for the
+    ``probe_pages`` non-zero pages of the probe; ``predicted_ratio`` / ``predicted_rate``,
+    the window ratio and per-worker rate those imply (``nan`` where an arm was not probed).
+    ``cheap_s`` and ``probe_s`` (per arm) are the CPU seconds the features cost.
     """
 
     context: np.ndarray
@@ -50,6 +58,12 @@ class WindowFeatures:
     predicted_rate: np.ndarray | None = None
     cheap_s: float = 0.0
     probe_s: np.ndarray | None = None
+    pages: float = 0.0
+    sample: int = 0
+    held_frac: float = 0.0
+    delta_bytes: np.ndarray | None = None
+    probe_pages: int = 0
+    probe_out: np.ndarray | None = None
 
     def cost_s(self, level: str) -> float:
         """Seconds a policy reading ``level`` features (none, cheap, probe) is charged:
@@ -62,20 +76,28 @@ class WindowFeatures:
 
     def cheap(self) -> WindowFeatures:
         """The same window with the probes hidden (what a policy sees before asking)."""
-        return WindowFeatures(self.context, cheap_s=self.cheap_s)
+        return WindowFeatures(
+            self.context,
+            cheap_s=self.cheap_s,
+            pages=self.pages,
+            sample=self.sample,
+            held_frac=self.held_frac,
+            delta_bytes=self.delta_bytes,
+            probe_pages=self.probe_pages,
+        )
 
     def masked(self, mask: np.ndarray | None) -> WindowFeatures:
         """The same window revealing only the probes of arms in ``mask`` (replaying a
         table that holds every probe: a policy sees, and pays for, what it asked for)."""
         if mask is None or self.predicted_ratio is None:
             return self.cheap()
-        return WindowFeatures(
-            self.context,
-            np.where(mask, self.predicted_ratio, np.nan),
-            np.where(mask, self.predicted_rate, np.nan),
-            self.cheap_s,
-            np.where(mask, self.probe_s, 0.0),
-        )
+        out = self.cheap()
+        out.predicted_ratio = np.where(mask, self.predicted_ratio, np.nan)
+        out.predicted_rate = np.where(mask, self.predicted_rate, np.nan)
+        out.probe_s = np.where(mask, self.probe_s, 0.0)
+        if self.probe_out is not None:
+            out.probe_out = np.where(mask, self.probe_out, np.nan)
+        return out
 
 
 def _timed_encode(codec, pages: np.ndarray, destination=None) -> tuple:
@@ -110,16 +132,25 @@ def sample_rows(n_pages: int, sample_pages: int, run: int = 4) -> np.ndarray:
     return rows
 
 
+#: ``c * log2(c)`` for every count a histogram of one strided page can hold
+_C_LOG_C = np.zeros(1 << 16)
+_C_LOG_C[1:] = np.arange(1, 1 << 16) * np.log2(np.arange(1, 1 << 16))
+
+
 def byte_entropy(sample: np.ndarray, stride: int = 3) -> float:
     """Shannon entropy of the byte histogram in bits per byte (0..8), from every
     ``stride``-th byte (odd, so 8-byte structure is not aliased; a histogram of a few
-    thousand bytes is as informative as one of all of them, at a fraction of the cost)."""
-    counts = np.bincount(sample.reshape(-1)[::stride], minlength=256)
-    total = counts.sum()
+    thousand bytes is as informative as one of all of them, at a fraction of the cost).
+    ``H = log2(N) - sum(c log2 c) / N`` over the counts ``c``, from a table of ``c log2 c``."""
+    data = sample.reshape(-1)[::stride]
+    total = data.size
     if not total:
         return 0.0
-    p = counts[counts > 0] / total
-    return float(-(p * np.log2(p)).sum())
+    counts = np.bincount(data, minlength=256)
+    if total >= _C_LOG_C.size:  # larger than one page: compute the logs
+        nz = counts[counts > 0]
+        return float(np.log2(total) - (nz * np.log2(nz)).sum() / total)
+    return max(float(np.log2(total) - _C_LOG_C[counts].sum() / total), 0.0)
 
 
 def changed_words(pages: np.ndarray, previous: np.ndarray) -> np.ndarray:
@@ -139,57 +170,52 @@ def delta_bytes(changed: np.ndarray, page_size: int, zero: np.ndarray) -> np.nda
 class FeatureExtractor:
     """Computes :class:`WindowFeatures` for windows over a fixed list of arms.
 
-    ``kinds`` are the arms' codec kinds; ``codecs`` their instances (only compressing and raw
-    arms are probed by encoding). ``probe=False`` computes the cheap features only.
+    ``sample_pages`` bounds the pages the cheap features read (changed words for every delta
+    arm at once: a larger sample is nearly free and makes their predictions sharp);
+    ``probe_pages`` bounds the non-zero pages a compressing arm's probe encodes.
     """
 
-    def __init__(self, codecs: Sequence, sample_pages: int = 16, batch_pages: int = 64) -> None:
-        if sample_pages < 1:
-            raise ValueError(f"sample_pages must be >= 1, got {sample_pages}")
+    def __init__(
+        self,
+        codecs: Sequence,
+        sample_pages: int = 16,
+        batch_pages: int = 64,
+        probe_pages: int = 16,
+    ) -> None:
+        if sample_pages < 1 or probe_pages < 1:
+            raise ValueError(
+                f"sample_pages and probe_pages must be >= 1, got {sample_pages}, {probe_pages}"
+            )
         self.codecs = list(codecs)
         self.kinds = [c.kind for c in self.codecs]
         self.sample_pages = sample_pages
+        self.probe_pages = probe_pages
         self.batch_pages = batch_pages
         # arms are probed with private instances: a probe then shares no state (an
         # accelerator's queues, the CPU-clock sampling of Codec.encode) with the engine
-        # thread that encodes the stream with the arm's own instance; a delta arm's probe
-        # encodes against a mirror of what the destination holds for the sample
+        # thread that encodes the stream with the arm's own instance
         self._probes = [type(c).from_config(c.get_config()) for c in self.codecs]
-        self._reads_destination = [c.reads_destination for c in self.codecs]
+        self._reads_destination = np.array([c.reads_destination for c in self.codecs])
+        self._is_raw = np.array([c.kind == "raw" for c in self.codecs])
+        self._deltas = [c if isinstance(c, DeltaCodec) else None for c in self.codecs]
         self.zero_page_s = 0.0
         self.fixed_s, self.per_page_s = self._calibrate()
 
-    def _probe_delta(self, i: int, data: np.ndarray, held: np.ndarray):
-        """Encode the sample's non-zero pages with arm ``i`` against ``held`` (what the
-        destination has for them); building the mirror is part of the probe's cost."""
-        rows = np.arange(data.shape[0], dtype=np.int64)
-        return _timed_encode(self._probes[i], data, DestinationMirror.holding(rows, held))
-
     def _calibrate(self) -> tuple[np.ndarray, np.ndarray]:
-        """Each arm's cost model of one encode call: a fixed part (batch set-up, zero scan,
-        a delta codec's cache lookups and blob layout, measurements) and a part per page,
-        from the best of a few encodes of 1 and of 16 pages of text (a delta arm: against
-        versions with 1/64 of their words changed). A probe of this window then scales the
-        model by how much slower or faster this window's pages are; a model with only a
-        per-page part would make a delta arm, whose cost is mostly fixed, look 2-3x slow.
-        """
+        """Each compressing arm's cost of one probe call: a fixed part (batch set-up, zero
+        scan, measurements) and a part per page, from the best of a few encodes of 1 and of
+        16 pages of text. A probe of this window then scales the model by how much slower or
+        faster this window's pages are."""
         letters = np.frombuffer(b"migration page, dirty window ", dtype=np.uint8)
         pages = letters[np.random.default_rng(0).integers(0, letters.size, (16, 4096))]
-        held = pages.copy()
-        held.view(np.uint64)[:, ::64] += np.uint64(1)
-        rows = np.arange(16, dtype=np.int64)
         fixed = np.zeros(len(self.codecs))
         per_page = np.zeros(len(self.codecs))
         for i in range(len(self.codecs)):
+            if self._reads_destination[i]:
+                continue  # predicted from changed words, never probed by encoding
             best = {}
             for m in (1, 16):
-                best[m] = float("inf")
-                for _ in range(4):
-                    mirror = None
-                    if self._reads_destination[i]:
-                        mirror = DestinationMirror.holding(rows[:m], held[:m])
-                    _, cpu = _timed_encode(self._probes[i], pages[:m], mirror)
-                    best[m] = min(best[m], cpu)
+                best[m] = min(_timed_encode(self._probes[i], pages[:m])[1] for _ in range(4))
             per_page[i] = max(best[16] - best[1], 0.0) / 15
             fixed[i] = max(best[1] - per_page[i], 0.0)
         # every arm scans zero pages the same way (the framework sends them as markers)
@@ -203,9 +229,9 @@ class FeatureExtractor:
         return fixed, per_page
 
     def sample_size(self, n_pages: int) -> int:
-        """About 1/64 of the window, so a probe costs each arm about 1/64 of encoding the
-        window, however small the window (at least one page, at most ``sample_pages``)."""
-        return int(min(self.sample_pages, max(1, n_pages // 64)))
+        """How many of a window's pages the features read: all of a small window, at most
+        ``sample_pages`` of a large one."""
+        return int(min(self.sample_pages, max(1, n_pages)))
 
     def extract(
         self,
@@ -213,73 +239,122 @@ class FeatureExtractor:
         previous: np.ndarray | None = None,
         probe: np.ndarray | bool | Callable[[WindowFeatures], np.ndarray | None] = True,
         sampled: bool = False,
+        window_pages: float | None = None,
+        held: np.ndarray | None = None,
     ) -> WindowFeatures:
         """Features of a window whose pages are ``pages`` (``(n, page_size)`` uint8).
 
-        ``previous`` is what the destination holds for those pages (the delta cache), or
-        ``None`` when unknown. ``probe`` says which arms to probe: all (``True``), none
-        (``False``/``None``), a boolean mask, or a function given the cheap features that
-        returns a mask (how a policy buys only the probes it needs). ``sampled`` says
-        ``pages`` already are the window's sample (drawn with :meth:`sample_size` and
-        :func:`sample_rows` by a caller that never gathers the whole window, as the
-        migration engine does), so all of them are used.
+        ``previous`` is what the destination holds for those pages, or ``None`` when it
+        holds none of them; ``held`` (bool per page), when given, says which of them it
+        holds (the others' rows of ``previous`` are ignored). ``probe`` says which arms to
+        probe: all (``True``), none (``False``/``None``), a boolean mask, or a function given
+        the cheap features that returns a mask (how a policy buys only the probes it needs).
+        ``sampled`` says ``pages`` already are the window's sample (drawn with
+        :meth:`sample_size` and :func:`sample_rows` by a caller that never gathers the whole
+        window, as the migration engine does); ``window_pages`` is then the window's true
+        size (by default, ``len(pages)``).
         """
         clock = time.thread_time  # CPU time of this thread, as encode costs are counted
         t0 = clock()
         n, page_size = pages.shape
+        k = len(self.codecs)
         size = n if sampled else self.sample_size(n)
         rows = sample_rows(n, size, min(4, size))
+        total = float(n if window_pages is None else window_pages)
         if not rows.size:
-            return WindowFeatures(np.array([1.0, 0.0, 0.0, 1.0, 0.0]), cheap_s=clock() - t0)
+            return WindowFeatures(
+                np.array([1.0, 0.0, 0.0, 1.0, 0.0]), cheap_s=clock() - t0, pages=total
+            )
         # the sample is gathered once (not at all when it is every row, as the engine's
         # pre-drawn sample is); zero pages are markers for every arm, so only the non-zero
-        # ones (``data``, and what the destination holds for them, ``held``) are looked at
-        sample = pages if rows.size == n else pages[rows]
+        # ones (``data``, and what the destination holds for them) are looked at
+        every = rows.size == n
+        sample = pages if every else pages[rows]
         zero = zero_page_rows(sample)
-        if zero is None:
-            zero_frac, data = 0.0, sample
-            held = None if previous is None else (previous if rows.size == n else previous[rows])
-        else:
-            nz_rows = rows[~zero]
-            zero_frac = float(np.count_nonzero(zero)) / rows.size
-            data = sample[~zero]
-            held = None if previous is None else previous[nz_rows]
+        nz_rows = rows if zero is None else rows[~zero]
+        data = sample if zero is None else sample[~zero]
+        zero_frac = 0.0 if zero is None else float(np.count_nonzero(zero)) / rows.size
         m = data.shape[0]
-        entropy = byte_entropy(data[:1]) / 8.0 if m else 0.0
-        changed = None
-        if held is not None:
-            changed = changed_words(data, held)
-            # over the non-zero pages: a zero page is a marker whatever it replaced
-            changed_frac = float(changed.sum()) / max(m * (page_size // 8), 1)
-        else:
-            changed_frac = 1.0
-        context = np.array([1.0, zero_frac, entropy, changed_frac, 0.0 if changed is None else 1.0])
+        # entropy of a few pages spread over the sample (one page says more about that page
+        # than about the window), every 7th byte: a few thousand bytes in all
+        spread = data if m <= 4 else data[:: m // 4][:4]
+        entropy = byte_entropy(spread, stride=7) / 8.0 if m else 0.0
+        delta = None
+        held_frac = 0.0
+        changed_frac = 1.0
+        has_previous = previous is not None and m > 0
+        if has_previous:
+            base = previous if every and zero is None else previous[nz_rows]
+            new = data
+            if held is not None:  # only the pages the destination holds have a base
+                known = np.asarray(held)[nz_rows]
+                n_known = int(np.count_nonzero(known))
+                if n_known < m:
+                    base, new = base[known], data[known]
+            else:
+                n_known = m
+            if n_known:
+                changes = page_changes(new, base)
+                held_frac = n_known / m
+                changed_frac = float(changes.words.sum()) / (n_known * (page_size // 8))
+                delta = np.full(k, np.nan)
+                for i, codec in enumerate(self._deltas):  # a few delta arms, not per page
+                    if codec is not None:
+                        sizes = codec.estimate_sizes(changes, page_size)
+                        delta[i] = float(sizes.sum()) / n_known
+        context = np.array([1.0, zero_frac, entropy, changed_frac, float(has_previous)])
         cheap_s = clock() - t0
-        k = len(self.codecs)
+        features = WindowFeatures(
+            context,
+            cheap_s=cheap_s,
+            pages=total,
+            sample=int(rows.size),
+            held_frac=held_frac,
+            delta_bytes=delta,
+            probe_pages=min(m, self.probe_pages),
+        )
         if callable(probe):
-            probe = probe(WindowFeatures(context, cheap_s=cheap_s))
-        if probe is None or probe is False or rows.size == 0:
-            return WindowFeatures(context, cheap_s=cheap_s)
-        if zero_frac == 1.0 and changed is None:  # every arm sends zero markers: nothing to learn
-            probe = np.zeros(k, dtype=bool)
+            probe = probe(features)
+        if probe is None or probe is False:
+            return features
         mask = np.ones(k, dtype=bool) if probe is True else np.asarray(probe, dtype=bool)
+        mask = mask & ~self._reads_destination
+        self._probe(features, data, zero_frac, mask, page_size)
+        return features
+
+    def _probe(
+        self,
+        features: WindowFeatures,
+        data: np.ndarray,
+        zero_frac: float,
+        mask: np.ndarray,
+        page_size: int,
+    ) -> None:
+        """Encode up to ``probe_pages`` non-zero sampled pages with each arm of ``mask``."""
+        clock = time.thread_time
+        k = len(self.codecs)
         ratio = np.full(k, np.nan)
         rate = np.full(k, np.nan)
+        out = np.full(k, np.nan)
         probe_s = np.zeros(k)
+        m = features.probe_pages
+        if m:
+            part = data[sample_rows(data.shape[0], m, min(4, m))]
+            m = part.shape[0]
         nz = 1.0 - zero_frac
         for i in np.flatnonzero(mask):  # one probe per arm, not per page
             t1 = clock()
-            stats = None
-            if self._reads_destination[i]:
-                if changed is not None and m:  # else nothing held to encode against
-                    stats = self._probe_delta(i, data, held)
-            elif m:
-                stats = _timed_encode(self._probes[i], data)
-            if stats is not None:
-                stats, cpu_s = stats
-                payload = max(stats.output_bytes - m - _RUN_BYTES, 1) / m  # per non-zero page
-                per_page = 1.0 + nz * payload + _RUN_BYTES / self.batch_pages
-                ratio[i] = page_size / per_page
+            if not m:
+                pass  # every sampled page is zero: each arm sends markers only
+            elif self._is_raw[i]:  # raw writes the pages as they are: its calibration says
+                out[i] = float(m * page_size)  # what a copy of a batch costs
+                work = self.fixed_s[i] + self.per_page_s[i] * max(nz * self.batch_pages, 1.0)
+                work += self.zero_page_s * zero_frac * self.batch_pages
+                rate[i] = self.batch_pages * page_size / work if work > 0 else np.inf
+            else:
+                stats, cpu_s = _timed_encode(self._probes[i], part)
+                payload = max(stats.output_bytes - m - _RUN_BYTES, 1)
+                out[i] = float(payload)
                 if stats.device_s is not None:  # emulated hardware: its modelled time
                     work = stats.device_s / m * max(nz * self.batch_pages, 1.0)
                 else:  # the arm's call model, scaled by how this window's pages compare
@@ -287,8 +362,20 @@ class FeatureExtractor:
                     model = fixed + each * m
                     scale = cpu_s / model if model > 0 else 1.0
                     work = scale * (fixed + each * max(nz * self.batch_pages, 1.0))
-                    # plus the batch's zero pages, which the sample's non-zero pages omit
                     work += self.zero_page_s * zero_frac * self.batch_pages
                 rate[i] = self.batch_pages * page_size / work if work > 0 else np.inf
+            if np.isfinite(out[i]):
+                per_page = 1.0 + nz * out[i] / m + _RUN_BYTES / self.batch_pages
+                ratio[i] = page_size / per_page
             probe_s[i] = clock() - t1
-        return WindowFeatures(context, ratio, rate, cheap_s, probe_s)
+        if features.delta_bytes is not None:  # delta arms: from the changed words, free
+            held = features.held_frac
+            each = held * features.delta_bytes + (1.0 - held) * page_size
+            with np.errstate(invalid="ignore"):
+                delta_ratio = page_size / (1.0 + nz * each + _RUN_BYTES / self.batch_pages)
+            ratio = np.where(np.isnan(features.delta_bytes), ratio, delta_ratio)
+        features.predicted_ratio = ratio
+        features.predicted_rate = rate
+        features.probe_out = out
+        features.probe_s = probe_s
+        features.probe_pages = m

@@ -21,6 +21,7 @@ import numpy as np
 
 from migcodec.codecs import Codec, Measurements
 from migcodec.selector.arms import Arm
+from migcodec.selector.costmodel import machine_cost_model
 from migcodec.selector.features import FeatureExtractor, WindowFeatures
 from migcodec.selector.objectives import Objective, Outcome, Throughput
 from migcodec.selector.policies import Policy
@@ -70,11 +71,23 @@ class Selector:
         arms: Sequence[Arm | Codec | dict[str, Any] | str],
         objective: Objective | None = None,
         sample_pages: int = 16,
+        page_size: int = 4096,
     ) -> None:
         self.arms = [a if isinstance(a, Arm) else Arm.of(a) for a in arms]
         self.codecs = [a.codec for a in self.arms]
         self.objective = objective or Throughput()
-        self.policy = policy.bind(len(self.arms), self.objective, [c.kind for c in self.codecs])
+        costs = None
+        if policy.wants_costs:
+            model = machine_cost_model(self.arms, page_size)
+            costs = [model.arm(a.label) for a in self.arms]
+        self.policy = policy.bind(
+            len(self.arms),
+            self.objective,
+            [c.kind for c in self.codecs],
+            labels=[a.label for a in self.arms],
+            costs=costs,
+            page_size=page_size,
+        )
         self.extractor = FeatureExtractor(self.codecs, sample_pages=sample_pages)
         self.windows = 0
         #: recent ratio and encode rate (guest bytes per busy second) per arm, moving
@@ -83,11 +96,17 @@ class Selector:
         self.recent_rate = np.full(len(self.arms), np.nan)
 
     def features(
-        self, pages: np.ndarray, previous: np.ndarray | None = None, sampled: bool = False
+        self,
+        pages: np.ndarray,
+        previous: np.ndarray | None = None,
+        sampled: bool = False,
+        window_pages: float | None = None,
+        held: np.ndarray | None = None,
     ) -> WindowFeatures:
-        """Features of a window, with only the probes the policy asks for."""
+        """Features of a window, with only the probes the policy asks for (see
+        :meth:`FeatureExtractor.extract` for the arguments)."""
         probe = self.policy.probe_mask if self.policy.needs == "probe" else False
-        return self.extractor.extract(pages, previous, probe, sampled)
+        return self.extractor.extract(pages, previous, probe, sampled, window_pages, held)
 
     def choose(
         self,
@@ -95,12 +114,16 @@ class Selector:
         previous: np.ndarray | None = None,
         features: WindowFeatures | None = None,
         sampled: bool = False,
+        window_pages: float | None = None,
+        held: np.ndarray | None = None,
     ) -> Decision:
         """The arm for the next window, from its pages (and what the destination holds) or
-        from precomputed ``features``; context-free policies need neither. ``sampled``:
-        ``pages`` are already the window's sample (see ``FeatureExtractor.extract``)."""
+        from precomputed ``features``; context-free policies need neither. ``sampled``,
+        ``window_pages`` and ``held``: see ``FeatureExtractor.extract``."""
         if features is None and pages is not None and self.policy.needs != "none":
-            features = self.features(pages, previous, sampled)
+            total = float(len(pages) if window_pages is None else window_pages)
+            if self.policy.wants_features(total):
+                features = self.features(pages, previous, sampled, window_pages, held)
         arm = self.policy.choose(features)
         return Decision(arm, self.codecs[arm], features, self.policy.charge_s(features))
 

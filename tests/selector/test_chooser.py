@@ -37,7 +37,7 @@ def test_the_sample_is_spread_over_the_whole_window_not_its_first_batch():
     window = _window_whose_first_batch_is_zero()
     objective = make_objective("throughput", link=parse_rate("1Gbit"), workers=2)
     chooser = SelectorChooser(Selector(parse_policy("predictive"), ["raw", "lz4"], objective))
-    _, indices = chooser._sample(window)
+    _, indices, _ = chooser._sample(window)
     assert indices.size == 16  # 1/64 of 4096 pages
     assert indices.min() < 64 and indices.max() >= 64 * 63  # both ends of the window
     assert len(set((indices // 64).tolist())) == 4  # four runs of four pages
@@ -101,7 +101,7 @@ def test_history_watches_one_page_per_block_so_any_window_meets_pages_seen_befor
     assert history.watch(memory, window) == pytest.approx(11 / 4096)
 
 
-def _auto(arms="raw;lz4;zstd:level=1;dsa-delta", policy="predictive"):
+def _auto(arms="raw;lz4;zstd:level=1;dsa-delta", policy="auto"):
     objective = make_objective("throughput", link=parse_rate("1Gbit"), workers=2)
     return SelectorChooser(Selector(parse_policy(policy), parse_arms(arms), objective))
 

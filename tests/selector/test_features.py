@@ -7,7 +7,6 @@ from migcodec.codecs import Batch, DestinationMirror, get_codec
 from migcodec.datasets import generate_pages
 from migcodec.selector import FeatureExtractor
 from migcodec.selector.features import byte_entropy, changed_words, delta_bytes, sample_rows
-from tests.selector.standins import StandInDelta
 
 
 @given(st.integers(1, 5000), st.integers(1, 64))
@@ -50,7 +49,7 @@ def test_cheap_features_describe_the_window():
 
 
 def test_probes_predict_the_window_ratio_of_each_arm():
-    codecs = [get_codec("raw"), get_codec("lz4"), get_codec("zstd"), StandInDelta()]
+    codecs = [get_codec("raw"), get_codec("lz4"), get_codec("zstd"), get_codec("dsa-delta")]
     fx = FeatureExtractor(codecs, sample_pages=16)
     pages = np.concatenate([generate_pages("memcached", 768, 3), np.zeros((256, 4096), np.uint8)])
     previous = pages.copy()
@@ -61,16 +60,17 @@ def test_probes_predict_the_window_ratio_of_each_arm():
             codec.encode(Batch(pages, [(b, 64)])).stats.output_bytes for b in range(0, 1024, 64)
         )
         assert f.predicted_ratio[i] == pytest.approx(pages.nbytes / out, rel=0.25), codec
-    delta = StandInDelta()
+    delta = get_codec("dsa-delta")
     held = DestinationMirror.holding(np.arange(1024), previous)
     out = sum(
         delta.encode(Batch(pages, [(b, 64)]), destination=held).stats.output_bytes
         for b in range(0, 1024, 64)
     )
     assert f.predicted_ratio[3] == pytest.approx(pages.nbytes / out, rel=0.25)
-    # the delta arm is probed against a mirror of what the destination holds
-    assert (f.predicted_rate > 0).all()
-    assert (f.probe_s > 0).all()
+    # the delta arm is predicted from the changed words (cheap), never probed by encoding
+    assert (f.predicted_rate[:3] > 0).all() and np.isnan(f.predicted_rate[3])
+    assert (f.probe_s[1:3] > 0).all() and f.probe_s[3] == 0
+    assert f.delta_bytes[3] == pytest.approx(10 * 16 + 2)  # 16 of 512 words changed per page
 
 
 def test_only_requested_probes_run_and_are_charged():

@@ -5,7 +5,7 @@ import pytest
 
 from migcodec.codecs import Batch, DestinationMirror
 from migcodec.selector import Selector, SelectorError, Throughput, parse_policy
-from tests.selector.standins import StandInDelta, phased_windows
+from tests.selector.standins import phased_windows
 
 
 def run_engine(selector: Selector, windows) -> list[int]:
@@ -23,7 +23,7 @@ def run_engine(selector: Selector, windows) -> list[int]:
 
 
 def test_predictive_selector_uses_delta_on_sparse_updates_and_compression_on_text():
-    arms = ["raw", "lz4", "zstd:level=1", StandInDelta()]
+    arms = ["raw", "lz4", "zstd:level=1", "dsa-delta"]
     selector = Selector(parse_policy("predictive"), arms, Throughput(link=1.25e8, workers=2))
     windows = list(phased_windows(n_windows=28, pages=256, seed=3, mean_phase=4))
     chosen = np.array(run_engine(selector, windows))

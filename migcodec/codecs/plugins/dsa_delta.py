@@ -216,6 +216,12 @@ class DsaDeltaCodec(DeltaCodec):
         self._request_path = "software"  # until the device returns this request's records
         return super().encode(batch, staging, destination)
 
+    def estimate_sizes(self, changes, page_size):
+        """A record's exact size: 10 bytes per changed word, raw past the maximum."""
+        size = ENTRY_BYTES * changes.words
+        fits = (size <= self.max_record_size) & (size + 2 < page_size)
+        return np.where(changes.words == 0, 0, np.where(fits, size + 2, page_size))
+
     def _make_deltas(self, old, new):
         if self._shim is not None:
             done = self._create_on_device(old, new)

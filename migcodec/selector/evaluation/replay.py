@@ -39,15 +39,23 @@ class ReplayResult:
 
 def replay(policy: Policy, table: Table, objective: Objective) -> ReplayResult:
     """Run ``policy`` over ``table`` with bandit feedback; rewards include feature costs."""
-    policy.bind(table.n_arms, objective, table.kinds)
+    policy.bind(
+        table.n_arms,
+        objective,
+        table.kinds,
+        labels=table.labels,
+        costs=table.costs(),
+        page_size=table.page_size,
+    )
     n = table.n_windows
     chosen = np.zeros(n, dtype=np.int64)
     rewards = np.zeros(n)
     charges = np.zeros(n)
     needs = policy.needs
+    pages = table.input_bytes[:, 0] / table.page_size
     for w in range(n):  # one iteration per window: the policy's own loop, as online
         features = None
-        if needs != "none":
+        if needs != "none" and policy.wants_features(float(pages[w])):
             full = table.features(w)
             features = full.cheap()
             if needs == "probe":

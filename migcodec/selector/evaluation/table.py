@@ -5,9 +5,15 @@ replay then shows each policy only the outcome of the arm it chose. The table al
 every window's features and every arm's probe (with what each cost), so a replay can charge
 a policy for exactly the features it read.
 
+A window that stores a uniform sample of its dirty pages (``Window.dirty_pages``) is scored
+at its true size: its bytes and times are the sample's, scaled by dirty pages per stored
+page. Features and probes are not scaled: they read a sample of the window, online too.
+
 Timing is noisy on a shared machine: each arm encodes each window ``repeats`` times,
-interleaved across arms, and the medians are kept. Ratios do not vary and come from the
-first run.
+interleaved across arms, and the medians are kept with their spread; only the codec calls
+are timed. Ratios do not vary and come from the first run. :meth:`Table.modelled` replaces
+every time by a calibrated cost model's (:mod:`migcodec.selector.costmodel`), for
+comparisons that give the same numbers on every run.
 """
 
 from __future__ import annotations
@@ -16,18 +22,20 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from migcodec.codecs import Batch, Codec, DestinationMirror
+from migcodec.codecs.zero import zero_page_rows
 from migcodec.datasets import Window
 from migcodec.selector.arms import Arm
+from migcodec.selector.costmodel import FEATURES_LABEL, ArmCost, CostModel, machine_cost_model
 from migcodec.selector.features import CONTEXT_NAMES, FeatureExtractor, WindowFeatures
 from migcodec.selector.objectives import Objective, Outcome
 
-TABLE_VERSION = 1
+TABLE_VERSION = 2
 _ARRAYS = (
     "input_bytes",
     "output_bytes",
@@ -39,6 +47,19 @@ _ARRAYS = (
     "predicted_rate",
     "cheap_s",
     "probe_s",
+)
+#: arrays a table built by :func:`build_table` also has (a hand-made table may omit them)
+_WORK_ARRAYS = (
+    "cpu_spread",  # (windows, arms): (max - min) / median of the repeats' CPU times
+    "stored_out",  # (windows, arms): output bytes of the stored pages, unscaled
+    "pages",  # (windows,): pages dirtied in the window (its true size)
+    "stored",  # (windows,): pages stored (and encoded)
+    "zero_pages",  # (windows,): zero pages among those stored
+    "sample",  # (windows,): pages the cheap features read
+    "held_frac",  # (windows,): share of sampled non-zero pages the destination holds
+    "delta_bytes",  # (windows, arms): a delta arm's predicted payload per held page
+    "probe_pages",  # (windows,): non-zero pages each probe encoded
+    "probe_out",  # (windows, arms): bytes each probe wrote
 )
 
 
@@ -64,6 +85,16 @@ class Table:
     probe_s: np.ndarray
     phases: list[str] = field(default_factory=list)
     meta: dict = field(default_factory=dict)
+    cpu_spread: np.ndarray | None = None
+    stored_out: np.ndarray | None = None
+    pages: np.ndarray | None = None
+    stored: np.ndarray | None = None
+    zero_pages: np.ndarray | None = None
+    sample: np.ndarray | None = None
+    held_frac: np.ndarray | None = None
+    delta_bytes: np.ndarray | None = None
+    probe_pages: np.ndarray | None = None
+    probe_out: np.ndarray | None = None
 
     @property
     def n_windows(self) -> int:
@@ -94,14 +125,76 @@ class Table:
             self.device_s,
         )
 
+    @property
+    def page_size(self) -> int:
+        return int(self.meta.get("page_size", 4096))
+
+    def costs(self) -> list[ArmCost | None]:
+        """Each arm's cost model as calibrated where the table was built (``None`` where
+        the table holds none): what a policy that predicts CPU time starts from."""
+        saved = self.meta.get("costs") or {}
+        return [ArmCost(**saved[label]) if label in saved else None for label in self.labels]
+
     def features(self, w: int) -> WindowFeatures:
-        return WindowFeatures(
+        f = WindowFeatures(
             self.context[w],
             self.predicted_ratio[w],
             self.predicted_rate[w],
             float(self.cheap_s[w]),
             self.probe_s[w],
+            pages=float(self.input_bytes[w, 0]) / self.page_size,
         )
+        if self.pages is not None:
+            f.sample = int(self.sample[w])
+            f.held_frac = float(self.held_frac[w])
+            f.delta_bytes = self.delta_bytes[w]
+            f.probe_pages = int(self.probe_pages[w])
+            f.probe_out = self.probe_out[w]
+        return f
+
+    def spread(self) -> np.ndarray:
+        """Per arm, the median over windows of its timings' spread between repeats."""
+        if self.cpu_spread is None:
+            return np.full(self.n_arms, np.nan)
+        return np.nanmedian(self.cpu_spread, axis=0)
+
+    def modelled(self, model: CostModel) -> Table:
+        """This table with every time replaced by ``model``'s: encode CPU (and wall) time
+        per (window, arm), probe and cheap-feature costs. Output bytes, features and probe
+        results are unchanged; emulated hardware keeps its modelled device time."""
+        if self.pages is None:
+            raise TableError("this table holds no work counts to model; rebuild it")
+        page_size, batch = self.page_size, model.batch_pages
+        scale = self.pages / self.stored
+        calls = np.ceil(self.pages / batch)
+        nz = self.stored - self.zero_pages
+        cpu = np.empty_like(self.cpu_s)
+        probe = np.zeros_like(self.probe_s)
+        for i, label in enumerate(self.labels):
+            cost = model.arm(label)
+            payload = self.stored_out[:, i] - self.stored - np.ceil(self.stored / batch) * 12
+            cpu[:, i] = cost.cpu_arrays(
+                calls,
+                nz * scale,
+                np.maximum(payload, 1.0) * scale,
+                self.zero_pages * scale,
+                page_size,
+            )
+            probed = np.isfinite(self.probe_out[:, i]) & (self.probe_pages > 0)
+            if probed.any():
+                probe[probed, i] = cost.cpu_arrays(
+                    1.0,
+                    self.probe_pages[probed],
+                    self.probe_out[probed, i],
+                    0.0,
+                    page_size,
+                )
+        features = model.arm(FEATURES_LABEL)
+        cheap = features.per_call + features.per_page[0] * self.sample
+        fields = {name: getattr(self, name) for name in (*_ARRAYS, *_WORK_ARRAYS)}
+        fields.update(cpu_s=cpu, wall_s=cpu.copy(), probe_s=probe, cheap_s=cheap)
+        meta = {**self.meta, "cost_model": {"machine": model.machine, "created": model.created}}
+        return Table(list(self.arms), phases=list(self.phases), meta=meta, **fields)
 
     def outcome(self, w: int, arm: int) -> Outcome:
         device = self.device_s[w, arm]
@@ -117,6 +210,9 @@ class Table:
     def save(self, path: str | Path) -> None:
         meta = {**self.meta, "version": TABLE_VERSION, "arms": self.arms, "phases": self.phases}
         arrays = {name: getattr(self, name) for name in _ARRAYS}
+        arrays.update(
+            {name: getattr(self, name) for name in _WORK_ARRAYS if getattr(self, name) is not None}
+        )
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp.npz")
         np.savez_compressed(tmp, meta=np.array(json.dumps(meta)), **arrays)
@@ -128,6 +224,7 @@ class Table:
             with np.load(path, allow_pickle=False) as data:
                 meta = json.loads(str(data["meta"]))
                 arrays = {name: data[name] for name in _ARRAYS}
+                arrays.update({name: data[name] for name in _WORK_ARRAYS if name in data})
         except (OSError, KeyError, ValueError) as exc:
             raise TableError(
                 f"cannot read evaluation table {path}: {exc}; delete it to rebuild"
@@ -142,7 +239,7 @@ class Table:
 
 def encode_window(codec: Codec, window: Window, batch_pages: int) -> Outcome:
     """Encode a window's pages in ``batch_pages``-page batches on this thread, as one
-    worker would; return the summed measurements."""
+    worker would; return the summed measurements (CPU time of the codec calls only)."""
     pages = window.pages
     n = pages.shape[0]
     # the window is encoded as window-local memory: its rows are its page numbers, and the
@@ -150,19 +247,21 @@ def encode_window(codec: Codec, window: Window, batch_pages: int) -> Outcome:
     destination = None
     if codec.reads_destination and window.previous is not None:
         destination = DestinationMirror.holding(np.arange(n, dtype=np.int64), window.previous)
-    out = wall = 0.0
+    out = wall = cpu = 0.0
     device: float | None = None
-    # the window's CPU time is read here, once: per-batch stats.cpu_s is sampled (one
-    # encode in several reads the clock), right for a stream's totals but not exact per call
-    cpu0 = time.thread_time()
+    clock = time.thread_time
     for first in range(0, n, batch_pages):  # one iteration per batch, not per page
         batch = Batch(pages, [(first, min(batch_pages, n - first))], window.page_size, batch_pages)
+        # the window's CPU time is read around each call: per-batch stats.cpu_s is sampled
+        # (one encode in several reads the clock), right for a stream's totals but not exact
+        # per call, and a clock around the loop would also time the loop
+        cpu0 = clock()
         stats = codec.encode(batch, destination=destination).stats
+        cpu += clock() - cpu0
         out += stats.output_bytes
         wall += stats.wall_s
         if stats.device_s is not None:
             device = (device or 0.0) + stats.device_s
-    cpu = time.thread_time() - cpu0
     return Outcome(float(pages.nbytes), out, wall, cpu, device)
 
 
@@ -181,18 +280,27 @@ def build_table(
     batch_pages: int = 64,
     sample_pages: int = 16,
     progress: Callable[[int], None] | None = None,
+    probe_pages: int = 16,
 ) -> Table:
     """Run every arm on every window (streamed: windows are not kept)."""
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     codecs = [a.codec for a in arms]
-    extractor = FeatureExtractor(codecs, sample_pages=sample_pages, batch_pages=batch_pages)
-    rows: dict[str, list] = {name: [] for name in _ARRAYS}
+    extractor = FeatureExtractor(
+        codecs, sample_pages=sample_pages, batch_pages=batch_pages, probe_pages=probe_pages
+    )
+    calibration: CostModel | None = None
+    rows: dict[str, list] = {name: [] for name in (*_ARRAYS, *_WORK_ARRAYS)}
     phases: list[str] = []
     k = len(arms)
+    page_size = None
     for window in windows:
         if window.n_pages == 0:
             continue
+        page_size = window.page_size
+        scale = window.scale
+        if calibration is None:
+            calibration = machine_cost_model(arms, page_size, batch_pages)
         _touch(window)  # every arm then finds the pages equally warm in cache
         walls = np.zeros((repeats, k))
         cpus = np.zeros((repeats, k))
@@ -208,22 +316,40 @@ def build_table(
         if not phases:  # first window: warm caches and lazy imports outside the timings
             extractor.extract(window.pages, window.previous, probe=True)
         runs = [
-            extractor.extract(window.pages, window.previous, probe=True) for _ in range(repeats)
+            extractor.extract(
+                window.pages, window.previous, probe=True, window_pages=window.dirty_pages
+            )
+            for _ in range(repeats)
         ]
         feats = runs[0]
         feats.cheap_s = float(np.median([f.cheap_s for f in runs]))
         feats.probe_s = np.median([f.probe_s for f in runs], axis=0)
         feats.predicted_rate = np.median([f.predicted_rate for f in runs], axis=0)
-        rows["input_bytes"].append(np.full(k, float(window.nbytes)))
-        rows["output_bytes"].append(out)
-        rows["wall_s"].append(np.median(walls, axis=0))
-        rows["cpu_s"].append(np.median(cpus, axis=0))
-        rows["device_s"].append(device)
+        cpu = np.median(cpus, axis=0)
+        zero = zero_page_rows(window.pages)
+        rows["input_bytes"].append(np.full(k, float(window.nbytes) * scale))
+        rows["output_bytes"].append(out * scale)
+        rows["wall_s"].append(np.median(walls, axis=0) * scale)
+        rows["cpu_s"].append(cpu * scale)
+        rows["device_s"].append(device * scale)
         rows["context"].append(feats.context)
         rows["predicted_ratio"].append(feats.predicted_ratio)
         rows["predicted_rate"].append(feats.predicted_rate)
         rows["cheap_s"].append(feats.cheap_s)
         rows["probe_s"].append(feats.probe_s)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rows["cpu_spread"].append((cpus.max(axis=0) - cpus.min(axis=0)) / cpu)
+        rows["stored_out"].append(out)
+        rows["pages"].append(float(window.dirty_pages or window.n_pages))
+        rows["stored"].append(float(window.n_pages))
+        rows["zero_pages"].append(0.0 if zero is None else float(np.count_nonzero(zero)))
+        rows["sample"].append(float(feats.sample))
+        rows["held_frac"].append(feats.held_frac)
+        rows["delta_bytes"].append(
+            np.full(k, np.nan) if feats.delta_bytes is None else feats.delta_bytes
+        )
+        rows["probe_pages"].append(float(feats.probe_pages))
+        rows["probe_out"].append(feats.probe_out)
         phases.append(window.phase or "")
         if progress is not None:
             progress(len(phases))
@@ -234,20 +360,36 @@ def build_table(
         "repeats": repeats,
         "batch_pages": batch_pages,
         "sample_pages": sample_pages,
+        "probe_pages": probe_pages,
+        "page_size": page_size,
         "kinds": [c.kind for c in codecs],
         "paths": [c.probe_path() for c in codecs],
         "context_names": list(CONTEXT_NAMES),
         "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "costs": {a.label: asdict(calibration.arm(a.label)) for a in arms},
     }
     return Table([a.get_config() for a in arms], phases=phases, meta=meta, **arrays)
 
 
 def table_key(
-    source: str, arms: list[Arm], repeats: int, batch_pages: int, sample_pages: int
+    source: str,
+    arms: list[Arm],
+    repeats: int,
+    batch_pages: int,
+    sample_pages: int,
+    probe_pages: int = 16,
 ) -> str:
     """Cache key of a table: the window source's identity and everything that shaped it."""
     text = json.dumps(
-        [source, [a.get_config() for a in arms], repeats, batch_pages, sample_pages, TABLE_VERSION],
+        [
+            source,
+            [a.get_config() for a in arms],
+            repeats,
+            batch_pages,
+            sample_pages,
+            probe_pages,
+            TABLE_VERSION,
+        ],
         sort_keys=True,
     )
     return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()

@@ -1,5 +1,6 @@
 """Policies: one interface (``choose``/``update``), JSON configs, a registry by name."""
 
+from migcodec.selector.policies.auto import Auto
 from migcodec.selector.policies.bandits import (
     UCB1,
     DiscountedUCB,
@@ -21,6 +22,7 @@ from migcodec.selector.policies.predictive import Predictive
 
 #: the policies an evaluation runs when none are named (fixed arms are always added)
 DEFAULT_POLICIES = (
+    "auto",
     "epsilon-greedy",
     "ucb1",
     "d-ucb",
@@ -35,6 +37,7 @@ __all__ = [
     "DEFAULT_POLICIES",
     "POLICIES",
     "UCB1",
+    "Auto",
     "DiscountedUCB",
     "EpsilonGreedy",
     "Fixed",

@@ -40,6 +40,8 @@ class Policy(ABC):
 
     name: ClassVar[str]
     needs: ClassVar[str] = "none"
+    #: the policy predicts CPU time from each arm's calibrated cost model (``bind(costs=)``)
+    wants_costs: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -53,13 +55,25 @@ class Policy(ABC):
         n_arms: int,
         objective: Objective | None = None,
         kinds: list[str] | None = None,
+        *,
+        labels: list[str] | None = None,
+        costs: list | None = None,
+        page_size: int = 4096,
     ) -> Policy:
-        """Size the policy for ``n_arms`` arms and clear what it has learnt."""
+        """Size the policy for ``n_arms`` arms and clear what it has learnt.
+
+        ``kinds`` and ``labels`` describe the arms; ``costs`` is each arm's calibrated cost
+        model (:class:`~migcodec.selector.costmodel.ArmCost`, or ``None``) for policies that
+        predict CPU time, and ``page_size`` the pages' size.
+        """
         if n_arms < 1:
             raise PolicyError("a policy needs at least one arm")
         self.n_arms = n_arms
         self.objective = objective or Throughput()
         self.kinds = kinds or ["compress"] * n_arms
+        self.labels = labels
+        self.costs = costs
+        self.page_size = page_size
         self._reset()
         return self
 
@@ -81,6 +95,14 @@ class Policy(ABC):
     ) -> None:
         """Learn from the reward of ``arm`` (the only arm whose outcome is observed)."""
 
+    def wants_features(self, pages: float) -> bool:
+        """Whether the next window's features, ``pages`` pages of it, are worth reading.
+
+        Features cost time on every window they are read; a policy that can tell they
+        would not change its choice skips them, and is then given ``None``. Default: read
+        them whenever the policy uses any."""
+        return self.needs != "none"
+
     def probe_mask(self, features: WindowFeatures) -> np.ndarray | None:
         """Which arms this window's probes should cover, given its cheap features
         (``None``: no probes). Called once per window, before :meth:`choose`.
@@ -91,7 +113,8 @@ class Policy(ABC):
         return np.ones(self.n_arms, dtype=bool) if self.needs == "probe" else None
 
     def charge_s(self, features: WindowFeatures | None) -> float:
-        """Seconds of feature extraction this policy's decision consumed."""
+        """Seconds of feature extraction this policy's decision consumed (none when it
+        skipped them)."""
         return 0.0 if features is None else features.cost_s(self.needs)
 
     # -- configuration ---------------------------------------------------------------

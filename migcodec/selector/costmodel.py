@@ -1,0 +1,366 @@
+"""A calibrated cost model of every arm: repeatable timings for comparing policies.
+
+Measured encode times move by tens of percent with whatever else the machine is doing, and a
+close call between two arms flips with them: two measurements of one trace can then crown
+different oracles. The cost model replaces each measured time by a prediction from the work
+done, so that a policy comparison gives the same numbers every time it is run on one
+machine; measured mode stays the default for what users see.
+
+One arm's CPU seconds for some encode calls are::
+
+    per_call x calls + per_zero_page x zero pages + per_page(class) x non-zero pages
+
+a fixed cost per call and a cost per byte by content class. Zero pages are a class of their
+own (the framework scans them; no codec sees them). Non-zero pages are classed by how well
+the arm compresses them, its ratio over them: a compressor's speed depends on the data far
+more than on its size (zstd takes incompressible data on a fast path, and slows down on
+short matches), and a delta codec's on how many words changed. ``per_page`` is piecewise
+linear in the log of that ratio, between knots fitted to median timings of synthetic windows
+of every content class; :meth:`CostModel.fit_report` says how well it predicts them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from migcodec.codecs import Batch, Codec, DestinationMirror
+from migcodec.codecs.base import RUN_BYTES
+from migcodec.codecs.zero import zero_page_rows
+from migcodec.datasets import generate_pages
+
+#: the model's entry for the cheap features a policy reads per window (per call, and per
+#: sampled page at every knot alike)
+FEATURES_LABEL = "cheap features"
+#: knots of the per-page cost curve: ratios over non-zero pages (log-spaced)
+KNOTS = (1.0, 1.25, 1.6, 2.5, 4.0, 8.0, 16.0, 64.0, 512.0)
+COST_MODEL_VERSION = 1
+
+
+class CostModelError(ValueError):
+    """A cost model file is missing, unreadable or does not cover the arms asked for."""
+
+
+@dataclass(frozen=True)
+class Work:
+    """What some encode calls of one arm did: the cost model's input."""
+
+    calls: float
+    pages: float  # non-zero pages
+    out_bytes: float  # what the calls wrote for the non-zero pages
+    zero_pages: float = 0.0
+
+    def ratio(self, page_size: int) -> float:
+        """The arm's ratio over the non-zero pages: the content class they fall in."""
+        if self.pages <= 0:
+            return 1.0
+        return self.pages * page_size / max(self.out_bytes, 1.0)
+
+
+@dataclass
+class ArmCost:
+    """One arm's coefficients: seconds per call, per zero page, and per non-zero page at
+    each ratio of :data:`KNOTS` (interpolated in log ratio, held flat beyond the ends)."""
+
+    per_call: float
+    per_zero_page: float
+    per_page: list[float]
+    #: median |model - measured| / measured over the calibration windows
+    fit_error: float = 0.0
+
+    def page_cost(self, ratio: float | np.ndarray) -> float | np.ndarray:
+        return np.interp(np.log(np.maximum(ratio, 1.0)), _LOG_KNOTS, self.per_page)
+
+    def cpu_s(self, work: Work, page_size: int) -> float:
+        return float(
+            self.per_call * work.calls
+            + self.per_zero_page * work.zero_pages
+            + self.page_cost(work.ratio(page_size)) * work.pages
+        )
+
+    def cpu_arrays(self, calls, pages, out_bytes, zero_pages, page_size: int) -> np.ndarray:
+        """Vectorised :meth:`cpu_s` over arrays of windows."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(pages > 0, pages * page_size / np.maximum(out_bytes, 1.0), 1.0)
+        return (
+            self.per_call * calls + self.per_zero_page * zero_pages + self.page_cost(ratio) * pages
+        )
+
+
+_LOG_KNOTS = np.log(np.array(KNOTS))
+
+
+@dataclass
+class CostModel:
+    """Coefficients per arm label, for one page size and batch size, on one machine."""
+
+    page_size: int
+    batch_pages: int
+    arms: dict[str, ArmCost]
+    machine: dict = field(default_factory=dict)
+    created: str = ""
+
+    def cpu_s(self, label: str, work: Work) -> float:
+        return self.arm(label).cpu_s(work, self.page_size)
+
+    def arm(self, label: str) -> ArmCost:
+        try:
+            return self.arms[label]
+        except KeyError:
+            raise CostModelError(
+                f"the cost model has no arm {label!r} (it covers {', '.join(self.arms)}); "
+                "calibrate it again with this arm"
+            ) from None
+
+    def save(self, path: str | os.PathLike) -> None:
+        doc = {
+            "version": COST_MODEL_VERSION,
+            "page_size": self.page_size,
+            "batch_pages": self.batch_pages,
+            "machine": self.machine,
+            "created": self.created,
+            "arms": {label: asdict(cost) for label, cost in self.arms.items()},
+        }
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(doc, indent=2) + "\n")
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> CostModel:
+        try:
+            doc = json.loads(Path(path).read_text())
+            if doc.get("version") != COST_MODEL_VERSION:
+                raise CostModelError(
+                    f"cost model {path} has version {doc.get('version')}, expected "
+                    f"{COST_MODEL_VERSION}; calibrate again"
+                )
+            arms = {label: ArmCost(**c) for label, c in doc["arms"].items()}
+            return cls(
+                int(doc["page_size"]),
+                int(doc["batch_pages"]),
+                arms,
+                dict(doc.get("machine", {})),
+                str(doc.get("created", "")),
+            )
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            if isinstance(exc, CostModelError):
+                raise
+            raise CostModelError(
+                f"cannot read cost model {path}: {exc}; calibrate again to replace it"
+            ) from exc
+
+    def fit_report(self) -> dict[str, float]:
+        """Median relative error of each arm's fit on its calibration windows."""
+        return {label: cost.fit_error for label, cost in self.arms.items()}
+
+
+def machine_identity() -> dict:
+    """What makes timings of one machine comparable: CPU, cores, Python and numpy."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {
+        "host": platform.node(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+    }
+
+
+def default_path(page_size: int, batch_pages: int) -> Path:
+    """Where this machine's calibration is kept (``$XDG_CACHE_HOME/migcodec``)."""
+    import hashlib
+
+    ident = json.dumps([machine_identity(), page_size, batch_pages])
+    key = hashlib.blake2b(ident.encode(), digest_size=6).hexdigest()
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "migcodec"
+    return base / f"cost-model-{key}.json"
+
+
+def payload_bytes(out_bytes, n_pages, batch_pages: int):
+    """What encode calls wrote for their non-zero pages: their output without the one-byte
+    mode of every page and the run of every batch (one run per batch)."""
+    return out_bytes - n_pages - np.ceil(n_pages / batch_pages) * RUN_BYTES
+
+
+def window_work(pages: np.ndarray, out_bytes: float, batch_pages: int) -> Work:
+    """The :class:`Work` of encoding ``pages`` in ``batch_pages``-page batches that wrote
+    ``out_bytes``."""
+    n = pages.shape[0]
+    zero = zero_page_rows(pages)
+    n_zero = 0 if zero is None else int(np.count_nonzero(zero))
+    payload = max(float(payload_bytes(out_bytes, n, batch_pages)), 0.0)
+    return Work(-(-n // batch_pages), n - n_zero, payload, n_zero)
+
+
+def _calibration_windows(page_size: int, batch_pages: int, seed: int = 0):
+    """(pages, previous) pairs of every content class and size: what the fit is made on.
+
+    Every kind of page, alone and in whole batches; against no held version, a version
+    with a share of its words changed, and a rewritten one (for delta codecs)."""
+    rng = np.random.default_rng(seed)
+    for kind in ("zero", "ones", "seq", "text", "memcached", "random", "mixed"):
+        for n in (1, 2 * batch_pages):
+            pages = generate_pages(kind, n, int(rng.integers(1 << 30)), page_size)
+            yield pages, None
+            if kind == "zero":
+                continue
+            for share in (1 / 512, 1 / 64, 1 / 8, 1.0):
+                previous = pages.copy()
+                words = previous.view(np.uint64)
+                hit = rng.random(words.shape) < share
+                words[hit] ^= np.uint64(0x0101010101010101)
+                yield pages, previous
+
+
+def _timed_window(
+    codec: Codec, pages: np.ndarray, previous: np.ndarray | None, batch_pages: int
+) -> tuple[float, int]:
+    """CPU seconds of encoding ``pages`` in batches (only the codec calls), and output bytes."""
+    n, page_size = pages.shape
+    destination = None
+    if codec.reads_destination and previous is not None:
+        destination = DestinationMirror.holding(np.arange(n, dtype=np.int64), previous)
+    cpu = 0.0
+    out = 0
+    for first in range(0, n, batch_pages):  # one iteration per batch, not per page
+        batch = Batch(pages, [(first, min(batch_pages, n - first))], page_size, batch_pages)
+        t0 = time.thread_time()
+        stats = codec.encode(batch, destination=destination).stats
+        cpu += time.thread_time() - t0
+        out += stats.output_bytes
+    return cpu, out
+
+
+def _fit(works: list[Work], times: np.ndarray, page_size: int) -> ArmCost:
+    """Per-call and zero-page costs from the windows of zero pages and of one page; the
+    per-page curve from the whole-batch windows, binned by ratio between the knots."""
+    calls = np.array([w.calls for w in works])
+    pages = np.array([w.pages for w in works])
+    zeros = np.array([w.zero_pages for w in works])
+    ratios = np.array([w.ratio(page_size) for w in works])
+    all_zero = pages == 0
+    # zero windows: time = per_call x calls + per_zero_page x zero pages
+    a = np.stack([calls[all_zero], zeros[all_zero]], axis=1)
+    per_call, per_zero = np.linalg.lstsq(a, times[all_zero], rcond=None)[0]
+    per_zero = max(float(per_zero), 0.0)
+    big = (calls > 1) & (pages > 0)
+    each = (times[big] - per_call * calls[big] - per_zero * zeros[big]) / pages[big]
+    log_r = np.log(np.maximum(ratios[big], 1.0))
+    curve = np.empty(len(KNOTS))
+    for k, knot in enumerate(_LOG_KNOTS):  # each knot: the windows nearest it, by distance
+        weight = 1.0 / (np.abs(log_r - knot) + 0.05) ** 2
+        curve[k] = float(np.sum(weight * each) / np.sum(weight))
+    curve = np.maximum(curve, 0.0)
+    cost = ArmCost(max(float(per_call), 0.0), per_zero, curve.tolist())
+    # the per-call cost seen by calls of one non-zero page (the fixed part of a probe)
+    one = (pages == 1) & (calls == 1)
+    if one.any():
+        cost.per_call = max(float(np.median(times[one] - cost.page_cost(ratios[one]))), 0.0)
+    predicted = np.array([cost.cpu_s(w, page_size) for w in works])
+    cost.fit_error = float(np.median(np.abs(predicted - times) / np.maximum(times, 1e-9)))
+    return cost
+
+
+def _fit_features(arms: list, page_size: int, batch_pages: int, repeats: int) -> ArmCost:
+    """The cheap features' cost: a fixed part and a part per sampled page (text against a
+    held version with a few words changed, the delta estimates included)."""
+    from migcodec.selector.features import FeatureExtractor
+
+    extractor = FeatureExtractor([a.codec for a in arms], batch_pages=batch_pages)
+    sizes = (1, 8, 32, extractor.sample_pages)
+    pages = generate_pages("text", max(sizes), 0, page_size)
+    previous = pages.copy()
+    previous.view(np.uint64)[:, ::64] ^= np.uint64(1)
+    times = np.zeros((repeats, len(sizes)))
+    for r in range(repeats):
+        for i, n in enumerate(sizes):
+            times[r, i] = extractor.extract(pages[:n], previous[:n], probe=False).cheap_s
+    median = np.median(times, axis=0)
+    slope, fixed = np.polyfit(np.array(sizes, dtype=float), median, 1)
+    slope, fixed = max(float(slope), 0.0), max(float(fixed), 0.0)
+    predicted = fixed + slope * np.array(sizes)
+    error = float(np.median(np.abs(predicted - median) / np.maximum(median, 1e-9)))
+    return ArmCost(fixed, 0.0, [slope] * len(KNOTS), error)
+
+
+def calibrate(
+    arms: list,
+    page_size: int = 4096,
+    batch_pages: int = 64,
+    repeats: int = 7,
+    progress=None,
+) -> CostModel:
+    """Fit every arm's cost model to median timings of the calibration windows.
+
+    ``arms`` are :class:`~migcodec.selector.arms.Arm` (their labels name them in the model).
+    Repeats are interleaved across windows, so a burst of load hits one sample of many
+    windows rather than every sample of one.
+    """
+    windows = list(_calibration_windows(page_size, batch_pages))
+    result = {}
+    for done, arm in enumerate(arms):
+        codec = arm.codec
+        chosen = [
+            (pages, previous)
+            for pages, previous in windows
+            if previous is None or codec.reads_destination
+        ]
+        samples = np.zeros((repeats, len(chosen)))
+        outs = [0] * len(chosen)
+        for r in range(repeats):
+            for i, (pages, previous) in enumerate(chosen):
+                samples[r, i], outs[i] = _timed_window(codec, pages, previous, batch_pages)
+        works = [
+            window_work(pages, out, batch_pages)
+            for (pages, _), out in zip(chosen, outs, strict=True)
+        ]
+        result[arm.label] = _fit(works, np.median(samples, axis=0), page_size)
+        if progress is not None:
+            progress(done + 1, len(arms))
+    result[FEATURES_LABEL] = _fit_features(arms, page_size, batch_pages, repeats)
+    return CostModel(
+        page_size,
+        batch_pages,
+        result,
+        machine_identity(),
+        time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    )
+
+
+def machine_cost_model(
+    arms: list, page_size: int = 4096, batch_pages: int = 64, repeats: int = 3
+) -> CostModel:
+    """This machine's cost model covering ``arms``: the saved calibration, with arms it
+    does not cover yet calibrated now and saved for next time (a fraction of a second per
+    arm)."""
+    path = default_path(page_size, batch_pages)
+    saved = None
+    if path.exists():
+        with contextlib.suppress(CostModelError):  # damaged or old: calibrated again below
+            saved = CostModel.load(path)
+    missing = [a for a in arms if saved is None or a.label not in saved.arms]
+    if saved is not None and not missing:
+        return saved
+    model = calibrate(missing, page_size, batch_pages, repeats)
+    if saved is not None:
+        model.arms = {**saved.arms, **model.arms}
+    with contextlib.suppress(OSError):  # a read-only home: the model is used, not kept
+        model.save(path)
+    return model

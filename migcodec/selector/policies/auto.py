@@ -1,0 +1,413 @@
+"""The ``auto`` policy: predict every arm's outcome on this window, buy a probe only when
+it can change the decision by more than it costs.
+
+What every arm would write and spend on a window follows from a few things:
+
+- the window's size and zero pages (every arm sends a zero page as a one-byte marker);
+- per compressing arm, its ratio over the non-zero pages. Compressors' ratios move together
+  (the content is what changes), so the log ratio of arm ``a`` is modelled as a shared level
+  plus a per-arm offset, ``L + d_a``, tracked by a Kalman filter: the played arm's own
+  outcome is free evidence, a probe of a few sampled pages is bought evidence (with a learnt
+  bias, since a few pages compress worse than a whole batch), the level drifts between
+  windows, more when the window's cheap features show that the content changed, and the
+  offsets hardly at all. Playing one compressor thus tells the policy about all of them;
+- per delta arm, the payload its own format would write for the changed words of the
+  sampled pages (:meth:`~migcodec.codecs.delta.DeltaCodec.estimate_sizes`, a cheap feature),
+  corrected by a learnt bias, and its fall-back's payload for pages the destination does not
+  hold;
+- per arm, CPU time from a calibrated cost model (fixed per call, per page by ratio:
+  :mod:`migcodec.selector.costmodel`), corrected by a learnt factor shared by all arms (the
+  machine and the data) and one per arm.
+
+The objective turns those into a predicted reward per arm, and the best is played. The cheap
+features themselves are skipped when they have stopped paying: the policy keeps, as a moving
+average per guest byte, what reading them changed (the loss of the arm it would have played
+on the last features it read, against the arm it played on fresh ones), and reads them only
+when that is worth their cost, when the window's size jumps, or every ``refresh`` windows.
+A probe of
+arm ``a`` is bought when its expected value, the expected loss it avoids by revealing that
+another arm is better (over the uncertainty of ``a``'s ratio), exceeds what it adds to the
+window's loss (its CPU time, charged to the window). So a probe is bought for a large window
+whose best two arms are close, almost never for a small one, and not at all once the
+estimates are sharp: it pays for itself by construction.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from migcodec.codecs.base import RUN_BYTES
+from migcodec.selector.costmodel import KNOTS, ArmCost
+from migcodec.selector.features import WindowFeatures
+from migcodec.selector.objectives import Outcome, Throughput
+from migcodec.selector.policies.base import Policy, PolicyError
+
+#: Gauss-Hermite nodes and weights (probabilists'), for expectations over a log ratio
+_NODES, _WEIGHTS = np.polynomial.hermite_e.hermegauss(7)
+_WEIGHTS = _WEIGHTS / _WEIGHTS.sum()
+#: prior of the shared log-ratio level (a ratio of 2, give or take a factor of e), of each
+#: arm's offset from it, and of a probe's bias against a whole window
+_LEVEL_PRIOR = (math.log(2.0), 1.0)
+_OFFSET_VAR = 0.25
+_PROBE_BIAS_VAR = 0.02
+#: features costing less than this share of a window's predicted time are always read
+_NEGLIGIBLE = 0.002
+#: the variance of a whole window's own outcome as evidence of its arm's log ratio
+_PLAY_VAR = 0.01
+#: a neutral cost model for arms without a calibration (learnt from plays from then on)
+_NEUTRAL = ArmCost(20e-6, 0.0, [5e-6] * len(KNOTS))
+_LOG_KNOTS = np.log(np.array(KNOTS))
+#: steps of the tabulated cost curves over log ratios 1..KNOTS[-1] (about 1 % apart)
+_GRID_STEPS = 640
+
+
+class RatioFilter:
+    """Kalman filter over ``[L, b, d_1..d_m]``: the shared log-ratio level, the probes'
+    bias, and each compressing arm's offset; arm ``i`` has log ratio ``L + d_i``, a probe of
+    it sees ``L + b + d_i``."""
+
+    def __init__(self, m: int) -> None:
+        self.x = np.zeros(m + 2)
+        self.x[0] = _LEVEL_PRIOR[0]
+        self.p = np.diag([_LEVEL_PRIOR[1], _PROBE_BIAS_VAR] + [_OFFSET_VAR] * m)
+
+    def mean(self) -> np.ndarray:
+        return self.x[0] + self.x[2:]
+
+    def var(self) -> np.ndarray:
+        d = np.diagonal(self.p)
+        return d[0] + d[2:] + 2 * self.p[0, 2:]
+
+    def drift(self, level: float, offset: float) -> None:
+        self.p[0, 0] += level
+        idx = np.arange(2, self.p.shape[0])
+        self.p[idx, idx] += offset
+
+    def observe(self, arm: int, y: float, noise: float, probe: bool) -> None:
+        h = np.zeros(self.x.size)
+        h[0] = 1.0
+        h[1] = 1.0 if probe else 0.0
+        h[2 + arm] = 1.0
+        ph = self.p @ h
+        gain = ph / (h @ ph + noise)
+        self.x += gain * (y - h @ self.x)
+        self.p -= np.outer(gain, ph)
+
+
+class Auto(Policy):
+    """Predict-and-pay selection; see the module docstring.
+
+    ``drift``: how much the shared log ratio may move from one window to the next (standard
+    deviation) with no sign of change; ``change``: how much more per unit of change of the
+    cheap features (zero share, entropy); ``arm_drift``: how much an arm's offset from the
+    others may move per window; ``probe_noise``: the standard deviation of one sampled
+    page's log ratio (a probe of ``m`` pages: ``probe_noise / sqrt(m)``); ``value``: how much
+    a probe's expected value must exceed its cost; ``learn``: step of the learnt corrections
+    (delta bias, CPU factors).
+
+    Per window the policy does a few dozen numpy operations on arrays of one entry per arm
+    (``benchmarks/selector.py`` times them): no loop runs per page.
+    """
+
+    name = "auto"
+    needs = "probe"
+    wants_costs = True
+
+    def __init__(
+        self,
+        drift: float = 0.1,
+        change: float = 1.0,
+        arm_drift: float = 0.02,
+        probe_noise: float = 0.6,
+        value: float = 1.0,
+        learn: float = 0.3,
+        refresh: int = 8,
+        batch_pages: int = 64,
+    ) -> None:
+        if min(drift, change, arm_drift, probe_noise, value) < 0 or not 0 < learn <= 1:
+            raise PolicyError(
+                "drift, change, arm_drift, probe_noise and value must be >= 0 and learn in "
+                f"(0, 1], got {drift}, {change}, {arm_drift}, {probe_noise}, {value}, {learn}"
+            )
+        if batch_pages < 1 or refresh < 1:
+            raise PolicyError(f"batch_pages and refresh must be >= 1, got {batch_pages}, {refresh}")
+        self.drift, self.change, self.arm_drift = drift, change, arm_drift
+        self.probe_noise, self.value, self.learn = probe_noise, value, learn
+        self.refresh, self.batch_pages = refresh, batch_pages
+
+    # -- state -----------------------------------------------------------------------
+    def _reset(self) -> None:
+        k = self.n_arms
+        kinds = np.array(self.kinds)
+        self.is_delta = kinds == "delta"
+        self.is_raw = kinds == "raw"
+        self.compressing = ~self.is_delta & ~self.is_raw
+        self._c = np.flatnonzero(self.compressing)  # compressing arms, in filter order
+        self.ratios = RatioFilter(self._c.size)
+        costs = [c if c is not None else _NEUTRAL for c in (self.costs or [None] * k)]
+        self._per_call = np.array([c.per_call for c in costs])
+        self._per_zero = np.array([c.per_zero_page for c in costs])
+        # each arm's per-page cost at _GRID_STEPS + 1 log ratios from 1 to the last knot
+        grid = np.linspace(0.0, _LOG_KNOTS[-1], _GRID_STEPS + 1)
+        self._cost_grid = np.array([np.interp(grid, _LOG_KNOTS, c.per_page) for c in costs])
+        self._cost_flat = self._cost_grid.reshape(-1)
+        self._grid_rows = np.arange(k) * (_GRID_STEPS + 1)
+        self.delta_bias = np.zeros(k)  # log(actual / estimated) payload of delta arms
+        self.cpu_shared = 0.0  # log(actual / modelled) CPU, the part all arms share
+        self.cpu_arm = np.zeros(k)  # and each arm's own
+        self._factor = np.ones(k)
+        # a delta arm's pages the destination does not hold go through its fall-back: the
+        # lz4 arm (the default fall-back) when there is one, else they count as raw
+        labels = self.labels or [""] * k
+        lz4 = [i for i, label in enumerate(labels) if label.split(" ")[0] == "lz4"]
+        self.fallback_arm = lz4[0] if lz4 else -1
+        self._fast = isinstance(self.objective, Throughput)
+        self._context: np.ndarray | None = None
+        self._last: tuple[WindowFeatures, np.ndarray] | None = None
+        self._read: WindowFeatures | None = None  # the last features read
+        self._skipped = 0  # windows in a row whose features were skipped
+        self._feature_value = math.inf  # loss reading features avoided, per guest byte
+        self._pages = 0.0  # the size of the window being chosen for
+        self._expected = 0.0  # the predicted loss of the arm chosen
+
+    def _mu_var(self) -> tuple[np.ndarray, np.ndarray]:
+        """Log ratio (over non-zero pages) and its variance per arm (compressing arms)."""
+        mu = np.zeros(self.n_arms)
+        var = np.zeros(self.n_arms)
+        mu[self._c] = self.ratios.mean()
+        var[self._c] = self.ratios.var()
+        return mu, var
+
+    # -- predictions -----------------------------------------------------------------
+    def _page_costs(self, arms: np.ndarray | slice, ratio: np.ndarray) -> np.ndarray:
+        """Per-page CPU seconds of ``arms`` at ``ratio`` (one per arm, or ``(arms, q)``):
+        each arm's cost curve, tabulated finely in log ratio at bind time (a lookup, not an
+        interpolation, per decision)."""
+        x = np.log(ratio)
+        x *= _GRID_STEPS / _LOG_KNOTS[-1]
+        idx = np.minimum(np.maximum(x, 0.0), _GRID_STEPS).astype(np.intp)
+        rows = self._grid_rows[arms]  # each arm's offset into the flat table
+        if idx.ndim == 2:
+            rows = rows[:, None]
+        return self._cost_flat[rows + idx]
+
+    def _payloads(self, f: WindowFeatures, mu: np.ndarray) -> np.ndarray:
+        """Predicted payload bytes per non-zero page, per arm."""
+        page_size = self.page_size
+        each = page_size / np.exp(np.maximum(mu, 0.0))
+        each[self.is_raw] = page_size
+        if f.delta_bytes is not None:
+            fb = each[self.fallback_arm] if self.fallback_arm >= 0 else float(page_size)
+            est = np.minimum(f.delta_bytes * np.exp(self.delta_bias), page_size)
+            delta = f.held_frac * est + (1.0 - f.held_frac) * fb
+            each[self.is_delta] = delta[self.is_delta]
+        elif self.is_delta.any():  # nothing held: every page through the fall-back
+            each[self.is_delta] = each[self.fallback_arm] if self.fallback_arm >= 0 else page_size
+        return np.maximum(each, 1.0)
+
+    def _window(self, f: WindowFeatures) -> tuple[float, float, float, float]:
+        """Pages, zero pages, non-zero pages and encode calls of a window."""
+        n = max(f.pages, 1.0)
+        zero = n * float(f.context[1])
+        return n, zero, n - zero, float(math.ceil(n / self.batch_pages))
+
+    def _loss(self, guest: float, out, cpu):
+        """The objective's additive loss of a window: for throughput its seconds,
+        ``max(cpu / workers, out / link)``, computed directly (the hot path)."""
+        if self._fast:
+            objective = self.objective
+            return np.maximum(cpu / objective.workers, out / objective.link)
+        reward = self.objective.reward_arrays(guest, out, cpu, cpu)
+        return -self.objective.utility_arrays(reward) * guest / 1e9
+
+    def _predict(self, f: WindowFeatures, mu: np.ndarray):
+        """Payload per non-zero page, output bytes, CPU seconds and loss, per arm."""
+        n, zero, nz, calls = self._window(f)
+        payload = self._payloads(f, mu)
+        out = n + calls * RUN_BYTES + nz * payload
+        each = self._page_costs(slice(None), self.page_size / payload)
+        cpu = (self._per_call * calls + self._per_zero * zero + each * nz) * self._factor
+        return payload, out, cpu, self._loss(n * self.page_size, out, cpu)
+
+    # -- which features to read -------------------------------------------------------
+    def wants_features(self, pages: float) -> bool:
+        self._pages = pages
+        read = self._read
+        if read is None or self._skipped >= self.refresh - 1:
+            return True
+        if not read.pages / 4 <= pages <= read.pages * 4:
+            return True  # a window of another size: the last features say little of it
+        workers = getattr(self.objective, "workers", 1.0)
+        cost = read.cheap_s / workers
+        if cost < _NEGLIGIBLE * self._expected * pages / max(read.pages, 1.0):
+            return True  # next to nothing against the window: any better choice pays
+        expected = self._feature_value * pages * self.page_size
+        return expected > self.value * cost
+
+    def _stale(self) -> WindowFeatures:
+        """The last features read, for a window of the size being chosen for."""
+        stale = self._read.cheap()
+        stale.pages = self._pages
+        return stale
+
+    def _value_of_reading(self, fresh: WindowFeatures, loss: np.ndarray, mu: np.ndarray) -> None:
+        """Learn what reading this window's features changed against the last ones read."""
+        read = self._read
+        if read is not None:
+            stale = read.cheap()
+            stale.pages = fresh.pages
+            stale_arm = int(np.argmin(self._predict(stale, mu)[3]))
+            avoided = float(loss[stale_arm] - loss.min()) / max(fresh.pages * self.page_size, 1.0)
+            old = self._feature_value
+            step = self.learn
+            self._feature_value = avoided if math.isinf(old) else old + step * (avoided - old)
+        self._read = fresh.cheap()
+        self._skipped = 0
+
+    # -- which probes to buy ---------------------------------------------------------
+    def probe_mask(self, features: WindowFeatures) -> np.ndarray | None:
+        self._drift(features)
+        mask = np.zeros(self.n_arms, dtype=bool)
+        m = features.probe_pages
+        c = self._c
+        if m <= 0 or not c.size:
+            return mask
+        mu = self.ratios.mean()
+        sd = np.sqrt(self.ratios.var())
+        full_mu = np.zeros(self.n_arms)
+        full_mu[c] = mu
+        payload, out, cpu, loss = self._predict(features, full_mu)
+        self._last = (features, loss)  # choose() reuses it when no probe is bought
+        self._value_of_reading(features, loss, full_mu)
+        order = np.argsort(loss)
+        best = int(order[0])
+        second = float(loss[order[1]]) if self.n_arms > 1 else math.inf
+        n, zero, nz, calls = self._window(features)
+        # each compressing arm's loss at each quadrature point of its log ratio
+        each = np.maximum(
+            self.page_size / np.exp(np.maximum(mu[:, None] + sd[:, None] * _NODES, 0.0)), 1.0
+        )
+        trial_out = n + calls * RUN_BYTES + nz * each
+        fixed = (self._per_call[c] * calls + self._per_zero[c] * zero)[:, None]
+        trial_cpu = (fixed + self._page_costs(c, self.page_size / each) * nz) * self._factor[c][
+            :, None
+        ]
+        trial = self._loss(n * self.page_size, trial_out, trial_cpu)
+        gain = (
+            np.where(
+                (c == best)[:, None],
+                np.maximum(trial - second, 0.0),
+                np.maximum(loss[best] - trial, 0.0),
+            )
+            @ _WEIGHTS
+        )
+        probe_cpu = (
+            self._per_call[c] + self._page_costs(c, self.page_size / payload[c]) * m
+        ) * self._factor[c]
+        # bought greedily, the most valuable per second first, each charged on top of the
+        # probes bought before it (slack in the window's time absorbs the first ones only)
+        worth = np.flatnonzero(gain > 0)
+        if not worth.size:
+            return mask
+        guest = n * self.page_size
+        out_best, cpu_best = float(out[best]), float(cpu[best])
+        base = float(loss[best])
+        spent = 0.0
+        gains, costs = gain.tolist(), probe_cpu.tolist()
+        for i in sorted(worth.tolist(), key=lambda i: -gains[i] / max(costs[i], 1e-9)):
+            after = self._scalar_loss(guest, out_best, cpu_best + spent + costs[i])
+            if gains[i] > self.value * (after - base):
+                mask[c[i]] = True
+                spent += costs[i]
+                base = after
+        return mask
+
+    def _scalar_loss(self, guest: float, out: float, cpu: float) -> float:
+        if self._fast:
+            return max(cpu / self.objective.workers, out / self.objective.link)
+        return float(self._loss(guest, np.array([out]), np.array([cpu]))[0])
+
+    def _drift(self, f: WindowFeatures) -> None:
+        """Widen the estimates between windows: a little always, more on a change."""
+        level = self.drift**2
+        if self._context is not None:
+            moved = max(abs(f.context[1] - self._context[1]), abs(f.context[2] - self._context[2]))
+            level += (self.change * moved) ** 2
+        self._context = f.context
+        self.ratios.drift(min(level, _LEVEL_PRIOR[1]), self.arm_drift**2)
+
+    # -- decision --------------------------------------------------------------------
+    def choose(self, features: WindowFeatures | None = None) -> int:
+        if features is None:  # features skipped: the last ones read, at this window's size
+            if self._read is None:
+                return int(np.argmax(self._mu_var()[0]))
+            self._skipped += 1
+            loss = self._predict(self._stale(), self._mu_var()[0])[3]
+            arm = int(np.argmin(loss))
+            self._expected = float(loss[arm])
+            return arm
+        if self._context is not features.context:
+            self._drift(features)  # a caller that skipped probe_mask
+        m = features.probe_pages
+        seen = None
+        if features.probe_out is not None and m > 0:
+            seen = self._c[np.isfinite(features.probe_out[self._c])]
+        if not (seen is not None and seen.size):
+            last = self._last
+            if last is not None and last[0].context is features.context:
+                arm = int(np.argmin(last[1]))  # nothing new since probe_mask predicted
+                self._expected = float(last[1][arm])
+                return arm
+        else:
+            noise = self.probe_noise**2 / m
+            y = np.log(m * self.page_size / np.maximum(features.probe_out[seen], 1.0))
+            slots = np.searchsorted(self._c, seen)
+            for slot, value in zip(slots.tolist(), y.tolist(), strict=True):
+                self.ratios.observe(slot, value, noise, probe=True)
+        mu = np.zeros(self.n_arms)
+        mu[self._c] = self.ratios.mean()
+        loss = self._predict(features, mu)[3]
+        arm = int(np.argmin(loss))
+        self._expected = float(loss[arm])
+        return arm
+
+    def update(self, arm, reward, features=None, outcome: Outcome | None = None) -> None:
+        skipped = features is None
+        if skipped and self._read is not None:
+            features = self._stale()  # learn against the last features read
+        if outcome is None or features is None or outcome.input_bytes <= 0:
+            return
+        if skipped and reward > 0 and self._fast:
+            # a window played blind that went worse than predicted: the model is off, so
+            # the next window's features are read, whatever they were worth lately
+            seconds = outcome.input_bytes / reward
+            if seconds > self._expected * (1.0 + self.drift):
+                self._skipped = self.refresh
+        page_size = self.page_size
+        n = outcome.input_bytes / page_size
+        zero = n * float(features.context[1])
+        nz = n - zero
+        calls = math.ceil(n / self.batch_pages)
+        payload = outcome.output_bytes - n - calls * RUN_BYTES
+        each = payload / nz if nz >= 1.0 and payload > 0 else float(page_size)
+        if nz >= 1.0 and payload > 0:
+            if self.compressing[arm]:
+                slot = int(np.searchsorted(self._c, arm))
+                self.ratios.observe(slot, math.log(page_size / each), _PLAY_VAR, probe=False)
+            elif self.is_delta[arm] and features.delta_bytes is not None:
+                estimate = float(features.delta_bytes[arm])
+                if features.held_frac > 0.9 and math.isfinite(estimate) and estimate > 0:
+                    error = math.log(each / estimate) - self.delta_bias[arm]
+                    self.delta_bias[arm] += self.learn * error
+        busy = outcome.busy_s(getattr(self.objective, "clock", "cpu"))
+        step = math.log(page_size / min(max(each, 1.0), page_size)) * _GRID_STEPS
+        per_page = float(self._cost_grid[arm, min(int(step / _LOG_KNOTS[-1]), _GRID_STEPS)])
+        model = self._per_call[arm] * calls + self._per_zero[arm] * zero + per_page * nz
+        if nz >= 1.0 and busy > 0 and model > 0:
+            # split the error: what one arm's model misses, the others' likely miss too
+            error = math.log(busy / model) - self.cpu_shared - self.cpu_arm[arm]
+            self.cpu_shared += self.learn * error / 2
+            self.cpu_arm[arm] += self.learn * error / 2
+            self._factor = np.exp(self.cpu_shared + self.cpu_arm)
