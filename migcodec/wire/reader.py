@@ -295,8 +295,16 @@ class FrameReader:
         return Encoded(codec.name, self.page_size, runs, modes, (payload,) if payload else ())
 
     def _view(self, memory: object) -> np.ndarray:
-        """``memory`` as pages, refused unless it is exactly the stream's memory."""
-        view = page_view(memory, self.page_size)
+        """``memory`` as pages, refused (:class:`MemoryMismatch`) unless it is exactly the
+        stream's memory: a buffer of whole pages of the announced size and number."""
+        try:
+            view = page_view(memory, self.page_size)
+        except InvalidBatch as exc:
+            raise MemoryMismatch(
+                f"destination memory cannot hold this stream's {self.page_size}-byte pages: "
+                f"{exc}; give it {self.memory_pages} pages of {self.page_size} bytes "
+                f"({self.memory_pages * self.page_size} bytes)"
+            ) from exc
         if view.shape[0] != self.memory_pages:
             raise MemoryMismatch(
                 f"destination memory has {view.shape[0]} pages; the stream is for "
