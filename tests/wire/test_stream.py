@@ -35,7 +35,7 @@ def test_abort_carries_the_reason_and_wrong_memory_size_is_named():
     with pytest.raises(StreamAborted) as info:
         FrameReader(io.BytesIO(out.getvalue())).receive(np.zeros((8, 4096), np.uint8))
     assert info.value.reason == "guest crashed"
-    assert str(info.value) == "frame 0, byte offset 74: peer aborted: guest crashed"
+    assert str(info.value) == "frame 0, byte offset 74: peer aborted: 'guest crashed'"
     with pytest.raises(MemoryMismatch, match="destination memory has 4 pages; the stream is for 8"):
         FrameReader(io.BytesIO(out.getvalue())).receive(np.zeros((4, 4096), np.uint8))
 
@@ -62,7 +62,8 @@ def test_applying_a_frame_to_memory_of_another_size_is_refused_untouched():
 @pytest.mark.parametrize(
     ("memory", "why"),
     [
-        (bytearray(8 * 4096 + 100), "guest memory of 32868 bytes is not a whole number of 4096-byte pages"),
+        (bytearray(8 * 4096 + 100),
+         "guest memory of 32868 bytes is not a whole number of 4096-byte pages"),
         (np.zeros((8, 4096), np.uint16), "destination memory has 16 pages; the stream is for 8"),
         (object(), "guest memory must be a contiguous buffer"),
     ],
