@@ -14,6 +14,7 @@ stream is a :class:`DecodeError`, never an exception of another type.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from migcodec.codecs.errors import DecodeError
@@ -105,7 +106,7 @@ _FIXED_LIT = _Code([8] * 144 + [9] * 112 + [7] * 24 + [8] * 8, "fixed literal/le
 _FIXED_DIST = _Code([5] * 30, "fixed distance")
 
 
-def scan_deflate(stream: bytes, history: int | None = None) -> DeflateScan:
+def scan_deflate(stream: bytes | memoryview, history: int | None = None) -> DeflateScan:
     """Walk the raw DEFLATE ``stream`` to its final block; stop at the first match whose
     distance exceeds ``history`` (when given) and report it in ``far_match``.
 
@@ -158,7 +159,9 @@ def scan_deflate(stream: bytes, history: int | None = None) -> DeflateScan:
     return scan
 
 
-def _dynamic_codes(bits_at, peek, pos: int) -> tuple[int, _Code, _Code]:
+def _dynamic_codes(
+    bits_at: Callable[[int, int], int], peek: Callable[[int], int], pos: int
+) -> tuple[int, _Code, _Code]:
     """Read a dynamic block's code tables; return the position after them and the codes."""
     n_lit = bits_at(pos, 5) + 257
     n_dist = bits_at(pos + 5, 5) + 1
