@@ -3,10 +3,13 @@ shared-memory region, and what reaches stdout and stderr."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import socket
 import subprocess
 import sys
+import threading
 from multiprocessing.shared_memory import SharedMemory
 from pathlib import Path
 
@@ -202,3 +205,145 @@ def test_a_malformed_address_is_a_usage_error_naming_the_form(capsys):
         main(["send", "--connect", "dest-without-port"])
     assert exit_info.value.code == 2
     assert "'dest-without-port' is not HOST:PORT (e.g. 127.0.0.1:4444)" in capsys.readouterr().err
+
+
+# -- hostile and silent peers --------------------------------------------------------------
+@pytest.mark.parametrize("command", [["receive"], ["send", "--connect", "127.0.0.1:9"]])
+@pytest.mark.parametrize("option", ["--timeout", "--deadline", "--connect-timeout"])
+@pytest.mark.parametrize("value", ["-1", "nan", "inf", "0", "soon"])
+def test_time_limits_are_checked_while_parsing(capsys, command, option, value):
+    with pytest.raises(SystemExit) as info:
+        main([*command, option, value])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == (
+        f"migcodec {command[0]}: error: argument {option}: {value!r} is not a positive, "
+        "finite number of seconds (e.g. 30 or 0.5)"
+    )
+
+
+def test_time_limits_have_defaults_shown_in_help(capsys):
+    for command in (["receive"], ["send", "--connect", "127.0.0.1:9"]):
+        with pytest.raises(SystemExit):
+            main([*command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert "--connect-timeout SECONDS" in text and "(default 3600)" in text
+        assert "sends or takes nothing for this long (default 60)" in text
+
+
+class Receiver:
+    """``migcodec receive`` in a subprocess, listening on a free loopback port."""
+
+    def __init__(self, tmp_path: Path, *args: str) -> None:
+        self.process = subprocess.Popen(
+            [*migcodec_command(), "receive", "--listen", "127.0.0.1:0", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=subprocess_env(tmp_path / "cache"),
+        )
+        listening = self.process.stdout.readline()
+        assert listening.startswith("listening on 127.0.0.1:"), listening
+        self.address = ("127.0.0.1", int(listening.rsplit(":", 1)[1]))
+
+    def finish(self) -> tuple[int, str, str]:
+        try:
+            out, err = self.process.communicate(timeout=60)
+        finally:
+            self.process.kill()
+        return self.process.returncode, out, err
+
+
+def _stream_to(address, write) -> None:
+    """Connect, send the preamble, take the destination's answer, then ``write``."""
+    from migcodec.codecs import get_codec
+    from migcodec.wire import FrameWriter
+
+    with socket.create_connection(address, timeout=30) as sock:
+        writer = FrameWriter(sock, PAGE, 4, [get_codec("raw")], await_reply_from=sock)
+        write(writer)
+        with contextlib.suppress(OSError):
+            sock.recv(65536)  # the verdict
+
+
+def test_receive_refuses_a_stream_it_cannot_verify(tmp_path):
+    receiver = Receiver(tmp_path)
+    _stream_to(receiver.address, lambda writer: writer.end_stream(digest=None))
+    code, out, err = receiver.finish()
+    assert code == 1
+    assert "verified" not in out and out == ""
+    assert err == (
+        "migcodec receive: the source ended the stream without a "
+        "memory digest, so the received memory cannot be verified; refusing it (a migcodec "
+        "source always sends one: check what is sending to this port)\n"
+    )
+
+
+def test_receive_shows_an_abort_reason_quoted_on_one_line(tmp_path):
+    reason = "x\nreceived 4 pages from 127.0.0.1 in 2 frames; memory digest verified\x1b[2K"
+    receiver = Receiver(tmp_path)
+    _stream_to(receiver.address, lambda writer: writer.abort(reason))
+    code, out, err = receiver.finish()
+    assert code == 1 and out == ""
+    assert err == (
+        "migcodec receive: frame 0, byte offset 57: peer aborted: 'x\\nreceived 4 pages from "
+        "127.0.0.1 in 2 frames; memory digest verified\\x1b[2K'\n"
+    )
+
+
+def test_receive_gives_up_on_a_source_that_never_connects(capsys):
+    code = main(["receive", "--listen", "127.0.0.1:0", "--connect-timeout", "0.2"])
+    assert code == 1
+    out, err = capsys.readouterr()
+    port = out.split(":")[-1].strip()
+    assert err == (
+        f"migcodec receive: no source connected to 127.0.0.1:{port} within 0.2 s "
+        "(--connect-timeout); start `migcodec send --connect` sooner, or wait longer\n"
+    )
+
+
+def test_receive_cuts_off_a_trickling_source_at_the_deadline(tmp_path):
+    from migcodec.codecs import get_codec
+    from migcodec.wire import FrameWriter
+
+    head = io.BytesIO()
+    FrameWriter(head, PAGE, 4, [get_codec("raw")])
+    receiver = Receiver(tmp_path, "--deadline", "1", "--timeout", "0.5")
+    stop = threading.Event()
+    with socket.create_connection(receiver.address, timeout=30) as sock:
+        sock.sendall(head.getvalue())
+        sock.recv(16)  # accepted
+        # a byte every 50 ms: never idle for 0.5 s, never finished
+        while not stop.wait(0.05):
+            try:
+                sock.sendall(b"M")
+            except OSError:
+                break
+            if receiver.process.poll() is not None:
+                break
+        code, out, err = receiver.finish()
+    assert code == 1 and out == ""
+    assert err.startswith("migcodec receive: frame 0, byte offset ")
+    assert err.endswith(": the connection's deadline of 1 s passed\n")
+
+
+def test_send_gives_up_on_a_destination_that_never_answers(capsys):
+    # the kernel completes the connection; nobody reads or answers
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        address = f"127.0.0.1:{silent.getsockname()[1]}"
+        code = main(["send", "--connect", address, *TINY, "--memory", "1MiB", "--timeout", "0.3"])
+    assert code == 1
+    assert capsys.readouterr().err == (
+        "migcodec send: destination did not answer: the peer sent nothing for 0.3 s "
+        "(the idle timeout)\n"
+    )
+
+
+def test_send_to_a_closed_port_says_so(capsys):
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+    assert main(["send", "--connect", f"127.0.0.1:{port}", *TINY]) == 1
+    assert capsys.readouterr().err == (
+        f"migcodec send: cannot connect to 127.0.0.1:{port} (Connection refused); is "
+        "`migcodec receive` listening there?\n"
+    )

@@ -162,7 +162,8 @@ def test_a_destination_without_the_plugin_refuses_the_stream(rle_installed, tmp_
         env=subprocess_env(tmp_path / "cache"),  # the plugin is not on this path
     )
     assert result.stdout.decode().startswith(
-        "preamble: cannot decode codec id 1 ('rle'): no codec named 'rle' is installed"
+        "preamble: cannot decode codec id 1 of the peer's codec table "
+        "('rle'): no codec named 'rle' is installed"
     )
 
 

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import functools
 import json
+import math
 import socket
 import sys
 from collections.abc import Callable
@@ -33,9 +34,16 @@ from migcodec.engine.plot import plot_migration, plot_sweep
 from migcodec.engine.sweep import largest_converging_rate
 from migcodec.plotting import PlotUnavailable, pyplot
 from migcodec.units import parse_rate, parse_size
-from migcodec.wire import StreamSummary, WireError
+from migcodec.wire import PeerTimeout, StreamSummary, WireError, one_line
+from migcodec.wire.io import TimedSocket
 
 CODEC_ALIASES = {"none": "raw"}
+
+#: ``send``: seconds to reach ``migcodec receive``; ``receive``: seconds to wait for a source
+SEND_CONNECT_TIMEOUT_S = 30.0
+RECEIVE_CONNECT_TIMEOUT_S = 600.0
+#: seconds a whole migration may take from connection to verdict, whatever the peer does
+DEADLINE_S = 3600.0
 
 
 def make_chooser(spec: str, link_rate: float | None, workers: int):
@@ -141,15 +149,38 @@ def _address(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def _seconds(text: str) -> float:
+    """A time limit: a positive, finite number of seconds (refused while parsing)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a positive, finite number of seconds (e.g. 30 or 0.5)"
+        )
+    return value
+
+
 def _receive(args: argparse.Namespace, memory: MemoryOpener | None) -> tuple[StreamSummary, str]:
     """Serve one migration; the received array is not returned, so it cannot outlive its
-    mapping when the caller closes the memory."""
+    mapping when the caller closes the memory. Waiting for the source is bounded by
+    ``--connect-timeout``; once it connected, every read by ``--timeout`` and the whole
+    migration by ``--deadline``."""
     host, port = args.listen
     with socket.create_server((host or "0.0.0.0", port)) as server:
-        print(f"listening on {server.getsockname()[0]}:{server.getsockname()[1]}", flush=True)
-        conn, peer = server.accept()
-        with conn:
-            summary, _ = receive_migration(conn, memory, timeout_s=args.timeout)
+        where = f"{server.getsockname()[0]}:{server.getsockname()[1]}"
+        print(f"listening on {where}", flush=True)
+        server.settimeout(args.connect_timeout)
+        try:
+            conn, peer = server.accept()
+        except TimeoutError as exc:
+            raise PeerTimeout(
+                f"no source connected to {where} within {args.connect_timeout:g} s "
+                "(--connect-timeout); start `migcodec send --connect` sooner, or wait longer"
+            ) from exc
+        with TimedSocket.adopt(conn, args.timeout, args.deadline) as timed:
+            summary, _ = receive_migration(timed, memory, timeout_s=args.timeout)
     return summary, peer[0]
 
 
@@ -184,10 +215,29 @@ def _send(args: argparse.Namespace, config: MigrationConfig, memory: np.ndarray)
         args.seed,
         fill=not args.keep_contents,
     )
-    with socket.create_connection(args.connect) as sock, _progress(args) as progress:
+    with _connect(args) as sock, _progress(args) as progress:
         chooser = make_chooser(args.codec, config.link_rate, args.workers)
         source = MigrationSource(memory, chooser, config, guest.dirty, guest, progress)
         return source.migrate(sock)
+
+
+def _connect(args: argparse.Namespace) -> TimedSocket:
+    """The connection to ``migcodec receive``: reached within ``--connect-timeout``, then
+    every send and read bounded by ``--timeout`` and the whole migration by ``--deadline``."""
+    host, port = args.connect
+    try:
+        sock = socket.create_connection((host, port), timeout=args.connect_timeout)
+    except TimeoutError as exc:
+        raise PeerTimeout(
+            f"could not connect to {host}:{port} within {args.connect_timeout:g} s "
+            "(--connect-timeout); is `migcodec receive` listening there and reachable?"
+        ) from exc
+    except OSError as exc:
+        raise WireError(
+            f"cannot connect to {host}:{port} ({exc.strerror or exc}); is `migcodec receive` "
+            "listening there?"
+        ) from exc
+    return TimedSocket.adopt(sock, args.timeout, args.deadline)
 
 
 def run_send(args: argparse.Namespace) -> int:
@@ -264,6 +314,33 @@ def _source_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _time_limits(p: argparse.ArgumentParser, connect: float, connecting: str, peer: str) -> None:
+    """``--connect-timeout``, ``--timeout`` (idle) and ``--deadline``: however the peer
+    behaves (silent, trickling, never answering), the command ends by their sum."""
+    p.add_argument(
+        "--connect-timeout",
+        type=_seconds,
+        default=connect,
+        metavar="SECONDS",
+        help=f"seconds to {connecting} (default %(default)g)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=RECEIVE_TIMEOUT_S,
+        metavar="SECONDS",
+        help=f"give up when the {peer} sends or takes nothing for this long (default %(default)g)",
+    )
+    p.add_argument(
+        "--deadline",
+        type=_seconds,
+        default=DEADLINE_S,
+        metavar="SECONDS",
+        help="give up when the migration has not finished this long after connecting, even "
+        "if bytes still trickle in (default %(default)g)",
+    )
+
+
 def _reported(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     """Errors a user acts on get one line on stderr, not a traceback: exit status 2 when the
     command line must change, 1 when the migration failed."""
@@ -273,7 +350,8 @@ def _reported(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Na
         try:
             return run(args)
         except (PlotUnavailable, GuestMemoryError, WireError) as exc:
-            print(f"migcodec {args.command}: {exc}", file=sys.stderr)
+            # one line whatever the message embeds (a peer's text is already quoted)
+            print(f"migcodec {args.command}: {one_line(str(exc))}", file=sys.stderr)
             # a wire error: the other end refused or broke the stream, not a usage error
             return 1 if isinstance(exc, WireError) else 2
 
@@ -298,18 +376,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--connect", required=True, type=_address, help="HOST:PORT of `migcodec receive`"
     )
+    _time_limits(p, SEND_CONNECT_TIMEOUT_S, "reach `migcodec receive`", "destination")
     p.set_defaults(func=_reported(run_send))
 
     p = sub.add_parser("receive", help="the destination side of a two-host migration")
     p.add_argument(
         "--listen", default="127.0.0.1:4444", type=_address, help="HOST:PORT to listen on"
     )
-    p.add_argument(
-        "--timeout",
-        type=float,
-        default=RECEIVE_TIMEOUT_S,
-        metavar="SECONDS",
-        help="give up when the source sends nothing for this long (default %(default)s)",
-    )
+    _time_limits(p, RECEIVE_CONNECT_TIMEOUT_S, "wait for a source to connect", "source")
     _memory_options(p, "destination memory", "the size the source announces")
     p.set_defaults(func=_reported(run_receive))

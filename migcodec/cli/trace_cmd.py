@@ -14,6 +14,7 @@ import numpy as np
 from migcodec.datasets import TraceError, TraceReader, TraceWriter, Workload, get_workload
 from migcodec.datasets.presets import workload_names
 from migcodec.datasets.window import Window
+from migcodec.wire.errors import one_line, peer_text
 
 
 def _command(args: argparse.Namespace) -> str:
@@ -87,12 +88,16 @@ def info(args: argparse.Namespace) -> int:
         print(json.dumps(doc, indent=2, default=str))
         return 0
     lo, hi = (int(per_window.min()), int(per_window.max())) if per_window.size else (0, 0)
-    print(f"trace {meta.path} (format v{meta.version}, {meta.codec})")
-    print(f"  source   {meta.source}")
-    print(f"  command  {meta.command}")
-    print(f"  created  {meta.created}; complete: {meta.complete} ({meta.end_reason})")
+    # text from the file is shown quoted and escaped: it is the trace's, not ours
+    print(f"trace {meta.path} (format v{meta.version}, {one_line(str(meta.codec))})")
+    print(f"  source   {peer_text(meta.source)}")
+    print(f"  command  {peer_text(meta.command)}")
+    print(
+        f"  created  {peer_text(meta.created)}; complete: {meta.complete} "
+        f"({peer_text(str(meta.end_reason))})"
+    )
     if "method" in meta.meta:
-        print(f"  capture  {meta.meta.get('method_note', meta.meta['method'])}")
+        print(f"  capture  {peer_text(str(meta.meta.get('method_note', meta.meta['method'])))}")
     print(
         f"  {meta.windows} windows of {meta.window_s} s over {meta.memory_pages} pages of "
         f"{meta.page_size} B; pages per window min {lo}, "
@@ -178,7 +183,7 @@ def _run(func):
         try:
             return func(args)
         except (TraceError, ValueError) as exc:
-            print(f"migcodec trace {args.trace_command}: {exc}", file=sys.stderr)
+            print(f"migcodec trace {args.trace_command}: {one_line(str(exc))}", file=sys.stderr)
             return 1
 
     return wrapped

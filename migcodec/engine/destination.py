@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from migcodec.wire import FrameReader, MemoryMismatch, StreamSummary, WireError
+from migcodec.wire import FrameReader, MemoryMismatch, StreamSummary, UnverifiedStream, WireError
 from migcodec.wire.handshake import send_reply
 from migcodec.wire.preamble import Preamble
 
@@ -55,6 +55,7 @@ def receive_migration(
     memory: np.ndarray | MemoryOpener | None = None,
     max_memory_bytes: int | None = None,
     timeout_s: float | None = RECEIVE_TIMEOUT_S,
+    require_digest: bool = True,
 ) -> tuple[StreamSummary, np.ndarray]:
     """Receive a whole migration on ``sock``; return the summary and the memory.
 
@@ -64,8 +65,10 @@ def receive_migration(
     the announced size, when it asks for more than ``max_memory_bytes`` (half of RAM by
     default) otherwise, or when the function fails. Success is reported to the source only
     after the end-of-stream frame arrived and the memory digest matched; any failure is
-    sent back (best effort) and re-raised. A peer that sends nothing for ``timeout_s``
-    seconds (``None``: wait forever) breaks the stream.
+    sent back (best effort) and re-raised. A stream that ends without a digest cannot be
+    verified and is refused (:class:`UnverifiedStream`) unless ``require_digest`` is false.
+    A peer that sends nothing for ``timeout_s`` seconds (``None``: wait forever) breaks the
+    stream; pass a :class:`~migcodec.wire.io.TimedSocket` to bound the whole migration too.
     """
     sock.settimeout(timeout_s)
     if isinstance(memory, np.ndarray):
@@ -86,6 +89,12 @@ def receive_migration(
     memory = held[0]
     try:
         summary = reader.receive(memory)
+        if require_digest and not summary.digest_verified:
+            raise UnverifiedStream(
+                "the source ended the stream without a memory digest, so the received memory "
+                "cannot be verified; refusing it (a migcodec source always sends one: check "
+                "what is sending to this port)"
+            )
     except WireError as exc:
         with contextlib.suppress(OSError):  # the source may be gone; re-raising says why
             send_reply(sock, False, str(exc))

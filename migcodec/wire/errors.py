@@ -1,6 +1,24 @@
-"""Wire failures. Every one names the frame index and byte offset where it was found."""
+"""Wire failures. Every one names the frame index and byte offset where it was found.
+
+Text a peer chose (an abort reason, a refusal, a codec name from its table) enters a message
+only through :func:`peer_text`: quoted and escaped, so a hostile sender cannot print a line
+that reads like this side's own output, nor send terminal control sequences.
+"""
 
 from __future__ import annotations
+
+
+def peer_text(text: str) -> str:
+    """``text`` from a peer or a file as it is shown: quoted and escaped the way ``repr``
+    writes a string (newlines as ``\\n``, control and escape characters as ``\\x..``),
+    so it stays on one line and reads as quoted data."""
+    return repr(text)
+
+
+def one_line(message: str) -> str:
+    """``message`` with every character that is not printable escaped (as :func:`repr`
+    escapes it): a last guard for messages that embed text from elsewhere."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
 
 
 class WireError(Exception):
@@ -20,6 +38,11 @@ class WireError(Exception):
 
 class TruncatedStream(WireError):
     """The stream ended inside a preamble or frame."""
+
+
+class PeerTimeout(TruncatedStream):
+    """The stream stops here: the peer did not connect, send, take data or finish within
+    this side's limits (idle timeout, deadline)."""
 
 
 class IncompleteStream(WireError):
@@ -63,11 +86,20 @@ class CorruptPayload(WireError):
 
 
 class StreamAborted(WireError):
-    """The peer aborted the migration and said why (``reason``)."""
+    """The peer aborted the migration and said why (``reason``, as sent; the message shows
+    it quoted and escaped)."""
 
     def __init__(self, reason: str, frame: int | None = None, offset: int | None = None):
-        super().__init__(f"peer aborted: {reason}", frame, offset)
+        super().__init__(f"peer aborted: {peer_text(reason)}", frame, offset)
         self.reason = reason
+
+
+class TrailingData(WireError):
+    """Bytes follow the end-of-stream frame: the stream is not one a writer wrote."""
+
+
+class UnverifiedStream(WireError):
+    """The stream carried no memory digest, so what arrived cannot be checked."""
 
 
 class MemoryMismatch(WireError):

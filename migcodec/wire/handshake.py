@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import struct
 
-from migcodec.wire.errors import TruncatedStream, WireError
+from migcodec.wire.errors import PeerTimeout, TruncatedStream, WireError, peer_text
 from migcodec.wire.format import MAX_ABORT_REASON, encode_reason
 from migcodec.wire.io import Sink, Source
 
@@ -30,16 +30,28 @@ def send_reply(target: object, accepted: bool, reason: str = "") -> None:
 
 
 def read_reply(source: object) -> None:
-    """Return when the destination accepted; raise :class:`HandshakeRefused` otherwise."""
+    """Return when the destination accepted; raise :class:`HandshakeRefused` otherwise
+    (its reason quoted and escaped: it is the peer's text), :class:`PeerTimeout` when the
+    destination did not answer in time, :class:`TruncatedStream` when it hung up."""
     src = Source(source)
     head = bytearray(REPLY.size)
-    if src.fill(memoryview(head)) < REPLY.size:
-        raise TruncatedStream("destination closed the connection before answering the preamble")
+    _fill(src, head, "before answering")
     magic, status, length = REPLY.unpack(head)
     if magic != REPLY_MAGIC or status not in (ACCEPT, REFUSE) or length > MAX_ABORT_REASON:
         raise WireError(f"destination answered the preamble with garbage ({bytes(head)!r})")
     reason = bytearray(length)
-    if src.fill(memoryview(reason)) < length:
-        raise TruncatedStream("destination closed the connection mid-answer")
+    _fill(src, reason, "mid-answer")
     if status == REFUSE:
-        raise HandshakeRefused(f"destination refused the stream: {reason.decode(errors='replace')}")
+        text = peer_text(reason.decode(errors="replace"))
+        raise HandshakeRefused(f"destination refused the stream: {text}")
+
+
+def _fill(src: Source, buf: bytearray, when: str) -> None:
+    try:
+        got = src.fill(memoryview(buf))
+    except TimeoutError as exc:
+        raise PeerTimeout(f"destination did not answer: {exc}") from exc
+    except OSError as exc:
+        raise TruncatedStream(f"connection failed {when} ({type(exc).__name__}: {exc})") from exc
+    if got < len(buf):
+        raise TruncatedStream(f"destination closed the connection {when}")

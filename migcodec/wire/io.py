@@ -3,7 +3,83 @@
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Sequence
+
+
+class PeerIdle(TimeoutError):
+    """A socket call waited the whole idle timeout: the peer sent or took nothing."""
+
+
+class DeadlinePassed(TimeoutError):
+    """The connection's overall deadline passed."""
+
+
+class TimedSocket(socket.socket):
+    """A connected socket whose every send and receive ends within an idle timeout and
+    before an overall deadline, as :class:`TimeoutError` subclasses that say which.
+
+    A plain socket timeout bounds one call: a peer that trickles a few bytes before each
+    timeout runs out keeps a connection alive forever. Here each call's timeout is the idle
+    timeout cut to what is left before the deadline, so the connection ends by the deadline
+    whatever the peer does. Create one with :meth:`adopt`; the sink and source here (and
+    everything that writes through :func:`send_all_parts`) use it as any socket.
+    """
+
+    idle_s: float | None
+    deadline_s: float | None
+    _deadline: float | None
+
+    @classmethod
+    def adopt(
+        cls, sock: socket.socket, idle_s: float | None, deadline_s: float | None
+    ) -> TimedSocket:
+        """Take over ``sock``'s connection (``sock`` is left detached); the deadline runs
+        from now."""
+        timed = cls(sock.family, sock.type, sock.proto, fileno=sock.detach())
+        timed.idle_s = idle_s
+        timed.deadline_s = deadline_s
+        timed._deadline = None if deadline_s is None else time.monotonic() + deadline_s
+        return timed
+
+    def _arm(self) -> bool:
+        """Set this call's timeout; return whether the deadline (not the idle timeout)
+        bounds it."""
+        timeout = self.idle_s
+        if self._deadline is None:
+            super().settimeout(timeout)
+            return False
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise DeadlinePassed(self._deadline_message())
+        by_deadline = timeout is None or left < timeout
+        super().settimeout(left if by_deadline else timeout)
+        return by_deadline
+
+    def _deadline_message(self) -> str:
+        return f"the connection's deadline of {self.deadline_s:g} s passed"
+
+    def _expired(self, by_deadline: bool, what: str) -> TimeoutError:
+        if by_deadline:
+            return DeadlinePassed(self._deadline_message())
+        return PeerIdle(f"the peer {what} for {self.idle_s:g} s (the idle timeout)")
+
+    def recv_into(self, buffer, nbytes: int = 0, flags: int = 0) -> int:
+        by_deadline = self._arm()
+        try:
+            return super().recv_into(buffer, nbytes, flags)
+        except TimeoutError as exc:
+            raise self._expired(by_deadline, "sent nothing") from exc
+
+    def sendmsg(self, buffers, *args) -> int:
+        by_deadline = self._arm()
+        try:
+            return super().sendmsg(buffers, *args)
+        except TimeoutError as exc:
+            raise self._expired(by_deadline, "took no data") from exc
+
+    def sendall(self, data, flags: int = 0) -> None:
+        send_all_parts(self, [data])
 
 
 def send_all_parts(sock: socket.socket, parts: Sequence) -> None:
@@ -46,6 +122,7 @@ class Source:
     """Fills caller-provided buffers; returns how many bytes arrived before end of stream."""
 
     def __init__(self, source: object) -> None:
+        self._sock = source if isinstance(source, socket.socket) else None
         if isinstance(source, socket.socket):
             self._readinto = source.recv_into
         elif hasattr(source, "readinto"):
@@ -59,6 +136,22 @@ class Source:
                 return len(chunk)
 
             self._readinto = readinto
+
+    def pending(self) -> bool:
+        """Whether any byte is left to read now. A socket is asked without waiting (its
+        peer sends nothing after a stream's last frame until it is answered); a file is
+        read one byte further."""
+        if self._sock is not None:
+            timeout = self._sock.gettimeout()
+            self._sock.settimeout(0.0)  # a timeout would make recv wait for data first
+            try:
+                return bool(self._sock.recv(1, socket.MSG_PEEK))
+            except OSError:  # nothing yet (BlockingIOError), or the peer is gone
+                return False
+            finally:
+                self._sock.settimeout(timeout)
+        probe = bytearray(1)
+        return bool(self._readinto(memoryview(probe)))
 
     def fill(self, view: memoryview) -> int:
         """Read until ``view`` is full or the stream ends; return the byte count read."""

@@ -21,6 +21,8 @@ from migcodec.wire.errors import (
     CodecMissing,
     FrameTooLarge,
     UnsupportedVersion,
+    one_line,
+    peer_text,
 )
 
 _PREAMBLE = -1  # frame index used in preamble error messages
@@ -155,6 +157,8 @@ def resolve_codecs(
             resolved[codec_id].check_page_size(preamble.page_size)
         except (CodecError, ValueError) as exc:
             raise CodecMissing(
-                f"cannot decode codec id {codec_id} ({config.get('name')!r}): {exc}", _PREAMBLE
+                f"cannot decode codec id {codec_id} of the peer's codec table "
+                f"({peer_text(str(config.get('name')))}): {one_line(str(exc))}",
+                _PREAMBLE,
             ) from exc
     return resolved

@@ -37,14 +37,16 @@ from migcodec.wire.errors import (
     IncompleteStream,
     MalformedFrame,
     MemoryMismatch,
+    PeerTimeout,
     RunOutOfBounds,
     StreamAborted,
+    TrailingData,
     TruncatedStream,
     UnknownCodecId,
     WireError,
 )
 from migcodec.wire.handshake import send_reply
-from migcodec.wire.io import Source
+from migcodec.wire.io import DeadlinePassed, PeerIdle, Source
 from migcodec.wire.preamble import Preamble, read_preamble, resolve_codecs
 
 
@@ -154,8 +156,10 @@ class FrameReader:
     def _fill(self, view: memoryview, frame: int, at_boundary: bool = False) -> None:
         try:
             got = self._source.fill(view)
-        except TimeoutError as exc:  # a socket timeout: the peer went silent
-            raise TruncatedStream(
+        except (PeerIdle, DeadlinePassed) as exc:  # a TimedSocket says which limit ran out
+            raise PeerTimeout(str(exc), frame, self.offset) from exc
+        except TimeoutError as exc:  # a plain socket timeout: the peer went silent
+            raise PeerTimeout(
                 f"the peer sent nothing for the receive timeout ({exc})", frame, self.offset
             ) from exc
         except OSError as exc:  # a reset connection is a broken stream, like an early EOF
@@ -295,8 +299,16 @@ class FrameReader:
         return Encoded(codec.name, self.page_size, runs, modes, (payload,) if payload else ())
 
     def _view(self, memory: object) -> np.ndarray:
-        """``memory`` as pages, refused unless it is exactly the stream's memory."""
-        view = page_view(memory, self.page_size)
+        """``memory`` as pages, refused (:class:`MemoryMismatch`) unless it is exactly the
+        stream's memory: a buffer of whole pages of the announced size and number."""
+        try:
+            view = page_view(memory, self.page_size)
+        except InvalidBatch as exc:
+            raise MemoryMismatch(
+                f"destination memory cannot hold this stream's {self.page_size}-byte pages: "
+                f"{exc}; give it {self.memory_pages} pages of {self.page_size} bytes "
+                f"({self.memory_pages * self.page_size} bytes)"
+            ) from exc
         if view.shape[0] != self.memory_pages:
             raise MemoryMismatch(
                 f"destination memory has {view.shape[0]} pages; the stream is for "
@@ -328,7 +340,12 @@ class FrameReader:
             yield frame
 
     def receive(self, memory: object, verify_digest: bool = True) -> StreamSummary:
-        """Apply a whole stream to ``memory``; return only if it completed and matched."""
+        """Apply a whole stream to ``memory``; return only if it completed and matched.
+
+        Bytes after the end-of-stream frame are :class:`TrailingData`. A stream whose end
+        carried no digest returns with ``digest_verified`` false: whoever reports success
+        must check it (:func:`~migcodec.engine.destination.receive_migration` refuses such
+        a stream)."""
         view = self._view(memory)
         summary = StreamSummary()
         for frame in self:
@@ -345,6 +362,13 @@ class FrameReader:
                 summary.iterations += 1
             elif frame.type == fmt.FrameType.END_STREAM:
                 self._verify_end(frame, summary, view, verify_digest)
+        if self._source.pending():
+            raise TrailingData(
+                "bytes follow the end-of-stream frame; a stream ends with that frame, so this "
+                "one was not written by a migcodec writer (or two streams were joined)",
+                self.index,
+                self.offset,
+            )
         summary.bytes_read = self.offset
         return summary
 

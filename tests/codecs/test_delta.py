@@ -236,9 +236,9 @@ def test_bad_parameters_say_what_to_do():
 def test_small_max_record_size_sends_busy_pages_raw():
     memory = np.ones((1, PAGE), np.uint8)
     mirror = DestinationMirror(PAGE)
-    codec = get_codec("dsa-delta", max_record_size=20)
+    codec = get_codec("dsa-delta", max_record_size=80)
     codec.encode(Batch(memory, [(0, 1)]), destination=mirror)
-    memory[0, :24] = 9  # three words: one entry more than the maximum
+    memory[0, :72] = 9  # nine words: one entry more than the maximum
     assert codec.encode(Batch(memory, [(0, 1)]), destination=mirror).modes[0] == PageMode.RAW
     memory[0, 40] = 3  # one word against the held (raw-sent) version
     assert codec.encode(Batch(memory, [(0, 1)]), destination=mirror).modes[0] == DELTA
@@ -291,3 +291,20 @@ def test_bench_treats_each_repeat_as_a_new_stream():
     memory = np.random.default_rng(10).integers(0, 4, (128, PAGE), dtype=np.uint8)
     result = bench_codec(get_codec("dsa-delta"), memory, repeats=2)
     assert result.verified and result.ratio > 1
+
+
+@pytest.mark.parametrize("size", [10, 20, 70, 95, 85, 0, -80, 4294967300, True, 80.0, "80"])
+def test_dsa_refuses_record_sizes_dml_refuses(size):
+    # DML's descriptor check: a multiple of 10 and at least 80, else status 17
+    message = (
+        "max_record_size must be a multiple of 10 bytes from 80 to 4294967290 (DML refuses "
+        f"other sizes with status 17, DML_STATUS_DELTA_RECORD_SIZE_ERROR), got {size!r}"
+    )
+    with pytest.raises(ValueError) as info:
+        get_codec("dsa-delta", max_record_size=size)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize("size", [80, 90, 4090, 4294967290])
+def test_dsa_accepts_record_sizes_dml_accepts(size):
+    assert get_codec("dsa-delta", max_record_size=size).max_record_size == size

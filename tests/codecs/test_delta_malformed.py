@@ -1,6 +1,7 @@
 """Malformed delta frames raise DecodeError and never write outside the pages they name."""
 
 import contextlib
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ from hypothesis import strategies as st
 
 from migcodec.codecs import Batch, DecodeError, DestinationMirror, Encoded, get_codec
 from migcodec.codecs.plugins.dsa_delta import apply_delta_records
-from migcodec.codecs.plugins.xbzrle import xbzrle_decode
+from migcodec.codecs.plugins.xbzrle import xbzrle_decode, xbzrle_encode
 
 PAGE = 4096
 
@@ -137,3 +138,102 @@ def test_random_corruption_raises_or_writes_only_named_pages(name, flips):
     with contextlib.suppress(DecodeError):
         get_codec(name).decode(_with_payload(encoded, bytes(raw)), guarded)
     assert (guarded[6:] == 0xA5).all()
+
+
+# -- bounded memory ------------------------------------------------------------------------
+def _peak_bytes(run) -> int:
+    """Peak bytes allocated (numpy reports its buffers to tracemalloc) while ``run`` runs."""
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        with contextlib.suppress(DecodeError):
+            run()
+        return tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("fill", ["zeros", "random", "valid"])
+def test_xbzrle_decode_memory_is_a_small_multiple_of_the_frame(fill):
+    # 512 pages of 16 KiB, every delta 16381 bytes: an 8 MiB frame. Zeros chain two-byte
+    # pairs (the most pairs a parse can meet), random bytes fail at once, and valid deltas
+    # change every other byte. The decode may use a few times the frame and its pages,
+    # never the dozens of times a whole-frame parse would take.
+    pages, page_size, length = 512, 16384, 16381
+    if fill == "zeros":
+        data = np.zeros(pages * length, np.uint8)
+    elif fill == "random":
+        data = np.random.default_rng(0).integers(0, 256, pages * length, dtype=np.uint8)
+    else:
+        pair = np.tile(np.array([1, 1, 7], np.uint8), length // 3)
+        length = pair.size
+        data = np.tile(pair, pages)
+    memory = np.zeros((pages, page_size), np.uint8)
+    peak = _peak_bytes(lambda: xbzrle_decode(memory, data, np.full(pages, length)))
+    assert peak <= 4 * (data.nbytes + memory.nbytes)
+    if fill == "valid":
+        changed = np.zeros(page_size, bool)
+        changed[1 : 2 * (length // 3) : 2] = True  # one changed byte after each zero run
+        assert (memory[:, changed] == 7).all() and not memory[:, ~changed].any()
+
+
+def test_xbzrle_codec_memory_is_bounded_too():
+    # the same through the codec and the wire's blob layout: u32 fall-back length, u16
+    # lengths, deltas; the codec's copy of the named pages is part of "the pages it names"
+    pages, page_size, length = 256, 16384, 16381
+    blob = b"".join(
+        (
+            np.zeros(1, "<u4").tobytes(),
+            np.full(pages, length, "<u2").tobytes(),
+            bytes(pages * length),
+        )
+    )
+    modes = np.full(pages, 2, np.uint8)
+    encoded = Encoded("xbzrle", page_size, np.array([[0, pages]]), modes, (blob,))
+    memory = np.zeros((pages, page_size), np.uint8)
+    peak = _peak_bytes(lambda: get_codec("xbzrle").decode(encoded, memory))
+    assert peak <= 4 * (len(blob) + memory.nbytes)
+    assert not memory.any()  # refused: nothing written
+
+
+@pytest.mark.parametrize(
+    ("lengths", "message"),
+    [
+        ([3, 4097], "XBZRLE page 1 of the batch has an encoding of 4097 bytes; an encoding has "
+                    "1..4096 (the page size), as QEMU requires"),
+        ([3, 0], "XBZRLE page 1 of the batch has an encoding of 0 bytes; an encoding has "
+                 "1..4096 (the page size), as QEMU requires"),
+        ([3], "1 XBZRLE lengths for a batch of 2 pages"),
+        ([3, 4], "XBZRLE encodings fill 4100 bytes where their lengths say 7"),
+    ],
+)  # fmt: skip
+def test_xbzrle_lengths_are_checked_before_the_parse(lengths, message):
+    rows, inner = _guarded(2)
+    with pytest.raises(DecodeError) as info:
+        xbzrle_decode(inner, np.zeros(4100, np.uint8), np.array(lengths))
+    assert str(info.value) == message
+    assert (rows == 0xA5).all()
+
+
+def test_xbzrle_runs_of_pages_decode_like_one(monkeypatch):
+    # runs split a frame between pages: their results, and the page an error names,
+    # are those of one parse over the whole frame
+    rng = np.random.default_rng(4)
+    old = rng.integers(0, 256, (40, PAGE), dtype=np.uint8)
+    new = old.copy()
+    new[:, rng.integers(0, PAGE, 300)] ^= 0x5A
+    results, lengths, data = xbzrle_encode(old, new)
+    assert (results > 0).all()
+    monkeypatch.setattr("migcodec.codecs.plugins.xbzrle.MIN_RUN_BYTES", 1000)
+    pages = old.copy()
+    xbzrle_decode(pages, data, lengths)
+    np.testing.assert_array_equal(pages, new)
+    bad = data.copy()
+    bad[int(np.cumsum(lengths)[30])] = 0x80  # page 31's first zero run: 14 bits too long
+    bad[int(np.cumsum(lengths)[30]) + 1] = 0x80
+    with pytest.raises(DecodeError) as info:
+        xbzrle_decode(old.copy(), bad, lengths)
+    assert str(info.value) == (
+        "XBZRLE zero run length is longer than 14 bits (page 31 of the batch); it is corrupt"
+    )

@@ -12,10 +12,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from migcodec.codecs import Batch, DecodeError, Encoded, PageMode
+from migcodec.codecs.deflate_scan import FIXED, scan_deflate
 from migcodec.codecs.device_model import device_model
 from migcodec.codecs.plugins.iaa import IaaCodec
 from migcodec.codecs.vendor import qpl
 from migcodec.codecs.vendor.detect import iaa_work_queues
+from tests.codecs.deflate_craft import fixed_stream
 from tests.codecs.page_kinds import build_pages, page_kinds
 
 PAGE = 4096
@@ -347,3 +349,110 @@ def test_device_round_trip_under_busy_queues(fake_qpl, kinds, seed, busy):
     raw = ~memory.any(axis=1)
     np.testing.assert_array_equal(encoded.modes == PageMode.ZERO, raw)
     assert encoded.stats.path in ("hardware", "software")
+
+
+# -- the device's 4 KiB history, exactly --------------------------------------------------
+def _far_stream(page_size: int, at: int, distance: int) -> tuple[bytes, bytes]:
+    """A page with one 10-byte match ``distance`` back at byte ``at`` (the rest repeats a
+    64-byte motif through short matches, so it compresses), and its stream."""
+    motif = np.random.default_rng(at + distance).integers(0, 256, 64, np.uint8).tobytes()
+    stream = fixed_stream([motif, *_repeat(at - 64), (10, distance), *_repeat(page_size - at - 10)])
+    return zlib.decompress(stream, -15), stream
+
+
+def _repeat(n: int) -> list:
+    """Tokens copying ``n`` bytes from 64 back."""
+    tokens: list = [(258, 64)] * (n // 258)
+    rest = n % 258
+    if rest >= 3:
+        tokens.append((rest, 64))
+    elif rest:
+        tokens.append(b"\0" * rest)
+    return tokens
+
+
+def _one_page_blob(stream: bytes) -> memoryview:
+    return memoryview(np.array([len(stream)], "<u2").tobytes() + stream)
+
+
+_HISTORY_CASES = [
+    (page_size, at, distance)
+    for page_size in (8192, 16384)
+    for distance in (4096, 4097, 5000, 8192)
+    for at in (4200, 6000, page_size - 300)
+    if at >= distance
+]
+
+
+@pytest.mark.parametrize(("page_size", "at", "distance"), _HISTORY_CASES)
+def test_software_decoder_refuses_every_match_beyond_4k(no_accelerators, page_size, at, distance):
+    page, stream = _far_stream(page_size, at, distance)
+    assert len(page) == page_size  # valid DEFLATE (with zlib's 32 KiB window)
+    modes = np.full(1, PageMode.ENCODED, np.uint8)
+    decode = IaaCodec()._decode_pages
+    if distance <= 4096:
+        assert bytes(decode(_one_page_blob(stream), modes, None, page_size)) == page
+        return
+    message = (
+        f"iaa page 0 has a match {distance} bytes back at byte {at}; IAA keeps 4096 bytes of "
+        "history, so the device refuses this stream (it was not written by an IAA-compatible "
+        "encoder)"
+    )
+    with pytest.raises(DecodeError) as info:
+        decode(_one_page_blob(stream), modes, None, page_size)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize(("page_size", "at", "distance"), _HISTORY_CASES)
+def test_software_and_device_agree_on_the_history(fake_qpl, page_size, at, distance):
+    page, stream = _far_stream(page_size, at, distance)
+    modes = np.full(1, PageMode.ENCODED, np.uint8)
+    if distance <= 4096:
+        decoded = IaaCodec()._decode_pages(_one_page_blob(stream), modes, None, page_size)
+        assert np.asarray(decoded).tobytes() == page
+        return
+    with pytest.raises(qpl.QplDataError, match=re.escape("QPL_STS_BAD_DIST_ERR (217)")):
+        IaaCodec()._decode_pages(_one_page_blob(stream), modes, None, page_size)
+
+
+def test_software_decoder_refuses_the_wide_window_stream(no_accelerators):
+    modes = np.full(1, PageMode.ENCODED, np.uint8)
+    with pytest.raises(DecodeError, match=r"^iaa page 0 has a match \d+ bytes back at byte"):
+        IaaCodec()._decode_pages(memoryview(_wide_window_blob()), modes, None, 8192)
+
+
+# -- the device's block type --------------------------------------------------------------
+def test_jobs_ask_the_device_for_fixed_huffman(fake_qpl):
+    IaaCodec().encode(Batch(_memory(), [(0, 16)]))
+    flags = _counts(fake_qpl)[5]
+    assert not flags & 0x2000  # QPL_FLAG_DYNAMIC_HUFFMAN: QPL then writes fixed blocks
+    assert flags & (qpl.QPL_FLAG_FIRST | qpl.QPL_FLAG_LAST)
+
+
+@pytest.mark.parametrize("backend", ["zlib-ng", "zlib"])
+def test_emulated_path_writes_the_devices_fixed_huffman_blocks(
+    no_accelerators, monkeypatch, backend
+):
+    # whichever DEFLATE library backs the emulation (zlib's level 1 writes dynamic blocks
+    # for these 2-bit pages), the blocks are the fixed-Huffman ones the device writes
+    if backend == "zlib":
+        monkeypatch.setattr("migcodec.codecs.plugins.iaa.zlib_ng", zlib)
+    memory = _memory()
+    encoded = _round_trip(IaaCodec(), memory)
+    streams = _streams(encoded)
+    assert len(streams) == 14
+    for stream in streams:
+        assert set(scan_deflate(stream).block_types) == {FIXED}
+
+
+def test_emulated_ratio_is_the_devices(fake_qpl, monkeypatch):
+    # the fake device runs zlib with the block type QPL picks for these flags; the emulation
+    # backed by the same zlib must write the very same streams
+    memory = _memory()
+    device = IaaCodec().encode(Batch(memory, [(0, 16)]))
+    assert device.stats.path == "hardware"
+    monkeypatch.setenv("MIGCODEC_QPL_LIBRARY", "")
+    monkeypatch.setattr("migcodec.codecs.plugins.iaa.zlib_ng", zlib)
+    emulated = IaaCodec().encode(Batch(memory, [(0, 16)]))
+    assert emulated.stats.path == "emulated"
+    assert emulated.payload == device.payload

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gzip
 import re
+import time
 import zlib
 
 import numpy as np
@@ -12,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from migcodec.codecs import Batch, CodecUnavailable, DecodeError, PageMode
+from migcodec.codecs import Batch, CodecUnavailable, DecodeError, Encoded, PageMode
 from migcodec.codecs.device_model import device_model
 from migcodec.codecs.plugins.qat import QatCodec, inflate_gzip_members
 from migcodec.codecs.vendor import qatzip
@@ -257,19 +259,141 @@ def test_corrupt_stream_is_a_decode_error_on_both_paths(fake_qatzip):
 def test_inflate_gzip_members_is_strict():
     page = bytes(range(256)) * 16
     one = gzip.compress(page)
-    assert inflate_gzip_members(one + gzip.compress(page), 2 * PAGE) == page * 2
-    with pytest.raises(DecodeError, match="qat payload is empty"):
-        inflate_gzip_members(b"", PAGE)
-    with pytest.raises(DecodeError, match="ends before the end of the 4096 bytes"):
-        inflate_gzip_members(one[:-12], PAGE)
-    with pytest.raises(DecodeError, match="inflates past the 2048 bytes"):
-        inflate_gzip_members(one, 2048)
-    with pytest.raises(DecodeError, match="has 3 bytes after the gzip member"):
-        inflate_gzip_members(one + b"xyz", PAGE)
-    with pytest.raises(DecodeError, match="inflates to 4096 bytes, not 8192"):
-        inflate_gzip_members(one, 2 * PAGE)
-    with pytest.raises(DecodeError, match="gzip member 0 is corrupt"):
+    buffer = gzip.compress(page * 16)  # a whole 64 KiB hardware buffer
+    assert inflate_gzip_members(buffer + one, 17 * PAGE) == page * 17
+    short = (
+        "qat gzip member 1 inflates to 4096 bytes but is not the last; QATzip fills every "
+        "member but the last with a whole 65536-byte hardware buffer, so this payload was not "
+        "written by QATzip or migcodec"
+    )
+    cases = [
+        (b"", PAGE, "qat payload is empty where 4096 bytes of pages were expected"),
+        (one[:-12], PAGE,
+         "qat gzip member 0 ends before the end of the 4096 bytes the batch names"),
+        (one, 2048, "qat gzip member 0 inflates past the 2048 bytes the batch names"),
+        (one + b"xyz", PAGE,
+         "qat payload has 3 bytes after the gzip member that completed all 4096 bytes"),
+        (one, 2 * PAGE, "qat payload inflates to 4096 bytes, not 8192"),
+        (buffer + one[:-1], 17 * PAGE,
+         "qat gzip member 1 ends before the end of the 69632 bytes the batch names"),
+        (buffer + one + one, 18 * PAGE, short),
+        (gzip.compress(b"") + one, PAGE,
+         "qat gzip member 0 is empty; QATzip writes no empty members"),
+    ]  # fmt: skip
+    for blob, expected, message in cases:
+        with pytest.raises(DecodeError) as info:
+            inflate_gzip_members(blob, expected)
+        assert str(info.value) == message
+    with pytest.raises(DecodeError, match="qat gzip member 0 is corrupt"):
         inflate_gzip_members(zlib.compress(page), PAGE)  # zlib container, not gzip
+
+
+class _CountingInflaters:
+    """Stands in for ``zlib_ng.decompressobj``: counts inflaters and the bytes handed to
+    them, the work a decode does whatever the machine's speed."""
+
+    def __init__(self, real) -> None:
+        self.real = real
+        self.created = 0
+        self.fed = 0
+
+    def __call__(self, wbits: int):
+        self.created += 1
+        counter, inner = self, self.real(wbits)
+
+        class Inflater:
+            def decompress(self, data, max_length=0):
+                counter.fed += memoryview(data).nbytes
+                return inner.decompress(data, max_length)
+
+            def __getattr__(self, name):
+                return getattr(inner, name)
+
+        return Inflater()
+
+
+@pytest.fixture
+def counting(monkeypatch) -> _CountingInflaters:
+    from zlib_ng import zlib_ng
+
+    counter = _CountingInflaters(zlib_ng.decompressobj)
+    monkeypatch.setattr(zlib_ng, "decompressobj", counter)
+    return counter
+
+
+EMPTY_MEMBER = gzip.compress(b"", mtime=0)  # 20 bytes that inflate to nothing
+
+
+def test_empty_members_naming_1024_pages_fail_after_one_member(counting):
+    payload = EMPTY_MEMBER * (1024 * PAGE // len(EMPTY_MEMBER))
+    with pytest.raises(DecodeError) as info:
+        inflate_gzip_members(payload, 1024 * PAGE)
+    assert str(info.value) == "qat gzip member 0 is empty; QATzip writes no empty members"
+    assert counting.created == 1
+    assert counting.fed <= len(payload)
+
+
+_BUFFER = 64 * 1024
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    members=st.lists(st.sampled_from(["zeros", "text", "short", "empty"]), min_size=1, max_size=24),
+    tail=st.sampled_from([b"", b"\0" * 7, EMPTY_MEMBER, b"garbage"]),
+    extra_pages=st.integers(0, 40),
+)
+def test_decode_work_is_linear_in_the_payload(members, tail, extra_pages):
+    # members a hostile sender might string together; whatever the verdict, the bytes
+    # handed to inflaters stay within a small multiple of the payload, and there is at most
+    # one inflater per hardware buffer the batch could fill
+    blobs = {
+        "zeros": gzip.compress(bytes(_BUFFER), mtime=0),
+        "text": gzip.compress((b"migcodec " * 8192)[:_BUFFER], mtime=0),
+        "short": gzip.compress(b"x" * 1000, mtime=0),
+        "empty": EMPTY_MEMBER,
+    }
+    payload = b"".join(blobs[m] for m in members) + tail
+    expected = len(members) * _BUFFER + extra_pages * PAGE
+    from zlib_ng import zlib_ng
+
+    counter = _CountingInflaters(zlib_ng.decompressobj)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(zlib_ng, "decompressobj", counter)
+        with contextlib.suppress(DecodeError):
+            inflate_gzip_members(payload, expected)
+    assert counter.created <= expected // _BUFFER + 1
+    assert counter.fed <= 3 * len(payload) + 64 * counter.created
+
+
+def test_hostile_members_cost_no_more_than_a_valid_frame(no_accelerators):
+    # 1024 pages: a payload of empty members against a valid frame of the same size.
+    # Best of several runs each, and a wide margin: the hostile payload is refused at its
+    # first member, so it takes less time than the valid one, not ten times more
+    pages = 1024
+    rng = np.random.default_rng(0)
+    valid_pages = rng.integers(0, 256, (pages, PAGE), dtype=np.uint8)
+    valid_pages[:, PAGE // 2 :] = 7  # half a page of noise: gzip halves it, no more
+    valid = QatCodec().encode(Batch(valid_pages, [(0, pages)], max_pages=pages))
+    assert (valid.modes == PageMode.ENCODED).all()
+    hostile = _qat_frame(EMPTY_MEMBER * (len(valid.payload) // len(EMPTY_MEMBER)), pages)
+    codec = QatCodec()
+    dest = np.zeros((pages, PAGE), np.uint8)
+
+    def best(encoded) -> float:
+        times = []
+        for _ in range(5):
+            start = time.perf_counter()
+            with contextlib.suppress(DecodeError):
+                codec.decode(encoded, dest)
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    assert best(hostile) < 10 * best(valid)
+
+
+def _qat_frame(payload: bytes, pages: int) -> Encoded:
+    modes = np.full(pages, PageMode.ENCODED, np.uint8)
+    return Encoded("qat", PAGE, np.array([[0, pages]]), modes, (payload,))
 
 
 def test_incompressible_batch_goes_raw(no_accelerators):

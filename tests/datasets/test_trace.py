@@ -21,6 +21,7 @@ from migcodec.datasets import (
     get_workload,
 )
 from migcodec.datasets.trace import TraceExists, TraceNotFound, TraceVersionError
+from tests.datasets import trace_forge
 
 PS = 512  # small pages keep hypothesis fast; the format takes any multiple of 8
 
@@ -310,3 +311,147 @@ def test_a_sampled_window_keeps_its_true_size(tmp_path: Path) -> None:
         TraceWriter(tmp_path / "bad", memory_pages=64, page_size=PS) as writer,
     ):
         writer.write(Window(0, np.array([3, 9, 20, 41]), pages, dirty_pages=2))
+
+
+# -- forged and damaged traces: every failure a TraceCorrupt naming the field or window --
+def _rewrite_manifest(path: Path, change) -> Path:
+    manifest = json.loads((path / "manifest.json").read_text())
+    change(manifest)
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    return path / "manifest.json"
+
+
+def _set(*keys, value=None, delete=False):
+    def change(doc):
+        for key in keys[:-1]:
+            doc = doc[key]
+        if delete:
+            del doc[keys[-1]]
+        else:
+            doc[keys[-1]] = value
+
+    return change
+
+
+_MANIFEST_DAMAGE = [
+    (_set("page_size", delete=True), "field 'page_size' is missing"),
+    (_set("page_size", value="4096"), "field 'page_size' is a string, not an integer"),
+    (_set("page_size", value=0), "field 'page_size' is 0, not a multiple of 8 from 8 to 2097152"),
+    (_set("page_size", value=2**32 - 1),
+     "field 'page_size' is 4294967295, not a multiple of 8 from 8 to 2097152"),
+    (_set("page_size", value=True), "field 'page_size' is true or false, not an integer"),
+    (_set("memory_pages", value=-1),
+     "field 'memory_pages' is -1, not an integer from 0 to 1099511627776"),
+    (_set("windows", value=None), "field 'windows' is null, not an integer"),
+    (_set("window_s", value="fast"), "field 'window_s' is a string, not a number or null"),
+    (_set("source", value=5), "field 'source' is an integer, not a string"),
+    (_set("complete", value="yes"), "field 'complete' is a string, not true or false"),
+    (_set("codec", value="zstd"), "field 'codec' is a string, not an object"),
+    (_set("codec", "name", delete=True), "field 'codec.name' is missing"),
+    (_set("phases", value={}), "field 'phases' is an object, not a list"),
+    (_set("phases", value=[{"name": "a", "first": 0, "windows": 1}, {"name": "b"}]),
+     "field 'phases[1].first' is missing"),
+    (_set("phases", value=[["boot", 0, 8]]), "phases[0] is a list, not an object"),
+    (_set("totals", delete=True), "field 'totals' is missing"),
+    (_set("totals", "stored_bytes", value=-5),
+     "field 'totals.stored_bytes' is -5, not an integer from 0 to 9223372036854775808"),
+    (_set("meta", value=[]), "field 'meta' is a list, not an object"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("change", "problem"), _MANIFEST_DAMAGE)
+def test_a_manifest_field_of_the_wrong_type_or_range_is_named(trace, change, problem) -> None:
+    path, _ = trace
+    manifest = _rewrite_manifest(path, change)
+    with pytest.raises(TraceCorrupt) as err:
+        TraceReader(path)
+    assert str(err.value) == f"{manifest}: {problem}; the trace is damaged (re-create it)"
+
+
+@pytest.mark.parametrize(
+    ("codec", "why"),
+    [
+        ({"name": "zstd", "level": 99}, "zstd level must be a non-zero integer"),
+        ({"name": "zstd", "speed": 3}, "bad config for codec 'zstd'"),
+    ],
+)
+def test_a_manifest_codec_with_a_bad_parameter_is_named(trace, codec, why) -> None:
+    path, _ = trace
+    manifest = _rewrite_manifest(path, _set("codec", value=codec))
+    with pytest.raises(TraceCorrupt) as err:
+        TraceReader(path)
+    message = str(err.value)
+    assert message.startswith(f"{manifest}: field 'codec' is not a codec this migcodec can ")
+    assert why in message and message.endswith("; the trace is damaged (re-create it)")
+
+
+@pytest.mark.parametrize(
+    ("page_size", "problem"),
+    [(0, "has 0-byte"), (2**32 - 1, "has 4294967295-byte"), (512, "has 512-byte")],
+)
+def test_a_forged_record_page_size_is_refused_before_decoding(trace, page_size, problem) -> None:
+    path, _ = trace
+    trace_forge.forge_header(path, 3, page_size=page_size)
+    reader = TraceReader(path)
+    reader[2]
+    with pytest.raises(TraceCorrupt) as err:
+        reader[3]
+    assert err.value.window == 3
+    assert str(err.value) == (
+        f"window 3: record at chunk-000000.mct offset {int(reader._index[3]['offset'])} "
+        f"{problem} pages; the trace's pages are 4096 bytes"
+    )
+
+
+def test_a_forged_record_page_count_beyond_memory_is_refused(trace) -> None:
+    path, _ = trace
+    trace_forge.forge_header(path, 1, pages=2**40)
+    with pytest.raises(TraceCorrupt, match=r"^window 1: record at .* holds 1099511627776 pages"):
+        TraceReader(path)[1]
+
+
+@pytest.mark.parametrize(
+    ("meta", "problem"),
+    [
+        (b"[]", "record metadata is a list, not an object"),
+        (b'{"phase":5}', "record field 'metadata.phase' is an integer, not a string or null"),
+        (b'{"duration_s":"1s"}', "field 'metadata.duration_s' is a string, not a number"),
+        (b'{"meta":[1]}', "record field 'metadata.meta' is a list, not an object or null"),
+        (b'{"dirty_pages":1.5}', "record field 'metadata.dirty_pages' is a number"),
+        (b"[" * 40 + b"]" * 40, "record metadata is a list, not an object"),
+    ],
+)
+def test_forged_record_metadata_of_the_wrong_type_is_named(trace, meta, problem) -> None:
+    path, _ = trace
+    trace_forge.forge_meta(path, 2, meta)
+    with pytest.raises(TraceCorrupt) as err:
+        TraceReader(path)[2]
+    assert err.value.window == 2
+    assert problem in str(err.value) and str(err.value).startswith("window 2: ")
+
+
+def test_a_damaged_index_is_named_as_the_index(trace) -> None:
+    path, _ = trace
+    entries = trace_forge.index(path)
+    entries[4]["chunk"] = 1281844724
+    (path / "windows.idx").write_bytes(entries.tobytes())
+    with pytest.raises(TraceCorrupt) as err:
+        TraceReader(path)
+    assert err.value.window == 4
+    assert str(err.value) == (
+        f"{path / 'windows.idx'} is damaged: its entry for window 4 (chunk 1281844724, offset "
+        f"{int(entries[4]['offset'])}, length {int(entries[4]['length'])}, "
+        f"{int(entries[4]['pages'])} pages) does not follow the entries before it as the "
+        "writer lays records out; re-create the trace"
+    )
+
+
+def test_trace_info_shows_the_files_text_quoted(trace, capsys) -> None:
+    from migcodec.cli import main
+
+    path, _ = trace
+    _rewrite_manifest(path, _set("source", value="x\nsource   ok\x1b[2J"))
+    assert main(["trace", "info", str(path), "--codecs", "lz4", "--sample", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "  source   'x\\nsource   ok\\x1b[2J'\n" in out
+    assert "\x1b" not in out

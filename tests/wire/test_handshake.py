@@ -38,7 +38,7 @@ def test_destination_lacking_a_codec_refuses_before_any_page_moves():
     with src, pytest.raises(HandshakeRefused) as info:
         FrameWriter(src, 4096, 16, [get_codec("lz4"), get_codec("zstd")], await_reply_from=src)
     thread.join(timeout=10)
-    assert "codec id 1 ('zstd')" in str(info.value)
+    assert "codec id 1 of the peer's codec table ('zstd')" in str(info.value)
     assert "pip install zstandard" in str(info.value)
     assert isinstance(outcome["error"], CodecMissing)
 

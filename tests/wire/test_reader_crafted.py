@@ -387,16 +387,16 @@ def test_abort_frame_carries_the_reason():
     with pytest.raises(StreamAborted) as info:
         FrameReader(io.BytesIO(out.getvalue()), resolve=RESOLVE).receive(dest)
     assert str(info.value) == (
-        f"frame 1, byte offset {at}: peer aborted: source lost its disk: migration cancelled"
+        f"frame 1, byte offset {at}: peer aborted: 'source lost its disk: migration cancelled'"
     )
-    assert info.value.detail == "peer aborted: source lost its disk: migration cancelled"
+    assert info.value.detail == "peer aborted: 'source lost its disk: migration cancelled'"
     assert (info.value.frame, info.value.offset) == (1, at)
 
 
 def test_abort_reason_that_is_not_utf8_is_still_reported():
     _, result = receive(F0, frame_bytes(1, fmt.FrameType.ABORT, payload=b"bad \xff byte"))
     assert type(result) is StreamAborted
-    assert str(result) == f"frame 1, byte offset {F1}: peer aborted: bad \ufffd byte"
+    assert str(result) == f"frame 1, byte offset {F1}: peer aborted: 'bad \ufffd byte'"
 
 
 # -- the preamble ----------------------------------------------------------------------
@@ -552,7 +552,8 @@ def test_codec_not_installed_is_refused_at_the_preamble():
     assert type(result) is CodecMissing
     installed = ", ".join(available_codecs())
     assert str(result) == (
-        "preamble: cannot decode codec id 4 ('qat-deflate'): no codec named 'qat-deflate' is "
+        "preamble: cannot decode codec id 4 of the peer's codec table "
+        "('qat-deflate'): no codec named 'qat-deflate' is "
         f"installed (installed: {installed}); a third-party codec is installed as a package "
         "with a 'migcodec.codecs' entry point"
     )
@@ -564,7 +565,8 @@ def test_codec_config_this_side_cannot_build_is_refused_at_the_preamble():
     _, result = receive(preamble=preamble_bytes(PAGE, PAGES, BATCH, table), resolve=get_codec)
     assert type(result) is CodecMissing
     assert str(result) == (
-        "preamble: cannot decode codec id 0 ('zstd'): zstd level must be a non-zero integer "
+        "preamble: cannot decode codec id 0 of the peer's codec table "
+        "('zstd'): zstd level must be a non-zero integer "
         f"{-(2**17)}..{zstandard.MAX_COMPRESSION_LEVEL}, got 99"
     )
 
@@ -666,7 +668,8 @@ def test_plugin_whose_dependency_is_missing_is_refused_naming_the_package(plugin
     dest, result = receive(zero_frame(0, VALID), preamble=preamble, resolve=get_codec)
     assert type(result) is CodecMissing
     assert str(result) == (
-        "preamble: cannot decode codec id 4 ('qat-deflate'): codec 'qat-deflate' failed to "
+        "preamble: cannot decode codec id 4 of the peer's codec table "
+        "('qat-deflate'): codec 'qat-deflate' failed to "
         "load (ModuleNotFoundError: No module named 'qatzip_sdk_for_tests'); "
         "pip install qatzip_sdk_for_tests"
     )

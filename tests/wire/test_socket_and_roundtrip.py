@@ -116,7 +116,7 @@ def test_abort_over_a_socket():
         FrameReader(receiver).receive(np.zeros((16, PAGE), np.uint8))
     thread.join(WAIT)
     assert thread.errors == []
-    assert info.value.detail == "peer aborted: guest paused by the operator"
+    assert info.value.detail == "peer aborted: 'guest paused by the operator'"
 
 
 @st.composite

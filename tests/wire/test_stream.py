@@ -35,7 +35,7 @@ def test_abort_carries_the_reason_and_wrong_memory_size_is_named():
     with pytest.raises(StreamAborted) as info:
         FrameReader(io.BytesIO(out.getvalue())).receive(np.zeros((8, 4096), np.uint8))
     assert info.value.reason == "guest crashed"
-    assert str(info.value) == "frame 0, byte offset 74: peer aborted: guest crashed"
+    assert str(info.value) == "frame 0, byte offset 74: peer aborted: 'guest crashed'"
     with pytest.raises(MemoryMismatch, match="destination memory has 4 pages; the stream is for 8"):
         FrameReader(io.BytesIO(out.getvalue())).receive(np.zeros((4, 4096), np.uint8))
 
@@ -57,3 +57,30 @@ def test_applying_a_frame_to_memory_of_another_size_is_refused_untouched():
     right = np.zeros((8, 4096), np.uint8)
     reader.apply(frame, right)
     np.testing.assert_array_equal(right, memory)
+
+
+@pytest.mark.parametrize(
+    ("memory", "why"),
+    [
+        (bytearray(8 * 4096 + 100),
+         "guest memory of 32868 bytes is not a whole number of 4096-byte pages"),
+        (np.zeros((8, 4096), np.uint16), "destination memory has 16 pages; the stream is for 8"),
+        (object(), "guest memory must be a contiguous buffer"),
+    ],
+)  # fmt: skip
+def test_memory_the_page_size_does_not_divide_is_a_wire_error(memory, why):
+    from migcodec.wire import MemoryMismatch, WireError
+
+    out = io.BytesIO()
+    writer = FrameWriter(out, 4096, 8, [get_codec("raw")])
+    writer.end_stream()
+    with pytest.raises(MemoryMismatch) as info:
+        FrameReader(io.BytesIO(out.getvalue())).receive(memory)
+    assert isinstance(info.value, WireError)
+    assert why in str(info.value)
+    if "whole number" in why:
+        assert str(info.value) == (
+            "destination memory cannot hold this stream's 4096-byte pages: guest memory of "
+            "32868 bytes is not a whole number of 4096-byte pages; give it 8 pages of 4096 "
+            "bytes (32768 bytes)"
+        )

@@ -39,6 +39,11 @@ from migcodec.codecs.delta import STATUS_DELTA, STATUS_RAW, STATUS_UNCHANGED, De
 from migcodec.codecs.errors import DecodeError
 
 ENTRY_BYTES = 10
+#: what DML's descriptor validation accepts as a Create Delta Record maximum: a multiple of
+#: 10 bytes, at least 80 (eight entries) and within the descriptor's 32-bit field; anything
+#: else completes with ``DML_STATUS_DELTA_RECORD_SIZE_ERROR`` (17) before the device runs
+MIN_RECORD_SIZE = 80
+MAX_RECORD_SIZE = (1 << 32) - 6  # the largest multiple of 10 below 2**32
 #: DML's result byte for Create Delta Record, as its reference (create_delta.c) sets it
 RESULT_EQUAL, RESULT_NOT_EQUAL, RESULT_OVERFLOW = 0, 1, 2
 #: one entry per 10 bytes; offset then new word, packed (numpy structs are unaligned)
@@ -122,6 +127,22 @@ def apply_delta_records(pages: np.ndarray, records: np.ndarray, sizes: np.ndarra
     pages.view("<u8")[rows, offsets] = entries["data"]
 
 
+def check_max_record_size(max_record_size: object) -> None:
+    """Raise :class:`ValueError` unless DML would accept ``max_record_size`` for Create Delta
+    Record: the codec must refuse at configuration what the device would refuse per job."""
+    if (
+        isinstance(max_record_size, bool)
+        or not isinstance(max_record_size, int)
+        or not MIN_RECORD_SIZE <= max_record_size <= MAX_RECORD_SIZE
+        or max_record_size % ENTRY_BYTES
+    ):
+        raise ValueError(
+            f"max_record_size must be a multiple of {ENTRY_BYTES} bytes from {MIN_RECORD_SIZE} "
+            f"to {MAX_RECORD_SIZE} (DML refuses other sizes with status 17, "
+            f"DML_STATUS_DELTA_RECORD_SIZE_ERROR), got {max_record_size!r}"
+        )
+
+
 def _load_shim() -> tuple[ctypes.CDLL | None, str]:
     """The DML shim library, or ``None`` and why not."""
     path = os.environ.get(SHIM_ENV) or SHIM_SONAME
@@ -170,23 +191,16 @@ def hardware_status() -> tuple[ctypes.CDLL | None, str]:
 class DsaDeltaCodec(DeltaCodec):
     """DSA delta records against what the destination holds.
 
-    ``max_record_size`` is the Create Delta Record operation's maximum (a multiple of 10);
-    pages whose record would exceed it go raw, like the device's overflow completion.
+    ``max_record_size`` is the Create Delta Record operation's maximum, checked as DML checks
+    it (:func:`check_max_record_size`); pages whose record would exceed it go raw, like the
+    device's overflow completion.
     """
 
     name = "dsa-delta"
     requires = ("numpy",)
 
     def __init__(self, max_record_size: int = 4090, **kwargs: Any) -> None:
-        if (
-            not isinstance(max_record_size, int)
-            or max_record_size < ENTRY_BYTES
-            or max_record_size % ENTRY_BYTES
-        ):
-            raise ValueError(
-                f"max_record_size must be a positive multiple of {ENTRY_BYTES} bytes, "
-                f"got {max_record_size!r}"
-            )
+        check_max_record_size(max_record_size)
         super().__init__(**kwargs)
         self.max_record_size = max_record_size
         self._shim, self._shim_reason = hardware_status()

@@ -7,14 +7,18 @@ goes raw. When the work queues are full, submission is retried ``max_retries`` t
 ``counters.software_pages``; the request reports ``software``).
 
 IAA keeps only a 4 KiB history, so it cannot decompress streams that reach further back.
-Without library or device the emulated path compresses with zlib-ng at ``wbits=-12``
-(4 KiB window), which the device can decode, and reports modelled device time.
+The codec's jobs ask for neither dynamic Huffman (``QPL_FLAG_DYNAMIC_HUFFMAN``) nor a Huffman
+table, so QPL writes fixed-Huffman blocks. Without library or device the emulated path
+writes the same: zlib-ng at ``wbits=-12`` (4 KiB window, decodable by the device) with the
+``Z_FIXED`` strategy, so its ratio is the device's, and reports modelled device time.
 
 Blob layout (the pages the framework did not send zero or raw): ``n`` little-endian u16
 compressed lengths, then the ``n`` streams back to back. Each length is 1..page_size-1 and
-they must add up to the blob exactly; anything else is a :class:`DecodeError`. Decoding in
-software accepts any valid DEFLATE that fills its page exactly; decoding on the device also
-rejects matches more than 4 KiB back, and that verdict stands (it is not IAA's format).
+they must add up to the blob exactly; anything else is a :class:`DecodeError`. Decoding
+accepts what the device accepts: valid DEFLATE that fills its page exactly with no match
+more than 4 KiB back. The device's refusal stands (the stream is not IAA's format); in
+software a page of up to 4 KiB cannot reach further back than its start, which zlib refuses,
+and a larger page's matches are measured with :func:`~migcodec.codecs.deflate_scan.scan_deflate`.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from zlib_ng import zlib_ng
 
 from migcodec.codecs.accel import AcceleratorCodec, accelerator_probe
 from migcodec.codecs.base import PageEncoding, Probe
+from migcodec.codecs.deflate_scan import scan_deflate
 from migcodec.codecs.device_model import LABEL
 from migcodec.codecs.encoded import PageMode
 from migcodec.codecs.errors import CodecError, CodecUnavailable, DecodeError
@@ -32,6 +37,10 @@ from migcodec.codecs.vendor import qpl
 from migcodec.codecs.vendor.detect import iaa_work_queues, load_library
 
 WBITS = -12  # raw DEFLATE, 4 KiB history: what IAA can decompress
+HISTORY = 1 << -WBITS  # the furthest back a match may reach on the device
+#: QPL without QPL_FLAG_DYNAMIC_HUFFMAN or a Huffman table writes fixed-Huffman blocks
+STRATEGY = zlib_ng.Z_FIXED
+MEM_LEVEL = 8  # zlib's default
 LEVEL = 1  # IAA's only hardware level (QEMU: "only supports compression level 1")
 MAX_SUBMIT_RETRIES = 3  # QEMU multifd-qpl.c MAX_SUBMIT_RETRY_NUM
 MAX_PAGE_SIZE = 65536  # lengths travel as u16 and are < page size
@@ -179,7 +188,7 @@ class IaaCodec(AcceleratorCodec):
 
     def _encode_emulated(self, data: np.ndarray) -> PageEncoding:
         page_size = data.shape[1]
-        streams = [zlib_ng.compress(page, LEVEL, WBITS) for page in data]
+        streams = [_deflate_fixed(page) for page in data]
         lens = np.fromiter(map(len, streams), np.int64, len(streams))
         ok = lens < page_size
         self._ran("emulated", data.nbytes, data.shape[0])
@@ -207,7 +216,10 @@ class IaaCodec(AcceleratorCodec):
         view = memoryview(out)
         for i in range(n):
             start = int(offsets[i])
-            page = inflate_exact(data[start : start + int(lens[i])], page_size, WBITS, "iaa page")
+            stream = data[start : start + int(lens[i])]
+            page = inflate_exact(stream, page_size, WBITS, f"iaa page {i}")
+            if page_size > HISTORY:
+                _check_history(stream, i)
             view[i * page_size : (i + 1) * page_size] = page
         return out
 
@@ -234,6 +246,25 @@ class IaaCodec(AcceleratorCodec):
                 f"{int(consumed[i])} of its {int(lens[i])} compressed bytes"
             )
         return out
+
+
+def _deflate_fixed(page: np.ndarray) -> bytes:
+    """One page as QPL's fixed-Huffman job writes it: raw DEFLATE, 4 KiB window."""
+    deflater = zlib_ng.compressobj(LEVEL, zlib_ng.DEFLATED, WBITS, MEM_LEVEL, STRATEGY)
+    return deflater.compress(page) + deflater.flush()
+
+
+def _check_history(stream: memoryview, page: int) -> None:
+    """Refuse a stream (that zlib inflated) with a match further back than IAA's history:
+    zlib's own check depends on how its output is split between calls, the device's not."""
+    far = scan_deflate(stream, HISTORY).far_match
+    if far is not None:
+        at, distance = far
+        raise DecodeError(
+            f"iaa page {page} has a match {distance} bytes back at byte {at}; IAA keeps "
+            f"{HISTORY} bytes of history, so the device refuses this stream (it was not "
+            "written by an IAA-compatible encoder)"
+        )
 
 
 def _page_encoding(ok: np.ndarray, lens: np.ndarray, streams: bytes) -> PageEncoding:

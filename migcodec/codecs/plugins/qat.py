@@ -10,8 +10,9 @@ Paths, chosen per instance and reported per request (``stats.path``):
   the request carries the *modelled* device time in ``stats.device_s``.
 
 The payload is one or more gzip members (RFC 1952; QATzip writes one per hardware buffer),
-which any gzip reader decodes. A hardware error on a request sends that request through
-the emulated path, counted in ``counters.fallbacks``.
+which any gzip reader decodes; the decoder refuses members QATzip would not write (empty,
+or short but not the last: :func:`inflate_gzip_members`). A hardware error on a request
+sends that request through the emulated path, counted in ``counters.fallbacks``.
 """
 
 from __future__ import annotations
@@ -23,11 +24,24 @@ from migcodec.codecs.accel import AcceleratorCodec, accelerator_probe
 from migcodec.codecs.base import PageEncoding, Probe
 from migcodec.codecs.device_model import LABEL
 from migcodec.codecs.errors import DecodeError
-from migcodec.codecs.plugins.zlib_ng import inflate_capped
 from migcodec.codecs.vendor import qatzip
 from migcodec.codecs.vendor.detect import load_library, qat_devices
 
 GZIP_WBITS = 31
+
+
+#: QATzip writes one member per hardware buffer of input, so every member but the last
+#: inflates to a whole buffer: 64 KiB with the defaults migcodec's sessions take
+#: (``qzGetDefaultsDeflate``; 1 MiB on 4th-generation devices). A smaller member that is not
+#: the last is refused: each member costs a fixed amount of work, and this floor keeps that
+#: cost small against the output it brings (a payload of tiny members would otherwise take
+#: far longer than a valid one of the same size).
+MIN_MEMBER_BYTES = 64 * 1024
+#: input fed to the inflater at once for a member after the first; doubled while the member
+#: goes on. The inflater copies what it does not consume (``unused_data``), so feeding all
+#: the rest for every member would cost (members x payload) bytes of copying; this way a
+#: member of ``n`` bytes is fed at most ``2n + FIRST_STEP``.
+FIRST_STEP = 64
 
 
 def inflate_gzip_members(blob, expected: int) -> bytes:
@@ -35,36 +49,71 @@ def inflate_gzip_members(blob, expected: int) -> bytes:
 
     Output is capped at what is still expected before each member is inflated, so a hostile
     stream cannot balloon; an empty payload, a truncated member, excess output and bytes
-    after the last member are all :class:`DecodeError`.
+    after the last member are all :class:`DecodeError`. So are an empty member and one that
+    is not the last but inflates to less than :data:`MIN_MEMBER_BYTES` (QATzip writes
+    neither). The work is linear in the payload: the first member is handed all of it once
+    (one call for the common single-member payload); later members are handed doubling
+    slices (:data:`FIRST_STEP`), so what an inflater copies past a member's end stays within
+    the member's own size.
     """
     data = memoryview(blob).cast("B")
-    if not data.nbytes:
+    size = data.nbytes
+    if not size:
         raise DecodeError(f"qat payload is empty where {expected} bytes of pages were expected")
     parts: list[bytes] = []
     produced = 0
+    pos = 0
     member = 0
     while True:
-        room = expected - produced
-        if room <= 0:
+        out, pos = _inflate_member(data, pos, expected - produced, member, expected, parts)
+        produced += out
+        if pos == size:
+            break
+        if produced == expected:
             raise DecodeError(
-                f"qat payload has {data.nbytes} bytes after the gzip member that completed "
+                f"qat payload has {size - pos} bytes after the gzip member that completed "
                 f"all {expected} bytes"
             )
-        chunk, inflater = inflate_capped(data, room, GZIP_WBITS, f"qat gzip member {member}")
-        if not inflater.eof:
-            what = "inflates past" if inflater.unconsumed_tail else "ends before the end of"
+        if out < MIN_MEMBER_BYTES:
             raise DecodeError(
-                f"qat gzip member {member} {what} the {expected} bytes the batch names"
+                f"qat gzip member {member} inflates to {out} bytes but is not the last; "
+                f"QATzip fills every member but the last with a whole {MIN_MEMBER_BYTES}-byte "
+                "hardware buffer, so this payload was not written by QATzip or migcodec"
             )
-        parts.append(chunk)
-        produced += len(chunk)
-        data = memoryview(inflater.unused_data)
         member += 1
-        if not data.nbytes:
-            break
     if produced != expected:
         raise DecodeError(f"qat payload inflates to {produced} bytes, not {expected}")
     return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def _inflate_member(
+    data: memoryview, pos: int, room: int, member: int, expected: int, parts: list[bytes]
+) -> tuple[int, int]:
+    """Inflate the member at ``pos`` to at most ``room`` bytes, appending its output to
+    ``parts``; return its output length and the position after it."""
+    what = f"qat gzip member {member}"
+    inflater = zlib_ng.decompressobj(GZIP_WBITS)
+    step = data.nbytes - pos if member == 0 else FIRST_STEP
+    out = 0
+    while True:
+        chunk = data[pos : pos + step]
+        try:
+            piece = inflater.decompress(chunk, room - out + 1)  # one byte over: "past"
+        except zlib_ng.error as exc:
+            raise DecodeError(f"{what} is corrupt: {exc}") from exc
+        out += len(piece)
+        if piece:
+            parts.append(piece)
+        if out > room:
+            raise DecodeError(f"{what} inflates past the {expected} bytes the batch names")
+        if inflater.eof:
+            if not out:
+                raise DecodeError(f"{what} is empty; QATzip writes no empty members")
+            return out, pos + len(chunk) - len(inflater.unused_data)
+        pos += len(chunk)
+        if pos >= data.nbytes:
+            raise DecodeError(f"{what} ends before the end of the {expected} bytes the batch names")
+        step *= 2
 
 
 class QatCodec(AcceleratorCodec):

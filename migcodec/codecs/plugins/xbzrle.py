@@ -11,9 +11,10 @@ overflows as soon as its encoding exceeds ``page_size - 2`` bytes, one that ends
 only past ``page_size``. Overflowing pages go raw; identical pages are skipped (mode
 ``UNCHANGED``, no payload). ``tests/codecs/vectors`` holds QEMU's own output for checking.
 
-Decoding is strict like QEMU's ``xbzrle_decode_buffer``: every length is bounds-checked,
-non-first zero runs and all change runs must be non-empty, and nothing is written outside the
-page.
+Decoding is strict like QEMU's ``xbzrle_decode_buffer`` and ``ram_load``: an encoding is no
+longer than its page, every length is bounds-checked, non-first zero runs and all change
+runs must be non-empty, and nothing is written outside the page. Its memory is bounded: a
+frame is parsed a run of pages at a time.
 """
 
 from __future__ import annotations
@@ -115,8 +116,57 @@ def xbzrle_encode(old: np.ndarray, new: np.ndarray) -> tuple[np.ndarray, np.ndar
     return results, results[ok], out
 
 
+#: The parse keeps a few dozen bytes of index arrays per encoded byte, so a frame is decoded
+#: a run of whole pages at a time, each run holding about ``max(MIN_RUN_BYTES, frame /
+#: MAX_RUNS)`` bytes of encodings: the extra memory stays within a few times the frame (and
+#: a few MiB for small frames), and the chain walk, which steps once per pair of the busiest
+#: page of a run, runs at most ``MAX_RUNS`` times as many steps as over the whole frame.
+MIN_RUN_BYTES = 1 << 18
+MAX_RUNS = 16
+
+
 def xbzrle_decode(pages: np.ndarray, data: np.ndarray, lengths: np.ndarray) -> None:
     """Apply concatenated XBZRLE encodings (``lengths`` bytes each) to ``pages`` in place.
+
+    The lengths are checked first, before anything is allocated: one per page, each
+    1..page size (QEMU refuses longer encodings: ``ram_load`` "len overflow"), adding up to
+    ``data``. Then runs of whole pages are
+    parsed and applied one run at a time (:func:`_decode_pages`), so the extra memory is
+    bounded by the run, not the frame. A malformed encoding raises :class:`DecodeError`
+    naming the page; pages of earlier runs have then been written (callers that must not
+    see a partial batch decode into a copy, as :class:`~migcodec.codecs.delta.DeltaCodec`
+    does), and nothing is ever written outside ``pages``.
+    """
+    m, page_size = pages.shape
+    lengths = np.asarray(lengths)
+    if lengths.shape != (m,):
+        raise DecodeError(f"{lengths.size} XBZRLE lengths for a batch of {m} pages")
+    lengths = lengths.astype(np.int64)
+    bad = np.flatnonzero((lengths <= 0) | (lengths > page_size))
+    if bad.size:
+        i = int(bad[0])
+        raise DecodeError(
+            f"XBZRLE page {i} of the batch has an encoding of {int(lengths[i])} bytes; an "
+            f"encoding has 1..{page_size} (the page size), as QEMU requires"
+        )
+    stops = np.cumsum(lengths)
+    if int(stops[-1]) != data.size:
+        raise DecodeError(
+            f"XBZRLE encodings fill {data.size} bytes where their lengths say {int(stops[-1])}"
+        )
+    run_bytes = max(MIN_RUN_BYTES, -(-data.size // MAX_RUNS))
+    first = 0
+    while first < m:
+        begin = int(stops[first] - lengths[first])
+        last = max(int(np.searchsorted(stops, begin + run_bytes, side="right")), first + 1)
+        end = int(stops[last - 1])
+        _decode_pages(pages[first:last], data[begin:end], lengths[first:last], first)
+        first = last
+
+
+def _decode_pages(pages: np.ndarray, data: np.ndarray, lengths: np.ndarray, base: int) -> None:
+    """Apply one run of encodings (checked lengths that fill ``data``); ``base`` is the
+    run's first page in the batch, for messages.
 
     Where each ``zrun nzrun`` pair starts depends on the one before, so the parse is a
     chain. A pair is parsed speculatively at *every* byte offset of ``data`` (vectorised),
@@ -124,46 +174,50 @@ def xbzrle_decode(pages: np.ndarray, data: np.ndarray, lengths: np.ndarray) -> N
     step per pair index (the loop runs as often as the busiest page has pairs, never per
     page or per byte, and each step touches one offset per page). The pairs on the chains
     are then checked as QEMU's ``xbzrle_decode_buffer`` checks them (the first failure is
-    reported), and all literals are copied with one scatter. Raises
-    :class:`DecodeError` before writing anything if any page is malformed.
+    reported), and all literals are copied with one scatter: nothing of the run is
+    written unless all of it is valid.
     """
     m, page_size = pages.shape
-    lengths = np.asarray(lengths, dtype=np.int64)
-    if lengths.shape != (m,) or (lengths <= 0).any():
-        raise DecodeError("every XBZRLE page needs a non-empty encoding")
     size = data.size
-    if int(lengths.sum()) != size:
-        raise DecodeError(
-            f"XBZRLE encodings fill {size} bytes where their lengths say {int(lengths.sum())}"
-        )
     stops = np.cumsum(lengths)
     starts = stops - lengths
-    # A ULEB128 length read at every offset (zero padding past the end; int32 is plenty).
-    padded = np.zeros(size + 3, dtype=np.int32)
+    # A ULEB128 length read at every offset (zero padding past the end; int32 is plenty:
+    # offsets stay below a run's size). Built in place, a few bytes per byte at a time.
+    padded = np.zeros(size + 3, dtype=np.uint8)
     padded[:size] = data
-    lo, hi = padded[:-1], padded[1:]
-    two = lo >= 0x80
-    value = np.where(two, (lo & 0x7F) | (hi << 7), lo)
-    too_long = two & (hi >= 0x80)
+    high = padded >= 0x80
+    two = high[:-1]
+    value = padded[:-1].astype(np.int32)
+    shifted = padded[1:].astype(np.int32)
+    shifted <<= 7
+    np.bitwise_and(value, 0x7F, out=value, where=two)
+    np.bitwise_or(value, shifted, out=value, where=two)
+    del shifted, padded
+    too_long = two & high[1:]
     # The pair that would start at each offset: its change-run header and its successor.
-    second = np.arange(1, size + 1, dtype=np.int64) + two[:size]
+    second = np.arange(1, size + 1, dtype=np.int32)
+    second += two[:size]
     run = value[second]
-    literal = second + 1 + two[second]
+    literal = second + 1
+    literal += two[second]
     successor = literal + run
     # Walk every page's chain at once: one step per pair, a few operations on at most
     # one offset per page (the work per pair is all in the vectorised parse above).
     walked, walked_page = [], []
-    offset, live = starts, np.arange(m)
+    offset, live, live_stops = starts, np.arange(m), stops
     while live.size:
         walked.append(offset)
         walked_page.append(live)
         offset = successor[offset]
-        more = offset < stops[live]
-        offset, live = offset[more], live[more]
+        more = offset < live_stops
+        if not more.all():  # pages of a run tend to end together: compact only then
+            offset, live, live_stops = offset[more], live[more], live_stops[more]
+    del successor
     node = np.concatenate(walked)
     order = np.argsort(node)  # pages' bytes are in page order: this sorts by page, then pair
     node = node[order]
     page = np.concatenate(walked_page)[order]
+    del walked, walked_page, order
     stop = stops[page]
     first = node == starts[page]
     zrun = value[node]
@@ -193,7 +247,7 @@ def xbzrle_decode(pages: np.ndarray, data: np.ndarray, lengths: np.ndarray) -> N
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         what = next(text for mask, text in problems if mask[i])
-        raise DecodeError(f"XBZRLE {what} (page {int(page[i])} of the batch); it is corrupt")
+        raise DecodeError(f"XBZRLE {what} (page {base + int(page[i])} of the batch); it is corrupt")
     total = int(n.sum())
     offset = np.arange(total) - np.repeat(np.cumsum(n) - n, n)
     flat = pages.reshape(-1)

@@ -13,6 +13,7 @@ import numpy as np
 
 from migcodec.codecs import CodecError, get_codec
 from migcodec.datasets.window import Window
+from migcodec.wire.errors import one_line
 
 from .format import (
     CHUNK_PATTERN,
@@ -28,6 +29,7 @@ from .format import (
     TraceVersionError,
 )
 from .record import body_length, decode_record, parse_header
+from .schema import MANIFEST_SCHEMA, check
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,8 @@ class TraceInfo:
 
 
 def _load_manifest(path: Path) -> dict[str, Any]:
+    """The manifest, checked against :data:`~.schema.MANIFEST_SCHEMA` before any field is
+    used: every failure is a :class:`TraceCorrupt` naming the file and the field."""
     file = path / MANIFEST
     if not file.is_file():
         raise TraceNotFound(
@@ -75,16 +79,52 @@ def _load_manifest(path: Path) -> dict[str, Any]:
         )
     try:
         manifest = json.loads(file.read_text())
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise TraceCorrupt(f"{file} is not valid JSON ({exc}); the trace is damaged") from exc
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise TraceCorrupt(f"{file} is not a {FORMAT} manifest")
     if manifest.get("version") != VERSION:
         raise TraceVersionError(
-            f"{path} is trace format version {manifest.get('version')}; this migcodec reads "
-            f"version {VERSION}: upgrade migcodec or re-create the trace"
+            f"{path} is trace format version {manifest.get('version')!r}; this "
+            f"migcodec reads version {VERSION}: upgrade migcodec or re-create the trace"
         )
+    problem = check(manifest, MANIFEST_SCHEMA)
+    if problem is not None:
+        raise TraceCorrupt(f"{file}: {problem}; the trace is damaged (re-create it)")
     return manifest
+
+
+def _check_index(path: Path, index: np.ndarray, memory_pages: int) -> None:
+    """Entries must tile their chunk files as the writer appends them (each chunk from
+    offset 0, records back to back, chunk numbers counting up by one), each long enough
+    for a record header and naming at most the memory's pages. A damaged index is named as
+    such here, not later as a missing or truncated chunk file."""
+    if not len(index):
+        return
+    chunk = index["chunk"].astype(np.int64)
+    offset = index["offset"].astype(np.uint64)
+    length = index["length"].astype(np.uint64)
+    follows = np.empty(len(index), dtype=bool)
+    follows[0] = chunk[0] == 0 and offset[0] == 0
+    same = chunk[1:] == chunk[:-1]
+    follows[1:] = np.where(
+        same,
+        offset[1:] == offset[:-1] + length[:-1],
+        (chunk[1:] == chunk[:-1] + 1) & (offset[1:] == 0),
+    )
+    bad = (
+        ~follows | (length < HEADER_BYTES) | (index["pages"] > memory_pages) | (index["flags"] != 0)
+    )
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        e = index[i]
+        raise TraceCorrupt(
+            f"{path / INDEX} is damaged: its entry for window {i} (chunk {int(e['chunk'])}, "
+            f"offset {int(e['offset'])}, length {int(e['length'])}, {int(e['pages'])} pages) "
+            "does not follow the entries before it as the writer lays records out; "
+            "re-create the trace",
+            i,
+        )
 
 
 class TraceReader:
@@ -103,18 +143,29 @@ class TraceReader:
         self._manifest = _load_manifest(self.path)
         m = self._manifest
         try:
-            self.codec = get_codec(
-                m["codec"]["name"], **{k: v for k, v in m["codec"].items() if k != "name"}
+            self.codec = get_codec(m["codec"])
+        except CodecError as exc:  # not installed or cannot run here: not damage
+            raise TraceError(
+                f"{self.path}: cannot decode this trace's codec: {one_line(str(exc))}"
+            ) from exc
+        except (ValueError, TypeError, RecursionError) as exc:
+            raise TraceCorrupt(
+                f"{self.path / MANIFEST}: field 'codec' is not a codec this migcodec can "
+                f"build ({one_line(str(exc))}); the trace is damaged (re-create it)"
+            ) from exc
+        if self.codec.reads_destination:
+            raise TraceCorrupt(
+                f"{self.path / MANIFEST}: field 'codec' names {self.codec.name!r}, which "
+                "encodes against a destination's pages; no trace is written with it"
             )
-        except CodecError as exc:
-            raise TraceError(f"{self.path}: cannot decode this trace's codec: {exc}") from exc
-        self.page_size = int(m["page_size"])
+        self.page_size = m["page_size"]
         raw = (self.path / INDEX).read_bytes() if (self.path / INDEX).exists() else b""
         if len(raw) % INDEX_DTYPE.itemsize:
             if m.get("complete"):
                 raise TraceCorrupt(f"{self.path / INDEX} is truncated mid-entry")
             raw = raw[: len(raw) - len(raw) % INDEX_DTYPE.itemsize]
         self._index = np.frombuffer(raw, dtype=INDEX_DTYPE)
+        _check_index(self.path, self._index, m["memory_pages"])
         if not m.get("complete"):
             if not allow_incomplete:
                 raise TraceCorrupt(
@@ -131,21 +182,21 @@ class TraceReader:
     # -- metadata ---------------------------------------------------------------------------
     def info(self) -> TraceInfo:
         m = self._manifest
-        return TraceInfo(
+        return TraceInfo(  # every field was checked against the schema on opening
             path=str(self.path),
             version=m["version"],
             page_size=self.page_size,
-            memory_pages=int(m["memory_pages"]),
+            memory_pages=m["memory_pages"],
             windows=len(self._index),
             window_s=m.get("window_s"),
-            source=m.get("source", ""),
-            command=m.get("command", ""),
-            created=m.get("created", ""),
+            source=m["source"],
+            command=m["command"],
+            created=m["created"],
             codec=dict(m["codec"]),
-            complete=bool(m.get("complete")),
+            complete=m["complete"],
             end_reason=m.get("end_reason"),
             phases=tuple(PhaseSpan(p["name"], p["first"], p["windows"]) for p in m["phases"]),
-            totals=dict(m.get("totals", {})),
+            totals=dict(m["totals"]),
             meta=dict(m.get("meta", {})),
         )
 
@@ -211,7 +262,7 @@ class TraceReader:
             )
         f.seek(offset)
         record = f.read(length)
-        fields = parse_header(record, where, i)
+        fields = parse_header(record, where, i, self.page_size, self._manifest["memory_pages"])
         if HEADER_BYTES + body_length(fields) != length or fields[4] != int(entry["pages"]):
             raise TraceCorrupt(f"window {i}: record at {where} does not match its index entry", i)
         return decode_record(fields, memoryview(record)[HEADER_BYTES:], self.codec, where)

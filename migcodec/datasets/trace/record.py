@@ -12,8 +12,10 @@ from migcodec.checksum import checksum
 from migcodec.codecs import Codec
 from migcodec.codecs.encoded import nbytes_of
 from migcodec.datasets.window import Window
+from migcodec.wire.errors import one_line
 
 from .format import FLAG_PREVIOUS, HEADER_CHECKSUM, RECORD, RECORD_MAGIC, VERSION, TraceCorrupt
+from .schema import RECORD_META_SCHEMA, check
 from .sections import decode_section, encode_section
 
 
@@ -94,8 +96,11 @@ def encode_record(
     return [header, HEADER_CHECKSUM.pack(checksum([header])), *body]
 
 
-def parse_header(raw: bytes, where: str, window: int) -> tuple:
-    """Validated header fields; ``where`` names the file and offset for messages."""
+def parse_header(raw: bytes, where: str, window: int, page_size: int, memory_pages: int) -> tuple:
+    """Validated header fields; ``where`` names the file and offset for messages.
+
+    The page size must be the trace's and the page count within its memory: both size the
+    buffers the record decodes into, so they are checked before anything is allocated."""
     fields = RECORD.unpack_from(raw, 0)
     (stored,) = HEADER_CHECKSUM.unpack_from(raw, RECORD.size)
     if fields[0] != RECORD_MAGIC:
@@ -107,7 +112,25 @@ def parse_header(raw: bytes, where: str, window: int) -> tuple:
     if checksum([raw[: RECORD.size]]) != stored:
         raise TraceCorrupt(f"window {window}: record header at {where} fails its checksum", window)
     if fields[1] != VERSION:
-        raise TraceCorrupt(f"window {window}: record version {fields[1]}, expected {VERSION}")
+        raise TraceCorrupt(
+            f"window {window}: record version {fields[1]}, expected {VERSION}", window
+        )
+    if fields[5] != page_size:
+        raise TraceCorrupt(
+            f"window {window}: record at {where} has {fields[5]}-byte pages; the trace's "
+            f"pages are {page_size} bytes",
+            window,
+        )
+    if fields[4] > memory_pages:
+        raise TraceCorrupt(
+            f"window {window}: record at {where} holds {fields[4]} pages; the trace's memory "
+            f"has {memory_pages}",
+            window,
+        )
+    if fields[2] & ~FLAG_PREVIOUS:
+        raise TraceCorrupt(
+            f"window {window}: record at {where} has unknown flags {fields[2]:#x}", window
+        )
     if fields[3] != window:
         raise TraceCorrupt(
             f"window {window}: record at {where} holds window {fields[3]}; the index is damaged",
@@ -132,6 +155,9 @@ def decode_record(fields: tuple, body: memoryview, codec: Codec, where: str) -> 
         raise corrupt("record body fails its checksum; the chunk file is damaged")
     try:
         meta = json.loads(bytes(body[:meta_len]))
+        problem = check(meta, RECORD_META_SCHEMA, "metadata")
+        if problem is not None:
+            raise ValueError(f"record {problem}")
         deltas, end = decode_section(codec, body, meta_len, page_size, 8 * n)
         if end != meta_len + len_idx:
             raise ValueError("page-number section does not end where the header says")
@@ -148,8 +174,8 @@ def decode_record(fields: tuple, body: memoryview, codec: Codec, where: str) -> 
             if previous.shape[0] == n:
                 words = previous.view("<u8")
                 words[use_xor] ^= pages.view("<u8")[use_xor]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise corrupt(str(exc)) from exc
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
+        raise corrupt(one_line(str(exc))) from exc
     sizes = {indices.shape[0], pages.shape[0], n if previous is None else previous.shape[0]}
     if sizes != {n} or end != len(body):
         raise corrupt(f"sections do not hold exactly {n} pages")
@@ -159,13 +185,9 @@ def decode_record(fields: tuple, body: memoryview, codec: Codec, where: str) -> 
             f"record was altered or the trace's codec {codec.name!r} does not round-trip; "
             "re-create the trace (its default codec, zstd, round-trips)"
         )
-    if not isinstance(meta, dict):
-        raise corrupt("record metadata is not a JSON object")
-    duration = meta.get("duration_s")
+    duration = meta.get("duration_s")  # the metadata passed RECORD_META_SCHEMA
     dirty_pages = meta.get("dirty_pages")
-    if dirty_pages is not None and (
-        not isinstance(dirty_pages, int) or isinstance(dirty_pages, bool) or dirty_pages < n
-    ):
+    if dirty_pages is not None and dirty_pages < n:
         raise corrupt(f"dirty_pages {dirty_pages!r} is not an integer of at least {n}")
     return Window(
         index=index,

@@ -1,7 +1,8 @@
 /* A stand-in for libqpl.so.1, backed by zlib, for migcodec's binding tests.
  *
  * Exports the QPL job API migcodec calls, with qpl_job laid out as in QPL's public
- * include/qpl/c_api/job.h. Compression is raw DEFLATE with a 4 KiB window (IAA's limit);
+ * include/qpl/c_api/job.h. Compression is raw DEFLATE with a 4 KiB window (IAA's limit),
+ * fixed-Huffman unless the job sets QPL_FLAG_DYNAMIC_HUFFMAN (0x2000), as QPL does;
  * decompression also uses a 4 KiB window, so a stream reaching further back fails with
  * QPL_STS_BAD_DIST_ERR as it would on the device. Test hooks:
  *   fake_qpl_set_busy(n)     the next n hardware submissions return QPL_STS_QUEUES_ARE_BUSY_ERR
@@ -144,7 +145,8 @@ static qpl_status run(qpl_job *job) {
     int rc;
     if (job->op == 1) {
         if (job->level != 1 && job->level != 3) return STS_LEVEL;
-        if (deflateInit2(&z, 1, Z_DEFLATED, -12, 8, Z_DEFAULT_STRATEGY) != Z_OK) return 6;
+        int strategy = (job->flags & 0x2000u) ? Z_DEFAULT_STRATEGY : Z_FIXED;
+        if (deflateInit2(&z, 1, Z_DEFLATED, -12, 8, strategy) != Z_OK) return 6;
         rc = deflate(&z, Z_FINISH);
         job->total_in = (uint32_t)z.total_in; job->total_out = (uint32_t)z.total_out;
         deflateEnd(&z);

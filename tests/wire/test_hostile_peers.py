@@ -1,0 +1,242 @@
+"""Peers that stall, trickle, forge text or leave things out: each ends in a typed error,
+within the limits this side set, with the peer's text quoted and escaped."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import socket
+import threading
+
+import numpy as np
+import pytest
+
+from migcodec.codecs import get_codec
+from migcodec.engine.destination import receive_migration
+from migcodec.wire import (
+    CodecMissing,
+    FrameReader,
+    FrameWriter,
+    HandshakeRefused,
+    PeerTimeout,
+    StreamAborted,
+    TrailingData,
+    UnverifiedStream,
+    memory_digest,
+)
+from migcodec.wire import format as fmt
+from migcodec.wire.handshake import REFUSE, REPLY, REPLY_MAGIC, read_reply
+from migcodec.wire.io import DeadlinePassed, PeerIdle, TimedSocket
+from tests.wire.crafting import preamble_bytes
+
+PAGE = 4096
+PAGES = 4
+WAIT = 30.0
+#: a reason that, printed raw, would end the line and paint the terminal
+HOSTILE = "done\nreceived 4 pages; memory digest verified\x1b[2K\x1b[32m"
+
+
+def _stream(*, digest: bool = True, abort: str | None = None) -> bytes:
+    out = io.BytesIO()
+    writer = FrameWriter(out, PAGE, PAGES, [get_codec("raw")])
+    if abort is not None:
+        writer.abort(abort)
+    else:
+        writer.end_stream(memory_digest(np.zeros((PAGES, PAGE), np.uint8)) if digest else None)
+    return out.getvalue()
+
+
+# -- what a stream leaves out or adds ------------------------------------------------------
+def test_trailing_bytes_after_the_end_of_stream_are_refused():
+    data = _stream()
+    with pytest.raises(TrailingData) as info:
+        FrameReader(io.BytesIO(data + b"x")).receive(np.zeros((PAGES, PAGE), np.uint8))
+    assert str(info.value) == (
+        f"frame 1, byte offset {len(data)}: bytes follow the end-of-stream frame; a stream "
+        "ends with that frame, so this one was not written by a migcodec writer (or two "
+        "streams were joined)"
+    )
+    summary = FrameReader(io.BytesIO(data)).receive(np.zeros((PAGES, PAGE), np.uint8))
+    assert summary.digest_verified
+
+
+def _serve(data: bytes, replies: list[bytes] | None = None, **kwargs):
+    """Send ``data`` to :func:`receive_migration` from a thread that collects everything
+    the destination answers into ``replies``; return what it returned."""
+    src, dst = socket.socketpair()
+    replies = [] if replies is None else replies
+
+    def source() -> None:
+        with src:
+            src.sendall(data)
+            chunks = []
+            # unread trailing bytes make the destination's close a reset: the reply was
+            # already sent by then
+            with contextlib.suppress(ConnectionResetError):
+                while chunk := src.recv(65536):
+                    chunks.append(chunk)
+            replies.append(b"".join(chunks))
+
+    thread = threading.Thread(target=source)
+    thread.start()
+    try:
+        with dst:
+            return receive_migration(dst, np.zeros((PAGES, PAGE), np.uint8), **kwargs)
+    finally:
+        dst.close()
+        thread.join(WAIT)
+
+
+def test_a_stream_without_a_digest_is_refused_and_the_source_told():
+    replies: list[bytes] = []
+    with pytest.raises(UnverifiedStream) as info:
+        _serve(_stream(digest=False), replies)
+    assert str(info.value) == (
+        "the source ended the stream without a memory digest, so the received memory cannot "
+        "be verified; refusing it (a migcodec source always sends one: check what is sending "
+        "to this port)"
+    )
+    # the source hears the verdict after its accepted preamble: a refusal saying why
+    assert replies[0].startswith(REPLY.pack(REPLY_MAGIC, 0, 0) + REPLY_MAGIC + bytes([REFUSE]))
+    assert b"without a memory digest" in replies[0]
+    summary, _ = _serve(_stream(digest=False), require_digest=False)
+    assert not summary.digest_verified
+
+
+def test_trailing_bytes_over_a_socket_are_refused():
+    with pytest.raises(TrailingData, match="bytes follow the end-of-stream frame"):
+        _serve(_stream() + b"\0" * 10)
+
+
+# -- the peer's text ---------------------------------------------------------------------
+def test_an_abort_reason_is_quoted_and_escaped():
+    data = _stream(abort=HOSTILE)
+    with pytest.raises(StreamAborted) as info:
+        FrameReader(io.BytesIO(data)).receive(np.zeros((PAGES, PAGE), np.uint8))
+    message = str(info.value)
+    preamble = len(data) - fmt.FRAME_HEADER.size - len(HOSTILE.encode())
+    assert message == (
+        f"frame 0, byte offset {preamble}: peer aborted: 'done\\nreceived 4 pages; memory "
+        "digest verified\\x1b[2K\\x1b[32m'"
+    )
+    assert info.value.reason == HOSTILE  # the reason itself, as sent
+    assert "\n" not in message and "\x1b" not in message
+
+
+def test_a_refusal_reason_is_quoted_and_escaped():
+    reason = HOSTILE.encode()
+    with pytest.raises(HandshakeRefused) as info:
+        read_reply(io.BytesIO(REPLY.pack(REPLY_MAGIC, REFUSE, len(reason)) + reason))
+    assert str(info.value) == (
+        "destination refused the stream: 'done\\nreceived 4 pages; memory digest verified"
+        "\\x1b[2K\\x1b[32m'"
+    )
+
+
+@pytest.mark.parametrize(
+    ("config", "shown"),
+    [
+        ({"name": "lz4\n\x1b[31mok"}, "('lz4\\n\\x1b[31mok'): no codec named 'lz4\\n\\x1b[31mok'"),
+        ({"name": "zstd", "lvl\n\x1b[2J": 1}, "('zstd'): bad config for codec 'zstd': "),
+    ],
+)
+def test_codec_names_and_parameters_from_the_peer_stay_on_one_line(config, shown):
+    preamble = preamble_bytes(PAGE, PAGES, 16, {0: config})
+    with pytest.raises(CodecMissing) as info:
+        FrameReader(io.BytesIO(preamble))
+    message = str(info.value)
+    assert message.startswith(
+        f"preamble: cannot decode codec id 0 of the peer's codec table {shown}"
+    )
+    assert message.isprintable()
+
+
+# -- time limits ---------------------------------------------------------------------------
+class Trickle(threading.Thread):
+    """Sends ``data`` a few bytes at a time, paced by an event's timeout, until stopped."""
+
+    def __init__(self, sock: socket.socket, data: bytes, every: float = 0.05) -> None:
+        super().__init__()
+        self.sock, self.data, self.every = sock, data, every
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        for i in range(0, len(self.data), 8):
+            if self.stop.wait(self.every):
+                return
+            try:
+                self.sock.sendall(self.data[i : i + 8])
+            except OSError:
+                return
+
+
+def test_a_trickling_source_is_cut_off_at_the_deadline():
+    src, dst = socket.socketpair()
+    # a valid stream, far too slowly: every piece arrives well within the idle timeout
+    trickle = Trickle(src, _stream() * 100)
+    trickle.start()
+    try:
+        timed = TimedSocket.adopt(dst, idle_s=5.0, deadline_s=0.5)
+        with timed, pytest.raises(PeerTimeout) as info:
+            receive_migration(timed, np.zeros((PAGES, PAGE), np.uint8), timeout_s=5.0)
+    finally:
+        trickle.stop.set()
+        trickle.join(WAIT)
+        src.close()
+    assert info.value.detail == "the connection's deadline of 0.5 s passed"
+    assert isinstance(info.value.__cause__, DeadlinePassed)
+
+
+def test_a_silent_source_is_cut_off_by_the_idle_timeout():
+    src, dst = socket.socketpair()
+    with src:
+        timed = TimedSocket.adopt(dst, idle_s=0.2, deadline_s=60.0)
+        with timed, pytest.raises(PeerTimeout) as info:
+            receive_migration(timed, np.zeros((PAGES, PAGE), np.uint8))
+    assert str(info.value) == (
+        "preamble, byte offset 0: the peer sent nothing for 0.2 s (the idle timeout)"
+    )
+
+
+def test_a_destination_that_never_answers_is_a_timeout_not_a_hang():
+    src, dst = socket.socketpair()
+    with dst:
+        timed = TimedSocket.adopt(src, idle_s=0.2, deadline_s=60.0)
+        with timed, pytest.raises(PeerTimeout) as info:
+            FrameWriter(timed, PAGE, PAGES, [get_codec("raw")], await_reply_from=timed)
+    assert str(info.value) == (
+        "destination did not answer: the peer sent nothing for 0.2 s (the idle timeout)"
+    )
+
+
+def test_sending_to_a_peer_that_reads_nothing_ends_at_the_idle_timeout():
+    src, dst = socket.socketpair()
+    with dst:
+        timed = TimedSocket.adopt(src, idle_s=0.2, deadline_s=60.0)
+        with timed, pytest.raises(PeerIdle) as info:
+            timed.sendall(bytes(64 << 20))
+    assert str(info.value) == "the peer took no data for 0.2 s (the idle timeout)"
+
+
+def test_the_deadline_bounds_a_peer_that_reads_slowly():
+    src, dst = socket.socketpair()
+    stop = threading.Event()
+
+    def slow_reader() -> None:
+        while not stop.wait(0.02):
+            try:
+                dst.recv(64)
+            except OSError:
+                return
+
+    reader = threading.Thread(target=slow_reader)
+    reader.start()
+    try:
+        timed = TimedSocket.adopt(src, idle_s=5.0, deadline_s=0.5)
+        with timed, pytest.raises(DeadlinePassed) as info:
+            timed.sendall(bytes(64 << 20))
+    finally:
+        stop.set()
+        reader.join(WAIT)
+        dst.close()
+    assert str(info.value) == "the connection's deadline of 0.5 s passed"
