@@ -58,7 +58,10 @@ def test_codecs_table(capsys):
     table, footer = capsys.readouterr().out.split("\n\n")
     header, *rows = table.splitlines()
     assert header.split() == ["codec", "kind", "available", "path", "reason"]
-    assert footer == "zero-page detection (every codec): C extension\n"
+    assert footer == (
+        "zero-page detection (every codec): C extension\n"
+        "page-change counts (selector features): C extension\n"
+    )
     assert [row.split()[0] for row in rows] == available_codecs()
     lz4 = next(row for row in rows if row.startswith("lz4 "))
     assert lz4.split()[:4] == ["lz4", "compress", "yes", "software"]

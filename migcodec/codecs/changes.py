@@ -25,7 +25,7 @@ else:
 
 
 class PageChanges(NamedTuple):
-    """Per page (int64 arrays): 8-byte words that differ, bytes that differ, runs of
+    """Per page (integer arrays): 8-byte words that differ, bytes that differ, runs of
     consecutive differing words, runs of consecutive differing bytes."""
 
     words: np.ndarray
@@ -64,12 +64,15 @@ def _numpy_page_changes(new: np.ndarray, old: np.ndarray) -> PageChanges:
 
 def page_changes(new: np.ndarray, old: np.ndarray) -> PageChanges:
     """How each page of ``new`` changed against ``old`` (both ``(m, page_size)`` uint8)."""
-    new = np.ascontiguousarray(new)
-    old = np.ascontiguousarray(old)
     if new.shape != old.shape:
         raise ValueError(f"pages {new.shape} and their old versions {old.shape} differ in shape")
     if _native_page_changes is None or not new.size:
-        return _numpy_page_changes(new, old)
-    counts = np.frombuffer(_native_page_changes(new, old, new.shape[1]), dtype=np.int32)
-    counts = counts.reshape(-1, 4).astype(np.int64)
-    return PageChanges(counts[:, 0], counts[:, 1], counts[:, 2], counts[:, 3])
+        return _numpy_page_changes(np.ascontiguousarray(new), np.ascontiguousarray(old))
+    try:
+        raw = _native_page_changes(new, old, new.shape[1])
+    except ValueError:  # not C-contiguous (a bad page size raises again below)
+        raw = _native_page_changes(
+            np.ascontiguousarray(new), np.ascontiguousarray(old), new.shape[1]
+        )
+    counts = np.frombuffer(raw, dtype=np.int32).reshape(-1, 4).T  # four strided int32 views
+    return PageChanges(counts[0], counts[1], counts[2], counts[3])

@@ -83,7 +83,9 @@ class DeltaCodec(Codec):
         (DSA's format) and the page's u16 length."""
         words = changes.words
         size = 10 * words + 2
-        return np.where(words == 0, 0, np.where(size < page_size, size, page_size))
+        size[size >= page_size] = page_size
+        size[words == 0] = 0
+        return size
 
     # -- the page-level format subclasses implement ---------------------------------
     @abstractmethod

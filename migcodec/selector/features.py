@@ -26,12 +26,14 @@ import numpy as np
 
 from migcodec.codecs import Batch
 from migcodec.codecs.base import RUN_BYTES as _RUN_BYTES
-from migcodec.codecs.changes import page_changes
+from migcodec.codecs.changes import PageChanges, page_changes
 from migcodec.codecs.delta import DeltaCodec
 from migcodec.codecs.zero import zero_page_rows
 
 #: names of the entries of :attr:`WindowFeatures.context`, in order
 CONTEXT_NAMES = ("bias", "zero_frac", "entropy", "changed_frac", "delta_known")
+#: a probe reads one page per this many pages of its window (within its bounds)
+PAGES_PER_PROBE_PAGE = 512
 #: bytes a delta record spends per changed 8-byte word (DSA delta record entry)
 DELTA_BYTES_PER_WORD = 10
 
@@ -172,24 +174,29 @@ class FeatureExtractor:
 
     ``sample_pages`` bounds the pages the cheap features read (changed words for every delta
     arm at once: a larger sample is nearly free and makes their predictions sharp);
-    ``probe_pages`` bounds the non-zero pages a compressing arm's probe encodes.
+    ``probe_pages`` bounds the non-zero pages a compressing arm's probe encodes: a probe
+    reads one page per :data:`PAGES_PER_PROBE_PAGE` of the window, at least
+    ``min_probe_pages`` (a large window's decision is worth a sharper, dearer probe).
     """
 
     def __init__(
         self,
         codecs: Sequence,
-        sample_pages: int = 16,
+        sample_pages: int = 32,
         batch_pages: int = 64,
-        probe_pages: int = 16,
+        probe_pages: int = 32,
+        min_probe_pages: int = 8,
     ) -> None:
-        if sample_pages < 1 or probe_pages < 1:
+        if sample_pages < 1 or not 1 <= min_probe_pages <= probe_pages:
             raise ValueError(
-                f"sample_pages and probe_pages must be >= 1, got {sample_pages}, {probe_pages}"
+                "sample_pages must be >= 1 and 1 <= min_probe_pages <= probe_pages, got "
+                f"{sample_pages}, {min_probe_pages}, {probe_pages}"
             )
         self.codecs = list(codecs)
         self.kinds = [c.kind for c in self.codecs]
         self.sample_pages = sample_pages
         self.probe_pages = probe_pages
+        self.min_probe_pages = min_probe_pages
         self.batch_pages = batch_pages
         # arms are probed with private instances: a probe then shares no state (an
         # accelerator's queues, the CPU-clock sampling of Codec.encode) with the engine
@@ -227,6 +234,11 @@ class FeatureExtractor:
         one = min(_timed_encode(raw, zeros[:1])[1] for _ in range(4))
         self.zero_page_s = max(scan - one, 0.0) / 63
         return fixed, per_page
+
+    def probe_size(self, window_pages: float) -> int:
+        """Pages a probe of a window of ``window_pages`` pages encodes."""
+        each = int(window_pages // PAGES_PER_PROBE_PAGE)
+        return min(self.probe_pages, max(self.min_probe_pages, each))
 
     def sample_size(self, n_pages: int) -> int:
         """How many of a window's pages the features read: all of a small window, at most
@@ -267,34 +279,33 @@ class FeatureExtractor:
             )
         # the sample is gathered once (not at all when it is every row, as the engine's
         # pre-drawn sample is); zero pages are markers for every arm, so only the non-zero
-        # ones (``data``, and what the destination holds for them) are looked at
+        # ones are looked at, through their rows in the sample (no second gather)
         every = rows.size == n
         sample = pages if every else pages[rows]
         zero = zero_page_rows(sample)
-        nz_rows = rows if zero is None else rows[~zero]
-        data = sample if zero is None else sample[~zero]
-        zero_frac = 0.0 if zero is None else float(np.count_nonzero(zero)) / rows.size
-        m = data.shape[0]
+        nz_idx = None if zero is None else np.flatnonzero(~zero)
+        m = rows.size if nz_idx is None else nz_idx.size
+        zero_frac = 1.0 - m / rows.size
         # entropy of a few pages spread over the sample (one page says more about that page
-        # than about the window), every 7th byte: a few thousand bytes in all
-        spread = data if m <= 4 else data[:: m // 4][:4]
-        entropy = byte_entropy(spread, stride=7) / 8.0 if m else 0.0
+        # than about the window), every 11th byte: about 1500 bytes in all
+        spread = np.arange(m) if nz_idx is None else nz_idx
+        entropy = byte_entropy(sample[spread[:: max(m // 4, 1)][:4]], 11) / 8.0 if m else 0.0
         delta = None
         held_frac = 0.0
         changed_frac = 1.0
         has_previous = previous is not None and m > 0
         if has_previous:
-            base = previous if every and zero is None else previous[nz_rows]
-            new = data
-            if held is not None:  # only the pages the destination holds have a base
-                known = np.asarray(held)[nz_rows]
-                n_known = int(np.count_nonzero(known))
-                if n_known < m:
-                    base, new = base[known], data[known]
-            else:
-                n_known = m
+            # every sampled row is compared (one pass in C); the counts of the rows that
+            # matter, non-zero and held by the destination, are kept
+            changes = page_changes(sample, previous if every else previous[rows])
+            keep = None if zero is None else ~zero
+            if held is not None:
+                known = np.asarray(held) if every else np.asarray(held)[rows]
+                keep = known if keep is None else keep & known
+            if keep is not None:
+                changes = PageChanges(*(c[keep] for c in changes))
+            n_known = changes.words.size
             if n_known:
-                changes = page_changes(new, base)
                 held_frac = n_known / m
                 changed_frac = float(changes.words.sum()) / (n_known * (page_size // 8))
                 delta = np.full(k, np.nan)
@@ -311,7 +322,7 @@ class FeatureExtractor:
             sample=int(rows.size),
             held_frac=held_frac,
             delta_bytes=delta,
-            probe_pages=min(m, self.probe_pages),
+            probe_pages=min(m, self.probe_size(total)),
         )
         if callable(probe):
             probe = probe(features)
@@ -319,13 +330,14 @@ class FeatureExtractor:
             return features
         mask = np.ones(k, dtype=bool) if probe is True else np.asarray(probe, dtype=bool)
         mask = mask & ~self._reads_destination
-        self._probe(features, data, zero_frac, mask, page_size)
+        self._probe(features, sample, nz_idx, zero_frac, mask, page_size)
         return features
 
     def _probe(
         self,
         features: WindowFeatures,
-        data: np.ndarray,
+        sample: np.ndarray,
+        nz_idx: np.ndarray | None,
         zero_frac: float,
         mask: np.ndarray,
         page_size: int,
@@ -339,7 +351,9 @@ class FeatureExtractor:
         probe_s = np.zeros(k)
         m = features.probe_pages
         if m:
-            part = data[sample_rows(data.shape[0], m, min(4, m))]
+            n_nz = sample.shape[0] if nz_idx is None else nz_idx.size
+            picked = sample_rows(n_nz, m, min(4, m))
+            part = sample[picked if nz_idx is None else nz_idx[picked]]
             m = part.shape[0]
         nz = 1.0 - zero_frac
         for i in np.flatnonzero(mask):  # one probe per arm, not per page

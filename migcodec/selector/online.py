@@ -70,7 +70,7 @@ class Selector:
         policy: Policy,
         arms: Sequence[Arm | Codec | dict[str, Any] | str],
         objective: Objective | None = None,
-        sample_pages: int = 16,
+        sample_pages: int = 32,
         page_size: int = 4096,
     ) -> None:
         self.arms = [a if isinstance(a, Arm) else Arm.of(a) for a in arms]

@@ -37,11 +37,11 @@ def test_the_sample_is_spread_over_the_whole_window_not_its_first_batch():
     window = _window_whose_first_batch_is_zero()
     objective = make_objective("throughput", link=parse_rate("1Gbit"), workers=2)
     chooser = SelectorChooser(Selector(parse_policy("predictive"), ["raw", "lz4"], objective))
-    _, indices, _ = chooser._sample(window)
-    assert indices.size == 16  # 1/64 of 4096 pages
+    _, indices, total = chooser._sample(window)
+    assert total == 4096 and indices.size == 32  # the extractor's sample size
     assert indices.min() < 64 and indices.max() >= 64 * 63  # both ends of the window
-    assert len(set((indices // 64).tolist())) == 4  # four runs of four pages
-    assert np.array_equal(np.diff(indices.reshape(4, 4), axis=1), np.ones((4, 3)))
+    assert len(set((indices // 64).tolist())) == 8  # eight runs of four pages
+    assert np.array_equal(np.diff(indices.reshape(8, 4), axis=1), np.ones((8, 3)))
 
 
 def test_random_pages_after_a_zero_batch_go_raw():

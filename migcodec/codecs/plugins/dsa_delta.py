@@ -231,10 +231,13 @@ class DsaDeltaCodec(DeltaCodec):
         return super().encode(batch, staging, destination)
 
     def estimate_sizes(self, changes, page_size):
-        """A record's exact size: 10 bytes per changed word, raw past the maximum."""
-        size = ENTRY_BYTES * changes.words
-        fits = (size <= self.max_record_size) & (size + 2 < page_size)
-        return np.where(changes.words == 0, 0, np.where(fits, size + 2, page_size))
+        """A record's exact size: 10 bytes per changed word and its length, raw past the
+        maximum (or when the record would not be smaller than the page)."""
+        words = changes.words
+        size = ENTRY_BYTES * words + 2
+        size[(size - 2 > self.max_record_size) | (size >= page_size)] = page_size
+        size[words == 0] = 0
+        return size
 
     def _make_deltas(self, old, new):
         if self._shim is not None:

@@ -268,10 +268,12 @@ class XbzrleCodec(DeltaCodec):
     def estimate_sizes(self, changes, page_size):
         """Per run of differing bytes: its bytes, a one-byte length, and the length of the
         zero run before it (one byte, two past 127); QEMU gives up (raw) near the page."""
-        runs = np.maximum(changes.byte_runs, 1)
-        gap = (page_size - changes.bytes) / runs
-        size = changes.bytes + changes.byte_runs * np.where(gap > 127, 3, 2) + 2
-        return np.where(changes.words == 0, 0, np.where(size < page_size - 8, size, page_size))
+        runs = changes.byte_runs
+        gap = (page_size - changes.bytes) > 127 * np.maximum(runs, 1)
+        size = changes.bytes + 2 * runs + gap * runs + 2
+        size[size >= page_size - 8] = page_size
+        size[changes.words == 0] = 0
+        return size
 
     def _make_deltas(self, old, new):
         results, lengths, data = xbzrle_encode(old, new)

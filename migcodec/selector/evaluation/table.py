@@ -278,11 +278,16 @@ def build_table(
     arms: list[Arm],
     repeats: int = 3,
     batch_pages: int = 64,
-    sample_pages: int = 16,
+    sample_pages: int = 32,
     progress: Callable[[int], None] | None = None,
-    probe_pages: int = 16,
+    probe_pages: int = 32,
+    calibration: CostModel | None = None,
 ) -> Table:
-    """Run every arm on every window (streamed: windows are not kept)."""
+    """Run every arm on every window (streamed: windows are not kept).
+
+    ``calibration`` is the cost model stored with the table as each arm's prior for
+    policies that predict CPU time (by default this machine's, calibrated when missing).
+    """
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     codecs = [a.codec for a in arms]
@@ -377,7 +382,7 @@ def table_key(
     repeats: int,
     batch_pages: int,
     sample_pages: int,
-    probe_pages: int = 16,
+    probe_pages: int = 32,
 ) -> str:
     """Cache key of a table: the window source's identity and everything that shaped it."""
     text = json.dumps(

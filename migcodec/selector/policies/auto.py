@@ -52,8 +52,6 @@ _WEIGHTS = _WEIGHTS / _WEIGHTS.sum()
 _LEVEL_PRIOR = (math.log(2.0), 1.0)
 _OFFSET_VAR = 0.25
 _PROBE_BIAS_VAR = 0.02
-#: features costing less than this share of a window's predicted time are always read
-_NEGLIGIBLE = 0.002
 #: the variance of a whole window's own outcome as evidence of its arm's log ratio
 _PLAY_VAR = 0.01
 #: a neutral cost model for arms without a calibration (learnt from plays from then on)
@@ -118,12 +116,13 @@ class Auto(Policy):
     def __init__(
         self,
         drift: float = 0.1,
-        change: float = 1.0,
+        change: float = 0.5,
         arm_drift: float = 0.02,
         probe_noise: float = 0.6,
         value: float = 1.0,
         learn: float = 0.3,
-        refresh: int = 8,
+        refresh: int = 4,
+        negligible: float = 0.001,
         batch_pages: int = 64,
     ) -> None:
         if min(drift, change, arm_drift, probe_noise, value) < 0 or not 0 < learn <= 1:
@@ -136,6 +135,7 @@ class Auto(Policy):
         self.drift, self.change, self.arm_drift = drift, change, arm_drift
         self.probe_noise, self.value, self.learn = probe_noise, value, learn
         self.refresh, self.batch_pages = refresh, batch_pages
+        self.negligible = negligible
 
     # -- state -----------------------------------------------------------------------
     def _reset(self) -> None:
@@ -241,7 +241,7 @@ class Auto(Policy):
             return True  # a window of another size: the last features say little of it
         workers = getattr(self.objective, "workers", 1.0)
         cost = read.cheap_s / workers
-        if cost < _NEGLIGIBLE * self._expected * pages / max(read.pages, 1.0):
+        if cost < self.negligible * self._expected * pages / max(read.pages, 1.0):
             return True  # next to nothing against the window: any better choice pays
         expected = self._feature_value * pages * self.page_size
         return expected > self.value * cost

@@ -130,7 +130,12 @@ class Policy(ABC):
 
     @property
     def label(self) -> str:
-        args = ",".join(f"{k}={v}" for k, v in self.params().items())
+        """The policy's name, with the parameters that differ from their defaults: the
+        policy ``--codec auto`` runs is reported as plain ``auto``."""
+        defaults = {
+            name: p.default for name, p in inspect.signature(type(self).__init__).parameters.items()
+        }
+        args = ",".join(f"{k}={v}" for k, v in self.params().items() if v != defaults.get(k))
         return f"{self.name}({args})" if args else self.name
 
     def __eq__(self, other: object) -> bool:
