@@ -4,7 +4,8 @@
 
 (a) per policy, median microseconds of one ``Selector.choose(features=...)`` plus
     ``Selector.finish(...)`` (the per-window decision and update; features precomputed);
-    the budget is 20 us;
+    the budget is 20 us; for policies that buy probes, also the median of deciding which
+    probes to buy (``probe_mask`` on the cheap features: the value of each probe);
 (b) feature extraction on windows of ``--pages`` pages: cheap features (zero fraction,
     entropy, changed words) and one probe per arm, median microseconds and as a share of
     encoding the window with that arm.
@@ -39,8 +40,9 @@ from migcodec.selector.evaluation.table import encode_window
 BUDGET_US = 20.0
 
 
-def decision_latency(policy_name: str, arms: list[Arm], windows: int) -> float:
-    """Median seconds of choose + finish over ``windows`` windows of varied features."""
+def decision_latency(policy_name: str, arms: list[Arm], windows: int) -> tuple[float, float]:
+    """Median seconds of choose + finish over ``windows`` windows of varied features, and of
+    the probe decision before them (0 for policies that buy no probes)."""
     selector = Selector(parse_policy(policy_name), arms, Throughput(1.25e9, 2))
     extractor = FeatureExtractor([a.codec for a in arms])
     rng = np.random.default_rng(0)
@@ -50,13 +52,19 @@ def decision_latency(policy_name: str, arms: list[Arm], windows: int) -> float:
         previous = pages.copy()
         previous[:, :64] ^= 1
         pool.append(extractor.extract(pages, previous, probe=True))
-    times = []
+    times, probe_times = [], []
+    policy = selector.policy
     for w in range(windows):
         feats = pool[w // 20 % len(pool)]
         ratio = float(rng.uniform(1, 4))
         outcome = Outcome(4 << 20, (4 << 20) / ratio, 4e-3, 4e-3 * rng.uniform(0.5, 1.5))
+        if policy.needs == "probe":
+            t0 = time.perf_counter()
+            policy.probe_mask(feats.cheap())
+            probe_times.append(time.perf_counter() - t0)
         times.append(selector.timed_step(feats, outcome))
-    return statistics.median(times[windows // 10 :])
+    probes = statistics.median(probe_times[windows // 10 :]) if probe_times else 0.0
+    return statistics.median(times[windows // 10 :]), probes
 
 
 def feature_costs(arms: list[Arm], pages: int, repeats: int) -> list[dict]:
@@ -98,15 +106,16 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     arms = parse_arms(None)  # the default set: CPU arms and the installed delta arms
     t0 = time.perf_counter()
-    latency = {
-        p: decision_latency(p, arms, args.windows) * 1e6
-        for p in ("fixed", *DEFAULT_POLICIES, "sgd:background=true")
-    }
+    timed = {p: decision_latency(p, arms, args.windows) for p in ("fixed", *DEFAULT_POLICIES)}
+    timed["sgd:background=true"] = decision_latency("sgd:background=true", arms, args.windows)
+    latency = {p: t[0] * 1e6 for p, t in timed.items()}
+    probe_latency = {p: t[1] * 1e6 for p, t in timed.items() if t[1]}
     costs = feature_costs(arms, args.pages, args.repeats)
     doc = {
         "arms": [a.label for a in arms],
         "budget_us": BUDGET_US,
         "decision_update_median_us": latency,
+        "probe_decision_median_us": probe_latency,
         "features": costs,
         "seconds": time.perf_counter() - t0,
     }
@@ -115,7 +124,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"(a) decision + update, median us per window ({len(arms)} arms, budget {BUDGET_US})")
     for name, us in latency.items():
-        print(f"    {name:<20} {us:7.1f} {'ok' if us <= BUDGET_US else 'OVER BUDGET'}")
+        extra = (
+            f"  + {probe_latency[name]:.1f} deciding which probes to buy"
+            if name in probe_latency
+            else ""
+        )
+        print(f"    {name:<20} {us:7.1f} {'ok' if us <= BUDGET_US else 'OVER BUDGET'}{extra}")
     print(f"(b) features on {args.pages}-page windows, median CPU us (share of encoding)")
     for row in costs:
         probes = ", ".join(

@@ -1,13 +1,15 @@
-"""Selector must-show: adaptive policies vs the per-window oracle and the best fixed arm on
-synthetic phased traces, several seeds, 1 and 10 Gbit/s, throughput objective.
+"""Selector must-show on real programs: every policy against the per-window oracle and the
+best fixed arm, per corpus trace and link, over several measurements of the tables.
 
-    python benchmarks/selector_eval.py [--seeds 0 1 2] [--windows 48] [--pages 2048] [--json]
+    python benchmarks/selector_eval.py [--corpus corpus/traces] [--tables 3] [--loto] [--json]
 
-Windows come from ``tests/selector/standins.py``'s six-phase generator (zero fill,
-memcached rewrites, sparse counter updates, text, random, sparse random), kept so these
-figures stay comparable with the README's; ``migcodec evaluate --workload phases`` runs the
-datasets preset instead. The delta arm is ``dsa-delta``. Tables are built once per seed and
-replayed for every link speed.
+For each trace, ``--tables`` tables are measured (every arm on every window, ``--repeats``
+timings each); every policy is replayed on each at 1 and 10 Gbit/s with 2 workers, and each
+score is printed as the median with its min-max over the tables (measured timings move with
+machine load). A last block replays the same tables with this machine's calibrated cost
+model (one number: the cost model makes repeated runs agree). ``--loto`` replays a grid of
+``auto`` configurations on the calibrated tables and reports, per trace, the configuration
+chosen on the other traces and its score on the one left out.
 """
 
 from __future__ import annotations
@@ -16,104 +18,134 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from migcodec.selector import DEFAULT_POLICIES, make_objective, parse_arms, parse_policy
+from migcodec.selector.arms import DEFAULT_ARMS, DELTA_ARMS
+from migcodec.selector.costmodel import machine_cost_model
+from migcodec.selector.evaluation import build_table, evaluate, read_trace
+from migcodec.selector.evaluation.grid import grid_configs, leave_one_trace_out, score_grid
 
-from migcodec.selector import (
-    DEFAULT_ARMS,
-    DEFAULT_POLICIES,
-    Arm,
-    make_objective,
-    parse_policy,
-)
-from migcodec.selector.evaluation import build_table, cached_table, evaluate
-from migcodec.selector.evaluation.table import table_key
-from tests.selector.standins import phased_windows
+ROOT = Path(__file__).resolve().parents[1]
+#: the auto configurations ``--loto`` chooses between
+LOTO_GRID = {
+    "policy": "auto",
+    "params": {
+        "drift": [0.05, 0.1, 0.2],
+        "change": [0.5, 1.0, 2.0],
+        "value": [0.5, 1.0, 2.0],
+        "refresh": [2, 4, 8],
+        "negligible": [0.001, 0.003, 0.01],
+    },
+}
+
+
+def _fmt(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.median(values):.3f} ({min(values):.3f}-{max(values):.3f})"
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--windows", type=int, default=48)
-    ap.add_argument("--pages", type=int, default=2048, help="dirty pages per window")
+    ap.add_argument("--corpus", default=str(ROOT / "corpus" / "traces"))
+    ap.add_argument("--tables", type=int, default=3, help="table measurements per trace")
+    ap.add_argument("--repeats", type=int, default=3, help="timings per (window, arm)")
     ap.add_argument("--links", nargs="+", default=["1Gbit", "10Gbit"])
     ap.add_argument("--workers", type=float, default=2)
-    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--policies", nargs="+", default=list(DEFAULT_POLICIES))
+    ap.add_argument("--loto", action="store_true", help="leave-one-trace-out auto defaults")
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--cache", help="directory to keep the measured tables in (reused)")
     args = ap.parse_args(argv)
 
-    arms = [Arm.of(a) for a in DEFAULT_ARMS] + [Arm.of("dsa-delta")]
-    rows = []
-    for seed in args.seeds:
-        t0 = time.perf_counter()
-        path = None
-        if args.cache:
-            key = table_key(
-                f"standin:{args.windows}:{args.pages}:{seed}", arms, args.repeats, 64, 16
+    arms = parse_arms(";".join(DEFAULT_ARMS + DELTA_ARMS))
+    traces = sorted(p.parent for p in Path(args.corpus).glob("*/manifest.json"))
+    if not traces:
+        ap.error(f"{args.corpus} holds no trace")
+    model = machine_cost_model(arms)
+    objectives = {
+        link: make_objective("throughput", link=link, workers=args.workers) for link in args.links
+    }
+    measured: dict[tuple[str, str, str], dict[str, list[float]]] = {}
+    calibrated: dict[tuple[str, str, str], dict[str, float]] = {}
+    modelled_tables = {}
+    for trace in traces:
+        for n in range(args.tables):
+            print(f"{trace.name}: table {n + 1}/{args.tables}", file=sys.stderr)
+            table = build_table(read_trace(trace), arms, args.repeats, calibration=model)
+            if n == 0:
+                modelled_tables[trace.name] = table.modelled(model)
+            for link, objective in objectives.items():
+                ev = evaluate(table, [parse_policy(p) for p in args.policies], objective)
+                for s in ev.scores:
+                    cell = measured.setdefault((trace.name, link, s.label), {"o": [], "f": []})
+                    cell["o"].append(s.vs_oracle)
+                    cell["f"].append(s.vs_best_fixed)
+        for link, objective in objectives.items():
+            ev = evaluate(
+                modelled_tables[trace.name], [parse_policy(p) for p in args.policies], objective
             )
-            path = Path(args.cache) / f"selector-table-{key}.npz"
-        table, _ = cached_table(
-            path,
-            lambda seed=seed: build_table(
-                phased_windows(args.windows, args.pages, seed), arms, args.repeats
-            ),
-        )
-        built = time.perf_counter() - t0
-        for link in args.links:
-            objective = make_objective("throughput", link=link, workers=args.workers)
-            ev = evaluate(table, [parse_policy(p) for p in args.policies], objective)
-            headroom = 1 / ev.scores[ev.best_fixed].vs_oracle
             for s in ev.scores:
-                rows.append(
-                    {
-                        "seed": seed,
-                        "link": link,
-                        "table_s": built,
-                        "best_fixed": ev.labels[ev.best_fixed],
-                        "headroom": headroom,
-                        **s.as_dict(),
-                    }
-                )
+                calibrated[(trace.name, link, s.label)] = {"o": s.vs_oracle, "f": s.vs_best_fixed}
+
+    doc = {
+        "tables": args.tables,
+        "repeats": args.repeats,
+        "measured": [
+            {"trace": t, "link": link, "policy": p, "vs_oracle": v["o"], "vs_best_fixed": v["f"]}
+            for (t, link, p), v in measured.items()
+        ],
+        "calibrated": [
+            {"trace": t, "link": link, "policy": p, "vs_oracle": v["o"], "vs_best_fixed": v["f"]}
+            for (t, link, p), v in calibrated.items()
+        ],
+    }
+    if args.loto:
+        configs = grid_configs(LOTO_GRID)
+        cells = {
+            (name, link): (table, objective)
+            for name, table in modelled_tables.items()
+            for link, objective in objectives.items()
+        }
+        print(f"loto: {len(configs)} auto configurations", file=sys.stderr)
+        scores = score_grid(configs, cells)
+        chosen = leave_one_trace_out(configs, scores)
+        doc["loto"] = [
+            {
+                "held_out": held,
+                "config": config,
+                **{f"{link} vs_oracle": s.vs_oracle for link, s in cell.items()},
+                **{f"{link} vs_best_fixed": s.vs_best_fixed for link, s in cell.items()},
+            }
+            for held, (config, cell) in chosen.items()
+        ]
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps(doc, indent=2))
         return 0
     print(
-        f"{len(args.seeds)} seeds x {args.windows} windows x {args.pages} pages, "
-        f"workers={args.workers}, arms: {', '.join(a.label for a in arms)}"
+        f"measured timings: median (min-max) over {args.tables} tables, {args.repeats} repeats each"
     )
-    for link in args.links:
-        print(
-            f"\nthroughput @ {link}: mean (min) over seeds of total/oracle and "
-            "total/best fixed (total = guest bytes / time); sum of per-window rewards / oracle"
-        )
-        print(
-            f"{'policy':<52} {'vs oracle':>16} {'vs best fixed':>16} {'sum/oracle':>10} "
-            f"{'switches':>8}"
-        )
-        at_link = [r for r in rows if r["link"] == link]
-        best = {r["seed"]: r["best_fixed"] for r in at_link}
-        heads = {r["seed"]: r["headroom"] for r in at_link}
-        print(
-            f"best fixed arm per seed: {best}; oracle / best fixed per seed (the most any "
-            f"policy can gain over it): " + ", ".join(f"{h:.3f}" for h in heads.values())
-        )
-        labels = dict.fromkeys(r["label"] for r in at_link)
-        for label in labels:
-            sel = [r for r in rows if r["link"] == link and r["label"] == label]
-            vo = [r["vs_oracle"] for r in sel]
-            vf = [r["vs_best_fixed"] for r in sel]
-            tv = [r["sum_vs_oracle"] for r in sel]
-            print(
-                f"{label[:52]:<52} {statistics.mean(vo):>8.3f} ({min(vo):.3f}) "
-                f"{statistics.mean(vf):>8.3f} ({min(vf):.3f}) {statistics.mean(tv):>10.3f} "
-                f"{statistics.mean(r['switches'] for r in sel):>8.1f}"
+    print(f"{'trace':<10} {'link':<7} {'policy':<34} {'total/oracle':>22} {'total/best fixed':>22}")
+    for (t, link, p), v in measured.items():
+        if p.startswith("fixed"):
+            continue
+        print(f"{t:<10} {link:<7} {p[:34]:<34} {_fmt(v['o']):>22} {_fmt(v['f']):>22}")
+    print("\ncalibrated cost model (this machine's)")
+    for (t, link, p), v in calibrated.items():
+        if p.startswith("fixed"):
+            continue
+        print(f"{t:<10} {link:<7} {p[:34]:<34} {v['o']:>22.3f} {v['f']:>22.3f}")
+    if args.loto:
+        print("\nleave one trace out: auto's configuration chosen on the other traces")
+        for row in doc["loto"]:
+            scores = " ".join(
+                f"{link}: {row[f'{link} vs_oracle']:.3f}/{row[f'{link} vs_best_fixed']:.3f}"
+                for link in args.links
             )
+            params = ",".join(f"{k}={v}" for k, v in row["config"].items() if k != "name")
+            print(f"{row['held_out']:<10} {params:<60} {scores}  (oracle/fixed)")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -122,7 +122,7 @@ class Auto(Policy):
         value: float = 1.0,
         learn: float = 0.3,
         refresh: int = 4,
-        negligible: float = 0.001,
+        negligible: float = 0.003,
         batch_pages: int = 64,
     ) -> None:
         if min(drift, change, arm_drift, probe_noise, value) < 0 or not 0 < learn <= 1:
@@ -394,8 +394,11 @@ class Auto(Policy):
         each = payload / nz if nz >= 1.0 and payload > 0 else float(page_size)
         if nz >= 1.0 and payload > 0:
             if self.compressing[arm]:
+                # a window of a few pages says as little about the next as a probe of as
+                # many: its weight grows with its non-zero pages
                 slot = int(np.searchsorted(self._c, arm))
-                self.ratios.observe(slot, math.log(page_size / each), _PLAY_VAR, probe=False)
+                noise = max(_PLAY_VAR, self.probe_noise**2 / nz)
+                self.ratios.observe(slot, math.log(page_size / each), noise, probe=False)
             elif self.is_delta[arm] and features.delta_bytes is not None:
                 estimate = float(features.delta_bytes[arm])
                 if features.held_frac > 0.9 and math.isfinite(estimate) and estimate > 0:
@@ -406,8 +409,11 @@ class Auto(Policy):
         per_page = float(self._cost_grid[arm, min(int(step / _LOG_KNOTS[-1]), _GRID_STEPS)])
         model = self._per_call[arm] * calls + self._per_zero[arm] * zero + per_page * nz
         if nz >= 1.0 and busy > 0 and model > 0:
-            # split the error: what one arm's model misses, the others' likely miss too
+            # split the error: what one arm's model misses, the others' likely miss too; a
+            # window of less than a few batches is mostly fixed cost and clock noise, so its
+            # step shrinks with its size
+            step = self.learn * min(1.0, nz / (4 * self.batch_pages))
             error = math.log(busy / model) - self.cpu_shared - self.cpu_arm[arm]
-            self.cpu_shared += self.learn * error / 2
-            self.cpu_arm[arm] += self.learn * error / 2
+            self.cpu_shared += step * error / 2
+            self.cpu_arm[arm] += step * error / 2
             self._factor = np.exp(self.cpu_shared + self.cpu_arm)
