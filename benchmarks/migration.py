@@ -29,8 +29,8 @@ import json
 import sys
 from functools import partial
 
-from migcodec.cli.migrate_cmd import make_chooser
 from migcodec.engine import MigrationConfig, run_loopback
+from migcodec.engine.chooser import make_chooser
 from migcodec.engine.sweep import StaircaseSearch, compare_largest_rates, head_to_head
 from migcodec.units import parse_rate, parse_size
 

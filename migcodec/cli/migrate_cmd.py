@@ -14,11 +14,9 @@ from collections.abc import Callable
 import numpy as np
 
 from migcodec.cli.migrate_progress import ProgressDisplay
-from migcodec.codecs import get_codec
 from migcodec.datasets import GENERATORS
 from migcodec.datasets.workload import PATTERNS, WRITE_STYLES
 from migcodec.engine import (
-    FixedChooser,
     GuestMemory,
     GuestMemoryError,
     MigrationConfig,
@@ -29,6 +27,7 @@ from migcodec.engine import (
     receive_migration,
     run_loopback,
 )
+from migcodec.engine.chooser import make_chooser
 from migcodec.engine.destination import RECEIVE_TIMEOUT_S, MemoryOpener
 from migcodec.engine.plot import plot_migration, plot_sweep
 from migcodec.engine.sweep import largest_converging_rate
@@ -37,22 +36,11 @@ from migcodec.units import parse_rate, parse_size
 from migcodec.wire import PeerTimeout, StreamSummary, WireError, one_line
 from migcodec.wire.io import TimedSocket
 
-CODEC_ALIASES = {"none": "raw"}
-
 #: ``send``: seconds to reach ``migcodec receive``; ``receive``: seconds to wait for a source
 SEND_CONNECT_TIMEOUT_S = 30.0
 RECEIVE_CONNECT_TIMEOUT_S = 600.0
 #: seconds a whole migration may take from connection to verdict, whatever the peer does
 DEADLINE_S = 3600.0
-
-
-def make_chooser(spec: str, link_rate: float | None, workers: int):
-    """A chooser for ``--codec``: one plugin name, or ``auto`` for the adaptive selector."""
-    if spec == "auto":
-        from migcodec.selector.chooser import auto_chooser
-
-        return auto_chooser(link_rate, workers)
-    return FixedChooser(get_codec(CODEC_ALIASES.get(spec, spec)))
 
 
 def _config(args: argparse.Namespace) -> MigrationConfig:

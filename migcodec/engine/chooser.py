@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from migcodec.codecs import Batch, Codec, DestinationMirror, Measurements
+from migcodec.codecs import Batch, Codec, DestinationMirror, Measurements, get_codec
+
+#: names ``--codec`` takes besides plugin names
+CODEC_ALIASES = {"none": "raw"}
 
 
 class CodecChooser(Protocol):
@@ -58,3 +61,14 @@ class FixedChooser:
 
     def close(self) -> None:
         return None
+
+
+def make_chooser(spec: str, link_rate: float | None, workers: float) -> CodecChooser:
+    """The chooser ``--codec SPEC`` means: ``auto`` (the adaptive selector, maximising
+    throughput at ``link_rate`` bytes/s with ``workers`` encoders), ``none`` (raw), or one
+    plugin's name."""
+    if spec == "auto":
+        from migcodec.selector.chooser import auto_chooser  # engine uses selector, not back
+
+        return auto_chooser(link_rate, workers)
+    return FixedChooser(get_codec(CODEC_ALIASES.get(spec, spec)))
