@@ -1,5 +1,7 @@
-"""Shared test settings: hypothesis profiles sized for a 2-core CI machine, and a
-throw-away site directory for registering codec plugins without pip."""
+"""Shared test settings: hypothesis profiles sized for a 2-core CI machine, a cache
+directory of the test run's own (the selector's per-machine cost model is calibrated there,
+not in the user's), and a throw-away site directory for registering codec plugins without
+pip."""
 
 from __future__ import annotations
 
@@ -19,6 +21,19 @@ settings.register_profile(
 )
 settings.register_profile("dev", max_examples=30, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _own_cache_directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """``$XDG_CACHE_HOME`` for the whole run: what the library keeps per machine (the cost
+    model) is calibrated once per run and never touches the user's cache."""
+    old = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = old
 
 
 @pytest.fixture

@@ -294,7 +294,6 @@ def build_table(
     extractor = FeatureExtractor(
         codecs, sample_pages=sample_pages, batch_pages=batch_pages, probe_pages=probe_pages
     )
-    calibration: CostModel | None = None
     rows: dict[str, list] = {name: [] for name in (*_ARRAYS, *_WORK_ARRAYS)}
     phases: list[str] = []
     k = len(arms)

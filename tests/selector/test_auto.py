@@ -1,0 +1,121 @@
+"""The ``auto`` policy's parts: its filter, what it buys, what it plays and learns."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from migcodec.selector import Throughput, WindowFeatures, parse_policy
+from migcodec.selector.costmodel import KNOTS, ArmCost
+from migcodec.selector.objectives import Outcome
+from migcodec.selector.policies.auto import RatioFilter
+
+PAGE = 4096
+LABELS = ["raw", "lz4", "zstd level=3", "dsa-delta"]
+KINDS = ["raw", "compress", "compress", "delta"]
+#: per-page CPU seconds by ratio: raw a copy, lz4 fast, zstd 4x slower, delta in between
+COSTS = [
+    ArmCost(10e-6, 0.0, [0.5e-6] * len(KNOTS)),
+    ArmCost(20e-6, 0.0, [2e-6] * len(KNOTS)),
+    ArmCost(20e-6, 0.0, [8e-6] * len(KNOTS)),
+    ArmCost(60e-6, 0.0, [4e-6] * len(KNOTS)),
+]
+
+
+def _auto(link: float, **params):
+    policy = parse_policy(
+        "auto" if not params else "auto:" + ",".join(f"{k}={v}" for k, v in params.items())
+    )
+    return policy.bind(
+        len(LABELS), Throughput(link=link, workers=2), KINDS, labels=LABELS, costs=COSTS
+    )
+
+
+def _features(pages: float, delta_bytes: float | None = None, probe_pages: int = 16):
+    delta = None if delta_bytes is None else np.array([np.nan, np.nan, np.nan, delta_bytes])
+    return WindowFeatures(
+        np.array([1.0, 0.0, 0.5, 0.02, 1.0]),
+        cheap_s=40e-6,
+        pages=pages,
+        sample=32,
+        held_frac=1.0 if delta is not None else 0.0,
+        delta_bytes=delta,
+        probe_pages=probe_pages,
+    )
+
+
+def _probed(f: WindowFeatures, ratios: dict[int, float]) -> WindowFeatures:
+    out = np.full(len(LABELS), np.nan)
+    for arm, ratio in ratios.items():
+        out[arm] = f.probe_pages * PAGE / ratio
+    f.probe_out = out
+    f.probe_s = np.where(np.isfinite(out), 1e-4, 0.0)
+    return f
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 3), st.floats(-1, 3)),
+        min_size=1,
+        max_size=4,
+        unique_by=lambda t: t[0],
+    )
+)
+def test_probes_observed_together_equal_probes_observed_one_by_one(observations):
+    arms = np.array([a for a, _ in observations])
+    y = np.array([v for _, v in observations])
+    joint, one_by_one = RatioFilter(4), RatioFilter(4)
+    joint.observe_probes(arms, y, 0.03)
+    for arm, value in observations:
+        one_by_one.observe(arm, value, 0.03, probe=True)
+    np.testing.assert_allclose(joint.x, one_by_one.x)
+    np.testing.assert_allclose(joint.p, one_by_one.p, atol=1e-12)
+
+
+def test_a_played_compressor_moves_the_estimates_of_the_others():
+    f = RatioFilter(2)
+    before = f.mean().copy()
+    f.observe(0, np.log(8.0), 0.01, probe=False)
+    after = f.mean()
+    assert after[0] == pytest.approx(np.log(8.0), abs=0.05)
+    assert after[1] > before[1] + 0.5  # the shared level rose with it
+
+
+def test_sparse_changes_play_the_delta_arm_and_rewrites_a_compressor():
+    policy = _auto(125e6)
+    sparse = _features(10_000, delta_bytes=40.0)
+    assert KINDS[policy.choose(sparse)] == "delta"
+    rewritten = _probed(_features(10_000, delta_bytes=PAGE), {1: 3.0, 2: 5.0})
+    policy.probe_mask(rewritten)
+    assert LABELS[policy.choose(rewritten)] in ("lz4", "zstd level=3")
+
+
+def test_probes_are_bought_for_a_large_window_and_not_for_a_tiny_one():
+    policy = _auto(125e6)
+    assert policy.probe_mask(_features(50_000)).any()  # nothing known: worth a probe
+    tiny = _auto(1.25e9)  # a fast link leaves no idle CPU to hide a probe in
+    assert not tiny.probe_mask(_features(2, probe_pages=2)).any()  # costs more than it saves
+
+
+def test_features_are_skipped_when_they_stopped_changing_the_choice_and_read_on_a_jump():
+    policy = _auto(1.25e9)
+    small = _probed(_features(300, delta_bytes=PAGE, probe_pages=8), {1: 3.0, 2: 4.0})
+    read = []
+    for _ in range(12):
+        wants = policy.wants_features(300)
+        read.append(wants)
+        f = small if wants else None
+        if f is not None:
+            policy.probe_mask(f)
+        arm = policy.choose(f)
+        policy.update(arm, 1e9, f, Outcome(300 * PAGE, 100 * PAGE, 1e-4, 1e-4))
+    assert read[0] and not all(read)  # skipped once they stopped paying...
+    assert max(len(run) for run in "".join("r" if r else "." for r in read).split("r")) <= 3
+    assert policy.wants_features(300 * 10)  # ...and read again for a window 10x larger
+
+
+def test_the_default_configuration_is_reported_as_plain_auto():
+    assert parse_policy("auto").label == "auto"
+    assert parse_policy("auto:drift=0.2").label == "auto(drift=0.2)"

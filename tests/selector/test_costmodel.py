@@ -1,0 +1,91 @@
+"""The calibrated cost model: its curve, its file, and the repeatable tables it gives."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from migcodec.datasets import Window, generate_pages
+from migcodec.selector import parse_arms
+from migcodec.selector.costmodel import (
+    FEATURES_LABEL,
+    KNOTS,
+    ArmCost,
+    CostModel,
+    CostModelError,
+    Work,
+    calibrate,
+)
+from migcodec.selector.evaluation import build_table
+
+MODEL = CostModel(
+    4096,
+    64,
+    {
+        "raw": ArmCost(10e-6, 1e-8, [1e-6] * len(KNOTS)),
+        "lz4": ArmCost(20e-6, 1e-8, list(np.linspace(1e-6, 5e-6, len(KNOTS)))),
+        FEATURES_LABEL: ArmCost(30e-6, 0.0, [0.5e-6] * len(KNOTS)),
+    },
+)
+
+
+def test_the_per_page_cost_follows_the_knots_and_stays_flat_beyond_them():
+    cost = MODEL.arms["lz4"]
+    assert cost.page_cost(KNOTS[0]) == pytest.approx(1e-6)
+    assert cost.page_cost(KNOTS[-1]) == pytest.approx(5e-6)
+    assert cost.page_cost(0.5) == cost.page_cost(1.0)  # below a ratio of 1: as at 1
+    assert cost.page_cost(1e6) == cost.page_cost(KNOTS[-1])
+    middle = np.sqrt(KNOTS[1] * KNOTS[2])  # halfway in log ratio
+    assert cost.page_cost(middle) == pytest.approx(
+        (cost.page_cost(KNOTS[1]) + cost.page_cost(KNOTS[2])) / 2
+    )
+    work = Work(calls=2, pages=100, out_bytes=100 * 4096 / 4.0, zero_pages=10)
+    expected = 2 * 20e-6 + 10 * 1e-8 + 100 * cost.page_cost(4.0)
+    assert MODEL.cpu_s("lz4", work) == pytest.approx(expected)
+
+
+def test_a_model_file_round_trips_and_damage_says_what_to_do(tmp_path):
+    path = tmp_path / "model.json"
+    MODEL.save(path)
+    again = CostModel.load(path)
+    assert again.arms == MODEL.arms and again.page_size == 4096
+    path.write_text("{not json")
+    with pytest.raises(CostModelError, match=r"cannot read cost model .* calibrate again"):
+        CostModel.load(path)
+    path.write_text(json.dumps({"version": 99}))
+    with pytest.raises(CostModelError, match="version 99, expected 1; calibrate again"):
+        CostModel.load(path)
+    with pytest.raises(CostModelError, match="no arm 'zstd level=1'"):
+        MODEL.arm("zstd level=1")
+
+
+def test_calibration_fits_every_arm_and_the_cheap_features():
+    arms = parse_arms("raw;lz4")
+    model = calibrate(arms, repeats=1)
+    assert set(model.arms) == {"raw", "lz4", FEATURES_LABEL}
+    for cost in model.arms.values():
+        assert cost.per_call >= 0 and min(cost.per_page) >= 0
+        assert np.isfinite(cost.fit_error)
+    assert model.machine["cores"] >= 1
+
+
+def test_a_modelled_table_replaces_every_time_and_is_the_same_every_time():
+    pages = generate_pages("text", 96, 0)
+    windows = [
+        Window(0, np.arange(96), pages, dirty_pages=960),  # a sample of a 10x larger window
+        Window(1, np.arange(32), pages[:32]),
+    ]
+    arms = parse_arms("raw;lz4")
+    table = build_table(windows, arms, repeats=1, calibration=MODEL)
+    first, second = table.modelled(MODEL), table.modelled(MODEL)
+    np.testing.assert_array_equal(first.cpu_s, second.cpu_s)
+    np.testing.assert_array_equal(first.output_bytes, table.output_bytes)
+    # window 0 counts at its true size: 960 pages in 15 calls of 64
+    raw = MODEL.arms["raw"]
+    assert first.cpu_s[0, 0] == pytest.approx(15 * raw.per_call + 960 * raw.page_cost(1.0))
+    assert first.input_bytes[0, 0] == 960 * 4096
+    cheap = MODEL.arms[FEATURES_LABEL]
+    assert first.cheap_s[1] == pytest.approx(cheap.per_call + cheap.per_page[0] * 32)
+    assert table.costs() == [MODEL.arms["raw"], MODEL.arms["lz4"]]
