@@ -1,10 +1,8 @@
 """Grids of policy configurations and leave-one-trace-out choice."""
 
-import numpy as np
 import pytest
 
 from migcodec.selector import Throughput
-from migcodec.selector.evaluation import Table
 from migcodec.selector.evaluation.grid import (
     CellScore,
     config_score,
@@ -13,26 +11,7 @@ from migcodec.selector.evaluation.grid import (
     score_grid,
 )
 from migcodec.selector.policies import PolicyError
-
-
-def tiny_table() -> Table:
-    """2 windows x 2 arms: arm 1 is better on the first window, arm 0 on the second."""
-    w, k = 2, 2
-    nan = np.full((w, k), np.nan)
-    return Table(
-        arms=[{"name": "raw"}, {"name": "lz4"}],
-        input_bytes=np.full((w, k), 1000.0),
-        output_bytes=np.array([[500.0, 250.0], [250.0, 500.0]]),
-        wall_s=np.ones((w, k)),
-        cpu_s=np.ones((w, k)),
-        device_s=nan,
-        context=np.tile([1.0, 0.0, 0.5, 1.0, 0.0], (w, 1)),
-        predicted_ratio=nan.copy(),
-        predicted_rate=nan.copy(),
-        cheap_s=np.zeros(w),
-        probe_s=np.zeros((w, k)),
-        meta={"kinds": ["raw", "compress"]},
-    )
+from tests.selector.tables import tiny_table
 
 
 def test_a_grid_is_every_combination_and_bad_values_are_refused_up_front():

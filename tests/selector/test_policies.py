@@ -99,7 +99,8 @@ def test_epsilon_greedy_propensities_sum_to_one_and_favour_the_greedy_arm():
     assert p.argmax() == 1 and p[1] == pytest.approx(0.8 + 0.05)
 
 
-@pytest.mark.parametrize("name", sorted(POLICIES))
+# the library's policies (test modules register stand-ins of their own, named "*-test")
+@pytest.mark.parametrize("name", sorted(n for n in POLICIES if not n.endswith("-test")))
 def test_every_policy_config_round_trips_through_json(name):
     policy = POLICIES[name]()
     config = json.loads(json.dumps(policy.get_config()))
