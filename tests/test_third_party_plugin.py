@@ -150,7 +150,9 @@ _READ_WITHOUT_PLUGIN = textwrap.dedent(
 )
 
 
-def test_a_destination_without_the_plugin_refuses_the_stream(rle_installed, tmp_path):
+def test_a_destination_without_the_plugin_refuses_the_stream_naming_the_package(
+    rle_installed, tmp_path
+):
     out = io.BytesIO()
     FrameWriter(out, PAGE, 8, [get_codec("raw"), get_codec("rle")]).end_stream()
     result = subprocess.run(
@@ -161,9 +163,55 @@ def test_a_destination_without_the_plugin_refuses_the_stream(rle_installed, tmp_
         timeout=60,
         env=subprocess_env(tmp_path / "cache"),  # the plugin is not on this path
     )
-    assert result.stdout.decode().startswith(
-        "preamble: cannot decode codec id 1 of the peer's codec table "
-        "('rle'): no codec named 'rle' is installed"
+    assert result.stdout.decode() == (
+        "preamble: cannot decode codec id 1 of the peer's codec table ('rle'): no codec named "
+        "'rle' is installed here; install the Python package 'migcodec-rle', which provides "
+        "it on the source\n"
+    )
+
+
+def test_the_preamble_names_the_package_of_a_plugin_and_only_then_is_version_2(rle_installed):
+    plugin, builtin = io.BytesIO(), io.BytesIO()
+    FrameWriter(plugin, PAGE, 8, [get_codec("raw"), get_codec("rle")])
+    FrameWriter(builtin, PAGE, 8, [get_codec("raw"), get_codec("lz4")])
+    # migcodec's own codecs: version 1, byte for byte what older readers read
+    assert int.from_bytes(builtin.getvalue()[8:10], "little") == 1
+    assert int.from_bytes(plugin.getvalue()[8:10], "little") == 2
+    reader = FrameReader(io.BytesIO(plugin.getvalue()))
+    assert reader.preamble.version == 2
+    assert reader.preamble.packages == {1: "migcodec-rle"}
+    assert FrameReader(io.BytesIO(builtin.getvalue())).preamble.packages == {}
+
+
+def test_send_to_a_receiver_without_the_plugin_is_refused_naming_the_package(
+    rle_installed, tmp_path, capsys
+):
+    from migcodec.cli import main
+
+    receiver = subprocess.Popen(
+        [*migcodec_command(), "receive", "--listen", "127.0.0.1:0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=subprocess_env(tmp_path / "cache"),  # the plugin is not on this path
+    )
+    try:
+        port = receiver.stdout.readline().rsplit(":", 1)[1].strip()
+        address = f"127.0.0.1:{port}"
+        code = main(["send", "--connect", address, "--memory", "1MiB", "--codec", "rle", "--quiet"])
+        out, err = receiver.communicate(timeout=60)
+    finally:
+        receiver.kill()
+    refusal = (
+        "cannot decode codec id 0 of the peer's codec table ('rle'): no codec named 'rle' is "
+        "installed here; install the Python package 'migcodec-rle', which provides it on the "
+        "source"
+    )
+    assert (receiver.returncode, out) == (1, "")
+    assert err == f"migcodec receive: preamble: {refusal}\n"
+    assert code == 1
+    assert capsys.readouterr().err == (
+        f"migcodec send: destination refused the stream: {refusal!r}\n"
     )
 
 

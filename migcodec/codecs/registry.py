@@ -18,6 +18,8 @@ from migcodec.codecs.base import Codec, Probe
 from migcodec.codecs.errors import CodecNotFound, CodecUnavailable
 
 NAMESPACE = "migcodec.codecs"
+#: the distribution of migcodec itself: its codecs need no package named on the wire
+_OWN_DISTRIBUTION = "migcodec"
 
 #: import name -> pip package, for "install X" hints
 _PIP_NAMES = {
@@ -55,6 +57,22 @@ def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
 def available_codecs() -> list[str]:
     """Names of every registered plugin, loaded or not (no plugin module is imported)."""
     return sorted(_entry_points())
+
+
+def codec_package(codec: Codec) -> str | None:
+    """The Python distribution whose ``migcodec.codecs`` entry point registers ``codec``'s
+    name (``migcodec-rle``), or ``None`` for migcodec's own codecs and for a codec whose
+    distribution is unknown (not registered through an installed package). A stream names
+    it so that a destination without the plugin can say what to install. migcodec's own
+    codecs are told by their module, without reading the installed packages' metadata."""
+    if type(codec).__module__.split(".")[0] == "migcodec":
+        return None
+    ep = _entry_points().get(codec.name)
+    dist = getattr(ep, "dist", None)
+    package = getattr(dist, "name", None) if dist is not None else None
+    if not package or package.lower().replace("_", "-") == _OWN_DISTRIBUTION:
+        return None
+    return package
 
 
 def install_hint(exc: BaseException, ep: importlib.metadata.EntryPoint | None = None) -> str:

@@ -1,11 +1,21 @@
-"""Byte layout of a migcodec stream, version 1. All integers little-endian.
+"""Byte layout of a migcodec stream, versions 1 and 2. All integers little-endian.
 
 Preamble::
 
     magic "MIGCODEC" | u16 version | u16 flags | u32 page_size | u64 memory_pages
     | u16 max_batch_pages | u16 codec_count
-    codec_count x ( u8 id | u8 name_len | u16 config_len | name | config JSON )
+    codec_count x ( u8 id | u8 name_len | u16 config_len | name | config JSON
+                    [version 2: | u8 package_len | package] )
     u64 checksum (xxh3-64 of everything above)
+
+Version 2 differs only in the ``package`` of each codec entry: the Python distribution that
+provides the codec on the source (``migcodec-rle``), empty for migcodec's own codecs, so a
+destination without the plugin can name what to install. A writer uses version 2 only when a
+codec comes from another package; streams of migcodec's own codecs stay version 1, byte for
+byte, so older readers still read them. No version 1 field could carry the name: an older
+reader reads exactly the entries' bytes and passes every config key to the codec's
+constructor, so an extra field there would be refused, not ignored; an older reader refuses
+a version 2 stream at its version field, asking for an upgrade.
 
 Frame::
 
@@ -21,11 +31,17 @@ and its body: a lost, repeated or reordered frame fails its check like a corrupt
 
 from __future__ import annotations
 
+import re
 import struct
 from enum import IntEnum
 
 MAGIC = b"MIGCODEC"
+#: the version of streams whose codecs are all migcodec's own
 VERSION = 1
+#: the version whose codec entries name the package providing each codec
+VERSION_PACKAGES = 2
+#: the versions this reader speaks
+VERSIONS = (VERSION, VERSION_PACKAGES)
 
 PREAMBLE_FIXED = struct.Struct("<8sHHIQHH")
 CODEC_ENTRY = struct.Struct("<BBH")
@@ -48,6 +64,9 @@ MAX_BATCH_BYTES = 1 << 26
 MAX_CODECS = 255
 MAX_CODEC_NAME = 64
 MAX_CODEC_CONFIG = 4096
+PACKAGE_LENGTH = struct.Struct("<B")
+#: a Python distribution name as PEP 508 allows it (letters, digits, ``.``, ``_``, ``-``)
+PACKAGE_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
 MAX_ABORT_REASON = 4096  # an abort frame's reason, and a handshake reply's
 MAX_DIGEST = 64
 

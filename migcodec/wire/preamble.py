@@ -14,6 +14,7 @@ from typing import Any
 
 from migcodec.checksum import checksum
 from migcodec.codecs import Codec, CodecError, get_codec
+from migcodec.codecs.errors import CodecNotFound
 from migcodec.wire import format as fmt
 from migcodec.wire.errors import (
     BadPreamble,
@@ -30,18 +31,30 @@ _PREAMBLE = -1  # frame index used in preamble error messages
 
 @dataclass
 class Preamble:
+    """What a stream is. ``packages`` maps a codec id to the Python distribution that
+    provides that codec on the source, for codecs that are not migcodec's own; with any,
+    the preamble is written as version 2 (see :mod:`migcodec.wire.format`)."""
+
     page_size: int
     memory_pages: int
     max_batch_pages: int = 64
     codecs: dict[int, dict[str, Any]] = field(default_factory=dict)  # id -> config
     version: int = fmt.VERSION
     flags: int = 0
+    packages: dict[int, str] = field(default_factory=dict)  # id -> distribution name
 
     def encode(self) -> bytes:
+        packages = {i: p for i, p in self.packages.items() if p}
+        for codec_id, package in packages.items():
+            if codec_id not in self.codecs:
+                raise ValueError(f"package {package!r} for codec id {codec_id}, not in the table")
+            if len(package) > 255 or not fmt.PACKAGE_NAME.fullmatch(package):
+                raise ValueError(f"{package!r} is not a Python distribution name")
+        version = fmt.VERSION_PACKAGES if packages else self.version
         parts = [
             fmt.PREAMBLE_FIXED.pack(
                 fmt.MAGIC,
-                self.version,
+                version,
                 self.flags,
                 self.page_size,
                 self.memory_pages,
@@ -55,6 +68,9 @@ class Preamble:
             if len(name) > fmt.MAX_CODEC_NAME or len(blob) > fmt.MAX_CODEC_CONFIG:
                 raise ValueError(f"codec {config['name']!r}: name or config too long for v1")
             parts += [fmt.CODEC_ENTRY.pack(codec_id, len(name), len(blob)), name, blob]
+            if version == fmt.VERSION_PACKAGES:
+                package = packages.get(codec_id, "").encode("ascii")
+                parts += [fmt.PACKAGE_LENGTH.pack(len(package)), package]
         body = b"".join(parts)
         return body + fmt.CHECKSUM.pack(checksum([body]))
 
@@ -99,10 +115,10 @@ def read_preamble(read_exact: Callable[[int, int], bytes]) -> Preamble:
     )
     if magic != fmt.MAGIC:
         raise BadPreamble(f"not a migcodec stream (magic {magic!r})", _PREAMBLE, 0)
-    if version != fmt.VERSION:
+    if version not in fmt.VERSIONS:
         raise UnsupportedVersion(
-            f"stream version {version}; this reader speaks version {fmt.VERSION} "
-            "(upgrade migcodec on the older side)",
+            f"stream version {version}; this reader speaks versions "
+            f"{', '.join(map(str, fmt.VERSIONS))} (upgrade migcodec on the older side)",
             _PREAMBLE,
             8,
         )
@@ -123,14 +139,23 @@ def read_preamble(read_exact: Callable[[int, int], bytes]) -> Preamble:
         name = read_exact(name_len, _PREAMBLE)
         config = read_exact(config_len, _PREAMBLE)
         parts += [head, name, config]
-        raw_entries.append((offset, codec_id, name, config))
+        package = b""
+        if version == fmt.VERSION_PACKAGES:
+            length = read_exact(fmt.PACKAGE_LENGTH.size, _PREAMBLE)
+            (package_len,) = fmt.PACKAGE_LENGTH.unpack(length)
+            package = read_exact(package_len, _PREAMBLE)
+            parts += [length, package]
+        raw_entries.append((offset, codec_id, name, config, package))
         offset += len(head) + name_len + config_len
+        if version == fmt.VERSION_PACKAGES:
+            offset += fmt.PACKAGE_LENGTH.size + len(package)
     (expected,) = fmt.CHECKSUM.unpack(read_exact(fmt.CHECKSUM.size, _PREAMBLE))
     if checksum(parts) != expected:
         raise ChecksumMismatch("preamble checksum does not match", _PREAMBLE, offset)
     validate_geometry(page_size, memory_pages, max_batch)
     codecs: dict[int, dict[str, Any]] = {}
-    for entry_offset, codec_id, name, config in raw_entries:
+    packages: dict[int, str] = {}
+    for entry_offset, codec_id, name, config, package in raw_entries:
         try:
             parsed = json.loads(config)
             ok = isinstance(parsed, dict) and parsed.get("name") == name.decode()
@@ -143,22 +168,43 @@ def read_preamble(read_exact: Callable[[int, int], bytes]) -> Preamble:
         if codec_id in codecs:
             raise BadPreamble(f"codec id {codec_id} appears twice", _PREAMBLE, entry_offset)
         codecs[codec_id] = parsed
-    return Preamble(page_size, memory_pages, max_batch, codecs, version, flags)
+        if package:
+            text = package.decode("ascii", "replace")
+            if not fmt.PACKAGE_NAME.fullmatch(text):
+                raise BadPreamble(
+                    f"codec entry {codec_id} names package {peer_text(text)}, which is not a "
+                    "Python distribution name",
+                    _PREAMBLE,
+                    entry_offset,
+                )
+            packages[codec_id] = text
+    return Preamble(page_size, memory_pages, max_batch, codecs, version, flags, packages)
 
 
 def resolve_codecs(
     preamble: Preamble, resolve: Callable[[dict[str, Any]], Codec] = get_codec
 ) -> dict[int, Codec]:
-    """Instantiate every codec of the table, refusing the stream if any cannot run here."""
+    """Instantiate every codec of the table, refusing the stream if any cannot run here.
+
+    A codec that is not installed here, from a package the preamble names, is refused
+    naming that package (checked to be a distribution name, and shown quoted)."""
     resolved = {}
     for codec_id, config in preamble.codecs.items():
         try:
             resolved[codec_id] = resolve(config)
             resolved[codec_id].check_page_size(preamble.page_size)
         except (CodecError, ValueError) as exc:
+            name = peer_text(str(config.get("name")))
+            package = preamble.packages.get(codec_id)
+            if isinstance(exc, CodecNotFound) and package:
+                why = (
+                    f"no codec named {name} is installed here; install the Python package "
+                    f"{peer_text(package)}, which provides it on the source"
+                )
+            else:
+                why = one_line(str(exc))
             raise CodecMissing(
-                f"cannot decode codec id {codec_id} of the peer's codec table "
-                f"({peer_text(str(config.get('name')))}): {one_line(str(exc))}",
+                f"cannot decode codec id {codec_id} of the peer's codec table ({name}): {why}",
                 _PREAMBLE,
             ) from exc
     return resolved

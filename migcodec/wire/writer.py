@@ -8,6 +8,7 @@ import numpy as np
 
 from migcodec.checksum import checksum
 from migcodec.codecs import Codec, Encoded
+from migcodec.codecs.registry import codec_package
 from migcodec.wire import format as fmt
 from migcodec.wire.handshake import read_reply
 from migcodec.wire.io import Sink
@@ -20,8 +21,10 @@ class FrameWriter:
     With ``await_reply_from`` (the socket from the destination) the constructor waits for
     the destination to accept the codec table and raises ``HandshakeRefused`` if it does not.
 
-    ``codecs`` become the stream's codec table (ids in the given order). The writer holds no
-    payload: segments go straight from the ``Encoded`` (and its pooled buffers) to the sink.
+    ``codecs`` become the stream's codec table (ids in the given order), each with the
+    Python package that provides it when that is not migcodec (a version 2 preamble). The
+    writer holds no payload: segments go straight from the ``Encoded`` (and its pooled
+    buffers) to the sink.
     """
 
     def __init__(
@@ -49,11 +52,13 @@ class FrameWriter:
         self.frames = 0
         self.pages_sent = 0
         self.bytes_written = 0
+        packages = {i: codec_package(codec) for i, codec in self.codecs.items()}
         preamble = Preamble(
             page_size,
             memory_pages,
             max_batch_pages,
             {i: codec.get_config() for i, codec in self.codecs.items()},
+            packages={i: p for i, p in packages.items() if p},
         ).encode()
         self._sink.write_parts([preamble])
         self.bytes_written += len(preamble)

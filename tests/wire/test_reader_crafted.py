@@ -410,11 +410,11 @@ def test_wrong_magic():
 
 
 def test_unsupported_version():
-    _, result = receive(preamble=preamble_bytes(PAGE, PAGES, BATCH, TABLE, version=2))
+    _, result = receive(preamble=preamble_bytes(PAGE, PAGES, BATCH, TABLE, version=3))
     assert type(result) is UnsupportedVersion
     assert isinstance(result, BadPreamble)
     assert str(result) == (
-        "preamble, byte offset 8: stream version 2; this reader speaks version 1 "
+        "preamble, byte offset 8: stream version 3; this reader speaks versions 1, 2 "
         "(upgrade migcodec on the older side)"
     )
 

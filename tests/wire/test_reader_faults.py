@@ -166,7 +166,7 @@ def test_every_bit_of_every_header_flipped():
         (
             8 * 8 + 1,
             UnsupportedVersion,
-            "preamble, byte offset 8: stream version 3; this reader speaks version 1 "
+            "preamble, byte offset 8: stream version 3; this reader speaks versions 1, 2 "
             "(upgrade migcodec on the older side)",
         ),
         (
