@@ -1,44 +1,81 @@
 """Rates and sizes as people write them: ``1Gbit``, ``10Gbps``, ``200MB/s``, ``64MiB``.
 
-One parser for the command line, the engine and the selector's objectives.
+One parser for the command line, the engine and the selector's objectives: every command
+reads sizes with :func:`parse_size` and rates with :func:`parse_rate` (the command line
+through the argparse types of :mod:`migcodec.cli.args`), so ``200MB/s`` means the same to
+``migrate`` as to ``trace synth``. A quantity is a non-negative decimal number (``2.5``,
+``1e9``), an optional SI (``k M G T``, powers of 1000) or binary (``Ki Mi Gi Ti``, powers of
+1024) prefix, and a unit. Errors are :class:`ValueError` with a one-line message that says
+what could not be read and how to write it.
 """
 
 from __future__ import annotations
 
+import math
 import re
 
-_SIZE = re.compile(r"\s*([0-9.]+)\s*([kKmMgGtT]?)(i?)(.*?)\s*")
+_QUANTITY = re.compile(
+    r"\s*((?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)\s*([kKmMgGtT]?)(i?)(.*?)\s*"
+)
+_SIZE_EXAMPLE = "4096, 64MiB, 1GiB"
+_RATE_EXAMPLE = "1Gbit, 10Gbit, 200MB/s"
 
 
 def _scaled(text: str, what: str, example: str) -> tuple[float, str]:
-    match = _SIZE.fullmatch(text)
+    """``(value with its prefix applied, unit)``; refuses negatives and non-numbers."""
+    match = _QUANTITY.fullmatch(text)
     if not match:
+        if text.strip().startswith("-"):
+            raise ValueError(f"a {what} cannot be negative ({text!r}); write e.g. {example}")
         raise ValueError(f"cannot read {what} {text!r}; write e.g. {example}")
     value, prefix, binary, unit = match.groups()
+    if binary and not prefix:  # "5iB": an "i" without a prefix is a unit nobody writes
+        unit = binary + unit
+        binary = ""
     power = "kmgt".index(prefix.lower()) + 1 if prefix else 0
-    return float(value) * (1024 if binary else 1000) ** power, unit
+    scaled = float(value) * (1024 if binary else 1000) ** power
+    if not math.isfinite(scaled):
+        raise ValueError(f"{what} {text!r} is too large to be a {what}; write e.g. {example}")
+    return scaled, unit
 
 
 def parse_rate(text: str | float) -> float:
     """A rate in bytes per second: ``'1Gbit'`` and ``'10Gbps'`` are bits, ``'200MB/s'``
-    bytes; a plain number (``2.5e8``) is bytes per second."""
+    (or ``'200MB'``) bytes; a plain number (``2.5e8``) is bytes per second. Never negative,
+    never infinite or NaN."""
     if isinstance(text, int | float):
-        return float(text)
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    value, unit = _scaled(text, "rate", "1Gbit, 10Gbit, 200MB/s")
+        value = float(text)
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"a rate must be a finite number of bytes/s >= 0, not {text!r}")
+        return value
+    value, unit = _scaled(text, "rate", _RATE_EXAMPLE)
     if unit in ("bit", "bit/s", "bps", "b", "b/s"):
         return value / 8
     if unit in ("", "B", "B/s", "Bps"):
         return value
-    raise ValueError(f"unknown rate unit {unit!r} in {text!r}; use bit, bps or B/s")
+    raise ValueError(
+        f"unknown rate unit {unit!r} in {text!r}; use bit/s (Gbit, Mbit, bps) or bytes/s "
+        "(MB/s, GB/s), e.g. 1Gbit or 200MB/s"
+    )
 
 
 def parse_size(text: str) -> int:
-    """A size in bytes: ``'1GiB'``, ``'64MiB'``, ``'512MB'``, ``'4096'``."""
-    value, unit = _scaled(text, "size", "64MiB, 1GiB")
+    """A size in bytes: ``'1GiB'``, ``'64MiB'``, ``'512MB'``, ``'4096'``; a whole number of
+    bytes, never negative."""
+    value, unit = _scaled(text, "size", _SIZE_EXAMPLE)
     if unit not in ("", "B"):
-        raise ValueError(f"unknown size unit {unit!r} in {text!r}; use B, KiB, MiB, GiB")
+        raise ValueError(
+            f"unknown size unit {unit!r} in {text!r}; use B, KiB, MiB, GiB, TiB (or kB, MB, "
+            "GB, TB), e.g. 64MiB"
+        )
+    if value != int(value):
+        raise ValueError(f"size {text!r} is {value:g} bytes, not a whole number of bytes")
     return int(value)
+
+
+def format_size(n_bytes: float) -> str:
+    """``268435456`` -> ``'256 MiB'``: binary units, three significant digits."""
+    for unit, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if abs(n_bytes) >= scale:
+            return f"{n_bytes / scale:.3g} {unit}"
+    return f"{n_bytes:.0f} B"

@@ -1,5 +1,9 @@
 """The ``migcodec`` command. Each subcommand lives in its own module and registers itself
-through :data:`COMMANDS`; adding one touches one new module and one line here."""
+through :data:`COMMANDS`; adding one touches one new module and one line here.
+
+Whatever a user types ends in one line and an exit status, never a traceback: the statuses
+are listed in :mod:`migcodec.cli.args`.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ import argparse
 import importlib
 import sys
 
+from migcodec.cli.args import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, CommandLineError, Parser
+from migcodec.cli.args import silence_stdout as _silence_stdout
 from migcodec.codecs import CodecError
 
 #: modules that each define ``register(subparsers)``
@@ -20,7 +26,7 @@ COMMANDS = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="migcodec", description="Codecs and codec selection for live migration of memory."
     )
     sub = parser.add_subparsers(dest="command", required=True)
@@ -29,13 +35,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _name(args: argparse.Namespace) -> str:
+    """``migrate``, ``trace synth``: how messages name the command that ran."""
+    return " ".join(filter(None, [args.command, getattr(args, "trace_command", None)]))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a closed stdout shows up here, not at interpreter exit
+        return code
     except CodecError as exc:
         print(f"migcodec: {exc}", file=sys.stderr)
         return 2
+    except CommandLineError as exc:
+        print(f"migcodec {_name(args)}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"migcodec {_name(args)}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # the reader of stdout has gone (`migcodec codecs --json | head`): stop quietly, as
+        # a Unix tool killed by SIGPIPE does
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

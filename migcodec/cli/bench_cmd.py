@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from migcodec.cli import args as types
 from migcodec.codecs import available_codecs, plugin_statuses
 from migcodec.datasets import GENERATORS
 
@@ -50,13 +51,29 @@ def run(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="ratio and speed of codecs on generated guest pages")
-    p.add_argument("--workload", default="memcached", choices=sorted(GENERATORS))
+    p.add_argument(
+        "--workload", default="memcached", choices=sorted(GENERATORS), help="guest page contents"
+    )
     p.add_argument(
         "--codecs",
         help=f"comma-separated names (default: all available: {','.join(available_codecs())})",
     )
-    p.add_argument("--pages", type=int, default=8192, help="pages of guest memory (4 KiB each)")
-    p.add_argument("--workers", type=int, default=1, help="encoding engines (threads)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--pages",
+        type=types.positive_int,
+        default=8192,
+        metavar="N",
+        help="pages of guest memory (4 KiB each)",
+    )
+    p.add_argument(
+        "--workers",
+        type=types.positive_int,
+        default=1,
+        metavar="N",
+        help="encoding engines (threads)",
+    )
+    p.add_argument(
+        "--seed", type=types.seed, default=0, metavar="N", help="seed of the generated pages"
+    )
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(func=run)

@@ -16,6 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from migcodec.cli import args as types
+from migcodec.cli.args import CommandLineError, check_output_path
+from migcodec.datasets import TraceError, TraceReader
+from migcodec.plotting import pyplot
 from migcodec.selector import DEFAULT_POLICIES, make_objective, parse_arms, parse_policy
 from migcodec.selector.costmodel import CostModel, machine_cost_model
 from migcodec.selector.evaluation import (
@@ -55,9 +59,8 @@ class Result:
 def _sources(args: argparse.Namespace) -> list[Source]:
     given = sum(bool(x) for x in (args.trace, args.corpus, args.workload))
     if given != 1:
-        raise SystemExit(
-            "migcodec evaluate: give TRACE directories, --corpus DIR or --workload NAME "
-            "(exactly one of them)"
+        raise CommandLineError(
+            "give TRACE directories, --corpus DIR or --workload NAME (exactly one of them)"
         )
     if args.workload:
         ident = f"workload:{args.workload}:{args.windows}:{args.pages}:{args.seed}"
@@ -72,21 +75,21 @@ def _sources(args: argparse.Namespace) -> list[Source]:
     if args.corpus:
         root = Path(args.corpus)
         if not root.is_dir():
-            raise SystemExit(f"migcodec evaluate: corpus {root} is not a directory")
+            raise CommandLineError(f"corpus {root} is not a directory")
         traces = sorted(p.parent for p in root.glob("*/manifest.json"))
         if (root / "manifest.json").exists():
             traces.insert(0, root)
         if not traces:
-            raise SystemExit(
-                f"migcodec evaluate: corpus {root} holds no trace (no */manifest.json); make "
-                "traces with `migcodec trace capture` or `migcodec trace synth`"
+            raise CommandLineError(
+                f"corpus {root} holds no trace (no */manifest.json); make traces with "
+                "`migcodec trace capture` or `migcodec trace synth`"
             )
     else:
         traces = [Path(t) for t in args.trace]
     sources = []
     for trace in traces:
         if not trace.is_dir():
-            raise SystemExit(f"migcodec evaluate: trace {trace} is not a directory")
+            raise CommandLineError(f"trace {trace} is not a directory")
         sources.append(
             Source(
                 trace.name or str(trace),
@@ -110,23 +113,37 @@ def _table(args: argparse.Namespace, source: Source, arms, several: bool):
         path = None
 
     def build():
-        def progress(n: int) -> None:
-            if not args.json and sys.stderr.isatty():
-                print(f"\r{source.name}: measuring arms, window {n}", end="", file=sys.stderr)
-
-        table = build_table(
-            check_windows(source.windows()),
-            arms,
-            args.repeats,
-            args.batch_pages,
-            args.sample_pages,
-            progress,
-        )
-        if not args.json and sys.stderr.isatty():
-            print(file=sys.stderr)
-        return table
+        with _progress_bar(args, source) as bar:
+            return build_table(
+                check_windows(source.windows()),
+                arms,
+                args.repeats,
+                args.batch_pages,
+                args.sample_pages,
+                lambda n: bar.update(n - bar.n),
+            )
 
     return cached_table(path, build, rebuild=args.rebuild), path
+
+
+def _progress_bar(args: argparse.Namespace, source: Source):
+    """A bar over the windows measured, on stderr when it is a terminal (not with --json)."""
+    from tqdm import tqdm
+
+    total = args.windows if source.table_dir is None else None
+    if source.table_dir is not None:
+        try:
+            total = TraceReader(source.table_dir).info().windows
+        except (TraceError, OSError):
+            total = None  # reading the windows will say what is wrong
+    return tqdm(
+        desc=f"{source.name}: measuring arms",
+        total=total,
+        unit=" windows",
+        file=sys.stderr,
+        disable=True if args.json else None,  # None: off unless stderr is a terminal
+        leave=False,
+    )
 
 
 def _cost_model(args: argparse.Namespace, arms) -> CostModel | None:
@@ -144,12 +161,15 @@ def _cost_model(args: argparse.Namespace, arms) -> CostModel | None:
 def run(args: argparse.Namespace) -> int:
     try:
         return _run(args)
-    except (ValueError, RuntimeError, OSError) as exc:  # each says what went wrong and the fix
+    except (ValueError, RuntimeError, OSError, TraceError) as exc:  # each says what and the fix
         print(f"migcodec evaluate: {exc}", file=sys.stderr)
         return 2
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.plot:  # before any table is measured, not after
+        pyplot()
+        check_output_path(args.plot, "--plot")
     arms = parse_arms(args.arms)
     names = (args.policies or " ".join(DEFAULT_POLICIES)).replace(";", " ").split()
     for name in names:
@@ -160,6 +180,8 @@ def _run(args: argparse.Namespace) -> int:
     sources = _sources(args)
     model = _cost_model(args, arms)
     several = len(sources) > 1 or len(links) > 1
+    if args.plot and several:
+        raise CommandLineError("--plot draws one trace at one link")
     results = []
     for source in sources:
         (table, cached), path = _table(args, source, arms, len(sources) > 1)
@@ -174,8 +196,6 @@ def _run(args: argparse.Namespace) -> int:
     if args.plot:
         from migcodec.selector.evaluation.plot import plot_evaluation
 
-        if several:
-            raise SystemExit("migcodec evaluate: --plot draws one trace at one link")
         plot_evaluation(results[0].evaluation, args.plot)
     cost = "measured" if model is None else f"cost model ({args.cost_model})"
     if args.json:
@@ -273,7 +293,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "evaluate",
         help="score codec-selection policies on traces, a corpus or a workload",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("trace", nargs="*", help="trace directories (read by migcodec.datasets)")
     p.add_argument("--corpus", help="a directory of traces: every */manifest.json under it")
@@ -282,12 +301,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="synthetic windows instead of a trace: a page generator, "
         "or several comma-separated for phases (zero,memcached,text,random)",
     )
-    p.add_argument("--windows", type=int, default=64, help="windows of --workload")
-    p.add_argument("--pages", type=int, default=1024, help="dirty pages per --workload window")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--windows", type=types.positive_int, default=64, help="windows of --workload")
+    p.add_argument(
+        "--pages", type=types.positive_int, default=1024, help="dirty pages per --workload window"
+    )
+    p.add_argument("--seed", type=types.seed, default=0, help="seed of --workload")
     p.add_argument(
         "--phase-windows",
-        type=int,
+        type=types.positive_int,
         default=16,
         help="windows per phase of a comma-separated --workload",
     )
@@ -303,18 +324,37 @@ def register(sub: argparse._SubParsersAction) -> None:
         "'auto;d-ucb:gamma=0.9'); `auto` is what `--codec auto` runs; default: "
         + " ".join(DEFAULT_POLICIES),
     )
-    p.add_argument("--objective", default="throughput", choices=["throughput", "cpu", "wire"])
-    p.add_argument("--link", default="10Gbit", help="link rate(s) for throughput, comma-separated")
-    p.add_argument("--workers", type=float, default=2, help="parallel encoders")
-    p.add_argument("--repeats", type=int, default=3, help="timings per (window, arm)")
+    p.add_argument(
+        "--objective",
+        default="throughput",
+        choices=["throughput", "cpu", "wire"],
+        help="what a policy maximises",
+    )
+    p.add_argument(
+        "--link",
+        type=types.link_rates,
+        default="10Gbit",
+        help="link rate(s) for throughput, comma-separated",
+    )
+    p.add_argument("--workers", type=types.positive_number, default=2, help="parallel encoders")
+    p.add_argument(
+        "--repeats", type=types.positive_int, default=3, help="timings per (window, arm)"
+    )
     p.add_argument(
         "--cost-model",
         default="measured",
         help="'measured' (each window's timings), 'calibrated' (this machine's cost model of "
         "every arm, the same numbers on every run) or a cost model JSON file",
     )
-    p.add_argument("--batch-pages", type=int, default=64)
-    p.add_argument("--sample-pages", type=int, default=32, help="pages the cheap features read")
+    p.add_argument(
+        "--batch-pages", type=types.positive_int, default=64, help="pages per encoded batch"
+    )
+    p.add_argument(
+        "--sample-pages",
+        type=types.positive_int,
+        default=32,
+        help="pages the cheap features read",
+    )
     p.add_argument("--table", help="table file (a directory with several traces)")
     p.add_argument("--rebuild", action="store_true", help="re-measure even if cached")
     p.add_argument("--json", action="store_true", help="print one JSON document")

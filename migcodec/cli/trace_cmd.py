@@ -11,8 +11,10 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
+from migcodec.cli import args as types
 from migcodec.datasets import TraceError, TraceReader, TraceWriter, Workload, get_workload
 from migcodec.datasets.presets import workload_names
+from migcodec.datasets.trace.reader import TraceInfo
 from migcodec.datasets.window import Window
 from migcodec.wire.errors import one_line, peer_text
 
@@ -26,6 +28,8 @@ def _command(args: argparse.Namespace) -> str:
         if key in ("func", "command", "trace_command", "trace") or value is None or value is False:
             continue
         flag = "--" + key.replace("_", "-")
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # a rate or a length read from 200MB/s or 100: no ".0"
         words += [flag] if value is True else [flag, str(value)]
     return shlex.join(words)
 
@@ -63,6 +67,14 @@ def synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _codec_text(meta: TraceInfo) -> str:
+    """``zstd level=1``: the codec that stores a trace's pages, as a person writes it."""
+    config = meta.codec if isinstance(meta.codec, dict) else {"name": meta.codec}
+    words = [str(config.get("name", "?"))]
+    words += [f"{key}={value}" for key, value in sorted(config.items()) if key != "name"]
+    return one_line(" ".join(words))
+
+
 def info(args: argparse.Namespace) -> int:
     from migcodec.datasets.summary import summarize
 
@@ -89,7 +101,7 @@ def info(args: argparse.Namespace) -> int:
         return 0
     lo, hi = (int(per_window.min()), int(per_window.max())) if per_window.size else (0, 0)
     # text from the file is shown quoted and escaped: it is the trace's, not ours
-    print(f"trace {meta.path} (format v{meta.version}, {one_line(str(meta.codec))})")
+    print(f"trace {meta.path} (format v{meta.version}, pages stored with {_codec_text(meta)})")
     print(f"  source   {peer_text(meta.source)}")
     print(f"  command  {peer_text(meta.command)}")
     print(
@@ -171,13 +183,6 @@ def capture(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text}")
-    return value
-
-
 def _run(func):
     def wrapped(args: argparse.Namespace) -> int:
         try:
@@ -195,13 +200,38 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     s = tsub.add_parser("synth", help="write a trace of a synthetic dirtying workload")
     s.add_argument("--workload", required=True, choices=workload_names())
-    s.add_argument("--pages", type=int, help="guest memory in 4 KiB pages (default 16384)")
-    s.add_argument("--windows", type=int, help="windows (phases keep their share)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument(
+        "--pages",
+        type=types.positive_int,
+        metavar="N",
+        help="guest memory in 4 KiB pages (default: the workload's, 16384 for most)",
+    )
+    s.add_argument(
+        "--windows",
+        type=types.positive_int,
+        metavar="N",
+        help="windows (phases keep their share; default: the workload's)",
+    )
+    s.add_argument("--seed", type=types.seed, default=0, metavar="N", help="the workload's seed")
     rate = s.add_mutually_exclusive_group()
-    rate.add_argument("--dirty-pages", type=int, help="pages dirtied per window (default 1/16)")
-    rate.add_argument("--dirty-rate", type=float, help="dirty rate in bytes per second")
-    s.add_argument("--window-ms", type=float, help="window length (default 100 ms)")
+    rate.add_argument(
+        "--dirty-pages",
+        type=types.positive_int,
+        metavar="N",
+        help="pages dirtied per window (default: 1/16 of memory)",
+    )
+    rate.add_argument(
+        "--dirty-rate",
+        type=types.rate,
+        metavar="RATE",
+        help="bytes/s dirtied, e.g. 200MB/s (instead of --dirty-pages)",
+    )
+    s.add_argument(
+        "--window-ms",
+        type=types.milliseconds,
+        metavar="MS",
+        help="window length (default: 100 ms)",
+    )
     s.add_argument("--codec", default="zstd", help="codec that stores the pages")
     s.add_argument("--force", action="store_true", help="replace an existing trace")
     s.add_argument("--out", required=True, help="trace directory")
@@ -210,28 +240,44 @@ def register(sub: argparse._SubParsersAction) -> None:
     i = tsub.add_parser("info", help="summarise a trace per phase")
     i.add_argument("trace")
     i.add_argument("--codecs", default="lz4,zstd,zlib-ng", help="codecs for sampled ratios")
-    i.add_argument("--sample", type=int, default=256, help="pages sampled per window")
+    i.add_argument(
+        "--sample",
+        type=types.positive_int,
+        default=256,
+        metavar="N",
+        help="pages sampled per window",
+    )
     i.add_argument("--allow-incomplete", action="store_true", help="read an unclosed trace")
-    i.add_argument("--json", action="store_true")
+    i.add_argument("--json", action="store_true", help="print one JSON document")
     i.set_defaults(func=_run(info))
 
     c = tsub.add_parser("capture", help="capture dirty pages of a live process (root)")
-    c.add_argument("--pid", type=int, required=True)
-    c.add_argument("--windows", type=int, required=True)
-    c.add_argument("--interval", type=float, required=True, help="window length in ms")
+    c.add_argument("--pid", type=types.positive_int, required=True, help="process to watch")
+    c.add_argument("--windows", type=types.positive_int, required=True, help="windows to record")
+    c.add_argument(
+        "--interval", type=types.milliseconds, required=True, metavar="MS", help="window length"
+    )
     c.add_argument("--out", required=True, help="trace directory")
-    c.add_argument("--method", default="auto", choices=["auto", "soft-dirty", "snapshot-diff"])
+    c.add_argument(
+        "--method",
+        default="auto",
+        choices=["auto", "soft-dirty", "snapshot-diff"],
+        help="how dirty pages are found (auto: soft-dirty bits where the kernel has them)",
+    )
     c.add_argument("--include-file", action="store_true", help="also file-backed mappings")
     c.add_argument("--include-shared", action="store_true", help="also shared mappings")
     c.add_argument("--address-range", help="hex START-END, e.g. 7f0000000000-7f0001000000")
     c.add_argument(
         "--max-pages",
-        type=_positive,
+        type=types.positive_int,
+        metavar="K",
         help="store at most K pages per window: a larger window keeps a uniform random "
         "sample of K and records its true dirty count",
     )
-    c.add_argument("--seed", type=int, default=0, help="seed of the --max-pages samples")
-    c.add_argument("--codec", default="zstd")
+    c.add_argument(
+        "--seed", type=types.seed, default=0, metavar="N", help="seed of the --max-pages samples"
+    )
+    c.add_argument("--codec", default="zstd", help="codec that stores the pages")
     c.add_argument("--force", action="store_true", help="replace an existing trace")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=_run(capture))

@@ -1,0 +1,196 @@
+"""What every ``migcodec`` command shares about reading its command line.
+
+Values are checked while parsing (argparse ``type=`` functions), so a wrong value is refused
+with one line before any work starts, instead of failing later with a traceback or being
+taken silently as something else (``--link 0`` as no limit, ``--memory 10000`` as two
+pages). Sizes and rates go through the one parser of :mod:`migcodec.units`.
+
+Exit statuses of every command: 0 success; 1 the work ran and failed (a migration that did
+not converge or missed its downtime limit, a peer that broke the stream); 2 the command line
+or its input must change (refused before or while starting); 130 interrupted (Ctrl-C);
+141 stdout was closed early (``migcodec codecs --json | head``), as for Unix tools killed
+by SIGPIPE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import NoReturn
+
+from migcodec.units import parse_rate, parse_size
+
+#: every migration's page size: ``--memory`` must be a whole number of these
+PAGE_SIZE = 4096
+#: exit status after Ctrl-C: 128 + SIGINT, as a shell reports a process SIGINT ended
+EXIT_INTERRUPTED = 130
+#: exit status when stdout's reader went away: 128 + SIGPIPE, as for ``yes | head``
+EXIT_BROKEN_PIPE = 141
+
+
+class CommandLineError(ValueError):
+    """The command line asks for something that cannot be done; the message (one line) says
+    what and how to change it. Commands exit with status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (no usage block: ``--help`` has it),
+    whose help shows defaults, and which reads ``-5MiB`` as a (refused) value, not as an
+    unknown option.
+
+    Subcommands' parsers are of the same class (argparse makes them with the class of the
+    parser that owns the subparsers).
+    """
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        # a dash and a digit is a negative value (refused by its type with a reason): no
+        # migcodec option starts with a digit
+        self._negative_number_matcher = re.compile(r"^-\.?[0-9]")
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``(default: X)`` after every option that has a default worth showing: not after
+    flags (off unless given) or options whose absence means something their help text says
+    (a default of ``None``)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or action.default is False:
+            return action.help or ""
+        return super()._get_help_string(action) or ""
+
+
+def _typed(name: str, convert: Callable[[str], object]) -> Callable[[str], object]:
+    """An argparse type whose refusal is the converter's own one-line reason."""
+
+    def parse(text: str) -> object:
+        try:
+            return convert(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from exc
+
+    parse.__name__ = name
+    return parse
+
+
+def _memory_size(text: str) -> int:
+    size = parse_size(text)
+    if size < PAGE_SIZE:
+        raise ValueError(
+            f"{text!r} is less than one {PAGE_SIZE}-byte page; guest memory is at least a "
+            "page, e.g. 64MiB"
+        )
+    if size % PAGE_SIZE:
+        pages = size // PAGE_SIZE
+        raise ValueError(
+            f"{text!r} is {size} bytes, not a whole number of {PAGE_SIZE}-byte pages; write "
+            f"a whole number of pages, e.g. {pages * PAGE_SIZE} or {(pages + 1) * PAGE_SIZE} "
+            "(or 64MiB, 1GiB)"
+        )
+    return size
+
+
+def _link_rate(text: str) -> float | None:
+    if text.strip() == "unlimited":
+        return None
+    rate = parse_rate(text)
+    if rate == 0:
+        raise ValueError(
+            f"a link of {text!r} carries nothing; write a rate such as 1Gbit, or 'unlimited' "
+            "for no limit"
+        )
+    return rate
+
+
+def _link_rates(text: str) -> str:
+    """A comma-separated list of link rates, each checked; returned as written."""
+    links = [link.strip() for link in text.split(",") if link.strip()]
+    if not links:
+        raise ValueError(f"{text!r} names no link rate; write e.g. 1Gbit or 1Gbit,10Gbit")
+    for link in links:
+        if parse_rate(link) == 0:
+            raise ValueError(f"a link of {link!r} carries nothing; write a rate such as 1Gbit")
+    return text
+
+
+def _whole(text: str, minimum: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < minimum:
+        raise ValueError(f"{text!r} is not a whole number >= {minimum}")
+    return value
+
+
+def _number(text: str, what: str, example: str, allow_zero: bool = False) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and (value >= 0 if allow_zero else value > 0)):
+        sign = "non-negative" if allow_zero else "positive"
+        raise ValueError(f"{text!r} is not a {sign}, finite number of {what} (e.g. {example})")
+    return value
+
+
+#: bytes: ``64MiB``, ``4096``
+size = _typed("size", parse_size)
+#: guest memory in bytes: a whole number of pages
+memory_size = _typed("memory_size", _memory_size)
+#: bytes/s, 0 allowed (a guest that does not dirty its memory)
+rate = _typed("rate", parse_rate)
+#: bytes/s of a link, or ``None`` for ``unlimited``; 0 is refused (it carries nothing)
+link_rate = _typed("link_rate", _link_rate)
+#: ``1Gbit,10Gbit``: every rate checked, the text returned
+link_rates = _typed("link_rates", _link_rates)
+#: 1, 2, ...
+positive_int = _typed("positive_int", lambda text: _whole(text, 1))
+#: 0, 1, ...
+nonnegative_int = _typed("nonnegative_int", lambda text: _whole(text, 0))
+#: a random seed: 0, 1, ...
+seed = _typed("seed", lambda text: _whole(text, 0))
+#: seconds > 0
+seconds = _typed("seconds", lambda text: _number(text, "seconds", "30 or 0.5"))
+#: milliseconds > 0
+milliseconds = _typed("milliseconds", lambda text: _number(text, "milliseconds", "300 or 50"))
+#: a count that may be fractional (parallel encoders of a cost model), > 0
+positive_number = _typed("positive_number", lambda text: _number(text, "units", "2 or 1.5"))
+
+
+def check_output_path(path: str | os.PathLike, option: str) -> None:
+    """Refuse, before any work, an output file that could not be written at the end: its
+    directory must exist and be writable, and it must not be a directory."""
+    target = Path(path)
+    parent = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise CommandLineError(f"{option} {path}: is a directory; give a file name, e.g. run.png")
+    if not parent.is_dir():
+        raise CommandLineError(
+            f"{option} {path}: directory {parent} does not exist; create it first or write "
+            "elsewhere"
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise CommandLineError(
+            f"{option} {path}: directory {parent} is not writable; write elsewhere"
+        )
+
+
+def silence_stdout() -> None:
+    """Point stdout at ``/dev/null`` once its reader has gone, so that the interpreter's
+    flush at exit does not fail a second time (and print a traceback-like message)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no real file descriptor: nothing flushes it at exit
+        pass
