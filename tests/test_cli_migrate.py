@@ -100,6 +100,7 @@ def test_keep_contents_migrates_the_file_as_it_is_and_without_it_the_file_is_fil
         path.write_bytes(ramp(4 * MiB))
     report = migrate_json(capsys, "--memory-file", str(kept), "--keep-contents", "--memory", "4MiB")
     assert report["succeeded"], report["error"]  # digest-verified: the destination got it
+    assert report["dirty_rate"] == 0  # a memory image is not written to unless asked
     assert kept.read_bytes() == ramp(4 * MiB)
     report = migrate_json(capsys, "--memory-file", str(filled), "--memory", "4MiB")
     assert report["succeeded"], report["error"]
@@ -179,15 +180,23 @@ def test_json_and_quiet_keep_progress_off_even_on_a_terminal(capsys, monkeypatch
     assert terminal.getvalue() == ""
 
 
-def test_a_terminal_gets_a_progress_bar_and_stdout_only_the_result(capsys, monkeypatch):
+@pytest.mark.parametrize("columns", [80, 200])
+def test_a_terminal_gets_a_progress_bar_that_fits_its_width(capsys, monkeypatch, columns):
     terminal = _Terminal()
     monkeypatch.setattr(sys, "stderr", terminal)
+    monkeypatch.setenv("COLUMNS", str(columns))
     assert main(["migrate", *TINY, "--dirty-rate", "20MB/s"]) == 0
     assert capsys.readouterr().out.startswith("lz4: ok;")
     bar = terminal.getvalue()
     assert "\r" in bar  # redrawn in place
-    assert "iteration 0:" in bar and "stop-and-copy: 100%" in bar
-    assert " pages [" in bar and "dirty pages left" in bar and "MB/s on the wire" in bar
+    assert "iteration 0:" in bar and "stop-and-copy: 100%|" in bar
+    drawn = [line for line in bar.replace("\n", "\r").split("\r") if line]
+    for line in drawn:
+        assert len(line) <= columns - 1, line  # never cut, never wrapped
+        assert len(line.split("|")[1]) >= 10, line  # a bar, not a sliver
+        assert " MB/s guest, " in line and line.endswith(" MB/s wire"), line
+    if columns >= 120:  # room for everything
+        assert all(" pages, " in line and " dirty left, " in line for line in drawn)
 
 
 def test_a_log_gets_one_plain_line_per_iteration(capsys):
@@ -215,10 +224,9 @@ def test_time_limits_are_checked_while_parsing(capsys, command, option, value):
     with pytest.raises(SystemExit) as info:
         main([*command, option, value])
     assert info.value.code == 2
-    err = capsys.readouterr().err
-    assert err.splitlines()[-1] == (
+    assert capsys.readouterr().err == (
         f"migcodec {command[0]}: error: argument {option}: {value!r} is not a positive, "
-        "finite number of seconds (e.g. 30 or 0.5)"
+        f"finite number of seconds (e.g. 30 or 0.5) (see migcodec {command[0]} --help)\n"
     )
 
 

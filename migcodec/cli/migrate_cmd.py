@@ -6,13 +6,14 @@ import argparse
 import contextlib
 import functools
 import json
-import math
 import socket
 import sys
 from collections.abc import Callable
 
 import numpy as np
 
+from migcodec.cli import args as types
+from migcodec.cli.args import CommandLineError, check_output_path
 from migcodec.cli.migrate_progress import ProgressDisplay
 from migcodec.datasets import GENERATORS
 from migcodec.datasets.workload import PATTERNS, WRITE_STYLES
@@ -29,10 +30,11 @@ from migcodec.engine import (
 )
 from migcodec.engine.chooser import make_chooser
 from migcodec.engine.destination import RECEIVE_TIMEOUT_S, MemoryOpener
+from migcodec.engine.memory import DEFAULT_SIZE, check_available
 from migcodec.engine.plot import plot_migration, plot_sweep
 from migcodec.engine.sweep import largest_converging_rate
 from migcodec.plotting import PlotUnavailable, pyplot
-from migcodec.units import parse_rate, parse_size
+from migcodec.units import format_size, parse_rate
 from migcodec.wire import PeerTimeout, StreamSummary, WireError, one_line
 from migcodec.wire.io import TimedSocket
 
@@ -41,13 +43,23 @@ SEND_CONNECT_TIMEOUT_S = 30.0
 RECEIVE_CONNECT_TIMEOUT_S = 600.0
 #: seconds a whole migration may take from connection to verdict, whatever the peer does
 DEADLINE_S = 3600.0
+#: the guest's dirty rate when none is given: enough that pre-copy has pages to chase, low
+#: enough that the default guest (256 MiB, ``auto``, 1 Gbit/s) converges within the default
+#: downtime limit with room to spare, also with ``--codec none``. With ``--keep-contents``
+#: the default is 0: a real memory image is not written to unless that is asked for.
+DEFAULT_DIRTY_RATE = "5MB/s"
+
+
+def _dirty_rate(args: argparse.Namespace) -> float:
+    if args.dirty_rate is not None:
+        return args.dirty_rate
+    return 0.0 if args.keep_contents else parse_rate(DEFAULT_DIRTY_RATE)
 
 
 def _config(args: argparse.Namespace) -> MigrationConfig:
-    link = parse_rate(args.link) if args.link and args.link != "unlimited" else None
     return MigrationConfig(
         workers=args.workers,
-        link_rate=link,
+        link_rate=args.link,
         downtime_limit_s=args.downtime_ms / 1000,
         max_iterations=args.max_iterations,
         max_time_s=args.max_time,
@@ -58,9 +70,25 @@ def _progress(args: argparse.Namespace, label: str = "") -> ProgressDisplay:
     return ProgressDisplay(enabled=not (args.json or args.quiet), label=label)
 
 
+def _state(report: MigrationReport) -> str:
+    if not report.succeeded:
+        return f"FAILED ({report.error})"
+    if report.downtime_exceeded:
+        return (
+            f"FAILED (downtime {report.downtime_s * 1000:.0f} ms exceeded the "
+            f"{report.downtime_limit_s * 1000:g} ms limit; the memory arrived and was verified)"
+        )
+    return "ok"
+
+
+def _exit_status(report: MigrationReport) -> int:
+    """0 only for a migration that converged, was verified and kept to its downtime limit."""
+    return 0 if report.succeeded and not report.downtime_exceeded else 1
+
+
 def _row(report: MigrationReport) -> str:
     down = f"{report.downtime_s * 1000:.0f} ms" if report.downtime_s is not None else "-"
-    state = "ok" if report.succeeded else f"FAILED ({report.error})"
+    state = _state(report)
     modelled = " (accelerator cost modelled)" if report.modelled else ""
     return (
         f"{report.codec}: {state}; {report.throughput_pages_s:,.0f} pages/s, total "
@@ -71,26 +99,65 @@ def _row(report: MigrationReport) -> str:
 
 
 def _check_plot(args: argparse.Namespace) -> None:
-    """Fail before migrating, not after, when ``--plot`` cannot be drawn."""
+    """Fail before migrating, not after, when ``--plot`` cannot be drawn or written: a
+    migration's report must not be lost to a typo in a path."""
     if args.plot:
         pyplot()
+        check_output_path(args.plot, "--plot")
 
 
-def _source_memory(args: argparse.Namespace, page_size: int) -> GuestMemory:
-    """The guest's memory: ``--memory-file``, ``--shm``, or anonymous."""
+def _draw(draw: Callable[..., object], *what: object, path: str) -> None:
+    """Draw a plot after the report was printed; a failure to write it (a full disk) is
+    one line, and the report is already out."""
+    try:
+        draw(*what, path)
+    except OSError as exc:
+        raise CommandLineError(
+            f"--plot {path}: cannot write it ({exc.strerror or exc}); the report above is complete"
+        ) from exc
+
+
+def _source_memory(args: argparse.Namespace, page_size: int, copies: int) -> GuestMemory:
+    """The guest's memory: ``--memory-file``, ``--shm``, or anonymous. ``copies``: how many
+    times its size this process holds in RAM besides a file's mapping (``migrate`` also
+    holds the destination's copy), checked against the RAM available before allocating."""
     backed = args.memory_file or args.shm
     if args.keep_contents and not backed:
         raise GuestMemoryError(
             "--keep-contents needs --memory-file or --shm: anonymous memory holds nothing to keep"
         )
-    size = parse_size(args.memory) if args.memory else None
-    return open_guest_memory(size, page_size, path=args.memory_file, shm_name=args.shm)
+    if not backed:
+        size = args.memory or DEFAULT_SIZE
+        held = "the guest" + (" and the destination's copy of it" if copies > 1 else "")
+        check_available(copies * size, f"--memory {format_size(size)} ({held})")
+    memory = open_guest_memory(
+        args.memory,
+        page_size,
+        path=args.memory_file,
+        shm_name=args.shm,
+        must_exist=args.keep_contents,
+    )
+    if backed and copies > 1:
+        try:
+            check_available(memory.pages.nbytes, "the destination's copy of the guest")
+        except GuestMemoryError:
+            memory.close()
+            raise
+    return memory
+
+
+def _check_codec(args: argparse.Namespace, config: MigrationConfig) -> None:
+    """Refuse an unknown or unavailable ``--codec`` before memory is allocated, created or
+    filled (``auto`` is built when the migration starts)."""
+    if args.codec != "auto":
+        make_chooser(args.codec, config.link_rate, args.workers)
 
 
 def run_migrate(args: argparse.Namespace) -> int:
     _check_plot(args)
     config = _config(args)
-    with _source_memory(args, config.page_size) as memory:
+    _check_codec(args, config)
+    with _source_memory(args, config.page_size, copies=2) as memory:
 
         def migrate_at(rate: float) -> MigrationReport:
             chooser = make_chooser(args.codec, config.link_rate, args.workers)
@@ -107,17 +174,16 @@ def run_migrate(args: argparse.Namespace) -> int:
                     args.seed,
                     progress=progress,
                     fill=not args.keep_contents,
+                    fill_progress=progress.fill,
                 )
 
         if not args.sweep_dirty_rate:
-            report = migrate_at(parse_rate(args.dirty_rate))
-            if args.plot:
-                plot_migration(report, args.plot)
+            report = migrate_at(_dirty_rate(args))
             print(json.dumps(report.as_dict(), indent=2) if args.json else _row(report))
-            return 0 if report.succeeded else 1
+            if args.plot:
+                _draw(plot_migration, report, path=args.plot)
+            return _exit_status(report)
         best, runs = largest_converging_rate(migrate_at, repeats=args.repeats)
-    if args.plot:
-        plot_sweep(runs, best, args.plot)
     if args.json:
         print(
             json.dumps({"largest_dirty_rate": best, "runs": [r.as_dict() for r in runs]}, indent=2)
@@ -126,6 +192,8 @@ def run_migrate(args: argparse.Namespace) -> int:
         for r in runs:
             print(f"  dirty {r.dirty_rate / 1e6:8.1f} MB/s -> {_row(r)}")
         print(f"largest migratable dirty rate with {args.codec}: {best / 1e6:.1f} MB/s")
+    if args.plot:
+        _draw(plot_sweep, runs, best, path=args.plot)
     return 0
 
 
@@ -137,26 +205,20 @@ def _address(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _seconds(text: str) -> float:
-    """A time limit: a positive, finite number of seconds (refused while parsing)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a positive, finite number of seconds (e.g. 30 or 0.5)"
-        )
-    return value
-
-
 def _receive(args: argparse.Namespace, memory: MemoryOpener | None) -> tuple[StreamSummary, str]:
     """Serve one migration; the received array is not returned, so it cannot outlive its
     mapping when the caller closes the memory. Waiting for the source is bounded by
     ``--connect-timeout``; once it connected, every read by ``--timeout`` and the whole
     migration by ``--deadline``."""
     host, port = args.listen
-    with socket.create_server((host or "0.0.0.0", port)) as server:
+    try:
+        server = socket.create_server((host or "0.0.0.0", port))
+    except OSError as exc:  # an unknown host name, an address not ours, a port in use
+        raise CommandLineError(
+            f"cannot listen on {host or '0.0.0.0'}:{port} ({_reason(exc)}); give --listen "
+            "an address of this host and a free port"
+        ) from exc
+    with server:
         where = f"{server.getsockname()[0]}:{server.getsockname()[1]}"
         print(f"listening on {where}", flush=True)
         server.settimeout(args.connect_timeout)
@@ -170,6 +232,12 @@ def _receive(args: argparse.Namespace, memory: MemoryOpener | None) -> tuple[Str
         with TimedSocket.adopt(conn, args.timeout, args.deadline) as timed:
             summary, _ = receive_migration(timed, memory, timeout_s=args.timeout)
     return summary, peer[0]
+
+
+def _reason(exc: OSError) -> str:
+    """``Name or service not known``: the system's words for a socket error, without the
+    errno and the address Python adds to them."""
+    return (exc.strerror or str(exc)).split(" (while attempting")[0]
 
 
 def run_receive(args: argparse.Namespace) -> int:
@@ -194,19 +262,23 @@ def run_receive(args: argparse.Namespace) -> int:
 
 
 def _send(args: argparse.Namespace, config: MigrationConfig, memory: np.ndarray) -> MigrationReport:
-    guest = make_guest(
-        memory,
-        parse_rate(args.dirty_rate),
-        args.workload,
-        args.pattern,
-        args.style,
-        args.seed,
-        fill=not args.keep_contents,
-    )
+    with _progress(args) as progress:
+        guest = make_guest(
+            memory,
+            _dirty_rate(args),
+            args.workload,
+            args.pattern,
+            args.style,
+            args.seed,
+            fill=not args.keep_contents,
+            fill_progress=progress.fill,
+        )
     with _connect(args) as sock, _progress(args) as progress:
         chooser = make_chooser(args.codec, config.link_rate, args.workers)
         source = MigrationSource(memory, chooser, config, guest.dirty, guest, progress)
-        return source.migrate(sock)
+        report = source.migrate(sock)
+    report.downtime_limit_s = config.downtime_limit_s
+    return report
 
 
 def _connect(args: argparse.Namespace) -> TimedSocket:
@@ -215,6 +287,10 @@ def _connect(args: argparse.Namespace) -> TimedSocket:
     host, port = args.connect
     try:
         sock = socket.create_connection((host, port), timeout=args.connect_timeout)
+    except socket.gaierror as exc:
+        raise CommandLineError(
+            f"cannot find host {host!r} ({_reason(exc)}); check the name in --connect"
+        ) from exc
     except TimeoutError as exc:
         raise PeerTimeout(
             f"could not connect to {host}:{port} within {args.connect_timeout:g} s "
@@ -231,12 +307,13 @@ def _connect(args: argparse.Namespace) -> TimedSocket:
 def run_send(args: argparse.Namespace) -> int:
     _check_plot(args)
     config = _config(args)
-    with _source_memory(args, config.page_size) as memory:
+    _check_codec(args, config)
+    with _source_memory(args, config.page_size, copies=1) as memory:
         report = _send(args, config, memory.pages)
-    if args.plot:
-        plot_migration(report, args.plot)
     print(json.dumps(report.as_dict(), indent=2) if args.json else _row(report))
-    return 0 if report.succeeded else 1
+    if args.plot:
+        _draw(plot_migration, report, path=args.plot)
+    return _exit_status(report)
 
 
 def _memory_options(p: argparse.ArgumentParser, what: str, sized_by: str) -> None:
@@ -260,7 +337,9 @@ def _source_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--workload", default="memcached", choices=sorted(GENERATORS), help="guest page contents"
     )
-    p.add_argument("--pattern", default="uniform", choices=list(PATTERNS))
+    p.add_argument(
+        "--pattern", default="uniform", choices=list(PATTERNS), help="which pages the guest dirties"
+    )
     p.add_argument(
         "--style",
         default="whole",
@@ -269,26 +348,69 @@ def _source_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--memory",
-        help="guest memory size, e.g. 1GiB (default: all of an existing --memory-file or "
-        "--shm, else 256MiB)",
+        type=types.memory_size,
+        metavar="SIZE",
+        help="guest memory size, a whole number of 4096-byte pages, e.g. 1GiB (default: all "
+        "of an existing --memory-file or --shm, else 256MiB)",
     )
     _memory_options(p, "guest memory", "--memory")
     p.add_argument(
         "--keep-contents",
         action="store_true",
-        help="migrate what --memory-file or --shm already holds (a real memory image) instead "
-        "of filling it with --workload pages first; the guest still dirties it",
+        help="migrate what --memory-file or --shm already holds (a real memory image, which "
+        "must exist) instead of filling it with --workload pages first; the guest still "
+        "dirties it",
     )
-    p.add_argument("--dirty-rate", default="0", help="guest dirty rate, e.g. 200MB/s")
-    p.add_argument("--link", default="1Gbit", help="sender rate limit, e.g. 1Gbit, unlimited")
+    p.add_argument(
+        "--dirty-rate",
+        type=types.rate,
+        metavar="RATE",
+        help="bytes/s the guest dirties while it migrates, e.g. 200MB/s; 0: a guest that "
+        f"writes nothing (default: {DEFAULT_DIRTY_RATE}, and 0 with --keep-contents, so that a "
+        "memory image is written only when asked)",
+    )
+    p.add_argument(
+        "--link",
+        type=types.link_rate,
+        default="1Gbit",
+        metavar="RATE",
+        help="sender rate limit, e.g. 1Gbit or 200MB/s, or 'unlimited'",
+    )
     p.add_argument(
         "--codec", default="auto", help="auto, none, or a codec plugin name (see `migcodec codecs`)"
     )
-    p.add_argument("--workers", type=int, default=2, help="codec engines per codec")
-    p.add_argument("--downtime-ms", type=float, default=300.0)
-    p.add_argument("--max-iterations", type=int, default=30)
-    p.add_argument("--max-time", type=float, default=120.0, help="give up after seconds")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--workers", type=types.positive_int, default=2, metavar="N", help="codec engines per codec"
+    )
+    p.add_argument(
+        "--downtime-ms",
+        type=types.milliseconds,
+        default=300,
+        metavar="MS",
+        help="downtime limit: pre-copy stops once the rest should take no longer, and a "
+        "stop-and-copy that takes longer fails the migration",
+    )
+    p.add_argument(
+        "--max-iterations",
+        type=types.positive_int,
+        default=30,
+        metavar="N",
+        help="give up after this many pre-copy iterations",
+    )
+    p.add_argument(
+        "--max-time",
+        type=types.seconds,
+        default=120,
+        metavar="SECONDS",
+        help="give up after this many seconds",
+    )
+    p.add_argument(
+        "--seed",
+        type=types.seed,
+        default=0,
+        metavar="N",
+        help="seed of the guest's contents and writes",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.add_argument(
         "--quiet",
@@ -307,21 +429,21 @@ def _time_limits(p: argparse.ArgumentParser, connect: float, connecting: str, pe
     behaves (silent, trickling, never answering), the command ends by their sum."""
     p.add_argument(
         "--connect-timeout",
-        type=_seconds,
+        type=types.seconds,
         default=connect,
         metavar="SECONDS",
         help=f"seconds to {connecting} (default %(default)g)",
     )
     p.add_argument(
         "--timeout",
-        type=_seconds,
+        type=types.seconds,
         default=RECEIVE_TIMEOUT_S,
         metavar="SECONDS",
         help=f"give up when the {peer} sends or takes nothing for this long (default %(default)g)",
     )
     p.add_argument(
         "--deadline",
-        type=_seconds,
+        type=types.seconds,
         default=DEADLINE_S,
         metavar="SECONDS",
         help="give up when the migration has not finished this long after connecting, even "
@@ -355,7 +477,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="search for the largest dirty rate that still converges",
     )
     p.add_argument(
-        "--repeats", type=int, default=1, help="with --sweep-dirty-rate: migrations per rate"
+        "--repeats",
+        type=types.positive_int,
+        default=1,
+        metavar="N",
+        help="with --sweep-dirty-rate: migrations per rate",
     )
     p.set_defaults(func=_reported(run_migrate))
 

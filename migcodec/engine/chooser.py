@@ -42,13 +42,15 @@ class CodecChooser(Protocol):
 
 
 class FixedChooser:
-    """One codec for the whole migration (what QEMU does)."""
+    """One codec for the whole migration (what QEMU does); ``label`` names the choice in
+    reports as the user wrote it (``none`` for the raw codec), by default the codec's
+    name."""
 
     wants_teaching = True
 
-    def __init__(self, codec: Codec) -> None:
+    def __init__(self, codec: Codec, label: str | None = None) -> None:
         self.codecs = [codec]
-        self.label = codec.name
+        self.label = label or codec.name
 
     def start_stream(self, destination: DestinationMirror | None) -> None:
         return None
@@ -71,4 +73,4 @@ def make_chooser(spec: str, link_rate: float | None, workers: float) -> CodecCho
         from migcodec.selector.chooser import auto_chooser  # engine uses selector, not back
 
         return auto_chooser(link_rate, workers)
-    return FixedChooser(get_codec(CODEC_ALIASES.get(spec, spec)))
+    return FixedChooser(get_codec(CODEC_ALIASES.get(spec, spec)), label=spec)

@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import numpy as np
 
 from migcodec.datasets import generate_pages
 from migcodec.datasets.workload import PATTERNS, WRITE_STYLES
 from migcodec.engine.dirty import DirtyLog
+
+#: ``progress(pages_filled, total_pages)`` while a guest's memory is filled
+FillProgress = Callable[[int, int], None]
+#: pages filled between two progress calls (64 MiB of 4 KiB pages)
+FILL_CHUNK_PAGES = 16384
 
 
 class GuestWorkload:
@@ -58,13 +64,23 @@ class GuestWorkload:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="migcodec-guest", daemon=True)
 
-    def fill(self) -> None:
-        """Give every page initial contents (the guest's memory before migration)."""
+    def fill(self, progress: FillProgress | None = None) -> None:
+        """Give every page initial contents (the guest's memory before migration).
+
+        Filling touches every page, which takes seconds for gigabytes, so it goes in chunks
+        of :data:`FILL_CHUNK_PAGES` and calls ``progress(pages_filled, total)`` after each;
+        the contents do not depend on the chunking.
+        """
         n = self.memory.shape[0]
         picks = self._rng.integers(0, self._pool.shape[0], n)
-        # straight into memory: fancy indexing would build a whole-memory temporary first
-        np.take(self._pool, picks, axis=0, out=self.memory, mode="clip")
-        self.memory[:, :8] = np.arange(n, dtype="<u8").view(np.uint8).reshape(n, 8)
+        stamps = np.arange(n, dtype="<u8").view(np.uint8).reshape(n, 8)
+        for first in range(0, n, FILL_CHUNK_PAGES):
+            last = min(n, first + FILL_CHUNK_PAGES)
+            # straight into memory: fancy indexing would build a temporary of the chunk first
+            np.take(self._pool, picks[first:last], axis=0, out=self.memory[first:last], mode="clip")
+            self.memory[first:last, :8] = stamps[first:last]
+            if progress is not None:
+                progress(last, n)
 
     def start(self) -> None:
         self._run.set()
@@ -139,15 +155,17 @@ def make_guest(
     style: str = "whole",
     seed: int = 0,
     fill: bool = True,
+    fill_progress: FillProgress | None = None,
 ) -> GuestWorkload:
     """A guest over ``memory`` with a dirty log of its own (``guest.dirty``).
 
     ``fill=False`` keeps what the memory already holds, so a real memory image migrates as
     it is rather than as generated pages; the guest still dirties it with ``content``.
+    ``fill_progress`` follows the fill (see :meth:`GuestWorkload.fill`).
     """
     guest = GuestWorkload(
         memory, DirtyLog(memory.shape[0]), dirty_rate, content, pattern, style, seed
     )
     if fill:
-        guest.fill()
+        guest.fill(fill_progress)
     return guest

@@ -9,6 +9,13 @@ land in the backing itself.
 Sizes: without ``size``, an existing file or region is used whole; a new one gets
 :data:`DEFAULT_SIZE`. With ``size``, a smaller file grows to it (sparse, reading as zeros),
 a larger one is used from its start; a region cannot grow, so a smaller one is refused.
+``must_exist`` refuses to create a file or region: migrating a memory image "as it is"
+makes no sense for one that is not there.
+
+Anonymous memory (and a region, which lives in RAM) is checked against the memory this
+machine has available before it is allocated (:func:`check_available`): numpy would
+refuse an impossible size with a traceback, and accept a merely too large one, to be
+killed later by the kernel while the guest is filled.
 """
 
 from __future__ import annotations
@@ -28,6 +35,34 @@ DEFAULT_SIZE = 256 * 2**20
 
 class GuestMemoryError(ValueError):
     """Guest memory cannot be opened as asked; the message says what to change."""
+
+
+def available_memory() -> int | None:
+    """Bytes of RAM that can be allocated without swapping (``MemAvailable``), or ``None``
+    where the system does not say."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def check_available(n_bytes: int, what: str) -> None:
+    """Refuse ``n_bytes`` of RAM for ``what`` when this machine does not have them free."""
+    from migcodec.units import format_size
+
+    free = available_memory()
+    if free is not None and n_bytes > free:
+        raise GuestMemoryError(
+            f"{what} needs {format_size(n_bytes)} of RAM, but this machine has "
+            f"{format_size(free)} available; use a smaller --memory"
+        )
 
 
 class GuestMemory:
@@ -74,16 +109,29 @@ def open_guest_memory(
     *,
     path: str | os.PathLike | None = None,
     shm_name: str | None = None,
+    must_exist: bool = False,
 ) -> GuestMemory:
-    """Guest memory of ``size`` bytes (whole pages), in a file, a region, or anonymous."""
+    """Guest memory of ``size`` bytes (whole pages), in a file, a region, or anonymous.
+
+    ``must_exist``: a missing (or empty) file or region is an error instead of being
+    created. Anonymous memory and a new region are refused if this machine does not have
+    the RAM available."""
     if path is not None and shm_name is not None:
         raise GuestMemoryError("guest memory comes from a file or a shared-memory region, not both")
     if path is not None:
-        return _open_file(Path(path), size, page_size)
+        return _open_file(Path(path), size, page_size, must_exist)
     if shm_name is not None:
-        return _open_shm(shm_name, size, page_size)
+        return _open_shm(shm_name, size, page_size, must_exist)
     n_pages = _n_pages(size, None, page_size, "")
-    return GuestMemory(np.zeros((n_pages, page_size), np.uint8), "anonymous memory")
+    check_available(n_pages * page_size, "guest memory")
+    try:
+        pages = np.zeros((n_pages, page_size), np.uint8)
+    except MemoryError as exc:
+        raise GuestMemoryError(
+            f"cannot allocate {n_pages * page_size} bytes of guest memory ({exc}); use a "
+            "smaller --memory"
+        ) from exc
+    return GuestMemory(pages, "anonymous memory")
 
 
 def _n_pages(size: int | None, existing: int | None, page_size: int, what: str) -> int:
@@ -100,10 +148,16 @@ def _n_pages(size: int | None, existing: int | None, page_size: int, what: str) 
     return size // page_size
 
 
-def _open_file(path: Path, size: int | None, page_size: int) -> GuestMemory:
+def _open_file(path: Path, size: int | None, page_size: int, must_exist: bool) -> GuestMemory:
     what = f"--memory-file {path}"
     try:
         existing = path.stat().st_size if path.exists() else None
+        if must_exist and not existing:
+            state = "is empty" if existing == 0 else "does not exist"
+            raise GuestMemoryError(
+                f"{what} {state}: --keep-contents migrates what a file holds; give an "
+                "existing memory image, or drop --keep-contents to fill a new one"
+            )
         n_pages = _n_pages(size, existing, page_size, what)
         if (existing or 0) < n_pages * page_size:
             with open(path, "ab") as f:  # creates it; grows sparse, so no pages are written
@@ -125,12 +179,19 @@ def _attach(name: str) -> SharedMemory:
     return shm
 
 
-def _open_shm(name: str, size: int | None, page_size: int) -> GuestMemory:
+def _open_shm(name: str, size: int | None, page_size: int, must_exist: bool) -> GuestMemory:
     what = f"--shm {name}"
     try:
         shm, created = _attach(name), False
     except FileNotFoundError:
+        if must_exist:
+            raise GuestMemoryError(
+                f"{what}: no such shared-memory region: --keep-contents migrates what a "
+                "region holds; start the program that creates it first, or drop "
+                "--keep-contents to fill a new one"
+            ) from None
         n_pages = _n_pages(size, None, page_size, what)
+        check_available(n_pages * page_size, what)
         try:
             shm, created = SharedMemory(name, create=True, size=n_pages * page_size), True
         except OSError as exc:

@@ -37,6 +37,8 @@ class MigrationReport:
     error: str | None = None
     total_time_s: float = 0.0
     downtime_s: float | None = None
+    #: what pre-copy aimed the downtime at (``MigrationConfig.downtime_limit_s``), if known
+    downtime_limit_s: float | None = None
     iterations: int = 0
     pages_sent: int = 0
     wire_bytes: int = 0
@@ -87,7 +89,21 @@ class MigrationReport:
 
     @property
     def succeeded(self) -> bool:
+        """Pre-copy converged and the destination verified the memory it received."""
         return self.converged and self.verified and self.error is None
+
+    @property
+    def downtime_exceeded(self) -> bool:
+        """The guest was paused for longer than the downtime limit. Pre-copy stops once the
+        pages left should take no longer than the limit; the stop-and-copy then also pays
+        for both ends' memory digests and the verdict, and runs on a machine whose speed
+        changes, so it can take longer than estimated. The memory still arrived
+        (``succeeded`` may be true), but the migration missed its limit."""
+        return (
+            self.downtime_s is not None
+            and self.downtime_limit_s is not None
+            and self.downtime_s > self.downtime_limit_s
+        )
 
     def as_dict(self) -> dict:
         data = asdict(self)
@@ -98,5 +114,6 @@ class MigrationReport:
             extra_cpu_percent=self.extra_cpu_percent,
             modelled=self.modelled,
             succeeded=self.succeeded,
+            downtime_exceeded=self.downtime_exceeded,
         )
         return data

@@ -9,7 +9,7 @@ import numpy as np
 
 from migcodec.engine.chooser import CodecChooser
 from migcodec.engine.destination import RECEIVE_TIMEOUT_S, receive_migration
-from migcodec.engine.guest import make_guest
+from migcodec.engine.guest import FillProgress, make_guest
 from migcodec.engine.memory import open_guest_memory
 from migcodec.engine.progress import ProgressCallback
 from migcodec.engine.report import MigrationReport
@@ -27,6 +27,7 @@ def run_loopback(
     seed: int = 0,
     progress: ProgressCallback | None = None,
     fill: bool = True,
+    fill_progress: FillProgress | None = None,
 ) -> MigrationReport:
     """Fill a guest, start it dirtying, and migrate it to a destination thread over a real
     loopback TCP connection. The run succeeds only once the destination has confirmed
@@ -34,11 +35,13 @@ def run_loopback(
 
     ``memory`` is a size in bytes (anonymous memory), or the guest's pages (e.g. from
     :func:`~migcodec.engine.memory.open_guest_memory`); ``fill=False`` migrates what they
-    hold instead of generated contents.
+    hold instead of generated contents, and ``fill_progress(pages_filled, total)`` follows
+    the filling of a large guest. The report carries ``config``'s downtime limit, so that
+    ``report.downtime_exceeded`` can tell a stop-and-copy that took longer than allowed.
     """
     if not isinstance(memory, np.ndarray):
         memory = open_guest_memory(memory, config.page_size).pages
-    guest = make_guest(memory, dirty_rate, content, pattern, style, seed, fill)
+    guest = make_guest(memory, dirty_rate, content, pattern, style, seed, fill, fill_progress)
     # built first: a codec that cannot run this stream is refused before any connection
     source = MigrationSource(memory, chooser, config, guest.dirty, guest, progress)
     outcome: dict = {}
@@ -59,6 +62,7 @@ def run_loopback(
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             report = source.migrate(sock)
         thread.join()
+    report.downtime_limit_s = config.downtime_limit_s
     if "error" in outcome and report.error is None:
         report.error = f"destination failed: {outcome['error']}"
     return report

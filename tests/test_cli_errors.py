@@ -1,0 +1,392 @@
+"""Whatever a user types ends in a clear result: one line on stderr and an exit status
+(2: change the command line; 1: the work failed; 130: interrupted; 141: stdout closed),
+never a traceback, and never a wrong value taken silently."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from migcodec.cli import build_parser, main
+from migcodec.cli.args import HelpFormatter, Parser
+from migcodec.engine import MigrationReport
+from tests.plugin_dist import REPO, migcodec_command, subprocess_env
+
+MiB = 1 << 20
+TINY = ["--memory", "8MiB", "--codec", "lz4", "--quiet"]
+
+
+def refusal(command: str, option: str, reason: str) -> str:
+    return (
+        f"migcodec {command}: error: argument {option}: {reason} (see migcodec {command} --help)\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "option", "reason"),
+    [
+        (
+            ["migrate", "--memory", "12XB"],
+            "--memory",
+            "unknown size unit 'XB' in '12XB'; use B, KiB, MiB, GiB, TiB (or kB, MB, GB, TB), "
+            "e.g. 64MiB",
+        ),
+        (
+            ["migrate", "--memory", "-5MiB"],
+            "--memory",
+            "a size cannot be negative ('-5MiB'); write e.g. 4096, 64MiB, 1GiB",
+        ),
+        (
+            ["migrate", "--memory", "10000"],
+            "--memory",
+            "'10000' is 10000 bytes, not a whole number of 4096-byte pages; write a whole "
+            "number of pages, e.g. 8192 or 12288 (or 64MiB, 1GiB)",
+        ),
+        (
+            ["migrate", "--memory", "1000"],
+            "--memory",
+            "'1000' is less than one 4096-byte page; guest memory is at least a page, e.g. 64MiB",
+        ),
+        (
+            ["send", "--connect", "h:1", "--link", "fast"],
+            "--link",
+            "cannot read rate 'fast'; write e.g. 1Gbit, 10Gbit, 200MB/s",
+        ),
+        (
+            ["migrate", "--link", "0"],
+            "--link",
+            "a link of '0' carries nothing; write a rate such as 1Gbit, or 'unlimited' for no "
+            "limit",
+        ),
+        (
+            ["migrate", "--dirty-rate", "-5MB/s"],
+            "--dirty-rate",
+            "a rate cannot be negative ('-5MB/s'); write e.g. 1Gbit, 10Gbit, 200MB/s",
+        ),
+        (["migrate", "--workers", "0"], "--workers", "'0' is not a whole number >= 1"),
+        (["migrate", "--workers", "two"], "--workers", "'two' is not a whole number >= 1"),
+        (
+            ["migrate", "--downtime-ms", "-5"],
+            "--downtime-ms",
+            "'-5' is not a positive, finite number of milliseconds (e.g. 300 or 50)",
+        ),
+        (
+            ["migrate", "--max-time", "-1"],
+            "--max-time",
+            "'-1' is not a positive, finite number of seconds (e.g. 30 or 0.5)",
+        ),
+        (
+            ["migrate", "--max-iterations", "0"],
+            "--max-iterations",
+            "'0' is not a whole number >= 1",
+        ),
+        (["migrate", "--seed", "-1"], "--seed", "'-1' is not a whole number >= 0"),
+        (
+            ["migrate", "--sweep-dirty-rate", "--repeats", "0"],
+            "--repeats",
+            "'0' is not a whole number >= 1",
+        ),
+        (["bench", "--pages", "0"], "--pages", "'0' is not a whole number >= 1"),
+        (["bench", "--workers", "0"], "--workers", "'0' is not a whole number >= 1"),
+        (
+            ["trace", "synth", "--workload", "phases", "--out", "t", "--pages", "0"],
+            "--pages",
+            "'0' is not a whole number >= 1",
+        ),
+        (
+            ["trace", "synth", "--workload", "phases", "--out", "t", "--dirty-rate", "fast"],
+            "--dirty-rate",
+            "cannot read rate 'fast'; write e.g. 1Gbit, 10Gbit, 200MB/s",
+        ),
+        (
+            ["trace", "capture", "--pid", "1", "--windows", "2", "--out", "t", "--interval", "-5"],
+            "--interval",
+            "'-5' is not a positive, finite number of milliseconds (e.g. 300 or 50)",
+        ),
+        (
+            ["evaluate", "--workload", "phases", "--pages", "0"],
+            "--pages",
+            "'0' is not a whole number >= 1",
+        ),
+        (
+            ["evaluate", "--workload", "phases", "--link", "1Gbit,0"],
+            "--link",
+            "a link of '0' carries nothing; write a rate such as 1Gbit",
+        ),
+    ],
+)
+def test_wrong_values_are_refused_while_parsing_with_one_line(capsys, argv, option, reason):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    out, err = capsys.readouterr()
+    command = " ".join(argv[: 2 if argv[0] == "trace" else 1])
+    assert (out, err) == ("", refusal(command, option, reason))
+
+
+def test_every_command_reads_sizes_and_rates_with_the_same_parsers():
+    parser = build_parser()
+    synth = parser.parse_args(
+        ["trace", "synth", "--workload", "phases", "--out", "t", "--dirty-rate", "200MB/s"]
+    )
+    migrate = parser.parse_args(["migrate", "--dirty-rate", "200MB/s", "--link", "unlimited"])
+    assert synth.dirty_rate == migrate.dirty_rate == 200e6
+    assert migrate.link is None  # `unlimited` says so explicitly
+    assert parser.parse_args(["migrate", "--memory", "1GiB"]).memory == 1 << 30
+
+
+def test_migrate_dirties_the_guest_by_default_and_a_kept_image_only_when_asked():
+    from migcodec.cli.migrate_cmd import _dirty_rate
+
+    parser = build_parser()
+    assert _dirty_rate(parser.parse_args(["migrate"])) == 5e6
+    kept = parser.parse_args(["migrate", "--memory-file", "m", "--keep-contents"])
+    assert _dirty_rate(kept) == 0
+    asked = parser.parse_args(
+        ["migrate", "--memory-file", "m", "--keep-contents", "--dirty-rate", "1MB/s"]
+    )
+    assert _dirty_rate(asked) == 1e6
+
+
+def test_a_default_migration_chases_dirty_pages_and_converges(capsys):
+    code = main(["migrate", "--memory", "32MiB", "--codec", "lz4", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert report["dirty_rate"] == 5e6
+    assert report["converged"] and report["verified"]
+    assert code == (1 if report["downtime_exceeded"] else 0)
+    # pages dirtied during the first pass are sent again: pre-copy had work to do
+    assert report["pages_sent"] > 32 * MiB // 4096
+
+
+def _options_with_defaults(parser: argparse.ArgumentParser):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                yield from _options_with_defaults(sub)
+        elif action.option_strings and action.default not in (None, False, argparse.SUPPRESS):
+            yield parser, action
+
+
+def _help_entry(parser: argparse.ArgumentParser, flag: str) -> str:
+    """An option's entry in ``--help``: its first line and the deeper-indented ones after."""
+    lines = parser.format_help().splitlines()
+    first = next(i for i, line in enumerate(lines) if line.lstrip().startswith(flag + " "))
+    entry = [lines[first]]
+    for line in lines[first + 1 :]:
+        if not line.startswith(" " * 6):  # the next option, or the end of the section
+            break
+        entry.append(line)
+    return " ".join(" ".join(entry).split())
+
+
+def test_every_option_with_a_default_shows_it_in_help():
+    seen = 0
+    for parser, action in _options_with_defaults(build_parser()):
+        assert isinstance(parser, Parser) and parser.formatter_class is HelpFormatter
+        entry = _help_entry(parser, action.option_strings[-1])
+        assert re.search(r"\(default:? [^)]+\)", entry), (parser.prog, entry)
+        seen += 1
+    assert seen > 30
+
+
+def test_help_explains_options_that_default_to_nothing(capsys):
+    with pytest.raises(SystemExit):
+        main(["migrate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: 5MB/s, and 0 with --keep-contents" in text
+    assert "else 256MiB)" in text and "(default: None)" not in text
+
+
+# -- runtime checks: one line, exit status 2 --------------------------------------------
+def test_more_memory_than_the_machine_has_is_refused_before_allocating(capsys, monkeypatch):
+    monkeypatch.setattr("migcodec.engine.memory.available_memory", lambda: 8 << 30)
+    assert main(["migrate", *TINY, "--memory", "100TiB"]) == 2
+    assert capsys.readouterr() == (
+        "",
+        "migcodec migrate: --memory 100 TiB (the guest and the destination's copy of it) "
+        "needs 200 TiB of RAM, but this machine has 8 GiB available; use a smaller --memory\n",
+    )
+
+
+def test_a_plot_into_a_missing_directory_is_refused_before_migrating(tmp_path, capsys):
+    png = tmp_path / "missing" / "run.png"
+    assert main(["migrate", *TINY, "--plot", str(png)]) == 2
+    assert capsys.readouterr() == (
+        "",
+        f"migcodec migrate: --plot {png}: directory {png.parent} does not exist; create it "
+        "first or write elsewhere\n",
+    )
+    assert main(["evaluate", "--workload", "phases", "--plot", str(png)]) == 2
+    assert capsys.readouterr().err == (
+        f"migcodec evaluate: --plot {png}: directory {png.parent} does not exist; create it "
+        "first or write elsewhere\n"
+    )
+
+
+def test_an_unknown_host_is_one_line(capsys):
+    assert main(["send", "--connect", "no-such-host.invalid:4444", *TINY]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("migcodec send: cannot find host 'no-such-host.invalid' (")
+    assert err.endswith("); check the name in --connect\n") and err.count("\n") == 1
+    assert main(["receive", "--listen", "no-such-host.invalid:0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("migcodec receive: cannot listen on no-such-host.invalid:0 (")
+    assert err.endswith("); give --listen an address of this host and a free port\n")
+
+
+def test_keep_contents_refuses_a_missing_file_or_region(tmp_path, capsys, shm_name):
+    missing = tmp_path / "ram.img"
+    assert main(["migrate", "--memory-file", str(missing), "--keep-contents", "--quiet"]) == 2
+    assert capsys.readouterr().err == (
+        f"migcodec migrate: --memory-file {missing} does not exist: --keep-contents migrates "
+        "what a file holds; give an existing memory image, or drop --keep-contents to fill a "
+        "new one\n"
+    )
+    assert not missing.exists()
+    assert main(["send", "--connect", "127.0.0.1:9", "--shm", shm_name, "--keep-contents"]) == 2
+    assert capsys.readouterr().err == (
+        f"migcodec send: --shm {shm_name}: no such shared-memory region: --keep-contents "
+        "migrates what a region holds; start the program that creates it first, or drop "
+        "--keep-contents to fill a new one\n"
+    )
+    assert not (Path("/dev/shm") / shm_name).exists()
+
+
+def test_a_damaged_trace_in_evaluate_is_one_line(tmp_path, capsys):
+    trace = tmp_path / "t"
+    argv = ["trace", "synth", "--workload", "phases", "--pages", "256", "--windows", "4"]
+    assert main([*argv, "--out", str(trace)]) == 0
+    chunk = next(trace.glob("chunk-*.mct"))
+    data = bytearray(chunk.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    chunk.write_bytes(bytes(data))
+    capsys.readouterr()
+    assert main(["evaluate", str(trace), "--repeats", "1"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert re.fullmatch(
+        r"migcodec evaluate: window \d+: record body fails its checksum; the chunk file is "
+        r"damaged \(record at chunk-000000\.mct offset \d+\)\n",
+        err,
+    ), err
+
+
+# -- what a migration reports -------------------------------------------------------------
+def test_none_is_labelled_as_typed(capsys):
+    assert main(["migrate", *TINY[:2], "--codec", "none", "--quiet", "--dirty-rate", "0"]) == 0
+    assert capsys.readouterr().out.startswith("none: ok; ")
+
+
+def test_a_downtime_over_the_limit_fails_the_migration_with_the_measured_downtime(capsys):
+    # nothing dirty after the first pass: pre-copy converges at once, and no real
+    # stop-and-copy (digests, verdict) fits in a microsecond
+    argv = ["migrate", *TINY, "--dirty-rate", "0", "--downtime-ms", "0.001"]
+    assert main(argv) == 1
+    out = capsys.readouterr().out
+    assert re.match(
+        r"lz4: FAILED \(downtime \d+ ms exceeded the 0\.001 ms limit; the memory arrived and "
+        r"was verified\); ",
+        out,
+    ), out
+    assert main([*argv, "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["succeeded"] and report["downtime_exceeded"]
+    assert report["downtime_limit_s"] == 1e-6 < report["downtime_s"]
+
+
+def test_downtime_exceeded_needs_a_measured_downtime_and_a_limit():
+    assert not MigrationReport("lz4", downtime_s=0.5).downtime_exceeded
+    assert not MigrationReport("lz4", downtime_limit_s=0.3).downtime_exceeded
+    assert not MigrationReport("lz4", downtime_s=0.3, downtime_limit_s=0.3).downtime_exceeded
+    assert MigrationReport("lz4", downtime_s=0.31, downtime_limit_s=0.3).downtime_exceeded
+
+
+# -- signals and pipes, as a shell sees them ----------------------------------------------
+def test_ctrl_c_during_a_migration_is_one_line_and_status_130(tmp_path):
+    # a guest that dirties faster than the link carries: pre-copy runs until interrupted
+    argv = ["--memory", "8MiB", "--link", "100Mbit", "--dirty-rate", "50MB/s", "--codec", "lz4"]
+    migrate = subprocess.Popen(
+        [*migcodec_command(), "migrate", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=subprocess_env(tmp_path / "cache"),
+    )
+    try:
+        first = migrate.stderr.readline()  # the first iteration is over: it is migrating
+        assert first.startswith("iteration 0: 2048 pages sent, "), first
+        migrate.send_signal(signal.SIGINT)
+        out, err = migrate.communicate(timeout=60)
+    finally:
+        migrate.kill()
+    assert migrate.returncode == 130
+    assert out == ""
+    assert err.splitlines()[-1] == "migcodec migrate: interrupted"
+    assert "Traceback" not in err
+
+
+def test_a_closed_stdout_stops_quietly_with_status_141(tmp_path):
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # as `| head` does once it has read enough
+    try:
+        done = subprocess.run(
+            [*migcodec_command(), "codecs", "--json"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            timeout=60,
+            env=subprocess_env(tmp_path / "cache"),
+        )
+    finally:
+        os.close(write_end)
+    assert (done.returncode, done.stderr) == (141, b"")
+
+
+def test_a_pipeline_reading_only_the_first_line_sees_no_error(tmp_path):
+    done = subprocess.run(
+        ["bash", "-c", "set -o pipefail; migcodec codecs --json | head -1; echo status $?"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=subprocess_env(tmp_path / "cache")
+        | {"PATH": f"{Path(migcodec_command()[0]).parent}{os.pathsep}{os.environ['PATH']}"},
+    )
+    assert done.stderr == ""
+    first, status = done.stdout.splitlines()
+    assert first == "[" and status in ("status 0", "status 141")
+
+
+def test_the_guest_fill_reports_progress_in_chunks_with_the_same_contents(monkeypatch):
+    from migcodec.engine import guest as guest_module
+
+    memory = np.zeros((250, 4096), np.uint8)
+    whole = np.zeros_like(memory)
+    guest_module.make_guest(whole, 0.0, seed=3)
+    monkeypatch.setattr(guest_module, "FILL_CHUNK_PAGES", 100)
+    calls = []
+    guest_module.make_guest(memory, 0.0, seed=3, fill_progress=lambda *c: calls.append(c))
+    assert calls == [(100, 250), (200, 250), (250, 250)]
+    np.testing.assert_array_equal(memory, whole)
+
+
+def test_benchmark_reversals_are_checked_with_one_line(tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "migration.py"), "--reversals", "2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=subprocess_env(tmp_path / "cache"),
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == (
+        "migration.py: error: argument --reversals: '2' is not a whole number >= 3 (the "
+        "estimate averages the reversals after the first two) (see migration.py --help)\n"
+    )
