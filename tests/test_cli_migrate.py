@@ -355,3 +355,41 @@ def test_send_to_a_closed_port_says_so(capsys):
         f"migcodec send: cannot connect to 127.0.0.1:{port} (Connection refused); is "
         "`migcodec receive` listening there?\n"
     )
+
+
+def test_filling_a_large_guest_shows_a_bar_on_a_terminal(monkeypatch):
+    from migcodec.cli import migrate_progress
+
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    monkeypatch.setattr(migrate_progress, "FILL_BAR_DELAY_S", 0.0)  # shown at once
+    with migrate_progress.ProgressDisplay() as display:
+        for done in (16384, 32768, 40000):
+            display.fill(done, 40000)
+    bar = terminal.getvalue()
+    assert "filling guest memory:  41%|" in bar and "| 16384/40000 [" in bar
+    assert "filling guest memory: 100%|" in bar and "| 40000/40000 [" in bar
+    assert bar.endswith("\r")  # cleared once filled: the migration's bar follows
+
+
+def test_a_log_gets_nothing_while_the_guest_is_filled(capsys):
+    from migcodec.cli.migrate_progress import ProgressDisplay
+
+    with ProgressDisplay() as display:  # stderr is not a terminal here
+        display.fill(40000, 40000)
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("columns", [30, 50, 80, 120])
+def test_the_bar_layout_keeps_the_rates_as_long_as_they_fit(columns):
+    from migcodec.cli.migrate_progress import MIN_BAR, bar_layout
+    from migcodec.engine.progress import MigrationProgress
+
+    p = MigrationProgress(7, 262144, 131072, 181000, 160.3e6, 113.04e6)
+    layout = bar_layout("iteration 7", p, columns)
+    text = layout.replace("{percentage:3.0f}", " 50").replace("{bar}", "")
+    if columns >= 50:
+        assert len(text) + MIN_BAR <= columns - 1, layout
+        assert "160" in text and "113" in text, layout  # guest and wire MB/s
+    if columns >= 120:
+        assert "131072/262144 pages, 181000 dirty left, 160.3 MB/s guest, 113.0 MB/s wire" in text

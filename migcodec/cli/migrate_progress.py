@@ -64,6 +64,7 @@ def _tails(p: MigrationProgress) -> list[str]:
         f"{counts}, {p.dirty_pages_left} dirty, {guest:.0f} MB/s guest, {wire:.0f} MB/s wire",
         f"{p.dirty_pages_left} dirty, {guest:.0f} MB/s guest, {wire:.0f} MB/s wire",
         f"{guest:.0f}/{wire:.0f} MB/s guest/wire",
+        f"{guest:.0f}/{wire:.0f} MB/s",
         "",
     ]
 
@@ -112,6 +113,8 @@ class ProgressDisplay:
                 file=sys.stderr,
                 disable=None,  # off when stderr is not a terminal
                 delay=FILL_BAR_DELAY_S,
+                mininterval=0,  # a call per 64 MiB filled: draw each
+                miniters=1,
                 leave=False,
                 ncols=terminal_columns() - 1,
             )
