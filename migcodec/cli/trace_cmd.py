@@ -184,12 +184,15 @@ def capture(args: argparse.Namespace) -> int:
 
 
 def _run(func):
+    """A missing, damaged or unreadable trace, or a value a workload cannot use, is one line
+    and exit status 2: the input must change (as for every migcodec command)."""
+
     def wrapped(args: argparse.Namespace) -> int:
         try:
             return func(args)
         except (TraceError, ValueError) as exc:
             print(f"migcodec trace {args.trace_command}: {one_line(str(exc))}", file=sys.stderr)
-            return 1
+            return 2
 
     return wrapped
 

@@ -284,7 +284,7 @@ def test_trace_info_refuses_a_trace_whose_pages_decode_differently(tmp_path: Pat
     with TraceWriter(tmp_path, memory_pages=8, page_size=PS, codec="raw") as writer:
         writer.write(Window(0, np.array([1, 2, 5]), pages))
     _forge_page_byte(tmp_path, 3)
-    assert main(["trace", "info", str(tmp_path)]) == 1
+    assert main(["trace", "info", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "content digest mismatch" in err and err.count("\n") == 1
 

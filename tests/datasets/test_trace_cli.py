@@ -57,7 +57,7 @@ def test_the_recorded_command_keeps_options_whose_value_is_zero() -> None:
 
 
 def test_info_on_a_missing_trace_says_so(tmp_path: Path, capsys) -> None:
-    assert main(["trace", "info", str(tmp_path)]) == 1
+    assert main(["trace", "info", str(tmp_path)]) == 2
     assert "not a trace" in capsys.readouterr().err
 
 
