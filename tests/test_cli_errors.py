@@ -392,3 +392,38 @@ def test_benchmark_reversals_are_checked_with_one_line(tmp_path):
         "migration.py: error: argument --reversals: '2' is not a whole number >= 3 (the "
         "estimate averages the reversals after the first two) (see migration.py --help)\n"
     )
+
+
+def test_the_migration_benchmark_shows_progress_on_a_terminal(tmp_path):
+    import fcntl
+    import struct
+    import termios
+
+    leader, follower = os.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    argv = ["--memory", "16MiB", "--guests", "ones", "--codecs", "lz4", "--head-to-head", "0"]
+    try:
+        done = subprocess.run(
+            [sys.executable, str(REPO / "benchmarks" / "migration.py"), *argv],
+            stdout=subprocess.PIPE,
+            stderr=follower,
+            text=True,
+            timeout=120,
+            env=subprocess_env(tmp_path / "cache"),
+        )
+    finally:
+        os.close(follower)
+    drawn = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal is closed once everything was read
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    os.close(leader)
+    assert done.returncode == 0
+    assert done.stdout.startswith("ones       lz4 ")  # stdout: the table only
+    bar = drawn.decode()
+    assert "migrations: " in bar and " migrations/s, ones, lz4 at " in bar
