@@ -224,7 +224,9 @@ class MigrationSource:
         # a new stream: the destination holds nothing yet
         self._destination = None
         if any(codec.reads_destination for codec in table):
-            self._destination = DestinationMirror(cfg.page_size, cfg.mirror_bytes, recording=False)
+            # never larger than the memory it mirrors
+            budget = max(min(cfg.mirror_bytes, self.memory.nbytes), cfg.page_size)
+            self._destination = DestinationMirror(cfg.page_size, budget, recording=False)
             self._destination.prefault()
         self.chooser.start_stream(self._destination)
         start = time.perf_counter()
