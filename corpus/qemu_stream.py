@@ -4,11 +4,11 @@
         --out tests/datasets/data/qemu-xbzrle
     PYTHONPATH=$PWD python corpus/qemu_stream.py --no-xbzrle --out /tmp/qemu-plain
 
-Boots a QEMU TCG guest (96 MiB; Debian's kernel and a busybox initramfs, see
+Boots a QEMU TCG guest (128 MiB; Debian's kernel and a busybox initramfs, see
 ``qemu_guest.py``) whose /init rewrites runs of pages of a tmpfs "ledger" file in place
 (each page changes in a few bytes: XBZRLE's case), and writes, sorts, gzips, zero-fills
 and deletes other files. Once the load runs, the guest is migrated with
-``migrate "exec:cat FILE"`` (to a file) with the ``xbzrle`` capability on (unless
+``migrate "exec:cat > FILE"`` with the ``xbzrle`` capability on (unless
 ``--no-xbzrle``). The first pass over RAM runs at ``--bulk-bandwidth``; from the first
 dirty-bitmap sync after it, ``max-bandwidth`` is ``--bandwidth``, and the downtime limit
 of 1 ms keeps QEMU iterating (it completes when the dirty pages left fit in bandwidth x
@@ -334,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--out", required=True, help="output prefix: OUT.stream.xz and OUT.json")
     p.add_argument("--no-xbzrle", dest="xbzrle", action="store_false", help="XBZRLE off")
-    p.add_argument("--mem", type=int, default=96, help="guest RAM in MiB")
+    p.add_argument("--mem", type=int, default=128, help="guest RAM in MiB")
     p.add_argument("--ledger-pages", type=int, default=1536, help="pages the load rewrites")
     p.add_argument(
         "--bandwidth", type=int, default=MiB, help="max-bandwidth after the first pass, bytes/s"
@@ -354,8 +354,13 @@ def main(argv: list[str] | None = None) -> int:
     scratch = Path(tempfile.mkdtemp(prefix="migcodec-qemu-stream-"))
     try:
         result = migrate(args, scratch, out)
-    except (Missing, RuntimeError, subprocess.CalledProcessError) as exc:
-        print(f"qemu_stream.py: {exc} (logs in {scratch})", file=sys.stderr)
+    except (Missing, RuntimeError, OSError, subprocess.CalledProcessError) as exc:
+        console = scratch / "console.log"
+        tail = console.read_text(errors="replace")[-600:] if console.exists() else ""
+        print(
+            f"qemu_stream.py: {exc} (logs in {scratch}); the guest's console ends:\n{tail}",
+            file=sys.stderr,
+        )
         return 1
     Path(f"{out}.json").write_text(json.dumps(result, indent=1) + "\n")
     shutil.rmtree(scratch, ignore_errors=True)

@@ -46,7 +46,8 @@ dirty-bitmap sync) ends, so windows are cut either
   the cut falls (QEMU syncs when few dirty pages are left, wherever its scan then is).
 
 Either way the pages sent with the VM stopped (the END section) are a window of their
-own, phase ``stop-copy``; the first window is phase ``bulk`` and the others ``precopy``.
+own, whole even where the scan wraps inside it, phase ``stop-copy``; the first window is
+phase ``bulk`` and the others ``precopy``.
 """
 
 from __future__ import annotations
@@ -675,7 +676,15 @@ def qemu_windows(
             )
             if points is None and ends:
                 cut_here = True  # the stop-and-copy pages are a window of their own
-        if current is not None and (cut_here or (points is None and rec.page <= current.last_page)):
+        # a new pass of the scan: a page that does not come after the previous one (the END
+        # section stays whole: one sync, the VM stopped, each page sent at most once)
+        wrapped = (
+            points is None
+            and current is not None
+            and rec.stage != "complete"
+            and rec.page <= current.last_page
+        )
+        if current is not None and (cut_here or wrapped):
             done = close(current)
             if done is not None:
                 yield done
