@@ -83,7 +83,6 @@ SECTION_PART = 0x02
 SECTION_END = 0x03
 SECTION_FULL = 0x04
 SUBSECTION = 0x05
-VMDESCRIPTION = 0x06
 CONFIGURATION = 0x07
 COMMAND = 0x08
 SECTION_FOOTER = 0x7E
@@ -109,9 +108,7 @@ UNSUPPORTED_FLAGS = {
 }
 
 STAGES = {SECTION_START: "setup", SECTION_PART: "iterate", SECTION_END: "complete"}
-MAX_NAME = 255  # a block or section name is a length byte and the name
 MAX_MACHINE_NAME = 256  # the configuration's machine type (QEMU's are a few dozen bytes)
-MAX_PAGE_BITS = 16  # XBZRLE's run lengths limit pages to 16 KiB; QEMU's are 4 KiB or 64 KiB
 
 
 class QemuStreamError(TraceError):
@@ -396,16 +393,9 @@ class QemuStream:
             inp.be32(f"the version of {name}")
             if name == "configuration/target-page-bits":
                 bits = inp.be32("the target page bits")
-                if not 12 <= bits <= MAX_PAGE_BITS:
-                    raise QemuStreamUnsupported(
-                        f"target pages of 2^{bits} bytes; this reader reads 4 KiB to "
-                        f"{1 << MAX_PAGE_BITS >> 10} KiB pages",
-                        inp.offset - 4,
-                    )
                 if bits != 12:
                     raise QemuStreamUnsupported(
-                        f"target pages of {1 << bits} bytes; traces of QEMU streams are "
-                        "read for 4 KiB pages",
+                        f"target pages of 2^{bits} bytes; this reader reads 4 KiB pages (x86)",
                         inp.offset - 4,
                     )
             elif name == "configuration/capabilities":
@@ -667,7 +657,33 @@ def qemu_windows(
         stats.windows = index
         return window
 
-    for rec in stream.records():
+    # XBZRLE pages of the open window not decoded yet: pages of one window are independent
+    # until one is sent again, so they are decoded (and re-encoded) as one batch
+    pending: dict[int, PageRecord] = {}
+
+    def settle() -> None:
+        if not pending:
+            return
+        recs = list(pending.values())
+        pending.clear()
+        news = _decode_xbzrle(recs, [held.get(r.page) for r in recs], zero, stats)
+        assert current is not None  # pending records belong to the open window
+        for r, new in zip(recs, news, strict=True):
+            if new is None:
+                held.pop(r.page, None)
+            else:
+                held[r.page] = new
+            current.after[r.page] = new
+
+    records = stream.records()
+    while True:
+        try:
+            rec = next(records, None)
+        except QemuStreamError:
+            settle()  # a damaged XBZRLE page before the damage found here comes first
+            raise
+        if rec is None:
+            break
         if rec.section != section:  # a new section: is there a sync before its pages?
             section = rec.section
             ends = rec.stage == "complete"
@@ -685,6 +701,7 @@ def qemu_windows(
             and rec.page <= current.last_page
         )
         if current is not None and (cut_here or wrapped):
+            settle()
             done = close(current)
             if done is not None:
                 yield done
@@ -695,15 +712,20 @@ def qemu_windows(
         current.stage = rec.stage
         current.last_section = rec.section
         current.last_page = rec.page
+        if rec.page in pending:  # sent again in the same window: decode what came before
+            settle()
         old = held.get(rec.page)
         if rec.page not in current.before:
             current.before[rec.page] = old
-        new = _apply(rec, old, zero, stats)
-        if new is None:
-            held.pop(rec.page, None)
+        if rec.kind == "xbzrle" and rec.data:
+            pending[rec.page] = rec
         else:
-            held[rec.page] = new
-        current.after[rec.page] = new
+            new = _apply(rec, old, zero)
+            if new is None:
+                held.pop(rec.page, None)
+            else:
+                held[rec.page] = new
+            current.after[rec.page] = new
         c = current.counts
         c[rec.kind] += 1
         c["bytes"] += rec.size
@@ -717,6 +739,7 @@ def qemu_windows(
             stats.xbzrle += 1
             stats.xbzrle_bytes += len(rec.data)
             c["xbzrle_bytes"] += len(rec.data)
+    settle()
     if current is not None:
         done = close(current)
         if done is not None:
@@ -745,34 +768,55 @@ def _check_points(points: Sequence[int] | None) -> frozenset[int] | None:
     return frozenset(values)
 
 
-def _apply(
-    rec: PageRecord, old: np.ndarray | None, zero: np.ndarray, stats: ImportStats
-) -> np.ndarray | None:
-    """The page's content after ``rec`` (``None``: all zero), from what the destination
-    held before (``old``, ``None``: all zero)."""
+def _apply(rec: PageRecord, old: np.ndarray | None, zero: np.ndarray) -> np.ndarray | None:
+    """The page's content after a zero or whole-page record, or an empty XBZRLE encoding
+    (which QEMU's loader accepts: the page is unchanged); ``None`` means all zero, and
+    ``old`` is what the destination held before."""
     if rec.kind == "zero":
         return None if rec.data == b"\0" else np.full(zero.size, rec.data[0], dtype=np.uint8)
     if rec.kind == "page":
         new = np.frombuffer(rec.data, dtype=np.uint8).copy()
         return new if new.any() else None
-    base = zero if old is None else old
-    if not rec.data:  # QEMU's loader accepts an empty encoding: the page is unchanged
-        return old
-    new = base.copy()
+    return old
+
+
+def _decode_xbzrle(
+    recs: list[PageRecord], olds: list[np.ndarray | None], zero: np.ndarray, stats: ImportStats
+) -> list[np.ndarray | None]:
+    """Decode XBZRLE records of distinct pages against what the destination held
+    (``olds``, ``None``: all zero) with migcodec's decoder, as one batch; re-encode the
+    results with migcodec's encoder and count in ``stats`` every page whose encoding is
+    not QEMU's bytes. A record that does not decode is a :class:`QemuStreamCorrupt` at
+    its offset."""
+    bases = np.stack([zero if o is None else o for o in olds])
+    new = bases.copy()
+    lengths = np.array([len(r.data) for r in recs], dtype=np.int64)
+    data = np.frombuffer(b"".join(r.data for r in recs), dtype=np.uint8)
     try:
-        xbzrle_decode(
-            new[None, :], np.frombuffer(rec.data, dtype=np.uint8), np.array([len(rec.data)])
-        )
-    except DecodeError as exc:
-        raise QemuStreamCorrupt(
-            f"an XBZRLE page that does not decode against what the destination holds "
-            f"({exc}): the stream is damaged, or its pages were not all read from its start",
-            rec.offset,
+        xbzrle_decode(new, data, lengths)
+    except DecodeError:
+        for r, base in zip(recs, bases, strict=True):  # which record: decode one by one
+            try:
+                xbzrle_decode(
+                    base.copy()[None, :], np.frombuffer(r.data, np.uint8), np.array([len(r.data)])
+                )
+            except DecodeError as exc:
+                raise QemuStreamCorrupt(
+                    f"an XBZRLE page that does not decode against what the destination "
+                    f"holds ({exc}): the stream is damaged, or it was not read from its start",
+                    r.offset,
+                ) from None
+        raise QemuStreamCorrupt(  # a batch fails only where one of its pages does
+            "XBZRLE pages that do not decode together", recs[0].offset
         ) from None
-    results, _, data = xbzrle_encode(base[None, :], new[None, :])
-    if int(results[0]) != len(rec.data) or data.tobytes() != rec.data:
-        stats.xbzrle_mismatches += 1
-    return new if new.any() else None
+    results, _, encoded = xbzrle_encode(bases, new)
+    at = 0
+    for r, result in zip(recs, results.tolist(), strict=True):
+        ours = encoded[at : at + result].tobytes() if result > 0 else b""
+        at += max(result, 0)
+        if result != len(r.data) or ours != r.data:
+            stats.xbzrle_mismatches += 1
+    return [row.copy() if row.any() else None for row in new]
 
 
 def read_sync_points(path: str | os.PathLike) -> list[int]:

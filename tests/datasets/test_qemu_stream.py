@@ -110,6 +110,21 @@ def test_the_stop_and_copy_pages_are_one_window_even_where_the_scan_wraps() -> N
     assert got[1].previous[0].tobytes() == text_page(5).tobytes()
 
 
+def test_a_page_sent_twice_between_two_syncs_keeps_its_first_previous() -> None:
+    f = Forge().header().start().section().page(1, text_page(1)).eos()
+    f.section().xbzrle(1, text_page(1, 1)).zero(2).eos()
+    f.section().xbzrle(1, text_page(1, 2)).page(2, text_page(2, 1)).eos()
+    f.section(q.SECTION_END).eos()
+    stats = ImportStats()
+    got = windows(f.device_state(), [0, 1], stats)
+    assert [w.page_indices.tolist() for w in got] == [[1], [1, 2]]
+    assert got[1].previous[0].tobytes() == text_page(1).tobytes()
+    assert got[1].pages[0].tobytes() == text_page(1, 2).tobytes()
+    assert got[1].pages[1].tobytes() == text_page(2, 1).tobytes()
+    assert not got[1].previous[1].any()
+    assert (stats.xbzrle, stats.xbzrle_mismatches) == (2, 0)
+
+
 def test_a_stream_without_configuration_or_footers_reads_the_same() -> None:
     f = Forge(footers=False).header(config=False).start()
     f.section().page(2, text_page(2)).zero(3).eos()
@@ -252,6 +267,14 @@ def test_other_iterative_state_and_unfinished_migrations_are_refused() -> None:
     f = Forge().header(subsections=bytes([q.SUBSECTION]) + name("configuration/new"))
     err = _error(bytes(f.out) + bytes(8))
     assert isinstance(err, QemuStreamUnsupported) and "'configuration/new'" in str(err)
+
+
+def test_target_pages_other_than_4_kib_are_refused_where_announced() -> None:
+    sub = bytes([q.SUBSECTION]) + name("configuration/target-page-bits") + struct.pack(">I", 1)
+    f = Forge().header(subsections=sub + struct.pack(">I", 16))
+    err = _error(bytes(f.out) + bytes(8))
+    assert isinstance(err, QemuStreamUnsupported) and err.offset == len(f.out) - 4
+    assert "2^16 bytes" in str(err)
 
 
 @given(cut=st.integers(0, SAMPLE_NEEDED - 1))
