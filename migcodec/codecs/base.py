@@ -317,6 +317,42 @@ class Codec(ABC):
             raise DecodeError(f"page mode {int(modes.max())} is not defined")
         self.decode_checked(encoded, view)
 
+    def _decode_one_run(self, encoded: Encoded, modes: np.ndarray, view: np.ndarray) -> bool:
+        """The common frame, one run of pages all raw or all encoded, decoded with slices
+        instead of index arrays; ``False`` (nothing done) for any other frame. The checks
+        and messages are :meth:`decode_checked`'s."""
+        first, count = encoded.runs[0].tolist()
+        kinds = modes.tobytes()
+        page_size = encoded.page_size
+        payload = encoded.payload_view()
+        if kinds.count(_RAW_BYTE) == count:
+            nbytes = count * page_size
+            if payload.nbytes < nbytes:
+                raise DecodeError(
+                    f"payload of {payload.nbytes} bytes is shorter than its "
+                    f"{count} raw pages ({nbytes} bytes)"
+                )
+            if payload.nbytes != nbytes:
+                raise DecodeError(
+                    f"payload has {payload.nbytes - nbytes} bytes beyond its raw pages "
+                    "but no encoded page"
+                )
+            view[first : first + count] = np.frombuffer(payload, np.uint8).reshape(-1, page_size)
+            return True
+        if min(kinds) < PageMode.ENCODED:
+            return False
+        # a copy: a transform may write it before it finds the payload malformed
+        current = view[first : first + count].copy() if self.reads_destination else None
+        out = self._decode_pages(payload, modes, current, page_size)
+        decoded = np.frombuffer(out, dtype=np.uint8)
+        if decoded.size != count * page_size:
+            raise DecodeError(
+                f"{self.name} decoded {decoded.size} bytes where "
+                f"{count} pages ({count * page_size} bytes) were expected"
+            )
+        view[first : first + count] = decoded.reshape(-1, page_size)
+        return True
+
     def decode_checked(self, encoded: Encoded, view: np.ndarray) -> None:
         """:meth:`decode` into a ``(n_pages, page_size)`` view whose runs and page modes the
         caller has already checked against it (a wire reader checks each frame as it parses
@@ -324,7 +360,11 @@ class Codec(ABC):
         before the first write."""
         page_size = encoded.page_size
         modes = np.asarray(encoded.modes, dtype=np.uint8)
-        indices = expand_runs(encoded.runs)
+        runs = encoded.runs
+        one_run = runs.shape[0] == 1 and modes.shape[0] == runs[0, 1]
+        if one_run and self._decode_one_run(encoded, modes, view):
+            return
+        indices = expand_runs(runs)
         if modes.shape != indices.shape:
             raise DecodeError(f"{modes.shape[0]} page modes for a batch of {indices.size} pages")
         payload = encoded.payload_view()
