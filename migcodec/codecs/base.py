@@ -206,7 +206,7 @@ class Codec(ABC):
         if zero is None and n <= _ALL_ENCODED.size:
             # shared and read-only; copied before any change
             modes = _ALL_ENCODED_BY_COUNT[n] if n <= 64 else _ALL_ENCODED[:n]
-            result = self._transform(block, destination, batch.page_indices)
+            result = self._transform(block, destination, batch, None)
             blob = result.blob
             if result.modes is None and isinstance(blob, bytes) and len(blob) < block.nbytes:
                 segments: tuple = (blob,)
@@ -224,7 +224,7 @@ class Codec(ABC):
             if n_zero < n:
                 nonzero = np.flatnonzero(~zero)
                 data = block[nonzero]  # a copy: its raw pages are a snapshot already
-                result = self._transform(data, destination, batch.page_indices[nonzero])
+                result = self._transform(data, destination, batch, nonzero)
                 segments, sub = self._lay_out(result, data, nonzero, page_size, False)
                 modes[nonzero] = sub
             payload_nbytes = nbytes_of(segments)
@@ -249,14 +249,20 @@ class Codec(ABC):
         return Encoded(self.name, page_size, batch.runs, modes, segments, stats)
 
     def _transform(
-        self, pages: np.ndarray, destination: DestinationMirror | None, indices: np.ndarray
+        self,
+        pages: np.ndarray,
+        destination: DestinationMirror | None,
+        batch: Batch,
+        rows: np.ndarray | None,
     ) -> PageEncoding:
-        """Run the transform on ``pages``, telling a destination reader (only) what the
-        destination holds. Its held versions are read in the mirror's store where the mirror
-        can lend them (:meth:`DestinationMirror.lend`), which saves a copy of every page; the
-        slots are given back as soon as the transform returns, before the batch is recorded."""
+        """Run the transform on ``pages`` (the batch's, or its ``rows``), telling a
+        destination reader (only) what the destination holds. Its held versions are read in
+        the mirror's store where the mirror can lend them (:meth:`DestinationMirror.lend`),
+        which saves a copy of every page; the slots are given back as soon as the transform
+        returns, before the batch is recorded."""
         if destination is None or not self.reads_destination:
             return self._encode_pages(pages, None)
+        indices = batch.page_indices if rows is None else batch.page_indices[rows]
         held, lent = destination.lend(indices)
         try:
             return self._encode_pages(pages, held)
