@@ -142,6 +142,23 @@ class _Sender(threading.Thread):
                 self.drained.wait(0.5)
 
 
+class _Digest(threading.Thread):
+    """The memory digest computed beside the migration (xxhash runs without the GIL)."""
+
+    def __init__(self, memory: np.ndarray) -> None:
+        super().__init__(name="migcodec-digest", daemon=True)
+        self.memory = memory
+        self.digest = b""
+        self.start()
+
+    def run(self) -> None:
+        self.digest = memory_digest(self.memory)
+
+    def result(self) -> bytes:
+        self.join()
+        return self.digest
+
+
 class MigrationSource:
     """Migrates ``memory`` (``(n_pages, page_size)`` uint8) over a connected socket."""
 
@@ -158,6 +175,11 @@ class MigrationSource:
         self.config = config or MigrationConfig(page_size=memory.shape[1])
         self.chooser = chooser
         self.dirty = dirty or DirtyLog(memory.shape[0])
+        # no guest and no dirty log of the caller's: nothing can change memory while it
+        # migrates (a change would have to be logged to be resent), so its digest, which
+        # the end of the stream carries, can be computed while the pages are on the wire
+        self._still = guest is None and dirty is None
+        self._digest: _Digest | None = None
         self.guest = guest
         self.fallback = get_codec(self.config.fallback_codec)
         for codec in [*chooser.codecs, self.fallback]:
@@ -243,6 +265,7 @@ class MigrationSource:
             self.progress, cfg.page_size, self.dirty, lambda: writer.bytes_written
         )
         sender.start()
+        self._digest = _Digest(self.memory) if self._still else None
         try:
             self._precopy(sock, sender, report, start, ticker)
         finally:
@@ -312,7 +335,8 @@ class MigrationSource:
         if sender.error is not None:
             return
         try:
-            writer.end_stream(memory_digest(self.memory))
+            digest = self._digest.result() if self._digest else memory_digest(self.memory)
+            writer.end_stream(digest)
             read_reply(sock)
             report.verified = True
         except (OSError, WireError) as exc:
