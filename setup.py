@@ -29,6 +29,15 @@ PAGE_SCAN = Extension(
     optional=True,
 )
 
+# XBZRLE and DSA delta kernels in C (plugins/xbzrle.py and dsa_delta.py keep the numpy
+# versions as the fall-back, and their probes report which one runs). Optional likewise.
+DELTA_KERNELS = Extension(
+    "migcodec.codecs._deltas",
+    ["migcodec/codecs/_deltas.c"],
+    extra_compile_args=["-O3"],
+    optional=True,
+)
+
 setup(
     name="migcodec",
     version="0.1.0",
@@ -37,7 +46,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["migcodec", "migcodec.*"]),
-    ext_modules=[PAGE_SCAN],
+    ext_modules=[PAGE_SCAN, DELTA_KERNELS],
     install_requires=[
         "numpy>=1.24",
         "stevedore>=5.0",

@@ -1,4 +1,4 @@
-"""Delta encoding speed, side by side in one run, medians over repeats, one thread.
+"""Delta encoding speed, side by side in one run, medians over interleaved repeats, one thread.
 
     python benchmarks/delta.py [--pages N] [--repeats R] [--json]
 
@@ -12,8 +12,14 @@ of every page, ``rewrite`` rewrites whole pages. Rows:
 * ``dsa-apply`` / ``xbzrle-decode``: the destination side of the same pages (records made
   without a size limit; XBZRLE only where no page overflowed, so not for rewrites);
 * ``dsa-delta codec`` / ``xbzrle codec``: the whole codec through ``Codec.encode``: snapshot,
-  cache lookup and update, framework; memory alternates between two versions so every batch
-  differs from what the cache holds.
+  mirror lookup and update, framework; memory alternates between two versions so every
+  batch differs from what the mirror holds;
+* ``... decode``: the codec's frames decoded by ``Codec.decode`` into destination memory.
+
+Each kernel row runs on the C kernels (``_deltas.c``) and, marked ``[numpy]``, on the numpy
+fall-back. Every row runs once per round, in an order that rotates from round to round, and
+the ratios below the rows are medians of per-round ratios (both sides of a ratio met the
+same machine): each codec against its own kernel, and each C kernel against numpy's.
 
 GB/s counts input page bytes (10^9 bytes per second).
 """
@@ -22,11 +28,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
+from collections.abc import Callable
 
 import numpy as np
-from timing import median_rate  # benchmarks/timing.py (the script directory)
+from timing import interleaved_seconds, median_ratio  # benchmarks/timing.py
 
 from migcodec.codecs import Batch, DestinationMirror, get_codec
+from migcodec.codecs.delta_kernels import DELTA_KERNELS, numpy_kernels
 from migcodec.codecs.plugins.dsa_delta import apply_delta_records, create_delta_records
 from migcodec.codecs.plugins.xbzrle import xbzrle_decode, xbzrle_encode
 
@@ -45,26 +54,34 @@ def _versions(n_pages: int, workload: str, rng: np.random.Generator) -> tuple[np
     return old, new
 
 
-def _kernel_rows(old: np.ndarray, new: np.ndarray, repeats: int) -> dict[str, float]:
+def _on_numpy(fn: Callable[[], object]) -> Callable[[], object]:
+    def run() -> None:
+        with numpy_kernels():
+            fn()
+
+    return run
+
+
+def _kernels(old: np.ndarray, new: np.ndarray) -> dict[str, Callable[[], object]]:
+    """The kernel rows, C and numpy, over 64-page batches of ``old`` and ``new``."""
     spans = [slice(i, i + BATCH) for i in range(0, old.shape[0], BATCH)]
-    olds = [old[s] for s in spans]
-    news = [new[s] for s in spans]
+    pairs = [(old[s], new[s]) for s in spans]
 
     def xor_count():
-        for o, n in zip(olds, news, strict=True):
+        for o, n in pairs:
             np.count_nonzero(o.view(np.uint64) != n.view(np.uint64), axis=1)
 
     def dsa():
-        for o, n in zip(olds, news, strict=True):
+        for o, n in pairs:
             create_delta_records(o, n, 4090, partial=False)
 
     def xbz():
-        for o, n in zip(olds, news, strict=True):
+        for o, n in pairs:
             xbzrle_encode(o, n)
 
-    records = [create_delta_records(o, n, 1 << 30) for o, n in zip(olds, news, strict=True)]
-    encodings = [xbzrle_encode(o, n) for o, n in zip(olds, news, strict=True)]
-    targets = [o.copy() for o in olds]
+    records = [create_delta_records(o, n, 1 << 30) for o, n in pairs]
+    encodings = [xbzrle_encode(o, n) for o, n in pairs]
+    targets = [o.copy() for o, _ in pairs]
 
     def dsa_apply():
         for t, (_, sizes, rec) in zip(targets, records, strict=True):
@@ -74,24 +91,24 @@ def _kernel_rows(old: np.ndarray, new: np.ndarray, repeats: int) -> dict[str, fl
         for t, (_, lengths, data) in zip(targets, encodings, strict=True):
             xbzrle_decode(t, data, lengths)
 
-    timed = [
-        ("xor-count", xor_count),
-        ("dsa-records", dsa),
-        ("xbzrle-encode", xbz),
-        ("dsa-apply", dsa_apply),
-    ]
+    rows: dict[str, Callable[[], object]] = {"xor-count": xor_count}
+    timed = [("dsa-records", dsa), ("xbzrle-encode", xbz), ("dsa-apply", dsa_apply)]
     if all((results > 0).all() for results, _, _ in encodings):  # rewrites overflow: no row
         timed.append(("xbzrle-decode", xbz_decode))
-    return {name: median_rate(fn, new.nbytes, repeats) / 1e9 for name, fn in timed}
+    for name, fn in timed:
+        rows[name] = fn
+        rows[f"{name} [numpy]"] = _on_numpy(fn)
+    return rows
 
 
-def _codec_rows(old: np.ndarray, new: np.ndarray, repeats: int) -> dict[str, float]:
+def _codecs(old: np.ndarray, new: np.ndarray) -> dict[str, Callable[[], object]]:
+    """The codec rows: encode alternating versions against a mirror, and decode frames."""
     n_pages = old.shape[0]
-    rows = {}
+    rows: dict[str, Callable[[], object]] = {}
+    memories = [old, new]
     for name in ("dsa-delta", "xbzrle"):
         codec = get_codec(name)
         mirror = DestinationMirror(PAGE, 2 * n_pages * PAGE)
-        memories = [old, new]
         for mem in memories:  # fill the mirror
             for i in range(0, n_pages, BATCH):
                 codec.encode(Batch(mem, [(i, BATCH)]), destination=mirror)
@@ -103,41 +120,78 @@ def _codec_rows(old: np.ndarray, new: np.ndarray, repeats: int) -> dict[str, flo
             for b in batches[turn[0]]:
                 codec.encode(b, destination=mirror)
 
-        rows[f"{name} codec"] = median_rate(run, new.nbytes, repeats) / 1e9
+        # frames that turn old into new, and destination memory to decode them into
+        holds_old = DestinationMirror.holding(np.arange(n_pages), old)
+        frames = [codec.encode(b, destination=holds_old) for b in batches[1]]
+        dest = old.copy()
+
+        def decode(codec=codec, frames=frames, dest=dest):
+            for frame in frames:
+                codec.decode(frame, dest)
+
+        rows[f"{name} codec"] = run
+        rows[f"{name} codec decode"] = decode
     return rows
+
+
+#: (numerator row, denominator row, what the ratio says): times of the first over the second
+RATIOS = [
+    ("dsa-records", "dsa-delta codec", "dsa-delta codec / its record kernel"),
+    ("xbzrle-encode", "xbzrle codec", "xbzrle codec / its encode kernel"),
+    ("dsa-records [numpy]", "dsa-records", "dsa-records C / numpy"),
+    ("xbzrle-encode [numpy]", "xbzrle-encode", "xbzrle-encode C / numpy"),
+    ("dsa-apply [numpy]", "dsa-apply", "dsa-apply C / numpy"),
+    ("xbzrle-decode [numpy]", "xbzrle-decode", "xbzrle-decode C / numpy"),
+]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pages", type=int, default=1024, help="pages per version (default 1024)")
-    parser.add_argument("--repeats", type=int, default=9, help="timed repeats (default 9)")
+    parser.add_argument("--repeats", type=int, default=9, help="timed rounds (default 9)")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     args = parser.parse_args(argv)
     pages = max(BATCH, args.pages // BATCH * BATCH)
     rng = np.random.default_rng(1)
-    results = []
+    results, ratios = [], []
     for workload in ("20pct", "rewrite"):
         old, new = _versions(pages, workload, rng)
         changed = float(np.mean(old.view(np.uint64) != new.view(np.uint64)))
-        rows = {**_kernel_rows(old, new, args.repeats), **_codec_rows(old, new, args.repeats)}
-        base = rows["xor-count"]
-        for name, gbps in rows.items():
+        seconds = interleaved_seconds({**_kernels(old, new), **_codecs(old, new)}, args.repeats)
+        base = statistics.median(seconds["xor-count"])
+        for name, times in seconds.items():
+            median = statistics.median(times)
             results.append(
                 {
                     "workload": workload,
                     "words_changed": round(changed, 3),
                     "what": name,
-                    "gb_s": round(gbps, 3),
-                    "of_xor_count": round(gbps / base, 3),
+                    "gb_s": round(new.nbytes / median / 1e9, 3),
+                    "of_xor_count": round(base / median, 3),
                 }
             )
+        for slow, fast, what in RATIOS:
+            if slow in seconds and fast in seconds:
+                ratio = median_ratio(seconds[slow], seconds[fast])
+                ratios.append({"workload": workload, "what": what, "ratio": round(ratio, 3)})
     if args.json:
-        print(json.dumps({"pages": pages, "repeats": args.repeats, "rows": results}, indent=2))
+        report = {
+            "pages": pages,
+            "repeats": args.repeats,
+            "delta_kernels": DELTA_KERNELS,
+            "rows": results,
+            "ratios": ratios,
+        }
+        print(json.dumps(report, indent=2))
         return 0
-    print(f"{pages} pages x 2 versions, {BATCH}-page batches, median of {args.repeats}, 1 thread")
-    print(f"{'workload':<9} {'what':<17} {'GB/s':>7} {'x xor-count':>12}")
+    print(f"{pages} pages x 2 versions, {BATCH}-page batches, median of {args.repeats} "
+          f"interleaved rounds, 1 thread; delta kernels: {DELTA_KERNELS}")  # fmt: skip
+    print(f"{'workload':<9} {'what':<24} {'GB/s':>7} {'x xor-count':>12}")
     for r in results:
-        print(f"{r['workload']:<9} {r['what']:<17} {r['gb_s']:>7.2f} {r['of_xor_count']:>12.2f}")
+        print(f"{r['workload']:<9} {r['what']:<24} {r['gb_s']:>7.2f} {r['of_xor_count']:>12.2f}")
+    print("\nratios (medians of per-round ratios)")
+    for r in ratios:
+        print(f"{r['workload']:<9} {r['what']:<38} {r['ratio']:>7.2f}")
     return 0
 
 

@@ -17,3 +17,28 @@ def median_rate(fn: Callable[[], object], nbytes: int, repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - t0)
     return nbytes / statistics.median(times)
+
+
+def interleaved_seconds(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, list]:
+    """Seconds per run of every ``fn``, over ``repeats`` rounds that run each once (after
+    one warm-up round), the order rotating from round to round.
+
+    Ratios between two of them are then taken round by round (:func:`median_ratio`): both
+    runs of a round met the same machine, which on a machine shared with other work is what
+    makes a ratio trustworthy when absolute rates drift."""
+    names = list(fns)
+    for name in names:
+        fns[name]()
+    seconds: dict[str, list] = {name: [] for name in names}
+    for r in range(repeats):
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            t0 = time.perf_counter()
+            fns[name]()
+            seconds[name].append(time.perf_counter() - t0)
+    return seconds
+
+
+def median_ratio(slow: list, fast: list) -> float:
+    """Median over rounds of ``slow / fast`` (seconds): how many times faster ``fast`` ran."""
+    return statistics.median(s / f for s, f in zip(slow, fast, strict=True))

@@ -183,6 +183,39 @@ def capture(args: argparse.Namespace) -> int:
     return 0
 
 
+def import_qemu(args: argparse.Namespace) -> int:
+    """``trace import-qemu``: QEMU's own migration stream as a trace, one window per
+    pre-copy iteration (see :mod:`migcodec.datasets.qemu_stream`)."""
+    from migcodec.datasets.qemu_stream import import_qemu_stream, read_sync_points
+
+    points = read_sync_points(args.sync_points) if args.sync_points else None
+    words = ["migcodec", "trace", "import-qemu", args.stream, "--out", args.out]
+    words += ["--sync-points", args.sync_points] if args.sync_points else []
+    words += ["--codec", args.codec] + (["--force"] if args.force else [])
+    try:
+        stats, info = import_qemu_stream(
+            args.stream,
+            args.out,
+            sync_points=points,
+            codec=args.codec,
+            overwrite=args.force,
+            command=shlex.join(words),
+        )
+    except TraceError:
+        raise
+    except OSError as exc:  # the stream or the output directory
+        raise ValueError(f"{exc.filename or args.stream}: {exc.strerror or exc}") from None
+    cut = "QEMU's dirty-bitmap syncs" if points is not None else "passes of QEMU's RAM scan"
+    print(
+        f"{args.out}: {stats.windows} windows ({cut}) from {info.machine or 'a QEMU VM'} with "
+        f"{info.ram_bytes >> 20} MiB of RAM in {len(info.blocks)} blocks; {stats.pages} "
+        f"pages sent: {stats.normal} whole, {stats.zero} zero, {stats.xbzrle} XBZRLE "
+        f"({stats.xbzrle_mismatches} re-encoded differently by migcodec); "
+        f"{stats.record_bytes} bytes of page records in {stats.sections} RAM sections"
+    )
+    return 0
+
+
 def _run(func):
     """A missing, damaged or unreadable trace, or a value a workload cannot use, is one line
     and exit status 2: the input must change (as for every migcodec command)."""
@@ -284,3 +317,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--force", action="store_true", help="replace an existing trace")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=_run(capture))
+
+    q = tsub.add_parser(
+        "import-qemu",
+        help='a QEMU migration stream (migrate "exec:cat > FILE") as a trace, one window '
+        "per pre-copy iteration",
+    )
+    q.add_argument("stream", help="the stream file (plain, gzip or xz)")
+    q.add_argument("--out", required=True, help="trace directory")
+    q.add_argument(
+        "--sync-points",
+        help="JSON: per dirty-bitmap sync, the RAM sections written before it (as "
+        "corpus/qemu_stream.py records); windows are then QEMU's iterations, else passes "
+        "of its RAM scan",
+    )
+    q.add_argument("--codec", default="zstd", help="codec that stores the pages")
+    q.add_argument("--force", action="store_true", help="replace an existing trace")
+    q.set_defaults(func=_run(import_qemu))

@@ -28,11 +28,18 @@ RUN_BYTES = 12  # what one run costs on the wire (u64 first page + u32 count)
 #: one encode in this many reads the thread's CPU clock; see Codec.encode
 CPU_SAMPLE_EVERY = 8
 _ZERO, _RAW, _ENCODED = (np.uint8(m) for m in (PageMode.ZERO, PageMode.RAW, PageMode.ENCODED))
+_RAW_BYTE = bytes([PageMode.RAW])
 _ALL_ENCODED = np.full(4096, _ENCODED, dtype=np.uint8)
 _ALL_ENCODED.flags.writeable = False
 # read-only "every page encoded" mode tables, one per batch size up to the common maximum
 # of 64 pages, so the hot path indexes a tuple instead of slicing an array per batch
 _ALL_ENCODED_BY_COUNT = tuple(_ALL_ENCODED[:n] for n in range(65))
+
+
+def _all_raw(data: np.ndarray, copy: bool) -> tuple:
+    """Every page of ``data`` as the one raw segment: a view, or a copy when ``copy``."""
+    flat = data.reshape(-1)
+    return (flat.copy() if copy else flat,)
 
 
 @dataclass(frozen=True)
@@ -189,22 +196,23 @@ class Codec(ABC):
         page_size = batch.page_size
         block = batch.pages(out=staging)
         record = destination is not None and (self.reads_destination or destination.recording)
-        if record and staging is None and batch.is_single_run():
-            block = block.copy()  # a live view: the mirror must get what was encoded
+        # A recorded batch read in place: the guest may write once encode returns, so the
+        # frame must not show it raw pages that differ from what the mirror records. Only
+        # those are copied (below); deltas and compressed blobs are copies already, and the
+        # mirror records the pages before encode returns, while memory still holds still.
+        live = record and staging is None and batch.is_single_run()
         n = block.shape[0]
         zero = zero_page_rows(block)
         if zero is None and n <= _ALL_ENCODED.size:
             # shared and read-only; copied before any change
             modes = _ALL_ENCODED_BY_COUNT[n] if n <= 64 else _ALL_ENCODED[:n]
-            held = self._held(destination, batch.page_indices)
-            result = self._encode_pages(block, held)
+            result = self._transform(block, destination, batch, None)
             blob = result.blob
             if result.modes is None and isinstance(blob, bytes) and len(blob) < block.nbytes:
                 segments: tuple = (blob,)
                 payload_nbytes = len(blob)
             else:
-                modes = modes.copy()
-                segments = self._lay_out(result, block, modes, None, page_size)
+                segments, modes = self._lay_out(result, block, None, page_size, live)
                 payload_nbytes = nbytes_of(segments)
         else:
             modes = np.full(n, _ENCODED, dtype=np.uint8)
@@ -215,11 +223,10 @@ class Codec(ABC):
             n_zero = int(np.count_nonzero(zero))
             if n_zero < n:
                 nonzero = np.flatnonzero(~zero)
-                data = block[nonzero]
-                held = self._held(destination, batch.page_indices[nonzero])
-                segments = self._lay_out(
-                    self._encode_pages(data, held), data, modes, nonzero, page_size
-                )
+                data = block[nonzero]  # a copy: its raw pages are a snapshot already
+                result = self._transform(data, destination, batch, nonzero)
+                segments, sub = self._lay_out(result, data, nonzero, page_size, False)
+                modes[nonzero] = sub
             payload_nbytes = nbytes_of(segments)
         if destination is not None:
             destination.sent(batch.page_indices, block, zero, record)
@@ -241,46 +248,60 @@ class Codec(ABC):
         )
         return Encoded(self.name, page_size, batch.runs, modes, segments, stats)
 
-    def _held(self, destination: DestinationMirror | None, indices: np.ndarray) -> Held | None:
-        """What the transform is told of the destination: only a destination reader is."""
+    def _transform(
+        self,
+        pages: np.ndarray,
+        destination: DestinationMirror | None,
+        batch: Batch,
+        rows: np.ndarray | None,
+    ) -> PageEncoding:
+        """Run the transform on ``pages`` (the batch's, or its ``rows``), telling a
+        destination reader (only) what the destination holds. Its held versions are read in
+        the mirror's store where the mirror can lend them (:meth:`DestinationMirror.lend`),
+        which saves a copy of every page; the slots are given back as soon as the transform
+        returns, before the batch is recorded."""
         if destination is None or not self.reads_destination:
-            return None
-        return destination.reference(indices)
+            return self._encode_pages(pages, None)
+        indices = batch.page_indices if rows is None else batch.page_indices[rows]
+        held, lent = destination.lend(indices)
+        try:
+            return self._encode_pages(pages, held)
+        finally:
+            destination.give_back(lent)
 
     @staticmethod
     def _lay_out(
         result: PageEncoding,
         data: np.ndarray,
-        modes: np.ndarray,
         nonzero: np.ndarray | None,
         page_size: int,
-    ) -> tuple:
-        """Payload segments for the non-zero pages: raw pages first, then the blob.
+        copy_raw: bool,
+    ) -> tuple[tuple, np.ndarray]:
+        """Payload segments for the non-zero pages (raw pages first, then the blob) and
+        their modes (a new array).
 
         Applies the raw fall-back: a blob not smaller than the pages it covers is dropped
-        and those pages go raw. Updates ``modes`` for the non-zero pages in place.
+        and those pages go raw. ``copy_raw``: ``data`` views memory that may change once
+        encode returns, so raw pages are copied rather than viewed.
         """
         blob, sub = result.blob, result.modes
-        blob_nbytes = nbytes_of((blob,))
-        where = slice(None) if nonzero is None else nonzero
+        blob_nbytes = len(blob) if type(blob) is bytes else nbytes_of((blob,))
+        n = data.shape[0]
         if sub is None:
             if blob_nbytes < data.nbytes:
-                return (blob,)
-            modes[where] = _RAW
-            return (data.reshape(-1),)
-        is_raw = sub == _RAW
-        n_raw = int(np.count_nonzero(is_raw))
-        n_encoded = sub.shape[0] - n_raw
+                return (blob,), np.full(n, _ENCODED, dtype=np.uint8)
+            return _all_raw(data, copy_raw), np.full(n, _RAW, dtype=np.uint8)
+        sub = np.asarray(sub, dtype=np.uint8)
+        n_raw = sub.tobytes().count(_RAW_BYTE)  # one call; the mask only when it is needed
+        n_encoded = n - n_raw
         if n_encoded and blob_nbytes >= n_encoded * page_size:
-            modes[where] = _RAW  # encoding did not pay: every non-zero page goes raw
-            return (data.reshape(-1),)
-        modes[where] = sub
-        parts = []
-        if n_raw:
-            parts.append((data if n_raw == sub.shape[0] else data[is_raw]).reshape(-1))
-        if n_encoded and blob_nbytes:
-            parts.append(blob)
-        return tuple(parts)
+            # encoding did not pay: every non-zero page goes raw
+            return _all_raw(data, copy_raw), np.full(n, _RAW, dtype=np.uint8)
+        modes = sub.copy()  # the transform's array may be shared
+        if not n_raw:
+            return ((blob,) if blob_nbytes else ()), modes
+        raw = _all_raw(data, copy_raw) if n_raw == n else (data[sub == _RAW].reshape(-1),)
+        return ((*raw, blob) if n_encoded and blob_nbytes else raw), modes
 
     def probe_path(self) -> str:
         """Which path this instance runs; hardware plugins report per instance."""
@@ -302,6 +323,42 @@ class Codec(ABC):
             raise DecodeError(f"page mode {int(modes.max())} is not defined")
         self.decode_checked(encoded, view)
 
+    def _decode_one_run(self, encoded: Encoded, modes: np.ndarray, view: np.ndarray) -> bool:
+        """The common frame, one run of pages all raw or all encoded, decoded with slices
+        instead of index arrays; ``False`` (nothing done) for any other frame. The checks
+        and messages are :meth:`decode_checked`'s."""
+        first, count = encoded.runs[0].tolist()
+        kinds = modes.tobytes()
+        page_size = encoded.page_size
+        payload = encoded.payload_view()
+        if kinds.count(_RAW_BYTE) == count:
+            nbytes = count * page_size
+            if payload.nbytes < nbytes:
+                raise DecodeError(
+                    f"payload of {payload.nbytes} bytes is shorter than its "
+                    f"{count} raw pages ({nbytes} bytes)"
+                )
+            if payload.nbytes != nbytes:
+                raise DecodeError(
+                    f"payload has {payload.nbytes - nbytes} bytes beyond its raw pages "
+                    "but no encoded page"
+                )
+            view[first : first + count] = np.frombuffer(payload, np.uint8).reshape(-1, page_size)
+            return True
+        if min(kinds) < PageMode.ENCODED:
+            return False
+        # a copy: a transform may write it before it finds the payload malformed
+        current = view[first : first + count].copy() if self.reads_destination else None
+        out = self._decode_pages(payload, modes, current, page_size)
+        decoded = np.frombuffer(out, dtype=np.uint8)
+        if decoded.size != count * page_size:
+            raise DecodeError(
+                f"{self.name} decoded {decoded.size} bytes where "
+                f"{count} pages ({count * page_size} bytes) were expected"
+            )
+        view[first : first + count] = decoded.reshape(-1, page_size)
+        return True
+
     def decode_checked(self, encoded: Encoded, view: np.ndarray) -> None:
         """:meth:`decode` into a ``(n_pages, page_size)`` view whose runs and page modes the
         caller has already checked against it (a wire reader checks each frame as it parses
@@ -309,7 +366,11 @@ class Codec(ABC):
         before the first write."""
         page_size = encoded.page_size
         modes = np.asarray(encoded.modes, dtype=np.uint8)
-        indices = expand_runs(encoded.runs)
+        runs = encoded.runs
+        one_run = runs.shape[0] == 1 and modes.shape[0] == runs[0, 1]
+        if one_run and self._decode_one_run(encoded, modes, view):
+            return
+        indices = expand_runs(runs)
         if modes.shape != indices.shape:
             raise DecodeError(f"{modes.shape[0]} page modes for a batch of {indices.size} pages")
         payload = encoded.payload_view()

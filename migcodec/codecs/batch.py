@@ -66,6 +66,24 @@ def check_runs(runs: np.ndarray, n_memory_pages: int, max_pages: int) -> int:
     return total
 
 
+def check_run(first: int, count: int, n_memory_pages: int, max_pages: int) -> int:
+    """:func:`check_runs` for a request of one run, on Python integers: the checks and
+    messages are the same, without the array operations (every single-run batch and
+    frame pays for them)."""
+    if count <= 0:
+        raise InvalidBatch(f"run 0 is empty ({count} pages); runs need >= 1 page")
+    if first < 0 or first > n_memory_pages - count:
+        raise InvalidBatch(
+            f"run 0 (first page {first}, {count} pages) lies outside "
+            f"guest memory of {n_memory_pages} pages"
+        )
+    if count > max_pages:
+        raise InvalidBatch(
+            f"batch names {count} pages, more than the maximum of {max_pages}; split it"
+        )
+    return count
+
+
 def expand_runs(runs: np.ndarray) -> np.ndarray:
     """Page indices named by ``runs``, in run order, without a Python loop."""
     counts = runs[:, 1]
@@ -92,11 +110,13 @@ class Batch:
         self.max_pages = max_pages
         self.memory = page_view(memory, page_size)
         self.runs = as_runs(runs)
-        self.n_pages = check_runs(self.runs, self.memory.shape[0], max_pages)
         self._span = None
         if self.runs.shape[0] == 1:
-            first = int(self.runs[0, 0])
-            self._span = (first, first + self.n_pages)
+            first, count = self.runs[0].tolist()
+            self.n_pages = check_run(first, count, self.memory.shape[0], max_pages)
+            self._span = (first, first + count)
+        else:
+            self.n_pages = check_runs(self.runs, self.memory.shape[0], max_pages)
 
     @cached_property
     def page_indices(self) -> np.ndarray:

@@ -45,6 +45,8 @@ _STATUS_MODE = np.array([UNCHANGED, DELTA, RAW], dtype=np.uint8)  # indexed by S
 
 _HEADER = np.dtype("<u4")
 _LENGTH = np.dtype("<u2")
+_NO_FALLBACK = np.zeros(1, dtype=_HEADER).tobytes()
+_NO_LENGTHS = np.zeros(0, dtype=_LENGTH)
 
 
 class DeltaCodec(Codec):
@@ -94,8 +96,10 @@ class DeltaCodec(Codec):
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Deltas of ``new`` against ``old`` (both ``(m, page_size)``), vectorised.
 
-        Returns a ``STATUS_*`` per page, the u16 length field of each ``STATUS_DELTA`` page
-        (in page order) and the concatenated deltas of those pages as a uint8 array.
+        Returns a ``STATUS_*`` per page (uint8), the little-endian u16 length field of each
+        ``STATUS_DELTA`` page in page order (a ``<u2`` array) and the concatenated deltas
+        of those pages (any buffer of bytes: a uint8 array, or ``bytes`` from a C kernel).
+        ``old`` may be a read-only view of the mirror's store.
         """
 
     @abstractmethod
@@ -107,29 +111,26 @@ class DeltaCodec(Codec):
     def _encode_pages(self, pages: np.ndarray, held: Held | None) -> PageEncoding:
         page_size = pages.shape[1]
         self.check_page_size(page_size)
-        n = pages.shape[0]
-        all_hit = held is not None and bool(held.hit.all())
-        lengths = np.zeros(0, dtype=_LENGTH)
-        deltas = np.zeros(0, dtype=np.uint8)
-        if all_hit:
+        if held is not None and held.complete:  # every page held: deltas only
             status, lengths, deltas = self._make_deltas(held.versions, pages)
-            modes = _STATUS_MODE[status]
-        else:
-            modes = np.full(n, FALLBACK, dtype=np.uint8)
-            if held is not None and held.versions.shape[0]:
-                hit_rows = np.flatnonzero(held.hit)
-                status, lengths, deltas = self._make_deltas(held.versions, pages[hit_rows])
-                modes[hit_rows] = _STATUS_MODE[status]
-        fallback_blob = self._encode_fallback(pages, modes, all_hit)
+            blob = b"".join((_NO_FALLBACK, lengths, deltas))  # one copy, into the blob
+            return PageEncoding(blob, _STATUS_MODE[status])
+        n = pages.shape[0]
+        lengths = _NO_LENGTHS
+        deltas = b""
+        modes = np.full(n, FALLBACK, dtype=np.uint8)
+        if held is not None and held.versions.shape[0]:
+            hit_rows = np.flatnonzero(held.hit)
+            status, lengths, deltas = self._make_deltas(held.versions, pages[hit_rows])
+            modes[hit_rows] = _STATUS_MODE[status]
+        fallback_blob = self._encode_fallback(pages, modes)
         header = np.array([len(fallback_blob)], dtype=_HEADER).tobytes()
         # join takes the arrays' buffers as they are: one copy, into the blob
-        blob = b"".join((header, np.asarray(lengths, dtype=_LENGTH), fallback_blob, deltas))
+        blob = b"".join((header, lengths, fallback_blob, deltas))
         return PageEncoding(blob, modes)
 
-    def _encode_fallback(self, snap: np.ndarray, modes: np.ndarray, all_hit: bool) -> bytes:
+    def _encode_fallback(self, snap: np.ndarray, modes: np.ndarray) -> bytes:
         """Encode the pages not known to be held; they go raw when it does not pay."""
-        if all_hit:
-            return b""
         rows = np.flatnonzero(modes == FALLBACK)
         if rows.size == 0:
             return b""

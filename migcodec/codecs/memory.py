@@ -49,3 +49,20 @@ def rows_as_slice(rows: np.ndarray) -> slice | np.ndarray:
     ):
         return slice(first, first + rows.size)
     return rows
+
+
+#: 0, 1, 2, ... as int64 bytes: consecutive rows, less their first, are a prefix of it
+_IOTA = np.arange(4096, dtype=np.int64)
+_IOTA_BYTES = _IOTA.tobytes()
+
+
+def consecutive_rows(rows: np.ndarray) -> slice | np.ndarray:
+    """:func:`rows_as_slice` for int64 rows, with fewer calls on the hot path (the mirror
+    looks up every batch): one subtraction and a byte comparison."""
+    n = rows.shape[0]
+    if rows.dtype != np.int64 or not 1 < n <= _IOTA.size:
+        return rows_as_slice(rows)
+    first = rows.item(0)
+    if rows.item(n - 1) - first == n - 1 and (rows - first).tobytes() == _IOTA_BYTES[: 8 * n]:
+        return slice(first, first + n)
+    return rows

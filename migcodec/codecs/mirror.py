@@ -22,6 +22,14 @@ delta needs them. Either way the mirror never holds a version the destination do
 Rules the stream keeps (the migration engine does, by sending each page at most once per
 iteration and draining iterations): frames are decoded in the order their pages were encoded,
 and a batch's pages are not encoded again before that batch has been encoded.
+
+A delta codec's transform reads every held version once, so the framework does not copy
+them out: :meth:`DestinationMirror.lend` hands out a read-only view of the slots when the
+batch is held whole in consecutive slots (a single run of pages, the common case), and
+those slots are *lent* until :meth:`~DestinationMirror.give_back`. Meanwhile no store
+overwrites a lent slot: another batch's page that maps there is not recorded (and forgotten
+if the slot named it), which is always safe, since a page the mirror does not hold is a
+miss, never a wrong base.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from migcodec.codecs.memory import rows_as_slice
+from migcodec.codecs.memory import consecutive_rows
 
 #: QEMU's default XBZRLE cache size (``xbzrle-cache-size``), 64 MiB
 DEFAULT_MIRROR_BYTES = 64 << 20
@@ -41,10 +49,16 @@ _EMPTY = -1
 
 class Held(NamedTuple):
     """What the destination holds for some pages: ``hit`` per page, and ``versions``, the
-    held pages of the hits in order (a private copy: the mirror may change meanwhile)."""
+    held pages of the hits in order: a private copy (:meth:`DestinationMirror.reference`),
+    or a read-only view of slots lent to the caller (:meth:`DestinationMirror.lend`)."""
 
     hit: np.ndarray
     versions: np.ndarray
+
+    @property
+    def complete(self) -> bool:
+        """Whether the destination holds every page (``versions`` has one per page)."""
+        return self.versions.shape[0] == self.hit.shape[0]
 
 
 class DestinationMirror:
@@ -72,7 +86,10 @@ class DestinationMirror:
         self.recording = recording
         self.keys = np.full(self.n_slots, _EMPTY, dtype=np.int64)
         self.data = np.zeros((self.n_slots, page_size), dtype=np.uint8)
+        self._readonly = self.data.view()  # what lend hands out: views that cannot write
+        self._readonly.flags.writeable = False
         self.lock = threading.Lock()
+        self._lent: list[slice] = []  # slots whose data an encode reads in place (lend)
 
     @classmethod
     def holding(cls, indices: np.ndarray, pages: np.ndarray) -> DestinationMirror:
@@ -92,8 +109,11 @@ class DestinationMirror:
 
     def prefault(self) -> None:
         """Touch the whole store now (QEMU sizes its XBZRLE cache at migration set-up too),
-        so its page faults are set-up cost, not taken from the first encodes."""
+        so its page faults are set-up cost, not taken from the first encodes. Only before
+        the stream starts: it zeroes the store."""
         with self.lock:
+            if self._lent:
+                raise RuntimeError("prefault() while slots are lent to an encode")
             self.data.fill(0)
 
     # -- reading ------------------------------------------------------------------------------
@@ -103,11 +123,45 @@ class DestinationMirror:
             slots = indices % self.n_slots
             hit = self.keys[slots] == indices
             if hit.all():
-                where = rows_as_slice(slots)
+                where = consecutive_rows(slots)
                 versions = self.data[where].copy() if isinstance(where, slice) else self.data[slots]
             else:
                 versions = self.data[slots[hit]]
         return Held(hit, versions)
+
+    def lend(self, indices: np.ndarray) -> tuple[Held, slice | None]:
+        """:meth:`reference` without the copy where it can: when every page is held, in
+        consecutive slots none of which is lent already, ``versions`` is a read-only view
+        of the store and those slots are lent (returned as a slice) until
+        :meth:`give_back`; otherwise a copy as :meth:`reference` makes, and ``None``.
+
+        A lent slot is not overwritten, so the view stays the version the destination
+        holds while the caller reads it. Give it back as soon as the reading is done (the
+        framework does, right after the transform, before it records the batch).
+        """
+        n = indices.shape[0]
+        with self.lock:
+            if n:
+                start = indices.item(0) % self.n_slots
+                stop = start + n
+                # keys equal to the indices in consecutive slots: each page is in its slot
+                # (compared as bytes: one call; int64 indices, as batches have)
+                if (
+                    stop <= self.n_slots
+                    and not (self._lent and self._lent_within(start, stop))
+                    and self.keys[start:stop].tobytes() == indices.tobytes()
+                ):
+                    where = slice(start, stop)
+                    self._lent.append(where)
+                    return Held(_all_true(n), self._readonly[where]), where
+        return self.reference(indices), None
+
+    def give_back(self, lent: slice | None) -> None:
+        """End a :meth:`lend`: its slots may be overwritten again."""
+        if lent is None:
+            return
+        with self.lock:
+            self._lent.remove(lent)  # lent ranges never overlap: this is the one lent
 
     def held(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per page of ``indices``: whether it is known, and its held version (zeros for
@@ -157,11 +211,22 @@ class DestinationMirror:
 
     # -- internals (the caller holds the lock) ------------------------------------------------
     def _store(self, indices: np.ndarray, pages: np.ndarray) -> None:
-        """Where two pages of one call share a slot, the later one wins, as if stored in order."""
+        """Where two pages of one call share a slot, the later one wins, as if stored in order.
+        Lent slots are not written: a page that maps to one is forgotten instead."""
         if not indices.size:
             return
         slots = indices % self.n_slots
-        where = rows_as_slice(slots)
+        if self._lent:
+            lent = np.zeros(slots.shape[0], dtype=bool)
+            for taken in self._lent:
+                lent |= (slots >= taken.start) & (slots < taken.stop)
+            if lent.any():
+                self._forget(indices[lent])
+                keep = ~lent
+                indices, pages, slots = indices[keep], pages[keep], slots[keep]
+                if not indices.size:
+                    return
+        where = consecutive_rows(slots)
         if isinstance(where, slice):  # consecutive slots: distinct, one memcpy
             self.keys[where] = indices
             self.data[where] = pages
@@ -174,11 +239,24 @@ class DestinationMirror:
             self.keys[slots[keep]] = indices[keep]
             self.data[slots[keep]] = pages[keep]
 
+    def _lent_within(self, start: int, stop: int) -> bool:
+        """Whether any of the slots ``start..stop-1`` is lent."""
+        return any(taken.start < stop and start < taken.stop for taken in self._lent)
+
     def _forget(self, indices: np.ndarray) -> None:
         slots = indices % self.n_slots
         stale = self.keys[slots] == indices
         if stale.any():
             self.keys[slots[stale]] = _EMPTY
+
+
+_ALL_TRUE = np.ones(4096, dtype=bool)
+_ALL_TRUE.flags.writeable = False
+
+
+def _all_true(n: int) -> np.ndarray:
+    """A read-only all-true mask of ``n`` entries, shared for common batch sizes."""
+    return _ALL_TRUE[:n] if n <= _ALL_TRUE.size else np.ones(n, dtype=bool)
 
 
 def _last_per_slot(slots: np.ndarray) -> np.ndarray | None:

@@ -8,6 +8,8 @@ install, and never hides the others.
 from __future__ import annotations
 
 import importlib.metadata
+import os
+import sys
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -47,10 +49,37 @@ class PluginStatus:
         return asdict(self)
 
 
+#: the last scan of the entry points, and the state of ``sys.path`` it was made in
+_scan: tuple[tuple, dict[str, importlib.metadata.EntryPoint]] | None = None
+
+
+def _path_state() -> tuple:
+    """``sys.path`` and the modification time of each of its directories: installing or
+    removing a distribution adds or removes a ``.dist-info`` entry in one of them, which
+    changes its time (stevedore keys its own on-disk cache the same way)."""
+    state = []
+    for entry in sys.path:
+        try:
+            state.append((entry, os.stat(entry or ".").st_mtime_ns))
+        except OSError:
+            state.append((entry, None))
+    return tuple(state)
+
+
 def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
+    """The registered plugins by name (the first of a name wins). Scanning every installed
+    distribution's metadata costs tens of milliseconds, and every stream's two ends resolve
+    their codecs, so the scan is kept until ``sys.path`` or one of its directories
+    changes. Callers must not modify the returned mapping."""
+    global _scan
+    state = _path_state()
+    scan = _scan
+    if scan is not None and scan[0] == state:
+        return scan[1]
     eps: dict[str, importlib.metadata.EntryPoint] = {}
     for ep in importlib.metadata.entry_points(group=NAMESPACE):
         eps.setdefault(ep.name, ep)
+    _scan = (state, eps)
     return eps
 
 

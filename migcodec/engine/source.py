@@ -142,6 +142,23 @@ class _Sender(threading.Thread):
                 self.drained.wait(0.5)
 
 
+class _Digest(threading.Thread):
+    """The memory digest computed beside the migration (xxhash runs without the GIL)."""
+
+    def __init__(self, memory: np.ndarray) -> None:
+        super().__init__(name="migcodec-digest", daemon=True)
+        self.memory = memory
+        self.digest = b""
+        self.start()
+
+    def run(self) -> None:
+        self.digest = memory_digest(self.memory)
+
+    def result(self) -> bytes:
+        self.join()
+        return self.digest
+
+
 class MigrationSource:
     """Migrates ``memory`` (``(n_pages, page_size)`` uint8) over a connected socket."""
 
@@ -158,6 +175,11 @@ class MigrationSource:
         self.config = config or MigrationConfig(page_size=memory.shape[1])
         self.chooser = chooser
         self.dirty = dirty or DirtyLog(memory.shape[0])
+        # no guest and no dirty log of the caller's: nothing can change memory while it
+        # migrates (a change would have to be logged to be resent), so its digest, which
+        # the end of the stream carries, can be computed while the pages are on the wire
+        self._still = guest is None and dirty is None
+        self._digest: _Digest | None = None
         self.guest = guest
         self.fallback = get_codec(self.config.fallback_codec)
         for codec in [*chooser.codecs, self.fallback]:
@@ -224,7 +246,9 @@ class MigrationSource:
         # a new stream: the destination holds nothing yet
         self._destination = None
         if any(codec.reads_destination for codec in table):
-            self._destination = DestinationMirror(cfg.page_size, cfg.mirror_bytes, recording=False)
+            # never larger than the memory it mirrors
+            budget = max(min(cfg.mirror_bytes, self.memory.nbytes), cfg.page_size)
+            self._destination = DestinationMirror(cfg.page_size, budget, recording=False)
             self._destination.prefault()
         self.chooser.start_stream(self._destination)
         start = time.perf_counter()
@@ -241,6 +265,7 @@ class MigrationSource:
             self.progress, cfg.page_size, self.dirty, lambda: writer.bytes_written
         )
         sender.start()
+        self._digest = _Digest(self.memory) if self._still else None
         try:
             self._precopy(sock, sender, report, start, ticker)
         finally:
@@ -310,7 +335,8 @@ class MigrationSource:
         if sender.error is not None:
             return
         try:
-            writer.end_stream(memory_digest(self.memory))
+            digest = self._digest.result() if self._digest else memory_digest(self.memory)
+            writer.end_stream(digest)
             read_reply(sock)
             report.verified = True
         except (OSError, WireError) as exc:

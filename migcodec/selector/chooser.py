@@ -178,7 +178,9 @@ class SelectorChooser:
         ends = np.cumsum(counts)
         which = np.searchsorted(ends, rows, side="right")  # batch of each sampled row
         indices = np.empty(rows.size, dtype=np.int64)
-        for b in np.unique(which):  # a few batches per window, not a loop per page
+        # ``which`` is sorted (rows are): its distinct values, without np.unique's overhead
+        batches = which[np.concatenate(([True], which[1:] != which[:-1]))]
+        for b in batches:  # a few batches per window, not a loop per page
             picked = which == b
             start = ends[b] - counts[b]
             indices[picked] = window[b].page_indices[rows[picked] - start]

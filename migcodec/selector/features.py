@@ -128,8 +128,8 @@ def sample_rows(n_pages: int, sample_pages: int, run: int = 4) -> np.ndarray:
     run = max(1, min(run, sample_pages))  # a run never longer than the sample or window
     n_runs = max(1, sample_pages // run)
     starts = np.linspace(0, n_pages - run, n_runs).astype(np.int64)
-    rows = (starts[:, None] + np.arange(run)).reshape(-1)
-    rows = np.unique(rows)
+    rows = np.sort((starts[:, None] + np.arange(run)).reshape(-1))
+    rows = rows[np.concatenate(([True], rows[1:] != rows[:-1]))]  # runs may overlap
     rows.flags.writeable = False  # cached and shared
     return rows
 

@@ -25,7 +25,7 @@ from migcodec.codecs import (
     get_codec,
     page_view,
 )
-from migcodec.codecs.batch import check_runs
+from migcodec.codecs.batch import check_run, check_runs
 from migcodec.codecs.encoded import MAX_PAGE_MODE
 from migcodec.wire import format as fmt
 from migcodec.wire.digest import memory_digest
@@ -271,7 +271,36 @@ class FrameReader:
 
     def _parse_data(self, index, start, codec_id, run_count, page_count, body) -> Encoded:
         runs_end = run_count * fmt.RUN.size
-        raw_runs = np.frombuffer(body[:runs_end], dtype=fmt.RUN_DTYPE)
+        if run_count == 1:  # the common frame: checked on Python integers, same messages
+            first, count = fmt.RUN.unpack_from(body)
+            if first >= self.memory_pages:
+                raise RunOutOfBounds(
+                    f"run 0 starts at page {first}, beyond memory of {self.memory_pages} pages",
+                    index,
+                    start,
+                )
+            try:
+                n_pages = check_run(first, count, self.memory_pages, self.preamble.max_batch_pages)
+            except InvalidBatch as exc:
+                raise RunOutOfBounds(str(exc), index, start) from exc
+            runs = np.array([[first, count]], dtype=np.int64)
+        else:
+            runs = self._parse_runs(index, start, body[:runs_end])
+            n_pages = int(runs[:, 1].sum())
+        if n_pages != page_count:
+            raise MalformedFrame(
+                f"runs name {n_pages} pages but the header says {page_count}", index, start
+            )
+        modes = np.frombuffer(body[runs_end : runs_end + page_count], dtype=np.uint8)
+        if modes.max() > MAX_PAGE_MODE:
+            raise MalformedFrame(f"undefined page mode {int(modes.max())}", index, start)
+        payload = body[runs_end + page_count :]
+        codec = self.codecs[codec_id]
+        return Encoded(codec.name, self.page_size, runs, modes, (payload,) if payload else ())
+
+    def _parse_runs(self, index, start, raw) -> np.ndarray:
+        """Several runs, checked against memory and each other (:func:`check_runs`)."""
+        raw_runs = np.frombuffer(raw, dtype=fmt.RUN_DTYPE)
         first = raw_runs["first"]
         # on the unsigned wire value: a first page >= 2**63 would wrap negative as int64
         if (first >= self.memory_pages).any():
@@ -284,19 +313,10 @@ class FrameReader:
             )
         runs = np.stack([first.astype(np.int64), raw_runs["count"].astype(np.int64)], axis=1)
         try:
-            n_pages = check_runs(runs, self.memory_pages, self.preamble.max_batch_pages)
+            check_runs(runs, self.memory_pages, self.preamble.max_batch_pages)
         except InvalidBatch as exc:
             raise RunOutOfBounds(str(exc), index, start) from exc
-        if n_pages != page_count:
-            raise MalformedFrame(
-                f"runs name {n_pages} pages but the header says {page_count}", index, start
-            )
-        modes = np.frombuffer(body[runs_end : runs_end + page_count], dtype=np.uint8)
-        if (modes > MAX_PAGE_MODE).any():
-            raise MalformedFrame(f"undefined page mode {int(modes.max())}", index, start)
-        payload = body[runs_end + page_count :]
-        codec = self.codecs[codec_id]
-        return Encoded(codec.name, self.page_size, runs, modes, (payload,) if payload else ())
+        return runs
 
     def _view(self, memory: object) -> np.ndarray:
         """``memory`` as pages, refused (:class:`MemoryMismatch`) unless it is exactly the

@@ -11,8 +11,16 @@ from hypothesis import strategies as st
 from migcodec.codecs import Batch, DecodeError, DestinationMirror, Encoded, get_codec
 from migcodec.codecs.plugins.dsa_delta import apply_delta_records
 from migcodec.codecs.plugins.xbzrle import xbzrle_decode, xbzrle_encode
+from tests.codecs.kernel_paths import PATHS, kernels
 
 PAGE = 4096
+
+
+@pytest.fixture(autouse=True, params=PATHS)
+def kernel_path(request):
+    """Every test here runs on the C delta kernels and on the numpy ones."""
+    with kernels(request.param):
+        yield request.param
 
 
 def _guarded(m: int) -> tuple[np.ndarray, np.ndarray]:

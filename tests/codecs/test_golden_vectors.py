@@ -12,8 +12,16 @@ import pytest
 
 from migcodec.codecs.plugins.dsa_delta import apply_delta_records, create_delta_records
 from migcodec.codecs.plugins.xbzrle import xbzrle_decode, xbzrle_encode
+from tests.codecs.kernel_paths import PATHS, kernels
 
 VECTORS = Path(__file__).with_name("vectors") / "golden.npz"
+
+
+@pytest.fixture(autouse=True, params=PATHS)
+def kernel_path(request):
+    """Every test here runs on the C delta kernels and on the numpy ones."""
+    with kernels(request.param):
+        yield request.param
 
 
 @pytest.fixture(scope="module")

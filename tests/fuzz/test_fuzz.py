@@ -8,7 +8,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.codecs.kernel_paths import PATHS, kernels
 from tests.fuzz.targets import TARGETS, available_codecs
+
+
+@pytest.fixture(autouse=True, params=PATHS)
+def kernel_path(request):
+    """Every target runs with the C delta kernels and with the numpy ones."""
+    with kernels(request.param):
+        yield request.param
+
 
 BUDGET = {"mutated_stream": 120, "truncated_stream": 60, "codec_blob": 150, "forged_trace": 40}
 

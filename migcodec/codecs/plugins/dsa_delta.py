@@ -1,14 +1,18 @@
-"""``dsa-delta``: Intel DSA's Create/Apply Delta Record format, built with numpy.
+"""``dsa-delta``: Intel DSA's Create/Apply Delta Record format, in software or on the device.
 
 A delta record is a list of 10-byte entries, each a little-endian u16 offset counted in
 8-byte words followed by the 8 new bytes of that word, in ascending offset order. The format
-is exact, so the numpy path writes the same bytes as the device and as DML's software
+is exact, so the software paths write the same bytes as the device and as DML's software
 reference (``sources/core/src/sw_dispatcher/ref/create_delta.c``), including at the maximum
 record size: DML writes entries while ``size + 10 <= max``; a record that exactly fills the
 maximum with no further difference completes as ``NOT_EQUAL`` (1); a further difference
 gives ``OVERFLOW`` (2) and a partial record of the first ``max // 10`` entries. Identical
 pages give ``EQUAL`` (0) and an empty record. ``tests/codecs/vectors`` holds records that
 DML's reference wrote, checked byte for byte.
+
+Two software implementations write the same bytes and raise the same errors: C kernels
+(``_deltas.c``, one pass per page without the GIL) where they were built, and the numpy
+versions here otherwise; :mod:`~migcodec.codecs.delta_kernels` says which runs.
 
 In the codec an overflowing page, or one whose record would not be smaller than the page
 (with its 2-byte length), goes raw; an identical page goes as ``UNCHANGED`` with no payload.
@@ -34,8 +38,10 @@ from typing import Any
 
 import numpy as np
 
+from migcodec.codecs import delta_kernels
 from migcodec.codecs.base import Probe
 from migcodec.codecs.delta import STATUS_DELTA, STATUS_RAW, STATUS_UNCHANGED, DeltaCodec
+from migcodec.codecs.delta_kernels import contiguous
 from migcodec.codecs.errors import DecodeError
 
 ENTRY_BYTES = 10
@@ -66,6 +72,26 @@ def create_delta_records(
     records of overflowing pages are left out (their size is then 0), which is what a codec
     that sends those pages raw wants, for less work.
     """
+    native = delta_kernels.native
+    if native is None:
+        return _numpy_create_delta_records(old, new, max_record_size, partial)
+    if new.shape != old.shape:
+        raise ValueError(f"pages {new.shape} and their old versions {old.shape} differ in shape")
+    results, sizes, records = native.dsa_create(
+        contiguous(old), contiguous(new), old.shape[1], max_record_size // ENTRY_BYTES, partial
+    )
+    return (
+        np.frombuffer(results, np.uint8),
+        np.frombuffer(sizes, np.int64),
+        np.frombuffer(records, np.uint8),
+    )
+
+
+def _numpy_create_delta_records(
+    old: np.ndarray, new: np.ndarray, max_record_size: int, partial: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`create_delta_records` in numpy: one flat compare over the batch, then the
+    changed words' positions give each page's entries."""
     m, page_size = old.shape
     n_words = page_size // 8
     words_new = new.reshape(-1).view("<u8")
@@ -100,30 +126,68 @@ def apply_delta_records(pages: np.ndarray, records: np.ndarray, sizes: np.ndarra
     ``records`` is the concatenation of one record per page of ``pages`` with the given byte
     sizes. Raises :class:`DecodeError`, before writing anything, unless every size is a
     whole number of entries, the sizes add up to the records, and every page's offsets
-    ascend strictly and lie inside the page.
+    ascend strictly and lie inside the page (the largest offset is named when one does not).
     """
     m, page_size = pages.shape
+    sizes = np.asarray(sizes)
+    if sizes.shape != (m,):
+        raise _sizes_error()
+    native = delta_kernels.native
+    if native is None or page_size % 8 or not (pages.flags.c_contiguous and pages.flags.writeable):
+        _numpy_apply_delta_records(pages, records, sizes)
+        return
+    failed = native.dsa_apply(
+        pages, contiguous(records), np.ascontiguousarray(sizes, dtype=np.int64), page_size
+    )
+    if failed is None:
+        return
+    code, value = failed
+    if code == 1:
+        raise _sizes_error()
+    if code == 2:
+        raise _fill_error(records.size, value)
+    if code == 3:
+        raise _outside_error(value, page_size)
+    raise _order_error()
+
+
+def _sizes_error() -> DecodeError:
+    return DecodeError(f"delta record sizes must be multiples of {ENTRY_BYTES} bytes, one per page")
+
+
+def _fill_error(size: int, total: int) -> DecodeError:
+    return DecodeError(f"delta records fill {size} bytes where their sizes say {total}")
+
+
+def _outside_error(offset: int, page_size: int) -> DecodeError:
+    return DecodeError(
+        f"delta record offset {offset} (8-byte words) lies outside a {page_size}-byte page"
+    )
+
+
+def _order_error() -> DecodeError:
+    return DecodeError("delta record offsets do not ascend; the record is corrupt")
+
+
+def _numpy_apply_delta_records(pages: np.ndarray, records: np.ndarray, sizes: np.ndarray) -> None:
+    """:func:`apply_delta_records` in numpy, after its shape check."""
+    m, page_size = pages.shape
     n_words = page_size // 8
-    if sizes.shape != (m,) or (sizes < 0).any() or (sizes % ENTRY_BYTES).any():
-        raise DecodeError(
-            f"delta record sizes must be multiples of {ENTRY_BYTES} bytes, one per page"
-        )
+    if (sizes < 0).any() or (sizes % ENTRY_BYTES).any():
+        raise _sizes_error()
     total = int(sizes.sum())
     if total != records.size:
-        raise DecodeError(f"delta records fill {records.size} bytes where their sizes say {total}")
+        raise _fill_error(records.size, total)
     entries = records.view(RECORD_DTYPE)
     counts = sizes // ENTRY_BYTES
     rows = np.repeat(np.arange(m), counts)
     offsets = entries["offset"].astype(np.int64)
     if offsets.size:
         if int(offsets.max()) >= n_words:
-            raise DecodeError(
-                f"delta record offset {int(offsets.max())} (8-byte words) lies outside a "
-                f"{page_size}-byte page"
-            )
+            raise _outside_error(int(offsets.max()), page_size)
         same_page = rows[1:] == rows[:-1]
         if (same_page & (offsets[1:] <= offsets[:-1])).any():
-            raise DecodeError("delta record offsets do not ascend; the record is corrupt")
+            raise _order_error()
     pages.view("<u8")[rows, offsets] = entries["data"]
 
 
@@ -217,7 +281,10 @@ class DsaDeltaCodec(DeltaCodec):
         if lib is not None:
             return Probe(True, "hardware", why)
         return Probe(
-            True, "software", f"numpy writes DSA's record format; hardware not used: {why}"
+            True,
+            "software",
+            f"DSA's record format in software, delta kernels: {delta_kernels.DELTA_KERNELS}; "
+            f"hardware not used: {why}",
         )
 
     def probe_path(self) -> str:
@@ -245,10 +312,19 @@ class DsaDeltaCodec(DeltaCodec):
             if done is not None:
                 self._request_path = "hardware"
                 return done
-        results, sizes, records = create_delta_records(
+        page_size = old.shape[1]
+        native = delta_kernels.native
+        if native is not None:
+            # a delta page's record (with its u16 length) must also be smaller than the page
+            cap = min(self.max_record_size, page_size - 3) // ENTRY_BYTES
+            status, counts, records = native.dsa_deltas(
+                contiguous(old), contiguous(new), page_size, cap
+            )
+            return np.frombuffer(status, np.uint8), np.frombuffer(counts, "<u2"), records
+        results, sizes, records = _numpy_create_delta_records(
             old, new, self.max_record_size, partial=False
         )
-        return self._delta_parts(results, sizes, records, old.shape[1])
+        return self._delta_parts(results, sizes, records, page_size)
 
     @staticmethod
     def _delta_parts(

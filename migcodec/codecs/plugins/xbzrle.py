@@ -1,4 +1,4 @@
-"""``xbzrle``: QEMU's XBZRLE page encoding, byte for byte, built with numpy over a batch.
+"""``xbzrle``: QEMU's XBZRLE page encoding, byte for byte, over a whole batch.
 
 An encoded page is ``zrun nzrun [zrun nzrun ...]``: the length of a run of unchanged bytes,
 then the length of a run of changed bytes followed by those new bytes, lengths as ULEB128
@@ -15,14 +15,21 @@ Decoding is strict like QEMU's ``xbzrle_decode_buffer`` and ``ram_load``: an enc
 longer than its page, every length is bounds-checked, non-first zero runs and all change
 runs must be non-empty, and nothing is written outside the page. Its memory is bounded: a
 frame is parsed a run of pages at a time.
+
+Two implementations write the same bytes and raise the same errors: C kernels
+(``_deltas.c``, one pass per page without the GIL) where they were built, and the numpy
+versions here (``_numpy_xbzrle_encode`` / ``_numpy_xbzrle_decode``) otherwise;
+:mod:`~migcodec.codecs.delta_kernels` says which runs.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from migcodec.codecs import delta_kernels
 from migcodec.codecs.base import Probe
 from migcodec.codecs.delta import STATUS_DELTA, STATUS_RAW, STATUS_UNCHANGED, DeltaCodec
+from migcodec.codecs.delta_kernels import contiguous
 from migcodec.codecs.errors import DecodeError
 
 #: ``uleb128_encode_small`` asserts lengths <= 0x3fff; runs are shorter than the page
@@ -33,20 +40,48 @@ def _uleb_len(x: np.ndarray) -> np.ndarray:
     return 1 + (x >= 0x80)
 
 
+#: the C kernels' status bytes are delta.py's STATUS_* values
+assert (STATUS_UNCHANGED, STATUS_DELTA, STATUS_RAW) == (0, 1, 2)
+
+
+def _check_page_size(page_size: int) -> None:
+    if page_size > MAX_PAGE_SIZE:
+        raise ValueError(f"XBZRLE encodes pages of at most {MAX_PAGE_SIZE} bytes, not {page_size}")
+
+
 def xbzrle_encode(old: np.ndarray, new: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """QEMU's ``xbzrle_encode_buffer(old, new, page_size, dst, page_size)`` for every page.
 
     Returns ``(results, lengths, data)``: per page QEMU's return value (``-1`` overflow,
-    ``0`` unchanged, else the encoded length), the encoded lengths of the pages with a
-    positive result, and those encodings concatenated as a uint8 array. Vectorised: the
+    ``0`` unchanged, else the encoded length) and the encoded lengths of the pages with a
+    positive result, both int64, and those encodings concatenated as a uint8 array.
+    """
+    native = delta_kernels.native
+    if native is None:
+        return _numpy_xbzrle_encode(old, new)
+    page_size = old.shape[1]
+    _check_page_size(page_size)
+    if new.shape != old.shape:
+        raise ValueError(f"pages {new.shape} and their old versions {old.shape} differ in shape")
+    results, _, lengths, data = native.xbzrle_encode(contiguous(old), contiguous(new), page_size)
+    return (
+        np.frombuffer(results, np.int32).astype(np.int64),
+        np.frombuffer(lengths, np.uint16).astype(np.int64),
+        np.frombuffer(data, np.uint8),
+    )
+
+
+def _numpy_xbzrle_encode(
+    old: np.ndarray, new: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`xbzrle_encode` in numpy. Vectorised: the
     batch is compared as 64-bit words and only changed words are split into bytes, so the
     work follows the amount of change; runs are breaks in the differing byte positions;
     headers and literals are scattered with index arrays. The literals are exactly the new
     bytes at the differing positions, in order.
     """
     m, page_size = old.shape
-    if page_size > MAX_PAGE_SIZE:
-        raise ValueError(f"XBZRLE encodes pages of at most {MAX_PAGE_SIZE} bytes, not {page_size}")
+    _check_page_size(page_size)
     n_words = page_size // 8
     # Differing bytes, found word by word: only changed words are split into bytes.
     old_words = old.reshape(-1).view(np.uint64)
@@ -125,35 +160,87 @@ MIN_RUN_BYTES = 1 << 18
 MAX_RUNS = 16
 
 
+#: what each of the C kernel's decode codes means (``_deltas.c``), in QEMU's check order;
+#: the numpy parse reports the same texts
+_PAIR_PROBLEMS = {
+    3: "zero run header is cut off",
+    4: "zero run length is longer than 14 bits",
+    5: "zero run of length 0 after the first",
+    6: "zero run goes past the end of the page",
+    7: "change run header is cut off",
+    8: "change run length is longer than 14 bits",
+    9: "change run of length 0",
+    10: "change run goes past the end of the page or the data",
+}
+_LENGTH, _FILL = 1, 2
+
+
+def _length_error(page: int, length: int, page_size: int) -> DecodeError:
+    return DecodeError(
+        f"XBZRLE page {page} of the batch has an encoding of {length} bytes; an "
+        f"encoding has 1..{page_size} (the page size), as QEMU requires"
+    )
+
+
+def _fill_error(size: int, total: int) -> DecodeError:
+    return DecodeError(f"XBZRLE encodings fill {size} bytes where their lengths say {total}")
+
+
+def _pair_error(what: str, page: int) -> DecodeError:
+    return DecodeError(f"XBZRLE {what} (page {page} of the batch); it is corrupt")
+
+
 def xbzrle_decode(pages: np.ndarray, data: np.ndarray, lengths: np.ndarray) -> None:
     """Apply concatenated XBZRLE encodings (``lengths`` bytes each) to ``pages`` in place.
 
     The lengths are checked first, before anything is allocated: one per page, each
     1..page size (QEMU refuses longer encodings: ``ram_load`` "len overflow"), adding up to
-    ``data``. Then runs of whole pages are
-    parsed and applied one run at a time (:func:`_decode_pages`), so the extra memory is
-    bounded by the run, not the frame. A malformed encoding raises :class:`DecodeError`
-    naming the page; pages of earlier runs have then been written (callers that must not
-    see a partial batch decode into a copy, as :class:`~migcodec.codecs.delta.DeltaCodec`
-    does), and nothing is ever written outside ``pages``.
+    ``data``. A malformed encoding raises :class:`DecodeError` naming the first bad page
+    and what is wrong with it, the same from both kernels. Pages before it (and, from the
+    C kernel, the bad page up to its bad run) have then been written: callers that must
+    not see a partial batch decode into a copy, as :class:`~migcodec.codecs.delta.DeltaCodec`
+    does. Nothing is ever written outside ``pages``.
     """
     m, page_size = pages.shape
     lengths = np.asarray(lengths)
     if lengths.shape != (m,):
         raise DecodeError(f"{lengths.size} XBZRLE lengths for a batch of {m} pages")
+    native = delta_kernels.native
+    if (
+        native is None
+        or page_size > MAX_PAGE_SIZE
+        or page_size % 8
+        or not (pages.flags.c_contiguous and pages.flags.writeable)
+    ):
+        _numpy_xbzrle_decode(pages, data, lengths)
+        return
+    lengths = np.ascontiguousarray(lengths, dtype=np.int64)
+    data = contiguous(data)
+    failed = native.xbzrle_decode(pages, data, lengths, page_size)
+    if failed is None:
+        return
+    code, page, a, b = failed
+    if code == _LENGTH:
+        raise _length_error(a, b, page_size)
+    if code == _FILL:
+        raise _fill_error(a, b)
+    raise _pair_error(_PAIR_PROBLEMS[code], page)
+
+
+def _numpy_xbzrle_decode(pages: np.ndarray, data: np.ndarray, lengths: np.ndarray) -> None:
+    """:func:`xbzrle_decode` in numpy, after its shape check. Runs of whole pages are
+    parsed and applied one run at a time (:func:`_decode_pages`), so the extra memory is
+    bounded by the run, not the frame; a failing run writes nothing."""
+    m, page_size = pages.shape
     lengths = lengths.astype(np.int64)
     bad = np.flatnonzero((lengths <= 0) | (lengths > page_size))
     if bad.size:
         i = int(bad[0])
-        raise DecodeError(
-            f"XBZRLE page {i} of the batch has an encoding of {int(lengths[i])} bytes; an "
-            f"encoding has 1..{page_size} (the page size), as QEMU requires"
-        )
+        raise _length_error(i, int(lengths[i]), page_size)
     stops = np.cumsum(lengths)
-    if int(stops[-1]) != data.size:
-        raise DecodeError(
-            f"XBZRLE encodings fill {data.size} bytes where their lengths say {int(stops[-1])}"
-        )
+    total = int(stops[-1]) if m else 0
+    if total != data.size:
+        raise _fill_error(data.size, total)
     run_bytes = max(MIN_RUN_BYTES, -(-data.size // MAX_RUNS))
     first = 0
     while first < m:
@@ -228,18 +315,21 @@ def _decode_pages(pages: np.ndarray, data: np.ndarray, lengths: np.ndarray, base
     page_base[first] = (covered - zrun - n)[first]
     page_base = np.maximum.accumulate(page_base)
     d = covered - n - page_base
-    problems = (
-        (node + 2 > stop, "zero run header is cut off"),
-        (too_long[node], "zero run length is longer than 14 bits"),
-        (~first & (zrun == 0), "zero run of length 0 after the first"),
-        (d > page_size, "zero run goes past the end of the page"),
-        (second[node] + 2 > stop, "change run header is cut off"),
-        (too_long[second[node]], "change run length is longer than 14 bits"),
-        (n == 0, "change run of length 0"),
-        (
-            (d + n > page_size) | (literal[node] + n > stop),
-            "change run goes past the end of the page or the data",
-        ),
+    problems = tuple(
+        zip(
+            (
+                node + 2 > stop,
+                too_long[node],
+                ~first & (zrun == 0),
+                d > page_size,
+                second[node] + 2 > stop,
+                too_long[second[node]],
+                n == 0,
+                (d + n > page_size) | (literal[node] + n > stop),
+            ),
+            _PAIR_PROBLEMS.values(),
+            strict=True,
+        )
     )
     bad = np.zeros(node.size, dtype=bool)
     for mask, _ in problems:
@@ -247,7 +337,7 @@ def _decode_pages(pages: np.ndarray, data: np.ndarray, lengths: np.ndarray, base
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         what = next(text for mask, text in problems if mask[i])
-        raise DecodeError(f"XBZRLE {what} (page {base + int(page[i])} of the batch); it is corrupt")
+        raise _pair_error(what, base + int(page[i]))
     total = int(n.sum())
     offset = np.arange(total) - np.repeat(np.cumsum(n) - n, n)
     flat = pages.reshape(-1)
@@ -259,7 +349,11 @@ class XbzrleCodec(DeltaCodec):
 
     @classmethod
     def probe(cls):
-        return Probe(True, "software", "numpy writes QEMU's XBZRLE format (no device involved)")
+        return Probe(
+            True,
+            "software",
+            f"QEMU's XBZRLE format in software, delta kernels: {delta_kernels.DELTA_KERNELS}",
+        )
 
     name = "xbzrle"
     requires = ("numpy",)
@@ -276,7 +370,14 @@ class XbzrleCodec(DeltaCodec):
         return size
 
     def _make_deltas(self, old, new):
-        results, lengths, data = xbzrle_encode(old, new)
+        native = delta_kernels.native
+        if native is not None:  # the C kernel says each page's status itself
+            _check_page_size(old.shape[1])
+            _, status, lengths, data = native.xbzrle_encode(
+                contiguous(old), contiguous(new), old.shape[1]
+            )
+            return np.frombuffer(status, np.uint8), np.frombuffer(lengths, "<u2"), data
+        results, lengths, data = _numpy_xbzrle_encode(old, new)
         status = np.where(
             results == 0, STATUS_UNCHANGED, np.where(results < 0, STATUS_RAW, STATUS_DELTA)
         ).astype(np.uint8)

@@ -322,7 +322,10 @@ class Auto(Policy):
             self._per_call[c] + self._page_costs(c, self.page_size / payload[c]) * m
         ) * self._factor[c]
         # bought greedily, the most valuable per second first, each charged on top of the
-        # probes bought before it (slack in the window's time absorbs the first ones only)
+        # probes bought before it. Under the throughput objective a probe costs its CPU
+        # time over the workers even where the window leaves CPU idle: probes run on the
+        # thread that feeds the encoders, on cores the encoders and the rest of the host
+        # share, so idle CPU in the model is not free in a pipeline
         worth = np.flatnonzero(gain > 0)
         if not worth.size:
             return mask
@@ -332,7 +335,10 @@ class Auto(Policy):
         spent = 0.0
         gains, costs = gain.tolist(), probe_cpu.tolist()
         for i in sorted(worth.tolist(), key=lambda i: -gains[i] / max(costs[i], 1e-9)):
-            after = self._scalar_loss(guest, out_best, cpu_best + spent + costs[i])
+            if self._fast:
+                after = base + costs[i] / self.objective.workers
+            else:
+                after = self._scalar_loss(guest, out_best, cpu_best + spent + costs[i])
             if gains[i] > self.value * (after - base):
                 mask[c[i]] = True
                 spent += costs[i]

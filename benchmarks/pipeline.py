@@ -1,0 +1,160 @@
+"""The migration pipeline against the socket under it, side by side in one run.
+
+    python benchmarks/pipeline.py [--memory 256MiB] [--rounds 7] [--workers 2] [--json]
+
+Every round opens one loopback TCP connection and moves the same guest memory over it
+twice, in an order that alternates from round to round:
+
+* ``socket``: a plain ``sendall`` loop, 64 pages a call, that the destination reads with
+  ``recv_into`` straight into its memory: the most this socket can carry;
+* ``pipeline``: a migration by the reference engine (``MigrationSource`` with the ``raw``
+  codec, ``--workers`` engines, an unlimited link) of a guest that holds still, so one pass
+  and an empty stop-and-copy finish it, to ``receive_migration`` on the same connection.
+  Everything a migration does is in it: staging snapshots, frames and their checksums, the
+  destination's checks and decode, and the memory digests both sides compute at the end.
+
+Each destination memory is allocated once and reused (a guest's memory exists before it is
+migrated into), and both are checked against the source after every round. Times run from
+the first byte sent to the destination having all of it (for the pipeline:
+its verdict on the digest arrived back). The ratio is ``socket time / pipeline time`` per
+round (the pipeline's share of the socket's throughput), and the median over rounds is
+printed; both halves of a round met the same machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import statistics
+import sys
+import threading
+import time
+
+import numpy as np
+
+from migcodec.codecs import get_codec
+from migcodec.engine import MigrationConfig
+from migcodec.engine.chooser import FixedChooser
+from migcodec.engine.destination import receive_migration
+from migcodec.engine.source import MigrationSource
+from migcodec.units import parse_size
+
+PAGE = 4096
+CHUNK_PAGES = 64
+
+
+def _guest(n_pages: int) -> np.ndarray:
+    """Memory with no zero page (the raw codec would send those as markers)."""
+    words = np.random.default_rng(0).integers(1, 2**63, n_pages * PAGE // 8, dtype=np.uint64)
+    return words.view(np.uint8).reshape(n_pages, PAGE)
+
+
+def _send_plain(sock: socket.socket, memory: np.ndarray) -> None:
+    flat = memoryview(memory.reshape(-1))
+    step = CHUNK_PAGES * PAGE
+    for start in range(0, len(flat), step):
+        sock.sendall(flat[start : start + step])
+
+
+def _receive_plain(sock: socket.socket, memory: np.ndarray) -> None:
+    view = memoryview(memory.reshape(-1))
+    got = 0
+    while got < len(view):
+        n = sock.recv_into(view[got:])
+        if not n:
+            raise ConnectionError(f"the plain stream ended after {got} of {len(view)} bytes")
+        got += n
+
+
+def _round(memory: np.ndarray, dest: dict, workers: int, plain_first: bool) -> dict:
+    """One connection, both transfers; seconds of each and the pipeline's report. ``dest``
+    holds each transfer's destination memory, allocated and touched once (a guest's memory
+    exists before it is migrated into), cleared before the round."""
+    dest_plain, dest_pipeline = dest["plain"], dest["pipeline"]
+    dest_plain.fill(0)
+    dest_pipeline.fill(0)
+    done = {"plain": threading.Event(), "error": None}
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+
+        def destination() -> None:
+            conn, _ = server.accept()
+            with conn:
+                try:
+                    for what in ("plain", "pipeline") if plain_first else ("pipeline", "plain"):
+                        if what == "plain":
+                            _receive_plain(conn, dest_plain)
+                            done["plain"].set()
+                        else:
+                            receive_migration(conn, dest_pipeline)
+                except Exception as exc:  # reported by the source side below
+                    done["error"] = exc
+                    done["plain"].set()
+
+        thread = threading.Thread(target=destination, name="bench-destination")
+        thread.start()
+        with socket.create_connection(("127.0.0.1", server.getsockname()[1])) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            seconds = {}
+            for what in ("plain", "pipeline") if plain_first else ("pipeline", "plain"):
+                t0 = time.perf_counter()
+                if what == "plain":
+                    _send_plain(sock, memory)
+                    done["plain"].wait()
+                else:
+                    config = MigrationConfig(workers=workers, link_rate=None)
+                    source = MigrationSource(memory, FixedChooser(get_codec("raw")), config)
+                    report = source.migrate(sock)
+                seconds[what] = time.perf_counter() - t0
+        thread.join()
+    if done["error"] is not None or not report.succeeded:
+        raise RuntimeError(f"round failed: {done['error'] or report.error}")
+    for what, got in (("plain transfer", dest_plain), ("pipeline", dest_pipeline)):
+        if not np.array_equal(got, memory):
+            raise RuntimeError(f"the {what} delivered different memory")
+    return {"socket_s": seconds["plain"], "pipeline_s": seconds["pipeline"], "report": report}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--memory", default="256MiB")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--workers", type=int, default=2, help="engines of the raw codec")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    n_pages = parse_size(args.memory) // PAGE
+    memory = _guest(n_pages)
+    dest = {"plain": np.zeros_like(memory), "pipeline": np.zeros_like(memory)}
+    _round(memory, dest, args.workers, True)  # warm-up
+    rounds = [_round(memory, dest, args.workers, r % 2 == 0) for r in range(args.rounds)]
+    nbytes = memory.nbytes
+    last = rounds[-1]["report"]
+    result = {
+        "memory_bytes": nbytes,
+        "rounds": args.rounds,
+        "workers": args.workers,
+        "socket_mb_s": nbytes / statistics.median(r["socket_s"] for r in rounds) / 1e6,
+        "pipeline_mb_s": nbytes / statistics.median(r["pipeline_s"] for r in rounds) / 1e6,
+        "pipeline_over_socket": statistics.median(r["socket_s"] / r["pipeline_s"] for r in rounds),
+        "pipeline_frames": last.pages_sent // CHUNK_PAGES,
+        "pipeline_wire_bytes": last.wire_bytes,
+        "pipeline_codec_cpu_s": last.codec_cpu_s,
+        "pipeline_sender_cpu_s": last.sender_cpu_s,
+    }
+    if args.json:
+        json.dump(result, sys.stdout, indent=2)
+        print()
+        return 0
+    print(
+        f"{nbytes >> 20} MiB over loopback TCP, median of {args.rounds} interleaved rounds, "
+        f"raw codec on {args.workers} engines"
+    )
+    print(f"  plain sendall loop    {result['socket_mb_s']:8.0f} MB/s")
+    print(f"  migration pipeline    {result['pipeline_mb_s']:8.0f} MB/s")
+    print(f"  pipeline / socket     {result['pipeline_over_socket']:8.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

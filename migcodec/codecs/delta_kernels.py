@@ -1,0 +1,61 @@
+"""Which delta kernels run: the C extension (``_deltas.c``) or numpy.
+
+XBZRLE's and DSA's page formats are walks along each page; numpy builds them with index
+arrays over the whole batch, the C extension in one pass per page without the GIL. Both
+write the same bytes and raise the same errors (``tests/codecs/test_delta_kernels.py``),
+so the C kernels run wherever they were built and numpy is the fall-back: without a C
+compiler at install time, on a big-endian machine (the kernels write lengths in native
+order), or when ``MIGCODEC_DELTA_KERNELS=numpy`` asks for it (to compare the two).
+:data:`DELTA_KERNELS` says which; the xbzrle and dsa-delta probes repeat it, so
+``migcodec codecs`` shows it.
+
+The plugins read :data:`native` at every call, so tests switch paths by setting it to
+``None`` (:func:`numpy_kernels`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from types import ModuleType
+
+import numpy as np
+
+#: environment variable that selects the numpy kernels even where the C ones are built
+ENV = "MIGCODEC_DELTA_KERNELS"
+
+native: ModuleType | None
+try:
+    from migcodec.codecs import _deltas as native
+except ImportError as exc:  # built without a C compiler: numpy does the same job
+    native = None
+    DELTA_KERNELS = f"numpy (C extension not built: {exc}; reinstall with a C compiler)"
+else:
+    if os.environ.get(ENV, "").lower() == "numpy":
+        native = None
+        DELTA_KERNELS = f"numpy ({ENV}=numpy)"
+    elif sys.byteorder != "little":
+        native = None
+        DELTA_KERNELS = "numpy (the C kernels write little-endian lengths natively only)"
+    else:
+        DELTA_KERNELS = "C extension"
+
+
+def contiguous(a: np.ndarray) -> np.ndarray:
+    """``a`` itself when C-contiguous (the kernels read buffers as they lie), else a copy."""
+    return a if a.flags.c_contiguous else np.ascontiguousarray(a)
+
+
+@contextlib.contextmanager
+def numpy_kernels() -> Iterator[None]:
+    """Run the numpy kernels inside the block (for tests and benchmarks that compare the
+    paths). Not thread-safe: it switches the module for every thread."""
+    global native
+    saved = native
+    native = None
+    try:
+        yield
+    finally:
+        native = saved
