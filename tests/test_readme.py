@@ -9,7 +9,7 @@ How blocks run:
   (``corpus`` copied, since ``evaluate`` caches tables beside traces).
 - ``python`` blocks of a section run in one fresh interpreter, one namespace, in order: a
   section's code is complete on its own, as a reader would paste it.
-- ``sh`` blocks run line by line in one bash session per section (shared with nothing
+- ``sh`` blocks run line by line in one bash process per section (shared with nothing
   else); a line ending in ``\\`` continues on the next, comment lines are skipped. Every
   line must exit with status 0 within :data:`LINE_TIMEOUT_S`.
 - ``toml`` blocks are parsed.
@@ -136,8 +136,8 @@ RUNNABLE = [s for s in sections([b for b in BLOCKS if b.skip is None]) if s.bloc
 SKIPPED = [b for b in BLOCKS if b.skip is not None]
 
 
-# -- sessions: one bash and one python per section, fed one unit at a time -----------------
-class Session:
+# -- interpreters: one bash and one python per section, fed one unit at a time -------------
+class Interpreter:
     """A long-lived interpreter fed one unit of code at a time on stdin; each unit ends
     with a line carrying :data:`_DONE` and its status, read back with a timeout."""
 
@@ -185,7 +185,7 @@ class Session:
     def close(self) -> None:
         if self.process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)  # the session and its jobs
+                os.killpg(self.process.pid, signal.SIGKILL)  # the interpreter and its jobs
         self.process.wait(timeout=30)
 
 
@@ -252,7 +252,7 @@ def _workspace(tmp_path: Path, section: Section) -> Path:
 def test_readme_section_runs(section: Section, tmp_path: Path) -> None:
     work = _workspace(tmp_path, section)
     env = _environment(tmp_path)
-    sessions: dict[str, Session] = {}
+    interpreters: dict[str, Interpreter] = {}
     try:
         for block in section.blocks:
             where = f"README.md line {block.line} ({block.language} block in {section.title!r})"
@@ -260,25 +260,25 @@ def test_readme_section_runs(section: Section, tmp_path: Path) -> None:
                 if tomllib is not None:
                     tomllib.loads(block.code)
             elif block.language == "python":
-                if "python" not in sessions:
+                if "python" not in interpreters:
                     argv = [sys.executable, "-u", "-c", _PYTHON_DRIVER]
-                    sessions["python"] = Session(argv, work, env)
-                sessions["python"].run(f"{len(block.code)}\n{block.code}", where)
+                    interpreters["python"] = Interpreter(argv, work, env)
+                interpreters["python"].run(f"{len(block.code)}\n{block.code}", where)
             elif block.language == "sh":
-                if "sh" not in sessions:
-                    sessions["sh"] = Session(["bash", "--noprofile", "--norc"], work, env)
+                if "sh" not in interpreters:
+                    interpreters["sh"] = Interpreter(["bash", "--noprofile", "--norc"], work, env)
                 for offset, command in _shell_lines(block.code):
                     unit = f"{{\n{command}\n}} < /dev/null\nstatus=$?; echo; echo {_DONE} $status\n"
                     line = block.line + 1 + offset
-                    sessions["sh"].run(unit, f"README.md line {line}: {command.strip()}")
+                    interpreters["sh"].run(unit, f"README.md line {line}: {command.strip()}")
             else:
                 pytest.fail(
                     f"{where}: a {block.language} block cannot run; mark it "
                     "<!-- readme-test: skip: REASON --> or make it python, sh or toml"
                 )
     finally:
-        for session in sessions.values():
-            session.close()
+        for interpreter in interpreters.values():
+            interpreter.close()
 
 
 @pytest.mark.parametrize("block", SKIPPED, ids=[f"line-{b.line}" for b in SKIPPED])
