@@ -119,3 +119,45 @@ def test_features_are_skipped_when_they_stopped_changing_the_choice_and_read_on_
 def test_the_default_configuration_is_reported_as_plain_auto():
     assert parse_policy("auto").label == "auto"
     assert parse_policy("auto:drift=0.2").label == "auto(drift=0.2)"
+
+
+@given(
+    pages=st.floats(0, 1e6),
+    zero=st.floats(0, 1),
+    delta=st.one_of(st.none(), st.floats(0, 5000), st.just(float("nan"))),
+    probe_pages=st.integers(0, 32),
+    probe_out=st.one_of(st.none(), st.floats(0, 1e6), st.just(float("nan"))),
+    out_ratio=st.floats(0.5, 500),
+)
+def test_any_window_gives_an_arm_and_a_finite_state(
+    pages, zero, delta, probe_pages, probe_out, out_ratio
+):
+    """All-zero windows, windows with nothing held, probes of nothing: the policy still
+    chooses one of its arms and learns nothing it cannot represent."""
+    policy = _auto(125e6)
+    for _ in range(3):
+        f = _features(pages, delta_bytes=delta, probe_pages=probe_pages)
+        f.context = np.array([1.0, zero, 0.5, 0.02, 1.0])
+        if probe_out is not None:
+            _probed(f, {1: 3.0})
+            f.probe_out[1] = probe_out
+        mask = policy.probe_mask(f)
+        assert mask.shape == (len(LABELS),)
+        arm = policy.choose(f)
+        assert 0 <= arm < len(LABELS)
+        guest = max(pages, 1.0) * PAGE
+        policy.update(arm, 1e8, f, Outcome(guest, guest / out_ratio, 1e-3, 1e-3))
+    assert np.isfinite(policy.ratios.x).all() and np.isfinite(policy.cpu_arm).all()
+
+
+def test_a_replayed_window_without_delta_estimates_is_one_without_them():
+    """A table stores a window with nothing held as estimates of nan: the policy reads
+    them as no estimate (every page through the fall-back), not as nan payloads."""
+    from migcodec.selector import make_objective, parse_arms
+    from migcodec.selector.evaluation import build_table, evaluate, workload_windows
+
+    windows = workload_windows("zero,text,random", 8, 64, 0, 2)  # starts all-zero
+    table = build_table(windows, parse_arms("raw;lz4;dsa-delta"), repeats=1)
+    assert table.features(0).delta_bytes is None
+    score = evaluate(table, [parse_policy("auto")], make_objective("throughput")).scores[-1]
+    assert np.isfinite(score.total) and score.total > 0

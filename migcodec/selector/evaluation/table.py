@@ -147,7 +147,8 @@ class Table:
         if self.pages is not None:
             f.sample = int(self.sample[w])
             f.held_frac = float(self.held_frac[w])
-            f.delta_bytes = self.delta_bytes[w]
+            delta = self.delta_bytes[w]
+            f.delta_bytes = delta if np.isfinite(delta).any() else None  # none was estimated
             f.probe_pages = int(self.probe_pages[w])
             f.probe_out = self.probe_out[w]
         return f

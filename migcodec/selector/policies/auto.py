@@ -213,13 +213,15 @@ class Auto(Policy):
         page_size = self.page_size
         each = page_size / np.exp(np.maximum(mu, 0.0))
         each[self.is_raw] = page_size
-        if f.delta_bytes is not None:
+        if self.is_delta.any():
             fb = each[self.fallback_arm] if self.fallback_arm >= 0 else float(page_size)
-            est = np.minimum(f.delta_bytes * np.exp(self.delta_bias), page_size)
-            delta = f.held_frac * est + (1.0 - f.held_frac) * fb
-            each[self.is_delta] = delta[self.is_delta]
-        elif self.is_delta.any():  # nothing held: every page through the fall-back
-            each[self.is_delta] = each[self.fallback_arm] if self.fallback_arm >= 0 else page_size
+            if f.delta_bytes is None:  # nothing held: every page through the fall-back
+                each[self.is_delta] = fb
+            else:  # an arm without an estimate counts as sending every page raw
+                est = np.where(np.isfinite(f.delta_bytes), f.delta_bytes, page_size)
+                est = np.minimum(est * np.exp(self.delta_bias), page_size)
+                delta = f.held_frac * est + (1.0 - f.held_frac) * fb
+                each[self.is_delta] = delta[self.is_delta]
         return np.maximum(each, 1.0)
 
     def _window(self, f: WindowFeatures) -> tuple[float, float, float, float]:
