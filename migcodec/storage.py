@@ -52,6 +52,10 @@ class Location:
         raise NotImplementedError
 
     @property
+    def parent(self) -> Location:
+        raise NotImplementedError
+
+    @property
     def local_path(self) -> Path | None:
         """The local path when the file lives on this machine's filesystem, else None."""
         raise NotImplementedError
@@ -115,6 +119,10 @@ class LocalLocation(Location):
     @property
     def name(self) -> str:
         return self.path.name
+
+    @property
+    def parent(self) -> LocalLocation:
+        return LocalLocation(self.path.parent)
 
     @property
     def local_path(self) -> Path:
@@ -201,6 +209,12 @@ class FsspecLocation(Location):
     @property
     def name(self) -> str:
         return self.path.rstrip("/").rsplit("/", 1)[-1]
+
+    @property
+    def parent(self) -> FsspecLocation:
+        return FsspecLocation(
+            self.fs, self.path.rsplit("/", 1)[0] or "/", self.url.rsplit("/", 1)[0]
+        )
 
     @property
     def local_path(self) -> Path | None:

@@ -386,11 +386,14 @@ def measure_windows(
     progress: Callable[[int], None] | None = None,
     start: int = 0,
     stop: int | None = None,
+    extractor: FeatureExtractor | None = None,
 ) -> TablePart:
     """Measure arms ``encode`` (positions in ``arms``; all by default) on ``windows``, and
     with ``features`` every window's features and every arm's probe; streamed (windows are
     not kept). ``start``/``stop`` label the range of window indices ``windows`` are, for
-    :func:`join_parts`.
+    :func:`join_parts`. ``extractor`` measures the features (one over ``arms`` with these
+    settings; by default one is made, which times each arm's probe calls first): a worker
+    measuring many parts keeps one.
 
     Each encoded arm encodes each window ``repeats`` times, interleaved across the arms
     encoded together and rotated so that no arm always reads cold pages; the medians are
@@ -403,8 +406,9 @@ def measure_windows(
     if any(not 0 <= i < len(arms) for i in positions) or len(set(positions)) != len(positions):
         raise ValueError(f"arms to encode must be distinct positions of {len(arms)} arms")
     codecs = [arms[i].codec for i in positions]
-    extractor = None
-    if features:
+    if not features:
+        extractor = None
+    elif extractor is None:
         extractor = FeatureExtractor(
             [a.codec for a in arms],
             sample_pages=sample_pages,

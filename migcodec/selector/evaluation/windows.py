@@ -21,6 +21,7 @@ from migcodec.datasets import (
     open_windows,
     workload_names,
 )
+from migcodec.datasets.trace import TraceReader
 from migcodec.storage import LocalLocation, Location, location
 
 
@@ -44,8 +45,12 @@ def check_windows(windows: Iterable[Window]) -> Iterator[Window]:
         yield w
 
 
-def read_trace(path: str | Path) -> Iterator[Window]:
+def read_trace(path: str | Path | Location) -> Iterator[Window]:
     """Windows of a trace directory (a path or an fsspec URL)."""
+    if isinstance(path, LocalLocation):
+        path = path.path
+    if isinstance(path, Location):
+        return iter(TraceReader(path))
     return iter(open_windows(path))
 
 
