@@ -14,7 +14,6 @@ listing for corpora and per-file sizes and change stamps for cache keys.
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -170,7 +169,7 @@ class FsspecLocation(Location):
     def __init__(self, fs: Any, path: str, url: str) -> None:
         self.fs = fs
         self.path = path.rstrip("/") or "/"
-        self.url = url.rstrip("/")
+        self.url = url if url.endswith("://") else url.rstrip("/")  # keep a bare "memory://"
 
     @classmethod
     def from_url(cls, url: str) -> FsspecLocation:
@@ -204,7 +203,7 @@ class FsspecLocation(Location):
         return hash(self.url)
 
     def __truediv__(self, name: str) -> FsspecLocation:
-        return FsspecLocation(self.fs, f"{self.path.rstrip('/')}/{name}", f"{self.url}/{name}")
+        return FsspecLocation(self.fs, f"{self.path.rstrip('/')}/{name}", _join(self.url, name))
 
     @property
     def name(self) -> str:
@@ -252,7 +251,7 @@ class FsspecLocation(Location):
         out: list[Location] = []
         for p in found:
             rel = p[len(base_path) :].lstrip("/") if p.startswith(base_path) else p
-            out.append(FsspecLocation(self.fs, p, f"{base_url}/{rel}"))
+            out.append(FsspecLocation(self.fs, p, _join(base_url, rel)))
         return out
 
     def files(self) -> Iterator[tuple[str, int, str]]:
@@ -267,6 +266,5 @@ class FsspecLocation(Location):
             yield rel, int(info.get("size") or 0), stamp
 
 
-def read_into_buffer(where: Location) -> io.BytesIO:
-    """The whole file as a seekable buffer (what ``numpy.load`` needs for a remote file)."""
-    return io.BytesIO(where.read_bytes())
+def _join(url: str, name: str) -> str:
+    return f"{url}{name}" if url.endswith("://") else f"{url}/{name}"
