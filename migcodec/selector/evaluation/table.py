@@ -260,6 +260,8 @@ class Table:
                 f"table {where} has version {meta.get('version')}, expected "
                 f"{TABLE_VERSION}; delete it to rebuild"
             )
+        del meta["version"]  # the file's format, not the table's: a loaded table's meta is
+        # what it was when built (a cached and a fresh table report alike)
         return cls(meta.pop("arms"), phases=meta.pop("phases"), meta=meta, **arrays)
 
 
