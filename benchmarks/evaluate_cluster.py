@@ -14,7 +14,10 @@ cluster's workers have their modules imported and their codecs built.
 The machine's own parallel capacity is measured in the same command, before and after the
 rounds: the time of two processes each compressing the same data against one alone. On a
 shared machine this moves with the other tenants' load, and bounds what any split of the
-work into 2 processes can reach at that moment.
+work into 2 processes can reach at that moment. The CPU time the cluster spends (its
+workers, and this process's client and scheduler) against the in-process run's does not
+move with load: it is the split's own cost, and with W workers bounds the speed-up at
+W / that ratio.
 
 What to expect on more workers. Each trace is cut into ranges of ``--task-windows``
 windows, and each range into one task per arm plus one for its features and probes, so a
@@ -48,7 +51,6 @@ import argparse
 import json
 import multiprocessing
 import statistics
-import sys
 import time
 import zlib
 from pathlib import Path
@@ -137,9 +139,10 @@ def main(argv: list[str] | None = None) -> int:
             rounds = []
             for r in range(args.rounds):
                 order = ("serial", "cluster") if r % 2 == 0 else ("cluster", "serial")
-                times, built = {}, {}
+                times, cpu, built = {}, {}, {}
                 for which in order:
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), time.process_time()
+                    w0 = cluster.client.run(time.process_time)
                     if which == "serial":
                         built[which] = serial()
                     else:
@@ -147,18 +150,29 @@ def main(argv: list[str] | None = None) -> int:
                             sources, settings, calibration, args.task_windows
                         )
                     times[which] = time.perf_counter() - t0
+                    cpu[which] = time.process_time() - c0
+                    if which == "cluster":  # its workers' CPU too (this process: client
+                        # and, for local:N, the scheduler)
+                        w1 = cluster.client.run(time.process_time)
+                        cpu[which] += sum(w1[w] - w0[w] for w in w1 if w in w0)
                 for a, b in zip(built["serial"], built["cluster"], strict=True):
                     for name in EXACT:
                         if not np.array_equal(getattr(a, name), getattr(b, name), equal_nan=True):
                             raise SystemExit(f"the cluster's {name} differs from the serial one")
                 rounds.append(
-                    {**times, "ratio": times["serial"] / times["cluster"], "first": order[0]}
+                    {
+                        **times,
+                        "ratio": times["serial"] / times["cluster"],
+                        "cpu_serial": cpu["serial"],
+                        "cpu_cluster": cpu["cluster"],
+                        "first": order[0],
+                    }
                 )
                 if not args.json:
                     print(
-                        f"round {r + 1}: serial {times['serial']:.2f} s, {args.scheduler} "
-                        f"{times['cluster']:.2f} s: {rounds[-1]['ratio']:.2f}x",
-                        file=sys.stderr,
+                        f"round {r + 1}: in process {times['serial']:.2f} s, {args.scheduler} "
+                        f"{times['cluster']:.2f} s: {rounds[-1]['ratio']:.2f}x; CPU "
+                        f"{cpu['serial']:.2f} s and {cpu['cluster']:.2f} s"
                     )
         scaling.append(machine_scaling(pool, data))
 
@@ -182,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         "cluster_s": cluster_s,
         "ratio": serial_s / cluster_s,
         "ratio_median_of_rounds": statistics.median(r["ratio"] for r in rounds),
+        "cpu_overhead": statistics.median(r["cpu_cluster"] / r["cpu_serial"] for r in rounds),
     }
     if args.json:
         print(json.dumps(doc, indent=2))
@@ -196,6 +211,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{scaling[1]:.2f}x after (what any 2-way split could reach)"
     )
     print(f"decoding the corpus: {doc['decode_share']:.1%} of the in-process measurement")
+    print(
+        f"CPU of the cluster's measurement (workers, client, scheduler) / in process: "
+        f"{doc['cpu_overhead']:.2f} (bounds the speed-up at {workers} / that, "
+        f"{workers / doc['cpu_overhead']:.2f}x, on an idle machine)"
+    )
     print(
         f"table measurement, median of {args.rounds} rounds: in process {serial_s:.2f} s, "
         f"{args.scheduler} {cluster_s:.2f} s: {doc['ratio']:.2f}x "

@@ -321,7 +321,11 @@ class Cluster:
 
     @property
     def dashboard_served(self) -> bool:
-        """Whether the dashboard is served: Dask serves it only with bokeh installed."""
+        """Whether the dashboard is known to be served: a scheduler serves it only with
+        bokeh installed where it runs (here, for ``local:N``; a running scheduler's host is
+        not looked at)."""
+        if self._cluster is None:
+            return True
         try:
             import bokeh  # noqa: F401
         except ImportError:
@@ -330,7 +334,7 @@ class Cluster:
 
     @property
     def n_workers(self) -> int:
-        return len(self.client.scheduler_info(n_workers=-1)["workers"])
+        return len(self.client.nthreads())
 
     def close(self) -> None:
         with contextlib.suppress(Exception):  # closing: a worker gone holds nothing
