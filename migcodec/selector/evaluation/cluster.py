@@ -34,7 +34,9 @@ serial runs (``--cost-model`` replaces them).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
+import os
 import sys
 import threading
 from collections import OrderedDict
@@ -74,6 +76,7 @@ TASK_RETRIES = 2
 WINDOW_CACHE_BYTES = 256 << 20
 #: how long to wait for a running scheduler to answer, and for its first worker
 CONNECT_TIMEOUT_S = 30
+_PRE_SPAWN = "distributed.nanny.pre-spawn-environ"
 INSTALL_HINT = "pip install 'migcodec[distributed]' (dask[distributed] and fsspec)"
 
 
@@ -207,6 +210,38 @@ def _built(settings: TableSettings) -> tuple[list[Arm], FeatureExtractor]:
     return built
 
 
+#: glibc's largest dynamic mmap threshold on 64-bit hosts, and mallopt's parameter numbers
+_MMAP_THRESHOLD = 32 << 20
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_heap_set = False
+
+
+def _heap_allocations() -> None:
+    """Let this worker process allocate windows' arrays from its heap, as a process that
+    does not run under a Dask nanny does.
+
+    The nanny starts workers with ``MALLOC_TRIM_THRESHOLD_`` set (so that freed memory
+    goes back to the system at once), which also fixes glibc's mmap threshold: every
+    array past 128 KiB is then mapped anew and page-faulted in, and a table measured on
+    such a worker spends far more CPU than in process and charges the codecs' timings for
+    page faults the in-process run does not pay. ``local:N`` starts its workers without
+    the variable; a running cluster's are set back here (once per process): arrays up to
+    32 MiB come from the heap, which keeps up to twice that for reuse.
+    """
+    global _heap_set
+    if _heap_set:
+        return
+    _heap_set = True
+    if "MALLOC_TRIM_THRESHOLD_" not in os.environ or not sys.platform.startswith("linux"):
+        return
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):  # not glibc: it has no such thresholds
+        return
+    mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
+    mallopt(_M_TRIM_THRESHOLD, 2 * _MMAP_THRESHOLD)
+
+
 def measure_range(
     source: TraceSource,
     start: int,
@@ -218,6 +253,7 @@ def measure_range(
     """One table task: arms ``encode`` (and the features, with ``features``) measured on
     windows ``start`` to ``stop`` of ``source``, streamed through this process's
     :class:`WindowCache`."""
+    _heap_allocations()
     arms, extractor = _built(settings)
     return measure_windows(
         check_windows(_WINDOWS.windows(source, start, stop)),
@@ -288,13 +324,17 @@ class Cluster:
             ) from None
         spec = self.spec.strip()
         if spec == "local" or spec.startswith("local:"):
+            import dask
+
             n = _local_workers(spec)
-            self._cluster = distributed.LocalCluster(
-                n_workers=n,
-                threads_per_worker=1,
-                processes=True,
-                silence_logs=logging.ERROR,
-            )
+            # workers allocate as this process does (see _heap_allocations)
+            with dask.config.set({f"{_PRE_SPAWN}.MALLOC_TRIM_THRESHOLD_": None}):
+                self._cluster = distributed.LocalCluster(
+                    n_workers=n,
+                    threads_per_worker=1,
+                    processes=True,
+                    silence_logs=logging.ERROR,
+                )
             self.client = distributed.Client(self._cluster)
         elif "://" in spec:
             try:
@@ -525,8 +565,6 @@ def _task_error(what: str, exc: BaseException) -> Exception:
 
 
 def _local_workers(spec: str) -> int:
-    import os
-
     if spec == "local":
         return os.cpu_count() or 1
     text = spec.split(":", 1)[1]
