@@ -227,15 +227,15 @@ def _cost_model(args: argparse.Namespace, arms) -> CostModel | None:
     return CostModel.load(args.cost_model)
 
 
+#: the failures reported in one line (each says what went wrong and the fix); a trace's
+#: are TraceError, a cluster's RuntimeError, a URL's or a table's ValueError
+REPORTED = (ValueError, RuntimeError, OSError, TraceError)
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         return _run(args)
-    except (
-        ValueError,
-        RuntimeError,
-        OSError,
-        TraceError,
-    ) as exc:  # each says what went wrong and the fix
+    except REPORTED as exc:
         print(f"migcodec evaluate: {exc}", file=sys.stderr)
         return 2
 

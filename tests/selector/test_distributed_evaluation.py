@@ -246,6 +246,18 @@ def test_the_scheduler_option_says_what_is_missing_or_wrong(monkeypatch, capsys)
         main(["evaluate", "--workload", "zero", "--scheduler", "local:2"])
 
 
+def test_a_grid_is_checked_before_any_table_is_measured(tmp_path, capsys):
+    trace = str(TRACES[0])
+    grid = tmp_path / "grid.json"
+    grid.write_text(json.dumps({"policy": "auto", "params": {"drift": [0.1]}}))
+    with pytest.raises(SystemExit, match="drop --policies and --plot"):
+        main(["evaluate", trace, "--grid", str(grid), "--policies", "auto"])
+    grid.write_text(json.dumps({"policy": "auto", "params": {"nope": [1]}}))
+    assert main(["evaluate", trace, "--grid", str(grid)]) == 2
+    assert "bad config" in capsys.readouterr().err
+    assert not list(TRACES[0].glob("selector-table-*"))  # nothing was measured
+
+
 def test_the_library_and_cli_run_without_importing_dask(tmp_path):
     """Dask and fsspec are imported only for ``--scheduler`` and URLs: here an
     evaluation runs with both made unimportable."""
