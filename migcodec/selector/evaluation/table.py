@@ -10,10 +10,16 @@ at its true size: its bytes and times are the sample's, scaled by dirty pages pe
 page. Features and probes are not scaled: they read a sample of the window, online too.
 
 Timing is noisy on a shared machine: each arm encodes each window ``repeats`` times,
-interleaved across arms, and the medians are kept with their spread; only the codec calls
-are timed. Ratios do not vary and come from the first run. :meth:`Table.modelled` replaces
-every time by a calibrated cost model's (:mod:`migcodec.selector.costmodel`), for
-comparisons that give the same numbers on every run.
+interleaved across the arms measured together, and the medians are kept with their
+spread; only the codec calls are timed. Ratios do not vary and come from the first run.
+:meth:`Table.modelled` replaces every time by a calibrated cost model's
+(:mod:`migcodec.selector.costmodel`), for comparisons that give the same numbers on every
+run.
+
+A table is measured in parts (:func:`measure_windows`: a range of windows, some arms, the
+features or not) joined in window order (:func:`join_parts`). :func:`build_table` is one
+part of every arm over every window; a cluster measures one part per range and arm
+(:mod:`migcodec.selector.evaluation.cluster`), with the same two functions.
 """
 
 from __future__ import annotations
