@@ -22,27 +22,28 @@ W / that ratio.
 What to expect on more workers. Each trace is cut into ranges of ``--task-windows``
 windows, and each range into one task per arm plus one for its features and probes, so a
 corpus makes (ranges x (arms + 1)) independent tasks: the six-trace corpus makes over a
-hundred, enough to keep a few dozen workers busy. Three costs do not shrink as workers are
-added, and they set the scaling:
+hundred. A range's tasks prefer one worker, ranges placed heaviest first on the least
+loaded worker (by pages, from the traces' indexes), and idle workers take over tasks
+from busy ones. The printed CPU ratio is the split's own cost; beyond it, three things
+set the scaling:
 
-- decoding: every task of a range reads its windows, and each worker process keeps them
-  for its next task of the range (``WindowCache``), so a range is decoded about once per
-  worker that runs a task of it: once per range with one worker, up to (arms + 1) times
-  with more workers than a range has tasks. The printed ``decode_share`` is decoding's part
-  of the in-process measurement: with W workers, the work grows by about
-  ``decode_share x (min(W, arms + 1) - 1)``;
-- per-task overhead: the scheduler's round trip and each worker's one-time set-up (codecs
-  and the feature extractor, built once per worker thread), small beside a task of 16
-  windows but paid again on every new worker;
-- the tail: the longest task (a range's features and probes) ends the run, so speed-up
-  stops well before the number of tasks; smaller ``--task-windows`` shortens the tail and
-  adds overhead.
+- ranges against workers: a range is decoded once by the worker it is placed on
+  (``WindowCache``). With fewer ranges than workers, the other workers can only help by
+  taking over single arms, and each range they help with is decoded again: the printed
+  ``decode_share`` (decoding's part of the in-process measurement) is then paid once
+  more per extra worker on the range. Smaller ``--task-windows`` makes more ranges, at
+  the cost of more tasks;
+- per-task overhead: every task costs the scheduler (for ``local:N``, this process) a
+  few milliseconds of CPU, and every worker builds its codecs and feature extractor once:
+  small beside a task of 16 windows, and spread over more workers;
+- the tail: a run ends with its last task, at best a range's features task (the longest
+  kind); placing the heaviest ranges first leaves short tasks for the end.
 
-So scaling should be near linear while workers are few against the tasks and decoding is
-a small share, then flatten as ranges are decoded once per worker (a corpus of many
-traces, or larger ranges, keeps it up). Beyond one host, reading the traces becomes a
-cost of its own: the workers read them from shared storage (an fsspec URL), which must
-serve them as fast as the workers decode.
+So scaling should stay near linear (at most workers / CPU ratio) while each worker has
+several ranges, and flatten once workers outnumber ranges: the six-trace corpus has about
+twenty ranges of 16 windows, enough for a few workers more than two; a larger corpus or
+more, smaller ranges feeds more. Beyond one host, the workers read the traces from
+shared storage (an fsspec URL), which must deliver them as fast as the workers decode.
 """
 
 from __future__ import annotations

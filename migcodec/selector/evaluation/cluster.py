@@ -16,8 +16,10 @@ Tasks, and why they are cut so:
   (:func:`~migcodec.selector.evaluation.table.join_parts`), by the same code that makes a
   serial table of one range. No task holds more than one window it measures, and the
   tasks of a range run in any order on any worker. Arm tasks of a range re-read its
-  windows: each worker process keeps recently decoded windows (:class:`WindowCache`,
-  bounded in bytes), so a range is decoded about once per worker rather than once per arm.
+  windows: a range's tasks prefer one worker, whose process keeps recently decoded
+  windows (:class:`WindowCache`, bounded in bytes), so a range is decoded once rather
+  than once per arm. Ranges are placed heaviest first on the least loaded worker, and
+  idle workers take tasks over from busy ones.
 - **replay** per (trace, link, policy) (:func:`~.replay.replay_configs`; one task replays
   every fixed arm of a cell), and per chunk of a grid's configurations and cell; replays
   are scored here by :func:`~.replay.score`, the function a serial evaluation scores with.
@@ -327,8 +329,14 @@ class Cluster:
             import dask
 
             n = _local_workers(spec)
-            # workers allocate as this process does (see _heap_allocations)
-            with dask.config.set({f"{_PRE_SPAWN}.MALLOC_TRIM_THRESHOLD_": None}):
+            # workers allocate as this process does (see _heap_allocations), and do not
+            # sample their tasks' stacks for the dashboard's profile every 10 ms (CPU the
+            # measurements would share)
+            local = {
+                f"{_PRE_SPAWN}.MALLOC_TRIM_THRESHOLD_": None,
+                "distributed.worker.profile.enabled": False,
+            }
+            with dask.config.set(local):
                 self._cluster = distributed.LocalCluster(
                     n_workers=n,
                     threads_per_worker=1,
@@ -428,29 +436,28 @@ class Cluster:
         labels = [a.label for a in settings.arm_list()]
         k = len(labels)
         futures, what, owner = [], [], []
-        for n, source in enumerate(sources):
-            if source.windows == 0:
-                raise TableError(f"{source.name}: the trace has no windows to evaluate")
-            for start, stop in window_ranges(source.windows, task_windows):
-                # the features task first: it is a range's longest, and the first
-                # submitted are the first run
-                for encode, features in [((), True), *(((i,), False) for i in range(k))]:
-                    futures.append(
-                        self.client.submit(
-                            measure_range,
-                            source,
-                            start,
-                            stop,
-                            settings,
-                            encode,
-                            features,
-                            pure=False,
-                            retries=TASK_RETRIES,
-                        )
+        for n, source, start, stop, worker in self._place(sources, task_windows):
+            # a range's tasks prefer one worker, which then decodes its windows once
+            # (WindowCache); loosely: an idle worker takes them over, as does any worker
+            # when that one is lost. The features task first: it is a range's longest
+            for encode, features in [((), True), *(((i,), False) for i in range(k))]:
+                futures.append(
+                    self.client.submit(
+                        measure_range,
+                        source,
+                        start,
+                        stop,
+                        settings,
+                        encode,
+                        features,
+                        pure=False,
+                        retries=TASK_RETRIES,
+                        **({"workers": [worker], "allow_other_workers": True} if worker else {}),
                     )
-                    arm = "features" if features else labels[encode[0]]
-                    what.append(f"measuring {source.name} windows {start}-{stop} ({arm})")
-                    owner.append(n)
+                )
+                arm = "features" if features else labels[encode[0]]
+                what.append(f"measuring {source.name} windows {start}-{stop} ({arm})")
+                owner.append(n)
         parts = self._gather(futures, what, "measuring tables")
         tables = []
         for n, source in enumerate(sources):
@@ -520,6 +527,32 @@ class Cluster:
         return run
 
     # -- internals ------------------------------------------------------------------------
+    def _place(
+        self, sources: Sequence[TraceSource], task_windows: int
+    ) -> list[tuple[int, TraceSource, int, int, str | None]]:
+        """Every range of windows as ``(source number, source, start, stop, worker)``, the
+        heaviest first, each on the worker with the least work so far per thread (the
+        longest-processing-time rule: the last tasks to finish are short ones, so workers
+        end together). A range weighs its pages, from the trace's index."""
+        ranges = []
+        for n, source in enumerate(sources):
+            if source.windows == 0:
+                raise TableError(f"{source.name}: the trace has no windows to evaluate")
+            with TraceReader(source.url) as reader:
+                pages = reader.pages_per_window()
+            for start, stop in window_ranges(source.windows, task_windows):
+                ranges.append((int(pages[start:stop].sum()), n, source, start, stop))
+        ranges.sort(key=lambda r: -r[0])  # stable: equal weights keep the corpus order
+        threads = self.client.nthreads()
+        load = dict.fromkeys(sorted(threads), 0.0)
+        placed = []
+        for weight, n, source, start, stop in ranges:
+            worker = min(load, key=lambda w: load[w]) if load else None
+            if worker is not None:
+                load[worker] += weight / threads[worker]
+            placed.append((n, source, start, stop, worker))
+        return placed
+
     def _hold(self, tables: Sequence[Table]) -> dict[int, Any]:
         """A future per distinct table, for replay tasks to share (sent once per worker,
         not once per task)."""
