@@ -38,6 +38,10 @@ DELTA_KERNELS = Extension(
     optional=True,
 )
 
+# `migcodec evaluate --scheduler` runs on a Dask cluster and reads traces through fsspec
+# URLs; both are imported only when asked for, so they are an extra (the tests use them)
+DISTRIBUTED = ["dask[distributed]>=2024.1", "fsspec>=2023.1"]
+
 setup(
     name="migcodec",
     version="0.1.0",
@@ -59,7 +63,9 @@ setup(
         "matplotlib>=3.6",  # migcodec evaluate --plot
     ],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6.80", "ruff>=0.5"],
+        # evaluate --scheduler and traces named by URLs; bokeh serves Dask's dashboard
+        "distributed": [*DISTRIBUTED, "bokeh>=3.1"],
+        "test": ["pytest>=7", "hypothesis>=6.80", "ruff>=0.5", *DISTRIBUTED],
     },
     entry_points={
         "console_scripts": ["migcodec = migcodec.cli:main"],

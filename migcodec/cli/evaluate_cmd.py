@@ -3,7 +3,12 @@
 Every arm runs on every window once (full information; timings are medians of repeats),
 the table is cached beside the trace, and each policy is replayed against it seeing only
 the outcome of the arm it chose. Reports each policy against the per-window oracle and the
-best fixed arm, per trace and link, and over a whole corpus.
+best fixed arm, per trace and link, and over a whole corpus; ``--grid`` ranks a grid of
+one policy's configurations instead, each chosen on the traces it is not scored on.
+
+Traces are paths or fsspec URLs. ``--scheduler`` runs the table measurements and replays
+as tasks on a Dask cluster (:mod:`migcodec.selector.evaluation.cluster`); the document
+printed is the same as in process.
 """
 
 from __future__ import annotations
@@ -12,38 +17,60 @@ import argparse
 import json
 import sys
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from migcodec.cli import args as types
 from migcodec.cli.args import CommandLineError, check_output_path
-from migcodec.datasets import TraceError, TraceReader
+from migcodec.datasets.trace import TraceError, TraceReader
 from migcodec.plotting import pyplot
 from migcodec.selector import DEFAULT_POLICIES, make_objective, parse_arms, parse_policy
 from migcodec.selector.costmodel import CostModel, machine_cost_model
 from migcodec.selector.evaluation import (
     build_table,
-    cached_table,
     check_windows,
     evaluate,
     read_trace,
     workload_windows,
 )
+from migcodec.selector.evaluation.grid import (
+    leave_one_trace_out,
+    load_grid,
+    rank_configs,
+    score_grid,
+)
 from migcodec.selector.evaluation.replay import Evaluation
 from migcodec.selector.evaluation.table import Table, table_key
 from migcodec.selector.evaluation.windows import trace_identity
+from migcodec.selector.objectives import Objective
+from migcodec.storage import LocalLocation, Location, location
 from migcodec.units import parse_rate
+
+if TYPE_CHECKING:
+    from migcodec.selector.evaluation.cluster import Cluster, TraceSource
 
 
 @dataclass
 class Source:
-    """Where one table's windows come from."""
+    """Where one table's windows come from; ``trace`` is the trace directory (``None``
+    for a workload), which a cluster's workers open."""
 
     name: str
     identity: str
     windows: object  # a callable returning an iterator of windows
-    table_dir: Path | None
+    table_dir: Location | None
+    trace: Location | None = None
+
+
+@dataclass
+class Measured:
+    """A source's table, whether it came from the cache, and the cache file."""
+
+    source: Source
+    table: Table
+    cached: bool
+    path: Location | None
 
 
 @dataclass
@@ -52,7 +79,7 @@ class Result:
     link: str
     table: Table
     cached: bool
-    path: Path | None
+    path: Location | None
     evaluation: Evaluation
 
 
@@ -73,10 +100,10 @@ def _sources(args: argparse.Namespace) -> list[Source]:
 
         return [Source(args.workload, ident, windows, None)]
     if args.corpus:
-        root = Path(args.corpus)
+        root = location(args.corpus)
         if not root.is_dir():
             raise CommandLineError(f"corpus {root} is not a directory")
-        traces = sorted(p.parent for p in root.glob("*/manifest.json"))
+        traces = sorted((p.parent for p in root.glob("*/manifest.json")), key=str)
         if (root / "manifest.json").exists():
             traces.insert(0, root)
         if not traces:
@@ -85,7 +112,7 @@ def _sources(args: argparse.Namespace) -> list[Source]:
                 "`migcodec trace capture` or `migcodec trace synth`"
             )
     else:
-        traces = [Path(t) for t in args.trace]
+        traces = [location(t) for t in args.trace]
     sources = []
     for trace in traces:
         if not trace.is_dir():
@@ -96,34 +123,81 @@ def _sources(args: argparse.Namespace) -> list[Source]:
                 f"trace:{trace_identity(trace)}",
                 lambda trace=trace: read_trace(trace),
                 trace,
+                trace,
             )
         )
     return sources
 
 
-def _table(args: argparse.Namespace, source: Source, arms, several: bool):
+def _table_path(args: argparse.Namespace, source: Source, arms, several: bool):
+    """Where ``source``'s table is cached: ``--table`` (a file, or a directory with several
+    sources), ``--table-dir``, else beside the trace (a workload's is not cached)."""
     key = table_key(source.identity, arms, args.repeats, args.batch_pages, args.sample_pages)
     if args.table and not several:
-        path = Path(args.table)
-    elif args.table:
-        path = Path(args.table) / f"selector-table-{source.name}-{key}.npz"
-    elif source.table_dir is not None:
-        path = source.table_dir / f"selector-table-{key}.npz"
+        return location(args.table)
+    if args.table or args.table_dir:
+        return location(args.table or args.table_dir) / f"selector-table-{source.name}-{key}.npz"
+    if source.table_dir is not None:
+        return source.table_dir / f"selector-table-{key}.npz"
+    return None
+
+
+def _measure(
+    args: argparse.Namespace,
+    sources: list[Source],
+    arms,
+    calibration: CostModel | None,
+    cluster: Cluster | None,
+) -> list[Measured]:
+    """Every source's table: loaded from its cache, else measured (in process, or as
+    tasks on ``cluster``) and cached."""
+    paths = [_table_path(args, s, arms, len(sources) > 1) for s in sources]
+    out: list[Measured | None] = [None] * len(sources)
+    todo = []
+    for i, (source, path) in enumerate(zip(sources, paths, strict=True)):
+        if path is not None and path.exists() and not args.rebuild:
+            out[i] = Measured(source, Table.load(path), True, path)
+        else:
+            todo.append(i)
+    if cluster is not None and todo:
+        from migcodec.selector.evaluation.cluster import TableSettings
+
+        settings = TableSettings.of(
+            arms,
+            repeats=args.repeats,
+            batch_pages=args.batch_pages,
+            sample_pages=args.sample_pages,
+        )
+        cluster.check_workers(settings)
+        built = cluster.build_tables(
+            [_trace_source(sources[i]) for i in todo], settings, calibration, args.task_windows
+        )
     else:
-        path = None
+        built = [_build(args, sources[i], arms, calibration) for i in todo]
+    for i, table in zip(todo, built, strict=True):
+        if paths[i] is not None:
+            try:
+                table.save(paths[i])
+            except OSError as exc:
+                raise OSError(
+                    f"cannot cache the table of {sources[i].name} at {paths[i]} ({exc}); "
+                    "give a writable --table-dir DIR"
+                ) from exc
+        out[i] = Measured(sources[i], table, False, paths[i])
+    return [m for m in out if m is not None]
 
-    def build():
-        with _progress_bar(args, source) as bar:
-            return build_table(
-                check_windows(source.windows()),
-                arms,
-                args.repeats,
-                args.batch_pages,
-                args.sample_pages,
-                lambda n: bar.update(n - bar.n),
-            )
 
-    return cached_table(path, build, rebuild=args.rebuild), path
+def _build(args: argparse.Namespace, source: Source, arms, calibration: CostModel | None) -> Table:
+    with _progress_bar(args, source) as bar:
+        return build_table(
+            check_windows(source.windows()),
+            arms,
+            args.repeats,
+            args.batch_pages,
+            args.sample_pages,
+            lambda n: bar.update(n - bar.n),
+            calibration=calibration,
+        )
 
 
 def _progress_bar(args: argparse.Namespace, source: Source):
@@ -146,6 +220,17 @@ def _progress_bar(args: argparse.Namespace, source: Source):
     )
 
 
+def _trace_source(source: Source) -> TraceSource:
+    """``source`` as a cluster's workers open it: an absolute path or the URL."""
+    from migcodec.selector.evaluation.cluster import TraceSource
+
+    trace = source.trace
+    if trace is None:
+        raise ValueError("--scheduler distributes traces; --workload runs in process")
+    url = str(trace.path.resolve()) if isinstance(trace, LocalLocation) else str(trace)
+    return TraceSource(source.name, url, source.identity, len(TraceReader(trace)))
+
+
 def _cost_model(args: argparse.Namespace, arms) -> CostModel | None:
     """``measured``: none; ``calibrated``: this machine's (calibrated now if missing);
     otherwise a cost model file."""
@@ -158,12 +243,33 @@ def _cost_model(args: argparse.Namespace, arms) -> CostModel | None:
     return CostModel.load(args.cost_model)
 
 
+#: the failures reported in one line (each says what went wrong and the fix); a trace's
+#: are TraceError, a cluster's RuntimeError, a URL's or a table's ValueError
+REPORTED = (ValueError, RuntimeError, OSError, TraceError)
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         return _run(args)
-    except (ValueError, RuntimeError, OSError, TraceError) as exc:  # each says what and the fix
+    except REPORTED as exc:
         print(f"migcodec evaluate: {exc}", file=sys.stderr)
         return 2
+
+
+def _connect(args: argparse.Namespace) -> Cluster | None:
+    """The cluster of ``--scheduler`` (none without it); says where its dashboard is."""
+    if not args.scheduler:
+        return None
+    from migcodec.selector.evaluation.cluster import Cluster
+
+    cluster = Cluster(args.scheduler, progress=sys.stderr.isatty() and not args.json)
+    served = "" if cluster.dashboard_served else " (not served: pip install bokeh)"
+    print(
+        f"dask: {cluster.n_workers} workers at {cluster.client.scheduler.address}; "
+        f"dashboard {cluster.dashboard}{served}",
+        file=sys.stderr,
+    )
+    return cluster
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -177,27 +283,49 @@ def _run(args: argparse.Namespace) -> int:
     links = [link.strip() for link in args.link.split(",") if link.strip()]
     for link in links:
         parse_rate(link)
+    if args.table and args.table_dir:
+        raise CommandLineError("give --table or --table-dir, not both")
+    configs = load_grid(args.grid) if args.grid else None
+    if configs is not None and (args.policies or args.plot):
+        raise CommandLineError(
+            "--grid replays the grid's configurations; drop --policies and --plot"
+        )
+    if args.scheduler and args.workload:
+        raise CommandLineError(
+            "--scheduler distributes traces (TRACE... or --corpus); --workload runs in process"
+        )
     sources = _sources(args)
-    model = _cost_model(args, arms)
-    several = len(sources) > 1 or len(links) > 1
-    if args.plot and several:
+    if args.plot and (len(sources) > 1 or len(links) > 1):
         raise CommandLineError("--plot draws one trace at one link")
-    results = []
-    for source in sources:
-        (table, cached), path = _table(args, source, arms, len(sources) > 1)
-        scored = table.modelled(model) if model is not None else table
-        for link in links:
-            params = {"link": link, "workers": args.workers}
-            objective = make_objective(
-                args.objective, **(params if args.objective == "throughput" else {})
-            )
-            ev = evaluate(scored, [parse_policy(p) for p in names], objective)
-            results.append(Result(source, link, table, cached, path, ev))
+    model = _cost_model(args, arms)
+    objectives = {link: _objective(args, link) for link in links}
+    cluster = _connect(args)
+    try:
+        measured = _measure(args, sources, arms, model, cluster)
+        scored = [m.table.modelled(model) if model is not None else m.table for m in measured]
+        cost = "measured" if model is None else f"cost model ({args.cost_model})"
+        if configs is not None:
+            return _run_grid(args, configs, measured, scored, objectives, cost, cluster)
+        cells = [(t, objectives[link]) for t in scored for link in links]
+        if cluster is not None:
+            labels = [f"{m.source.name} at {link}" for m in measured for link in links]
+            evaluations = cluster.evaluate(cells, names, labels)
+        else:
+            evaluations = [evaluate(t, [parse_policy(p) for p in names], o) for t, o in cells]
+    finally:
+        if cluster is not None:
+            cluster.close()
+    results = [
+        Result(m.source, link, m.table, m.cached, m.path, ev)
+        for (m, link), ev in zip(
+            ((m, link) for m in measured for link in links), evaluations, strict=True
+        )
+    ]
+    several = len(sources) > 1 or len(links) > 1
     if args.plot:
         from migcodec.selector.evaluation.plot import plot_evaluation
 
         plot_evaluation(results[0].evaluation, args.plot)
-    cost = "measured" if model is None else f"cost model ({args.cost_model})"
     if args.json:
         doc = [_result_doc(r, cost) for r in results]
         out = doc[0] if not several else {"results": doc, "overall": _overall(results)}
@@ -208,6 +336,107 @@ def _run(args: argparse.Namespace) -> int:
     if several:
         _print_overall(results)
     return 0
+
+
+def _objective(args: argparse.Namespace, link: str) -> Objective:
+    params = {"link": link, "workers": args.workers}
+    return make_objective(args.objective, **(params if args.objective == "throughput" else {}))
+
+
+def _run_grid(
+    args: argparse.Namespace,
+    configs: list[dict],
+    measured: list[Measured],
+    scored: list[Table],
+    objectives: dict[str, Objective],
+    cost: str,
+    cluster: Cluster | None,
+) -> int:
+    """Rank the grid's configurations over every (trace, link) and choose one per trace on
+    the other traces (:func:`~migcodec.selector.evaluation.grid.leave_one_trace_out`)."""
+    names = [m.source.name for m in measured]
+    if len(set(names)) != len(names):
+        raise SystemExit(
+            "migcodec evaluate: --grid scores traces by name, and two have the same name: "
+            f"{', '.join(sorted(n for n in set(names) if names.count(n) > 1))}"
+        )
+    cells = {
+        (name, link): (table, objective)
+        for name, table in zip(names, scored, strict=True)
+        for link, objective in objectives.items()
+    }
+    scores = score_grid(configs, cells, cluster.replay_map(cells) if cluster else None)
+    ranking = rank_configs(configs, scores)
+    chosen = leave_one_trace_out(configs, scores) if len(names) > 1 else {}
+    doc = {
+        "grid": {
+            "policy": configs[0]["name"],
+            "configurations": len(configs),
+            "traces": names,
+            "links": list(objectives),
+            "objective": next(iter(objectives.values())).get_config(),
+            "timings": cost,
+            "ranking": ranking,
+            "leave_one_trace_out": [
+                {
+                    "held_out": held,
+                    "config": config,
+                    "scores": {
+                        link: {"vs_oracle": s.vs_oracle, "vs_best_fixed": s.vs_best_fixed}
+                        for link, s in cell.items()
+                    },
+                }
+                for held, (config, cell) in chosen.items()
+            ],
+            "tables": [
+                {
+                    "trace": m.source.name,
+                    "path": str(m.path) if m.path else None,
+                    "cached": m.cached,
+                }
+                for m in measured
+            ],
+        }
+    }
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return 0
+    _print_grid(doc["grid"])
+    return 0
+
+
+def _params(config: dict) -> str:
+    return ",".join(f"{k}={v}" for k, v in config.items() if k != "name") or "(defaults)"
+
+
+def _print_grid(grid: dict) -> None:
+    print(
+        f"== grid: {grid['configurations']} configurations of {grid['policy']} over "
+        f"{len(grid['traces'])} traces at {', '.join(grid['links'])}; timings: {grid['timings']}"
+    )
+    print(f"{'rank':>4} {'score':>7} {'/oracle mean (min)':>19} {'/fixed mean (min)':>18}  config")
+    for rank, row in enumerate(grid["ranking"][:GRID_ROWS], 1):
+        print(
+            f"{rank:>4} {row['score']:>7.3f} {row['vs_oracle_mean']:>8.3f} "
+            f"({row['vs_oracle_min']:.3f}) {row['vs_best_fixed_mean']:>8.3f} "
+            f"({row['vs_best_fixed_min']:.3f})  {_params(row['config'])}"
+        )
+    if len(grid["ranking"]) > GRID_ROWS:
+        print(f"     ... {len(grid['ranking']) - GRID_ROWS} more (--json lists every one)")
+    print(
+        "score = mean total/oracle - 2 x mean shortfall below the best fixed arm, over every "
+        "trace and link\n"
+    )
+    if not grid["leave_one_trace_out"]:
+        print("leave one trace out: needs two traces or more")
+        return
+    print("== leave one trace out: the configuration best on the other traces, on this one")
+    links = grid["links"]
+    print(f"{'held out':<16} " + " ".join(f"{link + ' /oracle /fixed':>24}" for link in links))
+    for row in grid["leave_one_trace_out"]:
+        scores = [row["scores"][link] for link in links]
+        cells = " ".join(f"{s['vs_oracle']:>15.3f} {s['vs_best_fixed']:>8.3f}" for s in scores)
+        print(f"{row['held_out'][:16]:<16} {cells}  {_params(row['config'])}")
 
 
 def _result_doc(r: Result, cost: str) -> dict:
@@ -254,6 +483,10 @@ def _print_result(r: Result, cost: str, args: argparse.Namespace) -> None:
     )
 
 
+#: configurations the text report of a grid lists (``--json`` lists every one)
+GRID_ROWS = 10
+
+
 def _overall(results: list[Result]) -> list[dict]:
     """Per link and policy: mean and minimum of total/oracle and total/best fixed arm."""
     rows = []
@@ -294,8 +527,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "evaluate",
         help="score codec-selection policies on traces, a corpus or a workload",
     )
-    p.add_argument("trace", nargs="*", help="trace directories (read by migcodec.datasets)")
-    p.add_argument("--corpus", help="a directory of traces: every */manifest.json under it")
+    p.add_argument(
+        "trace", nargs="*", help="trace directories: paths or fsspec URLs (s3://bucket/t)"
+    )
+    p.add_argument(
+        "--corpus", help="a directory (path or fsspec URL) of traces: every */manifest.json"
+    )
     p.add_argument(
         "--workload",
         help="synthetic windows instead of a trace: a page generator, "
@@ -356,6 +593,29 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="pages the cheap features read",
     )
     p.add_argument("--table", help="table file (a directory with several traces)")
+    p.add_argument(
+        "--table-dir",
+        help="cache tables in this directory (a path or fsspec URL) instead of beside the "
+        "traces (for traces that cannot be written to)",
+    )
+    p.add_argument(
+        "--grid",
+        help='JSON grid of one policy\'s configurations, {"policy": NAME, "params": {KEY: '
+        "[VALUES...]}}: ranks every configuration over the traces and links, and chooses one "
+        "per trace on the other traces (leave one trace out)",
+    )
+    p.add_argument(
+        "--scheduler",
+        help="run table measurements and replays as Dask tasks: local (a worker process per "
+        "core), local:N (N worker processes) or a running scheduler's tcp://HOST:PORT; "
+        "needs pip install 'migcodec[distributed]'",
+    )
+    p.add_argument(
+        "--task-windows",
+        type=types.positive_int,
+        default=16,
+        help="windows per table task with --scheduler",
+    )
     p.add_argument("--rebuild", action="store_true", help="re-measure even if cached")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.add_argument("--plot", help="write a PNG of choices and cumulative reward")

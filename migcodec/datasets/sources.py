@@ -15,6 +15,7 @@ from migcodec.datasets.trace import TraceReader
 from migcodec.datasets.trace.format import MANIFEST
 from migcodec.datasets.window import Window
 from migcodec.datasets.workload import Workload, WorkloadSpec
+from migcodec.storage import is_url
 
 
 def open_windows(
@@ -24,13 +25,17 @@ def open_windows(
     n_windows: int | None = None,
     seed: int | None = None,
 ) -> Iterable[Window]:
-    """A :class:`TraceReader` for a trace directory, else a :class:`Workload`.
+    """A :class:`TraceReader` for a trace directory or URL, else a :class:`Workload`.
 
     ``n_pages``, ``n_windows`` and ``seed`` size a named workload; they are refused for a
     trace, whose size is fixed.
     """
     if isinstance(source, WorkloadSpec):
         return Workload(source)
+    if is_url(source):  # a trace on an fsspec filesystem (a workload is never a URL)
+        if n_pages is not None or n_windows is not None or seed is not None:
+            raise ValueError(f"{source} is a trace; n_pages, n_windows and seed apply to workloads")
+        return TraceReader(source)
     path = Path(source)
     if (path / MANIFEST).is_file():
         if n_pages is not None or n_windows is not None or seed is not None:

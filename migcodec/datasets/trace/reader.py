@@ -13,6 +13,7 @@ import numpy as np
 
 from migcodec.codecs import CodecError, get_codec
 from migcodec.datasets.window import Window
+from migcodec.storage import LocalLocation, Location, location
 from migcodec.wire.errors import one_line
 
 from .format import (
@@ -68,7 +69,7 @@ class TraceInfo:
         return self.totals.get("raw_bytes", 0) / stored if stored else float("nan")
 
 
-def _load_manifest(path: Path) -> dict[str, Any]:
+def _load_manifest(path: Location) -> dict[str, Any]:
     """The manifest, checked against :data:`~.schema.MANIFEST_SCHEMA` before any field is
     used: every failure is a :class:`TraceCorrupt` naming the file and the field."""
     file = path / MANIFEST
@@ -94,7 +95,7 @@ def _load_manifest(path: Path) -> dict[str, Any]:
     return manifest
 
 
-def _check_index(path: Path, index: np.ndarray, memory_pages: int) -> None:
+def _check_index(path: Location, index: np.ndarray, memory_pages: int) -> None:
     """Entries must tile their chunk files as the writer appends them (each chunk from
     offset 0, records back to back, chunk numbers counting up by one), each long enough
     for a record header and naming at most the memory's pages. A damaged index is named as
@@ -131,6 +132,11 @@ class TraceReader:
     """Reads a trace directory. Iterating streams windows chunk by chunk; ``reader[i]``
     fetches window ``i`` through the index (the evaluator's random access).
 
+    The directory is a path or an fsspec URL (``s3://bucket/corpus/redis``,
+    ``file:///data/redis``; see :mod:`migcodec.storage`), so that every host of a cluster
+    reads one shared copy; a path needs no fsspec. ``path`` is the directory as given: a
+    ``Path`` for a path, the URL string for a URL.
+
     Only one window is decoded at a time, so memory stays bounded by the largest window
     however long the trace. Every record is checked (header and body checksums, lengths,
     codec validation) before its pages are returned; damage raises :class:`TraceCorrupt`
@@ -138,9 +144,14 @@ class TraceReader:
     up to its last indexed window when ``allow_incomplete`` is set.
     """
 
-    def __init__(self, path: str | os.PathLike, *, allow_incomplete: bool = False) -> None:
-        self.path = Path(path)
-        self._manifest = _load_manifest(self.path)
+    def __init__(
+        self, path: str | os.PathLike | Location, *, allow_incomplete: bool = False
+    ) -> None:
+        self.location = location(path)
+        self.path: Path | str = (
+            self.location.path if isinstance(self.location, LocalLocation) else str(self.location)
+        )
+        self._manifest = _load_manifest(self.location)
         m = self._manifest
         try:
             self.codec = get_codec(m["codec"])
@@ -150,22 +161,23 @@ class TraceReader:
             ) from exc
         except (ValueError, TypeError, RecursionError) as exc:
             raise TraceCorrupt(
-                f"{self.path / MANIFEST}: field 'codec' is not a codec this migcodec can "
+                f"{self.location / MANIFEST}: field 'codec' is not a codec this migcodec can "
                 f"build ({one_line(str(exc))}); the trace is damaged (re-create it)"
             ) from exc
         if self.codec.reads_destination:
             raise TraceCorrupt(
-                f"{self.path / MANIFEST}: field 'codec' names {self.codec.name!r}, which "
+                f"{self.location / MANIFEST}: field 'codec' names {self.codec.name!r}, which "
                 "encodes against a destination's pages; no trace is written with it"
             )
         self.page_size = m["page_size"]
-        raw = (self.path / INDEX).read_bytes() if (self.path / INDEX).exists() else b""
+        index = self.location / INDEX
+        raw = index.read_bytes() if index.exists() else b""
         if len(raw) % INDEX_DTYPE.itemsize:
             if m.get("complete"):
-                raise TraceCorrupt(f"{self.path / INDEX} is truncated mid-entry")
+                raise TraceCorrupt(f"{self.location / INDEX} is truncated mid-entry")
             raw = raw[: len(raw) - len(raw) % INDEX_DTYPE.itemsize]
         self._index = np.frombuffer(raw, dtype=INDEX_DTYPE)
-        _check_index(self.path, self._index, m["memory_pages"])
+        _check_index(self.location, self._index, m["memory_pages"])
         if not m.get("complete"):
             if not allow_incomplete:
                 raise TraceCorrupt(
@@ -174,10 +186,10 @@ class TraceReader:
                 )
         elif len(self._index) != m["windows"]:
             raise TraceCorrupt(
-                f"{self.path / INDEX} lists {len(self._index)} windows but the manifest says "
+                f"{self.location / INDEX} lists {len(self._index)} windows but the manifest says "
                 f"{m['windows']}; the trace is damaged"
             )
-        self._files: dict[int, BinaryIO] = {}
+        self._files: dict[int, tuple[BinaryIO, int]] = {}
 
     # -- metadata ---------------------------------------------------------------------------
     def info(self) -> TraceInfo:
@@ -224,7 +236,7 @@ class TraceReader:
             yield self._read(i)
 
     def close(self) -> None:
-        for f in self._files.values():
+        for f, _ in self._files.values():
             f.close()
         self._files.clear()
 
@@ -235,24 +247,24 @@ class TraceReader:
         self.close()
 
     # -- internals ----------------------------------------------------------------------------
-    def _file(self, chunk: int) -> BinaryIO:
-        f = self._files.get(chunk)
-        if f is None:
-            name = self.path / CHUNK_PATTERN.format(chunk)
+    def _file(self, chunk: int) -> tuple[BinaryIO, int]:
+        """The open chunk file and its size."""
+        opened = self._files.get(chunk)
+        if opened is None:
+            name = self.location / CHUNK_PATTERN.format(chunk)
             try:
-                f = open(name, "rb")  # noqa: SIM115 - kept open while streaming
+                opened = name.open_read()
             except FileNotFoundError as exc:
                 raise TraceCorrupt(f"chunk file {name} is missing") from exc
             self.close()  # streaming: at most one chunk file open
-            self._files[chunk] = f
-        return f
+            self._files[chunk] = opened
+        return opened
 
     def _read(self, i: int) -> Window:
         entry = self._index[i]
         chunk, offset, length = int(entry["chunk"]), int(entry["offset"]), int(entry["length"])
-        f = self._file(chunk)
+        f, size = self._file(chunk)
         where = f"{CHUNK_PATTERN.format(chunk)} offset {offset}"
-        size = os.fstat(f.fileno()).st_size
         if offset + length > size or length < HEADER_BYTES:
             raise TraceCorrupt(
                 f"window {i}: {CHUNK_PATTERN.format(chunk)} is truncated: the record needs "

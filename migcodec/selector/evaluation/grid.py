@@ -14,20 +14,28 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from migcodec.selector.evaluation.replay import evaluate
+from migcodec.selector.evaluation.replay import ReplayResult, fixed_configs, replay_configs, score
 from migcodec.selector.evaluation.table import Table
 from migcodec.selector.objectives import Objective
-from migcodec.selector.policies import Policy, PolicyError, policy_from_config
+from migcodec.selector.policies import PolicyError, policy_from_config
 
 #: weight of the shortfall below the best fixed arm in a configuration's score
 SHORTFALL_WEIGHT = 2.0
+#: configurations one replay job holds: a job of several replays outweighs what a cluster
+#: spends to schedule it, and a grid of hundreds still makes many jobs per worker
+GRID_CHUNK = 8
+
+#: a grid's cell: (trace name, link)
+Cell = tuple[str, str]
+#: runs replay jobs ``(configurations, cell)`` and returns each job's replays, in order
+ReplayMap = Callable[[list[tuple[list[dict[str, Any]], Cell]]], list[list[ReplayResult]]]
 
 
 def grid_configs(spec: dict[str, Any]) -> list[dict[str, Any]]:
@@ -61,19 +69,72 @@ class CellScore:
     vs_best_fixed: float
 
 
+def grid_jobs(
+    configs: list[dict[str, Any]],
+    cells: dict[Cell, tuple[Table, Objective]],
+    chunk: int = GRID_CHUNK,
+) -> list[tuple[list[dict[str, Any]], Cell]]:
+    """The replays a grid needs, as jobs ``(configurations, cell)``: first every cell's
+    fixed arms (once per cell: they score every configuration there), then the
+    configurations in chunks of ``chunk``, cell by cell."""
+    jobs = [(fixed_configs(table.n_arms), cell) for cell, (table, _) in cells.items()]
+    jobs += [
+        (configs[i : i + chunk], cell) for cell in cells for i in range(0, len(configs), chunk)
+    ]
+    return jobs
+
+
 def score_grid(
-    configs: list[dict[str, Any]], cells: dict[tuple[str, str], tuple[Table, Objective]]
-) -> list[dict[tuple[str, str], CellScore]]:
-    """Each configuration's scores on each (trace, link) cell."""
+    configs: list[dict[str, Any]],
+    cells: dict[Cell, tuple[Table, Objective]],
+    replay_map: ReplayMap | None = None,
+) -> list[dict[Cell, CellScore]]:
+    """Each configuration's scores on each (trace, link) cell.
+
+    ``replay_map`` runs the replays of :func:`grid_jobs` (default: here, one after the
+    other); a cluster runs them as tasks. Either way they are scored here by
+    :func:`~migcodec.selector.evaluation.replay.score`, so the scores are the same."""
+    jobs = grid_jobs(configs, cells)
+    if replay_map is None:
+        results = [replay_configs(chunk, *cells[cell]) for chunk, cell in jobs]
+    else:
+        results = replay_map(jobs)
+    n = len(cells)
+    fixed = {cell: results[i] for i, (_, cell) in enumerate(jobs[:n])}
+    replays: dict[Cell, list[ReplayResult]] = {cell: [] for cell in cells}
+    for (_, cell), done in zip(jobs[n:], results[n:], strict=True):
+        replays[cell] += done
     out = []
-    for config in configs:  # one replay per configuration and cell
+    for i in range(len(configs)):  # one score per configuration and cell
         scores = {}
         for cell, (table, objective) in cells.items():
-            policy: Policy = policy_from_config(config)
-            s = evaluate(table, [policy], objective).scores[-1]
+            s = score(table, objective, [*fixed[cell], replays[cell][i]]).scores[-1]
             scores[cell] = CellScore(s.vs_oracle, s.vs_best_fixed)
         out.append(scores)
     return out
+
+
+def rank_configs(
+    configs: list[dict[str, Any]], scores: list[dict[Cell, CellScore]]
+) -> list[dict[str, Any]]:
+    """Every configuration with its score over all cells (:func:`config_score`) and the
+    mean and minimum of its total/oracle and total/best fixed arm, best first (ties keep
+    the grid's order)."""
+    rows = []
+    for config, cell_scores in zip(configs, scores, strict=True):
+        oracle = [s.vs_oracle for s in cell_scores.values()]
+        fixed = [s.vs_best_fixed for s in cell_scores.values()]
+        rows.append(
+            {
+                "config": config,
+                "score": config_score(cell_scores, cell_scores),
+                "vs_oracle_mean": float(np.mean(oracle)),
+                "vs_oracle_min": float(np.min(oracle)),
+                "vs_best_fixed_mean": float(np.mean(fixed)),
+                "vs_best_fixed_min": float(np.min(fixed)),
+            }
+        )
+    return sorted(rows, key=lambda r: -r["score"])
 
 
 def config_score(scores: dict[tuple[str, str], CellScore], cells: Iterable) -> float:

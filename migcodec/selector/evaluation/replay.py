@@ -13,13 +13,14 @@ codec is alike, so it flatters every policy.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from migcodec.selector.evaluation.table import Table
 from migcodec.selector.objectives import Objective
-from migcodec.selector.policies import Fixed, Policy
+from migcodec.selector.policies import Fixed, Policy, parse_policy, policy_from_config
 
 
 @dataclass
@@ -125,19 +126,49 @@ class Evaluation:
         }
 
 
+def fixed_configs(n_arms: int) -> list[dict]:
+    """The configurations of every fixed arm, in arm order: what every evaluation replays
+    first (the best fixed arm is found among them)."""
+    return [Fixed(arm=i).get_config() for i in range(n_arms)]
+
+
+def replay_configs(
+    configs: Sequence[dict | str], table: Table, objective: Objective
+) -> list[ReplayResult]:
+    """Replay each policy, named by its configuration (``policy_from_config``) or its
+    specification (``parse_policy``, e.g. ``"d-ucb:gamma=0.9"``), a fresh instance each.
+    What one replay task runs: plain data in, plain data out."""
+    return [
+        replay(parse_policy(c) if isinstance(c, str) else policy_from_config(c), table, objective)
+        for c in configs
+    ]
+
+
 def evaluate(table: Table, policies: list[Policy], objective: Objective) -> Evaluation:
-    """Replay every policy, plus every fixed arm, and score them all.
+    """Replay every policy, plus every fixed arm, and score them all (:func:`score`)."""
+    fixed = [Fixed(arm=i) for i in range(table.n_arms)]
+    return score(table, objective, [replay(p, table, objective) for p in [*fixed, *policies]])
+
+
+def score(table: Table, objective: Objective, results: list[ReplayResult]) -> Evaluation:
+    """Score replays of ``table``: ``results`` starts with every fixed arm's, in arm order
+    (:func:`fixed_configs`), then the policies'. Replays are deterministic given the
+    table, so replays run anywhere (a cluster's workers) score as if run here.
 
     Regret over time is the cumulative utility lost against the oracle (for throughput:
     seconds per guest GB, summed over windows)."""
+    k = table.n_arms
+    if len(results) < k or any(
+        r.config.get("name") != "fixed" or r.config.get("arm") != i
+        for i, r in enumerate(results[:k])
+    ):
+        raise ValueError(f"score needs the {k} fixed arms' replays first, in arm order")
     base = table.rewards(objective)
     oracle_arms = np.argmax(base, axis=1)
     oracle = base[np.arange(table.n_windows), oracle_arms]
     nbytes = table.input_bytes[:, 0]
-    fixed = [Fixed(arm=i) for i in range(table.n_arms)]
-    results = [replay(p, table, objective) for p in [*fixed, *policies]]
     totals = [objective.total(r.rewards, nbytes) for r in results]
-    best_fixed = int(np.argmax(totals[: table.n_arms]))
+    best_fixed = int(np.argmax(totals[:k]))
     oracle_total = objective.total(oracle, nbytes)
     oracle_sum = float(oracle.sum())
     fixed_sum = float(results[best_fixed].rewards.sum())

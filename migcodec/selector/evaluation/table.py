@@ -10,20 +10,28 @@ at its true size: its bytes and times are the sample's, scaled by dirty pages pe
 page. Features and probes are not scaled: they read a sample of the window, online too.
 
 Timing is noisy on a shared machine: each arm encodes each window ``repeats`` times,
-interleaved across arms, and the medians are kept with their spread; only the codec calls
-are timed. Ratios do not vary and come from the first run. :meth:`Table.modelled` replaces
-every time by a calibrated cost model's (:mod:`migcodec.selector.costmodel`), for
-comparisons that give the same numbers on every run.
+interleaved across the arms measured together, and the medians are kept with their
+spread; only the codec calls are timed. Ratios do not vary and come from the first run.
+:meth:`Table.modelled` replaces every time by a calibrated cost model's
+(:mod:`migcodec.selector.costmodel`), for comparisons that give the same numbers on every
+run.
+
+A table is measured in parts (:func:`measure_windows`: a range of windows, some arms, the
+features or not) joined in window order (:func:`join_parts`). :func:`build_table` is one
+part of every arm over every window; a cluster measures one part per range and arm
+(:mod:`migcodec.selector.evaluation.cluster`), with the same two functions.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
+import itertools
 import json
+import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -34,6 +42,7 @@ from migcodec.selector.arms import Arm
 from migcodec.selector.costmodel import FEATURES_LABEL, ArmCost, CostModel, machine_cost_model
 from migcodec.selector.features import CONTEXT_NAMES, FeatureExtractor, WindowFeatures
 from migcodec.selector.objectives import Objective, Outcome
+from migcodec.storage import Location, location
 
 TABLE_VERSION = 2
 _ARRAYS = (
@@ -161,8 +170,13 @@ class Table:
 
     def modelled(self, model: CostModel) -> Table:
         """This table with every time replaced by ``model``'s: encode CPU (and wall) time
-        per (window, arm), probe and cheap-feature costs. Output bytes, features and probe
-        results are unchanged; emulated hardware keeps its modelled device time."""
+        per (window, arm), probe and cheap-feature costs, the per-worker rate each probe
+        predicts, and each arm's cost prior (:meth:`costs`). Output bytes, features and
+        probe outputs are unchanged; emulated hardware keeps its modelled device time and
+        rate.
+
+        Nothing timed on the machine that built the table is left, so two tables of the
+        same windows, measured apart (or in parts on several hosts), replay alike."""
         if self.pages is None:
             raise TableError("this table holds no work counts to model; rebuild it")
         page_size, batch = self.page_size, model.batch_pages
@@ -171,6 +185,8 @@ class Table:
         nz = self.stored - self.zero_pages
         cpu = np.empty_like(self.cpu_s)
         probe = np.zeros_like(self.probe_s)
+        rate = self.predicted_rate.copy()
+        zero_frac = self.context[:, CONTEXT_NAMES.index("zero_frac")]
         for i, label in enumerate(self.labels):
             cost = model.arm(label)
             payload = self.stored_out[:, i] - self.stored - np.ceil(self.stored / batch) * 12
@@ -190,11 +206,25 @@ class Table:
                     0.0,
                     page_size,
                 )
+                if not np.isfinite(self.device_s[:, i]).any():
+                    rate[probed, i] = _batch_rate(
+                        cost,
+                        self.probe_out[probed, i] / self.probe_pages[probed],
+                        zero_frac[probed],
+                        batch,
+                        page_size,
+                    )
         features = model.arm(FEATURES_LABEL)
         cheap = features.per_call + features.per_page[0] * self.sample
         fields = {name: getattr(self, name) for name in (*_ARRAYS, *_WORK_ARRAYS)}
-        fields.update(cpu_s=cpu, wall_s=cpu.copy(), probe_s=probe, cheap_s=cheap)
-        meta = {**self.meta, "cost_model": {"machine": model.machine, "created": model.created}}
+        fields.update(
+            cpu_s=cpu, wall_s=cpu.copy(), probe_s=probe, cheap_s=cheap, predicted_rate=rate
+        )
+        meta = {
+            **self.meta,
+            "cost_model": {"machine": model.machine, "created": model.created},
+            "costs": {label: asdict(model.arm(label)) for label in self.labels},
+        }
         return Table(list(self.arms), phases=list(self.phases), meta=meta, **fields)
 
     def outcome(self, w: int, arm: int) -> Outcome:
@@ -208,34 +238,50 @@ class Table:
         )
 
     # -- files -----------------------------------------------------------------------
-    def save(self, path: str | Path) -> None:
+    def save(self, path: str | os.PathLike | Location) -> None:
+        """Write the table to a path or fsspec URL, whole (see :meth:`Location.write_bytes`)."""
         meta = {**self.meta, "version": TABLE_VERSION, "arms": self.arms, "phases": self.phases}
         arrays = {name: getattr(self, name) for name in _ARRAYS}
         arrays.update(
             {name: getattr(self, name) for name in _WORK_ARRAYS if getattr(self, name) is not None}
         )
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez_compressed(tmp, meta=np.array(json.dumps(meta)), **arrays)
-        tmp.replace(path)
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, meta=np.array(json.dumps(meta)), **arrays)
+        location(path).write_bytes(buffer.getvalue())
 
     @classmethod
-    def load(cls, path: str | Path) -> Table:
+    def load(cls, path: str | os.PathLike | Location) -> Table:
+        where = location(path)
         try:
-            with np.load(path, allow_pickle=False) as data:
+            source = where.local_path or io.BytesIO(where.read_bytes())
+            with np.load(source, allow_pickle=False) as data:
                 meta = json.loads(str(data["meta"]))
                 arrays = {name: data[name] for name in _ARRAYS}
                 arrays.update({name: data[name] for name in _WORK_ARRAYS if name in data})
         except (OSError, KeyError, ValueError) as exc:
             raise TableError(
-                f"cannot read evaluation table {path}: {exc}; delete it to rebuild"
+                f"cannot read evaluation table {where}: {exc}; delete it to rebuild"
             ) from exc
         if meta.get("version") != TABLE_VERSION:
             raise TableError(
-                f"table {path} has version {meta.get('version')}, expected "
+                f"table {where} has version {meta.get('version')}, expected "
                 f"{TABLE_VERSION}; delete it to rebuild"
             )
+        del meta["version"]  # the file's format, not the table's: a loaded table's meta is
+        # what it was when built (a cached and a fresh table report alike)
         return cls(meta.pop("arms"), phases=meta.pop("phases"), meta=meta, **arrays)
+
+
+def _batch_rate(
+    cost: ArmCost, payload_per_page: np.ndarray, zero_frac: np.ndarray, batch: int, page_size: int
+) -> np.ndarray:
+    """Bytes per CPU second one worker encodes a ``batch``-page batch of a window at: the
+    cost model's time for its non-zero pages at the probe's ratio, and its zero pages (what
+    :class:`~migcodec.selector.features.FeatureExtractor` predicts from a timed probe)."""
+    pages = np.maximum((1.0 - zero_frac) * batch, 1.0)
+    work = cost.cpu_arrays(1.0, pages, pages * payload_per_page, zero_frac * batch, page_size)
+    with np.errstate(divide="ignore"):
+        return np.where(work > 0, batch * page_size / work, np.inf)
 
 
 def encode_window(codec: Codec, window: Window, batch_pages: int) -> Outcome:
@@ -274,6 +320,311 @@ def _touch(window: Window) -> None:
         np.bitwise_xor.reduce(np.ascontiguousarray(window.previous).view(np.uint64), axis=None)
 
 
+#: per-window arrays every part holds: what the window is, whichever arms it measured
+_PART_WINDOW = ("input", "pages", "stored", "zero_pages")
+#: per encoded arm ``(windows, arms encoded)``: what encoding the window with the arm did
+_PART_ENCODE = ("output_bytes", "wall_s", "cpu_s", "device_s", "cpu_spread", "stored_out")
+#: what the part holding a range's features has: cheap features and every arm's probe
+_PART_FEATURES = (
+    "context",
+    "predicted_ratio",
+    "predicted_rate",
+    "cheap_s",
+    "probe_s",
+    "sample",
+    "held_frac",
+    "delta_bytes",
+    "probe_pages",
+    "probe_out",
+)
+#: how each part array is shaped past its first (window) axis; ``k`` is an arm count
+_PART_SHAPES = {
+    "context": (len(CONTEXT_NAMES),),
+    **dict.fromkeys(_PART_ENCODE, ("k",)),
+    **dict.fromkeys(
+        ("predicted_ratio", "predicted_rate", "probe_s", "delta_bytes", "probe_out"), ("k",)
+    ),
+}
+
+
+@dataclass
+class TablePart:
+    """Measurements of some arms on one range of windows: what one task of a distributed
+    table build returns. :func:`join_parts` makes a table of parts that together cover a
+    contiguous run of ranges with every arm encoded once and the features measured once in
+    each range.
+
+    ``start``/``stop`` name the range of window indices measured (``stop`` ``None``: to
+    the source's end); ``encoded`` are the positions in ``arms`` of the arms encoded, and
+    ``kinds``/``paths`` describe them as the measuring host built them. ``arrays`` has
+    :data:`_PART_WINDOW` for every window with pages, the encoded arms' columns of
+    :data:`_PART_ENCODE`, and :data:`_PART_FEATURES` when ``features`` is set.
+    """
+
+    arms: list[dict]
+    params: dict
+    start: int
+    stop: int | None
+    encoded: list[int]
+    features: bool
+    arrays: dict[str, np.ndarray]
+    phases: list[str]
+    page_size: int | None
+    kinds: list[str]
+    paths: list[str]
+
+    @property
+    def n_windows(self) -> int:
+        """Windows with pages in the range (empty windows are not scored)."""
+        return len(self.phases)
+
+    @property
+    def span(self) -> str:
+        return f"{self.start}-{'end' if self.stop is None else self.stop}"
+
+
+def measure_windows(
+    windows: Iterable[Window],
+    arms: list[Arm],
+    encode: Sequence[int] | None = None,
+    features: bool = True,
+    repeats: int = 3,
+    batch_pages: int = 64,
+    sample_pages: int = 32,
+    probe_pages: int = 32,
+    progress: Callable[[int], None] | None = None,
+    start: int = 0,
+    stop: int | None = None,
+    extractor: FeatureExtractor | None = None,
+) -> TablePart:
+    """Measure arms ``encode`` (positions in ``arms``; all by default) on ``windows``, and
+    with ``features`` every window's features and every arm's probe; streamed (windows are
+    not kept). ``start``/``stop`` label the range of window indices ``windows`` are, for
+    :func:`join_parts`. ``extractor`` measures the features (one over ``arms`` with these
+    settings; by default one is made, which times each arm's probe calls first): a worker
+    measuring many parts keeps one.
+
+    Each encoded arm encodes each window ``repeats`` times, interleaved across the arms
+    encoded together and rotated so that no arm always reads cold pages; the medians are
+    kept with their spread. Features are measured ``repeats`` times and their costs are the
+    medians, as are the probes' predicted rates.
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    positions = list(range(len(arms))) if encode is None else [int(i) for i in encode]
+    if any(not 0 <= i < len(arms) for i in positions) or len(set(positions)) != len(positions):
+        raise ValueError(f"arms to encode must be distinct positions of {len(arms)} arms")
+    codecs = [arms[i].codec for i in positions]
+    if not features:
+        extractor = None
+    elif extractor is None:
+        extractor = FeatureExtractor(
+            [a.codec for a in arms],
+            sample_pages=sample_pages,
+            batch_pages=batch_pages,
+            probe_pages=probe_pages,
+        )
+    names = (
+        *_PART_WINDOW,
+        *(_PART_ENCODE if codecs else ()),
+        *(_PART_FEATURES if features else ()),
+    )
+    rows: dict[str, list] = {name: [] for name in names}
+    phases: list[str] = []
+    m = len(codecs)
+    page_size = None
+    for window in windows:
+        if window.n_pages == 0:
+            continue
+        page_size = window.page_size
+        scale = window.scale
+        if codecs:
+            _touch(window)  # every arm then finds the pages equally warm in cache
+            walls = np.zeros((repeats, m))
+            cpus = np.zeros((repeats, m))
+            out = np.zeros(m)
+            device = np.full(m, np.nan)
+            for r in range(repeats):
+                for i in np.roll(np.arange(m), -r):  # rotate: no arm always reads cold pages
+                    o = encode_window(codecs[i], window, batch_pages)
+                    walls[r, i], cpus[r, i] = o.wall_s, o.cpu_s
+                    if r == 0:
+                        out[i] = o.output_bytes
+                        device[i] = np.nan if o.device_s is None else o.device_s
+            cpu = np.median(cpus, axis=0)
+            rows["output_bytes"].append(out * scale)
+            rows["wall_s"].append(np.median(walls, axis=0) * scale)
+            rows["cpu_s"].append(cpu * scale)
+            rows["device_s"].append(device * scale)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                rows["cpu_spread"].append((cpus.max(axis=0) - cpus.min(axis=0)) / cpu)
+            rows["stored_out"].append(out)
+        if extractor is not None:
+            _measure_features(extractor, window, repeats, rows, first=not phases)
+        zero = zero_page_rows(window.pages)
+        rows["input"].append(float(window.nbytes) * scale)
+        rows["pages"].append(float(window.dirty_pages or window.n_pages))
+        rows["stored"].append(float(window.n_pages))
+        rows["zero_pages"].append(0.0 if zero is None else float(np.count_nonzero(zero)))
+        phases.append(window.phase or "")
+        if progress is not None:
+            progress(len(phases))
+    arrays = {}
+    for name, values in rows.items():
+        tail = tuple(
+            (m if name in _PART_ENCODE else len(arms)) if d == "k" else d
+            for d in _PART_SHAPES.get(name, ())
+        )
+        arrays[name] = np.asarray(values, dtype=float).reshape((len(values), *tail))
+    return TablePart(
+        arms=[a.get_config() for a in arms],
+        params={
+            "repeats": repeats,
+            "batch_pages": batch_pages,
+            "sample_pages": sample_pages,
+            "probe_pages": probe_pages,
+        },
+        start=start,
+        stop=stop,
+        encoded=positions,
+        features=features,
+        arrays=arrays,
+        phases=phases,
+        page_size=page_size,
+        kinds=[c.kind for c in codecs],
+        paths=[c.probe_path() for c in codecs],
+    )
+
+
+def _measure_features(
+    extractor: FeatureExtractor, window: Window, repeats: int, rows: dict, first: bool
+) -> None:
+    """Append one window's features (costs and predicted rates: medians of ``repeats``)."""
+    if first:  # first window: warm caches and lazy imports outside the timings
+        extractor.extract(window.pages, window.previous, probe=True)
+    runs = [
+        extractor.extract(
+            window.pages, window.previous, probe=True, window_pages=window.dirty_pages
+        )
+        for _ in range(repeats)
+    ]
+    k = len(extractor.codecs)
+    feats = runs[0]
+    feats.cheap_s = float(np.median([f.cheap_s for f in runs]))
+    feats.probe_s = np.median([f.probe_s for f in runs], axis=0)
+    feats.predicted_rate = np.median([f.predicted_rate for f in runs], axis=0)
+    rows["context"].append(feats.context)
+    rows["predicted_ratio"].append(feats.predicted_ratio)
+    rows["predicted_rate"].append(feats.predicted_rate)
+    rows["cheap_s"].append(feats.cheap_s)
+    rows["probe_s"].append(feats.probe_s)
+    rows["sample"].append(float(feats.sample))
+    rows["held_frac"].append(feats.held_frac)
+    rows["delta_bytes"].append(
+        np.full(k, np.nan) if feats.delta_bytes is None else feats.delta_bytes
+    )
+    rows["probe_pages"].append(float(feats.probe_pages))
+    rows["probe_out"].append(feats.probe_out)
+
+
+def join_parts(parts: Sequence[TablePart], calibration: CostModel | None = None) -> Table:
+    """The table of ``parts``, in window order.
+
+    The parts' ranges must follow each other without gaps or overlaps, and in each range
+    every arm must be encoded by exactly one part and the features held by exactly one;
+    parts of one range must agree on its windows (their sizes and zero pages), or the trace
+    changed while it was measured. A part that fails these is refused with
+    :class:`TableError` naming the range. Timing costs of a range's features are its
+    features part's.
+
+    ``calibration`` is the cost model stored with the table as each arm's prior for
+    policies that predict CPU time (by default this machine's, calibrated when missing).
+    """
+    if not parts:
+        raise TableError("no table parts to join: measure at least one range of windows")
+    first = parts[0]
+    arm_list = [Arm.of(c) for c in first.arms]
+    labels = [a.label for a in arm_list]
+    k = len(arm_list)
+    for p in parts:
+        if p.arms != first.arms or p.params != first.params:
+            raise TableError(
+                f"table part of windows {p.span} was measured with other arms or settings "
+                "than the others; measure every part of a table with the same ones"
+            )
+    spans = sorted({(p.start, p.stop) for p in parts}, key=lambda s: (s[0], s[1] is None, s[1]))
+    for (a0, b0), (a1, b1) in itertools.pairwise(spans):
+        if b0 != a1:
+            raise TableError(
+                f"table parts of windows {a0}-{b0} and {a1}-{'end' if b1 is None else b1} "
+                "do not follow each other; measure every range exactly once"
+            )
+    kinds: list[str | None] = [None] * k
+    paths: list[str | None] = [None] * k
+    pieces: dict[str, list[np.ndarray]] = {name: [] for name in (*_ARRAYS, *_WORK_ARRAYS)}
+    phases: list[str] = []
+    for span in spans:
+        group = [p for p in parts if (p.start, p.stop) == span]
+        where = group[0].span
+        with_features = [p for p in group if p.features]
+        if len(with_features) != 1:
+            raise TableError(
+                f"windows {where}: {len(with_features)} table parts hold features, expected 1"
+            )
+        owner: list[tuple[TablePart, int] | None] = [None] * k
+        for p in group:
+            for j, arm in enumerate(p.encoded):
+                if owner[arm] is not None:
+                    raise TableError(f"windows {where}: arm {labels[arm]} is measured twice")
+                owner[arm] = (p, j)
+                kinds[arm], paths[arm] = p.kinds[j], p.paths[j]
+        missing = [labels[i] for i, o in enumerate(owner) if o is None]
+        if missing:
+            raise TableError(f"windows {where}: no table part measured {', '.join(missing)}")
+        ref = group[0]
+        for p in group[1:]:
+            same = p.phases == ref.phases and all(
+                np.array_equal(p.arrays[name], ref.arrays[name]) for name in _PART_WINDOW
+            )
+            if not same:
+                raise TableError(
+                    f"windows {where}: table parts disagree on the windows (the trace "
+                    "changed while it was measured); measure the table again"
+                )
+        n = ref.n_windows
+        for name in _PART_ENCODE:
+            column = np.empty((n, k))
+            for i, (p, j) in enumerate(owner):  # type: ignore[misc]
+                column[:, i] = p.arrays[name][:, j]
+            pieces[name].append(column)
+        for name in _PART_FEATURES:
+            pieces[name].append(with_features[0].arrays[name])
+        pieces["input_bytes"].append(np.repeat(ref.arrays["input"][:, None], k, axis=1))
+        for name in ("pages", "stored", "zero_pages"):
+            pieces[name].append(ref.arrays[name])
+        phases += ref.phases
+    if not phases:
+        raise TableError("no windows with pages to evaluate: the trace or workload is empty")
+    arrays = {name: np.concatenate(v) for name, v in pieces.items()}
+    page_size = next(p.page_size for p in parts if p.page_size is not None)
+    params = first.params
+    if calibration is None:
+        calibration = machine_cost_model(arm_list, page_size, params["batch_pages"])
+    meta = {
+        "repeats": params["repeats"],
+        "batch_pages": params["batch_pages"],
+        "sample_pages": params["sample_pages"],
+        "probe_pages": params["probe_pages"],
+        "page_size": page_size,
+        "kinds": kinds,
+        "paths": paths,
+        "context_names": list(CONTEXT_NAMES),
+        "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "costs": {a.label: asdict(calibration.arm(a.label)) for a in arm_list},
+    }
+    return Table(list(first.arms), phases=phases, meta=meta, **arrays)
+
+
 def build_table(
     windows: Iterable[Window],
     arms: list[Arm],
@@ -284,96 +635,23 @@ def build_table(
     probe_pages: int = 32,
     calibration: CostModel | None = None,
 ) -> Table:
-    """Run every arm on every window (streamed: windows are not kept).
+    """Run every arm on every window (streamed: windows are not kept): one range with
+    every arm, measured by :func:`measure_windows` and made a table by :func:`join_parts`
+    (the same two steps a distributed build runs per range and arm).
 
     ``calibration`` is the cost model stored with the table as each arm's prior for
     policies that predict CPU time (by default this machine's, calibrated when missing).
     """
-    if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats}")
-    codecs = [a.codec for a in arms]
-    extractor = FeatureExtractor(
-        codecs, sample_pages=sample_pages, batch_pages=batch_pages, probe_pages=probe_pages
+    part = measure_windows(
+        windows,
+        arms,
+        repeats=repeats,
+        batch_pages=batch_pages,
+        sample_pages=sample_pages,
+        probe_pages=probe_pages,
+        progress=progress,
     )
-    rows: dict[str, list] = {name: [] for name in (*_ARRAYS, *_WORK_ARRAYS)}
-    phases: list[str] = []
-    k = len(arms)
-    page_size = None
-    for window in windows:
-        if window.n_pages == 0:
-            continue
-        page_size = window.page_size
-        scale = window.scale
-        if calibration is None:
-            calibration = machine_cost_model(arms, page_size, batch_pages)
-        _touch(window)  # every arm then finds the pages equally warm in cache
-        walls = np.zeros((repeats, k))
-        cpus = np.zeros((repeats, k))
-        out = np.zeros(k)
-        device = np.full(k, np.nan)
-        for r in range(repeats):
-            for i in np.roll(np.arange(k), -r):  # rotate: no arm always reads cold pages
-                o = encode_window(codecs[i], window, batch_pages)
-                walls[r, i], cpus[r, i] = o.wall_s, o.cpu_s
-                if r == 0:
-                    out[i] = o.output_bytes
-                    device[i] = np.nan if o.device_s is None else o.device_s
-        if not phases:  # first window: warm caches and lazy imports outside the timings
-            extractor.extract(window.pages, window.previous, probe=True)
-        runs = [
-            extractor.extract(
-                window.pages, window.previous, probe=True, window_pages=window.dirty_pages
-            )
-            for _ in range(repeats)
-        ]
-        feats = runs[0]
-        feats.cheap_s = float(np.median([f.cheap_s for f in runs]))
-        feats.probe_s = np.median([f.probe_s for f in runs], axis=0)
-        feats.predicted_rate = np.median([f.predicted_rate for f in runs], axis=0)
-        cpu = np.median(cpus, axis=0)
-        zero = zero_page_rows(window.pages)
-        rows["input_bytes"].append(np.full(k, float(window.nbytes) * scale))
-        rows["output_bytes"].append(out * scale)
-        rows["wall_s"].append(np.median(walls, axis=0) * scale)
-        rows["cpu_s"].append(cpu * scale)
-        rows["device_s"].append(device * scale)
-        rows["context"].append(feats.context)
-        rows["predicted_ratio"].append(feats.predicted_ratio)
-        rows["predicted_rate"].append(feats.predicted_rate)
-        rows["cheap_s"].append(feats.cheap_s)
-        rows["probe_s"].append(feats.probe_s)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            rows["cpu_spread"].append((cpus.max(axis=0) - cpus.min(axis=0)) / cpu)
-        rows["stored_out"].append(out)
-        rows["pages"].append(float(window.dirty_pages or window.n_pages))
-        rows["stored"].append(float(window.n_pages))
-        rows["zero_pages"].append(0.0 if zero is None else float(np.count_nonzero(zero)))
-        rows["sample"].append(float(feats.sample))
-        rows["held_frac"].append(feats.held_frac)
-        rows["delta_bytes"].append(
-            np.full(k, np.nan) if feats.delta_bytes is None else feats.delta_bytes
-        )
-        rows["probe_pages"].append(float(feats.probe_pages))
-        rows["probe_out"].append(feats.probe_out)
-        phases.append(window.phase or "")
-        if progress is not None:
-            progress(len(phases))
-    if not phases:
-        raise TableError("no windows with pages to evaluate: the trace or workload is empty")
-    arrays = {name: np.asarray(v, dtype=float) for name, v in rows.items()}
-    meta = {
-        "repeats": repeats,
-        "batch_pages": batch_pages,
-        "sample_pages": sample_pages,
-        "probe_pages": probe_pages,
-        "page_size": page_size,
-        "kinds": [c.kind for c in codecs],
-        "paths": [c.probe_path() for c in codecs],
-        "context_names": list(CONTEXT_NAMES),
-        "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "costs": {a.label: asdict(calibration.arm(a.label)) for a in arms},
-    }
-    return Table([a.get_config() for a in arms], phases=phases, meta=meta, **arrays)
+    return join_parts([part], calibration)
 
 
 def table_key(
@@ -401,13 +679,14 @@ def table_key(
 
 
 def cached_table(
-    path: Path | None, build: Callable[[], Table], rebuild: bool = False
+    path: str | os.PathLike | Location | None, build: Callable[[], Table], rebuild: bool = False
 ) -> tuple[Table, bool]:
-    """Load the table at ``path`` or build and save it there; ``(table, was_cached)``."""
-    if path is not None and path.exists() and not rebuild:
-        return Table.load(path), True
+    """Load the table at ``path`` (a path or fsspec URL) or build and save it there;
+    ``(table, was_cached)``."""
+    where = None if path is None else location(path)
+    if where is not None and where.exists() and not rebuild:
+        return Table.load(where), True
     table = build()
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        table.save(path)
+    if where is not None:
+        table.save(where)
     return table, False

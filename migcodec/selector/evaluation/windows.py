@@ -21,6 +21,8 @@ from migcodec.datasets import (
     open_windows,
     workload_names,
 )
+from migcodec.datasets.trace import TraceReader
+from migcodec.storage import LocalLocation, Location, location
 
 
 class WindowSourceError(ValueError):
@@ -43,8 +45,12 @@ def check_windows(windows: Iterable[Window]) -> Iterator[Window]:
         yield w
 
 
-def read_trace(path: str | Path) -> Iterator[Window]:
-    """Windows of a trace directory."""
+def read_trace(path: str | Path | Location) -> Iterator[Window]:
+    """Windows of a trace directory (a path or an fsspec URL)."""
+    if isinstance(path, LocalLocation):
+        path = path.path
+    if isinstance(path, Location):
+        return iter(TraceReader(path))
     return iter(open_windows(path))
 
 
@@ -79,12 +85,16 @@ def workload_windows(
         previous = data
 
 
-def trace_identity(path: str | Path) -> str:
-    """What a cached table of a trace directory is keyed by: its files, sizes and times."""
-    root = Path(path)
-    parts = [str(root.resolve())]
-    for f in sorted(root.rglob("*")):
-        if f.is_file() and not f.name.startswith("selector-table-"):
-            st = f.stat()
-            parts.append(f"{f.relative_to(root)}:{st.st_size}:{st.st_mtime_ns}")
+def trace_identity(path: str | Path | Location) -> str:
+    """What a cached table of a trace directory is keyed by: its files, sizes and change
+    stamps (modification times; an object store's own stamp for a URL). A local trace has
+    one key whether named by a path or a ``file://`` URL, so either finds its tables."""
+    root = location(path)
+    local = root.local_path
+    parts = [str(local.resolve()) if local is not None else str(root)]
+    if local is not None:
+        root = LocalLocation(local)
+    for name, size, stamp in root.files():
+        if not name.rsplit("/", 1)[-1].startswith("selector-table-"):
+            parts.append(f"{name}:{size}:{stamp}")
     return hashlib.blake2b("\n".join(parts).encode(), digest_size=8).hexdigest()

@@ -1,0 +1,270 @@
+"""Files named by a local path or an fsspec URL: where traces and cached tables live.
+
+A trace corpus read by several hosts must be one shared copy, so a trace can be named by a
+URL (``s3://bucket/corpus/redis``, ``gcs://...``, ``file:///data/redis``, ``memory://t``)
+as well as by a path. URLs are opened through `fsspec <https://filesystem-spec.rtfd.io>`_,
+imported only when a URL is given: plain paths work without it. A protocol whose
+filesystem package is not installed (``s3fs`` for ``s3://``) is refused with the package
+to install.
+
+:class:`Location` has just what trace reading and table caching need: existence, whole-file
+reads, an open binary file with its size (records are read by offset), an atomic write, a
+listing for corpora and per-file sizes and change stamps for cache keys.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+
+class StorageError(ValueError):
+    """A URL cannot be opened here: fsspec or the protocol's filesystem is missing, or
+    the protocol is unknown. The message names the package to install."""
+
+
+def is_url(target: str | os.PathLike) -> bool:
+    """True for ``protocol://...`` (and chained fsspec URLs ``a::b://...``)."""
+    return isinstance(target, str) and "://" in target
+
+
+def location(target: str | os.PathLike | Location) -> Location:
+    """The :class:`Location` of a path or URL (a ``Location`` is returned as is)."""
+    if isinstance(target, Location):
+        return target
+    if is_url(target):
+        return FsspecLocation.from_url(str(target))
+    return LocalLocation(Path(target))
+
+
+class Location:
+    """A file or directory: a local path (:class:`LocalLocation`) or a path on an fsspec
+    filesystem (:class:`FsspecLocation`). ``str()`` is the path or URL as a user names it."""
+
+    def __truediv__(self, name: str) -> Location:
+        raise NotImplementedError
+
+    @property
+    def name(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def parent(self) -> Location:
+        raise NotImplementedError
+
+    @property
+    def local_path(self) -> Path | None:
+        """The local path when the file lives on this machine's filesystem, else None."""
+        raise NotImplementedError
+
+    def exists(self) -> bool:
+        raise NotImplementedError
+
+    def is_file(self) -> bool:
+        raise NotImplementedError
+
+    def is_dir(self) -> bool:
+        raise NotImplementedError
+
+    def read_bytes(self) -> bytes:
+        raise NotImplementedError
+
+    def read_text(self) -> str:
+        return self.read_bytes().decode("utf-8")
+
+    def open_read(self) -> tuple[BinaryIO, int]:
+        """An open binary file and its size (``FileNotFoundError`` when missing)."""
+        raise NotImplementedError
+
+    def write_bytes(self, data: bytes) -> None:
+        """Write the whole file at once: readers see the old file or the new one, never
+        part of it (a local file is written beside and renamed; an object store's put is
+        atomic), so concurrent runs sharing a table cache never read a torn table."""
+        raise NotImplementedError
+
+    def glob(self, pattern: str) -> list[Location]:
+        """Entries matching ``pattern`` under this directory, sorted."""
+        raise NotImplementedError
+
+    def files(self) -> Iterator[tuple[str, int, str]]:
+        """Every file under this directory as ``(relative name, size, change stamp)``,
+        sorted: what a cache key of the directory's contents is made from."""
+        raise NotImplementedError
+
+
+class LocalLocation(Location):
+    """A path on this machine, read with the standard library."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def __repr__(self) -> str:
+        return f"LocalLocation({str(self.path)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LocalLocation) and other.path == self.path
+
+    def __hash__(self) -> int:
+        return hash(self.path)
+
+    def __truediv__(self, name: str) -> LocalLocation:
+        return LocalLocation(self.path / name)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def parent(self) -> LocalLocation:
+        return LocalLocation(self.path.parent)
+
+    @property
+    def local_path(self) -> Path:
+        return self.path
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def is_file(self) -> bool:
+        return self.path.is_file()
+
+    def is_dir(self) -> bool:
+        return self.path.is_dir()
+
+    def read_bytes(self) -> bytes:
+        return self.path.read_bytes()
+
+    def open_read(self) -> tuple[BinaryIO, int]:
+        f = open(self.path, "rb")  # noqa: SIM115 - the caller keeps it open while streaming
+        return f, os.fstat(f.fileno()).st_size
+
+    def write_bytes(self, data: bytes) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(self.path)
+
+    def glob(self, pattern: str) -> list[Location]:
+        return [LocalLocation(p) for p in sorted(self.path.glob(pattern))]
+
+    def files(self) -> Iterator[tuple[str, int, str]]:
+        for f in sorted(self.path.rglob("*")):
+            if f.is_file():
+                st = f.stat()
+                yield str(f.relative_to(self.path)), st.st_size, str(st.st_mtime_ns)
+
+
+#: info keys that change when an object is rewritten, by filesystem (first found is used)
+_STAMP_KEYS = ("mtime", "LastModified", "last_modified", "updated", "ETag", "etag", "created")
+
+
+class FsspecLocation(Location):
+    """A path on an fsspec filesystem, named by its URL."""
+
+    def __init__(self, fs: Any, path: str, url: str) -> None:
+        self.fs = fs
+        self.path = path.rstrip("/") or "/"
+        self.url = url if url.endswith("://") else url.rstrip("/")  # keep a bare "memory://"
+
+    @classmethod
+    def from_url(cls, url: str) -> FsspecLocation:
+        try:
+            from fsspec.core import url_to_fs
+        except ImportError:
+            raise StorageError(
+                f"{url}: opening URLs needs fsspec: pip install fsspec "
+                "(or pip install 'migcodec[distributed]')"
+            ) from None
+        try:
+            fs, path = url_to_fs(url)
+        except ImportError as exc:  # fsspec names the package, e.g. "Install s3fs to ..."
+            raise StorageError(
+                f"{url}: {exc} (pip install it on every host that reads it)"
+            ) from exc
+        except ValueError as exc:
+            raise StorageError(f"{url}: {exc}; give a path or an fsspec URL") from exc
+        return cls(fs, path, url)
+
+    def __str__(self) -> str:
+        return self.url
+
+    def __repr__(self) -> str:
+        return f"FsspecLocation({self.url!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, FsspecLocation) and other.url == self.url
+
+    def __hash__(self) -> int:
+        return hash(self.url)
+
+    def __truediv__(self, name: str) -> FsspecLocation:
+        return FsspecLocation(self.fs, f"{self.path.rstrip('/')}/{name}", _join(self.url, name))
+
+    @property
+    def name(self) -> str:
+        return self.path.rstrip("/").rsplit("/", 1)[-1]
+
+    @property
+    def parent(self) -> FsspecLocation:
+        return FsspecLocation(
+            self.fs, self.path.rsplit("/", 1)[0] or "/", self.url.rsplit("/", 1)[0]
+        )
+
+    @property
+    def local_path(self) -> Path | None:
+        from fsspec.implementations.local import LocalFileSystem
+
+        return Path(self.path) if isinstance(self.fs, LocalFileSystem) else None
+
+    def exists(self) -> bool:
+        return bool(self.fs.exists(self.path))
+
+    def is_file(self) -> bool:
+        return bool(self.fs.isfile(self.path))
+
+    def is_dir(self) -> bool:
+        return bool(self.fs.isdir(self.path))
+
+    def read_bytes(self) -> bytes:
+        return bytes(self.fs.cat_file(self.path))
+
+    def open_read(self) -> tuple[BinaryIO, int]:
+        f = self.fs.open(self.path, "rb")
+        size = getattr(f, "size", None)
+        return f, int(size if size is not None else self.fs.size(self.path))
+
+    def write_bytes(self, data: bytes) -> None:
+        local = self.local_path
+        if local is not None:
+            LocalLocation(local).write_bytes(data)
+            return
+        self.fs.pipe_file(self.path, data)
+
+    def glob(self, pattern: str) -> list[Location]:
+        base_path, base_url = self.path.rstrip("/"), self.url
+        found = sorted(self.fs.glob(f"{base_path}/{pattern}"))
+        out: list[Location] = []
+        for p in found:
+            rel = p[len(base_path) :].lstrip("/") if p.startswith(base_path) else p
+            out.append(FsspecLocation(self.fs, p, _join(base_url, rel)))
+        return out
+
+    def files(self) -> Iterator[tuple[str, int, str]]:
+        base = self.path.rstrip("/") + "/"
+        found = self.fs.find(self.path, detail=True)
+        for name in sorted(found):
+            info = found[name]
+            if info.get("type", "file") != "file":
+                continue
+            stamp = next((str(info[k]) for k in _STAMP_KEYS if info.get(k) is not None), "")
+            rel = name[len(base) :] if name.startswith(base) else name
+            yield rel, int(info.get("size") or 0), stamp
+
+
+def _join(url: str, name: str) -> str:
+    return f"{url}{name}" if url.endswith("://") else f"{url}/{name}"

@@ -1,0 +1,112 @@
+"""Traces named by fsspec URLs read exactly as by paths, and URLs that cannot be opened
+say what to install."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from migcodec.datasets.trace import TraceCorrupt, TraceNotFound, TraceReader
+from migcodec.selector.evaluation.windows import trace_identity
+from migcodec.storage import FsspecLocation, LocalLocation, StorageError, location
+
+ROOT = Path(__file__).resolve().parents[2]
+TRACE = ROOT / "corpus" / "traces" / "numpy"
+
+
+@pytest.fixture
+def memory_trace():
+    """The numpy corpus trace copied into fsspec's in-process memory filesystem."""
+    fsspec = pytest.importorskip("fsspec")
+    fs = fsspec.filesystem("memory")
+    corpus = f"/corpus-{id(fs)}"
+    fs.put(str(TRACE), f"{corpus}/numpy", recursive=True)
+    yield f"memory://{corpus}/numpy"
+    fs.rm(corpus, recursive=True)
+
+
+def _windows(reader: TraceReader, start: int, stop: int) -> list:
+    return list(reader.windows(start, stop))
+
+
+def test_a_trace_reads_alike_from_a_path_a_file_url_and_memory(memory_trace):
+    by_path = TraceReader(TRACE)
+    by_file = TraceReader(TRACE.as_uri())
+    by_memory = TraceReader(memory_trace)
+    assert by_path.path == TRACE and by_file.path == TRACE.as_uri()
+    assert by_memory.path == memory_trace and by_memory.info().path == memory_trace
+    assert len(by_path) == len(by_file) == len(by_memory) == 28
+    for reader in (by_file, by_memory):
+        assert reader.info() == replace(by_path.info(), path=str(reader.path))
+        np.testing.assert_array_equal(reader.pages_per_window(), by_path.pages_per_window())
+        for a, b in zip(_windows(by_path, 5, 12), _windows(reader, 5, 12), strict=True):
+            assert a.index == b.index and a.phase == b.phase
+            np.testing.assert_array_equal(a.page_indices, b.page_indices)
+            np.testing.assert_array_equal(a.pages, b.pages)
+            np.testing.assert_array_equal(a.previous, b.previous)
+        last = reader[-1]
+        np.testing.assert_array_equal(last.pages, by_path[27].pages)
+
+
+def test_a_local_trace_has_one_cache_key_as_a_path_or_a_file_url(memory_trace):
+    assert trace_identity(TRACE) == trace_identity(TRACE.as_uri())
+    assert trace_identity(TRACE) == trace_identity(str(TRACE))
+    # another copy of the same files is another trace: its key names where it lives
+    assert trace_identity(memory_trace) != trace_identity(TRACE)
+    assert trace_identity(memory_trace) == trace_identity(memory_trace)
+
+
+def test_a_damaged_or_missing_trace_behind_a_url_is_named_as_at_a_path(memory_trace):
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    root = memory_trace.removeprefix("memory://")
+    with pytest.raises(TraceNotFound, match=r"memory://nowhere is not a trace"):
+        TraceReader("memory://nowhere")
+    fs.rm(f"{root}/chunk-000000.mct")
+    reader = TraceReader(memory_trace)
+    with pytest.raises(TraceCorrupt, match=rf"chunk file {memory_trace}/chunk-000000.mct is"):
+        reader[0]
+    fs.pipe_file(f"{root}/chunk-000000.mct", b"short")
+    with pytest.raises(TraceCorrupt, match=r"window 0: chunk-000000\.mct is truncated"):
+        TraceReader(memory_trace)[0]
+
+
+def test_urls_that_cannot_be_opened_say_what_to_install(monkeypatch):
+    pytest.importorskip("fsspec")
+    with pytest.raises(StorageError, match="Protocol not known: nope"):
+        TraceReader("nope://bucket/trace")
+    monkeypatch.setitem(sys.modules, "fsspec.core", None)  # as without fsspec installed
+    with pytest.raises(StorageError, match=r"needs fsspec: pip install fsspec"):
+        TraceReader("s3://bucket/trace")
+    # a path never needs fsspec
+    assert len(TraceReader(TRACE)) == 28
+
+
+def test_locations_join_list_and_write_whole_files(tmp_path, memory_trace):
+    local = location(tmp_path)
+    assert isinstance(local, LocalLocation) and local.local_path == tmp_path
+    (local / "a" / "t.bin").write_bytes(b"one")
+    (local / "a" / "t.bin").write_bytes(b"two")
+    assert (tmp_path / "a" / "t.bin").read_bytes() == b"two"
+    assert [p.name for p in (local / "a").glob("*")] == ["t.bin"]  # no temporary left
+    remote = location(memory_trace)
+    assert isinstance(remote, FsspecLocation) and remote.local_path is None
+    found = remote.parent.glob("*/manifest.json")
+    assert str(remote / "manifest.json") in [str(p) for p in found]
+    assert [name for name, _, _ in remote.files()] == [
+        "chunk-000000.mct",
+        "manifest.json",
+        "windows.idx",
+    ]
+    (remote / "x.bin").write_bytes(b"abc")
+    assert (remote / "x.bin").read_bytes() == b"abc" and (remote / "x.bin").is_file()
+    f, size = (remote / "x.bin").open_read()
+    with f:
+        assert size == 3 and f.read() == b"abc"
+    file_url = location(tmp_path.as_uri())
+    assert isinstance(file_url, FsspecLocation) and file_url.local_path == tmp_path
