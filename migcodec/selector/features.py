@@ -205,6 +205,7 @@ class FeatureExtractor:
         self._reads_destination = np.array([c.reads_destination for c in self.codecs])
         self._is_raw = np.array([c.kind == "raw" for c in self.codecs])
         self._deltas = [c if isinstance(c, DeltaCodec) else None for c in self.codecs]
+        self._no_estimates = np.full(len(self.codecs), np.nan)
         self.zero_page_s = 0.0
         self.fixed_s, self.per_page_s = self._calibrate()
 
@@ -286,10 +287,14 @@ class FeatureExtractor:
         nz_idx = None if zero is None else np.flatnonzero(~zero)
         m = rows.size if nz_idx is None else nz_idx.size
         zero_frac = 1.0 - m / rows.size
-        # entropy of a few pages spread over the sample (one page says more about that page
-        # than about the window), every 11th byte: about 1500 bytes in all
-        spread = np.arange(m) if nz_idx is None else nz_idx
-        entropy = byte_entropy(sample[spread[:: max(m // 4, 1)][:4]], 11) / 8.0 if m else 0.0
+        # entropy of two pages from the two ends of the sample, every 7th byte (about 1200
+        # bytes: a histogram of a few thousand bytes says as much as one of all of them)
+        if m:
+            ends = (0, m - 1) if nz_idx is None else (int(nz_idx[0]), int(nz_idx[-1]))
+            pair = sample[ends[0] : ends[0] + 1] if ends[0] == ends[1] else sample[list(ends)]
+            entropy = byte_entropy(pair, 7) / 8.0
+        else:
+            entropy = 0.0
         delta = None
         held_frac = 0.0
         changed_frac = 1.0
@@ -302,13 +307,13 @@ class FeatureExtractor:
             if held is not None:
                 known = np.asarray(held) if every else np.asarray(held)[rows]
                 keep = known if keep is None else keep & known
-            if keep is not None:
+            if keep is not None and not keep.all():
                 changes = PageChanges(*(c[keep] for c in changes))
             n_known = changes.words.size
             if n_known:
                 held_frac = n_known / m
                 changed_frac = float(changes.words.sum()) / (n_known * (page_size // 8))
-                delta = np.full(k, np.nan)
+                delta = self._no_estimates.copy()
                 for i, codec in enumerate(self._deltas):  # a few delta arms, not per page
                     if codec is not None:
                         sizes = codec.estimate_sizes(changes, page_size)

@@ -301,8 +301,9 @@ class DsaDeltaCodec(DeltaCodec):
         """A record's exact size: 10 bytes per changed word and its length, raw past the
         maximum (or when the record would not be smaller than the page)."""
         words = changes.words
+        limit = min(self.max_record_size // ENTRY_BYTES, (page_size - 3) // ENTRY_BYTES)
         size = ENTRY_BYTES * words + 2
-        size[(size - 2 > self.max_record_size) | (size >= page_size)] = page_size
+        size[words > limit] = page_size
         size[words == 0] = 0
         return size
 

@@ -423,8 +423,12 @@ class Auto(Policy):
             elif self.is_delta[arm] and features.delta_bytes is not None:
                 estimate = float(features.delta_bytes[arm])
                 if features.held_frac > 0.9 and math.isfinite(estimate) and estimate > 0:
+                    # most of one window's error is its sample's, which the next window
+                    # does not share (and which every delta arm's estimate shares): the
+                    # format's own bias is learnt at a tenth of the step, or the noise it
+                    # picks up tips close calls between delta arms
                     error = math.log(each / estimate) - self.delta_bias[arm]
-                    self.delta_bias[arm] += self.learn * error
+                    self.delta_bias[arm] += self.learn * error / 10
         busy = outcome.busy_s(getattr(self.objective, "clock", "cpu"))
         step = math.log(page_size / min(max(each, 1.0), page_size)) * _GRID_STEPS
         per_page = float(self._cost_grid[arm, min(int(step / _LOG_KNOTS[-1]), _GRID_STEPS)])
