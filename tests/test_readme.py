@@ -26,6 +26,7 @@ import contextlib
 import os
 import queue
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -37,6 +38,7 @@ from pathlib import Path
 
 import pytest
 
+from migcodec.cli import build_parser
 from tests.plugin_dist import REPO
 
 try:
@@ -315,3 +317,28 @@ def test_markers_sections_and_continuations_are_read() -> None:
     assert (first.section, first.language, first.skip) == ("A", "python", None)
     assert (skipped.section, skipped.skip) == ("B", "needs root and apt-get")
     assert list(_shell_lines(shell.code)) == [(0, "echo a    b   # joined")]
+
+
+def test_first_block_is_what_ci_runs() -> None:
+    """``.ci/run`` reads the first ``sh`` block as "<set-up> && <main job>" then the tests.
+
+    It installs with the set-up, runs the main job with ``--pages 512`` appended and then the
+    test command, so a first block of any other shape fails CI before a test runs.
+    """
+    script = (
+        "setup_line=\"$(sed -n '/^```sh$/{n;p;q}' README.md)\"\n"
+        "test_line=\"$(sed -n '/^```sh$/{n;n;p;q}' README.md)\"\n"
+        'printf "%s\\n" "${setup_line%% && *}" "${setup_line#* && }" "$test_line"\n'
+    )
+    ci = (REPO / ".ci" / "run").read_text()
+    assert "setup_line=\"$(sed -n '/^```sh$/{n;p;q}' README.md)\"" in ci
+    assert 'main_cmd="${setup_line#* && }"' in ci and '"$main_cmd --pages 512"' in ci
+    out = subprocess.run(
+        ["bash", "-c", script], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    setup_cmd, main_cmd, test_cmd = out.splitlines()
+    assert setup_cmd.startswith("pip install -e ") and "&&" not in setup_cmd
+    assert main_cmd.startswith("migcodec ") and main_cmd != setup_cmd
+    assert test_cmd == "python -m pytest"
+    args = build_parser().parse_args([*shlex.split(main_cmd)[1:], "--pages", "512"])
+    assert args.pages == 512
