@@ -62,17 +62,24 @@ def _numpy_page_changes(new: np.ndarray, old: np.ndarray) -> PageChanges:
     return PageChanges(*(x.astype(np.int64) for x in (words, differing, runs, byte_runs)))
 
 
-def page_changes(new: np.ndarray, old: np.ndarray) -> PageChanges:
-    """How each page of ``new`` changed against ``old`` (both ``(m, page_size)`` uint8)."""
+def page_changes(new: np.ndarray, old: np.ndarray, rows: np.ndarray | None = None) -> PageChanges:
+    """How each page of ``new`` changed against ``old`` (both ``(m, page_size)`` uint8); with
+    ``rows`` (page indices), how those pages did, read in place: a sample of a large window
+    costs no gather."""
     if new.shape != old.shape:
         raise ValueError(f"pages {new.shape} and their old versions {old.shape} differ in shape")
+    if rows is not None:
+        rows = np.ascontiguousarray(rows, dtype=np.int64)
     if _native_page_changes is None or not new.size:
+        if rows is not None:
+            new, old = new[rows], old[rows]
         return _numpy_page_changes(np.ascontiguousarray(new), np.ascontiguousarray(old))
+    extra = () if rows is None else (rows,)
     try:
-        raw = _native_page_changes(new, old, new.shape[1])
+        raw = _native_page_changes(new, old, new.shape[1], *extra)
     except ValueError:  # not C-contiguous (a bad page size raises again below)
         raw = _native_page_changes(
-            np.ascontiguousarray(new), np.ascontiguousarray(old), new.shape[1]
+            np.ascontiguousarray(new), np.ascontiguousarray(old), new.shape[1], *extra
         )
     counts = np.frombuffer(raw, dtype=np.int32).reshape(-1, 4).T  # four strided int32 views
     return PageChanges(counts[0], counts[1], counts[2], counts[3])

@@ -300,9 +300,9 @@ class FeatureExtractor:
         changed_frac = 1.0
         has_previous = previous is not None and m > 0
         if has_previous:
-            # every sampled row is compared (one pass in C); the counts of the rows that
-            # matter, non-zero and held by the destination, are kept
-            changes = page_changes(sample, previous if every else previous[rows])
+            # every sampled row is compared in place (one pass in C, no gather of the held
+            # versions); the counts of the rows that matter, non-zero and held, are kept
+            changes = page_changes(pages, previous, None if every else rows)
             keep = None if zero is None else ~zero
             if held is not None:
                 known = np.asarray(held) if every else np.asarray(held)[rows]

@@ -21,20 +21,30 @@ def _by_definition(new: np.ndarray, old: np.ndarray):
 
 @given(
     st.integers(0, 6),
-    st.sampled_from([8, 64, 512, 4096]),
+    st.sampled_from([8, 64, 72, 136, 512, 4096]),
     st.integers(0, 2**32 - 1),
     st.floats(0, 1),
+    st.integers(0, 3),
 )
-def test_counts_match_the_definition_in_c_and_numpy(n, page_size, seed, share):
+def test_counts_match_the_definition_in_c_and_numpy(n, page_size, seed, share, spans):
+    """Scattered bytes and whole spans (runs that cross the C scan's 64-byte blocks and,
+    for page sizes that are not a multiple of 64, its word-at-a-time tail)."""
     rng = np.random.default_rng(seed)
     old = rng.integers(0, 256, (n, page_size), dtype=np.uint8)
     new = old.copy()
     hit = rng.random((n, page_size)) < share / 8
+    for row in range(n):
+        for _ in range(spans):
+            start = int(rng.integers(0, page_size))
+            hit[row, start : start + int(rng.integers(1, 80))] = True
     new[hit] ^= rng.integers(1, 256, int(hit.sum()), dtype=np.uint8)
     expected = _by_definition(new, old)
     for got in (changes.page_changes(new, old), changes._numpy_page_changes(new, old)):
         for g, e in zip(got, expected, strict=True):
             np.testing.assert_array_equal(g, e)
+    rows = rng.integers(0, n, 5) if n else np.zeros(0, np.int64)
+    for g, e in zip(changes.page_changes(new, old, rows), expected, strict=True):
+        np.testing.assert_array_equal(g, e[rows])
 
 
 def test_the_c_scan_is_built_and_refuses_mismatched_buffers():
@@ -43,3 +53,10 @@ def test_the_c_scan_is_built_and_refuses_mismatched_buffers():
         changes.page_changes(np.zeros((2, 64), np.uint8), np.zeros((1, 64), np.uint8))
     with pytest.raises(ValueError, match="positive multiple of 8"):
         changes._native_page_changes(b"\0" * 12, b"\0" * 12, 12)
+    pages = np.zeros((2, 64), np.uint8)
+    with pytest.raises(IndexError, match="row 2 is not a page of 2"):
+        changes.page_changes(pages, pages, np.array([0, 2]))
+    with pytest.raises(IndexError, match="row -1 is not a page of 2"):
+        changes.page_changes(pages, pages, np.array([-1]))
+    with pytest.raises(ValueError, match="rows as int64"):
+        changes._native_page_changes(pages, pages, 64, b"\0" * 12)
