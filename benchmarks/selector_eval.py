@@ -2,6 +2,7 @@
 best fixed arm, per corpus trace and link, over several measurements of the tables.
 
     python benchmarks/selector_eval.py [--corpus corpus/traces] [--tables 3] [--loto] [--json]
+        [--markdown docs/results/selector.md] [--from-json RESULTS.json]
 
 For each trace, ``--tables`` tables are measured (every arm on every window, ``--repeats``
 timings each); every policy is replayed on each at 1 and 10 Gbit/s with 2 workers, and each
@@ -10,6 +11,10 @@ machine load). A last block replays the same tables with this machine's calibrat
 model (one number: the cost model makes repeated runs agree). ``--loto`` replays a grid of
 ``auto`` configurations on the calibrated tables and reports, per trace, the configuration
 chosen on the other traces and its score on the one left out.
+
+``--markdown PATH`` writes the results document (the per-trace, per-link table, the
+leave-one-trace-out table and the command and commit that produced them); ``--from-json``
+writes it from a saved ``--json`` run instead of measuring again.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 from pathlib import Path
 
@@ -34,7 +40,7 @@ LOTO_GRID = {
         "drift": [0.05, 0.1, 0.2],
         "change": [0.5, 1.0, 2.0],
         "value": [0.5, 1.0, 2.0],
-        "refresh": [2, 4, 8],
+        "upkeep": [0.02, 0.05, 0.1],
         "negligible": [0.001, 0.003, 0.01],
     },
 }
@@ -44,6 +50,108 @@ def _fmt(values: list[float]) -> str:
     if len(values) == 1:
         return f"{values[0]:.3f}"
     return f"{statistics.median(values):.3f} ({min(values):.3f}-{max(values):.3f})"
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return out.stdout.strip()
+
+
+_LINK_NAMES = {"1Gbit": "1 Gbit/s", "10Gbit": "10 Gbit/s"}
+
+
+def render_markdown(doc: dict) -> str:
+    """The results document of one run: ``auto`` against the per-window oracle and the best
+    fixed arm per trace and link (calibrated and measured), a context-free bandit for
+    scale, and the leave-one-trace-out table when the run has one."""
+    calibrated = {(r["trace"], r["link"], r["policy"]): r for r in doc["calibrated"]}
+    measured = {(r["trace"], r["link"], r["policy"]): r for r in doc["measured"]}
+    cells = sorted({(t, link) for t, link, _ in calibrated}, key=lambda c: (c[0], len(c[1]), c[1]))
+    links = doc.get("links") or sorted({link for _, link in cells}, key=len)
+    name = lambda link: _LINK_NAMES.get(link, link)  # noqa: E731
+    lines = [
+        "# Selector results on the memory of real programs",
+        "",
+        f"Written by `{doc.get('command', 'python benchmarks/selector_eval.py')}` at commit "
+        f"`{doc.get('commit', 'unknown')}`: every trace under `corpus/traces/`, the default "
+        f"arms, {doc.get('workers', 2):g} workers, the throughput objective, features and "
+        "probes charged to the policy that reads them.",
+        "",
+        "*Calibrated* columns replay the tables with this machine's calibrated cost model (one "
+        "number each: the model makes runs agree); *measured* ones are the median (min-max) over "
+        f"{doc['tables']} measured tables of {doc['repeats']} timings per window and arm. The "
+        "best fixed arm is the one with the largest calibrated total; `d-ucb` is a "
+        "context-free bandit, for scale.",
+        "",
+        "| trace | link | best fixed arm (/ oracle) | `auto` / oracle | `auto` / best fixed "
+        "| measured: `auto` / oracle | measured: `auto` / best fixed | `d-ucb` / oracle |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    columns: dict[str, list[float]] = {"o": [], "f": [], "mo": [], "mf": []}
+    for trace, link in cells:
+        fixed = [r for (t, lk, p), r in calibrated.items() if (t, lk) == (trace, link)]
+        fixed = [r for r in fixed if r["policy"].startswith("fixed")]
+        best = max(fixed, key=lambda r: r["vs_oracle"])
+        arm = best["policy"].removeprefix("fixed ")
+        auto = calibrated[(trace, link, "auto")]
+        m_auto = measured[(trace, link, "auto")]
+        ucb = calibrated.get((trace, link, "d-ucb"))
+        ucb_text = f"{ucb['vs_oracle']:.3f}" if ucb else "-"
+        columns["o"].append(auto["vs_oracle"])
+        columns["f"].append(auto["vs_best_fixed"])
+        columns["mo"].append(statistics.median(m_auto["vs_oracle"]))
+        columns["mf"].append(statistics.median(m_auto["vs_best_fixed"]))
+        lines.append(
+            f"| {trace} | {name(link)} | {arm} ({best['vs_oracle']:.3f}) "
+            f"| {auto['vs_oracle']:.3f} | {auto['vs_best_fixed']:.3f} "
+            f"| {_fmt(m_auto['vs_oracle'])} | {_fmt(m_auto['vs_best_fixed'])} "
+            f"| {ucb_text} |"
+        )
+    lines.append(
+        "| mean (min) | | | "
+        + " | ".join(
+            f"{statistics.fmean(columns[k]):.3f} ({min(columns[k]):.3f})"
+            for k in ("o", "f", "mo", "mf")
+        )
+        + " | |"
+    )
+    if doc.get("loto"):
+        lines += [
+            "",
+            "## Leave one trace out",
+            "",
+            "`auto`'s parameters chosen by the same run on the other traces (the grid in "
+            "`benchmarks/selector_eval.py`, calibrated costs), scored on the one left out:",
+            "",
+            "| held-out trace | configuration chosen on the others | "
+            + " | ".join(f"{name(link)}: / oracle, / best fixed" for link in links)
+            + " |",
+            "|---|---|" + "---|" * len(links),
+        ]
+        held: dict[str, list[tuple[float, float]]] = {link: [] for link in links}
+        for row in doc["loto"]:
+            params = ", ".join(f"{k}={v}" for k, v in row["config"].items() if k != "name")
+            for link in links:
+                held[link].append((row[f"{link} vs_oracle"], row[f"{link} vs_best_fixed"]))
+            scores = " | ".join(
+                f"{held[link][-1][0]:.3f}, {held[link][-1][1]:.3f}" for link in links
+            )
+            lines.append(f"| {row['held_out']} | {params} | {scores} |")
+        summary = []
+        for link in links:
+            o, f = zip(*held[link], strict=True)
+            mean_o, mean_f = statistics.fmean(o), statistics.fmean(f)
+            summary.append(f"{mean_o:.3f} ({min(o):.3f}), {mean_f:.3f} ({min(f):.3f})")
+        lines.append("| mean (min) | | " + " | ".join(summary) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,7 +164,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--policies", nargs="+", default=list(DEFAULT_POLICIES))
     ap.add_argument("--loto", action="store_true", help="leave-one-trace-out auto defaults")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--markdown", metavar="PATH", help="write the results document here")
+    ap.add_argument("--from-json", metavar="FILE", help="a saved --json run to write up")
     args = ap.parse_args(argv)
+    if args.from_json:
+        if not args.markdown:
+            ap.error("--from-json writes a document: give --markdown PATH")
+        doc = json.loads(Path(args.from_json).read_text())
+        Path(args.markdown).write_text(render_markdown(doc))
+        return 0
 
     arms = parse_arms(";".join(DEFAULT_ARMS + DELTA_ARMS))
     traces = sorted(p.parent for p in Path(args.corpus).glob("*/manifest.json"))
@@ -89,8 +205,12 @@ def main(argv: list[str] | None = None) -> int:
                 calibrated[(trace.name, link, s.label)] = {"o": s.vs_oracle, "f": s.vs_best_fixed}
 
     doc = {
+        "command": " ".join(["python benchmarks/selector_eval.py", *(argv or sys.argv[1:])]),
+        "commit": _commit(),
         "tables": args.tables,
         "repeats": args.repeats,
+        "links": args.links,
+        "workers": args.workers,
         "measured": [
             {"trace": t, "link": link, "policy": p, "vs_oracle": v["o"], "vs_best_fixed": v["f"]}
             for (t, link, p), v in measured.items()
@@ -119,6 +239,9 @@ def main(argv: list[str] | None = None) -> int:
             }
             for held, (config, cell) in chosen.items()
         ]
+    if args.markdown:
+        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.markdown).write_text(render_markdown(doc))
     if args.json:
         print(json.dumps(doc, indent=2))
         return 0

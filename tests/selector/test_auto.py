@@ -116,6 +116,28 @@ def test_features_are_skipped_when_they_stopped_changing_the_choice_and_read_on_
     assert policy.wants_features(300 * 10)  # ...and read again for a window 10x larger
 
 
+@pytest.mark.parametrize(("cheap_s", "fewest", "most"), [(40e-6, 10, 60), (4e-3, 1, 2)])
+def test_rereading_features_costs_at_most_upkeep_of_the_time_played_without_them(
+    cheap_s, fewest, most
+):
+    policy = _auto(1.25e9, upkeep=0.1)
+    f = _probed(_features(300, delta_bytes=PAGE, probe_pages=8), {1: 3.0, 2: 4.0})
+    f.cheap_s = cheap_s
+    reads, blind_s = 0, 0.0
+    for _ in range(60):
+        wants = policy.wants_features(300)
+        if wants:
+            reads += 1
+            policy.probe_mask(f)
+        arm = policy.choose(f if wants else None)
+        if not wants:
+            blind_s += policy._expected
+        # as fast as predicted or faster: nothing but upkeep asks for a reread
+        policy.update(arm, 1e15, f if wants else None, Outcome(300 * PAGE, 100 * PAGE, 1e-4, 1e-4))
+    assert fewest <= reads <= most
+    assert (reads - 1) * cheap_s / 2 <= 0.1 * blind_s + cheap_s / 2
+
+
 def test_the_default_configuration_is_reported_as_plain_auto():
     assert parse_policy("auto").label == "auto"
     assert parse_policy("auto:drift=0.2").label == "auto(drift=0.2)"

@@ -23,7 +23,11 @@ The objective turns those into a predicted reward per arm, and the best is playe
 features themselves are skipped when they have stopped paying: the policy keeps, as a moving
 average per guest byte, what reading them changed (the loss of the arm it would have played
 on the last features it read, against the arm it played on fresh ones), and reads them only
-when that is worth their cost, when the window's size jumps, or every ``refresh`` windows.
+when that is worth their cost, when the window's size jumps, when a window played without
+them went worse than predicted, or when the windows played since the last read took long
+enough that reading them again costs at most ``upkeep`` of that time: keeping the
+estimates fresh costs a bounded share of the migration, however small its windows are
+(every few windows where features are cheap against a window, seldom where they are not).
 A probe of
 arm ``a`` is bought when its expected value, the expected loss it avoids by revealing that
 another arm is better (over the uncertainty of ``a``'s ratio), exceeds what it adds to the
@@ -118,7 +122,8 @@ class Auto(Policy):
     others may move per window; ``probe_noise``: the standard deviation of one sampled
     page's log ratio (a probe of ``m`` pages: ``probe_noise / sqrt(m)``); ``value``: how much
     a probe's expected value must exceed its cost; ``learn``: step of the learnt corrections
-    (delta bias, CPU factors).
+    (delta bias, CPU factors); ``upkeep``: the largest share of the time played without
+    features that rereading them, only to keep the estimates fresh, may cost.
 
     Per window the policy does a few dozen numpy operations on arrays of one entry per arm
     (``benchmarks/selector.py`` times them): no loop runs per page.
@@ -134,10 +139,10 @@ class Auto(Policy):
         change: float = 0.5,
         arm_drift: float = 0.02,
         probe_noise: float = 0.6,
-        value: float = 1.0,
+        value: float = 0.5,
         learn: float = 0.3,
-        refresh: int = 4,
-        negligible: float = 0.003,
+        upkeep: float = 0.1,
+        negligible: float = 0.01,
         batch_pages: int = 64,
     ) -> None:
         if min(drift, change, arm_drift, probe_noise, value) < 0 or not 0 < learn <= 1:
@@ -145,11 +150,13 @@ class Auto(Policy):
                 "drift, change, arm_drift, probe_noise and value must be >= 0 and learn in "
                 f"(0, 1], got {drift}, {change}, {arm_drift}, {probe_noise}, {value}, {learn}"
             )
-        if batch_pages < 1 or refresh < 1:
-            raise PolicyError(f"batch_pages and refresh must be >= 1, got {batch_pages}, {refresh}")
+        if batch_pages < 1 or not 0 < upkeep <= 1:
+            raise PolicyError(
+                f"batch_pages must be >= 1 and upkeep in (0, 1], got {batch_pages}, {upkeep}"
+            )
         self.drift, self.change, self.arm_drift = drift, change, arm_drift
         self.probe_noise, self.value, self.learn = probe_noise, value, learn
-        self.refresh, self.batch_pages = refresh, batch_pages
+        self.upkeep, self.batch_pages = upkeep, batch_pages
         self.negligible = negligible
 
     # -- state -----------------------------------------------------------------------
@@ -182,7 +189,8 @@ class Auto(Policy):
         self._context: np.ndarray | None = None
         self._last: tuple[WindowFeatures, np.ndarray] | None = None
         self._read: WindowFeatures | None = None  # the last features read
-        self._skipped = 0  # windows in a row whose features were skipped
+        self._since_s = 0.0  # predicted time of the windows played since the last read
+        self._stale_play = False  # a window played without features went worse than predicted
         self._feature_value = math.inf  # loss reading features avoided, per guest byte
         self._pages = 0.0  # the size of the window being chosen for
         self._expected = 0.0  # the predicted loss of the arm chosen
@@ -252,12 +260,14 @@ class Auto(Policy):
     def wants_features(self, pages: float) -> bool:
         self._pages = pages
         read = self._read
-        if read is None or self._skipped >= self.refresh - 1:
+        if read is None or self._stale_play:
             return True
         if not read.pages / 4 <= pages <= read.pages * 4:
             return True  # a window of another size: the last features say little of it
         workers = getattr(self.objective, "workers", 1.0)
         cost = read.cheap_s / workers
+        if cost <= self.upkeep * self._since_s:
+            return True  # fresh estimates for a bounded share of the time
         if cost < self.negligible * self._expected * pages / max(read.pages, 1.0):
             return True  # next to nothing against the window: any better choice pays
         expected = self._feature_value * pages * self.page_size
@@ -281,7 +291,8 @@ class Auto(Policy):
             step = self.learn
             self._feature_value = avoided if math.isinf(old) else old + step * (avoided - old)
         self._read = fresh.cheap()
-        self._skipped = 0
+        self._since_s = 0.0
+        self._stale_play = False
 
     # -- which probes to buy ---------------------------------------------------------
     def probe_mask(self, features: WindowFeatures) -> np.ndarray | None:
@@ -366,10 +377,10 @@ class Auto(Policy):
         if features is None:  # features skipped: the last ones read, at this window's size
             if self._read is None:
                 return int(np.argmax(self._mu_var()[0]))
-            self._skipped += 1
             loss = self._predict(self._stale(), self._mu_var()[0])[3]
             arm = int(np.argmin(loss))
             self._expected = float(loss[arm])
+            self._since_s += self._expected
             return arm
         if self._context is not features.context:
             self._drift(features)  # a caller that skipped probe_mask
@@ -405,7 +416,7 @@ class Auto(Policy):
             # the next window's features are read, whatever they were worth lately
             seconds = outcome.input_bytes / reward
             if seconds > self._expected * (1.0 + self.drift):
-                self._skipped = self.refresh
+                self._stale_play = True
         page_size = self.page_size
         n = outcome.input_bytes / page_size
         zero = n * float(features.context[1])

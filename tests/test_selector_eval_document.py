@@ -1,0 +1,97 @@
+"""``benchmarks/selector_eval.py --from-json --markdown`` writes the results document from a
+saved run: the best fixed arm is the one with the largest calibrated total, measured cells are
+medians with their spread, and the summary rows are recomputed from the cells."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.plugin_dist import REPO
+
+
+def _row(trace: str, link: str, policy: str, oracle, fixed) -> dict:
+    return {
+        "trace": trace,
+        "link": link,
+        "policy": policy,
+        "vs_oracle": oracle,
+        "vs_best_fixed": fixed,
+    }
+
+
+def test_document_from_a_saved_run(tmp_path: Path) -> None:
+    calibrated = []
+    measured = []
+    for trace, auto in (("alpha", 0.98), ("beta", 0.90)):
+        calibrated += [
+            _row(trace, "1Gbit", "fixed lz4", 0.95, 1.0),
+            _row(trace, "1Gbit", "fixed zstd level=1", 0.97, 1.0),
+            _row(trace, "1Gbit", "auto", auto, auto / 0.97),
+            _row(trace, "1Gbit", "d-ucb", 0.5, 0.5),
+        ]
+        measured.append(
+            _row(trace, "1Gbit", "auto", [auto, auto - 0.02, auto + 0.01], [1.0, 0.99, 1.02])
+        )
+    doc = {
+        "command": "python benchmarks/selector_eval.py --json",
+        "commit": "abc1234",
+        "tables": 3,
+        "repeats": 3,
+        "links": ["1Gbit"],
+        "workers": 2,
+        "calibrated": calibrated,
+        "measured": measured,
+        "loto": [
+            {
+                "held_out": "alpha",
+                "config": {"name": "auto", "drift": 0.1},
+                "1Gbit vs_oracle": 0.97,
+                "1Gbit vs_best_fixed": 1.01,
+            },
+            {
+                "held_out": "beta",
+                "config": {"name": "auto", "drift": 0.2},
+                "1Gbit vs_oracle": 0.89,
+                "1Gbit vs_best_fixed": 0.95,
+            },
+        ],
+    }
+    saved = tmp_path / "run.json"
+    saved.write_text(json.dumps(doc))
+    out = tmp_path / "selector.md"
+    subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "selector_eval.py"),
+            "--from-json",
+            str(saved),
+            "--markdown",
+            str(out),
+        ],
+        check=True,
+    )
+    text = out.read_text()
+    assert "`python benchmarks/selector_eval.py --json` at commit `abc1234`" in text
+    assert (
+        "| alpha | 1 Gbit/s | zstd level=1 (0.970) | 0.980 | 1.010 | 0.980 (0.960-0.990) "
+        "| 1.000 (0.990-1.020) | 0.500 |" in text
+    )
+    assert "| beta | 1 Gbit/s | zstd level=1 (0.970) | 0.900 | 0.928 |" in text
+    assert "| mean (min) | | | 0.940 (0.900) | 0.969 (0.928) | 0.940 (0.900) " in text
+    assert "| alpha | drift=0.1 | 0.970, 1.010 |" in text
+    assert "| mean (min) | | 0.930 (0.890), 0.980 (0.950) |" in text
+
+
+def test_from_json_needs_a_document_path(tmp_path: Path) -> None:
+    saved = tmp_path / "run.json"
+    saved.write_text("{}")
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "selector_eval.py"), "--from-json", str(saved)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2
+    assert "--from-json writes a document: give --markdown PATH" in done.stderr
