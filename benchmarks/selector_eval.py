@@ -65,6 +65,12 @@ def _commit() -> str:
     return out.stdout.strip()
 
 
+def _machine(machine: dict | None) -> str:
+    if not machine:
+        return ""
+    return f" on {machine.get('cores', '?')} cores of {machine.get('cpu', 'an unnamed CPU')}"
+
+
 _LINK_NAMES = {"1Gbit": "1 Gbit/s", "10Gbit": "10 Gbit/s"}
 
 
@@ -81,7 +87,8 @@ def render_markdown(doc: dict) -> str:
         "# Selector results on the memory of real programs",
         "",
         f"Written by `{doc.get('command', 'python benchmarks/selector_eval.py')}` at commit "
-        f"`{doc.get('commit', 'unknown')}`: every trace under `corpus/traces/`, the default "
+        f"`{doc.get('commit', 'unknown')}`{_machine(doc.get('machine'))}: every trace under "
+        "`corpus/traces/`, the default "
         f"arms, {doc.get('workers', 2):g} workers, the throughput objective, features and "
         "probes charged to the policy that reads them.",
         "",
@@ -207,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     doc = {
         "command": " ".join(["python benchmarks/selector_eval.py", *(argv or sys.argv[1:])]),
         "commit": _commit(),
+        "machine": model.machine,
         "tables": args.tables,
         "repeats": args.repeats,
         "links": args.links,
