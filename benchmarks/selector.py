@@ -3,9 +3,11 @@
     python benchmarks/selector.py [--windows N] [--pages N] [--json]
 
 (a) per policy, median microseconds of one ``Selector.choose(features=...)`` plus
-    ``Selector.finish(...)`` (the per-window decision and update; features precomputed);
-    the budget is 20 us; for policies that buy probes, also the median of deciding which
-    probes to buy (``probe_mask`` on the cheap features: the value of each probe);
+    ``Selector.finish(...)`` (the per-window decision and update; features precomputed,
+    without probe outputs): the budget is 20 us; for policies that buy probes, also the
+    median of deciding which probes to buy (``probe_mask`` on the cheap features: the
+    value of each probe) and of the decision and update on a window whose probes of every
+    arm were bought (the filter update of each probe included);
 (b) feature extraction on windows of ``--pages`` pages: cheap features (zero fraction,
     entropy, changed words) and one probe per arm, median microseconds and as a share of
     encoding the window with that arm.
@@ -40,9 +42,10 @@ from migcodec.selector.evaluation.table import encode_window
 BUDGET_US = 20.0
 
 
-def decision_latency(policy_name: str, arms: list[Arm], windows: int) -> tuple[float, float]:
-    """Median seconds of choose + finish over ``windows`` windows of varied features, and of
-    the probe decision before them (0 for policies that buy no probes)."""
+def decision_latency(policy_name: str, arms: list[Arm], windows: int) -> tuple[float, float, float]:
+    """Median seconds of choose + finish over ``windows`` windows of varied features without
+    probe outputs, of the probe decision before them and of choose + finish with every
+    arm's probe output (both 0 for policies that buy no probes)."""
     selector = Selector(parse_policy(policy_name), arms, Throughput(1.25e9, 2))
     extractor = FeatureExtractor([a.codec for a in arms])
     rng = np.random.default_rng(0)
@@ -52,19 +55,27 @@ def decision_latency(policy_name: str, arms: list[Arm], windows: int) -> tuple[f
         previous = pages.copy()
         previous[:, :64] ^= 1
         pool.append(extractor.extract(pages, previous, probe=True))
-    times, probe_times = [], []
+    times, probe_times, probed_times = [], [], []
     policy = selector.policy
+    buys = policy.needs == "probe"
     for w in range(windows):
         feats = pool[w // 20 % len(pool)]
         ratio = float(rng.uniform(1, 4))
         outcome = Outcome(4 << 20, (4 << 20) / ratio, 4e-3, 4e-3 * rng.uniform(0.5, 1.5))
-        if policy.needs == "probe":
+        if buys:
+            cheap = feats.cheap()
             t0 = time.perf_counter()
-            policy.probe_mask(feats.cheap())
+            policy.probe_mask(cheap)
             probe_times.append(time.perf_counter() - t0)
-        times.append(selector.timed_step(feats, outcome))
-    probes = statistics.median(probe_times[windows // 10 :]) if probe_times else 0.0
-    return statistics.median(times[windows // 10 :]), probes
+            times.append(selector.timed_step(cheap, outcome))
+            probed_times.append(selector.timed_step(feats, outcome))
+        else:
+            times.append(selector.timed_step(feats, outcome))
+
+    def median(values: list[float]) -> float:
+        return statistics.median(values[windows // 10 :]) if values else 0.0
+
+    return median(times), median(probe_times), median(probed_times)
 
 
 def feature_costs(arms: list[Arm], pages: int, repeats: int) -> list[dict]:
@@ -110,22 +121,28 @@ def main(argv: list[str] | None = None) -> int:
     timed["sgd:background=true"] = decision_latency("sgd:background=true", arms, args.windows)
     latency = {p: t[0] * 1e6 for p, t in timed.items()}
     probe_latency = {p: t[1] * 1e6 for p, t in timed.items() if t[1]}
+    probed_latency = {p: t[2] * 1e6 for p, t in timed.items() if t[2]}
     costs = feature_costs(arms, args.pages, args.repeats)
     doc = {
         "arms": [a.label for a in arms],
         "budget_us": BUDGET_US,
         "decision_update_median_us": latency,
         "probe_decision_median_us": probe_latency,
+        "decision_update_with_probes_median_us": probed_latency,
         "features": costs,
         "seconds": time.perf_counter() - t0,
     }
     if args.json:
         print(json.dumps(doc, indent=2))
         return 0
-    print(f"(a) decision + update, median us per window ({len(arms)} arms, budget {BUDGET_US})")
+    print(
+        f"(a) decision + update without probes, median us per window ({len(arms)} arms, "
+        f"budget {BUDGET_US})"
+    )
     for name, us in latency.items():
         extra = (
-            f"  + {probe_latency[name]:.1f} deciding which probes to buy"
+            f"  (+ {probe_latency[name]:.1f} deciding which probes to buy; "
+            f"{probed_latency[name]:.1f} deciding and updating with every arm probed)"
             if name in probe_latency
             else ""
         )

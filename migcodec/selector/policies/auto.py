@@ -74,7 +74,7 @@ class RatioFilter:
         self.x = np.zeros(m + 2)
         self.x[0] = _LEVEL_PRIOR[0]
         self.p = np.diag([_LEVEL_PRIOR[1], _PROBE_BIAS_VAR] + [_OFFSET_VAR] * m)
-        self._offsets = np.arange(2, m + 2)  # diagonal entries of the offsets
+        self._diagonal = np.einsum("ii->i", self.p)  # a view: every update of p is in place
 
     def mean(self) -> np.ndarray:
         return self.x[0] + self.x[2:]
@@ -85,18 +85,24 @@ class RatioFilter:
 
     def drift(self, level: float, offset: float) -> None:
         self.p[0, 0] += level
-        self.p[self._offsets, self._offsets] += offset
+        self._diagonal[2:] += offset
 
     def observe(self, arm: int, y: float, noise: float, probe: bool) -> None:
-        """One arm's log ratio ``y`` with variance ``noise`` (a probe's, or a window's own)."""
-        h = np.zeros(self.x.size)
-        h[0] = 1.0
-        h[1] = 1.0 if probe else 0.0
-        h[2 + arm] = 1.0
-        ph = self.p @ h
-        gain = ph / (h @ ph + noise)
-        self.x += gain * (y - h @ self.x)
-        self.p -= np.outer(gain, ph)
+        """One arm's log ratio ``y`` with variance ``noise`` (a probe's, or a window's own).
+
+        The observation vector ``h`` picks the level, the arm's offset and, for a probe, the
+        bias: ``p @ h`` and ``h @ x`` are sums of those columns and entries (once per
+        window, on the hot path, so not a product with a vector of zeros)."""
+        j = 2 + arm
+        x, p = self.x, self.p
+        ph = p[:, 0] + p[:, j]
+        predicted = x[0] + x[j]
+        if probe:
+            ph += p[:, 1]
+            predicted += x[1]
+        gain = ph / (ph[0] + ph[j] + (ph[1] if probe else 0.0) + noise)
+        x += gain * (y - predicted)
+        p -= np.outer(gain, ph)
 
     def observe_probes(self, arms: np.ndarray, y: np.ndarray, noise: float) -> None:
         """Probes of several arms of one window at once: one joint update (the same as
@@ -167,10 +173,13 @@ class Auto(Policy):
         self.is_raw = kinds == "raw"
         self.compressing = ~self.is_delta & ~self.is_raw
         self._c = np.flatnonzero(self.compressing)  # compressing arms, in filter order
+        self._delta_arms = np.flatnonzero(self.is_delta).tolist()
+        self._log_page = math.log(self.page_size)
         self.ratios = RatioFilter(self._c.size)
         costs = [c if c is not None else _NEUTRAL for c in (self.costs or [None] * k)]
         self._per_call = np.array([c.per_call for c in costs])
         self._per_zero = np.array([c.per_zero_page for c in costs])
+        self._fixed_costs = np.stack([self._per_call, self._per_zero])  # per call, zero page
         # each arm's per-page cost at _GRID_STEPS + 1 log ratios from 1 to the last knot
         grid = np.linspace(0.0, _LOG_KNOTS[-1], _GRID_STEPS + 1)
         self._cost_grid = np.array([np.interp(grid, _LOG_KNOTS, c.per_page) for c in costs])
@@ -195,13 +204,12 @@ class Auto(Policy):
         self._pages = 0.0  # the size of the window being chosen for
         self._expected = 0.0  # the predicted loss of the arm chosen
 
-    def _mu_var(self) -> tuple[np.ndarray, np.ndarray]:
-        """Log ratio (over non-zero pages) and its variance per arm (compressing arms)."""
+    def _mu(self) -> np.ndarray:
+        """Log ratio (over non-zero pages) per arm: the filter's for compressing arms, 0
+        for the others."""
         mu = np.zeros(self.n_arms)
-        var = np.zeros(self.n_arms)
         mu[self._c] = self.ratios.mean()
-        var[self._c] = self.ratios.var()
-        return mu, var
+        return mu
 
     # -- predictions -----------------------------------------------------------------
     def _page_costs(self, arms: np.ndarray | slice, ratio: np.ndarray) -> np.ndarray:
@@ -216,21 +224,34 @@ class Auto(Policy):
             rows = rows[:, None]
         return self._cost_flat[rows + idx]
 
-    def _payloads(self, f: WindowFeatures, mu: np.ndarray) -> np.ndarray:
-        """Predicted payload bytes per non-zero page, per arm."""
-        page_size = self.page_size
-        each = page_size / np.exp(np.maximum(mu, 0.0))
-        each[self.is_raw] = page_size
-        if self.is_delta.any():
-            fb = each[self.fallback_arm] if self.fallback_arm >= 0 else float(page_size)
-            if f.delta_bytes is None:  # nothing held: every page through the fall-back
-                each[self.is_delta] = fb
-            else:  # an arm without an estimate counts as sending every page raw
-                est = np.where(np.isfinite(f.delta_bytes), f.delta_bytes, page_size)
-                est = np.minimum(est * np.exp(self.delta_bias), page_size)
-                delta = f.held_frac * est + (1.0 - f.held_frac) * fb
-                each[self.is_delta] = delta[self.is_delta]
-        return np.maximum(each, 1.0)
+    def _payloads(self, f: WindowFeatures, mu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Predicted payload bytes per non-zero page and its log ratio, per arm, at least
+        one byte. ``mu`` is 0 for every arm but the compressing ones, so raw comes out at a
+        whole page; a delta arm's is its estimate for the pages the destination holds and
+        its fall-back's for the others (exactly the fall-back's when nothing is held, so
+        that a tie goes to the fall-back, the arm listed first)."""
+        lr = np.maximum(mu, 0.0)
+        np.minimum(lr, self._log_page, out=lr)
+        payload = np.negative(lr)
+        np.exp(payload, out=payload)
+        payload *= self.page_size
+        if self._delta_arms:
+            # a couple of arms: scalars cost less than array operations here
+            page_size = self.page_size
+            fallback = self.fallback_arm
+            fb = float(payload[fallback]) if fallback >= 0 else float(page_size)
+            estimates, held = f.delta_bytes, f.held_frac
+            for i in self._delta_arms:
+                if estimates is None:  # nothing held: every page through the fall-back
+                    each = fb
+                else:
+                    est = float(estimates[i])  # an arm without an estimate sends pages raw
+                    est = page_size if not math.isfinite(est) else est
+                    est = min(est * math.exp(self.delta_bias[i]), page_size)
+                    each = max(held * est + (1.0 - held) * fb, 1.0)
+                payload[i] = each
+                lr[i] = math.log(page_size / each)
+        return payload, lr
 
     def _window(self, f: WindowFeatures) -> tuple[float, float, float, float]:
         """Pages, zero pages, non-zero pages and encode calls of a window."""
@@ -248,12 +269,18 @@ class Auto(Policy):
         return -self.objective.utility_arrays(reward) * guest / 1e9
 
     def _predict(self, f: WindowFeatures, mu: np.ndarray):
-        """Payload per non-zero page, output bytes, CPU seconds and loss, per arm."""
+        """Payload per non-zero page, output bytes, CPU seconds and loss, per arm: a
+        couple of dozen operations on arrays of one entry per arm (the hot path)."""
         n, zero, nz, calls = self._window(f)
-        payload = self._payloads(f, mu)
-        out = n + calls * RUN_BYTES + nz * payload
-        each = self._page_costs(slice(None), self.page_size / payload)
-        cpu = (self._per_call * calls + self._per_zero * zero + each * nz) * self._factor
+        payload, lr = self._payloads(f, mu)
+        out = payload * nz
+        out += n + calls * RUN_BYTES
+        step = lr * (_GRID_STEPS / _LOG_KNOTS[-1])
+        np.minimum(step, _GRID_STEPS, out=step)
+        cpu = self._cost_flat[self._grid_rows + step.astype(np.intp)]
+        cpu *= nz
+        cpu += np.dot((calls, zero), self._fixed_costs)
+        cpu *= self._factor
         return payload, out, cpu, self._loss(n * self.page_size, out, cpu)
 
     # -- which features to read -------------------------------------------------------
@@ -376,8 +403,8 @@ class Auto(Policy):
     def choose(self, features: WindowFeatures | None = None) -> int:
         if features is None:  # features skipped: the last ones read, at this window's size
             if self._read is None:
-                return int(np.argmax(self._mu_var()[0]))
-            loss = self._predict(self._stale(), self._mu_var()[0])[3]
+                return int(np.argmax(self._mu()))
+            loss = self._predict(self._stale(), self._mu())[3]
             arm = int(np.argmin(loss))
             self._expected = float(loss[arm])
             self._since_s += self._expected
@@ -398,9 +425,7 @@ class Auto(Policy):
             noise = self.probe_noise**2 / m
             y = np.log(m * self.page_size / np.maximum(features.probe_out[seen], 1.0))
             self.ratios.observe_probes(np.searchsorted(self._c, seen), y, noise)
-        mu = np.zeros(self.n_arms)
-        mu[self._c] = self.ratios.mean()
-        loss = self._predict(features, mu)[3]
+        loss = self._predict(features, self._mu())[3]
         arm = int(np.argmin(loss))
         self._expected = float(loss[arm])
         return arm
