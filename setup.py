@@ -53,7 +53,7 @@ setup(
     ext_modules=[PAGE_SCAN, DELTA_KERNELS],
     install_requires=[
         "numpy>=1.24",
-        "stevedore>=5.0",
+        "stevedore>=5.6",  # DriverManager takes on_missing_entrypoints_callback from 5.6
         "zlib-ng>=0.4",
         "lz4>=4.0",
         "zstandard>=0.21",

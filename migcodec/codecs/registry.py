@@ -1,23 +1,33 @@
 """Finding codecs: stevedore over the ``migcodec.codecs`` entry-point namespace.
 
-Listing names reads entry-point metadata only, so it never imports a plugin's dependencies.
-Loading is per plugin: one broken plugin is reported with its error and the package to
-install, and never hides the others.
+stevedore is the one discovery path. It lists the namespace's entry points (from its cache,
+which reads the installed packages' metadata again only when ``sys.path`` or an entry-point
+file on it changed) and loads plugins: ``DriverManager`` one by name, ``NamedExtensionManager``
+every listed one, each load failure handed to a callback. Listing names imports no plugin
+module, so a plugin's dependencies are imported when it is first used; one broken plugin is
+reported with its error and the package to install, and never hides the others. A name that
+several plugins register is reported, naming them, and none of them is imported.
+
+stevedore keeps the list it read for the life of the process. Listings
+(:func:`available_codecs`, :func:`plugin_statuses`) have it read again, and so does a lookup
+by name when the list in hand gives no codec: a plugin installed or removed while a process
+runs is found, or reported as gone, and a lookup that succeeds reads nothing.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
-import os
-import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from stevedore import DriverManager, ExtensionManager
+from stevedore import DriverManager, ExtensionManager, NamedExtensionManager, _cache
 from stevedore.exception import NoMatches
 
 from migcodec.codecs.base import Codec, Probe
-from migcodec.codecs.errors import CodecNotFound, CodecUnavailable
+from migcodec.codecs.errors import CodecError, CodecNotFound, CodecUnavailable
+
+EntryPoint = importlib.metadata.EntryPoint
 
 NAMESPACE = "migcodec.codecs"
 #: the distribution of migcodec itself: its codecs need no package named on the wire
@@ -49,120 +59,166 @@ class PluginStatus:
         return asdict(self)
 
 
-#: the last scan of the entry points, and the state of ``sys.path`` it was made in
-_scan: tuple[tuple, dict[str, importlib.metadata.EntryPoint]] | None = None
+def _listed() -> list[EntryPoint]:
+    """The namespace's entry points as stevedore holds them for this process (read on first
+    use). A manager asked for no names loads nothing: it only lists."""
+    manager = NamedExtensionManager(NAMESPACE, names=(), on_missing_entrypoints_callback=None)
+    return manager.list_entry_points()
 
 
-def _path_state() -> tuple:
-    """``sys.path`` and the modification time of each of its directories: installing or
-    removing a distribution adds or removes a ``.dist-info`` entry in one of them, which
-    changes its time (stevedore keys its own on-disk cache the same way)."""
-    state = []
-    for entry in sys.path:
-        try:
-            state.append((entry, os.stat(entry or ".").st_mtime_ns))
-        except OSError:
-            state.append((entry, None))
-    return tuple(state)
+#: (entry point name, target) -> the distribution that registers it, for the list stevedore
+#: read last; ``None`` until a message or a stream first names a package
+_providers: dict[tuple[str, str], str] | None = None
 
 
-def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
-    """The registered plugins by name (the first of a name wins). Scanning every installed
-    distribution's metadata costs tens of milliseconds, and every stream's two ends resolve
-    their codecs, so the scan is kept until ``sys.path`` or one of its directories
-    changes. Callers must not modify the returned mapping."""
-    global _scan
-    state = _path_state()
-    scan = _scan
-    if scan is not None and scan[0] == state:
-        return scan[1]
-    eps: dict[str, importlib.metadata.EntryPoint] = {}
-    for ep in importlib.metadata.entry_points(group=NAMESPACE):
-        eps.setdefault(ep.name, ep)
-    _scan = (state, eps)
+def _read_again() -> list[EntryPoint]:
+    """Have stevedore read the namespace's entry points again, and make every manager
+    created from now on use them.
+
+    stevedore keeps one list per namespace (``ExtensionManager.ENTRY_POINT_CACHE``) and one
+    per ``sys.path`` for the life of the process, and has no public call to read again. A
+    fresh ``stevedore._cache.Cache`` (the class behind both) skips them and answers from
+    stevedore's on-disk cache, whose key covers ``sys.path`` and the entry-point files on it
+    (their times to about two minutes), so a package installed or removed since is seen.
+    That costs milliseconds (a stat of every installed package's entry-point file), which is
+    why a lookup that finds its codec does not call this."""
+    global _providers
+    eps = list(_cache.Cache().get_group_all(NAMESPACE))
+    ExtensionManager.ENTRY_POINT_CACHE[NAMESPACE] = eps
+    _providers = None
     return eps
 
 
+def _provider(ep: EntryPoint) -> str | None:
+    """The distribution that registers ``ep`` (``migcodec-rle``), or ``None`` if none is
+    known. stevedore's list holds names and targets only, so this reads the installed
+    packages' metadata: once for each list stevedore reads, and only when a message or a
+    stream names a package (it costs tens of milliseconds)."""
+    global _providers
+    providers = _providers
+    if providers is None:
+        providers = {}
+        for candidate in importlib.metadata.entry_points(group=NAMESPACE):
+            dist = getattr(candidate, "dist", None)
+            if dist is not None:
+                providers.setdefault((candidate.name, candidate.value), dist.name)
+        _providers = providers
+    return providers.get((ep.name, ep.value))
+
+
+def _named(name: str, eps: Sequence[EntryPoint]) -> list[EntryPoint]:
+    """The entry points registered as ``name``: one, or several when plugins collide."""
+    return [ep for ep in eps if ep.name == name]
+
+
+def _collision(entries: Sequence[EntryPoint]) -> str:
+    """Why a name that several plugins register is refused, naming each (ordered by target,
+    whatever the order of installation) and what to do. A stream names its codecs, so both
+    ends must mean the same codec by a name; loading one of them (stevedore picks one by
+    order or raises, depending on the manager and its version) could make them differ."""
+    plugins = " and ".join(
+        f"{ep.value!r} from {_provider(ep) or 'an unknown package'}"
+        for ep in sorted(entries, key=lambda ep: ep.value)
+    )
+    return (
+        f"registered by {len(entries)} plugins ({plugins}); a stream names codecs by name, "
+        "so uninstall all but one"
+    )
+
+
 def available_codecs() -> list[str]:
-    """Names of every registered plugin, loaded or not (no plugin module is imported)."""
-    return sorted(_entry_points())
+    """Names of every registered plugin, loaded or not (no plugin module is imported), as
+    stevedore reads them now."""
+    return sorted({ep.name for ep in _read_again()})
 
 
 def codec_package(codec: Codec) -> str | None:
     """The Python distribution whose ``migcodec.codecs`` entry point registers ``codec``'s
-    name (``migcodec-rle``), or ``None`` for migcodec's own codecs and for a codec whose
-    distribution is unknown (not registered through an installed package). A stream names
-    it so that a destination without the plugin can say what to install. migcodec's own
-    codecs are told by their module, without reading the installed packages' metadata."""
+    name (``migcodec-rle``), or ``None`` for migcodec's own codecs, for a codec not
+    registered through an installed package and for a name several plugins register. A
+    stream names it so that a destination without the plugin can say what to install.
+    migcodec's own codecs are told by their module, without reading the installed packages'
+    metadata."""
     if type(codec).__module__.split(".")[0] == "migcodec":
         return None
-    ep = _entry_points().get(codec.name)
-    dist = getattr(ep, "dist", None)
-    package = getattr(dist, "name", None) if dist is not None else None
+    entries = _named(codec.name, _listed())
+    package = _provider(entries[0]) if len(entries) == 1 else None
     if not package or package.lower().replace("_", "-") == _OWN_DISTRIBUTION:
         return None
     return package
 
 
-def install_hint(exc: BaseException, ep: importlib.metadata.EntryPoint | None = None) -> str:
-    """What to install to fix a plugin that failed to load."""
+def install_hint(exc: BaseException, ep: EntryPoint | None = None) -> str:
+    """What to install to fix a plugin that failed to load: the missing module's package,
+    else the package that registers ``ep``."""
     missing = getattr(exc, "name", None) if isinstance(exc, ImportError) else None
     if missing:
         top = missing.split(".")[0]
         package = _PIP_NAMES.get(top, top)
         return f"pip install {package}"
-    dist = getattr(ep, "dist", None) if ep is not None else None
-    if dist is not None:
-        return f"reinstall the package that provides it: pip install --force-reinstall {dist.name}"
+    package = _provider(ep) if ep is not None else None
+    if package:
+        return f"reinstall the package that provides it: pip install --force-reinstall {package}"
     return "reinstall the package that provides it"
 
 
 def load_codec_class(name: str) -> type[Codec]:
-    """The plugin class registered as ``name``; errors name the fix."""
-    eps = _entry_points()
-    if name not in eps:
-        known = ", ".join(sorted(eps)) or "none"
-        raise CodecNotFound(
-            f"no codec named {name!r} is installed (installed: {known}); a third-party codec "
-            f"is installed as a package with a {NAMESPACE!r} entry point"
-        )
-    failure: list[BaseException] = []
+    """The plugin class registered as ``name``; errors name the fix.
 
-    def on_failure(_manager, _ep, exc):
-        failure.append(exc)
-
+    The list stevedore holds is tried first. When it gives no codec (the name is not there,
+    its plugin fails to load, or plugins collide) the list is read again and tried again,
+    unless the name's entry points are the same (loading them again would fail the same
+    way): so a plugin installed or removed while the process runs is found, or reported as
+    not installed, and a lookup that succeeds costs no read."""
+    listed = _listed()
     try:
-        manager = DriverManager(
-            NAMESPACE, name, invoke_on_load=False, on_load_failure_callback=on_failure
-        )
-        cls = manager.driver
-    except NoMatches:  # stevedore cached the entry points before this plugin was installed
-        cls = _load_late(eps[name], failure)
-    except Exception as exc:  # stevedore wraps some failures in its own errors
-        failure.append(exc)
-        cls = None
-    if failure or cls is None:
-        exc = failure[0] if failure else RuntimeError("plugin did not load")
+        return _load(name, listed)
+    except CodecError:
+        fresh = _read_again()
+        entries = _named(name, fresh)
+        if entries and entries == _named(name, listed):
+            raise
+    return _load(name, fresh)
+
+
+def _not_found(name: str, listed: Sequence[EntryPoint]) -> CodecNotFound:
+    """An unknown name: which codecs are installed, and how a third-party one is added."""
+    known = ", ".join(sorted({ep.name for ep in listed})) or "none"
+    return CodecNotFound(
+        f"no codec named {name!r} is installed (installed: {known}); a third-party codec "
+        f"is installed as a package with a {NAMESPACE!r} entry point"
+    )
+
+
+def _load(name: str, listed: Sequence[EntryPoint]) -> type[Codec]:
+    """Load ``name`` from ``listed`` (stevedore's current list) through a DriverManager."""
+    entries = _named(name, listed)
+    if not entries:
+        raise _not_found(name, listed)
+    if len(entries) > 1:  # refused before stevedore's conflict handling loads either
+        raise CodecUnavailable(f"codec {name!r} is {_collision(entries)}")
+    failures: list[BaseException] = []
+    try:
+        cls = DriverManager(
+            NAMESPACE,
+            name,
+            on_load_failure_callback=lambda _manager, _ep, exc: failures.append(exc),
+            on_missing_entrypoints_callback=None,
+        ).driver
+    except NoMatches:  # nothing loaded: the failure callback said why, if it was called
+        if not failures:  # another thread had stevedore read a list without the name
+            raise _not_found(name, _listed()) from None
+    if failures:
+        exc = failures[0]
         raise CodecUnavailable(
             f"codec {name!r} failed to load ({type(exc).__name__}: {exc}); "
-            f"{install_hint(exc, eps[name])}"
-        ) from (exc if failure else None)
+            f"{install_hint(exc, entries[0])}"
+        ) from exc
     if not (isinstance(cls, type) and issubclass(cls, Codec)):
         raise CodecUnavailable(
             f"entry point {name!r} does not name a migcodec Codec subclass ({cls!r})"
         )
     return cls
-
-
-def _load_late(ep: importlib.metadata.EntryPoint, failure: list[BaseException]) -> Any:
-    """Load a plugin that ``importlib.metadata`` lists but stevedore's per-process entry
-    point cache does not (installed while this process runs); record a failure instead of
-    raising, as stevedore's callback would."""
-    try:
-        return ep.load()
-    except Exception as exc:
-        failure.append(exc)
-        return None
 
 
 def get_codec(spec: str | dict[str, Any] | Codec, **params: Any) -> Codec:
@@ -182,47 +238,44 @@ def get_codec(spec: str | dict[str, Any] | Codec, **params: Any) -> Codec:
 
 
 def plugin_statuses() -> list[PluginStatus]:
-    """Every registered plugin with availability, path and reason, failures included."""
-    eps = _entry_points()
+    """Every registered plugin with availability, path and reason, failures and collisions
+    included, as stevedore reads them now. Plugins whose name another plugin also registers
+    are reported, not imported."""
+    by_name: dict[str, list[EntryPoint]] = {}
+    for ep in _read_again():
+        by_name.setdefault(ep.name, []).append(ep)
     failures: dict[str, BaseException] = {}
-
-    def on_failure(_manager, ep, exc):
-        failures[ep.name] = exc
-
-    manager = ExtensionManager(NAMESPACE, invoke_on_load=False, on_load_failure_callback=on_failure)
+    manager = NamedExtensionManager(
+        NAMESPACE,
+        names=[name for name, entries in by_name.items() if len(entries) == 1],
+        on_load_failure_callback=lambda _manager, ep, exc: failures.setdefault(ep.name, exc),
+        on_missing_entrypoints_callback=None,
+    )
+    loaded = {ext.name: ext.plugin for ext in manager.extensions}
     statuses = []
-    for name in sorted(eps):
-        source = eps[name].value
-        if name not in failures and name not in manager:  # installed after stevedore's cache
-            late_failure: list[BaseException] = []
-            cls = _load_late(eps[name], late_failure)
-            if late_failure:
-                failures[name] = late_failure[0]
-        elif name not in failures:
-            cls = manager[name].plugin
-        if name in failures:
-            exc = failures[name]
-            statuses.append(
-                PluginStatus(
-                    name,
-                    "?",
-                    False,
-                    "unavailable",
-                    f"failed to load: {type(exc).__name__}: {exc}; {install_hint(exc, eps[name])}",
-                    source,
-                )
-            )
+    for name in sorted(by_name):
+        entries = by_name[name]
+        source = ", ".join(sorted(ep.value for ep in entries))
+        if len(entries) > 1:
+            reason = _collision(entries)
+        elif name in failures:
+            exc, hint = failures[name], install_hint(failures[name], entries[0])
+            reason = f"failed to load: {type(exc).__name__}: {exc}; {hint}"
+        elif name not in loaded:  # the list changed while loading: reported, never raised
+            reason = "not loaded: the installed packages changed while loading"
+        else:
+            statuses.append(_status(name, loaded[name], source))
             continue
-        if not (isinstance(cls, type) and issubclass(cls, Codec)):
-            statuses.append(
-                PluginStatus(name, "?", False, "unavailable", "not a Codec subclass", source)
-            )
-            continue
-        try:
-            probe = cls.probe()
-        except Exception as exc:  # a probe must never hide the other plugins
-            probe = Probe(False, "unavailable", f"probe failed: {type(exc).__name__}: {exc}")
-        statuses.append(
-            PluginStatus(name, cls.kind, probe.available, probe.path, probe.reason, source)
-        )
+        statuses.append(PluginStatus(name, "?", False, "unavailable", reason, source))
     return statuses
+
+
+def _status(name: str, cls: Any, source: str) -> PluginStatus:
+    """A loaded plugin's status: its probe's answer, or why it cannot be a codec."""
+    if not (isinstance(cls, type) and issubclass(cls, Codec)):
+        return PluginStatus(name, "?", False, "unavailable", "not a Codec subclass", source)
+    try:
+        probe = cls.probe()
+    except Exception as exc:  # a probe must never hide the other plugins
+        probe = Probe(False, "unavailable", f"probe failed: {type(exc).__name__}: {exc}")
+    return PluginStatus(name, cls.kind, probe.available, probe.path, probe.reason, source)

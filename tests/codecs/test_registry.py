@@ -6,7 +6,9 @@ metadata on ``sys.path``), exactly as pip would register them, but without insta
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import stevedore._cache
 
 from migcodec.codecs import (
     Batch,
@@ -335,9 +338,9 @@ LATE_PLUGIN = textwrap.dedent(
 
 
 def test_a_plugin_installed_while_the_process_runs_is_loaded_not_a_crash(plugin_site):
-    """stevedore caches entry points per process; importlib.metadata sees new packages.
-    A plugin installed after the first listing must still load, and must not make
-    plugin_statuses() raise (which would hide every plugin)."""
+    """stevedore keeps the entry points it read for the process; listings have it read
+    them again. A plugin installed after the first listing must be listed and load, and
+    must not make plugin_statuses() raise (which would hide every plugin)."""
     before = {s.name for s in plugin_statuses()}  # fills stevedore's caches
     write_dist(
         plugin_site,
@@ -353,9 +356,86 @@ def test_a_plugin_installed_while_the_process_runs_is_loaded_not_a_crash(plugin_
     assert get_codec("late").get_config() == {"name": "late"}
 
 
+def test_a_lookup_finds_a_plugin_installed_after_stevedore_read_the_list(plugin_site):
+    """No listing in between: the lookup that misses has stevedore read the list again."""
+    assert get_codec("raw").get_config() == {"name": "raw"}  # stevedore holds a list now
+    write_dist(
+        plugin_site,
+        "migcodec-late",
+        {"late": "migcodec_late_test:LateCodec"},
+        {"migcodec_late_test": LATE_PLUGIN},
+    )
+    assert get_codec("late").get_config() == {"name": "late"}
+
+
+def test_a_plugin_removed_while_the_process_runs_is_reported_as_not_installed(plugin_site):
+    """Listed (so in stevedore's list), then uninstalled before its first use: the lookup is
+    told the codec is gone, not that a module failed to import."""
+    info = write_dist(
+        plugin_site,
+        "migcodec-gone",
+        {"gone": "migcodec_gone_test:LateCodec"},
+        {"migcodec_gone_test": LATE_PLUGIN},
+    )
+    assert "gone" in available_codecs()
+    shutil.rmtree(info)  # what pip uninstall removes: the metadata and the module
+    (plugin_site / "migcodec_gone_test.py").unlink()
+    with pytest.raises(CodecNotFound) as raised:
+        get_codec("gone")
+    assert str(raised.value) == (
+        f"no codec named 'gone' is installed (installed: {', '.join(available_codecs())})"
+        "; a third-party codec is installed as a package with a 'migcodec.codecs' entry point"
+    )
+
+
+def test_a_lookup_that_finds_its_codec_reads_no_package_metadata(monkeypatch):
+    """Every stream's two ends resolve their codecs: once stevedore holds its list, a lookup
+    that finds the codec neither has stevedore read the list again nor scans packages."""
+    get_codec("lz4")
+
+    def read(*args, **kwargs):
+        raise AssertionError("a lookup that found its codec read the installed packages")
+
+    monkeypatch.setattr(stevedore._cache, "Cache", read)
+    monkeypatch.setattr(importlib.metadata, "entry_points", read)
+    monkeypatch.setattr(importlib.metadata, "distributions", read)
+    assert get_codec({"name": "zstd", "level": 3}).get_config() == {"name": "zstd", "level": 3}
+    assert get_codec("lz4").get_config() == {"name": "lz4", "acceleration": 1}
+
+
+CLASH = "migcodec_clash_a_test:LateCodec", "migcodec_clash_b_test:LateCodec"
+CLASH_REASON = (
+    "registered by 2 plugins ('migcodec_clash_a_test:LateCodec' from migcodec-clash-a and "
+    "'migcodec_clash_b_test:LateCodec' from migcodec-clash-b); a stream names codecs by "
+    "name, so uninstall all but one"
+)
+
+
+@pytest.fixture
+def clashing_plugins(plugin_site: Path) -> Path:
+    """Two distributions that register the same codec name (b installed first)."""
+    for package, target in (("migcodec-clash-b", CLASH[1]), ("migcodec-clash-a", CLASH[0])):
+        write_dist(plugin_site, package, {"clash": target}, {target.split(":")[0]: LATE_PLUGIN})
+    return plugin_site
+
+
+def test_a_name_two_plugins_register_is_refused_naming_both(clashing_plugins):
+    assert available_codecs().count("clash") == 1
+    with pytest.raises(CodecUnavailable) as info:
+        get_codec("clash")
+    assert str(info.value) == f"codec 'clash' is {CLASH_REASON}"
+    statuses = {s.name: s for s in plugin_statuses()}
+    assert statuses["clash"] == PluginStatus(
+        "clash", "?", False, "unavailable", CLASH_REASON, ", ".join(CLASH)
+    )
+    # neither plugin was imported, and the others are unaffected
+    assert not {target.split(":")[0] for target in CLASH} & set(sys.modules)
+    assert all(statuses[name].available for name in BUILTIN)
+
+
 def test_the_fixture_leaves_no_plugin_behind():
     """Runs after the tests above (file order): their plugins are gone again."""
-    assert not (set(EXPECTED_BROKEN) | {"late"}) & set(available_codecs())
+    assert not (set(EXPECTED_BROKEN) | {"late", "gone", "clash"}) & set(available_codecs())
     assert {s.name for s in plugin_statuses()} == set(available_codecs())
 
 
