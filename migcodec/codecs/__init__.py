@@ -8,7 +8,6 @@ in place. Codecs are plugins found through the ``migcodec.codecs`` entry points.
 from migcodec.codecs.base import Codec, PageEncoding, Probe
 from migcodec.codecs.batch import DEFAULT_MAX_PAGES, Batch
 from migcodec.codecs.encoded import Encoded, Measurements, PageMode
-from migcodec.codecs.engine import CodecEngines, Request
 from migcodec.codecs.errors import (
     CodecError,
     CodecNotFound,
@@ -19,6 +18,7 @@ from migcodec.codecs.errors import (
 )
 from migcodec.codecs.memory import DEFAULT_PAGE_SIZE, page_view
 from migcodec.codecs.mirror import DestinationMirror, Held
+from migcodec.codecs.pool import CodecEngines, Request
 from migcodec.codecs.registry import (
     available_codecs,
     get_codec,
