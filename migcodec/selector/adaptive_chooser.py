@@ -1,4 +1,5 @@
-"""A :class:`~migcodec.selector.online.Selector` behind the migration engine's chooser.
+"""The adaptive chooser: a :class:`~migcodec.selector.online.Selector` behind the migration
+engine's chooser protocol (:class:`migcodec.engine.chooser.CodecChooser`).
 
 The engine (``migcodec.engine``) asks ``choose(sample_batch) -> index`` once per window of
 batches and calls ``report(index, stats)`` from its sender thread as each batch completes.
