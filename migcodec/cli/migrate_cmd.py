@@ -30,7 +30,7 @@ from migcodec.engine import (
 )
 from migcodec.engine.chooser import make_chooser
 from migcodec.engine.destination import RECEIVE_TIMEOUT_S, MemoryOpener
-from migcodec.engine.memory import DEFAULT_SIZE, check_available
+from migcodec.engine.guest_memory import DEFAULT_SIZE, check_available
 from migcodec.engine.plot import plot_migration, plot_sweep
 from migcodec.engine.sweep import largest_converging_rate
 from migcodec.plotting import PlotUnavailable, pyplot

@@ -16,8 +16,8 @@ from migcodec.codecs.errors import (
     InvalidBatch,
     PageSizeUnsupported,
 )
-from migcodec.codecs.memory import DEFAULT_PAGE_SIZE, page_view
 from migcodec.codecs.mirror import DestinationMirror, Held
+from migcodec.codecs.page_views import DEFAULT_PAGE_SIZE, page_view
 from migcodec.codecs.pool import CodecEngines, Request
 from migcodec.codecs.registry import (
     available_codecs,

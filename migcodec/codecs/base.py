@@ -20,8 +20,8 @@ import numpy as np
 from migcodec.codecs.batch import Batch, check_runs, expand_runs
 from migcodec.codecs.encoded import MAX_PAGE_MODE, Encoded, Measurements, PageMode, nbytes_of
 from migcodec.codecs.errors import DecodeError, InvalidBatch, PageSizeUnsupported
-from migcodec.codecs.memory import page_view, rows_as_slice
 from migcodec.codecs.mirror import DestinationMirror, Held
+from migcodec.codecs.page_views import page_view, rows_as_slice
 from migcodec.codecs.zero import zero_page_rows
 
 RUN_BYTES = 12  # what one run costs on the wire (u64 first page + u32 count)
