@@ -7,7 +7,7 @@ in place. Codecs are plugins found through the ``migcodec.codecs`` entry points.
 
 from migcodec.codecs.base import Codec, PageEncoding, Probe
 from migcodec.codecs.batch import DEFAULT_MAX_PAGES, Batch
-from migcodec.codecs.encoded import Encoded, Measurements, PageMode
+from migcodec.codecs.encoded import CodecKind, CodecPath, Encoded, Measurements, PageMode
 from migcodec.codecs.errors import (
     CodecError,
     CodecNotFound,
@@ -34,7 +34,9 @@ __all__ = [
     "Codec",
     "CodecEngines",
     "CodecError",
+    "CodecKind",
     "CodecNotFound",
+    "CodecPath",
     "CodecUnavailable",
     "DecodeError",
     "DestinationMirror",

@@ -17,6 +17,7 @@ from stevedore import DriverManager, ExtensionManager
 from stevedore.exception import NoMatches
 
 from migcodec.codecs.base import Codec, Probe
+from migcodec.codecs.encoded import CodecKind, CodecPath
 from migcodec.codecs.errors import CodecNotFound, CodecUnavailable
 
 NAMESPACE = "migcodec.codecs"
@@ -39,9 +40,10 @@ class PluginStatus:
     """One plugin as ``migcodec codecs`` reports it."""
 
     name: str
-    kind: str
+    #: the codec's kind (a plugin may give the plain string); ``?`` when it did not load
+    kind: CodecKind | str
     available: bool
-    path: str
+    path: CodecPath
     reason: str
     source: str
 
@@ -207,7 +209,7 @@ def plugin_statuses() -> list[PluginStatus]:
                     name,
                     "?",
                     False,
-                    "unavailable",
+                    CodecPath.UNAVAILABLE,
                     f"failed to load: {type(exc).__name__}: {exc}; {install_hint(exc, eps[name])}",
                     source,
                 )
@@ -215,13 +217,17 @@ def plugin_statuses() -> list[PluginStatus]:
             continue
         if not (isinstance(cls, type) and issubclass(cls, Codec)):
             statuses.append(
-                PluginStatus(name, "?", False, "unavailable", "not a Codec subclass", source)
+                PluginStatus(
+                    name, "?", False, CodecPath.UNAVAILABLE, "not a Codec subclass", source
+                )
             )
             continue
         try:
             probe = cls.probe()
         except Exception as exc:  # a probe must never hide the other plugins
-            probe = Probe(False, "unavailable", f"probe failed: {type(exc).__name__}: {exc}")
+            probe = Probe(
+                False, CodecPath.UNAVAILABLE, f"probe failed: {type(exc).__name__}: {exc}"
+            )
         statuses.append(
             PluginStatus(name, cls.kind, probe.available, probe.path, probe.reason, source)
         )
