@@ -41,6 +41,11 @@ DELTA_KERNELS = Extension(
 # `migcodec evaluate --scheduler` runs on a Dask cluster and reads traces through fsspec
 # URLs; both are imported only when asked for, so they are an extra (the tests use them)
 DISTRIBUTED = ["dask[distributed]>=2024.1", "fsspec>=2023.1"]
+# `--plot` (migrate and evaluate) draws with matplotlib, imported only when a picture is
+# drawn (migcodec/plots), so it is an extra too; without it `--plot` says to install this one
+PLOT = ["matplotlib>=3.6"]
+# what the test suite imports: it draws plots and runs evaluations on a local Dask cluster
+TEST = ["pytest>=7", "hypothesis>=6.80", *DISTRIBUTED, *PLOT]
 
 setup(
     name="migcodec",
@@ -60,12 +65,14 @@ setup(
         "scikit-learn>=1.3",
         "xxhash>=3.0",
         "tqdm>=4.60",
-        "matplotlib>=3.6",  # migcodec evaluate --plot
     ],
     extras_require={
         # evaluate --scheduler and traces named by URLs; bokeh serves Dask's dashboard
         "distributed": [*DISTRIBUTED, "bokeh>=3.1"],
-        "test": ["pytest>=7", "hypothesis>=6.80", "ruff>=0.5", *DISTRIBUTED],
+        "plot": PLOT,
+        "test": TEST,
+        # the tests and the linter and formatter CI runs (`ruff check .`, `ruff format --check .`)
+        "dev": [*TEST, "ruff>=0.5"],
     },
     entry_points={
         "console_scripts": ["migcodec = migcodec.cli:main"],

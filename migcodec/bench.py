@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from migcodec.codecs import Batch, Codec, CodecEngines, get_codec
+from migcodec.codecs import Batch, Codec, CodecEngines, CodecPath, get_codec
 from migcodec.datasets import generate_pages
 
 
@@ -20,7 +20,7 @@ from migcodec.datasets import generate_pages
 class CodecBench:
     codec: str
     config: dict
-    path: str
+    path: CodecPath
     ratio: float
     encode_mb_s: float
     decode_mb_s: float
@@ -86,7 +86,7 @@ def bench_codec(
         decode_walls.append(time.perf_counter() - t0)
         if not np.array_equal(dest, memory):
             raise RoundTripMismatch(f"{codec!r} did not round-trip the benchmark pages")
-    path = encoded[0].stats.path if encoded else "software"
+    path = encoded[0].stats.path if encoded else CodecPath.SOFTWARE
     device_s = sum(item.stats.device_s or 0.0 for item in encoded)
     return CodecBench(
         codec=codec.name,

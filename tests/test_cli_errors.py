@@ -209,7 +209,7 @@ def test_help_explains_options_that_default_to_nothing(capsys):
 
 # -- runtime checks: one line, exit status 2 --------------------------------------------
 def test_more_memory_than_the_machine_has_is_refused_before_allocating(capsys, monkeypatch):
-    monkeypatch.setattr("migcodec.engine.memory.available_memory", lambda: 8 << 30)
+    monkeypatch.setattr("migcodec.engine.guest_memory.available_memory", lambda: 8 << 30)
     assert main(["migrate", *TINY, "--memory", "100TiB"]) == 2
     assert capsys.readouterr() == (
         "",

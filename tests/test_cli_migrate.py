@@ -60,7 +60,7 @@ def test_plot_without_matplotlib_fails_before_migrating(tmp_path, capsys, monkey
     out, err = capsys.readouterr()
     assert out == ""
     assert err.startswith("migcodec migrate: --plot needs matplotlib")
-    assert "pip install matplotlib" in err
+    assert "pip install 'migcodec[plot]'" in err
     assert not png.exists()
 
 

@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from migcodec.cli import main
-from migcodec.selector.evaluation import plot as evaluation_plot
-from migcodec.selector.evaluation.plot import objective_text, short_label
+from migcodec.plots import evaluation as evaluation_plot
+from migcodec.plots.evaluation import objective_text, short_label
 
 SHORT_RUN = [
     "evaluate",

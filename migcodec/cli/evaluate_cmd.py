@@ -24,7 +24,7 @@ import numpy as np
 from migcodec.cli import args as types
 from migcodec.cli.args import CommandLineError, check_output_path
 from migcodec.datasets.trace import TraceError, TraceReader
-from migcodec.plotting import pyplot
+from migcodec.plots import pyplot
 from migcodec.selector import DEFAULT_POLICIES, make_objective, parse_arms, parse_policy
 from migcodec.selector.costmodel import CostModel, machine_cost_model
 from migcodec.selector.evaluation import (
@@ -323,7 +323,7 @@ def _run(args: argparse.Namespace) -> int:
     ]
     several = len(sources) > 1 or len(links) > 1
     if args.plot:
-        from migcodec.selector.evaluation.plot import plot_evaluation
+        from migcodec.plots.evaluation import plot_evaluation
 
         plot_evaluation(results[0].evaluation, args.plot)
     if args.json:

@@ -30,10 +30,10 @@ from migcodec.engine import (
 )
 from migcodec.engine.chooser import make_chooser
 from migcodec.engine.destination import RECEIVE_TIMEOUT_S, MemoryOpener
-from migcodec.engine.memory import DEFAULT_SIZE, check_available
-from migcodec.engine.plot import plot_migration, plot_sweep
+from migcodec.engine.guest_memory import DEFAULT_SIZE, check_available
 from migcodec.engine.sweep import largest_converging_rate
-from migcodec.plotting import PlotUnavailable, pyplot
+from migcodec.plots import PlotUnavailable, pyplot
+from migcodec.plots.migration import plot_migration, plot_sweep
 from migcodec.units import format_size, parse_rate
 from migcodec.wire import PeerTimeout, StreamSummary, WireError, one_line
 from migcodec.wire.io import TimedSocket

@@ -7,8 +7,7 @@ in place. Codecs are plugins found through the ``migcodec.codecs`` entry points.
 
 from migcodec.codecs.base import Codec, PageEncoding, Probe
 from migcodec.codecs.batch import DEFAULT_MAX_PAGES, Batch
-from migcodec.codecs.encoded import Encoded, Measurements, PageMode
-from migcodec.codecs.engine import CodecEngines, Request
+from migcodec.codecs.encoded import CodecKind, CodecPath, Encoded, Measurements, PageMode
 from migcodec.codecs.errors import (
     CodecError,
     CodecNotFound,
@@ -17,8 +16,9 @@ from migcodec.codecs.errors import (
     InvalidBatch,
     PageSizeUnsupported,
 )
-from migcodec.codecs.memory import DEFAULT_PAGE_SIZE, page_view
 from migcodec.codecs.mirror import DestinationMirror, Held
+from migcodec.codecs.page_views import DEFAULT_PAGE_SIZE, page_view
+from migcodec.codecs.pool import CodecEngines, Request
 from migcodec.codecs.registry import (
     available_codecs,
     get_codec,
@@ -34,7 +34,9 @@ __all__ = [
     "Codec",
     "CodecEngines",
     "CodecError",
+    "CodecKind",
     "CodecNotFound",
+    "CodecPath",
     "CodecUnavailable",
     "DecodeError",
     "DestinationMirror",

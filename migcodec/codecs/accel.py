@@ -24,7 +24,7 @@ import numpy as np
 from migcodec.codecs.base import Codec, Probe
 from migcodec.codecs.batch import Batch
 from migcodec.codecs.device_model import DeviceModel, device_model
-from migcodec.codecs.encoded import Encoded
+from migcodec.codecs.encoded import CodecPath, Encoded
 from migcodec.codecs.errors import CodecUnavailable
 from migcodec.codecs.mirror import DestinationMirror
 
@@ -50,8 +50,9 @@ class PathCounters:
     #: the last error that caused a fall-back, for reports
     last_error: str = ""
 
-    def count(self, path: str) -> None:
-        setattr(self, path, getattr(self, path) + 1)
+    def count(self, path: CodecPath) -> None:
+        name = str(path)  # the field named by the path's value
+        setattr(self, name, getattr(self, name) + 1)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -75,7 +76,7 @@ class AcceleratorCodec(Codec):
     def __init__(self) -> None:
         self.counters = PathCounters()
         self._lock = threading.Lock()
-        self._path: str | None = None
+        self._path: CodecPath | None = None
         self._device_s: float | None = None
         self._handle = None  # the vendor session or jobs, once opened; None: emulated
         self._opened = False
@@ -92,7 +93,7 @@ class AcceleratorCodec(Codec):
             return self._handle
         self._opened = True
         probe = type(self).probe()
-        if probe.path != "hardware":
+        if probe.path != CodecPath.HARDWARE:
             self.path_reason = probe.reason
             return None
         try:
@@ -116,20 +117,20 @@ class AcceleratorCodec(Codec):
     def model(self) -> DeviceModel:
         return device_model(self.device)
 
-    def _ran(self, path: str, nbytes: int = 0, pages: int = 0) -> None:
+    def _ran(self, path: CodecPath, nbytes: int = 0, pages: int = 0) -> None:
         """Record the path of the current request; emulated requests get modelled time."""
         self._path = path
         self.counters.count(path)
-        if path == "emulated":
+        if path == CodecPath.EMULATED:
             self._device_s = self.model.request_time(nbytes, pages)
 
-    def _expected_path(self) -> str:
+    def _expected_path(self) -> CodecPath:
         """The path a request would take now (before any request ran). Opens the vendor
         handle, which caches the probe: an all-zero batch never reaches the transform, and
         probing (a sysfs scan and a dlopen) per such batch cost 25x an LZ4 batch."""
-        return "emulated" if self._open() is None else "hardware"
+        return CodecPath.EMULATED if self._open() is None else CodecPath.HARDWARE
 
-    def probe_path(self) -> str:
+    def probe_path(self) -> CodecPath:
         return self._path or self._expected_path()
 
     def encode(
@@ -158,7 +159,9 @@ def accelerator_probe(lookup, scan, library: str, unit: str, emulated: str) -> P
         f"{scan.count} {unit}(s) ({scan.where})" if scan.count else f"no {unit} ({scan.where})"
     )
     if lookup.handle is None:
-        return Probe(True, "emulated", f"{lookup.reason}; {devices}; {emulated}")
+        return Probe(True, CodecPath.EMULATED, f"{lookup.reason}; {devices}; {emulated}")
     if scan.count == 0:
-        return Probe(True, "emulated", f"{library} {lookup.name} loaded but {devices}; {emulated}")
-    return Probe(True, "hardware", f"{library} {lookup.name} with {devices}")
+        return Probe(
+            True, CodecPath.EMULATED, f"{library} {lookup.name} loaded but {devices}; {emulated}"
+        )
+    return Probe(True, CodecPath.HARDWARE, f"{library} {lookup.name} with {devices}")

@@ -18,10 +18,18 @@ from typing import Any, ClassVar
 import numpy as np
 
 from migcodec.codecs.batch import Batch, check_runs, expand_runs
-from migcodec.codecs.encoded import MAX_PAGE_MODE, Encoded, Measurements, PageMode, nbytes_of
+from migcodec.codecs.encoded import (
+    MAX_PAGE_MODE,
+    CodecKind,
+    CodecPath,
+    Encoded,
+    Measurements,
+    PageMode,
+    nbytes_of,
+)
 from migcodec.codecs.errors import DecodeError, InvalidBatch, PageSizeUnsupported
-from migcodec.codecs.memory import page_view, rows_as_slice
 from migcodec.codecs.mirror import DestinationMirror, Held
+from migcodec.codecs.page_views import page_view, rows_as_slice
 from migcodec.codecs.zero import zero_page_rows
 
 RUN_BYTES = 12  # what one run costs on the wire (u64 first page + u32 count)
@@ -44,15 +52,11 @@ def _all_raw(data: np.ndarray, copy: bool) -> tuple:
 
 @dataclass(frozen=True)
 class Probe:
-    """Whether a plugin can run here, which path it would take, and why.
-
-    ``path`` is ``hardware`` (the device runs it), ``software`` (a CPU implementation, a
-    vendor's or ours, with the device's output format), ``emulated`` (software standing in
-    for a device whose timing is modelled) or ``unavailable``.
-    """
+    """Whether a plugin can run here, which path it would take (a :class:`CodecPath`:
+    ``hardware``, ``software``, ``emulated`` or ``unavailable``), and why."""
 
     available: bool
-    path: str
+    path: CodecPath
     reason: str = ""
 
 
@@ -71,12 +75,13 @@ class PageEncoding:
 class Codec(ABC):
     """A batch codec, fully described by its config (numcodecs' convention).
 
-    Subclasses set ``name`` and ``kind``, take their parameters as keyword arguments, return
-    them from ``params()``, and implement ``_encode_pages`` / ``_decode_pages``.
+    Subclasses set ``name`` and ``kind`` (a :class:`CodecKind`), take their parameters as
+    keyword arguments, return them from ``params()``, and implement ``_encode_pages`` /
+    ``_decode_pages``.
     """
 
     name: ClassVar[str]
-    kind: ClassVar[str]
+    kind: ClassVar[CodecKind]
     #: the codec encodes pages against what the destination holds (a delta codec): its
     #: transform is given that (a :class:`~migcodec.codecs.mirror.Held`, or ``None`` when
     #: the caller gave no destination mirror), and decoding reads the destination's pages
@@ -139,7 +144,7 @@ class Codec(ABC):
     @classmethod
     def probe(cls) -> Probe:
         """Whether this codec can run here; plugins with devices or libraries override."""
-        return Probe(True, "software", "runs on the CPU")
+        return Probe(True, CodecPath.SOFTWARE, "runs on the CPU")
 
     # -- the transform plugins implement ---------------------------------------------
     @abstractmethod
@@ -303,9 +308,9 @@ class Codec(ABC):
         raw = _all_raw(data, copy_raw) if n_raw == n else (data[sub == _RAW].reshape(-1),)
         return ((*raw, blob) if n_encoded and blob_nbytes else raw), modes
 
-    def probe_path(self) -> str:
+    def probe_path(self) -> CodecPath:
         """Which path this instance runs; hardware plugins report per instance."""
-        return "software"
+        return CodecPath.SOFTWARE
 
     def decode(self, encoded: Encoded, memory: object) -> None:
         """Write the batch's pages into destination ``memory`` in place.

@@ -13,7 +13,7 @@ from functools import cached_property
 import numpy as np
 
 from migcodec.codecs.errors import InvalidBatch
-from migcodec.codecs.memory import DEFAULT_PAGE_SIZE, page_view
+from migcodec.codecs.page_views import DEFAULT_PAGE_SIZE, page_view
 
 DEFAULT_MAX_PAGES = 64
 

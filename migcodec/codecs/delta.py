@@ -30,7 +30,7 @@ import numpy as np
 
 from migcodec.codecs.base import Codec, PageEncoding
 from migcodec.codecs.changes import PageChanges
-from migcodec.codecs.encoded import PageMode, nbytes_of
+from migcodec.codecs.encoded import CodecKind, PageMode, nbytes_of
 from migcodec.codecs.errors import DecodeError
 from migcodec.codecs.mirror import Held
 
@@ -53,7 +53,7 @@ class DeltaCodec(Codec):
     """Base of delta codecs: deltas against what the destination holds, a fall-back codec
     for pages it is not known to hold."""
 
-    kind = "delta"
+    kind = CodecKind.DELTA
     reads_destination = True
     #: largest page the subclass's format can describe
     max_page_size: ClassVar[int | None] = 1 << 19

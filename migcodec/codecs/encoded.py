@@ -1,9 +1,13 @@
-"""The result of encoding one batch, and its measurements."""
+"""The result of encoding one batch, its measurements, and the closed sets of names they use.
+
+How a page travels is a :class:`PageMode`; what kind of transform a codec is, a
+:class:`CodecKind`; where its work ran, a :class:`CodecPath`.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import IntEnum
+from enum import Enum, IntEnum
 
 import numpy as np
 
@@ -21,6 +25,46 @@ class PageMode(IntEnum):
 
 
 MAX_PAGE_MODE = 15
+
+
+class TextEnum(str, Enum):
+    """A closed set of names whose members are their strings.
+
+    A member equals its plain string (``CodecKind.DELTA == "delta"``), hashes like it, and
+    prints, formats and encodes to JSON as it (``str()`` and f-strings give the value, not
+    ``CodecKind.DELTA``), so reports, JSON output and a plugin that sets the plain string
+    all read the same. ``repr`` names the member.
+    """
+
+    def __str__(self) -> str:
+        return self.value
+
+    __format__ = str.__format__  # the value, padded or aligned like any string
+
+
+class CodecKind(TextEnum):
+    """What a codec's transform does, which is what a selector reasons about."""
+
+    #: compresses each batch on its own (lz4, zstd, zlib-ng, QAT, IAA)
+    COMPRESS = "compress"
+    #: encodes pages against what the destination holds (XBZRLE, DSA delta records)
+    DELTA = "delta"
+    #: sends the pages as they are
+    RAW = "raw"
+
+
+class CodecPath(TextEnum):
+    """Where a codec's work runs: in a probe, what an instance would take; in measurements,
+    what one request took."""
+
+    #: the device runs it
+    HARDWARE = "hardware"
+    #: a CPU implementation, a vendor's or ours, with the device's output format
+    SOFTWARE = "software"
+    #: software standing in for a device whose timing is modelled (``device_s``)
+    EMULATED = "emulated"
+    #: the plugin cannot run here (probes only)
+    UNAVAILABLE = "unavailable"
 
 
 def nbytes_of(buffers) -> int:
@@ -41,7 +85,7 @@ class Measurements:
     wall_s: float = 0.0
     cpu_s: float = 0.0
     device_s: float | None = None
-    path: str = "software"
+    path: CodecPath = CodecPath.SOFTWARE
 
     @property
     def ratio(self) -> float:

@@ -39,7 +39,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from migcodec.codecs.memory import consecutive_rows
+from migcodec.codecs.page_views import consecutive_rows
 
 #: QEMU's default XBZRLE cache size (``xbzrle-cache-size``), 64 MiB
 DEFAULT_MIRROR_BYTES = 64 << 20

@@ -25,6 +25,7 @@ from stevedore import DriverManager, ExtensionManager, NamedExtensionManager, _c
 from stevedore.exception import NoMatches
 
 from migcodec.codecs.base import Codec, Probe
+from migcodec.codecs.encoded import CodecKind, CodecPath
 from migcodec.codecs.errors import CodecError, CodecNotFound, CodecUnavailable
 
 EntryPoint = importlib.metadata.EntryPoint
@@ -49,9 +50,10 @@ class PluginStatus:
     """One plugin as ``migcodec codecs`` reports it."""
 
     name: str
-    kind: str
+    #: the codec's kind (a plugin may give the plain string); ``?`` when it did not load
+    kind: CodecKind | str
     available: bool
-    path: str
+    path: CodecPath
     reason: str
     source: str
 
@@ -266,16 +268,16 @@ def plugin_statuses() -> list[PluginStatus]:
         else:
             statuses.append(_status(name, loaded[name], source))
             continue
-        statuses.append(PluginStatus(name, "?", False, "unavailable", reason, source))
+        statuses.append(PluginStatus(name, "?", False, CodecPath.UNAVAILABLE, reason, source))
     return statuses
 
 
 def _status(name: str, cls: Any, source: str) -> PluginStatus:
     """A loaded plugin's status: its probe's answer, or why it cannot be a codec."""
     if not (isinstance(cls, type) and issubclass(cls, Codec)):
-        return PluginStatus(name, "?", False, "unavailable", "not a Codec subclass", source)
+        return PluginStatus(name, "?", False, CodecPath.UNAVAILABLE, "not a Codec subclass", source)
     try:
         probe = cls.probe()
     except Exception as exc:  # a probe must never hide the other plugins
-        probe = Probe(False, "unavailable", f"probe failed: {type(exc).__name__}: {exc}")
+        probe = Probe(False, CodecPath.UNAVAILABLE, f"probe failed: {type(exc).__name__}: {exc}")
     return PluginStatus(name, cls.kind, probe.available, probe.path, probe.reason, source)

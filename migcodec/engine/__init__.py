@@ -4,8 +4,8 @@ from migcodec.engine.chooser import CodecChooser, FixedChooser
 from migcodec.engine.destination import receive_migration
 from migcodec.engine.dirty import DirtyLog
 from migcodec.engine.guest import GuestWorkload, make_guest
+from migcodec.engine.guest_memory import GuestMemory, GuestMemoryError, open_guest_memory
 from migcodec.engine.link import PacedSocket
-from migcodec.engine.memory import GuestMemory, GuestMemoryError, open_guest_memory
 from migcodec.engine.progress import MigrationProgress
 from migcodec.engine.report import IterationRecord, MigrationReport
 from migcodec.engine.runner import run_loopback

@@ -70,7 +70,8 @@ def make_chooser(spec: str, link_rate: float | None, workers: float) -> CodecCho
     throughput at ``link_rate`` bytes/s with ``workers`` encoders), ``none`` (raw), or one
     plugin's name."""
     if spec == "auto":
-        from migcodec.selector.chooser import auto_chooser  # engine uses selector, not back
+        # imported here: the engine uses the selector, never the other way round
+        from migcodec.selector.adaptive_chooser import auto_chooser
 
         return auto_chooser(link_rate, workers)
     return FixedChooser(get_codec(CODEC_ALIASES.get(spec, spec)), label=spec)

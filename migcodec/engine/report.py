@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from migcodec.codecs import CodecPath
+
 
 @dataclass
 class IterationRecord:
@@ -54,7 +56,7 @@ class MigrationReport:
     dirty_rate_achieved: float = 0.0  # what it managed while it ran (a Python thread)
     link_rate: float | None = None
     pages_by_codec: dict[str, int] = field(default_factory=dict)
-    paths: dict[str, str] = field(default_factory=dict)
+    paths: dict[str, CodecPath] = field(default_factory=dict)
     iteration_log: list[IterationRecord] = field(default_factory=list)
 
     @property

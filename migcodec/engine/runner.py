@@ -10,7 +10,7 @@ import numpy as np
 from migcodec.engine.chooser import CodecChooser
 from migcodec.engine.destination import RECEIVE_TIMEOUT_S, receive_migration
 from migcodec.engine.guest import FillProgress, make_guest
-from migcodec.engine.memory import open_guest_memory
+from migcodec.engine.guest_memory import open_guest_memory
 from migcodec.engine.progress import ProgressCallback
 from migcodec.engine.report import MigrationReport
 from migcodec.engine.source import MigrationConfig, MigrationSource
@@ -34,7 +34,7 @@ def run_loopback(
     that its memory digest matches the source's (``report.verified``).
 
     ``memory`` is a size in bytes (anonymous memory), or the guest's pages (e.g. from
-    :func:`~migcodec.engine.memory.open_guest_memory`); ``fill=False`` migrates what they
+    :func:`~migcodec.engine.guest_memory.open_guest_memory`); ``fill=False`` migrates what they
     hold instead of generated contents, and ``fill_progress(pages_filled, total)`` follows
     the filling of a large guest. The report carries ``config``'s downtime limit, so that
     ``report.downtime_exceeded`` can tell a stop-and-copy that took longer than allowed.

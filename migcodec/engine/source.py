@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from migcodec.codecs import Batch, CodecEngines, DestinationMirror, get_codec
+from migcodec.codecs import Batch, CodecEngines, CodecPath, DestinationMirror, get_codec
 from migcodec.codecs.mirror import DEFAULT_MIRROR_BYTES
 from migcodec.engine.chooser import CodecChooser
 from migcodec.engine.dirty import DirtyLog
@@ -120,7 +120,7 @@ class _Sender(threading.Thread):
             reported = False
         stats = encoded.stats
         model = getattr(self.writer.codecs[codec_id], "model", None)
-        if stats.path == "emulated" and model is not None:
+        if stats.path == CodecPath.EMULATED and model is not None:
             self.report.emulation_cpu_s += stats.cpu_s
             self.report.modelled_host_cpu_s += model.host_cpu_s(stats.input_bytes)
             self.report.modelled_device_s += stats.device_s or 0.0

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from migcodec.codecs import Codec, get_codec
+from migcodec.codecs import Codec, CodecKind, get_codec
 from migcodec.selector.spec import parse_spec
 
 #: CPU arms every installation has
@@ -65,7 +65,7 @@ class Arm:
         return cached
 
     @property
-    def kind(self) -> str:
+    def kind(self) -> CodecKind:
         return self.codec.kind
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from migcodec.codecs import Batch
+from migcodec.codecs import Batch, CodecKind
 from migcodec.codecs.base import RUN_BYTES as _RUN_BYTES
 from migcodec.codecs.changes import PageChanges, page_changes
 from migcodec.codecs.delta import DeltaCodec
@@ -203,7 +203,7 @@ class FeatureExtractor:
         # thread that encodes the stream with the arm's own instance
         self._probes = [type(c).from_config(c.get_config()) for c in self.codecs]
         self._reads_destination = np.array([c.reads_destination for c in self.codecs])
-        self._is_raw = np.array([c.kind == "raw" for c in self.codecs])
+        self._is_raw = np.array([c.kind == CodecKind.RAW for c in self.codecs])
         self._deltas = [c if isinstance(c, DeltaCodec) else None for c in self.codecs]
         self._no_estimates = np.full(len(self.codecs), np.nan)
         self.zero_page_s = 0.0

@@ -1,6 +1,6 @@
 """The migration stream: preamble with codec table, checksummed frames, a paranoid reader."""
 
-from migcodec.wire.digest import DIGEST_NAME, memory_digest
+from migcodec.hashing import DIGEST_NAME, memory_digest
 from migcodec.wire.errors import (
     BadPreamble,
     ChecksumMismatch,

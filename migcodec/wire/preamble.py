@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from migcodec.checksum import checksum
 from migcodec.codecs import Codec, CodecError, get_codec
 from migcodec.codecs.errors import CodecNotFound
+from migcodec.hashing import checksum
 from migcodec.wire import format as fmt
 from migcodec.wire.errors import (
     BadPreamble,

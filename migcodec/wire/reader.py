@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from migcodec.checksum import checksum
 from migcodec.codecs import (
     Codec,
     CodecError,
@@ -27,8 +26,8 @@ from migcodec.codecs import (
 )
 from migcodec.codecs.batch import check_run, check_runs
 from migcodec.codecs.encoded import MAX_PAGE_MODE
+from migcodec.hashing import checksum, memory_digest
 from migcodec.wire import format as fmt
-from migcodec.wire.digest import memory_digest
 from migcodec.wire.errors import (
     ChecksumMismatch,
     CorruptPayload,

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from migcodec.checksum import checksum
 from migcodec.codecs import Codec, Encoded
 from migcodec.codecs.registry import codec_package
+from migcodec.hashing import checksum
 from migcodec.wire import format as fmt
 from migcodec.wire.handshake import read_reply
 from migcodec.wire.io import Sink

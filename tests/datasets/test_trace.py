@@ -247,8 +247,8 @@ def _forge_page_byte(path: Path, offset_in_pages: int) -> None:
     """Change one stored page byte of window 0 and recompute both record checksums, as a
     codec that decodes to other bytes would (the checksums cover what is stored, not what it
     decodes to)."""
-    from migcodec.checksum import checksum
     from migcodec.datasets.trace.format import HEADER_CHECKSUM, RECORD, SECTION
+    from migcodec.hashing import checksum
 
     chunk = path / "chunk-000000.mct"
     raw = bytearray(chunk.read_bytes())

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 
-from migcodec.checksum import checksum
 from migcodec.datasets.trace.format import (
     CHUNK_PATTERN,
     HEADER_BYTES,
@@ -20,6 +19,7 @@ from migcodec.datasets.trace.format import (
     INDEX_DTYPE,
     RECORD,
 )
+from migcodec.hashing import checksum
 
 #: positions of the header fields RECORD packs
 FIELDS = (

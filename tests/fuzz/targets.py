@@ -31,10 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-from migcodec.checksum import checksum
 from migcodec.codecs import CodecError, Encoded, get_codec, plugin_statuses
 from migcodec.codecs.batch import Batch
 from migcodec.datasets import TraceError, TraceReader, TraceWriter, Window, generate_pages
+from migcodec.hashing import checksum
 from migcodec.wire import (
     FrameReader,
     IncompleteStream,

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from migcodec.checksum import checksum
 from migcodec.codecs import Codec, get_codec
+from migcodec.hashing import checksum
 from migcodec.wire import format as fmt
 
 

@@ -42,6 +42,7 @@ from migcodec.codecs import delta_kernels
 from migcodec.codecs.base import Probe
 from migcodec.codecs.delta import STATUS_DELTA, STATUS_RAW, STATUS_UNCHANGED, DeltaCodec
 from migcodec.codecs.delta_kernels import contiguous
+from migcodec.codecs.encoded import CodecPath
 from migcodec.codecs.errors import DecodeError
 
 ENTRY_BYTES = 10
@@ -269,7 +270,7 @@ class DsaDeltaCodec(DeltaCodec):
         self.max_record_size = max_record_size
         self._shim, self._shim_reason = hardware_status()
         self.hardware_fallbacks = 0
-        self._request_path = "software"
+        self._request_path = CodecPath.SOFTWARE
         self._records: np.ndarray | None = None  # the device's output, reused per request
 
     def format_params(self) -> dict[str, Any]:
@@ -279,22 +280,22 @@ class DsaDeltaCodec(DeltaCodec):
     def probe(cls) -> Probe:
         lib, why = hardware_status()
         if lib is not None:
-            return Probe(True, "hardware", why)
+            return Probe(True, CodecPath.HARDWARE, why)
         return Probe(
             True,
-            "software",
+            CodecPath.SOFTWARE,
             f"DSA's record format in software, delta kernels: {delta_kernels.DELTA_KERNELS}; "
             f"hardware not used: {why}",
         )
 
-    def probe_path(self) -> str:
+    def probe_path(self) -> CodecPath:
         """Where the current request's records came from: ``hardware`` only when the
         device made them; a failed device call, a batch of cache misses (all fall-back)
         or one of zero pages ran in software."""
         return self._request_path
 
     def encode(self, batch, staging=None, destination=None):
-        self._request_path = "software"  # until the device returns this request's records
+        self._request_path = CodecPath.SOFTWARE  # until the device returns this request's records
         return super().encode(batch, staging, destination)
 
     def estimate_sizes(self, changes, page_size):
@@ -311,7 +312,7 @@ class DsaDeltaCodec(DeltaCodec):
         if self._shim is not None:
             done = self._create_on_device(old, new)
             if done is not None:
-                self._request_path = "hardware"
+                self._request_path = CodecPath.HARDWARE
                 return done
         page_size = old.shape[1]
         native = delta_kernels.native

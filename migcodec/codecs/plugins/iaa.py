@@ -30,7 +30,7 @@ from migcodec.codecs.accel import AcceleratorCodec, accelerator_probe
 from migcodec.codecs.base import PageEncoding, Probe
 from migcodec.codecs.deflate_scan import scan_deflate
 from migcodec.codecs.device_model import LABEL
-from migcodec.codecs.encoded import PageMode
+from migcodec.codecs.encoded import CodecKind, CodecPath, PageMode
 from migcodec.codecs.errors import CodecError, CodecUnavailable, DecodeError
 from migcodec.codecs.plugins.zlib_ng import inflate_exact
 from migcodec.codecs.vendor import qpl
@@ -119,7 +119,7 @@ class IaaCodec(AcceleratorCodec):
     """Per-page raw DEFLATE, 4 KiB window, level 1 (IAA's format; no parameters)."""
 
     name = "iaa"
-    kind = "compress"
+    kind = CodecKind.COMPRESS
     device = "iaa"
     vendor_error = qpl.QplError
     vendor_setup = "QPL hardware jobs"
@@ -175,7 +175,7 @@ class IaaCodec(AcceleratorCodec):
         if software:
             self.counters.fallbacks += 1
             self.counters.last_error = f"{software} page(s) ran in software after busy queues"
-        self._ran("software" if software else "hardware")
+        self._ran(CodecPath.SOFTWARE if software else CodecPath.HARDWARE)
         keep = np.arange(page_size) < np.where(ok, lens, 0)[:, None]  # one gather
         return _page_encoding(ok, lens[ok], zbuf[keep].tobytes())
 
@@ -191,7 +191,7 @@ class IaaCodec(AcceleratorCodec):
         streams = [_deflate_fixed(page) for page in data]
         lens = np.fromiter(map(len, streams), np.int64, len(streams))
         ok = lens < page_size
-        self._ran("emulated", data.nbytes, data.shape[0])
+        self._ran(CodecPath.EMULATED, data.nbytes, data.shape[0])
         payload = b"".join(s for s, keep in zip(streams, ok, strict=True) if keep)
         return _page_encoding(ok, lens[ok], payload)
 

@@ -6,6 +6,7 @@ import lz4.block
 import numpy as np
 
 from migcodec.codecs.base import Codec, PageEncoding
+from migcodec.codecs.encoded import CodecKind
 from migcodec.codecs.errors import DecodeError
 
 
@@ -16,7 +17,7 @@ class Lz4Codec(Codec):
     """
 
     name = "lz4"
-    kind = "compress"
+    kind = CodecKind.COMPRESS
     requires = ("lz4",)
 
     def __init__(self, acceleration: int = 1) -> None:

@@ -23,6 +23,7 @@ from zlib_ng import zlib_ng
 from migcodec.codecs.accel import AcceleratorCodec, accelerator_probe
 from migcodec.codecs.base import PageEncoding, Probe
 from migcodec.codecs.device_model import LABEL
+from migcodec.codecs.encoded import CodecKind, CodecPath
 from migcodec.codecs.errors import DecodeError
 from migcodec.codecs.vendor import qatzip
 from migcodec.codecs.vendor.detect import load_library, qat_devices
@@ -120,7 +121,7 @@ class QatCodec(AcceleratorCodec):
     """gzip at ``level`` (QATzip deflate levels 1..9; 1 is QEMU's default)."""
 
     name = "qat"
-    kind = "compress"
+    kind = CodecKind.COMPRESS
     device = "qat"
     vendor_error = qatzip.QatzipError
     vendor_setup = "QATzip session"
@@ -147,9 +148,9 @@ class QatCodec(AcceleratorCodec):
         session = qatzip.QatzipSession(lookup.handle, self.level)
         return session, session.reason
 
-    def _expected_path(self) -> str:
+    def _expected_path(self) -> CodecPath:
         path = super()._expected_path()
-        return "software" if path == "hardware" and self._handle.software else path
+        return CodecPath.SOFTWARE if path == CodecPath.HARDWARE and self._handle.software else path
 
     # -- transform -------------------------------------------------------------------
     def _encode_pages(self, pages: np.ndarray, indices: np.ndarray | None) -> PageEncoding:
@@ -162,10 +163,10 @@ class QatCodec(AcceleratorCodec):
                 self.counters.fallbacks += 1
                 self.counters.last_error = str(exc)
             else:
-                self._ran("software" if result.software else "hardware")
+                self._ran(CodecPath.SOFTWARE if result.software else CodecPath.HARDWARE)
                 return PageEncoding(result.blob)
         blob = zlib_ng.compress(data, self.level, GZIP_WBITS)
-        self._ran("emulated", data.nbytes, data.shape[0])
+        self._ran(CodecPath.EMULATED, data.nbytes, data.shape[0])
         return PageEncoding(blob)
 
     def _decode_pages(self, blob, modes, current, page_size):

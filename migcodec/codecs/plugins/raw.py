@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from migcodec.codecs.base import Codec, PageEncoding
-from migcodec.codecs.encoded import PageMode
+from migcodec.codecs.encoded import CodecKind, PageMode
 from migcodec.codecs.errors import DecodeError
 
 
 class RawCodec(Codec):
     name = "raw"
-    kind = "raw"
+    kind = CodecKind.RAW
 
     def _encode_pages(self, pages: np.ndarray, indices: np.ndarray) -> PageEncoding:
         return PageEncoding(b"", np.full(pages.shape[0], PageMode.RAW, dtype=np.uint8))

@@ -30,6 +30,7 @@ from migcodec.codecs import delta_kernels
 from migcodec.codecs.base import Probe
 from migcodec.codecs.delta import STATUS_DELTA, STATUS_RAW, STATUS_UNCHANGED, DeltaCodec
 from migcodec.codecs.delta_kernels import contiguous
+from migcodec.codecs.encoded import CodecPath
 from migcodec.codecs.errors import DecodeError
 
 #: ``uleb128_encode_small`` asserts lengths <= 0x3fff; runs are shorter than the page
@@ -351,7 +352,7 @@ class XbzrleCodec(DeltaCodec):
     def probe(cls):
         return Probe(
             True,
-            "software",
+            CodecPath.SOFTWARE,
             f"QEMU's XBZRLE format in software, delta kernels: {delta_kernels.DELTA_KERNELS}",
         )
 

@@ -6,6 +6,7 @@ import numpy as np
 from zlib_ng import zlib_ng
 
 from migcodec.codecs.base import Codec, PageEncoding
+from migcodec.codecs.encoded import CodecKind
 from migcodec.codecs.errors import DecodeError
 
 
@@ -40,7 +41,7 @@ class ZlibNgCodec(Codec):
     -9..-15 raw DEFLATE (default -15, no header), 9..15 zlib, 25..31 gzip."""
 
     name = "zlib-ng"
-    kind = "compress"
+    kind = CodecKind.COMPRESS
     requires = ("zlib-ng",)
 
     def __init__(self, level: int = 1, wbits: int = -15) -> None:

@@ -8,6 +8,7 @@ import numpy as np
 import zstandard
 
 from migcodec.codecs.base import Codec, PageEncoding
+from migcodec.codecs.encoded import CodecKind
 from migcodec.codecs.errors import DecodeError
 
 #: ZSTD_minCLevel(): -ZSTD_TARGETLENGTH_MAX (python-zstandard does not export it)
@@ -22,7 +23,7 @@ class ZstdCodec(Codec):
     """
 
     name = "zstd"
-    kind = "compress"
+    kind = CodecKind.COMPRESS
     requires = ("zstandard",)
 
     def __init__(self, level: int = 1) -> None:

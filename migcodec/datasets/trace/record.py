@@ -8,10 +8,10 @@ from concurrent.futures import Executor
 
 import numpy as np
 
-from migcodec.checksum import checksum
 from migcodec.codecs import Codec
 from migcodec.codecs.encoded import nbytes_of
 from migcodec.datasets.window import Window
+from migcodec.hashing import checksum
 from migcodec.wire.errors import one_line
 
 from .format import FLAG_PREVIOUS, HEADER_CHECKSUM, RECORD, RECORD_MAGIC, VERSION, TraceCorrupt

@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from migcodec.codecs import Batch, Codec, DestinationMirror
+from migcodec.codecs import Batch, Codec, CodecKind, DestinationMirror
 from migcodec.codecs.zero import zero_page_rows
 from migcodec.datasets import Window
 from migcodec.selector.arms import Arm
@@ -119,7 +119,7 @@ class Table:
 
     @property
     def kinds(self) -> list[str]:
-        return list(self.meta.get("kinds") or ["compress"] * self.n_arms)
+        return list(self.meta.get("kinds") or [CodecKind.COMPRESS] * self.n_arms)
 
     def rewards(self, objective: Objective, extra_s: np.ndarray | float = 0.0) -> np.ndarray:
         """``(windows, arms)`` rewards; ``extra_s`` (per window) is added to encode time."""

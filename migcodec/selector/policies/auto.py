@@ -42,6 +42,7 @@ import math
 
 import numpy as np
 
+from migcodec.codecs import CodecKind
 from migcodec.codecs.base import RUN_BYTES
 from migcodec.selector.costmodel import KNOTS, ArmCost
 from migcodec.selector.features import WindowFeatures
@@ -169,8 +170,8 @@ class Auto(Policy):
     def _reset(self) -> None:
         k = self.n_arms
         kinds = np.array(self.kinds)
-        self.is_delta = kinds == "delta"
-        self.is_raw = kinds == "raw"
+        self.is_delta = kinds == CodecKind.DELTA
+        self.is_raw = kinds == CodecKind.RAW
         self.compressing = ~self.is_delta & ~self.is_raw
         self._c = np.flatnonzero(self.compressing)  # compressing arms, in filter order
         self._delta_arms = np.flatnonzero(self.is_delta).tolist()

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from migcodec.codecs import CodecKind
 from migcodec.selector.features import WindowFeatures
 from migcodec.selector.objectives import Objective, Outcome, Throughput
 from migcodec.selector.spec import parse_spec
@@ -70,7 +71,7 @@ class Policy(ABC):
             raise PolicyError("a policy needs at least one arm")
         self.n_arms = n_arms
         self.objective = objective or Throughput()
-        self.kinds = kinds or ["compress"] * n_arms
+        self.kinds = kinds or [CodecKind.COMPRESS] * n_arms
         self.labels = labels
         self.costs = costs
         self.page_size = page_size

@@ -39,6 +39,7 @@ import math
 
 import numpy as np
 
+from migcodec.codecs import CodecKind
 from migcodec.selector.features import WindowFeatures
 from migcodec.selector.objectives import Outcome, Throughput
 from migcodec.selector.policies.base import Policy, PolicyError
@@ -79,7 +80,9 @@ class Predictive(Policy):
         self.rate_bias = np.zeros(k)
         self.shared_ratio_bias = 0.0  # the part every compressing arm shares (sample size)
         self.shared_rate_bias = 0.0  # the part every probed arm shares (a lone call's speed)
-        self.compressing = np.array([kind not in ("delta", "raw") for kind in self.kinds])
+        self.compressing = np.array(
+            [kind not in (CodecKind.DELTA, CodecKind.RAW) for kind in self.kinds]
+        )
         self._compressing_f = self.compressing.astype(float)
         self.recent_ratio = np.full(k, np.nan)  # observed when played
         self.nz_cost = np.full(k, np.nan)  # busy seconds per non-zero guest byte, when played
@@ -91,7 +94,7 @@ class Predictive(Policy):
         self.since_full = 0
         self._confirm = False  # probing a second window in a row after the content changed
         self._changed = False
-        self.raw_arm = self.kinds.index("raw") if "raw" in self.kinds else -1
+        self.raw_arm = self.kinds.index(CodecKind.RAW) if CodecKind.RAW in self.kinds else -1
         self._mask: np.ndarray | None = None
         self._rate_missing = np.ones(k, dtype=bool)
         self._ratio_missing = np.ones(k, dtype=bool)

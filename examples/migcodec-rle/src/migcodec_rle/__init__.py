@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from migcodec.codecs import Codec, DecodeError, PageEncoding, PageMode
+from migcodec.codecs import Codec, CodecKind, DecodeError, PageEncoding, PageMode
 
 __all__ = ["RunLengthCodec", "rle_decode", "rle_encode", "run_starts"]
 
@@ -90,7 +90,7 @@ class RunLengthCodec(Codec):
     """
 
     name = "rle"
-    kind = "compress"
+    kind = CodecKind.COMPRESS
     requires = ("migcodec-rle",)
 
     def __init__(self, max_run: int = MAX_RUN) -> None:

@@ -1,4 +1,5 @@
-"""A :class:`~migcodec.selector.online.Selector` behind the migration engine's chooser.
+"""The adaptive chooser: a :class:`~migcodec.selector.online.Selector` behind the migration
+engine's chooser protocol (:class:`migcodec.engine.chooser.CodecChooser`).
 
 The engine (``migcodec.engine``) asks ``choose(sample_batch) -> index`` once per window of
 batches and calls ``report(index, stats)`` from its sender thread as each batch completes.
@@ -26,7 +27,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from migcodec.codecs import Batch, Codec, DestinationMirror, Measurements
+from migcodec.codecs import Batch, Codec, CodecKind, DestinationMirror, Measurements
 from migcodec.codecs.zero import zero_page_rows
 from migcodec.selector.arms import DEFAULT_ARMS, DELTA_ARMS, parse_arms
 from migcodec.selector.features import changed_words, delta_bytes, sample_rows
@@ -136,7 +137,9 @@ class SelectorChooser:
         self._destination: DestinationMirror | None = None
         # arms that encode against the destination
         self._tracking_arms = {i for i, c in enumerate(self.codecs) if c.reads_destination}
-        self._compressing = np.array([c.kind not in ("delta", "raw") for c in self.codecs])
+        self._compressing = np.array(
+            [c.kind not in (CodecKind.DELTA, CodecKind.RAW) for c in self.codecs]
+        )
         #: whether delta caches must learn what other arms send (read by the engine's
         #: sender per batch); once set it stays set, since a cache that has sent a page
         #: must hear of every later version of it

@@ -308,12 +308,18 @@ def _engines_and_batch():
     return CodecEngines(get_codec("lz4"), engines=1, depth=2), Batch(memory, [(0, 8)])
 
 
+def _used_and_released(engines, batch):
+    """A request that encoded ``batch``, was collected through ``result()`` and released."""
+    request = engines.submit(batch)
+    request.result(timeout=10)
+    request.release()
+    return request
+
+
 def test_a_request_collected_through_result_is_not_handed_out_again_by_wait():
     engines, batch = _engines_and_batch()
     with engines:
-        request = engines.submit(batch)
-        request.result(timeout=10)
-        request.release()
+        _used_and_released(engines, batch)
         assert engines.in_flight == 0
         with pytest.raises(TimeoutError, match=r"no request completed within 0\.05 s"):
             engines.wait(timeout=0.05)
@@ -325,9 +331,7 @@ def test_releasing_a_request_twice_is_refused():
 
     engines, batch = _engines_and_batch()
     with engines:
-        request = engines.submit(batch)
-        request.result(timeout=10)
-        request.release()
+        request = _used_and_released(engines, batch)
         with pytest.raises(CodecError, match=r"request 0 was already released"):
             request.release()
         assert engines.pool.free_count() == 2

@@ -8,7 +8,7 @@ from migcodec.codecs.plugins.dsa_delta import DsaDeltaCodec
 from migcodec.engine import MigrationConfig, parse_rate, run_loopback
 from migcodec.engine import source as source_module
 from migcodec.selector import Selector, make_objective, parse_arms, parse_policy
-from migcodec.selector.chooser import SampleHistory, SelectorChooser
+from migcodec.selector.adaptive_chooser import SampleHistory, SelectorChooser
 
 MiB = 1 << 20
 

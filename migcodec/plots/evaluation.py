@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from migcodec.plotting import pyplot
+from migcodec.plots import pyplot
 from migcodec.selector.evaluation.replay import Evaluation
 
 #: legend entries longer than this are shortened at a parameter boundary

@@ -6,8 +6,8 @@ import pytest
 
 from migcodec.codecs import get_codec
 from migcodec.engine import FixedChooser, MigrationConfig, parse_rate, run_loopback
-from migcodec.engine.plot import plot_migration, plot_sweep
 from migcodec.engine.report import MigrationReport
+from migcodec.plots.migration import plot_migration, plot_sweep
 
 MiB = 1 << 20
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -3,7 +3,7 @@
 A single run shows why it converged or not: pre-copy converges only while each pass sends
 pages faster than the guest dirties them, so the picture puts pages sent and pages left
 beside the rate each pass achieved and the dirty rate it had to beat. matplotlib is
-imported only when a plot is drawn (:func:`migcodec.plotting.pyplot`).
+imported only when a plot is drawn (:func:`migcodec.plots.pyplot`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from migcodec.engine.report import MigrationReport
-from migcodec.plotting import pyplot
+from migcodec.plots import pyplot
 
 MB = 1e6
 

@@ -29,8 +29,8 @@ from migcodec.codecs.base import Codec
 from migcodec.codecs.batch import DEFAULT_MAX_PAGES, Batch
 from migcodec.codecs.encoded import Encoded
 from migcodec.codecs.errors import CodecError, InvalidBatch
-from migcodec.codecs.memory import DEFAULT_PAGE_SIZE
 from migcodec.codecs.mirror import DestinationMirror
+from migcodec.codecs.page_views import DEFAULT_PAGE_SIZE
 
 _STOP = object()
 
