@@ -66,6 +66,11 @@ _LOG_KNOTS = np.log(np.array(KNOTS))
 _GRID_STEPS = 640
 
 
+def _argmin(values: list[float]) -> int:
+    """The first index of the smallest value (as ``np.argmin``), on a short list."""
+    return min(range(len(values)), key=values.__getitem__)
+
+
 class RatioFilter:
     """Kalman filter over ``[L, b, d_1..d_m]``: the shared log-ratio level, the probes'
     bias, and each compressing arm's offset; arm ``i`` has log ratio ``L + d_i``, a probe of
@@ -174,6 +179,7 @@ class Auto(Policy):
         self.is_raw = kinds == CodecKind.RAW
         self.compressing = ~self.is_delta & ~self.is_raw
         self._c = np.flatnonzero(self.compressing)  # compressing arms, in filter order
+        self._c_list = self._c.tolist()
         self._delta_arms = np.flatnonzero(self.is_delta).tolist()
         self._log_page = math.log(self.page_size)
         self.ratios = RatioFilter(self._c.size)
@@ -185,11 +191,16 @@ class Auto(Policy):
         grid = np.linspace(0.0, _LOG_KNOTS[-1], _GRID_STEPS + 1)
         self._cost_grid = np.array([np.interp(grid, _LOG_KNOTS, c.per_page) for c in costs])
         self._cost_flat = self._cost_grid.reshape(-1)
+        # the per-window prediction works on one number per arm: lists of floats cost a
+        # fraction of what as many operations on arrays of a few entries do
+        self._cost_rows = self._cost_grid.tolist()
+        self._fixed_rows = list(zip(self._per_call.tolist(), self._per_zero.tolist(), strict=True))
         self._grid_rows = np.arange(k) * (_GRID_STEPS + 1)
         self.delta_bias = np.zeros(k)  # log(actual / estimated) payload of delta arms
         self.cpu_shared = 0.0  # log(actual / modelled) CPU, the part all arms share
         self.cpu_arm = np.zeros(k)  # and each arm's own
         self._factor = np.ones(k)
+        self._factor_list = self._factor.tolist()
         # a delta arm's pages the destination does not hold go through its fall-back: the
         # lz4 arm (the default fall-back) when there is one, else they count as raw
         labels = self.labels or [""] * k
@@ -197,7 +208,7 @@ class Auto(Policy):
         self.fallback_arm = lz4[0] if lz4 else -1
         self._fast = isinstance(self.objective, Throughput)
         self._context: np.ndarray | None = None
-        self._last: tuple[WindowFeatures, np.ndarray] | None = None
+        self._last: tuple[WindowFeatures, list[float]] | None = None
         self._read: WindowFeatures | None = None  # the last features read
         self._since_s = 0.0  # predicted time of the windows played since the last read
         self._stale_play = False  # a window played without features went worse than predicted
@@ -205,11 +216,13 @@ class Auto(Policy):
         self._pages = 0.0  # the size of the window being chosen for
         self._expected = 0.0  # the predicted loss of the arm chosen
 
-    def _mu(self) -> np.ndarray:
-        """Log ratio (over non-zero pages) per arm: the filter's for compressing arms, 0
-        for the others."""
-        mu = np.zeros(self.n_arms)
-        mu[self._c] = self.ratios.mean()
+    def _mu(self, compressing: np.ndarray | None = None) -> list[float]:
+        """Log ratio (over non-zero pages) per arm: the filter's (or ``compressing``, one
+        per compressing arm) for compressing arms, 0 for the others."""
+        mu = [0.0] * self.n_arms
+        means = self.ratios.mean() if compressing is None else compressing
+        for arm, m in zip(self._c_list, means.tolist(), strict=True):
+            mu[arm] = m
         return mu
 
     # -- predictions -----------------------------------------------------------------
@@ -225,22 +238,18 @@ class Auto(Policy):
             rows = rows[:, None]
         return self._cost_flat[rows + idx]
 
-    def _payloads(self, f: WindowFeatures, mu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _payloads(self, f: WindowFeatures, mu: list[float]) -> tuple[list[float], list[float]]:
         """Predicted payload bytes per non-zero page and its log ratio, per arm, at least
         one byte. ``mu`` is 0 for every arm but the compressing ones, so raw comes out at a
         whole page; a delta arm's is its estimate for the pages the destination holds and
         its fall-back's for the others (exactly the fall-back's when nothing is held, so
         that a tie goes to the fall-back, the arm listed first)."""
-        lr = np.maximum(mu, 0.0)
-        np.minimum(lr, self._log_page, out=lr)
-        payload = np.negative(lr)
-        np.exp(payload, out=payload)
-        payload *= self.page_size
+        page_size, log_page = self.page_size, self._log_page
+        lr = [min(max(m, 0.0), log_page) for m in mu]
+        payload = [page_size * math.exp(-x) for x in lr]
         if self._delta_arms:
-            # a couple of arms: scalars cost less than array operations here
-            page_size = self.page_size
             fallback = self.fallback_arm
-            fb = float(payload[fallback]) if fallback >= 0 else float(page_size)
+            fb = payload[fallback] if fallback >= 0 else float(page_size)
             estimates, held = f.delta_bytes, f.held_frac
             for i in self._delta_arms:
                 if estimates is None:  # nothing held: every page through the fall-back
@@ -269,20 +278,27 @@ class Auto(Policy):
         reward = self.objective.reward_arrays(guest, out, cpu, cpu)
         return -self.objective.utility_arrays(reward) * guest / 1e9
 
-    def _predict(self, f: WindowFeatures, mu: np.ndarray):
-        """Payload per non-zero page, output bytes, CPU seconds and loss, per arm: a
-        couple of dozen operations on arrays of one entry per arm (the hot path)."""
+    def _predict(self, f: WindowFeatures, mu: list[float]):
+        """Payload per non-zero page, output bytes, CPU seconds and loss, per arm (lists:
+        the hot path, a few float operations per arm)."""
         n, zero, nz, calls = self._window(f)
         payload, lr = self._payloads(f, mu)
-        out = payload * nz
-        out += n + calls * RUN_BYTES
-        step = lr * (_GRID_STEPS / _LOG_KNOTS[-1])
-        np.minimum(step, _GRID_STEPS, out=step)
-        cpu = self._cost_flat[self._grid_rows + step.astype(np.intp)]
-        cpu *= nz
-        cpu += np.dot((calls, zero), self._fixed_costs)
-        cpu *= self._factor
-        return payload, out, cpu, self._loss(n * self.page_size, out, cpu)
+        base = n + calls * RUN_BYTES
+        out = [base + p * nz for p in payload]
+        scale = _GRID_STEPS / _LOG_KNOTS[-1]
+        rows, factor = self._cost_rows, self._factor_list
+        cpu = [
+            (per_call * calls + per_zero * zero + row[min(int(x * scale), _GRID_STEPS)] * nz) * g
+            for (per_call, per_zero), row, x, g in zip(
+                self._fixed_rows, rows, lr, factor, strict=True
+            )
+        ]
+        if self._fast:
+            workers, link = self.objective.workers, self.objective.link
+            loss = [max(c / workers, o / link) for c, o in zip(cpu, out, strict=True)]
+        else:
+            loss = self._loss(n * self.page_size, np.array(out), np.array(cpu)).tolist()
+        return payload, out, cpu, loss
 
     # -- which features to read -------------------------------------------------------
     def wants_features(self, pages: float) -> bool:
@@ -313,8 +329,8 @@ class Auto(Policy):
         if read is not None:
             stale = read.cheap()
             stale.pages = fresh.pages
-            stale_arm = int(np.argmin(self._predict(stale, mu)[3]))
-            avoided = float(loss[stale_arm] - loss.min()) / max(fresh.pages * self.page_size, 1.0)
+            stale_arm = _argmin(self._predict(stale, mu)[3])
+            avoided = (loss[stale_arm] - min(loss)) / max(fresh.pages * self.page_size, 1.0)
             old = self._feature_value
             step = self.learn
             self._feature_value = avoided if math.isinf(old) else old + step * (avoided - old)
@@ -332,14 +348,13 @@ class Auto(Policy):
             return mask
         mu = self.ratios.mean()
         sd = np.sqrt(self.ratios.var())
-        full_mu = np.zeros(self.n_arms)
-        full_mu[c] = mu
+        full_mu = self._mu(mu)
         payload, out, cpu, loss = self._predict(features, full_mu)
         self._last = (features, loss)  # choose() reuses it when no probe is bought
         self._value_of_reading(features, loss, full_mu)
-        order = np.argsort(loss)
-        best = int(order[0])
-        second = float(loss[order[1]]) if self.n_arms > 1 else math.inf
+        order = sorted(range(self.n_arms), key=loss.__getitem__)
+        best = order[0]
+        second = loss[order[1]] if self.n_arms > 1 else math.inf
         n, zero, nz, calls = self._window(features)
         # each compressing arm's loss at each quadrature point of its log ratio
         each = np.maximum(
@@ -360,7 +375,7 @@ class Auto(Policy):
             @ _WEIGHTS
         )
         probe_cpu = (
-            self._per_call[c] + self._page_costs(c, self.page_size / payload[c]) * m
+            self._per_call[c] + self._page_costs(c, self.page_size / np.array(payload)[c]) * m
         ) * self._factor[c]
         # bought greedily, the most valuable per second first, each charged on top of the
         # probes bought before it. Under the throughput objective a probe costs its CPU
@@ -371,8 +386,8 @@ class Auto(Policy):
         if not worth.size:
             return mask
         guest = n * self.page_size
-        out_best, cpu_best = float(out[best]), float(cpu[best])
-        base = float(loss[best])
+        out_best, cpu_best = out[best], cpu[best]
+        base = loss[best]
         spent = 0.0
         gains, costs = gain.tolist(), probe_cpu.tolist()
         for i in sorted(worth.tolist(), key=lambda i: -gains[i] / max(costs[i], 1e-9)):
@@ -404,10 +419,11 @@ class Auto(Policy):
     def choose(self, features: WindowFeatures | None = None) -> int:
         if features is None:  # features skipped: the last ones read, at this window's size
             if self._read is None:
-                return int(np.argmax(self._mu()))
+                mu = self._mu()
+                return max(range(self.n_arms), key=mu.__getitem__)
             loss = self._predict(self._stale(), self._mu())[3]
-            arm = int(np.argmin(loss))
-            self._expected = float(loss[arm])
+            arm = _argmin(loss)
+            self._expected = loss[arm]
             self._since_s += self._expected
             return arm
         if self._context is not features.context:
@@ -419,15 +435,15 @@ class Auto(Policy):
         if not (seen is not None and seen.size):
             last = self._last
             if last is not None and last[0].context is features.context:
-                arm = int(np.argmin(last[1]))  # nothing new since probe_mask predicted
-                self._expected = float(last[1][arm])
+                arm = _argmin(last[1])  # nothing new since probe_mask predicted
+                self._expected = last[1][arm]
                 return arm
         else:
             noise = self.probe_noise**2 / m
             y = np.log(m * self.page_size / np.maximum(features.probe_out[seen], 1.0))
             self.ratios.observe_probes(np.searchsorted(self._c, seen), y, noise)
         loss = self._predict(features, self._mu())[3]
-        arm = int(np.argmin(loss))
+        arm = _argmin(loss)
         self._expected = float(loss[arm])
         return arm
 
@@ -479,3 +495,4 @@ class Auto(Policy):
             self.cpu_shared += step * error / 2
             self.cpu_arm[arm] += step * error / 2
             self._factor = np.exp(self.cpu_shared + self.cpu_arm)
+            self._factor_list = self._factor.tolist()
