@@ -180,6 +180,7 @@ class Auto(Policy):
         self.compressing = ~self.is_delta & ~self.is_raw
         self._c = np.flatnonzero(self.compressing)  # compressing arms, in filter order
         self._c_list = self._c.tolist()
+        self._slot = {arm: slot for slot, arm in enumerate(self._c_list)}  # arm -> filter
         self._delta_arms = np.flatnonzero(self.is_delta).tolist()
         self._log_page = math.log(self.page_size)
         self.ratios = RatioFilter(self._c.size)
@@ -198,9 +199,8 @@ class Auto(Policy):
         self._grid_rows = np.arange(k) * (_GRID_STEPS + 1)
         self.delta_bias = np.zeros(k)  # log(actual / estimated) payload of delta arms
         self.cpu_shared = 0.0  # log(actual / modelled) CPU, the part all arms share
-        self.cpu_arm = np.zeros(k)  # and each arm's own
-        self._factor = np.ones(k)
-        self._factor_list = self._factor.tolist()
+        self.cpu_arm = [0.0] * k  # and each arm's own
+        self._factor_list = [1.0] * k  # exp(cpu_shared + cpu_arm): model -> this machine
         # a delta arm's pages the destination does not hold go through its fall-back: the
         # lz4 arm (the default fall-back) when there is one, else they count as raw
         labels = self.labels or [""] * k
@@ -212,6 +212,7 @@ class Auto(Policy):
         self._read: WindowFeatures | None = None  # the last features read
         self._since_s = 0.0  # predicted time of the windows played since the last read
         self._stale_play = False  # a window played without features went worse than predicted
+        self._blind: WindowFeatures | None = None  # what the window played blind was chosen on
         self._feature_value = math.inf  # loss reading features avoided, per guest byte
         self._pages = 0.0  # the size of the window being chosen for
         self._expected = 0.0  # the predicted loss of the arm chosen
@@ -245,7 +246,8 @@ class Auto(Policy):
         its fall-back's for the others (exactly the fall-back's when nothing is held, so
         that a tie goes to the fall-back, the arm listed first)."""
         page_size, log_page = self.page_size, self._log_page
-        lr = [min(max(m, 0.0), log_page) for m in mu]
+        # conditional expressions, not min/max calls: this runs for every arm of every window
+        lr = [(m if m < log_page else log_page) if m > 0.0 else 0.0 for m in mu]
         payload = [page_size * math.exp(-x) for x in lr]
         if self._delta_arms:
             fallback = self.fallback_arm
@@ -287,15 +289,20 @@ class Auto(Policy):
         out = [base + p * nz for p in payload]
         scale = _GRID_STEPS / _LOG_KNOTS[-1]
         rows, factor = self._cost_rows, self._factor_list
+        top = _GRID_STEPS
+        steps = [int(x * scale) for x in lr]
         cpu = [
-            (per_call * calls + per_zero * zero + row[min(int(x * scale), _GRID_STEPS)] * nz) * g
-            for (per_call, per_zero), row, x, g in zip(
-                self._fixed_rows, rows, lr, factor, strict=True
+            (per_call * calls + per_zero * zero + row[i if i < top else top] * nz) * g
+            for (per_call, per_zero), row, i, g in zip(
+                self._fixed_rows, rows, steps, factor, strict=True
             )
         ]
         if self._fast:
-            workers, link = self.objective.workers, self.objective.link
-            loss = [max(c / workers, o / link) for c, o in zip(cpu, out, strict=True)]
+            to_cpu, to_link = 1.0 / self.objective.workers, 1.0 / self.objective.link
+            loss = [
+                c * to_cpu if c * to_cpu > o * to_link else o * to_link
+                for c, o in zip(cpu, out, strict=True)
+            ]
         else:
             loss = self._loss(n * self.page_size, np.array(out), np.array(cpu)).tolist()
         return payload, out, cpu, loss
@@ -362,9 +369,8 @@ class Auto(Policy):
         )
         trial_out = n + calls * RUN_BYTES + nz * each
         fixed = (self._per_call[c] * calls + self._per_zero[c] * zero)[:, None]
-        trial_cpu = (fixed + self._page_costs(c, self.page_size / each) * nz) * self._factor[c][
-            :, None
-        ]
+        factor = np.array(self._factor_list)[c]
+        trial_cpu = (fixed + self._page_costs(c, self.page_size / each) * nz) * factor[:, None]
         trial = self._loss(n * self.page_size, trial_out, trial_cpu)
         gain = (
             np.where(
@@ -376,7 +382,7 @@ class Auto(Policy):
         )
         probe_cpu = (
             self._per_call[c] + self._page_costs(c, self.page_size / np.array(payload)[c]) * m
-        ) * self._factor[c]
+        ) * factor
         # bought greedily, the most valuable per second first, each charged on top of the
         # probes bought before it. Under the throughput objective a probe costs its CPU
         # time over the workers even where the window leaves CPU idle: probes run on the
@@ -421,11 +427,13 @@ class Auto(Policy):
             if self._read is None:
                 mu = self._mu()
                 return max(range(self.n_arms), key=mu.__getitem__)
-            loss = self._predict(self._stale(), self._mu())[3]
+            self._blind = self._stale()
+            loss = self._predict(self._blind, self._mu())[3]
             arm = _argmin(loss)
             self._expected = loss[arm]
             self._since_s += self._expected
             return arm
+        self._blind = None
         if self._context is not features.context:
             self._drift(features)  # a caller that skipped probe_mask
         m = features.probe_pages
@@ -450,7 +458,9 @@ class Auto(Policy):
     def update(self, arm, reward, features=None, outcome: Outcome | None = None) -> None:
         skipped = features is None
         if skipped and self._read is not None:
-            features = self._stale()  # learn against the last features read
+            # learn against the last features read, as the choice was made
+            features = self._blind if self._blind is not None else self._stale()
+            self._blind = None
         if outcome is None or features is None or outcome.input_bytes <= 0:
             return
         if skipped and reward > 0 and self._fast:
@@ -467,10 +477,10 @@ class Auto(Policy):
         payload = outcome.output_bytes - n - calls * RUN_BYTES
         each = payload / nz if nz >= 1.0 and payload > 0 else float(page_size)
         if nz >= 1.0 and payload > 0:
-            if self.compressing[arm]:
+            slot = self._slot.get(arm)
+            if slot is not None:  # a compressing arm
                 # a window of a few pages says as little about the next as a probe of as
                 # many: its weight grows with its non-zero pages
-                slot = int(np.searchsorted(self._c, arm))
                 noise = max(_PLAY_VAR, self.probe_noise**2 / nz)
                 self.ratios.observe(slot, math.log(page_size / each), noise, probe=False)
             elif self.is_delta[arm] and features.delta_bytes is not None:
@@ -484,8 +494,9 @@ class Auto(Policy):
                     self.delta_bias[arm] += self.learn * error / 10
         busy = outcome.busy_s(getattr(self.objective, "clock", "cpu"))
         step = math.log(page_size / min(max(each, 1.0), page_size)) * _GRID_STEPS
-        per_page = float(self._cost_grid[arm, min(int(step / _LOG_KNOTS[-1]), _GRID_STEPS)])
-        model = self._per_call[arm] * calls + self._per_zero[arm] * zero + per_page * nz
+        per_page = self._cost_rows[arm][min(int(step / _LOG_KNOTS[-1]), _GRID_STEPS)]
+        per_call, per_zero = self._fixed_rows[arm]
+        model = per_call * calls + per_zero * zero + per_page * nz
         if nz >= 1.0 and busy > 0 and model > 0:
             # split the error: what one arm's model misses, the others' likely miss too; a
             # window of less than a few batches is mostly fixed cost and clock noise, so its
@@ -494,5 +505,5 @@ class Auto(Policy):
             error = math.log(busy / model) - self.cpu_shared - self.cpu_arm[arm]
             self.cpu_shared += step * error / 2
             self.cpu_arm[arm] += step * error / 2
-            self._factor = np.exp(self.cpu_shared + self.cpu_arm)
-            self._factor_list = self._factor.tolist()
+            shared = self.cpu_shared
+            self._factor_list = [math.exp(shared + own) for own in self.cpu_arm]
