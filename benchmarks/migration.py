@@ -1,4 +1,4 @@
-"""The seed talk's experiment in shape: guests x codecs over a rate-limited loopback link.
+"""Guests x codecs over a rate-limited loopback link: the accelerator-migration experiment.
 
     python benchmarks/migration.py [--memory 128MiB] [--link 1Gbit] [--dirty-rate 50MB/s]
                                    [--guests ones,seq,memcached]

@@ -1,9 +1,10 @@
 """Page contents of the classic migration guests, generated vectorised and deterministically.
 
-The seed talk's three guests: ``ones`` (compression friendly: pages of one repeated byte with
-a small counter), ``seq`` (little-endian uint64 sequence numbers) and ``memcached`` (slab
-items as memaslap fills them: item headers, alphanumeric keys and values, unused chunk
-tails). Also ``zero``, ``text``, ``random`` and ``mixed``. Same seed, same bytes.
+The three guests of the classic accelerator-migration experiment: ``ones`` (compression
+friendly: pages of one repeated byte with a small counter), ``seq`` (little-endian uint64
+sequence numbers) and ``memcached`` (slab items as memaslap fills them: item headers,
+alphanumeric keys and values, unused chunk tails). Also ``zero``, ``text``, ``random`` and
+``mixed``. Same seed, same bytes.
 """
 
 from __future__ import annotations

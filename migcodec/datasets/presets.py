@@ -1,4 +1,4 @@
-"""Named workloads: the seed talk's steady guests and phased runs whose best codec changes.
+"""Named workloads: the classic steady guests and phased runs whose best codec changes.
 
 ``phases`` is the reference run for adaptive selection: a boot-like zero fill (zero-page
 detection wins), memcached-style writes to a hot set (fast compressors win), sparse counter
@@ -62,7 +62,7 @@ _PRESETS: dict[str, WorkloadSpec] = {
     ),
 }
 
-# one single-phase preset per page generator: the seed talk's steady guests and the rest
+# one single-phase preset per page generator: the classic steady guests and the rest
 for _content in ("ones", "seq", "memcached", "zero", "text", "random", "mixed"):
     _PRESETS[_content] = WorkloadSpec(
         name=_content,

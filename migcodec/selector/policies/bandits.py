@@ -1,9 +1,10 @@
 """Context-free policies: they learn each arm's reward from the rewards of past windows.
 
-They are the baselines the seed talk planned (probe-then-commit) and the standard answers to
-changing rewards (discounted and sliding-window UCB, Garivier & Moulines 2011). On real memory
-they reach roughly 0.4-0.75 of the per-window oracle (DESIGN.md), because the best codec
-changes faster than past rewards reveal; see ``predictive`` for policies that read the window.
+They are the baselines: probe-then-commit (the "smart selection" planned in Intel's *Live
+Migration With Hardware Acceleration*, KVM Forum 2020) and the standard answers to changing
+rewards (discounted and sliding-window UCB, Garivier & Moulines 2011). On real memory they
+trail the per-window oracle by far (``docs/results/selector.md``), because the best codec
+changes faster than past rewards reveal; see ``auto`` for the policy that reads the window.
 
 Rewards come in the objective's units, so exploration bonuses are scaled by each arm's own
 spread of rewards (floored at a small share of the range of all rewards seen, so an arm
@@ -245,7 +246,7 @@ class GaussianThompson(_Counting):
 
 
 class ProbeThenCommit(_Counting):
-    """The seed talk's plan: try every arm on ``k`` windows, commit to the best, and probe
+    """Probe then commit: try every arm on ``k`` windows, commit to the best, and probe
     again every ``every`` windows or when the committed arm's recent reward drifts more
     than ``drift`` (relative) from what it earned when chosen."""
 

@@ -1,7 +1,8 @@
 """The predictive policy: estimate every arm's outcome on *this* window, play the best.
 
-DESIGN.md's finding on real memory: the best codec changes in a fifth to a half of all
-windows, so learning from past rewards alone trails the per-window oracle. This policy reads
+On real memory the best codec changes from one window to the next often (see the corpus
+results in ``docs/results/selector.md``), so learning from past rewards alone trails the
+per-window oracle. This policy reads
 the window instead. A compressing arm's ratio and rate come from encoding a small sample of
 the window's pages; a delta arm's from encoding the same sample against what the
 destination holds for it, with a private instance of the arm (or, for a delta codec without
