@@ -481,16 +481,7 @@ class Cluster:
         for c, (table, objective) in enumerate(cells):
             name = labels[c] if labels is not None else f"cell {c}"
             for configs in [fixed_configs(table.n_arms), *([p] for p in policies)]:
-                futures.append(
-                    self.client.submit(
-                        replay_configs,
-                        configs,
-                        held[id(table)],
-                        objective,
-                        pure=False,
-                        retries=TASK_RETRIES,
-                    )
-                )
+                futures.append(self._submit_replay(configs, held[id(table)], objective))
                 what.append(
                     f"replaying {name}: {configs[0] if len(configs) == 1 else 'fixed arms'}"
                 )
@@ -502,6 +493,13 @@ class Cluster:
             out.append(score(table, objective, [*mine[0], *(r for (r,) in mine[1:])]))
         return out
 
+    def _submit_replay(self, configs: list, table, objective: Objective):
+        """One replay task: ``configs`` on a table already held by the workers (its future),
+        retried where a worker dies (replays are deterministic, so a retry is the same)."""
+        return self.client.submit(
+            replay_configs, configs, table, objective, pure=False, retries=TASK_RETRIES
+        )
+
     def replay_map(self, cells: dict[Cell, tuple[Table, Objective]]) -> ReplayMap:
         """A :data:`~migcodec.selector.evaluation.grid.ReplayMap` for ``score_grid`` that
         runs each job on the cluster."""
@@ -511,16 +509,7 @@ class Cluster:
             futures, what = [], []
             for configs, cell in jobs:
                 table, objective = cells[cell]
-                futures.append(
-                    self.client.submit(
-                        replay_configs,
-                        configs,
-                        held[id(table)],
-                        objective,
-                        pure=False,
-                        retries=TASK_RETRIES,
-                    )
-                )
+                futures.append(self._submit_replay(configs, held[id(table)], objective))
                 what.append(f"replaying {len(configs)} configurations on {cell[0]} at {cell[1]}")
             return self._gather(futures, what, "replaying the grid")
 
