@@ -267,8 +267,7 @@ def test_long_runs_are_split_and_compress():
 def test_pages_that_cannot_shrink_go_raw_without_building_a_blob():
     memory = np.random.default_rng(3).integers(0, 256, (8, PAGE), dtype=np.uint8)
     codec = rle.RunLengthCodec()
-    result = codec._encode_pages(memory, None)
-    assert result.blob == b"" and (result.modes == PageMode.RAW).all()
+    assert codec.encode_pages(memory) is None
     encoded = codec.encode(Batch(memory, [(0, 8)]))
     assert (encoded.modes == PageMode.RAW).all()
     assert encoded.payload == memory.tobytes()

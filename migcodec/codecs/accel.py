@@ -8,9 +8,11 @@ An accelerator plugin runs one of three paths per request and must say which:
 ``emulated``  migcodec's built-in software stood in for the device; the result then carries
               ``stats.device_s``, the *modelled* device time (see ``device_model``).
 
-:class:`AcceleratorCodec` records the path of each request and fills those measurements in
-around the framework's ``encode``; its :class:`PathCounters` count requests per path,
-fall-backs and retries so an engine or a test can see what really happened.
+:class:`AcceleratorCodec` gives its transform :meth:`~AcceleratorCodec._ran`, which returns
+the request's :class:`~migcodec.codecs.base.PageEncoding` with its path (and modelled time);
+the framework's ``encode`` records them, as it does for any codec. Its
+:class:`PathCounters` count requests per path, fall-backs and retries so an engine or a test
+can see what really happened.
 """
 
 from __future__ import annotations
@@ -19,14 +21,10 @@ import threading
 from dataclasses import asdict, dataclass
 from typing import ClassVar
 
-import numpy as np
-
-from migcodec.codecs.base import Codec, Probe
-from migcodec.codecs.batch import Batch
+from migcodec.codecs.base import Codec, PageEncoding, Probe
 from migcodec.codecs.device_model import DeviceModel, device_model
-from migcodec.codecs.encoded import CodecPath, Encoded
+from migcodec.codecs.encoded import CodecPath
 from migcodec.codecs.errors import CodecUnavailable
-from migcodec.codecs.mirror import DestinationMirror
 
 
 @dataclass
@@ -63,7 +61,12 @@ class PathCounters:
 
 
 class AcceleratorCodec(Codec):
-    """Base of plugins with a device path; subclasses call :meth:`_ran` in their transform."""
+    """Base of plugins with a device path: a vendor handle opened on first use, per-path
+    counters, and :meth:`_ran`, which a transform returns its result through.
+
+    The vendor handle (a session, jobs, their buffers) is used by one request at a time:
+    the transform and the decoder hold :attr:`_lock` while they use it.
+    """
 
     #: which :mod:`device_model` entry models the device
     device: ClassVar[str]
@@ -76,8 +79,6 @@ class AcceleratorCodec(Codec):
     def __init__(self) -> None:
         self.counters = PathCounters()
         self._lock = threading.Lock()
-        self._path: CodecPath | None = None
-        self._device_s: float | None = None
         self._handle = None  # the vendor session or jobs, once opened; None: emulated
         self._opened = False
         self.path_reason = ""
@@ -117,39 +118,28 @@ class AcceleratorCodec(Codec):
     def model(self) -> DeviceModel:
         return device_model(self.device)
 
-    def _ran(self, path: CodecPath, nbytes: int = 0, pages: int = 0) -> None:
-        """Record the path of the current request; emulated requests get modelled time."""
-        self._path = path
+    def _ran(
+        self, encoding: PageEncoding, path: CodecPath, nbytes: int = 0, pages: int = 0
+    ) -> PageEncoding:
+        """``encoding`` with the request's path, counted; an emulated request of ``nbytes``
+        in ``pages`` also gets its modelled device time."""
         self.counters.count(path)
+        encoding.path = path
         if path == CodecPath.EMULATED:
-            self._device_s = self.model.request_time(nbytes, pages)
+            encoding.device_s = self.model.request_time(nbytes, pages)
+        return encoding
 
     def _expected_path(self) -> CodecPath:
-        """The path a request would take now (before any request ran). Opens the vendor
-        handle, which caches the probe: an all-zero batch never reaches the transform, and
-        probing (a sysfs scan and a dlopen) per such batch cost 25x an LZ4 batch."""
+        """The path a request would take now. Opens the vendor handle, which caches the
+        probe: an all-zero batch never reaches the transform, and probing (a sysfs scan and
+        a dlopen) per such batch cost 25x an LZ4 batch."""
         return CodecPath.EMULATED if self._open() is None else CodecPath.HARDWARE
 
     def probe_path(self) -> CodecPath:
-        return self._path or self._expected_path()
-
-    def encode(
-        self,
-        batch: Batch,
-        staging: np.ndarray | None = None,
-        destination: DestinationMirror | None = None,
-    ) -> Encoded:
-        """The framework's encode, plus this request's path and modelled device time.
-
-        A request of zero pages only never reaches the transform: it reports the expected
-        path and no device time.
-        """
+        """The path a request would take now: what a request of zero pages only, which
+        never reaches the transform, reports (with no device time)."""
         with self._lock:
-            self._path = None
-            self._device_s = None
-            encoded = super().encode(batch, staging, destination)
-            encoded.stats.device_s = self._device_s
-            return encoded
+            return self._expected_path()
 
 
 def accelerator_probe(lookup, scan, library: str, unit: str, emulated: str) -> Probe:

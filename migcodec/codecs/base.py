@@ -1,14 +1,27 @@
 """The codec contract and the framework that every codec gets for free.
 
-A plugin implements one transform over the pages it is given (``_encode_pages`` and
-``_decode_pages``). The framework owns everything around it: gathering pages from runs,
-zero-page detection, raw fall-back when encoding does not pay, measurements, and validated
-in-place decoding. This is zarr's pipeline split: a codec never thinks about batching,
-threads or buffers.
+A compressor implements two methods, numcodecs-sized: ``encode_pages(pages) -> blob`` over
+the pages it is given, and ``decode_pages(blob, n_pages, page_size) -> bytes``. The framework
+owns everything around them: gathering pages from runs, zero-page detection, raw fall-back
+when encoding does not pay, the path and time of each request, and validated in-place
+decoding. This is zarr's pipeline split: a codec never thinks about batching, threads,
+buffers or the destination.
+
+Two capabilities are composed by the framework rather than written into ``encode``:
+
+* delta coding (:class:`~migcodec.codecs.delta.DeltaCodec`): a delta format implements
+  ``make_deltas`` / ``apply_deltas`` between two versions of pages, and the framework hands
+  it what the destination holds (the stream's mirror), sends the pages the destination is
+  not known to hold through a fall-back compressor and lays out the blob;
+* several paths (:class:`~migcodec.codecs.accel.AcceleratorCodec`): a transform says where
+  it ran, and for emulated hardware the modelled device time, in what it returns
+  (:class:`PageEncoding`); the framework records both in the request's measurements.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import time
 from abc import ABC, abstractmethod
@@ -27,8 +40,13 @@ from migcodec.codecs.encoded import (
     PageMode,
     nbytes_of,
 )
-from migcodec.codecs.errors import DecodeError, InvalidBatch, PageSizeUnsupported
-from migcodec.codecs.mirror import DestinationMirror, Held
+from migcodec.codecs.errors import (
+    DecodeError,
+    InvalidBatch,
+    OutdatedPlugin,
+    PageSizeUnsupported,
+)
+from migcodec.codecs.mirror import DestinationMirror
 from migcodec.codecs.page_views import page_view, rows_as_slice
 from migcodec.codecs.zero import zero_page_rows
 
@@ -37,6 +55,7 @@ RUN_BYTES = 12  # what one run costs on the wire (u64 first page + u32 count)
 CPU_SAMPLE_EVERY = 8
 _ZERO, _RAW, _ENCODED = (np.uint8(m) for m in (PageMode.ZERO, PageMode.RAW, PageMode.ENCODED))
 _RAW_BYTE = bytes([PageMode.RAW])
+_ENCODED_BYTE = bytes([PageMode.ENCODED])
 _ALL_ENCODED = np.full(4096, _ENCODED, dtype=np.uint8)
 _ALL_ENCODED.flags.writeable = False
 # read-only "every page encoded" mode tables, one per batch size up to the common maximum
@@ -60,34 +79,63 @@ class Probe:
     reason: str = ""
 
 
-@dataclass
+@dataclass(slots=True)
 class PageEncoding:
-    """What a transform returns: its blob, and optionally a mode per input page.
+    """What a transform returns when a bare blob does not say enough.
 
-    ``modes`` lets a transform send some pages raw (``PageMode.RAW``) or in a form of its
-    own (values from ``PageMode.ENCODED`` up); the blob then covers only the non-raw pages.
+    ``modes`` sends some pages raw: one per input page, ``PageMode.RAW`` or
+    ``PageMode.ENCODED``, and the blob covers only the encoded pages (decoding is then given
+    their number). A delta codec's composition also uses forms of its own (values above
+    ``ENCODED``). ``path`` says where the request ran when the codec has more than one path
+    (``None``: the codec's :meth:`Codec.probe_path`), and ``device_s`` is the modelled
+    device time of an emulated request; the framework records both in the measurements.
     """
 
     blob: Any
     modes: np.ndarray | None = None
+    path: CodecPath | None = None
+    device_s: float | None = None
+
+
+def _as_encoding(result: Any) -> PageEncoding | None:
+    """A transform's result as a :class:`PageEncoding` (``None``: every page goes raw)."""
+    if result is None or isinstance(result, PageEncoding):
+        return result
+    return PageEncoding(result)
+
+
+#: the hooks of the earlier, wider codec contract -> what replaces each
+_OLD_HOOKS = {
+    "_encode_pages": "encode_pages(self, pages) -> blob (or None: send the pages raw)",
+    "_decode_pages": "decode_pages(self, blob, n_pages, page_size) -> n_pages * page_size bytes",
+    "_make_deltas": "make_deltas(self, old, new) -> (status, lengths, deltas)",
+    "_apply_deltas": "apply_deltas(self, pages, deltas, lengths)",
+}
+
+
+@functools.cache
+def _init_params(cls: type) -> tuple[str, ...]:
+    """Names of the keyword parameters of ``cls``'s constructor (``*args``/``**kwargs``
+    left out): what the default :meth:`Codec.params` reads back."""
+    signature = inspect.signature(cls.__init__)
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return tuple(name for name, p in list(signature.parameters.items())[1:] if p.kind in kinds)
 
 
 class Codec(ABC):
     """A batch codec, fully described by its config (numcodecs' convention).
 
-    Subclasses set ``name`` and ``kind`` (a :class:`CodecKind`), take their parameters as
-    keyword arguments, return them from ``params()``, and implement ``_encode_pages`` /
-    ``_decode_pages``.
+    A compressor sets ``name``, takes its parameters as constructor keyword arguments kept
+    as attributes of the same name (the default :meth:`params` reads them back), and
+    implements :meth:`encode_pages` / :meth:`decode_pages`. ``kind`` (a :class:`CodecKind`)
+    defaults to ``compress``; :meth:`probe` says whether it can run here.
     """
 
     name: ClassVar[str]
-    kind: ClassVar[CodecKind]
-    #: the codec encodes pages against what the destination holds (a delta codec): its
-    #: transform is given that (a :class:`~migcodec.codecs.mirror.Held`, or ``None`` when
-    #: the caller gave no destination mirror), and decoding reads the destination's pages
+    kind: ClassVar[CodecKind] = CodecKind.COMPRESS
+    #: set by :class:`~migcodec.codecs.delta.DeltaCodec`, never by a plugin: the framework
+    #: then hands the transform what the destination holds, and decoding its pages
     reads_destination: ClassVar[bool] = False
-    #: the pip packages the plugin needs, named in "not available" messages
-    requires: ClassVar[tuple[str, ...]] = ()
     #: the largest page the codec's format can describe (``None``: any size)
     max_page_size: ClassVar[int | None] = None
     # CPU-clock sampling state (Codec.encode): encodes left until the next sample, and the
@@ -95,10 +143,33 @@ class Codec(ABC):
     _cpu_countdown: int = 0
     _cpu_per_wall: float = 1.0
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Refuse, when the class is defined, a codec written against the earlier hooks
+        (``_encode_pages(pages, indices)`` and friends): they are never called now, so the
+        codec would fail later and less clearly. The message names each replacement."""
+        super().__init_subclass__(**kwargs)
+        old = [hook for hook in _OLD_HOOKS if hook in cls.__dict__]
+        if old:
+            changes = "; ".join(f"{hook} -> {_OLD_HOOKS[hook]}" for hook in old)
+            raise OutdatedPlugin(
+                f"codec class {cls.__module__}.{cls.__qualname__} implements "
+                f"{', '.join(old)}, hooks of an earlier migcodec codec contract; rename and "
+                f"reshape them: {changes} (examples/migcodec-rle is a complete codec)"
+            )
+
     # -- configuration ---------------------------------------------------------------
     def params(self) -> dict[str, Any]:
-        """Parameters that, passed back to the constructor, rebuild an equal codec."""
-        return {}
+        """Parameters that, passed back to the constructor, rebuild an equal codec.
+
+        By default every keyword parameter of the constructor, read from the attribute of
+        the same name; a codec that stores a parameter otherwise overrides this."""
+        try:
+            return {name: getattr(self, name) for name in _init_params(type(self))}
+        except AttributeError as exc:
+            raise TypeError(
+                f"{type(self).__name__} takes {exc.name!r} but keeps no attribute of that "
+                f"name: store it as self.{exc.name} or override params()"
+            ) from None
 
     def get_config(self) -> dict[str, Any]:
         return {"name": self.name, **self.params()}
@@ -148,22 +219,20 @@ class Codec(ABC):
 
     # -- the transform plugins implement ---------------------------------------------
     @abstractmethod
-    def _encode_pages(self, pages: np.ndarray, held: Held | None) -> PageEncoding:
-        """Encode non-zero ``pages`` (``(n, page_size)``).
+    def encode_pages(self, pages: np.ndarray) -> Any:
+        """Encode ``pages`` (``(n, page_size)`` uint8, none of them all zero) as one blob.
 
-        ``held`` is what the destination holds for them when the class sets
-        ``reads_destination`` and the caller gave a destination mirror, else ``None``.
+        Return the blob (bytes or any buffer), ``None`` when encoding cannot pay (the pages
+        go raw; the framework also sends them raw when the blob is not smaller than they
+        are), or a :class:`PageEncoding` to send some pages raw or report the path.
         """
 
     @abstractmethod
-    def _decode_pages(
-        self, blob: memoryview, modes: np.ndarray, current: np.ndarray | None, page_size: int
-    ) -> Any:
-        """Return exactly ``len(modes) * page_size`` bytes of decoded pages.
+    def decode_pages(self, blob: memoryview, n_pages: int, page_size: int) -> Any:
+        """Return exactly ``n_pages * page_size`` bytes decoded from ``blob``.
 
-        ``current`` holds the destination's present pages when ``reads_destination`` is set;
-        the transform may update it in place and return it. Raise :class:`DecodeError` on
-        malformed input; never trust ``blob``.
+        The blob may come from an untrusted peer: raise :class:`DecodeError` for anything
+        malformed, and check every length it claims before allocating from it.
         """
 
     # -- the framework ---------------------------------------------------------------
@@ -212,16 +281,18 @@ class Codec(ABC):
             # shared and read-only; copied before any change
             modes = _ALL_ENCODED_BY_COUNT[n] if n <= 64 else _ALL_ENCODED[:n]
             result = self._transform(block, destination, batch, None)
-            blob = result.blob
-            if result.modes is None and isinstance(blob, bytes) and len(blob) < block.nbytes:
-                segments: tuple = (blob,)
-                payload_nbytes = len(blob)
+            if type(result) is bytes and len(result) < block.nbytes:  # the common case
+                segments: tuple = (result,)
+                payload_nbytes = len(result)
+                encoding = None
             else:
-                segments, modes = self._lay_out(result, block, None, page_size, live)
+                encoding = _as_encoding(result)
+                segments, modes = self._lay_out(encoding, block, None, page_size, live)
                 payload_nbytes = nbytes_of(segments)
         else:
             modes = np.full(n, _ENCODED, dtype=np.uint8)
             segments = ()
+            encoding = None
             if zero is None:  # a batch larger than the shared mode table, no zero page
                 zero = np.zeros(n, dtype=bool)
             modes[zero] = _ZERO
@@ -229,8 +300,8 @@ class Codec(ABC):
             if n_zero < n:
                 nonzero = np.flatnonzero(~zero)
                 data = block[nonzero]  # a copy: its raw pages are a snapshot already
-                result = self._transform(data, destination, batch, nonzero)
-                segments, sub = self._lay_out(result, data, nonzero, page_size, False)
+                encoding = _as_encoding(self._transform(data, destination, batch, nonzero))
+                segments, sub = self._lay_out(encoding, data, nonzero, page_size, False)
                 modes[nonzero] = sub
             payload_nbytes = nbytes_of(segments)
         if destination is not None:
@@ -243,13 +314,17 @@ class Codec(ABC):
         else:
             cpu_s = wall_s * self._cpu_per_wall
         self._cpu_countdown -= 1
+        if encoding is None or encoding.path is None:
+            path, device_s = self.probe_path(), None
+        else:
+            path, device_s = encoding.path, encoding.device_s
         stats = Measurements(
             n * page_size,
             payload_nbytes + n + RUN_BYTES * batch.runs.shape[0],
             wall_s,
             cpu_s,
-            None,
-            self.probe_path(),
+            device_s,
+            path,
         )
         return Encoded(self.name, page_size, batch.runs, modes, segments, stats)
 
@@ -259,24 +334,26 @@ class Codec(ABC):
         destination: DestinationMirror | None,
         batch: Batch,
         rows: np.ndarray | None,
-    ) -> PageEncoding:
-        """Run the transform on ``pages`` (the batch's, or its ``rows``), telling a
-        destination reader (only) what the destination holds. Its held versions are read in
-        the mirror's store where the mirror can lend them (:meth:`DestinationMirror.lend`),
-        which saves a copy of every page; the slots are given back as soon as the transform
-        returns, before the batch is recorded."""
+    ) -> Any:
+        """Run the transform on ``pages`` (the batch's, or its ``rows``).
+
+        A compressor's :meth:`encode_pages` sees the pages only. A delta codec given a
+        destination mirror is composed with it (``DeltaCodec._encode_against``): the held
+        versions are read in the mirror's store where the mirror can lend them
+        (:meth:`DestinationMirror.lend`), which saves a copy of every page; the slots are
+        given back as soon as the transform returns, before the batch is recorded."""
         if destination is None or not self.reads_destination:
-            return self._encode_pages(pages, None)
+            return self.encode_pages(pages)
         indices = batch.page_indices if rows is None else batch.page_indices[rows]
         held, lent = destination.lend(indices)
         try:
-            return self._encode_pages(pages, held)
+            return self._encode_against(pages, held)
         finally:
             destination.give_back(lent)
 
     @staticmethod
     def _lay_out(
-        result: PageEncoding,
+        encoding: PageEncoding | None,
         data: np.ndarray,
         nonzero: np.ndarray | None,
         page_size: int,
@@ -285,13 +362,15 @@ class Codec(ABC):
         """Payload segments for the non-zero pages (raw pages first, then the blob) and
         their modes (a new array).
 
-        Applies the raw fall-back: a blob not smaller than the pages it covers is dropped
-        and those pages go raw. ``copy_raw``: ``data`` views memory that may change once
-        encode returns, so raw pages are copied rather than viewed.
+        Applies the raw fall-back: no encoding (``None``), or a blob not smaller than the
+        pages it covers, sends those pages raw. ``copy_raw``: ``data`` views memory that may
+        change once encode returns, so raw pages are copied rather than viewed.
         """
-        blob, sub = result.blob, result.modes
-        blob_nbytes = len(blob) if type(blob) is bytes else nbytes_of((blob,))
         n = data.shape[0]
+        if encoding is None:
+            return _all_raw(data, copy_raw), np.full(n, _RAW, dtype=np.uint8)
+        blob, sub = encoding.blob, encoding.modes
+        blob_nbytes = len(blob) if type(blob) is bytes else nbytes_of((blob,))
         if sub is None:
             if blob_nbytes < data.nbytes:
                 return (blob,), np.full(n, _ENCODED, dtype=np.uint8)
@@ -309,7 +388,8 @@ class Codec(ABC):
         return ((*raw, blob) if n_encoded and blob_nbytes else raw), modes
 
     def probe_path(self) -> CodecPath:
-        """Which path this instance runs; hardware plugins report per instance."""
+        """The path this instance's requests take when a request does not say
+        (:attr:`PageEncoding.path`); codecs with a device say which they expect."""
         return CodecPath.SOFTWARE
 
     def decode(self, encoded: Encoded, memory: object) -> None:
@@ -354,7 +434,7 @@ class Codec(ABC):
             return False
         # a copy: a transform may write it before it finds the payload malformed
         current = view[first : first + count].copy() if self.reads_destination else None
-        out = self._decode_pages(payload, modes, current, page_size)
+        out = self._decode_encoded(payload, modes, current, page_size)
         decoded = np.frombuffer(out, dtype=np.uint8)
         if decoded.size != count * page_size:
             raise DecodeError(
@@ -363,6 +443,24 @@ class Codec(ABC):
             )
         view[first : first + count] = decoded.reshape(-1, page_size)
         return True
+
+    def _decode_encoded(
+        self, blob: memoryview, modes: np.ndarray, current: np.ndarray | None, page_size: int
+    ) -> Any:
+        """The bytes of the pages whose ``modes`` are ``ENCODED`` or above. A delta codec's
+        composition decodes them against ``current``, the destination's present pages (a
+        copy, ``DeltaCodec._decode_against``); a compressor has one encoded form, so any
+        other mode is malformed before its :meth:`decode_pages` sees the blob."""
+        if self.reads_destination:
+            return self._decode_against(blob, modes, current, page_size)
+        n = modes.shape[0]
+        if modes.tobytes().count(_ENCODED_BYTE) != n:
+            raise DecodeError(
+                f"page mode {int(modes[modes != _ENCODED][0])} is not one of {self.name}'s "
+                f"modes (zero {PageMode.ZERO:d}, raw {PageMode.RAW:d}, "
+                f"encoded {PageMode.ENCODED:d})"
+            )
+        return self.decode_pages(blob, n, page_size)
 
     def decode_checked(self, encoded: Encoded, view: np.ndarray) -> None:
         """:meth:`decode` into a ``(n_pages, page_size)`` view whose runs and page modes the
@@ -391,7 +489,7 @@ class Codec(ABC):
         decoded = None
         if enc_idx.size:
             current = view[enc_idx] if self.reads_destination else None
-            out = self._decode_pages(payload[raw_nbytes:], modes[enc_mask], current, page_size)
+            out = self._decode_encoded(payload[raw_nbytes:], modes[enc_mask], current, page_size)
             decoded = np.frombuffer(out, dtype=np.uint8)
             if decoded.size != enc_idx.size * page_size:
                 raise DecodeError(

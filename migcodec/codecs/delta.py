@@ -1,10 +1,11 @@
-"""What every delta codec shares: the fall-back codec and the blob layout.
+"""The delta capability: a delta format the framework composes with the destination.
 
-A delta codec encodes each page against the version the destination already holds, which the
-framework hands it from the stream's :class:`~migcodec.codecs.mirror.DestinationMirror` (a
-codec keeps no history of its own). Subclasses implement only the page-level format
-(``_make_deltas`` / ``_apply_deltas``, vectorised over the batch); this class decides per
-page between
+A delta codec encodes each page against the version the destination already holds. A delta
+*format* implements two vectorised methods between two versions of pages,
+:meth:`DeltaCodec.make_deltas` and :meth:`DeltaCodec.apply_deltas`; everything else is the
+framework's, here: it is handed what the destination holds from the stream's
+:class:`~migcodec.codecs.mirror.DestinationMirror` (a codec keeps no history of its own),
+and decides per page between
 
 * ``DELTA`` (``PageMode.ENCODED``): a delta against the held version,
 * ``FALLBACK`` (3): not known to be held, sent through the fall-back codec (default ``lz4``),
@@ -24,13 +25,13 @@ fall-back: correct for any decoder.
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
-from migcodec.codecs.base import Codec, PageEncoding
+from migcodec.codecs.base import Codec, PageEncoding, _as_encoding
 from migcodec.codecs.changes import PageChanges
-from migcodec.codecs.encoded import CodecKind, PageMode, nbytes_of
+from migcodec.codecs.encoded import CodecKind, CodecPath, PageMode, nbytes_of
 from migcodec.codecs.errors import DecodeError
 from migcodec.codecs.mirror import Held
 
@@ -39,7 +40,7 @@ FALLBACK = np.uint8(3)
 UNCHANGED = np.uint8(4)
 RAW = np.uint8(PageMode.RAW)
 
-#: what ``_make_deltas`` says about each page
+#: what ``make_deltas`` says about each page
 STATUS_UNCHANGED, STATUS_DELTA, STATUS_RAW = 0, 1, 2
 _STATUS_MODE = np.array([UNCHANGED, DELTA, RAW], dtype=np.uint8)  # indexed by STATUS_*
 
@@ -49,9 +50,26 @@ _NO_FALLBACK = np.zeros(1, dtype=_HEADER).tobytes()
 _NO_LENGTHS = np.zeros(0, dtype=_LENGTH)
 
 
+class Deltas(NamedTuple):
+    """What :meth:`DeltaCodec.make_deltas` returns (a plain 3-tuple is taken as well).
+
+    ``status``: a ``STATUS_*`` per page (uint8); ``lengths``: the little-endian u16 length
+    field of each ``STATUS_DELTA`` page, in page order (a ``<u2`` array); ``data``: those
+    pages' deltas concatenated (any buffer of bytes: a uint8 array, or ``bytes`` from a C
+    kernel); ``path``: where they were made when the format has a device path (``None``:
+    software), recorded as the request's path.
+    """
+
+    status: np.ndarray
+    lengths: np.ndarray
+    data: Any
+    path: CodecPath | None = None
+
+
 class DeltaCodec(Codec):
-    """Base of delta codecs: deltas against what the destination holds, a fall-back codec
-    for pages it is not known to hold."""
+    """Base of delta codecs: a delta format (:meth:`make_deltas` / :meth:`apply_deltas`)
+    against what the destination holds, a fall-back codec for pages it is not known to
+    hold. Subclasses set ``name``; their own parameters come from :meth:`format_params`."""
 
     kind = CodecKind.DELTA
     reads_destination = True
@@ -89,45 +107,54 @@ class DeltaCodec(Codec):
         size[words == 0] = 0
         return size
 
-    # -- the page-level format subclasses implement ---------------------------------
+    # -- the delta format subclasses implement ---------------------------------------
     @abstractmethod
-    def _make_deltas(
-        self, old: np.ndarray, new: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Deltas of ``new`` against ``old`` (both ``(m, page_size)``), vectorised.
-
-        Returns a ``STATUS_*`` per page (uint8), the little-endian u16 length field of each
-        ``STATUS_DELTA`` page in page order (a ``<u2`` array) and the concatenated deltas
-        of those pages (any buffer of bytes: a uint8 array, or ``bytes`` from a C kernel).
-        ``old`` may be a read-only view of the mirror's store.
-        """
+    def make_deltas(self, old: np.ndarray, new: np.ndarray) -> Deltas | tuple:
+        """Deltas of ``new`` against ``old`` (both ``(m, page_size)``), vectorised over the
+        batch: a :class:`Deltas` (or its first three fields as a tuple). ``old`` may be a
+        read-only view of the mirror's store."""
 
     @abstractmethod
-    def _apply_deltas(self, deltas: np.ndarray, lengths: np.ndarray, pages: np.ndarray) -> None:
-        """Apply concatenated ``deltas`` to ``pages`` in place; :class:`DecodeError` when
-        anything is malformed (``pages`` may then be partly written: it is a copy)."""
+    def apply_deltas(self, pages: np.ndarray, deltas: np.ndarray, lengths: np.ndarray) -> None:
+        """Apply concatenated ``deltas`` (``lengths``: each page's length field) to
+        ``pages`` in place; :class:`DecodeError` when anything is malformed (``pages`` may
+        then be partly written: it is a copy)."""
 
-    # -- the transform -------------------------------------------------------------
-    def _encode_pages(self, pages: np.ndarray, held: Held | None) -> PageEncoding:
+    # -- as a compressor: nothing known of the destination ---------------------------
+    def encode_pages(self, pages: np.ndarray) -> PageEncoding:
+        """Every page through the fall-back (what the framework sends without a mirror)."""
+        return self._encode_against(pages, None)
+
+    def decode_pages(self, blob: memoryview, n_pages: int, page_size: int) -> np.ndarray:
+        """A blob of fall-back pages only (what :meth:`encode_pages` writes when the
+        fall-back shrinks them), which needs nothing of the destination."""
+        current = np.zeros((n_pages, page_size), dtype=np.uint8)
+        return self._decode_against(blob, np.full(n_pages, FALLBACK), current, page_size)
+
+    # -- the framework's composition (Codec.encode / Codec.decode call these) ---------
+    def _encode_against(self, pages: np.ndarray, held: Held | None) -> PageEncoding:
+        """Deltas against ``held`` (what the destination holds, ``None``: nothing known),
+        the fall-back for the other pages, laid out as one blob with a mode per page."""
         page_size = pages.shape[1]
         self.check_page_size(page_size)
         if held is not None and held.complete:  # every page held: deltas only
-            status, lengths, deltas = self._make_deltas(held.versions, pages)
+            status, lengths, deltas, *path = self.make_deltas(held.versions, pages)
             blob = b"".join((_NO_FALLBACK, lengths, deltas))  # one copy, into the blob
-            return PageEncoding(blob, _STATUS_MODE[status])
+            return PageEncoding(blob, _STATUS_MODE[status], *path)
         n = pages.shape[0]
         lengths = _NO_LENGTHS
         deltas = b""
+        path = ()
         modes = np.full(n, FALLBACK, dtype=np.uint8)
         if held is not None and held.versions.shape[0]:
             hit_rows = np.flatnonzero(held.hit)
-            status, lengths, deltas = self._make_deltas(held.versions, pages[hit_rows])
+            status, lengths, deltas, *path = self.make_deltas(held.versions, pages[hit_rows])
             modes[hit_rows] = _STATUS_MODE[status]
         fallback_blob = self._encode_fallback(pages, modes)
         header = np.array([len(fallback_blob)], dtype=_HEADER).tobytes()
         # join takes the arrays' buffers as they are: one copy, into the blob
         blob = b"".join((header, lengths, fallback_blob, deltas))
-        return PageEncoding(blob, modes)
+        return PageEncoding(blob, modes, *path)
 
     def _encode_fallback(self, snap: np.ndarray, modes: np.ndarray) -> bytes:
         """Encode the pages not known to be held; they go raw when it does not pay."""
@@ -135,17 +162,17 @@ class DeltaCodec(Codec):
         if rows.size == 0:
             return b""
         part = snap[rows]
-        result = self._fallback._encode_pages(part, None)
-        blob = result.blob
-        nbytes = nbytes_of((blob,))
-        if result.modes is not None or nbytes >= part.nbytes:
+        result = _as_encoding(self._fallback.encode_pages(part))
+        if result is None or result.modes is not None or nbytes_of((result.blob,)) >= part.nbytes:
             modes[rows] = RAW  # per-page modes of the fall-back are not nested; raw is exact
             return b""
-        return bytes(blob)
+        return bytes(result.blob)
 
-    def _decode_pages(
-        self, blob: memoryview, modes: np.ndarray, current: np.ndarray | None, page_size: int
-    ) -> Any:
+    def _decode_against(
+        self, blob: memoryview, modes: np.ndarray, current: np.ndarray, page_size: int
+    ) -> np.ndarray:
+        """The pages of ``modes`` decoded into ``current`` (a copy of the destination's
+        present pages), which is returned. Checks the layout before any page is written."""
         if current is None:
             raise DecodeError(f"{self.name} needs the destination's current pages to decode")
         self.check_page_size(page_size)
@@ -176,11 +203,8 @@ class DeltaCodec(Codec):
             )
         pages = current.reshape(-1, page_size)
         if fallback_rows.size:
-            out = self._fallback._decode_pages(
-                blob[head : head + fallback_nbytes],
-                np.full(fallback_rows.size, DELTA, dtype=np.uint8),
-                None,
-                page_size,
+            out = self._fallback.decode_pages(
+                blob[head : head + fallback_nbytes], int(fallback_rows.size), page_size
             )
             decoded = np.frombuffer(out, dtype=np.uint8)
             if decoded.size != fallback_rows.size * page_size:
@@ -193,10 +217,10 @@ class DeltaCodec(Codec):
         if delta_rows.size:
             lengths = buf[4:head].view(_LENGTH).astype(np.int64)
             if delta_rows.size == pages.shape[0]:  # every page a delta: apply in place
-                self._apply_deltas(deltas, lengths, pages)
+                self.apply_deltas(pages, deltas, lengths)
             else:
                 work = pages[delta_rows]
-                self._apply_deltas(deltas, lengths, work)
+                self.apply_deltas(work, deltas, lengths)
                 pages[delta_rows] = work
         elif deltas.size:
             raise DecodeError(f"{self.name} blob has {deltas.size} bytes past its last part")

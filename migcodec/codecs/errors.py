@@ -24,3 +24,8 @@ class CodecUnavailable(CodecError):
 class PageSizeUnsupported(CodecError, ValueError):
     """The codec's format cannot describe pages of this size; refused before a stream or a
     trace starts, never in the middle of one."""
+
+
+class OutdatedPlugin(CodecError, TypeError):
+    """A codec class implements hooks of an earlier codec contract; the message names the
+    methods that replace them."""

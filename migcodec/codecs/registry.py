@@ -26,7 +26,7 @@ from stevedore.exception import NoMatches
 
 from migcodec.codecs.base import Codec, Probe
 from migcodec.codecs.encoded import CodecKind, CodecPath
-from migcodec.codecs.errors import CodecError, CodecNotFound, CodecUnavailable
+from migcodec.codecs.errors import CodecError, CodecNotFound, CodecUnavailable, OutdatedPlugin
 
 EntryPoint = importlib.metadata.EntryPoint
 
@@ -152,7 +152,13 @@ def codec_package(codec: Codec) -> str | None:
 
 def install_hint(exc: BaseException, ep: EntryPoint | None = None) -> str:
     """What to install to fix a plugin that failed to load: the missing module's package,
-    else the package that registers ``ep``."""
+    a version of a plugin written for an earlier codec contract that is written for this
+    one, else the package that registers ``ep``."""
+    if isinstance(exc, OutdatedPlugin):
+        package = _provider(ep) if ep is not None else None
+        if package:
+            return f"install a version written for this migcodec: pip install --upgrade {package}"
+        return "update the plugin as the message says"
     missing = getattr(exc, "name", None) if isinstance(exc, ImportError) else None
     if missing:
         top = missing.split(".")[0]

@@ -196,9 +196,8 @@ def test_truncated_stream_on_the_device_is_a_decode_error(fake_qpl):
     stream = zlib.compressobj(1, zlib.DEFLATED, -12)
     good = stream.compress(b"ab" * 2048) + stream.flush()
     blob = np.array([len(good) - 1], "<u2").tobytes() + good[:-1]
-    modes = np.full(1, PageMode.ENCODED, np.uint8)
     with pytest.raises(qpl.QplDataError, match=re.escape("QPL_STS_MORE_INPUT_NEEDED (3)")):
-        IaaCodec()._decode_pages(blob, modes, None, PAGE)
+        IaaCodec().decode_pages(blob, 1, PAGE)
 
 
 def test_emulated_path_without_library(no_accelerators):
@@ -249,9 +248,8 @@ def test_software_output_decodes_with_a_4k_window(no_accelerators):
 
 
 def test_device_rejects_a_wide_window_stream(fake_qpl):
-    modes = np.full(1, PageMode.ENCODED, np.uint8)
     with pytest.raises(qpl.QplDataError, match=re.escape("QPL_STS_BAD_DIST_ERR (217)")):
-        IaaCodec()._decode_pages(_wide_window_blob(), modes, None, 8192)
+        IaaCodec().decode_pages(_wide_window_blob(), 1, 8192)
 
 
 # -- cross-decoding -----------------------------------------------------------------------
@@ -285,8 +283,7 @@ def test_device_output_decodes_without_the_library(fake_qpl, monkeypatch):
 
 # -- strict blob validation ---------------------------------------------------------------
 def _decode(blob: bytes, n: int = 2):
-    modes = np.full(n, PageMode.ENCODED, np.uint8)
-    return IaaCodec()._decode_pages(memoryview(blob), modes, None, PAGE)
+    return IaaCodec().decode_pages(memoryview(blob), n, PAGE)
 
 
 def test_length_table_is_validated(no_accelerators):
@@ -315,8 +312,12 @@ def test_length_table_is_validated(no_accelerators):
     truncated = np.array([len(good) - 2, len(good)], "<u2").tobytes() + good[:-2] + good
     with pytest.raises(DecodeError, match="does not inflate to exactly 4096 bytes"):
         _decode(truncated)
-    with pytest.raises(DecodeError, match="iaa page mode 3 is not defined"):
-        IaaCodec()._decode_pages(table + good + good, np.array([2, 3], np.uint8), None, PAGE)
+    # a compressor has one encoded form: the framework refuses other modes before decoding
+    frame = Encoded(
+        "iaa", PAGE, np.array([[0, 2]]), np.array([2, 3], np.uint8), (table + good * 2,)
+    )
+    with pytest.raises(DecodeError, match="page mode 3 is not one of iaa's modes"):
+        IaaCodec().decode(frame, np.zeros((2, PAGE), np.uint8))
 
 
 def test_work_queue_scan(tmp_path, monkeypatch):
@@ -388,10 +389,9 @@ _HISTORY_CASES = [
 def test_software_decoder_refuses_every_match_beyond_4k(no_accelerators, page_size, at, distance):
     page, stream = _far_stream(page_size, at, distance)
     assert len(page) == page_size  # valid DEFLATE (with zlib's 32 KiB window)
-    modes = np.full(1, PageMode.ENCODED, np.uint8)
-    decode = IaaCodec()._decode_pages
+    decode = IaaCodec().decode_pages
     if distance <= 4096:
-        assert bytes(decode(_one_page_blob(stream), modes, None, page_size)) == page
+        assert bytes(decode(_one_page_blob(stream), 1, page_size)) == page
         return
     message = (
         f"iaa page 0 has a match {distance} bytes back at byte {at}; IAA keeps 4096 bytes of "
@@ -399,26 +399,24 @@ def test_software_decoder_refuses_every_match_beyond_4k(no_accelerators, page_si
         "encoder)"
     )
     with pytest.raises(DecodeError) as info:
-        decode(_one_page_blob(stream), modes, None, page_size)
+        decode(_one_page_blob(stream), 1, page_size)
     assert str(info.value) == message
 
 
 @pytest.mark.parametrize(("page_size", "at", "distance"), _HISTORY_CASES)
 def test_software_and_device_agree_on_the_history(fake_qpl, page_size, at, distance):
     page, stream = _far_stream(page_size, at, distance)
-    modes = np.full(1, PageMode.ENCODED, np.uint8)
     if distance <= 4096:
-        decoded = IaaCodec()._decode_pages(_one_page_blob(stream), modes, None, page_size)
+        decoded = IaaCodec().decode_pages(_one_page_blob(stream), 1, page_size)
         assert np.asarray(decoded).tobytes() == page
         return
     with pytest.raises(qpl.QplDataError, match=re.escape("QPL_STS_BAD_DIST_ERR (217)")):
-        IaaCodec()._decode_pages(_one_page_blob(stream), modes, None, page_size)
+        IaaCodec().decode_pages(_one_page_blob(stream), 1, page_size)
 
 
 def test_software_decoder_refuses_the_wide_window_stream(no_accelerators):
-    modes = np.full(1, PageMode.ENCODED, np.uint8)
     with pytest.raises(DecodeError, match=r"^iaa page 0 has a match \d+ bytes back at byte"):
-        IaaCodec()._decode_pages(memoryview(_wide_window_blob()), modes, None, 8192)
+        IaaCodec().decode_pages(memoryview(_wide_window_blob()), 1, 8192)
 
 
 # -- the device's block type --------------------------------------------------------------

@@ -12,7 +12,7 @@ import pytest
 
 from migcodec.codecs import Batch
 from migcodec.codecs import base as codec_base
-from migcodec.codecs.base import CPU_SAMPLE_EVERY, Codec, PageEncoding
+from migcodec.codecs.base import CPU_SAMPLE_EVERY, Codec
 
 
 class _FakeClocks:
@@ -33,7 +33,6 @@ class _Transform(Codec):
     """Takes 4 ms of wall time, of which ``busy`` is on the CPU; emits a one-byte blob."""
 
     name = "timed"
-    kind = "compress"
 
     def __init__(self, clocks: _FakeClocks, busy: float) -> None:
         self.clocks, self.busy = clocks, busy
@@ -41,12 +40,12 @@ class _Transform(Codec):
     def params(self):
         return {"busy": self.busy}
 
-    def _encode_pages(self, pages, indices):
+    def encode_pages(self, pages):
         self.clocks.wall += 0.004
         self.clocks.cpu += 0.004 * self.busy
-        return PageEncoding(b"x")
+        return b"x"
 
-    def _decode_pages(self, blob, modes, current, page_size):
+    def decode_pages(self, blob, n_pages, page_size):
         raise NotImplementedError
 
 

@@ -21,8 +21,6 @@ from migcodec.codecs import (
     CodecError,
     DecodeError,
     InvalidBatch,
-    PageEncoding,
-    PageMode,
     get_codec,
 )
 from migcodec.datasets import generate_pages
@@ -58,7 +56,7 @@ class GatedCodec(Codec):
         )
         return twin
 
-    def _encode_pages(self, pages: np.ndarray, indices: np.ndarray | None) -> PageEncoding:
+    def encode_pages(self, pages: np.ndarray) -> None:
         with self._lock:
             self.log.append((int(pages[0, 0]), threading.current_thread().name))
         self.started.release()
@@ -66,9 +64,9 @@ class GatedCodec(Codec):
             raise TimeoutError("test gate never opened")
         if pages[0, 0] == POISON:
             raise ValueError("poisoned page")
-        return PageEncoding(b"", np.full(pages.shape[0], PageMode.RAW, np.uint8))
+        return None  # every page raw
 
-    def _decode_pages(self, blob, modes, current, page_size):
+    def decode_pages(self, blob, n_pages, page_size):
         raise DecodeError("gated codec sends raw pages only")
 
 
@@ -288,9 +286,9 @@ def test_engines_hand_transforms_a_snapshot_never_live_guest_memory():
     seen = []
 
     class Watching(Lz4Codec):
-        def _encode_pages(self, pages, indices):
+        def encode_pages(self, pages):
             seen.append(np.shares_memory(pages, memory))
-            return super()._encode_pages(pages, indices)
+            return super().encode_pages(pages)
 
     with CodecEngines(Watching(), engines=2) as engines:
         for runs in ([(0, 64)], [(0, 8), (20, 8)], [(40, 1)]):

@@ -181,10 +181,10 @@ PROBE_UNAVAILABLE = textwrap.dedent(
         def probe(cls):
             return Probe(False, "unavailable", "no QAT device (/dev/qat_adf_ctl missing)")
 
-        def _encode_pages(self, pages, indices):
+        def encode_pages(self, pages):
             raise NotImplementedError
 
-        def _decode_pages(self, blob, modes, current, page_size):
+        def decode_pages(self, blob, n_pages, page_size):
             raise NotImplementedError
 
     class ProbeRaises(QatCodec):
@@ -196,6 +196,31 @@ PROBE_UNAVAILABLE = textwrap.dedent(
 
     NotACodec = object
     """
+)
+
+
+#: a plugin written for the earlier contract: refused when its class is defined
+OLD_HOOKS = textwrap.dedent(
+    """
+    from migcodec.codecs import Codec, PageEncoding
+
+    class OldCodec(Codec):
+        name = "old-hooks"
+
+        def _encode_pages(self, pages, indices):
+            return PageEncoding(pages.tobytes())
+
+        def _decode_pages(self, blob, modes, current, page_size):
+            return bytes(blob)
+    """
+)
+
+_OLD_HOOKS_REFUSAL = (
+    "codec class migcodec_old_hooks_test.OldCodec implements _encode_pages, _decode_pages, "
+    "hooks of an earlier migcodec codec contract; rename and reshape them: _encode_pages -> "
+    "encode_pages(self, pages) -> blob (or None: send the pages raw); _decode_pages -> "
+    "decode_pages(self, blob, n_pages, page_size) -> n_pages * page_size bytes "
+    "(examples/migcodec-rle is a complete codec)"
 )
 
 
@@ -211,6 +236,7 @@ def broken_plugins(plugin_site: Path) -> Path:
             "qat-test": "migcodec_probe_test:QatCodec",
             "probe-raises": "migcodec_probe_test:ProbeRaises",
             "not-a-codec": "migcodec_probe_test:NotACodec",
+            "old-hooks": "migcodec_old_hooks_test:OldCodec",
         },
         {
             "migcodec_missing_dep_test": "import qatzip_sdk_for_tests  # not installed\n",
@@ -218,6 +244,7 @@ def broken_plugins(plugin_site: Path) -> Path:
                 "raise ImportError('libqpl.so.1: cannot open shared object file')\n"
             ),
             "migcodec_probe_test": PROBE_UNAVAILABLE,
+            "migcodec_old_hooks_test": OLD_HOOKS,
         },
     )
     return plugin_site
@@ -266,6 +293,15 @@ EXPECTED_BROKEN = {
         "not a Codec subclass",
         "migcodec_probe_test:NotACodec",
     ),
+    "old-hooks": PluginStatus(
+        "old-hooks",
+        "?",
+        False,
+        "unavailable",
+        f"failed to load: OutdatedPlugin: {_OLD_HOOKS_REFUSAL}; install a version written for "
+        "this migcodec: pip install --upgrade migcodec-broken",
+        "migcodec_old_hooks_test:OldCodec",
+    ),
 }
 
 
@@ -300,6 +336,12 @@ def test_get_codec_of_broken_plugins_says_what_to_do(broken_plugins):
     with pytest.raises(CodecUnavailable) as info:
         get_codec("not-a-codec")
     assert str(info.value).startswith("entry point 'not-a-codec' does not name a migcodec Codec")
+    with pytest.raises(CodecUnavailable) as info:
+        get_codec("old-hooks")
+    assert str(info.value) == (
+        f"codec 'old-hooks' failed to load (OutdatedPlugin: {_OLD_HOOKS_REFUSAL}); install a "
+        "version written for this migcodec: pip install --upgrade migcodec-broken"
+    )
 
 
 def test_migcodec_codecs_reports_broken_plugins(broken_plugins, tmp_path):

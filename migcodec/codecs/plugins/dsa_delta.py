@@ -40,7 +40,7 @@ import numpy as np
 
 from migcodec.codecs import delta_kernels
 from migcodec.codecs.base import Probe
-from migcodec.codecs.delta import STATUS_DELTA, STATUS_RAW, STATUS_UNCHANGED, DeltaCodec
+from migcodec.codecs.delta import STATUS_DELTA, STATUS_RAW, STATUS_UNCHANGED, DeltaCodec, Deltas
 from migcodec.codecs.delta_kernels import contiguous
 from migcodec.codecs.encoded import CodecPath
 from migcodec.codecs.errors import DecodeError
@@ -262,7 +262,6 @@ class DsaDeltaCodec(DeltaCodec):
     """
 
     name = "dsa-delta"
-    requires = ("numpy",)
 
     def __init__(self, max_record_size: int = 4090, **kwargs: Any) -> None:
         check_max_record_size(max_record_size)
@@ -270,7 +269,6 @@ class DsaDeltaCodec(DeltaCodec):
         self.max_record_size = max_record_size
         self._shim, self._shim_reason = hardware_status()
         self.hardware_fallbacks = 0
-        self._request_path = CodecPath.SOFTWARE
         self._records: np.ndarray | None = None  # the device's output, reused per request
 
     def format_params(self) -> dict[str, Any]:
@@ -288,16 +286,6 @@ class DsaDeltaCodec(DeltaCodec):
             f"hardware not used: {why}",
         )
 
-    def probe_path(self) -> CodecPath:
-        """Where the current request's records came from: ``hardware`` only when the
-        device made them; a failed device call, a batch of cache misses (all fall-back)
-        or one of zero pages ran in software."""
-        return self._request_path
-
-    def encode(self, batch, staging=None, destination=None):
-        self._request_path = CodecPath.SOFTWARE  # until the device returns this request's records
-        return super().encode(batch, staging, destination)
-
     def estimate_sizes(self, changes, page_size):
         """A record's exact size: 10 bytes per changed word and its length, raw past the
         maximum (or when the record would not be smaller than the page)."""
@@ -308,12 +296,14 @@ class DsaDeltaCodec(DeltaCodec):
         size[words == 0] = 0
         return size
 
-    def _make_deltas(self, old, new):
+    def make_deltas(self, old, new):
+        """Records from the device where it runs (the request's path is then ``hardware``);
+        a failed device call, like a batch of cache misses (all fall-back) or of zero pages,
+        runs in software."""
         if self._shim is not None:
             done = self._create_on_device(old, new)
             if done is not None:
-                self._request_path = CodecPath.HARDWARE
-                return done
+                return Deltas(*done, CodecPath.HARDWARE)
         page_size = old.shape[1]
         native = delta_kernels.native
         if native is not None:
@@ -378,5 +368,5 @@ class DsaDeltaCodec(DeltaCodec):
         used = np.arange(self.max_record_size) < sizes[:, None]
         return self._delta_parts(results, sizes, out[used], page_size)
 
-    def _apply_deltas(self, deltas, lengths, pages):
+    def apply_deltas(self, pages, deltas, lengths):
         apply_delta_records(pages, deltas, lengths * ENTRY_BYTES)

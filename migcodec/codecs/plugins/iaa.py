@@ -30,7 +30,7 @@ from migcodec.codecs.accel import AcceleratorCodec, accelerator_probe
 from migcodec.codecs.base import PageEncoding, Probe
 from migcodec.codecs.deflate_scan import scan_deflate
 from migcodec.codecs.device_model import LABEL
-from migcodec.codecs.encoded import CodecKind, CodecPath, PageMode
+from migcodec.codecs.encoded import CodecPath, PageMode
 from migcodec.codecs.errors import CodecError, CodecUnavailable, DecodeError
 from migcodec.codecs.plugins.zlib_ng import inflate_exact
 from migcodec.codecs.vendor import qpl
@@ -119,11 +119,9 @@ class IaaCodec(AcceleratorCodec):
     """Per-page raw DEFLATE, 4 KiB window, level 1 (IAA's format; no parameters)."""
 
     name = "iaa"
-    kind = CodecKind.COMPRESS
     device = "iaa"
     vendor_error = qpl.QplError
     vendor_setup = "QPL hardware jobs"
-    requires = ("zlib-ng",)
 
     def __init__(self) -> None:
         super().__init__()
@@ -141,11 +139,15 @@ class IaaCodec(AcceleratorCodec):
         return QplDevice(lookup.handle), f"QPL hardware path: {probe.reason}"
 
     # -- encode ----------------------------------------------------------------------
-    def _encode_pages(self, pages: np.ndarray, indices: np.ndarray | None) -> PageEncoding:
-        n, page_size = pages.shape
+    def encode_pages(self, pages: np.ndarray) -> PageEncoding:
+        page_size = pages.shape[1]
         if page_size > MAX_PAGE_SIZE:
             raise CodecError(f"iaa handles pages up to {MAX_PAGE_SIZE} bytes, not {page_size}")
-        data = np.ascontiguousarray(pages)
+        with self._lock:
+            return self._encode_locked(np.ascontiguousarray(pages))
+
+    def _encode_locked(self, data: np.ndarray) -> PageEncoding:
+        n, page_size = data.shape
         device = self._open()
         if device is None:
             return self._encode_emulated(data)
@@ -175,12 +177,12 @@ class IaaCodec(AcceleratorCodec):
         if software:
             self.counters.fallbacks += 1
             self.counters.last_error = f"{software} page(s) ran in software after busy queues"
-        self._ran(CodecPath.SOFTWARE if software else CodecPath.HARDWARE)
         keep = np.arange(page_size) < np.where(ok, lens, 0)[:, None]  # one gather
-        return _page_encoding(ok, lens[ok], zbuf[keep].tobytes())
+        encoding = _page_encoding(ok, lens[ok], zbuf[keep].tobytes())
+        return self._ran(encoding, CodecPath.SOFTWARE if software else CodecPath.HARDWARE)
 
     def _scratch(self, shape: tuple[int, int]) -> np.ndarray:
-        """The device's output buffer, reused across requests (encode holds the lock)."""
+        """The device's output buffer, reused across requests (under the lock)."""
         n, page_size = shape
         if self._zbuf is None or self._zbuf.shape[0] < n or self._zbuf.shape[1] != page_size:
             self._zbuf = np.empty((max(n, 64), page_size), dtype=np.uint8)
@@ -191,15 +193,13 @@ class IaaCodec(AcceleratorCodec):
         streams = [_deflate_fixed(page) for page in data]
         lens = np.fromiter(map(len, streams), np.int64, len(streams))
         ok = lens < page_size
-        self._ran(CodecPath.EMULATED, data.nbytes, data.shape[0])
         payload = b"".join(s for s, keep in zip(streams, ok, strict=True) if keep)
-        return _page_encoding(ok, lens[ok], payload)
+        encoding = _page_encoding(ok, lens[ok], payload)
+        return self._ran(encoding, CodecPath.EMULATED, data.nbytes, data.shape[0])
 
     # -- decode ----------------------------------------------------------------------
-    def _decode_pages(self, blob, modes, current, page_size):
-        n = modes.shape[0]
-        if (modes != _ENCODED).any():
-            raise DecodeError(f"iaa page mode {int(modes[modes != _ENCODED][0])} is not defined")
+    def decode_pages(self, blob, n_pages, page_size):
+        n = n_pages
         data = memoryview(blob).cast("B")
         lens, offsets = _length_table(data, n, page_size)
         with self._lock:

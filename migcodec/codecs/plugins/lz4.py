@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import lz4.block
-import numpy as np
 
-from migcodec.codecs.base import Codec, PageEncoding
-from migcodec.codecs.encoded import CodecKind
+from migcodec.codecs.base import Codec
 from migcodec.codecs.errors import DecodeError
 
 
@@ -17,25 +15,19 @@ class Lz4Codec(Codec):
     """
 
     name = "lz4"
-    kind = CodecKind.COMPRESS
-    requires = ("lz4",)
 
     def __init__(self, acceleration: int = 1) -> None:
         if not isinstance(acceleration, int) or acceleration < 1:
             raise ValueError(f"lz4 acceleration must be an integer >= 1, got {acceleration!r}")
         self.acceleration = acceleration
 
-    def params(self) -> dict:
-        return {"acceleration": self.acceleration}
-
-    def _encode_pages(self, pages: np.ndarray, indices: np.ndarray) -> PageEncoding:
-        blob = lz4.block.compress(
+    def encode_pages(self, pages):
+        return lz4.block.compress(
             pages, mode="fast", acceleration=self.acceleration, store_size=False
         )
-        return PageEncoding(blob)
 
-    def _decode_pages(self, blob, modes, current, page_size):
-        expected = modes.shape[0] * page_size
+    def decode_pages(self, blob, n_pages, page_size):
+        expected = n_pages * page_size
         try:
             return lz4.block.decompress(blob, uncompressed_size=expected)
         except lz4.block.LZ4BlockError as exc:

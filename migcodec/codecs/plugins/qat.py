@@ -23,7 +23,7 @@ from zlib_ng import zlib_ng
 from migcodec.codecs.accel import AcceleratorCodec, accelerator_probe
 from migcodec.codecs.base import PageEncoding, Probe
 from migcodec.codecs.device_model import LABEL
-from migcodec.codecs.encoded import CodecKind, CodecPath
+from migcodec.codecs.encoded import CodecPath
 from migcodec.codecs.errors import DecodeError
 from migcodec.codecs.vendor import qatzip
 from migcodec.codecs.vendor.detect import load_library, qat_devices
@@ -121,20 +121,15 @@ class QatCodec(AcceleratorCodec):
     """gzip at ``level`` (QATzip deflate levels 1..9; 1 is QEMU's default)."""
 
     name = "qat"
-    kind = CodecKind.COMPRESS
     device = "qat"
     vendor_error = qatzip.QatzipError
     vendor_setup = "QATzip session"
-    requires = ("zlib-ng",)
 
     def __init__(self, level: int = 1) -> None:
         if not isinstance(level, int) or not 1 <= level <= 9:
             raise ValueError(f"qat level must be an integer 1..9, got {level!r}")
         super().__init__()
         self.level = level
-
-    def params(self) -> dict:
-        return {"level": self.level}
 
     @classmethod
     def probe(cls) -> Probe:
@@ -153,24 +148,24 @@ class QatCodec(AcceleratorCodec):
         return CodecPath.SOFTWARE if path == CodecPath.HARDWARE and self._handle.software else path
 
     # -- transform -------------------------------------------------------------------
-    def _encode_pages(self, pages: np.ndarray, indices: np.ndarray | None) -> PageEncoding:
+    def encode_pages(self, pages: np.ndarray) -> PageEncoding:
         data = np.ascontiguousarray(pages)
-        session = self._open()
-        if session is not None:
-            try:
-                result = session.compress(data)
-            except qatzip.QatzipError as exc:
-                self.counters.fallbacks += 1
-                self.counters.last_error = str(exc)
-            else:
-                self._ran(CodecPath.SOFTWARE if result.software else CodecPath.HARDWARE)
-                return PageEncoding(result.blob)
-        blob = zlib_ng.compress(data, self.level, GZIP_WBITS)
-        self._ran(CodecPath.EMULATED, data.nbytes, data.shape[0])
-        return PageEncoding(blob)
+        with self._lock:
+            session = self._open()
+            if session is not None:
+                try:
+                    result = session.compress(data)
+                except qatzip.QatzipError as exc:
+                    self.counters.fallbacks += 1
+                    self.counters.last_error = str(exc)
+                else:
+                    path = CodecPath.SOFTWARE if result.software else CodecPath.HARDWARE
+                    return self._ran(PageEncoding(result.blob), path)
+            blob = zlib_ng.compress(data, self.level, GZIP_WBITS)
+            return self._ran(PageEncoding(blob), CodecPath.EMULATED, data.nbytes, data.shape[0])
 
-    def _decode_pages(self, blob, modes, current, page_size):
-        expected = modes.shape[0] * page_size
+    def decode_pages(self, blob, n_pages, page_size):
+        expected = n_pages * page_size
         with self._lock:
             session = self._open()
             if session is not None:

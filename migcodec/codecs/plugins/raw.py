@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
-
-from migcodec.codecs.base import Codec, PageEncoding
-from migcodec.codecs.encoded import CodecKind, PageMode
+from migcodec.codecs.base import Codec
+from migcodec.codecs.encoded import CodecKind
 from migcodec.codecs.errors import DecodeError
 
 
@@ -13,8 +11,8 @@ class RawCodec(Codec):
     name = "raw"
     kind = CodecKind.RAW
 
-    def _encode_pages(self, pages: np.ndarray, indices: np.ndarray) -> PageEncoding:
-        return PageEncoding(b"", np.full(pages.shape[0], PageMode.RAW, dtype=np.uint8))
+    def encode_pages(self, pages):
+        return None  # every page goes raw
 
-    def _decode_pages(self, blob, modes, current, page_size):
+    def decode_pages(self, blob, n_pages, page_size):
         raise DecodeError("raw frames carry no encoded pages; a page mode says otherwise")

@@ -357,7 +357,6 @@ class XbzrleCodec(DeltaCodec):
         )
 
     name = "xbzrle"
-    requires = ("numpy",)
     max_page_size = MAX_PAGE_SIZE
 
     def estimate_sizes(self, changes, page_size):
@@ -370,7 +369,7 @@ class XbzrleCodec(DeltaCodec):
         size[changes.words == 0] = 0
         return size
 
-    def _make_deltas(self, old, new):
+    def make_deltas(self, old, new):
         native = delta_kernels.native
         if native is not None:  # the C kernel says each page's status itself
             _check_page_size(old.shape[1])
@@ -384,5 +383,5 @@ class XbzrleCodec(DeltaCodec):
         ).astype(np.uint8)
         return status, lengths.astype("<u2"), data
 
-    def _apply_deltas(self, deltas, lengths, pages):
+    def apply_deltas(self, pages, deltas, lengths):
         xbzrle_decode(pages, deltas, lengths)

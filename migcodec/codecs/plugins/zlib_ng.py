@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
 from zlib_ng import zlib_ng
 
-from migcodec.codecs.base import Codec, PageEncoding
-from migcodec.codecs.encoded import CodecKind
+from migcodec.codecs.base import Codec
 from migcodec.codecs.errors import DecodeError
 
 
@@ -41,8 +39,6 @@ class ZlibNgCodec(Codec):
     -9..-15 raw DEFLATE (default -15, no header), 9..15 zlib, 25..31 gzip."""
 
     name = "zlib-ng"
-    kind = CodecKind.COMPRESS
-    requires = ("zlib-ng",)
 
     def __init__(self, level: int = 1, wbits: int = -15) -> None:
         if not isinstance(level, int) or not 0 <= level <= 9:
@@ -54,11 +50,8 @@ class ZlibNgCodec(Codec):
         self.level = level
         self.wbits = wbits
 
-    def params(self) -> dict:
-        return {"level": self.level, "wbits": self.wbits}
+    def encode_pages(self, pages):
+        return zlib_ng.compress(pages, self.level, self.wbits)
 
-    def _encode_pages(self, pages: np.ndarray, indices: np.ndarray) -> PageEncoding:
-        return PageEncoding(zlib_ng.compress(pages, self.level, self.wbits))
-
-    def _decode_pages(self, blob, modes, current, page_size):
-        return inflate_exact(blob, modes.shape[0] * page_size, self.wbits, "zlib-ng")
+    def decode_pages(self, blob, n_pages, page_size):
+        return inflate_exact(blob, n_pages * page_size, self.wbits, "zlib-ng")

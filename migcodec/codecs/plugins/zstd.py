@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import threading
 
-import numpy as np
 import zstandard
 
-from migcodec.codecs.base import Codec, PageEncoding
-from migcodec.codecs.encoded import CodecKind
+from migcodec.codecs.base import Codec
 from migcodec.codecs.errors import DecodeError
 
 #: ZSTD_minCLevel(): -ZSTD_TARGETLENGTH_MAX (python-zstandard does not export it)
@@ -23,8 +21,6 @@ class ZstdCodec(Codec):
     """
 
     name = "zstd"
-    kind = CodecKind.COMPRESS
-    requires = ("zstandard",)
 
     def __init__(self, level: int = 1) -> None:
         lo, hi = ZSTD_MIN_LEVEL, zstandard.MAX_COMPRESSION_LEVEL
@@ -32,9 +28,6 @@ class ZstdCodec(Codec):
             raise ValueError(f"zstd level must be a non-zero integer {lo}..{hi}, got {level!r}")
         self.level = level
         self._local = threading.local()
-
-    def params(self) -> dict:
-        return {"level": self.level}
 
     def _contexts(self):
         local = self._local
@@ -45,11 +38,11 @@ class ZstdCodec(Codec):
             local.decompressor = zstandard.ZstdDecompressor()
         return local
 
-    def _encode_pages(self, pages: np.ndarray, indices: np.ndarray) -> PageEncoding:
-        return PageEncoding(self._contexts().compressor.compress(pages))
+    def encode_pages(self, pages):
+        return self._contexts().compressor.compress(pages)
 
-    def _decode_pages(self, blob, modes, current, page_size):
-        expected = modes.shape[0] * page_size
+    def decode_pages(self, blob, n_pages, page_size):
+        expected = n_pages * page_size
         try:
             # a frame header may claim any content size, and zstd then allocates it whatever
             # max_output_size says: refuse a claim other than the pages named, before that

@@ -9,8 +9,8 @@ Blob layout (little-endian), covering all the non-zero pages of a batch as one b
 
     u32 run_count | run_count x u8 value | run_count x u16 (length - 1)
 
-Runs longer than ``max_run`` bytes are split. The framework around the transform handles
-zero pages, raw fall-back (random pages, where runs would triple the size), runs over guest
+Runs longer than ``max_run`` bytes are split. The framework around the codec handles zero
+pages, raw fall-back (random pages, where runs would triple the size), runs over guest
 memory and in-place writes; this module only turns pages into a blob and back.
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from migcodec.codecs import Codec, CodecKind, DecodeError, PageEncoding, PageMode
+from migcodec.codecs import Codec, DecodeError
 
 __all__ = ["RunLengthCodec", "rle_decode", "rle_encode", "run_starts"]
 
@@ -86,31 +86,25 @@ class RunLengthCodec(Codec):
     """Run-length encoding of a batch's non-zero pages, as one buffer.
 
     ``max_run`` (1..65536) caps a run's length; it changes the blob, never what decodes,
-    and it is part of the config like any parameter a stream must be able to name.
+    and it is part of the config (the constructor's keyword arguments, kept as attributes
+    of the same name) like any parameter a stream must be able to name.
     """
 
     name = "rle"
-    kind = CodecKind.COMPRESS
-    requires = ("migcodec-rle",)
 
     def __init__(self, max_run: int = MAX_RUN) -> None:
         if not isinstance(max_run, int) or isinstance(max_run, bool) or not 1 <= max_run <= MAX_RUN:
             raise ValueError(f"rle max_run must be an integer 1..{MAX_RUN}, got {max_run!r}")
         self.max_run = max_run
 
-    def params(self) -> dict[str, Any]:
-        return {"max_run": self.max_run}
-
-    def _encode_pages(self, pages: np.ndarray, indices: np.ndarray | None) -> PageEncoding:
+    def encode_pages(self, pages: np.ndarray) -> bytes | None:
         flat = pages.reshape(-1)
         starts = run_starts(flat)
         if 4 + 3 * starts.size >= flat.size:
             # cannot pay even before long runs are split: skip building the blob and let the
             # framework send these pages raw (typical of random or already compressed data)
-            return PageEncoding(b"", np.full(pages.shape[0], PageMode.RAW, np.uint8))
-        return PageEncoding(rle_encode(flat, self.max_run, starts))
+            return None
+        return rle_encode(flat, self.max_run, starts)
 
-    def _decode_pages(
-        self, blob: memoryview, modes: np.ndarray, current: np.ndarray | None, page_size: int
-    ) -> np.ndarray:
-        return rle_decode(blob, modes.shape[0] * page_size)
+    def decode_pages(self, blob: memoryview, n_pages: int, page_size: int) -> np.ndarray:
+        return rle_decode(blob, n_pages * page_size)
