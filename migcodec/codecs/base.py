@@ -83,12 +83,14 @@ class Probe:
 class PageEncoding:
     """What a transform returns when a bare blob does not say enough.
 
-    ``modes`` sends some pages raw: one per input page, ``PageMode.RAW`` or
-    ``PageMode.ENCODED``, and the blob covers only the encoded pages (decoding is then given
-    their number). A delta codec's composition also uses forms of its own (values above
-    ``ENCODED``). ``path`` says where the request ran when the codec has more than one path
-    (``None``: the codec's :meth:`Codec.probe_path`), and ``device_s`` is the modelled
-    device time of an emulated request; the framework records both in the measurements.
+    ``blob`` is one buffer, or a tuple of buffers that are sent back to back (and decoded as
+    one), which saves joining them. ``modes`` sends some pages raw: one per input page,
+    ``PageMode.RAW`` or ``PageMode.ENCODED``, and the blob covers only the encoded pages
+    (decoding is then given their number). A delta codec's composition also uses forms of
+    its own (values above ``ENCODED``). ``path`` says where the request ran when the codec
+    has more than one path (``None``: the codec's :meth:`Codec.probe_path`), and
+    ``device_s`` is the modelled device time of an emulated request; the framework records
+    both in the measurements.
     """
 
     blob: Any
@@ -277,35 +279,42 @@ class Codec(ABC):
         live = record and staging is None and batch.is_single_run()
         n = block.shape[0]
         zero = zero_page_rows(block)
-        if zero is None and n <= _ALL_ENCODED.size:
-            # shared and read-only; copied before any change
-            modes = _ALL_ENCODED_BY_COUNT[n] if n <= 64 else _ALL_ENCODED[:n]
-            result = self._transform(block, destination, batch, None)
-            if type(result) is bytes and len(result) < block.nbytes:  # the common case
-                segments: tuple = (result,)
-                payload_nbytes = len(result)
-                encoding = None
+        lent = None  # mirror slots a delta transform reads in place, until sent() below
+        try:
+            if zero is None and n <= _ALL_ENCODED.size:
+                # shared and read-only; copied before any change
+                modes = _ALL_ENCODED_BY_COUNT[n] if n <= 64 else _ALL_ENCODED[:n]
+                result, lent = self._transform(block, destination, batch, None)
+                if type(result) is bytes and len(result) < block.nbytes:  # the common case
+                    segments: tuple = (result,)
+                    payload_nbytes = len(result)
+                    encoding = None
+                else:
+                    encoding = _as_encoding(result)
+                    segments, modes = self._lay_out(encoding, block, None, page_size, live)
+                    payload_nbytes = nbytes_of(segments)
             else:
-                encoding = _as_encoding(result)
-                segments, modes = self._lay_out(encoding, block, None, page_size, live)
+                modes = np.full(n, _ENCODED, dtype=np.uint8)
+                segments = ()
+                encoding = None
+                if zero is None:  # a batch larger than the shared mode table, no zero page
+                    zero = np.zeros(n, dtype=bool)
+                modes[zero] = _ZERO
+                n_zero = int(np.count_nonzero(zero))
+                if n_zero < n:
+                    nonzero = np.flatnonzero(~zero)
+                    data = block[nonzero]  # a copy: its raw pages are a snapshot already
+                    result, lent = self._transform(data, destination, batch, nonzero)
+                    encoding = _as_encoding(result)
+                    segments, sub = self._lay_out(encoding, data, nonzero, page_size, False)
+                    modes[nonzero] = sub
                 payload_nbytes = nbytes_of(segments)
-        else:
-            modes = np.full(n, _ENCODED, dtype=np.uint8)
-            segments = ()
-            encoding = None
-            if zero is None:  # a batch larger than the shared mode table, no zero page
-                zero = np.zeros(n, dtype=bool)
-            modes[zero] = _ZERO
-            n_zero = int(np.count_nonzero(zero))
-            if n_zero < n:
-                nonzero = np.flatnonzero(~zero)
-                data = block[nonzero]  # a copy: its raw pages are a snapshot already
-                encoding = _as_encoding(self._transform(data, destination, batch, nonzero))
-                segments, sub = self._lay_out(encoding, data, nonzero, page_size, False)
-                modes[nonzero] = sub
-            payload_nbytes = nbytes_of(segments)
+        except BaseException:
+            if lent is not None:
+                destination.give_back(lent)
+            raise
         if destination is not None:
-            destination.sent(batch.page_indices, block, zero, record)
+            destination.sent(batch.page_indices, block, zero, record, lent)
         wall_s = time.perf_counter() - wall0
         if sample_cpu:
             cpu_s = time.thread_time() - cpu0
@@ -334,22 +343,25 @@ class Codec(ABC):
         destination: DestinationMirror | None,
         batch: Batch,
         rows: np.ndarray | None,
-    ) -> Any:
-        """Run the transform on ``pages`` (the batch's, or its ``rows``).
+    ) -> tuple[Any, slice | None]:
+        """Run the transform on ``pages`` (the batch's, or its ``rows``); return its result
+        and the mirror slots it was lent (``None``: none).
 
         A compressor's :meth:`encode_pages` sees the pages only. A delta codec given a
         destination mirror is composed with it (``DeltaCodec._encode_against``): the held
         versions are read in the mirror's store where the mirror can lend them
-        (:meth:`DestinationMirror.lend`), which saves a copy of every page; the slots are
-        given back as soon as the transform returns, before the batch is recorded."""
+        (:meth:`DestinationMirror.lend`), which saves a copy of every page. The slots stay
+        lent until the batch is recorded in them (:meth:`DestinationMirror.sent`), or given
+        back if the transform fails."""
         if destination is None or not self.reads_destination:
-            return self.encode_pages(pages)
+            return self.encode_pages(pages), None
         indices = batch.page_indices if rows is None else batch.page_indices[rows]
         held, lent = destination.lend(indices)
         try:
-            return self._encode_against(pages, held)
-        finally:
+            return self._encode_against(pages, held), lent
+        except BaseException:
             destination.give_back(lent)
+            raise
 
     @staticmethod
     def _lay_out(
@@ -370,10 +382,11 @@ class Codec(ABC):
         if encoding is None:
             return _all_raw(data, copy_raw), np.full(n, _RAW, dtype=np.uint8)
         blob, sub = encoding.blob, encoding.modes
-        blob_nbytes = len(blob) if type(blob) is bytes else nbytes_of((blob,))
+        parts = blob if type(blob) is tuple else (blob,)
+        blob_nbytes = len(blob) if type(blob) is bytes else nbytes_of(parts)
         if sub is None:
             if blob_nbytes < data.nbytes:
-                return (blob,), np.full(n, _ENCODED, dtype=np.uint8)
+                return parts, np.full(n, _ENCODED, dtype=np.uint8)
             return _all_raw(data, copy_raw), np.full(n, _RAW, dtype=np.uint8)
         sub = np.asarray(sub, dtype=np.uint8)
         n_raw = sub.tobytes().count(_RAW_BYTE)  # one call; the mask only when it is needed
@@ -383,9 +396,9 @@ class Codec(ABC):
             return _all_raw(data, copy_raw), np.full(n, _RAW, dtype=np.uint8)
         modes = sub.copy()  # the transform's array may be shared
         if not n_raw:
-            return ((blob,) if blob_nbytes else ()), modes
+            return (parts if blob_nbytes else ()), modes
         raw = _all_raw(data, copy_raw) if n_raw == n else (data[sub == _RAW].reshape(-1),)
-        return ((*raw, blob) if n_encoded and blob_nbytes else raw), modes
+        return ((*raw, *parts) if n_encoded and blob_nbytes else raw), modes
 
     def probe_path(self) -> CodecPath:
         """The path this instance's requests take when a request does not say

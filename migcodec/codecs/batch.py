@@ -8,7 +8,6 @@ Validation is vectorised; page indices are expanded once and cached.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from functools import cached_property
 
 import numpy as np
 
@@ -111,6 +110,7 @@ class Batch:
         self.memory = page_view(memory, page_size)
         self.runs = as_runs(runs)
         self._span = None
+        self._indices: np.ndarray | None = None
         if self.runs.shape[0] == 1:
             first, count = self.runs[0].tolist()
             self.n_pages = check_run(first, count, self.memory.shape[0], max_pages)
@@ -118,10 +118,19 @@ class Batch:
         else:
             self.n_pages = check_runs(self.runs, self.memory.shape[0], max_pages)
 
-    @cached_property
+    @property
     def page_indices(self) -> np.ndarray:
-        """Index of every page of the batch in guest memory, in run order."""
-        return expand_runs(self.runs)
+        """Index of every page of the batch in guest memory, in run order (computed once;
+        a plain attribute, not ``functools.cached_property``, whose lock cost several times
+        the computation on a single run)."""
+        indices = self._indices
+        if indices is None:
+            if self._span is not None:  # one run: a range (expand_runs costs several calls)
+                indices = np.arange(*self._span, dtype=np.int64)
+            else:
+                indices = expand_runs(self.runs)
+            self._indices = indices
+        return indices
 
     @property
     def nbytes(self) -> int:

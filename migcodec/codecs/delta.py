@@ -66,6 +66,12 @@ class Deltas(NamedTuple):
     path: CodecPath | None = None
 
 
+def _parts(*buffers: Any) -> tuple:
+    """The blob's parts as byte views, sent back to back without joining them (a join
+    copied every delta once more); empty parts are left out."""
+    return tuple(memoryview(b).cast("B") for b in buffers if len(b))
+
+
 class DeltaCodec(Codec):
     """Base of delta codecs: a delta format (:meth:`make_deltas` / :meth:`apply_deltas`)
     against what the destination holds, a fall-back codec for pages it is not known to
@@ -139,8 +145,8 @@ class DeltaCodec(Codec):
         self.check_page_size(page_size)
         if held is not None and held.complete:  # every page held: deltas only
             status, lengths, deltas, *path = self.make_deltas(held.versions, pages)
-            blob = b"".join((_NO_FALLBACK, lengths, deltas))  # one copy, into the blob
-            return PageEncoding(blob, _STATUS_MODE[status], *path)
+            blob = _parts(_NO_FALLBACK, lengths, deltas)
+            return PageEncoding(blob, _STATUS_MODE.take(status), *path)
         n = pages.shape[0]
         lengths = _NO_LENGTHS
         deltas = b""
@@ -149,12 +155,10 @@ class DeltaCodec(Codec):
         if held is not None and held.versions.shape[0]:
             hit_rows = np.flatnonzero(held.hit)
             status, lengths, deltas, *path = self.make_deltas(held.versions, pages[hit_rows])
-            modes[hit_rows] = _STATUS_MODE[status]
+            modes[hit_rows] = _STATUS_MODE.take(status)
         fallback_blob = self._encode_fallback(pages, modes)
         header = np.array([len(fallback_blob)], dtype=_HEADER).tobytes()
-        # join takes the arrays' buffers as they are: one copy, into the blob
-        blob = b"".join((header, lengths, fallback_blob, deltas))
-        return PageEncoding(blob, modes, *path)
+        return PageEncoding(_parts(header, lengths, fallback_blob, deltas), modes, *path)
 
     def _encode_fallback(self, snap: np.ndarray, modes: np.ndarray) -> bytes:
         """Encode the pages not known to be held; they go raw when it does not pay."""
@@ -163,10 +167,12 @@ class DeltaCodec(Codec):
             return b""
         part = snap[rows]
         result = _as_encoding(self._fallback.encode_pages(part))
-        if result is None or result.modes is not None or nbytes_of((result.blob,)) >= part.nbytes:
+        blob = result.blob if result is not None else b""
+        parts = blob if type(blob) is tuple else (blob,)
+        if result is None or result.modes is not None or nbytes_of(parts) >= part.nbytes:
             modes[rows] = RAW  # per-page modes of the fall-back are not nested; raw is exact
             return b""
-        return bytes(result.blob)
+        return b"".join(parts)
 
     def _decode_against(
         self, blob: memoryview, modes: np.ndarray, current: np.ndarray, page_size: int

@@ -26,7 +26,8 @@ and a batch's pages are not encoded again before that batch has been encoded.
 A delta codec's transform reads every held version once, so the framework does not copy
 them out: :meth:`DestinationMirror.lend` hands out a read-only view of the slots when the
 batch is held whole in consecutive slots (a single run of pages, the common case), and
-those slots are *lent* until :meth:`~DestinationMirror.give_back`. Meanwhile no store
+those slots are *lent* until the batch is recorded in them (:meth:`~DestinationMirror.sent`)
+or :meth:`~DestinationMirror.give_back`. Meanwhile no store
 overwrites a lent slot: another batch's page that maps there is not recorded (and forgotten
 if the slot named it), which is always safe, since a page the mirror does not hold is a
 miss, never a wrong base.
@@ -175,15 +176,30 @@ class DestinationMirror:
 
     # -- what was sent ----------------------------------------------------------------------
     def sent(
-        self, indices: np.ndarray, pages: np.ndarray, zero: np.ndarray | None, copy: bool
+        self,
+        indices: np.ndarray,
+        pages: np.ndarray,
+        zero: np.ndarray | None,
+        copy: bool,
+        lent: slice | None = None,
     ) -> None:
         """The destination now holds ``pages`` at ``indices`` (zeros where ``zero``).
 
         With ``copy`` the non-zero pages are recorded; without it only forgotten where an
         older version was held. Zero pages are recorded as zeros where they were held (QEMU
         caches the zero page too: a page dirtied again then gets a delta against zeros).
+
+        ``lent`` ends a :meth:`lend` for these pages. When it lent the whole batch (no zero
+        page), the pages are those slots' pages (:meth:`lend` checked), so they are recorded
+        there at once: one copy, without finding the slots again.
         """
         with self.lock:
+            if lent is not None:
+                self._lent.remove(lent)  # lent ranges never overlap: this is the one lent
+                if copy and zero is None and lent.stop - lent.start == indices.shape[0]:
+                    self.keys[lent] = indices  # as lent, unless clear() or forget() ran since
+                    self.data[lent] = pages
+                    return
             if zero is not None and zero.any():
                 slots = indices[zero] % self.n_slots
                 self.data[slots[self.keys[slots] == indices[zero]]] = 0
