@@ -14,6 +14,7 @@ from migcodec.codecs.errors import (
     CodecUnavailable,
     DecodeError,
     InvalidBatch,
+    OutdatedPlugin,
     PageSizeUnsupported,
 )
 from migcodec.codecs.mirror import DestinationMirror, Held
@@ -44,6 +45,7 @@ __all__ = [
     "Held",
     "InvalidBatch",
     "Measurements",
+    "OutdatedPlugin",
     "PageEncoding",
     "PageMode",
     "PageSizeUnsupported",

@@ -158,6 +158,12 @@ class Codec(ABC):
                 f"{', '.join(old)}, hooks of an earlier migcodec codec contract; rename and "
                 f"reshape them: {changes} (examples/migcodec-rle is a complete codec)"
             )
+        if cls.reads_destination and not hasattr(cls, "_encode_against"):
+            raise TypeError(
+                f"codec class {cls.__module__}.{cls.__qualname__} sets reads_destination; a "
+                "codec that encodes against the destination subclasses "
+                "migcodec.codecs.delta.DeltaCodec and implements make_deltas / apply_deltas"
+            )
 
     # -- configuration ---------------------------------------------------------------
     def params(self) -> dict[str, Any]:

@@ -27,10 +27,10 @@ A delta codec's transform reads every held version once, so the framework does n
 them out: :meth:`DestinationMirror.lend` hands out a read-only view of the slots when the
 batch is held whole in consecutive slots (a single run of pages, the common case), and
 those slots are *lent* until the batch is recorded in them (:meth:`~DestinationMirror.sent`)
-or :meth:`~DestinationMirror.give_back`. Meanwhile no store
-overwrites a lent slot: another batch's page that maps there is not recorded (and forgotten
-if the slot named it), which is always safe, since a page the mirror does not hold is a
-miss, never a wrong base.
+or they are given back (:meth:`~DestinationMirror.give_back`, when the transform fails).
+Meanwhile no store overwrites a lent slot: another batch's page that maps there is not
+recorded (and forgotten if the slot named it), which is always safe, since a page the
+mirror does not hold is a miss, never a wrong base.
 """
 
 from __future__ import annotations
@@ -133,12 +133,14 @@ class DestinationMirror:
     def lend(self, indices: np.ndarray) -> tuple[Held, slice | None]:
         """:meth:`reference` without the copy where it can: when every page is held, in
         consecutive slots none of which is lent already, ``versions`` is a read-only view
-        of the store and those slots are lent (returned as a slice) until
-        :meth:`give_back`; otherwise a copy as :meth:`reference` makes, and ``None``.
+        of the store and those slots are lent (returned as a slice) until :meth:`sent`
+        records the batch in them or :meth:`give_back`; otherwise a copy as
+        :meth:`reference` makes, and ``None``.
 
         A lent slot is not overwritten, so the view stays the version the destination
-        holds while the caller reads it. Give it back as soon as the reading is done (the
-        framework does, right after the transform, before it records the batch).
+        holds while the caller reads it. The framework hands the slice to :meth:`sent`
+        once the batch is encoded (recording it where it was lent costs one copy), and
+        gives it back if the transform fails.
         """
         n = indices.shape[0]
         with self.lock:

@@ -136,3 +136,13 @@ def test_a_codec_written_for_the_earlier_hooks_is_refused_naming_the_new_ones(
     )
     assert isinstance(info.value, TypeError)
     assert re.search(r"examples/migcodec-rle", str(info.value))
+
+
+def test_only_a_delta_codec_reads_the_destination():
+    with pytest.raises(TypeError) as info:
+        type("Reads", (Halves,), {"reads_destination": True, "__module__": "plugin"})
+    assert str(info.value) == (
+        "codec class plugin.Reads sets reads_destination; a codec that encodes against the "
+        "destination subclasses migcodec.codecs.delta.DeltaCodec and implements make_deltas "
+        "/ apply_deltas"
+    )
