@@ -255,10 +255,10 @@ class _CountingMirror(DestinationMirror):
 
     recorded = 0
 
-    def sent(self, indices, pages, zero, copy):
+    def sent(self, indices, pages, zero, copy, lent=None):
         if copy:
             type(self).recorded += len(indices)
-        super().sent(indices, pages, zero, copy)
+        super().sent(indices, pages, zero, copy, lent)
 
 
 def test_the_mirror_records_other_codecs_pages_from_the_second_pass_on(monkeypatch):

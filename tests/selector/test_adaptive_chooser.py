@@ -138,10 +138,10 @@ class _CountingMirror(DestinationMirror):
 
     recorded = 0
 
-    def sent(self, indices, pages, zero, copy):
+    def sent(self, indices, pages, zero, copy, lent=None):
         if copy and self.recording:
             type(self).recorded += len(indices)
-        super().sent(indices, pages, zero, copy)
+        super().sent(indices, pages, zero, copy, lent)
 
 
 def test_auto_records_pages_on_a_guest_changing_a_few_words_and_plays_deltas(monkeypatch):
