@@ -146,3 +146,17 @@ def test_only_a_delta_codec_reads_the_destination():
         "destination subclasses migcodec.codecs.delta.DeltaCodec and implements make_deltas "
         "/ apply_deltas"
     )
+
+
+def test_a_delta_codec_as_a_compressor_sends_every_page_through_its_fall_back():
+    """Nothing known of the destination: the composition's blob holds the fall-back's
+    pages only, and decodes without the destination's pages."""
+    from migcodec.codecs import get_codec
+
+    codec = get_codec("xbzrle")
+    pages = np.tile(np.arange(PAGE, dtype=np.uint32).view(np.uint8)[:PAGE], (3, 1))
+    encoding = codec.encode_pages(pages)
+    assert encoding.modes.tolist() == [3, 3, 3]  # FALLBACK
+    blob = b"".join(encoding.blob)
+    decoded = codec.decode_pages(memoryview(blob), 3, PAGE)
+    np.testing.assert_array_equal(np.asarray(decoded).reshape(3, PAGE), pages)
