@@ -277,7 +277,9 @@ class Codec(ABC):
         cpu0 = time.thread_time() if sample_cpu else 0.0
         page_size = batch.page_size
         block = batch.pages(out=staging)
-        record = destination is not None and (self.reads_destination or destination.recording)
+        # a delta codec given a mirror encodes against what the destination holds
+        against = destination is not None and self.reads_destination
+        record = against or (destination is not None and destination.recording)
         # A recorded batch read in place: the guest may write once encode returns, so the
         # frame must not show it raw pages that differ from what the mirror records. Only
         # those are copied (below); deltas and compressed blobs are copies already, and the
@@ -290,7 +292,10 @@ class Codec(ABC):
             if zero is None and n <= _ALL_ENCODED.size:
                 # shared and read-only; copied before any change
                 modes = _ALL_ENCODED_BY_COUNT[n] if n <= 64 else _ALL_ENCODED[:n]
-                result, lent = self._transform(block, destination, batch, None)
+                if against:
+                    result, lent = self._encode_against_mirror(block, destination, batch, None)
+                else:
+                    result = self.encode_pages(block)
                 if type(result) is bytes and len(result) < block.nbytes:  # the common case
                     segments: tuple = (result,)
                     payload_nbytes = len(result)
@@ -310,7 +315,12 @@ class Codec(ABC):
                 if n_zero < n:
                     nonzero = np.flatnonzero(~zero)
                     data = block[nonzero]  # a copy: its raw pages are a snapshot already
-                    result, lent = self._transform(data, destination, batch, nonzero)
+                    if against:
+                        result, lent = self._encode_against_mirror(
+                            data, destination, batch, nonzero
+                        )
+                    else:
+                        result = self.encode_pages(data)
                     encoding = _as_encoding(result)
                     segments, sub = self._lay_out(encoding, data, nonzero, page_size, False)
                     modes[nonzero] = sub
@@ -343,24 +353,22 @@ class Codec(ABC):
         )
         return Encoded(self.name, page_size, batch.runs, modes, segments, stats)
 
-    def _transform(
+    def _encode_against_mirror(
         self,
         pages: np.ndarray,
-        destination: DestinationMirror | None,
+        destination: DestinationMirror,
         batch: Batch,
         rows: np.ndarray | None,
     ) -> tuple[Any, slice | None]:
-        """Run the transform on ``pages`` (the batch's, or its ``rows``); return its result
-        and the mirror slots it was lent (``None``: none).
+        """A delta codec's transform of ``pages`` (the batch's, or its ``rows``) composed
+        with the stream's mirror (``DeltaCodec._encode_against``); return its result and
+        the mirror slots it was lent (``None``: none). A compressor's :meth:`encode_pages`
+        is called directly: it sees the pages only.
 
-        A compressor's :meth:`encode_pages` sees the pages only. A delta codec given a
-        destination mirror is composed with it (``DeltaCodec._encode_against``): the held
-        versions are read in the mirror's store where the mirror can lend them
+        The held versions are read in the mirror's store where the mirror can lend them
         (:meth:`DestinationMirror.lend`), which saves a copy of every page. The slots stay
-        lent until the batch is recorded in them (:meth:`DestinationMirror.sent`), or given
-        back if the transform fails."""
-        if destination is None or not self.reads_destination:
-            return self.encode_pages(pages), None
+        lent until the batch is recorded in them (:meth:`DestinationMirror.sent`), or are
+        given back if the transform fails."""
         indices = batch.page_indices if rows is None else batch.page_indices[rows]
         held, lent = destination.lend(indices)
         try:
