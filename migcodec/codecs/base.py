@@ -302,11 +302,13 @@ class Codec(ABC):
                     encoding = None
                 else:
                     encoding = _as_encoding(result)
-                    segments, modes = self._lay_out(encoding, block, None, page_size, live)
-                    payload_nbytes = nbytes_of(segments)
+                    segments, modes, payload_nbytes = self._lay_out(
+                        encoding, block, None, page_size, live
+                    )
             else:
                 modes = np.full(n, _ENCODED, dtype=np.uint8)
                 segments = ()
+                payload_nbytes = 0
                 encoding = None
                 if zero is None:  # a batch larger than the shared mode table, no zero page
                     zero = np.zeros(n, dtype=bool)
@@ -322,9 +324,10 @@ class Codec(ABC):
                     else:
                         result = self.encode_pages(data)
                     encoding = _as_encoding(result)
-                    segments, sub = self._lay_out(encoding, data, nonzero, page_size, False)
+                    segments, sub, payload_nbytes = self._lay_out(
+                        encoding, data, nonzero, page_size, False
+                    )
                     modes[nonzero] = sub
-                payload_nbytes = nbytes_of(segments)
         except BaseException:
             if lent is not None:
                 destination.give_back(lent)
@@ -384,9 +387,9 @@ class Codec(ABC):
         nonzero: np.ndarray | None,
         page_size: int,
         copy_raw: bool,
-    ) -> tuple[tuple, np.ndarray]:
-        """Payload segments for the non-zero pages (raw pages first, then the blob) and
-        their modes (a new array).
+    ) -> tuple[tuple, np.ndarray, int]:
+        """Payload segments for the non-zero pages (raw pages first, then the blob), their
+        modes (a new array) and the segments' size in bytes.
 
         Applies the raw fall-back: no encoding (``None``), or a blob not smaller than the
         pages it covers, sends those pages raw. ``copy_raw``: ``data`` views memory that may
@@ -394,25 +397,30 @@ class Codec(ABC):
         """
         n = data.shape[0]
         if encoding is None:
-            return _all_raw(data, copy_raw), np.full(n, _RAW, dtype=np.uint8)
+            return _all_raw(data, copy_raw), np.full(n, _RAW, dtype=np.uint8), data.nbytes
         blob, sub = encoding.blob, encoding.modes
-        parts = blob if type(blob) is tuple else (blob,)
-        blob_nbytes = len(blob) if type(blob) is bytes else nbytes_of(parts)
+        if type(blob) is tuple:
+            parts, blob_nbytes = blob, nbytes_of(blob)
+        else:
+            parts = (blob,)
+            blob_nbytes = len(blob) if type(blob) is bytes else memoryview(blob).nbytes
         if sub is None:
             if blob_nbytes < data.nbytes:
-                return parts, np.full(n, _ENCODED, dtype=np.uint8)
-            return _all_raw(data, copy_raw), np.full(n, _RAW, dtype=np.uint8)
+                return parts, np.full(n, _ENCODED, dtype=np.uint8), blob_nbytes
+            return _all_raw(data, copy_raw), np.full(n, _RAW, dtype=np.uint8), data.nbytes
         sub = np.asarray(sub, dtype=np.uint8)
         n_raw = sub.tobytes().count(_RAW_BYTE)  # one call; the mask only when it is needed
         n_encoded = n - n_raw
         if n_encoded and blob_nbytes >= n_encoded * page_size:
             # encoding did not pay: every non-zero page goes raw
-            return _all_raw(data, copy_raw), np.full(n, _RAW, dtype=np.uint8)
+            return _all_raw(data, copy_raw), np.full(n, _RAW, dtype=np.uint8), data.nbytes
         modes = sub.copy()  # the transform's array may be shared
         if not n_raw:
-            return (parts if blob_nbytes else ()), modes
+            return (parts if blob_nbytes else ()), modes, blob_nbytes
         raw = _all_raw(data, copy_raw) if n_raw == n else (data[sub == _RAW].reshape(-1),)
-        return ((*raw, *parts) if n_encoded and blob_nbytes else raw), modes
+        if n_encoded and blob_nbytes:
+            return (*raw, *parts), modes, n_raw * page_size + blob_nbytes
+        return raw, modes, n_raw * page_size
 
     def probe_path(self) -> CodecPath:
         """The path this instance's requests take when a request does not say

@@ -67,9 +67,9 @@ class Deltas(NamedTuple):
 
 
 def _parts(*buffers: Any) -> tuple:
-    """The blob's parts as byte views, sent back to back without joining them (a join
-    copied every delta once more); empty parts are left out."""
-    return tuple(memoryview(b).cast("B") for b in buffers if len(b))
+    """The blob's parts as bytes or byte views, sent back to back without joining them (a
+    join copied every delta once more); empty parts are left out."""
+    return tuple([b if type(b) is bytes else memoryview(b).cast("B") for b in buffers if len(b)])
 
 
 class DeltaCodec(Codec):
