@@ -16,6 +16,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -75,6 +76,8 @@ class _Sender(threading.Thread):
         self.drained = threading.Condition()
         self.submitted = 0
         self.done = 0
+        # frames queued so far (data and iteration ends): the next one's index in the stream
+        self.queued_frames = 0
         self.cpu_s = 0.0
 
     def run(self) -> None:
@@ -118,6 +121,10 @@ class _Sender(threading.Thread):
             codec_id = self.writer.codec_id(self.fallback)
             self.report.fallback_batches += 1
             reported = False
+            prepared = None
+        else:
+            # framed and checksummed by the engine (see MigrationSource._send_pages)
+            prepared = request.finished
         stats = encoded.stats
         model = getattr(self.writer.codecs[codec_id], "model", None)
         if stats.path == CodecPath.EMULATED and model is not None:
@@ -130,7 +137,10 @@ class _Sender(threading.Thread):
         if reported:
             self.chooser.report(codec_id, stats)
         if self.error is None:
-            self._guard(self.writer.write_batch, encoded, codec_id)
+            if prepared is not None and prepared.index == self.writer.frames:
+                self._guard(self.writer.write_prepared, prepared)
+            else:
+                self._guard(self.writer.write_batch, encoded, codec_id)
             name = encoded.codec
             self.report.pages_by_codec[name] = (
                 self.report.pages_by_codec.get(name, 0) + encoded.n_pages
@@ -202,7 +212,11 @@ class MigrationSource:
             )
         return self._engines[index]
 
-    def _send_pages(self, sender: _Sender, pages: np.ndarray, ticker: ProgressTicker) -> int:
+    def _send_pages(
+        self, sender: _Sender, pages: np.ndarray, ticker: ProgressTicker, snapshot: bool
+    ) -> int:
+        """Submit ``pages`` window by window and wait until all are framed. ``snapshot``:
+        engines copy each batch to a staging buffer first (memory may change under them)."""
         cfg = self.config
         batches = batch_runs(pages, cfg.max_batch_pages)
         for start in range(0, len(batches), cfg.window_batches):
@@ -218,11 +232,16 @@ class MigrationSource:
             if self._destination is not None:
                 self._destination.recording = self._teach and self.chooser.wants_teaching
             engines = self._engines_for(codec_id)
+            prepare = sender.writer.prepare_batch
             # a page is in one batch per iteration and iterations drain, so no batch encodes
             # a page before the mirror has heard of its previous send
             for batch in window:
-                request = engines.submit(batch, notify=False)
+                # the engine frames and checksums its batch too, in parallel with the others
+                # (the checksum is seeded with the frame's index: frames go out in order)
+                finish = partial(prepare, codec_id=codec_id, index=sender.queued_frames)
+                request = engines.submit(batch, notify=False, snapshot=snapshot, finish=finish)
                 sender.submitted += 1
+                sender.queued_frames += 1
                 sender.items.put((request, codec_id))
                 ticker.batch(batch.n_pages)
         sender.wait_drained()
@@ -362,8 +381,12 @@ class MigrationSource:
         # copying all of memory in the first would cost the engines a copy per page.
         self._teach = number > 0
         ticker.begin(number, int(pages.shape[0]), stop_and_copy)
-        sent = self._send_pages(sender, pages, ticker)  # drained: the counts below are whole
+        # memory that holds still (nothing writes it, or the guest is paused) is framed where
+        # it lies: a snapshot would only copy every page once more
+        still = self._still or (stop_and_copy and self.guest is not None)
+        sent = self._send_pages(sender, pages, ticker, not still)  # drained: counts are whole
         sender.items.put((_ITERATION_END, number, sent))
+        sender.queued_frames += 1
         record = IterationRecord(
             iteration=number,
             start_s=t0 - start,
