@@ -77,6 +77,9 @@ class _Sender(threading.Thread):
         self.drained = threading.Condition()
         self.submitted = 0
         self.done = 0
+        # the migration thread waits (wait_in_flight) until at most this many requests are
+        # in flight; -1: nobody waits, so finishing a request wakes nobody
+        self._wake_at = -1
         # frames queued so far (data and iteration ends): the next one's index in the stream
         self.queued_frames = 0
         self.cpu_s = 0.0
@@ -102,7 +105,8 @@ class _Sender(threading.Thread):
                 request.release()
                 with self.drained:
                     self.done += 1
-                    self.drained.notify_all()
+                    if self.submitted - self.done <= self._wake_at:
+                        self.drained.notify_all()
         self.cpu_s = time.thread_time() - cpu0
 
     def _guard(self, fn, *args) -> None:
@@ -148,9 +152,16 @@ class _Sender(threading.Thread):
             )
 
     def wait_drained(self) -> None:
+        self.wait_in_flight(0)
+
+    def wait_in_flight(self, limit: int) -> None:
+        """Wait until at most ``limit`` submitted requests are not framed yet (or the
+        sender died). The sender wakes this thread once, when that is so, not per frame."""
         with self.drained:
-            while self.done != self.submitted and self.is_alive():
+            self._wake_at = limit
+            while self.submitted - self.done > limit and self.is_alive():
                 self.drained.wait(0.5)
+            self._wake_at = -1
 
 
 class _Digest(threading.Thread):
@@ -237,6 +248,12 @@ class MigrationSource:
             # a page is in one batch per iteration and iterations drain, so no batch encodes
             # a page before the mirror has heard of its previous send
             for batch in window:
+                if not engines.pool.free_count():
+                    # every request is in flight: wait until half of them are framed, then
+                    # submit that many at once; waking up per freed request (and so the
+                    # engines and the sender, one request at a time) costs a thread switch
+                    # per frame each
+                    sender.wait_in_flight(engines.pool.size // 2)
                 # the engine frames and checksums its batch too, in parallel with the others
                 # (the checksum is seeded with the frame's index: frames go out in order)
                 finish = partial(prepare, codec_id=codec_id, index=sender.queued_frames)
