@@ -21,7 +21,14 @@ from functools import partial
 
 import numpy as np
 
-from migcodec.codecs import Batch, CodecEngines, CodecPath, DestinationMirror, get_codec
+from migcodec.codecs import (
+    Batch,
+    CodecEngines,
+    CodecKind,
+    CodecPath,
+    DestinationMirror,
+    get_codec,
+)
 from migcodec.codecs.mirror import DEFAULT_MIRROR_BYTES
 from migcodec.engine.chooser import CodecChooser
 from migcodec.engine.dirty import DirtyLog
@@ -83,6 +90,10 @@ class _Sender(threading.Thread):
         # frames queued so far (data and iteration ends): the next one's index in the stream
         self.queued_frames = 0
         self.cpu_s = 0.0
+        # batches encoded here (inline codecs): from a snapshot in this buffer while memory
+        # may change under them (set per iteration by the migration thread)
+        self.snapshot = True
+        self._staging: np.ndarray | None = None
 
     def run(self) -> None:
         cpu0 = time.thread_time()
@@ -96,13 +107,17 @@ class _Sender(threading.Thread):
                 continue
             request, codec_id = item
             try:
-                self._frame(request, codec_id)
+                if type(request) is Batch:
+                    self._frame_here(request, codec_id)
+                else:
+                    self._frame(request, codec_id)
             except BaseException as exc:  # never die: the migration thread waits on us
                 if self.error is None:
                     self.error = exc
             finally:
-                request.wait()  # an engine may still be writing the staging buffer
-                request.release()
+                if type(request) is not Batch:
+                    request.wait()  # an engine may still be writing the staging buffer
+                    request.release()
                 with self.drained:
                     self.done += 1
                     if self.submitted - self.done <= self._wake_at:
@@ -114,6 +129,20 @@ class _Sender(threading.Thread):
             fn(*args)
         except (OSError, WireError) as exc:
             self.error = exc
+
+    def _frame_here(self, batch: Batch, codec_id: int) -> None:
+        """Encode a batch of a codec that needs no engine (see ``MigrationSource.inline``)
+        in this thread, from a snapshot in the sender's own staging buffer unless memory
+        holds still (``self.snapshot``), and frame it."""
+        staging = None
+        if self.snapshot:
+            if self._staging is None:
+                shape = (self.writer.max_batch_pages, self.writer.page_size)
+                self._staging = np.empty(shape, dtype=np.uint8)
+            staging = self._staging
+        codec = self.writer.codecs[codec_id]
+        encoded = codec.encode(batch, staging, self.destination)
+        self._account(encoded, codec_id, codec_id < len(self.chooser.codecs), None)
 
     def _frame(self, request, codec_id: int) -> None:
         reported = codec_id < len(self.chooser.codecs)
@@ -130,6 +159,10 @@ class _Sender(threading.Thread):
         else:
             # framed and checksummed by the engine (see MigrationSource._send_pages)
             prepared = request.finished
+        self._account(encoded, codec_id, reported, prepared)
+
+    def _account(self, encoded, codec_id: int, reported: bool, prepared) -> None:
+        """Count an encoded batch in the report, tell the chooser, and write its frame."""
         stats = encoded.stats
         model = getattr(self.writer.codecs[codec_id], "model", None)
         if stats.path == CodecPath.EMULATED and model is not None:
@@ -224,6 +257,24 @@ class MigrationSource:
             )
         return self._engines[index]
 
+    def _inline(self, codec_id: int) -> bool:
+        """Whether the sender encodes this codec's batches itself: a raw codec's encode is
+        no work beyond a copy, and handing each batch to an engine thread and back would
+        cost more thread switches and lock hand-offs than the encode itself."""
+        return self.chooser.codecs[codec_id].kind == CodecKind.RAW
+
+    def _queue_here(self, sender: _Sender, window, codec_id: int, ticker) -> None:
+        """Queue a window of batches for the sender to encode and frame (see
+        :meth:`_inline`), never more in flight than the engines' request pool would hold."""
+        limit = self.config.workers * self.config.depth
+        for batch in window:
+            if sender.submitted - sender.done >= limit:
+                sender.wait_in_flight(limit // 2)
+            sender.submitted += 1
+            sender.queued_frames += 1
+            sender.items.put((batch, codec_id))
+            ticker.batch(batch.n_pages)
+
     def _send_pages(
         self, sender: _Sender, pages: np.ndarray, ticker: ProgressTicker, snapshot: bool
     ) -> int:
@@ -243,6 +294,9 @@ class MigrationSource:
             codec_id = self.chooser.choose(window)
             if self._destination is not None:
                 self._destination.recording = self._teach and self.chooser.wants_teaching
+            if self._inline(codec_id):
+                self._queue_here(sender, window, codec_id, ticker)
+                continue
             engines = self._engines_for(codec_id)
             prepare = sender.writer.prepare_batch
             # a page is in one batch per iteration and iterations drain, so no batch encodes
@@ -402,6 +456,7 @@ class MigrationSource:
         # memory that holds still (nothing writes it, or the guest is paused) is framed where
         # it lies: a snapshot would only copy every page once more
         still = self._still or (stop_and_copy and self.guest is not None)
+        sender.snapshot = not still  # the sender is idle: the last iteration drained
         sent = self._send_pages(sender, pages, ticker, not still)  # drained: counts are whole
         sender.items.put((_ITERATION_END, number, sent))
         sender.queued_frames += 1
