@@ -8,10 +8,12 @@ twice, in an order that alternates from round to round:
 * ``socket``: a plain ``sendall`` loop, 64 pages a call, that the destination reads with
   ``recv_into`` straight into its memory: the most this socket can carry;
 * ``pipeline``: a migration by the reference engine (``MigrationSource`` with the ``raw``
-  codec, ``--workers`` engines, an unlimited link) of a guest that holds still, so one pass
-  and an empty stop-and-copy finish it, to ``receive_migration`` on the same connection.
-  Everything a migration does is in it: staging snapshots, frames and their checksums, the
-  destination's checks and decode, and the memory digests both sides compute at the end.
+  codec, which its sender encodes itself, ``--workers`` setting how many batches may be in
+  flight, an unlimited link) of a guest that holds still, so one pass and an empty
+  stop-and-copy finish it, to ``receive_migration`` on the same connection. Everything a
+  migration does is in it: frames and their checksums (memory that holds still needs no
+  staging snapshot), the destination's checks and decode, and the memory digests both
+  sides compute.
 
 Each destination memory is allocated once and reused (a guest's memory exists before it is
 migrated into), and both are checked against the source after every round. Times run from
@@ -120,7 +122,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--memory", default="256MiB")
     parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--workers", type=int, default=2, help="engines of the raw codec")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="MigrationConfig.workers: with depth, the batches in flight (the sender encodes raw)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     n_pages = parse_size(args.memory) // PAGE
@@ -148,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(
         f"{nbytes >> 20} MiB over loopback TCP, median of {args.rounds} interleaved rounds, "
-        f"raw codec on {args.workers} engines"
+        f"raw codec (encoded by the sender), workers={args.workers}"
     )
     print(f"  plain sendall loop    {result['socket_mb_s']:8.0f} MB/s")
     print(f"  migration pipeline    {result['pipeline_mb_s']:8.0f} MB/s")

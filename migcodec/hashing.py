@@ -33,3 +33,56 @@ def checksum(parts: Iterable, seed: int = 0) -> int:
 def memory_digest(memory: object) -> bytes:
     """xxh3-128 of all of ``memory`` (any buffer), as 16 bytes."""
     return xxhash.xxh3_128_digest(np.frombuffer(memory, dtype=np.uint8))
+
+
+class RunningDigest:
+    """:func:`memory_digest` of a buffer that is being written, hashed as it fills.
+
+    A receiver calls :meth:`advance` to hash the buffer's prefix up to a byte offset while
+    the bytes it just wrote there are still in cache, and :meth:`written` after writing
+    bytes, so that what was hashed of them before is hashed again; :meth:`digest` hashes
+    the rest and equals ``memory_digest(memory)`` of the buffer as it is then, whatever
+    the order of writes.
+
+    A rewind restarts from the last checkpoint at or below the written offset: the hash
+    state is kept every ``step`` bytes (at most ``max_checkpoints`` of them, a few hundred
+    bytes each), so it re-hashes less than ``step`` bytes before the write, not the prefix.
+
+    The hashing runs in the caller's thread. A thread of its own would take it off the
+    receiver's path only where a core is idle; a migration keeps both ends of the socket
+    busy, and handing every frame to another thread cost more than hashing it while hot.
+    """
+
+    MIN_STEP = 1 << 20
+
+    def __init__(self, memory: object, max_checkpoints: int = 1024) -> None:
+        self._flat = np.frombuffer(memory, dtype=np.uint8)
+        self._size = self._flat.size
+        self._step = max(self.MIN_STEP, -(-self._size // max_checkpoints))
+        self._hasher = xxhash.xxh3_128()
+        self._marks = [self._hasher.copy()]  # _marks[k]: the state after k * step bytes
+        self.hashed = 0  # bytes [0, hashed) are in the hash state
+
+    def written(self, offset: int) -> None:
+        """Bytes from ``offset`` on may have changed: forget their hash."""
+        if offset < self.hashed:
+            k = max(offset, 0) // self._step
+            self._hasher = self._marks[k].copy()
+            del self._marks[k + 1 :]
+            self.hashed = k * self._step
+
+    def advance(self, end: int) -> None:
+        """Hash the buffer up to byte ``end`` (bytes below ``hashed`` are not hashed again)."""
+        end = min(end, self._size)
+        step, flat = self._step, self._flat
+        while self.hashed < end:
+            stop = min(end, (self.hashed // step + 1) * step)
+            self._hasher.update(flat[self.hashed : stop])
+            self.hashed = stop
+            if stop % step == 0:
+                self._marks.append(self._hasher.copy())
+
+    def digest(self) -> bytes:
+        """The digest of the whole buffer as it is now (16 bytes)."""
+        self.advance(self._size)
+        return self._hasher.digest()

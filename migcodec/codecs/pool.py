@@ -21,7 +21,8 @@ import itertools
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -47,6 +48,9 @@ class Request:
         self.engine = -1
         self.encoded: Encoded | None = None
         self.error: BaseException | None = None
+        self.snapshot = True  # encode from a copy in ``staging`` (see CodecEngines.submit)
+        self.finish: Callable[[Encoded], Any] | None = None
+        self.finished: Any = None  # what ``finish`` made of the encoded batch
         self.generation = 0  # bumped on release: completions of an older use are stale
         # held while an engine owns the request: acquired when it leaves the pool, released
         # by the engine when it is done; waiting is acquiring it (and handing it back)
@@ -98,6 +102,8 @@ class Request:
         self._engines = None
         self.batch = None
         self.encoded = None
+        self.finish = None
+        self.finished = None
         self.error = None
         self._pool.release(self)
 
@@ -199,18 +205,39 @@ class CodecEngines:
             request, notify = request
             generation = request.generation
             try:
-                request.encoded = codec.encode(request.batch, request.staging, destination)
+                staging = request.staging if request.snapshot else None
+                request.encoded = codec.encode(request.batch, staging, destination)
+                if request.finish is not None:
+                    request.finished = request.finish(request.encoded)
             except BaseException as exc:  # delivered to the caller through the request
                 request.error = exc
             request._busy.release()
             if notify:  # an entry of an older use is stale by its generation (_collect)
                 completed.put((request, generation))
 
-    def submit(self, batch: Batch, timeout: float | None = None, notify: bool = True) -> Request:
+    def submit(
+        self,
+        batch: Batch,
+        timeout: float | None = None,
+        notify: bool = True,
+        snapshot: bool = True,
+        finish: Callable[[Encoded], Any] | None = None,
+    ) -> Request:
         """Queue ``batch`` on the next engine; blocks while every pooled request is busy.
 
         With ``notify=False`` the completion is not queued for ``poll``/``wait``: for a
         consumer that takes requests in submission order through ``result()``.
+
+        ``snapshot=False`` encodes the pages where they lie, without first copying them to
+        the request's staging buffer (raw pages in the result are then views of memory):
+        only for memory that cannot change until the result is consumed, such as a paused
+        guest or one nothing writes to (see :meth:`Codec.encode`).
+
+        ``finish`` runs in the engine thread on the encoded batch, and what it returns is
+        the request's ``finished``: work on the result that the consumer would otherwise
+        do in its own thread, one request at a time (a sender frames and checksums it),
+        done on the engines in parallel instead. If it raises, the request fails as if
+        encoding had.
         """
         if self._closed:
             raise CodecError("engines are closed")
@@ -221,6 +248,8 @@ class CodecEngines:
             )
         request = self.pool.acquire(timeout)
         request.batch = batch
+        request.snapshot = snapshot
+        request.finish = finish
         request.sequence = next(self._sequence)
         request.engine = next(self._next_engine)
         request._engines = self

@@ -27,9 +27,8 @@ class PacedSocket:
 
     def write_parts(self, parts) -> None:
         """A whole frame in one token-bucket step and one ``sendmsg``."""
-        nbytes = sum(memoryview(p).nbytes for p in parts)
         if self.rate:
-            self._wait_for(nbytes)
+            self._wait_for(sum(memoryview(p).nbytes for p in parts))
         send_all_parts(self.sock, parts)
 
     def _wait_for(self, nbytes: int) -> None:

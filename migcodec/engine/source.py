@@ -2,11 +2,12 @@
 
 The calling thread is the migration thread: it drains the dirty log, cuts dirty pages into
 multi-page batches, asks the chooser for a codec per window and submits batches to that
-codec's engines. A sender thread takes requests in submission order, waits for each, and
-frames it onto the link (the seed talk's split between the migration thread and the
-device-polling thread). Frames go out in submission order and each iteration is drained
-before the next starts, so a page sent twice always arrives newest last and delta caches
-see pages in order.
+codec's engines, which also build each batch's frame (header and checksum, in parallel). A
+sender thread takes requests in submission order, waits for each, and writes its frame onto
+the link (the seed talk's split between the migration thread and the device-polling
+thread). Frames go out in submission order and each iteration is drained before the next
+starts, so a page sent twice always arrives newest last and delta caches see pages in
+order.
 """
 
 from __future__ import annotations
@@ -16,10 +17,18 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
-from migcodec.codecs import Batch, CodecEngines, CodecPath, DestinationMirror, get_codec
+from migcodec.codecs import (
+    Batch,
+    CodecEngines,
+    CodecKind,
+    CodecPath,
+    DestinationMirror,
+    get_codec,
+)
 from migcodec.codecs.mirror import DEFAULT_MIRROR_BYTES
 from migcodec.engine.chooser import CodecChooser
 from migcodec.engine.dirty import DirtyLog
@@ -75,7 +84,16 @@ class _Sender(threading.Thread):
         self.drained = threading.Condition()
         self.submitted = 0
         self.done = 0
+        # the migration thread waits (wait_in_flight) until at most this many requests are
+        # in flight; -1: nobody waits, so finishing a request wakes nobody
+        self._wake_at = -1
+        # frames queued so far (data and iteration ends): the next one's index in the stream
+        self.queued_frames = 0
         self.cpu_s = 0.0
+        # batches encoded here (inline codecs): from a snapshot in this buffer while memory
+        # may change under them (set per iteration by the migration thread)
+        self.snapshot = True
+        self._staging: np.ndarray | None = None
 
     def run(self) -> None:
         cpu0 = time.thread_time()
@@ -89,16 +107,21 @@ class _Sender(threading.Thread):
                 continue
             request, codec_id = item
             try:
-                self._frame(request, codec_id)
+                if type(request) is Batch:
+                    self._frame_here(request, codec_id)
+                else:
+                    self._frame(request, codec_id)
             except BaseException as exc:  # never die: the migration thread waits on us
                 if self.error is None:
                     self.error = exc
             finally:
-                request.wait()  # an engine may still be writing the staging buffer
-                request.release()
+                if type(request) is not Batch:
+                    request.wait()  # an engine may still be writing the staging buffer
+                    request.release()
                 with self.drained:
                     self.done += 1
-                    self.drained.notify_all()
+                    if self.submitted - self.done <= self._wake_at:
+                        self.drained.notify_all()
         self.cpu_s = time.thread_time() - cpu0
 
     def _guard(self, fn, *args) -> None:
@@ -106,6 +129,20 @@ class _Sender(threading.Thread):
             fn(*args)
         except (OSError, WireError) as exc:
             self.error = exc
+
+    def _frame_here(self, batch: Batch, codec_id: int) -> None:
+        """Encode a batch of a codec that needs no engine (see ``MigrationSource.inline``)
+        in this thread, from a snapshot in the sender's own staging buffer unless memory
+        holds still (``self.snapshot``), and frame it."""
+        staging = None
+        if self.snapshot:
+            if self._staging is None:
+                shape = (self.writer.max_batch_pages, self.writer.page_size)
+                self._staging = np.empty(shape, dtype=np.uint8)
+            staging = self._staging
+        codec = self.writer.codecs[codec_id]
+        encoded = codec.encode(batch, staging, self.destination)
+        self._account(encoded, codec_id, codec_id < len(self.chooser.codecs), None)
 
     def _frame(self, request, codec_id: int) -> None:
         reported = codec_id < len(self.chooser.codecs)
@@ -118,6 +155,14 @@ class _Sender(threading.Thread):
             codec_id = self.writer.codec_id(self.fallback)
             self.report.fallback_batches += 1
             reported = False
+            prepared = None
+        else:
+            # framed and checksummed by the engine (see MigrationSource._send_pages)
+            prepared = request.finished
+        self._account(encoded, codec_id, reported, prepared)
+
+    def _account(self, encoded, codec_id: int, reported: bool, prepared) -> None:
+        """Count an encoded batch in the report, tell the chooser, and write its frame."""
         stats = encoded.stats
         model = getattr(self.writer.codecs[codec_id], "model", None)
         if stats.path == CodecPath.EMULATED and model is not None:
@@ -130,16 +175,26 @@ class _Sender(threading.Thread):
         if reported:
             self.chooser.report(codec_id, stats)
         if self.error is None:
-            self._guard(self.writer.write_batch, encoded, codec_id)
+            if prepared is not None and prepared.index == self.writer.frames:
+                self._guard(self.writer.write_prepared, prepared)
+            else:
+                self._guard(self.writer.write_batch, encoded, codec_id)
             name = encoded.codec
             self.report.pages_by_codec[name] = (
                 self.report.pages_by_codec.get(name, 0) + encoded.n_pages
             )
 
     def wait_drained(self) -> None:
+        self.wait_in_flight(0)
+
+    def wait_in_flight(self, limit: int) -> None:
+        """Wait until at most ``limit`` submitted requests are not framed yet (or the
+        sender died). The sender wakes this thread once, when that is so, not per frame."""
         with self.drained:
-            while self.done != self.submitted and self.is_alive():
+            self._wake_at = limit
+            while self.submitted - self.done > limit and self.is_alive():
                 self.drained.wait(0.5)
+            self._wake_at = -1
 
 
 class _Digest(threading.Thread):
@@ -202,7 +257,29 @@ class MigrationSource:
             )
         return self._engines[index]
 
-    def _send_pages(self, sender: _Sender, pages: np.ndarray, ticker: ProgressTicker) -> int:
+    def _inline(self, codec_id: int) -> bool:
+        """Whether the sender encodes this codec's batches itself: a raw codec's encode is
+        no work beyond a copy, and handing each batch to an engine thread and back would
+        cost more thread switches and lock hand-offs than the encode itself."""
+        return self.chooser.codecs[codec_id].kind == CodecKind.RAW
+
+    def _queue_here(self, sender: _Sender, window, codec_id: int, ticker) -> None:
+        """Queue a window of batches for the sender to encode and frame (see
+        :meth:`_inline`), never more in flight than the engines' request pool would hold."""
+        limit = self.config.workers * self.config.depth
+        for batch in window:
+            if sender.submitted - sender.done >= limit:
+                sender.wait_in_flight(limit // 2)
+            sender.submitted += 1
+            sender.queued_frames += 1
+            sender.items.put((batch, codec_id))
+            ticker.batch(batch.n_pages)
+
+    def _send_pages(
+        self, sender: _Sender, pages: np.ndarray, ticker: ProgressTicker, snapshot: bool
+    ) -> int:
+        """Submit ``pages`` window by window and wait until all are framed. ``snapshot``:
+        engines copy each batch to a staging buffer first (memory may change under them)."""
         cfg = self.config
         batches = batch_runs(pages, cfg.max_batch_pages)
         for start in range(0, len(batches), cfg.window_batches):
@@ -217,12 +294,26 @@ class MigrationSource:
             codec_id = self.chooser.choose(window)
             if self._destination is not None:
                 self._destination.recording = self._teach and self.chooser.wants_teaching
+            if self._inline(codec_id):
+                self._queue_here(sender, window, codec_id, ticker)
+                continue
             engines = self._engines_for(codec_id)
+            prepare = sender.writer.prepare_batch
             # a page is in one batch per iteration and iterations drain, so no batch encodes
             # a page before the mirror has heard of its previous send
             for batch in window:
-                request = engines.submit(batch, notify=False)
+                if not engines.pool.free_count():
+                    # every request is in flight: wait until half of them are framed, then
+                    # submit that many at once; waking up per freed request (and so the
+                    # engines and the sender, one request at a time) costs a thread switch
+                    # per frame each
+                    sender.wait_in_flight(engines.pool.size // 2)
+                # the engine frames and checksums its batch too, in parallel with the others
+                # (the checksum is seeded with the frame's index: frames go out in order)
+                finish = partial(prepare, codec_id=codec_id, index=sender.queued_frames)
+                request = engines.submit(batch, notify=False, snapshot=snapshot, finish=finish)
                 sender.submitted += 1
+                sender.queued_frames += 1
                 sender.items.put((request, codec_id))
                 ticker.batch(batch.n_pages)
         sender.wait_drained()
@@ -362,8 +453,13 @@ class MigrationSource:
         # copying all of memory in the first would cost the engines a copy per page.
         self._teach = number > 0
         ticker.begin(number, int(pages.shape[0]), stop_and_copy)
-        sent = self._send_pages(sender, pages, ticker)  # drained: the counts below are whole
+        # memory that holds still (nothing writes it, or the guest is paused) is framed where
+        # it lies: a snapshot would only copy every page once more
+        still = self._still or (stop_and_copy and self.guest is not None)
+        sender.snapshot = not still  # the sender is idle: the last iteration drained
+        sent = self._send_pages(sender, pages, ticker, not still)  # drained: counts are whole
         sender.items.put((_ITERATION_END, number, sent))
+        sender.queued_frames += 1
         record = IterationRecord(
             iteration=number,
             start_s=t0 - start,

@@ -47,6 +47,8 @@ PREAMBLE_FIXED = struct.Struct("<8sHHIQHH")
 CODEC_ENTRY = struct.Struct("<BBH")
 CHECKSUM = struct.Struct("<Q")
 FRAME_HEADER = struct.Struct("<2sBBHHIIQ")
+#: the header without its checksum: the 16 bytes the checksum covers
+FRAME_HEAD = struct.Struct("<2sBBHHII")
 FRAME_MAGIC = b"MF"
 RUN = struct.Struct("<QI")
 RUN_DTYPE = [("first", "<u8"), ("count", "<u4")]

@@ -84,13 +84,16 @@ class TimedSocket(socket.socket):
 
 def send_all_parts(sock: socket.socket, parts: Sequence) -> None:
     """``sendall`` for a list of buffers: one ``sendmsg`` per frame where the kernel takes it."""
-    views = [memoryview(p).cast("B") for p in parts if memoryview(p).nbytes]
-    while views:
+    views = [memoryview(p).cast("B") for p in parts]
+    remaining = sum(view.nbytes for view in views)
+    while remaining:
         sent = sock.sendmsg(views)
-        while views and sent >= views[0].nbytes:
-            sent -= views[0].nbytes
-            views.pop(0)
-        if views and sent:
+        remaining -= sent
+        if not remaining:  # usually after the first call: the kernel took the whole frame
+            return
+        while sent >= views[0].nbytes:  # drop what went out (and empty parts)
+            sent -= views.pop(0).nbytes
+        if sent:
             views[0] = views[0][sent:]
 
 

@@ -26,7 +26,7 @@ from migcodec.codecs import (
 )
 from migcodec.codecs.batch import check_run, check_runs
 from migcodec.codecs.encoded import MAX_PAGE_MODE
-from migcodec.hashing import checksum, memory_digest
+from migcodec.hashing import RunningDigest, checksum
 from migcodec.wire import format as fmt
 from migcodec.wire.errors import (
     ChecksumMismatch,
@@ -337,8 +337,11 @@ class FrameReader:
 
     def apply(self, frame: Frame, memory: object) -> None:
         """Decode a data frame into destination memory (only the pages it names)."""
+        self._decode(frame, self._view(memory))
+
+    def _decode(self, frame: Frame, view: np.ndarray) -> None:
+        """:meth:`apply` into memory already checked by :meth:`_view`."""
         codec = self.codecs[frame.codec_id]
-        view = self._view(memory)
         try:
             codec.decode_checked(frame.encoded, view)  # _parse_data checked runs and modes
         except (DecodeError, InvalidBatch, CodecError) as exc:
@@ -366,21 +369,27 @@ class FrameReader:
         must check it (:func:`~migcodec.engine.destination.receive_migration` refuses such
         a stream)."""
         view = self._view(memory)
+        # the digest is hashed as pages arrive, while they are in cache (see _follow)
+        running = RunningDigest(view) if verify_digest else None
+        return self._receive(view, running)
+
+    def _receive(self, view: np.ndarray, running: RunningDigest | None) -> StreamSummary:
         summary = StreamSummary()
         for frame in self:
             summary.frames += 1
             if frame.type == fmt.FrameType.DATA:
-                self.apply(frame, view)
+                self._decode(frame, view)
                 summary.data_frames += 1
-                summary.pages += frame.encoded.n_pages
+                n_pages = frame.encoded.n_pages
+                summary.pages += n_pages
                 name = self.codecs[frame.codec_id].name
-                summary.pages_by_codec[name] = (
-                    summary.pages_by_codec.get(name, 0) + frame.encoded.n_pages
-                )
+                summary.pages_by_codec[name] = summary.pages_by_codec.get(name, 0) + n_pages
+                if running is not None:
+                    self._follow(running, frame.encoded.runs, summary.iterations == 0)
             elif frame.type == fmt.FrameType.END_ITERATION:
                 summary.iterations += 1
             elif frame.type == fmt.FrameType.END_STREAM:
-                self._verify_end(frame, summary, view, verify_digest)
+                self._verify_end(frame, summary, running)
         if self._source.pending():
             raise TrailingData(
                 "bytes follow the end-of-stream frame; a stream ends with that frame, so this "
@@ -391,7 +400,26 @@ class FrameReader:
         summary.bytes_read = self.offset
         return summary
 
-    def _verify_end(self, frame, summary, view, verify_digest) -> None:
+    def _follow(self, running: RunningDigest, runs: np.ndarray, first_pass: bool) -> None:
+        """Keep the running digest true to memory after a frame wrote ``runs``.
+
+        Pages written below what is hashed are hashed again (from a checkpoint before
+        them). In the first pass, a frame that continues the hashed prefix is hashed at
+        once: a migration's first pass sends memory in order, so the digest is ready when
+        the stream ends instead of reading all of memory then. Later passes only rewind:
+        they resend pages from all over memory, and hashing ahead there could hash memory
+        once per pass; what they leave is hashed once, at the end."""
+        page_size = self.page_size
+        if runs.shape[0] == 1:
+            first, count = runs[0].tolist()
+        else:
+            first, count = int(runs[:, 0].min()), 0
+        low = first * page_size
+        running.written(low)
+        if first_pass and count and low == running.hashed:
+            running.advance(low + count * page_size)
+
+    def _verify_end(self, frame, summary, running: RunningDigest | None) -> None:
         if frame.pages != summary.pages or frame.frames != frame.index:
             raise DigestMismatch(
                 f"sender reports {frame.pages} pages in {frame.frames} frames; received "
@@ -399,8 +427,8 @@ class FrameReader:
                 frame.index,
                 frame.offset,
             )
-        if frame.digest is not None and verify_digest:
-            if memory_digest(view) != frame.digest:
+        if frame.digest is not None and running is not None:
+            if running.digest() != frame.digest:
                 raise DigestMismatch(
                     "destination memory digest differs from the source's",
                     frame.index,

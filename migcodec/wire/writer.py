@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -13,6 +14,42 @@ from migcodec.wire import format as fmt
 from migcodec.wire.handshake import read_reply
 from migcodec.wire.io import Sink
 from migcodec.wire.preamble import Preamble, validate_geometry
+
+_RUN_DTYPE = np.dtype(fmt.RUN_DTYPE)
+
+
+@dataclass(slots=True)
+class PreparedFrame:
+    """A frame ready to send: ``parts`` (header first) of ``nbytes`` in all, checksummed
+    as frame number ``index`` of its stream."""
+
+    index: int
+    parts: list
+    nbytes: int
+    n_pages: int = 0
+
+
+def _build(
+    index: int,
+    ftype: int,
+    payload: Sequence,
+    codec_id: int,
+    flags: int,
+    run_count: int,
+    page_count: int,
+    prefix: Sequence,
+) -> PreparedFrame:
+    """Header (with the checksum seeded by ``index``), ``prefix``, then ``payload``."""
+    payload_len = 0
+    for part in payload:
+        payload_len += part.nbytes if type(part) is np.ndarray else memoryview(part).nbytes
+    head = fmt.FRAME_HEAD.pack(
+        fmt.FRAME_MAGIC, ftype, codec_id, flags, run_count, page_count, payload_len
+    )
+    body = [*prefix, *payload]
+    header = head + fmt.CHECKSUM.pack(checksum([head, *body], seed=index))
+    size = fmt.FRAME_HEADER.size + payload_len + sum(len(part) for part in prefix)
+    return PreparedFrame(index, [header, *body], size)
 
 
 class FrameWriter:
@@ -88,45 +125,71 @@ class FrameWriter:
         prefix: Sequence = (),
     ) -> int:
         """Write one frame: header, ``prefix`` (runs and modes), then ``payload``."""
-        payload_len = sum(memoryview(p).nbytes for p in payload)
-        head = fmt.FRAME_HEADER.pack(
-            fmt.FRAME_MAGIC, ftype, codec_id, flags, run_count, page_count, payload_len, 0
-        )[:16]
-        body = [*prefix, *payload]
-        header = head + fmt.CHECKSUM.pack(checksum([head, *body], seed=self.frames))
-        self._sink.write_parts([header, *body])
-        size = len(header) + sum(memoryview(p).nbytes for p in prefix) + payload_len
+        frame = _build(self.frames, ftype, payload, codec_id, flags, run_count, page_count, prefix)
+        return self._send(frame)
+
+    def _send(self, frame: PreparedFrame) -> int:
+        self._sink.write_parts(frame.parts)
         self.frames += 1
-        self.bytes_written += size
+        self.bytes_written += frame.nbytes
+        return frame.nbytes
+
+    def prepare_batch(self, encoded: Encoded, codec_id: int, index: int) -> PreparedFrame:
+        """The frame of one encoded batch, to go out as frame number ``index``: header,
+        checksum and parts, built without touching the writer's state, so any thread may
+        build frames ahead (an engine, right after encoding) while another writes them
+        (:meth:`write_prepared`). The parts view ``encoded``'s buffers."""
+        if encoded.page_size != self.page_size:
+            raise ValueError(
+                f"batch of {encoded.page_size}-byte pages in a {self.page_size}-byte stream"
+            )
+        modes = encoded.modes
+        n_pages = modes.shape[0]
+        if not 0 < n_pages <= self.max_batch_pages:
+            raise ValueError(
+                f"batch of {n_pages} pages; the stream allows 1..{self.max_batch_pages}"
+            )
+        if codec_id not in self.codecs:
+            raise KeyError(f"codec id {codec_id} is not in this stream's codec table")
+        runs = encoded.runs
+        if runs.shape[0] == 1:
+            first, count = runs[0].tolist()
+            run_bytes = fmt.RUN.pack(first, count)
+        else:
+            wire_runs = np.empty(runs.shape[0], dtype=_RUN_DTYPE)
+            wire_runs["first"] = runs[:, 0]
+            wire_runs["count"] = runs[:, 1]
+            run_bytes = wire_runs.view(np.uint8)  # a byte view: no copy
+        if modes.dtype != np.uint8 or not modes.flags.c_contiguous:
+            modes = np.ascontiguousarray(modes, dtype=np.uint8)
+        frame = _build(
+            index,
+            fmt.FrameType.DATA,
+            encoded.segments,
+            codec_id,
+            0,
+            runs.shape[0],
+            n_pages,
+            (run_bytes, modes),
+        )
+        frame.n_pages = n_pages
+        return frame
+
+    def write_prepared(self, frame: PreparedFrame) -> int:
+        """Write a frame from :meth:`prepare_batch`; returns the bytes written. A frame
+        built for another position in the stream is refused: its checksum, seeded with
+        its index, would fail at the destination."""
+        if frame.index != self.frames:
+            raise ValueError(f"frame prepared as number {frame.index}, written as {self.frames}")
+        size = self._send(frame)
+        self.pages_sent += frame.n_pages
         return size
 
     def write_batch(self, encoded: Encoded, codec_id: int | None = None) -> int:
         """Frame one encoded batch; returns the bytes written."""
         if codec_id is None:
             codec_id = self.codec_id(encoded.codec)
-        if encoded.page_size != self.page_size:
-            raise ValueError(
-                f"batch of {encoded.page_size}-byte pages in a {self.page_size}-byte stream"
-            )
-        if not 0 < encoded.n_pages <= self.max_batch_pages:
-            raise ValueError(
-                f"batch of {encoded.n_pages} pages; the stream allows 1..{self.max_batch_pages}"
-            )
-        runs = np.empty(encoded.runs.shape[0], dtype=fmt.RUN_DTYPE)
-        runs["first"] = encoded.runs[:, 0]
-        runs["count"] = encoded.runs[:, 1]
-        modes = np.ascontiguousarray(encoded.modes, dtype=np.uint8)
-        size = self._frame(
-            fmt.FrameType.DATA,
-            encoded.segments,
-            codec_id,
-            0,
-            runs.shape[0],
-            encoded.n_pages,
-            prefix=[runs.view(np.uint8), modes],  # byte views: no copies
-        )
-        self.pages_sent += encoded.n_pages
-        return size
+        return self.write_prepared(self.prepare_batch(encoded, codec_id, self.frames))
 
     def end_iteration(self, iteration: int, pages: int) -> int:
         return self._frame(fmt.FrameType.END_ITERATION, [fmt.END_ITERATION.pack(iteration, pages)])

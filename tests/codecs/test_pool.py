@@ -333,3 +333,40 @@ def test_releasing_a_request_twice_is_refused():
         with pytest.raises(CodecError, match=r"request 0 was already released"):
             request.release()
         assert engines.pool.free_count() == 2
+
+
+def test_without_a_snapshot_raw_pages_are_views_of_memory_that_round_trip():
+    """``snapshot=False`` (memory that holds still) frames pages where they lie: no copy
+    into the staging buffer, and the same bytes."""
+    memory = generate_pages("memcached", 64, 1)
+    memory[memory.sum(axis=1) == 0, 0] = 1  # no zero page: every page goes raw
+    with CodecEngines(get_codec("raw"), engines=2) as engines:
+        request = engines.submit(Batch(memory, [(8, 16)]), snapshot=False)
+        with request:
+            encoded = request.result(timeout=10)
+            (segment,) = encoded.segments
+            assert np.shares_memory(segment, memory)
+            assert not np.shares_memory(segment, request.staging)
+            assert bytes(segment) == memory[8:24].tobytes()
+        request = engines.submit(Batch(memory, [(8, 16)]))  # the default: a snapshot
+        with request:
+            (segment,) = request.result(timeout=10).segments
+            assert not np.shares_memory(segment, memory)
+            assert bytes(segment) == memory[8:24].tobytes()
+
+
+def test_finish_runs_on_the_encoded_batch_and_its_failure_fails_the_request():
+    memory = np.ones((8, PAGE), np.uint8)
+    with CodecEngines(get_codec("lz4"), engines=1) as engines:
+        request = engines.submit(Batch(memory, [(0, 8)]), finish=lambda e: ("done", e.n_pages))
+        with request:
+            request.result(timeout=10)
+            assert request.finished == ("done", 8)
+        assert request.finished is None  # a released request forgets it
+
+        def refuse(encoded):
+            raise ValueError("no frame for this batch")
+
+        request = engines.submit(Batch(memory, [(0, 8)]), finish=refuse)
+        with request, pytest.raises(ValueError, match="no frame for this batch"):
+            request.result(timeout=10)

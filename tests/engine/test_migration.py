@@ -24,6 +24,7 @@ from migcodec.engine import source as source_module
 from migcodec.engine.runs import batch_runs
 from migcodec.engine.source import _Sender
 from migcodec.wire import CodecMissing, FrameReader, WireError
+from migcodec.wire.handshake import send_reply
 
 MiB = 1 << 20
 
@@ -346,3 +347,40 @@ def test_guest_bytes_sent_follows_the_pages_sent_and_stays_in_the_json():
     assert report.guest_bytes_sent == 40960
     assert report.as_dict()["guest_bytes_sent"] == 40960
     assert report.ratio == 2.0
+
+
+@pytest.mark.parametrize("guest", [False, True])
+def test_raw_batches_are_encoded_by_the_sender_without_engines(monkeypatch, guest):
+    """The raw codec needs no engine: the sender encodes its batches, from memory where it
+    lies when nothing can write it (no guest), from a snapshot otherwise; either way the
+    destination ends with the source's memory, verified by its digest."""
+
+    def no_engines(*args, **kwargs):
+        raise AssertionError("the raw codec was handed to engines")
+
+    monkeypatch.setattr(source_module, "CodecEngines", no_engines)
+    memory = np.random.default_rng(5).integers(0, 256, (1024, 4096), dtype=np.uint8)
+    memory[::7] = 0  # zero pages travel as markers
+    config = MigrationConfig(link_rate=None)
+    if guest:
+        source = _source(1024, "raw")
+        memory = source.memory
+    else:
+        source = MigrationSource(memory, FixedChooser(get_codec("raw")), config)
+    src, dst = socket.socketpair()
+    received = {}
+
+    def destination():
+        received["memory"] = np.zeros_like(memory)
+        FrameReader(dst, reply_to=dst).receive(received["memory"])
+        send_reply(dst, True, "memory verified")
+
+    thread = threading.Thread(target=destination)
+    thread.start()
+    report = source.migrate(src)
+    thread.join(timeout=20)
+    src.close()
+    dst.close()
+    assert report.succeeded and report.verified, report.error
+    np.testing.assert_array_equal(received["memory"], memory)
+    assert report.pages_by_codec == {"raw": report.pages_sent}
