@@ -1,7 +1,7 @@
 """A batch: runs of pages over guest memory, the unit of one codec request.
 
 Runs are ``(first_page, n_pages)`` pairs and need not be adjacent, so one request can
-gather pages from all over guest memory (the seed talk's scatter-gather multi-page request).
+gather pages from all over guest memory (a scatter-gather multi-page request).
 Validation is vectorised; page indices are expanded once and cached.
 """
 

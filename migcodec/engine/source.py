@@ -4,7 +4,7 @@ The calling thread is the migration thread: it drains the dirty log, cuts dirty 
 multi-page batches, asks the chooser for a codec per window and submits batches to that
 codec's engines, which also build each batch's frame (header and checksum, in parallel). A
 sender thread takes requests in submission order, waits for each, and writes its frame onto
-the link (the seed talk's split between the migration thread and the device-polling
+the link (the split between a migration thread and a device-polling
 thread). Frames go out in submission order and each iteration is drained before the next
 starts, so a page sent twice always arrives newest last and delta caches see pages in
 order.

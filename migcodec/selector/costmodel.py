@@ -31,8 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-from migcodec.codecs import Batch, Codec, DestinationMirror
+from migcodec import __version__
+from migcodec.codecs import Batch, Codec, DestinationMirror, delta_kernels
 from migcodec.codecs.base import RUN_BYTES
+from migcodec.codecs.changes import CHANGE_SCAN
 from migcodec.codecs.zero import zero_page_rows
 from migcodec.datasets import generate_pages
 
@@ -164,7 +166,9 @@ class CostModel:
 
 
 def machine_identity() -> dict:
-    """What makes timings of one machine comparable: CPU, cores, Python and numpy."""
+    """What makes timings of one machine comparable: CPU, cores, Python, numpy, and the
+    code timed: migcodec's version and whether its C kernels are built (a new version or a
+    first build with a compiler calibrates again instead of reusing slower timings)."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -180,6 +184,11 @@ def machine_identity() -> dict:
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "numpy": np.__version__,
+        "migcodec": __version__,
+        "kernels": {
+            "pagescan": CHANGE_SCAN == "C extension",
+            "deltas": delta_kernels.native is not None,
+        },
     }
 
 

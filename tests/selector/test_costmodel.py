@@ -89,3 +89,19 @@ def test_a_modelled_table_replaces_every_time_and_is_the_same_every_time():
     cheap = MODEL.arms[FEATURES_LABEL]
     assert first.cheap_s[1] == pytest.approx(cheap.per_call + cheap.per_page[0] * 32)
     assert table.costs() == [MODEL.arms["raw"], MODEL.arms["lz4"]]
+
+
+def test_a_calibration_is_kept_per_version_and_per_kernel_build(monkeypatch, tmp_path):
+    import migcodec.selector.costmodel as costmodel
+    from migcodec.codecs import delta_kernels
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    built = costmodel.default_path(4096, 64)
+    assert built.parent == tmp_path / "migcodec"
+    assert costmodel.default_path(4096, 64) == built  # the same code: the same file
+    monkeypatch.setattr(delta_kernels, "native", None)
+    assert costmodel.default_path(4096, 64) != built  # numpy kernels time differently
+    monkeypatch.undo()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(costmodel, "__version__", "99.0")
+    assert costmodel.default_path(4096, 64) != built  # another version: calibrated again

@@ -53,7 +53,7 @@ _RAW, _ENCODED = np.uint8(PageMode.RAW), np.uint8(PageMode.ENCODED)
 class QplDevice:
     """QPL jobs of one codec instance: per-page hardware jobs and one software job.
 
-    Jobs are allocated once and reused (the request cache of the seed talk); hardware jobs
+    Jobs are allocated once and reused (a request cache); hardware jobs
     grow to the largest request seen.
     """
 

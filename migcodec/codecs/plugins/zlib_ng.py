@@ -1,4 +1,4 @@
-"""``zlib-ng``: DEFLATE through zlib-ng, the CPU baseline of the seed talk (zlib level 1)."""
+"""``zlib-ng``: DEFLATE through zlib-ng, the usual CPU baseline for migration (zlib level 1)."""
 
 from __future__ import annotations
 
