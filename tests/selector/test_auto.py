@@ -140,7 +140,7 @@ def test_rereading_features_costs_at_most_upkeep_of_the_time_played_without_them
 
 def test_the_default_configuration_is_reported_as_plain_auto():
     assert parse_policy("auto").label == "auto"
-    assert parse_policy("auto:drift=0.2").label == "auto(drift=0.2)"
+    assert parse_policy("auto:drift=0.3").label == "auto(drift=0.3)"
 
 
 @given(

@@ -147,14 +147,14 @@ class Auto(Policy):
 
     def __init__(
         self,
-        drift: float = 0.1,
+        drift: float = 0.2,
         change: float = 0.5,
         arm_drift: float = 0.02,
         probe_noise: float = 0.6,
-        value: float = 0.5,
+        value: float = 2.0,
         learn: float = 0.3,
-        upkeep: float = 0.1,
-        negligible: float = 0.01,
+        upkeep: float = 0.05,
+        negligible: float = 0.003,
         batch_pages: int = 64,
     ) -> None:
         if min(drift, change, arm_drift, probe_noise, value) < 0 or not 0 < learn <= 1:
