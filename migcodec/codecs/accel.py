@@ -64,14 +64,14 @@ class AcceleratorCodec(Codec):
     """Base of plugins with a device path: a vendor handle opened on first use, per-path
     counters, and :meth:`_ran`, which a transform returns its result through.
 
-    The vendor handle (a session, jobs, their buffers) is used by one request at a time:
-    the transform and the decoder hold :attr:`_lock` while they use it.
+    The vendor handle (the library's state, its jobs and their buffers) serves one request at
+    a time: the transform and the decoder hold :attr:`_lock` while they use it.
     """
 
     #: which :mod:`device_model` entry models the device
     device: ClassVar[str]
 
-    #: what the vendor library raises when its session or jobs cannot be set up
+    #: what the vendor library raises when its state or jobs cannot be set up
     vendor_error: ClassVar[type[Exception]]
     #: what is being set up, for "could not be set up" reasons ("QATzip session")
     vendor_setup: ClassVar[str]
@@ -79,7 +79,7 @@ class AcceleratorCodec(Codec):
     def __init__(self) -> None:
         self.counters = PathCounters()
         self._lock = threading.Lock()
-        self._handle = None  # the vendor session or jobs, once opened; None: emulated
+        self._handle = None  # the vendor's state or jobs, once opened; None: emulated
         self._opened = False
         self.path_reason = ""
 

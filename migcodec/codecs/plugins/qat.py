@@ -137,11 +137,11 @@ class QatCodec(AcceleratorCodec):
         emulated = f"zlib-ng writes the same gzip format; device time {LABEL}"
         return accelerator_probe(lookup, qat_devices(), "QATzip", "QAT device", emulated)
 
-    # -- session ---------------------------------------------------------------------
+    # -- the vendor's handle -----------------------------------------------------------
     def _open_vendor(self, probe: Probe) -> tuple[qatzip.QatzipSession, str]:
         lookup = load_library(qatzip.SONAME, qatzip.ENV_LIBRARY, qatzip.INSTALL_HINT)
-        session = qatzip.QatzipSession(lookup.handle, self.level)
-        return session, session.reason
+        vendor = qatzip.QatzipSession(lookup.handle, self.level)
+        return vendor, vendor.reason
 
     def _expected_path(self) -> CodecPath:
         path = super()._expected_path()
@@ -151,10 +151,10 @@ class QatCodec(AcceleratorCodec):
     def encode_pages(self, pages: np.ndarray) -> PageEncoding:
         data = np.ascontiguousarray(pages)
         with self._lock:
-            session = self._open()
-            if session is not None:
+            vendor = self._open()
+            if vendor is not None:
                 try:
-                    result = session.compress(data)
+                    result = vendor.compress(data)
                 except qatzip.QatzipError as exc:
                     self.counters.fallbacks += 1
                     self.counters.last_error = str(exc)
@@ -167,10 +167,10 @@ class QatCodec(AcceleratorCodec):
     def decode_pages(self, blob, n_pages, page_size):
         expected = n_pages * page_size
         with self._lock:
-            session = self._open()
-            if session is not None:
+            vendor = self._open()
+            if vendor is not None:
                 try:
-                    return session.decompress(blob, expected)
+                    return vendor.decompress(blob, expected)
                 except (qatzip.QatzipError, DecodeError) as exc:
                     # migcodec's inflater is the arbiter: QATzip may refuse gzip it did not
                     # write (no QZ extra field), and a real corruption fails below as well
