@@ -176,9 +176,8 @@ class Auto(Policy):
         k = self.n_arms
         kinds = np.array(self.kinds)
         self.is_delta = kinds == CodecKind.DELTA
-        self.is_raw = kinds == CodecKind.RAW
-        self.compressing = ~self.is_delta & ~self.is_raw
-        self._c = np.flatnonzero(self.compressing)  # compressing arms, in filter order
+        compressing = ~self.is_delta & (kinds != CodecKind.RAW)
+        self._c = np.flatnonzero(compressing)  # compressing arms, in filter order
         self._c_list = self._c.tolist()
         self._slot = {arm: slot for slot, arm in enumerate(self._c_list)}  # arm -> filter
         self._delta_arms = np.flatnonzero(self.is_delta).tolist()
@@ -187,7 +186,6 @@ class Auto(Policy):
         costs = [c if c is not None else _NEUTRAL for c in (self.costs or [None] * k)]
         self._per_call = np.array([c.per_call for c in costs])
         self._per_zero = np.array([c.per_zero_page for c in costs])
-        self._fixed_costs = np.stack([self._per_call, self._per_zero])  # per call, zero page
         # each arm's per-page cost at _GRID_STEPS + 1 log ratios from 1 to the last knot
         grid = np.linspace(0.0, _LOG_KNOTS[-1], _GRID_STEPS + 1)
         self._cost_grid = np.array([np.interp(grid, _LOG_KNOTS, c.per_page) for c in costs])
@@ -227,7 +225,7 @@ class Auto(Policy):
         return mu
 
     # -- predictions -----------------------------------------------------------------
-    def _page_costs(self, arms: np.ndarray | slice, ratio: np.ndarray) -> np.ndarray:
+    def _page_costs(self, arms: np.ndarray, ratio: np.ndarray) -> np.ndarray:
         """Per-page CPU seconds of ``arms`` at ``ratio`` (one per arm, or ``(arms, q)``):
         each arm's cost curve, tabulated finely in log ratio at bind time (a lookup, not an
         interpolation, per decision)."""
@@ -330,7 +328,7 @@ class Auto(Policy):
         stale.pages = self._pages
         return stale
 
-    def _value_of_reading(self, fresh: WindowFeatures, loss: np.ndarray, mu: np.ndarray) -> None:
+    def _value_of_reading(self, fresh: WindowFeatures, loss: list[float], mu: list[float]) -> None:
         """Learn what reading this window's features changed against the last ones read."""
         read = self._read
         if read is not None:
