@@ -156,9 +156,9 @@ link_rates = _typed("link_rates", _link_rates)
 #: 1, 2, ...
 positive_int = _typed("positive_int", lambda text: _whole(text, 1))
 #: 0, 1, ...
-nonnegative_int = _typed("nonnegative_int", lambda text: _whole(text, 0))
 #: a random seed: 0, 1, ...
-seed = _typed("seed", lambda text: _whole(text, 0))
+nonnegative_int = _typed("nonnegative_int", lambda text: _whole(text, 0))
+seed = nonnegative_int  # a seed is any whole number from 0
 #: seconds > 0
 seconds = _typed("seconds", lambda text: _number(text, "seconds", "30 or 0.5"))
 #: milliseconds > 0

@@ -34,6 +34,7 @@ from migcodec.selector.evaluation import (
     read_trace,
     workload_windows,
 )
+from migcodec.selector.evaluation.cluster import TASK_WINDOWS
 from migcodec.selector.evaluation.grid import (
     leave_one_trace_out,
     load_grid,
@@ -59,8 +60,7 @@ class Source:
     name: str
     identity: str
     windows: object  # a callable returning an iterator of windows
-    table_dir: Location | None
-    trace: Location | None = None
+    trace: Location | None = None  # where its table is cached beside, too
 
 
 @dataclass
@@ -123,7 +123,6 @@ def _sources(args: argparse.Namespace) -> list[Source]:
                 f"trace:{trace_identity(trace)}",
                 lambda trace=trace: read_trace(trace),
                 trace,
-                trace,
             )
         )
     return sources
@@ -137,8 +136,8 @@ def _table_path(args: argparse.Namespace, source: Source, arms, several: bool):
         return location(args.table)
     if args.table or args.table_dir:
         return location(args.table or args.table_dir) / f"selector-table-{source.name}-{key}.npz"
-    if source.table_dir is not None:
-        return source.table_dir / f"selector-table-{key}.npz"
+    if source.trace is not None:
+        return source.trace / f"selector-table-{key}.npz"
     return None
 
 
@@ -204,10 +203,10 @@ def _progress_bar(args: argparse.Namespace, source: Source):
     """A bar over the windows measured, on stderr when it is a terminal (not with --json)."""
     from tqdm import tqdm
 
-    total = args.windows if source.table_dir is None else None
-    if source.table_dir is not None:
+    total = args.windows if source.trace is None else None
+    if source.trace is not None:
         try:
-            total = TraceReader(source.table_dir).info().windows
+            total = TraceReader(source.trace).info().windows
         except (TraceError, OSError):
             total = None  # reading the windows will say what is wrong
     return tqdm(
@@ -613,7 +612,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--task-windows",
         type=types.positive_int,
-        default=16,
+        default=TASK_WINDOWS,
         help="windows per table task with --scheduler",
     )
     p.add_argument("--rebuild", action="store_true", help="re-measure even if cached")

@@ -21,8 +21,6 @@ import sys
 from collections.abc import Iterator
 from types import ModuleType
 
-import numpy as np
-
 #: environment variable that selects the numpy kernels even where the C ones are built
 ENV = "MIGCODEC_DELTA_KERNELS"
 
@@ -41,11 +39,6 @@ else:
         DELTA_KERNELS = "numpy (the C kernels write little-endian lengths natively only)"
     else:
         DELTA_KERNELS = "C extension"
-
-
-def contiguous(a: np.ndarray) -> np.ndarray:
-    """``a`` itself when C-contiguous (the kernels read buffers as they lie), else a copy."""
-    return a if a.flags.c_contiguous else np.ascontiguousarray(a)
 
 
 @contextlib.contextmanager

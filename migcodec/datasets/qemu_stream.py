@@ -775,7 +775,7 @@ def _apply(rec: PageRecord, old: np.ndarray | None, zero: np.ndarray) -> np.ndar
     if rec.kind == "zero":
         return None if rec.data == b"\0" else np.full(zero.size, rec.data[0], dtype=np.uint8)
     if rec.kind == "page":
-        new = np.frombuffer(rec.data, dtype=np.uint8).copy()
+        new = np.frombuffer(rec.data, dtype=np.uint8)  # read only: held pages are replaced
         return new if new.any() else None
     return old
 

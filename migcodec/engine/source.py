@@ -275,11 +275,10 @@ class MigrationSource:
             sender.items.put((batch, codec_id))
             ticker.batch(batch.n_pages)
 
-    def _send_pages(
-        self, sender: _Sender, pages: np.ndarray, ticker: ProgressTicker, snapshot: bool
-    ) -> int:
-        """Submit ``pages`` window by window and wait until all are framed. ``snapshot``:
-        engines copy each batch to a staging buffer first (memory may change under them)."""
+    def _send_pages(self, sender: _Sender, pages: np.ndarray, ticker: ProgressTicker) -> int:
+        """Submit ``pages`` window by window and wait until all are framed. With
+        ``sender.snapshot`` engines copy each batch to a staging buffer first (memory may
+        change under them)."""
         cfg = self.config
         batches = batch_runs(pages, cfg.max_batch_pages)
         for start in range(0, len(batches), cfg.window_batches):
@@ -311,7 +310,9 @@ class MigrationSource:
                 # the engine frames and checksums its batch too, in parallel with the others
                 # (the checksum is seeded with the frame's index: frames go out in order)
                 finish = partial(prepare, codec_id=codec_id, index=sender.queued_frames)
-                request = engines.submit(batch, notify=False, snapshot=snapshot, finish=finish)
+                request = engines.submit(
+                    batch, notify=False, snapshot=sender.snapshot, finish=finish
+                )
                 sender.submitted += 1
                 sender.queued_frames += 1
                 sender.items.put((request, codec_id))
@@ -457,7 +458,7 @@ class MigrationSource:
         # it lies: a snapshot would only copy every page once more
         still = self._still or (stop_and_copy and self.guest is not None)
         sender.snapshot = not still  # the sender is idle: the last iteration drained
-        sent = self._send_pages(sender, pages, ticker, not still)  # drained: counts are whole
+        sent = self._send_pages(sender, pages, ticker)  # drained: counts are whole
         sender.items.put((_ITERATION_END, number, sent))
         sender.queued_frames += 1
         record = IterationRecord(

@@ -41,7 +41,6 @@ import numpy as np
 from migcodec.codecs import delta_kernels
 from migcodec.codecs.base import Probe
 from migcodec.codecs.delta import STATUS_DELTA, STATUS_RAW, STATUS_UNCHANGED, DeltaCodec, Deltas
-from migcodec.codecs.delta_kernels import contiguous
 from migcodec.codecs.encoded import CodecPath
 from migcodec.codecs.errors import DecodeError
 
@@ -79,7 +78,11 @@ def create_delta_records(
     if new.shape != old.shape:
         raise ValueError(f"pages {new.shape} and their old versions {old.shape} differ in shape")
     results, sizes, records = native.dsa_create(
-        contiguous(old), contiguous(new), old.shape[1], max_record_size // ENTRY_BYTES, partial
+        np.ascontiguousarray(old),
+        np.ascontiguousarray(new),
+        old.shape[1],
+        max_record_size // ENTRY_BYTES,
+        partial,
     )
     return (
         np.frombuffer(results, np.uint8),
@@ -138,7 +141,7 @@ def apply_delta_records(pages: np.ndarray, records: np.ndarray, sizes: np.ndarra
         _numpy_apply_delta_records(pages, records, sizes)
         return
     failed = native.dsa_apply(
-        pages, contiguous(records), np.ascontiguousarray(sizes, dtype=np.int64), page_size
+        pages, np.ascontiguousarray(records), np.ascontiguousarray(sizes, dtype=np.int64), page_size
     )
     if failed is None:
         return
@@ -286,13 +289,17 @@ class DsaDeltaCodec(DeltaCodec):
             f"hardware not used: {why}",
         )
 
+    def _entries_cap(self, page_size: int) -> int:
+        """The most entries a page's record may hold: the maximum record size, and a record
+        (with its u16 length) smaller than the page, or the page goes raw."""
+        return min(self.max_record_size, page_size - 3) // ENTRY_BYTES
+
     def estimate_sizes(self, changes, page_size):
         """A record's exact size: 10 bytes per changed word and its length, raw past the
         maximum (or when the record would not be smaller than the page)."""
         words = changes.words
-        limit = min(self.max_record_size // ENTRY_BYTES, (page_size - 3) // ENTRY_BYTES)
         size = ENTRY_BYTES * words + 2
-        size[words > limit] = page_size
+        size[words > self._entries_cap(page_size)] = page_size
         size[words == 0] = 0
         return size
 
@@ -307,10 +314,11 @@ class DsaDeltaCodec(DeltaCodec):
         page_size = old.shape[1]
         native = delta_kernels.native
         if native is not None:
-            # a delta page's record (with its u16 length) must also be smaller than the page
-            cap = min(self.max_record_size, page_size - 3) // ENTRY_BYTES
             status, counts, records = native.dsa_deltas(
-                contiguous(old), contiguous(new), page_size, cap
+                np.ascontiguousarray(old),
+                np.ascontiguousarray(new),
+                page_size,
+                self._entries_cap(page_size),
             )
             return np.frombuffer(status, np.uint8), np.frombuffer(counts, "<u2"), records
         results, sizes, records = _numpy_create_delta_records(

@@ -29,7 +29,6 @@ import numpy as np
 from migcodec.codecs import delta_kernels
 from migcodec.codecs.base import Probe
 from migcodec.codecs.delta import STATUS_DELTA, STATUS_RAW, STATUS_UNCHANGED, DeltaCodec
-from migcodec.codecs.delta_kernels import contiguous
 from migcodec.codecs.encoded import CodecPath
 from migcodec.codecs.errors import DecodeError
 
@@ -64,7 +63,9 @@ def xbzrle_encode(old: np.ndarray, new: np.ndarray) -> tuple[np.ndarray, np.ndar
     _check_page_size(page_size)
     if new.shape != old.shape:
         raise ValueError(f"pages {new.shape} and their old versions {old.shape} differ in shape")
-    results, _, lengths, data = native.xbzrle_encode(contiguous(old), contiguous(new), page_size)
+    results, _, lengths, data = native.xbzrle_encode(
+        np.ascontiguousarray(old), np.ascontiguousarray(new), page_size
+    )
     return (
         np.frombuffer(results, np.int32).astype(np.int64),
         np.frombuffer(lengths, np.uint16).astype(np.int64),
@@ -216,7 +217,7 @@ def xbzrle_decode(pages: np.ndarray, data: np.ndarray, lengths: np.ndarray) -> N
         _numpy_xbzrle_decode(pages, data, lengths)
         return
     lengths = np.ascontiguousarray(lengths, dtype=np.int64)
-    data = contiguous(data)
+    data = np.ascontiguousarray(data)
     failed = native.xbzrle_decode(pages, data, lengths, page_size)
     if failed is None:
         return
@@ -374,7 +375,7 @@ class XbzrleCodec(DeltaCodec):
         if native is not None:  # the C kernel says each page's status itself
             _check_page_size(old.shape[1])
             _, status, lengths, data = native.xbzrle_encode(
-                contiguous(old), contiguous(new), old.shape[1]
+                np.ascontiguousarray(old), np.ascontiguousarray(new), old.shape[1]
             )
             return np.frombuffer(status, np.uint8), np.frombuffer(lengths, "<u2"), data
         results, lengths, data = _numpy_xbzrle_encode(old, new)

@@ -2,7 +2,7 @@
 
 from migcodec.selector.evaluation.estimators import Estimate, doubly_robust, ips, snips
 from migcodec.selector.evaluation.replay import Evaluation, ReplayResult, Score, evaluate, replay
-from migcodec.selector.evaluation.table import Table, TableError, build_table, cached_table
+from migcodec.selector.evaluation.table import Table, TableError, build_table
 from migcodec.selector.evaluation.windows import (
     WindowSourceError,
     check_windows,
@@ -19,7 +19,6 @@ __all__ = [
     "TableError",
     "WindowSourceError",
     "build_table",
-    "cached_table",
     "check_windows",
     "doubly_robust",
     "evaluate",

@@ -104,13 +104,11 @@ def score_grid(
     replays: dict[Cell, list[ReplayResult]] = {cell: [] for cell in cells}
     for (_, cell), done in zip(jobs[n:], results[n:], strict=True):
         replays[cell] += done
-    out = []
-    for i in range(len(configs)):  # one score per configuration and cell
-        scores = {}
-        for cell, (table, objective) in cells.items():
-            s = score(table, objective, [*fixed[cell], replays[cell][i]]).scores[-1]
-            scores[cell] = CellScore(s.vs_oracle, s.vs_best_fixed)
-        out.append(scores)
+    out: list[dict[Cell, CellScore]] = [{} for _ in configs]
+    for cell, (table, objective) in cells.items():  # one scoring per cell, of every config
+        scored = score(table, objective, [*fixed[cell], *replays[cell]]).scores[table.n_arms :]
+        for i, s in enumerate(scored):
+            out[i][cell] = CellScore(s.vs_oracle, s.vs_best_fixed)
     return out
 
 

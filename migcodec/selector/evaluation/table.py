@@ -676,17 +676,3 @@ def table_key(
         sort_keys=True,
     )
     return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
-
-
-def cached_table(
-    path: str | os.PathLike | Location | None, build: Callable[[], Table], rebuild: bool = False
-) -> tuple[Table, bool]:
-    """Load the table at ``path`` (a path or fsspec URL) or build and save it there;
-    ``(table, was_cached)``."""
-    where = None if path is None else location(path)
-    if where is not None and where.exists() and not rebuild:
-        return Table.load(where), True
-    table = build()
-    if where is not None:
-        table.save(where)
-    return table, False
