@@ -40,7 +40,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from migcodec.codecs.page_views import consecutive_rows
+from migcodec.codecs.page_views import rows_as_slice
 
 #: QEMU's default XBZRLE cache size (``xbzrle-cache-size``), 64 MiB
 DEFAULT_MIRROR_BYTES = 64 << 20
@@ -124,7 +124,7 @@ class DestinationMirror:
             slots = indices % self.n_slots
             hit = self.keys[slots] == indices
             if hit.all():
-                where = consecutive_rows(slots)
+                where = rows_as_slice(slots)
                 versions = self.data[where].copy() if isinstance(where, slice) else self.data[slots]
             else:
                 versions = self.data[slots[hit]]
@@ -244,7 +244,7 @@ class DestinationMirror:
                 indices, pages, slots = indices[keep], pages[keep], slots[keep]
                 if not indices.size:
                     return
-        where = consecutive_rows(slots)
+        where = rows_as_slice(slots)
         if isinstance(where, slice):  # consecutive slots: distinct, one memcpy
             self.keys[where] = indices
             self.data[where] = pages

@@ -40,29 +40,24 @@ def page_view(memory: object, page_size: int = DEFAULT_PAGE_SIZE) -> np.ndarray:
     return flat.reshape(-1, page_size)
 
 
-def rows_as_slice(rows: np.ndarray) -> slice | np.ndarray:
-    """A slice for consecutive rows (one memcpy instead of a gather or scatter), else the
-    rows themselves; index an array with the result either way."""
-    first = int(rows[0])
-    if rows.size == 1 or (
-        int(rows[-1]) - first == rows.size - 1 and bool((rows[1:] - rows[:-1] == 1).all())
-    ):
-        return slice(first, first + rows.size)
-    return rows
-
-
 #: 0, 1, 2, ... as int64 bytes: consecutive rows, less their first, are a prefix of it
 _IOTA = np.arange(4096, dtype=np.int64)
 _IOTA_BYTES = _IOTA.tobytes()
 
 
-def consecutive_rows(rows: np.ndarray) -> slice | np.ndarray:
-    """:func:`rows_as_slice` for int64 rows, with fewer calls on the hot path (the mirror
-    looks up every batch): one subtraction and a byte comparison."""
+def rows_as_slice(rows: np.ndarray) -> slice | np.ndarray:
+    """A slice for consecutive rows (one memcpy instead of a gather or scatter), else the
+    rows themselves; index an array with the result either way. It runs for every batch
+    (the mirror's lookups, the decoder's writes): int64 rows are checked with one
+    subtraction and a byte comparison."""
     n = rows.shape[0]
-    if rows.dtype != np.int64 or not 1 < n <= _IOTA.size:
-        return rows_as_slice(rows)
     first = rows.item(0)
-    if rows.item(n - 1) - first == n - 1 and (rows - first).tobytes() == _IOTA_BYTES[: 8 * n]:
-        return slice(first, first + n)
-    return rows
+    if n == 1:
+        return slice(first, first + 1)
+    if rows.item(n - 1) - first != n - 1:
+        return rows
+    if rows.dtype == np.int64 and n <= _IOTA.size:
+        consecutive = (rows - first).tobytes() == _IOTA_BYTES[: 8 * n]
+    else:
+        consecutive = bool((rows[1:] - rows[:-1] == 1).all())
+    return slice(first, first + n) if consecutive else rows
