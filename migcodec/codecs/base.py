@@ -452,17 +452,7 @@ class Codec(ABC):
         page_size = encoded.page_size
         payload = encoded.payload_view()
         if kinds.count(_RAW_BYTE) == count:
-            nbytes = count * page_size
-            if payload.nbytes < nbytes:
-                raise DecodeError(
-                    f"payload of {payload.nbytes} bytes is shorter than its "
-                    f"{count} raw pages ({nbytes} bytes)"
-                )
-            if payload.nbytes != nbytes:
-                raise DecodeError(
-                    f"payload has {payload.nbytes - nbytes} bytes beyond its raw pages "
-                    "but no encoded page"
-                )
+            _check_raw_payload(payload.nbytes, count, page_size, encoded_follow=False)
             view[first : first + count] = np.frombuffer(payload, np.uint8).reshape(-1, page_size)
             return True
         if min(kinds) < PageMode.ENCODED:
@@ -470,14 +460,19 @@ class Codec(ABC):
         # a copy: a transform may write it before it finds the payload malformed
         current = view[first : first + count].copy() if self.reads_destination else None
         out = self._decode_encoded(payload, modes, current, page_size)
+        decoded = self._decoded_pages(out, count, page_size)
+        view[first : first + count] = decoded
+        return True
+
+    def _decoded_pages(self, out: Any, pages: int, page_size: int) -> np.ndarray:
+        """A transform's output as ``pages`` rows, or the error that it is not that size."""
         decoded = np.frombuffer(out, dtype=np.uint8)
-        if decoded.size != count * page_size:
+        if decoded.size != pages * page_size:
             raise DecodeError(
                 f"{self.name} decoded {decoded.size} bytes where "
-                f"{count} pages ({count * page_size} bytes) were expected"
+                f"{pages} pages ({pages * page_size} bytes) were expected"
             )
-        view[first : first + count] = decoded.reshape(-1, page_size)
-        return True
+        return decoded.reshape(-1, page_size)
 
     def _decode_encoded(
         self, blob: memoryview, modes: np.ndarray, current: np.ndarray | None, page_size: int
@@ -514,31 +509,30 @@ class Codec(ABC):
         payload = encoded.payload_view()
         raw_idx = indices[modes == PageMode.RAW]
         raw_nbytes = raw_idx.size * page_size
-        if payload.nbytes < raw_nbytes:
-            raise DecodeError(
-                f"payload of {payload.nbytes} bytes is shorter than its "
-                f"{raw_idx.size} raw pages ({raw_nbytes} bytes)"
-            )
         enc_mask = modes >= PageMode.ENCODED
         enc_idx = indices[enc_mask]
+        _check_raw_payload(payload.nbytes, raw_idx.size, page_size, bool(enc_idx.size))
         decoded = None
         if enc_idx.size:
             current = view[enc_idx] if self.reads_destination else None
             out = self._decode_encoded(payload[raw_nbytes:], modes[enc_mask], current, page_size)
-            decoded = np.frombuffer(out, dtype=np.uint8)
-            if decoded.size != enc_idx.size * page_size:
-                raise DecodeError(
-                    f"{self.name} decoded {decoded.size} bytes where "
-                    f"{enc_idx.size} pages ({enc_idx.size * page_size} bytes) were expected"
-                )
-        elif payload.nbytes != raw_nbytes:
-            raise DecodeError(
-                f"payload has {payload.nbytes - raw_nbytes} bytes beyond its raw pages "
-                "but no encoded page"
-            )
+            decoded = self._decoded_pages(out, enc_idx.size, page_size)
         view[indices[modes == PageMode.ZERO]] = 0
         if raw_idx.size:
             raw = np.frombuffer(payload[:raw_nbytes], dtype=np.uint8).reshape(-1, page_size)
             view[rows_as_slice(raw_idx)] = raw
         if decoded is not None:
-            view[rows_as_slice(enc_idx)] = decoded.reshape(-1, page_size)
+            view[rows_as_slice(enc_idx)] = decoded
+
+
+def _check_raw_payload(nbytes: int, raw_pages: int, page_size: int, encoded_follow: bool) -> None:
+    """A payload holds its raw pages first, then the encoded pages' blob, if any."""
+    need = raw_pages * page_size
+    if nbytes < need:
+        raise DecodeError(
+            f"payload of {nbytes} bytes is shorter than its {raw_pages} raw pages ({need} bytes)"
+        )
+    if not encoded_follow and nbytes != need:
+        raise DecodeError(
+            f"payload has {nbytes - need} bytes beyond its raw pages but no encoded page"
+        )
