@@ -44,6 +44,8 @@ FEATURES_LABEL = "cheap features"
 #: knots of the per-page cost curve: ratios over non-zero pages (log-spaced)
 KNOTS = (1.0, 1.25, 1.6, 2.5, 4.0, 8.0, 16.0, 64.0, 512.0)
 COST_MODEL_VERSION = 1
+#: what calibration times, numbered: a change to it calibrates every machine again
+CALIBRATION_RECIPE = 2
 
 
 class CostModelError(ValueError):
@@ -167,8 +169,9 @@ class CostModel:
 
 def machine_identity() -> dict:
     """What makes timings of one machine comparable: CPU, cores, Python, numpy, and the
-    code timed: migcodec's version and whether its C kernels are built (a new version or a
-    first build with a compiler calibrates again instead of reusing slower timings)."""
+    code timed: migcodec's version, the calibration recipe, and whether its C kernels are
+    built (a new version or a first build with a compiler calibrates again instead of
+    reusing slower timings)."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -185,6 +188,7 @@ def machine_identity() -> dict:
         "python": platform.python_version(),
         "numpy": np.__version__,
         "migcodec": __version__,
+        "recipe": CALIBRATION_RECIPE,
         "kernels": {
             "pagescan": CHANGE_SCAN == "C extension",
             "deltas": delta_kernels.native is not None,
@@ -296,7 +300,7 @@ def _fit_features(arms: list, page_size: int, batch_pages: int, repeats: int) ->
     from migcodec.selector.features import FeatureExtractor
 
     extractor = FeatureExtractor([a.codec for a in arms], batch_pages=batch_pages)
-    sizes = (1, 8, 32, extractor.sample_pages)
+    sizes = (1, 8, extractor.sample_pages, extractor.max_sample_pages)
     pages = generate_pages("text", max(sizes), 0, page_size)
     previous = pages.copy()
     previous.view(np.uint64)[::2, ::64] ^= np.uint64(1)

@@ -34,6 +34,8 @@ from migcodec.codecs.zero import zero_page_rows
 CONTEXT_NAMES = ("bias", "zero_frac", "entropy", "changed_frac", "delta_known")
 #: a probe reads one page per this many pages of its window (within its bounds)
 PAGES_PER_PROBE_PAGE = 512
+#: a window this many pages large or more reads one more sampled page per this many pages
+PAGES_PER_SAMPLE_PAGE = 256
 #: bytes a delta record spends per changed 8-byte word (DSA delta record entry)
 DELTA_BYTES_PER_WORD = 10
 
@@ -172,8 +174,9 @@ def delta_bytes(changed: np.ndarray, page_size: int, zero: np.ndarray) -> np.nda
 class FeatureExtractor:
     """Computes :class:`WindowFeatures` for windows over a fixed list of arms.
 
-    ``sample_pages`` bounds the pages the cheap features read (changed words for every delta
-    arm at once: a larger sample is nearly free and makes their predictions sharp);
+    ``sample_pages`` is how many pages the cheap features read of a window (changed words
+    for every delta arm at once), growing with a large window up to ``max_sample_pages``
+    (:meth:`sample_size`);
     ``probe_pages`` bounds the non-zero pages a compressing arm's probe encodes: a probe
     reads one page per :data:`PAGES_PER_PROBE_PAGE` of the window, at least
     ``min_probe_pages`` (a large window's decision is worth a sharper, dearer probe).
@@ -186,6 +189,7 @@ class FeatureExtractor:
         batch_pages: int = 64,
         probe_pages: int = 32,
         min_probe_pages: int = 8,
+        max_sample_pages: int = 512,
     ) -> None:
         if sample_pages < 1 or not 1 <= min_probe_pages <= probe_pages:
             raise ValueError(
@@ -195,6 +199,7 @@ class FeatureExtractor:
         self.codecs = list(codecs)
         self.kinds = [c.kind for c in self.codecs]
         self.sample_pages = sample_pages
+        self.max_sample_pages = max(sample_pages, max_sample_pages)
         self.probe_pages = probe_pages
         self.min_probe_pages = min_probe_pages
         self.batch_pages = batch_pages
@@ -242,9 +247,15 @@ class FeatureExtractor:
         return min(self.probe_pages, max(self.min_probe_pages, each))
 
     def sample_size(self, n_pages: int) -> int:
-        """How many of a window's pages the features read: all of a small window, at most
-        ``sample_pages`` of a large one."""
-        return int(min(self.sample_pages, max(1, n_pages)))
+        """How many of a window's ``n_pages`` pages the features read: all of a small
+        window, ``sample_pages`` of a larger one, and one per
+        :data:`PAGES_PER_SAMPLE_PAGE` of a window large enough, up to
+        ``max_sample_pages``. A large window's choice is worth a sharper estimate: a
+        sampled page costs a fraction of a microsecond against the microseconds of encoding
+        each of the window's pages, so the sample stays a fraction of a percent of the
+        window's work while its estimates' noise shrinks with its square root."""
+        want = min(self.max_sample_pages, n_pages // PAGES_PER_SAMPLE_PAGE)
+        return int(min(max(self.sample_pages, want), max(1, n_pages)))
 
     def extract(
         self,
@@ -271,9 +282,9 @@ class FeatureExtractor:
         t0 = clock()
         n, page_size = pages.shape
         k = len(self.codecs)
-        size = n if sampled else self.sample_size(n)
-        rows = sample_rows(n, size, min(4, size))
         total = float(n if window_pages is None else window_pages)
+        size = n if sampled else min(n, self.sample_size(int(total)))
+        rows = sample_rows(n, size, min(4, size))
         if not rows.size:
             return WindowFeatures(
                 np.array([1.0, 0.0, 0.0, 1.0, 0.0]), cheap_s=clock() - t0, pages=total

@@ -74,6 +74,44 @@ def test_probes_observed_together_equal_probes_observed_one_by_one(observations)
     np.testing.assert_allclose(joint.p, one_by_one.p, atol=1e-12)
 
 
+def test_probes_of_one_sample_agreeing_weigh_less_and_their_differences_more():
+    """Probes of one window encode the same sampled pages, so their errors are partly one
+    error: a shift they share is weaker evidence than as many independent probes, and the
+    difference between two arms is sharper."""
+    moved, spread = {}, {}
+    for shared in (0.0, 0.5):
+        f = RatioFilter(3)
+        f.observe_probes(np.array([0, 1, 2]), np.full(3, np.log(4.0)), 0.03)  # settle
+        before = f.mean().copy()
+        f.drift(0.04, 0.0)
+        f.observe_probes(np.array([0, 1]), np.log([2.0, 1.5]), 0.05, shared)
+        moved[shared] = before - f.mean()
+        h = np.zeros(f.x.size)
+        h[2], h[3] = 1.0, -1.0  # the offset of arm 0 from arm 1
+        spread[shared] = h @ f.p @ h
+    assert (moved[0.0] > 0).all() and (moved[0.5] > 0).all()
+    assert (moved[0.5] < moved[0.0]).all()
+    assert spread[0.5] < spread[0.0]
+
+
+def test_a_delta_arm_played_on_the_last_features_read_learns_no_format_bias():
+    """The format's bias is learnt against the window's own estimate only: a window
+    played blind compares its payload with another window's sample, which says nothing
+    of the format."""
+    policy = _auto(125e6)
+    f = _features(1000, delta_bytes=40.0)
+    policy.probe_mask(f)  # features read
+    arm = policy.choose(f)
+    assert KINDS[arm] == "delta"
+    policy.update(arm, 1e8, f, Outcome(1000 * PAGE, 1000 * 44 + 200, 1e-3, 1e-3))
+    learnt = policy.delta_bias.copy()
+    assert learnt[3] != 0  # its own window's error: learnt
+    for _ in range(5):  # the delta arm played blind, on the features above
+        policy.choose(None)
+        policy.update(3, 1e8, None, Outcome(1000 * PAGE, 1000 * 400, 1e-3, 1e-3))
+    np.testing.assert_array_equal(policy.delta_bias, learnt)
+
+
 def test_a_played_compressor_moves_the_estimates_of_the_others():
     f = RatioFilter(2)
     before = f.mean().copy()

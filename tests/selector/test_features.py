@@ -88,3 +88,19 @@ def test_delta_bytes_cap_at_a_raw_page():
     changed = np.array([0, 3, 1000])
     zero = np.array([True, False, False])
     assert delta_bytes(changed, 4096, zero).tolist() == [1, 31, 4097]
+
+
+def test_the_sample_grows_with_a_large_window_and_is_what_is_charged():
+    """32 pages of any window up to 8192 pages, then one per 256 pages up to 512: the
+    features of a 100k-page window read 390 pages, however many more are at hand."""
+    fx = FeatureExtractor([get_codec("raw"), get_codec("xbzrle")])
+    sizes = [1, 31, 32, 8192, 16_384, 100_000, 10**7]
+    assert [fx.sample_size(n) for n in sizes] == [1, 31, 32, 32, 64, 390, 512]
+    pages = generate_pages("memcached", 1024, 0)
+    previous = pages.copy()
+    previous.view(np.uint64)[:, ::64] += np.uint64(1)
+    assert fx.extract(pages, previous, probe=False).sample == 32
+    grown = fx.extract(pages, previous, probe=False, window_pages=100_000)
+    assert grown.sample == 388 and grown.pages == 100_000  # 97 runs of 4 pages
+    # a stored sample of a window is read whole when the window asks for more
+    assert fx.extract(pages[:200], previous[:200], window_pages=10**6).sample == 200

@@ -57,6 +57,9 @@ _WEIGHTS = _WEIGHTS / _WEIGHTS.sum()
 _LEVEL_PRIOR = (math.log(2.0), 1.0)
 _OFFSET_VAR = 0.25
 _PROBE_BIAS_VAR = 0.02
+#: the share of a probe's noise that its sample puts on every arm probed in the window
+#: alike (0: independent probes; 1: the sample's error only)
+_PROBE_SHARED = 0.5
 #: the variance of a whole window's own outcome as evidence of its arm's log ratio
 _PLAY_VAR = 0.01
 #: a neutral cost model for arms without a calibration (learnt from plays from then on)
@@ -110,16 +113,23 @@ class RatioFilter:
         x += gain * (y - predicted)
         p -= np.outer(gain, ph)
 
-    def observe_probes(self, arms: np.ndarray, y: np.ndarray, noise: float) -> None:
-        """Probes of several arms of one window at once: one joint update (the same as
-        observing them one after the other, in a few array operations)."""
+    def observe_probes(
+        self, arms: np.ndarray, y: np.ndarray, noise: float, shared: float = 0.0
+    ) -> None:
+        """Probes of several arms of one window at once, in one joint update. Each has
+        variance ``noise``, of which the share ``shared`` is common to all of them: the
+        probes encode the same sampled pages, and a sample that compresses better or worse
+        than its window moves every probe alike. Probes that agree are then weaker evidence
+        of the window's level than as many independent ones (their common error does not
+        average out), and their differences, the arms' offsets, are sharper."""
         h = np.zeros((arms.size, self.x.size))
         h[:, 0] = 1.0
         h[:, 1] = 1.0
         h[np.arange(arms.size), 2 + arms] = 1.0
         ph = self.p @ h.T
         s = h @ ph
-        s[np.diag_indices_from(s)] += noise
+        s += noise * shared
+        s[np.diag_indices_from(s)] += noise * (1.0 - shared)
         gain = np.linalg.solve(s, ph.T).T
         self.x += gain @ (y - h @ self.x)
         self.p -= gain @ ph.T
@@ -447,7 +457,7 @@ class Auto(Policy):
         else:
             noise = self.probe_noise**2 / m
             y = np.log(m * self.page_size / np.maximum(features.probe_out[seen], 1.0))
-            self.ratios.observe_probes(np.searchsorted(self._c, seen), y, noise)
+            self.ratios.observe_probes(np.searchsorted(self._c, seen), y, noise, _PROBE_SHARED)
         loss = self._predict(features, self._mu())[3]
         arm = _argmin(loss)
         self._expected = float(loss[arm])
@@ -481,13 +491,14 @@ class Auto(Policy):
                 # many: its weight grows with its non-zero pages
                 noise = max(_PLAY_VAR, self.probe_noise**2 / nz)
                 self.ratios.observe(slot, math.log(page_size / each), noise, probe=False)
-            elif self.is_delta[arm] and features.delta_bytes is not None:
+            elif self.is_delta[arm] and not skipped and features.delta_bytes is not None:
                 estimate = float(features.delta_bytes[arm])
                 if features.held_frac > 0.9 and math.isfinite(estimate) and estimate > 0:
-                    # most of one window's error is its sample's, which the next window
-                    # does not share (and which every delta arm's estimate shares): the
-                    # format's own bias is learnt at a tenth of the step, or the noise it
-                    # picks up tips close calls between delta arms
+                    # learnt only against this window's own estimate (a window played on
+                    # the last features read would compare another window's sample), and
+                    # at a tenth of the step: most of one window's error is its sample's,
+                    # which the next window does not share and every delta arm's estimate
+                    # does, so a faster step tips close calls between delta arms on noise
                     error = math.log(each / estimate) - self.delta_bias[arm]
                     self.delta_bias[arm] += self.learn * error / 10
         busy = outcome.busy_s(getattr(self.objective, "clock", "cpu"))
