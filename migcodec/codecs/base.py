@@ -106,7 +106,7 @@ def _as_encoding(result: Any) -> PageEncoding | None:
     return PageEncoding(result)
 
 
-#: the hooks of the earlier, wider codec contract -> what replaces each
+#: hooks of the retired codec contract -> the method that replaces each (named in the error)
 _OLD_HOOKS = {
     "_encode_pages": "encode_pages(self, pages) -> blob (or None: send the pages raw)",
     "_decode_pages": "decode_pages(self, blob, n_pages, page_size) -> n_pages * page_size bytes",
@@ -146,9 +146,12 @@ class Codec(ABC):
     _cpu_per_wall: float = 1.0
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        """Refuse, when the class is defined, a codec written against the earlier hooks
-        (``_encode_pages(pages, indices)`` and friends): they are never called now, so the
-        codec would fail later and less clearly. The message names each replacement."""
+        """Refuse, at class definition, a codec that implements the retired hooks
+        (``_encode_pages(pages, indices)`` and friends): they are never called, so the codec
+        would otherwise fail later and less clearly. The error names each replacement.
+
+        Raises :class:`OutdatedPlugin` for a retired hook, and ``TypeError`` for a class that
+        sets ``reads_destination`` without being a :class:`~migcodec.codecs.delta.DeltaCodec`."""
         super().__init_subclass__(**kwargs)
         old = [hook for hook in _OLD_HOOKS if hook in cls.__dict__]
         if old:
@@ -256,9 +259,8 @@ class Codec(ABC):
         payload are views of it (zero copy): right when memory holds still, as in a trace or
         a paused guest. With ``staging`` (the engines' pooled buffers) the batch is first
         copied there, so a guest that keeps writing can neither corrupt the encoding (see
-        :meth:`Batch.pages`) nor change a frame between its checksum and its send. The
-        common case (no zero page, encoding pays) adds a few microseconds to the transform:
-        ``benchmarks/run.py`` measures framework against raw library calls.
+        :meth:`Batch.pages`) nor change a frame between its checksum and its send.
+        ``benchmarks/run.py`` measures the framework's cost against raw library calls.
 
         ``destination`` is the stream's :class:`~migcodec.codecs.mirror.DestinationMirror`:
         a codec that reads the destination encodes against it, and whatever the codec, it is
@@ -267,10 +269,9 @@ class Codec(ABC):
 
         ``stats.cpu_s`` reads the thread's CPU clock on one encode in
         :data:`CPU_SAMPLE_EVERY` and estimates the others as their wall time times the CPU
-        share that sample measured. The clock is a system call (no vDSO for thread clocks):
-        reading it twice per batch cost 2-4 % of an LZ4 call on 64 pages here, more than
-        the rest of the framework. A transform is pure CPU unless its thread is preempted,
-        so the share moves slowly and the sampled sum stays close to the measured one.
+        share of the last sample: the thread clock is a system call (no vDSO), too dear to
+        read around every batch, and a transform is pure CPU unless preempted, so the share
+        moves slowly.
         """
         sample_cpu = self._cpu_countdown <= 0
         wall0 = time.perf_counter()
@@ -495,8 +496,8 @@ class Codec(ABC):
     def decode_checked(self, encoded: Encoded, view: np.ndarray) -> None:
         """:meth:`decode` into a ``(n_pages, page_size)`` view whose runs and page modes the
         caller has already checked against it (a wire reader checks each frame as it parses
-        it; checking again cost 11-15 µs a frame). The payload is still checked in full
-        before the first write."""
+        it, so they are not checked twice). The payload is still checked in full before the
+        first write."""
         page_size = encoded.page_size
         modes = np.asarray(encoded.modes, dtype=np.uint8)
         runs = encoded.runs
