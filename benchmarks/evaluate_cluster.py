@@ -12,38 +12,17 @@ rounds (its start is printed, not counted), and runs a warm-up build first: a lo
 cluster's workers have their modules imported and their codecs built.
 
 The machine's own parallel capacity is measured in the same command, before and after the
-rounds: the time of two processes each compressing the same data against one alone. On a
-shared machine this moves with the other tenants' load, and bounds what any split of the
-work into 2 processes can reach at that moment. The CPU time the cluster spends (its
-workers, and this process's client and scheduler) against the in-process run's does not
-move with load: it is the split's own cost, and with W workers bounds the speed-up at
-W / that ratio.
+rounds: the time of two processes each compressing the same data against one alone. It
+moves with other load on the machine and bounds what any split of the work into 2
+processes can reach at that moment. The CPU time the cluster spends (its workers, and this
+process's client and scheduler) against the in-process run's does not move with load: it
+is the split's own cost, and with W workers bounds the speed-up at W / that ratio.
 
-What to expect on more workers. Each trace is cut into ranges of ``--task-windows``
-windows, and each range into one task per arm plus one for its features and probes, so a
-corpus makes (ranges x (arms + 1)) independent tasks: the six-trace corpus makes over a
-hundred. A range's tasks prefer one worker, ranges placed heaviest first on the least
-loaded worker (by pages, from the traces' indexes), and idle workers take over tasks
-from busy ones. The printed CPU ratio is the split's own cost; beyond it, three things
-set the scaling:
-
-- ranges against workers: a range is decoded once by the worker it is placed on
-  (``WindowCache``). With fewer ranges than workers, the other workers can only help by
-  taking over single arms, and each range they help with is decoded again: the printed
-  ``decode_share`` (decoding's part of the in-process measurement) is then paid once
-  more per extra worker on the range. Smaller ``--task-windows`` makes more ranges, at
-  the cost of more tasks;
-- per-task overhead: every task costs the scheduler (for ``local:N``, this process) a
-  few milliseconds of CPU, and every worker builds its codecs and feature extractor once:
-  small beside a task of 16 windows, and spread over more workers;
-- the tail: a run ends with its last task, at best a range's features task (the longest
-  kind); placing the heaviest ranges first leaves short tasks for the end.
-
-So scaling should stay near linear (at most workers / CPU ratio) while each worker has
-several ranges, and flatten once workers outnumber ranges: the six-trace corpus has about
-twenty ranges of 16 windows, enough for a few workers more than two; a larger corpus or
-more, smaller ranges feeds more. Beyond one host, the workers read the traces from
-shared storage (an fsspec URL), which must deliver them as fast as the workers decode.
+``decode_share`` is decoding's part of the in-process measurement: what each extra worker
+helping with one range of ``--task-windows`` windows pays again, since a range is decoded
+once per worker (``WindowCache``). Scaling stays near linear while each worker has several
+ranges, and flattens once workers outnumber ranges (smaller ``--task-windows`` makes more
+ranges, at the cost of more tasks).
 """
 
 from __future__ import annotations

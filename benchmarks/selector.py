@@ -4,7 +4,7 @@
 
 (a) per policy, median microseconds of one ``Selector.choose(features=...)`` plus
     ``Selector.finish(...)`` (the per-window decision and update; features precomputed,
-    without probe outputs): the budget is 20 us; for policies that buy probes, also the
+    without probe outputs), against ``BUDGET_US``; for policies that buy probes, also the
     median of deciding which probes to buy (``probe_mask`` on the cheap features: the
     value of each probe) and of the decision and update on a window whose probes of every
     arm were bought (the filter update of each probe included);

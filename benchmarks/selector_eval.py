@@ -1,4 +1,4 @@
-"""Selector must-show on real programs: every policy against the per-window oracle and the
+"""Selector evaluation on real programs: every policy against the per-window oracle and the
 best fixed arm, per corpus trace and link, over several measurements of the tables.
 
     python benchmarks/selector_eval.py [--corpus corpus/traces] [--tables 3] [--loto] [--json]

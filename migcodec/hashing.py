@@ -48,9 +48,9 @@ class RunningDigest:
     state is kept every ``step`` bytes (at most ``max_checkpoints`` of them, a few hundred
     bytes each), so it re-hashes less than ``step`` bytes before the write, not the prefix.
 
-    The hashing runs in the caller's thread. A thread of its own would take it off the
-    receiver's path only where a core is idle; a migration keeps both ends of the socket
-    busy, and handing every frame to another thread cost more than hashing it while hot.
+    The hashing runs in the caller's thread: a thread of its own would help only where a
+    core is idle, and a migration keeps both ends of the socket busy, so handing each frame
+    over would cost more than hashing it while it is still in cache.
     """
 
     MIN_STEP = 1 << 20

@@ -130,9 +130,9 @@ class AcceleratorCodec(Codec):
         return encoding
 
     def _expected_path(self) -> CodecPath:
-        """The path a request would take now. Opens the vendor handle, which caches the
-        probe: an all-zero batch never reaches the transform, and probing (a sysfs scan and
-        a dlopen) per such batch cost 25x an LZ4 batch."""
+        """The path a request would take. Opens the vendor handle, which caches the probe:
+        an all-zero batch never reaches the transform, and a sysfs scan and a dlopen per such
+        batch would cost far more than encoding one."""
         return CodecPath.EMULATED if self._open() is None else CodecPath.HARDWARE
 
     def probe_path(self) -> CodecPath:

@@ -1,21 +1,12 @@
 """The codec contract and the framework that every codec gets for free.
 
-A compressor implements two methods, numcodecs-sized: ``encode_pages(pages) -> blob`` over
-the pages it is given, and ``decode_pages(blob, n_pages, page_size) -> bytes``. The framework
-owns everything around them: gathering pages from runs, zero-page detection, raw fall-back
-when encoding does not pay, the path and time of each request, and validated in-place
-decoding. This is zarr's pipeline split: a codec never thinks about batching, threads,
-buffers or the destination.
-
-Two capabilities are composed by the framework rather than written into ``encode``:
-
-* delta coding (:class:`~migcodec.codecs.delta.DeltaCodec`): a delta format implements
-  ``make_deltas`` / ``apply_deltas`` between two versions of pages, and the framework hands
-  it what the destination holds (the stream's mirror), sends the pages the destination is
-  not known to hold through a fall-back compressor and lays out the blob;
-* several paths (:class:`~migcodec.codecs.accel.AcceleratorCodec`): a transform says where
-  it ran, and for emulated hardware the modelled device time, in what it returns
-  (:class:`PageEncoding`); the framework records both in the request's measurements.
+A compressor implements ``encode_pages(pages) -> blob`` and ``decode_pages(blob, n_pages,
+page_size) -> bytes``. The framework owns everything around them (gathering pages from runs,
+zero-page detection, raw fall-back when encoding does not pay, the path and time of each
+request, validated in-place decoding), so a codec never deals with batching, threads,
+buffers or the destination. Delta coding (:class:`~migcodec.codecs.delta.DeltaCodec`) and
+several paths (:class:`~migcodec.codecs.accel.AcceleratorCodec`) are composed by the
+framework on top of this contract, not written into ``encode``.
 """
 
 from __future__ import annotations
@@ -83,14 +74,11 @@ class Probe:
 class PageEncoding:
     """What a transform returns when a bare blob does not say enough.
 
-    ``blob`` is one buffer, or a tuple of buffers that are sent back to back (and decoded as
-    one), which saves joining them. ``modes`` sends some pages raw: one per input page,
-    ``PageMode.RAW`` or ``PageMode.ENCODED``, and the blob covers only the encoded pages
-    (decoding is then given their number). A delta codec's composition also uses forms of
-    its own (values above ``ENCODED``). ``path`` says where the request ran when the codec
-    has more than one path (``None``: the codec's :meth:`Codec.probe_path`), and
-    ``device_s`` is the modelled device time of an emulated request; the framework records
-    both in the measurements.
+    ``blob`` is one buffer, or a tuple of buffers sent back to back and decoded as one.
+    ``modes`` (one per input page, ``RAW`` or ``ENCODED``; a delta codec also uses values
+    above ``ENCODED``) sends some pages raw, the blob covering only the others. ``path`` is
+    where the request ran (``None``: :meth:`Codec.probe_path`) and ``device_s`` the modelled
+    device time of an emulated request; both go into the measurements.
     """
 
     blob: Any
@@ -106,7 +94,7 @@ def _as_encoding(result: Any) -> PageEncoding | None:
     return PageEncoding(result)
 
 
-#: the hooks of the earlier, wider codec contract -> what replaces each
+#: hooks of the retired codec contract -> the method that replaces each (named in the error)
 _OLD_HOOKS = {
     "_encode_pages": "encode_pages(self, pages) -> blob (or None: send the pages raw)",
     "_decode_pages": "decode_pages(self, blob, n_pages, page_size) -> n_pages * page_size bytes",
@@ -146,9 +134,12 @@ class Codec(ABC):
     _cpu_per_wall: float = 1.0
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        """Refuse, when the class is defined, a codec written against the earlier hooks
-        (``_encode_pages(pages, indices)`` and friends): they are never called now, so the
-        codec would fail later and less clearly. The message names each replacement."""
+        """Refuse, at class definition, a codec that implements the retired hooks
+        (``_encode_pages(pages, indices)`` and friends): they are never called, so the codec
+        would otherwise fail later and less clearly. The error names each replacement.
+
+        Raises :class:`OutdatedPlugin` for a retired hook, and ``TypeError`` for a class that
+        sets ``reads_destination`` without being a :class:`~migcodec.codecs.delta.DeltaCodec`."""
         super().__init_subclass__(**kwargs)
         old = [hook for hook in _OLD_HOOKS if hook in cls.__dict__]
         if old:
@@ -253,24 +244,21 @@ class Codec(ABC):
         """Encode a batch. ``staging`` is a pooled ``(max_pages, page_size)`` scratch buffer.
 
         Without ``staging`` the transform reads guest memory in place and raw pages in the
-        payload are views of it (zero copy): right when memory holds still, as in a trace or
-        a paused guest. With ``staging`` (the engines' pooled buffers) the batch is first
-        copied there, so a guest that keeps writing can neither corrupt the encoding (see
-        :meth:`Batch.pages`) nor change a frame between its checksum and its send. The
-        common case (no zero page, encoding pays) adds a few microseconds to the transform:
-        ``benchmarks/run.py`` measures framework against raw library calls.
+        payload are views of it (zero copy), which is right when memory holds still. With
+        ``staging`` the batch is copied there first, so a guest that keeps writing can
+        neither corrupt the encoding (see :meth:`Batch.pages`) nor change a frame between
+        its checksum and its send.
 
         ``destination`` is the stream's :class:`~migcodec.codecs.mirror.DestinationMirror`:
-        a codec that reads the destination encodes against it, and whatever the codec, it is
-        told what the destination holds once this batch is decoded. Without one, nothing is
-        assumed about the destination (a delta codec sends every page through its fall-back).
+        a delta codec encodes against it, and whatever the codec it learns what the
+        destination holds once this batch is decoded. Without one nothing is assumed about
+        the destination (a delta codec sends every page through its fall-back).
 
         ``stats.cpu_s`` reads the thread's CPU clock on one encode in
         :data:`CPU_SAMPLE_EVERY` and estimates the others as their wall time times the CPU
-        share that sample measured. The clock is a system call (no vDSO for thread clocks):
-        reading it twice per batch cost 2-4 % of an LZ4 call on 64 pages here, more than
-        the rest of the framework. A transform is pure CPU unless its thread is preempted,
-        so the share moves slowly and the sampled sum stays close to the measured one.
+        share of the last sample: the thread clock is a system call (no vDSO), too dear to
+        read around every batch, and a transform is pure CPU unless preempted, so the share
+        moves slowly.
         """
         sample_cpu = self._cpu_countdown <= 0
         wall0 = time.perf_counter()
@@ -363,15 +351,12 @@ class Codec(ABC):
         batch: Batch,
         rows: np.ndarray | None,
     ) -> tuple[Any, slice | None]:
-        """A delta codec's transform of ``pages`` (the batch's, or its ``rows``) composed
-        with the stream's mirror (``DeltaCodec._encode_against``); return its result and
-        the mirror slots it was lent (``None``: none). A compressor's :meth:`encode_pages`
-        is called directly: it sees the pages only.
-
-        The held versions are read in the mirror's store where the mirror can lend them
-        (:meth:`DestinationMirror.lend`), which saves a copy of every page. The slots stay
-        lent until the batch is recorded in them (:meth:`DestinationMirror.sent`), or are
-        given back if the transform fails."""
+        """A delta codec's transform of ``pages`` (the batch's, or its ``rows``) against the
+        stream's mirror (``DeltaCodec._encode_against``); return its result and the mirror
+        slots it was lent (``None``: none). Held versions are read in place where the mirror
+        can lend them (:meth:`DestinationMirror.lend`), saving a copy per page; the slots
+        stay lent until :meth:`DestinationMirror.sent`, or are given back if the transform
+        fails."""
         indices = batch.page_indices if rows is None else batch.page_indices[rows]
         held, lent = destination.lend(indices)
         try:
@@ -495,8 +480,8 @@ class Codec(ABC):
     def decode_checked(self, encoded: Encoded, view: np.ndarray) -> None:
         """:meth:`decode` into a ``(n_pages, page_size)`` view whose runs and page modes the
         caller has already checked against it (a wire reader checks each frame as it parses
-        it; checking again cost 11-15 µs a frame). The payload is still checked in full
-        before the first write."""
+        it, so they are not checked twice). The payload is still checked in full before the
+        first write."""
         page_size = encoded.page_size
         modes = np.asarray(encoded.modes, dtype=np.uint8)
         runs = encoded.runs

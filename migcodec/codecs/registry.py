@@ -82,8 +82,8 @@ def _read_again() -> list[EntryPoint]:
     fresh ``stevedore._cache.Cache`` (the class behind both) skips them and answers from
     stevedore's on-disk cache, whose key covers ``sys.path`` and the entry-point files on it
     (their times to about two minutes), so a package installed or removed since is seen.
-    That costs milliseconds (a stat of every installed package's entry-point file), which is
-    why a lookup that finds its codec does not call this."""
+    That stats every installed package's entry-point file, which is why a lookup that finds
+    its codec does not call this."""
     global _providers
     eps = list(_cache.Cache().get_group_all(NAMESPACE))
     ExtensionManager.ENTRY_POINT_CACHE[NAMESPACE] = eps
@@ -95,7 +95,7 @@ def _provider(ep: EntryPoint) -> str | None:
     """The distribution that registers ``ep`` (``migcodec-rle``), or ``None`` if none is
     known. stevedore's list holds names and targets only, so this reads the installed
     packages' metadata: once for each list stevedore reads, and only when a message or a
-    stream names a package (it costs tens of milliseconds)."""
+    stream names a package (reading every package's metadata is slow)."""
     global _providers
     providers = _providers
     if providers is None:

@@ -1,8 +1,9 @@
 """A guest that dirties its memory at a set rate, as the migration runs.
 
 Contents come from a pool of pre-generated pages of the chosen guest (``memcached``,
-``seq``, ``ones``...), written with numpy fancy assignment, so a Python thread sustains
-hundreds of MB/s. Each write stamps a counter into the page so rewritten pages differ.
+``seq``, ``ones``...), written with numpy fancy assignment so that a Python thread can
+sustain high dirty rates. Each write stamps a counter into the page so rewritten pages
+differ.
 """
 
 from __future__ import annotations

@@ -65,8 +65,7 @@ class SampleHistory:
     would alias with the guest's own layout). So any window of pages dirtied again holds
     pages seen in an earlier pass, in proportion to its size, and each watched page has a
     row of its own: none evicts another. Watching costs a few vector operations over the
-    window's page numbers and a copy of its watched pages, on the migration thread: 0.1 ms
-    per 4096-page window of a 128 MiB guest (1/128 of its pages).
+    window's page numbers and a copy of its watched pages, on the migration thread.
 
     A watched page rewritten between being watched and being sent looks more changed than
     it was sent, which can only delay teaching: this history is never the base of a delta.
@@ -192,10 +191,10 @@ class SelectorChooser:
     def _worth_teaching(self) -> float:
         """The largest share of a page a delta may send and still be worth its caches:
         ``WORTH_TEACHING`` of what the best compressing arm has been sending, or of a raw
-        page before any has been played. Against the ratio, not a fixed share: on a seq guest
+        page before any has been played. Against the ratio, not a fixed share: on a guest
         rewriting whole pages, watched pages rewritten after the dirty log was read come
-        round unchanged since they were sent, so a window's share can be 0.3, which zstd
-        (1/7 of a page) still beats by far."""
+        round unchanged since they were sent, so a window's delta share can look small
+        while a compressor still beats it by far."""
         recent = self.selector.recent_ratio[self._compressing]
         best = max(float(np.nanmax(recent)), 1.0) if np.isfinite(recent).any() else 1.0
         return WORTH_TEACHING / best

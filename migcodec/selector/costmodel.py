@@ -1,10 +1,10 @@
 """A calibrated cost model of every arm: repeatable timings for comparing policies.
 
-Measured encode times move by tens of percent with whatever else the machine is doing, and a
-close call between two arms flips with them: two measurements of one trace can then crown
-different oracles. The cost model replaces each measured time by a prediction from the work
-done, so that a policy comparison gives the same numbers every time it is run on one
-machine; measured mode stays the default for what users see.
+Measured encode times move with whatever else the machine is doing, and a close call
+between two arms flips with them: two measurements of one trace can then crown different
+oracles. The cost model replaces each measured time by a prediction from the work done, so
+that a policy comparison gives the same numbers every time it is run on one machine;
+measured mode stays the default for what users see.
 
 One arm's CPU seconds for some encode calls are::
 
@@ -365,8 +365,7 @@ def machine_cost_model(
     arms: list, page_size: int = 4096, batch_pages: int = 64, repeats: int = 3
 ) -> CostModel:
     """This machine's cost model covering ``arms``: the saved calibration, with arms it
-    does not cover yet calibrated now and saved for next time (a fraction of a second per
-    arm)."""
+    does not cover yet calibrated and saved for next time."""
     path = default_path(page_size, batch_pages)
     saved = None
     if path.exists():

@@ -1,11 +1,11 @@
 """Per-window features: cheap, vectorised summaries of a sample of the window's pages.
 
-Context-free bandits trail the per-window oracle on real memory: the best codec changes too
-often to be learnt from past rewards alone. A selector near the oracle has to *predict* each
-arm's outcome from the window itself, so two kinds of feature are computed here, and their
-cost is measured separately because a policy must pay for what it reads:
+The best codec can change from window to window too often to be learnt from past rewards
+alone, so a selector has to *predict* each arm's outcome from the window itself. Two kinds
+of feature are computed, and their costs are measured separately because a policy pays for
+what it reads:
 
-- **cheap** (tens of microseconds): zero-page fraction, byte-histogram entropy, and against
+- **cheap**: zero-page fraction, byte-histogram entropy, and against
   what the destination holds, the changed 8-byte words, differing bytes and runs of changed
   words per page, from which every delta arm predicts its own payload
   (:meth:`~migcodec.codecs.delta.DeltaCodec.estimate_sizes`) without encoding anything;
@@ -298,8 +298,8 @@ class FeatureExtractor:
         nz_idx = None if zero is None else np.flatnonzero(~zero)
         m = rows.size if nz_idx is None else nz_idx.size
         zero_frac = 1.0 - m / rows.size
-        # entropy of two pages from the two ends of the sample, every 7th byte (about 1200
-        # bytes: a histogram of a few thousand bytes says as much as one of all of them)
+        # entropy of two pages from the two ends of the sample, every 7th byte (see
+        # byte_entropy: a strided histogram is as informative as a full one)
         if m:
             ends = (0, m - 1) if nz_idx is None else (int(nz_idx[0]), int(nz_idx[-1]))
             pair = sample[ends[0] : ends[0] + 1] if ends[0] == ends[1] else sample[list(ends)]

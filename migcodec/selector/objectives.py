@@ -137,7 +137,7 @@ class Throughput(Objective):
 
     def utility(self, reward: float) -> float:
         """Minus seconds per guest GB: sums to minus the migration time. Summing bytes/s
-        instead would let a few all-zero windows (tens of GB/s, every codec alike)
+        instead would let a few all-zero windows (huge rates, every codec alike)
         outweigh every window where the choice matters."""
         return -1e9 / reward if reward > 0 else -math.inf
 

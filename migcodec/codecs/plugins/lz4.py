@@ -1,4 +1,4 @@
-"""``lz4``: LZ4 block format over the whole batch, the fastest CPU compressor here."""
+"""``lz4``: LZ4 block format over the whole batch."""
 
 from __future__ import annotations
 

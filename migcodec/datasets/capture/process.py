@@ -45,8 +45,8 @@ _COMPARE_BLOCK = 8192  # pages compared per step: bounds the temporary copies to
 def _rows_differ(a: np.ndarray, ia: np.ndarray, b: np.ndarray, ib: np.ndarray) -> np.ndarray:
     """``a[ia[k]] != b[ib[k]]`` for every k, a block of pages at a time.
 
-    Blocks are gathered into two reused buffers, so comparing a few hundred MiB costs no
-    fresh allocations (on this machine first-touch page faults cost more than the compare).
+    Blocks are gathered into two reused buffers, so a large compare makes no fresh
+    allocations, whose first-touch page faults can cost more than the compare itself.
     """
     n = ia.shape[0]
     out = np.zeros(n, dtype=bool)

@@ -1,35 +1,27 @@
 """Offline evaluation on a Dask cluster: tables measured and policies replayed as tasks.
 
-A corpus evaluation is many independent pieces of work, and this module hands them to a
-`Dask distributed <https://distributed.dask.org>`_ cluster: a :class:`Cluster` started on
-this host (``local:N``: N worker processes of one thread each, so that each measures on a
-core of its own) or one already running (``tcp://HOST:PORT``, started with ``dask
-scheduler`` and ``dask worker``). Dask is imported only here, and only when a cluster is
-asked for: evaluation without it runs in process.
+A corpus evaluation is many independent pieces of work, handed here to a `Dask
+distributed <https://distributed.dask.org>`_ cluster: one started on this host (``local:N``:
+N single-threaded worker processes, so each measures on a core of its own) or one already
+running (``tcp://HOST:PORT``). Dask is imported only when a cluster is asked for.
 
-Tasks, and why they are cut so:
+Tasks:
 
 - **table measurement** per (trace, range of windows, arm): :func:`measure_range` streams
-  the range's windows from the trace (a path every worker sees, or an fsspec URL of a
-  shared copy) and encodes them with one arm; one more task per range measures the
-  features and every arm's probe. The parts are joined here in window order
-  (:func:`~migcodec.selector.evaluation.table.join_parts`), by the same code that makes a
-  serial table of one range. No task holds more than one window it measures, and the
-  tasks of a range run in any order on any worker. Arm tasks of a range re-read its
-  windows: a range's tasks prefer one worker, whose process keeps recently decoded
-  windows (:class:`WindowCache`, bounded in bytes), so a range is decoded once rather
-  than once per arm. Ranges are placed heaviest first on the least loaded worker, and
-  idle workers take tasks over from busy ones.
-- **replay** per (trace, link, policy) (:func:`~.replay.replay_configs`; one task replays
-  every fixed arm of a cell), and per chunk of a grid's configurations and cell; replays
-  are scored here by :func:`~.replay.score`, the function a serial evaluation scores with.
+  the range's windows from the trace (a path every worker sees, or an fsspec URL) and
+  encodes them with one arm; one more task per range measures the features and probes. The
+  parts are joined in window order by
+  :func:`~migcodec.selector.evaluation.table.join_parts`, the code a serial table uses. A
+  range's tasks prefer one worker, whose :class:`WindowCache` keeps its decoded windows, so
+  a range is decoded once rather than once per arm. Ranges are placed heaviest first on the
+  least loaded worker; idle workers take tasks over from busy ones.
+- **replay** per (trace, link, policy) (:func:`~.replay.replay_configs`), and per chunk of a
+  grid's configurations and cell, scored here by :func:`~.replay.score` as in a serial run.
 
-A worker that dies (killed, out of memory) is replaced by its nanny, and the scheduler
-runs its unfinished tasks on other workers; a task that raises (a remote filesystem's
-passing read error) is run again up to :data:`TASK_RETRIES` times. Tables of the replays
-travel inside their tasks' definitions, so that they too are recomputed after a loss.
-Results do not depend on which worker ran what: byte counts, ratios and features are
-computed from the windows alone; only measured timings move, as they do between two
+A dead worker is replaced by its nanny and its tasks rerun elsewhere; a task that raises is
+retried up to :data:`TASK_RETRIES` times. Replays' tables travel inside their tasks'
+definitions, so they too survive a lost worker. Results do not depend on placement: bytes,
+ratios and features come from the windows alone; only measured timings vary, as between two
 serial runs (``--cost-model`` replaces them).
 """
 
@@ -129,11 +121,9 @@ def window_ranges(n_windows: int, per_task: int = TASK_WINDOWS) -> list[tuple[in
 class WindowCache:
     """Decoded windows of traces, least recently used first out, at most ``max_bytes``.
 
-    Each arm of a range is its own task, and each would decode the range's windows again
-    (decoding is a trace codec's decompression and checksums: a part of an arm's encodes
-    that grows with the number of arms). A worker that runs several arms of a range reads
-    it once. Entries are keyed by the trace's identity, so a rewritten trace is read anew.
-    One window larger than ``max_bytes`` is streamed, not kept.
+    Each arm of a range is its own task; the cache lets a worker that runs several arms of
+    a range decode it once. Entries are keyed by the trace's identity, so a rewritten trace
+    is read anew. A window larger than ``max_bytes`` is streamed, not kept.
     """
 
     def __init__(self, max_bytes: int = WINDOW_CACHE_BYTES) -> None:
@@ -222,13 +212,11 @@ def _heap_allocations() -> None:
     """Let this worker process allocate windows' arrays from its heap, as a process that
     does not run under a Dask nanny does.
 
-    The nanny starts workers with ``MALLOC_TRIM_THRESHOLD_`` set (so that freed memory
-    goes back to the system at once), which also fixes glibc's mmap threshold: every
-    array past 128 KiB is then mapped anew and page-faulted in, and a table measured on
-    such a worker spends far more CPU than in process and charges the codecs' timings for
-    page faults the in-process run does not pay. ``local:N`` starts its workers without
-    the variable; a running cluster's are set back here (once per process): arrays up to
-    32 MiB come from the heap, which keeps up to twice that for reuse.
+    The nanny starts workers with ``MALLOC_TRIM_THRESHOLD_`` set, which also fixes glibc's
+    mmap threshold: every array past 128 KiB is then mapped anew and page-faulted in, and the
+    codecs' timings are charged for page faults an in-process run does not pay. ``local:N``
+    starts its workers without the variable; a running cluster's are reset here (once per
+    process) so that arrays up to 32 MiB come from the heap.
     """
     global _heap_set
     if _heap_set:

@@ -1,25 +1,21 @@
 """The full-information table: every arm run on every window once, timed, cached.
 
-A trace lets policies be scored exactly: each (window, arm) outcome is measured once, and a
-replay then shows each policy only the outcome of the arm it chose. The table also keeps
-every window's features and every arm's probe (with what each cost), so a replay can charge
-a policy for exactly the features it read.
+Each (window, arm) outcome is measured once; a replay then shows each policy only the
+outcome of the arm it chose, and charges it for exactly the features and probes it read
+(the table keeps every window's features and every arm's probe, with their costs).
 
-A window that stores a uniform sample of its dirty pages (``Window.dirty_pages``) is scored
-at its true size: its bytes and times are the sample's, scaled by dirty pages per stored
-page. Features and probes are not scaled: they read a sample of the window, online too.
+A window that stores a sample of its dirty pages (``Window.dirty_pages``) is scored at its
+true size: bytes and times are scaled by dirty pages per stored page. Features and probes
+are not scaled: they read a sample online too.
 
-Timing is noisy on a shared machine: each arm encodes each window ``repeats`` times,
-interleaved across the arms measured together, and the medians are kept with their
-spread; only the codec calls are timed. Ratios do not vary and come from the first run.
-:meth:`Table.modelled` replaces every time by a calibrated cost model's
-(:mod:`migcodec.selector.costmodel`), for comparisons that give the same numbers on every
-run.
+Each arm encodes each window ``repeats`` times, interleaved across the arms, and the median
+time is kept with its spread (only codec calls are timed); ratios come from the first run.
+:meth:`Table.modelled` replaces every time by a calibrated cost model's, for comparisons
+that repeat exactly.
 
-A table is measured in parts (:func:`measure_windows`: a range of windows, some arms, the
-features or not) joined in window order (:func:`join_parts`). :func:`build_table` is one
-part of every arm over every window; a cluster measures one part per range and arm
-(:mod:`migcodec.selector.evaluation.cluster`), with the same two functions.
+A table is measured in parts (:func:`measure_windows`) joined in window order
+(:func:`join_parts`): :func:`build_table` is one part of every arm over every window, and a
+cluster measures one part per range and arm with the same two functions.
 """
 
 from __future__ import annotations

@@ -1,39 +1,30 @@
 """The ``auto`` policy: predict every arm's outcome on this window, buy a probe only when
 it can change the decision by more than it costs.
 
-What every arm would write and spend on a window follows from a few things:
+An arm's outcome on a window is predicted from:
 
 - the window's size and zero pages (every arm sends a zero page as a one-byte marker);
-- per compressing arm, its ratio over the non-zero pages. Compressors' ratios move together
-  (the content is what changes), so the log ratio of arm ``a`` is modelled as a shared level
-  plus a per-arm offset, ``L + d_a``, tracked by a Kalman filter: the played arm's own
-  outcome is free evidence, a probe of a few sampled pages is bought evidence (with a learnt
-  bias, since a few pages compress worse than a whole batch), the level drifts between
-  windows, more when the window's cheap features show that the content changed, and the
-  offsets hardly at all. Playing one compressor thus tells the policy about all of them;
-- per delta arm, the payload its own format would write for the changed words of the
-  sampled pages (:meth:`~migcodec.codecs.delta.DeltaCodec.estimate_sizes`, a cheap feature),
-  corrected by a learnt bias, and its fall-back's payload for pages the destination does not
-  hold;
-- per arm, CPU time from a calibrated cost model (fixed per call, per page by ratio:
-  :mod:`migcodec.selector.costmodel`), corrected by a learnt factor shared by all arms (the
-  machine and the data) and one per arm.
+- per compressing arm, its log ratio over the non-zero pages, modelled as a shared level
+  plus a per-arm offset, ``L + d_a``, in a Kalman filter. Compressors' ratios move together
+  (the content is what changes), so playing one arm informs all of them. The played arm's
+  outcome is free evidence; a probe of a few sampled pages is bought evidence, with a learnt
+  bias (a few pages compress worse than a whole batch). The level drifts between windows,
+  more when the cheap features show a change of content;
+- per delta arm, the payload its format would write for the sampled pages' changed words
+  (:meth:`~migcodec.codecs.delta.DeltaCodec.estimate_sizes`) with a learnt bias, plus its
+  fall-back's payload for pages the destination does not hold;
+- per arm, CPU time from the calibrated cost model (:mod:`migcodec.selector.costmodel`),
+  corrected by a learnt factor shared by all arms and one per arm.
 
-The objective turns those into a predicted reward per arm, and the best is played. The cheap
-features themselves are skipped when they have stopped paying: the policy keeps, as a moving
-average per guest byte, what reading them changed (the loss of the arm it would have played
-on the last features it read, against the arm it played on fresh ones), and reads them only
-when that is worth their cost, when the window's size jumps, when a window played without
-them went worse than predicted, or when the windows played since the last read took long
-enough that reading them again costs at most ``upkeep`` of that time: keeping the
-estimates fresh costs a bounded share of the migration, however small its windows are
-(every few windows where features are cheap against a window, seldom where they are not).
-A probe of
-arm ``a`` is bought when its expected value, the expected loss it avoids by revealing that
-another arm is better (over the uncertainty of ``a``'s ratio), exceeds what it adds to the
-window's loss (its CPU time, charged to the window). So a probe is bought for a large window
-whose best two arms are close, almost never for a small one, and not at all once the
-estimates are sharp: it pays for itself by construction.
+The objective turns these into a predicted reward per arm and the best is played. The cheap
+features are read only when they pay: the policy keeps a moving average, per guest byte, of
+the loss that reading them avoided, and also reads them when the window's size jumps, when a
+window played without them went worse than predicted, or when reading them costs at most
+``upkeep`` of the time played since the last read (so keeping estimates fresh costs a bounded
+share of the migration). A probe of arm ``a`` is bought when its expected value (the loss it
+avoids by revealing a better arm, over the uncertainty of ``a``'s ratio) exceeds its CPU
+time, charged to the window: probes go to large windows whose best arms are close, and stop
+once the estimates are sharp.
 """
 
 from __future__ import annotations

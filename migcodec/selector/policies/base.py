@@ -2,8 +2,8 @@
 
 A policy is bound to a number of arms (and the objective, for policies that predict rewards
 from features), then per window: ``choose(features) -> arm index`` and ``update(arm, reward,
-features, outcome)``. Both are plain numpy/Python arithmetic on a few arms: the benchmark
-``benchmarks/selector.py`` holds the pair under 20 microseconds.
+features, outcome)``. Both are plain numpy/Python arithmetic on a few arms, cheap against
+a window; ``benchmarks/selector.py`` times the pair.
 
 A policy is fully described by its config (numcodecs' convention): ``get_config()`` gives a
 JSON-ready dict with its ``name``, ``policy_from_config`` rebuilds an equal, unbound policy.

@@ -5,7 +5,7 @@ forgetting factor on the hot path (a rank-one Sherman-Morrison update, O(d^2) nu
 d of about 8), and explores with a LinUCB bonus (Li et al. 2010): the model's own
 uncertainty about this window. ``sgd`` fits scikit-learn's ``SGDRegressor`` per arm in
 batches off the hot path and predicts with the fitted coefficients in numpy, because a
-scikit-learn call costs hundreds of microseconds here.
+scikit-learn call's fixed overhead is large against a per-window decision.
 
 The features are the window's cheap context plus a few products of it: a codec's reward is
 far from linear in entropy or in the changed-word fraction (it is a minimum of a CPU bound

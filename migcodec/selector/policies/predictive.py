@@ -132,7 +132,7 @@ class Predictive(Policy):
             # a delta arm's speed depends on how pages changed, not on past windows
             mask &= ~(hopeless & np.isfinite(rate) & self.compressing)
         if self.raw_arm >= 0:
-            mask[self.raw_arm] = True  # a few microseconds, and zero pages change its ratio
+            mask[self.raw_arm] = True  # cheap, and zero pages change its ratio
         return mask
 
     @staticmethod
