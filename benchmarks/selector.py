@@ -38,14 +38,19 @@ from migcodec.selector import (
     parse_policy,
 )
 from migcodec.selector.evaluation.table import encode_window
+from migcodec.selector.policies import Policy
 
 BUDGET_US = 20.0
 
 
-def decision_latency(policy_name: str, arms: list[Arm], windows: int) -> tuple[float, float, float]:
+def decision_latency(
+    policy_name: str, arms: list[Arm], windows: int
+) -> tuple[float, float, float, float]:
     """Median seconds of choose + finish over ``windows`` windows of varied features without
-    probe outputs, of the probe decision before them and of choose + finish with every
-    arm's probe output (both 0 for policies that buy no probes)."""
+    probe outputs, of the probe decision before them, of choose + finish with every arm's
+    probe output (both 0 for policies that buy no probes), and of choose + finish of a
+    window played without features, after each of those (0 for policies that never skip
+    them)."""
     selector = Selector(parse_policy(policy_name), arms, Throughput(1.25e9, 2))
     extractor = FeatureExtractor([a.codec for a in arms])
     rng = np.random.default_rng(0)
@@ -55,9 +60,10 @@ def decision_latency(policy_name: str, arms: list[Arm], windows: int) -> tuple[f
         previous = pages.copy()
         previous[:, :64] ^= 1
         pool.append(extractor.extract(pages, previous, probe=True))
-    times, probe_times, probed_times = [], [], []
+    times, probe_times, probed_times, blind_times = [], [], [], []
     policy = selector.policy
     buys = policy.needs == "probe"
+    skips = type(policy).wants_features is not Policy.wants_features
     for w in range(windows):
         feats = pool[w // 20 % len(pool)]
         ratio = float(rng.uniform(1, 4))
@@ -71,11 +77,13 @@ def decision_latency(policy_name: str, arms: list[Arm], windows: int) -> tuple[f
             probed_times.append(selector.timed_step(feats, outcome))
         else:
             times.append(selector.timed_step(feats, outcome))
+        if skips:
+            blind_times.append(selector.timed_step(None, outcome))
 
     def median(values: list[float]) -> float:
         return statistics.median(values[windows // 10 :]) if values else 0.0
 
-    return median(times), median(probe_times), median(probed_times)
+    return median(times), median(probe_times), median(probed_times), median(blind_times)
 
 
 def feature_costs(arms: list[Arm], pages: int, repeats: int) -> list[dict]:
@@ -122,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     latency = {p: t[0] * 1e6 for p, t in timed.items()}
     probe_latency = {p: t[1] * 1e6 for p, t in timed.items() if t[1]}
     probed_latency = {p: t[2] * 1e6 for p, t in timed.items() if t[2]}
+    blind_latency = {p: t[3] * 1e6 for p, t in timed.items() if t[3]}
     costs = feature_costs(arms, args.pages, args.repeats)
     doc = {
         "arms": [a.label for a in arms],
@@ -129,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         "decision_update_median_us": latency,
         "probe_decision_median_us": probe_latency,
         "decision_update_with_probes_median_us": probed_latency,
+        "decision_update_without_features_median_us": blind_latency,
         "features": costs,
         "seconds": time.perf_counter() - t0,
     }
@@ -146,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
             if name in probe_latency
             else ""
         )
+        if name in blind_latency:
+            extra += f"; {blind_latency[name]:.1f} on a window played without features"
         print(f"    {name:<20} {us:7.1f} {'ok' if us <= BUDGET_US else 'OVER BUDGET'}{extra}")
     print(f"(b) features on {args.pages}-page windows, median CPU us (share of encoding)")
     for row in costs:

@@ -14,7 +14,7 @@ from the submission cost; such rewards are marked ``modelled``.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from migcodec import units
@@ -56,7 +56,15 @@ class Outcome:
     def charged(self, seconds: float) -> Outcome:
         """This outcome with ``seconds`` of selection work (features, probes) added to its
         wall and CPU time: what the window really cost."""
-        return replace(self, wall_s=self.wall_s + seconds, cpu_s=self.cpu_s + seconds)
+        if not seconds:
+            return self
+        return Outcome(
+            self.input_bytes,
+            self.output_bytes,
+            self.wall_s + seconds,
+            self.cpu_s + seconds,
+            self.device_s,
+        )
 
 
 @dataclass(frozen=True)

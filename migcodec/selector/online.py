@@ -31,7 +31,7 @@ class SelectorError(RuntimeError):
     """The selector was used out of order (e.g. a decision finished twice)."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Decision:
     """One window's choice; accumulates the measurements of the batches encoded with it."""
 
@@ -76,6 +76,7 @@ class Selector:
         self.arms = [a if isinstance(a, Arm) else Arm.of(a) for a in arms]
         self.codecs = [a.codec for a in self.arms]
         self.objective = objective or Throughput()
+        self._clock = getattr(self.objective, "clock", "cpu")
         costs = None
         if policy.wants_costs:
             model = machine_cost_model(self.arms, page_size)
@@ -142,14 +143,14 @@ class Selector:
         return reward
 
     def _remember(self, arm: int, outcome: Outcome, step: float = 0.3) -> None:
-        busy = outcome.busy_s(getattr(self.objective, "clock", "cpu"))
+        busy = outcome.busy_s(self._clock)
         if outcome.input_bytes <= 0 or busy <= 0:
             return
         for stat, value in (
             (self.recent_ratio, outcome.ratio),
             (self.recent_rate, outcome.input_bytes / busy),
         ):
-            old = stat[arm]
+            old = float(stat[arm])  # a Python float: numpy scalars' arithmetic costs more
             stat[arm] = value if old != old else old + step * (value - old)  # nan: first
 
     def timed_step(self, features: WindowFeatures | None, outcome: Outcome) -> float:

@@ -102,7 +102,7 @@ class RatioFilter:
             predicted += x[1]
         gain = ph / (ph[0] + ph[j] + (ph[1] if probe else 0.0) + noise)
         x += gain * (y - predicted)
-        p -= np.outer(gain, ph)
+        p -= gain[:, None] * ph  # the rank-one update (np.outer's wrapper costs 5x this)
 
     def observe_probes(
         self, arms: np.ndarray, y: np.ndarray, noise: float, shared: float = 0.0
@@ -199,19 +199,28 @@ class Auto(Policy):
         self.delta_bias = np.zeros(k)  # log(actual / estimated) payload of delta arms
         self.cpu_shared = 0.0  # log(actual / modelled) CPU, the part all arms share
         self.cpu_arm = [0.0] * k  # and each arm's own
-        self._factor_list = [1.0] * k  # exp(cpu_shared + cpu_arm): model -> this machine
+        # model -> this machine: exp(cpu_shared) times each arm's exp(cpu_arm), kept apart so
+        # that an update recomputes two numbers, not one per arm
+        self._shared_factor = 1.0
+        self._arm_factor = [1.0] * k
         # a delta arm's pages the destination does not hold go through its fall-back: the
         # lz4 arm (the default fall-back) when there is one, else they count as raw
         labels = self.labels or [""] * k
         lz4 = [i for i, label in enumerate(labels) if label.split(" ")[0] == "lz4"]
         self.fallback_arm = lz4[0] if lz4 else -1
         self._fast = isinstance(self.objective, Throughput)
+        if self._fast:
+            self._to_cpu = 1.0 / self.objective.workers
+            self._to_link = 1.0 / self.objective.link
+        self._clock = getattr(self.objective, "clock", "cpu")
         self._context: np.ndarray | None = None
         self._last: tuple[WindowFeatures, list[float]] | None = None
         self._read: WindowFeatures | None = None  # the last features read
         self._since_s = 0.0  # predicted time of the windows played since the last read
         self._stale_play = False  # a window played without features went worse than predicted
-        self._blind: WindowFeatures | None = None  # what the window played blind was chosen on
+        # the filter's estimates and the delta biases change: what _payloads keeps goes stale
+        self._version = 0
+        self._shape: tuple | None = None
         self._feature_value = math.inf  # loss reading features avoided, per guest byte
         self._pages = 0.0  # the size of the window being chosen for
         self._expected = 0.0  # the predicted loss of the arm chosen
@@ -238,15 +247,23 @@ class Auto(Policy):
             rows = rows[:, None]
         return self._cost_flat[rows + idx]
 
-    def _payloads(self, f: WindowFeatures, mu: list[float]) -> tuple[list[float], list[float]]:
-        """Predicted payload bytes per non-zero page and its log ratio, per arm, at least
-        one byte. ``mu`` is 0 for every arm but the compressing ones, so raw comes out at a
-        whole page; a delta arm's is its estimate for the pages the destination holds and
-        its fall-back's for the others (exactly the fall-back's when nothing is held, so
-        that a tie goes to the fall-back, the arm listed first)."""
+    def _payloads(self, f: WindowFeatures) -> tuple[list[float], list[float], list[float]]:
+        """Predicted payload bytes per non-zero page, its log ratio and the model's CPU
+        seconds per non-zero page, per arm. The log ratios are the filter's for
+        compressing arms and 0 for the others, so raw comes out at a whole page; a delta
+        arm's payload is its estimate for the pages the destination holds and its
+        fall-back's for the others (exactly the fall-back's when nothing is held, so that a
+        tie goes to the fall-back, the arm listed first).
+
+        None of it depends on the window's size: it is kept until the features or the
+        estimates change, so that windows played on the same features predict in a few
+        float operations per arm."""
+        cached = self._shape
+        if cached is not None and cached[0] is f and cached[1] == self._version:
+            return cached[2]
         page_size, log_page = self.page_size, self._log_page
-        # conditional expressions, not min/max calls: this runs for every arm of every window
-        lr = [(m if m < log_page else log_page) if m > 0.0 else 0.0 for m in mu]
+        # conditional expressions, not min/max calls: this runs for every arm
+        lr = [(m if m < log_page else log_page) if m > 0.0 else 0.0 for m in self._mu()]
         payload = [page_size * math.exp(-x) for x in lr]
         if self._delta_arms:
             fallback = self.fallback_arm
@@ -262,11 +279,19 @@ class Auto(Policy):
                     each = max(held * est + (1.0 - held) * fb, 1.0)
                 payload[i] = each
                 lr[i] = math.log(page_size / each)
-        return payload, lr
+        scale, top = _GRID_STEPS / _LOG_KNOTS[-1], _GRID_STEPS
+        per_page = [
+            row[i if i < top else top]
+            for row, i in zip(self._cost_rows, [int(x * scale) for x in lr], strict=True)
+        ]
+        shape = (payload, lr, per_page)
+        self._shape = (f, self._version, shape)
+        return shape
 
-    def _window(self, f: WindowFeatures) -> tuple[float, float, float, float]:
-        """Pages, zero pages, non-zero pages and encode calls of a window."""
-        n = max(f.pages, 1.0)
+    def _window(self, f: WindowFeatures, pages: float | None) -> tuple[float, ...]:
+        """Pages, zero pages, non-zero pages and encode calls of a window of ``pages``
+        pages (``None``: the size ``f`` was read on) whose zero share ``f`` gives."""
+        n = max(f.pages if pages is None else pages, 1.0)
         zero = n * float(f.context[1])
         return n, zero, n - zero, float(math.ceil(n / self.batch_pages))
 
@@ -279,25 +304,23 @@ class Auto(Policy):
         reward = self.objective.reward_arrays(guest, out, cpu, cpu)
         return -self.objective.utility_arrays(reward) * guest / 1e9
 
-    def _predict(self, f: WindowFeatures, mu: list[float]):
-        """Payload per non-zero page, output bytes, CPU seconds and loss, per arm (lists:
-        the hot path, a few float operations per arm)."""
-        n, zero, nz, calls = self._window(f)
-        payload, lr = self._payloads(f, mu)
+    def _predict(self, f: WindowFeatures, pages: float | None = None):
+        """Payload per non-zero page, output bytes, CPU seconds and loss, per arm, of a
+        window of ``pages`` pages (``None``: the size ``f`` was read on) described by
+        ``f`` (lists: the hot path, a few float operations per arm)."""
+        n, zero, nz, calls = self._window(f, pages)
+        payload, _, per_page = self._payloads(f)
         base = n + calls * RUN_BYTES
         out = [base + p * nz for p in payload]
-        scale = _GRID_STEPS / _LOG_KNOTS[-1]
-        rows, factor = self._cost_rows, self._factor_list
-        top = _GRID_STEPS
-        steps = [int(x * scale) for x in lr]
+        shared = self._shared_factor
         cpu = [
-            (per_call * calls + per_zero * zero + row[i if i < top else top] * nz) * g
-            for (per_call, per_zero), row, i, g in zip(
-                self._fixed_rows, rows, steps, factor, strict=True
+            (per_call * calls + per_zero * zero + pp * nz) * g * shared
+            for (per_call, per_zero), pp, g in zip(
+                self._fixed_rows, per_page, self._arm_factor, strict=True
             )
         ]
         if self._fast:
-            to_cpu, to_link = 1.0 / self.objective.workers, 1.0 / self.objective.link
+            to_cpu, to_link = self._to_cpu, self._to_link
             loss = [
                 c * to_cpu if c * to_cpu > o * to_link else o * to_link
                 for c, o in zip(cpu, out, strict=True)
@@ -323,19 +346,11 @@ class Auto(Policy):
         expected = self._feature_value * pages * self.page_size
         return expected > self.value * cost
 
-    def _stale(self) -> WindowFeatures:
-        """The last features read, for a window of the size being chosen for."""
-        stale = self._read.cheap()
-        stale.pages = self._pages
-        return stale
-
-    def _value_of_reading(self, fresh: WindowFeatures, loss: list[float], mu: list[float]) -> None:
+    def _value_of_reading(self, fresh: WindowFeatures, loss: list[float]) -> None:
         """Learn what reading this window's features changed against the last ones read."""
         read = self._read
         if read is not None:
-            stale = read.cheap()
-            stale.pages = fresh.pages
-            stale_arm = _argmin(self._predict(stale, mu)[3])
+            stale_arm = _argmin(self._predict(read, fresh.pages)[3])
             avoided = (loss[stale_arm] - min(loss)) / max(fresh.pages * self.page_size, 1.0)
             old = self._feature_value
             step = self.learn
@@ -348,27 +363,26 @@ class Auto(Policy):
     def probe_mask(self, features: WindowFeatures) -> np.ndarray | None:
         self._drift(features)
         mask = np.zeros(self.n_arms, dtype=bool)
+        payload, out, cpu, loss = self._predict(features)
+        self._last = (features, loss)  # choose() reuses it when no probe is bought
+        self._value_of_reading(features, loss)
         m = features.probe_pages
         c = self._c
-        if m <= 0 or not c.size:
+        if m <= 0 or not c.size:  # nothing to probe (an all-zero sample, or no compressor)
             return mask
-        mu = self.ratios.mean()
         sd = np.sqrt(self.ratios.var())
-        full_mu = self._mu(mu)
-        payload, out, cpu, loss = self._predict(features, full_mu)
-        self._last = (features, loss)  # choose() reuses it when no probe is bought
-        self._value_of_reading(features, loss, full_mu)
         order = sorted(range(self.n_arms), key=loss.__getitem__)
         best = order[0]
         second = loss[order[1]] if self.n_arms > 1 else math.inf
-        n, zero, nz, calls = self._window(features)
+        mu = self.ratios.mean()
+        n, zero, nz, calls = self._window(features, None)
         # each compressing arm's loss at each quadrature point of its log ratio
         each = np.maximum(
             self.page_size / np.exp(np.maximum(mu[:, None] + sd[:, None] * _NODES, 0.0)), 1.0
         )
         trial_out = n + calls * RUN_BYTES + nz * each
         fixed = (self._per_call[c] * calls + self._per_zero[c] * zero)[:, None]
-        factor = np.array(self._factor_list)[c]
+        factor = np.array(self._arm_factor)[c] * self._shared_factor
         trial_cpu = (fixed + self._page_costs(c, self.page_size / each) * nz) * factor[:, None]
         trial = self._loss(n * self.page_size, trial_out, trial_cpu)
         gain = (
@@ -426,13 +440,11 @@ class Auto(Policy):
             if self._read is None:
                 mu = self._mu()
                 return max(range(self.n_arms), key=mu.__getitem__)
-            self._blind = self._stale()
-            loss = self._predict(self._blind, self._mu())[3]
+            loss = self._predict(self._read, self._pages)[3]
             arm = _argmin(loss)
             self._expected = loss[arm]
             self._since_s += self._expected
             return arm
-        self._blind = None
         if self._context is not features.context:
             self._drift(features)  # a caller that skipped probe_mask
         m = features.probe_pages
@@ -449,17 +461,16 @@ class Auto(Policy):
             noise = self.probe_noise**2 / m
             y = np.log(m * self.page_size / np.maximum(features.probe_out[seen], 1.0))
             self.ratios.observe_probes(np.searchsorted(self._c, seen), y, noise, _PROBE_SHARED)
-        loss = self._predict(features, self._mu())[3]
+            self._version += 1
+        loss = self._predict(features)[3]
         arm = _argmin(loss)
         self._expected = float(loss[arm])
         return arm
 
     def update(self, arm, reward, features=None, outcome: Outcome | None = None) -> None:
         skipped = features is None
-        if skipped and self._read is not None:
-            # learn against the last features read, as the choice was made
-            features = self._blind if self._blind is not None else self._stale()
-            self._blind = None
+        if skipped:  # learn against the last features read, as the choice was made
+            features = self._read
         if outcome is None or features is None or outcome.input_bytes <= 0:
             return
         if skipped and reward > 0 and self._fast:
@@ -482,6 +493,7 @@ class Auto(Policy):
                 # many: its weight grows with its non-zero pages
                 noise = max(_PLAY_VAR, self.probe_noise**2 / nz)
                 self.ratios.observe(slot, math.log(page_size / each), noise, probe=False)
+                self._version += 1
             elif self.is_delta[arm] and not skipped and features.delta_bytes is not None:
                 estimate = float(features.delta_bytes[arm])
                 if features.held_frac > 0.9 and math.isfinite(estimate) and estimate > 0:
@@ -492,7 +504,8 @@ class Auto(Policy):
                     # does, so a faster step tips close calls between delta arms on noise
                     error = math.log(each / estimate) - self.delta_bias[arm]
                     self.delta_bias[arm] += self.learn * error / 10
-        busy = outcome.busy_s(getattr(self.objective, "clock", "cpu"))
+                    self._version += 1
+        busy = outcome.busy_s(self._clock)
         step = math.log(page_size / min(max(each, 1.0), page_size)) * _GRID_STEPS
         per_page = self._cost_rows[arm][min(int(step / _LOG_KNOTS[-1]), _GRID_STEPS)]
         per_call, per_zero = self._fixed_rows[arm]
@@ -505,5 +518,5 @@ class Auto(Policy):
             error = math.log(busy / model) - self.cpu_shared - self.cpu_arm[arm]
             self.cpu_shared += step * error / 2
             self.cpu_arm[arm] += step * error / 2
-            shared = self.cpu_shared
-            self._factor_list = [math.exp(shared + own) for own in self.cpu_arm]
+            self._shared_factor = math.exp(self.cpu_shared)
+            self._arm_factor[arm] = math.exp(self.cpu_arm[arm])
