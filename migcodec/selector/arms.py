@@ -7,6 +7,7 @@ report all name the same thing. Arms are parsed from the command line as ``name`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,6 +68,21 @@ class Arm:
     @property
     def kind(self) -> CodecKind:
         return self.codec.kind
+
+
+def fallback_arms(arms: Sequence[Arm]) -> list[int]:
+    """Per arm, the index of the arm whose codec is the one it sends pages through when
+    the destination is not known to hold them (a delta arm's fall-back), or -1 where the
+    arm has none or no arm is configured like it: a policy predicts those pages by it."""
+    from migcodec.codecs.delta import DeltaCodec
+
+    configs = [arm.codec.get_config() for arm in arms]
+    found = []
+    for arm in arms:
+        codec = arm.codec
+        config = get_codec(codec.fallback).get_config() if isinstance(codec, DeltaCodec) else None
+        found.append(configs.index(config) if config in configs else -1)
+    return found
 
 
 def parse_arm(text: str) -> dict[str, Any]:

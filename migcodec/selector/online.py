@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from migcodec.codecs import Codec, Measurements
-from migcodec.selector.arms import Arm
+from migcodec.selector.arms import Arm, fallback_arms
 from migcodec.selector.costmodel import machine_cost_model
 from migcodec.selector.features import FeatureExtractor, WindowFeatures
 from migcodec.selector.objectives import Objective, Outcome, Throughput
@@ -88,6 +88,7 @@ class Selector:
             labels=[a.label for a in self.arms],
             costs=costs,
             page_size=page_size,
+            fallbacks=fallback_arms(self.arms),
         )
         self.extractor = FeatureExtractor(self.codecs, sample_pages=sample_pages)
         self.windows = 0

@@ -29,7 +29,12 @@ def _auto(link: float, **params):
         "auto" if not params else "auto:" + ",".join(f"{k}={v}" for k, v in params.items())
     )
     return policy.bind(
-        len(LABELS), Throughput(link=link, workers=2), KINDS, labels=LABELS, costs=COSTS
+        len(LABELS),
+        Throughput(link=link, workers=2),
+        KINDS,
+        labels=LABELS,
+        costs=COSTS,
+        fallbacks=[-1, -1, -1, 1],  # dsa-delta's fall-back is the lz4 arm
     )
 
 
@@ -221,3 +226,33 @@ def test_a_replayed_window_without_delta_estimates_is_one_without_them():
     assert table.features(0).delta_bytes is None
     score = evaluate(table, [parse_policy("auto")], make_objective("throughput")).scores[-1]
     assert np.isfinite(score.total) and score.total > 0
+
+
+def test_each_delta_arm_sends_pages_not_held_as_its_own_fall_back_arm_would():
+    """Arms name the arm their fall-back is configured like; with half the pages held, the
+    delta arm's predicted payload is half its delta, half that arm's payload."""
+    from migcodec.selector import parse_arms
+    from migcodec.selector.arms import fallback_arms
+
+    arms = parse_arms(
+        "raw;lz4;zstd:level=3;dsa-delta;xbzrle:fallback=zstd;dsa-delta:fallback=zlib-ng"
+    )
+    assert fallback_arms(arms) == [-1, -1, -1, 1, -1, -1]
+    arms = parse_arms("raw;lz4;zstd;dsa-delta:fallback=zstd")
+    assert fallback_arms(arms) == [-1, -1, -1, 2]
+    for fallbacks, expected in (([-1, -1, -1, 1], 3.0), ([-1, -1, -1, 2], 5.0)):
+        policy = parse_policy("auto").bind(
+            len(LABELS),
+            Throughput(125e6, 2),
+            KINDS,
+            labels=LABELS,
+            costs=COSTS,
+            fallbacks=fallbacks,
+        )
+        f = _probed(_features(10_000, delta_bytes=40.0), {1: 3.0, 2: 5.0})
+        f.held_frac = 0.5
+        policy.choose(f)  # the probes sharpen both compressors' estimates
+        payload = policy._predict(f)[0]
+        fallback = payload[fallbacks[3]]
+        assert fallback == pytest.approx(PAGE / expected, rel=0.2)
+        assert payload[3] == pytest.approx(0.5 * 40.0 + 0.5 * fallback)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from migcodec.selector.arms import Arm, fallback_arms
 from migcodec.selector.evaluation.table import Table
 from migcodec.selector.objectives import Objective
 from migcodec.selector.policies import Fixed, Policy, parse_policy, policy_from_config
@@ -47,6 +48,7 @@ def replay(policy: Policy, table: Table, objective: Objective) -> ReplayResult:
         labels=table.labels,
         costs=table.costs(),
         page_size=table.page_size,
+        fallbacks=fallback_arms([Arm.of(a) for a in table.arms]),
     )
     n = table.n_windows
     chosen = np.zeros(n, dtype=np.int64)

@@ -203,11 +203,6 @@ class Auto(Policy):
         # that an update recomputes two numbers, not one per arm
         self._shared_factor = 1.0
         self._arm_factor = [1.0] * k
-        # a delta arm's pages the destination does not hold go through its fall-back: the
-        # lz4 arm (the default fall-back) when there is one, else they count as raw
-        labels = self.labels or [""] * k
-        lz4 = [i for i, label in enumerate(labels) if label.split(" ")[0] == "lz4"]
-        self.fallback_arm = lz4[0] if lz4 else -1
         self._fast = isinstance(self.objective, Throughput)
         if self._fast:
             self._to_cpu = 1.0 / self.objective.workers
@@ -266,10 +261,12 @@ class Auto(Policy):
         lr = [(m if m < log_page else log_page) if m > 0.0 else 0.0 for m in self._mu()]
         payload = [page_size * math.exp(-x) for x in lr]
         if self._delta_arms:
-            fallback = self.fallback_arm
-            fb = payload[fallback] if fallback >= 0 else float(page_size)
             estimates, held = f.delta_bytes, f.held_frac
             for i in self._delta_arms:
+                # pages the destination does not hold go through the arm's fall-back, as
+                # its arm would send them (raw, when no arm is configured like it)
+                fallback = self.fallbacks[i]
+                fb = payload[fallback] if fallback >= 0 else float(page_size)
                 if estimates is None:  # nothing held: every page through the fall-back
                     each = fb
                 else:

@@ -60,12 +60,15 @@ class Policy(ABC):
         labels: list[str] | None = None,
         costs: list | None = None,
         page_size: int = 4096,
+        fallbacks: list[int] | None = None,
     ) -> Policy:
         """Size the policy for ``n_arms`` arms and clear what it has learnt.
 
         ``kinds`` and ``labels`` describe the arms; ``costs`` is each arm's calibrated cost
         model (:class:`~migcodec.selector.costmodel.ArmCost`, or ``None``) for policies that
-        predict CPU time, and ``page_size`` the pages' size.
+        predict CPU time, ``page_size`` the pages' size, and ``fallbacks`` per arm the arm
+        it sends pages the destination does not hold through (-1: none;
+        :func:`~migcodec.selector.arms.fallback_arms`).
         """
         if n_arms < 1:
             raise PolicyError("a policy needs at least one arm")
@@ -75,6 +78,7 @@ class Policy(ABC):
         self.labels = labels
         self.costs = costs
         self.page_size = page_size
+        self.fallbacks = list(fallbacks) if fallbacks is not None else [-1] * n_arms
         self._reset()
         return self
 
