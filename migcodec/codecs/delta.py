@@ -44,6 +44,10 @@ RAW = np.uint8(PageMode.RAW)
 STATUS_UNCHANGED, STATUS_DELTA, STATUS_RAW = 0, 1, 2
 _STATUS_MODE = np.array([UNCHANGED, DELTA, RAW], dtype=np.uint8)  # indexed by STATUS_*
 
+#: bytes of one entry of a DSA delta record (u16 word offset, 8 new bytes): what the default
+#: estimate prices a changed word at
+RECORD_ENTRY_BYTES = 10
+
 _HEADER = np.dtype("<u4")
 _LENGTH = np.dtype("<u2")
 _NO_FALLBACK = np.zeros(1, dtype=_HEADER).tobytes()
@@ -108,7 +112,7 @@ class DeltaCodec(Codec):
         that goes raw. This default is a delta record's cost, 10 bytes per changed word
         (DSA's format) and the page's u16 length."""
         words = changes.words
-        size = 10 * words + 2
+        size = RECORD_ENTRY_BYTES * words + 2
         size[size >= page_size] = page_size
         size[words == 0] = 0
         return size

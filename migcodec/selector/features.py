@@ -27,7 +27,7 @@ import numpy as np
 from migcodec.codecs import Batch, CodecKind
 from migcodec.codecs.base import RUN_BYTES as _RUN_BYTES
 from migcodec.codecs.changes import PageChanges, page_changes
-from migcodec.codecs.delta import DeltaCodec
+from migcodec.codecs.delta import RECORD_ENTRY_BYTES, DeltaCodec
 from migcodec.codecs.zero import zero_page_rows
 
 #: names of the entries of :attr:`WindowFeatures.context`, in order
@@ -36,8 +36,6 @@ CONTEXT_NAMES = ("bias", "zero_frac", "entropy", "changed_frac", "delta_known")
 PAGES_PER_PROBE_PAGE = 512
 #: a window this many pages large or more reads one more sampled page per this many pages
 PAGES_PER_SAMPLE_PAGE = 256
-#: bytes a delta record spends per changed 8-byte word (DSA delta record entry)
-DELTA_BYTES_PER_WORD = 10
 
 
 @dataclass(slots=True)
@@ -167,7 +165,7 @@ def changed_words(pages: np.ndarray, previous: np.ndarray) -> np.ndarray:
 def delta_bytes(changed: np.ndarray, page_size: int, zero: np.ndarray) -> np.ndarray:
     """Modelled delta-record bytes per page: ``10 x changed words`` capped at a raw page,
     nothing for a zero page (sent as a marker), plus the one-byte page mode every page costs."""
-    body = np.minimum(changed * DELTA_BYTES_PER_WORD, page_size)
+    body = np.minimum(changed * RECORD_ENTRY_BYTES, page_size)
     return np.where(zero, 0, body) + 1
 
 

@@ -40,11 +40,18 @@ import numpy as np
 
 from migcodec.codecs import delta_kernels
 from migcodec.codecs.base import Probe
-from migcodec.codecs.delta import STATUS_DELTA, STATUS_RAW, STATUS_UNCHANGED, DeltaCodec, Deltas
+from migcodec.codecs.delta import (
+    RECORD_ENTRY_BYTES,
+    STATUS_DELTA,
+    STATUS_RAW,
+    STATUS_UNCHANGED,
+    DeltaCodec,
+    Deltas,
+)
 from migcodec.codecs.encoded import CodecPath
 from migcodec.codecs.errors import DecodeError
 
-ENTRY_BYTES = 10
+ENTRY_BYTES = RECORD_ENTRY_BYTES
 #: what DML's descriptor validation accepts as a Create Delta Record maximum: a multiple of
 #: 10 bytes, at least 80 (eight entries) and within the descriptor's 32-bit field; anything
 #: else completes with ``DML_STATUS_DELTA_RECORD_SIZE_ERROR`` (17) before the device runs
