@@ -10,11 +10,12 @@
  * versions (the fall-back without a C compiler) and say what every byte means; the golden
  * vectors in tests/codecs/vectors check both paths against QEMU's and DML's own output.
  *
- * xbzrle_encode(old, new, page_size) -> (results, status, lengths, data)
+ * xbzrle_encode(old, new, page_size, update=False) -> (results, status, lengths, data)
  *   Per page QEMU's xbzrle_encode_buffer(old, new, page_size, dst, page_size) result as
  *   int32 (-1 overflow, 0 unchanged, else the length), a status byte (0 unchanged, 1 delta,
  *   2 raw: the STATUS_* values of delta.py), the u16 lengths of the delta pages and their
- *   encodings concatenated.
+ *   encodings concatenated. With update, old must be writable and each of its pages is
+ *   replaced by the new page once compared (see "Updating old" below).
  *
  * xbzrle_decode(pages, data, lengths, page_size) -> None | (code, page, a, b)
  *   Applies the encodings (lengths: int64, one per page) to the writable pages in place,
@@ -29,9 +30,17 @@
  *   1 not equal, 2 overflow), record size in bytes as int64, records concatenated; with
  *   partial false the entries of overflowing pages are left out (their size is 0).
  *
- * dsa_deltas(old, new, page_size, cap) -> (status, counts, records)
+ * dsa_deltas(old, new, page_size, cap, update=False) -> (status, counts, records)
  *   What the dsa-delta codec sends: status bytes as above (a page with more than cap
  *   changed words goes raw), the u16 entry count of each delta page and their records.
+ *   update as for xbzrle_encode. Both DSA entry points run the same pass (dsa_pass).
+ *
+ * Updating old: a delta codec encodes against the stream's mirror of the destination and
+ * then records the new pages there, which the destination will hold once the frame is
+ * decoded. When the held versions are the mirror's own rows, copying each new page over
+ * its old one right after the page is compared does that recording in the same pass, while
+ * both pages are in cache, instead of a second pass over the batch. The result bytes are
+ * the same either way; old and new must not overlap unless they are the same buffer.
  *
  * dsa_apply(pages, records, sizes, page_size) -> None | (code, value)
  *   Apply Delta Record per page (sizes: int64 bytes, one per page), strictly: every size a
@@ -47,9 +56,11 @@
 #define STATUS_DELTA 1
 #define STATUS_RAW 2
 
-#define DSA_EQUAL 0
-#define DSA_NOT_EQUAL 1
-#define DSA_OVERFLOW 2
+/* DML's result bytes; a dsa-delta page's status is the same number (equal: unchanged,
+ * not equal: delta, overflow: raw) */
+#define DSA_EQUAL STATUS_UNCHANGED
+#define DSA_NOT_EQUAL STATUS_DELTA
+#define DSA_OVERFLOW STATUS_RAW
 #define DSA_ENTRY 10
 
 /* room past the last output byte: the encoders write small literals and entries as whole
@@ -177,13 +188,38 @@ static int check_pair(const Py_buffer *a, const Py_buffer *b, Py_ssize_t page_si
     return 0;
 }
 
+/* The old pages of an encode: read-only, or with update writable (their pages are then
+ * replaced by new, which must not overlap them unless it is them). */
+static int get_old(PyObject *obj, Py_buffer *view, int update, const Py_buffer *new_view,
+                   const char *what)
+{
+    if (PyObject_GetBuffer(obj, view, update ? PyBUF_WRITABLE : PyBUF_SIMPLE) < 0)
+        return -1;
+    const char *o = view->buf, *n = new_view->buf;
+    if (!PyBuffer_IsContiguous(view, 'C')) {
+        PyErr_Format(PyExc_ValueError, "%s needs contiguous old pages", what);
+    } else if (update && o != n && o < n + new_view->len && n < o + view->len) {
+        PyErr_Format(PyExc_ValueError, "%s cannot update old pages that overlap the new", what);
+    } else {
+        return 0;
+    }
+    PyBuffer_Release(view);
+    return -1;
+}
+
 static PyObject *xbzrle_encode(PyObject *self, PyObject *args)
 {
+    PyObject *old_obj;
     Py_buffer old_view, new_view;
     Py_ssize_t page_size;
+    int update = 0;
     (void)self;
-    if (!PyArg_ParseTuple(args, "y*y*n", &old_view, &new_view, &page_size))
+    if (!PyArg_ParseTuple(args, "Oy*n|p", &old_obj, &new_view, &page_size, &update))
         return NULL;
+    if (get_old(old_obj, &old_view, update, &new_view, "xbzrle_encode") < 0) {
+        PyBuffer_Release(&new_view);
+        return NULL;
+    }
     PyObject *results = NULL, *status = NULL, *lengths = NULL, *data = NULL, *out = NULL;
     if (check_pair(&old_view, &new_view, page_size, XBZRLE_MAX_PAGE, "xbzrle_encode") < 0)
         goto done;
@@ -199,10 +235,13 @@ static PyObject *xbzrle_encode(PyObject *self, PyObject *args)
     uint16_t *len = (uint16_t *)PyBytes_AS_STRING(lengths);
     unsigned char *dst = (unsigned char *)PyBytes_AS_STRING(data);
     const unsigned char *a = old_view.buf, *b = new_view.buf;
+    unsigned char *store = update && a != b ? old_view.buf : NULL;
     Py_ssize_t used = 0, k = 0;
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t p = 0; p < m; p++) {
         int r = xbzrle_encode_page(a + p * page_size, b + p * page_size, page_size, dst + used);
+        if (store) /* old is replaced by new once compared, while both are in cache */
+            memcpy(store + p * page_size, b + p * page_size, (size_t)page_size);
         res[p] = r;
         if (r > 0) {
             st[p] = STATUS_DELTA;
@@ -407,111 +446,111 @@ static Py_ssize_t dsa_create_page(const unsigned char *old, const unsigned char 
     return count;
 }
 
-static PyObject *dsa_create(PyObject *self, PyObject *args)
+/* What one DSA pass produces; any of sizes, counts and store may be NULL. */
+typedef struct {
+    unsigned char *res;  /* per page: DML's result byte (also the STATUS_* value) */
+    int64_t *sizes;      /* per page: record size in bytes */
+    uint16_t *counts;    /* per page with a kept record: its entry count */
+    unsigned char *rec;  /* kept records, concatenated (with SLACK bytes of room) */
+    unsigned char *store; /* per page: where new is copied once compared (may be old) */
+    Py_ssize_t used;     /* record bytes written */
+    Py_ssize_t k;        /* entries of counts written */
+} dsa_out;
+
+/* The one DSA pass both entry points run, without the GIL: per page, Create Delta Record
+ * with room for cap entries, its result byte, and its entries kept (all of them when the
+ * record fits; of an overflowing page the first cap with partial, else none). With a store
+ * each page of new is copied there once compared, while both are in cache: the caller
+ * records what the destination will hold in the same pass, and store may be old itself
+ * (a page is read in full before it is replaced). */
+static void dsa_pass(const unsigned char *a, const unsigned char *b, Py_ssize_t m,
+                     Py_ssize_t page_size, Py_ssize_t cap, int partial, dsa_out *o)
 {
+    Py_ssize_t words = page_size / 8;
+    for (Py_ssize_t p = 0; p < m; p++) {
+        const unsigned char *old = a + p * page_size, *new_ = b + p * page_size;
+        Py_ssize_t n = dsa_create_page(old, new_, words, cap, o->rec + o->used);
+        if (o->store && o->store + p * page_size != new_)
+            memcpy(o->store + p * page_size, new_, (size_t)page_size);
+        if (n > cap) {
+            o->res[p] = DSA_OVERFLOW;
+            n = partial ? cap : 0;
+        } else {
+            o->res[p] = n ? DSA_NOT_EQUAL : DSA_EQUAL;
+            if (n && o->counts)
+                o->counts[o->k++] = (uint16_t)n; /* cap <= 0xFFFF: checked by the caller */
+        }
+        if (o->sizes)
+            o->sizes[p] = (int64_t)n * DSA_ENTRY;
+        o->used += n * DSA_ENTRY;
+    }
+}
+
+/* dsa_create and dsa_deltas: the arguments checked and the outputs allocated alike; codec
+ * says which outputs (counts and the u16 cap, or per-page sizes). */
+static PyObject *dsa_entry(PyObject *args, int codec, const char *what)
+{
+    PyObject *old_obj;
     Py_buffer old_view, new_view;
     Py_ssize_t page_size, cap;
-    int partial;
-    (void)self;
-    if (!PyArg_ParseTuple(args, "y*y*nnp", &old_view, &new_view, &page_size, &cap, &partial))
+    int flag = 0; /* dsa_create: partial; dsa_deltas: update */
+    if (!PyArg_ParseTuple(args, codec ? "Oy*nn|p" : "Oy*nnp", &old_obj, &new_view, &page_size,
+                          &cap, &flag))
         return NULL;
-    PyObject *results = NULL, *sizes = NULL, *records = NULL, *out = NULL;
-    if (check_pair(&old_view, &new_view, page_size, 0, "dsa_create") < 0)
+    int update = codec && flag, partial = !codec && flag;
+    if (get_old(old_obj, &old_view, update, &new_view, what) < 0) {
+        PyBuffer_Release(&new_view);
+        return NULL;
+    }
+    PyObject *res = NULL, *per_page = NULL, *records = NULL, *out = NULL;
+    if (check_pair(&old_view, &new_view, page_size, 0, what) < 0)
         goto done;
-    if (cap < 0) {
-        PyErr_SetString(PyExc_ValueError, "dsa_create needs room for 0 or more entries");
+    if (cap < 0 || (codec && cap > 0xFFFF)) {
+        PyErr_Format(PyExc_ValueError, "%s needs room for %s entries", what,
+                     codec ? "0..65535" : "0 or more");
         goto done;
     }
     Py_ssize_t m = old_view.len / page_size, words = page_size / 8;
     Py_ssize_t room = cap < words ? cap : words;
-    results = PyBytes_FromStringAndSize(NULL, m);
-    sizes = PyBytes_FromStringAndSize(NULL, m * (Py_ssize_t)sizeof(int64_t));
+    res = PyBytes_FromStringAndSize(NULL, m);
+    per_page = PyBytes_FromStringAndSize(
+        NULL, m * (Py_ssize_t)(codec ? sizeof(uint16_t) : sizeof(int64_t)));
     records = PyBytes_FromStringAndSize(NULL, m * room * DSA_ENTRY + SLACK);
-    if (!results || !sizes || !records)
+    if (!res || !per_page || !records)
         goto done;
-    unsigned char *res = (unsigned char *)PyBytes_AS_STRING(results);
-    int64_t *sz = (int64_t *)PyBytes_AS_STRING(sizes);
-    unsigned char *rec = (unsigned char *)PyBytes_AS_STRING(records);
-    const unsigned char *a = old_view.buf, *b = new_view.buf;
-    Py_ssize_t used = 0;
+    dsa_out o = {(unsigned char *)PyBytes_AS_STRING(res), NULL, NULL,
+                 (unsigned char *)PyBytes_AS_STRING(records),
+                 update ? (unsigned char *)old_view.buf : NULL, 0, 0};
+    if (codec)
+        o.counts = (uint16_t *)PyBytes_AS_STRING(per_page);
+    else
+        o.sizes = (int64_t *)PyBytes_AS_STRING(per_page);
     Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t p = 0; p < m; p++) {
-        Py_ssize_t n = dsa_create_page(a + p * page_size, b + p * page_size, words, cap,
-                                       rec + used);
-        if (n > cap) {
-            res[p] = DSA_OVERFLOW;
-            n = partial ? cap : 0;
-        } else {
-            res[p] = n ? DSA_NOT_EQUAL : DSA_EQUAL;
-        }
-        sz[p] = (int64_t)n * DSA_ENTRY;
-        used += n * DSA_ENTRY;
-    }
+    dsa_pass(old_view.buf, new_view.buf, m, page_size, cap, partial, &o);
     Py_END_ALLOW_THREADS
-    if (_PyBytes_Resize(&records, used) < 0)
+    if ((codec && _PyBytes_Resize(&per_page, o.k * (Py_ssize_t)sizeof(uint16_t)) < 0) ||
+        _PyBytes_Resize(&records, o.used) < 0)
         goto done;
-    out = PyTuple_Pack(3, results, sizes, records);
+    out = PyTuple_Pack(3, res, per_page, records);
 done:
-    Py_XDECREF(results);
-    Py_XDECREF(sizes);
+    Py_XDECREF(res);
+    Py_XDECREF(per_page);
     Py_XDECREF(records);
     PyBuffer_Release(&old_view);
     PyBuffer_Release(&new_view);
     return out;
 }
 
+static PyObject *dsa_create(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return dsa_entry(args, 0, "dsa_create");
+}
+
 static PyObject *dsa_deltas(PyObject *self, PyObject *args)
 {
-    Py_buffer old_view, new_view;
-    Py_ssize_t page_size, cap;
     (void)self;
-    if (!PyArg_ParseTuple(args, "y*y*nn", &old_view, &new_view, &page_size, &cap))
-        return NULL;
-    PyObject *status = NULL, *counts = NULL, *records = NULL, *out = NULL;
-    if (check_pair(&old_view, &new_view, page_size, 0, "dsa_deltas") < 0)
-        goto done;
-    Py_ssize_t m = old_view.len / page_size, words = page_size / 8;
-    if (cap < 0 || cap > 0xFFFF) {
-        PyErr_SetString(PyExc_ValueError, "dsa_deltas needs room for 0..65535 entries");
-        goto done;
-    }
-    Py_ssize_t room = cap < words ? cap : words;
-    status = PyBytes_FromStringAndSize(NULL, m);
-    counts = PyBytes_FromStringAndSize(NULL, m * (Py_ssize_t)sizeof(uint16_t));
-    records = PyBytes_FromStringAndSize(NULL, m * room * DSA_ENTRY + SLACK);
-    if (!status || !counts || !records)
-        goto done;
-    unsigned char *st = (unsigned char *)PyBytes_AS_STRING(status);
-    uint16_t *cn = (uint16_t *)PyBytes_AS_STRING(counts);
-    unsigned char *rec = (unsigned char *)PyBytes_AS_STRING(records);
-    const unsigned char *a = old_view.buf, *b = new_view.buf;
-    Py_ssize_t used = 0, k = 0;
-    Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t p = 0; p < m; p++) {
-        Py_ssize_t n = dsa_create_page(a + p * page_size, b + p * page_size, words, cap,
-                                       rec + used);
-        if (n > cap) {
-            st[p] = STATUS_RAW;
-        } else if (n == 0) {
-            st[p] = STATUS_UNCHANGED;
-        } else {
-            st[p] = STATUS_DELTA;
-            cn[k++] = (uint16_t)n;
-            used += n * DSA_ENTRY;
-        }
-    }
-    Py_END_ALLOW_THREADS
-    if (_PyBytes_Resize(&counts, k * (Py_ssize_t)sizeof(uint16_t)) < 0 ||
-        _PyBytes_Resize(&records, used) < 0)
-        goto done;
-    out = PyTuple_Pack(3, status, counts, records);
-done:
-    Py_XDECREF(status);
-    Py_XDECREF(counts);
-    Py_XDECREF(records);
-    PyBuffer_Release(&old_view);
-    PyBuffer_Release(&new_view);
-    return out;
+    return dsa_entry(args, 1, "dsa_deltas");
 }
 
 /* what dsa_apply reports; dsa_delta.py words each exactly as the numpy path does */
@@ -601,13 +640,13 @@ done:
 
 static PyMethodDef methods[] = {
     {"xbzrle_encode", xbzrle_encode, METH_VARARGS,
-     "xbzrle_encode(old, new, page_size) -> (results, status, lengths, data)"},
+     "xbzrle_encode(old, new, page_size, update=False) -> (results, status, lengths, data)"},
     {"xbzrle_decode", xbzrle_decode, METH_VARARGS,
      "xbzrle_decode(pages, data, lengths, page_size) -> None | (code, page, a, b)"},
     {"dsa_create", dsa_create, METH_VARARGS,
      "dsa_create(old, new, page_size, cap, partial) -> (results, sizes, records)"},
     {"dsa_deltas", dsa_deltas, METH_VARARGS,
-     "dsa_deltas(old, new, page_size, cap) -> (status, counts, records)"},
+     "dsa_deltas(old, new, page_size, cap, update=False) -> (status, counts, records)"},
     {"dsa_apply", dsa_apply, METH_VARARGS,
      "dsa_apply(pages, records, sizes, page_size) -> None | (code, value)"},
     {NULL, NULL, 0, NULL},
