@@ -10,12 +10,11 @@
  * versions (the fall-back without a C compiler) and say what every byte means; the golden
  * vectors in tests/codecs/vectors check both paths against QEMU's and DML's own output.
  *
- * xbzrle_encode(old, new, page_size, update=False) -> (results, status, lengths, data)
+ * xbzrle_encode(old, new, page_size) -> (results, status, lengths, data)
  *   Per page QEMU's xbzrle_encode_buffer(old, new, page_size, dst, page_size) result as
  *   int32 (-1 overflow, 0 unchanged, else the length), a status byte (0 unchanged, 1 delta,
  *   2 raw: the STATUS_* values of delta.py), the u16 lengths of the delta pages and their
- *   encodings concatenated. With update, old must be writable and each of its pages is
- *   replaced by the new page once compared (see "Updating old" below).
+ *   encodings concatenated.
  *
  * xbzrle_decode(pages, data, lengths, page_size) -> None | (code, page, a, b)
  *   Applies the encodings (lengths: int64, one per page) to the writable pages in place,
@@ -30,17 +29,23 @@
  *   1 not equal, 2 overflow), record size in bytes as int64, records concatenated; with
  *   partial false the entries of overflowing pages are left out (their size is 0).
  *
- * dsa_deltas(old, new, page_size, cap, update=False) -> (status, counts, records)
+ * dsa_deltas(old, new, page_size, cap) -> (status, counts, records)
  *   What the dsa-delta codec sends: status bytes as above (a page with more than cap
  *   changed words goes raw), the u16 entry count of each delta page and their records.
- *   update as for xbzrle_encode. Both DSA entry points run the same pass (dsa_pass).
+ *   dsa_create and dsa_deltas run the same pass (dsa_pass).
  *
- * Updating old: a delta codec encodes against the stream's mirror of the destination and
- * then records the new pages there, which the destination will hold once the frame is
- * decoded. When the held versions are the mirror's own rows, copying each new page over
- * its old one right after the page is compared does that recording in the same pass, while
- * both pages are in cache, instead of a second pass over the batch. The result bytes are
- * the same either way; old and new must not overlap unless they are the same buffer.
+ * record_frame(format, store, new, page_size, cap, copy_raw) -> (modes, head, data, raw, n_raw)
+ *   A delta codec's whole frame when the destination holds every page, in one call: format
+ *   0 is XBZRLE, 1 DSA (cap: its entry cap, as for dsa_deltas). store holds the versions
+ *   the destination holds (the mirror's own rows, writable), and each of its pages is
+ *   replaced by the new one right after the two are compared: the mirror records what the
+ *   destination will hold in the pass that reads it, while both pages are in cache, rather
+ *   than in a second pass over the batch. Returns the page modes of delta.py (a bytearray:
+ *   1 raw, 2 delta, 4 unchanged), the blob's head (u32 0, no fall-back part; the u16
+ *   length of each delta page), the deltas, the raw pages copied from the store (None
+ *   when there is none, or when every page is raw and copy_raw is false: the caller then
+ *   sends new itself) and their number. The bytes are those of the entry points above.
+ *   store and new must not overlap, unless they are the same buffer.
  *
  * dsa_apply(pages, records, sizes, page_size) -> None | (code, value)
  *   Apply Delta Record per page (sizes: int64 bytes, one per page), strictly: every size a
@@ -188,38 +193,47 @@ static int check_pair(const Py_buffer *a, const Py_buffer *b, Py_ssize_t page_si
     return 0;
 }
 
-/* The old pages of an encode: read-only, or with update writable (their pages are then
- * replaced by new, which must not overlap them unless it is them). */
-static int get_old(PyObject *obj, Py_buffer *view, int update, const Py_buffer *new_view,
-                   const char *what)
+/* What one encode pass writes. status, data and used are always there; the others may be
+ * NULL. */
+typedef struct {
+    unsigned char *status; /* per page: STATUS_* (for DSA also DML's result byte) */
+    int32_t *results;      /* XBZRLE: per page QEMU's result */
+    int64_t *sizes;        /* DSA: per page its record's size in bytes */
+    uint16_t *lengths;     /* per delta page: its u16 length field (bytes; DSA: entries) */
+    unsigned char *data;   /* the deltas kept, concatenated (with SLACK bytes of room) */
+    unsigned char *store;  /* per page: where its new version is copied once compared */
+    Py_ssize_t used;       /* bytes of data written */
+    Py_ssize_t k;          /* entries of lengths written */
+} pass_out;
+
+/* The XBZRLE pass, without the GIL: each page encoded, its status, length and encoding. */
+static void xbzrle_pass(const unsigned char *a, const unsigned char *b, Py_ssize_t m,
+                        Py_ssize_t page_size, pass_out *o)
 {
-    if (PyObject_GetBuffer(obj, view, update ? PyBUF_WRITABLE : PyBUF_SIMPLE) < 0)
-        return -1;
-    const char *o = view->buf, *n = new_view->buf;
-    if (!PyBuffer_IsContiguous(view, 'C')) {
-        PyErr_Format(PyExc_ValueError, "%s needs contiguous old pages", what);
-    } else if (update && o != n && o < n + new_view->len && n < o + view->len) {
-        PyErr_Format(PyExc_ValueError, "%s cannot update old pages that overlap the new", what);
-    } else {
-        return 0;
+    for (Py_ssize_t p = 0; p < m; p++) {
+        const unsigned char *new_ = b + p * page_size;
+        int r = xbzrle_encode_page(a + p * page_size, new_, page_size, o->data + o->used);
+        if (o->store)
+            memcpy(o->store + p * page_size, new_, (size_t)page_size);
+        if (o->results)
+            o->results[p] = r;
+        if (r > 0) {
+            o->status[p] = STATUS_DELTA;
+            o->lengths[o->k++] = (uint16_t)r; /* native order: little-endian where built */
+            o->used += r;
+        } else {
+            o->status[p] = r == 0 ? STATUS_UNCHANGED : STATUS_RAW;
+        }
     }
-    PyBuffer_Release(view);
-    return -1;
 }
 
 static PyObject *xbzrle_encode(PyObject *self, PyObject *args)
 {
-    PyObject *old_obj;
     Py_buffer old_view, new_view;
     Py_ssize_t page_size;
-    int update = 0;
     (void)self;
-    if (!PyArg_ParseTuple(args, "Oy*n|p", &old_obj, &new_view, &page_size, &update))
+    if (!PyArg_ParseTuple(args, "y*y*n", &old_view, &new_view, &page_size))
         return NULL;
-    if (get_old(old_obj, &old_view, update, &new_view, "xbzrle_encode") < 0) {
-        PyBuffer_Release(&new_view);
-        return NULL;
-    }
     PyObject *results = NULL, *status = NULL, *lengths = NULL, *data = NULL, *out = NULL;
     if (check_pair(&old_view, &new_view, page_size, XBZRLE_MAX_PAGE, "xbzrle_encode") < 0)
         goto done;
@@ -230,30 +244,15 @@ static PyObject *xbzrle_encode(PyObject *self, PyObject *args)
     data = PyBytes_FromStringAndSize(NULL, m * page_size + SLACK);
     if (!results || !status || !lengths || !data)
         goto done;
-    int32_t *res = (int32_t *)PyBytes_AS_STRING(results);
-    unsigned char *st = (unsigned char *)PyBytes_AS_STRING(status);
-    uint16_t *len = (uint16_t *)PyBytes_AS_STRING(lengths);
-    unsigned char *dst = (unsigned char *)PyBytes_AS_STRING(data);
-    const unsigned char *a = old_view.buf, *b = new_view.buf;
-    unsigned char *store = update && a != b ? old_view.buf : NULL;
-    Py_ssize_t used = 0, k = 0;
+    pass_out o = {(unsigned char *)PyBytes_AS_STRING(status),
+                  (int32_t *)PyBytes_AS_STRING(results), NULL,
+                  (uint16_t *)PyBytes_AS_STRING(lengths), (unsigned char *)PyBytes_AS_STRING(data),
+                  NULL, 0, 0};
     Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t p = 0; p < m; p++) {
-        int r = xbzrle_encode_page(a + p * page_size, b + p * page_size, page_size, dst + used);
-        if (store) /* old is replaced by new once compared, while both are in cache */
-            memcpy(store + p * page_size, b + p * page_size, (size_t)page_size);
-        res[p] = r;
-        if (r > 0) {
-            st[p] = STATUS_DELTA;
-            len[k++] = (uint16_t)r; /* native order: little-endian on the targets built */
-            used += r;
-        } else {
-            st[p] = r == 0 ? STATUS_UNCHANGED : STATUS_RAW;
-        }
-    }
+    xbzrle_pass(old_view.buf, new_view.buf, m, page_size, &o);
     Py_END_ALLOW_THREADS
-    if (_PyBytes_Resize(&lengths, k * (Py_ssize_t)sizeof(uint16_t)) < 0 ||
-        _PyBytes_Resize(&data, used) < 0)
+    if (_PyBytes_Resize(&lengths, o.k * (Py_ssize_t)sizeof(uint16_t)) < 0 ||
+        _PyBytes_Resize(&data, o.used) < 0)
         goto done;
     out = PyTuple_Pack(4, results, status, lengths, data);
 done:
@@ -446,39 +445,25 @@ static Py_ssize_t dsa_create_page(const unsigned char *old, const unsigned char 
     return count;
 }
 
-/* What one DSA pass produces; any of sizes, counts and store may be NULL. */
-typedef struct {
-    unsigned char *res;  /* per page: DML's result byte (also the STATUS_* value) */
-    int64_t *sizes;      /* per page: record size in bytes */
-    uint16_t *counts;    /* per page with a kept record: its entry count */
-    unsigned char *rec;  /* kept records, concatenated (with SLACK bytes of room) */
-    unsigned char *store; /* per page: where new is copied once compared (may be old) */
-    Py_ssize_t used;     /* record bytes written */
-    Py_ssize_t k;        /* entries of counts written */
-} dsa_out;
-
-/* The one DSA pass both entry points run, without the GIL: per page, Create Delta Record
- * with room for cap entries, its result byte, and its entries kept (all of them when the
- * record fits; of an overflowing page the first cap with partial, else none). With a store
- * each page of new is copied there once compared, while both are in cache: the caller
- * records what the destination will hold in the same pass, and store may be old itself
- * (a page is read in full before it is replaced). */
+/* The DSA pass, without the GIL: per page, Create Delta Record with room for cap entries,
+ * its result byte, and its entries kept (all of them when the record fits; of an
+ * overflowing page the first cap with partial, else none). */
 static void dsa_pass(const unsigned char *a, const unsigned char *b, Py_ssize_t m,
-                     Py_ssize_t page_size, Py_ssize_t cap, int partial, dsa_out *o)
+                     Py_ssize_t page_size, Py_ssize_t cap, int partial, pass_out *o)
 {
     Py_ssize_t words = page_size / 8;
     for (Py_ssize_t p = 0; p < m; p++) {
-        const unsigned char *old = a + p * page_size, *new_ = b + p * page_size;
-        Py_ssize_t n = dsa_create_page(old, new_, words, cap, o->rec + o->used);
-        if (o->store && o->store + p * page_size != new_)
+        const unsigned char *new_ = b + p * page_size;
+        Py_ssize_t n = dsa_create_page(a + p * page_size, new_, words, cap, o->data + o->used);
+        if (o->store)
             memcpy(o->store + p * page_size, new_, (size_t)page_size);
         if (n > cap) {
-            o->res[p] = DSA_OVERFLOW;
+            o->status[p] = DSA_OVERFLOW;
             n = partial ? cap : 0;
         } else {
-            o->res[p] = n ? DSA_NOT_EQUAL : DSA_EQUAL;
-            if (n && o->counts)
-                o->counts[o->k++] = (uint16_t)n; /* cap <= 0xFFFF: checked by the caller */
+            o->status[p] = n ? DSA_NOT_EQUAL : DSA_EQUAL;
+            if (n && o->lengths)
+                o->lengths[o->k++] = (uint16_t)n; /* cap <= 0xFFFF: the caller checked */
         }
         if (o->sizes)
             o->sizes[p] = (int64_t)n * DSA_ENTRY;
@@ -486,43 +471,44 @@ static void dsa_pass(const unsigned char *a, const unsigned char *b, Py_ssize_t 
     }
 }
 
-/* dsa_create and dsa_deltas: the arguments checked and the outputs allocated alike; codec
- * says which outputs (counts and the u16 cap, or per-page sizes). */
-static PyObject *dsa_entry(PyObject *args, int codec, const char *what)
+/* The most entries a DSA pass may keep per page: cap checked, and room for the records. */
+static int dsa_room(Py_ssize_t cap, Py_ssize_t page_size, int codec, const char *what,
+                    Py_ssize_t *room)
 {
-    PyObject *old_obj;
-    Py_buffer old_view, new_view;
-    Py_ssize_t page_size, cap;
-    int flag = 0; /* dsa_create: partial; dsa_deltas: update */
-    if (!PyArg_ParseTuple(args, codec ? "Oy*nn|p" : "Oy*nnp", &old_obj, &new_view, &page_size,
-                          &cap, &flag))
-        return NULL;
-    int update = codec && flag, partial = !codec && flag;
-    if (get_old(old_obj, &old_view, update, &new_view, what) < 0) {
-        PyBuffer_Release(&new_view);
-        return NULL;
-    }
-    PyObject *res = NULL, *per_page = NULL, *records = NULL, *out = NULL;
-    if (check_pair(&old_view, &new_view, page_size, 0, what) < 0)
-        goto done;
     if (cap < 0 || (codec && cap > 0xFFFF)) {
         PyErr_Format(PyExc_ValueError, "%s needs room for %s entries", what,
                      codec ? "0..65535" : "0 or more");
-        goto done;
+        return -1;
     }
-    Py_ssize_t m = old_view.len / page_size, words = page_size / 8;
-    Py_ssize_t room = cap < words ? cap : words;
-    res = PyBytes_FromStringAndSize(NULL, m);
+    Py_ssize_t words = page_size / 8;
+    *room = cap < words ? cap : words;
+    return 0;
+}
+
+/* dsa_create and dsa_deltas: one pass, and the outputs each returns. */
+static PyObject *dsa_entry(PyObject *args, int codec, const char *what)
+{
+    Py_buffer old_view, new_view;
+    Py_ssize_t page_size, cap, room;
+    int partial = 0;
+    if (!PyArg_ParseTuple(args, codec ? "y*y*nn" : "y*y*nnp", &old_view, &new_view, &page_size,
+                          &cap, &partial))
+        return NULL;
+    PyObject *status = NULL, *per_page = NULL, *records = NULL, *out = NULL;
+    if (check_pair(&old_view, &new_view, page_size, 0, what) < 0 ||
+        dsa_room(cap, page_size, codec, what, &room) < 0)
+        goto done;
+    Py_ssize_t m = old_view.len / page_size;
+    status = PyBytes_FromStringAndSize(NULL, m);
     per_page = PyBytes_FromStringAndSize(
         NULL, m * (Py_ssize_t)(codec ? sizeof(uint16_t) : sizeof(int64_t)));
     records = PyBytes_FromStringAndSize(NULL, m * room * DSA_ENTRY + SLACK);
-    if (!res || !per_page || !records)
+    if (!status || !per_page || !records)
         goto done;
-    dsa_out o = {(unsigned char *)PyBytes_AS_STRING(res), NULL, NULL,
-                 (unsigned char *)PyBytes_AS_STRING(records),
-                 update ? (unsigned char *)old_view.buf : NULL, 0, 0};
+    pass_out o = {(unsigned char *)PyBytes_AS_STRING(status), NULL, NULL, NULL,
+                  (unsigned char *)PyBytes_AS_STRING(records), NULL, 0, 0};
     if (codec)
-        o.counts = (uint16_t *)PyBytes_AS_STRING(per_page);
+        o.lengths = (uint16_t *)PyBytes_AS_STRING(per_page);
     else
         o.sizes = (int64_t *)PyBytes_AS_STRING(per_page);
     Py_BEGIN_ALLOW_THREADS
@@ -531,9 +517,9 @@ static PyObject *dsa_entry(PyObject *args, int codec, const char *what)
     if ((codec && _PyBytes_Resize(&per_page, o.k * (Py_ssize_t)sizeof(uint16_t)) < 0) ||
         _PyBytes_Resize(&records, o.used) < 0)
         goto done;
-    out = PyTuple_Pack(3, res, per_page, records);
+    out = PyTuple_Pack(3, status, per_page, records);
 done:
-    Py_XDECREF(res);
+    Py_XDECREF(status);
     Py_XDECREF(per_page);
     Py_XDECREF(records);
     PyBuffer_Release(&old_view);
@@ -551,6 +537,94 @@ static PyObject *dsa_deltas(PyObject *self, PyObject *args)
 {
     (void)self;
     return dsa_entry(args, 1, "dsa_deltas");
+}
+
+/* -- A delta codec's frame, recorded as it is made ---------------------------------------- */
+
+/* the page modes of delta.py: raw (PageMode.RAW), delta (PageMode.ENCODED), unchanged */
+#define MODE_RAW 1
+#define MODE_DELTA 2
+#define MODE_UNCHANGED 4
+enum { FORMAT_XBZRLE = 0, FORMAT_DSA = 1 };
+
+static PyObject *record_frame(PyObject *self, PyObject *args)
+{
+    Py_buffer store_view, new_view;
+    Py_ssize_t page_size, cap, room = 0;
+    int format, copy_raw;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "iw*y*nnp", &format, &store_view, &new_view, &page_size, &cap,
+                          &copy_raw))
+        return NULL;
+    PyObject *modes = NULL, *head = NULL, *data = NULL, *raw = NULL, *out = NULL;
+    unsigned char *st = store_view.buf;
+    const unsigned char *nw = new_view.buf;
+    int dsa = format == FORMAT_DSA;
+    if (format != FORMAT_XBZRLE && !dsa) {
+        PyErr_Format(PyExc_ValueError, "record_frame: no delta format %d", format);
+        goto done;
+    }
+    if (check_pair(&store_view, &new_view, page_size, dsa ? 0 : XBZRLE_MAX_PAGE,
+                   "record_frame") < 0 ||
+        (dsa && dsa_room(cap, page_size, 1, "record_frame", &room) < 0))
+        goto done;
+    if (st != nw && (const unsigned char *)st < nw + new_view.len &&
+        nw < st + store_view.len) {
+        PyErr_SetString(PyExc_ValueError,
+                        "record_frame: the store and the new pages overlap (and are not one)");
+        goto done;
+    }
+    Py_ssize_t m = store_view.len / page_size, n_raw = 0;
+    modes = PyByteArray_FromStringAndSize(NULL, m);
+    head = PyBytes_FromStringAndSize(NULL, 4 + m * (Py_ssize_t)sizeof(uint16_t));
+    data = PyBytes_FromStringAndSize(NULL, (dsa ? m * room * DSA_ENTRY : m * page_size) + SLACK);
+    if (!modes || !head || !data)
+        goto done;
+    unsigned char *md = (unsigned char *)PyByteArray_AS_STRING(modes);
+    unsigned char *hd = (unsigned char *)PyBytes_AS_STRING(head);
+    memset(hd, 0, 4); /* u32 fall-back size: no page falls back in a recorded frame */
+    pass_out o = {md, NULL, NULL, (uint16_t *)(hd + 4), (unsigned char *)PyBytes_AS_STRING(data),
+                  st == nw ? NULL : st, 0, 0};
+    Py_BEGIN_ALLOW_THREADS
+    if (dsa)
+        dsa_pass(st, nw, m, page_size, cap, 0, &o);
+    else
+        xbzrle_pass(st, nw, m, page_size, &o);
+    for (Py_ssize_t p = 0; p < m; p++) { /* status -> mode, in place */
+        unsigned char s_ = md[p];
+        md[p] = s_ == STATUS_DELTA ? MODE_DELTA : s_ == STATUS_RAW ? MODE_RAW : MODE_UNCHANGED;
+        n_raw += s_ == STATUS_RAW;
+    }
+    Py_END_ALLOW_THREADS
+    if (_PyBytes_Resize(&head, 4 + o.k * (Py_ssize_t)sizeof(uint16_t)) < 0 ||
+        _PyBytes_Resize(&data, o.used) < 0)
+        goto done;
+    if (n_raw && (n_raw < m || copy_raw)) {
+        raw = PyBytes_FromStringAndSize(NULL, n_raw * page_size);
+        if (!raw)
+            goto done;
+        unsigned char *r = (unsigned char *)PyBytes_AS_STRING(raw);
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t p = 0; p < m; p++) {
+            if (md[p] == MODE_RAW) { /* the store holds the page now, as it was recorded */
+                memcpy(r, st + p * page_size, (size_t)page_size);
+                r += page_size;
+            }
+        }
+        Py_END_ALLOW_THREADS
+    } else {
+        raw = Py_None;
+        Py_INCREF(raw);
+    }
+    out = Py_BuildValue("(OOOOn)", modes, head, data, raw, n_raw);
+done:
+    Py_XDECREF(modes);
+    Py_XDECREF(head);
+    Py_XDECREF(data);
+    Py_XDECREF(raw);
+    PyBuffer_Release(&store_view);
+    PyBuffer_Release(&new_view);
+    return out;
 }
 
 /* what dsa_apply reports; dsa_delta.py words each exactly as the numpy path does */
@@ -640,13 +714,16 @@ done:
 
 static PyMethodDef methods[] = {
     {"xbzrle_encode", xbzrle_encode, METH_VARARGS,
-     "xbzrle_encode(old, new, page_size, update=False) -> (results, status, lengths, data)"},
+     "xbzrle_encode(old, new, page_size) -> (results, status, lengths, data)"},
     {"xbzrle_decode", xbzrle_decode, METH_VARARGS,
      "xbzrle_decode(pages, data, lengths, page_size) -> None | (code, page, a, b)"},
     {"dsa_create", dsa_create, METH_VARARGS,
      "dsa_create(old, new, page_size, cap, partial) -> (results, sizes, records)"},
     {"dsa_deltas", dsa_deltas, METH_VARARGS,
-     "dsa_deltas(old, new, page_size, cap, update=False) -> (status, counts, records)"},
+     "dsa_deltas(old, new, page_size, cap) -> (status, counts, records)"},
+    {"record_frame", record_frame, METH_VARARGS,
+     "record_frame(format, store, new, page_size, cap, copy_raw) -> (modes, head, data, raw, "
+     "n_raw)"},
     {"dsa_apply", dsa_apply, METH_VARARGS,
      "dsa_apply(pages, records, sizes, page_size) -> None | (code, value)"},
     {NULL, NULL, 0, NULL},

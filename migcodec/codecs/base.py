@@ -26,7 +26,7 @@ import json
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
@@ -97,6 +97,18 @@ class PageEncoding:
     modes: np.ndarray | None = None
     path: CodecPath | None = None
     device_s: float | None = None
+
+
+class Recorded(NamedTuple):
+    """A delta codec's frame that its transform laid out itself while recording the batch
+    in the mirror slots it was lent (``DeltaCodec._encode_recorded``): the payload
+    segments, a mode per page (a new array) and the segments' size in bytes, with the raw
+    fall-back applied. The framework uses them as they are, and does not copy the pages
+    into the mirror again."""
+
+    segments: tuple
+    modes: np.ndarray
+    payload_nbytes: int
 
 
 def _as_encoding(result: Any) -> PageEncoding | None:
@@ -288,17 +300,24 @@ class Codec(ABC):
         n = block.shape[0]
         zero = zero_page_rows(block)
         lent = None  # mirror slots a delta transform reads in place, until sent() below
+        recorded = False  # whether the transform recorded the batch in those slots
         try:
             if zero is None and n <= _ALL_ENCODED.size:
                 # shared and read-only; copied before any change
                 modes = _ALL_ENCODED_BY_COUNT[n] if n <= 64 else _ALL_ENCODED[:n]
                 if against:
-                    result, lent = self._encode_against_mirror(block, destination, batch, None)
+                    result, lent = self._encode_against_mirror(
+                        block, destination, batch, None, live
+                    )
                 else:
                     result = self.encode_pages(block)
                 if type(result) is bytes and len(result) < block.nbytes:  # the common case
                     segments: tuple = (result,)
                     payload_nbytes = len(result)
+                    encoding = None
+                elif type(result) is Recorded:  # a delta codec's, when every page is held
+                    segments, modes, payload_nbytes = result
+                    recorded = True
                     encoding = None
                 else:
                     encoding = _as_encoding(result)
@@ -319,21 +338,25 @@ class Codec(ABC):
                     data = block[nonzero]  # a copy: its raw pages are a snapshot already
                     if against:
                         result, lent = self._encode_against_mirror(
-                            data, destination, batch, nonzero
+                            data, destination, batch, nonzero, False
                         )
                     else:
                         result = self.encode_pages(data)
-                    encoding = _as_encoding(result)
-                    segments, sub, payload_nbytes = self._lay_out(
-                        encoding, data, nonzero, page_size, False
-                    )
+                    if type(result) is Recorded:
+                        segments, sub, payload_nbytes = result
+                        recorded = True
+                    else:
+                        encoding = _as_encoding(result)
+                        segments, sub, payload_nbytes = self._lay_out(
+                            encoding, data, nonzero, page_size, False
+                        )
                     modes[nonzero] = sub
         except BaseException:
             if lent is not None:
-                destination.give_back(lent)
+                destination.give_back(lent, forget=recorded)
             raise
         if destination is not None:
-            destination.sent(batch.page_indices, block, zero, record, lent)
+            destination.sent(batch.page_indices, block, zero, record, lent, recorded)
         wall_s = time.perf_counter() - wall0
         if sample_cpu:
             cpu_s = time.thread_time() - cpu0
@@ -362,22 +385,34 @@ class Codec(ABC):
         destination: DestinationMirror,
         batch: Batch,
         rows: np.ndarray | None,
+        copy_raw: bool,
     ) -> tuple[Any, slice | None]:
         """A delta codec's transform of ``pages`` (the batch's, or its ``rows``) composed
-        with the stream's mirror (``DeltaCodec._encode_against``); return its result and
-        the mirror slots it was lent (``None``: none). A compressor's :meth:`encode_pages`
-        is called directly: it sees the pages only.
+        with the stream's mirror; return its result and the mirror slots it was lent
+        (``None``: none). A compressor's :meth:`encode_pages` is called directly: it sees
+        the pages only.
 
         The held versions are read in the mirror's store where the mirror can lend them
-        (:meth:`DestinationMirror.lend`), which saves a copy of every page. The slots stay
-        lent until the batch is recorded in them (:meth:`DestinationMirror.sent`), or are
-        given back if the transform fails."""
+        (:meth:`DestinationMirror.lend`), which saves a copy of every page. Lent slots are
+        handed to ``DeltaCodec._encode_recorded`` writable: where the format can, it records
+        the pages there as it reads them and lays the frame out itself (a
+        :class:`Recorded`; ``copy_raw`` as for :meth:`_lay_out`); otherwise
+        ``DeltaCodec._encode_against`` encodes. The slots stay lent until the batch is
+        recorded in them (:meth:`DestinationMirror.sent`), or are given back if the
+        transform fails (forgotten if they may have been written)."""
         indices = batch.page_indices if rows is None else batch.page_indices[rows]
         held, lent = destination.lend(indices)
+        writing = False
         try:
+            if lent is not None:
+                writing = True
+                done = self._encode_recorded(pages, destination.lent_rows(lent), copy_raw)
+                if done is not None:
+                    return done, lent
+                writing = False
             return self._encode_against(pages, held), lent
         except BaseException:
-            destination.give_back(lent)
+            destination.give_back(lent, forget=writing)
             raise
 
     @staticmethod

@@ -29,7 +29,7 @@ from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
-from migcodec.codecs.base import Codec, PageEncoding, _as_encoding
+from migcodec.codecs.base import Codec, PageEncoding, Recorded, _all_raw, _as_encoding
 from migcodec.codecs.changes import PageChanges
 from migcodec.codecs.encoded import CodecKind, CodecPath, PageMode, nbytes_of
 from migcodec.codecs.errors import DecodeError
@@ -39,6 +39,8 @@ DELTA = np.uint8(PageMode.ENCODED)
 FALLBACK = np.uint8(3)
 UNCHANGED = np.uint8(4)
 RAW = np.uint8(PageMode.RAW)
+#: the modes the C kernels' record_frame writes (_deltas.c)
+assert (RAW, DELTA, UNCHANGED) == (1, 2, 4)
 
 #: what ``make_deltas`` says about each page
 STATUS_UNCHANGED, STATUS_DELTA, STATUS_RAW = 0, 1, 2
@@ -125,6 +127,41 @@ class DeltaCodec(Codec):
         """Apply concatenated ``deltas`` (``lengths``: each page's length field) to
         ``pages`` in place; :class:`DecodeError` when anything is malformed (``pages`` may
         then be partly written: it is a copy)."""
+
+    def _record_frame(self, store: np.ndarray, new: np.ndarray, copy_raw: bool) -> tuple | None:
+        """The frame of a batch whose every page the destination holds, made in one pass
+        that also records it: ``store`` is the mirror's slots holding the held versions
+        (writable, ``DestinationMirror.lent_rows``), and each is replaced by its page of
+        ``new`` once compared. Returns the C kernel's ``record_frame`` result (``_deltas.c``
+        says what it holds), or ``None`` where the format does not do this (nothing is
+        written; :meth:`_encode_against` then encodes and the framework copies the pages
+        into the mirror). The bytes are those :meth:`make_deltas` makes."""
+        return None
+
+    def _encode_recorded(self, pages: np.ndarray, store: np.ndarray, copy_raw: bool):
+        """:meth:`_record_frame` laid out for the framework as :meth:`Codec._lay_out` lays
+        out :meth:`_encode_against`'s result, byte for byte (a :class:`Recorded`), or
+        ``None`` where the format cannot record as it reads."""
+        page_size = pages.shape[1]
+        self.check_page_size(page_size)
+        done = self._record_frame(store, pages, copy_raw)
+        if done is None:
+            return None
+        modes, head, deltas, raw, n_raw = done
+        modes = np.frombuffer(modes, np.uint8)  # a bytearray: the array is writable
+        n_encoded = modes.shape[0] - n_raw
+        blob_nbytes = len(head) + len(deltas)
+        if n_encoded:
+            if blob_nbytes >= n_encoded * page_size:  # not smaller: every page goes raw
+                modes[:] = RAW
+                return Recorded(_all_raw(pages, copy_raw), modes, pages.nbytes)
+            blob = (head, deltas) if deltas else (head,)
+            if not n_raw:
+                return Recorded(blob, modes, blob_nbytes)
+            return Recorded((raw, *blob), modes, n_raw * page_size + blob_nbytes)
+        if raw is None:  # every page raw, and the caller's pages hold still
+            return Recorded(_all_raw(pages, False), modes, pages.nbytes)
+        return Recorded((raw,), modes, pages.nbytes)
 
     # -- as a compressor: nothing known of the destination ---------------------------
     def encode_pages(self, pages: np.ndarray) -> PageEncoding:

@@ -31,6 +31,13 @@ or they are given back (:meth:`~DestinationMirror.give_back`, when the transform
 Meanwhile no store overwrites a lent slot: another batch's page that maps there is not
 recorded (and forgotten if the slot named it), which is always safe, since a page the
 mirror does not hold is a miss, never a wrong base.
+
+A delta kernel may also record the batch in its lent slots as it reads them
+(:meth:`DestinationMirror.lent_rows`): each page is then read once, not once by the kernel
+and again by the copy into the mirror. The slots hold the new versions before
+:meth:`~DestinationMirror.sent`; nothing else reads them meanwhile (they are lent, and the
+stream encodes a page again only once its batch is encoded), and if the transform fails
+they are forgotten rather than given back as held.
 """
 
 from __future__ import annotations
@@ -159,12 +166,24 @@ class DestinationMirror:
                     return Held(_all_true(n), self._readonly[where]), where
         return self.reference(indices), None
 
-    def give_back(self, lent: slice | None) -> None:
-        """End a :meth:`lend`: its slots may be overwritten again."""
+    def lent_rows(self, lent: slice) -> np.ndarray:
+        """The slots of a :meth:`lend`, writable: for a transform that records the batch
+        there as it reads the held versions (a delta kernel copies each new page over its
+        old one once compared, instead of :meth:`sent` copying the batch again). The caller
+        then passes ``recorded=True`` to :meth:`sent`, or gives the slots back with
+        ``forget=True`` if the transform fails: they may hold pages never sent."""
+        return self.data[lent]
+
+    def give_back(self, lent: slice | None, forget: bool = False) -> None:
+        """End a :meth:`lend`: its slots may be overwritten again. ``forget``: the slots
+        may have been written through :meth:`lent_rows` for a batch that is not sent, so
+        the pages they held are forgotten (a miss next time, never a wrong base)."""
         if lent is None:
             return
         with self.lock:
             self._lent.remove(lent)  # lent ranges never overlap: this is the one lent
+            if forget:
+                self.keys[lent] = _EMPTY
 
     def held(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per page of ``indices``: whether it is known, and its held version (zeros for
@@ -184,6 +203,7 @@ class DestinationMirror:
         zero: np.ndarray | None,
         copy: bool,
         lent: slice | None = None,
+        recorded: bool = False,
     ) -> None:
         """The destination now holds ``pages`` at ``indices`` (zeros where ``zero``).
 
@@ -193,14 +213,16 @@ class DestinationMirror:
 
         ``lent`` ends a :meth:`lend` for these pages. When it lent the whole batch (no zero
         page), the pages are those slots' pages (:meth:`lend` checked), so they are recorded
-        there at once: one copy, without finding the slots again.
+        there at once: one copy, without finding the slots again, and none when
+        ``recorded`` says the transform wrote them there already (:meth:`lent_rows`).
         """
         with self.lock:
             if lent is not None:
                 self._lent.remove(lent)  # lent ranges never overlap: this is the one lent
                 if copy and zero is None and lent.stop - lent.start == indices.shape[0]:
                     self.keys[lent] = indices  # as lent, unless clear() or forget() ran since
-                    self.data[lent] = pages
+                    if not recorded:
+                        self.data[lent] = pages
                     return
             if zero is not None and zero.any():
                 slots = indices[zero] % self.n_slots
