@@ -46,7 +46,7 @@ from migcodec.codecs.errors import (
     OutdatedPlugin,
     PageSizeUnsupported,
 )
-from migcodec.codecs.mirror import DestinationMirror
+from migcodec.codecs.mirror import DestinationMirror, Held
 from migcodec.codecs.page_views import page_view, rows_as_slice
 from migcodec.codecs.zero import zero_page_rows
 
@@ -401,18 +401,22 @@ class Codec(ABC):
         recorded in them (:meth:`DestinationMirror.sent`), or are given back if the
         transform fails (forgotten if they may have been written)."""
         indices = batch.page_indices if rows is None else batch.page_indices[rows]
-        held, lent = destination.lend(indices)
-        writing = False
+        lease = destination.lend_rows(indices)
+        if lease is None:  # not held whole in consecutive slots: a copy of what is held
+            return self._encode_against(pages, destination.reference(indices)), None
+        store, lent = lease
+        forget = True  # the transform may write the slots until it says it did not
         try:
-            if lent is not None:
-                writing = True
-                done = self._encode_recorded(pages, destination.lent_rows(lent), copy_raw)
-                if done is not None:
-                    return done, lent
-                writing = False
+            done = self._encode_recorded(pages, store, copy_raw)
+            if done is not None:
+                return done, lent
+            forget = False
+            versions = store.view()  # what make_deltas reads: the slots, read-only
+            versions.flags.writeable = False
+            held = Held(np.ones(indices.shape[0], dtype=bool), versions)
             return self._encode_against(pages, held), lent
         except BaseException:
-            destination.give_back(lent, forget=writing)
+            destination.give_back(lent, forget=forget)
             raise
 
     @staticmethod

@@ -33,7 +33,7 @@ recorded (and forgotten if the slot named it), which is always safe, since a pag
 mirror does not hold is a miss, never a wrong base.
 
 A delta kernel may also record the batch in its lent slots as it reads them
-(:meth:`DestinationMirror.lent_rows`): each page is then read once, not once by the kernel
+(:meth:`DestinationMirror.lend_rows`): each page is then read once, not once by the kernel
 and again by the copy into the mirror. The slots hold the new versions before
 :meth:`~DestinationMirror.sent`; nothing else reads them meanwhile (they are lent, and the
 stream encodes a page again only once its batch is encoded), and if the transform fails
@@ -149,34 +149,47 @@ class DestinationMirror:
         once the batch is encoded (recording it where it was lent costs one copy), and
         gives it back if the transform fails.
         """
-        n = indices.shape[0]
-        with self.lock:
-            if n:
-                start = indices.item(0) % self.n_slots
-                stop = start + n
-                # keys equal to the indices in consecutive slots: each page is in its slot
-                # (compared as bytes: one call; int64 indices, as batches have)
-                if (
-                    stop <= self.n_slots
-                    and not (self._lent and self._lent_within(start, stop))
-                    and self.keys[start:stop].tobytes() == indices.tobytes()
-                ):
-                    where = slice(start, stop)
-                    self._lent.append(where)
-                    return Held(_all_true(n), self._readonly[where]), where
-        return self.reference(indices), None
+        lent = self._lend_run(indices)
+        if lent is None:
+            return self.reference(indices), None
+        return Held(_all_true(indices.shape[0]), self._readonly[lent]), lent
 
-    def lent_rows(self, lent: slice) -> np.ndarray:
-        """The slots of a :meth:`lend`, writable: for a transform that records the batch
-        there as it reads the held versions (a delta kernel copies each new page over its
-        old one once compared, instead of :meth:`sent` copying the batch again). The caller
-        then passes ``recorded=True`` to :meth:`sent`, or gives the slots back with
-        ``forget=True`` if the transform fails: they may hold pages never sent."""
-        return self.data[lent]
+    def lend_rows(self, indices: np.ndarray) -> tuple[np.ndarray, slice] | None:
+        """:meth:`lend` for a transform that records the batch where it reads the held
+        versions: when :meth:`lend` would lend the slots, those slots writable (every page
+        held, in batch order) and the slice lent; otherwise ``None``, and nothing is lent.
+
+        A delta kernel then copies each new page over its held version once compared,
+        instead of :meth:`sent` copying the batch again. The caller passes
+        ``recorded=True`` to :meth:`sent`, or gives the slots back with ``forget=True``
+        if the transform fails: they may hold pages that were never sent."""
+        lent = self._lend_run(indices)
+        return None if lent is None else (self.data[lent], lent)
+
+    def _lend_run(self, indices: np.ndarray) -> slice | None:
+        """Lend the slots of ``indices`` when every page is held, in consecutive slots none
+        of which is lent already; ``None`` (nothing lent) otherwise."""
+        n = indices.shape[0]
+        if not n:
+            return None
+        start = indices.item(0) % self.n_slots
+        stop = start + n
+        with self.lock:
+            # keys equal to the indices in consecutive slots: each page is in its slot
+            # (compared as bytes: one call; int64 indices, as batches have)
+            if (
+                stop <= self.n_slots
+                and not (self._lent and self._lent_within(start, stop))
+                and self.keys[start:stop].tobytes() == indices.tobytes()
+            ):
+                where = slice(start, stop)
+                self._lent.append(where)
+                return where
+        return None
 
     def give_back(self, lent: slice | None, forget: bool = False) -> None:
         """End a :meth:`lend`: its slots may be overwritten again. ``forget``: the slots
-        may have been written through :meth:`lent_rows` for a batch that is not sent, so
+        may have been written through :meth:`lend_rows` for a batch that is not sent, so
         the pages they held are forgotten (a miss next time, never a wrong base)."""
         if lent is None:
             return
@@ -214,7 +227,7 @@ class DestinationMirror:
         ``lent`` ends a :meth:`lend` for these pages. When it lent the whole batch (no zero
         page), the pages are those slots' pages (:meth:`lend` checked), so they are recorded
         there at once: one copy, without finding the slots again, and none when
-        ``recorded`` says the transform wrote them there already (:meth:`lent_rows`).
+        ``recorded`` says the transform wrote them there already (:meth:`lend_rows`).
         """
         with self.lock:
             if lent is not None:
