@@ -147,33 +147,69 @@ static inline void copy_literal(unsigned char *dst, const unsigned char *src, Py
     memcpy(dst, src, (size_t)n);
 }
 
+/* Copy new's bytes start..start+n-1 over old's (upd), changing no other byte of upd: runs
+ * of changed bytes are short where changes are sparse, so they go as whole 8-byte stores
+ * and a masked read-modify-write for the last bytes, not a memcpy call each. */
+static inline void update_run(unsigned char *upd, const unsigned char *new_, Py_ssize_t start,
+                              Py_ssize_t n, Py_ssize_t slen)
+{
+    if (n > 32) {
+        memcpy(upd + start, new_ + start, (size_t)n);
+        return;
+    }
+    for (; n >= 8; start += 8, n -= 8)
+        store64(upd + start, load64(new_ + start));
+    if (!n)
+        return;
+    if (slen - start >= 8) {
+        uint64_t keep = ~0ULL << (8 * n); /* 0 < n < 8 */
+        store64(upd + start, (load64(new_ + start) & ~keep) | (load64(upd + start) & keep));
+    } else {
+        memcpy(upd + start, new_ + start, (size_t)n);
+    }
+}
+
 /* QEMU's xbzrle_encode_buffer(old, new, slen, dst, slen) for one page, with its checks in
  * its order: before every run header two free bytes (also before a trailing zero run, which
- * is not written), and a change run's bytes only if they fit. dst has slen + SLACK bytes. */
-static int xbzrle_encode_page(const unsigned char *old, const unsigned char *new_,
-                              Py_ssize_t slen, unsigned char *dst)
+ * is not written), and a change run's bytes only if they fit. dst has slen + SLACK bytes.
+ *
+ * With upd (old itself, writable) the page is updated to new in the same walk: each change
+ * run is copied over old once found (old is read only past it afterwards), and on overflow
+ * the rest of the page from the last copied run; bytes of zero runs are equal already.
+ * Inlined with upd a constant NULL, the plain encoder carries no trace of it. */
+static inline __attribute__((always_inline)) int
+xbzrle_page(const unsigned char *old, const unsigned char *new_, Py_ssize_t slen,
+            unsigned char *dst, unsigned char *upd)
 {
-    Py_ssize_t d = 0, i = 0, dlen = slen;
+    Py_ssize_t d = 0, i = 0, dlen = slen, done = 0; /* with upd: old == new before done */
     while (i < slen) {
         if (d + 2 > dlen)
-            return -1;
+            goto overflow;
         Py_ssize_t zero_start = i;
         i = skip_equal(old, new_, i, slen);
         if (i == slen)
             return zero_start == 0 ? 0 : (int)d;
         d += uleb_small(dst + d, (uint32_t)(i - zero_start));
         if (d + 2 > dlen)
-            return -1;
+            goto overflow;
         Py_ssize_t start = i;
         i = skip_diff(old, new_, i, slen);
         Py_ssize_t n = i - start;
+        if (upd) {
+            update_run(upd, new_, start, n, slen);
+            done = i;
+        }
         d += uleb_small(dst + d, (uint32_t)n);
         if (d + n > dlen)
-            return -1;
+            goto overflow;
         copy_literal(dst + d, new_ + start, n, slen - start);
         d += n;
     }
     return (int)d;
+overflow:
+    if (upd)
+        memcpy(upd + done, new_ + done, (size_t)(slen - done));
+    return -1;
 }
 
 /* Common argument checks: two equal buffers of whole pages of a size that is a positive
@@ -201,7 +237,9 @@ typedef struct {
     int64_t *sizes;        /* DSA: per page its record's size in bytes */
     uint16_t *lengths;     /* per delta page: its u16 length field (bytes; DSA: entries) */
     unsigned char *data;   /* the deltas kept, concatenated (with SLACK bytes of room) */
-    unsigned char *store;  /* per page: where its new version is copied once compared */
+    unsigned char *update; /* the old pages, writable: each is updated to new as it is read */
+    unsigned char *raw;    /* where the new versions of raw pages are copied, in order */
+    Py_ssize_t n_raw;      /* raw pages copied */
     Py_ssize_t used;       /* bytes of data written */
     Py_ssize_t k;          /* entries of lengths written */
 } pass_out;
@@ -212,9 +250,10 @@ static void xbzrle_pass(const unsigned char *a, const unsigned char *b, Py_ssize
 {
     for (Py_ssize_t p = 0; p < m; p++) {
         const unsigned char *new_ = b + p * page_size;
-        int r = xbzrle_encode_page(a + p * page_size, new_, page_size, o->data + o->used);
-        if (o->store)
-            memcpy(o->store + p * page_size, new_, (size_t)page_size);
+        unsigned char *dst = o->data + o->used;
+        int r = o->update ? xbzrle_page(a + p * page_size, new_, page_size, dst,
+                                        o->update + p * page_size)
+                          : xbzrle_page(a + p * page_size, new_, page_size, dst, NULL);
         if (o->results)
             o->results[p] = r;
         if (r > 0) {
@@ -223,6 +262,8 @@ static void xbzrle_pass(const unsigned char *a, const unsigned char *b, Py_ssize
             o->used += r;
         } else {
             o->status[p] = r == 0 ? STATUS_UNCHANGED : STATUS_RAW;
+            if (r < 0 && o->raw) /* while the page is in cache */
+                memcpy(o->raw + page_size * o->n_raw++, new_, (size_t)page_size);
         }
     }
 }
@@ -244,10 +285,10 @@ static PyObject *xbzrle_encode(PyObject *self, PyObject *args)
     data = PyBytes_FromStringAndSize(NULL, m * page_size + SLACK);
     if (!results || !status || !lengths || !data)
         goto done;
-    pass_out o = {(unsigned char *)PyBytes_AS_STRING(status),
-                  (int32_t *)PyBytes_AS_STRING(results), NULL,
-                  (uint16_t *)PyBytes_AS_STRING(lengths), (unsigned char *)PyBytes_AS_STRING(data),
-                  NULL, 0, 0};
+    pass_out o = {.status = (unsigned char *)PyBytes_AS_STRING(status),
+                  .results = (int32_t *)PyBytes_AS_STRING(results),
+                  .lengths = (uint16_t *)PyBytes_AS_STRING(lengths),
+                  .data = (unsigned char *)PyBytes_AS_STRING(data)};
     Py_BEGIN_ALLOW_THREADS
     xbzrle_pass(old_view.buf, new_view.buf, m, page_size, &o);
     Py_END_ALLOW_THREADS
@@ -398,9 +439,15 @@ done:
  * number of changed words, or cap + 1 as soon as there is one more than fits (DML stops
  * there with its overflow result). Four words are tested at a time so unchanged stretches
  * cost one branch; changed words are written without a branch (the entry is always stored,
- * the output advances only for a changed word). */
-static Py_ssize_t dsa_create_page(const unsigned char *old, const unsigned char *new_,
-                                  Py_ssize_t words, Py_ssize_t cap, unsigned char *out)
+ * the output advances only for a changed word).
+ *
+ * With upd (old itself, writable) the page is updated to new in the same walk: a block of
+ * four words with a change is copied over old once its entries are written (old is read
+ * only past it afterwards), and on overflow the rest of the page; unchanged blocks are
+ * equal already. Inlined with upd a constant NULL, the plain kernel carries no trace of it. */
+static inline __attribute__((always_inline)) Py_ssize_t
+dsa_page(const unsigned char *old, const unsigned char *new_, Py_ssize_t words, Py_ssize_t cap,
+         unsigned char *out, unsigned char *upd)
 {
     Py_ssize_t count = 0, w = 0;
     for (; w + 4 <= words; w += 4) {
@@ -409,40 +456,48 @@ static Py_ssize_t dsa_create_page(const unsigned char *old, const unsigned char 
         uint64_t x2 = load64(a + 16) ^ load64(b + 16), x3 = load64(a + 24) ^ load64(b + 24);
         if (!(x0 | x1 | x2 | x3))
             continue;
+        uint64_t xs[4] = {x0, x1, x2, x3};
         if (count + 4 > cap) {
             /* near the maximum: word by word, so the overflow is found where DML finds it */
             for (int j = 0; j < 4; j++) {
-                if (load64(a + 8 * j) != load64(b + 8 * j)) {
+                if (xs[j]) {
                     if (count == cap)
-                        return cap + 1;
+                        goto overflow;
                     uint16_t off = (uint16_t)(w + j);
                     memcpy(out + DSA_ENTRY * count, &off, 2);
                     memcpy(out + DSA_ENTRY * count + 2, b + 8 * j, 8);
                     count++;
                 }
             }
-            continue;
+        } else {
+            for (int j = 0; j < 4; j++) {
+                unsigned char *e = out + DSA_ENTRY * count;
+                uint16_t off = (uint16_t)(w + j);
+                memcpy(e, &off, 2);
+                memcpy(e + 2, b + 8 * j, 8);
+                count += xs[j] != 0;
+            }
         }
-        uint64_t xs[4] = {x0, x1, x2, x3};
-        for (int j = 0; j < 4; j++) {
-            unsigned char *e = out + DSA_ENTRY * count;
-            uint16_t off = (uint16_t)(w + j);
-            memcpy(e, &off, 2);
-            memcpy(e + 2, b + 8 * j, 8);
-            count += xs[j] != 0;
-        }
+        if (upd)
+            memcpy(upd + 8 * w, b, 32);
     }
     for (; w < words; w++) {
         if (load64(old + 8 * w) != load64(new_ + 8 * w)) {
             if (count == cap)
-                return cap + 1;
+                goto overflow;
             uint16_t off = (uint16_t)w;
             memcpy(out + DSA_ENTRY * count, &off, 2);
             memcpy(out + DSA_ENTRY * count + 2, new_ + 8 * w, 8);
             count++;
+            if (upd)
+                memcpy(upd + 8 * w, new_ + 8 * w, 8);
         }
     }
     return count;
+overflow: /* words before w are new already */
+    if (upd)
+        memcpy(upd + 8 * w, new_ + 8 * w, (size_t)(8 * (words - w)));
+    return cap + 1;
 }
 
 /* The DSA pass, without the GIL: per page, Create Delta Record with room for cap entries,
@@ -453,13 +508,16 @@ static void dsa_pass(const unsigned char *a, const unsigned char *b, Py_ssize_t 
 {
     Py_ssize_t words = page_size / 8;
     for (Py_ssize_t p = 0; p < m; p++) {
-        const unsigned char *new_ = b + p * page_size;
-        Py_ssize_t n = dsa_create_page(a + p * page_size, new_, words, cap, o->data + o->used);
-        if (o->store)
-            memcpy(o->store + p * page_size, new_, (size_t)page_size);
+        const unsigned char *old = a + p * page_size, *new_ = b + p * page_size;
+        unsigned char *out = o->data + o->used;
+        Py_ssize_t n = o->update
+                           ? dsa_page(old, new_, words, cap, out, o->update + p * page_size)
+                           : dsa_page(old, new_, words, cap, out, NULL);
         if (n > cap) {
             o->status[p] = DSA_OVERFLOW;
             n = partial ? cap : 0;
+            if (o->raw) /* while the page is in cache */
+                memcpy(o->raw + page_size * o->n_raw++, new_, (size_t)page_size);
         } else {
             o->status[p] = n ? DSA_NOT_EQUAL : DSA_EQUAL;
             if (n && o->lengths)
@@ -505,8 +563,8 @@ static PyObject *dsa_entry(PyObject *args, int codec, const char *what)
     records = PyBytes_FromStringAndSize(NULL, m * room * DSA_ENTRY + SLACK);
     if (!status || !per_page || !records)
         goto done;
-    pass_out o = {(unsigned char *)PyBytes_AS_STRING(status), NULL, NULL, NULL,
-                  (unsigned char *)PyBytes_AS_STRING(records), NULL, 0, 0};
+    pass_out o = {.status = (unsigned char *)PyBytes_AS_STRING(status),
+                  .data = (unsigned char *)PyBytes_AS_STRING(records)};
     if (codec)
         o.lengths = (uint16_t *)PyBytes_AS_STRING(per_page);
     else
@@ -578,13 +636,18 @@ static PyObject *record_frame(PyObject *self, PyObject *args)
     modes = PyByteArray_FromStringAndSize(NULL, m);
     head = PyBytes_FromStringAndSize(NULL, 4 + m * (Py_ssize_t)sizeof(uint16_t));
     data = PyBytes_FromStringAndSize(NULL, (dsa ? m * room * DSA_ENTRY : m * page_size) + SLACK);
-    if (!modes || !head || !data)
+    /* with copy_raw room for every page: raw pages are copied in the pass (else after it) */
+    raw = PyBytes_FromStringAndSize(NULL, copy_raw ? m * page_size : 0);
+    if (!modes || !head || !data || !raw)
         goto done;
     unsigned char *md = (unsigned char *)PyByteArray_AS_STRING(modes);
     unsigned char *hd = (unsigned char *)PyBytes_AS_STRING(head);
     memset(hd, 0, 4); /* u32 fall-back size: no page falls back in a recorded frame */
-    pass_out o = {md, NULL, NULL, (uint16_t *)(hd + 4), (unsigned char *)PyBytes_AS_STRING(data),
-                  st == nw ? NULL : st, 0, 0};
+    pass_out o = {.status = md,
+                  .lengths = (uint16_t *)(hd + 4),
+                  .data = (unsigned char *)PyBytes_AS_STRING(data),
+                  .update = st == nw ? NULL : st,
+                  .raw = copy_raw ? (unsigned char *)PyBytes_AS_STRING(raw) : NULL};
     Py_BEGIN_ALLOW_THREADS
     if (dsa)
         dsa_pass(st, nw, m, page_size, cap, 0, &o);
@@ -599,20 +662,27 @@ static PyObject *record_frame(PyObject *self, PyObject *args)
     if (_PyBytes_Resize(&head, 4 + o.k * (Py_ssize_t)sizeof(uint16_t)) < 0 ||
         _PyBytes_Resize(&data, o.used) < 0)
         goto done;
-    if (n_raw && (n_raw < m || copy_raw)) {
+    if (copy_raw) {
+        if (_PyBytes_Resize(&raw, n_raw * page_size) < 0)
+            goto done;
+    } else if (n_raw && n_raw < m) {
+        /* the raw pages of a mixed frame gathered (every page raw: the caller sends new) */
+        Py_DECREF(raw);
         raw = PyBytes_FromStringAndSize(NULL, n_raw * page_size);
         if (!raw)
             goto done;
         unsigned char *r = (unsigned char *)PyBytes_AS_STRING(raw);
         Py_BEGIN_ALLOW_THREADS
         for (Py_ssize_t p = 0; p < m; p++) {
-            if (md[p] == MODE_RAW) { /* the store holds the page now, as it was recorded */
-                memcpy(r, st + p * page_size, (size_t)page_size);
+            if (md[p] == MODE_RAW) {
+                memcpy(r, nw + p * page_size, (size_t)page_size);
                 r += page_size;
             }
         }
         Py_END_ALLOW_THREADS
-    } else {
+    }
+    if (!n_raw || (n_raw == m && !copy_raw)) {
+        Py_DECREF(raw);
         raw = Py_None;
         Py_INCREF(raw);
     }
