@@ -46,7 +46,7 @@ from migcodec.codecs.errors import (
     OutdatedPlugin,
     PageSizeUnsupported,
 )
-from migcodec.codecs.mirror import DestinationMirror, Held
+from migcodec.codecs.mirror import DestinationMirror
 from migcodec.codecs.page_views import page_view, rows_as_slice
 from migcodec.codecs.zero import zero_page_rows
 
@@ -101,7 +101,7 @@ class PageEncoding:
 
 class Recorded(NamedTuple):
     """A delta codec's frame that its transform laid out itself while recording the batch
-    in the mirror slots it was lent (``DeltaCodec._encode_recorded``): the payload
+    in the mirror slots it was lent (``DeltaCodec._encode_against_mirror``): the payload
     segments, a mode per page (a new array) and the segments' size in bytes, with the raw
     fall-back applied. The framework uses them as they are, and does not copy the pages
     into the mirror again."""
@@ -170,7 +170,7 @@ class Codec(ABC):
                 f"{', '.join(old)}, hooks of an earlier migcodec codec contract; rename and "
                 f"reshape them: {changes} (examples/migcodec-rle is a complete codec)"
             )
-        if cls.reads_destination and not hasattr(cls, "_encode_against"):
+        if cls.reads_destination and not hasattr(cls, "_encode_against_mirror"):
             raise TypeError(
                 f"codec class {cls.__module__}.{cls.__qualname__} sets reads_destination; a "
                 "codec that encodes against the destination subclasses "
@@ -378,46 +378,6 @@ class Codec(ABC):
             path,
         )
         return Encoded(self.name, page_size, batch.runs, modes, segments, stats)
-
-    def _encode_against_mirror(
-        self,
-        pages: np.ndarray,
-        destination: DestinationMirror,
-        batch: Batch,
-        rows: np.ndarray | None,
-        copy_raw: bool,
-    ) -> tuple[Any, slice | None]:
-        """A delta codec's transform of ``pages`` (the batch's, or its ``rows``) composed
-        with the stream's mirror; return its result and the mirror slots it was lent
-        (``None``: none). A compressor's :meth:`encode_pages` is called directly: it sees
-        the pages only.
-
-        The held versions are read in the mirror's store where the mirror can lend them
-        (:meth:`DestinationMirror.lend`), which saves a copy of every page. Lent slots are
-        handed to ``DeltaCodec._encode_recorded`` writable: where the format can, it records
-        the pages there as it reads them and lays the frame out itself (a
-        :class:`Recorded`; ``copy_raw`` as for :meth:`_lay_out`); otherwise
-        ``DeltaCodec._encode_against`` encodes. The slots stay lent until the batch is
-        recorded in them (:meth:`DestinationMirror.sent`), or are given back if the
-        transform fails (forgotten if they may have been written)."""
-        indices = batch.page_indices if rows is None else batch.page_indices[rows]
-        lease = destination.lend_rows(indices)
-        if lease is None:  # not held whole in consecutive slots: a copy of what is held
-            return self._encode_against(pages, destination.reference(indices)), None
-        store, lent = lease
-        forget = True  # the transform may write the slots until it says it did not
-        try:
-            done = self._encode_recorded(pages, store, copy_raw)
-            if done is not None:
-                return done, lent
-            forget = False
-            versions = store.view()  # what make_deltas reads: the slots, read-only
-            versions.flags.writeable = False
-            held = Held(np.ones(indices.shape[0], dtype=bool), versions)
-            return self._encode_against(pages, held), lent
-        except BaseException:
-            destination.give_back(lent, forget=forget)
-            raise
 
     @staticmethod
     def _lay_out(

@@ -149,9 +149,10 @@ class DestinationMirror:
         once the batch is encoded (recording it where it was lent costs one copy), and
         gives it back if the transform fails.
         """
-        lent = self._lend_run(indices)
-        if lent is None:
+        lease = self.lend_rows(indices)
+        if lease is None:
             return self.reference(indices), None
+        lent = lease[1]
         return Held(_all_true(indices.shape[0]), self._readonly[lent]), lent
 
     def lend_rows(self, indices: np.ndarray) -> tuple[np.ndarray, slice] | None:
@@ -163,12 +164,6 @@ class DestinationMirror:
         instead of :meth:`sent` copying the batch again. The caller passes
         ``recorded=True`` to :meth:`sent`, or gives the slots back with ``forget=True``
         if the transform fails: they may hold pages that were never sent."""
-        lent = self._lend_run(indices)
-        return None if lent is None else (self.data[lent], lent)
-
-    def _lend_run(self, indices: np.ndarray) -> slice | None:
-        """Lend the slots of ``indices`` when every page is held, in consecutive slots none
-        of which is lent already; ``None`` (nothing lent) otherwise."""
         n = indices.shape[0]
         if not n:
             return None
@@ -182,9 +177,9 @@ class DestinationMirror:
                 and not (self._lent and self._lent_within(start, stop))
                 and self.keys[start:stop].tobytes() == indices.tobytes()
             ):
-                where = slice(start, stop)
-                self._lent.append(where)
-                return where
+                lent = slice(start, stop)
+                self._lent.append(lent)
+                return self.data[lent], lent
         return None
 
     def give_back(self, lent: slice | None, forget: bool = False) -> None:
