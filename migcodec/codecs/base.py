@@ -103,8 +103,8 @@ class Recorded(NamedTuple):
     """A delta codec's frame that its transform laid out itself while recording the batch
     in the mirror slots it was lent (``DeltaCodec._encode_against_mirror``): the payload
     segments, a mode per page (a new array) and the segments' size in bytes, with the raw
-    fall-back applied. The framework uses them as they are, and does not copy the pages
-    into the mirror again."""
+    fall-back applied. The framework uses them as they are; the mirror, which lent the
+    slots writable (``DestinationMirror.lend_rows``), does not copy the pages again."""
 
     segments: tuple
     modes: np.ndarray
@@ -300,7 +300,6 @@ class Codec(ABC):
         n = block.shape[0]
         zero = zero_page_rows(block)
         lent = None  # mirror slots a delta transform reads in place, until sent() below
-        recorded = False  # whether the transform recorded the batch in those slots
         try:
             if zero is None and n <= _ALL_ENCODED.size:
                 # shared and read-only; copied before any change
@@ -317,7 +316,6 @@ class Codec(ABC):
                     encoding = None
                 elif type(result) is Recorded:  # a delta codec's, when every page is held
                     segments, modes, payload_nbytes = result
-                    recorded = True
                     encoding = None
                 else:
                     encoding = _as_encoding(result)
@@ -344,7 +342,6 @@ class Codec(ABC):
                         result = self.encode_pages(data)
                     if type(result) is Recorded:
                         segments, sub, payload_nbytes = result
-                        recorded = True
                     else:
                         encoding = _as_encoding(result)
                         segments, sub, payload_nbytes = self._lay_out(
@@ -353,10 +350,10 @@ class Codec(ABC):
                     modes[nonzero] = sub
         except BaseException:
             if lent is not None:
-                destination.give_back(lent, forget=recorded)
+                destination.give_back(lent)
             raise
         if destination is not None:
-            destination.sent(batch.page_indices, block, zero, record, lent, recorded)
+            destination.sent(batch.page_indices, block, zero, record, lent)
         wall_s = time.perf_counter() - wall0
         if sample_cpu:
             cpu_s = time.thread_time() - cpu0

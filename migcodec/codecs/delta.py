@@ -170,25 +170,25 @@ class DeltaCodec(Codec):
         is laid out here as :meth:`Codec._lay_out` lays out :meth:`_encode_against`'s
         result, byte for byte (a :class:`Recorded`; ``copy_raw``: the pages are memory
         that may change once encode returns, so raw pages are copies). Otherwise
-        :meth:`_encode_against` encodes. The slots stay lent until the batch is recorded
-        in them (:meth:`DestinationMirror.sent`), or are given back if the transform
-        fails, forgotten if they may have been written."""
+        :meth:`_encode_against` encodes and the pages are copied there. The slots stay
+        lent until :meth:`DestinationMirror.sent` sets their keys, or are given back,
+        forgotten, if the transform fails."""
         indices = batch.page_indices if rows is None else batch.page_indices[rows]
         lease = destination.lend_rows(indices)
         if lease is None:  # not held whole in consecutive slots: a copy of what is held
             return self._encode_against(pages, destination.reference(indices)), None
         store, lent = lease
-        forget = True  # the transform may write the slots until it says it did not
         try:
             page_size = pages.shape[1]
             self.check_page_size(page_size)
             done = self._record_frame(store, pages, copy_raw)
-            if done is None:
-                forget = False
-                versions = store.view()  # what make_deltas reads: the slots, read-only
+            if done is None:  # make_deltas reads the slots, read-only; then they record
+                versions = store.view()
                 versions.flags.writeable = False
                 held = Held(np.ones(indices.shape[0], dtype=bool), versions)
-                return self._encode_against(pages, held), lent
+                result = self._encode_against(pages, held)
+                store[...] = pages
+                return result, lent
             modes, head, deltas, raw, n_raw = done
             modes = np.frombuffer(modes, np.uint8)  # a bytearray: the array is writable
             n_encoded = modes.shape[0] - n_raw
@@ -204,7 +204,7 @@ class DeltaCodec(Codec):
                 return Recorded(blob, modes, blob_nbytes), lent
             return Recorded((raw, *blob), modes, n_raw * page_size + blob_nbytes), lent
         except BaseException:
-            destination.give_back(lent, forget=forget)
+            destination.give_back(lent)  # forgotten: the slots may have been written
             raise
 
     def _encode_against(self, pages: np.ndarray, held: Held | None) -> PageEncoding:

@@ -37,7 +37,7 @@ A delta kernel may also record the batch in its lent slots as it reads them
 and again by the copy into the mirror. The slots hold the new versions before
 :meth:`~DestinationMirror.sent`; nothing else reads them meanwhile (they are lent, and the
 stream encodes a page again only once its batch is encoded), and if the transform fails
-they are forgotten rather than given back as held.
+they are forgotten rather than given back as held (:meth:`~DestinationMirror.give_back`).
 """
 
 from __future__ import annotations
@@ -98,6 +98,7 @@ class DestinationMirror:
         self._readonly.flags.writeable = False
         self.lock = threading.Lock()
         self._lent: list[slice] = []  # slots whose data an encode reads in place (lend)
+        self._writable: list[slice] = []  # those of them lent writable (lend_rows)
 
     @classmethod
     def holding(cls, indices: np.ndarray, pages: np.ndarray) -> DestinationMirror:
@@ -160,10 +161,10 @@ class DestinationMirror:
         versions: when :meth:`lend` would lend the slots, those slots writable (every page
         held, in batch order) and the slice lent; otherwise ``None``, and nothing is lent.
 
-        A delta kernel then copies each new page over its held version once compared,
-        instead of :meth:`sent` copying the batch again. The caller passes
-        ``recorded=True`` to :meth:`sent`, or gives the slots back with ``forget=True``
-        if the transform fails: they may hold pages that were never sent."""
+        The caller writes the batch's pages into the rows before :meth:`sent` (a delta
+        kernel copies each new page over its held version once compared), so :meth:`sent`
+        sets the slots' keys and copies nothing. :meth:`give_back` forgets such slots: they
+        may hold pages that were never sent."""
         n = indices.shape[0]
         if not n:
             return None
@@ -179,18 +180,20 @@ class DestinationMirror:
             ):
                 lent = slice(start, stop)
                 self._lent.append(lent)
+                self._writable.append(lent)
                 return self.data[lent], lent
         return None
 
-    def give_back(self, lent: slice | None, forget: bool = False) -> None:
-        """End a :meth:`lend`: its slots may be overwritten again. ``forget``: the slots
-        may have been written through :meth:`lend_rows` for a batch that is not sent, so
-        the pages they held are forgotten (a miss next time, never a wrong base)."""
+    def give_back(self, lent: slice | None) -> None:
+        """End a :meth:`lend`: its slots may be overwritten again. Slots lent writable
+        (:meth:`lend_rows`) may hold pages of a batch that is not sent: the pages they held
+        are forgotten (a miss next time, never a wrong base)."""
         if lent is None:
             return
         with self.lock:
             self._lent.remove(lent)  # lent ranges never overlap: this is the one lent
-            if forget:
+            if self._writable and lent in self._writable:
+                self._writable.remove(lent)
                 self.keys[lent] = _EMPTY
 
     def held(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -211,7 +214,6 @@ class DestinationMirror:
         zero: np.ndarray | None,
         copy: bool,
         lent: slice | None = None,
-        recorded: bool = False,
     ) -> None:
         """The destination now holds ``pages`` at ``indices`` (zeros where ``zero``).
 
@@ -221,15 +223,18 @@ class DestinationMirror:
 
         ``lent`` ends a :meth:`lend` for these pages. When it lent the whole batch (no zero
         page), the pages are those slots' pages (:meth:`lend` checked), so they are recorded
-        there at once: one copy, without finding the slots again, and none when
-        ``recorded`` says the transform wrote them there already (:meth:`lend_rows`).
+        there at once: one copy, without finding the slots again, and none when they were
+        lent writable (:meth:`lend_rows`): the transform wrote the pages there already.
         """
         with self.lock:
             if lent is not None:
                 self._lent.remove(lent)  # lent ranges never overlap: this is the one lent
+                written = bool(self._writable) and lent in self._writable
+                if written:
+                    self._writable.remove(lent)
                 if copy and zero is None and lent.stop - lent.start == indices.shape[0]:
                     self.keys[lent] = indices  # as lent, unless clear() or forget() ran since
-                    if not recorded:
+                    if not written:
                         self.data[lent] = pages
                     return
             if zero is not None and zero.any():
