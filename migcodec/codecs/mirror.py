@@ -150,10 +150,9 @@ class DestinationMirror:
         once the batch is encoded (recording it where it was lent costs one copy), and
         gives it back if the transform fails.
         """
-        lease = self.lend_rows(indices)
-        if lease is None:
+        lent = self._lend_run(indices, False)
+        if lent is None:
             return self.reference(indices), None
-        lent = lease[1]
         return Held(_all_true(indices.shape[0]), self._readonly[lent]), lent
 
     def lend_rows(self, indices: np.ndarray) -> tuple[np.ndarray, slice] | None:
@@ -165,6 +164,12 @@ class DestinationMirror:
         kernel copies each new page over its held version once compared), so :meth:`sent`
         sets the slots' keys and copies nothing. :meth:`give_back` forgets such slots: they
         may hold pages that were never sent."""
+        lent = self._lend_run(indices, True)
+        return None if lent is None else (self.data[lent], lent)
+
+    def _lend_run(self, indices: np.ndarray, writable: bool) -> slice | None:
+        """Lend the slots of ``indices`` when every page is held, in consecutive slots none
+        of which is lent already (``writable``: to :meth:`lend_rows`); else ``None``."""
         n = indices.shape[0]
         if not n:
             return None
@@ -180,8 +185,9 @@ class DestinationMirror:
             ):
                 lent = slice(start, stop)
                 self._lent.append(lent)
-                self._writable.append(lent)
-                return self.data[lent], lent
+                if writable:
+                    self._writable.append(lent)
+                return lent
         return None
 
     def give_back(self, lent: slice | None) -> None:

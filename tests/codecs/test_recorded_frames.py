@@ -178,3 +178,39 @@ def test_record_frame_checks_its_buffers():
     modes, head, data, raw, n_raw = native.record_frame(1, store, new, 64, 6, True)
     assert bytes(modes) == bytes([1, 1]) and raw == new.tobytes() and n_raw == 2
     np.testing.assert_array_equal(store, new)
+
+
+def test_a_writable_lease_is_recorded_by_its_holder_and_forgotten_if_given_back():
+    pages = np.arange(4 * 64, dtype=np.uint8).reshape(4, 64)
+    mirror = DestinationMirror(64, 8 * 64)
+    indices = np.arange(4, dtype=np.int64)
+    assert mirror.lend_rows(indices) is None  # nothing held yet: nothing lent
+    mirror.record(indices, pages)
+    assert mirror.lend_rows(indices[[0, 2]]) is None  # not in consecutive slots
+    rows, lent = mirror.lend_rows(indices)
+    assert mirror.lend_rows(indices[1:3]) is None  # lent already
+    rows[:] = pages + 1  # what the holder records
+    mirror.sent(indices, pages + 1, None, True, lent)
+    np.testing.assert_array_equal(mirror.held(indices)[1], pages + 1)
+    assert not mirror._lent and not mirror._writable
+    # sent() copies nothing for a writable lease: the rows are the record
+    rows, lent = mirror.lend_rows(indices)
+    rows[:] = pages + 2
+    mirror.sent(indices, pages + 3, None, True, lent)
+    np.testing.assert_array_equal(mirror.held(indices)[1], pages + 2)
+    # given back, its slots are forgotten; a read-only lend given back keeps them
+    _, lent = mirror.lend_rows(indices)
+    mirror.give_back(lent)
+    assert len(mirror) == 0 and not mirror._writable
+    mirror.record(indices, pages)
+    _, lent = mirror.lend(indices)
+    mirror.give_back(lent)
+    assert len(mirror) == 4
+    # a zero page in a batch whose other pages were lent writable: recorded as usual
+    rows, lent = mirror.lend_rows(indices[:3])
+    rows[:] = pages[:3] + 5
+    zero = np.array([False, False, False, True])
+    sent = pages + 5
+    sent[3] = 0
+    mirror.sent(indices, sent, zero, True, lent)
+    np.testing.assert_array_equal(mirror.held(indices)[1], sent)
