@@ -132,11 +132,12 @@ class DeltaCodec(Codec):
     def _record_frame(self, store: np.ndarray, new: np.ndarray, copy_raw: bool) -> tuple | None:
         """The frame of a batch whose every page the destination holds, made in one pass
         that also records it: ``store`` is the mirror's slots holding the held versions
-        (writable, ``DestinationMirror.lent_rows``), and each is replaced by its page of
-        ``new`` once compared. Returns the C kernel's ``record_frame`` result (``_deltas.c``
-        says what it holds), or ``None`` where the format does not do this (nothing is
-        written; :meth:`_encode_against` then encodes and the framework copies the pages
-        into the mirror). The bytes are those :meth:`make_deltas` makes."""
+        (writable, ``DestinationMirror.lend_rows``), and each is replaced by its page of
+        ``new`` once compared, so the mirror is not read and written in a second pass.
+        Returns the C kernel's ``record_frame`` result (``_deltas.c`` says what it holds),
+        or ``None`` where the format does not do this (nothing is written; then
+        :meth:`_encode_against` encodes and the pages are copied into the slots after).
+        The bytes are those :meth:`make_deltas` makes either way."""
         return None
 
     # -- as a compressor: nothing known of the destination ---------------------------
