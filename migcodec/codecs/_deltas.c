@@ -32,6 +32,20 @@
  * dsa_deltas(old, new, page_size, cap) -> (status, counts, records)
  *   What the dsa-delta codec sends: status bytes as above (a page with more than cap
  *   changed words goes raw), the u16 entry count of each delta page and their records.
+ *   dsa_create and dsa_deltas run the same pass (dsa_pass).
+ *
+ * record_frame(format, store, new, page_size, cap, copy_raw) -> (modes, head, data, raw, n_raw)
+ *   A delta codec's whole frame when the destination holds every page, in one call: format
+ *   0 is XBZRLE, 1 DSA (cap: its entry cap, as for dsa_deltas). store holds the versions
+ *   the destination holds (the mirror's own rows, writable), and each of its pages is
+ *   replaced by the new one right after the two are compared: the mirror records what the
+ *   destination will hold in the pass that reads it, while both pages are in cache, rather
+ *   than in a second pass over the batch. Returns the page modes of delta.py (a bytearray:
+ *   1 raw, 2 delta, 4 unchanged), the blob's head (u32 0, no fall-back part; the u16
+ *   length of each delta page), the deltas, the raw pages copied from the store (None
+ *   when there is none, or when every page is raw and copy_raw is false: the caller then
+ *   sends new itself) and their number. The bytes are those of the entry points above.
+ *   store and new must not overlap, unless they are the same buffer.
  *
  * dsa_apply(pages, records, sizes, page_size) -> None | (code, value)
  *   Apply Delta Record per page (sizes: int64 bytes, one per page), strictly: every size a
@@ -47,9 +61,11 @@
 #define STATUS_DELTA 1
 #define STATUS_RAW 2
 
-#define DSA_EQUAL 0
-#define DSA_NOT_EQUAL 1
-#define DSA_OVERFLOW 2
+/* DML's result bytes; a dsa-delta page's status is the same number (equal: unchanged,
+ * not equal: delta, overflow: raw) */
+#define DSA_EQUAL STATUS_UNCHANGED
+#define DSA_NOT_EQUAL STATUS_DELTA
+#define DSA_OVERFLOW STATUS_RAW
 #define DSA_ENTRY 10
 
 /* room past the last output byte: the encoders write small literals and entries as whole
@@ -131,33 +147,69 @@ static inline void copy_literal(unsigned char *dst, const unsigned char *src, Py
     memcpy(dst, src, (size_t)n);
 }
 
+/* Copy new's bytes start..start+n-1 over old's (upd), changing no other byte of upd: runs
+ * of changed bytes are short where changes are sparse, so they go as whole 8-byte stores
+ * and a masked read-modify-write for the last bytes, not a memcpy call each. */
+static inline void update_run(unsigned char *upd, const unsigned char *new_, Py_ssize_t start,
+                              Py_ssize_t n, Py_ssize_t slen)
+{
+    if (n > 32) {
+        memcpy(upd + start, new_ + start, (size_t)n);
+        return;
+    }
+    for (; n >= 8; start += 8, n -= 8)
+        store64(upd + start, load64(new_ + start));
+    if (!n)
+        return;
+    if (slen - start >= 8) {
+        uint64_t keep = ~0ULL << (8 * n); /* 0 < n < 8 */
+        store64(upd + start, (load64(new_ + start) & ~keep) | (load64(upd + start) & keep));
+    } else {
+        memcpy(upd + start, new_ + start, (size_t)n);
+    }
+}
+
 /* QEMU's xbzrle_encode_buffer(old, new, slen, dst, slen) for one page, with its checks in
  * its order: before every run header two free bytes (also before a trailing zero run, which
- * is not written), and a change run's bytes only if they fit. dst has slen + SLACK bytes. */
-static int xbzrle_encode_page(const unsigned char *old, const unsigned char *new_,
-                              Py_ssize_t slen, unsigned char *dst)
+ * is not written), and a change run's bytes only if they fit. dst has slen + SLACK bytes.
+ *
+ * With upd (old itself, writable) the page is updated to new in the same walk: each change
+ * run is copied over old once found (old is read only past it afterwards), and on overflow
+ * the rest of the page from the last copied run; bytes of zero runs are equal already.
+ * Inlined with upd a constant NULL, the plain encoder carries no trace of it. */
+static inline __attribute__((always_inline)) int
+xbzrle_page(const unsigned char *old, const unsigned char *new_, Py_ssize_t slen,
+            unsigned char *dst, unsigned char *upd)
 {
-    Py_ssize_t d = 0, i = 0, dlen = slen;
+    Py_ssize_t d = 0, i = 0, dlen = slen, done = 0; /* with upd: old == new before done */
     while (i < slen) {
         if (d + 2 > dlen)
-            return -1;
+            goto overflow;
         Py_ssize_t zero_start = i;
         i = skip_equal(old, new_, i, slen);
         if (i == slen)
             return zero_start == 0 ? 0 : (int)d;
         d += uleb_small(dst + d, (uint32_t)(i - zero_start));
         if (d + 2 > dlen)
-            return -1;
+            goto overflow;
         Py_ssize_t start = i;
         i = skip_diff(old, new_, i, slen);
         Py_ssize_t n = i - start;
+        if (upd) {
+            update_run(upd, new_, start, n, slen);
+            done = i;
+        }
         d += uleb_small(dst + d, (uint32_t)n);
         if (d + n > dlen)
-            return -1;
+            goto overflow;
         copy_literal(dst + d, new_ + start, n, slen - start);
         d += n;
     }
     return (int)d;
+overflow:
+    if (upd)
+        memcpy(upd + done, new_ + done, (size_t)(slen - done));
+    return -1;
 }
 
 /* Common argument checks: two equal buffers of whole pages of a size that is a positive
@@ -177,6 +229,45 @@ static int check_pair(const Py_buffer *a, const Py_buffer *b, Py_ssize_t page_si
     return 0;
 }
 
+/* What one encode pass writes. status, data and used are always there; the others may be
+ * NULL. */
+typedef struct {
+    unsigned char *status; /* per page: STATUS_* (for DSA also DML's result byte) */
+    int32_t *results;      /* XBZRLE: per page QEMU's result */
+    int64_t *sizes;        /* DSA: per page its record's size in bytes */
+    uint16_t *lengths;     /* per delta page: its u16 length field (bytes; DSA: entries) */
+    unsigned char *data;   /* the deltas kept, concatenated (with SLACK bytes of room) */
+    unsigned char *update; /* the old pages, writable: each is updated to new as it is read */
+    unsigned char *raw;    /* where the new versions of raw pages are copied, in order */
+    Py_ssize_t n_raw;      /* raw pages copied */
+    Py_ssize_t used;       /* bytes of data written */
+    Py_ssize_t k;          /* entries of lengths written */
+} pass_out;
+
+/* The XBZRLE pass, without the GIL: each page encoded, its status, length and encoding. */
+static void xbzrle_pass(const unsigned char *a, const unsigned char *b, Py_ssize_t m,
+                        Py_ssize_t page_size, pass_out *o)
+{
+    for (Py_ssize_t p = 0; p < m; p++) {
+        const unsigned char *new_ = b + p * page_size;
+        unsigned char *dst = o->data + o->used;
+        int r = o->update ? xbzrle_page(a + p * page_size, new_, page_size, dst,
+                                        o->update + p * page_size)
+                          : xbzrle_page(a + p * page_size, new_, page_size, dst, NULL);
+        if (o->results)
+            o->results[p] = r;
+        if (r > 0) {
+            o->status[p] = STATUS_DELTA;
+            o->lengths[o->k++] = (uint16_t)r; /* native order: little-endian where built */
+            o->used += r;
+        } else {
+            o->status[p] = r == 0 ? STATUS_UNCHANGED : STATUS_RAW;
+            if (r < 0 && o->raw) /* while the page is in cache */
+                memcpy(o->raw + page_size * o->n_raw++, new_, (size_t)page_size);
+        }
+    }
+}
+
 static PyObject *xbzrle_encode(PyObject *self, PyObject *args)
 {
     Py_buffer old_view, new_view;
@@ -194,27 +285,15 @@ static PyObject *xbzrle_encode(PyObject *self, PyObject *args)
     data = PyBytes_FromStringAndSize(NULL, m * page_size + SLACK);
     if (!results || !status || !lengths || !data)
         goto done;
-    int32_t *res = (int32_t *)PyBytes_AS_STRING(results);
-    unsigned char *st = (unsigned char *)PyBytes_AS_STRING(status);
-    uint16_t *len = (uint16_t *)PyBytes_AS_STRING(lengths);
-    unsigned char *dst = (unsigned char *)PyBytes_AS_STRING(data);
-    const unsigned char *a = old_view.buf, *b = new_view.buf;
-    Py_ssize_t used = 0, k = 0;
+    pass_out o = {.status = (unsigned char *)PyBytes_AS_STRING(status),
+                  .results = (int32_t *)PyBytes_AS_STRING(results),
+                  .lengths = (uint16_t *)PyBytes_AS_STRING(lengths),
+                  .data = (unsigned char *)PyBytes_AS_STRING(data)};
     Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t p = 0; p < m; p++) {
-        int r = xbzrle_encode_page(a + p * page_size, b + p * page_size, page_size, dst + used);
-        res[p] = r;
-        if (r > 0) {
-            st[p] = STATUS_DELTA;
-            len[k++] = (uint16_t)r; /* native order: little-endian on the targets built */
-            used += r;
-        } else {
-            st[p] = r == 0 ? STATUS_UNCHANGED : STATUS_RAW;
-        }
-    }
+    xbzrle_pass(old_view.buf, new_view.buf, m, page_size, &o);
     Py_END_ALLOW_THREADS
-    if (_PyBytes_Resize(&lengths, k * (Py_ssize_t)sizeof(uint16_t)) < 0 ||
-        _PyBytes_Resize(&data, used) < 0)
+    if (_PyBytes_Resize(&lengths, o.k * (Py_ssize_t)sizeof(uint16_t)) < 0 ||
+        _PyBytes_Resize(&data, o.used) < 0)
         goto done;
     out = PyTuple_Pack(4, results, status, lengths, data);
 done:
@@ -360,9 +439,15 @@ done:
  * number of changed words, or cap + 1 as soon as there is one more than fits (DML stops
  * there with its overflow result). Four words are tested at a time so unchanged stretches
  * cost one branch; changed words are written without a branch (the entry is always stored,
- * the output advances only for a changed word). */
-static Py_ssize_t dsa_create_page(const unsigned char *old, const unsigned char *new_,
-                                  Py_ssize_t words, Py_ssize_t cap, unsigned char *out)
+ * the output advances only for a changed word).
+ *
+ * With upd (old itself, writable) the page is updated to new in the same walk: a block of
+ * four words with a change is copied over old once its entries are written (old is read
+ * only past it afterwards), and on overflow the rest of the page; unchanged blocks are
+ * equal already. Inlined with upd a constant NULL, the plain kernel carries no trace of it. */
+static inline __attribute__((always_inline)) Py_ssize_t
+dsa_page(const unsigned char *old, const unsigned char *new_, Py_ssize_t words, Py_ssize_t cap,
+         unsigned char *out, unsigned char *upd)
 {
     Py_ssize_t count = 0, w = 0;
     for (; w + 4 <= words; w += 4) {
@@ -371,145 +456,243 @@ static Py_ssize_t dsa_create_page(const unsigned char *old, const unsigned char 
         uint64_t x2 = load64(a + 16) ^ load64(b + 16), x3 = load64(a + 24) ^ load64(b + 24);
         if (!(x0 | x1 | x2 | x3))
             continue;
+        uint64_t xs[4] = {x0, x1, x2, x3};
         if (count + 4 > cap) {
             /* near the maximum: word by word, so the overflow is found where DML finds it */
             for (int j = 0; j < 4; j++) {
-                if (load64(a + 8 * j) != load64(b + 8 * j)) {
+                if (xs[j]) {
                     if (count == cap)
-                        return cap + 1;
+                        goto overflow;
                     uint16_t off = (uint16_t)(w + j);
                     memcpy(out + DSA_ENTRY * count, &off, 2);
                     memcpy(out + DSA_ENTRY * count + 2, b + 8 * j, 8);
                     count++;
                 }
             }
-            continue;
+        } else {
+            for (int j = 0; j < 4; j++) {
+                unsigned char *e = out + DSA_ENTRY * count;
+                uint16_t off = (uint16_t)(w + j);
+                memcpy(e, &off, 2);
+                memcpy(e + 2, b + 8 * j, 8);
+                count += xs[j] != 0;
+            }
         }
-        uint64_t xs[4] = {x0, x1, x2, x3};
-        for (int j = 0; j < 4; j++) {
-            unsigned char *e = out + DSA_ENTRY * count;
-            uint16_t off = (uint16_t)(w + j);
-            memcpy(e, &off, 2);
-            memcpy(e + 2, b + 8 * j, 8);
-            count += xs[j] != 0;
-        }
+        if (upd)
+            memcpy(upd + 8 * w, b, 32);
     }
     for (; w < words; w++) {
         if (load64(old + 8 * w) != load64(new_ + 8 * w)) {
             if (count == cap)
-                return cap + 1;
+                goto overflow;
             uint16_t off = (uint16_t)w;
             memcpy(out + DSA_ENTRY * count, &off, 2);
             memcpy(out + DSA_ENTRY * count + 2, new_ + 8 * w, 8);
             count++;
+            if (upd)
+                memcpy(upd + 8 * w, new_ + 8 * w, 8);
         }
     }
     return count;
+overflow: /* words before w are new already */
+    if (upd)
+        memcpy(upd + 8 * w, new_ + 8 * w, (size_t)(8 * (words - w)));
+    return cap + 1;
 }
 
-static PyObject *dsa_create(PyObject *self, PyObject *args)
+/* The DSA pass, without the GIL: per page, Create Delta Record with room for cap entries,
+ * its result byte, and its entries kept (all of them when the record fits; of an
+ * overflowing page the first cap with partial, else none). */
+static void dsa_pass(const unsigned char *a, const unsigned char *b, Py_ssize_t m,
+                     Py_ssize_t page_size, Py_ssize_t cap, int partial, pass_out *o)
+{
+    Py_ssize_t words = page_size / 8;
+    for (Py_ssize_t p = 0; p < m; p++) {
+        const unsigned char *old = a + p * page_size, *new_ = b + p * page_size;
+        unsigned char *out = o->data + o->used;
+        Py_ssize_t n = o->update
+                           ? dsa_page(old, new_, words, cap, out, o->update + p * page_size)
+                           : dsa_page(old, new_, words, cap, out, NULL);
+        if (n > cap) {
+            o->status[p] = DSA_OVERFLOW;
+            n = partial ? cap : 0;
+            if (o->raw) /* while the page is in cache */
+                memcpy(o->raw + page_size * o->n_raw++, new_, (size_t)page_size);
+        } else {
+            o->status[p] = n ? DSA_NOT_EQUAL : DSA_EQUAL;
+            if (n && o->lengths)
+                o->lengths[o->k++] = (uint16_t)n; /* cap <= 0xFFFF: the caller checked */
+        }
+        if (o->sizes)
+            o->sizes[p] = (int64_t)n * DSA_ENTRY;
+        o->used += n * DSA_ENTRY;
+    }
+}
+
+/* The most entries a DSA pass may keep per page: cap checked, and room for the records. */
+static int dsa_room(Py_ssize_t cap, Py_ssize_t page_size, int codec, const char *what,
+                    Py_ssize_t *room)
+{
+    if (cap < 0 || (codec && cap > 0xFFFF)) {
+        PyErr_Format(PyExc_ValueError, "%s needs room for %s entries", what,
+                     codec ? "0..65535" : "0 or more");
+        return -1;
+    }
+    Py_ssize_t words = page_size / 8;
+    *room = cap < words ? cap : words;
+    return 0;
+}
+
+/* dsa_create and dsa_deltas: one pass, and the outputs each returns. */
+static PyObject *dsa_entry(PyObject *args, int codec, const char *what)
 {
     Py_buffer old_view, new_view;
-    Py_ssize_t page_size, cap;
-    int partial;
-    (void)self;
-    if (!PyArg_ParseTuple(args, "y*y*nnp", &old_view, &new_view, &page_size, &cap, &partial))
+    Py_ssize_t page_size, cap, room;
+    int partial = 0;
+    if (!PyArg_ParseTuple(args, codec ? "y*y*nn" : "y*y*nnp", &old_view, &new_view, &page_size,
+                          &cap, &partial))
         return NULL;
-    PyObject *results = NULL, *sizes = NULL, *records = NULL, *out = NULL;
-    if (check_pair(&old_view, &new_view, page_size, 0, "dsa_create") < 0)
+    PyObject *status = NULL, *per_page = NULL, *records = NULL, *out = NULL;
+    if (check_pair(&old_view, &new_view, page_size, 0, what) < 0 ||
+        dsa_room(cap, page_size, codec, what, &room) < 0)
         goto done;
-    if (cap < 0) {
-        PyErr_SetString(PyExc_ValueError, "dsa_create needs room for 0 or more entries");
-        goto done;
-    }
-    Py_ssize_t m = old_view.len / page_size, words = page_size / 8;
-    Py_ssize_t room = cap < words ? cap : words;
-    results = PyBytes_FromStringAndSize(NULL, m);
-    sizes = PyBytes_FromStringAndSize(NULL, m * (Py_ssize_t)sizeof(int64_t));
+    Py_ssize_t m = old_view.len / page_size;
+    status = PyBytes_FromStringAndSize(NULL, m);
+    per_page = PyBytes_FromStringAndSize(
+        NULL, m * (Py_ssize_t)(codec ? sizeof(uint16_t) : sizeof(int64_t)));
     records = PyBytes_FromStringAndSize(NULL, m * room * DSA_ENTRY + SLACK);
-    if (!results || !sizes || !records)
+    if (!status || !per_page || !records)
         goto done;
-    unsigned char *res = (unsigned char *)PyBytes_AS_STRING(results);
-    int64_t *sz = (int64_t *)PyBytes_AS_STRING(sizes);
-    unsigned char *rec = (unsigned char *)PyBytes_AS_STRING(records);
-    const unsigned char *a = old_view.buf, *b = new_view.buf;
-    Py_ssize_t used = 0;
+    pass_out o = {.status = (unsigned char *)PyBytes_AS_STRING(status),
+                  .data = (unsigned char *)PyBytes_AS_STRING(records)};
+    if (codec)
+        o.lengths = (uint16_t *)PyBytes_AS_STRING(per_page);
+    else
+        o.sizes = (int64_t *)PyBytes_AS_STRING(per_page);
     Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t p = 0; p < m; p++) {
-        Py_ssize_t n = dsa_create_page(a + p * page_size, b + p * page_size, words, cap,
-                                       rec + used);
-        if (n > cap) {
-            res[p] = DSA_OVERFLOW;
-            n = partial ? cap : 0;
-        } else {
-            res[p] = n ? DSA_NOT_EQUAL : DSA_EQUAL;
-        }
-        sz[p] = (int64_t)n * DSA_ENTRY;
-        used += n * DSA_ENTRY;
-    }
+    dsa_pass(old_view.buf, new_view.buf, m, page_size, cap, partial, &o);
     Py_END_ALLOW_THREADS
-    if (_PyBytes_Resize(&records, used) < 0)
+    if ((codec && _PyBytes_Resize(&per_page, o.k * (Py_ssize_t)sizeof(uint16_t)) < 0) ||
+        _PyBytes_Resize(&records, o.used) < 0)
         goto done;
-    out = PyTuple_Pack(3, results, sizes, records);
+    out = PyTuple_Pack(3, status, per_page, records);
 done:
-    Py_XDECREF(results);
-    Py_XDECREF(sizes);
+    Py_XDECREF(status);
+    Py_XDECREF(per_page);
     Py_XDECREF(records);
     PyBuffer_Release(&old_view);
     PyBuffer_Release(&new_view);
     return out;
 }
 
+static PyObject *dsa_create(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return dsa_entry(args, 0, "dsa_create");
+}
+
 static PyObject *dsa_deltas(PyObject *self, PyObject *args)
 {
-    Py_buffer old_view, new_view;
-    Py_ssize_t page_size, cap;
     (void)self;
-    if (!PyArg_ParseTuple(args, "y*y*nn", &old_view, &new_view, &page_size, &cap))
+    return dsa_entry(args, 1, "dsa_deltas");
+}
+
+/* -- A delta codec's frame, recorded as it is made ---------------------------------------- */
+
+/* the page modes of delta.py: raw (PageMode.RAW), delta (PageMode.ENCODED), unchanged */
+#define MODE_RAW 1
+#define MODE_DELTA 2
+#define MODE_UNCHANGED 4
+enum { FORMAT_XBZRLE = 0, FORMAT_DSA = 1 };
+
+static PyObject *record_frame(PyObject *self, PyObject *args)
+{
+    Py_buffer store_view, new_view;
+    Py_ssize_t page_size, cap, room = 0;
+    int format, copy_raw;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "iw*y*nnp", &format, &store_view, &new_view, &page_size, &cap,
+                          &copy_raw))
         return NULL;
-    PyObject *status = NULL, *counts = NULL, *records = NULL, *out = NULL;
-    if (check_pair(&old_view, &new_view, page_size, 0, "dsa_deltas") < 0)
-        goto done;
-    Py_ssize_t m = old_view.len / page_size, words = page_size / 8;
-    if (cap < 0 || cap > 0xFFFF) {
-        PyErr_SetString(PyExc_ValueError, "dsa_deltas needs room for 0..65535 entries");
+    PyObject *modes = NULL, *head = NULL, *data = NULL, *raw = NULL, *out = NULL;
+    unsigned char *st = store_view.buf;
+    const unsigned char *nw = new_view.buf;
+    int dsa = format == FORMAT_DSA;
+    if (format != FORMAT_XBZRLE && !dsa) {
+        PyErr_Format(PyExc_ValueError, "record_frame: no delta format %d", format);
         goto done;
     }
-    Py_ssize_t room = cap < words ? cap : words;
-    status = PyBytes_FromStringAndSize(NULL, m);
-    counts = PyBytes_FromStringAndSize(NULL, m * (Py_ssize_t)sizeof(uint16_t));
-    records = PyBytes_FromStringAndSize(NULL, m * room * DSA_ENTRY + SLACK);
-    if (!status || !counts || !records)
+    if (check_pair(&store_view, &new_view, page_size, dsa ? 0 : XBZRLE_MAX_PAGE,
+                   "record_frame") < 0 ||
+        (dsa && dsa_room(cap, page_size, 1, "record_frame", &room) < 0))
         goto done;
-    unsigned char *st = (unsigned char *)PyBytes_AS_STRING(status);
-    uint16_t *cn = (uint16_t *)PyBytes_AS_STRING(counts);
-    unsigned char *rec = (unsigned char *)PyBytes_AS_STRING(records);
-    const unsigned char *a = old_view.buf, *b = new_view.buf;
-    Py_ssize_t used = 0, k = 0;
+    if (st != nw && (const unsigned char *)st < nw + new_view.len &&
+        nw < st + store_view.len) {
+        PyErr_SetString(PyExc_ValueError,
+                        "record_frame: the store and the new pages overlap (and are not one)");
+        goto done;
+    }
+    Py_ssize_t m = store_view.len / page_size, n_raw = 0;
+    modes = PyByteArray_FromStringAndSize(NULL, m);
+    head = PyBytes_FromStringAndSize(NULL, 4 + m * (Py_ssize_t)sizeof(uint16_t));
+    data = PyBytes_FromStringAndSize(NULL, (dsa ? m * room * DSA_ENTRY : m * page_size) + SLACK);
+    /* with copy_raw room for every page: raw pages are copied in the pass (else after it) */
+    raw = PyBytes_FromStringAndSize(NULL, copy_raw ? m * page_size : 0);
+    if (!modes || !head || !data || !raw)
+        goto done;
+    unsigned char *md = (unsigned char *)PyByteArray_AS_STRING(modes);
+    unsigned char *hd = (unsigned char *)PyBytes_AS_STRING(head);
+    memset(hd, 0, 4); /* u32 fall-back size: no page falls back in a recorded frame */
+    pass_out o = {.status = md,
+                  .lengths = (uint16_t *)(hd + 4),
+                  .data = (unsigned char *)PyBytes_AS_STRING(data),
+                  .update = st == nw ? NULL : st,
+                  .raw = copy_raw ? (unsigned char *)PyBytes_AS_STRING(raw) : NULL};
     Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t p = 0; p < m; p++) {
-        Py_ssize_t n = dsa_create_page(a + p * page_size, b + p * page_size, words, cap,
-                                       rec + used);
-        if (n > cap) {
-            st[p] = STATUS_RAW;
-        } else if (n == 0) {
-            st[p] = STATUS_UNCHANGED;
-        } else {
-            st[p] = STATUS_DELTA;
-            cn[k++] = (uint16_t)n;
-            used += n * DSA_ENTRY;
-        }
+    if (dsa)
+        dsa_pass(st, nw, m, page_size, cap, 0, &o);
+    else
+        xbzrle_pass(st, nw, m, page_size, &o);
+    for (Py_ssize_t p = 0; p < m; p++) { /* status -> mode, in place */
+        unsigned char s_ = md[p];
+        md[p] = s_ == STATUS_DELTA ? MODE_DELTA : s_ == STATUS_RAW ? MODE_RAW : MODE_UNCHANGED;
+        n_raw += s_ == STATUS_RAW;
     }
     Py_END_ALLOW_THREADS
-    if (_PyBytes_Resize(&counts, k * (Py_ssize_t)sizeof(uint16_t)) < 0 ||
-        _PyBytes_Resize(&records, used) < 0)
+    if (_PyBytes_Resize(&head, 4 + o.k * (Py_ssize_t)sizeof(uint16_t)) < 0 ||
+        _PyBytes_Resize(&data, o.used) < 0)
         goto done;
-    out = PyTuple_Pack(3, status, counts, records);
+    if (copy_raw) {
+        if (_PyBytes_Resize(&raw, n_raw * page_size) < 0)
+            goto done;
+    } else if (n_raw && n_raw < m) {
+        /* the raw pages of a mixed frame gathered (every page raw: the caller sends new) */
+        Py_DECREF(raw);
+        raw = PyBytes_FromStringAndSize(NULL, n_raw * page_size);
+        if (!raw)
+            goto done;
+        unsigned char *r = (unsigned char *)PyBytes_AS_STRING(raw);
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t p = 0; p < m; p++) {
+            if (md[p] == MODE_RAW) {
+                memcpy(r, nw + p * page_size, (size_t)page_size);
+                r += page_size;
+            }
+        }
+        Py_END_ALLOW_THREADS
+    }
+    if (!n_raw || (n_raw == m && !copy_raw)) {
+        Py_DECREF(raw);
+        raw = Py_None;
+        Py_INCREF(raw);
+    }
+    out = Py_BuildValue("(OOOOn)", modes, head, data, raw, n_raw);
 done:
-    Py_XDECREF(status);
-    Py_XDECREF(counts);
-    Py_XDECREF(records);
-    PyBuffer_Release(&old_view);
+    Py_XDECREF(modes);
+    Py_XDECREF(head);
+    Py_XDECREF(data);
+    Py_XDECREF(raw);
+    PyBuffer_Release(&store_view);
     PyBuffer_Release(&new_view);
     return out;
 }
@@ -608,6 +791,9 @@ static PyMethodDef methods[] = {
      "dsa_create(old, new, page_size, cap, partial) -> (results, sizes, records)"},
     {"dsa_deltas", dsa_deltas, METH_VARARGS,
      "dsa_deltas(old, new, page_size, cap) -> (status, counts, records)"},
+    {"record_frame", record_frame, METH_VARARGS,
+     "record_frame(format, store, new, page_size, cap, copy_raw) -> (modes, head, data, raw, "
+     "n_raw)"},
     {"dsa_apply", dsa_apply, METH_VARARGS,
      "dsa_apply(pages, records, sizes, page_size) -> None | (code, value)"},
     {NULL, NULL, 0, NULL},

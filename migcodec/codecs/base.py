@@ -17,7 +17,7 @@ import json
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
@@ -87,6 +87,18 @@ class PageEncoding:
     device_s: float | None = None
 
 
+class Recorded(NamedTuple):
+    """A delta codec's frame that its transform laid out itself while recording the batch
+    in the mirror slots it was lent (``DeltaCodec._encode_against_mirror``): the payload
+    segments, a mode per page (a new array) and the segments' size in bytes, with the raw
+    fall-back applied. The framework uses them as they are; the mirror, which lent the
+    slots writable (``DestinationMirror.lend_rows``), does not copy the pages again."""
+
+    segments: tuple
+    modes: np.ndarray
+    payload_nbytes: int
+
+
 def _as_encoding(result: Any) -> PageEncoding | None:
     """A transform's result as a :class:`PageEncoding` (``None``: every page goes raw)."""
     if result is None or isinstance(result, PageEncoding):
@@ -149,7 +161,7 @@ class Codec(ABC):
                 f"{', '.join(old)}, hooks of an earlier migcodec codec contract; rename and "
                 f"reshape them: {changes} (examples/migcodec-rle is a complete codec)"
             )
-        if cls.reads_destination and not hasattr(cls, "_encode_against"):
+        if cls.reads_destination and not hasattr(cls, "_encode_against_mirror"):
             raise TypeError(
                 f"codec class {cls.__module__}.{cls.__qualname__} sets reads_destination; a "
                 "codec that encodes against the destination subclasses "
@@ -281,12 +293,17 @@ class Codec(ABC):
                 # shared and read-only; copied before any change
                 modes = _ALL_ENCODED_BY_COUNT[n] if n <= 64 else _ALL_ENCODED[:n]
                 if against:
-                    result, lent = self._encode_against_mirror(block, destination, batch, None)
+                    result, lent = self._encode_against_mirror(
+                        block, destination, batch, None, live
+                    )
                 else:
                     result = self.encode_pages(block)
                 if type(result) is bytes and len(result) < block.nbytes:  # the common case
                     segments: tuple = (result,)
                     payload_nbytes = len(result)
+                    encoding = None
+                elif type(result) is Recorded:  # a delta codec's, when every page is held
+                    segments, modes, payload_nbytes = result
                     encoding = None
                 else:
                     encoding = _as_encoding(result)
@@ -307,14 +324,17 @@ class Codec(ABC):
                     data = block[nonzero]  # a copy: its raw pages are a snapshot already
                     if against:
                         result, lent = self._encode_against_mirror(
-                            data, destination, batch, nonzero
+                            data, destination, batch, nonzero, False
                         )
                     else:
                         result = self.encode_pages(data)
-                    encoding = _as_encoding(result)
-                    segments, sub, payload_nbytes = self._lay_out(
-                        encoding, data, nonzero, page_size, False
-                    )
+                    if type(result) is Recorded:
+                        segments, sub, payload_nbytes = result
+                    else:
+                        encoding = _as_encoding(result)
+                        segments, sub, payload_nbytes = self._lay_out(
+                            encoding, data, nonzero, page_size, False
+                        )
                     modes[nonzero] = sub
         except BaseException:
             if lent is not None:
@@ -343,27 +363,6 @@ class Codec(ABC):
             path,
         )
         return Encoded(self.name, page_size, batch.runs, modes, segments, stats)
-
-    def _encode_against_mirror(
-        self,
-        pages: np.ndarray,
-        destination: DestinationMirror,
-        batch: Batch,
-        rows: np.ndarray | None,
-    ) -> tuple[Any, slice | None]:
-        """A delta codec's transform of ``pages`` (the batch's, or its ``rows``) against the
-        stream's mirror (``DeltaCodec._encode_against``); return its result and the mirror
-        slots it was lent (``None``: none). Held versions are read in place where the mirror
-        can lend them (:meth:`DestinationMirror.lend`), saving a copy per page; the slots
-        stay lent until :meth:`DestinationMirror.sent`, or are given back if the transform
-        fails."""
-        indices = batch.page_indices if rows is None else batch.page_indices[rows]
-        held, lent = destination.lend(indices)
-        try:
-            return self._encode_against(pages, held), lent
-        except BaseException:
-            destination.give_back(lent)
-            raise
 
     @staticmethod
     def _lay_out(

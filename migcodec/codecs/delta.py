@@ -29,16 +29,19 @@ from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
-from migcodec.codecs.base import Codec, PageEncoding, _as_encoding
+from migcodec.codecs.base import Codec, PageEncoding, Recorded, _all_raw, _as_encoding
+from migcodec.codecs.batch import Batch
 from migcodec.codecs.changes import PageChanges
 from migcodec.codecs.encoded import CodecKind, CodecPath, PageMode, nbytes_of
 from migcodec.codecs.errors import DecodeError
-from migcodec.codecs.mirror import Held
+from migcodec.codecs.mirror import DestinationMirror, Held
 
 DELTA = np.uint8(PageMode.ENCODED)
 FALLBACK = np.uint8(3)
 UNCHANGED = np.uint8(4)
 RAW = np.uint8(PageMode.RAW)
+#: the modes the C kernels' record_frame writes (_deltas.c)
+assert (RAW, DELTA, UNCHANGED) == (1, 2, 4)
 
 #: what ``make_deltas`` says about each page
 STATUS_UNCHANGED, STATUS_DELTA, STATUS_RAW = 0, 1, 2
@@ -130,6 +133,17 @@ class DeltaCodec(Codec):
         ``pages`` in place; :class:`DecodeError` when anything is malformed (``pages`` may
         then be partly written: it is a copy)."""
 
+    def _record_frame(self, store: np.ndarray, new: np.ndarray, copy_raw: bool) -> tuple | None:
+        """The frame of a batch whose every page the destination holds, made in one pass
+        that also records it: ``store`` is the mirror's slots holding the held versions
+        (writable, ``DestinationMirror.lend_rows``), and each is replaced by its page of
+        ``new`` once compared, so the mirror is not read and written in a second pass.
+        Returns the C kernel's ``record_frame`` result (``_deltas.c`` says what it holds),
+        or ``None`` where the format does not do this (nothing is written; then
+        :meth:`_encode_against` encodes and the pages are copied into the slots after).
+        The bytes are those :meth:`make_deltas` makes either way."""
+        return None
+
     # -- as a compressor: nothing known of the destination ---------------------------
     def encode_pages(self, pages: np.ndarray) -> PageEncoding:
         """Every page through the fall-back (what the framework sends without a mirror)."""
@@ -142,6 +156,62 @@ class DeltaCodec(Codec):
         return self._decode_against(blob, np.full(n_pages, FALLBACK), current, page_size)
 
     # -- the framework's composition (Codec.encode / Codec.decode call these) ---------
+    def _encode_against_mirror(
+        self,
+        pages: np.ndarray,
+        destination: DestinationMirror,
+        batch: Batch,
+        rows: np.ndarray | None,
+        copy_raw: bool,
+    ) -> tuple[PageEncoding | Recorded, slice | None]:
+        """The transform of ``pages`` (the batch's, or its ``rows``) composed with the
+        stream's mirror, as :meth:`Codec.encode` calls it: return its result and the
+        mirror slots it was lent (``None``: none).
+
+        The held versions are read in the mirror's store where the mirror can lend them
+        (:meth:`DestinationMirror.lend_rows`: every page held, in consecutive slots),
+        which saves a copy of every page. Those slots are handed to :meth:`_record_frame`:
+        where the format can, it records the pages there as it reads them, and the frame
+        is laid out here as :meth:`Codec._lay_out` lays out :meth:`_encode_against`'s
+        result, byte for byte (a :class:`Recorded`; ``copy_raw``: the pages are memory
+        that may change once encode returns, so raw pages are copies). Otherwise
+        :meth:`_encode_against` encodes and the pages are copied there. The slots stay
+        lent until :meth:`DestinationMirror.sent` sets their keys, or are given back,
+        forgotten, if the transform fails."""
+        indices = batch.page_indices if rows is None else batch.page_indices[rows]
+        lease = destination.lend_rows(indices)
+        if lease is None:  # not held whole in consecutive slots: a copy of what is held
+            return self._encode_against(pages, destination.reference(indices)), None
+        store, lent = lease
+        try:
+            page_size = pages.shape[1]
+            self.check_page_size(page_size)
+            done = self._record_frame(store, pages, copy_raw)
+            if done is None:  # make_deltas reads the slots, read-only; then they record
+                versions = store.view()
+                versions.flags.writeable = False
+                held = Held(np.ones(indices.shape[0], dtype=bool), versions)
+                result = self._encode_against(pages, held)
+                store[...] = pages
+                return result, lent
+            modes, head, deltas, raw, n_raw = done
+            modes = np.frombuffer(modes, np.uint8)  # a bytearray: the array is writable
+            n_encoded = modes.shape[0] - n_raw
+            blob_nbytes = len(head) + len(deltas)
+            if not n_encoded:  # every page raw: the kernel copied them if asked to
+                segments = _all_raw(pages, False) if raw is None else (raw,)
+                return Recorded(segments, modes, pages.nbytes), lent
+            if blob_nbytes >= n_encoded * page_size:  # not smaller: every page goes raw
+                modes[:] = RAW
+                return Recorded(_all_raw(pages, copy_raw), modes, pages.nbytes), lent
+            blob = (head, deltas) if deltas else (head,)
+            if not n_raw:
+                return Recorded(blob, modes, blob_nbytes), lent
+            return Recorded((raw, *blob), modes, n_raw * page_size + blob_nbytes), lent
+        except BaseException:
+            destination.give_back(lent)  # forgotten: the slots may have been written
+            raise
+
     def _encode_against(self, pages: np.ndarray, held: Held | None) -> PageEncoding:
         """Deltas against ``held`` (what the destination holds, ``None``: nothing known),
         the fall-back for the other pages, laid out as one blob with a mode per page."""

@@ -29,6 +29,13 @@ whole in consecutive slots, and those slots stay *lent* until the batch is recor
 (:meth:`~DestinationMirror.sent`) or given back (:meth:`~DestinationMirror.give_back`).
 No store overwrites a lent slot: a page that maps there is forgotten instead, which is safe
 (a miss, never a wrong base).
+
+A delta kernel may also record the batch in its lent slots as it reads them
+(:meth:`DestinationMirror.lend_rows`): each page is then read once, not once by the kernel
+and again by the copy into the mirror. The slots hold the new versions before
+:meth:`~DestinationMirror.sent`; nothing else reads them meanwhile (they are lent, and the
+stream encodes a page again only once its batch is encoded), and if the transform fails
+they are forgotten rather than given back as held (:meth:`~DestinationMirror.give_back`).
 """
 
 from __future__ import annotations
@@ -89,6 +96,7 @@ class DestinationMirror:
         self._readonly.flags.writeable = False
         self.lock = threading.Lock()
         self._lent: list[slice] = []  # slots whose data an encode reads in place (lend)
+        self._writable: list[slice] = []  # those of them lent writable (lend_rows)
 
     @classmethod
     def holding(cls, indices: np.ndarray, pages: np.ndarray) -> DestinationMirror:
@@ -140,29 +148,57 @@ class DestinationMirror:
         once the batch is encoded (recording it where it was lent costs one copy), and
         gives it back if the transform fails.
         """
+        lent = self._lend_run(indices, False)
+        if lent is None:
+            return self.reference(indices), None
+        return Held(_all_true(indices.shape[0]), self._readonly[lent]), lent
+
+    def lend_rows(self, indices: np.ndarray) -> tuple[np.ndarray, slice] | None:
+        """:meth:`lend` for a transform that records the batch where it reads the held
+        versions: when :meth:`lend` would lend the slots, those slots writable (every page
+        held, in batch order) and the slice lent; otherwise ``None``, and nothing is lent.
+
+        The caller writes the batch's pages into the rows before :meth:`sent` (a delta
+        kernel copies each new page over its held version once compared), so :meth:`sent`
+        sets the slots' keys and copies nothing. :meth:`give_back` forgets such slots: they
+        may hold pages that were never sent."""
+        lent = self._lend_run(indices, True)
+        return None if lent is None else (self.data[lent], lent)
+
+    def _lend_run(self, indices: np.ndarray, writable: bool) -> slice | None:
+        """Lend the slots of ``indices`` when every page is held, in consecutive slots none
+        of which is lent already (``writable``: to :meth:`lend_rows`); else ``None``."""
         n = indices.shape[0]
+        if not n:
+            return None
+        start = indices.item(0) % self.n_slots
+        stop = start + n
         with self.lock:
-            if n:
-                start = indices.item(0) % self.n_slots
-                stop = start + n
-                # keys equal to the indices in consecutive slots: each page is in its slot
-                # (compared as bytes: one call; int64 indices, as batches have)
-                if (
-                    stop <= self.n_slots
-                    and not (self._lent and self._lent_within(start, stop))
-                    and self.keys[start:stop].tobytes() == indices.tobytes()
-                ):
-                    where = slice(start, stop)
-                    self._lent.append(where)
-                    return Held(_all_true(n), self._readonly[where]), where
-        return self.reference(indices), None
+            # keys equal to the indices in consecutive slots: each page is in its slot
+            # (compared as bytes: one call; int64 indices, as batches have)
+            if (
+                stop <= self.n_slots
+                and not (self._lent and self._lent_within(start, stop))
+                and self.keys[start:stop].tobytes() == indices.tobytes()
+            ):
+                lent = slice(start, stop)
+                self._lent.append(lent)
+                if writable:
+                    self._writable.append(lent)
+                return lent
+        return None
 
     def give_back(self, lent: slice | None) -> None:
-        """End a :meth:`lend`: its slots may be overwritten again."""
+        """End a :meth:`lend`: its slots may be overwritten again. Slots lent writable
+        (:meth:`lend_rows`) may hold pages of a batch that is not sent: the pages they held
+        are forgotten (a miss next time, never a wrong base)."""
         if lent is None:
             return
         with self.lock:
             self._lent.remove(lent)  # lent ranges never overlap: this is the one lent
+            if self._writable and lent in self._writable:
+                self._writable.remove(lent)
+                self.keys[lent] = _EMPTY
 
     def held(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per page of ``indices``: whether it is known, and its held version (zeros for
@@ -191,14 +227,19 @@ class DestinationMirror:
 
         ``lent`` ends a :meth:`lend` for these pages. When it lent the whole batch (no zero
         page), the pages are those slots' pages (:meth:`lend` checked), so they are recorded
-        there at once: one copy, without finding the slots again.
+        there at once: one copy, without finding the slots again, and none when they were
+        lent writable (:meth:`lend_rows`): the transform wrote the pages there already.
         """
         with self.lock:
             if lent is not None:
                 self._lent.remove(lent)  # lent ranges never overlap: this is the one lent
+                written = bool(self._writable) and lent in self._writable
+                if written:
+                    self._writable.remove(lent)
                 if copy and zero is None and lent.stop - lent.start == indices.shape[0]:
                     self.keys[lent] = indices  # as lent, unless clear() or forget() ran since
-                    self.data[lent] = pages
+                    if not written:
+                        self.data[lent] = pages
                     return
             if zero is not None and zero.any():
                 slots = indices[zero] % self.n_slots

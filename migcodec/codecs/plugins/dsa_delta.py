@@ -63,6 +63,9 @@ RESULT_EQUAL, RESULT_NOT_EQUAL, RESULT_OVERFLOW = 0, 1, 2
 RECORD_DTYPE = np.dtype([("offset", "<u2"), ("data", "<u8")])
 assert RECORD_DTYPE.itemsize == ENTRY_BYTES
 
+#: the C kernels' name for this format (``record_frame``)
+_FORMAT_DSA = 1
+
 SHIM_ENV = "MIGCODEC_DML_SHIM"
 SHIM_SONAME = "libmigcodec_dml_shim.so"
 WQ_GLOB = "/dev/dsa/wq*"
@@ -332,6 +335,17 @@ class DsaDeltaCodec(DeltaCodec):
             old, new, self.max_record_size, partial=False
         )
         return self._delta_parts(results, sizes, records, page_size)
+
+    def _record_frame(self, store, new, copy_raw):
+        """The C kernel's frame (``DeltaCodec._record_frame``); ``None`` where the device
+        or the numpy fall-back makes the records."""
+        native = delta_kernels.native
+        if native is None or self._shim is not None:
+            return None
+        page_size = new.shape[1]
+        return native.record_frame(
+            _FORMAT_DSA, store, new, page_size, self._entries_cap(page_size), copy_raw
+        )
 
     @staticmethod
     def _delta_parts(

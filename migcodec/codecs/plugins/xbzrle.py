@@ -34,6 +34,8 @@ from migcodec.codecs.errors import DecodeError
 
 #: ``uleb128_encode_small`` asserts lengths <= 0x3fff; runs are shorter than the page
 MAX_PAGE_SIZE = 0x4000
+#: the C kernels' name for this format (``record_frame``)
+_FORMAT_XBZRLE = 0
 
 
 def _uleb_len(x: np.ndarray) -> np.ndarray:
@@ -383,6 +385,13 @@ class XbzrleCodec(DeltaCodec):
             results == 0, STATUS_UNCHANGED, np.where(results < 0, STATUS_RAW, STATUS_DELTA)
         ).astype(np.uint8)
         return status, lengths.astype("<u2"), data
+
+    def _record_frame(self, store, new, copy_raw):
+        """The C kernel's frame (``DeltaCodec._record_frame``); ``None`` on the numpy path."""
+        native = delta_kernels.native
+        if native is None:
+            return None
+        return native.record_frame(_FORMAT_XBZRLE, store, new, new.shape[1], 0, copy_raw)
 
     def apply_deltas(self, pages, deltas, lengths):
         xbzrle_decode(pages, deltas, lengths)

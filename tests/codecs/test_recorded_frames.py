@@ -1,0 +1,218 @@
+"""A delta codec that records a fully held batch in the mirror as it encodes it.
+
+When the mirror lends a batch's slots (every page held, in consecutive slots), the C kernels
+make the whole frame in one pass and copy each new page over its held version there
+(``record_frame`` in ``_deltas.c``); the framework then does not copy the batch into the
+mirror again. The frame must be the one the numpy path makes (which encodes, then copies),
+byte for byte, and afterwards the mirror must hold exactly the pages sent, whatever became
+of each page (unchanged, delta, raw, a record at its maximum), and nothing it was not sent
+if the transform fails.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from migcodec.codecs import Batch, DestinationMirror, get_codec
+from migcodec.codecs import delta_kernels as dk
+from migcodec.codecs.encoded import PageMode
+from tests.codecs.kernel_paths import PATHS, kernels
+
+#: for the tests that call the C kernels directly (the others run both paths, or neither)
+needs_native = pytest.mark.skipif(dk.native is None, reason=f"delta kernels: {dk.DELTA_KERNELS}")
+
+CODECS = ["dsa-delta", "xbzrle"]
+
+
+@st.composite
+def versions(draw):
+    """(old, new) batches whose pages reach every branch of the two formats: equal pages,
+    sparse and dense word changes, records at DSA's maximum and one entry past it, runs
+    of bytes, whole rewrites; page sizes whose word count is not a multiple of four."""
+    page_size = draw(st.sampled_from([64, 72, 4096, 4104]))
+    m = draw(st.integers(1, 12))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    old = rng.integers(0, 256, (m, page_size), dtype=np.uint8)
+    new = old.copy()
+    words = new.view(np.uint64)
+    cap = min(4090, page_size - 3) // 10  # dsa-delta's entry cap
+    for row in range(m):
+        kind = draw(st.sampled_from(["equal", "sparse", "dense", "cap", "bytes", "rewrite"]))
+        if kind == "sparse" or kind == "dense":
+            hit = rng.random(words.shape[1]) < (0.05 if kind == "sparse" else 0.6)
+            words[row, hit] = ~words[row, hit]
+        elif kind == "cap":  # exactly cap changed words, or one more, anywhere in the page
+            count = min(cap + draw(st.integers(-1, 1)), words.shape[1])
+            at = rng.choice(words.shape[1], count, replace=False)
+            words[row, at] = ~words[row, at]
+        elif kind == "bytes":
+            for _ in range(draw(st.integers(1, 20))):
+                start = draw(st.integers(0, page_size - 1))
+                length = draw(st.sampled_from([1, 3, 8, 9, 17, 33, 200]))
+                new[row, start : start + length] ^= 0x5A
+        elif kind == "rewrite":
+            new[row] = rng.integers(0, 256, page_size, dtype=np.uint8)
+    return old, new
+
+
+def _encode_held(name, old, new, path, staging=False):
+    """Encode ``new`` against a mirror holding ``old``: the frame's modes and payload, and
+    what the mirror holds for those pages afterwards."""
+    m, page_size = old.shape
+    codec = get_codec(name)
+    mirror = DestinationMirror(page_size, 2 * m * page_size)
+    indices = np.arange(m, dtype=np.int64)
+    mirror.record(indices, old)
+    out = np.empty_like(new) if staging else None
+    with kernels(path):
+        encoded = codec.encode(Batch(new, [(0, m)], page_size, max_pages=m), out, mirror)
+    held = mirror.held(indices)
+    assert not mirror._lent
+    return encoded, held
+
+
+@pytest.mark.parametrize("name", CODECS)
+@settings(max_examples=60, deadline=None)
+@given(pair=versions(), staging=st.booleans())
+def test_recorded_frames_match_the_numpy_path_and_the_mirror_holds_what_was_sent(
+    name, pair, staging
+):
+    old, new = pair
+    if name == "xbzrle" and old.shape[1] > 4096:
+        return
+    ours, (hit, held) = _encode_held(name, old, new, "C", staging)
+    theirs, (their_hit, their_held) = _encode_held(name, old, new, "numpy", staging)
+    np.testing.assert_array_equal(ours.modes, theirs.modes)
+    assert ours.payload == theirs.payload
+    assert ours.stats.output_bytes == theirs.stats.output_bytes
+    assert hit.all() and their_hit.all()
+    nonzero = new.any(axis=1)
+    np.testing.assert_array_equal(held[nonzero], new[nonzero])
+    np.testing.assert_array_equal(their_held, held)
+    # and the frame turns what the destination held into the new pages
+    dest = old.copy()
+    get_codec(name).decode(ours, dest)
+    np.testing.assert_array_equal(dest, new)
+
+
+@pytest.mark.parametrize("name", CODECS)
+@pytest.mark.parametrize("path", PATHS)
+def test_a_lent_batch_is_recorded_once_and_read_in_place(name, path):
+    """The fully held batch: every mode of the format in one frame, the mirror updated."""
+    rng = np.random.default_rng(7)
+    old = rng.integers(0, 256, (4, 4096), dtype=np.uint8)
+    new = old.copy()
+    new.view(np.uint64)[1, ::50] ^= 1  # a delta
+    new[2] = rng.integers(0, 256, 4096, dtype=np.uint8)  # raw
+    new[3, :8] ^= 0xFF  # another delta; page 0 unchanged
+    encoded, (_, held) = _encode_held(name, old, new, path)
+    expected = [4, PageMode.ENCODED, PageMode.RAW, PageMode.ENCODED]
+    np.testing.assert_array_equal(encoded.modes, expected)
+    np.testing.assert_array_equal(held, new)
+
+
+@needs_native
+@pytest.mark.parametrize("name", CODECS)
+def test_a_failing_transform_forgets_the_slots_it_may_have_written(name, monkeypatch):
+    rng = np.random.default_rng(8)
+    old = rng.integers(0, 256, (4, 4096), dtype=np.uint8)
+    new = old.copy()
+    new[:, :64] ^= 1
+    codec = get_codec(name)
+    mirror = DestinationMirror(4096, 8 * 4096)
+    mirror.record(np.arange(4, dtype=np.int64), old)
+    real = codec._record_frame
+
+    def written_then_failed(store, pages, copy_raw):
+        real(store, pages, copy_raw)
+        raise RuntimeError("after the kernel wrote the slots")
+
+    monkeypatch.setattr(codec, "_record_frame", written_then_failed)
+    with pytest.raises(RuntimeError):
+        codec.encode(Batch(new, [(0, 4)]), destination=mirror)
+    assert len(mirror) == 0  # forgotten: the destination still holds old, the slots new
+    assert not mirror._lent
+    monkeypatch.undo()
+    encoded = codec.encode(Batch(new, [(0, 4)]), destination=mirror)
+    assert (encoded.modes != PageMode.ENCODED).all()  # no delta against what was not sent
+    dest = old.copy()
+    codec.decode(encoded, dest)
+    np.testing.assert_array_equal(dest, new)
+
+
+@pytest.mark.parametrize("name", CODECS)
+def test_a_batch_with_a_zero_page_is_recorded_whole(name):
+    """A zero page in the batch: the others are lent (consecutive slots) and recorded by
+    the kernel, the zero page recorded as zeros by the framework."""
+    rng = np.random.default_rng(9)
+    old = rng.integers(0, 256, (4, 4096), dtype=np.uint8)
+    new = old.copy()
+    new[0, 100:140] ^= 3
+    new[3] = 0  # the last page: the non-zero pages stay in consecutive slots
+    encoded, (_, held) = _encode_held(name, old, new, "C")  # skips without the C kernels
+    assert encoded.modes[3] == PageMode.ZERO
+    np.testing.assert_array_equal(held, new)
+
+
+@needs_native
+def test_record_frame_checks_its_buffers():
+    native = dk.native
+    base = np.zeros(136, np.uint8)
+    with pytest.raises(ValueError, match="overlap"):
+        native.record_frame(1, base[:128], base[8:], 64, 6, True)
+    store = np.zeros((2, 64), np.uint8)
+    new = np.ones((2, 64), np.uint8)
+    with pytest.raises(ValueError, match="equal length"):
+        native.record_frame(1, store, new[:1], 64, 6, True)
+    with pytest.raises(ValueError, match="no delta format"):
+        native.record_frame(2, store, new, 64, 6, True)
+    with pytest.raises(ValueError, match=r"0\.\.65535"):
+        native.record_frame(1, store, new, 64, 1 << 16, True)
+    with pytest.raises(TypeError):
+        native.record_frame(1, store.tobytes(), new, 64, 6, True)  # a store must be writable
+    # the store may be the new pages themselves: nothing to copy, every page unchanged
+    modes, head, data, raw, n_raw = native.record_frame(1, new, new, 64, 6, True)
+    assert bytes(modes) == bytes([4, 4]) and head == bytes(4) and data == b""
+    assert raw is None and n_raw == 0
+    modes, head, data, raw, n_raw = native.record_frame(1, store, new, 64, 6, True)
+    assert bytes(modes) == bytes([1, 1]) and raw == new.tobytes() and n_raw == 2
+    np.testing.assert_array_equal(store, new)
+
+
+def test_a_writable_lease_is_recorded_by_its_holder_and_forgotten_if_given_back():
+    pages = np.arange(4 * 64, dtype=np.uint8).reshape(4, 64)
+    mirror = DestinationMirror(64, 8 * 64)
+    indices = np.arange(4, dtype=np.int64)
+    assert mirror.lend_rows(indices) is None  # nothing held yet: nothing lent
+    mirror.record(indices, pages)
+    assert mirror.lend_rows(indices[[0, 2]]) is None  # not in consecutive slots
+    rows, lent = mirror.lend_rows(indices)
+    assert mirror.lend_rows(indices[1:3]) is None  # lent already
+    rows[:] = pages + 1  # what the holder records
+    mirror.sent(indices, pages + 1, None, True, lent)
+    np.testing.assert_array_equal(mirror.held(indices)[1], pages + 1)
+    assert not mirror._lent and not mirror._writable
+    # sent() copies nothing for a writable lease: the rows are the record
+    rows, lent = mirror.lend_rows(indices)
+    rows[:] = pages + 2
+    mirror.sent(indices, pages + 3, None, True, lent)
+    np.testing.assert_array_equal(mirror.held(indices)[1], pages + 2)
+    # given back, its slots are forgotten; a read-only lend given back keeps them
+    _, lent = mirror.lend_rows(indices)
+    mirror.give_back(lent)
+    assert len(mirror) == 0 and not mirror._writable
+    mirror.record(indices, pages)
+    _, lent = mirror.lend(indices)
+    mirror.give_back(lent)
+    assert len(mirror) == 4
+    # a zero page in a batch whose other pages were lent writable: recorded as usual
+    rows, lent = mirror.lend_rows(indices[:3])
+    rows[:] = pages[:3] + 5
+    zero = np.array([False, False, False, True])
+    sent = pages + 5
+    sent[3] = 0
+    mirror.sent(indices, sent, zero, True, lent)
+    np.testing.assert_array_equal(mirror.held(indices)[1], sent)
