@@ -288,6 +288,7 @@ class Codec(ABC):
         n = block.shape[0]
         zero = zero_page_rows(block)
         lent = None  # mirror slots a delta transform reads in place, until sent() below
+        n_zero = 0
         try:
             if zero is None and n <= _ALL_ENCODED.size:
                 # shared and read-only; copied before any change
@@ -361,6 +362,7 @@ class Codec(ABC):
             cpu_s,
             device_s,
             path,
+            n_zero,
         )
         return Encoded(self.name, page_size, batch.runs, modes, segments, stats)
 

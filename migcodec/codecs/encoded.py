@@ -86,6 +86,8 @@ class Measurements:
     cpu_s: float = 0.0
     device_s: float | None = None
     path: CodecPath = CodecPath.SOFTWARE
+    #: all-zero pages among the input (each sent as a one-byte marker, whatever the codec)
+    zero_pages: int = 0
 
     @property
     def ratio(self) -> float:

@@ -41,6 +41,9 @@ class Outcome:
     wall_s: float
     cpu_s: float
     device_s: float | None = None  # modelled device time of emulated hardware
+    #: all-zero pages among the input (``None``: not counted); a policy that played a window
+    #: on older features learns from its outcome by these, not by the older zero share
+    zero_pages: float | None = None
 
     @property
     def ratio(self) -> float:
@@ -64,6 +67,7 @@ class Outcome:
             self.wall_s + seconds,
             self.cpu_s + seconds,
             self.device_s,
+            self.zero_pages,
         )
 
 

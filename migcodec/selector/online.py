@@ -44,6 +44,7 @@ class Decision:
     wall_s: float = 0.0
     cpu_s: float = 0.0
     device_s: float | None = None
+    zero_pages: int = 0
     done: bool = field(default=False, repr=False)
 
     def add(self, stats: Measurements) -> None:
@@ -52,11 +53,19 @@ class Decision:
         self.output_bytes += stats.output_bytes
         self.wall_s += stats.wall_s
         self.cpu_s += stats.cpu_s
+        self.zero_pages += stats.zero_pages
         if stats.device_s is not None:
             self.device_s = (self.device_s or 0.0) + stats.device_s
 
     def outcome(self) -> Outcome:
-        return Outcome(self.input_bytes, self.output_bytes, self.wall_s, self.cpu_s, self.device_s)
+        return Outcome(
+            self.input_bytes,
+            self.output_bytes,
+            self.wall_s,
+            self.cpu_s,
+            self.device_s,
+            self.zero_pages,
+        )
 
 
 class Selector:

@@ -225,12 +225,16 @@ class Table:
 
     def outcome(self, w: int, arm: int) -> Outcome:
         device = self.device_s[w, arm]
+        zero = None
+        if self.zero_pages is not None and self.pages is not None:  # stored: scaled up
+            zero = float(self.zero_pages[w] * self.pages[w] / max(self.stored[w], 1.0))
         return Outcome(
             float(self.input_bytes[w, arm]),
             float(self.output_bytes[w, arm]),
             float(self.wall_s[w, arm]),
             float(self.cpu_s[w, arm]),
             None if np.isnan(device) else float(device),
+            zero,
         )
 
     # -- files -----------------------------------------------------------------------
@@ -291,6 +295,7 @@ def encode_window(codec: Codec, window: Window, batch_pages: int) -> Outcome:
     if codec.reads_destination and window.previous is not None:
         destination = DestinationMirror.holding(np.arange(n, dtype=np.int64), window.previous)
     out = wall = cpu = 0.0
+    zero = 0
     device: float | None = None
     clock = time.thread_time
     for first in range(0, n, batch_pages):  # one iteration per batch, not per page
@@ -303,9 +308,10 @@ def encode_window(codec: Codec, window: Window, batch_pages: int) -> Outcome:
         cpu += clock() - cpu0
         out += stats.output_bytes
         wall += stats.wall_s
+        zero += stats.zero_pages
         if stats.device_s is not None:
             device = (device or 0.0) + stats.device_s
-    return Outcome(float(pages.nbytes), out, wall, cpu, device)
+    return Outcome(float(pages.nbytes), out, wall, cpu, device, float(zero))
 
 
 def _touch(window: Window) -> None:

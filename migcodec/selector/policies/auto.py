@@ -478,7 +478,10 @@ class Auto(Policy):
                 self._stale_play = True
         page_size = self.page_size
         n = outcome.input_bytes / page_size
-        zero = n * float(features.context[1])
+        # the window's own count: a window played on older features may differ from them
+        zero = outcome.zero_pages
+        if zero is None:
+            zero = n * float(features.context[1])
         nz = n - zero
         calls = math.ceil(n / self.batch_pages)
         payload = outcome.output_bytes - n - calls * RUN_BYTES
