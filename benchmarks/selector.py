@@ -49,8 +49,8 @@ def decision_latency(
     """Median seconds of choose + finish over ``windows`` windows of varied features without
     probe outputs, of the probe decision before them, of choose + finish with every arm's
     probe output (both 0 for policies that buy no probes), and of choose + finish of a
-    window played without features, after each of those (0 for policies that never skip
-    them)."""
+    window played without features, each after a window with them (a run of its own; 0 for
+    policies that never skip them)."""
     selector = Selector(parse_policy(policy_name), arms, Throughput(1.25e9, 2))
     extractor = FeatureExtractor([a.codec for a in arms])
     rng = np.random.default_rng(0)
@@ -64,10 +64,12 @@ def decision_latency(
     policy = selector.policy
     buys = policy.needs == "probe"
     skips = type(policy).wants_features is not Policy.wants_features
-    for w in range(windows):
+    outcomes = [
+        Outcome(4 << 20, (4 << 20) / rng.uniform(1, 4), 4e-3, 4e-3 * rng.uniform(0.5, 1.5))
+        for _ in range(windows)
+    ]
+    for w, outcome in enumerate(outcomes):
         feats = pool[w // 20 % len(pool)]
-        ratio = float(rng.uniform(1, 4))
-        outcome = Outcome(4 << 20, (4 << 20) / ratio, 4e-3, 4e-3 * rng.uniform(0.5, 1.5))
         if buys:
             cheap = feats.cheap()
             t0 = time.perf_counter()
@@ -77,7 +79,12 @@ def decision_latency(
             probed_times.append(selector.timed_step(feats, outcome))
         else:
             times.append(selector.timed_step(feats, outcome))
-        if skips:
+    if skips:
+        selector = Selector(parse_policy(policy_name), arms, Throughput(1.25e9, 2))
+        for w, outcome in enumerate(outcomes):
+            cheap = pool[w // 20 % len(pool)].cheap()
+            selector.policy.probe_mask(cheap)
+            selector.timed_step(cheap, outcome)
             blind_times.append(selector.timed_step(None, outcome))
 
     def median(values: list[float]) -> float:
