@@ -152,7 +152,7 @@ class Auto(Policy):
         change: float = 0.5,
         arm_drift: float = 0.02,
         probe_noise: float = 0.6,
-        value: float = 2.0,
+        value: float = 1.0,
         learn: float = 0.3,
         upkeep: float = 0.05,
         negligible: float = 0.003,
