@@ -144,7 +144,6 @@ def main(argv: list[str] | None = None) -> int:
         "socket_mb_s": nbytes / statistics.median(r["socket_s"] for r in rounds) / 1e6,
         "pipeline_mb_s": nbytes / statistics.median(r["pipeline_s"] for r in rounds) / 1e6,
         "pipeline_over_socket": statistics.median(r["socket_s"] / r["pipeline_s"] for r in rounds),
-        "pipeline_frames": last.pages_sent // CHUNK_PAGES,
         "pipeline_wire_bytes": last.wire_bytes,
         "pipeline_codec_cpu_s": last.codec_cpu_s,
         "pipeline_sender_cpu_s": last.sender_cpu_s,

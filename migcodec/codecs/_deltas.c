@@ -42,7 +42,7 @@
  *   destination will hold in the pass that reads it, while both pages are in cache, rather
  *   than in a second pass over the batch. Returns the page modes of delta.py (a bytearray:
  *   1 raw, 2 delta, 4 unchanged), the blob's head (u32 0, no fall-back part; the u16
- *   length of each delta page), the deltas, the raw pages copied from the store (None
+ *   length of each delta page), the deltas, the raw pages copied from new (None
  *   when there is none, or when every page is raw and copy_raw is false: the caller then
  *   sends new itself) and their number. The bytes are those of the entry points above.
  *   store and new must not overlap, unless they are the same buffer.
@@ -52,6 +52,11 @@
  *   whole number of entries, the sizes filling the records, offsets inside the page and
  *   ascending within it. All of it is checked before the first write.
  */
+
+/* Both formats are little-endian and the kernels read and write them as native words. */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the delta kernels assume a little-endian host; build without them (numpy path)"
+#endif
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>

@@ -38,6 +38,7 @@ from migcodec.engine.progress import ProgressCallback, ProgressTicker
 from migcodec.engine.report import IterationRecord, MigrationReport
 from migcodec.engine.runs import batch_runs
 from migcodec.wire import FrameWriter, WireError, memory_digest
+from migcodec.wire.format import MAX_BATCH_BYTES, MAX_BATCH_PAGES
 from migcodec.wire.handshake import read_reply
 
 _ITERATION_END = "iteration-end"
@@ -48,6 +49,10 @@ _STOP = "stop"
 class MigrationConfig:
     page_size: int = 4096
     max_batch_pages: int = 64
+    #: batches of a codec the sender encodes itself (raw): such a frame costs little beyond
+    #: its per-frame work (a system call, a checksum, the destination's hand-offs), so
+    #: larger frames carry the same pages for less of it
+    inline_batch_pages: int = 256
     workers: int = 2
     depth: int = 4
     window_batches: int = 64  # one codec decision per 4096 pages: selection cost amortised
@@ -263,10 +268,19 @@ class MigrationSource:
         cost more thread switches and lock hand-offs than the encode itself."""
         return self.chooser.codecs[codec_id].kind == CodecKind.RAW
 
+    def _inline_pages(self) -> int:
+        """Pages per batch of a codec framed by the sender (``inline_batch_pages``, within
+        what the wire lets a stream announce, and never fewer than ``max_batch_pages``)."""
+        cfg = self.config
+        bound = min(cfg.inline_batch_pages, MAX_BATCH_BYTES // cfg.page_size, MAX_BATCH_PAGES)
+        return max(cfg.max_batch_pages, bound)
+
     def _queue_here(self, sender: _Sender, window, codec_id: int, ticker) -> None:
         """Queue a window of batches for the sender to encode and frame (see
-        :meth:`_inline`), never more in flight than the engines' request pool would hold."""
-        limit = self.config.workers * self.config.depth
+        :meth:`_inline`), never more pages in flight than the engines' request pool would
+        hold."""
+        cfg = self.config
+        limit = max(2, cfg.workers * cfg.depth * cfg.max_batch_pages // self._inline_pages())
         for batch in window:
             if sender.submitted - sender.done >= limit:
                 sender.wait_in_flight(limit // 2)
@@ -294,7 +308,15 @@ class MigrationSource:
             if self._destination is not None:
                 self._destination.recording = self._teach and self.chooser.wants_teaching
             if self._inline(codec_id):
-                self._queue_here(sender, window, codec_id, ticker)
+                # the window's pages again, in the larger batches of a codec framed here
+                lo = start * cfg.max_batch_pages
+                hi = lo + sum(batch.n_pages for batch in window)
+                size = self._inline_pages()
+                merged = [
+                    Batch(self.memory, runs, cfg.page_size, size)
+                    for runs in batch_runs(pages[lo:hi], size)
+                ]
+                self._queue_here(sender, merged, codec_id, ticker)
                 continue
             engines = self._engines_for(codec_id)
             prepare = sender.writer.prepare_batch
@@ -349,7 +371,7 @@ class MigrationSource:
             cfg.page_size,
             self.memory.shape[0],
             table,
-            cfg.max_batch_pages,
+            self._inline_pages(),
             await_reply_from=sock,
         )
         sender = _Sender(writer, self.chooser, self.fallback, report, self._destination)

@@ -46,7 +46,13 @@ def auto_chooser(link_rate: float | None, workers: float, arms: str = AUTO_ARMS)
     """The chooser behind ``--codec auto``: the ``auto`` policy over ``arms``, maximising
     migration throughput at ``link_rate`` bytes/s (``None``: unlimited, modelled as a link
     no pipeline here can fill, 100 Gbit/s) with ``workers`` encoders."""
-    objective = make_objective("throughput", link=link_rate or 12.5e9, workers=workers)
+    # wall time: a migration's encoders share the host with the guest and the stream's own
+    # threads, and what a batch costs the migration is how long its engine was busy, which
+    # thread CPU time does not see (a CPU-heavy codec looks as cheap on a crowded host as
+    # on an idle one)
+    objective = make_objective(
+        "throughput", link=link_rate or 12.5e9, workers=workers, clock="wall"
+    )
     selector = Selector(parse_policy(AUTO_POLICY), parse_arms(arms), objective)
     return SelectorChooser(selector, label="auto")
 

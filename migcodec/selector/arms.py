@@ -7,6 +7,7 @@ report all name the same thing. Arms are parsed from the command line as ``name`
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -73,16 +74,34 @@ class Arm:
 def fallback_arms(arms: Sequence[Arm]) -> list[int]:
     """Per arm, the index of the arm whose codec is the one it sends pages through when
     the destination is not known to hold them (a delta arm's fall-back), or -1 where the
-    arm has none or no arm is configured like it: a policy predicts those pages by it."""
+    arm has none, no arm is configured like it, or its codec cannot be built here (a table
+    replayed where a plugin is missing): a policy predicts those pages by it."""
+    return list(_fallback_arms(tuple(arms)))
+
+
+@functools.lru_cache(maxsize=64)
+def _fallback_arms(arms: tuple[Arm, ...]) -> tuple[int, ...]:
+    """:func:`fallback_arms`, once per set of arms (a grid replays one table many times,
+    and building a codec may probe for hardware)."""
     from migcodec.codecs.delta import DeltaCodec
 
-    configs = [arm.codec.get_config() for arm in arms]
-    found = []
+    codecs: list[Codec | None] = []
     for arm in arms:
-        codec = arm.codec
-        config = get_codec(codec.fallback).get_config() if isinstance(codec, DeltaCodec) else None
-        found.append(configs.index(config) if config in configs else -1)
-    return found
+        try:
+            codecs.append(arm.codec)
+        except Exception:  # a plugin missing here, or a config it refuses: no fall-back
+            codecs.append(None)
+    configs = [None if codec is None else codec.get_config() for codec in codecs]
+    found = []
+    for codec in codecs:
+        target = None
+        if isinstance(codec, DeltaCodec):
+            try:
+                target = get_codec(codec.fallback).get_config()
+            except Exception:
+                target = None
+        found.append(configs.index(target) if target is not None and target in configs else -1)
+    return tuple(found)
 
 
 def parse_arm(text: str) -> dict[str, Any]:

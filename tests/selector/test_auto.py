@@ -240,6 +240,8 @@ def test_each_delta_arm_sends_pages_not_held_as_its_own_fall_back_arm_would():
     assert fallback_arms(arms) == [-1, -1, -1, 1, -1, -1]
     arms = parse_arms("raw;lz4;zstd;dsa-delta:fallback=zstd")
     assert fallback_arms(arms) == [-1, -1, -1, 2]
+    # a table replayed where one of its plugins is not installed: that arm has none
+    assert fallback_arms(parse_arms("lz4;no-such-codec;dsa-delta")) == [-1, -1, 0]
     for fallbacks, expected in (([-1, -1, -1, 1], 3.0), ([-1, -1, -1, 2], 5.0)):
         policy = parse_policy("auto").bind(
             len(LABELS),
