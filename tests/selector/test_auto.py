@@ -258,3 +258,19 @@ def test_each_delta_arm_sends_pages_not_held_as_its_own_fall_back_arm_would():
         fallback = payload[fallbacks[3]]
         assert fallback == pytest.approx(PAGE / expected, rel=0.2)
         assert payload[3] == pytest.approx(0.5 * 40.0 + 0.5 * fallback)
+
+
+def test_an_arms_first_play_sets_its_cpu_factor_to_what_it_measured():
+    """A host busier than the calibration's (a migration's guest and stream share its
+    cores) shows on the first window an arm is played: its CPU correction starts at what
+    that window measured, then averages, rather than creeping up a step at a time while
+    the first pass of memory goes out on a model that is off."""
+    policy = _auto(125e6)
+    f = _features(10_000, delta_bytes=PAGE)
+    calls = -(-10_000 // 64)
+    model = 20e-6 * calls + 2e-6 * 10_000  # lz4's calibrated cost of the window
+    outcome = Outcome(10_000 * PAGE, 10_000 * PAGE / 3, 3 * model, 3 * model)
+    policy.update(1, 1e8, f, outcome)
+    assert policy._shared_factor * policy._arm_factor[1] == pytest.approx(3.0)
+    policy.update(1, 1e8, f, Outcome(10_000 * PAGE, 10_000 * PAGE / 3, model, model))
+    assert policy._shared_factor * policy._arm_factor[1] == pytest.approx(3.0**0.5)

@@ -199,6 +199,7 @@ class Auto(Policy):
         self.delta_bias = np.zeros(k)  # log(actual / estimated) payload of delta arms
         self.cpu_shared = 0.0  # log(actual / modelled) CPU, the part all arms share
         self.cpu_arm = [0.0] * k  # and each arm's own
+        self._cpu_plays = [0] * k  # windows each arm's CPU was learnt from
         # model -> this machine: exp(cpu_shared) times each arm's exp(cpu_arm), kept apart so
         # that an update recomputes two numbers, not one per arm
         self._shared_factor = 1.0
@@ -513,8 +514,11 @@ class Auto(Policy):
         if nz >= 1.0 and busy > 0 and model > 0:
             # split the error: what one arm's model misses, the others' likely miss too; a
             # window of less than a few batches is mostly fixed cost and clock noise, so its
-            # step shrinks with its size
-            step = self.learn * min(1.0, nz / (4 * self.batch_pages))
+            # step shrinks with its size. An arm's first plays are averaged (step 1/n) before
+            # the moving average takes over: a host busier than the calibration's shows at
+            # once, not after the first pass of memory went out on a model that is off
+            plays = self._cpu_plays[arm] = self._cpu_plays[arm] + 1
+            step = max(self.learn, 1.0 / plays) * min(1.0, nz / (4 * self.batch_pages))
             error = math.log(busy / model) - self.cpu_shared - self.cpu_arm[arm]
             self.cpu_shared += step * error / 2
             self.cpu_arm[arm] += step * error / 2
