@@ -138,9 +138,9 @@ class QatCodec(AcceleratorCodec):
         return accelerator_probe(lookup, qat_devices(), "QATzip", "QAT device", emulated)
 
     # -- the vendor's handle -----------------------------------------------------------
-    def _open_vendor(self, probe: Probe) -> tuple[qatzip.QatzipSession, str]:
+    def _open_vendor(self, probe: Probe) -> tuple[qatzip.QatzipDeflate, str]:
         lookup = load_library(qatzip.SONAME, qatzip.ENV_LIBRARY, qatzip.INSTALL_HINT)
-        vendor = qatzip.QatzipSession(lookup.handle, self.level)
+        vendor = qatzip.QatzipDeflate(lookup.handle, self.level)
         return vendor, vendor.reason
 
     def _expected_path(self) -> CodecPath:

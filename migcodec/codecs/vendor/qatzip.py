@@ -277,7 +277,7 @@ class CompressResult:
     software: bool
 
 
-class QatzipSession:
+class QatzipDeflate:
     """One QATzip session (``qzInit`` + ``qzSetupSessionDeflate``) for gzip output.
 
     ``software`` is true when QATzip set the session up on its own software backup (a
