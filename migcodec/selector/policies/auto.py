@@ -221,12 +221,11 @@ class Auto(Policy):
         self._pages = 0.0  # the size of the window being chosen for
         self._expected = 0.0  # the predicted loss of the arm chosen
 
-    def _mu(self, compressing: np.ndarray | None = None) -> list[float]:
-        """Log ratio (over non-zero pages) per arm: the filter's (or ``compressing``, one
-        per compressing arm) for compressing arms, 0 for the others."""
+    def _mu(self) -> list[float]:
+        """Log ratio (over non-zero pages) per arm: the filter's for compressing arms, 0
+        for the others."""
         mu = [0.0] * self.n_arms
-        means = self.ratios.mean() if compressing is None else compressing
-        for arm, m in zip(self._c_list, means.tolist(), strict=True):
+        for arm, m in zip(self._c_list, self.ratios.mean().tolist(), strict=True):
             mu[arm] = m
         return mu
 
