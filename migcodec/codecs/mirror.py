@@ -24,18 +24,14 @@ a batch's pages again before that batch has been encoded (the migration engine s
 page at most once per iteration and drains iterations).
 
 A delta codec's transform reads every held version once, so the framework does not copy
-them out: :meth:`DestinationMirror.lend` hands out a read-only view when the batch is held
-whole in consecutive slots, and those slots stay *lent* until the batch is recorded in them
-(:meth:`~DestinationMirror.sent`) or given back (:meth:`~DestinationMirror.give_back`).
-No store overwrites a lent slot: a page that maps there is forgotten instead, which is safe
-(a miss, never a wrong base).
-
-A delta kernel may also record the batch in its lent slots as it reads them
-(:meth:`DestinationMirror.lend_rows`): each page is then read once, not once by the kernel
-and again by the copy into the mirror. The slots hold the new versions before
-:meth:`~DestinationMirror.sent`; nothing else reads them meanwhile (they are lent, and the
-stream encodes a page again only once its batch is encoded), and if the transform fails
-they are forgotten rather than given back as held (:meth:`~DestinationMirror.give_back`).
+them out: when the batch is held whole in consecutive slots,
+:meth:`DestinationMirror.lend_rows` lends those slots, and the transform records the batch
+there as it reads them (each page read once, not once by the kernel and again by a copy
+into the mirror). The slots stay *lent* until :meth:`~DestinationMirror.sent` sets their
+keys, or until :meth:`~DestinationMirror.give_back` forgets them when the transform fails
+(they may hold pages never sent). No store overwrites a lent slot: a page that maps there
+is forgotten instead, which is safe (a miss, never a wrong base); nothing else reads them
+meanwhile, since the stream encodes a page again only once its batch is encoded.
 """
 
 from __future__ import annotations
@@ -55,8 +51,8 @@ _EMPTY = -1
 
 class Held(NamedTuple):
     """What the destination holds for some pages: ``hit`` per page, and ``versions``, the
-    held pages of the hits in order: a private copy (:meth:`DestinationMirror.reference`),
-    or a read-only view of slots lent to the caller (:meth:`DestinationMirror.lend`)."""
+    held pages of the hits in order (a private copy, or a read-only view of slots lent to
+    the caller)."""
 
     hit: np.ndarray
     versions: np.ndarray
@@ -92,11 +88,8 @@ class DestinationMirror:
         self.recording = recording
         self.keys = np.full(self.n_slots, _EMPTY, dtype=np.int64)
         self.data = np.zeros((self.n_slots, page_size), dtype=np.uint8)
-        self._readonly = self.data.view()  # what lend hands out: views that cannot write
-        self._readonly.flags.writeable = False
         self.lock = threading.Lock()
-        self._lent: list[slice] = []  # slots whose data an encode reads in place (lend)
-        self._writable: list[slice] = []  # those of them lent writable (lend_rows)
+        self._lent: list[slice] = []  # slots an encode reads and records in (lend_rows)
 
     @classmethod
     def holding(cls, indices: np.ndarray, pages: np.ndarray) -> DestinationMirror:
@@ -136,38 +129,14 @@ class DestinationMirror:
                 versions = self.data[slots[hit]]
         return Held(hit, versions)
 
-    def lend(self, indices: np.ndarray) -> tuple[Held, slice | None]:
-        """:meth:`reference` without the copy where it can: when every page is held, in
-        consecutive slots none of which is lent already, ``versions`` is a read-only view
-        of the store and those slots are lent (returned as a slice) until :meth:`sent`
-        records the batch in them or :meth:`give_back`; otherwise a copy as
-        :meth:`reference` makes, and ``None``.
-
-        A lent slot is not overwritten, so the view stays the version the destination
-        holds while the caller reads it. The framework hands the slice to :meth:`sent`
-        once the batch is encoded (recording it where it was lent costs one copy), and
-        gives it back if the transform fails.
-        """
-        lent = self._lend_run(indices, False)
-        if lent is None:
-            return self.reference(indices), None
-        return Held(_all_true(indices.shape[0]), self._readonly[lent]), lent
-
     def lend_rows(self, indices: np.ndarray) -> tuple[np.ndarray, slice] | None:
-        """:meth:`lend` for a transform that records the batch where it reads the held
-        versions: when :meth:`lend` would lend the slots, those slots writable (every page
-        held, in batch order) and the slice lent; otherwise ``None``, and nothing is lent.
+        """The slots holding ``indices``, writable, and the slice lent, when every page is
+        held, in batch order in consecutive slots none of which is lent already; otherwise
+        ``None``, and nothing is lent.
 
         The caller writes the batch's pages into the rows before :meth:`sent` (a delta
         kernel copies each new page over its held version once compared), so :meth:`sent`
-        sets the slots' keys and copies nothing. :meth:`give_back` forgets such slots: they
-        may hold pages that were never sent."""
-        lent = self._lend_run(indices, True)
-        return None if lent is None else (self.data[lent], lent)
-
-    def _lend_run(self, indices: np.ndarray, writable: bool) -> slice | None:
-        """Lend the slots of ``indices`` when every page is held, in consecutive slots none
-        of which is lent already (``writable``: to :meth:`lend_rows`); else ``None``."""
+        sets the slots' keys and copies nothing."""
         n = indices.shape[0]
         if not n:
             return None
@@ -183,22 +152,18 @@ class DestinationMirror:
             ):
                 lent = slice(start, stop)
                 self._lent.append(lent)
-                if writable:
-                    self._writable.append(lent)
-                return lent
+                return self.data[lent], lent
         return None
 
     def give_back(self, lent: slice | None) -> None:
-        """End a :meth:`lend`: its slots may be overwritten again. Slots lent writable
-        (:meth:`lend_rows`) may hold pages of a batch that is not sent: the pages they held
-        are forgotten (a miss next time, never a wrong base)."""
+        """End a :meth:`lend_rows` whose batch is not sent: its slots may hold pages of
+        that batch, so the pages they held are forgotten (a miss next time, never a wrong
+        base)."""
         if lent is None:
             return
         with self.lock:
             self._lent.remove(lent)  # lent ranges never overlap: this is the one lent
-            if self._writable and lent in self._writable:
-                self._writable.remove(lent)
-                self.keys[lent] = _EMPTY
+            self.keys[lent] = _EMPTY
 
     def held(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per page of ``indices``: whether it is known, and its held version (zeros for
@@ -225,21 +190,15 @@ class DestinationMirror:
         older version was held. Zero pages are recorded as zeros where they were held (QEMU
         caches the zero page too: a page dirtied again then gets a delta against zeros).
 
-        ``lent`` ends a :meth:`lend` for these pages. When it lent the whole batch (no zero
-        page), the pages are those slots' pages (:meth:`lend` checked), so they are recorded
-        there at once: one copy, without finding the slots again, and none when they were
-        lent writable (:meth:`lend_rows`): the transform wrote the pages there already.
+        ``lent`` ends a :meth:`lend_rows` for these pages. When it lent the whole batch (no
+        zero page), the transform wrote the pages in those slots already: only their keys
+        are set, without finding the slots again.
         """
         with self.lock:
             if lent is not None:
                 self._lent.remove(lent)  # lent ranges never overlap: this is the one lent
-                written = bool(self._writable) and lent in self._writable
-                if written:
-                    self._writable.remove(lent)
                 if copy and zero is None and lent.stop - lent.start == indices.shape[0]:
                     self.keys[lent] = indices  # as lent, unless clear() or forget() ran since
-                    if not written:
-                        self.data[lent] = pages
                     return
             if zero is not None and zero.any():
                 slots = indices[zero] % self.n_slots
@@ -305,15 +264,6 @@ class DestinationMirror:
         stale = self.keys[slots] == indices
         if stale.any():
             self.keys[slots[stale]] = _EMPTY
-
-
-_ALL_TRUE = np.ones(4096, dtype=bool)
-_ALL_TRUE.flags.writeable = False
-
-
-def _all_true(n: int) -> np.ndarray:
-    """A read-only all-true mask of ``n`` entries, shared for common batch sizes."""
-    return _ALL_TRUE[:n] if n <= _ALL_TRUE.size else np.ones(n, dtype=bool)
 
 
 def _last_per_slot(slots: np.ndarray) -> np.ndarray | None:
