@@ -23,11 +23,13 @@ compressing arm does. Until then the mirror only forgets what other codecs overw
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 
 import numpy as np
 
 from migcodec.codecs import Batch, Codec, CodecKind, DestinationMirror, Measurements
+from migcodec.codecs.batch import expand_runs
 from migcodec.codecs.zero import zero_page_rows
 from migcodec.selector.arms import DEFAULT_ARMS, DELTA_ARMS, parse_arms
 from migcodec.selector.features import changed_words, delta_bytes, sample_rows
@@ -82,6 +84,7 @@ class SampleHistory:
         self._versions: np.ndarray | None = None  # one row per block
         self._known: np.ndarray | None = None
         self._block = 16
+        self._watched_page = np.zeros(0, dtype=np.int64)
         self._seen = 0  # watched pages seen again since the last verdict
         self._sent = 0.0  # bytes a delta would have sent for them
 
@@ -91,22 +94,25 @@ class SampleHistory:
         return 0 if self._known is None else int(np.count_nonzero(self._known))
 
     def _watched(self, indices: np.ndarray) -> np.ndarray:
-        """Which of ``indices`` are their block's watched page."""
-        block, pages = np.uint64(self._block), indices.astype(np.uint64)
-        spot = (((pages // block) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(40)) % block
-        return pages % block == spot
+        """Which of ``indices`` are their block's watched page (a lookup per page in the
+        table of watched pages, built once)."""
+        return self._watched_page[indices // self._block] == indices
 
-    def watch(self, memory: np.ndarray, window: Sequence[Batch]) -> float | None:
+    def watch(self, memory: np.ndarray, indices: np.ndarray) -> float | None:
         """The share of their bytes a delta would send for the watched pages seen again
         since the last verdict (a zero page costs its marker, as with every arm), once
-        there are ``evidence`` of them; else ``None``."""
+        there are ``evidence`` of them; else ``None``. ``indices``: the window's pages."""
         n_pages, page_size = memory.shape
         if self._versions is None:
-            self._block = max(16, -(-n_pages // self.pages))
-            rows = -(-n_pages // self._block)
+            self._block = block = max(16, -(-n_pages // self.pages))
+            rows = -(-n_pages // block)
             self._versions = np.zeros((rows, page_size), dtype=np.uint8)
             self._known = np.zeros(rows, dtype=bool)
-        indices = np.concatenate([batch.page_indices for batch in window])
+            # each block's watched page, at a position in the block drawn by hashing the
+            # block number (a block cut short by the end of memory may watch none)
+            number = np.arange(rows, dtype=np.uint64)
+            spot = ((number * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(40)) % np.uint64(block)
+            self._watched_page = (number * np.uint64(block) + spot).astype(np.int64)
         picked = indices[self._watched(indices)]
         if not picked.size:
             return None
@@ -127,6 +133,12 @@ class SampleHistory:
         share = self._sent / (self._seen * page_size)
         self._seen, self._sent = 0, 0.0
         return share
+
+
+def window_pages(window: Sequence[Batch]) -> np.ndarray:
+    """The page numbers of a window's batches, in order: one expansion of all their runs
+    (per batch, the expansion's fixed cost would come once per batch)."""
+    return expand_runs(np.concatenate([batch.runs for batch in window]))
 
 
 class SelectorChooser:
@@ -162,37 +174,39 @@ class SelectorChooser:
             watch = bool(self._tracking_arms) and not self.wants_teaching
             policy = self.selector.policy
             total = sum(batch.n_pages for batch in window)
+            pages = window_pages(window) if watch or policy.needs != "none" else None
             if policy.needs == "none" or not policy.wants_features(float(total)):
                 self._open = self.selector.choose()  # no sample read: nothing to pay for
             else:
-                memory, indices, total = self._sample(window)
-                hit, held = self._held(indices, memory.shape[1])
-                self._open = self.selector.choose(
-                    memory[indices], held, sampled=True, window_pages=total, held=hit
-                )
+                self._open = self._choose_on_sample(window[0].memory, pages)
             if watch:
-                share = self._history.watch(window[0].memory, window)
+                share = self._history.watch(window[0].memory, pages)
                 worth = share is not None and share <= self._worth_teaching()
                 self.wants_teaching = bool(worth or self._open.arm in self._tracking_arms)
             return self._open.arm
 
-    def _sample(self, window: Sequence[Batch]) -> tuple[np.ndarray, np.ndarray, int]:
-        """Guest memory, the page numbers of the window's sample (spread over the whole
-        window as the offline evaluation samples a window), and the window's pages."""
-        counts = [batch.n_pages for batch in window]
-        extractor = self.selector.extractor
-        size = extractor.sample_size(sum(counts))
-        rows = sample_rows(sum(counts), size, min(4, size))
-        ends = np.cumsum(counts)
-        which = np.searchsorted(ends, rows, side="right")  # batch of each sampled row
-        indices = np.empty(rows.size, dtype=np.int64)
-        # ``which`` is sorted (rows are): its distinct values, without np.unique's overhead
-        batches = which[np.concatenate(([True], which[1:] != which[:-1]))]
-        for b in batches:  # a few batches per window, not a loop per page
-            picked = which == b
-            start = ends[b] - counts[b]
-            indices[picked] = window[b].page_indices[rows[picked] - start]
-        return window[0].memory, indices, int(ends[-1])
+    def _choose_on_sample(self, memory: np.ndarray, pages: np.ndarray) -> Decision:
+        """Decide on the features of a sample of the window's ``pages``, charged with what
+        gathering the sample and looking up the destination's versions cost (work the
+        engine does only for the features, on the thread that feeds the encoders)."""
+        t0 = time.thread_time()
+        indices = self._sample(pages)
+        hit, held = self._held(indices, memory.shape[1])
+        sample = memory[indices]
+        return self.selector.choose(
+            sample,
+            held,
+            sampled=True,
+            window_pages=pages.size,
+            held=hit,
+            gather_s=time.thread_time() - t0,
+        )
+
+    def _sample(self, pages: np.ndarray) -> np.ndarray:
+        """The page numbers of the window's sample (spread over the whole window, as the
+        offline evaluation samples a window) among the window's ``pages``."""
+        size = self.selector.extractor.sample_size(pages.size)
+        return pages[sample_rows(pages.size, size, min(4, size))]
 
     def _worth_teaching(self) -> float:
         """The largest share of a page a delta may send and still be worth its caches:

@@ -263,6 +263,7 @@ class FeatureExtractor:
         sampled: bool = False,
         window_pages: float | None = None,
         held: np.ndarray | None = None,
+        gather_s: float = 0.0,
     ) -> WindowFeatures:
         """Features of a window whose pages are ``pages`` (``(n, page_size)`` uint8).
 
@@ -274,10 +275,11 @@ class FeatureExtractor:
         ``sampled`` says ``pages`` already are the window's sample (drawn with
         :meth:`sample_size` and :func:`sample_rows` by a caller that never gathers the whole
         window, as the migration engine does); ``window_pages`` is then the window's true
-        size (by default, ``len(pages)``).
+        size (by default, ``len(pages)``); ``gather_s``, the CPU seconds such a caller
+        spent gathering the sample, is charged with the features.
         """
         clock = time.thread_time  # CPU time of this thread, as encode costs are counted
-        t0 = clock()
+        t0 = clock() - gather_s
         n, page_size = pages.shape
         k = len(self.codecs)
         total = float(n if window_pages is None else window_pages)

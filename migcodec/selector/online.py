@@ -113,11 +113,12 @@ class Selector:
         sampled: bool = False,
         window_pages: float | None = None,
         held: np.ndarray | None = None,
+        gather_s: float = 0.0,
     ) -> WindowFeatures:
         """Features of a window, with only the probes the policy asks for (see
         :meth:`FeatureExtractor.extract` for the arguments)."""
         probe = self.policy.probe_mask if self.policy.needs == "probe" else False
-        return self.extractor.extract(pages, previous, probe, sampled, window_pages, held)
+        return self.extractor.extract(pages, previous, probe, sampled, window_pages, held, gather_s)
 
     def choose(
         self,
@@ -127,14 +128,15 @@ class Selector:
         sampled: bool = False,
         window_pages: float | None = None,
         held: np.ndarray | None = None,
+        gather_s: float = 0.0,
     ) -> Decision:
         """The arm for the next window, from its pages (and what the destination holds) or
         from precomputed ``features``; context-free policies need neither. ``sampled``,
-        ``window_pages`` and ``held``: see ``FeatureExtractor.extract``."""
+        ``window_pages``, ``held`` and ``gather_s``: see ``FeatureExtractor.extract``."""
         if features is None and pages is not None and self.policy.needs != "none":
             total = float(len(pages) if window_pages is None else window_pages)
             if self.policy.wants_features(total):
-                features = self.features(pages, previous, sampled, window_pages, held)
+                features = self.features(pages, previous, sampled, window_pages, held, gather_s)
         arm = self.policy.choose(features)
         return Decision(arm, self.codecs[arm], features, self.policy.charge_s(features))
 

@@ -53,6 +53,22 @@ _PROBE_BIAS_VAR = 0.02
 _PROBE_SHARED = 0.5
 #: the variance of a whole window's own outcome as evidence of its arm's log ratio
 _PLAY_VAR = 0.01
+#: prior variance of the log of the CPU factor all arms share (this host's encode time over
+#: the calibration's), by the objective's clock. The calibration times codec calls alone
+#: on this host in thread CPU time: CPU time elsewhere on the host differs by what caches
+#: and load do to it (a third, give or take), while the wall time of encoders that share
+#: their host with the guest and the stream's other threads can be several times as long
+_CPU_PRIOR_VAR = {"cpu": 0.09, "wall": 0.64}
+#: prior variance of the log of each arm's own factor on top of the shared one: what
+#: slows one codec on a host slows the others nearly as much
+_CPU_ARM_VAR = 0.04
+#: the variance of one whole window's CPU time as evidence of that factor
+_CPU_PLAY_VAR = 0.04
+#: below this standard deviation of the log factor its estimate is used as known
+_CPU_SD_KNOWN = 0.1
+#: three-point Gauss-Hermite rule (probabilists') over the log factor
+_CPU_NODES = (0.0, -math.sqrt(3.0), math.sqrt(3.0))
+_CPU_WEIGHTS = (2.0 / 3.0, 1.0 / 6.0, 1.0 / 6.0)
 #: a neutral cost model for arms without a calibration (learnt from plays from then on)
 _NEUTRAL = ArmCost(20e-6, 0.0, [5e-6] * len(KNOTS))
 _LOG_KNOTS = np.log(np.array(KNOTS))
@@ -204,11 +220,22 @@ class Auto(Policy):
         # that an update recomputes two numbers, not one per arm
         self._shared_factor = 1.0
         self._arm_factor = [1.0] * k
+        # how well the shared factor is known: a loss is predicted as its expectation over
+        # the factor while it is uncertain (before the first plays), so that an arm that is
+        # only better if the host is as fast as the calibration's is not bet a whole window on
+        self._clock = getattr(self.objective, "clock", "cpu")
+        prior = _CPU_PRIOR_VAR[self._clock]
+        self._cpu_precision = 1.0 / prior
+        # the share of an arm's CPU error put on the shared factor: played alone, an arm
+        # cannot tell the host's part of its error from its own, and the priors say which
+        # is likelier (an even split would make every arm not played look cheaper than
+        # the arm played by as much as the host slows it)
+        self._cpu_shared_share = prior / (prior + _CPU_ARM_VAR)
+        self._cpu_scales: tuple[float, ...] | None = self._factor_scales()
         self._fast = isinstance(self.objective, Throughput)
         if self._fast:
             self._to_cpu = 1.0 / self.objective.workers
             self._to_link = 1.0 / self.objective.link
-        self._clock = getattr(self.objective, "clock", "cpu")
         self._context: np.ndarray | None = None
         self._last: tuple[WindowFeatures, list[float]] | None = None
         self._read: WindowFeatures | None = None  # the last features read
@@ -292,9 +319,27 @@ class Auto(Policy):
         zero = n * float(f.context[1])
         return n, zero, n - zero, float(math.ceil(n / self.batch_pages))
 
+    def _factor_scales(self) -> tuple[float, ...] | None:
+        """The CPU factor's quadrature points relative to its estimate, or ``None`` once
+        it is known well enough to use the estimate alone."""
+        sd = self._cpu_precision**-0.5
+        if sd < _CPU_SD_KNOWN:
+            return None
+        return tuple(math.exp(sd * z) for z in _CPU_NODES)
+
     def _loss(self, guest: float, out, cpu):
-        """The objective's additive loss of a window: for throughput its seconds,
-        ``max(cpu / workers, out / link)``, computed directly (the hot path)."""
+        """The objective's additive loss of a window (for throughput its seconds,
+        ``max(cpu / workers, out / link)``), expected over the CPU factor while it is
+        uncertain."""
+        scales = self._cpu_scales
+        if scales is None:
+            return self._point_loss(guest, out, cpu)
+        return sum(
+            w * self._point_loss(guest, out, cpu * s)
+            for w, s in zip(_CPU_WEIGHTS, scales, strict=True)
+        )
+
+    def _point_loss(self, guest: float, out, cpu):
         if self._fast:
             objective = self.objective
             return np.maximum(cpu / objective.workers, out / objective.link)
@@ -316,7 +361,7 @@ class Auto(Policy):
                 self._fixed_rows, per_page, self._arm_factor, strict=True
             )
         ]
-        if self._fast:
+        if self._fast and self._cpu_scales is None:
             to_cpu, to_link = self._to_cpu, self._to_link
             loss = [
                 c * to_cpu if c * to_cpu > o * to_link else o * to_link
@@ -511,15 +556,20 @@ class Auto(Policy):
         per_call, per_zero = self._fixed_rows[arm]
         model = per_call * calls + per_zero * zero + per_page * nz
         if nz >= 1.0 and busy > 0 and model > 0:
-            # split the error: what one arm's model misses, the others' likely miss too; a
-            # window of less than a few batches is mostly fixed cost and clock noise, so its
-            # step shrinks with its size. An arm's first plays are averaged (step 1/n) before
-            # the moving average takes over: a host busier than the calibration's shows at
-            # once, not after the first pass of memory went out on a model that is off
+            # split the error: what one arm's model misses, the others' likely miss too
+            # (see _cpu_shared_share); a window of less than a few batches is mostly fixed
+            # cost and clock noise, so its step shrinks with its size. An arm's first plays
+            # are averaged (step 1/n) before the moving average takes over: a host busier
+            # than the calibration's shows at once, not after the first pass of memory went
+            # out on a model that is off
             plays = self._cpu_plays[arm] = self._cpu_plays[arm] + 1
             step = max(self.learn, 1.0 / plays) * min(1.0, nz / (4 * self.batch_pages))
             error = math.log(busy / model) - self.cpu_shared - self.cpu_arm[arm]
-            self.cpu_shared += step * error / 2
-            self.cpu_arm[arm] += step * error / 2
+            share = self._cpu_shared_share
+            self.cpu_shared += step * error * share
+            self.cpu_arm[arm] += step * error * (1.0 - share)
             self._shared_factor = math.exp(self.cpu_shared)
             self._arm_factor[arm] = math.exp(self.cpu_arm[arm])
+            if self._cpu_scales is not None:
+                self._cpu_precision += min(1.0, nz / (4 * self.batch_pages)) / _CPU_PLAY_VAR
+                self._cpu_scales = self._factor_scales()
