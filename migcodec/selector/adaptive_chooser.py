@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 
 import numpy as np
@@ -150,6 +151,7 @@ class SelectorChooser:
         self.codecs: list[Codec] = selector.codecs
         self.rewards: list[float] = []
         self._lock = threading.Lock()
+        self._reports: deque[tuple[int, Measurements]] = deque()
         self._open: Decision | None = None
         self._destination: DestinationMirror | None = None
         # arms that encode against the destination
@@ -220,9 +222,11 @@ class SelectorChooser:
         return WORTH_TEACHING / best
 
     def report(self, index: int, stats: Measurements) -> None:
-        with self._lock:
-            if self._open is not None and self._open.arm == index:
-                self._open.add(stats)
+        # no lock: the engine's sender calls this per batch, and it must never wait for a
+        # choice (reading a window's features takes milliseconds, and a sender that waits
+        # leaves the link idle); a deque's append is atomic, and the next choice counts
+        # what was reported by then
+        self._reports.append((index, stats))
 
     def close(self) -> None:
         """Finish the last window (call when the migration ends)."""
@@ -230,8 +234,14 @@ class SelectorChooser:
             self._finish_open()
 
     def _finish_open(self) -> None:
-        if self._open is not None and self._open.input_bytes:
-            self.rewards.append(self.selector.finish(self._open))
+        """Count the batches reported so far towards the open decision and finish it."""
+        reports, decision = self._reports, self._open
+        while reports:
+            index, stats = reports.popleft()
+            if decision is not None and decision.arm == index:
+                decision.add(stats)
+        if decision is not None and decision.input_bytes:
+            self.rewards.append(self.selector.finish(decision))
         self._open = None
 
     def _held(

@@ -1,5 +1,7 @@
 """The selector drives a real pre-copy migration through the engine's chooser protocol."""
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -192,3 +194,21 @@ def test_the_features_are_charged_what_gathering_their_sample_cost():
     decision = chooser._choose_on_sample(memory, pages)
     assert seen["gather_s"] > 0
     assert decision.features.cheap_s >= seen["gather_s"]
+
+
+def test_a_report_never_waits_for_a_choice_and_counts_towards_the_open_window():
+    """The engine's sender reports each batch; while the migration thread reads a window's
+    features (holding the chooser), a report that waited would leave the link idle."""
+    chooser = _auto("raw;lz4")
+    window = _window_whose_first_batch_is_zero()
+    arm = chooser.choose(window)
+    stats = chooser.codecs[arm].encode(window[1]).stats
+    with chooser._lock:  # as while a choice is being made
+        done = threading.Event()
+        worker = threading.Thread(target=lambda: (chooser.report(arm, stats), done.set()))
+        worker.start()
+        assert done.wait(5.0)
+        worker.join()
+    chooser.close()
+    assert chooser.selector.windows == 1
+    assert len(chooser.rewards) == 1 and chooser.rewards[0] > 0

@@ -59,11 +59,16 @@ _PLAY_VAR = 0.01
 #: and load do to it (a third, give or take), while the wall time of encoders that share
 #: their host with the guest and the stream's other threads can be several times as long
 _CPU_PRIOR_VAR = {"cpu": 0.09, "wall": 0.64}
-#: prior variance of the log of each arm's own factor on top of the shared one: what
-#: slows one codec on a host slows the others nearly as much
+#: prior variance of the log of each arm's own factor on top of the shared one: what slows
+#: one codec on a host slows the others nearly as much. A delta arm's work also depends on
+#: what the destination holds and on the mirror of it that a stream's encoders share, which
+#: a calibration on one window sees only in part: its own factor is less certain
 _CPU_ARM_VAR = 0.04
-#: the variance of one whole window's CPU time as evidence of that factor
+_CPU_DELTA_ARM_VAR = 0.25
+#: the variance of one whole window's CPU time as evidence of these factors, and the least
+#: variance they keep (the host's load can change from window to window)
 _CPU_PLAY_VAR = 0.04
+_CPU_DRIFT_VAR = 0.01
 #: below this standard deviation of the log factor its estimate is used as known
 _CPU_SD_KNOWN = 0.1
 #: three-point Gauss-Hermite rule (probabilists') over the log factor
@@ -220,17 +225,17 @@ class Auto(Policy):
         # that an update recomputes two numbers, not one per arm
         self._shared_factor = 1.0
         self._arm_factor = [1.0] * k
-        # how well the shared factor is known: a loss is predicted as its expectation over
-        # the factor while it is uncertain (before the first plays), so that an arm that is
-        # only better if the host is as fast as the calibration's is not bet a whole window on
+        # a loss is predicted as its expectation over the shared factor while that is
+        # uncertain (before the first plays), so that an arm that is only better if the
+        # host is as fast as the calibration's is not bet a whole window on
         self._clock = getattr(self.objective, "clock", "cpu")
-        prior = _CPU_PRIOR_VAR[self._clock]
-        self._cpu_precision = 1.0 / prior
-        # the share of an arm's CPU error put on the shared factor: played alone, an arm
-        # cannot tell the host's part of its error from its own, and the priors say which
-        # is likelier (an even split would make every arm not played look cheaper than
-        # the arm played by as much as the host slows it)
-        self._cpu_shared_share = prior / (prior + _CPU_ARM_VAR)
+        # how well the shared factor is known, and each arm's own (a variance of their
+        # logs): an arm's CPU error is split between them in proportion, so that an arm
+        # played alone does not make every arm not played look cheaper than it by as much
+        # as the host slows it, nor a delta arm's costs that no calibration saw make every
+        # compressor look slow
+        self._cpu_var = _CPU_PRIOR_VAR[self._clock]
+        self._cpu_arm_var = np.where(self.is_delta, _CPU_DELTA_ARM_VAR, _CPU_ARM_VAR).tolist()
         self._cpu_scales: tuple[float, ...] | None = self._factor_scales()
         self._fast = isinstance(self.objective, Throughput)
         if self._fast:
@@ -322,7 +327,7 @@ class Auto(Policy):
     def _factor_scales(self) -> tuple[float, ...] | None:
         """The CPU factor's quadrature points relative to its estimate, or ``None`` once
         it is known well enough to use the estimate alone."""
-        sd = self._cpu_precision**-0.5
+        sd = self._cpu_var**0.5
         if sd < _CPU_SD_KNOWN:
             return None
         return tuple(math.exp(sd * z) for z in _CPU_NODES)
@@ -557,7 +562,7 @@ class Auto(Policy):
         model = per_call * calls + per_zero * zero + per_page * nz
         if nz >= 1.0 and busy > 0 and model > 0:
             # split the error: what one arm's model misses, the others' likely miss too
-            # (see _cpu_shared_share); a window of less than a few batches is mostly fixed
+            # (see _cpu_var); a window of less than a few batches is mostly fixed
             # cost and clock noise, so its step shrinks with its size. An arm's first plays
             # are averaged (step 1/n) before the moving average takes over: a host busier
             # than the calibration's shows at once, not after the first pass of memory went
@@ -565,11 +570,14 @@ class Auto(Policy):
             plays = self._cpu_plays[arm] = self._cpu_plays[arm] + 1
             step = max(self.learn, 1.0 / plays) * min(1.0, nz / (4 * self.batch_pages))
             error = math.log(busy / model) - self.cpu_shared - self.cpu_arm[arm]
-            share = self._cpu_shared_share
+            shared_var, arm_var = self._cpu_var, self._cpu_arm_var[arm]
+            share = shared_var / (shared_var + arm_var)
             self.cpu_shared += step * error * share
             self.cpu_arm[arm] += step * error * (1.0 - share)
             self._shared_factor = math.exp(self.cpu_shared)
             self._arm_factor[arm] = math.exp(self.cpu_arm[arm])
+            evidence = min(1.0, nz / (4 * self.batch_pages)) / _CPU_PLAY_VAR
+            self._cpu_var = max(1.0 / (1.0 / shared_var + evidence), _CPU_DRIFT_VAR)
+            self._cpu_arm_var[arm] = max(1.0 / (1.0 / arm_var + evidence), _CPU_DRIFT_VAR)
             if self._cpu_scales is not None:
-                self._cpu_precision += min(1.0, nz / (4 * self.batch_pages)) / _CPU_PLAY_VAR
                 self._cpu_scales = self._factor_scales()
