@@ -69,8 +69,9 @@ _CPU_DELTA_ARM_VAR = 0.25
 #: variance they keep (the host's load can change from window to window)
 _CPU_PLAY_VAR = 0.04
 _CPU_DRIFT_VAR = 0.01
-#: below this standard deviation of the log factor its estimate is used as known
-_CPU_SD_KNOWN = 0.1
+#: at this variance of the log factor or less its estimate is used as known (the least it
+#: keeps: once windows have measured the host, a prediction is a point estimate)
+_CPU_KNOWN_VAR = _CPU_DRIFT_VAR
 #: three-point Gauss-Hermite rule (probabilists') over the log factor
 _CPU_NODES = (0.0, -math.sqrt(3.0), math.sqrt(3.0))
 _CPU_WEIGHTS = (2.0 / 3.0, 1.0 / 6.0, 1.0 / 6.0)
@@ -327,9 +328,9 @@ class Auto(Policy):
     def _factor_scales(self) -> tuple[float, ...] | None:
         """The CPU factor's quadrature points relative to its estimate, or ``None`` once
         it is known well enough to use the estimate alone."""
-        sd = self._cpu_var**0.5
-        if sd < _CPU_SD_KNOWN:
+        if self._cpu_var <= _CPU_KNOWN_VAR:
             return None
+        sd = self._cpu_var**0.5
         return tuple(math.exp(sd * z) for z in _CPU_NODES)
 
     def _loss(self, guest: float, out, cpu):
