@@ -309,3 +309,4 @@ def test_a_host_speed_not_yet_measured_is_not_bet_a_window_on_a_better_ratio():
         policy.choose(f)
         policy.update(1, 1e8, f, Outcome(10_000 * PAGE, 10_000 * PAGE / 2, model, model))
     assert LABELS[policy.choose(_probed(_features(10_000), {1: 2.0, 2: 2.6}))] == "zstd level=3"
+    assert policy._cpu_scales is None  # measured: predictions are point estimates again
