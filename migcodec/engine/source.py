@@ -275,19 +275,40 @@ class MigrationSource:
         bound = min(cfg.inline_batch_pages, MAX_BATCH_BYTES // cfg.page_size, MAX_BATCH_PAGES)
         return max(cfg.max_batch_pages, bound)
 
-    def _queue_here(self, sender: _Sender, window, codec_id: int, ticker) -> None:
+    def _queue_here(self, sender: _Sender, window, codec_id: int, ticker, ahead) -> None:
         """Queue a window of batches for the sender to encode and frame (see
         :meth:`_inline`), never more pages in flight than the engines' request pool would
-        hold."""
+        hold. ``ahead``: see :meth:`_wait_for_room`."""
         cfg = self.config
         limit = max(2, cfg.workers * cfg.depth * cfg.max_batch_pages // self._inline_pages())
         for batch in window:
             if sender.submitted - sender.done >= limit:
-                sender.wait_in_flight(limit // 2)
+                ahead = self._wait_for_room(sender, limit // 2, ahead)
             sender.submitted += 1
             sender.queued_frames += 1
             sender.items.put((batch, codec_id))
             ticker.batch(batch.n_pages)
+
+    @staticmethod
+    def _wait_for_room(sender: _Sender, limit: int, ahead):
+        """Wait until at most ``limit`` requests are in flight. The first time in a window
+        that the thread would wait, it runs ``ahead`` (the chooser's reading of the next
+        window) instead: requests are queued then, as many as can be, so that work costs
+        the encoders and the link nothing. Returns what is left to run ahead (``None``)."""
+        if ahead is not None:
+            ahead()
+        sender.wait_in_flight(limit)
+        return None
+
+    def _window(self, batches: list, start: int) -> list[Batch] | None:
+        """The window of batches from ``batches[start]`` (``None`` past the end)."""
+        cfg = self.config
+        if start >= len(batches):
+            return None
+        return [
+            Batch(self.memory, runs, cfg.page_size, cfg.max_batch_pages)
+            for runs in batches[start : start + cfg.window_batches]
+        ]
 
     def _send_pages(self, sender: _Sender, pages: np.ndarray, ticker: ProgressTicker) -> int:
         """Submit ``pages`` window by window and wait until all are framed. With
@@ -295,18 +316,21 @@ class MigrationSource:
         change under them)."""
         cfg = self.config
         batches = batch_runs(pages, cfg.max_batch_pages)
+        prepare = getattr(self.chooser, "prepare", None)  # optional in the protocol
+        following = self._window(batches, 0)
         for start in range(0, len(batches), cfg.window_batches):
             if sender.error is not None:
                 break
-            window = [
-                Batch(self.memory, runs, cfg.page_size, cfg.max_batch_pages)
-                for runs in batches[start : start + cfg.window_batches]
-            ]
+            window = following
             # the stream's codec table starts with the chooser's codecs, in order, so the
             # chooser's index is the codec id (two arms of equal config keep their own ids)
             codec_id = self.chooser.choose(window)
             if self._destination is not None:
                 self._destination.recording = self._teach and self.chooser.wants_teaching
+            following = self._window(batches, start + cfg.window_batches)
+            ahead = None
+            if prepare is not None and following is not None:
+                ahead = partial(prepare, following)
             if self._inline(codec_id):
                 # the window's pages again, in the larger batches of a codec framed here
                 lo = start * cfg.max_batch_pages
@@ -316,10 +340,10 @@ class MigrationSource:
                     Batch(self.memory, runs, cfg.page_size, size)
                     for runs in batch_runs(pages[lo:hi], size)
                 ]
-                self._queue_here(sender, merged, codec_id, ticker)
+                self._queue_here(sender, merged, codec_id, ticker, ahead)
                 continue
             engines = self._engines_for(codec_id)
-            prepare = sender.writer.prepare_batch
+            prepare_batch = sender.writer.prepare_batch
             # a page is in one batch per iteration and iterations drain, so no batch encodes
             # a page before the mirror has heard of its previous send
             for batch in window:
@@ -328,10 +352,10 @@ class MigrationSource:
                     # submit that many at once; waking up per freed request (and so the
                     # engines and the sender, one request at a time) costs a thread switch
                     # per frame each
-                    sender.wait_in_flight(engines.pool.size // 2)
+                    ahead = self._wait_for_room(sender, engines.pool.size // 2, ahead)
                 # the engine frames and checksums its batch too, in parallel with the others
                 # (the checksum is seeded with the frame's index: frames go out in order)
-                finish = partial(prepare, codec_id=codec_id, index=sender.queued_frames)
+                finish = partial(prepare_batch, codec_id=codec_id, index=sender.queued_frames)
                 request = engines.submit(
                     batch, notify=False, snapshot=sender.snapshot, finish=finish
                 )

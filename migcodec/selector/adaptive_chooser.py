@@ -33,7 +33,7 @@ from migcodec.codecs import Batch, Codec, CodecKind, DestinationMirror, Measurem
 from migcodec.codecs.batch import expand_runs
 from migcodec.codecs.zero import zero_page_rows
 from migcodec.selector.arms import DEFAULT_ARMS, DELTA_ARMS, parse_arms
-from migcodec.selector.features import changed_words, delta_bytes, sample_rows
+from migcodec.selector.features import WindowFeatures, changed_words, delta_bytes, sample_rows
 from migcodec.selector.objectives import make_objective
 from migcodec.selector.online import Decision, Selector
 from migcodec.selector.policies import parse_policy
@@ -152,6 +152,7 @@ class SelectorChooser:
         self.rewards: list[float] = []
         self._lock = threading.Lock()
         self._reports: deque[tuple[int, Measurements]] = deque()
+        self._prepared: tuple[Sequence[Batch], tuple] | None = None
         self._open: Decision | None = None
         self._destination: DestinationMirror | None = None
         # arms that encode against the destination
@@ -170,32 +171,52 @@ class SelectorChooser:
         with self._lock:
             self._destination = destination
 
+    def prepare(self, window: Sequence[Batch]) -> None:
+        """Read what choosing ``window`` needs (its sample's features, the history's record
+        of its watched pages) ahead of the choice. The engine calls this while its request
+        pool is full, so that the choice, between two windows, is the decision alone and
+        leaves the encoders and the link nothing to wait for; the features are then read
+        before the previous window's outcome is learnt, which only the decision needs."""
+        with self._lock:
+            self._prepared = (window, self._read(window))
+
     def choose(self, window: Sequence[Batch]) -> int:
         with self._lock:
             self._finish_open()
-            watch = bool(self._tracking_arms) and not self.wants_teaching
-            policy = self.selector.policy
-            total = sum(batch.n_pages for batch in window)
-            pages = window_pages(window) if watch or policy.needs != "none" else None
-            if policy.needs == "none" or not policy.wants_features(float(total)):
-                self._open = self.selector.choose()  # no sample read: nothing to pay for
+            prepared, self._prepared = self._prepared, None
+            if prepared is not None and prepared[0] is window:
+                features, share, watched = prepared[1]
             else:
-                self._open = self._choose_on_sample(window[0].memory, pages)
-            if watch:
-                share = self._history.watch(window[0].memory, pages)
+                features, share, watched = self._read(window)
+            self._open = self.selector.choose(features=features)
+            if watched:
                 worth = share is not None and share <= self._worth_teaching()
                 self.wants_teaching = bool(worth or self._open.arm in self._tracking_arms)
             return self._open.arm
 
-    def _choose_on_sample(self, memory: np.ndarray, pages: np.ndarray) -> Decision:
-        """Decide on the features of a sample of the window's ``pages``, charged with what
-        gathering the sample and looking up the destination's versions cost (work the
-        engine does only for the features, on the thread that feeds the encoders)."""
+    def _read(self, window: Sequence[Batch]) -> tuple[WindowFeatures | None, float | None, bool]:
+        """The window's features (``None`` when the policy plays it without them), the
+        history's verdict on its watched pages, and whether the history watched it."""
+        watch = bool(self._tracking_arms) and not self.wants_teaching
+        policy = self.selector.policy
+        total = sum(batch.n_pages for batch in window)
+        read = policy.needs != "none" and policy.wants_features(float(total))
+        if not (watch or read):
+            return None, None, False  # no sample read: nothing to pay for
+        memory, pages = window[0].memory, window_pages(window)
+        features = self._features(memory, pages) if read else None
+        share = self._history.watch(memory, pages) if watch else None
+        return features, share, watch
+
+    def _features(self, memory: np.ndarray, pages: np.ndarray) -> WindowFeatures:
+        """The features of a sample of the window's ``pages``, charged with what gathering
+        the sample and looking up the destination's versions cost (work the engine does
+        only for the features, on the thread that feeds the encoders)."""
         t0 = time.thread_time()
         indices = self._sample(pages)
         hit, held = self._held(indices, memory.shape[1])
         sample = memory[indices]
-        return self.selector.choose(
+        return self.selector.features(
             sample,
             held,
             sampled=True,

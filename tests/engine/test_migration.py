@@ -399,3 +399,38 @@ def test_raw_batches_are_encoded_by_the_sender_without_engines(monkeypatch, gues
     assert report.succeeded and report.verified, report.error
     np.testing.assert_array_equal(received["memory"], memory)
     assert report.pages_by_codec == {"raw": report.pages_sent}
+
+
+class _PreparingChooser(FixedChooser):
+    """Records the windows the engine asks it to read ahead and to choose for, in order."""
+
+    def __init__(self, codec):
+        super().__init__(codec)
+        self.events = []
+
+    def prepare(self, window):
+        self.events.append(("prepare", window))
+
+    def choose(self, window):
+        self.events.append(("choose", window))
+        return 0
+
+
+@pytest.mark.parametrize("codec", ["lz4", "raw"])
+def test_the_engine_reads_each_next_window_ahead_while_the_current_one_is_in_flight(codec):
+    """The chooser's reading of window k+1 runs while window k's requests fill the pool (a
+    thread that would wait anyway): after window k was chosen and before window k+1 is,
+    for the very window object then chosen."""
+    chooser = _PreparingChooser(get_codec(codec))
+    config = MigrationConfig(
+        workers=1, depth=2, link_rate=parse_rate("1Gbit"), window_batches=4, max_time_s=30
+    )
+    report = run_loopback(4 * MiB, chooser, config, 0.0, "seq")
+    assert report.succeeded, report.error
+    events = chooser.events
+    assert sum(what == "choose" for what, _ in events) == (4 * MiB // 4096) // (64 * 4)
+    assert any(what == "prepare" for what, _ in events)
+    for i, (what, window) in enumerate(events):
+        if what == "prepare":
+            assert events[i - 1][0] == "choose"  # during the window just chosen
+            assert events[i + 1][0] == "choose" and events[i + 1][1] is window

@@ -191,9 +191,9 @@ def test_the_features_are_charged_what_gathering_their_sample_cost():
 
     real = chooser.selector.extractor.extract
     chooser.selector.extractor.extract = extract
-    decision = chooser._choose_on_sample(memory, pages)
+    features = chooser._features(memory, pages)
     assert seen["gather_s"] > 0
-    assert decision.features.cheap_s >= seen["gather_s"]
+    assert features.cheap_s >= seen["gather_s"]
 
 
 def test_a_report_never_waits_for_a_choice_and_counts_towards_the_open_window():
@@ -212,3 +212,26 @@ def test_a_report_never_waits_for_a_choice_and_counts_towards_the_open_window():
     chooser.close()
     assert chooser.selector.windows == 1
     assert len(chooser.rewards) == 1 and chooser.rewards[0] > 0
+
+
+def test_a_window_read_ahead_is_chosen_on_what_was_read_after_learning_the_one_before():
+    chooser = _auto("raw;lz4;zstd:level=1")
+    reads = []
+    extract = chooser.selector.extractor.extract
+
+    def counting(*args, **kwargs):
+        reads.append(extract(*args, **kwargs))
+        return reads[-1]
+
+    chooser.selector.extractor.extract = counting
+    _, window = next(_passes(_touch_words, n_pages=8 * 64))
+    first, second = window[:4], window[4:]
+    arm = chooser.choose(first)
+    for batch in first:
+        chooser.report(arm, chooser.codecs[arm].encode(batch).stats)
+    chooser.prepare(second)  # while the first window is in flight
+    assert len(reads) == 2 and chooser.selector.windows == 0
+    chooser.choose(second)
+    assert len(reads) == 2  # not read again
+    assert chooser._open.features is reads[1]
+    assert chooser.selector.windows == 1  # the first window was learnt before deciding

@@ -516,6 +516,9 @@ class Auto(Policy):
         return arm
 
     def update(self, arm, reward, features=None, outcome: Outcome | None = None) -> None:
+        # what probe_mask predicted is stale once a window was learnt from (an engine may
+        # read a window's features before the previous window is finished)
+        self._last = None
         skipped = features is None
         if skipped:  # learn against the last features read, as the choice was made
             features = self._read
