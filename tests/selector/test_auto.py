@@ -310,3 +310,26 @@ def test_a_host_speed_not_yet_measured_is_not_bet_a_window_on_a_better_ratio():
         policy.update(1, 1e8, f, Outcome(10_000 * PAGE, 10_000 * PAGE / 2, model, model))
     assert LABELS[policy.choose(_probed(_features(10_000), {1: 2.0, 2: 2.6}))] == "zstd level=3"
     assert policy._cpu_scales is None  # measured: predictions are point estimates again
+
+
+@pytest.mark.parametrize(("scale", "reads"), [(1.0, False), (3.0, True), (1 / 3, True)])
+def test_a_window_that_went_otherwise_than_predicted_gets_the_next_one_read(scale, reads):
+    """Learnt through the objective's utility, as a Selector feeds it: once reading features
+    stopped changing the choice they are skipped, unless the last window's time was off
+    its prediction, either way (the content moves faster than the estimates follow)."""
+    policy = _auto(125e6)
+    objective = policy.objective
+    f = _features(10_000)
+    f.cheap_s = 0.01  # dear enough that only their value or a surprise pays for a read
+
+    def play(scale: float) -> None:
+        policy.probe_mask(f)
+        arm = policy.choose(f)
+        _, out, cpu, _ = policy._predict(f)
+        outcome = Outcome(10_000 * PAGE, out[arm] * scale, cpu[arm] * scale, cpu[arm] * scale)
+        policy.update(arm, objective.utility(objective.reward(outcome)), f, outcome)
+
+    play(1.0)
+    play(1.0)  # the second read changed nothing: reading is worth nothing lately
+    play(scale)
+    assert policy.wants_features(10_000) is reads

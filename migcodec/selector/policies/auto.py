@@ -19,7 +19,7 @@ An arm's outcome on a window is predicted from:
 The objective turns these into a predicted reward per arm and the best is played. The cheap
 features are read only when they pay: the policy keeps a moving average, per guest byte, of
 the loss that reading them avoided, and also reads them when the window's size jumps, when a
-window played without them went worse than predicted, or when reading them costs at most
+window took a time off its prediction (either way), or when reading them costs at most
 ``upkeep`` of the time played since the last read (so keeping estimates fresh costs a bounded
 share of the migration). A probe of arm ``a`` is bought when its expected value (the loss it
 avoids by revealing a better arm, over the uncertainty of ``a``'s ratio) exceeds its CPU
@@ -246,7 +246,7 @@ class Auto(Policy):
         self._last: tuple[WindowFeatures, list[float]] | None = None
         self._read: WindowFeatures | None = None  # the last features read
         self._since_s = 0.0  # predicted time of the windows played since the last read
-        self._stale_play = False  # a window played without features went worse than predicted
+        self._stale_play = False  # the last window's time was off its prediction
         # the filter's estimates and the delta biases change: what _payloads keeps goes stale
         self._version = 0
         self._shape: tuple | None = None
@@ -524,11 +524,16 @@ class Auto(Policy):
             features = self._read
         if outcome is None or features is None or outcome.input_bytes <= 0:
             return
-        if skipped and reward > 0 and self._fast:
-            # a window played blind that went worse than predicted: the model is off, so
-            # the next window's features are read, whatever they were worth lately
-            seconds = outcome.input_bytes / reward
-            if seconds > self._expected * (1.0 + self.drift):
+        if self._fast:
+            # a window that went otherwise than predicted: the model is off, or the content
+            # moves faster than estimates carried from window to window can follow, so
+            # the next window's features are read, whatever they were worth lately (timed
+            # from the outcome: ``reward`` is the objective's utility, not a rate)
+            seconds = self._scalar_loss(
+                outcome.input_bytes, outcome.output_bytes, outcome.busy_s(self._clock)
+            )
+            slack = 1.0 + self.drift
+            if not self._expected / slack <= seconds <= self._expected * slack:
                 self._stale_play = True
         page_size = self.page_size
         n = outcome.input_bytes / page_size
