@@ -19,7 +19,7 @@ An arm's outcome on a window is predicted from:
 The objective turns these into a predicted reward per arm and the best is played. The cheap
 features are read only when they pay: the policy keeps a moving average, per guest byte, of
 the loss that reading them avoided, and also reads them when the window's size jumps, when a
-window took a time off its prediction (either way), or when reading them costs at most
+window sent more or less than predicted, or when reading them costs at most
 ``upkeep`` of the time played since the last read (so keeping estimates fresh costs a bounded
 share of the migration). A probe of arm ``a`` is bought when its expected value (the loss it
 avoids by revealing a better arm, over the uncertainty of ``a``'s ratio) exceeds its CPU
@@ -246,13 +246,14 @@ class Auto(Policy):
         self._last: tuple[WindowFeatures, list[float]] | None = None
         self._read: WindowFeatures | None = None  # the last features read
         self._since_s = 0.0  # predicted time of the windows played since the last read
-        self._stale_play = False  # the last window's time was off its prediction
+        self._stale_play = False  # the last window sent more or less than predicted
         # the filter's estimates and the delta biases change: what _payloads keeps goes stale
         self._version = 0
         self._shape: tuple | None = None
         self._feature_value = math.inf  # loss reading features avoided, per guest byte
         self._pages = 0.0  # the size of the window being chosen for
         self._expected = 0.0  # the predicted loss of the arm chosen
+        self._expected_out = 0.0  # and its predicted output bytes
 
     def _mu(self) -> list[float]:
         """Log ratio (over non-zero pages) per arm: the filter's for compressing arms, 0
@@ -412,7 +413,7 @@ class Auto(Policy):
         self._drift(features)
         mask = np.zeros(self.n_arms, dtype=bool)
         payload, out, cpu, loss = self._predict(features)
-        self._last = (features, loss)  # choose() reuses it when no probe is bought
+        self._last = (features, loss, out)  # choose() reuses it when no probe is bought
         self._value_of_reading(features, loss)
         m = features.probe_pages
         c = self._c
@@ -488,9 +489,9 @@ class Auto(Policy):
             if self._read is None:
                 mu = self._mu()
                 return max(range(self.n_arms), key=mu.__getitem__)
-            loss = self._predict(self._read, self._pages)[3]
+            _, out, _, loss = self._predict(self._read, self._pages)
             arm = _argmin(loss)
-            self._expected = loss[arm]
+            self._expected, self._expected_out = loss[arm], out[arm]
             self._since_s += self._expected
             return arm
         if self._context is not features.context:
@@ -503,16 +504,16 @@ class Auto(Policy):
             last = self._last
             if last is not None and last[0].context is features.context:
                 arm = _argmin(last[1])  # nothing new since probe_mask predicted
-                self._expected = last[1][arm]
+                self._expected, self._expected_out = last[1][arm], last[2][arm]
                 return arm
         else:
             noise = self.probe_noise**2 / m
             y = np.log(m * self.page_size / np.maximum(features.probe_out[seen], 1.0))
             self.ratios.observe_probes(np.searchsorted(self._c, seen), y, noise, _PROBE_SHARED)
             self._version += 1
-        loss = self._predict(features)[3]
+        _, out, _, loss = self._predict(features)
         arm = _argmin(loss)
-        self._expected = float(loss[arm])
+        self._expected, self._expected_out = float(loss[arm]), float(out[arm])
         return arm
 
     def update(self, arm, reward, features=None, outcome: Outcome | None = None) -> None:
@@ -524,17 +525,15 @@ class Auto(Policy):
             features = self._read
         if outcome is None or features is None or outcome.input_bytes <= 0:
             return
-        if self._fast:
-            # a window that went otherwise than predicted: the model is off, or the content
-            # moves faster than estimates carried from window to window can follow, so
-            # the next window's features are read, whatever they were worth lately (timed
-            # from the outcome: ``reward`` is the objective's utility, not a rate)
-            seconds = self._scalar_loss(
-                outcome.input_bytes, outcome.output_bytes, outcome.busy_s(self._clock)
-            )
-            slack = 1.0 + self.drift
-            if not self._expected / slack <= seconds <= self._expected * slack:
-                self._stale_play = True
+        # a window that sent more or less than predicted (either way): its content was not
+        # what the estimates said, and content that moves faster than estimates carried
+        # from window to window can follow needs the next window's features read, whatever
+        # they were worth lately. Judged on bytes, not time: what content does to a codec's
+        # time is the cost model's to learn, and clocks are noisy where sizes are not
+        slack = 1.0 + self.drift
+        expected = self._expected_out
+        if not expected / slack <= outcome.output_bytes <= expected * slack:
+            self._stale_play = True
         page_size = self.page_size
         n = outcome.input_bytes / page_size
         # the window's own count: a window played on older features may differ from them
