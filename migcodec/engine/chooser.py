@@ -18,8 +18,11 @@ class CodecChooser(Protocol):
     ``start_stream`` hands over the stream's mirror of what the destination holds (``None``
     when no codec of the table reads it). ``choose`` returns an index into ``codecs`` for the
     next window (its batches, in order, not yet encoded: a chooser reads only the pages it
-    samples); ``report`` feeds back each batch's measurements (from the sender thread);
-    ``close`` ends the stream.
+    samples); ``report`` feeds back each batch's measurements (from the sender thread, which
+    must not wait on the chooser: the link idles while it does); ``close`` ends the stream.
+    A chooser may also have ``prepare(window)``, outside this protocol: the engine then calls
+    it with the next window (the very object it will choose for) while the current window
+    fills the request pool, so that work done there costs the pipeline no wait.
 
     ``wants_teaching`` says whether the mirror must record what codecs that do not read the
     destination send (copies that cost the sender), from the second pass on. A chooser may
