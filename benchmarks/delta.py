@@ -11,6 +11,9 @@ of every page, ``rewrite`` rewrites whole pages. Rows:
 * ``xbzrle-encode``: ``xbzrle_encode`` (QEMU's format);
 * ``dsa-apply`` / ``xbzrle-decode``: the destination side of the same pages (records made
   without a size limit; XBZRLE only where no page overflowed, so not for rewrites);
+* ``dsa-delta record-frame`` / ``xbzrle record-frame``: the C kernel each codec calls when
+  its mirror holds the whole batch, which also writes each new page over the version it
+  was compared with (the mirror's record of what the destination holds), in the same pass;
 * ``dsa-delta codec`` / ``xbzrle codec``: the whole codec through ``Codec.encode``: snapshot,
   mirror lookup and update, framework; memory alternates between two versions so every
   batch differs from what the mirror holds;
@@ -34,7 +37,7 @@ from collections.abc import Callable
 import numpy as np
 from timing import interleaved_seconds, median_ratio  # benchmarks/timing.py
 
-from migcodec.codecs import Batch, DestinationMirror, get_codec
+from migcodec.codecs import Batch, DestinationMirror, delta_kernels, get_codec
 from migcodec.codecs.delta_kernels import DELTA_KERNELS, numpy_kernels
 from migcodec.codecs.plugins.dsa_delta import apply_delta_records, create_delta_records
 from migcodec.codecs.plugins.xbzrle import xbzrle_decode, xbzrle_encode
@@ -92,12 +95,36 @@ def _kernels(old: np.ndarray, new: np.ndarray) -> dict[str, Callable[[], object]
             xbzrle_decode(t, data, lengths)
 
     rows: dict[str, Callable[[], object]] = {"xor-count": xor_count}
+    if delta_kernels.native is not None:  # the one-pass kernels exist in C only
+        rows.update(_record_frames(old, new))
     timed = [("dsa-records", dsa), ("xbzrle-encode", xbz), ("dsa-apply", dsa_apply)]
     if all((results > 0).all() for results, _, _ in encodings):  # rewrites overflow: no row
         timed.append(("xbzrle-decode", xbz_decode))
     for name, fn in timed:
         rows[name] = fn
         rows[f"{name} [numpy]"] = _on_numpy(fn)
+    return rows
+
+
+def _record_frames(old: np.ndarray, new: np.ndarray) -> dict[str, Callable[[], object]]:
+    """The kernel each delta codec calls when the mirror holds the whole batch: records (or
+    XBZRLE) made and each new page written over the version it was compared with, in one
+    pass, as a frame. Versions alternate, as in the codec rows, so every batch differs from
+    what its slots hold."""
+    rows: dict[str, Callable[[], object]] = {}
+    for name in ("dsa-delta", "xbzrle"):
+        codec = get_codec(name)
+        slots = [old[i : i + BATCH].copy() for i in range(0, old.shape[0], BATCH)]
+        turn = [0]
+
+        def run(codec=codec, slots=slots, turn=turn):
+            turn[0] ^= 1
+            memory = new if turn[0] else old
+            for j, start in enumerate(range(0, memory.shape[0], BATCH)):
+                # raw pages copied, as the codec copies them from memory that may change
+                codec._record_frame(slots[j], memory[start : start + BATCH], True)
+
+        rows[f"{name} record-frame"] = run
     return rows
 
 
@@ -136,6 +163,8 @@ def _codecs(old: np.ndarray, new: np.ndarray) -> dict[str, Callable[[], object]]
 
 #: (numerator row, denominator row, what the ratio says): times of the first over the second
 RATIOS = [
+    ("dsa-delta record-frame", "dsa-delta codec", "dsa-delta codec / the kernel it calls"),
+    ("xbzrle record-frame", "xbzrle codec", "xbzrle codec / the kernel it calls"),
     ("dsa-records", "dsa-delta codec", "dsa-delta codec / its record kernel"),
     ("xbzrle-encode", "xbzrle codec", "xbzrle codec / its encode kernel"),
     ("dsa-records [numpy]", "dsa-records", "dsa-records C / numpy"),
