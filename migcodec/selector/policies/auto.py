@@ -66,12 +66,10 @@ _CPU_PRIOR_VAR = {"cpu": 0.09, "wall": 0.64}
 _CPU_ARM_VAR = 0.04
 _CPU_DELTA_ARM_VAR = 0.25
 #: the variance of one whole window's CPU time as evidence of these factors, and the least
-#: variance they keep (the host's load can change from window to window)
+#: variance they keep (the host's load can change from window to window); at that least
+#: variance the shared factor's estimate is used as known (a point estimate)
 _CPU_PLAY_VAR = 0.04
 _CPU_DRIFT_VAR = 0.01
-#: at this variance of the log factor or less its estimate is used as known (the least it
-#: keeps: once windows have measured the host, a prediction is a point estimate)
-_CPU_KNOWN_VAR = _CPU_DRIFT_VAR
 #: three-point Gauss-Hermite rule (probabilists') over the log factor
 _CPU_NODES = (0.0, -math.sqrt(3.0), math.sqrt(3.0))
 _CPU_WEIGHTS = (2.0 / 3.0, 1.0 / 6.0, 1.0 / 6.0)
@@ -243,7 +241,7 @@ class Auto(Policy):
             self._to_cpu = 1.0 / self.objective.workers
             self._to_link = 1.0 / self.objective.link
         self._context: np.ndarray | None = None
-        self._last: tuple[WindowFeatures, list[float]] | None = None
+        self._last: tuple[WindowFeatures, list[float], list[float]] | None = None
         self._read: WindowFeatures | None = None  # the last features read
         self._since_s = 0.0  # predicted time of the windows played since the last read
         self._stale_play = False  # the last window sent more or less than predicted
@@ -329,7 +327,7 @@ class Auto(Policy):
     def _factor_scales(self) -> tuple[float, ...] | None:
         """The CPU factor's quadrature points relative to its estimate, or ``None`` once
         it is known well enough to use the estimate alone."""
-        if self._cpu_var <= _CPU_KNOWN_VAR:
+        if self._cpu_var <= _CPU_DRIFT_VAR:
             return None
         sd = self._cpu_var**0.5
         return tuple(math.exp(sd * z) for z in _CPU_NODES)
@@ -576,7 +574,8 @@ class Auto(Policy):
             # than the calibration's shows at once, not after the first pass of memory went
             # out on a model that is off
             plays = self._cpu_plays[arm] = self._cpu_plays[arm] + 1
-            step = max(self.learn, 1.0 / plays) * min(1.0, nz / (4 * self.batch_pages))
+            weight = min(1.0, nz / (4 * self.batch_pages))
+            step = max(self.learn, 1.0 / plays) * weight
             error = math.log(busy / model) - self.cpu_shared - self.cpu_arm[arm]
             shared_var, arm_var = self._cpu_var, self._cpu_arm_var[arm]
             share = shared_var / (shared_var + arm_var)
@@ -584,7 +583,7 @@ class Auto(Policy):
             self.cpu_arm[arm] += step * error * (1.0 - share)
             self._shared_factor = math.exp(self.cpu_shared)
             self._arm_factor[arm] = math.exp(self.cpu_arm[arm])
-            evidence = min(1.0, nz / (4 * self.batch_pages)) / _CPU_PLAY_VAR
+            evidence = weight / _CPU_PLAY_VAR
             self._cpu_var = max(1.0 / (1.0 / shared_var + evidence), _CPU_DRIFT_VAR)
             self._cpu_arm_var[arm] = max(1.0 / (1.0 / arm_var + evidence), _CPU_DRIFT_VAR)
             if self._cpu_scales is not None:
