@@ -14,7 +14,12 @@ a fixed cost per call and a cost per byte by content class. Zero pages are a cla
 own (the framework scans them; no codec sees them). Non-zero pages are classed by how well
 the arm compresses them, its ratio over them: a compressor's speed depends on the data far
 more than on its size (zstd takes incompressible data on a fast path, and slows down on
-short matches), and a delta codec's on how many words changed. ``per_page`` is piecewise
+short matches), and a delta codec's on how many words changed. A delta codec's curve is
+that of the pages the destination holds (its records): the pages it sends through its
+fall-back cost what the fall-back costs, whatever ratio they come out at, and a curve over
+both would price a record as dearly as a compressed page of the same ratio (three to five
+times what it costs); a user of the model prices those pages by the fall-back arm's curve.
+``per_page`` is piecewise
 linear in the log of that ratio, between knots fitted to median timings of synthetic windows
 of every content class; :meth:`CostModel.fit_report` says how well it predicts them.
 """
@@ -45,7 +50,7 @@ FEATURES_LABEL = "cheap features"
 KNOTS = (1.0, 1.25, 1.6, 2.5, 4.0, 8.0, 16.0, 64.0, 512.0)
 COST_MODEL_VERSION = 1
 #: what calibration times, numbered: a change to it calibrates every machine again
-CALIBRATION_RECIPE = 2
+CALIBRATION_RECIPE = 3
 
 
 class CostModelError(ValueError):
@@ -334,10 +339,11 @@ def calibrate(
     result = {}
     for done, arm in enumerate(arms):
         codec = arm.codec
+        # a compressor against no held version; a delta codec against held versions only
         chosen = [
             (pages, previous)
             for pages, previous in windows
-            if previous is None or codec.reads_destination
+            if (previous is not None) == codec.reads_destination
         ]
         samples = np.zeros((repeats, len(chosen)))
         outs = [0] * len(chosen)

@@ -9,8 +9,9 @@ what it reads:
   what the destination holds, the changed 8-byte words, differing bytes and runs of changed
   words per page, from which every delta arm predicts its own payload
   (:meth:`~migcodec.codecs.delta.DeltaCodec.estimate_sizes`) without encoding anything;
-- **probes**: a compressing arm encodes the same small sample of non-zero pages (a few runs
-  of consecutive pages) and reports what it wrote and what that cost.
+- **probes**: a compressing arm encodes the same few non-zero sampled pages, taken one by
+  one from as many places in the sample as they number, and reports what it wrote and
+  what that cost.
 
 Everything is computed on the sample with numpy; no Python loop runs per page or byte.
 """
@@ -358,7 +359,14 @@ class FeatureExtractor:
         mask: np.ndarray,
         page_size: int,
     ) -> None:
-        """Encode up to ``probe_pages`` non-zero sampled pages with each arm of ``mask``."""
+        """Encode up to ``probe_pages`` non-zero sampled pages with each arm of ``mask``.
+
+        The pages are single pages spread evenly over the sample, not runs: a probe of a
+        few runs sees as few places in the window, and where content changes along memory
+        (a VM guest's: code, heap, page tables) its error is several times what its page
+        count implies. Single pages miss the redundancy between neighbours that a batch
+        sees, which compresses them a little worse than the window; that error is the same
+        from window to window, and a policy learns it as the probes' bias."""
         clock = time.thread_time
         k = len(self.codecs)
         ratio = np.full(k, np.nan)
@@ -368,7 +376,7 @@ class FeatureExtractor:
         m = features.probe_pages
         if m:
             n_nz = sample.shape[0] if nz_idx is None else nz_idx.size
-            picked = sample_rows(n_nz, m, min(4, m))
+            picked = sample_rows(n_nz, m, 1)
             part = sample[picked if nz_idx is None else nz_idx[picked]]
             m = part.shape[0]
         nz = 1.0 - zero_frac

@@ -4,6 +4,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from migcodec.codecs import Batch, DestinationMirror, get_codec
+from migcodec.codecs.plugins.lz4 import Lz4Codec
 from migcodec.datasets import generate_pages
 from migcodec.selector import FeatureExtractor
 from migcodec.selector.features import byte_entropy, changed_words, delta_bytes, sample_rows
@@ -71,6 +72,33 @@ def test_probes_predict_the_window_ratio_of_each_arm():
     assert (f.predicted_rate[:3] > 0).all() and np.isnan(f.predicted_rate[3])
     assert (f.probe_s[1:3] > 0).all() and f.probe_s[3] == 0
     assert f.delta_bytes[3] == pytest.approx(10 * 16 + 2)  # 16 of 512 words changed per page
+
+
+class _SeenByProbe(Lz4Codec):
+    """lz4 that remembers the first word of every page it encodes (a probe's instance is
+    built from the config, so the record is kept on the class)."""
+
+    seen: list[int] = []
+
+    def encode_pages(self, pages):
+        rows = np.frombuffer(pages, dtype=np.uint8).reshape(-1, 4096)
+        type(self).seen.extend(rows[:, :8].copy().view(np.uint64)[:, 0].tolist())
+        return super().encode_pages(pages)
+
+
+def test_a_probe_reads_single_pages_from_as_many_places_as_it_has_pages():
+    """A window's 32 sampled pages are 8 runs of 4; its 8-page probe takes one page of each
+    run, not two whole runs (two places in the window, the error of two pages)."""
+    pages = generate_pages("text", 1024, 0)
+    pages[:, :8] = np.arange(1024, dtype=np.uint64)[:, None].view(np.uint8)  # each its index
+    fx = FeatureExtractor([_SeenByProbe()])
+    _SeenByProbe.seen = []
+    f = fx.extract(pages, None, probe=True)
+    assert f.sample == 32 and f.probe_pages == 8
+    sampled = sample_rows(1024, 32, 4).tolist()
+    assert len(_SeenByProbe.seen) == 8 and set(_SeenByProbe.seen) <= set(sampled)
+    runs = {sampled.index(page) // 4 for page in _SeenByProbe.seen}
+    assert runs == set(range(8))
 
 
 def test_only_requested_probes_run_and_are_charged():

@@ -34,7 +34,7 @@ import numpy as np
 from migcodec.codecs import Batch, Codec, CodecKind, DestinationMirror
 from migcodec.codecs.zero import zero_page_rows
 from migcodec.datasets import Window
-from migcodec.selector.arms import Arm
+from migcodec.selector.arms import Arm, fallback_arms
 from migcodec.selector.costmodel import FEATURES_LABEL, ArmCost, CostModel, machine_cost_model
 from migcodec.selector.features import CONTEXT_NAMES, FeatureExtractor, WindowFeatures
 from migcodec.selector.objectives import Objective, Outcome
@@ -183,16 +183,35 @@ class Table:
         probe = np.zeros_like(self.probe_s)
         rate = self.predicted_rate.copy()
         zero_frac = self.context[:, CONTEXT_NAMES.index("zero_frac")]
+        payloads = np.maximum(
+            self.stored_out - (self.stored + np.ceil(self.stored / batch) * 12)[:, None], 1.0
+        )
+        # a delta arm's pages the destination does not hold went through its fall-back:
+        # they cost what the fall-back arm's do at its ratio, and the rest are records
+        # (see the cost model); the share held is the sample's
+        fallbacks = fallback_arms([Arm.of(a) for a in self.arms])
+        held = np.ones(len(self.stored)) if self.held_frac is None else self.held_frac
         for i, label in enumerate(self.labels):
             cost = model.arm(label)
-            payload = self.stored_out[:, i] - self.stored - np.ceil(self.stored / batch) * 12
+            payload = payloads[:, i]
+            records = nz
+            fallback = fallbacks[i]
+            if fallback >= 0:
+                through = payloads[:, fallback] * (1.0 - held)  # the fall-back's bytes
+                payload = np.maximum(payload - through, 1.0)
+                records = nz * held
             cpu[:, i] = cost.cpu_arrays(
                 calls,
-                nz * scale,
-                np.maximum(payload, 1.0) * scale,
+                records * scale,
+                payload * scale,
                 self.zero_pages * scale,
                 page_size,
             )
+            if fallback >= 0:
+                by_fallback = model.arm(self.labels[fallback]).page_cost(
+                    nz * page_size / payloads[:, fallback]
+                )
+                cpu[:, i] += by_fallback * (nz - records) * scale
             probed = np.isfinite(self.probe_out[:, i]) & (self.probe_pages > 0)
             if probed.any():
                 probe[probed, i] = cost.cpu_arrays(
