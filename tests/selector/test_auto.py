@@ -259,6 +259,25 @@ def test_each_delta_arm_sends_pages_not_held_as_its_own_fall_back_arm_would():
         fallback = payload[fallbacks[3]]
         assert fallback == pytest.approx(PAGE / expected, rel=0.2)
         assert payload[3] == pytest.approx(0.5 * 40.0 + 0.5 * fallback)
+        # and their CPU: half at the delta arm's own (record) cost, half at that arm's
+        per_page = policy._payloads(f)[2][3]
+        assert per_page == pytest.approx(0.5 * 4e-6 + 0.5 * COSTS[fallbacks[3]].per_page[0])
+
+
+def test_a_delta_window_that_cost_what_its_split_predicts_teaches_no_cpu_error():
+    """Half the pages held: a window whose CPU time is half records at the delta arm's
+    cost and half lz4 pages at lz4's leaves every CPU factor where it was."""
+    policy = _auto(125e6)
+    f = _probed(_features(6400, delta_bytes=40.0), {1: 3.0})
+    f.held_frac = 0.5
+    policy.choose(f)
+    each = policy._payloads(f)[0][3]
+    pages = 6400
+    out = pages + 100 * 8 + each * pages
+    busy = 100 * 60e-6 + pages * (0.5 * 4e-6 + 0.5 * 2e-6)
+    policy.update(3, 0.0, f, Outcome(pages * PAGE, out, busy, busy, None, 0))
+    assert policy.cpu_shared == pytest.approx(0.0, abs=0.02)
+    assert policy.cpu_arm[3] == pytest.approx(0.0, abs=0.02)
 
 
 def test_an_arms_first_play_sets_its_cpu_factor_to_what_it_measured():

@@ -91,6 +91,50 @@ def test_a_modelled_table_replaces_every_time_and_is_the_same_every_time():
     assert table.costs() == [MODEL.arms["raw"], MODEL.arms["lz4"]]
 
 
+def test_a_delta_codec_is_timed_against_held_versions_and_a_compressor_against_none(
+    monkeypatch,
+):
+    """A delta codec's curve prices its records: the windows it sends through its
+    fall-back (nothing held) are its fall-back's cost, left to that arm's curve."""
+    import migcodec.selector.costmodel as costmodel
+
+    seen: dict[str, set[bool]] = {}
+
+    def timed(codec, pages, previous, batch_pages):
+        seen.setdefault(codec.name, set()).add(previous is not None)
+        return 1e-3, pages.nbytes // 2
+
+    monkeypatch.setattr(costmodel, "_timed_window", timed)
+    monkeypatch.setattr(costmodel, "_fit_features", lambda *a: MODEL.arms[FEATURES_LABEL])
+    calibrate(parse_arms("lz4;dsa-delta;xbzrle"), repeats=1)
+    assert seen == {"lz4": {False}, "dsa-delta": {True}, "xbzrle": {True}}
+
+
+def test_a_modelled_delta_arm_prices_its_records_and_its_fall_backs_pages_apart():
+    """Held pages by the delta arm's own curve at its records' ratio; pages it does not
+    hold by its fall-back arm's curve at that arm's ratio (they went through it)."""
+    model = CostModel(
+        4096,
+        64,
+        {
+            **MODEL.arms,
+            "dsa-delta": ArmCost(5e-6, 1e-8, list(np.linspace(0.2e-6, 0.4e-6, len(KNOTS)))),
+        },
+    )
+    pages = generate_pages("text", 64, 0)
+    previous = pages.copy()
+    previous.view(np.uint64)[:, ::64] ^= np.uint64(1)  # 8 of 512 words changed per page
+    windows = [Window(0, np.arange(64), pages, previous), Window(1, np.arange(64), pages)]
+    table = build_table(windows, parse_arms("raw;lz4;dsa-delta"), repeats=1, calibration=model)
+    assert table.held_frac.tolist() == [1.0, 0.0]
+    cpu = table.modelled(model).cpu_s
+    own, lz4 = model.arms["dsa-delta"], model.arms["lz4"]
+    records = table.output_bytes[0, 2] - 64 - 12  # every page a record
+    assert cpu[0, 2] == pytest.approx(own.per_call + 64 * own.page_cost(64 * 4096 / records))
+    through = table.output_bytes[1, 1] - 64 - 12  # every page as lz4 writes it
+    assert cpu[1, 2] == pytest.approx(own.per_call + 64 * lz4.page_cost(64 * 4096 / through))
+
+
 def test_a_calibration_is_kept_per_version_and_per_kernel_build(monkeypatch, tmp_path):
     import migcodec.selector.costmodel as costmodel
     from migcodec.codecs import delta_kernels

@@ -292,6 +292,7 @@ class Auto(Policy):
         # conditional expressions, not min/max calls: this runs for every arm
         lr = [(m if m < log_page else log_page) if m > 0.0 else 0.0 for m in self._mu()]
         payload = [page_size * math.exp(-x) for x in lr]
+        split = []  # per delta arm: the share of its pages held and its records' log ratio
         if self._delta_arms:
             estimates, held = f.delta_bytes, f.held_frac
             for i in self._delta_arms:
@@ -300,22 +301,60 @@ class Auto(Policy):
                 fallback = self.fallbacks[i]
                 fb = payload[fallback] if fallback >= 0 else float(page_size)
                 if estimates is None:  # nothing held: every page through the fall-back
-                    each = fb
+                    each, share, records = fb, 0.0, 0.0
                 else:
                     est = float(estimates[i])  # an arm without an estimate sends pages raw
                     est = page_size if not math.isfinite(est) else est
                     est = min(est * math.exp(self.delta_bias[i]), page_size)
                     each = max(held * est + (1.0 - held) * fb, 1.0)
+                    share, records = held, math.log(page_size / max(est, 1.0))
                 payload[i] = each
                 lr[i] = math.log(page_size / each)
+                split.append((i, share, records))
         scale, top = _GRID_STEPS / _LOG_KNOTS[-1], _GRID_STEPS
         per_page = [
             row[i if i < top else top]
             for row, i in zip(self._cost_rows, [int(x * scale) for x in lr], strict=True)
         ]
+        for i, share, records in split:
+            fallback = self.fallbacks[i]
+            through = lr[fallback] if fallback >= 0 else 0.0
+            per_page[i] = self._delta_page_cost(i, share, records, through)
         shape = (payload, lr, per_page)
         self._shape = (f, self._version, shape)
         return shape
+
+    def _delta_page_cost(self, arm: int, held: float, records: float, through: float) -> float:
+        """A delta arm's model CPU seconds per non-zero page: its own curve, which prices
+        records, at their log ratio ``records`` for the share ``held`` of pages the
+        destination holds, and its fall-back arm's curve at that arm's log ratio
+        ``through`` for the others (see :mod:`migcodec.selector.costmodel`: a record costs
+        a fraction of a compressed page of the same ratio). Without a fall-back arm, its
+        own curve at the records' ratio prices every page."""
+        scale, top = _GRID_STEPS / _LOG_KNOTS[-1], _GRID_STEPS
+        own = self._cost_rows[arm][min(int(records * scale), top)]
+        fallback = self.fallbacks[arm]
+        if fallback < 0:
+            return own
+        return held * own + (1.0 - held) * self._cost_rows[fallback][min(int(through * scale), top)]
+
+    def _delta_window_cost(self, arm: int, f: WindowFeatures, each: float) -> float:
+        """The model's CPU seconds per non-zero page of a window a delta arm sent at
+        ``each`` payload bytes per page: what its fall-back would have written for the
+        pages the destination does not hold (the filter's estimate) is taken out, and the
+        rest are its records."""
+        page_size = self.page_size
+        fallback = self.fallbacks[arm]
+        held = f.held_frac if f.delta_bytes is not None else 0.0
+        through = 0.0
+        if fallback >= 0:
+            slot = self._slot.get(fallback)
+            if slot is not None:
+                x = self.ratios.x
+                through = min(max(float(x[0] + x[2 + slot]), 0.0), self._log_page)
+            each = (each - (1.0 - held) * page_size * math.exp(-through)) / max(held, 1e-9)
+        records = math.log(page_size / min(max(each, 1.0), page_size))
+        return self._delta_page_cost(arm, held, records, through)
 
     def _window(self, f: WindowFeatures, pages: float | None) -> tuple[float, ...]:
         """Pages, zero pages, non-zero pages and encode calls of a window of ``pages``
@@ -562,8 +601,11 @@ class Auto(Policy):
                     self.delta_bias[arm] += self.learn * error / 10
                     self._version += 1
         busy = outcome.busy_s(self._clock)
-        step = math.log(page_size / min(max(each, 1.0), page_size)) * _GRID_STEPS
-        per_page = self._cost_rows[arm][min(int(step / _LOG_KNOTS[-1]), _GRID_STEPS)]
+        if self.is_delta[arm]:
+            per_page = self._delta_window_cost(arm, features, each)
+        else:
+            step = math.log(page_size / min(max(each, 1.0), page_size)) * _GRID_STEPS
+            per_page = self._cost_rows[arm][min(int(step / _LOG_KNOTS[-1]), _GRID_STEPS)]
         per_call, per_zero = self._fixed_rows[arm]
         model = per_call * calls + per_zero * zero + per_page * nz
         if nz >= 1.0 and busy > 0 and model > 0:
