@@ -230,8 +230,9 @@ def window_work(pages: np.ndarray, out_bytes: float, batch_pages: int) -> Work:
 def _calibration_windows(page_size: int, batch_pages: int, seed: int = 0):
     """(pages, previous) pairs of every content class and size: what the fit is made on.
 
-    Every kind of page, alone and in whole batches; against no held version, a version
-    with a share of its words changed, and a rewritten one (for delta codecs)."""
+    Every kind of page, alone and in whole batches; against no held version, and (for
+    delta codecs) a version with a share of its words changed, or rewritten. Zero pages
+    are held by no one: the framework sends them as markers for every codec."""
     rng = np.random.default_rng(seed)
     for kind in ("zero", "ones", "seq", "text", "memcached", "random", "mixed"):
         for n in (1, 2 * batch_pages):
@@ -339,11 +340,12 @@ def calibrate(
     result = {}
     for done, arm in enumerate(arms):
         codec = arm.codec
-        # a compressor against no held version; a delta codec against held versions only
+        # a compressor against no held version; a delta codec against held versions (and
+        # zero pages, which no codec sees)
         chosen = [
             (pages, previous)
             for pages, previous in windows
-            if (previous is not None) == codec.reads_destination
+            if (previous is not None) == codec.reads_destination or not pages.any()
         ]
         samples = np.zeros((repeats, len(chosen)))
         outs = [0] * len(chosen)

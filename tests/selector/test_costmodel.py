@@ -98,16 +98,18 @@ def test_a_delta_codec_is_timed_against_held_versions_and_a_compressor_against_n
     fall-back (nothing held) are its fall-back's cost, left to that arm's curve."""
     import migcodec.selector.costmodel as costmodel
 
-    seen: dict[str, set[bool]] = {}
+    seen: dict[str, set[tuple[bool, bool]]] = {}
 
     def timed(codec, pages, previous, batch_pages):
-        seen.setdefault(codec.name, set()).add(previous is not None)
+        seen.setdefault(codec.name, set()).add((previous is not None, bool(pages.any())))
         return 1e-3, pages.nbytes // 2
 
     monkeypatch.setattr(costmodel, "_timed_window", timed)
     monkeypatch.setattr(costmodel, "_fit_features", lambda *a: MODEL.arms[FEATURES_LABEL])
     calibrate(parse_arms("lz4;dsa-delta;xbzrle"), repeats=1)
-    assert seen == {"lz4": {False}, "dsa-delta": {True}, "xbzrle": {True}}
+    # (held version, any non-zero page): zero pages are markers, sent alike by every codec
+    assert seen["lz4"] == {(False, False), (False, True)}
+    assert seen["dsa-delta"] == seen["xbzrle"] == {(False, False), (True, True)}
 
 
 def test_a_modelled_delta_arm_prices_its_records_and_its_fall_backs_pages_apart():
