@@ -201,6 +201,8 @@ class Auto(Policy):
         self._c = np.flatnonzero(compressing)  # compressing arms, in filter order
         self._c_list = self._c.tolist()
         self._slot = {arm: slot for slot, arm in enumerate(self._c_list)}  # arm -> filter
+        # each compressing arm and the index of its offset in the filter's state
+        self._c_state = [(arm, 2 + slot) for slot, arm in enumerate(self._c_list)]
         self._delta_arms = np.flatnonzero(self.is_delta).tolist()
         self._log_page = math.log(self.page_size)
         self.ratios = RatioFilter(self._c.size)
@@ -289,12 +291,22 @@ class Auto(Policy):
         if cached is not None and cached[0] is f and cached[1] == self._version:
             return cached[2]
         page_size, log_page = self.page_size, self._log_page
-        # conditional expressions, not min/max calls: this runs for every arm
-        lr = [(m if m < log_page else log_page) if m > 0.0 else 0.0 for m in self._mu()]
-        payload = [page_size * math.exp(-x) for x in lr]
+        # the filter's state as floats once, then a few float operations per compressing
+        # arm (conditional expressions, not min/max calls); the others stay at a raw page
+        x = self.ratios.x.tolist()
+        level = x[0]
+        lr = [0.0] * self.n_arms
+        payload = [float(page_size)] * self.n_arms
+        for arm, j in self._c_state:
+            m = level + x[j]
+            m = (m if m < log_page else log_page) if m > 0.0 else 0.0
+            lr[arm] = m
+            payload[arm] = page_size * math.exp(-m)
         split = []  # per delta arm: the share of its pages held and its records' log ratio
         if self._delta_arms:
             estimates, held = f.delta_bytes, f.held_frac
+            if estimates is not None:
+                estimates = estimates.tolist()
             for i in self._delta_arms:
                 # pages the destination does not hold go through the arm's fall-back, as
                 # its arm would send them (raw, when no arm is configured like it)
@@ -303,7 +315,7 @@ class Auto(Policy):
                 if estimates is None:  # nothing held: every page through the fall-back
                     each, share, records = fb, 0.0, 0.0
                 else:
-                    est = float(estimates[i])  # an arm without an estimate sends pages raw
+                    est = estimates[i]  # an arm without an estimate sends pages raw
                     est = page_size if not math.isfinite(est) else est
                     est = min(est * math.exp(self.delta_bias[i]), page_size)
                     each = max(held * est + (1.0 - held) * fb, 1.0)
