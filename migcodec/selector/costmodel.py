@@ -50,7 +50,7 @@ FEATURES_LABEL = "cheap features"
 KNOTS = (1.0, 1.25, 1.6, 2.5, 4.0, 8.0, 16.0, 64.0, 512.0)
 COST_MODEL_VERSION = 1
 #: what calibration times, numbered: a change to it calibrates every machine again
-CALIBRATION_RECIPE = 3
+CALIBRATION_RECIPE = 4
 
 
 class CostModelError(ValueError):
@@ -333,32 +333,41 @@ def calibrate(
     """Fit every arm's cost model to median timings of the calibration windows.
 
     ``arms`` are :class:`~migcodec.selector.arms.Arm` (their labels name them in the model).
-    Repeats are interleaved across windows, so a burst of load hits one sample of many
-    windows rather than every sample of one.
+    Repeats are interleaved across windows and arms: each repeat times every arm on every
+    window before the next begins, so a burst of load (or a slow spell of a shared host,
+    which can halve its speed for seconds) hits one sample of every arm alike rather than
+    every sample of one arm. A policy compares arms, so what the model must get right is
+    their costs relative to each other; calibrated one after another, two arms a few tens
+    of percent apart came out in either order from one calibration to the next.
+    ``progress(done, total)`` is called after each repeat.
     """
     windows = list(_calibration_windows(page_size, batch_pages))
-    result = {}
-    for done, arm in enumerate(arms):
-        codec = arm.codec
-        # a compressor against no held version; a delta codec against held versions (and
-        # zero pages, which no codec sees)
-        chosen = [
+    codecs = [arm.codec for arm in arms]
+    # a compressor against no held version; a delta codec against held versions (and zero
+    # pages, which no codec sees)
+    chosen = [
+        [
             (pages, previous)
             for pages, previous in windows
             if (previous is not None) == codec.reads_destination or not pages.any()
         ]
-        samples = np.zeros((repeats, len(chosen)))
-        outs = [0] * len(chosen)
-        for r in range(repeats):
-            for i, (pages, previous) in enumerate(chosen):
-                samples[r, i], outs[i] = _timed_window(codec, pages, previous, batch_pages)
+        for codec in codecs
+    ]
+    samples = [np.zeros((repeats, len(c))) for c in chosen]
+    outs = [[0] * len(c) for c in chosen]
+    for r in range(repeats):
+        for a, codec in enumerate(codecs):
+            for i, (pages, previous) in enumerate(chosen[a]):
+                samples[a][r, i], outs[a][i] = _timed_window(codec, pages, previous, batch_pages)
+        if progress is not None:
+            progress(r + 1, repeats)
+    result = {}
+    for a, arm in enumerate(arms):
         works = [
             window_work(pages, out, batch_pages)
-            for (pages, _), out in zip(chosen, outs, strict=True)
+            for (pages, _), out in zip(chosen[a], outs[a], strict=True)
         ]
-        result[arm.label] = _fit(works, np.median(samples, axis=0), page_size)
-        if progress is not None:
-            progress(done + 1, len(arms))
+        result[arm.label] = _fit(works, np.median(samples[a], axis=0), page_size)
     result[FEATURES_LABEL] = _fit_features(arms, page_size, batch_pages, repeats)
     return CostModel(
         page_size,

@@ -112,6 +112,29 @@ def test_a_delta_codec_is_timed_against_held_versions_and_a_compressor_against_n
     assert seen["dsa-delta"] == seen["xbzrle"] == {(False, False), (True, True)}
 
 
+def test_each_repeat_of_a_calibration_times_every_arm_before_the_next(monkeypatch):
+    """A slow spell of the host then slows one sample of every arm, not every sample of
+    one arm: the arms' costs relative to each other are what a policy reads."""
+    import migcodec.selector.costmodel as costmodel
+
+    order: list[str] = []
+
+    def timed(codec, pages, previous, batch_pages):
+        order.append(codec.name)
+        return 1e-3, pages.nbytes // 2
+
+    monkeypatch.setattr(costmodel, "_timed_window", timed)
+    monkeypatch.setattr(costmodel, "_fit_features", lambda *a: MODEL.arms[FEATURES_LABEL])
+    repeats = []
+    calibrate(parse_arms("raw;lz4"), repeats=3, progress=lambda done, total: repeats.append(done))
+    assert repeats == [1, 2, 3]
+    per_repeat = len(order) // 3
+    for r in range(3):
+        names = order[r * per_repeat : (r + 1) * per_repeat]
+        assert set(names) == {"raw", "lz4"}
+        assert names == sorted(names, key=["raw", "lz4"].index)  # every raw, then every lz4
+
+
 def test_a_modelled_delta_arm_prices_its_records_and_its_fall_backs_pages_apart():
     """Held pages by the delta arm's own curve at its records' ratio; pages it does not
     hold by its fall-back arm's curve at that arm's ratio (they went through it)."""
