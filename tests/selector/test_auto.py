@@ -353,3 +353,23 @@ def test_a_window_that_went_otherwise_than_predicted_gets_the_next_one_read(scal
     play(1.0)  # the second read changed nothing: reading is worth nothing lately
     play(scale)
     assert policy.wants_features(10_000) is reads
+
+
+def test_an_arm_not_yet_played_is_tried_when_its_prior_says_it_may_pay():
+    """A delta arm predicted a tenth dearer than the best may be half its cost (a
+    calibration prices content by ratio alone): once the stream has run long enough for
+    knowing it to pay, it is played once, and then judged on what it measured. An arm
+    out of its prior's reach is never tried."""
+    policy = _auto(1.25e10)  # CPU-bound: a window's loss is its CPU time over 2 workers
+    f = _features(10_000)
+    loss = [10e-3, 5e-3, 20e-3, 5.5e-3]
+    cpu = [2 * x for x in loss]
+    out = [1.0] * 4
+    policy._played = 1  # knowing it would save too few windows yet to pay for a trial
+    assert policy._pick(f, loss, out, cpu) == 1
+    policy._played = 10
+    assert policy._pick(f, loss, out, cpu) == 3
+    policy.update(3, 0.0, f, Outcome(10_000 * PAGE, 10_000 * 100, 11e-3, 11e-3, None, 0))
+    assert 3 not in policy._untried
+    assert policy._pick(f, loss, out, cpu) == 1  # measured now: on its prediction alone
+    assert 2 in policy._untried  # zstd at 4x lz4's cost: never worth a window

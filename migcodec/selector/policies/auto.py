@@ -16,7 +16,9 @@ An arm's outcome on a window is predicted from:
 - per arm, CPU time from the calibrated cost model (:mod:`migcodec.selector.costmodel`),
   corrected by a learnt factor shared by all arms and one per arm.
 
-The objective turns these into a predicted reward per arm and the best is played. The cheap
+The objective turns these into a predicted reward per arm and the best is played, or an
+arm no window has measured yet where trying it is worth a window (its cost on this program's
+memory may be far from the calibration's). The cheap
 features are read only when they pay: the policy keeps a moving average, per guest byte, of
 the loss that reading them avoided, and also reads them when the window's size jumps, when a
 window sent more or less than predicted, or when reading them costs at most
@@ -154,9 +156,10 @@ class Auto(Policy):
     cheap features (zero share, entropy); ``arm_drift``: how much an arm's offset from the
     others may move per window; ``probe_noise``: the standard deviation of one sampled
     page's log ratio (a probe of ``m`` pages: ``probe_noise / sqrt(m)``); ``value``: how much
-    a probe's expected value must exceed its cost; ``learn``: step of the learnt corrections
-    (delta bias, CPU factors); ``upkeep``: the largest share of the time played without
-    features that rereading them, only to keep the estimates fresh, may cost.
+    a probe's expected value (or an arm's first play's) must exceed its cost; ``learn``:
+    step of the learnt corrections (delta bias, CPU factors); ``upkeep``: the largest share
+    of the time played without features that rereading them, only to keep the estimates
+    fresh, may cost.
 
     Per window the policy does a few dozen numpy operations on arrays of one entry per arm
     (``benchmarks/selector.py`` times them): no loop runs per page.
@@ -243,7 +246,11 @@ class Auto(Policy):
             self._to_cpu = 1.0 / self.objective.workers
             self._to_link = 1.0 / self.objective.link
         self._context: np.ndarray | None = None
-        self._last: tuple[WindowFeatures, list[float], list[float]] | None = None
+        self._last: tuple[WindowFeatures, list[float], list[float], list[float]] | None = None
+        # arms no window has measured the CPU time of yet (see _pick), and the windows
+        # learnt from
+        self._untried = list(range(k))
+        self._played = 0
         self._read: WindowFeatures | None = None  # the last features read
         self._since_s = 0.0  # predicted time of the windows played since the last read
         self._stale_play = False  # the last window sent more or less than predicted
@@ -462,7 +469,7 @@ class Auto(Policy):
         self._drift(features)
         mask = np.zeros(self.n_arms, dtype=bool)
         payload, out, cpu, loss = self._predict(features)
-        self._last = (features, loss, out)  # choose() reuses it when no probe is bought
+        self._last = (features, loss, out, cpu)  # choose() reuses it when no probe is bought
         self._value_of_reading(features, loss)
         m = features.probe_pages
         c = self._c
@@ -519,7 +526,9 @@ class Auto(Policy):
         return mask
 
     def _scalar_loss(self, guest: float, out: float, cpu: float) -> float:
-        if self._fast:
+        """One window's loss as :meth:`_loss` predicts it (expected over the CPU factor
+        while that is uncertain), for one arm."""
+        if self._fast and self._cpu_scales is None:
             return max(cpu / self.objective.workers, out / self.objective.link)
         return float(self._loss(guest, np.array([out]), np.array([cpu]))[0])
 
@@ -552,16 +561,46 @@ class Auto(Policy):
         if not (seen is not None and seen.size):
             last = self._last
             if last is not None and last[0].context is features.context:
-                arm = _argmin(last[1])  # nothing new since probe_mask predicted
-                self._expected, self._expected_out = last[1][arm], last[2][arm]
-                return arm
+                _, loss, out, cpu = last  # nothing new since probe_mask predicted
+                return self._pick(features, loss, out, cpu)
         else:
             noise = self.probe_noise**2 / m
             y = np.log(m * self.page_size / np.maximum(features.probe_out[seen], 1.0))
             self.ratios.observe_probes(np.searchsorted(self._c, seen), y, noise, _PROBE_SHARED)
             self._version += 1
-        _, out, _, loss = self._predict(features)
+        _, out, cpu, loss = self._predict(features)
+        return self._pick(features, loss, out, cpu)
+
+    def _pick(self, f: WindowFeatures, loss: list[float], out: list[float], cpu: list[float]):
+        """The arm of least predicted loss, or one whose CPU time no window has measured
+        yet, when trying it is worth what it may cost.
+
+        The calibration prices content by its ratio alone, and how a format meets a
+        program's memory moves one arm's cost against another's by more than the gap
+        between close arms (recorded traces: XBZRLE at half a DSA record's cost on values
+        rewritten whole, twice it on scattered words), which only a window played
+        measures. Over its own factor's prior (three points), an arm not yet played is
+        tried when the loss it is expected to save per window, once known, times the
+        windows played so far (a stream is expected to last as long again) exceeds
+        ``value`` times what one window of it is expected to lose against the best."""
         arm = _argmin(loss)
+        if self._untried:
+            guest = max(f.pages, 1.0) * self.page_size
+            best = loss[arm]
+            horizon = max(self._played, 1)
+            for a in self._untried:
+                if a == arm:
+                    continue
+                sd = self._cpu_arm_var[a] ** 0.5
+                trial = [
+                    self._scalar_loss(guest, out[a], cpu[a] * math.exp(sd * z)) for z in _CPU_NODES
+                ]
+                weighted = list(zip(_CPU_WEIGHTS, trial, strict=True))
+                saves = sum(w * (best - t) for w, t in weighted if t < best)
+                costs = sum(w * t for w, t in weighted) - best
+                if saves > 0 and saves * horizon > self.value * max(costs, 0.0):
+                    arm = a
+                    break
         self._expected, self._expected_out = float(loss[arm]), float(out[arm])
         return arm
 
@@ -574,6 +613,7 @@ class Auto(Policy):
             features = self._read
         if outcome is None or features is None or outcome.input_bytes <= 0:
             return
+        self._played += 1
         # a window that sent more or less than predicted (either way): its content was not
         # what the estimates said, and content that moves faster than estimates carried
         # from window to window can follow needs the next window's features read, whatever
@@ -628,6 +668,8 @@ class Auto(Policy):
             # than the calibration's shows at once, not after the first pass of memory went
             # out on a model that is off
             plays = self._cpu_plays[arm] = self._cpu_plays[arm] + 1
+            if arm in self._untried:
+                self._untried.remove(arm)
             weight = min(1.0, nz / (4 * self.batch_pages))
             step = max(self.learn, 1.0 / plays) * weight
             error = math.log(busy / model) - self.cpu_shared - self.cpu_arm[arm]
