@@ -361,13 +361,16 @@ def test_an_arm_not_yet_played_is_tried_when_its_prior_says_it_may_pay():
     knowing it to pay, it is played once, and then judged on what it measured. An arm
     out of its prior's reach is never tried."""
     policy = _auto(1.25e10)  # CPU-bound: a window's loss is its CPU time over 2 workers
-    f = _features(10_000)
+    f = _features(10_000, delta_bytes=400.0)
     loss = [10e-3, 5e-3, 20e-3, 5.5e-3]
     cpu = [2 * x for x in loss]
     out = [1.0] * 4
     policy._played = 1  # knowing it would save too few windows yet to pay for a trial
     assert policy._pick(f, loss, out, cpu) == 1
     policy._played = 10
+    f.held_frac = 0.2  # most pages would go through lz4: a trial would measure lz4
+    assert policy._pick(f, loss, out, cpu) == 1
+    f.held_frac = 1.0
     assert policy._pick(f, loss, out, cpu) == 3
     policy.update(3, 0.0, f, Outcome(10_000 * PAGE, 10_000 * 100, 11e-3, 11e-3, None, 0))
     assert 3 not in policy._untried

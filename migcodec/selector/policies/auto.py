@@ -582,14 +582,17 @@ class Auto(Policy):
         measures. Over its own factor's prior (three points), an arm not yet played is
         tried when the loss it is expected to save per window, once known, times the
         windows played so far (a stream is expected to last as long again) exceeds
-        ``value`` times what one window of it is expected to lose against the best."""
+        ``value`` times what one window of it is expected to lose against the best. A
+        delta arm is tried only on a window whose pages the destination mostly holds:
+        elsewhere it would send them through its fall-back, and measure that."""
         arm = _argmin(loss)
         if self._untried:
             guest = max(f.pages, 1.0) * self.page_size
             best = loss[arm]
             horizon = max(self._played, 1)
+            held = self._mostly_held(f)
             for a in self._untried:
-                if a == arm:
+                if a == arm or (self.is_delta[a] and not held):
                     continue
                 sd = self._cpu_arm_var[a] ** 0.5
                 trial = [
@@ -603,6 +606,12 @@ class Auto(Policy):
                     break
         self._expected, self._expected_out = float(loss[arm]), float(out[arm])
         return arm
+
+    @staticmethod
+    def _mostly_held(f: WindowFeatures) -> bool:
+        """Whether the destination holds most of the pages ``f`` sampled (a delta arm's
+        window is then mostly records)."""
+        return f.delta_bytes is not None and f.held_frac >= 0.5
 
     def update(self, arm, reward, features=None, outcome: Outcome | None = None) -> None:
         # what probe_mask predicted is stale once a window was learnt from (an engine may
@@ -668,8 +677,8 @@ class Auto(Policy):
             # than the calibration's shows at once, not after the first pass of memory went
             # out on a model that is off
             plays = self._cpu_plays[arm] = self._cpu_plays[arm] + 1
-            if arm in self._untried:
-                self._untried.remove(arm)
+            if arm in self._untried and (not self.is_delta[arm] or self._mostly_held(features)):
+                self._untried.remove(arm)  # a delta arm: once it has measured its records
             weight = min(1.0, nz / (4 * self.batch_pages))
             step = max(self.learn, 1.0 / plays) * weight
             error = math.log(busy / model) - self.cpu_shared - self.cpu_arm[arm]
