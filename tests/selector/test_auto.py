@@ -143,7 +143,7 @@ def test_probes_are_bought_for_a_large_window_and_not_for_a_tiny_one():
 
 
 def test_features_are_skipped_when_they_stopped_changing_the_choice_and_read_on_a_jump():
-    policy = _auto(1.25e9)
+    policy = _auto(1.25e9, upkeep=0.05)  # rereads at least every few windows (see below)
     small = _probed(_features(300, delta_bytes=PAGE, probe_pages=8), {1: 3.0, 2: 4.0})
     read = []
     for _ in range(12):

@@ -159,7 +159,10 @@ class Auto(Policy):
     a probe's expected value (or an arm's first play's) must exceed its cost; ``learn``:
     step of the learnt corrections (delta bias, CPU factors); ``upkeep``: the largest share
     of the time played without features that rereading them, only to keep the estimates
-    fresh, may cost.
+    fresh, may cost. Its default is small because a read costs a migration more than the
+    CPU time it is charged: its Python work holds the interpreter lock that the encoders'
+    threads need around each batch (``docs/results/migration.md`` measures what rereading
+    at most windows cost the reference engine).
 
     Per window the policy does a few dozen numpy operations on arrays of one entry per arm
     (``benchmarks/selector.py`` times them): no loop runs per page.
@@ -177,7 +180,7 @@ class Auto(Policy):
         probe_noise: float = 0.6,
         value: float = 1.0,
         learn: float = 0.3,
-        upkeep: float = 0.05,
+        upkeep: float = 0.01,
         negligible: float = 0.003,
         batch_pages: int = 64,
     ) -> None:
