@@ -80,6 +80,8 @@ _NEUTRAL = ArmCost(20e-6, 0.0, [5e-6] * len(KNOTS))
 _LOG_KNOTS = np.log(np.array(KNOTS))
 #: steps of the tabulated cost curves over log ratios 1..KNOTS[-1] (about 1 % apart)
 _GRID_STEPS = 640
+#: grid steps per unit of log ratio
+_GRID_SCALE = _GRID_STEPS / float(_LOG_KNOTS[-1])
 
 
 def _argmin(values: list[float]) -> int:
@@ -279,7 +281,7 @@ class Auto(Policy):
         each arm's cost curve, tabulated finely in log ratio at bind time (a lookup, not an
         interpolation, per decision)."""
         x = np.log(ratio)
-        x *= _GRID_STEPS / _LOG_KNOTS[-1]
+        x *= _GRID_SCALE
         idx = np.minimum(np.maximum(x, 0.0), _GRID_STEPS).astype(np.intp)
         rows = self._grid_rows[arms]  # each arm's offset into the flat table
         if idx.ndim == 2:
@@ -333,10 +335,10 @@ class Auto(Policy):
                 payload[i] = each
                 lr[i] = math.log(page_size / each)
                 split.append((i, share, records))
-        scale, top = _GRID_STEPS / _LOG_KNOTS[-1], _GRID_STEPS
+        top = _GRID_STEPS  # _grid_cost for every arm at once (the hot path: no call per arm)
         per_page = [
             row[i if i < top else top]
-            for row, i in zip(self._cost_rows, [int(x * scale) for x in lr], strict=True)
+            for row, i in zip(self._cost_rows, [int(x * _GRID_SCALE) for x in lr], strict=True)
         ]
         for i, share, records in split:
             fallback = self.fallbacks[i]
@@ -353,12 +355,21 @@ class Auto(Policy):
         ``through`` for the others (see :mod:`migcodec.selector.costmodel`: a record costs
         a fraction of a compressed page of the same ratio). Without a fall-back arm, its
         own curve at the records' ratio prices every page."""
-        scale, top = _GRID_STEPS / _LOG_KNOTS[-1], _GRID_STEPS
-        own = self._cost_rows[arm][min(int(records * scale), top)]
+        own = self._grid_cost(arm, records)
         fallback = self.fallbacks[arm]
         if fallback < 0:
             return own
-        return held * own + (1.0 - held) * self._cost_rows[fallback][min(int(through * scale), top)]
+        return held * own + (1.0 - held) * self._grid_cost(fallback, through)
+
+    def _grid_cost(self, arm: int, log_ratio: float) -> float:
+        """The model's CPU seconds per non-zero page of ``arm`` at ``log_ratio`` (>= 0),
+        from its tabulated curve."""
+        return self._cost_rows[arm][min(int(log_ratio * _GRID_SCALE), _GRID_STEPS)]
+
+    def _log_ratio(self, each: float) -> float:
+        """The log ratio of a page sent at ``each`` payload bytes (within 1 byte and a
+        whole page)."""
+        return math.log(self.page_size / min(max(each, 1.0), self.page_size))
 
     def _delta_window_cost(self, arm: int, f: WindowFeatures, each: float) -> float:
         """The model's CPU seconds per non-zero page of a window a delta arm sent at
@@ -375,8 +386,7 @@ class Auto(Policy):
                 x = self.ratios.x
                 through = min(max(float(x[0] + x[2 + slot]), 0.0), self._log_page)
             each = (each - (1.0 - held) * page_size * math.exp(-through)) / max(held, 1e-9)
-        records = math.log(page_size / min(max(each, 1.0), page_size))
-        return self._delta_page_cost(arm, held, records, through)
+        return self._delta_page_cost(arm, held, self._log_ratio(each), through)
 
     def _window(self, f: WindowFeatures, pages: float | None) -> tuple[float, ...]:
         """Pages, zero pages, non-zero pages and encode calls of a window of ``pages``
@@ -668,8 +678,7 @@ class Auto(Policy):
         if self.is_delta[arm]:
             per_page = self._delta_window_cost(arm, features, each)
         else:
-            step = math.log(page_size / min(max(each, 1.0), page_size)) * _GRID_STEPS
-            per_page = self._cost_rows[arm][min(int(step / _LOG_KNOTS[-1]), _GRID_STEPS)]
+            per_page = self._grid_cost(arm, self._log_ratio(each))
         per_call, per_zero = self._fixed_rows[arm]
         model = per_call * calls + per_zero * zero + per_page * nz
         if nz >= 1.0 and busy > 0 and model > 0:
