@@ -82,6 +82,12 @@ class RunningDigest:
             if stop % step == 0:
                 self._marks.append(self._hasher.copy())
 
+    def extend(self, start: int, end: int) -> None:
+        """Bytes ``[start, end)`` were just written or sent: hash them now if they continue
+        the hashed prefix (while they are in cache), else leave them for later."""
+        if start == self.hashed:
+            self.advance(end)
+
     def digest(self) -> bytes:
         """The digest of the whole buffer as it is now (16 bytes)."""
         self.advance(self._size)

@@ -3,8 +3,16 @@
 Order of checks for every frame: header magic and type, codec id, every length against its
 bound (before any allocation), the checksum over header and body (before any parsing of the
 body), runs against memory, then decoding, which validates fully before writing. A bad
-frame is a specific :class:`WireError` naming the frame index and byte offset, and nothing
-outside the pages a valid frame names is ever written.
+frame is a specific :class:`WireError` naming the frame index and byte offset.
+
+What a bad frame may write: nothing, with one exception. While :meth:`FrameReader.receive`
+applies a stream, a frame of one run whose pages all travel as they are (``RAW``) is
+received straight into the pages that run names, once the run has been checked against
+memory: a copy through the frame buffer would cost the destination as much as the socket's
+own copy, the largest part of a migration's first pass. If such a frame then fails its
+checksum, or the stream ends inside it, those pages (never any outside memory) hold what
+arrived, and the stream fails all the same: the memory of a failed stream is never vouched
+for. Every other frame is verified and decoded before any byte of it is written.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ from migcodec.codecs import (
     page_view,
 )
 from migcodec.codecs.batch import check_run, check_runs
-from migcodec.codecs.encoded import MAX_PAGE_MODE
+from migcodec.codecs.encoded import MAX_PAGE_MODE, PageMode
 from migcodec.hashing import RunningDigest, checksum
 from migcodec.wire import format as fmt
 from migcodec.wire.errors import (
@@ -48,6 +56,8 @@ from migcodec.wire.handshake import send_reply
 from migcodec.wire.io import DeadlinePassed, PeerIdle, Source
 from migcodec.wire.preamble import Preamble, read_preamble, resolve_codecs
 
+_RAW_BYTE = bytes([PageMode.RAW])
+
 
 @dataclass
 class Frame:
@@ -64,6 +74,8 @@ class Frame:
     frames: int = 0
     digest: bytes | None = None
     reason: str = ""
+    #: its pages were received straight into destination memory: there is nothing to apply
+    in_place: bool = False
 
 
 @dataclass
@@ -152,7 +164,11 @@ class FrameReader:
         self._fill(memoryview(buf), frame)
         return bytes(buf)
 
-    def _fill(self, view: memoryview, frame: int, at_boundary: bool = False) -> None:
+    def _fill(
+        self, view: memoryview, frame: int, at_boundary: bool = False, read: tuple = (0, 0)
+    ) -> None:
+        """Fill ``view`` or raise. ``read`` is ``(bytes before view, length of the whole
+        read)`` when ``view`` is a part of one read, which is what a short read names."""
         try:
             got = self._source.fill(view)
         except (PeerIdle, DeadlinePassed) as exc:  # a TimedSocket says which limit ran out
@@ -172,8 +188,9 @@ class FrameReader:
                     frame,
                     self.offset,
                 )
+            whole = read[1] or len(view)
             raise TruncatedStream(
-                f"stream ended {len(view) - got} bytes short of a {len(view)}-byte read",
+                f"stream ended {whole - read[0] - got} bytes short of a {whole}-byte read",
                 frame,
                 self.offset + got,
             )
@@ -181,6 +198,12 @@ class FrameReader:
 
     def read_frame(self) -> Frame:
         """The next verified frame. Raises a :class:`WireError` subclass, never anything else."""
+        return self._read_frame(None)
+
+    def _read_frame(self, memory: np.ndarray | None) -> Frame:
+        """:meth:`read_frame`; with ``memory`` (pages checked by :meth:`_view`), a frame that
+        qualifies (see the module's docstring) is received into it, and its ``Frame`` says
+        so (``in_place``)."""
         if self.ended:
             raise MalformedFrame("read past the end-of-stream frame", self.index, self.offset)
         index, start = self.index, self.offset
@@ -195,8 +218,14 @@ class FrameReader:
             index, start, ftype, codec_id, flags, run_count, page_count, payload_len
         )
         body = memoryview(self._body)[:body_len]
-        self._fill(body, index)
-        if checksum([header[:16], body], seed=index) != expected:
+        landed = None
+        if memory is not None and ftype == fmt.FrameType.DATA and run_count == 1:
+            landed = self._fill_in_place(body, memory, index, page_count, payload_len)
+        else:
+            self._fill(body, index)
+        prefix = fmt.RUN.size + page_count  # a one-run frame's run and modes
+        parts = [header[:16], body] if landed is None else [header[:16], body[:prefix], landed]
+        if checksum(parts, seed=index) != expected:
             raise ChecksumMismatch(
                 "checksum does not match: the frame is corrupt, or frames were lost, "
                 "repeated or reordered",
@@ -205,7 +234,13 @@ class FrameReader:
             )
         self.index += 1
         frame = Frame(index, start, fmt.FrameType(ftype), codec_id)
-        if ftype == fmt.FrameType.DATA:
+        if landed is not None:
+            frame.encoded = self._parse_data(
+                index, start, codec_id, run_count, page_count, body[:prefix]
+            )
+            frame.encoded.segments = (landed,)  # the pages, where they landed
+            frame.in_place = True
+        elif ftype == fmt.FrameType.DATA:
             frame.encoded = self._parse_data(index, start, codec_id, run_count, page_count, body)
         elif ftype == fmt.FrameType.END_ITERATION:
             frame.iteration, frame.pages = fmt.END_ITERATION.unpack(body)
@@ -217,6 +252,32 @@ class FrameReader:
         else:
             frame.reason = bytes(body).decode("utf-8", "replace")
         return frame
+
+    def _fill_in_place(
+        self, body: memoryview, memory: np.ndarray, index: int, pages: int, payload_len: int
+    ) -> memoryview | None:
+        """Read a one-run data frame's body: its run and modes into the frame buffer, then,
+        when the run lies in memory and every page is ``RAW``, its payload into the pages
+        the run names (returned, for the checksum); otherwise into the frame buffer (and
+        ``None``). Nothing here is verified yet: a run that fails these checks is read the
+        usual way, so that the checksum, not the run, reports a damaged frame."""
+        prefix = fmt.RUN.size + pages
+        read = (0, len(body))
+        self._fill(body[:prefix], index, read=read)
+        read = (prefix, len(body))
+        first, count = fmt.RUN.unpack_from(body)
+        page_size = self.page_size
+        if (
+            count == pages
+            and first + count <= self.memory_pages
+            and payload_len == pages * page_size
+            and bytes(body[fmt.RUN.size : prefix]).count(_RAW_BYTE) == pages
+        ):
+            landed = memoryview(memory[first : first + count].reshape(-1))
+            self._fill(landed, index, read=read)
+            return landed
+        self._fill(body[prefix:], index, read=read)
+        return None
 
     def _check_header(
         self, index, start, ftype, codec_id, flags, run_count, page_count, payload_len
@@ -333,6 +394,11 @@ class FrameReader:
                 f"destination memory has {view.shape[0]} pages; the stream is for "
                 f"{self.memory_pages}"
             )
+        if not view.flags.writeable:
+            raise MemoryMismatch(
+                "destination memory is read-only; give a writable buffer (a numpy array, "
+                "a bytearray, or an mmap opened for writing)"
+            )
         return view
 
     def apply(self, frame: Frame, memory: object) -> None:
@@ -355,8 +421,11 @@ class FrameReader:
 
     def __iter__(self) -> Iterator[Frame]:
         """Frames up to and including end of stream; an abort frame raises."""
+        return self._frames(None)
+
+    def _frames(self, memory: np.ndarray | None) -> Iterator[Frame]:
         while not self.ended:
-            frame = self.read_frame()
+            frame = self._read_frame(memory)
             if frame.type == fmt.FrameType.ABORT:
                 raise StreamAborted(frame.reason, frame.index, frame.offset)
             yield frame
@@ -375,10 +444,11 @@ class FrameReader:
 
     def _receive(self, view: np.ndarray, running: RunningDigest | None) -> StreamSummary:
         summary = StreamSummary()
-        for frame in self:
+        for frame in self._frames(view):
             summary.frames += 1
             if frame.type == fmt.FrameType.DATA:
-                self._decode(frame, view)
+                if not frame.in_place:
+                    self._decode(frame, view)
                 summary.data_frames += 1
                 n_pages = frame.encoded.n_pages
                 summary.pages += n_pages
@@ -416,8 +486,8 @@ class FrameReader:
             first, count = int(runs[:, 0].min()), 0
         low = first * page_size
         running.written(low)
-        if first_pass and count and low == running.hashed:
-            running.advance(low + count * page_size)
+        if first_pass and count:
+            running.extend(low, low + count * page_size)
 
     def _verify_end(self, frame, summary, running: RunningDigest | None) -> None:
         if frame.pages != summary.pages or frame.frames != frame.index:

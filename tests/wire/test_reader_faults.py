@@ -3,7 +3,9 @@
 Each damaged stream must fail with a specific :class:`WireError` subclass that names the
 frame and byte offset, never another exception and never a reported completion, and the
 destination must hold exactly what the frames *before* the damage wrote: every other page
-keeps the sentinel it was filled with.
+keeps the sentinel it was filled with. The one exception is the damaged frame itself when
+the reader receives it in place (one run, every page raw): the pages its run names then
+hold exactly the bytes of it that arrived (:meth:`ValidStream.expected_failed`).
 """
 
 from __future__ import annotations
@@ -78,6 +80,10 @@ def test_the_valid_stream_has_what_the_fault_tests_rely_on():
     np.testing.assert_array_equal(STREAM.expected_after(len(STREAM.frames)), STREAM.source)
     assert sorted({c["name"] for c in STREAM.codec_configs}) == ["lz4", "raw", "zlib-ng", "zstd"]
     assert any(s.end - s.start == HEADER + 12 * 1 + 2 for s in STREAM.frames)  # zero-page frame
+    # frame 2 (one run of raw pages) is received in place: damage to its payload lands
+    payload_bit = (STREAM.frames[2].end - 1) * 8
+    damaged = STREAM.expected_failed(flipped(STREAM.data, payload_bit), 2)
+    assert not np.array_equal(damaged, STREAM.expected_after(2))
 
 
 def test_truncation_at_every_byte_offset():
@@ -89,7 +95,7 @@ def test_truncation_at_every_byte_offset():
             type(result) is cls
             and result.frame == frame
             and result.offset == cut
-            and np.array_equal(dest, STREAM.expected_after(STREAM.frames_before(cut)))
+            and np.array_equal(dest, STREAM.expected_failed(STREAM.data[:cut], frame))
         ):
             failures.append((cut, cls.__name__, frame, repr(result)))
     assert failures == []
@@ -136,7 +142,8 @@ def check_flip(bit: int) -> str | None:
     """None if flipping ``bit`` fails exactly as it must, else a description of the miss."""
     offset = bit // 8
     frame = owner(offset)
-    dest, result = receive(flipped(STREAM.data, bit))
+    damaged = flipped(STREAM.data, bit)
+    dest, result = receive(damaged)
     if not isinstance(result, WireError) or type(result) is WireError:
         return f"bit {bit}: {result!r}"
     if result.frame != frame:
@@ -145,7 +152,7 @@ def check_flip(bit: int) -> str | None:
     in_body = frame >= 0 and offset >= start + HEADER
     if in_body and (type(result) is not ChecksumMismatch or result.offset != start):
         return f"bit {bit} in the body of frame {frame}: {result!r}"
-    if not np.array_equal(dest, STREAM.expected_after(max(frame, 0))):
+    if not np.array_equal(dest, STREAM.expected_failed(damaged, frame)):
         return f"bit {bit} (frame {frame}): destination differs from the frames before it"
     return None
 

@@ -48,3 +48,17 @@ def test_a_digest_of_other_memory_is_refused(small_steps):
     data, memory = _two_passes(digest_of=np.zeros((PAGES, 4096), np.uint8))
     with pytest.raises(DigestMismatch, match="destination memory digest differs"):
         FrameReader(io.BytesIO(data)).receive(np.zeros_like(memory))
+
+
+def test_extend_hashes_only_what_continues_the_prefix():
+    """``extend`` is the in-order fast path: a write that starts where hashing stopped is
+    hashed at once, any other waits for ``digest``; the digest is the same either way."""
+    memory = generate_pages("mixed", 64, 6)
+    running = RunningDigest(memory)
+    running.extend(4096 * 8, 4096 * 16)  # not at the prefix: left for later
+    assert running.hashed == 0
+    running.extend(0, 4096 * 8)
+    assert running.hashed == 4096 * 8
+    running.extend(4096 * 8, 4096 * 16)
+    assert running.hashed == 4096 * 16
+    assert running.digest() == memory_digest(memory)

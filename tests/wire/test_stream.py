@@ -66,6 +66,9 @@ def test_applying_a_frame_to_memory_of_another_size_is_refused_untouched():
          "guest memory of 32868 bytes is not a whole number of 4096-byte pages"),
         (np.zeros((8, 4096), np.uint16), "destination memory has 16 pages; the stream is for 8"),
         (object(), "guest memory must be a contiguous buffer"),
+        (bytes(8 * 4096),
+         "destination memory is read-only; give a writable buffer (a numpy array, a "
+         "bytearray, or an mmap opened for writing)"),
     ],
 )  # fmt: skip
 def test_memory_the_page_size_does_not_divide_is_a_wire_error(memory, why):
@@ -84,3 +87,35 @@ def test_memory_the_page_size_does_not_divide_is_a_wire_error(memory, why):
             "32868 bytes is not a whole number of 4096-byte pages; give it 8 pages of 4096 "
             "bytes (32768 bytes)"
         )
+
+
+def test_a_raw_run_received_in_place_and_every_other_frame_decoded_give_the_same_memory():
+    """``receive`` lands a one-run, all-raw frame straight in memory; frames with a zero
+    page, several runs or another encoding go through the frame buffer and the decoder.
+    Either way the pages are the source's, and the frames ``read_frame`` returns (which
+    have no memory to land in) are decoded by ``apply``."""
+    memory = generate_pages("mixed", 64, 5)
+    memory[40] = 0
+    raw, lz4 = get_codec("raw"), get_codec("lz4")
+    out = io.BytesIO()
+    writer = FrameWriter(out, 4096, 64, [raw, lz4])
+    for codec, runs in [
+        (raw, [(0, 16)]),  # in place
+        (raw, [(16, 8), (30, 2)]),  # several runs
+        (raw, [(36, 8)]),  # a zero page among them
+        (lz4, [(24, 6)]),
+        (raw, [(32, 4), (44, 20)]),
+    ]:
+        writer.write_batch(codec.encode(Batch(memory, runs)), codec is lz4)
+    writer.end_stream(memory_digest(memory))
+    data = out.getvalue()
+    dest = np.zeros_like(memory)
+    summary = FrameReader(io.BytesIO(data)).receive(dest)
+    assert summary.digest_verified and summary.pages == 64
+    np.testing.assert_array_equal(dest, memory)
+    reader, applied = FrameReader(io.BytesIO(data)), np.zeros_like(memory)
+    for _ in range(5):
+        frame = reader.read_frame()
+        assert not frame.in_place
+        reader.apply(frame, applied)  # before the next read reuses the frame buffer
+    np.testing.assert_array_equal(applied, memory)

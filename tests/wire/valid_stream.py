@@ -54,6 +54,46 @@ class ValidStream:
                 dest[span.pages] = span.contents
         return dest
 
+    def expected_failed(self, data: bytes, frame: int) -> np.ndarray:
+        """Destination contents after the frames before ``frame`` applied and frame
+        ``frame`` failed, as it arrived in ``data`` (this stream damaged or cut).
+
+        A failing frame writes nothing unless the reader receives it in place (a data frame
+        of one run, in memory, every page ``RAW``: see ``migcodec.wire.reader``); then the
+        pages its run names hold the payload bytes that arrived, whatever they are."""
+        dest = self.expected_after(max(frame, 0))
+        if frame < 0:
+            return dest
+        start = self.frames[frame].start
+        head = data[start : start + fmt.FRAME_HEADER.size]
+        if len(head) < fmt.FRAME_HEADER.size:
+            return dest
+        magic, ftype, codec_id, flags, runs, pages, payload_len, _ = fmt.FRAME_HEADER.unpack(head)
+        valid_header = (
+            magic == fmt.FRAME_MAGIC
+            and ftype == fmt.FrameType.DATA
+            and codec_id < len(self.codec_configs)
+            and flags == 0
+            and runs == 1
+            and 0 < pages <= MAX_BATCH_PAGES
+        )
+        body = start + fmt.FRAME_HEADER.size
+        payload = body + fmt.RUN.size + pages
+        if not valid_header or len(data) < payload:
+            return dest
+        first, count = fmt.RUN.unpack_from(data, body)
+        in_place = (
+            count == pages
+            and first + count <= MEMORY_PAGES
+            and payload_len == pages * PAGE_SIZE
+            and set(data[body + fmt.RUN.size : payload]) == {1}
+        )
+        if in_place:
+            arrived = data[payload : payload + payload_len]
+            flat = dest[first : first + count].reshape(-1)
+            flat[: len(arrived)] = np.frombuffer(arrived, np.uint8)
+        return dest
+
     def frames_before(self, offset: int) -> int:
         """How many frames end at or before ``offset``: those a reader has applied."""
         return sum(1 for span in self.frames if span.end <= offset)
