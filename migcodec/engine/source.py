@@ -37,6 +37,7 @@ from migcodec.engine.link import PacedSocket
 from migcodec.engine.progress import ProgressCallback, ProgressTicker
 from migcodec.engine.report import IterationRecord, MigrationReport
 from migcodec.engine.runs import batch_runs
+from migcodec.hashing import RunningDigest
 from migcodec.wire import FrameWriter, WireError, memory_digest
 from migcodec.wire.format import MAX_BATCH_BYTES, MAX_BATCH_PAGES
 from migcodec.wire.handshake import read_reply
@@ -95,6 +96,9 @@ class _Sender(threading.Thread):
         # frames queued so far (data and iteration ends): the next one's index in the stream
         self.queued_frames = 0
         self.cpu_s = 0.0
+        # memory that holds still: its digest, hashed here as frames go out in memory order
+        # (see _hash_sent), read when the stream ends (after this thread has joined)
+        self.digest: RunningDigest | None = None
         # batches encoded here (inline codecs): from a snapshot in this buffer while memory
         # may change under them (set per iteration by the migration thread)
         self.snapshot = True
@@ -184,10 +188,23 @@ class _Sender(threading.Thread):
                 self._guard(self.writer.write_prepared, prepared)
             else:
                 self._guard(self.writer.write_batch, encoded, codec_id)
+            if self.digest is not None:
+                self._hash_sent(encoded.runs)
             name = encoded.codec
             self.report.pages_by_codec[name] = (
                 self.report.pages_by_codec.get(name, 0) + encoded.n_pages
             )
+
+    def _hash_sent(self, runs: np.ndarray) -> None:
+        """Hash a sent frame's pages into the digest when they continue its hashed prefix,
+        as a first pass sends them: a raw frame's pages are in cache from its checksum, and
+        hashing them here spares the end of the stream (or a thread competing with the
+        encoders for the cores) a pass over all of memory. Other pages are hashed when the
+        stream ends."""
+        if runs.shape[0] == 1:
+            first, count = runs[0].tolist()
+            page_size = self.writer.page_size
+            self.digest.extend(first * page_size, (first + count) * page_size)
 
     def wait_drained(self) -> None:
         self.wait_in_flight(0)
@@ -200,23 +217,6 @@ class _Sender(threading.Thread):
             while self.submitted - self.done > limit and self.is_alive():
                 self.drained.wait(0.5)
             self._wake_at = -1
-
-
-class _Digest(threading.Thread):
-    """The memory digest computed beside the migration (xxhash runs without the GIL)."""
-
-    def __init__(self, memory: np.ndarray) -> None:
-        super().__init__(name="migcodec-digest", daemon=True)
-        self.memory = memory
-        self.digest = b""
-        self.start()
-
-    def run(self) -> None:
-        self.digest = memory_digest(self.memory)
-
-    def result(self) -> bytes:
-        self.join()
-        return self.digest
 
 
 class MigrationSource:
@@ -237,9 +237,8 @@ class MigrationSource:
         self.dirty = dirty or DirtyLog(memory.shape[0])
         # no guest and no dirty log of the caller's: nothing can change memory while it
         # migrates (a change would have to be logged to be resent), so its digest, which
-        # the end of the stream carries, can be computed while the pages are on the wire
+        # the end of the stream carries, can be hashed as the pages go out (_Sender.digest)
         self._still = guest is None and dirty is None
-        self._digest: _Digest | None = None
         self.guest = guest
         self.fallback = get_codec(self.config.fallback_codec)
         for codec in [*chooser.codecs, self.fallback]:
@@ -402,8 +401,9 @@ class MigrationSource:
         ticker = ProgressTicker(
             self.progress, cfg.page_size, self.dirty, lambda: writer.bytes_written
         )
+        if self._still:
+            sender.digest = RunningDigest(self.memory)
         sender.start()
-        self._digest = _Digest(self.memory) if self._still else None
         try:
             self._precopy(sock, sender, report, start, ticker)
         finally:
@@ -473,7 +473,7 @@ class MigrationSource:
         if sender.error is not None:
             return
         try:
-            digest = self._digest.result() if self._digest else memory_digest(self.memory)
+            digest = sender.digest.digest() if sender.digest else memory_digest(self.memory)
             writer.end_stream(digest)
             read_reply(sock)
             report.verified = True
