@@ -2,8 +2,11 @@
 
     python benchmarks/pipeline.py [--memory 256MiB] [--rounds 7] [--workers 2] [--json]
 
-Every round opens one loopback TCP connection and moves the same guest memory over it
-twice, in an order that alternates from round to round:
+The destination runs in a process of its own, as it does in any migration: the source's
+and the destination's Python work then do not take turns on one interpreter lock, which
+would charge the pipeline for a contention no migration between two hosts has. Every round
+opens one loopback TCP connection to it and moves the same guest memory over it twice, in
+an order that alternates from round to round:
 
 * ``socket``: a plain ``sendall`` loop, 64 pages a call, that the destination reads with
   ``recv_into`` straight into its memory: the most this socket can carry;
@@ -16,9 +19,10 @@ twice, in an order that alternates from round to round:
   sides compute.
 
 Each destination memory is allocated once and reused (a guest's memory exists before it is
-migrated into), and both are checked against the source after every round. Times run from
-the first byte sent to the destination having all of it (for the pipeline:
-its verdict on the digest arrived back). The ratio is ``socket time / pipeline time`` per
+migrated into), and the destination checks both against the source's memory (inherited
+when its process was forked) after every round. Times run from the first byte sent to the
+source hearing that the destination has all of it (for the plain loop, one byte back; for
+the pipeline, its verdict on the digest). The ratio is ``socket time / pipeline time`` per
 round (the pipeline's share of the socket's throughput), and the median over rounds is
 printed; both halves of a round met the same machine.
 """
@@ -26,11 +30,12 @@ printed; both halves of a round met the same machine.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import multiprocessing
 import socket
 import statistics
 import sys
-import threading
 import time
 
 import numpy as np
@@ -44,6 +49,7 @@ from migcodec.units import parse_size
 
 PAGE = 4096
 CHUNK_PAGES = 64
+VERDICT = 256  # bytes of the destination's verdict on a round
 
 
 def _guest(n_pages: int) -> np.ndarray:
@@ -69,52 +75,56 @@ def _receive_plain(sock: socket.socket, memory: np.ndarray) -> None:
         got += n
 
 
-def _round(memory: np.ndarray, dest: dict, workers: int, plain_first: bool) -> dict:
-    """One connection, both transfers; seconds of each and the pipeline's report. ``dest``
-    holds each transfer's destination memory, allocated and touched once (a guest's memory
-    exists before it is migrated into), cleared before the round."""
-    dest_plain, dest_pipeline = dest["plain"], dest["pipeline"]
-    dest_plain.fill(0)
-    dest_pipeline.fill(0)
-    done = {"plain": threading.Event(), "error": None}
+def _destination(server: socket.socket, memory: np.ndarray, rounds: int) -> None:
+    """The destination process: per round, one connection and both transfers, in the order
+    the source's first byte names; then whether both memories equal ``memory`` (inherited
+    from the source process, as a source's memory image would be compared)."""
+    dest = {"plain": np.zeros_like(memory), "pipeline": np.zeros_like(memory)}
+    for _ in range(rounds):
+        conn, _ = server.accept()
+        with conn:
+            try:
+                dest["plain"].fill(0)
+                dest["pipeline"].fill(0)
+                plain_first = conn.recv(1) == b"p"
+                for what in ("plain", "pipeline") if plain_first else ("pipeline", "plain"):
+                    if what == "plain":
+                        _receive_plain(conn, dest["plain"])
+                        conn.sendall(b"r")  # received: the source stops its clock
+                    else:
+                        receive_migration(conn, dest["pipeline"])
+                wrong = [w for w in ("plain", "pipeline") if not np.array_equal(dest[w], memory)]
+                verdict = f"the {' and '.join(wrong)} transfer delivered different memory"
+                conn.sendall((verdict if wrong else "ok").encode().ljust(VERDICT, b" "))
+            except Exception as exc:  # told to the source, which raises it
+                with contextlib.suppress(OSError):
+                    conn.sendall(f"destination failed: {exc!r}"[:VERDICT].encode().ljust(VERDICT))
 
-    with socket.create_server(("127.0.0.1", 0)) as server:
 
-        def destination() -> None:
-            conn, _ = server.accept()
-            with conn:
-                try:
-                    for what in ("plain", "pipeline") if plain_first else ("pipeline", "plain"):
-                        if what == "plain":
-                            _receive_plain(conn, dest_plain)
-                            done["plain"].set()
-                        else:
-                            receive_migration(conn, dest_pipeline)
-                except Exception as exc:  # reported by the source side below
-                    done["error"] = exc
-                    done["plain"].set()
-
-        thread = threading.Thread(target=destination, name="bench-destination")
-        thread.start()
-        with socket.create_connection(("127.0.0.1", server.getsockname()[1])) as sock:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            seconds = {}
-            for what in ("plain", "pipeline") if plain_first else ("pipeline", "plain"):
-                t0 = time.perf_counter()
-                if what == "plain":
-                    _send_plain(sock, memory)
-                    done["plain"].wait()
-                else:
-                    config = MigrationConfig(workers=workers, link_rate=None)
-                    source = MigrationSource(memory, FixedChooser(get_codec("raw")), config)
-                    report = source.migrate(sock)
-                seconds[what] = time.perf_counter() - t0
-        thread.join()
-    if done["error"] is not None or not report.succeeded:
-        raise RuntimeError(f"round failed: {done['error'] or report.error}")
-    for what, got in (("plain transfer", dest_plain), ("pipeline", dest_pipeline)):
-        if not np.array_equal(got, memory):
-            raise RuntimeError(f"the {what} delivered different memory")
+def _round(port: int, memory: np.ndarray, workers: int, plain_first: bool) -> dict:
+    """One connection, both transfers; seconds of each and the pipeline's report."""
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(b"p" if plain_first else b"m")
+        seconds = {}
+        for what in ("plain", "pipeline") if plain_first else ("pipeline", "plain"):
+            t0 = time.perf_counter()
+            if what == "plain":
+                _send_plain(sock, memory)
+                if sock.recv(1) != b"r":
+                    raise RuntimeError("the destination did not confirm the plain transfer")
+            else:
+                config = MigrationConfig(workers=workers, link_rate=None)
+                source = MigrationSource(memory, FixedChooser(get_codec("raw")), config)
+                report = source.migrate(sock)
+            seconds[what] = time.perf_counter() - t0
+        verdict = bytearray(VERDICT)
+        got = 0
+        while got < VERDICT and (n := sock.recv_into(memoryview(verdict)[got:])):
+            got += n
+    verdict = verdict[:got].decode(errors="replace").strip()
+    if verdict != "ok" or not report.succeeded:
+        raise RuntimeError(f"round failed: {report.error or verdict}")
     return {"socket_s": seconds["plain"], "pipeline_s": seconds["pipeline"], "report": report}
 
 
@@ -132,9 +142,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     n_pages = parse_size(args.memory) // PAGE
     memory = _guest(n_pages)
-    dest = {"plain": np.zeros_like(memory), "pipeline": np.zeros_like(memory)}
-    _round(memory, dest, args.workers, True)  # warm-up
-    rounds = [_round(memory, dest, args.workers, r % 2 == 0) for r in range(args.rounds)]
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        # a process of its own, as a destination is: in one process the two ends would
+        # share one interpreter lock, which no migration between hosts does
+        destination = multiprocessing.get_context("fork").Process(
+            target=_destination, args=(server, memory, args.rounds + 1), daemon=True
+        )
+        destination.start()
+        port = server.getsockname()[1]
+        try:
+            _round(port, memory, args.workers, True)  # warm-up
+            rounds = [_round(port, memory, args.workers, r % 2 == 0) for r in range(args.rounds)]
+        finally:
+            destination.join(timeout=60)
+            if destination.is_alive():
+                destination.kill()
     nbytes = memory.nbytes
     last = rounds[-1]["report"]
     result = {
