@@ -13,9 +13,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_the_pipeline_benchmark_verifies_both_transfers_and_prints_its_ratio():
+    command = [sys.executable, str(REPO / "benchmarks" / "pipeline.py")]
     done = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "pipeline.py"), "--memory", "8MiB"]
-        + ["--rounds", "2", "--json"],
+        [*command, "--memory", "8MiB", "--rounds", "2", "--json"],
         capture_output=True,
         text=True,
         timeout=120,

@@ -37,6 +37,7 @@ the shared biases already carry what played arms teach to the others.
 from __future__ import annotations
 
 import math
+from operator import mul, sub
 
 import numpy as np
 
@@ -47,6 +48,16 @@ from migcodec.selector.policies.base import Policy, PolicyError
 
 _MAX_BIAS = math.log(4.0)
 _TIE = 0.98  # predicted rewards within 2% of the best count as tied
+_NAN = math.nan
+
+
+def _fmin(a: float, b: float) -> float:
+    """The lesser of two bounds, skipping a nan one; both nan: unbounded (optimistic)."""
+    if a != a:
+        return math.inf if b != b else b
+    if b != b:
+        return a
+    return a if a < b else b
 
 
 def _clip(bias: float) -> float:
@@ -74,31 +85,30 @@ class Predictive(Policy):
         self.optimism = optimism
 
     def _reset(self) -> None:
+        # Per-arm state is kept in Python lists: a decision reads and writes a handful of
+        # numbers per arm, which plain floats do in a fraction of numpy's per-call cost
         k = self.n_arms
         self.played = [0] * k  # windows that taught each arm's bias
-        self.boost = np.full(k, self.optimism)  # optimism for arms whose bias is unknown
-        self.ratio_bias = np.zeros(k)  # log(actual ratio / predicted ratio), per arm
-        self.rate_bias = np.zeros(k)
+        self.boost = [self.optimism] * k  # optimism for arms whose bias is unknown
+        self.ratio_bias = [0.0] * k  # log(actual ratio / predicted ratio), per arm
+        self.rate_bias = [0.0] * k
         self.shared_ratio_bias = 0.0  # the part every compressing arm shares (sample size)
         self.shared_rate_bias = 0.0  # the part every probed arm shares (a lone call's speed)
-        self.compressing = np.array(
-            [kind not in (CodecKind.DELTA, CodecKind.RAW) for kind in self.kinds]
-        )
-        self._compressing_f = self.compressing.astype(float)
-        self.recent_ratio = np.full(k, np.nan)  # observed when played
-        self.nz_cost = np.full(k, np.nan)  # busy seconds per non-zero guest byte, when played
+        self.compressing = [kind not in (CodecKind.DELTA, CodecKind.RAW) for kind in self.kinds]
+        self.recent_ratio = [_NAN] * k  # observed when played
+        self.nz_cost = [_NAN] * k  # busy seconds per non-zero guest byte, when played
         self.clock = getattr(self.objective, "clock", "cpu")
-        self.last_ratio = np.full(k, np.nan)  # last probe results, reused while stable
-        self.last_rate = np.full(k, np.nan)
-        self.last_context: np.ndarray | None = None
+        self.last_ratio = [_NAN] * k  # last probe results, reused while stable
+        self.last_rate = [_NAN] * k
+        self.last_context: list[float] | None = None
         self.age = 0
         self.since_full = 0
         self._confirm = False  # probing a second window in a row after the content changed
         self._changed = False
         self.raw_arm = self.kinds.index(CodecKind.RAW) if CodecKind.RAW in self.kinds else -1
         self._mask: np.ndarray | None = None
-        self._rate_missing = np.ones(k, dtype=bool)
-        self._ratio_missing = np.ones(k, dtype=bool)
+        self._rate_missing = [True] * k
+        self._ratio_missing = [True] * k
         self._any_missing = True
         self._refresh_factors()
 
@@ -109,107 +119,127 @@ class Predictive(Policy):
 
     def select_probes(self, features: WindowFeatures) -> np.ndarray:
         """Arms to probe for this window, given its cheap features."""
-        same = (
-            self.last_context is not None
-            and float(np.abs(features.context - self.last_context).max()) <= self.tolerance
-        )
+        context = features.context.tolist()
+        last = self.last_context
+        same = last is not None and max(map(abs, map(sub, context, last))) <= self.tolerance
         self._confirm = same and self.age == 0 and self._changed
         self._changed = not same
         if same and self.age < self.refresh and not self._confirm:
             return np.zeros(self.n_arms, dtype=bool)
-        mask = np.ones(self.n_arms, dtype=bool)
+        mask = [True] * self.n_arms
         objective = self.objective
         self.since_full += 1
         if self.since_full >= 4 * self.refresh:  # now and then every arm, so an arm judged
             self.since_full = 0  # hopeless on old content is seen again on new content
-            return mask
+            return np.array(mask)
         if isinstance(objective, Throughput) and self.raw_arm >= 0:
             rate = self._rate_estimate(features)
-            zero = features.context[1]
-            raw_ratio = 1.0 / max(1.0 - zero, 1e-3)
-            raw_reward = min(objective.workers * rate[self.raw_arm], objective.link * raw_ratio)
-            hopeless = objective.workers * rate < raw_reward
+            raw_ratio = 1.0 / max(1.0 - context[1], 1e-3)
+            workers = objective.workers
+            raw_reward = min(workers * rate[self.raw_arm], objective.link * raw_ratio)
             # a delta arm's speed depends on how pages changed, not on past windows
-            mask &= ~(hopeless & np.isfinite(rate) & self.compressing)
+            mask = [
+                not (workers * r < raw_reward and r < math.inf and compressing)
+                for r, compressing in zip(rate, self.compressing, strict=True)
+            ]
         if self.raw_arm >= 0:
             mask[self.raw_arm] = True  # cheap, and zero pages change its ratio
-        return mask
+        return np.array(mask)
 
     @staticmethod
     def _nonzero(features: WindowFeatures | None) -> float:
         """Share of the window's pages that cost encoding work (zero pages are markers)."""
         return 1.0 if features is None else max(1.0 - float(features.context[1]), 1 / 64)
 
-    def _recent_rate(self, features: WindowFeatures | None) -> np.ndarray:
+    def _recent_rate(self, features: WindowFeatures | None) -> list[float]:
         """Rates from what playing each arm cost per non-zero byte: a delta arm's speed on a
         zero-fill phase says nothing about a phase of changed pages, its cost per non-zero
         page does."""
-        return 1.0 / (self.nz_cost * self._nonzero(features))
+        nonzero = self._nonzero(features)
+        return [1.0 / (c * nonzero) if c else math.inf for c in self.nz_cost]
 
-    def _rate_estimate(self, features: WindowFeatures | None = None) -> np.ndarray:
-        known = np.where(np.isfinite(self.nz_cost), self._recent_rate(features), self.last_rate)
-        return np.where(np.isfinite(known), known, np.inf)
+    def _rate_estimate(self, features: WindowFeatures | None = None) -> list[float]:
+        """Each arm's rate as last known (played, else probed); unknown: unbounded."""
+        recent = self._recent_rate(features)
+        known = [
+            r if math.isfinite(c) else p
+            for r, c, p in zip(recent, self.nz_cost, self.last_rate, strict=True)
+        ]
+        return [math.inf if r != r else r for r in known]
 
     # -- decision --------------------------------------------------------------------
     def choose(self, features: WindowFeatures | None = None) -> int:
         if features is None or features.predicted_ratio is None:
             self._mask = None
-            return self._best(self.recent_ratio.copy(), self._recent_rate(features))
+            return self._best(list(self.recent_ratio), self._recent_rate(features))
         mask = self._mask if self._mask is not None else self.select_probes(features)
         self._mask = None
         if mask.any():
-            if self._confirm:  # the second look at new content: average out a probe's noise
-                mask = mask & ~np.isnan(features.predicted_rate)
-                both = mask & ~np.isnan(self.last_rate)
-                np.copyto(
-                    self.last_rate, 0.5 * (self.last_rate + features.predicted_rate), where=both
-                )
-                mask = mask & ~both
-            np.copyto(self.last_ratio, features.predicted_ratio, where=mask)
-            np.copyto(self.last_rate, features.predicted_rate, where=mask)
-            self.last_context = features.context
+            take = mask.tolist()
+            probe_ratio = features.predicted_ratio.tolist()
+            probe_rate = features.predicted_rate.tolist()
+            last_ratio, last_rate = self.last_ratio, self.last_rate
+            for a, probed in enumerate(take):
+                if not probed:
+                    continue
+                if self._confirm:  # the second look at new content: average a probe's noise
+                    if probe_rate[a] != probe_rate[a]:
+                        continue
+                    if last_rate[a] == last_rate[a]:
+                        last_rate[a] = 0.5 * (last_rate[a] + probe_rate[a])
+                        continue
+                last_ratio[a] = probe_ratio[a]
+                last_rate[a] = probe_rate[a]
+            self.last_context = features.context.tolist()
             self.age = 0
             # arms no probe has covered (a delta arm without previous pages, say)
-            self._rate_missing = np.isnan(self.last_rate)
-            self._ratio_missing = np.isnan(self.last_ratio)
-            self._any_missing = bool(self._rate_missing.any() or self._ratio_missing.any())
+            self._rate_missing = [r != r for r in last_rate]
+            self._ratio_missing = [r != r for r in last_ratio]
+            self._any_missing = any(self._rate_missing) or any(self._ratio_missing)
         else:
             self.age += 1
-        ratio = self.last_ratio * self._ratio_factor
-        rate = self.last_rate * self._rate_factor
+        ratio = list(map(mul, self.last_ratio, self._ratio_factor))
+        rate = list(map(mul, self.last_rate, self._rate_factor))
         if self._any_missing:  # fall back on what playing them taught
-            gap = self._rate_missing
-            rate[gap] = self._recent_rate(features)[gap]
-            gap = self._ratio_missing
-            ratio[gap] = self.recent_ratio[gap]
+            recent = self._recent_rate(features)
+            rate = [
+                n if gap else r for r, n, gap in zip(rate, recent, self._rate_missing, strict=True)
+            ]
+            ratio = [
+                n if gap else r
+                for r, n, gap in zip(ratio, self.recent_ratio, self._ratio_missing, strict=True)
+            ]
         return self._best(ratio, rate)
 
-    def _best(self, ratio: np.ndarray, rate: np.ndarray) -> int:
+    def _best(self, ratio: list[float], rate: list[float]) -> int:
         """The arm with the best predicted reward; an arm with nothing known is tried
         optimistically, which is how it becomes known."""
         objective = self.objective
-        if isinstance(objective, Throughput):  # the common case, in a few numpy calls:
-            # fmin skips a nan bound (an unknown rate or ratio: optimistic)
-            best = np.fmin(objective.workers * rate, objective.link * ratio)
+        if isinstance(objective, Throughput):  # the common case, on plain floats
+            workers, link = objective.workers, objective.link
+            # the lesser bound; a nan bound (an unknown rate or ratio) is skipped, and an
+            # arm with both unknown is optimistic, so that it becomes known
+            best = [_fmin(workers * r, link * q) for r, q in zip(rate, ratio, strict=True)]
             if self.optimism != 1.0:
-                best *= self.boost
-            most = best.max()
-            if most != most:  # a nan: nothing known about an arm, optimistic so it becomes known
-                best[np.isnan(best)] = np.inf
-                most = np.inf
-            top = best >= _TIE * most
-            if np.count_nonzero(top) < 2:
-                return int(best.argmax())
+                best = list(map(mul, best, self.boost))
+            most = max(best)
+            top = [b >= _TIE * most for b in best]
+            if top.count(True) < 2:
+                return best.index(most)
             # near-ties (typically several arms at the link bound) go to the arm with the
             # most CPU to spare: it is least hurt if its predicted speed is off
-            return int(np.where(top, np.nan_to_num(rate, nan=0.0), -1.0).argmax())
+            spare = [(0.0 if r != r else r) if t else -1.0 for r, t in zip(rate, top, strict=True)]
+            return spare.index(max(spare))
+        ratio = np.array(ratio)
+        rate = np.array(rate)
         ratio[np.isnan(ratio)] = np.inf
         rate[np.isnan(rate)] = np.inf
         with np.errstate(divide="ignore"):
             ones = np.ones(self.n_arms)
             predicted = objective.reward_arrays(ones, ones / ratio, ones / rate, ones / rate)
         # costs are negative: optimism divides them
-        predicted = np.where(predicted > 0, predicted * self.boost, predicted / self.boost)
+        boost = np.array(self.boost)
+        predicted = np.where(predicted > 0, predicted * boost, predicted / boost)
         return int(predicted.argmax())
 
     def update(self, arm, reward, features=None, outcome: Outcome | None = None) -> None:
@@ -256,5 +286,9 @@ class Predictive(Policy):
 
     def _refresh_factors(self) -> None:
         """Multipliers applied to probe predictions, kept ready for the next decision."""
-        self._ratio_factor = np.exp(self.ratio_bias + self._compressing_f * self.shared_ratio_bias)
-        self._rate_factor = np.exp(self.rate_bias + self.shared_rate_bias)
+        shared_ratio, shared_rate = self.shared_ratio_bias, self.shared_rate_bias
+        self._ratio_factor = [
+            math.exp(bias + shared_ratio) if compressing else math.exp(bias)
+            for bias, compressing in zip(self.ratio_bias, self.compressing, strict=True)
+        ]
+        self._rate_factor = [math.exp(bias + shared_rate) for bias in self.rate_bias]
