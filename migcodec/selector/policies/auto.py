@@ -75,6 +75,7 @@ _CPU_DRIFT_VAR = 0.01
 #: three-point Gauss-Hermite rule (probabilists') over the log factor
 _CPU_NODES = (0.0, -math.sqrt(3.0), math.sqrt(3.0))
 _CPU_WEIGHTS = (2.0 / 3.0, 1.0 / 6.0, 1.0 / 6.0)
+_CHEAPEST = min(_CPU_NODES)
 #: a neutral cost model for arms without a calibration (learnt from plays from then on)
 _NEUTRAL = ArmCost(20e-6, 0.0, [5e-6] * len(KNOTS))
 _LOG_KNOTS = np.log(np.array(KNOTS))
@@ -608,6 +609,10 @@ class Auto(Policy):
                 if a == arm or (self.is_delta[a] and not held):
                     continue
                 sd = self._cpu_arm_var[a] ** 0.5
+                # the loss grows with CPU time: out of reach at its cheapest node, an arm
+                # has nothing to save (most arms, most windows), so the rest is not priced
+                if self._scalar_loss(guest, out[a], cpu[a] * math.exp(sd * _CHEAPEST)) >= best:
+                    continue
                 trial = [
                     self._scalar_loss(guest, out[a], cpu[a] * math.exp(sd * z)) for z in _CPU_NODES
                 ]
