@@ -254,7 +254,10 @@ def test_a_grid_is_checked_before_any_table_is_measured(tmp_path, capsys):
     assert "drop --policies and --plot" in capsys.readouterr().err
     grid.write_text(json.dumps({"policy": "auto", "params": {"nope": [1]}}))
     assert main(["evaluate", trace, "--grid", str(grid)]) == 2
-    assert "bad config" in capsys.readouterr().err
+    assert capsys.readouterr().err == (
+        "migcodec evaluate: policy 'auto' has no parameter 'nope'; it takes: drift, change, "
+        "arm_drift, probe_noise, value, learn, upkeep, negligible, batch_pages\n"
+    )
     assert not list(TRACES[0].glob("selector-table-*"))  # nothing was measured
 
 

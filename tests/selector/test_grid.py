@@ -24,7 +24,7 @@ def test_a_grid_is_every_combination_and_bad_values_are_refused_up_front():
     ]
     with pytest.raises(PolicyError, match="non-empty list"):
         grid_configs({"policy": "d-ucb", "params": {"gamma": 0.9}})
-    with pytest.raises(PolicyError, match="bad config"):
+    with pytest.raises(PolicyError, match=r"^policy 'd-ucb' has no parameter 'nope'; it takes: "):
         grid_configs({"policy": "d-ucb", "params": {"nope": [1]}})
 
 

@@ -125,6 +125,28 @@ def test_policy_errors_say_what_to_fix():
         LinearRLS().bind(2).choose(None)
 
 
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        # a colon where a comma belongs: the rest of the spec is one string value
+        ("auto:upkeep=0:value=8", "policy 'auto': upkeep must be a number, got '0:value=8'"),
+        ("ucb1:c=fast", "policy 'ucb1': c must be a number, got 'fast'"),
+        ("fixed:arm=true", "policy 'fixed': arm must be a number, got True"),
+        ("sgd:background=1", "policy 'sgd': background must be true or false, got 1"),
+        (
+            "epsilon-greedy:epsilom=0.1",
+            "policy 'epsilon-greedy' has no parameter 'epsilom'; it takes: epsilon, step, seed",
+        ),
+    ],
+)
+def test_a_parameter_of_the_wrong_kind_or_name_is_refused_by_name(spec, message):
+    """Without the check, ``c='fast'`` was accepted and failed mid-evaluation, and a word
+    where a number belongs failed with Python's comparison error."""
+    with pytest.raises(PolicyError) as info:
+        parse_policy(spec)
+    assert str(info.value) == message
+
+
 def test_arm_and_policy_specs_share_one_parser_and_its_errors():
     from migcodec.selector.arms import ArmError, parse_arm
 

@@ -161,10 +161,31 @@ def policy_from_config(config: dict[str, Any] | str) -> Policy:
     name = params.pop("name", None)
     if name not in POLICIES:
         raise PolicyError(f"unknown policy {name!r}; known: {', '.join(sorted(POLICIES))}")
+    _check_params(name, params)
     try:
         return POLICIES[name](**params)
     except TypeError as exc:
         raise PolicyError(f"bad config for policy {name!r}: {exc}") from exc
+
+
+def _check_params(name: str, params: dict[str, Any]) -> None:
+    """Refuse a parameter the policy does not take, or of another kind than its default
+    (a number, a flag), naming it: otherwise a typo or a word where a number belongs
+    fails later inside the policy's arithmetic, with a message about neither."""
+    signature = inspect.signature(POLICIES[name].__init__).parameters
+    takes = {k: p.default for k, p in signature.items() if k != "self"}
+    for key, value in params.items():
+        if key not in takes:
+            known = ", ".join(takes) or "none"
+            raise PolicyError(f"policy {name!r} has no parameter {key!r}; it takes: {known}")
+        default = takes[key]
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise PolicyError(f"policy {name!r}: {key} must be true or false, got {value!r}")
+        elif isinstance(default, int | float) and (
+            isinstance(value, bool) or not isinstance(value, int | float)
+        ):
+            raise PolicyError(f"policy {name!r}: {key} must be a number, got {value!r}")
 
 
 def parse_policy(text: str) -> Policy:
