@@ -8,20 +8,29 @@ import time
 
 from migcodec.wire.io import send_all_parts
 
+#: the bucket when the socket does not say what it buffers
+DEFAULT_BURST = 256 * 1024
+
 
 class PacedSocket:
     """Writes whole frames (``write_parts``, which the wire's sink prefers) to a socket,
     limited to ``rate`` bytes/s by a token bucket.
 
-    The bucket holds at most ``burst`` bytes, so short bursts go at line speed and the
+    The bucket is what a network interface drains while the sender is away: the socket's
+    send buffer (``SO_SNDBUF``) unless ``burst`` says otherwise. A sender that pauses (a
+    thread switch, a chooser reading a window) finds on its return the room the wire made
+    meanwhile, as it would on a real link, where the kernel keeps the interface busy from
+    that buffer; a bucket much smaller than the buffer would idle the emulated link on any
+    pause longer than it lasts (256 KiB is 2 ms at 1 Gbit/s), which no real link does. The
+    bucket starts empty: the first bytes take as long to cross as any others, and the
     long-run average never exceeds the rate. ``None`` means unlimited.
     """
 
-    def __init__(self, sock: socket.socket, rate: float | None, burst: int = 256 * 1024):
+    def __init__(self, sock: socket.socket, rate: float | None, burst: int | None = None):
         self.sock = sock
         self.rate = rate
-        self.burst = burst
-        self._tokens = float(burst)
+        self.burst = _send_buffer(sock) if burst is None else burst
+        self._tokens = 0.0
         self._stamp = time.perf_counter()
         self._lock = threading.Lock()
 
@@ -43,3 +52,12 @@ class PacedSocket:
 
     def flush(self) -> None:
         """Nothing is buffered here; present so the wire writer can flush any sink."""
+
+
+def _send_buffer(sock: socket.socket) -> int:
+    """The bytes the kernel may queue on ``sock`` for the wire (its ``SO_SNDBUF``)."""
+    try:
+        size = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+    except (OSError, AttributeError):  # not a socket the kernel buffers (a test double)
+        return DEFAULT_BURST
+    return max(int(size), DEFAULT_BURST)

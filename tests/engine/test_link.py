@@ -1,0 +1,70 @@
+"""The emulated link: a token bucket the size of the socket's send buffer, starting empty.
+
+Timed on a fake clock: the test asserts what the bucket asks the sender to wait, not how
+fast a machine runs it."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from migcodec.engine import link as link_module
+from migcodec.engine.link import DEFAULT_BURST, PacedSocket
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.slept: list[float] = []
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+class _Sink:
+    """Takes whatever is sent (``send_all_parts`` calls ``sendmsg``)."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+
+    def sendmsg(self, buffers) -> int:
+        n = sum(memoryview(b).nbytes for b in buffers)
+        self.sent += n
+        return n
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    fake = _Clock()
+    monkeypatch.setattr(link_module.time, "perf_counter", fake.perf_counter)
+    monkeypatch.setattr(link_module.time, "sleep", fake.sleep)
+    return fake
+
+
+def test_the_bucket_is_the_sockets_send_buffer():
+    left, right = socket.socketpair()
+    with left, right:
+        left.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+        buffered = left.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        assert PacedSocket(left, 1e6).burst == max(buffered, DEFAULT_BURST)
+        assert PacedSocket(left, 1e6, burst=4096).burst == 4096
+    assert PacedSocket(_Sink(), 1e6).burst == DEFAULT_BURST  # no SO_SNDBUF to read
+
+
+def test_the_first_bytes_wait_for_the_wire_and_a_pause_is_made_up_to_the_bucket(clock):
+    sink = _Sink()
+    link = PacedSocket(sink, rate=1e6, burst=300_000)
+    link.write_parts([bytes(100_000)])
+    assert clock.slept == [pytest.approx(0.1)]  # empty at start: no head start
+    clock.now += 0.25  # the sender is away: the wire drains 250 kB meanwhile
+    link.write_parts([bytes(200_000)])
+    assert clock.slept == [pytest.approx(0.1)]  # sent without waiting
+    clock.now += 10.0  # a long pause: the room is the bucket's, no more
+    link.write_parts([bytes(500_000)])
+    assert clock.slept[1:] == [pytest.approx(0.2)]  # 500 kB, 300 kB of room
+    assert sink.sent == 800_000
