@@ -219,11 +219,11 @@ class FrameReader:
         )
         body = memoryview(self._body)[:body_len]
         landed = None
+        prefix = fmt.RUN.size + page_count  # a one-run frame's run and modes
         if memory is not None and ftype == fmt.FrameType.DATA and run_count == 1:
-            landed = self._fill_in_place(body, memory, index, page_count, payload_len)
+            landed = self._fill_in_place(body, prefix, memory, index, payload_len)
         else:
             self._fill(body, index)
-        prefix = fmt.RUN.size + page_count  # a one-run frame's run and modes
         parts = [header[:16], body] if landed is None else [header[:16], body[:prefix], landed]
         if checksum(parts, seed=index) != expected:
             raise ChecksumMismatch(
@@ -254,30 +254,28 @@ class FrameReader:
         return frame
 
     def _fill_in_place(
-        self, body: memoryview, memory: np.ndarray, index: int, pages: int, payload_len: int
+        self, body: memoryview, prefix: int, memory: np.ndarray, index: int, payload_len: int
     ) -> memoryview | None:
-        """Read a one-run data frame's body: its run and modes into the frame buffer, then,
-        when the run lies in memory and every page is ``RAW``, its payload into the pages
-        the run names (returned, for the checksum); otherwise into the frame buffer (and
-        ``None``). Nothing here is verified yet: a run that fails these checks is read the
-        usual way, so that the checksum, not the run, reports a damaged frame."""
-        prefix = fmt.RUN.size + pages
-        read = (0, len(body))
-        self._fill(body[:prefix], index, read=read)
-        read = (prefix, len(body))
+        """Read a one-run data frame's body: its run and modes (the first ``prefix`` bytes)
+        into the frame buffer, then, when the run lies in memory and every page is ``RAW``,
+        its payload into the pages the run names (returned, for the checksum); otherwise
+        into the frame buffer (and ``None``). Nothing here is verified yet: a run that
+        fails these checks is read the usual way, so that the checksum, not the run,
+        reports a damaged frame."""
+        self._fill(body[:prefix], index, read=(0, len(body)))
         first, count = fmt.RUN.unpack_from(body)
-        page_size = self.page_size
+        pages = prefix - fmt.RUN.size
         if (
             count == pages
             and first + count <= self.memory_pages
-            and payload_len == pages * page_size
+            and payload_len == pages * self.page_size
             and bytes(body[fmt.RUN.size : prefix]).count(_RAW_BYTE) == pages
         ):
             landed = memoryview(memory[first : first + count].reshape(-1))
-            self._fill(landed, index, read=read)
-            return landed
-        self._fill(body[prefix:], index, read=read)
-        return None
+        else:
+            landed = None
+        self._fill(body[prefix:] if landed is None else landed, index, read=(prefix, len(body)))
+        return landed
 
     def _check_header(
         self, index, start, ftype, codec_id, flags, run_count, page_count, payload_len

@@ -611,10 +611,14 @@ class Auto(Policy):
                 sd = self._cpu_arm_var[a] ** 0.5
                 # the loss grows with CPU time: out of reach at its cheapest node, an arm
                 # has nothing to save (most arms, most windows), so the rest is not priced
-                if self._scalar_loss(guest, out[a], cpu[a] * math.exp(sd * _CHEAPEST)) >= best:
+                cheapest = self._scalar_loss(guest, out[a], cpu[a] * math.exp(sd * _CHEAPEST))
+                if cheapest >= best:
                     continue
                 trial = [
-                    self._scalar_loss(guest, out[a], cpu[a] * math.exp(sd * z)) for z in _CPU_NODES
+                    cheapest
+                    if z == _CHEAPEST
+                    else self._scalar_loss(guest, out[a], cpu[a] * math.exp(sd * z))
+                    for z in _CPU_NODES
                 ]
                 weighted = list(zip(_CPU_WEIGHTS, trial, strict=True))
                 saves = sum(w * (best - t) for w, t in weighted if t < best)
