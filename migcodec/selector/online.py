@@ -12,6 +12,7 @@ probes must pay for its probes (``benchmarks/selector.py`` measures both).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -101,10 +102,21 @@ class Selector:
         )
         self.extractor = FeatureExtractor(self.codecs, sample_pages=sample_pages)
         self.windows = 0
-        #: recent ratio and encode rate (guest bytes per busy second) per arm, moving
-        #: averages over the windows each arm was played: free features for any policy
-        self.recent_ratio = np.full(len(self.arms), np.nan)
-        self.recent_rate = np.full(len(self.arms), np.nan)
+        # recent ratio and encode rate per arm (see the properties), kept as floats: each
+        # window updates one of each, which plain floats do for a fraction of numpy's cost
+        self._recent_ratio = [math.nan] * len(self.arms)
+        self._recent_rate = [math.nan] * len(self.arms)
+
+    @property
+    def recent_ratio(self) -> np.ndarray:
+        """Each arm's compression ratio, a moving average over the windows it was played
+        (nan: never played): a free feature for any policy."""
+        return np.array(self._recent_ratio)
+
+    @property
+    def recent_rate(self) -> np.ndarray:
+        """Each arm's encode rate, guest bytes per busy second, as :attr:`recent_ratio`."""
+        return np.array(self._recent_rate)
 
     def features(
         self,
@@ -158,12 +170,11 @@ class Selector:
         busy = outcome.busy_s(self._clock)
         if outcome.input_bytes <= 0 or busy <= 0:
             return
-        for stat, value in (
-            (self.recent_ratio, outcome.ratio),
-            (self.recent_rate, outcome.input_bytes / busy),
-        ):
-            old = float(stat[arm])  # a Python float: numpy scalars' arithmetic costs more
-            stat[arm] = value if old != old else old + step * (value - old)  # nan: first
+        ratio, rate = outcome.ratio, outcome.input_bytes / busy
+        old = self._recent_ratio[arm]
+        self._recent_ratio[arm] = ratio if old != old else old + step * (ratio - old)  # nan: first
+        old = self._recent_rate[arm]
+        self._recent_rate[arm] = rate if old != old else old + step * (rate - old)
 
     def timed_step(self, features: WindowFeatures | None, outcome: Outcome) -> float:
         """One decision plus update on precomputed features; returns its seconds (benchmark)."""

@@ -51,15 +51,6 @@ _TIE = 0.98  # predicted rewards within 2% of the best count as tied
 _NAN = math.nan
 
 
-def _fmin(a: float, b: float) -> float:
-    """The lesser of two bounds, skipping a nan one; both nan: unbounded (optimistic)."""
-    if a != a:
-        return math.inf if b != b else b
-    if b != b:
-        return a
-    return a if a < b else b
-
-
 def _clip(bias: float) -> float:
     return -_MAX_BIAS if bias < -_MAX_BIAS else _MAX_BIAS if bias > _MAX_BIAS else bias
 
@@ -171,11 +162,11 @@ class Predictive(Policy):
     def choose(self, features: WindowFeatures | None = None) -> int:
         if features is None or features.predicted_ratio is None:
             self._mask = None
-            return self._best(list(self.recent_ratio), self._recent_rate(features))
+            return self._best(self.recent_ratio, self._recent_rate(features))
         mask = self._mask if self._mask is not None else self.select_probes(features)
         self._mask = None
-        if mask.any():
-            take = mask.tolist()
+        take = mask.tolist()  # a list's search costs a fraction of numpy's any()
+        if True in take:
             probe_ratio = features.predicted_ratio.tolist()
             probe_rate = features.predicted_rate.tolist()
             last_ratio, last_rate = self.last_ratio, self.last_rate
@@ -198,8 +189,9 @@ class Predictive(Policy):
             self._any_missing = any(self._rate_missing) or any(self._ratio_missing)
         else:
             self.age += 1
-        ratio = list(map(mul, self.last_ratio, self._ratio_factor))
-        rate = list(map(mul, self.last_rate, self._rate_factor))
+        ratio_factor, rate_factor = self._factors()
+        ratio = list(map(mul, self.last_ratio, ratio_factor))
+        rate = list(map(mul, self.last_rate, rate_factor))
         if self._any_missing:  # fall back on what playing them taught
             recent = self._recent_rate(features)
             rate = [
@@ -219,13 +211,21 @@ class Predictive(Policy):
             workers, link = objective.workers, objective.link
             # the lesser bound; a nan bound (an unknown rate or ratio) is skipped, and an
             # arm with both unknown is optimistic, so that it becomes known
-            best = [_fmin(workers * r, link * q) for r, q in zip(rate, ratio, strict=True)]
+            best = []
+            for r, q in zip(rate, ratio, strict=True):
+                bound, by_link = workers * r, link * q
+                if bound != bound:  # nan: the link's bound, or unbounded if that is nan too
+                    bound = by_link if by_link == by_link else math.inf
+                elif by_link < bound:  # False for a nan link bound: skipped
+                    bound = by_link
+                best.append(bound)
             if self.optimism != 1.0:
                 best = list(map(mul, best, self.boost))
             most = max(best)
-            top = [b >= _TIE * most for b in best]
-            if top.count(True) < 2:
+            tied = _TIE * most
+            if len(best) < 2 or sorted(best)[-2] < tied:  # one arm ahead of the others
                 return best.index(most)
+            top = [b >= tied for b in best]
             # near-ties (typically several arms at the link bound) go to the arm with the
             # most CPU to spare: it is least hurt if its predicted speed is off
             spare = [(0.0 if r != r else r) if t else -1.0 for r, t in zip(rate, top, strict=True)]
@@ -254,41 +254,53 @@ class Predictive(Policy):
         busy = outcome.busy_s(self.clock)
         rate = outcome.input_bytes / busy if busy > 0 else math.inf
         cost = busy / (outcome.input_bytes * self._nonzero(features))
-        old = float(self.recent_ratio[arm])
-        self.recent_ratio[arm] = ratio if math.isnan(old) else old + step * (ratio - old)
-        old = float(self.nz_cost[arm])
-        self.nz_cost[arm] = cost if math.isnan(old) else old + step * (cost - old)
-        probe_ratio, probe_rate = float(self.last_ratio[arm]), float(self.last_rate[arm])
+        old = self.recent_ratio[arm]
+        self.recent_ratio[arm] = ratio if old != old else old + step * (ratio - old)
+        old = self.nz_cost[arm]
+        self.nz_cost[arm] = cost if old != old else old + step * (cost - old)
+        probe_ratio, probe_rate = self.last_ratio[arm], self.last_rate[arm]
         if self.played[arm] == 0:
             step = 1.0  # the first outcome replaces the prior of no bias outright
             self.boost[arm] = 1.0
         self.played[arm] += 1
-        if math.isfinite(probe_ratio) and probe_ratio > 0 and math.isfinite(ratio):
-            compressing = bool(self.compressing[arm])
-            shared = self.shared_ratio_bias if compressing else 0.0
-            error = math.log(ratio / probe_ratio) - float(self.ratio_bias[arm]) - shared
+        # the bias of one arm and the shared one, as floats (the lists hold only floats)
+        ratio_bias, rate_bias = self.ratio_bias[arm], self.rate_bias[arm]
+        shared_ratio, shared_rate = self.shared_ratio_bias, self.shared_rate_bias
+        compressing = self.compressing[arm]
+        if 0.0 < probe_ratio < math.inf and ratio < math.inf:  # False for nan
+            error = (
+                math.log(ratio / probe_ratio) - ratio_bias - (shared_ratio if compressing else 0.0)
+            )
             if compressing:  # split the error: what one compressor's sample misses,
-                self.shared_ratio_bias += step * error / 2  # the others' likely miss too
-                error /= 2
-            self.ratio_bias[arm] += step * error
-        if math.isfinite(probe_rate) and probe_rate > 0 and math.isfinite(rate):
+                shared_ratio = _clip(shared_ratio + step * error / 2)  # the others' likely
+                error /= 2  # miss too
+            ratio_bias = _clip(ratio_bias + step * error)
+        if 0.0 < probe_rate < math.inf and rate < math.inf:
             # split as for ratios: a probe, one call on a few pages between other work, runs
             # slower than a stream of batches for every arm alike
-            error = math.log(rate / probe_rate) - float(self.rate_bias[arm]) - self.shared_rate_bias
-            self.shared_rate_bias += step * error / 2
-            self.rate_bias[arm] += step * error / 2
+            error = math.log(rate / probe_rate) - rate_bias - shared_rate
+            shared_rate = _clip(shared_rate + step * error / 2)
+            rate_bias = _clip(rate_bias + step * error / 2)
         # a probe more than 4x off is an outlier window, not a bias to carry to the next
-        self.ratio_bias[arm] = _clip(float(self.ratio_bias[arm]))
-        self.rate_bias[arm] = _clip(float(self.rate_bias[arm]))
-        self.shared_ratio_bias = _clip(self.shared_ratio_bias)
-        self.shared_rate_bias = _clip(self.shared_rate_bias)
+        # (clipped above: each bias only moves there)
+        self.ratio_bias[arm], self.rate_bias[arm] = ratio_bias, rate_bias
+        self.shared_ratio_bias, self.shared_rate_bias = shared_ratio, shared_rate
         self._refresh_factors()
 
     def _refresh_factors(self) -> None:
-        """Multipliers applied to probe predictions, kept ready for the next decision."""
-        shared_ratio, shared_rate = self.shared_ratio_bias, self.shared_rate_bias
-        self._ratio_factor = [
-            math.exp(bias + shared_ratio) if compressing else math.exp(bias)
-            for bias, compressing in zip(self.ratio_bias, self.compressing, strict=True)
-        ]
-        self._rate_factor = [math.exp(bias + shared_rate) for bias in self.rate_bias]
+        """Mark the multipliers applied to probe predictions stale: they are rebuilt by
+        :meth:`_factors` when a decision next reads probes (a window decided on what
+        playing the arms taught reads none, and most updates are followed by one)."""
+        self._stale_factors = True
+
+    def _factors(self) -> tuple[list[float], list[float]]:
+        """Multipliers applied to probe predictions, per arm: ratio and rate."""
+        if self._stale_factors:
+            shared_ratio, shared_rate = self.shared_ratio_bias, self.shared_rate_bias
+            self._ratio_factor = [
+                math.exp(bias + shared_ratio) if compressing else math.exp(bias)
+                for bias, compressing in zip(self.ratio_bias, self.compressing, strict=True)
+            ]
+            self._rate_factor = [math.exp(bias + shared_rate) for bias in self.rate_bias]
+            self._stale_factors = False
+        return self._ratio_factor, self._rate_factor
