@@ -87,7 +87,7 @@ _GRID_SCALE = _GRID_STEPS / float(_LOG_KNOTS[-1])
 
 def _argmin(values: list[float]) -> int:
     """The first index of the smallest value (as ``np.argmin``), on a short list."""
-    return min(range(len(values)), key=values.__getitem__)
+    return values.index(min(values))
 
 
 class RatioFilter:
@@ -227,7 +227,7 @@ class Auto(Policy):
         self._cost_rows = self._cost_grid.tolist()
         self._fixed_rows = list(zip(self._per_call.tolist(), self._per_zero.tolist(), strict=True))
         self._grid_rows = np.arange(k) * (_GRID_STEPS + 1)
-        self.delta_bias = np.zeros(k)  # log(actual / estimated) payload of delta arms
+        self.delta_bias = [0.0] * k  # log(actual / estimated) payload of delta arms
         self.cpu_shared = 0.0  # log(actual / modelled) CPU, the part all arms share
         self.cpu_arm = [0.0] * k  # and each arm's own
         self._cpu_plays = [0] * k  # windows each arm's CPU was learnt from
@@ -246,6 +246,8 @@ class Auto(Policy):
         # compressor look slow
         self._cpu_var = _CPU_PRIOR_VAR[self._clock]
         self._cpu_arm_var = np.where(self.is_delta, _CPU_DELTA_ARM_VAR, _CPU_ARM_VAR).tolist()
+        # each arm's own factor at the cheapest node of its prior (see _pick), kept with it
+        self._cheapest_scale = [math.exp(v**0.5 * _CHEAPEST) for v in self._cpu_arm_var]
         self._cpu_scales: tuple[float, ...] | None = self._factor_scales()
         self._fast = isinstance(self.objective, Throughput)
         if self._fast:
@@ -385,7 +387,7 @@ class Auto(Policy):
             slot = self._slot.get(fallback)
             if slot is not None:
                 x = self.ratios.x
-                through = min(max(float(x[0] + x[2 + slot]), 0.0), self._log_page)
+                through = min(max(x.item(0) + x.item(2 + slot), 0.0), self._log_page)
             each = (each - (1.0 - held) * page_size * math.exp(-through)) / max(held, 1e-9)
         return self._delta_page_cost(arm, held, self._log_ratio(each), through)
 
@@ -605,15 +607,22 @@ class Auto(Policy):
             best = loss[arm]
             horizon = max(self._played, 1)
             held = self._mostly_held(f)
+            point = self._fast and self._cpu_scales is None
+            if point:
+                workers, link = self.objective.workers, self.objective.link
             for a in self._untried:
                 if a == arm or (self.is_delta[a] and not held):
                     continue
-                sd = self._cpu_arm_var[a] ** 0.5
                 # the loss grows with CPU time: out of reach at its cheapest node, an arm
                 # has nothing to save (most arms, most windows), so the rest is not priced
-                cheapest = self._scalar_loss(guest, out[a], cpu[a] * math.exp(sd * _CHEAPEST))
+                low = cpu[a] * self._cheapest_scale[a]
+                if point:  # _scalar_loss, inline: most windows price every untried arm here
+                    cheapest = low / workers if low / workers > out[a] / link else out[a] / link
+                else:
+                    cheapest = self._scalar_loss(guest, out[a], low)
                 if cheapest >= best:
                     continue
+                sd = self._cpu_arm_var[a] ** 0.5
                 trial = [
                     cheapest
                     if z == _CHEAPEST
@@ -712,5 +721,6 @@ class Auto(Policy):
             evidence = weight / _CPU_PLAY_VAR
             self._cpu_var = max(1.0 / (1.0 / shared_var + evidence), _CPU_DRIFT_VAR)
             self._cpu_arm_var[arm] = max(1.0 / (1.0 / arm_var + evidence), _CPU_DRIFT_VAR)
+            self._cheapest_scale[arm] = math.exp(self._cpu_arm_var[arm] ** 0.5 * _CHEAPEST)
             if self._cpu_scales is not None:
                 self._cpu_scales = self._factor_scales()
