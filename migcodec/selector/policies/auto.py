@@ -206,6 +206,7 @@ class Auto(Policy):
         k = self.n_arms
         kinds = np.array(self.kinds)
         self.is_delta = kinds == CodecKind.DELTA
+        self._delta_flags = self.is_delta.tolist()  # per arm, as bools for scalar tests
         compressing = ~self.is_delta & (kinds != CodecKind.RAW)
         self._c = np.flatnonzero(compressing)  # compressing arms, in filter order
         self._c_list = self._c.tolist()
@@ -264,6 +265,8 @@ class Auto(Policy):
         self._stale_play = False  # the last window sent more or less than predicted
         # the filter's estimates and the delta biases change: what _payloads keeps goes stale
         self._version = 0
+        self._ratio_version = 0  # the filter's estimates alone (see _compressor_payloads)
+        self._compressors: tuple | None = None
         self._shape: tuple | None = None
         self._feature_value = math.inf  # loss reading features avoided, per guest byte
         self._pages = 0.0  # the size of the window being chosen for
@@ -305,20 +308,13 @@ class Auto(Policy):
         cached = self._shape
         if cached is not None and cached[0] is f and cached[1] == self._version:
             return cached[2]
-        page_size, log_page = self.page_size, self._log_page
-        # the filter's state as floats once, then a few float operations per compressing
-        # arm (conditional expressions, not min/max calls); the others stay at a raw page
-        x = self.ratios.x.tolist()
-        level = x[0]
-        lr = [0.0] * self.n_arms
-        payload = [float(page_size)] * self.n_arms
-        for arm, j in self._c_state:
-            m = level + x[j]
-            m = (m if m < log_page else log_page) if m > 0.0 else 0.0
-            lr[arm] = m
-            payload[arm] = page_size * math.exp(-m)
-        split = []  # per delta arm: the share of its pages held and its records' log ratio
-        if self._delta_arms:
+        base = self._compressors
+        if base is None or base[0] != self._ratio_version:  # the filter moved
+            base = self._compressors = (self._ratio_version, *self._compressor_payloads())
+        _, payload, lr, per_page = base
+        if self._delta_arms:  # the delta arms' entries, on copies of the compressors'
+            payload, lr, per_page = payload[:], lr[:], per_page[:]
+            page_size = self.page_size
             estimates, held = f.delta_bytes, f.held_frac
             if estimates is not None:
                 estimates = estimates.tolist()
@@ -337,19 +333,33 @@ class Auto(Policy):
                     share, records = held, math.log(page_size / max(est, 1.0))
                 payload[i] = each
                 lr[i] = math.log(page_size / each)
-                split.append((i, share, records))
+                through = lr[fallback] if fallback >= 0 else 0.0
+                per_page[i] = self._delta_page_cost(i, share, records, through)
+        shape = (payload, lr, per_page)
+        self._shape = (f, self._version, shape)
+        return shape
+
+    def _compressor_payloads(self) -> tuple[list[float], list[float], list[float]]:
+        """:meth:`_payloads` of every arm but the delta arms (those are left at a raw page),
+        from the filter's state alone: kept until the filter moves."""
+        page_size, log_page = self.page_size, self._log_page
+        # the filter's state as floats once, then a few float operations per compressing
+        # arm (conditional expressions, not min/max calls); the others stay at a raw page
+        x = self.ratios.x.tolist()
+        level = x[0]
+        lr = [0.0] * self.n_arms
+        payload = [float(page_size)] * self.n_arms
+        for arm, j in self._c_state:
+            m = level + x[j]
+            m = (m if m < log_page else log_page) if m > 0.0 else 0.0
+            lr[arm] = m
+            payload[arm] = page_size * math.exp(-m)
         top = _GRID_STEPS  # _grid_cost for every arm at once (the hot path: no call per arm)
         per_page = [
             row[i if i < top else top]
             for row, i in zip(self._cost_rows, [int(x * _GRID_SCALE) for x in lr], strict=True)
         ]
-        for i, share, records in split:
-            fallback = self.fallbacks[i]
-            through = lr[fallback] if fallback >= 0 else 0.0
-            per_page[i] = self._delta_page_cost(i, share, records, through)
-        shape = (payload, lr, per_page)
-        self._shape = (f, self._version, shape)
-        return shape
+        return payload, lr, per_page
 
     def _delta_page_cost(self, arm: int, held: float, records: float, through: float) -> float:
         """A delta arm's model CPU seconds per non-zero page: its own curve, which prices
@@ -358,11 +368,14 @@ class Auto(Policy):
         ``through`` for the others (see :mod:`migcodec.selector.costmodel`: a record costs
         a fraction of a compressed page of the same ratio). Without a fall-back arm, its
         own curve at the records' ratio prices every page."""
-        own = self._grid_cost(arm, records)
+        rows = self._cost_rows  # _grid_cost, inline: this runs per delta arm per window
+        own = rows[arm][min(int(records * _GRID_SCALE), _GRID_STEPS)]
         fallback = self.fallbacks[arm]
         if fallback < 0:
             return own
-        return held * own + (1.0 - held) * self._grid_cost(fallback, through)
+        return (
+            held * own + (1.0 - held) * rows[fallback][min(int(through * _GRID_SCALE), _GRID_STEPS)]
+        )
 
     def _grid_cost(self, arm: int, log_ratio: float) -> float:
         """The model's CPU seconds per non-zero page of ``arm`` at ``log_ratio`` (>= 0),
@@ -389,7 +402,8 @@ class Auto(Policy):
                 x = self.ratios.x
                 through = min(max(x.item(0) + x.item(2 + slot), 0.0), self._log_page)
             each = (each - (1.0 - held) * page_size * math.exp(-through)) / max(held, 1e-9)
-        return self._delta_page_cost(arm, held, self._log_ratio(each), through)
+        records = math.log(page_size / min(max(each, 1.0), page_size))  # _log_ratio(each)
+        return self._delta_page_cost(arm, held, records, through)
 
     def _window(self, f: WindowFeatures, pages: float | None) -> tuple[float, ...]:
         """Pages, zero pages, non-zero pages and encode calls of a window of ``pages``
@@ -584,6 +598,7 @@ class Auto(Policy):
             y = np.log(m * self.page_size / np.maximum(features.probe_out[seen], 1.0))
             self.ratios.observe_probes(np.searchsorted(self._c, seen), y, noise, _PROBE_SHARED)
             self._version += 1
+            self._ratio_version += 1
         _, out, cpu, loss = self._predict(features)
         return self._pick(features, loss, out, cpu)
 
@@ -611,7 +626,7 @@ class Auto(Policy):
             if point:
                 workers, link = self.objective.workers, self.objective.link
             for a in self._untried:
-                if a == arm or (self.is_delta[a] and not held):
+                if a == arm or (self._delta_flags[a] and not held):
                     continue
                 # the loss grows with CPU time: out of reach at its cheapest node, an arm
                 # has nothing to save (most arms, most windows), so the rest is not priced
@@ -664,6 +679,7 @@ class Auto(Policy):
         if not expected / slack <= outcome.output_bytes <= expected * slack:
             self._stale_play = True
         page_size = self.page_size
+        delta = self._delta_flags[arm]
         n = outcome.input_bytes / page_size
         # the window's own count: a window played on older features may differ from them
         zero = outcome.zero_pages
@@ -681,7 +697,8 @@ class Auto(Policy):
                 noise = max(_PLAY_VAR, self.probe_noise**2 / nz)
                 self.ratios.observe(slot, math.log(page_size / each), noise, probe=False)
                 self._version += 1
-            elif self.is_delta[arm] and not skipped and features.delta_bytes is not None:
+                self._ratio_version += 1
+            elif delta and not skipped and features.delta_bytes is not None:
                 estimate = float(features.delta_bytes[arm])
                 if features.held_frac > 0.9 and math.isfinite(estimate) and estimate > 0:
                     # learnt only against this window's own estimate (a window played on
@@ -693,7 +710,7 @@ class Auto(Policy):
                     self.delta_bias[arm] += self.learn * error / 10
                     self._version += 1
         busy = outcome.busy_s(self._clock)
-        if self.is_delta[arm]:
+        if delta:
             per_page = self._delta_window_cost(arm, features, each)
         else:
             per_page = self._grid_cost(arm, self._log_ratio(each))
@@ -707,20 +724,21 @@ class Auto(Policy):
             # than the calibration's shows at once, not after the first pass of memory went
             # out on a model that is off
             plays = self._cpu_plays[arm] = self._cpu_plays[arm] + 1
-            if arm in self._untried and (not self.is_delta[arm] or self._mostly_held(features)):
+            if arm in self._untried and (not delta or self._mostly_held(features)):
                 self._untried.remove(arm)  # a delta arm: once it has measured its records
             weight = min(1.0, nz / (4 * self.batch_pages))
             step = max(self.learn, 1.0 / plays) * weight
-            error = math.log(busy / model) - self.cpu_shared - self.cpu_arm[arm]
+            shared, own = self.cpu_shared, self.cpu_arm[arm]
+            error = math.log(busy / model) - shared - own
             shared_var, arm_var = self._cpu_var, self._cpu_arm_var[arm]
             share = shared_var / (shared_var + arm_var)
-            self.cpu_shared += step * error * share
-            self.cpu_arm[arm] += step * error * (1.0 - share)
-            self._shared_factor = math.exp(self.cpu_shared)
-            self._arm_factor[arm] = math.exp(self.cpu_arm[arm])
+            self.cpu_shared = shared = shared + step * error * share
+            self.cpu_arm[arm] = own = own + step * error * (1.0 - share)
+            self._shared_factor = math.exp(shared)
+            self._arm_factor[arm] = math.exp(own)
             evidence = weight / _CPU_PLAY_VAR
             self._cpu_var = max(1.0 / (1.0 / shared_var + evidence), _CPU_DRIFT_VAR)
-            self._cpu_arm_var[arm] = max(1.0 / (1.0 / arm_var + evidence), _CPU_DRIFT_VAR)
-            self._cheapest_scale[arm] = math.exp(self._cpu_arm_var[arm] ** 0.5 * _CHEAPEST)
+            arm_var = self._cpu_arm_var[arm] = max(1.0 / (1.0 / arm_var + evidence), _CPU_DRIFT_VAR)
+            self._cheapest_scale[arm] = math.exp(arm_var**0.5 * _CHEAPEST)
             if self._cpu_scales is not None:
                 self._cpu_scales = self._factor_scales()
