@@ -1,10 +1,12 @@
-"""Every xxhash use in one place: frame and record checksums, and the whole-memory digest.
+"""Every xxhash use in one place: frame and record checksums, sealed JSON documents, and
+the whole-memory digest.
 
 xxh3 is fast and not cryptographic. The checksums (xxh3-64, :func:`checksum`) cover wire
-frames, the stream preamble and trace records; the digest (xxh3-128, :func:`memory_digest`)
-is the end-of-stream check that the destination holds what the source sent. Both detect a
-transfer that lost or garbled bytes; neither defends against a peer that forges streams,
-which needs an authenticated channel underneath.
+frames, the stream preamble and trace records, and seal the JSON documents migcodec keeps
+(:func:`seal`: a trace's manifest, a machine's cost model); the digest (xxh3-128,
+:func:`memory_digest`) is the end-of-stream check that the destination holds what the
+source sent. Both detect a transfer that lost or garbled bytes; neither defends against a
+peer that forges streams, which needs an authenticated channel underneath.
 
 A leaf module (like ``units``), so ``wire`` and ``datasets`` share it without depending on
 each other.
@@ -12,6 +14,7 @@ each other.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 
 import numpy as np
@@ -28,6 +31,44 @@ def checksum(parts: Iterable, seed: int = 0) -> int:
     for part in parts:
         hasher.update(part)
     return hasher.intdigest()
+
+
+#: the key under which a sealed JSON document carries its checksum
+SEAL_KEY = "checksum"
+
+
+def _document_checksum(doc: dict) -> str:
+    """xxh3-64 of ``doc``'s canonical JSON (sorted keys, no spaces), as 16 hex digits. JSON
+    numbers and strings read back as the values written, so a document that was only
+    re-indented keeps its checksum and one whose values or keys changed does not."""
+    canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"))
+    return f"{checksum([canonical.encode()]):016x}"
+
+
+def seal(doc: dict) -> dict:
+    """``doc`` with the checksum of its content under :data:`SEAL_KEY`, to be written as
+    JSON: a document edited or damaged since then fails :func:`unseal` instead of being
+    read as something it was not."""
+    return {**doc, SEAL_KEY: _document_checksum(doc)}
+
+
+def unseal(doc: object) -> dict:
+    """The content of a :func:`seal`-ed document read back from JSON, without its
+    checksum. Raises :class:`ValueError` saying what is wrong when ``doc`` is not an
+    object, has no checksum, or its content no longer matches it."""
+    if not isinstance(doc, dict):
+        raise ValueError(f"it holds a JSON {type(doc).__name__}, not an object")
+    content = {key: value for key, value in doc.items() if key != SEAL_KEY}
+    stored = doc.get(SEAL_KEY)
+    if stored is None:
+        raise ValueError(f"it has no {SEAL_KEY!r} of its content")
+    actual = _document_checksum(content)
+    if stored != actual:
+        raise ValueError(
+            f"its content does not match its {SEAL_KEY} ({stored!r}, content {actual!r}): it "
+            "was edited or damaged after it was written"
+        )
+    return content
 
 
 def memory_digest(memory: object) -> bytes:

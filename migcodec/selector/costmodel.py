@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import platform
 import time
@@ -42,13 +43,15 @@ from migcodec.codecs.base import RUN_BYTES
 from migcodec.codecs.changes import CHANGE_SCAN
 from migcodec.codecs.zero import zero_page_rows
 from migcodec.datasets import generate_pages
+from migcodec.hashing import seal, unseal
 
 #: the model's entry for the cheap features a policy reads per window (per call, and per
 #: sampled page at every knot alike)
 FEATURES_LABEL = "cheap features"
 #: knots of the per-page cost curve: ratios over non-zero pages (log-spaced)
 KNOTS = (1.0, 1.25, 1.6, 2.5, 4.0, 8.0, 16.0, 64.0, 512.0)
-COST_MODEL_VERSION = 1
+#: 2: the file is sealed (``migcodec.hashing.seal``): an edited or damaged one is refused
+COST_MODEL_VERSION = 2
 #: what calibration times, numbered: a change to it calibrates every machine again
 CALIBRATION_RECIPE = 4
 
@@ -106,6 +109,24 @@ class ArmCost:
 _LOG_KNOTS = np.log(np.array(KNOTS))
 
 
+def _arm_cost(label: str, fields: dict) -> ArmCost:
+    """One arm's coefficients as a file holds them, checked: seconds are finite and not
+    negative, and the curve has a cost at every knot."""
+    cost = ArmCost(**fields)
+    seconds = [cost.per_call, cost.per_zero_page, *cost.per_page]
+    if (
+        len(cost.per_page) != len(KNOTS)
+        or not all(type(x) in (int, float) and math.isfinite(x) and x >= 0 for x in seconds)
+        or type(cost.fit_error) not in (int, float)
+    ):
+        raise ValueError(
+            f"arm {label!r} has coefficients no calibration writes (per call "
+            f"{cost.per_call!r}, per zero page {cost.per_zero_page!r}, {len(cost.per_page)} "
+            f"per-page costs for {len(KNOTS)} knots)"
+        )
+    return cost
+
+
 @dataclass
 class CostModel:
     """Coefficients per arm label, for one page size and batch size, on one machine."""
@@ -140,27 +161,37 @@ class CostModel:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(doc, indent=2) + "\n")
+        tmp.write_text(json.dumps(seal(doc), indent=2) + "\n")
         tmp.replace(path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> CostModel:
+        """The model :meth:`save` wrote to ``path``; :class:`CostModelError` when the file
+        is missing, of another version, edited or damaged since (its seal), or holds
+        coefficients no calibration writes (negative, not finite, a curve of another
+        length)."""
         try:
             doc = json.loads(Path(path).read_text())
-            if doc.get("version") != COST_MODEL_VERSION:
+            version = doc.get("version") if isinstance(doc, dict) else None
+            if version != COST_MODEL_VERSION:
                 raise CostModelError(
-                    f"cost model {path} has version {doc.get('version')}, expected "
+                    f"cost model {path} has version {version}, expected "
                     f"{COST_MODEL_VERSION}; calibrate again"
                 )
-            arms = {label: ArmCost(**c) for label, c in doc["arms"].items()}
+            doc = unseal(doc)
+            arms = {label: _arm_cost(label, c) for label, c in doc["arms"].items()}
+            page_size, batch_pages = doc["page_size"], doc["batch_pages"]
+            for name, value in (("page_size", page_size), ("batch_pages", batch_pages)):
+                if type(value) is not int or value < 1:
+                    raise ValueError(f"{name} is {value!r}, not a whole number of at least 1")
             return cls(
-                int(doc["page_size"]),
-                int(doc["batch_pages"]),
+                page_size,
+                batch_pages,
                 arms,
                 dict(doc.get("machine", {})),
                 str(doc.get("created", "")),
             )
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             if isinstance(exc, CostModelError):
                 raise
             raise CostModelError(
@@ -388,6 +419,11 @@ def machine_cost_model(
     if path.exists():
         with contextlib.suppress(CostModelError):  # damaged or old: calibrated again below
             saved = CostModel.load(path)
+        if saved is not None and (
+            (saved.page_size, saved.batch_pages) != (page_size, batch_pages)
+            or saved.machine != machine_identity()
+        ):
+            saved = None  # another machine's or configuration's: calibrated again below
     missing = [a for a in arms if saved is None or a.label not in saved.arms]
     if saved is not None and not missing:
         return saved

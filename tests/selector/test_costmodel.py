@@ -55,10 +55,75 @@ def test_a_model_file_round_trips_and_damage_says_what_to_do(tmp_path):
     with pytest.raises(CostModelError, match=r"cannot read cost model .* calibrate again"):
         CostModel.load(path)
     path.write_text(json.dumps({"version": 99}))
-    with pytest.raises(CostModelError, match="version 99, expected 1; calibrate again"):
+    with pytest.raises(CostModelError, match="version 99, expected 2; calibrate again"):
         CostModel.load(path)
     with pytest.raises(CostModelError, match="no arm 'zstd level=1'"):
         MODEL.arm("zstd level=1")
+
+
+def _edited(path, edit) -> None:
+    """The saved model at ``path`` with ``edit`` applied to its JSON (checksum kept)."""
+    MODEL.save(path)
+    doc = json.loads(path.read_text())
+    edit(doc)
+    path.write_text(json.dumps(doc, indent=2))
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda d: d["arms"]["lz4"]["per_page"].__setitem__(0, 9e-3),  # a coefficient
+        lambda d: d.__setitem__("page_size", 4094),
+        lambda d: d["machine"].__setitem__("cores", 64),
+        lambda d: d["arms"].__setitem__("zstd", d["arms"].pop("lz4")),  # a label
+        lambda d: d.pop("created"),
+    ],
+    ids=["coefficient", "page size", "machine", "label", "dropped key"],
+)
+def test_an_edited_model_file_is_refused_not_read_as_something_else(tmp_path, edit):
+    path = tmp_path / "model.json"
+    _edited(path, edit)
+    with pytest.raises(
+        CostModelError,
+        match=r"cannot read cost model .*: its content does not match its checksum .* edited "
+        r"or damaged after it was written; calibrate again to replace it",
+    ):
+        CostModel.load(path)
+
+
+def test_a_model_file_only_reindented_reads_back_the_same(tmp_path):
+    path = tmp_path / "model.json"
+    _edited(path, lambda d: None)  # rewritten with the same content
+    path.write_text(json.dumps(json.loads(path.read_text()), indent=7))
+    assert CostModel.load(path).arms == MODEL.arms
+
+
+def test_coefficients_no_calibration_writes_are_refused_even_when_sealed(tmp_path):
+    bad = CostModel(4096, 64, {"lz4": ArmCost(-1.0, 0.0, [1e-6] * len(KNOTS))})
+    path = tmp_path / "model.json"
+    bad.save(path)
+    with pytest.raises(CostModelError, match="arm 'lz4' has coefficients no calibration writes"):
+        CostModel.load(path)
+    short = CostModel(4096, 64, {"lz4": ArmCost(1e-6, 0.0, [1e-6] * 3)})
+    short.save(path)
+    with pytest.raises(CostModelError, match="3 per-page costs for 9 knots"):
+        CostModel.load(path)
+
+
+def test_a_saved_model_of_another_machine_is_calibrated_again(tmp_path, monkeypatch):
+    from migcodec.selector import costmodel
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    arms = parse_arms("raw")
+    path = costmodel.default_path(4096, 64)
+    foreign = CostModel(
+        4096, 64, {"raw": ArmCost(1.0, 1.0, [1.0] * len(KNOTS))}, {"cpu": "elsewhere"}
+    )
+    foreign.save(path)  # at this machine's path, but naming another machine
+    model = costmodel.machine_cost_model(arms, repeats=1)
+    assert model.machine == costmodel.machine_identity()
+    assert model.arms["raw"].per_call < 1.0  # measured here, not the foreign file's
+    assert CostModel.load(path).machine == model.machine  # and kept in its place
 
 
 def test_calibration_fits_every_arm_and_the_cheap_features():
