@@ -96,3 +96,67 @@ def test_unreadable_table_names_the_fix(tmp_path):
     (tmp_path / "t.npz").write_bytes(b"not a table")
     with pytest.raises(TableError, match="delete it to rebuild"):
         Table.load(tmp_path / "t.npz")
+
+
+def _work_table() -> Table:
+    """A small table with every array a built table has (the optional work counts too)."""
+    from migcodec.datasets import Window, generate_pages
+    from migcodec.selector import parse_arms
+    from migcodec.selector.evaluation import build_table
+
+    pages = generate_pages("text", 16, 0)
+    windows = [Window(0, np.arange(16), pages, dirty_pages=32), Window(1, np.arange(8), pages[:8])]
+    return build_table(windows, parse_arms("raw;lz4"), repeats=1)
+
+
+def _same_table(a: Table, b: Table) -> bool:
+    from migcodec.selector.evaluation.table import _ARRAYS, _WORK_ARRAYS
+
+    if (a.arms, a.phases, a.meta) != (b.arms, b.phases, b.meta):
+        return False
+    for name in (*_ARRAYS, *_WORK_ARRAYS):
+        x, y = getattr(a, name), getattr(b, name)
+        if (x is None) != (y is None):
+            return False
+        if x is not None and not (
+            x.dtype == y.dtype and np.array_equal(x, y, equal_nan=x.dtype.kind == "f")
+        ):
+            return False
+    return True
+
+
+def test_a_renamed_array_is_refused_not_read_as_a_table_without_it(tmp_path):
+    """A zip member's CRC covers its bytes, not its name: a table whose optional array
+    lost its name would read back as a valid table without that array."""
+    from migcodec.selector.evaluation import TableError
+
+    path = tmp_path / "t.npz"
+    _work_table().save(path)
+    data = path.read_bytes()
+    assert data.count(b"sample.npy") == 2  # local header and central directory
+    path.write_bytes(data.replace(b"sample.npy", b"simple.npy"))
+    with pytest.raises(TableError, match=r"it holds arrays .*'simple'.* written with .*'sample'"):
+        Table.load(path)
+
+
+def test_every_flipped_bit_of_a_table_file_is_an_error_or_changes_nothing(tmp_path):
+    from migcodec.selector.evaluation import TableError
+
+    table = _work_table()
+    path = tmp_path / "t.npz"
+    table.save(path)
+    assert _same_table(Table.load(path), table)
+    data = path.read_bytes()
+    changed = 0
+    for offset in range(0, len(data), 3):  # every third byte, a different bit each time
+        damaged = bytearray(data)
+        damaged[offset] ^= 1 << (offset % 8)
+        path.write_bytes(damaged)
+        try:
+            again = Table.load(path)
+        except TableError as exc:
+            assert "delete it to rebuild" in str(exc)
+            changed += 1
+            continue
+        assert _same_table(again, table), f"bit {offset % 8} of byte {offset} read back changed"
+    assert changed > len(data) // 3 // 2  # most flips are caught, not ignored

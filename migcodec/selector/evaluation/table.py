@@ -34,13 +34,15 @@ import numpy as np
 from migcodec.codecs import Batch, Codec, CodecKind, DestinationMirror
 from migcodec.codecs.zero import zero_page_rows
 from migcodec.datasets import Window
+from migcodec.hashing import checksum, seal, unseal
 from migcodec.selector.arms import Arm, fallback_arms
 from migcodec.selector.costmodel import FEATURES_LABEL, ArmCost, CostModel, machine_cost_model
 from migcodec.selector.features import CONTEXT_NAMES, FeatureExtractor, WindowFeatures
 from migcodec.selector.objectives import Objective, Outcome
 from migcodec.storage import Location, location
 
-TABLE_VERSION = 2
+#: 3: the file names and checksums every array it holds, in its sealed meta
+TABLE_VERSION = 3
 _ARRAYS = (
     "input_bytes",
     "output_bytes",
@@ -258,37 +260,73 @@ class Table:
 
     # -- files -----------------------------------------------------------------------
     def save(self, path: str | os.PathLike | Location) -> None:
-        """Write the table to a path or fsspec URL, whole (see :meth:`Location.write_bytes`)."""
-        meta = {**self.meta, "version": TABLE_VERSION, "arms": self.arms, "phases": self.phases}
+        """Write the table to a path or fsspec URL, whole (see :meth:`Location.write_bytes`).
+
+        The meta names every array with its dtype, shape and checksum, and is sealed
+        (:func:`~migcodec.hashing.seal`): a zip member's own CRC covers its bytes but not
+        its name, and a table missing an optional array is a valid table, so without them
+        a damaged file could read back as another table."""
         arrays = {name: getattr(self, name) for name in _ARRAYS}
         arrays.update(
             {name: getattr(self, name) for name in _WORK_ARRAYS if getattr(self, name) is not None}
         )
+        arrays = {name: np.ascontiguousarray(a) for name, a in arrays.items()}
+        meta = {
+            **self.meta,
+            "version": TABLE_VERSION,
+            "arms": self.arms,
+            "phases": self.phases,
+            "arrays": {name: _array_digest(a) for name, a in arrays.items()},
+        }
         buffer = io.BytesIO()
-        np.savez_compressed(buffer, meta=np.array(json.dumps(meta)), **arrays)
+        np.savez_compressed(buffer, meta=np.array(json.dumps(seal(meta))), **arrays)
         location(path).write_bytes(buffer.getvalue())
 
     @classmethod
     def load(cls, path: str | os.PathLike | Location) -> Table:
+        """The table :meth:`save` wrote; :class:`TableError` naming what is wrong when the
+        file is unreadable, of another version, or differs in any way from what was
+        written (its meta's seal, the arrays it names, their checksums)."""
         where = location(path)
+
+        def unreadable(why: object) -> TableError:
+            return TableError(f"cannot read evaluation table {where}: {why}; delete it to rebuild")
+
         try:
             source = where.local_path or io.BytesIO(where.read_bytes())
             with np.load(source, allow_pickle=False) as data:
-                meta = json.loads(str(data["meta"]))
-                arrays = {name: data[name] for name in _ARRAYS}
-                arrays.update({name: data[name] for name in _WORK_ARRAYS if name in data})
-        except (OSError, KeyError, ValueError) as exc:
-            raise TableError(
-                f"cannot read evaluation table {where}: {exc}; delete it to rebuild"
-            ) from exc
-        if meta.get("version") != TABLE_VERSION:
-            raise TableError(
-                f"table {where} has version {meta.get('version')}, expected "
-                f"{TABLE_VERSION}; delete it to rebuild"
-            )
+                doc = json.loads(str(data["meta"]))
+                version = doc.get("version") if isinstance(doc, dict) else None
+                if version != TABLE_VERSION:
+                    raise TableError(
+                        f"table {where} has version {version}, expected "
+                        f"{TABLE_VERSION}; delete it to rebuild"
+                    )
+                meta = unseal(doc)
+                written = meta.pop("arrays")
+                held = set(data.files) - {"meta"}
+                if held != set(written) or not set(_ARRAYS) <= held:
+                    raise unreadable(
+                        f"it holds arrays {sorted(held)}, written with {sorted(written)}"
+                    )
+                arrays = {name: data[name] for name in written}
+        except TableError:
+            raise
+        # a damaged zip fails in zipfile, zlib or numpy's reader with exceptions of their
+        # own (numpy's header parser raises even SyntaxError): whichever, the file is bad
+        except Exception as exc:
+            raise unreadable(exc) from exc
+        for name, array in arrays.items():
+            if _array_digest(array) != written[name]:
+                raise unreadable(f"array {name!r} differs from what was written")
         del meta["version"]  # the file's format, not the table's: a loaded table's meta is
         # what it was when built (a cached and a fresh table report alike)
         return cls(meta.pop("arms"), phases=meta.pop("phases"), meta=meta, **arrays)
+
+
+def _array_digest(array: np.ndarray) -> str:
+    """An array's dtype, shape and content checksum, as a table file's meta records them."""
+    return f"{array.dtype.str}{list(array.shape)}:{checksum([array.tobytes()]):016x}"
 
 
 def _batch_rate(
