@@ -21,6 +21,7 @@ from migcodec.datasets import (
     get_workload,
 )
 from migcodec.datasets.trace import TraceExists, TraceNotFound, TraceVersionError
+from migcodec.hashing import seal
 from tests.datasets import trace_forge
 
 PS = 512  # small pages keep hypothesis fast; the format takes any multiple of 8
@@ -314,9 +315,14 @@ def test_a_sampled_window_keeps_its_true_size(tmp_path: Path) -> None:
 
 
 # -- forged and damaged traces: every failure a TraceCorrupt naming the field or window --
-def _rewrite_manifest(path: Path, change) -> Path:
+def _rewrite_manifest(path: Path, change, sealed: bool = True) -> Path:
+    """The manifest with ``change`` applied; ``sealed``: as a forger would write it, with
+    the checksum of the new content (xxh3 is no signature), else with the old checksum,
+    as damage leaves it."""
     manifest = json.loads((path / "manifest.json").read_text())
     change(manifest)
+    if sealed:
+        manifest = seal({k: v for k, v in manifest.items() if k != "checksum"})
     (path / "manifest.json").write_text(json.dumps(manifest))
     return path / "manifest.json"
 
@@ -366,6 +372,79 @@ def test_a_manifest_field_of_the_wrong_type_or_range_is_named(trace, change, pro
     with pytest.raises(TraceCorrupt) as err:
         TraceReader(path)
     assert str(err.value) == f"{manifest}: {problem}; the trace is damaged (re-create it)"
+
+
+def test_a_manifest_changed_since_it_was_written_is_refused(trace) -> None:
+    """Damage leaves the old checksum: any changed value or key is refused, where the
+    schema alone accepts a value of the right kind (a page count, a window's length)."""
+    path, _ = trace
+    for change in (
+        _set("memory_pages", value=511),
+        _set("window_s", value=1.0),
+        _set("totals", "stored_bytes", value=1),
+        _set("meta", value={"x": 1}),
+        _set("source", value="elsewhere"),
+    ):
+        manifest = _rewrite_manifest(path, change, sealed=False)
+        with pytest.raises(TraceCorrupt) as err:
+            TraceReader(path)
+        assert str(err.value).startswith(
+            f"{manifest}: its content does not match its checksum ("
+        ) and str(err.value).endswith("did not seal it (re-create the trace)")
+        _rewrite_manifest(path, lambda m: None)  # sealed again, as written
+
+
+def test_a_manifest_without_its_checksum_is_refused(trace) -> None:
+    path, _ = trace
+    manifest = _rewrite_manifest(path, _set("checksum", delete=True), sealed=False)
+    with pytest.raises(TraceCorrupt, match="it has no 'checksum' of its content"):
+        TraceReader(path)
+    assert manifest.exists()
+
+
+def test_every_flipped_bit_of_a_manifest_is_an_error_or_changes_nothing(trace) -> None:
+    path, _ = trace
+    file = path / "manifest.json"
+    original = file.read_bytes()
+    info = TraceReader(path).info()
+    refused = 0
+    for offset in range(0, len(original), 2):  # every other byte, a different bit each time
+        damaged = bytearray(original)
+        damaged[offset] ^= 1 << (offset % 8)
+        file.write_bytes(damaged)
+        try:
+            again = TraceReader(path).info()
+        except (TraceCorrupt, TraceVersionError):
+            refused += 1
+            continue
+        assert again == info, f"bit {offset % 8} of byte {offset} read back a changed manifest"
+    assert refused > len(original) // 2 // 2
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (_set("totals", "pages", value=7), "field 'totals.pages' is 7 but .* lists 320"),
+        (_set("totals", "stored_bytes", value=3), "field 'totals.stored_bytes' is 3 but"),
+        (_set("phases", value=[]), "field 'phases' does not cover the 8 windows in order"),
+    ],
+)
+def test_a_forged_manifest_must_count_what_its_index_lists(trace, change, problem) -> None:
+    path, _ = trace
+    _rewrite_manifest(path, change)
+    with pytest.raises(TraceCorrupt, match=problem):
+        TraceReader(path)
+
+
+def test_a_forged_manifest_smaller_than_the_pages_its_windows_name_is_refused(tmp_path) -> None:
+    pages = generate_pages("text", 2, 0, PS)
+    with TraceWriter(tmp_path, memory_pages=16, page_size=PS) as writer:
+        writer.write(Window(0, np.array([2, 3]), pages))
+    _rewrite_manifest(tmp_path, _set("memory_pages", value=3))
+    with pytest.raises(
+        TraceCorrupt, match=r"window 0: .* names pages 2 to 3; the trace's memory has 3"
+    ):
+        TraceReader(tmp_path)[0]
 
 
 @pytest.mark.parametrize(

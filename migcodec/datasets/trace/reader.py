@@ -13,6 +13,7 @@ import numpy as np
 
 from migcodec.codecs import CodecError, get_codec
 from migcodec.datasets.window import Window
+from migcodec.hashing import unseal
 from migcodec.storage import LocalLocation, Location, location
 from migcodec.wire.errors import one_line
 
@@ -92,7 +93,40 @@ def _load_manifest(path: Location) -> dict[str, Any]:
     problem = check(manifest, MANIFEST_SCHEMA)
     if problem is not None:
         raise TraceCorrupt(f"{file}: {problem}; the trace is damaged (re-create it)")
-    return manifest
+    try:  # after the schema: a field of the wrong kind is named, whatever the checksum says
+        return unseal(manifest)
+    except ValueError as exc:
+        raise TraceCorrupt(
+            f"{file}: {exc}; the trace is damaged, or its manifest was written by a migcodec "
+            "that did not seal it (re-create the trace)"
+        ) from None
+
+
+def _check_totals(path: Location, manifest: dict[str, Any], index: np.ndarray) -> None:
+    """A closed trace's manifest must count what its index lists: its pages and stored
+    bytes, and phases that cover its windows in order (the writer keeps them as it appends,
+    so a manifest that disagrees belongs to another trace or was forged)."""
+    totals = manifest["totals"]
+    counted = {
+        "pages": int(index["pages"].sum(dtype=np.uint64)),
+        "stored_bytes": int(index["length"].sum(dtype=np.uint64)),
+    }
+    for name, value in counted.items():
+        if totals[name] != value:
+            raise TraceCorrupt(
+                f"{path / MANIFEST}: field 'totals.{name}' is {totals[name]} but "
+                f"{path / INDEX} lists {value}; the trace is damaged (re-create it)"
+            )
+    first = 0
+    for phase in manifest["phases"]:
+        if phase["first"] != first or not phase["windows"]:
+            break
+        first += phase["windows"]
+    if first != len(index):
+        raise TraceCorrupt(
+            f"{path / MANIFEST}: field 'phases' does not cover the {len(index)} windows in "
+            "order; the trace is damaged (re-create it)"
+        )
 
 
 def _check_index(path: Location, index: np.ndarray, memory_pages: int) -> None:
@@ -189,6 +223,8 @@ class TraceReader:
                 f"{self.location / INDEX} lists {len(self._index)} windows but the manifest says "
                 f"{m['windows']}; the trace is damaged"
             )
+        else:
+            _check_totals(self.location, m, self._index)
         self._files: dict[int, tuple[BinaryIO, int]] = {}
 
     # -- metadata ---------------------------------------------------------------------------
@@ -277,7 +313,16 @@ class TraceReader:
         fields = parse_header(record, where, i, self.page_size, self._manifest["memory_pages"])
         if HEADER_BYTES + body_length(fields) != length or fields[4] != int(entry["pages"]):
             raise TraceCorrupt(f"window {i}: record at {where} does not match its index entry", i)
-        return decode_record(fields, memoryview(record)[HEADER_BYTES:], self.codec, where)
+        window = decode_record(fields, memoryview(record)[HEADER_BYTES:], self.codec, where)
+        indices = window.page_indices
+        memory_pages = self._manifest["memory_pages"]
+        if indices.size and not (indices.min() >= 0 and indices.max() < memory_pages):
+            raise TraceCorrupt(
+                f"window {i}: record at {where} names pages {int(indices.min())} to "
+                f"{int(indices.max())}; the trace's memory has {memory_pages}",
+                i,
+            )
+        return window
 
 
 #: opening a trace: ``Trace(path).info()``, ``for w in Trace(path)``, ``Trace(path)[i]``

@@ -16,6 +16,7 @@ import numpy as np
 
 from migcodec.codecs import get_codec
 from migcodec.datasets.window import Window
+from migcodec.hashing import seal
 
 from .format import (
     CHUNK_PATTERN,
@@ -190,5 +191,6 @@ class TraceWriter:
 
     def _write_manifest(self) -> None:
         tmp = self.path / (MANIFEST + ".tmp")
-        tmp.write_text(json.dumps(self._manifest, indent=2, allow_nan=False) + "\n")
+        text = json.dumps(seal(self._manifest), indent=2, allow_nan=False)
+        tmp.write_text(text + "\n")
         os.replace(tmp, self.path / MANIFEST)
