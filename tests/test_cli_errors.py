@@ -122,6 +122,32 @@ def refusal(command: str, option: str, reason: str) -> str:
             "--link",
             "a link of '0' carries nothing; write a rate such as 1Gbit",
         ),
+        # values no run could meet: refused here, not by an overflow or an allocation later
+        (
+            ["migrate", "--workers", "30000"],
+            "--workers",
+            "'30000' is more than 256, the most this option takes",
+        ),
+        (
+            ["bench", "--pages", "99999999999999"],
+            "--pages",
+            "'99999999999999' is more than 1000000000, the most this option takes",
+        ),
+        (
+            ["receive", "--timeout", "1e30"],
+            "--timeout",
+            "'1e30' is more than 1e+07 seconds, the most this option takes",
+        ),
+        (
+            ["migrate", "--link", "1e-300"],
+            "--link",
+            "a link of '1e-300' is slower than 1 byte/s; write a rate such as 1Mbit or 1Gbit",
+        ),
+        (
+            ["evaluate", "--workload", "phases", "--workers", "1e-300"],
+            "--workers",
+            "'1e-300' is less than 0.01 units, the least this option takes",
+        ),
     ],
 )
 def test_wrong_values_are_refused_while_parsing_with_one_line(capsys, argv, option, reason):
@@ -427,3 +453,15 @@ def test_the_migration_benchmark_shows_progress_on_a_terminal(tmp_path):
     assert done.stdout.startswith("ones       lz4 ")  # stdout: the table only
     bar = drawn.decode()
     assert "migrations: " in bar and " migrations/s, ones, lz4 at " in bar
+
+
+def test_bench_refuses_a_codec_list_that_names_none_and_memory_it_cannot_hold(capsys):
+    assert main(["bench", "--pages", "16", "--codecs", ",,,"]) == 2
+    assert capsys.readouterr().err == (
+        "migcodec bench: --codecs ',,,' names no codec; write names such as lz4,zstd "
+        "(`migcodec codecs` lists them)\n"
+    )
+    assert main(["bench", "--pages", "999999999", "--codecs", "raw"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("migcodec bench: --pages 999999999 needs ")
+    assert err.endswith(" available; use fewer --pages\n")

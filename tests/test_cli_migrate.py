@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from multiprocessing.shared_memory import SharedMemory
 from pathlib import Path
 
@@ -393,3 +394,35 @@ def test_the_bar_layout_keeps_the_rates_as_long_as_they_fit(columns):
         assert "160" in text and "113" in text, layout  # guest and wire MB/s
     if columns >= 120:
         assert "131072/262144 pages, 181000 dirty left, 160.3 MB/s guest, 113.0 MB/s wire" in text
+
+
+def test_max_time_ends_a_migration_whose_link_is_too_slow_for_one_iteration(capsys):
+    """One iteration of 4 MiB at 2 Mbit/s takes 17 s; the time limit ends it at 1 s."""
+    started = time.monotonic()
+    code = main(["migrate", "--memory", "4MiB", "--quiet", "--max-time", "1", "--link", "2Mbit",
+                 "--codec", "none", "--json"])  # fmt: skip
+    assert code == 1 and time.monotonic() - started < 10
+    report = json.loads(capsys.readouterr().out)
+    assert report["error"].startswith("did not finish within its 1 s time limit (the link at ")
+
+
+def test_send_to_a_peer_that_resets_the_connection_says_so_in_one_line(capsys):
+    import struct
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        address = f"127.0.0.1:{server.getsockname()[1]}"
+
+        def reset() -> None:
+            conn, _ = server.accept()
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.recv(1)
+            conn.close()  # with a zero linger: a reset, not an orderly close
+
+        peer = threading.Thread(target=reset)
+        peer.start()
+        code = main(["send", "--connect", address, *TINY, "--memory", "1MiB", "--timeout", "5"])
+        peer.join()
+    assert code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("migcodec send: ") and "\n" not in err[:-1]
+    assert "Traceback" not in err

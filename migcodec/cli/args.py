@@ -31,6 +31,16 @@ PAGE_SIZE = 4096
 EXIT_INTERRUPTED = 130
 #: exit status when stdout's reader went away: 128 + SIGPIPE, as for ``yes | head``
 EXIT_BROKEN_PIPE = 141
+#: the longest time any option waits or runs (about four months): longer is a typo, and
+#: the operating system's timers refuse far longer ones with an overflow
+MAX_SECONDS = 10**7
+#: the most codec engines per codec: each is a thread with buffers of its own, and more
+#: than a few per core only queue behind each other
+MAX_WORKERS = 256
+#: the most of anything counted (pages, windows, repeats): beyond it no run ends
+MAX_COUNT = 10**9
+#: the slowest link: one byte per second (a migration over it is bounded by its time limit)
+MIN_LINK_RATE = 1.0
 
 
 class CommandLineError(ValueError):
@@ -108,7 +118,16 @@ def _link_rate(text: str) -> float | None:
             f"a link of {text!r} carries nothing; write a rate such as 1Gbit, or 'unlimited' "
             "for no limit"
         )
+    _check_link(text, rate)
     return rate
+
+
+def _check_link(text: str, rate: float) -> None:
+    if rate < MIN_LINK_RATE:
+        raise ValueError(
+            f"a link of {text!r} is slower than {MIN_LINK_RATE:g} byte/s; write a rate such "
+            "as 1Mbit or 1Gbit"
+        )
 
 
 def _link_rates(text: str) -> str:
@@ -117,29 +136,39 @@ def _link_rates(text: str) -> str:
     if not links:
         raise ValueError(f"{text!r} names no link rate; write e.g. 1Gbit or 1Gbit,10Gbit")
     for link in links:
-        if parse_rate(link) == 0:
+        rate = parse_rate(link)
+        if rate == 0:
             raise ValueError(f"a link of {link!r} carries nothing; write a rate such as 1Gbit")
+        _check_link(link, rate)
     return text
 
 
-def _whole(text: str, minimum: int) -> int:
+def _whole(text: str, minimum: int, maximum: int = MAX_COUNT) -> int:
     try:
         value = int(text)
     except ValueError:
         value = None
     if value is None or value < minimum:
         raise ValueError(f"{text!r} is not a whole number >= {minimum}")
+    if value > maximum:
+        raise ValueError(f"{text!r} is more than {maximum}, the most this option takes")
     return value
 
 
-def _number(text: str, what: str, example: str, allow_zero: bool = False) -> float:
+def _number(
+    text: str, what: str, example: str, least: float = 0.0, most: float = MAX_SECONDS
+) -> float:
+    """A positive, finite number of at least ``least`` and at most ``most``."""
     try:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not (math.isfinite(value) and (value >= 0 if allow_zero else value > 0)):
-        sign = "non-negative" if allow_zero else "positive"
-        raise ValueError(f"{text!r} is not a {sign}, finite number of {what} (e.g. {example})")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{text!r} is not a positive, finite number of {what} (e.g. {example})")
+    if value < least:
+        raise ValueError(f"{text!r} is less than {least:g} {what}, the least this option takes")
+    if value > most:
+        raise ValueError(f"{text!r} is more than {most:g} {what}, the most this option takes")
     return value
 
 
@@ -155,6 +184,8 @@ link_rate = _typed("link_rate", _link_rate)
 link_rates = _typed("link_rates", _link_rates)
 #: 1, 2, ...
 positive_int = _typed("positive_int", lambda text: _whole(text, 1))
+#: codec engines per codec: 1 to MAX_WORKERS
+workers = _typed("workers", lambda text: _whole(text, 1, MAX_WORKERS))
 #: 0, 1, ...
 #: a random seed: 0, 1, ...
 nonnegative_int = _typed("nonnegative_int", lambda text: _whole(text, 0))
@@ -162,9 +193,15 @@ seed = nonnegative_int  # a seed is any whole number from 0
 #: seconds > 0
 seconds = _typed("seconds", lambda text: _number(text, "seconds", "30 or 0.5"))
 #: milliseconds > 0
-milliseconds = _typed("milliseconds", lambda text: _number(text, "milliseconds", "300 or 50"))
-#: a count that may be fractional (parallel encoders of a cost model), > 0
-positive_number = _typed("positive_number", lambda text: _number(text, "units", "2 or 1.5"))
+milliseconds = _typed(
+    "milliseconds",
+    lambda text: _number(text, "milliseconds", "300 or 50", most=MAX_SECONDS * 1000.0),
+)
+#: a count that may be fractional (parallel encoders of a cost model): 0.01 to MAX_WORKERS
+positive_number = _typed(
+    "positive_number",
+    lambda text: _number(text, "units", "2 or 1.5", least=0.01, most=MAX_WORKERS),
+)
 
 
 def check_output_path(path: str | os.PathLike, option: str) -> None:

@@ -6,17 +6,29 @@ import argparse
 import json
 
 from migcodec.cli import args as types
+from migcodec.cli.args import PAGE_SIZE, CommandLineError
 from migcodec.codecs import available_codecs, plugin_statuses
 from migcodec.datasets import GENERATORS
+from migcodec.engine.guest_memory import GuestMemoryError, check_available
 
 
 def run(args: argparse.Namespace) -> int:
     from migcodec.bench import run_bench
 
-    if args.codecs:
+    if args.codecs is not None:
         names = [c.strip() for c in args.codecs.split(",") if c.strip()]
+        if not names:
+            raise CommandLineError(
+                f"--codecs {args.codecs!r} names no codec; write names such as lz4,zstd "
+                "(`migcodec codecs` lists them)"
+            )
     else:
         names = [s.name for s in plugin_statuses() if s.available]
+    # the pages, the encoded and the decoded copies: refused before any is made
+    try:
+        check_available(args.pages * PAGE_SIZE * 3, f"--pages {args.pages}", "use fewer --pages")
+    except GuestMemoryError as exc:
+        raise CommandLineError(str(exc)) from None
     results = run_bench(args.workload, names, args.pages, args.workers, args.seed)
     if args.json:
         document = {
@@ -67,7 +79,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--workers",
-        type=types.positive_int,
+        type=types.workers,
         default=1,
         metavar="N",
         help="encoding engines (threads)",

@@ -128,6 +128,8 @@ def _source_memory(args: argparse.Namespace, page_size: int, copies: int) -> Gue
         size = args.memory or DEFAULT_SIZE
         held = "the guest" + (" and the destination's copy of it" if copies > 1 else "")
         check_available(copies * size, f"--memory {format_size(size)} ({held})")
+    elif copies > 1 and args.memory:  # before a file or region of that size is made
+        check_available(args.memory, "the destination's copy of the guest")
     memory = open_guest_memory(
         args.memory,
         page_size,
@@ -379,7 +381,7 @@ def _source_options(p: argparse.ArgumentParser) -> None:
         "--codec", default="auto", help="auto, none, or a codec plugin name (see `migcodec codecs`)"
     )
     p.add_argument(
-        "--workers", type=types.positive_int, default=2, metavar="N", help="codec engines per codec"
+        "--workers", type=types.workers, default=2, metavar="N", help="codec engines per codec"
     )
     p.add_argument(
         "--downtime-ms",
@@ -463,6 +465,12 @@ def _reported(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Na
             print(f"migcodec {args.command}: {one_line(str(exc))}", file=sys.stderr)
             # a wire error: the other end refused or broke the stream, not a usage error
             return 1 if isinstance(exc, WireError) else 2
+        except OSError as exc:  # the connection failed under the stream (a reset, a deadline)
+            why = exc.strerror or str(exc)  # the system's words, without "[Errno N]"
+            print(
+                f"migcodec {args.command}: the connection failed: {one_line(why)}", file=sys.stderr
+            )
+            return 1
 
     return guarded
 

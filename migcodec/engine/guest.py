@@ -24,6 +24,10 @@ FillProgress = Callable[[int, int], None]
 FILL_CHUNK_PAGES = 16384
 
 
+class GuestError(RuntimeError):
+    """The guest's writer failed or could not be paused; the migration cannot go on."""
+
+
 class GuestWorkload:
     """Dirties ``memory`` at ``rate`` bytes/s in ticks, marking the dirty log after writing.
 
@@ -60,6 +64,7 @@ class GuestWorkload:
         self._stamp = 0
         self.bytes_dirtied = 0
         self.active_s = 0.0
+        self.failure: BaseException | None = None  # what ended the writer, if anything
         self._run = threading.Event()
         self._paused = threading.Event()
         self._stop = threading.Event()
@@ -89,11 +94,24 @@ class GuestWorkload:
             self._thread.start()
 
     def pause(self, timeout: float = 5.0) -> None:
+        """Stop the guest at a tick boundary. Raises :class:`GuestError` when its writer
+        failed or does not stop within ``timeout`` seconds (a tick that takes longer)."""
+        self._raise_failure()
         if not self._thread.is_alive():
             return
         self._run.clear()
         if not self._paused.wait(timeout):
-            raise TimeoutError("guest did not pause")
+            self._raise_failure()
+            raise GuestError(
+                f"the guest did not pause within {timeout:g} s (one tick of its writes took "
+                "longer); dirty memory at a lower rate"
+            )
+
+    def _raise_failure(self) -> None:
+        if self.failure is not None:
+            raise GuestError(
+                f"the guest's writer failed: {type(self.failure).__name__}: {self.failure}"
+            ) from self.failure
 
     def stop(self) -> None:
         self._stop.set()
@@ -123,9 +141,20 @@ class GuestWorkload:
             words[pages[:, None], cols] += np.uint64(self._stamp)
 
     def _loop(self) -> None:
+        try:
+            self._dirty_until_stopped()
+        except BaseException as exc:  # kept for pause() and the report, not printed
+            self.failure = exc
+            self._paused.set()  # nothing writes any more: a pause need not wait
+
+    def _dirty_until_stopped(self) -> None:
         budget = 0.0
         last = time.perf_counter()
-        page_size = self.memory.shape[1]
+        n_pages, page_size = self.memory.shape
+        # a tick writes at most every page once: a rate beyond what the memory holds per
+        # tick rewrites all of it each tick, and the rest is not carried over (it would
+        # grow without bound, and the pages written with it)
+        most = n_pages * page_size
         while not self._stop.is_set():
             if not self._run.is_set():
                 self._paused.set()
@@ -135,7 +164,7 @@ class GuestWorkload:
                 continue
             time.sleep(self.tick_s)
             now = time.perf_counter()
-            budget += (now - last) * self.rate
+            budget = min(budget + (now - last) * self.rate, most)
             self.active_s += now - last
             last = now
             k = int(budget // page_size)

@@ -7,8 +7,12 @@ over the backing, never a copy, so the guest's writes and the destination's deco
 land in the backing itself.
 
 Sizes: without ``size``, an existing file or region is used whole; a new one gets
-:data:`DEFAULT_SIZE`. With ``size``, a smaller file grows to it (sparse, reading as zeros),
-a larger one is used from its start; a region cannot grow, so a smaller one is refused.
+:data:`DEFAULT_SIZE`. With ``size``, a smaller file grows to it (reading as zeros), a
+larger one is used from its start; a region cannot grow, so a smaller one is refused. A
+file's growth is allocated on its filesystem up front (``posix_fallocate``): a mapping of
+a sparse file on a filesystem without room for it kills the process with SIGBUS at the
+first page that finds no block, in the middle of a migration. Only regular files are
+mapped: a FIFO or a device would block or fail in ways that name neither.
 ``must_exist`` refuses to create a file or region: migrating a memory image "as it is"
 makes no sense for one that is not there.
 
@@ -20,6 +24,7 @@ killed later by the kernel while the guest is filled.
 
 from __future__ import annotations
 
+import errno
 import gc
 import os
 import sys
@@ -53,15 +58,16 @@ def available_memory() -> int | None:
         return None
 
 
-def check_available(n_bytes: int, what: str) -> None:
-    """Refuse ``n_bytes`` of RAM for ``what`` when this machine does not have them free."""
+def check_available(n_bytes: int, what: str, fix: str = "use a smaller --memory") -> None:
+    """Refuse ``n_bytes`` of RAM for ``what`` when this machine does not have them free;
+    the message ends with ``fix``."""
     from migcodec.units import format_size
 
     free = available_memory()
     if free is not None and n_bytes > free:
         raise GuestMemoryError(
             f"{what} needs {format_size(n_bytes)} of RAM, but this machine has "
-            f"{format_size(free)} available; use a smaller --memory"
+            f"{format_size(free)} available; {fix}"
         )
 
 
@@ -150,8 +156,16 @@ def _n_pages(size: int | None, existing: int | None, page_size: int, what: str) 
 
 def _open_file(path: Path, size: int | None, page_size: int, must_exist: bool) -> GuestMemory:
     what = f"--memory-file {path}"
+    created = False
     try:
-        existing = path.stat().st_size if path.exists() else None
+        existing = None
+        if path.exists():
+            if not path.is_file():
+                raise GuestMemoryError(
+                    f"{what} is not a regular file (a directory, FIFO or device): guest "
+                    "memory is mapped from a file; give the path of a file"
+                )
+            existing = path.stat().st_size
         if must_exist and not existing:
             state = "is empty" if existing == 0 else "does not exist"
             raise GuestMemoryError(
@@ -160,12 +174,43 @@ def _open_file(path: Path, size: int | None, page_size: int, must_exist: bool) -
             )
         n_pages = _n_pages(size, existing, page_size, what)
         if (existing or 0) < n_pages * page_size:
-            with open(path, "ab") as f:  # creates it; grows sparse, so no pages are written
-                f.truncate(n_pages * page_size)
+            created = existing is None
+            with open(path, "ab") as f:  # creates it
+                _allocate(f.fileno(), existing or 0, n_pages * page_size, what)
         pages = np.memmap(path, np.uint8, "r+", shape=(n_pages, page_size))
-    except OSError as exc:
-        raise GuestMemoryError(f"cannot map {what}: {exc}") from exc
+    except BaseException as exc:
+        if created:  # not left behind half made: it held nothing before
+            path.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise GuestMemoryError(f"cannot map {what}: {exc}") from exc
+        raise
     return GuestMemory(pages, f"file {path}", bool(existing))
+
+
+def _allocate(fd: int, start: int, end: int, what: str) -> None:
+    """Give the file blocks for bytes ``start..end`` (reading as zeros): refused here, in
+    one line, when its filesystem has no room, not by SIGBUS when a page is first written."""
+    try:
+        os.posix_fallocate(fd, start, end - start)
+        return
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise GuestMemoryError(
+                f"{what}: its filesystem has no room for {end - start} more bytes; free "
+                "space there, use a smaller --memory, or put the file elsewhere"
+            ) from exc
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            raise
+    # a filesystem that cannot allocate ahead: grow it sparse if the room is there now
+    stats = os.fstatvfs(fd)
+    free = stats.f_bavail * stats.f_frsize
+    if end - start > free:
+        raise GuestMemoryError(
+            f"{what}: its filesystem has {free} bytes free, and the file needs "
+            f"{end - start} more; free space there, use a smaller --memory, or put the file "
+            "elsewhere"
+        )
+    os.ftruncate(fd, end)
 
 
 def _attach(name: str) -> SharedMemory:
@@ -181,6 +226,11 @@ def _attach(name: str) -> SharedMemory:
 
 def _open_shm(name: str, size: int | None, page_size: int, must_exist: bool) -> GuestMemory:
     what = f"--shm {name}"
+    if not name or "/" in name or len(name) > 250:
+        raise GuestMemoryError(
+            f"--shm {name!r} is not a shared-memory region's name: give a name without '/', "
+            "e.g. guest0"
+        )
     try:
         shm, created = _attach(name), False
     except FileNotFoundError:

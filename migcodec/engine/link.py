@@ -12,6 +12,10 @@ from migcodec.wire.io import send_all_parts
 DEFAULT_BURST = 256 * 1024
 
 
+class LinkTimeLimit(TimeoutError):
+    """The paced link would send past its deadline: the migration's time limit."""
+
+
 class PacedSocket:
     """Writes whole frames (``write_parts``, which the wire's sink prefers) to a socket,
     limited to ``rate`` bytes/s by a token bucket.
@@ -24,11 +28,23 @@ class PacedSocket:
     pause longer than it lasts (256 KiB is 2 ms at 1 Gbit/s), which no real link does. The
     bucket starts empty: the first bytes take as long to cross as any others, and the
     long-run average never exceeds the rate. ``None`` means unlimited.
+
+    ``deadline`` (a ``time.perf_counter()`` value) bounds the pacing: a frame that would
+    go out after it waits until the deadline and raises :class:`LinkTimeLimit`, so that a
+    slow link ends a migration at its time limit rather than a frame's pacing later (a
+    frame at a few bytes per second takes days).
     """
 
-    def __init__(self, sock: socket.socket, rate: float | None, burst: int | None = None):
+    def __init__(
+        self,
+        sock: socket.socket,
+        rate: float | None,
+        burst: int | None = None,
+        deadline: float | None = None,
+    ):
         self.sock = sock
         self.rate = rate
+        self.deadline = deadline
         self.burst = _send_buffer(sock) if burst is None else burst
         self._tokens = 0.0
         self._stamp = time.perf_counter()
@@ -47,8 +63,16 @@ class PacedSocket:
             self._stamp = now
             self._tokens -= nbytes
             debt = -self._tokens
-        if debt > 0:
-            time.sleep(debt / self.rate)
+        if debt <= 0:
+            return
+        wait = debt / self.rate
+        if self.deadline is not None and now + wait > self.deadline:
+            time.sleep(max(self.deadline - now, 0.0))
+            raise LinkTimeLimit(
+                f"the link at {self.rate:g} bytes/s needed {wait:.3g} s more to pace a "
+                f"{nbytes}-byte frame"
+            )
+        time.sleep(wait)
 
     def flush(self) -> None:
         """Nothing is buffered here; present so the wire writer can flush any sink."""

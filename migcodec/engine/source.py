@@ -32,8 +32,8 @@ from migcodec.codecs import (
 from migcodec.codecs.mirror import DEFAULT_MIRROR_BYTES
 from migcodec.engine.chooser import CodecChooser
 from migcodec.engine.dirty import DirtyLog
-from migcodec.engine.guest import GuestWorkload
-from migcodec.engine.link import PacedSocket
+from migcodec.engine.guest import GuestError, GuestWorkload
+from migcodec.engine.link import LinkTimeLimit, PacedSocket
 from migcodec.engine.progress import ProgressCallback, ProgressTicker
 from migcodec.engine.report import IterationRecord, MigrationReport
 from migcodec.engine.runs import batch_runs
@@ -376,7 +376,10 @@ class MigrationSource:
             link_rate=cfg.link_rate,
             dirty_rate=self.guest.rate if self.guest else 0.0,
         )
-        link = PacedSocket(sock, cfg.link_rate)
+        start = time.perf_counter()
+        # the link gives up at the time limit: one iteration over a slow link can outlast
+        # it many times, and the limit is otherwise checked between iterations
+        link = PacedSocket(sock, cfg.link_rate, deadline=start + cfg.max_time_s)
         table = list(self.chooser.codecs)  # codec id == chooser index (see _send_pages)
         if all(c != self.fallback for c in table):
             table.append(self.fallback)
@@ -388,15 +391,18 @@ class MigrationSource:
             self._destination = DestinationMirror(cfg.page_size, budget, recording=False)
             self._destination.prefault()
         self.chooser.start_stream(self._destination)
-        start = time.perf_counter()
-        writer = FrameWriter(
-            link,
-            cfg.page_size,
-            self.memory.shape[0],
-            table,
-            self._inline_pages(),
-            await_reply_from=sock,
-        )
+        try:  # the preamble's exchange: a peer that refuses it ends the stream here
+            writer = FrameWriter(
+                link,
+                cfg.page_size,
+                self.memory.shape[0],
+                table,
+                self._inline_pages(),
+                await_reply_from=sock,
+            )
+        except BaseException:
+            self.chooser.close()
+            raise
         sender = _Sender(writer, self.chooser, self.fallback, report, self._destination)
         ticker = ProgressTicker(
             self.progress, cfg.page_size, self.dirty, lambda: writer.bytes_written
@@ -417,13 +423,20 @@ class MigrationSource:
                 self.guest.stop()
                 if self.guest.active_s:
                     report.dirty_rate_achieved = self.guest.bytes_dirtied / self.guest.active_s
+                failure = self.guest.failure
+                if failure is not None:  # the guest stopped writing: nothing measured holds
+                    report.converged = False
+                    report.error = f"the guest's writer failed: {type(failure).__name__}: {failure}"
         report.sender_cpu_s = sender.cpu_s
         report.wire_bytes = writer.bytes_written
         report.total_time_s = time.perf_counter() - start
         if sender.error is not None and report.error is None:
             err = sender.error
-            what = "link failed" if isinstance(err, OSError | WireError) else "sender failed"
-            report.error = f"{what}: {type(err).__name__}: {err}"
+            if isinstance(err, LinkTimeLimit):
+                report.error = f"did not finish within its {cfg.max_time_s:g} s time limit ({err})"
+            else:
+                what = "link failed" if isinstance(err, OSError | WireError) else "sender failed"
+                report.error = f"{what}: {type(err).__name__}: {err}"
         return report
 
     def _precopy(
@@ -465,7 +478,12 @@ class MigrationSource:
             self._guarded(sender, writer.abort, report.error)
             return
         if self.guest is not None:
-            self.guest.pause()
+            try:
+                self.guest.pause()
+            except GuestError as exc:
+                report.error = str(exc)
+                self._guarded(sender, writer.abort, report.error)
+                return
         paused = time.perf_counter()
         self._iteration(sender, report, start, ticker, stop_and_copy=True)
         sender.items.put(_STOP)

@@ -158,3 +158,42 @@ def test_a_strided_destination_array_refuses_the_stream_at_the_handshake():
     with pytest.raises(WireError, match="writable, C-contiguous array"):
         _migrate_into(backing[::2], n_pages=32)
     assert not backing.any()
+
+
+def test_a_fifo_or_a_device_is_refused_before_it_is_opened(tmp_path):
+    import os
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for path in (fifo, "/dev/null", tmp_path):
+        with pytest.raises(GuestMemoryError, match=r"is not a regular file \(a directory, FIFO"):
+            open_guest_memory(1 << 20, path=path)
+
+
+def test_a_file_its_filesystem_has_no_room_for_is_refused_and_not_left_behind(
+    tmp_path, monkeypatch
+):
+    import errno
+    import os
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    path = tmp_path / "guest.bin"
+    with pytest.raises(GuestMemoryError, match="its filesystem has no room for 1048576 more bytes"):
+        open_guest_memory(1 << 20, path=path)
+    assert not path.exists()
+
+
+def test_a_grown_file_is_allocated_on_its_filesystem_not_left_sparse(tmp_path):
+    path = tmp_path / "guest.bin"
+    with open_guest_memory(1 << 20, path=path) as memory:
+        assert memory.pages.shape == (256, 4096) and not memory.pages.any()
+    assert path.stat().st_blocks * 512 >= 1 << 20  # blocks reserved, not a hole
+
+
+def test_a_region_name_that_is_no_name_is_refused():
+    for name in ("", "a/b"):
+        with pytest.raises(GuestMemoryError, match="is not a shared-memory region's name"):
+            open_guest_memory(1 << 20, shm_name=name)

@@ -68,3 +68,14 @@ def test_the_first_bytes_wait_for_the_wire_and_a_pause_is_made_up_to_the_bucket(
     link.write_parts([bytes(500_000)])
     assert clock.slept[1:] == [pytest.approx(0.2)]  # 500 kB, 300 kB of room
     assert sink.sent == 800_000
+
+
+def test_a_frame_that_would_go_out_after_the_deadline_ends_the_link_at_it(clock):
+    sink = _Sink()
+    link = PacedSocket(sink, 1000.0, burst=1000, deadline=clock.now + 2.0)
+    link.write_parts([b"x" * 1000])  # a second of pacing: within the deadline
+    assert clock.slept == [pytest.approx(1.0)] and sink.sent == 1000
+    with pytest.raises(link_module.LinkTimeLimit, match="needed 5 s more to pace a 5000-byte"):
+        link.write_parts([b"x" * 5000])
+    assert clock.now == pytest.approx(102.0)  # it waited until the deadline, not 5 s
+    assert sink.sent == 1000  # and sent nothing past it
