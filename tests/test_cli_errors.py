@@ -465,3 +465,10 @@ def test_bench_refuses_a_codec_list_that_names_none_and_memory_it_cannot_hold(ca
     err = capsys.readouterr().err
     assert err.startswith("migcodec bench: --pages 999999999 needs ")
     assert err.endswith(" available; use fewer --pages\n")
+
+
+def test_an_empty_plot_path_is_refused_not_taken_as_no_plot(capsys):
+    assert main(["migrate", "--memory", "4MiB", "--quiet", "--plot", ""]) == 2
+    assert capsys.readouterr().err == (
+        "migcodec migrate: --plot '' names no file; give a path, e.g. run.png\n"
+    )

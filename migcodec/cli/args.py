@@ -207,6 +207,8 @@ positive_number = _typed(
 def check_output_path(path: str | os.PathLike, option: str) -> None:
     """Refuse, before any work, an output file that could not be written at the end: its
     directory must exist and be writable, and it must not be a directory."""
+    if not str(path).strip():
+        raise CommandLineError(f"{option} {str(path)!r} names no file; give a path, e.g. run.png")
     target = Path(path)
     parent = target.parent if str(target.parent) else Path(".")
     if target.is_dir():

@@ -99,7 +99,7 @@ def _row(report: MigrationReport) -> str:
 def _check_plot(args: argparse.Namespace) -> None:
     """Fail before migrating, not after, when ``--plot`` cannot be drawn or written: a
     migration's report must not be lost to a typo in a path."""
-    if args.plot:
+    if args.plot is not None:  # an empty --plot is refused, not taken as no plot
         pyplot()
         check_output_path(args.plot, "--plot")
 
