@@ -14,6 +14,7 @@ import numpy as np
 from migcodec.cli import args as types
 from migcodec.datasets import TraceError, TraceReader, TraceWriter, Workload, get_workload
 from migcodec.datasets.presets import workload_names
+from migcodec.datasets.trace import TraceExists
 from migcodec.datasets.trace.reader import TraceInfo
 from migcodec.datasets.window import Window
 from migcodec.wire.errors import one_line, peer_text
@@ -222,7 +223,13 @@ def _run(func):
         try:
             return func(args)
         except (TraceError, ValueError) as exc:
-            print(f"migcodec trace {args.trace_command}: {one_line(str(exc))}", file=sys.stderr)
+            text = str(exc)
+            if isinstance(exc, TraceExists) and exc.replaceable:  # the API says overwrite=True
+                text = (
+                    f"{exc.path} already holds a trace; choose another --out or pass --force to "
+                    "replace it"
+                )
+            print(f"migcodec trace {args.trace_command}: {one_line(text)}", file=sys.stderr)
             return 2
 
     return wrapped

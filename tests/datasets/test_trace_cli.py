@@ -90,3 +90,43 @@ def test_capture_command_writes_a_readable_trace(tmp_path: Path, capsys) -> None
     assert ("3 windows" in out and "snapshot diffing" in out) or "soft-dirty" in out
     assert main(["trace", "info", str(tmp_path / "c")]) == 0
     assert "capture" in capsys.readouterr().out
+
+
+SYNTH = ["trace", "synth", "--workload", "memcached", "--pages", "16", "--windows", "1"]
+
+
+def test_synth_refuses_an_output_that_is_a_file_or_holds_other_things(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    assert main([*SYNTH, "--out", str(afile)]) == 2
+    assert capsys.readouterr().err == (
+        f"migcodec trace synth: {afile} exists and is not a directory; name a new or empty "
+        "directory for the trace\n"
+    )
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    for force in ([], ["--force"]):  # --force replaces a trace, never other files
+        assert main([*SYNTH, "--out", str(busy), *force]) == 2
+        assert capsys.readouterr().err == (
+            f"migcodec trace synth: {busy} is a directory that holds other files (e.g. "
+            "'notes.txt') and no trace; name a new or empty directory for the trace\n"
+        )
+    assert sorted(p.name for p in busy.iterdir()) == ["notes.txt"]
+    assert main([*SYNTH, "--out", ""]) == 2
+    assert "empty path" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main([*SYNTH, "--out", str(empty)]) == 0
+
+
+def test_synth_over_a_trace_names_only_force(tmp_path, capsys):
+    out = tmp_path / "t"
+    assert main([*SYNTH, "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main([*SYNTH, "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"migcodec trace synth: {out} already holds a trace; choose another --out or pass "
+        "--force to replace it\n"
+    )
+    assert main([*SYNTH, "--out", str(out), "--force"]) == 0

@@ -79,4 +79,10 @@ class UnsuitableCodec(TraceError, ValueError):
 
 
 class TraceExists(TraceError, FileExistsError):
-    """The output directory already holds a trace."""
+    """The output path cannot take a new trace: it already holds a trace (``replaceable``:
+    overwriting replaces it), or it is a file, or a directory holding other things."""
+
+    def __init__(self, message: str, path: object = None, replaceable: bool = False) -> None:
+        super().__init__(message)
+        self.path = path
+        self.replaceable = replaceable

@@ -33,6 +33,35 @@ from .record import encode_record
 DEFAULT_CHUNK_BYTES = 256 << 20
 
 
+def _check_output(path: Path, overwrite: bool) -> None:
+    """Refuse an output path that cannot take a new trace: a file, a directory holding a
+    trace (unless ``overwrite``), or a directory holding anything else (whatever
+    ``overwrite`` says: the trace's files would be mixed with what is there)."""
+    if path.exists() and not path.is_dir():
+        raise TraceExists(
+            f"{path} exists and is not a directory; name a new or empty directory for the trace",
+            path,
+        )
+    if (path / MANIFEST).exists():
+        if not overwrite:
+            raise TraceExists(
+                f"{path} already holds a trace; choose another directory or pass "
+                "overwrite=True to replace it",
+                path,
+                replaceable=True,
+            )
+        return
+    if path.is_dir():
+        with os.scandir(path) as entries:
+            held = next(entries, None)
+        if held is not None:
+            raise TraceExists(
+                f"{path} is a directory that holds other files (e.g. {held.name!r}) and no "
+                "trace; name a new or empty directory for the trace",
+                path,
+            )
+
+
 class TraceWriter:
     """Writes windows to ``path`` as they come; memory use is one window, whatever the length.
 
@@ -67,11 +96,9 @@ class TraceWriter:
                 "with a compressing codec (zstd, the default, or lz4)"
             )
         self.codec.check_page_size(page_size)
-        if (self.path / MANIFEST).exists() and not overwrite:
-            raise TraceExists(
-                f"{self.path} already holds a trace; choose another directory or pass "
-                "overwrite=True (--force) to replace it"
-            )
+        if not os.fspath(path):
+            raise ValueError("the trace directory is an empty path; name a directory")
+        _check_output(self.path, overwrite)
         self.path.mkdir(parents=True, exist_ok=True)
         if overwrite:
             for old in self.path.glob("chunk-*.mct"):
