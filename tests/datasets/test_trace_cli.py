@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import os
 from pathlib import Path
@@ -10,6 +12,9 @@ import pytest
 
 from migcodec.cli import build_parser, main
 from migcodec.cli.trace_cmd import _command
+from migcodec.datasets import TraceReader, TraceWriter, Workload, get_workload
+from migcodec.datasets.trace import TraceWriteFailed
+from migcodec.datasets.trace import writer as writer_module
 from tests.datasets.test_capture import Child
 
 
@@ -130,3 +135,60 @@ def test_synth_over_a_trace_names_only_force(tmp_path, capsys):
         "--force to replace it\n"
     )
     assert main([*SYNTH, "--out", str(out), "--force"]) == 0
+
+
+class _FullDisk(io.FileIO):
+    """A file on a full disk: every write fails as the kernel's would."""
+
+    def write(self, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def _full_disk_from(monkeypatch, name: str) -> None:
+    """Writes to the trace file ``name`` (a chunk, the index, the manifest) fail."""
+
+    def fake_open(file, mode="r", *args, **kwargs):
+        if Path(file).name.startswith(name) and "w" in mode:
+            return _FullDisk(file, "wb")
+        return open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(writer_module, "open", fake_open, raising=False)
+
+
+def test_a_full_disk_while_writing_a_window_is_one_line_and_leaves_it_unclosed(
+    tmp_path, capsys, monkeypatch
+):
+    out = tmp_path / "t"
+    _full_disk_from(monkeypatch, "chunk-")
+    assert main([*SYNTH, "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"migcodec trace synth: cannot write window 0 of trace {out}: No space left on device "
+        f"(errno 28, {out / 'chunk-000000.mct'}); the partial trace is left there unclosed "
+        "(the windows written before read as an incomplete trace): free space or choose "
+        "another directory, then write it again\n"
+    )
+    assert len(TraceReader(out, allow_incomplete=True)) == 0
+    assert not TraceReader(out, allow_incomplete=True).info().complete
+
+
+def test_a_full_disk_when_closing_keeps_the_windows_written(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "t"
+    spec = get_workload("memcached", n_pages=16, n_windows=2)
+    writer = TraceWriter(out, memory_pages=16)
+    writer.write_all(Workload(spec))
+    monkeypatch.setattr(Path, "write_text", _FullDisk.write)
+    with pytest.raises(TraceWriteFailed, match="cannot write the closing manifest of trace"):
+        writer.close()
+    writer.close()  # nothing more is written
+    assert not (out / "manifest.json.tmp").exists()
+    assert len(TraceReader(out, allow_incomplete=True)) == 2
+
+
+def test_a_trace_that_cannot_be_created_is_one_line(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    assert main([*SYNTH, "--out", str(afile / "t")]) == 2
+    assert capsys.readouterr().err == (
+        f"migcodec trace synth: cannot create trace {afile / 't'}: Not a directory (errno 20, "
+        f"{afile / 't'}); choose another directory\n"
+    )

@@ -10,6 +10,7 @@ from .format import (
     TraceExists,
     TraceNotFound,
     TraceVersionError,
+    TraceWriteFailed,
     UnsuitableCodec,
 )
 from .reader import PhaseSpan, Trace, TraceInfo, TraceReader, open_trace
@@ -25,6 +26,7 @@ __all__ = [
     "TraceNotFound",
     "TraceReader",
     "TraceVersionError",
+    "TraceWriteFailed",
     "TraceWriter",
     "UnsuitableCodec",
     "open_trace",

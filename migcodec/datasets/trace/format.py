@@ -78,6 +78,11 @@ class UnsuitableCodec(TraceError, ValueError):
     and a trace has no destination."""
 
 
+class TraceWriteFailed(TraceError):
+    """The operating system refused a write of the trace (a full disk, no permission, an
+    I/O error); the partial trace is left as it was, unclosed."""
+
+
 class TraceExists(TraceError, FileExistsError):
     """The output path cannot take a new trace: it already holds a trace (``replaceable``:
     overwriting replaces it), or it is a file, or a directory holding other things."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -26,6 +27,7 @@ from .format import (
     MANIFEST,
     VERSION,
     TraceExists,
+    TraceWriteFailed,
     UnsuitableCodec,
 )
 from .record import encode_record
@@ -69,6 +71,12 @@ class TraceWriter:
     with the window count, phases and totals, so a trace whose writer died is recognisable
     and its windows up to the last index entry stay readable. Use it as a context manager;
     ``end_reason`` (e.g. "process exited") is recorded in the manifest.
+
+    A write the operating system refuses (a full disk, an I/O error) raises
+    :class:`TraceWriteFailed` naming the path and the error; the partial trace is then left
+    unclosed (not removed: its manifest says ``complete: false`` and the windows indexed
+    before the failure stay readable with ``allow_incomplete``), and closing the writer
+    no longer writes anything.
     """
 
     def __init__(
@@ -99,12 +107,9 @@ class TraceWriter:
         if not os.fspath(path):
             raise ValueError("the trace directory is an empty path; name a directory")
         _check_output(self.path, overwrite)
-        self.path.mkdir(parents=True, exist_ok=True)
-        if overwrite:
-            for old in self.path.glob("chunk-*.mct"):
-                old.unlink()
-        workers = min(4, os.cpu_count() or 1) if workers is None else workers
-        self._pool = ThreadPoolExecutor(workers, "trace-encode") if workers > 1 else None
+        self._pool: ThreadPoolExecutor | None = None
+        self._index = None
+        self._chunk = None
         self.page_size = page_size
         self.chunk_bytes = chunk_bytes
         self.end_reason = "closed"
@@ -125,12 +130,24 @@ class TraceWriter:
             "totals": {"pages": 0, "raw_bytes": 0, "stored_bytes": 0, "previous_windows": 0},
             "meta": dict(meta or {}),
         }
-        self._write_manifest()
-        self._index = open(self.path / INDEX, "wb")  # noqa: SIM115 - lives until close()
         self._chunk_no = -1
-        self._chunk = None
         self._next_index = 0
-        self._open_chunk()
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            if overwrite:
+                for old in self.path.glob("chunk-*.mct"):
+                    old.unlink()
+            self._write_manifest()
+            self._index = open(self.path / INDEX, "wb")  # noqa: SIM115 - lives until close()
+            self._open_chunk()
+        except OSError as exc:
+            self._abandon()
+            raise TraceWriteFailed(
+                f"cannot create trace {self.path}: {_os_error(exc, self.path)}; choose "
+                "another directory"
+            ) from exc
+        workers = min(4, os.cpu_count() or 1) if workers is None else workers
+        self._pool = ThreadPoolExecutor(workers, "trace-encode") if workers > 1 else None
 
     # -- public -------------------------------------------------------------------------
     @property
@@ -154,18 +171,24 @@ class TraceWriter:
                 f"window {window.index} names page {int(window.page_indices[-1])}, beyond "
                 f"the trace's {self._manifest['memory_pages']} pages; call set_memory_pages"
             )
+        if self._chunk is None:
+            raise ValueError(f"the writer of trace {self.path} is closed")
         parts = encode_record(window, self.codec, self.page_size, self._pool)
-        assert self._chunk is not None
-        if self._chunk.tell() >= self.chunk_bytes:
-            self._open_chunk()
-        offset = self._chunk.tell()
-        for part in parts:
-            self._chunk.write(part)
-        length = self._chunk.tell() - offset
-        entry = np.array([(self._chunk_no, 0, offset, length, window.n_pages)], dtype=INDEX_DTYPE)
-        self._chunk.flush()
-        self._index.write(entry.tobytes())
-        self._index.flush()
+        try:
+            if self._chunk.tell() >= self.chunk_bytes:
+                self._open_chunk()
+            offset = self._chunk.tell()
+            for part in parts:
+                self._chunk.write(part)
+            length = self._chunk.tell() - offset
+            entry = np.array(
+                [(self._chunk_no, 0, offset, length, window.n_pages)], dtype=INDEX_DTYPE
+            )
+            self._chunk.flush()
+            self._index.write(entry.tobytes())
+            self._index.flush()
+        except OSError as exc:
+            raise self._failed(exc, f"window {window.index}") from exc
         self._account(window, length)
         self._next_index += 1
 
@@ -179,14 +202,17 @@ class TraceWriter:
     def close(self) -> None:
         if self._chunk is None:
             return
-        self._chunk.close()
-        self._index.close()
-        self._chunk = None
-        if self._pool is not None:
-            self._pool.shutdown()
-        self._manifest["complete"] = True
-        self._manifest["end_reason"] = self.end_reason
-        self._write_manifest()
+        try:
+            self._chunk.close()
+            self._index.close()
+            self._chunk = None
+            if self._pool is not None:
+                self._pool.shutdown()
+            self._manifest["complete"] = True
+            self._manifest["end_reason"] = self.end_reason
+            self._write_manifest()
+        except OSError as exc:
+            raise self._failed(exc, "the closing manifest") from exc
 
     def __enter__(self) -> TraceWriter:
         return self
@@ -197,6 +223,26 @@ class TraceWriter:
         self.close()
 
     # -- internals ------------------------------------------------------------------------
+    def _abandon(self) -> None:
+        """Close every file without writing more (their failures are the one reported)."""
+        for f in (self._chunk, self._index):
+            if f is not None:
+                with contextlib.suppress(OSError):
+                    f.close()
+        self._chunk = self._index = None
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+    def _failed(self, exc: OSError, what: str) -> TraceWriteFailed:
+        file = self.path / (INDEX if self._chunk is None else Path(self._chunk.name).name)
+        self._abandon()
+        return TraceWriteFailed(
+            f"cannot write {what} of trace {self.path}: {_os_error(exc, file)}; the partial "
+            "trace is left there unclosed (the windows written before read as an incomplete "
+            "trace): free space or choose another directory, then write it again"
+        )
+
     def _open_chunk(self) -> None:
         if self._chunk is not None:
             self._chunk.close()
@@ -219,5 +265,17 @@ class TraceWriter:
     def _write_manifest(self) -> None:
         tmp = self.path / (MANIFEST + ".tmp")
         text = json.dumps(seal(self._manifest), indent=2, allow_nan=False)
-        tmp.write_text(text + "\n")
-        os.replace(tmp, self.path / MANIFEST)
+        try:
+            tmp.write_text(text + "\n")
+            os.replace(tmp, self.path / MANIFEST)
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)  # the manifest before stays whole
+            raise
+
+
+def _os_error(exc: OSError, path: Path) -> str:
+    """``No space left on device (errno 28, chunk-000000.mct)``: an OS error in one line."""
+    where = exc.filename if exc.filename is not None else path
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return f"{reason} ({where})" if exc.errno is None else f"{reason} (errno {exc.errno}, {where})"
