@@ -17,6 +17,7 @@ from migcodec.datasets.presets import workload_names
 from migcodec.datasets.trace import TraceExists
 from migcodec.datasets.trace.reader import TraceInfo
 from migcodec.datasets.window import Window
+from migcodec.datasets.workload import WorkloadSpec
 from migcodec.wire.errors import one_line, peer_text
 
 
@@ -35,6 +36,31 @@ def _command(args: argparse.Namespace) -> str:
     return shlex.join(words)
 
 
+def _check_synth_memory(args: argparse.Namespace, spec: WorkloadSpec) -> None:
+    """Refuse a workload whose memory this machine cannot hold, before allocating it (as
+    ``migrate`` refuses a ``--memory`` that large): numpy would refuse an impossible size
+    with a traceback, and take a merely too large one, for the kernel to kill it later.
+
+    The workload holds its memory (a page each; twice that while initial contents other
+    than plain ones are generated and copied in) and a few 8-byte numbers per page (page
+    ranks, sampling keys), and one window at a time: its pages, their previous contents
+    and their encoding."""
+    from migcodec.engine.guest_memory import available_memory
+    from migcodec.units import format_size
+
+    dirty = max(spec.dirty_pages(p) for p in spec.phases)
+    copies = 1 if spec.initial in ("zero", "ones", "seq", "random", "text") else 2
+    need = spec.n_pages * (copies * spec.page_size + 64) + 4 * dirty * spec.page_size
+    free = available_memory()
+    if free is not None and need > free:
+        given = f"--pages {spec.n_pages}" if args.pages else f"the workload's {spec.n_pages} pages"
+        raise ValueError(
+            f"{given} (the workload's memory, {format_size(spec.n_pages * spec.page_size)}, "
+            f"and windows of up to {dirty} dirty pages) needs {format_size(need)} of RAM, but "
+            f"this machine has {format_size(free)} available; use a smaller --pages"
+        )
+
+
 def synth(args: argparse.Namespace) -> int:
     spec = get_workload(
         args.workload,
@@ -45,6 +71,13 @@ def synth(args: argparse.Namespace) -> int:
         dirty_bytes_per_s=args.dirty_rate,
         window_s=args.window_ms / 1000 if args.window_ms else None,
     )
+    _check_synth_memory(args, spec)
+    try:
+        workload = Workload(spec)
+    except MemoryError:  # where the machine does not say how much it has
+        raise ValueError(
+            f"cannot allocate the workload's memory of {spec.n_pages} pages; use a smaller --pages"
+        ) from None
     t0 = time.perf_counter()
     with TraceWriter(
         args.out,
@@ -57,7 +90,7 @@ def synth(args: argparse.Namespace) -> int:
         overwrite=args.force,
         meta={"workload": spec.name, "description": spec.description, "seed": spec.seed},
     ) as writer:
-        n = writer.write_all(Workload(spec))
+        n = writer.write_all(workload)
     info = TraceReader(args.out).info()
     print(
         f"{args.out}: {n} windows of workload {spec.name!r} over {spec.n_pages} pages "
