@@ -57,6 +57,7 @@ import io
 import itertools
 import lzma
 import os
+import stat
 import struct
 import zlib
 from collections.abc import Iterator, Sequence
@@ -231,9 +232,38 @@ class _Input:
         return raw.decode("latin-1")
 
 
+def file_kind(mode: int) -> str:
+    """``a named pipe (FIFO)``: what a file that is not a regular one is, for a message."""
+    kinds = (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    return next((text for test, text in kinds if test(mode)), "not a regular file")
+
+
+def check_regular_file(path: str | os.PathLike, what: str, fix: str) -> None:
+    """Refuse ``path`` unless it is a regular file (or missing: opening it says so), before
+    it is opened: a FIFO's open blocks until a writer comes, a device never ends."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"{what} {path} is {file_kind(mode)}, not a regular file; {fix}")
+
+
 def open_stream(path: str | os.PathLike) -> BinaryIO:
     """``path`` opened for reading, decompressed on the fly when it is gzip or xz (offsets
-    in errors are then offsets in the decompressed stream)."""
+    in errors are then offsets in the decompressed stream). Only a regular file is
+    opened: a pipe or a device is refused with a ValueError."""
+    check_regular_file(
+        path,
+        "the stream",
+        'save the stream to a file first (QEMU: migrate "exec:cat > FILE") and give the file',
+    )
     with open(path, "rb") as f:
         magic = f.read(6)
     if magic[:2] == b"\x1f\x8b":
@@ -824,6 +854,7 @@ def read_sync_points(path: str | os.PathLike) -> list[int]:
     ``"sync_points"`` is one (as ``corpus/qemu_stream.py`` writes beside a stream)."""
     import json
 
+    check_regular_file(path, "the sync points file", "give the JSON file of sync points")
     try:
         doc = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:

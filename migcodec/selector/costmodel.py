@@ -31,6 +31,7 @@ import json
 import math
 import os
 import platform
+import stat
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -58,6 +59,22 @@ CALIBRATION_RECIPE = 4
 
 class CostModelError(ValueError):
     """A cost model file is missing, unreadable or does not cover the arms asked for."""
+
+
+#: the largest cost model file read (one is a few KiB: some coefficients per arm)
+MAX_COST_MODEL_BYTES = 16 << 20
+
+
+def _file_kind(mode: int) -> str:
+    """``a named pipe (FIFO)``: what a file that is not a regular one is, for a message."""
+    kinds = (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    return next((text for test, text in kinds if test(mode)), "not a regular file")
 
 
 @dataclass(frozen=True)
@@ -169,9 +186,23 @@ class CostModel:
         """The model :meth:`save` wrote to ``path``; :class:`CostModelError` when the file
         is missing, of another version, edited or damaged since (its seal), or holds
         coefficients no calibration writes (negative, not finite, a curve of another
-        length)."""
+        length). Only a regular file of at most :data:`MAX_COST_MODEL_BYTES` is read: a
+        pipe, a device or a larger file is refused before it is read whole."""
         try:
-            doc = json.loads(Path(path).read_text())
+            mode = os.stat(path).st_mode
+            if not stat.S_ISREG(mode):
+                raise CostModelError(
+                    f"cost model {path} is {_file_kind(mode)}, not a regular file; give a cost "
+                    "model JSON file"
+                )
+            with open(path, "rb") as f:
+                raw = f.read(MAX_COST_MODEL_BYTES + 1)
+            if len(raw) > MAX_COST_MODEL_BYTES:
+                raise CostModelError(
+                    f"cost model {path} is larger than {MAX_COST_MODEL_BYTES >> 20} MiB, which "
+                    "no cost model file is; give a cost model JSON file"
+                )
+            doc = json.loads(raw.decode())
             version = doc.get("version") if isinstance(doc, dict) else None
             if version != COST_MODEL_VERSION:
                 raise CostModelError(
@@ -191,6 +222,11 @@ class CostModel:
                 dict(doc.get("machine", {})),
                 str(doc.get("created", "")),
             )
+        except RecursionError:  # Python's parser gives up on deep nesting
+            raise CostModelError(
+                f"cannot read cost model {path}: its JSON is nested too deeply to be a cost "
+                "model; calibrate again to replace it"
+            ) from None
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             if isinstance(exc, CostModelError):
                 raise

@@ -220,3 +220,40 @@ def test_synth_refuses_more_memory_than_the_machine_has_before_allocating(
         "use a smaller --pages\n"
     )
     assert not out.exists()
+
+
+def test_import_qemu_refuses_a_pipe_or_a_device_before_opening_it(tmp_path, capsys):
+    fifo = tmp_path / "stream"
+    os.mkfifo(fifo)  # opening it would wait for a writer forever
+    out = tmp_path / "t"
+    assert main(["trace", "import-qemu", str(fifo), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"migcodec trace import-qemu: the stream {fifo} is a named pipe (FIFO), not a regular "
+        'file; save the stream to a file first (QEMU: migrate "exec:cat > FILE") and give the '
+        "file\n"
+    )
+    assert main(["trace", "import-qemu", "/dev/zero", "--out", str(out)]) == 2
+    assert "the stream /dev/zero is a character device, not a regular file" in (
+        capsys.readouterr().err
+    )
+    stream = tmp_path / "saved"
+    stream.write_bytes(b"")
+    argv = ["trace", "import-qemu", str(stream), "--out", str(out), "--sync-points", str(fifo)]
+    assert main(argv) == 2
+    assert capsys.readouterr().err == (
+        f"migcodec trace import-qemu: the sync points file {fifo} is a named pipe (FIFO), not "
+        "a regular file; give the JSON file of sync points\n"
+    )
+    assert not out.exists()
+
+
+def test_evaluate_refuses_a_cost_model_that_is_a_pipe(tmp_path, capsys):
+    fifo = tmp_path / "model"
+    os.mkfifo(fifo)
+    argv = ["evaluate", "--workload", "zero", "--windows", "2", "--pages", "8"]
+    assert main([*argv, "--cost-model", str(fifo)]) == 2
+    assert capsys.readouterr() == (
+        "",
+        f"migcodec evaluate: cost model {fifo} is a named pipe (FIFO), not a regular file; "
+        "give a cost model JSON file\n",
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -239,3 +240,36 @@ def test_a_calibration_is_kept_per_version_and_per_kernel_build(monkeypatch, tmp
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setattr(costmodel, "__version__", "99.0")
     assert costmodel.default_path(4096, 64) != built  # another version: calibrated again
+
+
+def test_only_a_regular_file_of_a_bounded_size_is_read_as_a_model(tmp_path, monkeypatch):
+    from migcodec.selector import costmodel
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)  # reading it would wait for a writer forever
+    with pytest.raises(CostModelError) as info:
+        CostModel.load(fifo)
+    assert str(info.value) == (
+        f"cost model {fifo} is a named pipe (FIFO), not a regular file; give a cost model JSON file"
+    )
+    with pytest.raises(CostModelError, match="/dev/zero is a character device, not a regular"):
+        CostModel.load("/dev/zero")  # it never ends
+    path = tmp_path / "model.json"
+    MODEL.save(path)
+    monkeypatch.setattr(costmodel, "MAX_COST_MODEL_BYTES", path.stat().st_size - 1)
+    with pytest.raises(CostModelError, match=r"is larger than 0 MiB, which no cost model file"):
+        CostModel.load(path)
+    monkeypatch.undo()
+    assert costmodel.MAX_COST_MODEL_BYTES == 16 << 20
+    assert CostModel.load(path).arms == MODEL.arms
+
+
+def test_json_nested_too_deeply_is_a_damaged_model_file(tmp_path):
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(CostModelError) as info:
+        CostModel.load(path)
+    assert str(info.value) == (
+        f"cannot read cost model {path}: its JSON is nested too deeply to be a cost model; "
+        "calibrate again to replace it"
+    )
