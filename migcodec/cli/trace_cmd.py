@@ -30,6 +30,8 @@ def _command(args: argparse.Namespace) -> str:
         if key in ("func", "command", "trace_command", "trace") or value is None or value is False:
             continue
         flag = "--" + key.replace("_", "-")
+        if key == "address_range":
+            value = "{:x}-{:x}".format(*value)  # as typed, not as a tuple
         if isinstance(value, float) and value.is_integer():
             value = int(value)  # a rate or a length read from 200MB/s or 100: no ".0"
         words += [flag] if value is True else [flag, str(value)]
@@ -177,14 +179,10 @@ def info(args: argparse.Namespace) -> int:
 def capture(args: argparse.Namespace) -> int:
     from migcodec.datasets.capture import CaptureError, MappingFilter, capture_to_trace
 
-    address_range = None
-    if args.address_range:
-        lo, _, hi = args.address_range.partition("-")
-        address_range = (int(lo, 16), int(hi, 16))
     select = MappingFilter(
         include_file=args.include_file,
         include_shared=args.include_shared,
-        address_range=address_range,
+        address_range=args.address_range,
     )
     try:
         result = capture_to_trace(
@@ -246,6 +244,31 @@ def import_qemu(args: argparse.Namespace) -> int:
         f"{stats.record_bytes} bytes of page records in {stats.sections} RAM sections"
     )
     return 0
+
+
+def address_range(text: str) -> tuple[int, int]:
+    """``--address-range``: ``START-END`` in hex (``0x`` optional), START below END, both
+    within the 64-bit address space."""
+    example = "e.g. 7f0000000000-7f0001000000"
+    lo, dash, hi = text.partition("-")
+    try:
+        if not dash:
+            raise ValueError
+        start, end = (int(x.strip(), 16) for x in (lo, hi))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"cannot read {text!r}: write hex START-END, {example}"
+        ) from None
+    if start < 0 or end > 1 << 64:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} lies beyond the 64-bit address space; write hex START-END within "
+            f"0-{(1 << 64):x}, {example}"
+        )
+    if start >= end:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is empty: START must be below END; write hex START-END, {example}"
+        )
+    return start, end
 
 
 def _run(func):
@@ -340,7 +363,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     c.add_argument("--include-file", action="store_true", help="also file-backed mappings")
     c.add_argument("--include-shared", action="store_true", help="also shared mappings")
-    c.add_argument("--address-range", help="hex START-END, e.g. 7f0000000000-7f0001000000")
+    c.add_argument(
+        "--address-range",
+        type=address_range,
+        metavar="START-END",
+        help="hex START-END, e.g. 7f0000000000-7f0001000000",
+    )
     c.add_argument(
         "--max-pages",
         type=types.positive_int,

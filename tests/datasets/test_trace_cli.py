@@ -257,3 +257,44 @@ def test_evaluate_refuses_a_cost_model_that_is_a_pipe(tmp_path, capsys):
         f"migcodec evaluate: cost model {fifo} is a named pipe (FIFO), not a regular file; "
         "give a cost model JSON file\n",
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("nope", "cannot read 'nope': write hex START-END, e.g. 7f0000000000-7f0001000000"),
+        ("10-", "cannot read '10-': write hex START-END, e.g. 7f0000000000-7f0001000000"),
+        ("zz-yy", "cannot read 'zz-yy': write hex START-END, e.g. 7f0000000000-7f0001000000"),
+        (
+            "20-10",
+            "'20-10' is empty: START must be below END; write hex START-END, e.g. "
+            "7f0000000000-7f0001000000",
+        ),
+        (
+            "0-1ffffffffffffffff",
+            "'0-1ffffffffffffffff' lies beyond the 64-bit address space; write hex START-END "
+            "within 0-10000000000000000, e.g. 7f0000000000-7f0001000000",
+        ),
+    ],
+)
+def test_capture_refuses_an_address_range_it_cannot_use(capsys, text, reason):
+    argv = ["trace", "capture", "--pid", "1", "--windows", "1", "--interval", "5", "--out", "x"]
+    with pytest.raises(SystemExit) as info:
+        main([*argv, "--address-range", text])
+    assert info.value.code == 2
+    assert capsys.readouterr() == (
+        "",
+        f"migcodec trace capture: error: argument --address-range: {reason} (see migcodec "
+        "trace capture --help)\n",
+    )
+
+
+def test_an_address_range_is_read_as_hex_and_recorded_as_typed():
+    argv = ["trace", "capture", "--pid", "1", "--windows", "1", "--interval", "5", "--out", "x"]
+    args = build_parser().parse_args([*argv, "--address-range", "7f0000000000-7f0001000000"])
+    assert args.address_range == (0x7F0000000000, 0x7F0001000000)
+    assert "--address-range 7f0000000000-7f0001000000" in _command(args)
+    from migcodec.datasets.capture import MappingFilter
+
+    with pytest.raises(ValueError, match="0x20-0x10 is empty"):
+        MappingFilter(address_range=(0x20, 0x10))

@@ -72,6 +72,15 @@ class MappingFilter:
     include_shared: bool = False
     address_range: tuple[int, int] | None = None
 
+    def __post_init__(self) -> None:
+        if self.address_range is not None:
+            start, end = self.address_range
+            if not 0 <= start < end <= 1 << 64:
+                raise ValueError(
+                    f"address range {start:#x}-{end:#x} is empty or beyond the 64-bit address "
+                    "space: it must be [start, end) with 0 <= start < end <= 2**64"
+                )
+
     def select(self, mappings: list[Mapping]) -> list[Mapping]:
         chosen = []
         for m in mappings:
