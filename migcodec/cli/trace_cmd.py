@@ -14,7 +14,7 @@ import numpy as np
 from migcodec.cli import args as types
 from migcodec.datasets import TraceError, TraceReader, TraceWriter, Workload, get_workload
 from migcodec.datasets.presets import workload_names
-from migcodec.datasets.trace import TraceExists
+from migcodec.datasets.trace import TraceExists, TraceIncomplete
 from migcodec.datasets.trace.reader import TraceInfo
 from migcodec.datasets.window import Window
 from migcodec.datasets.workload import WorkloadSpec
@@ -284,6 +284,11 @@ def _run(func):
                 text = (
                     f"{exc.path} already holds a trace; choose another --out or pass --force to "
                     "replace it"
+                )
+            elif isinstance(exc, TraceIncomplete) and args.trace_command == "info":
+                text = (
+                    f"{exc.path} was not closed by its writer ({exc.windows} windows indexed); "
+                    "pass --allow-incomplete to read them"
                 )
             print(f"migcodec trace {args.trace_command}: {one_line(text)}", file=sys.stderr)
             return 2

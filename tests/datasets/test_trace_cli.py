@@ -298,3 +298,27 @@ def test_an_address_range_is_read_as_hex_and_recorded_as_typed():
 
     with pytest.raises(ValueError, match="0x20-0x10 is empty"):
         MappingFilter(address_range=(0x20, 0x10))
+
+
+def _unclosed_trace(path: Path) -> None:
+    spec = get_workload("memcached", n_pages=16, n_windows=3)
+    writer = TraceWriter(path, memory_pages=16)
+    writer.write_all(Workload(spec))  # no close(): the writer "crashed"
+
+
+def test_an_unclosed_trace_is_reported_with_the_options_of_the_command_reading_it(tmp_path, capsys):
+    trace = tmp_path / "t"
+    _unclosed_trace(trace)
+    assert main(["trace", "info", str(trace)]) == 2
+    assert capsys.readouterr().err == (
+        f"migcodec trace info: {trace} was not closed by its writer (3 windows indexed); "
+        "pass --allow-incomplete to read them\n"
+    )
+    assert main(["trace", "info", str(trace), "--allow-incomplete"]) == 0
+    capsys.readouterr()
+    # evaluate has no --allow-incomplete: it is not advised
+    assert main(["evaluate", str(trace), "--repeats", "1"]) == 2
+    err = capsys.readouterr().err
+    assert f"{trace} was not closed by its writer (3 windows indexed)" in err
+    assert err.endswith("the trace is incomplete; write it again\n")
+    assert "allow" not in err and err.count("\n") == 1

@@ -73,6 +73,17 @@ class TraceCorrupt(TraceError):
         self.window = window
 
 
+class TraceIncomplete(TraceCorrupt):
+    """The trace was not closed by its writer; ``TraceReader(path, allow_incomplete=True)``
+    reads its ``windows`` indexed windows. The message names no option: each caller says
+    what its user can do."""
+
+    def __init__(self, message: str, path: object, windows: int) -> None:
+        super().__init__(message)
+        self.path = path
+        self.windows = windows
+
+
 class UnsuitableCodec(TraceError, ValueError):
     """The codec cannot store a trace: it encodes pages against what a destination holds,
     and a trace has no destination."""

@@ -27,6 +27,7 @@ from .format import (
     VERSION,
     TraceCorrupt,
     TraceError,
+    TraceIncomplete,
     TraceNotFound,
     TraceVersionError,
 )
@@ -214,9 +215,11 @@ class TraceReader:
         _check_index(self.location, self._index, m["memory_pages"])
         if not m.get("complete"):
             if not allow_incomplete:
-                raise TraceCorrupt(
+                raise TraceIncomplete(
                     f"{self.path} was not closed by its writer ({len(self._index)} windows "
-                    "indexed); pass allow_incomplete=True (--allow-incomplete) to read them"
+                    "indexed): the trace is incomplete; write it again",
+                    self.path,
+                    len(self._index),
                 )
         elif len(self._index) != m["windows"]:
             raise TraceCorrupt(
