@@ -301,10 +301,27 @@ def test_a_damaged_trace_in_evaluate_is_one_line(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert out == ""
     assert re.fullmatch(
-        r"migcodec evaluate: window \d+: record body fails its checksum; the chunk file is "
-        r"damaged \(record at chunk-000000\.mct offset \d+\)\n",
+        rf"migcodec evaluate: trace {re.escape(str(trace))}: window \d+: record body fails its "
+        r"checksum; the chunk file is damaged \(record at chunk-000000\.mct offset \d+\)\n",
         err,
     ), err
+
+
+def test_a_damaged_trace_in_a_corpus_is_named(tmp_path, capsys):
+    corpus = tmp_path / "corpus"
+    argv = ["trace", "synth", "--workload", "phases", "--pages", "256", "--windows", "2"]
+    for name in ("a", "b", "c"):
+        assert main([*argv, "--out", str(corpus / name)]) == 0
+    chunk = next((corpus / "b").glob("chunk-*.mct"))
+    data = bytearray(chunk.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    chunk.write_bytes(bytes(data))
+    capsys.readouterr()
+    assert main(["evaluate", "--corpus", str(corpus), "--repeats", "1"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith(f"migcodec evaluate: trace {corpus / 'b'}: window "), err
+    assert "record body fails its checksum" in err and err.count("\n") == 1
 
 
 # -- what a migration reports -------------------------------------------------------------

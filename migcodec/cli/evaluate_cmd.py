@@ -43,7 +43,7 @@ from migcodec.selector.evaluation.grid import (
 )
 from migcodec.selector.evaluation.replay import Evaluation
 from migcodec.selector.evaluation.table import Table, table_key
-from migcodec.selector.evaluation.windows import trace_identity
+from migcodec.selector.evaluation.windows import WindowSourceError, trace_identity
 from migcodec.selector.objectives import Objective
 from migcodec.storage import LocalLocation, Location, location
 from migcodec.units import parse_rate
@@ -187,16 +187,28 @@ def _measure(
 
 
 def _build(args: argparse.Namespace, source: Source, arms, calibration: CostModel | None) -> Table:
-    with _progress_bar(args, source) as bar:
-        return build_table(
-            check_windows(source.windows()),
-            arms,
-            args.repeats,
-            args.batch_pages,
-            args.sample_pages,
-            lambda n: bar.update(n - bar.n),
-            calibration=calibration,
-        )
+    try:
+        with _progress_bar(args, source) as bar:
+            return build_table(
+                check_windows(source.windows()),
+                arms,
+                args.repeats,
+                args.batch_pages,
+                args.sample_pages,
+                lambda n: bar.update(n - bar.n),
+                calibration=calibration,
+            )
+    except (TraceError, WindowSourceError) as exc:
+        raise _in_trace(source, exc) from exc
+
+
+def _in_trace(source: Source, exc: Exception) -> Exception:
+    """``exc`` naming the trace it is about (with several, "window 2: ..." alone does not
+    say which): its message prefixed with the trace, unless it starts with it already."""
+    if source.trace is None or str(exc).startswith(str(source.trace)):
+        return exc
+    kind = TraceError if isinstance(exc, TraceError) else ValueError
+    return kind(f"trace {source.trace}: {exc}")
 
 
 def _progress_bar(args: argparse.Namespace, source: Source):
