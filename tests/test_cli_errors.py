@@ -307,6 +307,24 @@ def test_a_damaged_trace_in_evaluate_is_one_line(tmp_path, capsys):
     ), err
 
 
+def test_a_cached_table_of_zeros_is_one_line_that_never_advises_loading_it_unsafely(
+    tmp_path, capsys
+):
+    trace = tmp_path / "t"
+    argv = ["trace", "synth", "--workload", "phases", "--pages", "256", "--windows", "2"]
+    assert main([*argv, "--out", str(trace)]) == 0
+    assert main(["evaluate", str(trace), "--repeats", "1"]) == 0
+    (table,) = trace.glob("selector-table-*.npz")
+    table.write_bytes(bytes(1 << 20))
+    capsys.readouterr()
+    assert main(["evaluate", str(trace), "--repeats", "1"]) == 2
+    assert capsys.readouterr() == (
+        "",
+        f"migcodec evaluate: cannot read evaluation table {table}: it is neither an .npz "
+        "archive nor a numpy array file; delete it to rebuild\n",
+    )
+
+
 def test_a_damaged_trace_in_a_corpus_is_named(tmp_path, capsys):
     corpus = tmp_path / "corpus"
     argv = ["trace", "synth", "--workload", "phases", "--pages", "256", "--windows", "2"]

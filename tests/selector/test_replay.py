@@ -98,6 +98,19 @@ def test_unreadable_table_names_the_fix(tmp_path):
         Table.load(tmp_path / "t.npz")
 
 
+def test_a_table_file_of_zeros_is_damaged_and_never_to_be_loaded_unsafely(tmp_path):
+    from migcodec.selector.evaluation import TableError
+
+    path = tmp_path / "t.npz"
+    path.write_bytes(bytes(1 << 20))  # as `truncate -s 1M` leaves it
+    with pytest.raises(TableError) as info:
+        Table.load(path)
+    assert str(info.value) == (
+        f"cannot read evaluation table {path}: it is neither an .npz archive nor a numpy "
+        "array file; delete it to rebuild"
+    )
+
+
 def _work_table() -> Table:
     """A small table with every array a built table has (the optional work counts too)."""
     from migcodec.datasets import Window, generate_pages

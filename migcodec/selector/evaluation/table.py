@@ -315,7 +315,12 @@ class Table:
         # a damaged zip fails in zipfile, zlib or numpy's reader with exceptions of their
         # own (numpy's header parser raises even SyntaxError): whichever, the file is bad
         except Exception as exc:
-            raise unreadable(exc) from exc
+            # numpy takes a file that is no zip (all zeros, say) for a pickle, and its refusal
+            # advises loading it unsafely: a damaged cache is never to be loaded so
+            pickled = "pickle" in str(exc)
+            raise unreadable(
+                "it is neither an .npz archive nor a numpy array file" if pickled else exc
+            ) from exc
         for name, array in arrays.items():
             if _array_digest(array) != written[name]:
                 raise unreadable(f"array {name!r} differs from what was written")
