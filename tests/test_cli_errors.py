@@ -325,6 +325,63 @@ def test_a_cached_table_of_zeros_is_one_line_that_never_advises_loading_it_unsaf
     )
 
 
+def test_table_options_that_cannot_be_used_are_refused_before_measuring(
+    tmp_path, capsys, monkeypatch
+):
+    from migcodec.cli import evaluate_cmd
+
+    def measured(*args, **kwargs):
+        raise AssertionError("a table was measured")
+
+    monkeypatch.setattr(evaluate_cmd, "build_table", measured)
+    trace = tmp_path / "t"
+    argv = ["trace", "synth", "--workload", "phases", "--pages", "256", "--windows", "2"]
+    assert main([*argv, "--out", str(trace)]) == 0
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    missing = tmp_path / "missing"
+    cases = [
+        (
+            ["--table-dir", str(afile)],
+            f"--table-dir {afile} is not a directory; give a directory for the cached tables "
+            "(a missing one is created)",
+        ),
+        (
+            ["--table", str(missing / "t.npz")],
+            f"--table {missing / 't.npz'}: directory {missing} does not exist; create it "
+            "first or write elsewhere",
+        ),
+        (
+            ["--table", str(tmp_path)],
+            f"--table {tmp_path} is a directory; give a file name (e.g. t.npz), or --table-dir DIR",
+        ),
+        (
+            ["--table", str(fifo)],
+            f"--table {fifo} is a named pipe (FIFO), not a regular file; give a file",
+        ),
+        (
+            ["--grid", str(fifo)],
+            f"--grid {fifo} is a named pipe (FIFO), not a regular file; give a file",
+        ),
+    ]
+    capsys.readouterr()
+    for options, reason in cases:
+        assert main(["evaluate", str(trace), "--repeats", "1", *options]) == 2
+        assert capsys.readouterr() == ("", f"migcodec evaluate: {reason}\n")
+    assert not missing.exists()
+
+
+def test_a_missing_table_dir_is_created_only_when_a_table_is_written(tmp_path, capsys):
+    trace = tmp_path / "t"
+    argv = ["trace", "synth", "--workload", "phases", "--pages", "256", "--windows", "2"]
+    assert main([*argv, "--out", str(trace)]) == 0
+    cache = tmp_path / "cache"
+    assert main(["evaluate", str(trace), "--repeats", "1", "--table-dir", str(cache)]) == 0
+    assert len(list(cache.glob("selector-table-t-*.npz"))) == 1
+
+
 def test_a_damaged_trace_in_a_corpus_is_named(tmp_path, capsys):
     corpus = tmp_path / "corpus"
     argv = ["trace", "synth", "--workload", "phases", "--pages", "256", "--windows", "2"]

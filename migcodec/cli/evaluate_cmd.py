@@ -45,7 +45,7 @@ from migcodec.selector.evaluation.replay import Evaluation
 from migcodec.selector.evaluation.table import Table, table_key
 from migcodec.selector.evaluation.windows import WindowSourceError, trace_identity
 from migcodec.selector.objectives import Objective
-from migcodec.storage import LocalLocation, Location, location
+from migcodec.storage import LocalLocation, Location, is_url, location
 from migcodec.units import parse_rate
 
 if TYPE_CHECKING:
@@ -126,6 +126,56 @@ def _sources(args: argparse.Namespace) -> list[Source]:
             )
         )
     return sources
+
+
+def _check_input_file(path: str, option: str) -> None:
+    """Refuse a local input that is not a regular file before it is read (a FIFO's open
+    waits for a writer forever, a device never ends); a missing one says so when read."""
+    import os
+    import stat
+
+    from migcodec.datasets.qemu_stream import file_kind
+
+    if is_url(path):
+        return
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return
+    if not stat.S_ISREG(mode):
+        raise CommandLineError(
+            f"{option} {path} is {file_kind(mode)}, not a regular file; give a file"
+        )
+
+
+def _check_table_options(args: argparse.Namespace, several: bool) -> None:
+    """Refuse, before any table is measured, a table cache that could not be used at the
+    end: a directory given for a file, a file given for a directory, a file in a missing
+    directory. A missing cache directory (``--table-dir``, or ``--table`` with several
+    traces) is created when the first table is written into it, not before."""
+    from pathlib import Path
+
+    if args.table and not several:
+        if is_url(args.table):
+            return
+        if Path(args.table).exists():
+            if Path(args.table).is_dir():
+                raise CommandLineError(
+                    f"--table {args.table} is a directory; give a file name (e.g. t.npz), "
+                    "or --table-dir DIR"
+                )
+            _check_input_file(args.table, "--table")
+        else:
+            check_output_path(args.table, "--table")
+        return
+    option, directory = ("--table", args.table) if args.table else ("--table-dir", args.table_dir)
+    if directory and not is_url(directory):
+        target = Path(directory)
+        if target.exists() and not target.is_dir():
+            raise CommandLineError(
+                f"{option} {directory} is not a directory; give a directory for the cached "
+                "tables (a missing one is created)"
+            )
 
 
 def _table_path(args: argparse.Namespace, source: Source, arms, several: bool):
@@ -296,6 +346,8 @@ def _run(args: argparse.Namespace) -> int:
         parse_rate(link)
     if args.table and args.table_dir:
         raise CommandLineError("give --table or --table-dir, not both")
+    if args.grid:
+        _check_input_file(args.grid, "--grid")
     configs = load_grid(args.grid) if args.grid else None
     if configs is not None and (args.policies or args.plot):
         raise CommandLineError(
@@ -306,6 +358,7 @@ def _run(args: argparse.Namespace) -> int:
             "--scheduler distributes traces (TRACE... or --corpus); --workload runs in process"
         )
     sources = _sources(args)
+    _check_table_options(args, several=len(sources) > 1)
     if args.plot and (len(sources) > 1 or len(links) > 1):
         raise CommandLineError("--plot draws one trace at one link")
     model = _cost_model(args, arms)
@@ -603,11 +656,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=32,
         help="pages the cheap features read",
     )
-    p.add_argument("--table", help="table file (a directory with several traces)")
+    p.add_argument(
+        "--table",
+        help="table file, in an existing directory (with several traces: a directory, "
+        "created when the first table is written)",
+    )
     p.add_argument(
         "--table-dir",
         help="cache tables in this directory (a path or fsspec URL) instead of beside the "
-        "traces (for traces that cannot be written to)",
+        "traces (for traces that cannot be written to); a missing one is created when the "
+        "first table is written",
     )
     p.add_argument(
         "--grid",
