@@ -90,6 +90,7 @@ def _sources(args: argparse.Namespace) -> list[Source]:
             "give TRACE directories, --corpus DIR or --workload NAME (exactly one of them)"
         )
     if args.workload:
+        _check_workload_memory(args)
         ident = f"workload:{args.workload}:{args.windows}:{args.pages}:{args.seed}"
         ident += f":{args.phase_windows}"
 
@@ -178,6 +179,28 @@ def _check_table_options(args: argparse.Namespace, several: bool) -> None:
             )
 
 
+def _check_workload_memory(args: argparse.Namespace) -> None:
+    """Refuse page generators' windows this machine cannot hold, before they are made (as
+    ``migrate`` refuses a ``--memory`` that large): each window holds ``--pages`` pages and
+    the window before's as its previous contents. A preset's windows are bounded by its
+    memory, whatever ``--pages`` asks."""
+    from migcodec.datasets.pages import DEFAULT_PAGE_SIZE as PAGE
+    from migcodec.datasets.presets import workload_names
+    from migcodec.engine.guest_memory import available_memory
+    from migcodec.units import format_size
+
+    if args.workload in workload_names():
+        return
+    need = 2 * args.pages * PAGE
+    free = available_memory()
+    if free is not None and need > free:
+        raise CommandLineError(
+            f"--pages {args.pages} (windows of {format_size(args.pages * PAGE)} and the "
+            f"window before's) needs {format_size(need)} of RAM, but this machine has "
+            f"{format_size(free)} available; use a smaller --pages"
+        )
+
+
 def _table_path(args: argparse.Namespace, source: Source, arms, several: bool):
     """Where ``source``'s table is cached: ``--table`` (a file, or a directory with several
     sources), ``--table-dir``, else beside the trace (a workload's is not cached)."""
@@ -250,6 +273,10 @@ def _build(args: argparse.Namespace, source: Source, arms, calibration: CostMode
             )
     except (TraceError, WindowSourceError) as exc:
         raise _in_trace(source, exc) from exc
+    except MemoryError:  # where the machine does not say how much it has
+        raise ValueError(
+            f"cannot allocate the windows of {source.name}; use a smaller --pages"
+        ) from None
 
 
 def _in_trace(source: Source, exc: Exception) -> Exception:
