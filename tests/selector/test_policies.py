@@ -158,3 +158,100 @@ def test_arm_and_policy_specs_share_one_parser_and_its_errors():
         parse_policy("d-ucb:gamma")
     with pytest.raises(PolicyError, match=r"policy '\{bad' is not valid JSON"):
         parse_policy("{bad")
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("sw-ucb:window=1.5", "policy 'sw-ucb': window must be a whole number, got 1.5"),
+        ("probe-commit:every=2.5", "policy 'probe-commit': every must be a whole number, got 2.5"),
+        ("fixed:arm=0.5", "policy 'fixed': arm must be a whole number, got 0.5"),
+        (
+            "ucb1:c=1e400",
+            "policy 'ucb1': c must be a finite number, got inf (a number too large for a float "
+            "reads as inf)",
+        ),
+        (
+            "auto:value=1e400",
+            "policy 'auto': value must be a finite number, got inf (a number too large for a "
+            "float reads as inf)",
+        ),
+        (
+            '{"name": "d-ucb", "gamma": NaN}',
+            "policy 'd-ucb': gamma must be a finite number, got nan",
+        ),
+    ],
+)
+def test_a_fraction_where_a_count_belongs_or_an_infinite_value_is_refused(spec, message):
+    """Without the check ``window=1.5`` failed inside numpy with a TypeError and
+    ``c=1e400`` (JSON's float overflow) ran as c=inf."""
+    with pytest.raises(PolicyError) as info:
+        parse_policy(spec)
+    assert str(info.value) == message
+
+
+def test_a_whole_number_written_as_a_float_is_taken_as_an_int():
+    policy = parse_policy("sw-ucb:window=1e3")
+    assert policy.window == 1000 and type(policy.window) is int
+    assert type(parse_policy("epsilon-greedy:seed=7.0").seed) is int
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("ucb1:c=-1", "policy 'ucb1': c must be >= 0, got -1"),
+        ("d-ucb:c=-1", "policy 'd-ucb': c must be >= 0, got -1"),
+        ("d-ucb:xi=-0.5", "policy 'd-ucb': xi must be >= 0, got -0.5"),
+        ("sw-ucb:c=-1", "policy 'sw-ucb': c must be >= 0, got -1"),
+        ("linear:alpha=-1", "policy 'linear': alpha must be >= 0, got -1"),
+        ("linear:ridge=0", "policy 'linear': ridge must be > 0, got 0"),
+        ("predictive:refresh=-5", "policy 'predictive': refresh must be >= 0, got -5"),
+        ("predictive:tolerance=-1", "policy 'predictive': tolerance must be >= 0, got -1"),
+        ("probe-commit:drift=-1", "policy 'probe-commit': drift must be >= 0, got -1"),
+        ("thompson:seed=-1", "policy 'thompson': seed must be >= 0, got -1"),
+        ("epsilon-greedy:seed=-1", "policy 'epsilon-greedy': seed must be >= 0, got -1"),
+        ("epsilon-greedy:step=2", "policy 'epsilon-greedy': step must be in (0, 1], got 2"),
+        ("sgd:refit_every=0", "policy 'sgd': refit_every must be in [1, 1000000], got 0"),
+        ("sgd:epsilon=1.5", "policy 'sgd': epsilon must be in [0, 1], got 1.5"),
+        ("auto:negligible=-1", "policy 'auto': negligible must be >= 0, got -1"),
+        ("auto:learn=0", "policy 'auto': learn must be in (0, 1], got 0"),
+        ("fixed:arm=-1", "policy 'fixed': arm must be >= 0, got -1"),
+        # parameters that size what a policy holds are bounded
+        (
+            "probe-commit:k=99999999999999",
+            "policy 'probe-commit': k must be in [1, 1000000], got 99999999999999",
+        ),
+        (
+            "sw-ucb:window=100000000",
+            "policy 'sw-ucb': window must be in [1, 1000000], got 100000000",
+        ),
+    ],
+)
+def test_an_out_of_range_parameter_is_refused_when_the_policy_is_built(spec, message):
+    """These were accepted silently (``thompson:seed=-1`` failed only once tables were
+    measured, naming no parameter; ``probe-commit:k=99999999999999`` grew to gigabytes)."""
+    with pytest.raises(PolicyError) as info:
+        parse_policy(spec)
+    assert str(info.value) == message
+
+
+def test_the_largest_sliding_window_or_probe_holds_only_what_it_has_seen():
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        for spec in ("sw-ucb:window=1000000", "probe-commit:k=1000000", "sgd:refit_every=1000000"):
+            policy = parse_policy(spec).bind(8)
+            for _ in range(50):
+                policy.update(
+                    policy.choose(WindowFeatures(np.ones(5))), 1.0, WindowFeatures(np.ones(5))
+                )
+        assert tracemalloc.get_traced_memory()[1] < 4 << 20
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_step_of_none_round_trips_through_a_config():
+    policy = EpsilonGreedy(step=None)
+    assert policy_from_config(policy.config_json()) == policy
+    assert parse_policy("epsilon-greedy:step=null").step is None

@@ -40,7 +40,7 @@ from migcodec.codecs.base import RUN_BYTES
 from migcodec.selector.costmodel import KNOTS, ArmCost
 from migcodec.selector.features import WindowFeatures
 from migcodec.selector.objectives import Outcome, Throughput
-from migcodec.selector.policies.base import Policy, PolicyError
+from migcodec.selector.policies.base import Policy
 
 #: Gauss-Hermite nodes and weights (probabilists'), for expectations over a log ratio
 _NODES, _WEIGHTS = np.polynomial.hermite_e.hermegauss(7)
@@ -187,15 +187,18 @@ class Auto(Policy):
         negligible: float = 0.003,
         batch_pages: int = 64,
     ) -> None:
-        if min(drift, change, arm_drift, probe_noise, value) < 0 or not 0 < learn <= 1:
-            raise PolicyError(
-                "drift, change, arm_drift, probe_noise and value must be >= 0 and learn in "
-                f"(0, 1], got {drift}, {change}, {arm_drift}, {probe_noise}, {value}, {learn}"
-            )
-        if batch_pages < 1 or not 0 < upkeep <= 1:
-            raise PolicyError(
-                f"batch_pages must be >= 1 and upkeep in (0, 1], got {batch_pages}, {upkeep}"
-            )
+        for key, number in (
+            ("drift", drift),
+            ("change", change),
+            ("arm_drift", arm_drift),
+            ("probe_noise", probe_noise),
+            ("value", value),
+            ("negligible", negligible),
+        ):
+            self._require(key, number, 0)
+        self._require("learn", learn, 0, 1, open_low=True)
+        self._require("upkeep", upkeep, 0, 1, open_low=True)
+        self._require("batch_pages", batch_pages, 1)
         self.drift, self.change, self.arm_drift = drift, change, arm_drift
         self.probe_noise, self.value, self.learn = probe_noise, value, learn
         self.upkeep, self.batch_pages = upkeep, batch_pages

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import math
 import random
+from collections import deque
 
 import numpy as np
 
 from migcodec.selector.features import WindowFeatures
-from migcodec.selector.policies.base import Policy, PolicyError
+from migcodec.selector.policies.base import MAX_WINDOWS, Policy, PolicyError
 
 
 class _Counting(Policy):
@@ -65,6 +66,7 @@ class Fixed(Policy):
     name = "fixed"
 
     def __init__(self, arm: int = 0) -> None:
+        self._require("arm", arm, 0)
         self.arm = arm
 
     def _reset(self) -> None:
@@ -88,8 +90,10 @@ class EpsilonGreedy(_Counting):
     name = "epsilon-greedy"
 
     def __init__(self, epsilon: float = 0.1, step: float | None = 0.2, seed: int = 0) -> None:
-        if not 0 <= epsilon <= 1:
-            raise PolicyError(f"epsilon must be in [0, 1], got {epsilon}")
+        self._require("epsilon", epsilon, 0, 1)
+        if step is not None:
+            self._require("step", step, 0, 1, open_low=True)
+        self._require("seed", seed, 0)
         self.epsilon, self.step, self.seed = epsilon, step, seed
 
     def _reset(self) -> None:
@@ -125,6 +129,7 @@ class UCB1(_Counting):
     name = "ucb1"
 
     def __init__(self, c: float = 1.0) -> None:
+        self._require("c", c, 0)
         self.c = c
 
     def choose(self, features=None) -> int:
@@ -151,8 +156,9 @@ class DiscountedUCB(_Counting):
     name = "d-ucb"
 
     def __init__(self, gamma: float = 0.95, xi: float = 0.6, c: float = 1.0) -> None:
-        if not 0 < gamma <= 1:
-            raise PolicyError(f"gamma must be in (0, 1], got {gamma}")
+        self._require("gamma", gamma, 0, 1, open_low=True)
+        self._require("xi", xi, 0)
+        self._require("c", c, 0)
         self.gamma, self.xi, self.c = gamma, xi, c
 
     def choose(self, features=None) -> int:
@@ -174,19 +180,21 @@ class DiscountedUCB(_Counting):
 
 class SlidingWindowUCB(_Counting):
     """Sliding-window UCB (Garivier & Moulines 2011): statistics of the last ``window``
-    windows only; an arm absent from the window is tried again."""
+    windows only (at most :data:`~migcodec.selector.policies.base.MAX_WINDOWS`); an arm
+    absent from the window is tried again. What it holds grows with the windows seen, up
+    to ``window`` of them."""
 
     name = "sw-ucb"
 
     def __init__(self, window: int = 50, xi: float = 0.6, c: float = 1.0) -> None:
-        if window < 1:
-            raise PolicyError(f"window must be >= 1, got {window}")
+        self._require("window", window, 1, MAX_WINDOWS)
+        self._require("xi", xi, 0)
+        self._require("c", c, 0)
         self.window, self.xi, self.c = window, xi, c
 
     def _reset(self) -> None:
         super()._reset()
-        self.ring_arm = np.full(self.window, -1, dtype=np.int64)
-        self.ring_reward = np.zeros(self.window)
+        self.history: deque[tuple[int, float]] = deque()  # (arm, reward), oldest first
 
     def choose(self, features=None) -> int:
         untried = self._untried()
@@ -198,14 +206,12 @@ class SlidingWindowUCB(_Counting):
         return int((mean + spread * np.sqrt(scale / self.counts)).argmax())
 
     def update(self, arm, reward, features=None, outcome=None) -> None:
-        slot = self.t % self.window
-        old = int(self.ring_arm[slot])
-        if old >= 0:
-            self._add(old, float(self.ring_reward[slot]), -1.0)
+        if len(self.history) == self.window:
+            old, old_reward = self.history.popleft()
+            self._add(old, old_reward, -1.0)
             if self.counts[old] <= 0:  # no float residue
                 self.counts[old] = self.sums[old] = self.sq[old] = 0.0
-        self.ring_arm[slot] = arm
-        self.ring_reward[slot] = reward
+        self.history.append((arm, float(reward)))
         self._add(arm, reward)
         self._observe(reward)
 
@@ -220,8 +226,8 @@ class GaussianThompson(_Counting):
     name = "thompson"
 
     def __init__(self, discount: float = 0.97, seed: int = 0) -> None:
-        if not 0 < discount <= 1:
-            raise PolicyError(f"discount must be in (0, 1], got {discount}")
+        self._require("discount", discount, 0, 1, open_low=True)
+        self._require("seed", seed, 0)
         self.discount, self.seed = discount, seed
 
     def _reset(self) -> None:
@@ -248,13 +254,15 @@ class GaussianThompson(_Counting):
 class ProbeThenCommit(_Counting):
     """Probe then commit: try every arm on ``k`` windows, commit to the best, and probe
     again every ``every`` windows or when the committed arm's recent reward drifts more
-    than ``drift`` (relative) from what it earned when chosen."""
+    than ``drift`` (relative) from what it earned when chosen. ``k`` is at most
+    :data:`~migcodec.selector.policies.base.MAX_WINDOWS`."""
 
     name = "probe-commit"
 
     def __init__(self, k: int = 1, every: int = 50, drift: float = 0.25) -> None:
-        if k < 1 or every < 1:
-            raise PolicyError(f"k and every must be >= 1, got k={k}, every={every}")
+        self._require("k", k, 1, MAX_WINDOWS)
+        self._require("every", every, 1)
+        self._require("drift", drift, 0)
         self.k, self.every, self.drift = k, every, drift
 
     def _reset(self) -> None:
@@ -262,7 +270,7 @@ class ProbeThenCommit(_Counting):
         self._start_probe()
 
     def _start_probe(self) -> None:
-        self.plan = [a for a in range(self.n_arms) for _ in range(self.k)]
+        self.probes_left = self.n_arms * self.k  # arm after arm, k windows each
         self.probe_sums = np.zeros(self.n_arms)
         self.committed = -1
         self.committed_for = 0
@@ -270,14 +278,16 @@ class ProbeThenCommit(_Counting):
         self.recent = 0.0
 
     def choose(self, features=None) -> int:
-        return self.plan[0] if self.plan else self.committed
+        if self.probes_left:
+            return self.n_arms - 1 - (self.probes_left - 1) // self.k
+        return self.committed
 
     def update(self, arm, reward, features=None, outcome=None) -> None:
         self._observe(reward)
-        if self.plan:
-            self.plan.pop(0)
+        if self.probes_left:
+            self.probes_left -= 1
             self.probe_sums[arm] += reward
-            if not self.plan:
+            if not self.probes_left:
                 self.committed = int(np.argmax(self.probe_sums))
                 self.reference = self.recent = self.probe_sums[self.committed] / self.k
             return

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
+import typing
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
@@ -25,6 +27,11 @@ from migcodec.selector.objectives import Objective, Outcome, Throughput
 from migcodec.selector.spec import parse_spec
 
 POLICIES: dict[str, type[Policy]] = {}
+
+#: the largest count of windows a parameter may span (a sliding window, a probe): a window
+#: is thousands of pages, so a million of them is terabytes of pages encoded, more than any
+#: migration sends, and what a policy holds per window stays a few megabytes
+MAX_WINDOWS = 1_000_000
 
 
 class PolicyError(ValueError):
@@ -143,6 +150,31 @@ class Policy(ABC):
         args = ",".join(f"{k}={v}" for k, v in self.params().items() if v != defaults.get(k))
         return f"{self.name}({args})" if args else self.name
 
+    def _require(
+        self,
+        key: str,
+        value: float,
+        low: float,
+        high: float = math.inf,
+        *,
+        open_low: bool = False,
+    ) -> None:
+        """Refuse parameter ``key`` outside ``[low, high]`` (``(low, high]`` with
+        ``open_low``), or not a finite number, with a message naming it and the range."""
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        inside = (
+            number
+            and (isinstance(value, int) or math.isfinite(value))
+            and (value > low if open_low else value >= low)
+            and value <= high
+        )
+        if not inside:
+            if high == math.inf:
+                needed = f"{'>' if open_low else '>='} {_show(low)}"
+            else:
+                needed = f"in {'(' if open_low else '['}{_show(low)}, {_show(high)}]"
+            raise PolicyError(f"policy {self.name!r}: {key} must be {needed}, got {value!r}")
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Policy) and self.get_config() == other.get_config()
 
@@ -151,6 +183,10 @@ class Policy(ABC):
 
     def __repr__(self) -> str:
         return self.label
+
+
+def _show(bound: float) -> str:
+    return str(bound) if isinstance(bound, int) else f"{bound:g}"
 
 
 def policy_from_config(config: dict[str, Any] | str) -> Policy:
@@ -170,22 +206,46 @@ def policy_from_config(config: dict[str, Any] | str) -> Policy:
 
 def _check_params(name: str, params: dict[str, Any]) -> None:
     """Refuse a parameter the policy does not take, or of another kind than its default
-    (a number, a flag), naming it: otherwise a typo or a word where a number belongs
-    fails later inside the policy's arithmetic, with a message about neither."""
-    signature = inspect.signature(POLICIES[name].__init__).parameters
+    (a number, a whole number, a flag), naming it: otherwise a typo or a word where a
+    number belongs fails later inside the policy's arithmetic, with a message about
+    neither. A whole number written as a float (``1e3``) is made an int in ``params``."""
+    cls = POLICIES[name]
+    signature = inspect.signature(cls.__init__).parameters
     takes = {k: p.default for k, p in signature.items() if k != "self"}
+    optional = _optional_params(cls)
     for key, value in params.items():
         if key not in takes:
             known = ", ".join(takes) or "none"
             raise PolicyError(f"policy {name!r} has no parameter {key!r}; it takes: {known}")
         default = takes[key]
+        if value is None and key in optional:
+            continue
         if isinstance(default, bool):
             if not isinstance(value, bool):
                 raise PolicyError(f"policy {name!r}: {key} must be true or false, got {value!r}")
-        elif isinstance(default, int | float) and (
-            isinstance(value, bool) or not isinstance(value, int | float)
-        ):
-            raise PolicyError(f"policy {name!r}: {key} must be a number, got {value!r}")
+        elif isinstance(default, int | float):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise PolicyError(f"policy {name!r}: {key} must be a number, got {value!r}")
+            if isinstance(value, float) and not math.isfinite(value):
+                why = " (a number too large for a float reads as inf)" if value == value else ""
+                raise PolicyError(
+                    f"policy {name!r}: {key} must be a finite number, got {value!r}{why}"
+                )
+            if isinstance(default, int) and isinstance(value, float):
+                if not value.is_integer():
+                    raise PolicyError(
+                        f"policy {name!r}: {key} must be a whole number, got {value!r}"
+                    )
+                params[key] = int(value)
+
+
+def _optional_params(cls: type[Policy]) -> set[str]:
+    """The parameters of ``cls`` that may be ``None`` (annotated ``X | None``)."""
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except Exception:  # an annotation this module cannot resolve: none is optional
+        return set()
+    return {k for k, h in hints.items() if k != "return" and type(None) in typing.get_args(h)}
 
 
 def parse_policy(text: str) -> Policy:

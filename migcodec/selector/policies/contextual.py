@@ -20,7 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 
 from migcodec.selector.features import WindowFeatures
-from migcodec.selector.policies.base import Policy, PolicyError
+from migcodec.selector.policies.base import MAX_WINDOWS, Policy, PolicyError
 
 _LEFT = np.array([2, 3, 2, 1])  # entropy^2, changed^2, entropy*changed, zero*entropy
 _RIGHT = np.array([2, 3, 3, 2])
@@ -45,8 +45,9 @@ class LinearRLS(Policy):
     needs = "cheap"
 
     def __init__(self, alpha: float = 0.3, forget: float = 0.99, ridge: float = 1.0) -> None:
-        if not 0 < forget <= 1 or ridge <= 0:
-            raise PolicyError(f"need 0 < forget <= 1 and ridge > 0, got {forget}, {ridge}")
+        self._require("alpha", alpha, 0)
+        self._require("forget", forget, 0, 1, open_low=True)
+        self._require("ridge", ridge, 0, open_low=True)
         self.alpha, self.forget, self.ridge = alpha, forget, ridge
 
     def _reset(self) -> None:
@@ -102,6 +103,8 @@ class SgdRegression(Policy):
     hot path only swaps in finished coefficients). Explores with ``epsilon``.
 
     ``background=False`` refits inline, which keeps offline replays deterministic.
+    ``refit_every`` is at most :data:`~migcodec.selector.policies.base.MAX_WINDOWS`: the
+    windows waiting for a refit are held.
     """
 
     name = "sgd"
@@ -110,6 +113,9 @@ class SgdRegression(Policy):
     def __init__(
         self, epsilon: float = 0.05, refit_every: int = 16, background: bool = False, seed: int = 0
     ) -> None:
+        self._require("epsilon", epsilon, 0, 1)
+        self._require("refit_every", refit_every, 1, MAX_WINDOWS)
+        self._require("seed", seed, 0)
         self.epsilon, self.refit_every, self.background, self.seed = (
             epsilon,
             refit_every,

@@ -44,7 +44,7 @@ import numpy as np
 from migcodec.codecs import CodecKind
 from migcodec.selector.features import WindowFeatures
 from migcodec.selector.objectives import Outcome, Throughput
-from migcodec.selector.policies.base import Policy, PolicyError
+from migcodec.selector.policies.base import Policy
 
 _MAX_BIAS = math.log(4.0)
 _TIE = 0.98  # predicted rewards within 2% of the best count as tied
@@ -68,10 +68,10 @@ class Predictive(Policy):
         refresh: int = 4,
         optimism: float = 1.0,
     ) -> None:
-        if not 0 < learn <= 1:
-            raise PolicyError(f"learn must be in (0, 1], got {learn}")
-        if optimism < 1:
-            raise PolicyError(f"optimism must be >= 1, got {optimism}")
+        self._require("learn", learn, 0, 1, open_low=True)
+        self._require("tolerance", tolerance, 0)
+        self._require("refresh", refresh, 0)
+        self._require("optimism", optimism, 1)
         self.learn, self.tolerance, self.refresh = learn, tolerance, refresh
         self.optimism = optimism
 
