@@ -36,6 +36,7 @@ from migcodec.selector.evaluation import (
 )
 from migcodec.selector.evaluation.cluster import TASK_WINDOWS
 from migcodec.selector.evaluation.grid import (
+    MAX_GRID_CONFIGS,
     leave_one_trace_out,
     load_grid,
     rank_configs,
@@ -698,7 +699,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--grid",
         help='JSON grid of one policy\'s configurations, {"policy": NAME, "params": {KEY: '
         "[VALUES...]}}: ranks every configuration over the traces and links, and chooses one "
-        "per trace on the other traces (leave one trace out)",
+        "per trace on the other traces (leave one trace out); at most "
+        f"{MAX_GRID_CONFIGS} configurations",
     )
     p.add_argument(
         "--scheduler",

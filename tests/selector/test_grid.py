@@ -1,5 +1,9 @@
 """Grids of policy configurations and leave-one-trace-out choice."""
 
+import json
+import os
+import threading
+
 import pytest
 
 from migcodec.selector import Throughput
@@ -8,6 +12,7 @@ from migcodec.selector.evaluation.grid import (
     config_score,
     grid_configs,
     leave_one_trace_out,
+    load_grid,
     score_grid,
 )
 from migcodec.selector.policies import PolicyError
@@ -48,3 +53,66 @@ def test_a_shortfall_below_the_best_fixed_arm_costs_twice_what_the_oracle_gains(
     near = {c: CellScore(0.99, 0.98) for c in cells}
     safe = {c: CellScore(0.97, 1.0) for c in cells}
     assert config_score(safe, cells) > config_score(near, cells)
+
+
+def test_a_grid_of_too_many_configurations_is_refused_before_any_is_built():
+    """7 parameters x 10 values made 10^7 configurations, each built to be checked."""
+    grid = {"policy": "d-ucb", "params": {"c": list(range(10001))}}
+    with pytest.raises(PolicyError) as info:
+        grid_configs(grid)
+    assert str(info.value) == (
+        "the grid holds 10001 configurations (10001 values), more than the 10000 one "
+        "evaluation replays; give fewer values"
+    )
+    values = [0.1 * i for i in range(1, 11)]
+    huge = {"policy": "auto", "params": {k: values for k in ("drift", "change", "value", "learn")}}
+    huge["params"]["upkeep"] = values
+    with pytest.raises(PolicyError, match=r"holds 100000 configurations \(10 x 10 x 10 x 10 x 10"):
+        grid_configs(huge)
+    assert len(grid_configs({"policy": "d-ucb", "params": {"c": list(range(10000))}})) == 10000
+
+
+def test_grid_params_that_are_not_an_object_are_refused():
+    with pytest.raises(PolicyError, match=r"its params are list, not an object$"):
+        grid_configs({"policy": "ucb1", "params": [1, 2]})
+
+
+def test_a_grid_file_too_large_is_refused_unread(tmp_path):
+    path = tmp_path / "grid.json"
+    path.write_text(json.dumps({"policy": "ucb1", "params": {"c": [1]}}) + " " * (1 << 20))
+    with pytest.raises(PolicyError) as info:
+        load_grid(path)
+    assert str(info.value) == (
+        f"grid {path} is larger than 1048576 bytes (1 MiB); a grid is a small JSON file of a "
+        "few lists of values"
+    )
+
+
+def test_a_grid_path_that_is_not_a_regular_file_is_refused_without_reading_it(tmp_path):
+    """A FIFO (or /dev/zero) was read to its end: it hung, or ate memory."""
+    with pytest.raises(PolicyError, match=r"is not a regular file; give a JSON file$"):
+        load_grid(tmp_path)
+    fifo = tmp_path / "grid.fifo"
+    os.mkfifo(fifo)
+    outcome = []
+
+    def load():
+        try:
+            load_grid(fifo)
+        except PolicyError as exc:
+            outcome.append(str(exc))
+
+    reader = threading.Thread(target=load, daemon=True)
+    reader.start()
+    reader.join(10)
+    if reader.is_alive():  # release a reader stuck on the FIFO: a writer that closes
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        reader.join(10)
+    assert outcome == [f"grid {fifo} is not a regular file; give a JSON file"]
+
+
+def test_a_grid_file_nested_too_deeply_is_refused_in_one_line(tmp_path):
+    path = tmp_path / "grid.json"
+    path.write_text("[" * 100_000)
+    with pytest.raises(PolicyError, match=r"its JSON is nested too deeply$"):
+        load_grid(path)

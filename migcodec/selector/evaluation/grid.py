@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
+import os
+import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +34,10 @@ SHORTFALL_WEIGHT = 2.0
 #: configurations one replay job holds: a job of several replays outweighs what a cluster
 #: spends to schedule it, and a grid of hundreds still makes many jobs per worker
 GRID_CHUNK = 8
+#: the most configurations a grid may hold: each is replayed on every (trace, link) table
+MAX_GRID_CONFIGS = 10_000
+#: the largest grid file read: a grid is a few lists of values
+MAX_GRID_BYTES = 1 << 20
 
 #: a grid's cell: (trace name, link)
 Cell = tuple[str, str]
@@ -39,12 +46,23 @@ ReplayMap = Callable[[list[tuple[list[dict[str, Any]], Cell]]], list[list[Replay
 
 
 def grid_configs(spec: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every configuration of a grid ``{"policy": NAME, "params": {key: [values]}}``."""
+    """Every configuration of a grid ``{"policy": NAME, "params": {key: [values]}}``; at
+    most :data:`MAX_GRID_CONFIGS` of them (counted before any is built)."""
+    shape = 'a grid is {"policy": NAME, "params": {"key": [values, ...]}}'
     if not isinstance(spec, dict) or "policy" not in spec:
-        raise PolicyError('a grid is {"policy": NAME, "params": {"key": [values, ...]}}')
+        raise PolicyError(shape)
     params = spec.get("params") or {}
+    if not isinstance(params, dict):
+        raise PolicyError(f"{shape}; its params are {type(params).__name__}, not an object")
     if not all(isinstance(v, list) and v for v in params.values()):
         raise PolicyError("every grid parameter needs a non-empty list of values")
+    count = math.prod(len(v) for v in params.values())
+    if count > MAX_GRID_CONFIGS:
+        sizes = " x ".join(str(len(v)) for v in params.values())
+        raise PolicyError(
+            f"the grid holds {count} configurations ({sizes} values), more than the "
+            f"{MAX_GRID_CONFIGS} one evaluation replays; give fewer values"
+        )
     keys = list(params)
     configs = [
         {"name": spec["policy"], **dict(zip(keys, values, strict=True))}
@@ -56,11 +74,40 @@ def grid_configs(spec: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def load_grid(path: str | Path) -> list[dict[str, Any]]:
+    """The configurations of the grid file at ``path``: a regular file of at most
+    :data:`MAX_GRID_BYTES` (a device or a pipe is refused without being read)."""
     try:
-        spec = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
+        data = _read_grid_file(path)
+    except OSError as exc:
         raise PolicyError(f"cannot read grid {path}: {exc}") from exc
+    try:
+        spec = json.loads(data)
+    except ValueError as exc:
+        raise PolicyError(f"cannot read grid {path}: {exc}") from exc
+    except RecursionError:
+        raise PolicyError(f"cannot read grid {path}: its JSON is nested too deeply") from None
     return grid_configs(spec)
+
+
+def _read_grid_file(path: str | Path) -> bytes:
+    # opened without blocking (a FIFO with no writer would wait), then checked by its
+    # descriptor, so what is read is what was checked
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise PolicyError(f"grid {path} is not a regular file; give a JSON file")
+        with os.fdopen(fd, "rb") as f:
+            fd = -1  # closed with f
+            data = f.read(MAX_GRID_BYTES + 1)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    if len(data) > MAX_GRID_BYTES:
+        raise PolicyError(
+            f"grid {path} is larger than {MAX_GRID_BYTES} bytes (1 MiB); a grid is a small "
+            "JSON file of a few lists of values"
+        )
+    return data
 
 
 @dataclass
