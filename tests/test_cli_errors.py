@@ -588,3 +588,36 @@ def test_an_empty_plot_path_is_refused_not_taken_as_no_plot(capsys):
     assert capsys.readouterr().err == (
         "migcodec migrate: --plot '' names no file; give a path, e.g. run.png\n"
     )
+
+
+EVALUATE = ["evaluate", "--workload", "text", "--windows", "2", "--pages", "8", "--repeats", "1"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            ["--arms", ";"],
+            "the arm list ';' names no codec; give one or more separated by ';', e.g. "
+            "raw;lz4;zstd:level=3",
+        ),
+        (
+            ["--policies", " ; "],
+            "--policies ' ; ' names no policy; give one or more separated by ';', e.g. "
+            "'auto;d-ucb:gamma=0.9', or leave --policies out for the defaults",
+        ),
+        (
+            ["--policies", "sw-ucb:window=1.5"],
+            "policy 'sw-ucb': window must be a whole number, got 1.5",
+        ),
+        (
+            ["--policies", "ucb1;probe-commit:k=99999999999999"],
+            "policy 'probe-commit': k must be in [1, 1000000], got 99999999999999",
+        ),
+    ],
+)
+def test_evaluate_refuses_an_empty_or_impossible_list_in_one_line(extra, message, capsys):
+    """``--arms ';'`` failed mid-evaluation with numpy's "ufunc 'invert' not supported",
+    and ``--policies ';'`` ran the fixed arms alone as if that were asked for."""
+    assert main([*EVALUATE, *extra]) == 2
+    assert capsys.readouterr() == ("", f"migcodec evaluate: {message}\n")

@@ -366,7 +366,7 @@ def _run(args: argparse.Namespace) -> int:
         pyplot()
         check_output_path(args.plot, "--plot")
     arms = parse_arms(args.arms)
-    names = (args.policies or " ".join(DEFAULT_POLICIES)).replace(";", " ").split()
+    names = _policy_names(args.policies)
     for name in names:
         parse_policy(name)  # refused before any table is measured
     links = [link.strip() for link in args.link.split(",") if link.strip()]
@@ -377,7 +377,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.grid:
         _check_input_file(args.grid, "--grid")
     configs = load_grid(args.grid) if args.grid else None
-    if configs is not None and (args.policies or args.plot):
+    if configs is not None and (args.policies is not None or args.plot):
         raise CommandLineError(
             "--grid replays the grid's configurations; drop --policies and --plot"
         )
@@ -428,6 +428,19 @@ def _run(args: argparse.Namespace) -> int:
     if several:
         _print_overall(results)
     return 0
+
+
+def _policy_names(text: str | None) -> list[str]:
+    """The policies of ``--policies`` (the defaults without it); refused if it names none."""
+    if text is None:
+        return list(DEFAULT_POLICIES)
+    names = text.replace(";", " ").split()
+    if not names:
+        raise CommandLineError(
+            f"--policies {text!r} names no policy; give one or more separated by ';', e.g. "
+            "'auto;d-ucb:gamma=0.9', or leave --policies out for the defaults"
+        )
+    return names
 
 
 def _objective(args: argparse.Namespace, link: str) -> Objective:

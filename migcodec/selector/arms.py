@@ -114,9 +114,15 @@ def parse_arm(text: str) -> dict[str, Any]:
 
 def parse_arms(text: str | None) -> list[Arm]:
     """Arms from ``raw;lz4;zstd:level=1`` (``;`` or whitespace between arms); by default
-    :data:`DEFAULT_ARMS` plus the installed :data:`DELTA_ARMS`."""
-    if text:
+    (``None``) :data:`DEFAULT_ARMS` plus the installed :data:`DELTA_ARMS`. A text that
+    names no arm is refused."""
+    if text is not None:
         specs = [s for s in text.replace(";", " ").split() if s]
+        if not specs:
+            raise ArmError(
+                f"the arm list {text!r} names no codec; give one or more separated by ';', e.g. "
+                "raw;lz4;zstd:level=3"
+            )
     else:
         from migcodec.codecs import available_codecs
 
