@@ -607,6 +607,10 @@ EVALUATE = ["evaluate", "--workload", "text", "--windows", "2", "--pages", "8", 
             "'auto;d-ucb:gamma=0.9', or leave --policies out for the defaults",
         ),
         (
+            ["--arms", "raw;zstd:nope=1"],
+            "bad config for codec 'zstd': it has no parameter 'nope'; it takes: level",
+        ),
+        (
             ["--policies", "sw-ucb:window=1.5"],
             "policy 'sw-ucb': window must be a whole number, got 1.5",
         ),

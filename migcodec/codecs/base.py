@@ -115,13 +115,32 @@ _OLD_HOOKS = {
 }
 
 
+_KEYWORD = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+
+
 @functools.cache
 def _init_params(cls: type) -> tuple[str, ...]:
     """Names of the keyword parameters of ``cls``'s constructor (``*args``/``**kwargs``
     left out): what the default :meth:`Codec.params` reads back."""
     signature = inspect.signature(cls.__init__)
-    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    return tuple(name for name, p in list(signature.parameters.items())[1:] if p.kind in kinds)
+    return tuple(name for name, p in list(signature.parameters.items())[1:] if p.kind in _KEYWORD)
+
+
+@functools.cache
+def _config_params(cls: type) -> tuple[str, ...]:
+    """The keyword parameters a config of ``cls`` may give: its constructor's, and where
+    that passes ``**kwargs`` on, those of the base classes' constructors it reaches."""
+    names: list[str] = []
+    for klass in cls.__mro__:
+        if klass is Codec or klass is object:
+            break
+        if "__init__" not in klass.__dict__:
+            continue
+        parameters = list(inspect.signature(klass.__init__).parameters.values())[1:]
+        names += [p.name for p in parameters if p.name not in names and p.kind in _KEYWORD]
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+            break
+    return tuple(names)
 
 
 class Codec(ABC):
@@ -194,6 +213,13 @@ class Codec(ABC):
         try:
             return cls(**params)
         except TypeError as exc:
+            takes = _config_params(cls)
+            unknown = [key for key in params if key not in takes]
+            if unknown:  # say what it takes, not which Python call failed
+                raise ValueError(
+                    f"bad config for codec {cls.name!r}: it has no parameter {unknown[0]!r}; "
+                    f"it takes: {', '.join(takes) or 'none'}"
+                ) from None
             raise ValueError(f"bad config for codec {cls.name!r}: {exc}") from exc
 
     def config_json(self) -> str:

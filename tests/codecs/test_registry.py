@@ -81,9 +81,15 @@ def test_config_without_a_name():
     [
         (
             {"name": "lz4", "speed": 3},
-            "bad config for codec 'lz4': Lz4Codec.__init__() got an unexpected keyword "
-            "argument 'speed'",
+            "bad config for codec 'lz4': it has no parameter 'speed'; it takes: acceleration",
         ),
+        # a constructor passing **kwargs on: the parameters its base class takes count too
+        (
+            {"name": "dsa-delta", "nope": 1},
+            "bad config for codec 'dsa-delta': it has no parameter 'nope'; it takes: "
+            "max_record_size, fallback",
+        ),
+        ({"name": "raw", "level": 1}, "bad config for codec 'raw': it has no parameter 'level'; "),
         ({"name": "zstd", "level": 0}, "zstd level must be a non-zero integer"),
         ({"name": "zlib-ng", "level": 10}, "zlib-ng level must be an integer 0..9, got 10"),
         ({"name": "zlib-ng", "wbits": 8}, "zlib-ng wbits must be -15..-9, 9..15 or 25..31"),
