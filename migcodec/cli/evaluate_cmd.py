@@ -26,6 +26,7 @@ from migcodec.cli.args import CommandLineError, check_output_path
 from migcodec.datasets.trace import TraceError, TraceReader
 from migcodec.plots import pyplot
 from migcodec.selector import DEFAULT_POLICIES, make_objective, parse_arms, parse_policy
+from migcodec.selector.adaptive_chooser import UNLIMITED_LINK
 from migcodec.selector.costmodel import CostModel, machine_cost_model
 from migcodec.selector.evaluation import (
     build_table,
@@ -371,7 +372,7 @@ def _run(args: argparse.Namespace) -> int:
         parse_policy(name)  # refused before any table is measured
     links = [link.strip() for link in args.link.split(",") if link.strip()]
     for link in links:
-        parse_rate(link)
+        _link_rate(link)
     if args.table and args.table_dir:
         raise CommandLineError("give --table or --table-dir, not both")
     if args.grid:
@@ -443,8 +444,22 @@ def _policy_names(text: str | None) -> list[str]:
     return names
 
 
+def _link_rate(link: str) -> float:
+    """Bytes/s of one ``--link`` rate; ``unlimited`` as ``--codec auto`` models it."""
+    return UNLIMITED_LINK if link == "unlimited" else parse_rate(link)
+
+
+def _links(text: str) -> str:
+    """``--link``: comma-separated rates as ``link_rates`` checks them, or ``unlimited``;
+    returned as written."""
+    rates = [link for link in text.split(",") if link.strip() != "unlimited"]
+    if rates:
+        types.link_rates(",".join(rates))
+    return text
+
+
 def _objective(args: argparse.Namespace, link: str) -> Objective:
-    params = {"link": link, "workers": args.workers}
+    params = {"link": _link_rate(link), "workers": args.workers}
     return make_objective(args.objective, **(params if args.objective == "throughput" else {}))
 
 
@@ -674,9 +689,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--link",
-        type=types.link_rates,
+        type=_links,
         default="10Gbit",
-        help="link rate(s) for throughput, comma-separated",
+        help="link rate(s) for throughput, comma-separated; 'unlimited' is modelled as "
+        f"`migrate --codec auto` models it, a {UNLIMITED_LINK * 8 / 1e9:g} Gbit/s link",
     )
     p.add_argument("--workers", type=types.positive_number, default=2, help="parallel encoders")
     p.add_argument(

@@ -43,18 +43,20 @@ from migcodec.selector.policies import parse_policy
 AUTO_ARMS = ";".join(DEFAULT_ARMS + DELTA_ARMS)
 #: what ``--codec auto`` runs: the ``auto`` policy with its defaults
 AUTO_POLICY = "auto"
+#: bytes/s an unlimited link is modelled as: 100 Gbit/s, a link no pipeline here can fill
+UNLIMITED_LINK = 12.5e9
 
 
 def auto_chooser(link_rate: float | None, workers: float, arms: str = AUTO_ARMS) -> SelectorChooser:
     """The chooser behind ``--codec auto``: the ``auto`` policy over ``arms``, maximising
     migration throughput at ``link_rate`` bytes/s (``None``: unlimited, modelled as a link
-    no pipeline here can fill, 100 Gbit/s) with ``workers`` encoders."""
+    no pipeline here can fill, :data:`UNLIMITED_LINK`) with ``workers`` encoders."""
     # wall time: a migration's encoders share the host with the guest and the stream's own
     # threads, and what a batch costs the migration is how long its engine was busy, which
     # thread CPU time does not see (a CPU-heavy codec looks as cheap on a crowded host as
     # on an idle one)
     objective = make_objective(
-        "throughput", link=link_rate or 12.5e9, workers=workers, clock="wall"
+        "throughput", link=link_rate or UNLIMITED_LINK, workers=workers, clock="wall"
     )
     selector = Selector(parse_policy(AUTO_POLICY), parse_arms(arms), objective)
     return SelectorChooser(selector, label="auto")

@@ -59,3 +59,18 @@ def test_windows_are_checked_before_evaluation():
     bad = Window(3, np.arange(2), np.zeros((2, 4096), np.uint8), np.zeros((1, 4096), np.uint8))
     with pytest.raises(WindowSourceError, match="window 3"):
         list(check_windows([bad]))
+
+
+def test_evaluate_at_an_unlimited_link_models_it_as_codec_auto_does(capsys):
+    """``--link unlimited`` was refused ("cannot read rate") though ``migrate`` takes it."""
+    from migcodec.selector.adaptive_chooser import UNLIMITED_LINK
+
+    args = ["evaluate", "--workload", "text", "--windows", "2", "--pages", "16"]
+    args += ["--repeats", "1", "--arms", "raw;lz4", "--policies", "ucb1", "--json"]
+    assert main([*args, "--link", "unlimited,1Gbit"]) == 0
+    results = json.loads(capsys.readouterr().out)["results"]
+    assert [r["link"] for r in results] == ["unlimited", "1Gbit"]
+    assert [r["objective"]["link"] for r in results] == [UNLIMITED_LINK, 1e9 / 8]
+    with pytest.raises(SystemExit):
+        main([*args, "--link", "unlimited,0"])
+    assert "argument --link: a link of '0' carries nothing" in capsys.readouterr().err
