@@ -18,8 +18,10 @@ def parse_spec(text: str, what: str, error: type[Exception], example: str = "") 
     if text.startswith("{"):
         try:
             return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise error(f"{what} {text!r} is not valid JSON: {exc}") from exc
+        except ValueError as exc:  # a JSONDecodeError, or an integer too long to convert
+            raise error(f"{what} {_short(text)} is not valid JSON: {exc}") from exc
+        except RecursionError:
+            raise error(f"{what} {_short(text)} is JSON nested too deeply") from None
     name, _, rest = text.partition(":")
     config: dict[str, Any] = {"name": name.strip()}
     for item in filter(None, (p.strip() for p in rest.split(","))):
@@ -30,4 +32,15 @@ def parse_spec(text: str, what: str, error: type[Exception], example: str = "") 
             config[key.strip()] = json.loads(value)
         except json.JSONDecodeError:
             config[key.strip()] = value.strip()
+        except (ValueError, RecursionError):  # an integer of thousands of digits, say
+            raise error(
+                f"{what} {name.strip()!r}: parameter {key.strip()!r} has a value of "
+                f"{len(value)} characters that cannot be read; give a number, true, false "
+                "or a word"
+            ) from None
     return config
+
+
+def _short(text: str, limit: int = 80) -> str:
+    """``text`` quoted, cut to ``limit`` characters so that a message stays one line."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} chars)"

@@ -255,3 +255,20 @@ def test_a_step_of_none_round_trips_through_a_config():
     policy = EpsilonGreedy(step=None)
     assert policy_from_config(policy.config_json()) == policy
     assert parse_policy("epsilon-greedy:step=null").step is None
+
+
+def test_a_value_too_long_to_read_is_refused_by_name_in_one_line():
+    """An integer of 5000 digits failed with Python's "Exceeds the limit (4300 digits)",
+    and a value of nested brackets with a RecursionError."""
+    for value in ("1" * 5000, "[" * 100_000):
+        with pytest.raises(PolicyError) as info:
+            parse_policy(f"ucb1:c={value}")
+        assert str(info.value) == (
+            f"policy 'ucb1': parameter 'c' has a value of {len(value)} characters that cannot "
+            "be read; give a number, true, false or a word"
+        )
+    with pytest.raises(PolicyError) as info:
+        parse_policy('{"name": "ucb1", "c": ' + "1" * 5000 + "}")
+    message = str(info.value)
+    assert message.startswith('policy \'{"name": "ucb1", "c": 111') and len(message) < 400
+    assert "(5023 chars) is not valid JSON: Exceeds the limit" in message
