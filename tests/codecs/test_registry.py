@@ -495,3 +495,14 @@ def test_decoding_with_a_registry_codec_is_independent_of_the_instance():
     get_codec({"name": "zstd", "level": -2}).decode(encoded, dest)
     np.testing.assert_array_equal(dest[3:12], memory[3:12])
     np.testing.assert_array_equal(dest[20:25], memory[20:25])
+
+
+def test_a_configuration_where_a_name_belongs_is_named_as_such_not_as_a_missing_package():
+    with pytest.raises(CodecNotFound) as err:
+        get_codec("zstd:level=3")
+    assert str(err.value) == (
+        "'zstd:level=3' is a configuration of codec 'zstd'; this takes a codec's name alone "
+        "('zstd'), with its default parameters"
+    )
+    with pytest.raises(CodecNotFound, match="no codec named 'nope:x=1' is installed"):
+        get_codec("nope:x=1")
