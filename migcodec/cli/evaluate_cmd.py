@@ -134,21 +134,14 @@ def _sources(args: argparse.Namespace) -> list[Source]:
 def _check_input_file(path: str, option: str) -> None:
     """Refuse a local input that is not a regular file before it is read (a FIFO's open
     waits for a writer forever, a device never ends); a missing one says so when read."""
-    import os
-    import stat
-
-    from migcodec.datasets.qemu_stream import file_kind
+    from migcodec.files import check_regular_file
 
     if is_url(path):
         return
     try:
-        mode = os.stat(path).st_mode
-    except (OSError, ValueError):
-        return
-    if not stat.S_ISREG(mode):
-        raise CommandLineError(
-            f"{option} {path} is {file_kind(mode)}, not a regular file; give a file"
-        )
+        check_regular_file(path, option, "give a file")
+    except ValueError as exc:
+        raise CommandLineError(str(exc)) from None
 
 
 def _check_table_options(args: argparse.Namespace, several: bool) -> None:

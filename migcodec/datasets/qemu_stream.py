@@ -57,7 +57,6 @@ import io
 import itertools
 import lzma
 import os
-import stat
 import struct
 import zlib
 from collections.abc import Iterator, Sequence
@@ -71,6 +70,7 @@ from migcodec.codecs.errors import DecodeError
 from migcodec.codecs.plugins.xbzrle import xbzrle_decode, xbzrle_encode
 from migcodec.datasets.trace.format import TraceError
 from migcodec.datasets.window import Window
+from migcodec.files import check_regular_file
 
 MAGIC = 0x5145564D  # "QEVM"
 FILE_VERSION = 3
@@ -230,29 +230,6 @@ class _Input:
         n = self.byte(f"the length of {what}")
         raw = self.read(n, what)
         return raw.decode("latin-1")
-
-
-def file_kind(mode: int) -> str:
-    """``a named pipe (FIFO)``: what a file that is not a regular one is, for a message."""
-    kinds = (
-        (stat.S_ISDIR, "a directory"),
-        (stat.S_ISFIFO, "a named pipe (FIFO)"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISSOCK, "a socket"),
-    )
-    return next((text for test, text in kinds if test(mode)), "not a regular file")
-
-
-def check_regular_file(path: str | os.PathLike, what: str, fix: str) -> None:
-    """Refuse ``path`` unless it is a regular file (or missing: opening it says so), before
-    it is opened: a FIFO's open blocks until a writer comes, a device never ends."""
-    try:
-        mode = os.stat(path).st_mode
-    except (OSError, ValueError):
-        return
-    if not stat.S_ISREG(mode):
-        raise ValueError(f"{what} {path} is {file_kind(mode)}, not a regular file; {fix}")
 
 
 def open_stream(path: str | os.PathLike) -> BinaryIO:

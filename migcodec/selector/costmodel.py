@@ -31,7 +31,6 @@ import json
 import math
 import os
 import platform
-import stat
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -44,6 +43,7 @@ from migcodec.codecs.base import RUN_BYTES
 from migcodec.codecs.changes import CHANGE_SCAN
 from migcodec.codecs.zero import zero_page_rows
 from migcodec.datasets import generate_pages
+from migcodec.files import read_small_file
 from migcodec.hashing import seal, unseal
 
 #: the model's entry for the cheap features a policy reads per window (per call, and per
@@ -63,18 +63,6 @@ class CostModelError(ValueError):
 
 #: the largest cost model file read (one is a few KiB: some coefficients per arm)
 MAX_COST_MODEL_BYTES = 16 << 20
-
-
-def _file_kind(mode: int) -> str:
-    """``a named pipe (FIFO)``: what a file that is not a regular one is, for a message."""
-    kinds = (
-        (stat.S_ISDIR, "a directory"),
-        (stat.S_ISFIFO, "a named pipe (FIFO)"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISSOCK, "a socket"),
-    )
-    return next((text for test, text in kinds if test(mode)), "not a regular file")
 
 
 @dataclass(frozen=True)
@@ -189,19 +177,12 @@ class CostModel:
         length). Only a regular file of at most :data:`MAX_COST_MODEL_BYTES` is read: a
         pipe, a device or a larger file is refused before it is read whole."""
         try:
-            mode = os.stat(path).st_mode
-            if not stat.S_ISREG(mode):
-                raise CostModelError(
-                    f"cost model {path} is {_file_kind(mode)}, not a regular file; give a cost "
-                    "model JSON file"
+            try:
+                raw = read_small_file(
+                    path, "cost model", MAX_COST_MODEL_BYTES, "give a cost model JSON file"
                 )
-            with open(path, "rb") as f:
-                raw = f.read(MAX_COST_MODEL_BYTES + 1)
-            if len(raw) > MAX_COST_MODEL_BYTES:
-                raise CostModelError(
-                    f"cost model {path} is larger than {MAX_COST_MODEL_BYTES >> 20} MiB, which "
-                    "no cost model file is; give a cost model JSON file"
-                )
+            except ValueError as exc:  # a pipe, a device, a file larger than any model
+                raise CostModelError(str(exc)) from None
             doc = json.loads(raw.decode())
             version = doc.get("version") if isinstance(doc, dict) else None
             if version != COST_MODEL_VERSION:

@@ -82,15 +82,12 @@ def test_a_grid_file_too_large_is_refused_unread(tmp_path):
     path.write_text(json.dumps({"policy": "ucb1", "params": {"c": [1]}}) + " " * (1 << 20))
     with pytest.raises(PolicyError) as info:
         load_grid(path)
-    assert str(info.value) == (
-        f"grid {path} is larger than 1048576 bytes (1 MiB); a grid is a small JSON file of a "
-        "few lists of values"
-    )
+    assert str(info.value) == f"grid {path} is larger than 1 MiB; give a JSON grid file"
 
 
 def test_a_grid_path_that_is_not_a_regular_file_is_refused_without_reading_it(tmp_path):
     """A FIFO (or /dev/zero) was read to its end: it hung, or ate memory."""
-    with pytest.raises(PolicyError, match=r"is not a regular file; give a JSON file$"):
+    with pytest.raises(PolicyError, match=r"is a directory, not a regular file; give a JSON grid"):
         load_grid(tmp_path)
     fifo = tmp_path / "grid.fifo"
     os.mkfifo(fifo)
@@ -108,7 +105,9 @@ def test_a_grid_path_that_is_not_a_regular_file_is_refused_without_reading_it(tm
     if reader.is_alive():  # release a reader stuck on the FIFO: a writer that closes
         os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
         reader.join(10)
-    assert outcome == [f"grid {fifo} is not a regular file; give a JSON file"]
+    assert outcome == [
+        f"grid {fifo} is a named pipe (FIFO), not a regular file; give a JSON grid file"
+    ]
 
 
 def test_a_grid_file_nested_too_deeply_is_refused_in_one_line(tmp_path):

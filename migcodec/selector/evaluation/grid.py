@@ -15,8 +15,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import os
-import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from migcodec.files import read_small_file
 from migcodec.selector.evaluation.replay import ReplayResult, fixed_configs, replay_configs, score
 from migcodec.selector.evaluation.table import Table
 from migcodec.selector.objectives import Objective
@@ -77,7 +76,9 @@ def load_grid(path: str | Path) -> list[dict[str, Any]]:
     """The configurations of the grid file at ``path``: a regular file of at most
     :data:`MAX_GRID_BYTES` (a device or a pipe is refused without being read)."""
     try:
-        data = _read_grid_file(path)
+        data = read_small_file(path, "grid", MAX_GRID_BYTES, "give a JSON grid file")
+    except ValueError as exc:  # a pipe, a device, a file larger than any grid
+        raise PolicyError(str(exc)) from None
     except OSError as exc:
         raise PolicyError(f"cannot read grid {path}: {exc}") from exc
     try:
@@ -87,27 +88,6 @@ def load_grid(path: str | Path) -> list[dict[str, Any]]:
     except RecursionError:
         raise PolicyError(f"cannot read grid {path}: its JSON is nested too deeply") from None
     return grid_configs(spec)
-
-
-def _read_grid_file(path: str | Path) -> bytes:
-    # opened without blocking (a FIFO with no writer would wait), then checked by its
-    # descriptor, so what is read is what was checked
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise PolicyError(f"grid {path} is not a regular file; give a JSON file")
-        with os.fdopen(fd, "rb") as f:
-            fd = -1  # closed with f
-            data = f.read(MAX_GRID_BYTES + 1)
-    finally:
-        if fd >= 0:
-            os.close(fd)
-    if len(data) > MAX_GRID_BYTES:
-        raise PolicyError(
-            f"grid {path} is larger than {MAX_GRID_BYTES} bytes (1 MiB); a grid is a small "
-            "JSON file of a few lists of values"
-        )
-    return data
 
 
 @dataclass

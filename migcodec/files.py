@@ -1,0 +1,59 @@
+"""Reading a small input file a user names, safely: only a regular file, and only so much.
+
+A configuration a command reads whole (a grid, a cost model) could be named as anything: a
+named pipe, whose open waits for a writer forever, ``/dev/zero``, which never ends, or a
+file far larger than any such document. Each is refused before it is read, naming what the
+path is. A leaf module (like ``units``), so every package can use it.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from migcodec.units import format_size
+
+
+def file_kind(mode: int) -> str:
+    """``a named pipe (FIFO)``: what a file that is not a regular one is, for a message."""
+    kinds = (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    return next((text for test, text in kinds if test(mode)), "not a regular file")
+
+
+def check_regular_file(path: str | os.PathLike, what: str, fix: str) -> None:
+    """Refuse ``path`` unless it is a regular file (or missing: opening it says so), before
+    it is opened: a FIFO's open blocks until a writer comes, a device never ends.
+    Raises :class:`ValueError` ``"{what} {path} is <kind>, not a regular file; {fix}"``."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"{what} {path} is {file_kind(mode)}, not a regular file; {fix}")
+
+
+def read_small_file(path: str | os.PathLike, what: str, limit: int, fix: str) -> bytes:
+    """The bytes of ``path``, a regular file of at most ``limit`` bytes. Opened without
+    blocking and checked by its descriptor, so what is read is what was checked; at most
+    ``limit + 1`` bytes are read. Raises :class:`ValueError` naming ``what``, the path and
+    ``fix`` for another kind of file or a larger one, and :class:`OSError` as ``open``."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise ValueError(f"{what} {path} is {file_kind(mode)}, not a regular file; {fix}")
+        with os.fdopen(fd, "rb") as f:
+            fd = -1  # closed with f
+            data = f.read(limit + 1)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    if len(data) > limit:
+        raise ValueError(f"{what} {path} is larger than {format_size(limit)}; {fix}")
+    return data
