@@ -622,3 +622,37 @@ def test_evaluate_refuses_an_empty_or_impossible_list_in_one_line(extra, message
     and ``--policies ';'`` ran the fixed arms alone as if that were asked for."""
     assert main([*EVALUATE, *extra]) == 2
     assert capsys.readouterr() == ("", f"migcodec evaluate: {message}\n")
+
+
+def test_evaluate_refuses_an_empty_plot_path_before_measuring(capsys):
+    argv = ["evaluate", "--workload", "text", "--windows", "2", "--pages", "8", "--repeats", "1"]
+    assert main([*argv, "--plot", ""]) == 2
+    assert capsys.readouterr() == (
+        "",
+        "migcodec evaluate: --plot '' names no file; give a path, e.g. run.png\n",
+    )
+
+
+def test_a_policy_parameter_given_twice_is_refused_not_overwritten(capsys):
+    argv = ["evaluate", "--workload", "text", "--windows", "2", "--pages", "8", "--repeats", "1"]
+    assert main([*argv, "--policies", "ucb1:c=1,c=2"]) == 2
+    assert capsys.readouterr().err == (
+        "migcodec evaluate: policy 'ucb1:c=1,c=2': parameter 'c' is given twice\n"
+    )
+
+
+def test_receive_checks_its_backing_before_it_listens(capsys, tmp_path):
+    """A FIFO or a device as --memory-file, or an empty --shm, was found out only once a
+    source had connected (or, for --shm '', taken as no region at all)."""
+    import os
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for backing, problem in (
+        (["--memory-file", str(fifo)], f"--memory-file {fifo} is not a regular file"),
+        (["--memory-file", "/dev/null"], "--memory-file /dev/null is not a regular file"),
+        (["--shm", ""], "--shm '' is not a shared-memory region's name"),
+    ):
+        assert main(["receive", "--listen", "127.0.0.1:0", *backing]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and err.startswith(f"migcodec receive: {problem}")

@@ -356,7 +356,7 @@ def _connect(args: argparse.Namespace) -> Cluster | None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.plot:  # before any table is measured, not after
+    if args.plot is not None:  # before any table is measured, not after; "" is refused
         pyplot()
         check_output_path(args.plot, "--plot")
     arms = parse_arms(args.arms)

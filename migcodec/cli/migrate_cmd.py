@@ -30,7 +30,7 @@ from migcodec.engine import (
 )
 from migcodec.engine.chooser import make_chooser
 from migcodec.engine.destination import RECEIVE_TIMEOUT_S, MemoryOpener
-from migcodec.engine.guest_memory import DEFAULT_SIZE, check_available
+from migcodec.engine.guest_memory import DEFAULT_SIZE, check_available, check_backing
 from migcodec.engine.sweep import largest_converging_rate
 from migcodec.plots import PlotUnavailable, pyplot
 from migcodec.plots.migration import plot_migration, plot_sweep
@@ -185,14 +185,23 @@ def run_migrate(args: argparse.Namespace) -> int:
                 _draw(plot_migration, report, path=args.plot)
             return 0 if report.succeeded else 1
         best, runs = largest_converging_rate(migrate_at, repeats=args.repeats)
+    # every rate tried converged: the search stopped at its own top, not at a failure
+    unbounded = bool(runs) and all(r.succeeded for r in runs)
     if args.json:
-        print(
-            json.dumps({"largest_dirty_rate": best, "runs": [r.as_dict() for r in runs]}, indent=2)
-        )
+        document = {
+            "largest_dirty_rate": best,
+            "every_rate_converged": unbounded,
+            "runs": [r.as_dict() for r in runs],
+        }
+        print(json.dumps(document, indent=2))
     else:
         for r in runs:
             print(f"  dirty {r.dirty_rate / 1e6:8.1f} MB/s -> {_row(r)}")
-        print(f"largest migratable dirty rate with {args.codec}: {best / 1e6:.1f} MB/s")
+        at_least = "at least " if unbounded else ""
+        print(
+            f"largest migratable dirty rate with {args.codec}: {at_least}{best / 1e6:.1f} MB/s"
+            + (" (every rate tried converged; the search goes no higher)" if unbounded else "")
+        )
     if args.plot:
         _draw(plot_sweep, runs, best, path=args.plot)
     return 0
@@ -252,7 +261,8 @@ def run_receive(args: argparse.Namespace) -> int:
             opened.append(stack.enter_context(memory))
             return memory.pages
 
-        backed = args.memory_file or args.shm
+        backed = args.memory_file is not None or args.shm is not None
+        check_backing(args.memory_file, args.shm)  # before listening, not once a source came
         summary, peer = _receive(args, open_destination if backed else None)
     into = f" into {opened[0].description}" if opened else ""
     print(

@@ -154,18 +154,28 @@ def _n_pages(size: int | None, existing: int | None, page_size: int, what: str) 
     return size // page_size
 
 
+def check_backing(path: str | os.PathLike | None = None, shm_name: str | None = None) -> None:
+    """Refuse, before anything waits on it, a file that is not one (a directory, FIFO or
+    device) or a region name that is no name: a destination checks its backing before it
+    listens, not once a source has connected."""
+    if path is not None and Path(path).exists() and not Path(path).is_file():
+        raise GuestMemoryError(
+            f"--memory-file {path} is not a regular file (a directory, FIFO or device): guest "
+            "memory is mapped from a file; give the path of a file"
+        )
+    if shm_name is not None and (not shm_name or "/" in shm_name or len(shm_name) > 250):
+        raise GuestMemoryError(
+            f"--shm {shm_name!r} is not a shared-memory region's name: give a name without "
+            "'/', e.g. guest0"
+        )
+
+
 def _open_file(path: Path, size: int | None, page_size: int, must_exist: bool) -> GuestMemory:
     what = f"--memory-file {path}"
     created = False
+    check_backing(path=path)
     try:
-        existing = None
-        if path.exists():
-            if not path.is_file():
-                raise GuestMemoryError(
-                    f"{what} is not a regular file (a directory, FIFO or device): guest "
-                    "memory is mapped from a file; give the path of a file"
-                )
-            existing = path.stat().st_size
+        existing = path.stat().st_size if path.exists() else None
         if must_exist and not existing:
             state = "is empty" if existing == 0 else "does not exist"
             raise GuestMemoryError(
@@ -173,10 +183,10 @@ def _open_file(path: Path, size: int | None, page_size: int, must_exist: bool) -
                 "existing memory image, or drop --keep-contents to fill a new one"
             )
         n_pages = _n_pages(size, existing, page_size, what)
-        if (existing or 0) < n_pages * page_size:
-            created = existing is None
-            with open(path, "ab") as f:  # creates it
-                _allocate(f.fileno(), existing or 0, n_pages * page_size, what)
+        created = existing is None
+        with open(path, "ab") as f:  # creates it
+            # every mapped byte, holes of an existing file too (a no-op where allocated)
+            _allocate(f.fileno(), existing or 0, n_pages * page_size, what)
         pages = np.memmap(path, np.uint8, "r+", shape=(n_pages, page_size))
     except BaseException as exc:
         if created:  # not left behind half made: it held nothing before
@@ -187,30 +197,32 @@ def _open_file(path: Path, size: int | None, page_size: int, must_exist: bool) -
     return GuestMemory(pages, f"file {path}", bool(existing))
 
 
-def _allocate(fd: int, start: int, end: int, what: str) -> None:
-    """Give the file blocks for bytes ``start..end`` (reading as zeros): refused here, in
-    one line, when its filesystem has no room, not by SIGBUS when a page is first written."""
+def _allocate(fd: int, existing: int, end: int, what: str) -> None:
+    """Give the file blocks for its first ``end`` bytes (reading as zeros where it had
+    none; ``existing``: its size before): refused here, in one line, when its filesystem
+    has no room, not by SIGBUS when a page in a hole is first written."""
     try:
-        os.posix_fallocate(fd, start, end - start)
+        os.posix_fallocate(fd, 0, end)  # a no-op where blocks are allocated already
         return
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
             raise GuestMemoryError(
-                f"{what}: its filesystem has no room for {end - start} more bytes; free "
-                "space there, use a smaller --memory, or put the file elsewhere"
+                f"{what}: its filesystem has no room for the {end} bytes of guest memory; "
+                "free space there, use a smaller --memory, or put the file elsewhere"
             ) from exc
         if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
             raise
-    # a filesystem that cannot allocate ahead: grow it sparse if the room is there now
+    # a filesystem that cannot allocate ahead: grow the file sparse if the room is there now
     stats = os.fstatvfs(fd)
     free = stats.f_bavail * stats.f_frsize
-    if end - start > free:
+    if end - existing > free:
         raise GuestMemoryError(
             f"{what}: its filesystem has {free} bytes free, and the file needs "
-            f"{end - start} more; free space there, use a smaller --memory, or put the file "
+            f"{end - existing} more; free space there, use a smaller --memory, or put the file "
             "elsewhere"
         )
-    os.ftruncate(fd, end)
+    if end > existing:
+        os.ftruncate(fd, end)
 
 
 def _attach(name: str) -> SharedMemory:
@@ -226,11 +238,7 @@ def _attach(name: str) -> SharedMemory:
 
 def _open_shm(name: str, size: int | None, page_size: int, must_exist: bool) -> GuestMemory:
     what = f"--shm {name}"
-    if not name or "/" in name or len(name) > 250:
-        raise GuestMemoryError(
-            f"--shm {name!r} is not a shared-memory region's name: give a name without '/', "
-            "e.g. guest0"
-        )
+    check_backing(shm_name=name)
     try:
         shm, created = _attach(name), False
     except FileNotFoundError:

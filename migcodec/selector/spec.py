@@ -28,6 +28,8 @@ def parse_spec(text: str, what: str, error: type[Exception], example: str = "") 
         key, eq, value = item.partition("=")
         if not eq:
             raise error(f"{what} {text!r}: parameter {item!r} needs key=value{hint}")
+        if key.strip() in config:  # the last would win silently
+            raise error(f"{what} {_short(text)}: parameter {key.strip()!r} is given twice")
         try:
             config[key.strip()] = json.loads(value)
         except json.JSONDecodeError:

@@ -181,7 +181,9 @@ def test_a_file_its_filesystem_has_no_room_for_is_refused_and_not_left_behind(
 
     monkeypatch.setattr(os, "posix_fallocate", full)
     path = tmp_path / "guest.bin"
-    with pytest.raises(GuestMemoryError, match="its filesystem has no room for 1048576 more bytes"):
+    with pytest.raises(
+        GuestMemoryError, match="its filesystem has no room for the 1048576 bytes of guest memory"
+    ):
         open_guest_memory(1 << 20, path=path)
     assert not path.exists()
 
@@ -197,3 +199,23 @@ def test_a_region_name_that_is_no_name_is_refused():
     for name in ("", "a/b"):
         with pytest.raises(GuestMemoryError, match="is not a shared-memory region's name"):
             open_guest_memory(1 << 20, shm_name=name)
+
+
+def test_an_existing_sparse_file_is_allocated_before_it_is_mapped(tmp_path, monkeypatch):
+    """Its holes would be written through the mapping: on a full filesystem, SIGBUS."""
+    import errno
+    import os
+
+    path = tmp_path / "sparse.bin"
+    with open(path, "wb") as f:
+        f.truncate(1 << 20)  # all hole
+    calls = []
+
+    def full(fd, offset, length):
+        calls.append((offset, length))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    with pytest.raises(GuestMemoryError, match="its filesystem has no room for the 1048576 bytes"):
+        open_guest_memory(1 << 20, path=path)
+    assert calls == [(0, 1 << 20)] and path.exists()  # not ours to remove: it was there
