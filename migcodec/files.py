@@ -51,6 +51,8 @@ def read_small_file(path: str | os.PathLike, what: str, limit: int, fix: str) ->
         with os.fdopen(fd, "rb") as f:
             fd = -1  # closed with f
             data = f.read(limit + 1)
+            if data is None:  # a "file" whose bytes come when something writes them
+                raise ValueError(f"{what} {path} cannot be read without waiting; {fix}")
     finally:
         if fd >= 0:
             os.close(fd)

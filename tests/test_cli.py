@@ -99,7 +99,7 @@ def test_bench_unknown_codec_exits_2_naming_the_installed_codecs(tmp_path):
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr == (
-        f"migcodec: no codec named 'qpl-deflate' is installed (installed: "
+        f"migcodec bench: no codec named 'qpl-deflate' is installed (installed: "
         f"{', '.join(available_codecs())}); a third-party codec is installed as a package with "
         "a 'migcodec.codecs' entry point\n"
     )

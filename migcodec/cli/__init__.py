@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()  # a closed stdout shows up here, not at interpreter exit
         return code
     except CodecError as exc:
-        print(f"migcodec: {exc}", file=sys.stderr)
+        print(f"migcodec {_name(args)}: {exc}", file=sys.stderr)
         return 2
     except CommandLineError as exc:
         print(f"migcodec {_name(args)}: {exc}", file=sys.stderr)

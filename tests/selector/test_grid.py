@@ -115,3 +115,33 @@ def test_a_grid_file_nested_too_deeply_is_refused_in_one_line(tmp_path):
     path.write_text("[" * 100_000)
     with pytest.raises(PolicyError, match=r"its JSON is nested too deeply$"):
         load_grid(path)
+
+
+def test_read_small_file_refuses_a_file_whose_bytes_do_not_come_without_waiting(
+    monkeypatch, tmp_path
+):
+    """A /proc file such as kmsg is regular by its mode, yet a read without blocking
+    returns nothing: say so, not "object of type 'NoneType' has no len()"."""
+    import io
+
+    from migcodec import files
+
+    class Waiting(io.RawIOBase):
+        def readable(self):
+            return True
+
+        def readinto(self, b):
+            return None  # would block
+
+    path = tmp_path / "kmsg"
+    path.write_text("{}")
+    opened = []
+
+    def fdopen(fd, mode):
+        opened.append(fd)
+        return io.BufferedReader(Waiting())
+
+    monkeypatch.setattr(files.os, "fdopen", fdopen)
+    with pytest.raises(ValueError, match=r"grid .*kmsg cannot be read without waiting; give a"):
+        files.read_small_file(path, "grid", 1 << 20, "give a JSON grid file")
+    os.close(opened[0])
