@@ -184,9 +184,13 @@ def _open_file(path: Path, size: int | None, page_size: int, must_exist: bool) -
             )
         n_pages = _n_pages(size, existing, page_size, what)
         created = existing is None
-        with open(path, "ab") as f:  # creates it
-            # every mapped byte, holes of an existing file too (a no-op where allocated)
-            _allocate(f.fileno(), existing or 0, n_pages * page_size, what)
+        # created if missing; not O_APPEND, which glibc's emulation of fallocate (on a
+        # filesystem without it) refuses
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:  # every mapped byte, holes of an existing file too (a no-op where allocated)
+            _allocate(fd, existing or 0, n_pages * page_size, what)
+        finally:
+            os.close(fd)
         pages = np.memmap(path, np.uint8, "r+", shape=(n_pages, page_size))
     except BaseException as exc:
         if created:  # not left behind half made: it held nothing before
@@ -210,7 +214,7 @@ def _allocate(fd: int, existing: int, end: int, what: str) -> None:
                 f"{what}: its filesystem has no room for the {end} bytes of guest memory; "
                 "free space there, use a smaller --memory, or put the file elsewhere"
             ) from exc
-        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS, errno.EBADF):
             raise
     # a filesystem that cannot allocate ahead: grow the file sparse if the room is there now
     stats = os.fstatvfs(fd)

@@ -376,10 +376,7 @@ class MigrationSource:
             link_rate=cfg.link_rate,
             dirty_rate=self.guest.rate if self.guest else 0.0,
         )
-        start = time.perf_counter()
-        # the link gives up at the time limit: one iteration over a slow link can outlast
-        # it many times, and the limit is otherwise checked between iterations
-        link = PacedSocket(sock, cfg.link_rate, deadline=start + cfg.max_time_s)
+        link = PacedSocket(sock, cfg.link_rate)
         table = list(self.chooser.codecs)  # codec id == chooser index (see _send_pages)
         if all(c != self.fallback for c in table):
             table.append(self.fallback)
@@ -391,6 +388,10 @@ class MigrationSource:
             self._destination = DestinationMirror(cfg.page_size, budget, recording=False)
             self._destination.prefault()
         self.chooser.start_stream(self._destination)
+        start = time.perf_counter()
+        # the link gives up at the time limit: one iteration over a slow link can outlast
+        # it many times, and the limit is otherwise checked between iterations
+        link.deadline = start + cfg.max_time_s
         try:  # the preamble's exchange: a peer that refuses it ends the stream here
             writer = FrameWriter(
                 link,
@@ -433,11 +434,20 @@ class MigrationSource:
         if sender.error is not None and report.error is None:
             err = sender.error
             if isinstance(err, LinkTimeLimit):
-                report.error = f"did not finish within its {cfg.max_time_s:g} s time limit ({err})"
+                report.error = self._out_of_time(err)
             else:
                 what = "link failed" if isinstance(err, OSError | WireError) else "sender failed"
                 report.error = f"{what}: {type(err).__name__}: {err}"
+        if isinstance(sender.error, LinkTimeLimit):
+            # the refused frame was not begun: the stream is at a frame's edge, and the
+            # destination is told why it ends (unpaced: the time is up)
+            link.rate = link.deadline = None
+            with contextlib.suppress(OSError, WireError):
+                writer.abort(report.error)
         return report
+
+    def _out_of_time(self, err: LinkTimeLimit) -> str:
+        return f"did not finish within its {self.config.max_time_s:g} s time limit ({err})"
 
     def _precopy(
         self,
@@ -495,6 +505,8 @@ class MigrationSource:
             writer.end_stream(digest)
             read_reply(sock)
             report.verified = True
+        except LinkTimeLimit as exc:  # the last frames' pacing reached the time limit
+            report.error = self._out_of_time(exc)
         except (OSError, WireError) as exc:
             report.error = f"destination did not confirm the migration: {exc}"
         report.downtime_s = time.perf_counter() - paused

@@ -534,3 +534,24 @@ def test_trace_info_shows_the_files_text_quoted(trace, capsys) -> None:
     out = capsys.readouterr().out
     assert "  source   'x\\nsource   ok\\x1b[2J'\n" in out
     assert "\x1b" not in out
+
+
+def test_a_trace_written_before_manifests_were_sealed_still_reads(tmp_path, monkeypatch):
+    """Version 2 (records as now, a manifest without a checksum): read as it is, its
+    totals and phases still checked against its index."""
+    from migcodec.datasets.trace import record as record_module
+    from migcodec.datasets.trace import writer as writer_module
+
+    monkeypatch.setattr(writer_module, "VERSION", 2)
+    monkeypatch.setattr(record_module, "VERSION", 2)
+    pages = generate_pages("text", 2, 0, PS)
+    with TraceWriter(tmp_path, memory_pages=16, page_size=PS) as writer:
+        writer.write(Window(0, np.array([2, 3]), pages))
+    monkeypatch.undo()
+    _rewrite_manifest(tmp_path, _set("checksum", delete=True), sealed=False)
+    reader = TraceReader(tmp_path)
+    assert reader.info().version == 2 and "checksum" not in reader.info().meta
+    np.testing.assert_array_equal(reader[0].pages, pages)
+    _rewrite_manifest(tmp_path, _set("totals", "pages", value=3), sealed=False)
+    with pytest.raises(TraceCorrupt, match=r"field 'totals.pages' is 3 but .* lists 2"):
+        TraceReader(tmp_path)

@@ -219,3 +219,19 @@ def test_an_existing_sparse_file_is_allocated_before_it_is_mapped(tmp_path, monk
     with pytest.raises(GuestMemoryError, match="its filesystem has no room for the 1048576 bytes"):
         open_guest_memory(1 << 20, path=path)
     assert calls == [(0, 1 << 20)] and path.exists()  # not ours to remove: it was there
+
+
+def test_a_filesystem_that_cannot_allocate_ahead_grows_the_file_if_it_has_room(
+    tmp_path, monkeypatch
+):
+    import errno
+    import os
+
+    def unsupported(fd, offset, length):
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+
+    monkeypatch.setattr(os, "posix_fallocate", unsupported)
+    path = tmp_path / "guest.bin"
+    with open_guest_memory(1 << 20, path=path) as memory:
+        memory.pages[-1, -1] = 7
+    assert path.stat().st_size == 1 << 20 and path.read_bytes()[-1] == 7

@@ -32,7 +32,14 @@ import struct
 import numpy as np
 
 FORMAT = "migcodec-trace"
-VERSION = 2
+#: the version written. 4: the manifest is sealed (``migcodec.hashing.seal``), records are
+#: as in 2. Not 3: in a manifest's text "3" is one flipped bit from "2", the version read
+#: without a seal; "4" is two.
+VERSION = 4
+#: manifests read: 2, written before manifests were sealed, is read without a seal (its
+#: totals and phases are still checked against its index)
+LEGACY_VERSION = 2
+READ_VERSIONS = (LEGACY_VERSION, VERSION)
 MANIFEST = "manifest.json"
 INDEX = "windows.idx"
 CHUNK_PATTERN = "chunk-{:06d}.mct"

@@ -13,7 +13,7 @@ import numpy as np
 
 from migcodec.codecs import CodecError, get_codec
 from migcodec.datasets.window import Window
-from migcodec.hashing import unseal
+from migcodec.hashing import SEAL_KEY, unseal
 from migcodec.storage import LocalLocation, Location, location
 from migcodec.wire.errors import one_line
 
@@ -23,7 +23,9 @@ from .format import (
     HEADER_BYTES,
     INDEX,
     INDEX_DTYPE,
+    LEGACY_VERSION,
     MANIFEST,
+    READ_VERSIONS,
     VERSION,
     TraceCorrupt,
     TraceError,
@@ -86,14 +88,17 @@ def _load_manifest(path: Location) -> dict[str, Any]:
         raise TraceCorrupt(f"{file} is not valid JSON ({exc}); the trace is damaged") from exc
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise TraceCorrupt(f"{file} is not a {FORMAT} manifest")
-    if manifest.get("version") != VERSION:
+    version = manifest.get("version")
+    if version not in READ_VERSIONS:
         raise TraceVersionError(
-            f"{path} is trace format version {manifest.get('version')!r}; this "
-            f"migcodec reads version {VERSION}: upgrade migcodec or re-create the trace"
+            f"{path} is trace format version {version!r}; this migcodec reads versions "
+            f"{LEGACY_VERSION} and {VERSION}: upgrade migcodec or re-create the trace"
         )
     problem = check(manifest, MANIFEST_SCHEMA)
     if problem is not None:
         raise TraceCorrupt(f"{file}: {problem}; the trace is damaged (re-create it)")
+    if version == LEGACY_VERSION:  # written before manifests were sealed
+        return {key: value for key, value in manifest.items() if key != SEAL_KEY}
     try:  # after the schema: a field of the wrong kind is named, whatever the checksum says
         return unseal(manifest)
     except ValueError as exc:

@@ -14,7 +14,15 @@ from migcodec.datasets.window import Window
 from migcodec.hashing import checksum
 from migcodec.wire.errors import one_line
 
-from .format import FLAG_PREVIOUS, HEADER_CHECKSUM, RECORD, RECORD_MAGIC, VERSION, TraceCorrupt
+from .format import (
+    FLAG_PREVIOUS,
+    HEADER_CHECKSUM,
+    READ_VERSIONS,
+    RECORD,
+    RECORD_MAGIC,
+    VERSION,
+    TraceCorrupt,
+)
 from .schema import RECORD_META_SCHEMA, check
 from .sections import decode_section, encode_section
 
@@ -111,9 +119,9 @@ def parse_header(raw: bytes, where: str, window: int, page_size: int, memory_pag
         )
     if checksum([raw[: RECORD.size]]) != stored:
         raise TraceCorrupt(f"window {window}: record header at {where} fails its checksum", window)
-    if fields[1] != VERSION:
+    if fields[1] not in READ_VERSIONS:  # records are alike in every version read
         raise TraceCorrupt(
-            f"window {window}: record version {fields[1]}, expected {VERSION}", window
+            f"window {window}: record version {fields[1]}, expected one of {READ_VERSIONS}", window
         )
     if fields[5] != page_size:
         raise TraceCorrupt(
