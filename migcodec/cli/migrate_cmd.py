@@ -475,7 +475,9 @@ def _reported(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Na
             print(f"migcodec {args.command}: {one_line(str(exc))}", file=sys.stderr)
             # a wire error: the other end refused or broke the stream, not a usage error
             return 1 if isinstance(exc, WireError) else 2
-        except OSError as exc:  # the connection failed under the stream (a reset, a deadline)
+        # the connection failed under the stream (a reset, a deadline); a broken pipe is
+        # left to main(), which tells a closed stdout from it
+        except (ConnectionResetError, ConnectionAbortedError, TimeoutError) as exc:
             why = exc.strerror or str(exc)  # the system's words, without "[Errno N]"
             print(
                 f"migcodec {args.command}: the connection failed: {one_line(why)}", file=sys.stderr
