@@ -174,12 +174,8 @@ def test_a_file_its_filesystem_has_no_room_for_is_refused_and_not_left_behind(
     tmp_path, monkeypatch
 ):
     import errno
-    import os
 
-    def full(fd, offset, length):
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(os, "posix_fallocate", full)
+    _fallocate_fails(monkeypatch, errno.ENOSPC)
     path = tmp_path / "guest.bin"
     with pytest.raises(
         GuestMemoryError, match="its filesystem has no room for the 1048576 bytes of guest memory"
@@ -204,18 +200,11 @@ def test_a_region_name_that_is_no_name_is_refused():
 def test_an_existing_sparse_file_is_allocated_before_it_is_mapped(tmp_path, monkeypatch):
     """Its holes would be written through the mapping: on a full filesystem, SIGBUS."""
     import errno
-    import os
 
     path = tmp_path / "sparse.bin"
     with open(path, "wb") as f:
         f.truncate(1 << 20)  # all hole
-    calls = []
-
-    def full(fd, offset, length):
-        calls.append((offset, length))
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(os, "posix_fallocate", full)
+    calls = _fallocate_fails(monkeypatch, errno.ENOSPC)
     with pytest.raises(GuestMemoryError, match="its filesystem has no room for the 1048576 bytes"):
         open_guest_memory(1 << 20, path=path)
     assert calls == [(0, 1 << 20)] and path.exists()  # not ours to remove: it was there
@@ -225,13 +214,23 @@ def test_a_filesystem_that_cannot_allocate_ahead_grows_the_file_if_it_has_room(
     tmp_path, monkeypatch
 ):
     import errno
-    import os
 
-    def unsupported(fd, offset, length):
-        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
-
-    monkeypatch.setattr(os, "posix_fallocate", unsupported)
+    _fallocate_fails(monkeypatch, errno.EOPNOTSUPP)
     path = tmp_path / "guest.bin"
     with open_guest_memory(1 << 20, path=path) as memory:
         memory.pages[-1, -1] = 7
     assert path.stat().st_size == 1 << 20 and path.read_bytes()[-1] == 7
+
+
+def _fallocate_fails(monkeypatch, code: int) -> list[tuple[int, int]]:
+    """``os.posix_fallocate`` failing with errno ``code``; returns the calls it gets."""
+    import os
+
+    calls: list[tuple[int, int]] = []
+
+    def failing(fd, offset, length):
+        calls.append((offset, length))
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(os, "posix_fallocate", failing)
+    return calls
