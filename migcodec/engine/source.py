@@ -188,6 +188,8 @@ class _Sender(threading.Thread):
                 self._guard(self.writer.write_prepared, prepared)
             else:
                 self._guard(self.writer.write_batch, encoded, codec_id)
+            if self.error is not None:  # the frame did not go out: its pages were not sent
+                return
             if self.digest is not None:
                 self._hash_sent(encoded.runs)
             name = encoded.codec
@@ -430,6 +432,8 @@ class MigrationSource:
                     report.error = f"the guest's writer failed: {type(failure).__name__}: {failure}"
         report.sender_cpu_s = sender.cpu_s
         report.wire_bytes = writer.bytes_written
+        if sender.error is not None:  # pages queued behind a frame that never went out
+            report.pages_sent = sum(report.pages_by_codec.values())
         report.total_time_s = time.perf_counter() - start
         if sender.error is not None and report.error is None:
             err = sender.error
