@@ -14,7 +14,7 @@ import numpy as np
 from migcodec.cli import args as types
 from migcodec.datasets import TraceError, TraceReader, TraceWriter, Workload, get_workload
 from migcodec.datasets.presets import workload_names
-from migcodec.datasets.trace import TraceExists, TraceIncomplete
+from migcodec.datasets.trace import TraceExists, TraceIncomplete, TraceWriteInterrupted
 from migcodec.datasets.trace.reader import TraceInfo
 from migcodec.datasets.window import Window
 from migcodec.datasets.workload import WorkloadSpec
@@ -291,7 +291,7 @@ def _run(func):
                     "pass --allow-incomplete to read them"
                 )
             print(f"migcodec trace {args.trace_command}: {one_line(text)}", file=sys.stderr)
-            return 2
+            return 1 if isinstance(exc, TraceWriteInterrupted) else 2  # see args.py
 
     return wrapped
 

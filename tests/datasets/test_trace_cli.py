@@ -13,7 +13,7 @@ import pytest
 from migcodec.cli import build_parser, main
 from migcodec.cli.trace_cmd import _command
 from migcodec.datasets import TraceReader, TraceWriter, Workload, get_workload
-from migcodec.datasets.trace import TraceWriteFailed
+from migcodec.datasets.trace import TraceWriteInterrupted
 from migcodec.datasets.trace import writer as writer_module
 from tests.datasets.test_capture import Child
 
@@ -160,7 +160,7 @@ def test_a_full_disk_while_writing_a_window_is_one_line_and_leaves_it_unclosed(
 ):
     out = tmp_path / "t"
     _full_disk_from(monkeypatch, "chunk-")
-    assert main([*SYNTH, "--out", str(out)]) == 2
+    assert main([*SYNTH, "--out", str(out)]) == 1  # it ran and failed: not a usage error
     assert capsys.readouterr().err == (
         f"migcodec trace synth: cannot write window 0 of trace {out}: No space left on device "
         f"(errno 28, {out / 'chunk-000000.mct'}); the partial trace is left there unclosed "
@@ -177,7 +177,7 @@ def test_a_full_disk_when_closing_keeps_the_windows_written(tmp_path, capsys, mo
     writer = TraceWriter(out, memory_pages=16)
     writer.write_all(Workload(spec))
     monkeypatch.setattr(Path, "write_text", _FullDisk.write)
-    with pytest.raises(TraceWriteFailed, match="cannot write the closing manifest of trace"):
+    with pytest.raises(TraceWriteInterrupted, match="cannot write the closing manifest of trace"):
         writer.close()
     writer.close()  # nothing more is written
     assert not (out / "manifest.json.tmp").exists()

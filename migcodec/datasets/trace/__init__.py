@@ -12,6 +12,7 @@ from .format import (
     TraceNotFound,
     TraceVersionError,
     TraceWriteFailed,
+    TraceWriteInterrupted,
     UnsuitableCodec,
 )
 from .reader import PhaseSpan, Trace, TraceInfo, TraceReader, open_trace
@@ -29,6 +30,7 @@ __all__ = [
     "TraceReader",
     "TraceVersionError",
     "TraceWriteFailed",
+    "TraceWriteInterrupted",
     "TraceWriter",
     "UnsuitableCodec",
     "open_trace",

@@ -101,6 +101,11 @@ class TraceWriteFailed(TraceError):
     I/O error); the partial trace is left as it was, unclosed."""
 
 
+class TraceWriteInterrupted(TraceWriteFailed):
+    """A write failed once the trace was created and windows were being written: work
+    that ran and failed (the command line need not change), not a path to choose again."""
+
+
 class TraceExists(TraceError, FileExistsError):
     """The output path cannot take a new trace: it already holds a trace (``replaceable``:
     overwriting replaces it), or it is a file, or a directory holding other things."""

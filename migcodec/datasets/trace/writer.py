@@ -28,6 +28,7 @@ from .format import (
     VERSION,
     TraceExists,
     TraceWriteFailed,
+    TraceWriteInterrupted,
     UnsuitableCodec,
 )
 from .record import encode_record
@@ -234,10 +235,10 @@ class TraceWriter:
             self._pool.shutdown()
             self._pool = None
 
-    def _failed(self, exc: OSError, what: str) -> TraceWriteFailed:
+    def _failed(self, exc: OSError, what: str) -> TraceWriteInterrupted:
         file = self.path / (INDEX if self._chunk is None else Path(self._chunk.name).name)
         self._abandon()
-        return TraceWriteFailed(
+        return TraceWriteInterrupted(
             f"cannot write {what} of trace {self.path}: {_os_error(exc, file)}; the partial "
             "trace is left there unclosed (the windows written before read as an incomplete "
             "trace): free space or choose another directory, then write it again"
