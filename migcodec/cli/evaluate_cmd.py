@@ -181,19 +181,17 @@ def _check_workload_memory(args: argparse.Namespace) -> None:
     memory, whatever ``--pages`` asks."""
     from migcodec.datasets.pages import DEFAULT_PAGE_SIZE as PAGE
     from migcodec.datasets.presets import workload_names
-    from migcodec.engine.guest_memory import available_memory
+    from migcodec.engine.guest_memory import GuestMemoryError, check_available
     from migcodec.units import format_size
 
     if args.workload in workload_names():
         return
-    need = 2 * args.pages * PAGE
-    free = available_memory()
-    if free is not None and need > free:
-        raise CommandLineError(
-            f"--pages {args.pages} (windows of {format_size(args.pages * PAGE)} and the "
-            f"window before's) needs {format_size(need)} of RAM, but this machine has "
-            f"{format_size(free)} available; use a smaller --pages"
-        )
+    window = format_size(args.pages * PAGE)
+    what = f"--pages {args.pages} (windows of {window} and the window before's)"
+    try:
+        check_available(2 * args.pages * PAGE, what, "use a smaller --pages")
+    except GuestMemoryError as exc:
+        raise CommandLineError(str(exc)) from None
 
 
 def _table_path(args: argparse.Namespace, source: Source, arms, several: bool):

@@ -47,20 +47,16 @@ def _check_synth_memory(args: argparse.Namespace, spec: WorkloadSpec) -> None:
     than plain ones are generated and copied in) and a few 8-byte numbers per page (page
     ranks, sampling keys), and one window at a time: its pages, their previous contents
     and their encoding."""
-    from migcodec.engine.guest_memory import available_memory
+    from migcodec.engine.guest_memory import check_available
     from migcodec.units import format_size
 
     dirty = max(spec.dirty_pages(p) for p in spec.phases)
     copies = 1 if spec.initial in ("zero", "ones", "seq", "random", "text") else 2
     need = spec.n_pages * (copies * spec.page_size + 64) + 4 * dirty * spec.page_size
-    free = available_memory()
-    if free is not None and need > free:
-        given = f"--pages {spec.n_pages}" if args.pages else f"the workload's {spec.n_pages} pages"
-        raise ValueError(
-            f"{given} (the workload's memory, {format_size(spec.n_pages * spec.page_size)}, "
-            f"and windows of up to {dirty} dirty pages) needs {format_size(need)} of RAM, but "
-            f"this machine has {format_size(free)} available; use a smaller --pages"
-        )
+    given = f"--pages {spec.n_pages}" if args.pages else f"the workload's {spec.n_pages} pages"
+    memory = format_size(spec.n_pages * spec.page_size)
+    what = f"{given} (the workload's memory, {memory}, and windows of up to {dirty} dirty pages)"
+    check_available(need, what, "use a smaller --pages")  # a ValueError: one line from _run
 
 
 def synth(args: argparse.Namespace) -> int:
