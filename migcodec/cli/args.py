@@ -131,11 +131,14 @@ def _check_link(text: str, rate: float) -> None:
 
 
 def _link_rates(text: str) -> str:
-    """A comma-separated list of link rates, each checked; returned as written."""
+    """A comma-separated list of link rates, each checked, or ``unlimited`` (the reader
+    models it); returned as written."""
     links = [link.strip() for link in text.split(",") if link.strip()]
     if not links:
         raise ValueError(f"{text!r} names no link rate; write e.g. 1Gbit or 1Gbit,10Gbit")
     for link in links:
+        if link == "unlimited":
+            continue
         rate = parse_rate(link)
         if rate == 0:
             raise ValueError(f"a link of {link!r} carries nothing; write a rate such as 1Gbit")
@@ -180,7 +183,7 @@ memory_size = _typed("memory_size", _memory_size)
 rate = _typed("rate", parse_rate)
 #: bytes/s of a link, or ``None`` for ``unlimited``; 0 is refused (it carries nothing)
 link_rate = _typed("link_rate", _link_rate)
-#: ``1Gbit,10Gbit``: every rate checked, the text returned
+#: ``1Gbit,10Gbit`` (or ``unlimited`` among them): every rate checked, the text returned
 link_rates = _typed("link_rates", _link_rates)
 #: 1, 2, ...
 positive_int = _typed("positive_int", lambda text: _whole(text, 1))

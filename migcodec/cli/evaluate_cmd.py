@@ -440,15 +440,6 @@ def _link_rate(link: str) -> float:
     return UNLIMITED_LINK if link == "unlimited" else parse_rate(link)
 
 
-def _links(text: str) -> str:
-    """``--link``: comma-separated rates as ``link_rates`` checks them, or ``unlimited``;
-    returned as written."""
-    rates = [link for link in text.split(",") if link.strip() != "unlimited"]
-    if rates:
-        types.link_rates(",".join(rates))
-    return text
-
-
 def _objective(args: argparse.Namespace, link: str) -> Objective:
     params = {"link": _link_rate(link), "workers": args.workers}
     return make_objective(args.objective, **(params if args.objective == "throughput" else {}))
@@ -680,7 +671,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--link",
-        type=_links,
+        type=types.link_rates,
         default="10Gbit",
         help="link rate(s) for throughput, comma-separated; 'unlimited' is modelled as "
         f"`migrate --codec auto` models it, a {UNLIMITED_LINK * 8 / 1e9:g} Gbit/s link",
