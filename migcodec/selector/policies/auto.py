@@ -62,11 +62,17 @@ _PLAY_VAR = 0.01
 #: their host with the guest and the stream's other threads can be several times as long
 _CPU_PRIOR_VAR = {"cpu": 0.09, "wall": 0.64}
 #: prior variance of the log of each arm's own factor on top of the shared one: what slows
-#: one codec on a host slows the others nearly as much. A delta arm's work also depends on
-#: what the destination holds and on the mirror of it that a stream's encoders share, which
-#: a calibration on one window sees only in part: its own factor is less certain
+#: one codec on a host slows the others nearly as much
 _CPU_ARM_VAR = 0.04
-_CPU_DELTA_ARM_VAR = 0.25
+#: prior variance of the log of a factor the delta arms share on top of the host's: their
+#: work also depends on what the destination holds, on how a program's writes fall in its
+#: pages and on the mirror of it that a stream's encoders share, which a calibration on one
+#: window sees only in part, and it moves every delta format alike (measured tables of
+#: recorded traces: XBZRLE and DSA records both at 2-3x their calibration on one program's
+#: memory, both at half of it on another). Their plays teach this factor and their own,
+#: never the host's: put there, such an error made every compressor look as much slower or
+#: faster than it is, and a compressor that was the best fixed arm was never tried
+_CPU_DELTA_VAR = 0.25
 #: the variance of one whole window's CPU time as evidence of these factors, and the least
 #: variance they keep (the host's load can change from window to window); at that least
 #: variance the shared factor's estimate is used as known (a point estimate)
@@ -233,10 +239,13 @@ class Auto(Policy):
         self._grid_rows = np.arange(k) * (_GRID_STEPS + 1)
         self.delta_bias = [0.0] * k  # log(actual / estimated) payload of delta arms
         self.cpu_shared = 0.0  # log(actual / modelled) CPU, the part all arms share
+        self.cpu_delta = 0.0  # the part the delta arms share on top of it
         self.cpu_arm = [0.0] * k  # and each arm's own
-        self._cpu_plays = [0] * k  # windows each arm's CPU was learnt from
-        # model -> this machine: exp(cpu_shared) times each arm's exp(cpu_arm), kept apart so
-        # that an update recomputes two numbers, not one per arm
+        # how much of a window's worth of pages each arm's CPU was learnt from (see update)
+        self._cpu_weight = [0.0] * k
+        # model -> this machine: exp(cpu_shared) times each arm's exp(cpu_arm) (and, for a
+        # delta arm, exp(cpu_delta)), kept apart so that an update recomputes a few
+        # numbers, not one per arm
         self._shared_factor = 1.0
         self._arm_factor = [1.0] * k
         # a loss is predicted as its expectation over the shared factor while that is
@@ -249,9 +258,15 @@ class Auto(Policy):
         # as the host slows it, nor a delta arm's costs that no calibration saw make every
         # compressor look slow
         self._cpu_var = _CPU_PRIOR_VAR[self._clock]
-        self._cpu_arm_var = np.where(self.is_delta, _CPU_DELTA_ARM_VAR, _CPU_ARM_VAR).tolist()
-        # each arm's own factor at the cheapest node of its prior (see _pick), kept with it
-        self._cheapest_scale = [math.exp(v**0.5 * _CHEAPEST) for v in self._cpu_arm_var]
+        self._cpu_arm_var = [_CPU_ARM_VAR] * k
+        self._delta_var = _CPU_DELTA_VAR
+        # how far each arm's factor past the host's may be from its estimate (a standard
+        # deviation of its log: the delta arms' shared part and the arm's own), and that
+        # factor at the cheapest node of the prior (see _pick), kept with it
+        self._trial_sd = [0.0] * k
+        self._cheapest_scale = [1.0] * k
+        for arm in range(k):
+            self._trial_prior(arm)
         self._cpu_scales: tuple[float, ...] | None = self._factor_scales()
         self._fast = isinstance(self.objective, Throughput)
         if self._fast:
@@ -262,7 +277,7 @@ class Auto(Policy):
         # arms no window has measured the CPU time of yet (see _pick), and the windows
         # learnt from
         self._untried = list(range(k))
-        self._played = 0
+        self._played_bytes = 0.0
         self._read: WindowFeatures | None = None  # the last features read
         self._since_s = 0.0  # predicted time of the windows played since the last read
         self._stale_play = False  # the last window sent more or less than predicted
@@ -275,6 +290,8 @@ class Auto(Policy):
         self._pages = 0.0  # the size of the window being chosen for
         self._expected = 0.0  # the predicted loss of the arm chosen
         self._expected_out = 0.0  # and its predicted output bytes
+        # every arm's predicted loss and CPU seconds on the window chosen for
+        self._chosen: tuple[list[float], list[float]] | None = None
 
     def _mu(self) -> list[float]:
         """Log ratio (over non-zero pages) per arm: the filter's for compressing arms, 0
@@ -580,9 +597,10 @@ class Auto(Policy):
             if self._read is None:
                 mu = self._mu()
                 return max(range(self.n_arms), key=mu.__getitem__)
-            _, out, _, loss = self._predict(self._read, self._pages)
+            _, out, cpu, loss = self._predict(self._read, self._pages)
             arm = _argmin(loss)
             self._expected, self._expected_out = loss[arm], out[arm]
+            self._chosen = (loss, cpu)
             self._since_s += self._expected
             return arm
         if self._context is not features.context:
@@ -614,16 +632,18 @@ class Auto(Policy):
         between close arms (recorded traces: XBZRLE at half a DSA record's cost on values
         rewritten whole, twice it on scattered words), which only a window played
         measures. Over its own factor's prior (three points), an arm not yet played is
-        tried when the loss it is expected to save per window, once known, times the
-        windows played so far (a stream is expected to last as long again) exceeds
-        ``value`` times what one window of it is expected to lose against the best. A
+        tried when the loss it is expected to save on this window, once known, scaled to
+        the guest bytes played so far (a stream is expected to last as long again) exceeds
+        ``value`` times what this window is expected to lose against the best: in bytes,
+        not windows, so that the largest window, the dearest to try an arm on, does not
+        count as one of many small ones. A
         delta arm is tried only on a window whose pages the destination mostly holds:
         elsewhere it would send them through its fall-back, and measure that."""
         arm = _argmin(loss)
         if self._untried:
             guest = max(f.pages, 1.0) * self.page_size
             best = loss[arm]
-            horizon = max(self._played, 1)
+            horizon = max(self._played_bytes / guest, 1.0)
             held = self._mostly_held(f)
             point = self._fast and self._cpu_scales is None
             if point:
@@ -640,7 +660,7 @@ class Auto(Policy):
                     cheapest = self._scalar_loss(guest, out[a], low)
                 if cheapest >= best:
                     continue
-                sd = self._cpu_arm_var[a] ** 0.5
+                sd = self._trial_sd[a]
                 trial = [
                     cheapest
                     if z == _CHEAPEST
@@ -654,7 +674,29 @@ class Auto(Policy):
                     arm = a
                     break
         self._expected, self._expected_out = float(loss[arm]), float(out[arm])
+        self._chosen = (loss, cpu)
         return arm
+
+    def _outdone(self, arm: int, outcome: Outcome) -> bool:
+        """Whether ``arm``, had it been predicted to send the bytes ``outcome`` sent, would
+        have lost at least as much as another arm was predicted to on that window."""
+        if self._chosen is None:
+            return True
+        loss, cpu = self._chosen
+        others = loss[:arm] + loss[arm + 1 :]
+        if not others:
+            return False
+        if self._fast and self._cpu_scales is None:  # _scalar_loss, inline
+            lost = max(cpu[arm] * self._to_cpu, outcome.output_bytes * self._to_link)
+        else:
+            lost = self._scalar_loss(outcome.input_bytes, outcome.output_bytes, cpu[arm])
+        return lost >= min(others)
+
+    def _trial_prior(self, arm: int) -> None:
+        """Recompute ``arm``'s factor past the host's spread and cheapest node (_pick)."""
+        var = self._cpu_arm_var[arm] + (self._delta_var if self._delta_flags[arm] else 0.0)
+        sd = self._trial_sd[arm] = var**0.5
+        self._cheapest_scale[arm] = math.exp(sd * _CHEAPEST)
 
     @staticmethod
     def _mostly_held(f: WindowFeatures) -> bool:
@@ -671,15 +713,18 @@ class Auto(Policy):
             features = self._read
         if outcome is None or features is None or outcome.input_bytes <= 0:
             return
-        self._played += 1
-        # a window that sent more or less than predicted (either way): its content was not
-        # what the estimates said, and content that moves faster than estimates carried
-        # from window to window can follow needs the next window's features read, whatever
-        # they were worth lately. Judged on bytes, not time: what content does to a codec's
+        self._played_bytes += outcome.input_bytes
+        # a window that sent less than predicted, or more by so much that another arm
+        # would have lost less: its content was not what the estimates said, and content
+        # that moves faster than estimates carried from window to window can follow needs
+        # the next window's features read, whatever they were worth lately. A window that
+        # sent more, but not enough more to change the choice, leaves it standing: rereading
+        # would pay for features that choose the same arm (the played arm's own outcome,
+        # learnt below, is free). Judged on bytes, not time: what content does to a codec's
         # time is the cost model's to learn, and clocks are noisy where sizes are not
         slack = 1.0 + self.drift
-        expected = self._expected_out
-        if not expected / slack <= outcome.output_bytes <= expected * slack:
+        expected, sent = self._expected_out, outcome.output_bytes
+        if sent < expected / slack or (sent > expected * slack and self._outdone(arm, outcome)):
             self._stale_play = True
         page_size = self.page_size
         delta = self._delta_flags[arm]
@@ -722,26 +767,41 @@ class Auto(Policy):
         if nz >= 1.0 and busy > 0 and model > 0:
             # split the error: what one arm's model misses, the others' likely miss too
             # (see _cpu_var); a window of less than a few batches is mostly fixed
-            # cost and clock noise, so its step shrinks with its size. An arm's first plays
-            # are averaged (step 1/n) before the moving average takes over: a host busier
-            # than the calibration's shows at once, not after the first pass of memory went
-            # out on a model that is off
-            plays = self._cpu_plays[arm] = self._cpu_plays[arm] + 1
-            if arm in self._untried and (not delta or self._mostly_held(features)):
-                self._untried.remove(arm)  # a delta arm: once it has measured its records
+            # cost and clock noise, so it weighs in proportion to its size. An arm's first
+            # plays are averaged (by weight) before the moving average takes over: a host
+            # busier than the calibration's shows at once, not after the first pass of
+            # memory went out on a model that is off
             weight = min(1.0, nz / (4 * self.batch_pages))
-            step = max(self.learn, 1.0 / plays) * weight
-            shared, own = self.cpu_shared, self.cpu_arm[arm]
-            error = math.log(busy / model) - shared - own
-            shared_var, arm_var = self._cpu_var, self._cpu_arm_var[arm]
-            share = shared_var / (shared_var + arm_var)
-            self.cpu_shared = shared = shared + step * error * share
-            self.cpu_arm[arm] = own = own + step * error * (1.0 - share)
-            self._shared_factor = math.exp(shared)
-            self._arm_factor[arm] = math.exp(own)
+            seen = self._cpu_weight[arm] = self._cpu_weight[arm] + weight
+            # an arm counts as tried once it has measured a window's worth of pages (a
+            # delta arm, of its records): a play of a few pages measured its fixed cost
+            # and the clock's noise, and must not end its trials
+            if seen >= 1.0 and arm in self._untried and (not delta or self._mostly_held(features)):
+                self._untried.remove(arm)
+            step = max(self.learn * weight, weight / seen)
+            own = self.cpu_arm[arm]
+            family = self.cpu_delta if delta else 0.0
+            error = math.log(busy / model) - self.cpu_shared - family - own
+            arm_var = self._cpu_arm_var[arm]
             evidence = weight / _CPU_PLAY_VAR
-            self._cpu_var = max(1.0 / (1.0 / shared_var + evidence), _CPU_DRIFT_VAR)
-            arm_var = self._cpu_arm_var[arm] = max(1.0 / (1.0 / arm_var + evidence), _CPU_DRIFT_VAR)
-            self._cheapest_scale[arm] = math.exp(arm_var**0.5 * _CHEAPEST)
+            if delta:  # the delta arms' part and its own (_CPU_DELTA_VAR), not the host's
+                delta_var = self._delta_var
+                share = delta_var / (delta_var + arm_var)
+                self.cpu_delta = family = family + step * error * share
+                self._delta_var = max(1.0 / (1.0 / delta_var + evidence), _CPU_DRIFT_VAR)
+            else:
+                shared_var = self._cpu_var
+                share = shared_var / (shared_var + arm_var)
+                self.cpu_shared += step * error * share
+                self._shared_factor = math.exp(self.cpu_shared)
+            self.cpu_arm[arm] = own + step * error * (1.0 - share)
+            # the hedge over the shared factor (_loss) ends with the first windows measured,
+            # whichever arm played them: they show what this host's clock does to a
+            # stream's encoders, if not which codec's model it moved
+            self._cpu_var = max(1.0 / (1.0 / self._cpu_var + evidence), _CPU_DRIFT_VAR)
+            self._cpu_arm_var[arm] = max(1.0 / (1.0 / arm_var + evidence), _CPU_DRIFT_VAR)
+            for a in self._delta_arms if delta else (arm,):
+                self._arm_factor[a] = math.exp((family if delta else 0.0) + self.cpu_arm[a])
+                self._trial_prior(a)
             if self._cpu_scales is not None:
                 self._cpu_scales = self._factor_scales()
