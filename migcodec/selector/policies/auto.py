@@ -800,8 +800,15 @@ class Auto(Policy):
             # stream's encoders, if not which codec's model it moved
             self._cpu_var = max(1.0 / (1.0 / self._cpu_var + evidence), _CPU_DRIFT_VAR)
             self._cpu_arm_var[arm] = max(1.0 / (1.0 / arm_var + evidence), _CPU_DRIFT_VAR)
-            for a in self._delta_arms if delta else (arm,):
-                self._arm_factor[a] = math.exp((family if delta else 0.0) + self.cpu_arm[a])
-                self._trial_prior(a)
+            untried = self._untried
+            if delta:
+                for a in self._delta_arms:
+                    self._arm_factor[a] = math.exp(family + self.cpu_arm[a])
+                    if a in untried:  # only _pick's trials read it
+                        self._trial_prior(a)
+            else:
+                self._arm_factor[arm] = math.exp(self.cpu_arm[arm])
+                if arm in untried:
+                    self._trial_prior(arm)
             if self._cpu_scales is not None:
                 self._cpu_scales = self._factor_scales()
