@@ -14,7 +14,9 @@ An arm's outcome on a window is predicted from:
   (:meth:`~migcodec.codecs.delta.DeltaCodec.estimate_sizes`) with a learnt bias, plus its
   fall-back's payload for pages the destination does not hold;
 - per arm, CPU time from the calibrated cost model (:mod:`migcodec.selector.costmodel`),
-  corrected by a learnt factor shared by all arms and one per arm.
+  corrected by learnt factors: the host's, shared by all arms and learnt from the plays
+  of every arm but the delta arms; one the delta arms share, learnt from theirs (how a
+  program's writes meet delta formats, which no calibration sees); and one per arm.
 
 The objective turns these into a predicted reward per arm and the best is played, or an
 arm no window has measured yet where trying it is worth a window (its cost on this program's
