@@ -34,7 +34,8 @@
  *   changed words goes raw), the u16 entry count of each delta page and their records.
  *   dsa_create and dsa_deltas run the same pass (dsa_pass).
  *
- * record_frame(format, store, new, page_size, cap, copy_raw) -> (modes, head, data, raw, n_raw)
+ * record_frame(format, store, new, page_size, cap, copy_raw[, find_zero])
+ *     -> (modes, head, data, raw, n_raw, n_zero)
  *   A delta codec's whole frame when the destination holds every page, in one call: format
  *   0 is XBZRLE, 1 DSA (cap: its entry cap, as for dsa_deltas). store holds the versions
  *   the destination holds (the mirror's own rows, writable), and each of its pages is
@@ -45,6 +46,10 @@
  *   length of each delta page), the deltas, the raw pages copied from new (None
  *   when there is none, or when every page is raw and copy_raw is false: the caller then
  *   sends new itself) and their number. The bytes are those of the entry points above.
+ *   With find_zero, a page whose new version is all zero is found in the same pass (its
+ *   mode 0, the framework's zero page, no payload; its store row holds the zeros) and
+ *   n_zero counts them: the framework's own zero-page scan would read every page of the
+ *   batch once more, before the kernel, where it is not in cache. Without it n_zero is 0.
  *   store and new must not overlap, unless they are the same buffer.
  *
  * dsa_apply(pages, records, sizes, page_size) -> None | (code, value)
@@ -65,6 +70,8 @@
 #define STATUS_UNCHANGED 0
 #define STATUS_DELTA 1
 #define STATUS_RAW 2
+/* record_frame with find_zero only: the new page is all zero (the framework's zero page) */
+#define STATUS_ZERO 3
 
 /* DML's result bytes; a dsa-delta page's status is the same number (equal: unchanged,
  * not equal: delta, overflow: raw) */
@@ -234,6 +241,27 @@ static int check_pair(const Py_buffer *a, const Py_buffer *b, Py_ssize_t page_si
     return 0;
 }
 
+/* Whether a page is all zero, as the framework's zero-page scan decides (_pagescan.c):
+ * first and last word, then the whole page in 256-byte blocks. Called on a page the pass
+ * has just read, so its words are in cache. */
+static inline int page_is_zero(const unsigned char *page, Py_ssize_t page_size)
+{
+    if (load64(page) | load64(page + page_size - 8))
+        return 0;
+    Py_ssize_t off = 0;
+    for (; off + 256 <= page_size; off += 256) {
+        uint64_t acc = 0;
+        for (int i = 0; i < 256; i += 8)
+            acc |= load64(page + off + i);
+        if (acc)
+            return 0;
+    }
+    uint64_t acc = 0;
+    for (; off < page_size; off += 8)
+        acc |= load64(page + off);
+    return acc == 0;
+}
+
 /* What one encode pass writes. status, data and used are always there; the others may be
  * NULL. */
 typedef struct {
@@ -245,9 +273,23 @@ typedef struct {
     unsigned char *update; /* the old pages, writable: each is updated to new as it is read */
     unsigned char *raw;    /* where the new versions of raw pages are copied, in order */
     Py_ssize_t n_raw;      /* raw pages copied */
+    int find_zero;         /* all-zero new pages get STATUS_ZERO and no payload */
+    Py_ssize_t n_zero;     /* pages found all zero */
     Py_ssize_t used;       /* bytes of data written */
     Py_ssize_t k;          /* entries of lengths written */
 } pass_out;
+
+/* With find_zero, a zero new page: its status, and nothing of it kept (its encoding, not
+ * yet counted in used, is dropped; with update its store row holds new's zeros already). */
+static inline int zero_page_found(pass_out *o, Py_ssize_t p, const unsigned char *new_,
+                                  Py_ssize_t page_size)
+{
+    if (!o->find_zero || !page_is_zero(new_, page_size))
+        return 0;
+    o->status[p] = STATUS_ZERO;
+    o->n_zero++;
+    return 1;
+}
 
 /* The XBZRLE pass, without the GIL: each page encoded, its status, length and encoding. */
 static void xbzrle_pass(const unsigned char *a, const unsigned char *b, Py_ssize_t m,
@@ -261,6 +303,8 @@ static void xbzrle_pass(const unsigned char *a, const unsigned char *b, Py_ssize
                           : xbzrle_page(a + p * page_size, new_, page_size, dst, NULL);
         if (o->results)
             o->results[p] = r;
+        if (zero_page_found(o, p, new_, page_size))
+            continue;
         if (r > 0) {
             o->status[p] = STATUS_DELTA;
             o->lengths[o->k++] = (uint16_t)r; /* native order: little-endian where built */
@@ -518,6 +562,11 @@ static void dsa_pass(const unsigned char *a, const unsigned char *b, Py_ssize_t 
         Py_ssize_t n = o->update
                            ? dsa_page(old, new_, words, cap, out, o->update + p * page_size)
                            : dsa_page(old, new_, words, cap, out, NULL);
+        if (zero_page_found(o, p, new_, page_size)) {
+            if (o->sizes)
+                o->sizes[p] = 0;
+            continue;
+        }
         if (n > cap) {
             o->status[p] = DSA_OVERFLOW;
             n = partial ? cap : 0;
@@ -604,7 +653,9 @@ static PyObject *dsa_deltas(PyObject *self, PyObject *args)
 
 /* -- A delta codec's frame, recorded as it is made ---------------------------------------- */
 
-/* the page modes of delta.py: raw (PageMode.RAW), delta (PageMode.ENCODED), unchanged */
+/* the page modes of delta.py: zero (PageMode.ZERO), raw (PageMode.RAW), delta
+ * (PageMode.ENCODED), unchanged */
+#define MODE_ZERO 0
 #define MODE_RAW 1
 #define MODE_DELTA 2
 #define MODE_UNCHANGED 4
@@ -614,10 +665,10 @@ static PyObject *record_frame(PyObject *self, PyObject *args)
 {
     Py_buffer store_view, new_view;
     Py_ssize_t page_size, cap, room = 0;
-    int format, copy_raw;
+    int format, copy_raw, find_zero = 0;
     (void)self;
-    if (!PyArg_ParseTuple(args, "iw*y*nnp", &format, &store_view, &new_view, &page_size, &cap,
-                          &copy_raw))
+    if (!PyArg_ParseTuple(args, "iw*y*nnp|p", &format, &store_view, &new_view, &page_size, &cap,
+                          &copy_raw, &find_zero))
         return NULL;
     PyObject *modes = NULL, *head = NULL, *data = NULL, *raw = NULL, *out = NULL;
     unsigned char *st = store_view.buf;
@@ -652,7 +703,8 @@ static PyObject *record_frame(PyObject *self, PyObject *args)
                   .lengths = (uint16_t *)(hd + 4),
                   .data = (unsigned char *)PyBytes_AS_STRING(data),
                   .update = st == nw ? NULL : st,
-                  .raw = copy_raw ? (unsigned char *)PyBytes_AS_STRING(raw) : NULL};
+                  .raw = copy_raw ? (unsigned char *)PyBytes_AS_STRING(raw) : NULL,
+                  .find_zero = find_zero};
     Py_BEGIN_ALLOW_THREADS
     if (dsa)
         dsa_pass(st, nw, m, page_size, cap, 0, &o);
@@ -660,7 +712,10 @@ static PyObject *record_frame(PyObject *self, PyObject *args)
         xbzrle_pass(st, nw, m, page_size, &o);
     for (Py_ssize_t p = 0; p < m; p++) { /* status -> mode, in place */
         unsigned char s_ = md[p];
-        md[p] = s_ == STATUS_DELTA ? MODE_DELTA : s_ == STATUS_RAW ? MODE_RAW : MODE_UNCHANGED;
+        md[p] = s_ == STATUS_DELTA ? MODE_DELTA
+                : s_ == STATUS_RAW ? MODE_RAW
+                : s_ == STATUS_ZERO ? MODE_ZERO
+                                    : MODE_UNCHANGED;
         n_raw += s_ == STATUS_RAW;
     }
     Py_END_ALLOW_THREADS
@@ -691,7 +746,7 @@ static PyObject *record_frame(PyObject *self, PyObject *args)
         raw = Py_None;
         Py_INCREF(raw);
     }
-    out = Py_BuildValue("(OOOOn)", modes, head, data, raw, n_raw);
+    out = Py_BuildValue("(OOOOnn)", modes, head, data, raw, n_raw, o.n_zero);
 done:
     Py_XDECREF(modes);
     Py_XDECREF(head);
@@ -797,8 +852,8 @@ static PyMethodDef methods[] = {
     {"dsa_deltas", dsa_deltas, METH_VARARGS,
      "dsa_deltas(old, new, page_size, cap) -> (status, counts, records)"},
     {"record_frame", record_frame, METH_VARARGS,
-     "record_frame(format, store, new, page_size, cap, copy_raw) -> (modes, head, data, raw, "
-     "n_raw)"},
+     "record_frame(format, store, new, page_size, cap, copy_raw[, find_zero]) -> (modes, head, "
+     "data, raw, n_raw, n_zero)"},
     {"dsa_apply", dsa_apply, METH_VARARGS,
      "dsa_apply(pages, records, sizes, page_size) -> None | (code, value)"},
     {NULL, NULL, 0, NULL},

@@ -97,6 +97,8 @@ class Recorded(NamedTuple):
     segments: tuple
     modes: np.ndarray
     payload_nbytes: int
+    #: pages the kernel found all zero (``ZERO`` modes, no payload), when it looked
+    n_zero: int = 0
 
 
 def _as_encoding(result: Any) -> PageEncoding | None:
@@ -312,11 +314,19 @@ class Codec(ABC):
         # mirror records the pages before encode returns, while memory still holds still.
         live = record and staging is None and batch.is_single_run()
         n = block.shape[0]
-        zero = zero_page_rows(block)
+        # a delta codec's C kernel records a batch held whole and finds its zero pages in
+        # the same pass: no scan of the batch first (DeltaCodec._record_whole)
+        whole = None
+        if against and self._kernel_records():
+            whole = self._record_whole(block, destination, batch, live)
+        zero = zero_page_rows(block) if whole is None else None
         lent = None  # mirror slots a delta transform reads in place, until sent() below
         n_zero = 0
         try:
-            if zero is None and n <= _ALL_ENCODED.size:
+            if whole is not None:  # zero pages, if any, are in the frame's modes
+                (segments, modes, payload_nbytes, n_zero), lent = whole
+                encoding = None
+            elif zero is None and n <= _ALL_ENCODED.size:
                 # shared and read-only; copied before any change
                 modes = _ALL_ENCODED_BY_COUNT[n] if n <= 64 else _ALL_ENCODED[:n]
                 if against:
@@ -330,7 +340,7 @@ class Codec(ABC):
                     payload_nbytes = len(result)
                     encoding = None
                 elif type(result) is Recorded:  # a delta codec's, when every page is held
-                    segments, modes, payload_nbytes = result
+                    segments, modes, payload_nbytes, _ = result
                     encoding = None
                 else:
                     encoding = _as_encoding(result)
@@ -356,7 +366,7 @@ class Codec(ABC):
                     else:
                         result = self.encode_pages(data)
                     if type(result) is Recorded:
-                        segments, sub, payload_nbytes = result
+                        segments, sub, payload_nbytes, _ = result
                     else:
                         encoding = _as_encoding(result)
                         segments, sub, payload_nbytes = self._lay_out(

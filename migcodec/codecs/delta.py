@@ -36,6 +36,7 @@ from migcodec.codecs.encoded import CodecKind, CodecPath, PageMode, nbytes_of
 from migcodec.codecs.errors import DecodeError
 from migcodec.codecs.mirror import DestinationMirror, Held
 
+ZERO = np.uint8(PageMode.ZERO)
 DELTA = np.uint8(PageMode.ENCODED)
 FALLBACK = np.uint8(3)
 UNCHANGED = np.uint8(4)
@@ -71,6 +72,39 @@ class Deltas(NamedTuple):
     lengths: np.ndarray
     data: Any
     path: CodecPath | None = None
+
+
+def _recorded(done: tuple, pages: np.ndarray, copy_raw: bool) -> Recorded:
+    """The C kernel's ``record_frame`` result laid out as :meth:`Codec._lay_out` lays out
+    :meth:`DeltaCodec._encode_against`'s, byte for byte, with the raw fall-back; zero pages
+    (found by the kernel) carry no payload, as the framework's zero pages."""
+    modes, head, deltas, raw, n_raw, n_zero = done
+    modes = np.frombuffer(modes, np.uint8)  # a bytearray: the array is writable
+    n = modes.shape[0]
+    n_encoded = n - n_raw - n_zero
+    blob_nbytes = len(head) + len(deltas)
+    if not n_encoded:  # every non-zero page raw: the kernel copied them if asked to
+        if n_raw == n:
+            return Recorded(_all_raw(pages, False) if raw is None else (raw,), modes, pages.nbytes)
+        return Recorded((raw,) if n_raw else (), modes, n_raw * pages.shape[1], n_zero)
+    if blob_nbytes >= n_encoded * pages.shape[1]:  # not smaller: every page goes raw
+        return _all_raw_recorded(pages, modes, n_zero, copy_raw)
+    blob = (head, deltas) if deltas else (head,)
+    if not n_raw:
+        return Recorded(blob, modes, blob_nbytes, n_zero)
+    return Recorded((raw, *blob), modes, n_raw * pages.shape[1] + blob_nbytes, n_zero)
+
+
+def _all_raw_recorded(pages: np.ndarray, modes: np.ndarray, n_zero: int, copy_raw: bool):
+    """A recorded frame whose deltas did not pay: every non-zero page goes raw (the zero
+    pages' raw bytes gathered out, a copy, as the framework gathers the non-zero pages)."""
+    if not n_zero:
+        modes[:] = RAW
+        return Recorded(_all_raw(pages, copy_raw), modes, pages.nbytes)
+    nonzero = modes != ZERO
+    modes[nonzero] = RAW
+    data = pages[nonzero]
+    return Recorded((data.reshape(-1),), modes, data.nbytes, n_zero)
 
 
 def _parts(*buffers: Any) -> tuple:
@@ -133,7 +167,9 @@ class DeltaCodec(Codec):
         ``pages`` in place; :class:`DecodeError` when anything is malformed (``pages`` may
         then be partly written: it is a copy)."""
 
-    def _record_frame(self, store: np.ndarray, new: np.ndarray, copy_raw: bool) -> tuple | None:
+    def _record_frame(
+        self, store: np.ndarray, new: np.ndarray, copy_raw: bool, find_zero: bool = False
+    ) -> tuple | None:
         """The frame of a batch whose every page the destination holds, made in one pass
         that also records it: ``store`` is the mirror's slots holding the held versions
         (writable, ``DestinationMirror.lend_rows``), and each is replaced by its page of
@@ -141,8 +177,15 @@ class DeltaCodec(Codec):
         Returns the C kernel's ``record_frame`` result (``_deltas.c`` says what it holds),
         or ``None`` where the format does not do this (nothing is written; then
         :meth:`_encode_against` encodes and the pages are copied into the slots after).
-        The bytes are those :meth:`make_deltas` makes either way."""
+        The bytes are those :meth:`make_deltas` makes either way. ``find_zero``: all-zero
+        pages of ``new`` are found in the same pass and given the framework's zero mode.
+        A format that does this says so in :meth:`_kernel_records`."""
         return None
+
+    def _kernel_records(self) -> bool:
+        """Whether :meth:`_record_frame` makes frames here (a C kernel runs): the framework
+        then hands it a fully held batch before any zero-page scan (:meth:`_record_whole`)."""
+        return False
 
     # -- as a compressor: nothing known of the destination ---------------------------
     def encode_pages(self, pages: np.ndarray) -> PageEncoding:
@@ -194,20 +237,30 @@ class DeltaCodec(Codec):
                 result = self._encode_against(pages, held)
                 store[...] = pages
                 return result, lent
-            modes, head, deltas, raw, n_raw = done
-            modes = np.frombuffer(modes, np.uint8)  # a bytearray: the array is writable
-            n_encoded = modes.shape[0] - n_raw
-            blob_nbytes = len(head) + len(deltas)
-            if not n_encoded:  # every page raw: the kernel copied them if asked to
-                segments = _all_raw(pages, False) if raw is None else (raw,)
-                return Recorded(segments, modes, pages.nbytes), lent
-            if blob_nbytes >= n_encoded * page_size:  # not smaller: every page goes raw
-                modes[:] = RAW
-                return Recorded(_all_raw(pages, copy_raw), modes, pages.nbytes), lent
-            blob = (head, deltas) if deltas else (head,)
-            if not n_raw:
-                return Recorded(blob, modes, blob_nbytes), lent
-            return Recorded((raw, *blob), modes, n_raw * page_size + blob_nbytes), lent
+            return _recorded(done, pages, copy_raw), lent
+        except BaseException:
+            destination.give_back(lent)  # forgotten: the slots may have been written
+            raise
+
+    def _record_whole(
+        self, pages: np.ndarray, destination: DestinationMirror, batch: Batch, copy_raw: bool
+    ) -> tuple[Recorded, slice] | None:
+        """The whole batch recorded by the C kernel (:meth:`_kernel_records`) in the slots
+        the mirror lends, its zero pages found in the same pass: :meth:`Codec.encode` calls
+        this before its own zero-page scan, which read every page once more, ahead of the
+        kernel and out of cache (a quarter of the framework's cost per 64-page batch).
+        Returns the frame (zero pages included: modes, ``n_zero``) and the slots lent, or
+        ``None`` when the batch is not held whole in consecutive slots (nothing lent; the
+        framework then scans and encodes as usual). A zero page's slot holds its zeros,
+        as :meth:`DestinationMirror.sent` would record them."""
+        lease = destination.lend_rows(batch.page_indices)
+        if lease is None:
+            return None
+        store, lent = lease
+        try:
+            self.check_page_size(pages.shape[1])
+            done = self._record_frame(store, pages, copy_raw, True)
+            return _recorded(done, pages, copy_raw), lent
         except BaseException:
             destination.give_back(lent)  # forgotten: the slots may have been written
             raise

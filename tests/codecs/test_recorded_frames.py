@@ -31,7 +31,9 @@ CODECS = ["dsa-delta", "xbzrle"]
 def versions(draw):
     """(old, new) batches whose pages reach every branch of the two formats: equal pages,
     sparse and dense word changes, records at DSA's maximum and one entry past it, runs
-    of bytes, whole rewrites; page sizes whose word count is not a multiple of four."""
+    of bytes, whole rewrites, pages turned zero (from zeros too, or with only the last word
+    left, which a zero probe of the first and last words must not take for zero); page
+    sizes whose word count is not a multiple of four."""
     page_size = draw(st.sampled_from([64, 72, 4096, 4104]))
     m = draw(st.integers(1, 12))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
@@ -40,7 +42,11 @@ def versions(draw):
     words = new.view(np.uint64)
     cap = min(4090, page_size - 3) // 10  # dsa-delta's entry cap
     for row in range(m):
-        kind = draw(st.sampled_from(["equal", "sparse", "dense", "cap", "bytes", "rewrite"]))
+        kind = draw(
+            st.sampled_from(
+                ["equal", "sparse", "dense", "cap", "bytes", "rewrite", "zero", "zeros", "middle"]
+            )
+        )
         if kind == "sparse" or kind == "dense":
             hit = rng.random(words.shape[1]) < (0.05 if kind == "sparse" else 0.6)
             words[row, hit] = ~words[row, hit]
@@ -55,6 +61,13 @@ def versions(draw):
                 new[row, start : start + length] ^= 0x5A
         elif kind == "rewrite":
             new[row] = rng.integers(0, 256, page_size, dtype=np.uint8)
+        elif kind == "zero":  # the page turned zero
+            new[row] = 0
+        elif kind == "zeros":  # zero before and after
+            old[row] = new[row] = 0
+        elif kind == "middle":  # zero but for a word inside: not a zero page
+            new[row] = 0
+            new[row, page_size // 2] = 1
     return old, new
 
 
@@ -126,8 +139,8 @@ def test_a_failing_transform_forgets_the_slots_it_may_have_written(name, monkeyp
     mirror.record(np.arange(4, dtype=np.int64), old)
     real = codec._record_frame
 
-    def written_then_failed(store, pages, copy_raw):
-        real(store, pages, copy_raw)
+    def written_then_failed(store, pages, copy_raw, *find_zero):
+        real(store, pages, copy_raw, *find_zero)
         raise RuntimeError("after the kernel wrote the slots")
 
     monkeypatch.setattr(codec, "_record_frame", written_then_failed)
@@ -157,6 +170,95 @@ def test_a_batch_with_a_zero_page_is_recorded_whole(name):
     np.testing.assert_array_equal(held, new)
 
 
+@pytest.mark.parametrize("name", CODECS)
+@pytest.mark.parametrize("staging", [False, True])
+def test_zero_pages_found_by_the_kernel_make_the_frame_of_the_zero_scan(name, staging):
+    """Zero pages in a batch held whole: the C kernel finds them in its pass (no scan
+    first); the frame is the one the numpy path makes after the framework's zero scan,
+    byte for byte, whatever the other pages became (a delta, raw, unchanged), and the
+    mirror holds zeros for them."""
+    rng = np.random.default_rng(10)
+    old = rng.integers(0, 256, (6, 4096), dtype=np.uint8)
+    new = old.copy()
+    new[0] = 0
+    new.view(np.uint64)[1, ::7] ^= 5  # a delta
+    new[2] = rng.integers(0, 256, 4096, dtype=np.uint8)  # raw
+    new[3, 4088:] = 1  # zero but for its last word: raw, not zero
+    old[4] = new[4] = 0  # zero before and after: zero, not unchanged
+    new[5] = 0
+    ours, (_, held) = _encode_held(name, old, new, "C", staging)
+    theirs, (_, their_held) = _encode_held(name, old, new, "numpy", staging)
+    np.testing.assert_array_equal(ours.modes, theirs.modes)
+    assert list(ours.modes[[0, 4, 5]]) == [PageMode.ZERO] * 3
+    assert ours.payload == theirs.payload
+    assert ours.stats.zero_pages == theirs.stats.zero_pages == 3
+    assert ours.stats.output_bytes == theirs.stats.output_bytes
+    np.testing.assert_array_equal(held, new)
+    np.testing.assert_array_equal(their_held, new)
+
+
+@pytest.mark.parametrize("name", CODECS)
+@pytest.mark.parametrize("n_raw", [0, 1, 2])
+def test_a_held_batch_of_zero_and_raw_pages_only(name, n_raw):
+    """Every non-zero page raw, or every page zero: the payload is the raw pages alone."""
+    rng = np.random.default_rng(11)
+    old = rng.integers(0, 256, (3, 4096), dtype=np.uint8)
+    new = np.zeros_like(old)
+    new[:n_raw] = rng.integers(0, 256, (n_raw, 4096), dtype=np.uint8)
+    ours, (_, held) = _encode_held(name, old, new, "C")
+    theirs, _ = _encode_held(name, old, new, "numpy")
+    np.testing.assert_array_equal(ours.modes, theirs.modes)
+    assert ours.payload == theirs.payload == new[:n_raw].tobytes()
+    assert ours.stats.zero_pages == 3 - n_raw
+    np.testing.assert_array_equal(held, new)
+
+
+def test_records_that_do_not_pay_beside_a_zero_page_send_the_other_pages_raw():
+    """A record at DSA's maximum (4090 bytes, its length and the blob's head make a whole
+    page) does not pay: that page goes raw, the zero page stays zero."""
+    rng = np.random.default_rng(12)
+    old = rng.integers(0, 256, (2, 4096), dtype=np.uint8)
+    new = old.copy()
+    new[0] = 0
+    new.view(np.uint64)[1, :409] ^= 1
+    ours, (_, held) = _encode_held("dsa-delta", old, new, "C")
+    theirs, _ = _encode_held("dsa-delta", old, new, "numpy")
+    assert list(ours.modes) == list(theirs.modes) == [PageMode.ZERO, PageMode.RAW]
+    assert ours.payload == theirs.payload == new[1].tobytes()
+    np.testing.assert_array_equal(held, new)
+
+
+@needs_native
+@pytest.mark.parametrize("fmt", [0, 1])
+@pytest.mark.parametrize("copy_raw", [False, True])
+def test_record_frame_finds_zero_pages_when_asked(fmt, copy_raw):
+    rng = np.random.default_rng(13)
+    old = rng.integers(0, 256, (4, 64), dtype=np.uint8)
+    new = old.copy()
+    new[0] = 0
+    new[1, 8:16] ^= 1  # a delta
+    new[2] = rng.integers(0, 256, 64, dtype=np.uint8)  # raw
+    new[3] = 0
+    store = old.copy()
+    modes, head, data, raw, n_raw, n_zero = dk.native.record_frame(
+        fmt, store, new, 64, 6, copy_raw, True
+    )
+    assert bytes(modes) == bytes([0, 2, 1, 0]) and (n_raw, n_zero) == (1, 2)
+    assert raw == new[2].tobytes() and len(head) == 6
+    np.testing.assert_array_equal(store, new)  # zero pages recorded as zeros
+    # without find_zero the same pages are deltas or raw, and none is zero
+    modes, *_, n_zero = dk.native.record_frame(fmt, old.copy(), new, 64, 6, copy_raw)
+    assert 0 not in bytes(modes) and n_zero == 0
+    # every page zero: no payload at all
+    store = old.copy()
+    modes, head, data, raw, n_raw, n_zero = dk.native.record_frame(
+        fmt, store, np.zeros_like(new), 64, 6, copy_raw, True
+    )
+    assert bytes(modes) == bytes(4) and (n_raw, n_zero) == (0, 4)
+    assert raw is None and head == bytes(4) and data == b""
+    assert not store.any()
+
+
 @needs_native
 def test_record_frame_checks_its_buffers():
     native = dk.native
@@ -174,10 +276,10 @@ def test_record_frame_checks_its_buffers():
     with pytest.raises(TypeError):
         native.record_frame(1, store.tobytes(), new, 64, 6, True)  # a store must be writable
     # the store may be the new pages themselves: nothing to copy, every page unchanged
-    modes, head, data, raw, n_raw = native.record_frame(1, new, new, 64, 6, True)
+    modes, head, data, raw, n_raw, n_zero = native.record_frame(1, new, new, 64, 6, True)
     assert bytes(modes) == bytes([4, 4]) and head == bytes(4) and data == b""
-    assert raw is None and n_raw == 0
-    modes, head, data, raw, n_raw = native.record_frame(1, store, new, 64, 6, True)
+    assert raw is None and n_raw == 0 and n_zero == 0
+    modes, head, data, raw, n_raw, n_zero = native.record_frame(1, store, new, 64, 6, True)
     assert bytes(modes) == bytes([1, 1]) and raw == new.tobytes() and n_raw == 2
     np.testing.assert_array_equal(store, new)
 

@@ -336,15 +336,18 @@ class DsaDeltaCodec(DeltaCodec):
         )
         return self._delta_parts(results, sizes, records, page_size)
 
-    def _record_frame(self, store, new, copy_raw):
+    def _kernel_records(self):
+        """The C kernels make the frames, unless the device or the numpy fall-back does."""
+        return delta_kernels.native is not None and self._shim is None
+
+    def _record_frame(self, store, new, copy_raw, find_zero=False):
         """The C kernel's frame (``DeltaCodec._record_frame``); ``None`` where the device
         or the numpy fall-back makes the records."""
-        native = delta_kernels.native
-        if native is None or self._shim is not None:
+        if not self._kernel_records():
             return None
         page_size = new.shape[1]
-        return native.record_frame(
-            _FORMAT_DSA, store, new, page_size, self._entries_cap(page_size), copy_raw
+        return delta_kernels.native.record_frame(
+            _FORMAT_DSA, store, new, page_size, self._entries_cap(page_size), copy_raw, find_zero
         )
 
     @staticmethod

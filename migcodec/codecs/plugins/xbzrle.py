@@ -386,12 +386,16 @@ class XbzrleCodec(DeltaCodec):
         ).astype(np.uint8)
         return status, lengths.astype("<u2"), data
 
-    def _record_frame(self, store, new, copy_raw):
+    def _kernel_records(self):
+        """The C kernels make the frames, unless the numpy fall-back runs."""
+        return delta_kernels.native is not None
+
+    def _record_frame(self, store, new, copy_raw, find_zero=False):
         """The C kernel's frame (``DeltaCodec._record_frame``); ``None`` on the numpy path."""
         native = delta_kernels.native
         if native is None:
             return None
-        return native.record_frame(_FORMAT_XBZRLE, store, new, new.shape[1], 0, copy_raw)
+        return native.record_frame(_FORMAT_XBZRLE, store, new, new.shape[1], 0, copy_raw, find_zero)
 
     def apply_deltas(self, pages, deltas, lengths):
         xbzrle_decode(pages, deltas, lengths)
