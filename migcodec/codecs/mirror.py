@@ -90,6 +90,14 @@ class DestinationMirror:
         self.data = np.zeros((self.n_slots, page_size), dtype=np.uint8)
         self.lock = threading.Lock()
         self._lent: list[slice] = []  # slots an encode reads and records in (lend_rows)
+        # the keys as bytes, which lend_rows compares without a numpy call (each costs a
+        # few microseconds per batch once a delta kernel has left the caches cold)
+        self._key_bytes = memoryview(self.keys).cast("B")
+        # how many times keys were set empty (clear, forget, give_back), and that count
+        # when each lent range (by its first slot) was lent: sent() sets a lent range's
+        # keys again only if some were emptied meanwhile
+        self._forgets = 0
+        self._lent_at: dict[int, int] = {}
 
     @classmethod
     def holding(cls, indices: np.ndarray, pages: np.ndarray) -> DestinationMirror:
@@ -148,10 +156,11 @@ class DestinationMirror:
             if (
                 stop <= self.n_slots
                 and not (self._lent and self._lent_within(start, stop))
-                and self.keys[start:stop].tobytes() == indices.tobytes()
+                and self._key_bytes[8 * start : 8 * stop].tobytes() == indices.tobytes()
             ):
                 lent = slice(start, stop)
                 self._lent.append(lent)
+                self._lent_at[start] = self._forgets
                 return self.data[lent], lent
         return None
 
@@ -163,7 +172,9 @@ class DestinationMirror:
             return
         with self.lock:
             self._lent.remove(lent)  # lent ranges never overlap: this is the one lent
+            del self._lent_at[lent.start]
             self.keys[lent] = _EMPTY
+            self._forgets += 1
 
     def held(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per page of ``indices``: whether it is known, and its held version (zeros for
@@ -191,15 +202,18 @@ class DestinationMirror:
         caches the zero page too: a page dirtied again then gets a delta against zeros).
 
         ``lent`` ends a :meth:`lend_rows` for these pages. When it lent the whole batch (no
-        zero page), the transform wrote the pages in those slots already: only their keys
-        are set, without finding the slots again.
+        zero page), the transform wrote the pages in those slots already, and their keys
+        are the indices :meth:`lend_rows` compared: nothing is written, unless keys were
+        emptied while the slots were lent (then the range's keys are set again).
         """
         with self.lock:
             if lent is not None:
                 self._lent.remove(lent)  # lent ranges never overlap: this is the one lent
+                forgets = self._lent_at.pop(lent.start)
                 if copy and zero is None and lent.stop - lent.start == indices.shape[0]:
-                    self.keys[lent] = indices  # as lent, unless clear() or forget() ran since
-                    return
+                    if forgets != self._forgets:  # clear() or forget() ran since it was lent
+                        self.keys[lent] = indices
+                    return  # else the keys are still the indices lend_rows compared
             if zero is not None and zero.any():
                 slots = indices[zero] % self.n_slots
                 self.data[slots[self.keys[slots] == indices[zero]]] = 0
@@ -224,6 +238,7 @@ class DestinationMirror:
         """Forget everything: the start of a new stream to a new destination."""
         with self.lock:
             self.keys.fill(_EMPTY)
+            self._forgets += 1
 
     # -- internals (the caller holds the lock) ------------------------------------------------
     def _store(self, indices: np.ndarray, pages: np.ndarray) -> None:
@@ -264,6 +279,7 @@ class DestinationMirror:
         stale = self.keys[slots] == indices
         if stale.any():
             self.keys[slots[stale]] = _EMPTY
+            self._forgets += 1
 
 
 def _last_per_slot(slots: np.ndarray) -> np.ndarray | None:

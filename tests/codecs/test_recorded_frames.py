@@ -315,3 +315,30 @@ def test_a_writable_lease_is_recorded_by_its_holder_and_forgotten_if_given_back(
     sent[3] = 0
     mirror.sent(indices, sent, zero, True, lent)
     np.testing.assert_array_equal(mirror.held(indices)[1], sent)
+
+
+@pytest.mark.parametrize("emptied", ["clear", "forget", "other lease given back", "none"])
+def test_a_lent_range_holds_its_pages_once_sent_whatever_was_emptied_meanwhile(emptied):
+    """sent() writes a lent range's keys only when keys were emptied while it was lent;
+    either way the mirror then holds exactly the pages the holder recorded there."""
+    pages = np.arange(8 * 64, dtype=np.uint8).reshape(8, 64)
+    mirror = DestinationMirror(64, 8 * 64)
+    indices = np.arange(8, dtype=np.int64)
+    mirror.record(indices, pages)
+    rows, lent = mirror.lend_rows(indices[:4])
+    _, other = mirror.lend_rows(indices[4:])
+    rows[:] = pages[:4] + 1
+    if emptied == "clear":
+        mirror.clear()
+    elif emptied == "forget":
+        mirror.forget(indices[1:3])
+    elif emptied == "other lease given back":
+        mirror.give_back(other)
+    mirror.sent(indices[:4], pages[:4] + 1, None, True, lent)
+    hit, held = mirror.held(indices[:4])
+    assert hit.all()
+    np.testing.assert_array_equal(held, pages[:4] + 1)
+    if emptied != "other lease given back":
+        mirror.sent(indices[4:], pages[4:], None, True, other)
+    assert not mirror._lent and not mirror._lent_at
+    assert len(mirror) == (4 if emptied == "other lease given back" else 8)
