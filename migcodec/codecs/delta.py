@@ -52,6 +52,7 @@ _STATUS_MODE = np.array([UNCHANGED, DELTA, RAW], dtype=np.uint8)  # indexed by S
 #: estimate prices a changed word at
 RECORD_ENTRY_BYTES = 10
 
+_U8 = np.dtype(np.uint8)  # np.frombuffer converts a type to a dtype at every call
 _HEADER = np.dtype("<u4")
 _LENGTH = np.dtype("<u2")
 _NO_FALLBACK = np.zeros(1, dtype=_HEADER).tobytes()
@@ -79,7 +80,7 @@ def _recorded(done: tuple, pages: np.ndarray, copy_raw: bool) -> Recorded:
     :meth:`DeltaCodec._encode_against`'s, byte for byte, with the raw fall-back; zero pages
     (found by the kernel) carry no payload, as the framework's zero pages."""
     modes, head, deltas, raw, n_raw, n_zero = done
-    modes = np.frombuffer(modes, np.uint8)  # a bytearray: the array is writable
+    modes = np.frombuffer(modes, _U8)  # a bytearray: the array is writable
     n = modes.shape[0]
     n_encoded = n - n_raw - n_zero
     blob_nbytes = len(head) + len(deltas)

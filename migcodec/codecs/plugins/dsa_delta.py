@@ -343,12 +343,12 @@ class DsaDeltaCodec(DeltaCodec):
     def _record_frame(self, store, new, copy_raw, find_zero=False):
         """The C kernel's frame (``DeltaCodec._record_frame``); ``None`` where the device
         or the numpy fall-back makes the records."""
-        if not self._kernel_records():
+        native = delta_kernels.native
+        if native is None or self._shim is not None:  # not _kernel_records(): once a batch
             return None
         page_size = new.shape[1]
-        return delta_kernels.native.record_frame(
-            _FORMAT_DSA, store, new, page_size, self._entries_cap(page_size), copy_raw, find_zero
-        )
+        cap = min(self.max_record_size, page_size - 3) // ENTRY_BYTES  # _entries_cap, inline
+        return native.record_frame(_FORMAT_DSA, store, new, page_size, cap, copy_raw, find_zero)
 
     @staticmethod
     def _delta_parts(
