@@ -13,23 +13,28 @@ what it reads:
   one from as many places in the sample as they number, and reports what it wrote and
   what that cost.
 
-Everything is computed on the sample with numpy; no Python loop runs per page or byte.
+The cheap features come from one pass in C over the sampled rows, in place
+(:mod:`migcodec.selector.scan`), or numpy where the extension is not built; no Python loop
+runs per page or byte.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import inspect
+import textwrap
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 from migcodec.codecs import Batch, CodecKind
 from migcodec.codecs.base import RUN_BYTES as _RUN_BYTES
-from migcodec.codecs.changes import PageChanges, page_changes
 from migcodec.codecs.delta import RECORD_ENTRY_BYTES, DeltaCodec
-from migcodec.codecs.zero import zero_page_rows
+from migcodec.selector.scan import ESTIMATE_KINDS, SampleScan, scan_sample
 
 #: names of the entries of :attr:`WindowFeatures.context`, in order
 CONTEXT_NAMES = ("bias", "zero_frac", "entropy", "changed_frac", "delta_known")
@@ -37,6 +42,8 @@ CONTEXT_NAMES = ("bias", "zero_frac", "entropy", "changed_frac", "delta_known")
 PAGES_PER_PROBE_PAGE = 512
 #: a window this many pages large or more reads one more sampled page per this many pages
 PAGES_PER_SAMPLE_PAGE = 256
+#: the byte histogram reads every this many bytes of its two pages (see byte_entropy)
+ENTROPY_STRIDE = 7
 
 
 @dataclass(slots=True)
@@ -146,14 +153,69 @@ def byte_entropy(sample: np.ndarray, stride: int = 3) -> float:
     thousand bytes is as informative as one of all of them, at a fraction of the cost).
     ``H = log2(N) - sum(c log2 c) / N`` over the counts ``c``, from a table of ``c log2 c``."""
     data = sample.reshape(-1)[::stride]
-    total = data.size
-    if not total:
+    if not data.size:
         return 0.0
-    counts = np.bincount(data, minlength=256)
+    return histogram_entropy(np.bincount(data, minlength=256), data.size)
+
+
+def histogram_entropy(counts: np.ndarray, total: int) -> float:
+    """Entropy in bits per byte of a byte histogram (int counts of ``total`` bytes), shared
+    by :func:`byte_entropy` and the C scan's histogram so both give the same float."""
     if total >= _C_LOG_C.size:  # larger than one page: compute the logs
         nz = counts[counts > 0]
         return float(np.log2(total) - (nz * np.log2(nz)).sum() / total)
-    return max(float(np.log2(total) - _C_LOG_C[counts].sum() / total), 0.0)
+    # add.reduce of take: what .sum() of the fancy index computes, with fewer calls
+    return max(float(_log2(total) - np.add.reduce(_C_LOG_C.take(counts)) / total), 0.0)
+
+
+@functools.lru_cache(maxsize=256)
+def _log2(total: int) -> np.float64:
+    """``np.log2(total)``, once per total (a sample's histogram has a few sizes)."""
+    return np.log2(total)
+
+
+def _source_key(fn: Callable) -> str | None:
+    """A short hash of a function's source (``None`` where it cannot be read)."""
+    try:
+        source = inspect.getsource(fn)
+    except (OSError, TypeError):
+        return None
+    return hashlib.sha256(textwrap.dedent(source).encode()).hexdigest()[:16]
+
+
+def _entries_cap(codec: DeltaCodec, page_size: int) -> int:
+    """The capped record's parameter: the codec's own cap on entries per record."""
+    return codec._entries_cap(page_size)
+
+
+#: ``estimate_sizes`` methods whose per-page formula the C scan sums itself, by the hash of
+#: their source (DeltaCodec's, DsaDeltaCodec's, XbzrleCodec's): the formula kind, and how
+#: its parameter follows from the codec and page size. A method edited or replaced (a
+#: subclass's, a test's) hashes differently and is called as it is; tests check each sum
+#: against its method over arbitrary counts, and that the built-in arms' are all here.
+KNOWN_ESTIMATES: dict[str, tuple[str, Callable[[DeltaCodec, int], int] | None]] = {
+    "3846d994a99e57d6": ("record", None),
+    "091bd9d0d3f897ef": ("capped-record", _entries_cap),
+    "bd4d3e32241164a4": ("xbzrle", None),
+}
+
+
+@functools.lru_cache(maxsize=32)
+def estimate_formula(fn: Callable) -> tuple[int, Callable | None] | None:
+    """The C formula (kind, parameter) that sums ``fn`` (an ``estimate_sizes`` function),
+    or ``None`` when it has none. Cached per function object: a replaced method is a new
+    object, looked up again."""
+    known = KNOWN_ESTIMATES.get(_source_key(fn) or "")
+    return None if known is None else (ESTIMATE_KINDS[known[0]], known[1])
+
+
+class _EstimatePlan(NamedTuple):
+    """Which delta arms' estimates the C scan sums (``formulas``, for arm ``summed[j]``)
+    and which are asked of their codec (``called``)."""
+
+    formulas: tuple[tuple[int, int], ...]
+    summed: tuple[int, ...]
+    called: tuple[int, ...]
 
 
 def changed_words(pages: np.ndarray, previous: np.ndarray) -> np.ndarray:
@@ -209,6 +271,9 @@ class FeatureExtractor:
         self._reads_destination = np.array([c.reads_destination for c in self.codecs])
         self._is_raw = np.array([c.kind == CodecKind.RAW for c in self.codecs])
         self._deltas = [c if isinstance(c, DeltaCodec) else None for c in self.codecs]
+        self._delta_arms = tuple(i for i, c in enumerate(self._deltas) if c is not None)
+        self._delta_codecs = [self._deltas[i] for i in self._delta_arms]
+        self._plans: dict[tuple, _EstimatePlan] = {}
         self._no_estimates = np.full(len(self.codecs), np.nan)
         self.zero_page_s = 0.0
         self.fixed_s, self.per_page_s = self._calibrate()
@@ -290,46 +355,33 @@ class FeatureExtractor:
             return WindowFeatures(
                 np.array([1.0, 0.0, 0.0, 1.0, 0.0]), cheap_s=clock() - t0, pages=total
             )
-        # the sample is gathered once (not at all when it is every row, as the engine's
-        # pre-drawn sample is); zero pages are markers for every arm, so only the non-zero
-        # ones are looked at, through their rows in the sample (no second gather)
+        # one pass over the sampled rows in place: zero pages are markers for every arm, so
+        # only non-zero ones are histogrammed, and only those the destination holds compared
         every = rows.size == n
-        sample = pages if every else pages[rows]
-        zero = zero_page_rows(sample)
-        nz_idx = None if zero is None else np.flatnonzero(~zero)
-        m = rows.size if nz_idx is None else nz_idx.size
+        plan = self._plan(page_size)
+        scan = scan_sample(
+            pages,
+            previous,
+            None if every else rows,
+            None if previous is None else held,
+            ENTROPY_STRIDE,
+            plan.formulas,
+        )
+        m = scan.nonzero
         zero_frac = 1.0 - m / rows.size
         # entropy of two pages from the two ends of the sample, every 7th byte (see
         # byte_entropy: a strided histogram is as informative as a full one)
-        if m:
-            ends = (0, m - 1) if nz_idx is None else (int(nz_idx[0]), int(nz_idx[-1]))
-            pair = sample[ends[0] : ends[0] + 1] if ends[0] == ends[1] else sample[list(ends)]
-            entropy = byte_entropy(pair, 7) / 8.0
-        else:
-            entropy = 0.0
+        entropy = 0.0
+        if scan.histogram is not None:
+            entropy = histogram_entropy(scan.histogram_counts(), scan.histogram_bytes) / 8.0
         delta = None
         held_frac = 0.0
         changed_frac = 1.0
         has_previous = previous is not None and m > 0
-        if has_previous:
-            # every sampled row is compared in place (one pass in C, no gather of the held
-            # versions); the counts of the rows that matter, non-zero and held, are kept
-            changes = page_changes(pages, previous, None if every else rows)
-            keep = None if zero is None else ~zero
-            if held is not None:
-                known = np.asarray(held) if every else np.asarray(held)[rows]
-                keep = known if keep is None else keep & known
-            if keep is not None and not keep.all():
-                changes = PageChanges(*(c[keep] for c in changes))
-            n_known = changes.words.size
-            if n_known:
-                held_frac = n_known / m
-                changed_frac = float(changes.words.sum()) / (n_known * (page_size // 8))
-                delta = self._no_estimates.copy()
-                for i, codec in enumerate(self._deltas):  # a few delta arms, not per page
-                    if codec is not None:
-                        sizes = codec.estimate_sizes(changes, page_size)
-                        delta[i] = float(sizes.sum()) / n_known
+        if has_previous and scan.kept:
+            held_frac = scan.kept / m
+            changed_frac = float(scan.words) / (scan.kept * (page_size // 8))
+            delta = self._estimates(scan, plan, page_size)
         context = np.array([1.0, zero_frac, entropy, changed_frac, float(has_previous)])
         cheap_s = clock() - t0
         features = WindowFeatures(
@@ -347,8 +399,54 @@ class FeatureExtractor:
             return features
         mask = np.ones(k, dtype=bool) if probe is True else np.asarray(probe, dtype=bool)
         mask = mask & ~self._reads_destination
+        sample = pages if every else pages[rows]  # gathered only for a probe
+        zero = scan.zero_rows()
+        nz_idx = None if zero is None else np.flatnonzero(~zero)
         self._probe(features, sample, nz_idx, zero_frac, mask, page_size)
         return features
+
+    def _plan(self, page_size: int) -> _EstimatePlan:
+        """How this page size's delta estimates are made, for the delta arms'
+        ``estimate_sizes`` as they are now (a method replaced since is planned again)."""
+        fns = tuple([getattr(c.estimate_sizes, "__func__", None) for c in self._delta_codecs])
+        key = (page_size, fns)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = self._make_plan(page_size, fns)
+        return plan
+
+    def _make_plan(self, page_size: int, fns: tuple) -> _EstimatePlan:
+        """The C formula of each delta arm whose ``estimate_sizes`` has one (see
+        :data:`KNOWN_ESTIMATES`); the other arms' methods are called."""
+        formulas, summed, called = [], [], []
+        for i, fn in zip(self._delta_arms, fns, strict=True):  # a few arms, once
+            formula = None if fn is None else estimate_formula(fn)
+            if formula is None:
+                called.append(i)
+                continue
+            kind, param = formula
+            formulas.append((kind, 0 if param is None else int(param(self._deltas[i], page_size))))
+            summed.append(i)
+        return _EstimatePlan(tuple(formulas), tuple(summed), tuple(called))
+
+    def _estimates(self, scan: SampleScan, plan: _EstimatePlan, page_size: int) -> np.ndarray:
+        """Each delta arm's predicted payload per held non-zero sampled page (``nan`` for
+        other arms): the C scan's sums where it made them, the codec's own
+        ``estimate_sizes`` otherwise (every arm on the numpy path). Integer sums, so
+        either way the mean is the same float."""
+        delta = self._no_estimates.copy()
+        kept = scan.kept
+        called = self._delta_arms
+        if scan.sums is not None:
+            for i, total in zip(plan.summed, scan.sums, strict=True):
+                delta[i] = float(total) / kept
+            called = plan.called
+        if called:
+            changes = scan.changes()
+            for i in called:  # a few delta arms, not per page
+                sizes = self._deltas[i].estimate_sizes(changes, page_size)
+                delta[i] = float(sizes.sum()) / kept
+        return delta
 
     def _probe(
         self,

@@ -1,0 +1,154 @@
+"""The cheap features' one pass over a window's sample.
+
+A policy reads features on every window, and on small windows of real memory their cost
+was mostly numpy's fixed cost per call on arrays of a few dozen pages: a gather of the
+sample, a zero scan, a byte histogram, the change counts, a dozen calls per delta arm's
+estimate. The C extension (``_pagescan.c``, ``sample_scan``) reads the sampled rows in place
+and returns all of it from one call, with each built-in delta formula's estimate already
+summed (``formulas``: see :data:`ESTIMATE_KINDS`). Without a C compiler at install time the
+numpy version runs the same steps one call each; :data:`SAMPLE_SCAN` says which.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+from migcodec.codecs.changes import PageChanges, page_changes
+from migcodec.codecs.zero import zero_page_rows
+
+try:
+    from migcodec.codecs._pagescan import estimate_sums as native_estimate_sums
+    from migcodec.codecs._pagescan import sample_scan as _native_sample_scan
+except ImportError as exc:  # built without a C compiler: numpy does the same job
+    native_estimate_sums = None
+    _native_sample_scan = None
+    SAMPLE_SCAN = f"numpy (C extension not built: {exc}; reinstall with a C compiler)"
+else:
+    SAMPLE_SCAN = "C extension"
+
+#: the per-page estimate formulas the C scan sums (``estimate_one`` in ``_pagescan.c``):
+#: a delta record (10 bytes per changed word and a u16 length, raw from a page), the same
+#: with a cap on its entries (raw past it: the parameter), and XBZRLE's byte runs
+ESTIMATE_KINDS = {"record": 0, "capped-record": 1, "xbzrle": 2}
+
+
+class SampleScan(NamedTuple):
+    """What one pass over a sample found (the C scan's tuple as it is: what it holds as
+    bytes is read through the methods, only by what needs it).
+
+    ``zero``: a flag per sampled row, ``None`` when no sampled page is zero; ``nonzero``:
+    the non-zero sampled pages; ``histogram``: int64 counts of every ``stride``-th byte of
+    the first and last non-zero sampled pages read back to back (``None`` when every
+    sampled page is zero), ``histogram_bytes`` the bytes it counted; ``counts``: the changes
+    of the kept pages, the non-zero sampled pages the destination holds (``None`` without
+    old versions), :func:`page_changes` layout bytes (C) or :class:`PageChanges` (numpy);
+    ``kept``: how many, ``words`` their changed words; ``sums``: per formula asked for, its
+    estimate summed over the kept pages (``None`` from the numpy version, which leaves
+    estimates to the codecs).
+    """
+
+    zero: bytes | np.ndarray | None
+    nonzero: int
+    histogram: bytes | np.ndarray | None
+    histogram_bytes: int
+    counts: bytes | PageChanges | None
+    kept: int
+    words: int
+    sums: tuple[int, ...] | None
+
+    def zero_rows(self) -> np.ndarray | None:
+        """Boolean mask of the zero sampled rows, ``None`` when none is zero."""
+        if isinstance(self.zero, bytes):
+            return np.frombuffer(self.zero, dtype=bool)
+        return self.zero
+
+    def histogram_counts(self) -> np.ndarray | None:
+        """The byte histogram as int64 counts (``None`` when every sampled page is zero)."""
+        if isinstance(self.histogram, bytes):
+            return np.frombuffer(self.histogram, dtype=np.int64)
+        return self.histogram
+
+    def changes(self) -> PageChanges | None:
+        """The kept pages' changes (``None`` without old versions), in sample order."""
+        if self.counts is None or isinstance(self.counts, PageChanges):
+            return self.counts
+        raw = np.frombuffer(self.counts, dtype=np.int32).reshape(-1, 4).T
+        return PageChanges(raw[0], raw[1], raw[2], raw[3])
+
+
+def _numpy_histogram(sample: np.ndarray, zero: np.ndarray | None, stride: int) -> tuple:
+    """The strided histogram of the first and last non-zero rows (one when they are one)."""
+    nz_idx = None if zero is None else np.flatnonzero(~zero)
+    m = sample.shape[0] if nz_idx is None else nz_idx.size
+    if not m:
+        return None, 0
+    ends = (0, m - 1) if nz_idx is None else (int(nz_idx[0]), int(nz_idx[-1]))
+    pair = sample[ends[0] : ends[0] + 1] if ends[0] == ends[1] else sample[list(ends)]
+    data = pair.reshape(-1)[::stride]
+    return np.bincount(data, minlength=256), data.size
+
+
+def _numpy_sample_scan(
+    pages: np.ndarray,
+    previous: np.ndarray | None,
+    rows: np.ndarray | None,
+    held: np.ndarray | None,
+    stride: int,
+) -> SampleScan:
+    """The same pass, a numpy call per step (the sample is gathered once)."""
+    sample = pages if rows is None else pages[rows]
+    zero = zero_page_rows(sample)
+    nonzero = sample.shape[0] - (0 if zero is None else int(zero.sum()))
+    histogram, total = _numpy_histogram(sample, zero, stride)
+    if previous is None or not nonzero:
+        return SampleScan(zero, nonzero, histogram, total, None, 0, 0, None)
+    keep = None if zero is None else ~zero
+    if held is not None:
+        known = held if rows is None else held[rows]
+        keep = known if keep is None else keep & known
+    if keep is not None:
+        rows = np.flatnonzero(keep) if rows is None else rows[keep]
+    changes = page_changes(pages, previous, rows)
+    kept, words = changes.words.size, int(changes.words.sum())
+    return SampleScan(zero, nonzero, histogram, total, changes, kept, words, None)
+
+
+def scan_sample(
+    pages: np.ndarray,
+    previous: np.ndarray | None,
+    rows: np.ndarray | None = None,
+    held: np.ndarray | None = None,
+    stride: int = 7,
+    formulas: Sequence[tuple[int, int]] = (),
+) -> SampleScan:
+    """Scan the sampled ``rows`` of ``pages`` (every row when ``None``) in place.
+
+    ``previous`` is what the destination holds for ``pages`` (same shape) or ``None``;
+    ``held`` (bool per page of ``pages``) which of them it holds. ``formulas`` are
+    ``(ESTIMATE_KINDS value, parameter)`` pairs whose sums the C scan returns. Checks
+    cost a fraction of the call, so only what C cannot check is checked before it."""
+    if previous is not None and previous.shape != pages.shape:
+        raise ValueError(
+            f"pages {pages.shape} and their old versions {previous.shape} differ in shape"
+        )
+    if rows is not None and (rows.dtype != np.int64 or not rows.flags.c_contiguous):
+        rows = np.ascontiguousarray(rows, dtype=np.int64)
+    if _native_sample_scan is None or not pages.size:
+        held = None if held is None else np.asarray(held, dtype=bool)
+        return _numpy_sample_scan(pages, previous, rows, held, stride)
+    try:
+        raw = _native_sample_scan(pages, previous, pages.shape[1], rows, held, stride, formulas)
+    except (ValueError, TypeError):  # not C-contiguous, held not bool (bad sizes raise again)
+        raw = _native_sample_scan(
+            np.ascontiguousarray(pages),
+            None if previous is None else np.ascontiguousarray(previous),
+            pages.shape[1],
+            rows,
+            None if held is None else np.ascontiguousarray(held, dtype=bool),
+            stride,
+            formulas,
+        )
+    return tuple.__new__(SampleScan, raw)
