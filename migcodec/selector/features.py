@@ -349,7 +349,10 @@ class FeatureExtractor:
         n, page_size = pages.shape
         k = len(self.codecs)
         total = float(n if window_pages is None else window_pages)
-        size = n if sampled else min(n, self.sample_size(int(total)))
+        if sampled or (window_pages is None and n <= self.sample_pages):
+            size = n  # what sample_size says of a window no larger than the sample
+        else:
+            size = min(n, self.sample_size(int(total)))
         rows = sample_rows(n, size, min(4, size))
         if not rows.size:
             return WindowFeatures(
