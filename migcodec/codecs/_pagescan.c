@@ -306,7 +306,13 @@ static int read_formulas(PyObject *formulas, int *kinds, int64_t *params, Py_ssi
     }
     for (Py_ssize_t i = 0; i < k; i++) {
         long long param;
-        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "iL", &kinds[i], &param)) {
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
+        if (!PyTuple_Check(item)) { /* PyArg_ParseTuple takes a tuple, else a SystemError */
+            PyErr_Format(PyExc_TypeError, "formula %zd is not a (kind, param) tuple", i);
+            Py_DECREF(seq);
+            return -1;
+        }
+        if (!PyArg_ParseTuple(item, "iL", &kinds[i], &param)) {
             Py_DECREF(seq);
             return -1;
         }

@@ -155,6 +155,19 @@ class DeltaCodec(Codec):
         size[words == 0] = 0
         return size
 
+    #: the :meth:`estimate_sizes` that :meth:`estimate_formula` describes: each class that
+    #: defines one names it here, so that a subclass (or a patch) that changes the estimate
+    #: alone is not summed by a formula that no longer is its own
+    formula_describes = estimate_sizes
+
+    def estimate_formula(self, page_size: int) -> tuple[str, int] | None:
+        """The per-page formula :meth:`estimate_sizes` computes, as a name of
+        :data:`migcodec.selector.scan.ESTIMATE_KINDS` and its parameter, so that a
+        selector's scan of a sample can sum it in C without a call per arm; ``None``: none
+        of those (:meth:`estimate_sizes` is called). Trusted only while
+        :attr:`formula_describes` is the class's :meth:`estimate_sizes`."""
+        return "record", 0
+
     # -- the delta format subclasses implement ---------------------------------------
     @abstractmethod
     def make_deltas(self, old: np.ndarray, new: np.ndarray) -> Deltas | tuple:

@@ -53,8 +53,10 @@ FEATURES_LABEL = "cheap features"
 KNOTS = (1.0, 1.25, 1.6, 2.5, 4.0, 8.0, 16.0, 64.0, 512.0)
 #: 2: the file is sealed (``migcodec.hashing.seal``): an edited or damaged one is refused
 COST_MODEL_VERSION = 2
-#: what calibration times, numbered: a change to it calibrates every machine again
-CALIBRATION_RECIPE = 4
+#: what calibration times, numbered: a change to it, or to the cost of what it times,
+#: calibrates every machine again (5: the cheap features became one scan of the sample,
+#: at half the cost a model of the old code charges a policy for them)
+CALIBRATION_RECIPE = 5
 
 
 class CostModelError(ValueError):

@@ -21,9 +21,6 @@ runs per page or byte.
 from __future__ import annotations
 
 import functools
-import hashlib
-import inspect
-import textwrap
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -174,39 +171,20 @@ def _log2(total: int) -> np.float64:
     return np.log2(total)
 
 
-def _source_key(fn: Callable) -> str | None:
-    """A short hash of a function's source (``None`` where it cannot be read)."""
-    try:
-        source = inspect.getsource(fn)
-    except (OSError, TypeError):
+def summed_formula(codec: DeltaCodec, page_size: int) -> tuple[int, int] | None:
+    """The C scan's formula (an :data:`~migcodec.selector.scan.ESTIMATE_KINDS` value and its
+    parameter) for ``codec``'s estimate, or ``None`` when its ``estimate_sizes`` must be
+    called: it has no formula, or the formula is not the estimate's own any more (a
+    subclass or a patch changed ``estimate_sizes`` and not ``formula_describes``, or the
+    instance carries its own). Tests check every formula against its method."""
+    cls = type(codec)
+    if "estimate_sizes" in vars(codec) or cls.estimate_sizes is not cls.formula_describes:
         return None
-    return hashlib.sha256(textwrap.dedent(source).encode()).hexdigest()[:16]
-
-
-def _entries_cap(codec: DeltaCodec, page_size: int) -> int:
-    """The capped record's parameter: the codec's own cap on entries per record."""
-    return codec._entries_cap(page_size)
-
-
-#: ``estimate_sizes`` methods whose per-page formula the C scan sums itself, by the hash of
-#: their source (DeltaCodec's, DsaDeltaCodec's, XbzrleCodec's): the formula kind, and how
-#: its parameter follows from the codec and page size. A method edited or replaced (a
-#: subclass's, a test's) hashes differently and is called as it is; tests check each sum
-#: against its method over arbitrary counts, and that the built-in arms' are all here.
-KNOWN_ESTIMATES: dict[str, tuple[str, Callable[[DeltaCodec, int], int] | None]] = {
-    "3846d994a99e57d6": ("record", None),
-    "091bd9d0d3f897ef": ("capped-record", _entries_cap),
-    "bd4d3e32241164a4": ("xbzrle", None),
-}
-
-
-@functools.lru_cache(maxsize=32)
-def estimate_formula(fn: Callable) -> tuple[int, Callable | None] | None:
-    """The C formula (kind, parameter) that sums ``fn`` (an ``estimate_sizes`` function),
-    or ``None`` when it has none. Cached per function object: a replaced method is a new
-    object, looked up again."""
-    known = KNOWN_ESTIMATES.get(_source_key(fn) or "")
-    return None if known is None else (ESTIMATE_KINDS[known[0]], known[1])
+    formula = codec.estimate_formula(page_size)
+    if formula is None:
+        return None
+    kind, param = formula
+    return ESTIMATE_KINDS[kind], int(param)
 
 
 class _EstimatePlan(NamedTuple):
@@ -411,7 +389,7 @@ class FeatureExtractor:
     def _plan(self, page_size: int) -> _EstimatePlan:
         """How this page size's delta estimates are made, for the delta arms'
         ``estimate_sizes`` as they are now (a method replaced since is planned again)."""
-        fns = tuple([getattr(c.estimate_sizes, "__func__", None) for c in self._delta_codecs])
+        fns = tuple([c.estimate_sizes for c in self._delta_codecs])
         key = (page_size, fns)
         plan = self._plans.get(key)
         if plan is None:
@@ -419,17 +397,16 @@ class FeatureExtractor:
         return plan
 
     def _make_plan(self, page_size: int, fns: tuple) -> _EstimatePlan:
-        """The C formula of each delta arm whose ``estimate_sizes`` has one (see
-        :data:`KNOWN_ESTIMATES`); the other arms' methods are called."""
+        """The C formula of each delta arm whose estimate has one (:func:`summed_formula`);
+        the other arms' ``estimate_sizes`` are called."""
         formulas, summed, called = [], [], []
-        for i, fn in zip(self._delta_arms, fns, strict=True):  # a few arms, once
-            formula = None if fn is None else estimate_formula(fn)
+        for i in self._delta_arms:  # a few arms, once per page size and set of methods
+            formula = summed_formula(self._deltas[i], page_size)
             if formula is None:
                 called.append(i)
-                continue
-            kind, param = formula
-            formulas.append((kind, 0 if param is None else int(param(self._deltas[i], page_size))))
-            summed.append(i)
+            else:
+                formulas.append(formula)
+                summed.append(i)
         return _EstimatePlan(tuple(formulas), tuple(summed), tuple(called))
 
     def _estimates(self, scan: SampleScan, plan: _EstimatePlan, page_size: int) -> np.ndarray:

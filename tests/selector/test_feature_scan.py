@@ -27,7 +27,8 @@ class RecordDelta(XbzrleCodec):
     """A delta arm priced by DeltaCodec's own estimate (a record per changed word)."""
 
     name = "record-delta"
-    estimate_sizes = DeltaCodec.estimate_sizes
+    estimate_sizes = formula_describes = DeltaCodec.estimate_sizes
+    estimate_formula = DeltaCodec.estimate_formula
 
 
 _EXTRACTORS: dict = {}
@@ -150,16 +151,15 @@ def test_each_c_formula_sums_what_its_estimate_sizes_returns(n, page_size, seed,
         get_codec("xbzrle"),
         RecordDelta(),
     ):
-        fn = type(codec).estimate_sizes
-        kind, param = features.estimate_formula(fn)
-        p = 0 if param is None else param(codec, page_size)
-        (got,) = scan.native_estimate_sums(raw, page_size, [(kind, p)])
+        (got,) = scan.native_estimate_sums(
+            raw, page_size, [features.summed_formula(codec, page_size)]
+        )
         assert got == int(codec.estimate_sizes(counts, page_size).sum())
 
 
 def test_the_built_in_delta_arms_are_summed_in_c():
-    """Their estimate_sizes hash to a known formula: an edited one would be called (right,
-    but slower) and this fails until KNOWN_ESTIMATES is brought up to date with it."""
+    """Each names the formula of its own estimate_sizes (formula_describes), so none is
+    called per window."""
     from migcodec.selector import parse_arms
 
     codecs = [a.codec for a in parse_arms(";".join(DEFAULT_ARMS + DELTA_ARMS))]
@@ -193,6 +193,8 @@ def test_scan_sample_checks_what_it_reads():
         scan.scan_sample(pages, pages, None, np.ones(3, bool))
     with pytest.raises(ValueError, match="no estimate formula of kind 9"):
         scan.scan_sample(pages, pages, None, None, 7, [(9, 0)])
+    with pytest.raises(TypeError, match="formula 0 is not a"):
+        scan.native_estimate_sums(b"", 64, [None])
     with pytest.raises(ValueError, match="four int32 per page"):
         scan.native_estimate_sums(b"\0" * 12, 64, [])
 
@@ -208,3 +210,17 @@ def test_scan_sample_reads_strided_and_listed_inputs():
         pages.copy(), old.copy(), np.array([1, 3, 5]), np.array([1, 0, 1, 1, 0, 1], bool)
     )
     assert got == want and got.kept == 2
+
+
+def test_a_subclass_that_changes_the_estimate_alone_is_called():
+    """A subclass's own estimate_sizes, without its formula: the inherited formula is not
+    its estimate's any more, so the estimate is called (and its values used)."""
+
+    class Sevens(XbzrleCodec):
+        name = "sevens"
+
+        def estimate_sizes(self, changes, page_size):
+            return changes.words * 0 + 7
+
+    assert features.summed_formula(Sevens(), 4096) is None
+    assert features.summed_formula(XbzrleCodec(), 4096) == (scan.ESTIMATE_KINDS["xbzrle"], 0)

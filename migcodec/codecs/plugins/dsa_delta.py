@@ -313,6 +313,12 @@ class DsaDeltaCodec(DeltaCodec):
         size[words == 0] = 0
         return size
 
+    formula_describes = estimate_sizes
+
+    def estimate_formula(self, page_size):
+        """A record capped at this codec's entries (``DeltaCodec.estimate_formula``)."""
+        return "capped-record", self._entries_cap(page_size)
+
     def make_deltas(self, old, new):
         """Records from the device where it runs (the request's path is then ``hardware``);
         a failed device call, like a batch of cache misses (all fall-back) or of zero pages,

@@ -372,6 +372,12 @@ class XbzrleCodec(DeltaCodec):
         size[changes.words == 0] = 0
         return size
 
+    formula_describes = estimate_sizes
+
+    def estimate_formula(self, page_size):
+        """XBZRLE's runs (``DeltaCodec.estimate_formula``)."""
+        return "xbzrle", 0
+
     def make_deltas(self, old, new):
         native = delta_kernels.native
         if native is not None:  # the C kernel says each page's status itself
