@@ -8,6 +8,7 @@ import json
 from migcodec.codecs import plugin_statuses
 from migcodec.codecs.changes import CHANGE_SCAN
 from migcodec.codecs.zero import ZERO_SCAN
+from migcodec.selector.scan import SAMPLE_SCAN
 
 
 def run(args: argparse.Namespace) -> int:
@@ -22,6 +23,7 @@ def run(args: argparse.Namespace) -> int:
         )
     print(f"\nzero-page detection (every codec): {ZERO_SCAN}")
     print(f"page-change counts (selector features): {CHANGE_SCAN}")
+    print(f"sample scan (selector features): {SAMPLE_SCAN}")
     return 0
 
 
