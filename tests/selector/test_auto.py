@@ -462,3 +462,32 @@ def test_a_window_that_sent_more_gets_the_next_one_read_only_if_another_arm_woul
     outcome = Outcome(10_000 * PAGE, out[arm] * scale, cpu[arm], cpu[arm])
     policy.update(arm, objective.utility(objective.reward(outcome)), f, outcome)
     assert policy.wants_features(10_000) is reads
+
+
+def test_a_delta_arms_offset_from_the_others_is_pooled_over_windows():
+    """One window whose sample puts xbzrle above dsa-delta, after several that put it
+    below, moves both with the sample's level but keeps their order; the same offset window
+    after window turns it."""
+    labels, kinds = [*LABELS, "xbzrle"], [*KINDS, "delta"]
+    policy = parse_policy("auto").bind(
+        len(labels),
+        Throughput(link=125e6, workers=2),
+        kinds,
+        labels=labels,
+        costs=[*COSTS, COSTS[3]],
+        fallbacks=[-1, -1, -1, 1, 1],
+    )
+
+    def estimates(dsa: float, xbzrle: float) -> list[float]:
+        f = _features(1000, delta_bytes=dsa)
+        f.delta_bytes = np.array([np.nan, np.nan, np.nan, dsa, xbzrle])
+        return policy._delta_estimates(f)
+
+    for _ in range(5):
+        estimates(400.0, 300.0)
+    once = estimates(400.0, 500.0)
+    assert once[4] < once[3]
+    assert once[3] * once[4] == pytest.approx(400.0 * 500.0)  # the window's level is kept
+    for _ in range(10):
+        later = estimates(400.0, 500.0)
+    assert later[4] > later[3]

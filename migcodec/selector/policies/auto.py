@@ -80,6 +80,9 @@ _CPU_DELTA_VAR = 0.25
 #: variance the shared factor's estimate is used as known (a point estimate)
 _CPU_PLAY_VAR = 0.04
 _CPU_DRIFT_VAR = 0.01
+#: the step of the moving average of each delta arm's log estimate against the others'
+#: (see Auto._delta_estimates): about five windows
+_DELTA_POOL_STEP = 0.2
 #: three-point Gauss-Hermite rule (probabilists') over the log factor
 _CPU_NODES = (0.0, -math.sqrt(3.0), math.sqrt(3.0))
 _CPU_WEIGHTS = (2.0 / 3.0, 1.0 / 6.0, 1.0 / 6.0)
@@ -279,6 +282,8 @@ class Auto(Policy):
         # arms no window has measured the CPU time of yet (see _pick), and the windows
         # learnt from
         self._untried = list(range(k))
+        self._pooled = None
+        self._delta_offsets = [None] * k
         self._played_bytes = 0.0
         self._read: WindowFeatures | None = None  # the last features read
         self._since_s = 0.0  # predicted time of the windows played since the last read
@@ -337,9 +342,7 @@ class Auto(Policy):
         if self._delta_arms:  # the delta arms' entries, on copies of the compressors'
             payload, lr, per_page = payload[:], lr[:], per_page[:]
             page_size = self.page_size
-            estimates, held = f.delta_bytes, f.held_frac
-            if estimates is not None:
-                estimates = estimates.tolist()
+            estimates, held = self._delta_estimates(f), f.held_frac
             for i in self._delta_arms:
                 # pages the destination does not hold go through the arm's fall-back, as
                 # its arm would send them (raw, when no arm is configured like it)
@@ -700,6 +703,35 @@ class Auto(Policy):
         sd = self._trial_sd[arm] = var**0.5
         self._cheapest_scale[arm] = math.exp(sd * _CHEAPEST)
 
+    def _delta_estimates(self, f: WindowFeatures) -> list[float] | None:
+        """The delta arms' estimates of ``f`` (payload bytes per held page): the window's
+        level (the mean of their logs), and each arm's offset from it pooled over the
+        windows read (a moving average, :data:`_DELTA_POOL_STEP`). Every arm's estimate
+        comes from the same few sampled pages, so their level moves with the sample, but
+        their offsets, how one format meets a program's writes against another, move
+        slowly: taken from one sample each, they tipped close calls between delta arms
+        window by window (a recorded database's trace: XBZRLE's estimate off by half on
+        single windows, where the two formats' costs lay within a quarter of each other)."""
+        pooled = self._pooled
+        if pooled is not None and pooled[0] is f:
+            return pooled[1]
+        estimates = f.delta_bytes
+        if estimates is None:
+            return None
+        estimates = estimates.tolist()
+        arms = [a for a in self._delta_arms if math.isfinite(estimates[a]) and estimates[a] > 0]
+        if len(arms) > 1:
+            step = _DELTA_POOL_STEP
+            logs = [math.log(estimates[a]) for a in arms]
+            level = sum(logs) / len(logs)
+            offsets = self._delta_offsets
+            for a, x in zip(arms, logs, strict=True):
+                old = offsets[a]
+                offsets[a] = x - level if old is None else old + step * (x - level - old)
+                estimates[a] = math.exp(level + offsets[a])
+        self._pooled = (f, estimates)
+        return estimates
+
     @staticmethod
     def _mostly_held(f: WindowFeatures) -> bool:
         """Whether the destination holds most of the pages ``f`` sampled (a delta arm's
@@ -749,7 +781,7 @@ class Auto(Policy):
                 self._version += 1
                 self._ratio_version += 1
             elif delta and not skipped and features.delta_bytes is not None:
-                estimate = float(features.delta_bytes[arm])
+                estimate = self._delta_estimates(features)[arm]
                 if features.held_frac > 0.9 and math.isfinite(estimate) and estimate > 0:
                     # learnt only against this window's own estimate (a window played on
                     # the last features read would compare another window's sample), and
