@@ -712,13 +712,13 @@ class Auto(Policy):
         slowly: taken from one sample each, they tipped close calls between delta arms
         window by window (a recorded database's trace: XBZRLE's estimate off by half on
         single windows, where the two formats' costs lay within a quarter of each other)."""
+        raw = f.delta_bytes
         pooled = self._pooled
-        if pooled is not None and pooled[0] is f:
+        if pooled is not None and pooled[0] is raw:  # this window's, pooled once
             return pooled[1]
-        estimates = f.delta_bytes
-        if estimates is None:
+        if raw is None:
             return None
-        estimates = estimates.tolist()
+        estimates = raw.tolist()
         arms = [a for a in self._delta_arms if math.isfinite(estimates[a]) and estimates[a] > 0]
         if len(arms) > 1:
             step = _DELTA_POOL_STEP
@@ -729,7 +729,9 @@ class Auto(Policy):
                 old = offsets[a]
                 offsets[a] = x - level if old is None else old + step * (x - level - old)
                 estimates[a] = math.exp(level + offsets[a])
-        self._pooled = (f, estimates)
+        # kept by the estimates' array, which every copy of one window's features shares
+        # (cheap(), masked(), the copy kept as the last read), so a window counts once
+        self._pooled = (raw, estimates)
         return estimates
 
     @staticmethod
