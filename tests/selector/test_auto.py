@@ -38,6 +38,18 @@ def _auto(link: float, clock: str = "cpu", **params):
     )
 
 
+def _auto_two_deltas():
+    """``_auto`` at 1 Gbit/s with a second delta arm, xbzrle, priced as dsa-delta."""
+    return parse_policy("auto").bind(
+        len(LABELS) + 1,
+        Throughput(link=125e6, workers=2),
+        [*KINDS, "delta"],
+        labels=[*LABELS, "xbzrle"],
+        costs=[*COSTS, COSTS[3]],
+        fallbacks=[-1, -1, -1, 1, 1],
+    )
+
+
 def _features(pages: float, delta_bytes: float | None = None, probe_pages: int = 16):
     delta = None if delta_bytes is None else np.array([np.nan, np.nan, np.nan, delta_bytes])
     return WindowFeatures(
@@ -316,15 +328,7 @@ def test_a_delta_arm_played_alone_moves_the_delta_arms_and_not_the_host():
     every compressor look 3x slower, and the best of them never got tried), while xbzrle,
     never played, is predicted slower by most of it: what the calibration missed of one
     delta format it mostly missed of the other."""
-    labels, kinds = [*LABELS, "xbzrle"], [*KINDS, "delta"]
-    policy = parse_policy("auto").bind(
-        len(labels),
-        Throughput(link=125e6, workers=2),
-        kinds,
-        labels=labels,
-        costs=[*COSTS, COSTS[3]],
-        fallbacks=[-1, -1, -1, 1, 1],
-    )
+    policy = _auto_two_deltas()
     f = _features(10_000, delta_bytes=40.0)
     f.delta_bytes = np.array([np.nan, np.nan, np.nan, 40.0, 40.0])
     policy.choose(f)
@@ -468,15 +472,7 @@ def test_a_delta_arms_offset_from_the_others_is_pooled_over_windows():
     """One window whose sample puts xbzrle above dsa-delta, after several that put it
     below, moves both with the sample's level but keeps their order; the same offset window
     after window turns it."""
-    labels, kinds = [*LABELS, "xbzrle"], [*KINDS, "delta"]
-    policy = parse_policy("auto").bind(
-        len(labels),
-        Throughput(link=125e6, workers=2),
-        kinds,
-        labels=labels,
-        costs=[*COSTS, COSTS[3]],
-        fallbacks=[-1, -1, -1, 1, 1],
-    )
+    policy = _auto_two_deltas()
 
     def estimates(dsa: float, xbzrle: float) -> list[float]:
         f = _features(1000, delta_bytes=dsa)
