@@ -236,15 +236,47 @@ class DeltaCodec(Codec):
         lent until :meth:`DestinationMirror.sent` sets their keys, or are given back,
         forgotten, if the transform fails."""
         indices = batch.page_indices if rows is None else batch.page_indices[rows]
-        lease = destination.lend_rows(indices)
-        if lease is None:  # not held whole in consecutive slots: a copy of what is held
+        done = self._encode_lent(pages, destination, indices, copy_raw, False)
+        if done is None:  # not held whole in consecutive slots: a copy of what is held
             return self._encode_against(pages, destination.reference(indices)), None
+        return done
+
+    def _record_whole(
+        self, pages: np.ndarray, destination: DestinationMirror, batch: Batch, copy_raw: bool
+    ) -> tuple[Recorded, slice] | None:
+        """The whole batch recorded by the C kernel (:meth:`_kernel_records`, which the
+        caller checked) in the slots the mirror lends, its zero pages found in the same
+        pass: :meth:`Codec.encode` calls this before its own zero-page scan, which read
+        every page once more, ahead of the kernel and out of cache (a quarter of the
+        framework's cost per 64-page batch). Returns the frame (zero pages included: modes,
+        ``n_zero``) and the slots lent, or ``None`` when the batch is not held whole in
+        consecutive slots (nothing lent; the framework then scans and encodes as usual). A
+        zero page's slot holds its zeros, as :meth:`DestinationMirror.sent` would record
+        them."""
+        return self._encode_lent(pages, destination, batch.page_indices, copy_raw, True)
+
+    def _encode_lent(
+        self,
+        pages: np.ndarray,
+        destination: DestinationMirror,
+        indices: np.ndarray,
+        copy_raw: bool,
+        find_zero: bool,
+    ) -> tuple[PageEncoding | Recorded, slice] | None:
+        """``pages`` (those of ``indices``) encoded in the slots the mirror lends for them
+        (``None``, nothing lent, when it cannot: :meth:`DestinationMirror.lend_rows`), and
+        the slots. The kernel's frame where :meth:`_record_frame` makes one (``find_zero``:
+        see there); otherwise :meth:`_encode_against` reads the slots, read-only, and the
+        pages are copied into them after. The slots are given back, forgotten, if encoding
+        fails: they may have been written."""
+        lease = destination.lend_rows(indices)
+        if lease is None:
+            return None
         store, lent = lease
         try:
-            page_size = pages.shape[1]
-            self.check_page_size(page_size)
-            done = self._record_frame(store, pages, copy_raw)
-            if done is None:  # make_deltas reads the slots, read-only; then they record
+            self.check_page_size(pages.shape[1])
+            done = self._record_frame(store, pages, copy_raw, find_zero)
+            if done is None:
                 versions = store.view()
                 versions.flags.writeable = False
                 held = Held(np.ones(indices.shape[0], dtype=bool), versions)
@@ -253,30 +285,7 @@ class DeltaCodec(Codec):
                 return result, lent
             return _recorded(done, pages, copy_raw), lent
         except BaseException:
-            destination.give_back(lent)  # forgotten: the slots may have been written
-            raise
-
-    def _record_whole(
-        self, pages: np.ndarray, destination: DestinationMirror, batch: Batch, copy_raw: bool
-    ) -> tuple[Recorded, slice] | None:
-        """The whole batch recorded by the C kernel (:meth:`_kernel_records`) in the slots
-        the mirror lends, its zero pages found in the same pass: :meth:`Codec.encode` calls
-        this before its own zero-page scan, which read every page once more, ahead of the
-        kernel and out of cache (a quarter of the framework's cost per 64-page batch).
-        Returns the frame (zero pages included: modes, ``n_zero``) and the slots lent, or
-        ``None`` when the batch is not held whole in consecutive slots (nothing lent; the
-        framework then scans and encodes as usual). A zero page's slot holds its zeros,
-        as :meth:`DestinationMirror.sent` would record them."""
-        lease = destination.lend_rows(batch.page_indices)
-        if lease is None:
-            return None
-        store, lent = lease
-        try:
-            self.check_page_size(pages.shape[1])
-            done = self._record_frame(store, pages, copy_raw, True)
-            return _recorded(done, pages, copy_raw), lent
-        except BaseException:
-            destination.give_back(lent)  # forgotten: the slots may have been written
+            destination.give_back(lent)
             raise
 
     def _encode_against(self, pages: np.ndarray, held: Held | None) -> PageEncoding:
