@@ -393,10 +393,10 @@ class FeatureExtractor:
         key = (page_size, fns)
         plan = self._plans.get(key)
         if plan is None:
-            plan = self._plans[key] = self._make_plan(page_size, fns)
+            plan = self._plans[key] = self._make_plan(page_size)
         return plan
 
-    def _make_plan(self, page_size: int, fns: tuple) -> _EstimatePlan:
+    def _make_plan(self, page_size: int) -> _EstimatePlan:
         """The C formula of each delta arm whose estimate has one (:func:`summed_formula`);
         the other arms' ``estimate_sizes`` are called."""
         formulas, summed, called = [], [], []
