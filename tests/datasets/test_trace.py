@@ -22,6 +22,7 @@ from migcodec.datasets import (
 )
 from migcodec.datasets.trace import TraceExists, TraceNotFound, TraceVersionError
 from migcodec.hashing import seal
+from tests.damage import flipped_bits
 from tests.datasets import trace_forge
 
 PS = 512  # small pages keep hypothesis fast; the format takes any multiple of 8
@@ -408,9 +409,7 @@ def test_every_flipped_bit_of_a_manifest_is_an_error_or_changes_nothing(trace) -
     original = file.read_bytes()
     info = TraceReader(path).info()
     refused = 0
-    for offset in range(0, len(original), 2):  # every other byte, a different bit each time
-        damaged = bytearray(original)
-        damaged[offset] ^= 1 << (offset % 8)
+    for offset, damaged in flipped_bits(original, 2):  # every other byte
         file.write_bytes(damaged)
         try:
             again = TraceReader(path).info()

@@ -6,6 +6,7 @@ import pytest
 from migcodec.selector import Throughput, WireBytes
 from migcodec.selector.evaluation import Table, evaluate, replay
 from migcodec.selector.policies import Fixed, Policy
+from tests.damage import flipped_bits
 from tests.selector.tables import tiny_table
 
 
@@ -161,9 +162,7 @@ def test_every_flipped_bit_of_a_table_file_is_an_error_or_changes_nothing(tmp_pa
     assert _same_table(Table.load(path), table)
     data = path.read_bytes()
     changed = 0
-    for offset in range(0, len(data), 3):  # every third byte, a different bit each time
-        damaged = bytearray(data)
-        damaged[offset] ^= 1 << (offset % 8)
+    for offset, damaged in flipped_bits(data, 3):  # every third byte
         path.write_bytes(damaged)
         try:
             again = Table.load(path)
