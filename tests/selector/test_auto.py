@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -466,6 +468,27 @@ def test_a_window_that_sent_more_gets_the_next_one_read_only_if_another_arm_woul
     outcome = Outcome(10_000 * PAGE, out[arm] * scale, cpu[arm], cpu[arm])
     policy.update(arm, objective.utility(objective.reward(outcome)), f, outcome)
     assert policy.wants_features(10_000) is reads
+
+
+def test_each_window_read_counts_once_in_the_pooled_delta_offsets():
+    """Reading a window's features prices the last window read again beside it (what
+    reading them avoided); that must not pool the last window's sample a second time:
+    the offsets come out as pooling each window once."""
+
+    def window(dsa: float, xbzrle: float):
+        f = _features(1000, delta_bytes=dsa)
+        f.delta_bytes = np.array([np.nan, np.nan, np.nan, dsa, xbzrle])
+        return f
+
+    samples = [(400.0, 300.0), (400.0, 500.0), (300.0, 600.0), (500.0, 200.0)]
+    policy, once = _auto_two_deltas(), _auto_two_deltas()
+    for dsa, xbzrle in samples:
+        f = window(dsa, xbzrle)
+        policy.probe_mask(f)
+        policy.choose(f)
+        once._delta_estimates(window(dsa, xbzrle))
+    assert policy._delta_offsets[3:] == pytest.approx(once._delta_offsets[3:])
+    assert once._delta_offsets[4] != pytest.approx(math.log(200.0 / 500.0) / 2)  # pooled
 
 
 def test_a_delta_arms_offset_from_the_others_is_pooled_over_windows():

@@ -282,7 +282,7 @@ class Auto(Policy):
         # arms no window has measured the CPU time of yet (see _pick), and the windows
         # learnt from
         self._untried = list(range(k))
-        self._pooled = None
+        self._pooled = [(None, None), (None, None)]  # (estimates array, pooled), newest first
         self._delta_offsets = [None] * k
         self._played_bytes = 0.0
         self._read: WindowFeatures | None = None  # the last features read
@@ -293,6 +293,7 @@ class Auto(Policy):
         self._ratio_version = 0  # the filter's estimates alone (see _compressor_payloads)
         self._compressors: tuple | None = None
         self._shape: tuple | None = None
+        self._no_fallback = [None] * k  # per arm: see _delta_page_cost
         self._feature_value = math.inf  # loss reading features avoided, per guest byte
         self._pages = 0.0  # the size of the window being chosen for
         self._expected = 0.0  # the predicted loss of the arm chosen
@@ -339,10 +340,13 @@ class Auto(Policy):
         if base is None or base[0] != self._ratio_version:  # the filter moved
             base = self._compressors = (self._ratio_version, *self._compressor_payloads())
         _, payload, lr, per_page = base
+        fallback_parts = self._no_fallback
         if self._delta_arms:  # the delta arms' entries, on copies of the compressors'
             payload, lr, per_page = payload[:], lr[:], per_page[:]
+            fallback_parts = fallback_parts[:]
             page_size = self.page_size
             estimates, held = self._delta_estimates(f), f.held_frac
+            rows = self._cost_rows
             for i in self._delta_arms:
                 # pages the destination does not hold go through the arm's fall-back, as
                 # its arm would send them (raw, when no arm is configured like it)
@@ -358,10 +362,14 @@ class Auto(Policy):
                     share, records = held, math.log(page_size / max(est, 1.0))
                 payload[i] = each
                 lr[i] = math.log(page_size / each)
-                through = lr[fallback] if fallback >= 0 else 0.0
-                per_page[i] = self._delta_page_cost(i, share, records, through)
+                if fallback >= 0:
+                    through = lr[fallback]
+                    fb_cost = rows[fallback][min(int(through * _GRID_SCALE), _GRID_STEPS)]
+                    fallback_parts[i] = (share, fb, fb_cost)
+                own = rows[i][min(int(records * _GRID_SCALE), _GRID_STEPS)]
+                per_page[i] = self._delta_page_cost(own, fallback_parts[i])
         shape = (payload, lr, per_page)
-        self._shape = (f, self._version, shape)
+        self._shape = (f, self._version, shape, fallback_parts)
         return shape
 
     def _compressor_payloads(self) -> tuple[list[float], list[float], list[float]]:
@@ -386,21 +394,19 @@ class Auto(Policy):
         ]
         return payload, lr, per_page
 
-    def _delta_page_cost(self, arm: int, held: float, records: float, through: float) -> float:
-        """A delta arm's model CPU seconds per non-zero page: its own curve, which prices
-        records, at their log ratio ``records`` for the share ``held`` of pages the
-        destination holds, and its fall-back arm's curve at that arm's log ratio
-        ``through`` for the others (see :mod:`migcodec.selector.costmodel`: a record costs
-        a fraction of a compressed page of the same ratio). Without a fall-back arm, its
-        own curve at the records' ratio prices every page."""
-        rows = self._cost_rows  # _grid_cost, inline: this runs per delta arm per window
-        own = rows[arm][min(int(records * _GRID_SCALE), _GRID_STEPS)]
-        fallback = self.fallbacks[arm]
-        if fallback < 0:
+    @staticmethod
+    def _delta_page_cost(own: float, fallback: tuple[float, float, float] | None) -> float:
+        """A delta arm's model CPU seconds per non-zero page: ``own``, its own curve at its
+        records' log ratio, which prices records (see :mod:`migcodec.selector.costmodel`:
+        a record costs a fraction of a compressed page of the same ratio), for the share
+        of pages the destination holds, and its fall-back arm's cost per page for the
+        others. ``fallback``: that share, the fall-back's payload and its cost per page
+        (:meth:`_payloads` keeps them per window); without a fall-back arm, its own curve
+        prices every page."""
+        if fallback is None:
             return own
-        return (
-            held * own + (1.0 - held) * rows[fallback][min(int(through * _GRID_SCALE), _GRID_STEPS)]
-        )
+        held, _, fallback_cost = fallback
+        return held * own + (1.0 - held) * fallback_cost
 
     def _grid_cost(self, arm: int, log_ratio: float) -> float:
         """The model's CPU seconds per non-zero page of ``arm`` at ``log_ratio`` (>= 0),
@@ -415,20 +421,17 @@ class Auto(Policy):
     def _delta_window_cost(self, arm: int, f: WindowFeatures, each: float) -> float:
         """The model's CPU seconds per non-zero page of a window a delta arm sent at
         ``each`` payload bytes per page: what its fall-back would have written for the
-        pages the destination does not hold (the filter's estimate) is taken out, and the
-        rest are its records."""
+        pages the destination does not hold (the filter's estimate, as the choice priced
+        it) is taken out, and the rest are its records."""
+        self._payloads(f)  # the window's fall-back parts (kept: the choice computed them)
+        fallback = self._shape[3][arm]
+        if fallback is not None:
+            held, fb, _ = fallback
+            each = (each - (1.0 - held) * fb) / max(held, 1e-9)
         page_size = self.page_size
-        fallback = self.fallbacks[arm]
-        held = f.held_frac if f.delta_bytes is not None else 0.0
-        through = 0.0
-        if fallback >= 0:
-            slot = self._slot.get(fallback)
-            if slot is not None:
-                x = self.ratios.x
-                through = min(max(x.item(0) + x.item(2 + slot), 0.0), self._log_page)
-            each = (each - (1.0 - held) * page_size * math.exp(-through)) / max(held, 1e-9)
         records = math.log(page_size / min(max(each, 1.0), page_size))  # _log_ratio(each)
-        return self._delta_page_cost(arm, held, records, through)
+        own = self._cost_rows[arm][min(int(records * _GRID_SCALE), _GRID_STEPS)]
+        return self._delta_page_cost(own, fallback)
 
     def _window(self, f: WindowFeatures, pages: float | None) -> tuple[float, ...]:
         """Pages, zero pages, non-zero pages and encode calls of a window of ``pages``
@@ -506,11 +509,16 @@ class Auto(Policy):
         expected = self._feature_value * pages * self.page_size
         return expected > self.value * cost
 
-    def _value_of_reading(self, fresh: WindowFeatures, loss: list[float]) -> None:
-        """Learn what reading this window's features changed against the last ones read."""
+    def _value_of_reading(self, fresh: WindowFeatures) -> list[float]:
+        """Predict the window ``fresh`` describes, and learn what reading its features
+        changed against the last ones read: every arm's predicted output bytes, CPU seconds
+        and loss (as :meth:`_predict`). The stale prediction comes first, so that what
+        :meth:`_payloads` keeps afterwards is this window's, which the update reuses."""
         read = self._read
-        if read is not None:
-            stale_arm = _argmin(self._predict(read, fresh.pages)[3])
+        stale_arm = None if read is None else _argmin(self._predict(read, fresh.pages)[3])
+        predicted = self._predict(fresh)
+        if stale_arm is not None:
+            loss = predicted[3]
             avoided = (loss[stale_arm] - min(loss)) / max(fresh.pages * self.page_size, 1.0)
             old = self._feature_value
             step = self.learn
@@ -518,14 +526,14 @@ class Auto(Policy):
         self._read = fresh.cheap()
         self._since_s = 0.0
         self._stale_play = False
+        return predicted
 
     # -- which probes to buy ---------------------------------------------------------
     def probe_mask(self, features: WindowFeatures) -> np.ndarray | None:
         self._drift(features)
         mask = np.zeros(self.n_arms, dtype=bool)
-        payload, out, cpu, loss = self._predict(features)
+        payload, out, cpu, loss = self._value_of_reading(features)
         self._last = (features, loss, out, cpu)  # choose() reuses it when no probe is bought
-        self._value_of_reading(features, loss)
         m = features.probe_pages
         c = self._c
         if m <= 0 or not c.size:  # nothing to probe (an all-zero sample, or no compressor)
@@ -713,11 +721,11 @@ class Auto(Policy):
         window by window (a recorded database's trace: XBZRLE's estimate off by half on
         single windows, where the two formats' costs lay within a quarter of each other)."""
         raw = f.delta_bytes
-        pooled = self._pooled
-        if pooled is not None and pooled[0] is raw:  # this window's, pooled once
-            return pooled[1]
         if raw is None:
             return None
+        for seen, estimates in self._pooled:  # this window's, or the last read's: pooled once
+            if seen is raw:
+                return estimates
         estimates = raw.tolist()
         arms = [a for a in self._delta_arms if math.isfinite(estimates[a]) and estimates[a] > 0]
         if len(arms) > 1:
@@ -730,8 +738,10 @@ class Auto(Policy):
                 offsets[a] = x - level if old is None else old + step * (x - level - old)
                 estimates[a] = math.exp(level + offsets[a])
         # kept by the estimates' array, which every copy of one window's features shares
-        # (cheap(), masked(), the copy kept as the last read), so a window counts once
-        self._pooled = (raw, estimates)
+        # (cheap(), masked(), the copy kept as the last read), so a window counts once:
+        # the last two, since the window read before this one is priced again beside it
+        # (_value_of_reading)
+        self._pooled = [(raw, estimates), self._pooled[0]]
         return estimates
 
     @staticmethod
@@ -773,6 +783,12 @@ class Auto(Policy):
         calls = math.ceil(n / self.batch_pages)
         payload = outcome.output_bytes - n - calls * RUN_BYTES
         each = payload / nz if nz >= 1.0 and payload > 0 else float(page_size)
+        # the model's cost of what was sent, priced before anything below moves the
+        # estimates the choice priced it with
+        if delta:
+            per_page = self._delta_window_cost(arm, features, each)
+        else:
+            per_page = self._grid_cost(arm, self._log_ratio(each))
         if nz >= 1.0 and payload > 0:
             slot = self._slot.get(arm)
             if slot is not None:  # a compressing arm
@@ -794,10 +810,6 @@ class Auto(Policy):
                     self.delta_bias[arm] += self.learn * error / 10
                     self._version += 1
         busy = outcome.busy_s(self._clock)
-        if delta:
-            per_page = self._delta_window_cost(arm, features, each)
-        else:
-            per_page = self._grid_cost(arm, self._log_ratio(each))
         per_call, per_zero = self._fixed_rows[arm]
         model = per_call * calls + per_zero * zero + per_page * nz
         if nz >= 1.0 and busy > 0 and model > 0:
