@@ -83,6 +83,12 @@ class Objective:
     def reward(self, o: Outcome) -> float:
         raise NotImplementedError
 
+    def charged_reward(self, o: Outcome, seconds: float) -> float:
+        """``reward(o.charged(seconds))``: a window's reward with ``seconds`` of selection
+        work charged to it, once per window on the selector's hot path (an objective may
+        compute it without making the charged outcome)."""
+        return self.reward(o.charged(seconds))
+
     def reward_arrays(self, input_bytes, output_bytes, wall_s, cpu_s, device_s=None):
         """Vectorised :meth:`reward` over numpy arrays (a whole evaluation table at once)."""
         raise NotImplementedError
@@ -136,9 +142,17 @@ class Throughput(Objective):
             raise ObjectiveError(f"clock must be 'cpu' or 'wall', got {self.clock!r}")
 
     def reward(self, o: Outcome) -> float:
-        busy = o.busy_s(self.clock)
-        rate = o.input_bytes / busy if busy > 0 else float("inf")
-        return min(self.workers * rate, self.link * o.ratio)
+        return self.charged_reward(o, 0.0)
+
+    def charged_reward(self, o: Outcome, seconds: float) -> float:
+        # Outcome.charged and busy_s, inline: this runs once per window of every stream
+        if o.device_s is not None:
+            busy = o.device_s  # the device's time: selection work runs on the host
+        else:
+            busy = (o.cpu_s if self.clock == "cpu" else o.wall_s) + seconds
+        rate = o.input_bytes / busy if busy > 0 else math.inf
+        ratio = o.input_bytes / o.output_bytes if o.output_bytes > 0 else math.inf
+        return min(self.workers * rate, self.link * ratio)
 
     def reward_arrays(self, input_bytes, output_bytes, wall_s, cpu_s, device_s=None):
         import numpy as np

@@ -160,9 +160,9 @@ class Selector:
         decision.done = True
         outcome = outcome or decision.outcome()
         self._remember(decision.arm, outcome)
-        reward = self.objective.reward(outcome.charged(decision.charge_s))
-        utility = self.objective.utility(reward)
-        self.policy.update(decision.arm, utility, decision.features, outcome)
+        objective = self.objective
+        reward = objective.charged_reward(outcome, decision.charge_s)
+        self.policy.update(decision.arm, objective.utility(reward), decision.features, outcome)
         self.windows += 1
         return reward
 

@@ -2,6 +2,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from migcodec.selector import (
     HostCpu,
@@ -26,6 +28,31 @@ def test_parse_rate_reads_link_speeds(text, expected):
 def test_parse_rate_error_says_how_to_write_it():
     with pytest.raises(ObjectiveError, match="10Gbit"):
         parse_rate("fast")
+
+
+_seconds = st.floats(0.0, 10.0)
+
+
+@given(
+    st.floats(0.0, 1e9),
+    st.floats(0.0, 1e9),
+    _seconds,
+    _seconds,
+    st.none() | _seconds,
+    _seconds,
+    st.sampled_from(["cpu", "wall"]),
+    st.sampled_from([Throughput, HostCpu, WireBytes]),
+)
+def test_a_charged_reward_is_the_reward_of_the_charged_outcome(
+    guest, out, wall, cpu, device, charge, clock, kind
+):
+    """The selector's one-call form (the throughput objective computes it inline) agrees
+    with charging the outcome and taking its reward, device time or not, either clock."""
+    objective = Throughput(link=1e8, workers=2, clock=clock) if kind is Throughput else kind()
+    outcome = Outcome(guest, out, wall, cpu, device)
+    expected = objective.reward(outcome.charged(charge))
+    assert objective.charged_reward(outcome, charge) == expected
+    assert objective.charged_reward(outcome, 0.0) == objective.reward(outcome)
 
 
 def test_throughput_is_link_bound_or_cpu_bound():

@@ -66,7 +66,7 @@ def replay(policy: Policy, table: Table, objective: Objective) -> ReplayResult:
         arm = policy.choose(features)
         charge = policy.charge_s(features)
         o = table.outcome(w, arm)
-        reward = objective.reward(o.charged(charge))
+        reward = objective.charged_reward(o, charge)
         policy.update(arm, objective.utility(reward), features, o)
         chosen[w], rewards[w], charges[w] = arm, reward, charge
     return ReplayResult(policy.label, policy.get_config(), chosen, rewards, charges)
