@@ -652,6 +652,7 @@ def test_receive_checks_its_backing_before_it_listens(capsys, tmp_path):
         (["--memory-file", str(fifo)], f"--memory-file {fifo} is not a regular file"),
         (["--memory-file", "/dev/null"], "--memory-file /dev/null is not a regular file"),
         (["--shm", ""], "--shm '' is not a shared-memory region's name"),
+        (["--shm", "gäst"], "--shm 'gäst' is not a shared-memory region's name"),
     ):
         assert main(["receive", "--listen", "127.0.0.1:0", *backing]) == 2
         out, err = capsys.readouterr()

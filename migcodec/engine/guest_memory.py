@@ -27,6 +27,7 @@ from __future__ import annotations
 import errno
 import gc
 import os
+import re
 import sys
 from collections.abc import Callable
 from multiprocessing import resource_tracker
@@ -36,6 +37,12 @@ from pathlib import Path
 import numpy as np
 
 DEFAULT_SIZE = 256 * 2**20
+#: a region's name: POSIX's portable filename characters, at most 250 of them. Python's
+#: resource tracker, which every region this process creates or (before 3.13) attaches is
+#: registered with, sends names as ``REGISTER:name:type`` lines of ASCII: a name outside
+#: ASCII fails inside ``SharedMemory`` after the region was made (left behind, unremoved),
+#: and one with ``:`` or a newline breaks the tracker's protocol
+SHM_NAME = re.compile(r"[A-Za-z0-9._-]{1,250}")
 
 
 class GuestMemoryError(ValueError):
@@ -163,10 +170,10 @@ def check_backing(path: str | os.PathLike | None = None, shm_name: str | None = 
             f"--memory-file {path} is not a regular file (a directory, FIFO or device): guest "
             "memory is mapped from a file; give the path of a file"
         )
-    if shm_name is not None and (not shm_name or "/" in shm_name or len(shm_name) > 250):
+    if shm_name is not None and (not SHM_NAME.fullmatch(shm_name) or shm_name.strip(".") == ""):
         raise GuestMemoryError(
-            f"--shm {shm_name!r} is not a shared-memory region's name: give a name without "
-            "'/', e.g. guest0"
+            f"--shm {shm_name!r} is not a shared-memory region's name: give at most 250 "
+            "letters, digits, '.', '_' or '-' (not only dots), e.g. guest0"
         )
 
 

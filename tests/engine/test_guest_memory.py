@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 from multiprocessing.shared_memory import SharedMemory
@@ -195,6 +196,20 @@ def test_a_region_name_that_is_no_name_is_refused():
     for name in ("", "a/b"):
         with pytest.raises(GuestMemoryError, match="is not a shared-memory region's name"):
             open_guest_memory(1 << 20, shm_name=name)
+
+
+@pytest.mark.parametrize("name", ["gäst", "guest:0", "guest\n0", "guest 0", ".", "..", "g" * 251])
+def test_a_region_name_the_resource_tracker_cannot_carry_is_refused_before_creating_it(name):
+    """Python's resource tracker sends names as ASCII ``REGISTER:name:type`` lines: outside
+    ASCII ``SharedMemory`` failed with a UnicodeEncodeError after making the region (left
+    behind), and ``:`` or a newline broke the tracker's protocol."""
+    with pytest.raises(GuestMemoryError) as caught:
+        open_guest_memory(1 << 20, shm_name=name)
+    assert str(caught.value) == (
+        f"--shm {name!r} is not a shared-memory region's name: give at most 250 letters, "
+        "digits, '.', '_' or '-' (not only dots), e.g. guest0"
+    )
+    assert name not in os.listdir("/dev/shm")
 
 
 def test_an_existing_sparse_file_is_allocated_before_it_is_mapped(tmp_path, monkeypatch):
