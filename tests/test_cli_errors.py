@@ -580,6 +580,36 @@ def test_bench_refuses_a_codec_list_that_names_none_and_memory_it_cannot_hold(ca
     assert err.endswith(" available; use fewer --pages\n")
 
 
+@pytest.mark.parametrize("name", ["run.txt", "run.pgf", "run.PnG2"])
+def test_a_plot_in_a_format_matplotlib_cannot_write_is_refused_before_the_work(
+    tmp_path, capsys, name
+):
+    """matplotlib refused ``.txt`` (and pgf found no LaTeX) once the migration had run:
+    a traceback after the report."""
+    plot = tmp_path / name
+    for command in (["migrate", *TINY], ["evaluate", "--workload", "phases"]):
+        assert main([*command, "--plot", str(plot)]) == 2
+        out, err = capsys.readouterr()
+        assert out == ""
+        suffix = plot.suffix[1:].lower()
+        assert err.startswith(
+            f"migcodec {command[0]}: --plot {plot}: cannot draw a .{suffix} file; name a .png "
+            "file (or one of .avif, .eps, "
+        )
+        assert ".pgf" not in err.split("(or one of ")[1] and err.count("\n") == 1
+    assert not plot.exists()
+
+
+def test_a_plot_path_without_a_suffix_is_a_png_at_that_path(tmp_path):
+    """matplotlib writes ``run`` to ``run.png``: a file the command line did not name."""
+    from migcodec.plots.migration import plot_sweep
+
+    plot = tmp_path / "run"
+    plot_sweep([], 0.0, plot)
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (tmp_path / "run.png").exists()
+
+
 def test_an_empty_plot_path_is_refused_not_taken_as_no_plot(capsys):
     assert main(["migrate", "--memory", "4MiB", "--quiet", "--plot", ""]) == 2
     assert capsys.readouterr().err == (

@@ -227,6 +227,21 @@ def check_output_path(path: str | os.PathLike, option: str) -> None:
         )
 
 
+def check_plot_path(path: str | os.PathLike) -> None:
+    """Refuse, before any work, a ``--plot`` that could not be drawn at the end: without
+    matplotlib (:class:`~migcodec.plots.PlotUnavailable`), into a path
+    :func:`check_output_path` refuses, or in a format matplotlib cannot write alone (a
+    suffix such as ``.txt``): a run's report must not be lost to a typo in a path."""
+    from migcodec.plots import plot_format, pyplot
+
+    pyplot()
+    check_output_path(path, "--plot")
+    try:
+        plot_format(path)
+    except ValueError as exc:
+        raise CommandLineError(f"--plot {exc}") from None
+
+
 def silence_stdout() -> None:
     """Point stdout at ``/dev/null`` once its reader has gone, so that the interpreter's
     flush at exit does not fail a second time (and print a traceback-like message)."""

@@ -22,9 +22,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from migcodec.cli import args as types
-from migcodec.cli.args import CommandLineError, check_output_path
+from migcodec.cli.args import CommandLineError, check_output_path, check_plot_path
 from migcodec.datasets.trace import TraceError, TraceReader
-from migcodec.plots import pyplot
 from migcodec.selector import DEFAULT_POLICIES, make_objective, parse_arms, parse_policy
 from migcodec.selector.adaptive_chooser import UNLIMITED_LINK
 from migcodec.selector.costmodel import CostModel, machine_cost_model
@@ -355,8 +354,7 @@ def _connect(args: argparse.Namespace) -> Cluster | None:
 
 def _run(args: argparse.Namespace) -> int:
     if args.plot is not None:  # before any table is measured, not after; "" is refused
-        pyplot()
-        check_output_path(args.plot, "--plot")
+        check_plot_path(args.plot)
     arms = parse_arms(args.arms)
     names = _policy_names(args.policies)
     for name in names:

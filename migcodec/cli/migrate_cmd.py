@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 
 from migcodec.cli import args as types
-from migcodec.cli.args import CommandLineError, check_output_path
+from migcodec.cli.args import CommandLineError, check_plot_path
 from migcodec.cli.migrate_progress import ProgressDisplay
 from migcodec.datasets import GENERATORS
 from migcodec.datasets.workload import PATTERNS, WRITE_STYLES
@@ -32,7 +32,7 @@ from migcodec.engine.chooser import make_chooser
 from migcodec.engine.destination import RECEIVE_TIMEOUT_S, MemoryOpener
 from migcodec.engine.guest_memory import DEFAULT_SIZE, check_available, check_backing
 from migcodec.engine.sweep import largest_converging_rate
-from migcodec.plots import PlotUnavailable, pyplot
+from migcodec.plots import PlotUnavailable
 from migcodec.plots.migration import plot_migration, plot_sweep
 from migcodec.units import format_size, parse_rate
 from migcodec.wire import PeerTimeout, StreamSummary, WireError, one_line
@@ -100,8 +100,7 @@ def _check_plot(args: argparse.Namespace) -> None:
     """Fail before migrating, not after, when ``--plot`` cannot be drawn or written: a
     migration's report must not be lost to a typo in a path."""
     if args.plot is not None:  # an empty --plot is refused, not taken as no plot
-        pyplot()
-        check_output_path(args.plot, "--plot")
+        check_plot_path(args.plot)
 
 
 def _draw(draw: Callable[..., object], *what: object, path: str) -> None:

@@ -10,6 +10,8 @@ the ``plot`` extra (``pip install 'migcodec[plot]'``), and a missing install rai
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from types import ModuleType
 
 #: what to run when matplotlib is missing
@@ -30,3 +32,27 @@ def pyplot() -> ModuleType:
     except ImportError as exc:
         raise PlotUnavailable(f"--plot needs matplotlib ({exc}): {INSTALL_HINT}") from exc
     return plt
+
+
+#: formats matplotlib lists that need a program besides it (pgf: LaTeX), found missing only
+#: once the figure is drawn
+_NEEDS_PROGRAMS = {"pgf"}
+
+
+def plot_format(path: str | os.PathLike) -> str:
+    """The format a plot is written to ``path`` in: its suffix's, or ``png`` for a path
+    without one (passed to ``savefig``, so the file is ``path`` itself, not ``path.png``).
+    Raises :class:`ValueError` naming the formats for a suffix matplotlib cannot write
+    alone: checked before any work, not after it, when the picture is drawn."""
+    suffix = Path(path).suffix[1:].lower()
+    if not suffix:
+        return "png"
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    formats = sorted(set(FigureCanvasBase.get_supported_filetypes()) - _NEEDS_PROGRAMS)
+    if suffix not in formats:
+        raise ValueError(
+            f"{path}: cannot draw a .{suffix} file; name a .png file (or one of "
+            f"{', '.join('.' + f for f in formats if f != 'png')})"
+        )
+    return suffix

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from migcodec.plots import pyplot
+from migcodec.plots import plot_format, pyplot
 from migcodec.selector.evaluation.replay import Evaluation
 
 #: legend entries longer than this are shortened at a parameter boundary
@@ -58,7 +58,7 @@ def plot_evaluation(ev: Evaluation, path: str | Path, max_policies: int = 6) -> 
     fig = evaluation_figure(ev, max_policies)
     out = Path(path)
     try:
-        fig.savefig(out, dpi=110)
+        fig.savefig(out, dpi=110, format=plot_format(out))
     finally:
         plt.close(fig)
     return out

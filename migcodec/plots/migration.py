@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from migcodec.engine.report import MigrationReport
-from migcodec.plots import pyplot
+from migcodec.plots import plot_format, pyplot
 
 MB = 1e6
 
@@ -156,6 +156,6 @@ def plot_sweep(runs: Sequence[MigrationReport], largest: float, path: str | Path
 def _save(plt, fig, path: str | Path) -> Path:
     fig.tight_layout()
     out = Path(path)
-    fig.savefig(out, dpi=110)
+    fig.savefig(out, dpi=110, format=plot_format(out))
     plt.close(fig)
     return out
