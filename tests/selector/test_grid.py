@@ -15,7 +15,7 @@ from migcodec.selector.evaluation.grid import (
     load_grid,
     score_grid,
 )
-from migcodec.selector.policies import PolicyError
+from migcodec.selector.policies import POLICIES, PolicyError
 from tests.selector.tables import tiny_table
 
 
@@ -108,6 +108,17 @@ def test_a_grid_path_that_is_not_a_regular_file_is_refused_without_reading_it(tm
     assert outcome == [
         f"grid {fifo} is a named pipe (FIFO), not a regular file; give a JSON grid file"
     ]
+
+
+@pytest.mark.parametrize("policy", [["ucb1"], {"name": "ucb1"}, 3, None])
+def test_a_grid_whose_policy_is_not_a_name_is_refused_naming_it(tmp_path, policy):
+    """A list or an object as the policy failed with TypeError: unhashable type."""
+    path = tmp_path / "grid.json"
+    path.write_text(json.dumps({"policy": policy, "params": {"c": [1]}}))
+    with pytest.raises(PolicyError) as caught:
+        load_grid(path)
+    known = ", ".join(sorted(POLICIES))  # other tests may register policies of their own
+    assert str(caught.value) == f"unknown policy {policy!r}; known: {known}"
 
 
 def test_a_grid_file_nested_too_deeply_is_refused_in_one_line(tmp_path):

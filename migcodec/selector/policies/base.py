@@ -195,7 +195,7 @@ def policy_from_config(config: dict[str, Any] | str) -> Policy:
         config = json.loads(config)
     params = dict(config)
     name = params.pop("name", None)
-    if name not in POLICIES:
+    if not isinstance(name, str) or name not in POLICIES:  # a list or dict cannot be hashed
         raise PolicyError(f"unknown policy {name!r}; known: {', '.join(sorted(POLICIES))}")
     _check_params(name, params)
     try:
