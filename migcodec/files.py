@@ -8,8 +8,10 @@ path is. A leaf module (like ``units``), so every package can use it.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
+from typing import Any
 
 from migcodec.units import format_size
 
@@ -59,3 +61,13 @@ def read_small_file(path: str | os.PathLike, what: str, limit: int, fix: str) ->
     if len(data) > limit:
         raise ValueError(f"{what} {path} is larger than {format_size(limit)}; {fix}")
     return data
+
+
+def parse_json(data: bytes | str) -> Any:
+    """``json.loads``, with a document nested deeper than Python's parser follows refused
+    as a :class:`ValueError` (``its JSON is nested too deeply``) like any other malformed
+    one, instead of the parser's :class:`RecursionError`, which no caller expects."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("its JSON is nested too deeply") from None

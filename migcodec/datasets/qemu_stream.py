@@ -70,7 +70,7 @@ from migcodec.codecs.errors import DecodeError
 from migcodec.codecs.plugins.xbzrle import xbzrle_decode, xbzrle_encode
 from migcodec.datasets.trace.format import TraceError
 from migcodec.datasets.window import Window
-from migcodec.files import check_regular_file
+from migcodec.files import check_regular_file, parse_json, read_small_file
 
 MAGIC = 0x5145564D  # "QEVM"
 FILE_VERSION = 3
@@ -826,15 +826,22 @@ def _decode_xbzrle(
     return [row.copy() if row.any() else None for row in new]
 
 
+#: the largest sync points file read: corpus/qemu_stream.py writes a few kilobytes beside a
+#: stream (the counts and QEMU's own reports), one count per dirty-bitmap sync
+MAX_SYNC_POINTS_BYTES = 16 << 20
+
+
 def read_sync_points(path: str | os.PathLike) -> list[int]:
     """Sync points from a JSON file: a list of counts, or an object whose
     ``"sync_points"`` is one (as ``corpus/qemu_stream.py`` writes beside a stream)."""
-    import json
-
-    check_regular_file(path, "the sync points file", "give the JSON file of sync points")
+    fix = "give the JSON file of sync points"
+    try:  # a pipe, a device or a larger file is refused (ValueError) before it is read
+        data = read_small_file(path, "the sync points file", MAX_SYNC_POINTS_BYTES, fix)
+    except OSError as exc:
+        raise ValueError(f"cannot read sync points from {path}: {exc}") from None
     try:
-        doc = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
+        doc = parse_json(data)
+    except ValueError as exc:
         raise ValueError(f"cannot read sync points from {path}: {exc}") from None
     points = doc.get("sync_points") if isinstance(doc, dict) else doc
     if not isinstance(points, list):

@@ -247,6 +247,32 @@ def test_import_qemu_refuses_a_pipe_or_a_device_before_opening_it(tmp_path, caps
     assert not out.exists()
 
 
+def test_import_qemu_refuses_sync_points_too_deep_or_too_large_to_be_sync_points(
+    tmp_path, capsys, monkeypatch
+):
+    """JSON nested deeper than Python's parser follows ended in a RecursionError traceback,
+    and a file of any size was read whole."""
+    from migcodec.datasets import qemu_stream
+
+    stream = tmp_path / "saved"
+    stream.write_bytes(b"")
+    points = tmp_path / "points.json"
+    argv = ["trace", "import-qemu", str(stream), "--out", str(tmp_path / "t")]
+    points.write_text("[" * 100_000 + "]" * 100_000)
+    assert main([*argv, "--sync-points", str(points)]) == 2
+    assert capsys.readouterr().err == (
+        f"migcodec trace import-qemu: cannot read sync points from {points}: its JSON is "
+        "nested too deeply\n"
+    )
+    monkeypatch.setattr(qemu_stream, "MAX_SYNC_POINTS_BYTES", 8)
+    points.write_text("[0, 1, 2, 3]")
+    assert main([*argv, "--sync-points", str(points)]) == 2
+    assert capsys.readouterr().err == (
+        f"migcodec trace import-qemu: the sync points file {points} is larger than 8 B; give "
+        "the JSON file of sync points\n"
+    )
+
+
 def test_evaluate_refuses_a_cost_model_that_is_a_pipe(tmp_path, capsys):
     fifo = tmp_path / "model"
     os.mkfifo(fifo)

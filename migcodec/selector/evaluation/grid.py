@@ -13,7 +13,6 @@ hand somewhere pays for it more than it gains near the oracle elsewhere.
 from __future__ import annotations
 
 import itertools
-import json
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from migcodec.files import read_small_file
+from migcodec.files import parse_json, read_small_file
 from migcodec.selector.evaluation.replay import ReplayResult, fixed_configs, replay_configs, score
 from migcodec.selector.evaluation.table import Table
 from migcodec.selector.objectives import Objective
@@ -82,11 +81,9 @@ def load_grid(path: str | Path) -> list[dict[str, Any]]:
     except OSError as exc:
         raise PolicyError(f"cannot read grid {path}: {exc}") from exc
     try:
-        spec = json.loads(data)
+        spec = parse_json(data)
     except ValueError as exc:
-        raise PolicyError(f"cannot read grid {path}: {exc}") from exc
-    except RecursionError:
-        raise PolicyError(f"cannot read grid {path}: its JSON is nested too deeply") from None
+        raise PolicyError(f"cannot read grid {path}: {exc}") from None
     return grid_configs(spec)
 
 
