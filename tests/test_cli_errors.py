@@ -148,6 +148,12 @@ def refusal(command: str, option: str, reason: str) -> str:
             "--workers",
             "'1e-300' is less than 0.01 units, the least this option takes",
         ),
+        # a batch no stream carries: its calibration windows asked for 24 GiB
+        (
+            ["evaluate", "--workload", "phases", "--batch-pages", "100000"],
+            "--batch-pages",
+            "'100000' is more than 4096, the most this option takes",
+        ),
     ],
 )
 def test_wrong_values_are_refused_while_parsing_with_one_line(capsys, argv, option, reason):

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from migcodec.units import parse_rate, parse_size
+from migcodec.wire.format import MAX_BATCH_PAGES
 
 #: every migration's page size: ``--memory`` must be a whole number of these
 PAGE_SIZE = 4096
@@ -189,6 +190,10 @@ link_rates = _typed("link_rates", _link_rates)
 positive_int = _typed("positive_int", lambda text: _whole(text, 1))
 #: codec engines per codec: 1 to MAX_WORKERS
 workers = _typed("workers", lambda text: _whole(text, 1, MAX_WORKERS))
+#: pages per encoded batch: 1 to the most a migration stream's frame carries. A larger
+#: batch models no migration, and its calibration windows (two batches of every kind of
+#: page, with four held versions each) grow with it: 100000 pages asked for 24 GiB
+batch_pages = _typed("batch_pages", lambda text: _whole(text, 1, MAX_BATCH_PAGES))
 #: 0, 1, ...
 #: a random seed: 0, 1, ...
 nonnegative_int = _typed("nonnegative_int", lambda text: _whole(text, 0))

@@ -685,7 +685,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "every arm, the same numbers on every run) or a cost model JSON file",
     )
     p.add_argument(
-        "--batch-pages", type=types.positive_int, default=64, help="pages per encoded batch"
+        "--batch-pages",
+        type=types.batch_pages,
+        default=64,
+        help="pages per encoded batch (at most 4096, the most a migration stream's frame carries)",
     )
     p.add_argument(
         "--sample-pages",
