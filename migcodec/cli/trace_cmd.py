@@ -229,6 +229,8 @@ def import_qemu(args: argparse.Namespace) -> int:
             overwrite=args.force,
             command=shlex.join(words),
         )
+    except TraceError:  # TraceExists is an OSError too: _run words it for this command line
+        raise
     except OSError as exc:  # the stream or the output directory
         raise ValueError(f"{exc.filename or args.stream}: {exc.strerror or exc}") from None
     cut = "QEMU's dirty-bitmap syncs" if points is not None else "passes of QEMU's RAM scan"

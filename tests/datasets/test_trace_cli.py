@@ -247,6 +247,20 @@ def test_import_qemu_refuses_a_pipe_or_a_device_before_opening_it(tmp_path, caps
     assert not out.exists()
 
 
+def test_import_qemu_over_a_trace_names_force(tmp_path, capsys):
+    """It said "pass overwrite=True", the library's word, to a command-line user."""
+    trace = tmp_path / "t"
+    argv = ["trace", "synth", "--workload", "zero", "--pages", "16", "--windows", "1"]
+    assert main([*argv, "--out", str(trace)]) == 0
+    capsys.readouterr()
+    stream = Path(__file__).resolve().parent / "data" / "qemu-xbzrle.stream.xz"
+    assert main(["trace", "import-qemu", str(stream), "--out", str(trace)]) == 2
+    assert capsys.readouterr().err == (
+        f"migcodec trace import-qemu: {trace} already holds a trace; choose another --out or "
+        "pass --force to replace it\n"
+    )
+
+
 def test_import_qemu_refuses_sync_points_too_deep_or_too_large_to_be_sync_points(
     tmp_path, capsys, monkeypatch
 ):
