@@ -207,7 +207,7 @@ class _Input:
             ) from None
         if len(data) != n:
             raise QemuStreamTruncated(
-                f"the stream ends {n - len(data)} bytes into {what} (it needs {n}); it is "
+                f"the stream ends after {len(data)} of the {n} bytes of {what}; it is "
                 "truncated: record it again, or copy the whole file",
                 self.offset + len(data),
             )

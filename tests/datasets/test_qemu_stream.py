@@ -285,6 +285,14 @@ def test_every_truncation_is_reported_where_the_stream_ends(cut: int) -> None:
     assert f"at byte {cut} of the stream" in str(err)
 
 
+def test_a_truncation_says_how_much_of_the_read_arrived() -> None:
+    """It said "ends 1 bytes into the file magic (it needs 4)" of a stream of 3 bytes."""
+    assert str(_error(SAMPLE[:3])) == (
+        "the stream ends after 3 of the 4 bytes of the file magic; it is truncated: record it "
+        "again, or copy the whole file (at byte 3 of the stream)"
+    )
+
+
 def test_a_stream_that_stops_at_each_record_boundary_is_truncated() -> None:
     boundaries = {0, 4, 8, SAMPLE_NEEDED - 1}
     stats = ImportStats()
