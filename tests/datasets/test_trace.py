@@ -174,6 +174,32 @@ def test_an_unclosed_trace_is_readable_only_on_request(tmp_path: Path) -> None:
     _assert_same(ws[2], reader[2])
 
 
+@pytest.mark.parametrize("error", [RuntimeError("the source failed"), KeyboardInterrupt()])
+def test_a_write_left_by_an_exception_is_an_unclosed_trace_that_says_why(
+    tmp_path: Path, error: BaseException
+) -> None:
+    """An interrupt or a failed source mid-way leaves part of what was asked for: it was
+    sealed as complete, and read as the whole trace without a word."""
+    spec = get_workload("flip", n_pages=256, n_windows=4)
+    ws = list(Workload(spec))
+    with pytest.raises(type(error)), TraceWriter(tmp_path / "t", memory_pages=256) as writer:
+        writer.write(ws[0])
+        writer.write(ws[1])
+        raise error
+    with pytest.raises(TraceCorrupt) as caught:
+        TraceReader(tmp_path / "t")
+    assert str(caught.value) == (
+        f"{tmp_path / 't'} was not closed by its writer (2 windows indexed): the trace is "
+        "incomplete; write it again"
+    )
+    reader = TraceReader(tmp_path / "t", allow_incomplete=True)
+    assert len(reader) == 2
+    _assert_same(ws[1], reader[1])
+    info = reader.info()
+    assert not info.complete
+    assert info.end_reason == f"error: {type(error).__name__}: {error}"
+
+
 def test_writer_refuses_out_of_order_windows_and_existing_traces(trace) -> None:
     path, ws = trace
     with pytest.raises(TraceExists):

@@ -71,7 +71,9 @@ class TraceWriter:
     The manifest is written at open (``complete: false``) and rewritten by :meth:`close`
     with the window count, phases and totals, so a trace whose writer died is recognisable
     and its windows up to the last index entry stay readable. Use it as a context manager;
-    ``end_reason`` (e.g. "process exited") is recorded in the manifest.
+    ``end_reason`` (e.g. "process exited") is recorded in the manifest. An exception out of
+    the ``with`` block ends the trace unclosed (``complete: false``, with the error as its
+    ``end_reason``): it holds only part of what was asked for.
 
     A write the operating system refuses (a full disk, an I/O error) raises
     :class:`TraceWriteFailed` naming the path and the error; the partial trace is then left
@@ -201,6 +203,11 @@ class TraceWriter:
         return count
 
     def close(self) -> None:
+        """End the trace: every window written is indexed and the manifest says the trace
+        is complete, with ``end_reason``."""
+        self._end(complete=True)
+
+    def _end(self, complete: bool) -> None:
         if self._chunk is None:
             return
         try:
@@ -209,7 +216,7 @@ class TraceWriter:
             self._chunk = None
             if self._pool is not None:
                 self._pool.shutdown()
-            self._manifest["complete"] = True
+            self._manifest["complete"] = complete
             self._manifest["end_reason"] = self.end_reason
             self._write_manifest()
         except OSError as exc:
@@ -219,9 +226,17 @@ class TraceWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None and self.end_reason == "closed":
+        """A ``with`` block left by an exception (an interrupt, a source that failed mid
+        way) leaves the trace unclosed: the windows written stay indexed and readable with
+        ``allow_incomplete``, and the manifest says why it ended, but a reader that expects
+        the whole trace the writer was asked for is refused it (a trace marked complete
+        would pass for all of it)."""
+        if exc_type is None:
+            self.close()
+            return
+        if self.end_reason == "closed":
             self.end_reason = f"error: {exc_type.__name__}: {exc}"
-        self.close()
+        self._end(complete=False)
 
     # -- internals ------------------------------------------------------------------------
     def _abandon(self) -> None:
