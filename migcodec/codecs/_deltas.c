@@ -35,22 +35,28 @@
  *   dsa_create and dsa_deltas run the same pass (dsa_pass).
  *
  * record_frame(format, store, new, page_size, cap, copy_raw[, find_zero])
- *     -> (modes, head, data, raw, n_raw, n_zero)
+ *     -> (modes, segments, payload_nbytes, n_zero)
  *   A delta codec's whole frame when the destination holds every page, in one call: format
  *   0 is XBZRLE, 1 DSA (cap: its entry cap, as for dsa_deltas). store holds the versions
  *   the destination holds (the mirror's own rows, writable), and each of its pages is
  *   replaced by the new one right after the two are compared: the mirror records what the
  *   destination will hold in the pass that reads it, while both pages are in cache, rather
- *   than in a second pass over the batch. Returns the page modes of delta.py (a bytearray:
- *   1 raw, 2 delta, 4 unchanged), the blob's head (u32 0, no fall-back part; the u16
- *   length of each delta page), the deltas, the raw pages copied from new (None
- *   when there is none, or when every page is raw and copy_raw is false: the caller then
- *   sends new itself) and their number. The bytes are those of the entry points above.
- *   With find_zero, a page whose new version is all zero is found in the same pass (its
- *   mode 0, the framework's zero page, no payload; its store row holds the zeros) and
- *   n_zero counts them: the framework's own zero-page scan would read every page of the
- *   batch once more, before the kernel, where it is not in cache. Without it n_zero is 0.
- *   store and new must not overlap, unless they are the same buffer.
+ *   than in a second pass over the batch. The frame is laid out here as the framework lays
+ *   out a transform's result (base.py, Codec._lay_out), byte for byte, so the caller only
+ *   wraps it: modes are those of delta.py (1 raw, 2 delta, 4 unchanged), as a bytearray,
+ *   or as one int when every page has that mode (the caller then shares a read-only
+ *   table instead of making an array per batch); segments are the payload's parts, raw
+ *   pages first (copied from new when copy_raw says new may change, or when they are
+ *   gathered), then the blob (u32 0: no fall-back part; the u16 length of each delta
+ *   page; the deltas), or None when the payload is every page of new as it is (every page
+ *   raw and no copy asked for: the caller sends new itself). Deltas that do not make the
+ *   blob smaller than the pages they cover send every non-zero page raw. With find_zero,
+ *   a page whose new version is all zero is found in the same pass (its mode 0, the
+ *   framework's zero page, no payload; its store row holds the zeros) and n_zero counts
+ *   them: the framework's own zero-page scan would read every page of the batch once
+ *   more, before the kernel, where it is not in cache. Without it n_zero is 0. The bytes
+ *   are those of the entry points above. store and new must not overlap, unless they are
+ *   the same buffer.
  *
  * dsa_apply(pages, records, sizes, page_size) -> None | (code, value)
  *   Apply Delta Record per page (sizes: int64 bytes, one per page), strictly: every size a
@@ -661,6 +667,26 @@ static PyObject *dsa_deltas(PyObject *self, PyObject *args)
 #define MODE_UNCHANGED 4
 enum { FORMAT_XBZRLE = 0, FORMAT_DSA = 1 };
 
+/* The raw pages of new that a frame sends, gathered in page order: those whose mode is
+ * MODE_RAW (n_raw of them), into a new bytes object. */
+static PyObject *gather_raw(const unsigned char *md, const unsigned char *nw, Py_ssize_t m,
+                            Py_ssize_t page_size, Py_ssize_t n_raw)
+{
+    PyObject *raw = PyBytes_FromStringAndSize(NULL, n_raw * page_size);
+    if (!raw)
+        return NULL;
+    unsigned char *r = (unsigned char *)PyBytes_AS_STRING(raw);
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t p = 0; p < m; p++) {
+        if (md[p] == MODE_RAW) {
+            memcpy(r, nw + p * page_size, (size_t)page_size);
+            r += page_size;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    return raw;
+}
+
 static PyObject *record_frame(PyObject *self, PyObject *args)
 {
     Py_buffer store_view, new_view;
@@ -670,7 +696,8 @@ static PyObject *record_frame(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "iw*y*nnp|p", &format, &store_view, &new_view, &page_size, &cap,
                           &copy_raw, &find_zero))
         return NULL;
-    PyObject *modes = NULL, *head = NULL, *data = NULL, *raw = NULL, *out = NULL;
+    PyObject *modes = NULL, *head = NULL, *data = NULL, *raw = NULL, *segments = NULL;
+    PyObject *out = NULL;
     unsigned char *st = store_view.buf;
     const unsigned char *nw = new_view.buf;
     int dsa = format == FORMAT_DSA;
@@ -719,39 +746,63 @@ static PyObject *record_frame(PyObject *self, PyObject *args)
         n_raw += s_ == STATUS_RAW;
     }
     Py_END_ALLOW_THREADS
-    if (_PyBytes_Resize(&head, 4 + o.k * (Py_ssize_t)sizeof(uint16_t)) < 0 ||
-        _PyBytes_Resize(&data, o.used) < 0)
-        goto done;
-    if (copy_raw) {
+    Py_ssize_t n_encoded = m - n_raw - o.n_zero;
+    Py_ssize_t blob_nbytes = 4 + o.k * (Py_ssize_t)sizeof(uint16_t) + o.used;
+    if (n_encoded && blob_nbytes >= n_encoded * page_size) {
+        /* the deltas do not pay: every non-zero page goes raw, the raw pages copied in the
+         * pass dropped, as Codec._lay_out drops an encoding that is not smaller */
+        for (Py_ssize_t p = 0; p < m; p++)
+            md[p] = md[p] == MODE_ZERO ? MODE_ZERO : MODE_RAW;
+        n_raw = m - o.n_zero;
+        n_encoded = 0;
+        Py_CLEAR(raw);
+        if (copy_raw || o.n_zero) { /* else every page raw, not copied: the caller sends new */
+            raw = gather_raw(md, nw, m, page_size, n_raw);
+            if (!raw)
+                goto done;
+        }
+    } else if (copy_raw) {
         if (_PyBytes_Resize(&raw, n_raw * page_size) < 0)
             goto done;
-    } else if (n_raw && n_raw < m) {
-        /* the raw pages of a mixed frame gathered (every page raw: the caller sends new) */
-        Py_DECREF(raw);
-        raw = PyBytes_FromStringAndSize(NULL, n_raw * page_size);
-        if (!raw)
-            goto done;
-        unsigned char *r = (unsigned char *)PyBytes_AS_STRING(raw);
-        Py_BEGIN_ALLOW_THREADS
-        for (Py_ssize_t p = 0; p < m; p++) {
-            if (md[p] == MODE_RAW) {
-                memcpy(r, nw + p * page_size, (size_t)page_size);
-                r += page_size;
-            }
+    } else {
+        Py_CLEAR(raw);
+        if (n_raw && n_raw < m) { /* a mixed frame's raw pages (all raw: the caller sends new) */
+            raw = gather_raw(md, nw, m, page_size, n_raw);
+            if (!raw)
+                goto done;
         }
-        Py_END_ALLOW_THREADS
     }
-    if (!n_raw || (n_raw == m && !copy_raw)) {
-        Py_DECREF(raw);
-        raw = Py_None;
-        Py_INCREF(raw);
+    Py_ssize_t payload_nbytes = n_raw * page_size;
+    if (!n_encoded) {
+        if (!n_raw)
+            segments = PyTuple_New(0);
+        else
+            segments = raw ? PyTuple_Pack(1, raw) : Py_NewRef(Py_None);
+    } else {
+        if (_PyBytes_Resize(&head, 4 + o.k * (Py_ssize_t)sizeof(uint16_t)) < 0 ||
+            _PyBytes_Resize(&data, o.used) < 0)
+            goto done;
+        payload_nbytes += blob_nbytes;
+        if (n_raw)
+            segments = o.used ? PyTuple_Pack(3, raw, head, data) : PyTuple_Pack(2, raw, head);
+        else
+            segments = o.used ? PyTuple_Pack(2, head, data) : PyTuple_Pack(1, head);
     }
-    out = Py_BuildValue("(OOOOnn)", modes, head, data, raw, n_raw, o.n_zero);
+    if (!segments)
+        goto done;
+    Py_ssize_t same = 1;
+    for (Py_ssize_t p = 1; p < m && same; p++)
+        same = md[p] == md[0];
+    if (m && same)
+        out = Py_BuildValue("(iOnn)", (int)md[0], segments, payload_nbytes, o.n_zero);
+    else
+        out = Py_BuildValue("(OOnn)", modes, segments, payload_nbytes, o.n_zero);
 done:
     Py_XDECREF(modes);
     Py_XDECREF(head);
     Py_XDECREF(data);
     Py_XDECREF(raw);
+    Py_XDECREF(segments);
     PyBuffer_Release(&store_view);
     PyBuffer_Release(&new_view);
     return out;
@@ -852,8 +903,8 @@ static PyMethodDef methods[] = {
     {"dsa_deltas", dsa_deltas, METH_VARARGS,
      "dsa_deltas(old, new, page_size, cap) -> (status, counts, records)"},
     {"record_frame", record_frame, METH_VARARGS,
-     "record_frame(format, store, new, page_size, cap, copy_raw[, find_zero]) -> (modes, head, "
-     "data, raw, n_raw, n_zero)"},
+     "record_frame(format, store, new, page_size, cap, copy_raw[, find_zero]) -> (modes, "
+     "segments, payload_nbytes, n_zero)"},
     {"dsa_apply", dsa_apply, METH_VARARGS,
      "dsa_apply(pages, records, sizes, page_size) -> None | (code, value)"},
     {NULL, NULL, 0, NULL},

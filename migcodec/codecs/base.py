@@ -47,11 +47,33 @@ CPU_SAMPLE_EVERY = 64
 _ZERO, _RAW, _ENCODED = (np.uint8(m) for m in (PageMode.ZERO, PageMode.RAW, PageMode.ENCODED))
 _RAW_BYTE = bytes([PageMode.RAW])
 _ENCODED_BYTE = bytes([PageMode.ENCODED])
-_ALL_ENCODED = np.full(4096, _ENCODED, dtype=np.uint8)
-_ALL_ENCODED.flags.writeable = False
-# read-only "every page encoded" mode tables, one per batch size up to the common maximum
-# of 64 pages, so the hot path indexes a tuple instead of slicing an array per batch
-_ALL_ENCODED_BY_COUNT = tuple(_ALL_ENCODED[:n] for n in range(65))
+
+
+def _read_only_modes(mode: int) -> np.ndarray:
+    modes = np.full(4096, mode, dtype=np.uint8)
+    modes.flags.writeable = False
+    return modes
+
+
+# read-only "every page has this mode" tables, per mode, and per batch size up to the
+# common maximum of 64 pages, so the hot path indexes a tuple instead of making or slicing
+# an array per batch (frames keep them as their modes: shared, copied before any change)
+_SAME_MODE = tuple(_read_only_modes(mode) for mode in range(MAX_PAGE_MODE + 1))
+_SAME_MODE_BY_COUNT = tuple(tuple(full[:n] for n in range(65)) for full in _SAME_MODE)
+_ALL_ENCODED = _SAME_MODE[PageMode.ENCODED]
+_ALL_ENCODED_BY_COUNT = _SAME_MODE_BY_COUNT[PageMode.ENCODED]
+
+
+def same_modes(mode: int, n: int) -> np.ndarray:
+    """The modes of ``n`` pages that all travel as ``mode``: read-only, and shared for up
+    to 4096 pages (copy before changing them)."""
+    if n <= 64:
+        return _SAME_MODE_BY_COUNT[mode][n]
+    if n <= 4096:
+        return _SAME_MODE[mode][:n]
+    modes = np.full(n, mode, dtype=np.uint8)
+    modes.flags.writeable = False
+    return modes
 
 
 def _all_raw(data: np.ndarray, copy: bool) -> tuple:

@@ -29,7 +29,14 @@ from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
-from migcodec.codecs.base import Codec, PageEncoding, Recorded, _all_raw, _as_encoding
+from migcodec.codecs.base import (
+    Codec,
+    PageEncoding,
+    Recorded,
+    _all_raw,
+    _as_encoding,
+    same_modes,
+)
 from migcodec.codecs.batch import Batch
 from migcodec.codecs.changes import PageChanges
 from migcodec.codecs.encoded import CodecKind, CodecPath, PageMode, nbytes_of
@@ -42,7 +49,7 @@ FALLBACK = np.uint8(3)
 UNCHANGED = np.uint8(4)
 RAW = np.uint8(PageMode.RAW)
 #: the modes the C kernels' record_frame writes (_deltas.c)
-assert (RAW, DELTA, UNCHANGED) == (1, 2, 4)
+assert (ZERO, RAW, DELTA, UNCHANGED) == (0, 1, 2, 4)
 
 #: what ``make_deltas`` says about each page
 STATUS_UNCHANGED, STATUS_DELTA, STATUS_RAW = 0, 1, 2
@@ -75,37 +82,17 @@ class Deltas(NamedTuple):
     path: CodecPath | None = None
 
 
-def _recorded(done: tuple, pages: np.ndarray, copy_raw: bool) -> Recorded:
-    """The C kernel's ``record_frame`` result laid out as :meth:`Codec._lay_out` lays out
-    :meth:`DeltaCodec._encode_against`'s, byte for byte, with the raw fall-back; zero pages
-    (found by the kernel) carry no payload, as the framework's zero pages."""
-    modes, head, deltas, raw, n_raw, n_zero = done
-    modes = np.frombuffer(modes, _U8)  # a bytearray: the array is writable
-    n = modes.shape[0]
-    n_encoded = n - n_raw - n_zero
-    blob_nbytes = len(head) + len(deltas)
-    if not n_encoded:  # every non-zero page raw: the kernel copied them if asked to
-        if n_raw == n:
-            return Recorded(_all_raw(pages, False) if raw is None else (raw,), modes, pages.nbytes)
-        return Recorded((raw,) if n_raw else (), modes, n_raw * pages.shape[1], n_zero)
-    if blob_nbytes >= n_encoded * pages.shape[1]:  # not smaller: every page goes raw
-        return _all_raw_recorded(pages, modes, n_zero, copy_raw)
-    blob = (head, deltas) if deltas else (head,)
-    if not n_raw:
-        return Recorded(blob, modes, blob_nbytes, n_zero)
-    return Recorded((raw, *blob), modes, n_raw * pages.shape[1] + blob_nbytes, n_zero)
-
-
-def _all_raw_recorded(pages: np.ndarray, modes: np.ndarray, n_zero: int, copy_raw: bool):
-    """A recorded frame whose deltas did not pay: every non-zero page goes raw (the zero
-    pages' raw bytes gathered out, a copy, as the framework gathers the non-zero pages)."""
-    if not n_zero:
-        modes[:] = RAW
-        return Recorded(_all_raw(pages, copy_raw), modes, pages.nbytes)
-    nonzero = modes != ZERO
-    modes[nonzero] = RAW
-    data = pages[nonzero]
-    return Recorded((data.reshape(-1),), modes, data.nbytes, n_zero)
+def _recorded(done: tuple, pages: np.ndarray) -> Recorded:
+    """The C kernel's ``record_frame`` result as a :class:`Recorded`: the kernel lays the
+    frame out as :meth:`Codec._lay_out` lays out :meth:`DeltaCodec._encode_against`'s, byte
+    for byte, with the raw fall-back; zero pages (found by the kernel) carry no payload, as
+    the framework's zero pages. One mode for every page shares a read-only table."""
+    modes, segments, payload_nbytes, n_zero = done
+    n = pages.shape[0]
+    modes = same_modes(modes, n) if type(modes) is int else np.frombuffer(modes, _U8)
+    if segments is None:  # every page raw, not copied: the pages are the payload
+        segments = _all_raw(pages, False)
+    return Recorded(segments, modes, payload_nbytes, n_zero)
 
 
 def _parts(*buffers: Any) -> tuple:
@@ -283,7 +270,7 @@ class DeltaCodec(Codec):
                 result = self._encode_against(pages, held)
                 store[...] = pages
                 return result, lent
-            return _recorded(done, pages, copy_raw), lent
+            return _recorded(done, pages), lent
         except BaseException:
             destination.give_back(lent)
             raise

@@ -240,23 +240,49 @@ def test_record_frame_finds_zero_pages_when_asked(fmt, copy_raw):
     new[2] = rng.integers(0, 256, 64, dtype=np.uint8)  # raw
     new[3] = 0
     store = old.copy()
-    modes, head, data, raw, n_raw, n_zero = dk.native.record_frame(
-        fmt, store, new, 64, 6, copy_raw, True
-    )
-    assert bytes(modes) == bytes([0, 2, 1, 0]) and (n_raw, n_zero) == (1, 2)
-    assert raw == new[2].tobytes() and len(head) == 6
+    modes, segments, nbytes, n_zero = dk.native.record_frame(fmt, store, new, 64, 6, copy_raw, True)
+    assert bytes(modes) == bytes([0, 2, 1, 0]) and n_zero == 2
+    raw, head, data = segments  # raw pages first, then the blob
+    assert raw == new[2].tobytes() and len(head) == 6 and nbytes == 64 + 6 + len(data)
     np.testing.assert_array_equal(store, new)  # zero pages recorded as zeros
     # without find_zero the same pages are deltas or raw, and none is zero
     modes, *_, n_zero = dk.native.record_frame(fmt, old.copy(), new, 64, 6, copy_raw)
     assert 0 not in bytes(modes) and n_zero == 0
-    # every page zero: no payload at all
+    # every page zero: one mode for all of them, and no payload at all
     store = old.copy()
-    modes, head, data, raw, n_raw, n_zero = dk.native.record_frame(
+    modes, segments, nbytes, n_zero = dk.native.record_frame(
         fmt, store, np.zeros_like(new), 64, 6, copy_raw, True
     )
-    assert bytes(modes) == bytes(4) and (n_raw, n_zero) == (0, 4)
-    assert raw is None and head == bytes(4) and data == b""
+    assert (modes, segments, nbytes, n_zero) == (PageMode.ZERO, (), 0, 4)
     assert not store.any()
+
+
+@needs_native
+@pytest.mark.parametrize("copy_raw", [False, True])
+def test_record_frame_lays_out_the_frame(copy_raw):
+    """One mode for every page is an int; every page raw and not copied leaves the payload
+    to the caller (None); deltas that do not pay send every non-zero page raw."""
+    native = dk.native
+    rng = np.random.default_rng(14)
+    old = rng.integers(0, 256, (3, 64), dtype=np.uint8)
+    new = old.copy()
+    new[:, 8:16] ^= 1  # a delta in every page
+    modes, segments, nbytes, n_zero = native.record_frame(1, old.copy(), new, 64, 6, copy_raw)
+    _, data = segments  # the head, then the records
+    assert modes == PageMode.ENCODED and len(data) == 3 * 10 and nbytes == 4 + 6 + 30
+    new = rng.integers(0, 256, (3, 64), dtype=np.uint8)  # every page raw
+    modes, segments, nbytes, _ = native.record_frame(1, old.copy(), new, 64, 6, copy_raw)
+    assert modes == PageMode.RAW and nbytes == new.nbytes
+    assert segments == ((new.tobytes(),) if copy_raw else None)
+    # a record of 6 entries (60 bytes, 2 of length, 4 of head) does not pay on a 64-byte
+    # page: it goes raw beside the page that overflowed, the zero page stays zero
+    new = old.copy()
+    new[0] = 0
+    new.view(np.uint64)[1, :6] ^= 1
+    new[2] = ~old[2]
+    modes, segments, nbytes, n_zero = native.record_frame(1, old.copy(), new, 64, 6, copy_raw, 1)
+    assert bytes(modes) == bytes([0, 1, 1]) and n_zero == 1
+    assert segments == (new[1:].tobytes(),) and nbytes == 2 * 64
 
 
 @needs_native
@@ -276,11 +302,10 @@ def test_record_frame_checks_its_buffers():
     with pytest.raises(TypeError):
         native.record_frame(1, store.tobytes(), new, 64, 6, True)  # a store must be writable
     # the store may be the new pages themselves: nothing to copy, every page unchanged
-    modes, head, data, raw, n_raw, n_zero = native.record_frame(1, new, new, 64, 6, True)
-    assert bytes(modes) == bytes([4, 4]) and head == bytes(4) and data == b""
-    assert raw is None and n_raw == 0 and n_zero == 0
-    modes, head, data, raw, n_raw, n_zero = native.record_frame(1, store, new, 64, 6, True)
-    assert bytes(modes) == bytes([1, 1]) and raw == new.tobytes() and n_raw == 2
+    modes, segments, nbytes, n_zero = native.record_frame(1, new, new, 64, 6, True)
+    assert (modes, segments, nbytes, n_zero) == (4, (bytes(4),), 4, 0)
+    modes, segments, nbytes, n_zero = native.record_frame(1, store, new, 64, 6, True)
+    assert (modes, segments, nbytes) == (PageMode.RAW, (new.tobytes(),), 128)
     np.testing.assert_array_equal(store, new)
 
 
