@@ -89,15 +89,18 @@ class DestinationMirror:
         self.keys = np.full(self.n_slots, _EMPTY, dtype=np.int64)
         self.data = np.zeros((self.n_slots, page_size), dtype=np.uint8)
         self.lock = threading.Lock()
-        self._lent: list[slice] = []  # slots an encode reads and records in (lend_rows)
+        # slots an encode reads and records in (lend_rows), by their first slot: the slots,
+        # and how many times keys had been set empty (clear, forget, give_back) when they
+        # were lent: sent() sets a lent range's keys again only if some were emptied meanwhile
+        self._lent: dict[int, tuple[slice, int]] = {}
+        # what lend_rows hands out, by first slot (at most one per slot), kept: a batch's
+        # slots are lent again at the next iteration, and a new view and slice per batch
+        # cost more than the dictionary look-up once the kernel has left the caches cold
+        self._leases: dict[int, tuple[np.ndarray, slice]] = {}
         # the keys as bytes, which lend_rows compares without a numpy call (each costs a
         # few microseconds per batch once a delta kernel has left the caches cold)
         self._key_bytes = memoryview(self.keys).cast("B")
-        # how many times keys were set empty (clear, forget, give_back), and that count
-        # when each lent range (by its first slot) was lent: sent() sets a lent range's
-        # keys again only if some were emptied meanwhile
         self._forgets = 0
-        self._lent_at: dict[int, int] = {}
 
     @classmethod
     def holding(cls, indices: np.ndarray, pages: np.ndarray) -> DestinationMirror:
@@ -158,10 +161,12 @@ class DestinationMirror:
                 and not (self._lent and self._lent_within(start, stop))
                 and self._key_bytes[8 * start : 8 * stop].tobytes() == indices.tobytes()
             ):
-                lent = slice(start, stop)
-                self._lent.append(lent)
-                self._lent_at[start] = self._forgets
-                return self.data[lent], lent
+                lease = self._leases.get(start)
+                if lease is None or lease[1].stop != stop:
+                    lent = slice(start, stop)
+                    lease = self._leases[start] = (self.data[lent], lent)
+                self._lent[start] = (lease[1], self._forgets)
+                return lease
         return None
 
     def give_back(self, lent: slice | None) -> None:
@@ -171,8 +176,7 @@ class DestinationMirror:
         if lent is None:
             return
         with self.lock:
-            self._lent.remove(lent)  # lent ranges never overlap: this is the one lent
-            del self._lent_at[lent.start]
+            del self._lent[lent.start]  # lent ranges never overlap: this is the one lent
             self.keys[lent] = _EMPTY
             self._forgets += 1
 
@@ -208,8 +212,7 @@ class DestinationMirror:
         """
         with self.lock:
             if lent is not None:
-                self._lent.remove(lent)  # lent ranges never overlap: this is the one lent
-                forgets = self._lent_at.pop(lent.start)
+                _, forgets = self._lent.pop(lent.start)  # lent ranges never overlap
                 if copy and zero is None and lent.stop - lent.start == indices.shape[0]:
                     if forgets != self._forgets:  # clear() or forget() ran since it was lent
                         self.keys[lent] = indices
@@ -249,7 +252,7 @@ class DestinationMirror:
         slots = indices % self.n_slots
         if self._lent:
             lent = np.zeros(slots.shape[0], dtype=bool)
-            for taken in self._lent:
+            for taken, _ in self._lent.values():
                 lent |= (slots >= taken.start) & (slots < taken.stop)
             if lent.any():
                 self._forget(indices[lent])
@@ -272,7 +275,7 @@ class DestinationMirror:
 
     def _lent_within(self, start: int, stop: int) -> bool:
         """Whether any of the slots ``start..stop-1`` is lent."""
-        return any(taken.start < stop and start < taken.stop for taken in self._lent)
+        return any(taken.start < stop and start < taken.stop for taken, _ in self._lent.values())
 
     def _forget(self, indices: np.ndarray) -> None:
         slots = indices % self.n_slots

@@ -365,5 +365,5 @@ def test_a_lent_range_holds_its_pages_once_sent_whatever_was_emptied_meanwhile(e
     np.testing.assert_array_equal(held, pages[:4] + 1)
     if emptied != "other lease given back":
         mirror.sent(indices[4:], pages[4:], None, True, other)
-    assert not mirror._lent and not mirror._lent_at
+    assert not mirror._lent
     assert len(mirror) == (4 if emptied == "other lease given back" else 8)
