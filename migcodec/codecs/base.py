@@ -340,10 +340,10 @@ class Codec(ABC):
         live = record and staging is None and batch.is_single_run()
         n = block.shape[0]
         # a delta codec's C kernel records a batch held whole and finds its zero pages in
-        # the same pass: no scan of the batch first (DeltaCodec._record_whole)
+        # the same pass: no scan of the batch first (DeltaCodec._encode_lent)
         whole = None
         if against and self._kernel_records():
-            whole = self._record_whole(block, destination, batch, live)
+            whole = self._encode_lent(block, destination, batch.page_indices, live, True)
         zero = zero_page_rows(block) if whole is None else None
         lent = None  # mirror slots a delta transform reads in place, until sent() below
         n_zero = 0

@@ -82,19 +82,6 @@ class Deltas(NamedTuple):
     path: CodecPath | None = None
 
 
-def _recorded(done: tuple, pages: np.ndarray) -> Recorded:
-    """The C kernel's ``record_frame`` result as a :class:`Recorded`: the kernel lays the
-    frame out as :meth:`Codec._lay_out` lays out :meth:`DeltaCodec._encode_against`'s, byte
-    for byte, with the raw fall-back; zero pages (found by the kernel) carry no payload, as
-    the framework's zero pages. One mode for every page shares a read-only table."""
-    modes, segments, payload_nbytes, n_zero = done
-    n = pages.shape[0]
-    modes = same_modes(modes, n) if type(modes) is int else np.frombuffer(modes, _U8)
-    if segments is None:  # every page raw, not copied: the pages are the payload
-        segments = _all_raw(pages, False)
-    return Recorded(segments, modes, payload_nbytes, n_zero)
-
-
 def _parts(*buffers: Any) -> tuple:
     """The blob's parts as bytes or byte views, sent back to back without joining them (a
     join copied every delta once more); empty parts are left out."""
@@ -185,7 +172,7 @@ class DeltaCodec(Codec):
 
     def _kernel_records(self) -> bool:
         """Whether :meth:`_record_frame` makes frames here (a C kernel runs): the framework
-        then hands it a fully held batch before any zero-page scan (:meth:`_record_whole`)."""
+        then hands it a fully held batch before any zero-page scan (:meth:`_encode_lent`)."""
         return False
 
     # -- as a compressor: nothing known of the destination ---------------------------
@@ -226,21 +213,8 @@ class DeltaCodec(Codec):
         done = self._encode_lent(pages, destination, indices, copy_raw, False)
         if done is None:  # not held whole in consecutive slots: a copy of what is held
             return self._encode_against(pages, destination.reference(indices)), None
-        return done
-
-    def _record_whole(
-        self, pages: np.ndarray, destination: DestinationMirror, batch: Batch, copy_raw: bool
-    ) -> tuple[Recorded, slice] | None:
-        """The whole batch recorded by the C kernel (:meth:`_kernel_records`, which the
-        caller checked) in the slots the mirror lends, its zero pages found in the same
-        pass: :meth:`Codec.encode` calls this before its own zero-page scan, which read
-        every page once more, ahead of the kernel and out of cache (a quarter of the
-        framework's cost per 64-page batch). Returns the frame (zero pages included: modes,
-        ``n_zero``) and the slots lent, or ``None`` when the batch is not held whole in
-        consecutive slots (nothing lent; the framework then scans and encodes as usual). A
-        zero page's slot holds its zeros, as :meth:`DestinationMirror.sent` would record
-        them."""
-        return self._encode_lent(pages, destination, batch.page_indices, copy_raw, True)
+        result, lent = done
+        return (Recorded(*result) if type(result) is tuple else result), lent
 
     def _encode_lent(
         self,
@@ -249,13 +223,23 @@ class DeltaCodec(Codec):
         indices: np.ndarray,
         copy_raw: bool,
         find_zero: bool,
-    ) -> tuple[PageEncoding | Recorded, slice] | None:
+    ) -> tuple[PageEncoding | tuple, slice] | None:
         """``pages`` (those of ``indices``) encoded in the slots the mirror lends for them
         (``None``, nothing lent, when it cannot: :meth:`DestinationMirror.lend_rows`), and
-        the slots. The kernel's frame where :meth:`_record_frame` makes one (``find_zero``:
-        see there); otherwise :meth:`_encode_against` reads the slots, read-only, and the
-        pages are copied into them after. The slots are given back, forgotten, if encoding
-        fails: they may have been written."""
+        the slots. Where :meth:`_record_frame` makes the frame, it is returned as the
+        fields of a :class:`Recorded` (a plain tuple: this runs once per batch, after a
+        kernel that left the caches cold, where a named tuple's constructor is dear);
+        otherwise :meth:`_encode_against` reads the slots, read-only, and the pages are
+        copied into them after. The slots are given back, forgotten, if encoding fails:
+        they may have been written.
+
+        With ``find_zero`` the kernel also finds the zero pages (modes, ``n_zero``; a zero
+        page's slot holds its zeros, as :meth:`DestinationMirror.sent` would record them):
+        :meth:`Codec.encode` hands a whole batch here, when :meth:`_kernel_records`, before
+        its own zero-page scan, which read every page once more, ahead of the kernel and
+        out of cache (a quarter of the framework's cost per 64-page batch); ``None`` then
+        means the batch is not held whole in consecutive slots, and the framework scans and
+        encodes as usual."""
         lease = destination.lend_rows(indices)
         if lease is None:
             return None
@@ -270,7 +254,13 @@ class DeltaCodec(Codec):
                 result = self._encode_against(pages, held)
                 store[...] = pages
                 return result, lent
-            return _recorded(done, pages), lent
+            # the kernel laid the frame out; one mode for every page shares a table
+            modes, segments, payload_nbytes, n_zero = done
+            n = pages.shape[0]
+            modes = same_modes(modes, n) if type(modes) is int else np.frombuffer(modes, _U8)
+            if segments is None:  # every page raw, not copied: the pages are the payload
+                segments = _all_raw(pages, False)
+            return (segments, modes, payload_nbytes, n_zero), lent
         except BaseException:
             destination.give_back(lent)
             raise
