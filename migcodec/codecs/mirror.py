@@ -41,6 +41,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from migcodec.codecs import delta_kernels
 from migcodec.codecs.page_views import rows_as_slice
 
 #: QEMU's default XBZRLE cache size (``xbzrle-cache-size``), 64 MiB
@@ -148,26 +149,35 @@ class DestinationMirror:
         The caller writes the batch's pages into the rows before :meth:`sent` (a delta
         kernel copies each new page over its held version once compared), so :meth:`sent`
         sets the slots' keys and copies nothing."""
-        n = indices.shape[0]
+        n = len(indices)
         if not n:
             return None
-        start = indices.item(0) % self.n_slots
-        stop = start + n
+        native = delta_kernels.native
         with self.lock:
             # keys equal to the indices in consecutive slots: each page is in its slot
-            # (compared as bytes: one call; int64 indices, as batches have)
-            if (
-                stop <= self.n_slots
-                and not (self._lent and self._lent_within(start, stop))
-                and self._key_bytes[8 * start : 8 * stop].tobytes() == indices.tobytes()
-            ):
-                lease = self._leases.get(start)
-                if lease is None or lease[1].stop != stop:
-                    lent = slice(start, stop)
-                    lease = self._leases[start] = (self.data[lent], lent)
-                self._lent[start] = (lease[1], self._forgets)
-                return lease
-        return None
+            # (int64 indices, as batches have: compared as bytes, in one call)
+            if native is not None:
+                start = native.held_run(self._key_bytes, indices, n, self.n_slots)
+            else:
+                start = self._held_run(indices, n)
+            if start < 0 or (self._lent and self._lent_within(start, start + n)):
+                return None
+            lease = self._leases.get(start)
+            if lease is None or lease[1].stop != start + n:
+                lent = slice(start, start + n)
+                lease = self._leases[start] = (self.data[lent], lent)
+            self._lent[start] = (lease[1], self._forgets)
+            return lease
+
+    def _held_run(self, indices: np.ndarray, n: int) -> int:
+        """The C kernels' ``held_run`` (``_deltas.c``) for the numpy path: the first of the
+        ``n`` consecutive slots whose keys are ``indices``, or -1."""
+        first = indices.item(0)
+        start = first % self.n_slots
+        if first < 0 or start + n > self.n_slots:
+            return -1
+        held = self._key_bytes[8 * start : 8 * (start + n)].tobytes() == indices.tobytes()
+        return start if held else -1
 
     def give_back(self, lent: slice | None) -> None:
         """End a :meth:`lend_rows` whose batch is not sent: its slots may hold pages of

@@ -342,6 +342,28 @@ def test_a_writable_lease_is_recorded_by_its_holder_and_forgotten_if_given_back(
     np.testing.assert_array_equal(mirror.held(indices)[1], sent)
 
 
+@pytest.mark.parametrize("path", PATHS)
+def test_the_mirror_lends_only_runs_of_slots_keyed_by_the_batch(path):
+    """lend_rows finds the held run in one C call, or in numpy: the same answer either way,
+    and a batch that runs past the last slot, or whose indices are not int64, is not lent."""
+    mirror = DestinationMirror(64, 8 * 64)
+    pages = np.ones((8, 64), dtype=np.uint8)
+    mirror.record(np.arange(8, 16, dtype=np.int64), pages)  # slots 0..7 hold pages 8..15
+    with kernels(path):
+        rows, lent = mirror.lend_rows(np.arange(10, 13, dtype=np.int64))
+        assert lent == slice(2, 5) and rows.shape == (3, 64)
+        mirror.give_back(lent)  # pages 10..12 forgotten
+        assert mirror.lend_rows(np.arange(9, 11, dtype=np.int64)) is None  # 10 not held
+        assert mirror.lend_rows(np.arange(2, 5, dtype=np.int64)) is None  # other pages there
+        assert mirror.lend_rows(np.arange(13, 16, dtype=np.int32)) is None  # not int64
+        assert mirror.lend_rows(np.arange(15, 17, dtype=np.int64)) is None  # past the last slot
+        _, lent = mirror.lend_rows(np.arange(13, 16, dtype=np.int64))
+        assert lent == slice(5, 8)
+        mirror.give_back(lent)  # slot 7, where -1 would map, is empty: its key is -1
+        assert mirror.lend_rows(np.array([-1], dtype=np.int64)) is None
+    assert len(mirror) == 2 and not mirror._lent
+
+
 @pytest.mark.parametrize("emptied", ["clear", "forget", "other lease given back", "none"])
 def test_a_lent_range_holds_its_pages_once_sent_whatever_was_emptied_meanwhile(emptied):
     """sent() writes a lent range's keys only when keys were emptied while it was lent;
