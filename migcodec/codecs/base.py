@@ -45,6 +45,7 @@ RUN_BYTES = 12  # what one run costs on the wire (u64 first page + u32 count)
 #: one encode in this many reads the thread's CPU clock; see Codec.encode
 CPU_SAMPLE_EVERY = 64
 _ZERO, _RAW, _ENCODED = (np.uint8(m) for m in (PageMode.ZERO, PageMode.RAW, PageMode.ENCODED))
+_SOFTWARE = CodecPath.SOFTWARE
 _RAW_BYTE = bytes([PageMode.RAW])
 _ENCODED_BYTE = bytes([PageMode.ENCODED])
 
@@ -338,7 +339,7 @@ class Codec(ABC):
         # those are copied (below); deltas and compressed blobs are copies already, and the
         # mirror records the pages before encode returns, while memory still holds still.
         live = record and staging is None and batch.is_single_run()
-        n = block.shape[0]
+        n = batch.n_pages
         # a delta codec's C kernel records a batch held whole and finds its zero pages in
         # the same pass: no scan of the batch first (DeltaCodec._encode_lent)
         whole = None
@@ -418,7 +419,7 @@ class Codec(ABC):
             path, device_s = encoding.path, encoding.device_s
         stats = Measurements(
             n * page_size,
-            payload_nbytes + n + RUN_BYTES * batch.runs.shape[0],
+            payload_nbytes + n + RUN_BYTES * len(batch.runs),
             wall_s,
             cpu_s,
             device_s,
@@ -472,7 +473,7 @@ class Codec(ABC):
     def probe_path(self) -> CodecPath:
         """The path this instance's requests take when a request does not say
         (:attr:`PageEncoding.path`); codecs with a device say which they expect."""
-        return CodecPath.SOFTWARE
+        return _SOFTWARE  # a global: an enum member is a class look-up, dear when cold
 
     def decode(self, encoded: Encoded, memory: object) -> None:
         """Write the batch's pages into destination ``memory`` in place.

@@ -30,6 +30,7 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 
 from migcodec.codecs.base import (
+    _SAME_MODE_BY_COUNT,
     Codec,
     PageEncoding,
     Recorded,
@@ -257,7 +258,10 @@ class DeltaCodec(Codec):
             # the kernel laid the frame out; one mode for every page shares a table
             modes, segments, payload_nbytes, n_zero = done
             n = pages.shape[0]
-            modes = same_modes(modes, n) if type(modes) is int else np.frombuffer(modes, _U8)
+            if type(modes) is not int:
+                modes = np.frombuffer(modes, _U8)
+            else:  # the table, without a call for the common batch sizes
+                modes = _SAME_MODE_BY_COUNT[modes][n] if n <= 64 else same_modes(modes, n)
             if segments is None:  # every page raw, not copied: the pages are the payload
                 segments = _all_raw(pages, False)
             return (segments, modes, payload_nbytes, n_zero), lent

@@ -223,7 +223,7 @@ class DestinationMirror:
         with self.lock:
             if lent is not None:
                 _, forgets = self._lent.pop(lent.start)  # lent ranges never overlap
-                if copy and zero is None and lent.stop - lent.start == indices.shape[0]:
+                if copy and zero is None and lent.stop - lent.start == len(indices):
                     if forgets != self._forgets:  # clear() or forget() ran since it was lent
                         self.keys[lent] = indices
                     return  # else the keys are still the indices lend_rows compared
