@@ -338,13 +338,14 @@ class Codec(ABC):
         # frame must not show it raw pages that differ from what the mirror records. Only
         # those are copied (below); deltas and compressed blobs are copies already, and the
         # mirror records the pages before encode returns, while memory still holds still.
-        live = record and staging is None and batch.is_single_run()
+        live = record and staging is None and batch.single_run
         n = batch.n_pages
         # a delta codec's C kernel records a batch held whole and finds its zero pages in
         # the same pass: no scan of the batch first (DeltaCodec._encode_lent)
         whole = None
+        indices = None if destination is None else batch.page_indices
         if against and self._kernel_records():
-            whole = self._encode_lent(block, destination, batch.page_indices, live, True)
+            whole = self._encode_lent(block, destination, indices, live, True)
         zero = zero_page_rows(block) if whole is None else None
         lent = None  # mirror slots a delta transform reads in place, until sent() below
         n_zero = 0
@@ -404,7 +405,7 @@ class Codec(ABC):
                 destination.give_back(lent)
             raise
         if destination is not None:
-            destination.sent(batch.page_indices, block, zero, record, lent)
+            destination.sent(indices, block, zero, record, lent)
         wall_s = time.perf_counter() - wall0
         if sample_cpu:
             cpu_s = time.thread_time() - cpu0

@@ -111,7 +111,10 @@ class Batch:
         self.runs = as_runs(runs)
         self._span = None
         self._indices: np.ndarray | None = None
-        if self.runs.shape[0] == 1:
+        #: one run of pages (read in place as a view of memory): an attribute, which the
+        #: framework reads per batch, where a method call costs more than the answer
+        self.single_run = self.runs.shape[0] == 1
+        if self.single_run:
             first, count = self.runs[0].tolist()
             self.n_pages = check_run(first, count, self.memory.shape[0], max_pages)
             self._span = (first, first + count)
@@ -137,7 +140,7 @@ class Batch:
         return self.n_pages * self.page_size
 
     def is_single_run(self) -> bool:
-        return self.runs.shape[0] == 1
+        return self.single_run
 
     def pages(self, out: np.ndarray | None = None) -> np.ndarray:
         """The batch's pages as a ``(n_pages, page_size)`` array.
