@@ -326,11 +326,24 @@ class Codec(ABC):
         that follows, about 40 us of a 64-page delta batch of 90 us, so one in 8 was 5 us
         a batch; one in 64 is under 1 us (64 batches of 256 KiB are a few milliseconds).
         """
-        sample_cpu = self._cpu_countdown <= 0
         wall0 = time.perf_counter()
-        cpu0 = time.thread_time() if sample_cpu else 0.0
-        page_size = batch.page_size
+        cpu0 = time.thread_time() if self._cpu_countdown <= 0 else None  # None: no sample
         block = batch.pages(out=staging)
+        # a delta codec's C kernel records a batch held whole and finds its zero pages in
+        # the same pass: no scan of the batch first, and the frame is the kernel's, so it
+        # leaves here, past the general path's branches (DeltaCodec._encode_lent). Its raw
+        # pages are copies when read in place (live, below).
+        if destination is not None and self.reads_destination and self._kernel_records():
+            indices = batch.page_indices
+            live = staging is None and batch.single_run
+            whole = self._encode_lent(block, destination, indices, live, True)
+            if whole is not None:
+                (segments, modes, payload_nbytes, n_zero), lent = whole
+                destination.sent(indices, block, None, True, lent)
+                return self._encoded(
+                    batch, modes, segments, payload_nbytes, n_zero, None, wall0, cpu0
+                )
+        page_size = batch.page_size
         # a delta codec given a mirror encodes against what the destination holds
         against = destination is not None and self.reads_destination
         record = against or (destination is not None and destination.recording)
@@ -340,20 +353,11 @@ class Codec(ABC):
         # mirror records the pages before encode returns, while memory still holds still.
         live = record and staging is None and batch.single_run
         n = batch.n_pages
-        # a delta codec's C kernel records a batch held whole and finds its zero pages in
-        # the same pass: no scan of the batch first (DeltaCodec._encode_lent)
-        whole = None
-        indices = None if destination is None else batch.page_indices
-        if against and self._kernel_records():
-            whole = self._encode_lent(block, destination, indices, live, True)
-        zero = zero_page_rows(block) if whole is None else None
+        zero = zero_page_rows(block)
         lent = None  # mirror slots a delta transform reads in place, until sent() below
         n_zero = 0
         try:
-            if whole is not None:  # zero pages, if any, are in the frame's modes
-                (segments, modes, payload_nbytes, n_zero), lent = whole
-                encoding = None
-            elif zero is None and n <= _ALL_ENCODED.size:
+            if zero is None and n <= _ALL_ENCODED.size:
                 # shared and read-only; copied before any change
                 modes = _ALL_ENCODED_BY_COUNT[n] if n <= 64 else _ALL_ENCODED[:n]
                 if against:
@@ -405,9 +409,25 @@ class Codec(ABC):
                 destination.give_back(lent)
             raise
         if destination is not None:
-            destination.sent(indices, block, zero, record, lent)
+            destination.sent(batch.page_indices, block, zero, record, lent)
+        return self._encoded(batch, modes, segments, payload_nbytes, n_zero, encoding, wall0, cpu0)
+
+    def _encoded(
+        self,
+        batch: Batch,
+        modes: np.ndarray,
+        segments: tuple,
+        payload_nbytes: int,
+        n_zero: int,
+        encoding: PageEncoding | None,
+        wall0: float,
+        cpu0: float | None,
+    ) -> Encoded:
+        """:meth:`encode`'s frame, with its measurements: the wall time since ``wall0``, and
+        the CPU time since ``cpu0`` where this encode samples the thread's clock (see
+        :meth:`encode`; ``None``: it does not), else estimated from the last sample."""
         wall_s = time.perf_counter() - wall0
-        if sample_cpu:
+        if cpu0 is not None:
             cpu_s = time.thread_time() - cpu0
             self._cpu_per_wall = cpu_s / wall_s if wall_s > 0 else 1.0
             self._cpu_countdown = CPU_SAMPLE_EVERY
@@ -418,6 +438,7 @@ class Codec(ABC):
             path, device_s = self.probe_path(), None
         else:
             path, device_s = encoding.path, encoding.device_s
+        n, page_size = batch.n_pages, batch.page_size
         stats = Measurements(
             n * page_size,
             payload_nbytes + n + RUN_BYTES * len(batch.runs),
