@@ -98,6 +98,8 @@ class DeltaCodec(Codec):
     reads_destination = True
     #: largest page the subclass's format can describe
     max_page_size: ClassVar[int | None] = 1 << 19
+    #: the page size :meth:`_encode_lent` last found the format describes (0: none yet)
+    _page_size_checked: int = 0
 
     def __init__(self, fallback: str | dict[str, Any] = "lz4") -> None:
         from migcodec.codecs.registry import get_codec  # the registry imports this package
@@ -246,7 +248,10 @@ class DeltaCodec(Codec):
             return None
         store, lent = lease
         try:
-            self.check_page_size(pages.shape[1])
+            page_size = pages.shape[1]
+            if page_size != self._page_size_checked:  # a stream's page size stays: once
+                self.check_page_size(page_size)
+                self._page_size_checked = page_size
             done = self._record_frame(store, pages, copy_raw, find_zero)
             if done is None:
                 versions = store.view()

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from migcodec.codecs import Batch, DestinationMirror, get_codec
 from migcodec.codecs import delta_kernels as dk
 from migcodec.codecs.encoded import PageMode
+from migcodec.codecs.errors import PageSizeUnsupported
 from tests.codecs.kernel_paths import PATHS, kernels
 
 #: for the tests that call the C kernels directly (the others run both paths, or neither)
@@ -389,3 +390,19 @@ def test_a_lent_range_holds_its_pages_once_sent_whatever_was_emptied_meanwhile(e
         mirror.sent(indices[4:], pages[4:], None, True, other)
     assert not mirror._lent
     assert len(mirror) == (4 if emptied == "other lease given back" else 8)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_a_held_batch_of_pages_larger_than_the_format_is_refused(path):
+    """The page size is checked once per codec before its first lent batch, whichever
+    kernel runs, and every batch of a size the format cannot describe is refused."""
+    page_size = 2 * 0x4000  # past XBZRLE's 14-bit lengths
+    pages = np.ones((2, page_size), dtype=np.uint8)
+    mirror = DestinationMirror(page_size, 4 * page_size)
+    codec = get_codec("xbzrle")
+    with kernels(path):
+        for _ in range(2):
+            mirror.record(np.arange(2, dtype=np.int64), pages + 1)  # forgotten once refused
+            with pytest.raises(PageSizeUnsupported):
+                codec.encode(Batch(pages, [(0, 2)], page_size), destination=mirror)
+            assert not mirror._lent
