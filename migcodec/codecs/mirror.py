@@ -68,7 +68,8 @@ class DestinationMirror:
     """Direct-mapped record of the destination's page versions, ``budget_bytes`` at most.
 
     Thread-safe: engines of one stream encode concurrently, and each lookup or update of a
-    batch is one step under :attr:`lock`, so a slot's page number and contents always match.
+    batch is one step under :attr:`lock`, so a slot's page number and contents always match
+    (the end of a whole batch's lease, which writes nothing, takes no lock: :meth:`sent`).
     The page store is allocated zero-filled (the OS maps it lazily): a large budget costs
     memory only for the slots that are used, unless :meth:`prefault` is called.
     """
@@ -219,7 +220,20 @@ class DestinationMirror:
         zero page), the transform wrote the pages in those slots already, and their keys
         are the indices :meth:`lend_rows` compared: nothing is written, unless keys were
         emptied while the slots were lent (then the range's keys are set again).
+
+        That common end takes no lock (a lock costs as much as the rest once a delta
+        kernel has left the caches cold): it only drops this lease's own entry, which no
+        other thread touches, and writes no key. A forget, clear or give_back empties keys
+        before it counts itself, under the lock; counted, it sends this end down the
+        locked path, which sets the keys again; missed, the emptied keys stay empty, so
+        those pages are forgotten: a miss, never a wrong base. Readers of the lent ranges
+        iterate over a snapshot, so the entry may go while they read.
         """
+        whole = lent is not None and copy and zero is None
+        whole = whole and lent.stop - lent.start == len(indices)
+        if whole and self._lent[lent.start][1] == self._forgets:  # no key emptied since
+            del self._lent[lent.start]
+            return
         with self.lock:
             if lent is not None:
                 _, forgets = self._lent.pop(lent.start)  # lent ranges never overlap
@@ -262,7 +276,7 @@ class DestinationMirror:
         slots = indices % self.n_slots
         if self._lent:
             lent = np.zeros(slots.shape[0], dtype=bool)
-            for taken, _ in self._lent.values():
+            for taken, _ in tuple(self._lent.values()):  # a snapshot: see sent()
                 lent |= (slots >= taken.start) & (slots < taken.stop)
             if lent.any():
                 self._forget(indices[lent])
@@ -285,7 +299,8 @@ class DestinationMirror:
 
     def _lent_within(self, start: int, stop: int) -> bool:
         """Whether any of the slots ``start..stop-1`` is lent."""
-        return any(taken.start < stop and start < taken.stop for taken, _ in self._lent.values())
+        lent = tuple(self._lent.values())  # a snapshot: sent() may end a lease unlocked
+        return any(taken.start < stop and start < taken.stop for taken, _ in lent)
 
     def _forget(self, indices: np.ndarray) -> None:
         slots = indices % self.n_slots
