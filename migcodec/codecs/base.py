@@ -331,8 +331,8 @@ class Codec(ABC):
         block = batch.pages(out=staging)
         # a delta codec's C kernel records a batch held whole and finds its zero pages in
         # the same pass: no scan of the batch first, and the frame is the kernel's, so it
-        # leaves here, past the general path's branches (DeltaCodec._encode_lent). Its raw
-        # pages are copies when read in place (live, below).
+        # leaves here, past the general path's branches (DeltaCodec._encode_lent). Raw pages
+        # of a batch read in place are copies, for the reason given at ``live`` below.
         if destination is not None and self.reads_destination and self._kernel_records():
             indices = batch.page_indices
             live = staging is None and batch.single_run
