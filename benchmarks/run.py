@@ -4,7 +4,8 @@
 
 (a) framework / raw library call, 64-page batches, zlib-ng, lz4, zstd on memcached and seq
 (b) one 64-page batch / 64 one-page batches (throughput and compression ratio)
-(c) 2 engines / 1 engine through CodecEngines (zlib-ng, lz4, zstd), ratios per round
+(c) 2 engines / 1 engine through CodecEngines (zlib-ng, lz4, zstd), beside 2 / 1 plain
+    threads of raw library calls (the machine's own scaling), ratios per round
 (d) zero-page detection GB/s (all-zero pages: the full-scan worst case; mixed pages)
 """
 
@@ -14,12 +15,13 @@ import argparse
 import json
 import statistics
 import sys
+import threading
 import time
 
 import lz4.block
 import numpy as np
 import zstandard
-from timing import median_rate, median_ratio  # benchmarks/timing.py (the script directory)
+from timing import median_rate  # benchmarks/timing.py (the script directory)
 from zlib_ng import zlib_ng
 
 from migcodec.codecs import Batch, CodecEngines, get_codec, zero_page_mask
@@ -140,22 +142,65 @@ def _engine_rate(codec, mem: np.ndarray, engines: int, duration: float) -> float
         return done_bytes / (time.perf_counter() - t0)
 
 
+def _thread_rate(name: str, mem: np.ndarray, threads: int, duration: float) -> float:
+    """Bytes/s of ``threads`` plain threads calling the raw library on the same batches for
+    ``duration`` seconds, each with its own compressor: what this machine's cores give C
+    calls that release the interpreter lock, with no framework around them."""
+    views = [memoryview(mem[i : i + BATCH]).cast("B") for i in range(0, mem.shape[0], BATCH)]
+    done = [0] * threads
+    start = threading.Barrier(threads + 1)
+
+    def work(k: int) -> None:
+        call = _raw_calls(name)
+        start.wait()
+        t_end = time.perf_counter() + duration
+        i = k
+        while time.perf_counter() < t_end:
+            call(views[i % len(views)])
+            done[k] += views[i % len(views)].nbytes
+            i += 1
+
+    workers = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
+    for w in workers:
+        w.start()
+    start.wait()
+    t0 = time.perf_counter()
+    for w in workers:
+        w.join()
+    return sum(done) / (time.perf_counter() - t0)
+
+
 def bench_engines(mem: np.ndarray, repeats: int, duration: float) -> list[dict]:
-    """2 engines against 1, a round of each per repeat (the order alternating), and the
-    ratio taken per round: on a shared machine both halves of a round meet the same load."""
+    """2 engines against 1, and beside them 2 plain threads of raw library calls against 1
+    (the scaling this machine's cores give C calls alone: two vCPUs of a VM may share a
+    core's caches, or their host, and give well under 2x). Each repeat is a round of all
+    four, in an order that rotates from round to round, and every ratio is taken per round:
+    on a shared machine the parts of a round meet the same load."""
     rows = []
     for name in ("zlib-ng", "lz4", "zstd"):
         codec = get_codec(name)
-        one, two = [], []
+        runs: dict[tuple[str, int], list[float]] = {}
+        kinds = [("engines", 1), ("engines", 2), ("threads", 1), ("threads", 2)]
         for r in range(repeats):
-            for engines in (1, 2) if r % 2 == 0 else (2, 1):
-                (one if engines == 1 else two).append(_engine_rate(codec, mem, engines, duration))
+            for kind, n in kinds[r % 4 :] + kinds[: r % 4]:
+                rate = (
+                    _engine_rate(codec, mem, n, duration)
+                    if kind == "engines"
+                    else _thread_rate(name, mem, n, duration)
+                )
+                runs.setdefault((kind, n), []).append(rate)
+        engines = [b / a for a, b in zip(runs["engines", 1], runs["engines", 2], strict=True)]
+        threads = [b / a for a, b in zip(runs["threads", 1], runs["threads", 2], strict=True)]
         rows.append(
             {
                 "codec": name,
-                "one_engine_mb_s": statistics.median(one) / 1e6,
-                "two_engines_mb_s": statistics.median(two) / 1e6,
-                "two_over_one": median_ratio(two, one),  # rates, so two over one
+                "one_engine_mb_s": statistics.median(runs["engines", 1]) / 1e6,
+                "two_engines_mb_s": statistics.median(runs["engines", 2]) / 1e6,
+                "two_over_one": statistics.median(engines),
+                "raw_threads_two_over_one": statistics.median(threads),
+                "engines_scaling_over_raw_threads": statistics.median(
+                    [e / t for e, t in zip(engines, threads, strict=True)]
+                ),
             }
         )
     return rows
@@ -214,11 +259,13 @@ def main(argv: list[str] | None = None) -> int:
             f"  {r['codec']:<8} speed {r['speed_batch_over_page']:.2f}x  compression ratio "
             f"{r['ratio_batch']:.3f} vs {r['ratio_per_page']:.3f}"
         )
-    print("\n(c) 2 engines / 1 engine (seq)")
+    print("\n(c) 2 engines / 1 engine (seq), beside 2 / 1 plain threads of raw library calls")
     for r in report["engines_2_vs_1"]:
         print(
             f"  {r['codec']:<8} {r['one_engine_mb_s']:8.0f} -> {r['two_engines_mb_s']:8.0f}"
-            f" MB/s  ratio {r['two_over_one']:.2f}"
+            f" MB/s  ratio {r['two_over_one']:.2f}; raw threads "
+            f"{r['raw_threads_two_over_one']:.2f}; engines' scaling / raw threads' "
+            f"{r['engines_scaling_over_raw_threads']:.2f}"
         )
     print(f"\n(d) zero-page detection ({ZERO_SCAN})")
     for r in report["zero_detection"]:
