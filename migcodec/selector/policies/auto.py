@@ -178,6 +178,10 @@ class Auto(Policy):
     threads need around each batch (``docs/results/migration.md`` measures what rereading
     at most windows cost the reference engine).
 
+    The defaults are the configuration that ``python benchmarks/selector_eval.py --loto``
+    chooses, on the traces under ``corpus/traces/`` other than the one it scores, for most
+    of them (``docs/results/selector.md``).
+
     Per window the policy does a few dozen numpy operations on arrays of one entry per arm
     (``benchmarks/selector.py`` times them): no loop runs per page.
     """
@@ -188,14 +192,14 @@ class Auto(Policy):
 
     def __init__(
         self,
-        drift: float = 0.2,
-        change: float = 0.5,
+        drift: float = 0.1,
+        change: float = 1.0,
         arm_drift: float = 0.02,
         probe_noise: float = 0.6,
-        value: float = 1.0,
+        value: float = 2.0,
         learn: float = 0.3,
         upkeep: float = 0.01,
-        negligible: float = 0.003,
+        negligible: float = 0.001,
         batch_pages: int = 64,
     ) -> None:
         for key, number in (
