@@ -19,12 +19,16 @@ BUILTIN_CODECS = [
     "xbzrle = migcodec.codecs.plugins.xbzrle:XbzrleCodec",
 ]
 
+# what both extensions read pages with (one zero-page rule for both)
+PAGE_WORDS = "migcodec/codecs/_page_words.h"
+
 # Zero-page detection and page-change counts in C (migcodec/codecs/zero.py and changes.py
 # say why). Optional: without a C compiler the build still succeeds, numpy does the same
 # work, and `migcodec codecs` reports which one runs.
 PAGE_SCAN = Extension(
     "migcodec.codecs._pagescan",
     ["migcodec/codecs/_pagescan.c"],
+    depends=[PAGE_WORDS],
     extra_compile_args=["-O3"],
     optional=True,
 )
@@ -34,6 +38,7 @@ PAGE_SCAN = Extension(
 DELTA_KERNELS = Extension(
     "migcodec.codecs._deltas",
     ["migcodec/codecs/_deltas.c"],
+    depends=[PAGE_WORDS],
     extra_compile_args=["-O3"],
     optional=True,
 )

@@ -79,6 +79,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "_page_words.h"
+
 #define STATUS_UNCHANGED 0
 #define STATUS_DELTA 1
 #define STATUS_RAW 2
@@ -102,12 +104,6 @@
 static const uint64_t LOW7 = 0x7F7F7F7F7F7F7F7FULL;
 static const uint64_t HIGH = 0x8080808080808080ULL;
 
-static inline uint64_t load64(const unsigned char *p)
-{
-    uint64_t v;
-    memcpy(&v, p, sizeof v); /* alignment-safe; one load */
-    return v;
-}
 
 static inline void store64(unsigned char *p, uint64_t v) { memcpy(p, &v, sizeof v); }
 
@@ -122,12 +118,12 @@ static inline Py_ssize_t skip_equal(const unsigned char *a, const unsigned char 
                                     Py_ssize_t n)
 {
     Py_ssize_t w = i & ~(Py_ssize_t)7;
-    uint64_t x = (load64(a + w) ^ load64(b + w)) & (~0ULL << (8 * (i - w)));
+    uint64_t x = (load_word(a + w) ^ load_word(b + w)) & (~0ULL << (8 * (i - w)));
     while (!x) {
         w += 8;
         if (w >= n)
             return n;
-        x = load64(a + w) ^ load64(b + w);
+        x = load_word(a + w) ^ load_word(b + w);
     }
     return w + (__builtin_ctzll(x) >> 3);
 }
@@ -138,12 +134,12 @@ static inline Py_ssize_t skip_diff(const unsigned char *a, const unsigned char *
 {
     Py_ssize_t w = i & ~(Py_ssize_t)7;
     /* bytes before i count as differing: set them non-zero */
-    uint64_t z = zero_bytes((load64(a + w) ^ load64(b + w)) | ~(~0ULL << (8 * (i - w))));
+    uint64_t z = zero_bytes((load_word(a + w) ^ load_word(b + w)) | ~(~0ULL << (8 * (i - w))));
     while (!z) {
         w += 8;
         if (w >= n)
             return n;
-        z = zero_bytes(load64(a + w) ^ load64(b + w));
+        z = zero_bytes(load_word(a + w) ^ load_word(b + w));
     }
     return w + (__builtin_ctzll(z) >> 3);
 }
@@ -182,12 +178,12 @@ static inline void update_run(unsigned char *upd, const unsigned char *new_, Py_
         return;
     }
     for (; n >= 8; start += 8, n -= 8)
-        store64(upd + start, load64(new_ + start));
+        store64(upd + start, load_word(new_ + start));
     if (!n)
         return;
     if (slen - start >= 8) {
         uint64_t keep = ~0ULL << (8 * n); /* 0 < n < 8 */
-        store64(upd + start, (load64(new_ + start) & ~keep) | (load64(upd + start) & keep));
+        store64(upd + start, (load_word(new_ + start) & ~keep) | (load_word(upd + start) & keep));
     } else {
         memcpy(upd + start, new_ + start, (size_t)n);
     }
@@ -251,27 +247,6 @@ static int check_pair(const Py_buffer *a, const Py_buffer *b, Py_ssize_t page_si
         return -1;
     }
     return 0;
-}
-
-/* Whether a page is all zero, as the framework's zero-page scan decides (_pagescan.c):
- * first and last word, then the whole page in 256-byte blocks. Called on a page the pass
- * has just read, so its words are in cache. */
-static inline int page_is_zero(const unsigned char *page, Py_ssize_t page_size)
-{
-    if (load64(page) | load64(page + page_size - 8))
-        return 0;
-    Py_ssize_t off = 0;
-    for (; off + 256 <= page_size; off += 256) {
-        uint64_t acc = 0;
-        for (int i = 0; i < 256; i += 8)
-            acc |= load64(page + off + i);
-        if (acc)
-            return 0;
-    }
-    uint64_t acc = 0;
-    for (; off < page_size; off += 8)
-        acc |= load64(page + off);
-    return acc == 0;
 }
 
 /* What one encode pass writes. status, data and used are always there; the others may be
@@ -425,7 +400,7 @@ static int xbzrle_decode_page(const unsigned char *src, Py_ssize_t slen, unsigne
             /* short runs dominate sparse changes: an 8-byte read-modify-write keeps the
              * bytes of the page past the run as they are */
             uint64_t keep = count == 8 ? 0 : ~0ULL << (8 * count);
-            uint64_t v = (load64(src + i) & ~keep) | (load64(page + d) & keep);
+            uint64_t v = (load_word(src + i) & ~keep) | (load_word(page + d) & keep);
             store64(page + d, v);
         } else {
             memcpy(page + d, src + i, count);
@@ -513,8 +488,8 @@ dsa_page(const unsigned char *old, const unsigned char *new_, Py_ssize_t words, 
     Py_ssize_t count = 0, w = 0;
     for (; w + 4 <= words; w += 4) {
         const unsigned char *a = old + 8 * w, *b = new_ + 8 * w;
-        uint64_t x0 = load64(a) ^ load64(b), x1 = load64(a + 8) ^ load64(b + 8);
-        uint64_t x2 = load64(a + 16) ^ load64(b + 16), x3 = load64(a + 24) ^ load64(b + 24);
+        uint64_t x0 = load_word(a) ^ load_word(b), x1 = load_word(a + 8) ^ load_word(b + 8);
+        uint64_t x2 = load_word(a + 16) ^ load_word(b + 16), x3 = load_word(a + 24) ^ load_word(b + 24);
         if (!(x0 | x1 | x2 | x3))
             continue;
         uint64_t xs[4] = {x0, x1, x2, x3};
@@ -543,7 +518,7 @@ dsa_page(const unsigned char *old, const unsigned char *new_, Py_ssize_t words, 
             memcpy(upd + 8 * w, b, 32);
     }
     for (; w < words; w++) {
-        if (load64(old + 8 * w) != load64(new_ + 8 * w)) {
+        if (load_word(old + 8 * w) != load_word(new_ + 8 * w)) {
             if (count == cap)
                 goto overflow;
             uint16_t off = (uint16_t)w;

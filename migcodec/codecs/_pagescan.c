@@ -39,30 +39,7 @@
 #include <emmintrin.h>
 #endif
 
-static inline uint64_t load_word(const unsigned char *p)
-{
-    uint64_t v;
-    memcpy(&v, p, sizeof v); /* alignment-safe; compiles to one load */
-    return v;
-}
-
-/* Whole-page scan, only for pages whose first and last words are zero. Checks in 256-byte
- * blocks so a page that is mostly zero but not entirely stops at its first non-zero block. */
-static int page_is_zero(const unsigned char *page, Py_ssize_t page_size)
-{
-    Py_ssize_t off = 0;
-    for (; off + 256 <= page_size; off += 256) {
-        uint64_t acc = 0;
-        for (int i = 0; i < 256; i += 8)
-            acc |= load_word(page + off + i);
-        if (acc)
-            return 0;
-    }
-    uint64_t acc = 0;
-    for (; off < page_size; off += 8)
-        acc |= load_word(page + off);
-    return acc == 0;
-}
+#include "_page_words.h"
 
 static PyObject *zero_pages(PyObject *self, PyObject *args)
 {
@@ -89,7 +66,7 @@ static PyObject *zero_pages(PyObject *self, PyObject *args)
      * switch. Only the full scans of candidate pages below release it. */
     for (Py_ssize_t i = 0; i < n; i++) {
         const unsigned char *page = base + i * page_size;
-        if (!(load_word(page) | load_word(page + page_size - 8)) && page_is_zero(page, page_size)) {
+        if (page_is_zero(page, page_size)) {
             first_candidate = i;
             break;
         }
@@ -107,8 +84,7 @@ static PyObject *zero_pages(PyObject *self, PyObject *args)
         Py_BEGIN_ALLOW_THREADS
         for (Py_ssize_t i = first_candidate + 1; i < n; i++) {
             const unsigned char *page = base + i * page_size;
-            mask[i] = !(load_word(page) | load_word(page + page_size - 8)) &&
-                      page_is_zero(page, page_size);
+            mask[i] = page_is_zero(page, page_size);
         }
         Py_END_ALLOW_THREADS
     }
@@ -413,8 +389,7 @@ static void run_scan(struct scan *s)
     for (Py_ssize_t i = 0; i < s->n; i++) {
         Py_ssize_t row = s->rows != NULL ? (Py_ssize_t)s->rows[i] : i;
         const unsigned char *page = s->new + row * s->page_size;
-        int zero = !(load_word(page) | load_word(page + s->page_size - 8)) &&
-                   page_is_zero(page, s->page_size);
+        int zero = page_is_zero(page, s->page_size);
         s->zero[i] = (unsigned char)zero;
         if (zero)
             continue;
