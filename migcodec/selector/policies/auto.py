@@ -297,7 +297,6 @@ class Auto(Policy):
         self._ratio_version = 0  # the filter's estimates alone (see _compressor_payloads)
         self._compressors: tuple | None = None
         self._shape: tuple | None = None
-        self._no_fallback = [None] * k  # per arm: see _delta_page_cost
         self._feature_value = math.inf  # loss reading features avoided, per guest byte
         self._pages = 0.0  # the size of the window being chosen for
         self._expected = 0.0  # the predicted loss of the arm chosen
@@ -344,10 +343,9 @@ class Auto(Policy):
         if base is None or base[0] != self._ratio_version:  # the filter moved
             base = self._compressors = (self._ratio_version, *self._compressor_payloads())
         _, payload, lr, per_page = base
-        fallback_parts = self._no_fallback
+        fallback_parts = [None] * self.n_arms  # per delta arm with a fall-back: see below
         if self._delta_arms:  # the delta arms' entries, on copies of the compressors'
             payload, lr, per_page = payload[:], lr[:], per_page[:]
-            fallback_parts = fallback_parts[:]
             page_size = self.page_size
             estimates, held = self._delta_estimates(f), f.held_frac
             rows = self._cost_rows
@@ -432,9 +430,7 @@ class Auto(Policy):
         if fallback is not None:
             held, fb, _ = fallback
             each = (each - (1.0 - held) * fb) / max(held, 1e-9)
-        page_size = self.page_size
-        records = math.log(page_size / min(max(each, 1.0), page_size))  # _log_ratio(each)
-        own = self._cost_rows[arm][min(int(records * _GRID_SCALE), _GRID_STEPS)]
+        own = self._grid_cost(arm, self._log_ratio(each))
         return self._delta_page_cost(own, fallback)
 
     def _window(self, f: WindowFeatures, pages: float | None) -> tuple[float, ...]:
