@@ -156,8 +156,9 @@ def _thread_rate(name: str, mem: np.ndarray, threads: int, duration: float) -> f
         t_end = time.perf_counter() + duration
         i = k
         while time.perf_counter() < t_end:
-            call(views[i % len(views)])
-            done[k] += views[i % len(views)].nbytes
+            view = views[i % len(views)]
+            call(view)
+            done[k] += view.nbytes
             i += 1
 
     workers = [threading.Thread(target=work, args=(k,)) for k in range(threads)]

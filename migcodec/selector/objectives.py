@@ -145,11 +145,11 @@ class Throughput(Objective):
         return self.charged_reward(o, 0.0)
 
     def charged_reward(self, o: Outcome, seconds: float) -> float:
-        # Outcome.charged and busy_s, inline: this runs once per window of every stream
-        if o.device_s is not None:
-            busy = o.device_s  # the device's time: selection work runs on the host
-        else:
-            busy = (o.cpu_s if self.clock == "cpu" else o.wall_s) + seconds
+        # Outcome.charged, without making the charged outcome (once per window of every
+        # stream): selection work runs on the host, so a device's time is not charged it
+        busy = o.busy_s(self.clock)
+        if o.device_s is None:
+            busy += seconds
         rate = o.input_bytes / busy if busy > 0 else math.inf
         ratio = o.input_bytes / o.output_bytes if o.output_bytes > 0 else math.inf
         return min(self.workers * rate, self.link * ratio)
