@@ -64,9 +64,17 @@ def decision_latency(
     policy = selector.policy
     buys = policy.needs == "probe"
     skips = type(policy).wants_features is not Policy.wants_features
+    # a window's outcome carries its zero-page count, as an engine's and a replay's do
+    window_bytes = 4 << 20
     outcomes = [
-        Outcome(4 << 20, (4 << 20) / rng.uniform(1, 4), 4e-3, 4e-3 * rng.uniform(0.5, 1.5))
-        for _ in range(windows)
+        Outcome(
+            window_bytes,
+            window_bytes / rng.uniform(1, 4),
+            4e-3,
+            4e-3 * rng.uniform(0.5, 1.5),
+            zero_pages=window_bytes // 4096 * float(pool[w // 20 % len(pool)].context[1]),
+        )
+        for w in range(windows)
     ]
     for w, outcome in enumerate(outcomes):
         feats = pool[w // 20 % len(pool)]

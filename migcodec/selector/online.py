@@ -167,10 +167,12 @@ class Selector:
         return reward
 
     def _remember(self, arm: int, outcome: Outcome, step: float = 0.3) -> None:
+        guest, sent = outcome.input_bytes, outcome.output_bytes
         busy = outcome.busy_s(self._clock)
-        if outcome.input_bytes <= 0 or busy <= 0:
+        if guest <= 0 or busy <= 0:
             return
-        ratio, rate = outcome.ratio, outcome.input_bytes / busy
+        # Outcome.ratio, inline: a property's call costs more than its division, per window
+        ratio, rate = guest / sent if sent > 0 else math.inf, guest / busy
         old = self._recent_ratio[arm]
         self._recent_ratio[arm] = ratio if old != old else old + step * (ratio - old)  # nan: first
         old = self._recent_rate[arm]

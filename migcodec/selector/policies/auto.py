@@ -96,6 +96,19 @@ _GRID_STEPS = 640
 _GRID_SCALE = _GRID_STEPS / float(_LOG_KNOTS[-1])
 
 
+def _grid_step(log_ratio: float) -> int:
+    """The step of the tabulated cost curves (see ``Auto._page_costs``) at ``log_ratio``
+    (>= 0), the last one beyond the last knot."""
+    step = int(log_ratio * _GRID_SCALE)
+    return step if step < _GRID_STEPS else _GRID_STEPS
+
+
+def _least_var(var: float) -> float:
+    """``max(var, _CPU_DRIFT_VAR)``, in a conditional expression: the update runs it three
+    times a window, and a call of ``max`` costs several times as much."""
+    return var if var > _CPU_DRIFT_VAR else _CPU_DRIFT_VAR
+
+
 def _argmin(values: list[float]) -> int:
     """The first index of the smallest value (as ``np.argmin``), on a short list."""
     return values.index(min(values))
@@ -228,7 +241,9 @@ class Auto(Policy):
         compressing = ~self.is_delta & (kinds != CodecKind.RAW)
         self._c = np.flatnonzero(compressing)  # compressing arms, in filter order
         self._c_list = self._c.tolist()
-        self._slot = {arm: slot for slot, arm in enumerate(self._c_list)}  # arm -> filter
+        self._slot: list[int | None] = [None] * k  # arm -> its filter slot (compressing arms)
+        for slot, arm in enumerate(self._c_list):
+            self._slot[arm] = slot
         # each compressing arm and the index of its offset in the filter's state
         self._c_state = [(arm, 2 + slot) for slot, arm in enumerate(self._c_list)]
         self._delta_arms = np.flatnonzero(self.is_delta).tolist()
@@ -358,17 +373,21 @@ class Auto(Policy):
                     each, share, records = fb, 0.0, 0.0
                 else:
                     est = estimates[i]  # an arm without an estimate sends pages raw
-                    est = page_size if not math.isfinite(est) else est
-                    est = min(est * math.exp(self.delta_bias[i]), page_size)
-                    each = max(held * est + (1.0 - held) * fb, 1.0)
-                    share, records = held, math.log(page_size / max(est, 1.0))
+                    if not math.isfinite(est):
+                        est = page_size
+                    est *= math.exp(self.delta_bias[i])
+                    if est > page_size:
+                        est = page_size
+                    each = held * est + (1.0 - held) * fb
+                    if each < 1.0:
+                        each = 1.0
+                    share, records = held, math.log(page_size / (1.0 if est < 1.0 else est))
                 payload[i] = each
                 lr[i] = math.log(page_size / each)
                 if fallback >= 0:
-                    through = lr[fallback]
-                    fb_cost = rows[fallback][min(int(through * _GRID_SCALE), _GRID_STEPS)]
+                    fb_cost = rows[fallback][_grid_step(lr[fallback])]
                     fallback_parts[i] = (share, fb, fb_cost)
-                own = rows[i][min(int(records * _GRID_SCALE), _GRID_STEPS)]
+                own = rows[i][_grid_step(records)]
                 per_page[i] = self._delta_page_cost(own, fallback_parts[i])
         shape = (payload, lr, per_page)
         self._shape = (f, self._version, shape, fallback_parts)
@@ -389,11 +408,7 @@ class Auto(Policy):
             m = (m if m < log_page else log_page) if m > 0.0 else 0.0
             lr[arm] = m
             payload[arm] = page_size * math.exp(-m)
-        top = _GRID_STEPS  # _grid_cost for every arm at once (the hot path: no call per arm)
-        per_page = [
-            row[i if i < top else top]
-            for row, i in zip(self._cost_rows, [int(x * _GRID_SCALE) for x in lr], strict=True)
-        ]
+        per_page = [row[_grid_step(x)] for row, x in zip(self._cost_rows, lr, strict=True)]
         return payload, lr, per_page
 
     @staticmethod
@@ -410,33 +425,35 @@ class Auto(Policy):
         held, _, fallback_cost = fallback
         return held * own + (1.0 - held) * fallback_cost
 
-    def _grid_cost(self, arm: int, log_ratio: float) -> float:
-        """The model's CPU seconds per non-zero page of ``arm`` at ``log_ratio`` (>= 0),
-        from its tabulated curve."""
-        return self._cost_rows[arm][min(int(log_ratio * _GRID_SCALE), _GRID_STEPS)]
-
-    def _log_ratio(self, each: float) -> float:
-        """The log ratio of a page sent at ``each`` payload bytes (within 1 byte and a
-        whole page)."""
-        return math.log(self.page_size / min(max(each, 1.0), self.page_size))
-
-    def _delta_window_cost(self, arm: int, f: WindowFeatures, each: float) -> float:
-        """The model's CPU seconds per non-zero page of a window a delta arm sent at
-        ``each`` payload bytes per page: what its fall-back would have written for the
-        pages the destination does not hold (the filter's estimate, as the choice priced
-        it) is taken out, and the rest are its records."""
-        self._payloads(f)  # the window's fall-back parts (kept: the choice computed them)
-        fallback = self._shape[3][arm]
-        if fallback is not None:
-            held, fb, _ = fallback
-            each = (each - (1.0 - held) * fb) / max(held, 1e-9)
-        own = self._grid_cost(arm, self._log_ratio(each))
-        return self._delta_page_cost(own, fallback)
+    def _sent_page_cost(self, arm: int, f: WindowFeatures, each: float) -> float:
+        """The model's CPU seconds per non-zero page of a window ``arm`` sent at ``each``
+        payload bytes per page (clipped to 1 byte and a whole page). For a delta arm, what
+        its fall-back would have written for the pages the destination does not hold (the
+        filter's estimate, as the choice priced it) is taken out, and the rest are its
+        records (:meth:`_delta_page_cost`)."""
+        page_size = self.page_size
+        fallback = None
+        if self._delta_flags[arm]:
+            shape = self._shape  # the window's fall-back parts, as the choice computed them
+            if shape is None or shape[0] is not f or shape[1] != self._version:
+                self._payloads(f)
+                shape = self._shape
+            fallback = shape[3][arm]
+            if fallback is not None:
+                held, fb, _ = fallback
+                each = (each - (1.0 - held) * fb) / (held if held > 1e-9 else 1e-9)
+        # clipped, and the grid's look-up, in conditional expressions: min and max calls
+        # cost several times as much, once per window
+        each = 1.0 if each < 1.0 else page_size if page_size < each else each
+        own = self._cost_rows[arm][_grid_step(math.log(page_size / each))]
+        return own if fallback is None else self._delta_page_cost(own, fallback)
 
     def _window(self, f: WindowFeatures, pages: float | None) -> tuple[float, ...]:
         """Pages, zero pages, non-zero pages and encode calls of a window of ``pages``
         pages (``None``: the size ``f`` was read on) whose zero share ``f`` gives."""
-        n = max(f.pages if pages is None else pages, 1.0)
+        n = f.pages if pages is None else pages
+        if n < 1.0:
+            n = 1.0
         zero = n * float(f.context[1])
         return n, zero, n - zero, float(math.ceil(n / self.batch_pages))
 
@@ -474,22 +491,24 @@ class Auto(Policy):
         n, zero, nz, calls = self._window(f, pages)
         payload, _, per_page = self._payloads(f)
         base = n + calls * RUN_BYTES
-        out = [base + p * nz for p in payload]
         shared = self._shared_factor
-        cpu = [
-            (per_call * calls + per_zero * zero + pp * nz) * g * shared
-            for (per_call, per_zero), pp, g in zip(
-                self._fixed_rows, per_page, self._arm_factor, strict=True
-            )
-        ]
-        if self._fast and self._cpu_scales is None:
+        out, cpu = [], []
+        rows = zip(payload, self._fixed_rows, per_page, self._arm_factor, strict=True)
+        if self._fast and self._cpu_scales is None:  # one loop: each list it makes costs
             to_cpu, to_link = self._to_cpu, self._to_link
-            loss = [
-                c * to_cpu if c * to_cpu > o * to_link else o * to_link
-                for c, o in zip(cpu, out, strict=True)
-            ]
-        else:
-            loss = self._loss(n * self.page_size, np.array(out), np.array(cpu)).tolist()
+            loss = []
+            for p, (per_call, per_zero), pp, g in rows:
+                o = base + p * nz
+                c = (per_call * calls + per_zero * zero + pp * nz) * g * shared
+                out.append(o)
+                cpu.append(c)
+                busy, sending = c * to_cpu, o * to_link
+                loss.append(busy if busy > sending else sending)
+            return payload, out, cpu, loss
+        for p, (per_call, per_zero), pp, g in rows:
+            out.append(base + p * nz)
+            cpu.append((per_call * calls + per_zero * zero + pp * nz) * g * shared)
+        loss = self._loss(n * self.page_size, np.array(out), np.array(cpu)).tolist()
         return payload, out, cpu, loss
 
     # -- which features to read -------------------------------------------------------
@@ -652,42 +671,59 @@ class Auto(Policy):
         count as one of many small ones. A
         delta arm is tried only on a window whose pages the destination mostly holds:
         elsewhere it would send them through its fall-back, and measure that."""
-        arm = _argmin(loss)
-        if self._untried:
-            guest = max(f.pages, 1.0) * self.page_size
-            best = loss[arm]
-            horizon = max(self._played_bytes / guest, 1.0)
-            held = self._mostly_held(f)
-            point = self._fast and self._cpu_scales is None
-            if point:
-                workers, link = self.objective.workers, self.objective.link
-            for a in self._untried:
-                if a == arm or (self._delta_flags[a] and not held):
-                    continue
+        least = min(loss)
+        arm = loss.index(least)  # _argmin, inline
+        untried = self._untried
+        if untried:
+            if self._fast and self._cpu_scales is None:
                 # the loss grows with CPU time: out of reach at its cheapest node, an arm
-                # has nothing to save (most arms, most windows), so the rest is not priced
-                low = cpu[a] * self._cheapest_scale[a]
-                if point:  # _scalar_loss, inline: most windows price every untried arm here
-                    cheapest = low / workers if low / workers > out[a] / link else out[a] / link
-                else:
-                    cheapest = self._scalar_loss(guest, out[a], low)
-                if cheapest >= best:
-                    continue
-                sd = self._trial_sd[a]
-                trial = [
-                    cheapest
-                    if z == _CHEAPEST
-                    else self._scalar_loss(guest, out[a], cpu[a] * math.exp(sd * z))
-                    for z in _CPU_NODES
-                ]
-                weighted = list(zip(_CPU_WEIGHTS, trial, strict=True))
-                saves = sum(w * (best - t) for w, t in weighted if t < best)
-                costs = sum(w * t for w, t in weighted) - best
-                if saves > 0 and saves * horizon > self.value * max(costs, 0.0):
-                    arm = a
-                    break
-        self._expected, self._expected_out = float(loss[arm]), float(out[arm])
+                # has nothing to save (most arms, most windows), and only a window with an
+                # arm in reach prices any (_scalar_loss, inline, in a loop: a comprehension
+                # would make and call a function every window)
+                workers, link = self.objective.workers, self.objective.link
+                scale = self._cheapest_scale
+                for a in untried:
+                    if a != arm and out[a] / link < least and cpu[a] * scale[a] / workers < least:
+                        arm = self._trial(f, arm, least, untried, out, cpu)
+                        break
+            else:
+                arm = self._trial(f, arm, least, untried, out, cpu)
+        self._expected, self._expected_out = loss[arm], out[arm]
         self._chosen = (loss, cpu)
+        return arm
+
+    def _trial(
+        self,
+        f: WindowFeatures,
+        arm: int,
+        best: float,
+        untried: list[int],
+        out: list[float],
+        cpu: list[float],
+    ) -> int:
+        """The first arm of ``untried`` worth trying on this window instead of ``arm``, the
+        arm of least predicted loss ``best`` (see :meth:`_pick`), or ``arm``."""
+        guest = max(f.pages, 1.0) * self.page_size
+        horizon = max(self._played_bytes / guest, 1.0)
+        held = self._mostly_held(f)
+        for a in untried:
+            if a == arm or (self._delta_flags[a] and not held):
+                continue
+            cheapest = self._scalar_loss(guest, out[a], cpu[a] * self._cheapest_scale[a])
+            if cheapest >= best:
+                continue  # out of reach at its cheapest node: nothing to save
+            sd = self._trial_sd[a]
+            trial = [
+                cheapest
+                if z == _CHEAPEST
+                else self._scalar_loss(guest, out[a], cpu[a] * math.exp(sd * z))
+                for z in _CPU_NODES
+            ]
+            weighted = list(zip(_CPU_WEIGHTS, trial, strict=True))
+            saves = sum(w * (best - t) for w, t in weighted if t < best)
+            costs = sum(w * t for w, t in weighted) - best
+            if saves > 0 and saves * horizon > self.value * max(costs, 0.0):
+                return a
         return arm
 
     def _outdone(self, arm: int, outcome: Outcome) -> bool:
@@ -700,7 +736,8 @@ class Auto(Policy):
         if not others:
             return False
         if self._fast and self._cpu_scales is None:  # _scalar_loss, inline
-            lost = max(cpu[arm] * self._to_cpu, outcome.output_bytes * self._to_link)
+            busy, sending = cpu[arm] * self._to_cpu, outcome.output_bytes * self._to_link
+            lost = sending if sending > busy else busy
         else:
             lost = self._scalar_loss(outcome.input_bytes, outcome.output_bytes, cpu[arm])
         return lost >= min(others)
@@ -757,9 +794,12 @@ class Auto(Policy):
         skipped = features is None
         if skipped:  # learn against the last features read, as the choice was made
             features = self._read
-        if outcome is None or features is None or outcome.input_bytes <= 0:
+        if outcome is None or features is None:
             return
-        self._played_bytes += outcome.input_bytes
+        guest, sent, _, _, _, zero = outcome  # one unpacking, not an attribute load each
+        if guest <= 0:
+            return
+        self._played_bytes += guest
         # a window that sent less than predicted, or more by so much that another arm
         # would have lost less: its content was not what the estimates said, and content
         # that moves faster than estimates carried from window to window can follow needs
@@ -769,32 +809,30 @@ class Auto(Policy):
         # learnt below, is free). Judged on bytes, not time: what content does to a codec's
         # time is the cost model's to learn, and clocks are noisy where sizes are not
         slack = 1.0 + self.drift
-        expected, sent = self._expected_out, outcome.output_bytes
+        expected = self._expected_out
         if sent < expected / slack or (sent > expected * slack and self._outdone(arm, outcome)):
             self._stale_play = True
         page_size = self.page_size
         delta = self._delta_flags[arm]
-        n = outcome.input_bytes / page_size
+        n = guest / page_size
         # the window's own count: a window played on older features may differ from them
-        zero = outcome.zero_pages
         if zero is None:
             zero = n * float(features.context[1])
         nz = n - zero
         calls = math.ceil(n / self.batch_pages)
-        payload = outcome.output_bytes - n - calls * RUN_BYTES
-        each = payload / nz if nz >= 1.0 and payload > 0 else float(page_size)
+        payload = sent - n - calls * RUN_BYTES
+        measured = nz >= 1.0 and payload > 0
+        each = payload / nz if measured else float(page_size)
         # the model's cost of what was sent, priced before anything below moves the
         # estimates the choice priced it with
-        if delta:
-            per_page = self._delta_window_cost(arm, features, each)
-        else:
-            per_page = self._grid_cost(arm, self._log_ratio(each))
-        if nz >= 1.0 and payload > 0:
-            slot = self._slot.get(arm)
+        per_page = self._sent_page_cost(arm, features, each)
+        if measured:
+            slot = self._slot[arm]
             if slot is not None:  # a compressing arm
                 # a window of a few pages says as little about the next as a probe of as
                 # many: its weight grows with its non-zero pages
-                noise = max(_PLAY_VAR, self.probe_noise**2 / nz)
+                noise = self.probe_noise**2 / nz
+                noise = noise if noise > _PLAY_VAR else _PLAY_VAR
                 self.ratios.observe(slot, math.log(page_size / each), noise, probe=False)
                 self._version += 1
                 self._ratio_version += 1
@@ -819,14 +857,16 @@ class Auto(Policy):
             # plays are averaged (by weight) before the moving average takes over: a host
             # busier than the calibration's shows at once, not after the first pass of
             # memory went out on a model that is off
-            weight = min(1.0, nz / (4 * self.batch_pages))
+            weight = nz / (4 * self.batch_pages)
+            weight = weight if weight < 1.0 else 1.0
             seen = self._cpu_weight[arm] = self._cpu_weight[arm] + weight
             # an arm counts as tried once it has measured a window's worth of pages (a
             # delta arm, of its records): a play of a few pages measured its fixed cost
             # and the clock's noise, and must not end its trials
             if seen >= 1.0 and arm in self._untried and (not delta or self._mostly_held(features)):
                 self._untried.remove(arm)
-            step = max(self.learn * weight, weight / seen)
+            step = self.learn * weight
+            step = weight / seen if weight / seen > step else step
             own = self.cpu_arm[arm]
             family = self.cpu_delta if delta else 0.0
             error = math.log(busy / model) - self.cpu_shared - family - own
@@ -836,7 +876,7 @@ class Auto(Policy):
                 delta_var = self._delta_var
                 share = delta_var / (delta_var + arm_var)
                 self.cpu_delta = family = family + step * error * share
-                self._delta_var = max(1.0 / (1.0 / delta_var + evidence), _CPU_DRIFT_VAR)
+                self._delta_var = _least_var(1.0 / (1.0 / delta_var + evidence))
             else:
                 shared_var = self._cpu_var
                 share = shared_var / (shared_var + arm_var)
@@ -846,8 +886,8 @@ class Auto(Policy):
             # the hedge over the shared factor (_loss) ends with the first windows measured,
             # whichever arm played them: they show what this host's clock does to a
             # stream's encoders, if not which codec's model it moved
-            self._cpu_var = max(1.0 / (1.0 / self._cpu_var + evidence), _CPU_DRIFT_VAR)
-            self._cpu_arm_var[arm] = max(1.0 / (1.0 / arm_var + evidence), _CPU_DRIFT_VAR)
+            self._cpu_var = _least_var(1.0 / (1.0 / self._cpu_var + evidence))
+            self._cpu_arm_var[arm] = _least_var(1.0 / (1.0 / arm_var + evidence))
             untried = self._untried
             if delta:
                 for a in self._delta_arms:
