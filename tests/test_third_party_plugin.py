@@ -25,7 +25,13 @@ from hypothesis import strategies as st
 
 from migcodec.codecs import Batch, DecodeError, Encoded, PageMode, get_codec
 from migcodec.wire import FrameReader, FrameWriter, memory_digest
-from tests.plugin_dist import REPO, migcodec_command, subprocess_env, write_dist
+from tests.plugin_dist import (
+    REPO,
+    clear_entry_point_caches,
+    migcodec_command,
+    subprocess_env,
+    write_dist,
+)
 from tests.roundtrip import assert_round_trips_only_the_named_pages
 
 EXAMPLE = REPO / "examples" / "migcodec-rle"
@@ -181,6 +187,25 @@ def test_the_preamble_names_the_package_of_a_plugin_and_only_then_is_version_2(r
     assert reader.preamble.version == 2
     assert reader.preamble.packages == {1: "migcodec-rle"}
     assert FrameReader(io.BytesIO(builtin.getvalue())).preamble.packages == {}
+
+
+def test_a_plugin_installed_after_a_package_was_looked_up_is_named(plugin_site):
+    """Which package registers a codec is read once per list of entry points stevedore
+    holds: a process that named packages before a plugin was installed, then read the
+    entry points again, names the new plugin's package too."""
+    from migcodec.codecs import registry
+
+    # the installed packages' providers read while no package registers rle
+    assert registry._provider(registry._listed()[0]) in (None, "migcodec")
+    write_dist(plugin_site, "migcodec-rle", example_entry_points())
+    sys.path.insert(0, str(SRC))
+    try:
+        clear_entry_point_caches()  # what reading the entry points again does
+        assert registry.codec_package(get_codec("rle")) == "migcodec-rle"
+    finally:
+        sys.path.remove(str(SRC))
+        for name in [m for m in sys.modules if m.split(".")[0] == "migcodec_rle"]:
+            del sys.modules[name]
 
 
 def test_send_to_a_receiver_without_the_plugin_is_refused_naming_the_package(

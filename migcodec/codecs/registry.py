@@ -68,9 +68,12 @@ def _listed() -> list[EntryPoint]:
     return manager.list_entry_points()
 
 
-#: (entry point name, target) -> the distribution that registers it, for the list stevedore
-#: read last; ``None`` until a message or a stream first names a package
-_providers: dict[tuple[str, str], str] | None = None
+#: the list of entry points stevedore holds, and for it (entry point name, target) -> the
+#: distribution that registers it; ``None`` until a message or a stream first names a
+#: package. Kept with the list it describes: whoever makes stevedore read again (this
+#: module, or a process that clears stevedore's caches) gets a new list, and the old
+#: providers are not answered for it
+_providers: tuple[object, dict[tuple[str, str], str]] | None = None
 
 
 def _read_again() -> list[EntryPoint]:
@@ -84,10 +87,8 @@ def _read_again() -> list[EntryPoint]:
     (their times to about two minutes), so a package installed or removed since is seen.
     That stats every installed package's entry-point file, which is why a lookup that finds
     its codec does not call this."""
-    global _providers
     eps = list(_cache.Cache().get_group_all(NAMESPACE))
     ExtensionManager.ENTRY_POINT_CACHE[NAMESPACE] = eps
-    _providers = None
     return eps
 
 
@@ -97,15 +98,15 @@ def _provider(ep: EntryPoint) -> str | None:
     packages' metadata: once for each list stevedore reads, and only when a message or a
     stream names a package (reading every package's metadata is slow)."""
     global _providers
-    providers = _providers
-    if providers is None:
-        providers = {}
+    listed = ExtensionManager.ENTRY_POINT_CACHE.get(NAMESPACE)
+    if _providers is None or _providers[0] is not listed:
+        providers: dict[tuple[str, str], str] = {}
         for candidate in importlib.metadata.entry_points(group=NAMESPACE):
             dist = getattr(candidate, "dist", None)
             if dist is not None:
                 providers.setdefault((candidate.name, candidate.value), dist.name)
-        _providers = providers
-    return providers.get((ep.name, ep.value))
+        _providers = (listed, providers)
+    return _providers[1].get((ep.name, ep.value))
 
 
 def _named(name: str, eps: Sequence[EntryPoint]) -> list[EntryPoint]:

@@ -442,6 +442,7 @@ class FrameReader:
 
     def _receive(self, view: np.ndarray, running: RunningDigest | None) -> StreamSummary:
         summary = StreamSummary()
+        iteration_pages = 0  # pages of the pass under way, which its end frame must count
         for frame in self._frames(view):
             summary.frames += 1
             if frame.type == fmt.FrameType.DATA:
@@ -450,12 +451,22 @@ class FrameReader:
                 summary.data_frames += 1
                 n_pages = frame.encoded.n_pages
                 summary.pages += n_pages
+                iteration_pages += n_pages
                 name = self.codecs[frame.codec_id].name
                 summary.pages_by_codec[name] = summary.pages_by_codec.get(name, 0) + n_pages
                 if running is not None:
                     self._follow(running, frame.encoded.runs, summary.iterations == 0)
             elif frame.type == fmt.FrameType.END_ITERATION:
+                if frame.iteration != summary.iterations or frame.pages != iteration_pages:
+                    raise MalformedFrame(
+                        f"end of pass {frame.iteration} reports {frame.pages} pages; this is "
+                        f"pass {summary.iterations}, which delivered {iteration_pages} pages: "
+                        "the sender lost count of what it sent",
+                        frame.index,
+                        frame.offset,
+                    )
                 summary.iterations += 1
+                iteration_pages = 0
             elif frame.type == fmt.FrameType.END_STREAM:
                 self._verify_end(frame, summary, running)
         if self._source.pending():

@@ -357,6 +357,27 @@ def test_end_of_stream_frame_total_wrong():
     assert str(result).endswith("sender reports 3 pages in 2 frames; received 3 pages in 1 frames")
 
 
+@pytest.mark.parametrize(
+    ("iteration", "pages", "reported"),
+    [(0, 4, "end of pass 0 reports 4 pages"), (1, 3, "end of pass 1 reports 3 pages")],
+)
+def test_end_of_pass_that_miscounts_is_malformed(iteration, pages, reported):
+    """A pass's end frame counts the pages of that pass and numbers it in order; one that
+    does not was written by a sender that lost count, and the stream stops there."""
+    _, result = receive(F0, end_iteration(1, iteration, pages), end_stream(2, pages=3))
+    assert type(result) is MalformedFrame
+    assert str(result) == (
+        f"frame 1, byte offset {F1}: {reported}; this is pass 0, which delivered 3 pages: "
+        "the sender lost count of what it sent"
+    )
+
+
+def test_end_of_pass_counts_only_its_own_pages():
+    second = zero_frame(2, [(20, 2)])
+    _, ok = receive(F0, end_iteration(1, 0, 3), second, end_iteration(3, 1, 2), end_stream(4, 5))
+    assert isinstance(ok, StreamSummary) and (ok.iterations, ok.pages) == (2, 5)
+
+
 def test_end_of_stream_digest_wrong_and_right():
     """The same frames complete with the right digest and fail with one bit off."""
     expected = np.full((PAGES, PAGE), SENTINEL, np.uint8)
