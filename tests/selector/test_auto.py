@@ -131,6 +131,23 @@ def test_a_delta_arm_played_on_the_last_features_read_learns_no_format_bias():
     np.testing.assert_array_equal(policy.delta_bias, learnt)
 
 
+def test_a_window_played_without_features_predicts_as_if_nothing_were_kept():
+    """What the policy keeps of a window's prediction serves the windows played on its
+    features; a delta arm's bias learnt meanwhile moves that arm's entries, which are
+    priced again: the kept prediction equals one computed afresh."""
+    policy = _auto_two_deltas()
+    f = _features(1000, delta_bytes=40.0)
+    f.delta_bytes = np.array([np.nan, np.nan, np.nan, 40.0, 60.0])
+    policy.probe_mask(f)
+    arm = policy.choose(f)
+    assert arm in (3, 4)
+    policy.update(arm, 1e8, f, Outcome(1000 * PAGE, 1000 * 90 + 200, 1e-3, 1e-3))
+    assert policy.delta_bias[arm] > 0  # it sent more than its estimate
+    kept = policy._predict(policy._read, 800.0)  # the copy of f kept as the last read
+    policy._prediction = None
+    assert kept == policy._predict(policy._read, 800.0)
+
+
 def test_a_played_compressor_moves_the_estimates_of_the_others():
     f = RatioFilter(2)
     before = f.mean().copy()

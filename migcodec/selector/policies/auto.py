@@ -34,6 +34,7 @@ once the estimates are sharp.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -175,6 +176,29 @@ class RatioFilter:
         self.p -= gain @ ph.T
 
 
+@dataclass(slots=True, eq=False)
+class _Prediction:
+    """What ``Auto._payloads`` computed for one window's features, per arm, and what from:
+    the features' context array (see ``Auto._kept``), the share of pages held, the
+    filter's version and the delta arms' pooled estimates. Kept until the features or the
+    filter change. A delta arm's bias moves only that arm's entries: they are priced again
+    (``Auto._price_delta``) when the prediction is next used, which a window that reads new
+    features never does."""
+
+    context: np.ndarray
+    held: float
+    version: int
+    estimates: list[float] | None
+    payload: list[float]
+    lr: list[float]
+    per_page: list[float]
+    #: per delta arm with a fall-back arm: the share of pages held, the fall-back's payload
+    #: and its model CPU per page (``Auto._delta_page_cost``)
+    fallback_parts: list[tuple[float, float, float] | None]
+    #: each delta arm's bias as its entries were priced
+    biases: list[float]
+
+
 class Auto(Policy):
     """Predict-and-pay selection; see the module docstring.
 
@@ -307,11 +331,10 @@ class Auto(Policy):
         self._read: WindowFeatures | None = None  # the last features read
         self._since_s = 0.0  # predicted time of the windows played since the last read
         self._stale_play = False  # the last window sent more or less than predicted
-        # the filter's estimates and the delta biases change: what _payloads keeps goes stale
-        self._version = 0
-        self._ratio_version = 0  # the filter's estimates alone (see _compressor_payloads)
+        # each move of the filter's estimates: what _payloads keeps goes stale
+        self._ratio_version = 0
         self._compressors: tuple | None = None
-        self._shape: tuple | None = None
+        self._prediction: _Prediction | None = None
         self._feature_value = math.inf  # loss reading features avoided, per guest byte
         self._pages = 0.0  # the size of the window being chosen for
         self._expected = 0.0  # the predicted loss of the arm chosen
@@ -349,49 +372,81 @@ class Auto(Policy):
         tie goes to the fall-back, the arm listed first).
 
         None of it depends on the window's size: it is kept until the features or the
-        estimates change, so that windows played on the same features predict in a few
-        float operations per arm."""
-        cached = self._shape
-        if cached is not None and cached[0] is f and cached[1] == self._version:
-            return cached[2]
+        estimates change (:class:`_Prediction`), so that windows played on the same
+        features predict in a few float operations per arm."""
+        kept = self._kept(f)
+        if kept is not None:
+            biases = self.delta_bias
+            if kept.biases != biases:  # a delta arm's bias moved: its entries alone
+                for i in self._delta_arms:
+                    if kept.biases[i] != biases[i]:
+                        self._price_delta(i, kept)
+            return kept.payload, kept.lr, kept.per_page
         base = self._compressors
         if base is None or base[0] != self._ratio_version:  # the filter moved
             base = self._compressors = (self._ratio_version, *self._compressor_payloads())
         _, payload, lr, per_page = base
-        fallback_parts = [None] * self.n_arms  # per delta arm with a fall-back: see below
+        estimates = None
         if self._delta_arms:  # the delta arms' entries, on copies of the compressors'
             payload, lr, per_page = payload[:], lr[:], per_page[:]
-            page_size = self.page_size
-            estimates, held = self._delta_estimates(f), f.held_frac
-            rows = self._cost_rows
-            for i in self._delta_arms:
-                # pages the destination does not hold go through the arm's fall-back, as
-                # its arm would send them (raw, when no arm is configured like it)
-                fallback = self.fallbacks[i]
-                fb = payload[fallback] if fallback >= 0 else float(page_size)
-                if estimates is None:  # nothing held: every page through the fall-back
-                    each, share, records = fb, 0.0, 0.0
-                else:
-                    est = estimates[i]  # an arm without an estimate sends pages raw
-                    if not math.isfinite(est):
-                        est = page_size
-                    est *= math.exp(self.delta_bias[i])
-                    if est > page_size:
-                        est = page_size
-                    each = held * est + (1.0 - held) * fb
-                    if each < 1.0:
-                        each = 1.0
-                    share, records = held, math.log(page_size / (1.0 if est < 1.0 else est))
-                payload[i] = each
-                lr[i] = math.log(page_size / each)
-                if fallback >= 0:
-                    fb_cost = rows[fallback][_grid_step(lr[fallback])]
-                    fallback_parts[i] = (share, fb, fb_cost)
-                own = rows[i][_grid_step(records)]
-                per_page[i] = self._delta_page_cost(own, fallback_parts[i])
-        shape = (payload, lr, per_page)
-        self._shape = (f, self._version, shape, fallback_parts)
-        return shape
+            estimates = self._delta_estimates(f)
+        kept = _Prediction(
+            f.context,
+            f.held_frac,
+            self._ratio_version,
+            estimates,
+            payload,
+            lr,
+            per_page,
+            [None] * self.n_arms,
+            self.delta_bias[:],
+        )
+        for i in self._delta_arms:
+            self._price_delta(i, kept)
+        self._prediction = kept
+        return payload, lr, per_page
+
+    def _kept(self, f: WindowFeatures) -> _Prediction | None:
+        """What :meth:`_payloads` keeps, if it is ``f``'s window's under the estimates as
+        they are. A window's features are known by their context array: the extractor makes
+        one per window, with the window's other arrays, and every copy of the features
+        (``cheap``, ``masked``) shares them."""
+        kept = self._prediction
+        if kept is None or kept.context is not f.context or kept.version != self._ratio_version:
+            return None
+        return kept
+
+    def _price_delta(self, i: int, kept: _Prediction) -> None:
+        """Delta arm ``i``'s entries of ``kept``: its payload, log ratio, model CPU per page
+        and fall-back parts, from its estimate, its bias and its fall-back's entries."""
+        page_size = self.page_size
+        payload, estimates, held = kept.payload, kept.estimates, kept.held
+        bias = kept.biases[i] = self.delta_bias[i]
+        # pages the destination does not hold go through the arm's fall-back, as its arm
+        # would send them (raw, when no arm is configured like it)
+        fallback = self.fallbacks[i]
+        fb = payload[fallback] if fallback >= 0 else float(page_size)
+        if estimates is None:  # nothing held: every page through the fall-back
+            each, share, records = fb, 0.0, 0.0
+        else:
+            est = estimates[i]  # an arm without an estimate sends pages raw
+            if not math.isfinite(est):
+                est = page_size
+            est *= math.exp(bias)
+            if est > page_size:
+                est = page_size
+            each = held * est + (1.0 - held) * fb
+            if each < 1.0:
+                each = 1.0
+            share, records = held, math.log(page_size / (1.0 if est < 1.0 else est))
+        payload[i] = each
+        kept.lr[i] = math.log(page_size / each)
+        rows = self._cost_rows
+        parts = None
+        if fallback >= 0:
+            parts = (share, fb, rows[fallback][_grid_step(kept.lr[fallback])])
+        kept.fallback_parts[i] = parts
+        kept.per_page[i] = self._delta_page_cost(rows[i][_grid_step(records)], parts)
 
     def _compressor_payloads(self) -> tuple[list[float], list[float], list[float]]:
         """:meth:`_payloads` of every arm but the delta arms (those are left at a raw page),
@@ -434,11 +489,11 @@ class Auto(Policy):
         page_size = self.page_size
         fallback = None
         if self._delta_flags[arm]:
-            shape = self._shape  # the window's fall-back parts, as the choice computed them
-            if shape is None or shape[0] is not f or shape[1] != self._version:
+            kept = self._kept(f)  # the window's fall-back parts, as the choice computed them
+            if kept is None:
                 self._payloads(f)
-                shape = self._shape
-            fallback = shape[3][arm]
+                kept = self._prediction
+            fallback = kept.fallback_parts[arm]
             if fallback is not None:
                 held, fb, _ = fallback
                 each = (each - (1.0 - held) * fb) / (held if held > 1e-9 else 1e-9)
@@ -650,7 +705,6 @@ class Auto(Policy):
             noise = self.probe_noise**2 / m
             y = np.log(m * self.page_size / np.maximum(features.probe_out[seen], 1.0))
             self.ratios.observe_probes(np.searchsorted(self._c, seen), y, noise, _PROBE_SHARED)
-            self._version += 1
             self._ratio_version += 1
         _, out, cpu, loss = self._predict(features)
         return self._pick(features, loss, out, cpu)
@@ -834,7 +888,6 @@ class Auto(Policy):
                 noise = self.probe_noise**2 / nz
                 noise = noise if noise > _PLAY_VAR else _PLAY_VAR
                 self.ratios.observe(slot, math.log(page_size / each), noise, probe=False)
-                self._version += 1
                 self._ratio_version += 1
             elif delta and not skipped and features.delta_bytes is not None:
                 estimate = self._delta_estimates(features)[arm]
@@ -846,7 +899,6 @@ class Auto(Policy):
                     # does, so a faster step tips close calls between delta arms on noise
                     error = math.log(each / estimate) - self.delta_bias[arm]
                     self.delta_bias[arm] += self.learn * error / 10
-                    self._version += 1
         busy = outcome.busy_s(self._clock)
         per_call, per_zero = self._fixed_rows[arm]
         model = per_call * calls + per_zero * zero + per_page * nz
