@@ -219,8 +219,11 @@ class Auto(Policy):
     chooses, on the traces under ``corpus/traces/`` other than the one it scores, for most
     of them (``docs/results/selector.md``).
 
-    Per window the policy does a few dozen numpy operations on arrays of one entry per arm
-    (``benchmarks/selector.py`` times them): no loop runs per page.
+    A window played without probes costs a few float operations per arm, on lists: on
+    arrays of a few entries each numpy call costs more than the arithmetic, and in CPython
+    3.11 so does each call of ``min`` or ``max`` (measured at several times a conditional
+    expression, which the per-window paths use instead). ``benchmarks/selector.py`` times a
+    decision and its update. No loop runs per page.
     """
 
     name = "auto"
@@ -850,7 +853,7 @@ class Auto(Policy):
             features = self._read
         if outcome is None or features is None:
             return
-        guest, sent, _, _, _, zero = outcome  # one unpacking, not an attribute load each
+        guest, sent, zero = outcome.input_bytes, outcome.output_bytes, outcome.zero_pages
         if guest <= 0:
             return
         self._played_bytes += guest
