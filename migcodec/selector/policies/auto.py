@@ -107,7 +107,7 @@ def _grid_step(log_ratio: float) -> int:
 def _least_var(var: float) -> float:
     """``max(var, _CPU_DRIFT_VAR)``, in a conditional expression: the update runs it three
     times a window, and a call of ``max`` costs several times as much."""
-    return var if var > _CPU_DRIFT_VAR else _CPU_DRIFT_VAR
+    return _CPU_DRIFT_VAR if var < _CPU_DRIFT_VAR else var
 
 
 def _argmin(values: list[float]) -> int:
@@ -319,6 +319,7 @@ class Auto(Policy):
         for arm in range(k):
             self._trial_prior(arm)
         self._cpu_scales: tuple[float, ...] | None = self._factor_scales()
+        self._workers = getattr(self.objective, "workers", 1.0)  # encoders, if it counts them
         self._fast = isinstance(self.objective, Throughput)
         if self._fast:
             self._to_cpu = 1.0 / self.objective.workers
@@ -499,7 +500,7 @@ class Auto(Policy):
             fallback = kept.fallback_parts[arm]
             if fallback is not None:
                 held, fb, _ = fallback
-                each = (each - (1.0 - held) * fb) / (held if held > 1e-9 else 1e-9)
+                each = (each - (1.0 - held) * fb) / (1e-9 if held < 1e-9 else held)
         # clipped, and the grid's look-up, in conditional expressions: min and max calls
         # cost several times as much, once per window
         each = 1.0 if each < 1.0 else page_size if page_size < each else each
@@ -577,11 +578,11 @@ class Auto(Policy):
             return True
         if not read.pages / 4 <= pages <= read.pages * 4:
             return True  # a window of another size: the last features say little of it
-        workers = getattr(self.objective, "workers", 1.0)
-        cost = read.cheap_s / workers
+        cost = read.cheap_s / self._workers
         if cost <= self.upkeep * self._since_s:
             return True  # fresh estimates for a bounded share of the time
-        if cost < self.negligible * self._expected * pages / max(read.pages, 1.0):
+        read_pages = 1.0 if read.pages < 1.0 else read.pages  # max(), without its call
+        if cost < self.negligible * self._expected * pages / read_pages:
             return True  # next to nothing against the window: any better choice pays
         expected = self._feature_value * pages * self.page_size
         return expected > self.value * cost
