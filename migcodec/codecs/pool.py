@@ -13,6 +13,12 @@ kept to a few C-level operations per request. A request's completion is a plain 
 the engine releases (a ``threading.Event`` runs a Python-level condition under the GIL on
 every set, wait and clear), and requests, queues and counters are reused rather than
 rebuilt. ``benchmarks/run.py`` measures 2 engines against 1.
+
+A consumer that wakes per completion pays a thread wake-up per batch, and with as many
+engines as cores it takes that CPU time from an engine (it preempts one, whose caches it
+then leaves cold). :meth:`CodecEngines.wait_many` wakes it once per several completions
+(the engine that completes the last of them signals it), and
+:meth:`CodecEngines.submit_many` queues as many batches in one call.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import itertools
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -130,14 +136,36 @@ class RequestPool:
         try:
             request = self._free.get(timeout=timeout)
         except queue.Empty:
-            raise TimeoutError(
-                f"all {self.size} requests are in flight after {timeout} s; "
-                "collect completions and release requests before submitting more"
-            ) from None
+            raise self._exhausted(timeout) from None
         request._released = False
         request._collected = False
         request._busy.acquire()  # free in the pool: never waits
         return request
+
+    def acquire_many(self, n: int, timeout: float | None = None) -> list[Request]:
+        """``n`` requests, or none: on timeout (one bound for all of them) those already
+        taken go back and ``TimeoutError`` is raised as by :meth:`acquire`."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        requests: list[Request] = []
+        try:
+            for _ in range(n):
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                requests.append(self.acquire(remaining))
+        except BaseException as exc:
+            for request in requests:
+                request._busy.release()
+                request._released = True
+                self._free.put(request)
+            if isinstance(exc, TimeoutError):
+                raise self._exhausted(timeout) from None
+            raise
+        return requests
+
+    def _exhausted(self, timeout: float | None) -> TimeoutError:
+        return TimeoutError(
+            f"all {self.size} requests are in flight after {timeout} s; "
+            "collect completions and release requests before submitting more"
+        )
 
     def release(self, request: Request) -> None:
         self._free.put(request)
@@ -175,6 +203,13 @@ class CodecEngines:
         self._sequence = itertools.count()
         self._in_flight = 0
         self._lock = threading.Lock()
+        # wait_many's wake-up: the completions its caller waits for (0: nobody waits), and
+        # a lock held until the engine that completes the last of them releases it (see
+        # _signal_waiter); one caller of wait_many at a time
+        self._want = 0
+        self._wake = threading.Lock()
+        self._wake.acquire()
+        self._waiting = threading.Lock()
         self._closed = False
         self._threads = [
             threading.Thread(
@@ -214,6 +249,15 @@ class CodecEngines:
             request._busy.release()
             if notify:  # an entry of an older use is stale by its generation (_collect)
                 completed.put((request, generation))
+                if self._want:  # read unlocked: see wait_many for why none is missed
+                    self._signal_waiter()
+
+    def _signal_waiter(self) -> None:
+        """Wake the caller of :meth:`wait_many` if the completions it waits for are queued."""
+        with self._lock:
+            if self._want and self._completed.qsize() >= self._want:
+                self._want = 0
+                self._wake.release()
 
     def submit(
         self,
@@ -239,6 +283,53 @@ class CodecEngines:
         done on the engines in parallel instead. If it raises, the request fails as if
         encoding had.
         """
+        self._check(batch)
+        request = self.pool.acquire(timeout)
+        with self._lock:
+            self._in_flight += 1
+        self._queue(request, batch, notify, snapshot, finish)
+        return request
+
+    def submit_many(
+        self,
+        batches: Sequence[Batch],
+        timeout: float | None = None,
+        notify: bool = True,
+        snapshot: bool = True,
+        finish: Callable[[Encoded], Any] | Sequence[Callable[[Encoded], Any] | None] | None = None,
+    ) -> list[Request]:
+        """:meth:`submit` for several batches in one call, all or none: each is checked and
+        a request taken for each before any is queued, so a batch that does not fit, or a
+        pool that stays short of requests for ``timeout`` seconds (the one bound for all of
+        them), queues nothing and leaves the pool as it was. Requests are returned, and
+        dispatched, in the order of ``batches``.
+
+        ``finish`` is one callable for every batch, or a sequence of one per batch (``None``
+        for none). More batches than the pool holds could never all be in flight at once,
+        so they are refused.
+        """
+        n = len(batches)
+        if n > self.pool.size:
+            raise ValueError(
+                f"{n} batches submitted at once, more than the {self.pool.size} requests "
+                "of the pool; submit at most that many at a time"
+            )
+        for batch in batches:
+            self._check(batch)
+        if finish is None or callable(finish):
+            finishes: Sequence = (finish,) * n
+        elif len(finish) != n:
+            raise ValueError(f"{len(finish)} finish callables for {n} batches")
+        else:
+            finishes = finish
+        requests = self.pool.acquire_many(n, timeout)
+        with self._lock:
+            self._in_flight += n
+        for request, batch, then in zip(requests, batches, finishes, strict=True):
+            self._queue(request, batch, notify, snapshot, then)
+        return requests
+
+    def _check(self, batch: Batch) -> None:
         if self._closed:
             raise CodecError("engines are closed")
         if batch.page_size != self.page_size or batch.n_pages > self.max_pages:
@@ -246,17 +337,24 @@ class CodecEngines:
                 f"batch of {batch.n_pages} pages of {batch.page_size} bytes does not fit "
                 f"engines sized for {self.max_pages} pages of {self.page_size} bytes"
             )
-        request = self.pool.acquire(timeout)
+
+    def _queue(
+        self,
+        request: Request,
+        batch: Batch,
+        notify: bool,
+        snapshot: bool,
+        finish: Callable[[Encoded], Any] | None,
+    ) -> None:
+        """Fill in a request taken from the pool (and counted in flight) and queue it on
+        the next engine."""
         request.batch = batch
         request.snapshot = snapshot
         request.finish = finish
         request.sequence = next(self._sequence)
-        request.engine = next(self._next_engine)
+        request.engine = engine = next(self._next_engine)
         request._engines = self
-        with self._lock:
-            self._in_flight += 1
-        self._queues[request.engine].put((request, notify))
-        return request
+        self._queues[engine].put((request, notify))
 
     def _uncount(self) -> None:
         with self._lock:
@@ -294,6 +392,63 @@ class CodecEngines:
                 raise TimeoutError(f"no request completed within {timeout} s") from None
             if request is not None:
                 return request
+
+    def wait_many(self, count: int, timeout: float | None = None) -> list[Request]:
+        """Every completed request, once at least ``count`` are (or ``timeout`` seconds
+        passed: then the list may be shorter, or empty), waking this thread once for all of
+        them rather than once per completion. ``count`` is capped at the requests in
+        flight; those submitted with ``notify=False`` never arrive here, as with
+        :meth:`wait`. One thread at a time waits here (another waits its turn, within the
+        same ``timeout``).
+
+        The engine that completes a request reads ``_want`` without the lock, after it
+        queued the completion. That misses no wake-up: this thread sets ``_want`` before it
+        counts the queue, so an engine that read it as 0 queued its completion before the
+        count, which then includes it; one that read it set counts again under the lock.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self._waiting.acquire(timeout=-1 if timeout is None else max(timeout, 0.0)):
+            return []
+        try:
+            count = min(count, self._in_flight)
+            done = self._drain([])
+            while len(done) < count:
+                need = count - len(done)
+                with self._lock:
+                    self._want = need
+                    if self._completed.qsize() >= need:
+                        self._want = 0
+                if self._want:
+                    remaining = -1 if deadline is None else max(0.0, deadline - time.monotonic())
+                    if not self._wake.acquire(timeout=remaining):
+                        with self._lock:
+                            if self._want:  # nobody will signal now
+                                self._want = 0
+                            else:  # an engine signalled after the timeout: take it back
+                                self._wake.acquire()
+                        return self._drain(done)
+                self._drain(done)
+            return done
+        finally:
+            self._waiting.release()
+
+    def _drain(self, done: list[Request]) -> list[Request]:
+        """Append the queued completions to ``done``, skipping entries of released uses."""
+        get, collected = self._completed.get_nowait, 0
+        while True:
+            try:
+                request, generation = get()
+            except queue.Empty:
+                break
+            if request.generation != generation or request._collected:
+                continue
+            request._collected = True
+            done.append(request)
+            collected += 1
+        if collected:
+            with self._lock:
+                self._in_flight -= collected
+        return done
 
     def completions(self, timeout: float | None = None) -> Iterator[Request]:
         """Completed requests until nothing is in flight."""

@@ -370,3 +370,131 @@ def test_finish_runs_on_the_encoded_batch_and_its_failure_fails_the_request():
         request = engines.submit(Batch(memory, [(0, 8)]), finish=refuse)
         with request, pytest.raises(ValueError, match="no frame for this batch"):
             request.result(timeout=10)
+
+
+class MeteredCodec(GatedCodec):
+    """A gated codec that also takes one permit per batch: the test lets batches through
+    one at a time (``permits.release()``), so "some but not all complete" is a state it
+    creates."""
+
+    name = "test-metered"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate.set()
+        self.permits = threading.Semaphore(0)
+
+    def clone(self) -> MeteredCodec:
+        twin = super().clone()
+        twin.__class__ = MeteredCodec
+        twin.permits = self.permits
+        return twin
+
+    def encode_pages(self, pages: np.ndarray) -> None:
+        if not self.permits.acquire(timeout=WAIT):
+            raise TimeoutError("test permit never given")
+        return super().encode_pages(pages)
+
+
+def test_wait_many_returns_once_count_requests_completed():
+    codec = MeteredCodec()
+    memory = marked_memory(8)
+    with running(codec, engines=2, depth=2) as engines:
+        requests = engines.submit_many([Batch(memory, [(i, 1)]) for i in range(4)])
+        assert engines.wait_many(2, timeout=0.01) == []  # nothing completed: empty on timeout
+        codec.permits.release()
+        partial = engines.wait_many(2, timeout=WAIT / 10)
+        assert len(partial) == 1  # one of two on timeout, collected (no longer in flight)
+        assert engines.in_flight == 3
+        for _ in range(3):
+            codec.permits.release()
+        got = [*partial, *engines.wait_many(3, timeout=WAIT)]
+        assert sorted(r.sequence for r in got) == [r.sequence for r in requests] == [0, 1, 2, 3]
+        assert all(r.done() for r in got)
+        assert engines.in_flight == 0
+        for request in got:
+            assert request.result().payload == memory[int(request.batch.runs[0, 0])].tobytes()
+            request.release()
+
+
+def test_wait_many_counts_at_most_the_requests_in_flight():
+    codec = GatedCodec()
+    codec.gate.set()
+    memory = marked_memory(4)
+    with running(codec, engines=2, depth=4) as engines:
+        engines.submit_many([Batch(memory, [(i, 1)]) for i in range(3)])
+        done = engines.wait_many(8, timeout=WAIT)  # returns at 3, not at the timeout
+        assert sorted(r.sequence for r in done) == [0, 1, 2]
+        for request in done:
+            request.release()
+        assert engines.wait_many(8, timeout=WAIT) == []  # nothing in flight: at once
+
+
+def test_wait_many_skips_requests_collected_through_result():
+    engines, batch = _engines_and_batch()
+    with engines:
+        _used_and_released(engines, batch)
+        assert engines.wait_many(1, timeout=0.05) == []
+        request = engines.submit(batch)
+        assert engines.wait_many(1, timeout=10) == [request]
+        request.release()
+
+
+def test_submit_many_queues_in_order_with_a_finish_per_batch():
+    memory = generate_pages("mixed", 64, 2)
+    codec = get_codec("lz4")
+    batches = [Batch(memory, [(i * 8, 8)]) for i in range(8)]
+    finishes = [lambda e, i=i: (i, e.n_pages) for i in range(8)]
+    dest = np.zeros_like(memory)
+    with CodecEngines(codec, engines=2, depth=4) as engines:
+        requests = engines.submit_many(batches, finish=finishes)
+        assert [r.sequence for r in requests] == list(range(8))
+        assert [r.batch for r in requests] == batches
+        done = engines.wait_many(8, timeout=WAIT)
+        assert sorted(r.finished for r in done) == [(i, 8) for i in range(8)]
+        for request in done:
+            codec.decode(request.result(), dest)
+            request.release()
+        assert engines.pool.free_count() == 8
+    np.testing.assert_array_equal(dest, memory)
+
+
+def test_submit_many_queues_all_or_nothing():
+    codec = GatedCodec()
+    memory = marked_memory(32)
+    with running(codec, engines=1, depth=3, max_pages=4) as engines:
+        fits, too_big = Batch(memory, [(0, 1)]), Batch(memory, [(0, 8)])
+        with pytest.raises(InvalidBatch) as info:
+            engines.submit_many([fits, too_big])
+        assert str(info.value) == (
+            "batch of 8 pages of 4096 bytes does not fit engines sized for 4 pages of 4096 bytes"
+        )
+        with pytest.raises(ValueError) as info:
+            engines.submit_many([fits] * 4)
+        assert str(info.value) == (
+            "4 batches submitted at once, more than the 3 requests of the pool; submit at "
+            "most that many at a time"
+        )
+        with pytest.raises(ValueError) as info:
+            engines.submit_many([fits, fits], finish=[None])
+        assert str(info.value) == "1 finish callables for 2 batches"
+        assert (engines.in_flight, engines.pool.free_count()) == (0, 3)
+
+        held = engines.submit_many([Batch(memory, [(i, 1)]) for i in range(2)])
+        with pytest.raises(TimeoutError) as info:
+            engines.submit_many([Batch(memory, [(i, 1)]) for i in range(2, 4)], timeout=0.01)
+        assert str(info.value) == (
+            "all 3 requests are in flight after 0.01 s; collect completions and release "
+            "requests before submitting more"
+        )
+        assert (engines.in_flight, engines.pool.free_count()) == (2, 1)  # none was queued
+        codec.gate.set()
+        done = [*engines.completions(timeout=WAIT)]
+        assert sorted(r.sequence for r in done) == [r.sequence for r in held] == [0, 1]
+        for request in done:
+            request.release()
+        late = engines.submit_many([Batch(memory, [(5, 1)])])
+        assert late[0].sequence == 2  # the refused batches took no sequence number
+        assert engines.wait_many(1, timeout=WAIT) == late
+        late[0].release()
+    assert [first for first, _ in codec.log] == [1, 2, 6]
