@@ -1,11 +1,16 @@
 """Asynchronous codec use, shaped like the hardware: engines, a request pool, completions.
 
 ``CodecEngines`` runs several engines of one codec (a device's engines, or CPU worker
-threads: zlib-ng, lz4 and zstd release the GIL while compressing). ``submit`` dispatches
-round-robin and returns a :class:`Request`; completions are polled or waited for. Requests
+threads: zlib-ng, lz4 and zstd release the GIL while compressing). ``submit`` queues a
+batch and returns a :class:`Request`; completions are polled or waited for. Requests
 come from a fixed pool of pre-allocated structures with their own staging buffers (a
 request cache, as hardware drivers keep), so a producer that outruns the engines blocks in
 ``submit`` rather than growing memory: back-pressure, not unbounded queues.
+
+The engines take requests from one queue, in submission order, as a device's engines take
+descriptors from a shared work queue: an engine that is done takes the next request. With
+a queue per engine filled in turn, an engine that ran faster (its core shared with fewer
+other threads, say) sat idle while another engine's queue still held work.
 
 Engines scale only as far as the work they do holding the GIL allows: the codecs' own calls
 (compressors, the delta kernels, page copies) run without it, and everything around them is
@@ -51,7 +56,7 @@ class Request:
         self.staging = staging
         self.batch: Batch | None = None
         self.sequence = -1
-        self.engine = -1
+        self.engine = -1  # the engine that took it (-1: none yet)
         self.encoded: Encoded | None = None
         self.error: BaseException | None = None
         self.snapshot = True  # encode from a copy in ``staging`` (see CodecEngines.submit)
@@ -198,8 +203,7 @@ class CodecEngines:
         self.max_pages = max_pages
         self.pool = RequestPool(engines * depth, max_pages, page_size)
         self._completed: queue.SimpleQueue[Request] = queue.SimpleQueue()
-        self._queues: list[queue.SimpleQueue] = [queue.SimpleQueue() for _ in range(engines)]
-        self._next_engine = itertools.cycle(range(engines))
+        self._work: queue.SimpleQueue = queue.SimpleQueue()  # taken by whichever engine is free
         self._sequence = itertools.count()
         self._in_flight = 0
         self._lock = threading.Lock()
@@ -232,12 +236,13 @@ class CodecEngines:
         return self._in_flight
 
     def _run(self, index: int, codec: Codec) -> None:
-        work, completed, destination = self._queues[index], self._completed, self.destination
+        work, completed, destination = self._work, self._completed, self.destination
         while True:
             request = work.get()
             if request is _STOP:
                 return
             request, notify = request
+            request.engine = index
             generation = request.generation
             try:
                 staging = request.staging if request.snapshot else None
@@ -267,7 +272,7 @@ class CodecEngines:
         snapshot: bool = True,
         finish: Callable[[Encoded], Any] | None = None,
     ) -> Request:
-        """Queue ``batch`` on the next engine; blocks while every pooled request is busy.
+        """Queue ``batch`` for the engines; blocks while every pooled request is busy.
 
         With ``notify=False`` the completion is not queued for ``poll``/``wait``: for a
         consumer that takes requests in submission order through ``result()``.
@@ -301,8 +306,8 @@ class CodecEngines:
         """:meth:`submit` for several batches in one call, all or none: each is checked and
         a request taken for each before any is queued, so a batch that does not fit, or a
         pool that stays short of requests for ``timeout`` seconds (the one bound for all of
-        them), queues nothing and leaves the pool as it was. Requests are returned, and
-        dispatched, in the order of ``batches``.
+        them), queues nothing and leaves the pool as it was. Requests are returned, and queued,
+        in the order of ``batches``.
 
         ``finish`` is one callable for every batch, or a sequence of one per batch (``None``
         for none). More batches than the pool holds could never all be in flight at once,
@@ -346,15 +351,15 @@ class CodecEngines:
         snapshot: bool,
         finish: Callable[[Encoded], Any] | None,
     ) -> None:
-        """Fill in a request taken from the pool (and counted in flight) and queue it on
-        the next engine."""
+        """Fill in a request taken from the pool (and counted in flight) and queue it for
+        the engines."""
         request.batch = batch
         request.snapshot = snapshot
         request.finish = finish
         request.sequence = next(self._sequence)
-        request.engine = engine = next(self._next_engine)
+        request.engine = -1
         request._engines = self
-        self._queues[engine].put((request, notify))
+        self._work.put((request, notify))
 
     def _uncount(self) -> None:
         with self._lock:
@@ -459,8 +464,8 @@ class CodecEngines:
         if self._closed:
             return
         self._closed = True
-        for work in self._queues:
-            work.put(_STOP)
+        for _ in self._threads:
+            self._work.put(_STOP)
         for thread in self._threads:
             thread.join()
 

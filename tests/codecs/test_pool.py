@@ -1,4 +1,4 @@
-"""CodecEngines: round-robin engines, completions, back-pressure, the request pool.
+"""CodecEngines: engines sharing one queue, completions, back-pressure, the request pool.
 
 Threads are synchronised with events and semaphores only: a gated codec blocks inside
 ``encode`` until the test opens its gate, so "every request is in flight" is a state the
@@ -92,20 +92,28 @@ def marked_memory(n_pages: int) -> np.ndarray:
     return memory
 
 
-def test_batches_are_dispatched_round_robin_and_run_on_their_engine():
+def test_engines_take_requests_in_submission_order_from_one_queue():
+    """Each engine takes the oldest queued request when it is free: with every engine held
+    inside encode, the first three requests run on three engines and the rest wait, taken
+    by none; each request then names the engine that ran it."""
     codec = GatedCodec()
-    codec.gate.set()
     memory = marked_memory(12)
     with running(codec, engines=3, depth=2) as engines:
         requests = [engines.submit(Batch(memory, [(i, 1)])) for i in range(6)]
-        assert [r.engine for r in requests] == [0, 1, 2, 0, 1, 2]
         assert [r.sequence for r in requests] == list(range(6))
+        for _ in range(3):
+            assert codec.started.acquire(timeout=WAIT)
+        assert sorted(first for first, _ in codec.log) == [1, 2, 3]
+        assert sorted(r.engine for r in requests[:3]) == [0, 1, 2]
+        assert [r.engine for r in requests[3:]] == [-1, -1, -1]
+        codec.gate.set()
         done = list(engines.completions(timeout=WAIT))
         assert sorted(r.sequence for r in done) == list(range(6))
+        ran_on = dict(codec.log)
         for request in done:
+            first = int(request.batch.runs[0, 0]) + 1
+            assert ran_on[first] == f"migcodec-test-gated-{request.engine}"
             request.release()
-    ran_on = dict(codec.log)
-    assert ran_on == {i + 1: f"migcodec-test-gated-{i % 3}" for i in range(6)}
 
 
 def test_completions_are_collected_by_poll_wait_and_iteration():
