@@ -122,20 +122,29 @@ def bench_batch_vs_page(mem: np.ndarray, repeats: int) -> list[dict]:
 
 
 def _engine_rate(codec, mem: np.ndarray, engines: int, duration: float) -> float:
-    """Steady-state encode bytes/s of ``engines`` workers fed by one submitting thread."""
+    """Steady-state encode bytes/s of ``engines`` workers fed by one submitting thread.
+
+    The thread keeps the pool full the way a consumer of several engines should: it waits
+    for half the pool's requests at once (``wait_many``: one wake-up for all of them, where
+    waiting per request woke it once per batch), releases them and submits as many batches
+    in one call. Requests left in flight keep every engine busy meanwhile."""
     batches = [Batch(mem, [(i, BATCH)]) for i in range(0, mem.shape[0], BATCH)]
+    n_batches = len(batches)
     done_bytes = 0
     with CodecEngines(codec, engines=engines, depth=4, max_pages=BATCH) as eng:
+        size = eng.pool.size
+        half = max(1, size // 2)
         t0 = time.perf_counter()
-        i = 0
+        eng.submit_many([batches[i % n_batches] for i in range(size)])
+        i = size
         while time.perf_counter() - t0 < duration:
-            if not eng.pool.free_count():
-                req = eng.wait()
+            done = eng.wait_many(half)
+            for req in done:
                 req.result()
                 done_bytes += req.batch.nbytes
                 req.release()
-            eng.submit(batches[i % len(batches)])
-            i += 1
+            eng.submit_many([batches[(i + k) % n_batches] for k in range(len(done))])
+            i += len(done)
         for req in eng.completions():
             done_bytes += req.batch.nbytes
             req.release()
