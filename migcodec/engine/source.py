@@ -347,23 +347,33 @@ class MigrationSource:
             prepare_batch = sender.writer.prepare_batch
             # a page is in one batch per iteration and iterations drain, so no batch encodes
             # a page before the mirror has heard of its previous send
-            for batch in window:
-                if not engines.pool.free_count():
+            done = 0
+            while done < len(window):
+                free = engines.pool.free_count()
+                if not free:
                     # every request is in flight: wait until half of them are framed, then
                     # submit that many at once; waking up per freed request (and so the
                     # engines and the sender, one request at a time) costs a thread switch
                     # per frame each
                     ahead = self._wait_for_room(sender, engines.pool.size // 2, ahead)
+                    free = max(1, engines.pool.free_count())
+                group = window[done : done + free]
                 # the engine frames and checksums its batch too, in parallel with the others
                 # (the checksum is seeded with the frame's index: frames go out in order)
-                finish = partial(prepare_batch, codec_id=codec_id, index=sender.queued_frames)
-                request = engines.submit(
-                    batch, notify=False, snapshot=sender.snapshot, finish=finish
+                first = sender.queued_frames
+                finish = [
+                    partial(prepare_batch, codec_id=codec_id, index=first + k)
+                    for k in range(len(group))
+                ]
+                requests = engines.submit_many(
+                    group, notify=False, snapshot=sender.snapshot, finish=finish
                 )
-                sender.submitted += 1
-                sender.queued_frames += 1
-                sender.items.put((request, codec_id))
-                ticker.batch(batch.n_pages)
+                for request, batch in zip(requests, group, strict=True):
+                    sender.submitted += 1
+                    sender.queued_frames += 1
+                    sender.items.put((request, codec_id))
+                    ticker.batch(batch.n_pages)
+                done += len(group)
         sender.wait_drained()
         return int(pages.shape[0])
 
