@@ -48,9 +48,11 @@ def _encode_all(codec: Codec, memory: np.ndarray, batch_pages: int, workers: int
     with CodecEngines(
         codec, engines=workers, depth=4, page_size=memory.shape[1], max_pages=batch_pages
     ) as engines:
+        half = max(1, engines.pool.size // 2)
         for first in range(0, n_pages, batch_pages):
-            if not engines.pool.free_count():  # every request in flight: collect one first
-                encoded.append(_detach(engines.wait()))
+            if not engines.pool.free_count():
+                # every request in flight: collect half of them, woken once for all
+                encoded += [_detach(request) for request in engines.wait_many(half)]
             count = min(batch_pages, n_pages - first)
             engines.submit(Batch(memory, [(first, count)], memory.shape[1], batch_pages))
         for request in engines.completions():
