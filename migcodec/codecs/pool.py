@@ -421,9 +421,10 @@ class CodecEngines:
                 need = count - len(done)
                 with self._lock:
                     self._want = need
-                    if self._completed.qsize() >= need:
+                    wait = self._completed.qsize() < need
+                    if not wait:
                         self._want = 0
-                if self._want:
+                if wait:  # an engine releases _wake once for it, which is taken back here
                     remaining = -1 if deadline is None else max(0.0, deadline - time.monotonic())
                     if not self._wake.acquire(timeout=remaining):
                         with self._lock:
