@@ -359,9 +359,12 @@ enum {
     XD_CHANGE_PAST,    /* change run goes past the end of the page or the data */
 };
 
-/* One page, QEMU's xbzrle_decode_buffer checks in its order. */
-static int xbzrle_decode_page(const unsigned char *src, Py_ssize_t slen, unsigned char *page,
-                              Py_ssize_t page_size)
+/* One page, QEMU's xbzrle_decode_buffer checks in its order. With page NULL it only
+ * checks (a first pass over a batch, so that a malformed page leaves every page as it was);
+ * inlined with page a constant NULL, the check carries no trace of the writes. */
+static inline __attribute__((always_inline)) int
+xbzrle_decode_page(const unsigned char *src, Py_ssize_t slen, unsigned char *page,
+                   Py_ssize_t page_size)
 {
     Py_ssize_t i = 0, d = 0;
     while (i < slen) {
@@ -396,7 +399,9 @@ static int xbzrle_decode_page(const unsigned char *src, Py_ssize_t slen, unsigne
             return XD_CHANGE_EMPTY;
         if (d + (Py_ssize_t)count > page_size || i + (Py_ssize_t)count > slen)
             return XD_CHANGE_PAST;
-        if (count <= 8 && slen - i >= 8 && page_size - d >= 8) {
+        if (!page) {
+            /* checking only */
+        } else if (count <= 8 && slen - i >= 8 && page_size - d >= 8) {
             /* short runs dominate sparse changes: an 8-byte read-modify-write keeps the
              * bytes of the page past the run as they are */
             uint64_t keep = count == 8 ? 0 : ~0ULL << (8 * count);
@@ -445,13 +450,21 @@ static PyObject *xbzrle_decode(PyObject *self, PyObject *args)
         const unsigned char *src = data_view.buf;
         unsigned char *dst = pages_view.buf;
         Py_BEGIN_ALLOW_THREADS
+        /* every page checked before the first write, then written (which cannot fail) */
         for (Py_ssize_t p = 0; p < m; p++) {
-            int r = xbzrle_decode_page(src, lengths[p], dst + p * page_size, page_size);
+            int r = xbzrle_decode_page(src, lengths[p], NULL, page_size);
             if (r != XD_OK) {
                 code = r, where = p;
                 break;
             }
             src += lengths[p];
+        }
+        if (code == XD_OK) {
+            src = data_view.buf;
+            for (Py_ssize_t p = 0; p < m; p++) {
+                xbzrle_decode_page(src, lengths[p], dst + p * page_size, page_size);
+                src += lengths[p];
+            }
         }
         Py_END_ALLOW_THREADS
     }

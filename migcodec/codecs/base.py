@@ -21,7 +21,7 @@ from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
-from migcodec.codecs.batch import Batch, check_runs, expand_runs
+from migcodec.codecs.batch import Batch, check_run, check_runs, expand_runs
 from migcodec.codecs.encoded import (
     MAX_PAGE_MODE,
     CodecKind,
@@ -46,6 +46,8 @@ RUN_BYTES = 12  # what one run costs on the wire (u64 first page + u32 count)
 CPU_SAMPLE_EVERY = 64
 _ZERO, _RAW, _ENCODED = (np.uint8(m) for m in (PageMode.ZERO, PageMode.RAW, PageMode.ENCODED))
 _SOFTWARE = CodecPath.SOFTWARE
+#: no bound on a decoded batch's pages (the wire reader bounds frames as it reads them)
+_ANY_SIZE = int(np.iinfo(np.int64).max)
 _RAW_BYTE = bytes([PageMode.RAW])
 _ENCODED_BYTE = bytes([PageMode.ENCODED])
 
@@ -182,6 +184,11 @@ class Codec(ABC):
     #: set by :class:`~migcodec.codecs.delta.DeltaCodec`, never by a plugin: the framework
     #: then hands the transform what the destination holds, and decoding its pages
     reads_destination: ClassVar[bool] = False
+    #: a codec that reads the destination decodes into the destination's pages it is given
+    #: (``_decode_against``'s ``current``) and checks every part of a payload before its
+    #: first write to them: the framework then hands it destination memory itself, not a
+    #: copy to write back (two passes over the pages fewer)
+    decodes_in_place: ClassVar[bool] = False
     #: the largest page the codec's format can describe (``None``: any size)
     max_page_size: ClassVar[int | None] = None
     # CPU-clock sampling state (Codec.encode): encodes left until the next sample, and the
@@ -507,7 +514,10 @@ class Codec(ABC):
         runs = encoded.runs
         if runs.ndim != 2 or runs.shape[1] != 2:
             raise InvalidBatch(f"runs must be (first_page, n_pages) pairs, got {runs.shape}")
-        check_runs(runs, view.shape[0], max_pages=int(np.iinfo(np.int64).max))
+        if runs.shape[0] == 1:  # the common frame, checked on Python integers
+            check_run(*runs[0].tolist(), view.shape[0], _ANY_SIZE)
+        else:
+            check_runs(runs, view.shape[0], max_pages=_ANY_SIZE)
         modes = np.asarray(encoded.modes, dtype=np.uint8)
         if (modes > MAX_PAGE_MODE).any():
             raise DecodeError(f"page mode {int(modes.max())} is not defined")
@@ -527,11 +537,14 @@ class Codec(ABC):
             return True
         if min(kinds) < PageMode.ENCODED:
             return False
-        # a copy: a transform may write it before it finds the payload malformed
-        current = view[first : first + count].copy() if self.reads_destination else None
+        current = None
+        if self.reads_destination:
+            current = view[first : first + count]
+            if not self.decodes_in_place:
+                current = current.copy()  # a transform may write it, then find it malformed
         out = self._decode_encoded(payload, modes, current, page_size)
-        decoded = self._decoded_pages(out, count, page_size)
-        view[first : first + count] = decoded
+        if not (self.reads_destination and self.decodes_in_place):  # else decoded there
+            view[first : first + count] = self._decoded_pages(out, count, page_size)
         return True
 
     def _decoded_pages(self, out: Any, pages: int, page_size: int) -> np.ndarray:

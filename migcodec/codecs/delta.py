@@ -48,6 +48,9 @@ ZERO = np.uint8(PageMode.ZERO)
 DELTA = np.uint8(PageMode.ENCODED)
 FALLBACK = np.uint8(3)
 UNCHANGED = np.uint8(4)
+_DELTA_BYTE, _FALLBACK_BYTE, _UNCHANGED_BYTE = (
+    bytes([int(m)]) for m in (DELTA, FALLBACK, UNCHANGED)
+)
 RAW = np.uint8(PageMode.RAW)
 #: the modes the C kernels' record_frame writes (_deltas.c)
 assert (ZERO, RAW, DELTA, UNCHANGED) == (0, 1, 2, 4)
@@ -96,6 +99,7 @@ class DeltaCodec(Codec):
 
     kind = CodecKind.DELTA
     reads_destination = True
+    decodes_in_place = True  # see _decode_against
     #: largest page the subclass's format can describe
     max_page_size: ClassVar[int | None] = 1 << 19
     #: the page size :meth:`_encode_lent` last found the format describes (0: none yet)
@@ -156,7 +160,14 @@ class DeltaCodec(Codec):
     def apply_deltas(self, pages: np.ndarray, deltas: np.ndarray, lengths: np.ndarray) -> None:
         """Apply concatenated ``deltas`` (``lengths``: each page's length field) to
         ``pages`` in place; :class:`DecodeError` when anything is malformed (``pages`` may
-        then be partly written: it is a copy)."""
+        then be partly written, unless :meth:`applies_whole` says otherwise)."""
+
+    def applies_whole(self, pages: np.ndarray) -> bool:
+        """Whether :meth:`apply_deltas` on ``pages`` checks every delta before its first
+        write, so that a malformed one leaves them as they were. Decoding then applies
+        deltas to destination memory in place; otherwise to a copy of its pages, which
+        costs two more passes over them. The default makes no such promise."""
+        return False
 
     def _record_frame(
         self, store: np.ndarray, new: np.ndarray, copy_raw: bool, find_zero: bool = False
@@ -313,57 +324,68 @@ class DeltaCodec(Codec):
     def _decode_against(
         self, blob: memoryview, modes: np.ndarray, current: np.ndarray, page_size: int
     ) -> np.ndarray:
-        """The pages of ``modes`` decoded into ``current`` (a copy of the destination's
-        present pages), which is returned. Checks the layout before any page is written."""
+        """The pages of ``modes`` decoded into ``current``, the destination's present
+        pages, which is returned. Every part is checked before the first page is written
+        (the fall-back's pages are decoded aside, the deltas applied whole or to a copy of
+        their pages, see :meth:`applies_whole`), so ``current`` may be destination memory
+        itself (``decodes_in_place``)."""
         if current is None:
             raise DecodeError(f"{self.name} needs the destination's current pages to decode")
         self.check_page_size(page_size)
-        bad = (modes != DELTA) & (modes != FALLBACK) & (modes != UNCHANGED)
-        if bad.any():
-            raise DecodeError(
-                f"page mode {int(modes[bad][0])} is not one of {self.name}'s modes "
-                f"(delta {DELTA}, fall-back {FALLBACK}, unchanged {UNCHANGED})"
-            )
+        # each mode's pages counted in the modes' bytes (one C call each), and their rows
+        # found only for a frame that mixes them
+        kinds = modes.tobytes()
+        n_delta = kinds.count(_DELTA_BYTE)
+        n_fallback = 0
+        if n_delta != len(kinds):
+            n_fallback = kinds.count(_FALLBACK_BYTE)
+            if n_delta + n_fallback + kinds.count(_UNCHANGED_BYTE) != len(kinds):
+                bad = (modes != DELTA) & (modes != FALLBACK) & (modes != UNCHANGED)
+                raise DecodeError(
+                    f"page mode {int(modes[bad][0])} is not one of {self.name}'s modes "
+                    f"(delta {DELTA}, fall-back {FALLBACK}, unchanged {UNCHANGED})"
+                )
         buf = np.frombuffer(blob, dtype=np.uint8)
-        delta_rows = np.flatnonzero(modes == DELTA)
-        fallback_rows = np.flatnonzero(modes == FALLBACK)
-        head = 4 + 2 * delta_rows.size
+        head = 4 + 2 * n_delta
         if buf.size < head:
             raise DecodeError(
                 f"{self.name} blob of {buf.size} bytes is shorter than its {head}-byte header"
             )
-        fallback_nbytes = int(buf[:4].view(_HEADER)[0])
+        fallback_nbytes = int.from_bytes(blob[:4], "little")
         if head + fallback_nbytes > buf.size:
             raise DecodeError(
                 f"{self.name} fall-back part of {fallback_nbytes} bytes runs past the "
                 f"{buf.size}-byte blob"
             )
-        if bool(fallback_rows.size) != bool(fallback_nbytes):
+        if bool(n_fallback) != bool(fallback_nbytes):
             raise DecodeError(
                 f"{self.name} blob has {fallback_nbytes} fall-back bytes for "
-                f"{fallback_rows.size} fall-back pages"
+                f"{n_fallback} fall-back pages"
             )
         pages = current.reshape(-1, page_size)
-        if fallback_rows.size:
+        decoded = None
+        if n_fallback:
             out = self._fallback.decode_pages(
-                blob[head : head + fallback_nbytes], int(fallback_rows.size), page_size
+                blob[head : head + fallback_nbytes], n_fallback, page_size
             )
             decoded = np.frombuffer(out, dtype=np.uint8)
-            if decoded.size != fallback_rows.size * page_size:
+            if decoded.size != n_fallback * page_size:
                 raise DecodeError(
                     f"fall-back codec {self._fallback.name!r} decoded {decoded.size} bytes for "
-                    f"{fallback_rows.size} pages"
+                    f"{n_fallback} pages"
                 )
-            pages[fallback_rows] = decoded.reshape(-1, page_size)
         deltas = buf[head + fallback_nbytes :]
-        if delta_rows.size:
+        if n_delta:
             lengths = buf[4:head].view(_LENGTH).astype(np.int64)
-            if delta_rows.size == pages.shape[0]:  # every page a delta: apply in place
-                self.apply_deltas(pages, deltas, lengths)
+            if n_delta == pages.shape[0] and self.applies_whole(pages):
+                self.apply_deltas(pages, deltas, lengths)  # every page a delta: in place
             else:
+                delta_rows = np.flatnonzero(modes == DELTA)
                 work = pages[delta_rows]
                 self.apply_deltas(work, deltas, lengths)
                 pages[delta_rows] = work
         elif deltas.size:
             raise DecodeError(f"{self.name} blob has {deltas.size} bytes past its last part")
+        if decoded is not None:  # last: nothing after it can fail
+            pages[np.flatnonzero(modes == FALLBACK)] = decoded.reshape(-1, page_size)
         return pages

@@ -52,11 +52,62 @@ def test_xbzrle_decode_of_arbitrary_bytes_stays_inside_the_pages(chunks):
     ],
 )
 def test_xbzrle_rejects_what_qemu_rejects(data, what):
-    # the page may be partly written (the codec decodes into a copy); never past its end
+    # the numpy kernel may have written part of the page (the codec decodes into a copy
+    # there); never past its end
     rows, inner = _guarded(1)
     with pytest.raises(DecodeError, match=what):
         xbzrle_decode(inner, np.frombuffer(data, np.uint8), np.array([len(data)]))
     assert (rows[0] == 0xA5).all() and (rows[-1] == 0xA5).all()
+
+
+def test_xbzrle_decode_writes_no_page_of_a_batch_with_a_bad_one():
+    """The C kernel checks every page before it writes one; the numpy kernel checks a run
+    of pages at a time (here the batch is one run)."""
+    pages = np.zeros((3, PAGE), np.uint8)
+    good = b"\x00\x04abcd"  # change the first 4 bytes
+    data = np.frombuffer(good + good + b"\x05", np.uint8)  # the last page is cut off
+    with pytest.raises(DecodeError, match="page 2"):
+        xbzrle_decode(pages, data, np.array([6, 6, 1]))
+    assert not pages.any()
+
+
+def _all_deltas(name: str) -> tuple[Encoded, np.ndarray]:
+    """A frame of one run whose every page is a delta, and the destination before it."""
+    rng = np.random.default_rng(5)
+    before = rng.integers(0, 256, (8, PAGE), dtype=np.uint8)
+    codec = get_codec(name)
+    mirror = DestinationMirror.holding(np.arange(8), before)
+    after = before.copy()
+    after[:, ::64] ^= 1  # a few bytes of every page
+    encoded = codec.encode(Batch(after, [(0, 8)]), destination=mirror)
+    assert set(encoded.modes.tolist()) == {2}  # DELTA
+    return encoded, before.copy()
+
+
+@pytest.mark.parametrize("name", ["dsa-delta", "xbzrle"])
+def test_a_run_of_deltas_with_a_bad_last_page_leaves_memory_untouched(name):
+    """Such a frame is decoded in destination memory itself where the kernel checks every
+    delta before its first write, into a copy elsewhere: either way, a last page that does
+    not decode leaves every page as it was, and a good frame decodes exactly."""
+    encoded, dest = _all_deltas(name)
+    before = dest.copy()
+    payload = bytearray(encoded.payload)
+    n = len(encoded.modes)
+    lengths = np.frombuffer(bytes(payload[4 : 4 + 2 * n]), "<u2").copy()
+    if name == "xbzrle":  # the last page's encoding replaced by a cut-off header
+        tail = sum(int(x) for x in lengths[:-1])
+        lengths[-1] = 1
+        payload = payload[: 4 + 2 * n] + payload[4 + 2 * n :][:tail] + b"\x05"
+        payload[4 : 4 + 2 * n] = lengths.tobytes()
+    else:  # the last record's offset moved past the page
+        payload[-10:-8] = (PAGE // 8).to_bytes(2, "little")
+    with pytest.raises(DecodeError):
+        get_codec(name).decode(_with_payload(encoded, bytes(payload)), dest)
+    np.testing.assert_array_equal(dest, before)
+    get_codec(name).decode(encoded, dest)
+    expected = before.copy()
+    expected[:, ::64] ^= 1
+    np.testing.assert_array_equal(dest, expected)
 
 
 def _records(*entries: tuple[int, int]) -> np.ndarray:

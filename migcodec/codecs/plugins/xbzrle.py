@@ -200,27 +200,23 @@ def xbzrle_decode(pages: np.ndarray, data: np.ndarray, lengths: np.ndarray) -> N
     The lengths are checked first, before anything is allocated: one per page, each
     1..page size (QEMU refuses longer encodings: ``ram_load`` "len overflow"), adding up to
     ``data``. A malformed encoding raises :class:`DecodeError` naming the first bad page
-    and what is wrong with it, the same from both kernels. Pages before it (and, from the
-    C kernel, the bad page up to its bad run) have then been written: callers that must
-    not see a partial batch decode into a copy, as :class:`~migcodec.codecs.delta.DeltaCodec`
-    does. Nothing is ever written outside ``pages``.
+    and what is wrong with it, the same from both kernels. The C kernel checks every page
+    before it writes one, so ``pages`` are then as they were (:func:`decodes_whole`); the
+    numpy fall-back has written the runs of pages before the bad one's, and callers that
+    must not see a partial batch decode into a copy there, as
+    :class:`~migcodec.codecs.delta.DeltaCodec` does. Nothing is ever written outside
+    ``pages``.
     """
     m, page_size = pages.shape
     lengths = np.asarray(lengths)
     if lengths.shape != (m,):
         raise DecodeError(f"{lengths.size} XBZRLE lengths for a batch of {m} pages")
-    native = delta_kernels.native
-    if (
-        native is None
-        or page_size > MAX_PAGE_SIZE
-        or page_size % 8
-        or not (pages.flags.c_contiguous and pages.flags.writeable)
-    ):
+    if not decodes_whole(pages):
         _numpy_xbzrle_decode(pages, data, lengths)
         return
     lengths = np.ascontiguousarray(lengths, dtype=np.int64)
     data = np.ascontiguousarray(data)
-    failed = native.xbzrle_decode(pages, data, lengths, page_size)
+    failed = delta_kernels.native.xbzrle_decode(pages, data, lengths, page_size)
     if failed is None:
         return
     code, page, a, b = failed
@@ -229,6 +225,19 @@ def xbzrle_decode(pages: np.ndarray, data: np.ndarray, lengths: np.ndarray) -> N
     if code == _FILL:
         raise _fill_error(a, b)
     raise _pair_error(_PAIR_PROBLEMS[code], page)
+
+
+def decodes_whole(pages: np.ndarray) -> bool:
+    """Whether :func:`xbzrle_decode` runs the C kernel on ``pages`` (built, a page size it
+    takes, writable contiguous rows), which writes nothing unless every page decodes."""
+    page_size = pages.shape[1]
+    return (
+        delta_kernels.native is not None
+        and page_size <= MAX_PAGE_SIZE
+        and not page_size % 8
+        and pages.flags.c_contiguous
+        and pages.flags.writeable
+    )
 
 
 def _numpy_xbzrle_decode(pages: np.ndarray, data: np.ndarray, lengths: np.ndarray) -> None:
@@ -405,3 +414,6 @@ class XbzrleCodec(DeltaCodec):
 
     def apply_deltas(self, pages, deltas, lengths):
         xbzrle_decode(pages, deltas, lengths)
+
+    def applies_whole(self, pages):
+        return decodes_whole(pages)
