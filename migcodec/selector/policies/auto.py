@@ -187,6 +187,7 @@ class _Prediction:
 
     context: np.ndarray
     held: float
+    zero_share: float  # the context's, as a float (numpy's scalar costs more per read)
     version: int
     estimates: list[float] | None
     payload: list[float]
@@ -397,6 +398,7 @@ class Auto(Policy):
         kept = _Prediction(
             f.context,
             f.held_frac,
+            float(f.context[1]),
             self._ratio_version,
             estimates,
             payload,
@@ -507,13 +509,16 @@ class Auto(Policy):
         own = self._cost_rows[arm][_grid_step(math.log(page_size / each))]
         return own if fallback is None else self._delta_page_cost(own, fallback)
 
-    def _window(self, f: WindowFeatures, pages: float | None) -> tuple[float, ...]:
+    def _window(
+        self, f: WindowFeatures, pages: float | None, zero_share: float | None = None
+    ) -> tuple[float, ...]:
         """Pages, zero pages, non-zero pages and encode calls of a window of ``pages``
-        pages (``None``: the size ``f`` was read on) whose zero share ``f`` gives."""
+        pages (``None``: the size ``f`` was read on) whose zero share ``f`` gives (or
+        ``zero_share``, that share as a float already)."""
         n = f.pages if pages is None else pages
         if n < 1.0:
             n = 1.0
-        zero = n * float(f.context[1])
+        zero = n * (float(f.context[1]) if zero_share is None else zero_share)
         return n, zero, n - zero, float(math.ceil(n / self.batch_pages))
 
     def _factor_scales(self) -> tuple[float, ...] | None:
@@ -547,8 +552,8 @@ class Auto(Policy):
         """Payload per non-zero page, output bytes, CPU seconds and loss, per arm, of a
         window of ``pages`` pages (``None``: the size ``f`` was read on) described by
         ``f`` (lists: the hot path, a few float operations per arm)."""
-        n, zero, nz, calls = self._window(f, pages)
         payload, _, per_page = self._payloads(f)
+        n, zero, nz, calls = self._window(f, pages, self._prediction.zero_share)
         base = n + calls * RUN_BYTES
         shared = self._shared_factor
         out, cpu = [], []
@@ -689,8 +694,9 @@ class Auto(Policy):
                 mu = self._mu()
                 return max(range(self.n_arms), key=mu.__getitem__)
             _, out, cpu, loss = self._predict(self._read, self._pages)
-            arm = _argmin(loss)
-            self._expected, self._expected_out = loss[arm], out[arm]
+            least = min(loss)
+            arm = loss.index(least)  # _argmin, inline
+            self._expected, self._expected_out = least, out[arm]
             self._chosen = (loss, cpu)
             self._since_s += self._expected
             return arm
