@@ -22,13 +22,25 @@ import numpy as np
 from migcodec.selector.features import WindowFeatures
 from migcodec.selector.policies.base import MAX_WINDOWS, Policy, PolicyError
 
-_LEFT = np.array([2, 3, 2, 1])  # entropy^2, changed^2, entropy*changed, zero*entropy
-_RIGHT = np.array([2, 3, 3, 2])
-
 
 def design(context: np.ndarray) -> np.ndarray:
-    """Regression inputs from a context vector: the context, squares and key products."""
-    return np.concatenate((context, context[_LEFT] * context[_RIGHT]))
+    """Regression inputs from a context vector: the context, then entropy^2, changed^2,
+    entropy*changed and zero*entropy (in Python floats, then one array: on five entries,
+    each numpy call costs more than the arithmetic, and this runs every window)."""
+    bias, zero, entropy, changed, known = context.tolist()
+    return np.array(
+        (
+            bias,
+            zero,
+            entropy,
+            changed,
+            known,
+            entropy * entropy,
+            changed * changed,
+            entropy * changed,
+            zero * entropy,
+        )
+    )
 
 
 N_DESIGN = 9
@@ -56,6 +68,7 @@ class LinearRLS(Policy):
         self.theta = np.zeros((k, d))
         self.unit = 0.0
         self.seen = np.zeros(k, dtype=np.int64)
+        self._unplayed = list(range(k))  # arms with no window yet, in order
         self._x: np.ndarray | None = None
         self._px: np.ndarray | None = None
         self._context: np.ndarray | None = None
@@ -68,9 +81,8 @@ class LinearRLS(Policy):
     def choose(self, features: WindowFeatures | None = None) -> int:
         x = self._inputs(features)
         self._x, self._context = x, features.context
-        first = int(self.seen.argmin())
-        if self.seen[first] == 0:  # a model of an arm never played predicts nothing
-            return first
+        if self._unplayed:  # a model of an arm never played predicts nothing
+            return self._unplayed[0]
         px = self.P @ x
         self._px = px  # the chosen arm's row serves the update
         score = self.theta @ x + self.alpha * np.sqrt(np.fmax(px @ x, 0.0))
@@ -87,6 +99,8 @@ class LinearRLS(Policy):
             self.unit = abs(reward) or 1.0
         y = reward / self.unit
         self.seen[arm] += 1
+        if self._unplayed and arm in self._unplayed:
+            self._unplayed.remove(arm)
         P = self.P[arm]  # a view: updated in place
         if px is None:
             px = P @ x
