@@ -323,6 +323,11 @@ class CodecEngines:
             self._check(batch)
         if finish is None or callable(finish):
             finishes: Sequence = (finish,) * n
+        elif not isinstance(finish, Sequence):
+            raise TypeError(
+                f"finish must be a callable, or a sequence of one callable (or None) per "
+                f"batch; got {type(finish).__name__}"
+            )
         elif len(finish) != n:
             raise ValueError(f"{len(finish)} finish callables for {n} batches")
         else:

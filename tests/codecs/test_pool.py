@@ -486,6 +486,11 @@ def test_submit_many_queues_all_or_nothing():
         with pytest.raises(ValueError) as info:
             engines.submit_many([fits, fits], finish=[None])
         assert str(info.value) == "1 finish callables for 2 batches"
+        with pytest.raises(TypeError) as info:
+            engines.submit_many([fits], finish=5)
+        assert str(info.value) == (
+            "finish must be a callable, or a sequence of one callable (or None) per batch; got int"
+        )
         assert (engines.in_flight, engines.pool.free_count()) == (0, 3)
 
         held = engines.submit_many([Batch(memory, [(i, 1)]) for i in range(2)])
