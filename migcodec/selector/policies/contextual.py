@@ -84,8 +84,10 @@ class LinearRLS(Policy):
         if self._unplayed:  # a model of an arm never played predicts nothing
             return self._unplayed[0]
         px = self.P @ x
-        self._px = px  # the chosen arm's row serves the update
-        score = self.theta @ x + self.alpha * np.sqrt(np.fmax(px @ x, 0.0))
+        predicted, spread = self.theta @ x, px @ x
+        # the chosen arm's rows serve the update (one product per arm here, none there)
+        self._px, self._predicted, self._spread = px, predicted, spread
+        score = predicted + self.alpha * np.sqrt(np.fmax(spread, 0.0))
         return int(score.argmax())
 
     def update(self, arm, reward, features=None, outcome=None) -> None:
@@ -93,7 +95,7 @@ class LinearRLS(Policy):
         if x is None or (features is not None and features.context is not self._context):
             x = self._inputs(features)
         elif self._px is not None:
-            px = self._px[arm]
+            px, predicted, spread = self._px[arm], self._predicted[arm], self._spread[arm]
         self._px = None
         if self.unit == 0.0:
             self.unit = abs(reward) or 1.0
@@ -102,11 +104,12 @@ class LinearRLS(Policy):
         if self._unplayed and arm in self._unplayed:
             self._unplayed.remove(arm)
         P = self.P[arm]  # a view: updated in place
+        theta = self.theta[arm]
         if px is None:
             px = P @ x
-        gain = px / (self.forget + x @ px)
-        theta = self.theta[arm]
-        theta += gain * (y - theta @ x)
+            predicted, spread = theta @ x, x @ px
+        gain = px / (self.forget + spread)
+        theta += gain * (y - predicted)
         P -= gain[:, None] * px  # the rank-one update (np.outer's wrapper costs 5x this)
         P *= 1.0 / self.forget
 
