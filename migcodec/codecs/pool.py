@@ -370,25 +370,37 @@ class CodecEngines:
         with self._lock:
             self._in_flight -= 1
 
-    def _collect(self, entry: tuple[Request, int]) -> Request | None:
-        """The entry's request, or ``None`` if that use of it was already released."""
+    def _claim(self, entry: tuple[Request, int]) -> Request | None:
+        """The entry's request, marked collected, or ``None`` if that use of it was already
+        released or collected (the caller counts it out of flight)."""
         request, generation = entry
         if request.generation != generation or request._collected:
             return None
         request._collected = True
-        self._uncount()
+        return request
+
+    def _collect(self, entry: tuple[Request, int]) -> Request | None:
+        """:meth:`_claim`, counted out of flight."""
+        request = self._claim(entry)
+        if request is not None:
+            self._uncount()
         return request
 
     def poll(self, limit: int | None = None) -> list[Request]:
-        """Completed requests, without waiting (the device-polling thread's loop body)."""
-        done = []
+        """Completed requests, without waiting (the device-polling thread's loop body);
+        counted out of flight under one lock."""
+        done: list[Request] = []
+        get = self._completed.get_nowait
         while limit is None or len(done) < limit:
             try:
-                request = self._collect(self._completed.get_nowait())
+                request = self._claim(get())
             except queue.Empty:
                 break
             if request is not None:
                 done.append(request)
+        if done:
+            with self._lock:
+                self._in_flight -= len(done)
         return done
 
     def wait(self, timeout: float | None = None) -> Request:
@@ -421,7 +433,7 @@ class CodecEngines:
             return []
         try:
             count = min(count, self._in_flight)
-            done = self._drain([])
+            done = self.poll()
             while len(done) < count:
                 need = count - len(done)
                 with self._lock:
@@ -437,29 +449,11 @@ class CodecEngines:
                                 self._want = 0
                             else:  # an engine signalled after the timeout: take it back
                                 self._wake.acquire()
-                        return self._drain(done)
-                self._drain(done)
+                        return done + self.poll()
+                done += self.poll()
             return done
         finally:
             self._waiting.release()
-
-    def _drain(self, done: list[Request]) -> list[Request]:
-        """Append the queued completions to ``done``, skipping entries of released uses."""
-        get, collected = self._completed.get_nowait, 0
-        while True:
-            try:
-                request, generation = get()
-            except queue.Empty:
-                break
-            if request.generation != generation or request._collected:
-                continue
-            request._collected = True
-            done.append(request)
-            collected += 1
-        if collected:
-            with self._lock:
-                self._in_flight -= collected
-        return done
 
     def completions(self, timeout: float | None = None) -> Iterator[Request]:
         """Completed requests until nothing is in flight."""
