@@ -67,8 +67,7 @@ class LinearRLS(Policy):
         self.P = np.repeat((np.eye(d) / self.ridge)[None], k, axis=0)
         self.theta = np.zeros((k, d))
         self.unit = 0.0
-        self.seen = np.zeros(k, dtype=np.int64)
-        self._unplayed = list(range(k))  # arms with no window yet, in order
+        self.seen = [0] * k  # windows played per arm (a list: read every window)
         self._x: np.ndarray | None = None
         self._px: np.ndarray | None = None
         self._context: np.ndarray | None = None
@@ -81,8 +80,8 @@ class LinearRLS(Policy):
     def choose(self, features: WindowFeatures | None = None) -> int:
         x = self._inputs(features)
         self._x, self._context = x, features.context
-        if self._unplayed:  # a model of an arm never played predicts nothing
-            return self._unplayed[0]
+        if 0 in self.seen:  # a model of an arm never played predicts nothing
+            return self.seen.index(0)
         px = self.P @ x
         predicted, spread = self.theta @ x, px @ x
         # the chosen arm's rows serve the update (one product per arm here, none there)
@@ -101,8 +100,6 @@ class LinearRLS(Policy):
             self.unit = abs(reward) or 1.0
         y = reward / self.unit
         self.seen[arm] += 1
-        if self._unplayed and arm in self._unplayed:
-            self._unplayed.remove(arm)
         P = self.P[arm]  # a view: updated in place
         theta = self.theta[arm]
         if px is None:
