@@ -104,7 +104,6 @@
 static const uint64_t LOW7 = 0x7F7F7F7F7F7F7F7FULL;
 static const uint64_t HIGH = 0x8080808080808080ULL;
 
-
 static inline void store64(unsigned char *p, uint64_t v) { memcpy(p, &v, sizeof v); }
 
 /* The high bit of every zero byte of x, exactly (no borrow between bytes). */
