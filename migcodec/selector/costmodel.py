@@ -56,8 +56,9 @@ COST_MODEL_VERSION = 2
 #: what calibration times, numbered: a change to it, or to the cost of what it times,
 #: calibrates every machine again (5: the cheap features became one scan of the sample,
 #: at half the cost a model of the old code charges a policy for them; 6: delta codecs
-#: are also timed on pages with 1/48 to half of their words changed)
-CALIBRATION_RECIPE = 6
+#: are also timed on pages with 1/48 to half of their words changed; 7: the cheap
+#: features' cost is fitted per page sampled, not per page of the window sampled)
+CALIBRATION_RECIPE = 7
 #: the shares of a held version's words changed that delta codecs are timed on (1: a
 #: rewritten page; see _calibration_windows)
 CHANGED_SHARES = (1 / 512, 1 / 64, 1 / 48, 1 / 24, 1 / 8, 1 / 4, 1 / 2, 1.0)
@@ -360,7 +361,8 @@ def _fit(works: list[Work], times: np.ndarray, page_size: int) -> ArmCost:
 
 def _fit_features(arms: list, page_size: int, batch_pages: int, repeats: int) -> ArmCost:
     """The cheap features' cost: a fixed part and a part per sampled page (text against a
-    held version, the delta estimates included). Every other held page has a few words
+    held version, the delta estimates included), fitted to samples of 1 page up to the
+    largest a window reads. Every other held page has a few words
     changed and the rest were rewritten: comparing a rewritten page costs several times a
     sparse one, and real programs' windows hold both (sparse ones alone made the model half
     of what features cost on recorded traces)."""
@@ -375,7 +377,10 @@ def _fit_features(arms: list, page_size: int, batch_pages: int, repeats: int) ->
     times = np.zeros((repeats, len(sizes)))
     for r in range(repeats):
         for i, n in enumerate(sizes):
-            times[r, i] = extractor.extract(pages[:n], previous[:n], probe=False).cheap_s
+            # the n pages are the sample (``sampled``): the cost is fitted per page read,
+            # as a table prices it (a window of n pages would read only sample_size(n))
+            features = extractor.extract(pages[:n], previous[:n], probe=False, sampled=True)
+            times[r, i] = features.cheap_s
     median = np.median(times, axis=0)
     slope, fixed = np.polyfit(np.array(sizes, dtype=float), median, 1)
     slope, fixed = max(float(slope), 0.0), max(float(fixed), 0.0)

@@ -297,3 +297,24 @@ def test_json_nested_too_deeply_is_a_damaged_model_file(tmp_path):
         f"cannot read cost model {path}: its JSON is nested too deeply to be a cost model; "
         "calibrate again to replace it"
     )
+
+
+def test_the_cheap_features_cost_is_fitted_per_page_they_read(monkeypatch):
+    """A table prices a window's features by the pages its sample read, so the fit is per
+    page read: features that cost 10 us and 0.25 us per page read are modelled so,
+    whatever the sizes of the windows the calibration sampled."""
+    from migcodec.selector.features import FeatureExtractor
+
+    real = FeatureExtractor.extract
+
+    def timed(self, pages, previous=None, **kwargs):
+        features = real(self, pages, previous, **kwargs)
+        features.cheap_s = 10e-6 + 0.25e-6 * features.sample
+        return features
+
+    monkeypatch.setattr(FeatureExtractor, "extract", timed)
+    from migcodec.selector import costmodel
+
+    cheap = costmodel._fit_features(parse_arms("raw"), 4096, 64, 1)
+    assert cheap.per_call == pytest.approx(10e-6)
+    assert cheap.per_page == pytest.approx([0.25e-6] * len(KNOTS))
