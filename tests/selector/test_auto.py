@@ -12,9 +12,7 @@ from hypothesis import strategies as st
 from migcodec.selector import Throughput, WindowFeatures, parse_policy
 from migcodec.selector.costmodel import KNOTS, ArmCost
 from migcodec.selector.objectives import Outcome
-from migcodec.selector.policies.auto import _CPU_ARM_VAR, RatioFilter
-
-_CPU_ARM_SD = _CPU_ARM_VAR**0.5
+from migcodec.selector.policies.auto import RatioFilter
 
 PAGE = 4096
 LABELS = ["raw", "lz4", "zstd level=3", "dsa-delta"]
@@ -529,47 +527,3 @@ def test_a_delta_arms_offset_from_the_others_is_pooled_over_windows():
     for _ in range(10):
         later = estimates(400.0, 500.0)
     assert later[4] > later[3]
-
-
-def _probe_timed(pages: float, lz4_s: float, zstd_s: float) -> WindowFeatures:
-    """A window whose probes of lz4 and zstd (16 pages at ratio 3) took these seconds."""
-    f = _probed(_features(pages), {1: 3.0, 2: 3.0})
-    f.probe_s = np.array([0.0, lz4_s, zstd_s, 0.0])
-    return f
-
-
-#: the cost model's time for a probe of 16 pages, of lz4 and of zstd (see COSTS)
-_LZ4_PROBE, _ZSTD_PROBE = 20e-6 + 2e-6 * 16, 20e-6 + 8e-6 * 16
-
-
-@pytest.mark.parametrize(("zstd_against_lz4", "factor"), [(0.5, 0.5), (1.0, 1.0), (2.0, 2.0)])
-def test_probes_price_a_compressor_not_played_against_the_one_played(zstd_against_lz4, factor):
-    """Every window plays lz4 at its model, and its probes take twice the model's time
-    (a probe's own bias, shared by every probe of the window): zstd's probe, at twice its
-    model times how it stands against lz4's, prices zstd at that factor, a window never
-    played on it, and sharpens its trial prior."""
-    policy = _auto(125e6)
-    calls = -(-10_000 // 64)
-    model = 20e-6 * calls + 2e-6 * 10_000
-    played = Outcome(10_000 * PAGE, 10_000 * PAGE / 3, model, model)
-    prior_sd = policy._trial_sd[2]
-    for _ in range(20):
-        f = _probe_timed(10_000, 2 * _LZ4_PROBE, 2 * _ZSTD_PROBE * zstd_against_lz4)
-        policy.update(1, 1e8, f, played)
-    assert policy._shared_factor * policy._arm_factor[1] == pytest.approx(1.0, abs=0.02)
-    assert policy._arm_factor[2] == pytest.approx(factor, rel=0.05)
-    assert 2 in policy._untried
-    assert policy._trial_sd[2] < prior_sd / 1.5
-
-
-def test_probes_teach_nothing_without_a_probe_of_the_played_arm():
-    """Without the played arm's probe there is no measured reference for the others'
-    probes in that window: the factors stay where the plays put them."""
-    policy = _auto(125e6)
-    calls = -(-10_000 // 64)
-    model = 20e-6 * calls + 2e-6 * 10_000
-    f = _probe_timed(10_000, 2 * _LZ4_PROBE, _ZSTD_PROBE)
-    f.probe_out[1], f.probe_s[1] = np.nan, 0.0
-    policy.update(1, 1e8, f, Outcome(10_000 * PAGE, 10_000 * PAGE / 3, model, model))
-    assert policy._arm_factor[2] == 1.0
-    assert policy._trial_sd[2] == pytest.approx(_CPU_ARM_SD)

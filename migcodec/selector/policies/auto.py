@@ -16,10 +16,7 @@ An arm's outcome on a window is predicted from:
 - per arm, CPU time from the calibrated cost model (:mod:`migcodec.selector.costmodel`),
   corrected by learnt factors: the host's, shared by all arms and learnt from the plays
   of every arm but the delta arms; one the delta arms share, learnt from theirs (how a
-  program's writes meet delta formats, which no calibration sees); and one per arm,
-  learnt from its plays and, for a compressing arm, from its probes' CPU time against
-  the probe of the arm played in the same window (a compressor no window has played is
-  priced from what its probes cost).
+  program's writes meet delta formats, which no calibration sees); and one per arm.
 
 The objective turns these into a predicted reward per arm and the best is played, or an
 arm no window has measured yet where trying it is worth a window (its cost on this program's
@@ -84,11 +81,6 @@ _CPU_DELTA_VAR = 0.25
 #: variance the shared factor's estimate is used as known (a point estimate)
 _CPU_PLAY_VAR = 0.04
 _CPU_DRIFT_VAR = 0.01
-#: the variance of one window's probes as evidence of how one compressing arm's CPU factor
-#: stands against the played arm's (see Auto._learn_probe_costs): in measured tables of
-#: recorded traces, a probe's log CPU error against the model minus its window's has a
-#: standard deviation of 0.07-0.27 per arm, so a difference of two arms' about 0.2
-_CPU_PROBE_VAR = 0.04
 #: the step of the moving average of each delta arm's log estimate against the others'
 #: (see Auto._delta_estimates): about five windows
 _DELTA_POOL_STEP = 0.2
@@ -968,50 +960,5 @@ class Auto(Policy):
                 self._arm_factor[arm] = math.exp(self.cpu_arm[arm])
                 if arm in untried:
                     self._trial_prior(arm)
-                if not skipped:
-                    self._learn_probe_costs(arm, features)
             if self._cpu_scales is not None:
                 self._cpu_scales = self._factor_scales()
-
-    def _probe_cost_error(self, arm: int, f: WindowFeatures) -> float | None:
-        """The log of ``arm``'s probe CPU time in ``f`` over the cost model's for that
-        probe (one call of its pages at the ratio it reached), or ``None`` if ``f`` holds
-        no timed probe of it."""
-        spent, wrote, m = float(f.probe_s[arm]), float(f.probe_out[arm]), f.probe_pages
-        if not (spent > 0.0 and wrote > 0.0 and math.isfinite(wrote)):
-            return None
-        per_page = self._cost_rows[arm][_grid_step(math.log(m * self.page_size / wrote))]
-        model = self._fixed_rows[arm][0] + per_page * m
-        return math.log(spent / model) if model > 0.0 else None
-
-    def _learn_probe_costs(self, played: int, f: WindowFeatures) -> None:
-        """Learn the other probed compressing arms' CPU factors from this window's probes,
-        against the played arm's, which the window has just measured.
-
-        A probe is one call on a few pages: its time over the model's is off from what its
-        window would cost by the probe's own bias (a call's fixed cost, caches, this
-        host's clock), which every probe of the window shares. The difference of two arms'
-        probe errors cancels it and tells how the two arms' factors stand, so an arm that
-        no window has played is priced from the played arm's measured factor and that
-        difference: a compressor the calibration's content prices dear but this memory
-        makes cheap (or the reverse) is seen from its probes, without a window bet on it."""
-        if f.probe_s is None or f.probe_out is None or f.probe_pages <= 0:
-            return
-        own = self._probe_cost_error(played, f)
-        if own is None:
-            return
-        base, base_var = self.cpu_arm[played], self._cpu_arm_var[played]
-        untried = self._untried
-        for arm in self._c_list:
-            if arm == played:
-                continue
-            error = self._probe_cost_error(arm, f)
-            if error is None:
-                continue
-            var = self._cpu_arm_var[arm]
-            gain = var / (var + base_var + _CPU_PROBE_VAR)
-            self.cpu_arm[arm] += gain * (base + error - own - self.cpu_arm[arm])
-            self._cpu_arm_var[arm] = _least_var(var * (1.0 - gain))
-            self._arm_factor[arm] = math.exp(self.cpu_arm[arm])
-            if arm in untried:
-                self._trial_prior(arm)
