@@ -30,6 +30,7 @@ PAGE_SCAN = Extension(
     ["migcodec/codecs/_pagescan.c"],
     depends=[PAGE_WORDS],
     extra_compile_args=["-O3"],
+    libraries=["m"],  # log2, for the sample's byte entropy
     optional=True,
 )
 

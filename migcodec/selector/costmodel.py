@@ -57,8 +57,9 @@ COST_MODEL_VERSION = 2
 #: calibrates every machine again (5: the cheap features became one scan of the sample,
 #: at half the cost a model of the old code charges a policy for them; 6: delta codecs
 #: are also timed on pages with 1/48 to half of their words changed; 7: the cheap
-#: features' cost is fitted per page sampled, not per page of the window sampled)
-CALIBRATION_RECIPE = 7
+#: features' cost is fitted per page sampled, not per page of the window sampled; 8: the
+#: C scan computes the sample's entropy, at a quarter less than the features cost before)
+CALIBRATION_RECIPE = 8
 #: the shares of a held version's words changed that delta codecs are timed on (1: a
 #: rewritten page; see _calibration_windows)
 CHANGED_SHARES = (1 / 512, 1 / 64, 1 / 48, 1 / 24, 1 / 8, 1 / 4, 1 / 2, 1.0)

@@ -31,7 +31,7 @@ import numpy as np
 from migcodec.codecs import Batch, CodecKind
 from migcodec.codecs.base import RUN_BYTES as _RUN_BYTES
 from migcodec.codecs.delta import RECORD_ENTRY_BYTES, DeltaCodec
-from migcodec.selector.scan import ESTIMATE_KINDS, SampleScan, scan_sample
+from migcodec.selector.scan import ESTIMATE_KINDS, SampleScan, histogram_entropy, scan_sample
 
 #: names of the entries of :attr:`WindowFeatures.context`, in order
 CONTEXT_NAMES = ("bias", "zero_frac", "entropy", "changed_frac", "delta_known")
@@ -139,11 +139,6 @@ def sample_rows(n_pages: int, sample_pages: int, run: int = 4) -> np.ndarray:
     return rows
 
 
-#: ``c * log2(c)`` for every count a histogram of one strided page can hold
-_C_LOG_C = np.zeros(1 << 16)
-_C_LOG_C[1:] = np.arange(1, 1 << 16) * np.log2(np.arange(1, 1 << 16))
-
-
 def byte_entropy(sample: np.ndarray, stride: int = 3) -> float:
     """Shannon entropy of the byte histogram in bits per byte (0..8), from every
     ``stride``-th byte (odd, so 8-byte structure is not aliased; a histogram of a few
@@ -153,22 +148,6 @@ def byte_entropy(sample: np.ndarray, stride: int = 3) -> float:
     if not data.size:
         return 0.0
     return histogram_entropy(np.bincount(data, minlength=256), data.size)
-
-
-def histogram_entropy(counts: np.ndarray, total: int) -> float:
-    """Entropy in bits per byte of a byte histogram (int counts of ``total`` bytes), shared
-    by :func:`byte_entropy` and the C scan's histogram so both give the same float."""
-    if total >= _C_LOG_C.size:  # larger than one page: compute the logs
-        nz = counts[counts > 0]
-        return float(np.log2(total) - (nz * np.log2(nz)).sum() / total)
-    # add.reduce of take: what .sum() of the fancy index computes, with fewer calls
-    return max(float(_log2(total) - np.add.reduce(_C_LOG_C.take(counts)) / total), 0.0)
-
-
-@functools.lru_cache(maxsize=256)
-def _log2(total: int) -> np.float64:
-    """``np.log2(total)``, once per total (a sample's histogram has a few sizes)."""
-    return np.log2(total)
 
 
 def summed_formula(codec: DeltaCodec, page_size: int) -> tuple[int, int] | None:
@@ -286,7 +265,10 @@ class FeatureExtractor:
     def probe_size(self, window_pages: float) -> int:
         """Pages a probe of a window of ``window_pages`` pages encodes."""
         each = int(window_pages // PAGES_PER_PROBE_PAGE)
-        return min(self.probe_pages, max(self.min_probe_pages, each))
+        # min(probe_pages, max(min_probe_pages, each)), in conditional expressions: once a
+        # window, where each call of min or max costs several times as much
+        each = self.min_probe_pages if each < self.min_probe_pages else each
+        return self.probe_pages if each > self.probe_pages else each
 
     def sample_size(self, n_pages: int) -> int:
         """How many of a window's ``n_pages`` pages the features read: all of a small
@@ -296,8 +278,11 @@ class FeatureExtractor:
         sampled page costs a fraction of a microsecond against the microseconds of encoding
         each of the window's pages, so the sample stays a fraction of a percent of the
         window's work while its estimates' noise shrinks with its square root."""
-        want = min(self.max_sample_pages, n_pages // PAGES_PER_SAMPLE_PAGE)
-        return int(min(max(self.sample_pages, want), max(1, n_pages)))
+        n_pages = int(n_pages)
+        want = n_pages // PAGES_PER_SAMPLE_PAGE  # clipped in conditional expressions, as above
+        want = self.max_sample_pages if want > self.max_sample_pages else want
+        want = self.sample_pages if want < self.sample_pages else want
+        return want if want < n_pages else n_pages if n_pages > 1 else 1
 
     def extract(
         self,
@@ -330,15 +315,17 @@ class FeatureExtractor:
         if sampled or (window_pages is None and n <= self.sample_pages):
             size = n  # what sample_size says of a window no larger than the sample
         else:
-            size = min(n, self.sample_size(int(total)))
-        rows = sample_rows(n, size, min(4, size))
-        if not rows.size:
+            size = self.sample_size(int(total))
+            size = n if size > n else size
+        rows = sample_rows(n, size, 4 if size > 4 else size)
+        sampled_rows = rows.size
+        if not sampled_rows:
             return WindowFeatures(
                 np.array([1.0, 0.0, 0.0, 1.0, 0.0]), cheap_s=clock() - t0, pages=total
             )
         # one pass over the sampled rows in place: zero pages are markers for every arm, so
         # only non-zero ones are histogrammed, and only those the destination holds compared
-        every = rows.size == n
+        every = sampled_rows == n
         plan = self._plan(page_size)
         scan = scan_sample(
             pages,
@@ -349,12 +336,10 @@ class FeatureExtractor:
             plan.formulas,
         )
         m = scan.nonzero
-        zero_frac = 1.0 - m / rows.size
+        zero_frac = 1.0 - m / sampled_rows
         # entropy of two pages from the two ends of the sample, every 7th byte (see
         # byte_entropy: a strided histogram is as informative as a full one)
-        entropy = 0.0
-        if scan.histogram is not None:
-            entropy = histogram_entropy(scan.histogram_counts(), scan.histogram_bytes) / 8.0
+        entropy = scan.entropy / 8.0
         delta = None
         held_frac = 0.0
         changed_frac = 1.0
@@ -369,7 +354,7 @@ class FeatureExtractor:
             context,
             cheap_s=cheap_s,
             pages=total,
-            sample=int(rows.size),
+            sample=sampled_rows,
             held_frac=held_frac,
             delta_bytes=delta,
             probe_pages=min(m, self.probe_size(total)),

@@ -11,6 +11,7 @@ numpy version runs the same steps one call each; :data:`SAMPLE_SCAN` says which.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -35,6 +36,32 @@ else:
 ESTIMATE_KINDS = {"record": 0, "capped-record": 1, "xbzrle": 2}
 
 
+#: the rows' dtype the C scan reads (numpy's built-in dtypes are singletons: an ``is`` test
+#: is a fraction of a comparison's cost, and another int64 is converted, never misread)
+_INT64 = np.dtype(np.int64)
+
+#: ``c * log2(c)`` for every count a histogram of one strided page can hold
+_C_LOG_C = np.zeros(1 << 16)
+_C_LOG_C[1:] = np.arange(1, 1 << 16) * np.log2(np.arange(1, 1 << 16))
+
+
+def histogram_entropy(counts: np.ndarray, total: int) -> float:
+    """Entropy in bits per byte of a byte histogram (int counts of ``total`` bytes): what
+    :func:`~migcodec.selector.features.byte_entropy` and the numpy scan compute, and the C
+    scan too, up to rounding (it sums the same logs in another order)."""
+    if total >= _C_LOG_C.size:  # larger than one page: compute the logs
+        nz = counts[counts > 0]
+        return float(np.log2(total) - (nz * np.log2(nz)).sum() / total)
+    # add.reduce of take: what .sum() of the fancy index computes, with fewer calls
+    return max(float(_log2(total) - np.add.reduce(_C_LOG_C.take(counts)) / total), 0.0)
+
+
+@functools.lru_cache(maxsize=256)
+def _log2(total: int) -> np.float64:
+    """``np.log2(total)``, once per total (a sample's histogram has a few sizes)."""
+    return np.log2(total)
+
+
 class SampleScan(NamedTuple):
     """What one pass over a sample found (the C scan's tuple as it is: what it holds as
     bytes is read through the methods, only by what needs it).
@@ -47,7 +74,8 @@ class SampleScan(NamedTuple):
     old versions), :func:`page_changes` layout bytes (C) or :class:`PageChanges` (numpy);
     ``kept``: how many, ``words`` their changed words; ``sums``: per formula asked for, its
     estimate summed over the kept pages (``None`` from the numpy version, which leaves
-    estimates to the codecs).
+    estimates to the codecs); ``entropy``: the histogram's, in bits per byte (0 without
+    one; :func:`histogram_entropy`, up to rounding).
     """
 
     zero: bytes | np.ndarray | None
@@ -58,6 +86,7 @@ class SampleScan(NamedTuple):
     kept: int
     words: int
     sums: tuple[int, ...] | None
+    entropy: float
 
     def zero_rows(self) -> np.ndarray | None:
         """Boolean mask of the zero sampled rows, ``None`` when none is zero."""
@@ -103,8 +132,9 @@ def _numpy_sample_scan(
     zero = zero_page_rows(sample)
     nonzero = sample.shape[0] - (0 if zero is None else int(zero.sum()))
     histogram, total = _numpy_histogram(sample, zero, stride)
+    entropy = 0.0 if histogram is None else histogram_entropy(histogram, total)
     if previous is None or not nonzero:
-        return SampleScan(zero, nonzero, histogram, total, None, 0, 0, None)
+        return SampleScan(zero, nonzero, histogram, total, None, 0, 0, None, entropy)
     keep = None if zero is None else ~zero
     if held is not None:
         known = held if rows is None else held[rows]
@@ -113,7 +143,7 @@ def _numpy_sample_scan(
         rows = np.flatnonzero(keep) if rows is None else rows[keep]
     changes = page_changes(pages, previous, rows)
     kept, words = changes.words.size, int(changes.words.sum())
-    return SampleScan(zero, nonzero, histogram, total, changes, kept, words, None)
+    return SampleScan(zero, nonzero, histogram, total, changes, kept, words, None, entropy)
 
 
 def scan_sample(
@@ -134,7 +164,7 @@ def scan_sample(
         raise ValueError(
             f"pages {pages.shape} and their old versions {previous.shape} differ in shape"
         )
-    if rows is not None and (rows.dtype != np.int64 or not rows.flags.c_contiguous):
+    if rows is not None and (rows.dtype is not _INT64 or not rows.flags.c_contiguous):
         rows = np.ascontiguousarray(rows, dtype=np.int64)
     if _native_sample_scan is None or not pages.size:
         held = None if held is None else np.asarray(held, dtype=bool)

@@ -72,8 +72,11 @@ def windows(draw):
 
 
 def _assert_same(got, expected: dict) -> None:
-    """Every cheap field equal, floats to the bit (nan where the reference has nan)."""
-    assert got.context.tolist() == expected["context"]
+    """Every cheap field equal, floats to the bit (nan where the reference has nan), but
+    the entropy, to rounding (the C scan sums its logs in another order)."""
+    context, want = got.context.tolist(), expected["context"]
+    assert context[2] == pytest.approx(want[2], rel=1e-12, abs=1e-15)
+    assert context[:2] + context[3:] == want[:2] + want[3:]
     assert got.pages == expected["pages"]
     for name in ("sample", "held_frac", "probe_pages"):
         assert getattr(got, name) == expected.get(name, 0 if name != "held_frac" else 0.0)
