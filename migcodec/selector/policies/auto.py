@@ -233,8 +233,8 @@ class Auto(Policy):
 
     def __init__(
         self,
-        drift: float = 0.1,
-        change: float = 1.0,
+        drift: float = 0.2,
+        change: float = 2.0,
         arm_drift: float = 0.02,
         probe_noise: float = 0.6,
         value: float = 2.0,
