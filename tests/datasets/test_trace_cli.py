@@ -362,3 +362,32 @@ def test_an_unclosed_trace_is_reported_with_the_options_of_the_command_reading_i
     assert f"{trace} was not closed by its writer (3 windows indexed)" in err
     assert err.endswith("the trace is incomplete; write it again\n")
     assert "allow" not in err and err.count("\n") == 1
+
+
+def test_synth_refuses_a_trace_the_disk_cannot_hold_after_a_few_windows(
+    tmp_path, capsys, monkeypatch
+):
+    """A trace of a billion windows ran for hours until the disk was full: the windows
+    written show what the rest will take, and past the free space synth stops there, after
+    8 windows, in one line; within it, every window is written."""
+    import shutil
+
+    from migcodec.cli import trace_cmd
+
+    free = 4 << 20  # what the filesystem is said to have left
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(trace_cmd.shutil, "disk_usage", lambda path: usage._replace(free=free))
+    out = tmp_path / "t"
+    argv = ["trace", "synth", "--workload", "memcached", "--pages", "64", "--dirty-pages", "32"]
+    assert main([*argv, "--windows", "100000", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("migcodec trace synth: 100000 windows would take about ")
+    assert err.endswith(
+        f"and the filesystem holding {out} has 4 MiB free: use fewer --windows or another "
+        "--out (the 8 windows written are left there as an incomplete trace)\n"
+    )
+    assert len(err.splitlines()) == 1
+    assert len(list(TraceReader(out, allow_incomplete=True))) == 8
+    # a trace that fits is written whole
+    assert main([*argv, "--windows", "20", "--out", str(tmp_path / "fits")]) == 0
+    assert TraceReader(tmp_path / "fits").info().windows == 20

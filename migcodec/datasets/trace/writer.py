@@ -154,6 +154,12 @@ class TraceWriter:
 
     # -- public -------------------------------------------------------------------------
     @property
+    def stored_bytes(self) -> int:
+        """Bytes of pages stored so far (encoded): what the windows written take on disk,
+        to within the chunks' framing and the index."""
+        return self._manifest["totals"]["stored_bytes"]
+
+    @property
     def meta(self) -> dict[str, Any]:
         """Free-form manifest metadata, saved on close (capture stores its method here)."""
         return self._manifest["meta"]
