@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import shutil
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -60,32 +59,6 @@ def _check_synth_memory(args: argparse.Namespace, spec: WorkloadSpec) -> None:
     check_available(need, what, "use a smaller --pages")  # a ValueError: one line from _run
 
 
-def _write_within_room(writer: TraceWriter, windows, out: str, total: int) -> int:
-    """Write ``windows`` (``total`` of them), refused as soon as the windows written show
-    that the rest will not fit on the filesystem holding ``out``: checked after 8 windows,
-    then each time their number doubles, so a mistyped ``--windows`` ends in a few seconds
-    with one line, not hours later with a full disk."""
-    from migcodec.units import format_size
-
-    count, check_at = 0, 8
-    for window in windows:
-        writer.write(window)
-        count += 1
-        if count == check_at and count < total:
-            check_at *= 2
-            stored = writer.stored_bytes
-            need = stored / count * (total - count)
-            free = shutil.disk_usage(out).free
-            if need > free:
-                raise ValueError(
-                    f"{total} windows would take about {format_size(stored + need)} (the first "
-                    f"{count} took {format_size(stored)}), and the filesystem holding {out} has "
-                    f"{format_size(free)} free: use fewer --windows or another --out (the "
-                    f"{count} windows written are left there as an incomplete trace)"
-                )
-    return count
-
-
 def synth(args: argparse.Namespace) -> int:
     spec = get_workload(
         args.workload,
@@ -114,8 +87,9 @@ def synth(args: argparse.Namespace) -> int:
         codec=args.codec,
         overwrite=args.force,
         meta={"workload": spec.name, "description": spec.description, "seed": spec.seed},
+        expected_windows=spec.n_windows,
     ) as writer:
-        n = _write_within_room(writer, workload, args.out, spec.n_windows)
+        n = writer.write_all(workload)
     info = TraceReader(args.out).info()
     print(
         f"{args.out}: {n} windows of workload {spec.name!r} over {spec.n_pages} pages "

@@ -372,22 +372,49 @@ def test_synth_refuses_a_trace_the_disk_cannot_hold_after_a_few_windows(
     8 windows, in one line; within it, every window is written."""
     import shutil
 
-    from migcodec.cli import trace_cmd
-
     free = 4 << 20  # what the filesystem is said to have left
     usage = shutil.disk_usage(tmp_path)
-    monkeypatch.setattr(trace_cmd.shutil, "disk_usage", lambda path: usage._replace(free=free))
+    monkeypatch.setattr(writer_module.shutil, "disk_usage", lambda path: usage._replace(free=free))
     out = tmp_path / "t"
     argv = ["trace", "synth", "--workload", "memcached", "--pages", "64", "--dirty-pages", "32"]
     assert main([*argv, "--windows", "100000", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("migcodec trace synth: 100000 windows would take about ")
     assert err.endswith(
-        f"and the filesystem holding {out} has 4 MiB free: use fewer --windows or another "
-        "--out (the 8 windows written are left there as an incomplete trace)\n"
+        f"and the filesystem holding {out} has 4 MiB free: ask for fewer windows or write the "
+        "trace elsewhere (the 8 windows written are left there, unclosed)\n"
     )
     assert len(err.splitlines()) == 1
     assert len(list(TraceReader(out, allow_incomplete=True))) == 8
     # a trace that fits is written whole
     assert main([*argv, "--windows", "20", "--out", str(tmp_path / "fits")]) == 0
     assert TraceReader(tmp_path / "fits").info().windows == 20
+
+
+def test_a_writer_checks_its_room_after_8_windows_then_at_each_doubling(tmp_path, monkeypatch):
+    """The free space is read after windows 8, 16, 32...: a disk that fills meanwhile (or
+    windows that grow) is seen at the next check, and a writer without an expected length
+    never reads it."""
+    import shutil
+
+    from migcodec.datasets.trace import TraceTooLarge
+
+    seen: list[int] = []
+    usage = shutil.disk_usage(tmp_path)
+    free = [1 << 30, 1 << 30, 1 << 20]  # what the filesystem has left at each check
+
+    def disk_usage(path):
+        seen.append(writer.stored_bytes)
+        return usage._replace(free=free[len(seen) - 1])
+
+    monkeypatch.setattr(writer_module.shutil, "disk_usage", disk_usage)
+    windows = list(Workload(get_workload("memcached", n_pages=64, n_windows=40)))
+    refused = pytest.raises(
+        TraceTooLarge, match=r"^4000 windows would take about .* \(the first 32 "
+    )
+    with refused, TraceWriter(tmp_path / "t", memory_pages=64, expected_windows=4000) as writer:
+        writer.write_all(windows)
+    assert len(seen) == 3  # after 8 and 16 windows it fitted; after 32 it did not
+    with TraceWriter(tmp_path / "u", memory_pages=64) as writer:
+        writer.write_all(windows)
+    assert len(seen) == 3

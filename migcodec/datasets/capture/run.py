@@ -80,6 +80,7 @@ def capture_to_trace(
             command=command,
             codec=codec,
             overwrite=overwrite,
+            expected_windows=windows,
         )
         with writer, tqdm(total=windows, unit="win", disable=not progress) as bar:
             t0 = time.monotonic()

@@ -101,6 +101,11 @@ class TraceWriteFailed(TraceError):
     I/O error); the partial trace is left as it was, unclosed."""
 
 
+class TraceTooLarge(TraceError):
+    """The windows written show that the trace asked for will not fit where it is
+    written: refused early, with the partial trace left unclosed."""
+
+
 class TraceWriteInterrupted(TraceWriteFailed):
     """A write failed once the trace was created and windows were being written: work
     that ran and failed (the command line need not change), not a path to choose again."""

@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import shlex
+import shutil
 import sys
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +28,7 @@ from .format import (
     MANIFEST,
     VERSION,
     TraceExists,
+    TraceTooLarge,
     TraceWriteFailed,
     TraceWriteInterrupted,
     UnsuitableCodec,
@@ -80,6 +82,11 @@ class TraceWriter:
     unclosed (not removed: its manifest says ``complete: false`` and the windows indexed
     before the failure stay readable with ``allow_incomplete``), and closing the writer
     no longer writes anything.
+
+    Given ``expected_windows``, how many windows the trace is to hold, the writer checks
+    after 8 windows, and each time their number doubles, that the rest will fit on the
+    filesystem at the rate the first took, and raises :class:`TraceTooLarge` when they
+    will not: a trace of a mistyped length ends in seconds, not hours later on a full disk.
     """
 
     def __init__(
@@ -97,8 +104,11 @@ class TraceWriter:
         meta: dict[str, Any] | None = None,
         overwrite: bool = False,
         workers: int | None = None,
+        expected_windows: int | None = None,
     ) -> None:
         self.path = Path(path)
+        self.expected_windows = expected_windows
+        self._room_check_at = 8  # windows written when the room is next checked
         self.codec = get_codec(codec, **(codec_config or {}))
         if self.codec.reads_destination:
             raise UnsuitableCodec(
@@ -200,6 +210,9 @@ class TraceWriter:
             raise self._failed(exc, f"window {window.index}") from exc
         self._account(window, length)
         self._next_index += 1
+        if self._next_index == self._room_check_at:
+            self._room_check_at *= 2
+            self._check_room()
 
     def write_all(self, windows: Iterable[Window]) -> int:
         count = 0
@@ -245,6 +258,25 @@ class TraceWriter:
         self._end(complete=False)
 
     # -- internals ------------------------------------------------------------------------
+    def _check_room(self) -> None:
+        """Refuse the rest of the trace if, at the rate the windows written took, it will
+        not fit on the filesystem (see the class docstring)."""
+        from migcodec.units import format_size
+
+        total, written = self.expected_windows, self._next_index
+        if total is None or written >= total:
+            return
+        stored = self.stored_bytes
+        need = stored / written * (total - written)
+        free = shutil.disk_usage(self.path).free
+        if need > free:
+            raise TraceTooLarge(
+                f"{total} windows would take about {format_size(stored + need)} (the first "
+                f"{written} took {format_size(stored)}), and the filesystem holding {self.path} "
+                f"has {format_size(free)} free: ask for fewer windows or write the trace "
+                f"elsewhere (the {written} windows written are left there, unclosed)"
+            )
+
     def _abandon(self) -> None:
         """Close every file without writing more (their failures are the one reported)."""
         for f in (self._chunk, self._index):
