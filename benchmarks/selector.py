@@ -1,13 +1,17 @@
 """Selector hot path: decision + update per window, and what features cost.
 
-    python benchmarks/selector.py [--windows N] [--pages N] [--json]
+    python benchmarks/selector.py [--windows N] [--processes N] [--pages N] [--json]
 
 (a) per policy, median microseconds of one ``Selector.choose(features=...)`` plus
     ``Selector.finish(...)`` (the per-window decision and update; features precomputed,
     without probe outputs), against ``BUDGET_US``; for policies that buy probes, also the
     median of deciding which probes to buy (``probe_mask`` on the cheap features: the
     value of each probe) and of the decision and update on a window whose probes of every
-    arm were bought (the filter update of each probe included);
+    arm were bought (the filter update of each probe included). Each policy is timed in
+    ``--processes`` fresh processes, the policies taking turns, and the median over them is
+    printed with its range: on a shared machine one process's timings of the same code can
+    sit at twice another's for its whole life (where its memory landed), which a median
+    within one process does not remove;
 (b) feature extraction on windows of ``--pages`` pages: cheap features (zero fraction,
     entropy, changed words) and one probe per arm, median microseconds and as a share of
     encoding the window with that arm.
@@ -18,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -131,21 +136,50 @@ def feature_costs(arms: list[Arm], pages: int, repeats: int) -> list[dict]:
     return rows
 
 
+def _in_fresh_processes(policies: list[str], windows: int, processes: int) -> dict:
+    """Each policy's :func:`decision_latency` in ``processes`` fresh processes (one per
+    policy and round, the policies taking turns), as lists of the four numbers."""
+    runs: dict[str, list[list[float]]] = {p: [] for p in policies}
+    for _ in range(processes):
+        for policy in policies:
+            out = subprocess.run(
+                [sys.executable, __file__, "--one", policy, "--windows", str(windows)],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            runs[policy].append(json.loads(out.stdout))
+    return runs
+
+
+def _spread(values: list[float]) -> str:
+    """``median (min-max)`` of microseconds, or the one value."""
+    if len(values) == 1:
+        return f"{values[0]:.1f}"
+    return f"{statistics.median(values):.1f} ({min(values):.1f}-{max(values):.1f})"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--windows", type=int, default=3000)
+    ap.add_argument("--processes", type=int, default=3, help="fresh processes per policy")
     ap.add_argument("--pages", type=int, default=2048, help="pages per window for (b)")
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--one", metavar="POLICY", help=argparse.SUPPRESS)  # a run of (a)
     args = ap.parse_args(argv)
     arms = parse_arms(None)  # the default set: CPU arms and the installed delta arms
+    if args.one:
+        print(json.dumps([x * 1e6 for x in decision_latency(args.one, arms, args.windows)]))
+        return 0
     t0 = time.perf_counter()
-    timed = {p: decision_latency(p, arms, args.windows) for p in ("fixed", *DEFAULT_POLICIES)}
-    timed["sgd:background=true"] = decision_latency("sgd:background=true", arms, args.windows)
-    latency = {p: t[0] * 1e6 for p, t in timed.items()}
-    probe_latency = {p: t[1] * 1e6 for p, t in timed.items() if t[1]}
-    probed_latency = {p: t[2] * 1e6 for p, t in timed.items() if t[2]}
-    blind_latency = {p: t[3] * 1e6 for p, t in timed.items() if t[3]}
+    policies = ["fixed", *DEFAULT_POLICIES, "sgd:background=true"]
+    runs = _in_fresh_processes(policies, args.windows, max(args.processes, 1))
+
+    def column(i: int) -> dict[str, list[float]]:
+        return {p: [r[i] for r in rs] for p, rs in runs.items() if all(r[i] for r in rs)}
+
+    latency, probe_latency, probed_latency, blind_latency = (column(i) for i in range(4))
     costs = feature_costs(arms, args.pages, args.repeats)
     doc = {
         "arms": [a.label for a in arms],
@@ -164,16 +198,18 @@ def main(argv: list[str] | None = None) -> int:
         f"(a) decision + update without probes, median us per window ({len(arms)} arms, "
         f"budget {BUDGET_US})"
     )
-    for name, us in latency.items():
+    print(f"    (median over {max(args.processes, 1)} fresh processes, with their range)")
+    for name, values in latency.items():
         extra = (
-            f"  (+ {probe_latency[name]:.1f} deciding which probes to buy; "
-            f"{probed_latency[name]:.1f} deciding and updating with every arm probed)"
+            f"  (+ {_spread(probe_latency[name])} deciding which probes to buy; "
+            f"{_spread(probed_latency[name])} deciding and updating with every arm probed)"
             if name in probe_latency
             else ""
         )
         if name in blind_latency:
-            extra += f"; {blind_latency[name]:.1f} on a window played without features"
-        print(f"    {name:<20} {us:7.1f} {'ok' if us <= BUDGET_US else 'OVER BUDGET'}{extra}")
+            extra += f"; {_spread(blind_latency[name])} on a window played without features"
+        verdict = "ok" if statistics.median(values) <= BUDGET_US else "OVER BUDGET"
+        print(f"    {name:<20} {_spread(values):>18} {verdict}{extra}")
     print(f"(b) features on {args.pages}-page windows, median CPU us (share of encoding)")
     for row in costs:
         probes = ", ".join(
