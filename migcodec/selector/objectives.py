@@ -59,6 +59,35 @@ class Outcome(NamedTuple):
             return self.device_s
         return self.cpu_s if clock == "cpu" else self.wall_s
 
+    def scaled(self, share: float) -> Outcome:
+        """The outcome of ``share`` of this window's pages: every count and time in
+        proportion (how a table's stored sample is scaled to its window, too)."""
+        return Outcome(
+            self.input_bytes * share,
+            self.output_bytes * share,
+            self.wall_s * share,
+            self.cpu_s * share,
+            None if self.device_s is None else self.device_s * share,
+            None if self.zero_pages is None else self.zero_pages * share,
+        )
+
+    def joined(self, other: Outcome) -> Outcome:
+        """One window of which this outcome and ``other`` encoded a part each: counts and
+        times added. Device time only when both parts had one: a window that a device and
+        a CPU codec shared is judged by its CPU time."""
+        both = self.device_s is not None and other.device_s is not None
+        zero = None
+        if self.zero_pages is not None and other.zero_pages is not None:
+            zero = self.zero_pages + other.zero_pages
+        return Outcome(
+            self.input_bytes + other.input_bytes,
+            self.output_bytes + other.output_bytes,
+            self.wall_s + other.wall_s,
+            self.cpu_s + other.cpu_s,
+            self.device_s + other.device_s if both else None,
+            zero,
+        )
+
     def charged(self, seconds: float) -> Outcome:
         """This outcome with ``seconds`` of selection work (features, probes) added to its
         wall and CPU time: what the window really cost."""

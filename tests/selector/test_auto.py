@@ -422,39 +422,51 @@ def test_a_window_that_went_otherwise_than_predicted_gets_the_next_one_read(scal
     assert policy.wants_features(10_000) is reads
 
 
-def test_an_arm_not_yet_played_is_tried_when_its_prior_says_it_may_pay():
+def test_an_arm_not_yet_played_is_tried_on_a_part_of_a_window_when_its_prior_says_it_may_pay():
     """A delta arm predicted a tenth dearer than the best may be half its cost (a
-    calibration prices content by ratio alone): once the stream has run long enough for
-    knowing it to pay, it is played once, and then judged on what it measured. An arm
-    out of its prior's reach is never tried."""
+    calibration prices content by ratio alone): it is tried on the window's first
+    batches, the rest of the window played by the best arm, as soon as knowing it is worth
+    what that part may lose, and then judged on what it measured. On a window a trial
+    would take most of, it waits for the stream to have run long enough. An arm out of
+    its prior's reach is never tried."""
     policy = _auto(1.25e10)  # CPU-bound: a window's loss is its CPU time over 2 workers
-    f = _features(10_000, delta_bytes=400.0)
     loss = [10e-3, 5e-3, 20e-3, 5.5e-3]
     cpu = [2 * x for x in loss]
     out = [1.0] * 4
-    policy._played_bytes = 10_000 * PAGE  # knowing it would save too little yet to pay
-    assert policy._pick(f, loss, out, cpu) == 1
-    policy._played_bytes = 10 * 10_000 * PAGE
+    small = _features(300, delta_bytes=400.0)
+    assert policy._pick(small, loss, out, cpu) == 1 and policy.split() is None
+    f = _features(10_000, delta_bytes=400.0)
     f.held_frac = 0.2  # most pages would go through lz4: a trial would measure lz4
-    assert policy._pick(f, loss, out, cpu) == 1
+    assert policy._pick(f, loss, out, cpu) == 1 and policy.split() is None
     f.held_frac = 1.0
     assert policy._pick(f, loss, out, cpu) == 3
-    policy.update(3, 0.0, f, Outcome(10_000 * PAGE, 10_000 * 100, 11e-3, 11e-3, None, 0))
+    assert policy.split() == (1, 4 * 64)  # dsa-delta on the first 4 batches, lz4 after
+    policy._window_pages = 10_000
+    share = 256 / 10_000
+    policy.update(
+        3, 0.0, f, Outcome(10_000 * PAGE, 10_000 * 100, 11e-3, 11e-3, None, 0).scaled(share)
+    )
     assert 3 not in policy._untried
+    assert policy._played_bytes == pytest.approx(10_000 * PAGE)  # the whole window played
     assert policy._pick(f, loss, out, cpu) == 1  # measured now: on its prediction alone
+    assert policy.split() is None
     assert 2 in policy._untried  # zstd at 4x lz4's cost: never worth a window
 
 
-def test_a_trial_waits_for_a_window_no_larger_than_those_played():
-    """The value of knowing an arm is in the bytes it will send, not the windows: ten
-    windows of 1,000 pages do not pay for trying an arm on one of 100,000, and do on one
-    of their size."""
+def test_a_trial_waits_until_knowing_the_arm_is_worth_what_its_part_may_lose():
+    """The value of knowing an arm is in the bytes the stream will send, taken as many as
+    it has sent; a trial's cost is the part of the window it plays. On a window a trial
+    would take most of, one window played does not pay for it and ten do; on a large one
+    the trial bets only its first batches, and goes ahead at once."""
     policy = _auto(1.25e10)
     loss = [10e-3, 5e-3, 20e-3, 5.5e-3]
     cpu, out = [2 * x for x in loss], [1.0] * 4
-    policy._played_bytes = 10 * 1_000 * PAGE
-    assert policy._pick(_features(100_000, delta_bytes=400.0), loss, out, cpu) == 1
-    assert policy._pick(_features(1_000, delta_bytes=400.0), loss, out, cpu) == 3
+    policy._played_bytes = 300 * PAGE
+    assert policy._pick(_features(300, delta_bytes=400.0), loss, out, cpu) == 1
+    assert policy._pick(_features(100_000, delta_bytes=400.0), loss, out, cpu) == 3
+    policy._played_bytes = 10 * 300 * PAGE
+    assert policy._pick(_features(300, delta_bytes=400.0), loss, out, cpu) == 3
+    assert policy.split() == (1, 4 * 64)  # 256 of its 300 pages
 
 
 @pytest.mark.parametrize(("scale", "reads"), [(1.5, False), (10.0, True)])

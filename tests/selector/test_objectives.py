@@ -105,3 +105,15 @@ def test_bad_objective_parameters_are_clear():
         Throughput(link=0)
     with pytest.raises(ObjectiveError, match="choose one of"):
         make_objective("latency")
+
+
+def test_an_outcome_scales_and_joins_by_its_parts():
+    """A split window's outcome: each part in proportion to its pages, added; device time
+    stays only when both parts had one (a window a device and a CPU codec shared is judged
+    by its CPU time)."""
+    device = Outcome(4096.0, 1024.0, 2.0, 1.0, 0.5, 0.0)
+    cpu = Outcome(4096.0, 2048.0, 1.0, 1.0, None, 1.0)
+    assert device.scaled(0.25) == Outcome(1024.0, 256.0, 0.5, 0.25, 0.125, 0.0)
+    assert device.scaled(0.5).joined(device.scaled(0.5)) == device
+    assert device.joined(cpu) == Outcome(8192.0, 3072.0, 3.0, 2.0, None, 1.0)
+    assert cpu.joined(Outcome(1.0, 1.0, 1.0, 1.0)).zero_pages is None

@@ -57,6 +57,26 @@ def test_replay_equals_the_hand_computed_value():
     assert script.regret[-1] == pytest.approx(-1e9 / 400 + 1e9 / 200)
 
 
+class SplitScript(Script):
+    """Plays arm 1 on a quarter of window 1 and arm 0 on the rest of it."""
+
+    name = "split-script-test"
+
+    def split(self):
+        return (0, 1000 / 4096 / 4) if self.t == 1 else None
+
+
+def test_a_split_window_is_scored_on_both_parts_and_teaches_the_chosen_arms_part():
+    # window 1, a quarter by arm 1 (1000 B in 4 s, scaled: 250 B, 1 s) and three by arm 0
+    # (500 B in 1 s, scaled: 375 B, 0.75 s): min(2 x 1000 / 1.75, 100 x 1000 / 625) = 160
+    obj = Throughput(link=100.0, workers=2)
+    policy = SplitScript(plan=(1, 1, 0))
+    result = replay(policy, tiny_table(), obj)
+    assert result.rewards.tolist() == pytest.approx([400, 160, 200])
+    assert [(a, o) for a, _, o in policy.seen] == [(1, 250.0), (1, 250.0), (0, 500.0)]
+    assert policy.seen[1][1] == pytest.approx(-1e9 / 160)
+
+
 def test_feature_costs_are_charged_to_policies_that_read_them():
     table = tiny_table()
     table.cheap_s[:] = 1.0  # a second of features per window

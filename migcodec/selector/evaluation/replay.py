@@ -40,7 +40,10 @@ class ReplayResult:
 
 
 def replay(policy: Policy, table: Table, objective: Objective) -> ReplayResult:
-    """Run ``policy`` over ``table`` with bandit feedback; rewards include feature costs."""
+    """Run ``policy`` over ``table`` with bandit feedback; rewards include feature costs.
+    A window the policy splits (:meth:`Policy.split`) is scored on both arms' parts, each in
+    proportion to its pages (as a table scales its stored sample), and the policy learns
+    the outcome of its chosen arm's part."""
     policy.bind(
         table.n_arms,
         objective,
@@ -66,7 +69,15 @@ def replay(policy: Policy, table: Table, objective: Objective) -> ReplayResult:
         arm = policy.choose(features)
         charge = policy.charge_s(features)
         o = table.outcome(w, arm)
-        reward = objective.charged_reward(o, charge)
+        split = policy.split()
+        if split is not None and split[1] < pages[w]:  # the arm plays a part of the window
+            rest, played = split
+            share = played / pages[w]
+            o = o.scaled(share)
+            whole = o.joined(table.outcome(w, rest).scaled(1.0 - share))
+            reward = objective.charged_reward(whole, charge)
+        else:
+            reward = objective.charged_reward(o, charge)
         policy.update(arm, objective.utility(reward), features, o)
         chosen[w], rewards[w], charges[w] = arm, reward, charge
     return ReplayResult(policy.label, policy.get_config(), chosen, rewards, charges)

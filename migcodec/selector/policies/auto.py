@@ -81,6 +81,9 @@ _CPU_DELTA_VAR = 0.25
 #: variance the shared factor's estimate is used as known (a point estimate)
 _CPU_PLAY_VAR = 0.04
 _CPU_DRIFT_VAR = 0.01
+#: batches of a window a trial plays an arm on (the rest of the window plays the best arm):
+#: the evidence after which an arm counts as tried (see Auto.update)
+_TRIAL_BATCHES = 4
 #: the step of the moving average of each delta arm's log estimate against the others'
 #: (see Auto._delta_estimates): about five windows
 _DELTA_POOL_STEP = 0.2
@@ -258,6 +261,7 @@ class Auto(Policy):
         self.drift, self.change, self.arm_drift = drift, change, arm_drift
         self.probe_noise, self.value, self.learn = probe_noise, value, learn
         self.upkeep, self.batch_pages = upkeep, batch_pages
+        self._trial_pages = _TRIAL_BATCHES * batch_pages
         self.negligible = negligible
 
     # -- state -----------------------------------------------------------------------
@@ -342,6 +346,8 @@ class Auto(Policy):
         self._prediction: _Prediction | None = None
         self._feature_value = math.inf  # loss reading features avoided, per guest byte
         self._pages = 0.0  # the size of the window being chosen for
+        self._window_pages = 0.0  # the size of the window last chosen for (see update)
+        self._split: tuple[int, float] | None = None  # see split()
         self._expected = 0.0  # the predicted loss of the arm chosen
         self._expected_out = 0.0  # and its predicted output bytes
         # every arm's predicted loss and CPU seconds on the window chosen for
@@ -688,7 +694,14 @@ class Auto(Policy):
         self.ratios.drift(min(level, _LEVEL_PRIOR[1]), self.arm_drift**2)
 
     # -- decision --------------------------------------------------------------------
+    def split(self) -> tuple[int, float] | None:
+        return self._split
+
     def choose(self, features: WindowFeatures | None = None) -> int:
+        self._split = None
+        # the window's size, kept for its update: an engine reads the next window's
+        # features (wants_features) before the last window is learnt from
+        self._window_pages = self._pages if features is None else features.pages
         if features is None:  # features skipped: the last ones read, at this window's size
             if self._read is None:
                 mu = self._mu()
@@ -734,7 +747,9 @@ class Auto(Policy):
         not windows, so that the largest window, the dearest to try an arm on, does not
         count as one of many small ones. A
         delta arm is tried only on a window whose pages the destination mostly holds:
-        elsewhere it would send them through its fall-back, and measure that."""
+        elsewhere it would send them through its fall-back, and measure that. A trial plays
+        the arm on the window's first :data:`_TRIAL_BATCHES` batches, the evidence it needs,
+        and the best arm on the rest (:meth:`split`), so it costs that part's loss."""
         least = min(loss)
         arm = loss.index(least)  # _argmin, inline
         untried = self._untried
@@ -752,6 +767,10 @@ class Auto(Policy):
                         break
             else:
                 arm = self._trial(f, arm, least, untried, out, cpu)
+        split = None
+        if arm != loss.index(least) and f.pages > self._trial_pages:
+            split = (loss.index(least), float(self._trial_pages))  # a trial, on a part
+        self._split = split
         self._expected, self._expected_out = loss[arm], out[arm]
         self._chosen = (loss, cpu)
         return arm
@@ -770,6 +789,9 @@ class Auto(Policy):
         guest = max(f.pages, 1.0) * self.page_size
         horizon = max(self._played_bytes / guest, 1.0)
         held = self._mostly_held(f)
+        # a trial plays the arm on a part of the window (split): it loses that part's share
+        part = self._trial_pages / max(f.pages, 1.0)
+        part = part if part < 1.0 else 1.0
         for a in untried:
             if a == arm or (self._delta_flags[a] and not held):
                 continue
@@ -786,13 +808,15 @@ class Auto(Policy):
             weighted = list(zip(_CPU_WEIGHTS, trial, strict=True))
             saves = sum(w * (best - t) for w, t in weighted if t < best)
             costs = sum(w * t for w, t in weighted) - best
-            if saves > 0 and saves * horizon > self.value * max(costs, 0.0):
+            if saves > 0 and saves * horizon > self.value * max(costs, 0.0) * part:
                 return a
         return arm
 
-    def _outdone(self, arm: int, outcome: Outcome) -> bool:
+    def _outdone(self, arm: int, outcome: Outcome, share: float = 1.0) -> bool:
         """Whether ``arm``, had it been predicted to send the bytes ``outcome`` sent, would
-        have lost at least as much as another arm was predicted to on that window."""
+        have lost at least as much as another arm was predicted to on that window
+        (``share``: the part of the window the outcome covers, the others' loss scaled
+        to it)."""
         if self._chosen is None:
             return True
         loss, cpu = self._chosen
@@ -800,11 +824,12 @@ class Auto(Policy):
         if not others:
             return False
         if self._fast and self._cpu_scales is None:  # _scalar_loss, inline
-            busy, sending = cpu[arm] * self._to_cpu, outcome.output_bytes * self._to_link
+            busy = cpu[arm] * share * self._to_cpu
+            sending = outcome.output_bytes * self._to_link
             lost = sending if sending > busy else busy
         else:
-            lost = self._scalar_loss(outcome.input_bytes, outcome.output_bytes, cpu[arm])
-        return lost >= min(others)
+            lost = self._scalar_loss(outcome.input_bytes, outcome.output_bytes, cpu[arm] * share)
+        return lost >= min(others) * share
 
     def _trial_prior(self, arm: int) -> None:
         """Recompute ``arm``'s factor past the host's spread and cheapest node (_pick)."""
@@ -863,7 +888,13 @@ class Auto(Policy):
         guest, sent, zero = outcome.input_bytes, outcome.output_bytes, outcome.zero_pages
         if guest <= 0:
             return
-        self._played_bytes += guest
+        page_size = self.page_size
+        n = guest / page_size
+        # the share of the window chosen for that the outcome covers: a part when the
+        # window was split for a trial (or an engine reported only its first batches)
+        window = self._window_pages
+        share = n / window if 0.0 < n < window else 1.0
+        self._played_bytes += guest / share
         # a window that sent less than predicted, or more by so much that another arm
         # would have lost less: its content was not what the estimates said, and content
         # that moves faster than estimates carried from window to window can follow needs
@@ -873,12 +904,12 @@ class Auto(Policy):
         # learnt below, is free). Judged on bytes, not time: what content does to a codec's
         # time is the cost model's to learn, and clocks are noisy where sizes are not
         slack = 1.0 + self.drift
-        expected = self._expected_out
-        if sent < expected / slack or (sent > expected * slack and self._outdone(arm, outcome)):
+        expected = self._expected_out * share
+        if sent < expected / slack or (
+            sent > expected * slack and self._outdone(arm, outcome, share)
+        ):
             self._stale_play = True
-        page_size = self.page_size
         delta = self._delta_flags[arm]
-        n = guest / page_size
         # the window's own count: a window played on older features may differ from them
         if zero is None:
             zero = n * float(features.context[1])

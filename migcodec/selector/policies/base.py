@@ -107,6 +107,15 @@ class Policy(ABC):
     ) -> None:
         """Learn from the reward of ``arm`` (the only arm whose outcome is observed)."""
 
+    def split(self) -> tuple[int, float] | None:
+        """After :meth:`choose`: ``None`` when the arm chosen plays the whole window, or
+        ``(rest, pages)`` when it plays only the window's first ``pages`` pages and arm
+        ``rest`` the others. A trial of an arm whose cost no window has measured needs a
+        few batches of evidence, not a whole window bet on it. The caller then learns, by
+        :meth:`update`, the outcome of the chosen arm's pages alone, and charges the
+        window what both arms' parts cost. Default: never split."""
+        return None
+
     def wants_features(self, pages: float) -> bool:
         """Whether the next window's features, ``pages`` pages of it, are worth reading.
 
