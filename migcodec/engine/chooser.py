@@ -22,7 +22,10 @@ class CodecChooser(Protocol):
     must not wait on the chooser: the link idles while it does); ``close`` ends the stream.
     A chooser may also have ``prepare(window)``, outside this protocol: the engine then calls
     it with the next window (the very object it will choose for) while the current window
-    fills the request pool, so that work done there costs the pipeline no wait.
+    fills the request pool, so that work done there costs the pipeline no wait. And it may
+    have ``split``, read after each ``choose``: ``None``, or ``(rest, k)`` to have only the
+    window's first ``k`` batches encoded with the codec chosen and the others with codec
+    ``rest`` (a trial of a codec on a part of a window).
 
     ``wants_teaching`` says whether the mirror must record what codecs that do not read the
     destination send (copies that cost the sender), from the second pass on. A chooser may

@@ -276,10 +276,10 @@ class MigrationSource:
         bound = min(cfg.inline_batch_pages, MAX_BATCH_BYTES // cfg.page_size, MAX_BATCH_PAGES)
         return max(cfg.max_batch_pages, bound)
 
-    def _queue_here(self, sender: _Sender, window, codec_id: int, ticker, ahead) -> None:
+    def _queue_here(self, sender: _Sender, window, codec_id: int, ticker, ahead):
         """Queue a window of batches for the sender to encode and frame (see
         :meth:`_inline`), never more pages in flight than the engines' request pool would
-        hold. ``ahead``: see :meth:`_wait_for_room`."""
+        hold. ``ahead``: see :meth:`_wait_for_room`; returns what is left of it."""
         cfg = self.config
         limit = max(2, cfg.workers * cfg.depth * cfg.max_batch_pages // self._inline_pages())
         for batch in window:
@@ -289,6 +289,7 @@ class MigrationSource:
             sender.queued_frames += 1
             sender.items.put((batch, codec_id))
             ticker.batch(batch.n_pages)
+        return ahead
 
     @staticmethod
     def _wait_for_room(sender: _Sender, limit: int, ahead):
@@ -314,7 +315,9 @@ class MigrationSource:
     def _send_pages(self, sender: _Sender, pages: np.ndarray, ticker: ProgressTicker) -> int:
         """Submit ``pages`` window by window and wait until all are framed. With
         ``sender.snapshot`` engines copy each batch to a staging buffer first (memory may
-        change under them)."""
+        change under them). A chooser that splits a window (its optional ``split``, read
+        after each choice: ``(rest, k)``) has its first ``k`` batches encoded with the codec
+        chosen and the others with codec ``rest``."""
         cfg = self.config
         batches = batch_runs(pages, cfg.max_batch_pages)
         prepare = getattr(self.chooser, "prepare", None)  # optional in the protocol
@@ -326,56 +329,77 @@ class MigrationSource:
             # the stream's codec table starts with the chooser's codecs, in order, so the
             # chooser's index is the codec id (two arms of equal config keep their own ids)
             codec_id = self.chooser.choose(window)
+            split = getattr(self.chooser, "split", None)  # optional in the protocol
             if self._destination is not None:
                 self._destination.recording = self._teach and self.chooser.wants_teaching
             following = self._window(batches, start + cfg.window_batches)
             ahead = None
             if prepare is not None and following is not None:
                 ahead = partial(prepare, following)
-            if self._inline(codec_id):
-                # the window's pages again, in the larger batches of a codec framed here
-                lo = start * cfg.max_batch_pages
-                hi = lo + sum(batch.n_pages for batch in window)
-                size = self._inline_pages()
-                merged = [
-                    Batch(self.memory, runs, cfg.page_size, size)
-                    for runs in batch_runs(pages[lo:hi], size)
-                ]
-                self._queue_here(sender, merged, codec_id, ticker, ahead)
-                continue
-            engines = self._engines_for(codec_id)
-            prepare_batch = sender.writer.prepare_batch
-            # a page is in one batch per iteration and iterations drain, so no batch encodes
-            # a page before the mirror has heard of its previous send
-            done = 0
-            while done < len(window):
-                free = engines.pool.free_count()
-                if not free:
-                    # every request is in flight: wait until half of them are framed, then
-                    # submit that many at once; waking up per freed request (and so the
-                    # engines and the sender, one request at a time) costs a thread switch
-                    # per frame each
-                    ahead = self._wait_for_room(sender, engines.pool.size // 2, ahead)
-                    free = max(1, engines.pool.free_count())
-                group = window[done : done + free]
-                # the engine frames and checksums its batch too, in parallel with the others
-                # (the checksum is seeded with the frame's index: frames go out in order)
-                first = sender.queued_frames
-                finish = [
-                    partial(prepare_batch, codec_id=codec_id, index=first + k)
-                    for k in range(len(group))
-                ]
-                requests = engines.submit_many(
-                    group, notify=False, snapshot=sender.snapshot, finish=finish
-                )
-                for request, batch in zip(requests, group, strict=True):
-                    sender.submitted += 1
-                    sender.queued_frames += 1
-                    sender.items.put((request, codec_id))
-                    ticker.batch(batch.n_pages)
-                done += len(group)
+            parts = [(window, start, codec_id)]
+            if split is not None and 0 < split[1] < len(window):
+                rest, k = split
+                parts = [(window[:k], start, codec_id), (window[k:], start + k, rest)]
+            for part, first, part_codec in parts:
+                ahead = self._submit(sender, part, first, part_codec, pages, ticker, ahead)
         sender.wait_drained()
         return int(pages.shape[0])
+
+    def _submit(
+        self,
+        sender: _Sender,
+        window: list[Batch],
+        start: int,
+        codec_id: int,
+        pages: np.ndarray,
+        ticker: ProgressTicker,
+        ahead,
+    ):
+        """Submit ``window``, the batches from the iteration's ``start``-th on, encoded with
+        ``codec_id``. ``ahead``: see :meth:`_wait_for_room`; returns what is left of it."""
+        cfg = self.config
+        if self._inline(codec_id):
+            # the window's pages again, in the larger batches of a codec framed here
+            lo = start * cfg.max_batch_pages
+            hi = lo + sum(batch.n_pages for batch in window)
+            size = self._inline_pages()
+            merged = [
+                Batch(self.memory, runs, cfg.page_size, size)
+                for runs in batch_runs(pages[lo:hi], size)
+            ]
+            return self._queue_here(sender, merged, codec_id, ticker, ahead)
+        engines = self._engines_for(codec_id)
+        prepare_batch = sender.writer.prepare_batch
+        # a page is in one batch per iteration and iterations drain, so no batch encodes
+        # a page before the mirror has heard of its previous send
+        done = 0
+        while done < len(window):
+            free = engines.pool.free_count()
+            if not free:
+                # every request is in flight: wait until half of them are framed, then
+                # submit that many at once; waking up per freed request (and so the
+                # engines and the sender, one request at a time) costs a thread switch
+                # per frame each
+                ahead = self._wait_for_room(sender, engines.pool.size // 2, ahead)
+                free = max(1, engines.pool.free_count())
+            group = window[done : done + free]
+            # the engine frames and checksums its batch too, in parallel with the others
+            # (the checksum is seeded with the frame's index: frames go out in order)
+            first = sender.queued_frames
+            finish = [
+                partial(prepare_batch, codec_id=codec_id, index=first + k)
+                for k in range(len(group))
+            ]
+            requests = engines.submit_many(
+                group, notify=False, snapshot=sender.snapshot, finish=finish
+            )
+            for request, batch in zip(requests, group, strict=True):
+                sender.submitted += 1
+                sender.queued_frames += 1
+                sender.items.put((request, codec_id))
+                ticker.batch(batch.n_pages)
+            done += len(group)
+        return ahead
 
     def migrate(self, sock) -> MigrationReport:
         """Run pre-copy to completion (or give up) and return what was measured."""

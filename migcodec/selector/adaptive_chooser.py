@@ -138,6 +138,23 @@ class SampleHistory:
         return share
 
 
+def _batches_split(
+    window: Sequence[Batch], split: tuple[int, float] | None
+) -> tuple[int, int] | None:
+    """A policy's split of a window by pages, ``(rest, pages)``, as the engine takes it:
+    ``(rest, k)``, the first ``k`` batches holding at least ``pages`` pages (``None``
+    when that is the whole window)."""
+    if split is None:
+        return None
+    rest, pages = split
+    held = 0
+    for k, batch in enumerate(window, 1):
+        held += batch.n_pages
+        if held >= pages:
+            return (rest, k) if k < len(window) else None
+    return None
+
+
 def window_pages(window: Sequence[Batch]) -> np.ndarray:
     """The page numbers of a window's batches, in order: one expansion of all their runs
     (per batch, the expansion's fixed cost would come once per batch)."""
@@ -166,6 +183,9 @@ class SelectorChooser:
         #: sender per batch); once set it stays set, since a cache that has sent a page
         #: must hear of every later version of it
         self.wants_teaching = False
+        #: after a choice, ``(rest, k)`` when only the window's first ``k`` batches play the
+        #: arm chosen and the others arm ``rest`` (a trial, see ``Policy.split``), else None
+        self.split: tuple[int, int] | None = None
         self._history = SampleHistory()
 
     def start_stream(self, destination: DestinationMirror | None) -> None:
@@ -191,6 +211,7 @@ class SelectorChooser:
             else:
                 features, share, watched = self._read(window)
             self._open = self.selector.choose(features=features)
+            self.split = _batches_split(window, self._open.split)
             if watched:
                 worth = share is not None and share <= self._worth_teaching()
                 self.wants_teaching = bool(worth or self._open.arm in self._tracking_arms)

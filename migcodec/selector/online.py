@@ -46,6 +46,10 @@ class Decision:
     cpu_s: float = 0.0
     device_s: float | None = None
     zero_pages: int = 0
+    #: ``(rest, pages)`` when the policy plays ``arm`` on the window's first ``pages`` pages
+    #: only and arm ``rest`` on the others (:meth:`Policy.split`); only the batches of
+    #: ``arm`` are counted here, and they are what the policy learns
+    split: tuple[int, float] | None = None
     done: bool = field(default=False, repr=False)
 
     def add(self, stats: Measurements) -> None:
@@ -150,7 +154,9 @@ class Selector:
             if self.policy.wants_features(total):
                 features = self.features(pages, previous, sampled, window_pages, held, gather_s)
         arm = self.policy.choose(features)
-        return Decision(arm, self.codecs[arm], features, self.policy.charge_s(features))
+        decision = Decision(arm, self.codecs[arm], features, self.policy.charge_s(features))
+        decision.split = self.policy.split()
+        return decision
 
     def finish(self, decision: Decision, outcome: Outcome | None = None) -> float:
         """Close a window: compute its reward (feature cost charged to encode time) and

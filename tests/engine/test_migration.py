@@ -266,6 +266,42 @@ def test_switching_between_delta_and_compression_codecs_keeps_memories_equal(del
     assert report.iterations >= 2
 
 
+class _SplittingChooser(FixedChooser):
+    """Plays codec 1 on the first batch of every window and codec 0 on the rest, and
+    counts the pages each batch report names."""
+
+    def __init__(self, names):
+        super().__init__(get_codec(names[0]))
+        self.codecs = [get_codec(n) for n in names]
+        self.label = "split"
+        self.split = None
+        self.reported = [0, 0]
+
+    def choose(self, window):
+        self.split = (0, 1)
+        return 1
+
+    def report(self, index, stats):
+        self.reported[index] += stats.input_bytes // 4096
+
+
+@pytest.mark.parametrize("trial", ["xbzrle", "zstd"])
+def test_a_split_window_encodes_its_first_batches_with_one_codec_and_the_rest_with_another(
+    trial,
+):
+    """A trial of a codec on a part of a window: its first batch goes to the trial codec,
+    the rest to the other; the destination ends with the source's memory either way."""
+    config = MigrationConfig(workers=2, link_rate=None, window_batches=4, max_time_s=30)
+    chooser = _SplittingChooser(["lz4", trial])
+    report = run_loopback(8 * MiB, chooser, config, 30e6, "mixed", style="words")
+    assert report.succeeded, report.error
+    # one batch of every window of 4 went to the trial codec, three to lz4
+    assert report.pages_by_codec[trial] > 0 and report.pages_by_codec["lz4"] > 0
+    assert chooser.reported == [report.pages_by_codec["lz4"], report.pages_by_codec[trial]]
+    first = report.iteration_log[0]  # 2048 pages: 8 windows of 4 batches of 64 pages
+    assert first.pages_by_codec == {trial: 8 * 64, "lz4": 8 * 3 * 64}
+
+
 class _CountingMirror(DestinationMirror):
     """Counts the pages it records from codecs that do not read the destination."""
 

@@ -235,3 +235,23 @@ def test_a_window_read_ahead_is_chosen_on_what_was_read_after_learning_the_one_b
     assert len(reads) == 2  # not read again
     assert chooser._open.features is reads[1]
     assert chooser.selector.windows == 1  # the first window was learnt before deciding
+
+
+def test_a_policys_split_by_pages_becomes_the_engines_by_batches():
+    """A trial of 256 pages is the first batches holding 256 pages; a split that would
+    cover the whole window is none."""
+    from migcodec.selector.adaptive_chooser import _batches_split
+
+    memory = np.zeros((64 * 64, 4096), dtype=np.uint8)
+
+    def window(sizes):
+        runs, first = [], 0
+        for n in sizes:
+            runs.append([(first, n)])
+            first += n
+        return [Batch(memory, r, 4096, 64) for r in runs]
+
+    assert _batches_split(window([64] * 64), (2, 256.0)) == (2, 4)
+    assert _batches_split(window([64, 64, 100 - 64, 64, 64]), (0, 150.0)) == (0, 3)
+    assert _batches_split(window([64] * 4), (2, 256.0)) is None
+    assert _batches_split(window([64] * 64), None) is None

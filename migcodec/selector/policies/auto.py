@@ -81,9 +81,12 @@ _CPU_DELTA_VAR = 0.25
 #: variance the shared factor's estimate is used as known (a point estimate)
 _CPU_PLAY_VAR = 0.04
 _CPU_DRIFT_VAR = 0.01
-#: batches of a window a trial plays an arm on (the rest of the window plays the best arm):
-#: the evidence after which an arm counts as tried (see Auto.update)
-_TRIAL_BATCHES = 4
+#: batches of a window a trial plays an arm on (the rest of the window plays the best arm),
+#: by the objective's clock: the evidence after which an arm counts as tried (see
+#: Auto.update), and more of it in wall time, which the encoders' host shares with the
+#: guest and the stream's threads (a migration engine's trial of 4 batches measured one
+#: codec at 2.5x its windows' time and tipped the host's factor)
+_TRIAL_BATCHES = {"cpu": 4, "wall": 16}
 #: the step of the moving average of each delta arm's log estimate against the others'
 #: (see Auto._delta_estimates): about five windows
 _DELTA_POOL_STEP = 0.2
@@ -261,7 +264,6 @@ class Auto(Policy):
         self.drift, self.change, self.arm_drift = drift, change, arm_drift
         self.probe_noise, self.value, self.learn = probe_noise, value, learn
         self.upkeep, self.batch_pages = upkeep, batch_pages
-        self._trial_pages = _TRIAL_BATCHES * batch_pages
         self.negligible = negligible
 
     # -- state -----------------------------------------------------------------------
@@ -308,6 +310,7 @@ class Auto(Policy):
         # uncertain (before the first plays), so that an arm that is only better if the
         # host is as fast as the calibration's is not bet a whole window on
         self._clock = getattr(self.objective, "clock", "cpu")
+        self._trial_pages = _TRIAL_BATCHES[self._clock] * self.batch_pages
         # how well the shared factor is known, and each arm's own (a variance of their
         # logs): an arm's CPU error is split between them in proportion, so that an arm
         # played alone does not make every arm not played look cheaper than it by as much
@@ -748,8 +751,8 @@ class Auto(Policy):
         count as one of many small ones. A
         delta arm is tried only on a window whose pages the destination mostly holds:
         elsewhere it would send them through its fall-back, and measure that. A trial plays
-        the arm on the window's first :data:`_TRIAL_BATCHES` batches, the evidence it needs,
-        and the best arm on the rest (:meth:`split`), so it costs that part's loss."""
+        the arm on the window's first few batches (:data:`_TRIAL_BATCHES`), the evidence it
+        needs, and the best arm on the rest (:meth:`split`), so it costs that part's loss."""
         least = min(loss)
         arm = loss.index(least)  # _argmin, inline
         untried = self._untried
