@@ -67,9 +67,9 @@ def test_auto_on_real_programs_is_near_the_oracle_and_as_good_as_the_best_fixed_
         assert score.vs_oracle >= 0.90, (name, link, score)
         # on most of these traces one arm is within a percent of the oracle: there auto,
         # which pays for every feature it reads, can only trail it by what they cost
-        assert score.vs_best_fixed >= 0.975, (name, link, score)
+        assert score.vs_best_fixed >= 0.985, (name, link, score)
     assert np.mean([s.vs_oracle for s in rows.values()]) >= 0.95
-    assert np.mean([s.vs_best_fixed for s in rows.values()]) >= 0.995
+    assert np.mean([s.vs_best_fixed for s in rows.values()]) >= 1.005
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -102,6 +102,6 @@ def test_broken_delta_predictions_would_fail_these_checks(monkeypatch, corpus_ta
 
         monkeypatch.setattr(cls, "estimate_sizes", noisy)
     broken = [s[0] for name in TRACES for s in _scores(_table(read_trace(CORPUS / name))).values()]
-    assert min(s.vs_best_fixed for s in broken) < 0.975 or (
-        np.mean([s.vs_best_fixed for s in broken]) < 0.995
+    assert min(s.vs_best_fixed for s in broken) < 0.985 or (
+        np.mean([s.vs_best_fixed for s in broken]) < 1.005
     )
