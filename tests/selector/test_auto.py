@@ -539,3 +539,16 @@ def test_a_delta_arms_offset_from_the_others_is_pooled_over_windows():
     for _ in range(10):
         later = estimates(400.0, 500.0)
     assert later[4] > later[3]
+
+
+def test_a_trial_by_wall_clock_takes_more_batches_than_by_cpu_time():
+    """Wall time on a host the guest and the stream share is noisier per batch: a trial
+    measured by it plays 16 batches, one by CPU time 4."""
+    loss = [10e-3, 5e-3, 20e-3, 5.5e-3]
+    cpu, out = [2 * x for x in loss], [1.0] * 4
+    for clock, batches in (("cpu", 4), ("wall", 16)):
+        policy = _auto(1.25e10, clock)
+        policy._cpu_scales = None  # the host's factor known: the trial rule alone decides
+        policy._played_bytes = 100 * 10_000 * PAGE
+        assert policy._pick(_features(10_000, delta_bytes=400.0), loss, out, cpu) == 3
+        assert policy.split() == (1, batches * 64), clock
