@@ -13,6 +13,7 @@ order.
 from __future__ import annotations
 
 import contextlib
+import operator
 import queue
 import threading
 import time
@@ -328,8 +329,10 @@ class MigrationSource:
             window = following
             # the stream's codec table starts with the chooser's codecs, in order, so the
             # chooser's index is the codec id (two arms of equal config keep their own ids)
-            codec_id = self.chooser.choose(window)
+            codec_id = self._checked(self.chooser.choose(window), "chose")
             split = getattr(self.chooser, "split", None)  # optional in the protocol
+            if split is not None:
+                split = (self._checked(split[0], "split a window to"), split[1])
             if self._destination is not None:
                 self._destination.recording = self._teach and self.chooser.wants_teaching
             following = self._window(batches, start + cfg.window_batches)
@@ -344,6 +347,22 @@ class MigrationSource:
                 ahead = self._submit(sender, part, first, part_codec, pages, ticker, ahead)
         sender.wait_drained()
         return int(pages.shape[0])
+
+    def _checked(self, index, what: str) -> int:
+        """``index``, a codec the chooser named, if it is one of its codecs (a negative one
+        would silently name another, counting from the end)."""
+        n = len(self.chooser.codecs)
+        try:
+            number = operator.index(index)  # an int, or numpy's
+        except TypeError:
+            number = -1
+        if not 0 <= number < n:
+            codecs = f"{n} codec" + ("s" if n != 1 else "")
+            raise ValueError(
+                f"chooser {self.chooser.label!r} {what} codec {index!r}, which is not an index "
+                f"of its {codecs} (0 to {n - 1})"
+            )
+        return number
 
     def _submit(
         self,

@@ -470,3 +470,26 @@ def test_the_engine_reads_each_next_window_ahead_while_the_current_one_is_in_fli
         if what == "prepare":
             assert events[i - 1][0] == "choose"  # during the window just chosen
             assert events[i + 1][0] == "choose" and events[i + 1][1] is window
+
+
+class _WrongChooser(FixedChooser):
+    """Names a codec it does not have, by its choice or by its split."""
+
+    def __init__(self, choice, split=None):
+        super().__init__(get_codec("lz4"))
+        self.choice, self.split = choice, split
+
+    def choose(self, window):
+        return self.choice
+
+
+@pytest.mark.parametrize(
+    ("choice", "split", "named"),
+    [(1, None, "chose codec 1"), (-1, None, "chose codec -1"), (0, (5, 1), "to codec 5")],
+)
+def test_a_chooser_naming_a_codec_it_does_not_have_is_refused_by_name(choice, split, named):
+    """An index past its codecs failed deep in the engine, and -1 named its last codec."""
+    config = MigrationConfig(workers=1, link_rate=None, window_batches=2, max_time_s=30)
+    with pytest.raises(ValueError, match=named) as raised:
+        run_loopback(4 * MiB, _WrongChooser(choice, split), config, 0.0, "seq")
+    assert str(raised.value).endswith("which is not an index of its 1 codec (0 to 0)")
