@@ -332,7 +332,7 @@ class MigrationSource:
             codec_id = self._checked(self.chooser.choose(window), "chose")
             split = getattr(self.chooser, "split", None)  # optional in the protocol
             if split is not None:
-                split = (self._checked(split[0], "split a window to"), split[1])
+                split = self._checked_split(split)
             if self._destination is not None:
                 self._destination.recording = self._teach and self.chooser.wants_teaching
             following = self._window(batches, start + cfg.window_batches)
@@ -363,6 +363,19 @@ class MigrationSource:
                 f"of its {codecs} (0 to {n - 1})"
             )
         return number
+
+    def _checked_split(self, split) -> tuple[int, int]:
+        """A chooser's ``split``, ``(rest, k)``, with ``rest`` one of its codecs and ``k`` a
+        whole number of batches."""
+        rest, k = split
+        try:
+            batches = operator.index(k)
+        except TypeError:
+            raise ValueError(
+                f"chooser {self.chooser.label!r} split a window after {k!r} batches; give a "
+                "whole number of batches"
+            ) from None
+        return self._checked(rest, "split a window to"), batches
 
     def _submit(
         self,
