@@ -21,8 +21,8 @@
  *
  * sample_scan(pages, old | None, page_size, rows | None, held | None, stride, formulas)
  *   Everything a selector's cheap features read of a window's sample (selector/scan.py), in
- *   one call over the sampled rows in place: zero flags, the strided byte histogram of the
- *   first and last non-zero sampled pages, the change counts of the non-zero pages the
+ *   one call over the sampled rows in place: zero flags, the entropy of the strided byte
+ *   histogram of the first and last non-zero sampled pages, the change counts of the non-zero pages the
  *   destination holds, and per (kind, param) formula its delta estimate summed over them.
  *   The features cost every window they are read on; as a dozen numpy calls on a few dozen
  *   pages they were mostly fixed costs per call, and held the GIL the encoders need.
@@ -371,7 +371,7 @@ static Py_ssize_t strided_histogram(const unsigned char *first, const unsigned c
 }
 
 /* Shannon entropy in bits per byte of a histogram of total bytes: log2(total) minus the sum
- * of c log2 c over the counts, over total (histogram_entropy in features.py; the same up to
+ * of c log2 c over the counts, over total (histogram_entropy in selector/scan.py; the same up to
  * rounding: the sum is taken in another order). Here because the five numpy calls it took
  * on the histogram cost a quarter of a small window's features. */
 static double histogram_entropy(const int64_t *hist, Py_ssize_t total)
@@ -394,7 +394,7 @@ struct scan {
     Py_ssize_t n, page_size, stride, k;
     unsigned char *zero;
     int32_t *counts;
-    int64_t *hist;
+    int64_t hist[256];
     const int *kinds;
     const int64_t *params;
     Py_ssize_t nonzero, first, last, kept, total;
@@ -478,21 +478,18 @@ static int optional_buffer(PyObject *obj, Py_buffer *view)
     return PyObject_GetBuffer(obj, view, PyBUF_SIMPLE);
 }
 
-static PyObject *scan_result(const struct scan *s, PyObject *zero, PyObject *hist,
-                             PyObject *counts)
+static PyObject *scan_result(const struct scan *s, PyObject *zero, PyObject *counts)
 {
     PyObject *sums = sums_tuple(s->sums, s->k);
     if (sums == NULL)
         return NULL;
     if (s->nonzero == s->n)
         zero = Py_None;
-    if (s->first < 0)
-        hist = Py_None;
     if (_PyBytes_Resize(&counts, s->kept * 4 * (Py_ssize_t)sizeof(int32_t)) < 0) {
         Py_DECREF(sums);
         return NULL;
     }
-    PyObject *out = Py_BuildValue("(OnOnOnLNd)", zero, s->nonzero, hist, s->total,
+    PyObject *out = Py_BuildValue("(OnOnLNd)", zero, s->nonzero,
                                   s->old != NULL && s->nonzero ? counts : Py_None, s->kept,
                                   (long long)s->words, sums,
                                   s->first < 0 ? 0.0 : histogram_entropy(s->hist, s->total));
@@ -504,7 +501,7 @@ static PyObject *sample_scan(PyObject *self, PyObject *args)
 {
     Py_buffer new_view, old_view = {0}, rows_view = {0}, held_view = {0};
     PyObject *old_obj, *rows_obj, *held_obj, *formulas, *result = NULL;
-    PyObject *zero = NULL, *hist = NULL, *counts = NULL;
+    PyObject *zero = NULL, *counts = NULL;
     Py_ssize_t page_size, stride;
     int kinds[EST_MAX];
     int64_t params[EST_MAX];
@@ -521,9 +518,8 @@ static PyObject *sample_scan(PyObject *self, PyObject *args)
     s.n = rows_view.buf != NULL ? rows_view.len / (Py_ssize_t)sizeof(int64_t)
                                 : new_view.len / page_size;
     zero = PyBytes_FromStringAndSize(NULL, s.n);
-    hist = PyBytes_FromStringAndSize(NULL, 256 * (Py_ssize_t)sizeof(int64_t));
     counts = PyBytes_FromStringAndSize(NULL, s.n * 4 * (Py_ssize_t)sizeof(int32_t));
-    if (zero == NULL || hist == NULL || counts == NULL)
+    if (zero == NULL || counts == NULL)
         goto done;
     s.new = new_view.buf;
     s.old = old_view.buf;
@@ -533,8 +529,6 @@ static PyObject *sample_scan(PyObject *self, PyObject *args)
     s.stride = stride;
     s.zero = (unsigned char *)PyBytes_AS_STRING(zero);
     s.counts = (int32_t *)PyBytes_AS_STRING(counts);
-    s.hist = (int64_t *)PyBytes_AS_STRING(hist);
-    memset(s.hist, 0, 256 * sizeof(int64_t));
     s.kinds = kinds;
     s.params = params;
     /* as page_changes: only a sample big enough pays for handing the GIL over */
@@ -542,11 +536,10 @@ static PyObject *sample_scan(PyObject *self, PyObject *args)
     run_scan(&s);
     if (released != NULL)
         PyEval_RestoreThread(released);
-    result = scan_result(&s, zero, hist, counts);
+    result = scan_result(&s, zero, counts);
     counts = NULL; /* scan_result took it (resized, or freed on failure) */
 done:
     Py_XDECREF(zero);
-    Py_XDECREF(hist);
     Py_XDECREF(counts);
     PyBuffer_Release(&new_view);
     if (old_view.buf != NULL)
@@ -569,8 +562,7 @@ static PyMethodDef methods[] = {
      "delta estimate summed over the pages of counts (page_changes' layout)."},
     {"sample_scan", sample_scan, METH_VARARGS,
      "sample_scan(pages, old | None, page_size, rows | None, held | None, stride, formulas) "
-     "-> (zero | None, nonzero, histogram | None, histogram_bytes, counts | None, kept, words, "
-     "sums, entropy)."},
+     "-> (zero | None, nonzero, counts | None, kept, words, sums, entropy)."},
     {NULL, NULL, 0, NULL},
 };
 

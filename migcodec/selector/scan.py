@@ -67,21 +67,18 @@ class SampleScan(NamedTuple):
     bytes is read through the methods, only by what needs it).
 
     ``zero``: a flag per sampled row, ``None`` when no sampled page is zero; ``nonzero``:
-    the non-zero sampled pages; ``histogram``: int64 counts of every ``stride``-th byte of
-    the first and last non-zero sampled pages read back to back (``None`` when every
-    sampled page is zero), ``histogram_bytes`` the bytes it counted; ``counts``: the changes
-    of the kept pages, the non-zero sampled pages the destination holds (``None`` without
-    old versions), :func:`page_changes` layout bytes (C) or :class:`PageChanges` (numpy);
+    the non-zero sampled pages; ``counts``: the changes of the kept pages, the non-zero
+    sampled pages the destination holds (``None`` without old versions),
+    :func:`page_changes` layout bytes (C) or :class:`PageChanges` (numpy);
     ``kept``: how many, ``words`` their changed words; ``sums``: per formula asked for, its
     estimate summed over the kept pages (``None`` from the numpy version, which leaves
-    estimates to the codecs); ``entropy``: the histogram's, in bits per byte (0 without
-    one; :func:`histogram_entropy`, up to rounding).
+    estimates to the codecs); ``entropy``: in bits per byte, of the histogram of every
+    ``stride``-th byte of the first and last non-zero sampled pages read back to back (0
+    when every sampled page is zero; :func:`histogram_entropy`, up to rounding).
     """
 
     zero: bytes | np.ndarray | None
     nonzero: int
-    histogram: bytes | np.ndarray | None
-    histogram_bytes: int
     counts: bytes | PageChanges | None
     kept: int
     words: int
@@ -94,12 +91,6 @@ class SampleScan(NamedTuple):
             return np.frombuffer(self.zero, dtype=bool)
         return self.zero
 
-    def histogram_counts(self) -> np.ndarray | None:
-        """The byte histogram as int64 counts (``None`` when every sampled page is zero)."""
-        if isinstance(self.histogram, bytes):
-            return np.frombuffer(self.histogram, dtype=np.int64)
-        return self.histogram
-
     def changes(self) -> PageChanges | None:
         """The kept pages' changes (``None`` without old versions), in sample order."""
         if self.counts is None or isinstance(self.counts, PageChanges):
@@ -108,16 +99,17 @@ class SampleScan(NamedTuple):
         return PageChanges(raw[0], raw[1], raw[2], raw[3])
 
 
-def _numpy_histogram(sample: np.ndarray, zero: np.ndarray | None, stride: int) -> tuple:
-    """The strided histogram of the first and last non-zero rows (one when they are one)."""
+def _numpy_entropy(sample: np.ndarray, zero: np.ndarray | None, stride: int) -> float:
+    """The entropy of the strided histogram of the first and last non-zero rows (one when
+    they are one; 0 when every row is zero)."""
     nz_idx = None if zero is None else np.flatnonzero(~zero)
     m = sample.shape[0] if nz_idx is None else nz_idx.size
     if not m:
-        return None, 0
+        return 0.0
     ends = (0, m - 1) if nz_idx is None else (int(nz_idx[0]), int(nz_idx[-1]))
     pair = sample[ends[0] : ends[0] + 1] if ends[0] == ends[1] else sample[list(ends)]
     data = pair.reshape(-1)[::stride]
-    return np.bincount(data, minlength=256), data.size
+    return histogram_entropy(np.bincount(data, minlength=256), data.size)
 
 
 def _numpy_sample_scan(
@@ -131,10 +123,9 @@ def _numpy_sample_scan(
     sample = pages if rows is None else pages[rows]
     zero = zero_page_rows(sample)
     nonzero = sample.shape[0] - (0 if zero is None else int(zero.sum()))
-    histogram, total = _numpy_histogram(sample, zero, stride)
-    entropy = 0.0 if histogram is None else histogram_entropy(histogram, total)
+    entropy = _numpy_entropy(sample, zero, stride)
     if previous is None or not nonzero:
-        return SampleScan(zero, nonzero, histogram, total, None, 0, 0, None, entropy)
+        return SampleScan(zero, nonzero, None, 0, 0, None, entropy)
     keep = None if zero is None else ~zero
     if held is not None:
         known = held if rows is None else held[rows]
@@ -143,7 +134,7 @@ def _numpy_sample_scan(
         rows = np.flatnonzero(keep) if rows is None else rows[keep]
     changes = page_changes(pages, previous, rows)
     kept, words = changes.words.size, int(changes.words.sum())
-    return SampleScan(zero, nonzero, histogram, total, changes, kept, words, None, entropy)
+    return SampleScan(zero, nonzero, changes, kept, words, None, entropy)
 
 
 def scan_sample(
