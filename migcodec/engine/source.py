@@ -44,6 +44,16 @@ from migcodec.wire.format import MAX_BATCH_BYTES, MAX_BATCH_PAGES
 from migcodec.wire.handshake import read_reply
 
 _ITERATION_END = "iteration-end"
+
+
+def _whole(value) -> int | None:
+    """``value`` as an int if it is a whole number (an int, or numpy's), else ``None``."""
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
 _STOP = "stop"
 
 
@@ -352,11 +362,8 @@ class MigrationSource:
         """``index``, a codec the chooser named, if it is one of its codecs (a negative one
         would silently name another, counting from the end)."""
         n = len(self.chooser.codecs)
-        try:
-            number = operator.index(index)  # an int, or numpy's
-        except TypeError:
-            number = -1
-        if not 0 <= number < n:
+        number = _whole(index)
+        if number is None or not 0 <= number < n:
             codecs = f"{n} codec" + ("s" if n != 1 else "")
             raise ValueError(
                 f"chooser {self.chooser.label!r} {what} codec {index!r}, which is not an index "
@@ -368,13 +375,12 @@ class MigrationSource:
         """A chooser's ``split``, ``(rest, k)``, with ``rest`` one of its codecs and ``k`` a
         whole number of batches."""
         rest, k = split
-        try:
-            batches = operator.index(k)
-        except TypeError:
+        batches = _whole(k)
+        if batches is None:
             raise ValueError(
                 f"chooser {self.chooser.label!r} split a window after {k!r} batches; give a "
                 "whole number of batches"
-            ) from None
+            )
         return self._checked(rest, "split a window to"), batches
 
     def _submit(
