@@ -46,15 +46,15 @@ from migcodec.wire.handshake import read_reply
 _ITERATION_END = "iteration-end"
 
 
+_STOP = "stop"
+
+
 def _whole(value) -> int | None:
     """``value`` as an int if it is a whole number (an int, or numpy's), else ``None``."""
     try:
         return operator.index(value)
     except TypeError:
         return None
-
-
-_STOP = "stop"
 
 
 @dataclass
