@@ -44,8 +44,6 @@ from migcodec.wire.format import MAX_BATCH_BYTES, MAX_BATCH_PAGES
 from migcodec.wire.handshake import read_reply
 
 _ITERATION_END = "iteration-end"
-
-
 _STOP = "stop"
 
 
