@@ -154,9 +154,8 @@ class Selector:
             if self.policy.wants_features(total):
                 features = self.features(pages, previous, sampled, window_pages, held, gather_s)
         arm = self.policy.choose(features)
-        decision = Decision(arm, self.codecs[arm], features, self.policy.charge_s(features))
-        decision.split = self.policy.split()
-        return decision
+        charge, split = self.policy.charge_s(features), self.policy.split()
+        return Decision(arm, self.codecs[arm], features, charge, split=split)
 
     def finish(self, decision: Decision, outcome: Outcome | None = None) -> float:
         """Close a window: compute its reward (feature cost charged to encode time) and

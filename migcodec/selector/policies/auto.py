@@ -756,7 +756,7 @@ class Auto(Policy):
         the arm on the window's first few batches (:data:`_TRIAL_BATCHES`), the evidence it
         needs, and the best arm on the rest (:meth:`split`), so it costs that part's loss."""
         least = min(loss)
-        arm = loss.index(least)  # _argmin, inline
+        arm = best = loss.index(least)  # _argmin, inline
         untried = self._untried
         if untried:
             if self._fast and self._cpu_scales is None:
@@ -772,10 +772,9 @@ class Auto(Policy):
                         break
             else:
                 arm = self._trial(f, arm, least, untried, out, cpu)
-        split = None
-        if arm != loss.index(least) and f.pages > self._trial_pages:
-            split = (loss.index(least), float(self._trial_pages))  # a trial, on a part
-        self._split = split
+        self._split = None
+        if arm != best and f.pages > self._trial_pages:  # a trial, on a part of the window
+            self._split = (best, float(self._trial_pages))
         self._expected, self._expected_out = loss[arm], out[arm]
         self._chosen = (loss, cpu)
         return arm
