@@ -190,6 +190,33 @@ def test_features_are_skipped_when_they_stopped_changing_the_choice_and_read_on_
     assert policy.wants_features(300 * 10)  # ...and read again for a window 10x larger
 
 
+def test_windows_of_two_sizes_in_turn_are_each_played_on_their_own_size_s_features():
+    """A program that alternates bursts with a few pages of housekeeping: each size's
+    features, once read, describe its next windows better than the other size's do, so a
+    change of size alone does not cost a read; a window played without features is priced
+    on the last read of its own size, and rereads for freshness are bounded by the time
+    played on each size's features (a burst's time does not buy the small windows reads)."""
+    policy = _auto(125e6)
+    sizes = {10_000: 40.0, 20: float(PAGE)}  # sparse bursts, small windows rewritten whole
+    features = {n: _features(n, delta_bytes=each) for n, each in sizes.items()}
+    reads = {n: 0 for n in sizes}
+    played = {n: set() for n in sizes}
+    for window in range(30):
+        n = 10_000 if window % 2 else 20
+        wants = policy.wants_features(n)
+        reads[n] += wants
+        f = features[n] if wants else None
+        if f is not None:
+            policy.probe_mask(f)
+        arm = policy.choose(f)
+        played[n].add(KINDS[arm])
+        sent = policy._expected_out  # as predicted: no sign that the content moved
+        policy.update(arm, 1e9, f, Outcome(n * PAGE, sent, 1e-4, 1e-4))
+    assert played == {10_000: {"delta"}, 20: {"compress"}}
+    assert reads[20] <= 5  # of 15: the first, then upkeep of the small windows' own time
+    assert reads[10_000] <= 9  # upkeep: about every other burst, at 1 % of its time
+
+
 @pytest.mark.parametrize(("cheap_s", "fewest", "most"), [(40e-6, 10, 60), (4e-3, 1, 2)])
 def test_rereading_features_costs_at_most_upkeep_of_the_time_played_without_them(
     cheap_s, fewest, most

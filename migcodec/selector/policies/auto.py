@@ -24,10 +24,12 @@ program's memory may be far from the calibration's: on recorded traces XBZRLE's 
 DSA record's stands anywhere from 0.8x to 2.3x the calibration's), on the window's first
 few batches, the rest of the window played by the best arm (:meth:`Auto.split`). The cheap
 features are read only when they pay: the policy keeps a moving average, per guest byte, of
-the loss that reading them avoided, and also reads them when the window's size jumps, when a
-window sent more or less than predicted, or when reading them costs at most
-``upkeep`` of the time played since the last read (so keeping estimates fresh costs a bounded
-share of the migration). A probe of arm ``a`` is bought when its expected value (the loss it
+the loss that reading them avoided, and also reads them when no window of about this one's
+size has been read (features are kept per size: programs alternate bursts with a few pages of
+housekeeping, and each kind describes its own next windows), when a window sent more or less
+than predicted, or when reading them costs at most ``upkeep`` of the time played on the
+features of this size since they were read (so keeping estimates fresh costs a bounded share
+of the migration). A probe of arm ``a`` is bought when its expected value (the loss it
 avoids by revealing a better arm, over the uncertainty of ``a``'s ratio) exceeds its CPU
 time, charged to the window: probes go to large windows whose best arms are close, and stop
 once the estimates are sharp.
@@ -89,6 +91,8 @@ _CPU_DRIFT_VAR = 0.01
 #: guest and the stream's threads (a migration engine's trial of 4 batches measured one
 #: codec at 2.5x its windows' time and tipped the host's factor)
 _TRIAL_BATCHES = {"cpu": 4, "wall": 16}
+#: the features kept, read on windows of different sizes (see Auto.wants_features)
+_KEPT_READS = 4
 #: the step of the moving average of each delta arm's log estimate against the others'
 #: (see Auto._delta_estimates): about five windows
 _DELTA_POOL_STEP = 0.2
@@ -206,6 +210,15 @@ class _Prediction:
     fallback_parts: list[tuple[float, float, float] | None]
     #: each delta arm's bias as its entries were priced
     biases: list[float]
+
+
+@dataclass(slots=True, eq=False)
+class _Read:
+    """Features read on a window, and the predicted time of the windows played on them
+    since (see ``Auto.wants_features``)."""
+
+    features: WindowFeatures
+    since_s: float = 0.0
 
 
 class Auto(Policy):
@@ -342,8 +355,9 @@ class Auto(Policy):
         self._pooled = [(None, None), (None, None)]  # (estimates array, pooled), newest first
         self._delta_offsets = [None] * k
         self._played_bytes = 0.0
-        self._read: WindowFeatures | None = None  # the last features read
-        self._since_s = 0.0  # predicted time of the windows played since the last read
+        self._read: WindowFeatures | None = None  # the features the window is played on
+        self._reads: list[_Read] = []  # the last read per size, newest first
+        self._read_entry: _Read | None = None  # the one self._read is
         self._stale_play = False  # the last window sent more or less than predicted
         # each move of the filter's estimates: what _payloads keeps goes stale
         self._ratio_version = 0
@@ -589,13 +603,13 @@ class Auto(Policy):
     # -- which features to read -------------------------------------------------------
     def wants_features(self, pages: float) -> bool:
         self._pages = pages
-        read = self._read
-        if read is None or self._stale_play:
-            return True
-        if not read.pages / 4 <= pages <= read.pages * 4:
-            return True  # a window of another size: the last features say little of it
+        entry = self._similar(pages)
+        if entry is None or self._stale_play:
+            return True  # no window of about this size read: the others say little of it
+        self._read_entry = entry
+        read = self._read = entry.features
         cost = read.cheap_s / self._workers
-        if cost <= self.upkeep * self._since_s:
+        if cost <= self.upkeep * entry.since_s:
             return True  # fresh estimates for a bounded share of the time
         read_pages = 1.0 if read.pages < 1.0 else read.pages  # max(), without its call
         if cost < self.negligible * self._expected * pages / read_pages:
@@ -603,13 +617,24 @@ class Auto(Policy):
         expected = self._feature_value * pages * self.page_size
         return expected > self.value * cost
 
+    def _similar(self, pages: float) -> _Read | None:
+        """The features last read on a window of about ``pages`` pages (within a factor
+        of 4), if any are kept."""
+        for entry in self._reads:
+            read_pages = entry.features.pages
+            if read_pages / 4 <= pages <= read_pages * 4:
+                return entry
+        return None
+
     def _value_of_reading(self, fresh: WindowFeatures) -> list[float]:
         """Predict the window ``fresh`` describes, and learn what reading its features
         changed against the last ones read: every arm's predicted output bytes, CPU seconds
         and loss (as :meth:`_predict`). The stale prediction comes first, so that what
         :meth:`_payloads` keeps afterwards is this window's, which the update reuses."""
-        read = self._read
-        stale_arm = None if read is None else _argmin(self._predict(read, fresh.pages)[3])
+        entry = self._similar(fresh.pages)
+        stale_arm = None
+        if entry is not None:
+            stale_arm = _argmin(self._predict(entry.features, fresh.pages)[3])
         predicted = self._predict(fresh)
         if stale_arm is not None:
             loss = predicted[3]
@@ -618,7 +643,10 @@ class Auto(Policy):
             step = self.learn
             self._feature_value = avoided if math.isinf(old) else old + step * (avoided - old)
         self._read = fresh.cheap()
-        self._since_s = 0.0
+        self._read_entry = _Read(self._read)
+        pages = fresh.pages
+        kept = [e for e in self._reads if not e.features.pages / 4 <= pages <= e.features.pages * 4]
+        self._reads = [self._read_entry, *kept[: _KEPT_READS - 1]]
         self._stale_play = False
         return predicted
 
@@ -716,7 +744,8 @@ class Auto(Policy):
             arm = loss.index(least)  # _argmin, inline
             self._expected, self._expected_out = least, out[arm]
             self._chosen = (loss, cpu)
-            self._since_s += self._expected
+            if self._read_entry is not None:
+                self._read_entry.since_s += self._expected
             return arm
         if self._context is not features.context:
             self._drift(features)  # a caller that skipped probe_mask
