@@ -92,7 +92,7 @@ _CPU_DRIFT_VAR = 0.01
 #: codec at 2.5x its windows' time and tipped the host's factor)
 _TRIAL_BATCHES = {"cpu": 4, "wall": 16}
 #: the features kept, read on windows of different sizes (see Auto.wants_features)
-_KEPT_READS = 4
+_KEPT_READS = 8
 #: the step of the moving average of each delta arm's log estimate against the others'
 #: (see Auto._delta_estimates): about five windows
 _DELTA_POOL_STEP = 0.2
