@@ -12,7 +12,10 @@ An arm's outcome on a window is predicted from:
   more when the cheap features show a change of content;
 - per delta arm, the payload its format would write for the sampled pages' changed words
   (:meth:`~migcodec.codecs.delta.DeltaCodec.estimate_sizes`) with a learnt bias, plus its
-  fall-back's payload for pages the destination does not hold;
+  fall-back's payload for pages the destination does not hold. The delta arms' shared
+  level is filtered over the windows of about the same size: a sample moves it by what
+  samples have been worth (how far they missed what played windows sent), and played
+  windows set it;
 - per arm, CPU time from the calibrated cost model (:mod:`migcodec.selector.costmodel`),
   corrected by learnt factors: the host's, shared by all arms and learnt from the plays
   of every arm but the delta arms; one the delta arms share, learnt from theirs (how a
