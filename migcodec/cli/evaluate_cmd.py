@@ -193,10 +193,15 @@ def _check_workload_memory(args: argparse.Namespace) -> None:
         raise CommandLineError(str(exc)) from None
 
 
+def _table_key(args: argparse.Namespace, source: Source, arms) -> str:
+    """The cache key of ``source``'s table: its windows and every option that shaped it."""
+    return table_key(source.identity, arms, args.repeats, args.batch_pages, args.sample_pages)
+
+
 def _table_path(args: argparse.Namespace, source: Source, arms, several: bool):
     """Where ``source``'s table is cached: ``--table`` (a file, or a directory with several
     sources), ``--table-dir``, else beside the trace (a workload's is not cached)."""
-    key = table_key(source.identity, arms, args.repeats, args.batch_pages, args.sample_pages)
+    key = _table_key(args, source, arms)
     if args.table and not several:
         return location(args.table)
     if args.table or args.table_dir:
@@ -215,12 +220,17 @@ def _measure(
 ) -> list[Measured]:
     """Every source's table: loaded from its cache, else measured (in process, or as
     tasks on ``cluster``) and cached."""
-    paths = [_table_path(args, s, arms, len(sources) > 1) for s in sources]
+    several = len(sources) > 1
+    paths = [_table_path(args, s, arms, several) for s in sources]
+    keys = [_table_key(args, s, arms) for s in sources]
     out: list[Measured | None] = [None] * len(sources)
     todo = []
     for i, (source, path) in enumerate(zip(sources, paths, strict=True)):
         if path is not None and path.exists() and not args.rebuild:
-            out[i] = Measured(source, Table.load(path), True, path)
+            table = Table.load(path)
+            if args.table and not several:
+                _check_table_key(path, table, keys[i])
+            out[i] = Measured(source, table, True, path)
         else:
             todo.append(i)
     if cluster is not None and todo:
@@ -239,6 +249,7 @@ def _measure(
     else:
         built = [_build(args, sources[i], arms, calibration) for i in todo]
     for i, table in zip(todo, built, strict=True):
+        table.meta["key"] = keys[i]  # what a later run's --table FILE is checked against
         if paths[i] is not None:
             try:
                 table.save(paths[i])
@@ -249,6 +260,18 @@ def _measure(
                 ) from exc
         out[i] = Measured(sources[i], table, False, paths[i])
     return [m for m in out if m is not None]
+
+
+def _check_table_key(path: Location, table: Table, key: str) -> None:
+    """Refuse a ``--table`` FILE measured of other windows or with other settings: its name
+    carries no cache key (as a table beside a trace or in ``--table-dir`` does), and a
+    table of another trace or other ``--arms`` would be scored and reported as this one."""
+    if table.meta.get("key") != key:
+        raise CommandLineError(
+            f"--table {path} holds a table of another trace or workload, or of other --arms, "
+            "--repeats, --batch-pages or --sample-pages; give another --table, or pass "
+            "--rebuild to measure this one and replace it"
+        )
 
 
 def _build(args: argparse.Namespace, source: Source, arms, calibration: CostModel | None) -> Table:
@@ -549,7 +572,7 @@ def _result_doc(r: Result, cost: str) -> dict:
         "cached": r.cached,
         "windows": r.table.n_windows,
         "timing_spread": dict(zip(r.table.labels, r.table.spread().tolist(), strict=True)),
-        **{k: v for k, v in r.table.meta.items() if k != "costs"},
+        **{k: v for k, v in r.table.meta.items() if k not in ("costs", "key")},
     }
     return doc
 

@@ -74,3 +74,25 @@ def test_evaluate_at_an_unlimited_link_models_it_as_codec_auto_does(capsys):
     with pytest.raises(SystemExit):
         main([*args, "--link", "unlimited,0"])
     assert "argument --link: a link of '0' carries nothing" in capsys.readouterr().err
+
+
+def test_a_table_file_of_other_windows_or_arms_is_refused_not_scored_as_these(tmp_path, capsys):
+    """``--table FILE`` was loaded whatever it held: a table of another trace, workload or
+    ``--arms`` was scored and reported as the one asked for."""
+    table = tmp_path / "t.npz"
+    args = ["evaluate", "--workload", "text", "--windows", "2", "--pages", "16", "--repeats"]
+    args += ["1", "--policies", "ucb1", "--table", str(table), "--json"]
+    assert main([*args, "--arms", "raw;lz4"]) == 0
+    assert json.loads(capsys.readouterr().out)["arms"] == ["raw", "lz4"]
+    refused = (
+        f"migcodec evaluate: --table {table} holds a table of another trace or workload, or "
+        "of other --arms, --repeats, --batch-pages or --sample-pages; give another --table, "
+        "or pass --rebuild to measure this one and replace it\n"
+    )
+    for other in (["--arms", "raw;zstd"], ["--arms", "raw;lz4", "--seed", "1"]):
+        assert main([*args, *other]) == 2
+        assert capsys.readouterr().err == refused
+    assert main([*args, "--arms", "raw;lz4"]) == 0
+    assert json.loads(capsys.readouterr().out)["table"]["cached"] is True
+    assert main([*args, "--arms", "raw;zstd", "--rebuild"]) == 0
+    assert json.loads(capsys.readouterr().out)["arms"] == ["raw", "zstd"]
