@@ -639,6 +639,11 @@ EVALUATE = ["evaluate", "--workload", "text", "--windows", "2", "--pages", "8", 
             "--policies ' ; ' names no policy; give one or more separated by ';', e.g. "
             "'auto;d-ucb:gamma=0.9', or leave --policies out for the defaults",
         ),
+        (  # was measured twice and reported as two arms of one label
+            ["--arms", "lz4;raw lz4;zstd:level=1;zstd:level=1"],
+            "the arm list 'lz4;raw lz4;zstd:level=1;zstd:level=1' names 'lz4', 'zstd level=1' "
+            "more than once; give each arm once",
+        ),
         (
             ["--arms", "raw;zstd:nope=1"],
             "bad config for codec 'zstd': it has no parameter 'nope'; it takes: level",

@@ -115,7 +115,8 @@ def parse_arm(text: str) -> dict[str, Any]:
 def parse_arms(text: str | None) -> list[Arm]:
     """Arms from ``raw;lz4;zstd:level=1`` (``;`` or whitespace between arms); by default
     (``None``) :data:`DEFAULT_ARMS` plus the installed :data:`DELTA_ARMS`. A text that
-    names no arm is refused."""
+    names no arm, or an arm twice, is refused: each arm is a row of a table, named by its
+    label, and the same arm twice would be measured twice and reported as two arms."""
     if text is not None:
         specs = [s for s in text.replace(";", " ").split() if s]
         if not specs:
@@ -128,4 +129,11 @@ def parse_arms(text: str | None) -> list[Arm]:
 
         installed = set(available_codecs())
         specs = [*DEFAULT_ARMS, *(d for d in DELTA_ARMS if d in installed)]
-    return [Arm.of(s) for s in specs]
+    arms = [Arm.of(s) for s in specs]
+    twice = sorted({arm.label for arm in arms if arms.count(arm) > 1})
+    if twice:
+        raise ArmError(
+            f"the arm list {text!r} names {', '.join(repr(t) for t in twice)} more than once; "
+            "give each arm once"
+        )
+    return arms
