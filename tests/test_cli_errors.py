@@ -674,6 +674,25 @@ def test_evaluate_refuses_an_empty_plot_path_before_measuring(capsys):
     )
 
 
+@pytest.mark.parametrize(
+    ("option", "example"),
+    [
+        ("--grid", "a JSON file, e.g. grid.json"),
+        ("--table", "a file, e.g. table.npz"),
+        ("--table-dir", "a directory, e.g. tables"),
+        ("--scheduler", "local, local:N or tcp://HOST:PORT"),
+    ],
+)
+def test_evaluate_refuses_an_empty_name_not_taken_as_the_option_left_out(option, example, capsys):
+    """``--grid ''`` ran no grid, ``--table ''`` cached nothing and ``--scheduler ''`` ran
+    in process, each with exit status 0."""
+    assert main([*EVALUATE, option, " "]) == 2
+    assert capsys.readouterr() == (
+        "",
+        f"migcodec evaluate: {option} ' ' names nothing; give {example}, or leave {option} out\n",
+    )
+
+
 def test_a_policy_parameter_given_twice_is_refused_not_overwritten(capsys):
     argv = ["evaluate", "--workload", "text", "--windows", "2", "--pages", "8", "--repeats", "1"]
     assert main([*argv, "--policies", "ucb1:c=1,c=2"]) == 2

@@ -375,9 +375,34 @@ def _connect(args: argparse.Namespace) -> Cluster | None:
     return cluster
 
 
+#: options whose value names something, and an example of it: an empty (or blank) value
+#: is refused, not taken as the option left out (``--grid ''`` ran no grid, ``--table ''``
+#: cached nothing, ``--scheduler ''`` ran in process, each with exit status 0)
+NAMING_OPTIONS = {
+    "corpus": "a directory of traces, e.g. corpus/traces",
+    "workload": "a workload or page generators, e.g. memcached or zero,text",
+    "table": "a file, e.g. table.npz",
+    "table_dir": "a directory, e.g. tables",
+    "grid": "a JSON file, e.g. grid.json",
+    "scheduler": "local, local:N or tcp://HOST:PORT",
+}
+
+
+def _check_named(args: argparse.Namespace) -> None:
+    """Refuse an option of :data:`NAMING_OPTIONS` given an empty value, before any work."""
+    for key, example in NAMING_OPTIONS.items():
+        value = getattr(args, key)
+        if value is not None and not value.strip():
+            option = "--" + key.replace("_", "-")
+            raise CommandLineError(
+                f"{option} {value!r} names nothing; give {example}, or leave {option} out"
+            )
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.plot is not None:  # before any table is measured, not after; "" is refused
         check_plot_path(args.plot)
+    _check_named(args)
     arms = parse_arms(args.arms)
     names = _policy_names(args.policies)
     for name in names:
