@@ -128,6 +128,11 @@ def refusal(command: str, option: str, reason: str) -> str:
             "--workers",
             "'30000' is more than 256, the most this option takes",
         ),
+        (  # every repeat's timings were held: numpy was asked for 112 GB
+            ["evaluate", "--workload", "text", "--repeats", "1000000000"],
+            "--repeats",
+            "'1000000000' is more than 1000, the most this option takes",
+        ),
         (
             ["bench", "--pages", "99999999999999"],
             "--pages",

@@ -40,6 +40,10 @@ MAX_SECONDS = 10**7
 MAX_WORKERS = 256
 #: the most of anything counted (pages, windows, repeats): beyond it no run ends
 MAX_COUNT = 10**9
+#: the most repeats of a timing: its median settles within a few, and every repeat's
+#: timings and features of a window are held until their medians are taken (a billion
+#: asked numpy for 112 GB with the default arms, refused as "use a smaller --pages")
+MAX_REPEATS = 1000
 #: the slowest link: one byte per second (a migration over it is bounded by its time limit)
 MIN_LINK_RATE = 1.0
 
@@ -195,6 +199,8 @@ workers = _typed("workers", lambda text: _whole(text, 1, MAX_WORKERS))
 #: page, with four held versions each) grow with it: 100000 pages asked for 24 GiB
 batch_pages = _typed("batch_pages", lambda text: _whole(text, 1, MAX_BATCH_PAGES))
 #: 0, 1, ...
+#: timings per measurement, their median taken: 1 to MAX_REPEATS
+repeats = _typed("repeats", lambda text: _whole(text, 1, MAX_REPEATS))
 #: a random seed: 0, 1, ...
 nonnegative_int = _typed("nonnegative_int", lambda text: _whole(text, 0))
 seed = nonnegative_int  # a seed is any whole number from 0

@@ -723,9 +723,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         f"`migrate --codec auto` models it, a {UNLIMITED_LINK * 8 / 1e9:g} Gbit/s link",
     )
     p.add_argument("--workers", type=types.positive_number, default=2, help="parallel encoders")
-    p.add_argument(
-        "--repeats", type=types.positive_int, default=3, help="timings per (window, arm)"
-    )
+    p.add_argument("--repeats", type=types.repeats, default=3, help="timings per (window, arm)")
     p.add_argument(
         "--cost-model",
         default="measured",
