@@ -722,3 +722,16 @@ def test_receive_checks_its_backing_before_it_listens(capsys, tmp_path):
         assert main(["receive", "--listen", "127.0.0.1:0", *backing]) == 2
         out, err = capsys.readouterr()
         assert out == "" and err.startswith(f"migcodec receive: {problem}")
+
+
+def test_a_cost_model_file_of_other_batches_is_refused_before_measuring(capsys):
+    """A model calibrated for 64-page batches scored a table of 32-page batches: per-call
+    costs and framing counted per batch of another size, with exit status 0."""
+    model = REPO / "tests" / "selector" / "data" / "cost-model.json"
+    assert main([*EVALUATE, "--cost-model", str(model), "--batch-pages", "32"]) == 2
+    assert capsys.readouterr() == (
+        "",
+        f"migcodec evaluate: cost model {model} was calibrated for 64-page batches, and "
+        "--batch-pages is 32; pass --batch-pages 64, or --cost-model calibrated to calibrate "
+        "for 32-page batches\n",
+    )

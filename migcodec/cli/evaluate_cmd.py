@@ -343,7 +343,17 @@ def _cost_model(args: argparse.Namespace, arms) -> CostModel | None:
         if not args.json and sys.stderr.isatty():
             print("cost model: this machine's calibration (made now if missing)", file=sys.stderr)
         return machine_cost_model(arms, batch_pages=args.batch_pages)
-    return CostModel.load(args.cost_model)
+    model = CostModel.load(args.cost_model)
+    # its per-call costs and the framing taken off each output are per batch of its size:
+    # a table of other batches would be scored with times of no run
+    if model.batch_pages != args.batch_pages:
+        raise CommandLineError(
+            f"cost model {args.cost_model} was calibrated for {model.batch_pages}-page "
+            f"batches, and --batch-pages is {args.batch_pages}; pass --batch-pages "
+            f"{model.batch_pages}, or --cost-model calibrated to calibrate for "
+            f"{args.batch_pages}-page batches"
+        )
+    return model
 
 
 #: the failures reported in one line (each says what went wrong and the fix); a trace's
