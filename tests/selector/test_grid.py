@@ -156,3 +156,23 @@ def test_read_small_file_refuses_a_file_whose_bytes_do_not_come_without_waiting(
     with pytest.raises(ValueError, match=r"grid .*kmsg cannot be read without waiting; give a"):
         files.read_small_file(path, "grid", 1 << 20, "give a JSON grid file")
     os.close(opened[0])
+
+
+@pytest.mark.parametrize(
+    ("grid", "message"),
+    [
+        (  # ranked the policy's defaults alone, as if the grid listed nothing
+            {"policy": "d-ucb", "param": {"gamma": [0.5, 0.9]}},
+            'a grid is {"policy": NAME, "params": {"key": [values, ...]}}, and nothing else; '
+            "it also holds 'param': correct or remove it",
+        ),
+        (  # the same configuration, replayed and ranked twice
+            {"policy": "d-ucb", "params": {"c": [1, 2], "gamma": [0.9, 0.5, 0.9]}},
+            "grid parameter 'gamma' lists 0.9 more than once; list each value once",
+        ),
+    ],
+)
+def test_a_grid_key_besides_policy_and_params_or_a_value_listed_twice_is_refused(grid, message):
+    with pytest.raises(PolicyError) as caught:
+        grid_configs(grid)
+    assert str(caught.value) == message

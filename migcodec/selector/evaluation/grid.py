@@ -13,7 +13,9 @@ hand somewhere pays for it more than it gains near the oracle elsewhere.
 from __future__ import annotations
 
 import itertools
+import json
 import math
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,15 +47,31 @@ ReplayMap = Callable[[list[tuple[list[dict[str, Any]], Cell]]], list[list[Replay
 
 def grid_configs(spec: dict[str, Any]) -> list[dict[str, Any]]:
     """Every configuration of a grid ``{"policy": NAME, "params": {key: [values]}}``; at
-    most :data:`MAX_GRID_CONFIGS` of them (counted before any is built)."""
+    most :data:`MAX_GRID_CONFIGS` of them (counted before any is built). A key besides
+    these two is refused, not ignored (``"param"`` ranked the defaults alone), and so is a
+    value listed twice (the same configuration, replayed and ranked twice)."""
     shape = 'a grid is {"policy": NAME, "params": {"key": [values, ...]}}'
     if not isinstance(spec, dict) or "policy" not in spec:
         raise PolicyError(shape)
+    other = sorted(set(spec) - {"policy", "params"})
+    if other:
+        raise PolicyError(
+            f"{shape}, and nothing else; it also holds {', '.join(map(repr, other))}: correct "
+            "or remove it"
+        )
     params = spec.get("params") or {}
     if not isinstance(params, dict):
         raise PolicyError(f"{shape}; its params are {type(params).__name__}, not an object")
     if not all(isinstance(v, list) and v for v in params.values()):
         raise PolicyError("every grid parameter needs a non-empty list of values")
+    for key, values in params.items():
+        written = Counter(json.dumps(v, sort_keys=True) for v in values)
+        twice = sorted(w for w, n in written.items() if n > 1)
+        if twice:
+            raise PolicyError(
+                f"grid parameter {key!r} lists {', '.join(twice)} more than once; list each "
+                "value once"
+            )
     count = math.prod(len(v) for v in params.values())
     if count > MAX_GRID_CONFIGS:
         sizes = " x ".join(str(len(v)) for v in params.values())
