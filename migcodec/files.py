@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from collections import Counter
 from typing import Any
 
 from migcodec.units import format_size
@@ -66,8 +67,20 @@ def read_small_file(path: str | os.PathLike, what: str, limit: int, fix: str) ->
 def parse_json(data: bytes | str) -> Any:
     """``json.loads``, with a document nested deeper than Python's parser follows refused
     as a :class:`ValueError` (``its JSON is nested too deeply``) like any other malformed
-    one, instead of the parser's :class:`RecursionError`, which no caller expects."""
+    one, instead of the parser's :class:`RecursionError`, which no caller expects; and an
+    object that gives a key twice refused too (``json.loads`` keeps the last silently, so
+    an edit that added a key instead of changing it was read as half of what it says)."""
     try:
-        return json.loads(data)
+        return json.loads(data, object_pairs_hook=_object)
     except RecursionError:
         raise ValueError("its JSON is nested too deeply") from None
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's pairs as a dict; a key given twice is a :class:`ValueError`."""
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        counts = Counter(key for key, _ in pairs)
+        twice = sorted(key for key, n in counts.items() if n > 1)
+        raise ValueError(f"its JSON gives the key {', '.join(map(repr, twice))} more than once")
+    return found

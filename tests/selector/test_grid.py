@@ -121,6 +121,18 @@ def test_a_grid_whose_policy_is_not_a_name_is_refused_naming_it(tmp_path, policy
     assert str(caught.value) == f"unknown policy {policy!r}; known: {known}"
 
 
+def test_a_grid_file_giving_a_key_twice_is_refused_not_read_as_its_last(tmp_path):
+    """``json.loads`` keeps the last of a key given twice: a grid that lists ``gamma``
+    twice ranked the second list alone."""
+    path = tmp_path / "grid.json"
+    path.write_text('{"policy": "d-ucb", "params": {"gamma": [0.9], "c": [1], "gamma": [0.5]}}')
+    with pytest.raises(PolicyError) as caught:
+        load_grid(path)
+    assert str(caught.value) == (
+        f"cannot read grid {path}: its JSON gives the key 'gamma' more than once"
+    )
+
+
 def test_a_grid_file_nested_too_deeply_is_refused_in_one_line(tmp_path):
     path = tmp_path / "grid.json"
     path.write_text("[" * 100_000)
