@@ -585,6 +585,11 @@ def test_bench_refuses_a_codec_list_that_names_none_and_memory_it_cannot_hold(ca
         "migcodec bench: --codecs ',,,' names no codec; write names such as lz4,zstd "
         "(`migcodec codecs` lists them)\n"
     )
+    assert main(["bench", "--pages", "16", "--codecs", "lz4,raw, lz4"]) == 2
+    assert capsys.readouterr() == (
+        "",
+        "migcodec bench: --codecs 'lz4,raw, lz4' names lz4 more than once; name each codec once\n",
+    )
     assert main(["bench", "--pages", "999999999", "--codecs", "raw"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("migcodec bench: --pages 999999999 needs ")

@@ -22,6 +22,12 @@ def run(args: argparse.Namespace) -> int:
                 f"--codecs {args.codecs!r} names no codec; write names such as lz4,zstd "
                 "(`migcodec codecs` lists them)"
             )
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:  # benchmarked twice and listed as two rows of one codec
+            raise CommandLineError(
+                f"--codecs {args.codecs!r} names {', '.join(twice)} more than once; name each "
+                "codec once"
+            )
     else:
         names = [s.name for s in plugin_statuses() if s.available]
     # the pages, the encoded and the decoded copies: refused before any is made
