@@ -217,6 +217,18 @@ def import_qemu(args: argparse.Namespace) -> int:
     pre-copy iteration (see :mod:`migcodec.datasets.qemu_stream`)."""
     from migcodec.datasets.qemu_stream import import_qemu_stream, read_sync_points
 
+    # an empty name is refused, not taken as no file: without sync points the windows are
+    # passes of QEMU's RAM scan, not its iterations
+    if not args.stream.strip():
+        raise ValueError(
+            f"the stream {args.stream!r} names no file; give the file QEMU saved the stream "
+            'to (migrate "exec:cat > FILE")'
+        )
+    if args.sync_points is not None and not args.sync_points.strip():
+        raise ValueError(
+            f"--sync-points {args.sync_points!r} names no file; give the JSON file of sync "
+            "points, or leave --sync-points out"
+        )
     points = read_sync_points(args.sync_points) if args.sync_points else None
     words = ["migcodec", "trace", "import-qemu", args.stream, "--out", args.out]
     words += ["--sync-points", args.sync_points] if args.sync_points else []

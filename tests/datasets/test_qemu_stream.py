@@ -360,6 +360,28 @@ def test_import_qemu_writes_a_trace_and_says_what_it_read(tmp_path: Path, capsys
     assert TraceReader(out).info().meta["sync_points"] == [0, 1, 3, 5]
 
 
+def test_import_qemu_refuses_an_empty_name_not_taken_as_no_file(tmp_path: Path, capsys) -> None:
+    """``--sync-points ''`` was taken as no sync points: the trace was written, exit status
+    0, with windows cut at passes of the RAM scan instead of QEMU's iterations."""
+    stream = tmp_path / "sample.stream"
+    stream.write_bytes(SAMPLE)
+    out = tmp_path / "trace"
+    argv = ["trace", "import-qemu", str(stream), "--out", str(out), "--sync-points", ""]
+    assert main(argv) == 2
+    assert capsys.readouterr() == (
+        "",
+        "migcodec trace import-qemu: --sync-points '' names no file; give the JSON file of "
+        "sync points, or leave --sync-points out\n",
+    )
+    assert main(["trace", "import-qemu", "", "--out", str(out)]) == 2
+    assert capsys.readouterr() == (
+        "",
+        "migcodec trace import-qemu: the stream '' names no file; give the file QEMU saved "
+        'the stream to (migrate "exec:cat > FILE")\n',
+    )
+    assert not out.exists()
+
+
 def test_import_qemu_reports_a_bad_stream_in_one_line(tmp_path: Path, capsys) -> None:
     bad = tmp_path / "bad"
     bad.write_bytes(SAMPLE[:5000])
