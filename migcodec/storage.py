@@ -144,10 +144,17 @@ class LocalLocation(Location):
         return f, os.fstat(f.fileno()).st_size
 
     def write_bytes(self, data: bytes) -> None:
+        """Written beside under a name of this write's own, then renamed: with one name for
+        every writer, a second run's write truncated the file the first was renaming (a torn
+        table), and the second's rename then found no file."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(self.path)
+        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}-{os.urandom(4).hex()}.tmp")
+        try:
+            tmp.write_bytes(data)
+            tmp.replace(self.path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a full disk leaves no partial file behind
+            raise
 
     def glob(self, pattern: str) -> list[Location]:
         return [LocalLocation(p) for p in sorted(self.path.glob(pattern))]

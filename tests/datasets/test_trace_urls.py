@@ -110,3 +110,25 @@ def test_locations_join_list_and_write_whole_files(tmp_path, memory_trace):
         assert size == 3 and f.read() == b"abc"
     file_url = location(tmp_path.as_uri())
     assert isinstance(file_url, FsspecLocation) and file_url.local_path == tmp_path
+
+
+def test_two_writers_of_one_file_each_leave_it_whole(tmp_path, monkeypatch):
+    """Every writer of a file wrote it beside under one name: a second run's write (two
+    evaluations caching one table) truncated the file the first was renaming, and the
+    second's rename then failed with no such file."""
+    import os
+
+    target = LocalLocation(tmp_path / "t.npz")
+    rename = os.replace
+    written = []
+
+    def another_writer_between(src, dst):
+        if not written:  # while the first write is renamed, a second one runs whole
+            written.append(None)
+            target.write_bytes(b"second")
+        rename(src, dst)
+
+    monkeypatch.setattr(os, "replace", another_writer_between)
+    target.write_bytes(b"first, and longer")
+    assert target.read_bytes() == b"first, and longer"
+    assert [p.name for p in tmp_path.iterdir()] == ["t.npz"]  # no temporary left
