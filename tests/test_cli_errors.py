@@ -654,6 +654,10 @@ EVALUATE = ["evaluate", "--workload", "text", "--windows", "2", "--pages", "8", 
             "the arm list 'lz4;raw lz4;zstd:level=1;zstd:level=1' names 'lz4', 'zstd level=1' "
             "more than once; give each arm once",
         ),
+        (  # replayed twice, and the overall rows counted one trace as two
+            ["--link", "1Gbit,10Gbit, 1Gbit"],
+            "--link '1Gbit,10Gbit, 1Gbit' names 1Gbit more than once; name each link rate once",
+        ),
         (
             ["--arms", "raw;zstd:nope=1"],
             "bad config for codec 'zstd': it has no parameter 'nope'; it takes: level",

@@ -420,6 +420,12 @@ def _run(args: argparse.Namespace) -> int:
     links = [link.strip() for link in args.link.split(",") if link.strip()]
     for link in links:
         _link_rate(link)
+    twice = sorted({link for link in links if links.count(link) > 1})
+    if twice:  # each would be replayed twice and counted as two traces in the overall rows
+        raise CommandLineError(
+            f"--link {args.link!r} names {', '.join(twice)} more than once; name each link "
+            "rate once"
+        )
     if args.table and args.table_dir:
         raise CommandLineError("give --table or --table-dir, not both")
     if args.grid:
