@@ -415,8 +415,13 @@ def _run(args: argparse.Namespace) -> int:
     _check_named(args)
     arms = parse_arms(args.arms)
     names = _policy_names(args.policies)
-    for name in names:
-        parse_policy(name)  # refused before any table is measured
+    policies = [parse_policy(name).get_config() for name in names]  # refused before measuring
+    same = [name for i, name in enumerate(names) if policies[i] in policies[:i]]
+    if same:  # one policy twice: two rows of one label, and the overall rows listed it twice
+        raise CommandLineError(
+            f"--policies {args.policies!r} gives {', '.join(same)} as a policy given before "
+            "(the same parameters); give each policy once"
+        )
     links = [link.strip() for link in args.link.split(",") if link.strip()]
     for link in links:
         _link_rate(link)
