@@ -54,6 +54,17 @@ def test_sweep_plot_writes_a_png(tmp_path, capsys):
     assert_png(png)
 
 
+def test_a_sweep_refuses_a_dirty_rate_it_would_ignore(capsys):
+    """``--dirty-rate`` with ``--sweep-dirty-rate`` was ignored without a word: the sweep
+    ran at rates of its own, exit status 0."""
+    assert main(["migrate", *TINY, "--sweep-dirty-rate", "--dirty-rate", "10MB/s"]) == 2
+    assert capsys.readouterr() == (
+        "",
+        "migcodec migrate: --sweep-dirty-rate chooses the dirty rates it tries; drop "
+        "--dirty-rate, or drop --sweep-dirty-rate to migrate at that rate\n",
+    )
+
+
 def test_plot_without_matplotlib_fails_before_migrating(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
     png = tmp_path / "run.png"

@@ -153,6 +153,11 @@ def _check_codec(args: argparse.Namespace, config: MigrationConfig) -> None:
 
 
 def run_migrate(args: argparse.Namespace) -> int:
+    if args.sweep_dirty_rate and args.dirty_rate is not None:  # else ignored without a word
+        raise CommandLineError(
+            "--sweep-dirty-rate chooses the dirty rates it tries; drop --dirty-rate, or drop "
+            "--sweep-dirty-rate to migrate at that rate"
+        )
     _check_plot(args)
     config = _config(args)
     _check_codec(args, config)
