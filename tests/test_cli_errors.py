@@ -749,3 +749,21 @@ def test_a_cost_model_file_of_other_batches_is_refused_before_measuring(capsys):
         "--batch-pages is 32; pass --batch-pages 64, or --cost-model calibrated to calibrate "
         "for 32-page batches\n",
     )
+
+
+def test_a_cost_model_file_without_an_arm_is_refused_before_measuring(capsys, monkeypatch):
+    """The model's arms were looked up once the first table had been measured: a corpus
+    was measured in full before the missing arm was named."""
+    from migcodec.cli import evaluate_cmd
+
+    def measured(*args):
+        raise AssertionError("measured before the cost model was checked")
+
+    monkeypatch.setattr(evaluate_cmd, "_build", measured)
+    model = REPO / "tests" / "selector" / "data" / "cost-model.json"
+    argv = [*EVALUATE, "--cost-model", str(model), "--arms", "raw;lz4:acceleration=4"]
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith(
+        "migcodec evaluate: the cost model has no arm 'lz4 acceleration=4' (it covers raw, lz4, "
+    )

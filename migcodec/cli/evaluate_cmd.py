@@ -353,6 +353,8 @@ def _cost_model(args: argparse.Namespace, arms) -> CostModel | None:
             f"{model.batch_pages}, or --cost-model calibrated to calibrate for "
             f"{args.batch_pages}-page batches"
         )
+    for arm in arms:  # refused now, not once the first table has been measured
+        model.arm(arm.label)
     return model
 
 
