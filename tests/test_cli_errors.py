@@ -405,6 +405,27 @@ def test_table_options_that_cannot_be_used_are_refused_before_measuring(
     assert not missing.exists()
 
 
+@pytest.mark.parametrize("name", ["manifest.json", "windows.idx", "chunk-000000.mct"])
+def test_a_table_file_that_is_a_file_of_the_trace_is_refused_not_written_over(
+    tmp_path, capsys, name
+):
+    """``--table T/manifest.json`` was "damaged; delete it to rebuild", and with
+    ``--rebuild`` the table was written over the trace's manifest."""
+    trace = tmp_path / "t"
+    argv = ["trace", "synth", "--workload", "phases", "--pages", "256", "--windows", "2"]
+    assert main([*argv, "--out", str(trace)]) == 0
+    kept = (trace / name).read_bytes()
+    capsys.readouterr()
+    argv = ["evaluate", str(trace), "--repeats", "1", "--table", str(trace / name)]
+    assert main([*argv, "--rebuild"]) == 2
+    assert capsys.readouterr() == (
+        "",
+        f"migcodec evaluate: --table {trace / name} is a file of the trace in {trace}; give a "
+        f"file of its own for the table, e.g. {trace / 'table.npz'}\n",
+    )
+    assert (trace / name).read_bytes() == kept
+
+
 def test_a_missing_table_dir_is_created_only_when_a_table_is_written(tmp_path, capsys):
     trace = tmp_path / "t"
     argv = ["trace", "synth", "--workload", "phases", "--pages", "256", "--windows", "2"]

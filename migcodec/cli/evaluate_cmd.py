@@ -50,6 +50,8 @@ from migcodec.storage import LocalLocation, Location, is_url, location
 from migcodec.units import parse_rate
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from migcodec.selector.evaluation.cluster import Cluster, TraceSource
 
 
@@ -153,6 +155,7 @@ def _check_table_options(args: argparse.Namespace, several: bool) -> None:
     if args.table and not several:
         if is_url(args.table):
             return
+        _check_not_a_trace_file(Path(args.table))
         if Path(args.table).exists():
             if Path(args.table).is_dir():
                 raise CommandLineError(
@@ -171,6 +174,22 @@ def _check_table_options(args: argparse.Namespace, several: bool) -> None:
                 f"{option} {directory} is not a directory; give a directory for the cached "
                 "tables (a missing one is created)"
             )
+
+
+def _check_not_a_trace_file(table: Path) -> None:
+    """Refuse a ``--table`` that is a file of a trace (its manifest, index or a chunk):
+    read as a table it was "damaged; delete it to rebuild", and ``--rebuild`` wrote the
+    table over it, leaving the trace unreadable."""
+    from fnmatch import fnmatch
+
+    from migcodec.datasets.trace.format import INDEX, MANIFEST
+
+    trace_file = table.name in (MANIFEST, INDEX) or fnmatch(table.name, "chunk-*.mct")
+    if trace_file and (table.parent / MANIFEST).is_file():
+        raise CommandLineError(
+            f"--table {table} is a file of the trace in {table.parent}; give a file of its "
+            f"own for the table, e.g. {table.parent / 'table.npz'}"
+        )
 
 
 def _check_workload_memory(args: argparse.Namespace) -> None:
