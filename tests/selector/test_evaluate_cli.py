@@ -96,3 +96,19 @@ def test_a_table_file_of_other_windows_or_arms_is_refused_not_scored_as_these(tm
     assert json.loads(capsys.readouterr().out)["table"]["cached"] is True
     assert main([*args, "--arms", "raw;zstd", "--rebuild"]) == 0
     assert json.loads(capsys.readouterr().out)["arms"] == ["raw", "zstd"]
+
+
+def test_a_table_file_kept_in_the_trace_directory_is_found_by_the_next_run(tmp_path, capsys):
+    """Every file in a trace's directory keyed its tables: a ``--table`` kept there changed
+    the key when written, so the next run refused its own table as one of another trace."""
+    trace = tmp_path / "t"
+    synth = ["trace", "synth", "--workload", "phases", "--pages", "256", "--windows", "2"]
+    assert main([*synth, "--out", str(trace)]) == 0
+    args = ["evaluate", str(trace), "--repeats", "1", "--arms", "raw;lz4", "--policies", "ucb1"]
+    args += ["--table", str(trace / "table.npz"), "--json"]
+    capsys.readouterr()
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["table"]["cached"] is False
+    (trace / "notes.txt").write_text("where this trace came from")
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["table"]["cached"] is True

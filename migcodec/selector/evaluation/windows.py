@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator
+from fnmatch import fnmatch
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from migcodec.datasets import (
     workload_names,
 )
 from migcodec.datasets.trace import TraceReader
+from migcodec.datasets.trace.format import INDEX, MANIFEST
 from migcodec.storage import LocalLocation, Location, location
 
 
@@ -86,15 +88,18 @@ def workload_windows(
 
 
 def trace_identity(path: str | Path | Location) -> str:
-    """What a cached table of a trace directory is keyed by: its files, sizes and change
-    stamps (modification times; an object store's own stamp for a URL). A local trace has
-    one key whether named by a path or a ``file://`` URL, so either finds its tables."""
+    """What a cached table of a trace directory is keyed by: the trace's files (manifest,
+    index, chunks), their sizes and change stamps (modification times; an object store's
+    own stamp for a URL). A local trace has one key whether named by a path or a
+    ``file://`` URL, so either finds its tables. Other files in the directory are not the
+    trace: a ``--table`` file kept there changed the key when written, and the next run
+    found its own table of another trace."""
     root = location(path)
     local = root.local_path
     parts = [str(local.resolve()) if local is not None else str(root)]
     if local is not None:
         root = LocalLocation(local)
     for name, size, stamp in root.files():
-        if not name.rsplit("/", 1)[-1].startswith("selector-table-"):
+        if name in (MANIFEST, INDEX) or fnmatch(name, "chunk-*.mct"):
             parts.append(f"{name}:{size}:{stamp}")
     return hashlib.blake2b("\n".join(parts).encode(), digest_size=8).hexdigest()
