@@ -377,6 +377,25 @@ def _cost_model(args: argparse.Namespace, arms) -> CostModel | None:
     return model
 
 
+def _modelled(args: argparse.Namespace, m: Measured, arms, model: CostModel | None) -> Table:
+    """``m``'s table with ``model``'s times (as measured without one). This machine's
+    calibration is of pages of one size: a trace of other pages (captured on a host of 16
+    or 64 KiB pages) is modelled by a calibration on its own page size, made now if
+    missing; a cost model file of other pages is refused."""
+    if model is None:
+        return m.table
+    page_size = m.table.page_size
+    if model.page_size != page_size:
+        if args.cost_model != "calibrated":
+            raise CommandLineError(
+                f"cost model {args.cost_model} was calibrated on {model.page_size}-byte "
+                f"pages and {m.source.name} holds {page_size}-byte pages; pass --cost-model "
+                "calibrated to calibrate on its pages"
+            )
+        model = machine_cost_model(arms, page_size=page_size, batch_pages=args.batch_pages)
+    return m.table.modelled(model)
+
+
 #: the failures reported in one line (each says what went wrong and the fix); a trace's
 #: are TraceError, a cluster's RuntimeError, a URL's or a table's ValueError
 REPORTED = (ValueError, RuntimeError, OSError, TraceError)
@@ -474,7 +493,7 @@ def _run(args: argparse.Namespace) -> int:
     cluster = _connect(args)
     try:
         measured = _measure(args, sources, arms, model, cluster)
-        scored = [m.table.modelled(model) if model is not None else m.table for m in measured]
+        scored = [_modelled(args, m, arms, model) for m in measured]
         cost = "measured" if model is None else f"cost model ({args.cost_model})"
         if configs is not None:
             return _run_grid(args, configs, measured, scored, objectives, cost, cluster)

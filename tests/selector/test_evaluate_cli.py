@@ -112,3 +112,37 @@ def test_a_table_file_kept_in_the_trace_directory_is_found_by_the_next_run(tmp_p
     (trace / "notes.txt").write_text("where this trace came from")
     assert main(args) == 0
     assert json.loads(capsys.readouterr().out)["table"]["cached"] is True
+
+
+def _trace_of_8k_pages(path):
+    import numpy as np
+
+    from migcodec.datasets import generate_pages
+    from migcodec.datasets.trace import TraceWriter
+
+    with TraceWriter(path, memory_pages=64, page_size=8192, window_s=0.1) as writer:
+        for i, kind in enumerate(("text", "random", "seq")):
+            pages = generate_pages(kind, 16, i, 8192)
+            writer.write(Window(i, np.arange(16) + 16 * i, pages))
+    return path
+
+
+def test_a_trace_of_other_pages_is_modelled_by_a_calibration_on_its_pages(tmp_path, capsys):
+    """A trace captured on a host of 8 KiB pages: this machine's 4 KiB calibration would
+    price each page at half its work; ``calibrated`` calibrates on its pages instead, and
+    a cost model file of other pages is refused, naming both sizes."""
+    from migcodec.selector import parse_arms
+    from migcodec.selector.costmodel import default_path, machine_cost_model
+
+    trace = _trace_of_8k_pages(tmp_path / "t8k")
+    args = ["evaluate", str(trace), "--arms", "raw;lz4", "--repeats", "1", "--policies", "ucb1"]
+    assert main([*args, "--cost-model", "calibrated", "--json"]) == 0, capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out)["windows"] == 3
+    assert default_path(8192, 64).exists()
+    four_k = tmp_path / "model-4k.json"
+    machine_cost_model(parse_arms("raw;lz4")).save(four_k)
+    assert main([*args, "--cost-model", str(four_k)]) == 2
+    assert (
+        f"cost model {four_k} was calibrated on 4096-byte pages and t8k holds 8192-byte "
+        "pages; pass --cost-model calibrated to calibrate on its pages"
+    ) in capsys.readouterr().err

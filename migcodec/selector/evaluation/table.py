@@ -183,6 +183,12 @@ class Table:
         same windows, measured apart (or in parts on several hosts), replay alike."""
         if self.pages is None:
             raise TableError("this table holds no work counts to model; rebuild it")
+        if model.page_size != self.page_size:  # its costs per page are of other pages
+            raise TableError(
+                f"the cost model was calibrated on {model.page_size}-byte pages and this "
+                f"table's windows hold {self.page_size}-byte pages; model it with a cost "
+                f"model calibrated on {self.page_size}-byte pages"
+            )
         page_size, batch = self.page_size, model.batch_pages
         scale = self.pages / self.stored
         calls = np.ceil(self.pages / batch)
