@@ -65,7 +65,9 @@ def receive_migration(
     the announced size, when it asks for more than ``max_memory_bytes`` (half of RAM by
     default) otherwise, or when the function fails. Success is reported to the source only
     after the end-of-stream frame arrived and the memory digest matched; any failure is
-    sent back (best effort) and re-raised. A stream that ends without a digest cannot be
+    sent back (best effort) and re-raised. A source that hung up before that report reached
+    it is a :class:`~migcodec.wire.TruncatedStream`: it never learnt that the memory
+    arrived, so the migration did not complete. A stream that ends without a digest cannot be
     verified and is refused (:class:`UnverifiedStream`) unless ``require_digest`` is false.
     A peer that sends nothing for ``timeout_s`` seconds (``None``: wait forever) breaks the
     stream; pass a :class:`~migcodec.wire.io.TimedSocket` to bound the whole migration too.
@@ -96,7 +98,7 @@ def receive_migration(
                 "what is sending to this port)"
             )
     except WireError as exc:
-        with contextlib.suppress(OSError):  # the source may be gone; re-raising says why
+        with contextlib.suppress(WireError):  # the source may be gone; re-raising says why
             send_reply(sock, False, str(exc))
         raise
     send_reply(sock, True, "memory verified")

@@ -23,10 +23,23 @@ class HandshakeRefused(WireError):
 
 
 def send_reply(target: object, accepted: bool, reason: str = "") -> None:
+    """Answer the source: accept, or refuse with ``reason``. A source that hung up is a
+    :class:`TruncatedStream` and one that takes nothing a :class:`PeerTimeout`, as when a
+    read fails: a raw ``BrokenPipeError`` would reach the command line, which takes it for
+    a closed standard output and exits without a word."""
     text = encode_reason(reason)
     sink = Sink(target)
-    sink.write_parts([REPLY.pack(REPLY_MAGIC, ACCEPT if accepted else REFUSE, len(text)), text])
-    sink.flush()
+    what = "refusal" if not accepted else f"verdict {reason!r}" if reason else "acceptance"
+    try:
+        sink.write_parts([REPLY.pack(REPLY_MAGIC, ACCEPT if accepted else REFUSE, len(text)), text])
+        sink.flush()
+    except TimeoutError as exc:
+        raise PeerTimeout(f"the source did not take this side's {what}: {exc}") from exc
+    except OSError as exc:
+        raise TruncatedStream(
+            f"connection failed before this side's {what} reached the source "
+            f"({type(exc).__name__}: {exc})"
+        ) from exc
 
 
 def read_reply(source: object) -> None:

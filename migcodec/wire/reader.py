@@ -17,6 +17,7 @@ for. Every other frame is verified and decoded before any byte of it is written.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -124,7 +125,9 @@ class FrameReader:
                 admit(self.preamble)
         except WireError as exc:
             if reply_to is not None:
-                send_reply(reply_to, False, exc.detail)
+                # best effort: a source that hung up cannot hear why, and this error says it
+                with contextlib.suppress(WireError):
+                    send_reply(reply_to, False, exc.detail)
             raise
         if reply_to is not None:
             send_reply(reply_to, True)

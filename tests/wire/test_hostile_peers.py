@@ -21,6 +21,7 @@ from migcodec.wire import (
     PeerTimeout,
     StreamAborted,
     TrailingData,
+    TruncatedStream,
     UnverifiedStream,
     memory_digest,
 )
@@ -240,3 +241,54 @@ def test_the_deadline_bounds_a_peer_that_reads_slowly():
         reader.join(WAIT)
         dst.close()
     assert str(info.value) == "the connection's deadline of 0.5 s passed"
+
+
+# -- a source that hangs up before it is answered ------------------------------------------
+def test_a_source_gone_before_the_answer_to_its_preamble_is_a_truncated_stream():
+    src, dst = socket.socketpair()
+    with src, dst:
+        src.sendall(_stream())
+        src.close()  # the stream is all there to read; the answer has nowhere to go
+        with pytest.raises(TruncatedStream) as info:
+            receive_migration(dst, timeout_s=WAIT)
+    assert str(info.value) == (
+        "connection failed before this side's acceptance reached the source "
+        "(BrokenPipeError: [Errno 32] Broken pipe)"
+    )
+
+
+def test_a_refusal_the_source_hung_up_on_still_says_what_was_refused():
+    src, dst = socket.socketpair()
+    with src, dst:
+        src.sendall(preamble_bytes(PAGE, PAGES, 4, {0: {"name": "no-such-codec"}}))
+        src.close()
+        with pytest.raises(CodecMissing, match="no codec named 'no-such-codec'"):
+            receive_migration(dst, timeout_s=WAIT)
+
+
+def test_a_source_gone_before_the_verdict_is_a_truncated_stream_not_a_success():
+    data = _stream()
+    preamble = len(preamble_bytes(PAGE, PAGES, 4, {0: {"name": "raw"}}))
+    src, dst = socket.socketpair()
+    outcome: list[BaseException] = []
+
+    def destination() -> None:
+        try:
+            receive_migration(dst, timeout_s=WAIT)
+        except BaseException as exc:  # the test asserts what it was
+            outcome.append(exc)
+
+    with src, dst:
+        thread = threading.Thread(target=destination)
+        thread.start()
+        src.sendall(data[:preamble])
+        read_reply(src)  # accepted; it stops listening, then sends the rest of the stream
+        src.shutdown(socket.SHUT_RD)
+        src.sendall(data[preamble:])
+        thread.join(WAIT)
+    assert not thread.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], TruncatedStream)
+    assert str(outcome[0]) == (
+        "connection failed before this side's verdict 'memory verified' reached the source "
+        "(BrokenPipeError: [Errno 32] Broken pipe)"
+    )
