@@ -84,7 +84,9 @@ def receive_migration(
     def admit(preamble: Preamble) -> None:
         try:
             held.append(opener(preamble.memory_pages, preamble.page_size))
-        except (ValueError, OSError) as exc:
+        # MemoryError: the announced size is within the limit but cannot be had here (an
+        # address-space limit, strict overcommit, a cgroup): refused, and the source told
+        except (ValueError, OSError, MemoryError) as exc:
             raise MemoryMismatch(f"cannot open destination memory: {exc}", -1) from exc
 
     reader = FrameReader(sock, reply_to=sock, max_memory_bytes=limit, admit=admit)

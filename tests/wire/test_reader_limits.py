@@ -12,6 +12,7 @@ from migcodec.engine.destination import receive_migration
 from migcodec.wire import FrameReader, FrameWriter, MemoryMismatch, StreamAborted
 from migcodec.wire.errors import TruncatedStream
 from migcodec.wire.handshake import HandshakeRefused, read_reply
+from tests.wire.crafting import preamble_bytes
 
 
 def test_a_long_abort_reason_fits_even_with_tiny_batches():
@@ -29,6 +30,20 @@ def test_destination_refuses_a_stream_for_more_memory_than_it_accepts():
         with pytest.raises(MemoryMismatch, match="accepts at most 1048576"):
             receive_migration(dst, max_memory_bytes=1 << 20)
         with pytest.raises(HandshakeRefused, match="accepts at most 1048576"):
+            read_reply(src)
+
+
+def test_destination_memory_that_cannot_be_allocated_is_refused_and_the_source_told():
+    src, dst = socket.socketpair()
+    with src, dst:
+        src.sendall(preamble_bytes(4096, 1 << 40, 64, {0: {"name": "raw"}}))  # 4 PiB
+        with pytest.raises(MemoryMismatch) as info:
+            receive_migration(dst, max_memory_bytes=1 << 62)
+        assert str(info.value) == (
+            "preamble: cannot open destination memory: Unable to allocate 4.00 PiB for an "
+            "array with shape (1099511627776, 4096) and data type uint8"
+        )
+        with pytest.raises(HandshakeRefused, match="cannot open destination memory: Unable"):
             read_reply(src)
 
 
