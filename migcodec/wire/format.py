@@ -73,6 +73,9 @@ MAX_ABORT_REASON = 4096  # an abort frame's reason, and a handshake reply's
 MAX_DIGEST = 64
 
 FLAG_DIGEST = 0x1  # end-of-stream frame carries a memory digest
+#: the preamble flags this reader knows: none yet. A stream that sets others means
+#: something this reader would miss, and is refused as of a newer version
+PREAMBLE_FLAGS = 0x0
 
 
 def encode_reason(reason: str) -> bytes:

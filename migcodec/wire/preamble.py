@@ -152,6 +152,13 @@ def read_preamble(read_exact: Callable[[int, int], bytes]) -> Preamble:
     (expected,) = fmt.CHECKSUM.unpack(read_exact(fmt.CHECKSUM.size, _PREAMBLE))
     if checksum(parts) != expected:
         raise ChecksumMismatch("preamble checksum does not match", _PREAMBLE, offset)
+    if flags & ~fmt.PREAMBLE_FLAGS:  # after the checksum: a damaged preamble says so
+        raise UnsupportedVersion(
+            f"stream preamble sets flags {flags:#06x}, which this reader does not know "
+            "(upgrade migcodec on the older side)",
+            _PREAMBLE,
+            10,
+        )
     validate_geometry(page_size, memory_pages, max_batch)
     codecs: dict[int, dict[str, Any]] = {}
     packages: dict[int, str] = {}

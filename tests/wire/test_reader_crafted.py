@@ -440,6 +440,17 @@ def test_unsupported_version():
     )
 
 
+def test_unknown_preamble_flags_are_refused_as_a_newer_version_not_ignored():
+    """Unknown frame flags are refused; so are a preamble's: a source that sets one means
+    something for the whole stream that this reader would silently miss."""
+    _, result = receive(preamble=preamble_bytes(PAGE, PAGES, BATCH, TABLE, flags=0x4))
+    assert type(result) is UnsupportedVersion
+    assert str(result) == (
+        "preamble, byte offset 10: stream preamble sets flags 0x0004, which this reader "
+        "does not know (upgrade migcodec on the older side)"
+    )
+
+
 def test_preamble_checksum():
     _, result = receive(preamble=preamble_bytes(PAGE, PAGES, BATCH, TABLE, bad_checksum=True))
     assert type(result) is ChecksumMismatch
