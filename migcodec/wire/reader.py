@@ -99,7 +99,8 @@ class FrameReader:
     cannot be resolved refuses the whole stream before any page is read.
     ``max_batch_pages`` is this side's own bound, whatever the peer announces. With
     ``reply_to`` (the socket back to the source) the reader answers the preamble: accept,
-    or refuse naming the missing codec and what to install. ``admit`` sees the preamble
+    or refuse naming what is wrong (a missing codec and what to install, a version or
+    flags of a newer migcodec, a damaged preamble). ``admit`` sees the preamble
     before that answer (e.g. to open destination memory of the announced size); a
     :class:`WireError` it raises refuses the stream with its message.
     """
@@ -117,8 +118,10 @@ class FrameReader:
         self.offset = 0
         self.index = 0
         self.ended = False
-        self.preamble: Preamble = read_preamble(self._read_exact)
         try:
+            # inside: a preamble of a newer version (or a damaged one) is answered with why,
+            # so that the source says what to upgrade, not that the destination hung up
+            self.preamble: Preamble = read_preamble(self._read_exact)
             self._check_limits(max_batch_pages, max_memory_bytes)
             self.codecs = resolve_codecs(self.preamble, resolve)
             if admit is not None:

@@ -8,6 +8,7 @@ import pytest
 
 from migcodec.codecs import Batch, CodecUnavailable, get_codec
 from migcodec.wire import CodecMissing, FrameReader, FrameWriter, HandshakeRefused
+from migcodec.wire.handshake import read_reply
 
 
 def _lacks_zstd(config):
@@ -57,3 +58,23 @@ def test_accepted_handshake_then_stream_completes():
     assert "error" not in outcome
     assert outcome["summary"].pages == 16
     np.testing.assert_array_equal(dest, source_memory)
+
+
+def test_a_preamble_of_a_newer_version_is_answered_with_the_upgrade_hint():
+    """The source hears why (which versions this side speaks), not that the destination
+    closed the connection before answering."""
+    from migcodec.wire import UnsupportedVersion
+    from tests.wire.crafting import preamble_bytes
+
+    memory = np.zeros((16, 4096), np.uint8)
+    src, thread, outcome = _pair_and_destination(get_codec, memory)
+    with src:
+        src.sendall(preamble_bytes(4096, 16, 16, {0: {"name": "lz4"}}, version=3))
+        with pytest.raises(HandshakeRefused) as info:
+            read_reply(src)
+    thread.join(timeout=10)
+    assert str(info.value) == (
+        "destination refused the stream: 'stream version 3; this reader speaks versions 1, "
+        "2 (upgrade migcodec on the older side)'"
+    )
+    assert isinstance(outcome["error"], UnsupportedVersion)
