@@ -198,6 +198,32 @@ def test_a_delta_arm_s_sample_is_weighed_by_how_far_samples_have_missed():
     assert trusted > 2 * outlier
 
 
+def test_a_delta_window_is_learnt_from_when_the_next_window_was_read_first():
+    """An engine reads the next window's features while the last one is still encoding,
+    so it learns from the last window after that read: the last window's sample is still
+    at hand, and it teaches what it would have taught in order."""
+    samples = [20.0, 80.0] * 4
+
+    def outcome():
+        return Outcome(1000 * PAGE, 1000 + 16 * RUN_BYTES + 40.0 * 1000, 1e-4, 1e-4)
+
+    in_order = _auto(125e6, upkeep=0.9)
+    _play_delta_windows(in_order, samples, sent_each=40.0)
+    ahead = _auto(125e6, upkeep=0.9)
+    previous = None
+    for each in samples:  # as _play_delta_windows, each window read before the last learnt
+        f = _features(1000, delta_bytes=each)
+        assert ahead.wants_features(1000)
+        ahead.probe_mask(f)
+        if previous is not None:
+            ahead.update(3, 1e9, previous, outcome())
+        previous = f
+    ahead.update(3, 1e9, previous, outcome())
+    assert in_order._delta_noise != pytest.approx(1.0)  # the samples' misses were learnt
+    # the same draws, each with the bias as it stood when it was learnt
+    assert ahead._delta_noise == pytest.approx(in_order._delta_noise, rel=0.05)
+
+
 def test_the_delta_level_of_one_window_size_is_not_carried_to_another():
     policy = _auto(125e6, upkeep=0.9)
     _play_delta_windows(policy, [20.0, 80.0] * 4, sent_each=40.0)

@@ -369,10 +369,12 @@ class Auto(Policy):
         self._pooled = [(None, None), (None, None)]  # (estimates array, pooled), newest first
         self._delta_offsets = [None] * k
         # the variance of one sampled page's log payload of the delta arms against the
-        # window's, and the last window's sample: its estimates array, their level, the
-        # pages it held, and the level and variance the filter gave (_delta_level_of)
+        # window's, and the last two windows' samples, newest first (an engine reads the
+        # next window's features before it learns from the last): each one's estimates
+        # array, their level, the pages it held, the level and variance the filter gave
+        # (_delta_level_of) and the features kept for its size
         self._delta_noise = _DELTA_NOISE_PRIOR
-        self._delta_sample: tuple = (None, 0.0, 1.0, 0.0, 0.0)
+        self._delta_samples: list[list] = []
         self._played_bytes = 0.0
         self._read: WindowFeatures | None = None  # the features the window is played on
         self._reads: list[_Read] = []  # the last read per size, newest first
@@ -663,9 +665,10 @@ class Auto(Policy):
             self._feature_value = avoided if math.isinf(old) else old + step * (avoided - old)
         self._read = fresh.cheap()
         self._read_entry = _Read(self._read)
-        raw, _, _, level, var = self._delta_sample
-        if raw is not None and raw is fresh.delta_bytes:
-            self._read_entry.level, self._read_entry.level_var = level, var
+        for sample in self._delta_samples:
+            if sample[0] is fresh.delta_bytes:
+                self._read_entry.level, self._read_entry.level_var = sample[3], sample[4]
+                sample[5] = self._read_entry
         pages = fresh.pages
         kept = [e for e in self._reads if not e.features.pages / 4 <= pages <= e.features.pages * 4]
         self._reads = [self._read_entry, *kept[: _KEPT_READS - 1]]
@@ -949,7 +952,7 @@ class Auto(Policy):
             gain = var / (var + noise)
             level = prior.level + gain * (sampled - prior.level)
             var *= 1.0 - gain
-        self._delta_sample = (raw, sampled, pages, level, var)
+        self._delta_samples = [[raw, sampled, pages, level, var, None], *self._delta_samples[:1]]
         return level
 
     def _learn_delta_level(
@@ -961,9 +964,10 @@ class Auto(Policy):
         implies (through the arm's offset in ``estimate``) is the window's, which the
         features of its size keep (with a played window's variance)."""
         raw = f.delta_bytes
-        seen, _, pages, level, _ = self._delta_sample
-        if seen is not raw:  # not the window last sampled: its sample is not at hand
+        sample = next((s for s in self._delta_samples if s[0] is raw), None)
+        if sample is None:  # a window sampled before the last two: its sample is gone
             return
+        _, _, pages, level, _, entry = sample
         own = float(raw[arm])
         bias = self.delta_bias[arm]
         if math.isfinite(own) and own > 0:
@@ -971,7 +975,6 @@ class Auto(Policy):
             cap = _DELTA_NOISE_CLIP * self._delta_noise
             gap = cap if gap > cap else gap
             self._delta_noise += self.learn * (gap - self._delta_noise)
-        entry = next((e for e in self._reads if e.features.delta_bytes is raw), None)
         if entry is None or entry.level is None:
             return
         implied = math.log(each / estimate) - bias + level
