@@ -124,6 +124,7 @@ class FrameReader:
             self.preamble: Preamble = read_preamble(self._read_exact)
             self._check_limits(max_batch_pages, max_memory_bytes)
             self.codecs = resolve_codecs(self.preamble, resolve)
+            self._allocate_buffers()
             if admit is not None:
                 admit(self.preamble)
         except WireError as exc:
@@ -134,10 +135,26 @@ class FrameReader:
             raise
         if reply_to is not None:
             send_reply(reply_to, True)
+
+    def _allocate_buffers(self) -> None:
+        """The frame header's and body's buffers, of the preamble's bounds (up to
+        :data:`~migcodec.wire.format.MAX_BATCH_BYTES` and its runs), made before the
+        source is answered: a host that cannot hold them refuses the stream, and tells the
+        source, instead of accepting it and failing on its first frame."""
         self._header = bytearray(fmt.FRAME_HEADER.size)
         data_bound = self.preamble.max_batch_pages * (fmt.RUN.size + 1 + self.preamble.page_size)
         control_bound = max(fmt.MAX_ABORT_REASON, fmt.END_STREAM.size + fmt.MAX_DIGEST)
-        self._body = bytearray(max(data_bound, control_bound))
+        size = max(data_bound, control_bound)
+        try:
+            self._body = bytearray(size)
+        except MemoryError:
+            raise FrameTooLarge(
+                f"this destination cannot allocate the {size}-byte frame buffer that batches "
+                f"of {self.preamble.max_batch_pages} pages of {self.preamble.page_size} bytes "
+                "need; send smaller batches",
+                -1,
+                0,
+            ) from None
 
     def _check_limits(self, max_batch_pages: int, max_memory_bytes: int | None) -> None:
         """This side's own bounds, whatever the peer announces."""

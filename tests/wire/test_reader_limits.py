@@ -10,7 +10,7 @@ import pytest
 from migcodec.codecs import get_codec
 from migcodec.engine.destination import receive_migration
 from migcodec.wire import FrameReader, FrameWriter, MemoryMismatch, StreamAborted
-from migcodec.wire.errors import TruncatedStream
+from migcodec.wire.errors import FrameTooLarge, TruncatedStream
 from migcodec.wire.handshake import HandshakeRefused, read_reply
 from tests.wire.crafting import preamble_bytes
 
@@ -73,3 +73,31 @@ def test_a_connected_peer_that_sends_nothing_times_out_as_a_wire_error():
         with pytest.raises(TruncatedStream, match="sent nothing for the receive timeout"):
             receive_migration(dst, timeout_s=0.05)
         assert time.perf_counter() - started < 5
+
+
+def test_a_frame_buffer_this_host_cannot_hold_is_refused_before_the_stream_is_accepted(
+    monkeypatch,
+):
+    """The body buffer (up to 64 MiB for the largest batches) is made before the answer:
+    a host that cannot hold it refuses the stream, and the source hears why."""
+    import migcodec.wire.reader as reader_module
+
+    real = bytearray
+
+    def scarce(size=0):
+        if isinstance(size, int) and size > 1 << 20:
+            raise MemoryError
+        return real(size)
+
+    monkeypatch.setattr(reader_module, "bytearray", scarce, raising=False)
+    src, dst = socket.socketpair()
+    with src, dst:
+        src.sendall(preamble_bytes(4096, 1 << 16, 4096, {0: {"name": "raw"}}))
+        with pytest.raises(FrameTooLarge) as info:
+            FrameReader(dst, reply_to=dst)
+        assert str(info.value) == (
+            "preamble, byte offset 0: this destination cannot allocate the 16830464-byte frame "
+            "buffer that batches of 4096 pages of 4096 bytes need; send smaller batches"
+        )
+        with pytest.raises(HandshakeRefused, match="cannot allocate the 16830464-byte frame"):
+            read_reply(src)
