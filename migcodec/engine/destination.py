@@ -70,7 +70,8 @@ def receive_migration(
     arrived, so the migration did not complete. A stream that ends without a digest cannot be
     verified and is refused (:class:`UnverifiedStream`) unless ``require_digest`` is false.
     A peer that sends nothing for ``timeout_s`` seconds (``None``: wait forever) breaks the
-    stream; pass a :class:`~migcodec.wire.io.TimedSocket` to bound the whole migration too.
+    stream; pass a :class:`~migcodec.wire.io.TimedSocket` to bound the whole migration too
+    (its own idle timeout then bounds each call, and ``timeout_s`` is not used).
     """
     sock.settimeout(timeout_s)
     if isinstance(memory, np.ndarray):
