@@ -14,7 +14,9 @@ class DecodeError(CodecError):
 
 
 class CodecNotFound(CodecError, LookupError):
-    """No plugin is registered under the requested name."""
+    """No plugin is registered under the requested name (``name``, when one was given)."""
+
+    name: str | None = None
 
 
 class CodecUnavailable(CodecError):

@@ -191,18 +191,23 @@ def load_codec_class(name: str) -> type[Codec]:
 
 
 def _not_found(name: str, listed: Sequence[EntryPoint]) -> CodecNotFound:
-    """An unknown name: which codecs are installed, and how a third-party one is added."""
+    """An unknown name: which codecs are installed, and how a third-party one is added.
+    The error keeps the name (``exc.name``): a codec whose fall-back is missing raises the
+    fall-back's, and a caller telling which package to install must know whose it is."""
     known = ", ".join(sorted({ep.name for ep in listed})) or "none"
     base, colon, _ = name.partition(":")
     if colon and _named(base, listed):  # a configuration where a name belongs
-        return CodecNotFound(
+        exc = CodecNotFound(
             f"{name!r} is a configuration of codec {base!r}; this takes a codec's name alone "
             f"({base!r}), with its default parameters"
         )
-    return CodecNotFound(
-        f"no codec named {name!r} is installed (installed: {known}); a third-party codec "
-        f"is installed as a package with a {NAMESPACE!r} entry point"
-    )
+    else:
+        exc = CodecNotFound(
+            f"no codec named {name!r} is installed (installed: {known}); a third-party codec "
+            f"is installed as a package with a {NAMESPACE!r} entry point"
+        )
+    exc.name = name
+    return exc
 
 
 def _load(name: str, listed: Sequence[EntryPoint]) -> type[Codec]:

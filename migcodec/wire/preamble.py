@@ -203,7 +203,9 @@ def resolve_codecs(
         except (CodecError, ValueError) as exc:
             name = peer_text(str(config.get("name")))
             package = preamble.packages.get(codec_id)
-            if isinstance(exc, CodecNotFound) and package:
+            # the package provides this codec: not a fall-back it names, which is missing
+            # here too (its own error names it)
+            if isinstance(exc, CodecNotFound) and package and exc.name == config.get("name"):
                 why = (
                     f"no codec named {name} is installed here; install the Python package "
                     f"{peer_text(package)}, which provides it on the source"

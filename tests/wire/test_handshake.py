@@ -78,3 +78,23 @@ def test_a_preamble_of_a_newer_version_is_answered_with_the_upgrade_hint():
         "2 (upgrade migcodec on the older side)'"
     )
     assert isinstance(outcome["error"], UnsupportedVersion)
+
+
+def test_a_missing_fall_back_is_named_not_the_package_of_the_codec_that_names_it():
+    """A delta codec installed here whose fall-back is not: the source's package for the
+    delta codec would not help, the fall-back's name does."""
+    import io
+
+    from migcodec.wire.preamble import Preamble
+
+    preamble = Preamble(
+        4096, 16, 16, {0: {"name": "xbzrle", "fallback": "nope-codec"}}, packages={0: "a-pkg"}
+    )
+    with pytest.raises(CodecMissing) as info:
+        FrameReader(io.BytesIO(preamble.encode()))
+    message = str(info.value)
+    assert message.startswith(
+        "preamble: cannot decode codec id 0 of the peer's codec table ('xbzrle'): no codec "
+        "named 'nope-codec' is installed (installed: "
+    )
+    assert "a-pkg" not in message
