@@ -454,3 +454,21 @@ def test_emulated_ratio_is_the_devices(fake_qpl, monkeypatch):
     emulated = IaaCodec().encode(Batch(memory, [(0, 16)]))
     assert emulated.stats.path == "emulated"
     assert emulated.payload == device.payload
+
+
+def test_pages_larger_than_the_format_describes_are_refused_before_the_stream():
+    """IAA's per-page lengths travel as u16: 128 KiB pages are refused by the writer
+    before its preamble, and by a reader at the handshake, not at the first batch."""
+    import io
+
+    from migcodec.codecs import PageSizeUnsupported, get_codec
+    from migcodec.wire import CodecMissing, FrameReader, FrameWriter
+    from migcodec.wire.preamble import Preamble
+
+    out = io.BytesIO()
+    with pytest.raises(PageSizeUnsupported, match="iaa describes pages of at most 65536 bytes"):
+        FrameWriter(out, 131072, 16, [get_codec("iaa")])
+    assert not out.getvalue()
+    preamble = Preamble(131072, 16, 16, {0: {"name": "iaa"}}).encode()
+    with pytest.raises(CodecMissing, match="iaa describes pages of at most 65536 bytes, not 1310"):
+        FrameReader(io.BytesIO(preamble))

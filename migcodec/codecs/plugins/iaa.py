@@ -31,7 +31,7 @@ from migcodec.codecs.base import PageEncoding, Probe
 from migcodec.codecs.deflate_scan import scan_deflate
 from migcodec.codecs.device_model import LABEL
 from migcodec.codecs.encoded import CodecPath, PageMode
-from migcodec.codecs.errors import CodecError, CodecUnavailable, DecodeError
+from migcodec.codecs.errors import CodecUnavailable, DecodeError
 from migcodec.codecs.plugins.zlib_ng import inflate_exact
 from migcodec.codecs.vendor import qpl
 from migcodec.codecs.vendor.detect import iaa_work_queues, load_library
@@ -122,6 +122,9 @@ class IaaCodec(AcceleratorCodec):
     device = "iaa"
     vendor_error = qpl.QplError
     vendor_setup = "QPL hardware jobs"
+    #: refused before a stream or trace starts (Codec.check_page_size), not at its first
+    #: encode: a stream of larger pages used to pass the handshake and fail partway
+    max_page_size = MAX_PAGE_SIZE
 
     def __init__(self) -> None:
         super().__init__()
@@ -140,9 +143,7 @@ class IaaCodec(AcceleratorCodec):
 
     # -- encode ----------------------------------------------------------------------
     def encode_pages(self, pages: np.ndarray) -> PageEncoding:
-        page_size = pages.shape[1]
-        if page_size > MAX_PAGE_SIZE:
-            raise CodecError(f"iaa handles pages up to {MAX_PAGE_SIZE} bytes, not {page_size}")
+        self.check_page_size(pages.shape[1])  # a caller that skipped the check before
         with self._lock:
             return self._encode_locked(np.ascontiguousarray(pages))
 
