@@ -45,6 +45,7 @@ from migcodec.codecs.zero import zero_page_rows
 from migcodec.datasets import generate_pages
 from migcodec.files import read_small_file
 from migcodec.hashing import seal, unseal
+from migcodec.storage import LocalLocation
 
 #: the model's entry for the cheap features a policy reads per window (per call, and per
 #: sampled page at every knot alike)
@@ -171,11 +172,9 @@ class CostModel:
             "created": self.created,
             "arms": {label: asdict(cost) for label, cost in self.arms.items()},
         }
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(seal(doc), indent=2) + "\n")
-        tmp.replace(path)
+        # beside under a name of this write's own, then renamed: two processes calibrating
+        # at once each leave a whole file
+        LocalLocation(Path(path)).write_bytes((json.dumps(seal(doc), indent=2) + "\n").encode())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> CostModel:
