@@ -788,3 +788,16 @@ def test_a_cost_model_file_without_an_arm_is_refused_before_measuring(capsys, mo
     assert out == "" and err.startswith(
         "migcodec evaluate: the cost model has no arm 'lz4 acceleration=4' (it covers raw, lz4, "
     )
+
+
+def test_a_synthetic_trace_at_a_dirty_rate_of_zero_is_refused_not_written_a_page_a_window(
+    tmp_path, capsys
+):
+    out = tmp_path / "t"
+    argv = ["trace", "synth", "--workload", "memcached", "--out", str(out), "--dirty-rate", "0"]
+    assert main(argv) == 2
+    assert capsys.readouterr().err == (
+        "migcodec trace synth: --dirty-rate 0 dirties no page, and a trace's windows hold the "
+        "pages dirtied; give a positive rate (e.g. 200MB/s) or --dirty-pages N\n"
+    )
+    assert not out.exists()

@@ -60,6 +60,11 @@ def _check_synth_memory(args: argparse.Namespace, spec: WorkloadSpec) -> None:
 
 
 def synth(args: argparse.Namespace) -> int:
+    if args.dirty_rate is not None and args.dirty_rate <= 0:  # else 1 page a window, silently
+        raise ValueError(
+            "--dirty-rate 0 dirties no page, and a trace's windows hold the pages dirtied; "
+            "give a positive rate (e.g. 200MB/s) or --dirty-pages N"
+        )
     spec = get_workload(
         args.workload,
         n_pages=args.pages,
