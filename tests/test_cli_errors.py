@@ -801,3 +801,14 @@ def test_a_synthetic_trace_at_a_dirty_rate_of_zero_is_refused_not_written_a_page
         "pages dirtied; give a positive rate (e.g. 200MB/s) or --dirty-pages N\n"
     )
     assert not out.exists()
+
+
+@pytest.mark.parametrize("option", ["--windows", "--pages", "--seed", "--phase-windows"])
+def test_a_workload_option_given_with_a_trace_is_refused_not_ignored(option, capsys):
+    """`evaluate TRACE --windows 3` scored the whole trace, as if the option were absent."""
+    assert main(["evaluate", str(REPO / "corpus" / "traces" / "qemu"), option, "3"]) == 2
+    name = option.lstrip("-").replace("-", "_")
+    assert capsys.readouterr().err == (
+        f"migcodec evaluate: {option} applies to --workload (a trace's windows are its own); "
+        f"drop {option}\n"
+    ), name

@@ -73,6 +73,22 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+class Given(argparse.Action):
+    """Store an option's value and note that the command line gave it (``given``, a set
+    of destinations on the namespace): an option with a default that applies only beside
+    another is refused when given without it, not ignored, which needs to know that it
+    was given, not only its value."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        setattr(namespace, self.dest, values)
+        namespace.given = {*getattr(namespace, "given", ()), self.dest}
+
+
+def given(args: argparse.Namespace, dest: str) -> bool:
+    """Whether the command line gave option ``dest`` (stored with :class:`Given`)."""
+    return dest in getattr(args, "given", ())
+
+
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """``(default: X)`` after every option that has a default worth showing: not after
     flags (off unless given) or options whose absence means something their help text says

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from migcodec.cli import args as types
-from migcodec.cli.args import CommandLineError, check_output_path, check_plot_path
+from migcodec.cli.args import CommandLineError, Given, check_output_path, check_plot_path, given
 from migcodec.datasets.trace import TraceError, TraceReader
 from migcodec.selector import DEFAULT_POLICIES, make_objective, parse_arms, parse_policy
 from migcodec.selector.adaptive_chooser import UNLIMITED_LINK
@@ -449,10 +449,31 @@ def _check_named(args: argparse.Namespace) -> None:
             )
 
 
+#: options that apply only beside another (given without it, each was silently ignored:
+#: ``evaluate TRACE --windows 3`` scored the whole trace). ``--task-windows`` is not one:
+#: it splits the work, not the result, and one set of options serves a run on a cluster
+#: and the same run in process
+DEPENDENT_OPTIONS = {
+    "windows": ("workload", "a trace's windows are its own"),
+    "pages": ("workload", "a trace's windows are its own"),
+    "seed": ("workload", "a trace's windows are its own"),
+    "phase_windows": ("workload", "a trace's windows are its own"),
+}
+
+
+def _check_dependent(args: argparse.Namespace) -> None:
+    """Refuse an option of :data:`DEPENDENT_OPTIONS` given without the one it needs."""
+    for dest, (needs, why) in DEPENDENT_OPTIONS.items():
+        if given(args, dest) and not getattr(args, needs):
+            option, other = "--" + dest.replace("_", "-"), "--" + needs
+            raise CommandLineError(f"{option} applies to {other} ({why}); drop {option}")
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.plot is not None:  # before any table is measured, not after; "" is refused
         check_plot_path(args.plot)
     _check_named(args)
+    _check_dependent(args)
     arms = parse_arms(args.arms)
     names = _policy_names(args.policies)
     policies = [parse_policy(name).get_config() for name in names]  # refused before measuring
@@ -747,15 +768,26 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="synthetic windows instead of a trace: a page generator, "
         "or several comma-separated for phases (zero,memcached,text,random)",
     )
-    p.add_argument("--windows", type=types.positive_int, default=64, help="windows of --workload")
     p.add_argument(
-        "--pages", type=types.positive_int, default=1024, help="dirty pages per --workload window"
+        "--windows",
+        type=types.positive_int,
+        default=64,
+        action=Given,
+        help="windows of --workload",
     )
-    p.add_argument("--seed", type=types.seed, default=0, help="seed of --workload")
+    p.add_argument(
+        "--pages",
+        type=types.positive_int,
+        default=1024,
+        action=Given,
+        help="dirty pages per --workload window",
+    )
+    p.add_argument("--seed", type=types.seed, default=0, action=Given, help="seed of --workload")
     p.add_argument(
         "--phase-windows",
         type=types.positive_int,
         default=16,
+        action=Given,
         help="windows per phase of a comma-separated --workload",
     )
     p.add_argument(
