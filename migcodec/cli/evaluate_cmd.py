@@ -768,28 +768,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="synthetic windows instead of a trace: a page generator, "
         "or several comma-separated for phases (zero,memcached,text,random)",
     )
-    p.add_argument(
-        "--windows",
-        type=types.positive_int,
-        default=64,
-        action=Given,
-        help="windows of --workload",
-    )
-    p.add_argument(
-        "--pages",
-        type=types.positive_int,
-        default=1024,
-        action=Given,
-        help="dirty pages per --workload window",
-    )
-    p.add_argument("--seed", type=types.seed, default=0, action=Given, help="seed of --workload")
-    p.add_argument(
-        "--phase-windows",
-        type=types.positive_int,
-        default=16,
-        action=Given,
-        help="windows per phase of a comma-separated --workload",
-    )
+    for option, kind, default, text in (  # --workload's own: refused without it
+        ("--windows", types.positive_int, 64, "windows of --workload"),
+        ("--pages", types.positive_int, 1024, "dirty pages per --workload window"),
+        ("--seed", types.seed, 0, "seed of --workload"),
+        (
+            "--phase-windows",
+            types.positive_int,
+            16,
+            "windows per phase of a comma-separated --workload",
+        ),
+    ):
+        p.add_argument(option, type=kind, default=default, action=Given, help=text)
     p.add_argument(
         "--arms",
         help="arms separated by ';' or spaces, each codec[:key=value,...] "
