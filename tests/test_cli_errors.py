@@ -812,3 +812,15 @@ def test_a_workload_option_given_with_a_trace_is_refused_not_ignored(option, cap
         f"migcodec evaluate: {option} applies to --workload (a trace's windows are its own); "
         f"drop {option}\n"
     ), name
+
+
+def test_trace_info_refuses_a_codec_named_twice_instead_of_showing_two_columns(tmp_path, capsys):
+    trace = tmp_path / "t"
+    argv = ["trace", "synth", "--workload", "text", "--windows", "2", "--pages", "64"]
+    assert main([*argv, "--out", str(trace)]) == 0
+    capsys.readouterr()
+    assert main(["trace", "info", str(trace), "--codecs", "lz4,zstd,lz4"]) == 2
+    assert capsys.readouterr().err == (
+        "migcodec trace info: --codecs 'lz4,zstd,lz4' names lz4 more than once; name each "
+        "codec once\n"
+    )

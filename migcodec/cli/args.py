@@ -73,6 +73,23 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def codec_names(text: str, option: str = "--codecs") -> list[str]:
+    """Codec names from a comma-separated ``option``: at least one, each once (a name
+    given twice was measured twice and shown as two rows or columns of one codec)."""
+    names = [c.strip() for c in text.split(",") if c.strip()]
+    if not names:
+        raise CommandLineError(
+            f"{option} {text!r} names no codec; write names such as lz4,zstd "
+            "(`migcodec codecs` lists them)"
+        )
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise CommandLineError(
+            f"{option} {text!r} names {', '.join(twice)} more than once; name each codec once"
+        )
+    return names
+
+
 class Given(argparse.Action):
     """Store an option's value and note that the command line gave it (``given``, a set
     of destinations on the namespace): an option with a default that applies only beside

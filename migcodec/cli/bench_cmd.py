@@ -6,7 +6,7 @@ import argparse
 import json
 
 from migcodec.cli import args as types
-from migcodec.cli.args import PAGE_SIZE, CommandLineError
+from migcodec.cli.args import PAGE_SIZE, CommandLineError, codec_names
 from migcodec.codecs import available_codecs, plugin_statuses
 from migcodec.datasets import GENERATORS
 from migcodec.engine.guest_memory import GuestMemoryError, check_available
@@ -16,18 +16,7 @@ def run(args: argparse.Namespace) -> int:
     from migcodec.bench import run_bench
 
     if args.codecs is not None:
-        names = [c.strip() for c in args.codecs.split(",") if c.strip()]
-        if not names:
-            raise CommandLineError(
-                f"--codecs {args.codecs!r} names no codec; write names such as lz4,zstd "
-                "(`migcodec codecs` lists them)"
-            )
-        twice = sorted({name for name in names if names.count(name) > 1})
-        if twice:  # benchmarked twice and listed as two rows of one codec
-            raise CommandLineError(
-                f"--codecs {args.codecs!r} names {', '.join(twice)} more than once; name each "
-                "codec once"
-            )
+        names = codec_names(args.codecs)
     else:
         names = [s.name for s in plugin_statuses() if s.available]
     # the pages, the encoded and the decoded copies: refused before any is made

@@ -118,7 +118,7 @@ def info(args: argparse.Namespace) -> int:
 
     reader = TraceReader(args.trace, allow_incomplete=args.allow_incomplete)
     meta = reader.info()
-    codecs = [c.strip() for c in args.codecs.split(",") if c.strip()]
+    codecs = types.codec_names(args.codecs)
     true_counts: list[int] = []  # dirtied pages per window, filled as summarize reads them
 
     def counted(windows: Iterable[Window]) -> Iterator[Window]:
