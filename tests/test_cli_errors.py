@@ -824,3 +824,14 @@ def test_trace_info_refuses_a_codec_named_twice_instead_of_showing_two_columns(t
         "migcodec trace info: --codecs 'lz4,zstd,lz4' names lz4 more than once; name each "
         "codec once\n"
     )
+
+
+@pytest.mark.parametrize("given", ["/no/such/model.json", "calibrate"])
+def test_a_cost_model_that_is_no_mode_and_no_file_is_refused_naming_the_choices(given, capsys):
+    argv = ["evaluate", "--workload", "text", "--windows", "2", "--pages", "16"]
+    assert main([*argv, "--cost-model", given]) == 2
+    assert capsys.readouterr().err == (
+        f"migcodec evaluate: --cost-model {given!r} is neither 'measured', 'calibrated' nor an "
+        "existing file; give one of those (this machine's calibration is kept under "
+        "$XDG_CACHE_HOME/migcodec, by default ~/.cache/migcodec)\n"
+    )

@@ -362,6 +362,14 @@ def _cost_model(args: argparse.Namespace, arms) -> CostModel | None:
         if not args.json and sys.stderr.isatty():
             print("cost model: this machine's calibration (made now if missing)", file=sys.stderr)
         return machine_cost_model(arms, batch_pages=args.batch_pages)
+    from pathlib import Path
+
+    if not Path(args.cost_model).exists():  # not "calibrate again": a file the user named
+        raise CommandLineError(
+            f"--cost-model {args.cost_model!r} is neither 'measured', 'calibrated' nor an "
+            "existing file; give one of those (this machine's calibration is kept under "
+            "$XDG_CACHE_HOME/migcodec, by default ~/.cache/migcodec)"
+        )
     model = CostModel.load(args.cost_model)
     # its per-call costs and the framing taken off each output are per batch of its size:
     # a table of other batches would be scored with times of no run
