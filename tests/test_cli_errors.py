@@ -835,3 +835,19 @@ def test_a_cost_model_that_is_no_mode_and_no_file_is_refused_naming_the_choices(
         "existing file; give one of those (this machine's calibration is kept under "
         "$XDG_CACHE_HOME/migcodec, by default ~/.cache/migcodec)\n"
     )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["migrate", "--memory", "8MiB", "--quiet", "--memory-file", ""],
+        ["receive", "--listen", "127.0.0.1:0", "--memory-file", ""],
+    ],
+)
+def test_an_empty_memory_file_name_is_refused_not_taken_as_the_current_directory(argv, capsys):
+    status = main(argv)
+    assert (status, capsys.readouterr().err) == (
+        2,
+        f"migcodec {argv[0]}: --memory-file '' names no file: guest memory is mapped from a "
+        "file; give the path of a file, or leave --memory-file out for anonymous memory\n",
+    )

@@ -118,6 +118,7 @@ def _source_memory(args: argparse.Namespace, page_size: int, copies: int) -> Gue
     """The guest's memory: ``--memory-file``, ``--shm``, or anonymous. ``copies``: how many
     times its size this process holds in RAM besides a file's mapping (``migrate`` also
     holds the destination's copy), checked against the RAM available before allocating."""
+    check_backing(args.memory_file, args.shm)  # an empty name is refused, not taken as none
     backed = args.memory_file or args.shm
     if args.keep_contents and not backed:
         raise GuestMemoryError(

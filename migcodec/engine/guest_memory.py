@@ -165,6 +165,11 @@ def check_backing(path: str | os.PathLike | None = None, shm_name: str | None = 
     """Refuse, before anything waits on it, a file that is not one (a directory, FIFO or
     device) or a region name that is no name: a destination checks its backing before it
     listens, not once a source has connected."""
+    if path is not None and not str(path).strip():  # Path("") is ".", a directory
+        raise GuestMemoryError(
+            f"--memory-file {str(path)!r} names no file: guest memory is mapped from a file; "
+            "give the path of a file, or leave --memory-file out for anonymous memory"
+        )
     if path is not None and Path(path).exists() and not Path(path).is_file():
         raise GuestMemoryError(
             f"--memory-file {path} is not a regular file (a directory, FIFO or device): guest "
