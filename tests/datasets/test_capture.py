@@ -249,3 +249,27 @@ def test_mapping_filter_takes_private_anonymous_writable_memory_by_default() -> 
     assert starts == [0x1000, 0x8000, 0x9000]
     clipped = MappingFilter(address_range=(0x2000, 0x9800)).select(maps)
     assert [(m.start, m.end) for m in clipped] == [(0x2000, 0x5000), (0x9000, 0x9800)]
+
+
+def test_a_range_without_memory_to_capture_is_refused_not_recorded_as_an_empty_trace(
+    tmp_path: Path,
+) -> None:
+    c = Child()
+    try:
+        with pytest.raises(CaptureError) as info:
+            capture_to_trace(
+                c.proc.pid,
+                tmp_path / "t",
+                windows=3,
+                interval_s=0.01,
+                select=MappingFilter(address_range=(0x0, 0x1000)),  # the unmapped first page
+                progress=False,
+            )
+    finally:
+        c.close()
+    assert str(info.value) == (
+        f"process {c.proc.pid} has no writable private anonymous memory in --address-range "
+        f"0x0-0x1000 to capture; see /proc/{c.proc.pid}/maps for its mappings, and give a "
+        "range that overlaps them or --include-file / --include-shared"
+    )
+    assert not (tmp_path / "t").exists()

@@ -155,6 +155,8 @@ class ProcessCapture:
     def start(self) -> None:
         """Take the first snapshot: what the destination holds before the first window."""
         vpns, idx, entries = self._scan()
+        if not self.mappings_seen:  # else an empty trace, written as if it recorded something
+            raise CaptureError(self._nothing_to_capture())
         if self.requested == "auto":
             self.method = "soft-dirty" if (entries & SOFT_DIRTY).any() else "snapshot-diff"
         if self.method == "soft-dirty":
@@ -162,6 +164,20 @@ class ProcessCapture:
         pages, ok = self.files.read_pages(vpns)
         self._idx, self._pages = (idx, pages) if ok.all() else (idx[ok], pages[ok])
         self._t_last = time.perf_counter()
+
+    def _nothing_to_capture(self) -> str:
+        """Why no mapping of the process was selected, and what would select some."""
+        kinds = "writable " + ("" if self.select.include_shared else "private ")
+        kinds += "memory" if self.select.include_file else "anonymous memory"
+        where = ""
+        if self.select.address_range is not None:
+            start, end = self.select.address_range
+            where = f" in --address-range {start:#x}-{end:#x}"
+        return (
+            f"process {self.pid} has no {kinds}{where} to capture; see /proc/{self.pid}/maps "
+            "for its mappings, and give a range that overlaps them or --include-file / "
+            "--include-shared"
+        )
 
     def next_window(self) -> Window | None:
         """The pages that changed since the last call, or ``None`` once the process exited."""
