@@ -222,17 +222,35 @@ class _Prediction:
     biases: list[float]
 
 
+def _about(pages: float, read_pages: float) -> bool:
+    """Whether a window of ``pages`` pages is of about the size of one of ``read_pages``
+    (within a factor of 4): the features of one describe the other (see
+    ``Auto.wants_features``)."""
+    return read_pages / 4 <= pages <= read_pages * 4
+
+
+@dataclass(slots=True, eq=False)
+class _DeltaSample:
+    """One window's sample of the delta arms (``raw``, its estimates array), the level it
+    showed and the held pages it read, and the level and variance the filter gave the
+    window (``Auto._delta_level_of``), which the window's own play then corrects."""
+
+    raw: np.ndarray
+    sampled: float
+    pages: float
+    level: float
+    var: float
+
+
 @dataclass(slots=True, eq=False)
 class _Read:
-    """Features read on a window, and the predicted time of the windows played on them
-    since (see ``Auto.wants_features``)."""
+    """Features read on a window, the predicted time of the windows played on them since
+    (see ``Auto.wants_features``), and its delta sample: the prior of the next window of
+    about its size (``Auto._delta_level_of``)."""
 
     features: WindowFeatures
     since_s: float = 0.0
-    #: the delta arms' level on windows of this size, and its variance (see
-    #: Auto._delta_level_of)
-    level: float | None = None
-    level_var: float = 0.0
+    delta: _DeltaSample | None = None
 
 
 class Auto(Policy):
@@ -370,15 +388,12 @@ class Auto(Policy):
         self._delta_offsets = [None] * k
         # the variance of one sampled page's log payload of the delta arms against the
         # window's, and the last two windows' samples, newest first (an engine reads the
-        # next window's features before it learns from the last): each one's estimates
-        # array, their level, the pages it held, the level and variance the filter gave
-        # (_delta_level_of) and the features kept for its size
+        # next window's features before it learns from the last)
         self._delta_noise = _DELTA_NOISE_PRIOR
-        self._delta_samples: list[list] = []
+        self._delta_samples: list[_DeltaSample] = []
         self._played_bytes = 0.0
-        self._read: WindowFeatures | None = None  # the features the window is played on
         self._reads: list[_Read] = []  # the last read per size, newest first
-        self._read_entry: _Read | None = None  # the one self._read is
+        self._read_entry: _Read | None = None  # the one the window is played on
         self._stale_play = False  # the last window sent more or less than predicted
         # each move of the filter's estimates: what _payloads keeps goes stale
         self._ratio_version = 0
@@ -621,6 +636,12 @@ class Auto(Policy):
         loss = self._loss(n * self.page_size, np.array(out), np.array(cpu)).tolist()
         return payload, out, cpu, loss
 
+    @property
+    def _read(self) -> WindowFeatures | None:
+        """The features the window is played on (the last read of about its size)."""
+        entry = self._read_entry
+        return None if entry is None else entry.features
+
     # -- which features to read -------------------------------------------------------
     def wants_features(self, pages: float) -> bool:
         self._pages = pages
@@ -628,7 +649,7 @@ class Auto(Policy):
         if entry is None or self._stale_play:
             return True  # no window of about this size read: the others say little of it
         self._read_entry = entry
-        read = self._read = entry.features
+        read = entry.features
         cost = read.cheap_s / self._workers
         if cost <= self.upkeep * entry.since_s:
             return True  # fresh estimates for a bounded share of the time
@@ -642,8 +663,7 @@ class Auto(Policy):
         """The features last read on a window of about ``pages`` pages (within a factor
         of 4), if any are kept."""
         for entry in self._reads:
-            read_pages = entry.features.pages
-            if read_pages / 4 <= pages <= read_pages * 4:
+            if _about(pages, entry.features.pages):
                 return entry
         return None
 
@@ -663,14 +683,10 @@ class Auto(Policy):
             old = self._feature_value
             step = self.learn
             self._feature_value = avoided if math.isinf(old) else old + step * (avoided - old)
-        self._read = fresh.cheap()
-        self._read_entry = _Read(self._read)
-        for sample in self._delta_samples:
-            if sample[0] is fresh.delta_bytes:
-                self._read_entry.level, self._read_entry.level_var = sample[3], sample[4]
-                sample[5] = self._read_entry
-        pages = fresh.pages
-        kept = [e for e in self._reads if not e.features.pages / 4 <= pages <= e.features.pages * 4]
+        raw = fresh.delta_bytes
+        delta = next((s for s in self._delta_samples if s.raw is raw), None)
+        self._read_entry = _Read(fresh.cheap(), delta=delta)
+        kept = [e for e in self._reads if not _about(fresh.pages, e.features.pages)]
         self._reads = [self._read_entry, *kept[: _KEPT_READS - 1]]
         self._stale_play = False
         return predicted
@@ -944,15 +960,17 @@ class Auto(Policy):
         pages = f.sample * (1.0 - float(f.context[1])) * f.held_frac
         pages = 1.0 if pages < 1.0 else pages
         noise = self._delta_noise / pages
-        prior = self._similar(f.pages)
-        if prior is None or prior.level is None:
+        similar = self._similar(f.pages)
+        prior = None if similar is None else similar.delta
+        if prior is None:
             level, var = sampled, noise
         else:
-            var = prior.level_var + self.drift**2
+            var = prior.var + self.drift**2
             gain = var / (var + noise)
             level = prior.level + gain * (sampled - prior.level)
             var *= 1.0 - gain
-        self._delta_samples = [[raw, sampled, pages, level, var, None], *self._delta_samples[:1]]
+        sample = _DeltaSample(raw, sampled, pages, level, var)
+        self._delta_samples = [sample, *self._delta_samples[:1]]
         return level
 
     def _learn_delta_level(
@@ -964,25 +982,22 @@ class Auto(Policy):
         implies (through the arm's offset in ``estimate``) is the window's, which the
         features of its size keep (with a played window's variance)."""
         raw = f.delta_bytes
-        sample = next((s for s in self._delta_samples if s[0] is raw), None)
+        sample = next((s for s in self._delta_samples if s.raw is raw), None)
         if sample is None:  # a window sampled before the last two: its sample is gone
             return
-        _, _, pages, level, _, entry = sample
         own = float(raw[arm])
         bias = self.delta_bias[arm]
         if math.isfinite(own) and own > 0:
-            gap = (math.log(each / own) - bias) ** 2 * pages
+            gap = (math.log(each / own) - bias) ** 2 * sample.pages
             cap = _DELTA_NOISE_CLIP * self._delta_noise
             gap = cap if gap > cap else gap
             self._delta_noise += self.learn * (gap - self._delta_noise)
-        if entry is None or entry.level is None:
-            return
-        implied = math.log(each / estimate) - bias + level
+        implied = math.log(each / estimate) - bias + sample.level
         noise = self.probe_noise**2 / nz
         noise = noise if noise > _PLAY_VAR else _PLAY_VAR
-        gain = entry.level_var / (entry.level_var + noise)
-        entry.level += gain * (implied - entry.level)
-        entry.level_var *= 1.0 - gain
+        gain = sample.var / (sample.var + noise)
+        sample.level += gain * (implied - sample.level)
+        sample.var *= 1.0 - gain
 
     @staticmethod
     def _mostly_held(f: WindowFeatures) -> bool:
