@@ -230,27 +230,31 @@ def _about(pages: float, read_pages: float) -> bool:
 
 
 @dataclass(slots=True, eq=False)
+class _Read:
+    """Features read on a window, and the predicted time of the windows played on them
+    since (see ``Auto.wants_features``)."""
+
+    features: WindowFeatures
+    since_s: float = 0.0
+    #: the delta arms' level on windows of this size, and its variance (see
+    #: Auto._delta_level_of): the window's as priced, then corrected by its plays
+    level: float | None = None
+    level_var: float = 0.0
+
+
+@dataclass(slots=True, eq=False)
 class _DeltaSample:
     """One window's sample of the delta arms (``raw``, its estimates array), the level it
-    showed and the held pages it read, and the level and variance the filter gave the
-    window (``Auto._delta_level_of``), which the window's own play then corrects."""
+    showed and the held pages it read, the level and variance the filter priced the window
+    at (``Auto._delta_level_of``), and the features kept for its size once it was read
+    (whose level its plays correct)."""
 
     raw: np.ndarray
     sampled: float
     pages: float
     level: float
     var: float
-
-
-@dataclass(slots=True, eq=False)
-class _Read:
-    """Features read on a window, the predicted time of the windows played on them since
-    (see ``Auto.wants_features``), and its delta sample: the prior of the next window of
-    about its size (``Auto._delta_level_of``)."""
-
-    features: WindowFeatures
-    since_s: float = 0.0
-    delta: _DeltaSample | None = None
+    entry: _Read | None = None
 
 
 class Auto(Policy):
@@ -683,9 +687,10 @@ class Auto(Policy):
             old = self._feature_value
             step = self.learn
             self._feature_value = avoided if math.isinf(old) else old + step * (avoided - old)
-        raw = fresh.delta_bytes
-        delta = next((s for s in self._delta_samples if s.raw is raw), None)
-        self._read_entry = _Read(fresh.cheap(), delta=delta)
+        self._read_entry = entry = _Read(fresh.cheap())
+        sample = self._delta_sample(fresh.delta_bytes)
+        if sample is not None:
+            entry.level, entry.level_var, sample.entry = sample.level, sample.var, entry
         kept = [e for e in self._reads if not _about(fresh.pages, e.features.pages)]
         self._reads = [self._read_entry, *kept[: _KEPT_READS - 1]]
         self._stale_play = False
@@ -960,18 +965,25 @@ class Auto(Policy):
         pages = f.sample * (1.0 - float(f.context[1])) * f.held_frac
         pages = 1.0 if pages < 1.0 else pages
         noise = self._delta_noise / pages
-        similar = self._similar(f.pages)
-        prior = None if similar is None else similar.delta
-        if prior is None:
+        prior = self._similar(f.pages)
+        if prior is None or prior.level is None:
             level, var = sampled, noise
         else:
-            var = prior.var + self.drift**2
+            var = prior.level_var + self.drift**2
             gain = var / (var + noise)
             level = prior.level + gain * (sampled - prior.level)
             var *= 1.0 - gain
         sample = _DeltaSample(raw, sampled, pages, level, var)
         self._delta_samples = [sample, *self._delta_samples[:1]]
         return level
+
+    def _delta_sample(self, raw: np.ndarray | None) -> _DeltaSample | None:
+        """The sample of the window whose delta estimates are ``raw``, if it is one of the
+        last two (a loop, not a generator: once a window, where making one costs more)."""
+        for sample in self._delta_samples:
+            if sample.raw is raw:
+                return sample
+        return None
 
     def _learn_delta_level(
         self, arm: int, f: WindowFeatures, each: float, estimate: float, nz: float
@@ -982,7 +994,7 @@ class Auto(Policy):
         implies (through the arm's offset in ``estimate``) is the window's, which the
         features of its size keep (with a played window's variance)."""
         raw = f.delta_bytes
-        sample = next((s for s in self._delta_samples if s.raw is raw), None)
+        sample = self._delta_sample(raw)
         if sample is None:  # a window sampled before the last two: its sample is gone
             return
         own = float(raw[arm])
@@ -992,12 +1004,15 @@ class Auto(Policy):
             cap = _DELTA_NOISE_CLIP * self._delta_noise
             gap = cap if gap > cap else gap
             self._delta_noise += self.learn * (gap - self._delta_noise)
+        entry = sample.entry
+        if entry is None or entry.level is None:
+            return
         implied = math.log(each / estimate) - bias + sample.level
         noise = self.probe_noise**2 / nz
         noise = noise if noise > _PLAY_VAR else _PLAY_VAR
-        gain = sample.var / (sample.var + noise)
-        sample.level += gain * (implied - sample.level)
-        sample.var *= 1.0 - gain
+        gain = entry.level_var / (entry.level_var + noise)
+        entry.level += gain * (implied - entry.level)
+        entry.level_var *= 1.0 - gain
 
     @staticmethod
     def _mostly_held(f: WindowFeatures) -> bool:
