@@ -82,12 +82,18 @@ def codec_names(text: str, option: str = "--codecs") -> list[str]:
             f"{option} {text!r} names no codec; write names such as lz4,zstd "
             "(`migcodec codecs` lists them)"
         )
-    twice = sorted({name for name in names if names.count(name) > 1})
+    check_once(names, option, text, "codec")
+    return names
+
+
+def check_once(items: list[str], option: str, text: str, what: str) -> None:
+    """Refuse ``option``'s value ``text`` when it lists an item twice: each would be
+    measured or replayed twice and reported as two of one (``what``: what an item is)."""
+    twice = sorted({item for item in items if items.count(item) > 1})
     if twice:
         raise CommandLineError(
-            f"{option} {text!r} names {', '.join(twice)} more than once; name each codec once"
+            f"{option} {text!r} names {', '.join(twice)} more than once; name each {what} once"
         )
-    return names
 
 
 class Given(argparse.Action):

@@ -17,6 +17,7 @@ import argparse
 import json
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -50,8 +51,6 @@ from migcodec.storage import LocalLocation, Location, is_url, location
 from migcodec.units import parse_rate
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from migcodec.selector.evaluation.cluster import Cluster, TraceSource
 
 
@@ -150,8 +149,6 @@ def _check_table_options(args: argparse.Namespace, several: bool) -> None:
     end: a directory given for a file, a file given for a directory, a file in a missing
     directory. A missing cache directory (``--table-dir``, or ``--table`` with several
     traces) is created when the first table is written into it, not before."""
-    from pathlib import Path
-
     if args.table and not several:
         if is_url(args.table):
             return
@@ -180,12 +177,9 @@ def _check_not_a_trace_file(table: Path) -> None:
     """Refuse a ``--table`` that is a file of a trace (its manifest, index or a chunk):
     read as a table it was "damaged; delete it to rebuild", and ``--rebuild`` wrote the
     table over it, leaving the trace unreadable."""
-    from fnmatch import fnmatch
+    from migcodec.datasets.trace.format import MANIFEST, is_trace_file
 
-    from migcodec.datasets.trace.format import INDEX, MANIFEST
-
-    trace_file = table.name in (MANIFEST, INDEX) or fnmatch(table.name, "chunk-*.mct")
-    if trace_file and (table.parent / MANIFEST).is_file():
+    if is_trace_file(table.name) and (table.parent / MANIFEST).is_file():
         raise CommandLineError(
             f"--table {table} is a file of the trace in {table.parent}; give a file of its "
             f"own for the table, e.g. {table.parent / 'table.npz'}"
@@ -217,10 +211,10 @@ def _table_key(args: argparse.Namespace, source: Source, arms) -> str:
     return table_key(source.identity, arms, args.repeats, args.batch_pages, args.sample_pages)
 
 
-def _table_path(args: argparse.Namespace, source: Source, arms, several: bool):
-    """Where ``source``'s table is cached: ``--table`` (a file, or a directory with several
-    sources), ``--table-dir``, else beside the trace (a workload's is not cached)."""
-    key = _table_key(args, source, arms)
+def _table_path(args: argparse.Namespace, source: Source, key: str, several: bool):
+    """Where ``source``'s table, of cache key ``key``, is cached: ``--table`` (a file, or
+    a directory with several sources), ``--table-dir``, else beside the trace (a workload's
+    is not cached)."""
     if args.table and not several:
         return location(args.table)
     if args.table or args.table_dir:
@@ -240,8 +234,8 @@ def _measure(
     """Every source's table: loaded from its cache, else measured (in process, or as
     tasks on ``cluster``) and cached."""
     several = len(sources) > 1
-    paths = [_table_path(args, s, arms, several) for s in sources]
     keys = [_table_key(args, s, arms) for s in sources]
+    paths = [_table_path(args, s, k, several) for s, k in zip(sources, keys, strict=True)]
     out: list[Measured | None] = [None] * len(sources)
     todo = []
     for i, (source, path) in enumerate(zip(sources, paths, strict=True)):
@@ -362,8 +356,6 @@ def _cost_model(args: argparse.Namespace, arms) -> CostModel | None:
         if not args.json and sys.stderr.isatty():
             print("cost model: this machine's calibration (made now if missing)", file=sys.stderr)
         return machine_cost_model(arms, batch_pages=args.batch_pages)
-    from pathlib import Path
-
     if not Path(args.cost_model).exists():  # not "calibrate again": a file the user named
         raise CommandLineError(
             f"--cost-model {args.cost_model!r} is neither 'measured', 'calibrated' nor an "
@@ -494,12 +486,8 @@ def _run(args: argparse.Namespace) -> int:
     links = [link.strip() for link in args.link.split(",") if link.strip()]
     for link in links:
         _link_rate(link)
-    twice = sorted({link for link in links if links.count(link) > 1})
-    if twice:  # each would be replayed twice and counted as two traces in the overall rows
-        raise CommandLineError(
-            f"--link {args.link!r} names {', '.join(twice)} more than once; name each link "
-            "rate once"
-        )
+    # a link twice would be replayed twice and counted as two traces in the overall rows
+    types.check_once(links, "--link", args.link, "link rate")
     if args.table and args.table_dir:
         raise CommandLineError("give --table or --table-dir, not both")
     if args.grid:

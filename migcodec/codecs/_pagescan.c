@@ -22,8 +22,9 @@
  * sample_scan(pages, old | None, page_size, rows | None, held | None, stride, formulas)
  *   Everything a selector's cheap features read of a window's sample (selector/scan.py), in
  *   one call over the sampled rows in place: zero flags, the entropy of the strided byte
- *   histogram of the first and last non-zero sampled pages, the change counts of the non-zero pages the
- *   destination holds, and per (kind, param) formula its delta estimate summed over them.
+ *   histogram of the first and last non-zero sampled pages, the change counts of the
+ *   non-zero pages the destination holds, and per (kind, param) formula its delta estimate
+ *   summed over them.
  *   The features cost every window they are read on; as a dozen numpy calls on a few dozen
  *   pages they were mostly fixed costs per call, and held the GIL the encoders need.
  *

@@ -43,6 +43,19 @@ READ_VERSIONS = (LEGACY_VERSION, VERSION)
 MANIFEST = "manifest.json"
 INDEX = "windows.idx"
 CHUNK_PATTERN = "chunk-{:06d}.mct"
+
+
+def is_trace_file(name: str) -> bool:
+    """Whether ``name``, a file name in a trace directory, is one of the trace's own files
+    (its manifest, index or a chunk): what keys its cached tables, and what no table may
+    be written over."""
+    if name in (MANIFEST, INDEX):
+        return True
+    head, tail = CHUNK_PATTERN.split("{:06d}")
+    number = name[len(head) : len(name) - len(tail)]
+    return name.startswith(head) and name.endswith(tail) and len(number) >= 6 and number.isdigit()
+
+
 RECORD_MAGIC = b"MCTW"
 
 #: magic, version, flags, window index, page count, page size, meta length,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator
-from fnmatch import fnmatch
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,7 @@ from migcodec.datasets import (
     workload_names,
 )
 from migcodec.datasets.trace import TraceReader
-from migcodec.datasets.trace.format import INDEX, MANIFEST
+from migcodec.datasets.trace.format import is_trace_file
 from migcodec.storage import LocalLocation, Location, location
 
 
@@ -100,6 +99,6 @@ def trace_identity(path: str | Path | Location) -> str:
     if local is not None:
         root = LocalLocation(local)
     for name, size, stamp in root.files():
-        if name in (MANIFEST, INDEX) or fnmatch(name, "chunk-*.mct"):
+        if is_trace_file(name):
             parts.append(f"{name}:{size}:{stamp}")
     return hashlib.blake2b("\n".join(parts).encode(), digest_size=8).hexdigest()
