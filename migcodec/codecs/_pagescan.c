@@ -23,8 +23,8 @@
  *   Everything a selector's cheap features read of a window's sample (selector/scan.py), in
  *   one call over the sampled rows in place: zero flags, the entropy of the strided byte
  *   histogram of the first and last non-zero sampled pages, the change counts of the
- *   non-zero pages the destination holds, and per (kind, param) formula its delta estimate
- *   summed over them.
+ *   non-zero pages the destination holds, their changed words and runs of changed bytes
+ *   summed, and per (kind, param) formula its delta estimate summed over them.
  *   The features cost every window they are read on; as a dozen numpy calls on a few dozen
  *   pages they were mostly fixed costs per call, and held the GIL the encoders need.
  *
@@ -399,7 +399,7 @@ struct scan {
     const int *kinds;
     const int64_t *params;
     Py_ssize_t nonzero, first, last, kept, total;
-    int64_t words, sums[EST_MAX];
+    int64_t words, runs, sums[EST_MAX];
 };
 
 static void run_scan(struct scan *s)
@@ -421,6 +421,7 @@ static void run_scan(struct scan *s)
         int32_t *out = s->counts + 4 * s->kept++;
         count_changes(page, s->old + row * s->page_size, s->page_size, out);
         s->words += out[0];
+        s->runs += out[3];
     }
     if (s->first >= 0) {
         const unsigned char *last =
@@ -490,9 +491,9 @@ static PyObject *scan_result(const struct scan *s, PyObject *zero, PyObject *cou
         Py_DECREF(sums);
         return NULL;
     }
-    PyObject *out = Py_BuildValue("(OnOnLNd)", zero, s->nonzero,
+    PyObject *out = Py_BuildValue("(OnOnLLNd)", zero, s->nonzero,
                                   s->old != NULL && s->nonzero ? counts : Py_None, s->kept,
-                                  (long long)s->words, sums,
+                                  (long long)s->words, (long long)s->runs, sums,
                                   s->first < 0 ? 0.0 : histogram_entropy(s->hist, s->total));
     Py_DECREF(counts);
     return out;
@@ -563,7 +564,7 @@ static PyMethodDef methods[] = {
      "delta estimate summed over the pages of counts (page_changes' layout)."},
     {"sample_scan", sample_scan, METH_VARARGS,
      "sample_scan(pages, old | None, page_size, rows | None, held | None, stride, formulas) "
-     "-> (zero | None, nonzero, counts | None, kept, words, sums, entropy)."},
+     "-> (zero | None, nonzero, counts | None, kept, words, runs, sums, entropy)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -9,19 +9,28 @@ measured mode stays the default for what users see.
 One arm's CPU seconds for some encode calls are::
 
     per_call x calls + per_zero_page x zero pages + per_page(class) x non-zero pages
+        + per_word x changed words + per_run x runs of changed bytes
 
 a fixed cost per call and a cost per byte by content class. Zero pages are a class of their
 own (the framework scans them; no codec sees them). Non-zero pages are classed by how well
 the arm compresses them, its ratio over them: a compressor's speed depends on the data far
 more than on its size (zstd takes incompressible data on a fast path, and slows down on
-short matches), and a delta codec's on how many words changed. A delta codec's curve is
-that of the pages the destination holds (its records): the pages it sends through its
-fall-back cost what the fall-back costs, whatever ratio they come out at, and a curve over
-both would price a record as dearly as a compressed page of the same ratio (three to five
-times what it costs); a user of the model prices those pages by the fall-back arm's curve.
-``per_page`` is piecewise
-linear in the log of that ratio, between knots fitted to median timings of synthetic windows
-of every content class; :meth:`CostModel.fit_report` says how well it predicts them.
+short matches); ``per_page`` is piecewise linear in the log of that ratio, between knots
+fitted to median timings of synthetic windows of every content class.
+
+A delta codec's work follows the changes it encodes, not the ratio it comes out at: an
+XBZRLE encoder walks a page run by run of changed bytes, a DSA record is written word by
+word. Its ``per_page`` is flat (comparing a page the destination holds) and it pays
+``per_word`` and ``per_run`` on top, fitted to pages of every content class with words
+changed one by one, one byte of a word, and in runs of adjacent words, so that words and
+runs vary apart. A curve by ratio priced a window's pages at the class of their average,
+and programs' windows mix rewritten pages with pages of a few words changed: within one
+recorded program's windows it predicted XBZRLE's time per page worse than a constant
+(a spread of a factor of 1.5 where the runs leave 1.1). These counts are those of the pages
+the destination holds (its records); the pages a delta codec sends through its fall-back
+cost what the fall-back costs, and a user of the model prices those pages by the
+fall-back arm's curve. :meth:`CostModel.fit_report` says how well the model predicts the
+calibration windows.
 """
 
 from __future__ import annotations
@@ -40,7 +49,7 @@ import numpy as np
 from migcodec import __version__
 from migcodec.codecs import Batch, Codec, DestinationMirror, delta_kernels
 from migcodec.codecs.base import RUN_BYTES
-from migcodec.codecs.changes import CHANGE_SCAN
+from migcodec.codecs.changes import CHANGE_SCAN, page_changes
 from migcodec.codecs.zero import zero_page_rows
 from migcodec.datasets import generate_pages
 from migcodec.files import read_small_file
@@ -52,15 +61,17 @@ from migcodec.storage import LocalLocation
 FEATURES_LABEL = "cheap features"
 #: knots of the per-page cost curve: ratios over non-zero pages (log-spaced)
 KNOTS = (1.0, 1.25, 1.6, 2.5, 4.0, 8.0, 16.0, 64.0, 512.0)
-#: 2: the file is sealed (``migcodec.hashing.seal``): an edited or damaged one is refused
-COST_MODEL_VERSION = 2
+#: 2: the file is sealed (``migcodec.hashing.seal``): an edited or damaged one is refused;
+#: 3: arms have costs per changed word and run
+COST_MODEL_VERSION = 3
 #: what calibration times, numbered: a change to it, or to the cost of what it times,
 #: calibrates every machine again (5: the cheap features became one scan of the sample,
 #: at half the cost a model of the old code charges a policy for them; 6: delta codecs
 #: are also timed on pages with 1/48 to half of their words changed; 7: the cheap
 #: features' cost is fitted per page sampled, not per page of the window sampled; 8: the
-#: C scan computes the sample's entropy, at a quarter less than the features cost before)
-CALIBRATION_RECIPE = 8
+#: C scan computes the sample's entropy, at a quarter less than the features cost before;
+#: 9: delta codecs are priced per changed word and run, on pages changed in three patterns)
+CALIBRATION_RECIPE = 9
 #: the shares of a held version's words changed that delta codecs are timed on (1: a
 #: rewritten page; see _calibration_windows)
 CHANGED_SHARES = (1 / 512, 1 / 64, 1 / 48, 1 / 24, 1 / 8, 1 / 4, 1 / 2, 1.0)
@@ -82,6 +93,8 @@ class Work:
     pages: float  # non-zero pages
     out_bytes: float  # what the calls wrote for the non-zero pages
     zero_pages: float = 0.0
+    words: float = 0.0  # changed 8-byte words of the pages a delta codec compared
+    runs: float = 0.0  # and their runs of changed bytes
 
     def ratio(self, page_size: int) -> float:
         """The arm's ratio over the non-zero pages: the content class they fall in."""
@@ -92,14 +105,17 @@ class Work:
 
 @dataclass
 class ArmCost:
-    """One arm's coefficients: seconds per call, per zero page, and per non-zero page at
-    each ratio of :data:`KNOTS` (interpolated in log ratio, held flat beyond the ends)."""
+    """One arm's coefficients: seconds per call, per zero page, per non-zero page at each
+    ratio of :data:`KNOTS` (interpolated in log ratio, held flat beyond the ends), and per
+    changed word and run of changed bytes (a delta codec's; 0 for a compressor)."""
 
     per_call: float
     per_zero_page: float
     per_page: list[float]
     #: median |model - measured| / measured over the calibration windows
     fit_error: float = 0.0
+    per_word: float = 0.0
+    per_run: float = 0.0
 
     def page_cost(self, ratio: float | np.ndarray) -> float | np.ndarray:
         return np.interp(np.log(np.maximum(ratio, 1.0)), _LOG_KNOTS, self.per_page)
@@ -109,14 +125,22 @@ class ArmCost:
             self.per_call * work.calls
             + self.per_zero_page * work.zero_pages
             + self.page_cost(work.ratio(page_size)) * work.pages
+            + self.per_word * work.words
+            + self.per_run * work.runs
         )
 
-    def cpu_arrays(self, calls, pages, out_bytes, zero_pages, page_size: int) -> np.ndarray:
+    def cpu_arrays(
+        self, calls, pages, out_bytes, zero_pages, page_size: int, words=0.0, runs=0.0
+    ) -> np.ndarray:
         """Vectorised :meth:`cpu_s` over arrays of windows."""
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.where(pages > 0, pages * page_size / np.maximum(out_bytes, 1.0), 1.0)
         return (
-            self.per_call * calls + self.per_zero_page * zero_pages + self.page_cost(ratio) * pages
+            self.per_call * calls
+            + self.per_zero_page * zero_pages
+            + self.page_cost(ratio) * pages
+            + self.per_word * words
+            + self.per_run * runs
         )
 
 
@@ -127,7 +151,7 @@ def _arm_cost(label: str, fields: dict) -> ArmCost:
     """One arm's coefficients as a file holds them, checked: seconds are finite and not
     negative, and the curve has a cost at every knot."""
     cost = ArmCost(**fields)
-    seconds = [cost.per_call, cost.per_zero_page, *cost.per_page]
+    seconds = [cost.per_call, cost.per_zero_page, *cost.per_page, cost.per_word, cost.per_run]
     if (
         len(cost.per_page) != len(KNOTS)
         or not all(type(x) in (int, float) and math.isfinite(x) and x >= 0 for x in seconds)
@@ -136,7 +160,8 @@ def _arm_cost(label: str, fields: dict) -> ArmCost:
         raise ValueError(
             f"arm {label!r} has coefficients no calibration writes (per call "
             f"{cost.per_call!r}, per zero page {cost.per_zero_page!r}, {len(cost.per_page)} "
-            f"per-page costs for {len(KNOTS)} knots)"
+            f"per-page costs for {len(KNOTS)} knots, per word {cost.per_word!r}, per run "
+            f"{cost.per_run!r})"
         )
     return cost
 
@@ -272,29 +297,59 @@ def payload_bytes(out_bytes, n_pages, batch_pages: int):
     return out_bytes - n_pages - np.ceil(n_pages / batch_pages) * RUN_BYTES
 
 
-def window_work(pages: np.ndarray, out_bytes: float, batch_pages: int) -> Work:
+def window_work(
+    pages: np.ndarray, out_bytes: float, batch_pages: int, previous: np.ndarray | None = None
+) -> Work:
     """The :class:`Work` of encoding ``pages`` in ``batch_pages``-page batches that wrote
-    ``out_bytes``."""
+    ``out_bytes``, against ``previous`` (what the destination holds of every page) for a
+    delta codec."""
     n = pages.shape[0]
     zero = zero_page_rows(pages)
     n_zero = 0 if zero is None else int(np.count_nonzero(zero))
     payload = max(float(payload_bytes(out_bytes, n, batch_pages)), 0.0)
-    return Work(-(-n // batch_pages), n - n_zero, payload, n_zero)
+    words = runs = 0.0
+    if previous is not None and n > n_zero:
+        rows = np.arange(n) if zero is None else np.flatnonzero(~zero)
+        changes = page_changes(pages, previous, rows)
+        words, runs = float(changes.words.sum()), float(changes.byte_runs.sum())
+    return Work(-(-n // batch_pages), n - n_zero, payload, n_zero, words, runs)
+
+
+#: how the calibration changes a held version's words (see _changed): every byte of a
+#: word, one byte of it, or words in runs of this many adjacent words
+CHANGE_PATTERNS = ("words", "bytes", "runs")
+_RUN_WORDS = 8
+
+
+def _changed(pages: np.ndarray, share: float, pattern: str, rng) -> np.ndarray:
+    """A version of ``pages`` the destination might hold: about ``share`` of its words
+    differ, in ``pattern`` (:data:`CHANGE_PATTERNS`). Words and runs of changed bytes vary
+    apart across patterns, so a fit can tell what a delta codec's time follows."""
+    previous = pages.copy()
+    words = previous.view(np.uint64)
+    if pattern == "runs":  # a run of _RUN_WORDS words starts at about share / _RUN_WORDS
+        starts = rng.random(words.shape) < share / _RUN_WORDS
+        hit = starts.copy()
+        for k in range(1, _RUN_WORDS):  # a few shifts of the whole mask, not a loop per word
+            hit[:, k:] |= starts[:, :-k]
+    else:
+        hit = rng.random(words.shape) < share
+    flip = 0x0101010101010101 if pattern != "bytes" else 0x0000000001000000
+    words[hit] ^= np.uint64(flip)
+    return previous
 
 
 def _calibration_windows(page_size: int, batch_pages: int, seed: int = 0):
     """(pages, previous) pairs of every content class and size: what the fit is made on.
 
     Every kind of page, alone and in whole batches; against no held version, and (for
-    delta codecs) a version with a share of its words changed, or rewritten. Zero pages
-    are held by no one: the framework sends them as markers for every codec.
+    delta codecs) a version with a share of its words changed (:func:`_changed`: in every
+    pattern for whole batches, whose timings fit the costs per word and run), or rewritten.
+    Zero pages are held by no one: the framework sends them as markers for every codec.
 
-    The shares reach every knot of a delta codec's curve: between a few words changed and
-    a page rewritten lie pages with a quarter or half of their words changed, records of a
-    ratio of 1.3 to 4, where an encoder of changed runs does the most work per page (a
-    rewritten page overflows its record and is given up early). Without them the curve
-    there was interpolated between those two cheap ends: recorded programs' windows at
-    those ratios took XBZRLE 2-6 us per page against 0.8-1.3 in the model."""
+    The shares run from a few words to a page rewritten, through pages with a quarter or
+    half of their words changed, where an encoder of changed runs does the most work per
+    page (a rewritten page overflows its record and is given up early)."""
     rng = np.random.default_rng(seed)
     for kind in ("zero", "ones", "seq", "text", "memcached", "random", "mixed"):
         for n in (1, 2 * batch_pages):
@@ -302,12 +357,9 @@ def _calibration_windows(page_size: int, batch_pages: int, seed: int = 0):
             yield pages, None
             if kind == "zero":
                 continue
-            for share in CHANGED_SHARES:
-                previous = pages.copy()
-                words = previous.view(np.uint64)
-                hit = rng.random(words.shape) < share
-                words[hit] ^= np.uint64(0x0101010101010101)
-                yield pages, previous
+            for pattern in CHANGE_PATTERNS if n > 1 else CHANGE_PATTERNS[:1]:
+                for share in CHANGED_SHARES:
+                    yield pages, _changed(pages, share, pattern, rng)
 
 
 def _timed_window(
@@ -329,9 +381,10 @@ def _timed_window(
     return cpu, out
 
 
-def _fit(works: list[Work], times: np.ndarray, page_size: int) -> ArmCost:
+def _fit(works: list[Work], times: np.ndarray, page_size: int, per_change: bool) -> ArmCost:
     """Per-call and zero-page costs from the windows of zero pages and of one page; the
-    per-page curve from the whole-batch windows, binned by ratio between the knots."""
+    rest from the whole-batch windows: a compressor's curve binned by ratio between the
+    knots, a delta codec's (``per_change``) costs per page, changed word and run."""
     calls = np.array([w.calls for w in works])
     pages = np.array([w.pages for w in works])
     zeros = np.array([w.zero_pages for w in works])
@@ -342,21 +395,45 @@ def _fit(works: list[Work], times: np.ndarray, page_size: int) -> ArmCost:
     per_call, per_zero = np.linalg.lstsq(a, times[all_zero], rcond=None)[0]
     per_zero = max(float(per_zero), 0.0)
     big = (calls > 1) & (pages > 0)
-    each = (times[big] - per_call * calls[big] - per_zero * zeros[big]) / pages[big]
-    log_r = np.log(np.maximum(ratios[big], 1.0))
-    curve = np.empty(len(KNOTS))
-    for k, knot in enumerate(_LOG_KNOTS):  # each knot: the windows nearest it, by distance
-        weight = 1.0 / (np.abs(log_r - knot) + 0.05) ** 2
-        curve[k] = float(np.sum(weight * each) / np.sum(weight))
-    curve = np.maximum(curve, 0.0)
-    cost = ArmCost(max(float(per_call), 0.0), per_zero, curve.tolist())
+    rest = times[big] - per_call * calls[big] - per_zero * zeros[big]
+    if per_change:
+        counts = np.array([[w.pages, w.words, w.runs] for w in works])[big]
+        per_page, per_word, per_run = _least_squares_at_least_zero(counts, rest)
+        cost = ArmCost(
+            max(float(per_call), 0.0), per_zero, [per_page] * len(KNOTS), 0.0, per_word, per_run
+        )
+    else:
+        each = rest / pages[big]
+        log_r = np.log(np.maximum(ratios[big], 1.0))
+        curve = np.empty(len(KNOTS))
+        for k, knot in enumerate(_LOG_KNOTS):  # each knot: the windows nearest it, by distance
+            weight = 1.0 / (np.abs(log_r - knot) + 0.05) ** 2
+            curve[k] = float(np.sum(weight * each) / np.sum(weight))
+        cost = ArmCost(max(float(per_call), 0.0), per_zero, np.maximum(curve, 0.0).tolist())
     # the per-call cost seen by calls of one non-zero page (the fixed part of a probe)
     one = (pages == 1) & (calls == 1)
     if one.any():
-        cost.per_call = max(float(np.median(times[one] - cost.page_cost(ratios[one]))), 0.0)
+        cost.per_call = 0.0
+        variable = np.array([cost.cpu_s(w, page_size) for w in works])
+        cost.per_call = max(float(np.median(times[one] - variable[one])), 0.0)
     predicted = np.array([cost.cpu_s(w, page_size) for w in works])
     cost.fit_error = float(np.median(np.abs(predicted - times) / np.maximum(times, 1e-9)))
     return cost
+
+
+def _least_squares_at_least_zero(a: np.ndarray, y: np.ndarray) -> list[float]:
+    """Coefficients of ``a``'s columns fitting ``y`` by least squares, none negative: a
+    column whose coefficient comes out negative is left out and the rest fitted again (a
+    cost is never negative; with three columns this is the exact answer in a few steps)."""
+    active = list(range(a.shape[1]))
+    coef = np.zeros(a.shape[1])
+    while active:
+        fit = np.linalg.lstsq(a[:, active], y, rcond=None)[0]
+        if (fit >= 0).all():
+            coef[active] = fit
+            break
+        active.pop(int(np.argmin(fit)))
+    return [float(c) for c in coef]
 
 
 def _fit_features(arms: list, page_size: int, batch_pages: int, repeats: int) -> ArmCost:
@@ -423,17 +500,22 @@ def calibrate(
     outs = [[0] * len(c) for c in chosen]
     for r in range(repeats):
         for a, codec in enumerate(codecs):
+            # untimed, so that the first window is timed warm like the rest (its first call
+            # after another codec's windows took a 1-page window 5-8 times as long, and the
+            # per-call cost fitted to it came out at that)
+            _timed_window(codec, *chosen[a][0], batch_pages)
             for i, (pages, previous) in enumerate(chosen[a]):
                 samples[a][r, i], outs[a][i] = _timed_window(codec, pages, previous, batch_pages)
         if progress is not None:
             progress(r + 1, repeats)
     result = {}
     for a, arm in enumerate(arms):
+        held = arm.codec.reads_destination
         works = [
-            window_work(pages, out, batch_pages)
-            for (pages, _), out in zip(chosen[a], outs[a], strict=True)
+            window_work(pages, out, batch_pages, previous if held else None)
+            for (pages, previous), out in zip(chosen[a], outs[a], strict=True)
         ]
-        result[arm.label] = _fit(works, np.median(samples[a], axis=0), page_size)
+        result[arm.label] = _fit(works, np.median(samples[a], axis=0), page_size, held)
     result[FEATURES_LABEL] = _fit_features(arms, page_size, batch_pages, repeats)
     return CostModel(
         page_size,
@@ -445,7 +527,7 @@ def calibrate(
 
 
 def machine_cost_model(
-    arms: list, page_size: int = 4096, batch_pages: int = 64, repeats: int = 3
+    arms: list, page_size: int = 4096, batch_pages: int = 64, repeats: int = 7
 ) -> CostModel:
     """This machine's cost model covering ``arms``: the saved calibration, with arms it
     does not cover yet calibrated and saved for next time."""

@@ -51,8 +51,10 @@ class WindowFeatures:
     how many pages the window holds and ``sample`` how many of them the features read.
 
     Cheap, per arm: ``delta_bytes``, a delta arm's predicted payload per non-zero page the
-    destination holds (``nan`` for other arms), and ``held_frac``, the share of non-zero
-    sampled pages the destination holds.
+    destination holds (``nan`` for other arms), ``held_frac``, the share of non-zero
+    sampled pages the destination holds, and ``change_runs``, the runs of changed bytes per
+    held page (with the changed words, ``context``'s ``changed_frac``, what a delta arm's
+    encode time follows: see :mod:`migcodec.selector.costmodel`).
 
     Probes, per arm: ``probe_out``, the payload bytes a compressing arm wrote for the
     ``probe_pages`` non-zero pages of the probe; ``predicted_ratio`` / ``predicted_rate``,
@@ -69,6 +71,7 @@ class WindowFeatures:
     sample: int = 0
     held_frac: float = 0.0
     delta_bytes: np.ndarray | None = None
+    change_runs: float = 0.0
     probe_pages: int = 0
     probe_out: np.ndarray | None = None
 
@@ -90,6 +93,7 @@ class WindowFeatures:
             sample=self.sample,
             held_frac=self.held_frac,
             delta_bytes=self.delta_bytes,
+            change_runs=self.change_runs,
             probe_pages=self.probe_pages,
         )
 
@@ -341,12 +345,13 @@ class FeatureExtractor:
         # byte_entropy: a strided histogram is as informative as a full one)
         entropy = scan.entropy / 8.0
         delta = None
-        held_frac = 0.0
+        held_frac = change_runs = 0.0
         changed_frac = 1.0
         has_previous = previous is not None and m > 0
         if has_previous and scan.kept:
             held_frac = scan.kept / m
             changed_frac = float(scan.words) / (scan.kept * (page_size // 8))
+            change_runs = float(scan.runs) / scan.kept
             delta = self._estimates(scan, plan, page_size)
         context = np.array([1.0, zero_frac, entropy, changed_frac, float(has_previous)])
         cheap_s = clock() - t0
@@ -357,6 +362,7 @@ class FeatureExtractor:
             sample=sampled_rows,
             held_frac=held_frac,
             delta_bytes=delta,
+            change_runs=change_runs,
             probe_pages=min(m, self.probe_size(total)),
         )
         if callable(probe):

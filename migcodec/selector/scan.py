@@ -70,11 +70,13 @@ class SampleScan(NamedTuple):
     the non-zero sampled pages; ``counts``: the changes of the kept pages, the non-zero
     sampled pages the destination holds (``None`` without old versions),
     :func:`page_changes` layout bytes (C) or :class:`PageChanges` (numpy);
-    ``kept``: how many, ``words`` their changed words; ``sums``: per formula asked for, its
-    estimate summed over the kept pages (``None`` from the numpy version, which leaves
-    estimates to the codecs); ``entropy``: in bits per byte, of the histogram of every
-    ``stride``-th byte of the first and last non-zero sampled pages read back to back (0
-    when every sampled page is zero; :func:`histogram_entropy`, up to rounding).
+    ``kept``: how many, ``words`` their changed words, ``runs`` their runs of changed bytes
+    (what a delta encoder's work follows: see :mod:`migcodec.selector.costmodel`);
+    ``sums``: per formula asked for, its estimate summed over the kept pages (``None``
+    from the numpy version, which leaves estimates to the codecs); ``entropy``: in bits
+    per byte, of the histogram of every ``stride``-th byte of the first and last non-zero
+    sampled pages read back to back (0 when every sampled page is zero;
+    :func:`histogram_entropy`, up to rounding).
     """
 
     zero: bytes | np.ndarray | None
@@ -82,6 +84,7 @@ class SampleScan(NamedTuple):
     counts: bytes | PageChanges | None
     kept: int
     words: int
+    runs: int
     sums: tuple[int, ...] | None
     entropy: float
 
@@ -125,7 +128,7 @@ def _numpy_sample_scan(
     nonzero = sample.shape[0] - (0 if zero is None else int(zero.sum()))
     entropy = _numpy_entropy(sample, zero, stride)
     if previous is None or not nonzero:
-        return SampleScan(zero, nonzero, None, 0, 0, None, entropy)
+        return SampleScan(zero, nonzero, None, 0, 0, 0, None, entropy)
     keep = None if zero is None else ~zero
     if held is not None:
         known = held if rows is None else held[rows]
@@ -134,7 +137,8 @@ def _numpy_sample_scan(
         rows = np.flatnonzero(keep) if rows is None else rows[keep]
     changes = page_changes(pages, previous, rows)
     kept, words = changes.words.size, int(changes.words.sum())
-    return SampleScan(zero, nonzero, changes, kept, words, None, entropy)
+    runs = int(changes.byte_runs.sum())
+    return SampleScan(zero, nonzero, changes, kept, words, runs, None, entropy)
 
 
 def scan_sample(

@@ -35,7 +35,7 @@ def reference_cheap(
         ends = (0, m - 1) if nz_idx is None else (int(nz_idx[0]), int(nz_idx[-1]))
         pair = sample[ends[0] : ends[0] + 1] if ends[0] == ends[1] else sample[list(ends)]
         entropy = byte_entropy(pair, 7) / 8.0
-    delta, held_frac, changed_frac = None, 0.0, 1.0
+    delta, held_frac, changed_frac, change_runs = None, 0.0, 1.0, 0.0
     has_previous = previous is not None and m > 0
     if has_previous:
         changes = page_changes(pages, previous, None if every else rows)
@@ -49,6 +49,7 @@ def reference_cheap(
         if n_known:
             held_frac = n_known / m
             changed_frac = float(changes.words.sum()) / (n_known * (page_size // 8))
+            change_runs = float(changes.byte_runs.sum()) / n_known
             delta = np.full(len(fx.codecs), np.nan)
             for i, codec in enumerate(fx._deltas):
                 if codec is not None:
@@ -59,5 +60,6 @@ def reference_cheap(
         "sample": int(rows.size),
         "held_frac": held_frac,
         "delta_bytes": delta,
+        "change_runs": change_runs,
         "probe_pages": min(m, fx.probe_size(total)),
     }

@@ -198,6 +198,54 @@ def test_a_delta_arm_s_sample_is_weighed_by_how_far_samples_have_missed():
     assert trusted > 2 * outlier
 
 
+def _auto_pricing_changes():
+    """``_auto`` at 1 Gbit/s whose delta arm also costs 1 ns per changed word and 20 ns
+    per run of changed bytes (as a calibration of an encoder of runs fits it)."""
+    delta = ArmCost(60e-6, 0.0, [4e-6] * len(KNOTS), per_word=1e-9, per_run=20e-9)
+    return parse_policy("auto:upkeep=0.9").bind(
+        len(LABELS),
+        Throughput(link=125e6, workers=2),
+        KINDS,
+        labels=LABELS,
+        costs=[*COSTS[:3], delta],
+        fallbacks=[-1, -1, -1, 1],
+    )
+
+
+def test_a_delta_arm_is_priced_by_the_changes_its_sample_shows():
+    """Its records cost its flat part plus its costs per changed word (the context's
+    share of a page's words) and per run; a compressor pays neither."""
+    policy = _auto_pricing_changes()
+    f = _features(6400, delta_bytes=40.0)
+    f.change_runs = 100.0
+    cpu = policy._predict(f)[2]
+    words = 0.02 * (PAGE // 8)
+    calls = 6400 // 64
+    assert cpu[3] == pytest.approx(60e-6 * calls + (4e-6 + words * 1e-9 + 100 * 20e-9) * 6400)
+    assert cpu[1] == pytest.approx(20e-6 * calls + 2e-6 * 6400)
+    runs = _features(6400, delta_bytes=40.0)
+    runs.change_runs = 1000.0
+    assert policy._predict(runs)[2][3] - cpu[3] == pytest.approx(900 * 20e-9 * 6400)
+
+
+def test_the_changes_a_sample_shows_move_with_the_level_filter():
+    """A sample the filter puts at a fraction of its payload (samples of this size have
+    missed) shows its changes with the same error: they are scaled alike."""
+    policy = _auto_pricing_changes()
+    _play_delta_windows(policy, [20.0, 80.0] * 4, sent_each=40.0)
+    f = _features(1000, delta_bytes=400.0)
+    f.change_runs = 100.0
+    assert policy.wants_features(1000)
+    policy.probe_mask(f)
+    estimate = policy._delta_estimates(f)[3]
+    assert 40.0 < estimate < 130.0
+    words = 0.02 * (PAGE // 8)
+    policy._prediction = None  # f's own (probe_mask also priced the last read's)
+    policy._payloads(f)
+    changes = policy._prediction.changes[3]
+    assert changes == pytest.approx((words * 1e-9 + 100 * 20e-9) * estimate / 400.0)
+
+
 def test_a_delta_window_is_learnt_from_when_the_next_window_was_read_first():
     """An engine reads the next window's features while the last one is still encoding,
     so it learns from the last window after that read: the last window's sample is still

@@ -18,7 +18,7 @@ from migcodec.selector.costmodel import (
     CostModelError,
     Work,
     _calibration_windows,
-    _timed_window,
+    _least_squares_at_least_zero,
     calibrate,
     window_work,
 )
@@ -59,7 +59,7 @@ def test_a_model_file_round_trips_and_damage_says_what_to_do(tmp_path):
     with pytest.raises(CostModelError, match=r"cannot read cost model .* calibrate again"):
         CostModel.load(path)
     path.write_text(json.dumps({"version": 99}))
-    with pytest.raises(CostModelError, match="version 99, expected 2; calibrate again"):
+    with pytest.raises(CostModelError, match="version 99, expected 3; calibrate again"):
         CostModel.load(path)
     with pytest.raises(CostModelError, match="no arm 'zstd level=1'"):
         MODEL.arm("zstd level=1")
@@ -185,21 +185,57 @@ def test_a_delta_codec_is_timed_against_held_versions_and_a_compressor_against_n
         assert (False, True) not in seen[delta]
 
 
-@pytest.mark.parametrize("label", ["xbzrle", "dsa-delta"])
-def test_a_delta_codecs_calibration_has_records_near_every_knot_programs_meet(label):
-    """Between a few words changed and a page rewritten, a delta codec's cost is not a
-    line between the two (an encoder of changed runs does the most work on pages half
-    changed): each knot that recorded programs' records fall near, ratios 1.25 to 16,
-    has whole-batch calibration windows of its own, within 0.3 in log ratio."""
-    codec = parse_arms(label)[0].codec
-    ratios = []
+def test_a_delta_codecs_calibration_changes_words_and_runs_apart():
+    """Pages of every content class changed in words, in single bytes of words and in
+    runs of adjacent words: at one share of words changed, the runs of changed bytes
+    range over a factor of 4 or more, so a fit can tell a codec that works per word from
+    one that works per run."""
+    seen: dict[int, list[float]] = {}
     for pages, previous in _calibration_windows(4096, 64):
         if previous is not None and len(pages) > 1:
-            _, out = _timed_window(codec, pages, previous, 64)
-            ratios.append(window_work(pages, out, 64).ratio(4096))
-    logs = np.log(ratios)
-    for knot in (k for k in KNOTS if 1.25 <= k <= 16):
-        assert np.min(np.abs(logs - np.log(knot))) <= 0.3, knot
+            work = window_work(pages, 0.0, 64, previous)
+            if work.words:  # by share of words changed, a factor of 2 apart
+                share = round(float(np.log2(work.words / (work.pages * 512))))
+                seen.setdefault(share, []).append(work.runs / work.words)
+    spread = {share: max(r) / min(r) for share, r in seen.items() if len(r) >= 8}
+    assert len(spread) >= 5 and min(spread.values()) >= 4.0, spread
+
+
+def test_a_delta_codecs_costs_per_page_word_and_run_are_fitted_and_a_compressors_are_none(
+    monkeypatch,
+):
+    """Timings made of known costs per call, zero page, page, changed word and run give
+    those costs back; a compressor, timed against no held version, has none per change."""
+    import migcodec.selector.costmodel as costmodel
+
+    def timed(codec, pages, previous, batch_pages):
+        work = window_work(pages, 0.0, batch_pages, previous)
+        busy = 5e-6 * work.calls + 0.1e-6 * work.zero_pages + 0.3e-6 * work.pages
+        if previous is not None:
+            busy += 1e-9 * work.words + 12e-9 * work.runs
+        return busy, pages.nbytes // 2
+
+    monkeypatch.setattr(costmodel, "_timed_window", timed)
+    monkeypatch.setattr(costmodel, "_fit_features", lambda *a: MODEL.arms[FEATURES_LABEL])
+    model = calibrate(parse_arms("lz4;xbzrle"), repeats=1)
+    xbzrle, lz4 = model.arms["xbzrle"], model.arms["lz4"]
+    assert xbzrle.per_call == pytest.approx(5e-6)
+    assert xbzrle.per_zero_page == pytest.approx(0.1e-6)
+    assert xbzrle.per_page == pytest.approx([0.3e-6] * len(KNOTS))
+    assert xbzrle.per_word == pytest.approx(1e-9)
+    assert xbzrle.per_run == pytest.approx(12e-9)
+    assert xbzrle.fit_error == pytest.approx(0.0, abs=1e-9)
+    assert lz4.per_word == lz4.per_run == 0.0
+    assert lz4.per_page == pytest.approx([0.3e-6] * len(KNOTS))
+
+
+def test_no_cost_per_change_comes_out_negative():
+    """A codec that takes no longer for more changed words is fitted no negative cost
+    per word: the word column is left out and the rest fitted again."""
+    counts = np.array([[10.0, 100.0, 5.0], [10.0, 50.0, 20.0], [10.0, 0.0, 0.0], [20, 10, 9]])
+    times = counts @ np.array([1.0, 0.0, 2.0]) - 0.01 * counts[:, 1]
+    per_page, per_word, per_run = _least_squares_at_least_zero(counts, times)
+    assert per_word == 0.0 and per_page > 0 and per_run > 0
 
 
 def test_each_repeat_of_a_calibration_times_every_arm_before_the_next(monkeypatch):
@@ -226,14 +262,21 @@ def test_each_repeat_of_a_calibration_times_every_arm_before_the_next(monkeypatc
 
 
 def test_a_modelled_delta_arm_prices_its_records_and_its_fall_backs_pages_apart():
-    """Held pages by the delta arm's own curve at its records' ratio; pages it does not
-    hold by its fall-back arm's curve at that arm's ratio (they went through it)."""
+    """Held pages by the delta arm's own curve at its records' ratio and its costs of
+    their changed words and runs; pages it does not hold by its fall-back arm's curve at
+    that arm's ratio (they went through it)."""
     model = CostModel(
         4096,
         64,
         {
             **MODEL.arms,
-            "dsa-delta": ArmCost(5e-6, 1e-8, list(np.linspace(0.2e-6, 0.4e-6, len(KNOTS)))),
+            "dsa-delta": ArmCost(
+                5e-6,
+                1e-8,
+                list(np.linspace(0.2e-6, 0.4e-6, len(KNOTS))),
+                per_word=1e-9,
+                per_run=3e-9,
+            ),
         },
     )
     pages = generate_pages("text", 64, 0)
@@ -245,7 +288,10 @@ def test_a_modelled_delta_arm_prices_its_records_and_its_fall_backs_pages_apart(
     cpu = table.modelled(model).cpu_s
     own, lz4 = model.arms["dsa-delta"], model.arms["lz4"]
     records = table.output_bytes[0, 2] - 64 - 12  # every page a record
-    assert cpu[0, 2] == pytest.approx(own.per_call + 64 * own.page_cost(64 * 4096 / records))
+    changes = 64 * 8 * (1e-9 + 3e-9)  # each changed word a run of one changed byte
+    assert cpu[0, 2] == pytest.approx(
+        own.per_call + 64 * own.page_cost(64 * 4096 / records) + changes
+    )
     through = table.output_bytes[1, 1] - 64 - 12  # every page as lz4 writes it
     assert cpu[1, 2] == pytest.approx(own.per_call + 64 * lz4.page_cost(64 * 4096 / through))
 
@@ -281,7 +327,9 @@ def test_only_a_regular_file_of_a_bounded_size_is_read_as_a_model(tmp_path, monk
     path = tmp_path / "model.json"
     MODEL.save(path)
     monkeypatch.setattr(costmodel, "MAX_COST_MODEL_BYTES", path.stat().st_size - 1)
-    with pytest.raises(CostModelError, match=r"is larger than \d+ B; give a cost model JSON file"):
+    with pytest.raises(
+        CostModelError, match=r"is larger than [\d.]+ K?i?B; give a cost model JSON file"
+    ):
         CostModel.load(path)
     monkeypatch.undo()
     assert costmodel.MAX_COST_MODEL_BYTES == 16 << 20

@@ -78,8 +78,8 @@ def _assert_same(got, expected: dict) -> None:
     assert context[2] == pytest.approx(want[2], rel=1e-12, abs=1e-15)
     assert context[:2] + context[3:] == want[:2] + want[3:]
     assert got.pages == expected["pages"]
-    for name in ("sample", "held_frac", "probe_pages"):
-        assert getattr(got, name) == expected.get(name, 0 if name != "held_frac" else 0.0)
+    for name in ("sample", "held_frac", "change_runs", "probe_pages"):
+        assert getattr(got, name) == expected.get(name, 0)
     want = expected.get("delta_bytes")
     if want is None:
         assert got.delta_bytes is None

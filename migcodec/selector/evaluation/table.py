@@ -36,7 +36,13 @@ from migcodec.codecs.zero import zero_page_rows
 from migcodec.datasets import Window
 from migcodec.hashing import checksum, seal, unseal
 from migcodec.selector.arms import Arm, fallback_arms
-from migcodec.selector.costmodel import FEATURES_LABEL, ArmCost, CostModel, machine_cost_model
+from migcodec.selector.costmodel import (
+    FEATURES_LABEL,
+    ArmCost,
+    CostModel,
+    machine_cost_model,
+    window_work,
+)
 from migcodec.selector.features import (
     CONTEXT_NAMES,
     FeatureExtractor,
@@ -47,8 +53,9 @@ from migcodec.selector.objectives import Objective, Outcome
 from migcodec.storage import Location, location
 
 #: 3: the file names and checksums every array it holds, in its sealed meta; 4: the features
-#: of a window stored as a sample read as many of its pages as err like an engine's sample
-TABLE_VERSION = 4
+#: of a window stored as a sample read as many of its pages as err like an engine's sample;
+#: 5: a window's changed words and runs of changed bytes, and the features' runs per page
+TABLE_VERSION = 5
 _ARRAYS = (
     "input_bytes",
     "output_bytes",
@@ -73,6 +80,9 @@ _WORK_ARRAYS = (
     "delta_bytes",  # (windows, arms): a delta arm's predicted payload per held page
     "probe_pages",  # (windows,): non-zero pages each probe encoded
     "probe_out",  # (windows, arms): bytes each probe wrote
+    "changed_words",  # (windows,): changed words of the stored non-zero pages
+    "changed_runs",  # (windows,): and their runs of changed bytes
+    "change_runs",  # (windows,): the features' runs of changed bytes per held page
 )
 
 
@@ -108,6 +118,9 @@ class Table:
     delta_bytes: np.ndarray | None = None
     probe_pages: np.ndarray | None = None
     probe_out: np.ndarray | None = None
+    changed_words: np.ndarray | None = None
+    changed_runs: np.ndarray | None = None
+    change_runs: np.ndarray | None = None
 
     @property
     def n_windows(self) -> int:
@@ -164,6 +177,8 @@ class Table:
             f.delta_bytes = delta if np.isfinite(delta).any() else None  # none was estimated
             f.probe_pages = int(self.probe_pages[w])
             f.probe_out = self.probe_out[w]
+            if self.change_runs is not None:
+                f.change_runs = float(self.change_runs[w])
         return f
 
     def spread(self) -> np.ndarray:
@@ -205,6 +220,13 @@ class Table:
         # (see the cost model); the share held is the sample's
         fallbacks = fallback_arms([Arm.of(a) for a in self.arms])
         held = np.ones(len(self.stored)) if self.held_frac is None else self.held_frac
+        # the changes a delta arm's records encode (a table without them: none)
+        words, runs = (
+            (0.0, 0.0)
+            if self.changed_words is None
+            else (self.changed_words * held * scale, self.changed_runs * held * scale)
+        )
+        kinds = self.kinds
         for i, label in enumerate(self.labels):
             cost = model.arm(label)
             payload = payloads[:, i]
@@ -214,12 +236,15 @@ class Table:
                 through = payloads[:, fallback] * (1.0 - held)  # the fall-back's bytes
                 payload = np.maximum(payload - through, 1.0)
                 records = nz * held
+            delta = kinds[i] == CodecKind.DELTA
             cpu[:, i] = cost.cpu_arrays(
                 calls,
                 records * scale,
                 payload * scale,
                 self.zero_pages * scale,
                 page_size,
+                words if delta else 0.0,
+                runs if delta else 0.0,
             )
             if fallback >= 0:
                 by_fallback = model.arm(self.labels[fallback]).page_cost(
@@ -397,7 +422,7 @@ def _touch(window: Window) -> None:
 
 
 #: per-window arrays every part holds: what the window is, whichever arms it measured
-_PART_WINDOW = ("input", "pages", "stored", "zero_pages")
+_PART_WINDOW = ("input", "pages", "stored", "zero_pages", "changed_words", "changed_runs")
 #: per encoded arm ``(windows, arms encoded)``: what encoding the window with the arm did
 _PART_ENCODE = ("output_bytes", "wall_s", "cpu_s", "device_s", "cpu_spread", "stored_out")
 #: what the part holding a range's features has: cheap features and every arm's probe
@@ -412,6 +437,7 @@ _PART_FEATURES = (
     "delta_bytes",
     "probe_pages",
     "probe_out",
+    "change_runs",
 )
 #: how each part array is shaped past its first (window) axis; ``k`` is an arm count
 _PART_SHAPES = {
@@ -542,6 +568,9 @@ def measure_windows(
         rows["pages"].append(float(window.dirty_pages or window.n_pages))
         rows["stored"].append(float(window.n_pages))
         rows["zero_pages"].append(0.0 if zero is None else float(np.count_nonzero(zero)))
+        work = window_work(window.pages, 0.0, batch_pages, window.previous)
+        rows["changed_words"].append(work.words)
+        rows["changed_runs"].append(work.runs)
         phases.append(window.phase or "")
         if progress is not None:
             progress(len(phases))
@@ -626,6 +655,7 @@ def _measure_features(
     )
     rows["probe_pages"].append(float(feats.probe_pages))
     rows["probe_out"].append(feats.probe_out)
+    rows["change_runs"].append(feats.change_runs)
 
 
 def _matched_features(
@@ -719,7 +749,7 @@ def join_parts(parts: Sequence[TablePart], calibration: CostModel | None = None)
         for name in _PART_FEATURES:
             pieces[name].append(with_features[0].arrays[name])
         pieces["input_bytes"].append(np.repeat(ref.arrays["input"][:, None], k, axis=1))
-        for name in ("pages", "stored", "zero_pages"):
+        for name in _PART_WINDOW[1:]:  # input is per arm in a table
             pieces[name].append(ref.arrays[name])
         phases += ref.phases
     if not phases:

@@ -16,7 +16,9 @@ An arm's outcome on a window is predicted from:
   level is filtered over the windows of about the same size: a sample moves it by what
   samples have been worth (how far they missed what played windows sent), and played
   windows set it;
-- per arm, CPU time from the calibrated cost model (:mod:`migcodec.selector.costmodel`),
+- per arm, CPU time from the calibrated cost model (:mod:`migcodec.selector.costmodel`):
+  a compressor's at its predicted ratio, a delta arm's by the changed words and runs of
+  changed bytes of the sample's held pages, which its encode time follows;
   corrected by learnt factors: the host's, shared by all arms and learnt from the plays
   of every arm but the delta arms; one the delta arms share, learnt from theirs (how a
   program's writes meet delta formats, which no calibration sees); and one per arm.
@@ -220,6 +222,9 @@ class _Prediction:
     fallback_parts: list[tuple[float, float, float] | None]
     #: each delta arm's bias as its entries were priced
     biases: list[float]
+    #: per arm, the model's CPU seconds per held page for the changes the sample shows
+    #: (changed words and runs of changed bytes: a delta arm's work; 0 for the others)
+    changes: list[float]
 
 
 def _about(pages: float, read_pages: float) -> bool:
@@ -345,6 +350,8 @@ class Auto(Policy):
         # fraction of what as many operations on arrays of a few entries do
         self._cost_rows = self._cost_grid.tolist()
         self._fixed_rows = list(zip(self._per_call.tolist(), self._per_zero.tolist(), strict=True))
+        # a delta arm's cost per changed word and per run of changed bytes
+        self._change_rows = [(c.per_word, c.per_run) for c in costs]
         self._grid_rows = np.arange(k) * (_GRID_STEPS + 1)
         self.delta_bias = [0.0] * k  # log(actual / estimated) payload of delta arms
         self.cpu_shared = 0.0  # log(actual / modelled) CPU, the part all arms share
@@ -471,6 +478,7 @@ class Auto(Policy):
             per_page,
             [None] * self.n_arms,
             self.delta_bias[:],
+            self._change_costs(f),
         )
         for i in self._delta_arms:
             self._price_delta(i, kept)
@@ -517,7 +525,24 @@ class Auto(Policy):
         if fallback >= 0:
             parts = (share, fb, rows[fallback][_grid_step(kept.lr[fallback])])
         kept.fallback_parts[i] = parts
-        kept.per_page[i] = self._delta_page_cost(rows[i][_grid_step(records)], parts)
+        own = rows[i][_grid_step(records)] + kept.changes[i]
+        kept.per_page[i] = self._delta_page_cost(own, parts)
+
+    def _change_costs(self, f: WindowFeatures) -> list[float]:
+        """Per arm, the model's CPU seconds per held page for the changes ``f``'s sample
+        shows: its changed words (the context's share of them) and runs of changed bytes,
+        at the arm's costs per word and per run (a delta arm's; 0 for the others), scaled
+        as the delta arms' level filter scales the sample's payload (called after
+        :meth:`_delta_estimates` of ``f``)."""
+        words = float(f.context[3]) * (self.page_size // 8) if f.held_frac > 0.0 else 0.0
+        runs = f.change_runs
+        sample = None if f.delta_bytes is None else self._delta_sample(f.delta_bytes)
+        if sample is not None:
+            # the sampled pages show the changes as they show the payload, with the same
+            # error: the level the filter puts the window at moves both
+            scale = math.exp(sample.level - sample.sampled)
+            words, runs = words * scale, runs * scale
+        return [per_word * words + per_run * runs for per_word, per_run in self._change_rows]
 
     def _compressor_payloads(self) -> tuple[list[float], list[float], list[float]]:
         """:meth:`_payloads` of every arm but the delta arms (those are left at a raw page),
@@ -539,9 +564,9 @@ class Auto(Policy):
 
     @staticmethod
     def _delta_page_cost(own: float, fallback: tuple[float, float, float] | None) -> float:
-        """A delta arm's model CPU seconds per non-zero page: ``own``, its own curve at its
-        records' log ratio, which prices records (see :mod:`migcodec.selector.costmodel`:
-        a record costs a fraction of a compressed page of the same ratio), for the share
+        """A delta arm's model CPU seconds per non-zero page: ``own``, what its records cost
+        (its curve at their log ratio and the changes they encode: see
+        :mod:`migcodec.selector.costmodel`), for the share
         of pages the destination holds, and its fall-back arm's cost per page for the
         others. ``fallback``: that share, the fall-back's payload and its cost per page
         (:meth:`_payloads` keeps them per window); without a fall-back arm, its own curve
@@ -559,19 +584,21 @@ class Auto(Policy):
         records (:meth:`_delta_page_cost`)."""
         page_size = self.page_size
         fallback = None
+        changes = 0.0
         if self._delta_flags[arm]:
             kept = self._kept(f)  # the window's fall-back parts, as the choice computed them
             if kept is None:
                 self._payloads(f)
                 kept = self._prediction
             fallback = kept.fallback_parts[arm]
+            changes = kept.changes[arm]  # what its records encoded, as the sample shows
             if fallback is not None:
                 held, fb, _ = fallback
                 each = (each - (1.0 - held) * fb) / (1e-9 if held < 1e-9 else held)
         # clipped, and the grid's look-up, in conditional expressions: min and max calls
         # cost several times as much, once per window
         each = 1.0 if each < 1.0 else page_size if page_size < each else each
-        own = self._cost_rows[arm][_grid_step(math.log(page_size / each))]
+        own = self._cost_rows[arm][_grid_step(math.log(page_size / each))] + changes
         return own if fallback is None else self._delta_page_cost(own, fallback)
 
     def _window(
