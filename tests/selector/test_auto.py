@@ -335,7 +335,7 @@ def test_windows_of_two_sizes_in_turn_are_each_played_on_their_own_size_s_featur
         policy.update(arm, 1e9, f, Outcome(n * PAGE, sent, 1e-4, 1e-4))
     assert played == {10_000: {"delta"}, 20: {"compress"}}
     assert reads[20] <= 5  # of 15: the first, then upkeep of the small windows' own time
-    assert reads[10_000] <= 9  # upkeep: about every other burst, at 1 % of its time
+    assert reads[10_000] <= 9  # upkeep: about every other burst, at 2 % of its time
 
 
 @pytest.mark.parametrize(("cheap_s", "fewest", "most"), [(40e-6, 10, 60), (4e-3, 1, 2)])

@@ -278,9 +278,9 @@ class Auto(Policy):
     threads need around each batch (``docs/results/migration.md`` measures what rereading
     at most windows cost the reference engine).
 
-    The defaults are the configuration that ``python benchmarks/selector_eval.py --loto``
-    chooses, on the traces under ``corpus/traces/`` other than the one it scores, for most
-    of them (``docs/results/selector.md``).
+    The defaults are what ``python benchmarks/selector_eval.py --loto`` chooses on the
+    traces under ``corpus/traces/`` other than the one it scores: each parameter's value is
+    the one chosen for most held-out traces (``docs/results/selector.md``).
 
     A window played without probes costs a few float operations per arm, on lists: on
     arrays of a few entries each numpy call costs more than the arithmetic, and in CPython
@@ -295,13 +295,13 @@ class Auto(Policy):
 
     def __init__(
         self,
-        drift: float = 0.2,
-        change: float = 2.0,
+        drift: float = 0.1,
+        change: float = 0.5,
         arm_drift: float = 0.02,
         probe_noise: float = 0.6,
         value: float = 2.0,
         learn: float = 0.3,
-        upkeep: float = 0.01,
+        upkeep: float = 0.02,
         negligible: float = 0.001,
         batch_pages: int = 64,
     ) -> None:
