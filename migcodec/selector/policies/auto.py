@@ -260,6 +260,9 @@ class _DeltaSample:
     level: float
     var: float
     entry: _Read | None = None
+    #: per arm, the model's CPU seconds per held page of the changes it shows (made once:
+    #: see Auto._change_costs)
+    changes: list[float] | None = None
 
 
 class Auto(Policy):
@@ -352,6 +355,7 @@ class Auto(Policy):
         self._fixed_rows = list(zip(self._per_call.tolist(), self._per_zero.tolist(), strict=True))
         # a delta arm's cost per changed word and per run of changed bytes
         self._change_rows = [(c.per_word, c.per_run) for c in costs]
+        self._no_changes = [0.0] * k
         self._grid_rows = np.arange(k) * (_GRID_STEPS + 1)
         self.delta_bias = [0.0] * k  # log(actual / estimated) payload of delta arms
         self.cpu_shared = 0.0  # log(actual / modelled) CPU, the part all arms share
@@ -451,18 +455,19 @@ class Auto(Policy):
         None of it depends on the window's size: it is kept until the features or the
         estimates change (:class:`_Prediction`), so that windows played on the same
         features predict in a few float operations per arm."""
-        kept = self._kept(f)
-        if kept is not None:
+        kept = self._prediction
+        if kept is not None and kept.context is f.context:
+            if kept.version != self._ratio_version:  # the filter moved: its entries anew
+                _, kept.payload[:], kept.lr[:], kept.per_page[:] = self._base()
+                kept.version = self._ratio_version
+                kept.biases = [math.nan] * self.n_arms  # and the delta arms' on them
             biases = self.delta_bias
             if kept.biases != biases:  # a delta arm's bias moved: its entries alone
                 for i in self._delta_arms:
                     if kept.biases[i] != biases[i]:
                         self._price_delta(i, kept)
             return kept.payload, kept.lr, kept.per_page
-        base = self._compressors
-        if base is None or base[0] != self._ratio_version:  # the filter moved
-            base = self._compressors = (self._ratio_version, *self._compressor_payloads())
-        _, payload, lr, per_page = base
+        _, payload, lr, per_page = self._base()
         estimates = None
         if self._delta_arms:  # the delta arms' entries, on copies of the compressors'
             payload, lr, per_page = payload[:], lr[:], per_page[:]
@@ -484,6 +489,14 @@ class Auto(Policy):
             self._price_delta(i, kept)
         self._prediction = kept
         return payload, lr, per_page
+
+    def _base(self) -> tuple[int, list[float], list[float], list[float]]:
+        """The filter's version and :meth:`_compressor_payloads` under it (made once per
+        version)."""
+        base = self._compressors
+        if base is None or base[0] != self._ratio_version:  # the filter moved
+            base = self._compressors = (self._ratio_version, *self._compressor_payloads())
+        return base
 
     def _kept(self, f: WindowFeatures) -> _Prediction | None:
         """What :meth:`_payloads` keeps, if it is ``f``'s window's under the estimates as
@@ -533,16 +546,21 @@ class Auto(Policy):
         shows: its changed words (the context's share of them) and runs of changed bytes,
         at the arm's costs per word and per run (a delta arm's; 0 for the others), scaled
         as the delta arms' level filter scales the sample's payload (called after
-        :meth:`_delta_estimates` of ``f``)."""
-        words = float(f.context[3]) * (self.page_size // 8) if f.held_frac > 0.0 else 0.0
-        runs = f.change_runs
+        :meth:`_delta_estimates` of ``f``). Made once per sample: a window played on kept
+        features rebuilds its prediction whenever a play moved the compressors' filter."""
         sample = None if f.delta_bytes is None else self._delta_sample(f.delta_bytes)
-        if sample is not None:
+        if sample is None:  # nothing held: no records, nothing they encode
+            return self._no_changes
+        if sample.changes is None:
+            words = float(f.context[3]) * (self.page_size // 8)
             # the sampled pages show the changes as they show the payload, with the same
             # error: the level the filter puts the window at moves both
             scale = math.exp(sample.level - sample.sampled)
-            words, runs = words * scale, runs * scale
-        return [per_word * words + per_run * runs for per_word, per_run in self._change_rows]
+            words, runs = words * scale, f.change_runs * scale
+            sample.changes = [
+                per_word * words + per_run * runs for per_word, per_run in self._change_rows
+            ]
+        return sample.changes
 
     def _compressor_payloads(self) -> tuple[list[float], list[float], list[float]]:
         """:meth:`_payloads` of every arm but the delta arms (those are left at a raw page),
