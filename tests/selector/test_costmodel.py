@@ -112,6 +112,12 @@ def test_coefficients_no_calibration_writes_are_refused_even_when_sealed(tmp_pat
     short.save(path)
     with pytest.raises(CostModelError, match="3 per-page costs for 9 knots"):
         CostModel.load(path)
+    for per_word, per_run in ((-1e-9, 0.0), (0.0, float("inf"))):
+        CostModel(
+            4096, 64, {"xbzrle": ArmCost(1e-6, 0.0, [1e-6] * len(KNOTS), 0.0, per_word, per_run)}
+        ).save(path)
+        with pytest.raises(CostModelError, match=f"per word {per_word!r}, per run {per_run!r}"):
+            CostModel.load(path)
 
 
 def test_a_saved_model_of_another_machine_is_calibrated_again(tmp_path, monkeypatch):
