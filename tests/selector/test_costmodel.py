@@ -372,3 +372,30 @@ def test_the_cheap_features_cost_is_fitted_per_page_they_read(monkeypatch):
     cheap = costmodel._fit_features(parse_arms("raw"), 4096, 64, 1)
     assert cheap.per_call == pytest.approx(10e-6)
     assert cheap.per_page == pytest.approx([0.25e-6] * len(KNOTS))
+
+
+def test_the_cheap_features_are_timed_after_every_arm_encoded_their_pages(monkeypatch):
+    """As a table measures a window's features: after its arms encoded it (the scan is
+    bound by memory, and what the encoders left in the caches changes its time by 2-3x)."""
+    from migcodec.selector import costmodel
+    from migcodec.selector.features import FeatureExtractor
+
+    events: list[tuple[str, int]] = []
+    real = FeatureExtractor.extract
+
+    def encoded(codec, pages, previous, batch_pages):
+        events.append((codec.name, len(pages)))
+        return 1e-6, pages.nbytes
+
+    def read(self, pages, previous=None, **kwargs):
+        events.append(("features", len(pages)))
+        return real(self, pages, previous, **kwargs)
+
+    monkeypatch.setattr(costmodel, "_timed_window", encoded)
+    monkeypatch.setattr(FeatureExtractor, "extract", read)
+    costmodel._fit_features(parse_arms("lz4;xbzrle"), 4096, 64, 1)
+    reads = [i for i, (what, _) in enumerate(events) if what == "features"]
+    assert len(reads) == 3 * 4  # 2 x 1 + 1 repeats of 4 sizes
+    for i in reads:
+        n = events[i][1]
+        assert events[i - 2 : i] == [("lz4", n), ("xbzrle", n)]
