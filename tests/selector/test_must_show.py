@@ -30,9 +30,10 @@ LINKS = ("1Gbit", "10Gbit")
 TRACES = sorted(p.name for p in CORPUS.iterdir() if (p / "manifest.json").exists())
 #: the least share of the best fixed arm's throughput auto reaches on any trace and link,
 #: and on average. On most traces one arm is within a percent of the oracle: there auto,
-#: which pays for every feature it reads, can only trail it by what they cost. On qemu at
-#: 10 Gbit/s lz4 and XBZRLE lie within 2 % of each other over the trace, and a window's
-#: sample misses either by 10-15 %: auto reaches 0.98 of lz4 there
+#: which pays for every feature it reads, can only trail it by what they cost. At 10 Gbit/s
+#: on memcached (the two delta formats) and qemu (lz4 and XBZRLE) two arms lie within a few
+#: percent of each other over the trace, and a window's sample misses either by 10-15 %:
+#: auto reaches 0.99 of the better one there, and its choices flip with a recalibration
 LEAST_CELL, LEAST_MEAN = 0.975, 1.010
 
 
