@@ -458,10 +458,12 @@ class Auto(Policy):
         features predict in a few float operations per arm."""
         kept = self._prediction
         if kept is not None and kept.context is f.context:
-            if kept.version != self._ratio_version:  # the filter moved: its entries anew
+            if kept.version != self._ratio_version:  # the filter moved: its entries anew,
                 _, kept.payload[:], kept.lr[:], kept.per_page[:] = self._base()
                 kept.version = self._ratio_version
-                kept.biases = [math.nan] * self.n_arms  # and the delta arms' on them
+                for i in self._delta_arms:  # and the delta arms' (their fall-backs' moved)
+                    self._price_delta(i, kept)
+                return kept.payload, kept.lr, kept.per_page
             biases = self.delta_bias
             if kept.biases != biases:  # a delta arm's bias moved: its entries alone
                 for i in self._delta_arms:
