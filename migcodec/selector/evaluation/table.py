@@ -80,8 +80,8 @@ _WORK_ARRAYS = (
     "delta_bytes",  # (windows, arms): a delta arm's predicted payload per held page
     "probe_pages",  # (windows,): non-zero pages each probe encoded
     "probe_out",  # (windows, arms): bytes each probe wrote
-    "changed_words",  # (windows,): changed words of the stored non-zero pages
-    "changed_runs",  # (windows,): and their runs of changed bytes
+    "stored_words",  # (windows,): changed words of the stored non-zero pages
+    "stored_runs",  # (windows,): and their runs of changed bytes
     "change_runs",  # (windows,): the features' runs of changed bytes per held page
 )
 
@@ -118,8 +118,8 @@ class Table:
     delta_bytes: np.ndarray | None = None
     probe_pages: np.ndarray | None = None
     probe_out: np.ndarray | None = None
-    changed_words: np.ndarray | None = None
-    changed_runs: np.ndarray | None = None
+    stored_words: np.ndarray | None = None
+    stored_runs: np.ndarray | None = None
     change_runs: np.ndarray | None = None
 
     @property
@@ -223,8 +223,8 @@ class Table:
         # the changes a delta arm's records encode (a table without them: none)
         words, runs = (
             (0.0, 0.0)
-            if self.changed_words is None
-            else (self.changed_words * held * scale, self.changed_runs * held * scale)
+            if self.stored_words is None
+            else (self.stored_words * held * scale, self.stored_runs * held * scale)
         )
         kinds = self.kinds
         for i, label in enumerate(self.labels):
@@ -422,7 +422,7 @@ def _touch(window: Window) -> None:
 
 
 #: per-window arrays every part holds: what the window is, whichever arms it measured
-_PART_WINDOW = ("input", "pages", "stored", "zero_pages", "changed_words", "changed_runs")
+_PART_WINDOW = ("input", "pages", "stored", "zero_pages", "stored_words", "stored_runs")
 #: per encoded arm ``(windows, arms encoded)``: what encoding the window with the arm did
 _PART_ENCODE = ("output_bytes", "wall_s", "cpu_s", "device_s", "cpu_spread", "stored_out")
 #: what the part holding a range's features has: cheap features and every arm's probe
@@ -569,8 +569,8 @@ def measure_windows(
         rows["stored"].append(float(window.n_pages))
         rows["zero_pages"].append(0.0 if zero is None else float(np.count_nonzero(zero)))
         work = window_work(window.pages, 0.0, batch_pages, window.previous)
-        rows["changed_words"].append(work.words)
-        rows["changed_runs"].append(work.runs)
+        rows["stored_words"].append(work.words)
+        rows["stored_runs"].append(work.runs)
         phases.append(window.phase or "")
         if progress is not None:
             progress(len(phases))
