@@ -203,9 +203,10 @@ class RatioFilter:
 @dataclass(slots=True, eq=False)
 class _Prediction:
     """What ``Auto._payloads`` computed for one window's features, per arm, and what from:
-    the features' context array (see ``Auto._kept``), the share of pages held, the
-    filter's version and the delta arms' pooled estimates. Kept until the features or the
-    filter change. A delta arm's bias moves only that arm's entries: they are priced again
+    the features' context array (see ``Auto._payloads``), the share of pages held, the
+    filter's version and the delta arms' pooled estimates. Kept until the features change;
+    a move of the filter refreshes its entries in place. A delta arm's bias moves only that
+    arm's entries: they are priced again
     (``Auto._price_delta``) when the prediction is next used, which a window that reads new
     features never does."""
 
@@ -455,7 +456,9 @@ class Auto(Policy):
 
         None of it depends on the window's size: it is kept until the features or the
         estimates change (:class:`_Prediction`), so that windows played on the same
-        features predict in a few float operations per arm."""
+        features predict in a few float operations per arm. A window's features are known
+        by their context array: the extractor makes one per window, with the window's other
+        arrays, and every copy of the features (``cheap``, ``masked``) shares them."""
         kept = self._prediction
         if kept is not None and kept.context is f.context:
             if kept.version != self._ratio_version:  # the filter moved: its entries anew,
@@ -500,16 +503,6 @@ class Auto(Policy):
         if base is None or base[0] != self._ratio_version:  # the filter moved
             base = self._compressors = (self._ratio_version, *self._compressor_payloads())
         return base
-
-    def _kept(self, f: WindowFeatures) -> _Prediction | None:
-        """What :meth:`_payloads` keeps, if it is ``f``'s window's under the estimates as
-        they are. A window's features are known by their context array: the extractor makes
-        one per window, with the window's other arrays, and every copy of the features
-        (``cheap``, ``masked``) shares them."""
-        kept = self._prediction
-        if kept is None or kept.context is not f.context or kept.version != self._ratio_version:
-            return None
-        return kept
 
     def _price_delta(self, i: int, kept: _Prediction) -> None:
         """Delta arm ``i``'s entries of ``kept``: its payload, log ratio, model CPU per page
@@ -607,10 +600,8 @@ class Auto(Policy):
         fallback = None
         changes = 0.0
         if self._delta_flags[arm]:
-            kept = self._kept(f)  # the window's fall-back parts, as the choice computed them
-            if kept is None:
-                self._payloads(f)
-                kept = self._prediction
+            self._payloads(f)  # the window's fall-back parts, as the choice computed them
+            kept = self._prediction
             fallback = kept.fallback_parts[arm]
             changes = kept.changes[arm]  # what its records encoded, as the sample shows
             if fallback is not None:
