@@ -311,7 +311,7 @@ def window_work(
     payload = max(float(payload_bytes(out_bytes, n, batch_pages)), 0.0)
     words = runs = 0.0
     if previous is not None and n > n_zero:
-        rows = np.arange(n) if zero is None else np.flatnonzero(~zero)
+        rows = None if zero is None else np.flatnonzero(~zero)  # None: every page
         changes = page_changes(pages, previous, rows)
         words, runs = float(changes.words.sum()), float(changes.byte_runs.sum())
     return Work(-(-n // batch_pages), n - n_zero, payload, n_zero, words, runs)

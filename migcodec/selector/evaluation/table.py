@@ -32,7 +32,6 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from migcodec.codecs import Batch, Codec, CodecKind, DestinationMirror
-from migcodec.codecs.zero import zero_page_rows
 from migcodec.datasets import Window
 from migcodec.hashing import checksum, seal, unseal
 from migcodec.selector.arms import Arm, fallback_arms
@@ -563,12 +562,12 @@ def measure_windows(
             rows["stored_out"].append(out)
         if extractor is not None:
             _measure_features(extractor, window, repeats, rows, first=not phases)
-        zero = zero_page_rows(window.pages)
+        # the stored pages' zero pages, changed words and runs, in one scan of them
+        work = window_work(window.pages, 0.0, batch_pages, window.previous)
         rows["input"].append(float(window.nbytes) * scale)
         rows["pages"].append(float(window.dirty_pages or window.n_pages))
         rows["stored"].append(float(window.n_pages))
-        rows["zero_pages"].append(0.0 if zero is None else float(np.count_nonzero(zero)))
-        work = window_work(window.pages, 0.0, batch_pages, window.previous)
+        rows["zero_pages"].append(work.zero_pages)
         rows["stored_words"].append(work.words)
         rows["stored_runs"].append(work.runs)
         phases.append(window.phase or "")
