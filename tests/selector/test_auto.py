@@ -13,7 +13,7 @@ from migcodec.codecs.base import RUN_BYTES
 from migcodec.selector import Throughput, WindowFeatures, parse_policy
 from migcodec.selector.costmodel import KNOTS, ArmCost
 from migcodec.selector.objectives import Outcome
-from migcodec.selector.policies.auto import RatioFilter
+from migcodec.selector.policies.auto import _CPU_DRIFT_VAR, RatioFilter
 
 PAGE = 4096
 LABELS = ["raw", "lz4", "zstd level=3", "dsa-delta"]
@@ -599,6 +599,74 @@ def test_an_arm_not_yet_played_is_tried_on_a_part_of_a_window_when_its_prior_say
     assert policy._pick(f, loss, out, cpu) == 1  # measured now: on its prediction alone
     assert policy.split() is None
     assert 2 in policy._untried  # zstd at 4x lz4's cost: never worth a window
+
+
+def _host_known(policy):
+    """``policy`` as after its first windows measured the host: losses are predicted at
+    the CPU factor's estimate, no longer as an expectation over its prior."""
+    policy._cpu_var = _CPU_DRIFT_VAR  # the least the update keeps
+    policy._cpu_scales = policy._factor_scales()
+    assert policy._cpu_scales is None
+    return policy
+
+
+#: a 10 000-page window at 10 Gbit/s over 2 workers: lz4 keeps the encoders busy 10 ms
+#: and the link 5 ms; raw the encoders 2.5 ms and the link 32.8 ms; dsa-delta is bound
+#: by the link at 16 ms; zstd by its CPU at 40 ms
+BALANCE_CPU = [5e-3, 20e-3, 80e-3, 30e-3]
+BALANCE_OUT = [41e6, 6.25e6, 4e6, 20e6]
+
+
+def _balance_loss(link: float = 1.25e9) -> list[float]:
+    return [max(c / 2, o / link) for c, o in zip(BALANCE_CPU, BALANCE_OUT, strict=True)]
+
+
+def test_a_window_is_shared_by_an_arm_that_keeps_the_encoders_busy_and_one_that_fills_the_link():
+    """lz4 is the best arm, bound by the encoders; raw on 1408 pages of the window (22
+    batches, where encoders and link are about equally busy) and lz4 on the rest take
+    8.94 ms against lz4's 10. The arm learnt from longest ago plays the first part, the one
+    the update learns from: raw, then lz4."""
+    policy = _host_known(_auto(1.25e9))
+    policy._window_pages = 10_000
+    f = _features(10_000)
+    loss = _balance_loss()
+    assert policy._pick(f, loss, BALANCE_OUT, BALANCE_CPU) == 0
+    assert policy.split() == (1, 1408.0)
+    share = 1408 / 10_000
+    # the window's predicted time, and raw's bytes for the whole window (the update scales
+    # them to the part it learns from)
+    assert policy._expected == pytest.approx(max(10e-3 - share * 7.5e-3, 5e-3 + share * 27.8e-3))
+    assert policy._expected == pytest.approx(8.94e-3, abs=0.01e-3)
+    assert policy._expected_out == BALANCE_OUT[0]
+    played = Outcome(10_000 * PAGE, 41e6, 5e-3, 5e-3, None, 0).scaled(share)
+    policy.update(0, 0.0, f, played)
+    assert policy._pick(f, loss, BALANCE_OUT, BALANCE_CPU) == 1
+    assert policy.split() == (0, 10_000 - 1408.0)
+
+
+@pytest.mark.parametrize(
+    ("link", "pages", "balance"),
+    [
+        (1.25e9, 10_000, 0.2),  # it saves 10.6 %, less than the margin asked for
+        (1.25e9, 100, 0.05),  # a window of less than two batches is not split
+        (1.25e11, 10_000, 0.0),  # every arm keeps the encoders busier than the link: raw
+    ],
+)
+def test_a_window_is_played_whole_when_sharing_it_saves_too_little_or_cannot(link, pages, balance):
+    policy = _host_known(_auto(link, balance=balance))
+    policy._window_pages = pages
+    loss = _balance_loss(link)
+    assert policy._pick(_features(pages), loss, BALANCE_OUT, BALANCE_CPU) == loss.index(min(loss))
+    assert policy.split() is None
+
+
+def test_no_window_is_shared_while_the_host_s_speed_is_unknown():
+    """Before any window measured the host, the encoders' time is a guess; which resource
+    binds is part of it."""
+    policy = _auto(1.25e9)
+    policy._window_pages = 10_000
+    assert policy._pick(_features(10_000), _balance_loss(), BALANCE_OUT, BALANCE_CPU) == 1
+    assert policy.split() is None
 
 
 def test_a_trial_waits_until_knowing_the_arm_is_worth_what_its_part_may_lose():

@@ -31,10 +31,12 @@ TRACES = sorted(p.name for p in CORPUS.iterdir() if (p / "manifest.json").exists
 #: the least share of the best fixed arm's throughput auto reaches on any trace and link,
 #: and on average. On most traces one arm is within a percent of the oracle: there auto,
 #: which pays for every feature it reads, can only trail it by what they cost. At 10 Gbit/s
-#: on memcached (the two delta formats) and qemu (lz4 and XBZRLE) two arms lie within a few
-#: percent of each other over the trace, and a window's sample misses either by 10-15 %:
-#: auto reaches 0.99 of the better one there, and its choices flip with a recalibration
-LEAST_CELL, LEAST_MEAN = 0.975, 1.010
+#: on memcached the two delta formats lie within a few percent of each other over the
+#: trace, and a window's sample misses either by 10-15 %: auto reaches 0.99 of the better
+#: one there, and its choices flip with a recalibration. On average, sharing windows at
+#: 10 Gbit/s between an arm that keeps the encoders busy and one that fills the link
+#: (``balance``) puts it several percent above the best fixed arm
+LEAST_CELL, LEAST_MEAN = 0.985, 1.035
 
 
 def _table(windows):
@@ -75,6 +77,23 @@ def test_auto_on_real_programs_is_near_the_oracle_and_as_good_as_the_best_fixed_
         assert score.vs_best_fixed >= LEAST_CELL, (name, link, score)
     assert np.mean([s.vs_oracle for s in rows.values()]) >= 0.95
     assert np.mean([s.vs_best_fixed for s in rows.values()]) >= LEAST_MEAN
+
+
+def test_sharing_windows_between_two_arms_beats_single_arms_at_10_gbit(corpus_tables):
+    """At 10 Gbit/s the best single arm of a window often keeps either the encoders or the
+    link idle; sharing the window with an arm bound by the other finishes it sooner. On
+    the traces where that pays most, auto goes past the per-window oracle of single arms,
+    and over all traces it beats auto that never shares a window."""
+    objective = make_objective("throughput", link="10Gbit", workers=2)
+    shared, whole = [], []
+    for table in corpus_tables.values():
+        ev = evaluate(table, [parse_policy("auto"), parse_policy("auto:balance=1")], objective)
+        auto, alone = ev.scores[-2:]
+        assert auto.label == "auto" and alone.label == "auto(balance=1)"
+        shared.append(auto.vs_oracle)
+        whole.append(alone.vs_oracle)
+    assert max(shared) > 1.05, shared
+    assert np.mean(shared) > np.mean(whole) + 0.02, (shared, whole)
 
 
 def test_auto_on_synthetic_phases_beats_every_fixed_arm():

@@ -38,6 +38,14 @@ of the migration). A probe of arm ``a`` is bought when its expected value (the l
 avoids by revealing a better arm, over the uncertainty of ``a``'s ratio) exceeds its CPU
 time, charged to the window: probes go to large windows whose best arms are close, and stop
 once the estimates are sharp.
+
+Under the throughput objective a window takes as long as the busier of the encoders and the
+link, so the best arm for a window may leave one of them idle. A window is then shared with
+an arm bound by the other (a compressor's batches beside raw or delta batches): each plays
+the part of the window at which both are predicted equally busy, when that saves at least
+``balance`` of the window's time (:meth:`Auto._balanced`). No single codec can do this, so on
+traces where neither resource dominates ``auto`` beats every fixed arm and even the
+per-window oracle of single arms.
 """
 
 from __future__ import annotations
@@ -280,7 +288,8 @@ class Auto(Policy):
     fresh, may cost. Its default is small because a read costs a migration more than the
     CPU time it is charged: its Python work holds the interpreter lock that the encoders'
     threads need around each batch (``docs/results/migration.md`` measures what rereading
-    at most windows cost the reference engine).
+    at most windows cost the reference engine). ``balance``: the least share of a window's
+    predicted time that playing two arms on it must save (:meth:`Auto._balanced`).
 
     The defaults are what ``python benchmarks/selector_eval.py --loto`` chooses on the
     traces under ``corpus/traces/`` other than the one it scores: each parameter's value is
@@ -308,6 +317,7 @@ class Auto(Policy):
         learn: float = 0.3,
         upkeep: float = 0.02,
         negligible: float = 0.003,
+        balance: float = 0.05,
         batch_pages: int = 64,
     ) -> None:
         for key, number in (
@@ -317,6 +327,7 @@ class Auto(Policy):
             ("probe_noise", probe_noise),
             ("value", value),
             ("negligible", negligible),
+            ("balance", balance),
         ):
             self._require(key, number, 0)
         self._require("learn", learn, 0, 1, open_low=True)
@@ -325,7 +336,7 @@ class Auto(Policy):
         self.drift, self.change, self.arm_drift = drift, change, arm_drift
         self.probe_noise, self.value, self.learn = probe_noise, value, learn
         self.upkeep, self.batch_pages = upkeep, batch_pages
-        self.negligible = negligible
+        self.negligible, self.balance = negligible, balance
 
     # -- state -----------------------------------------------------------------------
     def _reset(self) -> None:
@@ -420,6 +431,11 @@ class Auto(Policy):
         self._pages = 0.0  # the size of the window being chosen for
         self._window_pages = 0.0  # the size of the window last chosen for (see update)
         self._split: tuple[int, float] | None = None  # see split()
+        # per arm, the count of windows learnt from when it was last learnt from (see
+        # _balanced: of two arms that share a window, the one learnt from longest ago plays
+        # the part the update sees)
+        self._learnt = [0] * k
+        self._updates = 0
         self._expected = 0.0  # the predicted loss of the arm chosen
         self._expected_out = 0.0  # and its predicted output bytes
         # every arm's predicted loss and CPU seconds on the window chosen for
@@ -825,9 +841,7 @@ class Auto(Policy):
                 mu = self._mu()
                 return max(range(self.n_arms), key=mu.__getitem__)
             _, out, cpu, loss = self._predict(self._read, self._pages)
-            least = min(loss)
-            arm = loss.index(least)  # _argmin, inline
-            self._expected, self._expected_out = least, out[arm]
+            arm = self._balanced(loss.index(min(loss)), loss, out, cpu)  # _argmin, inline
             self._chosen = (loss, cpu)
             if self._read_entry is not None:
                 self._read_entry.since_s += self._expected
@@ -869,6 +883,7 @@ class Auto(Policy):
         elsewhere it would send them through its fall-back, and measure that. A trial plays
         the arm on the window's first few batches (:data:`_TRIAL_BATCHES`), the evidence it
         needs, and the best arm on the rest (:meth:`split`), so it costs that part's loss."""
+        self._split = None
         least = min(loss)
         arm = best = loss.index(least)  # _argmin, inline
         untried = self._untried
@@ -886,11 +901,12 @@ class Auto(Policy):
                         break
             else:
                 arm = self._trial(f, arm, least, untried, out, cpu)
-        self._split = None
-        if arm != best and f.pages > self._trial_pages:  # a trial, on a part of the window
+        self._chosen = (loss, cpu)
+        if arm == best:
+            return self._balanced(best, loss, out, cpu)
+        if f.pages > self._trial_pages:  # a trial, on a part of the window
             self._split = (best, float(self._trial_pages))
         self._expected, self._expected_out = loss[arm], out[arm]
-        self._chosen = (loss, cpu)
         return arm
 
     def _trial(
@@ -929,6 +945,63 @@ class Auto(Policy):
             if saves > 0 and saves * horizon > self.value * max(costs, 0.0) * part:
                 return a
         return arm
+
+    def _balanced(self, best: int, loss: list[float], out: list[float], cpu: list[float]) -> int:
+        """The arm to play first on the window, ``best`` (the arm of least predicted loss)
+        or a partner that shares the window with it (:meth:`split`).
+
+        Under the throughput objective a window takes as long as the busier of the
+        encoders and the link: an arm that keeps the encoders busy leaves the link idle,
+        and one that fills the link leaves encoders idle. Played on parts of one window,
+        two such arms both work, and the window takes less time than either alone takes
+        on all of it (a compressor's batches beside raw or delta batches, which send more
+        and cost less; ``docs/results/selector.md`` shows what it gains on recorded
+        traces). The partner's share is
+        the one at which the encoders and the link are predicted equally busy, in whole
+        batches; a split is played when it saves at least ``balance`` of the window's
+        predicted time, as a margin against the predictions' error (a split whose arms
+        are both really bound by the same resource takes the weighted mean of their times).
+        The arm learnt from longest ago plays the part the update learns from, so both
+        arms' estimates stay current."""
+        self._expected, self._expected_out = loss[best], out[best]
+        pages, step = self._window_pages, self.batch_pages
+        if not self._fast or self._cpu_scales is not None or pages < 2 * step:
+            return best
+        to_cpu, to_link = self._to_cpu, self._to_link
+        busy_best, sending_best = cpu[best] * to_cpu, out[best] * to_link
+        cpu_bound = busy_best > sending_best
+        least = loss[best] * (1.0 - self.balance)
+        # a partner bound by the other resource uses more of the one the best arm leaves
+        # idle than the best arm does (else its own loss would be less): a shared window
+        # takes at least that resource's time alone
+        if (sending_best if cpu_bound else busy_best) >= least:
+            return best
+        partner, partner_pages = best, 0.0
+        for arm in range(self.n_arms):  # indexed: enumerate(zip()) costs twice as much
+            busy, sending = cpu[arm] * to_cpu, out[arm] * to_link
+            if (busy > sending) == cpu_bound:
+                continue  # bound by what binds the best arm (the best arm itself, too)
+            # the share of pages on the partner at which encoders and link are equally busy
+            share = (sending_best - busy_best) / ((busy - busy_best) - (sending - sending_best))
+            part = round(share * pages / step) * step
+            if not 0 < part < pages:
+                continue
+            share = part / pages
+            busy = busy_best + share * (busy - busy_best)
+            sending = sending_best + share * (sending - sending_best)
+            mixed = busy if busy > sending else sending
+            if mixed < least:
+                least, partner, partner_pages = mixed, arm, float(part)
+        if partner == best:
+            return best
+        self._expected = least
+        learnt = self._learnt
+        if learnt[partner] <= learnt[best]:
+            self._split = (best, partner_pages)
+            self._expected_out = out[partner]
+            return partner
+        self._split = (partner, pages - partner_pages)
+        return best
 
     def _outdone(self, arm: int, outcome: Outcome, share: float = 1.0) -> bool:
         """Whether ``arm``, had it been predicted to send the bytes ``outcome`` sent, would
@@ -1071,6 +1144,8 @@ class Auto(Policy):
         guest, sent, zero = outcome.input_bytes, outcome.output_bytes, outcome.zero_pages
         if guest <= 0:
             return
+        self._updates += 1
+        self._learnt[arm] = self._updates
         page_size = self.page_size
         n = guest / page_size
         # the share of the window chosen for that the outcome covers: a part when the

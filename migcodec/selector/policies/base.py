@@ -111,7 +111,9 @@ class Policy(ABC):
         """After :meth:`choose`: ``None`` when the arm chosen plays the whole window, or
         ``(rest, pages)`` when it plays only the window's first ``pages`` pages and arm
         ``rest`` the others. A trial of an arm whose cost no window has measured needs a
-        few batches of evidence, not a whole window bet on it. The caller then learns, by
+        few batches of evidence, not a whole window bet on it; and two arms, one that keeps
+        the encoders busy and one that fills the link, finish a window sooner together
+        than either alone (``auto``'s ``balance``). The caller then learns, by
         :meth:`update`, the outcome of the chosen arm's pages alone, and charges the
         window what both arms' parts cost. Default: never split."""
         return None
