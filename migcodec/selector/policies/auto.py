@@ -293,8 +293,10 @@ class Auto(Policy):
 
     The defaults are what ``python benchmarks/selector_eval.py --loto`` chooses on the
     traces under ``corpus/traces/`` other than the one it scores: each parameter's value is
-    the one chosen for most held-out traces (``docs/results/selector.md``); ``upkeep``,
-    chosen at 0.01 and at 0.02 for three traces each, is 0.02.
+    the one chosen for most held-out traces (``docs/results/selector.md``). ``upkeep`` and
+    ``value`` are not on that grid: they set how much work beyond the codecs a stream does,
+    whose cost to a migration beyond its CPU time is in no table, so their defaults come
+    from migrations (``docs/results/migration.md``).
 
     A window played without probes costs a few float operations per arm, on lists: on
     arrays of a few entries each numpy call costs more than the arithmetic, and in CPython
@@ -310,7 +312,7 @@ class Auto(Policy):
     def __init__(
         self,
         drift: float = 0.2,
-        change: float = 2.0,
+        change: float = 0.5,
         arm_drift: float = 0.02,
         probe_noise: float = 0.6,
         value: float = 2.0,
