@@ -47,10 +47,14 @@ AUTO_POLICY = "auto"
 UNLIMITED_LINK = 12.5e9
 
 
-def auto_chooser(link_rate: float | None, workers: float, arms: str = AUTO_ARMS) -> SelectorChooser:
+def auto_chooser(
+    link_rate: float | None, workers: float, arms: str = AUTO_ARMS, policy: str = AUTO_POLICY
+) -> SelectorChooser:
     """The chooser behind ``--codec auto``: the ``auto`` policy over ``arms``, maximising
     migration throughput at ``link_rate`` bytes/s (``None``: unlimited, modelled as a link
-    no pipeline here can fill, :data:`UNLIMITED_LINK`) with ``workers`` encoders."""
+    no pipeline here can fill, :data:`UNLIMITED_LINK`) with ``workers`` encoders.
+    ``policy``, another specification (``auto:balance=1``), runs that configuration under
+    its own label (``benchmarks/auto_pairs.py`` compares two in migrations)."""
     # wall time: a migration's encoders share the host with the guest and the stream's own
     # threads, and what a batch costs the migration is how long its engine was busy, which
     # thread CPU time does not see (a CPU-heavy codec looks as cheap on a crowded host as
@@ -58,8 +62,9 @@ def auto_chooser(link_rate: float | None, workers: float, arms: str = AUTO_ARMS)
     objective = make_objective(
         "throughput", link=link_rate or UNLIMITED_LINK, workers=workers, clock="wall"
     )
-    selector = Selector(parse_policy(AUTO_POLICY), parse_arms(arms), objective)
-    return SelectorChooser(selector, label="auto")
+    selected = parse_policy(policy)
+    selector = Selector(selected, parse_arms(arms), objective)
+    return SelectorChooser(selector, label=selected.label)
 
 
 #: a delta is worth the caches' upkeep once it would send at most this share of what the

@@ -255,3 +255,12 @@ def test_a_policys_split_by_pages_becomes_the_engines_by_batches():
     assert _batches_split(window([64, 64, 100 - 64, 64, 64]), (0, 150.0)) == (0, 3)
     assert _batches_split(window([64] * 4), (2, 256.0)) is None
     assert _batches_split(window([64] * 64), None) is None
+
+
+def test_the_auto_chooser_runs_another_configuration_under_its_own_label():
+    from migcodec.selector.adaptive_chooser import auto_chooser
+
+    default = auto_chooser(125e6, 2)
+    other = auto_chooser(125e6, 2, policy="auto:balance=1")
+    assert default.label == "auto" and default.selector.policy.balance == 0.05
+    assert other.label == "auto(balance=1)" and other.selector.policy.balance == 1
