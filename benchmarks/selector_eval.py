@@ -100,7 +100,9 @@ def render_markdown(doc: dict) -> str:
         "number each: the model makes runs agree); *measured* ones are the median (min-max) over "
         f"{doc['tables']} measured tables of {doc['repeats']} timings per window and arm. The "
         "best fixed arm is the one with the largest calibrated total; `d-ucb` is a "
-        "context-free bandit, for scale.",
+        "context-free bandit, for scale. The oracle plays the best single arm of every "
+        "window; `auto` can go past it by sharing a window between an arm that keeps the "
+        "encoders busy and one that fills the link (its `balance`).",
         "",
         "| trace | link | best fixed arm (/ oracle) | `auto` / oracle | `auto` / best fixed "
         "| measured: `auto` / oracle | measured: `auto` / best fixed | `d-ucb` / oracle |",

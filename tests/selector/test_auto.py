@@ -660,6 +660,19 @@ def test_a_window_is_played_whole_when_sharing_it_saves_too_little_or_cannot(lin
     assert policy.split() is None
 
 
+def test_no_window_is_shared_on_a_host_whose_encoders_run_slower_than_calibrated():
+    """Encoders at twice their calibrated time wait for cores other threads hold: the
+    model's idle encoders and link are not free there."""
+    policy = _host_known(_auto(1.25e9))
+    policy._window_pages = 10_000
+    policy.cpu_shared = math.log(2.0)
+    policy._shared_factor = 2.0
+    assert policy._pick(_features(10_000), _balance_loss(), BALANCE_OUT, BALANCE_CPU) == 1
+    assert policy.split() is None
+    policy.cpu_shared, policy._shared_factor = math.log(1.4), 1.4  # about as calibrated
+    assert policy._pick(_features(10_000), _balance_loss(), BALANCE_OUT, BALANCE_CPU) == 0
+
+
 def test_no_window_is_shared_while_the_host_s_speed_is_unknown():
     """Before any window measured the host, the encoders' time is a guess; which resource
     binds is part of it."""

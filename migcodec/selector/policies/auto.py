@@ -43,9 +43,10 @@ Under the throughput objective a window takes as long as the busier of the encod
 link, so the best arm for a window may leave one of them idle. A window is then shared with
 an arm bound by the other (a compressor's batches beside raw or delta batches): each plays
 the part of the window at which both are predicted equally busy, when that saves at least
-``balance`` of the window's time (:meth:`Auto._balanced`). No single codec can do this, so on
-traces where neither resource dominates ``auto`` beats every fixed arm and even the
-per-window oracle of single arms.
+``balance`` of the window's time (:meth:`Auto._balanced`), and while the encoders run about
+as fast as calibrated (on a crowded host neither idle resource is free). No single codec can
+do this, so on traces where neither resource dominates ``auto`` beats every fixed arm and
+even the per-window oracle of single arms.
 """
 
 from __future__ import annotations
@@ -111,6 +112,11 @@ _CPU_DRIFT_VAR = 0.01
 #: guest and the stream's threads (a migration engine's trial of 4 batches measured one
 #: codec at 2.5x its windows' time and tipped the host's factor)
 _TRIAL_BATCHES = {"cpu": 4, "wall": 16}
+#: the host's CPU factor (its encoders' time over the calibration's) above which no window
+#: is shared between two arms (see Auto._balanced): encoders that take this much longer
+#: than calibrated wait for cores the guest and the stream's other threads hold, so
+#: neither the encoders' idle time in the model nor the link's is free
+_CROWDED_HOST = 1.5
 #: the features kept, read on windows of different sizes (see Auto.wants_features)
 _KEPT_READS = 8
 #: the step of the moving average of each delta arm's log estimate against the others'
@@ -963,12 +969,22 @@ class Auto(Policy):
         batches; a split is played when it saves at least ``balance`` of the window's
         predicted time, as a margin against the predictions' error (a split whose arms
         are both really bound by the same resource takes the weighted mean of their times).
+        Windows are shared only while the encoders run about as fast as calibrated
+        (:data:`_CROWDED_HOST`): the model counts the encoders' time and the link's, and
+        on a host whose encoders wait for cores the rest is other threads' time. In the
+        reference engine, where the loopback's sender, receiver and decoder share the
+        encoders' 2 cores and the encoders' wall time ran 2-5 times the calibration's,
+        shared windows slowed migrations both ways: lz4 batches beside zstd's on seq at
+        1 Gbit/s, zstd batches beside raw ones on memcached at 10 Gbit/s
+        (``docs/results/migration.md``).
         The arm learnt from longest ago plays the part the update learns from, so both
         arms' estimates stay current."""
         self._expected, self._expected_out = loss[best], out[best]
         pages, step = self._window_pages, self.batch_pages
         if not self._fast or self._cpu_scales is not None or pages < 2 * step:
             return best
+        if self._shared_factor > _CROWDED_HOST:
+            return best  # the model's idle encoders or link are other threads' time
         to_cpu, to_link = self._to_cpu, self._to_link
         busy_best, sending_best = cpu[best] * to_cpu, out[best] * to_link
         cpu_bound = busy_best > sending_best
