@@ -133,7 +133,10 @@ def test_send_keeps_a_memory_image_and_receive_writes_it_into_a_file(tmp_path, c
         listening = receiver.stdout.readline()
         assert listening.startswith("listening on 127.0.0.1:"), listening
         port = listening.rsplit(":", 1)[1].strip()
+        # a generous downtime limit: this checks the image's way through both commands, and
+        # the downtime counts both ends' digests, which a busy host stretches past 300 ms
         args = ["--memory-file", str(image), "--keep-contents", "--codec", "zstd", "--json"]
+        args += ["--downtime-ms", "10000"]
         code = main(["send", "--connect", f"127.0.0.1:{port}", *args])
         out, err = receiver.communicate(timeout=60)
     finally:
