@@ -673,6 +673,40 @@ def test_no_window_is_shared_on_a_host_whose_encoders_run_slower_than_calibrated
     assert policy._pick(_features(10_000), _balance_loss(), BALANCE_OUT, BALANCE_CPU) == 0
 
 
+@given(  # ranges where encoders bind some arms and the link others: a split in 1 of 4
+    cpu=st.lists(st.floats(1e-5, 0.1), min_size=4, max_size=4),
+    out=st.lists(st.floats(1e3, 1e8), min_size=4, max_size=4),
+    pages=st.floats(1, 1e5),
+    link=st.floats(1e8, 1e10),
+    balance=st.floats(0, 0.2),
+)
+def test_a_shared_window_saves_at_least_balance_in_whole_batches(cpu, out, pages, link, balance):
+    """Whatever the predictions: the best arm plays the whole window, or it and one other
+    arm play parts of it, cut at a whole batch, predicted to save at least ``balance`` of
+    the best arm's time (every arm measured: no trial splits a window)."""
+    policy = _host_known(_auto(link, balance=balance))
+    policy._untried = []
+    policy._window_pages = pages
+    loss = [max(c / 2, o / link) for c, o in zip(cpu, out, strict=True)]
+    best = loss.index(min(loss))
+    arm = policy._pick(_features(pages), loss, out, cpu)
+    split = policy.split()
+    if split is None:
+        assert arm == best and policy._expected == loss[best]
+        return
+    rest, first = split
+    assert best in (arm, rest) and arm != rest
+    assert 0 < first < pages
+    partner_pages = first if arm != best else pages - first
+    assert partner_pages % 64 == 0
+    assert policy._expected <= loss[best] * (1 - balance)
+    share = partner_pages / pages
+    partner = arm if arm != best else rest
+    busy = (cpu[best] + share * (cpu[partner] - cpu[best])) / 2
+    sending = (out[best] + share * (out[partner] - out[best])) / link
+    assert policy._expected == pytest.approx(max(busy, sending))
+
+
 def test_no_window_is_shared_while_the_host_s_speed_is_unknown():
     """Before any window measured the host, the encoders' time is a guess; which resource
     binds is part of it."""
