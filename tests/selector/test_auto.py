@@ -287,6 +287,38 @@ def test_one_window_a_sample_missed_by_far_at_most_doubles_the_sample_s_noise():
     assert before < policy._delta_noise <= before * (1 + policy.learn * 3) + 1e-12
 
 
+def _played_ratios(policy, ratios):
+    """Windows of 1000 pages, each read and probed (lz4 at its true ratio), and played
+    by lz4 at it; the lz4 estimate before each window's probe, as a ratio."""
+    before = []
+    for ratio in ratios:
+        f = _probed(_features(1000), {1: ratio})
+        policy.probe_mask(f.cheap())
+        before.append(math.exp(policy.ratios.mean()[0]))
+        policy.choose(f)
+        guest = 1000 * PAGE
+        policy.update(1, 0.0, f, Outcome(guest, guest / ratio, 1e-3, 1e-3, None, 0))
+    return before
+
+
+def test_content_that_jumps_between_windows_teaches_the_level_to_follow_each_probe():
+    """A guest whose windows alternate between content lz4 compresses 16x and 1.5x: the
+    played windows teach a jump of the level far beyond ``drift``, after which a window's
+    own probe, not the last window, sets its estimate. Content that holds still teaches
+    none."""
+    jumping = _auto(125e6)
+    _played_ratios(jumping, [1.5, 16.0] * 10)
+    steady = _auto(125e6)
+    _played_ratios(steady, [3.0] * 20)
+    assert steady._level_jump < 0.01 < jumping.drift**2 * 4 < jumping._level_jump
+    # the next window compresses 1.5x, after one that compressed 16x: its probe says so
+    f = _probed(_features(1000), {1: 1.5})
+    for policy in (jumping, steady):
+        policy.probe_mask(f.cheap())
+        policy.choose(f)
+    assert math.exp(jumping.ratios.mean()[0]) < 2.0  # near the probe's 1.5, not 16
+
+
 def test_probes_are_bought_for_a_large_window_and_not_for_a_tiny_one():
     policy = _auto(125e6)
     assert policy.probe_mask(_features(50_000)).any()  # nothing known: worth a probe

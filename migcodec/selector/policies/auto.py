@@ -9,7 +9,8 @@ An arm's outcome on a window is predicted from:
   (the content is what changes), so playing one arm informs all of them. The played arm's
   outcome is free evidence; a probe of a few sampled pages is bought evidence, with a learnt
   bias (a few pages compress worse than a whole batch). The level drifts between windows,
-  more when the cheap features show a change of content;
+  more when the cheap features show a change of content, and by as far as played windows
+  showed it jumping;
 - per delta arm, the payload its format would write for the sampled pages' changed words
   (:meth:`~migcodec.codecs.delta.DeltaCodec.estimate_sizes`) with a learnt bias, plus its
   fall-back's payload for pages the destination does not hold. The delta arms' shared
@@ -117,6 +118,10 @@ _TRIAL_BATCHES = {"cpu": 4, "wall": 16}
 #: than calibrated wait for cores the guest and the stream's other threads hold, so
 #: neither the encoders' idle time in the model nor the link's is free
 _CROWDED_HOST = 1.5
+#: the largest draw of the level's jump one window teaches, in multiples of the estimate
+#: (or of ``drift`` squared, before there is one): a clip at two standard deviations, so
+#: that one window of unrelated content does not set the level loose for the whole stream
+_JUMP_CLIP = 4.0
 #: the features kept, read on windows of different sizes (see Auto.wants_features)
 _KEPT_READS = 8
 #: the step of the moving average of each delta arm's log estimate against the others'
@@ -416,6 +421,10 @@ class Auto(Policy):
             self._to_cpu = 1.0 / self.objective.workers
             self._to_link = 1.0 / self.objective.link
         self._context: np.ndarray | None = None
+        # the compressors' level's learnt jump between windows (a variance), and the
+        # filter's state before the last drift (see _learn_level_jump)
+        self._level_jump = 0.0
+        self._before_drift: tuple | None = None
         self._last: tuple[WindowFeatures, list[float], list[float], list[float]] | None = None
         # arms no window has measured the CPU time of yet (see _pick), and the windows
         # learnt from
@@ -827,13 +836,39 @@ class Auto(Policy):
         return float(self._loss(guest, np.array([out]), np.array([cpu]))[0])
 
     def _drift(self, f: WindowFeatures) -> None:
-        """Widen the estimates between windows: a little always, more on a change."""
-        level = self.drift**2
+        """Widen the estimates between windows: a little always, more on a change of the
+        cheap features, and by as far as played windows showed the level jumping
+        (:meth:`_learn_level_jump`). The estimates before it are kept for that lesson."""
+        ratios = self.ratios
+        self._before_drift = (f.context, ratios.x.copy(), ratios.p.copy())
+        level = self.drift**2 + self._level_jump
         if self._context is not None:
             moved = max(abs(f.context[1] - self._context[1]), abs(f.context[2] - self._context[2]))
             level += (self.change * moved) ** 2
         self._context = f.context
-        self.ratios.drift(min(level, _LEVEL_PRIOR[1]), self.arm_drift**2)
+        ratios.drift(min(level, _LEVEL_PRIOR[1]), self.arm_drift**2)
+
+    def _learn_level_jump(self, slot: int, f: WindowFeatures, y: float, noise: float) -> None:
+        """Learn how far the compressors' level moves from one window to the next beyond
+        what ``drift`` and the cheap features allow: a played window's log ratio ``y``
+        (with variance ``noise``) against what the filter held before the window's drift
+        and probes, once per window read. Programs whose content changes little between
+        windows teach nothing; a VM guest's windows of code, data and page tables in
+        turn (recorded: ratios of 1.4 to 16 in consecutive windows) teach a jump large
+        enough that a window's own probe outweighs the last windows' level, where a small
+        drift kept its prediction at the last level, off by a factor of 3."""
+        before = self._before_drift
+        self._before_drift = None
+        if before is None or before[0] is not f.context:
+            return  # not the window whose drift was kept
+        _, x, p = before
+        j = 2 + slot
+        surprise = (y - x[0] - x[j]) ** 2 - (p[0, 0] + p[j, j] + 2 * p[0, j]) - noise
+        surprise = surprise if surprise > 0.0 else 0.0
+        jump = self._level_jump
+        cap = _JUMP_CLIP * (jump if jump > self.drift**2 else self.drift**2)
+        surprise = cap if surprise > cap else surprise
+        self._level_jump = jump + self.learn * (surprise - jump)
 
     # -- decision --------------------------------------------------------------------
     def split(self) -> tuple[int, float] | None:
@@ -1204,7 +1239,10 @@ class Auto(Policy):
                 # many: its weight grows with its non-zero pages
                 noise = self.probe_noise**2 / nz
                 noise = noise if noise > _PLAY_VAR else _PLAY_VAR
-                self.ratios.observe(slot, math.log(page_size / each), noise, probe=False)
+                y = math.log(page_size / each)
+                if not skipped:
+                    self._learn_level_jump(slot, features, y, noise)
+                self.ratios.observe(slot, y, noise, probe=False)
                 self._ratio_version += 1
             elif delta and not skipped and features.delta_bytes is not None:
                 estimate = self._delta_estimates(features)[arm]
