@@ -421,8 +421,8 @@ class Auto(Policy):
             self._to_cpu = 1.0 / self.objective.workers
             self._to_link = 1.0 / self.objective.link
         self._context: np.ndarray | None = None
-        # the compressors' level's learnt jump between windows (a variance), and the
-        # filter's state before the last drift (see _learn_level_jump)
+        # the compressors' level's learnt jump between windows (a variance), and each
+        # compressor's estimate before the last drift (see _learn_level_jump)
         self._level_jump = 0.0
         self._before_drift: tuple | None = None
         self._last: tuple[WindowFeatures, list[float], list[float], list[float]] | None = None
@@ -576,7 +576,7 @@ class Auto(Policy):
         at the arm's costs per word and per run (a delta arm's; 0 for the others), scaled
         as the delta arms' level filter scales the sample's payload (called after
         :meth:`_delta_estimates` of ``f``). Made once per sample: a window played on kept
-        features rebuilds its prediction whenever a play moved the compressors' filter."""
+        features prices its delta arms again whenever a play moves the filter or a bias."""
         sample = None if f.delta_bytes is None else self._delta_sample(f.delta_bytes)
         if sample is None:  # nothing held: no records, nothing they encode
             return self._no_changes
@@ -838,9 +838,10 @@ class Auto(Policy):
     def _drift(self, f: WindowFeatures) -> None:
         """Widen the estimates between windows: a little always, more on a change of the
         cheap features, and by as far as played windows showed the level jumping
-        (:meth:`_learn_level_jump`). The estimates before it are kept for that lesson."""
+        (:meth:`_learn_level_jump`). Each compressor's estimate before it (log ratio and
+        variance) is kept for that lesson."""
         ratios = self.ratios
-        self._before_drift = (f.context, ratios.x.copy(), ratios.p.copy())
+        self._before_drift = (f.context, ratios.mean(), ratios.var())
         level = self.drift**2 + self._level_jump
         if self._context is not None:
             moved = max(abs(f.context[1] - self._context[1]), abs(f.context[2] - self._context[2]))
@@ -861,9 +862,8 @@ class Auto(Policy):
         self._before_drift = None
         if before is None or before[0] is not f.context:
             return  # not the window whose drift was kept
-        _, x, p = before
-        j = 2 + slot
-        surprise = (y - x[0] - x[j]) ** 2 - (p[0, 0] + p[j, j] + 2 * p[0, j]) - noise
+        _, mean, var = before
+        surprise = (y - mean[slot]) ** 2 - var[slot] - noise
         surprise = surprise if surprise > 0.0 else 0.0
         jump = self._level_jump
         cap = _JUMP_CLIP * (jump if jump > self.drift**2 else self.drift**2)
@@ -1006,12 +1006,9 @@ class Auto(Policy):
         are both really bound by the same resource takes the weighted mean of their times).
         Windows are shared only while the encoders run about as fast as calibrated
         (:data:`_CROWDED_HOST`): the model counts the encoders' time and the link's, and
-        on a host whose encoders wait for cores the rest is other threads' time. In the
-        reference engine, where the loopback's sender, receiver and decoder share the
-        encoders' 2 cores and the encoders' wall time ran 2-5 times the calibration's,
-        shared windows slowed migrations both ways: lz4 batches beside zstd's on seq at
-        1 Gbit/s, zstd batches beside raw ones on memcached at 10 Gbit/s
-        (``docs/results/migration.md``).
+        on a host whose encoders wait for cores the rest is other threads' time: in the
+        reference engine, whose loopback's sender, receiver and decoder share the encoders'
+        cores, shared windows slowed migrations both ways (``docs/results/migration.md``).
         The arm learnt from longest ago plays the part the update learns from, so both
         arms' estimates stay current."""
         self._expected, self._expected_out = loss[best], out[best]
