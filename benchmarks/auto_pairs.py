@@ -53,8 +53,9 @@ def migrate_once(policy: str, guest: str, rate: float, link: float, memory: int,
     }
 
 
-def _run_child(policy: str, args) -> dict:
-    """:func:`migrate_once` in a process of its own (see the module docstring)."""
+def _run_child(policy: str, seed: int, args) -> dict:
+    """:func:`migrate_once` of guest ``seed`` in a process of its own (see the module
+    docstring); the child takes the seed as its ``--first-seed``."""
     command = [
         sys.executable,
         __file__,
@@ -69,7 +70,7 @@ def _run_child(policy: str, args) -> dict:
         "--memory",
         str(args.memory),
         "--first-seed",
-        str(args.first_seed),
+        str(seed),
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
     if done.returncode != 0:
@@ -146,8 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         order = (args.a, args.b) if i % 2 == 0 else (args.b, args.a)
         for policy in order:
             time.sleep(args.pause)
-            child = argparse.Namespace(**{**vars(args), "first_seed": seed})
-            run = _run_child(policy, child)
+            run = _run_child(policy, seed, args)
             runs.append(run)
             if not args.json:
                 print(_line(run), flush=True)
