@@ -10,7 +10,10 @@ score is printed as the median with its min-max over the tables (measured timing
 machine load). A last block replays the same tables with this machine's calibrated cost
 model (one number: the cost model makes repeated runs agree). ``--loto`` replays a grid of
 ``auto`` configurations on the calibrated tables and reports, per trace, the configuration
-chosen on the other traces and its score on the one left out.
+chosen on the other traces and its score on the one left out. A last table says how far
+the calibrated model is from the measured CPU time of every arm on every trace (the median
+over windows of at least a batch of measured over modelled encode time, per table), which
+is how far the calibrated columns may be from what this machine measures.
 
 ``--markdown PATH`` writes the results document (the per-trace, per-link table, the
 leave-one-trace-out table and the command and commit that produced them); ``--from-json``
@@ -25,6 +28,8 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
+
+import numpy as np
 
 from migcodec.selector import DEFAULT_POLICIES, make_objective, parse_arms, parse_policy
 from migcodec.selector.arms import DEFAULT_ARMS, DELTA_ARMS
@@ -76,6 +81,23 @@ def _machine(machine: dict | None) -> str:
 
 
 _LINK_NAMES = {"1Gbit": "1 Gbit/s", "10Gbit": "10 Gbit/s"}
+
+
+def cpu_against_model(measured, modelled, least_pages: int) -> dict[str, float]:
+    """Per arm, the median over windows of at least ``least_pages`` pages of the measured
+    table's encode CPU time over the modelled table's (the same windows, priced by the cost
+    model): 1 where the calibration prices real memory as this machine encodes it. Windows
+    of fewer pages are mostly fixed cost and clock noise; an arm no such window measured
+    is left out."""
+    pages = measured.input_bytes[:, 0] / measured.page_size
+    rows = pages >= least_pages
+    result = {}
+    for a, label in enumerate(measured.labels):
+        model = modelled.cpu_s[rows, a]
+        kept = model > 0
+        if kept.any():
+            result[label] = float(np.median(measured.cpu_s[rows, a][kept] / model[kept]))
+    return result
 
 
 def render_markdown(doc: dict) -> str:
@@ -164,7 +186,36 @@ def render_markdown(doc: dict) -> str:
             mean_o, mean_f = statistics.fmean(o), statistics.fmean(f)
             summary.append(f"{mean_o:.3f} ({min(o):.3f}), {mean_f:.3f} ({min(f):.3f})")
         lines.append("| mean (min) | | " + " | ".join(summary) + " |")
+    if doc.get("cpu_vs_model"):
+        lines += _fidelity_lines(doc)
     return "\n".join(lines) + "\n"
+
+
+def _fidelity_lines(doc: dict) -> list[str]:
+    """The section on how far the calibrated model's CPU times are from the measured."""
+    rows = doc["cpu_vs_model"]
+    arms = list(dict.fromkeys(r["arm"] for r in rows))
+    traces = list(dict.fromkeys(r["trace"] for r in rows))
+    cells = {(r["trace"], r["arm"]): r["ratios"] for r in rows}
+    lines = [
+        "",
+        "## Measured CPU time against the calibrated model",
+        "",
+        "Per trace and arm, the median over windows of at least one batch of the measured "
+        "encode CPU time over the calibrated model's for the same window: the median "
+        f"(min-max) over the {doc['tables']} measured tables. The calibration times "
+        "synthetic windows of every content class; where a program's memory costs an arm "
+        "more or less than its class, the calibrated columns above price that arm "
+        "accordingly off, and `auto` learns the difference from the windows it plays "
+        "(its CPU factors).",
+        "",
+        "| trace | " + " | ".join(arms) + " |",
+        "|---|" + "---|" * len(arms),
+    ]
+    for trace in traces:
+        cells_text = [_fmt(cells[(trace, arm)]) if (trace, arm) in cells else "-" for arm in arms]
+        lines.append(f"| {trace} | " + " | ".join(cells_text) + " |")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -198,12 +249,16 @@ def main(argv: list[str] | None = None) -> int:
     measured: dict[tuple[str, str, str], dict[str, list[float]]] = {}
     calibrated: dict[tuple[str, str, str], dict[str, float]] = {}
     modelled_tables = {}
+    cpu_vs_model: dict[tuple[str, str], list[float]] = {}
     for trace in traces:
         for n in range(args.tables):
             print(f"{trace.name}: table {n + 1}/{args.tables}", file=sys.stderr)
             table = build_table(read_trace(trace), arms, args.repeats, calibration=model)
             if n == 0:
                 modelled_tables[trace.name] = table.modelled(model)
+            against = cpu_against_model(table, modelled_tables[trace.name], model.batch_pages)
+            for label, ratio in against.items():
+                cpu_vs_model.setdefault((trace.name, label), []).append(ratio)
             for link, objective in objectives.items():
                 ev = evaluate(table, [parse_policy(p) for p in args.policies], objective)
                 for s in ev.scores:
@@ -232,6 +287,9 @@ def main(argv: list[str] | None = None) -> int:
         "calibrated": [
             {"trace": t, "link": link, "policy": p, "vs_oracle": v["o"], "vs_best_fixed": v["f"]}
             for (t, link, p), v in calibrated.items()
+        ],
+        "cpu_vs_model": [
+            {"trace": t, "arm": arm, "ratios": ratios} for (t, arm), ratios in cpu_vs_model.items()
         ],
     }
     if args.loto:
@@ -272,6 +330,9 @@ def main(argv: list[str] | None = None) -> int:
         if p.startswith("fixed"):
             continue
         print(f"{t:<10} {link:<7} {p[:34]:<34} {v['o']:>22.3f} {v['f']:>22.3f}")
+    print("\nmeasured CPU time / calibrated model's, median over windows: median (min-max)")
+    for (t, arm), ratios in cpu_vs_model.items():
+        print(f"{t:<10} {arm[:34]:<34} {_fmt(ratios):>22}")
     if args.loto:
         print("\nleave one trace out: auto's configuration chosen on the other traces")
         for row in doc["loto"]:

@@ -4,12 +4,25 @@ medians with their spread, and the summary rows are recomputed from the cells.""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
 
 from tests.plugin_dist import REPO
+
+SCRIPT = REPO / "benchmarks" / "selector_eval.py"
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("selector_eval", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _row(trace: str, link: str, policy: str, oracle, fixed) -> dict:
@@ -58,6 +71,11 @@ def test_document_from_a_saved_run(tmp_path: Path) -> None:
                 "1Gbit vs_best_fixed": 0.95,
             },
         ],
+        "cpu_vs_model": [
+            {"trace": "alpha", "arm": "lz4", "ratios": [1.2, 1.0, 1.1]},
+            {"trace": "alpha", "arm": "xbzrle", "ratios": [2.0, 1.5, 1.8]},
+            {"trace": "beta", "arm": "lz4", "ratios": [0.9, 0.8, 0.95]},
+        ],
     }
     saved = tmp_path / "run.json"
     saved.write_text(json.dumps(doc))
@@ -83,6 +101,27 @@ def test_document_from_a_saved_run(tmp_path: Path) -> None:
     assert "| mean (min) | | | 0.940 (0.900) | 0.969 (0.928) | 0.940 (0.900) " in text
     assert "| alpha | drift=0.1 | 0.970, 1.010 |" in text
     assert "| mean (min) | | 0.930 (0.890), 0.980 (0.950) |" in text
+    assert "## Measured CPU time against the calibrated model" in text
+    assert "| trace | lz4 | xbzrle |" in text
+    assert "| alpha | 1.100 (1.000-1.200) | 1.800 (1.500-2.000) |" in text
+    assert "| beta | 0.900 (0.800-0.950) | - |" in text
+
+
+def test_cpu_against_model_counts_windows_of_a_batch_or_more() -> None:
+    page = 4096
+    pages = np.array([8, 64, 200, 500])
+    measured = SimpleNamespace(
+        page_size=page,
+        labels=["lz4", "xbzrle", "never"],
+        input_bytes=(pages * page)[:, None].repeat(3, axis=1),
+        # the 8-page window's ratio (100) would move every median: it must be left out
+        cpu_s=np.array([[100.0, 100.0, 1.0], [1.0, 3.0, 1.0], [4.0, 12.0, 1.0], [12.0, 1.0, 1.0]]),
+    )
+    modelled = SimpleNamespace(
+        cpu_s=np.array([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [2.0, 3.0, 0.0], [4.0, 1.0, 0.0]])
+    )
+    ratios = _script().cpu_against_model(measured, modelled, least_pages=64)
+    assert ratios == {"lz4": 2.0, "xbzrle": 3.0}  # medians of (1, 2, 3) and (3, 4, 1)
 
 
 def test_from_json_needs_a_document_path(tmp_path: Path) -> None:
