@@ -205,9 +205,9 @@ def _fidelity_lines(doc: dict) -> list[str]:
         "encode CPU time over the calibrated model's for the same window: the median "
         f"(min-max) over the {doc['tables']} measured tables. The calibration times "
         "synthetic windows of every content class; where a program's memory costs an arm "
-        "more or less than its class, the calibrated columns above price that arm "
-        "accordingly off, and `auto` learns the difference from the windows it plays "
-        "(its CPU factors).",
+        "more or less than its class does, the calibrated columns above price that arm off "
+        "by that factor, while `auto` learns the factor from the windows it plays (its CPU "
+        "factors).",
         "",
         "| trace | " + " | ".join(arms) + " |",
         "|---|" + "---|" * len(arms),
