@@ -557,6 +557,39 @@ def test_a_play_of_a_few_pages_does_not_end_an_arms_trials():
     assert 1 not in policy._untried
 
 
+def test_an_arm_not_measured_for_long_is_tried_again_and_measured_anew():
+    """An arm is played again only while its CPU factor says it is the best: measured once
+    on a slow window, it would stay off the stream for good. Each window that plays
+    another arm makes its factor less known, and once that is back at its prior it counts
+    as untried: its next play sets its factor to what that window measured, as a first
+    play does, where a moving average would keep half the slow window's."""
+    calls = -(-10_000 // 64)
+    lz4_model = 20e-6 * calls + 2e-6 * 10_000
+    zstd_model = 20e-6 * calls + 8e-6 * 10_000
+    f = _features(10_000)
+
+    def play(policy, arm, model, times):
+        outcome = Outcome(10_000 * PAGE, 10_000 * PAGE / 3, times * model, times * model)
+        policy.update(arm, 1e8, f, outcome)
+
+    for cost_drift, retried in ((0.002, True), (0.0, False)):
+        policy = _auto(125e6, cost_drift=cost_drift)
+        play(policy, 1, lz4_model, 2.0)  # lz4's first window, at twice its model
+        assert 1 not in policy._untried
+        for _ in range(5):
+            play(policy, 2, zstd_model, 1.0)
+        assert 1 not in policy._untried
+        for _ in range(10):
+            play(policy, 2, zstd_model, 1.0)
+        assert (1 in policy._untried) is retried
+        play(policy, 1, lz4_model, 1.0)  # lz4 again, at its model
+        factor = policy._shared_factor * policy._arm_factor[1]
+        if retried:
+            assert factor == pytest.approx(1.0)
+        else:
+            assert 1.1 < factor < 2.0
+
+
 def test_a_host_speed_not_yet_measured_is_not_bet_a_window_on_a_better_ratio():
     """Probes say zstd compresses 2.6x and lz4 2x; at the calibration's speed zstd stays
     link-bound and wins. Timed in wall time on a host shared with a guest, the calibration

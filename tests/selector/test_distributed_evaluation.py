@@ -256,7 +256,8 @@ def test_a_grid_is_checked_before_any_table_is_measured(tmp_path, capsys):
     assert main(["evaluate", trace, "--grid", str(grid)]) == 2
     assert capsys.readouterr().err == (
         "migcodec evaluate: policy 'auto' has no parameter 'nope'; it takes: drift, change, "
-        "arm_drift, probe_noise, value, learn, upkeep, negligible, balance, batch_pages\n"
+        "arm_drift, cost_drift, probe_noise, value, learn, upkeep, negligible, balance, "
+        "batch_pages\n"
     )
     assert not list(TRACES[0].glob("selector-table-*"))  # nothing was measured
 

@@ -28,7 +28,10 @@ The objective turns these into a predicted reward per arm and the best is played
 arm no window has measured yet where trying it is worth what it may lose (its cost on this
 program's memory may be far from the calibration's: on recorded traces XBZRLE's against a
 DSA record's stands anywhere from 0.8x to 2.3x the calibration's), on the window's first
-few batches, the rest of the window played by the best arm (:meth:`Auto.split`). The cheap
+few batches, the rest of the window played by the best arm (:meth:`Auto.split`). An arm's
+own CPU factor grows less known with every window that plays another arm
+(``cost_drift``), and one back at its prior counts as not yet measured: a factor measured
+on one slow window does not keep an arm off the rest of a stream. The cheap
 features are read only when they pay: the policy keeps a moving average, per guest byte, of
 the loss that reading them avoided, and also reads them when no window of about this one's
 size has been read (features are kept per size: programs alternate bursts with a few pages of
@@ -291,10 +294,13 @@ class Auto(Policy):
     ``drift``: how much the shared log ratio may move from one window to the next (standard
     deviation) with no sign of change; ``change``: how much more per unit of change of the
     cheap features (zero share, entropy); ``arm_drift``: how much an arm's offset from the
-    others may move per window; ``probe_noise``: the standard deviation of one sampled
-    page's log ratio (a probe of ``m`` pages: ``probe_noise / sqrt(m)``); ``value``: how much
-    a probe's expected value (or an arm's first play's) must exceed its cost; ``learn``:
-    step of the learnt corrections (delta bias, CPU factors); ``upkeep``: the largest share
+    others may move per window; ``cost_drift``: how much less an arm's CPU factor is known
+    after each window that played another arm (a variance of its log; an arm whose factor
+    is back at its prior is tried again: :meth:`Auto._retry_stale`); ``probe_noise``: the
+    standard deviation of one sampled page's log ratio (a probe of ``m`` pages:
+    ``probe_noise / sqrt(m)``); ``value``: how much a probe's expected value (or an arm's
+    first play's) must exceed its cost; ``learn``: step of the learnt corrections (delta
+    bias, CPU factors); ``upkeep``: the largest share
     of the time played without features that rereading them, only to keep the estimates
     fresh, may cost. Its default is small because a read costs a migration more than the
     CPU time it is charged: its Python work holds the interpreter lock that the encoders'
@@ -307,7 +313,10 @@ class Auto(Policy):
     the one chosen for most held-out traces (``docs/results/selector.md``). ``upkeep`` and
     ``value`` are not on that grid: they set how much work beyond the codecs a stream does,
     whose cost to a migration beyond its CPU time is in no table, so their defaults come
-    from migrations (``docs/results/migration.md``).
+    from migrations (``docs/results/migration.md``). Nor is ``cost_drift``: a calibrated
+    table prices an arm alike on its first window and its last, so no second look at an
+    arm pays on one, while a stream's timings are what it guards against; its default
+    brings a factor measured by one window back to its prior in about ten windows.
 
     A window played without probes costs a few float operations per arm, on lists: on
     arrays of a few entries each numpy call costs more than the arithmetic, and in CPython
@@ -325,6 +334,7 @@ class Auto(Policy):
         drift: float = 0.2,
         change: float = 0.5,
         arm_drift: float = 0.02,
+        cost_drift: float = 0.002,
         probe_noise: float = 0.6,
         value: float = 2.0,
         learn: float = 0.3,
@@ -337,6 +347,7 @@ class Auto(Policy):
             ("drift", drift),
             ("change", change),
             ("arm_drift", arm_drift),
+            ("cost_drift", cost_drift),
             ("probe_noise", probe_noise),
             ("value", value),
             ("negligible", negligible),
@@ -347,6 +358,7 @@ class Auto(Policy):
         self._require("upkeep", upkeep, 0, 1, open_low=True)
         self._require("batch_pages", batch_pages, 1)
         self.drift, self.change, self.arm_drift = drift, change, arm_drift
+        self.cost_drift = cost_drift
         self.probe_noise, self.value, self.learn = probe_noise, value, learn
         self.upkeep, self.batch_pages = upkeep, batch_pages
         self.negligible, self.balance = negligible, balance
@@ -406,6 +418,10 @@ class Auto(Policy):
         # compressor look slow
         self._cpu_var = _CPU_PRIOR_VAR[self._clock]
         self._cpu_arm_var = [_CPU_ARM_VAR] * k
+        # the window count at which each arm's factor is back at its prior, and the
+        # earliest of those (see _retry_stale)
+        self._retry_due = [math.inf] * k
+        self._next_retry = math.inf
         self._delta_var = _CPU_DELTA_VAR
         # how far each arm's factor past the host's may be from its estimate (a standard
         # deviation of its log: the delta arms' shared part and the arm's own), and that
@@ -1072,6 +1088,31 @@ class Auto(Policy):
             lost = self._scalar_loss(outcome.input_bytes, outcome.output_bytes, cpu[arm] * share)
         return lost >= min(others) * share
 
+    def _retry_stale(self) -> None:
+        """Count every arm whose CPU factor is back at its prior as untried: its next
+        plays are averaged anew, as its first were, and :meth:`_pick` tries it when that is
+        worth what it may cost. An arm's factor grows back from what its last play left by
+        ``cost_drift`` for each window since (the variance of its log, up to
+        :data:`_CPU_ARM_VAR`); until then, the factor it learnt stands.
+
+        An arm is played again only while its factor says it is the best, so a factor
+        measured on one slow window kept the arm off every later window of a stream (in a
+        measured table of a key-value cache, XBZRLE's first window timed during a burst of
+        load, at 1.4x its later windows, where it would have been the best fixed arm):
+        what is not measured again must not stay known. Per window, not per byte: what
+        moves an arm's cost (the host's load, the program's phase) moves with time. Run
+        only when an arm is due, so that a window costs one comparison."""
+        untried, due = self._untried, self._retry_due
+        for arm in range(self.n_arms):
+            if due[arm] <= self._updates:
+                due[arm] = math.inf
+                self._cpu_arm_var[arm] = _CPU_ARM_VAR
+                self._cpu_weight[arm] = 0.0
+                if arm not in untried:
+                    untried.append(arm)
+                self._trial_prior(arm)
+        self._next_retry = min(due)
+
     def _trial_prior(self, arm: int) -> None:
         """Recompute ``arm``'s factor past the host's spread and cheapest node (_pick)."""
         var = self._cpu_arm_var[arm] + (self._delta_var if self._delta_flags[arm] else 0.0)
@@ -1195,6 +1236,8 @@ class Auto(Policy):
         if guest <= 0:
             return
         self._updates += 1
+        if self._updates >= self._next_retry:
+            self._retry_stale()
         self._learnt[arm] = self._updates
         page_size = self.page_size
         n = guest / page_size
@@ -1292,7 +1335,12 @@ class Auto(Policy):
             # whichever arm played them: they show what this host's clock does to a
             # stream's encoders, if not which codec's model it moved
             self._cpu_var = _least_var(1.0 / (1.0 / self._cpu_var + evidence))
-            self._cpu_arm_var[arm] = _least_var(1.0 / (1.0 / arm_var + evidence))
+            arm_var = self._cpu_arm_var[arm] = _least_var(1.0 / (1.0 / arm_var + evidence))
+            if self.cost_drift > 0.0:  # when it is as unknown as before its first play
+                due = self._updates + (_CPU_ARM_VAR - arm_var) / self.cost_drift
+                self._retry_due[arm] = due
+                if due < self._next_retry:
+                    self._next_retry = due
             untried = self._untried
             if delta:
                 for a in self._delta_arms:
