@@ -559,10 +559,11 @@ def test_a_play_of_a_few_pages_does_not_end_an_arms_trials():
 
 def test_an_arm_not_measured_for_long_is_tried_again_and_measured_anew():
     """An arm is played again only while its CPU factor says it is the best: measured once
-    on a slow window, it would stay off the stream for good. Each window that plays
-    another arm makes its factor less known, and once that is back at its prior it counts
-    as untried: its next play sets its factor to what that window measured, as a first
-    play does, where a moving average would keep half the slow window's."""
+    on a slow window, it would stay off the stream for good. Each second of stream that
+    plays other arms makes its factor less known (here each window sends for 0.11 s), and
+    once that is back at its prior it counts as untried: its next play sets its factor to
+    what that window measured, as a first play does, where a moving average would keep
+    half the slow window's."""
     calls = -(-10_000 // 64)
     lz4_model = 20e-6 * calls + 2e-6 * 10_000
     zstd_model = 20e-6 * calls + 8e-6 * 10_000
@@ -572,7 +573,7 @@ def test_an_arm_not_measured_for_long_is_tried_again_and_measured_anew():
         outcome = Outcome(10_000 * PAGE, 10_000 * PAGE / 3, times * model, times * model)
         policy.update(arm, 1e8, f, outcome)
 
-    for cost_drift, retried in ((0.002, True), (0.0, False)):
+    for cost_drift, retried in ((0.02, True), (0.0, False)):  # back at its prior in 1 s
         policy = _auto(125e6, cost_drift=cost_drift)
         play(policy, 1, lz4_model, 2.0)  # lz4's first window, at twice its model
         assert 1 not in policy._untried

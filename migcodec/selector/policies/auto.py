@@ -29,9 +29,9 @@ arm no window has measured yet where trying it is worth what it may lose (its co
 program's memory may be far from the calibration's: on recorded traces XBZRLE's against a
 DSA record's stands anywhere from 0.8x to 2.3x the calibration's), on the window's first
 few batches, the rest of the window played by the best arm (:meth:`Auto.split`). An arm's
-own CPU factor grows less known with every window that plays another arm
+own CPU factor grows less known with every second of stream that plays other arms
 (``cost_drift``), and one back at its prior counts as not yet measured: a factor measured
-on one slow window does not keep an arm off the rest of a stream. The cheap
+on one slow window does not keep an arm off the rest of a long stream. The cheap
 features are read only when they pay: the policy keeps a moving average, per guest byte, of
 the loss that reading them avoided, and also reads them when no window of about this one's
 size has been read (features are kept per size: programs alternate bursts with a few pages of
@@ -295,8 +295,8 @@ class Auto(Policy):
     deviation) with no sign of change; ``change``: how much more per unit of change of the
     cheap features (zero share, entropy); ``arm_drift``: how much an arm's offset from the
     others may move per window; ``cost_drift``: how much less an arm's CPU factor is known
-    after each window that played another arm (a variance of its log; an arm whose factor
-    is back at its prior is tried again: :meth:`Auto._retry_stale`); ``probe_noise``: the
+    per second of stream since it was last measured (a variance of its log; an arm whose
+    factor is back at its prior is tried again: :meth:`Auto._retry_stale`); ``probe_noise``: the
     standard deviation of one sampled page's log ratio (a probe of ``m`` pages:
     ``probe_noise / sqrt(m)``); ``value``: how much a probe's expected value (or an arm's
     first play's) must exceed its cost; ``learn``: step of the learnt corrections (delta
@@ -316,7 +316,8 @@ class Auto(Policy):
     from migrations (``docs/results/migration.md``). Nor is ``cost_drift``: a calibrated
     table prices an arm alike on its first window and its last, so no second look at an
     arm pays on one, while a stream's timings are what it guards against; its default
-    brings a factor measured by one window back to its prior in about ten windows.
+    brings a factor measured by one window back to its prior in about ten seconds of
+    stream, so that a second look costs a few batches in ten seconds.
 
     A window played without probes costs a few float operations per arm, on lists: on
     arrays of a few entries each numpy call costs more than the arithmetic, and in CPython
@@ -418,8 +419,9 @@ class Auto(Policy):
         # compressor look slow
         self._cpu_var = _CPU_PRIOR_VAR[self._clock]
         self._cpu_arm_var = [_CPU_ARM_VAR] * k
-        # the window count at which each arm's factor is back at its prior, and the
-        # earliest of those (see _retry_stale)
+        # the seconds of stream played (the windows' predicted times), those at which each
+        # arm's factor is back at its prior, and the earliest of those (see _retry_stale)
+        self._stream_s = 0.0
         self._retry_due = [math.inf] * k
         self._next_retry = math.inf
         self._delta_var = _CPU_DELTA_VAR
@@ -1092,19 +1094,21 @@ class Auto(Policy):
         """Count every arm whose CPU factor is back at its prior as untried: its next
         plays are averaged anew, as its first were, and :meth:`_pick` tries it when that is
         worth what it may cost. An arm's factor grows back from what its last play left by
-        ``cost_drift`` for each window since (the variance of its log, up to
-        :data:`_CPU_ARM_VAR`); until then, the factor it learnt stands.
+        ``cost_drift`` for each second of stream since (the variance of its log, up to
+        :data:`_CPU_ARM_VAR`; a window's seconds as the objective's model has them, from
+        what it measured); until then, the factor it learnt stands.
 
         An arm is played again only while its factor says it is the best, so a factor
         measured on one slow window kept the arm off every later window of a stream (in a
         measured table of a key-value cache, XBZRLE's first window timed during a burst of
         load, at 1.4x its later windows, where it would have been the best fixed arm):
-        what is not measured again must not stay known. Per window, not per byte: what
-        moves an arm's cost (the host's load, the program's phase) moves with time. Run
-        only when an arm is due, so that a window costs one comparison."""
+        what is not measured again must not stay known. Per second, not per window or
+        byte: what moves an arm's cost (the host's load, the program's phase) moves with
+        time, and an engine's windows are a fraction of a trace's. Run only when an arm
+        is due, so that a window costs one comparison."""
         untried, due = self._untried, self._retry_due
         for arm in range(self.n_arms):
-            if due[arm] <= self._updates:
+            if due[arm] <= self._stream_s:
                 due[arm] = math.inf
                 self._cpu_arm_var[arm] = _CPU_ARM_VAR
                 self._cpu_weight[arm] = 0.0
@@ -1236,8 +1240,6 @@ class Auto(Policy):
         if guest <= 0:
             return
         self._updates += 1
-        if self._updates >= self._next_retry:
-            self._retry_stale()
         self._learnt[arm] = self._updates
         page_size = self.page_size
         n = guest / page_size
@@ -1298,6 +1300,14 @@ class Auto(Policy):
         busy = outcome.busy_s(self._clock)
         per_call, per_zero = self._fixed_rows[arm]
         model = per_call * calls + per_zero * zero + per_page * nz
+        if busy > 0:  # the stream's time: the window's, as the objective's model has it
+            if self._fast:
+                busy_s, sending_s = busy * self._to_cpu, sent * self._to_link
+                self._stream_s += busy_s if busy_s > sending_s else sending_s
+            else:
+                self._stream_s += busy / self._workers
+            if self._stream_s >= self._next_retry:
+                self._retry_stale()
         if nz >= 1.0 and busy > 0 and model > 0:
             # split the error: what one arm's model misses, the others' likely miss too
             # (see _cpu_var); a window of less than a few batches is mostly fixed
@@ -1337,7 +1347,7 @@ class Auto(Policy):
             self._cpu_var = _least_var(1.0 / (1.0 / self._cpu_var + evidence))
             arm_var = self._cpu_arm_var[arm] = _least_var(1.0 / (1.0 / arm_var + evidence))
             if self.cost_drift > 0.0:  # when it is as unknown as before its first play
-                due = self._updates + (_CPU_ARM_VAR - arm_var) / self.cost_drift
+                due = self._stream_s + (_CPU_ARM_VAR - arm_var) / self.cost_drift
                 self._retry_due[arm] = due
                 if due < self._next_retry:
                     self._next_retry = due
