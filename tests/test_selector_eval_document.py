@@ -4,7 +4,6 @@ medians with their spread, and the summary rows are recomputed from the cells.""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -13,16 +12,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from tests.benchmark_module import benchmark_module
 from tests.plugin_dist import REPO
-
-SCRIPT = REPO / "benchmarks" / "selector_eval.py"
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("selector_eval", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _row(trace: str, link: str, policy: str, oracle, fixed) -> dict:
@@ -120,7 +111,7 @@ def test_cpu_against_model_counts_windows_of_a_batch_or_more() -> None:
     modelled = SimpleNamespace(
         cpu_s=np.array([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [2.0, 3.0, 0.0], [4.0, 1.0, 0.0]])
     )
-    ratios = _script().cpu_against_model(measured, modelled, least_pages=64)
+    ratios = benchmark_module("selector_eval").cpu_against_model(measured, modelled, least_pages=64)
     assert ratios == {"lz4": 2.0, "xbzrle": 3.0}  # medians of (1, 2, 3) and (3, 4, 1)
 
 

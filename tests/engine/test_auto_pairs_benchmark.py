@@ -3,23 +3,20 @@ order alternating from seed to seed, and a summary computed from the pairs."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.benchmark_module import benchmark_module
+from tests.plugin_dist import REPO
+
 SCRIPT = REPO / "benchmarks" / "auto_pairs.py"
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("auto_pairs", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_module("auto_pairs")
 
 
 def _run(policy: str, seed: int, mb_s: float, converged: bool) -> dict:
