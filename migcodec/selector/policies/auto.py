@@ -296,17 +296,17 @@ class Auto(Policy):
     cheap features (zero share, entropy); ``arm_drift``: how much an arm's offset from the
     others may move per window; ``cost_drift``: how much less an arm's CPU factor is known
     per second of stream since it was last measured (a variance of its log; an arm whose
-    factor is back at its prior is tried again: :meth:`Auto._retry_stale`); ``probe_noise``: the
-    standard deviation of one sampled page's log ratio (a probe of ``m`` pages:
+    factor is back at its prior is tried again: :meth:`Auto._retry_stale`); ``probe_noise``:
+    the standard deviation of one sampled page's log ratio (a probe of ``m`` pages:
     ``probe_noise / sqrt(m)``); ``value``: how much a probe's expected value (or an arm's
     first play's) must exceed its cost; ``learn``: step of the learnt corrections (delta
-    bias, CPU factors); ``upkeep``: the largest share
-    of the time played without features that rereading them, only to keep the estimates
-    fresh, may cost. Its default is small because a read costs a migration more than the
-    CPU time it is charged: its Python work holds the interpreter lock that the encoders'
-    threads need around each batch (``docs/results/migration.md`` measures what rereading
-    at most windows cost the reference engine). ``balance``: the least share of a window's
-    predicted time that playing two arms on it must save (:meth:`Auto._balanced`).
+    bias, CPU factors); ``upkeep``: the largest share of the time played without features
+    that rereading them, only to keep the estimates fresh, may cost. Its default is small
+    because a read costs a migration more than the CPU time it is charged: its Python work
+    holds the interpreter lock that the encoders' threads need around each batch
+    (``docs/results/migration.md`` measures what rereading at most windows cost the
+    reference engine). ``balance``: the least share of a window's predicted time that
+    playing two arms on it must save (:meth:`Auto._balanced`).
 
     The defaults are what ``python benchmarks/selector_eval.py --loto`` chooses on the
     traces under ``corpus/traces/`` other than the one it scores: each parameter's value is
@@ -419,8 +419,9 @@ class Auto(Policy):
         # compressor look slow
         self._cpu_var = _CPU_PRIOR_VAR[self._clock]
         self._cpu_arm_var = [_CPU_ARM_VAR] * k
-        # the seconds of stream played (the windows' predicted times), those at which each
-        # arm's factor is back at its prior, and the earliest of those (see _retry_stale)
+        # the seconds of stream played (each window's time as the objective's model has it,
+        # from what the window measured), those at which each arm's factor is back at its
+        # prior, and the earliest of those (see _retry_stale)
         self._stream_s = 0.0
         self._retry_due = [math.inf] * k
         self._next_retry = math.inf
