@@ -257,7 +257,7 @@ class SelectorChooser:
         """The page numbers of the window's sample (spread over the whole window, as the
         offline evaluation samples a window) among the window's ``pages``."""
         size = self.selector.extractor.sample_size(pages.size)
-        return pages[sample_rows(pages.size, size, min(4, size))]
+        return pages[sample_rows(pages.size, size)]
 
     def _worth_teaching(self) -> float:
         """The largest share of a page a delta may send and still be worth its caches:

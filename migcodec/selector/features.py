@@ -126,10 +126,14 @@ def _timed_encode(codec, pages: np.ndarray, destination=None) -> tuple:
 
 
 @functools.lru_cache(maxsize=64)
-def sample_rows(n_pages: int, sample_pages: int, run: int = 4) -> np.ndarray:
+def sample_rows(n_pages: int, sample_pages: int, run: int = 1) -> np.ndarray:
     """Rows of a sample: ``sample_pages // run`` runs of ``run`` consecutive pages, spread
-    evenly over the window (consecutive pages keep the cross-page redundancy a 64-page batch
-    sees; spreading covers a window whose content changes along memory)."""
+    evenly over the window; by default single pages. Neighbouring pages were written
+    alike (a program rewrites an array or a slab at once), so a run of four is about one
+    draw, not four: sampled in runs of four, recorded programs' windows had their delta
+    arms' payload estimated with about twice the error of as many single pages (a
+    numeric job's by 0.19 against 0.05, a standard deviation of the log), and with a bias
+    of up to a fifth."""
     if n_pages <= sample_pages:
         rows = np.arange(n_pages)
         rows.flags.writeable = False
@@ -321,7 +325,7 @@ class FeatureExtractor:
         else:
             size = self.sample_size(int(total))
             size = n if size > n else size
-        rows = sample_rows(n, size, 4 if size > 4 else size)
+        rows = sample_rows(n, size)
         sampled_rows = rows.size
         if not sampled_rows:
             return WindowFeatures(

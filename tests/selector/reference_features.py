@@ -21,7 +21,7 @@ def reference_cheap(
     n, page_size = pages.shape
     total = float(n if window_pages is None else window_pages)
     size = n if sampled else min(n, fx.sample_size(int(total)))
-    rows = sample_rows(n, size, min(4, size))
+    rows = sample_rows(n, size)
     if not rows.size:
         return {"context": [1.0, 0.0, 0.0, 1.0, 0.0], "pages": total}
     every = rows.size == n

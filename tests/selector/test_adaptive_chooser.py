@@ -43,8 +43,8 @@ def test_the_sample_is_spread_over_the_whole_window_not_its_first_batch():
     indices = chooser._sample(pages)
     assert pages.size == 4096 and indices.size == 32  # the extractor's sample size
     assert indices.min() < 64 and indices.max() >= 64 * 63  # both ends of the window
-    assert len(set((indices // 64).tolist())) == 8  # eight runs of four pages
-    assert np.array_equal(np.diff(indices.reshape(8, 4), axis=1), np.ones((8, 3)))
+    assert len(set((indices // 64).tolist())) == 32  # single pages, one in each 2 batches
+    assert np.diff(indices).min() > 64
 
 
 def test_random_pages_after_a_zero_batch_go_raw():

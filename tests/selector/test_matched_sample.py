@@ -47,7 +47,7 @@ def test_a_stored_sample_s_features_read_a_matched_sample_and_cost_the_engine_s(
     extractor = FeatureExtractor([a.codec for a in arms])
     engine = extractor.sample_size(20_000)
     assert table.sample[0] == min(engine, 64)  # the costs: of what an engine reads
-    rows = sample_rows(64, matched_sample_size(engine, 20_000, 64), 4)
+    rows = sample_rows(64, matched_sample_size(engine, 20_000, 64))
     matched = extractor.extract(
         window.pages[rows], window.previous[rows], probe=False, sampled=True, window_pages=20_000
     )

@@ -668,7 +668,7 @@ def _matched_features(
     size = matched_sample_size(extractor.sample_size(dirty), dirty, stored)
     if size >= stored:
         return engine
-    rows = sample_rows(stored, size, 4 if size > 4 else size)
+    rows = sample_rows(stored, size)
     previous = None if window.previous is None else window.previous[rows]
     return extractor.extract(
         window.pages[rows], previous, probe=True, sampled=True, window_pages=dirty
