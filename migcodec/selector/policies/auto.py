@@ -87,6 +87,11 @@ _DELTA_NOISE_PRIOR = 1.0
 #: clip at two standard deviations): a window whose payload a sample missed by far (one
 #: page of many changed words among few) must not make every later sample worthless
 _DELTA_NOISE_CLIP = 4.0
+#: how much less the delta arms' level of one window size says of a window of another (a
+#: variance of the log, per unit of the log of their sizes' ratio): windows of about one
+#: size share their writes, and the further apart two are, the less (see
+#: Auto._delta_level_of)
+_SIZE_APART_VAR = 0.1
 #: prior variance of the log of the CPU factor all arms share (this host's encode time over
 #: the calibration's), by the objective's clock. The calibration times codec calls alone
 #: on this host in thread CPU time: CPU time elsewhere on the host differs by what caches
@@ -1169,7 +1174,11 @@ class Auto(Policy):
         pages differ in how many words a program changed in them: on a recorded VM
         guest's windows a few dozen sampled pages put XBZRLE's time anywhere from 0.6x to
         2x what it took, and taken as they were, chose it over LZ4 on the windows it lost.
-        The first window of a size has only its sample."""
+        The prior says less of a window the further its size is from the one it was read
+        on (:data:`_SIZE_APART_VAR`): a key-value cache's window of twice the pages of the
+        last had records of three times the size per page, which its sample showed and a
+        prior as strong as a same-sized window's pulled halfway back. The first window of a
+        size has only its sample."""
         pages = f.sample * (1.0 - float(f.context[1])) * f.held_frac
         pages = 1.0 if pages < 1.0 else pages
         noise = self._delta_noise / pages
@@ -1177,7 +1186,10 @@ class Auto(Policy):
         if prior is None or prior.level is None:
             level, var = sampled, noise
         else:
-            var = prior.level_var + self.drift**2
+            read = prior.features.pages
+            apart = math.log((f.pages if f.pages > 1.0 else 1.0) / (read if read > 1.0 else 1.0))
+            apart = apart if apart > 0.0 else -apart
+            var = prior.level_var + self.drift**2 + _SIZE_APART_VAR * apart
             gain = var / (var + noise)
             level = prior.level + gain * (sampled - prior.level)
             var *= 1.0 - gain
