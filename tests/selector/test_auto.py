@@ -343,13 +343,19 @@ def test_features_are_skipped_when_they_stopped_changing_the_choice_and_read_on_
     assert policy.wants_features(300 * 10)  # ...and read again for a window 10x larger
 
 
-def test_windows_of_two_sizes_in_turn_are_each_played_on_their_own_size_s_features():
+@pytest.mark.parametrize(("negligible", "burst_reads"), [(0.003, range(10)), (0.01, [15])])
+def test_windows_of_two_sizes_in_turn_are_each_played_on_their_own_size_s_features(
+    negligible, burst_reads
+):
     """A program that alternates bursts with a few pages of housekeeping: each size's
     features, once read, describe its next windows better than the other size's do, so a
     change of size alone does not cost a read; a window played without features is priced
     on the last read of its own size, and rereads for freshness are bounded by the time
-    played on each size's features (a burst's time does not buy the small windows reads)."""
-    policy = _auto(125e6)
+    played on each size's features (a burst's time does not buy the small windows reads).
+    A read that costs less than ``negligible`` of its window is made every time: the
+    burst's cheap features cost 0.6 % of it, and the small windows' far more of theirs,
+    whatever the burst before them took."""
+    policy = _auto(125e6, negligible=negligible)
     sizes = {10_000: 40.0, 20: float(PAGE)}  # sparse bursts, small windows rewritten whole
     features = {n: _features(n, delta_bytes=each) for n, each in sizes.items()}
     reads = {n: 0 for n in sizes}
@@ -367,7 +373,7 @@ def test_windows_of_two_sizes_in_turn_are_each_played_on_their_own_size_s_featur
         policy.update(arm, 1e9, f, Outcome(n * PAGE, sent, 1e-4, 1e-4))
     assert played == {10_000: {"delta"}, 20: {"compress"}}
     assert reads[20] <= 5  # of 15: the first, then upkeep of the small windows' own time
-    assert reads[10_000] <= 9  # upkeep: about every other burst, at 2 % of its time
+    assert reads[10_000] in burst_reads  # upkeep: about every other burst, at 2 % of its time
 
 
 @pytest.mark.parametrize(("cheap_s", "fewest", "most"), [(40e-6, 10, 60), (4e-3, 1, 2)])

@@ -269,6 +269,8 @@ class _Read:
 
     features: WindowFeatures
     since_s: float = 0.0
+    #: the predicted loss per page of the last window played on these features
+    per_page_s: float = 0.0
     #: the delta arms' level on windows of this size, and its variance (see
     #: Auto._delta_level_of): the window's as priced, then corrected by its plays
     level: float | None = None
@@ -310,7 +312,9 @@ class Auto(Policy):
     because a read costs a migration more than the CPU time it is charged: its Python work
     holds the interpreter lock that the encoders' threads need around each batch
     (``docs/results/migration.md`` measures what rereading at most windows cost the
-    reference engine). ``balance``: the least share of a window's predicted time that
+    reference engine). ``negligible``: the share of a window's predicted time (a window
+    of its size, as last played) under which its cheap features are read whatever reading
+    them was worth lately. ``balance``: the least share of a window's predicted time that
     playing two arms on it must save (:meth:`Auto._balanced`).
 
     The defaults are what ``python benchmarks/selector_eval.py --loto`` chooses on the
@@ -345,7 +349,7 @@ class Auto(Policy):
         value: float = 2.0,
         learn: float = 0.3,
         upkeep: float = 0.02,
-        negligible: float = 0.003,
+        negligible: float = 0.01,
         balance: float = 0.05,
         batch_pages: int = 64,
     ) -> None:
@@ -753,8 +757,7 @@ class Auto(Policy):
         cost = read.cheap_s / self._workers
         if cost <= self.upkeep * entry.since_s:
             return True  # fresh estimates for a bounded share of the time
-        read_pages = 1.0 if read.pages < 1.0 else read.pages  # max(), without its call
-        if cost < self.negligible * self._expected * pages / read_pages:
+        if cost < self.negligible * entry.per_page_s * pages:
             return True  # next to nothing against the window: any better choice pays
         expected = self._feature_value * pages * self.page_size
         return expected > self.value * cost
@@ -899,6 +902,14 @@ class Auto(Policy):
         return self._split
 
     def choose(self, features: WindowFeatures | None = None) -> int:
+        arm = self._choose(features)
+        entry = self._read_entry
+        if entry is not None:  # what a window of its size is expected to take, per page
+            pages = self._window_pages
+            entry.per_page_s = self._expected / (pages if pages > 1.0 else 1.0)
+        return arm
+
+    def _choose(self, features: WindowFeatures | None) -> int:
         self._split = None
         # the window's size, kept for its update: an engine reads the next window's
         # features (wants_features) before the last window is learnt from
