@@ -531,8 +531,8 @@ def test_a_delta_arm_played_alone_moves_the_delta_arms_and_not_the_host():
     """dsa-delta's records measured at 3x their model: delta work meeting this memory, not
     the host, so lz4 and zstd are predicted at their models still (a shared error made
     every compressor look 3x slower, and the best of them never got tried), while xbzrle,
-    never played, is predicted slower by most of it: what the calibration missed of one
-    delta format it mostly missed of the other."""
+    never played, is predicted slower by half of it (in logs): what the calibration missed
+    of one delta format it missed of the other about as much as it missed of its own."""
     policy = _auto_two_deltas()
     f = _features(10_000, delta_bytes=40.0)
     f.delta_bytes = np.array([np.nan, np.nan, np.nan, 40.0, 40.0])
@@ -545,7 +545,7 @@ def test_a_delta_arm_played_alone_moves_the_delta_arms_and_not_the_host():
     assert policy._arm_factor[3] == pytest.approx(3.0, rel=0.05)
     assert policy._shared_factor == 1.0
     assert policy._arm_factor[1] == policy._arm_factor[2] == 1.0
-    assert 3.0**0.5 < policy._arm_factor[4] < 3.0
+    assert policy._arm_factor[4] == pytest.approx(3.0**0.5)
 
 
 def test_a_play_of_a_few_pages_does_not_end_an_arms_trials():

@@ -104,12 +104,15 @@ _CPU_ARM_VAR = 0.04
 #: prior variance of the log of a factor the delta arms share on top of the host's: their
 #: work also depends on what the destination holds, on how a program's writes fall in its
 #: pages and on the mirror of it that a stream's encoders share, which a calibration on one
-#: window sees only in part, and it moves every delta format alike (measured tables of
-#: recorded traces: XBZRLE and DSA records both at 2-3x their calibration on one program's
-#: memory, both at half of it on another). Their plays teach this factor and their own,
-#: never the host's: put there, such an error made every compressor look as much slower or
-#: faster than it is, and a compressor that was the best fixed arm was never tried
-_CPU_DELTA_VAR = 0.25
+#: window sees only in part. Their plays teach this factor and their own, never the host's:
+#: put there, such an error made every compressor look as much slower or faster than it
+#: is, and a compressor that was the best fixed arm was never tried. No larger than an
+#: arm's own: priced by the changes they encode, the delta formats no longer move alike
+#: (the measured CPU time of ``docs/results/selector.md``: XBZRLE at 0.6-1.0x the model
+#: where DSA records are at 0.9-1.1x, and on a loaded host DSA records at 1.5-1.8x with
+#: XBZRLE at 1.1-1.5x), and a shared part as large as 0.25 put most of DSA's error on
+#: XBZRLE too, which then looked as dear and was not played where it was the best arm
+_CPU_DELTA_VAR = 0.04
 #: the variance of one whole window's CPU time as evidence of these factors, and the least
 #: variance they keep (the host's load can change from window to window); at that least
 #: variance the shared factor's estimate is used as known (a point estimate)
