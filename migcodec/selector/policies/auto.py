@@ -325,7 +325,7 @@ class Auto(Policy):
     the one chosen for most held-out traces (``docs/results/selector.md``), but for
     ``balance``: most choose 0.02, which scores best on the mean over traces and puts a
     key-value cache at 10 Gbit/s below its best fixed arm (a delta format, whose windows
-    it shares with another on too small a predicted saving), and ``auto`` must not do worse
+    it shares with raw on too small a predicted saving), and ``auto`` must not do worse
     than a codec picked by hand on any trace; at 0.05 it does not. ``upkeep`` and
     ``value`` are not on that grid: they set how much work beyond the codecs a stream does,
     whose cost to a migration beyond its CPU time is in no table, so their defaults come
