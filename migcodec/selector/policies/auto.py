@@ -108,10 +108,10 @@ _CPU_ARM_VAR = 0.04
 #: put there, such an error made every compressor look as much slower or faster than it
 #: is, and a compressor that was the best fixed arm was never tried. No larger than an
 #: arm's own: priced by the changes they encode, the delta formats no longer move alike
-#: (the measured CPU time of ``docs/results/selector.md``: XBZRLE at 0.6-1.0x the model
-#: where DSA records are at 0.9-1.1x, and on a loaded host DSA records at 1.5-1.8x with
-#: XBZRLE at 1.1-1.5x), and a shared part as large as 0.25 put most of DSA's error on
-#: XBZRLE too, which then looked as dear and was not played where it was the best arm
+#: (the measured CPU time in ``docs/results/selector.md``: XBZRLE below its model on most
+#: programs where DSA records are at or above theirs, and a loaded host slows DSA records
+#: more), and a shared part as large as 0.25 put most of DSA's error on XBZRLE too, which
+#: then looked as dear and was not played where it was the best arm
 _CPU_DELTA_VAR = 0.04
 #: the variance of one whole window's CPU time as evidence of these factors, and the least
 #: variance they keep (the host's load can change from window to window); at that least
@@ -1195,8 +1195,8 @@ class Auto(Policy):
         The prior says less of a window the further its size is from the one it was read
         on (:data:`_SIZE_APART_VAR`): a key-value cache's window of twice the pages of the
         last had records of three times the size per page, which its sample showed and a
-        prior as strong as a same-sized window's pulled halfway back. The first window of a
-        size has only its sample."""
+        prior as strong as a same-sized window's pulled most of the way back. The first
+        window of a size has only its sample."""
         pages = f.sample * (1.0 - float(f.context[1])) * f.held_frac
         pages = 1.0 if pages < 1.0 else pages
         noise = self._delta_noise / pages
