@@ -126,23 +126,17 @@ def _timed_encode(codec, pages: np.ndarray, destination=None) -> tuple:
 
 
 @functools.lru_cache(maxsize=64)
-def sample_rows(n_pages: int, sample_pages: int, run: int = 1) -> np.ndarray:
-    """Rows of a sample: ``sample_pages // run`` runs of ``run`` consecutive pages, spread
-    evenly over the window; by default single pages. Neighbouring pages were written
-    alike (a program rewrites an array or a slab at once), so a run of four is about one
-    draw, not four: sampled in runs of four, recorded programs' windows had their delta
-    arms' payload estimated with about twice the error of as many single pages (a
-    numeric job's by 0.19 against 0.05, a standard deviation of the log), and with a bias
-    of up to a fifth."""
+def sample_rows(n_pages: int, sample_pages: int) -> np.ndarray:
+    """Rows of a sample: ``sample_pages`` single pages spread evenly over the window, from
+    its first page to its last. Neighbouring pages were written alike (a program rewrites an
+    array or a slab at once), so a run of four is about one draw, not four: sampled in runs
+    of four, recorded programs' windows had their delta arms' payload estimated with about
+    twice the error of as many single pages (a numeric job's by 0.19 against 0.05, a
+    standard deviation of the log), and with a bias of up to a fifth."""
     if n_pages <= sample_pages:
         rows = np.arange(n_pages)
-        rows.flags.writeable = False
-        return rows
-    run = max(1, min(run, sample_pages))  # a run never longer than the sample or window
-    n_runs = max(1, sample_pages // run)
-    starts = np.linspace(0, n_pages - run, n_runs).astype(np.int64)
-    rows = np.sort((starts[:, None] + np.arange(run)).reshape(-1))
-    rows = rows[np.concatenate(([True], rows[1:] != rows[:-1]))]  # runs may overlap
+    else:  # steps of more than one page: no row repeats
+        rows = np.linspace(0, n_pages - 1, sample_pages).astype(np.int64)
     rows.flags.writeable = False  # cached and shared
     return rows
 
@@ -449,7 +443,7 @@ class FeatureExtractor:
         m = features.probe_pages
         if m:
             n_nz = sample.shape[0] if nz_idx is None else nz_idx.size
-            picked = sample_rows(n_nz, m, 1)
+            picked = sample_rows(n_nz, m)
             part = sample[picked if nz_idx is None else nz_idx[picked]]
             m = part.shape[0]
         nz = 1.0 - zero_frac
