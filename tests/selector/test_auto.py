@@ -287,6 +287,74 @@ def test_one_window_a_sample_missed_by_far_at_most_doubles_the_sample_s_noise():
     assert before < policy._delta_noise <= before * (1 + policy.learn * 3) + 1e-12
 
 
+def test_the_delta_level_s_misses_are_learnt_in_units_of_the_variance_it_was_priced_with():
+    """Samples that hit what was sent make the spread smaller than the level's variance
+    says; samples that keep missing by 2x make it larger."""
+    exact = _auto(125e6, upkeep=0.9)
+    _play_delta_windows(exact, [40.0] * 8, sent_each=40.0)
+    assert exact._level_calib == pytest.approx(0.9**8)  # every squared miss 0
+    missing = _auto(125e6, upkeep=0.9)
+    _play_delta_windows(missing, [20.0, 80.0] * 4, sent_each=40.0)
+    assert missing._level_calib > 1.0
+
+
+def _auto_small_dear_records(level_calib: float):
+    """At 1.6 Gbit/s, two delta arms: dsa-delta's records cheap and large, xbzrle's 5 %
+    dearer per page and a quarter smaller; both played once on a window of 10 000 pages
+    of records of 400 and 300 bytes, as estimated, and the level's misses then put at
+    ``level_calib`` times its variance."""
+    xbzrle = ArmCost(60e-6, 0.0, [4.2e-6] * len(KNOTS))
+    policy = parse_policy("auto").bind(
+        len(LABELS) + 1,
+        Throughput(link=200e6, workers=2),
+        [*KINDS, "delta"],
+        labels=[*LABELS, "xbzrle"],
+        costs=[*COSTS, xbzrle],
+        fallbacks=[-1, -1, -1, 1, 1],
+    )
+    for arm in (3, 4):
+        f = _records(10_000, 400.0, 300.0)
+        assert policy.wants_features(10_000)
+        policy.probe_mask(f)
+        policy.choose(f)
+        _, out, cpu, _ = policy._predict(f)
+        policy.update(arm, 0.0, f, Outcome(10_000 * PAGE, out[arm], cpu[arm], cpu[arm]))
+    policy._level_calib = level_calib
+    return policy
+
+
+def _records(pages: float, dsa: float, xbzrle: float) -> WindowFeatures:
+    f = _features(pages, delta_bytes=dsa)
+    f.delta_bytes = np.array([np.nan, np.nan, np.nan, dsa, xbzrle])
+    return f
+
+
+def test_a_window_whose_records_may_fill_the_link_gets_the_smaller_records():
+    """10 000 pages of records: at the estimate the encoders bind, and dsa-delta's cheaper
+    records win; where the level's misses say records may come out 2x their estimate,
+    the link binds on those windows, the smaller records' expected time is the lesser,
+    and xbzrle plays. A delta arm's loss is the expectation over three levels at the
+    same expected records' bytes."""
+    choices = []
+    for calib in (1.0, 16.0):  # misses as the variance says; 4x as far
+        policy = _auto_small_dear_records(calib)
+        f = _records(10_000, 400.0, 300.0)
+        assert policy.wants_features(10_000)
+        policy.probe_mask(f)
+        choices.append(policy.labels[policy.choose(f)])
+    assert choices == ["dsa-delta", "xbzrle"]
+    # dsa-delta's loss by hand, against its time at the estimate
+    _, out, cpu, loss = policy._predict(f)
+    var = policy._prediction.level_var * 16.0
+    records = policy._prediction.records[3] * 10_000
+    expected = 0.0
+    for z, weight in ((0.0, 2 / 3), (-math.sqrt(3), 1 / 6), (math.sqrt(3), 1 / 6)):
+        sent = out[3] + records * (math.exp(-var / 2 + z * math.sqrt(var)) - 1.0)
+        expected += weight * policy._loss(10_000 * PAGE, np.array([sent]), np.array([cpu[3]]))[0]
+    assert loss[3] == pytest.approx(expected)
+    assert loss[3] > policy._loss(10_000 * PAGE, np.array([out[3]]), np.array([cpu[3]]))[0]
+
+
 def _played_ratios(policy, ratios):
     """Windows of 1000 pages, each read and probed (lz4 at its true ratio), and played
     by lz4 at it; the lz4 estimate before each window's probe, as a ratio."""

@@ -30,13 +30,15 @@ LINKS = ("1Gbit", "10Gbit")
 TRACES = sorted(p.name for p in CORPUS.iterdir() if (p / "manifest.json").exists())
 #: the least share of the best fixed arm's throughput auto reaches on any trace and link,
 #: and on average. On most traces one arm is within a percent of the oracle: there auto,
-#: which pays for every feature it reads, can only trail it by what they cost. At 10 Gbit/s
-#: on memcached the two delta formats lie within a few percent of each other over the
-#: trace, and a window's sample misses either by 10-15 %: auto reaches 0.996 of the better
-#: one there, and its choices flip with a recalibration. On average, sharing windows at
-#: 10 Gbit/s between an arm that keeps the encoders busy and one that fills the link
-#: (``balance``) puts it several percent above the best fixed arm (1.06 with this model)
-LEAST_CELL, LEAST_MEAN = 0.99, 1.05
+#: which pays for every feature it reads, can only trail it by what they cost (memcached
+#: at 1 Gbit/s, XBZRLE's on every window: 0.9999). At 10 Gbit/s on memcached the two delta
+#: formats lie within a few percent of each other over the trace, and a window's sample
+#: misses its records' size by up to 2x: priced over that error (``Auto._spread_delta``),
+#: auto reaches 1.003 of the better one there, and its choices flip with a recalibration.
+#: On average, sharing windows at 10 Gbit/s between an arm that keeps the encoders busy
+#: and one that fills the link (``balance``) puts it several percent above the best fixed
+#: arm (1.06 with this model)
+LEAST_CELL, LEAST_MEAN = 0.999, 1.05
 
 
 def _table(windows):

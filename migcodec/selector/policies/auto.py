@@ -16,7 +16,9 @@ An arm's outcome on a window is predicted from:
   fall-back's payload for pages the destination does not hold. The delta arms' shared
   level is filtered over the windows of about the same size: a sample moves it by what
   samples have been worth (how far they missed what played windows sent), and played
-  windows set it;
+  windows set it. A delta arm's loss is its expectation over that level's error, as
+  large as played windows showed it (:meth:`Auto._spread_delta`): records that may come
+  out larger than estimated may fill the link;
 - per arm, CPU time from the calibrated cost model (:mod:`migcodec.selector.costmodel`):
   a compressor's at its predicted ratio, a delta arm's by the changed words and runs of
   changed bytes of the sample's held pages, which its encode time follows;
@@ -92,6 +94,14 @@ _DELTA_NOISE_CLIP = 4.0
 #: size share their writes, and the further apart two are, the less (see
 #: Auto._delta_level_of)
 _SIZE_APART_VAR = 0.1
+#: step of the moving mean of the delta level's squared errors in units of its variance
+#: (see Auto._spread_delta): a squared error is a noisy draw (a Gaussian's has a standard
+#: deviation of twice its mean), so the mean takes about ten played windows to settle
+_LEVEL_CALIB_STEP = 0.1
+#: below this variance of the delta level (a standard deviation of 5 %) a window is
+#: priced at its estimate: the spread would move its predicted time by less than the
+#: model's own error
+_LEVEL_SPREAD_MIN_VAR = 0.0025
 #: prior variance of the log of the CPU factor all arms share (this host's encode time over
 #: the calibration's), by the objective's clock. The calibration times codec calls alone
 #: on this host in thread CPU time: CPU time elsewhere on the host differs by what caches
@@ -256,6 +266,11 @@ class _Prediction:
     #: per arm, the model's CPU seconds per held page for the changes the sample shows
     #: (changed words and runs of changed bytes: a delta arm's work; 0 for the others)
     changes: list[float]
+    #: per delta arm, its records' bytes per non-zero page (the held pages' part of its
+    #: payload; 0 for the others)
+    records: list[float]
+    #: the variance of the delta arms' level the window was priced at (0: none)
+    level_var: float
 
 
 def _about(pages: float, read_pages: float) -> bool:
@@ -470,6 +485,10 @@ class Auto(Policy):
         # window's, and the last two windows' samples, newest first (an engine reads the
         # next window's features before it learns from the last)
         self._delta_noise = _DELTA_NOISE_PRIOR
+        # the mean squared error of the delta arms' level on played windows, in units of
+        # the variance it was priced with (see _spread_delta)
+        self._level_calib = 1.0
+        self._spread_nodes: tuple[float, list[tuple[float, float]]] = (-1.0, [])
         self._delta_samples: list[_DeltaSample] = []
         self._played_bytes = 0.0
         self._reads: list[_Read] = []  # the last read per size, newest first
@@ -558,7 +577,12 @@ class Auto(Policy):
             [None] * self.n_arms,
             self.delta_bias[:],
             self._change_costs(f),
+            [0.0] * self.n_arms,
+            0.0,
         )
+        if estimates is not None:
+            sample = self._delta_sample(f.delta_bytes)
+            kept.level_var = 0.0 if sample is None else sample.var
         for i in self._delta_arms:
             self._price_delta(i, kept)
         self._prediction = kept
@@ -584,6 +608,7 @@ class Auto(Policy):
         fb = payload[fallback] if fallback >= 0 else float(page_size)
         if estimates is None:  # nothing held: every page through the fall-back
             each, share, records = fb, 0.0, 0.0
+            kept.records[i] = 0.0
         else:
             est = estimates[i]  # an arm without an estimate sends pages raw
             if not math.isfinite(est):
@@ -591,6 +616,7 @@ class Auto(Policy):
             est *= math.exp(bias)
             if est > page_size:
                 est = page_size
+            kept.records[i] = held * est
             each = held * est + (1.0 - held) * fb
             if each < 1.0:
                 each = 1.0
@@ -740,12 +766,76 @@ class Auto(Policy):
                 cpu.append(c)
                 busy, sending = c * to_cpu, o * to_link
                 loss.append(busy if busy > sending else sending)
-            return payload, out, cpu, loss
-        for p, (per_call, per_zero), pp, g in rows:
-            out.append(base + p * nz)
-            cpu.append((per_call * calls + per_zero * zero + pp * nz) * g * shared)
-        loss = self._loss(n * self.page_size, np.array(out), np.array(cpu)).tolist()
+        else:
+            for p, (per_call, per_zero), pp, g in rows:
+                out.append(base + p * nz)
+                cpu.append((per_call * calls + per_zero * zero + pp * nz) * g * shared)
+            loss = self._loss(n * self.page_size, np.array(out), np.array(cpu)).tolist()
+        kept = self._prediction
+        var = kept.level_var * self._level_calib
+        # the spread raises a delta arm's loss (about its estimate): below another arm's
+        # already, it changes no choice, so it is priced only where a delta arm is best
+        if var > _LEVEL_SPREAD_MIN_VAR and self._delta_flags[loss.index(min(loss))]:
+            self._spread_delta(kept, var, n * self.page_size, nz, out, cpu, loss)
         return payload, out, cpu, loss
+
+    def _spread_delta(
+        self,
+        kept: _Prediction,
+        var: float,
+        guest: float,
+        nz: float,
+        out: list[float],
+        cpu: list[float],
+        loss: list[float],
+    ) -> None:
+        """Each delta arm's loss in ``loss`` as its expectation over the delta arms'
+        level, whose variance is ``var``, at the same expected records' bytes (a spread
+        about the estimate, three points).
+
+        A window takes as long as the busier of the encoders and the link: the loss is
+        convex in the records' size, and its value at the estimate is the least it can
+        expect. Two delta arms whose records differ in size and cost split on which
+        binds: a smaller record wins where the link binds, a cheaper one where the
+        encoders do, and a window predicted just on the encoders' side of that line is
+        often on the link's. A recorded key-value cache's windows sent 1.9x the records
+        their sample showed, where the level's variance said a tenth of that was likely,
+        and played DSA records where XBZRLE's were 15 % faster. So the variance is the
+        filter's times the mean squared error of played windows in its units
+        (:meth:`_learn_delta_level`): about 1 where pages are written alike, 5-9 on
+        key-value caches, whose values are rewritten whole in some pages and a word at a
+        time in others. The records' CPU time moves with the changes they encode; the
+        cost per record of the arm's curve is held."""
+        kept_nodes = self._spread_nodes
+        if kept_nodes[0] == var:  # windows played on one read's features share theirs
+            nodes = kept_nodes[1]
+        else:
+            sd = math.sqrt(var)
+            mean = -0.5 * var  # the nodes' scales average 1 (a log-normal's mean)
+            nodes = [
+                (w, math.exp(mean + sd * z) - 1.0)
+                for w, z in zip(_CPU_WEIGHTS, _CPU_NODES, strict=True)
+            ]
+            self._spread_nodes = (var, nodes)
+        held, factor = kept.held, self._shared_factor
+        fast = self._fast and self._cpu_scales is None
+        for i in self._delta_arms:
+            records = kept.records[i] * nz
+            if records <= 0.0:
+                continue
+            changes = kept.changes[i] * held * nz * self._arm_factor[i] * factor
+            if fast:  # _point_loss, inline
+                to_cpu, to_link = self._to_cpu, self._to_link
+                total = 0.0
+                for w, s in nodes:
+                    busy = (cpu[i] + changes * s) * to_cpu
+                    sending = (out[i] + records * s) * to_link
+                    total += w * (busy if busy > sending else sending)
+            else:
+                sent = np.array([out[i] + records * s for _, s in nodes])
+                busy = np.array([cpu[i] + changes * s for _, s in nodes])
+                total = float(np.dot(_CPU_WEIGHTS, self._loss(guest, sent, busy)))
+            loss[i] = total
 
     @property
     def _read(self) -> WindowFeatures | None:
@@ -1062,7 +1152,9 @@ class Auto(Policy):
         to_cpu, to_link = self._to_cpu, self._to_link
         busy_best, sending_best = cpu[best] * to_cpu, out[best] * to_link
         cpu_bound = busy_best > sending_best
-        least = loss[best] * (1.0 - self.balance)
+        # against the best arm's time at its estimate, as the shared window's is priced
+        # (a delta arm's loss is its expectation over its level: _spread_delta)
+        least = (busy_best if cpu_bound else sending_best) * (1.0 - self.balance)
         # a partner bound by the other resource uses more of the one the best arm leaves
         # idle than the best arm does (else its own loss would be less): a shared window
         # takes at least that resource's time alone
@@ -1242,10 +1334,15 @@ class Auto(Policy):
             cap = _DELTA_NOISE_CLIP * self._delta_noise
             gap = cap if gap > cap else gap
             self._delta_noise += self.learn * (gap - self._delta_noise)
+        implied = math.log(each / estimate) - bias + sample.level
+        # how far the level missed, in units of the variance the window was priced with:
+        # unclipped, since the spread that uses it is there for the heavy tail
+        if sample.var > 0.0:
+            z2 = (implied - sample.level) ** 2 / sample.var
+            self._level_calib += _LEVEL_CALIB_STEP * (z2 - self._level_calib)
         entry = sample.entry
         if entry is None or entry.level is None:
             return
-        implied = math.log(each / estimate) - bias + sample.level
         noise = self.probe_noise**2 / nz
         noise = noise if noise > _PLAY_VAR else _PLAY_VAR
         gain = entry.level_var / (entry.level_var + noise)
