@@ -355,6 +355,21 @@ def test_a_window_whose_records_may_fill_the_link_gets_the_smaller_records():
     assert loss[3] > policy._loss(10_000 * PAGE, np.array([out[3]]), np.array([cpu[3]]))[0]
 
 
+def test_records_near_a_page_are_spread_no_further_than_raw_pages():
+    """Records estimated at 58 % of a page, on a level whose misses are ten times its
+    standard deviation: a spread that wide would put its highest level at several pages
+    per page, where a record larger than its page goes raw. Narrowed to end at raw
+    pages, it leaves the window bound by the link at every level, and its expected time
+    is its time at the estimate."""
+    policy = _auto_small_dear_records(100.0)
+    f = _records(10_000, 3900.0, 3800.0)
+    assert policy.wants_features(10_000)
+    policy.probe_mask(f)
+    _, out, _, loss = policy._predict(f)
+    assert out[3] / 10_000 == pytest.approx(0.58 * PAGE, rel=0.01)
+    assert loss[3] == pytest.approx(out[3] / policy.objective.link, rel=1e-4)
+
+
 def _played_ratios(policy, ratios):
     """Windows of 1000 pages, each read and probed (lz4 at its true ratio), and played
     by lz4 at it; the lz4 estimate before each window's probe, as a ratio."""

@@ -798,44 +798,57 @@ class Auto(Policy):
         expect. Two delta arms whose records differ in size and cost split on which
         binds: a smaller record wins where the link binds, a cheaper one where the
         encoders do, and a window predicted just on the encoders' side of that line is
-        often on the link's. A recorded key-value cache's windows sent 1.9x the records
-        their sample showed, where the level's variance said a tenth of that was likely,
-        and played DSA records where XBZRLE's were 15 % faster. So the variance is the
+        often on the link's. A recorded key-value cache's window sent 1.9x the records its
+        sample showed, four standard deviations out by the level's variance, and played
+        DSA records where XBZRLE's were 15 % faster. So the variance is the
         filter's times the mean squared error of played windows in its units
         (:meth:`_learn_delta_level`): about 1 where pages are written alike, 5-9 on
         key-value caches, whose values are rewritten whole in some pages and a word at a
         time in others. The records' CPU time moves with the changes they encode; the
-        cost per record of the arm's curve is held."""
+        cost per record of the arm's curve is held. A held page's record is at most a
+        page (a larger one goes raw): where the spread's highest level would pass that,
+        the arm's spread is narrowed until it does not, at the same mean."""
         kept_nodes = self._spread_nodes
         if kept_nodes[0] == var:  # windows played on one read's features share theirs
             nodes = kept_nodes[1]
         else:
-            sd = math.sqrt(var)
-            mean = -0.5 * var  # the nodes' scales average 1 (a log-normal's mean)
-            nodes = [
-                (w, math.exp(mean + sd * z) - 1.0)
-                for w, z in zip(_CPU_WEIGHTS, _CPU_NODES, strict=True)
-            ]
+            nodes = self._spread_nodes_of(math.sqrt(var))
             self._spread_nodes = (var, nodes)
+        top = 1.0 + nodes[-1][1]  # the highest level's scale (_CPU_NODES ends at +sqrt(3))
         held, factor = kept.held, self._shared_factor
+        room = held * self.page_size * nz  # the held pages' bytes, sent raw
         fast = self._fast and self._cpu_scales is None
         for i in self._delta_arms:
             records = kept.records[i] * nz
             if records <= 0.0:
                 continue
             changes = kept.changes[i] * held * nz * self._arm_factor[i] * factor
+            spread = nodes
+            if records * top > room:  # narrowed: its highest level at raw held pages
+                most = math.log(room / records)  # <= 1.5, the most any spread reaches
+                spread = self._spread_nodes_of(math.sqrt(3.0) - math.sqrt(3.0 - 2.0 * most))
             if fast:  # _point_loss, inline
                 to_cpu, to_link = self._to_cpu, self._to_link
                 total = 0.0
-                for w, s in nodes:
+                for w, s in spread:
                     busy = (cpu[i] + changes * s) * to_cpu
                     sending = (out[i] + records * s) * to_link
                     total += w * (busy if busy > sending else sending)
             else:
-                sent = np.array([out[i] + records * s for _, s in nodes])
-                busy = np.array([cpu[i] + changes * s for _, s in nodes])
+                sent = np.array([out[i] + records * s for _, s in spread])
+                busy = np.array([cpu[i] + changes * s for _, s in spread])
                 total = float(np.dot(_CPU_WEIGHTS, self._loss(guest, sent, busy)))
             loss[i] = total
+
+    @staticmethod
+    def _spread_nodes_of(sd: float) -> list[tuple[float, float]]:
+        """The weights and scales (less 1) of a log-normal spread of standard deviation
+        ``sd`` of the log, at three points, whose scales average 1."""
+        mean = -0.5 * sd * sd
+        return [
+            (w, math.exp(mean + sd * z) - 1.0)
+            for w, z in zip(_CPU_WEIGHTS, _CPU_NODES, strict=True)
+        ]
 
     @property
     def _read(self) -> WindowFeatures | None:
