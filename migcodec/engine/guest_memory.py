@@ -36,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
+from migcodec.ram import available_memory
+
 DEFAULT_SIZE = 256 * 2**20
 #: a region's name: POSIX's portable filename characters, at most 250 of them. Python's
 #: resource tracker, which every region this process creates or (before 3.13) attaches is
@@ -47,22 +49,6 @@ SHM_NAME = re.compile(r"[A-Za-z0-9._-]{1,250}")
 
 class GuestMemoryError(ValueError):
     """Guest memory cannot be opened as asked; the message says what to change."""
-
-
-def available_memory() -> int | None:
-    """Bytes of RAM that can be allocated without swapping (``MemAvailable``), or ``None``
-    where the system does not say."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, AttributeError):
-        return None
 
 
 def check_available(n_bytes: int, what: str, fix: str = "use a smaller --memory") -> None:

@@ -76,3 +76,49 @@ def forge_meta(path: Path, window: int, meta: bytes) -> None:
     meta_len = fields[FIELDS.index("meta_len")]
     assert len(meta) <= meta_len, f"forged metadata longer than the {meta_len} bytes it replaces"
     replace_record(path, window, fields, meta.ljust(meta_len) + body[meta_len:])
+
+
+def forge_zero_window(path: Path, pages: int, page_size: int) -> Path:
+    """A closed trace at ``path`` of one window of ``pages`` zero pages of ``page_size``
+    bytes, every record, index and manifest field consistent and sealed: each zero page is
+    stored as one mode byte, so a trace of kilobytes announces ``pages * page_size``. The
+    window's content digest is the pages' up to 64 MiB of them, 0 past that (hashing
+    gigabytes of zeros would cost the test seconds: such a window is refused before it
+    is decoded, and its digest never read)."""
+    import json
+
+    from migcodec.codecs import get_codec
+    from migcodec.datasets.trace.format import FORMAT, MANIFEST, RECORD_MAGIC, SECTION, VERSION
+    from migcodec.datasets.trace.sections import BATCH_PAGES, encode_section
+    from migcodec.hashing import seal as seal_manifest
+
+    path.mkdir(parents=True)
+    codec = {"name": "zstd", "level": 1}
+    meta = b'{"phase":null,"duration_s":0.1,"meta":{}}'
+    deltas = np.ones(pages, dtype="<i8")  # page numbers 1..pages, as differences
+    numbers = b"".join(bytes(memoryview(p).cast("B")) for p in encode_section(
+        get_codec(codec), deltas, page_size
+    ))  # fmt: skip
+    batches = -(-pages // BATCH_PAGES)
+    zeros = SECTION.pack(pages * page_size, 0) + bytes(pages) + bytes(8 * batches)
+    body = meta + numbers + zeros
+    fields = [RECORD_MAGIC, VERSION, 0, 0, pages, page_size, len(meta), len(numbers)]
+    digest = 0
+    if pages * page_size <= 64 << 20:
+        digest = checksum([np.cumsum(deltas), np.zeros((pages, page_size), dtype=np.uint8)])
+    data = seal([*fields, len(zeros), 0, 0, digest], body)
+    (path / CHUNK_PATTERN.format(0)).write_bytes(data)
+    entry = np.zeros(1, dtype=INDEX_DTYPE)
+    entry["length"], entry["pages"] = len(data), pages
+    (path / INDEX).write_bytes(entry.tobytes())
+    manifest = {
+        "format": FORMAT, "version": VERSION, "page_size": page_size,
+        "memory_pages": pages + 1, "window_s": 0.1, "source": "forged", "command": "forged",
+        "created": "2026-01-01T00:00:00", "codec": codec, "chunk_bytes": 1 << 28,
+        "complete": True, "windows": 1, "end_reason": "closed",
+        "phases": [{"name": None, "first": 0, "windows": 1}],
+        "totals": {"pages": pages, "raw_bytes": pages * page_size, "stored_bytes": len(data),
+                   "previous_windows": 0},
+    }  # fmt: skip
+    (path / MANIFEST).write_text(json.dumps(seal_manifest(manifest)))
+    return path

@@ -43,6 +43,8 @@ READ_VERSIONS = (LEGACY_VERSION, VERSION)
 MANIFEST = "manifest.json"
 INDEX = "windows.idx"
 CHUNK_PATTERN = "chunk-{:06d}.mct"
+#: the largest manifest read: a closed trace's lists a few fields per phase
+MANIFEST_LIMIT = 16 << 20
 
 
 def is_trace_file(name: str) -> bool:

@@ -14,17 +14,21 @@ import numpy as np
 from migcodec.codecs import CodecError, get_codec
 from migcodec.datasets.window import Window
 from migcodec.hashing import SEAL_KEY, unseal
-from migcodec.storage import LocalLocation, Location, location
+from migcodec.ram import available_memory
+from migcodec.storage import LocalLocation, Location, NotARegularFile, location
+from migcodec.units import format_size
 from migcodec.wire.errors import one_line
 
 from .format import (
     CHUNK_PATTERN,
+    FLAG_PREVIOUS,
     FORMAT,
     HEADER_BYTES,
     INDEX,
     INDEX_DTYPE,
     LEGACY_VERSION,
     MANIFEST,
+    MANIFEST_LIMIT,
     READ_VERSIONS,
     VERSION,
     TraceCorrupt,
@@ -32,8 +36,9 @@ from .format import (
     TraceIncomplete,
     TraceNotFound,
     TraceVersionError,
+    is_trace_file,
 )
-from .record import body_length, decode_record, parse_header
+from .record import body_length, check_body, decode_record, parse_header
 from .schema import MANIFEST_SCHEMA, check
 
 
@@ -77,13 +82,13 @@ def _load_manifest(path: Location) -> dict[str, Any]:
     """The manifest, checked against :data:`~.schema.MANIFEST_SCHEMA` before any field is
     used: every failure is a :class:`TraceCorrupt` naming the file and the field."""
     file = path / MANIFEST
-    if not file.is_file():
+    if not file.exists():
         raise TraceNotFound(
             f"{path} is not a trace: {MANIFEST} is missing (make one with `migcodec trace "
             "synth` or `migcodec trace capture`)"
         )
     try:
-        manifest = json.loads(file.read_text())
+        manifest = json.loads(_read_whole(file, MANIFEST_LIMIT))
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise TraceCorrupt(f"{file} is not valid JSON ({exc}); the trace is damaged") from exc
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
@@ -106,6 +111,32 @@ def _load_manifest(path: Location) -> dict[str, Any]:
             f"{file}: {exc}; the trace is damaged, or its manifest was written by a migcodec "
             "that did not seal it (re-create the trace)"
         ) from None
+
+
+#: a window decoded into at most this many bytes is not checked against the RAM this
+#: machine has free (reading ``/proc/meminfo`` costs more than deciding so)
+CHECKED_WINDOW_BYTES = 256 << 20
+
+
+def _read_whole(file: Location, limit: int) -> bytes:
+    """The bytes of one of a trace's files, at most ``limit`` of them: a directory, pipe or
+    device in its place, or a file past ``limit``, is damage (:class:`TraceCorrupt`), and
+    a file that cannot be read for another reason (permissions) a :class:`TraceError`."""
+    try:
+        f, size = file.open_read()
+    except FileNotFoundError:
+        raise TraceCorrupt(f"{file} is missing; the trace is damaged (re-create it)") from None
+    except (NotARegularFile, IsADirectoryError) as exc:
+        raise TraceCorrupt(f"{exc}; the trace is damaged (re-create it)") from None
+    except OSError as exc:
+        raise TraceError(f"cannot read {file}: {exc.strerror or exc}") from None
+    with f:
+        if size > limit:
+            raise TraceCorrupt(
+                f"{file} is {size} bytes, more than a trace's {file.name} can be "
+                f"({limit}); the trace is damaged (re-create it)"
+            )
+        return f.read(limit + 1)
 
 
 def _check_totals(path: Location, manifest: dict[str, Any], index: np.ndarray) -> None:
@@ -211,7 +242,11 @@ class TraceReader:
             )
         self.page_size = m["page_size"]
         index = self.location / INDEX
-        raw = index.read_bytes() if index.exists() else b""
+        # a closed trace's index holds exactly its windows' entries; an open one's, as many
+        # as the writer appended (the memory's pages, at most, each a window of its own)
+        entries = m["windows"] if m.get("complete") else m["memory_pages"] + 1
+        limit = entries * INDEX_DTYPE.itemsize
+        raw = _read_whole(index, limit) if index.exists() else b""
         if len(raw) % INDEX_DTYPE.itemsize:
             if m.get("complete"):
                 raise TraceCorrupt(f"{self.location / INDEX} is truncated mid-entry")
@@ -233,7 +268,21 @@ class TraceReader:
             )
         else:
             _check_totals(self.location, m, self._index)
+            self._check_chunk_files()
         self._files: dict[int, tuple[BinaryIO, int]] = {}
+
+    def _check_chunk_files(self) -> None:
+        """A closed trace's chunk files are the ones its index lists (the writer opens the
+        next only for a record): another is a file of another trace, or of this one before
+        it was written again, left among its files."""
+        listed = int(self._index["chunk"].max()) + 1 if len(self._index) else 1
+        for chunk in self.location.glob("chunk-*.mct"):
+            name = chunk.name
+            if is_trace_file(name) and int(name[len("chunk-") : -len(".mct")]) >= listed:
+                raise TraceCorrupt(
+                    f"{chunk} is not listed by {self.location / INDEX}: another trace's "
+                    "file is among this one's; the trace is damaged (re-create it)"
+                )
 
     # -- metadata ---------------------------------------------------------------------------
     def info(self) -> TraceInfo:
@@ -300,11 +349,34 @@ class TraceReader:
                 opened = name.open_read()
             except FileNotFoundError as exc:
                 raise TraceCorrupt(f"chunk file {name} is missing") from exc
+            except (NotARegularFile, IsADirectoryError) as exc:
+                raise TraceCorrupt(f"chunk file {exc}; the trace is damaged") from None
+            except OSError as exc:
+                raise TraceError(f"cannot read chunk file {name}: {exc.strerror or exc}") from None
             self.close()  # streaming: at most one chunk file open
             self._files[chunk] = opened
         return opened
 
-    def _read(self, i: int) -> Window:
+    def _check_room(self, i: int, pages: int, previous: bool) -> None:
+        """Refuse window ``i`` of ``pages`` pages (and as many previous contents) when
+        decoding it needs more RAM than this machine has free. Pages of zeros or repeats
+        are stored in a byte or so each, so a record of kilobytes can announce gigabytes:
+        checked before anything is allocated, not left to numpy's traceback or the
+        kernel's out-of-memory killer."""
+        need = pages * self.page_size * (2 if previous else 1)
+        if need <= CHECKED_WINDOW_BYTES:
+            return
+        free = available_memory()
+        if free is not None and need > free:
+            raise TraceError(
+                f"window {i} holds {pages} pages of {format_size(self.page_size)}: decoding it "
+                f"needs {format_size(need)} of RAM, but this machine has {format_size(free)} "
+                "available; read the trace on a machine with more memory"
+            )
+
+    def _record(self, i: int) -> tuple[tuple, memoryview, str]:
+        """Window ``i``'s record: its header's fields (checked against the index and the
+        trace), its body (not yet checked) and where it lies, for messages."""
         entry = self._index[i]
         chunk, offset, length = int(entry["chunk"]), int(entry["offset"]), int(entry["length"])
         f, size = self._file(chunk)
@@ -316,12 +388,33 @@ class TraceReader:
                 f"re-capture the trace (windows before {i} are intact)",
                 i,
             )
+        last = i + 1 == len(self._index) or int(self._index[i + 1]["chunk"]) != chunk
+        if last and offset + length != size and self._manifest["complete"]:
+            raise TraceCorrupt(
+                f"window {i}: {CHUNK_PATTERN.format(chunk)} has {size - offset - length} bytes "
+                "after its last record, which its writer never writes; the chunk file is "
+                "damaged (re-create or re-capture the trace)",
+                i,
+            )
         f.seek(offset)
         record = f.read(length)
         fields = parse_header(record, where, i, self.page_size, self._manifest["memory_pages"])
         if HEADER_BYTES + body_length(fields) != length or fields[4] != int(entry["pages"]):
             raise TraceCorrupt(f"window {i}: record at {where} does not match its index entry", i)
-        window = decode_record(fields, memoryview(record)[HEADER_BYTES:], self.codec, where)
+        return fields, memoryview(record)[HEADER_BYTES:], where
+
+    def verify(self) -> None:
+        """Check every record against its checksums, header and body, without decoding
+        its pages (raises :class:`TraceCorrupt` as reading would): what a table measured
+        from the trace and cached is trusted on, in a fraction of what decoding costs."""
+        for i in range(len(self._index)):
+            fields, body, where = self._record(i)
+            check_body(fields, body, where)
+
+    def _read(self, i: int) -> Window:
+        fields, body, where = self._record(i)
+        self._check_room(i, fields[4], bool(fields[2] & FLAG_PREVIOUS))
+        window = decode_record(fields, body, self.codec, where)
         indices = window.page_indices
         memory_pages = self._manifest["memory_pages"]
         if indices.size and not (indices.min() >= 0 and indices.max() < memory_pages):

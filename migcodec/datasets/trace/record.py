@@ -152,15 +152,25 @@ def body_length(fields: tuple) -> int:
     return meta_len + len_idx + len_pages + len_prev  # len_prev includes the XOR selector
 
 
+def check_body(fields: tuple, body: memoryview, where: str) -> None:
+    """Refuse a record body, whose header passed :func:`parse_header`, that fails its
+    checksum (:class:`TraceCorrupt` naming the window and ``where``)."""
+    if checksum([body]) != fields[10]:
+        raise TraceCorrupt(
+            f"window {fields[3]}: record body fails its checksum; the chunk file is damaged "
+            f"(record at {where})",
+            fields[3],
+        )
+
+
 def decode_record(fields: tuple, body: memoryview, codec: Codec, where: str) -> Window:
     """The window of a record whose header passed :func:`parse_header`."""
-    _, _, flags, index, n, page_size, meta_len, len_idx, len_pages, _, body_sum, digest = fields
+    _, _, flags, index, n, page_size, meta_len, len_idx, len_pages, _, _, digest = fields
 
     def corrupt(what: str) -> TraceCorrupt:
         return TraceCorrupt(f"window {index}: {what} (record at {where})", index)
 
-    if checksum([body]) != body_sum:
-        raise corrupt("record body fails its checksum; the chunk file is damaged")
+    check_body(fields, body, where)
     try:
         meta = json.loads(bytes(body[:meta_len]))
         problem = check(meta, RECORD_META_SCHEMA, "metadata")

@@ -1,0 +1,92 @@
+"""A trace's files as a reader finds them: something other than a regular file in a
+file's place, bytes the writer never wrote, and windows larger than this machine holds."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from migcodec.cli import main
+from migcodec.datasets import TraceCorrupt, TraceReader, TraceWriter, Workload, get_workload
+from migcodec.datasets.trace import TraceError
+from tests.datasets import trace_forge
+
+FILES = ("manifest.json", "windows.idx", "chunk-000000.mct")
+
+
+@pytest.fixture
+def trace(tmp_path: Path) -> Path:
+    path = tmp_path / "t"
+    spec = get_workload("phases", n_pages=256, n_windows=4, seed=5)
+    with TraceWriter(path, memory_pages=256, source="test") as writer:
+        writer.write_all(Workload(spec))
+    return path
+
+
+def _replace(file: Path, kind: str) -> str:
+    """``file`` replaced by a ``kind`` of file; what a message calls it."""
+    file.unlink()
+    if kind == "directory":
+        file.mkdir()
+        return "a directory"
+    if kind == "fifo":
+        os.mkfifo(file)
+        return r"a named pipe \(FIFO\)"
+    file.symlink_to("/dev/zero")
+    return "a character device"
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo", "device"])
+@pytest.mark.parametrize("name", FILES)
+def test_a_trace_file_that_is_not_a_regular_file_is_named_and_never_read(trace, name, kind):
+    """A pipe's open waits for a writer and ``/dev/zero`` never ends: each is refused by
+    what it is, before it is read, as damage to the trace."""
+    what = _replace(trace / name, kind)
+    with pytest.raises(TraceCorrupt, match=f"{name} is {what}, not a regular file; the trace"):
+        list(TraceReader(trace))
+
+
+def test_bytes_after_a_chunk_s_last_record_are_damage(trace):
+    chunk = trace / "chunk-000000.mct"
+    with chunk.open("ab") as f:
+        f.write(b"left over")
+    reader = TraceReader(trace)
+    for i in range(len(reader) - 1):
+        reader[i]  # the records before the last are read as written
+    with pytest.raises(TraceCorrupt, match="has 9 bytes after its last record"):
+        reader[len(reader) - 1]
+
+
+def test_a_chunk_file_its_index_does_not_list_is_damage(trace):
+    (trace / "chunk-000001.mct").write_bytes((trace / "chunk-000000.mct").read_bytes())
+    with pytest.raises(TraceCorrupt, match=r"chunk-000001.mct is not listed by .*windows.idx"):
+        TraceReader(trace)
+
+
+def test_a_window_larger_than_this_machine_s_free_memory_is_refused_before_decoding(
+    tmp_path, monkeypatch, capsys
+):
+    """A sealed, consistent trace of 25 KB whose one window is 20 000 zero pages of 2 MiB:
+    40 GiB decoded, which numpy would try to allocate. Refused against the RAM this
+    machine has free (here said to be 8 GiB), at ``trace info`` as in the library."""
+    path = trace_forge.forge_zero_window(tmp_path / "bomb", 20_000, 2 << 20)
+    assert sum(f.stat().st_size for f in path.iterdir()) < 64 << 10
+    monkeypatch.setattr("migcodec.datasets.trace.reader.available_memory", lambda: 8 << 30)
+    message = (
+        "window 0 holds 20000 pages of 2 MiB: decoding it needs 39.1 GiB of RAM, but this "
+        "machine has 8 GiB available; read the trace on a machine with more memory"
+    )
+    with pytest.raises(TraceError) as err:
+        TraceReader(path)[0]
+    assert str(err.value) == message
+    assert main(["trace", "info", str(path)]) == 2
+    assert capsys.readouterr().err == f"migcodec trace info: {message}\n"
+
+
+def test_the_same_forge_at_a_size_this_machine_holds_reads_as_zero_pages(tmp_path):
+    """The forged trace above is refused for its size alone: made of 64 pages, it reads."""
+    window = TraceReader(trace_forge.forge_zero_window(tmp_path / "small", 64, 4096))[0]
+    assert window.n_pages == 64 and not window.pages.any()
+    assert window.page_indices.tolist() == list(range(1, 65))
