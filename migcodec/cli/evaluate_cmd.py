@@ -243,6 +243,7 @@ def _measure(
             table = Table.load(path)
             if args.table and not several:
                 _check_table_key(path, table, keys[i])
+            _verify_trace(source)
             out[i] = Measured(source, table, True, path)
         else:
             todo.append(i)
@@ -275,6 +276,20 @@ def _measure(
     return [m for m in out if m is not None]
 
 
+def _verify_trace(source: Source) -> None:
+    """Refuse a cached table of a trace damaged since it was measured: the cache key has
+    the trace's files' sizes and change stamps, which a byte changed in place (or a copy
+    that keeps them) leaves alone, so every record is checked against its checksums
+    (:meth:`TraceReader.verify`) before the table is trusted."""
+    if source.trace is None:
+        return
+    try:
+        with TraceReader(source.trace) as reader:
+            reader.verify()
+    except TraceError as exc:
+        raise _in_trace(source, exc) from exc
+
+
 def _check_table_key(path: Location, table: Table, key: str) -> None:
     """Refuse a ``--table`` FILE measured of other windows or with other settings: its name
     carries no cache key (as a table beside a trace or in ``--table-dir`` does), and a
@@ -302,9 +317,8 @@ def _build(args: argparse.Namespace, source: Source, arms, calibration: CostMode
     except (TraceError, WindowSourceError) as exc:
         raise _in_trace(source, exc) from exc
     except MemoryError:  # where the machine does not say how much it has
-        raise ValueError(
-            f"cannot allocate the windows of {source.name}; use a smaller --pages"
-        ) from None
+        fix = "read it on a machine with more memory" if source.trace else "use a smaller --pages"
+        raise ValueError(f"cannot allocate the windows of {source.name}; {fix}") from None
 
 
 def _in_trace(source: Source, exc: Exception) -> Exception:

@@ -146,3 +146,53 @@ def test_a_trace_of_other_pages_is_modelled_by_a_calibration_on_its_pages(tmp_pa
         f"cost model {four_k} was calibrated on 4096-byte pages and t8k holds 8192-byte "
         "pages; pass --cost-model calibrated to calibrate on its pages"
     ) in capsys.readouterr().err
+
+
+def _keep_stamps(path, change) -> None:
+    """Apply ``change`` to ``path``'s bytes in place, its size and modification time kept
+    (as damage can, or a copy made with ``cp -p``)."""
+    import os
+
+    stat = os.stat(path)
+    data = bytearray(path.read_bytes())
+    change(data)
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def test_a_cached_table_of_a_trace_damaged_since_is_refused_not_scored(tmp_path, capsys):
+    """The cache key has the trace's files' sizes and stamps, which a byte changed in place
+    keeps: the trace's records are checked against their checksums before its cached
+    table is used."""
+    trace = tmp_path / "t"
+    synth = ["trace", "synth", "--workload", "phases", "--pages", "256", "--windows", "2"]
+    assert main([*synth, "--out", str(trace)]) == 0
+    args = ["evaluate", str(trace), "--repeats", "1", "--arms", "raw;lz4", "--policies", "ucb1"]
+    assert main([*args, "--json"]) == 0
+    capsys.readouterr()
+
+    def flip(data):
+        data[len(data) // 2] ^= 0xFF  # in the last record's body
+
+    _keep_stamps(trace / "chunk-000000.mct", flip)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"migcodec evaluate: trace {trace}: window 1: record body fails")
+
+
+def test_a_trace_whose_manifest_changed_with_its_stamps_kept_has_another_key(tmp_path):
+    """Another trace copied over this one with its stamps kept may have files of the same
+    sizes; its manifest (creation time, command, totals) is its own, and keys its tables."""
+    from migcodec.selector.evaluation.windows import trace_identity
+
+    trace = tmp_path / "t"
+    synth = ["trace", "synth", "--workload", "phases", "--pages", "256", "--windows", "2"]
+    assert main([*synth, "--out", str(trace)]) == 0
+    before = trace_identity(trace)
+
+    def other_second(data):
+        at = data.index(b'"created"') + len(b'"created": "2026-01-01T00:00:0')
+        data[at] = ord("1") if data[at] != ord("1") else ord("2")
+
+    _keep_stamps(trace / "manifest.json", other_second)
+    assert trace_identity(trace) != before

@@ -7,6 +7,7 @@ already has: evaluation code never cares which.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -22,7 +23,7 @@ from migcodec.datasets import (
     workload_names,
 )
 from migcodec.datasets.trace import TraceReader
-from migcodec.datasets.trace.format import is_trace_file
+from migcodec.datasets.trace.format import MANIFEST, MANIFEST_LIMIT, is_trace_file
 from migcodec.storage import LocalLocation, Location, location
 
 
@@ -89,10 +90,12 @@ def workload_windows(
 def trace_identity(path: str | Path | Location) -> str:
     """What a cached table of a trace directory is keyed by: the trace's files (manifest,
     index, chunks), their sizes and change stamps (modification times; an object store's
-    own stamp for a URL). A local trace has one key whether named by a path or a
-    ``file://`` URL, so either finds its tables. Other files in the directory are not the
-    trace: a ``--table`` file kept there changed the key when written, and the next run
-    found its own table of another trace."""
+    own stamp for a URL), and the manifest's own bytes: another trace copied over this one
+    with its stamps kept (``cp -p``, ``rsync -t``), whose files may be of the same sizes,
+    has another manifest (its creation time, command and totals). A local trace has one
+    key whether named by a path or a ``file://`` URL, so either finds its tables. Other
+    files in the directory are not the trace: a ``--table`` file kept there changed the
+    key when written, and the next run found its own table of another trace."""
     root = location(path)
     local = root.local_path
     parts = [str(local.resolve()) if local is not None else str(root)]
@@ -101,4 +104,8 @@ def trace_identity(path: str | Path | Location) -> str:
     for name, size, stamp in root.files():
         if is_trace_file(name):
             parts.append(f"{name}:{size}:{stamp}")
+        if name == MANIFEST and size <= MANIFEST_LIMIT:  # read when the trace is opened, too
+            with contextlib.suppress(OSError):  # opening the trace says what is wrong
+                manifest = (root / MANIFEST).read_bytes()
+                parts.append(hashlib.blake2b(manifest, digest_size=8).hexdigest())
     return hashlib.blake2b("\n".join(parts).encode(), digest_size=8).hexdigest()
