@@ -422,6 +422,18 @@ def test_max_time_ends_a_migration_whose_link_is_too_slow_for_one_iteration(caps
     assert report["pages_sent"] * 4096 <= report["wire_bytes"]
 
 
+def test_a_migration_past_its_time_limit_after_an_iteration_fails_whatever_the_link_did(capsys):
+    """An iteration that went out on a link fast enough never to reach its deadline inside
+    a frame still ends pre-copy once past the limit: a limit of a nanosecond fails every
+    run, not only those whose pacing happened to wait."""
+    code = main(["migrate", "--memory", "4MiB", "--quiet", "--max-time", "1e-9", "--link",
+                 "100Gbit", "--json"])  # fmt: skip
+    assert code == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["error"].startswith("did not finish within its 1e-09 s time limit")
+    assert not report["converged"]
+
+
 def test_send_to_a_peer_that_resets_the_connection_says_so_in_one_line(capsys):
     import struct
 

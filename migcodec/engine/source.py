@@ -537,17 +537,22 @@ class MigrationSource:
         if self.guest is not None:
             self.guest.start()
         best_remaining, stalled = float("inf"), 0
+        out_of_time = False
         for _ in range(cfg.max_iterations):
             done = self._iteration(sender, report, start, ticker)
             if sender.error is not None:
                 return
+            # past the limit, pre-copy ends here, converged or not: whether a migration
+            # keeps its limit must not depend on whether the link's pacing happened to
+            # reach the deadline inside the iteration (LinkTimeLimit) or only after it
+            out_of_time = time.perf_counter() - start > cfg.max_time_s
+            if out_of_time:
+                break
             sent_bytes = done.pages_sent * cfg.page_size
             rate = sent_bytes / max(done.duration_s, 1e-6) if sent_bytes else float("inf")
             remaining = done.dirty_pages_left * cfg.page_size
             if remaining / rate <= cfg.downtime_limit_s:
                 report.converged = True
-                break
-            if time.perf_counter() - start > cfg.max_time_s:
                 break
             # pre-copy that stops shrinking the dirty set will never converge
             stalled = stalled + 1 if remaining >= 0.95 * best_remaining else 0
@@ -555,9 +560,13 @@ class MigrationSource:
             if stalled >= cfg.stall_iterations:
                 break
         if not report.converged:
+            why = (
+                f"did not finish within its {cfg.max_time_s:g} s time limit"
+                if out_of_time
+                else "did not converge"
+            )
             report.error = (
-                f"did not converge: {report.iterations} iterations, "
-                f"{self.dirty.count()} pages still dirty"
+                f"{why}: {report.iterations} iterations, {self.dirty.count()} pages still dirty"
             )
             self._guarded(sender, writer.abort, report.error)
             return
