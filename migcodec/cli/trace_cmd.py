@@ -74,6 +74,11 @@ def synth(args: argparse.Namespace) -> int:
         dirty_bytes_per_s=args.dirty_rate,
         window_s=args.window_ms / 1000 if args.window_ms else None,
     )
+    if args.dirty_pages is not None and args.dirty_pages > spec.n_pages:  # else capped, silently
+        raise ValueError(
+            f"--dirty-pages {args.dirty_pages} is more than the memory's {spec.n_pages} pages, "
+            f"and a window dirties each page at most once; give at most {spec.n_pages}"
+        )
     _check_synth_memory(args, spec)
     try:
         workload = Workload(spec)

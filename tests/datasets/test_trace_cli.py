@@ -100,6 +100,17 @@ def test_capture_command_writes_a_readable_trace(tmp_path: Path, capsys) -> None
 SYNTH = ["trace", "synth", "--workload", "memcached", "--pages", "16", "--windows", "1"]
 
 
+def test_synth_refuses_more_dirty_pages_a_window_than_the_memory_has(tmp_path, capsys):
+    """Capped silently, the trace would hold windows of 16 pages under a command line that
+    says 1000."""
+    assert main([*SYNTH, "--dirty-pages", "1000", "--out", str(tmp_path / "t")]) == 2
+    assert capsys.readouterr().err == (
+        "migcodec trace synth: --dirty-pages 1000 is more than the memory's 16 pages, and a "
+        "window dirties each page at most once; give at most 16\n"
+    )
+    assert main([*SYNTH, "--dirty-pages", "16", "--out", str(tmp_path / "t")]) == 0
+
+
 def test_synth_refuses_an_output_that_is_a_file_or_holds_other_things(tmp_path, capsys):
     afile = tmp_path / "afile"
     afile.write_text("mine")
