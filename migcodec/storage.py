@@ -266,12 +266,32 @@ class FsspecLocation(Location):
         return bool(self.fs.isdir(self.path))
 
     def read_bytes(self) -> bytes:
-        return bytes(self.fs.cat_file(self.path))
+        try:
+            return bytes(self.fs.cat_file(self.path))
+        except OSError as exc:
+            self._raise_if_directory(exc)
+            raise
 
     def open_read(self) -> tuple[BinaryIO, int]:
-        f = self.fs.open(self.path, "rb")
+        try:
+            f = self.fs.open(self.path, "rb")
+        except OSError as exc:
+            self._raise_if_directory(exc)
+            raise
         size = getattr(f, "size", None)
         return f, int(size if size is not None else self.fs.size(self.path))
+
+    def _raise_if_directory(self, exc: OSError) -> None:
+        """Raise :class:`NotARegularFile` when the read that failed with ``exc`` was of a
+        directory, whose filesystem's own error names the path alone (as a missing file's,
+        or with no reason). Asked only once a read failed, so a read costs no call to the
+        store more than it did."""
+        try:
+            directory = self.fs.isdir(self.path)
+        except OSError:
+            return
+        if directory:
+            raise NotARegularFile(f"{self.url} is a directory, not a regular file") from exc
 
     def write_bytes(self, data: bytes) -> None:
         local = self.local_path

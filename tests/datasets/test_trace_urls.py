@@ -132,3 +132,16 @@ def test_two_writers_of_one_file_each_leave_it_whole(tmp_path, monkeypatch):
     target.write_bytes(b"first, and longer")
     assert target.read_bytes() == b"first, and longer"
     assert [p.name for p in tmp_path.iterdir()] == ["t.npz"]  # no temporary left
+
+
+@pytest.mark.parametrize("name", ["windows.idx", "chunk-000000.mct"])
+def test_a_directory_in_a_trace_file_s_place_at_a_url_is_named_as_one(memory_trace, name):
+    """The memory filesystem's own error for it names the path alone, as if missing."""
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    path = memory_trace.removeprefix("memory://") + f"/{name}"
+    fs.rm(path)
+    fs.pipe_file(f"{path}/inside", b"x")
+    with pytest.raises(TraceCorrupt, match=f"{memory_trace}/{name} is a directory, not a regular"):
+        list(TraceReader(memory_trace))

@@ -126,8 +126,12 @@ def _read_whole(file: Location, limit: int) -> bytes:
         f, size = file.open_read()
     except FileNotFoundError:
         raise TraceCorrupt(f"{file} is missing; the trace is damaged (re-create it)") from None
-    except (NotARegularFile, IsADirectoryError) as exc:
+    except NotARegularFile as exc:
         raise TraceCorrupt(f"{exc}; the trace is damaged (re-create it)") from None
+    except IsADirectoryError:
+        raise TraceCorrupt(
+            f"{file} is a directory, not a regular file; the trace is damaged (re-create it)"
+        ) from None
     except OSError as exc:
         raise TraceError(f"cannot read {file}: {exc.strerror or exc}") from None
     with f:
@@ -349,8 +353,12 @@ class TraceReader:
                 opened = name.open_read()
             except FileNotFoundError as exc:
                 raise TraceCorrupt(f"chunk file {name} is missing") from exc
-            except (NotARegularFile, IsADirectoryError) as exc:
+            except NotARegularFile as exc:
                 raise TraceCorrupt(f"chunk file {exc}; the trace is damaged") from None
+            except IsADirectoryError:
+                raise TraceCorrupt(
+                    f"chunk file {name} is a directory, not a regular file; the trace is damaged"
+                ) from None
             except OSError as exc:
                 raise TraceError(f"cannot read chunk file {name}: {exc.strerror or exc}") from None
             self.close()  # streaming: at most one chunk file open
