@@ -7,24 +7,76 @@ Validation is vectorised; page indices are expanded once and cached.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable
 
 import numpy as np
 
 from migcodec.codecs.errors import InvalidBatch
-from migcodec.codecs.page_views import DEFAULT_PAGE_SIZE, page_view
+from migcodec.codecs.page_views import DEFAULT_PAGE_SIZE, int_or_zero, page_view
 
 DEFAULT_MAX_PAGES = 64
+_INT64 = np.dtype(np.int64)
+_INT64_MAX = int(np.iinfo(np.int64).max)
 
 
 def as_runs(runs: Iterable[tuple[int, int]] | np.ndarray) -> np.ndarray:
-    """Normalise runs to a ``(k, 2)`` int64 array."""
-    arr = np.asarray(runs if isinstance(runs, np.ndarray) else list(runs), dtype=np.int64)
-    if arr.size == 0:
-        return np.zeros((0, 2), dtype=np.int64)
+    """Normalise runs to a ``(k, 2)`` int64 array, or raise :class:`InvalidBatch`.
+
+    Page numbers and counts must be integers that int64 holds: a float or a numeric string
+    is refused, never truncated (``(0.9, 1.9)`` would silently name page 0 alone), and a
+    value past int64 is refused, never wrapped. An int64 array, what every caller in the
+    library passes, is taken as it is.
+    """
+    try:
+        values = runs if isinstance(runs, np.ndarray) else list(runs)
+        arr = np.asarray(values)
+    except (TypeError, ValueError) as exc:  # not iterable, or ragged pairs
+        raise InvalidBatch(f"runs must be (first_page, n_pages) pairs of integers: {exc}") from None
+    if arr.dtype is not _INT64:  # dtypes of native byte order are singletons
+        if arr.size == 0:
+            return np.zeros((0, 2), dtype=np.int64)
+        arr = _as_int64(arr, values)
     if arr.ndim != 2 or arr.shape[1] != 2:
         raise InvalidBatch(f"runs must be (first_page, n_pages) pairs, got shape {arr.shape}")
     return arr
+
+
+def _as_int64(arr: np.ndarray, values: object) -> np.ndarray:
+    """Runs of another dtype as int64: other integer dtypes whose values fit are converted;
+    anything else is refused, naming the first of ``values`` (what the caller passed) that
+    is not an integer int64 holds. numpy infers float64 for Python integers past int64, so
+    the dtype cannot tell a page number of 2**63 from 0.5: the values are read one by one,
+    only on the way to the error."""
+    kind = arr.dtype.kind
+    if kind == "i" or (kind == "u" and int(arr.max()) <= _INT64_MAX):
+        return arr.astype(np.int64)
+    for value in np.asarray(values, dtype=object).ravel().tolist():
+        try:
+            number = operator.index(value)
+        except TypeError:
+            raise InvalidBatch(
+                f"runs must be (first_page, n_pages) pairs of integers, got {value!r} "
+                f"({type(value).__name__}); pass whole page numbers and counts as ints"
+            ) from None
+        if not -_INT64_MAX - 1 <= number <= _INT64_MAX:
+            raise InvalidBatch(
+                f"run value {number} does not fit in int64 (page numbers and counts stay "
+                "below 2**63); no guest memory has that many pages"
+            )
+    raise InvalidBatch(f"runs must be (first_page, n_pages) pairs of integers, got {arr.dtype}")
+
+
+def checked_max_pages(max_pages: object) -> int:
+    """``max_pages`` as an ``int`` of at least 1, or :class:`InvalidBatch`: a bound below 1
+    admits no batch, so every request would fail later with a message about its size."""
+    bound = int_or_zero(max_pages)
+    if bound < 1:
+        raise InvalidBatch(
+            f"max_pages {max_pages!r} must be a positive integer: the most pages one batch "
+            "may name (e.g. 64)"
+        )
+    return bound
 
 
 def check_runs(runs: np.ndarray, n_memory_pages: int, max_pages: int) -> int:
@@ -106,6 +158,8 @@ class Batch:
         max_pages: int = DEFAULT_MAX_PAGES,
     ) -> None:
         self.page_size = page_size
+        if type(max_pages) is not int or max_pages < 1:
+            max_pages = checked_max_pages(max_pages)  # a numpy integer, or the error
         self.max_pages = max_pages
         self.memory = page_view(memory, page_size)
         self.runs = as_runs(runs)

@@ -42,7 +42,7 @@ from typing import NamedTuple
 import numpy as np
 
 from migcodec.codecs import delta_kernels
-from migcodec.codecs.page_views import rows_as_slice
+from migcodec.codecs.page_views import checked_page_size, rows_as_slice
 
 #: QEMU's default XBZRLE cache size (``xbzrle-cache-size``), 64 MiB
 DEFAULT_MIRROR_BYTES = 64 << 20
@@ -77,8 +77,7 @@ class DestinationMirror:
     def __init__(
         self, page_size: int, budget_bytes: int = DEFAULT_MIRROR_BYTES, *, recording: bool = True
     ) -> None:
-        if not isinstance(page_size, int) or page_size <= 0 or page_size % 8:
-            raise ValueError(f"page size {page_size!r} must be a positive multiple of 8 bytes")
+        page_size = checked_page_size(page_size)
         if not isinstance(budget_bytes, int) or budget_bytes < page_size:
             raise ValueError(
                 f"a destination mirror of {budget_bytes!r} bytes holds no {page_size}-byte "

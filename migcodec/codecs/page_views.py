@@ -2,11 +2,35 @@
 
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 
 from migcodec.codecs.errors import InvalidBatch
 
 DEFAULT_PAGE_SIZE = 4096
+
+
+def int_or_zero(value: object) -> int:
+    """``value`` as an ``int`` when it is an integer of any type (numpy's too), else 0, which
+    fails a caller's check for a positive size or count with the caller's message. A float
+    or a string is never converted: 4096.0 compared equal to an array's row length and
+    passed, then failed wherever it was used as a size."""
+    try:
+        return operator.index(value)
+    except TypeError:
+        return 0
+
+
+def checked_page_size(page_size: object) -> int:
+    """``page_size`` as an ``int``, or :class:`InvalidBatch` (see :func:`int_or_zero`)."""
+    size = int_or_zero(page_size)
+    if size <= 0 or size % 8:
+        raise InvalidBatch(
+            f"page size {page_size!r} must be a positive multiple of 8 bytes, given as an "
+            "integer (e.g. 4096)"
+        )
+    return size
 
 
 def page_view(memory: object, page_size: int = DEFAULT_PAGE_SIZE) -> np.ndarray:
@@ -17,8 +41,8 @@ def page_view(memory: object, page_size: int = DEFAULT_PAGE_SIZE) -> np.ndarray:
     A 2-D array that already has the right shape is returned as is, so repeated calls on the
     hot path cost nothing.
     """
-    if page_size <= 0 or page_size % 8:
-        raise InvalidBatch(f"page size {page_size} must be a positive multiple of 8 bytes")
+    if type(page_size) is not int or page_size <= 0 or page_size % 8:
+        page_size = checked_page_size(page_size)  # a numpy integer, or the error
     if (
         isinstance(memory, np.ndarray)
         and memory.ndim == 2
@@ -29,7 +53,7 @@ def page_view(memory: object, page_size: int = DEFAULT_PAGE_SIZE) -> np.ndarray:
         return memory
     try:
         flat = np.frombuffer(memory, dtype=np.uint8)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, BufferError) as exc:  # BufferError: a strided view
         raise InvalidBatch(
             f"guest memory must be a contiguous buffer (numpy uint8 array, mmap, bytearray): {exc}"
         ) from exc

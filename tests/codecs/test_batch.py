@@ -61,3 +61,95 @@ def test_page_view_of_bytearray_shares_memory():
     view = page_view(buf)
     view[1, 0] = 7
     assert buf[4096] == 7
+
+
+_NOT_INTS = "pass whole page numbers and counts as ints"
+
+
+@pytest.mark.parametrize(
+    ("runs", "message"),
+    [
+        # truncated, these would name page 0 alone, or pages 2 and 3 of (2.5, 3.99)
+        ([(0.9, 1.9)], f"got 0.9 (float); {_NOT_INTS}"),
+        (np.array([[2.5, 3.99]]), f"got 2.5 (float); {_NOT_INTS}"),
+        (np.array([[2.0, 3.0]]), f"got 2.0 (float); {_NOT_INTS}"),
+        ([("3", "2")], f"got '3' (str); {_NOT_INTS}"),
+        ([(None, 2)], f"got None (NoneType); {_NOT_INTS}"),
+        ([(0, 1), (2,)], "the requested array has an inhomogeneous shape"),
+        (5, "'int' object is not iterable"),
+    ],
+)
+def test_runs_that_are_not_integers_are_refused_not_truncated(runs, message):
+    with pytest.raises(InvalidBatch) as info:
+        Batch(MEM, runs)
+    text = str(info.value)
+    assert text.startswith("runs must be (first_page, n_pages) pairs of integers")
+    assert message.lower() in text.lower()
+
+
+@pytest.mark.parametrize(
+    ("runs", "value"),
+    [
+        ([(2**63, 1)], 2**63),  # numpy infers float64 for it
+        ([(0, 1), (1, -(2**63) - 1)], -(2**63) - 1),
+        (np.array([[2**64 - 1, 2]], dtype=np.uint64), 2**64 - 1),  # wraps to -1 as int64
+    ],
+)
+def test_run_values_past_int64_are_refused_not_wrapped(runs, value):
+    with pytest.raises(InvalidBatch) as info:
+        Batch(MEM, runs)
+    assert str(info.value) == (
+        f"run value {value} does not fit in int64 (page numbers and counts stay below "
+        "2**63); no guest memory has that many pages"
+    )
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.uint16, np.uint64])
+def test_runs_of_any_integer_dtype_are_taken(dtype):
+    batch = Batch(MEM, np.array([[3, 2], [10, 1]], dtype=dtype))
+    assert batch.runs.dtype == np.int64
+    assert batch.page_indices.tolist() == [3, 4, 10]
+
+
+_PAGE_SIZE = "must be a positive multiple of 8 bytes, given as an integer (e.g. 4096)"
+
+
+@pytest.mark.parametrize(
+    ("memory", "page_size", "shown"),
+    [
+        (MEM, 4096.0, "4096.0"),  # equals the rows' length: it was accepted
+        (bytearray(8192), 4096.0, "4096.0"),
+        (MEM, "4096", "'4096'"),
+        (MEM, None, "None"),
+        (MEM, 4100, "4100"),
+        (MEM, -8, "-8"),
+    ],
+)
+def test_page_size_must_be_a_positive_integer_multiple_of_8(memory, page_size, shown):
+    with pytest.raises(InvalidBatch) as info:
+        Batch(memory, [(0, 1)], page_size=page_size)
+    assert str(info.value) == f"page size {shown} {_PAGE_SIZE}"
+
+
+def test_page_size_of_a_numpy_integer_is_taken():
+    assert Batch(MEM, [(0, 2)], page_size=np.int64(4096)).nbytes == 8192
+
+
+@pytest.mark.parametrize(
+    ("max_pages", "shown"), [(None, "None"), (0, "0"), (-1, "-1"), (64.0, "64.0")]
+)
+def test_max_pages_must_be_a_positive_integer(max_pages, shown):
+    with pytest.raises(InvalidBatch) as info:
+        Batch(MEM, [(0, 1)], max_pages=max_pages)
+    assert str(info.value) == (
+        f"max_pages {shown} must be a positive integer: the most pages one batch may name (e.g. 64)"
+    )
+
+
+def test_strided_memory_is_refused_as_not_contiguous():
+    with pytest.raises(InvalidBatch) as info:
+        Batch(memoryview(MEM)[::2], [(0, 1)])
+    assert str(info.value) == (
+        "guest memory must be a contiguous buffer (numpy uint8 array, mmap, bytearray): "
+        "memoryview: underlying buffer is not C-contiguous"
+    )
