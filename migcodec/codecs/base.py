@@ -16,12 +16,12 @@ import inspect
 import json
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
-from migcodec.codecs.batch import Batch, check_run, check_runs, expand_runs
+from migcodec.codecs.batch import Batch, as_runs, check_run, check_runs, expand_runs
 from migcodec.codecs.encoded import (
     MAX_PAGE_MODE,
     CodecKind,
@@ -48,6 +48,7 @@ _ZERO, _RAW, _ENCODED = (np.uint8(m) for m in (PageMode.ZERO, PageMode.RAW, Page
 _SOFTWARE = CodecPath.SOFTWARE
 #: no bound on a decoded batch's pages (the wire reader bounds frames as it reads them)
 _ANY_SIZE = int(np.iinfo(np.int64).max)
+_UINT8 = np.dtype(np.uint8)
 _RAW_BYTE = bytes([PageMode.RAW])
 _ENCODED_BYTE = bytes([PageMode.ENCODED])
 
@@ -508,19 +509,23 @@ class Codec(ABC):
         """Write the batch's pages into destination ``memory`` in place.
 
         Everything is validated before the first write, so a malformed ``encoded`` leaves
-        memory untouched; only the pages its runs name are ever written.
+        memory untouched; only the pages its runs name are ever written. Runs given as a
+        list or another integer dtype are taken as :class:`Batch` takes them.
         """
         view = page_view(memory, encoded.page_size)
-        runs = encoded.runs
-        if runs.ndim != 2 or runs.shape[1] != 2:
-            raise InvalidBatch(f"runs must be (first_page, n_pages) pairs, got {runs.shape}")
+        if not view.flags.writeable:
+            raise InvalidBatch(
+                "destination memory is read-only; decode into writable memory (a numpy "
+                "array, bytearray, or mmap opened for writing)"
+            )
+        runs = as_runs(encoded.runs)
+        if runs is not encoded.runs:  # converted: decode the checked array, not the input
+            encoded = replace(encoded, runs=runs)
         if runs.shape[0] == 1:  # the common frame, checked on Python integers
             check_run(*runs[0].tolist(), view.shape[0], _ANY_SIZE)
         else:
             check_runs(runs, view.shape[0], max_pages=_ANY_SIZE)
-        modes = np.asarray(encoded.modes, dtype=np.uint8)
-        if (modes > MAX_PAGE_MODE).any():
-            raise DecodeError(f"page mode {int(modes.max())} is not defined")
+        _check_modes(encoded.modes)
         self.decode_checked(encoded, view)
 
     def _decode_one_run(self, encoded: Encoded, modes: np.ndarray, view: np.ndarray) -> bool:
@@ -606,6 +611,27 @@ class Codec(ABC):
             view[rows_as_slice(raw_idx)] = raw
         if decoded is not None:
             view[rows_as_slice(enc_idx)] = decoded
+
+
+def _check_modes(modes: object) -> None:
+    """Raise :class:`DecodeError` unless ``modes`` is one defined page mode per page. The
+    values are checked as given, before :meth:`Codec.decode_checked` casts them to uint8:
+    the cast would turn an int64 256 into 0, a valid mode, and -1 into 255."""
+    arr = np.asarray(modes)
+    if arr.ndim != 1:
+        raise DecodeError(f"page modes must be a 1-D array, one per page, got shape {arr.shape}")
+    if arr.dtype is _UINT8:  # what every encoder makes
+        bad = arr > MAX_PAGE_MODE
+    elif arr.dtype.kind in "iu" or not arr.size:
+        bad = (arr < 0) | (arr > MAX_PAGE_MODE)
+    else:
+        raise DecodeError(
+            f"page modes must be integers 0 to {MAX_PAGE_MODE}, got {arr.dtype} values"
+        )
+    if bad.any():
+        raise DecodeError(
+            f"page mode {arr[bad][0]} is not defined; page modes are 0 to {MAX_PAGE_MODE}"
+        )
 
 
 def _check_raw_payload(nbytes: int, raw_pages: int, page_size: int, encoded_follow: bool) -> None:

@@ -11,6 +11,8 @@ from enum import Enum, IntEnum
 
 import numpy as np
 
+from migcodec.codecs.errors import DecodeError
+
 
 class PageMode(IntEnum):
     """How one page travels. Values from ``ENCODED`` up belong to the codec.
@@ -67,6 +69,13 @@ class CodecPath(TextEnum):
     UNAVAILABLE = "unavailable"
 
 
+def _not_buffers(exc: TypeError) -> DecodeError:
+    return DecodeError(
+        "encoded segments must be a tuple of buffers (bytes, bytearray, memoryview, numpy "
+        f"arrays): {exc}"
+    )
+
+
 def nbytes_of(buffers) -> int:
     """Total bytes of buffers of any kind (bytes, memoryview, numpy arrays of any shape)."""
     return sum(memoryview(b).nbytes for b in buffers)
@@ -121,12 +130,19 @@ class Encoded:
     @property
     def payload(self) -> bytes:
         """The payload as one bytes object (a copy; writers should use ``segments``)."""
-        return b"".join(memoryview(s).cast("B") for s in self.segments)
+        try:
+            return b"".join(memoryview(s).cast("B") for s in self.segments)
+        except TypeError as exc:
+            raise _not_buffers(exc) from None
 
     def payload_view(self) -> memoryview:
-        """The payload as one buffer, without a copy when it is a single segment."""
-        if len(self.segments) == 1:
-            return memoryview(self.segments[0]).cast("B")
+        """The payload as one buffer, without a copy when it is a single segment. Segments
+        that are not buffers raise :class:`DecodeError`: decoding reads them here first."""
+        try:
+            if len(self.segments) == 1:
+                return memoryview(self.segments[0]).cast("B")
+        except TypeError as exc:
+            raise _not_buffers(exc) from None
         return memoryview(self.payload)
 
     def count(self, mode: PageMode) -> int:
