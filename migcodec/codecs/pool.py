@@ -157,10 +157,7 @@ class RequestPool:
                 remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
                 requests.append(self.acquire(remaining))
         except BaseException as exc:
-            for request in requests:
-                request._busy.release()
-                request._released = True
-                self._free.put(request)
+            self.give_back(requests)
             if isinstance(exc, TimeoutError):
                 raise self._exhausted(timeout) from None
             raise
@@ -174,6 +171,13 @@ class RequestPool:
 
     def release(self, request: Request) -> None:
         self._free.put(request)
+
+    def give_back(self, requests: Sequence[Request]) -> None:
+        """Return requests taken by :meth:`acquire` but never queued for an engine."""
+        for request in requests:
+            request._busy.release()
+            request._released = True
+            self._free.put(request)
 
     def free_count(self) -> int:
         return self._free.qsize()
@@ -290,9 +294,10 @@ class CodecEngines:
         """
         self._check(batch)
         request = self.pool.acquire(timeout)
-        with self._lock:
+        with self._lock:  # see _admit
+            self._admit((request,))
             self._in_flight += 1
-        self._queue(request, batch, notify, snapshot, finish)
+            self._queue(request, batch, notify, snapshot, finish)
         return request
 
     def submit_many(
@@ -333,15 +338,28 @@ class CodecEngines:
         else:
             finishes = finish
         requests = self.pool.acquire_many(n, timeout)
-        with self._lock:
+        with self._lock:  # see _admit
+            self._admit(requests)
             self._in_flight += n
-        for request, batch, then in zip(requests, batches, finishes, strict=True):
-            self._queue(request, batch, notify, snapshot, then)
+            for request, batch, then in zip(requests, batches, finishes, strict=True):
+                self._queue(request, batch, notify, snapshot, then)
         return requests
 
-    def _check(self, batch: Batch) -> None:
+    def _refuse_closed(self) -> None:
         if self._closed:
             raise CodecError("engines are closed")
+
+    def _admit(self, requests: Sequence[Request]) -> None:
+        """Give ``requests`` back and raise if the engines closed while a submit waited for
+        them; called under ``_lock`` and followed by their queueing under it, as
+        :meth:`close` queues the engines' stop under it: a request queued after the stop
+        would never be taken, and its ``result()`` would block forever."""
+        if self._closed:
+            self.pool.give_back(requests)
+            self._refuse_closed()
+
+    def _check(self, batch: Batch) -> None:
+        self._refuse_closed()
         if batch.page_size != self.page_size or batch.n_pages > self.max_pages:
             raise InvalidBatch(
                 f"batch of {batch.n_pages} pages of {batch.page_size} bytes does not fit "
@@ -461,11 +479,15 @@ class CodecEngines:
             yield self.wait(timeout)
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        for _ in self._threads:
-            self._work.put(_STOP)
+        """Stop the engines once they have encoded every request queued before; a later
+        ``submit`` raises :class:`CodecError`, as does one that was waiting for a request
+        from the pool (see :meth:`_admit`)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            for _ in self._threads:
+                self._work.put(_STOP)
         for thread in self._threads:
             thread.join()
 

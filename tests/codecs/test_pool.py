@@ -539,3 +539,41 @@ def test_wait_many_collects_every_request_exactly_once_under_load():
             seen.append(request.sequence)
             request.release()
     assert sorted(seen) == list(range(submitted))
+
+
+@pytest.mark.parametrize("many", [False, True], ids=["submit", "submit_many"])
+def test_a_submit_waiting_for_the_pool_while_engines_close_is_refused(many):
+    """A producer blocked on an exhausted pool gets its request only after close(): it
+    must raise as a submit after close does, and give the request back, never return one
+    that no engine will take."""
+    memory = marked_memory(4)
+    engines = CodecEngines(get_codec("raw"), engines=1, depth=1, page_size=PAGE)
+    first = engines.submit(Batch(memory, [(0, 1)]))
+    waiting = threading.Event()
+    acquire = engines.pool.acquire
+
+    def acquire_noted(timeout=None):
+        waiting.set()  # past the closed check, about to block on the empty pool
+        return acquire(timeout)
+
+    engines.pool.acquire = acquire_noted
+    late = Batch(memory, [(1, 1)])
+    submitted: list = []
+
+    def producer() -> None:
+        try:
+            submitted.append(engines.submit_many([late]) if many else engines.submit(late))
+        except CodecError as exc:
+            submitted.append(exc)
+
+    thread = threading.Thread(target=producer, daemon=True)
+    thread.start()
+    assert waiting.wait(WAIT)
+    engines.close()
+    first.result(timeout=WAIT)
+    first.release()  # the producer's acquire returns now
+    thread.join(WAIT)
+    assert not thread.is_alive()
+    assert isinstance(submitted[0], CodecError), f"a request was queued: {submitted[0]!r}"
+    assert str(submitted[0]) == "engines are closed"
+    assert engines.pool.free_count() == 1 and engines.in_flight == 0
