@@ -85,7 +85,13 @@ class Request:
         return True
 
     def result(self, timeout: float | None = None) -> Encoded:
-        """The encoded batch; re-raises the engine's exception if encoding failed."""
+        """The encoded batch; re-raises the engine's exception if encoding failed. Not after
+        :meth:`release`: the pool may already have handed the request out again."""
+        if self._released:
+            raise CodecError(
+                f"request {self.sequence} was released, and its result with it; take "
+                "result() before release()"
+            )
         if self._busy.locked() and not self.wait(timeout):
             raise TimeoutError(f"request {self.sequence} not complete after {timeout} s")
         if self.error is not None:
@@ -422,7 +428,24 @@ class CodecEngines:
         return done
 
     def wait(self, timeout: float | None = None) -> Request:
-        """The next completed request, waiting up to ``timeout`` seconds."""
+        """The next completed request, waiting up to ``timeout`` seconds.
+
+        With no request in flight (closed engines included) it raises :class:`CodecError`
+        at once: none can complete, so waiting would last forever or for all of
+        ``timeout``. :meth:`wait_many` and :meth:`completions` return nothing there, but
+        this returns one request and has none. Another thread that collects the last
+        request while this one waits, or requests submitted with ``notify=False`` (which
+        never arrive here), still leave it waiting: a consumer collects its own requests.
+        """
+        if not self._in_flight:
+            raise CodecError(
+                "no request is in flight, so none can complete; "
+                + (
+                    "the engines are closed"
+                    if self._closed
+                    else "submit a batch before waiting for one"
+                )
+            )
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())

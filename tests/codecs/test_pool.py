@@ -129,6 +129,9 @@ def test_completions_are_collected_by_poll_wait_and_iteration():
         with pytest.raises(TimeoutError) as info:
             requests[0].result(timeout=0.01)
         assert str(info.value) == "request 0 not complete after 0.01 s"
+        with pytest.raises(TimeoutError) as info:
+            engines.wait(timeout=0.01)
+        assert str(info.value) == "no request completed within 0.01 s"
 
         codec.gate.set()
         first = engines.wait(timeout=WAIT)
@@ -136,9 +139,6 @@ def test_completions_are_collected_by_poll_wait_and_iteration():
         assert engines.in_flight == 0
         assert sorted(r.sequence for r in collected) == [0, 1, 2, 3]
         assert engines.poll() == []
-        with pytest.raises(TimeoutError) as info:
-            engines.wait(timeout=0.01)
-        assert str(info.value) == "no request completed within 0.01 s"
         for request in collected:
             encoded = request.result(timeout=0)
             first_page = int(encoded.runs[0, 0])
@@ -327,8 +327,12 @@ def test_a_request_collected_through_result_is_not_handed_out_again_by_wait():
     with engines:
         _used_and_released(engines, batch)
         assert engines.in_flight == 0
+        # in flight but never queued for wait: wait finds only the stale completion
+        pending = engines.submit(batch, notify=False)
         with pytest.raises(TimeoutError, match=r"no request completed within 0\.05 s"):
             engines.wait(timeout=0.05)
+        pending.result(timeout=10)
+        pending.release()
         assert list(engines.completions(timeout=1)) == []
 
 
@@ -541,6 +545,24 @@ def test_wait_many_collects_every_request_exactly_once_under_load():
     assert sorted(seen) == list(range(submitted))
 
 
+def _bounded(fn, timeout: float = WAIT) -> BaseException | object:
+    """What ``fn()`` returned or raised in a thread, asserting it finished within
+    ``timeout`` (a hang fails the test instead of the suite)."""
+    outcome: list = []
+
+    def run() -> None:
+        try:
+            outcome.append(fn())
+        except BaseException as exc:  # handed to the test
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    assert not thread.is_alive(), f"still blocked after {timeout} s"
+    return outcome[0]
+
+
 @pytest.mark.parametrize("many", [False, True], ids=["submit", "submit_many"])
 def test_a_submit_waiting_for_the_pool_while_engines_close_is_refused(many):
     """A producer blocked on an exhausted pool gets its request only after close(): it
@@ -577,3 +599,41 @@ def test_a_submit_waiting_for_the_pool_while_engines_close_is_refused(many):
     assert isinstance(submitted[0], CodecError), f"a request was queued: {submitted[0]!r}"
     assert str(submitted[0]) == "engines are closed"
     assert engines.pool.free_count() == 1 and engines.in_flight == 0
+
+
+def test_wait_with_nothing_in_flight_raises_open_or_closed():
+    with running(get_codec("raw"), engines=1, depth=1) as engines:
+        error = _bounded(engines.wait)
+        assert isinstance(error, CodecError)
+        assert str(error) == (
+            "no request is in flight, so none can complete; submit a batch before waiting for one"
+        )
+        assert engines.wait_many(1) == [] and list(engines.completions()) == []
+        engines.close()
+        error = _bounded(engines.wait)
+        assert isinstance(error, CodecError)
+        assert str(error) == (
+            "no request is in flight, so none can complete; the engines are closed"
+        )
+
+
+def test_requests_submitted_before_close_are_still_waited_for_after_it():
+    memory = marked_memory(4)
+    with running(get_codec("raw"), engines=2, depth=2) as engines:
+        requests = [engines.submit(Batch(memory, [(i, 1)])) for i in range(4)]
+        engines.close()
+        done = [engines.wait(timeout=WAIT) for _ in requests]
+        assert sorted(r.sequence for r in done) == [0, 1, 2, 3]
+        for request in done:
+            request.release()
+
+
+def test_result_after_release_is_refused():
+    engines, batch = _engines_and_batch()
+    with engines:
+        request = _used_and_released(engines, batch)
+        with pytest.raises(CodecError) as info:
+            request.result()
+        assert str(info.value) == (
+            "request 0 was released, and its result with it; take result() before release()"
+        )
