@@ -38,11 +38,13 @@ from typing import Any
 import numpy as np
 
 from migcodec.codecs.base import Codec
-from migcodec.codecs.batch import DEFAULT_MAX_PAGES, Batch
+from migcodec.codecs.batch import DEFAULT_MAX_PAGES, Batch, checked_max_pages
 from migcodec.codecs.encoded import Encoded
 from migcodec.codecs.errors import CodecError, InvalidBatch
 from migcodec.codecs.mirror import DestinationMirror
-from migcodec.codecs.page_views import DEFAULT_PAGE_SIZE
+from migcodec.codecs.page_views import DEFAULT_PAGE_SIZE, checked_page_size, int_or_zero
+from migcodec.ram import available_memory
+from migcodec.units import format_size
 
 _STOP = object()
 
@@ -135,8 +137,19 @@ class RequestPool:
     """A fixed set of pre-allocated requests; ``acquire`` blocks when all are in flight."""
 
     def __init__(self, size: int, max_pages: int, page_size: int) -> None:
+        """The staging buffers are allocated here, checked first against the RAM this
+        machine has available: numpy would refuse an impossible size with a bare
+        ``MemoryError`` and accept a merely too large one, to be killed when it fills."""
         if size < 1:
             raise ValueError("a request pool needs at least one request")
+        need = size * max_pages * page_size
+        free = available_memory()
+        if free is not None and need > free:
+            raise ValueError(
+                f"{size} requests of {max_pages} pages of {page_size} bytes need "
+                f"{format_size(need)} of staging buffers, but this machine has "
+                f"{format_size(free)} available; use a smaller max_pages, depth or engines"
+            )
         self.size = size
         self._buffer = np.empty((size, max_pages, page_size), dtype=np.uint8)
         self._free: queue.SimpleQueue[Request] = queue.SimpleQueue()
@@ -205,8 +218,23 @@ class CodecEngines:
         max_pages: int = DEFAULT_MAX_PAGES,
         destination: DestinationMirror | None = None,
     ) -> None:
-        if engines < 1:
-            raise ValueError("need at least one engine")
+        """Arguments are checked here, where a mistake names itself, rather than in every
+        ``submit`` after: a page size the codec cannot describe, or a ``max_pages`` no
+        batch fits, would fail every request."""
+        if not isinstance(codec, Codec):
+            raise CodecError(
+                f"codec must be a Codec, got {type(codec).__name__} {codec!r}; "
+                "pass get_codec(name) for a registered codec"
+            )
+        if int_or_zero(engines) < 1:
+            raise ValueError(f"engines {engines!r} must be a positive integer (e.g. 2)")
+        if int_or_zero(depth) < 1:
+            raise ValueError(
+                f"depth {depth!r} must be a positive integer: requests per engine (e.g. 4)"
+            )
+        page_size = checked_page_size(page_size)
+        codec.check_page_size(page_size)
+        max_pages = checked_max_pages(max_pages)
         self.codec = codec
         self.destination = destination
         self.page_size = page_size
@@ -366,6 +394,8 @@ class CodecEngines:
 
     def _check(self, batch: Batch) -> None:
         self._refuse_closed()
+        if not isinstance(batch, Batch):
+            raise InvalidBatch(f"submit takes a Batch, got {type(batch).__name__}")
         if batch.page_size != self.page_size or batch.n_pages > self.max_pages:
             raise InvalidBatch(
                 f"batch of {batch.n_pages} pages of {batch.page_size} bytes does not fit "

@@ -21,6 +21,7 @@ from migcodec.codecs import (
     CodecError,
     DecodeError,
     InvalidBatch,
+    PageSizeUnsupported,
     get_codec,
 )
 from migcodec.datasets import generate_pages
@@ -637,3 +638,59 @@ def test_result_after_release_is_refused():
         assert str(info.value) == (
             "request 0 was released, and its result with it; take result() before release()"
         )
+
+
+def test_submit_refuses_what_is_not_a_batch():
+    with running(get_codec("raw"), engines=1, depth=1) as engines:
+        with pytest.raises(InvalidBatch) as info:
+            engines.submit((0, 1))
+        assert str(info.value) == "submit takes a Batch, got tuple"
+
+
+_PAGE_SIZE = "must be a positive multiple of 8 bytes, given as an integer (e.g. 4096)"
+_MAX_PAGES = "must be a positive integer: the most pages one batch may name (e.g. 64)"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        (
+            {"codec": "lz4"},
+            CodecError,
+            "codec must be a Codec, got str 'lz4'; pass get_codec(name) for a registered codec",
+        ),
+        ({"engines": 2.5}, ValueError, "engines 2.5 must be a positive integer (e.g. 2)"),
+        ({"engines": 0}, ValueError, "engines 0 must be a positive integer (e.g. 2)"),
+        (
+            {"depth": 0},
+            ValueError,
+            "depth 0 must be a positive integer: requests per engine (e.g. 4)",
+        ),
+        ({"page_size": 4100}, InvalidBatch, f"page size 4100 {_PAGE_SIZE}"),
+        ({"page_size": -8}, InvalidBatch, f"page size -8 {_PAGE_SIZE}"),
+        ({"page_size": 4096.0}, InvalidBatch, f"page size 4096.0 {_PAGE_SIZE}"),
+        ({"max_pages": 0}, InvalidBatch, f"max_pages 0 {_MAX_PAGES}"),
+        ({"max_pages": None}, InvalidBatch, f"max_pages None {_MAX_PAGES}"),
+        (
+            {"codec": get_codec("xbzrle"), "page_size": 65536},
+            PageSizeUnsupported,
+            "xbzrle describes pages of at most 16384 bytes, not 65536; use another codec "
+            "(e.g. lz4 or zstd) for larger pages",
+        ),
+    ],
+)
+def test_engines_refuse_arguments_no_batch_could_use(kwargs, error, message):
+    with pytest.raises(error) as info:
+        CodecEngines(**{"codec": get_codec("raw"), **kwargs})
+    assert type(info.value) is error
+    assert str(info.value) == message
+
+
+def test_engines_whose_staging_buffers_exceed_available_ram_are_refused(monkeypatch):
+    monkeypatch.setattr("migcodec.codecs.pool.available_memory", lambda: 2**30)
+    with pytest.raises(ValueError) as info:
+        CodecEngines(get_codec("raw"), engines=2, depth=4, max_pages=10**6)
+    assert str(info.value) == (
+        "8 requests of 1000000 pages of 4096 bytes need 30.5 GiB of staging buffers, but "
+        "this machine has 1 GiB available; use a smaller max_pages, depth or engines"
+    )
