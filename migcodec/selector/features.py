@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
@@ -74,6 +74,14 @@ class WindowFeatures:
     change_runs: float = 0.0
     probe_pages: int = 0
     probe_out: np.ndarray | None = None
+    #: how many arms these features are known right for (0: none yet). A
+    #: :class:`FeatureExtractor`'s and a checked table's are right by construction and
+    #: say so; features a caller made are checked once, when a ``Selector`` is first
+    #: given them (:func:`~migcodec.selector.policies.base.check_features`), which keeps
+    #: the check off the hot path of features already known right. Not set by the
+    #: constructor, so ``dataclasses.replace`` makes features to check again; a caller
+    #: who changes a field in place after that is trusted
+    checked_arms: int = field(default=0, init=False, repr=False, compare=False)
 
     def cost_s(self, level: str) -> float:
         """Seconds a policy reading ``level`` features (none, cheap, probe) is charged:
@@ -86,7 +94,7 @@ class WindowFeatures:
 
     def cheap(self) -> WindowFeatures:
         """The same window with the probes hidden (what a policy sees before asking)."""
-        return WindowFeatures(
+        out = WindowFeatures(
             self.context,
             cheap_s=self.cheap_s,
             pages=self.pages,
@@ -96,6 +104,8 @@ class WindowFeatures:
             change_runs=self.change_runs,
             probe_pages=self.probe_pages,
         )
+        out.checked_arms = self.checked_arms
+        return out
 
     def masked(self, mask: np.ndarray | None) -> WindowFeatures:
         """The same window revealing only the probes of arms in ``mask`` (replaying a
@@ -322,9 +332,11 @@ class FeatureExtractor:
         rows = sample_rows(n, size)
         sampled_rows = rows.size
         if not sampled_rows:
-            return WindowFeatures(
+            empty = WindowFeatures(
                 np.array([1.0, 0.0, 0.0, 1.0, 0.0]), cheap_s=clock() - t0, pages=total
             )
+            empty.checked_arms = k
+            return empty
         # one pass over the sampled rows in place: zero pages are markers for every arm, so
         # only non-zero ones are histogrammed, and only those the destination holds compared
         every = sampled_rows == n
@@ -363,6 +375,7 @@ class FeatureExtractor:
             change_runs=change_runs,
             probe_pages=min(m, self.probe_size(total)),
         )
+        features.checked_arms = k  # right by construction: not checked again
         if callable(probe):
             probe = probe(features)
         if probe is None or probe is False:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,7 @@ from migcodec.selector.costmodel import machine_cost_model
 from migcodec.selector.features import FeatureExtractor, WindowFeatures
 from migcodec.selector.objectives import Objective, Outcome, Throughput
 from migcodec.selector.policies import Policy
+from migcodec.selector.policies.base import check_features, check_outcome
 
 
 class SelectorError(RuntimeError):
@@ -91,6 +93,13 @@ class Selector:
         self.codecs = [a.codec for a in self.arms]
         self.objective = objective or Throughput()
         self._clock = getattr(self.objective, "clock", "cpu")
+        bound = getattr(policy, "_selector", None)
+        if bound is not None and bound() is not None:
+            raise SelectorError(
+                f"this {policy.name!r} policy already chooses for another Selector, whose "
+                "arms it learns; give each Selector a policy of its own "
+                "(parse_policy again, or policy_from_config(policy.get_config()))"
+            )
         costs = None
         if policy.wants_costs:
             model = machine_cost_model(self.arms, page_size)
@@ -104,6 +113,8 @@ class Selector:
             page_size=page_size,
             fallbacks=fallback_arms(self.arms),
         )
+        # weakly: a Selector dropped frees its policy for another
+        policy._selector = weakref.ref(self)
         self.extractor = FeatureExtractor(self.codecs, sample_pages=sample_pages)
         self.windows = 0
         # recent ratio and encode rate per arm (see the properties), kept as floats: each
@@ -148,8 +159,17 @@ class Selector:
     ) -> Decision:
         """The arm for the next window, from its pages (and what the destination holds) or
         from precomputed ``features``; context-free policies need neither. ``sampled``,
-        ``window_pages``, ``held`` and ``gather_s``: see ``FeatureExtractor.extract``."""
-        if features is None and pages is not None and self.policy.needs != "none":
+        ``window_pages``, ``held`` and ``gather_s``: see ``FeatureExtractor.extract``.
+
+        ``features`` given are checked once (:func:`~migcodec.selector.policies.base.
+        check_features`, :class:`PolicyError` naming what is wrong) unless known right
+        (:attr:`WindowFeatures.checked_arms`: a ``FeatureExtractor``'s are by construction).
+        """
+        if features is not None:
+            if features.checked_arms != len(self.codecs):
+                check_features(features, len(self.codecs))
+                features.checked_arms = len(self.codecs)
+        elif pages is not None and self.policy.needs != "none":
             total = float(len(pages) if window_pages is None else window_pages)
             if self.policy.wants_features(total):
                 features = self.features(pages, previous, sampled, window_pages, held, gather_s)
@@ -159,15 +179,23 @@ class Selector:
 
     def finish(self, decision: Decision, outcome: Outcome | None = None) -> float:
         """Close a window: compute its reward (feature cost charged to encode time) and
-        update the policy with the objective's additive utility of it. Returns the reward."""
+        update the policy with the objective's additive utility of it. Returns the reward.
+
+        An outcome with a count or time that is not a finite number of at least 0 is
+        refused (:func:`~migcodec.selector.policies.base.check_outcome`, :class:`PolicyError`)
+        before anything is computed or learnt, and the decision stays open for the right
+        outcome; a window of no guest bytes teaches the policy nothing."""
         if decision.done:
             raise SelectorError("this decision was already finished; choose() a new one")
-        decision.done = True
         outcome = outcome or decision.outcome()
-        self._remember(decision.arm, outcome)
+        check_outcome(outcome)
         objective = self.objective
         reward = objective.charged_reward(outcome, decision.charge_s)
-        self.policy.update(decision.arm, objective.utility(reward), decision.features, outcome)
+        self.policy.update(
+            decision.arm, objective.utility(reward), decision.features, outcome, checked=True
+        )
+        decision.done = True
+        self._remember(decision.arm, outcome)
         self.windows += 1
         return reward
 

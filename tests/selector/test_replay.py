@@ -24,7 +24,7 @@ class Script(Policy):
     def choose(self, features=None) -> int:
         return self.plan[self.t]
 
-    def update(self, arm, reward, features=None, outcome=None) -> None:
+    def _learn(self, arm, reward, features, outcome) -> None:
         self.seen.append((arm, reward, outcome.output_bytes))
         self.t += 1
 

@@ -78,7 +78,8 @@ def replay(policy: Policy, table: Table, objective: Objective) -> ReplayResult:
             reward = objective.charged_reward(whole, charge)
         else:
             reward = objective.charged_reward(o, charge)
-        policy.update(arm, objective.utility(reward), features, o)
+        # the table's outcomes were checked when it was made or loaded
+        policy.update(arm, objective.utility(reward), features, o, checked=True)
         chosen[w], rewards[w], charges[w] = arm, reward, charge
     return ReplayResult(policy.label, policy.get_config(), chosen, rewards, charges)
 

@@ -1368,7 +1368,7 @@ class Auto(Policy):
         window is then mostly records)."""
         return f.delta_bytes is not None and f.held_frac >= 0.5
 
-    def update(self, arm, reward, features=None, outcome: Outcome | None = None) -> None:
+    def _learn(self, arm, reward, features, outcome: Outcome | None) -> None:
         # what probe_mask predicted is stale once a window was learnt from (an engine may
         # read a window's features before the previous window is finished)
         self._last = None
@@ -1378,8 +1378,6 @@ class Auto(Policy):
         if outcome is None or features is None:
             return
         guest, sent, zero = outcome.input_bytes, outcome.output_bytes, outcome.zero_pages
-        if guest <= 0:
-            return
         self._updates += 1
         self._learnt[arm] = self._updates
         page_size = self.page_size

@@ -76,7 +76,7 @@ class Fixed(Policy):
     def choose(self, features: WindowFeatures | None = None) -> int:
         return self.arm
 
-    def update(self, arm, reward, features=None, outcome=None) -> None:
+    def _learn(self, arm, reward, features, outcome) -> None:
         pass
 
 
@@ -114,7 +114,7 @@ class EpsilonGreedy(_Counting):
         untried = self._untried()
         return untried if untried >= 0 else int(np.argmax(self.means))
 
-    def update(self, arm, reward, features=None, outcome=None) -> None:
+    def _learn(self, arm, reward, features, outcome) -> None:
         self._observe(reward)
         self.counts[arm] += 1
         alpha = self.step if self.step is not None else 1.0 / self.counts[arm]
@@ -140,7 +140,7 @@ class UCB1(_Counting):
         bonus = spread * np.sqrt((2 * self.c * self.c * math.log(self.t)) / self.counts)
         return int((mean + bonus).argmax())
 
-    def update(self, arm, reward, features=None, outcome=None) -> None:
+    def _learn(self, arm, reward, features, outcome) -> None:
         self._observe(reward)
         self._add(arm, reward)
 
@@ -170,7 +170,7 @@ class DiscountedUCB(_Counting):
         bonus = spread * np.sqrt((4 * self.c * self.c * self.xi * math.log(n)) / self.counts)
         return int((mean + bonus).argmax())
 
-    def update(self, arm, reward, features=None, outcome=None) -> None:
+    def _learn(self, arm, reward, features, outcome) -> None:
         self._observe(reward)
         self.counts *= self.gamma
         self.sums *= self.gamma
@@ -205,7 +205,7 @@ class SlidingWindowUCB(_Counting):
         scale = 4 * self.c * self.c * self.xi * math.log(max(n, 2))
         return int((mean + spread * np.sqrt(scale / self.counts)).argmax())
 
-    def update(self, arm, reward, features=None, outcome=None) -> None:
+    def _learn(self, arm, reward, features, outcome) -> None:
         if len(self.history) == self.window:
             old, old_reward = self.history.popleft()
             self._add(old, old_reward, -1.0)
@@ -242,7 +242,7 @@ class GaussianThompson(_Counting):
         draw = mean + spread / np.sqrt(self.counts) * self.rng.standard_normal(self.n_arms)
         return int(np.argmax(draw))
 
-    def update(self, arm, reward, features=None, outcome=None) -> None:
+    def _learn(self, arm, reward, features, outcome) -> None:
         self._observe(reward)
         if self.discount < 1:
             self.counts *= self.discount
@@ -282,7 +282,7 @@ class ProbeThenCommit(_Counting):
             return self.n_arms - 1 - (self.probes_left - 1) // self.k
         return self.committed
 
-    def update(self, arm, reward, features=None, outcome=None) -> None:
+    def _learn(self, arm, reward, features, outcome) -> None:
         self._observe(reward)
         if self.probes_left:
             self.probes_left -= 1

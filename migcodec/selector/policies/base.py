@@ -15,6 +15,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
+import sys
 import typing
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
@@ -22,7 +23,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from migcodec.codecs import CodecKind
-from migcodec.selector.features import WindowFeatures
+from migcodec.selector.features import CONTEXT_NAMES, WindowFeatures
 from migcodec.selector.objectives import Objective, Outcome, Throughput
 from migcodec.selector.spec import parse_spec
 
@@ -38,9 +39,128 @@ class PolicyError(ValueError):
     """A policy was configured or used wrongly; the message says how to fix it."""
 
 
+#: the largest finite float: a bound every finite count, time and reward is within
+_LARGEST = sys.float_info.max
+
+
+def check_outcome(outcome: Outcome) -> None:
+    """Refuse an outcome any count or time of which (``device_s`` and ``zero_pages`` when
+    given) is not a finite number of at least 0, with :class:`PolicyError` naming the
+    field and its value. Chained comparisons on the hot path (a few tens of nanoseconds):
+    nan fails every one, and an int too large for a float fails the bound, as inf does."""
+    guest, sent, wall, cpu, device, zero = outcome
+    try:
+        if (
+            0.0 <= guest <= _LARGEST
+            and 0.0 <= sent <= _LARGEST
+            and 0.0 <= wall <= _LARGEST
+            and 0.0 <= cpu <= _LARGEST
+            and (device is None or 0.0 <= device <= _LARGEST)
+            and (zero is None or 0.0 <= zero <= _LARGEST)
+        ):
+            return
+    except TypeError:  # a field that is no number: named below
+        pass
+    for name, value in zip(Outcome._fields, outcome, strict=True):
+        if value is None and name in ("device_s", "zero_pages"):
+            continue
+        number = isinstance(value, int | float | np.number) and not isinstance(value, bool)
+        if not (number and 0.0 <= value <= _LARGEST):
+            raise PolicyError(
+                f"outcome {name} must be a finite number of at least 0, got {value!r}; "
+                "report what the window's encoding measured (Decision.add adds up each "
+                "batch's Encoded.stats)"
+            )
+
+
+#: the shape of :attr:`WindowFeatures.context`
+_CONTEXT_SHAPE = (len(CONTEXT_NAMES),)
+#: the features holding one entry per arm
+_PER_ARM = ("predicted_ratio", "predicted_rate", "probe_s", "delta_bytes", "probe_out")
+
+
+def check_features(features: WindowFeatures, n_arms: int) -> None:
+    """Refuse features a caller made that no policy can read, with :class:`PolicyError`
+    naming the field: a context not of :data:`CONTEXT_NAMES`' length or not finite (a
+    regression learning from nan learns nothing again), a count, cost or share (``pages``,
+    ``sample``, ``held_frac``, ``cheap_s``, ``change_runs``, ``probe_pages``) that is not a
+    finite number of at least 0 (``held_frac`` at most 1), a per-arm array not of one entry
+    per arm, or probe costs (``probe_s``) that are not finite and at least 0. Per-arm
+    predictions and estimates may hold nan: an arm not probed, not a delta arm.
+
+    Checked where features come from a caller (:meth:`Selector.choose
+    <migcodec.selector.online.Selector.choose>` with ``features``); a
+    :class:`~migcodec.selector.features.FeatureExtractor`'s and a checked table's are of
+    this shape by construction and are not checked again. On the decision's hot path: a
+    few comparisons and sums in Python floats (on a few entries a numpy call costs more)."""
+    f = features
+    try:
+        scalars = (f.pages, f.sample, f.held_frac, f.cheap_s, f.change_runs, f.probe_pages)
+        total = sum(scalars) + sum(f.context.tolist())
+        # nan for any nan or inf (or a sum past the largest float): all finite
+        ok = (
+            total - total == 0.0
+            and f.context.shape == _CONTEXT_SHAPE
+            and f.pages >= 0.0
+            and f.sample >= 0
+            and 0.0 <= f.held_frac <= 1.0
+            and f.cheap_s >= 0.0
+            and f.change_runs >= 0.0
+            and f.probe_pages >= 0
+        )
+        arms = (n_arms,)
+        for value in (f.predicted_ratio, f.predicted_rate, f.probe_s, f.delta_bytes, f.probe_out):
+            if value is not None and value.shape != arms:
+                ok = False
+        if ok and f.probe_s is not None:  # in Python floats: a numpy call costs more
+            seconds = f.probe_s.tolist()
+            total = sum(seconds)
+            ok = total - total == 0.0 and min(seconds) >= 0.0
+    except (AttributeError, TypeError, OverflowError):  # no array, no number, too large
+        ok = False
+    if not ok:
+        _refuse_features(f, n_arms)
+
+
+def _refuse_features(f: WindowFeatures, n_arms: int) -> None:
+    """:func:`check_features`'s message: the first field at fault, named."""
+    context = f.context
+    try:
+        values = context.tolist() if context.shape == _CONTEXT_SHAPE else [math.nan]
+        finite = all(-_LARGEST <= v <= _LARGEST for v in values)
+    except (AttributeError, TypeError):
+        finite = False
+    if not finite:
+        raise PolicyError(
+            f"features context must be {len(CONTEXT_NAMES)} finite numbers "
+            f"({', '.join(CONTEXT_NAMES)}), got {context!r}"
+        )
+    for name in ("pages", "sample", "held_frac", "cheap_s", "change_runs", "probe_pages"):
+        value = getattr(f, name)
+        high = 1.0 if name == "held_frac" else _LARGEST
+        number = isinstance(value, int | float | np.number) and not isinstance(value, bool)
+        if not (number and 0.0 <= value <= high):
+            needed = "in [0, 1]" if name == "held_frac" else "finite, at least 0"
+            raise PolicyError(f"features {name} must be a number {needed}, got {value!r}")
+    for name in _PER_ARM:
+        value = getattr(f, name)
+        if value is not None and getattr(value, "shape", None) != (n_arms,):
+            got = getattr(value, "shape", type(value).__name__)
+            raise PolicyError(
+                f"features {name} must hold one entry per arm, shape ({n_arms},), got {got}"
+            )
+    probe_s = f.probe_s
+    if probe_s is not None and not all(0.0 <= v <= _LARGEST for v in probe_s.tolist()):
+        raise PolicyError(
+            f"features probe_s must be each arm's probe seconds, finite and at least 0, "
+            f"got {probe_s!r}"
+        )
+    # else the quick check's sum of finite values passed the largest float: they are right
+
+
 class Policy(ABC):
     """Base class. Subclasses set ``name``, take parameters as keyword arguments (stored as
-    attributes of the same name) and implement ``_reset``, ``choose`` and ``update``.
+    attributes of the same name) and implement ``_reset``, ``choose`` and ``_learn``.
 
     ``needs`` says which features the policy reads (``none``, ``cheap`` or ``probe``); an
     evaluation charges the policy what those features cost.
@@ -97,15 +217,51 @@ class Policy(ABC):
     def choose(self, features: WindowFeatures | None = None) -> int:
         """The arm to use for the next window."""
 
-    @abstractmethod
     def update(
         self,
         arm: int,
         reward: float,
         features: WindowFeatures | None = None,
         outcome: Outcome | None = None,
+        *,
+        checked: bool = False,
     ) -> None:
-        """Learn from the reward of ``arm`` (the only arm whose outcome is observed)."""
+        """Learn from the reward of ``arm`` (the only arm whose outcome is observed).
+
+        Every caller comes through here. The outcome is checked first
+        (:func:`check_outcome`) unless the caller ``checked`` it already
+        (:meth:`Selector.finish <migcodec.selector.online.Selector.finish>`, before it
+        computes the reward; a replay, whose outcomes come from a checked table): one
+        window of nan, inf or negative counts or times would otherwise stay in a policy's
+        sums for good (a mean of nan or inf picks arm 0 forever, a negative time reads as
+        a free arm). A reward that is not finite is refused with :class:`PolicyError`: a
+        checked window's utility always is.
+
+        A window of no guest bytes teaches nothing (no codec did any work on it: its
+        reward is the objective's value of nothing, "free" for throughput) and is skipped
+        by every policy alike."""
+        if outcome is not None:
+            if not checked:
+                check_outcome(outcome)
+            if not outcome.input_bytes:
+                return
+        if not -_LARGEST <= reward <= _LARGEST:  # False for nan
+            raise PolicyError(
+                f"policy {self.name!r}: a reward must be a finite number, got {reward!r}; "
+                "give the objective's utility of a window's outcome"
+            )
+        self._learn(arm, reward, features, outcome)
+
+    @abstractmethod
+    def _learn(
+        self,
+        arm: int,
+        reward: float,
+        features: WindowFeatures | None,
+        outcome: Outcome | None,
+    ) -> None:
+        """:meth:`update`'s work, on a checked outcome of a window with guest bytes (or
+        none) and a finite reward."""
 
     def split(self) -> tuple[int, float] | None:
         """After :meth:`choose`: ``None`` when the arm chosen plays the whole window, or

@@ -89,7 +89,7 @@ class LinearRLS(Policy):
         score = predicted + self.alpha * np.sqrt(np.fmax(spread, 0.0))
         return int(score.argmax())
 
-    def update(self, arm, reward, features=None, outcome=None) -> None:
+    def _learn(self, arm, reward, features, outcome) -> None:
         x, px = self._x, None  # the inputs of the decision this reward answers
         if x is None or (features is not None and features.context is not self._context):
             x = self._inputs(features)
@@ -158,7 +158,7 @@ class SgdRegression(Policy):
             return self.rng.randrange(self.n_arms)
         return int(np.argmax(self.coef @ design(features.context)))
 
-    def update(self, arm, reward, features=None, outcome=None) -> None:
+    def _learn(self, arm, reward, features, outcome) -> None:
         if features is None:
             return
         if self.unit == 0.0:

@@ -242,8 +242,8 @@ class Predictive(Policy):
         predicted = np.where(predicted > 0, predicted * boost, predicted / boost)
         return int(predicted.argmax())
 
-    def update(self, arm, reward, features=None, outcome: Outcome | None = None) -> None:
-        if outcome is None or outcome.input_bytes <= 0:
+    def _learn(self, arm, reward, features, outcome: Outcome | None) -> None:
+        if outcome is None:
             return
         if features is not None and features.context[1] > 0.5:
             # a mostly-zero window says little about an arm: its ratio and rate are set by
