@@ -772,6 +772,24 @@ def test_a_cost_model_file_of_other_batches_is_refused_before_measuring(capsys):
     )
 
 
+def test_a_cost_model_file_with_a_coefficient_too_large_for_a_float_is_refused(tmp_path, capsys):
+    """A sealed model holding 10**400 ended the command with an OverflowError traceback."""
+    from migcodec.hashing import seal, unseal
+
+    model = REPO / "tests" / "selector" / "data" / "cost-model.json"
+    doc = unseal(json.loads(model.read_text()))
+    doc["arms"]["lz4"]["per_call"] = 10**400
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps(seal(doc)))
+    assert main([*EVALUATE, "--cost-model", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith(
+        f"migcodec evaluate: cannot read cost model {path}: arm 'lz4' has coefficients no "
+        "calibration writes (per call an integer of 401 digits, "
+    )
+    assert err.endswith("; calibrate again to replace it\n")
+
+
 def test_a_cost_model_file_without_an_arm_is_refused_before_measuring(capsys, monkeypatch):
     """The model's arms were looked up once the first table had been measured: a corpus
     was measured in full before the missing arm was named."""

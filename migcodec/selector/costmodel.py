@@ -38,9 +38,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import platform
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -149,23 +149,45 @@ class ArmCost:
 _LOG_KNOTS = np.log(np.array(KNOTS))
 
 
+#: the most seconds any coefficient may be (per call, zero page, page, changed word or
+#: run): a codec that took a second per page of 4 KiB would encode at 4 KiB/s, thousands
+#: of times slower than any there is; a larger coefficient is damage, and one near the
+#: largest float turns every score it enters to inf or nan
+MAX_COST_S = 1.0
+
+
 def _arm_cost(label: str, fields: dict) -> ArmCost:
-    """One arm's coefficients as a file holds them, checked: seconds are finite and not
-    negative, and the curve has a cost at every knot."""
+    """One arm's coefficients as a file holds them, checked: seconds are numbers from 0 to
+    :data:`MAX_COST_S`, the fit's error a finite number of at least 0, and the curve has a
+    cost at every knot. Compared, not converted: a JSON integer too large for a float
+    (``1e400`` written out) fails the bound instead of raising ``OverflowError``."""
     cost = ArmCost(**fields)
     seconds = [cost.per_call, cost.per_zero_page, *cost.per_page, cost.per_word, cost.per_run]
     if (
         len(cost.per_page) != len(KNOTS)
-        or not all(type(x) in (int, float) and math.isfinite(x) and x >= 0 for x in seconds)
-        or type(cost.fit_error) not in (int, float)
+        or not all(_number(x) and 0 <= x <= MAX_COST_S for x in seconds)
+        or not (_number(cost.fit_error) and 0 <= cost.fit_error <= sys.float_info.max)
     ):
         raise ValueError(
             f"arm {label!r} has coefficients no calibration writes (per call "
-            f"{cost.per_call!r}, per zero page {cost.per_zero_page!r}, {len(cost.per_page)} "
-            f"per-page costs for {len(KNOTS)} knots, per word {cost.per_word!r}, per run "
-            f"{cost.per_run!r})"
+            f"{_shown(cost.per_call)}, per zero page {_shown(cost.per_zero_page)}, "
+            f"{len(cost.per_page)} per-page costs for {len(KNOTS)} knots, per word "
+            f"{_shown(cost.per_word)}, per run {_shown(cost.per_run)}, fit error "
+            f"{_shown(cost.fit_error)}; seconds must be from 0 to {MAX_COST_S:g})"
         )
     return cost
+
+
+def _shown(x: object) -> str:
+    """``x`` for a message: an integer too long to read is told by its digits."""
+    if type(x) is int and x.bit_length() > 64:
+        return f"an integer of {len(str(abs(x)))} digits"
+    return repr(x)
+
+
+def _number(x: object) -> bool:
+    """Whether ``x`` is a number as JSON reads one (an int or a float, not a flag)."""
+    return type(x) in (int, float)
 
 
 @dataclass

@@ -120,6 +120,64 @@ def test_coefficients_no_calibration_writes_are_refused_even_when_sealed(tmp_pat
             CostModel.load(path)
 
 
+def _sealed_with(path, edit) -> None:
+    """``path`` holding MODEL, edited and sealed again: as a calibration could have written."""
+    from migcodec.hashing import seal, unseal
+
+    MODEL.save(path)
+    doc = unseal(json.loads(path.read_text()))
+    edit(doc)
+    path.write_text(json.dumps(seal(doc)))
+
+
+@pytest.mark.parametrize(
+    ("edit", "shown"),
+    [
+        # a JSON integer too large for a float: compared, never converted (OverflowError)
+        (lambda d: d["arms"]["lz4"].update(per_call=10**400), "per call an integer of 401 digits"),
+        (lambda d: d["arms"]["lz4"]["per_page"].__setitem__(0, 10**400), "fit error 0.0"),
+        # finite, but more than any codec's seconds: scores of inf and nan
+        (lambda d: d["arms"]["lz4"].update(per_call=1e308), "per call 1e+308"),
+        (lambda d: d["arms"]["lz4"].update(per_zero_page=2.0), "per zero page 2.0"),
+        (lambda d: d["arms"]["lz4"].update(fit_error=float("nan")), "fit error nan"),
+        (lambda d: d["arms"]["lz4"].update(fit_error=10**400), "fit error an integer of 401"),
+    ],
+)
+def test_coefficients_too_large_for_any_codec_are_refused_as_damage(tmp_path, edit, shown):
+    path = tmp_path / "model.json"
+    _sealed_with(path, edit)
+    with pytest.raises(CostModelError) as info:
+        CostModel.load(path)
+    message = str(info.value)
+    assert message.startswith(
+        f"cannot read cost model {path}: arm 'lz4' has coefficients no calibration writes"
+    )
+    assert shown in message
+    assert message.endswith("seconds must be from 0 to 1); calibrate again to replace it")
+
+
+def test_a_cached_model_with_a_coefficient_too_large_for_a_float_is_calibrated_again(
+    tmp_path, monkeypatch
+):
+    from migcodec.selector import costmodel
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    arms = parse_arms("raw")
+    path = costmodel.default_path(4096, 64)
+    path.parent.mkdir(parents=True)
+    mine = CostModel(4096, 64, dict(MODEL.arms), costmodel.machine_identity())
+    mine.save(path)
+    doc = json.loads(path.read_text())
+    from migcodec.hashing import seal, unseal
+
+    content = unseal(doc)
+    content["arms"]["raw"]["per_call"] = 10**400
+    path.write_text(json.dumps(seal(content)))
+    model = costmodel.machine_cost_model(arms, repeats=1)
+    assert 0 < model.arms["raw"].per_call < 1.0  # measured again, and kept
+    assert CostModel.load(path).arms["raw"] == model.arms["raw"]
+
+
 def test_a_saved_model_of_another_machine_is_calibrated_again(tmp_path, monkeypatch):
     from migcodec.selector import costmodel
 
