@@ -156,7 +156,7 @@ _LOG_KNOTS = np.log(np.array(KNOTS))
 MAX_COST_S = 1.0
 
 
-def _arm_cost(label: str, fields: dict) -> ArmCost:
+def checked_arm_cost(label: str, fields: dict) -> ArmCost:
     """One arm's coefficients as a file holds them, checked: seconds are numbers from 0 to
     :data:`MAX_COST_S`, the fit's error a finite number of at least 0, and the curve has a
     cost at every knot. Compared, not converted: a JSON integer too large for a float
@@ -186,8 +186,9 @@ def _shown(x: object) -> str:
 
 
 def _number(x: object) -> bool:
-    """Whether ``x`` is a number as JSON reads one (an int or a float, not a flag)."""
-    return type(x) in (int, float)
+    """Whether ``x`` is a number as JSON reads one (an int or a float, not a flag; numpy's
+    floats, which a calibration fits, are floats)."""
+    return isinstance(x, int | float) and not isinstance(x, bool)
 
 
 @dataclass
@@ -247,7 +248,7 @@ class CostModel:
                     f"{COST_MODEL_VERSION}; calibrate again"
                 )
             doc = unseal(doc)
-            arms = {label: _arm_cost(label, c) for label, c in doc["arms"].items()}
+            arms = {label: checked_arm_cost(label, c) for label, c in doc["arms"].items()}
             page_size, batch_pages = doc["page_size"], doc["batch_pages"]
             for name, value in (("page_size", page_size), ("batch_pages", batch_pages)):
                 if type(value) is not int or value < 1:

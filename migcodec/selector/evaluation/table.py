@@ -39,6 +39,7 @@ from migcodec.selector.costmodel import (
     FEATURES_LABEL,
     ArmCost,
     CostModel,
+    checked_arm_cost,
     machine_cost_model,
     window_work,
 )
@@ -89,6 +90,133 @@ class TableError(ValueError):
     """A table file is missing, stale or unreadable; rebuild it (delete the file)."""
 
 
+#: arrays of one row per window and one column per arm
+_WINDOW_ARM = (
+    "input_bytes",
+    "output_bytes",
+    "wall_s",
+    "cpu_s",
+    "device_s",
+    "predicted_ratio",
+    "predicted_rate",
+    "probe_s",
+    "cpu_spread",
+    "stored_out",
+    "delta_bytes",
+    "probe_out",
+)
+#: arrays whose nan says "none": no device time, an arm not probed or not a delta arm, a
+#: spread of no time; their other entries are at least 0 (a probe may predict inf)
+_NAN_IS_NONE = (
+    "device_s",
+    "predicted_ratio",
+    "predicted_rate",
+    "cpu_spread",
+    "delta_bytes",
+    "probe_out",
+)
+#: work arrays a table with ``pages`` must also hold: its features and modelled times read
+#: them together (``stored_words`` and ``stored_runs`` are held together, or neither)
+_WITH_PAGES = (
+    "stored_out",
+    "stored",
+    "zero_pages",
+    "sample",
+    "held_frac",
+    "delta_bytes",
+    "probe_pages",
+    "probe_out",
+)
+
+
+def _check_table(table: Table) -> None:
+    """Raise :class:`TableError` naming the first thing in ``table`` no build makes:
+    arrays of another shape than windows x arms (or windows, or windows x
+    ``CONTEXT_NAMES``), not floating point, negative, or not finite where nan does not
+    say "none"; no window, or one of no bytes in or out or no stored page; arms that are
+    no codec configs; kinds, phases or per-arm costs not one per arm or window; a page
+    size that is not a whole number of bytes. Arms this host has no codec for are not
+    refused: a table may be replayed where it was not built. A replay and a modelled
+    table then index and divide without checking (their arithmetic is per window)."""
+    arms = table.arms
+    if not isinstance(arms, list) or not all(isinstance(a, dict) and "name" in a for a in arms):
+        raise TableError(f"its arms are {arms!r}; they should be codec configs")
+    k = len(arms)
+    n = table.input_bytes.shape[0] if getattr(table.input_bytes, "ndim", 0) else 0
+    if not k:
+        raise TableError("it holds no arms")
+    if not n:
+        raise TableError("it holds no windows")
+    shapes = {name: ((n, k), f"windows x its {k} arms") for name in _WINDOW_ARM}
+    shapes["context"] = ((n, len(CONTEXT_NAMES)), "windows x context features")
+    for name in ("cheap_s", *_WORK_ARRAYS):
+        shapes.setdefault(name, ((n,), "one per window"))
+    for name, (shape, what) in shapes.items():
+        array = getattr(table, name)
+        if array is None:
+            continue
+        if not isinstance(array, np.ndarray) or array.dtype.kind != "f":
+            kind = array.dtype if isinstance(array, np.ndarray) else type(array).__name__
+            raise TableError(f"array {name!r} is {kind}; it should be floating point")
+        if array.shape != shape:
+            raise TableError(
+                f"array {name!r} has shape {array.shape}; it should be {shape} ({what})"
+            )
+        values = array[~np.isnan(array)] if name in _NAN_IS_NONE else array
+        if name in _NAN_IS_NONE:
+            bad = values < 0
+        elif name == "context":
+            bad = ~np.isfinite(values)
+        else:
+            bad = ~np.isfinite(values) | (values < 0)
+        if bad.any():
+            needed = (
+                "nan or at least 0"
+                if name in _NAN_IS_NONE
+                else "finite"
+                if name == "context"
+                else "finite and at least 0"
+            )
+            raise TableError(
+                f"array {name!r} holds {float(values[bad][0])!r}; its entries should be {needed}"
+            )
+    for name in ("input_bytes", "output_bytes"):  # a window's pages each send a byte
+        if not (getattr(table, name) > 0).all():
+            raise TableError(f"array {name!r} holds a window of no bytes")
+    if table.pages is not None:
+        missing = [name for name in _WITH_PAGES if getattr(table, name) is None]
+        if (table.stored_words is None) != (table.stored_runs is None):
+            missing.append("stored_words" if table.stored_words is None else "stored_runs")
+        if missing:
+            raise TableError(f"it holds work counts but no {', '.join(missing)}")
+        if not (table.stored > 0).all():
+            raise TableError("array 'stored' holds a window of no stored page")
+        if (table.held_frac > 1).any():
+            raise TableError("array 'held_frac' holds a share above 1")
+    if not isinstance(table.phases, list) or len(table.phases) != n:
+        raise TableError(f"it holds {len(table.phases)} phases for {n} windows")
+    meta = table.meta
+    page_size = meta.get("page_size", 4096)
+    if type(page_size) is not int or page_size < 1:
+        raise TableError(f"its page_size is {page_size!r}, not a whole number of bytes")
+    kinds = meta.get("kinds")
+    if kinds is not None and (
+        not isinstance(kinds, list)
+        or len(kinds) != k
+        or not all(kind in tuple(CodecKind) for kind in kinds)
+    ):
+        raise TableError(
+            f"its kinds are {kinds!r}; they should be one of "
+            f"{', '.join(CodecKind)} per arm ({k} arms)"
+        )
+    costs = meta.get("costs") or {}
+    try:
+        for label, fields in costs.items():
+            checked_arm_cost(label, fields)
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise TableError(f"its cost model {exc}") from None
+
+
 @dataclass
 class Table:
     """Outcomes ``(windows, arms)`` and features per window; rewards are computed on demand
@@ -120,6 +248,11 @@ class Table:
     stored_words: np.ndarray | None = None
     stored_runs: np.ndarray | None = None
     change_runs: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        """Every table is checked once, however made (:func:`_check_table`): built,
+        joined, modelled, loaded or by hand."""
+        _check_table(self)
 
     @property
     def n_windows(self) -> int:
@@ -178,6 +311,7 @@ class Table:
             f.probe_out = self.probe_out[w]
             if self.change_runs is not None:
                 f.change_runs = float(self.change_runs[w])
+        f.checked_arms = self.n_arms  # as checked with the table
         return f
 
     def spread(self) -> np.ndarray:
@@ -301,7 +435,15 @@ class Table:
         The meta names every array with its dtype, shape and checksum, and is sealed
         (:func:`~migcodec.hashing.seal`): a zip member's own CRC covers its bytes but not
         its name, and a table missing an optional array is a valid table, so without them
-        a damaged file could read back as another table."""
+        a damaged file could read back as another table.
+
+        A table changed since it was made is checked again (:func:`_check_table`), and
+        one no build makes is refused with :class:`TableError`, before anything is
+        written."""
+        try:
+            _check_table(self)
+        except TableError as exc:
+            raise TableError(f"cannot save evaluation table to {path}: {exc}") from None
         arrays = {name: getattr(self, name) for name in _ARRAYS}
         arrays.update(
             {name: getattr(self, name) for name in _WORK_ARRAYS if getattr(self, name) is not None}
@@ -321,8 +463,9 @@ class Table:
     @classmethod
     def load(cls, path: str | os.PathLike | Location) -> Table:
         """The table :meth:`save` wrote; :class:`TableError` naming what is wrong when the
-        file is unreadable, of another version, or differs in any way from what was
-        written (its meta's seal, the arrays it names, their checksums)."""
+        file is unreadable, of another version, differs in any way from what was written
+        (its meta's seal, the arrays it names, their checksums), or holds what no build
+        makes (:func:`_check_table`: shapes, kinds, values, meta)."""
         where = location(path)
 
         def unreadable(why: object) -> TableError:
@@ -362,7 +505,10 @@ class Table:
                 raise unreadable(f"array {name!r} differs from what was written")
         del meta["version"]  # the file's format, not the table's: a loaded table's meta is
         # what it was when built (a cached and a fresh table report alike)
-        return cls(meta.pop("arms"), phases=meta.pop("phases"), meta=meta, **arrays)
+        try:
+            return cls(meta.pop("arms"), phases=meta.pop("phases"), meta=meta, **arrays)
+        except TableError as exc:  # what no build makes, written by hand
+            raise unreadable(exc) from None
 
 
 def _array_digest(array: np.ndarray) -> str:

@@ -1,0 +1,142 @@
+"""A table whose arrays disagree with each other, with its arms or with what any build
+measures is refused with TableError naming the array and what it should be: when made,
+when saved, and when a file written otherwise is loaded (a replay then indexes and divides
+without checking)."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from migcodec.selector import Throughput
+from migcodec.selector.evaluation import Table, TableError, replay
+from migcodec.selector.evaluation import table as table_module
+from migcodec.selector.policies import parse_policy
+from tests.selector.tables import tiny_table
+
+
+def _set(name, value):
+    def change(t):
+        setattr(t, name, value(getattr(t, name)) if callable(value) else value)
+
+    return change
+
+
+def _cell(name, value):
+    def change(t):
+        getattr(t, name)[1, 1] = value
+
+    return change
+
+
+def _meta(key, value):
+    def change(t):
+        t.meta[key] = value
+
+    return change
+
+
+CHANGES = [
+    (
+        _set("output_bytes", lambda a: a[:, :1].copy()),
+        r"array 'output_bytes' has shape \(3, 1\); it should be \(3, 2\) \(windows x its 2 "
+        r"arms\)",
+    ),
+    (
+        _set("cpu_s", lambda a: np.vstack([a, a])),
+        r"array 'cpu_s' has shape \(6, 2\); it should be \(3, 2\) \(windows x its 2 arms\)",
+    ),
+    (
+        _set("context", lambda a: a[:, 0].copy()),
+        r"array 'context' has shape \(3,\); it should be \(3, 5\) \(windows x context features\)",
+    ),
+    (
+        _set("arms", lambda a: a[:1]),
+        r"array 'input_bytes' has shape \(3, 2\); it should be \(3, 1\) \(windows x its 1 arms\)",
+    ),
+    (_set("cpu_s", lambda a: a.astype(np.int8)), "array 'cpu_s' is int8; it should be floating"),
+    (_set("cpu_s", lambda a: a.astype(str)), "array 'cpu_s' is <U32; it should be floating"),
+    (_set("cheap_s", [0.0, 0.0, 0.0]), "array 'cheap_s' is list; it should be floating point"),
+    (
+        _cell("output_bytes", np.nan),
+        "array 'output_bytes' holds nan; its entries should be finite and at least 0",
+    ),
+    (_cell("cpu_s", np.inf), "array 'cpu_s' holds inf; its entries should be finite and at"),
+    (_cell("wall_s", -1.0), "array 'wall_s' holds -1.0; its entries should be finite and at"),
+    (_cell("device_s", -1.0), "array 'device_s' holds -1.0; its entries should be nan or at"),
+    (_cell("context", np.inf), "array 'context' holds inf; its entries should be finite"),
+    (_cell("output_bytes", 0.0), "array 'output_bytes' holds a window of no bytes"),
+    (_cell("input_bytes", 0.0), "array 'input_bytes' holds a window of no bytes"),
+    (
+        _set("input_bytes", lambda a: a[:0].copy()),
+        "it holds no windows",
+    ),
+    (_set("phases", ["a"]), "it holds 1 phases for 3 windows"),
+    (_set("arms", [{"codec": "raw"}, {"name": "lz4"}]), r"its arms are \[\{'codec': 'raw'\}"),
+    (_meta("page_size", "x"), "its page_size is 'x', not a whole number of bytes"),
+    (_meta("page_size", 0), "its page_size is 0, not a whole number of bytes"),
+    (
+        _meta("kinds", ["raw"]),
+        r"its kinds are \['raw'\]; they should be one of compress, delta, raw per arm "
+        r"\(2 arms\)",
+    ),
+    (
+        _meta(
+            "costs",
+            {"lz4": {"per_call": 1e308, "per_zero_page": 0.0, "per_page": [1e-6] * 9}},
+        ),
+        "its cost model arm 'lz4' has coefficients no calibration writes",
+    ),
+]
+
+
+@pytest.mark.parametrize(("change", "message"), CHANGES)
+def test_a_table_no_build_makes_is_refused_when_made(change, message):
+    fields = {f.name: getattr(tiny_table(), f.name) for f in dataclasses.fields(Table)}
+    probe = dataclasses.replace(tiny_table())  # a table, changed, then made again
+    change(probe)
+    fields.update({f.name: getattr(probe, f.name) for f in dataclasses.fields(Table)})
+    with pytest.raises(TableError, match=f"^{message}"):
+        Table(**fields)
+
+
+@pytest.mark.parametrize(("change", "message"), CHANGES)
+def test_a_table_changed_since_it_was_made_is_refused_when_saved(tmp_path, change, message):
+    table = tiny_table()
+    change(table)
+    path = tmp_path / "t.npz"
+    with pytest.raises(TableError, match=f"^cannot save evaluation table to {path}: {message}"):
+        table.save(path)
+    assert not path.exists()
+
+
+#: a file holds arrays only (a list is saved as one)
+IN_FILES = [(change, message) for change, message in CHANGES if "is list" not in message]
+
+
+@pytest.mark.parametrize(("change", "message"), IN_FILES)
+def test_a_table_file_no_build_writes_is_refused_when_loaded(
+    tmp_path, monkeypatch, change, message
+):
+    table = tiny_table()
+    change(table)
+    path = tmp_path / "t.npz"
+    with monkeypatch.context() as m:  # written by another program, sealed as save seals
+        m.setattr(table_module, "_check_table", lambda t: None)
+        table.save(path)
+    with pytest.raises(
+        TableError, match=f"^cannot read evaluation table {path}: {message}.*; delete it"
+    ):
+        Table.load(path)
+
+
+def test_a_table_of_measured_windows_round_trips_and_replays(tmp_path):
+    table = tiny_table()
+    table.device_s[0, 1] = 1e-3  # nan is "none", a time is taken
+    table.predicted_ratio[2, 0] = np.inf  # a probe that wrote nothing
+    path = tmp_path / "t.npz"
+    table.save(path)
+    loaded = Table.load(path)
+    result = replay(parse_policy("ucb1"), loaded, Throughput(link=1e3, workers=1))
+    assert len(result.chosen) == 3
+    assert loaded.features(0).checked_arms == 2  # checked with the table
