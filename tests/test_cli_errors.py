@@ -869,3 +869,23 @@ def test_an_empty_memory_file_name_is_refused_not_taken_as_the_current_directory
         f"migcodec {argv[0]}: --memory-file '' names no file: guest memory is mapped from a "
         "file; give the path of a file, or leave --memory-file out for anonymous memory\n",
     )
+
+
+def test_every_json_document_of_the_command_line_is_strict_json():
+    """Every --json writer goes through one helper: numbers that are not finite are null
+    (numpy's float64 too), and the rest is unchanged."""
+    from migcodec.cli.args import json_document
+
+    doc = {
+        "nan": float("nan"),
+        "rates": [1.5, float("inf"), np.float64(-np.inf), np.float64(2.0)],
+        "nested": {"pair": (0, float("nan")), "text": "NaN", "flag": True},
+    }
+    text = json_document(doc)
+    assert "NaN" not in text.replace('"NaN"', "") and "Infinity" not in text
+    assert json.loads(text) == {
+        "nan": None,
+        "rates": [1.5, None, None, 2.0],
+        "nested": {"pair": [0, None], "text": "NaN", "flag": True},
+    }
+    assert json.loads(json_document({"path": Path("/x")}, default=str)) == {"path": "/x"}

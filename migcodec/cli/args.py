@@ -15,6 +15,7 @@ by SIGPIPE.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import re
@@ -301,3 +302,24 @@ def silence_stdout() -> None:
         os.close(devnull)
     except (OSError, ValueError):  # no real file descriptor: nothing flushes it at exit
         pass
+
+
+def json_document(document: object, default: Callable[[object], object] | None = None) -> str:
+    """``document`` as the one JSON document a ``--json`` option prints: strict JSON, so
+    every parser reads it. A number that is not finite (a score against nothing, nan; a
+    rate of a window that took no time, inf) is ``null``, where ``json.dumps`` would write
+    the ``NaN`` and ``Infinity`` tokens strict parsers refuse. ``default`` converts what
+    JSON has no type for, as ``json.dumps``'s does."""
+    return json.dumps(_finite(document), indent=2, default=default, allow_nan=False)
+
+
+def _finite(value: object) -> object:
+    """``value`` with every float that is not finite (numpy's float64 is one) made
+    ``None``."""
+    if isinstance(value, float):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value

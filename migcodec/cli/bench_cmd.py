@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from migcodec.cli import args as types
-from migcodec.cli.args import PAGE_SIZE, CommandLineError, codec_names
+from migcodec.cli.args import PAGE_SIZE, CommandLineError, codec_names, json_document
 from migcodec.codecs import available_codecs, plugin_statuses
 from migcodec.datasets import GENERATORS
 from migcodec.engine.guest_memory import GuestMemoryError, check_available
@@ -32,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
             "workers": args.workers,
             "results": [r.as_dict() for r in results],
         }
-        print(json.dumps(document, indent=2))
+        print(json_document(document))
         return 0
     print(
         f"workload {args.workload}: {args.pages} pages, {args.workers} worker(s), "

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 
+from migcodec.cli.args import json_document
 from migcodec.codecs import plugin_statuses
 from migcodec.codecs.changes import CHANGE_SCAN
 from migcodec.codecs.zero import ZERO_SCAN
@@ -14,7 +14,7 @@ from migcodec.selector.scan import SAMPLE_SCAN
 def run(args: argparse.Namespace) -> int:
     statuses = plugin_statuses()
     if args.json:
-        print(json.dumps([s.as_dict() for s in statuses], indent=2))
+        print(json_document([s.as_dict() for s in statuses]))
         return 0
     print(f"{'codec':<12} {'kind':<9} {'available':<9} {'path':<11} reason")
     for s in statuses:

@@ -14,7 +14,6 @@ printed is the same as in process.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from migcodec.cli import args as types
-from migcodec.cli.args import CommandLineError, Given, check_output_path, check_plot_path, given
+from migcodec.cli.args import (
+    CommandLineError,
+    Given,
+    check_output_path,
+    check_plot_path,
+    given,
+    json_document,
+)
 from migcodec.datasets.trace import TraceError, TraceReader
 from migcodec.selector import DEFAULT_POLICIES, make_objective, parse_arms, parse_policy
 from migcodec.selector.adaptive_chooser import UNLIMITED_LINK
@@ -551,7 +557,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.json:
         doc = [_result_doc(r, cost) for r in results]
         out = doc[0] if not several else {"results": doc, "overall": _overall(results)}
-        print(json.dumps(out, indent=2))
+        print(json_document(out))
         return 0
     for r in results:
         _print_result(r, cost, args)
@@ -639,7 +645,7 @@ def _run_grid(
         }
     }
     if args.json:
-        print(json.dumps(doc, indent=2))
+        print(json_document(doc))
         return 0
     _print_grid(doc["grid"])
     return 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import json
 import socket
 import sys
 from collections.abc import Callable
@@ -13,7 +12,7 @@ from collections.abc import Callable
 import numpy as np
 
 from migcodec.cli import args as types
-from migcodec.cli.args import CommandLineError, check_plot_path
+from migcodec.cli.args import CommandLineError, check_plot_path, json_document
 from migcodec.cli.migrate_progress import ProgressDisplay
 from migcodec.datasets import GENERATORS
 from migcodec.datasets.workload import PATTERNS, WRITE_STYLES
@@ -185,7 +184,7 @@ def run_migrate(args: argparse.Namespace) -> int:
 
         if not args.sweep_dirty_rate:
             report = migrate_at(_dirty_rate(args))
-            print(json.dumps(report.as_dict(), indent=2) if args.json else _row(report))
+            print(json_document(report.as_dict()) if args.json else _row(report))
             if args.plot:
                 _draw(plot_migration, report, path=args.plot)
             return 0 if report.succeeded else 1
@@ -198,7 +197,7 @@ def run_migrate(args: argparse.Namespace) -> int:
             "every_rate_converged": unbounded,
             "runs": [r.as_dict() for r in runs],
         }
-        print(json.dumps(document, indent=2))
+        print(json_document(document))
     else:
         for r in runs:
             print(f"  dirty {r.dirty_rate / 1e6:8.1f} MB/s -> {_row(r)}")
@@ -326,7 +325,7 @@ def run_send(args: argparse.Namespace) -> int:
     _check_codec(args, config)
     with _source_memory(args, config.page_size, copies=1) as memory:
         report = _send(args, config, memory.pages)
-    print(json.dumps(report.as_dict(), indent=2) if args.json else _row(report))
+    print(json_document(report.as_dict()) if args.json else _row(report))
     if args.plot:
         _draw(plot_migration, report, path=args.plot)
     return 0 if report.succeeded else 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 import time
@@ -12,6 +11,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 
 from migcodec.cli import args as types
+from migcodec.cli.args import json_document
 from migcodec.datasets import TraceError, TraceReader, TraceWriter, Workload, get_workload
 from migcodec.datasets.presets import workload_names
 from migcodec.datasets.trace import TraceExists, TraceIncomplete, TraceWriteInterrupted
@@ -140,7 +140,7 @@ def info(args: argparse.Namespace) -> int:
         doc["summary"] = [p.as_dict() for p in phases]
         doc["dirty_pages_per_window"] = dirty.tolist()
         doc["stored_pages_per_window"] = per_window.tolist()
-        print(json.dumps(doc, indent=2, default=str))
+        print(json_document(doc, default=str))
         return 0
     lo, hi = (int(per_window.min()), int(per_window.max())) if per_window.size else (0, 0)
     # text from the file is shown quoted and escaped: it is the trace's, not ours

@@ -196,3 +196,30 @@ def test_a_trace_whose_manifest_changed_with_its_stamps_kept_has_another_key(tmp
 
     _keep_stamps(trace / "manifest.json", other_second)
     assert trace_identity(trace) != before
+
+
+def _strict(text: str):
+    """``text`` read as strict JSON: the NaN and Infinity tokens are refused."""
+
+    def refuse(token):
+        raise ValueError(f"{token} is no JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_evaluate_json_writes_a_score_against_nothing_as_null(monkeypatch, capsys):
+    """A ratio to a total of zero is nan, and a regret can be inf: the document held the
+    NaN and Infinity tokens strict JSON parsers refuse."""
+    from migcodec.selector.evaluation.replay import Score
+
+    whole = Score.as_dict
+
+    def unscorable(score):
+        return {**whole(score), "vs_oracle": float("nan"), "final_regret": float("inf")}
+
+    monkeypatch.setattr(Score, "as_dict", unscorable)
+    args = ["evaluate", "--workload", "text", "--windows", "2", "--pages", "8", "--repeats"]
+    assert main([*args, "1", "--arms", "raw;lz4", "--policies", "ucb1", "--json"]) == 0
+    doc = _strict(capsys.readouterr().out)
+    assert all(s["vs_oracle"] is None and s["final_regret"] is None for s in doc["scores"])
+    assert all(s["total"] > 0 for s in doc["scores"])  # finite numbers stay numbers
