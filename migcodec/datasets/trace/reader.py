@@ -118,22 +118,28 @@ def _load_manifest(path: Location) -> dict[str, Any]:
 CHECKED_WINDOW_BYTES = 256 << 20
 
 
-def _read_whole(file: Location, limit: int) -> bytes:
-    """The bytes of one of a trace's files, at most ``limit`` of them: a directory, pipe or
-    device in its place, or a file past ``limit``, is damage (:class:`TraceCorrupt`), and
-    a file that cannot be read for another reason (permissions) a :class:`TraceError`."""
+def _open(file: Location, what: str = "") -> tuple[BinaryIO, int]:
+    """One of a trace's files, open, and its size: missing, or a directory, pipe or device
+    in its place, is damage (:class:`TraceCorrupt`), and a file that cannot be read for
+    another reason (permissions) a :class:`TraceError`. ``what`` starts the file's name in
+    messages (``"chunk file "``)."""
+    damaged = "the trace is damaged (re-create it)"
     try:
-        f, size = file.open_read()
+        return file.open_read()
     except FileNotFoundError:
-        raise TraceCorrupt(f"{file} is missing; the trace is damaged (re-create it)") from None
+        raise TraceCorrupt(f"{what}{file} is missing; {damaged}") from None
     except NotARegularFile as exc:
-        raise TraceCorrupt(f"{exc}; the trace is damaged (re-create it)") from None
+        raise TraceCorrupt(f"{what}{exc}; {damaged}") from None
     except IsADirectoryError:
-        raise TraceCorrupt(
-            f"{file} is a directory, not a regular file; the trace is damaged (re-create it)"
-        ) from None
+        raise TraceCorrupt(f"{what}{file} is a directory, not a regular file; {damaged}") from None
     except OSError as exc:
-        raise TraceError(f"cannot read {file}: {exc.strerror or exc}") from None
+        raise TraceError(f"cannot read {what}{file}: {exc.strerror or exc}") from None
+
+
+def _read_whole(file: Location, limit: int) -> bytes:
+    """The bytes of one of a trace's files (:func:`_open`), at most ``limit`` of them: a
+    file past ``limit`` is damage (:class:`TraceCorrupt`)."""
+    f, size = _open(file)
     with f:
         if size > limit:
             raise TraceCorrupt(
@@ -348,19 +354,7 @@ class TraceReader:
         """The open chunk file and its size."""
         opened = self._files.get(chunk)
         if opened is None:
-            name = self.location / CHUNK_PATTERN.format(chunk)
-            try:
-                opened = name.open_read()
-            except FileNotFoundError as exc:
-                raise TraceCorrupt(f"chunk file {name} is missing") from exc
-            except NotARegularFile as exc:
-                raise TraceCorrupt(f"chunk file {exc}; the trace is damaged") from None
-            except IsADirectoryError:
-                raise TraceCorrupt(
-                    f"chunk file {name} is a directory, not a regular file; the trace is damaged"
-                ) from None
-            except OSError as exc:
-                raise TraceError(f"cannot read chunk file {name}: {exc.strerror or exc}") from None
+            opened = _open(self.location / CHUNK_PATTERN.format(chunk), "chunk file ")
             self.close()  # streaming: at most one chunk file open
             self._files[chunk] = opened
         return opened
