@@ -159,7 +159,9 @@ class Selector:
     ) -> Decision:
         """The arm for the next window, from its pages (and what the destination holds) or
         from precomputed ``features``; context-free policies need neither. ``sampled``,
-        ``window_pages``, ``held`` and ``gather_s``: see ``FeatureExtractor.extract``.
+        ``window_pages``, ``held`` and ``gather_s``: see ``FeatureExtractor.extract``
+        (``window_pages``, the window's size when ``pages`` is a sample of it, must be a
+        finite number of at least ``len(pages)``: :class:`SelectorError`).
 
         ``features`` given are checked once (:func:`~migcodec.selector.policies.base.
         check_features`, :class:`PolicyError` naming what is wrong) unless known right
@@ -171,6 +173,11 @@ class Selector:
                 features.checked_arms = len(self.codecs)
         elif pages is not None and self.policy.needs != "none":
             total = float(len(pages) if window_pages is None else window_pages)
+            if not len(pages) <= total < math.inf:  # False for nan
+                raise SelectorError(
+                    f"window_pages {window_pages!r} must be the window's size in pages, a "
+                    f"finite number of at least the {len(pages)} pages given"
+                )
             if self.policy.wants_features(total):
                 features = self.features(pages, previous, sampled, window_pages, held, gather_s)
         arm = self.policy.choose(features)

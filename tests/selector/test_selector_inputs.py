@@ -198,3 +198,18 @@ def test_a_policy_whose_selector_is_gone_serves_another():
     policy = parse_policy("ucb1")
     Selector(policy, ["raw", "lz4"])  # dropped at once
     assert Selector(policy, ARMS).policy.n_arms == len(ARMS)
+
+
+@pytest.mark.parametrize("window_pages", [math.nan, math.inf, -5.0, 63])
+def test_a_window_size_that_is_not_one_of_the_pages_given_is_refused(window_pages):
+    """A sample's window holds at least the sampled pages; nan and inf reached the
+    extractor's integer conversions as ValueError and OverflowError."""
+    selector = _selector("auto")
+    with pytest.raises(SelectorError) as err:
+        selector.choose(PAGES, window_pages=window_pages)
+    assert str(err.value) == (
+        f"window_pages {window_pages!r} must be the window's size in pages, a finite number "
+        "of at least the 64 pages given"
+    )
+    decision = selector.choose(PAGES, window_pages=64)
+    assert decision.arm in range(3)
