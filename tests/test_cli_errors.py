@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -484,7 +485,14 @@ def test_downtime_exceeded_needs_a_measured_downtime_and_a_limit():
 
 
 # -- signals and pipes, as a shell sees them ----------------------------------------------
-def test_ctrl_c_during_a_migration_is_one_line_and_status_130(tmp_path):
+@pytest.mark.parametrize(
+    ("sig", "status", "word"),
+    [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],
+)
+def test_ctrl_c_or_sigterm_during_a_migration_is_one_line_and_its_status(
+    tmp_path, sig, status, word
+):
+    """SIGTERM runs Ctrl-C's cleanups and says so."""
     # a guest that dirties faster than the link carries: pre-copy runs until interrupted
     argv = ["--memory", "8MiB", "--link", "100Mbit", "--dirty-rate", "50MB/s", "--codec", "lz4"]
     migrate = subprocess.Popen(
@@ -497,14 +505,44 @@ def test_ctrl_c_during_a_migration_is_one_line_and_status_130(tmp_path):
     try:
         first = migrate.stderr.readline()  # the first iteration is over: it is migrating
         assert first.startswith("iteration 0: 2048 pages sent, "), first
-        migrate.send_signal(signal.SIGINT)
+        migrate.send_signal(sig)
         out, err = migrate.communicate(timeout=60)
     finally:
         migrate.kill()
-    assert migrate.returncode == 130, err  # the run's own words if it ended otherwise
+    assert migrate.returncode == status, err  # the run's own words if it ended otherwise
     assert out == ""
-    assert err.splitlines()[-1] == "migcodec migrate: interrupted"
+    assert err.splitlines()[-1] == f"migcodec migrate: {word}"
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_mid_pass_over_shared_memory_stops_every_thread_before_unmapping(tmp_path, sig):
+    """Every thread on the region (the guest's writer, the codec engines, the sender) is
+    stopped before it is unmapped, and the region is released by migcodec itself. A
+    first pass of 64 MiB over 20 MB/s takes 3 s; the signal comes 1 s after the region
+    exists. (A second signal during that teardown is held until it ends:
+    tests/test_interrupts.py.)"""
+    region = f"migcodec-test-{os.getpid()}-{sig}"
+    argv = ["--memory", "64MiB", "--shm", region, "--link", "20MB/s", "--dirty-rate", "5MB/s"]
+    migrate = subprocess.Popen(
+        [*migcodec_command(), "migrate", *argv, "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=subprocess_env(tmp_path / "cache"),
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not os.path.exists(f"/dev/shm/{region}") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(1.0)
+        migrate.send_signal(sig)
+        out, err = migrate.communicate(timeout=60)
+    finally:
+        migrate.kill()
+    word = "interrupted" if sig == signal.SIGINT else "terminated"
+    assert (migrate.returncode, out, err) == (128 + sig, "", f"migcodec migrate: {word}\n")
+    assert not os.path.exists(f"/dev/shm/{region}")  # released by migcodec, not left
 
 
 def test_a_closed_stdout_stops_quietly_with_status_141(tmp_path):

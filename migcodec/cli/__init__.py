@@ -9,11 +9,20 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 
-from migcodec.cli.args import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, CommandLineError, Parser
+from migcodec.cli.args import (
+    EXIT_BROKEN_PIPE,
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    CommandLineError,
+    Parser,
+)
 from migcodec.cli.args import silence_stdout as _silence_stdout
 from migcodec.codecs import CodecError
+from migcodec.interrupts import Terminated, raise_terminated
 
 #: modules that each define ``register(subparsers)``
 COMMANDS = [
@@ -42,6 +51,20 @@ def _name(args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # SIGTERM ends a command as Ctrl-C does (its cleanups run, one line says so), not with
+    # the default's silent exit that leaves a trace unclosed; the handler is the caller's
+    # again on return (tests call main in-process)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        return _run(args)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         code = args.func(args)
         sys.stdout.flush()  # a closed stdout shows up here, not at interpreter exit
@@ -52,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     except CommandLineError as exc:
         print(f"migcodec {_name(args)}: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print(f"migcodec {_name(args)}: terminated", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print(f"migcodec {_name(args)}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

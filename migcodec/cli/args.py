@@ -31,6 +31,8 @@ from migcodec.wire.format import MAX_BATCH_PAGES
 PAGE_SIZE = 4096
 #: exit status after Ctrl-C: 128 + SIGINT, as a shell reports a process SIGINT ended
 EXIT_INTERRUPTED = 130
+#: exit status after SIGTERM: 128 + SIGTERM, as a shell reports a process SIGTERM ended
+EXIT_TERMINATED = 143
 #: exit status when stdout's reader went away: 128 + SIGPIPE, as for ``yes | head``
 EXIT_BROKEN_PIPE = 141
 #: the longest time any option waits or runs (about four months): longer is a typo, and

@@ -39,6 +39,7 @@ from migcodec.engine.progress import ProgressCallback, ProgressTicker
 from migcodec.engine.report import IterationRecord, MigrationReport
 from migcodec.engine.runs import batch_runs
 from migcodec.hashing import RunningDigest
+from migcodec.interrupts import interrupts_held
 from migcodec.wire import FrameWriter, WireError, memory_digest
 from migcodec.wire.format import MAX_BATCH_BYTES, MAX_BATCH_PAGES
 from migcodec.wire.handshake import read_reply
@@ -486,20 +487,10 @@ class MigrationSource:
         try:
             self._precopy(sock, sender, report, start, ticker)
         finally:
-            sender.items.put(_STOP)
-            sender.join()
-            for engines in self._engines.values():
-                engines.close()
-            self._engines.clear()
-            self.chooser.close()  # an adaptive chooser finishes (and learns from) its last window
-            if self.guest is not None:
-                self.guest.stop()
-                if self.guest.active_s:
-                    report.dirty_rate_achieved = self.guest.bytes_dirtied / self.guest.active_s
-                failure = self.guest.failure
-                if failure is not None:  # the guest stopped writing: nothing measured holds
-                    report.converged = False
-                    report.error = f"the guest's writer failed: {type(failure).__name__}: {failure}"
+            # every thread that reads or writes the guest's memory is stopped before this
+            # returns, Ctrl-C or not: the caller may unmap that memory next
+            with interrupts_held():
+                self._stop_threads(sender, report)
         report.sender_cpu_s = sender.cpu_s
         report.wire_bytes = writer.bytes_written
         if sender.error is not None:  # pages queued behind a frame that never went out
@@ -519,6 +510,24 @@ class MigrationSource:
             with contextlib.suppress(OSError, WireError):
                 writer.abort(report.error)
         return report
+
+    def _stop_threads(self, sender: _Sender, report: MigrationReport) -> None:
+        """Stop the sender, the codec engines, the chooser and the guest's writer, in that
+        order: the sender's last frame is encoded from the guest's pages."""
+        sender.items.put(_STOP)
+        sender.join()
+        for engines in self._engines.values():
+            engines.close()
+        self._engines.clear()
+        self.chooser.close()  # an adaptive chooser finishes (and learns from) its last window
+        if self.guest is not None:
+            self.guest.stop()
+            if self.guest.active_s:
+                report.dirty_rate_achieved = self.guest.bytes_dirtied / self.guest.active_s
+            failure = self.guest.failure
+            if failure is not None:  # the guest stopped writing: nothing measured holds
+                report.converged = False
+                report.error = f"the guest's writer failed: {type(failure).__name__}: {failure}"
 
     def _out_of_time(self, err: LinkTimeLimit) -> str:
         return f"did not finish within its {self.config.max_time_s:g} s time limit ({err})"

@@ -22,6 +22,7 @@ from migcodec.datasets import (
 )
 from migcodec.datasets.trace import TraceExists, TraceNotFound, TraceVersionError
 from migcodec.hashing import seal
+from migcodec.interrupts import Terminated
 from tests.damage import flipped_bits
 from tests.datasets import trace_forge
 
@@ -174,9 +175,16 @@ def test_an_unclosed_trace_is_readable_only_on_request(tmp_path: Path) -> None:
     _assert_same(ws[2], reader[2])
 
 
-@pytest.mark.parametrize("error", [RuntimeError("the source failed"), KeyboardInterrupt()])
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (RuntimeError("the source failed"), "error: RuntimeError: the source failed"),
+        (KeyboardInterrupt(), "interrupted (Ctrl-C)"),
+        (Terminated(), "terminated (SIGTERM)"),
+    ],
+)
 def test_a_write_left_by_an_exception_is_an_unclosed_trace_that_says_why(
-    tmp_path: Path, error: BaseException
+    tmp_path: Path, error: BaseException, reason: str
 ) -> None:
     """An interrupt or a failed source mid-way leaves part of what was asked for: it was
     sealed as complete, and read as the whole trace without a word."""
@@ -197,7 +205,7 @@ def test_a_write_left_by_an_exception_is_an_unclosed_trace_that_says_why(
     _assert_same(ws[1], reader[1])
     info = reader.info()
     assert not info.complete
-    assert info.end_reason == f"error: {type(error).__name__}: {error}"
+    assert info.end_reason == reason
 
 
 def test_writer_refuses_out_of_order_windows_and_existing_traces(trace) -> None:

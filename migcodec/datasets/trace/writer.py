@@ -19,6 +19,7 @@ import numpy as np
 from migcodec.codecs import get_codec
 from migcodec.datasets.window import Window
 from migcodec.hashing import seal
+from migcodec.interrupts import Terminated
 
 from .format import (
     CHUNK_PATTERN,
@@ -254,7 +255,12 @@ class TraceWriter:
             self.close()
             return
         if self.end_reason == "closed":
-            self.end_reason = f"error: {exc_type.__name__}: {exc}"
+            if issubclass(exc_type, Terminated):
+                self.end_reason = "terminated (SIGTERM)"
+            elif issubclass(exc_type, KeyboardInterrupt):
+                self.end_reason = "interrupted (Ctrl-C)"
+            else:
+                self.end_reason = f"error: {exc_type.__name__}: {exc}"
         self._end(complete=False)
 
     # -- internals ------------------------------------------------------------------------
