@@ -258,6 +258,11 @@ def _open_shm(name: str, size: int | None, page_size: int, must_exist: bool) -> 
             raise GuestMemoryError(f"cannot create {what}: {exc}") from exc
     except OSError as exc:
         raise GuestMemoryError(f"cannot attach {what}: {exc}") from exc
+    except ValueError:  # mmap's "cannot mmap an empty file"
+        raise GuestMemoryError(
+            f"{what} holds 0 bytes, and a shared-memory region cannot grow; remove it "
+            f"(rm /dev/shm/{name}) or name another region"
+        ) from None
 
     def release() -> None:
         try:

@@ -167,6 +167,24 @@ def test_without_ptrace_rights_the_error_says_what_is_needed(tmp_path: Path) -> 
 
 
 @needs_proc
+def test_soft_dirty_on_a_kernel_without_it_is_refused_before_the_first_window(
+    child: Child, monkeypatch
+) -> None:
+    """Its bits never set there: every window would hold no page, and the trace would say
+    complete."""
+    monkeypatch.setattr("migcodec.datasets.capture.process.kernel_has_soft_dirty", lambda: False)
+    cap = ProcessCapture(
+        child.proc.pid, select=MappingFilter(address_range=child.range), method="soft-dirty"
+    )
+    with pytest.raises(CaptureError) as err:
+        cap.start()
+    assert str(err.value) == (
+        "--method soft-dirty: this kernel is built without CONFIG_MEM_SOFT_DIRTY, so no page "
+        "is ever marked dirty; use --method snapshot-diff (or auto)"
+    )
+
+
+@needs_proc
 def test_soft_dirty_method_reports_exactly_the_written_pages(child: Child, monkeypatch) -> None:
     """This kernel has no soft-dirty bits, so the test sets them itself: bit 55 on exactly
     the pages the child wrote since the last clear, as a soft-dirty kernel would."""
@@ -186,6 +204,7 @@ def test_soft_dirty_method_reports_exactly_the_written_pages(child: Child, monke
 
     monkeypatch.setattr(cap.files, "entries", entries)
     monkeypatch.setattr(cap.files, "clear_soft_dirty", written.clear)
+    monkeypatch.setattr("migcodec.datasets.capture.process.kernel_has_soft_dirty", lambda: True)
     model = np.zeros((PAGES, ps), dtype=np.uint8)
     model[:TOUCHED] = (np.arange(TOUCHED, dtype=np.uint8) + 1)[:, None]
     present = np.arange(PAGES) < TOUCHED

@@ -92,6 +92,19 @@ def test_a_region_smaller_than_the_memory_asked_is_refused_and_left_in_place(for
     assert (SHM_DIR / shm_name).stat().st_size == 4 * PAGE
 
 
+def test_an_empty_region_is_refused_by_its_size_and_left_in_place(foreign_shm):
+    """mmap refuses an empty file with a ValueError, which reached the command line as a
+    traceback."""
+    shm_name = foreign_shm(0)
+    with pytest.raises(GuestMemoryError) as err:
+        open_guest_memory(8 * PAGE, PAGE, shm_name=shm_name)
+    assert str(err.value) == (
+        f"--shm {shm_name} holds 0 bytes, and a shared-memory region cannot grow; remove it "
+        f"(rm /dev/shm/{shm_name}) or name another region"
+    )
+    assert (SHM_DIR / shm_name).exists()
+
+
 def test_a_file_and_a_region_at_once_is_refused(tmp_path, shm_name):
     with pytest.raises(GuestMemoryError, match="not both"):
         open_guest_memory(PAGE, PAGE, path=tmp_path / "m", shm_name=shm_name)

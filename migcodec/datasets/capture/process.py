@@ -159,6 +159,12 @@ class ProcessCapture:
             raise CaptureError(self._nothing_to_capture())
         if self.requested == "auto":
             self.method = "soft-dirty" if (entries & SOFT_DIRTY).any() else "snapshot-diff"
+        elif self.method == "soft-dirty" and kernel_has_soft_dirty() is False:
+            # its bits never set: every window would record no page, as if none changed
+            raise CaptureError(
+                "--method soft-dirty: this kernel is built without CONFIG_MEM_SOFT_DIRTY, so "
+                "no page is ever marked dirty; use --method snapshot-diff (or auto)"
+            )
         if self.method == "soft-dirty":
             self.files.clear_soft_dirty()
         pages, ok = self.files.read_pages(vpns)
