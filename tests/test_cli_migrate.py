@@ -302,6 +302,21 @@ def test_receive_refuses_a_stream_it_cannot_verify(tmp_path):
     )
 
 
+@pytest.mark.parametrize("existed", [False, True])
+def test_a_memory_file_that_received_part_of_a_migration_is_not_left_as_an_image(tmp_path, existed):
+    """A file made for the migration would be left full-size with part of the memory in
+    it, like a migrated image; one that existed before is the user's, and stays."""
+    image = tmp_path / "dest.img"
+    if existed:
+        image.write_bytes(b"\x07" * (4 * PAGE))
+    receiver = Receiver(tmp_path, "--memory-file", str(image))
+    _stream_to(receiver.address, lambda writer: writer.abort("the source stopped"))
+    code, out, err = receiver.finish()
+    assert code == 1 and out == ""
+    assert err.endswith("peer aborted: 'the source stopped'\n"), err
+    assert image.exists() == existed
+
+
 def test_receive_shows_an_abort_reason_quoted_on_one_line(tmp_path):
     reason = "x\nreceived 4 pages from 127.0.0.1 in 2 frames; memory digest verified\x1b[2K"
     receiver = Receiver(tmp_path)

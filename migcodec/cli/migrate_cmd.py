@@ -267,7 +267,14 @@ def run_receive(args: argparse.Namespace) -> int:
 
         backed = args.memory_file is not None or args.shm is not None
         check_backing(args.memory_file, args.shm)  # before listening, not once a source came
-        summary, peer = _receive(args, open_destination if backed else None)
+        try:
+            summary, peer = _receive(args, open_destination if backed else None)
+        except BaseException:
+            # a file made for this migration holds only part of it: not left to pass for
+            # a migrated image (one that existed before is the user's, and stays)
+            for memory in opened:
+                memory.discard()
+            raise
     into = f" into {opened[0].description}" if opened else ""
     print(
         f"received {summary.pages} pages from {peer} in {summary.frames} frames{into}; "

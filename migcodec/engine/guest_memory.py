@@ -68,7 +68,8 @@ class GuestMemory:
     """Open guest memory: ``pages`` is valid until :meth:`close` (or the ``with`` ends).
 
     ``had_contents`` says the backing existed before with something in it, which a caller
-    may want to migrate as it is rather than overwrite.
+    may want to migrate as it is rather than overwrite. ``discard`` removes a backing file
+    this process created, for a caller whose work into it failed.
     """
 
     def __init__(
@@ -77,12 +78,23 @@ class GuestMemory:
         description: str,
         had_contents: bool = False,
         release: Callable[[], None] | None = None,
+        created_file: Path | None = None,
     ) -> None:
         self.pages = pages
         self.description = description
         self.had_contents = had_contents
         self._release = release
+        self._created_file = created_file
         self.closed = False
+
+    def discard(self) -> bool:
+        """Remove the backing file if this process created it (a destination that did not
+        receive all of its memory: a full-size file of partial contents would pass for a
+        migrated image); whether it did. Its pages stay mapped until :meth:`close`."""
+        if self._created_file is None:
+            return False
+        self._created_file.unlink(missing_ok=True)
+        return True
 
     def close(self) -> None:
         """Write a file's pages back, unmap, and unlink a region only if we created it."""
@@ -196,7 +208,8 @@ def _open_file(path: Path, size: int | None, page_size: int, must_exist: bool) -
         if isinstance(exc, OSError):
             raise GuestMemoryError(f"cannot map {what}: {exc}") from exc
         raise
-    return GuestMemory(pages, f"file {path}", bool(existing))
+    made = path if created else None
+    return GuestMemory(pages, f"file {path}", bool(existing), created_file=made)
 
 
 def _allocate(fd: int, existing: int, end: int, what: str) -> None:
