@@ -147,10 +147,40 @@ def test_capture_to_trace_ends_cleanly_when_the_process_exits(tmp_path: Path) ->
 
 
 def test_a_process_that_does_not_exist_is_a_clear_error() -> None:
+    """Not "has exited": nothing says it ever ran."""
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
-    with pytest.raises(CaptureError, match="exited"):
+    with pytest.raises(CaptureError) as err:
         ProcessCapture(proc.pid)
+    assert str(err.value) == (f"no process {proc.pid}: give the pid of a running process (ps -e)")
+
+
+def _kernel_thread() -> int | None:
+    """A live process without an address space (empty maps), if this machine shows one."""
+    from migcodec.datasets.capture.procfs import is_alive
+
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/maps") as maps:
+                    if not maps.read() and is_alive(int(entry)):  # a zombie's are empty too
+                        return int(entry)
+            except OSError:
+                continue
+    return None
+
+
+@needs_proc
+def test_a_kernel_thread_is_named_as_one_not_as_exited() -> None:
+    pid = _kernel_thread()
+    if pid is None:
+        pytest.skip("no kernel thread visible here")
+    with pytest.raises(CaptureError) as err:
+        ProcessCapture(pid)
+    assert str(err.value) == (
+        f"process {pid} has no user memory to capture (a kernel thread); give the pid of a "
+        "user-space program"
+    )
 
 
 @needs_proc

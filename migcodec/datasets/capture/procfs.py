@@ -102,9 +102,14 @@ class MappingFilter:
 def _open_error(pid: int, what: str, exc: OSError) -> CaptureError:
     if isinstance(exc, PermissionError):
         return permission_error(pid, what)
-    if isinstance(exc, FileNotFoundError | ProcessLookupError) or exc.errno == errno.ESRCH:
+    if _gone(exc):
         return ProcessExited(f"process {pid} has exited")
     return CaptureError(f"cannot read {what} of process {pid}: {exc}")
+
+
+def _gone(exc: OSError) -> bool:
+    """Whether ``exc`` says the process (or its address space) is not there."""
+    return isinstance(exc, FileNotFoundError | ProcessLookupError) or exc.errno == errno.ESRCH
 
 
 def is_alive(pid: int) -> bool:
@@ -144,15 +149,22 @@ class ProcFiles:
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self.page_size = os.sysconf("SC_PAGE_SIZE")
+        if not os.path.exists(f"/proc/{pid}"):  # else told apart from one that exited
+            raise CaptureError(f"no process {pid}: give the pid of a running process (ps -e)")
         try:
             self.pagemap = os.open(f"/proc/{pid}/pagemap", os.O_RDONLY)
+            try:
+                self.mem = os.open(f"/proc/{pid}/mem", os.O_RDONLY)
+            except OSError:
+                os.close(self.pagemap)
+                raise
         except OSError as exc:
-            raise _open_error(pid, "/proc/PID/pagemap", exc) from exc
-        try:
-            self.mem = os.open(f"/proc/{pid}/mem", os.O_RDONLY)
-        except OSError as exc:
-            os.close(self.pagemap)
-            raise _open_error(pid, "/proc/PID/mem", exc) from exc
+            if _gone(exc) and is_alive(pid):  # a live process without an address space
+                raise CaptureError(
+                    f"process {pid} has no user memory to capture (a kernel thread); give "
+                    "the pid of a user-space program"
+                ) from exc
+            raise _open_error(pid, "/proc/PID/pagemap or /proc/PID/mem", exc) from exc
 
     def close(self) -> None:
         for fd in (self.pagemap, self.mem):
