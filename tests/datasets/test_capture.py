@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from migcodec.datasets.capture import (
     MappingFilter,
     PageLayout,
     ProcessCapture,
+    ProcessReplaced,
     capture_to_trace,
 )
 
@@ -153,6 +155,42 @@ def test_a_process_that_does_not_exist_is_a_clear_error() -> None:
     with pytest.raises(CaptureError) as err:
         ProcessCapture(proc.pid)
     assert str(err.value) == (f"no process {proc.pid}: give the pid of a running process (ps -e)")
+
+
+EXEC_LATER = (
+    "import os, sys\n"
+    "b = bytearray(1 << 20)\n"
+    "b[::4096] = b'x' * 256\n"
+    "print('ready', flush=True)\n"
+    "sys.stdin.readline()\n"
+    "os.execv('/bin/sleep', ['sleep', '30'])\n"
+)
+
+
+@needs_proc
+def test_a_process_that_runs_another_program_ends_its_trace_as_such() -> None:
+    """After exec the files opened on the process read nothing: every window after it was
+    recorded as empty, and the trace said complete."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", EXEC_LATER], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    try:
+        assert child.stdout.readline() == b"ready\n"
+        cap = ProcessCapture(child.pid)
+        cap.start()
+        child.stdin.write(b"go\n")
+        child.stdin.flush()
+        deadline = time.monotonic() + 10
+        sleep = os.path.realpath("/bin/sleep")
+        while os.readlink(f"/proc/{child.pid}/exe") != sleep:
+            assert time.monotonic() < deadline, "the child did not exec"
+            time.sleep(0.01)
+        assert cap.next_window() is None
+        assert isinstance(cap.ended, ProcessReplaced)
+        assert str(cap.ended) == f"process {child.pid} ran another program (exec)"
+    finally:
+        child.kill()
+        child.wait()
 
 
 def _kernel_thread() -> int | None:

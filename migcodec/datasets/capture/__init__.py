@@ -2,7 +2,13 @@
 
 from .layout import PageLayout
 from .process import METHODS, ProcessCapture, method_note
-from .procfs import CaptureError, MappingFilter, ProcessExited, kernel_has_soft_dirty
+from .procfs import (
+    CaptureError,
+    MappingFilter,
+    ProcessExited,
+    ProcessReplaced,
+    kernel_has_soft_dirty,
+)
 from .run import CaptureResult, capture_to_trace
 
 __all__ = [
@@ -13,6 +19,7 @@ __all__ = [
     "PageLayout",
     "ProcessCapture",
     "ProcessExited",
+    "ProcessReplaced",
     "capture_to_trace",
     "kernel_has_soft_dirty",
     "method_note",

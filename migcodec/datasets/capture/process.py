@@ -130,6 +130,9 @@ class ProcessCapture:
         self._index = 0
         self._t_last = 0.0
         self.mappings_seen: dict[int, str] = {}
+        #: why :meth:`next_window` returned ``None``: the process exited, or ran another
+        #: program (:class:`ProcessReplaced`)
+        self.ended: ProcessExited | None = None
 
     # -- snapshots -------------------------------------------------------------------------
     def _scan(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -186,7 +189,8 @@ class ProcessCapture:
         )
 
     def next_window(self) -> Window | None:
-        """The pages that changed since the last call, or ``None`` once the process exited."""
+        """The pages that changed since the last call, or ``None`` once the process exited
+        or ran another program (:attr:`ended` says which)."""
         try:
             vpns, idx, entries = self._scan()
             if self.method == "soft-dirty":
@@ -197,7 +201,8 @@ class ProcessCapture:
             else:
                 read_v, read_t = vpns, idx
             pages, ok = self.files.read_pages(read_v)
-        except ProcessExited:
+        except ProcessExited as exc:
+            self.ended = exc
             return None
         now = time.perf_counter()
         if not ok.all():  # rare: a range was unmapped while we read it

@@ -30,6 +30,11 @@ class ProcessExited(CaptureError):
     """The target process is gone (or a zombie); a capture ends its trace cleanly."""
 
 
+class ProcessReplaced(ProcessExited):
+    """The target ran another program (exec): the address space being captured is gone,
+    and the new one is another program's memory, so its trace ends there."""
+
+
 def permission_error(pid: int, what: str) -> CaptureError:
     return CaptureError(
         f"no permission to read {what} of process {pid}: capture needs root or ptrace rights "
@@ -182,6 +187,10 @@ class ProcFiles:
                 got = os.preadv(self.pagemap, [view], lo * 8)
             except OSError as exc:
                 raise _open_error(self.pid, "/proc/PID/pagemap", exc) from exc
+            if got == 0 and lo == first:  # no address space behind the open file at all
+                if is_alive(self.pid):  # the process lives on in another program's memory
+                    raise ProcessReplaced(f"process {self.pid} ran another program (exec)")
+                raise ProcessExited(f"process {self.pid} has exited")
             if got != view.nbytes:  # the mapping went away under us: treat as absent
                 out[lo - first + got // 8 : hi - first] = 0
         return out

@@ -10,7 +10,7 @@ from pathlib import Path
 from migcodec.datasets.trace import TraceWriter
 
 from .process import ProcessCapture, method_note
-from .procfs import MappingFilter
+from .procfs import MappingFilter, ProcessReplaced
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,10 @@ def capture_to_trace(
                     time.sleep(delay)  # the sampling interval itself, not a synchronisation
                 window = cap.next_window()
                 if window is None:
-                    end_reason = f"process {pid} exited after {written} windows"
+                    how = "exited"
+                    if isinstance(cap.ended, ProcessReplaced):
+                        how = "ran another program (exec)"
+                    end_reason = f"process {pid} {how} after {written} windows"
                     break
                 writer.set_memory_pages(cap.layout.n_pages)
                 writer.write(window)
