@@ -317,6 +317,21 @@ def test_a_memory_file_that_received_part_of_a_migration_is_not_left_as_an_image
     assert image.exists() == existed
 
 
+def test_a_second_source_is_refused_at_once_while_the_first_migrates(tmp_path):
+    """The listening socket closes once a source connected: a second was queued by the
+    kernel and waited out its own timeout, told nothing."""
+    receiver = Receiver(tmp_path)
+
+    def second_source(writer) -> None:
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(receiver.address, timeout=5).close()
+        writer.abort("done")
+
+    _stream_to(receiver.address, second_source)
+    code, _, err = receiver.finish()
+    assert code == 1 and err.endswith("peer aborted: 'done'\n"), err
+
+
 def test_receive_shows_an_abort_reason_quoted_on_one_line(tmp_path):
     reason = "x\nreceived 4 pages from 127.0.0.1 in 2 frames; memory digest verified\x1b[2K"
     receiver = Receiver(tmp_path)

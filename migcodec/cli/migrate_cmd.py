@@ -232,7 +232,8 @@ def _receive(args: argparse.Namespace, memory: MemoryOpener | None) -> tuple[Str
             f"cannot listen on {host or '0.0.0.0'}:{port} ({_reason(exc)}); give --listen "
             "an address of this host and a free port"
         ) from exc
-    with server:
+    with server:  # closed once a source connected: another is refused at once, not
+        # left queued until its own timeout while this one migrates
         where = f"{server.getsockname()[0]}:{server.getsockname()[1]}"
         print(f"listening on {where}", flush=True)
         server.settimeout(args.connect_timeout)
@@ -243,8 +244,8 @@ def _receive(args: argparse.Namespace, memory: MemoryOpener | None) -> tuple[Str
                 f"no source connected to {where} within {args.connect_timeout:g} s "
                 "(--connect-timeout); start `migcodec send --connect` sooner, or wait longer"
             ) from exc
-        with TimedSocket.adopt(conn, args.timeout, args.deadline) as timed:
-            summary, _ = receive_migration(timed, memory, timeout_s=args.timeout)
+    with TimedSocket.adopt(conn, args.timeout, args.deadline) as timed:
+        summary, _ = receive_migration(timed, memory, timeout_s=args.timeout)
     return summary, peer[0]
 
 
