@@ -464,6 +464,33 @@ def test_a_migration_past_its_time_limit_after_an_iteration_fails_whatever_the_l
     assert not report["converged"]
 
 
+def test_a_destination_that_dies_mid_migration_is_named_in_the_source_s_report(tmp_path):
+    """Not "link failed: BrokenPipeError": the source says the destination closed the
+    connection, and where to look for why."""
+    receiver = Receiver(tmp_path)
+    host, port = receiver.address
+    # a guest that dirties faster than the link carries: pre-copy runs until it is cut
+    argv = ["--memory", "8MiB", "--link", "100Mbit", "--dirty-rate", "50MB/s"]
+    send = subprocess.Popen(
+        [*migcodec_command(), "send", "--connect", f"{host}:{port}", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=subprocess_env(tmp_path / "cache"),
+    )
+    try:
+        first = send.stderr.readline()  # the first iteration is over: it is migrating
+        assert first.startswith("iteration 0: "), first
+        receiver.process.kill()
+        out, err = send.communicate(timeout=60)
+    finally:
+        send.kill()
+        receiver.finish()
+    assert send.returncode == 1, err
+    assert out.startswith("auto: FAILED (the destination closed the connection ("), out
+    assert "): it stopped, or refused the stream; its own output says why); " in out
+
+
 def test_send_to_a_peer_that_resets_the_connection_says_so_in_one_line(capsys):
     import struct
 

@@ -500,6 +500,11 @@ class MigrationSource:
             err = sender.error
             if isinstance(err, LinkTimeLimit):
                 report.error = self._out_of_time(err)
+            elif isinstance(err, BrokenPipeError | ConnectionResetError):
+                report.error = (
+                    f"the destination closed the connection ({err.strerror}): it stopped, or "
+                    "refused the stream; its own output says why"
+                )
             else:
                 what = "link failed" if isinstance(err, OSError | WireError) else "sender failed"
                 report.error = f"{what}: {type(err).__name__}: {err}"
