@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -72,3 +73,24 @@ def subprocess_env(cache_home: Path, *paths: Path) -> dict[str, str]:
     env["XDG_CACHE_HOME"] = str(cache_home)
     env.pop("PYTHONSTARTUP", None)
     return env
+
+
+#: a guest that dirties faster than the link carries: pre-copy runs until it is cut
+ENDLESS = ["--memory", "8MiB", "--link", "100Mbit", "--dirty-rate", "50MB/s"]
+
+
+def migrating(tmp_path: Path, *argv: str) -> subprocess.Popen:
+    """``migcodec *argv`` in a subprocess, returned once its first iteration is over (it is
+    migrating); its stdout and stderr are pipes of text."""
+    process = subprocess.Popen(
+        [*migcodec_command(), *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=subprocess_env(tmp_path / "cache"),
+    )
+    first = process.stderr.readline()
+    if not first.startswith("iteration 0: "):
+        process.kill()
+        raise AssertionError(f"not migrating: {first!r}")
+    return process
