@@ -12,7 +12,7 @@ import json
 import os
 import stat
 from collections import Counter
-from typing import Any
+from typing import Any, BinaryIO
 
 from migcodec.units import format_size
 
@@ -41,24 +41,42 @@ def check_regular_file(path: str | os.PathLike, what: str, fix: str) -> None:
         raise ValueError(f"{what} {path} is {file_kind(mode)}, not a regular file; {fix}")
 
 
-def read_small_file(path: str | os.PathLike, what: str, limit: int, fix: str) -> bytes:
-    """The bytes of ``path``, a regular file of at most ``limit`` bytes. Opened without
-    blocking and checked by its descriptor, so what is read is what was checked; at most
-    ``limit + 1`` bytes are read. Raises :class:`ValueError` naming ``what``, the path and
-    ``fix`` for another kind of file or a larger one, and :class:`OSError` as ``open``."""
+class NotARegularFile(OSError):
+    """A file to read is a directory, a named pipe, a device or a socket: a pipe's reader
+    waits for a writer forever and a device never ends, so neither is read. The message
+    names what the path is."""
+
+
+def open_regular(path: str | os.PathLike, *, blocking: bool = True) -> BinaryIO:
+    """``path`` opened for reading, refused (:class:`NotARegularFile`) unless it is a
+    regular file. Opened without blocking and checked by its descriptor, so what is read is
+    what was checked (a pipe's open would wait for a writer); its reads then block unless
+    ``blocking`` is false (a read that would wait returns ``None``)."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            raise ValueError(f"{what} {path} is {file_kind(mode)}, not a regular file; {fix}")
-        with os.fdopen(fd, "rb") as f:
-            fd = -1  # closed with f
+            raise NotARegularFile(f"{path} is {file_kind(mode)}, not a regular file")
+        if blocking:
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_small_file(path: str | os.PathLike, what: str, limit: int, fix: str) -> bytes:
+    """The bytes of ``path``, a regular file (:func:`open_regular`) of at most ``limit``
+    bytes; at most ``limit + 1`` bytes are read. Raises :class:`ValueError` naming
+    ``what``, the path and ``fix`` for another kind of file or a larger one, and
+    :class:`OSError` as ``open``."""
+    try:
+        with open_regular(path, blocking=False) as f:
             data = f.read(limit + 1)
-            if data is None:  # a "file" whose bytes come when something writes them
-                raise ValueError(f"{what} {path} cannot be read without waiting; {fix}")
-    finally:
-        if fd >= 0:
-            os.close(fd)
+    except NotARegularFile as exc:
+        raise ValueError(f"{what} {exc}; {fix}") from None
+    if data is None:  # a "file" whose bytes come when something writes them
+        raise ValueError(f"{what} {path} cannot be read without waiting; {fix}")
     if len(data) > limit:
         raise ValueError(f"{what} {path} is larger than {format_size(limit)}; {fix}")
     return data

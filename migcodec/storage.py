@@ -15,39 +15,16 @@ listing for corpora and per-file sizes and change stamps for cache keys.
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from migcodec.files import file_kind
+from migcodec.files import NotARegularFile, open_regular
 
 
 class StorageError(ValueError):
     """A URL cannot be opened here: fsspec or the protocol's filesystem is missing, or
     the protocol is unknown. The message names the package to install."""
-
-
-class NotARegularFile(OSError):
-    """A file to read is a directory, a named pipe, a device or a socket: a pipe's reader
-    waits for a writer forever and a device never ends, so neither is read. The message
-    names what the path is."""
-
-
-def _open_regular(path: Path) -> BinaryIO:
-    """``path`` opened for reading, refused (:class:`NotARegularFile`) unless it is a
-    regular file. Opened without blocking and checked by its descriptor, so what is read is
-    what was checked (a pipe's open would wait for a writer)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise NotARegularFile(f"{path} is {file_kind(mode)}, not a regular file")
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
 
 
 def is_url(target: str | os.PathLike) -> bool:
@@ -164,11 +141,11 @@ class LocalLocation(Location):
         return self.path.is_dir()
 
     def read_bytes(self) -> bytes:
-        with _open_regular(self.path) as f:
+        with open_regular(self.path) as f:
             return f.read()
 
     def open_read(self) -> tuple[BinaryIO, int]:
-        f = _open_regular(self.path)  # the caller keeps it open while streaming
+        f = open_regular(self.path)  # the caller keeps it open while streaming
         return f, os.fstat(f.fileno()).st_size
 
     def write_bytes(self, data: bytes) -> None:
