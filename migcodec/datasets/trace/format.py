@@ -47,15 +47,24 @@ CHUNK_PATTERN = "chunk-{:06d}.mct"
 MANIFEST_LIMIT = 16 << 20
 
 
+#: a chunk file's name around its number, and the glob of every chunk file's name
+_CHUNK_HEAD, _CHUNK_TAIL = CHUNK_PATTERN.split("{:06d}")
+CHUNK_GLOB = f"{_CHUNK_HEAD}*{_CHUNK_TAIL}"
+
+
+def chunk_number(name: str) -> int | None:
+    """The number of the chunk file named ``name``, or ``None`` for another name."""
+    number = name[len(_CHUNK_HEAD) : len(name) - len(_CHUNK_TAIL)]
+    if name.startswith(_CHUNK_HEAD) and name.endswith(_CHUNK_TAIL) and len(number) >= 6:
+        return int(number) if number.isdigit() else None
+    return None
+
+
 def is_trace_file(name: str) -> bool:
     """Whether ``name``, a file name in a trace directory, is one of the trace's own files
     (its manifest, index or a chunk): what keys its cached tables, and what no table may
     be written over."""
-    if name in (MANIFEST, INDEX):
-        return True
-    head, tail = CHUNK_PATTERN.split("{:06d}")
-    number = name[len(head) : len(name) - len(tail)]
-    return name.startswith(head) and name.endswith(tail) and len(number) >= 6 and number.isdigit()
+    return name in (MANIFEST, INDEX) or chunk_number(name) is not None
 
 
 RECORD_MAGIC = b"MCTW"

@@ -20,6 +20,7 @@ from migcodec.units import format_size
 from migcodec.wire.errors import one_line
 
 from .format import (
+    CHUNK_GLOB,
     CHUNK_PATTERN,
     FLAG_PREVIOUS,
     FORMAT,
@@ -36,7 +37,7 @@ from .format import (
     TraceIncomplete,
     TraceNotFound,
     TraceVersionError,
-    is_trace_file,
+    chunk_number,
 )
 from .record import body_length, check_body, decode_record, parse_header
 from .schema import MANIFEST_SCHEMA, check
@@ -286,9 +287,9 @@ class TraceReader:
         next only for a record): another is a file of another trace, or of this one before
         it was written again, left among its files."""
         listed = int(self._index["chunk"].max()) + 1 if len(self._index) else 1
-        for chunk in self.location.glob("chunk-*.mct"):
-            name = chunk.name
-            if is_trace_file(name) and int(name[len("chunk-") : -len(".mct")]) >= listed:
+        for chunk in self.location.glob(CHUNK_GLOB):
+            number = chunk_number(chunk.name)
+            if number is not None and number >= listed:
                 raise TraceCorrupt(
                     f"{chunk} is not listed by {self.location / INDEX}: another trace's "
                     "file is among this one's; the trace is damaged (re-create it)"

@@ -22,6 +22,7 @@ from migcodec.hashing import seal
 from migcodec.interrupts import Terminated
 
 from .format import (
+    CHUNK_GLOB,
     CHUNK_PATTERN,
     FORMAT,
     INDEX,
@@ -149,7 +150,7 @@ class TraceWriter:
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             if overwrite:
-                for old in self.path.glob("chunk-*.mct"):
+                for old in self.path.glob(CHUNK_GLOB):
                     old.unlink()
             self._write_manifest()
             self._index = open(self.path / INDEX, "wb")  # noqa: SIM115 - lives until close()
