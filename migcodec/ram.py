@@ -25,3 +25,11 @@ def available_memory() -> int | None:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, AttributeError):
         return None
+
+
+def short_of(n_bytes: int) -> int | None:
+    """The bytes of RAM this machine has available when they are fewer than ``n_bytes``,
+    else ``None`` (also where the system does not say): the caller refuses the buffer in
+    its own words, naming both sizes."""
+    free = available_memory()
+    return free if free is not None and n_bytes > free else None

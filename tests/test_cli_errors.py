@@ -247,7 +247,7 @@ def test_help_explains_options_that_default_to_nothing(capsys):
 
 # -- runtime checks: one line, exit status 2 --------------------------------------------
 def test_more_memory_than_the_machine_has_is_refused_before_allocating(capsys, monkeypatch):
-    monkeypatch.setattr("migcodec.engine.guest_memory.available_memory", lambda: 8 << 30)
+    monkeypatch.setattr("migcodec.ram.available_memory", lambda: 8 << 30)
     assert main(["migrate", *TINY, "--memory", "100TiB"]) == 2
     assert capsys.readouterr() == (
         "",
@@ -259,7 +259,7 @@ def test_more_memory_than_the_machine_has_is_refused_before_allocating(capsys, m
 def test_workload_windows_larger_than_the_machine_has_are_refused_before_making_them(
     capsys, monkeypatch
 ):
-    monkeypatch.setattr("migcodec.engine.guest_memory.available_memory", lambda: 8 << 30)
+    monkeypatch.setattr("migcodec.ram.available_memory", lambda: 8 << 30)
     argv = ["evaluate", "--workload", "zero,text", "--windows", "2", "--repeats", "1"]
     assert main([*argv, "--pages", "999999999"]) == 2
     err = capsys.readouterr().err
@@ -269,7 +269,7 @@ def test_workload_windows_larger_than_the_machine_has_are_refused_before_making_
     assert capsys.readouterr().err.endswith(
         "needs 8 GiB of RAM, but this machine has 8 GiB available; use a smaller --pages\n"
     )
-    monkeypatch.setattr("migcodec.engine.guest_memory.available_memory", lambda: None)
+    monkeypatch.setattr("migcodec.ram.available_memory", lambda: None)
     assert main([*argv, "--pages", "999999999"]) == 2
     assert capsys.readouterr() == (
         "",

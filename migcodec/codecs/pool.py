@@ -43,7 +43,7 @@ from migcodec.codecs.encoded import Encoded
 from migcodec.codecs.errors import CodecError, InvalidBatch
 from migcodec.codecs.mirror import DestinationMirror
 from migcodec.codecs.page_views import DEFAULT_PAGE_SIZE, checked_page_size, int_or_zero
-from migcodec.ram import available_memory
+from migcodec.ram import short_of
 from migcodec.units import format_size
 
 _STOP = object()
@@ -143,8 +143,8 @@ class RequestPool:
         if size < 1:
             raise ValueError("a request pool needs at least one request")
         need = size * max_pages * page_size
-        free = available_memory()
-        if free is not None and need > free:
+        free = short_of(need)
+        if free is not None:
             raise ValueError(
                 f"{size} requests of {max_pages} pages of {page_size} bytes need "
                 f"{format_size(need)} of staging buffers, but this machine has "

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from migcodec.ram import available_memory
+from migcodec.ram import short_of
 
 DEFAULT_SIZE = 256 * 2**20
 #: a region's name: POSIX's portable filename characters, at most 250 of them. Python's
@@ -56,8 +56,8 @@ def check_available(n_bytes: int, what: str, fix: str = "use a smaller --memory"
     the message ends with ``fix``."""
     from migcodec.units import format_size
 
-    free = available_memory()
-    if free is not None and n_bytes > free:
+    free = short_of(n_bytes)
+    if free is not None:
         raise GuestMemoryError(
             f"{what} needs {format_size(n_bytes)} of RAM, but this machine has "
             f"{format_size(free)} available; {fix}"

@@ -687,7 +687,7 @@ def test_engines_refuse_arguments_no_batch_could_use(kwargs, error, message):
 
 
 def test_engines_whose_staging_buffers_exceed_available_ram_are_refused(monkeypatch):
-    monkeypatch.setattr("migcodec.codecs.pool.available_memory", lambda: 2**30)
+    monkeypatch.setattr("migcodec.ram.available_memory", lambda: 2**30)
     with pytest.raises(ValueError) as info:
         CodecEngines(get_codec("raw"), engines=2, depth=4, max_pages=10**6)
     assert str(info.value) == (

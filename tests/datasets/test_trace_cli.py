@@ -208,7 +208,7 @@ def test_a_trace_that_cannot_be_created_is_one_line(tmp_path, capsys):
 def test_synth_refuses_more_memory_than_the_machine_has_before_allocating(
     tmp_path, capsys, monkeypatch
 ):
-    monkeypatch.setattr("migcodec.engine.guest_memory.available_memory", lambda: 8 << 30)
+    monkeypatch.setattr("migcodec.ram.available_memory", lambda: 8 << 30)
     argv = ["trace", "synth", "--workload", "memcached", "--windows", "2", "--dirty-pages", "16"]
     out = tmp_path / "t"
     assert main([*argv, "--pages", "3000000", "--out", str(out)]) == 2
@@ -224,7 +224,7 @@ def test_synth_refuses_more_memory_than_the_machine_has_before_allocating(
     assert err.endswith("; use a smaller --pages\n") and err.count("\n") == 1
     assert not out.exists()
     # where the machine does not say how much it has, numpy's refusal is one line too
-    monkeypatch.setattr("migcodec.engine.guest_memory.available_memory", lambda: None)
+    monkeypatch.setattr("migcodec.ram.available_memory", lambda: None)
     assert main([*argv, "--pages", "999999999", "--out", str(out)]) == 2
     assert capsys.readouterr().err == (
         "migcodec trace synth: cannot allocate the workload's memory of 999999999 pages; "

@@ -73,7 +73,7 @@ def test_a_window_larger_than_this_machine_s_free_memory_is_refused_before_decod
     machine has free (here said to be 8 GiB), at ``trace info`` as in the library."""
     path = trace_forge.forge_zero_window(tmp_path / "bomb", 20_000, 2 << 20)
     assert sum(f.stat().st_size for f in path.iterdir()) < 64 << 10
-    monkeypatch.setattr("migcodec.datasets.trace.reader.available_memory", lambda: 8 << 30)
+    monkeypatch.setattr("migcodec.ram.available_memory", lambda: 8 << 30)
     message = (
         "window 0 holds 20000 pages of 2 MiB: decoding it needs 39.1 GiB of RAM, but this "
         "machine has 8 GiB available; read the trace on a machine with more memory"

@@ -14,7 +14,7 @@ import numpy as np
 from migcodec.codecs import CodecError, get_codec
 from migcodec.datasets.window import Window
 from migcodec.hashing import SEAL_KEY, unseal
-from migcodec.ram import available_memory
+from migcodec.ram import short_of
 from migcodec.storage import LocalLocation, Location, NotARegularFile, location
 from migcodec.units import format_size
 from migcodec.wire.errors import one_line
@@ -369,8 +369,8 @@ class TraceReader:
         need = pages * self.page_size * (2 if previous else 1)
         if need <= CHECKED_WINDOW_BYTES:
             return
-        free = available_memory()
-        if free is not None and need > free:
+        free = short_of(need)
+        if free is not None:
             raise TraceError(
                 f"window {i} holds {pages} pages of {format_size(self.page_size)}: decoding it "
                 f"needs {format_size(need)} of RAM, but this machine has {format_size(free)} "
