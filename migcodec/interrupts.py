@@ -28,9 +28,11 @@ def raise_terminated(signum: int, frame: object) -> None:
 
 @contextlib.contextmanager
 def interrupts_held() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM while the block runs and deliver them after it, as the
-    exception each raises. Only the main thread receives signals (and may change their
-    handlers): elsewhere the block runs as it is."""
+    """Hold SIGINT and SIGTERM while the block runs and deliver the first after it: by
+    its handler (the exception it raises), or, where its action is the system's default
+    (a library's caller that set none for SIGTERM), by raising it again, so that it ends
+    the process as it would have. Only the main thread receives signals (and may change
+    their handlers): elsewhere the block runs as it is."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -48,3 +50,5 @@ def interrupts_held() -> Iterator[None]:
             handler = previous[held[0]]
             if callable(handler):
                 handler(held[0], None)  # raises, as the signal would have
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(held[0])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -52,3 +54,19 @@ def test_off_the_main_thread_the_block_runs_as_it_is():
     thread.start()
     thread.join()
     assert ran == [True]
+
+
+def test_a_held_signal_whose_action_is_the_default_still_takes_it():
+    """A library's caller that set no SIGTERM handler: held, the signal must still end the
+    process after the block, not be dropped."""
+    code = (
+        "import os, signal\n"
+        "from migcodec.interrupts import interrupts_held\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_DFL)\n"
+        "with interrupts_held():\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    print('block ran', flush=True)\n"
+        "print('not reached', flush=True)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (run.returncode, run.stdout) == (-signal.SIGTERM, "block ran\n")
