@@ -64,13 +64,18 @@ def check_outcome(outcome: Outcome) -> None:
     for name, value in zip(Outcome._fields, outcome, strict=True):
         if value is None and name in ("device_s", "zero_pages"):
             continue
-        number = isinstance(value, int | float | np.number) and not isinstance(value, bool)
-        if not (number and 0.0 <= value <= _LARGEST):
+        if not _within(value, _LARGEST):
             raise PolicyError(
                 f"outcome {name} must be a finite number of at least 0, got {value!r}; "
                 "report what the window's encoding measured (Decision.add adds up each "
                 "batch's Encoded.stats)"
             )
+
+
+def _within(value: object, high: float) -> bool:
+    """Whether ``value`` is a number (not a flag) from 0 to ``high``: nan is not."""
+    number = isinstance(value, int | float | np.number) and not isinstance(value, bool)
+    return number and 0.0 <= value <= high
 
 
 #: the shape of :attr:`WindowFeatures.context`
@@ -138,8 +143,7 @@ def _refuse_features(f: WindowFeatures, n_arms: int) -> None:
     for name in ("pages", "sample", "held_frac", "cheap_s", "change_runs", "probe_pages"):
         value = getattr(f, name)
         high = 1.0 if name == "held_frac" else _LARGEST
-        number = isinstance(value, int | float | np.number) and not isinstance(value, bool)
-        if not (number and 0.0 <= value <= high):
+        if not _within(value, high):
             needed = "in [0, 1]" if name == "held_frac" else "finite, at least 0"
             raise PolicyError(f"features {name} must be a number {needed}, got {value!r}")
     for name in _PER_ARM:
