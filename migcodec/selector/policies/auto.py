@@ -24,7 +24,9 @@ An arm's outcome on a window is predicted from:
   changed bytes of the sample's held pages, which its encode time follows;
   corrected by learnt factors: the host's, shared by all arms and learnt from the plays
   of every arm but the delta arms; one the delta arms share, learnt from theirs (how a
-  program's writes meet delta formats, which no calibration sees); and one per arm.
+  program's writes meet delta formats, which no calibration sees); and one per arm (the
+  delta arms' filtered jointly with the part they share, so that one arm's plays do not
+  carry its error to another arm measured before: :meth:`Auto._learn_delta_cpu`).
 
 The objective turns these into a predicted reward per arm and the best is played, or an
 arm no window has measured yet where trying it is worth what it may lose (its cost on this
@@ -456,7 +458,22 @@ class Auto(Policy):
         self._stream_s = 0.0
         self._retry_due = [math.inf] * k
         self._next_retry = math.inf
-        self._delta_var = _CPU_DELTA_VAR
+        # the delta arms' log CPU factors past the host's as one Gaussian: the part they
+        # share, then each delta arm's own, and their covariance (see _learn_delta_cpu)
+        self._delta_pos = [0] * k  # a delta arm's index in it
+        for j, arm in enumerate(self._delta_arms):
+            self._delta_pos[arm] = 1 + j
+        size = 1 + len(self._delta_arms)
+        self._delta_mean = [0.0] * size
+        self._delta_cov = [[0.0] * size for _ in range(size)]
+        self._delta_cov[0][0] = _CPU_DELTA_VAR
+        for j in range(1, size):
+            self._delta_cov[j][j] = _CPU_ARM_VAR
+        # the variance one play adds to its arm's own part: a factor that moves as the
+        # moving average of CPU errors has it (see _learn_delta_cpu)
+        # (learn = 1, every error taken whole, as nearly as a finite variance can)
+        still = 1.0 - self.learn
+        self._delta_drift = self.learn**2 * _CPU_PLAY_VAR / (still if still > 0.01 else 0.01)
         # how far each arm's factor past the host's may be from its estimate (a standard
         # deviation of its log: the delta arms' shared part and the arm's own), and that
         # factor at the cheapest node of the prior (see _pick), kept with it
@@ -1240,6 +1257,9 @@ class Auto(Policy):
             if due[arm] <= self._stream_s:
                 due[arm] = math.inf
                 self._cpu_arm_var[arm] = _CPU_ARM_VAR
+                if self._delta_flags[arm]:  # its own part as unknown as before its first play
+                    j, cov = self._delta_pos[arm], self._delta_cov
+                    cov[j][j] = cov[j][j] if cov[j][j] > _CPU_ARM_VAR else _CPU_ARM_VAR
                 self._cpu_weight[arm] = 0.0
                 if arm not in untried:
                     untried.append(arm)
@@ -1248,9 +1268,56 @@ class Auto(Policy):
 
     def _trial_prior(self, arm: int) -> None:
         """Recompute ``arm``'s factor past the host's spread and cheapest node (_pick)."""
-        var = self._cpu_arm_var[arm] + (self._delta_var if self._delta_flags[arm] else 0.0)
+        if self._delta_flags[arm]:  # the delta arms' part and its own, with their covariance
+            j, cov = self._delta_pos[arm], self._delta_cov
+            var = cov[0][0] + 2.0 * cov[0][j] + cov[j][j]
+        else:
+            var = self._cpu_arm_var[arm]
         sd = self._trial_sd[arm] = var**0.5
         self._cheapest_scale[arm] = math.exp(sd * _CHEAPEST)
+
+    def _learn_delta_cpu(self, arm: int, error: float, weight: float) -> float:
+        """Learn delta arm ``arm``'s CPU error ``error`` (the log of its window's measured
+        time over the model's, less the factors it was predicted with), of a window of
+        ``weight`` (see :meth:`_learn`), and return the delta arms' shared part.
+
+        The delta arms' factors past the host's are one Gaussian: the part they share and
+        each arm's own (priors :data:`_CPU_DELTA_VAR`, :data:`_CPU_ARM_VAR`), with their
+        covariance, updated by a Kalman filter. An arm played often teaches its own factor
+        and, through the shared part, what an arm not played since should expect; an arm
+        measured before keeps what its own plays showed: they pinned the sum of its part
+        and the shared one, and the covariance remembers it. Learnt apart, as the
+        compressors' are (a split of each error in proportion to the two variances, each
+        a moving average), every play of one arm moved the other by as much as the shared
+        part took, play after play: in a measured table of a key-value cache, where DSA
+        records took 1.2-1.5x their model and XBZRLE 0.95x, thirty DSA windows moved
+        XBZRLE's factor from 1.0 to 1.2, beside DSA's 1.3, and XBZRLE, the best fixed arm
+        there, was played on few windows. The played arm's own part may move between
+        plays (a variance of ``learn`` squared times :data:`_CPU_PLAY_VAR` over
+        1 - ``learn``, each), so that a steadily played arm's factor moves by ``learn`` of
+        each error, as a moving average's would; the shared part does not, or it would
+        carry one arm's drift to the arms not played. An arm not played grows less known
+        with the stream's time instead (:meth:`_retry_stale`). A few float operations on
+        a 3x3 matrix for two delta arms: lists, not arrays."""
+        j = self._delta_pos[arm]
+        x, cov = self._delta_mean, self._delta_cov
+        cov[j][j] += self._delta_drift
+        # the played arm's factor is the shared part plus its own: h = e_0 + e_j
+        spread = [row[0] + row[j] for row in cov]  # cov @ h
+        scale = 1.0 / (spread[0] + spread[j] + _CPU_PLAY_VAR / weight)  # over its variance
+        size = len(x)
+        for i in range(size):  # indexed loops: comprehensions cost twice as much here
+            k = spread[i] * scale
+            x[i] += k * error
+            row = cov[i]
+            for c in range(size):
+                row[c] -= k * spread[c]
+        for a in self._delta_arms:
+            p = self._delta_pos[a]
+            self.cpu_arm[a] = x[p]
+            self._cpu_arm_var[a] = cov[p][p]
+        self.cpu_delta = x[0]
+        return x[0]
 
     def _delta_estimates(self, f: WindowFeatures) -> list[float] | None:
         """The delta arms' estimates of ``f`` (payload bytes per held page): the window's
@@ -1450,10 +1517,11 @@ class Auto(Policy):
         if nz >= 1.0 and busy > 0 and model > 0:
             # split the error: what one arm's model misses, the others' likely miss too
             # (see _cpu_var); a window of less than a few batches is mostly fixed
-            # cost and clock noise, so it weighs in proportion to its size. An arm's first
-            # plays are averaged (by weight) before the moving average takes over: a host
-            # busier than the calibration's shows at once, not after the first pass of
-            # memory went out on a model that is off
+            # cost and clock noise, so it weighs in proportion to its size. A compressor's
+            # (or raw's) first plays are averaged (by weight) before the moving average
+            # takes over: a host busier than the calibration's shows at once, not after
+            # the first pass of memory went out on a model that is off. The delta arms'
+            # factors are filtered jointly (_learn_delta_cpu)
             weight = nz / (4 * self.batch_pages)
             weight = weight if weight < 1.0 else 1.0
             seen = self._cpu_weight[arm] = self._cpu_weight[arm] + weight
@@ -1469,22 +1537,20 @@ class Auto(Policy):
             error = math.log(busy / model) - self.cpu_shared - family - own
             arm_var = self._cpu_arm_var[arm]
             evidence = weight / _CPU_PLAY_VAR
-            if delta:  # the delta arms' part and its own (_CPU_DELTA_VAR), not the host's
-                delta_var = self._delta_var
-                share = delta_var / (delta_var + arm_var)
-                self.cpu_delta = family = family + step * error * share
-                self._delta_var = _least_var(1.0 / (1.0 / delta_var + evidence))
+            if delta:  # the delta arms' part and their own, not the host's
+                family = self._learn_delta_cpu(arm, error, weight)
             else:
                 shared_var = self._cpu_var
                 share = shared_var / (shared_var + arm_var)
                 self.cpu_shared += step * error * share
                 self._shared_factor = math.exp(self.cpu_shared)
-            self.cpu_arm[arm] = own + step * error * (1.0 - share)
+                self.cpu_arm[arm] = own + step * error * (1.0 - share)
+                self._cpu_arm_var[arm] = _least_var(1.0 / (1.0 / arm_var + evidence))
             # the hedge over the shared factor (_loss) ends with the first windows measured,
             # whichever arm played them: they show what this host's clock does to a
             # stream's encoders, if not which codec's model it moved
             self._cpu_var = _least_var(1.0 / (1.0 / self._cpu_var + evidence))
-            arm_var = self._cpu_arm_var[arm] = _least_var(1.0 / (1.0 / arm_var + evidence))
+            arm_var = self._cpu_arm_var[arm]
             if self.cost_drift > 0.0:  # when it is as unknown as before its first play
                 due = self._stream_s + (_CPU_ARM_VAR - arm_var) / self.cost_drift
                 self._retry_due[arm] = due
