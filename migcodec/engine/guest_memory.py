@@ -11,8 +11,9 @@ Sizes: without ``size``, an existing file or region is used whole; a new one get
 larger one is used from its start; a region cannot grow, so a smaller one is refused. A
 file's growth is allocated on its filesystem up front (``posix_fallocate``): a mapping of
 a sparse file on a filesystem without room for it kills the process with SIGBUS at the
-first page that finds no block, in the middle of a migration. Only regular files are
-mapped: a FIFO or a device would block or fail in ways that name neither.
+first page that finds no block, in the middle of a migration; so are a region's pages in
+/dev/shm, a file system that is often small (64 MiB in a container by default). Only
+regular files are mapped: a FIFO or a device would block or fail in ways that name neither.
 ``must_exist`` refuses to create a file or region: migrating a memory image "as it is"
 makes no sense for one that is not there.
 
@@ -251,6 +252,23 @@ def _attach(name: str) -> SharedMemory:
     return shm
 
 
+def _reserve_region(shm: SharedMemory, end: int, what: str) -> None:
+    """Give the region's first ``end`` bytes their pages in /dev/shm now (a no-op where
+    they have them): a region is a file there, made sparse, and a page written in a hole
+    when /dev/shm is full kills the process with SIGBUS (one received from the network,
+    ``EFAULT``), so a region without room is refused here, as a file is."""
+    try:
+        os.posix_fallocate(shm._fd, 0, end)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise GuestMemoryError(
+                f"{what}: /dev/shm has no room for the {end} bytes of guest memory; free "
+                "space there, use a smaller --memory, or use a --memory-file"
+            ) from exc
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS, errno.EBADF):
+            raise GuestMemoryError(f"cannot allocate {what}: {exc}") from exc
+
+
 def _open_shm(name: str, size: int | None, page_size: int, must_exist: bool) -> GuestMemory:
     what = f"--shm {name}"
     check_backing(shm_name=name)
@@ -288,16 +306,17 @@ def _open_shm(name: str, size: int | None, page_size: int, must_exist: bool) -> 
             if created:
                 shm.unlink()
 
-    if not created:
-        try:
+    try:
+        if not created:
             n_pages = _n_pages(size, shm.size, page_size, what)
             if n_pages * page_size > shm.size:
                 raise GuestMemoryError(
                     f"{what} holds {shm.size} bytes; the guest needs {n_pages * page_size} "
                     "(a shared-memory region cannot grow)"
                 )
-        except GuestMemoryError:
-            release()
-            raise
+        _reserve_region(shm, n_pages * page_size, what)
+    except BaseException:
+        release()
+        raise
     pages = np.ndarray((n_pages, page_size), np.uint8, buffer=shm.buf)
     return GuestMemory(pages, f"shared memory {name}", not created, release)

@@ -262,3 +262,29 @@ def _fallocate_fails(monkeypatch, code: int) -> list[tuple[int, int]]:
 
     monkeypatch.setattr(os, "posix_fallocate", failing)
     return calls
+
+
+def test_a_region_its_filesystem_has_no_room_for_is_refused_and_removed(shm_name, monkeypatch):
+    """A region is a file of /dev/shm: left sparse, its pages are found only when written,
+    and on a full /dev/shm (64 MiB in a container by default) the first page written past
+    its room kills the process with SIGBUS, in the middle of a migration."""
+    import errno
+
+    calls = _fallocate_fails(monkeypatch, errno.ENOSPC)
+    with pytest.raises(GuestMemoryError) as caught:
+        open_guest_memory(1 << 20, shm_name=shm_name)
+    assert str(caught.value) == (
+        f"--shm {shm_name}: /dev/shm has no room for the 1048576 bytes of guest memory; free "
+        "space there, use a smaller --memory, or use a --memory-file"
+    )
+    assert calls == [(0, 1 << 20)]
+    assert not (SHM_DIR / shm_name).exists()  # made here, so not left behind
+
+
+def test_a_region_is_allocated_before_it_is_mapped_not_left_sparse(shm_name, foreign_shm):
+    with open_guest_memory(1 << 20, shm_name=shm_name):
+        assert (SHM_DIR / shm_name).stat().st_blocks * 512 >= 1 << 20
+    sparse = foreign_shm(1 << 20)  # all hole, as another program may leave it
+    with open_guest_memory(1 << 20, shm_name=sparse):
+        assert (SHM_DIR / sparse).stat().st_blocks * 512 >= 1 << 20
+    assert (SHM_DIR / sparse).stat().st_size == 1 << 20  # not ours: its size as it was
