@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from migcodec.engine.guest_memory import check_available
 from migcodec.wire import FrameReader, MemoryMismatch, StreamSummary, UnverifiedStream, WireError
 from migcodec.wire.handshake import send_reply
 from migcodec.wire.preamble import Preamble
@@ -27,6 +28,14 @@ MemoryOpener = Callable[[int, int], np.ndarray]
 
 
 def _zeros(n_pages: int, page_size: int) -> np.ndarray:
+    """Anonymous memory of the size the source announced, refused unless this machine has
+    the RAM available: numpy takes any size under the limit (the kernel lends pages
+    lazily), and the kernel would kill the destination once the pages arriving outgrew it."""
+    check_available(
+        n_pages * page_size,
+        "destination memory",
+        fix="free memory here, or receive into a --memory-file",
+    )
     return np.zeros((n_pages, page_size), dtype=np.uint8)
 
 
@@ -63,7 +72,8 @@ def receive_migration(
     file is sized to the stream that way); anonymous memory by default. The preamble is
     refused (and the source told why) when an array is not ``(pages, page_size)`` uint8 of
     the announced size, when it asks for more than ``max_memory_bytes`` (half of RAM by
-    default) otherwise, or when the function fails. Success is reported to the source only
+    default) otherwise, when anonymous memory asks for more RAM than this machine has
+    available, or when the function fails. Success is reported to the source only
     after the end-of-stream frame arrived and the memory digest matched; any failure is
     sent back (best effort) and re-raised. A source that hung up before that report reached
     it is a :class:`~migcodec.wire.TruncatedStream`: it never learnt that the memory

@@ -7,6 +7,7 @@ import time
 import numpy as np
 import pytest
 
+from migcodec import ram
 from migcodec.codecs import get_codec
 from migcodec.engine.destination import receive_migration
 from migcodec.wire import FrameReader, FrameWriter, MemoryMismatch, StreamAborted
@@ -33,7 +34,31 @@ def test_destination_refuses_a_stream_for_more_memory_than_it_accepts():
             read_reply(src)
 
 
-def test_destination_memory_that_cannot_be_allocated_is_refused_and_the_source_told():
+def test_destination_memory_this_machine_does_not_have_is_refused_and_the_source_told(
+    monkeypatch,
+):
+    """Anonymous memory is lent lazily: numpy takes any size under the limit (half of
+    physical RAM), and the kernel kills the destination once the pages arriving outgrow
+    the RAM available, instead of the stream being refused with a reason."""
+    monkeypatch.setattr(ram, "available_memory", lambda: 1 << 20)
+    src, dst = socket.socketpair()
+    with src, dst:
+        src.sendall(preamble_bytes(4096, 1024, 64, {0: {"name": "raw"}}))  # 4 MiB
+        with pytest.raises(MemoryMismatch) as info:
+            receive_migration(dst, max_memory_bytes=1 << 30, timeout_s=1)
+        assert str(info.value) == (
+            "preamble: cannot open destination memory: destination memory needs 4 MiB of RAM, "
+            "but this machine has 1 MiB available; free memory here, or receive into a "
+            "--memory-file"
+        )
+        with pytest.raises(HandshakeRefused, match="destination memory needs 4 MiB of RAM"):
+            read_reply(src)
+
+
+def test_destination_memory_that_cannot_be_allocated_is_refused_and_the_source_told(
+    monkeypatch,
+):
+    monkeypatch.setattr(ram, "available_memory", lambda: None)  # the system does not say
     src, dst = socket.socketpair()
     with src, dst:
         src.sendall(preamble_bytes(4096, 1 << 40, 64, {0: {"name": "raw"}}))  # 4 PiB
