@@ -38,12 +38,15 @@ _MAX_BITS = 15
 @dataclass
 class DeflateScan:
     """What :func:`scan_deflate` found: each block's type, the output length, the furthest
-    match distance, and where the first match beyond ``history`` starts (``None``: none)."""
+    match distance, where the first match beyond ``history`` starts (``None``: none), and
+    whether blocks beyond ``max_blocks`` were left unwalked."""
 
     block_types: list[int] = field(default_factory=list)
     output_bytes: int = 0
     max_distance: int = 0
     far_match: tuple[int, int] | None = None  # (output position, distance)
+    #: the walk stopped at ``max_blocks`` blocks, and the stream has more
+    more_blocks: bool = False
 
 
 class _Code:
@@ -106,9 +109,16 @@ _FIXED_LIT = _Code([8] * 144 + [9] * 112 + [7] * 24 + [8] * 8, "fixed literal/le
 _FIXED_DIST = _Code([5] * 30, "fixed distance")
 
 
-def scan_deflate(stream: bytes | memoryview, history: int | None = None) -> DeflateScan:
+def scan_deflate(
+    stream: bytes | memoryview, history: int | None = None, max_blocks: int | None = None
+) -> DeflateScan:
     """Walk the raw DEFLATE ``stream`` to its final block; stop at the first match whose
     distance exceeds ``history`` (when given) and report it in ``far_match``.
+
+    With ``max_blocks``, stop after that many blocks without the final one and report it
+    in ``more_blocks``: a block's code tables cost the walk hundreds of steps, and a
+    dynamic block that holds nothing takes 12 bytes, so a stream of them would cost far
+    more per byte than one of symbols.
 
     Raises :class:`DecodeError` for a stream that is not valid DEFLATE (a reserved block
     type, a bad code, a match before the start of the output, or bits running out).
@@ -131,6 +141,9 @@ def scan_deflate(stream: bytes | memoryview, history: int | None = None) -> Defl
 
     try:
         while True:
+            if max_blocks is not None and len(scan.block_types) >= max_blocks:
+                scan.more_blocks = True
+                break
             final = bits_at(pos, 1)
             btype = bits_at(pos + 1, 2)
             pos += 3

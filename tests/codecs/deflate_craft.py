@@ -51,9 +51,37 @@ class _Bits:
         return bytes(self.out)
 
 
-def fixed_stream(tokens: Sequence[Token]) -> bytes:
-    """One final fixed-Huffman block holding ``tokens``."""
+#: the code length code of :func:`_empty_dynamic_block`: symbol -> (code, length)
+_CLEN_CODES = {18: (0b0, 1), 0: (0b10, 2), 1: (0b11, 2)}
+_CLEN_ORDER = (16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15)
+
+
+def _empty_dynamic_block(bits: _Bits) -> None:
+    """A dynamic-Huffman block, not the last, of no symbol but its end: literal 0 and the
+    end of block have 1-bit codes, no distance has one (12 bytes, three code tables)."""
+    bits.put(0, 1)  # BFINAL
+    bits.put(2, 2)  # BTYPE 10: dynamic Huffman
+    bits.put(0, 5)  # HLIT: 257 literal/length codes
+    bits.put(0, 5)  # HDIST: 1 distance code
+    bits.put(18 - 4, 4)  # HCLEN: code length codes up to symbol 1's place
+    for symbol in _CLEN_ORDER[:18]:
+        bits.put(_CLEN_CODES.get(symbol, (0, 0))[1], 3)
+    bits.code(*_CLEN_CODES[1])  # literal 0: 1 bit
+    bits.code(*_CLEN_CODES[18])
+    bits.put(138 - 11, 7)  # literals 1..138: none
+    bits.code(*_CLEN_CODES[18])
+    bits.put(117 - 11, 7)  # literals 139..255: none
+    bits.code(*_CLEN_CODES[1])  # end of block: 1 bit
+    bits.code(*_CLEN_CODES[0])  # the distance: none
+    bits.code(1, 1)  # end of block
+
+
+def fixed_stream(tokens: Sequence[Token], empty_blocks: int = 0) -> bytes:
+    """One final fixed-Huffman block holding ``tokens``, after ``empty_blocks`` dynamic
+    blocks that hold nothing."""
     bits = _Bits()
+    for _ in range(empty_blocks):
+        _empty_dynamic_block(bits)
     bits.put(1, 1)  # BFINAL
     bits.put(1, 2)  # BTYPE 01: fixed Huffman
     for token in tokens:

@@ -92,3 +92,15 @@ def test_corrupted_zlib_output_agrees_with_zlib(data, flips):
     else:
         with contextlib.suppress(DecodeError):
             scan_deflate(bytes(stream))
+
+
+def test_the_walk_stops_at_max_blocks_and_says_more_follow():
+    stream = fixed_stream([b"abc", (3, 3)], empty_blocks=5)
+    stopped = scan_deflate(stream, max_blocks=3)
+    assert (stopped.block_types, stopped.more_blocks) == ([DYNAMIC] * 3, True)
+    whole = scan_deflate(stream, max_blocks=6)
+    assert (whole.block_types, whole.more_blocks, whole.output_bytes) == (
+        [DYNAMIC] * 5 + [FIXED],
+        False,
+        6,
+    )

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from migcodec.codecs import Batch, DecodeError, Encoded, PageMode
+from migcodec.codecs import Batch, DecodeError, Encoded, PageMode, deflate_scan
 from migcodec.codecs.deflate_scan import FIXED, scan_deflate
 from migcodec.codecs.device_model import device_model
 from migcodec.codecs.plugins.iaa import IaaCodec
@@ -472,3 +472,38 @@ def test_pages_larger_than_the_format_describes_are_refused_before_the_stream():
     preamble = Preamble(131072, 16, 16, {0: {"name": "iaa"}}).encode()
     with pytest.raises(CodecMissing, match="iaa describes pages of at most 65536 bytes, not 1310"):
         FrameReader(io.BytesIO(preamble))
+
+
+# -- the cost of checking a page ----------------------------------------------------------
+_ZERO_PAGE_TOKENS = [b"\0"] + [(256, 1)] * 31 + [(255, 1)]  # 8192 zero bytes
+
+
+def test_a_page_of_more_blocks_than_an_encoder_writes_is_refused_before_they_are_walked(
+    no_accelerators,
+):
+    """Each block costs the history check its code tables, built in Python: a payload of
+    12-byte blocks that hold nothing took a third of a second per 64 KiB page to check,
+    minutes for one frame, whatever the receiving side's deadline."""
+    stream = fixed_stream(_ZERO_PAGE_TOKENS, empty_blocks=600)
+    assert zlib.decompressobj(-12).decompress(stream) == bytes(8192)  # valid DEFLATE
+    walked = []
+    real = deflate_scan._dynamic_codes
+
+    def counted(*args):
+        walked.append(1)
+        return real(*args)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(deflate_scan, "_dynamic_codes", counted)
+        with pytest.raises(DecodeError) as info:
+            IaaCodec().decode_pages(_one_page_blob(stream), 1, 8192)
+    assert str(info.value) == (
+        "iaa page 0 has more than 16 DEFLATE blocks; IAA-compatible encoders write a few "
+        "per page, so it was not written by one"
+    )
+    assert len(walked) == 16
+
+
+def test_a_page_of_a_few_blocks_decodes(no_accelerators):
+    stream = fixed_stream(_ZERO_PAGE_TOKENS, empty_blocks=15)
+    assert bytes(IaaCodec().decode_pages(_one_page_blob(stream), 1, 8192)) == bytes(8192)

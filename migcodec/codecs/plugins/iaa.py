@@ -220,7 +220,7 @@ class IaaCodec(AcceleratorCodec):
             stream = data[start : start + int(lens[i])]
             page = inflate_exact(stream, page_size, WBITS, f"iaa page {i}")
             if page_size > HISTORY:
-                _check_history(stream, i)
+                _check_history(stream, i, page_size)
             view[i * page_size : (i + 1) * page_size] = page
         return out
 
@@ -255,10 +255,27 @@ def _deflate_fixed(page: np.ndarray) -> bytes:
     return deflater.compress(page) + deflater.flush()
 
 
-def _check_history(stream: memoryview, page: int) -> None:
+def max_blocks(page_size: int) -> int:
+    """The most DEFLATE blocks a page's stream may hold: far more than an IAA-compatible
+    encoder writes, few enough that walking their code tables (:func:`_check_history`, in
+    Python) costs no more than the page's symbols. Unbounded, a payload of empty blocks
+    took a third of a second per 64 KiB page to check: minutes per frame, past any
+    deadline of the receiving side."""
+    return 8 + page_size // 1024
+
+
+def _check_history(stream: memoryview, page: int, page_size: int) -> None:
     """Refuse a stream (that zlib inflated) with a match further back than IAA's history:
-    zlib's own check depends on how its output is split between calls, the device's not."""
-    far = scan_deflate(stream, HISTORY).far_match
+    zlib's own check depends on how its output is split between calls, the device's not.
+    A stream of more blocks than :func:`max_blocks` is refused without walking them all."""
+    limit = max_blocks(page_size)
+    scan = scan_deflate(stream, HISTORY, limit)
+    if scan.more_blocks:
+        raise DecodeError(
+            f"iaa page {page} has more than {limit} DEFLATE blocks; IAA-compatible encoders "
+            "write a few per page, so it was not written by one"
+        )
+    far = scan.far_match
     if far is not None:
         at, distance = far
         raise DecodeError(
