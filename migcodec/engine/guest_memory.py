@@ -213,21 +213,31 @@ def _open_file(path: Path, size: int | None, page_size: int, must_exist: bool) -
     return GuestMemory(pages, f"file {path}", bool(existing), created_file=made)
 
 
+def _fallocate(fd: int, end: int, what: str, room: str) -> bool:
+    """Give ``fd``'s first ``end`` bytes their blocks now (a no-op where they have them):
+    ``False`` where its filesystem cannot allocate ahead; refused, in one line naming
+    ``room`` (where the bytes would go, and what else to do), where it has no room."""
+    try:
+        os.posix_fallocate(fd, 0, end)
+        return True
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise GuestMemoryError(f"{what}: {room.format(end=end)}") from exc
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS, errno.EBADF):
+            raise GuestMemoryError(f"cannot allocate {what}: {exc}") from exc
+    return False
+
+
 def _allocate(fd: int, existing: int, end: int, what: str) -> None:
     """Give the file blocks for its first ``end`` bytes (reading as zeros where it had
     none; ``existing``: its size before): refused here, in one line, when its filesystem
     has no room, not by SIGBUS when a page in a hole is first written."""
-    try:
-        os.posix_fallocate(fd, 0, end)  # a no-op where blocks are allocated already
+    room = (
+        "its filesystem has no room for the {end} bytes of guest memory; free space there, "
+        "use a smaller --memory, or put the file elsewhere"
+    )
+    if _fallocate(fd, end, what, room):
         return
-    except OSError as exc:
-        if exc.errno == errno.ENOSPC:
-            raise GuestMemoryError(
-                f"{what}: its filesystem has no room for the {end} bytes of guest memory; "
-                "free space there, use a smaller --memory, or put the file elsewhere"
-            ) from exc
-        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS, errno.EBADF):
-            raise
     # a filesystem that cannot allocate ahead: grow the file sparse if the room is there now
     stats = os.fstatvfs(fd)
     free = stats.f_bavail * stats.f_frsize
@@ -253,20 +263,15 @@ def _attach(name: str) -> SharedMemory:
 
 
 def _reserve_region(shm: SharedMemory, end: int, what: str) -> None:
-    """Give the region's first ``end`` bytes their pages in /dev/shm now (a no-op where
-    they have them): a region is a file there, made sparse, and a page written in a hole
-    when /dev/shm is full kills the process with SIGBUS (one received from the network,
-    ``EFAULT``), so a region without room is refused here, as a file is."""
-    try:
-        os.posix_fallocate(shm._fd, 0, end)
-    except OSError as exc:
-        if exc.errno == errno.ENOSPC:
-            raise GuestMemoryError(
-                f"{what}: /dev/shm has no room for the {end} bytes of guest memory; free "
-                "space there, use a smaller --memory, or use a --memory-file"
-            ) from exc
-        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS, errno.EBADF):
-            raise GuestMemoryError(f"cannot allocate {what}: {exc}") from exc
+    """Give the region's first ``end`` bytes their pages in /dev/shm now: a region is a
+    file there, made sparse, and a page written in a hole when /dev/shm is full kills the
+    process with SIGBUS (one received from the network, ``EFAULT``), so a region without
+    room is refused here, as a file is."""
+    room = (
+        "/dev/shm has no room for the {end} bytes of guest memory; free space there, use a "
+        "smaller --memory, or use a --memory-file"
+    )
+    _fallocate(shm._fd, end, what, room)
 
 
 def _open_shm(name: str, size: int | None, page_size: int, must_exist: bool) -> GuestMemory:
