@@ -469,9 +469,9 @@ class Auto(Policy):
         self._delta_cov[0][0] = _CPU_DELTA_VAR
         for j in range(1, size):
             self._delta_cov[j][j] = _CPU_ARM_VAR
-        # the variance one play adds to its arm's own part: a factor that moves as the
-        # moving average of CPU errors has it (see _learn_delta_cpu)
-        # (learn = 1, every error taken whole, as nearly as a finite variance can)
+        # the variance one play adds to its arm's own part, so that its factor moves as
+        # the moving average of CPU errors has it (see _learn_delta_cpu); at learn = 1,
+        # every error taken whole, as nearly as a finite variance can
         still = 1.0 - self.learn
         self._delta_drift = self.learn**2 * _CPU_PLAY_VAR / (still if still > 0.01 else 0.01)
         # how far each arm's factor past the host's may be from its estimate (a standard
