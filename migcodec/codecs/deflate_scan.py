@@ -34,6 +34,46 @@ _CLEN_ORDER = (16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15)
 _FAST_BITS = 9
 _MAX_BITS = 15
 
+# what the walk refuses a stream for, by code
+(
+    _ENDS,
+    _ENDS_STORED,
+    _STORED_CHECK,
+    _RESERVED,
+    _UNDEFINED,
+    _NOT_IN_TABLE,
+    _OVER_CLEN,
+    _OVER_LIT,
+    _OVER_DIST,
+    _COUNTS,
+    _REPEAT_FIRST,
+    _RUN_PAST,
+    _NO_END,
+    _BEFORE_START,
+) = range(1, 15)
+#: the words of each problem; ``{0}`` and ``{1}`` are the numbers the walk reports with it
+_PROBLEMS = {
+    _ENDS: "DEFLATE stream ends inside a block",
+    _ENDS_STORED: "DEFLATE stream ends inside a stored block",
+    _STORED_CHECK: "DEFLATE stored block's length check does not match",
+    _RESERVED: "DEFLATE stream uses the reserved block type 3",
+    _UNDEFINED: "DEFLATE stream uses an undefined length or distance code",
+    _NOT_IN_TABLE: "DEFLATE stream has a Huffman code that is not in its table",
+    _OVER_CLEN: "DEFLATE code length code is over-subscribed",
+    _OVER_LIT: "DEFLATE literal/length code is over-subscribed",
+    _OVER_DIST: "DEFLATE distance code is over-subscribed",
+    _COUNTS: "DEFLATE dynamic block declares {0} / {1} codes",
+    _REPEAT_FIRST: "DEFLATE dynamic block repeats a length before the first",
+    _RUN_PAST: "DEFLATE dynamic block's code lengths run past its codes",
+    _NO_END: "DEFLATE dynamic block has no end-of-block code",
+    _BEFORE_START: "DEFLATE match at output byte {0} reaches {1} bytes back, before the start "
+    "of the output",
+}
+
+
+def _problem(code: int, a: int = 0, b: int = 0) -> DecodeError:
+    return DecodeError(_PROBLEMS[code].format(a, b))
+
 
 @dataclass
 class DeflateScan:
@@ -55,7 +95,7 @@ class _Code:
 
     __slots__ = ("counts", "fast", "symbols")
 
-    def __init__(self, lengths: list[int], what: str) -> None:
+    def __init__(self, lengths: list[int], oversubscribed: int) -> None:
         counts = [0] * (_MAX_BITS + 1)
         for n in lengths:
             counts[n] += 1
@@ -64,7 +104,7 @@ class _Code:
         for n in range(1, _MAX_BITS + 1):
             left = (left << 1) - counts[n]
             if left < 0:
-                raise DecodeError(f"DEFLATE {what} code is over-subscribed")
+                raise _problem(oversubscribed)
         offsets = [0] * (_MAX_BITS + 2)
         for n in range(1, _MAX_BITS + 1):
             offsets[n + 1] = offsets[n] + counts[n]
@@ -102,11 +142,11 @@ class _Code:
             index += count
             first = (first + count) << 1
             code <<= 1
-        raise DecodeError("DEFLATE stream has a Huffman code that is not in its table")
+        raise _problem(_NOT_IN_TABLE)
 
 
-_FIXED_LIT = _Code([8] * 144 + [9] * 112 + [7] * 24 + [8] * 8, "fixed literal/length")
-_FIXED_DIST = _Code([5] * 30, "fixed distance")
+_FIXED_LIT = _Code([8] * 144 + [9] * 112 + [7] * 24 + [8] * 8, _OVER_LIT)
+_FIXED_DIST = _Code([5] * 30, _OVER_DIST)
 
 
 def scan_deflate(
@@ -131,7 +171,7 @@ def scan_deflate(
 
     def bits_at(at: int, n: int) -> int:
         if at + n > total_bits:
-            raise DecodeError("DEFLATE stream ends inside a block")
+            raise _problem(_ENDS)
         start = at >> 3
         return (int.from_bytes(data[start : start + 8], "little") >> (at & 7)) & ((1 << n) - 1)
 
@@ -152,10 +192,10 @@ def scan_deflate(
                 pos = (pos + 7) & ~7
                 length = bits_at(pos, 16)
                 if bits_at(pos + 16, 16) != length ^ 0xFFFF:
-                    raise DecodeError("DEFLATE stored block's length check does not match")
+                    raise _problem(_STORED_CHECK)
                 pos += 32 + 8 * length
                 if pos > total_bits:
-                    raise DecodeError("DEFLATE stream ends inside a stored block")
+                    raise _problem(_ENDS_STORED)
                 out += length
             elif btype == FIXED:
                 pos, out = _walk(data, total_bits, pos, out, _FIXED_LIT, _FIXED_DIST, history, scan)
@@ -163,11 +203,11 @@ def scan_deflate(
                 pos, lit, dist = _dynamic_codes(bits_at, peek, pos)
                 pos, out = _walk(data, total_bits, pos, out, lit, dist, history, scan)
             else:
-                raise DecodeError("DEFLATE stream uses the reserved block type 3")
+                raise _problem(_RESERVED)
             if scan.far_match is not None or final:
                 break
     except IndexError as exc:  # a symbol outside the base tables: codes 286/287, 30/31
-        raise DecodeError("DEFLATE stream uses an undefined length or distance code") from exc
+        raise _problem(_UNDEFINED) from exc
     scan.output_bytes = out
     return scan
 
@@ -181,12 +221,12 @@ def _dynamic_codes(
     n_clen = bits_at(pos + 10, 4) + 4
     pos += 14
     if n_lit > 286 or n_dist > 30:
-        raise DecodeError(f"DEFLATE dynamic block declares {n_lit} / {n_dist} codes")
+        raise _problem(_COUNTS, n_lit, n_dist)
     clen_lengths = [0] * 19
     for i in range(n_clen):
         clen_lengths[_CLEN_ORDER[i]] = bits_at(pos, 3)
         pos += 3
-    clen = _Code(clen_lengths, "code length")
+    clen = _Code(clen_lengths, _OVER_CLEN)
     lengths: list[int] = []
     while len(lengths) < n_lit + n_dist:
         window = peek(pos)
@@ -198,7 +238,7 @@ def _dynamic_codes(
             continue
         if symbol == 16:
             if not lengths:
-                raise DecodeError("DEFLATE dynamic block repeats a length before the first")
+                raise _problem(_REPEAT_FIRST)
             value, repeat = lengths[-1], 3 + bits_at(pos, 2)
             pos += 2
         elif symbol == 17:
@@ -210,10 +250,10 @@ def _dynamic_codes(
         lengths.extend([value] * repeat)
     bits_at(pos, 0)  # the last code length was read from bits the stream has
     if len(lengths) > n_lit + n_dist:
-        raise DecodeError("DEFLATE dynamic block's code lengths run past its codes")
+        raise _problem(_RUN_PAST)
     if lengths[256] == 0:
-        raise DecodeError("DEFLATE dynamic block has no end-of-block code")
-    return pos, _Code(lengths[:n_lit], "literal/length"), _Code(lengths[n_lit:], "distance")
+        raise _problem(_NO_END)
+    return pos, _Code(lengths[:n_lit], _OVER_LIT), _Code(lengths[n_lit:], _OVER_DIST)
 
 
 def _walk(
@@ -232,7 +272,7 @@ def _walk(
     far = history if history is not None else 1 << 62
     while True:
         if pos >= total_bits:
-            raise DecodeError("DEFLATE stream ends inside a block")
+            raise _problem(_ENDS)
         start = pos >> 3
         window = int.from_bytes(data[start : start + 8], "little") >> (pos & 7)
         entry = lit_fast[window & 511]
@@ -244,7 +284,7 @@ def _walk(
             continue
         if symbol == 256:
             if pos > total_bits:
-                raise DecodeError("DEFLATE stream ends inside a block")
+                raise _problem(_ENDS)
             return pos, out
         code = symbol - 257
         extra = _LEN_EXTRA[code]
@@ -259,12 +299,9 @@ def _walk(
         distance = _DIST_BASE[symbol] + (window & ((1 << extra) - 1))
         pos += extra
         if pos > total_bits:
-            raise DecodeError("DEFLATE stream ends inside a block")
+            raise _problem(_ENDS)
         if distance > out:
-            raise DecodeError(
-                f"DEFLATE match at output byte {out} reaches {distance} bytes back, before "
-                "the start of the output"
-            )
+            raise _problem(_BEFORE_START, out, distance)
         if distance > scan.max_distance:
             scan.max_distance = distance
         if distance > far:
