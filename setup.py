@@ -44,6 +44,16 @@ DELTA_KERNELS = Extension(
     optional=True,
 )
 
+# The iaa codec's check of a page's DEFLATE matches against the device's history, in C
+# (deflate_scan.py keeps the Python walk as the fall-back; `migcodec codecs` reports which
+# one runs). Optional likewise.
+DEFLATE_SCAN = Extension(
+    "migcodec.codecs._deflatescan",
+    ["migcodec/codecs/_deflatescan.c"],
+    extra_compile_args=["-O3"],
+    optional=True,
+)
+
 # `migcodec evaluate --scheduler` runs on a Dask cluster and reads traces through fsspec
 # URLs; both are imported only when asked for, so they are an extra (the tests use them)
 DISTRIBUTED = ["dask[distributed]>=2024.1", "fsspec>=2023.1"]
@@ -61,7 +71,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["migcodec", "migcodec.*"]),
-    ext_modules=[PAGE_SCAN, DELTA_KERNELS],
+    ext_modules=[PAGE_SCAN, DELTA_KERNELS, DEFLATE_SCAN],
     install_requires=[
         "numpy>=1.24",
         "stevedore>=5.6",  # DriverManager takes on_missing_entrypoints_callback from 5.6

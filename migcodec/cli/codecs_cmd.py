@@ -7,6 +7,7 @@ import argparse
 from migcodec.cli.args import json_document
 from migcodec.codecs import plugin_statuses
 from migcodec.codecs.changes import CHANGE_SCAN
+from migcodec.codecs.deflate_scan import DEFLATE_SCAN
 from migcodec.codecs.zero import ZERO_SCAN
 from migcodec.selector.scan import SAMPLE_SCAN
 
@@ -24,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"\nzero-page detection (every codec): {ZERO_SCAN}")
     print(f"page-change counts (selector features): {CHANGE_SCAN}")
     print(f"sample scan (selector features): {SAMPLE_SCAN}")
+    print(f"DEFLATE history check (iaa decode in software): {DEFLATE_SCAN}")
     return 0
 
 

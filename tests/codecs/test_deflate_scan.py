@@ -1,4 +1,5 @@
-"""scan_deflate walks every block type as zlib writes it, and fails only with DecodeError."""
+"""scan_deflate walks every block type as zlib writes it, and fails only with DecodeError;
+every test here runs on both walks (C and Python)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,13 @@ from migcodec.codecs import DecodeError
 from migcodec.codecs.deflate_scan import DYNAMIC, FIXED, STORED, scan_deflate
 from migcodec.datasets import GENERATORS
 from tests.codecs.deflate_craft import fixed_stream
+from tests.codecs.kernel_paths import WALKS, deflate_walk
+
+
+@pytest.fixture(autouse=True, params=WALKS)
+def walk(request, monkeypatch) -> str:
+    deflate_walk(request.param, monkeypatch)
+    return request.param
 
 
 def _deflate(data: bytes, level: int, strategy: int, wbits: int = -15) -> bytes:

@@ -14,10 +14,12 @@ from hypothesis import strategies as st
 from migcodec.codecs import Batch, DecodeError, Encoded, PageMode, deflate_scan
 from migcodec.codecs.deflate_scan import FIXED, scan_deflate
 from migcodec.codecs.device_model import device_model
+from migcodec.codecs.plugins import iaa
 from migcodec.codecs.plugins.iaa import IaaCodec
 from migcodec.codecs.vendor import qpl
 from migcodec.codecs.vendor.detect import iaa_work_queues
 from tests.codecs.deflate_craft import fixed_stream
+from tests.codecs.kernel_paths import WALKS, deflate_walk
 from tests.codecs.page_kinds import build_pages, page_kinds
 
 PAGE = 4096
@@ -478,30 +480,38 @@ def test_pages_larger_than_the_format_describes_are_refused_before_the_stream():
 _ZERO_PAGE_TOKENS = [b"\0"] + [(256, 1)] * 31 + [(255, 1)]  # 8192 zero bytes
 
 
+@pytest.mark.parametrize("walk", WALKS)
 def test_a_page_of_more_blocks_than_an_encoder_writes_is_refused_before_they_are_walked(
-    no_accelerators,
+    no_accelerators, monkeypatch, walk
 ):
-    """Each block costs the history check its code tables, built in Python: a payload of
-    12-byte blocks that hold nothing took a third of a second per 64 KiB page to check,
+    """Each block costs the history check its code tables: a payload of 12-byte blocks
+    that hold nothing took a third of a second per 64 KiB page to check in Python,
     minutes for one frame, whatever the receiving side's deadline."""
+    deflate_walk(walk, monkeypatch)
     stream = fixed_stream(_ZERO_PAGE_TOKENS, empty_blocks=600)
     assert zlib.decompressobj(-12).decompress(stream) == bytes(8192)  # valid DEFLATE
-    walked = []
-    real = deflate_scan._dynamic_codes
+    scans, tables = [], []
+    real_scan, real_tables = iaa.scan_deflate, deflate_scan._dynamic_codes
 
-    def counted(*args):
-        walked.append(1)
-        return real(*args)
+    def scan(*args):
+        scans.append(real_scan(*args))
+        return scans[-1]
 
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(deflate_scan, "_dynamic_codes", counted)
-        with pytest.raises(DecodeError) as info:
-            IaaCodec().decode_pages(_one_page_blob(stream), 1, 8192)
+    def read_tables(*args):
+        tables.append(1)
+        return real_tables(*args)
+
+    monkeypatch.setattr(iaa, "scan_deflate", scan)
+    monkeypatch.setattr(deflate_scan, "_dynamic_codes", read_tables)
+    with pytest.raises(DecodeError) as info:
+        IaaCodec().decode_pages(_one_page_blob(stream), 1, 8192)
     assert str(info.value) == (
         "iaa page 0 has more than 16 DEFLATE blocks; IAA-compatible encoders write a few "
         "per page, so it was not written by one"
     )
-    assert len(walked) == 16
+    [scan] = scans
+    assert len(scan.block_types) == 16 and scan.more_blocks  # the walk stopped there
+    assert len(tables) == (16 if walk == "Python" else 0)  # the Python walk's tables
 
 
 def test_a_page_of_a_few_blocks_decodes(no_accelerators):

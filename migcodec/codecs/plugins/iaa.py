@@ -18,7 +18,8 @@ they must add up to the blob exactly; anything else is a :class:`DecodeError`. D
 accepts what the device accepts: valid DEFLATE that fills its page exactly with no match
 more than 4 KiB back. The device's refusal stands (the stream is not IAA's format); in
 software a page of up to 4 KiB cannot reach further back than its start, which zlib refuses,
-and a larger page's matches are measured with :func:`~migcodec.codecs.deflate_scan.scan_deflate`.
+and a larger page's matches are measured with :func:`~migcodec.codecs.deflate_scan.scan_deflate`
+(in C where the extension was built: ``migcodec codecs`` says which).
 """
 
 from __future__ import annotations
@@ -257,9 +258,9 @@ def _deflate_fixed(page: np.ndarray) -> bytes:
 
 def max_blocks(page_size: int) -> int:
     """The most DEFLATE blocks a page's stream may hold: far more than an IAA-compatible
-    encoder writes, few enough that walking their code tables (:func:`_check_history`, in
-    Python) costs no more than the page's symbols. Unbounded, a payload of empty blocks
-    took a third of a second per 64 KiB page to check: minutes per frame, past any
+    encoder writes, few enough that walking their code tables (:func:`_check_history`)
+    costs no more than the page's symbols. Unbounded, a payload of empty blocks took a
+    third of a second per 64 KiB page to check in Python: minutes per frame, past any
     deadline of the receiving side."""
     return 8 + page_size // 1024
 
