@@ -69,6 +69,8 @@ def test_dynamic_blocks_are_read():
         (fixed_stream([b"ab", (3, 5)]), "DEFLATE match at output byte 2 reaches 5 bytes back"),
         (fixed_stream([b"abc"])[:-1], "DEFLATE stream ends inside a block"),
         (b"\x01\x05\x00\xfa\xffab", "DEFLATE stream ends inside a stored block"),
+        # a fixed block's first symbol 286 (11000110): a length code no table defines
+        (b"\x1b\x03", "DEFLATE stream uses an undefined length or distance code"),
     ],
 )
 def test_invalid_streams_are_decode_errors(stream, message):
