@@ -29,13 +29,12 @@ GB/s counts input page bytes (10^9 bytes per second).
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 from collections.abc import Callable
 
 import numpy as np
-from timing import interleaved_seconds, median_ratio  # benchmarks/timing.py
+from timing import interleaved_seconds, median_ratio, rounds_parser  # benchmarks/timing.py
 
 from migcodec.codecs import Batch, DestinationMirror, delta_kernels, get_codec
 from migcodec.codecs.delta_kernels import DELTA_KERNELS, numpy_kernels
@@ -175,11 +174,7 @@ RATIOS = [
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pages", type=int, default=1024, help="pages per version (default 1024)")
-    parser.add_argument("--repeats", type=int, default=9, help="timed rounds (default 9)")
-    parser.add_argument("--json", action="store_true", help="print one JSON document")
-    args = parser.parse_args(argv)
+    args = rounds_parser(__doc__, 1024, "version", repeats=9).parse_args(argv)
     pages = max(BATCH, args.pages // BATCH * BATCH)
     rng = np.random.default_rng(1)
     results, ratios = [], []

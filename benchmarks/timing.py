@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 from collections.abc import Callable
@@ -17,6 +18,21 @@ def median_rate(fn: Callable[[], object], nbytes: int, repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - t0)
     return nbytes / statistics.median(times)
+
+
+def rounds_parser(doc: str, pages: int, per: str, repeats: int) -> argparse.ArgumentParser:
+    """The options of a benchmark of interleaved rounds (described by the first line of
+    ``doc``): ``--pages`` (``pages`` per ``per`` by default), ``--repeats`` (timed rounds)
+    and ``--json``."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument(
+        "--pages", type=int, default=pages, help=f"pages per {per} (default {pages})"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=repeats, help=f"timed rounds (default {repeats})"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    return parser
 
 
 def interleaved_seconds(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, list]:

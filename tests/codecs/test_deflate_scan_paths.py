@@ -4,6 +4,10 @@ they would not, whatever the history and block limit."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import zlib
 
 import numpy as np
@@ -24,6 +28,7 @@ from migcodec.codecs.deflate_scan import (
 from migcodec.datasets import GENERATORS
 from tests.codecs.deflate_craft import dynamic_stream, fixed_stream
 from tests.codecs.kernel_paths import outcome
+from tests.plugin_dist import REPO
 
 pytestmark = pytest.mark.skipif(
     deflate_scan.native is None, reason=f"DEFLATE walk: {deflate_scan.DEFLATE_SCAN}"
@@ -286,3 +291,22 @@ def test_memoryviews_are_walked_where_they_lie_or_copied():
 
 def test_the_c_walk_is_the_one_that_runs():
     assert deflate_scan.DEFLATE_SCAN == "C extension"
+
+
+def test_the_benchmark_prints_the_walks_rates_and_ratios():
+    command = [sys.executable, str(REPO / "benchmarks" / "deflate_scan.py")]
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    done = subprocess.run(
+        [*command, "--pages", "1", "--repeats", "1", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": path},  # this checkout's migcodec
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["deflate_scan"] == "C extension"
+    for line in report["workloads"]:
+        assert line["pages_checked"] == 1
+        assert line["check_c_mb_s"] > line["check_python_mb_s"] > 0
+        assert line["check_c_over_python"] > 1 and line["decode_c_over_python"] > 1
