@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import operator
 import queue
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ from migcodec.interrupts import interrupts_held
 from migcodec.wire import FrameWriter, WireError, memory_digest
 from migcodec.wire.format import MAX_BATCH_BYTES, MAX_BATCH_PAGES
 from migcodec.wire.handshake import read_reply
+from migcodec.wire.io import Source
 
 _ITERATION_END = "iteration-end"
 _STOP = "stop"
@@ -229,6 +231,20 @@ class _Sender(threading.Thread):
             while self.submitted - self.done > limit and self.is_alive():
                 self.drained.wait(0.5)
             self._wake_at = -1
+
+
+def _no_early_answer(sock) -> None:
+    """Raise if the destination has answered before the end of the stream. Its verdict
+    answers the end-of-stream frame, and is worth nothing before it: an acceptance already
+    waiting here was sent before the memory all arrived, and would otherwise be taken for
+    the verdict; a refusal is raised with the destination's reason."""
+    if not isinstance(sock, socket.socket) or not Source(sock).pending():
+        return  # a socket only: anything else would be read, not peeked at
+    read_reply(sock, "the stream before its end")
+    raise WireError(
+        "destination reported success before the stream ended, so it did not verify the "
+        "memory; check that `migcodec receive` is what listens there"
+    )
 
 
 class MigrationSource:
@@ -598,9 +614,10 @@ class MigrationSource:
         if sender.error is not None:
             return
         try:
+            _no_early_answer(sock)
             digest = sender.digest.digest() if sender.digest else memory_digest(self.memory)
             writer.end_stream(digest)
-            read_reply(sock)
+            read_reply(sock, "the end of the stream")
             report.verified = True
         except LinkTimeLimit as exc:  # the last frames' pacing reached the time limit
             report.error = self._out_of_time(exc)

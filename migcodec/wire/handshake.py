@@ -42,16 +42,18 @@ def send_reply(target: object, accepted: bool, reason: str = "") -> None:
         ) from exc
 
 
-def read_reply(source: object) -> None:
+def read_reply(source: object, answering: str = "the preamble") -> None:
     """Return when the destination accepted; raise :class:`HandshakeRefused` otherwise
     (its reason quoted and escaped: it is the peer's text), :class:`PeerTimeout` when the
-    destination did not answer in time, :class:`TruncatedStream` when it hung up."""
+    destination did not answer in time, :class:`TruncatedStream` when it hung up.
+    ``answering`` names what the reply answers (the preamble, the end of the stream) in
+    the message of a reply that is not one."""
     src = Source(source)
     head = bytearray(REPLY.size)
     _fill(src, head, "before answering")
     magic, status, length = REPLY.unpack(head)
     if magic != REPLY_MAGIC or status not in (ACCEPT, REFUSE) or length > MAX_ABORT_REASON:
-        raise WireError(f"destination answered the preamble with garbage ({bytes(head)!r})")
+        raise WireError(f"destination answered {answering} with garbage ({bytes(head)!r})")
     reason = bytearray(length)
     _fill(src, reason, "mid-answer")
     if status == REFUSE:

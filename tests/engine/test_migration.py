@@ -499,3 +499,68 @@ def test_a_chooser_naming_a_codec_it_does_not_have_is_refused_by_name(choice, sp
         run_loopback(4 * MiB, _WrongChooser(choice, split), config, 0.0, "seq")
     if "batches" not in named:
         assert str(raised.value).endswith("which is not an index of its 1 codec (0 to 0)")
+
+
+def _migrate_to(destination, pages: int = 1024) -> MigrationReport:
+    """Migrate random memory of ``pages`` raw pages to ``destination(dst, memory)``, run on
+    the other end of a socket pair; return the source's report."""
+    memory = np.random.default_rng(9).integers(0, 256, (pages, 4096), dtype=np.uint8)
+    source = MigrationSource(memory, FixedChooser(get_codec("raw")), MigrationConfig())
+    src, dst = socket.socketpair()
+    src.settimeout(10)
+    thread = threading.Thread(target=destination, args=(dst, memory))
+    thread.start()
+    try:
+        report = source.migrate(src)
+    finally:
+        src.close()
+        thread.join(timeout=20)
+        dst.close()
+    return report
+
+
+def test_an_acceptance_sent_before_the_stream_ended_is_not_taken_for_the_verdict():
+    """The destination accepts the preamble twice, then reads the stream and never
+    answers its end: the second acceptance is no verdict on memory that had not arrived."""
+
+    def destination(dst, memory):
+        reader = FrameReader(dst, reply_to=dst)
+        send_reply(dst, True, "memory verified")  # before any frame: 4 MiB are still to come
+        with contextlib.suppress(WireError):  # the source ends the stream without its end
+            reader.receive(np.zeros_like(memory))
+
+    report = _migrate_to(destination)
+    assert not report.succeeded and not report.verified
+    assert report.error == (
+        "destination did not confirm the migration: destination reported success before the "
+        "stream ended, so it did not verify the memory; check that `migcodec receive` is what "
+        "listens there"
+    )
+
+
+def test_a_refusal_sent_mid_stream_is_reported_with_its_reason():
+    def destination(dst, memory):
+        reader = FrameReader(dst, reply_to=dst)
+        send_reply(dst, False, "frame 3: checksum mismatch")
+        with contextlib.suppress(WireError):  # the source ends the stream without its end
+            reader.receive(np.zeros_like(memory))
+
+    report = _migrate_to(destination)
+    assert not report.succeeded and not report.verified
+    assert report.error == (
+        "destination did not confirm the migration: destination refused the stream: "
+        "'frame 3: checksum mismatch'"
+    )
+
+
+def test_a_garbled_verdict_is_named_as_the_answer_to_the_end_of_the_stream():
+    def destination(dst, memory):
+        FrameReader(dst, reply_to=dst).receive(np.zeros_like(memory))
+        dst.sendall(b"\xff" * 7)
+
+    report = _migrate_to(destination, pages=16)
+    assert not report.succeeded and not report.verified
+    assert report.error == (
+        "destination did not confirm the migration: destination answered the end of the "
+        "stream with garbage (b'\\xff\\xff\\xff\\xff\\xff\\xff\\xff')"
+    )
