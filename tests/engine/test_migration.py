@@ -519,38 +519,39 @@ def _migrate_to(destination, pages: int = 1024) -> MigrationReport:
     return report
 
 
-def test_an_acceptance_sent_before_the_stream_ended_is_not_taken_for_the_verdict():
-    """The destination accepts the preamble twice, then reads the stream and never
-    answers its end: the second acceptance is no verdict on memory that had not arrived."""
+@pytest.mark.parametrize(
+    ("accepted", "reason", "error"),
+    [
+        # an acceptance of the preamble sent again before any frame, 4 MiB still to come:
+        # no verdict on memory that had not arrived
+        (
+            True,
+            "memory verified",
+            "destination reported success before the stream ended, so it did not verify the "
+            "memory; check that `migcodec receive` is what listens there",
+        ),
+        (
+            False,
+            "frame 3: checksum mismatch",
+            "destination refused the stream: 'frame 3: checksum mismatch'",
+        ),
+    ],
+)
+def test_an_answer_sent_before_the_stream_ended_is_not_taken_for_the_verdict(
+    accepted, reason, error
+):
+    """The destination answers mid-stream, then reads the stream and never answers its
+    end: an acceptance is no verdict, and a refusal is reported with its reason."""
 
     def destination(dst, memory):
         reader = FrameReader(dst, reply_to=dst)
-        send_reply(dst, True, "memory verified")  # before any frame: 4 MiB are still to come
+        send_reply(dst, accepted, reason)
         with contextlib.suppress(WireError):  # the source ends the stream without its end
             reader.receive(np.zeros_like(memory))
 
     report = _migrate_to(destination)
     assert not report.succeeded and not report.verified
-    assert report.error == (
-        "destination did not confirm the migration: destination reported success before the "
-        "stream ended, so it did not verify the memory; check that `migcodec receive` is what "
-        "listens there"
-    )
-
-
-def test_a_refusal_sent_mid_stream_is_reported_with_its_reason():
-    def destination(dst, memory):
-        reader = FrameReader(dst, reply_to=dst)
-        send_reply(dst, False, "frame 3: checksum mismatch")
-        with contextlib.suppress(WireError):  # the source ends the stream without its end
-            reader.receive(np.zeros_like(memory))
-
-    report = _migrate_to(destination)
-    assert not report.succeeded and not report.verified
-    assert report.error == (
-        "destination did not confirm the migration: destination refused the stream: "
-        "'frame 3: checksum mismatch'"
-    )
+    assert report.error == f"destination did not confirm the migration: {error}"
 
 
 def test_a_garbled_verdict_is_named_as_the_answer_to_the_end_of_the_stream():
