@@ -44,7 +44,7 @@ from migcodec.interrupts import interrupts_held
 from migcodec.wire import FrameWriter, WireError, memory_digest
 from migcodec.wire.format import MAX_BATCH_BYTES, MAX_BATCH_PAGES
 from migcodec.wire.handshake import read_reply
-from migcodec.wire.io import Source
+from migcodec.wire.io import PeerIdle, Source
 
 _ITERATION_END = "iteration-end"
 _STOP = "stop"
@@ -520,6 +520,12 @@ class MigrationSource:
                 report.error = (
                     f"the destination closed the connection ({err.strerror}): it stopped, or "
                     "refused the stream; its own output says why"
+                )
+            elif isinstance(err, PeerIdle):
+                report.error = (
+                    f"the destination stopped reading the stream: {err}; check that it is "
+                    "still running and that the network between them is up, or allow it "
+                    "longer (--timeout)"
                 )
             else:
                 what = "link failed" if isinstance(err, OSError | WireError) else "sender failed"

@@ -25,6 +25,7 @@ from migcodec.engine.runs import batch_runs
 from migcodec.engine.source import _Sender
 from migcodec.wire import CodecMissing, FrameReader, WireError
 from migcodec.wire.handshake import send_reply
+from migcodec.wire.io import TimedSocket
 
 MiB = 1 << 20
 
@@ -552,6 +553,37 @@ def test_an_answer_sent_before_the_stream_ended_is_not_taken_for_the_verdict(
     report = _migrate_to(destination)
     assert not report.succeeded and not report.verified
     assert report.error == f"destination did not confirm the migration: {error}"
+
+
+def test_a_destination_that_stops_reading_is_named_with_what_to_do():
+    """The destination accepts the preamble, then reads nothing: once the socket's buffers
+    are full, the source's sends wait out the idle timeout, and the report says what
+    stopped and what to do, not only the timeout's type."""
+    memory = np.random.default_rng(9).integers(0, 256, (4096, 4096), dtype=np.uint8)
+    source = MigrationSource(memory, FixedChooser(get_codec("raw")), MigrationConfig())
+    src, dst = socket.socketpair()
+    done = threading.Event()
+
+    def destination():
+        FrameReader(dst, reply_to=dst)  # reads the preamble and accepts it
+        done.wait(20)  # then reads nothing more
+
+    thread = threading.Thread(target=destination)
+    thread.start()
+    timed = TimedSocket.adopt(src, idle_s=0.2, deadline_s=30.0)
+    try:
+        report = source.migrate(timed)
+    finally:
+        done.set()
+        timed.close()
+        thread.join(timeout=20)
+        dst.close()
+    assert not report.succeeded
+    assert report.error == (
+        "the destination stopped reading the stream: the peer took no data for 0.2 s (the "
+        "idle timeout); check that it is still running and that the network between them "
+        "is up, or allow it longer (--timeout)"
+    )
 
 
 def test_a_garbled_verdict_is_named_as_the_answer_to_the_end_of_the_stream():
