@@ -431,13 +431,13 @@ class Auto(Policy):
         self._grid_rows = np.arange(k) * (_GRID_STEPS + 1)
         self.delta_bias = [0.0] * k  # log(actual / estimated) payload of delta arms
         self.cpu_shared = 0.0  # log(actual / modelled) CPU, the part all arms share
-        self.cpu_delta = 0.0  # the part the delta arms share on top of it
+        # the part the delta arms share on top of it is _delta_mean[0] (see below)
         self.cpu_arm = [0.0] * k  # and each arm's own
         # how much of a window's worth of pages each arm's CPU was learnt from (see update)
         self._cpu_weight = [0.0] * k
         # model -> this machine: exp(cpu_shared) times each arm's exp(cpu_arm) (and, for a
-        # delta arm, exp(cpu_delta)), kept apart so that an update recomputes a few
-        # numbers, not one per arm
+        # delta arm, the exp of the delta arms' shared part), kept apart so that an update
+        # recomputes a few numbers, not one per arm
         self._shared_factor = 1.0
         self._arm_factor = [1.0] * k
         # a loss is predicted as its expectation over the shared factor while that is
@@ -1259,7 +1259,9 @@ class Auto(Policy):
                 self._cpu_arm_var[arm] = _CPU_ARM_VAR
                 if self._delta_flags[arm]:  # its own part as unknown as before its first play
                     j, cov = self._delta_pos[arm], self._delta_cov
-                    cov[j][j] = cov[j][j] if cov[j][j] > _CPU_ARM_VAR else _CPU_ARM_VAR
+                    if cov[j][j] < _CPU_ARM_VAR:
+                        cov[j][j] = _CPU_ARM_VAR
+                    self._cpu_arm_var[arm] = cov[j][j]  # its mirror, as _learn_delta_cpu keeps it
                 self._cpu_weight[arm] = 0.0
                 if arm not in untried:
                     untried.append(arm)
@@ -1316,7 +1318,6 @@ class Auto(Policy):
             p = self._delta_pos[a]
             self.cpu_arm[a] = x[p]
             self._cpu_arm_var[a] = cov[p][p]
-        self.cpu_delta = x[0]
         return x[0]
 
     def _delta_estimates(self, f: WindowFeatures) -> list[float] | None:
@@ -1533,7 +1534,7 @@ class Auto(Policy):
             step = self.learn * weight
             step = weight / seen if weight / seen > step else step
             own = self.cpu_arm[arm]
-            family = self.cpu_delta if delta else 0.0
+            family = self._delta_mean[0] if delta else 0.0
             error = math.log(busy / model) - self.cpu_shared - family - own
             arm_var = self._cpu_arm_var[arm]
             evidence = weight / _CPU_PLAY_VAR
