@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from migcodec.datasets import TraceReader
 from migcodec.datasets.capture import (
@@ -21,6 +23,7 @@ from migcodec.datasets.capture import (
     ProcessReplaced,
     capture_to_trace,
 )
+from migcodec.datasets.capture import process as process_module
 
 CHILD = Path(__file__).with_name("mutator_child.py")
 PAGES, TOUCHED, NEVER = 96, 80, range(88, 96)  # pages 80..95 start absent; 88..95 stay so
@@ -360,3 +363,28 @@ def test_a_range_without_memory_to_capture_is_refused_not_recorded_as_an_empty_t
         "range that overlaps them or --include-file / --include-shared"
     )
     assert not (tmp_path / "t").exists()
+
+
+@given(
+    st.lists(st.tuples(st.booleans(), st.integers(1, 12)), min_size=1, max_size=12),
+    st.integers(0, 2**32 - 1),
+)
+@settings(max_examples=60, deadline=None)
+def test_pages_compared_in_place_or_gathered_differ_exactly_where_they_do(runs, seed) -> None:
+    """Matched rows in runs of consecutive pages (compared in place) and with gaps
+    (gathered), across compare blocks of 5 pages: the same answer as comparing each pair."""
+    rng = np.random.default_rng(seed)
+    rows, at = [], 0
+    for consecutive, length in runs:
+        step = 1 if consecutive else 2
+        rows.extend(range(at, at + step * length, step))
+        at += step * length + int(rng.integers(0, 3))
+    ia = np.array(rows, dtype=np.int64)
+    ib = ia + np.arange(ia.size) // 7  # other rows on the other side, still ascending
+    a = rng.integers(0, 2, (int(ia[-1]) + 1, 64), dtype=np.uint8)
+    b = rng.integers(0, 2, (int(ib[-1]) + 1, 64), dtype=np.uint8)
+    b[ib[::3]] = a[ia[::3]]  # a third of the pairs equal
+    expected = (a[ia] != b[ib]).any(axis=1)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(process_module, "_COMPARE_BLOCK", 5)
+        np.testing.assert_array_equal(process_module._rows_differ(a, ia, b, ib), expected)

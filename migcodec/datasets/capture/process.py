@@ -42,11 +42,26 @@ METHODS = ("auto", "soft-dirty", "snapshot-diff")
 _COMPARE_BLOCK = 8192  # pages compared per step: bounds the temporary copies to 64 MiB
 
 
-def _rows_differ(a: np.ndarray, ia: np.ndarray, b: np.ndarray, ib: np.ndarray) -> np.ndarray:
-    """``a[ia[k]] != b[ib[k]]`` for every k, a block of pages at a time.
+def _rows(array: np.ndarray, rows: np.ndarray, lo: int, hi: int, buf: np.ndarray) -> np.ndarray:
+    """``array[rows[lo:hi]]``: a view when those rows are consecutive (ascending and
+    unique, so the first and last tell), else gathered into ``buf``."""
+    first, last = int(rows[lo]), int(rows[hi - 1])
+    if last - first == hi - lo - 1:
+        return array[first : last + 1]
+    out = buf[: hi - lo]
+    np.take(array, rows[lo:hi], axis=0, out=out)
+    return out
 
-    Blocks are gathered into two reused buffers, so a large compare makes no fresh
-    allocations, whose first-touch page faults can cost more than the compare itself.
+
+def _rows_differ(a: np.ndarray, ia: np.ndarray, b: np.ndarray, ib: np.ndarray) -> np.ndarray:
+    """``a[ia[k]] != b[ib[k]]`` for every k, a block of pages at a time (``ia`` and ``ib``
+    ascending and unique, as matched page numbers' rows are).
+
+    A block whose rows are consecutive on a side is compared in place: between two
+    snapshots most present pages stay present, so most blocks are, and gathering them
+    cost 4x the compare (a 400 MiB process: 0.2 s a window of 0.35). Other blocks are
+    gathered into two reused buffers, so a large compare makes no fresh allocations,
+    whose first-touch page faults can cost more than the compare itself.
     """
     n = ia.shape[0]
     out = np.zeros(n, dtype=bool)
@@ -57,9 +72,7 @@ def _rows_differ(a: np.ndarray, ia: np.ndarray, b: np.ndarray, ib: np.ndarray) -
     bufb = np.empty_like(bufa)
     for lo in range(0, n, _COMPARE_BLOCK):
         hi = min(n, lo + _COMPARE_BLOCK)
-        wa, wb = bufa[: hi - lo], bufb[: hi - lo]
-        np.take(a, ia[lo:hi], axis=0, out=wa)
-        np.take(b, ib[lo:hi], axis=0, out=wb)
+        wa, wb = _rows(a, ia, lo, hi, bufa), _rows(b, ib, lo, hi, bufb)
         out[lo:hi] = (wa.view("<u8") != wb.view("<u8")).any(axis=1)
     return out
 
@@ -127,6 +140,10 @@ class ProcessCapture:
         self.method = method
         self._idx = np.zeros(0, dtype=np.int64)
         self._pages = np.zeros((0, self.page_size), dtype=np.uint8)
+        #: the buffer the last snapshot was read into, and the one before it, which the
+        #: next snapshot is read into (see _read_snapshot)
+        self._buffer: np.ndarray | None = None
+        self._spare: np.ndarray | None = None
         self._index = 0
         self._t_last = 0.0
         self.mappings_seen: dict[int, str] = {}
@@ -198,9 +215,10 @@ class ProcessCapture:
                 want = ((entries & SOFT_DIRTY) != 0) | ~known
                 self.files.clear_soft_dirty()  # before reading: later writes stay dirty
                 read_v, read_t = vpns[want], idx[want]
+                pages, ok = self.files.read_pages(read_v)
             else:
-                read_v, read_t = vpns, idx
-            pages, ok = self.files.read_pages(read_v)
+                read_t = idx
+                pages, ok = self._read_snapshot(vpns)
         except ProcessExited as exc:
             self.ended = exc
             return None
@@ -227,6 +245,19 @@ class ProcessCapture:
         self._index += 1
         self._t_last = now
         return window
+
+    def _read_snapshot(self, vpns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Read a whole snapshot into the buffer of the snapshot before last, which no
+        window refers to any more (windows hold copies), grown with some room when the
+        process grew: reading hundreds of MiB into fresh memory each window spent as long
+        faulting it in as reading it."""
+        n = vpns.shape[0]
+        spare = self._spare
+        if spare is None or spare.shape[0] < n:
+            spare = self._spare = None  # freed before its successor is allocated
+            spare = np.empty((n + n // 8 + 1, self.page_size), dtype=np.uint8)
+        self._spare, self._buffer = self._buffer, spare
+        return self.files.read_pages(vpns, out=spare)
 
     def close(self) -> None:
         self.files.close()

@@ -195,14 +195,18 @@ class ProcFiles:
                 out[lo - first + got // 8 : hi - first] = 0
         return out
 
-    def read_pages(self, vpns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def read_pages(
+        self, vpns: np.ndarray, out: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Contents of the pages ``vpns``, one read per run of adjacent ascending pages.
 
         Returns ``(pages, ok)``: a page that could not be read (unmapped meanwhile) has
-        ``ok`` False and zero contents.
+        ``ok`` False and zero contents, or, read into ``out`` (a buffer of at least as
+        many pages, reused so that a snapshot of hundreds of MiB does not fault in fresh
+        memory every window), whatever ``out`` held there.
         """
         n = vpns.shape[0]
-        pages = np.zeros((n, self.page_size), dtype=np.uint8)
+        pages = np.zeros((n, self.page_size), dtype=np.uint8) if out is None else out[:n]
         ok = np.ones(n, dtype=bool)
         if n == 0:
             return pages, ok
