@@ -125,10 +125,13 @@ def info(args: argparse.Namespace) -> int:
     meta = reader.info()
     codecs = types.codec_names(args.codecs)
     true_counts: list[int] = []  # dirtied pages per window, filled as summarize reads them
+    lengths: list[float] = []  # the windows' measured durations, where they were recorded
 
     def counted(windows: Iterable[Window]) -> Iterator[Window]:
         for w in windows:
             true_counts.append(w.n_pages if w.dirty_pages is None else w.dirty_pages)
+            if w.duration_s is not None:
+                lengths.append(w.duration_s)
             yield w
 
     phases = summarize(counted(reader), codecs=codecs, sample_pages=args.sample)
@@ -139,6 +142,7 @@ def info(args: argparse.Namespace) -> int:
         doc = {"trace": meta.__dict__ | {"phases": [p.__dict__ for p in meta.phases]}}
         doc["summary"] = [p.as_dict() for p in phases]
         doc["dirty_pages_per_window"] = dirty.tolist()
+        doc["window_seconds"] = lengths
         doc["stored_pages_per_window"] = per_window.tolist()
         print(json_document(doc, default=str))
         return 0
@@ -158,6 +162,12 @@ def info(args: argparse.Namespace) -> int:
         f"{meta.page_size} B; pages per window min {lo}, "
         f"mean {per_window.mean() if per_window.size else 0:.0f}, max {hi}"
     )
+    if lengths:
+        # a capture that takes longer than its interval stretches its windows past it
+        print(
+            f"  window lengths (measured): min {min(lengths):.3f} s, median "
+            f"{float(np.median(lengths)):.3f} s, max {max(lengths):.3f} s"
+        )
     if sampled:
         print(
             f"  dirty pages per window (true count; {sampled} windows store a uniform "

@@ -3,6 +3,8 @@ dirty count, through capture, the trace format and ``trace info``."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -100,6 +102,26 @@ def test_info_of_an_unsampled_trace_has_no_true_count_line(tmp_path: Path, capsy
         writer.write(_window(0, 30))
     assert main(["trace", "info", str(tmp_path / "t"), "--codecs", "zstd"]) == 0
     assert "true count" not in capsys.readouterr().out
+
+
+def test_info_shows_how_long_the_windows_really_lasted(tmp_path: Path, capsys) -> None:
+    """A capture that takes longer than its interval stretches its windows: the recorded
+    lengths are shown beside the interval, in text and JSON; none are shown when no
+    window recorded one."""
+    lengths = (0.25, 0.1, 0.4)
+    windows = [replace(_window(i, 8, seed=i), duration_s=s) for i, s in enumerate(lengths)]
+    with TraceWriter(tmp_path / "t", memory_pages=50 * 8, window_s=0.1) as writer:
+        writer.write_all(windows)
+    assert main(["trace", "info", str(tmp_path / "t"), "--codecs", "zstd"]) == 0
+    text = capsys.readouterr().out
+    assert "3 windows of 0.1 s" in text
+    assert "window lengths (measured): min 0.100 s, median 0.250 s, max 0.400 s" in text
+    assert main(["trace", "info", str(tmp_path / "t"), "--codecs", "zstd", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["window_seconds"] == list(lengths)
+    with TraceWriter(tmp_path / "u", memory_pages=50 * 8) as writer:
+        writer.write(_window(0, 8))
+    assert main(["trace", "info", str(tmp_path / "u"), "--codecs", "zstd"]) == 0
+    assert "window lengths" not in capsys.readouterr().out
 
 
 @needs_proc
