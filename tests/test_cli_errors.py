@@ -335,7 +335,8 @@ def test_a_damaged_trace_in_evaluate_is_one_line(tmp_path, capsys):
     assert out == ""
     assert re.fullmatch(
         rf"migcodec evaluate: trace {re.escape(str(trace))}: window \d+: record body fails its "
-        r"checksum; the chunk file is damaged \(record at chunk-000000\.mct offset \d+\)\n",
+        r"checksum; the chunk file is damaged \(record at chunk-000000\.mct offset \d+\): "
+        r"restore the trace from a copy, or re-create or re-capture it\n",
         err,
     ), err
 

@@ -31,6 +31,7 @@ from .format import (
     MANIFEST,
     MANIFEST_LIMIT,
     READ_VERSIONS,
+    RESTORE,
     VERSION,
     TraceCorrupt,
     TraceError,
@@ -91,7 +92,9 @@ def _load_manifest(path: Location) -> dict[str, Any]:
     try:
         manifest = json.loads(_read_whole(file, MANIFEST_LIMIT))
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise TraceCorrupt(f"{file} is not valid JSON ({exc}); the trace is damaged") from exc
+        raise TraceCorrupt(
+            f"{file} is not valid JSON ({exc}); the trace's manifest is damaged: {RESTORE}"
+        ) from exc
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise TraceCorrupt(f"{file} is not a {FORMAT} manifest")
     version = manifest.get("version")

@@ -20,6 +20,7 @@ from .format import (
     READ_VERSIONS,
     RECORD,
     RECORD_MAGIC,
+    RESTORE,
     VERSION,
     TraceCorrupt,
 )
@@ -118,7 +119,11 @@ def parse_header(raw: bytes, where: str, window: int, page_size: int, memory_pag
             window,
         )
     if checksum([raw[: RECORD.size]]) != stored:
-        raise TraceCorrupt(f"window {window}: record header at {where} fails its checksum", window)
+        raise TraceCorrupt(
+            f"window {window}: record header at {where} fails its checksum; the chunk file is "
+            f"damaged: {RESTORE}",
+            window,
+        )
     if fields[1] not in READ_VERSIONS:  # records are alike in every version read
         raise TraceCorrupt(
             f"window {window}: record version {fields[1]}, expected one of {READ_VERSIONS}", window
@@ -158,7 +163,7 @@ def check_body(fields: tuple, body: memoryview, where: str) -> None:
     if checksum([body]) != fields[10]:
         raise TraceCorrupt(
             f"window {fields[3]}: record body fails its checksum; the chunk file is damaged "
-            f"(record at {where})",
+            f"(record at {where}): {RESTORE}",
             fields[3],
         )
 
