@@ -171,8 +171,10 @@ def test_other_versions_and_missing_traces_are_refused(trace, tmp_path: Path) ->
     (path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(TraceVersionError, match="version 99"):
         TraceReader(path)
-    with pytest.raises(TraceNotFound, match="not a trace"):
+    with pytest.raises(TraceNotFound, match="nothing does not exist; give a trace directory"):
         TraceReader(tmp_path / "nothing")
+    with pytest.raises(TraceNotFound, match=r"not a trace: manifest\.json is missing"):
+        TraceReader(tmp_path)
 
 
 def test_an_unclosed_trace_is_readable_only_on_request(tmp_path: Path) -> None:

@@ -66,6 +66,16 @@ def test_info_on_a_missing_trace_says_so(tmp_path: Path, capsys) -> None:
     assert "not a trace" in capsys.readouterr().err
 
 
+def test_info_on_a_path_that_does_not_exist_says_so_and_what_belongs_there(tmp_path, capsys):
+    """It said "manifest.json is missing", as of a directory that holds no trace."""
+    missing = tmp_path / "nothing"
+    assert main(["trace", "info", str(missing)]) == 2
+    assert capsys.readouterr().err == (
+        f"migcodec trace info: {missing} does not exist; give a trace directory written by "
+        "`migcodec trace capture` or `migcodec trace synth`\n"
+    )
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="capture needs root")
 def test_capture_command_writes_a_readable_trace(tmp_path: Path, capsys) -> None:
     child = Child("--churn-ms", "300")

@@ -65,7 +65,7 @@ def test_a_damaged_or_missing_trace_behind_a_url_is_named_as_at_a_path(memory_tr
 
     fs = fsspec.filesystem("memory")
     root = memory_trace.removeprefix("memory://")
-    with pytest.raises(TraceNotFound, match=r"memory://nowhere is not a trace"):
+    with pytest.raises(TraceNotFound, match=r"memory://nowhere does not exist; give a trace"):
         TraceReader("memory://nowhere")
     fs.rm(f"{root}/chunk-000000.mct")
     reader = TraceReader(memory_trace)

@@ -45,6 +45,8 @@ INDEX = "windows.idx"
 CHUNK_PATTERN = "chunk-{:06d}.mct"
 #: the largest manifest read: a closed trace's lists a few fields per phase
 MANIFEST_LIMIT = 16 << 20
+#: the commands that write a trace, for messages that ask for one
+WRITTEN_BY = "`migcodec trace capture` or `migcodec trace synth`"
 #: what to do about a trace damaged on disk: its checksums find the damage, not undo it
 RESTORE = "restore the trace from a copy, or re-create or re-capture it"
 

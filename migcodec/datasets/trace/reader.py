@@ -33,6 +33,7 @@ from .format import (
     READ_VERSIONS,
     RESTORE,
     VERSION,
+    WRITTEN_BY,
     TraceCorrupt,
     TraceError,
     TraceIncomplete,
@@ -85,9 +86,12 @@ def _load_manifest(path: Location) -> dict[str, Any]:
     used: every failure is a :class:`TraceCorrupt` naming the file and the field."""
     file = path / MANIFEST
     if not file.exists():
+        if not path.exists():  # nothing at all there, not a directory without a manifest
+            raise TraceNotFound(
+                f"{path} does not exist; give a trace directory written by {WRITTEN_BY}"
+            )
         raise TraceNotFound(
-            f"{path} is not a trace: {MANIFEST} is missing (make one with `migcodec trace "
-            "synth` or `migcodec trace capture`)"
+            f"{path} is not a trace: {MANIFEST} is missing (make one with {WRITTEN_BY})"
         )
     try:
         manifest = json.loads(_read_whole(file, MANIFEST_LIMIT))
