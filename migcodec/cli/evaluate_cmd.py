@@ -31,6 +31,7 @@ from migcodec.cli.args import (
     json_document,
 )
 from migcodec.datasets.trace import TraceError, TraceReader
+from migcodec.datasets.trace.format import MANIFEST, WRITTEN_BY, is_trace_file
 from migcodec.selector import DEFAULT_POLICIES, make_objective, parse_arms, parse_policy
 from migcodec.selector.adaptive_chooser import UNLIMITED_LINK
 from migcodec.selector.costmodel import CostModel, machine_cost_model
@@ -111,21 +112,22 @@ def _sources(args: argparse.Namespace) -> list[Source]:
     if args.corpus:
         root = location(args.corpus)
         if not root.is_dir():
-            raise CommandLineError(f"corpus {root} is not a directory")
-        traces = sorted((p.parent for p in root.glob("*/manifest.json")), key=str)
-        if (root / "manifest.json").exists():
+            raise CommandLineError(
+                f"corpus {root} {_not_a_directory(root)}; give a directory of traces, each "
+                f"written by {WRITTEN_BY}"
+            )
+        traces = _traces_in(root)
+        if (root / MANIFEST).exists():
             traces.insert(0, root)
         if not traces:
             raise CommandLineError(
-                f"corpus {root} holds no trace (no */manifest.json); make traces with "
-                "`migcodec trace capture` or `migcodec trace synth`"
+                f"corpus {root} holds no trace (no */{MANIFEST}); make traces with {WRITTEN_BY}"
             )
     else:
         traces = [location(t) for t in args.trace]
     sources = []
     for trace in traces:
-        if not trace.is_dir():
-            raise CommandLineError(f"trace {trace} is not a directory")
+        _check_trace(trace)
         sources.append(
             Source(
                 trace.name or str(trace),
@@ -135,6 +137,26 @@ def _sources(args: argparse.Namespace) -> list[Source]:
             )
         )
     return sources
+
+
+def _traces_in(root: Location) -> list[Location]:
+    """The traces one level below ``root`` (every ``*/manifest.json``), by path."""
+    return sorted((p.parent for p in root.glob(f"*/{MANIFEST}")), key=str)
+
+
+def _not_a_directory(place: Location) -> str:
+    """Why ``place``, which is no directory, is not one: it is missing, or something else."""
+    return "is not a directory" if place.exists() else "does not exist"
+
+
+def _check_trace(trace: Location) -> None:
+    """Refuse a TRACE that is no directory, naming what it is instead and what to give: a
+    path that does not exist (it was "not a directory"), or a file."""
+    if not trace.is_dir():
+        raise CommandLineError(
+            f"trace {trace} {_not_a_directory(trace)}; give a trace directory written by "
+            f"{WRITTEN_BY}, or a workload as --workload NAME (e.g. --workload memcached)"
+        )
 
 
 def _check_input_file(path: str, option: str) -> None:
@@ -183,8 +205,6 @@ def _check_not_a_trace_file(table: Path) -> None:
     """Refuse a ``--table`` that is a file of a trace (its manifest, index or a chunk):
     read as a table it was "damaged; delete it to rebuild", and ``--rebuild`` wrote the
     table over it, leaving the trace unreadable."""
-    from migcodec.datasets.trace.format import MANIFEST, is_trace_file
-
     if is_trace_file(table.name) and (table.parent / MANIFEST).is_file():
         raise CommandLineError(
             f"--table {table} is a file of the trace in {table.parent}; give a file of its "

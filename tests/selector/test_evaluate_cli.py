@@ -223,3 +223,26 @@ def test_evaluate_json_writes_a_score_against_nothing_as_null(monkeypatch, capsy
     doc = _strict(capsys.readouterr().out)
     assert all(s["vs_oracle"] is None and s["final_regret"] is None for s in doc["scores"])
     assert all(s["total"] > 0 for s in doc["scores"])  # finite numbers stay numbers
+
+
+TRACE_MAKERS = "`migcodec trace capture` or `migcodec trace synth`"
+
+
+def test_a_trace_that_does_not_exist_or_is_a_file_says_what_belongs_there(tmp_path, capsys):
+    """A missing trace was "not a directory", as if something else stood there."""
+    missing, afile = tmp_path / "nothing", tmp_path / "afile"
+    afile.write_text("mine")
+    for trace, what in ((missing, "does not exist"), (afile, "is not a directory")):
+        assert main(["evaluate", str(trace)]) == 2
+        assert capsys.readouterr() == (
+            "",
+            f"migcodec evaluate: trace {trace} {what}; give a trace directory written by "
+            f"{TRACE_MAKERS}, or a workload as --workload NAME (e.g. --workload memcached)\n",
+        )
+    for corpus, what in ((missing, "does not exist"), (afile, "is not a directory")):
+        assert main(["evaluate", "--corpus", str(corpus)]) == 2
+        assert capsys.readouterr() == (
+            "",
+            f"migcodec evaluate: corpus {corpus} {what}; give a directory of traces, each "
+            f"written by {TRACE_MAKERS}\n",
+        )
