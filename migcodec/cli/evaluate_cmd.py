@@ -150,12 +150,21 @@ def _not_a_directory(place: Location) -> str:
 
 
 def _check_trace(trace: Location) -> None:
-    """Refuse a TRACE that is no directory, naming what it is instead and what to give: a
-    path that does not exist (it was "not a directory"), or a file."""
+    """Refuse a TRACE that is no trace directory, naming what it is instead and what to
+    give: a path that does not exist (it was "not a directory"), a file, or a directory of
+    traces, which read as one trace was "neither a trace directory nor a workload"."""
     if not trace.is_dir():
         raise CommandLineError(
             f"trace {trace} {_not_a_directory(trace)}; give a trace directory written by "
             f"{WRITTEN_BY}, or a workload as --workload NAME (e.g. --workload memcached)"
+        )
+    if (trace / MANIFEST).exists():
+        return
+    inner = _traces_in(trace)
+    if inner:
+        raise CommandLineError(
+            f"trace {trace} is a directory of {len(inner)} traces, not a trace; pass --corpus "
+            f"{trace} to evaluate every one, or give one of them (e.g. {inner[0]})"
         )
 
 

@@ -246,3 +246,18 @@ def test_a_trace_that_does_not_exist_or_is_a_file_says_what_belongs_there(tmp_pa
             f"migcodec evaluate: corpus {corpus} {what}; give a directory of traces, each "
             f"written by {TRACE_MAKERS}\n",
         )
+
+
+def test_a_directory_of_traces_given_as_a_trace_is_named_as_such_with_corpus(tmp_path, capsys):
+    """It was "neither a trace directory nor a workload", as of a directory of anything."""
+    traces = tmp_path / "traces"
+    synth = ["trace", "synth", "--workload", "text", "--pages", "64", "--windows", "2"]
+    for name in ("b", "a"):
+        assert main([*synth, "--dirty-pages", "8", "--out", str(traces / name)]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(traces), "--repeats", "1"]) == 2
+    assert capsys.readouterr() == (
+        "",
+        f"migcodec evaluate: trace {traces} is a directory of 2 traces, not a trace; pass "
+        f"--corpus {traces} to evaluate every one, or give one of them (e.g. {traces / 'a'})\n",
+    )
