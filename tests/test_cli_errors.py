@@ -816,7 +816,37 @@ def test_a_cost_model_file_with_a_coefficient_too_large_for_a_float_is_refused(t
         f"migcodec evaluate: cannot read cost model {path}: arm 'lz4' has coefficients no "
         "calibration writes (per call an integer of 401 digits, "
     )
-    assert err.endswith("; calibrate again to replace it\n")
+    assert err.endswith(f"; {NOT_A_COST_MODEL}\n")
+
+
+#: what a --cost-model FILE that holds no cost model is told to do
+NOT_A_COST_MODEL = (
+    "it is not a cost model written by this migcodec: --cost-model calibrated writes one "
+    "(this machine's calibration is kept under $XDG_CACHE_HOME/migcodec, by default "
+    "~/.cache/migcodec)"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("some notes\n", "cannot read cost model {}: Expecting value: line 1 column 1 (char 0)"),
+        ('{"version": 1}', "cost model {} has version 1, expected 3"),
+    ],
+    ids=["not JSON", "another version"],
+)
+def test_a_cost_model_file_that_holds_no_model_is_not_told_to_calibrate_again(
+    tmp_path, capsys, text, problem
+):
+    """A file the user named was "calibrate again to replace it", the remedy of this
+    machine's calibration, which migcodec keeps: nothing calibrated replaces that file."""
+    path = tmp_path / "some.txt"
+    path.write_text(text)
+    assert main([*EVALUATE, "--cost-model", str(path)]) == 2
+    assert capsys.readouterr() == (
+        "",
+        f"migcodec evaluate: {problem.format(path)}; {NOT_A_COST_MODEL}\n",
+    )
 
 
 def test_a_cost_model_file_without_an_arm_is_refused_before_measuring(capsys, monkeypatch):

@@ -396,6 +396,20 @@ def _trace_source(source: Source) -> TraceSource:
     return TraceSource(source.name, url, source.identity, len(TraceReader(trace)))
 
 
+#: where ``--cost-model calibrated`` keeps this machine's calibration, a file
+#: ``--cost-model FILE`` reads
+CALIBRATION_KEPT = (
+    "this machine's calibration is kept under $XDG_CACHE_HOME/migcodec, by default "
+    "~/.cache/migcodec"
+)
+#: what to do about a ``--cost-model FILE`` that holds no model: the user named it, so
+#: "calibrate again to replace it" (this machine's calibration's remedy) does not apply
+NOT_A_COST_MODEL = (
+    "it is not a cost model written by this migcodec: --cost-model calibrated writes one "
+    f"({CALIBRATION_KEPT})"
+)
+
+
 def _cost_model(args: argparse.Namespace, arms) -> CostModel | None:
     """``measured``: none; ``calibrated``: this machine's (calibrated now if missing);
     otherwise a cost model file."""
@@ -408,10 +422,9 @@ def _cost_model(args: argparse.Namespace, arms) -> CostModel | None:
     if not Path(args.cost_model).exists():  # not "calibrate again": a file the user named
         raise CommandLineError(
             f"--cost-model {args.cost_model!r} is neither 'measured', 'calibrated' nor an "
-            "existing file; give one of those (this machine's calibration is kept under "
-            "$XDG_CACHE_HOME/migcodec, by default ~/.cache/migcodec)"
+            f"existing file; give one of those ({CALIBRATION_KEPT})"
         )
-    model = CostModel.load(args.cost_model)
+    model = CostModel.load(args.cost_model, remedy=NOT_A_COST_MODEL)
     # its per-call costs and the framing taken off each output are per batch of its size:
     # a table of other batches would be scored with times of no run
     if model.batch_pages != args.batch_pages:

@@ -85,6 +85,9 @@ class CostModelError(ValueError):
 
 #: the largest cost model file read (one is a few KiB: some coefficients per arm)
 MAX_COST_MODEL_BYTES = 16 << 20
+#: what to do about a model file that holds no model this migcodec reads, when the file is
+#: this machine's calibration: migcodec keeps it, and writes it again when calibrating
+RECALIBRATE = "calibrate again to replace it"
 
 
 @dataclass(frozen=True)
@@ -227,12 +230,15 @@ class CostModel:
         LocalLocation(Path(path)).write_bytes((json.dumps(seal(doc), indent=2) + "\n").encode())
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> CostModel:
+    def load(cls, path: str | os.PathLike, remedy: str = RECALIBRATE) -> CostModel:
         """The model :meth:`save` wrote to ``path``; :class:`CostModelError` when the file
         is missing, of another version, edited or damaged since (its seal), or holds
         coefficients no calibration writes (negative, not finite, a curve of another
         length). Only a regular file of at most :data:`MAX_COST_MODEL_BYTES` is read: a
-        pipe, a device or a larger file is refused before it is read whole."""
+        pipe, a device or a larger file is refused before it is read whole.
+
+        ``remedy`` ends the message about a file that holds no model this migcodec reads:
+        calibrating again replaces this machine's calibration, not a file a user named."""
         try:
             try:
                 raw = read_small_file(
@@ -245,7 +251,7 @@ class CostModel:
             if version != COST_MODEL_VERSION:
                 raise CostModelError(
                     f"cost model {path} has version {version}, expected "
-                    f"{COST_MODEL_VERSION}; calibrate again"
+                    f"{COST_MODEL_VERSION}; {remedy}"
                 )
             doc = unseal(doc)
             arms = {label: checked_arm_cost(label, c) for label, c in doc["arms"].items()}
@@ -263,14 +269,14 @@ class CostModel:
         except RecursionError:  # Python's parser gives up on deep nesting
             raise CostModelError(
                 f"cannot read cost model {path}: its JSON is nested too deeply to be a cost "
-                "model; calibrate again to replace it"
+                f"model; {remedy}"
             ) from None
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        except OSError as exc:  # the file could not be read, whatever it holds
+            raise CostModelError(f"cannot read cost model {path}: {exc}") from exc
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             if isinstance(exc, CostModelError):
                 raise
-            raise CostModelError(
-                f"cannot read cost model {path}: {exc}; calibrate again to replace it"
-            ) from exc
+            raise CostModelError(f"cannot read cost model {path}: {exc}; {remedy}") from exc
 
     def fit_report(self) -> dict[str, float]:
         """Median relative error of each arm's fit on its calibration windows."""
