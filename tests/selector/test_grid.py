@@ -133,6 +133,23 @@ def test_a_grid_file_giving_a_key_twice_is_refused_not_read_as_its_last(tmp_path
     )
 
 
+def test_a_grid_file_that_is_not_json_is_named_with_what_a_grid_holds(tmp_path, capsys):
+    """It was the decoder's words alone: "cannot read grid bad.json: Expecting property name
+    enclosed in double quotes: line 1 column 2 (char 1)"."""
+    from migcodec.cli import main
+
+    path = tmp_path / "bad.json"
+    path.write_text("{policy: d-ucb}")
+    argv = ["evaluate", "--workload", "text", "--windows", "2", "--pages", "8"]
+    assert main([*argv, "--grid", str(path)]) == 2
+    assert capsys.readouterr() == (
+        "",
+        f"migcodec evaluate: grid {path} is not valid JSON (Expecting property name enclosed "
+        'in double quotes: line 1 column 2 (char 1)); a grid is {"policy": NAME, "params": '
+        '{"key": [values, ...]}}, e.g. {"policy": "d-ucb", "params": {"gamma": [0.9, 0.99]}}\n',
+    )
+
+
 def test_a_grid_file_nested_too_deeply_is_refused_in_one_line(tmp_path):
     path = tmp_path / "grid.json"
     path.write_text("[" * 100_000)

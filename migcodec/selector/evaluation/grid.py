@@ -38,6 +38,8 @@ GRID_CHUNK = 8
 MAX_GRID_CONFIGS = 10_000
 #: the largest grid file read: a grid is a few lists of values
 MAX_GRID_BYTES = 1 << 20
+#: what a grid file holds, for messages about one that holds something else
+GRID_SHAPE = 'a grid is {"policy": NAME, "params": {"key": [values, ...]}}'
 
 #: a grid's cell: (trace name, link)
 Cell = tuple[str, str]
@@ -50,18 +52,17 @@ def grid_configs(spec: dict[str, Any]) -> list[dict[str, Any]]:
     most :data:`MAX_GRID_CONFIGS` of them (counted before any is built). A key besides
     these two is refused, not ignored (``"param"`` ranked the defaults alone), and so is a
     value listed twice (the same configuration, replayed and ranked twice)."""
-    shape = 'a grid is {"policy": NAME, "params": {"key": [values, ...]}}'
     if not isinstance(spec, dict) or "policy" not in spec:
-        raise PolicyError(shape)
+        raise PolicyError(GRID_SHAPE)
     other = sorted(set(spec) - {"policy", "params"})
     if other:
         raise PolicyError(
-            f"{shape}, and nothing else; it also holds {', '.join(map(repr, other))}: correct "
+            f"{GRID_SHAPE}, and nothing else; it also holds {', '.join(map(repr, other))}: correct "
             "or remove it"
         )
     params = spec.get("params") or {}
     if not isinstance(params, dict):
-        raise PolicyError(f"{shape}; its params are {type(params).__name__}, not an object")
+        raise PolicyError(f"{GRID_SHAPE}; its params are {type(params).__name__}, not an object")
     if not all(isinstance(v, list) and v for v in params.values()):
         raise PolicyError("every grid parameter needs a non-empty list of values")
     for key, values in params.items():
@@ -100,7 +101,12 @@ def load_grid(path: str | Path) -> list[dict[str, Any]]:
         raise PolicyError(f"cannot read grid {path}: {exc}") from exc
     try:
         spec = parse_json(data)
-    except ValueError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:  # the decoder's words alone
+        raise PolicyError(
+            f"grid {path} is not valid JSON ({exc}); {GRID_SHAPE}, e.g. "
+            '{"policy": "d-ucb", "params": {"gamma": [0.9, 0.99]}}'
+        ) from None
+    except ValueError as exc:  # valid JSON, yet no grid: a key given twice, nested deep
         raise PolicyError(f"cannot read grid {path}: {exc}") from None
     return grid_configs(spec)
 
