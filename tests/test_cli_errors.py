@@ -725,6 +725,16 @@ EVALUATE = ["evaluate", "--workload", "text", "--windows", "2", "--pages", "8", 
             ["--policies", "ucb1;probe-commit:k=99999999999999"],
             "policy 'probe-commit': k must be in [1, 1000000], got 99999999999999",
         ),
+        (  # was "arm must be a number"
+            ["--arms", "raw;lz4;zstd:level=1", "--policies", "auto fixed:arm=lz4"],
+            "policy 'fixed:arm=lz4': arm is the index of an arm in the arm list, from 0 to 2 "
+            "(0 raw, 1 lz4, 2 zstd level=1); got 'lz4' (lz4 is fixed:arm=1)",
+        ),
+        (  # was refused only once the table had been measured
+            ["--arms", "raw;lz4;zstd:level=1", "--policies", "fixed:arm=3"],
+            "policy 'fixed:arm=3': arm is the index of an arm in the arm list, from 0 to 2 "
+            "(0 raw, 1 lz4, 2 zstd level=1); got 3",
+        ),
     ],
 )
 def test_evaluate_refuses_an_empty_or_impossible_list_in_one_line(extra, message, capsys):

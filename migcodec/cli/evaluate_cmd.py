@@ -32,7 +32,13 @@ from migcodec.cli.args import (
 )
 from migcodec.datasets.trace import TraceError, TraceReader
 from migcodec.datasets.trace.format import MANIFEST, WRITTEN_BY, is_trace_file
-from migcodec.selector import DEFAULT_POLICIES, make_objective, parse_arms, parse_policy
+from migcodec.selector import (
+    DEFAULT_POLICIES,
+    PolicyError,
+    make_objective,
+    parse_arms,
+    parse_policy,
+)
 from migcodec.selector.adaptive_chooser import UNLIMITED_LINK
 from migcodec.selector.costmodel import CostModel, machine_cost_model
 from migcodec.selector.evaluation import (
@@ -54,6 +60,7 @@ from migcodec.selector.evaluation.replay import Evaluation
 from migcodec.selector.evaluation.table import Table, table_key
 from migcodec.selector.evaluation.windows import WindowSourceError, trace_identity
 from migcodec.selector.objectives import Objective
+from migcodec.selector.spec import parse_spec
 from migcodec.storage import LocalLocation, Location, is_url, location
 from migcodec.units import parse_rate
 
@@ -538,6 +545,7 @@ def _run(args: argparse.Namespace) -> int:
     _check_dependent(args)
     arms = parse_arms(args.arms)
     names = _policy_names(args.policies)
+    _check_fixed_arms(names, arms)
     policies = [parse_policy(name).get_config() for name in names]  # refused before measuring
     same = [name for i, name in enumerate(names) if policies[i] in policies[:i]]
     if same:  # one policy twice: two rows of one label, and the overall rows listed it twice
@@ -619,6 +627,27 @@ def _policy_names(text: str | None) -> list[str]:
             "'auto;d-ucb:gamma=0.9', or leave --policies out for the defaults"
         )
     return names
+
+
+def _check_fixed_arms(names: list[str], arms) -> None:
+    """Refuse a ``fixed`` policy whose arm is not the index of one of ``arms``, listing
+    them by index, before any table is measured: an arm's label given for its index was
+    "arm must be a number", and an index past the last arm was refused only once every
+    table had been measured. A fraction is left to the policy's own check."""
+    labels = [arm.label for arm in arms]
+    for name in names:
+        config = parse_spec(name, "policy", PolicyError)
+        if config.get("name") != "fixed" or "arm" not in config:
+            continue
+        arm = config["arm"]
+        if isinstance(arm, int | float) and not isinstance(arm, bool) and 0 <= arm < len(labels):
+            continue
+        listed = ", ".join(f"{i} {label}" for i, label in enumerate(labels))
+        hint = f" ({arm} is fixed:arm={labels.index(arm)})" if arm in labels else ""
+        raise CommandLineError(
+            f"policy {name!r}: arm is the index of an arm in the arm list, from 0 to "
+            f"{len(labels) - 1} ({listed}); got {arm!r}{hint}"
+        )
 
 
 def _link_rate(link: str) -> float:
@@ -847,8 +876,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--policies",
         help="policies separated by ';' or spaces, each name[:key=value,...] (e.g. "
-        "'auto;d-ucb:gamma=0.9'); `auto` is what `--codec auto` runs; default: "
-        + " ".join(DEFAULT_POLICIES),
+        "'auto;d-ucb:gamma=0.9'); `auto` is what `--codec auto` runs, `fixed:arm=N` always "
+        "plays arm N of --arms, counted from 0; default: " + " ".join(DEFAULT_POLICIES),
     )
     p.add_argument(
         "--objective",
