@@ -708,6 +708,10 @@ EVALUATE = ["evaluate", "--workload", "text", "--windows", "2", "--pages", "8", 
             ["--link", "1Gbit,10Gbit, 1Gbit"],
             "--link '1Gbit,10Gbit, 1Gbit' names 1Gbit more than once; name each link rate once",
         ),
+        (  # repeated --link options add up, as a comma-separated list
+            ["--link", "1Gbit", "--link", "10Gbit,1Gbit"],
+            "--link '1Gbit,10Gbit,1Gbit' names 1Gbit more than once; name each link rate once",
+        ),
         (  # two rows of one label, and the overall rows listed the policy twice
             ["--policies", "ucb1;d-ucb ucb1:c=1"],
             "--policies 'ucb1;d-ucb ucb1:c=1' gives ucb1:c=1 as a policy given before (the "

@@ -110,6 +110,17 @@ class Given(argparse.Action):
         namespace.given = {*getattr(namespace, "given", ()), self.dest}
 
 
+class Joined(Given):
+    """Join the values of a comma-separated list option given more than once with commas:
+    ``--link 1Gbit --link 10Gbit`` is ``--link 1Gbit,10Gbit`` (stored, the last given
+    replaced the others, silently). The first one given replaces the default."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        if given(namespace, self.dest):
+            values = f"{getattr(namespace, self.dest)},{values}"
+        super().__call__(parser, namespace, values, option_string)
+
+
 def given(args: argparse.Namespace, dest: str) -> bool:
     """Whether the command line gave option ``dest`` (stored with :class:`Given`)."""
     return dest in getattr(args, "given", ())

@@ -25,6 +25,7 @@ from migcodec.cli import args as types
 from migcodec.cli.args import (
     CommandLineError,
     Given,
+    Joined,
     check_output_path,
     check_plot_path,
     given,
@@ -889,7 +890,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--link",
         type=types.link_rates,
         default="10Gbit",
-        help="link rate(s) for throughput, comma-separated; 'unlimited' is modelled as "
+        action=Joined,
+        help="link rate(s) for throughput, comma-separated or in repeated --link options "
+        "(--link 1Gbit --link 10Gbit is --link 1Gbit,10Gbit); 'unlimited' is modelled as "
         f"`migrate --codec auto` models it, a {UNLIMITED_LINK * 8 / 1e9:g} Gbit/s link",
     )
     p.add_argument("--workers", type=types.positive_number, default=2, help="parallel encoders")

@@ -71,6 +71,9 @@ def test_evaluate_at_an_unlimited_link_models_it_as_codec_auto_does(capsys):
     results = json.loads(capsys.readouterr().out)["results"]
     assert [r["link"] for r in results] == ["unlimited", "1Gbit"]
     assert [r["objective"]["link"] for r in results] == [UNLIMITED_LINK, 1e9 / 8]
+    assert main([*args, "--link", "unlimited", "--link", "1Gbit"]) == 0  # was the last alone
+    again = json.loads(capsys.readouterr().out)["results"]
+    assert [r["objective"]["link"] for r in again] == [UNLIMITED_LINK, 1e9 / 8]
     with pytest.raises(SystemExit):
         main([*args, "--link", "unlimited,0"])
     assert "argument --link: a link of '0' carries nothing" in capsys.readouterr().err
