@@ -38,6 +38,8 @@ from migcodec.selector.evaluation import build_table, evaluate, read_trace
 from migcodec.selector.evaluation.grid import grid_configs, leave_one_trace_out, score_grid
 
 ROOT = Path(__file__).resolve().parents[1]
+#: the corpus the defaults were chosen on, which the documents name when given no other
+DEFAULT_CORPUS = "corpus/traces"
 #: the auto configurations ``--loto`` chooses between. ``upkeep`` and ``value`` are not
 #: among them: they set how much work beyond the codecs a stream does (rereading features;
 #: probes, trials), and what that work costs a migration beyond its CPU time (its Python
@@ -100,6 +102,12 @@ def cpu_against_model(measured, modelled, least_pages: int) -> dict[str, float]:
     return result
 
 
+def _shown_path(path: str) -> str:
+    """``path`` as the documents name it: relative to the repository when inside it."""
+    resolved = Path(path).resolve()
+    return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else str(path)
+
+
 def render_markdown(doc: dict) -> str:
     """The results document of one run: ``auto`` against the per-window oracle and the best
     fixed arm per trace and link (calibrated and measured), a context-free bandit for
@@ -109,12 +117,14 @@ def render_markdown(doc: dict) -> str:
     cells = sorted({(t, link) for t, link, _ in calibrated}, key=lambda c: (c[0], len(c[1]), c[1]))
     links = doc.get("links") or sorted({link for _, link in cells}, key=len)
     name = lambda link: _LINK_NAMES.get(link, link)  # noqa: E731
+    corpus = doc.get("corpus", DEFAULT_CORPUS)
     lines = [
-        "# Selector results on the memory of real programs",
+        "# Selector results on the memory of real programs"
+        + ("" if corpus == DEFAULT_CORPUS else f": `{corpus}/`"),
         "",
         f"Written by `{doc.get('command', 'python benchmarks/selector_eval.py')}` at commit "
         f"`{doc.get('commit', 'unknown')}`{_machine(doc.get('machine'))}: every trace under "
-        "`corpus/traces/`, the default "
+        f"`{corpus}/`, the default "
         f"arms, {doc.get('workers', 2):g} workers, the throughput objective, features and "
         "probes charged to the policy that reads them.",
         "",
@@ -220,7 +230,7 @@ def _fidelity_lines(doc: dict) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--corpus", default=str(ROOT / "corpus" / "traces"))
+    ap.add_argument("--corpus", default=str(ROOT / DEFAULT_CORPUS))
     ap.add_argument("--tables", type=int, default=3, help="table measurements per trace")
     ap.add_argument("--repeats", type=int, default=3, help="timings per (window, arm)")
     ap.add_argument("--links", nargs="+", default=["1Gbit", "10Gbit"])
@@ -275,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     doc = {
         "command": " ".join(["python benchmarks/selector_eval.py", *(argv or sys.argv[1:])]),
         "commit": _commit(),
+        "corpus": _shown_path(args.corpus),
         "machine": model.machine,
         "tables": args.tables,
         "repeats": args.repeats,

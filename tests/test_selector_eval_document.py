@@ -96,6 +96,19 @@ def test_document_from_a_saved_run(tmp_path: Path) -> None:
     assert "| trace | lz4 | xbzrle |" in text
     assert "| alpha | 1.100 (1.000-1.200) | 1.800 (1.500-2.000) |" in text
     assert "| beta | 0.900 (0.800-0.950) | - |" in text
+    assert text.startswith("# Selector results on the memory of real programs\n")
+    assert "every trace under `corpus/traces/`" in text  # a run that names no corpus
+
+
+def test_the_document_names_the_corpus_it_was_run_on() -> None:
+    render = benchmark_module("selector_eval").render_markdown
+    cells = [_row("alpha", "1Gbit", p, 0.9, 1.0) for p in ("fixed lz4", "auto", "d-ucb")]
+    measured = [_row("alpha", "1Gbit", "auto", [0.9], [1.0])]
+    doc = {"corpus": "corpus/heldout", "tables": 1, "repeats": 1, "links": ["1Gbit"]}
+    doc |= {"calibrated": cells, "measured": measured}
+    text = render(doc)
+    assert text.startswith("# Selector results on the memory of real programs: `corpus/heldout/`")
+    assert "every trace under `corpus/heldout/`" in text
 
 
 def test_cpu_against_model_counts_windows_of_a_batch_or_more() -> None:
