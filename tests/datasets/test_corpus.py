@@ -1,4 +1,5 @@
-"""The committed corpus of captured traces (corpus/traces): every trace opens, is complete
+"""The committed corpora of captured traces (corpus/traces, and the held-out captures in
+corpus/heldout): every trace opens, is complete
 and reads back whole, each window passing its checksums and content digest; every window
 that dirtied at least PROBE_PAGES pages stores at least that many (a policy's probe of a
 window must see a sample of it, not all of it), and no trace directory exceeds MAX_BYTES."""
@@ -11,19 +12,21 @@ import pytest
 
 from migcodec.datasets import TraceReader
 
-CORPUS = Path(__file__).resolve().parents[2] / "corpus" / "traces"
-TRACES = sorted(manifest.parent for manifest in CORPUS.glob("*/manifest.json"))
+CORPORA = [Path(__file__).resolve().parents[2] / "corpus" / name for name in ("traces", "heldout")]
+TRACES = sorted(m.parent for corpus in CORPORA for m in corpus.glob("*/manifest.json"))
 MIN_WINDOWS = 24
 MIN_PAGES = 20
 PROBE_PAGES = 64
 MAX_BYTES = 6 << 20
 
 
-def test_the_corpus_holds_traces_of_several_programs() -> None:
-    assert len(TRACES) >= 5, f"expected at least 5 traces under {CORPUS}, found {TRACES}"
+@pytest.mark.parametrize("corpus", CORPORA, ids=lambda p: p.name)
+def test_each_corpus_holds_traces_of_several_programs(corpus: Path) -> None:
+    traces = sorted(m.parent.name for m in corpus.glob("*/manifest.json"))
+    assert len(traces) >= 5, f"expected at least 5 traces under {corpus}, found {traces}"
 
 
-@pytest.mark.parametrize("path", TRACES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", TRACES, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_a_corpus_trace_is_complete_and_every_window_reads_back(path: Path) -> None:
     reader = TraceReader(path)  # refuses a trace whose writer did not close it
     info = reader.info()

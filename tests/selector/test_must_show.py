@@ -39,6 +39,15 @@ TRACES = sorted(p.name for p in CORPUS.iterdir() if (p / "manifest.json").exists
 #: and one that fills the link (``balance``) puts it several percent above the best fixed
 #: arm (1.06 with this model)
 LEAST_CELL, LEAST_MEAN = 0.999, 1.05
+#: captures of the same programs taken with the same commands after every default above was
+#: chosen, and used to choose nothing (corpus/README.md): what auto reaches on them is the
+#: evidence it was not tuned for. With this model its least cell there is qemu at 1 Gbit/s,
+#: 0.987: on one window of 1407 pages, its sample of 32 (probes of 8) put XBZRLE's ratio
+#: 13 % above zstd level 3's, where zstd wrote 30 % less. Its mean is 1.036. These bounds
+#: hold auto to what the held-out captures showed, not to the traces it was developed on
+HELDOUT = ROOT / "corpus" / "heldout"
+HELDOUT_TRACES = sorted(p.name for p in HELDOUT.iterdir() if (p / "manifest.json").exists())
+HELDOUT_LEAST_CELL, HELDOUT_LEAST_MEAN = 0.98, 1.02
 
 
 def _table(windows):
@@ -52,6 +61,11 @@ def corpus_tables():
     return {name: _table(read_trace(CORPUS / name)) for name in TRACES}
 
 
+@pytest.fixture(scope="module")
+def heldout_tables():
+    return {name: _table(read_trace(HELDOUT / name)) for name in HELDOUT_TRACES}
+
+
 def _scores(table, policies=("auto",)):
     out = {}
     for link in LINKS:
@@ -63,22 +77,33 @@ def _scores(table, policies=("auto",)):
 
 def test_the_corpus_has_five_real_programs_or_more():
     assert len(TRACES) >= 5, TRACES
+    assert len(HELDOUT_TRACES) >= 5, HELDOUT_TRACES
 
 
-def test_auto_on_real_programs_is_near_the_oracle_and_as_good_as_the_best_fixed_arm(
-    corpus_tables,
-):
+def _check_auto(tables, least_cell: float, least_mean: float) -> None:
+    """auto reaches 0.90 of the per-window oracle on every trace and link, 0.95 on
+    average, and the given shares of the best fixed arm's throughput."""
     rows = {
         (name, link): scores[0]
-        for name, table in corpus_tables.items()
+        for name, table in tables.items()
         for link, scores in _scores(table).items()
     }
     for (name, link), score in rows.items():
         assert score.label == "auto"
         assert score.vs_oracle >= 0.90, (name, link, score)
-        assert score.vs_best_fixed >= LEAST_CELL, (name, link, score)
+        assert score.vs_best_fixed >= least_cell, (name, link, score)
     assert np.mean([s.vs_oracle for s in rows.values()]) >= 0.95
-    assert np.mean([s.vs_best_fixed for s in rows.values()]) >= LEAST_MEAN
+    assert np.mean([s.vs_best_fixed for s in rows.values()]) >= least_mean
+
+
+def test_auto_on_real_programs_is_near_the_oracle_and_as_good_as_the_best_fixed_arm(
+    corpus_tables,
+):
+    _check_auto(corpus_tables, LEAST_CELL, LEAST_MEAN)
+
+
+def test_auto_on_held_out_captures_is_near_the_oracle_and_the_best_fixed_arm(heldout_tables):
+    _check_auto(heldout_tables, HELDOUT_LEAST_CELL, HELDOUT_LEAST_MEAN)
 
 
 def test_sharing_windows_between_two_arms_beats_single_arms_at_10_gbit(corpus_tables):
