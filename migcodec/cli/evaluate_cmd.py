@@ -159,8 +159,9 @@ def _not_a_directory(place: Location) -> str:
 
 def _check_trace(trace: Location) -> None:
     """Refuse a TRACE that is no trace directory, naming what it is instead and what to
-    give: a path that does not exist (it was "not a directory"), a file, or a directory of
-    traces, which read as one trace was "neither a trace directory nor a workload"."""
+    give: a path that does not exist (it was "not a directory"), a file, a directory of
+    traces, or any other directory, which read as one trace were "neither a trace directory
+    nor a workload"."""
     if not trace.is_dir():
         raise CommandLineError(
             f"trace {trace} {_not_a_directory(trace)}; give a trace directory written by "
@@ -174,6 +175,11 @@ def _check_trace(trace: Location) -> None:
             f"trace {trace} is a directory of {len(inner)} traces, not a trace; pass --corpus "
             f"{trace} to evaluate every one, or give one of them (e.g. {inner[0]})"
         )
+    raise CommandLineError(
+        f"trace {trace} is a directory with no {MANIFEST}, so no trace (nor a directory of "
+        f"them); give a trace directory written by {WRITTEN_BY}, or a workload as --workload "
+        "NAME (e.g. --workload memcached)"
+    )
 
 
 def _check_input_file(path: str, option: str) -> None:

@@ -264,3 +264,12 @@ def test_a_directory_of_traces_given_as_a_trace_is_named_as_such_with_corpus(tmp
         f"migcodec evaluate: trace {traces} is a directory of 2 traces, not a trace; pass "
         f"--corpus {traces} to evaluate every one, or give one of them (e.g. {traces / 'a'})\n",
     )
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["evaluate", str(empty), "--repeats", "1"]) == 2
+    assert capsys.readouterr() == (
+        "",
+        f"migcodec evaluate: trace {empty} is a directory with no manifest.json, so no trace "
+        f"(nor a directory of them); give a trace directory written by {TRACE_MAKERS}, or a "
+        "workload as --workload NAME (e.g. --workload memcached)\n",
+    )
