@@ -559,9 +559,59 @@ def test_each_delta_arm_sends_pages_not_held_as_its_own_fall_back_arm_would():
         fallback = payload[fallbacks[3]]
         assert fallback == pytest.approx(PAGE / expected, rel=0.2)
         assert payload[3] == pytest.approx(0.5 * 40.0 + 0.5 * fallback)
-        # and their CPU: half at the delta arm's own (record) cost, half at that arm's
+        # and their CPU: half at the delta arm's own (record) cost, half at that arm's,
+        # and that arm's call once a batch (of 64 pages, half of them not held)
+        fb_cost = COSTS[fallbacks[3]]
         per_page = policy._payloads(f)[2][3]
-        assert per_page == pytest.approx(0.5 * 4e-6 + 0.5 * COSTS[fallbacks[3]].per_page[0])
+        expected = 0.5 * 4e-6 + 0.5 * fb_cost.per_page[0] + fb_cost.per_call / 64
+        assert per_page == pytest.approx(expected)
+
+
+def _first_pass_policy(lz4_factor: float):
+    """A delta arm whose own call is cheaper than its fall-back arm's (lz4), as a calibrated
+    XBZRLE's is, on a fast link (CPU-bound), with lz4 measured at ``lz4_factor`` times its
+    calibration, and a window of 10 000 pages the destination holds none of."""
+    costs = [*COSTS[:3], ArmCost(5e-6, 0.0, [4e-6] * len(KNOTS))]
+    policy = parse_policy("auto").bind(
+        len(LABELS),
+        Throughput(12.5e9, 2),
+        KINDS,
+        labels=LABELS,
+        costs=costs,
+        fallbacks=[-1, -1, -1, 1],
+    )
+    policy._arm_factor[1] = lz4_factor
+    f = _probed(_features(10_000), {1: 3.0, 2: 3.1})
+    assert f.held_frac == 0.0
+    return policy, f
+
+
+@pytest.mark.parametrize("lz4_factor", [1.0, 1.5])
+def test_a_delta_arm_on_pages_not_held_costs_more_than_its_fall_back_arm(lz4_factor):
+    """On a first pass the destination holds nothing, and a delta arm sends every page
+    through its fall-back: it does the fall-back arm's work, its calls included, at the
+    fall-back arm's factor, and its own calls besides. Priced as the fall-back's pages
+    plus only its own call (a calibrated XBZRLE's costs 6 us, lz4's 10), at its own
+    factor, it won first passes from the arm it then ran."""
+    policy, f = _first_pass_policy(lz4_factor)
+    _, out, cpu, loss = policy._predict(f)
+    assert out[3] == pytest.approx(out[1])
+    calls = -(-10_000 // 64)
+    assert cpu[3] == pytest.approx(cpu[1] + 5e-6 * calls, rel=0.01)  # lz4's, and its own call
+    assert loss[3] > loss[1]
+
+
+def test_a_delta_arm_played_where_nothing_is_held_learns_nothing_of_its_records():
+    """Its window's time is lz4's at lz4's factor and its own calls at its model: its own
+    factor stays, and the window does not count as a measurement of its records."""
+    policy, f = _first_pass_policy(1.5)
+    policy._predict(f)
+    calls = -(-10_000 // 64)
+    busy = 1.5 * (20e-6 * calls + 2e-6 * 10_000) + 5e-6 * calls  # lz4's work, and its calls
+    out = 10_000 * PAGE / 3
+    policy.update(3, 0.0, f, Outcome(10_000 * PAGE, out, busy, busy, None, 0))
+    assert policy._arm_factor[3] * policy._shared_factor == pytest.approx(1.0, abs=0.02)
+    assert 3 in policy._untried
 
 
 def test_a_delta_window_that_cost_what_its_split_predicts_teaches_no_cpu_error():
@@ -574,7 +624,7 @@ def test_a_delta_window_that_cost_what_its_split_predicts_teaches_no_cpu_error()
     each = policy._payloads(f)[0][3]
     pages = 6400
     out = pages + 100 * 8 + each * pages
-    busy = 100 * 60e-6 + pages * (0.5 * 4e-6 + 0.5 * 2e-6)
+    busy = 100 * (60e-6 + 20e-6) + pages * (0.5 * 4e-6 + 0.5 * 2e-6)  # lz4 called per batch
     policy.update(3, 0.0, f, Outcome(pages * PAGE, out, busy, busy, None, 0))
     assert policy.cpu_shared == pytest.approx(0.0, abs=0.02)
     assert policy.cpu_arm[3] == pytest.approx(0.0, abs=0.02)

@@ -273,6 +273,9 @@ class _Prediction:
     records: list[float]
     #: the variance of the delta arms' level the window was priced at (0: none)
     level_var: float
+    #: per arm, the model CPU seconds per non-zero page of a delta arm's fall-back part
+    #: (its pages not held, at the fall-back's cost; 0 for the others)
+    fallback_cost: list[float]
 
 
 def _about(pages: float, read_pages: float) -> bool:
@@ -596,6 +599,7 @@ class Auto(Policy):
             self._change_costs(f),
             [0.0] * self.n_arms,
             0.0,
+            [0.0] * self.n_arms,
         )
         if estimates is not None:
             sample = self._delta_sample(f.delta_bytes)
@@ -644,9 +648,42 @@ class Auto(Policy):
         parts = None
         if fallback >= 0:
             parts = (share, fb, rows[fallback][_grid_step(kept.lr[fallback])])
+            if share < 1.0:  # a batch with a page not held calls the fall-back too
+                parts = (share, fb, parts[2] + self._fallback_call_cost(fallback, kept))
         kept.fallback_parts[i] = parts
         own = rows[i][_grid_step(records)] + kept.changes[i]
         kept.per_page[i] = self._delta_page_cost(own, parts)
+        kept.fallback_cost[i] = 0.0 if parts is None else (1.0 - share) * parts[2]
+
+    def _fallback_priced(self, cpu: list[float], pages: float) -> list[int]:
+        """Move each delta arm's fall-back part of ``cpu`` (its pages not held, ``pages``
+        non-zero pages times the host's factor, which the fall-back codec encodes) from its
+        own factor to the fall-back arm's, and return the arms moved. At its own factor, a
+        delta arm on a first pass was priced below its fall-back arm whenever that arm had
+        measured slower than its calibration: lz4 at 1.1x lost the first pass of a redis
+        image to XBZRLE running lz4, whose factor, measured on those windows, then said
+        nothing about its records."""
+        moved = []
+        part, factors, fallbacks = self._prediction.fallback_cost, self._arm_factor, self.fallbacks
+        for i in self._delta_arms:
+            if part[i] > 0.0:
+                cpu[i] += part[i] * pages * (factors[fallbacks[i]] - factors[i])
+                moved.append(i)
+        return moved
+
+    def _fallback_call_cost(self, fallback: int, kept: _Prediction) -> float:
+        """The fall-back arm's per-call cost, per page it encodes for a delta arm: a batch
+        calls it once for all its pages the destination does not hold, which with ``held``
+        of ``k`` non-zero pages held is a batch in ``1 - held**k``, for the ``(1 - held) k``
+        pages it encodes there. Without it, a delta arm on a window held nowhere (a first
+        pass) was priced as its fall-back's pages plus its own per-call cost, which is
+        below the fall-back arm's own: it won the first pass of a 256 MiB redis image
+        from lz4, which it then ran with its own bookkeeping besides."""
+        held = kept.held
+        k = self.batch_pages * (1.0 - kept.zero_share)
+        k = 1.0 if k < 1.0 else k
+        batches = 1.0 - held**k  # the share of batches that call the fall-back
+        return self._fixed_rows[fallback][0] * batches / ((1.0 - held) * k)
 
     def _change_costs(self, f: WindowFeatures) -> list[float]:
         """Per arm, the model's CPU seconds per held page for the changes ``f``'s sample
@@ -783,10 +820,14 @@ class Auto(Policy):
                 cpu.append(c)
                 busy, sending = c * to_cpu, o * to_link
                 loss.append(busy if busy > sending else sending)
+            for i in self._fallback_priced(cpu, nz * shared):
+                busy, sending = cpu[i] * to_cpu, out[i] * to_link
+                loss[i] = busy if busy > sending else sending
         else:
             for p, (per_call, per_zero), pp, g in rows:
                 out.append(base + p * nz)
                 cpu.append((per_call * calls + per_zero * zero + pp * nz) * g * shared)
+            self._fallback_priced(cpu, nz * shared)
             loss = self._loss(n * self.page_size, np.array(out), np.array(cpu)).tolist()
         kept = self._prediction
         var = kept.level_var * self._level_calib
@@ -1515,6 +1556,16 @@ class Auto(Policy):
                 self._stream_s += busy / self._workers
             if self._stream_s >= self._next_retry:
                 self._retry_stale()
+        # a delta arm's fall-back part ran the fall-back codec, at the fall-back arm's
+        # factor (_fallback_priced): what is left is its own, and the window teaches its
+        # factor in proportion to that share (a first pass: its calls alone)
+        own_share = 1.0
+        if delta and model > 0:
+            fallback_s = self._prediction.fallback_cost[arm] * nz
+            if fallback_s > 0.0:
+                own_share = 1.0 - fallback_s / model
+                paid = fallback_s * self._arm_factor[self.fallbacks[arm]] * self._shared_factor
+                busy, model = busy - paid, model - fallback_s
         if nz >= 1.0 and busy > 0 and model > 0:
             # split the error: what one arm's model misses, the others' likely miss too
             # (see _cpu_var); a window of less than a few batches is mostly fixed
@@ -1524,7 +1575,7 @@ class Auto(Policy):
             # the first pass of memory went out on a model that is off. The delta arms'
             # factors are filtered jointly (_learn_delta_cpu)
             weight = nz / (4 * self.batch_pages)
-            weight = weight if weight < 1.0 else 1.0
+            weight = (weight if weight < 1.0 else 1.0) * own_share
             seen = self._cpu_weight[arm] = self._cpu_weight[arm] + weight
             # an arm counts as tried once it has measured a window's worth of pages (a
             # delta arm, of its records): a play of a few pages measured its fixed cost
