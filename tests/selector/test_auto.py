@@ -27,7 +27,7 @@ COSTS = [
 ]
 
 
-def _auto(link: float, clock: str = "cpu", **params):
+def _auto(link: float, clock: str = "cpu", costs: list[ArmCost] = COSTS, **params):
     policy = parse_policy(
         "auto" if not params else "auto:" + ",".join(f"{k}={v}" for k, v in params.items())
     )
@@ -36,7 +36,7 @@ def _auto(link: float, clock: str = "cpu", **params):
         Throughput(link=link, workers=2, clock=clock),
         KINDS,
         labels=LABELS,
-        costs=COSTS,
+        costs=costs,
         fallbacks=[-1, -1, -1, 1],  # dsa-delta's fall-back is the lz4 arm
     )
 
@@ -571,15 +571,7 @@ def _first_pass_policy(lz4_factor: float):
     """A delta arm whose own call is cheaper than its fall-back arm's (lz4), as a calibrated
     XBZRLE's is, on a fast link (CPU-bound), with lz4 measured at ``lz4_factor`` times its
     calibration, and a window of 10 000 pages the destination holds none of."""
-    costs = [*COSTS[:3], ArmCost(5e-6, 0.0, [4e-6] * len(KNOTS))]
-    policy = parse_policy("auto").bind(
-        len(LABELS),
-        Throughput(12.5e9, 2),
-        KINDS,
-        labels=LABELS,
-        costs=costs,
-        fallbacks=[-1, -1, -1, 1],
-    )
+    policy = _auto(12.5e9, costs=[*COSTS[:3], ArmCost(5e-6, 0.0, [4e-6] * len(KNOTS))])
     policy._arm_factor[1] = lz4_factor
     f = _probed(_features(10_000), {1: 3.0, 2: 3.1})
     assert f.held_frac == 0.0
