@@ -102,6 +102,9 @@ class DestinationMirror:
         # few microseconds per batch once a delta kernel has left the caches cold)
         self._key_bytes = memoryview(self.keys).cast("B")
         self._forgets = 0
+        # whether any page was stored since the mirror was made or cleared: until then a
+        # batch sent without a copy (a first pass, not teaching) has nothing to forget
+        self._holds = False
 
     @classmethod
     def holding(cls, indices: np.ndarray, pages: np.ndarray) -> DestinationMirror:
@@ -239,12 +242,17 @@ class DestinationMirror:
                 if copy and zero is None and lent.stop - lent.start == len(indices):
                     if forgets != self._forgets:  # clear() or forget() ran since it was lent
                         self.keys[lent] = indices
+                        self._holds = True
                     return  # else the keys are still the indices lend_rows compared
+            if not copy and not self._holds:
+                return  # nothing held: no version to forget, no zero page to record
             if zero is not None and zero.any():
                 slots = indices[zero] % self.n_slots
                 self.data[slots[self.keys[slots] == indices[zero]]] = 0
                 keep = ~zero
-                indices, pages = indices[keep], pages[keep]
+                indices = indices[keep]
+                if copy:  # the pages are read only to be stored
+                    pages = pages[keep]
             if copy:
                 self._store(indices, pages)
             else:
@@ -265,6 +273,7 @@ class DestinationMirror:
         with self.lock:
             self.keys.fill(_EMPTY)
             self._forgets += 1
+            self._holds = False
 
     # -- internals (the caller holds the lock) ------------------------------------------------
     def _store(self, indices: np.ndarray, pages: np.ndarray) -> None:
@@ -272,6 +281,7 @@ class DestinationMirror:
         Lent slots are not written: a page that maps to one is forgotten instead."""
         if not indices.size:
             return
+        self._holds = True
         slots = indices % self.n_slots
         if self._lent:
             lent = np.zeros(slots.shape[0], dtype=bool)

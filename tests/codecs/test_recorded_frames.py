@@ -343,6 +343,30 @@ def test_a_writable_lease_is_recorded_by_its_holder_and_forgotten_if_given_back(
     np.testing.assert_array_equal(mirror.held(indices)[1], sent)
 
 
+def test_pages_sent_without_a_copy_are_forgotten_whenever_the_mirror_holds_any():
+    """A batch sent without a copy forgets the versions held at its pages. A mirror that
+    holds nothing skips that work (a first pass), so it must know when it holds pages
+    again: after record, and after a lease ended past a clear() set its keys again."""
+    pages = np.arange(4 * 64, dtype=np.uint8).reshape(4, 64)
+    indices = np.arange(4, dtype=np.int64)
+    mirror = DestinationMirror(64, 8 * 64)
+    mirror.sent(indices, pages, None, False)  # nothing held: nothing to forget
+    assert len(mirror) == 0
+    mirror.record(indices, pages)
+    zero = np.array([False, True, False, False])
+    mirror.sent(indices[:2], pages[:2], zero[:2], False)  # forgotten, or zeros where zero
+    assert mirror.held(indices)[0].tolist() == [False, True, True, True]
+    np.testing.assert_array_equal(mirror.held(indices[1:2])[1], 0)
+    mirror.record(indices, pages)
+    rows, lent = mirror.lend_rows(indices)
+    mirror.clear()  # a new stream while a batch was being encoded against the old one
+    rows[:] = pages + 1
+    mirror.sent(indices, pages + 1, None, True, lent)  # its pages reached the destination
+    assert len(mirror) == 4
+    mirror.sent(indices, pages + 2, None, False)  # and are then rewritten, not recorded
+    assert len(mirror) == 0, "a version the destination no longer holds was kept"
+
+
 @pytest.mark.parametrize("path", PATHS)
 def test_the_mirror_lends_only_runs_of_slots_keyed_by_the_batch(path):
     """lend_rows finds the held run in one C call, or in numpy: the same answer either way,
