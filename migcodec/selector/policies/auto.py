@@ -273,9 +273,12 @@ class _Prediction:
     records: list[float]
     #: the variance of the delta arms' level the window was priced at (0: none)
     level_var: float
-    #: per arm, the model CPU seconds per non-zero page of a delta arm's fall-back part
-    #: (its pages not held, at the fall-back's cost; 0 for the others)
-    fallback_cost: list[float]
+
+
+def _fallback_part(parts: tuple[float, float, float] | None) -> float:
+    """The model CPU seconds per non-zero page of a delta arm's fall-back part (its pages
+    not held, at the fall-back's cost) from its fall-back parts (``Auto._price_delta``)."""
+    return 0.0 if parts is None else (1.0 - parts[0]) * parts[2]
 
 
 def _about(pages: float, read_pages: float) -> bool:
@@ -599,7 +602,6 @@ class Auto(Policy):
             self._change_costs(f),
             [0.0] * self.n_arms,
             0.0,
-            [0.0] * self.n_arms,
         )
         if estimates is not None:
             sample = self._delta_sample(f.delta_bytes)
@@ -647,13 +649,13 @@ class Auto(Policy):
         rows = self._cost_rows
         parts = None
         if fallback >= 0:
-            parts = (share, fb, rows[fallback][_grid_step(kept.lr[fallback])])
+            cost = rows[fallback][_grid_step(kept.lr[fallback])]
             if share < 1.0:  # a batch with a page not held calls the fall-back too
-                parts = (share, fb, parts[2] + self._fallback_call_cost(fallback, kept))
+                cost += self._fallback_call_cost(fallback, share, kept.zero_share)
+            parts = (share, fb, cost)
         kept.fallback_parts[i] = parts
         own = rows[i][_grid_step(records)] + kept.changes[i]
         kept.per_page[i] = self._delta_page_cost(own, parts)
-        kept.fallback_cost[i] = 0.0 if parts is None else (1.0 - share) * parts[2]
 
     def _fallback_priced(self, cpu: list[float], pages: float) -> list[int]:
         """Move each delta arm's fall-back part of ``cpu`` (its pages not held, ``pages``
@@ -664,14 +666,16 @@ class Auto(Policy):
         image to XBZRLE running lz4, whose factor, measured on those windows, then said
         nothing about its records."""
         moved = []
-        part, factors, fallbacks = self._prediction.fallback_cost, self._arm_factor, self.fallbacks
+        parts, factors = self._prediction.fallback_parts, self._arm_factor
+        fallbacks = self.fallbacks
         for i in self._delta_arms:
-            if part[i] > 0.0:
-                cpu[i] += part[i] * pages * (factors[fallbacks[i]] - factors[i])
+            part = _fallback_part(parts[i])
+            if part > 0.0:
+                cpu[i] += part * pages * (factors[fallbacks[i]] - factors[i])
                 moved.append(i)
         return moved
 
-    def _fallback_call_cost(self, fallback: int, kept: _Prediction) -> float:
+    def _fallback_call_cost(self, fallback: int, held: float, zero_share: float) -> float:
         """The fall-back arm's per-call cost, per page it encodes for a delta arm: a batch
         calls it once for all its pages the destination does not hold, which with ``held``
         of ``k`` non-zero pages held is a batch in ``1 - held**k``, for the ``(1 - held) k``
@@ -679,8 +683,7 @@ class Auto(Policy):
         pass) was priced as its fall-back's pages plus its own per-call cost, which is
         below the fall-back arm's own: it won the first pass of a 256 MiB redis image
         from lz4, which it then ran with its own bookkeeping besides."""
-        held = kept.held
-        k = self.batch_pages * (1.0 - kept.zero_share)
+        k = self.batch_pages * (1.0 - zero_share)
         k = 1.0 if k < 1.0 else k
         batches = 1.0 - held**k  # the share of batches that call the fall-back
         return self._fixed_rows[fallback][0] * batches / ((1.0 - held) * k)
@@ -735,8 +738,7 @@ class Auto(Policy):
         prices every page."""
         if fallback is None:
             return own
-        held, _, fallback_cost = fallback
-        return held * own + (1.0 - held) * fallback_cost
+        return fallback[0] * own + _fallback_part(fallback)
 
     def _sent_page_cost(self, arm: int, f: WindowFeatures, each: float) -> float:
         """The model's CPU seconds per non-zero page of a window ``arm`` sent at ``each``
@@ -1561,7 +1563,7 @@ class Auto(Policy):
         # factor in proportion to that share (a first pass: its calls alone)
         own_share = 1.0
         if delta and model > 0:
-            fallback_s = self._prediction.fallback_cost[arm] * nz
+            fallback_s = _fallback_part(self._prediction.fallback_parts[arm]) * nz
             if fallback_s > 0.0:
                 own_share = 1.0 - fallback_s / model
                 paid = fallback_s * self._arm_factor[self.fallbacks[arm]] * self._shared_factor
