@@ -228,19 +228,27 @@ def _fidelity_lines(doc: dict) -> list[str]:
     return lines
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--corpus", default=str(ROOT / DEFAULT_CORPUS))
     ap.add_argument("--tables", type=int, default=3, help="table measurements per trace")
     ap.add_argument("--repeats", type=int, default=3, help="timings per (window, arm)")
-    ap.add_argument("--links", nargs="+", default=["1Gbit", "10Gbit"])
+    # extended, not replaced, when given again (--links 1Gbit --links 10Gbit: both)
+    ap.add_argument("--links", nargs="+", action="extend", help="default: 1Gbit 10Gbit")
     ap.add_argument("--workers", type=float, default=2)
-    ap.add_argument("--policies", nargs="+", default=list(DEFAULT_POLICIES))
+    ap.add_argument("--policies", nargs="+", action="extend", help="default: every policy")
     ap.add_argument("--loto", action="store_true", help="leave-one-trace-out auto defaults")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--markdown", metavar="PATH", help="write the results document here")
     ap.add_argument("--from-json", metavar="FILE", help="a saved --json run to write up")
     args = ap.parse_args(argv)
+    args.links = args.links or ["1Gbit", "10Gbit"]
+    args.policies = args.policies or list(DEFAULT_POLICIES)
+    return ap, args
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap, args = parse_args(argv)
     if args.from_json:
         if not args.markdown:
             ap.error("--from-json writes a document: give --markdown PATH")

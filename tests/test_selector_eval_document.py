@@ -138,3 +138,13 @@ def test_from_json_needs_a_document_path(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "--from-json writes a document: give --markdown PATH" in done.stderr
+
+
+def test_links_and_policies_given_twice_are_all_evaluated():
+    module = benchmark_module("selector_eval")
+    _, args = module.parse_args(["--links", "1Gbit", "--links", "10Gbit", "25Gbit"])
+    assert args.links == ["1Gbit", "10Gbit", "25Gbit"]
+    _, args = module.parse_args(["--policies", "auto", "--policies", "fixed:arm=1"])
+    assert args.policies == ["auto", "fixed:arm=1"]
+    _, args = module.parse_args([])
+    assert args.links == ["1Gbit", "10Gbit"] and args.policies == list(module.DEFAULT_POLICIES)
