@@ -59,7 +59,10 @@ class GuestWorkload:
         self.tick_s = tick_s
         self.hot_pages = max(1, int(memory.shape[0] * hot_fraction))
         self._rng = np.random.default_rng(seed)
-        self._pool = generate_pages(content, min(memory.shape[0], 1024), seed + 1)
+        # the pages writes and fills copy from: made now, outside the migration's clock,
+        # unless nothing will be written (a memory image kept as it is, by a still guest)
+        self._pool_args = (content, min(memory.shape[0], 1024), seed + 1)
+        self._pool = generate_pages(*self._pool_args) if rate > 0 else None
         self._sweep_at = 0
         self._stamp = 0
         self.bytes_dirtied = 0
@@ -78,6 +81,8 @@ class GuestWorkload:
         the contents do not depend on the chunking.
         """
         n = self.memory.shape[0]
+        if self._pool is None:
+            self._pool = generate_pages(*self._pool_args)
         picks = self._rng.integers(0, self._pool.shape[0], n)
         stamps = np.arange(n, dtype="<u8").view(np.uint8).reshape(n, 8)
         for first in range(0, n, FILL_CHUNK_PAGES):
