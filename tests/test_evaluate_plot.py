@@ -122,7 +122,7 @@ def test_trace_info_names_its_codec_as_written(tmp_path, capsys):
     capsys.readouterr()
     assert main(["trace", "info", str(trace)]) == 0
     first = capsys.readouterr().out.splitlines()[0]
-    assert first == f"trace {trace} (format v4, pages stored with zstd level=1)"
+    assert first == f"trace {trace} (format v5, pages stored with zstd level=1)"
 
 
 class _Terminal(io.StringIO):

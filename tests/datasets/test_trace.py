@@ -140,7 +140,8 @@ def test_a_flipped_byte_is_caught_by_the_checksum(trace, where: str) -> None:
         reader[5]
     at = f"chunk-000000.mct offset {int(entry['offset'])}"
     damaged = {
-        "header": f"record header at {at} fails its checksum; the chunk file is damaged",
+        "header": f"record header at {at} fails its checksum; the chunk file is damaged or "
+        "belongs to another trace",
         "body": f"record body fails its checksum; the chunk file is damaged (record at {at})",
     }
     assert str(err.value) == (
@@ -312,7 +313,8 @@ def _forge_page_byte(path: Path, offset_in_pages: int) -> None:
     raw[payload + offset_in_pages] ^= 0x01
     fields[10] = checksum([bytes(raw[body : body + sum(fields[6:10])])])
     RECORD.pack_into(raw, 0, *fields)
-    HEADER_CHECKSUM.pack_into(raw, RECORD.size, checksum([bytes(raw[: RECORD.size])]))
+    seed = trace_forge.seed(path)
+    HEADER_CHECKSUM.pack_into(raw, RECORD.size, checksum([bytes(raw[: RECORD.size])], seed))
     chunk.write_bytes(bytes(raw))
 
 

@@ -3,14 +3,20 @@ file's place, bytes the writer never wrote, and windows larger than this machine
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from migcodec.cli import main
 from migcodec.datasets import TraceCorrupt, TraceReader, TraceWriter, Workload, get_workload
 from migcodec.datasets.trace import TraceError
+from migcodec.hashing import seal
 from tests.datasets import trace_forge
 
 FILES = ("manifest.json", "windows.idx", "chunk-000000.mct")
@@ -90,3 +96,45 @@ def test_the_same_forge_at_a_size_this_machine_holds_reads_as_zero_pages(tmp_pat
     window = TraceReader(trace_forge.forge_zero_window(tmp_path / "small", 64, 4096))[0]
     assert window.n_pages == 64 and not window.pages.any()
     assert window.page_indices.tolist() == list(range(1, 65))
+
+
+@given(
+    codec=st.sampled_from(["zstd", "raw"]),
+    files=st.sampled_from([("chunk-000000.mct",), ("chunk-000000.mct", "windows.idx")]),
+)
+@settings(max_examples=8, deadline=None)
+def test_a_chunk_file_of_another_trace_of_the_same_layout_is_refused(codec, files):
+    """Two traces of one workload, memory and codec, seeds apart, can have records of the
+    same lengths (random pages do not compress), so their indexes agree and only the
+    records tell them apart: a chunk file copied from one into the other is an error
+    naming the window, not the other trace's pages read back as this one's."""
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = [Path(tmp) / "a", Path(tmp) / "b"]
+        for seed, path in enumerate(paths):
+            spec = get_workload("random", n_pages=64, n_windows=3, pages_per_window=4, seed=seed)
+            with TraceWriter(path, memory_pages=64, codec={"name": codec}) as writer:
+                writer.write_all(Workload(spec))
+        a, b = paths
+        assert (a / "windows.idx").read_bytes() == (b / "windows.idx").read_bytes()
+        for name in files:
+            shutil.copyfile(b / name, a / name)
+        with TraceReader(a) as reader:
+            with pytest.raises(
+                TraceCorrupt,
+                match=r"^window 0: .* fails its checksum; the "
+                "chunk file is damaged or belongs to another trace",
+            ) as err:
+                reader[0]
+            assert err.value.window == 0
+            with pytest.raises(TraceCorrupt, match="belongs to another trace"):
+                reader.verify()
+
+
+def test_a_manifest_of_this_version_without_its_trace_id_is_refused(trace):
+    """The records of a version-5 trace are checked with the id its manifest holds: a
+    manifest that lost it (sealed again by hand) cannot check them."""
+    manifest = json.loads((trace / "manifest.json").read_text())
+    del manifest["trace_id"], manifest["checksum"]
+    (trace / "manifest.json").write_text(json.dumps(seal(manifest)))
+    with pytest.raises(TraceCorrupt, match="field 'trace_id' is missing, which a version 5 "):
+        TraceReader(trace)

@@ -17,7 +17,9 @@ from migcodec.datasets.trace.format import (
     HEADER_CHECKSUM,
     INDEX,
     INDEX_DTYPE,
+    MANIFEST,
     RECORD,
+    record_seed,
 )
 from migcodec.hashing import checksum
 
@@ -41,12 +43,20 @@ def record(path: Path, window: int) -> tuple[list, bytes]:
     return list(RECORD.unpack_from(raw, 0)), raw[HEADER_BYTES:]
 
 
-def seal(fields: list, body: bytes) -> bytes:
-    """A record from fields and body, both checksums recomputed."""
+def seed(path: Path) -> int:
+    """The seed of the record header checksums of the trace at ``path``."""
+    import json
+
+    return record_seed(json.loads((path / MANIFEST).read_text()))
+
+
+def seal(fields: list, body: bytes, seed: int = 0) -> bytes:
+    """A record from fields and body, both checksums recomputed (the header's with the
+    trace's ``seed``)."""
     fields = list(fields)
     fields[FIELDS.index("body_checksum")] = checksum([body])
     header = RECORD.pack(*fields)
-    return header + HEADER_CHECKSUM.pack(checksum([header])) + body
+    return header + HEADER_CHECKSUM.pack(checksum([header], seed)) + body
 
 
 def replace_record(path: Path, window: int, fields: list, body: bytes) -> None:
@@ -55,7 +65,7 @@ def replace_record(path: Path, window: int, fields: list, body: bytes) -> None:
     entry = index(path)[window]
     chunk = path / CHUNK_PATTERN.format(int(entry["chunk"]))
     data = bytearray(chunk.read_bytes())
-    new = seal(fields, body)
+    new = seal(fields, body, seed(path))
     start, length = int(entry["offset"]), int(entry["length"])
     assert len(new) == length, "a forged record must keep its length"
     data[start : start + length] = new
@@ -106,7 +116,7 @@ def forge_zero_window(path: Path, pages: int, page_size: int) -> Path:
     digest = 0
     if pages * page_size <= 64 << 20:
         digest = checksum([np.cumsum(deltas), np.zeros((pages, page_size), dtype=np.uint8)])
-    data = seal([*fields, len(zeros), 0, 0, digest], body)
+    data = seal([*fields, len(zeros), 0, 0, digest], body, seed=1)
     (path / CHUNK_PATTERN.format(0)).write_bytes(data)
     entry = np.zeros(1, dtype=INDEX_DTYPE)
     entry["length"], entry["pages"] = len(data), pages
@@ -115,7 +125,7 @@ def forge_zero_window(path: Path, pages: int, page_size: int) -> Path:
         "format": FORMAT, "version": VERSION, "page_size": page_size,
         "memory_pages": pages + 1, "window_s": 0.1, "source": "forged", "command": "forged",
         "created": "2026-01-01T00:00:00", "codec": codec, "chunk_bytes": 1 << 28,
-        "complete": True, "windows": 1, "end_reason": "closed",
+        "complete": True, "windows": 1, "end_reason": "closed", "trace_id": 1,
         "phases": [{"name": None, "first": 0, "windows": 1}],
         "totals": {"pages": pages, "raw_bytes": pages * page_size, "stored_bytes": len(data),
                    "previous_windows": 0},

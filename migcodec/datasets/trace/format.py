@@ -34,12 +34,28 @@ import numpy as np
 FORMAT = "migcodec-trace"
 #: the version written. 4: the manifest is sealed (``migcodec.hashing.seal``), records are
 #: as in 2. Not 3: in a manifest's text "3" is one flipped bit from "2", the version read
-#: without a seal; "4" is two.
-VERSION = 4
+#: without a seal; "4" is two. 5: the manifest holds a ``trace_id`` that seeds every record
+#: header's checksum (:func:`record_seed`), so a chunk file of another trace fails here.
+VERSION = 5
 #: manifests read: 2, written before manifests were sealed, is read without a seal (its
-#: totals and phases are still checked against its index)
+#: totals and phases are still checked against its index); 4, sealed, with records whose
+#: checksums any trace of the same layout shares
 LEGACY_VERSION = 2
-READ_VERSIONS = (LEGACY_VERSION, VERSION)
+SEALED_VERSION = 4
+READ_VERSIONS = (LEGACY_VERSION, SEALED_VERSION, VERSION)
+#: the manifest field of a version-5 trace that seeds its record headers' checksums
+TRACE_ID = "trace_id"
+
+
+def record_seed(manifest: dict) -> int:
+    """The seed of a trace's record header checksums: its manifest's ``trace_id`` (random,
+    drawn when the trace is created) from version 5, 0 before. Two traces of one workload,
+    page count and codec can have records of the same lengths, and an index only lists
+    lengths: without a seed of the trace's own, a chunk file copied from one to the other
+    would read back as the other's windows without an error."""
+    return manifest[TRACE_ID] if manifest["version"] >= VERSION else 0
+
+
 MANIFEST = "manifest.json"
 INDEX = "windows.idx"
 CHUNK_PATTERN = "chunk-{:06d}.mct"

@@ -32,6 +32,8 @@ from .format import (
     MANIFEST_LIMIT,
     READ_VERSIONS,
     RESTORE,
+    SEALED_VERSION,
+    TRACE_ID,
     VERSION,
     WRITTEN_BY,
     TraceCorrupt,
@@ -40,6 +42,7 @@ from .format import (
     TraceNotFound,
     TraceVersionError,
     chunk_number,
+    record_seed,
 )
 from .record import body_length, check_body, decode_record, parse_header
 from .schema import MANIFEST_SCHEMA, check
@@ -105,7 +108,8 @@ def _load_manifest(path: Location) -> dict[str, Any]:
     if version not in READ_VERSIONS:
         raise TraceVersionError(
             f"{path} is trace format version {version!r}; this migcodec reads versions "
-            f"{LEGACY_VERSION} and {VERSION}: upgrade migcodec or re-create the trace"
+            f"{LEGACY_VERSION}, {SEALED_VERSION} and {VERSION}: upgrade migcodec or re-create "
+            "the trace"
         )
     problem = check(manifest, MANIFEST_SCHEMA)
     if problem is not None:
@@ -113,12 +117,18 @@ def _load_manifest(path: Location) -> dict[str, Any]:
     if version == LEGACY_VERSION:  # written before manifests were sealed
         return {key: value for key, value in manifest.items() if key != SEAL_KEY}
     try:  # after the schema: a field of the wrong kind is named, whatever the checksum says
-        return unseal(manifest)
+        manifest = unseal(manifest)
     except ValueError as exc:
         raise TraceCorrupt(
             f"{file}: {exc}; the trace is damaged, or its manifest was written by a migcodec "
             "that did not seal it (re-create the trace)"
         ) from None
+    if version >= VERSION and TRACE_ID not in manifest:
+        raise TraceCorrupt(
+            f"{file}: field {TRACE_ID!r} is missing, which a version {version} trace's records "
+            "are checked with; the trace is damaged (re-create it)"
+        )
+    return manifest
 
 
 #: a window decoded into at most this many bytes is not checked against the RAM this
@@ -259,6 +269,7 @@ class TraceReader:
                 "encodes against a destination's pages; no trace is written with it"
             )
         self.page_size = m["page_size"]
+        self._seed = record_seed(m)
         index = self.location / INDEX
         # a closed trace's index holds exactly its windows' entries; an open one's, as many
         # as the writer appended (the memory's pages, at most, each a window of its own)
@@ -408,7 +419,8 @@ class TraceReader:
             )
         f.seek(offset)
         record = f.read(length)
-        fields = parse_header(record, where, i, self.page_size, self._manifest["memory_pages"])
+        m = self._manifest
+        fields = parse_header(record, where, i, self.page_size, m["memory_pages"], self._seed)
         if HEADER_BYTES + body_length(fields) != length or fields[4] != int(entry["pages"]):
             raise TraceCorrupt(f"window {i}: record at {where} does not match its index entry", i)
         return fields, memoryview(record)[HEADER_BYTES:], where

@@ -53,9 +53,12 @@ def content_digest(indices: np.ndarray, pages: np.ndarray, previous: np.ndarray 
 
 
 def encode_record(
-    window: Window, codec: Codec, page_size: int, pool: Executor | None = None
+    window: Window, codec: Codec, page_size: int, pool: Executor | None = None, seed: int = 0
 ) -> list:
-    """The record's parts (header first), ready for ``file.write`` one after the other."""
+    """The record's parts (header first), ready for ``file.write`` one after the other.
+
+    ``seed`` seeds the header's checksum: the trace's :func:`~.format.record_seed`, which
+    ties the record to the trace it is written in."""
     indices = np.ascontiguousarray(window.page_indices, dtype=np.int64)
     pages = np.ascontiguousarray(window.pages, dtype=np.uint8)
     n = indices.shape[0]
@@ -102,11 +105,14 @@ def encode_record(
         checksum(body),
         content_digest(indices, pages, previous),
     )
-    return [header, HEADER_CHECKSUM.pack(checksum([header])), *body]
+    return [header, HEADER_CHECKSUM.pack(checksum([header], seed)), *body]
 
 
-def parse_header(raw: bytes, where: str, window: int, page_size: int, memory_pages: int) -> tuple:
-    """Validated header fields; ``where`` names the file and offset for messages.
+def parse_header(
+    raw: bytes, where: str, window: int, page_size: int, memory_pages: int, seed: int = 0
+) -> tuple:
+    """Validated header fields; ``where`` names the file and offset for messages, ``seed``
+    is the trace's :func:`~.format.record_seed` (a record of another trace fails).
 
     The page size must be the trace's and the page count within its memory: both size the
     buffers the record decodes into, so they are checked before anything is allocated."""
@@ -118,10 +124,10 @@ def parse_header(raw: bytes, where: str, window: int, page_size: int, memory_pag
             "or the index is damaged",
             window,
         )
-    if checksum([raw[: RECORD.size]]) != stored:
+    if checksum([raw[: RECORD.size]], seed) != stored:
         raise TraceCorrupt(
             f"window {window}: record header at {where} fails its checksum; the chunk file is "
-            f"damaged: {RESTORE}",
+            f"damaged or belongs to another trace: {RESTORE}",
             window,
         )
     if fields[1] not in READ_VERSIONS:  # records are alike in every version read

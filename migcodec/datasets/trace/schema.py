@@ -85,6 +85,10 @@ MANIFEST_SCHEMA: dict[str, Field] = {
         },
     ),
     "meta": Field((dict,), required=False),
+    # from version 5, where the reader requires it: seeds the record headers' checksums
+    "trace_id": Field(
+        (int,), required=False, check=lambda v: 0 <= v < 1 << 64, rule="a 64-bit unsigned integer"
+    ),
 }
 
 #: the JSON object at the start of every record's body

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shlex
 import shutil
 import sys
@@ -34,6 +35,7 @@ from .format import (
     TraceWriteFailed,
     TraceWriteInterrupted,
     UnsuitableCodec,
+    record_seed,
 )
 from .record import encode_record
 
@@ -144,7 +146,10 @@ class TraceWriter:
             "phases": [],
             "totals": {"pages": 0, "raw_bytes": 0, "stored_bytes": 0, "previous_windows": 0},
             "meta": dict(meta or {}),
+            # this trace's own: its records' header checksums are seeded with it
+            "trace_id": secrets.randbits(64),
         }
+        self._seed = record_seed(self._manifest)
         self._chunk_no = -1
         self._next_index = 0
         try:
@@ -194,7 +199,7 @@ class TraceWriter:
             )
         if self._chunk is None:
             raise ValueError(f"the writer of trace {self.path} is closed")
-        parts = encode_record(window, self.codec, self.page_size, self._pool)
+        parts = encode_record(window, self.codec, self.page_size, self._pool, self._seed)
         try:
             if self._chunk.tell() >= self.chunk_bytes:
                 self._open_chunk()
