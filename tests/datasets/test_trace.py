@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from migcodec.datasets import (
@@ -605,3 +605,82 @@ def test_a_trace_written_before_manifests_were_sealed_still_reads(tmp_path, monk
     _rewrite_manifest(tmp_path, _set("totals", "pages", value=3), sealed=False)
     with pytest.raises(TraceCorrupt, match=r"field 'totals.pages' is 3 but .* lists 2"):
         TraceReader(tmp_path)
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.tuples(inner)
+        | st.dictionaries(st.text(max_size=3) | st.integers(-3, 3), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+@given(
+    phase=st.none() | st.text(max_size=4) | st.integers(),
+    duration=st.none() | st.floats() | st.integers(-2, 2) | st.booleans() | st.text(max_size=2),
+    meta=st.dictionaries(st.text(max_size=3) | st.integers(-3, 3), _JSON_VALUES, max_size=3),
+)
+@settings(max_examples=60, deadline=None)
+def test_a_window_the_writer_takes_reads_back_the_same(phase, duration, meta) -> None:
+    """What a writer stores, a reader returns: metadata JSON would change (an integer key
+    made a string, a tuple a list) or that a reader refuses as damage (a phase that is no
+    string, a negative duration) is refused when the window is written, naming it."""
+    pages = generate_pages("text", 2, 0, PS)
+    window = Window(0, np.array([1, 3]), pages, phase=phase, duration_s=duration, meta=meta)
+    with tempfile.TemporaryDirectory() as d:
+        try:
+            with TraceWriter(Path(d) / "t", memory_pages=8, page_size=PS) as writer:
+                writer.write(window)
+        except ValueError as exc:
+            assert str(exc).startswith("window 0: ")
+            return
+        again = TraceReader(Path(d) / "t")[0]
+    assert (again.phase, again.meta, again.duration_s) == (phase, meta, duration)
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"page_indices": np.array([-1, 3])}, "page index -1 is negative"),
+        ({"page_indices": np.array([1.5, 3.0])}, "page indices are float64, not integers"),
+        ({"pages": np.ones((2, PS), np.int16)}, "pages are int16, not bytes \\(uint8\\)"),
+        ({"previous": np.ones((2, PS), bool)}, "previous are bool, not bytes \\(uint8\\)"),
+        ({"meta": {1: "a"}}, "metadata {1: 'a'} would read back as {'1': 'a'}"),
+        ({"phase": 5}, "field 'metadata.phase' is an integer, not a string or null"),
+        ({"duration_s": -1.0}, "field 'metadata.duration_s' is -1.0, not a number of seconds"),
+        ({"meta": {"x": float("nan")}}, "metadata cannot be stored as JSON: Out of range float"),
+    ],
+)
+def test_a_window_that_would_read_back_different_or_as_damage_is_refused(tmp_path, change, problem):
+    fields = {"page_indices": np.array([1, 3]), "pages": generate_pages("text", 2, 0, PS)}
+    window = Window(0, **{**fields, **change})
+    with TraceWriter(tmp_path / "t", memory_pages=8, page_size=PS) as writer:
+        with pytest.raises(ValueError, match=f"^window 0: {problem}"):
+            writer.write(window)
+        writer.write(Window(0, **fields))  # nothing of the refused window was written
+    assert len(TraceReader(tmp_path / "t")) == 1
+
+
+@pytest.mark.parametrize(
+    ("option", "problem"),
+    [
+        (
+            {"window_s": -1.0},
+            "field 'window_s' is -1.0, not a finite number of seconds, at least 0",
+        ),
+        ({"source": 5}, "field 'source' is an integer, not a string"),
+        ({"meta": {1: 2}}, "field 'meta' {1: 2} would read back as {'1': 2}"),
+        ({"meta": {"a": float("inf")}}, "it cannot be stored as JSON"),
+    ],
+)
+def test_a_trace_its_reader_would_refuse_or_read_different_is_never_created(
+    tmp_path, option, problem
+):
+    """The manifest is checked as its reader will check it before the directory is made:
+    the trace is refused, not written and then found damaged or changed when read."""
+    with pytest.raises(ValueError, match=f"^cannot write trace {tmp_path / 't'}: {problem}"):
+        TraceWriter(tmp_path / "t", memory_pages=8, page_size=PS, **option)
+    assert not (tmp_path / "t").exists()

@@ -59,6 +59,7 @@ def encode_record(
 
     ``seed`` seeds the header's checksum: the trace's :func:`~.format.record_seed`, which
     ties the record to the trace it is written in."""
+    _check_kinds(window)
     indices = np.ascontiguousarray(window.page_indices, dtype=np.int64)
     pages = np.ascontiguousarray(window.pages, dtype=np.uint8)
     n = indices.shape[0]
@@ -68,6 +69,8 @@ def encode_record(
         )
     if n > 1 and not bool((np.diff(indices) > 0).all()):
         raise ValueError(f"window {window.index}: page indices must be strictly ascending")
+    if n and indices[0] < 0:  # the reader refuses a page number below 0 as damage
+        raise ValueError(f"window {window.index}: page index {int(indices[0])} is negative")
     meta = {"phase": window.phase, "duration_s": window.duration_s, "meta": window.meta}
     if window.dirty_pages is not None:
         if not isinstance(window.dirty_pages, int) or window.dirty_pages < n:
@@ -76,7 +79,7 @@ def encode_record(
                 f"of at least the {n} pages it stores"
             )
         meta["dirty_pages"] = window.dirty_pages
-    meta_bytes = json.dumps(meta, separators=(",", ":"), allow_nan=False).encode()
+    meta_bytes = _meta_json(window.index, meta)
     deltas = np.diff(indices, prepend=np.int64(0))  # small numbers, compress well
     parts_idx = encode_section(codec, deltas, page_size)
     parts_pages = encode_section(codec, pages, page_size, pool)
@@ -106,6 +109,42 @@ def encode_record(
         content_digest(indices, pages, previous),
     )
     return [header, HEADER_CHECKSUM.pack(checksum([header], seed)), *body]
+
+
+def _check_kinds(window: Window) -> None:
+    """Refuse page numbers that are not integers and contents that are not bytes: the
+    record casts them to int64 and uint8, which would store 1.5 as page 1 and a word of 256
+    as a byte of 0, and the window would read back different without an error."""
+    arrays = {"page indices": window.page_indices, "pages": window.pages}
+    if window.previous is not None:
+        arrays["previous"] = window.previous
+    for what, array in arrays.items():
+        dtype = np.asarray(array).dtype
+        numbers = what == "page indices"
+        if not (dtype.kind in "iu" if numbers else dtype == np.uint8):
+            wanted = "integers" if numbers else "bytes (uint8)"
+            raise ValueError(f"window {window.index}: {what} are {dtype}, not {wanted}")
+
+
+def _meta_json(index: int, meta: dict) -> bytes:
+    """A record's metadata as JSON, refused (``ValueError`` naming the field) unless the
+    reader will take it (:data:`~.schema.RECORD_META_SCHEMA`) and read back the same values:
+    JSON turns an integer key into a string and a tuple into a list, and a reader refuses a
+    phase that is not a string or a negative duration as damage, so each would otherwise be
+    found only when the trace is read."""
+    problem = check(meta, RECORD_META_SCHEMA, "metadata")
+    if problem is not None:
+        raise ValueError(f"window {index}: {problem}")
+    try:
+        text = json.dumps(meta, separators=(",", ":"), allow_nan=False)
+    except (ValueError, TypeError) as exc:  # NaN or infinity, an object JSON has no form of
+        raise ValueError(f"window {index}: metadata cannot be stored as JSON: {exc}") from None
+    if json.loads(text) != meta:
+        raise ValueError(
+            f"window {index}: metadata {meta['meta']!r} would read back as "
+            f"{json.loads(text)['meta']!r}; use string keys and lists, as JSON has"
+        )
+    return text.encode()
 
 
 def parse_header(

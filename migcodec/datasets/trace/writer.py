@@ -38,6 +38,7 @@ from .format import (
     record_seed,
 )
 from .record import encode_record
+from .schema import MANIFEST_SCHEMA, check
 
 DEFAULT_CHUNK_BYTES = 256 << 20
 
@@ -150,6 +151,7 @@ class TraceWriter:
             "trace_id": secrets.randbits(64),
         }
         self._seed = record_seed(self._manifest)
+        _check_manifest(self.path, self._manifest)
         self._chunk_no = -1
         self._next_index = 0
         try:
@@ -338,6 +340,27 @@ class TraceWriter:
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)  # the manifest before stays whole
             raise
+
+
+def _check_manifest(path: Path, manifest: dict[str, Any]) -> None:
+    """Refuse, before anything is created, a manifest its reader would refuse as damage (a
+    source that is no string, a negative window length: :data:`~.schema.MANIFEST_SCHEMA`)
+    or read back different (JSON makes an integer key of ``meta`` a string, a tuple a
+    list): a trace is written to be read, and its windows would be lost with it."""
+    problem = check(manifest, MANIFEST_SCHEMA)
+    if problem is None:
+        try:
+            text = json.dumps(manifest, allow_nan=False)
+        except (ValueError, TypeError) as exc:  # NaN, infinity, an object JSON cannot hold
+            problem = f"it cannot be stored as JSON ({exc})"
+        else:
+            if json.loads(text) != manifest:
+                problem = (
+                    f"field 'meta' {manifest['meta']!r} would read back as "
+                    f"{json.loads(text)['meta']!r}; use string keys and lists, as JSON has"
+                )
+    if problem is not None:
+        raise ValueError(f"cannot write trace {path}: {problem}")
 
 
 def _os_error(exc: OSError, path: Path) -> str:
