@@ -684,3 +684,10 @@ def test_a_trace_its_reader_would_refuse_or_read_different_is_never_created(
     with pytest.raises(ValueError, match=f"^cannot write trace {tmp_path / 't'}: {problem}"):
         TraceWriter(tmp_path / "t", memory_pages=8, page_size=PS, **option)
     assert not (tmp_path / "t").exists()
+
+
+def test_windows_from_a_negative_start_are_refused_not_reported_as_damage(trace) -> None:
+    path, _ = trace
+    refused = pytest.raises(IndexError, match=r"^windows from -1: a trace's windows are numbered")
+    with TraceReader(path) as reader, refused:
+        next(reader.windows(-1))

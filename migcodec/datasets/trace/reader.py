@@ -352,7 +352,15 @@ class TraceReader:
         return self.windows()
 
     def windows(self, start: int = 0, stop: int | None = None) -> Iterator[Window]:
-        """Windows ``start`` to ``stop`` (exclusive) in order, one decoded at a time."""
+        """Windows ``start`` to ``stop`` (exclusive) in order, one decoded at a time.
+
+        ``start`` counts from 0: a negative one would fetch a record from the end under
+        a number its header does not hold, and be reported as a damaged index."""
+        if start < 0:
+            raise IndexError(
+                f"windows from {start}: a trace's windows are numbered from 0 "
+                f"(this one has {len(self._index)})"
+            )
         stop = len(self._index) if stop is None else min(stop, len(self._index))
         for i in range(start, stop):
             yield self._read(i)
