@@ -290,8 +290,7 @@ def _measure(
     for i, (source, path) in enumerate(zip(sources, paths, strict=True)):
         if path is not None and path.exists() and not args.rebuild:
             table = Table.load(path)
-            if args.table and not several:
-                _check_table_key(path, table, keys[i])
+            _check_table_key(path, table, keys[i], given=bool(args.table and not several))
             _verify_trace(source)
             out[i] = Measured(source, table, True, path)
         else:
@@ -339,16 +338,24 @@ def _verify_trace(source: Source) -> None:
         raise _in_trace(source, exc) from exc
 
 
-def _check_table_key(path: Location, table: Table, key: str) -> None:
-    """Refuse a ``--table`` FILE measured of other windows or with other settings: its name
-    carries no cache key (as a table beside a trace or in ``--table-dir`` does), and a
-    table of another trace or other ``--arms`` would be scored and reported as this one."""
-    if table.meta.get("key") != key:
+def _check_table_key(path: Location, table: Table, key: str, given: bool) -> None:
+    """Refuse a cached table measured of other windows or with other settings, whatever its
+    file is called: a ``--table`` FILE (``given``) carries no cache key in its name, and a
+    table in ``--table-dir`` or beside a trace may be another's copied or renamed over it
+    (two traces' tables swapped); either would be scored and reported as this trace's."""
+    if table.meta.get("key") == key:
+        return
+    if given:
         raise CommandLineError(
             f"--table {path} holds a table of another trace or workload, or of other --arms, "
             "--repeats, --batch-pages or --sample-pages; give another --table, or pass "
             "--rebuild to measure this one and replace it"
         )
+    raise CommandLineError(
+        f"cached table {path} holds a table of another trace or workload, or of other "
+        "--arms, --repeats, --batch-pages or --sample-pages, than its name says (copied or "
+        "renamed over it); pass --rebuild to measure this one and replace it, or delete it"
+    )
 
 
 def _build(args: argparse.Namespace, source: Source, arms, calibration: CostModel | None) -> Table:

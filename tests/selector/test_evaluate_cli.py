@@ -273,3 +273,30 @@ def test_a_directory_of_traces_given_as_a_trace_is_named_as_such_with_corpus(tmp
         f"(nor a directory of them); give a trace directory written by {TRACE_MAKERS}, or a "
         "workload as --workload NAME (e.g. --workload memcached)\n",
     )
+
+
+@pytest.mark.parametrize("where", ["--table-dir", "beside the trace"])
+def test_a_cached_table_of_another_trace_under_this_one_s_name_is_refused(tmp_path, capsys, where):
+    """A cached table is found by its name, which carries its key: two traces' tables
+    swapped (or one copied over the other) must not be scored as the other trace's."""
+    traces = [tmp_path / "a", tmp_path / "b"]
+    for seed, trace in enumerate(traces):
+        synth = ["trace", "synth", "--workload", "random", "--pages", "64", "--windows", "2"]
+        assert main([*synth, "--seed", str(seed), "--out", str(trace)]) == 0
+    tables = tmp_path / "tables"
+    option = ["--table-dir", str(tables)] if where == "--table-dir" else []
+    args = ["--repeats", "1", "--arms", "raw;lz4", "--policies", "ucb1", "--json", *option]
+    for trace in traces:
+        assert main(["evaluate", str(trace), *args]) == 0
+    capsys.readouterr()
+    found = [sorted((tables if option else t).glob("selector-table-*.npz")) for t in traces]
+    a, b = found[0] if option else [f[0] for f in found]  # a's table, then b's
+    a.write_bytes(b.read_bytes())
+    assert main(["evaluate", str(traces[0]), *args]) == 2
+    assert capsys.readouterr().err == (
+        f"migcodec evaluate: cached table {a} holds a table of another trace or workload, or "
+        "of other --arms, --repeats, --batch-pages or --sample-pages, than its name says "
+        "(copied or renamed over it); pass --rebuild to measure this one and replace it, or "
+        "delete it\n"
+    )
+    assert main(["evaluate", str(traces[0]), *args, "--rebuild"]) == 0
