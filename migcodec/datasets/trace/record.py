@@ -191,7 +191,8 @@ def parse_header(
         )
     if fields[3] != window:
         raise TraceCorrupt(
-            f"window {window}: record at {where} holds window {fields[3]}; the index is damaged",
+            f"window {window}: record at {where} holds window {fields[3]}; the chunk file (a "
+            f"record moved or copied) or the index is damaged: {RESTORE}",
             window,
         )
     return fields
