@@ -1,7 +1,12 @@
 """Replay and scoring against tables small enough to compute by hand."""
 
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from migcodec.selector import Throughput, WireBytes
 from migcodec.selector.evaluation import Table, evaluate, replay
@@ -192,3 +197,36 @@ def test_every_flipped_bit_of_a_table_file_is_an_error_or_changes_nothing(tmp_pa
             continue
         assert _same_table(again, table), f"bit {offset % 8} of byte {offset} read back changed"
     assert changed > len(data) // 3 // 2  # most flips are caught, not ignored
+
+
+_JSON_LEAVES = st.none() | st.booleans() | st.integers() | st.text(max_size=3)
+_META = st.recursive(
+    _JSON_LEAVES | st.floats(allow_nan=False) | st.just(np.int64(1)) | st.just(np.float64(0.5)),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.tuples(inner)
+        | st.dictionaries(st.text(max_size=3) | st.integers(0, 3), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+@given(meta=st.dictionaries(st.text(max_size=3), _META, max_size=3))
+@settings(max_examples=60, deadline=None)
+def test_a_saved_table_loads_equal_or_is_refused_when_saved(meta):
+    """A table's meta goes into its file as JSON, which reads a tuple back as a list and
+    an integer key as a string: such a table is refused when saved, naming the part, never
+    loaded back different from what was saved."""
+    from migcodec.selector.evaluation import TableError
+
+    table = tiny_table()
+    table.meta.update(meta)
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "t.npz"
+        try:
+            table.save(path)
+        except TableError as exc:
+            assert str(exc).startswith(f"cannot save evaluation table to {path}: its meta")
+            assert not path.exists()
+            return
+        assert _same_table(Table.load(path), table)
