@@ -102,3 +102,28 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         twice = sorted(key for key, n in counts.items() if n > 1)
         raise ValueError(f"its JSON gives the key {', '.join(map(repr, twice))} more than once")
     return found
+
+
+def json_problem(value: object, where: str) -> str | None:
+    """What part of ``value``, a document about to be written as JSON, would not read back
+    as written (``its meta['a'] is tuple (1, 2), ...``), or ``None``: JSON reads a tuple back
+    as a list and an integer key as a string, and has no form of a numpy scalar or a set.
+    A document migcodec stores must load equal to what was saved, or not be saved."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"{where} has the key {key!r}; JSON keeps only string keys"
+            problem = json_problem(item, f"{where}[{key!r}]")
+            if problem is not None:
+                return problem
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            problem = json_problem(item, f"{where}[{i}]")
+            if problem is not None:
+                return problem
+    elif value is not None and not isinstance(value, (str, int, float)):  # bool is an int
+        return (
+            f"{where} is {type(value).__name__} {value!r}, which JSON does not read back as "
+            "written; use lists, strings and numbers"
+        )
+    return None

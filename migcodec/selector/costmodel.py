@@ -53,7 +53,7 @@ from migcodec.codecs.base import RUN_BYTES
 from migcodec.codecs.changes import CHANGE_SCAN, page_changes
 from migcodec.codecs.zero import zero_page_rows
 from migcodec.datasets import generate_pages
-from migcodec.files import read_small_file
+from migcodec.files import json_problem, read_small_file
 from migcodec.hashing import seal, unseal
 from migcodec.storage import LocalLocation
 
@@ -217,6 +217,9 @@ class CostModel:
             ) from None
 
     def save(self, path: str | os.PathLike) -> None:
+        """Write the model, sealed, to ``path``; :class:`CostModelError` when a part of it
+        would not load back as it is (``migcodec.files.json_problem``), before anything is
+        written."""
         doc = {
             "version": COST_MODEL_VERSION,
             "page_size": self.page_size,
@@ -225,6 +228,11 @@ class CostModel:
             "created": self.created,
             "arms": {label: asdict(cost) for label, cost in self.arms.items()},
         }
+        problem = json_problem(doc, "the model")
+        if problem is None and type(self.created) is not str:  # loaded back as text
+            problem = f"its created is {self.created!r}, not a string"
+        if problem is not None:
+            raise CostModelError(f"cannot save cost model to {path}: {problem}")
         # beside under a name of this write's own, then renamed: two processes calibrating
         # at once each leave a whole file
         LocalLocation(Path(path)).write_bytes((json.dumps(seal(doc), indent=2) + "\n").encode())

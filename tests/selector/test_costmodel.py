@@ -457,3 +457,23 @@ def test_the_cheap_features_are_timed_after_every_arm_encoded_their_pages(monkey
     for i in reads:
         n = events[i][1]
         assert events[i - 2 : i] == [("lz4", n), ("xbzrle", n)]
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"machine": {"cpu": ("a", "b")}}, r"the model\['machine'\]\['cpu'\] is tuple"),
+        ({"machine": {1: "a"}}, r"the model\['machine'\] has the key 1; JSON keeps only string"),
+        ({"page_size": np.int64(4096)}, r"the model\['page_size'\] is int64"),
+        ({"created": 5}, "its created is 5, not a string"),
+    ],
+)
+def test_a_model_that_would_load_back_different_is_refused_when_saved(tmp_path, change, problem):
+    """A model's file is JSON: a tuple would load as a list, an integer key as a string,
+    so such a model is refused when saved, naming the part, and nothing is written."""
+    from dataclasses import replace
+
+    path = tmp_path / "model.json"
+    with pytest.raises(CostModelError, match=f"^cannot save cost model to {path}: {problem}"):
+        replace(MODEL, **change).save(path)
+    assert not path.exists()

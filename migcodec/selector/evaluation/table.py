@@ -33,6 +33,7 @@ import numpy as np
 
 from migcodec.codecs import Batch, Codec, CodecKind, DestinationMirror
 from migcodec.datasets import Window
+from migcodec.files import json_problem
 from migcodec.hashing import checksum, seal, unseal
 from migcodec.selector.arms import Arm, fallback_arms
 from migcodec.selector.costmodel import (
@@ -443,7 +444,9 @@ class Table:
         try:
             _check_table(self)
             for name in ("arms", "phases", "meta"):  # what its sealed JSON holds
-                _check_json(getattr(self, name), f"its {name}")
+                problem = json_problem(getattr(self, name), f"its {name}")
+                if problem is not None:
+                    raise TableError(problem)
         except TableError as exc:
             raise TableError(f"cannot save evaluation table to {path}: {exc}") from None
         arrays = {name: getattr(self, name) for name in _ARRAYS}
@@ -511,25 +514,6 @@ class Table:
             return cls(meta.pop("arms"), phases=meta.pop("phases"), meta=meta, **arrays)
         except TableError as exc:  # what no build makes, written by hand
             raise unreadable(exc) from None
-
-
-def _check_json(value: object, where: str) -> None:
-    """Raise :class:`TableError` naming the first part of ``value`` that JSON would not
-    read back as written (a tuple comes back a list, an integer key a string, a numpy
-    integer not at all): a saved table's meta must load equal to the table's."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise TableError(f"{where} has the key {key!r}; JSON keeps only string keys")
-            _check_json(item, f"{where}[{key!r}]")
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            _check_json(item, f"{where}[{i}]")
-    elif value is not None and not isinstance(value, (str, int, float)):  # bool is an int
-        raise TableError(
-            f"{where} is {type(value).__name__} {value!r}, which JSON does not read back as "
-            "written; use lists, strings and numbers"
-        )
 
 
 def _array_digest(array: np.ndarray) -> str:
