@@ -672,7 +672,8 @@ def test_a_window_that_would_read_back_different_or_as_damage_is_refused(tmp_pat
             "field 'window_s' is -1.0, not a finite number of seconds, at least 0",
         ),
         ({"source": 5}, "field 'source' is an integer, not a string"),
-        ({"meta": {1: 2}}, "field 'meta' {1: 2} would read back as {'1': 2}"),
+        ({"meta": {1: 2}}, "the manifest\\['meta'\\] has the key 1; JSON keeps only string keys"),
+        ({"meta": {"a": (1,)}}, "the manifest\\['meta'\\]\\['a'\\] is tuple \\(1,\\)"),
         ({"meta": {"a": float("inf")}}, "it cannot be stored as JSON"),
     ],
 )
