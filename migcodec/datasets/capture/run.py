@@ -114,7 +114,12 @@ def capture_to_trace(
                     "selection": {
                         "include_file": cap.select.include_file,
                         "include_shared": cap.select.include_shared,
-                        "address_range": cap.select.address_range,
+                        # a list: JSON reads a tuple back as one
+                        "address_range": (
+                            None
+                            if cap.select.address_range is None
+                            else list(cap.select.address_range)
+                        ),
                     },
                     "max_pages": max_pages,
                     "sample_seed": seed,
