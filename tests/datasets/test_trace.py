@@ -692,3 +692,18 @@ def test_windows_from_a_negative_start_are_refused_not_reported_as_damage(trace)
     refused = pytest.raises(IndexError, match=r"^windows from -1: a trace's windows are numbered")
     with TraceReader(path) as reader, refused:
         next(reader.windows(-1))
+
+
+def test_metadata_set_after_opening_is_checked_when_the_trace_is_closed(tmp_path) -> None:
+    writer = TraceWriter(tmp_path / "t", memory_pages=8, page_size=PS)
+    writer.write(Window(0, np.array([1]), generate_pages("text", 1, 0, PS)))
+    writer.meta["blocks"] = ("pc.ram", 4096)
+    with pytest.raises(ValueError, match=r"the manifest\['meta'\]\['blocks'\] is tuple"):
+        writer.close()
+    writer.meta["blocks"] = ["pc.ram", 4096]
+    writer.end_reason = 5
+    with pytest.raises(ValueError, match="field 'end_reason' is an integer, not a string"):
+        writer.close()
+    writer.end_reason = "closed"
+    writer.close()
+    assert TraceReader(tmp_path / "t").info().meta == {"blocks": ["pc.ram", 4096]}

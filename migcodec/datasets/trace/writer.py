@@ -233,7 +233,12 @@ class TraceWriter:
 
     def close(self) -> None:
         """End the trace: every window written is indexed and the manifest says the trace
-        is complete, with ``end_reason``."""
+        is complete, with ``end_reason``. ``meta`` and ``end_reason`` set since the trace was
+        opened are checked as the manifest was then: a part its reader would refuse or read
+        back different is a ``ValueError``, and the writer stays open to be closed again."""
+        if self._chunk is not None:
+            closing = {**self._manifest, "complete": True, "end_reason": self.end_reason}
+            _check_manifest(self.path, closing)
         self._end(complete=True)
 
     def _end(self, complete: bool) -> None:
