@@ -92,7 +92,9 @@ def _memcached(rng: np.random.Generator, n: int, page_size: int) -> np.ndarray:
 
 
 def _text(rng: np.random.Generator, n: int, page_size: int) -> np.ndarray:
-    picks = rng.integers(0, len(_WORDS), 16384)
+    # enough words that a page is a slice of them (about 6 bytes each): 16384 up to 16 KiB
+    # pages, and about three pages' worth for larger ones (2 MiB huge pages)
+    picks = rng.integers(0, len(_WORDS), max(16384, page_size // 2))
     corpus = np.frombuffer(" ".join(_WORDS[i] for i in picks).encode(), dtype=np.uint8)
     starts = rng.integers(0, corpus.size - page_size, n)
     return np.lib.stride_tricks.sliding_window_view(corpus, page_size)[starts]

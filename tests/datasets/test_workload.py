@@ -7,6 +7,7 @@ import pytest
 
 from migcodec.codecs import zero_page_mask
 from migcodec.datasets import Phase, Workload, WorkloadSpec, get_workload, workload_names
+from migcodec.datasets.pages import GENERATORS, generate_pages
 
 
 def _spec(**phase: object) -> WorkloadSpec:
@@ -107,3 +108,13 @@ def test_open_windows_resolves_traces_and_workload_names(tmp_path) -> None:
     assert isinstance(reader, TraceReader) and len(reader) == 3
     with pytest.raises(ValueError, match="neither a trace directory nor a workload"):
         open_windows(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("workload", sorted(GENERATORS))
+@pytest.mark.parametrize("page_size", [512, 4096, 2 << 20])
+def test_every_workload_makes_pages_of_any_page_size(workload: str, page_size: int) -> None:
+    """2 MiB pages (a guest backed by huge pages) included: text pages are slices of a run
+    of words, which once held fewer bytes than such a page."""
+    pages = generate_pages(workload, 3, seed=1, page_size=page_size)
+    assert pages.shape == (3, page_size) and pages.dtype == np.uint8
+    assert np.array_equal(pages, generate_pages(workload, 3, seed=1, page_size=page_size))
