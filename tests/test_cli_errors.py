@@ -154,6 +154,11 @@ def refusal(command: str, option: str, reason: str) -> str:
             "--workers",
             "'1e-300' is less than 0.01 units, the least this option takes",
         ),
+        (  # a billion migrations per rate tried: the sweep never ended
+            ["migrate", "--sweep-dirty-rate", "--repeats", "1000000000"],
+            "--repeats",
+            "'1000000000' is more than 100, the most this option takes",
+        ),
         # a batch no stream carries: its calibration windows asked for 24 GiB
         (
             ["evaluate", "--workload", "phases", "--batch-pages", "100000"],
@@ -169,6 +174,15 @@ def test_wrong_values_are_refused_while_parsing_with_one_line(capsys, argv, opti
     out, err = capsys.readouterr()
     command = " ".join(argv[: 2 if argv[0] == "trace" else 1])
     assert (out, err) == ("", refusal(command, option, reason))
+
+
+def test_repeats_without_a_sweep_is_refused_not_ignored(capsys):
+    assert main(["migrate", *TINY, "--repeats", "3"]) == 2
+    assert capsys.readouterr() == (
+        "",
+        "migcodec migrate: --repeats applies to --sweep-dirty-rate (migrations per rate "
+        "tried); drop --repeats, or add --sweep-dirty-rate\n",
+    )
 
 
 def test_every_command_reads_sizes_and_rates_with_the_same_parsers():

@@ -47,6 +47,10 @@ MAX_COUNT = 10**9
 #: timings and features of a window are held until their medians are taken (a billion
 #: asked numpy for 112 GB with the default arms, refused as "use a smaller --pages")
 MAX_REPEATS = 1000
+#: the most migrations a ``--sweep-dirty-rate`` runs per rate it tries: each is a whole
+#: migration, and a search tries a dozen rates or so, so 100 is already over a thousand
+#: migrations; a billion never ended (and held every report)
+MAX_SWEEP_REPEATS = 100
 #: the slowest link: one byte per second (a migration over it is bounded by its time limit)
 MIN_LINK_RATE = 1.0
 
@@ -254,6 +258,8 @@ batch_pages = _typed("batch_pages", lambda text: _whole(text, 1, MAX_BATCH_PAGES
 #: 0, 1, ...
 #: timings per measurement, their median taken: 1 to MAX_REPEATS
 repeats = _typed("repeats", lambda text: _whole(text, 1, MAX_REPEATS))
+#: migrations per rate of a dirty-rate sweep: 1 to MAX_SWEEP_REPEATS
+sweep_repeats = _typed("sweep_repeats", lambda text: _whole(text, 1, MAX_SWEEP_REPEATS))
 #: a random seed: 0, 1, ...
 nonnegative_int = _typed("nonnegative_int", lambda text: _whole(text, 0))
 seed = nonnegative_int  # a seed is any whole number from 0

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import numpy as np
 
 from migcodec.cli import args as types
-from migcodec.cli.args import CommandLineError, check_plot_path, json_document
+from migcodec.cli.args import CommandLineError, Given, check_plot_path, given, json_document
 from migcodec.cli.migrate_progress import ProgressDisplay
 from migcodec.datasets import GENERATORS
 from migcodec.datasets.workload import PATTERNS, WRITE_STYLES
@@ -157,6 +157,11 @@ def run_migrate(args: argparse.Namespace) -> int:
         raise CommandLineError(
             "--sweep-dirty-rate chooses the dirty rates it tries; drop --dirty-rate, or drop "
             "--sweep-dirty-rate to migrate at that rate"
+        )
+    if given(args, "repeats") and not args.sweep_dirty_rate:  # else ignored without a word
+        raise CommandLineError(
+            "--repeats applies to --sweep-dirty-rate (migrations per rate tried); drop "
+            "--repeats, or add --sweep-dirty-rate"
         )
     _check_plot(args)
     config = _config(args)
@@ -509,8 +514,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--repeats",
-        type=types.positive_int,
+        type=types.sweep_repeats,
         default=1,
+        action=Given,
         metavar="N",
         help="with --sweep-dirty-rate: migrations per rate",
     )
