@@ -159,6 +159,18 @@ def refusal(command: str, option: str, reason: str) -> str:
             "--repeats",
             "'1000000000' is more than 100, the most this option takes",
         ),
+        (  # the resolver's UnicodeError was a traceback
+            ["send", "--connect", "a..b:4444"],
+            "--connect",
+            "'a..b' in 'a..b:4444' is not a host name (label empty or too long); give a name "
+            "or address such as 127.0.0.1:4444",
+        ),
+        (
+            ["receive", "--listen", "a..b:0"],
+            "--listen",
+            "'a..b' in 'a..b:0' is not a host name (label empty or too long); give a name "
+            "or address such as 127.0.0.1:4444",
+        ),
         # a batch no stream carries: its calibration windows asked for 24 GiB
         (
             ["evaluate", "--workload", "phases", "--batch-pages", "100000"],

@@ -221,7 +221,16 @@ def _address(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     if not port.isdigit() or int(port) > 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:4444)")
-    return host.strip("[]"), int(port)
+    host = host.strip("[]")
+    try:  # as the resolver is given it: "a..b" or a label over 63 letters fails there with
+        # a UnicodeError that is no socket error
+        host.encode("idna")
+    except UnicodeError as exc:
+        raise argparse.ArgumentTypeError(
+            f"{host!r} in {text!r} is not a host name ({exc.__cause__ or exc}); give a name "
+            "or address such as 127.0.0.1:4444"
+        ) from exc
+    return host, int(port)
 
 
 def _receive(args: argparse.Namespace, memory: MemoryOpener | None) -> tuple[StreamSummary, str]:
