@@ -828,6 +828,25 @@ def test_receive_checks_its_backing_before_it_listens(capsys, tmp_path):
         assert out == "" and err.startswith(f"migcodec receive: {problem}")
 
 
+@pytest.mark.parametrize("command", [["migrate", *TINY], ["receive", "--listen", "127.0.0.1:0"]])
+def test_a_memory_file_outside_any_directory_is_refused_before_the_work(command, capsys, tmp_path):
+    """A path under a file was a traceback from the cleanup of the file never made (and
+    ``receive`` listened first: found out only once a source had connected)."""
+    (tmp_path / "file").write_bytes(b"x")
+    name = command[0]
+    for path, state in (
+        (tmp_path / "file" / "guest.img", f"{tmp_path / 'file'} is not a directory"),
+        (tmp_path / "missing" / "guest.img", f"{tmp_path / 'missing'} does not exist"),
+    ):
+        assert main([*command, "--memory-file", str(path)]) == 2
+        assert capsys.readouterr() == (
+            "",
+            f"migcodec {name}: --memory-file {path}: {state}; give a path in an existing "
+            "directory\n",
+        )
+    assert not (tmp_path / "missing").exists()
+
+
 def test_a_cost_model_file_of_other_batches_is_refused_before_measuring(capsys):
     """A model calibrated for 64-page batches scored a table of 32-page batches: per-call
     costs and framing counted per batch of another size, with exit status 0."""

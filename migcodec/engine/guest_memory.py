@@ -174,6 +174,14 @@ def check_backing(path: str | os.PathLike | None = None, shm_name: str | None = 
             f"--memory-file {path} is not a regular file (a directory, FIFO or device): guest "
             "memory is mapped from a file; give the path of a file"
         )
+    if path is not None and not Path(path).exists() and not Path(path).parent.is_dir():
+        # a file to create in a directory that is missing (or is a file): refused before a
+        # destination waits for a source, not once one connected
+        parent = Path(path).parent
+        state = "is not a directory" if parent.exists() else "does not exist"
+        raise GuestMemoryError(
+            f"--memory-file {path}: {parent} {state}; give a path in an existing directory"
+        )
     if shm_name is not None and (not SHM_NAME.fullmatch(shm_name) or shm_name.strip(".") == ""):
         raise GuestMemoryError(
             f"--shm {shm_name!r} is not a shared-memory region's name: give at most 250 "
@@ -194,10 +202,12 @@ def _open_file(path: Path, size: int | None, page_size: int, must_exist: bool) -
                 "existing memory image, or drop --keep-contents to fill a new one"
             )
         n_pages = _n_pages(size, existing, page_size, what)
-        created = existing is None
         # created if missing; not O_APPEND, which glibc's emulation of fallocate (on a
         # filesystem without it) refuses
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        # only once opened: a file that could not be made is not removed, which would fail
+        # in its place (a path under a file) and hide why
+        created = existing is None
         try:  # every mapped byte, holes of an existing file too (a no-op where allocated)
             _allocate(fd, existing or 0, n_pages * page_size, what)
         finally:
