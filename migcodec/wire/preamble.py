@@ -107,14 +107,20 @@ def _size(nbytes: int) -> str:
     return f"{nbytes / (1 << 30):g} GiB" if nbytes >= 1 << 30 else f"{nbytes / (1 << 20):g} MiB"
 
 
-def read_preamble(read_exact: Callable[[int, int], bytes]) -> Preamble:
-    """Parse a preamble through ``read_exact(n, frame_index)`` (which raises on EOF)."""
-    fixed = read_exact(fmt.PREAMBLE_FIXED.size, _PREAMBLE)
-    magic, version, flags, page_size, memory_pages, max_batch, count = fmt.PREAMBLE_FIXED.unpack(
-        fixed
-    )
+def read_preamble(read_exact: Callable[..., bytes]) -> Preamble:
+    """Parse a preamble through ``read_exact(n, frame_index[, read])`` (which raises on
+    EOF; ``read``, ``(bytes before, whole length)``, when the ``n`` bytes are a part of one
+    read, as :meth:`~migcodec.wire.reader.FrameReader._fill` takes it)."""
+    # the magic alone first: a peer of another protocol that sends less than the fixed part
+    # and waits for an answer (an HTTP request, a probe) is refused at once, not left to the
+    # idle timeout, whose message would say it sent nothing. Both reads are parts of the
+    # fixed part's read, which is what a stream that ends inside it names
+    size, head = fmt.PREAMBLE_FIXED.size, len(fmt.MAGIC)
+    magic = read_exact(head, _PREAMBLE, (0, size))
     if magic != fmt.MAGIC:
         raise BadPreamble(f"not a migcodec stream (magic {magic!r})", _PREAMBLE, 0)
+    fixed = magic + read_exact(size - head, _PREAMBLE, (head, size))
+    _, version, flags, page_size, memory_pages, max_batch, count = fmt.PREAMBLE_FIXED.unpack(fixed)
     if version not in fmt.VERSIONS:
         raise UnsupportedVersion(
             f"stream version {version}; this reader speaks versions "

@@ -182,9 +182,9 @@ class FrameReader:
     def memory_pages(self) -> int:
         return self.preamble.memory_pages
 
-    def _read_exact(self, n: int, frame: int) -> bytes:
+    def _read_exact(self, n: int, frame: int, read: tuple = (0, 0)) -> bytes:
         buf = bytearray(n)
-        self._fill(memoryview(buf), frame)
+        self._fill(memoryview(buf), frame, read=read)
         return bytes(buf)
 
     def _fill(

@@ -14,6 +14,7 @@ import pytest
 from migcodec.codecs import get_codec
 from migcodec.engine.destination import receive_migration
 from migcodec.wire import (
+    BadPreamble,
     CodecMissing,
     FrameReader,
     FrameWriter,
@@ -197,6 +198,21 @@ def test_a_silent_source_is_cut_off_by_the_idle_timeout():
     assert str(info.value) == (
         "preamble, byte offset 0: the peer sent nothing for 0.2 s (the idle timeout)"
     )
+
+
+def test_a_peer_of_another_protocol_is_refused_at_once_not_left_to_the_idle_timeout():
+    """A request shorter than the preamble's fixed part, whose sender waits for an answer,
+    waited out the whole idle timeout and was then reported as a peer that sent nothing."""
+    src, dst = socket.socketpair()
+    with src:
+        src.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        timed = TimedSocket.adopt(dst, idle_s=WAIT, deadline_s=WAIT)
+        with timed, pytest.raises(BadPreamble) as info:
+            receive_migration(timed, np.zeros((PAGES, PAGE), np.uint8))
+        src.settimeout(WAIT)
+        answer = src.recv(1024)
+    assert str(info.value) == ("preamble, byte offset 0: not a migcodec stream (magic b'GET / HT')")
+    assert answer.startswith(REPLY_MAGIC + bytes([REFUSE])) and b"not a migcodec" in answer
 
 
 def test_a_destination_that_never_answers_is_a_timeout_not_a_hang():
