@@ -200,6 +200,14 @@ class FsspecLocation(Location):
             ) from exc
         except ValueError as exc:
             raise StorageError(f"{url}: {exc}; give a path or an fsspec URL") from exc
+        except Exception as exc:
+            # a filesystem is made by opening what the URL names (a chained zip:: or tar::
+            # reads its archive, ftp:// connects): its own errors, of any type, are one line
+            why = " ".join(str(exc).split()) or "no reason given"
+            raise StorageError(
+                f"{url}: cannot open it ({type(exc).__name__}: {why}); check the URL, and "
+                "that what it names exists and is reachable from here"
+            ) from exc
         return cls(fs, path, url)
 
     def __str__(self) -> str:

@@ -87,6 +87,20 @@ def test_urls_that_cannot_be_opened_say_what_to_install(monkeypatch):
     assert len(TraceReader(TRACE)) == 28
 
 
+def test_a_url_whose_filesystem_cannot_be_made_is_one_line_naming_why(tmp_path):
+    """A chained archive URL opens its archive to make the filesystem: a file that is no
+    archive (or is missing) failed with the archive module's own exception, a traceback."""
+    pytest.importorskip("fsspec")
+    (tmp_path / "plain").write_bytes(b"not a zip")
+    url = f"zip://trace::{tmp_path / 'plain'}"
+    with pytest.raises(StorageError) as info:
+        location(url)
+    assert str(info.value) == (
+        f"{url}: cannot open it (BadZipFile: File is not a zip file); check the URL, and "
+        "that what it names exists and is reachable from here"
+    )
+
+
 def test_locations_join_list_and_write_whole_files(tmp_path, memory_trace):
     local = location(tmp_path)
     assert isinstance(local, LocalLocation) and local.local_path == tmp_path
