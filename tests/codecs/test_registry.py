@@ -93,7 +93,14 @@ def test_config_without_a_name():
         ({"name": "zstd", "level": 0}, "zstd level must be a non-zero integer"),
         ({"name": "zlib-ng", "level": 10}, "zlib-ng level must be an integer 0..9, got 10"),
         ({"name": "zlib-ng", "wbits": 8}, "zlib-ng wbits must be -15..-9, 9..15 or 25..31"),
-        ({"name": "lz4", "acceleration": 0}, "lz4 acceleration must be an integer >= 1, got 0"),
+        (
+            {"name": "lz4", "acceleration": 0},
+            "lz4 acceleration must be an integer 1..2147483647, got 0",
+        ),
+        (  # beyond a C int: accepted, then every encode failed with an OverflowError
+            {"name": "lz4", "acceleration": 2**31},
+            "lz4 acceleration must be an integer 1..2147483647, got 2147483648",
+        ),
     ],
 )
 def test_bad_configs_are_value_errors_that_say_what_is_wrong(config, message):

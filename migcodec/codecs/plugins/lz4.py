@@ -7,6 +7,10 @@ import lz4.block
 from migcodec.codecs.base import Codec
 from migcodec.codecs.errors import DecodeError
 
+#: the largest acceleration LZ4 takes: a C int (it runs anything above 65537 as 65537); a
+#: larger one was accepted here and failed every encode with an OverflowError
+MAX_ACCELERATION = 2**31 - 1
+
 
 class Lz4Codec(Codec):
     """LZ4 block (no frame header: the batch layout already says how big the output is).
@@ -17,8 +21,10 @@ class Lz4Codec(Codec):
     name = "lz4"
 
     def __init__(self, acceleration: int = 1) -> None:
-        if not isinstance(acceleration, int) or acceleration < 1:
-            raise ValueError(f"lz4 acceleration must be an integer >= 1, got {acceleration!r}")
+        if not isinstance(acceleration, int) or not 1 <= acceleration <= MAX_ACCELERATION:
+            raise ValueError(
+                f"lz4 acceleration must be an integer 1..{MAX_ACCELERATION}, got {acceleration!r}"
+            )
         self.acceleration = acceleration
 
     def encode_pages(self, pages):
