@@ -171,6 +171,11 @@ def refusal(command: str, option: str, reason: str) -> str:
             "'a..b' in 'a..b:0' is not a host name (label empty or too long); give a name "
             "or address such as 127.0.0.1:4444",
         ),
+        (  # a row of the table per window: it grew until the machine ran out of memory
+            ["evaluate", "--workload", "text", "--pages", "1", "--windows", "1000000000"],
+            "--windows",
+            "'1000000000' is more than 1000000, the most this option takes",
+        ),
         # a batch no stream carries: its calibration windows asked for 24 GiB
         (
             ["evaluate", "--workload", "phases", "--batch-pages", "100000"],

@@ -51,6 +51,10 @@ MAX_REPEATS = 1000
 #: migration, and a search tries a dozen rates or so, so 100 is already over a thousand
 #: migrations; a billion never ended (and held every report)
 MAX_SWEEP_REPEATS = 100
+#: the most windows ``evaluate --workload`` makes: its table keeps a row of a few KiB per
+#: window (and every policy replays them all), so a million is already gigabytes and hours;
+#: a billion grew without bound until the machine ran out of memory
+MAX_WINDOWS = 10**6
 #: the slowest link: one byte per second (a migration over it is bounded by its time limit)
 MIN_LINK_RATE = 1.0
 
@@ -258,6 +262,8 @@ batch_pages = _typed("batch_pages", lambda text: _whole(text, 1, MAX_BATCH_PAGES
 #: 0, 1, ...
 #: timings per measurement, their median taken: 1 to MAX_REPEATS
 repeats = _typed("repeats", lambda text: _whole(text, 1, MAX_REPEATS))
+#: windows of a synthetic workload's table: 1 to MAX_WINDOWS
+windows = _typed("windows", lambda text: _whole(text, 1, MAX_WINDOWS))
 #: migrations per rate of a dirty-rate sweep: 1 to MAX_SWEEP_REPEATS
 sweep_repeats = _typed("sweep_repeats", lambda text: _whole(text, 1, MAX_SWEEP_REPEATS))
 #: a random seed: 0, 1, ...

@@ -870,7 +870,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "or several comma-separated for phases (zero,memcached,text,random)",
     )
     for option, kind, default, text in (  # --workload's own: refused without it
-        ("--windows", types.positive_int, 64, "windows of --workload"),
+        ("--windows", types.windows, 64, "windows of --workload"),
         ("--pages", types.positive_int, 1024, "dirty pages per --workload window"),
         ("--seed", types.seed, 0, "seed of --workload"),
         (
