@@ -852,6 +852,30 @@ def test_a_memory_file_outside_any_directory_is_refused_before_the_work(command,
     assert not (tmp_path / "missing").exists()
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["migrate", *TINY, "--plot", "{long}.png"],
+        ["migrate", *TINY, "--memory-file", "{long}"],
+        ["receive", "--listen", "127.0.0.1:0", "--memory-file", "{long}"],
+        ["trace", "synth", "--workload", "seq", "--pages", "64", "--out", "{long}"],
+    ],
+)
+def test_a_path_with_a_name_too_long_is_one_line(argv, capsys, tmp_path):
+    """pathlib's exists() and is_dir() raise ENAMETOOLONG, which was a traceback from the
+    first check of the path."""
+    long = str(tmp_path / ("a" * 300))
+    argv = [arg.format(long=long) for arg in argv]
+    path = next(arg for arg in argv if arg.startswith(long))
+    assert main(argv) == 2
+    command = " ".join(argv[: 2 if argv[0] == "trace" else 1])
+    assert capsys.readouterr() == (
+        "",
+        f"migcodec {command}: {path}: a name in this path is longer than the file system "
+        "allows; give a shorter path\n",
+    )
+
+
 def test_a_cost_model_file_of_other_batches_is_refused_before_measuring(capsys):
     """A model calibrated for 64-page batches scored a table of 32-page batches: per-call
     costs and framing counted per batch of another size, with exit status 0."""

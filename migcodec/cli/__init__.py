@@ -8,6 +8,7 @@ are listed in :mod:`migcodec.cli.args`.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import signal
 import sys
@@ -86,6 +87,17 @@ def _run(args: argparse.Namespace) -> int:
         # a Unix tool killed by SIGPIPE does
         _silence_stdout()
         return EXIT_BROKEN_PIPE
+    except OSError as exc:
+        # a path with a name longer than the file system takes fails wherever it is first
+        # looked at (pathlib's exists() and is_dir() raise it), for every path option alike
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
+        print(
+            f"migcodec {_name(args)}: {exc.filename}: a name in this path is longer than "
+            "the file system allows; give a shorter path",
+            file=sys.stderr,
+        )
+        return 2
 
 
 if __name__ == "__main__":
