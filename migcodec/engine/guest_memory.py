@@ -226,7 +226,16 @@ def _open_file(path: Path, size: int | None, page_size: int, must_exist: bool) -
 def _fallocate(fd: int, end: int, what: str, room: str) -> bool:
     """Give ``fd``'s first ``end`` bytes their blocks now (a no-op where they have them):
     ``False`` where its filesystem cannot allocate ahead; refused, in one line naming
-    ``room`` (where the bytes would go, and what else to do), where it has no room."""
+    ``room`` (where the bytes would go, and what else to do), where it has no room.
+
+    Room is checked first: ``posix_fallocate`` that runs out keeps the blocks it took, so
+    a sparse image larger than the free space (an existing file or region, not removed on
+    failure) left its filesystem full, for every other program on it, until deleted."""
+    stats = os.fstatvfs(fd)
+    free = stats.f_bavail * stats.f_frsize
+    held = os.fstat(fd).st_blocks * 512  # blocks the file has: taking them is a no-op
+    if end - held > free:
+        raise GuestMemoryError(f"{what}: {room.format(end=end)}")
     try:
         os.posix_fallocate(fd, 0, end)
         return True

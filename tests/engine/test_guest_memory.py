@@ -238,6 +238,33 @@ def test_an_existing_sparse_file_is_allocated_before_it_is_mapped(tmp_path, monk
     assert calls == [(0, 1 << 20)] and path.exists()  # not ours to remove: it was there
 
 
+def test_an_existing_sparse_file_larger_than_the_free_space_is_refused_without_filling_it(
+    tmp_path, monkeypatch
+):
+    """posix_fallocate that runs out of room keeps what it took: a sparse 10 TiB image
+    with --keep-contents left a disk of 78 GiB free at 100 %, the image still there."""
+    import errno
+
+    path = tmp_path / "sparse.bin"
+    with open(path, "wb") as f:
+        f.truncate(1 << 20)  # all hole
+    real = os.fstatvfs
+
+    def little_room(fd):
+        stats = real(fd)
+        return os.statvfs_result((*stats[:4], (1 << 19) // stats.f_frsize, *stats[5:]))
+
+    monkeypatch.setattr(os, "fstatvfs", little_room)
+    calls = _fallocate_fails(monkeypatch, errno.ENOSPC)
+    with pytest.raises(GuestMemoryError) as caught:
+        open_guest_memory(path=path, must_exist=True)
+    assert str(caught.value) == (
+        f"--memory-file {path}: its filesystem has no room for the 1048576 bytes of guest "
+        "memory; free space there, use a smaller --memory, or put the file elsewhere"
+    )
+    assert calls == [] and path.stat().st_blocks == 0  # nothing taken
+
+
 def test_a_filesystem_that_cannot_allocate_ahead_grows_the_file_if_it_has_room(
     tmp_path, monkeypatch
 ):
