@@ -334,6 +334,24 @@ def test_an_unknown_host_is_one_line(capsys):
     assert err.endswith("); give --listen an address of this host and a free port\n")
 
 
+def test_receive_listens_on_an_ipv6_address_as_its_help_writes_it(capsys):
+    """``[::1]:PORT`` was refused: the listening socket was always of IPv4."""
+    import socket
+
+    try:
+        socket.create_server(("::1", 0), family=socket.AF_INET6).close()
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    assert main(["receive", "--listen", "[::1]:0", "--connect-timeout", "0.1"]) == 1
+    out, err = capsys.readouterr()
+    port = out.removeprefix("listening on ::1:").strip()
+    assert port.isdigit() and out == f"listening on ::1:{port}\n"
+    assert err == (
+        f"migcodec receive: no source connected to ::1:{port} within 0.1 s "
+        "(--connect-timeout); start `migcodec send --connect` sooner, or wait longer\n"
+    )
+
+
 def test_keep_contents_refuses_a_missing_file_or_region(tmp_path, capsys, shm_name):
     missing = tmp_path / "ram.img"
     assert main(["migrate", "--memory-file", str(missing), "--keep-contents", "--quiet"]) == 2

@@ -239,8 +239,11 @@ def _receive(args: argparse.Namespace, memory: MemoryOpener | None) -> tuple[Str
     ``--connect-timeout``; once it connected, every read by ``--timeout`` and the whole
     migration by ``--deadline``."""
     host, port = args.listen
+    # an IPv6 address ([::1]:PORT, as --listen takes it) needs a socket of its family: one
+    # of IPv4 refused it as "Address family for hostname not supported"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        server = socket.create_server((host or "0.0.0.0", port))
+        server = socket.create_server((host or "0.0.0.0", port), family=family)
     except OSError as exc:  # an unknown host name, an address not ours, a port in use
         raise CommandLineError(
             f"cannot listen on {host or '0.0.0.0'}:{port} ({_reason(exc)}); give --listen "
