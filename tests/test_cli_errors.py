@@ -1036,6 +1036,25 @@ def test_an_empty_memory_file_name_is_refused_not_taken_as_the_current_directory
     )
 
 
+@pytest.mark.parametrize(
+    ("argv", "shown"),
+    [
+        (["evaluate", ""], "''"),
+        (["evaluate", str(REPO / "corpus" / "traces" / "qemu"), " "], "' '"),
+        (["trace", "info", ""], "''"),
+    ],
+)
+def test_an_empty_trace_name_is_refused_not_read_as_the_current_directory(argv, shown, capsys):
+    """``Path("")`` is ".": the current directory was read as the trace, or reported as
+    ". is not a trace"."""
+    command = " ".join(argv[: 2 if argv[0] == "trace" else 1])
+    assert (main(argv), capsys.readouterr().err) == (
+        2,
+        f"migcodec {command}: TRACE {shown} names nothing; give a trace directory, e.g. "
+        "corpus/traces/redis\n",
+    )
+
+
 def test_every_json_document_of_the_command_line_is_strict_json():
     """Every --json writer goes through one helper: numbers that are not finite are null
     (numpy's float64 too), and the rest is unchanged."""

@@ -522,7 +522,13 @@ NAMING_OPTIONS = {
 
 
 def _check_named(args: argparse.Namespace) -> None:
-    """Refuse an option of :data:`NAMING_OPTIONS` given an empty value, before any work."""
+    """Refuse an option of :data:`NAMING_OPTIONS` given an empty value, before any work, and
+    an empty TRACE (``Path("")`` is the current directory, read as a trace)."""
+    for trace in args.trace:
+        if not trace.strip():
+            raise CommandLineError(
+                f"TRACE {trace!r} names nothing; give a trace directory, e.g. corpus/traces/redis"
+            )
     for key, example in NAMING_OPTIONS.items():
         value = getattr(args, key)
         if value is not None and not value.strip():
