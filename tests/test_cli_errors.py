@@ -813,6 +813,8 @@ def test_evaluate_refuses_an_empty_plot_path_before_measuring(capsys):
         ("--table", "a file, e.g. table.npz"),
         ("--table-dir", "a directory, e.g. tables"),
         ("--scheduler", "local, local:N or tcp://HOST:PORT"),
+        # was "cannot read cost model : [Errno 2] No such file or directory: ''"
+        ("--cost-model", "measured, calibrated or a cost model JSON file"),
     ],
 )
 def test_evaluate_refuses_an_empty_name_not_taken_as_the_option_left_out(option, example, capsys):

@@ -518,6 +518,7 @@ NAMING_OPTIONS = {
     "table_dir": "a directory, e.g. tables",
     "grid": "a JSON file, e.g. grid.json",
     "scheduler": "local, local:N or tcp://HOST:PORT",
+    "cost_model": "measured, calibrated or a cost model JSON file",
 }
 
 
