@@ -44,7 +44,7 @@ from migcodec.interrupts import interrupts_held
 from migcodec.wire import FrameWriter, WireError, memory_digest
 from migcodec.wire.format import MAX_BATCH_BYTES, MAX_BATCH_PAGES
 from migcodec.wire.handshake import read_reply
-from migcodec.wire.io import PeerIdle, Source
+from migcodec.wire.io import DeadlinePassed, PeerIdle, Source
 
 _ITERATION_END = "iteration-end"
 _STOP = "stop"
@@ -526,6 +526,11 @@ class MigrationSource:
                     f"the destination stopped reading the stream: {err}; check that it is "
                     "still running and that the network between them is up, or allow it "
                     "longer (--timeout)"
+                )
+            elif isinstance(err, DeadlinePassed):  # not "link failed: DeadlinePassed: ..."
+                report.error = (
+                    f"the migration did not finish in time: {err}; allow it longer "
+                    "(--deadline), or send less (a faster --link, a lower --dirty-rate)"
                 )
             else:
                 what = "link failed" if isinstance(err, OSError | WireError) else "sender failed"

@@ -586,6 +586,35 @@ def test_a_destination_that_stops_reading_is_named_with_what_to_do():
     )
 
 
+def test_a_deadline_that_passes_mid_stream_is_named_with_what_to_change():
+    """It read "link failed: DeadlinePassed: the connection's deadline of 0.3 s passed",
+    naming an exception class and no option."""
+    memory = np.random.default_rng(9).integers(0, 256, (4096, 4096), dtype=np.uint8)
+    source = MigrationSource(memory, FixedChooser(get_codec("raw")), MigrationConfig())
+    src, dst = socket.socketpair()
+    done = threading.Event()
+
+    def destination():
+        FrameReader(dst, reply_to=dst)  # reads the preamble and accepts it
+        done.wait(20)  # then reads nothing more
+
+    thread = threading.Thread(target=destination)
+    thread.start()
+    timed = TimedSocket.adopt(src, idle_s=30.0, deadline_s=0.3)
+    try:
+        report = source.migrate(timed)
+    finally:
+        done.set()
+        timed.close()
+        thread.join(timeout=20)
+        dst.close()
+    assert not report.succeeded
+    assert report.error == (
+        "the migration did not finish in time: the connection's deadline of 0.3 s passed; "
+        "allow it longer (--deadline), or send less (a faster --link, a lower --dirty-rate)"
+    )
+
+
 def test_a_garbled_verdict_is_named_as_the_answer_to_the_end_of_the_stream():
     def destination(dst, memory):
         FrameReader(dst, reply_to=dst).receive(np.zeros_like(memory))
