@@ -240,6 +240,13 @@ def test_the_scheduler_option_says_what_is_missing_or_wrong(monkeypatch, capsys)
     pytest.importorskip("distributed")
     assert main(["evaluate", trace, "--scheduler", "local:0"]) == 2
     assert "N of local:N must be a whole number >= 1" in capsys.readouterr().err
+    # a process per worker, all started first: 100000 ran until memory ran out
+    most = 4 * (os.cpu_count() or 1)
+    assert main(["evaluate", trace, "--scheduler", "local:100000"]) == 2
+    assert capsys.readouterr().err == (
+        f"migcodec evaluate: --scheduler local:100000: N of local:N is at most {most} here "
+        "(4 worker processes per core); give a smaller N, or local for one per core\n"
+    )
     assert main(["evaluate", trace, "--scheduler", "cluster"]) == 2
     assert "give local, local:N" in capsys.readouterr().err
     assert main(["evaluate", "--workload", "zero", "--scheduler", "local:2"]) == 2

@@ -574,6 +574,10 @@ def _task_error(what: str, exc: BaseException) -> Exception:
     return RuntimeError(f"{what} failed on a worker: {type(exc).__name__}: {exc}")
 
 
+#: the most ``local:N`` workers per core of this host
+WORKERS_PER_CORE = 4
+
+
 def _local_workers(spec: str) -> int:
     if spec == "local":
         return os.cpu_count() or 1
@@ -584,6 +588,14 @@ def _local_workers(spec: str) -> int:
         n = 0
     if n < 1:
         raise SchedulerError(f"--scheduler {spec}: N of local:N must be a whole number >= 1")
+    # each worker is a process of its own, started before any work: 100000 of them ran
+    # until the machine's memory was gone, and more than a few per core only share it
+    most = WORKERS_PER_CORE * (os.cpu_count() or 1)
+    if n > most:
+        raise SchedulerError(
+            f"--scheduler {spec}: N of local:N is at most {most} here ({WORKERS_PER_CORE} "
+            "worker processes per core); give a smaller N, or local for one per core"
+        )
     return n
 
 
