@@ -253,6 +253,36 @@ def test_the_scheduler_option_says_what_is_missing_or_wrong(monkeypatch, capsys)
     assert "--workload runs in process" in capsys.readouterr().err
 
 
+def test_a_scheduler_address_where_something_else_answers_is_one_line(capsys):
+    """An HTTP server's first bytes, read as a Dask message length, had numpy asked for
+    3 EiB: a MemoryError traceback."""
+    import socket
+
+    pytest.importorskip("distributed")
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def answer_http() -> None:
+        with server:
+            conn, _ = server.accept()
+            with conn:
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                stop.wait(30)
+
+    thread = threading.Thread(target=answer_http)
+    thread.start()
+    address = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+    try:
+        assert main(["evaluate", str(TRACES[0]), "--scheduler", address]) == 2
+    finally:
+        stop.set()
+        thread.join(30)
+    err = capsys.readouterr().err
+    assert err.startswith(f"migcodec evaluate: what answers at {address} is not a Dask scheduler (")
+    assert err.endswith("); check the address, and start one with `dask scheduler`\n")
+    assert err.count("\n") == 1
+
+
 def test_a_grid_is_checked_before_any_table_is_measured(tmp_path, capsys):
     trace = str(TRACES[0])
     grid = tmp_path / "grid.json"

@@ -340,6 +340,14 @@ class Cluster:
                     f"cannot reach the Dask scheduler at {spec}: {exc}; start one with "
                     f"`dask scheduler` and workers with `dask worker {spec}`"
                 ) from exc
+            except Exception as exc:
+                # something else answered: an HTTP server's first bytes read as a message
+                # length had Dask ask numpy for exabytes (a MemoryError traceback)
+                why = " ".join(str(exc).split())[:200]
+                raise SchedulerError(
+                    f"what answers at {spec} is not a Dask scheduler ({type(exc).__name__}: "
+                    f"{why}); check the address, and start one with `dask scheduler`"
+                ) from exc
             try:
                 self.client.wait_for_workers(1, timeout=CONNECT_TIMEOUT_S)
             except TimeoutError:
