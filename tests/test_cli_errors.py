@@ -601,6 +601,25 @@ def test_a_closed_stdout_stops_quietly_with_status_141(tmp_path):
     assert (done.returncode, done.stderr) == (141, b"")
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full here")
+def test_a_full_stdout_is_one_line_and_status_1(tmp_path):
+    """A report printed to a full device was a traceback ending in ENOSPC."""
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [*migcodec_command(), "codecs", "--json"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            timeout=60,
+            env=subprocess_env(tmp_path / "cache"),
+        )
+    assert (done.returncode, done.stderr.decode()) == (
+        1,
+        "migcodec codecs: cannot write (No space left on device): standard output, or a "
+        "file this command writes, is on a full or failing device; free space there, or "
+        "write elsewhere\n",
+    )
+
+
 def test_a_pipeline_reading_only_the_first_line_sees_no_error(tmp_path):
     done = subprocess.run(
         ["bash", "-c", "set -o pipefail; migcodec codecs --json | head -1; echo status $?"],

@@ -35,6 +35,10 @@ COMMANDS = [
 ]
 
 
+#: errors of a write to a device or file system that is full or failing
+_OUTPUT_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="migcodec", description="Codecs and codec selection for live migration of memory."
@@ -88,16 +92,29 @@ def _run(args: argparse.Namespace) -> int:
         _silence_stdout()
         return EXIT_BROKEN_PIPE
     except OSError as exc:
-        # a path with a name longer than the file system takes fails wherever it is first
-        # looked at (pathlib's exists() and is_dir() raise it), for every path option alike
-        if exc.errno != errno.ENAMETOOLONG:
-            raise
-        print(
-            f"migcodec {_name(args)}: {exc.filename}: a name in this path is longer than "
-            "the file system allows; give a shorter path",
-            file=sys.stderr,
-        )
-        return 2
+        if exc.errno == errno.ENAMETOOLONG:
+            # a path with a name longer than the file system takes fails wherever it is
+            # first looked at (pathlib's exists() and is_dir() raise it), for every path
+            # option alike
+            print(
+                f"migcodec {_name(args)}: {exc.filename}: a name in this path is longer "
+                "than the file system allows; give a shorter path",
+                file=sys.stderr,
+            )
+            return 2
+        if exc.filename is None and exc.errno in _OUTPUT_FULL:
+            # a write without a file name: most often the report's, to a standard output
+            # on a full disk (or /dev/full); said in one line, and stdout silenced so that
+            # the flush at exit does not fail again
+            _silence_stdout()
+            print(
+                f"migcodec {_name(args)}: cannot write ({exc.strerror}): standard output, or "
+                "a file this command writes, is on a full or failing device; free space "
+                "there, or write elsewhere",
+                file=sys.stderr,
+            )
+            return 1
+        raise
 
 
 if __name__ == "__main__":
