@@ -225,6 +225,23 @@ def test_a_kernel_thread_is_named_as_one_not_as_exited() -> None:
 
 
 @needs_proc
+def test_a_process_larger_than_twice_the_free_memory_is_refused_before_reading_it(
+    child: Child, monkeypatch
+) -> None:
+    """Two snapshots of its present pages are held: a large process had the capture killed
+    by the kernel mid-trace, without a word."""
+    monkeypatch.setattr("migcodec.ram.available_memory", lambda: 4096)
+    cap = ProcessCapture(child.proc.pid, select=MappingFilter(address_range=child.range))
+    with pytest.raises(CaptureError) as err:
+        cap.start()
+    assert str(err.value) == (
+        f"process {child.proc.pid} has 320 KiB of memory to capture, and a capture holds two "
+        "copies of it (640 KiB), but this machine has 4 KiB available; capture a part of it "
+        "with --address-range, or free memory here"
+    )
+
+
+@needs_proc
 def test_without_ptrace_rights_the_error_says_what_is_needed(tmp_path: Path) -> None:
     code = (
         "import os, sys\n"

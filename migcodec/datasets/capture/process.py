@@ -185,11 +185,30 @@ class ProcessCapture:
                 "--method soft-dirty: this kernel is built without CONFIG_MEM_SOFT_DIRTY, so "
                 "no page is ever marked dirty; use --method snapshot-diff (or auto)"
             )
+        self._check_room(vpns.size)
         if self.method == "soft-dirty":
             self.files.clear_soft_dirty()
         pages, ok = self.files.read_pages(vpns)
         self._idx, self._pages = (idx, pages) if ok.all() else (idx[ok], pages[ok])
         self._t_last = time.perf_counter()
+
+    def _check_room(self, present: int) -> None:
+        """Refuse, before reading any, a process whose present pages this machine cannot
+        hold twice: a capture keeps the last snapshot and reads the next beside it (either
+        method), so a large process had the capture killed by the kernel mid-trace, with no
+        word of why."""
+        from migcodec.ram import short_of
+        from migcodec.units import format_size
+
+        size = present * self.page_size
+        free = short_of(2 * size)
+        if free is not None:
+            raise CaptureError(
+                f"process {self.pid} has {format_size(size)} of memory to capture, and a "
+                f"capture holds two copies of it ({format_size(2 * size)}), but this machine "
+                f"has {format_size(free)} available; capture a part of it with "
+                "--address-range, or free memory here"
+            )
 
     def _nothing_to_capture(self) -> str:
         """Why no mapping of the process was selected, and what would select some."""
