@@ -164,11 +164,14 @@ def render(results: dict, image: dict, runs: int, command: str) -> str:
     lines = [
         "# `--codec auto` on a real program's memory image",
         "",
-        f"Written by `{command}`. Image: {image['what']}, {format_size(image['bytes'])}, "
+        f"Written by `{command}` on {os.cpu_count()} cores, both ends of each migration on "
+        "this one host (`migcodec migrate`). "
+        f"Image: {image['what']}, {format_size(image['bytes'])}, "
         f"compressing {image['lz4_ratio']:.1f}x with lz4 and {image['zero_share']:.1%} zero "
         f"pages. One pre-copy pass (`--dirty-rate 0`); {runs} runs per codec and link, "
-        "interleaved; times are medians with min-max. The last column divides a codec's "
-        "median by the fastest hand-picked codec's.",
+        "interleaved; times are medians with min-max. `/ best hand-picked` divides a "
+        "codec's median by the fastest hand-picked codec's; `pages by codec` is what the "
+        "codec's last run sent with which codec (for `auto`, its choices).",
         "",
     ]
     for link, cell in results.items():
@@ -216,13 +219,20 @@ def main() -> None:
         parser.error("--runs and --mib must be at least 1")
     with tempfile.TemporaryDirectory() as scratch:
         image = args.image or Path(scratch) / "redis.img"
-        what = f"`{image}`"
+        # what an image holds is kept beside it, so that a run on an image made before
+        # describes it as the run that made it did
+        about = image.with_name(image.name + ".json")
         if not image.exists():
             own = make_redis_image(image, args.mib)
             what = (
                 f"redis-server's resident anonymous memory after `redis-benchmark "
                 f"{' '.join(REDIS_LOAD)}` ({format_size(own)} of its own)"
             )
+            about.write_text(json.dumps({"what": what}))
+        elif about.exists():
+            what = json.loads(about.read_text())["what"]
+        else:
+            what = f"`{image}`"
         info = describe(image, what)
         results = measure(image, args.codecs.split(","), args.links.split(","), args.runs)
     command = "python benchmarks/image_migration.py " + " ".join(sys.argv[1:])
