@@ -4,11 +4,12 @@
         [--codecs none,lz4,zstd,zlib-ng,auto] [--runs 8] [--json] [--markdown PATH]
 
 Without ``--image`` (or when it does not exist yet) an image is made first: a
-``redis-server`` (Debian's package ``redis-server``) is filled by ``redis-benchmark -n
-400000 -r 300000 -d 400 -t set,lpush``, and ``--mib`` MiB of its resident anonymous memory
-(its heap: keys, values, lists and the allocator's bookkeeping), in address order, are
-written to the image file; the server is then stopped. Needs root or ptrace rights over the
-server, as ``migcodec trace capture`` does.
+``redis-server`` (Debian's package ``redis-server``) is filled by ``redis-benchmark -d 400
+-t set,lpush`` with keys and requests in proportion to ``--mib`` (``redis_load``), and
+``--mib`` MiB of its resident anonymous memory (its heap: keys, values, lists and the
+allocator's bookkeeping), in address order, are written to the image file; the server is
+then stopped. Needs root or ptrace rights over the server, as ``migcodec trace capture``
+does.
 
 Each codec then migrates the image with ``migcodec migrate --memory-file IMAGE
 --keep-contents --dirty-rate 0`` (one pre-copy pass over memory that does not change: the
@@ -40,8 +41,14 @@ import numpy as np
 
 from migcodec.units import format_size
 
-#: how the image's program is filled: SET and LPUSH of 400-byte values on 300k random keys
-REDIS_LOAD = ["-n", "400000", "-r", "300000", "-d", "400", "-t", "set,lpush", "-q"]
+
+def redis_load(mib: int) -> list[str]:
+    """How the image's program is filled: SET and LPUSH of 400-byte values, 1600 requests
+    on 1200 random keys per MiB of image (256 MiB: 409600 on 307200), so that its heap
+    fills about the image whatever its size."""
+    return ["-n", str(1600 * mib), "-r", str(1200 * mib), "-d", "400", "-t", "set,lpush", "-q"]
+
+
 DEFAULT_CODECS = "none,lz4,zstd,zlib-ng,auto"
 #: the pagemap bit that says a page is resident
 _PRESENT = 1 << 63
@@ -90,7 +97,7 @@ def dump_resident_memory(pid: int, nbytes: int, out: Path) -> int:
 
 
 def make_redis_image(path: Path, mib: int) -> int:
-    """Fill a redis-server (:data:`REDIS_LOAD`) and dump ``mib`` MiB of its memory to ``path``."""
+    """Fill a redis-server (:func:`redis_load`) and dump ``mib`` MiB of its memory to ``path``."""
     server, bench = shutil.which("redis-server"), shutil.which("redis-benchmark")
     if server is None or bench is None:
         sys.exit(
@@ -107,7 +114,8 @@ def make_redis_image(path: Path, mib: int) -> int:
         )  # fmt: skip
         try:
             _wait_for_port(port, proc)
-            subprocess.run([bench, "-p", str(port), *REDIS_LOAD], check=True, capture_output=True)
+            load = redis_load(mib)
+            subprocess.run([bench, "-p", str(port), *load], check=True, capture_output=True)
             return dump_resident_memory(proc.pid, mib << 20, path)
         finally:
             proc.send_signal(signal.SIGTERM)
@@ -226,7 +234,7 @@ def main() -> None:
             own = make_redis_image(image, args.mib)
             what = (
                 f"redis-server's resident anonymous memory after `redis-benchmark "
-                f"{' '.join(REDIS_LOAD)}` ({format_size(own)} of its own)"
+                f"{' '.join(redis_load(args.mib))}` ({format_size(own)} of its own)"
             )
             about.write_text(json.dumps({"what": what}))
         elif about.exists():

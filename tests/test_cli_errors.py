@@ -585,17 +585,22 @@ def test_a_signal_mid_pass_over_shared_memory_stops_every_thread_before_unmappin
     assert not os.path.exists(f"/dev/shm/{region}")  # released by migcodec, not left
 
 
+def _codecs_json_to(stdout, tmp_path) -> subprocess.CompletedProcess:
+    """``migcodec codecs --json`` with its standard output on ``stdout``."""
+    return subprocess.run(
+        [*migcodec_command(), "codecs", "--json"],
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        timeout=60,
+        env=subprocess_env(tmp_path / "cache"),
+    )
+
+
 def test_a_closed_stdout_stops_quietly_with_status_141(tmp_path):
     read_end, write_end = os.pipe()
     os.close(read_end)  # as `| head` does once it has read enough
     try:
-        done = subprocess.run(
-            [*migcodec_command(), "codecs", "--json"],
-            stdout=write_end,
-            stderr=subprocess.PIPE,
-            timeout=60,
-            env=subprocess_env(tmp_path / "cache"),
-        )
+        done = _codecs_json_to(write_end, tmp_path)
     finally:
         os.close(write_end)
     assert (done.returncode, done.stderr) == (141, b"")
@@ -605,13 +610,7 @@ def test_a_closed_stdout_stops_quietly_with_status_141(tmp_path):
 def test_a_full_stdout_is_one_line_and_status_1(tmp_path):
     """A report printed to a full device was a traceback ending in ENOSPC."""
     with open("/dev/full", "w") as full:
-        done = subprocess.run(
-            [*migcodec_command(), "codecs", "--json"],
-            stdout=full,
-            stderr=subprocess.PIPE,
-            timeout=60,
-            env=subprocess_env(tmp_path / "cache"),
-        )
+        done = _codecs_json_to(full, tmp_path)
     assert (done.returncode, done.stderr.decode()) == (
         1,
         "migcodec codecs: cannot write (No space left on device): standard output, or a "

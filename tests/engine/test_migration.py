@@ -555,10 +555,9 @@ def test_an_answer_sent_before_the_stream_ended_is_not_taken_for_the_verdict(
     assert report.error == f"destination did not confirm the migration: {error}"
 
 
-def test_a_destination_that_stops_reading_is_named_with_what_to_do():
-    """The destination accepts the preamble, then reads nothing: once the socket's buffers
-    are full, the source's sends wait out the idle timeout, and the report says what
-    stopped and what to do, not only the timeout's type."""
+def _to_a_destination_that_stops_reading(idle_s: float, deadline_s: float) -> MigrationReport:
+    """Migrate 16 MiB to a destination that accepts the preamble, then reads nothing, over
+    a socket with those limits."""
     memory = np.random.default_rng(9).integers(0, 256, (4096, 4096), dtype=np.uint8)
     source = MigrationSource(memory, FixedChooser(get_codec("raw")), MigrationConfig())
     src, dst = socket.socketpair()
@@ -570,7 +569,7 @@ def test_a_destination_that_stops_reading_is_named_with_what_to_do():
 
     thread = threading.Thread(target=destination)
     thread.start()
-    timed = TimedSocket.adopt(src, idle_s=0.2, deadline_s=30.0)
+    timed = TimedSocket.adopt(src, idle_s=idle_s, deadline_s=deadline_s)
     try:
         report = source.migrate(timed)
     finally:
@@ -578,6 +577,14 @@ def test_a_destination_that_stops_reading_is_named_with_what_to_do():
         timed.close()
         thread.join(timeout=20)
         dst.close()
+    return report
+
+
+def test_a_destination_that_stops_reading_is_named_with_what_to_do():
+    """The destination accepts the preamble, then reads nothing: once the socket's buffers
+    are full, the source's sends wait out the idle timeout, and the report says what
+    stopped and what to do, not only the timeout's type."""
+    report = _to_a_destination_that_stops_reading(idle_s=0.2, deadline_s=30.0)
     assert not report.succeeded
     assert report.error == (
         "the destination stopped reading the stream: the peer took no data for 0.2 s (the "
@@ -589,25 +596,7 @@ def test_a_destination_that_stops_reading_is_named_with_what_to_do():
 def test_a_deadline_that_passes_mid_stream_is_named_with_what_to_change():
     """It read "link failed: DeadlinePassed: the connection's deadline of 0.3 s passed",
     naming an exception class and no option."""
-    memory = np.random.default_rng(9).integers(0, 256, (4096, 4096), dtype=np.uint8)
-    source = MigrationSource(memory, FixedChooser(get_codec("raw")), MigrationConfig())
-    src, dst = socket.socketpair()
-    done = threading.Event()
-
-    def destination():
-        FrameReader(dst, reply_to=dst)  # reads the preamble and accepts it
-        done.wait(20)  # then reads nothing more
-
-    thread = threading.Thread(target=destination)
-    thread.start()
-    timed = TimedSocket.adopt(src, idle_s=30.0, deadline_s=0.3)
-    try:
-        report = source.migrate(timed)
-    finally:
-        done.set()
-        timed.close()
-        thread.join(timeout=20)
-        dst.close()
+    report = _to_a_destination_that_stops_reading(idle_s=30.0, deadline_s=0.3)
     assert not report.succeeded
     assert report.error == (
         "the migration did not finish in time: the connection's deadline of 0.3 s passed; "
