@@ -58,7 +58,7 @@ from migcodec.selector.evaluation.grid import (
     score_grid,
 )
 from migcodec.selector.evaluation.replay import Evaluation
-from migcodec.selector.evaluation.table import Table, table_key
+from migcodec.selector.evaluation.table import Table, TableError, table_key
 from migcodec.selector.evaluation.windows import WindowSourceError, trace_identity
 from migcodec.selector.objectives import Objective
 from migcodec.selector.spec import parse_spec
@@ -370,7 +370,7 @@ def _build(args: argparse.Namespace, source: Source, arms, calibration: CostMode
                 lambda n: bar.update(n - bar.n),
                 calibration=calibration,
             )
-    except (TraceError, WindowSourceError) as exc:
+    except (TraceError, WindowSourceError, TableError) as exc:  # named: one of several
         raise _in_trace(source, exc) from exc
     except MemoryError:  # where the machine does not say how much it has
         fix = "read it on a machine with more memory" if source.trace else "use a smaller --pages"

@@ -300,3 +300,20 @@ def test_a_cached_table_of_another_trace_under_this_one_s_name_is_refused(tmp_pa
         "delete it\n"
     )
     assert main(["evaluate", str(traces[0]), *args, "--rebuild"]) == 0
+
+
+def test_an_empty_trace_of_a_corpus_is_named(tmp_path, capsys):
+    """With several traces, "no windows with pages to evaluate" alone did not say which."""
+    from migcodec.datasets.trace import TraceWriter
+
+    corpus = tmp_path / "corpus"
+    synth = ["trace", "synth", "--workload", "text", "--pages", "64", "--windows", "2"]
+    assert main([*synth, "--dirty-pages", "8", "--out", str(corpus / "a")]) == 0
+    with TraceWriter(corpus / "b", memory_pages=64, page_size=4096, window_s=0.1):
+        pass  # closed with no window
+    capsys.readouterr()
+    assert main(["evaluate", "--corpus", str(corpus), "--repeats", "1", "--arms", "raw;lz4"]) == 2
+    assert capsys.readouterr().err == (
+        f"migcodec evaluate: trace {corpus / 'b'}: no windows with pages to evaluate: the trace "
+        "or workload is empty\n"
+    )
