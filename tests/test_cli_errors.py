@@ -202,6 +202,23 @@ def test_repeats_without_a_sweep_is_refused_not_ignored(capsys):
     )
 
 
+def test_a_plot_into_a_directory_that_takes_no_file_is_refused_before_the_work(tmp_path, capsys):
+    """Root passes every permission bit, so /sys (where no file can be made) passed the
+    check and the plot failed after the migration. A file is made there and removed."""
+    pytest.importorskip("matplotlib")
+    if not os.path.isdir("/sys/kernel"):
+        pytest.skip("no sysfs here")
+    assert main(["migrate", *TINY, "--plot", "/sys/run.png"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith(
+        "migcodec migrate: --plot /sys/run.png: directory /sys is not writable ("
+    )
+    assert err.endswith("); write elsewhere\n")
+    assert main(["migrate", *TINY, "--plot", str(tmp_path / "run.png"), "--quiet"]) == 0
+    assert (tmp_path / "run.png").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.png"]  # no probe left
+
+
 def test_every_command_reads_sizes_and_rates_with_the_same_parsers():
     parser = build_parser()
     synth = parser.parse_args(

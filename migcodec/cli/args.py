@@ -20,6 +20,7 @@ import math
 import os
 import re
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
@@ -297,10 +298,16 @@ def check_output_path(path: str | os.PathLike, option: str) -> None:
             f"{option} {path}: directory {parent} does not exist; create it first or write "
             "elsewhere"
         )
-    if not os.access(parent, os.W_OK | os.X_OK):
+    # a file made there and removed: the permission bits say too little (root passes
+    # them on /sys and read-only mounts, where the write at the end would fail)
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".migcodec-", dir=parent)
+    except OSError as exc:
         raise CommandLineError(
-            f"{option} {path}: directory {parent} is not writable; write elsewhere"
-        )
+            f"{option} {path}: directory {parent} is not writable ({exc.strerror}); write elsewhere"
+        ) from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def check_plot_path(path: str | os.PathLike) -> None:
