@@ -30,6 +30,7 @@ import gc
 import os
 import re
 import sys
+import tempfile
 from collections.abc import Callable
 from multiprocessing import resource_tracker
 from multiprocessing.shared_memory import SharedMemory
@@ -174,19 +175,44 @@ def check_backing(path: str | os.PathLike | None = None, shm_name: str | None = 
             f"--memory-file {path} is not a regular file (a directory, FIFO or device): guest "
             "memory is mapped from a file; give the path of a file"
         )
-    if path is not None and not Path(path).exists() and not Path(path).parent.is_dir():
-        # a file to create in a directory that is missing (or is a file): refused before a
-        # destination waits for a source, not once one connected
-        parent = Path(path).parent
-        state = "is not a directory" if parent.exists() else "does not exist"
-        raise GuestMemoryError(
-            f"--memory-file {path}: {parent} {state}; give a path in an existing directory"
-        )
+    if path is not None and not Path(path).exists():
+        _check_creatable(Path(path))
     if shm_name is not None and (not SHM_NAME.fullmatch(shm_name) or shm_name.strip(".") == ""):
         raise GuestMemoryError(
             f"--shm {shm_name!r} is not a shared-memory region's name: give at most 250 "
             "letters, digits, '.', '_' or '-' (not only dots), e.g. guest0"
         )
+
+
+def _check_creatable(path: Path) -> None:
+    """Refuse a file to create that could not be: in a directory that is missing (or is a
+    file), where no file can be made (``/proc``, a read-only mount: root passes the
+    permission bits, so a file is made there and removed), or behind a loop of symbolic
+    links (a link to a file yet to be made is followed: the file is made where it points).
+    A destination checks this before it waits for a source, not once one connected."""
+    if os.path.islink(path):
+        try:
+            os.stat(path)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise GuestMemoryError(
+                    f"--memory-file {path} is a loop of symbolic links; give the path of a file"
+                ) from None
+    parent = Path(os.path.realpath(path)).parent
+    if not parent.is_dir():
+        state = "is not a directory" if parent.exists() else "does not exist"
+        raise GuestMemoryError(
+            f"--memory-file {path}: {parent} {state}; give a path in an existing directory"
+        )
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".migcodec-", dir=parent)
+    except OSError as exc:
+        raise GuestMemoryError(
+            f"--memory-file {path}: no file can be made in {parent} ({exc.strerror}); give a "
+            "path in a writable directory"
+        ) from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def _open_file(path: Path, size: int | None, page_size: int, must_exist: bool) -> GuestMemory:

@@ -315,3 +315,32 @@ def test_a_region_is_allocated_before_it_is_mapped_not_left_sparse(shm_name, for
     with open_guest_memory(1 << 20, shm_name=sparse):
         assert (SHM_DIR / sparse).stat().st_blocks * 512 >= 1 << 20
     assert (SHM_DIR / sparse).stat().st_size == 1 << 20  # not ours: its size as it was
+
+
+def test_a_memory_file_that_cannot_be_made_is_refused_before_anything_waits(tmp_path):
+    """Root passes the permission bits, so /proc (where no file can be made) passed the
+    check and a destination learnt it once a source had connected; a loop of symbolic links
+    too. A link to a file yet to be made is followed: the file is made where it points."""
+    from migcodec.engine.guest_memory import check_backing
+
+    if os.path.isdir("/proc/self"):
+        with pytest.raises(GuestMemoryError) as info:
+            check_backing(path="/proc/guest.img")
+        assert str(info.value).startswith(
+            "--memory-file /proc/guest.img: no file can be made in /proc ("
+        )
+    loop = tmp_path / "a"
+    os.symlink(tmp_path / "b", loop)
+    os.symlink(loop, tmp_path / "b")
+    with pytest.raises(GuestMemoryError) as info:
+        check_backing(path=loop)
+    assert str(info.value) == (
+        f"--memory-file {loop} is a loop of symbolic links; give the path of a file"
+    )
+    link = tmp_path / "link.img"
+    os.symlink(tmp_path / "made.img", link)
+    check_backing(path=link)
+    with open_guest_memory(8 * PAGE, PAGE, path=link) as memory:
+        assert memory.pages.shape == (8, PAGE)
+    assert (tmp_path / "made.img").stat().st_size == 8 * PAGE
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "link.img", "made.img"]
