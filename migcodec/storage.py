@@ -151,12 +151,14 @@ class LocalLocation(Location):
     def write_bytes(self, data: bytes) -> None:
         """Written beside under a name of this write's own, then renamed: with one name for
         every writer, a second run's write truncated the file the first was renaming (a torn
-        table), and the second's rename then found no file."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}-{os.urandom(4).hex()}.tmp")
+        table), and the second's rename then found no file. A symbolic link is written
+        through: the file it points to is replaced, not the link by a file of its own."""
+        target = Path(os.path.realpath(self.path)) if self.path.is_symlink() else self.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f"{target.name}.{os.getpid()}-{os.urandom(4).hex()}.tmp")
         try:
             tmp.write_bytes(data)
-            tmp.replace(self.path)
+            tmp.replace(target)
         except BaseException:
             tmp.unlink(missing_ok=True)  # a full disk leaves no partial file behind
             raise

@@ -126,6 +126,23 @@ def test_locations_join_list_and_write_whole_files(tmp_path, memory_trace):
     assert isinstance(file_url, FsspecLocation) and file_url.local_path == tmp_path
 
 
+def test_a_file_written_through_a_symbolic_link_keeps_the_link(tmp_path):
+    """``evaluate --table LINK`` replaced the link by a file of its own, and the file it
+    pointed to (in a shared cache, say) kept the old table."""
+    (tmp_path / "cache").mkdir()
+    real = tmp_path / "cache" / "t.npz"
+    real.write_bytes(b"old")
+    link = tmp_path / "t.npz"
+    link.symlink_to(real)
+    LocalLocation(link).write_bytes(b"new")
+    assert link.is_symlink() and real.read_bytes() == b"new"
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["t.npz"]
+    dangling = tmp_path / "later.npz"
+    dangling.symlink_to(tmp_path / "cache" / "later.npz")
+    LocalLocation(dangling).write_bytes(b"made")
+    assert dangling.is_symlink() and dangling.read_bytes() == b"made"
+
+
 def test_two_writers_of_one_file_each_leave_it_whole(tmp_path, monkeypatch):
     """Every writer of a file wrote it beside under one name: a second run's write (two
     evaluations caching one table) truncated the file the first was renaming, and the
