@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import tempfile
 from collections import Counter
 from typing import Any, BinaryIO
 
@@ -126,4 +127,17 @@ def json_problem(value: object, where: str) -> str | None:
             f"{where} is {type(value).__name__} {value!r}, which JSON does not read back as "
             "written; use lists, strings and numbers"
         )
+    return None
+
+
+def cannot_create_in(directory: str | os.PathLike) -> str | None:
+    """Why no file can be made in ``directory`` (the system's words), or ``None`` when one
+    can: a file is made there and removed, since the permission bits say too little (root
+    passes them on /proc, /sys and read-only mounts, where the write itself fails)."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".migcodec-", dir=directory)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    os.close(fd)
+    os.unlink(probe)
     return None

@@ -20,11 +20,11 @@ import math
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
+from migcodec.files import cannot_create_in
 from migcodec.units import parse_rate, parse_size
 from migcodec.wire.format import MAX_BATCH_PAGES
 
@@ -284,6 +284,15 @@ positive_number = _typed(
 )
 
 
+def check_trace_named(trace: str) -> None:
+    """Refuse a TRACE given as an empty string: ``Path("")`` is the current directory, which
+    would be read as the trace."""
+    if not trace.strip():
+        raise CommandLineError(
+            f"TRACE {trace!r} names nothing; give a trace directory, e.g. corpus/traces/redis"
+        )
+
+
 def check_output_path(path: str | os.PathLike, option: str) -> None:
     """Refuse, before any work, an output file that could not be written at the end: its
     directory must exist and be writable, and it must not be a directory."""
@@ -298,16 +307,11 @@ def check_output_path(path: str | os.PathLike, option: str) -> None:
             f"{option} {path}: directory {parent} does not exist; create it first or write "
             "elsewhere"
         )
-    # a file made there and removed: the permission bits say too little (root passes
-    # them on /sys and read-only mounts, where the write at the end would fail)
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".migcodec-", dir=parent)
-    except OSError as exc:
+    why = cannot_create_in(parent)
+    if why is not None:
         raise CommandLineError(
-            f"{option} {path}: directory {parent} is not writable ({exc.strerror}); write elsewhere"
-        ) from None
-    os.close(fd)
-    os.unlink(probe)
+            f"{option} {path}: directory {parent} is not writable ({why}); write elsewhere"
+        )
 
 
 def check_plot_path(path: str | os.PathLike) -> None:

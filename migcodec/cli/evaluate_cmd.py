@@ -28,6 +28,7 @@ from migcodec.cli.args import (
     Joined,
     check_output_path,
     check_plot_path,
+    check_trace_named,
     given,
     json_document,
 )
@@ -526,10 +527,7 @@ def _check_named(args: argparse.Namespace) -> None:
     """Refuse an option of :data:`NAMING_OPTIONS` given an empty value, before any work, and
     an empty TRACE (``Path("")`` is the current directory, read as a trace)."""
     for trace in args.trace:
-        if not trace.strip():
-            raise CommandLineError(
-                f"TRACE {trace!r} names nothing; give a trace directory, e.g. corpus/traces/redis"
-            )
+        check_trace_named(trace)
     for key, example in NAMING_OPTIONS.items():
         value = getattr(args, key)
         if value is not None and not value.strip():

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 
 from migcodec.cli import args as types
-from migcodec.cli.args import CommandLineError, json_document
+from migcodec.cli.args import check_trace_named, json_document
 from migcodec.datasets import TraceError, TraceReader, TraceWriter, Workload, get_workload
 from migcodec.datasets.presets import workload_names
 from migcodec.datasets.trace import TraceExists, TraceIncomplete, TraceWriteInterrupted
@@ -121,10 +121,7 @@ def _codec_text(meta: TraceInfo) -> str:
 def info(args: argparse.Namespace) -> int:
     from migcodec.datasets.summary import summarize
 
-    if not args.trace.strip():  # Path("") is the current directory, read as a trace
-        raise CommandLineError(
-            f"TRACE {args.trace!r} names nothing; give a trace directory, e.g. corpus/traces/redis"
-        )
+    check_trace_named(args.trace)
     reader = TraceReader(args.trace, allow_incomplete=args.allow_incomplete)
     meta = reader.info()
     codecs = types.codec_names(args.codecs)

@@ -30,7 +30,6 @@ import gc
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Callable
 from multiprocessing import resource_tracker
 from multiprocessing.shared_memory import SharedMemory
@@ -38,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from migcodec.files import cannot_create_in
 from migcodec.ram import short_of
 
 DEFAULT_SIZE = 256 * 2**20
@@ -187,7 +187,7 @@ def check_backing(path: str | os.PathLike | None = None, shm_name: str | None = 
 def _check_creatable(path: Path) -> None:
     """Refuse a file to create that could not be: in a directory that is missing (or is a
     file), where no file can be made (``/proc``, a read-only mount: root passes the
-    permission bits, so a file is made there and removed), or behind a loop of symbolic
+    permission bits: ``migcodec.files.cannot_create_in``), or behind a loop of symbolic
     links (a link to a file yet to be made is followed: the file is made where it points).
     A destination checks this before it waits for a source, not once one connected."""
     if os.path.islink(path):
@@ -204,15 +204,12 @@ def _check_creatable(path: Path) -> None:
         raise GuestMemoryError(
             f"--memory-file {path}: {parent} {state}; give a path in an existing directory"
         )
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".migcodec-", dir=parent)
-    except OSError as exc:
+    why = cannot_create_in(parent)
+    if why is not None:
         raise GuestMemoryError(
-            f"--memory-file {path}: no file can be made in {parent} ({exc.strerror}); give a "
-            "path in a writable directory"
-        ) from None
-    os.close(fd)
-    os.unlink(probe)
+            f"--memory-file {path}: no file can be made in {parent} ({why}); give a path in "
+            "a writable directory"
+        )
 
 
 def _open_file(path: Path, size: int | None, page_size: int, must_exist: bool) -> GuestMemory:
