@@ -29,6 +29,9 @@ from migcodec.selector.objectives import Objective, Outcome, Throughput
 from migcodec.selector.policies import Policy
 from migcodec.selector.policies.base import check_features, check_outcome
 
+#: the step of each arm's moving averages of ratio and rate (recent_ratio, recent_rate)
+_RECENT_STEP = 0.3
+
 
 class SelectorError(RuntimeError):
     """The selector was used out of order (e.g. a decision finished twice)."""
@@ -180,9 +183,13 @@ class Selector:
                 )
             if self.policy.wants_features(total):
                 features = self.features(pages, previous, sampled, window_pages, held, gather_s)
-        arm = self.policy.choose(features)
-        charge, split = self.policy.charge_s(features), self.policy.split()
-        return Decision(arm, self.codecs[arm], features, charge, split=split)
+        policy = self.policy
+        arm = policy.choose(features)
+        decision = Decision(arm, self.codecs[arm], features, policy.charge_s(features))
+        split = policy.split()
+        if split is not None:  # set, not passed: a keyword costs a third of the constructor
+            decision.split = split
+        return decision
 
     def finish(self, decision: Decision, outcome: Outcome | None = None) -> float:
         """Close a window: compute its reward (feature cost charged to encode time) and
@@ -202,21 +209,19 @@ class Selector:
             decision.arm, objective.utility(reward), decision.features, outcome, checked=True
         )
         decision.done = True
-        self._remember(decision.arm, outcome)
         self.windows += 1
+        # the arm's recent ratio and rate, moving averages (nan: its first window), inline:
+        # Outcome's property and method calls cost more than their divisions, per window
+        guest, sent, wall, cpu, device, _ = outcome
+        busy = device if device is not None else cpu if self._clock == "cpu" else wall
+        if guest > 0 and busy > 0:
+            arm, step = decision.arm, _RECENT_STEP
+            ratio, rate = guest / sent if sent > 0 else math.inf, guest / busy
+            old = self._recent_ratio[arm]
+            self._recent_ratio[arm] = ratio if old != old else old + step * (ratio - old)
+            old = self._recent_rate[arm]
+            self._recent_rate[arm] = rate if old != old else old + step * (rate - old)
         return reward
-
-    def _remember(self, arm: int, outcome: Outcome, step: float = 0.3) -> None:
-        guest, sent = outcome.input_bytes, outcome.output_bytes
-        busy = outcome.busy_s(self._clock)
-        if guest <= 0 or busy <= 0:
-            return
-        # Outcome.ratio, inline: a property's call costs more than its division, per window
-        ratio, rate = guest / sent if sent > 0 else math.inf, guest / busy
-        old = self._recent_ratio[arm]
-        self._recent_ratio[arm] = ratio if old != old else old + step * (ratio - old)  # nan: first
-        old = self._recent_rate[arm]
-        self._recent_rate[arm] = rate if old != old else old + step * (rate - old)
 
     def timed_step(self, features: WindowFeatures | None, outcome: Outcome) -> float:
         """One decision plus update on precomputed features; returns its seconds (benchmark)."""

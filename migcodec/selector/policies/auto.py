@@ -187,10 +187,19 @@ class RatioFilter:
     it sees ``L + b + d_i``."""
 
     def __init__(self, m: int) -> None:
-        self.x = np.zeros(m + 2)
+        size = m + 2
+        # the covariance and the mean side by side, views of one array, so that a played
+        # window's update of both is one rank-one update (observe); every update is in
+        # place, so the views stay the filter's
+        self._state = np.zeros((size, size + 1))
+        self.p, self.x = self._state[:, :size], self._state[:, size]
         self.x[0] = _LEVEL_PRIOR[0]
-        self.p = np.diag([_LEVEL_PRIOR[1], _PROBE_BIAS_VAR] + [_OFFSET_VAR] * m)
-        self._diagonal = np.einsum("ii->i", self.p)  # a view: every update of p is in place
+        self._diagonal = np.einsum("ii->i", self.p)
+        self._diagonal[:] = [_LEVEL_PRIOR[1], _PROBE_BIAS_VAR] + [_OFFSET_VAR] * m
+        self._columns = [self.p[:, k] for k in range(size)]
+        # observe's row of the update: p @ h, then the prediction's error
+        self._row = np.empty(size + 1)
+        self._ph = self._row[:size]
 
     def mean(self) -> np.ndarray:
         return self.x[0] + self.x[2:]
@@ -208,17 +217,22 @@ class RatioFilter:
 
         The observation vector ``h`` picks the level, the arm's offset and, for a probe, the
         bias: ``p @ h`` and ``h @ x`` are sums of those columns and entries (once per
-        window, on the hot path, so not a product with a vector of zeros)."""
+        window, on the hot path, so not a product with a vector of zeros). The mean moves
+        by ``gain`` times the error and the covariance by ``gain`` times ``p @ h``: one
+        rank-one update of both (np.outer's wrapper costs 5x it), into kept buffers,
+        with the scalars as Python floats (numpy's cost several times as much each)."""
         j = 2 + arm
-        x, p = self.x, self.p
-        ph = p[:, 0] + p[:, j]
-        predicted = x[0] + x[j]
+        x, columns, ph = self.x, self._columns, self._ph
+        np.add(columns[0], columns[j], out=ph)
+        predicted = x.item(0) + x.item(j)
+        scale = ph.item(0) + ph.item(j)
         if probe:
-            ph += p[:, 1]
-            predicted += x[1]
-        gain = ph / (ph[0] + ph[j] + (ph[1] if probe else 0.0) + noise)
-        x += gain * (y - predicted)
-        p -= gain[:, None] * ph  # the rank-one update (np.outer's wrapper costs 5x this)
+            ph += columns[1]
+            predicted += x.item(1)
+            scale = ph.item(0) + ph.item(j) + ph.item(1)
+        self._row[-1] = predicted - y  # x - gain * (predicted - y) is x + gain * (y - ...)
+        gain = ph / (scale + noise)
+        self._state -= gain[:, None] * self._row
 
     def observe_probes(
         self, arms: np.ndarray, y: np.ndarray, noise: float, shared: float = 0.0
@@ -260,9 +274,11 @@ class _Prediction:
     payload: list[float]
     lr: list[float]
     per_page: list[float]
-    #: per delta arm with a fall-back arm: the share of pages held, the fall-back's payload
-    #: and its model CPU per page (``Auto._delta_page_cost``)
-    fallback_parts: list[tuple[float, float, float] | None]
+    #: per delta arm with a fall-back arm: the share of pages held, the fall-back's payload,
+    #: its model CPU per page it encodes, and per non-zero page of the window (the pages not
+    #: held: the fall-back part, priced once here, read on every window played on these
+    #: features: ``Auto._delta_page_cost``, ``Auto._learn``)
+    fallback_parts: list[tuple[float, float, float, float] | None]
     #: each delta arm's bias as its entries were priced
     biases: list[float]
     #: per arm, the model's CPU seconds per held page for the changes the sample shows
@@ -275,10 +291,10 @@ class _Prediction:
     level_var: float
 
 
-def _fallback_part(parts: tuple[float, float, float] | None) -> float:
+def _fallback_part(parts: tuple[float, float, float, float] | None) -> float:
     """The model CPU seconds per non-zero page of a delta arm's fall-back part (its pages
     not held, at the fall-back's cost) from its fall-back parts (``Auto._price_delta``)."""
-    return 0.0 if parts is None else (1.0 - parts[0]) * parts[2]
+    return 0.0 if parts is None else parts[3]
 
 
 def _about(pages: float, read_pages: float) -> bool:
@@ -365,6 +381,101 @@ class Auto(Policy):
     decision and its update. No loop runs per page.
     """
 
+    # Slots for every attribute: CPython (3.11) keeps an instance's attributes in a
+    # dict it reads without a specialised look-up once there are more than 30 of them,
+    # and the decision and update of each window read several dozen (slots took a
+    # tenth off them: ``benchmarks/selector.py``). Base class attributes are slots here
+    # too; an attribute missing from this list still works, from the instance's dict.
+    __slots__ = (
+        "_arm_factor",
+        "_before_drift",
+        "_c",
+        "_c_list",
+        "_c_state",
+        "_change_rows",
+        "_cheapest_scale",
+        "_chosen",
+        "_clock",
+        "_compressors",
+        "_context",
+        "_cost_flat",
+        "_cost_grid",
+        "_cost_rows",
+        "_cpu_arm_var",
+        "_cpu_clock",
+        "_cpu_scales",
+        "_cpu_var",
+        "_cpu_weight",
+        "_delta_arms",
+        "_delta_cov",
+        "_delta_drift",
+        "_delta_flags",
+        "_delta_mean",
+        "_delta_noise",
+        "_delta_offsets",
+        "_delta_pos",
+        "_delta_samples",
+        "_expected",
+        "_expected_out",
+        "_fast",
+        "_feature_value",
+        "_fixed_rows",
+        "_grid_rows",
+        "_last",
+        "_learnt",
+        "_level_calib",
+        "_level_jump",
+        "_log_page",
+        "_next_retry",
+        "_no_changes",
+        "_pages",
+        "_per_call",
+        "_per_zero",
+        "_played_bytes",
+        "_pooled",
+        "_prediction",
+        "_ratio_version",
+        "_read_entry",
+        "_reads",
+        "_retry_due",
+        "_shared_factor",
+        "_slot",
+        "_split",
+        "_spread_nodes",
+        "_stale_play",
+        "_stream_s",
+        "_to_cpu",
+        "_to_link",
+        "_trial_pages",
+        "_trial_sd",
+        "_untried",
+        "_updates",
+        "_window_pages",
+        "_workers",
+        "arm_drift",
+        "balance",
+        "batch_pages",
+        "change",
+        "cost_drift",
+        "costs",
+        "cpu_arm",
+        "cpu_shared",
+        "delta_bias",
+        "drift",
+        "fallbacks",
+        "is_delta",
+        "kinds",
+        "labels",
+        "learn",
+        "negligible",
+        "objective",
+        "page_size",
+        "probe_noise",
+        "ratios",
+        "upkeep",
+        "value",
+    )
+
     name = "auto"
     needs = "probe"
     wants_costs = True
@@ -450,6 +561,7 @@ class Auto(Policy):
         # uncertain (before the first plays), so that an arm that is only better if the
         # host is as fast as the calibration's is not bet a whole window on
         self._clock = getattr(self.objective, "clock", "cpu")
+        self._cpu_clock = self._clock == "cpu"
         self._trial_pages = _TRIAL_BATCHES[self._clock] * self.batch_pages
         # how well the shared factor is known, and each arm's own (a variance of their
         # logs): an arm's CPU error is split between them in proportion, so that an arm
@@ -652,7 +764,7 @@ class Auto(Policy):
             cost = rows[fallback][_grid_step(kept.lr[fallback])]
             if share < 1.0:  # a batch with a page not held calls the fall-back too
                 cost += self._fallback_call_cost(fallback, share, kept.zero_share)
-            parts = (share, fb, cost)
+            parts = (share, fb, cost, (1.0 - share) * cost)
         kept.fallback_parts[i] = parts
         own = rows[i][_grid_step(records)] + kept.changes[i]
         kept.per_page[i] = self._delta_page_cost(own, parts)
@@ -728,7 +840,7 @@ class Auto(Policy):
         return payload, lr, per_page
 
     @staticmethod
-    def _delta_page_cost(own: float, fallback: tuple[float, float, float] | None) -> float:
+    def _delta_page_cost(own: float, fallback: tuple[float, float, float, float] | None) -> float:
         """A delta arm's model CPU seconds per non-zero page: ``own``, what its records cost
         (its curve at their log ratio and the changes they encode: see
         :mod:`migcodec.selector.costmodel`), for the share
@@ -738,7 +850,7 @@ class Auto(Policy):
         prices every page."""
         if fallback is None:
             return own
-        return fallback[0] * own + _fallback_part(fallback)
+        return fallback[0] * own + fallback[3]
 
     def _sent_page_cost(self, arm: int, f: WindowFeatures, each: float) -> float:
         """The model's CPU seconds per non-zero page of a window ``arm`` sent at ``each``
@@ -755,12 +867,14 @@ class Auto(Policy):
             fallback = kept.fallback_parts[arm]
             changes = kept.changes[arm]  # what its records encoded, as the sample shows
             if fallback is not None:
-                held, fb, _ = fallback
+                held, fb, _, _ = fallback
                 each = (each - (1.0 - held) * fb) / (1e-9 if held < 1e-9 else held)
-        # clipped, and the grid's look-up, in conditional expressions: min and max calls
-        # cost several times as much, once per window
+        # clipped, and the grid's look-up (_grid_step, inline), in conditional
+        # expressions: min and max calls cost several times as much, and a call of a
+        # helper more than its work, once per window
         each = 1.0 if each < 1.0 else page_size if page_size < each else each
-        own = self._cost_rows[arm][_grid_step(math.log(page_size / each))] + changes
+        step = int(math.log(page_size / each) * _GRID_SCALE)
+        own = self._cost_rows[arm][step if step < _GRID_STEPS else _GRID_STEPS] + changes
         return own if fallback is None else self._delta_page_cost(own, fallback)
 
     def _window(
@@ -1060,7 +1174,9 @@ class Auto(Policy):
         if before is None or before[0] is not f.context:
             return  # not the window whose drift was kept
         _, mean, var = before
-        surprise = (y - mean[slot]) ** 2 - var[slot] - noise
+        # Python floats (item): numpy's scalars cost several times as much per operation
+        missed = y - mean.item(slot)
+        surprise = missed * missed - var.item(slot) - noise
         surprise = surprise if surprise > 0.0 else 0.0
         jump = self._level_jump
         cap = _JUMP_CLIP * (jump if jump > self.drift**2 else self.drift**2)
@@ -1268,16 +1384,19 @@ class Auto(Policy):
         if self._chosen is None:
             return True
         loss, cpu = self._chosen
-        others = loss[:arm] + loss[arm + 1 :]
-        if not others:
+        if len(loss) < 2:
             return False
+        # the least of the others' losses, without making a list of them (once a window)
+        own, loss[arm] = loss[arm], math.inf
+        others = min(loss)
+        loss[arm] = own
         if self._fast and self._cpu_scales is None:  # _scalar_loss, inline
             busy = cpu[arm] * share * self._to_cpu
             sending = outcome.output_bytes * self._to_link
             lost = sending if sending > busy else busy
         else:
             lost = self._scalar_loss(outcome.input_bytes, outcome.output_bytes, cpu[arm] * share)
-        return lost >= min(others) * share
+        return lost >= others * share
 
     def _retry_stale(self) -> None:
         """Count every arm whose CPU factor is back at its prior as untried: its next
@@ -1321,10 +1440,10 @@ class Auto(Policy):
         sd = self._trial_sd[arm] = var**0.5
         self._cheapest_scale[arm] = math.exp(sd * _CHEAPEST)
 
-    def _learn_delta_cpu(self, arm: int, error: float, weight: float) -> float:
+    def _learn_delta_cpu(self, arm: int, error: float, weight: float) -> None:
         """Learn delta arm ``arm``'s CPU error ``error`` (the log of its window's measured
         time over the model's, less the factors it was predicted with), of a window of
-        ``weight`` (see :meth:`_learn`), and return the delta arms' shared part.
+        ``weight`` (see :meth:`_learn`), and set every delta arm's factor from it.
 
         The delta arms' factors past the host's are one Gaussian: the part they share and
         each arm's own (priors :data:`_CPU_DELTA_VAR`, :data:`_CPU_ARM_VAR`), with their
@@ -1350,18 +1469,25 @@ class Auto(Policy):
         # the played arm's factor is the shared part plus its own: h = e_0 + e_j
         spread = [row[0] + row[j] for row in cov]  # cov @ h
         scale = 1.0 / (spread[0] + spread[j] + _CPU_PLAY_VAR / weight)  # over its variance
-        size = len(x)
-        for i in range(size):  # indexed loops: comprehensions cost twice as much here
+        # in place, with counters: comprehensions cost twice as much here, and range()
+        # or enumerate() a fifth more
+        i = 0
+        for row in cov:
             k = spread[i] * scale
             x[i] += k * error
-            row = cov[i]
-            for c in range(size):
-                row[c] -= k * spread[c]
-        for a in self._delta_arms:
-            p = self._delta_pos[a]
-            self.cpu_arm[a] = x[p]
+            c = 0
+            for s in spread:
+                row[c] -= k * s
+                c += 1  # noqa: SIM113 (enumerate's tuples cost a fifth more here)
+            i += 1  # noqa: SIM113
+        # each delta arm's factor, as _pick prices it (and its trial's, while untried)
+        family, untried = x[0], self._untried
+        for p, a in enumerate(self._delta_arms, 1):
+            own = self.cpu_arm[a] = x[p]
             self._cpu_arm_var[a] = cov[p][p]
-        return x[0]
+            self._arm_factor[a] = math.exp(family + own)
+            if a in untried:
+                self._trial_prior(a)
 
     def _delta_estimates(self, f: WindowFeatures) -> list[float] | None:
         """The delta arms' estimates of ``f`` (payload bytes per held page): the window's
@@ -1440,16 +1566,18 @@ class Auto(Policy):
         return None
 
     def _learn_delta_level(
-        self, arm: int, f: WindowFeatures, each: float, estimate: float, nz: float
+        self, arm: int, f: WindowFeatures, each: float, missed: float, nz: float
     ) -> None:
         """Learn from delta arm ``arm``'s payload ``each`` per page on ``f``'s window,
-        which it was estimated to send ``estimate`` of: the gap to the arm's own estimate
+        whose log over the arm's estimate for it is ``missed``: the gap to the arm's own estimate
         from the window's sample is one draw of the sample's noise, and the level it
         implies (through the arm's offset in ``estimate``) is the window's, which the
         features of its size keep (with a played window's variance)."""
         raw = f.delta_bytes
-        sample = self._delta_sample(raw)
-        if sample is None:  # a window sampled before the last two: its sample is gone
+        for sample in self._delta_samples:  # _delta_sample, inline
+            if sample.raw is raw:
+                break
+        else:  # a window sampled before the last two: its sample is gone
             return
         own = float(raw[arm])
         bias = self.delta_bias[arm]
@@ -1458,7 +1586,7 @@ class Auto(Policy):
             cap = _DELTA_NOISE_CLIP * self._delta_noise
             gap = cap if gap > cap else gap
             self._delta_noise += self.learn * (gap - self._delta_noise)
-        implied = math.log(each / estimate) - bias + sample.level
+        implied = missed - bias + sample.level
         # how far the level missed, in units of the variance the window was priced with:
         # unclipped, since the spread that uses it is there for the heavy tail
         if sample.var > 0.0:
@@ -1488,9 +1616,12 @@ class Auto(Policy):
             features = self._read
         if outcome is None or features is None:
             return
-        guest, sent, zero = outcome.input_bytes, outcome.output_bytes, outcome.zero_pages
-        self._updates += 1
-        self._learnt[arm] = self._updates
+        # Outcome.busy_s, inline, from the tuple unpacked once: a property's or method's
+        # call costs more than the work, once a window
+        guest, sent, wall, cpu_s, device, zero = outcome
+        busy = device if device is not None else cpu_s if self._cpu_clock else wall
+        updates = self._updates = self._updates + 1
+        self._learnt[arm] = updates
         page_size = self.page_size
         n = guest / page_size
         # the share of the window chosen for that the outcome covers: a part when the
@@ -1544,10 +1675,10 @@ class Auto(Policy):
                     # at a tenth of the step: most of one window's error is its sample's,
                     # which the next window does not share and every delta arm's estimate
                     # does, so a faster step tips close calls between delta arms on noise
-                    error = math.log(each / estimate) - self.delta_bias[arm]
+                    missed = math.log(each / estimate)
+                    error = missed - self.delta_bias[arm]
                     self.delta_bias[arm] += self.learn * error / 10
-                    self._learn_delta_level(arm, features, each, estimate, nz)
-        busy = outcome.busy_s(self._clock)
+                    self._learn_delta_level(arm, features, each, missed, nz)
         per_call, per_zero = self._fixed_rows[arm]
         model = per_call * calls + per_zero * zero + per_page * nz
         if busy > 0:  # the stream's time: the window's, as the objective's model has it
@@ -1563,7 +1694,8 @@ class Auto(Policy):
         # factor in proportion to that share (a first pass: its calls alone)
         own_share = 1.0
         if delta and model > 0:
-            fallback_s = _fallback_part(self._prediction.fallback_parts[arm]) * nz
+            parts = self._prediction.fallback_parts[arm]  # _fallback_part, inline
+            fallback_s = 0.0 if parts is None else parts[3] * nz
             if fallback_s > 0.0:
                 own_share = 1.0 - fallback_s / model
                 paid = fallback_s * self._arm_factor[self.fallbacks[arm]] * self._shared_factor
@@ -1584,16 +1716,16 @@ class Auto(Policy):
             # and the clock's noise, and must not end its trials
             if seen >= 1.0 and arm in self._untried and (not delta or self._mostly_held(features)):
                 self._untried.remove(arm)
-            step = self.learn * weight
-            step = weight / seen if weight / seen > step else step
             own = self.cpu_arm[arm]
             family = self._delta_mean[0] if delta else 0.0
             error = math.log(busy / model) - self.cpu_shared - family - own
-            arm_var = self._cpu_arm_var[arm]
             evidence = weight / _CPU_PLAY_VAR
             if delta:  # the delta arms' part and their own, not the host's
-                family = self._learn_delta_cpu(arm, error, weight)
+                self._learn_delta_cpu(arm, error, weight)
             else:
+                step = self.learn * weight
+                step = weight / seen if weight / seen > step else step
+                arm_var = self._cpu_arm_var[arm]
                 shared_var = self._cpu_var
                 share = shared_var / (shared_var + arm_var)
                 self.cpu_shared += step * error * share
@@ -1602,23 +1734,19 @@ class Auto(Policy):
                 self._cpu_arm_var[arm] = _least_var(1.0 / (1.0 / arm_var + evidence))
             # the hedge over the shared factor (_loss) ends with the first windows measured,
             # whichever arm played them: they show what this host's clock does to a
-            # stream's encoders, if not which codec's model it moved
-            self._cpu_var = _least_var(1.0 / (1.0 / self._cpu_var + evidence))
+            # stream's encoders, if not which codec's model it moved (at its floor, as the
+            # first windows leave it, evidence keeps it there)
+            if self._cpu_var > _CPU_DRIFT_VAR:
+                self._cpu_var = _least_var(1.0 / (1.0 / self._cpu_var + evidence))
             arm_var = self._cpu_arm_var[arm]
             if self.cost_drift > 0.0:  # when it is as unknown as before its first play
                 due = self._stream_s + (_CPU_ARM_VAR - arm_var) / self.cost_drift
                 self._retry_due[arm] = due
                 if due < self._next_retry:
                     self._next_retry = due
-            untried = self._untried
-            if delta:
-                for a in self._delta_arms:
-                    self._arm_factor[a] = math.exp(family + self.cpu_arm[a])
-                    if a in untried:  # only _pick's trials read it
-                        self._trial_prior(a)
-            else:
+            if not delta:  # (the delta arms': _learn_delta_cpu)
                 self._arm_factor[arm] = math.exp(self.cpu_arm[arm])
-                if arm in untried:
+                if arm in self._untried:  # only _pick's trials read it
                     self._trial_prior(arm)
             if self._cpu_scales is not None:
                 self._cpu_scales = self._factor_scales()
