@@ -4,14 +4,16 @@
 
 (a) per policy, median microseconds of one ``Selector.choose(features=...)`` plus
     ``Selector.finish(...)`` (the per-window decision and update; features precomputed,
-    without probe outputs), against ``BUDGET_US``; for policies that buy probes, also the
-    median of deciding which probes to buy (``probe_mask`` on the cheap features: the
-    value of each probe) and of the decision and update on a window whose probes of every
-    arm were bought (the filter update of each probe included). Each policy is timed in
-    ``--processes`` fresh processes, the policies taking turns, and the median over them is
-    printed with its range: on a shared machine one process's timings of the same code can
-    sit at twice another's for its whole life (where its memory landed), which a median
-    within one process does not remove;
+    without probe outputs), against ``BUDGET_US``, on windows of a later pass (pages the
+    destination holds, a few words changed: delta arms play) and of a first pass (nothing
+    held: compressors play), and on windows played without features; for policies that
+    buy probes, also the median of deciding which probes to buy (``probe_mask`` on the
+    cheap features: the value of each probe) and of the decision and update on a window
+    whose probes of every arm were bought (the filter update of each probe included).
+    Each policy is timed in ``--processes`` fresh processes, the policies taking turns,
+    and the median over them is printed with its range: on a shared machine one
+    process's timings of the same code can sit at twice another's for its whole life
+    (where its memory landed), which a median within one process does not remove;
 (b) feature extraction on windows of ``--pages`` pages: cheap features (zero fraction,
     entropy, changed words) and one probe per arm, median microseconds and as a share of
     encoding the window with that arm.
@@ -48,23 +50,37 @@ from migcodec.selector.policies import Policy
 BUDGET_US = 20.0
 
 
+def window_features(arms: list[Arm], first_pass: bool = False) -> list:
+    """Features of five windows of 256 pages of varied content, every arm probed: pages
+    the destination holds with a few words of each changed (a later pass), or with
+    ``first_pass`` pages it holds none of."""
+    extractor = FeatureExtractor([a.codec for a in arms])
+    pool = []
+    for kind in ("memcached", "text", "random", "zero", "seq"):
+        pages = generate_pages(kind, 256, seed=1)
+        previous = None
+        if not first_pass:
+            previous = pages.copy()
+            previous[:, :64] ^= 1
+        pool.append(extractor.extract(pages, previous, probe=True))
+    return pool
+
+
 def decision_latency(
-    policy_name: str, arms: list[Arm], windows: int
+    policy_name: str, arms: list[Arm], windows: int, first_pass: bool = False
 ) -> tuple[float, float, float, float]:
     """Median seconds of choose + finish over ``windows`` windows of varied features without
     probe outputs, of the probe decision before them, of choose + finish with every arm's
     probe output (both 0 for policies that buy no probes), and of choose + finish of a
     window played without features, each after a window with them (a run of its own; 0 for
-    policies that never skip them)."""
+    policies that never skip them).
+
+    The windows' pages are held by the destination with a few words changed (a later
+    pass: the delta arms' windows), or with ``first_pass`` held nowhere (the compressors'
+    windows, whose update moves the compressors' ratio filter)."""
     selector = Selector(parse_policy(policy_name), arms, Throughput(1.25e9, 2))
-    extractor = FeatureExtractor([a.codec for a in arms])
+    pool = window_features(arms, first_pass)
     rng = np.random.default_rng(0)
-    pool = []
-    for kind in ("memcached", "text", "random", "zero", "seq"):
-        pages = generate_pages(kind, 256, seed=1)
-        previous = pages.copy()
-        previous[:, :64] ^= 1
-        pool.append(extractor.extract(pages, previous, probe=True))
     times, probe_times, probed_times, blind_times = [], [], [], []
     policy = selector.policy
     buys = policy.needs == "probe"
@@ -170,7 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     arms = parse_arms(None)  # the default set: CPU arms and the installed delta arms
     if args.one:
-        print(json.dumps([x * 1e6 for x in decision_latency(args.one, arms, args.windows)]))
+        later = decision_latency(args.one, arms, args.windows)
+        first = decision_latency(args.one, arms, args.windows, first_pass=True)
+        print(json.dumps([x * 1e6 for x in (*later, first[0], first[3])]))
         return 0
     t0 = time.perf_counter()
     policies = ["fixed", *DEFAULT_POLICIES, "sgd:background=true"]
@@ -179,7 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     def column(i: int) -> dict[str, list[float]]:
         return {p: [r[i] for r in rs] for p, rs in runs.items() if all(r[i] for r in rs)}
 
-    latency, probe_latency, probed_latency, blind_latency = (column(i) for i in range(4))
+    latency, probe_latency, probed_latency, blind_latency, first_latency, first_blind = (
+        column(i) for i in range(6)
+    )
     costs = feature_costs(arms, args.pages, args.repeats)
     doc = {
         "arms": [a.label for a in arms],
@@ -188,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         "probe_decision_median_us": probe_latency,
         "decision_update_with_probes_median_us": probed_latency,
         "decision_update_without_features_median_us": blind_latency,
+        "first_pass_decision_update_median_us": first_latency,
+        "first_pass_decision_update_without_features_median_us": first_blind,
         "features": costs,
         "seconds": time.perf_counter() - t0,
     }
@@ -196,20 +218,24 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(
         f"(a) decision + update without probes, median us per window ({len(arms)} arms, "
-        f"budget {BUDGET_US})"
+        f"budget {BUDGET_US}): later passes' windows (pages held, a few words changed), "
+        "first-pass windows (nothing held), and each played without features"
     )
     print(f"    (median over {max(args.processes, 1)} fresh processes, with their range)")
     for name, values in latency.items():
-        extra = (
-            f"  (+ {_spread(probe_latency[name])} deciding which probes to buy; "
-            f"{_spread(probed_latency[name])} deciding and updating with every arm probed)"
-            if name in probe_latency
-            else ""
-        )
-        if name in blind_latency:
-            extra += f"; {_spread(blind_latency[name])} on a window played without features"
-        verdict = "ok" if statistics.median(values) <= BUDGET_US else "OVER BUDGET"
-        print(f"    {name:<20} {_spread(values):>18} {verdict}{extra}")
+        timed = [values, first_latency[name]]
+        extra = f"; first pass {_spread(first_latency[name])}"
+        for kind, blind in (("", blind_latency), ("first pass ", first_blind)):
+            if name in blind:
+                timed.append(blind[name])
+                extra += f"; {kind}without features {_spread(blind[name])}"
+        if name in probe_latency:
+            extra += (
+                f"  (+ {_spread(probe_latency[name])} deciding which probes to buy; "
+                f"{_spread(probed_latency[name])} deciding and updating with every arm probed)"
+            )
+        over = any(statistics.median(t) > BUDGET_US for t in timed)
+        print(f"    {name:<20} {_spread(values):>18} {'OVER BUDGET' if over else 'ok'}{extra}")
     print(f"(b) features on {args.pages}-page windows, median CPU us (share of encoding)")
     for row in costs:
         probes = ", ".join(

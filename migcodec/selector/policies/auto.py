@@ -200,6 +200,9 @@ class RatioFilter:
         # observe's row of the update: p @ h, then the prediction's error
         self._row = np.empty(size + 1)
         self._ph = self._row[:size]
+        self._ph_column = self._ph[:, None]  # the same, as a column: the gain's shape
+        self._gain = np.empty((size, 1))
+        self._update = np.empty((size, size + 1))
 
     def mean(self) -> np.ndarray:
         return self.x[0] + self.x[2:]
@@ -220,10 +223,11 @@ class RatioFilter:
         window, on the hot path, so not a product with a vector of zeros). The mean moves
         by ``gain`` times the error and the covariance by ``gain`` times ``p @ h``: one
         rank-one update of both (np.outer's wrapper costs 5x it), into kept buffers,
-        with the scalars as Python floats (numpy's cost several times as much each)."""
+        with the scalars as Python floats (numpy's cost several times as much each): each
+        numpy call costs about a microsecond here, most of this update's time."""
         j = 2 + arm
         x, columns, ph = self.x, self._columns, self._ph
-        np.add(columns[0], columns[j], out=ph)
+        np.add(columns[0], columns[j], ph)  # outputs positional: keywords cost more
         predicted = x.item(0) + x.item(j)
         scale = ph.item(0) + ph.item(j)
         if probe:
@@ -231,8 +235,10 @@ class RatioFilter:
             predicted += x.item(1)
             scale = ph.item(0) + ph.item(j) + ph.item(1)
         self._row[-1] = predicted - y  # x - gain * (predicted - y) is x + gain * (y - ...)
-        gain = ph / (scale + noise)
-        self._state -= gain[:, None] * self._row
+        gain, update = self._gain, self._update
+        np.divide(self._ph_column, scale + noise, gain)
+        np.multiply(gain, self._row, update)
+        np.subtract(self._state, update, self._state)
 
     def observe_probes(
         self, arms: np.ndarray, y: np.ndarray, noise: float, shared: float = 0.0
@@ -1256,11 +1262,17 @@ class Auto(Policy):
                 # the loss grows with CPU time: out of reach at its cheapest node, an arm
                 # has nothing to save (most arms, most windows), and only a window with an
                 # arm in reach prices any (_scalar_loss, inline, in a loop: a comprehension
-                # would make and call a function every window)
+                # would make and call a function every window); a delta arm in reach on a
+                # window mostly not held (a first pass) is not tried there either (_trial)
                 workers, link = self.objective.workers, self.objective.link
-                scale = self._cheapest_scale
+                scale, delta = self._cheapest_scale, self._delta_flags
                 for a in untried:
-                    if a != arm and out[a] / link < least and cpu[a] * scale[a] / workers < least:
+                    if (
+                        a != arm
+                        and out[a] / link < least
+                        and cpu[a] * scale[a] / workers < least
+                        and not (delta[a] and not self._mostly_held(f))
+                    ):
                         arm = self._trial(f, arm, least, untried, out, cpu)
                         break
             else:
