@@ -54,6 +54,17 @@ DEFLATE_SCAN = Extension(
     optional=True,
 )
 
+# The selector's ratio filter update in C (selector/policies/ratio_filter.py keeps the
+# numpy version as the fall-back, and `migcodec codecs` reports which one runs). Optional
+# likewise. Without contraction: both paths must give the same bits.
+RATIO_FILTER = Extension(
+    "migcodec.selector._filters",
+    ["migcodec/selector/_filters.c"],
+    extra_compile_args=["-O3", "-ffp-contract=off"],
+    libraries=["m"],
+    optional=True,
+)
+
 # `migcodec evaluate --scheduler` runs on a Dask cluster and reads traces through fsspec
 # URLs; both are imported only when asked for, so they are an extra (the tests use them)
 DISTRIBUTED = ["dask[distributed]>=2024.1", "fsspec>=2023.1"]
@@ -71,7 +82,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["migcodec", "migcodec.*"]),
-    ext_modules=[PAGE_SCAN, DELTA_KERNELS, DEFLATE_SCAN],
+    ext_modules=[PAGE_SCAN, DELTA_KERNELS, DEFLATE_SCAN, RATIO_FILTER],
     install_requires=[
         "numpy>=1.24",
         "stevedore>=5.6",  # DriverManager takes on_missing_entrypoints_callback from 5.6

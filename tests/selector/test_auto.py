@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from migcodec.codecs.base import RUN_BYTES
@@ -92,32 +92,6 @@ def test_probes_observed_together_equal_probes_observed_one_by_one(observations)
         one_by_one.observe(arm, value, 0.03, probe=True)
     np.testing.assert_allclose(joint.x, one_by_one.x)
     np.testing.assert_allclose(joint.p, one_by_one.p, atol=1e-12)
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    st.lists(
-        st.tuples(st.integers(0, 3), st.floats(-2, 4), st.floats(0.001, 1.0), st.booleans()),
-        min_size=1,
-        max_size=6,
-    )
-)
-def test_one_observation_is_the_kalman_update_of_its_observation_vector(observations):
-    """observe() updates the mean and covariance in place, from columns and kept buffers:
-    each step must equal the textbook update with the observation vector written out
-    (the level, the arm's offset and, for a probe, the bias)."""
-    f = RatioFilter(4)
-    x, p = f.x.copy(), f.p.copy()
-    for arm, y, noise, probe in observations:
-        h = np.zeros(x.size)
-        h[0] = h[2 + arm] = 1.0
-        h[1] = 1.0 if probe else 0.0
-        gain = p @ h / (h @ p @ h + noise)
-        x = x + gain * (y - h @ x)
-        p = p - np.outer(gain, h @ p)
-        f.observe(arm, y, noise, probe=probe)
-        np.testing.assert_allclose(f.x, x, rtol=1e-9, atol=1e-12)
-        np.testing.assert_allclose(f.p, p, rtol=1e-9, atol=1e-12)
 
 
 def test_probes_of_one_sample_agreeing_weigh_less_and_their_differences_more():

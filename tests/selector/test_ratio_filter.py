@@ -1,0 +1,95 @@
+"""The compressors' ratio filter: one observation's update is the Kalman update of its
+observation vector, and the C extension's update and numpy's give the same bits."""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from migcodec.selector.policies import ratio_filter
+from migcodec.selector.policies.ratio_filter import RatioFilter
+
+OBSERVATIONS = st.lists(
+    st.tuples(st.integers(0, 3), st.floats(-2, 4), st.floats(0.001, 1.0), st.booleans()),
+    min_size=1,
+    max_size=6,
+)
+
+
+@contextlib.contextmanager
+def _path(name: str):
+    """RatioFilter.observe's path ``name`` for the duration (hypothesis runs many examples
+    per test call, so not a function-scoped fixture)."""
+    saved = ratio_filter._native_observe
+    if name == "numpy":
+        ratio_filter._native_observe = None
+    else:
+        assert ratio_filter.FILTER_UPDATE == "C extension"
+    try:
+        yield
+    finally:
+        ratio_filter._native_observe = saved
+
+
+@pytest.mark.parametrize("path", ["C extension", "numpy"])
+@settings(max_examples=200, deadline=None)
+@given(observations=OBSERVATIONS)
+def test_one_observation_is_the_kalman_update_of_its_observation_vector(path, observations):
+    """observe() updates the mean and covariance in place, from columns and kept buffers
+    (or in C): each step must equal the textbook update with the observation vector
+    written out (the level, the arm's offset and, for a probe, the bias)."""
+    f = RatioFilter(4)
+    x, p = f.x.copy(), f.p.copy()
+    for arm, y, noise, probe in observations:
+        h = np.zeros(x.size)
+        h[0] = h[2 + arm] = 1.0
+        h[1] = 1.0 if probe else 0.0
+        gain = p @ h / (h @ p @ h + noise)
+        x = x + gain * (y - h @ x)
+        p = p - np.outer(gain, h @ p)
+        with _path(path):
+            f.observe(arm, y, noise, probe=probe)
+        np.testing.assert_allclose(f.x, x, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(f.p, p, rtol=1e-9, atol=1e-12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(observations=OBSERVATIONS, drifts=st.lists(st.floats(0.0, 0.5), min_size=6, max_size=6))
+def test_the_c_update_gives_numpys_bits(observations, drifts):
+    """A policy's choices must not depend on whether the extension was built: the C update
+    does numpy's operations in numpy's order, without fused multiply-adds."""
+    assert ratio_filter.FILTER_UPDATE == "C extension"
+    native, numpy_path = RatioFilter(4), RatioFilter(4)
+    for (arm, y, noise, probe), drift in zip(observations, drifts, strict=False):
+        for f in (native, numpy_path):
+            f.drift(drift, drift / 4)
+        native.observe(arm, y, noise, probe=probe)
+        with _path("numpy"):
+            numpy_path.observe(arm, y, noise, probe=probe)
+        np.testing.assert_array_equal(native.x, numpy_path.x)
+        np.testing.assert_array_equal(native.p, numpy_path.p)
+
+
+@pytest.mark.parametrize(
+    ("state", "j"),
+    [
+        (np.zeros((3, 4)), 0),  # j must pick an arm's offset, not the level
+        (np.zeros((3, 4)), 3),  # past the last row
+        (np.zeros((3, 3)), 1),  # not n rows of n + 1
+    ],
+)
+def test_the_c_update_refuses_a_state_it_cannot_read(state, j):
+    with pytest.raises(ValueError, match=r"observe needs a C-contiguous float64 state"):
+        ratio_filter._native_observe(state, j, False, 0.5, 0.1)
+
+
+@pytest.mark.parametrize("layout", ["read-only", "not contiguous"])
+def test_the_c_update_refuses_a_state_it_may_not_write_in_place(layout):
+    state = np.zeros((3, 4)) if layout == "read-only" else np.zeros((4, 3)).T
+    state.flags.writeable = layout != "read-only"
+    with pytest.raises(TypeError, match="read-write bytes-like object"):
+        ratio_filter._native_observe(state, 1, False, 0.5, 0.1)
