@@ -1,6 +1,7 @@
 """Selector hot path: decision + update per window, and what features cost.
 
     python benchmarks/selector.py [--windows N] [--processes N] [--pages N] [--json]
+        [--markdown PATH]
 
 (a) per policy, median microseconds of one ``Selector.choose(features=...)`` plus
     ``Selector.finish(...)`` (the per-window decision and update; features precomputed,
@@ -23,6 +24,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -32,6 +35,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from provenance import commit  # benchmarks/provenance.py (the script directory)
 
 from migcodec.datasets import Window, generate_pages
 from migcodec.selector import (
@@ -46,6 +51,7 @@ from migcodec.selector import (
 )
 from migcodec.selector.evaluation.table import encode_window
 from migcodec.selector.policies import Policy
+from migcodec.selector.policies.ratio_filter import FILTER_UPDATE
 
 BUDGET_US = 20.0
 
@@ -152,9 +158,76 @@ def feature_costs(arms: list[Arm], pages: int, repeats: int) -> list[dict]:
     return rows
 
 
+def render(doc: dict) -> str:
+    """The results document: each policy's decision and update per kind of window against
+    the budget, what deciding which probes to buy costs, and what features cost."""
+    m = doc["machine"]
+    kinds = [
+        ("later pass", doc["decision_update_median_us"]),
+        ("first pass", doc["first_pass_decision_update_median_us"]),
+        ("later pass, no features", doc["decision_update_without_features_median_us"]),
+        ("first pass, no features", doc["first_pass_decision_update_without_features_median_us"]),
+    ]
+    lines = [
+        "# Selector decision and update latency",
+        "",
+        f"Written by `{doc['command'].strip()}` at commit `{doc['commit']}` on {m['cores']} "
+        f"cores (Python {m['python']}, numpy {m['numpy']}; `auto`'s ratio filter update: "
+        f"{m['filter_update']}), {len(doc['arms'])} arms ({', '.join(doc['arms'])}).",
+        "",
+        f"Each cell: median microseconds of one `Selector.choose(features=...)` plus "
+        f"`Selector.finish(...)`, over {doc['windows']} windows of precomputed features "
+        "without probe outputs; the median (min-max) over "
+        f"{doc['processes']} fresh processes. A later pass's windows hold pages the "
+        "destination holds with a few words changed (delta arms play); a first pass's, pages "
+        "it holds none of (compressors play); `no features`: a window played on the last "
+        "features read, after one that read them (policies that skip features only). "
+        f"Budget: {doc['budget_us']:g} µs per window without probes, on every kind.",
+        "",
+        "| policy | " + " | ".join(k for k, _ in kinds) + " | within budget |",
+        "|---|" + "---|" * len(kinds) + "---|",
+    ]
+    for name in doc["decision_update_median_us"]:
+        cells = [_spread(col[name]) if name in col else "" for _, col in kinds]
+        ok = all(
+            statistics.median(col[name]) <= doc["budget_us"] for _, col in kinds if name in col
+        )
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {'yes' if ok else 'no'} |")
+    probe, probed = doc["probe_decision_median_us"], doc["decision_update_with_probes_median_us"]
+    if probe:
+        lines += [
+            "",
+            "Policies that buy probes, microseconds: deciding which probes to buy "
+            "(`probe_mask` on the cheap features), and the decision and update of a window "
+            "whose probes of every arm were bought.",
+            "",
+            "| policy | deciding which probes to buy | decision + update, every arm probed |",
+            "|---|---|---|",
+        ]
+        lines += [f"| {n} | {_spread(probe[n])} | {_spread(probed[n])} |" for n in probe]
+    lines += [
+        "",
+        f"Features of {doc['features'][0]['pages']}-page windows, median CPU microseconds "
+        "(share of encoding the window: with lz4 for the cheap features, with the arm for "
+        "its probe):",
+        "",
+        "| content | cheap features | " + " | ".join(doc["features"][0]["probe_us"]) + " |",
+        "|---|---|" + "---|" * len(doc["features"][0]["probe_us"]),
+    ]
+    for row in doc["features"]:
+        shares = row["probe_share_of_own_encode"]
+        probes = " | ".join(f"{v:.0f} ({shares[k]:.1%})" for k, v in row["probe_us"].items())
+        lines.append(
+            f"| {row['workload']} | {row['cheap_us']:.0f} "
+            f"({row['cheap_share_of_lz4_encode']:.1%}) | {probes} |"
+        )
+    return "\n".join(lines)
+
+
 def _in_fresh_processes(policies: list[str], windows: int, processes: int) -> dict:
     """Each policy's :func:`decision_latency` in ``processes`` fresh processes (one per
-    policy and round, the policies taking turns), as lists of the four numbers."""
+    policy and round, the policies taking turns), as lists of the six numbers (the four of
+    a later pass, then a first pass's decision and update with and without features)."""
     runs: dict[str, list[list[float]]] = {p: [] for p in policies}
     for _ in range(processes):
         for policy in policies:
@@ -182,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pages", type=int, default=2048, help="pages per window for (b)")
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--markdown", type=Path, help="write the results document here")
     ap.add_argument("--one", metavar="POLICY", help=argparse.SUPPRESS)  # a run of (a)
     args = ap.parse_args(argv)
     arms = parse_arms(None)  # the default set: CPU arms and the installed delta arms
@@ -211,8 +285,21 @@ def main(argv: list[str] | None = None) -> int:
         "first_pass_decision_update_median_us": first_latency,
         "first_pass_decision_update_without_features_median_us": first_blind,
         "features": costs,
+        "windows": args.windows,
+        "processes": max(args.processes, 1),
+        "machine": {
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "filter_update": FILTER_UPDATE,
+        },
+        "commit": commit(),
+        "command": "python benchmarks/selector.py "
+        + " ".join(sys.argv[1:] if argv is None else argv),
         "seconds": time.perf_counter() - t0,
     }
+    if args.markdown:
+        args.markdown.write_text(render(doc) + "\n")
     if args.json:
         print(json.dumps(doc, indent=2))
         return 0

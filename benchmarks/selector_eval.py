@@ -25,11 +25,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+from provenance import commit  # benchmarks/provenance.py (the script directory)
 
 from migcodec.selector import DEFAULT_POLICIES, make_objective, parse_arms, parse_policy
 from migcodec.selector.arms import DEFAULT_ARMS, DELTA_ARMS
@@ -61,19 +61,6 @@ def _fmt(values: list[float]) -> str:
     if len(values) == 1:
         return f"{values[0]:.3f}"
     return f"{statistics.median(values):.3f} ({min(values):.3f}-{max(values):.3f})"
-
-
-def _commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return out.stdout.strip()
 
 
 def _machine(machine: dict | None) -> str:
@@ -292,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
 
     doc = {
         "command": " ".join(["python benchmarks/selector_eval.py", *(argv or sys.argv[1:])]),
-        "commit": _commit(),
+        "commit": commit(),
         "corpus": _shown_path(args.corpus),
         "machine": model.machine,
         "tables": args.tables,
