@@ -54,8 +54,8 @@ DEFLATE_SCAN = Extension(
     optional=True,
 )
 
-# The selector's ratio filter update in C (selector/policies/ratio_filter.py keeps the
-# numpy version as the fall-back, and `migcodec codecs` reports which one runs). Optional
+# The selector's Kalman filter update in C (selector/policies/kalman.py keeps the numpy
+# version as the fall-back, and `migcodec codecs` reports which one runs). Optional
 # likewise. Without contraction: both paths must give the same bits.
 RATIO_FILTER = Extension(
     "migcodec.selector._filters",

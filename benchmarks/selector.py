@@ -51,7 +51,7 @@ from migcodec.selector import (
 )
 from migcodec.selector.evaluation.table import encode_window
 from migcodec.selector.policies import Policy
-from migcodec.selector.policies.ratio_filter import FILTER_UPDATE
+from migcodec.selector.policies.kalman import FILTER_UPDATE
 
 BUDGET_US = 20.0
 
@@ -172,7 +172,7 @@ def render(doc: dict) -> str:
         "# Selector decision and update latency",
         "",
         f"Written by `{doc['command'].strip()}` at commit `{doc['commit']}` on {m['cores']} "
-        f"cores (Python {m['python']}, numpy {m['numpy']}; `auto`'s ratio filter update: "
+        f"cores (Python {m['python']}, numpy {m['numpy']}; `auto`'s Kalman filter update: "
         f"{m['filter_update']}), {len(doc['arms'])} arms ({', '.join(doc['arms'])}).",
         "",
         f"Each cell: median microseconds of one `Selector.choose(features=...)` plus "

@@ -63,7 +63,7 @@ def test_codecs_table(capsys):
         "page-change counts (selector features): C extension\n"
         "sample scan (selector features): C extension\n"
         "DEFLATE history check (iaa decode in software): C extension\n"
-        "ratio filter update (auto's compressors): C extension\n"
+        "Kalman filter update (auto's estimates): C extension\n"
     )
     assert [row.split()[0] for row in rows] == available_codecs()
     lz4 = next(row for row in rows if row.startswith("lz4 "))

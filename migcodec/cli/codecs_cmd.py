@@ -9,7 +9,7 @@ from migcodec.codecs import plugin_statuses
 from migcodec.codecs.changes import CHANGE_SCAN
 from migcodec.codecs.deflate_scan import DEFLATE_SCAN
 from migcodec.codecs.zero import ZERO_SCAN
-from migcodec.selector.policies.ratio_filter import FILTER_UPDATE
+from migcodec.selector.policies.kalman import FILTER_UPDATE
 from migcodec.selector.scan import SAMPLE_SCAN
 
 
@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"page-change counts (selector features): {CHANGE_SCAN}")
     print(f"sample scan (selector features): {SAMPLE_SCAN}")
     print(f"DEFLATE history check (iaa decode in software): {DEFLATE_SCAN}")
-    print(f"ratio filter update (auto's compressors): {FILTER_UPDATE}")
+    print(f"Kalman filter update (auto's estimates): {FILTER_UPDATE}")
     return 0
 
 

@@ -1,17 +1,17 @@
 /*
- * The update of auto's ratio filter for one observation, in one call
- * (selector/policies/ratio_filter.py, RatioFilter.observe).
+ * The update of auto's Kalman filters for one observation, in one call
+ * (selector/policies/kalman.py, kalman_update).
  *
- * Why C: the update runs on every window a compressor plays, on a state of a few rows
- * (two more than the compressing arms), where numpy's fixed cost per call is the whole
- * cost: four calls took about four microseconds a window on a loaded host, a fifth of the
- * window's decision and update. Here it is one pass over the state.
+ * Why C: the update runs on every window played (the compressors' ratio filter, or the
+ * delta arms' CPU factors), on a state of a few rows, where numpy's fixed cost per call is
+ * the whole cost: four calls took about four microseconds a window on a loaded host, a
+ * fifth of the window's decision and update. Here it is one pass over the state.
  *
  * observe(state, j, probe, y, noise) -> None
  *   state: C-contiguous, writable float64, n rows of n + 1: the covariance, then the mean
  *   as the last column. The observation vector picks entries 0 and j (0 < j < n), and 1
  *   too when probe is true; y is the observed log ratio, noise its variance. The update is
- *   ratio_filter.py's numpy path operation by operation, in the same order, so both give
+ *   kalman.py's numpy path operation by operation, in the same order, so both give
  *   the same bits (the build turns floating-point contraction off: a fused multiply-add
  *   rounds once where numpy rounds twice).
  */
@@ -80,7 +80,7 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "migcodec.selector._filters",
-    "The ratio filter's update in one call (see ratio_filter.py).", -1, methods,
+    "The Kalman filters' update in one call (see kalman.py).", -1, methods,
 };
 
 PyMODINIT_FUNC PyInit__filters(void) { return PyModule_Create(&module); }

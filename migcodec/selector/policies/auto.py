@@ -70,7 +70,7 @@ from migcodec.selector.costmodel import KNOTS, ArmCost
 from migcodec.selector.features import WindowFeatures
 from migcodec.selector.objectives import Outcome, Throughput
 from migcodec.selector.policies.base import Policy
-from migcodec.selector.policies.ratio_filter import _LEVEL_PRIOR, RatioFilter
+from migcodec.selector.policies.kalman import _LEVEL_PRIOR, RatioFilter, kalman_update
 
 #: Gauss-Hermite nodes and weights (probabilists'), for expectations over a log ratio
 _NODES, _WEIGHTS = np.polynomial.hermite_e.hermegauss(7)
@@ -336,6 +336,7 @@ class Auto(Policy):
         "_delta_offsets",
         "_delta_pos",
         "_delta_samples",
+        "_delta_state",
         "_expected",
         "_expected_out",
         "_fast",
@@ -503,11 +504,13 @@ class Auto(Policy):
         for j, arm in enumerate(self._delta_arms):
             self._delta_pos[arm] = 1 + j
         size = 1 + len(self._delta_arms)
-        self._delta_mean = [0.0] * size
-        self._delta_cov = [[0.0] * size for _ in range(size)]
-        self._delta_cov[0][0] = _CPU_DELTA_VAR
+        # covariance and mean side by side, as kalman_update takes them (views of it)
+        self._delta_state = np.zeros((size, size + 1))
+        self._delta_cov = self._delta_state[:, :size]
+        self._delta_mean = self._delta_state[:, size]
+        self._delta_cov[0, 0] = _CPU_DELTA_VAR
         for j in range(1, size):
-            self._delta_cov[j][j] = _CPU_ARM_VAR
+            self._delta_cov[j, j] = _CPU_ARM_VAR
         # the variance one play adds to its arm's own part, so that its factor moves as
         # the moving average of CPU errors has it (see _learn_delta_cpu); at learn = 1,
         # every error taken whole, as nearly as a finite variance can
@@ -1348,9 +1351,10 @@ class Auto(Policy):
                 self._cpu_arm_var[arm] = _CPU_ARM_VAR
                 if self._delta_flags[arm]:  # its own part as unknown as before its first play
                     j, cov = self._delta_pos[arm], self._delta_cov
-                    if cov[j][j] < _CPU_ARM_VAR:
-                        cov[j][j] = _CPU_ARM_VAR
-                    self._cpu_arm_var[arm] = cov[j][j]  # its mirror, as _learn_delta_cpu keeps it
+                    if cov.item(j, j) < _CPU_ARM_VAR:
+                        cov[j, j] = _CPU_ARM_VAR
+                    # its mirror, as _learn_delta_cpu keeps it
+                    self._cpu_arm_var[arm] = cov.item(j, j)
                 self._cpu_weight[arm] = 0.0
                 if arm not in untried:
                     untried.append(arm)
@@ -1361,15 +1365,15 @@ class Auto(Policy):
         """Recompute ``arm``'s factor past the host's spread and cheapest node (_pick)."""
         if self._delta_flags[arm]:  # the delta arms' part and its own, with their covariance
             j, cov = self._delta_pos[arm], self._delta_cov
-            var = cov[0][0] + 2.0 * cov[0][j] + cov[j][j]
+            var = cov.item(0, 0) + 2.0 * cov.item(0, j) + cov.item(j, j)
         else:
             var = self._cpu_arm_var[arm]
         sd = self._trial_sd[arm] = var**0.5
         self._cheapest_scale[arm] = math.exp(sd * _CHEAPEST)
 
-    def _learn_delta_cpu(self, arm: int, error: float, weight: float) -> None:
-        """Learn delta arm ``arm``'s CPU error ``error`` (the log of its window's measured
-        time over the model's, less the factors it was predicted with), of a window of
+    def _learn_delta_cpu(self, arm: int, y: float, weight: float) -> None:
+        """Learn delta arm ``arm``'s CPU factor past the host's from ``y``, the log of its
+        window's measured time over the model's less the host's factor, of a window of
         ``weight`` (see :meth:`_learn`), and set every delta arm's factor from it.
 
         The delta arms' factors past the host's are one Gaussian: the part they share and
@@ -1388,30 +1392,19 @@ class Auto(Policy):
         1 - ``learn``, each), so that a steadily played arm's factor moves by ``learn`` of
         each error, as a moving average's would; the shared part does not, or it would
         carry one arm's drift to the arms not played. An arm not played grows less known
-        with the stream's time instead (:meth:`_retry_stale`). A few float operations on
-        a 3x3 matrix for two delta arms: lists, not arrays."""
+        with the stream's time instead (:meth:`_retry_stale`). One call of the filters'
+        update (:func:`~migcodec.selector.policies.kalman.kalman_update`) on a 3 by 4
+        state for two delta arms."""
+        state, size = self._delta_state, self._delta_state.shape[0]
         j = self._delta_pos[arm]
-        x, cov = self._delta_mean, self._delta_cov
-        cov[j][j] += self._delta_drift
-        # the played arm's factor is the shared part plus its own: h = e_0 + e_j
-        spread = [row[0] + row[j] for row in cov]  # cov @ h
-        scale = 1.0 / (spread[0] + spread[j] + _CPU_PLAY_VAR / weight)  # over its variance
-        # in place, with counters: comprehensions cost twice as much here, and range()
-        # or enumerate() a fifth more
-        i = 0
-        for row in cov:
-            k = spread[i] * scale
-            x[i] += k * error
-            c = 0
-            for s in spread:
-                row[c] -= k * s
-                c += 1  # noqa: SIM113 (enumerate's tuples cost a fifth more here)
-            i += 1  # noqa: SIM113
+        state[j, j] += self._delta_drift
+        # the played arm's factor is the shared part plus its own: entries 0 and j
+        kalman_update(state, j, False, y, _CPU_PLAY_VAR / weight)
         # each delta arm's factor, as _pick prices it (and its trial's, while untried)
-        family, untried = x[0], self._untried
+        family, untried = state.item(0, size), self._untried
         for p, a in enumerate(self._delta_arms, 1):
-            own = self.cpu_arm[a] = x[p]
-            self._cpu_arm_var[a] = cov[p][p]
+            own = self.cpu_arm[a] = state.item(p, size)
+            self._cpu_arm_var[a] = state.item(p, p)
             self._arm_factor[a] = math.exp(family + own)
             if a in untried:
                 self._trial_prior(a)
@@ -1643,13 +1636,12 @@ class Auto(Policy):
             # and the clock's noise, and must not end its trials
             if seen >= 1.0 and arm in self._untried and (not delta or self._mostly_held(features)):
                 self._untried.remove(arm)
-            own = self.cpu_arm[arm]
-            family = self._delta_mean[0] if delta else 0.0
-            error = math.log(busy / model) - self.cpu_shared - family - own
             evidence = weight / _CPU_PLAY_VAR
             if delta:  # the delta arms' part and their own, not the host's
-                self._learn_delta_cpu(arm, error, weight)
+                self._learn_delta_cpu(arm, math.log(busy / model) - self.cpu_shared, weight)
             else:
+                own = self.cpu_arm[arm]
+                error = math.log(busy / model) - self.cpu_shared - own
                 step = self.learn * weight
                 step = weight / seen if weight / seen > step else step
                 arm_var = self._cpu_arm_var[arm]

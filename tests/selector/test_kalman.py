@@ -1,5 +1,5 @@
-"""The compressors' ratio filter: one observation's update is the Kalman update of its
-observation vector, and the C extension's update and numpy's give the same bits."""
+"""auto's Kalman filters: one observation's update is the Kalman update of its observation
+vector, and the C extension's update and numpy's give the same bits."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from migcodec.selector.policies import ratio_filter
-from migcodec.selector.policies.ratio_filter import RatioFilter
+from migcodec.selector.policies import kalman
+from migcodec.selector.policies.kalman import RatioFilter, kalman_update
 
 OBSERVATIONS = st.lists(
     st.tuples(st.integers(0, 3), st.floats(-2, 4), st.floats(0.001, 1.0), st.booleans()),
@@ -22,17 +22,17 @@ OBSERVATIONS = st.lists(
 
 @contextlib.contextmanager
 def _path(name: str):
-    """RatioFilter.observe's path ``name`` for the duration (hypothesis runs many examples
+    """kalman_update's path ``name`` for the duration (hypothesis runs many examples
     per test call, so not a function-scoped fixture)."""
-    saved = ratio_filter._native_observe
+    saved = kalman._native_observe
     if name == "numpy":
-        ratio_filter._native_observe = None
+        kalman._native_observe = None
     else:
-        assert ratio_filter.FILTER_UPDATE == "C extension"
+        assert kalman.FILTER_UPDATE == "C extension"
     try:
         yield
     finally:
-        ratio_filter._native_observe = saved
+        kalman._native_observe = saved
 
 
 @pytest.mark.parametrize("path", ["C extension", "numpy"])
@@ -62,7 +62,7 @@ def test_one_observation_is_the_kalman_update_of_its_observation_vector(path, ob
 def test_the_c_update_gives_numpys_bits(observations, drifts):
     """A policy's choices must not depend on whether the extension was built: the C update
     does numpy's operations in numpy's order, without fused multiply-adds."""
-    assert ratio_filter.FILTER_UPDATE == "C extension"
+    assert kalman.FILTER_UPDATE == "C extension"
     native, numpy_path = RatioFilter(4), RatioFilter(4)
     for (arm, y, noise, probe), drift in zip(observations, drifts, strict=False):
         for f in (native, numpy_path):
@@ -84,7 +84,7 @@ def test_the_c_update_gives_numpys_bits(observations, drifts):
 )
 def test_the_c_update_refuses_a_state_it_cannot_read(state, j):
     with pytest.raises(ValueError, match=r"observe needs a C-contiguous float64 state"):
-        ratio_filter._native_observe(state, j, False, 0.5, 0.1)
+        kalman._native_observe(state, j, False, 0.5, 0.1)
 
 
 @pytest.mark.parametrize("layout", ["read-only", "not contiguous"])
@@ -92,4 +92,30 @@ def test_the_c_update_refuses_a_state_it_may_not_write_in_place(layout):
     state = np.zeros((3, 4)) if layout == "read-only" else np.zeros((4, 3)).T
     state.flags.writeable = layout != "read-only"
     with pytest.raises(TypeError, match="read-write bytes-like object"):
-        ratio_filter._native_observe(state, 1, False, 0.5, 0.1)
+        kalman._native_observe(state, 1, False, 0.5, 0.1)
+
+
+@pytest.mark.parametrize("path", ["C extension", "numpy"])
+@settings(max_examples=100, deadline=None)
+@given(
+    plays=st.lists(
+        st.tuples(st.integers(1, 2), st.floats(-1, 1), st.floats(0.01, 2.0)),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_the_delta_arms_state_takes_the_same_update(path, plays):
+    """The delta arms' CPU factors (a shared part and each arm's own) are a state of the
+    same layout: a play of arm j sees the shared part plus its own."""
+    state = np.zeros((3, 4))
+    state[:, :3] = np.diag([0.3, 0.5, 0.5])
+    x, p = state[:, 3].copy(), state[:, :3].copy()
+    for j, y, noise in plays:
+        h = np.array([1.0, 0.0, 0.0])
+        h[j] = 1.0
+        gain = p @ h / (h @ p @ h + noise)
+        x, p = x + gain * (y - h @ x), p - np.outer(gain, h @ p)
+        with _path(path):
+            kalman_update(state, j, False, y, noise)
+        np.testing.assert_allclose(state[:, 3], x, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(state[:, :3], p, rtol=1e-9, atol=1e-12)

@@ -1,0 +1,111 @@
+"""The ``auto`` policy's Kalman filters: the compressors' log ratios (:class:`RatioFilter`)
+and the delta arms' CPU factors (``Auto._learn_delta_cpu``), and their update for one
+observation (:func:`kalman_update`).
+
+Every played window updates one of them, on the hot path of every window; the C extension
+(``_filters.c``, ``observe``) does that update in one call, where numpy needs four calls
+whose fixed costs are the whole of it. Without a C compiler at install time the numpy
+version runs the same operations in the same order (the same bits); :data:`FILTER_UPDATE`
+says which.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+try:
+    from migcodec.selector._filters import observe as _native_observe
+except ImportError as exc:  # built without a C compiler: numpy does the same job
+    _native_observe = None
+    FILTER_UPDATE = f"numpy (C extension not built: {exc}; reinstall with a C compiler)"
+else:
+    FILTER_UPDATE = "C extension"
+
+#: prior of the shared log-ratio level (a ratio of 2, give or take a factor of e), of each
+#: arm's offset from it, and of a probe's bias against a whole window
+_LEVEL_PRIOR = (math.log(2.0), 1.0)
+_OFFSET_VAR = 0.25
+_PROBE_BIAS_VAR = 0.02
+
+
+def kalman_update(state: np.ndarray, j: int, probe: bool, y: float, noise: float) -> None:
+    """One observation's update of a filter's ``state``, in place: a C-contiguous float64
+    array of ``n`` rows of ``n + 1``, the covariance ``p`` and then the mean ``x`` as its
+    last column. The observation, ``y`` with variance ``noise``, sees the sum of entries 0
+    and ``j`` of the state (and 1 too with ``probe``): ``p @ h`` and ``h @ x`` are sums of
+    those columns and entries, not products with a vector of zeros. The mean moves by the
+    gain times the error and the covariance by the gain times ``p @ h``: one rank-one update
+    of both, with the scalars as Python floats (numpy's cost several times as much each).
+    Each numpy call costs about a microsecond here, most of the update's time: the C
+    extension does the same operations in one call (:data:`FILTER_UPDATE`)."""
+    if _native_observe is not None:
+        _native_observe(state, j, probe, y, noise)
+        return
+    n = state.shape[0]
+    p, x = state[:, :n], state[:, n]
+    ph = p[:, 0] + p[:, j]
+    predicted = x.item(0) + x.item(j)
+    scale = ph.item(0) + ph.item(j)
+    if probe:
+        ph += p[:, 1]
+        predicted += x.item(1)
+        scale = ph.item(0) + ph.item(j) + ph.item(1)
+    # x - gain * (predicted - y) is x + gain * (y - predicted)
+    row = np.append(ph, predicted - y)
+    gain = ph[:, None] / (scale + noise)
+    state -= gain * row
+
+
+class RatioFilter:
+    """Kalman filter over ``[L, b, d_1..d_m]``: the shared log-ratio level, the probes'
+    bias, and each compressing arm's offset; arm ``i`` has log ratio ``L + d_i``, a probe of
+    it sees ``L + b + d_i``."""
+
+    def __init__(self, m: int) -> None:
+        size = m + 2
+        # the covariance and the mean side by side, views of one array, as kalman_update
+        # takes them; every update is in place, so the views stay the filter's
+        self._state = np.zeros((size, size + 1))
+        self.p, self.x = self._state[:, :size], self._state[:, size]
+        self.x[0] = _LEVEL_PRIOR[0]
+        self._diagonal = np.einsum("ii->i", self.p)
+        self._diagonal[:] = [_LEVEL_PRIOR[1], _PROBE_BIAS_VAR] + [_OFFSET_VAR] * m
+
+    def mean(self) -> np.ndarray:
+        return self.x[0] + self.x[2:]
+
+    def var(self) -> np.ndarray:
+        d = np.diagonal(self.p)
+        return d[0] + d[2:] + 2 * self.p[0, 2:]
+
+    def drift(self, level: float, offset: float) -> None:
+        self.p[0, 0] += level
+        self._diagonal[2:] += offset
+
+    def observe(self, arm: int, y: float, noise: float, probe: bool) -> None:
+        """One arm's log ratio ``y`` with variance ``noise`` (a probe's, or a window's own):
+        the observation sees the level, the arm's offset and, for a probe, the bias."""
+        kalman_update(self._state, 2 + arm, probe, y, noise)
+
+    def observe_probes(
+        self, arms: np.ndarray, y: np.ndarray, noise: float, shared: float = 0.0
+    ) -> None:
+        """Probes of several arms of one window at once, in one joint update. Each has
+        variance ``noise``, of which the share ``shared`` is common to all of them: the
+        probes encode the same sampled pages, and a sample that compresses better or worse
+        than its window moves every probe alike. Probes that agree are then weaker evidence
+        of the window's level than as many independent ones (their common error does not
+        average out), and their differences, the arms' offsets, are sharper."""
+        h = np.zeros((arms.size, self.x.size))
+        h[:, 0] = 1.0
+        h[:, 1] = 1.0
+        h[np.arange(arms.size), 2 + arms] = 1.0
+        ph = self.p @ h.T
+        s = h @ ph
+        s += noise * shared
+        s[np.diag_indices_from(s)] += noise * (1.0 - shared)
+        gain = np.linalg.solve(s, ph.T).T
+        self.x += gain @ (y - h @ self.x)
+        self.p -= gain @ ph.T
