@@ -59,7 +59,8 @@ class WindowFeatures:
     Probes, per arm: ``probe_out``, the payload bytes a compressing arm wrote for the
     ``probe_pages`` non-zero pages of the probe; ``predicted_ratio`` / ``predicted_rate``,
     the window ratio and per-worker rate those imply (``nan`` where an arm was not probed).
-    ``cheap_s`` and ``probe_s`` (per arm) are the CPU seconds the features cost.
+    ``cheap_s`` and ``probe_s`` (per arm) are the CPU seconds the features cost (``cheap_s``
+    with a policy's decision of which probes to buy, when it was asked for one).
     """
 
     context: np.ndarray
@@ -377,7 +378,13 @@ class FeatureExtractor:
         )
         features.checked_arms = k  # right by construction: not checked again
         if callable(probe):
+            # deciding which probes to buy is part of reading the features, on the same
+            # thread: charged with the cheap features, so that a policy weighing whether a
+            # window's features are worth reading counts it (a few hundred microseconds of
+            # a policy's Python per window in the engine, several times the scan's cost)
+            t1 = clock()
             probe = probe(features)
+            features.cheap_s += clock() - t1
         if probe is None or probe is False:
             return features
         mask = np.ones(k, dtype=bool) if probe is True else np.asarray(probe, dtype=bool)

@@ -1,3 +1,5 @@
+import time
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -132,3 +134,22 @@ def test_the_sample_grows_with_a_large_window_and_is_what_is_charged():
     assert grown.sample == 390 and grown.pages == 100_000  # single pages, spread
     # a stored sample of a window is read whole when the window asks for more
     assert fx.extract(pages[:200], previous[:200], window_pages=10**6).sample == 200
+
+
+def test_a_policys_decision_of_which_probes_to_buy_is_charged_with_the_cheap_features():
+    """Deciding which probes to buy runs on the thread that reads the features, between the
+    scan and the probes: a policy weighing whether features are worth reading must count
+    it, so the features charge it."""
+    extractor = FeatureExtractor([get_codec("raw"), get_codec("lz4")])
+    pages = generate_pages("text", 64, seed=3)
+
+    def slow_decision(features):
+        end = time.thread_time() + 0.02
+        while time.thread_time() < end:
+            pass
+        return None  # no probe bought
+
+    plain = extractor.extract(pages, probe=False)
+    decided = extractor.extract(pages, probe=slow_decision)
+    assert decided.cheap_s >= 0.02 > plain.cheap_s
+    assert decided.probe_s is None  # nothing probed: only the decision was charged
