@@ -15,13 +15,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-try:
-    from migcodec.codecs._pagescan import page_changes as _native_page_changes
-except ImportError as exc:  # built without a C compiler: numpy does the same job
-    _native_page_changes = None
-    CHANGE_SCAN = f"numpy (C extension not built: {exc}; reinstall with a C compiler)"
-else:
-    CHANGE_SCAN = "C extension"
+from migcodec.extensions import optional_extension
+
+_pagescan, CHANGE_SCAN = optional_extension("migcodec.codecs._pagescan")
+_native_page_changes = None if _pagescan is None else _pagescan.page_changes
 
 
 class PageChanges(NamedTuple):

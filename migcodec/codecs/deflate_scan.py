@@ -24,14 +24,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from migcodec.codecs.errors import DecodeError
+from migcodec.extensions import optional_extension
 
-try:
-    from migcodec.codecs._deflatescan import scan_deflate as native
-except ImportError as exc:  # built without a C compiler: the Python walk does the same job
-    native = None
-    DEFLATE_SCAN = f"Python (C extension not built: {exc}; reinstall with a C compiler)"
-else:
-    DEFLATE_SCAN = "C extension"
+_deflatescan, DEFLATE_SCAN = optional_extension("migcodec.codecs._deflatescan", "Python")
+native = None if _deflatescan is None else _deflatescan.scan_deflate
 
 #: block types (``BTYPE``)
 STORED, FIXED, DYNAMIC = 0, 1, 2

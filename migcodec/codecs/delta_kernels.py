@@ -21,24 +21,18 @@ import sys
 from collections.abc import Iterator
 from types import ModuleType
 
+from migcodec.extensions import optional_extension
+
 #: environment variable that selects the numpy kernels even where the C ones are built
 ENV = "MIGCODEC_DELTA_KERNELS"
 
 native: ModuleType | None
-try:
-    from migcodec.codecs import _deltas as native
-except ImportError as exc:  # built without a C compiler: numpy does the same job
+native, DELTA_KERNELS = optional_extension("migcodec.codecs._deltas")
+if native is not None and os.environ.get(ENV, "").lower() == "numpy":
+    native, DELTA_KERNELS = None, f"numpy ({ENV}=numpy)"
+elif native is not None and sys.byteorder != "little":
     native = None
-    DELTA_KERNELS = f"numpy (C extension not built: {exc}; reinstall with a C compiler)"
-else:
-    if os.environ.get(ENV, "").lower() == "numpy":
-        native = None
-        DELTA_KERNELS = f"numpy ({ENV}=numpy)"
-    elif sys.byteorder != "little":
-        native = None
-        DELTA_KERNELS = "numpy (the C kernels write little-endian lengths natively only)"
-    else:
-        DELTA_KERNELS = "C extension"
+    DELTA_KERNELS = "numpy (the C kernels write little-endian lengths natively only)"
 
 
 @contextlib.contextmanager

@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
-try:
-    from migcodec.codecs._pagescan import zero_pages as _native_zero_pages
-except ImportError as exc:  # built without a C compiler: numpy does the same job
-    _native_zero_pages = None
-    ZERO_SCAN = f"numpy (C extension not built: {exc}; reinstall with a C compiler)"
-else:
-    ZERO_SCAN = "C extension"
+from migcodec.extensions import optional_extension
+
+_pagescan, ZERO_SCAN = optional_extension("migcodec.codecs._pagescan")
+_native_zero_pages = None if _pagescan is None else _pagescan.zero_pages
 
 
 def _numpy_zero_page_rows(pages: np.ndarray) -> np.ndarray | None:

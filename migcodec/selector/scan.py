@@ -19,16 +19,11 @@ import numpy as np
 
 from migcodec.codecs.changes import PageChanges, page_changes
 from migcodec.codecs.zero import zero_page_rows
+from migcodec.extensions import optional_extension
 
-try:
-    from migcodec.codecs._pagescan import estimate_sums as native_estimate_sums
-    from migcodec.codecs._pagescan import sample_scan as _native_sample_scan
-except ImportError as exc:  # built without a C compiler: numpy does the same job
-    native_estimate_sums = None
-    _native_sample_scan = None
-    SAMPLE_SCAN = f"numpy (C extension not built: {exc}; reinstall with a C compiler)"
-else:
-    SAMPLE_SCAN = "C extension"
+_pagescan, SAMPLE_SCAN = optional_extension("migcodec.codecs._pagescan")
+native_estimate_sums = None if _pagescan is None else _pagescan.estimate_sums
+_native_sample_scan = None if _pagescan is None else _pagescan.sample_scan
 
 #: the per-page estimate formulas the C scan sums (``estimate_one`` in ``_pagescan.c``):
 #: a delta record (10 bytes per changed word and a u16 length, raw from a page), the same

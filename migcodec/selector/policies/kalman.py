@@ -15,13 +15,10 @@ import math
 
 import numpy as np
 
-try:
-    from migcodec.selector._filters import observe as _native_observe
-except ImportError as exc:  # built without a C compiler: numpy does the same job
-    _native_observe = None
-    FILTER_UPDATE = f"numpy (C extension not built: {exc}; reinstall with a C compiler)"
-else:
-    FILTER_UPDATE = "C extension"
+from migcodec.extensions import optional_extension
+
+_filters, FILTER_UPDATE = optional_extension("migcodec.selector._filters")
+_native_observe = None if _filters is None else _filters.observe
 
 #: prior of the shared log-ratio level (a ratio of 2, give or take a factor of e), of each
 #: arm's offset from it, and of a probe's bias against a whole window
