@@ -416,7 +416,7 @@ class Codec(ABC):
             if lent is not None:
                 destination.give_back(lent)
             raise
-        if destination is not None:
+        if destination is not None and (record or lent is not None or destination.holds_pages):
             destination.sent(batch.page_indices, block, zero, record, lent)
         return self._encoded(batch, modes, segments, payload_nbytes, n_zero, encoding, wall0, cpu0)
 

@@ -106,6 +106,14 @@ class DestinationMirror:
         # batch sent without a copy (a first pass, not teaching) has nothing to forget
         self._holds = False
 
+    @property
+    def holds_pages(self) -> bool:
+        """Whether any page may be held (not until the first store, nor after
+        :meth:`clear`). Until one is, a batch sent without a copy changes nothing here:
+        its encoder skips :meth:`sent`, and the page numbers it would have computed for
+        it (a first pass not teaching the mirror: every batch of it)."""
+        return self._holds
+
     @classmethod
     def holding(cls, indices: np.ndarray, pages: np.ndarray) -> DestinationMirror:
         """A mirror of a destination known to hold exactly ``pages`` at ``indices`` (what a

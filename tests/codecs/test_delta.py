@@ -216,6 +216,29 @@ def test_pages_sent_by_another_codec_are_recorded_or_forgotten(name):
     np.testing.assert_array_equal(dest, memory)
 
 
+def test_a_first_pass_not_teaching_the_mirror_leaves_it_and_the_batch_alone():
+    """A stream's first pass sends every page once through other codecs without teaching
+    the mirror: nothing is held, so nothing is forgotten, and the page numbers of a batch of
+    one run, which only the mirror would read, are never computed (every batch of the
+    pass)."""
+    memory = np.random.default_rng(9).integers(0, 256, (64, PAGE), dtype=np.uint8)
+    mirror = DestinationMirror(PAGE, 64 * PAGE, recording=False)
+    lz4 = get_codec("lz4")
+    batch = Batch(memory, [(0, 64)])
+    dest = np.zeros_like(memory)
+    lz4.decode(lz4.encode(batch, destination=mirror), dest)
+    assert not mirror.holds_pages and len(mirror) == 0
+    assert batch._indices is None  # page_indices never asked for
+    np.testing.assert_array_equal(dest, memory)
+    # once the mirror holds a page, a batch not recorded must make it forget that page
+    mirror.recording = True
+    lz4.encode(Batch(memory, [(0, 1)]), destination=mirror)
+    mirror.recording = False
+    assert mirror.holds_pages and len(mirror) == 1
+    lz4.encode(Batch(memory, [(0, 2)]), destination=mirror)
+    assert len(mirror) == 0
+
+
 @pytest.mark.parametrize("name", DELTA_CODECS)
 def test_config_round_trips_and_names_the_fall_back(name):
     codec = get_codec(name, fallback={"name": "zstd", "level": 1})
