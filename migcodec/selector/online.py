@@ -211,9 +211,9 @@ class Selector:
         decision.done = True
         self.windows += 1
         # the arm's recent ratio and rate, moving averages (nan: its first window), inline:
-        # Outcome's property and method calls cost more than their divisions, per window
-        guest, sent, wall, cpu, device, _ = outcome
-        busy = device if device is not None else cpu if self._clock == "cpu" else wall
+        # Outcome.ratio, a property, costs more than its division, per window
+        guest, sent = outcome.input_bytes, outcome.output_bytes
+        busy = outcome.busy_s(self._clock)
         if guest > 0 and busy > 0:
             arm, step = decision.arm, _RECENT_STEP
             ratio, rate = guest / sent if sent > 0 else math.inf, guest / busy

@@ -324,7 +324,6 @@ class Auto(Policy):
         "_cost_grid",
         "_cost_rows",
         "_cpu_arm_var",
-        "_cpu_clock",
         "_cpu_scales",
         "_cpu_var",
         "_cpu_weight",
@@ -483,7 +482,6 @@ class Auto(Policy):
         # uncertain (before the first plays), so that an arm that is only better if the
         # host is as fast as the calibration's is not bet a whole window on
         self._clock = getattr(self.objective, "clock", "cpu")
-        self._cpu_clock = self._clock == "cpu"
         self._trial_pages = _TRIAL_BATCHES[self._clock] * self.batch_pages
         # how well the shared factor is known, and each arm's own (a variance of their
         # logs): an arm's CPU error is split between them in proportion, so that an arm
@@ -792,12 +790,10 @@ class Auto(Policy):
             if fallback is not None:
                 held, fb, _, _ = fallback
                 each = (each - (1.0 - held) * fb) / (1e-9 if held < 1e-9 else held)
-        # clipped, and the grid's look-up (_grid_step, inline), in conditional
-        # expressions: min and max calls cost several times as much, and a call of a
-        # helper more than its work, once per window
+        # clipped, and the grid's look-up, in conditional expressions: min and max calls
+        # cost several times as much, once per window
         each = 1.0 if each < 1.0 else page_size if page_size < each else each
-        step = int(math.log(page_size / each) * _GRID_SCALE)
-        own = self._cost_rows[arm][step if step < _GRID_STEPS else _GRID_STEPS] + changes
+        own = self._cost_rows[arm][_grid_step(math.log(page_size / each))] + changes
         return own if fallback is None else self._delta_page_cost(own, fallback)
 
     def _window(
@@ -1535,10 +1531,8 @@ class Auto(Policy):
             features = self._read
         if outcome is None or features is None:
             return
-        # Outcome.busy_s, inline, from the tuple unpacked once: a property's or method's
-        # call costs more than the work, once a window
-        guest, sent, wall, cpu_s, device, zero = outcome
-        busy = device if device is not None else cpu_s if self._cpu_clock else wall
+        guest, sent, _, _, _, zero = outcome
+        busy = outcome.busy_s(self._clock)
         updates = self._updates = self._updates + 1
         self._learnt[arm] = updates
         page_size = self.page_size
@@ -1613,8 +1607,7 @@ class Auto(Policy):
         # factor in proportion to that share (a first pass: its calls alone)
         own_share = 1.0
         if delta and model > 0:
-            parts = self._prediction.fallback_parts[arm]  # _fallback_part, inline
-            fallback_s = 0.0 if parts is None else parts[3] * nz
+            fallback_s = _fallback_part(self._prediction.fallback_parts[arm]) * nz
             if fallback_s > 0.0:
                 own_share = 1.0 - fallback_s / model
                 paid = fallback_s * self._arm_factor[self.fallbacks[arm]] * self._shared_factor
