@@ -298,13 +298,38 @@ def test_the_delta_level_s_misses_are_learnt_in_units_of_the_variance_it_was_pri
     assert missing._level_calib > 1.0
 
 
+def _play_delta_levels(policy, windows: list[tuple[float, float]], pages: int = 1000):
+    """``_play_delta_windows`` with each window's own (sampled, sent) bytes per page."""
+    return [
+        _play_delta_windows(policy, [sample], sent_each=sent, pages=pages)[0]
+        for sample, sent in windows
+    ]
+
+
+def test_a_delta_level_that_jumps_between_windows_is_learnt_and_samples_outweigh_it():
+    """Two programs whose samples miss what was sent by 2x either way: one sends 40 bytes
+    per page every window, the other 40 and 160 in turn. The second's played windows show
+    its level jumping further than ``drift`` allows, so its next window's tenfold sample
+    moves the estimate most of the way; the first's stays near the level it has shown."""
+    misses = [0.5, 2.0, 2.0, 0.5] * 2
+    last = {}
+    for name, sent in (("steady", [40.0, 40.0]), ("jumping", [40.0, 160.0])):
+        policy = _auto(125e6, upkeep=0.9, drift=0.05)  # rereads every window
+        _play_delta_levels(policy, [(s * m, s) for s, m in zip(sent * 4, misses, strict=True)])
+        (last[name],) = _play_delta_levels(policy, [(400.0, 400.0)])
+    assert last["steady"] < 50.0
+    assert last["jumping"] > 150.0  # 91 with the level's drift alone
+
+
 def _auto_small_dear_records(level_calib: float):
     """At 1.6 Gbit/s, two delta arms: dsa-delta's records cheap and large, xbzrle's 5 %
     dearer per page and a quarter smaller; both played once on a window of 10 000 pages
     of records of 400 and 300 bytes, as estimated, and the level's misses then put at
     ``level_calib`` times its variance."""
     xbzrle = ArmCost(60e-6, 0.0, [4.2e-6] * len(KNOTS))
-    policy = parse_policy("auto").bind(
+    # the level's variance from a drift of 0.2 between the two windows: at a smaller
+    # one, misses 4x as far as it says still leave the link idle
+    policy = parse_policy("auto:drift=0.2").bind(
         len(LABELS) + 1,
         Throughput(link=200e6, workers=2),
         [*KINDS, "delta"],

@@ -253,6 +253,9 @@ class _DeltaSample:
     level: float
     var: float
     entry: _Read | None = None
+    #: the level of the windows of its size before it, and that level's variance before
+    #: the drift between windows (None: the first of its size, or its jump already learnt)
+    prior: tuple[float, float] | None = None
     #: per arm, the model's CPU seconds per held page of the changes it shows (made once:
     #: see Auto._change_costs)
     changes: list[float] | None = None
@@ -282,11 +285,7 @@ class Auto(Policy):
 
     The defaults are what ``python benchmarks/selector_eval.py --loto`` chooses on the
     traces under ``corpus/traces/`` other than the one it scores: each parameter's value is
-    the one chosen for most held-out traces (``docs/results/selector.md``), but for
-    ``balance``: most choose 0.02, which scores best on the mean over traces and puts a
-    key-value cache at 10 Gbit/s below its best fixed arm (a delta format, whose windows
-    it shares with raw on too small a predicted saving), and ``auto`` must not do worse
-    than a codec picked by hand on any trace; at 0.05 it does not. ``upkeep`` and
+    the one chosen for most held-out traces (``docs/results/selector.md``). ``upkeep`` and
     ``value`` are not on that grid: they set how much work beyond the codecs a stream does,
     whose cost to a migration beyond its CPU time is in no table, so their defaults come
     from migrations (``docs/results/migration.md``). Nor is ``cost_drift``: a calibrated
@@ -331,6 +330,7 @@ class Auto(Policy):
         "_delta_cov",
         "_delta_drift",
         "_delta_flags",
+        "_delta_jump",
         "_delta_noise",
         "_delta_offsets",
         "_delta_pos",
@@ -403,8 +403,8 @@ class Auto(Policy):
 
     def __init__(
         self,
-        drift: float = 0.2,
-        change: float = 0.5,
+        drift: float = 0.05,
+        change: float = 2.0,
         arm_drift: float = 0.02,
         cost_drift: float = 0.002,
         probe_noise: float = 0.6,
@@ -541,6 +541,7 @@ class Auto(Policy):
         # window's, and the last two windows' samples, newest first (an engine reads the
         # next window's features before it learns from the last)
         self._delta_noise = _DELTA_NOISE_PRIOR
+        self._delta_jump = 0.0  # the delta level's learnt move between windows (a variance)
         # the mean squared error of the delta arms' level on played windows, in units of
         # the variance it was priced with (see _spread_delta)
         self._level_calib = 1.0
@@ -1452,8 +1453,14 @@ class Auto(Policy):
         The prior says less of a window the further its size is from the one it was read
         on (:data:`_SIZE_APART_VAR`): a key-value cache's window of twice the pages of the
         last had records of three times the size per page, which its sample showed and a
-        prior as strong as a same-sized window's pulled most of the way back. The first
-        window of a size has only its sample."""
+        prior as strong as a same-sized window's pulled most of the way back. How far the
+        level moves between windows beyond ``drift`` is learnt from played windows, as the
+        compressors' is (:meth:`_learn_delta_level`, :meth:`_learn_level_jump`): a recorded
+        key-value cache's held pages took a factor of up to 9 more or fewer changed bytes
+        from one window to the next, which a drift fit for slowly changing content held
+        back towards the windows before, pricing XBZRLE's encode time (bound by its runs
+        of changed bytes) up to a third above what it took. The first window of a size
+        has only its sample."""
         pages = f.sample * (1.0 - float(f.context[1])) * f.held_frac
         pages = 1.0 if pages < 1.0 else pages
         noise = self._delta_noise / pages
@@ -1464,11 +1471,14 @@ class Auto(Policy):
             read = prior.features.pages
             apart = math.log((f.pages if f.pages > 1.0 else 1.0) / (read if read > 1.0 else 1.0))
             apart = apart if apart > 0.0 else -apart
-            var = prior.level_var + self.drift**2 + _SIZE_APART_VAR * apart
+            before = (prior.level, prior.level_var + _SIZE_APART_VAR * apart)
+            var = before[1] + self.drift**2 + self._delta_jump
             gain = var / (var + noise)
             level = prior.level + gain * (sampled - prior.level)
             var *= 1.0 - gain
         sample = _DeltaSample(raw, sampled, pages, level, var)
+        if prior is not None and prior.level is not None:
+            sample.prior = before
         self._delta_samples = [sample, *self._delta_samples[:1]]
         return level
 
@@ -1487,7 +1497,10 @@ class Auto(Policy):
         whose log over the arm's estimate for it is ``missed``: the gap to the arm's own estimate
         from the window's sample is one draw of the sample's noise, and the level it
         implies (through the arm's offset in ``estimate``) is the window's, which the
-        features of its size keep (with a played window's variance)."""
+        features of its size keep (with a played window's variance). How far that level
+        lies from the one the windows before it held, beyond their variance and the
+        drift, is one draw of the level's jump between windows (learnt once per window
+        sampled, clipped as the compressors' is)."""
         raw = f.delta_bytes
         for sample in self._delta_samples:  # _delta_sample, inline
             if sample.raw is raw:
@@ -1507,11 +1520,21 @@ class Auto(Policy):
         if sample.var > 0.0:
             z2 = (implied - sample.level) ** 2 / sample.var
             self._level_calib += _LEVEL_CALIB_STEP * (z2 - self._level_calib)
+        noise = self.probe_noise**2 / nz
+        noise = noise if noise > _PLAY_VAR else _PLAY_VAR
+        before = sample.prior
+        if before is not None:  # how far the level moved since the windows before it
+            sample.prior = None
+            moved = implied - before[0]
+            surprise = moved * moved - before[1] - noise - self.drift**2
+            surprise = surprise if surprise > 0.0 else 0.0
+            jump = self._delta_jump
+            cap = _JUMP_CLIP * (jump if jump > self.drift**2 else self.drift**2)
+            surprise = cap if surprise > cap else surprise
+            self._delta_jump = jump + self.learn * (surprise - jump)
         entry = sample.entry
         if entry is None or entry.level is None:
             return
-        noise = self.probe_noise**2 / nz
-        noise = noise if noise > _PLAY_VAR else _PLAY_VAR
         gain = entry.level_var / (entry.level_var + noise)
         entry.level += gain * (implied - entry.level)
         entry.level_var *= 1.0 - gain
