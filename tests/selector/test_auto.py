@@ -434,6 +434,18 @@ def test_probes_are_bought_for_a_large_window_and_not_for_a_tiny_one():
     assert not tiny.probe_mask(_features(2, probe_pages=2)).any()  # costs more than it saves
 
 
+def test_a_probe_is_worth_what_its_pages_can_reveal():
+    """A probe moves the estimate by what its pages say over their noise: four pages whose
+    log ratios spread by 10 each (a standard deviation of 5 for the four) reveal little of
+    a ratio known to a factor of e, and on a 100-page window at 10 Gbit/s are not worth
+    their time, where four pages as sharp as ``probe_noise``'s default are."""
+    bought = {
+        noise: _auto(1.25e9, probe_noise=noise).probe_mask(_features(100, probe_pages=4)).any()
+        for noise in (0.6, 10.0)
+    }
+    assert bought == {0.6: True, 10.0: False}
+
+
 def test_features_are_skipped_when_they_stopped_changing_the_choice_and_read_on_a_jump():
     policy = _auto(1.25e9, upkeep=0.05)  # rereads at least every few windows (see below)
     small = _probed(_features(300, delta_bytes=PAGE, probe_pages=8), {1: 3.0, 2: 4.0})

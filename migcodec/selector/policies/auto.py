@@ -43,7 +43,8 @@ housekeeping, and each kind describes its own next windows), when a window sent 
 than predicted, or when reading them costs at most ``upkeep`` of the time played on the
 features of this size since they were read (so keeping estimates fresh costs a bounded share
 of the migration). A probe of arm ``a`` is bought when its expected value (the loss it
-avoids by revealing a better arm, over the uncertainty of ``a``'s ratio) exceeds its CPU
+avoids by revealing a better arm, over how far a probe of its pages can move ``a``'s
+estimated ratio: the less the pages say over their noise, the less) exceeds its CPU
 time, charged to the window: probes go to large windows whose best arms are close, and stop
 once the estimates are sharp.
 
@@ -1009,7 +1010,11 @@ class Auto(Policy):
         c = self._c
         if m <= 0 or not c.size:  # nothing to probe (an all-zero sample, or no compressor)
             return mask
-        sd = np.sqrt(self.ratios.var())
+        # what a probe of m pages can move each estimate by: the spread of the estimate
+        # after it (the preposterior), which is the prior's less what the probe's own noise
+        # leaves unknown; taken as the prior's, a probe looked worth as much as the truth
+        var = self.ratios.var()
+        sd = np.sqrt(var * var / (var + self.probe_noise**2 / m))
         order = sorted(range(self.n_arms), key=loss.__getitem__)
         best = order[0]
         second = loss[order[1]] if self.n_arms > 1 else math.inf
