@@ -404,8 +404,8 @@ class Auto(Policy):
 
     def __init__(
         self,
-        drift: float = 0.05,
-        change: float = 2.0,
+        drift: float = 0.2,
+        change: float = 0.5,
         arm_drift: float = 0.02,
         cost_drift: float = 0.002,
         probe_noise: float = 0.6,
