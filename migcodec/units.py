@@ -19,6 +19,8 @@ _QUANTITY = re.compile(
 )
 _SIZE_EXAMPLE = "4096, 64MiB, 1GiB"
 _RATE_EXAMPLE = "1Gbit, 10Gbit, 200MB/s"
+#: the last letter of a quantity written with a prefix and no unit
+_PREFIX_LETTERS = "kKmMgGtTi"
 
 
 def _scaled(text: str, what: str, example: str) -> tuple[float, str]:
@@ -41,8 +43,10 @@ def _scaled(text: str, what: str, example: str) -> tuple[float, str]:
 
 def parse_rate(text: str | float) -> float:
     """A rate in bytes per second: ``'1Gbit'`` and ``'10Gbps'`` are bits, ``'200MB/s'``
-    (or ``'200MB'``) bytes; a plain number (``2.5e8``) is bytes per second. Never negative,
-    never infinite or NaN."""
+    (or ``'200MB'``) bytes; a plain number (``2.5e8``) is bytes per second. A prefix
+    without a unit (``'1G'``) is refused: people write link speeds in bits and memory
+    rates in bytes, and either reading of it is 8x off the other. Never negative, never
+    infinite or NaN."""
     if isinstance(text, int | float):
         value = float(text)
         if not (math.isfinite(value) and value >= 0):
@@ -51,6 +55,13 @@ def parse_rate(text: str | float) -> float:
     value, unit = _scaled(text, "rate", _RATE_EXAMPLE)
     if unit in ("bit", "bit/s", "bps", "b", "b/s"):
         return value / 8
+    number = text.strip()
+    if not unit and number[-1:] in _PREFIX_LETTERS:
+        # "1G": a link's speed in bits to some and a copy's in bytes to others, 8x apart
+        raise ValueError(
+            f"rate {text!r} has a prefix but no unit, and bits and bytes are 8x apart: "
+            f"write {number}bit for bits per second or {number}B/s for bytes per second"
+        )
     if unit in ("", "B", "B/s", "Bps"):
         return value
     raise ValueError(

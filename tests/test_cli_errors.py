@@ -230,6 +230,18 @@ def test_every_command_reads_sizes_and_rates_with_the_same_parsers():
     assert parser.parse_args(["migrate", "--memory", "1GiB"]).memory == 1 << 30
 
 
+def test_a_link_speed_without_a_unit_is_refused_before_any_work(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["migrate", *TINY, "--link", "1G"])
+    assert exit_.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.endswith(
+        "migcodec migrate: error: argument --link: rate '1G' has a prefix but no unit, and "
+        "bits and bytes are 8x apart: write 1Gbit for bits per second or 1GB/s for bytes "
+        "per second (see migcodec migrate --help)\n"
+    )
+
+
 def test_migrate_dirties_the_guest_by_default_and_a_kept_image_only_when_asked():
     from migcodec.cli.migrate_cmd import _dirty_rate
 

@@ -30,6 +30,20 @@ def test_parse_rate_error_says_how_to_write_it():
         parse_rate("fast")
 
 
+@pytest.mark.parametrize("text", ["1G", " 10G ", "5k", "1Gi"])
+def test_a_rate_with_a_prefix_and_no_unit_is_refused_as_bits_or_bytes(text):
+    """``1G`` is 1 Gbit/s to whoever sizes links and 1 GB/s to whoever copies memory, 8x
+    apart: refused, with both spellings."""
+    prefixed = text.strip()
+    with pytest.raises(ObjectiveError) as error:
+        parse_rate(text)
+    assert str(error.value) == (
+        f"rate {text!r} has a prefix but no unit, and bits and bytes are 8x apart: "
+        f"write {prefixed}bit for bits per second or {prefixed}B/s for bytes per second"
+    )
+    assert parse_rate(f"{prefixed}bit") * 8 == parse_rate(f"{prefixed}B/s")
+
+
 _seconds = st.floats(0.0, 10.0)
 
 
