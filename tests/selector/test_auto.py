@@ -463,6 +463,34 @@ def test_features_are_skipped_when_they_stopped_changing_the_choice_and_read_on_
     assert policy.wants_features(300 * 10)  # ...and read again for a window 10x larger
 
 
+def _reads_on_a_host(clock: str, stretch: float, pages: int = 1000, windows: int = 12) -> str:
+    """Which of ``windows`` windows of ``pages`` pages read their features ("r"), each
+    played as calibrated but for its time by ``clock``, ``stretch`` times its CPU time."""
+    f = _features(pages)
+    calibrated = _auto(1.25e9)
+    calibrated.probe_mask(f)
+    _, out, cpu, _ = calibrated._predict(f)
+    policy = _auto(1.25e9, clock=clock, upkeep=1e-6)  # no rereads for freshness
+    read = ""
+    for _ in range(windows):
+        g = f if policy.wants_features(pages) else None
+        read += "." if g is None else "r"
+        if g is not None:
+            policy.probe_mask(g)
+        arm = policy.choose(g)
+        policy.update(arm, 0.0, g, Outcome(pages * PAGE, out[arm], cpu[arm] * stretch, cpu[arm]))
+    return read
+
+
+def test_a_read_is_priced_in_the_objective_s_clock_as_the_window_is():
+    """Encoders whose wall time is 4x their CPU time (a crowded host, by the wall clock)
+    make every window's predicted time 4x as long; the features' cost is CPU time, which
+    the same host stretches as much. Priced unstretched against a stretched window, a read
+    looked 4x cheaper than it is, fell under ``negligible`` and was made every window."""
+    assert _reads_on_a_host("cpu", 1.0) == "rr.........."
+    assert _reads_on_a_host("wall", 4.0) == "rr.........."  # was "rrrrrrrrrrrr"
+
+
 @pytest.mark.parametrize(("negligible", "burst_reads"), [(0.003, range(10)), (0.01, [15])])
 def test_windows_of_two_sizes_in_turn_are_each_played_on_their_own_size_s_features(
     negligible, burst_reads
