@@ -318,6 +318,7 @@ class Auto(Policy):
         "_cheapest_scale",
         "_chosen",
         "_clock",
+        "_clocked",
         "_compressors",
         "_context",
         "_cost_flat",
@@ -480,8 +481,11 @@ class Auto(Policy):
         # recomputes a few numbers, not one per arm
         self._shared_factor = 1.0
         # the encoders' time by the objective's clock over their CPU time, which the
-        # features' CPU time is stretched by (1 by the CPU clock)
+        # features' CPU time is stretched by (1 by the CPU clock): a ratio of moving
+        # averages of the played windows' times, so that a window of a few pages, whose
+        # CPU time is a few clock ticks, weighs no more than its time
         self._stretch = 1.0
+        self._clocked = [0.0, 0.0]
         self._arm_factor = [1.0] * k
         # a loss is predicted as its expectation over the shared factor while that is
         # uncertain (before the first plays), so that an arm that is only better if the
@@ -1112,10 +1116,15 @@ class Auto(Policy):
         missed = y - mean.item(slot)
         surprise = missed * missed - var.item(slot) - noise
         surprise = surprise if surprise > 0.0 else 0.0
-        jump = self._level_jump
+        self._level_jump = self._jump_step(self._level_jump, surprise)
+
+    def _jump_step(self, jump: float, surprise: float) -> float:
+        """A learnt jump (a variance) moved towards one window's ``surprise``, clipped
+        at :data:`_JUMP_CLIP` times the jump learnt so far (or the drift's variance, while
+        that is larger): one window far off must not make every later estimate worthless."""
         cap = _JUMP_CLIP * (jump if jump > self.drift**2 else self.drift**2)
         surprise = cap if surprise > cap else surprise
-        self._level_jump = jump + self.learn * (surprise - jump)
+        return jump + self.learn * (surprise - jump)
 
     # -- decision --------------------------------------------------------------------
     def split(self) -> tuple[int, float] | None:
@@ -1542,10 +1551,7 @@ class Auto(Policy):
             moved = implied - before[0]
             surprise = moved * moved - before[1] - noise - self.drift**2
             surprise = surprise if surprise > 0.0 else 0.0
-            jump = self._delta_jump
-            cap = _JUMP_CLIP * (jump if jump > self.drift**2 else self.drift**2)
-            surprise = cap if surprise > cap else surprise
-            self._delta_jump = jump + self.learn * (surprise - jump)
+            self._delta_jump = self._jump_step(self._delta_jump, surprise)
         entry = sample.entry
         if entry is None or entry.level is None:
             return
@@ -1570,8 +1576,11 @@ class Auto(Policy):
             return
         guest, sent, _, cpu_s, device_s, zero = outcome
         busy = outcome.busy_s(self._clock)
-        if device_s is None and cpu_s > 0.0 and busy > 0.0:  # the clock's over CPU time
-            self._stretch += self.learn * (busy / cpu_s - self._stretch)
+        if device_s is None and cpu_s > 0.0:  # the clock's time over CPU time, per second
+            clocked = self._clocked
+            clocked[0] += self.learn * (busy - clocked[0])
+            clocked[1] += self.learn * (cpu_s - clocked[1])
+            self._stretch = clocked[0] / clocked[1]
         updates = self._updates = self._updates + 1
         self._learnt[arm] = updates
         page_size = self.page_size
