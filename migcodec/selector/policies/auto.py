@@ -480,17 +480,17 @@ class Auto(Policy):
         # delta arm, the exp of the delta arms' shared part), kept apart so that an update
         # recomputes a few numbers, not one per arm
         self._shared_factor = 1.0
-        # the encoders' time by the objective's clock over their CPU time, which the
-        # features' CPU time is stretched by (1 by the CPU clock): a ratio of moving
-        # averages of the played windows' times, so that a window of a few pages, whose
-        # CPU time is a few clock ticks, weighs no more than its time
-        self._stretch = 1.0
-        self._clocked = [0.0, 0.0]
         self._arm_factor = [1.0] * k
         # a loss is predicted as its expectation over the shared factor while that is
         # uncertain (before the first plays), so that an arm that is only better if the
         # host is as fast as the calibration's is not bet a whole window on
         self._clock = getattr(self.objective, "clock", "cpu")
+        # the encoders' time by the objective's clock over their CPU time, which the
+        # features' CPU time is stretched by (1 by the CPU clock, which learns nothing): a
+        # ratio of moving averages of the played windows' times, so that a window of a
+        # few pages, whose CPU time is a few clock ticks, weighs no more than its time
+        self._stretch = 1.0
+        self._clocked = None if self._clock == "cpu" else [0.0, 0.0]
         self._trial_pages = _TRIAL_BATCHES[self._clock] * self.batch_pages
         # how well the shared factor is known, and each arm's own (a variance of their
         # logs): an arm's CPU error is split between them in proportion, so that an arm
@@ -1576,8 +1576,8 @@ class Auto(Policy):
             return
         guest, sent, _, cpu_s, device_s, zero = outcome
         busy = outcome.busy_s(self._clock)
-        if device_s is None and cpu_s > 0.0:  # the clock's time over CPU time, per second
-            clocked = self._clocked
+        clocked = self._clocked  # None by the CPU clock, whose stretch is 1
+        if clocked is not None and device_s is None and cpu_s > 0.0:
             clocked[0] += self.learn * (busy - clocked[0])
             clocked[1] += self.learn * (cpu_s - clocked[1])
             self._stretch = clocked[0] / clocked[1]
