@@ -272,3 +272,14 @@ def test_a_value_too_long_to_read_is_refused_by_name_in_one_line():
     message = str(info.value)
     assert message.startswith('policy \'{"name": "ucb1", "c": 111') and len(message) < 400
     assert "(5023 chars) is not valid JSON: Exceeds the limit" in message
+
+
+@pytest.mark.parametrize("name", sorted(n for n in POLICIES if not n.endswith("-test")))
+def test_a_policy_with_one_arm_reads_no_features_and_plays_it(name):
+    """With one arm no feature can change the choice, so none is read (or charged)."""
+    policy = parse_policy(name).bind(1)
+    for _ in range(3):
+        assert not policy.wants_features(10_000)
+        assert policy.choose(None) == 0
+        policy.update(0, 1.0)
+    assert policy.charge_s(None) == 0.0

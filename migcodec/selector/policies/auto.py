@@ -962,6 +962,8 @@ class Auto(Policy):
     # -- which features to read -------------------------------------------------------
     def wants_features(self, pages: float) -> bool:
         self._pages = pages
+        if self.n_arms < 2:
+            return False  # one arm: no choice for features to change
         entry = self._similar(pages)
         if entry is None or self._stale_play:
             return True  # no window of about this size read: the others say little of it

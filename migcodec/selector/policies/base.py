@@ -283,8 +283,9 @@ class Policy(ABC):
 
         Features cost time on every window they are read; a policy that can tell they
         would not change its choice skips them, and is then given ``None``. Default: read
-        them whenever the policy uses any."""
-        return self.needs != "none"
+        them whenever the policy uses any and has more than one arm (with one, no choice
+        is left for them to change)."""
+        return self.needs != "none" and self.n_arms > 1
 
     def probe_mask(self, features: WindowFeatures) -> np.ndarray | None:
         """Which arms this window's probes should cover, given its cheap features

@@ -78,6 +78,8 @@ class LinearRLS(Policy):
         return design(features.context)
 
     def choose(self, features: WindowFeatures | None = None) -> int:
+        if self.n_arms == 1:
+            return 0  # nothing to choose, so no features were read (wants_features)
         x = self._inputs(features)
         self._x, self._context = x, features.context
         if 0 in self.seen:  # a model of an arm never played predicts nothing
@@ -90,6 +92,8 @@ class LinearRLS(Policy):
         return int(score.argmax())
 
     def _learn(self, arm, reward, features, outcome) -> None:
+        if self.n_arms == 1:
+            return  # its one model is never consulted
         x, px = self._x, None  # the inputs of the decision this reward answers
         if x is None or (features is not None and features.context is not self._context):
             x = self._inputs(features)
