@@ -112,7 +112,7 @@ def receive_migration(
             )
     except WireError as exc:
         with contextlib.suppress(WireError):  # the source may be gone; re-raising says why
-            send_reply(sock, False, str(exc))
+            send_reply(sock, False, str(exc), reader.replies_checksummed)
         raise
-    send_reply(sock, True, "memory verified")
+    send_reply(sock, True, "memory verified", reader.replies_checksummed)
     return summary, memory

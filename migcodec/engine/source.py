@@ -233,14 +233,14 @@ class _Sender(threading.Thread):
             self._wake_at = -1
 
 
-def _no_early_answer(sock) -> None:
+def _no_early_answer(sock, checksummed: bool) -> None:
     """Raise if the destination has answered before the end of the stream. Its verdict
     answers the end-of-stream frame, and is worth nothing before it: an acceptance already
     waiting here was sent before the memory all arrived, and would otherwise be taken for
     the verdict; a refusal is raised with the destination's reason."""
     if not isinstance(sock, socket.socket) or not Source(sock).pending():
         return  # a socket only: anything else would be read, not peeked at
-    read_reply(sock, "the stream before its end")
+    read_reply(sock, "the stream before its end", checksummed)
     raise WireError(
         "destination reported success before the stream ended, so it did not verify the "
         "memory; check that `migcodec receive` is what listens there"
@@ -625,10 +625,10 @@ class MigrationSource:
         if sender.error is not None:
             return
         try:
-            _no_early_answer(sock)
+            _no_early_answer(sock, writer.replies_checksummed)
             digest = sender.digest.digest() if sender.digest else memory_digest(self.memory)
             writer.end_stream(digest)
-            read_reply(sock, "the end of the stream")
+            read_reply(sock, "the end of the stream", writer.replies_checksummed)
             report.verified = True
         except LinkTimeLimit as exc:  # the last frames' pacing reached the time limit
             report.error = self._out_of_time(exc)

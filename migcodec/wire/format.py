@@ -27,6 +27,15 @@ Frame::
 
 A frame's checksum is xxh3-64, seeded with the frame's index, over its first 16 header bytes
 and its body: a lost, repeated or reordered frame fails its check like a corrupted one.
+
+Reply (destination to source, over a two-way channel: to the preamble, and the verdict on
+the stream after its end)::
+
+    "MCRP" | u8 status (0 accept, 1 refuse) | u16 reason_len | reason
+    [preamble flag 0x1 set: | u64 checksum (xxh3-64 of everything above)]
+
+A source that waits for replies sets preamble flag 0x1 (``PREAMBLE_REPLY_CHECKSUM``); a
+reader that does not know a flag refuses the stream, in a reply without the checksum.
 """
 
 from __future__ import annotations
@@ -73,9 +82,13 @@ MAX_ABORT_REASON = 4096  # an abort frame's reason, and a handshake reply's
 MAX_DIGEST = 64
 
 FLAG_DIGEST = 0x1  # end-of-stream frame carries a memory digest
-#: the preamble flags this reader knows: none yet. A stream that sets others means
-#: something this reader would miss, and is refused as of a newer version
-PREAMBLE_FLAGS = 0x0
+#: a preamble flag: the source reads the destination's replies (its answer to the
+#: preamble, its verdict on the stream) with a checksum after each, which the destination
+#: then sends. Set by a source that waits for replies; streams to files leave it clear
+PREAMBLE_REPLY_CHECKSUM = 0x1
+#: the preamble flags this reader knows. A stream that sets others means something this
+#: reader would miss, and is refused as of a newer version
+PREAMBLE_FLAGS = PREAMBLE_REPLY_CHECKSUM
 
 
 def encode_reason(reason: str) -> bytes:

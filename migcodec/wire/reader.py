@@ -131,10 +131,17 @@ class FrameReader:
             if reply_to is not None:
                 # best effort: a source that hung up cannot hear why, and this error says it
                 with contextlib.suppress(WireError):
-                    send_reply(reply_to, False, exc.detail)
+                    send_reply(reply_to, False, exc.detail, self.replies_checksummed)
             raise
         if reply_to is not None:
-            send_reply(reply_to, True)
+            send_reply(reply_to, True, checksummed=self.replies_checksummed)
+
+    @property
+    def replies_checksummed(self) -> bool:
+        """Whether the source asked for checksums after this side's replies (a preamble
+        not read whole asked for nothing this side can know)."""
+        preamble = getattr(self, "preamble", None)
+        return preamble is not None and bool(preamble.flags & fmt.PREAMBLE_REPLY_CHECKSUM)
 
     def _allocate_buffers(self) -> None:
         """The frame header's and body's buffers, of the preamble's bounds (up to

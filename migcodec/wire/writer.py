@@ -90,18 +90,22 @@ class FrameWriter:
         self.pages_sent = 0
         self.bytes_written = 0
         packages = {i: codec_package(codec) for i, codec in self.codecs.items()}
+        #: whether the destination's replies carry checksums (asked for by a writer that
+        #: waits for them: see migcodec.wire.handshake); read_reply takes it
+        self.replies_checksummed = await_reply_from is not None
         preamble = Preamble(
             page_size,
             memory_pages,
             max_batch_pages,
             {i: codec.get_config() for i, codec in self.codecs.items()},
+            flags=fmt.PREAMBLE_REPLY_CHECKSUM if self.replies_checksummed else 0,
             packages={i: p for i, p in packages.items() if p},
         ).encode()
         self._sink.write_parts([preamble])
         self.bytes_written += len(preamble)
         if await_reply_from is not None:
             self._sink.flush()
-            read_reply(await_reply_from)
+            read_reply(await_reply_from, checksummed=True)
 
     def codec_id(self, codec: Codec | str) -> int:
         """The table id of a codec instance (by config) or of a uniquely named codec."""

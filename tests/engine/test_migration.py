@@ -424,8 +424,9 @@ def test_raw_batches_are_encoded_by_the_sender_without_engines(monkeypatch, gues
 
     def destination():
         received["memory"] = np.zeros_like(memory)
-        FrameReader(dst, reply_to=dst).receive(received["memory"])
-        send_reply(dst, True, "memory verified")
+        reader = FrameReader(dst, reply_to=dst)
+        reader.receive(received["memory"])
+        send_reply(dst, True, "memory verified", reader.replies_checksummed)
 
     thread = threading.Thread(target=destination)
     thread.start()
@@ -546,7 +547,7 @@ def test_an_answer_sent_before_the_stream_ended_is_not_taken_for_the_verdict(
 
     def destination(dst, memory):
         reader = FrameReader(dst, reply_to=dst)
-        send_reply(dst, accepted, reason)
+        send_reply(dst, accepted, reason, reader.replies_checksummed)
         with contextlib.suppress(WireError):  # the source ends the stream without its end
             reader.receive(np.zeros_like(memory))
 

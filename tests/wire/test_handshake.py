@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from migcodec.codecs import Batch, CodecUnavailable, get_codec
-from migcodec.wire import CodecMissing, FrameReader, FrameWriter, HandshakeRefused
+from migcodec.wire import CodecMissing, FrameReader, FrameWriter, HandshakeRefused, TruncatedStream
 from migcodec.wire.handshake import read_reply
 
 
@@ -98,3 +98,61 @@ def test_a_missing_fall_back_is_named_not_the_package_of_the_codec_that_names_it
         "named 'nope-codec' is installed (installed: "
     )
     assert "a-pkg" not in message
+
+
+def _reply_bytes(accepted: bool, reason: str, checksummed: bool) -> bytes:
+    """What ``send_reply`` writes, as the source reads it."""
+    import io
+
+    from migcodec.wire.handshake import send_reply
+
+    out = io.BytesIO()
+    send_reply(out, accepted, reason, checksummed)
+    return out.getvalue()
+
+
+def test_an_acceptance_damaged_on_the_way_is_not_taken_for_one():
+    """One bit of the status byte turns a refusal (of memory that did not verify, say)
+    into an acceptance; the reply's checksum tells the two apart, and the source takes
+    nothing for confirmed. A refusal stays a refusal, read whole or not."""
+    import io
+
+    from migcodec.wire import ChecksumMismatch
+    from migcodec.wire.handshake import REPLY
+
+    refusal = bytearray(_reply_bytes(False, "frame 3: checksum mismatch", checksummed=True))
+    refusal[4] ^= 1  # REFUSE (1) -> ACCEPT (0)
+    with pytest.raises(ChecksumMismatch) as info:
+        read_reply(io.BytesIO(bytes(refusal)), "the end of the stream", checksummed=True)
+    assert str(info.value) == (
+        "destination's acceptance of the end of the stream does not match its checksum: the "
+        "reply was damaged on the way, so nothing it says can be taken as confirmed"
+    )
+    accepted = _reply_bytes(True, "memory verified", checksummed=True)
+    read_reply(io.BytesIO(accepted), checksummed=True)  # whole: accepted
+    for cut in range(REPLY.size + len("memory verified"), len(accepted)):
+        with pytest.raises(TruncatedStream):  # an acceptance without all of its checksum
+            read_reply(io.BytesIO(accepted[:cut]), checksummed=True)
+    # a destination too old to know the flag refuses it with a reply of the old form
+    old = _reply_bytes(False, "stream preamble sets flags 0x0001", checksummed=False)
+    with pytest.raises(HandshakeRefused, match="sets flags 0x0001"):
+        read_reply(io.BytesIO(old), checksummed=True)
+
+
+def test_a_source_that_waits_for_replies_asks_for_their_checksums_and_a_file_stream_does_not():
+    import io
+
+    from migcodec.wire.format import PREAMBLE_REPLY_CHECKSUM
+
+    memory = np.zeros((16, 4096), np.uint8)
+    src, thread, outcome = _pair_and_destination(get_codec, memory)
+    with src:
+        writer = FrameWriter(src, 4096, 16, [get_codec("lz4")], await_reply_from=src)
+        writer.end_stream()
+    thread.join(timeout=10)
+    assert writer.replies_checksummed
+    assert "error" not in outcome  # the destination answered with a checksum, and was read
+    file_stream = io.BytesIO()
+    assert not FrameWriter(file_stream, 4096, 16, [get_codec("lz4")]).replies_checksummed
+    flags = int.from_bytes(file_stream.getvalue()[10:12], "little")  # the preamble's flags
+    assert not flags & PREAMBLE_REPLY_CHECKSUM
