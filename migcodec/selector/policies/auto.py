@@ -1490,6 +1490,7 @@ class Auto(Policy):
         pages = 1.0 if pages < 1.0 else pages
         noise = self._delta_noise / pages
         prior = self._similar(f.pages)
+        before = None  # the level of the windows of its size before it, and its variance
         if prior is None or prior.level is None:
             level, var = sampled, noise
         else:
@@ -1501,9 +1502,7 @@ class Auto(Policy):
             gain = var / (var + noise)
             level = prior.level + gain * (sampled - prior.level)
             var *= 1.0 - gain
-        sample = _DeltaSample(raw, sampled, pages, level, var)
-        if prior is not None and prior.level is not None:
-            sample.prior = before
+        sample = _DeltaSample(raw, sampled, pages, level, var, prior=before)
         self._delta_samples = [sample, *self._delta_samples[:1]]
         return level
 
@@ -1527,10 +1526,8 @@ class Auto(Policy):
         drift, is one draw of the level's jump between windows (learnt once per window
         sampled, clipped as the compressors' is)."""
         raw = f.delta_bytes
-        for sample in self._delta_samples:  # _delta_sample, inline
-            if sample.raw is raw:
-                break
-        else:  # a window sampled before the last two: its sample is gone
+        sample = self._delta_sample(raw)
+        if sample is None:  # a window sampled before the last two: its sample is gone
             return
         own = float(raw[arm])
         bias = self.delta_bias[arm]

@@ -74,7 +74,7 @@ class RatioFilter:
         return self.x[0] + self.x[2:]
 
     def var(self) -> np.ndarray:
-        d = np.diagonal(self.p)
+        d = self._diagonal
         return d[0] + d[2:] + 2 * self.p[0, 2:]
 
     def drift(self, level: float, offset: float) -> None:
