@@ -24,7 +24,9 @@
  *   one call over the sampled rows in place: zero flags, the entropy of the strided byte
  *   histogram of the first and last non-zero sampled pages, the change counts of the
  *   non-zero pages the destination holds, their changed words and runs of changed bytes
- *   summed, and per (kind, param) formula its delta estimate summed over them.
+ *   summed, the sums of the squared changed words and of changed words times runs of changed
+ *   bytes (how the two vary together from page to page), and per (kind, param) formula its
+ *   delta estimate summed over them.
  *   The features cost every window they are read on; as a dozen numpy calls on a few dozen
  *   pages they were mostly fixed costs per call, and held the GIL the encoders need.
  *
@@ -399,7 +401,7 @@ struct scan {
     const int *kinds;
     const int64_t *params;
     Py_ssize_t nonzero, first, last, kept, total;
-    int64_t words, runs, sums[EST_MAX];
+    int64_t words, runs, words_sq, words_runs, sums[EST_MAX];
 };
 
 static void run_scan(struct scan *s)
@@ -422,6 +424,8 @@ static void run_scan(struct scan *s)
         count_changes(page, s->old + row * s->page_size, s->page_size, out);
         s->words += out[0];
         s->runs += out[3];
+        s->words_sq += (int64_t)out[0] * out[0];
+        s->words_runs += (int64_t)out[0] * out[3];
     }
     if (s->first >= 0) {
         const unsigned char *last =
@@ -491,9 +495,10 @@ static PyObject *scan_result(const struct scan *s, PyObject *zero, PyObject *cou
         Py_DECREF(sums);
         return NULL;
     }
-    PyObject *out = Py_BuildValue("(OnOnLLNd)", zero, s->nonzero,
+    PyObject *out = Py_BuildValue("(OnOnLLLLNd)", zero, s->nonzero,
                                   s->old != NULL && s->nonzero ? counts : Py_None, s->kept,
-                                  (long long)s->words, (long long)s->runs, sums,
+                                  (long long)s->words, (long long)s->runs,
+                                  (long long)s->words_sq, (long long)s->words_runs, sums,
                                   s->first < 0 ? 0.0 : histogram_entropy(s->hist, s->total));
     Py_DECREF(counts);
     return out;
@@ -564,7 +569,8 @@ static PyMethodDef methods[] = {
      "delta estimate summed over the pages of counts (page_changes' layout)."},
     {"sample_scan", sample_scan, METH_VARARGS,
      "sample_scan(pages, old | None, page_size, rows | None, held | None, stride, formulas) "
-     "-> (zero | None, nonzero, counts | None, kept, words, runs, sums, entropy)."},
+     "-> (zero | None, nonzero, counts | None, kept, words, runs, words_sq, words_runs, sums, "
+     "entropy)."},
     {NULL, NULL, 0, NULL},
 };
 

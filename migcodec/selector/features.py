@@ -54,7 +54,11 @@ class WindowFeatures:
     destination holds (``nan`` for other arms), ``held_frac``, the share of non-zero
     sampled pages the destination holds, and ``change_runs``, the runs of changed bytes per
     held page (with the changed words, ``context``'s ``changed_frac``, what a delta arm's
-    encode time follows: see :mod:`migcodec.selector.costmodel`).
+    encode time follows: see :mod:`migcodec.selector.costmodel`), and over the held pages
+    sampled, ``words_var``, the variance of a page's changed words, and
+    ``words_runs_cov``, their covariance with its runs: how far the runs move with the
+    words from page to page, so that a policy that learns the window's payload is not
+    its sample's also knows how much of that its runs share.
 
     Probes, per arm: ``probe_out``, the payload bytes a compressing arm wrote for the
     ``probe_pages`` non-zero pages of the probe; ``predicted_ratio`` / ``predicted_rate``,
@@ -73,6 +77,8 @@ class WindowFeatures:
     held_frac: float = 0.0
     delta_bytes: np.ndarray | None = None
     change_runs: float = 0.0
+    words_var: float = 0.0
+    words_runs_cov: float = 0.0
     probe_pages: int = 0
     probe_out: np.ndarray | None = None
     #: how many arms these features are known right for (0: none yet). A
@@ -103,6 +109,8 @@ class WindowFeatures:
             held_frac=self.held_frac,
             delta_bytes=self.delta_bytes,
             change_runs=self.change_runs,
+            words_var=self.words_var,
+            words_runs_cov=self.words_runs_cov,
             probe_pages=self.probe_pages,
         )
         out.checked_arms = self.checked_arms
@@ -356,13 +364,20 @@ class FeatureExtractor:
         # byte_entropy: a strided histogram is as informative as a full one)
         entropy = scan.entropy / 8.0
         delta = None
-        held_frac = change_runs = 0.0
+        held_frac = change_runs = words_var = words_runs_cov = 0.0
         changed_frac = 1.0
         has_previous = previous is not None and m > 0
         if has_previous and scan.kept:
-            held_frac = scan.kept / m
-            changed_frac = float(scan.words) / (scan.kept * (page_size // 8))
-            change_runs = float(scan.runs) / scan.kept
+            kept = scan.kept
+            held_frac = kept / m
+            changed_frac = float(scan.words) / (kept * (page_size // 8))
+            change_runs = float(scan.runs) / kept
+            words = scan.words / kept
+            # the moments about the sample's means (clipped: rounding may leave a variance
+            # of equal pages a hair below 0)
+            words_var = scan.words_sq / kept - words * words
+            words_var = words_var if words_var > 0.0 else 0.0
+            words_runs_cov = scan.words_runs / kept - words * change_runs
             delta = self._estimates(scan, plan, page_size)
         context = np.array([1.0, zero_frac, entropy, changed_frac, float(has_previous)])
         cheap_s = clock() - t0
@@ -374,6 +389,8 @@ class FeatureExtractor:
             held_frac=held_frac,
             delta_bytes=delta,
             change_runs=change_runs,
+            words_var=words_var,
+            words_runs_cov=words_runs_cov,
             probe_pages=min(m, self.probe_size(total)),
         )
         features.checked_arms = k  # right by construction: not checked again

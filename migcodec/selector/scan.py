@@ -66,7 +66,9 @@ class SampleScan(NamedTuple):
     sampled pages the destination holds (``None`` without old versions),
     :func:`page_changes` layout bytes (C) or :class:`PageChanges` (numpy);
     ``kept``: how many, ``words`` their changed words, ``runs`` their runs of changed bytes
-    (what a delta encoder's work follows: see :mod:`migcodec.selector.costmodel`);
+    (what a delta encoder's work follows: see :mod:`migcodec.selector.costmodel`),
+    ``words_sq`` the sum of each kept page's changed words squared and ``words_runs`` of
+    its changed words times its runs (how the two vary together from page to page);
     ``sums``: per formula asked for, its estimate summed over the kept pages (``None``
     from the numpy version, which leaves estimates to the codecs); ``entropy``: in bits
     per byte, of the histogram of every ``stride``-th byte of the first and last non-zero
@@ -80,6 +82,8 @@ class SampleScan(NamedTuple):
     kept: int
     words: int
     runs: int
+    words_sq: int
+    words_runs: int
     sums: tuple[int, ...] | None
     entropy: float
 
@@ -123,7 +127,7 @@ def _numpy_sample_scan(
     nonzero = sample.shape[0] - (0 if zero is None else int(zero.sum()))
     entropy = _numpy_entropy(sample, zero, stride)
     if previous is None or not nonzero:
-        return SampleScan(zero, nonzero, None, 0, 0, 0, None, entropy)
+        return SampleScan(zero, nonzero, None, 0, 0, 0, 0, 0, None, entropy)
     keep = None if zero is None else ~zero
     if held is not None:
         known = held if rows is None else held[rows]
@@ -133,7 +137,12 @@ def _numpy_sample_scan(
     changes = page_changes(pages, previous, rows)
     kept, words = changes.words.size, int(changes.words.sum())
     runs = int(changes.byte_runs.sum())
-    return SampleScan(zero, nonzero, changes, kept, words, runs, None, entropy)
+    counted = changes.words.astype(np.int64)
+    words_sq = int(np.dot(counted, counted))
+    words_runs = int(np.dot(counted, changes.byte_runs.astype(np.int64)))
+    return SampleScan(
+        zero, nonzero, changes, kept, words, runs, words_sq, words_runs, None, entropy
+    )
 
 
 def scan_sample(

@@ -36,6 +36,7 @@ def reference_cheap(
         pair = sample[ends[0] : ends[0] + 1] if ends[0] == ends[1] else sample[list(ends)]
         entropy = byte_entropy(pair, 7) / 8.0
     delta, held_frac, changed_frac, change_runs = None, 0.0, 1.0, 0.0
+    words_var = words_runs_cov = 0.0
     has_previous = previous is not None and m > 0
     if has_previous:
         changes = page_changes(pages, previous, None if every else rows)
@@ -50,6 +51,10 @@ def reference_cheap(
             held_frac = n_known / m
             changed_frac = float(changes.words.sum()) / (n_known * (page_size // 8))
             change_runs = float(changes.byte_runs.sum()) / n_known
+            # two-pass moments (the extractor takes them from running sums)
+            words, runs = changes.words.astype(float), changes.byte_runs.astype(float)
+            words_var = float(np.var(words))
+            words_runs_cov = float(np.mean((words - words.mean()) * (runs - runs.mean())))
             delta = np.full(len(fx.codecs), np.nan)
             for i, codec in enumerate(fx._deltas):
                 if codec is not None:
@@ -61,5 +66,7 @@ def reference_cheap(
         "held_frac": held_frac,
         "delta_bytes": delta,
         "change_runs": change_runs,
+        "words_var": words_var,
+        "words_runs_cov": words_runs_cov,
         "probe_pages": min(m, fx.probe_size(total)),
     }

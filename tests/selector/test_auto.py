@@ -321,6 +321,39 @@ def test_a_delta_level_that_jumps_between_windows_is_learnt_and_samples_outweigh
     assert last["jumping"] > 150.0  # 91 with the level's drift alone
 
 
+def _runs_priced(words_runs_cov: float) -> tuple[float, float]:
+    """A delta arm whose time follows its runs of changed bytes (1 us each), on windows
+    whose samples show 4 runs and 4 words a held page, where 4x the sample's payload was
+    sent, window after window; its pages' words vary by 100 (a variance), and their runs
+    by ``words_runs_cov`` with them. Returns the runs a held page of the next window is
+    priced at, and how far the level puts that window's payload above its sample's."""
+    costs = [*COSTS[:3], ArmCost(60e-6, 0.0, [4e-6] * len(KNOTS), per_run=1e-6)]
+    policy = _auto(125e6, costs=costs, upkeep=0.9)  # rereads every window
+    for _ in range(9):
+        f = _features(1000, delta_bytes=10.0)
+        f.context[3], f.change_runs = 4.0 / (PAGE // 8), 4.0
+        f.words_var, f.words_runs_cov = 100.0, words_runs_cov
+        assert policy.wants_features(1000)
+        policy.probe_mask(f)
+        sent = 1000 + math.ceil(1000 / 64) * RUN_BYTES + 40.0 * 1000
+        policy.update(3, 1e9, f, Outcome(1000 * PAGE, sent, 1e-4, 1e-4))
+    sample = policy._delta_sample(f.delta_bytes)
+    return policy._prediction.changes[3] / 1e-6, math.exp(sample.level - sample.sampled)
+
+
+def test_a_sample_s_runs_move_with_its_payload_as_far_as_they_move_with_its_words():
+    """Where the level filter puts a window's payload above its sample's, the runs a delta
+    arm's time follows move with it as far as a page's runs move with its words: all the
+    way where they rise together (every extra changed word its own run), not at all where
+    they do not (values rewritten whole beside pages with a word changed). Before, both
+    were scaled with the payload."""
+    together, scale = _runs_priced(words_runs_cov=100.0)  # a run more per word more
+    apart, same_scale = _runs_priced(words_runs_cov=0.0)
+    assert scale == pytest.approx(same_scale) and scale > 2.0
+    assert together == pytest.approx(4.0 * scale)
+    assert apart == pytest.approx(4.0)
+
+
 def _auto_small_dear_records(level_calib: float):
     """At 1.6 Gbit/s, two delta arms: dsa-delta's records cheap and large, xbzrle's 5 %
     dearer per page and a quarter smaller; both played once on a window of 10 000 pages

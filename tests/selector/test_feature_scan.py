@@ -73,13 +73,16 @@ def windows(draw):
 
 def _assert_same(got, expected: dict) -> None:
     """Every cheap field equal, floats to the bit (nan where the reference has nan), but
-    the entropy, to rounding (the C scan sums its logs in another order)."""
+    the entropy and the changed words' moments, to rounding (the C scan sums its logs in
+    another order, and takes the moments from running sums)."""
     context, want = got.context.tolist(), expected["context"]
     assert context[2] == pytest.approx(want[2], rel=1e-12, abs=1e-15)
     assert context[:2] + context[3:] == want[:2] + want[3:]
     assert got.pages == expected["pages"]
     for name in ("sample", "held_frac", "change_runs", "probe_pages"):
         assert getattr(got, name) == expected.get(name, 0)
+    for name in ("words_var", "words_runs_cov"):
+        assert getattr(got, name) == pytest.approx(expected.get(name, 0.0), rel=1e-9, abs=1e-9)
     want = expected.get("delta_bytes")
     if want is None:
         assert got.delta_bytes is None

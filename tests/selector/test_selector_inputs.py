@@ -130,6 +130,8 @@ def _features(**changes):
         ({"held_frac": 5.0}, r"features held_frac must be a number in \[0, 1\], got 5.0"),
         ({"cheap_s": -1.0}, "features cheap_s must be a number finite, at least 0"),
         ({"change_runs": math.inf}, "features change_runs must be a number finite"),
+        ({"words_var": -1.0}, "features words_var must be a number finite, at least 0"),
+        ({"words_runs_cov": math.nan}, "features words_runs_cov must be a finite number, got nan"),
         ({"sample": "32"}, "features sample must be a number finite, at least 0, got '32'"),
         (
             {"delta_bytes": np.ones(1)},

@@ -65,6 +65,14 @@ CHANGES = [
     (_cell("wall_s", -1.0), "array 'wall_s' holds -1.0; its entries should be finite and at"),
     (_cell("device_s", -1.0), "array 'device_s' holds -1.0; its entries should be nan or at"),
     (_cell("context", np.inf), "array 'context' holds inf; its entries should be finite"),
+    (
+        _set("words_var", np.array([1.0, -2.0, 0.0])),
+        "array 'words_var' holds -2.0; its entries should be finite and at least 0",
+    ),
+    (
+        _set("words_runs_cov", np.array([1.0, np.nan, -3.0])),
+        "array 'words_runs_cov' holds nan; its entries should be finite",
+    ),
     (_cell("output_bytes", 0.0), "array 'output_bytes' holds a window of no bytes"),
     (_cell("input_bytes", 0.0), "array 'input_bytes' holds a window of no bytes"),
     (

@@ -55,8 +55,9 @@ from migcodec.storage import Location, location
 
 #: 3: the file names and checksums every array it holds, in its sealed meta; 4: the features
 #: of a window stored as a sample read as many of its pages as err like an engine's sample;
-#: 5: a window's changed words and runs of changed bytes, and the features' runs per page
-TABLE_VERSION = 5
+#: 5: a window's changed words and runs of changed bytes, and the features' runs per page;
+#: 6: the variance of the sampled pages' changed words, and their covariance with the runs
+TABLE_VERSION = 6
 _ARRAYS = (
     "input_bytes",
     "output_bytes",
@@ -84,6 +85,8 @@ _WORK_ARRAYS = (
     "stored_words",  # (windows,): changed words of the stored non-zero pages
     "stored_runs",  # (windows,): and their runs of changed bytes
     "change_runs",  # (windows,): the features' runs of changed bytes per held page
+    "words_var",  # (windows,): the variance of a held sampled page's changed words
+    "words_runs_cov",  # (windows,): and their covariance with its runs of changed bytes
 )
 
 
@@ -116,6 +119,8 @@ _NAN_IS_NONE = (
     "delta_bytes",
     "probe_out",
 )
+#: arrays whose entries may be below 0 (finite all the same)
+_SIGNED = ("context", "words_runs_cov")
 #: work arrays a table with ``pages`` must also hold: its features and modelled times read
 #: them together (``stored_words`` and ``stored_runs`` are held together, or neither)
 _WITH_PAGES = (
@@ -166,7 +171,7 @@ def _check_table(table: Table) -> None:
         values = array[~np.isnan(array)] if name in _NAN_IS_NONE else array
         if name in _NAN_IS_NONE:
             bad = values < 0
-        elif name == "context":
+        elif name in _SIGNED:
             bad = ~np.isfinite(values)
         else:
             bad = ~np.isfinite(values) | (values < 0)
@@ -175,7 +180,7 @@ def _check_table(table: Table) -> None:
                 "nan or at least 0"
                 if name in _NAN_IS_NONE
                 else "finite"
-                if name == "context"
+                if name in _SIGNED
                 else "finite and at least 0"
             )
             raise TableError(
@@ -249,6 +254,8 @@ class Table:
     stored_words: np.ndarray | None = None
     stored_runs: np.ndarray | None = None
     change_runs: np.ndarray | None = None
+    words_var: np.ndarray | None = None
+    words_runs_cov: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         """Every table is checked once, however made (:func:`_check_table`): built,
@@ -312,6 +319,9 @@ class Table:
             f.probe_out = self.probe_out[w]
             if self.change_runs is not None:
                 f.change_runs = float(self.change_runs[w])
+            if self.words_var is not None and self.words_runs_cov is not None:
+                f.words_var = float(self.words_var[w])
+                f.words_runs_cov = float(self.words_runs_cov[w])
         f.checked_arms = self.n_arms  # as checked with the table
         return f
 
@@ -588,6 +598,8 @@ _PART_FEATURES = (
     "probe_pages",
     "probe_out",
     "change_runs",
+    "words_var",
+    "words_runs_cov",
 )
 #: how each part array is shaped past its first (window) axis; ``k`` is an arm count
 _PART_SHAPES = {
@@ -806,6 +818,8 @@ def _measure_features(
     rows["probe_pages"].append(float(feats.probe_pages))
     rows["probe_out"].append(feats.probe_out)
     rows["change_runs"].append(feats.change_runs)
+    rows["words_var"].append(feats.words_var)
+    rows["words_runs_cov"].append(feats.words_runs_cov)
 
 
 def _matched_features(

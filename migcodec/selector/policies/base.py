@@ -72,10 +72,10 @@ def check_outcome(outcome: Outcome) -> None:
             )
 
 
-def _within(value: object, high: float) -> bool:
-    """Whether ``value`` is a number (not a flag) from 0 to ``high``: nan is not."""
+def _within(value: object, high: float, low: float = 0.0) -> bool:
+    """Whether ``value`` is a number (not a flag) from ``low`` to ``high``: nan is not."""
     number = isinstance(value, int | float | np.number) and not isinstance(value, bool)
-    return number and 0.0 <= value <= high
+    return number and low <= value <= high
 
 
 #: the shape of :attr:`WindowFeatures.context`
@@ -87,9 +87,10 @@ _PER_ARM = ("predicted_ratio", "predicted_rate", "probe_s", "delta_bytes", "prob
 def check_features(features: WindowFeatures, n_arms: int) -> None:
     """Refuse features a caller made that no policy can read, with :class:`PolicyError`
     naming the field: a context not of :data:`CONTEXT_NAMES`' length or not finite (a
-    regression learning from nan learns nothing again), a count, cost or share (``pages``,
-    ``sample``, ``held_frac``, ``cheap_s``, ``change_runs``, ``probe_pages``) that is not a
-    finite number of at least 0 (``held_frac`` at most 1), a per-arm array not of one entry
+    regression learning from nan learns nothing again), a count, cost, share or variance
+    (``pages``, ``sample``, ``held_frac``, ``cheap_s``, ``change_runs``, ``words_var``,
+    ``probe_pages``) that is not a finite number of at least 0 (``held_frac`` at most 1), a
+    covariance (``words_runs_cov``) that is not finite, a per-arm array not of one entry
     per arm, or probe costs (``probe_s``) that are not finite and at least 0. Per-arm
     predictions and estimates may hold nan: an arm not probed, not a delta arm.
 
@@ -100,7 +101,16 @@ def check_features(features: WindowFeatures, n_arms: int) -> None:
     few comparisons and sums in Python floats (on a few entries a numpy call costs more)."""
     f = features
     try:
-        scalars = (f.pages, f.sample, f.held_frac, f.cheap_s, f.change_runs, f.probe_pages)
+        scalars = (
+            f.pages,
+            f.sample,
+            f.held_frac,
+            f.cheap_s,
+            f.change_runs,
+            f.words_var,
+            f.words_runs_cov,
+            f.probe_pages,
+        )
         total = sum(scalars) + sum(f.context.tolist())
         # nan for any nan or inf (or a sum past the largest float): all finite
         ok = (
@@ -111,6 +121,7 @@ def check_features(features: WindowFeatures, n_arms: int) -> None:
             and 0.0 <= f.held_frac <= 1.0
             and f.cheap_s >= 0.0
             and f.change_runs >= 0.0
+            and f.words_var >= 0.0
             and f.probe_pages >= 0
         )
         arms = (n_arms,)
@@ -140,12 +151,23 @@ def _refuse_features(f: WindowFeatures, n_arms: int) -> None:
             f"features context must be {len(CONTEXT_NAMES)} finite numbers "
             f"({', '.join(CONTEXT_NAMES)}), got {context!r}"
         )
-    for name in ("pages", "sample", "held_frac", "cheap_s", "change_runs", "probe_pages"):
+    for name in (
+        "pages",
+        "sample",
+        "held_frac",
+        "cheap_s",
+        "change_runs",
+        "words_var",
+        "probe_pages",
+    ):
         value = getattr(f, name)
         high = 1.0 if name == "held_frac" else _LARGEST
         if not _within(value, high):
             needed = "in [0, 1]" if name == "held_frac" else "finite, at least 0"
             raise PolicyError(f"features {name} must be a number {needed}, got {value!r}")
+    cov = f.words_runs_cov
+    if not _within(cov, _LARGEST, -_LARGEST):
+        raise PolicyError(f"features words_runs_cov must be a finite number, got {cov!r}")
     for name in _PER_ARM:
         value = getattr(f, name)
         if value is not None and getattr(value, "shape", None) != (n_arms,):
