@@ -354,23 +354,23 @@ def test_a_sample_s_runs_move_with_its_payload_as_far_as_they_move_with_its_word
     assert apart == pytest.approx(4.0)
 
 
-def _auto_small_dear_records(level_calib: float):
-    """At 1.6 Gbit/s, two delta arms: dsa-delta's records cheap and large, xbzrle's 5 %
-    dearer per page and a quarter smaller; both played once on a window of 10 000 pages
-    of records of 400 and 300 bytes, as estimated, and the level's misses then put at
-    ``level_calib`` times its variance."""
+def _auto_small_dear_records(level_calib: float, link: float = 200e6, plays: int = 1):
+    """At 1.6 Gbit/s (``link`` bytes/s), two delta arms: dsa-delta's records cheap and
+    large, xbzrle's 5 % dearer per page and a quarter smaller; both played ``plays``
+    times on windows of 10 000 pages of records of 400 and 300 bytes, as estimated, and
+    the level's misses then put at ``level_calib`` times its variance."""
     xbzrle = ArmCost(60e-6, 0.0, [4.2e-6] * len(KNOTS))
     # the level's variance from a drift of 0.2 between the two windows: at a smaller
     # one, misses 4x as far as it says still leave the link idle
     policy = parse_policy("auto:drift=0.2").bind(
         len(LABELS) + 1,
-        Throughput(link=200e6, workers=2),
+        Throughput(link=link, workers=2),
         [*KINDS, "delta"],
         labels=[*LABELS, "xbzrle"],
         costs=[*COSTS, xbzrle],
         fallbacks=[-1, -1, -1, 1, 1],
     )
-    for arm in (3, 4):
+    for arm in (3, 4) * plays:
         f = _records(10_000, 400.0, 300.0)
         assert policy.wants_features(10_000)
         policy.probe_mask(f)
@@ -411,6 +411,49 @@ def test_a_window_whose_records_may_fill_the_link_gets_the_smaller_records():
         expected += weight * policy._loss(10_000 * PAGE, np.array([sent]), np.array([cpu[3]]))[0]
     assert loss[3] == pytest.approx(expected)
     assert loss[3] > policy._loss(10_000 * PAGE, np.array([out[3]]), np.array([cpu[3]]))[0]
+
+
+def _shared_window(link: float, level_calib: float):
+    """``_auto_small_dear_records`` at ``link``, its CPU factors learnt (six plays of each
+    delta arm), and a window of the same records read and chosen."""
+    policy = _auto_small_dear_records(level_calib, link=link, plays=6)
+    f = _records(10_000, 400.0, 300.0)
+    assert policy.wants_features(10_000)
+    policy.probe_mask(f)
+    return policy, policy.choose(f), f
+
+
+def test_a_window_is_shared_when_it_saves_balance_over_the_records_spread():
+    """At 2 Gbit/s, dsa-delta's records keep the encoders a quarter busier than the link:
+    lz4 on a tenth of the window balances the two, 6 % faster at the estimates. Where the
+    records' level is known that split is played; where the level's misses say the
+    records may come out far larger, the link the split fills would take them all, and
+    the expected saving, over that spread, is under ``balance``: dsa-delta plays alone."""
+    policy, arm, f = _shared_window(250e6, level_calib=1.0)
+    assert (policy.labels[arm], policy.split()) == ("lz4", (3, 1088.0))
+    policy, arm, f = _shared_window(250e6, level_calib=16.0)
+    assert (policy.labels[arm], policy.split()) == ("dsa-delta", None)
+    # by hand: the split's and dsa-delta's times over three levels of the records
+    _, out, cpu, loss = policy._predict(f)
+    var = policy._prediction.level_var * 16.0
+    records = policy._prediction.records[3] * 10_000
+    share = 1088 / 10_000
+
+    def expected(share: float) -> float:
+        total = 0.0
+        for z, weight in ((0.0, 2 / 3), (-math.sqrt(3), 1 / 6), (math.sqrt(3), 1 / 6)):
+            sent = out[3] + records * (math.exp(-var / 2 + z * math.sqrt(var)) - 1.0)
+            busy = ((1 - share) * cpu[3] + share * cpu[1]) / 2
+            total += weight * max(busy, ((1 - share) * sent + share * out[1]) / 250e6)
+        return total
+
+    alone = expected(0.0)
+    assert alone == pytest.approx(loss[3])
+    assert expected(share) > 0.95 * alone  # saves less than balance, 0.05
+    at_estimates = max(
+        ((1 - share) * cpu[3] + share * cpu[1]) / 2, ((1 - share) * out[3] + share * out[1]) / 250e6
+    )
+    assert at_estimates < 0.95 * max(cpu[3] / 2, out[3] / 250e6)  # which it saved there
 
 
 def test_records_near_a_page_are_spread_no_further_than_raw_pages():
