@@ -145,6 +145,10 @@ def _numpy_sample_scan(
     )
 
 
+#: how many fields the C scan returns (SampleScan's)
+_SCAN_FIELDS = len(SampleScan._fields)
+
+
 def scan_sample(
     pages: np.ndarray,
     previous: np.ndarray | None,
@@ -179,5 +183,11 @@ def scan_sample(
             None if held is None else np.ascontiguousarray(held, dtype=bool),
             stride,
             formulas,
+        )
+    if len(raw) != _SCAN_FIELDS:  # an extension built from older sources
+        raise RuntimeError(
+            f"migcodec's page scan extension returned {len(raw)} fields, not "
+            f"{_SCAN_FIELDS}: it was built from other sources; rebuild it (pip install -e . "
+            "or python setup.py build_ext --inplace)"
         )
     return tuple.__new__(SampleScan, raw)

@@ -321,37 +321,49 @@ def test_a_delta_level_that_jumps_between_windows_is_learnt_and_samples_outweigh
     assert last["jumping"] > 150.0  # 91 with the level's drift alone
 
 
-def _runs_priced(words_runs_cov: float) -> tuple[float, float]:
+def _runs_priced(windows: list[tuple[float, int]], runs: float = 8.0):
     """A delta arm whose time follows its runs of changed bytes (1 us each), on windows
-    whose samples show 4 runs and 4 words a held page, where 4x the sample's payload was
-    sent, window after window; its pages' words vary by 100 (a variance), and their runs
-    by ``words_runs_cov`` with them. Returns the runs a held page of the next window is
-    priced at, and how far the level puts that window's payload above its sample's."""
+    whose samples show ``runs`` runs and 4 words a held page, where 4x the sample's
+    payload was sent, window after window. Per window, ``(words_runs_cov, sample)``: its
+    pages' words vary by 100 (a variance) and their runs by the covariance with them, over
+    ``sample`` held pages. Returns the runs a held page of the last window is priced at,
+    the part of its time that moves with the level (seconds per held page), and how far
+    the level puts that window's payload above its sample's."""
     costs = [*COSTS[:3], ArmCost(60e-6, 0.0, [4e-6] * len(KNOTS), per_run=1e-6)]
     policy = _auto(125e6, costs=costs, upkeep=0.9)  # rereads every window
-    for _ in range(9):
+    for cov, sample in windows:
         f = _features(1000, delta_bytes=10.0)
-        f.context[3], f.change_runs = 4.0 / (PAGE // 8), 4.0
-        f.words_var, f.words_runs_cov = 100.0, words_runs_cov
+        f.context[3], f.change_runs, f.sample = 4.0 / (PAGE // 8), runs, sample
+        f.words_var, f.words_runs_cov = 100.0, cov
         assert policy.wants_features(1000)
         policy.probe_mask(f)
         sent = 1000 + math.ceil(1000 / 64) * RUN_BYTES + 40.0 * 1000
         policy.update(3, 1e9, f, Outcome(1000 * PAGE, sent, 1e-4, 1e-4))
     sample = policy._delta_sample(f.delta_bytes)
-    return policy._prediction.changes[3] / 1e-6, math.exp(sample.level - sample.sampled)
+    kept = policy._prediction
+    return kept.changes[3] / 1e-6, kept.moving[3], math.exp(sample.level - sample.sampled)
 
 
 def test_a_sample_s_runs_move_with_its_payload_as_far_as_they_move_with_its_words():
     """Where the level filter puts a window's payload above its sample's, the runs a delta
-    arm's time follows move with it as far as a page's runs move with its words: all the
-    way where they rise together (every extra changed word its own run), not at all where
-    they do not (values rewritten whole beside pages with a word changed). Before, both
-    were scaled with the payload."""
-    together, scale = _runs_priced(words_runs_cov=100.0)  # a run more per word more
-    apart, same_scale = _runs_priced(words_runs_cov=0.0)
+    arm's time follows move with it as far as a page's runs move with its words: a page's
+    runs rise by one per changed word more (a covariance equal to the words' variance),
+    and with 4 words and 8 runs a page, half of them move (the other half are runs
+    without the extra words); where the runs do not rise with the words, none move.
+    Before, every run was scaled with the payload."""
+    together, moving, scale = _runs_priced([(100.0, 32)] * 9)
+    apart, still, same_scale = _runs_priced([(0.0, 32)] * 9)
     assert scale == pytest.approx(same_scale) and scale > 2.0
-    assert together == pytest.approx(4.0 * scale)
-    assert apart == pytest.approx(4.0)
+    assert together == pytest.approx(8.0 * (0.5 + 0.5 * scale))
+    assert moving == pytest.approx(1e-6 * 8.0 * 0.5 * scale)  # what the level's spread moves
+    assert apart == pytest.approx(8.0)
+    assert still == 0.0
+    # pooled over windows by the pages they sampled: windows of 96 pages whose runs do not
+    # rise with the words, between windows of 32 whose runs do, leave a quarter of the
+    # slope (a half, were windows counted alike)
+    mixed, _, scale = _runs_priced([(100.0, 32), (0.0, 96)] * 4 + [(100.0, 32)])
+    share = (mixed / 8.0 - 1.0) / (scale - 1.0) / 0.5  # the slope, runs per word
+    assert 0.15 < share < 0.4
 
 
 def _auto_small_dear_records(level_calib: float, link: float = 200e6, plays: int = 1):
@@ -413,10 +425,11 @@ def test_a_window_whose_records_may_fill_the_link_gets_the_smaller_records():
     assert loss[3] > policy._loss(10_000 * PAGE, np.array([out[3]]), np.array([cpu[3]]))[0]
 
 
-def _shared_window(link: float, level_calib: float):
+def _shared_window(link: float, level_calib: float, balance: float = 0.05):
     """``_auto_small_dear_records`` at ``link``, its CPU factors learnt (six plays of each
-    delta arm), and a window of the same records read and chosen."""
+    delta arm), and a window of the same records read and chosen with ``balance``."""
     policy = _auto_small_dear_records(level_calib, link=link, plays=6)
+    policy.balance = balance
     f = _records(10_000, 400.0, 300.0)
     assert policy.wants_features(10_000)
     policy.probe_mask(f)
@@ -450,6 +463,11 @@ def test_a_window_is_shared_when_it_saves_balance_over_the_records_spread():
     alone = expected(0.0)
     assert alone == pytest.approx(loss[3])
     assert expected(share) > 0.95 * alone  # saves less than balance, 0.05
+    # what it does save passes a smaller balance: the split is played, at that time
+    assert expected(share) < 0.98 * alone
+    policy, arm, f = _shared_window(250e6, level_calib=16.0, balance=0.02)
+    assert (policy.labels[arm], policy.split()) == ("lz4", (3, 1088.0))
+    assert policy._expected == pytest.approx(expected(share))
     at_estimates = max(
         ((1 - share) * cpu[3] + share * cpu[1]) / 2, ((1 - share) * out[3] + share * out[1]) / 250e6
     )

@@ -230,3 +230,21 @@ def test_a_subclass_that_changes_the_estimate_alone_is_called():
 
     assert features.summed_formula(Sevens(), 4096) is None
     assert features.summed_formula(XbzrleCodec(), 4096) == (scan.ESTIMATE_KINDS["xbzrle"], 0)
+
+
+def test_a_scan_extension_built_from_other_sources_is_refused_with_what_to_do(monkeypatch):
+    """An extension left from older sources returns fewer fields: read as they are, they
+    would land under the wrong names."""
+    from migcodec.selector import scan
+
+    if scan._native_sample_scan is None:
+        pytest.skip("no C scan built")
+    monkeypatch.setattr(
+        scan, "_native_sample_scan", lambda *args: (None, 1, None, 0, 0, 0, (), 0.0)
+    )
+    pages = np.ones((2, 4096), dtype=np.uint8)
+    with pytest.raises(
+        RuntimeError,
+        match=r"^migcodec's page scan extension returned 8 fields, not 10: .*rebuild it",
+    ):
+        scan.scan_sample(pages, None)

@@ -180,6 +180,8 @@ def test_check_features_takes_what_the_extractor_makes_and_sums_past_the_largest
     features = _selector("auto").extractor.extract(PAGES, PAGES, probe=True)
     check_features(features, len(ARMS))
     check_features(dataclasses.replace(features, pages=1.7e308, cheap_s=1.7e308), len(ARMS))
+    # runs that fall as a page's changed words rise: a covariance below 0 is a reading
+    check_features(dataclasses.replace(features, words_runs_cov=-5.0), len(ARMS))
 
 
 def test_a_policy_serves_one_selector():

@@ -148,3 +148,32 @@ def test_a_table_of_measured_windows_round_trips_and_replays(tmp_path):
     result = replay(parse_policy("ucb1"), loaded, Throughput(link=1e3, workers=1))
     assert len(result.chosen) == 3
     assert loaded.features(0).checked_arms == 2  # checked with the table
+
+
+def _built_table():
+    """Two windows of text measured by ``build_table``: a table holding work counts."""
+    from migcodec.datasets import Window, generate_pages
+    from migcodec.selector import parse_arms
+    from migcodec.selector.evaluation import build_table
+
+    pages = generate_pages("text", 8, 0)
+    previous = pages.copy()
+    for i in range(8):  # held versions, each page with more changed words than the last
+        previous[i, : 64 * (i + 1) : 9] ^= 1
+    windows = [
+        Window(0, np.arange(8), pages, previous=previous),
+        Window(1, np.arange(4), pages[:4]),
+    ]
+    return build_table(windows, parse_arms("raw;xbzrle"), repeats=1)
+
+
+@pytest.mark.parametrize("name", ["words_var", "words_runs_cov"])
+def test_a_table_with_one_of_the_changed_words_moments_is_refused(name):
+    """The sample's variance of changed words and their covariance with the runs are read
+    together (a policy prices the runs from both): a table with one is no build's."""
+    table = _built_table()
+    assert table.words_var[0] > 0.0  # measured, not left at 0
+    fields = {f.name: getattr(table, f.name) for f in dataclasses.fields(Table)}
+    fields[name] = None
+    with pytest.raises(TableError, match=f"^it holds work counts but no {name}$"):
+        Table(**fields)

@@ -122,7 +122,8 @@ _NAN_IS_NONE = (
 #: arrays whose entries may be below 0 (finite all the same)
 _SIGNED = ("context", "words_runs_cov")
 #: work arrays a table with ``pages`` must also hold: its features and modelled times read
-#: them together (``stored_words`` and ``stored_runs`` are held together, or neither)
+#: them together (``stored_words`` and ``stored_runs`` are held together, or neither, as
+#: are ``words_var`` and ``words_runs_cov``)
 _WITH_PAGES = (
     "stored_out",
     "stored",
@@ -193,6 +194,8 @@ def _check_table(table: Table) -> None:
         missing = [name for name in _WITH_PAGES if getattr(table, name) is None]
         if (table.stored_words is None) != (table.stored_runs is None):
             missing.append("stored_words" if table.stored_words is None else "stored_runs")
+        if (table.words_var is None) != (table.words_runs_cov is None):
+            missing.append("words_var" if table.words_var is None else "words_runs_cov")
         if missing:
             raise TableError(f"it holds work counts but no {', '.join(missing)}")
         if not (table.stored > 0).all():

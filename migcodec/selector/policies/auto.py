@@ -763,10 +763,7 @@ class Auto(Policy):
             return self._no_changes, self._no_changes
         if sample.changes is None:
             words, runs = float(f.context[3]) * (self.page_size // 8), f.change_runs
-            pages = f.sample * (1.0 - float(f.context[1])) * f.held_frac  # held, sampled
-            moments, step = self._runs_moments, _DELTA_POOL_STEP
-            moments[0] += step * (pages * f.words_var - moments[0])
-            moments[1] += step * (pages * f.words_runs_cov - moments[1])
+            moments = self._runs_moments  # pooled by _delta_estimates
             share = 1.0  # no spread of words seen yet: the runs move with them
             if moments[0] > 0.0 and runs > 0.0:
                 share = moments[1] / moments[0] * words / runs
@@ -1374,7 +1371,8 @@ class Auto(Policy):
                 least, partner, partner_pages = mixed, arm, float(part)
         if partner == best:
             return best
-        spreads = self._split_spreads(f, pages)
+        flags = self._delta_flags
+        spreads = self._split_spreads(f, pages) if flags[best] or flags[partner] else None
         if spreads is not None:  # the split found at the estimates, over the spread
             alone = self._mixed(spreads, best, best, 0.0, out, cpu)
             least = self._mixed(spreads, best, partner, partner_pages / pages, out, cpu)
@@ -1420,8 +1418,11 @@ class Auto(Policy):
         cpu: list[float],
     ) -> float:
         """The expected time of a window whose ``share`` of pages ``partner`` plays and
-        the rest ``best``, over the delta arms' level (``spreads``, :meth:`_split_spreads`:
-        both arms' records at one level, an arm without them at its estimate)."""
+        the rest ``best``, over the delta arms' level (``spreads``, :meth:`_split_spreads`):
+        at each of its three points, both arms' records at that point of their own spread
+        (the same level, but where one arm's spread is narrowed at raw pages, as
+        :meth:`_spread_delta` prices it alone, a point nearer its estimate); an arm without
+        records at its estimate."""
         to_cpu, to_link = self._to_cpu, self._to_link
         moving = []
         for arm in (best, partner):
@@ -1550,13 +1551,19 @@ class Auto(Policy):
         their offsets, how one format meets a program's writes against another, move
         slowly: taken from one sample each, they tipped close calls between delta arms
         window by window (a recorded database's trace: XBZRLE's estimate off by half on
-        single windows, where the two formats' costs lay within a quarter of each other)."""
+        single windows, where the two formats' costs lay within a quarter of each other).
+        The sample's spread of changed words per page, and how its runs vary with them, are
+        pooled alike, weighed by the held pages sampled (see :meth:`_change_costs`)."""
         raw = f.delta_bytes
         if raw is None:
             return None
         for seen, estimates in self._pooled:  # this window's, or the last read's: pooled once
             if seen is raw:
                 return estimates
+        pages = f.sample * (1.0 - float(f.context[1])) * f.held_frac  # held pages sampled
+        moments, step = self._runs_moments, _DELTA_POOL_STEP
+        moments[0] += step * (pages * f.words_var - moments[0])
+        moments[1] += step * (pages * f.words_runs_cov - moments[1])
         estimates = raw.tolist()
         arms = [a for a in self._delta_arms if math.isfinite(estimates[a]) and estimates[a] > 0]
         if arms:
