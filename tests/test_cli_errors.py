@@ -337,6 +337,23 @@ def test_workload_windows_larger_than_the_machine_has_are_refused_before_making_
     )
 
 
+def test_memory_a_process_limit_refuses_past_the_checks_is_one_line(capsys, monkeypatch):
+    """The checks before large allocations read the machine's free memory; a limit on the
+    process (ulimit -v, a container's) can refuse one they let through."""
+
+    def refused(*args, **kwargs):
+        raise MemoryError("Unable to allocate 23.8 MiB for an array")
+
+    monkeypatch.setattr("migcodec.bench.run_bench", refused)
+    assert main(["bench", "--pages", "64", "--codecs", "raw"]) == 1
+    assert capsys.readouterr() == (
+        "",
+        "migcodec bench: out of memory (Unable to allocate 23.8 MiB for an array): this "
+        "command needs more memory than this process may use; give it smaller sizes "
+        "(--memory, --pages, --batch-pages) or raise the process's memory limit\n",
+    )
+
+
 def test_a_plot_into_a_missing_directory_is_refused_before_migrating(tmp_path, capsys):
     png = tmp_path / "missing" / "run.png"
     assert main(["migrate", *TINY, "--plot", str(png)]) == 2

@@ -86,6 +86,17 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"migcodec {_name(args)}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except MemoryError as exc:
+        # the checks before each large allocation read the machine's free memory; a limit
+        # on this process (ulimit -v, a container's) can still refuse one: said in one line
+        detail = f" ({exc})" if str(exc) else ""
+        print(
+            f"migcodec {_name(args)}: out of memory{detail}: this command needs more memory "
+            "than this process may use; give it smaller sizes (--memory, --pages, "
+            "--batch-pages) or raise the process's memory limit",
+            file=sys.stderr,
+        )
+        return 1
     except BrokenPipeError:
         # the reader of stdout has gone (`migcodec codecs --json | head`): stop quietly, as
         # a Unix tool killed by SIGPIPE does
