@@ -1,6 +1,7 @@
 """Policies on synthetic rewards: convergence, recovery after change, JSON configs."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -203,8 +204,8 @@ def test_a_whole_number_written_as_a_float_is_taken_as_an_int():
         ("d-ucb:c=-1", "policy 'd-ucb': c must be >= 0, got -1"),
         ("d-ucb:xi=-0.5", "policy 'd-ucb': xi must be >= 0, got -0.5"),
         ("sw-ucb:c=-1", "policy 'sw-ucb': c must be >= 0, got -1"),
-        ("linear:alpha=-1", "policy 'linear': alpha must be >= 0, got -1"),
-        ("linear:ridge=0", "policy 'linear': ridge must be > 0, got 0"),
+        ("linear:alpha=-1", "policy 'linear': alpha must be in [0, 1e+06], got -1"),
+        ("linear:ridge=0", "policy 'linear': ridge must be in [1e-06, 1e+06], got 0"),
         ("predictive:refresh=-5", "policy 'predictive': refresh must be >= 0, got -5"),
         ("predictive:tolerance=-1", "policy 'predictive': tolerance must be >= 0, got -1"),
         ("probe-commit:drift=-1", "policy 'probe-commit': drift must be >= 0, got -1"),
@@ -213,9 +214,15 @@ def test_a_whole_number_written_as_a_float_is_taken_as_an_int():
         ("epsilon-greedy:step=2", "policy 'epsilon-greedy': step must be in (0, 1], got 2"),
         ("sgd:refit_every=0", "policy 'sgd': refit_every must be in [1, 1000000], got 0"),
         ("sgd:epsilon=1.5", "policy 'sgd': epsilon must be in [0, 1], got 1.5"),
-        ("auto:negligible=-1", "policy 'auto': negligible must be >= 0, got -1"),
+        ("auto:negligible=-1", "policy 'auto': negligible must be in [0, 1], got -1"),
         ("auto:learn=0", "policy 'auto': learn must be in (0, 1], got 0"),
         ("fixed:arm=-1", "policy 'fixed': arm must be >= 0, got -1"),
+        # parameters whose arithmetic overflows, or turns nan, past what they can mean
+        ("auto:drift=1e200", "policy 'auto': drift must be in [0, 5], got 1e+200"),
+        ("auto:probe_noise=1e308", "policy 'auto': probe_noise must be in [0, 20], got 1e+308"),
+        ("auto:batch_pages=8192", "policy 'auto': batch_pages must be in [1, 4096], got 8192"),
+        ("linear:ridge=1e-320", "policy 'linear': ridge must be in [1e-06, 1e+06], got 1e-320"),
+        ("linear:forget=0.1", "policy 'linear': forget must be in [0.5, 1], got 0.1"),
         # parameters that size what a policy holds are bounded
         (
             "probe-commit:k=99999999999999",
@@ -233,6 +240,50 @@ def test_an_out_of_range_parameter_is_refused_when_the_policy_is_built(spec, mes
     with pytest.raises(PolicyError) as info:
         parse_policy(spec)
     assert str(info.value) == message
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "auto:drift=5,change=100,arm_drift=5,probe_noise=20,cost_drift=1,value=1000000",
+        "auto:drift=0,change=0,arm_drift=0,probe_noise=0,cost_drift=0,value=0,negligible=0",
+        "auto:negligible=1,balance=1,learn=1,upkeep=1,batch_pages=4096",
+        "auto:balance=0,batch_pages=1",
+        "linear:alpha=1000000,forget=0.5,ridge=0.000001",
+        "linear:alpha=0,forget=1,ridge=1000000",
+    ],
+)
+def test_a_policy_at_the_bounds_of_its_parameters_replays_without_a_warning(spec):
+    """Every value a parameter's range lets through is one the policy's arithmetic holds:
+    no overflow, no nan, no warning, on windows of every kind (zero, text, random and
+    delta windows)."""
+    import warnings
+
+    from migcodec.selector import Throughput, parse_arms
+    from migcodec.selector.costmodel import CostModel
+    from migcodec.selector.evaluation import build_table, replay, workload_windows
+
+    model = CostModel.load(Path(__file__).with_name("data") / "cost-model.json")
+    arms = parse_arms("raw;lz4;zstd:level=3;xbzrle;dsa-delta")
+    windows = workload_windows("zero,text,random", n_windows=12, pages=256, phase_windows=2)
+    table = build_table(windows, arms, repeats=1, calibration=model).modelled(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for link in (125e6, 1.25e9):
+            result = replay(parse_policy(spec), table, Throughput(link=link, workers=2))
+            assert np.isfinite(result.rewards).all()
+
+
+def test_a_linear_model_of_an_input_that_never_varies_stays_finite():
+    """Along a feature constant on this memory the windows teach nothing, and each
+    forgetting step grew the model's covariance by 1/forget: at forget 0.5 it passed the
+    largest float within a few thousand windows, and every score turned nan."""
+    policy = parse_policy("linear:forget=0.5").bind(3)
+    f = WindowFeatures(np.array([1.0, 0.0, 0.5, 0.02, 1.0]))
+    for i in range(3000):
+        policy.update(policy.choose(f), 1.0 + i % 7, f)
+    assert np.isfinite(policy.P).all() and np.isfinite(policy.theta).all()
+    assert policy.choose(f) in range(3)
 
 
 def test_the_largest_sliding_window_or_probe_holds_only_what_it_has_seen():

@@ -72,6 +72,7 @@ from migcodec.selector.features import WindowFeatures
 from migcodec.selector.objectives import Outcome, Throughput
 from migcodec.selector.policies.base import Policy
 from migcodec.selector.policies.kalman import _LEVEL_PRIOR, RatioFilter, kalman_update
+from migcodec.wire.format import MAX_BATCH_PAGES
 
 #: Gauss-Hermite nodes and weights (probabilists'), for expectations over a log ratio
 _NODES, _WEIGHTS = np.polynomial.hermite_e.hermegauss(7)
@@ -422,20 +423,24 @@ class Auto(Policy):
         balance: float = 0.05,
         batch_pages: int = 64,
     ) -> None:
-        for key, number in (
-            ("drift", drift),
-            ("change", change),
-            ("arm_drift", arm_drift),
-            ("cost_drift", cost_drift),
-            ("probe_noise", probe_noise),
-            ("value", value),
-            ("negligible", negligible),
-            ("balance", balance),
+        # each within what it can mean (standard deviations of a log past 5 are factors
+        # past 150 per window, and a page's log ratio spans 8.3 at most; shares past 1 are
+        # more than the whole), and so within what the filters' arithmetic holds: a drift
+        # of 1e200 overflowed its square
+        for key, number, high in (
+            ("drift", drift, 5.0),
+            ("change", change, 100.0),
+            ("arm_drift", arm_drift, 5.0),
+            ("cost_drift", cost_drift, 1.0),
+            ("probe_noise", probe_noise, 20.0),
+            ("value", value, 1e6),
+            ("negligible", negligible, 1.0),
+            ("balance", balance, 1.0),
         ):
-            self._require(key, number, 0)
+            self._require(key, number, 0, high)
         self._require("learn", learn, 0, 1, open_low=True)
         self._require("upkeep", upkeep, 0, 1, open_low=True)
-        self._require("batch_pages", batch_pages, 1)
+        self._require("batch_pages", batch_pages, 1, MAX_BATCH_PAGES)
         self.drift, self.change, self.arm_drift = drift, change, arm_drift
         self.cost_drift = cost_drift
         self.probe_noise, self.value, self.learn = probe_noise, value, learn

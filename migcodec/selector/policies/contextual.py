@@ -57,14 +57,17 @@ class LinearRLS(Policy):
     needs = "cheap"
 
     def __init__(self, alpha: float = 0.3, forget: float = 0.99, ridge: float = 1.0) -> None:
-        self._require("alpha", alpha, 0)
-        self._require("forget", forget, 0, 1, open_low=True)
-        self._require("ridge", ridge, 0, open_low=True)
+        # within what the model's arithmetic holds: a ridge of 1e-320 made its prior
+        # covariance inf, and its scores nan
+        self._require("alpha", alpha, 0, 1e6)
+        self._require("forget", forget, 0.5, 1)
+        self._require("ridge", ridge, 1e-6, 1e6)
         self.alpha, self.forget, self.ridge = alpha, forget, ridge
 
     def _reset(self) -> None:
         k, d = self.n_arms, N_DESIGN
         self.P = np.repeat((np.eye(d) / self.ridge)[None], k, axis=0)
+        self._most = 1e12 / self.ridge  # see _learn
         self.theta = np.zeros((k, d))
         self.unit = 0.0
         self.seen = [0] * k  # windows played per arm (a list: read every window)
@@ -112,7 +115,16 @@ class LinearRLS(Policy):
         gain = px / (self.forget + spread)
         theta += gain * (y - predicted)
         P -= gain[:, None] * px  # the rank-one update (np.outer's wrapper costs 5x this)
-        P *= 1.0 / self.forget
+        if self.forget < 1.0:
+            P *= 1.0 / self.forget
+            # along an input that never varies (a feature constant on this memory) the
+            # windows teach nothing, and each step grows P by 1/forget there: unheld, it
+            # passes the largest float after about 70,000 plays of an arm at the default
+            # forget (1.01 ** 70,000), and the model turns nan. Held at a bound a trillion
+            # times the prior's, P is scaled back as a whole (it stays positive definite)
+            top = P.diagonal().max()
+            if top > self._most:
+                P *= self._most / top
 
 
 class SgdRegression(Policy):
