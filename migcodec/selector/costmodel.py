@@ -378,6 +378,10 @@ def _changed(pages: np.ndarray, share: float, pattern: str, rng) -> np.ndarray:
     return previous
 
 
+#: the largest batch the calibration encodes (see :func:`calibrate`)
+CALIBRATION_BATCH_PAGES = 256
+
+
 def _calibration_windows(page_size: int, batch_pages: int, seed: int = 0):
     """(pages, previous) pairs of every content class and size: what the fit is made on.
 
@@ -533,7 +537,13 @@ def calibrate(
     their costs relative to each other; calibrated one after another, two arms a few tens
     of percent apart came out in either order from one calibration to the next.
     ``progress(done, total)`` is called after each repeat.
+
+    The windows are of batches of at most :data:`CALIBRATION_BATCH_PAGES` pages: the fit
+    is per call and per page, so it holds for larger batches, and at the largest a stream
+    carries (4096 pages) an evaluation's calibration grew past 5 GB and ran for minutes.
     """
+    model_batch = batch_pages
+    batch_pages = min(batch_pages, CALIBRATION_BATCH_PAGES)
     windows = list(_calibration_windows(page_size, batch_pages))
     codecs = [arm.codec for arm in arms]
     # a compressor against no held version; a delta codec against held versions (and zero
@@ -569,7 +579,7 @@ def calibrate(
     result[FEATURES_LABEL] = _fit_features(arms, page_size, batch_pages, repeats)
     return CostModel(
         page_size,
-        batch_pages,
+        model_batch,
         result,
         machine_identity(),
         time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -477,3 +477,23 @@ def test_a_model_that_would_load_back_different_is_refused_when_saved(tmp_path, 
     with pytest.raises(CostModelError, match=f"^cannot save cost model to {path}: {problem}"):
         replace(MODEL, **change).save(path)
     assert not path.exists()
+
+
+def test_a_calibration_for_the_largest_batches_encodes_batches_it_can_hold():
+    """The fit is per call and per page: for batches of 4096 pages (the most a stream
+    carries) it is made on batches of at most CALIBRATION_BATCH_PAGES, and kept under the
+    batch size asked for. Encoding 4096-page batches, an evaluation with them grew past
+    5 GB and was still calibrating after two minutes."""
+    import tracemalloc
+
+    from migcodec.selector import parse_arms
+    from migcodec.selector.costmodel import CALIBRATION_BATCH_PAGES, calibrate
+
+    tracemalloc.start()
+    try:
+        model = calibrate(parse_arms("raw;xbzrle"), batch_pages=4096, repeats=1)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert model.batch_pages == 4096
+    assert peak < 512 * CALIBRATION_BATCH_PAGES * 4096  # 338 MB here, for 256-page batches
