@@ -416,6 +416,21 @@ def test_keep_contents_refuses_a_missing_file_or_region(tmp_path, capsys, shm_na
     assert not (Path("/dev/shm") / shm_name).exists()
 
 
+def test_one_trace_named_twice_in_evaluate_is_refused_not_counted_twice(
+    tmp_path, capsys, monkeypatch
+):
+    trace = tmp_path / "t"
+    argv = ["trace", "synth", "--workload", "phases", "--pages", "64", "--windows", "2"]
+    assert main([*argv, "--out", str(trace)]) == 0
+    capsys.readouterr()
+    monkeypatch.chdir(tmp_path)
+    assert main(["evaluate", "t", "./t", "--link", "10Gbit"]) == 2
+    assert capsys.readouterr() == (
+        "",
+        "migcodec evaluate: trace t is named more than once; name each trace once\n",
+    )
+
+
 def test_a_damaged_trace_in_evaluate_is_one_line(tmp_path, capsys):
     trace = tmp_path / "t"
     argv = ["trace", "synth", "--workload", "phases", "--pages", "256", "--windows", "4"]
@@ -1139,3 +1154,22 @@ def test_every_json_document_of_the_command_line_is_strict_json():
         "nested": {"pair": [0, None], "text": "NaN", "flag": True},
     }
     assert json.loads(json_document({"path": Path("/x")}, default=str)) == {"path": "/x"}
+
+
+def test_a_dirty_rate_a_synthetic_trace_cannot_hold_is_refused_not_capped(tmp_path, capsys):
+    """A rate past the memory's pages each window was capped at them, and one under a page
+    a window rounded up to a page, while the manifest kept the rate asked for."""
+    argv = ["trace", "synth", "--workload", "memcached", "--pages", "256", "--windows", "4"]
+    assert main([*argv, "--out", str(tmp_path / "a"), "--dirty-rate", "1TB/s"]) == 2
+    assert capsys.readouterr().err == (
+        "migcodec trace synth: --dirty-rate 931GiB/s dirties 24414062 pages in some of the "
+        "100 ms windows, more than the memory's 256 pages, and a window dirties each page at "
+        "most once; give at most 10MiB/s, or more --pages\n"
+    )
+    assert main([*argv, "--out", str(tmp_path / "b"), "--dirty-rate", "1B/s"]) == 2
+    assert capsys.readouterr().err == (
+        "migcodec trace synth: --dirty-rate 1B/s dirties less than a page in some of the "
+        "100 ms windows; give at least 40KiB/s, or longer --window-ms\n"
+    )
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    assert main([*argv, "--out", str(tmp_path / "c"), "--dirty-rate", "10MiB/s"]) == 0

@@ -145,6 +145,15 @@ def _sources(args: argparse.Namespace) -> list[Source]:
                 trace,
             )
         )
+    # one trace named twice (``t t``, ``t ./t``) would be measured twice and counted as two
+    # traces in the overall rows, as a link given twice would
+    seen = set()
+    for source in sources:
+        if source.identity in seen:
+            raise CommandLineError(
+                f"trace {source.trace} is named more than once; name each trace once"
+            )
+        seen.add(source.identity)
     return sources
 
 

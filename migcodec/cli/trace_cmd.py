@@ -59,6 +59,34 @@ def _check_synth_memory(args: argparse.Namespace, spec: WorkloadSpec) -> None:
     check_available(need, what, "use a smaller --pages")  # a ValueError: one line from _run
 
 
+def _check_dirty_rate(args: argparse.Namespace, spec) -> None:
+    """Refuse a ``--dirty-rate`` that dirties more pages a window than the memory holds, or
+    less than one: the windows were capped at the memory, or rounded up to a page, and the
+    trace said neither (its manifest kept the rate asked for)."""
+    from migcodec.units import format_size
+
+    def format_rate(rate: float) -> str:
+        return format_size(rate).replace(" ", "") + "/s"
+
+    per_window = args.dirty_rate * spec.window_s / spec.page_size
+    fractions = [p.dirty_fraction for p in spec.phases]
+    most, least = per_window * max(fractions), per_window * min(fractions)
+    window = f"{spec.window_s * 1000:g} ms windows"
+    if most > spec.n_pages:
+        top = spec.n_pages * spec.page_size / spec.window_s / max(fractions)
+        raise ValueError(
+            f"--dirty-rate {format_rate(args.dirty_rate)} dirties {most:.0f} pages in some of "
+            f"the {window}, more than the memory's {spec.n_pages} pages, and a window dirties "
+            f"each page at most once; give at most {format_rate(top)}, or more --pages"
+        )
+    if least < 1.0:
+        low = spec.page_size / spec.window_s / min(fractions)
+        raise ValueError(
+            f"--dirty-rate {format_rate(args.dirty_rate)} dirties less than a page in some of "
+            f"the {window}; give at least {format_rate(low)}, or longer --window-ms"
+        )
+
+
 def synth(args: argparse.Namespace) -> int:
     if args.dirty_rate is not None and args.dirty_rate <= 0:  # else 1 page a window, silently
         raise ValueError(
@@ -79,6 +107,8 @@ def synth(args: argparse.Namespace) -> int:
             f"--dirty-pages {args.dirty_pages} is more than the memory's {spec.n_pages} pages, "
             f"and a window dirties each page at most once; give at most {spec.n_pages}"
         )
+    if args.dirty_rate is not None:
+        _check_dirty_rate(args, spec)
     _check_synth_memory(args, spec)
     try:
         workload = Workload(spec)
