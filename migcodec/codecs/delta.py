@@ -108,6 +108,11 @@ class DeltaCodec(Codec):
     def __init__(self, fallback: str | dict[str, Any] = "lz4") -> None:
         from migcodec.codecs.registry import get_codec  # the registry imports this package
 
+        if not isinstance(fallback, str | dict):  # a number reached get_codec's dict(...)
+            raise ValueError(
+                f"codec {self.name!r}: fallback must name a codec (e.g. lz4) or be a codec "
+                f"config, got {fallback!r}"
+            )
         self.fallback = fallback
         self._fallback = get_codec(fallback)
         if self._fallback.reads_destination:

@@ -331,3 +331,16 @@ def test_dsa_refuses_record_sizes_dml_refuses(size):
 @pytest.mark.parametrize("size", [80, 90, 4090, 4294967290])
 def test_dsa_accepts_record_sizes_dml_accepts(size):
     assert get_codec("dsa-delta", max_record_size=size).max_record_size == size
+
+
+@pytest.mark.parametrize("name", ["xbzrle", "dsa-delta"])
+@pytest.mark.parametrize("fallback", [1, 2.5, ["lz4"], None])
+def test_a_fallback_that_names_no_codec_is_refused_by_name(name, fallback):
+    """A number reached the registry's dict() and failed as "'int' object is not a
+    mapping", naming neither the codec nor the parameter."""
+    with pytest.raises(ValueError) as info:
+        get_codec({"name": name, "fallback": fallback})
+    assert str(info.value) == (
+        f"codec {name!r}: fallback must name a codec (e.g. lz4) or be a codec config, "
+        f"got {fallback!r}"
+    )
