@@ -612,7 +612,14 @@ def machine_cost_model(
         return saved
     model = calibrate(missing, page_size, batch_pages, repeats)
     if saved is not None:
+        features = saved.arms.get(FEATURES_LABEL)
         model.arms = {**saved.arms, **model.arms}
+        if features is not None:
+            # the features' cost as fitted beside the arms saved first: fitted again beside
+            # only the arms missing (read after fewer encoders had pushed the pages out of
+            # the caches), it changed what every later calibrated comparison charged, and
+            # the same comparison gave other numbers after another one named a new arm
+            model.arms[FEATURES_LABEL] = features
     with contextlib.suppress(OSError):  # a read-only home: the model is used, not kept
         model.save(path)
     return model

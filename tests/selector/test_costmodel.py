@@ -194,6 +194,24 @@ def test_a_saved_model_of_another_machine_is_calibrated_again(tmp_path, monkeypa
     assert CostModel.load(path).machine == model.machine  # and kept in its place
 
 
+def test_an_arm_added_to_a_saved_model_keeps_the_features_cost_it_was_saved_with(
+    tmp_path, monkeypatch
+):
+    """Calibrating the arms a saved model lacks fitted the cheap features' cost again too,
+    and every later calibrated comparison charged the new fit: one comparison gave other
+    numbers after another named a new arm."""
+    from migcodec.selector import costmodel
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    first = costmodel.machine_cost_model(parse_arms("raw"), repeats=1)
+    grown = costmodel.machine_cost_model(parse_arms("raw;lz4"), repeats=1)
+    assert set(grown.arms) == {"raw", "lz4", FEATURES_LABEL}
+    assert grown.arms[FEATURES_LABEL] == first.arms[FEATURES_LABEL]
+    assert grown.arms["raw"] == first.arms["raw"]
+    saved = CostModel.load(costmodel.default_path(4096, 64))
+    assert saved.arms[FEATURES_LABEL] == first.arms[FEATURES_LABEL]
+
+
 def test_calibration_fits_every_arm_and_the_cheap_features():
     arms = parse_arms("raw;lz4")
     model = calibrate(arms, repeats=1)
