@@ -541,10 +541,30 @@ def test_a_probe_is_worth_what_its_pages_can_reveal():
 
 
 def test_features_are_skipped_when_they_stopped_changing_the_choice_and_read_on_a_jump():
-    policy = _auto(1.25e9, upkeep=0.05)  # rereads at least every few windows (see below)
+    """Rereads only to keep the estimates fresh (``upkeep``) are made while reading has
+    changed a choice: here no read ever did, and past the first few windows none is made
+    (with ``upkeep`` at 0.05 every third window was reread, for nothing). Once reading
+    has paid, they are made again, at least every few windows."""
+    for paid in (False, True):
+        read = _rereads(paid)
+        assert read[0] and not all(read)  # skipped once they stopped paying...
+        if paid:
+            runs = "".join("r" if r else "." for r in read).split("r")
+            assert max(len(run) for run in runs) <= 3
+        else:
+            assert not any(read[4:])
+
+
+def _rereads(paid: bool) -> list[bool]:
+    """Which of 12 windows of one size, whose reads never change the choice, read their
+    features under ``upkeep`` 0.05; ``paid``: as if a read long before had changed one
+    (a learnt value above 0, too small to buy a read by itself)."""
+    policy = _auto(1.25e9, upkeep=0.05)
     small = _probed(_features(300, delta_bytes=PAGE, probe_pages=8), {1: 3.0, 2: 4.0})
     read = []
     for _ in range(12):
+        if paid and policy._feature_value < 1e-30:
+            policy._feature_value = 1e-30
         wants = policy.wants_features(300)
         read.append(wants)
         f = small if wants else None
@@ -552,9 +572,8 @@ def test_features_are_skipped_when_they_stopped_changing_the_choice_and_read_on_
             policy.probe_mask(f)
         arm = policy.choose(f)
         policy.update(arm, 1e9, f, Outcome(300 * PAGE, 100 * PAGE, 1e-4, 1e-4))
-    assert read[0] and not all(read)  # skipped once they stopped paying...
-    assert max(len(run) for run in "".join("r" if r else "." for r in read).split("r")) <= 3
     assert policy.wants_features(300 * 10)  # ...and read again for a window 10x larger
+    return read
 
 
 def _reads_on_a_host(clock: str, stretch: float, pages: int = 1000, windows: int = 12) -> str:
@@ -627,6 +646,9 @@ def test_rereading_features_costs_at_most_upkeep_of_the_time_played_without_them
     f.cheap_s = cheap_s
     reads, blind_s = 0, 0.0
     for _ in range(60):
+        # as if reading had changed a choice once (see _rereads): upkeep may reread
+        if policy._feature_value < 1e-30:
+            policy._feature_value = 1e-30
         wants = policy.wants_features(300)
         if wants:
             reads += 1
