@@ -289,9 +289,16 @@ class Auto(Policy):
     them was worth lately. ``balance``: the least share of a window's predicted time that
     playing two arms on it must save (:meth:`Auto._balanced`).
 
-    The defaults are what ``python benchmarks/selector_eval.py --loto`` chooses on the
+    The defaults are what ``python benchmarks/selector_eval.py --loto`` chose on the
     traces under ``corpus/traces/`` other than the one it scores: each parameter's value is
-    the one chosen for most held-out traces (``docs/results/selector.md``). ``upkeep`` and
+    the one chosen for most held-out traces, with this host's cost model as calibrated
+    before its memory scans slowed (raw copies 0.10 us a page, the cheap features 0.43 us
+    a sampled page). Calibrated again at 0.19 and 0.78 us, the grid chose ``drift`` 0.05,
+    ``change`` 1.0 and ``balance`` 0.02 for most traces (``docs/results/selector.md``):
+    neighbouring values of each lie within half a percent of each other on most traces,
+    so which wins moves with the calibration, and ``balance`` 0.02 costs the key-value
+    cache at 10 Gbit/s 1-3 % under every cost model; the defaults were not moved after
+    it. ``upkeep`` and
     ``value`` are not on that grid: they set how much work beyond the codecs a stream does,
     whose cost to a migration beyond its CPU time is in no table, so their defaults come
     from migrations (``docs/results/migration.md``). Nor is ``cost_drift``: a calibrated
