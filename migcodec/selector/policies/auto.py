@@ -297,8 +297,8 @@ class Auto(Policy):
     ``change`` 1.0 and ``balance`` 0.02 for most traces (``docs/results/selector.md``):
     neighbouring values of each lie within half a percent of each other on most traces,
     so which wins moves with the calibration, and ``balance`` 0.02 costs the key-value
-    cache at 10 Gbit/s 1-3 % under every cost model; the defaults were not moved after
-    it. ``upkeep`` and
+    cache at 10 Gbit/s up to 1 % (0.990-0.999 of XBZRLE alone, by cost model); the
+    defaults were not moved after it. ``upkeep`` and
     ``value`` are not on that grid: they set how much work beyond the codecs a stream does,
     whose cost to a migration beyond its CPU time is in no table, so their defaults come
     from migrations (``docs/results/migration.md``). Nor is ``cost_drift``: a calibrated
