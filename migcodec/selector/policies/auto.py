@@ -293,7 +293,7 @@ class Auto(Policy):
     traces under ``corpus/traces/`` other than the one it scores: each parameter's value is
     the one chosen for most held-out traces, with this host's cost model as calibrated
     before its memory scans slowed (raw copies 0.10 us a page, the cheap features 0.43 us
-    a sampled page). Calibrated again at 0.19 and 0.78 us, the grid chose ``drift`` 0.05,
+    a sampled page). Calibrated again at 0.17 and 0.78 us, the grid chose ``drift`` 0.05,
     ``change`` 1.0 and ``balance`` 0.02 for most traces (``docs/results/selector.md``):
     neighbouring values of each lie within half a percent of each other on most traces,
     so which wins moves with the calibration, and ``balance`` 0.02 costs the key-value
