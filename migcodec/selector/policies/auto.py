@@ -1393,9 +1393,10 @@ class Auto(Policy):
         flags = self._delta_flags
         spreads = self._split_spreads(f, pages) if flags[best] or flags[partner] else None
         if spreads is not None:  # the split found at the estimates, over the spread
-            alone = self._mixed(spreads, best, best, 0.0, out, cpu)
+            # against the best arm's loss, which is already its expectation over the spread
+            # when it is a delta arm (_spread_delta) and its time at the estimate otherwise
             least = self._mixed(spreads, best, partner, partner_pages / pages, out, cpu)
-            if least >= alone * (1.0 - self.balance):
+            if least >= loss[best] * (1.0 - self.balance):
                 return best
         self._expected = least
         learnt = self._learnt
@@ -1579,7 +1580,7 @@ class Auto(Policy):
         for seen, estimates in self._pooled:  # this window's, or the last read's: pooled once
             if seen is raw:
                 return estimates
-        pages = f.sample * (1.0 - float(f.context[1])) * f.held_frac  # held pages sampled
+        pages = self._held_sampled(f)
         moments, step = self._runs_moments, _DELTA_POOL_STEP
         moments[0] += step * (pages * f.words_var - moments[0])
         moments[1] += step * (pages * f.words_runs_cov - moments[1])
@@ -1624,7 +1625,7 @@ class Auto(Policy):
         back towards the windows before, pricing XBZRLE's encode time (bound by its runs
         of changed bytes) up to a third above what it took. The first window of a size
         has only its sample."""
-        pages = f.sample * (1.0 - float(f.context[1])) * f.held_frac
+        pages = self._held_sampled(f)
         pages = 1.0 if pages < 1.0 else pages
         noise = self._delta_noise / pages
         prior = self._similar(f.pages)
@@ -1643,6 +1644,12 @@ class Auto(Policy):
         sample = _DeltaSample(raw, sampled, pages, level, var, prior=before)
         self._delta_samples = [sample, *self._delta_samples[:1]]
         return level
+
+    @staticmethod
+    def _held_sampled(f: WindowFeatures) -> float:
+        """How many of the pages ``f`` sampled are non-zero and held by the destination:
+        what a delta sample's estimates are averaged over."""
+        return f.sample * (1.0 - float(f.context[1])) * f.held_frac
 
     def _delta_sample(self, raw: np.ndarray | None) -> _DeltaSample | None:
         """The sample of the window whose delta estimates are ``raw``, if it is one of the
