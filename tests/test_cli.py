@@ -53,6 +53,19 @@ def test_codecs_json(tmp_path):
         assert by_name[name]["source"].startswith("migcodec.codecs.plugins.")
 
 
+def test_version_names_the_package_and_the_formats_it_speaks(capsys):
+    from migcodec import __version__
+    from migcodec.datasets.trace.format import READ_VERSIONS, VERSION
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    reads = ", ".join(map(str, READ_VERSIONS))
+    assert capsys.readouterr().out == (
+        f"migcodec {__version__} (stream formats 1, 2; trace format {VERSION}, reads {reads})\n"
+    )
+
+
 def test_codecs_table(capsys):
     assert main(["codecs"]) == 0
     table, footer = capsys.readouterr().out.split("\n\n")

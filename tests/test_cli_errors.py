@@ -1078,6 +1078,25 @@ def test_a_workload_option_given_with_a_trace_is_refused_not_ignored(option, cap
     ), name
 
 
+@pytest.mark.parametrize(
+    ("workload", "what"),
+    [("memcached", "a preset, whose phases are its own"), ("text,", "one page generator")],
+)
+def test_phase_windows_of_a_workload_without_phases_are_refused_not_ignored(workload, what, capsys):
+    """`evaluate --workload memcached --phase-windows 4` scored the preset as if the option
+    were absent: only a comma-separated list of generators has phases it can shape."""
+    argv = ["evaluate", "--workload", workload, "--phase-windows", "4", "--windows", "2"]
+    assert main(argv) == 2
+    assert capsys.readouterr().err == (
+        "migcodec evaluate: --phase-windows applies to phases, a comma-separated --workload "
+        f"(zero,memcached,text,random); {workload!r} is {what}: drop --phase-windows, or name "
+        "several page generators\n"
+    )
+    phased = ["evaluate", "--workload", "zero,text", "--phase-windows", "1", "--windows", "2"]
+    assert main([*phased, "--pages", "64", "--policies", "auto", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)
+
+
 def test_trace_info_refuses_a_codec_named_twice_instead_of_showing_two_columns(tmp_path, capsys):
     trace = tmp_path / "t"
     argv = ["trace", "synth", "--workload", "text", "--windows", "2", "--pages", "64"]

@@ -39,9 +39,30 @@ COMMANDS = [
 _OUTPUT_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG)
 
 
+def version_text() -> str:
+    """The package's version and the versions of the formats it writes and reads: what a
+    user compares between two hosts before a migration, and what a report should name."""
+    from migcodec import __version__
+    from migcodec.datasets.trace import format as trace_format
+    from migcodec.wire import format as wire_format
+
+    def listed(versions: tuple[int, ...]) -> str:
+        return ", ".join(str(v) for v in versions)
+
+    # a stream's version follows its codecs (VERSION_PACKAGES once a third party's is in
+    # its table), so every one spoken is listed; a trace is written at the newest
+    return (
+        f"migcodec {__version__} (stream formats {listed(wire_format.VERSIONS)}; trace format "
+        f"{trace_format.VERSION}, reads {listed(trace_format.READ_VERSIONS)})"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="migcodec", description="Codecs and codec selection for live migration of memory."
+    )
+    parser.add_argument(
+        "--version", action="version", version=version_text(), help="print the version and exit"
     )
     sub = parser.add_subparsers(dest="command", required=True)
     for module in COMMANDS:

@@ -47,6 +47,7 @@ from migcodec.selector.evaluation import (
     build_table,
     check_windows,
     evaluate,
+    phase_generators,
     read_trace,
     workload_windows,
 )
@@ -102,12 +103,23 @@ class Result:
 
 
 def _sources(args: argparse.Namespace) -> list[Source]:
-    given = sum(bool(x) for x in (args.trace, args.corpus, args.workload))
-    if given != 1:
+    sources = sum(bool(x) for x in (args.trace, args.corpus, args.workload))
+    if sources != 1:
         raise CommandLineError(
             "give TRACE directories, --corpus DIR or --workload NAME (exactly one of them)"
         )
     if args.workload:
+        if given(args, "phase_windows") and phase_generators(args.workload) is None:
+            from migcodec.datasets.presets import workload_names
+
+            what = "one page generator"
+            if args.workload in workload_names():
+                what = "a preset, whose phases are its own"
+            raise CommandLineError(
+                "--phase-windows applies to phases, a comma-separated --workload "
+                f"(zero,memcached,text,random); {args.workload!r} is {what}: drop "
+                "--phase-windows, or name several page generators"
+            )
         _check_workload_memory(args)
         ident = f"workload:{args.workload}:{args.windows}:{args.pages}:{args.seed}"
         ident += f":{args.phase_windows}"

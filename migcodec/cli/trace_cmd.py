@@ -148,6 +148,17 @@ def _codec_text(meta: TraceInfo) -> str:
     return one_line(" ".join(words))
 
 
+def _ratio_pages(sample: int, least: int, most: int) -> str:
+    """Which of a window's stored pages its ratios come from (``summarize`` encodes at most
+    ``sample`` of them): a trace of 64 stored pages per window was said to be sampled from
+    256."""
+    if most <= sample:
+        return "of every stored page"
+    if least >= sample:
+        return f"sampled from {sample} pages per window"
+    return f"sampled from up to {sample} stored pages per window"
+
+
 def info(args: argparse.Namespace) -> int:
     from migcodec.datasets.summary import summarize
 
@@ -210,7 +221,7 @@ def info(args: argparse.Namespace) -> int:
         f"  stored {meta.totals['stored_bytes'] / 2**20:.1f} MiB for "
         f"{meta.totals['raw_bytes'] / 2**20:.1f} MiB of dirty pages (+ previous contents)"
     )
-    print(f"  per phase (ratios sampled from {args.sample} pages per window, 64-page batches):")
+    print(f"  per phase (ratios {_ratio_pages(args.sample, lo, hi)}, 64-page batches):")
     head = f"  {'phase':<12} {'windows':>7} {'pages/win':>9} {'zero':>6} {'words chg':>9}"
     print(head + "".join(f" {c:>8}" for c in codecs))
     for p in phases:

@@ -42,6 +42,12 @@ def test_synth_then_info_prints_a_summary_per_phase(tmp_path: Path, capsys) -> N
     assert "8 windows" in capsys.readouterr().out
     assert main(["trace", "info", str(out)]) == 0
     text = capsys.readouterr().out
+    # 64 to 128 pages stored per window: the header says which of them the ratios encode
+    assert "; pages per window min 64, mean 80, max 128\n" in text
+    assert "  per phase (ratios of every stored page, 64-page batches):\n" in text
+    for sample, which in (("100", "sampled from up to 100 stored"), ("4", "sampled from 4")):
+        assert main(["trace", "info", str(out), "--sample", sample]) == 0
+        assert f"  per phase (ratios {which} pages per window, 64-page" in capsys.readouterr().out
     rows = {line.split()[0]: line.split() for line in text.splitlines() if line.startswith("  ")}
     for phase in ("boot", "memcached", "counters", "random"):
         assert rows[phase][1] == "2"  # windows in that phase

@@ -6,6 +6,7 @@ from migcodec.selector.evaluation.table import Table, TableError, build_table
 from migcodec.selector.evaluation.windows import (
     WindowSourceError,
     check_windows,
+    phase_generators,
     read_trace,
     workload_windows,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "doubly_robust",
     "evaluate",
     "ips",
+    "phase_generators",
     "read_trace",
     "replay",
     "snips",

@@ -56,6 +56,16 @@ def read_trace(path: str | Path | Location) -> Iterator[Window]:
     return iter(open_windows(path))
 
 
+def phase_generators(name: str) -> list[str] | None:
+    """The page generators a workload ``name`` cycles through as phases (two or more, for a
+    comma-separated list), or ``None`` for a preset or a single generator, which
+    ``phase_windows`` does not shape."""
+    if name in workload_names():
+        return None
+    phases = [p.strip() for p in name.split(",") if p.strip()]
+    return phases if len(phases) > 1 else None
+
+
 def workload_windows(
     name: str, n_windows: int = 64, pages: int = 1024, seed: int = 0, phase_windows: int = 16
 ) -> Iterator[Window]:
@@ -71,7 +81,7 @@ def workload_windows(
         spec = get_workload(name, n_windows=n_windows, seed=seed, pages_per_window=pages)
         yield from open_windows(spec)
         return
-    phases = [p.strip() for p in name.split(",") if p.strip()]
+    phases = phase_generators(name) or [p.strip() for p in name.split(",") if p.strip()]
     unknown = [p for p in phases if p not in GENERATORS]
     if not phases or unknown:
         raise WindowSourceError(
