@@ -37,7 +37,10 @@ def open_windows(
             raise ValueError(f"{source} is a trace; n_pages, n_windows and seed apply to workloads")
         return TraceReader(source)
     path = Path(source)
-    if (path / MANIFEST).is_file():
+    # a directory is a trace, read as one (a damaged or missing manifest is its error): a
+    # trace directory named like a workload whose manifest was not a regular file was
+    # otherwise read as that workload, without a word
+    if path.is_dir() or (path / MANIFEST).is_file():
         if n_pages is not None or n_windows is not None or seed is not None:
             raise ValueError(f"{path} is a trace; n_pages, n_windows and seed apply to workloads")
         return TraceReader(path)

@@ -191,6 +191,37 @@ def test_an_unclosed_trace_is_readable_only_on_request(tmp_path: Path) -> None:
     _assert_same(ws[2], reader[2])
 
 
+def test_an_unclosed_trace_with_more_windows_than_pages_reads_every_window(tmp_path) -> None:
+    """Windows dirty the same pages again: an unclosed trace's index was read only up to
+    one entry per page of memory (and one), and 10 windows over 4 pages read as damage."""
+    windows = [Window(i, np.arange(2), generate_pages("text", 2, i, PS)) for i in range(10)]
+    writer = TraceWriter(tmp_path / "t", memory_pages=4, page_size=PS)
+    for w in windows:
+        writer.write(w)  # no close(): the writer "crashed"
+    reader = TraceReader(tmp_path / "t", allow_incomplete=True)
+    assert len(reader) == 10
+    for written, read in zip(windows, reader, strict=True):
+        _assert_same(written, read)
+
+
+def test_an_unclosed_trace_whose_memory_grew_reads_the_windows_past_its_first_size(
+    tmp_path,
+) -> None:
+    """A capture grows the memory as the process maps more; a writer killed after a window
+    past the size the manifest had at open left every window reading as damage ("does not
+    follow the entries before it"): the manifest is written again as the memory grows."""
+    writer = TraceWriter(tmp_path / "t", memory_pages=16, page_size=PS)
+    windows = []
+    for i in range(3):
+        writer.set_memory_pages(256)
+        windows.append(Window(i, np.arange(100 + i, 120 + i), generate_pages("text", 20, i, PS)))
+        writer.write(windows[-1])  # no close(): the writer was killed
+    reader = TraceReader(tmp_path / "t", allow_incomplete=True)
+    assert reader.info().memory_pages == 256
+    for written, read in zip(windows, reader, strict=True):
+        _assert_same(written, read)
+
+
 @pytest.mark.parametrize(
     ("error", "reason"),
     [

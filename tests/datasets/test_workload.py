@@ -110,6 +110,30 @@ def test_open_windows_resolves_traces_and_workload_names(tmp_path) -> None:
         open_windows(tmp_path / "missing")
 
 
+def test_a_directory_named_like_a_workload_is_read_as_a_trace_never_as_the_workload(
+    tmp_path, monkeypatch
+) -> None:
+    """A trace directory called ``memcached`` whose manifest is gone (or a named pipe, or a
+    directory) was read as the built-in workload, without a word, by ``open_windows`` and
+    by ``evaluate``'s ``read_trace``."""
+    import os
+
+    from migcodec.datasets import open_windows
+    from migcodec.datasets.trace import TraceCorrupt, TraceNotFound
+    from migcodec.selector.evaluation import read_trace
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "memcached").mkdir()
+    for read in (open_windows, read_trace):
+        with pytest.raises(TraceNotFound, match=r"memcached is not a trace: manifest\.json is"):
+            read("memcached")
+    os.mkfifo(tmp_path / "memcached" / "manifest.json")
+    for read in (open_windows, read_trace):
+        with pytest.raises(TraceCorrupt, match=r"manifest.json is a named pipe \(FIFO\)"):
+            read("memcached")
+    assert len(list(open_windows("zero", n_pages=8, n_windows=2))) == 2  # no such directory
+
+
 @pytest.mark.parametrize("workload", sorted(GENERATORS))
 @pytest.mark.parametrize("page_size", [512, 4096, 2 << 20])
 def test_every_workload_makes_pages_of_any_page_size(workload: str, page_size: int) -> None:

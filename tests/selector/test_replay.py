@@ -1,6 +1,7 @@
 """Replay and scoring against tables small enough to compute by hand."""
 
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -176,6 +177,125 @@ def test_a_renamed_array_is_refused_not_read_as_a_table_without_it(tmp_path):
     path.write_bytes(data.replace(b"sample.npy", b"simple.npy"))
     with pytest.raises(TableError, match=r"it holds arrays .*'simple'.* written with .*'sample'"):
         Table.load(path)
+
+
+def test_a_named_pipe_in_a_table_s_place_is_refused_not_waited_on(tmp_path):
+    """Its open would block until a writer came: `evaluate` hung on one left in a trace's
+    cached table's place."""
+    import os
+
+    from migcodec.selector.evaluation import TableError
+
+    path = tmp_path / "t.npz"
+    os.mkfifo(path)
+    errors = []
+
+    def load() -> None:
+        try:
+            Table.load(path)
+        except TableError as exc:
+            errors.append(exc)
+
+    # in a thread, so that a load that waits on the pipe fails this test, not the suite
+    waiter = threading.Thread(target=load, daemon=True)
+    waiter.start()
+    waiter.join(30)
+    assert not waiter.is_alive(), "Table.load waited on a named pipe"
+    (err,) = errors
+    assert str(err) == (
+        f"cannot read evaluation table {path}: {path} is a named pipe (FIFO), not a regular "
+        "file; delete it to rebuild"
+    )
+
+
+def _forged(path: Path, edit) -> Path:
+    """The table at ``path`` written again with ``edit(meta, arrays)`` applied and its meta
+    sealed again (what a hand that knows the format can make): a file whose checks all
+    pass, holding what no build makes."""
+    import io
+    import json
+
+    from migcodec.hashing import seal, unseal
+
+    with np.load(path) as data:
+        meta = unseal(json.loads(str(data["meta"])))
+        arrays = {k: data[k] for k in data.files if k != "meta"}
+    edit(meta, arrays)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, meta=np.array(json.dumps(seal(meta))), **arrays)
+    forged = path.with_name("forged.npz")
+    forged.write_bytes(buf.getvalue())
+    return forged
+
+
+def _drop_arms(meta, arrays):
+    del meta["arms"]
+
+
+def _arrays_as_a_list(meta, arrays):
+    meta["arrays"] = sorted(meta["arrays"])
+
+
+def _an_array_no_table_has(meta, arrays):
+    from migcodec.selector.evaluation.table import _array_digest
+
+    arrays["foo"] = np.zeros(2)
+    meta["arrays"]["foo"] = _array_digest(arrays["foo"])
+
+
+@pytest.mark.parametrize(
+    ("edit", "why"),
+    [
+        (_drop_arms, "its meta lacks the arrays, arms or phases a table names"),
+        (_arrays_as_a_list, "its meta lacks the arrays, arms or phases a table names"),
+        (_an_array_no_table_has, "it holds arrays no table has: ['foo']"),
+    ],
+)
+def test_a_forged_table_is_refused_by_what_is_wrong_not_with_a_traceback(tmp_path, edit, why):
+    """Sealed again by hand, these passed every checksum and failed in the constructor with
+    a KeyError or a TypeError."""
+    from migcodec.selector.evaluation import TableError
+
+    _work_table().save(tmp_path / "t.npz")
+    forged = _forged(tmp_path / "t.npz", edit)
+    with pytest.raises(TableError) as err:
+        Table.load(forged)
+    assert str(err.value) == f"cannot read evaluation table {forged}: {why}; delete it to rebuild"
+
+
+def _inflated(meta, arrays):
+    """``input_bytes`` swapped for 16 MiB of zeros (a few kilobytes compressed), its
+    digest left as written."""
+    arrays["input_bytes"] = np.zeros(2 << 20)
+
+
+def _claims_a_terabyte(meta, arrays):
+    from migcodec.selector.evaluation.table import _array_digest
+
+    digest = _array_digest(arrays["cpu_s"])
+    meta["arrays"]["cpu_s"] = "<f8[131072, 1048576]:" + digest.split(":")[1]
+
+
+def test_arrays_are_sized_by_their_digests_before_any_is_read(tmp_path):
+    """A 2 MB file forged to unpack to 2 GiB took 4 GB of memory before its checksum
+    refused it: each member's unpacked size is checked against what its digest says, and
+    the digests' sum against the memory available, before numpy reads a byte of them."""
+    from migcodec.selector.evaluation import TableError
+
+    table = _work_table()
+    table.save(tmp_path / "t.npz")
+    expected = table.input_bytes.nbytes + 4096
+    inflated = _forged(tmp_path / "t.npz", _inflated)
+    assert inflated.stat().st_size < 1 << 20
+    with pytest.raises(
+        TableError, match=rf"member 'input_bytes' unpacks to \d+ bytes, more than {expected};"
+    ):
+        Table.load(inflated)
+    claims = _forged(tmp_path / "t.npz", _claims_a_terabyte)
+    with pytest.raises(
+        TableError, match=r"its arrays claim \d+ bytes, more memory than is available;"
+    ):
+        Table.load(claims)
 
 
 def test_every_flipped_bit_of_a_table_file_is_an_error_or_changes_nothing(tmp_path):

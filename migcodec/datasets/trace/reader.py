@@ -154,11 +154,20 @@ def _open(file: Location, what: str = "") -> tuple[BinaryIO, int]:
         raise TraceError(f"cannot read {what}{file}: {exc.strerror or exc}") from None
 
 
-def _read_whole(file: Location, limit: int) -> bytes:
+def _read_whole(file: Location, limit: int | None) -> bytes:
     """The bytes of one of a trace's files (:func:`_open`), at most ``limit`` of them: a
-    file past ``limit`` is damage (:class:`TraceCorrupt`)."""
+    file past ``limit`` is damage (:class:`TraceCorrupt`). Without a limit (a file whose
+    size nothing in the trace bounds), any size the machine's available memory holds."""
     f, size = _open(file)
     with f:
+        if limit is None:
+            free = short_of(size)
+            if free is not None:
+                raise TraceError(
+                    f"{file} is {format_size(size)}, more than the {format_size(free)} of "
+                    "memory available to read it; read the trace where more memory is free"
+                )
+            limit = size
         if size > limit:
             raise TraceCorrupt(
                 f"{file} is {size} bytes, more than a trace's {file.name} can be "
@@ -272,10 +281,12 @@ class TraceReader:
         self._seed = record_seed(m)
         index = self.location / INDEX
         # a closed trace's index holds exactly its windows' entries; an open one's, as many
-        # as the writer appended (the memory's pages, at most, each a window of its own)
-        entries = m["windows"] if m.get("complete") else m["memory_pages"] + 1
-        limit = entries * INDEX_DTYPE.itemsize
-        raw = _read_whole(index, limit) if index.exists() else b""
+        # as the writer appended before it stopped (a window each, however few pages the
+        # memory has: windows dirty the same pages again), read if memory holds them
+        raw = b""
+        if index.exists():
+            limit = m["windows"] * INDEX_DTYPE.itemsize if m.get("complete") else None
+            raw = _read_whole(index, limit)
         if len(raw) % INDEX_DTYPE.itemsize:
             if m.get("complete"):
                 raise TraceCorrupt(f"{self.location / INDEX} is truncated mid-entry")

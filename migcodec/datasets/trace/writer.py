@@ -185,8 +185,20 @@ class TraceWriter:
         return self._manifest["meta"]
 
     def set_memory_pages(self, memory_pages: int) -> None:
-        """Grow the memory size, e.g. when a captured process maps more memory."""
-        self._manifest["memory_pages"] = max(self._manifest["memory_pages"], int(memory_pages))
+        """Grow the memory size, e.g. when a captured process maps more memory. The
+        manifest is written again at once: a reader checks every window's pages against
+        its size, and a writer killed after a window past the size written at open left a
+        trace whose windows all read as damage."""
+        grown = int(memory_pages)
+        if grown <= self._manifest["memory_pages"]:
+            return
+        self._manifest["memory_pages"] = grown
+        if self._chunk is None:  # closed or abandoned: nothing more is written
+            return
+        try:
+            self._write_manifest()
+        except OSError as exc:
+            raise self._failed(exc, "the manifest") from exc
 
     def write(self, window: Window) -> None:
         """Append ``window``; its ``index`` must be the next one (0, 1, 2, ...)."""

@@ -24,7 +24,9 @@ import hashlib
 import io
 import itertools
 import json
+import math
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -33,8 +35,9 @@ import numpy as np
 
 from migcodec.codecs import Batch, Codec, CodecKind, DestinationMirror
 from migcodec.datasets import Window
-from migcodec.files import json_problem
+from migcodec.files import json_problem, open_regular
 from migcodec.hashing import checksum, seal, unseal
+from migcodec.ram import short_of
 from migcodec.selector.arms import Arm, fallback_arms
 from migcodec.selector.costmodel import (
     FEATURES_LABEL,
@@ -490,8 +493,13 @@ class Table:
             return TableError(f"cannot read evaluation table {where}: {why}; delete it to rebuild")
 
         try:
-            source = where.local_path or io.BytesIO(where.read_bytes())
-            with np.load(source, allow_pickle=False) as data:
+            local = where.local_path
+            # a named pipe in a table's place would block its open until a writer came
+            source = open_regular(local) if local else io.BytesIO(where.read_bytes())
+            with source, np.load(source, allow_pickle=False) as data:
+                problem = _member_too_large(data, "meta", _META_LIMIT)
+                if problem is not None:
+                    raise unreadable(problem)
                 doc = json.loads(str(data["meta"]))
                 version = doc.get("version") if isinstance(doc, dict) else None
                 if version != TABLE_VERSION:
@@ -500,12 +508,25 @@ class Table:
                         f"{TABLE_VERSION}; delete it to rebuild"
                     )
                 meta = unseal(doc)
-                written = meta.pop("arrays")
+                written = meta.pop("arrays", None)
+                if not (
+                    isinstance(written, dict)
+                    and all(isinstance(v, str) for v in written.values())
+                    and isinstance(meta.get("arms"), list)
+                    and isinstance(meta.get("phases"), list)
+                ):
+                    raise unreadable("its meta lacks the arrays, arms or phases a table names")
                 held = set(data.files) - {"meta"}
                 if held != set(written) or not set(_ARRAYS) <= held:
                     raise unreadable(
                         f"it holds arrays {sorted(held)}, written with {sorted(written)}"
                     )
+                unknown = held - set(_ARRAYS) - set(_WORK_ARRAYS)
+                if unknown:
+                    raise unreadable(f"it holds arrays no table has: {sorted(unknown)}")
+                problem = _arrays_too_large(data, written)
+                if problem is not None:
+                    raise unreadable(problem)
                 arrays = {name: data[name] for name in written}
         except TableError:
             raise
@@ -525,8 +546,53 @@ class Table:
         # what it was when built (a cached and a fresh table report alike)
         try:
             return cls(meta.pop("arms"), phases=meta.pop("phases"), meta=meta, **arrays)
-        except TableError as exc:  # what no build makes, written by hand
+        except (TableError, TypeError, ValueError) as exc:  # what no build makes, by hand
             raise unreadable(exc) from None
+
+
+#: the most bytes a table's meta may unpack to (arms, phases and settings: kilobytes)
+_META_LIMIT = 16 << 20
+#: what a digest (:func:`_array_digest`) says of its array's dtype and shape
+_DIGEST = re.compile(r"^([<>|=]?[a-zA-Z]\d*)\[([0-9, ]*)\]:[0-9a-f]+$")
+
+
+def _member_too_large(data, name: str, limit: int) -> str | None:
+    """Why the archive member ``name`` is refused before it is read (it unpacks to more
+    than ``limit`` bytes: a small file can unpack to gigabytes), or ``None``."""
+    size = data.zip.getinfo(f"{name}.npy").file_size
+    return (
+        f"its member {name!r} unpacks to {size} bytes, more than {limit}" if size > limit else None
+    )
+
+
+def _arrays_too_large(data, written: dict[str, str]) -> str | None:
+    """Why the arrays are refused before any is read, or ``None``: one that unpacks to more
+    than its digest says (a header's worth more), a digest that is none, or digests that
+    claim more memory than this machine has available (a 2 MB file forged to unpack to
+    gigabytes took 4 GB of memory before its checksum refused it)."""
+    total = 0
+    for name, digest in written.items():
+        match = _DIGEST.match(digest)
+        if match is None:
+            return f"its meta's digest of array {name!r} is not one"
+        try:
+            itemsize = np.dtype(match.group(1)).itemsize
+        except TypeError:
+            return f"its meta's digest of array {name!r} names no dtype"
+        dims = [int(d) for d in match.group(2).replace(" ", "").split(",") if d]
+        expected = itemsize * math.prod(dims)
+        total += expected
+        problem = _member_too_large(data, name, expected + _NPY_HEADER_LIMIT)
+        if problem is not None:
+            return problem
+    if short_of(total) is not None:
+        return f"its arrays claim {total} bytes, more memory than is available"
+    return None
+
+
+#: the most bytes a .npy header takes beyond its array's (numpy pads it to 64 bytes; a
+#: header of very many dimensions is longer)
+_NPY_HEADER_LIMIT = 4096
 
 
 def _array_digest(array: np.ndarray) -> str:

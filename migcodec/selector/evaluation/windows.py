@@ -48,12 +48,10 @@ def check_windows(windows: Iterable[Window]) -> Iterator[Window]:
 
 
 def read_trace(path: str | Path | Location) -> Iterator[Window]:
-    """Windows of a trace directory (a path or an fsspec URL)."""
-    if isinstance(path, LocalLocation):
-        path = path.path
-    if isinstance(path, Location):
-        return iter(TraceReader(path))
-    return iter(open_windows(path))
+    """Windows of a trace directory (a path or an fsspec URL); never a workload's, whatever
+    the directory is named (:func:`~migcodec.datasets.open_windows` reads a name that is
+    no trace as one)."""
+    return iter(TraceReader(path))
 
 
 def phase_generators(name: str) -> list[str] | None:
