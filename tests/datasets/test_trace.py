@@ -191,6 +191,20 @@ def test_an_unclosed_trace_is_readable_only_on_request(tmp_path: Path) -> None:
     _assert_same(ws[2], reader[2])
 
 
+@pytest.mark.parametrize("close", [True, False])
+def test_a_trace_without_its_index_is_named_damaged_for_that(tmp_path, close) -> None:
+    """It read as an index of 0 windows against the manifest's count."""
+    writer = TraceWriter(tmp_path / "t", memory_pages=4, page_size=PS)
+    writer.write(Window(0, np.arange(2), generate_pages("text", 2, 0, PS)))
+    if close:
+        writer.close()
+    (tmp_path / "t" / "windows.idx").unlink()
+    with pytest.raises(TraceCorrupt) as err:
+        TraceReader(tmp_path / "t", allow_incomplete=True)
+    index = tmp_path / "t" / "windows.idx"
+    assert str(err.value) == f"{index} is missing; the trace is damaged (re-create it)"
+
+
 def test_an_unclosed_trace_with_more_windows_than_pages_reads_every_window(tmp_path) -> None:
     """Windows dirty the same pages again: an unclosed trace's index was read only up to
     one entry per page of memory (and one), and 10 windows over 4 pages read as damage."""
