@@ -1,5 +1,6 @@
 """Replay and scoring against tables small enough to compute by hand."""
 
+import re
 import tempfile
 import threading
 from pathlib import Path
@@ -296,6 +297,25 @@ def test_arrays_are_sized_by_their_digests_before_any_is_read(tmp_path):
         TableError, match=r"its arrays claim \d+ bytes, more memory than is available;"
     ):
         Table.load(claims)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "why"),
+    [
+        ("zero_pages", lambda t: t.stored * 2, "array 'zero_pages' holds more zero pages than"),
+        ("held_frac", lambda t: t.held_frac + 2, "array 'held_frac' holds a share above 1"),
+        ("stored", lambda t: t.stored * 0, "array 'stored' holds a window of no stored page"),
+    ],
+)
+def test_work_counts_no_build_makes_are_refused(tmp_path, name, value, why):
+    """More zero pages than a window stored reached the cost model, which priced a negative
+    time: "array 'wall_s' holds -9e-05", of no file."""
+    from migcodec.selector.evaluation import TableError
+
+    table = _work_table()
+    setattr(table, name, value(table))
+    with pytest.raises(TableError, match=re.escape(why)):
+        table.save(tmp_path / "t.npz")
 
 
 def test_every_flipped_bit_of_a_table_file_is_an_error_or_changes_nothing(tmp_path):

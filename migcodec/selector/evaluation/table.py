@@ -35,6 +35,7 @@ import numpy as np
 
 from migcodec.codecs import Batch, Codec, CodecKind, DestinationMirror
 from migcodec.datasets import Window
+from migcodec.datasets.trace.schema import MAX_PAGE_SIZE
 from migcodec.files import json_problem, open_regular
 from migcodec.hashing import checksum, seal, unseal
 from migcodec.ram import short_of
@@ -209,8 +210,13 @@ def _check_table(table: Table) -> None:
         raise TableError(f"it holds {len(table.phases)} phases for {n} windows")
     meta = table.meta
     page_size = meta.get("page_size", 4096)
-    if type(page_size) is not int or page_size < 1:
-        raise TableError(f"its page_size is {page_size!r}, not a whole number of bytes")
+    # as a trace's pages are (a page of 2**80 bytes reached numpy as an array dimension)
+    if type(page_size) is not int or not 8 <= page_size <= MAX_PAGE_SIZE or page_size % 8:
+        raise TableError(
+            f"its page_size is {page_size!r}, not a multiple of 8 bytes up to {MAX_PAGE_SIZE}"
+        )
+    if table.pages is not None and (table.zero_pages > table.stored).any():
+        raise TableError("array 'zero_pages' holds more zero pages than a window stored")
     kinds = meta.get("kinds")
     if kinds is not None and (
         not isinstance(kinds, list)
