@@ -350,6 +350,7 @@ class Auto(Policy):
         "_delta_pos",
         "_delta_samples",
         "_delta_state",
+        "_delta_view",
         "_expected",
         "_expected_out",
         "_fast",
@@ -530,6 +531,9 @@ class Auto(Policy):
         size = 1 + len(self._delta_arms)
         # covariance and mean side by side, as kalman_update takes them (views of it)
         self._delta_state = np.zeros((size, size + 1))
+        # its entries as Python floats, read and written in place: a memoryview's element
+        # costs half a numpy array's (item, or an in-place add), several per window
+        self._delta_view = memoryview(self._delta_state)
         self._delta_cov = self._delta_state[:, :size]
         self._delta_cov[0, 0] = _CPU_DELTA_VAR
         for j in range(1, size):
@@ -846,8 +850,9 @@ class Auto(Policy):
         # clipped, and the grid's look-up, in conditional expressions: min and max calls
         # cost several times as much, once per window
         each = 1.0 if each < 1.0 else page_size if page_size < each else each
-        own = self._cost_rows[arm][_grid_step(math.log(page_size / each))] + changes
-        return own if fallback is None else self._delta_page_cost(own, fallback)
+        step = int(math.log(page_size / each) * _GRID_SCALE)  # _grid_step, inline
+        own = self._cost_rows[arm][step if step < _GRID_STEPS else _GRID_STEPS] + changes
+        return own if fallback is None else fallback[0] * own + fallback[3]  # _delta_page_cost
 
     def _window(
         self, f: WindowFeatures, pages: float | None, zero_share: float | None = None
@@ -1549,16 +1554,17 @@ class Auto(Policy):
         with the stream's time instead (:meth:`_retry_stale`). One call of the filters'
         update (:func:`~migcodec.selector.policies.kalman.kalman_update`) on a 3 by 4
         state for two delta arms."""
-        state, size = self._delta_state, self._delta_state.shape[0]
+        state, view = self._delta_state, self._delta_view
+        size = state.shape[0]
         j = self._delta_pos[arm]
-        state[j, j] += self._delta_drift
+        view[j, j] += self._delta_drift
         # the played arm's factor is the shared part plus its own: entries 0 and j
         kalman_update(state, j, False, y, _CPU_PLAY_VAR / weight)
         # each delta arm's factor, as _pick prices it (and its trial's, while untried)
-        family, untried = state.item(0, size), self._untried
+        family, untried = view[0, size], self._untried
         for p, a in enumerate(self._delta_arms, 1):
-            own = self.cpu_arm[a] = state.item(p, size)
-            self._cpu_arm_var[a] = state.item(p, p)
+            own = self.cpu_arm[a] = view[p, size]
+            self._cpu_arm_var[a] = view[p, p]
             self._arm_factor[a] = math.exp(family + own)
             if a in untried:
                 self._trial_prior(a)
@@ -1718,9 +1724,10 @@ class Auto(Policy):
             features = self._read
         if outcome is None or features is None:
             return
-        guest, sent, _, cpu_s, device_s, zero = outcome
-        busy = outcome.busy_s(self._clock)
+        guest, sent, wall_s, cpu_s, device_s, zero = outcome
         clocked = self._clocked  # None by the CPU clock, whose stretch is 1
+        # Outcome.busy_s, inline (a method call costs more than the choice, per window)
+        busy = device_s if device_s is not None else cpu_s if clocked is None else wall_s
         if clocked is not None and device_s is None and cpu_s > 0.0:
             clocked[0] += self.learn * (busy - clocked[0])
             clocked[1] += self.learn * (cpu_s - clocked[1])
