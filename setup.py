@@ -102,7 +102,7 @@ setup(
         "dev": [*TEST, "ruff>=0.5"],
     },
     entry_points={
-        "console_scripts": ["migcodec = migcodec.cli:main"],
+        "console_scripts": ["migcodec = migcodec.command:main"],
         "migcodec.codecs": BUILTIN_CODECS,
     },
 )

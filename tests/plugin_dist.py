@@ -63,7 +63,7 @@ def migcodec_command() -> list[str]:
     script = Path(sys.executable).with_name("migcodec")
     if script.exists():
         return [str(script)]
-    return [sys.executable, "-c", "import sys; from migcodec.cli import main; sys.exit(main())"]
+    return [sys.executable, "-c", "import sys; from migcodec.command import main; sys.exit(main())"]
 
 
 def subprocess_env(cache_home: Path, *paths: Path) -> dict[str, str]:

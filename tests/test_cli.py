@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -51,6 +52,51 @@ def test_codecs_json(tmp_path):
         assert by_name[name]["available"] is True
         assert by_name[name]["path"] == "software"
         assert by_name[name]["source"].startswith("migcodec.codecs.plugins.")
+
+
+def test_a_closed_standard_output_is_one_line_not_a_traceback(tmp_path):
+    """`migcodec codecs >&-` ended in AttributeError: 'NoneType' object has no attribute
+    'flush'."""
+    done = subprocess.run(
+        [*migcodec_command(), "codecs"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=120,
+        env=subprocess_env(tmp_path / "cache"),
+        preexec_fn=lambda: os.close(1),
+    )
+    assert (done.returncode, done.stderr) == (
+        1,
+        "migcodec: standard output is closed, so nothing could be reported; run it with "
+        "standard output open (redirect it to /dev/null to discard it)\n",
+    )
+
+
+def test_ctrl_c_while_the_command_loads_is_one_line(monkeypatch, capsys):
+    """Numpy and the codecs' libraries load before the command's own handling of Ctrl-C
+    takes over: a Ctrl-C in that second printed the interpreter's traceback."""
+    import migcodec.cli
+    from migcodec.command import main as command
+
+    def loading(argv=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(migcodec.cli, "main", loading)
+    assert command(["codecs"]) == 130
+    assert capsys.readouterr().err == "migcodec: interrupted\n"
+
+
+def test_the_console_script_runs_the_entry_point_that_loads_nothing_first():
+    """``migcodec.command`` imports the standard library alone, so that the handling above
+    is in place before anything slow loads."""
+    import ast
+
+    source = (Path(__file__).parents[1] / "migcodec" / "command.py").read_text()
+    top = [n for n in ast.parse(source).body if isinstance(n, ast.Import | ast.ImportFrom)]
+    assert {a.name for n in top for a in n.names} == {"annotations", "sys"}
+    setup = (Path(__file__).parents[1] / "setup.py").read_text()
+    assert '"migcodec = migcodec.command:main"' in setup
 
 
 def test_version_names_the_package_and_the_formats_it_speaks(capsys):
