@@ -354,6 +354,30 @@ def test_memory_a_process_limit_refuses_past_the_checks_is_one_line(capsys, monk
     )
 
 
+def test_a_thread_a_process_limit_refuses_is_one_line(capsys, monkeypatch):
+    """A thread's stack counts against ulimit -v as a buffer does: `bench --workers 256`
+    under a limit ended in RuntimeError: can't start new thread."""
+
+    def refused(*args, **kwargs):
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr("migcodec.bench.run_bench", refused)
+    assert main(["bench", "--pages", "64", "--codecs", "raw"]) == 1
+    assert capsys.readouterr() == (
+        "",
+        "migcodec bench: cannot start another thread (can't start new thread): this process "
+        "may not use that many threads or that much memory; give it fewer --workers, or raise "
+        "the process's limits\n",
+    )
+
+    def other(*args, **kwargs):
+        raise RuntimeError("something else")
+
+    monkeypatch.setattr("migcodec.bench.run_bench", other)
+    with pytest.raises(RuntimeError, match="something else"):  # not taken for a thread's
+        main(["bench", "--pages", "64", "--codecs", "raw"])
+
+
 def test_a_plot_into_a_missing_directory_is_refused_before_migrating(tmp_path, capsys):
     png = tmp_path / "missing" / "run.png"
     assert main(["migrate", *TINY, "--plot", str(png)]) == 2

@@ -118,6 +118,18 @@ def _run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    except RuntimeError as exc:
+        if "can't start new thread" not in str(exc):
+            raise
+        # a thread's stack is memory too: a limit on this process refuses one as it would
+        # a large buffer, and the threads a command starts follow its --workers
+        print(
+            f"migcodec {_name(args)}: cannot start another thread ({exc}): this process may "
+            "not use that many threads or that much memory; give it fewer --workers, or "
+            "raise the process's limits",
+            file=sys.stderr,
+        )
+        return 1
     except BrokenPipeError:
         # the reader of stdout has gone (`migcodec codecs --json | head`): stop quietly, as
         # a Unix tool killed by SIGPIPE does
