@@ -650,6 +650,11 @@ def test_a_trace_written_before_manifests_were_sealed_still_reads(tmp_path, monk
     _rewrite_manifest(tmp_path, _set("totals", "pages", value=3), sealed=False)
     with pytest.raises(TraceCorrupt, match=r"field 'totals.pages' is 3 but .* lists 2"):
         TraceReader(tmp_path)
+    # no seal guards its count: a count of 2**63 windows bounded the index's read, and
+    # asked for a buffer of that many entries (OverflowError; MemoryError at 10**9)
+    _rewrite_manifest(tmp_path, _set("windows", value=2**63), sealed=False)
+    with pytest.raises(TraceCorrupt, match=f"lists 1 windows but the manifest says {2**63};"):
+        TraceReader(tmp_path)
 
 
 _JSON_VALUES = st.recursive(

@@ -173,7 +173,9 @@ def _read_whole(file: Location, limit: int | None) -> bytes:
                 f"{file} is {size} bytes, more than a trace's {file.name} can be "
                 f"({limit}); the trace is damaged (re-create it)"
             )
-        return f.read(limit + 1)
+        # what the file holds (and a byte, to see it grow): a limit from a damaged count
+        # (windows: 2**63) would be a buffer of that size
+        return f.read(size + 1)
 
 
 def _check_totals(path: Location, manifest: dict[str, Any], index: np.ndarray) -> None:
