@@ -282,6 +282,37 @@ def test_shim_env_names_the_library_it_tried(monkeypatch):
     assert "/nonexistent/libshim.so" in reason
 
 
+@pytest.mark.parametrize(
+    ("variable", "codec"),
+    [
+        ("MIGCODEC_DML_SHIM", "dsa-delta"),
+        ("MIGCODEC_QPL_LIBRARY", "iaa"),
+        ("MIGCODEC_QATZIP_LIBRARY", "qat"),
+    ],
+)
+def test_a_library_variable_naming_a_named_pipe_is_refused_not_waited_on(
+    tmp_path, monkeypatch, variable, codec
+):
+    """The loader's open of a named pipe waits for a writer: `migcodec codecs` hung with
+    one of these pointed at one. Probed in a thread, so that a wait fails this test."""
+    import os
+    import threading
+
+    from migcodec.codecs.vendor import detect
+
+    fifo = tmp_path / "lib.so"
+    os.mkfifo(fifo)
+    monkeypatch.setenv(variable, str(fifo))
+    monkeypatch.setattr(detect, "_cache", {})
+    reasons = []
+    prober = threading.Thread(target=lambda: reasons.append(get_codec(codec).probe().reason))
+    prober.daemon = True
+    prober.start()
+    prober.join(30)
+    assert not prober.is_alive(), f"probing {codec} waited on the named pipe"
+    assert f"{fifo} is a named pipe (FIFO), not a shared library" in reasons[0]
+
+
 @pytest.mark.parametrize("name", DELTA_CODECS)
 def test_two_engines_share_one_mirror(name):
     rng = np.random.default_rng(9)

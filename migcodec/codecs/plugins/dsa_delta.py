@@ -50,6 +50,7 @@ from migcodec.codecs.delta import (
 )
 from migcodec.codecs.encoded import CodecPath
 from migcodec.codecs.errors import DecodeError
+from migcodec.codecs.vendor.detect import open_library
 
 ENTRY_BYTES = RECORD_ENTRY_BYTES
 #: what DML's descriptor validation accepts as a Create Delta Record maximum: a multiple of
@@ -225,7 +226,7 @@ def _load_shim() -> tuple[ctypes.CDLL | None, str]:
     """The DML shim library, or ``None`` and why not."""
     path = os.environ.get(SHIM_ENV) or SHIM_SONAME
     try:
-        lib = ctypes.CDLL(path)
+        lib = open_library(path)
     except OSError as exc:
         where = f"${SHIM_ENV}={path}" if os.environ.get(SHIM_ENV) else SHIM_SONAME
         return None, (

@@ -15,8 +15,11 @@ from __future__ import annotations
 import ctypes
 import glob
 import os
+import stat
 import threading
 from dataclasses import dataclass
+
+from migcodec.files import file_kind
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,21 @@ class LibraryLookup:
     name: str
     handle: ctypes.CDLL | None
     reason: str
+
+
+def open_library(name: str) -> ctypes.CDLL:
+    """``ctypes.CDLL(name)``, refusing a path that is not a regular file with an
+    :class:`OSError`, as the loader refuses what it cannot load: the loader's open of a
+    named pipe (an environment variable pointed at one) waits for a writer forever."""
+    if os.sep in name:
+        try:
+            mode = os.stat(name).st_mode
+        except OSError:
+            pass  # missing or unreadable: the loader says so in its own words
+        else:
+            if not stat.S_ISREG(mode):
+                raise OSError(f"{name} is {file_kind(mode)}, not a shared library")
+    return ctypes.CDLL(name)
 
 
 _cache: dict[str, LibraryLookup] = {}
@@ -46,7 +64,7 @@ def load_library(default: str, env_var: str, install_hint: str) -> LibraryLookup
         if hit is not None:
             return hit
         try:
-            lookup = LibraryLookup(name, ctypes.CDLL(name), f"{name} loaded")
+            lookup = LibraryLookup(name, open_library(name), f"{name} loaded")
         except OSError as exc:
             lookup = LibraryLookup(
                 name,
