@@ -5,6 +5,7 @@ never a traceback, and never a wrong value taken silently."""
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import re
@@ -702,6 +703,33 @@ def test_a_full_stdout_is_one_line_and_status_1(tmp_path):
         "file this command writes, is on a full or failing device; free space there, or "
         "write elsewhere\n",
     )
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "err"),
+    [
+        (BrokenPipeError(errno.EPIPE, "Broken pipe"), 141, ""),
+        (
+            OSError(errno.ENOSPC, "No space left on device"),
+            1,
+            "migcodec evaluate: cannot write (No space left on device): standard output, or a "
+            "file this command writes, is on a full or failing device; free space there, or "
+            "write elsewhere\n",
+        ),
+    ],
+)
+def test_evaluate_leaves_a_closed_or_full_stdout_to_the_command_s_handling(
+    monkeypatch, capsys, error, status, err
+):
+    """`evaluate` words its own failures in one line with status 2, and took these for
+    its own: `evaluate ... | head -c1` said "[Errno 32] Broken pipe", status 2."""
+
+    def writes(args):
+        raise error
+
+    monkeypatch.setattr("migcodec.cli.evaluate_cmd._run", writes)
+    assert main(["evaluate", "--workload", "zero"]) == status
+    assert capsys.readouterr().err == err
 
 
 def test_a_pipeline_reading_only_the_first_line_sees_no_error(tmp_path):

@@ -18,6 +18,7 @@ from migcodec.cli.args import (
     EXIT_BROKEN_PIPE,
     EXIT_INTERRUPTED,
     EXIT_TERMINATED,
+    OUTPUT_FULL,
     CommandLineError,
     Parser,
 )
@@ -33,10 +34,6 @@ COMMANDS = [
     "migcodec.cli.trace_cmd",
     "migcodec.cli.evaluate_cmd",
 ]
-
-
-#: errors of a write to a device or file system that is full or failing
-_OUTPUT_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG)
 
 
 def version_text() -> str:
@@ -146,7 +143,7 @@ def _run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
-        if exc.filename is None and exc.errno in _OUTPUT_FULL:
+        if exc.filename is None and exc.errno in OUTPUT_FULL:
             # a write without a file name: most often the report's, to a standard output
             # on a full disk (or /dev/full); said in one line, and stdout silenced so that
             # the flush at exit does not fail again

@@ -15,6 +15,7 @@ by SIGPIPE.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import math
 import os
@@ -327,6 +328,22 @@ def check_plot_path(path: str | os.PathLike) -> None:
         plot_format(path)
     except ValueError as exc:
         raise CommandLineError(f"--plot {exc}") from None
+
+
+#: errors of a write to a device or file system that is full or failing
+OUTPUT_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG)
+
+
+def reported_by_main(exc: BaseException) -> bool:
+    """Whether ``exc`` is one :func:`migcodec.cli.main` reports in its own words, which a
+    command's own one-line handling must leave to it: stdout's reader gone (exit 141,
+    silently), a write to a full or failing device without a file name (stdout's: exit
+    1), a thread the process may not start (exit 1)."""
+    if isinstance(exc, BrokenPipeError):
+        return True
+    if isinstance(exc, OSError):
+        return exc.filename is None and exc.errno in OUTPUT_FULL
+    return isinstance(exc, RuntimeError) and "can't start new thread" in str(exc)
 
 
 def silence_stdout() -> None:

@@ -31,6 +31,7 @@ from migcodec.cli.args import (
     check_trace_named,
     given,
     json_document,
+    reported_by_main,
 )
 from migcodec.datasets.trace import TraceError, TraceReader
 from migcodec.datasets.trace.format import MANIFEST, WRITTEN_BY, is_trace_file
@@ -510,6 +511,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         return _run(args)
     except REPORTED as exc:
+        if reported_by_main(exc):  # a closed or full stdout is not the command line's fault
+            raise
         print(f"migcodec evaluate: {exc}", file=sys.stderr)
         return 2
 
