@@ -379,6 +379,42 @@ def test_a_thread_a_process_limit_refuses_is_one_line(capsys, monkeypatch):
         main(["bench", "--pages", "64", "--codecs", "raw"])
 
 
+@pytest.mark.parametrize("command", ["migrate", "evaluate"])
+def test_a_plot_onto_a_named_pipe_or_a_device_is_refused_before_the_work(tmp_path, capsys, command):
+    """Both ran to the end and then lost the plot, `evaluate` its report too ("File or
+    stream is not seekable", of no path)."""
+    fifo = tmp_path / "run.png"
+    os.mkfifo(fifo)
+    work = [*TINY] if command == "migrate" else ["--workload", "phases"]
+    for target, kind in ((fifo, "a named pipe (FIFO)"), ("/dev/null", "a character device")):
+        assert main([command, *work, "--plot", str(target)]) == 2
+        assert capsys.readouterr() == (
+            "",
+            f"migcodec {command}: --plot {target}: is {kind}, not a file; give a file name, "
+            "e.g. run.png\n",
+        )
+
+
+def test_evaluate_prints_its_report_before_a_plot_that_fails_to_write(
+    tmp_path, capsys, monkeypatch
+):
+    """The plot was drawn first: a full disk there took the report with it."""
+
+    def full(evaluation, path):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("migcodec.plots.evaluation.plot_evaluation", full)
+    png = tmp_path / "run.png"
+    argv = ["evaluate", "--workload", "zero", "--windows", "2", "--pages", "16"]
+    assert main([*argv, "--policies", "auto", "--json", "--plot", str(png)]) == 2
+    out, err = capsys.readouterr()
+    assert json.loads(out)["windows"] == 2
+    assert err == (
+        f"migcodec evaluate: --plot {png}: cannot write it (No space left on device); the "
+        "report above is complete\n"
+    )
+
+
 def test_a_plot_into_a_missing_directory_is_refused_before_migrating(tmp_path, capsys):
     png = tmp_path / "missing" / "run.png"
     assert main(["migrate", *TINY, "--plot", str(png)]) == 2

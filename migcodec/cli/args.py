@@ -20,12 +20,13 @@ import json
 import math
 import os
 import re
+import stat
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
-from migcodec.files import cannot_create_in
+from migcodec.files import cannot_create_in, file_kind
 from migcodec.units import parse_rate, parse_size
 from migcodec.wire.format import MAX_BATCH_PAGES
 
@@ -296,13 +297,23 @@ def check_trace_named(trace: str) -> None:
 
 def check_output_path(path: str | os.PathLike, option: str) -> None:
     """Refuse, before any work, an output file that could not be written at the end: its
-    directory must exist and be writable, and it must not be a directory."""
+    directory must exist and be writable, and it must be a regular file if it exists (a
+    named pipe's open waits for a reader; a device such as /dev/full fails the write after
+    the work, and a seekable format cannot be written to either)."""
     if not str(path).strip():
         raise CommandLineError(f"{option} {str(path)!r} names no file; give a path, e.g. run.png")
     target = Path(path)
     parent = target.parent if str(target.parent) else Path(".")
     if target.is_dir():
         raise CommandLineError(f"{option} {path}: is a directory; give a file name, e.g. run.png")
+    try:
+        mode = target.stat().st_mode
+    except OSError:
+        mode = None  # missing (made at the end), or the directory's checks below say why
+    if mode is not None and not stat.S_ISREG(mode):
+        raise CommandLineError(
+            f"{option} {path}: is {file_kind(mode)}, not a file; give a file name, e.g. run.png"
+        )
     if not parent.is_dir():
         raise CommandLineError(
             f"{option} {path}: directory {parent} does not exist; create it first or write "
@@ -328,6 +339,17 @@ def check_plot_path(path: str | os.PathLike) -> None:
         plot_format(path)
     except ValueError as exc:
         raise CommandLineError(f"--plot {exc}") from None
+
+
+def draw_after_report(draw: Callable[..., object], *what: object, path: str) -> None:
+    """Draw ``--plot`` once the report is printed: a failure to write it (a full disk) is
+    one line, and the report is already out."""
+    try:
+        draw(*what, path)
+    except OSError as exc:
+        raise CommandLineError(
+            f"--plot {path}: cannot write it ({exc.strerror or exc}); the report above is complete"
+        ) from exc
 
 
 #: errors of a write to a device or file system that is full or failing

@@ -29,6 +29,7 @@ from migcodec.cli.args import (
     check_output_path,
     check_plot_path,
     check_trace_named,
+    draw_after_report,
     given,
     json_document,
     reported_by_main,
@@ -643,19 +644,20 @@ def _run(args: argparse.Namespace) -> int:
         )
     ]
     several = len(sources) > 1 or len(links) > 1
-    if args.plot:
-        from migcodec.plots.evaluation import plot_evaluation
-
-        plot_evaluation(results[0].evaluation, args.plot)
     if args.json:
         doc = [_result_doc(r, cost) for r in results]
         out = doc[0] if not several else {"results": doc, "overall": _overall(results)}
         print(json_document(out))
-        return 0
-    for r in results:
-        _print_result(r, cost, args)
-    if several:
-        _print_overall(results)
+    else:
+        for r in results:
+            _print_result(r, cost, args)
+        if several:
+            _print_overall(results)
+    if args.plot:  # after the report: a plot that fails to write does not take it along
+        from migcodec.plots.evaluation import plot_evaluation
+
+        sys.stdout.flush()
+        draw_after_report(plot_evaluation, results[0].evaluation, path=args.plot)
     return 0
 
 

@@ -12,7 +12,14 @@ from collections.abc import Callable
 import numpy as np
 
 from migcodec.cli import args as types
-from migcodec.cli.args import CommandLineError, Given, check_plot_path, given, json_document
+from migcodec.cli.args import (
+    CommandLineError,
+    Given,
+    check_plot_path,
+    draw_after_report,
+    given,
+    json_document,
+)
 from migcodec.cli.migrate_progress import ProgressDisplay
 from migcodec.datasets import GENERATORS
 from migcodec.datasets.workload import PATTERNS, WRITE_STYLES
@@ -102,17 +109,6 @@ def _check_plot(args: argparse.Namespace) -> None:
         check_plot_path(args.plot)
 
 
-def _draw(draw: Callable[..., object], *what: object, path: str) -> None:
-    """Draw a plot after the report was printed; a failure to write it (a full disk) is
-    one line, and the report is already out."""
-    try:
-        draw(*what, path)
-    except OSError as exc:
-        raise CommandLineError(
-            f"--plot {path}: cannot write it ({exc.strerror or exc}); the report above is complete"
-        ) from exc
-
-
 def _source_memory(args: argparse.Namespace, page_size: int, copies: int) -> GuestMemory:
     """The guest's memory: ``--memory-file``, ``--shm``, or anonymous. ``copies``: how many
     times its size this process holds in RAM besides a file's mapping (``migrate`` also
@@ -191,7 +187,7 @@ def run_migrate(args: argparse.Namespace) -> int:
             report = migrate_at(_dirty_rate(args))
             print(json_document(report.as_dict()) if args.json else _row(report))
             if args.plot:
-                _draw(plot_migration, report, path=args.plot)
+                draw_after_report(plot_migration, report, path=args.plot)
             return 0 if report.succeeded else 1
         best, runs = largest_converging_rate(migrate_at, repeats=args.repeats)
     # every rate tried converged: the search stopped at its own top, not at a failure
@@ -212,7 +208,7 @@ def run_migrate(args: argparse.Namespace) -> int:
             + (" (every rate tried converged; the search goes no higher)" if unbounded else "")
         )
     if args.plot:
-        _draw(plot_sweep, runs, best, path=args.plot)
+        draw_after_report(plot_sweep, runs, best, path=args.plot)
     return 0
 
 
@@ -352,7 +348,7 @@ def run_send(args: argparse.Namespace) -> int:
         report = _send(args, config, memory.pages)
     print(json_document(report.as_dict()) if args.json else _row(report))
     if args.plot:
-        _draw(plot_migration, report, path=args.plot)
+        draw_after_report(plot_migration, report, path=args.plot)
     return 0 if report.succeeded else 1
 
 
