@@ -48,10 +48,41 @@ def test_sweep_plot_writes_a_png(tmp_path, capsys):
     # a 1 ms downtime limit and three iterations make each failing rate fail fast
     fast = ["--downtime-ms", "1", "--max-iterations", "3", "--workload", "random"]
     code = main(["migrate", *TINY, *fast, "--sweep-dirty-rate", "--json", "--plot", str(png)])
-    assert code == 0
     sweep = json.loads(capsys.readouterr().out)
     assert sweep["runs"] and all("iteration_log" in r for r in sweep["runs"])
+    migrated = any(r["succeeded"] for r in sweep["runs"])
+    assert code == (0 if migrated else 1)
+    assert (sweep["largest_dirty_rate"] is None) is not migrated
     assert_png(png)
+
+
+def test_a_failed_migration_says_why_on_stderr_as_well(capsys):
+    """Its report is on stdout (JSON here); a script reading stderr saw nothing."""
+    argv = ["migrate", "--memory", "64KiB", "--link", "10kbit", "--max-time", "1", "--quiet"]
+    assert main([*argv, "--json"]) == 1
+    out, err = capsys.readouterr()
+    report = json.loads(out)
+    assert report["succeeded"] is False
+    assert err == f"migcodec migrate: the migration failed: {report['error']}\n"
+    assert report["error"].startswith("did not finish within its 1 s time limit")
+
+
+def test_a_sweep_in_which_no_rate_migrated_fails_and_says_so(capsys):
+    """Every run FAILED, and the sweep exited 0 with "largest migratable dirty rate with
+    auto: 0.0 MB/s", which no run showed. A link of 100 kbit/s cannot pace 64 KiB within
+    a second, so no rate can migrate."""
+    argv = ["migrate", "--memory", "64KiB", "--link", "100kbit", "--max-time", "1"]
+    assert main([*argv, "--quiet", "--sweep-dirty-rate", "--json"]) == 1
+    out, err = capsys.readouterr()
+    sweep = json.loads(out)
+    assert sweep["largest_dirty_rate"] is None and sweep["every_rate_converged"] is False
+    assert not any(r["succeeded"] for r in sweep["runs"])
+    lowest = min(r["dirty_rate"] for r in sweep["runs"]) / 1e6
+    assert err == (
+        f"migcodec migrate: no dirty rate tried migrated with auto: even {lowest:.1f} MB/s "
+        "failed (each run says why); give it more --max-time, a faster --link or less "
+        "--memory\n"
+    )
 
 
 def test_a_sweep_refuses_a_dirty_rate_it_would_ignore(capsys):

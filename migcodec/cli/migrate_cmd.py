@@ -90,6 +90,15 @@ def _judged(report: MigrationReport) -> MigrationReport:
     return report
 
 
+def _verdict(args: argparse.Namespace, report: MigrationReport) -> int:
+    """The exit status of one migration, with its failure in one line on stderr (the
+    report, on stdout, may be JSON or silenced by ``--quiet``'s reader)."""
+    if report.succeeded:
+        return 0
+    print(f"migcodec {args.command}: the migration failed: {report.error}", file=sys.stderr)
+    return 1
+
+
 def _row(report: MigrationReport) -> str:
     down = f"{report.downtime_s * 1000:.0f} ms" if report.downtime_s is not None else "-"
     state = "ok" if report.succeeded else f"FAILED ({report.error})"
@@ -188,13 +197,15 @@ def run_migrate(args: argparse.Namespace) -> int:
             print(json_document(report.as_dict()) if args.json else _row(report))
             if args.plot:
                 draw_after_report(plot_migration, report, path=args.plot)
-            return 0 if report.succeeded else 1
+            return _verdict(args, report)
         best, runs = largest_converging_rate(migrate_at, repeats=args.repeats)
     # every rate tried converged: the search stopped at its own top, not at a failure
     unbounded = bool(runs) and all(r.succeeded for r in runs)
+    # none did: no rate was shown to migrate, not even the lowest (0.0 would say one was)
+    migrated = any(r.succeeded for r in runs)
     if args.json:
         document = {
-            "largest_dirty_rate": best,
+            "largest_dirty_rate": best if migrated else None,
             "every_rate_converged": unbounded,
             "runs": [r.as_dict() for r in runs],
         }
@@ -202,13 +213,24 @@ def run_migrate(args: argparse.Namespace) -> int:
     else:
         for r in runs:
             print(f"  dirty {r.dirty_rate / 1e6:8.1f} MB/s -> {_row(r)}")
-        at_least = "at least " if unbounded else ""
-        print(
-            f"largest migratable dirty rate with {args.codec}: {at_least}{best / 1e6:.1f} MB/s"
-            + (" (every rate tried converged; the search goes no higher)" if unbounded else "")
-        )
+        if migrated:
+            at_least = "at least " if unbounded else ""
+            print(
+                f"largest migratable dirty rate with {args.codec}: {at_least}{best / 1e6:.1f} "
+                "MB/s"
+                + (" (every rate tried converged; the search goes no higher)" if unbounded else "")
+            )
     if args.plot:
         draw_after_report(plot_sweep, runs, best, path=args.plot)
+    if not migrated:
+        lowest = min(r.dirty_rate for r in runs) / 1e6
+        print(
+            f"migcodec {args.command}: no dirty rate tried migrated with {args.codec}: even "
+            f"{lowest:.1f} MB/s failed (each run says why); give it more --max-time, a faster "
+            "--link or less --memory",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -349,7 +371,7 @@ def run_send(args: argparse.Namespace) -> int:
     print(json_document(report.as_dict()) if args.json else _row(report))
     if args.plot:
         draw_after_report(plot_migration, report, path=args.plot)
-    return 0 if report.succeeded else 1
+    return _verdict(args, report)
 
 
 def _memory_options(p: argparse.ArgumentParser, what: str, sized_by: str) -> None:
