@@ -67,6 +67,20 @@ def test_a_failed_migration_says_why_on_stderr_as_well(capsys):
     assert report["error"].startswith("did not finish within its 1 s time limit")
 
 
+def test_a_link_too_slow_for_the_preamble_is_a_migration_out_of_time(capsys):
+    """The preamble's exchange ran outside the migration's own handling of its time
+    limit: at 800 bit/s it ended in "the connection failed", with no report."""
+    argv = ["migrate", "--memory", "64KiB", "--link", "800bit", "--max-time", "1", "--quiet"]
+    assert main([*argv, "--json"]) == 1
+    out, err = capsys.readouterr()
+    report = json.loads(out)
+    assert (report["succeeded"], report["iterations"], report["wire_bytes"]) == (False, 0, 0)
+    assert report["error"].startswith(
+        "did not finish within its 1 s time limit (the link at 100 bytes/s needed "
+    )
+    assert err == f"migcodec migrate: the migration failed: {report['error']}\n"
+
+
 def test_a_sweep_in_which_no_rate_migrated_fails_and_says_so(capsys):
     """Every run FAILED, and the sweep exited 0 with "largest migratable dirty rate with
     auto: 0.0 MB/s", which no run showed. A link of 100 kbit/s cannot pace 64 KiB within

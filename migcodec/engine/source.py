@@ -490,6 +490,11 @@ class MigrationSource:
                 self._inline_pages(),
                 await_reply_from=sock,
             )
+        except LinkTimeLimit as exc:  # the preamble alone outlasts the limit over this link
+            self.chooser.close()
+            report.error = self._out_of_time(exc)
+            report.total_time_s = time.perf_counter() - start
+            return report
         except BaseException:
             self.chooser.close()
             raise
