@@ -149,6 +149,27 @@ def test_migrate_from_shared_memory_round_trips_and_removes_the_region_it_made(c
         SharedMemory(shm_name)
 
 
+def test_keep_contents_refuses_a_memory_size_that_would_grow_the_image(tmp_path, capsys):
+    """A 1 MiB image with --memory 2MiB was grown with zeros, migrated as its contents, and
+    left 2 MiB: the file was changed by a command told to keep it."""
+    image = tmp_path / "kept.img"
+    image.write_bytes(ramp(1 * MiB))
+    argv = ["migrate", "--memory-file", str(image), "--keep-contents", "--memory", "2MiB"]
+    assert main([*argv, "--quiet"]) == 2
+    assert capsys.readouterr() == (
+        "",
+        f"migcodec migrate: --memory-file {image} holds 1048576 bytes, and --keep-contents "
+        "migrates what it holds: --memory 2097152 would grow it; leave --memory out to "
+        "migrate all of it, or drop --keep-contents to fill a new image\n",
+    )
+    assert image.read_bytes() == ramp(1 * MiB)
+    kept = ["migrate", "--memory-file", str(image), "--keep-contents", "--codec", "lz4"]
+    assert main([*kept, "--quiet", "--json"]) == 0  # the whole image, as it is
+    report = json.loads(capsys.readouterr().out)
+    assert report["succeeded"] and report["memory_bytes"] == 1 * MiB
+    assert image.read_bytes() == ramp(1 * MiB)
+
+
 def test_keep_contents_migrates_the_file_as_it_is_and_without_it_the_file_is_filled(
     tmp_path, capsys
 ):

@@ -8,7 +8,8 @@ land in the backing itself.
 
 Sizes: without ``size``, an existing file or region is used whole; a new one gets
 :data:`DEFAULT_SIZE`. With ``size``, a smaller file grows to it (reading as zeros), a
-larger one is used from its start; a region cannot grow, so a smaller one is refused. A
+larger one is used from its start; a region cannot grow, so a smaller one is refused, nor
+can a file whose contents are kept (``must_exist``: it would hold zeros it never held). A
 file's growth is allocated on its filesystem up front (``posix_fallocate``): a mapping of
 a sparse file on a filesystem without room for it kills the process with SIGBUS at the
 first page that finds no block, in the middle of a migration; so are a region's pages in
@@ -225,6 +226,13 @@ def _open_file(path: Path, size: int | None, page_size: int, must_exist: bool) -
                 "existing memory image, or drop --keep-contents to fill a new one"
             )
         n_pages = _n_pages(size, existing, page_size, what)
+        if must_exist and n_pages * page_size > existing:
+            # grown, the image would hold zeros it never held, migrated as its contents
+            raise GuestMemoryError(
+                f"{what} holds {existing} bytes, and --keep-contents migrates what it holds: "
+                f"--memory {n_pages * page_size} would grow it; leave --memory out to migrate "
+                "all of it, or drop --keep-contents to fill a new image"
+            )
         # created if missing; not O_APPEND, which glibc's emulation of fallocate (on a
         # filesystem without it) refuses
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
