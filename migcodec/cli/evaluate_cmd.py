@@ -262,15 +262,12 @@ def _check_not_a_trace_file(table: Path) -> None:
 def _check_workload_memory(args: argparse.Namespace) -> None:
     """Refuse page generators' windows this machine cannot hold, before they are made (as
     ``migrate`` refuses a ``--memory`` that large): each window holds ``--pages`` pages and
-    the window before's as its previous contents. A preset's windows are bounded by its
-    memory, whatever ``--pages`` asks."""
+    the window before's as its previous contents (a preset's memory grows to hold them:
+    ``workload_windows``)."""
     from migcodec.datasets.pages import DEFAULT_PAGE_SIZE as PAGE
-    from migcodec.datasets.presets import workload_names
     from migcodec.engine.guest_memory import GuestMemoryError, check_available
     from migcodec.units import format_size
 
-    if args.workload in workload_names():
-        return
     window = format_size(args.pages * PAGE)
     what = f"--pages {args.pages} (windows of {window} and the window before's)"
     try:

@@ -317,3 +317,15 @@ def test_an_empty_trace_of_a_corpus_is_named(tmp_path, capsys):
         f"migcodec evaluate: trace {corpus / 'b'}: no windows with pages to evaluate: the trace "
         "or workload is empty\n"
     )
+
+
+def test_a_preset_s_windows_are_as_large_as_pages_asks():
+    """`evaluate --workload memcached --pages 100000` measured windows of the preset's
+    16384 pages of memory, without a word: its memory now grows to hold them."""
+    from migcodec.datasets import get_workload
+    from migcodec.selector.evaluation import workload_windows
+
+    memory = get_workload("memcached").n_pages
+    sizes = [w.n_pages for w in workload_windows("memcached", 2, memory + 100)]
+    assert sizes == [memory + 100] * 2
+    assert [w.n_pages for w in workload_windows("memcached", 2, 100)] == [100] * 2

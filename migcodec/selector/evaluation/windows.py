@@ -70,13 +70,19 @@ def workload_windows(
     """Windows of a named phased workload (``migcodec.datasets`` presets), or of page
     generators as phases.
 
-    ``NAME`` that is no preset is a page generator (``memcached``) or a comma-separated list
-    of them (``zero,text,memcached,random``): each phase lasts ``phase_windows`` windows of
-    whole-page rewrites, cycling through the list. ``previous`` is the window before's
-    contents, as a destination that received every window would hold.
+    A preset's memory grows to ``pages`` where it holds fewer (its windows were cut to its
+    size, without a word). ``NAME`` that is no preset is a page generator (``memcached``)
+    or a comma-separated list of them (``zero,text,memcached,random``): each phase lasts
+    ``phase_windows`` windows of whole-page rewrites, cycling through the list.
+    ``previous`` is the window before's contents, as a destination that received every
+    window would hold.
     """
     if name in workload_names():
         spec = get_workload(name, n_windows=n_windows, seed=seed, pages_per_window=pages)
+        if pages > spec.n_pages:  # a window dirties at most the memory: grown to hold it
+            spec = get_workload(
+                name, n_windows=n_windows, seed=seed, pages_per_window=pages, n_pages=pages
+            )
         yield from open_windows(spec)
         return
     phases = phase_generators(name) or [p.strip() for p in name.split(",") if p.strip()]
