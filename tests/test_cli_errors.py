@@ -928,6 +928,20 @@ EVALUATE = ["evaluate", "--workload", "text", "--windows", "2", "--pages", "8", 
             ["--link", "1Gbit", "--link", "10Gbit,1Gbit"],
             "--link '1Gbit,10Gbit,1Gbit' names 1Gbit more than once; name each link rate once",
         ),
+        (  # one rate written three ways was replayed three times, and counted so overall
+            ["--link", "1Gbit,1000Mbit,125MB/s"],
+            "--link '1Gbit,1000Mbit,125MB/s' names 1Gbit and 1000Mbit, one rate (1.25e+08 "
+            "bytes/s); name each link rate once",
+        ),
+        (  # one codec configured alike, measured as two arms
+            ["--arms", "raw;lz4;lz4:acceleration=1"],
+            "the arm list 'raw;lz4;lz4:acceleration=1' names 'lz4' and 'lz4 acceleration=1', "
+            "one codec configured alike (a setting at its default); give each arm once",
+        ),
+        (  # True counts as 1 in Python: it ran level 1 as an arm labelled "zstd level=True"
+            ["--arms", "raw;zstd:level=true"],
+            "zstd level must be a non-zero integer -131072..22, got True",
+        ),
         (  # two rows of one label, and the overall rows listed the policy twice
             ["--policies", "ucb1;d-ucb ucb1:c=1"],
             "--policies 'ucb1;d-ucb ucb1:c=1' gives ucb1:c=1 as a policy given before (the "

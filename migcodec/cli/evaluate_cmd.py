@@ -595,10 +595,17 @@ def _run(args: argparse.Namespace) -> int:
             "(the same parameters); give each policy once"
         )
     links = [link.strip() for link in args.link.split(",") if link.strip()]
-    for link in links:
-        _link_rate(link)
-    # a link twice would be replayed twice and counted as two traces in the overall rows
+    # a link twice would be replayed twice and counted as two traces in the overall rows,
+    # written alike or not (1Gbit, 1000Mbit, 125MB/s)
     types.check_once(links, "--link", args.link, "link rate")
+    rates: dict[float, str] = {}
+    for link in links:
+        same = rates.setdefault(_link_rate(link), link)
+        if same != link:
+            raise CommandLineError(
+                f"--link {args.link!r} names {same} and {link}, one rate "
+                f"({_link_rate(link):g} bytes/s); name each link rate once"
+            )
     if args.table and args.table_dir:
         raise CommandLineError("give --table or --table-dir, not both")
     if args.grid:

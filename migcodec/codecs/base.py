@@ -53,6 +53,13 @@ _RAW_BYTE = bytes([PageMode.RAW])
 _ENCODED_BYTE = bytes([PageMode.ENCODED])
 
 
+def is_integer(value: object) -> bool:
+    """Whether a codec's config value is an integer and not a boolean: Python counts
+    ``True`` as 1, so ``zstd:level=true`` built a codec that ran level 1 under the label
+    ``zstd level=True``, an arm besides plain ``zstd``."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _read_only_modes(mode: int) -> np.ndarray:
     modes = np.full(4096, mode, dtype=np.uint8)
     modes.flags.writeable = False

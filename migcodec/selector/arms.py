@@ -136,4 +136,22 @@ def parse_arms(text: str | None) -> list[Arm]:
             f"the arm list {text!r} names {', '.join(repr(t) for t in twice)} more than once; "
             "give each arm once"
         )
+    # written apart, configured alike: `lz4` and `lz4:acceleration=1` build one codec
+    built: dict[tuple, Arm] = {}
+    for arm in arms:
+        same = built.setdefault(_built_config(arm), arm)
+        if same is not arm:
+            raise ArmError(
+                f"the arm list {text!r} names {same.label!r} and {arm.label!r}, one codec "
+                "configured alike (a setting at its default); give each arm once"
+            )
     return arms
+
+
+def _built_config(arm: Arm) -> tuple:
+    """The config of the codec ``arm`` builds (its defaults filled in), or its own where it
+    builds none here (a plugin this host lacks: a cluster's workers may have it)."""
+    try:
+        return tuple(sorted(arm.codec.get_config().items()))
+    except Exception:  # a plugin missing here, or a config it refuses (refused when built)
+        return arm.config

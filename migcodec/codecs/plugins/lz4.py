@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import lz4.block
 
-from migcodec.codecs.base import Codec
+from migcodec.codecs.base import Codec, is_integer
 from migcodec.codecs.errors import DecodeError
 
 #: the largest acceleration LZ4 takes: a C int (it runs anything above 65537 as 65537); a
@@ -21,7 +21,7 @@ class Lz4Codec(Codec):
     name = "lz4"
 
     def __init__(self, acceleration: int = 1) -> None:
-        if not isinstance(acceleration, int) or not 1 <= acceleration <= MAX_ACCELERATION:
+        if not is_integer(acceleration) or not 1 <= acceleration <= MAX_ACCELERATION:
             raise ValueError(
                 f"lz4 acceleration must be an integer 1..{MAX_ACCELERATION}, got {acceleration!r}"
             )

@@ -21,7 +21,7 @@ import numpy as np
 from zlib_ng import zlib_ng
 
 from migcodec.codecs.accel import AcceleratorCodec, accelerator_probe
-from migcodec.codecs.base import PageEncoding, Probe
+from migcodec.codecs.base import PageEncoding, Probe, is_integer
 from migcodec.codecs.device_model import LABEL
 from migcodec.codecs.encoded import CodecPath
 from migcodec.codecs.errors import DecodeError
@@ -126,7 +126,7 @@ class QatCodec(AcceleratorCodec):
     vendor_setup = "QATzip session"
 
     def __init__(self, level: int = 1) -> None:
-        if not isinstance(level, int) or not 1 <= level <= 9:
+        if not is_integer(level) or not 1 <= level <= 9:
             raise ValueError(f"qat level must be an integer 1..9, got {level!r}")
         super().__init__()
         self.level = level

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from zlib_ng import zlib_ng
 
-from migcodec.codecs.base import Codec
+from migcodec.codecs.base import Codec, is_integer
 from migcodec.codecs.errors import DecodeError
 
 
@@ -41,9 +41,9 @@ class ZlibNgCodec(Codec):
     name = "zlib-ng"
 
     def __init__(self, level: int = 1, wbits: int = -15) -> None:
-        if not isinstance(level, int) or not 0 <= level <= 9:
+        if not is_integer(level) or not 0 <= level <= 9:
             raise ValueError(f"zlib-ng level must be an integer 0..9, got {level!r}")
-        if not isinstance(wbits, int) or not (
+        if not is_integer(wbits) or not (
             -15 <= wbits <= -9 or 9 <= wbits <= 15 or 25 <= wbits <= 31
         ):
             raise ValueError(f"zlib-ng wbits must be -15..-9, 9..15 or 25..31, got {wbits!r}")

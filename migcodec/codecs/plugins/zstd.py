@@ -6,7 +6,7 @@ import threading
 
 import zstandard
 
-from migcodec.codecs.base import Codec
+from migcodec.codecs.base import Codec, is_integer
 from migcodec.codecs.batch import DEFAULT_MAX_PAGES
 from migcodec.codecs.errors import DecodeError
 from migcodec.codecs.page_views import DEFAULT_PAGE_SIZE
@@ -38,7 +38,7 @@ class ZstdCodec(Codec):
 
     def __init__(self, level: int = 1) -> None:
         lo, hi = ZSTD_MIN_LEVEL, zstandard.MAX_COMPRESSION_LEVEL
-        if not isinstance(level, int) or not lo <= level <= hi or level == 0:
+        if not is_integer(level) or not lo <= level <= hi or level == 0:
             raise ValueError(f"zstd level must be a non-zero integer {lo}..{hi}, got {level!r}")
         self.level = level
         self._parameters = zstandard.ZstdCompressionParameters.from_level(
