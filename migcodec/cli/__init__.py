@@ -8,6 +8,7 @@ are listed in :mod:`migcodec.cli.args`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import importlib
 import signal
@@ -72,7 +73,19 @@ def _name(args: argparse.Namespace) -> str:
     return " ".join(filter(None, [args.command, getattr(args, "trace_command", None)]))
 
 
+def _names_as_given() -> None:
+    """Write file names to stdout and stderr as the file system holds them: a name that is
+    no UTF-8 decodes to surrogates, which a UTF-8 locale's strict encoder refuses (a trace
+    at such a path was written, then its summary line failed)."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            with contextlib.suppress(ValueError, OSError):
+                reconfigure(errors="surrogateescape")
+
+
 def main(argv: list[str] | None = None) -> int:
+    _names_as_given()
     args = build_parser().parse_args(argv)
     # SIGTERM ends a command as Ctrl-C does (its cleanups run, one line says so), not with
     # the default's silent exit that leaves a trace unclosed; the handler is the caller's

@@ -329,3 +329,17 @@ def test_a_preset_s_windows_are_as_large_as_pages_asks():
     sizes = [w.n_pages for w in workload_windows("memcached", 2, memory + 100)]
     assert sizes == [memory + 100] * 2
     assert [w.n_pages for w in workload_windows("memcached", 2, 100)] == [100] * 2
+
+
+def test_a_trace_at_a_path_that_is_no_utf8_is_written_and_evaluated(tmp_path, capsysbinary):
+    """`evaluate` refused it: the cache key encoded the path strictly ("surrogates not
+    allowed"); and under a strict UTF-8 output, so did the summary lines that name it.
+    Names are written as the file system holds them, as other Unix tools write them."""
+    import os
+
+    trace = tmp_path / os.fsdecode(b"t\xff")
+    synth = ["trace", "synth", "--workload", "text", "--pages", "16", "--windows", "2"]
+    assert main([*synth, "--out", str(trace)]) == 0
+    assert os.fsencode(trace) + b": 2 windows" in capsysbinary.readouterr().out
+    assert main(["evaluate", str(trace), "--policies", "auto", "--repeats", "1", "--json"]) == 0
+    assert json.loads(capsysbinary.readouterr().out)["windows"] == 2

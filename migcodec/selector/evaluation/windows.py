@@ -122,4 +122,7 @@ def trace_identity(path: str | Path | Location) -> str:
             with contextlib.suppress(OSError):  # opening the trace says what is wrong
                 manifest = (root / MANIFEST).read_bytes()
                 parts.append(hashlib.blake2b(manifest, digest_size=8).hexdigest())
-    return hashlib.blake2b("\n".join(parts).encode(), digest_size=8).hexdigest()
+    # a path's bytes as the file system holds them (a name that is no UTF-8 decodes to
+    # surrogates, which the strict encoder refused)
+    text = "\n".join(parts).encode("utf-8", "surrogateescape")
+    return hashlib.blake2b(text, digest_size=8).hexdigest()
