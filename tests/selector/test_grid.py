@@ -205,3 +205,15 @@ def test_a_grid_key_besides_policy_and_params_or_a_value_listed_twice_is_refused
     with pytest.raises(PolicyError) as caught:
         grid_configs(grid)
     assert str(caught.value) == message
+
+
+def test_a_missing_grid_file_is_named_with_what_a_grid_holds(tmp_path):
+    """It was "cannot read grid nope.json: [Errno 2] No such file or directory:
+    'nope.json'", the path twice and no fix."""
+    path = tmp_path / "nope.json"
+    with pytest.raises(PolicyError) as caught:
+        load_grid(path)
+    assert str(caught.value) == (
+        f"cannot read grid {path} (No such file or directory); give a JSON grid file, a grid "
+        'is {"policy": NAME, "params": {"key": [values, ...]}}'
+    )

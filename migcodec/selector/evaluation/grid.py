@@ -97,8 +97,11 @@ def load_grid(path: str | Path) -> list[dict[str, Any]]:
         data = read_small_file(path, "grid", MAX_GRID_BYTES, "give a JSON grid file")
     except ValueError as exc:  # a pipe, a device, a file larger than any grid
         raise PolicyError(str(exc)) from None
-    except OSError as exc:
-        raise PolicyError(f"cannot read grid {path}: {exc}") from exc
+    except OSError as exc:  # the system's words, without "[Errno N]" and the path again
+        raise PolicyError(
+            f"cannot read grid {path} ({exc.strerror or exc}); give a JSON grid file, "
+            f"{GRID_SHAPE}"
+        ) from exc
     try:
         spec = parse_json(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:  # the decoder's words alone
