@@ -151,9 +151,12 @@ def open_guest_memory(
 def _n_pages(size: int | None, existing: int | None, page_size: int, what: str) -> int:
     """Pages to map: ``size`` in whole pages, else all of an existing backing."""
     if existing is not None and existing % page_size:
+        whole = existing // page_size * page_size
+        fix = f"truncate it to {whole} bytes or " if whole else ""
         raise GuestMemoryError(
             f"{what} holds {existing} bytes, not a whole number of {page_size}-byte pages: "
-            "guest memory is pages"
+            f"guest memory is pages; {fix}extend it to {whole + page_size} (truncate -s), or "
+            "give an image of whole pages"
         )
     if size is None:
         size = existing or DEFAULT_SIZE
@@ -367,7 +370,8 @@ def _open_shm(name: str, size: int | None, page_size: int, must_exist: bool) -> 
             if n_pages * page_size > shm.size:
                 raise GuestMemoryError(
                     f"{what} holds {shm.size} bytes; the guest needs {n_pages * page_size} "
-                    "(a shared-memory region cannot grow)"
+                    f"(a shared-memory region cannot grow): give --memory {shm.size} or "
+                    f"less, or remove the region (rm /dev/shm/{name}) to have one made"
                 )
         _reserve_region(shm, n_pages * page_size, what)
     except BaseException:

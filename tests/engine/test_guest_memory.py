@@ -60,8 +60,13 @@ def test_an_existing_file_is_used_whole_grown_or_used_from_its_start(tmp_path):
 def test_a_file_that_is_not_whole_pages_is_refused(tmp_path):
     path = tmp_path / "odd.img"
     path.write_bytes(b"x" * (PAGE + 100))
-    with pytest.raises(GuestMemoryError, match=f"holds {PAGE + 100} bytes, not a whole number"):
+    with pytest.raises(GuestMemoryError) as err:
         open_guest_memory(None, PAGE, path=path)
+    assert str(err.value) == (
+        f"--memory-file {path} holds {PAGE + 100} bytes, not a whole number of {PAGE}-byte "
+        f"pages: guest memory is pages; truncate it to {PAGE} bytes or extend it to "
+        f"{2 * PAGE} (truncate -s), or give an image of whole pages"
+    )
     assert path.read_bytes() == b"x" * (PAGE + 100)  # left as it was
 
 
@@ -87,8 +92,13 @@ def test_a_region_someone_else_created_is_attached_and_left_in_place(foreign_shm
 
 def test_a_region_smaller_than_the_memory_asked_is_refused_and_left_in_place(foreign_shm):
     shm_name = foreign_shm(4 * PAGE)
-    with pytest.raises(GuestMemoryError, match=f"holds {4 * PAGE} bytes; the guest needs"):
+    with pytest.raises(GuestMemoryError) as err:
         open_guest_memory(8 * PAGE, PAGE, shm_name=shm_name)
+    assert str(err.value).endswith(
+        f"holds {4 * PAGE} bytes; the guest needs {8 * PAGE} (a shared-memory region cannot "
+        f"grow): give --memory {4 * PAGE} or less, or remove the region (rm /dev/shm/"
+        f"{shm_name}) to have one made"
+    )
     assert (SHM_DIR / shm_name).stat().st_size == 4 * PAGE
 
 
