@@ -201,8 +201,18 @@ class FrameReader:
         read)`` when ``view`` is a part of one read, which is what a short read names."""
         try:
             got = self._source.fill(view)
-        except (PeerIdle, DeadlinePassed) as exc:  # a TimedSocket says which limit ran out
-            raise PeerTimeout(str(exc), frame, self.offset) from exc
+        except PeerIdle as exc:  # a TimedSocket says which limit ran out
+            raise PeerTimeout(
+                f"{exc}; check that the source is still running, or allow it longer (--timeout)",
+                frame,
+                self.offset,
+            ) from exc
+        except DeadlinePassed as exc:
+            raise PeerTimeout(
+                f"{exc} before the stream ended; allow the migration longer (--deadline)",
+                frame,
+                self.offset,
+            ) from exc
         except TimeoutError as exc:  # a plain socket timeout: the peer went silent
             raise PeerTimeout(
                 f"the peer sent nothing for the receive timeout ({exc})", frame, self.offset

@@ -185,7 +185,10 @@ def test_a_trickling_source_is_cut_off_at_the_deadline():
         trickle.stop.set()
         trickle.join(WAIT)
         src.close()
-    assert info.value.detail == "the connection's deadline of 0.5 s passed"
+    assert info.value.detail == (
+        "the connection's deadline of 0.5 s passed before the stream ended; allow the "
+        "migration longer (--deadline)"
+    )
     assert isinstance(info.value.__cause__, DeadlinePassed)
 
 
@@ -196,7 +199,8 @@ def test_a_silent_source_is_cut_off_by_the_idle_timeout():
         with timed, pytest.raises(PeerTimeout) as info:
             receive_migration(timed, np.zeros((PAGES, PAGE), np.uint8))
     assert str(info.value) == (
-        "preamble, byte offset 0: the peer sent nothing for 0.2 s (the idle timeout)"
+        "preamble, byte offset 0: the peer sent nothing for 0.2 s (the idle timeout); check "
+        "that the source is still running, or allow it longer (--timeout)"
     )
 
 

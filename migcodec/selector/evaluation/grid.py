@@ -99,8 +99,7 @@ def load_grid(path: str | Path) -> list[dict[str, Any]]:
         raise PolicyError(str(exc)) from None
     except OSError as exc:  # the system's words, without "[Errno N]" and the path again
         raise PolicyError(
-            f"cannot read grid {path} ({exc.strerror or exc}); give a JSON grid file, "
-            f"{GRID_SHAPE}"
+            f"cannot read grid {path} ({exc.strerror or exc}); give a JSON grid file, {GRID_SHAPE}"
         ) from exc
     try:
         spec = parse_json(data)
