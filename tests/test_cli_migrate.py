@@ -297,6 +297,20 @@ def test_a_malformed_address_is_a_usage_error_naming_the_form(capsys):
     assert "'dest-without-port' is not HOST:PORT (e.g. 127.0.0.1:4444)" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("address", ["4444", ":4444", "127.0.0.1:0"])
+def test_an_address_no_listener_can_have_is_a_usage_error(capsys, address):
+    """`--connect 4444` looked up the host name '' ("cannot find host"), and port 0 was
+    tried and refused by the system, status 1: neither can be a listener's address."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["send", "--connect", address])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (
+        f"migcodec send: error: argument --connect: {address!r} is not the HOST:PORT of a "
+        "listener (e.g. 127.0.0.1:4444): give the host `migcodec receive` runs on and the "
+        "port it printed (see migcodec send --help)\n"
+    )
+
+
 # -- hostile and silent peers --------------------------------------------------------------
 @pytest.mark.parametrize("command", [["receive"], ["send", "--connect", "127.0.0.1:9"]])
 @pytest.mark.parametrize("option", ["--timeout", "--deadline", "--connect-timeout"])

@@ -234,6 +234,19 @@ def run_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _peer_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` to connect to: a host named, and a port a listener can have (an empty
+    host, ``4444``, was looked up as the name ''; port 0, which a listener takes to mean
+    any free port, was tried and refused)."""
+    host, port = _address(text)
+    if not host or port == 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not the HOST:PORT of a listener (e.g. 127.0.0.1:4444): give "
+            "the host `migcodec receive` runs on and the port it printed"
+        )
+    return host, port
+
+
 def _address(text: str) -> tuple[str, int]:
     """``HOST:PORT`` (``[::1]:PORT`` for IPv6) for --listen and --connect."""
     host, _, port = text.rpartition(":")
@@ -555,7 +568,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("send", help="the source side of a two-host migration")
     _source_options(p)
     p.add_argument(
-        "--connect", required=True, type=_address, help="HOST:PORT of `migcodec receive`"
+        "--connect", required=True, type=_peer_address, help="HOST:PORT of `migcodec receive`"
     )
     _time_limits(p, SEND_CONNECT_TIMEOUT_S, "reach `migcodec receive`", "destination")
     p.set_defaults(func=_reported(run_send))
