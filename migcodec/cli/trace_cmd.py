@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 
 from migcodec.cli import args as types
-from migcodec.cli.args import check_trace_named, json_document
+from migcodec.cli.args import CommandLineError, check_trace_named, json_document
 from migcodec.datasets import TraceError, TraceReader, TraceWriter, Workload, get_workload
 from migcodec.datasets.presets import workload_names
 from migcodec.datasets.trace import TraceExists, TraceIncomplete, TraceWriteInterrupted
@@ -349,6 +349,11 @@ def _run(func):
     and exit status 2: the input must change (as for every migcodec command)."""
 
     def wrapped(args: argparse.Namespace) -> int:
+        out = getattr(args, "out", None)
+        if out is not None and not out.strip():  # " " made a directory named " "
+            raise CommandLineError(
+                f"--out {out!r} names no directory; give the trace's directory, e.g. traces/run1"
+            )
         try:
             return func(args)
         except (TraceError, ValueError) as exc:

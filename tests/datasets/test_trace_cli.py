@@ -445,3 +445,22 @@ def test_a_writer_checks_its_room_after_8_windows_then_at_each_doubling(tmp_path
     with TraceWriter(tmp_path / "u", memory_pages=64) as writer:
         writer.write_all(windows)
     assert len(seen) == 3
+
+
+@pytest.mark.parametrize("command", ["synth", "capture", "import-qemu"])
+@pytest.mark.parametrize("out", ["", " "])
+def test_an_out_that_names_no_directory_is_refused(tmp_path, monkeypatch, capsys, command, out):
+    """`--out ' '` made a directory named " ", where other path options refuse a name of
+    blanks."""
+    monkeypatch.chdir(tmp_path)
+    first = {
+        "synth": ["--workload", "text"],
+        "capture": ["--pid", str(os.getpid()), "--windows", "1", "--interval", "100"],
+        "import-qemu": ["stream.bin"],
+    }[command]
+    assert main(["trace", command, *first, "--out", out]) == 2
+    assert capsys.readouterr().err == (
+        f"migcodec trace {command}: --out {out!r} names no directory; give the trace's "
+        "directory, e.g. traces/run1\n"
+    )
+    assert list(tmp_path.iterdir()) == []
