@@ -209,8 +209,19 @@ def test_a_whole_number_written_as_a_float_is_taken_as_an_int():
         ("predictive:refresh=-5", "policy 'predictive': refresh must be >= 0, got -5"),
         ("predictive:tolerance=-1", "policy 'predictive': tolerance must be >= 0, got -1"),
         ("probe-commit:drift=-1", "policy 'probe-commit': drift must be >= 0, got -1"),
-        ("thompson:seed=-1", "policy 'thompson': seed must be >= 0, got -1"),
-        ("epsilon-greedy:seed=-1", "policy 'epsilon-greedy': seed must be >= 0, got -1"),
+        ("thompson:seed=-1", "policy 'thompson': seed must be in [0, 4294967295], got -1"),
+        (
+            "epsilon-greedy:seed=-1",
+            "policy 'epsilon-greedy': seed must be in [0, 4294967295], got -1",
+        ),
+        (  # scikit-learn's own words, of no policy
+            "sgd:seed=4294967296",
+            "policy 'sgd': seed must be in [0, 4294967295], got 4294967296",
+        ),
+        (  # 31 digits
+            "sw-ucb:window=1e30",
+            "policy 'sw-ucb': window must be in [1, 1000000], got 1e+30",
+        ),
         ("epsilon-greedy:step=2", "policy 'epsilon-greedy': step must be in (0, 1], got 2"),
         ("sgd:refit_every=0", "policy 'sgd': refit_every must be in [1, 1000000], got 0"),
         ("sgd:epsilon=1.5", "policy 'sgd': epsilon must be in [0, 1], got 1.5"),

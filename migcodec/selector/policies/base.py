@@ -40,6 +40,8 @@ class PolicyError(ValueError):
 
 
 #: the largest finite float: a bound every finite count, time and reward is within
+#: the largest seed a policy takes: what numpy's and scikit-learn's generators take
+MAX_SEED = 2**32 - 1
 _LARGEST = sys.float_info.max
 
 
@@ -367,7 +369,16 @@ class Policy(ABC):
                 needed = f"{'>' if open_low else '>='} {_show(low)}"
             else:
                 needed = f"in {'(' if open_low else '['}{_show(low)}, {_show(high)}]"
-            raise PolicyError(f"policy {self.name!r}: {key} must be {needed}, got {value!r}")
+            # as written, but an integer of more than 15 digits (1e30 as a parameter) in
+            # exponent form, not as 31 digits
+            big = number and isinstance(value, int) and abs(value) >= 10**15
+            shown = f"{value:.3g}" if big else repr(value)
+            raise PolicyError(f"policy {self.name!r}: {key} must be {needed}, got {shown}")
+
+    def _require_seed(self, seed: int) -> None:
+        """Refuse a ``seed`` outside what every random generator here takes: scikit-learn's
+        takes at most 2**32 - 1, and refused more in its own words, of no policy."""
+        self._require("seed", seed, 0, MAX_SEED)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Policy) and self.get_config() == other.get_config()

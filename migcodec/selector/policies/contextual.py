@@ -145,7 +145,7 @@ class SgdRegression(Policy):
     ) -> None:
         self._require("epsilon", epsilon, 0, 1)
         self._require("refit_every", refit_every, 1, MAX_WINDOWS)
-        self._require("seed", seed, 0)
+        self._require_seed(seed)
         self.epsilon, self.refit_every, self.background, self.seed = (
             epsilon,
             refit_every,
