@@ -1293,4 +1293,7 @@ def test_a_dirty_rate_a_synthetic_trace_cannot_hold_is_refused_not_capped(tmp_pa
         "100 ms windows; give at least 40KiB/s, or longer --window-ms\n"
     )
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    # a count of 300 digits is shown in exponent form
+    assert main([*argv, "--out", str(tmp_path / "a"), "--dirty-rate", "1e308"]) == 2
+    assert " dirties 2.44e+303 pages in some of the 100 ms windows" in capsys.readouterr().err
     assert main([*argv, "--out", str(tmp_path / "c"), "--dirty-rate", "10MiB/s"]) == 0

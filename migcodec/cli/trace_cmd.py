@@ -75,7 +75,9 @@ def _check_dirty_rate(args: argparse.Namespace, spec) -> None:
     if most > spec.n_pages:
         top = spec.n_pages * spec.page_size / spec.window_s / max(fractions)
         raise ValueError(
-            f"--dirty-rate {format_rate(args.dirty_rate)} dirties {most:.0f} pages in some of "
+            f"--dirty-rate {format_rate(args.dirty_rate)} dirties "
+            # a count of 300 digits (--dirty-rate 1e308) in exponent form
+            f"{f'{most:.0f}' if most < 1e15 else f'{most:.3g}'} pages in some of "
             f"the {window}, more than the memory's {spec.n_pages} pages, and a window dirties "
             f"each page at most once; give at most {format_rate(top)}, or more --pages"
         )
