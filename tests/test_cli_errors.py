@@ -350,9 +350,33 @@ def test_memory_a_process_limit_refuses_past_the_checks_is_one_line(capsys, monk
     assert capsys.readouterr() == (
         "",
         "migcodec bench: out of memory (Unable to allocate 23.8 MiB for an array): this "
-        "command needs more memory than this process may use; give it smaller sizes "
-        "(--memory, --pages, --batch-pages) or raise the process's memory limit\n",
+        "command needs more memory than this process may use; give it fewer --pages or raise "
+        "the process's memory limit\n",
     )
+
+
+def test_out_of_memory_names_options_of_the_command_that_ran():
+    """`trace info` out of memory was told to give smaller --memory, --pages and
+    --batch-pages, options it does not have."""
+    from migcodec.cli import _SMALLER, build_parser
+
+    parser = build_parser()
+    for name, smaller in _SMALLER.items():
+        options = {
+            option
+            for action in _subparser(parser, name)._actions
+            for option in action.option_strings
+        }
+        named = {word.strip("(),") for word in smaller.split() if word.startswith(("--", "(--"))}
+        # receive's guest is sized by the source's --memory
+        allowed = options | ({"--memory"} if name == "receive" else set())
+        assert named <= allowed, (name, named - allowed)
+    commands = {
+        f"{name} {sub}" if sub else name
+        for name, command in _subparser(parser, "").items()
+        for sub in (_subcommands(command) or [""])
+    }
+    assert set(_SMALLER) == commands - {"codecs"}  # listing the plugins allocates nothing
 
 
 def test_a_thread_a_process_limit_refuses_is_one_line(capsys, monkeypatch):
@@ -1297,3 +1321,21 @@ def test_a_dirty_rate_a_synthetic_trace_cannot_hold_is_refused_not_capped(tmp_pa
     assert main([*argv, "--out", str(tmp_path / "a"), "--dirty-rate", "1e308"]) == 2
     assert " dirties 2.44e+303 pages in some of the 100 ms windows" in capsys.readouterr().err
     assert main([*argv, "--out", str(tmp_path / "c"), "--dirty-rate", "10MiB/s"]) == 0
+
+
+def _subcommands(parser) -> dict:
+    """``parser``'s commands by name (none for a parser without them)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices
+    return {}
+
+
+def _subparser(parser, name: str):
+    """The parser of command ``name`` (``trace info``: two levels down); with ``""``, the
+    top-level commands by name."""
+    if not name:
+        return _subcommands(parser)
+    for word in name.split():
+        parser = _subcommands(parser)[word]
+    return parser

@@ -68,6 +68,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: what each command takes smaller to need less memory (its own options, not another's)
+_SMALLER = {
+    "bench": "fewer --pages",
+    "migrate": "a smaller --memory",
+    "send": "a smaller --memory",
+    "receive": "a smaller guest (the source's --memory)",
+    "evaluate": "fewer --pages (with --workload) or a smaller --batch-pages",
+    "trace synth": "fewer --pages",
+    "trace capture": "a smaller --max-pages",
+    "trace info": "a smaller --sample",
+    "trace import-qemu": "a stream of a smaller guest",
+}
+
+
 def _name(args: argparse.Namespace) -> str:
     """``migrate``, ``trace synth``: how messages name the command that ran."""
     return " ".join(filter(None, [args.command, getattr(args, "trace_command", None)]))
@@ -121,10 +135,11 @@ def _run(args: argparse.Namespace) -> int:
         # the checks before each large allocation read the machine's free memory; a limit
         # on this process (ulimit -v, a container's) can still refuse one: said in one line
         detail = f" ({exc})" if str(exc) else ""
+        smaller = _SMALLER.get(_name(args), "smaller sizes")
         print(
             f"migcodec {_name(args)}: out of memory{detail}: this command needs more memory "
-            "than this process may use; give it smaller sizes (--memory, --pages, "
-            "--batch-pages) or raise the process's memory limit",
+            f"than this process may use; give it {smaller} or raise the process's memory "
+            "limit",
             file=sys.stderr,
         )
         return 1
