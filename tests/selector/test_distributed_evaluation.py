@@ -283,6 +283,17 @@ def test_a_scheduler_address_where_something_else_answers_is_one_line(capsys):
     assert err.count("\n") == 1
 
 
+@pytest.mark.parametrize("address", ["tcp://", "tcp://127.0.0.1", "tcp://:8786", "tls://h:99999"])
+def test_a_scheduler_address_without_host_and_port_is_refused_before_connecting(capsys, address):
+    """`tcp://` was tried, and Dask's complaint read as "what answers at tcp:// is not a
+    Dask scheduler", where nothing answered."""
+    assert main(["evaluate", str(TRACES[0]), "--scheduler", address]) == 2
+    assert capsys.readouterr().err == (
+        f"migcodec evaluate: --scheduler {address} names no scheduler's HOST:PORT; give one "
+        "as `dask scheduler` prints it (e.g. tcp://127.0.0.1:8786), or local\n"
+    )
+
+
 def test_a_grid_is_checked_before_any_table_is_measured(tmp_path, capsys):
     trace = str(TRACES[0])
     cached = set(TRACES[0].glob("selector-table-*"))  # an evaluation in place may leave some

@@ -289,6 +289,26 @@ def _value(x: Any) -> Any:
 
 
 # -- client side --------------------------------------------------------------------------
+def _check_address(spec: str) -> None:
+    """Refuse a scheduler URL without a host and a port before connecting: ``tcp://`` was
+    tried, and Dask's complaint about it read as something other than a scheduler
+    answering."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(spec)
+    if parts.scheme not in ("tcp", "tls"):  # other transports address workers otherwise
+        return
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or past 65535
+        port = None
+    if not parts.hostname or port is None:
+        raise SchedulerError(
+            f"--scheduler {spec} names no scheduler's HOST:PORT; give one as `dask scheduler` "
+            "prints it (e.g. tcp://127.0.0.1:8786), or local"
+        )
+
+
 @dataclass
 class Cluster:
     """A connection to a Dask cluster, and the cluster itself for ``local:N``.
@@ -333,6 +353,7 @@ class Cluster:
                 )
             self.client = distributed.Client(self._cluster)
         elif "://" in spec:
+            _check_address(spec)
             try:
                 self.client = distributed.Client(spec, timeout=CONNECT_TIMEOUT_S)
             except (OSError, TimeoutError) as exc:
