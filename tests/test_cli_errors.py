@@ -338,21 +338,41 @@ def test_workload_windows_larger_than_the_machine_has_are_refused_before_making_
     )
 
 
-def test_memory_a_process_limit_refuses_past_the_checks_is_one_line(capsys, monkeypatch):
-    """The checks before large allocations read the machine's free memory; a limit on the
-    process (ulimit -v, a container's) can refuse one they let through."""
-
+@pytest.mark.parametrize(
+    ("error", "said"),
+    [
+        (  # the checks before large allocations read the machine's free memory; a limit on
+            # the process (ulimit -v, a container's) can refuse one they let through
+            MemoryError("Unable to allocate 23.8 MiB for an array"),
+            "out of memory (Unable to allocate 23.8 MiB for an array): this command needs "
+            "more memory than this process may use; give it fewer --pages or raise the "
+            "process's memory limit",
+        ),
+        (  # a thread's stack counts against ulimit -v as a buffer does: `bench --workers
+            # 256` under a limit ended in RuntimeError: can't start new thread
+            RuntimeError("can't start new thread"),
+            "cannot start another thread (can't start new thread): this process may not use "
+            "that many threads or that much memory; give it fewer --workers, or raise the "
+            "process's limits",
+        ),
+    ],
+)
+def test_what_a_process_limit_refuses_past_the_checks_is_one_line(capsys, monkeypatch, error, said):
     def refused(*args, **kwargs):
-        raise MemoryError("Unable to allocate 23.8 MiB for an array")
+        raise error
 
     monkeypatch.setattr("migcodec.bench.run_bench", refused)
     assert main(["bench", "--pages", "64", "--codecs", "raw"]) == 1
-    assert capsys.readouterr() == (
-        "",
-        "migcodec bench: out of memory (Unable to allocate 23.8 MiB for an array): this "
-        "command needs more memory than this process may use; give it fewer --pages or raise "
-        "the process's memory limit\n",
-    )
+    assert capsys.readouterr() == ("", f"migcodec bench: {said}\n")
+
+
+def test_another_runtime_error_is_not_taken_for_a_refused_thread(monkeypatch):
+    def other(*args, **kwargs):
+        raise RuntimeError("something else")
+
+    monkeypatch.setattr("migcodec.bench.run_bench", other)
+    with pytest.raises(RuntimeError, match="something else"):
+        main(["bench", "--pages", "64", "--codecs", "raw"])
 
 
 def test_out_of_memory_names_options_of_the_command_that_ran():
@@ -377,30 +397,6 @@ def test_out_of_memory_names_options_of_the_command_that_ran():
         for sub in (_subcommands(command) or [""])
     }
     assert set(_SMALLER) == commands - {"codecs"}  # listing the plugins allocates nothing
-
-
-def test_a_thread_a_process_limit_refuses_is_one_line(capsys, monkeypatch):
-    """A thread's stack counts against ulimit -v as a buffer does: `bench --workers 256`
-    under a limit ended in RuntimeError: can't start new thread."""
-
-    def refused(*args, **kwargs):
-        raise RuntimeError("can't start new thread")
-
-    monkeypatch.setattr("migcodec.bench.run_bench", refused)
-    assert main(["bench", "--pages", "64", "--codecs", "raw"]) == 1
-    assert capsys.readouterr() == (
-        "",
-        "migcodec bench: cannot start another thread (can't start new thread): this process "
-        "may not use that many threads or that much memory; give it fewer --workers, or raise "
-        "the process's limits\n",
-    )
-
-    def other(*args, **kwargs):
-        raise RuntimeError("something else")
-
-    monkeypatch.setattr("migcodec.bench.run_bench", other)
-    with pytest.raises(RuntimeError, match="something else"):  # not taken for a thread's
-        main(["bench", "--pages", "64", "--codecs", "raw"])
 
 
 @pytest.mark.parametrize("command", ["migrate", "evaluate"])

@@ -146,7 +146,7 @@ def test_synth_refuses_an_output_that_is_a_file_or_holds_other_things(tmp_path, 
         )
     assert sorted(p.name for p in busy.iterdir()) == ["notes.txt"]
     assert main([*SYNTH, "--out", ""]) == 2
-    assert "empty path" in capsys.readouterr().err
+    assert "names no directory" in capsys.readouterr().err
     empty = tmp_path / "empty"
     empty.mkdir()
     assert main([*SYNTH, "--out", str(empty)]) == 0
