@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -57,10 +58,23 @@ LOTO_GRID = {
 }
 
 
+def _r(ratio: float) -> str:
+    """A ratio to three decimals, or as many more (up to six) as it takes to tell it from
+    1 when it is not 1: rounded to 1.000, a cell 0.02 % behind its best fixed arm read as
+    level with it."""
+    for digits in range(3, 7):
+        text = f"{ratio:.{digits}f}"
+        if ratio == 1 or text.rstrip("0") != "1.":
+            return text
+    # nearer 1 than six decimals: rounded away from it, on the side it lies
+    scaled = ratio * 1e6
+    return f"{(math.floor(scaled) if ratio < 1 else math.ceil(scaled)) / 1e6:.6f}"
+
+
 def _fmt(values: list[float]) -> str:
     if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{statistics.median(values):.3f} ({min(values):.3f}-{max(values):.3f})"
+        return _r(values[0])
+    return f"{_r(statistics.median(values))} ({_r(min(values))}-{_r(max(values))})"
 
 
 def _machine(machine: dict | None) -> str:
@@ -136,21 +150,21 @@ def render_markdown(doc: dict) -> str:
         auto = calibrated[(trace, link, "auto")]
         m_auto = measured[(trace, link, "auto")]
         ucb = calibrated.get((trace, link, "d-ucb"))
-        ucb_text = f"{ucb['vs_oracle']:.3f}" if ucb else "-"
+        ucb_text = _r(ucb["vs_oracle"]) if ucb else "-"
         columns["o"].append(auto["vs_oracle"])
         columns["f"].append(auto["vs_best_fixed"])
         columns["mo"].append(statistics.median(m_auto["vs_oracle"]))
         columns["mf"].append(statistics.median(m_auto["vs_best_fixed"]))
         lines.append(
-            f"| {trace} | {name(link)} | {arm} ({best['vs_oracle']:.3f}) "
-            f"| {auto['vs_oracle']:.3f} | {auto['vs_best_fixed']:.3f} "
+            f"| {trace} | {name(link)} | {arm} ({_r(best['vs_oracle'])}) "
+            f"| {_r(auto['vs_oracle'])} | {_r(auto['vs_best_fixed'])} "
             f"| {_fmt(m_auto['vs_oracle'])} | {_fmt(m_auto['vs_best_fixed'])} "
             f"| {ucb_text} |"
         )
     lines.append(
         "| mean (min) | | | "
         + " | ".join(
-            f"{statistics.fmean(columns[k]):.3f} ({min(columns[k]):.3f})"
+            f"{_r(statistics.fmean(columns[k]))} ({_r(min(columns[k]))})"
             for k in ("o", "f", "mo", "mf")
         )
         + " | |"
@@ -174,14 +188,14 @@ def render_markdown(doc: dict) -> str:
             for link in links:
                 held[link].append((row[f"{link} vs_oracle"], row[f"{link} vs_best_fixed"]))
             scores = " | ".join(
-                f"{held[link][-1][0]:.3f}, {held[link][-1][1]:.3f}" for link in links
+                f"{_r(held[link][-1][0])}, {_r(held[link][-1][1])}" for link in links
             )
             lines.append(f"| {row['held_out']} | {params} | {scores} |")
         summary = []
         for link in links:
             o, f = zip(*held[link], strict=True)
             mean_o, mean_f = statistics.fmean(o), statistics.fmean(f)
-            summary.append(f"{mean_o:.3f} ({min(o):.3f}), {mean_f:.3f} ({min(f):.3f})")
+            summary.append(f"{_r(mean_o)} ({_r(min(o))}), {_r(mean_f)} ({_r(min(f))})")
         lines.append("| mean (min) | | " + " | ".join(summary) + " |")
     if doc.get("cpu_vs_model"):
         lines += _fidelity_lines(doc)

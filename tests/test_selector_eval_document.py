@@ -148,3 +148,12 @@ def test_links_and_policies_given_twice_are_all_evaluated():
     assert args.policies == ["auto", "fixed:arm=1"]
     _, args = module.parse_args([])
     assert args.links == ["1Gbit", "10Gbit"] and args.policies == list(module.DEFAULT_POLICIES)
+
+
+def test_a_ratio_a_hair_from_1_is_shown_on_its_side_of_1() -> None:
+    """Rounded to three decimals, a cell 0.03 % behind its best fixed arm read 1.000, level
+    with it: the document's claim is which side of 1 each cell lies on."""
+    module = benchmark_module("selector_eval")
+    shown = [module._r(x) for x in (0.99966, 1.00041, 1.0, 0.98, 1.0349, 0.99999999)]
+    assert shown == ["0.9997", "1.0004", "1.000", "0.980", "1.035", "0.999999"]
+    assert module._fmt([0.9996, 0.99, 1.0]) == "0.9996 (0.990-1.000)"
