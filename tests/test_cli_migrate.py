@@ -50,9 +50,10 @@ def test_sweep_plot_writes_a_png(tmp_path, capsys):
     code = main(["migrate", *TINY, *fast, "--sweep-dirty-rate", "--json", "--plot", str(png)])
     sweep = json.loads(capsys.readouterr().out)
     assert sweep["runs"] and all("iteration_log" in r for r in sweep["runs"])
-    migrated = any(r["succeeded"] for r in sweep["runs"])
-    assert code == (0 if migrated else 1)
-    assert (sweep["largest_dirty_rate"] is None) is not migrated
+    # the status is the document's verdict: a rate that migrated (in most of its runs), or
+    # none (null), which also names no rate 0.0
+    largest = sweep["largest_dirty_rate"]
+    assert code == (0 if largest is not None else 1) and largest != 0.0
     assert_png(png)
 
 

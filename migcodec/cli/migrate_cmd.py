@@ -201,8 +201,9 @@ def run_migrate(args: argparse.Namespace) -> int:
         best, runs = largest_converging_rate(migrate_at, repeats=args.repeats)
     # every rate tried converged: the search stopped at its own top, not at a failure
     unbounded = bool(runs) and all(r.succeeded for r in runs)
-    # none did: no rate was shown to migrate, not even the lowest (0.0 would say one was)
-    migrated = any(r.succeeded for r in runs)
+    # none did (in most of its runs, with --repeats): no rate was shown to migrate, not
+    # even the lowest (0.0 would say one was)
+    migrated = best > 0
     if args.json:
         document = {
             "largest_dirty_rate": best if migrated else None,
@@ -225,9 +226,10 @@ def run_migrate(args: argparse.Namespace) -> int:
     if not migrated:
         lowest = min(r.dirty_rate for r in runs) / 1e6
         print(
-            f"migcodec {args.command}: no dirty rate tried migrated with {args.codec}: even "
-            f"{lowest:.1f} MB/s failed (each run says why); give it more --max-time, a faster "
-            "--link or less --memory",
+            f"migcodec {args.command}: no dirty rate tried migrated with {args.codec}"
+            f"{' in most of its runs' if args.repeats > 1 else ''}: even {lowest:.1f} MB/s "
+            "failed (each run says why); give it more --max-time, a faster --link or less "
+            "--memory",
             file=sys.stderr,
         )
         return 1

@@ -8,6 +8,7 @@ report all name the same thing. Arms are parsed from the command line as ``name`
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -137,7 +138,7 @@ def parse_arms(text: str | None) -> list[Arm]:
             "give each arm once"
         )
     # written apart, configured alike: `lz4` and `lz4:acceleration=1` build one codec
-    built: dict[tuple, Arm] = {}
+    built: dict[str, Arm] = {}
     for arm in arms:
         same = built.setdefault(_built_config(arm), arm)
         if same is not arm:
@@ -148,10 +149,12 @@ def parse_arms(text: str | None) -> list[Arm]:
     return arms
 
 
-def _built_config(arm: Arm) -> tuple:
+def _built_config(arm: Arm) -> str:
     """The config of the codec ``arm`` builds (its defaults filled in), or its own where it
-    builds none here (a plugin this host lacks: a cluster's workers may have it)."""
+    builds none here (a plugin this host lacks: a cluster's workers may have it), as JSON:
+    a value may be a list or an object, which no tuple of it could be hashed with."""
     try:
-        return tuple(sorted(arm.codec.get_config().items()))
+        config = arm.codec.get_config()
     except Exception:  # a plugin missing here, or a config it refuses (refused when built)
-        return arm.config
+        config = arm.get_config()
+    return json.dumps(config, sort_keys=True, default=repr)
