@@ -1222,3 +1222,28 @@ def test_a_trial_by_wall_clock_takes_more_batches_than_by_cpu_time():
         policy._played_bytes = 100 * 10_000 * PAGE
         assert policy._pick(_features(10_000, delta_bytes=400.0), loss, out, cpu) == 3
         assert policy.split() == (1, batches * 64), clock
+
+
+def test_a_bound_policy_pickles_and_goes_on_as_the_original_does():
+    """Its delta arms' filter is read through a view of its state, which no pickle holds:
+    the copy makes the view again, of its own state, and decides as the original."""
+    import copy
+    import pickle
+
+    outcome = Outcome(1000 * PAGE, 60 * 1000, 1e-3, 1e-3)
+
+    def play(policy, samples):
+        for each in samples:
+            f = _features(1000, delta_bytes=each)
+            policy.probe_mask(f)
+            policy.update(policy.choose(f), 1e9, f, outcome)
+        return policy
+
+    for duplicate in (lambda p: pickle.loads(pickle.dumps(p)), copy.deepcopy):
+        original = play(_auto(125e6), (40.0, 80.0))
+        copied = duplicate(original)
+        assert copied._delta_view.obj is copied._delta_state is not original._delta_state
+        play(copied, (20.0, 400.0, 40.0))
+        play(original, (20.0, 400.0, 40.0))
+        np.testing.assert_array_equal(copied._delta_state, original._delta_state)
+        assert copied.cpu_arm == original.cpu_arm and copied.delta_bias == original.delta_bias

@@ -456,6 +456,27 @@ class Auto(Policy):
         self.upkeep, self.batch_pages = upkeep, batch_pages
         self.negligible, self.balance = negligible, balance
 
+    # -- pickling ----------------------------------------------------------------------
+    def __getstate__(self):
+        """The policy's state without ``_delta_view``, which no pickle holds (a view of
+        ``_delta_state``, made again by :meth:`__setstate__`): a bound policy is copied and
+        pickled as one that has not been bound is."""
+        state = object.__getstate__(self)
+        if isinstance(state, tuple) and state[1] and "_delta_view" in state[1]:
+            slots = {k: v for k, v in state[1].items() if k != "_delta_view"}
+            state = (state[0], slots)
+        return state
+
+    def __setstate__(self, state) -> None:
+        attributes, slots = state if isinstance(state, tuple) else (state, None)
+        if attributes:
+            self.__dict__.update(attributes)
+        for key, value in (slots or {}).items():
+            object.__setattr__(self, key, value)
+        delta_state = slots.get("_delta_state") if slots else None
+        if delta_state is not None:
+            self._delta_view = memoryview(delta_state)
+
     # -- state -----------------------------------------------------------------------
     def _reset(self) -> None:
         k = self.n_arms
@@ -850,9 +871,8 @@ class Auto(Policy):
         # clipped, and the grid's look-up, in conditional expressions: min and max calls
         # cost several times as much, once per window
         each = 1.0 if each < 1.0 else page_size if page_size < each else each
-        step = int(math.log(page_size / each) * _GRID_SCALE)  # _grid_step, inline
-        own = self._cost_rows[arm][step if step < _GRID_STEPS else _GRID_STEPS] + changes
-        return own if fallback is None else fallback[0] * own + fallback[3]  # _delta_page_cost
+        own = self._cost_rows[arm][_grid_step(math.log(page_size / each))] + changes
+        return own if fallback is None else self._delta_page_cost(own, fallback)
 
     def _window(
         self, f: WindowFeatures, pages: float | None, zero_share: float | None = None

@@ -93,7 +93,7 @@ class EpsilonGreedy(_Counting):
         self._require("epsilon", epsilon, 0, 1)
         if step is not None:
             self._require("step", step, 0, 1, open_low=True)
-        self._require_seed(seed)
+        self._require("seed", seed, 0)
         self.epsilon, self.step, self.seed = epsilon, step, seed
 
     def _reset(self) -> None:
@@ -227,7 +227,7 @@ class GaussianThompson(_Counting):
 
     def __init__(self, discount: float = 0.97, seed: int = 0) -> None:
         self._require("discount", discount, 0, 1, open_low=True)
-        self._require_seed(seed)
+        self._require("seed", seed, 0)
         self.discount, self.seed = discount, seed
 
     def _reset(self) -> None:

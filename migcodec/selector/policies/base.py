@@ -40,8 +40,6 @@ class PolicyError(ValueError):
 
 
 #: the largest finite float: a bound every finite count, time and reward is within
-#: the largest seed a policy takes: what numpy's and scikit-learn's generators take
-MAX_SEED = 2**32 - 1
 _LARGEST = sys.float_info.max
 
 
@@ -374,11 +372,6 @@ class Policy(ABC):
             big = number and isinstance(value, int) and abs(value) >= 10**15
             shown = f"{value:.3g}" if big else repr(value)
             raise PolicyError(f"policy {self.name!r}: {key} must be {needed}, got {shown}")
-
-    def _require_seed(self, seed: int) -> None:
-        """Refuse a ``seed`` outside what every random generator here takes: scikit-learn's
-        takes at most 2**32 - 1, and refused more in its own words, of no policy."""
-        self._require("seed", seed, 0, MAX_SEED)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Policy) and self.get_config() == other.get_config()

@@ -46,6 +46,10 @@ def design(context: np.ndarray) -> np.ndarray:
 N_DESIGN = 9
 
 
+#: the largest seed ``sgd`` takes: what scikit-learn's SGDRegressor takes
+SGD_MAX_SEED = 2**32 - 1
+
+
 class LinearRLS(Policy):
     """Per-arm linear reward model by recursive least squares, LinUCB exploration.
 
@@ -145,7 +149,9 @@ class SgdRegression(Policy):
     ) -> None:
         self._require("epsilon", epsilon, 0, 1)
         self._require("refit_every", refit_every, 1, MAX_WINDOWS)
-        self._require_seed(seed)
+        # scikit-learn's generator takes at most 2**32 - 1, and refused more in its own
+        # words, naming no policy
+        self._require("seed", seed, 0, SGD_MAX_SEED)
         self.epsilon, self.refit_every, self.background, self.seed = (
             epsilon,
             refit_every,
