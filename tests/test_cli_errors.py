@@ -366,6 +366,25 @@ def test_what_a_process_limit_refuses_past_the_checks_is_one_line(capsys, monkey
     assert capsys.readouterr() == ("", f"migcodec bench: {said}\n")
 
 
+def test_a_refused_thread_names_workers_only_where_the_command_has_them(
+    tmp_path, capsys, monkeypatch
+):
+    """`trace synth` starts a thread pool of its own (its writer's), and has no --workers
+    to give."""
+
+    def refused(*args, **kwargs):
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr("migcodec.cli.trace_cmd.TraceWriter", refused)
+    out = str(tmp_path / "t")
+    assert main(["trace", "synth", "--workload", "text", "--out", out]) == 1
+    assert capsys.readouterr().err == (
+        "migcodec trace synth: cannot start another thread (can't start new thread): this "
+        "process may not use that many threads or that much memory; raise the process's "
+        "limits\n"
+    )
+
+
 def test_another_runtime_error_is_not_taken_for_a_refused_thread(monkeypatch):
     def other(*args, **kwargs):
         raise RuntimeError("something else")

@@ -22,6 +22,7 @@ from migcodec.cli.args import (
     OUTPUT_FULL,
     CommandLineError,
     Parser,
+    thread_refused,
 )
 from migcodec.cli.args import silence_stdout as _silence_stdout
 from migcodec.codecs import CodecError
@@ -80,6 +81,10 @@ _SMALLER = {
     "trace info": "a smaller --sample",
     "trace import-qemu": "a stream of a smaller guest",
 }
+
+
+#: commands that start a thread per --workers (evaluate's is the objective's worker count)
+_WORKER_THREADS = ("bench", "migrate", "send")
 
 
 def _name(args: argparse.Namespace) -> str:
@@ -144,14 +149,15 @@ def _run(args: argparse.Namespace) -> int:
         )
         return 1
     except RuntimeError as exc:
-        if "can't start new thread" not in str(exc):
+        if not thread_refused(exc):
             raise
         # a thread's stack is memory too: a limit on this process refuses one as it would
-        # a large buffer, and the threads a command starts follow its --workers
+        # a large buffer; the commands whose threads follow --workers say so
+        fewer = "give it fewer --workers, or " if _name(args) in _WORKER_THREADS else ""
         print(
             f"migcodec {_name(args)}: cannot start another thread ({exc}): this process may "
-            "not use that many threads or that much memory; give it fewer --workers, or "
-            "raise the process's limits",
+            f"not use that many threads or that much memory; {fewer}raise the process's "
+            "limits",
             file=sys.stderr,
         )
         return 1

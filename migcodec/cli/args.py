@@ -365,6 +365,12 @@ def reported_by_main(exc: BaseException) -> bool:
         return True
     if isinstance(exc, OSError):
         return exc.filename is None and exc.errno in OUTPUT_FULL
+    return thread_refused(exc)
+
+
+def thread_refused(exc: BaseException) -> bool:
+    """Whether ``exc`` is the interpreter's refusal of a new thread (a process limit on
+    threads, or on memory, which a thread's stack counts against)."""
     return isinstance(exc, RuntimeError) and "can't start new thread" in str(exc)
 
 

@@ -262,16 +262,23 @@ def _check_not_a_trace_file(table: Path) -> None:
 def _check_workload_memory(args: argparse.Namespace) -> None:
     """Refuse page generators' windows this machine cannot hold, before they are made (as
     ``migrate`` refuses a ``--memory`` that large): each window holds ``--pages`` pages and
-    the window before's as its previous contents (a preset's memory grows to hold them:
-    ``workload_windows``)."""
+    the window before's as its previous contents, and a preset's memory as well where it
+    grows to hold them (``workload_windows``; a preset's own memory is small)."""
+    from migcodec.datasets import get_workload
     from migcodec.datasets.pages import DEFAULT_PAGE_SIZE as PAGE
+    from migcodec.datasets.presets import workload_names
     from migcodec.engine.guest_memory import GuestMemoryError, check_available
     from migcodec.units import format_size
 
+    copies = 2
+    if args.workload in workload_names():
+        if args.pages <= get_workload(args.workload).n_pages:
+            return
+        copies = 3  # the memory grown to the window's size, the window, the one before
     window = format_size(args.pages * PAGE)
     what = f"--pages {args.pages} (windows of {window} and the window before's)"
     try:
-        check_available(2 * args.pages * PAGE, what, "use a smaller --pages")
+        check_available(copies * args.pages * PAGE, what, "use a smaller --pages")
     except GuestMemoryError as exc:
         raise CommandLineError(str(exc)) from None
 

@@ -370,8 +370,9 @@ def _open_shm(name: str, size: int | None, page_size: int, must_exist: bool) -> 
             if n_pages * page_size > shm.size:
                 raise GuestMemoryError(
                     f"{what} holds {shm.size} bytes; the guest needs {n_pages * page_size} "
-                    f"(a shared-memory region cannot grow): give --memory {shm.size} or "
-                    f"less, or remove the region (rm /dev/shm/{name}) to have one made"
+                    f"(a shared-memory region cannot grow): migrate a guest of {shm.size} "
+                    f"bytes or less (--memory, on the source), or remove the region (rm "
+                    f"/dev/shm/{name}) to have one made"
                 )
         _reserve_region(shm, n_pages * page_size, what)
     except BaseException:

@@ -96,7 +96,8 @@ def test_a_region_smaller_than_the_memory_asked_is_refused_and_left_in_place(for
         open_guest_memory(8 * PAGE, PAGE, shm_name=shm_name)
     assert str(err.value).endswith(
         f"holds {4 * PAGE} bytes; the guest needs {8 * PAGE} (a shared-memory region cannot "
-        f"grow): give --memory {4 * PAGE} or less, or remove the region (rm /dev/shm/"
+        f"grow): migrate a guest of {4 * PAGE} bytes or less (--memory, on the source), or "
+        f"remove the region (rm /dev/shm/"
         f"{shm_name}) to have one made"
     )
     assert (SHM_DIR / shm_name).stat().st_size == 4 * PAGE

@@ -338,6 +338,11 @@ def test_a_trace_at_a_path_that_is_no_utf8_is_written_and_evaluated(tmp_path, ca
     import os
 
     trace = tmp_path / os.fsdecode(b"t\xff")
+    try:
+        trace.mkdir()
+    except OSError as exc:  # a file system that takes only UTF-8 names
+        pytest.skip(f"this file system refuses the name: {exc}")
+    trace.rmdir()
     synth = ["trace", "synth", "--workload", "text", "--pages", "16", "--windows", "2"]
     assert main([*synth, "--out", str(trace)]) == 0
     assert os.fsencode(trace) + b": 2 windows" in capsysbinary.readouterr().out

@@ -81,10 +81,10 @@ CHANGES = [
     ),
     (_set("phases", ["a"]), "it holds 1 phases for 3 windows"),
     (_set("arms", [{"codec": "raw"}, {"name": "lz4"}]), r"its arms are \[\{'codec': 'raw'\}"),
-    (_meta("page_size", "x"), "its page_size is 'x', not a multiple of 8 bytes up to 2097152"),
-    (_meta("page_size", 0), "its page_size is 0, not a multiple of 8 bytes up to 2097152"),
-    (_meta("page_size", 4100), "its page_size is 4100, not a multiple of 8 bytes"),
-    (_meta("page_size", 2**80), f"its page_size is {2**80}, not a multiple of 8 bytes up"),
+    (_meta("page_size", "x"), "its page_size is 'x', not a multiple of 8 from 8 to 2097152"),
+    (_meta("page_size", 0), "its page_size is 0, not a multiple of 8 from 8 to 2097152"),
+    (_meta("page_size", 4100), "its page_size is 4100, not a multiple of 8 from 8 to"),
+    (_meta("page_size", 2**80), f"its page_size is {2**80}, not a multiple of 8 from 8 to"),
     (
         _meta("kinds", ["raw"]),
         r"its kinds are \['raw'\]; they should be one of compress, delta, raw per arm "

@@ -35,7 +35,7 @@ import numpy as np
 
 from migcodec.codecs import Batch, Codec, CodecKind, DestinationMirror
 from migcodec.datasets import Window
-from migcodec.datasets.trace.schema import MAX_PAGE_SIZE
+from migcodec.datasets.trace.schema import MANIFEST_SCHEMA
 from migcodec.files import json_problem, open_regular
 from migcodec.hashing import checksum, seal, unseal
 from migcodec.ram import short_of
@@ -211,10 +211,9 @@ def _check_table(table: Table) -> None:
     meta = table.meta
     page_size = meta.get("page_size", 4096)
     # as a trace's pages are (a page of 2**80 bytes reached numpy as an array dimension)
-    if type(page_size) is not int or not 8 <= page_size <= MAX_PAGE_SIZE or page_size % 8:
-        raise TableError(
-            f"its page_size is {page_size!r}, not a multiple of 8 bytes up to {MAX_PAGE_SIZE}"
-        )
+    rule = MANIFEST_SCHEMA["page_size"]
+    if type(page_size) is not int or not rule.check(page_size):
+        raise TableError(f"its page_size is {page_size!r}, not {rule.rule}")
     if table.pages is not None and (table.zero_pages > table.stored).any():
         raise TableError("array 'zero_pages' holds more zero pages than a window stored")
     kinds = meta.get("kinds")

@@ -60,8 +60,13 @@ def phase_generators(name: str) -> list[str] | None:
     ``phase_windows`` does not shape."""
     if name in workload_names():
         return None
-    phases = [p.strip() for p in name.split(",") if p.strip()]
+    phases = _generator_names(name)
     return phases if len(phases) > 1 else None
+
+
+def _generator_names(name: str) -> list[str]:
+    """The page generators a comma-separated workload ``name`` lists, in order."""
+    return [p.strip() for p in name.split(",") if p.strip()]
 
 
 def workload_windows(
@@ -85,7 +90,7 @@ def workload_windows(
             )
         yield from open_windows(spec)
         return
-    phases = phase_generators(name) or [p.strip() for p in name.split(",") if p.strip()]
+    phases = _generator_names(name)
     unknown = [p for p in phases if p not in GENERATORS]
     if not phases or unknown:
         raise WindowSourceError(
