@@ -969,8 +969,13 @@ EVALUATE = ["evaluate", "--workload", "text", "--windows", "2", "--pages", "8", 
         ),
         (  # one rate written three ways was replayed three times, and counted so overall
             ["--link", "1Gbit,1000Mbit,125MB/s"],
-            "--link '1Gbit,1000Mbit,125MB/s' names 1Gbit and 1000Mbit, one rate (1.25e+08 "
-            "bytes/s); name each link rate once",
+            "--link '1Gbit,1000Mbit,125MB/s' names 1Gbit and 1000Mbit, one rate: 1.25e+08 "
+            "bytes/s; name each link rate once",
+        ),
+        (
+            ["--link", "unlimited,100Gbit"],
+            "--link 'unlimited,100Gbit' names unlimited and 100Gbit, one rate: 1.25e+10 "
+            "bytes/s, as unlimited is modelled; name each link rate once",
         ),
         (  # one codec configured alike, measured as two arms
             ["--arms", "raw;lz4;lz4:acceleration=1"],

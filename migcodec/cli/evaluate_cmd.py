@@ -609,9 +609,10 @@ def _run(args: argparse.Namespace) -> int:
     for link in links:
         same = rates.setdefault(_link_rate(link), link)
         if same != link:
+            modelled = ", as unlimited is modelled" if "unlimited" in (same, link) else ""
             raise CommandLineError(
-                f"--link {args.link!r} names {same} and {link}, one rate "
-                f"({_link_rate(link):g} bytes/s); name each link rate once"
+                f"--link {args.link!r} names {same} and {link}, one rate: "
+                f"{_link_rate(link):g} bytes/s{modelled}; name each link rate once"
             )
     if args.table and args.table_dir:
         raise CommandLineError("give --table or --table-dir, not both")
