@@ -165,6 +165,17 @@ def test_bench_unknown_codec_exits_2_naming_the_installed_codecs(tmp_path):
     )
 
 
+@pytest.mark.parametrize("codecs", ["lz4;zstd", "lz4 zstd"])
+def test_codecs_separated_as_evaluate_separates_arms_are_named_as_such(capsys, codecs):
+    """`--arms` takes 'lz4;zstd'; here it read as one name that no plugin has, and the
+    message listed the installed codecs without saying why."""
+    assert main(["bench", "--codecs", codecs, "--pages", "4"]) == 2
+    assert capsys.readouterr().err == (
+        f"migcodec bench: --codecs {codecs!r}: {codecs!r} is no codec's name; separate "
+        "codecs with ',' (e.g. lz4,zstd)\n"
+    )
+
+
 def test_bench_unknown_workload_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as info:
         main(["bench", "--workload", "nope"])

@@ -96,6 +96,12 @@ def codec_names(text: str, option: str = "--codecs") -> list[str]:
             f"{option} {text!r} names no codec; write names such as lz4,zstd "
             "(`migcodec codecs` lists them)"
         )
+    listed = [name for name in names if ";" in name or " " in name]
+    if listed:  # `evaluate --arms` separates arms with ';': here it was read as one name
+        raise CommandLineError(
+            f"{option} {text!r}: {listed[0]!r} is no codec's name; separate codecs with ',' "
+            "(e.g. lz4,zstd)"
+        )
     check_once(names, option, text, "codec")
     return names
 
