@@ -30,16 +30,24 @@ def file_kind(mode: int) -> str:
     return next((text for test, text in kinds if test(mode)), "not a regular file")
 
 
+def special_kind(path: str | os.PathLike) -> str | None:
+    """What ``path`` is when it exists and is not a regular file (:func:`file_kind`: a
+    directory, a named pipe, a device...), else ``None`` (a regular file, or missing or
+    unreadable: opening it says so)."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    return None if stat.S_ISREG(mode) else file_kind(mode)
+
+
 def check_regular_file(path: str | os.PathLike, what: str, fix: str) -> None:
     """Refuse ``path`` unless it is a regular file (or missing: opening it says so), before
     it is opened: a FIFO's open blocks until a writer comes, a device never ends.
     Raises :class:`ValueError` ``"{what} {path} is <kind>, not a regular file; {fix}"``."""
-    try:
-        mode = os.stat(path).st_mode
-    except (OSError, ValueError):
-        return
-    if not stat.S_ISREG(mode):
-        raise ValueError(f"{what} {path} is {file_kind(mode)}, not a regular file; {fix}")
+    kind = special_kind(path)
+    if kind is not None:
+        raise ValueError(f"{what} {path} is {kind}, not a regular file; {fix}")
 
 
 class NotARegularFile(OSError):

@@ -20,13 +20,12 @@ import json
 import math
 import os
 import re
-import stat
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
-from migcodec.files import cannot_create_in, file_kind
+from migcodec.files import cannot_create_in, special_kind
 from migcodec.units import parse_rate, parse_size
 from migcodec.wire.format import MAX_BATCH_PAGES
 
@@ -312,13 +311,10 @@ def check_output_path(path: str | os.PathLike, option: str) -> None:
     parent = target.parent if str(target.parent) else Path(".")
     if target.is_dir():
         raise CommandLineError(f"{option} {path}: is a directory; give a file name, e.g. run.png")
-    try:
-        mode = target.stat().st_mode
-    except OSError:
-        mode = None  # missing (made at the end), or the directory's checks below say why
-    if mode is not None and not stat.S_ISREG(mode):
+    kind = special_kind(target)  # None when missing: made at the end
+    if kind is not None:
         raise CommandLineError(
-            f"{option} {path}: is {file_kind(mode)}, not a file; give a file name, e.g. run.png"
+            f"{option} {path}: is {kind}, not a file; give a file name, e.g. run.png"
         )
     if not parent.is_dir():
         raise CommandLineError(

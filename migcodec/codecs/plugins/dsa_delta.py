@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from migcodec.codecs import delta_kernels
-from migcodec.codecs.base import Probe
+from migcodec.codecs.base import Probe, is_integer
 from migcodec.codecs.delta import (
     RECORD_ENTRY_BYTES,
     STATUS_DELTA,
@@ -210,8 +210,7 @@ def check_max_record_size(max_record_size: object) -> None:
     """Raise :class:`ValueError` unless DML would accept ``max_record_size`` for Create Delta
     Record: the codec must refuse at configuration what the device would refuse per job."""
     if (
-        isinstance(max_record_size, bool)
-        or not isinstance(max_record_size, int)
+        not is_integer(max_record_size)
         or not MIN_RECORD_SIZE <= max_record_size <= MAX_RECORD_SIZE
         or max_record_size % ENTRY_BYTES
     ):

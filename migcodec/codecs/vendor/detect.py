@@ -15,11 +15,10 @@ from __future__ import annotations
 import ctypes
 import glob
 import os
-import stat
 import threading
 from dataclasses import dataclass
 
-from migcodec.files import file_kind
+from migcodec.files import special_kind
 
 
 @dataclass(frozen=True)
@@ -35,14 +34,10 @@ def open_library(name: str) -> ctypes.CDLL:
     """``ctypes.CDLL(name)``, refusing a path that is not a regular file with an
     :class:`OSError`, as the loader refuses what it cannot load: the loader's open of a
     named pipe (an environment variable pointed at one) waits for a writer forever."""
-    if os.sep in name:
-        try:
-            mode = os.stat(name).st_mode
-        except OSError:
-            pass  # missing or unreadable: the loader says so in its own words
-        else:
-            if not stat.S_ISREG(mode):
-                raise OSError(f"{name} is {file_kind(mode)}, not a shared library")
+    # missing or unreadable: the loader says so in its own words
+    kind = special_kind(name) if os.sep in name else None
+    if kind is not None:
+        raise OSError(f"{name} is {kind}, not a shared library")
     return ctypes.CDLL(name)
 
 
