@@ -350,7 +350,6 @@ class Auto(Policy):
         "_delta_pos",
         "_delta_samples",
         "_delta_state",
-        "_delta_view",
         "_expected",
         "_expected_out",
         "_fast",
@@ -456,27 +455,6 @@ class Auto(Policy):
         self.upkeep, self.batch_pages = upkeep, batch_pages
         self.negligible, self.balance = negligible, balance
 
-    # -- pickling ----------------------------------------------------------------------
-    def __getstate__(self):
-        """The policy's state without ``_delta_view``, which no pickle holds (a view of
-        ``_delta_state``, made again by :meth:`__setstate__`): a bound policy is copied and
-        pickled as one that has not been bound is."""
-        state = object.__getstate__(self)
-        if isinstance(state, tuple) and state[1] and "_delta_view" in state[1]:
-            slots = {k: v for k, v in state[1].items() if k != "_delta_view"}
-            state = (state[0], slots)
-        return state
-
-    def __setstate__(self, state) -> None:
-        attributes, slots = state if isinstance(state, tuple) else (state, None)
-        if attributes:
-            self.__dict__.update(attributes)
-        for key, value in (slots or {}).items():
-            object.__setattr__(self, key, value)
-        delta_state = slots.get("_delta_state") if slots else None
-        if delta_state is not None:
-            self._delta_view = memoryview(delta_state)
-
     # -- state -----------------------------------------------------------------------
     def _reset(self) -> None:
         k = self.n_arms
@@ -552,9 +530,6 @@ class Auto(Policy):
         size = 1 + len(self._delta_arms)
         # covariance and mean side by side, as kalman_update takes them (views of it)
         self._delta_state = np.zeros((size, size + 1))
-        # its entries as Python floats, read and written in place: a memoryview's element
-        # costs half a numpy array's (item, or an in-place add), several per window
-        self._delta_view = memoryview(self._delta_state)
         self._delta_cov = self._delta_state[:, :size]
         self._delta_cov[0, 0] = _CPU_DELTA_VAR
         for j in range(1, size):
@@ -1574,17 +1549,16 @@ class Auto(Policy):
         with the stream's time instead (:meth:`_retry_stale`). One call of the filters'
         update (:func:`~migcodec.selector.policies.kalman.kalman_update`) on a 3 by 4
         state for two delta arms."""
-        state, view = self._delta_state, self._delta_view
-        size = state.shape[0]
+        state, size = self._delta_state, self._delta_state.shape[0]
         j = self._delta_pos[arm]
-        view[j, j] += self._delta_drift
+        state[j, j] += self._delta_drift
         # the played arm's factor is the shared part plus its own: entries 0 and j
         kalman_update(state, j, False, y, _CPU_PLAY_VAR / weight)
         # each delta arm's factor, as _pick prices it (and its trial's, while untried)
-        family, untried = view[0, size], self._untried
+        family, untried = state.item(0, size), self._untried
         for p, a in enumerate(self._delta_arms, 1):
-            own = self.cpu_arm[a] = view[p, size]
-            self._cpu_arm_var[a] = view[p, p]
+            own = self.cpu_arm[a] = state.item(p, size)
+            self._cpu_arm_var[a] = state.item(p, p)
             self._arm_factor[a] = math.exp(family + own)
             if a in untried:
                 self._trial_prior(a)
