@@ -284,8 +284,8 @@ class TraceReader:
         index = self.location / INDEX
         # a closed trace's index holds exactly its windows' entries; an open one's, as many
         # as the writer appended before it stopped (a window each, however few pages the
-        # memory has: windows dirty the same pages again), read if memory holds them
-        # the writer makes it at open, empty until a window comes: missing, it is damage
+        # memory has: windows dirty the same pages again), read if memory holds them. The
+        # writer makes it at open, empty until a window comes: missing, it is damage
         limit = m["windows"] * INDEX_DTYPE.itemsize if m.get("complete") else None
         raw = _read_whole(index, limit)
         if len(raw) % INDEX_DTYPE.itemsize:
