@@ -7,10 +7,13 @@
  * the whole cost: four calls took about four microseconds a window on a loaded host, a
  * fifth of the window's decision and update. Here it is one pass over the state.
  *
- * observe(state, j, probe, y, noise) -> None
+ * observe(state, j, y, noise) -> None
  *   state: C-contiguous, writable float64, n rows of n + 1: the covariance, then the mean
- *   as the last column. The observation vector picks entries 0 and j (0 < j < n), and 1
- *   too when probe is true; y is the observed log ratio, noise its variance. The update is
+ *   as the last column. The observation vector picks entries 0 and j (0 < j < n): a
+ *   played window sees the part all arms share and its arm's own (the compressors' level
+ *   and offset, or the delta arms' CPU factors); y is the observation, noise its
+ *   variance. A probe sees more, and is numpy's (kalman.py): probes are not on every
+ *   window's path. The update is
  *   kalman.py's numpy path operation by operation, in the same order, so both give
  *   the same bits (the build turns floating-point contraction off: a fused multiply-add
  *   rounds once where numpy rounds twice).
@@ -27,17 +30,15 @@ static PyObject *observe(PyObject *self, PyObject *args)
 {
     Py_buffer view;
     Py_ssize_t j;
-    int probe;
     double y, noise;
     (void)self;
-    if (!PyArg_ParseTuple(args, "w*npdd", &view, &j, &probe, &y, &noise))
+    if (!PyArg_ParseTuple(args, "w*ndd", &view, &j, &y, &noise))
         return NULL;
     /* n rows of n + 1 doubles: n from the buffer's length */
     Py_ssize_t cells = view.len / (Py_ssize_t)sizeof(double);
     Py_ssize_t n = (Py_ssize_t)((sqrt(4.0 * (double)cells + 1.0) - 1.0) / 2.0 + 0.5);
     if (view.len % (Py_ssize_t)sizeof(double) || n * (n + 1) != cells || n < 2 ||
-        n > MAX_ROWS || !PyBuffer_IsContiguous(&view, 'C') || j <= 0 || j >= n ||
-        (probe && n < 3)) {
+        n > MAX_ROWS || !PyBuffer_IsContiguous(&view, 'C') || j <= 0 || j >= n) {
         PyErr_Format(PyExc_ValueError,
                      "observe needs a C-contiguous float64 state of n rows of n + 1 "
                      "(2 <= n <= %d) and 0 < j < n (%zd bytes, j %zd)",
@@ -48,17 +49,10 @@ static PyObject *observe(PyObject *self, PyObject *args)
     double *s = view.buf;
     const Py_ssize_t w = n + 1;
     double row[MAX_ROWS + 1];
-    for (Py_ssize_t i = 0; i < n; i++) {
+    for (Py_ssize_t i = 0; i < n; i++)
         row[i] = s[i * w] + s[i * w + j];
-        if (probe)
-            row[i] += s[i * w + 1];
-    }
-    double predicted = s[n] + s[j * w + n];
-    double scale = row[0] + row[j];
-    if (probe) {
-        predicted += s[w + n];
-        scale = row[0] + row[j] + row[1];
-    }
+    const double predicted = s[n] + s[j * w + n];
+    const double scale = row[0] + row[j];
     row[n] = predicted - y; /* x - gain * (predicted - y) is x + gain * (y - predicted) */
     const double denominator = scale + noise;
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -73,7 +67,7 @@ static PyObject *observe(PyObject *self, PyObject *args)
 
 static PyMethodDef methods[] = {
     {"observe", observe, METH_VARARGS,
-     "observe(state, j, probe, y, noise) -> None: one observation's Kalman update of a "
+     "observe(state, j, y, noise) -> None: one observation's Kalman update of a "
      "state of n rows of n + 1 float64 (covariance, then mean), in place."},
     {NULL, NULL, 0, NULL},
 };

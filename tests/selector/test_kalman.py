@@ -14,7 +14,7 @@ from migcodec.selector.policies import kalman
 from migcodec.selector.policies.kalman import RatioFilter, kalman_update
 
 OBSERVATIONS = st.lists(
-    st.tuples(st.integers(0, 3), st.floats(-2, 4), st.floats(0.001, 1.0), st.booleans()),
+    st.tuples(st.integers(0, 3), st.floats(-2, 4), st.floats(0.001, 1.0)),
     min_size=1,
     max_size=6,
 )
@@ -41,20 +41,56 @@ def _path(name: str):
 def test_one_observation_is_the_kalman_update_of_its_observation_vector(path, observations):
     """observe() updates the mean and covariance in place, from columns and kept buffers
     (or in C): each step must equal the textbook update with the observation vector
-    written out (the level, the arm's offset and, for a probe, the bias)."""
+    written out (the level and the arm's offset)."""
     f = RatioFilter(4)
     x, p = f.x.copy(), f.p.copy()
-    for arm, y, noise, probe in observations:
+    for arm, y, noise in observations:
         h = np.zeros(x.size)
         h[0] = h[2 + arm] = 1.0
-        h[1] = 1.0 if probe else 0.0
         gain = p @ h / (h @ p @ h + noise)
         x = x + gain * (y - h @ x)
         p = p - np.outer(gain, h @ p)
         with _path(path):
-            f.observe(arm, y, noise, probe=probe)
+            f.observe(arm, y, noise)
         np.testing.assert_allclose(f.x, x, rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(f.p, p, rtol=1e-9, atol=1e-12)
+
+
+@settings(max_examples=100, deadline=None)
+@given(observations=OBSERVATIONS)
+def test_a_probe_sees_the_level_the_arms_offset_and_both_parts_of_the_bias(observations):
+    """A probe's observation vector: the level, the shared bias, the arm's offset and the
+    arm's own part of the bias, each once."""
+    f = RatioFilter(4)
+    x, p = f.x.copy(), f.p.copy()
+    for arm, y, noise in observations:
+        h = np.zeros(x.size)
+        h[[0, 1, 2 + arm, 6 + arm]] = 1.0
+        gain = p @ h / (h @ p @ h + noise)
+        x = x + gain * (y - h @ x)
+        p = p - np.outer(gain, h @ p)
+        f.observe_probes(np.array([arm]), np.array([y]), noise)
+        np.testing.assert_allclose(f.x, x, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(f.p, p, rtol=1e-9, atol=1e-12)
+
+
+def test_an_arm_whose_probes_miss_its_windows_learns_that_alone():
+    """Arm 0's windows compress 0.3 better (log) than its probes say, arm 1's as its
+    probes say: after some windows of moving content, a fresh window's probes put each
+    arm where its windows will be. One bias shared by all arms put both halfway."""
+    f = RatioFilter(2)
+    rng = np.random.default_rng(1)
+    for _ in range(40):
+        level = rng.uniform(0.0, 2.0)
+        f.drift(1.0, 0.0)  # the content moves: the level is the probes' to tell
+        f.observe_probes(np.array([0, 1]), np.array([level, level + 0.5]), 0.01)
+        f.observe(0, level + 0.3, 0.01)
+        f.drift(1.0, 0.0)
+        f.observe_probes(np.array([0, 1]), np.array([level, level + 0.5]), 0.01)
+        f.observe(1, level + 0.5, 0.01)
+    f.drift(1.0, 0.0)
+    f.observe_probes(np.array([0, 1]), np.array([1.0, 1.5]), 0.01)
+    np.testing.assert_allclose(f.mean(), [1.3, 1.5], atol=0.05)
 
 
 @settings(max_examples=200, deadline=None)
@@ -64,12 +100,12 @@ def test_the_c_update_gives_numpys_bits(observations, drifts):
     does numpy's operations in numpy's order, without fused multiply-adds."""
     assert kalman.FILTER_UPDATE == "C extension"
     native, numpy_path = RatioFilter(4), RatioFilter(4)
-    for (arm, y, noise, probe), drift in zip(observations, drifts, strict=False):
+    for (arm, y, noise), drift in zip(observations, drifts, strict=False):
         for f in (native, numpy_path):
             f.drift(drift, drift / 4)
-        native.observe(arm, y, noise, probe=probe)
+        native.observe(arm, y, noise)
         with _path("numpy"):
-            numpy_path.observe(arm, y, noise, probe=probe)
+            numpy_path.observe(arm, y, noise)
         np.testing.assert_array_equal(native.x, numpy_path.x)
         np.testing.assert_array_equal(native.p, numpy_path.p)
 
@@ -84,7 +120,7 @@ def test_the_c_update_gives_numpys_bits(observations, drifts):
 )
 def test_the_c_update_refuses_a_state_it_cannot_read(state, j):
     with pytest.raises(ValueError, match=r"observe needs a C-contiguous float64 state"):
-        kalman._native_observe(state, j, False, 0.5, 0.1)
+        kalman._native_observe(state, j, 0.5, 0.1)
 
 
 @pytest.mark.parametrize("layout", ["read-only", "not contiguous"])
@@ -92,7 +128,7 @@ def test_the_c_update_refuses_a_state_it_may_not_write_in_place(layout):
     state = np.zeros((3, 4)) if layout == "read-only" else np.zeros((4, 3)).T
     state.flags.writeable = layout != "read-only"
     with pytest.raises(TypeError, match="read-write bytes-like object"):
-        kalman._native_observe(state, 1, False, 0.5, 0.1)
+        kalman._native_observe(state, 1, 0.5, 0.1)
 
 
 @pytest.mark.parametrize("path", ["C extension", "numpy"])
@@ -116,6 +152,6 @@ def test_the_delta_arms_state_takes_the_same_update(path, plays):
         gain = p @ h / (h @ p @ h + noise)
         x, p = x + gain * (y - h @ x), p - np.outer(gain, h @ p)
         with _path(path):
-            kalman_update(state, j, False, y, noise)
+            kalman_update(state, j, y, noise)
         np.testing.assert_allclose(state[:, 3], x, rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(state[:, :3], p, rtol=1e-9, atol=1e-12)

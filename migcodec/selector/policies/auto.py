@@ -8,9 +8,11 @@ An arm's outcome on a window is predicted from:
   plus a per-arm offset, ``L + d_a``, in a Kalman filter. Compressors' ratios move together
   (the content is what changes), so playing one arm informs all of them. The played arm's
   outcome is free evidence; a probe of a few sampled pages is bought evidence, with a learnt
-  bias (a few pages compress worse than a whole batch). The level drifts between windows,
-  more when the cheap features show a change of content, and by as far as played windows
-  showed it jumping;
+  bias, shared and per arm (a few pages compress worse than a whole batch, by how much
+  depends on the codec and on what the arm's plays saw:
+  :class:`~migcodec.selector.policies.kalman.RatioFilter`). The level drifts between
+  windows, more when the cheap features show a change of content, and by as far as
+  played windows showed it jumping;
 - per delta arm, the payload its format would write for the sampled pages' changed words
   (:meth:`~migcodec.codecs.delta.DeltaCodec.estimate_sizes`) with a learnt bias, plus its
   fall-back's payload for pages the destination does not hold. The delta arms' shared
@@ -1553,7 +1555,7 @@ class Auto(Policy):
         j = self._delta_pos[arm]
         state[j, j] += self._delta_drift
         # the played arm's factor is the shared part plus its own: entries 0 and j
-        kalman_update(state, j, False, y, _CPU_PLAY_VAR / weight)
+        kalman_update(state, j, y, _CPU_PLAY_VAR / weight)
         # each delta arm's factor, as _pick prices it (and its trial's, while untried)
         family, untried = state.item(0, size), self._untried
         for p, a in enumerate(self._delta_arms, 1):
@@ -1771,7 +1773,7 @@ class Auto(Policy):
                 y = math.log(page_size / each)
                 if not skipped:
                     self._learn_level_jump(slot, features, y, noise)
-                self.ratios.observe(slot, y, noise, probe=False)
+                self.ratios.observe(slot, y, noise)
                 self._ratio_version += 1
             elif delta and not skipped and features.delta_bytes is not None:
                 estimate = self._delta_estimates(features)[arm]
