@@ -275,7 +275,7 @@ def test_a_delta_window_is_learnt_from_when_the_next_window_was_read_first():
 def test_the_delta_level_of_one_window_size_is_not_carried_to_another():
     policy = _auto(125e6, upkeep=0.9)
     _play_delta_windows(policy, [20.0, 80.0] * 4, sent_each=40.0)
-    (small,) = _play_delta_windows(policy, [400.0], sent_each=40.0, pages=20)
+    (small,) = _play_delta_windows(policy, [400.0], sent_each=40.0, pages=200)
     assert small == pytest.approx(400.0)  # housekeeping windows: their own sample
 
 
@@ -538,6 +538,25 @@ def test_a_probe_is_worth_what_its_pages_can_reveal():
         for noise in (0.6, 10.0)
     }
     assert bought == {0.6: True, 10.0: False}
+
+
+def test_a_window_that_takes_less_than_reading_its_features_is_played_without_them():
+    """A window of a size never read is read, unless the read costs more than the window
+    is predicted to take (on the newest features read): then it is played on those."""
+    policy = _auto(1.25e9)
+    assert policy.wants_features(1)  # nothing read yet: nothing to predict it on
+    big = _features(10_000)
+    policy.probe_mask(big)
+    arm = policy.choose(big)
+    policy.update(arm, 1e9, big, Outcome(10_000 * PAGE, 4_000 * PAGE, 2e-3, 2e-3))
+    cost = big.cheap_s / 2  # its CPU time over the 2 workers
+    for pages, read in ((1, False), (2, False), (300, True)):
+        predicted = min(policy._predict(big, pages)[3])
+        assert (predicted < cost) is not read, (pages, predicted)
+        assert policy.wants_features(pages) is read, pages
+        if not read:
+            assert policy._read.pages == big.pages
+            assert policy.choose(None) == arm  # played on the big window's features
 
 
 def test_features_are_skipped_when_they_stopped_changing_the_choice_and_read_on_a_jump():

@@ -42,7 +42,8 @@ features are read only when they pay: the policy keeps a moving average, per gue
 the loss that reading them avoided, and also reads them when no window of about this one's
 size has been read (features are kept per size: programs alternate bursts with a few pages of
 housekeeping, and each kind describes its own next windows), when a window sent more or less
-than predicted, or when reading them costs at most ``upkeep`` of the time played on the
+than predicted (in both cases unless the read costs more than the whole window is predicted
+to take), or when reading them costs at most ``upkeep`` of the time played on the
 features of this size since they were read (so keeping estimates fresh costs a bounded share
 of the migration). A probe of arm ``a`` is bought when its expected value (the loss it
 avoids by revealing a better arm, over how far a probe of its pages can move ``a``'s
@@ -1027,15 +1028,16 @@ class Auto(Policy):
             return False  # one arm: no choice for features to change
         entry = self._similar(pages)
         if entry is None or self._stale_play:
-            return True  # no window of about this size read: the others say little of it
+            # no window of about this size read (the others say little of it), or the last
+            # window sent other than predicted: read, unless reading costs more than the
+            # window is predicted to take on the last features read. Such a read loses on
+            # its window whatever it reveals, and what it tells of the next windows of its
+            # size is worth as little to each. On a recorded key-value cache, windows of 1
+            # to 23 pages between bursts were read at each change of size, each read
+            # costing more than its window took
+            return not self._read_costs_more(entry, pages)
         self._read_entry = entry
-        read = entry.features
-        # the read's CPU time in the objective's clock, as the window's predicted time is:
-        # a host whose encoders' wall time is several times their CPU time stretches the
-        # feeding thread's reads as much (measured on a real image's first pass: reads
-        # priced unstretched fell under `negligible` on 47 of 64 windows, and cost a
-        # migration 5 % of its time)
-        cost = read.cheap_s * self._stretch / self._workers
+        cost = self._read_s(entry.features)
         if cost <= self.upkeep * entry.since_s and self._feature_value > 0.0:
             # fresh estimates for a bounded share of the time, while reading has changed a
             # choice: where no read ever did (one arm best on every window), such rereads
@@ -1048,6 +1050,27 @@ class Auto(Policy):
             return True  # next to nothing against the window: any better choice pays
         expected = self._feature_value * pages * self.page_size
         return expected > self.value * cost
+
+    def _read_costs_more(self, entry: _Read | None, pages: float) -> bool:
+        """Whether reading a window of ``pages`` pages costs more than the window is
+        predicted to take on ``entry`` (else on the newest read kept), which it is then
+        played on; False while nothing was read."""
+        if entry is None:
+            if not self._reads:
+                return False
+            entry = self._reads[0]
+        if self._read_s(entry.features) <= min(self._predict(entry.features, pages)[3]):
+            return False
+        self._read_entry = entry
+        return True
+
+    def _read_s(self, read: WindowFeatures) -> float:
+        """What reading features like ``read`` costs a window: their CPU time in the
+        objective's clock, as the window's predicted time is. A host whose encoders' wall
+        time is several times their CPU time stretches the feeding thread's reads as much
+        (measured on a real image's first pass: reads priced unstretched fell under
+        ``negligible`` on 47 of 64 windows, and cost a migration 5 % of its time)."""
+        return read.cheap_s * self._stretch / self._workers
 
     def _similar(self, pages: float) -> _Read | None:
         """The features last read on a window of about ``pages`` pages (within a factor
