@@ -126,8 +126,9 @@ def render_markdown(doc: dict) -> str:
         f"Written by `{doc.get('command', 'python benchmarks/selector_eval.py')}` at commit "
         f"`{doc.get('commit', 'unknown')}`{_machine(doc.get('machine'))}: every trace under "
         f"`{corpus}/`, the default "
-        f"arms, {doc.get('workers', 2):g} workers, the throughput objective, features and "
-        "probes charged to the policy that reads them.",
+        f"arms, {doc.get('workers', 2):g} workers, the throughput objective, features, "
+        "probes and the decision of which probes to buy charged to the policy that reads "
+        "them.",
         "",
         "*Calibrated* columns replay the tables with this machine's calibrated cost model (one "
         "number each: the model makes runs agree); *measured* ones are the median (min-max) over "

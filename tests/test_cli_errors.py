@@ -1164,7 +1164,7 @@ NOT_A_COST_MODEL = (
     ("text", "problem"),
     [
         ("some notes\n", "cannot read cost model {}: Expecting value: line 1 column 1 (char 0)"),
-        ('{"version": 1}', "cost model {} has version 1, expected 3"),
+        ('{"version": 1}', "cost model {} has version 1, expected 4"),
     ],
     ids=["not JSON", "another version"],
 )

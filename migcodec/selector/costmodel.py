@@ -55,6 +55,7 @@ from migcodec.codecs.zero import zero_page_rows
 from migcodec.datasets import generate_pages
 from migcodec.files import json_problem, read_small_file
 from migcodec.hashing import seal, unseal
+from migcodec.selector.decisions import probe_decision_label, probe_policies, time_probe_decision
 from migcodec.storage import LocalLocation
 
 #: the model's entry for the cheap features a policy reads per window (per call, and per
@@ -63,8 +64,9 @@ FEATURES_LABEL = "cheap features"
 #: knots of the per-page cost curve: ratios over non-zero pages (log-spaced)
 KNOTS = (1.0, 1.25, 1.6, 2.5, 4.0, 8.0, 16.0, 64.0, 512.0)
 #: 2: the file is sealed (``migcodec.hashing.seal``): an edited or damaged one is refused;
-#: 3: arms have costs per changed word and run
-COST_MODEL_VERSION = 3
+#: 3: arms have costs per changed word and run; 4: the policies' probe decisions have
+#: costs (``decisions``)
+COST_MODEL_VERSION = 4
 #: what calibration times, numbered: a change to it, or to the cost of what it times,
 #: calibrates every machine again (5: the cheap features became one scan of the sample,
 #: at half the cost a model of the old code charges a policy for them; 6: delta codecs
@@ -72,8 +74,9 @@ COST_MODEL_VERSION = 3
 #: features' cost is fitted per page sampled, not per page of the window sampled; 8: the
 #: C scan computes the sample's entropy, at a quarter less than the features cost before;
 #: 9: delta codecs are priced per changed word and run, on pages changed in three patterns;
-#: 10: the cheap features are timed after the arms encoded the pages they read)
-CALIBRATION_RECIPE = 10
+#: 10: the cheap features are timed after the arms encoded the pages they read; 11: each
+#: policy that buys probes has its decision of which timed, ``decisions``)
+CALIBRATION_RECIPE = 11
 #: the shares of a held version's words changed that delta codecs are timed on (1: a
 #: rewritten page; see _calibration_windows)
 CHANGED_SHARES = (1 / 512, 1 / 64, 1 / 48, 1 / 24, 1 / 8, 1 / 4, 1 / 2, 1.0)
@@ -520,6 +523,25 @@ def _fit_features(arms: list, page_size: int, batch_pages: int, repeats: int) ->
     return ArmCost(fixed, 0.0, [slope] * len(KNOTS), error)
 
 
+def _decision_labels() -> set[str]:
+    return {probe_decision_label(policy) for policy in probe_policies()}
+
+
+def _fit_probe_decisions(
+    arms: list, fitted: dict[str, ArmCost], page_size: int, batch_pages: int
+) -> dict[str, ArmCost]:
+    """Each probe-buying policy's decision of which probes to buy, priced per call at
+    its median over windows of varied content (:mod:`migcodec.selector.decisions`), with
+    ``arms`` priced as ``fitted``. A window's decision is Python whose cost does not grow
+    with the window: one number per call."""
+    costs = [fitted[arm.label] for arm in arms]
+    result = {}
+    for policy in probe_policies():
+        seconds = time_probe_decision(policy, arms, costs, page_size, batch_pages, 200)
+        result[probe_decision_label(policy)] = ArmCost(seconds, 0.0, [0.0] * len(KNOTS))
+    return result
+
+
 def calibrate(
     arms: list,
     page_size: int = 4096,
@@ -577,6 +599,7 @@ def calibrate(
         ]
         result[arm.label] = _fit(works, np.median(samples[a], axis=0), page_size, held)
     result[FEATURES_LABEL] = _fit_features(arms, page_size, batch_pages, repeats)
+    result.update(_fit_probe_decisions(arms, result, page_size, batch_pages))
     return CostModel(
         page_size,
         model_batch,
@@ -612,14 +635,17 @@ def machine_cost_model(
         return saved
     model = calibrate(missing, page_size, batch_pages, repeats)
     if saved is not None:
-        features = saved.arms.get(FEATURES_LABEL)
-        model.arms = {**saved.arms, **model.arms}
-        if features is not None:
-            # the features' cost as fitted beside the arms saved first: fitted again beside
-            # only the arms missing (read after fewer encoders had pushed the pages out of
-            # the caches), it changed what every later calibrated comparison charged, and
-            # the same comparison gave other numbers after another one named a new arm
-            model.arms[FEATURES_LABEL] = features
+        # the features' cost and the probe decisions' as fitted beside the arms saved
+        # first: fitted again beside only the arms missing (the features read after fewer
+        # encoders had pushed the pages out of the caches, the decisions among fewer arms),
+        # they changed what every later calibrated comparison charged, and the same
+        # comparison gave other numbers after another one named a new arm
+        kept = {
+            label: cost
+            for label, cost in saved.arms.items()
+            if label == FEATURES_LABEL or label in _decision_labels()
+        }
+        model.arms = {**saved.arms, **model.arms, **kept}
     with contextlib.suppress(OSError):  # a read-only home: the model is used, not kept
         model.save(path)
     return model

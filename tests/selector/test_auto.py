@@ -13,7 +13,7 @@ from migcodec.codecs.base import RUN_BYTES
 from migcodec.selector import Throughput, WindowFeatures, parse_policy
 from migcodec.selector.costmodel import KNOTS, ArmCost
 from migcodec.selector.objectives import Outcome
-from migcodec.selector.policies.auto import _CPU_DRIFT_VAR, RatioFilter
+from migcodec.selector.policies.auto import _CPU_DRIFT_VAR, Auto, RatioFilter
 
 PAGE = 4096
 LABELS = ["raw", "lz4", "zstd level=3", "dsa-delta"]
@@ -25,6 +25,15 @@ COSTS = [
     ArmCost(20e-6, 0.0, [8e-6] * len(KNOTS)),
     ArmCost(60e-6, 0.0, [4e-6] * len(KNOTS)),
 ]
+
+
+@pytest.fixture(autouse=True)
+def _decisions_priced_at_nothing(monkeypatch):
+    """Each ``auto`` here decides which probes to buy at no price, as a replay of a table
+    priced so would tell it: what its features cost is then the features' alone, and the
+    reads a test expects do not move with how fast this machine runs its Python (the
+    decision's own timing is tested where it is the point)."""
+    monkeypatch.setattr(Auto, "probe_decision_s", 0.0)
 
 
 def _auto(link: float, clock: str = "cpu", costs: list[ArmCost] = COSTS, **params):
@@ -557,6 +566,23 @@ def test_a_window_that_takes_less_than_reading_its_features_is_played_without_th
         if not read:
             assert policy._read.pages == big.pages
             assert policy.choose(None) == arm  # played on the big window's features
+
+
+def test_a_read_is_priced_with_the_decision_of_which_probes_to_buy(monkeypatch):
+    """Deciding which probes to buy costs a read window several times what its cheap
+    features do: a policy told the price (a replay of a calibrated table) prices every
+    later read with it, and one not told times its own decisions."""
+    f = _features(1000)
+    told = _auto(1.25e9)
+    told.probe_decision_s = 2e-3
+    told.probe_mask(f)
+    assert told._read_s(f) == pytest.approx((f.cheap_s + 2e-3) / 2)  # over 2 workers
+    monkeypatch.setattr(Auto, "probe_decision_s", None)
+    timing = _auto(1.25e9)
+    assert timing._read_s(f) == f.cheap_s / 2  # nothing decided yet
+    timing.probe_mask(f)
+    assert 0.0 < timing._decision_s < 1.0
+    assert timing._read_s(f) == pytest.approx((f.cheap_s + timing._decision_s) / 2)
 
 
 def test_features_are_skipped_when_they_stopped_changing_the_choice_and_read_on_a_jump():

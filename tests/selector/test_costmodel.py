@@ -24,6 +24,8 @@ from migcodec.selector.costmodel import (
 )
 from migcodec.selector.evaluation import build_table
 
+#: the probe decisions every calibration times, one entry per policy that buys probes
+DECISIONS = {"auto's probe decision", "predictive's probe decision"}
 MODEL = CostModel(
     4096,
     64,
@@ -59,7 +61,7 @@ def test_a_model_file_round_trips_and_damage_says_what_to_do(tmp_path):
     with pytest.raises(CostModelError, match=r"cannot read cost model .* calibrate again"):
         CostModel.load(path)
     path.write_text(json.dumps({"version": 99}))
-    with pytest.raises(CostModelError, match="version 99, expected 3; calibrate again"):
+    with pytest.raises(CostModelError, match="version 99, expected 4; calibrate again"):
         CostModel.load(path)
     with pytest.raises(CostModelError, match="no arm 'zstd level=1'"):
         MODEL.arm("zstd level=1")
@@ -205,8 +207,10 @@ def test_an_arm_added_to_a_saved_model_keeps_the_features_cost_it_was_saved_with
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     first = costmodel.machine_cost_model(parse_arms("raw"), repeats=1)
     grown = costmodel.machine_cost_model(parse_arms("raw;lz4"), repeats=1)
-    assert set(grown.arms) == {"raw", "lz4", FEATURES_LABEL}
+    assert set(grown.arms) == {"raw", "lz4", FEATURES_LABEL, *DECISIONS}
     assert grown.arms[FEATURES_LABEL] == first.arms[FEATURES_LABEL]
+    for label in DECISIONS:  # timed among the arms saved first, as the features were
+        assert grown.arms[label] == first.arms[label]
     assert grown.arms["raw"] == first.arms["raw"]
     saved = CostModel.load(costmodel.default_path(4096, 64))
     assert saved.arms[FEATURES_LABEL] == first.arms[FEATURES_LABEL]
@@ -215,7 +219,7 @@ def test_an_arm_added_to_a_saved_model_keeps_the_features_cost_it_was_saved_with
 def test_calibration_fits_every_arm_and_the_cheap_features():
     arms = parse_arms("raw;lz4")
     model = calibrate(arms, repeats=1)
-    assert set(model.arms) == {"raw", "lz4", FEATURES_LABEL}
+    assert set(model.arms) == {"raw", "lz4", FEATURES_LABEL, *DECISIONS}
     for cost in model.arms.values():
         assert cost.per_call >= 0 and min(cost.per_page) >= 0
         assert np.isfinite(cost.fit_error)
@@ -240,6 +244,20 @@ def test_a_modelled_table_replaces_every_time_and_is_the_same_every_time():
     cheap = MODEL.arms[FEATURES_LABEL]
     assert first.cheap_s[1] == pytest.approx(cheap.per_call + cheap.per_page[0] * 32)
     assert table.costs() == [MODEL.arms["raw"], MODEL.arms["lz4"]]
+
+
+def test_a_modelled_table_prices_the_probe_decisions_its_model_has_and_no_others():
+    """A calibrated table charges a probe decision at the model's price; a model without
+    one (built by hand) leaves it to be timed, and a measured table times every one."""
+    windows = [Window(0, np.arange(32), generate_pages("text", 32, 0))]
+    table = build_table(windows, parse_arms("raw;lz4"), repeats=1, calibration=MODEL)
+    priced = CostModel(
+        4096, 64, {**MODEL.arms, "auto's probe decision": ArmCost(7e-5, 0.0, [0.0] * len(KNOTS))}
+    )
+    assert table.modelled(priced).probe_decision_s("auto") == 7e-5
+    assert table.modelled(priced).probe_decision_s("predictive") is None
+    assert table.modelled(MODEL).probe_decision_s("auto") is None
+    assert table.probe_decision_s("auto") is None
 
 
 def test_a_delta_codec_is_timed_against_held_versions_and_a_compressor_against_none(

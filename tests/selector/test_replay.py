@@ -3,6 +3,7 @@
 import re
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +102,36 @@ def test_feature_costs_are_charged_to_policies_that_read_them():
     table.cpu_s[:] = 10.0
     assert replay(Cheap(arm=0), table, obj).rewards[0] == pytest.approx(2000 / 11)
     assert charged.charge_s.tolist() == [1.0, 1.0, 1.0]
+
+
+class Deciding(Fixed):
+    """Buys no probe, after spending ``busy`` seconds of CPU deciding so."""
+
+    name = "deciding-test"
+    needs = "probe"
+    busy = 0.02
+
+    def probe_mask(self, features):
+        end = time.thread_time() + self.busy
+        while time.thread_time() < end:
+            pass
+        return np.zeros(self.n_arms, dtype=bool)
+
+
+def test_a_probe_decision_is_charged_as_timed_on_a_measured_table_and_as_priced_on_a_model():
+    """Deciding which probes to buy is part of reading the features: the engine charges
+    it with them, and so does a replay, timed on a measured table and at the calibrated
+    price on a modelled one (the same on every replay)."""
+    table = tiny_table()
+    obj = Throughput(link=100.0, workers=2)
+    timed = replay(Deciding(arm=0), table, obj).charge_s
+    assert (timed >= Deciding.busy).all() and (timed < 10 * Deciding.busy).all()
+    table.meta["probe_decisions"] = {"deciding-test": 0.5, "other": 9.0}
+    priced = [replay(Deciding(arm=0), table, obj).charge_s for _ in range(2)]
+    assert priced[0].tolist() == priced[1].tolist() == [0.5, 0.5, 0.5]
+    table.cpu_s[:] = 10.0  # encoder-bound: 2 workers x 1000 B / (10 s + 0.5 s)
+    assert replay(Deciding(arm=0), table, obj).rewards[0] == pytest.approx(2000 / 10.5)
+    assert replay(Fixed(arm=0), table, obj).charge_s.tolist() == [0.0, 0.0, 0.0]
 
 
 def test_cost_objectives_score_closeness_the_same_way():

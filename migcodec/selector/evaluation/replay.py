@@ -13,6 +13,7 @@ codec is alike, so it flatters every policy.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -40,7 +41,8 @@ class ReplayResult:
 
 
 def replay(policy: Policy, table: Table, objective: Objective) -> ReplayResult:
-    """Run ``policy`` over ``table`` with bandit feedback; rewards include feature costs.
+    """Run ``policy`` over ``table`` with bandit feedback; rewards include feature costs
+    and, for a policy that buys probes, its decision of which (:meth:`Table.probe_decision_s`).
     A window the policy splits (:meth:`Policy.split`) is scored on both arms' parts, each in
     proportion to its pages (as a table scales its stored sample), and the policy learns
     the outcome of its chosen arm's part."""
@@ -59,15 +61,24 @@ def replay(policy: Policy, table: Table, objective: Objective) -> ReplayResult:
     charges = np.zeros(n)
     needs = policy.needs
     pages = table.input_bytes[:, 0] / table.page_size
+    # a probe decision's cost: the calibrated table's, or the call's CPU time on a measured
+    # one, charged with the features as the engine charges it (migcodec.selector.decisions)
+    decision_s = table.probe_decision_s(policy.name) if needs == "probe" else None
+    policy.probe_decision_s = decision_s
+    clock = time.thread_time
     for w in range(n):  # one iteration per window: the policy's own loop, as online
         features = None
+        decided = 0.0
         if needs != "none" and policy.wants_features(float(pages[w])):
             full = table.features(w)
             features = full.cheap()
             if needs == "probe":
-                features = full.masked(policy.probe_mask(features))
+                t0 = clock()
+                mask = policy.probe_mask(features)
+                decided = clock() - t0 if decision_s is None else decision_s
+                features = full.masked(mask)
         arm = policy.choose(features)
-        charge = policy.charge_s(features)
+        charge = policy.charge_s(features) + decided
         o = table.outcome(w, arm)
         split = policy.split()
         if split is not None and split[1] < pages[w]:  # the arm plays a part of the window

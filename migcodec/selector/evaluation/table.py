@@ -48,6 +48,7 @@ from migcodec.selector.costmodel import (
     machine_cost_model,
     window_work,
 )
+from migcodec.selector.decisions import probe_decision_label, probe_policies
 from migcodec.selector.features import (
     CONTEXT_NAMES,
     FeatureExtractor,
@@ -285,6 +286,15 @@ class Table:
     def labels(self) -> list[str]:
         return [Arm.of(a).label for a in self.arms]
 
+    def probe_decision_s(self, policy: str) -> float | None:
+        """Seconds that ``policy``'s decision of which probes to buy costs a window of this
+        table: the cost model's on a calibrated table (:meth:`modelled`), so that replays
+        of it charge alike; ``None`` on a measured table, or for a policy the model has no
+        cost for, whose replay times the call."""
+        decisions = self.meta.get("probe_decisions")
+        value = None if not isinstance(decisions, dict) else decisions.get(policy)
+        return value if isinstance(value, float) else None
+
     @property
     def kinds(self) -> list[str]:
         return list(self.meta.get("kinds") or [CodecKind.COMPRESS] * self.n_arms)
@@ -433,6 +443,11 @@ class Table:
             **self.meta,
             "cost_model": {"machine": model.machine, "created": model.created},
             "costs": {label: asdict(model.arm(label)) for label in self.labels},
+            "probe_decisions": {
+                policy: model.arms[probe_decision_label(policy)].per_call
+                for policy in probe_policies()
+                if probe_decision_label(policy) in model.arms
+            },
         }
         return Table(list(self.arms), phases=list(self.phases), meta=meta, **fields)
 

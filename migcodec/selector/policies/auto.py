@@ -64,6 +64,7 @@ even the per-window oracle of single arms.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,6 +81,7 @@ from migcodec.wire.format import MAX_BATCH_PAGES
 #: Gauss-Hermite nodes and weights (probabilists'), for expectations over a log ratio
 _NODES, _WEIGHTS = np.polynomial.hermite_e.hermegauss(7)
 _WEIGHTS = _WEIGHTS / _WEIGHTS.sum()
+_NODE_WEIGHTS = tuple(zip(_NODES.tolist(), _WEIGHTS.tolist(), strict=True))
 #: the share of a probe's noise that its sample puts on every arm probed in the window
 #: alike (0: independent probes; 1: the sample's error only)
 _PROBE_SHARED = 0.5
@@ -346,6 +348,7 @@ class Auto(Policy):
         "_cpu_scales",
         "_cpu_var",
         "_cpu_weight",
+        "_decision_s",
         "_delta_arms",
         "_delta_cov",
         "_delta_drift",
@@ -589,6 +592,9 @@ class Auto(Policy):
         self._compressors: tuple | None = None
         self._prediction: _Prediction | None = None
         self._feature_value = math.inf  # loss reading features avoided, per guest byte
+        # CPU seconds a decision of which probes to buy costs (probe_mask): part of what
+        # reading a window's features costs it
+        self._decision_s = 0.0
         self._pages = 0.0  # the size of the window being chosen for
         self._window_pages = 0.0  # the size of the window last chosen for (see update)
         self._split: tuple[int, float] | None = None  # see split()
@@ -1065,12 +1071,13 @@ class Auto(Policy):
         return True
 
     def _read_s(self, read: WindowFeatures) -> float:
-        """What reading features like ``read`` costs a window: their CPU time in the
-        objective's clock, as the window's predicted time is. A host whose encoders' wall
+        """What reading features like ``read`` costs a window: their CPU time and the
+        decision of which probes to buy on them, in the objective's clock, as the window's
+        predicted time is. A host whose encoders' wall
         time is several times their CPU time stretches the feeding thread's reads as much
         (measured on a real image's first pass: reads priced unstretched fell under
         ``negligible`` on 47 of 64 windows, and cost a migration 5 % of its time)."""
-        return read.cheap_s * self._stretch / self._workers
+        return (read.cheap_s + self._decision_s) * self._stretch / self._workers
 
     def _similar(self, pages: float) -> _Read | None:
         """The features last read on a window of about ``pages`` pages (within a factor
@@ -1107,6 +1114,23 @@ class Auto(Policy):
 
     # -- which probes to buy ---------------------------------------------------------
     def probe_mask(self, features: WindowFeatures) -> np.ndarray | None:
+        """Which arms to probe on the window ``features`` describe; what deciding costs is
+        kept (the caller's price, :attr:`probe_decision_s`, or this call's CPU time, in a
+        moving average), and priced with every later read (:meth:`_read_s`): it is
+        several times what the cheap features cost, and a read that did not count it paid
+        on windows where the encoders bind."""
+        priced = self.probe_decision_s
+        if priced is not None:
+            self._decision_s = priced
+            return self._probe_mask(features)
+        t0 = time.thread_time()
+        mask = self._probe_mask(features)
+        spent = time.thread_time() - t0
+        kept = self._decision_s
+        self._decision_s = spent if kept == 0.0 else kept + self.learn * (spent - kept)
+        return mask
+
+    def _probe_mask(self, features: WindowFeatures) -> np.ndarray | None:
         self._drift(features)
         mask = np.zeros(self.n_arms, dtype=bool)
         payload, out, cpu, loss = self._value_of_reading(features)
@@ -1115,16 +1139,94 @@ class Auto(Policy):
         c = self._c
         if m <= 0 or not c.size:  # nothing to probe (an all-zero sample, or no compressor)
             return mask
-        # what a probe of m pages can move each estimate by: the spread of the estimate
-        # after it (the preposterior), which is the prior's less what the probe's own noise
-        # leaves unknown; taken as the prior's, a probe looked worth as much as the truth
-        var = self.ratios.var()
-        sd = np.sqrt(var * var / (var + self.probe_noise**2 / m))
         order = sorted(range(self.n_arms), key=loss.__getitem__)
         best = order[0]
         second = loss[order[1]] if self.n_arms > 1 else math.inf
-        mu = self.ratios.mean()
         n, zero, nz, calls = self._window(features, None)
+        if self._fast and self._cpu_scales is None:
+            gains, costs = self._probe_values(m, payload, loss, best, second, n, zero, nz, calls)
+        else:
+            gains, costs = self._probe_values_priced(
+                m, payload, loss, best, second, n, zero, nz, calls
+            )
+        # bought greedily, the most valuable per second first, each charged on top of the
+        # probes bought before it. Under the throughput objective a probe costs its CPU
+        # time over the workers even where the window leaves CPU idle: probes run on the
+        # thread that feeds the encoders, on cores the encoders and the rest of the host
+        # share, so idle CPU in the model is not free in a pipeline
+        worth = [i for i, g in enumerate(gains) if g > 0.0]
+        if not worth:
+            return mask
+        guest = n * self.page_size
+        out_best, cpu_best = out[best], cpu[best]
+        base = loss[best]
+        spent = 0.0
+        for i in sorted(worth, key=lambda i: -gains[i] / max(costs[i], 1e-9)):
+            if self._fast:
+                after = base + costs[i] / self.objective.workers
+            else:
+                after = self._scalar_loss(guest, out_best, cpu_best + spent + costs[i])
+            if gains[i] > self.value * (after - base):
+                mask[c[i]] = True
+                spent += costs[i]
+                base = after
+        return mask
+
+    def _probe_spreads(self, m: float) -> tuple[list[float], list[float]]:
+        """Each compressing arm's estimated log ratio, and how far a probe of ``m`` pages
+        can move it: the spread of the estimate after it (the preposterior), which is the
+        prior's less what the probe's own noise leaves unknown; taken as the prior's, a
+        probe looked worth as much as the truth."""
+        noise = self.probe_noise**2 / m
+        spreads = [math.sqrt(v * v / (v + noise)) for v in self.ratios.var().tolist()]
+        return self.ratios.mean().tolist(), spreads
+
+    def _probe_values(
+        self, m, payload, loss, best, second, n, zero, nz, calls
+    ) -> tuple[list[float], list[float]]:
+        """Per compressing arm, what a probe of ``m`` pages is expected to save on the
+        window (over the quadrature points of its log ratio after the probe: the loss it
+        avoids by revealing a better arm than ``best``, or, for the best arm, by revealing
+        that the ``second`` best is better) and what it costs in CPU seconds. The
+        throughput objective with the CPU factor known, in float operations per arm and
+        point: on arrays of a few entries each numpy call costs more than its arithmetic,
+        and this runs on every window whose features are read (``_probe_values_priced``
+        is the same on arrays, for any objective)."""
+        mu, spreads = self._probe_spreads(m)
+        page_size, log_page = float(self.page_size), self._log_page
+        base_out = n + calls * RUN_BYTES
+        to_cpu, to_link = self._to_cpu, self._to_link
+        shared = self._shared_factor
+        least = loss[best]
+        gains, costs = [], []
+        for (arm, _), mean, sd in zip(self._c_state, mu, spreads, strict=True):
+            per_call, per_zero = self._fixed_rows[arm]
+            row = self._cost_rows[arm]
+            fixed = per_call * calls + per_zero * zero
+            factor = self._arm_factor[arm] * shared
+            gain = 0.0
+            for z, weight in _NODE_WEIGHTS:
+                lr = mean + sd * z
+                lr = (lr if lr < log_page else log_page) if lr > 0.0 else 0.0
+                busy = (fixed + row[_grid_step(lr)] * nz) * factor * to_cpu
+                sending = (base_out + nz * page_size / math.exp(lr)) * to_link
+                trial = busy if busy > sending else sending
+                saved = trial - second if arm == best else least - trial
+                if saved > 0.0:
+                    gain += weight * saved
+            gains.append(gain)
+            probed = math.log(page_size / payload[arm])
+            costs.append((per_call + row[_grid_step(probed if probed > 0.0 else 0.0)] * m) * factor)
+        return gains, costs
+
+    def _probe_values_priced(
+        self, m, payload, loss, best, second, n, zero, nz, calls
+    ) -> tuple[list[float], list[float]]:
+        """:meth:`_probe_values` for any objective, with the loss expected over the CPU
+        factor while it is uncertain (:meth:`_loss`), on arrays."""
+        mu, spreads = self._probe_spreads(m)
+        mu, sd = np.array(mu), np.array(spreads)
+        c = self._c
         # each compressing arm's loss at each quadrature point of its log ratio
         each = np.maximum(
             self.page_size / np.exp(np.maximum(mu[:, None] + sd[:, None] * _NODES, 0.0)), 1.0
@@ -1145,29 +1247,7 @@ class Auto(Policy):
         probe_cpu = (
             self._per_call[c] + self._page_costs(c, self.page_size / np.array(payload)[c]) * m
         ) * factor
-        # bought greedily, the most valuable per second first, each charged on top of the
-        # probes bought before it. Under the throughput objective a probe costs its CPU
-        # time over the workers even where the window leaves CPU idle: probes run on the
-        # thread that feeds the encoders, on cores the encoders and the rest of the host
-        # share, so idle CPU in the model is not free in a pipeline
-        worth = np.flatnonzero(gain > 0)
-        if not worth.size:
-            return mask
-        guest = n * self.page_size
-        out_best, cpu_best = out[best], cpu[best]
-        base = loss[best]
-        spent = 0.0
-        gains, costs = gain.tolist(), probe_cpu.tolist()
-        for i in sorted(worth.tolist(), key=lambda i: -gains[i] / max(costs[i], 1e-9)):
-            if self._fast:
-                after = base + costs[i] / self.objective.workers
-            else:
-                after = self._scalar_loss(guest, out_best, cpu_best + spent + costs[i])
-            if gains[i] > self.value * (after - base):
-                mask[c[i]] = True
-                spent += costs[i]
-                base = after
-        return mask
+        return gain.tolist(), probe_cpu.tolist()
 
     def _scalar_loss(self, guest: float, out: float, cpu: float) -> float:
         """One window's loss as :meth:`_loss` predicts it (expected over the CPU factor

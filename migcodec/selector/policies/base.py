@@ -196,6 +196,11 @@ class Policy(ABC):
     needs: ClassVar[str] = "none"
     #: the policy predicts CPU time from each arm's calibrated cost model (``bind(costs=)``)
     wants_costs: ClassVar[bool] = False
+    #: CPU seconds that deciding which probes to buy costs a window, where whoever runs the
+    #: policy prices it (a replay of a calibrated table: its cost model's, so that replays
+    #: agree), or ``None``: a policy that weighs reading features against what reading
+    #: saves then times its own decisions
+    probe_decision_s: float | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
