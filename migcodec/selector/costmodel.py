@@ -65,7 +65,7 @@ FEATURES_LABEL = "cheap features"
 KNOTS = (1.0, 1.25, 1.6, 2.5, 4.0, 8.0, 16.0, 64.0, 512.0)
 #: 2: the file is sealed (``migcodec.hashing.seal``): an edited or damaged one is refused;
 #: 3: arms have costs per changed word and run; 4: the policies' probe decisions have
-#: costs (``decisions``)
+#: costs (``migcodec.selector.decisions``)
 COST_MODEL_VERSION = 4
 #: what calibration times, numbered: a change to it, or to the cost of what it times,
 #: calibrates every machine again (5: the cheap features became one scan of the sample,
@@ -75,7 +75,7 @@ COST_MODEL_VERSION = 4
 #: C scan computes the sample's entropy, at a quarter less than the features cost before;
 #: 9: delta codecs are priced per changed word and run, on pages changed in three patterns;
 #: 10: the cheap features are timed after the arms encoded the pages they read; 11: each
-#: policy that buys probes has its decision of which timed, ``decisions``)
+#: policy that buys probes has its decision of which timed: ``decisions``)
 CALIBRATION_RECIPE = 11
 #: the shares of a held version's words changed that delta codecs are timed on (1: a
 #: rewritten page; see _calibration_windows)
