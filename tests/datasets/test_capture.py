@@ -160,6 +160,17 @@ def test_a_process_that_does_not_exist_is_a_clear_error() -> None:
     assert str(err.value) == (f"no process {proc.pid}: give the pid of a running process (ps -e)")
 
 
+def test_the_capturing_process_itself_is_refused_before_any_snapshot() -> None:
+    """Each snapshot lands in the memory the next one reads: ``exec migcodec trace capture
+    --pid $$`` doubled its memory every window until the kernel killed it."""
+    with pytest.raises(CaptureError) as err:
+        ProcessCapture(os.getpid())
+    assert str(err.value) == (
+        f"process {os.getpid()} is this capture itself: each snapshot would hold the ones "
+        "before it, and grow until memory runs out; give the pid of another process"
+    )
+
+
 EXEC_LATER = (
     "import os, sys\n"
     "b = bytearray(1 << 20)\n"

@@ -18,6 +18,7 @@ faulted page has one), else snapshot-diff; :attr:`ProcessCapture.method` says wh
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -128,6 +129,14 @@ class ProcessCapture:
         if max_pages is not None and max_pages < 1:
             raise ValueError(
                 f"max_pages must be at least 1 (or None for no bound), not {max_pages}"
+            )
+        if pid == os.getpid():
+            # each snapshot is read into this process's memory, so the next one holds it
+            # too: the memory to read doubled every window until the kernel killed the
+            # capture (`exec migcodec trace capture --pid $$`)
+            raise CaptureError(
+                f"process {pid} is this capture itself: each snapshot would hold the ones "
+                "before it, and grow until memory runs out; give the pid of another process"
             )
         self.max_pages = max_pages
         self.seed = seed
