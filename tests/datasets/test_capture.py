@@ -252,6 +252,62 @@ def test_a_process_larger_than_twice_the_free_memory_is_refused_before_reading_i
     )
 
 
+def _grow_when_memory_is_first_asked(child: Child, monkeypatch) -> None:
+    """Plenty of memory for the capture's start, which also makes the child write 8 of its
+    absent pages (88 present, 352 KiB); 4 KiB for every question after."""
+    asked = []
+
+    def available() -> int:
+        asked.append(1)
+        if len(asked) > 1:
+            return 4096
+        assert child.send({"whole": [[p, 7] for p in range(TOUCHED, NEVER[0])]}) == "ok"
+        return 1 << 40
+
+    monkeypatch.setattr("migcodec.ram.available_memory", available)
+
+
+@needs_proc
+def test_a_process_that_grows_past_the_free_memory_is_refused_before_its_next_snapshot(
+    child: Child, monkeypatch
+) -> None:
+    """The last snapshot is held while the next is read: a process that grew by GBs during
+    a capture had the capture killed by the kernel mid-trace, without a word."""
+    _grow_when_memory_is_first_asked(child, monkeypatch)
+    cap = ProcessCapture(child.proc.pid, select=MappingFilter(address_range=child.range))
+    cap.start()
+    with pytest.raises(CaptureError) as err:
+        cap.next_window()
+    cap.close()
+    assert str(err.value) == (
+        f"process {child.proc.pid} grew to 352 KiB of memory to capture, and its next "
+        "snapshot does not fit beside the last: this machine has 4 KiB available; capture a "
+        "part of it with --address-range, or free memory here"
+    )
+
+
+@needs_proc
+def test_a_capture_whose_process_outgrew_the_memory_leaves_its_windows_unclosed(
+    child: Child, monkeypatch, tmp_path: Path
+) -> None:
+    _grow_when_memory_is_first_asked(child, monkeypatch)
+    with pytest.raises(CaptureError) as err:
+        capture_to_trace(
+            child.proc.pid,
+            tmp_path / "t",
+            windows=3,
+            interval_s=0.01,
+            select=MappingFilter(address_range=child.range),
+            progress=False,
+        )
+    assert str(err.value).endswith(
+        f"or free memory here (the 0 windows captured are left in {tmp_path / 't'}, unclosed: "
+        "`migcodec trace info --allow-incomplete` reads them)"
+    )
+    info = TraceReader(tmp_path / "t", allow_incomplete=True).info()
+    assert not info.complete and info.end_reason.startswith("error: CaptureError: process")
+
+
 @needs_proc
 def test_without_ptrace_rights_the_error_says_what_is_needed(tmp_path: Path) -> None:
     code = (

@@ -154,6 +154,8 @@ class ProcessCapture:
         self._buffer: np.ndarray | None = None
         self._spare: np.ndarray | None = None
         self._index = 0
+        #: the most present pages the machine's memory was checked to hold a snapshot of
+        self._room_for = 0
         self._t_last = 0.0
         self.mappings_seen: dict[int, str] = {}
         #: why :meth:`next_window` returned ``None``: the process exited, or ran another
@@ -195,6 +197,7 @@ class ProcessCapture:
                 "no page is ever marked dirty; use --method snapshot-diff (or auto)"
             )
         self._check_room(vpns.size)
+        self._room_for = vpns.size
         if self.method == "soft-dirty":
             self.files.clear_soft_dirty()
         pages, ok = self.files.read_pages(vpns)
@@ -219,6 +222,29 @@ class ProcessCapture:
                 "--address-range, or free memory here"
             )
 
+    def _check_growth(self, present: int) -> None:
+        """Refuse the next snapshot of a process that grew past what this machine can still
+        hold, before reading it: the last snapshot is kept while the next is read into new
+        memory, so a process that grew by GBs during a capture had the capture killed by the
+        kernel mid-trace (as :meth:`_check_room` prevents at start). Checked only when the
+        process grew: a snapshot of no more pages than before fits in the memory freed or
+        reused from the one before it."""
+        if present <= self._room_for:
+            return
+        from migcodec.ram import short_of
+        from migcodec.units import format_size
+
+        size = present * self.page_size
+        free = short_of(size)
+        if free is not None:
+            raise CaptureError(
+                f"process {self.pid} grew to {format_size(size)} of memory to capture, and its "
+                f"next snapshot does not fit beside the last: this machine has "
+                f"{format_size(free)} available; capture a part of it with --address-range, "
+                "or free memory here"
+            )
+        self._room_for = present
+
     def _nothing_to_capture(self) -> str:
         """Why no mapping of the process was selected, and what would select some."""
         kinds = "writable " + ("" if self.select.include_shared else "private ")
@@ -238,6 +264,7 @@ class ProcessCapture:
         or ran another program (:attr:`ended` says which)."""
         try:
             vpns, idx, entries = self._scan()
+            self._check_growth(vpns.size)
             if self.method == "soft-dirty":
                 known = np.isin(idx, self._idx, assume_unique=True)
                 want = ((entries & SOFT_DIRTY) != 0) | ~known

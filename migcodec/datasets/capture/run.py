@@ -10,7 +10,7 @@ from pathlib import Path
 from migcodec.datasets.trace import TraceWriter
 
 from .process import ProcessCapture, method_note
-from .procfs import MappingFilter, ProcessReplaced
+from .procfs import CaptureError, MappingFilter, ProcessReplaced
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,13 @@ def capture_to_trace(
                 delay = t0 + (i + 1) * interval_s - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)  # the sampling interval itself, not a synchronisation
-                window = cap.next_window()
+                try:
+                    window = cap.next_window()
+                except CaptureError as exc:  # it grew past this machine's memory
+                    raise CaptureError(
+                        f"{exc} (the {written} windows captured are left in {out}, unclosed: "
+                        "`migcodec trace info --allow-incomplete` reads them)"
+                    ) from None
                 if window is None:
                     how = "exited"
                     if isinstance(cap.ended, ProcessReplaced):
