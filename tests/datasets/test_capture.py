@@ -425,6 +425,31 @@ def test_mapping_filter_takes_private_anonymous_writable_memory_by_default() -> 
     assert [(m.start, m.end) for m in clipped] == [(0x2000, 0x5000), (0x9000, 0x9800)]
 
 
+@needs_proc
+@pytest.mark.parametrize(
+    ("start", "end", "pages"),
+    [((0, 16), (0, 32), [0]), ((0, 2048), (1, 2048), [0, 1]), ((1, 0), (2, 1024), [1, 2])],
+)
+def test_a_range_that_ends_mid_page_captures_every_page_it_touches(
+    child: Child, start: tuple[int, int], end: tuple[int, int], pages: list[int]
+) -> None:
+    """Ends given as (page of the child's buffer, bytes into it): a range within one page
+    captured nothing and succeeded, and one ending mid-page lost the page it ended in."""
+
+    def at(page: int, offset: int) -> int:
+        return child.address + page * child.page_size + offset
+
+    cap = ProcessCapture(child.proc.pid, select=MappingFilter(address_range=(at(*start), at(*end))))
+    cap.start()
+    assert child.send({"whole": [[p, 200] for p in range(4)]}) == "ok"
+    window = cap.next_window()
+    cap.close()
+    assert cap.layout.n_pages == len(pages)
+    assert cap.layout.to_virtual(window.page_indices).tolist() == [
+        child.address // child.page_size + p for p in pages
+    ]
+
+
 def test_a_range_without_memory_to_capture_is_refused_not_recorded_as_an_empty_trace(
     tmp_path: Path,
 ) -> None:

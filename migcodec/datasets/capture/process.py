@@ -165,14 +165,14 @@ class ProcessCapture:
     # -- snapshots -------------------------------------------------------------------------
     def _scan(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Virtual page numbers, trace page numbers and pagemap entries of present pages."""
-        ps = self.page_size
         vpns, entries = [], []
         for m in self.select.select(read_maps(self.pid)):
-            self.layout.cover(m.start // ps, m.end // ps)
+            first, last = self.files.pages_of(m.start, m.end)
+            self.layout.cover(first, last)
             self.mappings_seen.setdefault(m.start, m.path)
             e = self.files.entries(m.start, m.end)
             present = np.flatnonzero(e & PRESENT)
-            vpns.append(present.astype(np.int64) + m.start // ps)
+            vpns.append(present.astype(np.int64) + first)
             entries.append(e[present])
         if not vpns:
             empty = np.zeros(0, dtype=np.int64)

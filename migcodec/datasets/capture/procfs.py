@@ -176,9 +176,16 @@ class ProcFiles:
             with contextlib.suppress(OSError):
                 os.close(fd)
 
+    def pages_of(self, start: int, end: int) -> tuple[int, int]:
+        """The first page of ``[start, end)`` and the page past its last: every page holding
+        a byte of it, as a range clipped mid-page by --address-range (a mapping is whole
+        pages) holds part of a page at either end. Ends rounded down dropped a last page
+        partly in the range, and a range within one page captured nothing, successfully."""
+        return start // self.page_size, -(-end // self.page_size)
+
     def entries(self, start: int, end: int) -> np.ndarray:
-        """pagemap entries (uint64) of the pages of ``[start, end)``."""
-        first, last = start // self.page_size, end // self.page_size
+        """pagemap entries (uint64) of the pages of ``[start, end)`` (:meth:`pages_of`)."""
+        first, last = self.pages_of(start, end)
         out = np.empty(last - first, dtype="<u8")
         for lo in range(first, last, _PAGEMAP_BATCH):  # one read per 1M pages, not per page
             hi = min(last, lo + _PAGEMAP_BATCH)
