@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import tempfile
 from pathlib import Path
 
@@ -267,6 +268,29 @@ def test_a_write_left_by_an_exception_is_an_unclosed_trace_that_says_why(
     info = reader.info()
     assert not info.complete
     assert info.end_reason == reason
+
+
+def test_a_second_interrupt_while_the_trace_closes_still_records_why_it_ended(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """``timeout`` sends its SIGTERM to the command and again to its process group: the
+    second interrupted the encoders' shutdown, and the manifest stayed the one written at
+    open, with no window counted and no reason."""
+    spec = get_workload("flip", n_pages=256, n_windows=2)
+    writer = TraceWriter(tmp_path / "t", memory_pages=256, workers=2)
+    shutdown = writer._pool.shutdown
+
+    def interrupted_shutdown(*args, **kwargs) -> None:
+        signal.raise_signal(signal.SIGINT)
+        shutdown(*args, **kwargs)
+
+    monkeypatch.setattr(writer._pool, "shutdown", interrupted_shutdown)
+    with pytest.raises(KeyboardInterrupt) as raised, writer:
+        writer.write_all(Workload(spec))
+        raise Terminated()
+    assert type(raised.value) is KeyboardInterrupt  # the second, delivered after the close
+    info = TraceReader(tmp_path / "t", allow_incomplete=True).info()
+    assert (info.complete, info.windows, info.end_reason) == (False, 2, "terminated (SIGTERM)")
 
 
 def test_writer_refuses_out_of_order_windows_and_existing_traces(trace) -> None:

@@ -21,7 +21,7 @@ from migcodec.codecs import get_codec
 from migcodec.datasets.window import Window
 from migcodec.files import json_problem
 from migcodec.hashing import seal
-from migcodec.interrupts import Terminated
+from migcodec.interrupts import Terminated, interrupts_held
 
 from .format import (
     CHUNK_GLOB,
@@ -254,17 +254,23 @@ class TraceWriter:
         self._end(complete=True)
 
     def _end(self, complete: bool) -> None:
+        """Close the files and write the last manifest, whatever signals arrive meanwhile:
+        a second Ctrl-C or SIGTERM (``timeout`` sends its signal to the command and again
+        to its process group) interrupted the pool's shutdown, and the trace was left with
+        the manifest written at open, saying neither how many windows it holds nor why
+        it ended. The signal is delivered once the manifest is written."""
         if self._chunk is None:
             return
         try:
-            self._chunk.close()
-            self._index.close()
-            self._chunk = None
-            if self._pool is not None:
-                self._pool.shutdown()
-            self._manifest["complete"] = complete
-            self._manifest["end_reason"] = self.end_reason
-            self._write_manifest()
+            with interrupts_held():
+                self._chunk.close()
+                self._index.close()
+                self._chunk = None
+                if self._pool is not None:
+                    self._pool.shutdown()
+                self._manifest["complete"] = complete
+                self._manifest["end_reason"] = self.end_reason
+                self._write_manifest()
         except OSError as exc:
             raise self._failed(exc, "the closing manifest") from exc
 
