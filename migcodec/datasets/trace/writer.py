@@ -125,7 +125,10 @@ class TraceWriter:
         self.codec.check_page_size(page_size)
         if not os.fspath(path):
             raise ValueError("the trace directory is an empty path; name a directory")
-        _check_output(self.path, overwrite)
+        try:
+            _check_output(self.path, overwrite)
+        except PermissionError as exc:  # pathlib's checks raise it where it may not search
+            raise self._cannot_create(exc) from exc
         self._pool: ThreadPoolExecutor | None = None
         self._index = None
         self._chunk = None
@@ -165,10 +168,7 @@ class TraceWriter:
             self._open_chunk()
         except OSError as exc:
             self._abandon()
-            raise TraceWriteFailed(
-                f"cannot create trace {self.path}: {_os_error(exc, self.path)}; choose "
-                "another directory"
-            ) from exc
+            raise self._cannot_create(exc) from exc
         workers = min(4, os.cpu_count() or 1) if workers is None else workers
         self._pool = ThreadPoolExecutor(workers, "trace-encode") if workers > 1 else None
 
@@ -314,6 +314,12 @@ class TraceWriter:
                 f"has {format_size(free)} free: ask for fewer windows or write the trace "
                 f"elsewhere (the {written} windows written are left there, unclosed)"
             )
+
+    def _cannot_create(self, exc: OSError) -> TraceWriteFailed:
+        return TraceWriteFailed(
+            f"cannot create trace {self.path}: {_os_error(exc, self.path)}; choose another "
+            "directory"
+        )
 
     def _abandon(self) -> None:
         """Close every file without writing more (their failures are the one reported)."""

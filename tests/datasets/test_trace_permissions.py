@@ -1,0 +1,56 @@
+"""Traces under directories this user may not search: pathlib's checks raise
+``PermissionError`` there, which reached the user as a traceback. Run as root without its
+capabilities (root reads every directory), in a directory of mode 000."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+needs_setpriv = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("setpriv") is None,
+    reason="needs root and setpriv, to drop the capabilities that read every directory",
+)
+
+
+def _unprivileged(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``code`` run by root without capabilities: owner, group and other bits bind it."""
+    drop = ["setpriv", "--bounding-set=-all", "--inh-caps=-all"]
+    return subprocess.run(
+        [*drop, sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.fixture
+def hidden(tmp_path: Path):
+    """A directory no one without capabilities may search or list."""
+    path = tmp_path / "hidden"
+    path.mkdir(mode=0o000)
+    yield path
+    path.chmod(0o700)
+
+
+@needs_setpriv
+def test_a_trace_written_where_its_directory_cannot_be_searched_is_refused_in_one_line(
+    hidden: Path,
+) -> None:
+    code = (
+        "import sys\n"
+        "from migcodec.datasets.trace import TraceWriter, TraceWriteFailed\n"
+        "try:\n"
+        "    TraceWriter(sys.argv[1], memory_pages=4)\n"
+        "except TraceWriteFailed as exc:\n"
+        "    print(exc)\n"
+        "    sys.exit(3)\n"
+    )
+    run = _unprivileged(code, str(hidden / "t"))
+    assert run.returncode == 3, run.stderr
+    assert run.stdout == (
+        f"cannot create trace {hidden / 't'}: Permission denied (errno 13, {hidden / 't'}); "
+        "choose another directory\n"
+    )
