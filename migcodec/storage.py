@@ -15,7 +15,7 @@ listing for corpora and per-file sizes and change stamps for cache keys.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -25,6 +25,25 @@ from migcodec.files import NotARegularFile, open_regular
 class StorageError(ValueError):
     """A URL cannot be opened here: fsspec or the protocol's filesystem is missing, or
     the protocol is unknown. The message names the package to install."""
+
+
+class NotPermitted(StorageError):
+    """Whether a local path exists, or what it is, cannot be told: a directory on its way
+    may not be searched by this user. pathlib raises ``PermissionError`` there, which
+    reached users as a traceback."""
+
+
+def _looked_at(path: Path, answer: Callable[[], bool]) -> bool:
+    """``answer()`` (pathlib's exists, is_file or is_dir of ``path``), or
+    :class:`NotPermitted` naming ``path`` where a directory hides it."""
+    try:
+        return answer()
+    except PermissionError as exc:
+        raise NotPermitted(
+            f"cannot read {path}: {exc.strerror} (a directory on its way may not be searched "
+            "by this user); read it as a user allowed to, or change that directory's "
+            "permissions"
+        ) from None
 
 
 def is_url(target: str | os.PathLike) -> bool:
@@ -132,13 +151,13 @@ class LocalLocation(Location):
         return self.path
 
     def exists(self) -> bool:
-        return self.path.exists()
+        return _looked_at(self.path, self.path.exists)
 
     def is_file(self) -> bool:
-        return self.path.is_file()
+        return _looked_at(self.path, self.path.is_file)
 
     def is_dir(self) -> bool:
-        return self.path.is_dir()
+        return _looked_at(self.path, self.path.is_dir)
 
     def read_bytes(self) -> bytes:
         with open_regular(self.path) as f:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from migcodec.datasets import TraceWriter, Workload, get_workload
+
 needs_setpriv = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("setpriv") is None,
     reason="needs root and setpriv, to drop the capabilities that read every directory",
@@ -53,4 +55,26 @@ def test_a_trace_written_where_its_directory_cannot_be_searched_is_refused_in_on
     assert run.stdout == (
         f"cannot create trace {hidden / 't'}: Permission denied (errno 13, {hidden / 't'}); "
         "choose another directory\n"
+    )
+
+
+@needs_setpriv
+@pytest.mark.parametrize(
+    ("command", "named"),
+    [(["trace", "info"], "t/manifest.json"), (["evaluate", "--policies", "auto"], "t")],
+)
+def test_a_trace_whose_directory_cannot_be_searched_is_named_in_one_line(
+    hidden: Path, command: list[str], named: str
+) -> None:
+    """``trace info`` printed pathlib's traceback; ``evaluate`` its bare errno."""
+    with TraceWriter(hidden / "t", memory_pages=256) as writer:
+        writer.write_all(Workload(get_workload("flip", n_pages=256, n_windows=2)))
+    code = "import sys\nfrom migcodec.command import main\nsys.exit(main())\n"
+    run = _unprivileged(code, *command, str(hidden / "t"))
+    assert (run.returncode, run.stdout) == (2, ""), run.stderr
+    name = " ".join(command[:2] if command[0] == "trace" else command[:1])
+    assert run.stderr == (
+        f"migcodec {name}: cannot read {hidden / named}: Permission denied (a directory on its "
+        "way may not be searched by this user); read it as a user allowed to, or change that "
+        "directory's permissions\n"
     )
