@@ -172,7 +172,14 @@ def _sources(args: argparse.Namespace) -> list[Source]:
 
 
 def _traces_in(root: Location) -> list[Location]:
-    """The traces one level below ``root`` (every ``*/manifest.json``), by path."""
+    """The traces one level below ``root`` (every ``*/manifest.json``), by path.
+
+    A local directory is asked for each entry's manifest: a glob passes over a directory
+    this user may not search, and a corpus was evaluated without the trace in it, as if it
+    held no more; asked, such a directory is named (:class:`~migcodec.storage.NotPermitted`).
+    Elsewhere one listing is made, not a request per entry."""
+    if root.local_path is not None:
+        return sorted((d for d in root.glob("*") if (d / MANIFEST).exists()), key=str)
     return sorted((p.parent for p in root.glob(f"*/{MANIFEST}")), key=str)
 
 
