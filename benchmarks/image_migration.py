@@ -50,8 +50,6 @@ def redis_load(mib: int) -> list[str]:
 
 
 DEFAULT_CODECS = "none,lz4,zstd,zlib-ng,auto"
-#: the pagemap bit that says a page is resident
-_PRESENT = 1 << 63
 
 
 def _free_port() -> int:
@@ -85,8 +83,8 @@ def dump_resident_memory(pid: int, nbytes: int, out: Path) -> int:
         for mapping in MappingFilter().select(read_maps(pid)):  # as a capture reads
             if got == want:
                 break
-            entries = files.entries(mapping.start, mapping.end)
-            vpns = mapping.start // files.page_size + np.flatnonzero(entries & _PRESENT)
+            offsets, _entries = files.present(mapping.start, mapping.end)
+            vpns = mapping.start // files.page_size + offsets
             vpns = vpns[: want - got]
             files.read_pages(vpns, out=image[got:])
             got += vpns.size

@@ -308,6 +308,46 @@ def test_a_capture_whose_process_outgrew_the_memory_leaves_its_windows_unclosed(
     assert not info.complete and info.end_reason.startswith("error: CaptureError: process")
 
 
+RESERVED = (  # 64 GiB of writable address space (MAP_NORESERVE), 4 MiB of it written
+    "import ctypes, mmap, sys\n"
+    "m = mmap.mmap(-1, 64 << 30, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | 0x4000)\n"
+    "for page in range(0, 4 << 20, mmap.PAGESIZE):\n"
+    "    m[page] = 1\n"
+    "print(ctypes.addressof(ctypes.c_char.from_buffer(m)), flush=True)\n"
+    "sys.stdin.readline()\n"
+)
+
+
+@needs_proc
+def test_a_large_reservation_costs_memory_for_its_present_pages_not_its_size() -> None:
+    """A 64 GiB writable reservation holding 4 MiB: its pagemap entries were read whole,
+    8 bytes per page of address space (128 MiB here; more than the machine for a
+    sanitizer's terabytes of shadow memory)."""
+    import tracemalloc
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", RESERVED], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    try:
+        address = int(child.stdout.readline())
+        cap = ProcessCapture(
+            child.pid, select=MappingFilter(address_range=(address, address + (64 << 30)))
+        )
+        tracemalloc.start()
+        try:
+            cap.start()
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+            cap.close()
+    finally:
+        child.kill()
+        child.wait()
+    assert cap.layout.n_pages == (64 << 30) // cap.page_size
+    assert cap._idx.size == (4 << 20) // cap.page_size
+    assert peak < 32 << 20  # two 8 MiB batches, and the 4 MiB snapshot
+
+
 @needs_proc
 def test_without_ptrace_rights_the_error_says_what_is_needed(tmp_path: Path) -> None:
     code = (
@@ -348,16 +388,17 @@ def test_soft_dirty_method_reports_exactly_the_written_pages(child: Child, monke
         child.proc.pid, select=MappingFilter(address_range=child.range), method="soft-dirty"
     )
     written: set[int] = set()
-    real_entries = cap.files.entries
+    real_entries = cap.files._entries
 
-    def entries(start: int, end: int) -> np.ndarray:
-        e = real_entries(start, end)
-        offsets = np.array(sorted(written), dtype=np.int64) + (child.address - start) // ps
+    def entries(lo: int, hi: int, buf: np.ndarray, *, first: bool) -> np.ndarray:
+        """One batch of pagemap entries, of pages ``[lo, hi)``."""
+        e = real_entries(lo, hi, buf, first=first)
+        offsets = np.array(sorted(written), dtype=np.int64) + child.address // ps - lo
         offsets = offsets[(offsets >= 0) & (offsets < e.size)]
         e[offsets] |= np.uint64(1 << 55)
         return e
 
-    monkeypatch.setattr(cap.files, "entries", entries)
+    monkeypatch.setattr(cap.files, "_entries", entries)
     monkeypatch.setattr(cap.files, "clear_soft_dirty", written.clear)
     monkeypatch.setattr("migcodec.datasets.capture.process.kernel_has_soft_dirty", lambda: True)
     model = np.zeros((PAGES, ps), dtype=np.uint8)

@@ -28,7 +28,6 @@ from migcodec.datasets.window import Window
 
 from .layout import PageLayout
 from .procfs import (
-    PRESENT,
     SOFT_DIRTY,
     CaptureError,
     MappingFilter,
@@ -170,10 +169,9 @@ class ProcessCapture:
             first, last = self.files.pages_of(m.start, m.end)
             self.layout.cover(first, last)
             self.mappings_seen.setdefault(m.start, m.path)
-            e = self.files.entries(m.start, m.end)
-            present = np.flatnonzero(e & PRESENT)
-            vpns.append(present.astype(np.int64) + first)
-            entries.append(e[present])
+            offsets, e = self.files.present(m.start, m.end)
+            vpns.append(offsets + first)
+            entries.append(e)
         if not vpns:
             empty = np.zeros(0, dtype=np.int64)
             return empty, empty, np.zeros(0, dtype=np.uint64)

@@ -19,7 +19,7 @@ PRESENT = np.uint64(1 << 63)
 SWAPPED = np.uint64(1 << 62)
 SOFT_DIRTY = np.uint64(1 << 55)
 SPECIAL = ("[vvar]", "[vdso]", "[vsyscall]", "[vvar_vclock]")
-_PAGEMAP_BATCH = 1 << 20  # entries per read: 8 MiB, bounds the temporary for huge mappings
+_PAGEMAP_BATCH = 1 << 20  # entries per read: 8 MiB, the buffer a mapping's entries are read into
 
 
 class CaptureError(Exception):
@@ -183,23 +183,39 @@ class ProcFiles:
         partly in the range, and a range within one page captured nothing, successfully."""
         return start // self.page_size, -(-end // self.page_size)
 
-    def entries(self, start: int, end: int) -> np.ndarray:
-        """pagemap entries (uint64) of the pages of ``[start, end)`` (:meth:`pages_of`)."""
+    def present(self, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
+        """The present pages of ``[start, end)`` (:meth:`pages_of`): their offsets from its
+        first page (int64) and their pagemap entries (uint64).
+
+        Read a batch of entries at a time into one buffer, so memory follows the present
+        pages, not the size of the mapping: all of a mapping's entries at once took 8 bytes
+        per page of address space, 2 GiB for a 1 TiB reservation (``MAP_NORESERVE``) and
+        more than the machine for a sanitizer's terabytes of shadow memory."""
         first, last = self.pages_of(start, end)
-        out = np.empty(last - first, dtype="<u8")
+        offsets, entries = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype="<u8")]
+        buf = np.empty(min(last - first, _PAGEMAP_BATCH), dtype="<u8")
         for lo in range(first, last, _PAGEMAP_BATCH):  # one read per 1M pages, not per page
-            hi = min(last, lo + _PAGEMAP_BATCH)
-            view = memoryview(out[lo - first : hi - first]).cast("B")
-            try:
-                got = os.preadv(self.pagemap, [view], lo * 8)
-            except OSError as exc:
-                raise _open_error(self.pid, "/proc/PID/pagemap", exc) from exc
-            if got == 0 and lo == first:  # no address space behind the open file at all
-                if is_alive(self.pid):  # the process lives on in another program's memory
-                    raise ProcessReplaced(f"process {self.pid} ran another program (exec)")
-                raise ProcessExited(f"process {self.pid} has exited")
-            if got != view.nbytes:  # the mapping went away under us: treat as absent
-                out[lo - first + got // 8 : hi - first] = 0
+            e = self._entries(lo, min(last, lo + _PAGEMAP_BATCH), buf, first=lo == first)
+            present = np.flatnonzero(e & PRESENT)
+            offsets.append(present.astype(np.int64) + (lo - first))
+            entries.append(e[present])
+        return np.concatenate(offsets), np.concatenate(entries)
+
+    def _entries(self, lo: int, hi: int, buf: np.ndarray, *, first: bool) -> np.ndarray:
+        """pagemap entries of pages ``[lo, hi)``, read into ``buf``; ``first``: the first
+        batch of a mapping, where reading nothing means the address space is gone."""
+        out = buf[: hi - lo]
+        view = memoryview(out).cast("B")
+        try:
+            got = os.preadv(self.pagemap, [view], lo * 8)
+        except OSError as exc:
+            raise _open_error(self.pid, "/proc/PID/pagemap", exc) from exc
+        if got == 0 and first:  # no address space behind the open file at all
+            if is_alive(self.pid):  # the process lives on in another program's memory
+                raise ProcessReplaced(f"process {self.pid} ran another program (exec)")
+            raise ProcessExited(f"process {self.pid} has exited")
+        if got != view.nbytes:  # the mapping went away under us: treat as absent
+            out[got // 8 :] = 0
         return out
 
     def read_pages(
