@@ -151,6 +151,36 @@ def test_capture_to_trace_ends_cleanly_when_the_process_exits(tmp_path: Path) ->
     assert [0] in dirty  # page 0 is the one the child rewrites
 
 
+@needs_proc
+def test_a_process_that_exits_before_the_first_window_is_an_error_not_an_empty_trace(
+    child: Child, monkeypatch, tmp_path: Path
+) -> None:
+    """It was a complete trace of no window and exit status 0: a capture, as far as a
+    script could tell, that evaluate then found empty."""
+
+    def exit_after_start(pid: int) -> str:  # its command line, asked for once started
+        child.send({"exit": True})
+        child.proc.wait(timeout=10)
+        return "mutator"
+
+    monkeypatch.setattr("migcodec.datasets.capture.run._cmdline", exit_after_start)
+    with pytest.raises(CaptureError) as err:
+        capture_to_trace(
+            child.proc.pid,
+            tmp_path / "t",
+            windows=3,
+            interval_s=0.01,
+            select=MappingFilter(address_range=child.range),
+            progress=False,
+        )
+    assert str(err.value) == (
+        f"process {child.proc.pid} exited before its first window ended, so nothing was "
+        f"captured (an empty trace is left in {tmp_path / 't'}, unclosed); capture a process "
+        "that runs for longer than the interval"
+    )
+    assert not TraceReader(tmp_path / "t", allow_incomplete=True).info().complete
+
+
 def test_a_process_that_does_not_exist_is_a_clear_error() -> None:
     """Not "has exited": nothing says it ever ran."""
     proc = subprocess.Popen([sys.executable, "-c", "pass"])

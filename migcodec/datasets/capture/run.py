@@ -55,8 +55,9 @@ def capture_to_trace(
 
     Ticks are scheduled from the start time (a slow snapshot shortens the next wait instead
     of drifting). If the process exits, the trace ends cleanly with the windows so far and
-    ``end_reason`` says so. Snapshots are not atomic: the process keeps running while its
-    pages are read, as a guest does during pre-copy.
+    ``end_reason`` says so; before the first window, that is a :class:`CaptureError`.
+    Snapshots are not atomic: the process keeps running while its pages are read, as a
+    guest does during pre-copy.
 
     ``max_pages`` bounds each stored window (a uniform sample, seeded by ``seed`` and the
     window's index, with the true count in ``Window.dirty_pages``), so a long capture of a
@@ -99,6 +100,12 @@ def capture_to_trace(
                     how = "exited"
                     if isinstance(cap.ended, ProcessReplaced):
                         how = "ran another program (exec)"
+                    if not written:  # a trace of no window, complete, passed for a capture
+                        raise CaptureError(
+                            f"process {pid} {how} before its first window ended, so nothing "
+                            f"was captured (an empty trace is left in {out}, unclosed); "
+                            "capture a process that runs for longer than the interval"
+                        )
                     end_reason = f"process {pid} {how} after {written} windows"
                     break
                 writer.set_memory_pages(cap.layout.n_pages)
