@@ -195,10 +195,14 @@ def info(args: argparse.Namespace) -> int:
     print(f"trace {meta.path} (format v{meta.version}, pages stored with {_codec_text(meta)})")
     print(f"  source   {peer_text(meta.source)}")
     print(f"  command  {peer_text(meta.command)}")
-    print(
-        f"  created  {peer_text(meta.created)}; complete: {meta.complete} "
-        f"({peer_text(str(meta.end_reason))})"
+    # a writer killed, or stopped by a full disk, never wrote why: "None" said nothing
+    ended = (
+        "no reason recorded: its writer stopped before it could write one (killed, or its "
+        "disk full)"
+        if meta.end_reason is None
+        else peer_text(str(meta.end_reason))
     )
+    print(f"  created  {peer_text(meta.created)}; complete: {meta.complete} ({ended})")
     if "method" in meta.meta:
         print(f"  capture  {peer_text(str(meta.meta.get('method_note', meta.meta['method'])))}")
     print(

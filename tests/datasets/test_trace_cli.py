@@ -382,7 +382,11 @@ def test_an_unclosed_trace_is_reported_with_the_options_of_the_command_reading_i
         "pass --allow-incomplete to read them\n"
     )
     assert main(["trace", "info", str(trace), "--allow-incomplete"]) == 0
-    capsys.readouterr()
+    created = capsys.readouterr().out.splitlines()[3]  # it was "complete: False (None)"
+    assert created.endswith(
+        "complete: False (no reason recorded: its writer stopped before it could write one "
+        "(killed, or its disk full))"
+    )
     # evaluate has no --allow-incomplete: it is not advised
     assert main(["evaluate", str(trace), "--repeats", "1"]) == 2
     err = capsys.readouterr().err
