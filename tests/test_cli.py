@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,22 @@ def test_codecs_json(tmp_path):
         assert by_name[name]["available"] is True
         assert by_name[name]["path"] == "software"
         assert by_name[name]["source"].startswith("migcodec.codecs.plugins.")
+
+
+def test_python_dash_m_migcodec_is_the_command(tmp_path):
+    """Where the scripts directory is not on the PATH, ``python -m migcodec`` runs the same
+    command (it was "No module named migcodec.__main__"), its exit status included."""
+    env = subprocess_env(tmp_path / "cache")
+    version = subprocess.run(
+        [sys.executable, "-m", "migcodec", "--version"], capture_output=True, text=True, env=env
+    )
+    assert version.returncode == 0, version.stderr
+    assert version.stdout.startswith("migcodec ")
+    wrong = subprocess.run(
+        [sys.executable, "-m", "migcodec", "bogus"], capture_output=True, text=True, env=env
+    )
+    assert wrong.returncode == 2
+    assert wrong.stderr.startswith("migcodec: error: argument command: invalid choice: 'bogus'")
 
 
 def test_a_closed_standard_output_is_one_line_not_a_traceback(tmp_path):
