@@ -151,6 +151,20 @@ def test_capture_to_trace_ends_cleanly_when_the_process_exits(tmp_path: Path) ->
     assert [0] in dirty  # page 0 is the one the child rewrites
 
 
+def _capture_error(child: Child, out: Path) -> CaptureError:
+    """What a capture of three short windows of ``child``'s pages into ``out`` raised."""
+    with pytest.raises(CaptureError) as err:
+        capture_to_trace(
+            child.proc.pid,
+            out,
+            windows=3,
+            interval_s=0.01,
+            select=MappingFilter(address_range=child.range),
+            progress=False,
+        )
+    return err.value
+
+
 @needs_proc
 def test_a_process_that_exits_before_the_first_window_is_an_error_not_an_empty_trace(
     child: Child, monkeypatch, tmp_path: Path
@@ -164,16 +178,8 @@ def test_a_process_that_exits_before_the_first_window_is_an_error_not_an_empty_t
         return "mutator"
 
     monkeypatch.setattr("migcodec.datasets.capture.run._cmdline", exit_after_start)
-    with pytest.raises(CaptureError) as err:
-        capture_to_trace(
-            child.proc.pid,
-            tmp_path / "t",
-            windows=3,
-            interval_s=0.01,
-            select=MappingFilter(address_range=child.range),
-            progress=False,
-        )
-    assert str(err.value) == (
+    err = _capture_error(child, tmp_path / "t")
+    assert str(err) == (
         f"process {child.proc.pid} exited before its first window ended, so nothing was "
         f"captured (an empty trace is left in {tmp_path / 't'}, unclosed); capture a process "
         "that runs for longer than the interval"
@@ -321,16 +327,8 @@ def test_a_capture_whose_process_outgrew_the_memory_leaves_its_windows_unclosed(
     child: Child, monkeypatch, tmp_path: Path
 ) -> None:
     _grow_when_memory_is_first_asked(child, monkeypatch)
-    with pytest.raises(CaptureError) as err:
-        capture_to_trace(
-            child.proc.pid,
-            tmp_path / "t",
-            windows=3,
-            interval_s=0.01,
-            select=MappingFilter(address_range=child.range),
-            progress=False,
-        )
-    assert str(err.value).endswith(
+    err = _capture_error(child, tmp_path / "t")
+    assert str(err).endswith(
         f"or free memory here (the 0 windows captured are left in {tmp_path / 't'}, unclosed: "
         "`migcodec trace info --allow-incomplete` reads them)"
     )
