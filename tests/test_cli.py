@@ -102,6 +102,25 @@ def test_ctrl_c_while_the_command_loads_is_one_line(monkeypatch, capsys):
     assert capsys.readouterr().err == "migcodec: interrupted\n"
 
 
+def test_sigterm_while_the_command_loads_is_one_line(monkeypatch, capsys):
+    """SIGTERM in the second before the command's own handler is set ended the process
+    with nothing said; the caller's handler is back afterwards."""
+    import signal
+
+    import migcodec.cli
+    from migcodec.command import main as command
+
+    def loading(argv=None):
+        signal.raise_signal(signal.SIGTERM)
+        raise AssertionError("SIGTERM did not stop the load")
+
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(migcodec.cli, "main", loading)
+    assert command(["codecs"]) == 143
+    assert capsys.readouterr().err == "migcodec: terminated\n"
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
 def test_the_console_script_runs_the_entry_point_that_loads_nothing_first():
     """``migcodec.command`` imports the standard library alone, so that the handling above
     is in place before anything slow loads."""
@@ -109,7 +128,7 @@ def test_the_console_script_runs_the_entry_point_that_loads_nothing_first():
 
     source = (Path(__file__).parents[1] / "migcodec" / "command.py").read_text()
     top = [n for n in ast.parse(source).body if isinstance(n, ast.Import | ast.ImportFrom)]
-    assert {a.name for n in top for a in n.names} == {"annotations", "sys"}
+    assert {a.name for n in top for a in n.names} == {"annotations", "signal", "sys"}
     setup = (Path(__file__).parents[1] / "setup.py").read_text()
     assert '"migcodec = migcodec.command:main"' in setup
 
