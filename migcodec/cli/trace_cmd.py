@@ -271,7 +271,7 @@ def capture(args: argparse.Namespace) -> int:
     if result.sampled_windows:
         kept = (
             f" ({result.stored_pages} stored: {result.sampled_windows} windows sampled "
-            f"down to {args.max_pages} pages)"
+            f"down to {args.max_pages} page{'' if args.max_pages == 1 else 's'})"
         )
     print(
         f"{result.path}: {result.windows} windows, {result.dirty_pages} dirty pages{kept}; "
