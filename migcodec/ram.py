@@ -10,10 +10,29 @@ from __future__ import annotations
 
 import os
 
+#: where the kernel says which control groups this process is in, and where it mounts them
+PROC_CGROUP = "/proc/self/cgroup"
+CGROUP_ROOT = "/sys/fs/cgroup"
+#: a memory limit at least this large is no limit (cgroup v1 writes "no limit" as 2**63
+#: rounded down to a page)
+_NO_LIMIT = 1 << 60
+
 
 def available_memory() -> int | None:
-    """Bytes of RAM that can be allocated without swapping (``MemAvailable``), or ``None``
-    where the system does not say."""
+    """Bytes of RAM that can be allocated without swapping (``MemAvailable``), or less
+    where this process's memory control group (a container's) has a limit closer than
+    that (:func:`cgroup_room`), or ``None`` where the system does not say. The kernel kills
+    a process that outgrows its group's limit with the machine's memory still free: a
+    check against the machine's alone would let a command in a container be killed
+    without a word."""
+    free = _meminfo_available()
+    room = cgroup_room()
+    if room is None:
+        return free
+    return room if free is None or room < free else free
+
+
+def _meminfo_available() -> int | None:
     try:
         with open("/proc/meminfo", encoding="ascii") as f:
             for line in f:
@@ -25,6 +44,83 @@ def available_memory() -> int | None:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, AttributeError):
         return None
+
+
+def cgroup_room(proc_cgroup: str | None = None, root: str | None = None) -> int | None:
+    """Bytes this process's memory control group can still charge before its limit, or
+    ``None`` where it has none (or the system does not say): the limit less what the group
+    uses, not counting the file cache the kernel would reclaim first (inactive file
+    pages). cgroup v2: the least room of the group and of each group above it
+    (``memory.max``, ``memory.current``); v1: the hierarchical limit (``memory.stat``)
+    against the group's usage."""
+    try:
+        with open(proc_cgroup or PROC_CGROUP, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    root = root or CGROUP_ROOT
+    for line in lines:
+        fields = line.split(":", 2)
+        if len(fields) != 3:
+            continue
+        hierarchy, controllers, path = fields
+        if "memory" in controllers.split(","):
+            return _v1_room(os.path.join(root, "memory", path.lstrip("/")))
+        if hierarchy == "0" and not controllers:
+            room = None
+            where = path.strip("/")
+            while True:  # the group, then each above it up to the root
+                level = _v2_room(os.path.join(root, where))
+                if level is not None and (room is None or level < room):
+                    room = level
+                if not where:
+                    return room
+                where = os.path.dirname(where)
+    return None
+
+
+def _v2_room(group: str) -> int | None:
+    limit = _read_int(os.path.join(group, "memory.max"))
+    if limit is None or limit >= _NO_LIMIT:
+        return None
+    used = _read_int(os.path.join(group, "memory.current")) or 0
+    cache = _stat(os.path.join(group, "memory.stat")).get("inactive_file", 0)
+    return max(limit - (used - cache), 0)
+
+
+def _v1_room(group: str) -> int | None:
+    stat = _stat(os.path.join(group, "memory.stat"))
+    limit = stat.get("hierarchical_memory_limit")
+    if limit is None:
+        limit = _read_int(os.path.join(group, "memory.limit_in_bytes"))
+    if limit is None or limit >= _NO_LIMIT:
+        return None
+    used = _read_int(os.path.join(group, "memory.usage_in_bytes")) or 0
+    cache = stat.get("total_inactive_file", stat.get("inactive_file", 0))
+    return max(limit - (used - cache), 0)
+
+
+def _read_int(path: str) -> int | None:
+    """A file's one number, or ``None`` where it is missing or says ``max``."""
+    try:
+        with open(path, encoding="ascii") as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _stat(path: str) -> dict[str, int]:
+    """A ``memory.stat`` file's counters by name (none where it cannot be read)."""
+    counters = {}
+    try:
+        with open(path, encoding="ascii") as f:
+            for line in f:
+                name, _, value = line.partition(" ")
+                if value.strip().isdigit():
+                    counters[name] = int(value)
+    except OSError:
+        pass
+    return counters
 
 
 def short_of(n_bytes: int) -> int | None:

@@ -132,7 +132,7 @@ def _load_manifest(path: Location) -> dict[str, Any]:
 
 
 #: a window decoded into at most this many bytes is not checked against the RAM this
-#: machine has free (reading ``/proc/meminfo`` costs more than deciding so)
+#: machine has free (reading what is free costs more than deciding so)
 CHECKED_WINDOW_BYTES = 256 << 20
 
 
