@@ -566,3 +566,15 @@ def test_pages_compared_in_place_or_gathered_differ_exactly_where_they_do(runs, 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(process_module, "_COMPARE_BLOCK", 5)
         np.testing.assert_array_equal(process_module._rows_differ(a, ia, b, ib), expected)
+
+
+def test_a_refusal_as_root_does_not_advise_running_as_root():
+    """Root is refused a process that made itself non-dumpable, or that a security module
+    or a user namespace guards: "run as root" told root to do what it did."""
+    from migcodec.datasets.capture.procfs import permission_error
+
+    as_root = str(permission_error(1, "/proc/PID/mem", root=True))
+    assert as_root.startswith("no permission to read /proc/PID/mem of process 1, even as root:")
+    assert "run as root" not in as_root and as_root.endswith("capture another process")
+    as_user = str(permission_error(1, "/proc/PID/mem", root=False))
+    assert "(run as root, or as its owner" in as_user

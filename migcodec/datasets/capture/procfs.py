@@ -35,7 +35,18 @@ class ProcessReplaced(ProcessExited):
     and the new one is another program's memory, so its trace ends there."""
 
 
-def permission_error(pid: int, what: str) -> CaptureError:
+def permission_error(pid: int, what: str, root: bool | None = None) -> CaptureError:
+    """What to do about a process whose memory this one may not read. As root (``root``:
+    by default, whether this process runs as root) running as root is no advice: the
+    kernel refuses root where the target made itself non-dumpable, runs in a user
+    namespace this process has no rights in, or a security module forbids it."""
+    if root if root is not None else os.geteuid() == 0:
+        return CaptureError(
+            f"no permission to read {what} of process {pid}, even as root: it may have made "
+            "itself non-dumpable (prctl PR_SET_DUMPABLE), run in a user namespace this "
+            "process has no rights in, or be protected by a security module (SELinux, "
+            "AppArmor, kernel.yama.ptrace_scope=3); capture another process"
+        )
     return CaptureError(
         f"no permission to read {what} of process {pid}: capture needs root or ptrace rights "
         "over the target (run as root, or as its owner with kernel.yama.ptrace_scope=0 / "
