@@ -578,3 +578,37 @@ def test_a_refusal_as_root_does_not_advise_running_as_root():
     assert "run as root" not in as_root and as_root.endswith("capture another process")
     as_user = str(permission_error(1, "/proc/PID/mem", root=False))
     assert "(run as root, or as its owner" in as_user
+
+
+@needs_proc
+def test_a_thread_id_is_refused_naming_its_process():
+    """A thread's /proc entry shows its process's memory and goes when the thread does:
+    captured by a thread id, a capture ended as if the process had exited."""
+    import os
+    import threading
+
+    from migcodec.datasets.capture.procfs import ProcFiles, thread_group
+
+    assert thread_group(os.getpid()) == os.getpid()
+    seen, started, done = [], threading.Event(), threading.Event()
+
+    def run() -> None:
+        seen.append(threading.get_native_id())
+        started.set()
+        done.wait()
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    try:
+        started.wait(10)
+        (tid,) = seen
+        assert thread_group(tid) == os.getpid()
+        with pytest.raises(CaptureError) as err:
+            ProcFiles(tid)
+    finally:
+        done.set()
+        worker.join()
+    assert str(err.value) == (
+        f"{tid} is a thread of process {os.getpid()}, whose memory it shares; give --pid "
+        f"{os.getpid()}"
+    )

@@ -139,6 +139,19 @@ def is_alive(pid: int) -> bool:
     return state not in (b"Z", b"X", b"x")
 
 
+def thread_group(pid: int) -> int | None:
+    """The process that ``pid`` is a thread of (itself for a process's main thread), or
+    ``None`` where /proc does not say."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("Tgid:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def read_maps(pid: int) -> list[Mapping]:
     """Parsed /proc/PID/maps; raises :class:`ProcessExited` when the process is gone."""
     try:
@@ -167,6 +180,13 @@ class ProcFiles:
         self.page_size = os.sysconf("SC_PAGE_SIZE")
         if not os.path.exists(f"/proc/{pid}"):  # else told apart from one that exited
             raise CaptureError(f"no process {pid}: give the pid of a running process (ps -e)")
+        owner = thread_group(pid)
+        if owner is not None and owner != pid:
+            # a thread's /proc entry shows its process's memory, and goes when the thread
+            # does: its capture ended as if the process had exited while it ran on
+            raise CaptureError(
+                f"{pid} is a thread of process {owner}, whose memory it shares; give --pid {owner}"
+            )
         try:
             self.pagemap = os.open(f"/proc/{pid}/pagemap", os.O_RDONLY)
             try:
