@@ -612,3 +612,31 @@ def test_a_thread_id_is_refused_naming_its_process():
         f"{tid} is a thread of process {os.getpid()}, whose memory it shares; give --pid "
         f"{os.getpid()}"
     )
+
+
+@needs_proc
+@pytest.mark.parametrize(
+    ("started_again", "told"), [(False, "ran another program"), (True, "exited")]
+)
+def test_a_pid_given_to_another_process_is_an_exit_not_an_exec(monkeypatch, started_again, told):
+    """Once the process captured is gone, its open pagemap reads nothing. Where its pid
+    lives on, that was an exec, unless the pid names a process started since: the kernel
+    gave it to another one, and the capture's process exited."""
+    import subprocess
+
+    from migcodec.datasets.capture import procfs
+
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        files = procfs.ProcFiles(child.pid)
+    finally:
+        child.kill()
+        child.wait()
+    started = files.started
+    monkeypatch.setattr(procfs, "is_alive", lambda pid: True)  # the pid is taken again
+    monkeypatch.setattr(procfs, "start_time", lambda pid: started + int(started_again))
+    with pytest.raises(procfs.ProcessExited) as err:
+        files.present(0, files.page_size)
+    files.close()
+    assert isinstance(err.value, procfs.ProcessReplaced) is not started_again
+    assert told in str(err.value)

@@ -139,6 +139,18 @@ def is_alive(pid: int) -> bool:
     return state not in (b"Z", b"X", b"x")
 
 
+def start_time(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks after boot: field 22 of /proc/PID/stat), or
+    ``None`` where it is gone: a pid the kernel gave to another process since has
+    another, where a process that ran another program (exec) keeps its own."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        return int(stat[stat.rindex(b")") + 2 :].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def thread_group(pid: int) -> int | None:
     """The process that ``pid`` is a thread of (itself for a process's main thread), or
     ``None`` where /proc does not say."""
@@ -180,6 +192,7 @@ class ProcFiles:
         self.page_size = os.sysconf("SC_PAGE_SIZE")
         if not os.path.exists(f"/proc/{pid}"):  # else told apart from one that exited
             raise CaptureError(f"no process {pid}: give the pid of a running process (ps -e)")
+        self.started = start_time(pid)
         owner = thread_group(pid)
         if owner is not None and owner != pid:
             # a thread's /proc entry shows its process's memory, and goes when the thread
@@ -201,6 +214,11 @@ class ProcFiles:
                     "the pid of a user-space program"
                 ) from exc
             raise _open_error(pid, "/proc/PID/pagemap or /proc/PID/mem", exc) from exc
+
+    def _lives(self) -> bool:
+        """Whether the process captured is alive: not a zombie, and not gone with its pid
+        given to another process since (which an exec was reported for)."""
+        return is_alive(self.pid) and start_time(self.pid) == self.started
 
     def close(self) -> None:
         for fd in (self.pagemap, self.mem):
@@ -242,7 +260,7 @@ class ProcFiles:
         except OSError as exc:
             raise _open_error(self.pid, "/proc/PID/pagemap", exc) from exc
         if got == 0 and first:  # no address space behind the open file at all
-            if is_alive(self.pid):  # the process lives on in another program's memory
+            if self._lives():  # the process lives on in another program's memory
                 raise ProcessReplaced(f"process {self.pid} ran another program (exec)")
             raise ProcessExited(f"process {self.pid} has exited")
         if got != view.nbytes:  # the mapping went away under us: treat as absent
@@ -274,12 +292,12 @@ class ProcFiles:
             try:
                 got = os.preadv(self.mem, [view], int(vpns[a]) * ps)
             except OSError as exc:
-                if exc.errno in (errno.ESRCH,) or not is_alive(self.pid):
+                if exc.errno in (errno.ESRCH,) or not self._lives():
                     raise ProcessExited(f"process {self.pid} exited during a read") from exc
                 got = 0  # EIO/EFAULT: the range was unmapped between pagemap and read
             if got < view.nbytes:
                 ok[a + got // ps : b] = False
-        if not ok.all() and not is_alive(self.pid):
+        if not ok.all() and not self._lives():
             raise ProcessExited(f"process {self.pid} exited during a read")
         return pages, ok
 
