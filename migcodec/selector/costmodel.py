@@ -55,7 +55,7 @@ from migcodec.codecs.zero import zero_page_rows
 from migcodec.datasets import generate_pages
 from migcodec.files import json_problem, read_small_file
 from migcodec.hashing import seal, unseal
-from migcodec.selector.decisions import probe_decision_label, probe_policies, time_probe_decision
+from migcodec.selector.decisions import fit_probe_decisions, probe_decision_label, probe_policies
 from migcodec.storage import LocalLocation
 
 #: the model's entry for the cheap features a policy reads per window (per call, and per
@@ -75,8 +75,9 @@ COST_MODEL_VERSION = 4
 #: C scan computes the sample's entropy, at a quarter less than the features cost before;
 #: 9: delta codecs are priced per changed word and run, on pages changed in three patterns;
 #: 10: the cheap features are timed after the arms encoded the pages they read; 11: each
-#: policy that buys probes has its decision of which timed: ``decisions``)
-CALIBRATION_RECIPE = 11
+#: policy that buys probes has its decision of which timed; 12: per call and per arm, and
+#: under the throughput objective and another: ``decisions``)
+CALIBRATION_RECIPE = 12
 #: the shares of a held version's words changed that delta codecs are timed on (1: a
 #: rewritten page; see _calibration_windows)
 CHANGED_SHARES = (1 / 512, 1 / 64, 1 / 48, 1 / 24, 1 / 8, 1 / 4, 1 / 2, 1.0)
@@ -162,6 +163,12 @@ _LOG_KNOTS = np.log(np.array(KNOTS))
 MAX_COST_S = 1.0
 
 
+def is_cost_s(x: object) -> bool:
+    """Whether ``x`` is seconds a model may hold: a number from 0 to :data:`MAX_COST_S`
+    (compared, not converted: see :func:`checked_arm_cost`)."""
+    return _number(x) and 0 <= x <= MAX_COST_S
+
+
 def checked_arm_cost(label: str, fields: dict) -> ArmCost:
     """One arm's coefficients as a file holds them, checked: seconds are numbers from 0 to
     :data:`MAX_COST_S`, the fit's error a finite number of at least 0, and the curve has a
@@ -171,7 +178,7 @@ def checked_arm_cost(label: str, fields: dict) -> ArmCost:
     seconds = [cost.per_call, cost.per_zero_page, *cost.per_page, cost.per_word, cost.per_run]
     if (
         len(cost.per_page) != len(KNOTS)
-        or not all(_number(x) and 0 <= x <= MAX_COST_S for x in seconds)
+        or not all(is_cost_s(x) for x in seconds)
         or not (_number(cost.fit_error) and 0 <= cost.fit_error <= sys.float_info.max)
     ):
         raise ValueError(
@@ -524,22 +531,11 @@ def _fit_features(arms: list, page_size: int, batch_pages: int, repeats: int) ->
 
 
 def _decision_labels() -> set[str]:
-    return {probe_decision_label(policy) for policy in probe_policies()}
-
-
-def _fit_probe_decisions(
-    arms: list, fitted: dict[str, ArmCost], page_size: int, batch_pages: int
-) -> dict[str, ArmCost]:
-    """Each probe-buying policy's decision of which probes to buy, priced per call at
-    its median over windows of varied content (:mod:`migcodec.selector.decisions`), with
-    ``arms`` priced as ``fitted``. A window's decision is Python whose cost does not grow
-    with the window: one number per call."""
-    costs = [fitted[arm.label] for arm in arms]
-    result = {}
-    for policy in probe_policies():
-        seconds = time_probe_decision(policy, arms, costs, page_size, batch_pages, 200)
-        result[probe_decision_label(policy)] = ArmCost(seconds, 0.0, [0.0] * len(KNOTS))
-    return result
+    return {
+        probe_decision_label(policy, throughput)
+        for policy in probe_policies()
+        for throughput in (True, False)
+    }
 
 
 def calibrate(
@@ -599,7 +595,7 @@ def calibrate(
         ]
         result[arm.label] = _fit(works, np.median(samples[a], axis=0), page_size, held)
     result[FEATURES_LABEL] = _fit_features(arms, page_size, batch_pages, repeats)
-    result.update(_fit_probe_decisions(arms, result, page_size, batch_pages))
+    result.update(fit_probe_decisions(result, page_size, batch_pages))
     return CostModel(
         page_size,
         model_batch,
@@ -635,11 +631,11 @@ def machine_cost_model(
         return saved
     model = calibrate(missing, page_size, batch_pages, repeats)
     if saved is not None:
-        # the features' cost and the probe decisions' as fitted beside the arms saved
-        # first: fitted again beside only the arms missing (the features read after fewer
-        # encoders had pushed the pages out of the caches, the decisions among fewer arms),
-        # they changed what every later calibrated comparison charged, and the same
-        # comparison gave other numbers after another one named a new arm
+        # the features' cost and the probe decisions' as fitted with the arms saved first:
+        # fitted again beside only the arms missing (the features read after fewer
+        # encoders had pushed the pages out of the caches), they changed what every later
+        # calibrated comparison charged, and the same comparison gave other numbers after
+        # another one named a new arm
         kept = {
             label: cost
             for label, cost in saved.arms.items()

@@ -4,11 +4,17 @@ A policy that buys probes decides which to buy once it has read a window's cheap
 (``Policy.probe_mask``): for ``auto`` that is the window's whole prediction, some tens of
 microseconds of Python on the thread that feeds the encoders. The migration engine
 charges it with the features (``FeatureExtractor.extract`` times the decision with the
-scan), and so does a replay (:func:`~migcodec.selector.evaluation.replay.replay`): timed
-on a measured table, and at this machine's calibrated median on a calibrated one, so that
-two replays of a calibrated table charge alike. Left out, a replay charged ``auto`` for
-the features it read but not for deciding on them, and it came out up to 1 % better than
-a migration sees it on windows where the encoders bind.
+scan), and so does a replay (:func:`~migcodec.selector.evaluation.replay.replay`), at the
+price of the cost model the table was measured or modelled with, so that two replays of a
+table charge alike wherever they run. Left out, a replay charged ``auto`` for the features
+it read but not for deciding on them, and it came out up to 1 % better than a migration
+sees it on windows where the encoders bind.
+
+The price is a cost per call and per arm (its work is a few float operations per arm and
+quadrature point), under the throughput objective, which ``auto`` decides for in float
+operations, and under any other, which it prices on arrays at about twice the cost
+(:func:`decision_prices`). A cost model keeps it as an ``ArmCost`` whose ``per_call`` is
+the cost per call and whose ``per_page`` holds the cost per arm.
 """
 
 from __future__ import annotations
@@ -25,13 +31,32 @@ _KINDS = ("memcached", "text", "random", "zero", "seq")
 #: pages per window: a sample's worth and more (what a decision reads does not grow with
 #: the window)
 _WINDOW_PAGES = 256
-#: link of the objective the policy decides for (its values, not its cost, depend on it)
+#: link of the throughput objective a decision is timed under
 _LINK = 1.25e9
+#: the arms a decision is timed among, by label: a few, then the default set (a fit per arm
+#: between them), whatever arms a calibration was asked for (the decisions timed among
+#: those alone priced a machine first calibrated with one arm at a quarter of what seven
+#: cost)
+_FEW_ARMS = ("raw", "lz4", "xbzrle")
+#: windows a decision is timed on, the first tenth not counted
+TIMED_WINDOWS = 200
 
 
-def probe_decision_label(policy: str) -> str:
-    """The cost model's entry for policy ``policy``'s probe decision (a cost per call)."""
-    return f"{policy}'s probe decision"
+def probe_decision_label(policy: str, throughput: bool = True) -> str:
+    """The cost model's entry for policy ``policy``'s probe decision under the throughput
+    objective, or (``throughput`` false) under any other."""
+    return f"{policy}'s probe decision" + ("" if throughput else ", other objectives")
+
+
+def decision_prices(model, n_arms: int) -> dict[str, list[float]]:
+    """Per policy the model prices, the seconds of one probe decision among ``n_arms``
+    arms: under the throughput objective, then under any other."""
+    prices = {}
+    for policy in probe_policies():
+        costs = [model.arms.get(probe_decision_label(policy, t)) for t in (True, False)]
+        if None not in costs:
+            prices[policy] = [c.per_call + c.per_page[0] * n_arms for c in costs]
+    return prices
 
 
 def probe_policies() -> list[str]:
@@ -49,14 +74,21 @@ def probe_policies() -> list[str]:
 
 
 def time_probe_decision(
-    policy: str, arms: list, costs: list, page_size: int, batch_pages: int, windows: int
+    policy: str,
+    arms: list,
+    costs: list,
+    page_size: int,
+    batch_pages: int,
+    windows: int = TIMED_WINDOWS,
+    objective=None,
 ) -> float:
     """Median CPU seconds of ``policy``'s ``probe_mask`` over ``windows`` windows of varied
     content held by the destination with a few words changed, each chosen for and learnt
     from in turn as in a replay (the policy's estimates move as they would), after the
     first tenth: the calls before it warm the interpreter's caches. ``arms`` are
-    :class:`~migcodec.selector.arms.Arm` and ``costs`` their fitted
-    :class:`~migcodec.selector.costmodel.ArmCost`."""
+    :class:`~migcodec.selector.arms.Arm` and ``costs`` their
+    :class:`~migcodec.selector.costmodel.ArmCost` (``None``: not calibrated);
+    ``objective``: the throughput objective's by default."""
     from migcodec.selector.arms import fallback_arms
     from migcodec.selector.features import FeatureExtractor
     from migcodec.selector.objectives import Outcome, Throughput
@@ -71,7 +103,7 @@ def time_probe_decision(
         pool.append(extractor.extract(pages, previous, probe=True))
     chooser = parse_policy(policy).bind(
         len(arms),
-        Throughput(_LINK, 2),
+        objective or Throughput(_LINK, 2),
         [a.kind for a in arms],
         labels=[a.label for a in arms],
         costs=costs,
@@ -93,3 +125,36 @@ def time_probe_decision(
         zero = _WINDOW_PAGES * float(full.context[1])
         chooser.update(arm, 0.0, full, Outcome(guest, sent, 1e-3, 1e-3, zero_pages=zero))
     return statistics.median(spent[windows // 10 :])
+
+
+def fit_probe_decisions(fitted: dict, page_size: int, batch_pages: int) -> dict:
+    """Each probe-buying policy's decision priced per call and per arm, under the
+    throughput objective and under another (:data:`_FEW_ARMS`, then the default arms;
+    an arm's cost from ``fitted`` where it was calibrated): cost model entries by
+    :func:`probe_decision_label`."""
+    from migcodec.selector.arms import DEFAULT_ARMS, DELTA_ARMS, parse_arms
+    from migcodec.selector.costmodel import KNOTS, ArmCost
+    from migcodec.selector.objectives import HostCpu
+
+    few = parse_arms(";".join(_FEW_ARMS))
+    every = parse_arms(";".join(DEFAULT_ARMS + DELTA_ARMS))
+    entries = {}
+    for policy in probe_policies():
+        for throughput in (True, False):
+            objective = None if throughput else HostCpu()
+            seconds = [
+                time_probe_decision(
+                    policy,
+                    arms,
+                    [fitted.get(a.label) for a in arms],
+                    page_size,
+                    batch_pages,
+                    objective=objective,
+                )
+                for arms in (few, every)
+            ]
+            per_arm = max((seconds[1] - seconds[0]) / (len(every) - len(few)), 0.0)
+            per_call = max(seconds[1] - per_arm * len(every), 0.0)
+            label = probe_decision_label(policy, throughput)
+            entries[label] = ArmCost(per_call, 0.0, [per_arm] * len(KNOTS))
+    return entries

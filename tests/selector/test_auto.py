@@ -551,21 +551,32 @@ def test_a_probe_is_worth_what_its_pages_can_reveal():
 
 def test_a_window_that_takes_less_than_reading_its_features_is_played_without_them():
     """A window of a size never read is read, unless the read costs more than the window
-    is predicted to take (on the newest features read): then it is played on those."""
+    is predicted to take (on the newest features read): then it is played on those. The
+    read is priced as the newest's, its scan in proportion to the pages it samples."""
     policy = _auto(1.25e9)
+    policy.probe_decision_s = 2e-5
     assert policy.wants_features(1)  # nothing read yet: nothing to predict it on
     big = _features(10_000)
     policy.probe_mask(big)
     arm = policy.choose(big)
     policy.update(arm, 1e9, big, Outcome(10_000 * PAGE, 4_000 * PAGE, 2e-3, 2e-3))
-    cost = big.cheap_s / 2  # its CPU time over the 2 workers
     for pages, read in ((1, False), (2, False), (300, True)):
+        # the scan and the decision, CPU time over the 2 workers
+        cost = (big.cheap_s * min(pages, big.sample) / big.sample + 2e-5) / 2
         predicted = min(policy._predict(big, pages)[3])
-        assert (predicted < cost) is not read, (pages, predicted)
+        assert (predicted < cost) is not read, (pages, predicted, cost)
         assert policy.wants_features(pages) is read, pages
         if not read:
             assert policy._read.pages == big.pages
             assert policy.choose(None) == arm  # played on the big window's features
+
+
+def test_an_estimate_known_exactly_leaves_a_probe_nothing_to_reveal():
+    """With no probe noise and an estimate of no variance, the spread after a probe was
+    0 / 0 (a ZeroDivisionError where numpy had made it nan): it is 0."""
+    policy = _auto(1.25e9, probe_noise=0.0)
+    policy.ratios.p[:] = 0.0
+    assert policy._probe_spreads(8)[1] == [0.0, 0.0]
 
 
 def test_a_read_is_priced_with_the_decision_of_which_probes_to_buy(monkeypatch):
@@ -576,13 +587,13 @@ def test_a_read_is_priced_with_the_decision_of_which_probes_to_buy(monkeypatch):
     told = _auto(1.25e9)
     told.probe_decision_s = 2e-3
     told.probe_mask(f)
-    assert told._read_s(f) == pytest.approx((f.cheap_s + 2e-3) / 2)  # over 2 workers
+    assert told._read_s(f.cheap_s) == pytest.approx((f.cheap_s + 2e-3) / 2)  # over 2 workers
     monkeypatch.setattr(Auto, "probe_decision_s", None)
     timing = _auto(1.25e9)
-    assert timing._read_s(f) == f.cheap_s / 2  # nothing decided yet
+    assert timing._read_s(f.cheap_s) == f.cheap_s / 2  # nothing decided yet
     timing.probe_mask(f)
     assert 0.0 < timing._decision_s < 1.0
-    assert timing._read_s(f) == pytest.approx((f.cheap_s + timing._decision_s) / 2)
+    assert timing._read_s(f.cheap_s) == pytest.approx((f.cheap_s + timing._decision_s) / 2)
 
 
 def test_features_are_skipped_when_they_stopped_changing_the_choice_and_read_on_a_jump():

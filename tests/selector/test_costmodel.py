@@ -23,9 +23,14 @@ from migcodec.selector.costmodel import (
     window_work,
 )
 from migcodec.selector.evaluation import build_table
+from migcodec.selector.objectives import HostCpu, Throughput
 
 #: the probe decisions every calibration times, one entry per policy that buys probes
-DECISIONS = {"auto's probe decision", "predictive's probe decision"}
+DECISIONS = {
+    f"{policy}'s probe decision{objectives}"
+    for policy in ("auto", "predictive")
+    for objectives in ("", ", other objectives")
+}
 MODEL = CostModel(
     4096,
     64,
@@ -246,18 +251,27 @@ def test_a_modelled_table_replaces_every_time_and_is_the_same_every_time():
     assert table.costs() == [MODEL.arms["raw"], MODEL.arms["lz4"]]
 
 
-def test_a_modelled_table_prices_the_probe_decisions_its_model_has_and_no_others():
-    """A calibrated table charges a probe decision at the model's price; a model without
-    one (built by hand) leaves it to be timed, and a measured table times every one."""
+def test_a_table_prices_the_probe_decisions_by_its_arms_and_objective():
+    """A table charges a probe decision at its cost model's price (per call and per arm,
+    under the throughput objective or another), measured or modelled alike, so that its
+    replays agree wherever they run; a model without one (built by hand) leaves it to be
+    timed."""
     windows = [Window(0, np.arange(32), generate_pages("text", 32, 0))]
-    table = build_table(windows, parse_arms("raw;lz4"), repeats=1, calibration=MODEL)
     priced = CostModel(
-        4096, 64, {**MODEL.arms, "auto's probe decision": ArmCost(7e-5, 0.0, [0.0] * len(KNOTS))}
+        4096,
+        64,
+        {
+            **MODEL.arms,
+            "auto's probe decision": ArmCost(7e-5, 0.0, [1e-6] * len(KNOTS)),
+            "auto's probe decision, other objectives": ArmCost(1e-4, 0.0, [2e-6] * len(KNOTS)),
+        },
     )
-    assert table.modelled(priced).probe_decision_s("auto") == 7e-5
-    assert table.modelled(priced).probe_decision_s("predictive") is None
-    assert table.modelled(MODEL).probe_decision_s("auto") is None
-    assert table.probe_decision_s("auto") is None
+    measured = build_table(windows, parse_arms("raw;lz4"), repeats=1, calibration=priced)
+    for table in (measured, measured.modelled(priced)):
+        assert table.probe_decision_s("auto", Throughput()) == pytest.approx(7e-5 + 2e-6)
+        assert table.probe_decision_s("auto", HostCpu()) == pytest.approx(1e-4 + 4e-6)
+        assert table.probe_decision_s("predictive", Throughput()) is None
+    assert measured.modelled(MODEL).probe_decision_s("auto", Throughput()) is None
 
 
 def test_a_delta_codec_is_timed_against_held_versions_and_a_compressor_against_none(

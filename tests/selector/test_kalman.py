@@ -155,3 +155,12 @@ def test_the_delta_arms_state_takes_the_same_update(path, plays):
             kalman_update(state, j, y, noise)
         np.testing.assert_allclose(state[:, 3], x, rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(state[:, :3], p, rtol=1e-9, atol=1e-12)
+
+
+def test_a_filter_too_large_for_the_c_update_takes_numpy_s():
+    """The C update holds at most 256 rows; a ratio filter of 128 compressing arms (258
+    rows) was refused mid-stream, and takes the numpy update instead."""
+    large, small = RatioFilter(128), RatioFilter(127)
+    for f in (large, small):
+        f.observe(0, 1.0, 0.1)
+    np.testing.assert_allclose(large.mean()[:2], small.mean()[:2])

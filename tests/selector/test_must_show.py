@@ -32,9 +32,10 @@ TRACES = sorted(p.name for p in CORPUS.iterdir() if (p / "manifest.json").exists
 #: the least share of the best fixed arm's throughput auto reaches on any trace and link,
 #: and on average. On most traces one arm is within a percent of the oracle: there auto,
 #: which pays for every feature it reads and for deciding which probes to buy on them
-#: (62 us a read in this model, twice what the features cost), can only trail it by what
-#: they cost: memcached, XBZRLE's on nearly every window, at 0.9995 at 1 Gbit/s and 0.9989
-#: at 10 Gbit/s, where the encoders bind and every read costs its window about 1 %. On
+#: (63 us a read among 7 arms in this model, twice what the features cost), can only trail
+#: it by what they cost: memcached, XBZRLE's on nearly every window, at 0.9995 at 1 Gbit/s
+#: and 0.9988 at 10 Gbit/s, where the encoders bind and every read costs its window about
+#: 1 %. On
 #: average, sharing windows at 10 Gbit/s between an arm that keeps the encoders busy and
 #: one that fills the link (``balance``) puts it several percent above the best fixed arm
 #: (1.034 with this model)

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from migcodec.selector import Throughput, WireBytes
-from migcodec.selector.evaluation import Table, evaluate, replay
+from migcodec.selector import HostCpu, Throughput, WireBytes
+from migcodec.selector.evaluation import Table, TableError, evaluate, replay
 from migcodec.selector.policies import Fixed, Policy
 from tests.damage import flipped_bits
 from tests.selector.tables import tiny_table
@@ -118,20 +118,37 @@ class Deciding(Fixed):
         return np.zeros(self.n_arms, dtype=bool)
 
 
-def test_a_probe_decision_is_charged_as_timed_on_a_measured_table_and_as_priced_on_a_model():
+def test_a_probe_decision_is_charged_at_the_table_s_price_or_as_timed_without_one():
     """Deciding which probes to buy is part of reading the features: the engine charges
-    it with them, and so does a replay, timed on a measured table and at the calibrated
-    price on a modelled one (the same on every replay)."""
+    it with them, and so does a replay, at the price of the cost model its table was
+    measured or modelled with (by objective: the same on every replay), or as the call
+    took where that model prices no such policy. The policy is told the price while the
+    replay lasts, and only then."""
     table = tiny_table()
     obj = Throughput(link=100.0, workers=2)
     timed = replay(Deciding(arm=0), table, obj).charge_s
     assert (timed >= Deciding.busy).all() and (timed < 10 * Deciding.busy).all()
-    table.meta["probe_decisions"] = {"deciding-test": 0.5, "other": 9.0}
-    priced = [replay(Deciding(arm=0), table, obj).charge_s for _ in range(2)]
+    table.meta["probe_decisions"] = {"deciding-test": [0.5, 0.75], "other": [0.0, 0.0]}
+    policy = Deciding(arm=0)
+    priced = [replay(policy, table, obj).charge_s for _ in range(2)]
     assert priced[0].tolist() == priced[1].tolist() == [0.5, 0.5, 0.5]
+    assert policy.probe_decision_s is None  # not carried out of the replay
+    assert replay(policy, table, HostCpu()).charge_s.tolist() == [0.75, 0.75, 0.75]
     table.cpu_s[:] = 10.0  # encoder-bound: 2 workers x 1000 B / (10 s + 0.5 s)
     assert replay(Deciding(arm=0), table, obj).rewards[0] == pytest.approx(2000 / 10.5)
     assert replay(Fixed(arm=0), table, obj).charge_s.tolist() == [0.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    "prices", [[float("nan"), 0.0], [-1.0, 0.0], [0.5], "0.5", [0.5, float("inf")], [2.0, 0.0]]
+)
+def test_probe_decision_prices_no_cost_model_writes_are_refused(prices):
+    """A price that is no number of seconds from 0 to 1 (nan stopped auto reading, a
+    negative one paid it for reading) is refused with the table."""
+    table = tiny_table()
+    meta = {**table.meta, "probe_decisions": {"auto": prices}}
+    with pytest.raises(TableError, match=r"its probe decisions' prices for 'auto' are "):
+        Table(**{**table.__dict__, "meta": meta})
 
 
 def test_cost_objectives_score_closeness_the_same_way():
@@ -402,3 +419,22 @@ def test_a_saved_table_loads_equal_or_is_refused_when_saved(meta):
             assert not path.exists()
             return
         assert _same_table(Table.load(path), table)
+
+
+def test_auto_replays_a_measured_table_alike_every_time():
+    """A measured table's timings are fixed once measured, and a probe decision is priced
+    by the measuring host's model: timed as each replay ran, it made auto read and choose
+    otherwise from one replay to the next (and on each host of a cluster)."""
+    from migcodec.selector import make_objective, parse_arms, parse_policy
+    from migcodec.selector.costmodel import CostModel
+    from migcodec.selector.evaluation import build_table, workload_windows
+
+    model = CostModel.load(Path(__file__).with_name("data") / "cost-model.json")
+    windows = workload_windows("phases", n_windows=16, pages=256, seed=1)
+    table = build_table(windows, parse_arms("raw;lz4;zstd:level=3;xbzrle"), 1, calibration=model)
+    objective = make_objective("throughput", link="10Gbit", workers=2)
+    runs = [replay(parse_policy("auto"), table, objective) for _ in range(3)]
+    for run in runs[1:]:
+        np.testing.assert_array_equal(run.chosen, runs[0].chosen)
+        np.testing.assert_array_equal(run.rewards, runs[0].rewards)
+        np.testing.assert_array_equal(run.charge_s, runs[0].charge_s)

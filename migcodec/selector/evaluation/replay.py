@@ -55,16 +55,29 @@ def replay(policy: Policy, table: Table, objective: Objective) -> ReplayResult:
         page_size=table.page_size,
         fallbacks=fallback_arms([Arm.of(a) for a in table.arms]),
     )
+    # a probe decision's cost: the price of the model the table was measured or modelled
+    # with, charged with the features as the engine charges it (migcodec.selector.decisions),
+    # and told to the policy for as long as the replay lasts
+    decision_s = table.probe_decision_s(policy.name, objective) if policy.needs == "probe" else None
+    told = policy.probe_decision_s
+    policy.probe_decision_s = decision_s
+    try:
+        return _replayed(policy, table, objective, decision_s)
+    finally:
+        policy.probe_decision_s = told
+
+
+def _replayed(
+    policy: Policy, table: Table, objective: Objective, decision_s: float | None
+) -> ReplayResult:
+    """:func:`replay`'s loop, once the policy is bound; ``decision_s``: a probe decision's
+    price (``None``: the call is timed)."""
     n = table.n_windows
     chosen = np.zeros(n, dtype=np.int64)
     rewards = np.zeros(n)
     charges = np.zeros(n)
     needs = policy.needs
     pages = table.input_bytes[:, 0] / table.page_size
-    # a probe decision's cost: the calibrated table's, or the call's CPU time on a measured
-    # one, charged with the features as the engine charges it (migcodec.selector.decisions)
-    decision_s = table.probe_decision_s(policy.name) if needs == "probe" else None
-    policy.probe_decision_s = decision_s
     clock = time.thread_time
     for w in range(n):  # one iteration per window: the policy's own loop, as online
         features = None

@@ -45,17 +45,18 @@ from migcodec.selector.costmodel import (
     ArmCost,
     CostModel,
     checked_arm_cost,
+    is_cost_s,
     machine_cost_model,
     window_work,
 )
-from migcodec.selector.decisions import probe_decision_label, probe_policies
+from migcodec.selector.decisions import decision_prices
 from migcodec.selector.features import (
     CONTEXT_NAMES,
     FeatureExtractor,
     WindowFeatures,
     sample_rows,
 )
-from migcodec.selector.objectives import Objective, Outcome
+from migcodec.selector.objectives import Objective, Outcome, Throughput
 from migcodec.storage import Location, location
 
 #: 3: the file names and checksums every array it holds, in its sealed meta; 4: the features
@@ -233,6 +234,15 @@ def _check_table(table: Table) -> None:
             checked_arm_cost(label, fields)
     except (AttributeError, TypeError, ValueError) as exc:
         raise TableError(f"its cost model {exc}") from None
+    decisions = meta.get("probe_decisions") or {}
+    for policy, prices in decisions.items() if isinstance(decisions, dict) else [(None, None)]:
+        if not (
+            isinstance(prices, list) and len(prices) == 2 and all(is_cost_s(p) for p in prices)
+        ):
+            raise TableError(
+                f"its probe decisions' prices for {policy!r} are {prices!r}, not two numbers "
+                "of seconds from 0 to 1 (under the throughput objective, then any other)"
+            )
 
 
 @dataclass
@@ -286,14 +296,16 @@ class Table:
     def labels(self) -> list[str]:
         return [Arm.of(a).label for a in self.arms]
 
-    def probe_decision_s(self, policy: str) -> float | None:
+    def probe_decision_s(self, policy: str, objective: Objective) -> float | None:
         """Seconds that ``policy``'s decision of which probes to buy costs a window of this
-        table: the cost model's on a calibrated table (:meth:`modelled`), so that replays
-        of it charge alike; ``None`` on a measured table, or for a policy the model has no
-        cost for, whose replay times the call."""
-        decisions = self.meta.get("probe_decisions")
-        value = None if not isinstance(decisions, dict) else decisions.get(policy)
-        return value if isinstance(value, float) else None
+        table under ``objective``: the price of the cost model the table was measured or
+        modelled with (:func:`~migcodec.selector.decisions.decision_prices`), so that
+        replays of it charge alike wherever they run; ``None`` for a policy that model has
+        no price for (one defined outside migcodec), whose replay times the call."""
+        prices = (self.meta.get("probe_decisions") or {}).get(policy)
+        if prices is None:
+            return None
+        return float(prices[0] if isinstance(objective, Throughput) else prices[1])
 
     @property
     def kinds(self) -> list[str]:
@@ -443,11 +455,7 @@ class Table:
             **self.meta,
             "cost_model": {"machine": model.machine, "created": model.created},
             "costs": {label: asdict(model.arm(label)) for label in self.labels},
-            "probe_decisions": {
-                policy: model.arms[probe_decision_label(policy)].per_call
-                for policy in probe_policies()
-                if probe_decision_label(policy) in model.arms
-            },
+            "probe_decisions": decision_prices(model, self.n_arms),
         }
         return Table(list(self.arms), phases=list(self.phases), meta=meta, **fields)
 
@@ -1023,6 +1031,9 @@ def join_parts(parts: Sequence[TablePart], calibration: CostModel | None = None)
         "context_names": list(CONTEXT_NAMES),
         "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "costs": {a.label: asdict(calibration.arm(a.label)) for a in arm_list},
+        # the policies' decisions are not measured with the windows: priced, as the
+        # measuring host's model has them, so that replays run anywhere charge alike
+        "probe_decisions": decision_prices(calibration, len(arm_list)),
     }
     return Table(list(first.arms), phases=phases, meta=meta, **arrays)
 

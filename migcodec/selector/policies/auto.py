@@ -1044,7 +1044,7 @@ class Auto(Policy):
             # costing more than its window took
             return not self._read_costs_more(entry, pages)
         self._read_entry = entry
-        cost = self._read_s(entry.features)
+        cost = self._read_s(entry.features.cheap_s)
         if cost <= self.upkeep * entry.since_s and self._feature_value > 0.0:
             # fresh estimates for a bounded share of the time, while reading has changed a
             # choice: where no read ever did (one arm best on every window), such rereads
@@ -1061,24 +1061,31 @@ class Auto(Policy):
     def _read_costs_more(self, entry: _Read | None, pages: float) -> bool:
         """Whether reading a window of ``pages`` pages costs more than the window is
         predicted to take on ``entry`` (else on the newest read kept), which it is then
-        played on; False while nothing was read."""
+        played on; False while nothing was read. The read is priced as ``entry``'s, its
+        scan in proportion to the pages it samples where the window has fewer pages than
+        ``entry`` sampled (a lower bound: the scan has a fixed part), so that a read is
+        skipped only where even that costs more than the window."""
         if entry is None:
             if not self._reads:
                 return False
             entry = self._reads[0]
-        if self._read_s(entry.features) <= min(self._predict(entry.features, pages)[3]):
+        read = entry.features
+        scan = read.cheap_s
+        if pages < read.sample:
+            scan *= (pages if pages > 1.0 else 1.0) / read.sample
+        if self._read_s(scan) <= min(self._predict(read, pages)[3]):
             return False
         self._read_entry = entry
         return True
 
-    def _read_s(self, read: WindowFeatures) -> float:
-        """What reading features like ``read`` costs a window: their CPU time and the
-        decision of which probes to buy on them, in the objective's clock, as the window's
-        predicted time is. A host whose encoders' wall
-        time is several times their CPU time stretches the feeding thread's reads as much
-        (measured on a real image's first pass: reads priced unstretched fell under
-        ``negligible`` on 47 of 64 windows, and cost a migration 5 % of its time)."""
-        return (read.cheap_s + self._decision_s) * self._stretch / self._workers
+    def _read_s(self, scan_s: float) -> float:
+        """What reading features whose scan takes ``scan_s`` CPU seconds costs a window:
+        the scan and the decision of which probes to buy on them, in the objective's clock,
+        as the window's predicted time is. A host whose encoders' wall time is several
+        times their CPU time stretches the feeding thread's reads as much (measured on a
+        real image's first pass: reads priced unstretched fell under ``negligible`` on 47
+        of 64 windows, and cost a migration 5 % of its time)."""
+        return (scan_s + self._decision_s) * self._stretch / self._workers
 
     def _similar(self, pages: float) -> _Read | None:
         """The features last read on a window of about ``pages`` pages (within a factor
@@ -1179,7 +1186,10 @@ class Auto(Policy):
         prior's less what the probe's own noise leaves unknown; taken as the prior's, a
         probe looked worth as much as the truth."""
         noise = self.probe_noise**2 / m
-        spreads = [math.sqrt(v * v / (v + noise)) for v in self.ratios.var().tolist()]
+        # a variance of 0 leaves nothing for a probe to reveal (and with no noise, 0 / 0)
+        spreads = [
+            math.sqrt(v * v / (v + noise)) if v > 0.0 else 0.0 for v in self.ratios.var().tolist()
+        ]
         return self.ratios.mean().tolist(), spreads
 
     def _probe_values(

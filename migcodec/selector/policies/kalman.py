@@ -19,6 +19,9 @@ from migcodec.extensions import optional_extension
 
 _filters, FILTER_UPDATE = optional_extension("migcodec.selector._filters")
 _native_observe = None if _filters is None else _filters.observe
+#: the most rows of a state the C update takes (``MAX_ROWS`` in ``_filters.c``): a larger
+#: one (a ratio filter of 128 compressing arms or more) is numpy's
+_NATIVE_MAX_ROWS = 256
 
 #: prior of the shared log-ratio level (a ratio of 2, give or take a factor of e), of each
 #: arm's offset from it, and of a probe's bias against a whole window (the part all arms
@@ -38,7 +41,7 @@ def kalman_update(state: np.ndarray, j: int, y: float, noise: float) -> None:
     as Python floats (numpy's cost several times as much each). Each numpy call costs
     about a microsecond here, most of the update's time: the C extension does the same
     operations in one call (:data:`FILTER_UPDATE`)."""
-    if _native_observe is not None:
+    if _native_observe is not None and state.shape[0] <= _NATIVE_MAX_ROWS:
         _native_observe(state, j, y, noise)
         return
     n = state.shape[0]
