@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from migcodec.codecs.base import RUN_BYTES
@@ -1305,3 +1305,29 @@ def test_a_bound_policy_pickles_and_goes_on_as_the_original_does():
         play(original, (20.0, 400.0, 40.0))
         np.testing.assert_array_equal(copied._delta_state, original._delta_state)
         assert copied.cpu_arm == original.cpu_arm and copied.delta_bias == original.delta_bias
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    pages=st.floats(1.0, 1e5),
+    m=st.integers(1, 32),
+    shift=st.floats(-3.0, 8.0),
+    spread=st.floats(0.0, 4.0),
+    link=st.sampled_from([1.25e8, 1.25e9, 1e12]),
+)
+def test_probe_values_in_float_operations_are_those_on_arrays(pages, m, shift, spread, link):
+    """The throughput objective's probe values with the CPU factor known (from the first
+    windows measured on), in float operations per arm and point, are the array version's
+    (kept for every other case), to rounding."""
+    policy = _auto(link)
+    f = _features(pages, probe_pages=m)
+    policy.probe_mask(f)
+    policy._cpu_scales = None  # as once windows were measured
+    policy.ratios.x[0] += shift
+    policy.ratios.p[0, 0] *= spread
+    payload, _, _, loss = policy._predict(f)
+    order = sorted(range(len(loss)), key=loss.__getitem__)
+    args = (m, payload, loss, order[0], loss[order[1]], *policy._window(f, None))
+    floats, arrays = policy._probe_values(*args), policy._probe_values_priced(*args)
+    for a, b in zip(floats, arrays, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-18)
