@@ -61,6 +61,45 @@ class PluginStatus:
         return asdict(self)
 
 
+class _ImportAborted(Exception):
+    """Carries (as ``__cause__``) what ended a plugin's import that stevedore would not hand
+    to its failure callback: an exception outside ``Exception`` (``SystemExit`` from a
+    module that calls ``sys.exit()``, a ``BaseException`` of the plugin's own) or an
+    ``AssertionError``, which stevedore re-raises. Either ended every command that loads
+    plugins (``migcodec codecs`` exited silently with the plugin's status)."""
+
+
+class _Guarded:
+    """A stevedore manager whose plugin imports end in its failure callback, whatever
+    they raise, except Ctrl-C and SIGTERM (a ``KeyboardInterrupt``), which end the command.
+
+    stevedore has no option for this; its ``_load_one_plugin`` is the one call around
+    ``EntryPoint.load`` in every manager (stevedore 3 to 5)."""
+
+    def _load_one_plugin(self, ep: EntryPoint, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super()._load_one_plugin(ep, *args, **kwargs)  # type: ignore[misc]
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
+            if isinstance(exc, Exception) and not isinstance(exc, AssertionError):
+                raise
+            raise _ImportAborted() from exc
+
+
+class _Driver(_Guarded, DriverManager):
+    """:class:`DriverManager` whose plugin imports cannot end the process."""
+
+
+class _Named(_Guarded, NamedExtensionManager):
+    """:class:`NamedExtensionManager` whose plugin imports cannot end the process."""
+
+
+def _load_failure(exc: BaseException) -> BaseException:
+    """What ended a plugin's load, as the failure callback reports it."""
+    return exc.__cause__ if isinstance(exc, _ImportAborted) and exc.__cause__ else exc
+
+
 def _listed() -> list[EntryPoint]:
     """The namespace's entry points as stevedore holds them for this process (read on first
     use). A manager asked for no names loads nothing: it only lists."""
@@ -219,10 +258,10 @@ def _load(name: str, listed: Sequence[EntryPoint]) -> type[Codec]:
         raise CodecUnavailable(f"codec {name!r} is {_collision(entries)}")
     failures: list[BaseException] = []
     try:
-        cls = DriverManager(
+        cls = _Driver(
             NAMESPACE,
             name,
-            on_load_failure_callback=lambda _manager, _ep, exc: failures.append(exc),
+            on_load_failure_callback=lambda _manager, _ep, exc: failures.append(_load_failure(exc)),
             on_missing_entrypoints_callback=None,
         ).driver
     except NoMatches:  # nothing loaded: the failure callback said why, if it was called
@@ -265,10 +304,12 @@ def plugin_statuses() -> list[PluginStatus]:
     for ep in _read_again():
         by_name.setdefault(ep.name, []).append(ep)
     failures: dict[str, BaseException] = {}
-    manager = NamedExtensionManager(
+    manager = _Named(
         NAMESPACE,
         names=[name for name, entries in by_name.items() if len(entries) == 1],
-        on_load_failure_callback=lambda _manager, ep, exc: failures.setdefault(ep.name, exc),
+        on_load_failure_callback=lambda _manager, ep, exc: failures.setdefault(
+            ep.name, _load_failure(exc)
+        ),
         on_missing_entrypoints_callback=None,
     )
     loaded = {ext.name: ext.plugin for ext in manager.extensions}

@@ -1,0 +1,77 @@
+"""Third-party plugins that misbehave: each is named with what to do, never a traceback,
+and never takes the other plugins down with it.
+
+Plugins are registered with ``plugin_site`` exactly as pip would register them.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from migcodec.codecs import CodecUnavailable, get_codec, plugin_statuses
+from tests.plugin_dist import migcodec_command, subprocess_env, write_dist
+
+#: module code that ends an import with something stevedore does not hand to its callback
+ABORTING_IMPORTS = {
+    "exits": ("import sys\nsys.exit(3)\n", "SystemExit: 3"),
+    "asserts": ("assert False, 'no device table'\n", "AssertionError: no device table"),
+    "own-base": (
+        "class Stop(BaseException):\n    pass\nraise Stop('stopped')\n",
+        "Stop: stopped",
+    ),
+}
+
+
+@pytest.fixture
+def aborting_plugins(plugin_site: Path) -> Path:
+    """One distribution with a plugin per import that ends outside ``Exception``. Its
+    modules are not named ``*_test``: pytest would rewrite their ``assert``."""
+    write_dist(
+        plugin_site,
+        "migcodec-aborting",
+        {name: f"migcodec_{name.replace('-', '_')}_plugin:Codec" for name in ABORTING_IMPORTS},
+        {
+            f"migcodec_{name.replace('-', '_')}_plugin": source
+            for name, (source, _) in ABORTING_IMPORTS.items()
+        },
+    )
+    return plugin_site
+
+
+def _load_failure(what: str) -> str:
+    """get_codec's refusal of a plugin whose import ended with ``what``."""
+    return (
+        f"failed to load ({what}); reinstall the package that provides it: pip install "
+        "--force-reinstall migcodec-aborting"
+    )
+
+
+@pytest.mark.parametrize("name", sorted(ABORTING_IMPORTS))
+def test_an_import_that_exits_or_asserts_is_a_load_failure(aborting_plugins, name):
+    what = ABORTING_IMPORTS[name][1]
+    with pytest.raises(CodecUnavailable) as info:
+        get_codec(name)
+    assert str(info.value) == f"codec {name!r} {_load_failure(what)}"
+    statuses = {s.name: s for s in plugin_statuses()}
+    assert statuses[name].reason == (
+        f"failed to load: {what}; reinstall the package that provides it: pip install "
+        "--force-reinstall migcodec-aborting"
+    )
+    assert statuses["lz4"].available
+
+
+def test_migcodec_codecs_lists_plugins_whose_import_exits(aborting_plugins, tmp_path):
+    result = subprocess.run(
+        [*migcodec_command(), "codecs"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=subprocess_env(tmp_path / "cache", aborting_plugins),
+    )
+    assert (result.returncode, result.stderr) == (0, "")
+    lines = {line.split()[0]: line for line in result.stdout.splitlines() if line.strip()}
+    assert "failed to load: SystemExit: 3;" in lines["exits"]
+    assert lines["lz4"].split()[2] == "yes"
