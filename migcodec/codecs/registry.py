@@ -273,11 +273,54 @@ def _load(name: str, listed: Sequence[EntryPoint]) -> type[Codec]:
             f"codec {name!r} failed to load ({type(exc).__name__}: {exc}); "
             f"{install_hint(exc, entries[0])}"
         ) from exc
-    if not (isinstance(cls, type) and issubclass(cls, Codec)):
-        raise CodecUnavailable(
-            f"entry point {name!r} does not name a migcodec Codec subclass ({cls!r})"
-        )
+    wrong = _not_a_codec(name, cls)
+    if wrong:
+        raise CodecUnavailable(f"entry point {name!r} {wrong}; {faulty_plugin_hint(name)}")
     return cls
+
+
+def _not_a_codec(name: str, cls: Any) -> str | None:
+    """Why what the entry point ``name`` loaded cannot be its codec, or ``None``. A class
+    whose ``name`` is not the entry point's made every stream fail on its own config
+    (``from_config`` refuses a config naming another codec), and a stream's two ends
+    resolve codecs by that name."""
+    if not (isinstance(cls, type) and issubclass(cls, Codec)):
+        return f"does not name a migcodec Codec subclass ({cls!r})"
+    own = getattr(cls, "name", None)
+    if own != name:
+        return (
+            f"names codec class {cls.__module__}.{cls.__qualname__}, whose name is {own!r}; "
+            "a codec class's name must be the name it is registered under"
+        )
+    return None
+
+
+def faulty_plugin_hint(name: str) -> str:
+    """What to do about codec ``name`` whose own code does what the codec contract does
+    not allow: upgrade or uninstall the package that registers it (reinstalling the same
+    code changes nothing), or, for a codec no single package registers, use another."""
+    entries = _named(name, _listed())
+    package = _provider(entries[0]) if len(entries) == 1 else None
+    if not package or package.lower().replace("_", "-") == _OWN_DISTRIBUTION:
+        return "use another codec"
+    return f"upgrade the package that provides it, or uninstall it: pip uninstall {package}"
+
+
+def probe_of(cls: type[Codec]) -> Probe:
+    """``cls.probe()``, or an unavailable :class:`Probe` saying why it failed: a probe that
+    raises or returns something else than a ``Probe`` must not hide the other plugins, nor
+    end a command in a traceback."""
+    try:
+        probe = cls.probe()
+    except Exception as exc:
+        return Probe(False, CodecPath.UNAVAILABLE, f"probe failed: {type(exc).__name__}: {exc}")
+    if not isinstance(probe, Probe):
+        return Probe(
+            False,
+            CodecPath.UNAVAILABLE,
+            f"probe failed: it returned {type(probe).__name__}, not a migcodec Probe",
+        )
+    return probe
 
 
 def get_codec(spec: str | dict[str, Any] | Codec, **params: Any) -> Codec:
@@ -290,10 +333,18 @@ def get_codec(spec: str | dict[str, Any] | Codec, **params: Any) -> Codec:
     if not isinstance(name, str):
         raise CodecNotFound(f"codec config {config!r} has no 'name'")
     cls = load_codec_class(name)
-    probe = cls.probe()
+    probe = probe_of(cls)
     if not probe.available:
         raise CodecUnavailable(f"codec {name!r} cannot run here: {probe.reason}")
-    return cls.from_config(config)
+    try:
+        return cls.from_config(config)
+    except (ValueError, CodecError):  # a config the codec refuses: said by the codec
+        raise
+    except Exception as exc:
+        raise CodecUnavailable(
+            f"codec {name!r} failed to start ({type(exc).__name__}: {exc}); "
+            f"{faulty_plugin_hint(name)}"
+        ) from exc
 
 
 def plugin_statuses() -> list[PluginStatus]:
@@ -335,8 +386,9 @@ def _status(name: str, cls: Any, source: str) -> PluginStatus:
     """A loaded plugin's status: its probe's answer, or why it cannot be a codec."""
     if not (isinstance(cls, type) and issubclass(cls, Codec)):
         return PluginStatus(name, "?", False, CodecPath.UNAVAILABLE, "not a Codec subclass", source)
-    try:
-        probe = cls.probe()
-    except Exception as exc:  # a probe must never hide the other plugins
-        probe = Probe(False, CodecPath.UNAVAILABLE, f"probe failed: {type(exc).__name__}: {exc}")
+    wrong = _not_a_codec(name, cls)
+    if wrong:
+        reason = f"the entry point {wrong}; {faulty_plugin_hint(name)}"
+        return PluginStatus(name, "?", False, CodecPath.UNAVAILABLE, reason, source)
+    probe = probe_of(cls)
     return PluginStatus(name, cls.kind, probe.available, probe.path, probe.reason, source)

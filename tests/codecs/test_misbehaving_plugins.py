@@ -7,6 +7,7 @@ Plugins are registered with ``plugin_site`` exactly as pip would register them.
 from __future__ import annotations
 
 import subprocess
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,95 @@ def test_migcodec_codecs_lists_plugins_whose_import_exits(aborting_plugins, tmp_
     lines = {line.split()[0]: line for line in result.stdout.splitlines() if line.strip()}
     assert "failed to load: SystemExit: 3;" in lines["exits"]
     assert lines["lz4"].split()[2] == "yes"
+
+
+#: codec classes whose probe, name or constructor is not what the contract asks
+FAULTY_CLASSES = textwrap.dedent(
+    """
+    from migcodec.codecs.plugins.raw import RawCodec
+
+    class ProbeSaysYes(RawCodec):
+        name = "probe-says-yes"
+
+        @classmethod
+        def probe(cls):
+            return "yes"
+
+    class OtherName(RawCodec):
+        name = "other-name"
+
+    class StartFails(RawCodec):
+        name = "start-fails"
+
+        def __init__(self):
+            raise RuntimeError("no context")
+    """
+)
+
+
+@pytest.fixture
+def faulty_classes(plugin_site: Path) -> Path:
+    """One distribution with a plugin per class that breaks the contract outside its
+    transform."""
+    write_dist(
+        plugin_site,
+        "migcodec-faulty",
+        {
+            "probe-says-yes": "migcodec_faulty_plugin:ProbeSaysYes",
+            "misnamed": "migcodec_faulty_plugin:OtherName",
+            "start-fails": "migcodec_faulty_plugin:StartFails",
+        },
+        {"migcodec_faulty_plugin": FAULTY_CLASSES},
+    )
+    return plugin_site
+
+
+UNINSTALL = "upgrade the package that provides it, or uninstall it: pip uninstall migcodec-faulty"
+MISNAMED = (
+    "names codec class migcodec_faulty_plugin.OtherName, whose name is 'other-name'; a codec "
+    f"class's name must be the name it is registered under; {UNINSTALL}"
+)
+
+
+def test_a_probe_that_returns_no_probe_makes_its_codec_unavailable(faulty_classes):
+    with pytest.raises(CodecUnavailable) as info:
+        get_codec("probe-says-yes")
+    assert str(info.value) == (
+        "codec 'probe-says-yes' cannot run here: probe failed: it returned str, not a "
+        "migcodec Probe"
+    )
+    status = {s.name: s for s in plugin_statuses()}["probe-says-yes"]
+    assert (status.available, status.path) == (False, "unavailable")
+
+
+def test_a_class_named_otherwise_than_its_entry_point_is_refused_naming_both(faulty_classes):
+    with pytest.raises(CodecUnavailable) as info:
+        get_codec("misnamed")
+    assert str(info.value) == f"entry point 'misnamed' {MISNAMED}"
+    status = {s.name: s for s in plugin_statuses()}["misnamed"]
+    assert (status.available, status.reason) == (False, f"the entry point {MISNAMED}")
+
+
+def test_a_constructor_that_raises_is_a_codec_that_fails_to_start(faulty_classes):
+    with pytest.raises(CodecUnavailable) as info:
+        get_codec("start-fails")
+    assert str(info.value) == (
+        f"codec 'start-fails' failed to start (RuntimeError: no context); {UNINSTALL}"
+    )
+
+
+def test_migcodec_codecs_and_bench_name_faulty_classes(faulty_classes, tmp_path):
+    env = subprocess_env(tmp_path / "cache", faulty_classes)
+    listed = subprocess.run(
+        [*migcodec_command(), "codecs"], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert (listed.returncode, listed.stderr) == (0, "")
+    bench = subprocess.run(
+        [*migcodec_command(), "bench", "--codecs", "misnamed", "--pages", "64"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert (bench.returncode, bench.stdout) == (2, "")
+    assert bench.stderr == f"migcodec bench: entry point 'misnamed' {MISNAMED}\n"
