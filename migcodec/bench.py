@@ -12,7 +12,16 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from migcodec.codecs import Batch, Codec, CodecEngines, CodecPath, get_codec
+from migcodec.codecs import (
+    Batch,
+    Codec,
+    CodecEngines,
+    CodecError,
+    CodecFailed,
+    CodecPath,
+    get_codec,
+)
+from migcodec.codecs.registry import faulty_plugin_hint
 from migcodec.datasets import generate_pages
 
 
@@ -34,7 +43,7 @@ class CodecBench:
         return asdict(self)
 
 
-class RoundTripMismatch(AssertionError):
+class RoundTripMismatch(CodecFailed):
     """A codec's output did not decode to the pages it encoded."""
 
 
@@ -75,6 +84,24 @@ def _detach(request):
 def bench_codec(
     codec: Codec, memory: np.ndarray, batch_pages: int = 64, workers: int = 1, repeats: int = 3
 ) -> CodecBench:
+    """Time ``codec`` on ``memory`` and verify its round trips. Whatever its own code raises
+    (a plugin's, a ``SystemExit`` or an assertion included; not Ctrl-C) is a
+    :class:`CodecFailed` naming it and what to do, as a round trip that differs is: the
+    command reports a codec error in one line, and a bug in a plugin was a traceback."""
+    try:
+        return _bench_codec(codec, memory, batch_pages, workers, repeats)
+    except (CodecError, KeyboardInterrupt, MemoryError):
+        raise
+    except BaseException as exc:
+        raise CodecFailed(
+            f"codec {codec.name!r} failed in the benchmark ({type(exc).__name__}: {exc}); "
+            f"{faulty_plugin_hint(codec.name)}"
+        ) from exc
+
+
+def _bench_codec(
+    codec: Codec, memory: np.ndarray, batch_pages: int, workers: int, repeats: int
+) -> CodecBench:
     nbytes = memory.nbytes
     walls, cpus, decode_walls = [], [], []
     for _ in range(repeats):
@@ -87,7 +114,10 @@ def bench_codec(
             codec.decode(item, dest)
         decode_walls.append(time.perf_counter() - t0)
         if not np.array_equal(dest, memory):
-            raise RoundTripMismatch(f"{codec!r} did not round-trip the benchmark pages")
+            raise RoundTripMismatch(
+                f"codec {codec.name!r} decoded the benchmark pages to other bytes than it "
+                f"encoded; {faulty_plugin_hint(codec.name)}"
+            )
     path = encoded[0].stats.path if encoded else CodecPath.SOFTWARE
     device_s = sum(item.stats.device_s or 0.0 for item in encoded)
     return CodecBench(

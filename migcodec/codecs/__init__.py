@@ -10,6 +10,7 @@ from migcodec.codecs.batch import DEFAULT_MAX_PAGES, Batch
 from migcodec.codecs.encoded import CodecKind, CodecPath, Encoded, Measurements, PageMode
 from migcodec.codecs.errors import (
     CodecError,
+    CodecFailed,
     CodecNotFound,
     CodecUnavailable,
     DecodeError,
@@ -35,6 +36,7 @@ __all__ = [
     "Codec",
     "CodecEngines",
     "CodecError",
+    "CodecFailed",
     "CodecKind",
     "CodecNotFound",
     "CodecPath",

@@ -23,6 +23,11 @@ class CodecUnavailable(CodecError):
     """A plugin is registered but cannot run here (missing library or device)."""
 
 
+class CodecFailed(CodecError):
+    """A codec's own code raised, or gave what the codec contract does not allow, while it
+    ran; the message names the codec and what to do about its package."""
+
+
 class PageSizeUnsupported(CodecError, ValueError):
     """The codec's format cannot describe pages of this size; refused before a stream or a
     trace starts, never in the middle of one."""

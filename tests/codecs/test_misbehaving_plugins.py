@@ -168,3 +168,64 @@ def test_migcodec_codecs_and_bench_name_faulty_classes(faulty_classes, tmp_path)
     )
     assert (bench.returncode, bench.stdout) == (2, "")
     assert bench.stderr == f"migcodec bench: entry point 'misnamed' {MISNAMED}\n"
+
+
+#: codecs whose transform raises, exits, or decodes to other bytes than it encoded
+FAULTY_TRANSFORMS = textwrap.dedent(
+    """
+    from migcodec.codecs import Codec
+
+    class Lying(Codec):
+        name = "lying"
+
+        def encode_pages(self, pages):
+            return pages[:, :64].tobytes()
+
+        def decode_pages(self, blob, n_pages, page_size):
+            return bytes(n_pages * page_size)
+
+    class EncodeRaises(Lying):
+        name = "encode-raises"
+
+        def encode_pages(self, pages):
+            raise ValueError("ring full")
+
+    class EncodeExits(Lying):
+        name = "encode-exits"
+
+        def encode_pages(self, pages):
+            raise SystemExit(7)
+    """
+)
+
+
+@pytest.fixture
+def faulty_transforms(plugin_site: Path) -> Path:
+    """One distribution with a codec per transform that breaks the contract."""
+    write_dist(
+        plugin_site,
+        "migcodec-faulty",
+        {
+            "lying": "migcodec_transforms_plugin:Lying",
+            "encode-raises": "migcodec_transforms_plugin:EncodeRaises",
+            "encode-exits": "migcodec_transforms_plugin:EncodeExits",
+        },
+        {"migcodec_transforms_plugin": FAULTY_TRANSFORMS},
+    )
+    return plugin_site
+
+
+@pytest.mark.parametrize(
+    ("name", "what"),
+    [
+        ("lying", "decoded the benchmark pages to other bytes than it encoded"),
+        ("encode-raises", "failed in the benchmark (ValueError: ring full)"),
+        ("encode-exits", "failed in the benchmark (SystemExit: 7)"),
+    ],
+)
+def test_bench_names_a_codec_that_fails_or_lies(faulty_transforms, capsys, name, what):
+    from migcodec.cli import main
+
+    assert main(["bench", "--codecs", name, "--pages", "64"]) == 2
+    out, err = capsys.readouterr()
+    assert (out, err) == ("", f"migcodec bench: codec {name!r} {what}; {UNINSTALL}\n")
