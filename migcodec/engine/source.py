@@ -49,6 +49,10 @@ from migcodec.wire.io import DeadlinePassed, PeerIdle, Source
 _ITERATION_END = "iteration-end"
 _STOP = "stop"
 
+#: how a report begins that saw only the destination close the connection: a caller that
+#: ran the destination itself (:func:`migcodec.engine.runner.run_migration`) says its reason
+DESTINATION_CLOSED = "the destination closed the connection"
+
 
 def _whole(value) -> int | None:
     """``value`` as an int if it is a whole number (an int, or numpy's), else ``None``."""
@@ -523,8 +527,8 @@ class MigrationSource:
                 report.error = self._out_of_time(err)
             elif isinstance(err, BrokenPipeError | ConnectionResetError):
                 report.error = (
-                    f"the destination closed the connection ({err.strerror}): it stopped, or "
-                    "refused the stream; its own output says why"
+                    f"{DESTINATION_CLOSED} ({err.strerror}): it stopped, or refused the "
+                    "stream; its own output says why"
                 )
             elif isinstance(err, PeerIdle):
                 report.error = (

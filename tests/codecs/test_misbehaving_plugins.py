@@ -6,6 +6,7 @@ Plugins are registered with ``plugin_site`` exactly as pip would register them.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import textwrap
 from pathlib import Path
@@ -195,6 +196,12 @@ FAULTY_TRANSFORMS = textwrap.dedent(
 
         def encode_pages(self, pages):
             raise SystemExit(7)
+
+    class DecodeRaises(Lying):
+        name = "decode-raises"
+
+        def decode_pages(self, blob, n_pages, page_size):
+            raise RuntimeError("no such dictionary")
     """
 )
 
@@ -209,6 +216,7 @@ def faulty_transforms(plugin_site: Path) -> Path:
             "lying": "migcodec_transforms_plugin:Lying",
             "encode-raises": "migcodec_transforms_plugin:EncodeRaises",
             "encode-exits": "migcodec_transforms_plugin:EncodeExits",
+            "decode-raises": "migcodec_transforms_plugin:DecodeRaises",
         },
         {"migcodec_transforms_plugin": FAULTY_TRANSFORMS},
     )
@@ -229,3 +237,22 @@ def test_bench_names_a_codec_that_fails_or_lies(faulty_transforms, capsys, name,
     assert main(["bench", "--codecs", name, "--pages", "64"]) == 2
     out, err = capsys.readouterr()
     assert (out, err) == ("", f"migcodec bench: codec {name!r} {what}; {UNINSTALL}\n")
+
+
+def test_migrate_says_why_the_destination_refused_a_codec_whose_decode_raises(
+    faulty_transforms, capsys
+):
+    """The destination runs in the same process: the source seeing it close the connection
+    said to read the destination's own output, which no one sees."""
+    from migcodec.cli import main
+
+    assert main(["migrate", "--codec", "decode-raises", "--memory", "1MiB", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    # the source may also have read the refusal before the connection closed: either way,
+    # one line with the destination's reason
+    assert err.startswith("migcodec migrate: the migration failed: ") and err.count("\n") == 1
+    assert re.search(
+        r"frame \d+, byte offset \d+: decode-raises failed on this payload: RuntimeError: no "
+        r"such dictionary",
+        err,
+    ), err
