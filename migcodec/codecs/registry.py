@@ -17,6 +17,7 @@ runs is found, or reported as gone, and a lookup that succeeds reads nothing.
 from __future__ import annotations
 
 import importlib.metadata
+import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -337,7 +338,7 @@ def get_codec(spec: str | dict[str, Any] | Codec, **params: Any) -> Codec:
     if not probe.available:
         raise CodecUnavailable(f"codec {name!r} cannot run here: {probe.reason}")
     try:
-        return cls.from_config(config)
+        codec = cls.from_config(config)
     except (ValueError, CodecError):  # a config the codec refuses: said by the codec
         raise
     except Exception as exc:
@@ -345,6 +346,26 @@ def get_codec(spec: str | dict[str, Any] | Codec, **params: Any) -> Codec:
             f"codec {name!r} failed to start ({type(exc).__name__}: {exc}); "
             f"{faulty_plugin_hint(name)}"
         ) from exc
+    _check_json_config(codec)
+    return codec
+
+
+def _check_json_config(codec: Codec) -> None:
+    """Refuse a codec whose config does not come back equal from JSON: a stream's preamble
+    and a trace carry it as JSON, so writing one failed in a traceback (an object, bytes),
+    or the other end built a codec unequal to this one (NaN, a tuple)."""
+    config = codec.get_config()
+    try:
+        same = json.loads(json.dumps(config, allow_nan=False)) == config
+    except (TypeError, ValueError) as exc:
+        same, why = False, f": {exc}"
+    else:
+        why = ""
+    if not same:
+        raise CodecUnavailable(
+            f"codec {codec.name!r} has a config that is not plain JSON ({config!r}{why}); "
+            f"streams carry codec configs as JSON; {faulty_plugin_hint(codec.name)}"
+        )
 
 
 def plugin_statuses() -> list[PluginStatus]:

@@ -94,6 +94,12 @@ FAULTY_CLASSES = textwrap.dedent(
     class OtherName(RawCodec):
         name = "other-name"
 
+    class BytesConfig(RawCodec):
+        name = "bytes-config"
+
+        def __init__(self, key=b"\\x00"):
+            self.key = key
+
     class StartFails(RawCodec):
         name = "start-fails"
 
@@ -114,6 +120,7 @@ def faulty_classes(plugin_site: Path) -> Path:
             "probe-says-yes": "migcodec_faulty_plugin:ProbeSaysYes",
             "misnamed": "migcodec_faulty_plugin:OtherName",
             "start-fails": "migcodec_faulty_plugin:StartFails",
+            "bytes-config": "migcodec_faulty_plugin:BytesConfig",
         },
         {"migcodec_faulty_plugin": FAULTY_CLASSES},
     )
@@ -256,3 +263,13 @@ def test_migrate_says_why_the_destination_refused_a_codec_whose_decode_raises(
         r"such dictionary",
         err,
     ), err
+
+
+def test_a_codec_whose_config_is_not_json_is_refused_before_a_stream_starts(faulty_classes):
+    with pytest.raises(CodecUnavailable) as info:
+        get_codec("bytes-config")
+    assert str(info.value) == (
+        "codec 'bytes-config' has a config that is not plain JSON ({'name': 'bytes-config', "
+        "'key': b'\\x00'}: Object of type bytes is not JSON serializable); streams carry "
+        f"codec configs as JSON; {UNINSTALL}"
+    )
