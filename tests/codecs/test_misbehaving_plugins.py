@@ -54,9 +54,7 @@ def _load_failure(what: str) -> str:
 @pytest.mark.parametrize("name", sorted(ABORTING_IMPORTS))
 def test_an_import_that_exits_or_asserts_is_a_load_failure(aborting_plugins, name):
     what = ABORTING_IMPORTS[name][1]
-    with pytest.raises(CodecUnavailable) as info:
-        get_codec(name)
-    assert str(info.value) == f"codec {name!r} {_load_failure(what)}"
+    assert _refusal(name) == f"codec {name!r} {_load_failure(what)}"
     statuses = {s.name: s for s in plugin_statuses()}
     assert statuses[name].reason == (
         f"failed to load: {what}; reinstall the package that provides it: pip install "
@@ -134,10 +132,15 @@ MISNAMED = (
 )
 
 
-def test_a_probe_that_returns_no_probe_makes_its_codec_unavailable(faulty_classes):
+def _refusal(name: str) -> str:
+    """Why ``get_codec(name)`` refused the codec."""
     with pytest.raises(CodecUnavailable) as info:
-        get_codec("probe-says-yes")
-    assert str(info.value) == (
+        get_codec(name)
+    return str(info.value)
+
+
+def test_a_probe_that_returns_no_probe_makes_its_codec_unavailable(faulty_classes):
+    assert _refusal("probe-says-yes") == (
         "codec 'probe-says-yes' cannot run here: probe failed: it returned str, not a "
         "migcodec Probe"
     )
@@ -146,17 +149,13 @@ def test_a_probe_that_returns_no_probe_makes_its_codec_unavailable(faulty_classe
 
 
 def test_a_class_named_otherwise_than_its_entry_point_is_refused_naming_both(faulty_classes):
-    with pytest.raises(CodecUnavailable) as info:
-        get_codec("misnamed")
-    assert str(info.value) == f"entry point 'misnamed' {MISNAMED}"
+    assert _refusal("misnamed") == f"entry point 'misnamed' {MISNAMED}"
     status = {s.name: s for s in plugin_statuses()}["misnamed"]
     assert (status.available, status.reason) == (False, f"the entry point {MISNAMED}")
 
 
 def test_a_constructor_that_raises_is_a_codec_that_fails_to_start(faulty_classes):
-    with pytest.raises(CodecUnavailable) as info:
-        get_codec("start-fails")
-    assert str(info.value) == (
+    assert _refusal("start-fails") == (
         f"codec 'start-fails' failed to start (RuntimeError: no context); {UNINSTALL}"
     )
 
@@ -266,9 +265,7 @@ def test_migrate_says_why_the_destination_refused_a_codec_whose_decode_raises(
 
 
 def test_a_codec_whose_config_is_not_json_is_refused_before_a_stream_starts(faulty_classes):
-    with pytest.raises(CodecUnavailable) as info:
-        get_codec("bytes-config")
-    assert str(info.value) == (
+    assert _refusal("bytes-config") == (
         "codec 'bytes-config' has a config that is not plain JSON ({'name': 'bytes-config', "
         "'key': b'\\x00'}: Object of type bytes is not JSON serializable); streams carry "
         f"codec configs as JSON; {UNINSTALL}"
