@@ -531,21 +531,27 @@ class CodecEngines:
         while self._in_flight:
             yield self.wait(timeout)
 
-    def close(self) -> None:
-        """Stop the engines once they have encoded every request queued before; a later
-        ``submit`` raises :class:`CodecError`, as does one that was waiting for a request
-        from the pool (see :meth:`_admit`)."""
+    def close(self, wait: bool = True) -> None:
+        """Stop the engines once they have encoded every request queued before, and (with
+        ``wait``) wait until they have; a later ``submit`` raises :class:`CodecError`, as
+        does one that was waiting for a request from the pool (see :meth:`_admit`)."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
             for _ in self._threads:
                 self._work.put(_STOP)
-        for thread in self._threads:
-            thread.join()
+        if wait:
+            for thread in self._threads:
+                thread.join()
 
     def __enter__(self) -> CodecEngines:
         return self
 
-    def __exit__(self, *exc_info) -> None:
-        self.close()
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        """Close the engines; leaving on an error (a failed codec, Ctrl-C, SIGTERM), without
+        waiting for them. A codec whose encode never returned held ``migcodec bench``
+        through SIGTERM in the wait, until SIGKILL: its engine is a daemon thread, which
+        the process does not wait for at exit either. A caller whose pages are memory it
+        unmaps after an error calls :meth:`close` itself (the migration engine does)."""
+        self.close(wait=exc_type is None)

@@ -694,3 +694,33 @@ def test_engines_whose_staging_buffers_exceed_available_ram_are_refused(monkeypa
         "8 requests of 1000000 pages of 4096 bytes need 30.5 GiB of staging buffers, but "
         "this machine has 1 GiB available; use a smaller max_pages, depth or engines"
     )
+
+
+def test_leaving_the_engines_on_an_error_does_not_wait_for_a_codec_that_never_returns():
+    """A codec whose encode never returned held ``migcodec bench`` through SIGTERM, in the
+    wait for its engine at the end of the with block, until SIGKILL: leaving it on an
+    error (here Ctrl-C) stops the engines without waiting for the codec."""
+    codec = GatedCodec()
+    memory = marked_memory(4)
+    engines = CodecEngines(codec, engines=1, depth=2, page_size=PAGE, max_pages=4)
+    left = threading.Event()
+
+    def interrupted_inside() -> None:
+        try:
+            with engines:
+                engines.submit(Batch(memory, [(0, 1)]))
+                assert codec.started.acquire(timeout=WAIT)  # the engine is held in encode
+                raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            left.set()
+
+    caller = threading.Thread(target=interrupted_inside)
+    caller.start()
+    returned = left.wait(WAIT)
+    held = engines._threads[0].is_alive()
+    codec.gate.set()  # let the codec return, whatever happened, so nothing hangs
+    caller.join(WAIT)
+    engines._threads[0].join(WAIT)
+    assert returned and held  # left while the codec was still inside encode
+    with pytest.raises(CodecError, match="closed"):
+        engines.submit(Batch(memory, [(1, 1)]))
