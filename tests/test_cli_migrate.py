@@ -585,3 +585,18 @@ def test_send_to_a_peer_that_resets_the_connection_says_so_in_one_line(capsys):
     err = capsys.readouterr().err
     assert err.startswith("migcodec send: ") and "\n" not in err[:-1]
     assert "Traceback" not in err
+
+
+def test_a_migration_whose_codec_failed_says_how_many_batches_went_raw():
+    """A codec that fails sends its batches raw and the migration goes on: one that failed
+    on every batch read as a migration at ratio 1.00 that succeeded, with nothing said."""
+    from migcodec.cli.migrate_cmd import _row
+    from migcodec.engine.report import MigrationReport
+
+    assert _row(MigrationReport("lz4", fallback_batches=1)).endswith(
+        "0 iterations, 1 batch sent raw after its codec failed"
+    )
+    assert _row(MigrationReport("lz4", fallback_batches=12)).endswith(
+        ", 12 batches sent raw after their codec failed"
+    )
+    assert _row(MigrationReport("lz4")).endswith("0 iterations")

@@ -103,11 +103,23 @@ def _row(report: MigrationReport) -> str:
     down = f"{report.downtime_s * 1000:.0f} ms" if report.downtime_s is not None else "-"
     state = "ok" if report.succeeded else f"FAILED ({report.error})"
     modelled = " (accelerator cost modelled)" if report.modelled else ""
+    # a codec that fails sends its batches raw (the migration goes on): said, or a codec
+    # that failed on every batch read as a migration at ratio 1.00 that succeeded
+    failed = report.fallback_batches
+    fallbacks = ""
+    if failed:
+        batches = (
+            "1 batch sent raw after its"
+            if failed == 1
+            else f"{failed} batches sent raw after their"
+        )
+        fallbacks = f", {batches} codec failed"
     return (
         f"{report.codec}: {state}; {report.throughput_pages_s:,.0f} pages/s, total "
         f"{report.total_time_s:.2f} s, downtime {down}, extra CPU "
         f"{report.extra_cpu_percent:.0f}% of a core{modelled}, ratio {report.ratio:.2f}, "
         f"{report.wire_bytes / 1e6:.1f} MB on the wire, {report.iterations} iterations"
+        f"{fallbacks}"
     )
 
 
