@@ -80,12 +80,11 @@ def cgroup_room(proc_cgroup: str | None = None, root: str | None = None) -> int 
 
 
 def _v2_room(group: str) -> int | None:
-    limit = _read_int(os.path.join(group, "memory.max"))
-    if limit is None or limit >= _NO_LIMIT:
-        return None
-    used = _read_int(os.path.join(group, "memory.current")) or 0
-    cache = _stat(os.path.join(group, "memory.stat")).get("inactive_file", 0)
-    return max(limit - (used - cache), 0)
+    return _room(
+        _read_int(os.path.join(group, "memory.max")),
+        _read_int(os.path.join(group, "memory.current")),
+        _stat(os.path.join(group, "memory.stat")).get("inactive_file", 0),
+    )
 
 
 def _v1_room(group: str) -> int | None:
@@ -93,11 +92,16 @@ def _v1_room(group: str) -> int | None:
     limit = stat.get("hierarchical_memory_limit")
     if limit is None:
         limit = _read_int(os.path.join(group, "memory.limit_in_bytes"))
+    used = _read_int(os.path.join(group, "memory.usage_in_bytes"))
+    return _room(limit, used, stat.get("total_inactive_file", stat.get("inactive_file", 0)))
+
+
+def _room(limit: int | None, used: int | None, cache: int) -> int | None:
+    """A group's room under ``limit`` (``None``, or a value that large: no limit) with
+    ``used`` charged to it, of which ``cache`` is reclaimable file cache."""
     if limit is None or limit >= _NO_LIMIT:
         return None
-    used = _read_int(os.path.join(group, "memory.usage_in_bytes")) or 0
-    cache = stat.get("total_inactive_file", stat.get("inactive_file", 0))
-    return max(limit - (used - cache), 0)
+    return max(limit - ((used or 0) - cache), 0)
 
 
 def _read_int(path: str) -> int | None:

@@ -128,26 +128,32 @@ def _gone(exc: OSError) -> bool:
     return isinstance(exc, FileNotFoundError | ProcessLookupError) or exc.errno == errno.ESRCH
 
 
-def is_alive(pid: int) -> bool:
-    """False once the process has exited, including as an unreaped zombie."""
+def _stat_fields(pid: int) -> list[bytes] | None:
+    """The fields of /proc/PID/stat after the command name (the state first, field 3), or
+    ``None`` where the process is gone: the name is in parentheses and may hold spaces
+    and parentheses itself, so the fields start after the last ``)``."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
     except OSError:
-        return False
-    state = stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3]
-    return state not in (b"Z", b"X", b"x")
+        return None
+    return stat[stat.rindex(b")") + 2 :].split()
+
+
+def is_alive(pid: int) -> bool:
+    """False once the process has exited, including as an unreaped zombie."""
+    fields = _stat_fields(pid)
+    return bool(fields) and fields[0] not in (b"Z", b"X", b"x")
 
 
 def start_time(pid: int) -> int | None:
     """When process ``pid`` started (clock ticks after boot: field 22 of /proc/PID/stat), or
     ``None`` where it is gone: a pid the kernel gave to another process since has
     another, where a process that ran another program (exec) keeps its own."""
+    fields = _stat_fields(pid)
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-        return int(stat[stat.rindex(b")") + 2 :].split()[19])
-    except (OSError, ValueError, IndexError):
+        return None if fields is None else int(fields[19])
+    except (ValueError, IndexError):
         return None
 
 
