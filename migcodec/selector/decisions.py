@@ -73,26 +73,10 @@ def probe_policies() -> list[str]:
     )
 
 
-def time_probe_decision(
-    policy: str,
-    arms: list,
-    costs: list,
-    page_size: int,
-    batch_pages: int,
-    windows: int = TIMED_WINDOWS,
-    objective=None,
-) -> float:
-    """Median CPU seconds of ``policy``'s ``probe_mask`` over ``windows`` windows of varied
-    content held by the destination with a few words changed, each chosen for and learnt
-    from in turn as in a replay (the policy's estimates move as they would), after the
-    first tenth: the calls before it warm the interpreter's caches. ``arms`` are
-    :class:`~migcodec.selector.arms.Arm` and ``costs`` their
-    :class:`~migcodec.selector.costmodel.ArmCost` (``None``: not calibrated);
-    ``objective``: the throughput objective's by default."""
-    from migcodec.selector.arms import fallback_arms
+def decision_windows(arms: list, page_size: int, batch_pages: int) -> list:
+    """Features, every arm probed, of the windows a decision is timed on: one of each
+    content of :data:`_KINDS`, held by the destination with a few words changed."""
     from migcodec.selector.features import FeatureExtractor
-    from migcodec.selector.objectives import Outcome, Throughput
-    from migcodec.selector.policies import parse_policy
 
     extractor = FeatureExtractor([a.codec for a in arms], batch_pages=batch_pages)
     pool = []
@@ -101,6 +85,33 @@ def time_probe_decision(
         previous = pages.copy()
         previous[:, :64] ^= 1
         pool.append(extractor.extract(pages, previous, probe=True))
+    return pool
+
+
+def time_probe_decision(
+    policy: str,
+    arms: list,
+    costs: list,
+    page_size: int,
+    batch_pages: int,
+    windows: int = TIMED_WINDOWS,
+    objective=None,
+    pool: list | None = None,
+) -> float:
+    """Median CPU seconds of ``policy``'s ``probe_mask`` over ``windows`` windows of varied
+    content held by the destination with a few words changed, each chosen for and learnt
+    from in turn as in a replay (the policy's estimates move as they would), after the
+    first tenth: the calls before it warm the interpreter's caches. ``arms`` are
+    :class:`~migcodec.selector.arms.Arm` and ``costs`` their
+    :class:`~migcodec.selector.costmodel.ArmCost` (``None``: not calibrated);
+    ``objective``: the throughput objective's by default; ``pool``: the windows'
+    features (:func:`decision_windows`), made here by default."""
+    from migcodec.selector.arms import fallback_arms
+    from migcodec.selector.objectives import Outcome, Throughput
+    from migcodec.selector.policies import parse_policy
+
+    if pool is None:
+        pool = decision_windows(arms, page_size, batch_pages)
     chooser = parse_policy(policy).bind(
         len(arms),
         objective or Throughput(_LINK, 2),
@@ -138,6 +149,8 @@ def fit_probe_decisions(fitted: dict, page_size: int, batch_pages: int) -> dict:
 
     few = parse_arms(";".join(_FEW_ARMS))
     every = parse_arms(";".join(DEFAULT_ARMS + DELTA_ARMS))
+    # each arm set's windows made once, for every policy and objective timed on them
+    pools = [decision_windows(arms, page_size, batch_pages) for arms in (few, every)]
     entries = {}
     for policy in probe_policies():
         for throughput in (True, False):
@@ -150,8 +163,9 @@ def fit_probe_decisions(fitted: dict, page_size: int, batch_pages: int) -> dict:
                     page_size,
                     batch_pages,
                     objective=objective,
+                    pool=pool,
                 )
-                for arms in (few, every)
+                for arms, pool in zip((few, every), pools, strict=True)
             ]
             per_arm = max((seconds[1] - seconds[0]) / (len(every) - len(few)), 0.0)
             per_call = max(seconds[1] - per_arm * len(every), 0.0)
