@@ -235,7 +235,9 @@ def _check_table(table: Table) -> None:
     except (AttributeError, TypeError, ValueError) as exc:
         raise TableError(f"its cost model {exc}") from None
     decisions = meta.get("probe_decisions") or {}
-    for policy, prices in decisions.items() if isinstance(decisions, dict) else [(None, None)]:
+    if not isinstance(decisions, dict):
+        raise TableError(f"its probe decisions' prices are {decisions!r}, not prices by policy")
+    for policy, prices in decisions.items():
         if not (
             isinstance(prices, list) and len(prices) == 2 and all(is_cost_s(p) for p in prices)
         ):
