@@ -65,6 +65,17 @@ RATIO_FILTER = Extension(
     optional=True,
 )
 
+# auto's probe valuation in C (selector/policies/auto.py keeps the Python loop as the
+# fall-back, and `migcodec codecs` reports which one runs). Optional likewise, and without
+# contraction for the same reason.
+PROBE_VALUES = Extension(
+    "migcodec.selector._probes",
+    ["migcodec/selector/_probes.c"],
+    extra_compile_args=["-O3", "-ffp-contract=off"],
+    libraries=["m"],
+    optional=True,
+)
+
 # `migcodec evaluate --scheduler` runs on a Dask cluster and reads traces through fsspec
 # URLs; both are imported only when asked for, so they are an extra (the tests use them)
 DISTRIBUTED = ["dask[distributed]>=2024.1", "fsspec>=2023.1"]
@@ -82,7 +93,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["migcodec", "migcodec.*"]),
-    ext_modules=[PAGE_SCAN, DELTA_KERNELS, DEFLATE_SCAN, RATIO_FILTER],
+    ext_modules=[PAGE_SCAN, DELTA_KERNELS, DEFLATE_SCAN, RATIO_FILTER, PROBE_VALUES],
     install_requires=[
         "numpy>=1.24",
         "stevedore>=5.6",  # DriverManager takes on_missing_entrypoints_callback from 5.6

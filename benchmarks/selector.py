@@ -51,6 +51,7 @@ from migcodec.selector import (
 )
 from migcodec.selector.evaluation.table import encode_window
 from migcodec.selector.policies import Policy
+from migcodec.selector.policies.auto import PROBE_VALUES
 from migcodec.selector.policies.kalman import FILTER_UPDATE
 
 BUDGET_US = 20.0
@@ -173,7 +174,8 @@ def render(doc: dict) -> str:
         "",
         f"Written by `{doc['command'].strip()}` at commit `{doc['commit']}` on {m['cores']} "
         f"cores (Python {m['python']}, numpy {m['numpy']}; `auto`'s Kalman filter update: "
-        f"{m['filter_update']}), {len(doc['arms'])} arms ({', '.join(doc['arms'])}).",
+        f"{m['filter_update']}; its probe valuation: {m.get('probe_valuation', 'Python')}), "
+        f"{len(doc['arms'])} arms ({', '.join(doc['arms'])}).",
         "",
         f"Each cell: median microseconds of one `Selector.choose(features=...)` plus "
         f"`Selector.finish(...)`, over {doc['windows']} windows of precomputed features "
@@ -292,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
             "python": platform.python_version(),
             "numpy": np.__version__,
             "filter_update": FILTER_UPDATE,
+            "probe_valuation": PROBE_VALUES,
         },
         "commit": commit(),
         "command": "python benchmarks/selector.py "

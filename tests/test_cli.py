@@ -157,6 +157,7 @@ def test_codecs_table(capsys):
         "sample scan (selector features): C extension\n"
         "DEFLATE history check (iaa decode in software): C extension\n"
         "Kalman filter update (auto's estimates): C extension\n"
+        "probe valuation (auto's probe decisions): C extension\n"
     )
     assert [row.split()[0] for row in rows] == available_codecs()
     lz4 = next(row for row in rows if row.startswith("lz4 "))

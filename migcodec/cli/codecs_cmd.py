@@ -9,6 +9,7 @@ from migcodec.codecs import plugin_statuses
 from migcodec.codecs.changes import CHANGE_SCAN
 from migcodec.codecs.deflate_scan import DEFLATE_SCAN
 from migcodec.codecs.zero import ZERO_SCAN
+from migcodec.selector.policies.auto import PROBE_VALUES
 from migcodec.selector.policies.kalman import FILTER_UPDATE
 from migcodec.selector.scan import SAMPLE_SCAN
 
@@ -28,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"sample scan (selector features): {SAMPLE_SCAN}")
     print(f"DEFLATE history check (iaa decode in software): {DEFLATE_SCAN}")
     print(f"Kalman filter update (auto's estimates): {FILTER_UPDATE}")
+    print(f"probe valuation (auto's probe decisions): {PROBE_VALUES}")
     return 0
 
 

@@ -13,6 +13,7 @@ from migcodec.codecs.base import RUN_BYTES
 from migcodec.selector import Throughput, WindowFeatures, parse_policy
 from migcodec.selector.costmodel import KNOTS, ArmCost
 from migcodec.selector.objectives import Outcome
+from migcodec.selector.policies import auto as auto_module
 from migcodec.selector.policies.auto import _CPU_DRIFT_VAR, Auto, RatioFilter
 
 PAGE = 4096
@@ -1328,6 +1329,34 @@ def test_probe_values_in_float_operations_are_those_on_arrays(pages, m, shift, s
     payload, _, _, loss = policy._predict(f)
     order = sorted(range(len(loss)), key=loss.__getitem__)
     args = (m, payload, loss, order[0], loss[order[1]], *policy._window(f, None))
-    floats, arrays = policy._probe_values(*args), policy._probe_values_priced(*args)
+    floats, arrays = policy._probe_values_loop(*args), policy._probe_values_priced(*args)
     for a, b in zip(floats, arrays, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-18)
+    # the C extension's, where built, is the loop's to the bit
+    assert policy._probe_values(*args) == floats
+
+
+def test_the_c_probe_valuation_runs_and_refuses_what_it_cannot_read():
+    """Built, the extension values the probes (``migcodec codecs`` says so); arrays of the
+    wrong shapes are refused in words, not read past their ends."""
+    assert auto_module.PROBE_VALUES == "C extension"
+    policy = _auto(1.25e9)
+    assert policy._c_table is not None
+    values = auto_module._native_values
+    k = policy.n_arms
+    window = (4.0, 0.36, 1.0, 2.0, 0.0, 100.0, 0.0, 100.0, 2.0, 1.0, 0.5, 1e-9)
+    window += (4096.0, math.log(4096.0), 5.0, 1.0)
+    state = policy.ratios.state
+    args = [state, policy._cost_flat, policy._c_table, auto_module._NODES_THEN_WEIGHTS]
+    gains, costs = values(*args, [1.0] * k, [4096.0] * k, window)
+    assert len(gains) == len(costs) == len(policy._c_list)
+    with pytest.raises(ValueError, match="probe_values needs a filter state of 2c \\+ 2 rows"):
+        values(state[:-1].copy(), *args[1:], [1.0] * k, [4096.0] * k, window)
+    with pytest.raises(ValueError, match="probe_values needs payload as a list of"):
+        values(*args, [1.0] * k, [4096.0] * (k - 1), window)
+    table = policy._c_table.copy()
+    table[0, 0] = k
+    with pytest.raises(
+        ValueError, match=f"compressor 0 names arm {float(k)}, not one of 0 to {k - 1}"
+    ):
+        values(*args[:2], table, args[3], [1.0] * k, [4096.0] * k, window)

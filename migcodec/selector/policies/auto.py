@@ -71,6 +71,7 @@ import numpy as np
 
 from migcodec.codecs import CodecKind
 from migcodec.codecs.base import RUN_BYTES
+from migcodec.extensions import optional_extension
 from migcodec.selector.costmodel import KNOTS, ArmCost
 from migcodec.selector.features import WindowFeatures
 from migcodec.selector.objectives import Outcome, Throughput
@@ -82,6 +83,12 @@ from migcodec.wire.format import MAX_BATCH_PAGES
 _NODES, _WEIGHTS = np.polynomial.hermite_e.hermegauss(7)
 _WEIGHTS = _WEIGHTS / _WEIGHTS.sum()
 _NODE_WEIGHTS = tuple(zip(_NODES.tolist(), _WEIGHTS.tolist(), strict=True))
+_NODES_THEN_WEIGHTS = np.concatenate([_NODES, _WEIGHTS])  # as the C valuation takes them
+
+_probes, PROBE_VALUES = optional_extension("migcodec.selector._probes", "Python")
+_native_values = None if _probes is None else _probes.probe_values
+#: the most arms the C valuation takes (``MAX_ARMS`` in ``_probes.c``)
+_NATIVE_MAX_ARMS = 256
 #: the share of a probe's noise that its sample puts on every arm probed in the window
 #: alike (0: independent probes; 1: the sample's error only)
 _PROBE_SHARED = 0.5
@@ -336,6 +343,7 @@ class Auto(Policy):
         "_c",
         "_c_list",
         "_c_state",
+        "_c_table",
         "_change_rows",
         "_cheapest_scale",
         "_chosen",
@@ -494,6 +502,12 @@ class Auto(Policy):
         # fraction of what as many operations on arrays of a few entries do
         self._cost_rows = self._cost_grid.tolist()
         self._fixed_rows = list(zip(self._per_call.tolist(), self._per_zero.tolist(), strict=True))
+        # each compressing arm, its cost per call and per zero page: what the C valuation
+        # reads (None: the Python loop values the probes)
+        self._c_table = None
+        if _native_values is not None and k <= _NATIVE_MAX_ARMS:
+            c = self._c
+            self._c_table = np.column_stack([c, self._per_call[c], self._per_zero[c]])
         # a delta arm's cost per changed word and per run of changed bytes
         self._change_rows = [(c.per_word, c.per_run) for c in costs]
         self._no_changes = [0.0] * k
@@ -1203,7 +1217,36 @@ class Auto(Policy):
         throughput objective with the CPU factor known, in float operations per arm and
         point: on arrays of a few entries each numpy call costs more than its arithmetic,
         and this runs on every window whose features are read (``_probe_values_priced``
-        is the same on arrays, for any objective)."""
+        is the same on arrays, for any objective). The C extension runs the same
+        operations in the same order where it is built (:data:`PROBE_VALUES`)."""
+        if self._c_table is not None:
+            window = (float(m), self.probe_noise**2, loss[best], second, float(best), n, zero)
+            return _native_values(
+                self.ratios.state,
+                self._cost_flat,
+                self._c_table,
+                _NODES_THEN_WEIGHTS,
+                self._arm_factor,
+                payload,
+                (
+                    *window,
+                    nz,
+                    calls,
+                    self._shared_factor,
+                    self._to_cpu,
+                    self._to_link,
+                    float(self.page_size),
+                    self._log_page,
+                    float(RUN_BYTES),
+                    _GRID_SCALE,
+                ),
+            )
+        return self._probe_values_loop(m, payload, loss, best, second, n, zero, nz, calls)
+
+    def _probe_values_loop(
+        self, m, payload, loss, best, second, n, zero, nz, calls
+    ) -> tuple[list[float], list[float]]:
+        """:meth:`_probe_values` in Python, where the C extension is not built."""
         mu, spreads = self._probe_spreads(m)
         page_size, log_page = float(self.page_size), self._log_page
         base_out = n + calls * RUN_BYTES

@@ -86,6 +86,12 @@ class RatioFilter:
         self._diagonal[:] = [_LEVEL_PRIOR[1], _PROBE_BIAS_VAR, *offsets, *biases]
         self._offsets = slice(2, 2 + m)
 
+    @property
+    def state(self) -> np.ndarray:
+        """The covariance and then the mean as its last column, one C-contiguous array (as
+        :func:`kalman_update` takes it): what auto's C probe valuation reads."""
+        return self._state
+
     def mean(self) -> np.ndarray:
         return self.x[0] + self.x[self._offsets]
 
