@@ -1317,13 +1317,15 @@ class Auto(Policy):
         (:meth:`_learn_level_jump`). Each compressor's estimate before it (log ratio and
         variance) is kept for that lesson."""
         ratios = self.ratios
-        self._before_drift = (f.context, ratios.mean(), ratios.var())
+        self._before_drift = (f.context, ratios.state.copy())
         level = self.drift**2 + self._level_jump
         if self._context is not None:
-            moved = max(abs(f.context[1] - self._context[1]), abs(f.context[2] - self._context[2]))
-            level += (self.change * moved) ** 2
+            context, last = f.context.tolist(), self._context.tolist()
+            zero, entropy = context[1] - last[1], context[2] - last[2]
+            zero, entropy = zero if zero > 0.0 else -zero, entropy if entropy > 0.0 else -entropy
+            level += (self.change * (zero if zero > entropy else entropy)) ** 2
         self._context = f.context
-        ratios.drift(min(level, _LEVEL_PRIOR[1]), self.arm_drift**2)
+        ratios.drift(level if level < _LEVEL_PRIOR[1] else _LEVEL_PRIOR[1], self.arm_drift**2)
 
     def _learn_level_jump(self, slot: int, f: WindowFeatures, y: float, noise: float) -> None:
         """Learn how far the compressors' level moves from one window to the next beyond
@@ -1338,10 +1340,9 @@ class Auto(Policy):
         self._before_drift = None
         if before is None or before[0] is not f.context:
             return  # not the window whose drift was kept
-        _, mean, var = before
-        # Python floats (item): numpy's scalars cost several times as much per operation
-        missed = y - mean.item(slot)
-        surprise = missed * missed - var.item(slot) - noise
+        mean, var = RatioFilter.arm_moments(before[1], slot)
+        missed = y - mean
+        surprise = missed * missed - var - noise
         surprise = surprise if surprise > 0.0 else 0.0
         self._level_jump = self._jump_step(self._level_jump, surprise)
 
