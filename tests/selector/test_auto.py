@@ -1360,3 +1360,38 @@ def test_the_c_probe_valuation_runs_and_refuses_what_it_cannot_read():
         ValueError, match=f"compressor 0 names arm {float(k)}, not one of 0 to {k - 1}"
     ):
         values(*args[:2], table, args[3], [1.0] * k, [4096.0] * k, window)
+
+
+def test_windows_played_on_older_features_teach_the_delta_arms_what_they_sent():
+    """A delta arm played on features read on another window learns what its records came
+    to over their estimate (the compressors learn that from every play, through their
+    filter): windows of the size played on those features, and on the next read of the
+    size, price its records that much higher; the window read itself is priced from its
+    own sample."""
+    policy = _auto(125e6)
+    delta = 3
+    read = _features(1000, delta_bytes=40.0)
+    policy.probe_mask(read)
+    policy.update(policy.choose(read), 1e9, read, Outcome(1000 * PAGE, 40.0 * 1000, 1e-3, 1e-3))
+    entry = policy._read_entry
+    assert entry.stale_bias == 0.0
+    before = policy._predict(read, 1000.0, entry.stale_bias)[1][delta]
+    # windows played on it sent twice the records it estimated: the bias moves towards
+    # log 2 at the policy's step
+    for step in range(1, 4):
+        policy.wants_features(1000.0)
+        policy.choose(None)
+        records = policy._prediction.records[delta]
+        sent = 1000 * (2.0 * records) + RUN_BYTES * 16 + 1000
+        policy.update(delta, 1e9, None, Outcome(1000 * PAGE, sent, 1e-3, 1e-3))
+        assert entry.stale_bias == pytest.approx(math.log(2.0) * (1 - 0.7**step), rel=1e-6)
+    after = policy._predict(read, 1000.0, entry.stale_bias)[1][delta]
+    grown = policy._prediction.records[delta] * 1000 * (math.exp(entry.stale_bias) - 1.0)
+    assert after == pytest.approx(before + grown)
+    # a new read of the size carries the lesson; its own window is priced without it
+    fresh = _features(1100, delta_bytes=40.0)
+    policy.probe_mask(fresh)
+    assert policy._read_entry is not entry
+    assert policy._read_entry.stale_bias == entry.stale_bias
+    policy.update(policy.choose(fresh), 1e9, fresh, Outcome(1100 * PAGE, 80.0 * 1100, 1e-3, 1e-3))
+    assert policy._read_entry.stale_bias == entry.stale_bias
