@@ -53,6 +53,7 @@ from migcodec.codecs.base import RUN_BYTES
 from migcodec.codecs.changes import CHANGE_SCAN, page_changes
 from migcodec.codecs.zero import zero_page_rows
 from migcodec.datasets import generate_pages
+from migcodec.extensions import optional_extension
 from migcodec.files import json_problem, read_small_file
 from migcodec.hashing import seal, unseal
 from migcodec.selector.decisions import fit_probe_decisions, probe_decision_label, probe_policies
@@ -76,8 +77,9 @@ COST_MODEL_VERSION = 4
 #: 9: delta codecs are priced per changed word and run, on pages changed in three patterns;
 #: 10: the cheap features are timed after the arms encoded the pages they read; 11: each
 #: policy that buys probes has its decision of which timed; 12: per call and per arm, and
-#: under the throughput objective and another: ``decisions``)
-CALIBRATION_RECIPE = 12
+#: under the throughput objective and another: ``decisions``; 13: auto's probe valuation
+#: in C, a decision at about two thirds of its cost)
+CALIBRATION_RECIPE = 13
 #: the shares of a held version's words changed that delta codecs are timed on (1: a
 #: rewritten page; see _calibration_windows)
 CHANGED_SHARES = (1 / 512, 1 / 64, 1 / 48, 1 / 24, 1 / 8, 1 / 4, 1 / 2, 1.0)
@@ -326,6 +328,8 @@ def machine_identity() -> dict:
         "kernels": {
             "pagescan": CHANGE_SCAN == "C extension",
             "deltas": delta_kernels.native is not None,
+            # auto's probe valuation: part of what its decisions cost
+            "probes": optional_extension("migcodec.selector._probes")[0] is not None,
         },
     }
 
