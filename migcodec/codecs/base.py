@@ -32,6 +32,7 @@ from migcodec.codecs.encoded import (
     nbytes_of,
 )
 from migcodec.codecs.errors import (
+    CodecFailed,
     DecodeError,
     InvalidBatch,
     OutdatedPlugin,
@@ -465,8 +466,8 @@ class Codec(ABC):
         )
         return Encoded(self.name, page_size, batch.runs, modes, segments, stats)
 
-    @staticmethod
     def _lay_out(
+        self,
         encoding: PageEncoding | None,
         data: np.ndarray,
         nonzero: np.ndarray | None,
@@ -493,7 +494,7 @@ class Codec(ABC):
             if blob_nbytes < data.nbytes:
                 return parts, np.full(n, _ENCODED, dtype=np.uint8), blob_nbytes
             return _all_raw(data, copy_raw), np.full(n, _RAW, dtype=np.uint8), data.nbytes
-        sub = np.asarray(sub, dtype=np.uint8)
+        sub = self._transform_modes(sub, n)
         n_raw = sub.tobytes().count(_RAW_BYTE)  # one call; the mask only when it is needed
         n_encoded = n - n_raw
         if n_encoded and blob_nbytes >= n_encoded * page_size:
@@ -506,6 +507,43 @@ class Codec(ABC):
         if n_encoded and blob_nbytes:
             return (*raw, *parts), modes, n_raw * page_size + blob_nbytes
         return raw, modes, n_raw * page_size
+
+    def _transform_modes(self, modes: object, n: int) -> np.ndarray:
+        """The page modes a transform returned for its ``n`` pages, as uint8, or
+        :class:`CodecFailed` naming the codec: one integer per page, ``RAW`` or
+        ``ENCODED`` (a delta codec's also above ``ENCODED``, its own forms). Checked here,
+        at the source, because the rest travels unchecked until a destination decodes it:
+        ``ZERO`` would have the page zero-filled there without a word (the framework found
+        the zero pages before the transform ran: it was given none), a cast to uint8 turns
+        an int64 256 into that same 0, and a compressor's mode above ``ENCODED`` fails the
+        stream's decode midway. Two counts of bytes per batch when the modes are right."""
+        arr = np.asarray(modes)
+        problem = None
+        if arr.shape != (n,) or arr.dtype.kind not in "iu":
+            problem = f"{arr.dtype} page modes of shape {arr.shape} for {n} pages"
+        elif arr.dtype is not _UINT8 and ((arr < 0) | (arr > MAX_PAGE_MODE)).any():
+            problem = f"page mode {arr[(arr < 0) | (arr > MAX_PAGE_MODE)][0]}"
+        else:
+            arr = arr.astype(_UINT8, copy=False)
+            data = arr.tobytes()
+            if self.reads_destination:
+                bad = arr[(arr == PageMode.ZERO) | (arr > MAX_PAGE_MODE)]
+            elif data.count(_RAW_BYTE) + data.count(_ENCODED_BYTE) != n:
+                bad = arr[(arr != PageMode.RAW) & (arr != PageMode.ENCODED)]
+            else:
+                return arr
+            if not bad.size:
+                return arr
+            problem = f"page mode {bad[0]}"
+        from migcodec.codecs.registry import faulty_plugin_hint  # registry imports this
+
+        allowed = f"{PageMode.RAW:d} (raw) or {PageMode.ENCODED:d} (encoded)"
+        if self.reads_destination:
+            allowed += f", or {PageMode.ENCODED + 1:d} to {MAX_PAGE_MODE} (its own forms)"
+        raise CodecFailed(
+            f"codec {self.name!r} returned {problem} from its transform, which must return "
+            f"one mode per page it was given, {allowed}; {faulty_plugin_hint(self.name)}"
+        )
 
     def probe_path(self) -> CodecPath:
         """The path this instance's requests take when a request does not say
