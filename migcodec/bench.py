@@ -12,16 +12,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from migcodec.codecs import (
-    Batch,
-    Codec,
-    CodecEngines,
-    CodecError,
-    CodecFailed,
-    CodecPath,
-    get_codec,
-)
-from migcodec.codecs.registry import faulty_plugin_hint
+from migcodec.codecs import Batch, Codec, CodecEngines, CodecPath, get_codec
+from migcodec.codecs.roundtrip import failures_of, round_trip_mismatch
 from migcodec.datasets import generate_pages
 
 
@@ -41,10 +33,6 @@ class CodecBench:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-class RoundTripMismatch(CodecFailed):
-    """A codec's output did not decode to the pages it encoded."""
 
 
 def _encode_all(codec: Codec, memory: np.ndarray, batch_pages: int, workers: int):
@@ -88,15 +76,8 @@ def bench_codec(
     (a plugin's, a ``SystemExit`` or an assertion included; not Ctrl-C) is a
     :class:`CodecFailed` naming it and what to do, as a round trip that differs is: the
     command reports a codec error in one line, and a bug in a plugin was a traceback."""
-    try:
+    with failures_of(codec.name, "in the benchmark"):
         return _bench_codec(codec, memory, batch_pages, workers, repeats)
-    except (CodecError, KeyboardInterrupt, MemoryError):
-        raise
-    except BaseException as exc:
-        raise CodecFailed(
-            f"codec {codec.name!r} failed in the benchmark ({type(exc).__name__}: {exc}); "
-            f"{faulty_plugin_hint(codec.name)}"
-        ) from exc
 
 
 def _bench_codec(
@@ -114,10 +95,7 @@ def _bench_codec(
             codec.decode(item, dest)
         decode_walls.append(time.perf_counter() - t0)
         if not np.array_equal(dest, memory):
-            raise RoundTripMismatch(
-                f"codec {codec.name!r} decoded the benchmark pages to other bytes than it "
-                f"encoded; {faulty_plugin_hint(codec.name)}"
-            )
+            raise round_trip_mismatch(codec.name, "the benchmark pages")
     path = encoded[0].stats.path if encoded else CodecPath.SOFTWARE
     device_s = sum(item.stats.device_s or 0.0 for item in encoded)
     return CodecBench(

@@ -17,6 +17,7 @@ from migcodec.codecs.errors import (
     InvalidBatch,
     OutdatedPlugin,
     PageSizeUnsupported,
+    RoundTripMismatch,
 )
 from migcodec.codecs.mirror import DestinationMirror, Held
 from migcodec.codecs.page_views import DEFAULT_PAGE_SIZE, page_view
@@ -53,6 +54,7 @@ __all__ = [
     "PageSizeUnsupported",
     "Probe",
     "Request",
+    "RoundTripMismatch",
     "available_codecs",
     "get_codec",
     "load_codec_class",

@@ -28,6 +28,10 @@ class CodecFailed(CodecError):
     ran; the message names the codec and what to do about its package."""
 
 
+class RoundTripMismatch(CodecFailed):
+    """A codec's output did not decode to the pages it encoded."""
+
+
 class PageSizeUnsupported(CodecError, ValueError):
     """The codec's format cannot describe pages of this size; refused before a stream or a
     trace starts, never in the middle of one."""
