@@ -9,7 +9,10 @@ true size: bytes and times are scaled by dirty pages per stored page. Features a
 are not scaled: they read a sample online too.
 
 Each arm encodes each window ``repeats`` times, interleaved across the arms, and the median
-time is kept with its spread (only codec calls are timed); ratios come from the first run.
+time is kept with its spread (only codec calls are timed); ratios come from the first run,
+whose output is decoded back (one batch in :data:`CHECK_EVERY`) and must give the pages
+byte for byte: a codec that writes less than its pages need is refused, not scored as
+every window's best arm.
 :meth:`Table.modelled` replaces every time by a calibrated cost model's, for comparisons
 that repeat exactly.
 
@@ -34,6 +37,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from migcodec.codecs import Batch, Codec, CodecKind, DestinationMirror
+from migcodec.codecs.roundtrip import check_round_trip, failures_of
 from migcodec.datasets import Window
 from migcodec.datasets.trace.schema import MANIFEST_SCHEMA
 from migcodec.files import json_problem, open_regular
@@ -62,8 +66,12 @@ from migcodec.storage import Location, location
 #: 3: the file names and checksums every array it holds, in its sealed meta; 4: the features
 #: of a window stored as a sample read as many of its pages as err like an engine's sample;
 #: 5: a window's changed words and runs of changed bytes, and the features' runs per page;
-#: 6: the variance of the sampled pages' changed words, and their covariance with the runs
-TABLE_VERSION = 6
+#: 6: the variance of the sampled pages' changed words, and their covariance with the runs;
+#: 7: every arm's output checked to decode to the window's pages (:data:`CHECK_EVERY`). A
+#: table of an earlier version may score a codec whose output never decoded (a plugin that
+#: wrote a byte a page was every window's best arm): its cache key differs, so a cached one
+#: is measured again, and a ``--table`` file of it is refused, saying to rebuild it
+TABLE_VERSION = 7
 _ARRAYS = (
     "input_bytes",
     "output_bytes",
@@ -94,6 +102,14 @@ _WORK_ARRAYS = (
     "words_var",  # (windows,): the variance of a held sampled page's changed words
     "words_runs_cov",  # (windows,): and their covariance with its runs of changed bytes
 )
+
+
+#: one batch in this many of each arm's output is decoded and compared with its pages as a
+#: table is measured (:func:`encode_window`); the same batches whichever way the table is
+#: measured, in process or in parts. Decoding every batch cost up to a fifth of a recorded
+#: trace's measurement; a codec whose output never decodes is refused all the same, on the
+#: first windows it encodes
+CHECK_EVERY = 2
 
 
 class TableError(ValueError):
@@ -642,9 +658,23 @@ def _batch_rate(
         return np.where(work > 0, batch * page_size / work, np.inf)
 
 
-def encode_window(codec: Codec, window: Window, batch_pages: int) -> Outcome:
+def encode_window(
+    codec: Codec,
+    window: Window,
+    batch_pages: int,
+    decoder: Codec | None = None,
+    check_every: int = CHECK_EVERY,
+) -> Outcome:
     """Encode a window's pages in ``batch_pages``-page batches on this thread, as one
-    worker would; return the summed measurements (CPU time of the codec calls only)."""
+    worker would; return the summed measurements (CPU time of the codec calls only).
+
+    With a ``decoder`` (an instance of the codec's own: :func:`check_round_trip`), batch
+    ``j`` of window ``i`` is decoded when ``(i + j) % check_every == 0``, as the
+    destination would decode it, into what it holds (``previous``, for a codec that reads
+    it; zeros otherwise); it must give back the batch's pages byte for byte, or the codec
+    is refused with :class:`~migcodec.codecs.CodecFailed` naming it and the window. The
+    decode is not timed. Whatever else the codec's own code raises is a
+    :class:`~migcodec.codecs.CodecFailed` too."""
     pages = window.pages
     n = pages.shape[0]
     # the window is encoded as window-local memory: its rows are its page numbers, and the
@@ -652,23 +682,36 @@ def encode_window(codec: Codec, window: Window, batch_pages: int) -> Outcome:
     destination = None
     if codec.reads_destination and window.previous is not None:
         destination = DestinationMirror.holding(np.arange(n, dtype=np.int64), window.previous)
+    base = window.previous if destination is not None else None
+    held = None if decoder is None else np.empty_like(pages)  # the destination's memory
+    what = f"window {window.index}'s pages"
     out = wall = cpu = 0.0
     zero = 0
     device: float | None = None
     clock = time.thread_time
-    for first in range(0, n, batch_pages):  # one iteration per batch, not per page
-        batch = Batch(pages, [(first, min(batch_pages, n - first))], window.page_size, batch_pages)
-        # the window's CPU time is read around each call: per-batch stats.cpu_s is sampled
-        # (one encode in several reads the clock), right for a stream's totals but not exact
-        # per call, and a clock around the loop would also time the loop
-        cpu0 = clock()
-        stats = codec.encode(batch, destination=destination).stats
-        cpu += clock() - cpu0
-        out += stats.output_bytes
-        wall += stats.wall_s
-        zero += stats.zero_pages
-        if stats.device_s is not None:
-            device = (device or 0.0) + stats.device_s
+    with failures_of(codec.name, f"to encode {what}"):
+        for first in range(0, n, batch_pages):  # one iteration per batch, not per page
+            count = min(batch_pages, n - first)
+            batch = Batch(pages, [(first, count)], window.page_size, batch_pages)
+            # the window's CPU time is read around each call: per-batch stats.cpu_s is
+            # sampled (one encode in several reads the clock), right for a stream's totals
+            # but not exact per call, and a clock around the loop would also time the loop
+            cpu0 = clock()
+            encoded = codec.encode(batch, destination=destination)
+            cpu += clock() - cpu0
+            stats = encoded.stats
+            out += stats.output_bytes
+            wall += stats.wall_s
+            zero += stats.zero_pages
+            if stats.device_s is not None:
+                device = (device or 0.0) + stats.device_s
+            # checked before the next encode, which may reuse the buffers this one's
+            # output is in; the rows are set first, or a decoder that writes nothing
+            # would find another arm's decoded pages there
+            if held is not None and (window.index + first // batch_pages) % check_every == 0:
+                rows = slice(first, first + count)
+                held[rows] = 0 if base is None else base[rows]
+                check_round_trip(decoder, encoded, held, rows, pages[rows], what)
     return Outcome(float(pages.nbytes), out, wall, cpu, device, float(zero))
 
 
@@ -778,6 +821,7 @@ def measure_windows(
     if any(not 0 <= i < len(arms) for i in positions) or len(set(positions)) != len(positions):
         raise ValueError(f"arms to encode must be distinct positions of {len(arms)} arms")
     codecs = [arms[i].codec for i in positions]
+    decoders = [_decoder(c) for c in codecs]
     if not features:
         extractor = None
     elif extractor is None:
@@ -809,7 +853,10 @@ def measure_windows(
             device = np.full(m, np.nan)
             for r in range(repeats):
                 for i in np.roll(np.arange(m), -r):  # rotate: no arm always reads cold pages
-                    o = encode_window(codecs[i], window, batch_pages)
+                    # the first run's sizes are kept: its output is what is checked
+                    o = encode_window(
+                        codecs[i], window, batch_pages, decoders[i] if r == 0 else None
+                    )
                     walls[r, i], cpus[r, i] = o.wall_s, o.cpu_s
                     if r == 0:
                         out[i] = o.output_bytes
@@ -860,6 +907,13 @@ def measure_windows(
         kinds=[c.kind for c in codecs],
         paths=[c.probe_path() for c in codecs],
     )
+
+
+def _decoder(codec: Codec) -> Codec:
+    """An instance of ``codec`` of its own, made from its config as a destination makes
+    one: what :func:`encode_window` decodes the arm's output with."""
+    with failures_of(codec.name, "to start from its config"):
+        return codec.clone()
 
 
 def matched_sample_size(engine_sample: int, window_pages: float, stored: int) -> int:
@@ -1031,6 +1085,8 @@ def join_parts(parts: Sequence[TablePart], calibration: CostModel | None = None)
         "kinds": kinds,
         "paths": paths,
         "context_names": list(CONTEXT_NAMES),
+        # one batch in this many of each arm's output was decoded back to its pages
+        "checked_every": CHECK_EVERY,
         "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "costs": {a.label: asdict(calibration.arm(a.label)) for a in arm_list},
         # the policies' decisions are not measured with the windows: priced, as the
