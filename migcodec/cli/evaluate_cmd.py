@@ -34,6 +34,7 @@ from migcodec.cli.args import (
     json_document,
     reported_by_main,
 )
+from migcodec.codecs import CodecFailed
 from migcodec.datasets.trace import TraceError, TraceReader
 from migcodec.datasets.trace.format import MANIFEST, WRITTEN_BY, is_trace_file
 from migcodec.selector import (
@@ -405,7 +406,7 @@ def _build(args: argparse.Namespace, source: Source, arms, calibration: CostMode
                 lambda n: bar.update(n - bar.n),
                 calibration=calibration,
             )
-    except (TraceError, WindowSourceError, TableError) as exc:  # named: one of several
+    except (TraceError, WindowSourceError, TableError, CodecFailed) as exc:  # one of several
         raise _in_trace(source, exc) from exc
     except MemoryError:  # where the machine does not say how much it has
         fix = "read it on a machine with more memory" if source.trace else "use a smaller --pages"
@@ -414,10 +415,15 @@ def _build(args: argparse.Namespace, source: Source, arms, calibration: CostMode
 
 def _in_trace(source: Source, exc: Exception) -> Exception:
     """``exc`` naming the trace it is about (with several, "window 2: ..." alone does not
-    say which): its message prefixed with the trace, unless it starts with it already."""
+    say which): its message prefixed with the trace, unless it starts with it already. A
+    codec's failure stays one (``main`` reports it with the status of ``bench``'s)."""
     if source.trace is None or str(exc).startswith(str(source.trace)):
         return exc
-    kind = TraceError if isinstance(exc, TraceError) else ValueError
+    kind: type[Exception] = ValueError
+    if isinstance(exc, CodecFailed):
+        kind = type(exc)
+    elif isinstance(exc, TraceError):
+        kind = TraceError
     return kind(f"trace {source.trace}: {exc}")
 
 
@@ -522,6 +528,10 @@ REPORTED = (ValueError, RuntimeError, OSError, TraceError)
 def run(args: argparse.Namespace) -> int:
     try:
         return _run(args)
+    except CodecFailed as exc:
+        # every codec evaluate runs is an arm's: besides what to do about the codec's
+        # package (said already), the other arms can be evaluated without it
+        raise type(exc)(f"{exc}; or leave its arms out of --arms") from exc
     except REPORTED as exc:
         if reported_by_main(exc):  # a closed or full stdout is not the command line's fault
             raise

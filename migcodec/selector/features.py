@@ -31,6 +31,7 @@ import numpy as np
 from migcodec.codecs import Batch, CodecKind
 from migcodec.codecs.base import RUN_BYTES as _RUN_BYTES
 from migcodec.codecs.delta import RECORD_ENTRY_BYTES, DeltaCodec
+from migcodec.codecs.roundtrip import failures_of
 from migcodec.selector.scan import ESTIMATE_KINDS, SampleScan, histogram_entropy, scan_sample
 
 #: names of the entries of :attr:`WindowFeatures.context`, in order
@@ -135,13 +136,15 @@ def _timed_encode(codec, pages: np.ndarray, destination=None) -> tuple:
 
     Timed here because ``stats.cpu_s`` is sampled (one encode in several reads the clock,
     see ``Codec.encode``), and a probe is one call whose cost must be measured, not
-    estimated from another call's.
+    estimated from another call's. Whatever the codec's own code raises is a
+    :class:`~migcodec.codecs.CodecFailed` naming it, as in a table's encodes.
     """
     m, page_size = pages.shape
     batch = Batch(pages, [(0, m)], page_size, m)
-    cpu0 = time.thread_time()
-    stats = codec.encode(batch, destination=destination).stats
-    return stats, time.thread_time() - cpu0
+    with failures_of(codec.name, "to encode a probe of pages"):
+        cpu0 = time.thread_time()
+        stats = codec.encode(batch, destination=destination).stats
+        return stats, time.thread_time() - cpu0
 
 
 @functools.lru_cache(maxsize=64)

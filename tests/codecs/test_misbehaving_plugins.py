@@ -245,6 +245,63 @@ def test_bench_names_a_codec_that_fails_or_lies(faulty_transforms, capsys, name,
     assert (out, err) == ("", f"migcodec bench: codec {name!r} {what}; {UNINSTALL}\n")
 
 
+#: each faulty transform's failure as ``evaluate`` meets it: a lie or a decode that raises
+#: when the arm's first window is checked, an encode that raises or exits at the first
+#: encode, which is a probe timed before any window
+EVALUATE_FAILURES = [
+    ("lying", "decoded window 0's pages to other bytes than it encoded"),
+    ("decode-raises", "failed to decode window 0's pages (RuntimeError: no such dictionary)"),
+    ("encode-raises", "failed to encode a probe of pages (ValueError: ring full)"),
+    ("encode-exits", "failed to encode a probe of pages (SystemExit: 7)"),
+]
+EVALUATE = ["evaluate", "--repeats", "1", "--policies", "fixed:arm=0", "--json"]
+
+
+@pytest.mark.parametrize(("name", "what"), EVALUATE_FAILURES)
+def test_evaluate_refuses_an_arm_whose_codec_fails_or_lies(faulty_transforms, capsys, name, what):
+    """Its sizes would be fiction (a lie was every window's best arm, and the oracle's):
+    one line naming the codec, the window and what to do, not a score, nor a silent exit."""
+    from migcodec.cli import main
+
+    workload = ["--workload", "text", "--windows", "2", "--pages", "64"]
+    assert main([*EVALUATE, *workload, "--arms", f"lz4;{name}"]) == 2
+    out, err = capsys.readouterr()
+    assert (out, err) == (
+        "",
+        f"migcodec evaluate: codec {name!r} {what}; {UNINSTALL}; or leave its arms out of --arms\n",
+    )
+
+
+def test_evaluate_names_a_codec_that_fails_as_it_is_calibrated(faulty_transforms, capsys):
+    """``--cost-model calibrated`` encodes every arm before any table is measured."""
+    from migcodec.cli import main
+
+    workload = ["--workload", "text", "--windows", "2", "--pages", "64"]
+    calibrated = ["--cost-model", "calibrated", "--arms", "encode-exits"]
+    assert main([*EVALUATE, *workload, *calibrated]) == 2
+    out, err = capsys.readouterr()
+    assert (out, err) == (
+        "",
+        "migcodec evaluate: codec 'encode-exits' failed to encode the pages it is calibrated "
+        f"on (SystemExit: 7); {UNINSTALL}; or leave its arms out of --arms\n",
+    )
+
+
+def test_evaluate_names_the_trace_on_which_an_arm_lied(faulty_transforms, capsys, tmp_path):
+    from migcodec.cli import main
+
+    trace = Path(__file__).resolve().parents[2] / "corpus" / "traces" / "numpy"
+    tables = tmp_path / "tables"
+    assert main([*EVALUATE, str(trace), "--table-dir", str(tables), "--arms", "raw;lying"]) == 2
+    out, err = capsys.readouterr()
+    assert (out, err) == (
+        "",
+        f"migcodec evaluate: trace {trace}: codec 'lying' decoded window 0's pages to other "
+        f"bytes than it encoded; {UNINSTALL}; or leave its arms out of --arms\n",
+    )
+    assert not tables.exists()  # nothing cached of it
+
+
 def test_migrate_says_why_the_destination_refused_a_codec_whose_decode_raises(
     faulty_transforms, capsys
 ):

@@ -16,6 +16,7 @@ from migcodec.datasets import Window, generate_pages
 from migcodec.selector import parse_arms
 from migcodec.selector.evaluation import Table, TableError, build_table
 from migcodec.selector.evaluation import table as table_module
+from migcodec.selector.evaluation.cluster import _task_error
 from migcodec.selector.evaluation.table import CHECK_EVERY, encode_window
 
 #: the first byte of a batch that :class:`Tampering` decodes one byte off (text is ASCII)
@@ -152,3 +153,11 @@ def test_a_table_says_its_arms_were_checked_and_a_table_before_the_check_is_refu
     monkeypatch.undo()
     with pytest.raises(TableError, match="has version 6, expected 7; delete it to rebuild"):
         Table.load(path)
+
+
+def test_a_cluster_task_whose_codec_lied_fails_as_the_codec_did():
+    """Not a worker's crash (``RuntimeError``): the evaluation reports it as a codec's."""
+    lie = RoundTripMismatch("codec 'lying' decoded window 0's pages to other bytes")
+    error = _task_error("measuring t windows 0-16 (lying)", lie)
+    assert type(error) is RoundTripMismatch
+    assert str(error) == f"measuring t windows 0-16 (lying): {lie}"

@@ -38,6 +38,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from migcodec.codecs import CodecFailed
 from migcodec.datasets import Window
 from migcodec.datasets.trace import TraceReader
 from migcodec.selector.arms import Arm
@@ -597,9 +598,12 @@ class Cluster:
 
 def _task_error(what: str, exc: BaseException) -> Exception:
     """The error a failed task raises here, naming its work (a table's own errors keep
-    their kind: the message says to rebuild)."""
+    their kind: the message says to rebuild; so do a codec's that failed or lied: it says
+    what to do about the codec's package)."""
     if isinstance(exc, TableError):
         return TableError(f"{what}: {exc}")
+    if isinstance(exc, CodecFailed):
+        return type(exc)(f"{what}: {exc}")
     return RuntimeError(f"{what} failed on a worker: {type(exc).__name__}: {exc}")
 
 
