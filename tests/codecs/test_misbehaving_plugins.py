@@ -208,6 +208,12 @@ FAULTY_TRANSFORMS = textwrap.dedent(
 
         def decode_pages(self, blob, n_pages, page_size):
             raise RuntimeError("no such dictionary")
+
+    class DecodeShort(Lying):
+        name = "decode-short"
+
+        def decode_pages(self, blob, n_pages, page_size):
+            return bytes(page_size)
     """
 )
 
@@ -223,6 +229,7 @@ def faulty_transforms(plugin_site: Path) -> Path:
             "encode-raises": "migcodec_transforms_plugin:EncodeRaises",
             "encode-exits": "migcodec_transforms_plugin:EncodeExits",
             "decode-raises": "migcodec_transforms_plugin:DecodeRaises",
+            "decode-short": "migcodec_transforms_plugin:DecodeShort",
         },
         {"migcodec_transforms_plugin": FAULTY_TRANSFORMS},
     )
@@ -235,6 +242,16 @@ def faulty_transforms(plugin_site: Path) -> Path:
         ("lying", "decoded the benchmark pages to other bytes than it encoded"),
         ("encode-raises", "failed in the benchmark (ValueError: ring full)"),
         ("encode-exits", "failed in the benchmark (SystemExit: 7)"),
+        (
+            "decode-raises",
+            "failed to decode the benchmark pages (RuntimeError: no such dictionary)",
+        ),
+        # the framework finds the output malformed: the codec's failure, said as such
+        (
+            "decode-short",
+            "failed to decode the benchmark pages (DecodeError: decode-short decoded 4096 "
+            "bytes where 64 pages (262144 bytes) were expected)",
+        ),
     ],
 )
 def test_bench_names_a_codec_that_fails_or_lies(faulty_transforms, capsys, name, what):
