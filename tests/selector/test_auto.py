@@ -1395,3 +1395,24 @@ def test_windows_played_on_older_features_teach_the_delta_arms_what_they_sent():
     assert policy._read_entry.stale_bias == entry.stale_bias
     policy.update(policy.choose(fresh), 1e9, fresh, Outcome(1100 * PAGE, 80.0 * 1100, 1e-3, 1e-3))
     assert policy._read_entry.stale_bias == entry.stale_bias
+
+
+def test_a_window_played_on_older_features_teaches_them_after_the_next_read():
+    """An engine reads the next window's features before it learns from the last: the
+    lesson of a window played on older features goes to those, not to the newest read."""
+    policy = _auto(125e6)
+    delta = 3
+    read = _features(1000, delta_bytes=40.0)
+    policy.probe_mask(read)
+    policy.update(policy.choose(read), 1e9, read, Outcome(1000 * PAGE, 40.0 * 1000, 1e-3, 1e-3))
+    played_on = policy._read_entry
+    policy.wants_features(1000.0)
+    policy.choose(None)
+    records = policy._prediction.records[delta]
+    policy.probe_mask(_features(1200, delta_bytes=40.0))  # the next window's, read first
+    newest = policy._read_entry
+    assert newest is not played_on and newest.stale_bias == 0.0
+    sent = 1000 * (2.0 * records) + RUN_BYTES * 16 + 1000
+    policy.update(delta, 1e9, None, Outcome(1000 * PAGE, sent, 1e-3, 1e-3))
+    assert played_on.stale_bias == pytest.approx(0.3 * math.log(2.0), rel=1e-6)
+    assert newest.stale_bias == 0.0

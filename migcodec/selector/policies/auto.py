@@ -390,6 +390,7 @@ class Auto(Policy):
         "_per_call",
         "_per_zero",
         "_played_bytes",
+        "_played_on",
         "_pooled",
         "_prediction",
         "_ratio_version",
@@ -618,6 +619,8 @@ class Auto(Policy):
         self._pages = 0.0  # the size of the window being chosen for
         self._window_pages = 0.0  # the size of the window last chosen for (see update)
         self._split: tuple[int, float] | None = None  # see split()
+        # the read a window played without features was played on, and its prediction
+        self._played_on: tuple[_Read, _Prediction] | None = None
         # per arm, the count of windows learnt from when it was last learnt from (see
         # _balanced: of two arms that share a window, the one learnt from longest ago plays
         # the part the update sees)
@@ -1404,12 +1407,16 @@ class Auto(Policy):
         # the window's size, kept for its update: an engine reads the next window's
         # features (wants_features) before the last window is learnt from
         self._window_pages = self._pages if features is None else features.pages
+        self._played_on = None
         if features is None:  # features skipped: the last ones read, at this window's size
             if self._read is None:
                 mu = self._mu()
                 return max(range(self.n_arms), key=mu.__getitem__)
             entry = self._read_entry
             _, out, cpu, loss = self._predict(entry.features, self._pages, entry.stale_bias)
+            # what it was played on and priced with, for its update (an engine may have
+            # read the next window's features by then: _learn_stale)
+            self._played_on = (entry, self._prediction)
             arm = self._balanced(entry.features, loss.index(min(loss)), loss, out, cpu)
             self._chosen = (loss, cpu)
             if self._read_entry is not None:
@@ -1901,9 +1908,9 @@ class Auto(Policy):
         entry.level += gain * (implied - entry.level)
         entry.level_var *= 1.0 - gain
 
-    def _learn_stale(self, arm: int, f: WindowFeatures, each: float) -> None:
+    def _learn_stale(self, arm: int, each: float) -> None:
         """Learn from delta arm ``arm``'s payload ``each`` per non-zero page on a window
-        played on ``f``, the features last read on another window of its size: what its
+        played on the features last read on another window of its size: what its
         records came to over their estimate moves the size's ``stale_bias`` (a moving
         average of the log, at ``learn``), which windows played on the size's features
         price every delta arm's records with (:meth:`_predict`).
@@ -1916,9 +1923,10 @@ class Auto(Policy):
         after window, while those read came within about a fifth of theirs, and ``auto`` went on
         playing XBZRLE where zstd level 3 took half the time (1.5 % behind zstd level 3
         alone at 1 Gbit/s once reads cost less; 2.4 % ahead with this)."""
-        entry, kept = self._read_entry, self._prediction
-        if entry is None or f.held_frac <= 0.9:
+        played = self._played_on
+        if played is None or played[0].features.held_frac <= 0.9:
             return  # a window mostly sent through the fall-back says little of the records
+        entry, kept = played
         records = kept.records[arm]
         sent = each - (kept.payload[arm] - records)  # less what the fall-back was priced at
         if records > 0.0 and sent > 0.0:
@@ -1996,7 +2004,7 @@ class Auto(Policy):
                 self.ratios.observe(slot, y, noise)
                 self._ratio_version += 1
             elif delta and skipped and features.delta_bytes is not None:
-                self._learn_stale(arm, features, each)
+                self._learn_stale(arm, each)
             elif delta and not skipped and features.delta_bytes is not None:
                 estimate = self._delta_estimates(features)[arm]
                 if features.held_frac > 0.9 and math.isfinite(estimate) and estimate > 0:
