@@ -32,6 +32,11 @@ class RoundTripMismatch(CodecFailed):
     """A codec's output did not decode to the pages it encoded."""
 
 
+class CodecStuck(CodecFailed):
+    """A codec call has not returned within the time its caller could wait for it; the
+    thread inside it is left running (see :mod:`migcodec.codecs.stuck`)."""
+
+
 class PageSizeUnsupported(CodecError, ValueError):
     """The codec's format cannot describe pages of this size; refused before a stream or a
     trace starts, never in the middle of one."""

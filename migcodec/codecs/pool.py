@@ -43,6 +43,7 @@ from migcodec.codecs.encoded import Encoded
 from migcodec.codecs.errors import CodecError, InvalidBatch
 from migcodec.codecs.mirror import DestinationMirror
 from migcodec.codecs.page_views import DEFAULT_PAGE_SIZE, checked_page_size, int_or_zero
+from migcodec.codecs.stuck import leave_running
 from migcodec.ram import short_of
 from migcodec.units import format_size
 
@@ -153,8 +154,9 @@ class RequestPool:
         self.size = size
         self._buffer = np.empty((size, max_pages, page_size), dtype=np.uint8)
         self._free: queue.SimpleQueue[Request] = queue.SimpleQueue()
-        for slot in range(size):
-            self._free.put(Request(self, slot, self._buffer[slot]))
+        self.requests = tuple(Request(self, slot, self._buffer[slot]) for slot in range(size))
+        for request in self.requests:
+            self._free.put(request)
 
     def acquire(self, timeout: float | None = None) -> Request:
         try:
@@ -253,6 +255,7 @@ class CodecEngines:
         self._wake.acquire()
         self._waiting = threading.Lock()
         self._closed = False
+        self._stopped = False  # see stop
         self._threads = [
             threading.Thread(
                 target=self._run,
@@ -283,6 +286,8 @@ class CodecEngines:
             request.engine = index
             generation = request.generation
             try:
+                if self._stopped:
+                    raise CodecError("the engines were stopped before this batch was encoded")
                 staging = request.staging if request.snapshot else None
                 request.encoded = codec.encode(request.batch, staging, destination)
                 if request.finish is not None:
@@ -545,13 +550,42 @@ class CodecEngines:
             for thread in self._threads:
                 thread.join()
 
+    def stop(self, timeout: float = 0.0) -> int:
+        """Stop the engines now, waiting up to ``timeout`` seconds for those inside a codec
+        call, and return how many still are: a codec call cannot be ended from outside, so
+        those are left running (daemon threads, which the process does not wait for at
+        exit), recorded for :func:`~migcodec.codecs.stuck.still_read` until they return.
+        Requests queued but not begun fail with :class:`CodecError` rather than being
+        encoded: an engine whose codec returns late must not begin to read memory that its
+        owner may have freed since. A later ``submit`` raises as after :meth:`close`."""
+        self._stopped = True
+        self.close(wait=False)
+        deadline = time.monotonic() + min(timeout, threading.TIMEOUT_MAX)
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        stuck = len(self.memory_read())
+        if stuck:
+            leave_running(self)
+        return stuck
+
+    def memory_read(self) -> list[np.ndarray]:
+        """The memory of every batch an engine is encoding now (its codec call may read
+        it until it returns)."""
+        views = []
+        for request in self.pool.requests:
+            batch = request.batch  # read first: a request released meanwhile has none
+            if batch is not None and request.engine >= 0 and not request.done():
+                views.append(batch.memory)
+        return views
+
     def __enter__(self) -> CodecEngines:
         return self
 
     def __exit__(self, exc_type, exc, traceback) -> None:
-        """Close the engines; leaving on an error (a failed codec, Ctrl-C, SIGTERM), without
-        waiting for them. A codec whose encode never returned held ``migcodec bench``
-        through SIGTERM in the wait, until SIGKILL: its engine is a daemon thread, which
-        the process does not wait for at exit either. A caller whose pages are memory it
-        unmaps after an error calls :meth:`close` itself (the migration engine does)."""
-        self.close(wait=exc_type is None)
+        """Close the engines; leaving on an error (a failed codec, Ctrl-C, SIGTERM), stop
+        them without waiting (:meth:`stop`). A codec whose encode never returned held
+        ``migcodec bench`` through SIGTERM in the wait, until SIGKILL."""
+        if exc_type is None:
+            self.close()
+        else:
+            self.stop()

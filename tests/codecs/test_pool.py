@@ -24,6 +24,7 @@ from migcodec.codecs import (
     PageSizeUnsupported,
     get_codec,
 )
+from migcodec.codecs.stuck import still_read
 from migcodec.datasets import generate_pages
 
 PAGE = 4096
@@ -724,3 +725,26 @@ def test_leaving_the_engines_on_an_error_does_not_wait_for_a_codec_that_never_re
     assert returned and held  # left while the codec was still inside encode
     with pytest.raises(CodecError, match="closed"):
         engines.submit(Batch(memory, [(1, 1)]))
+
+
+def test_stopping_engines_leaves_a_codec_that_never_returns_running_and_its_memory_read():
+    """``stop`` waits a bounded time, counts the engine still inside encode, answers for
+    the memory it may read until it returns, and encodes nothing that was only queued:
+    an engine whose codec returns late must not begin to read memory freed since."""
+    codec = GatedCodec()
+    memory = marked_memory(4)
+    with running(codec, engines=1, depth=2) as engines:
+        held = engines.submit(Batch(memory, [(0, 1)]))
+        queued = engines.submit(Batch(memory, [(1, 1)]))
+        assert codec.started.acquire(timeout=WAIT)  # the engine is held in encode
+        assert engines.stop(timeout=0.05) == 1
+        assert [np.shares_memory(view, memory) for view in engines.memory_read()] == [True]
+        assert still_read(memory[2:]) and not still_read(np.ones((4, PAGE), np.uint8))
+        codec.gate.set()
+        assert held.result(timeout=WAIT) is not None
+        with pytest.raises(CodecError, match="stopped before this batch was encoded"):
+            queued.result(timeout=WAIT)
+        assert [first for first, _ in codec.log] == [1]  # the queued batch was not begun
+        assert engines.memory_read() == [] and not still_read(memory)
+        for request in (held, queued):
+            request.release()

@@ -1,0 +1,73 @@
+"""Codec calls that never return: the error that names the codec, and the memory that the
+threads left inside them may still read.
+
+A codec's encode runs in a thread of the framework: an engine of
+:class:`~migcodec.codecs.pool.CodecEngines`, or a migration's sender. A third-party codec
+with an endless loop, or a vendor library call that hangs, never returns from it, and
+Python cannot end a thread from outside. Its caller can only stop waiting (at a run's time
+limit, a few seconds after Ctrl-C) and leave the thread running: a daemon thread, so that
+the process can still exit.
+
+Such a thread may still read the memory it was given, and its owner may unmap that memory
+next: a codec that wakes up and reads it then crashes the process. So whoever leaves a
+thread running records it here (:func:`leave_running`), and an owner about to unmap memory
+asks :func:`still_read` first and, when it says so, leaves the mapping in place for the life
+of the process rather than unmap it
+(:meth:`~migcodec.engine.guest_memory.GuestMemory.close` does; a caller that frees memory
+of its own after a migration must do the same). Memory that numpy owns needs no asking: the
+stuck thread's references keep it alive.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Protocol
+
+import numpy as np
+
+from migcodec.codecs.base import Codec
+from migcodec.codecs.errors import CodecStuck
+from migcodec.codecs.registry import codec_package
+
+
+class MemoryReader(Protocol):
+    """Threads left inside codec calls: ``memory_read()`` is the memory those calls were
+    given, empty once they have all returned."""
+
+    def memory_read(self) -> list[np.ndarray]: ...
+
+
+_left: list[MemoryReader] = []
+_lock = threading.Lock()
+
+
+def leave_running(reader: MemoryReader) -> None:
+    """Record that ``reader``'s threads are left inside codec calls: until those return,
+    :func:`still_read` answers for the memory they were given."""
+    with _lock:
+        _left.append(reader)
+
+
+def still_read(memory: np.ndarray) -> bool:
+    """Whether a codec call left running may still read any byte of ``memory``, which must
+    then stay mapped. Readers whose calls have all returned are forgotten here."""
+    with _lock:
+        reading = [(reader, reader.memory_read()) for reader in _left]
+        _left[:] = [reader for reader, views in reading if views]
+    return any(np.may_share_memory(memory, view) for _, views in reading for view in views)
+
+
+def stuck_codec(
+    codec: Codec, waited_s: float, instead: str = "choose another --codec"
+) -> CodecStuck:
+    """The error for ``codec``, whose encode has not returned after ``waited_s`` seconds:
+    it names the package the codec came from (whose authors can fix it; none for
+    migcodec's own codecs, whose library or device hung) and ``instead``, what the user can
+    do meanwhile."""
+    package = codec_package(codec)
+    source = f" (from the package {package})" if package else ""
+    fix = f"report it to the authors of {package}, or {instead}" if package else instead
+    return CodecStuck(
+        f"codec {codec.name!r}{source} has not returned from encode after {waited_s:.1f} s: "
+        f"the codec is stuck; {fix}"
+    )
