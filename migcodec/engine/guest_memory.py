@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from migcodec.codecs.stuck import still_read
 from migcodec.files import cannot_create_in
 from migcodec.ram import short_of
 
@@ -80,7 +81,7 @@ class GuestMemory:
         pages: np.ndarray,
         description: str,
         had_contents: bool = False,
-        release: Callable[[], None] | None = None,
+        release: Callable[[bool], None] | None = None,
         created_file: Path | None = None,
     ) -> None:
         self.pages = pages
@@ -100,15 +101,23 @@ class GuestMemory:
         return True
 
     def close(self) -> None:
-        """Write a file's pages back, unmap, and unlink a region only if we created it."""
+        """Write a file's pages back, unmap, and unlink a region only if we created it.
+
+        Pages that a codec call left running may still read
+        (:func:`~migcodec.codecs.stuck.still_read`) are not unmapped: the codec would crash
+        the process when it next read them. Their mapping is left to the arrays of the
+        call that view it, and goes with the last of them (a region's name is removed all
+        the same). A file's and anonymous memory's already do: nothing unmaps them but
+        that; a region's is unmapped by its ``close``, whatever still views it."""
         if self.closed:
             return
         self.closed = True
         if isinstance(self.pages, np.memmap):
             self.pages.flush()
+        unmap = not still_read(self.pages)
         del self.pages  # a mapping can only be closed once no array views it
         if self._release is not None:
-            self._release()
+            self._release(unmap)
 
     def __enter__(self) -> GuestMemory:
         return self
@@ -327,6 +336,15 @@ def _reserve_region(shm: SharedMemory, end: int, what: str) -> None:
     _fallocate(shm._fd, end, what, room)
 
 
+def _leave_mapped(shm: SharedMemory) -> None:
+    """Close ``shm``'s descriptor, but leave its mapping to the arrays that view it: it is
+    unmapped when the last of them goes, not before. ``SharedMemory`` has no call for
+    this: its ``close``, which its finalizer calls too, unmaps what arrays still view."""
+    shm._buf = None  # the memoryview and mmap the arrays' base holds on to
+    shm._mmap = None
+    shm.close()
+
+
 def _open_shm(name: str, size: int | None, page_size: int, must_exist: bool) -> GuestMemory:
     what = f"--shm {name}"
     check_backing(shm_name=name)
@@ -353,8 +371,11 @@ def _open_shm(name: str, size: int | None, page_size: int, must_exist: bool) -> 
             f"(rm /dev/shm/{name}) or name another region"
         ) from None
 
-    def release() -> None:
+    def release(unmap: bool = True) -> None:
         try:
+            if not unmap:
+                _leave_mapped(shm)
+                return
             try:
                 shm.close()
             except BufferError:  # a view in a reference cycle: collect it, then unmap

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from migcodec.codecs import get_codec
+from migcodec.codecs import Batch, CodecEngines, get_codec
+from migcodec.codecs.plugins.lz4 import Lz4Codec
 from migcodec.engine import (
     FixedChooser,
     GuestMemoryError,
@@ -79,6 +80,33 @@ def test_a_region_we_create_is_removed_on_close(shm_name):
         del cycle
     with pytest.raises(FileNotFoundError):
         SharedMemory(shm_name)
+
+
+def test_a_region_a_stuck_codec_still_reads_is_left_mapped_when_closed(shm_name):
+    """A codec call left running (its encode never returned) may still read the guest's
+    pages: closing the region removes its name, but leaves its mapping to the call's views
+    of it (unmapped, the codec's next read would crash the process)."""
+    gate, started = threading.Event(), threading.Event()
+
+    class Stuck(Lz4Codec):
+        def encode_pages(self, pages):
+            started.set()
+            gate.wait()
+            return None  # reads nothing after: a test that fails must not crash pytest
+
+    memory = open_guest_memory(8 * PAGE, PAGE, shm_name=shm_name)
+    memory.pages[:] = 1  # not zero pages, which a codec is not asked to encode
+    mapping = memory.pages.base
+    engines = CodecEngines(Stuck(), engines=1, depth=1, page_size=PAGE)
+    try:
+        engines.submit(Batch(memory.pages, [(0, 4)]), snapshot=False)
+        assert started.wait(10)
+        assert engines.stop() == 1
+        memory.close()
+        assert not (SHM_DIR / shm_name).exists()
+        assert not mapping.closed
+    finally:
+        gate.set()
 
 
 def test_a_region_someone_else_created_is_attached_and_left_in_place(foreign_shm):
