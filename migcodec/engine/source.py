@@ -25,13 +25,17 @@ import numpy as np
 
 from migcodec.codecs import (
     Batch,
+    Codec,
     CodecEngines,
     CodecKind,
     CodecPath,
+    CodecStuck,
     DestinationMirror,
+    Encoded,
     get_codec,
 )
 from migcodec.codecs.mirror import DEFAULT_MIRROR_BYTES
+from migcodec.codecs.stuck import leave_running, stuck_codec
 from migcodec.engine.chooser import CodecChooser
 from migcodec.engine.dirty import DirtyLog
 from migcodec.engine.guest import GuestError, GuestWorkload
@@ -48,6 +52,13 @@ from migcodec.wire.io import DeadlinePassed, PeerIdle, Source
 
 _ITERATION_END = "iteration-end"
 _STOP = "stop"
+
+#: seconds a migration that ends early (Ctrl-C, SIGTERM, a failure) still waits for a codec
+#: call to return, before it leaves the thread inside it running (see migcodec.codecs.stuck)
+STOP_GRACE_S = 3.0
+#: how often a thread waiting for a codec call reads again until when it may wait (the
+#: migration thread brings that forward when it ends early)
+_WAIT_SLICE_S = 0.25
 
 #: how a report begins that saw only the destination close the connection: a caller that
 #: ran the destination itself (:func:`migcodec.engine.runner.run_migration`) says its reason
@@ -85,7 +96,13 @@ class MigrationConfig:
 
 class _Sender(threading.Thread):
     """Frames completed requests in submission order; keeps draining after a link error so
-    the migration thread never blocks on a full request pool."""
+    the migration thread never blocks on a full request pool.
+
+    Waiting for a codec ends at ``give_up_at``: a request still being encoded then ends
+    this thread with :class:`CodecStuck`, the request left to its engine. A codec call of
+    this thread's own (an inline codec, the fall-back) that outlasts it is noticed by the
+    migration thread, which leaves this thread to it (:meth:`_abandon_if_stuck`).
+    """
 
     def __init__(
         self,
@@ -119,10 +136,18 @@ class _Sender(threading.Thread):
         # may change under them (set per iteration by the migration thread)
         self.snapshot = True
         self._staging: np.ndarray | None = None
+        # when waiting for a codec ends (a time.perf_counter() value): the run's time limit,
+        # brought forward by hurry()
+        self.give_up_at = float("inf")
+        # the codec call this thread is in (codec, batch, since), else None; changed to None
+        # under _call_lock, under which the migration thread abandons this thread
+        self._in_codec: tuple[Codec, Batch, float] | None = None
+        self._call_lock = threading.Lock()
+        self.abandoned = False
 
     def run(self) -> None:
         cpu0 = time.thread_time()
-        while True:
+        while not self.abandoned:
             item = self.items.get()
             if item is _STOP:
                 break
@@ -136,18 +161,92 @@ class _Sender(threading.Thread):
                     self._frame_here(request, codec_id)
                 else:
                     self._frame(request, codec_id)
+            except CodecStuck as exc:
+                # its request stays with the engine stuck in it, and what is queued behind
+                # it cannot go out in order: this thread ends
+                self._fail(exc)
+                break
             except BaseException as exc:  # never die: the migration thread waits on us
-                if self.error is None:
-                    self.error = exc
+                self._fail(exc)
             finally:
-                if type(request) is not Batch:
-                    request.wait()  # an engine may still be writing the staging buffer
-                    request.release()
-                with self.drained:
-                    self.done += 1
-                    if self.submitted - self.done <= self._wake_at:
-                        self.drained.notify_all()
+                self._settle(request)
         self.cpu_s = time.thread_time() - cpu0
+        with self.drained:  # a migration thread waiting for room sees this one end now
+            self.drained.notify_all()
+
+    def _fail(self, exc: BaseException) -> None:
+        """Keep the first error: what went wrong first is why the migration failed. The
+        migration is over then, and codecs are not waited for longer (:meth:`hurry`)."""
+        if self.error is None:
+            self.error = exc
+            self.hurry()
+
+    def _settle(self, request) -> None:
+        """Count an item framed (waking the migration thread if it waits for that) and give
+        a request back to its pool, unless its engine still encodes it: a request whose
+        codec is stuck (see :meth:`_await`) stays with its engine."""
+        if type(request) is not Batch and request.done():
+            request.release()
+        with self.drained:
+            self.done += 1
+            if self.submitted - self.done <= self._wake_at:
+                self.drained.notify_all()
+
+    def _await(self, request, codec_id: int) -> None:
+        """Wait until the engine is done with ``request``, and no later than
+        ``give_up_at``, which is read again every slice (:meth:`hurry` brings it forward);
+        a codec that has not returned by then is stuck."""
+        if request.done():
+            return
+        began = time.perf_counter()
+        while not request.wait(_WAIT_SLICE_S):
+            now = time.perf_counter()
+            if now >= self.give_up_at:
+                raise stuck_codec(self.writer.codecs[codec_id], now - began)
+
+    def _encode_here(self, codec: Codec, batch: Batch, staging: np.ndarray | None) -> Encoded:
+        """``codec.encode`` in this thread, known as this thread's codec call while it runs
+        (see :meth:`_abandon_if_stuck`)."""
+        self._in_codec = (codec, batch, time.perf_counter())
+        try:
+            return codec.encode(batch, staging, self.destination)
+        finally:
+            with self._call_lock:
+                self._in_codec = None
+
+    def memory_read(self) -> list[np.ndarray]:
+        """The memory that this thread's codec call, if it is in one, may read (see
+        :mod:`migcodec.codecs.stuck`)."""
+        call = self._in_codec
+        return [] if call is None else [call[1].memory]
+
+    def _abandon_if_stuck(self) -> bool:
+        """Whether this thread is left to a codec call of its own: one it has been in past
+        ``give_up_at`` is stuck, so the migration stops waiting for it and fails with
+        :class:`CodecStuck`; the thread is left running (see :mod:`migcodec.codecs.stuck`)
+        and, if its codec ever returns, touches neither the stream nor the report again
+        (see :meth:`_account`)."""
+        with self._call_lock:
+            call = self._in_codec
+            now = time.perf_counter()
+            if not self.abandoned and call is not None and now >= self.give_up_at:
+                self.abandoned = True
+                self._fail(stuck_codec(call[0], now - call[2]))
+                leave_running(self)
+            return self.abandoned
+
+    def hurry(self) -> None:
+        """Wait for codecs no more than :data:`STOP_GRACE_S` from now: the migration ends
+        early (Ctrl-C, SIGTERM, a failure), and a codec call that does not return within
+        a few seconds is not waited for (a stuck one never returns)."""
+        self.give_up_at = min(self.give_up_at, time.perf_counter() + STOP_GRACE_S)
+
+    def stop(self) -> None:
+        """End this thread once it has framed what is queued, or given up on a codec; one
+        stuck in a codec call of its own is left to it."""
+        self.items.put(_STOP)
+        while self.is_alive() and not self._abandon_if_stuck():
+            self.join(_WAIT_SLICE_S)
 
     def _guard(self, fn, *args) -> None:
         try:
@@ -165,18 +264,18 @@ class _Sender(threading.Thread):
                 shape = (self.writer.max_batch_pages, self.writer.page_size)
                 self._staging = np.empty(shape, dtype=np.uint8)
             staging = self._staging
-        codec = self.writer.codecs[codec_id]
-        encoded = codec.encode(batch, staging, self.destination)
+        encoded = self._encode_here(self.writer.codecs[codec_id], batch, staging)
         self._account(encoded, codec_id, codec_id < len(self.chooser.codecs), None)
 
     def _frame(self, request, codec_id: int) -> None:
         reported = codec_id < len(self.chooser.codecs)
+        self._await(request, codec_id)
         try:
             encoded = request.result()
         except Exception:
             # a codec failed: re-encode from a fresh snapshot with the fall-back, count it;
             # the mirror then hears what the destination gets instead
-            encoded = self.fallback.encode(request.batch, request.staging, self.destination)
+            encoded = self._encode_here(self.fallback, request.batch, request.staging)
             codec_id = self.writer.codec_id(self.fallback)
             self.report.fallback_batches += 1
             reported = False
@@ -187,7 +286,11 @@ class _Sender(threading.Thread):
         self._account(encoded, codec_id, reported, prepared)
 
     def _account(self, encoded, codec_id: int, reported: bool, prepared) -> None:
-        """Count an encoded batch in the report, tell the chooser, and write its frame."""
+        """Count an encoded batch in the report, tell the chooser, and write its frame;
+        nothing once the migration has left this thread (:meth:`_abandon_if_stuck`): the
+        report, the chooser and the stream are no longer its own."""
+        if self.abandoned:
+            return
         stats = encoded.stats
         model = getattr(self.writer.codecs[codec_id], "model", None)
         if stats.path == CodecPath.EMULATED and model is not None:
@@ -233,7 +336,9 @@ class _Sender(threading.Thread):
         with self.drained:
             self._wake_at = limit
             while self.submitted - self.done > limit and self.is_alive():
-                self.drained.wait(0.5)
+                if self._abandon_if_stuck():
+                    break
+                self.drained.wait(_WAIT_SLICE_S)
             self._wake_at = -1
 
 
@@ -315,6 +420,8 @@ class MigrationSource:
         for batch in window:
             if sender.submitted - sender.done >= limit:
                 ahead = self._wait_for_room(sender, limit // 2, ahead)
+                if sender.error is not None:  # it ended, or frames nothing more
+                    break
             sender.submitted += 1
             sender.queued_frames += 1
             sender.items.put((batch, codec_id))
@@ -438,6 +545,10 @@ class MigrationSource:
                 # engines and the sender, one request at a time) costs a thread switch
                 # per frame each
                 ahead = self._wait_for_room(sender, engines.pool.size // 2, ahead)
+                if sender.error is not None:
+                    # it ended (a codec stuck, whose request never comes back to the pool),
+                    # or frames nothing more: waiting for a request could last forever
+                    break
                 free = max(1, engines.pool.free_count())
             group = window[done : done + free]
             # the engine frames and checksums its batch too, in parallel with the others
@@ -459,7 +570,12 @@ class MigrationSource:
         return ahead
 
     def migrate(self, sock) -> MigrationReport:
-        """Run pre-copy to completion (or give up) and return what was measured."""
+        """Run pre-copy to completion (or give up) and return what was measured.
+
+        A codec whose encode does not return is waited for until the time limit, and on
+        Ctrl-C or SIGTERM for :data:`STOP_GRACE_S`; the migration then fails naming it, and
+        the thread inside it is left running: memory it may read must stay mapped while
+        :func:`~migcodec.codecs.stuck.still_read` says so."""
         cfg = self.config
         report = MigrationReport(
             codec=self.chooser.label,
@@ -508,9 +624,13 @@ class MigrationSource:
         )
         if self._still:
             sender.digest = RunningDigest(self.memory)
+        sender.give_up_at = link.deadline
         sender.start()
         try:
             self._precopy(sock, sender, report, start, ticker)
+        except BaseException:
+            sender.hurry()
+            raise
         finally:
             # every thread that reads or writes the guest's memory is stopped before this
             # returns, Ctrl-C or not: the caller may unmap that memory next
@@ -525,6 +645,8 @@ class MigrationSource:
             err = sender.error
             if isinstance(err, LinkTimeLimit):
                 report.error = self._out_of_time(err)
+            elif isinstance(err, CodecStuck):  # waited for until the time limit
+                report.error = f"{self._time_limit()}: {err}"
             elif isinstance(err, BrokenPipeError | ConnectionResetError):
                 report.error = (
                     f"{DESTINATION_CLOSED} ({err.strerror}): it stopped, or refused the "
@@ -544,8 +666,9 @@ class MigrationSource:
             else:
                 what = "link failed" if isinstance(err, OSError | WireError) else "sender failed"
                 report.error = f"{what}: {type(err).__name__}: {err}"
-        if isinstance(sender.error, LinkTimeLimit):
-            # the refused frame was not begun: the stream is at a frame's edge, and the
+        if isinstance(sender.error, LinkTimeLimit | CodecStuck):
+            # the refused frame, or the stuck codec's, was not begun (and an abandoned
+            # sender writes nothing more): the stream is at a frame's edge, and the
             # destination is told why it ends (unpaced: the time is up)
             link.rate = link.deadline = None
             with contextlib.suppress(OSError, WireError):
@@ -554,11 +677,11 @@ class MigrationSource:
 
     def _stop_threads(self, sender: _Sender, report: MigrationReport) -> None:
         """Stop the sender, the codec engines, the chooser and the guest's writer, in that
-        order: the sender's last frame is encoded from the guest's pages."""
-        sender.items.put(_STOP)
-        sender.join()
+        order: the sender's last frame is encoded from the guest's pages. A codec call is
+        waited for no later than the sender's ``give_up_at``, and left running after it."""
+        sender.stop()
         for engines in self._engines.values():
-            engines.close()
+            engines.stop(max(0.0, sender.give_up_at - time.perf_counter()))
         self._engines.clear()
         self.chooser.close()  # an adaptive chooser finishes (and learns from) its last window
         if self.guest is not None:
@@ -570,8 +693,11 @@ class MigrationSource:
                 report.converged = False
                 report.error = f"the guest's writer failed: {type(failure).__name__}: {failure}"
 
+    def _time_limit(self) -> str:
+        return f"did not finish within its {self.config.max_time_s:g} s time limit"
+
     def _out_of_time(self, err: LinkTimeLimit) -> str:
-        return f"did not finish within its {self.config.max_time_s:g} s time limit ({err})"
+        return f"{self._time_limit()} ({err})"
 
     def _precopy(
         self,
@@ -610,11 +736,7 @@ class MigrationSource:
             if stalled >= cfg.stall_iterations:
                 break
         if not report.converged:
-            why = (
-                f"did not finish within its {cfg.max_time_s:g} s time limit"
-                if out_of_time
-                else "did not converge"
-            )
+            why = self._time_limit() if out_of_time else "did not converge"
             report.error = (
                 f"{why}: {report.iterations} iterations, {self.dirty.count()} pages still dirty"
             )
@@ -629,8 +751,7 @@ class MigrationSource:
                 return
         paused = time.perf_counter()
         self._iteration(sender, report, start, ticker, stop_and_copy=True)
-        sender.items.put(_STOP)
-        sender.join()
+        sender.stop()
         if sender.error is not None:
             return
         try:
@@ -693,7 +814,6 @@ class MigrationSource:
 
     @staticmethod
     def _guarded(sender: _Sender, fn, *args) -> None:
-        sender.items.put(_STOP)
-        sender.join()
+        sender.stop()
         with contextlib.suppress(OSError, WireError):
             fn(*args)

@@ -1,15 +1,19 @@
 """End-to-end pre-copy over loopback TCP, and the fault cases the engine must survive."""
 
 import contextlib
+import re
 import socket
 import threading
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
 
-from migcodec.codecs import Batch, CodecUnavailable, DestinationMirror, get_codec
+from migcodec.codecs import Batch, Codec, CodecUnavailable, DestinationMirror, get_codec
 from migcodec.codecs.plugins.dsa_delta import DsaDeltaCodec
 from migcodec.codecs.plugins.lz4 import Lz4Codec
+from migcodec.codecs.plugins.raw import RawCodec
+from migcodec.codecs.stuck import still_read
 from migcodec.engine import (
     DirtyLog,
     FixedChooser,
@@ -26,6 +30,7 @@ from migcodec.engine.source import _Sender
 from migcodec.wire import CodecMissing, FrameReader, WireError
 from migcodec.wire.handshake import send_reply
 from migcodec.wire.io import TimedSocket
+from tests.hang_guard import within
 
 MiB = 1 << 20
 
@@ -97,6 +102,9 @@ class _Request:
     def __init__(self, batch):
         self.batch = batch
         self.staging = np.empty((batch.max_pages, batch.page_size), np.uint8)
+
+    def done(self):
+        return True
 
     def result(self):
         raise RuntimeError("injected codec failure")
@@ -641,3 +649,85 @@ def test_the_destination_memory_is_allocated_and_touched_before_the_stream(monke
         2 * MiB, FixedChooser(get_codec("lz4")), config, 0.0, "seq", prefault_destination=False
     )
     assert report.verified and given == [None]
+
+
+class _Stuck:
+    """Codecs whose encode never returns, as a plugin's endless loop or a hung library
+    call, until the test ends: then they return, so that no thread outlives it."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.started = threading.Event()  # set once a codec is inside encode
+
+    def codec(self, base: type[Codec]) -> Codec:
+        """A codec of ``base``'s name and format that never returns from encode."""
+        gate, started = self.gate, self.started
+
+        class Stuck(base):
+            def encode_pages(self, pages):
+                started.set()
+                gate.wait()
+                return super().encode_pages(pages)
+
+        return Stuck()
+
+
+@pytest.fixture
+def stuck() -> Iterator[_Stuck]:
+    codecs = _Stuck()
+    yield codecs
+    codecs.gate.set()
+
+
+#: how the migration fails when a codec's encode has not returned by its 1 s time limit
+_STUCK_AT_THE_TIME_LIMIT = (
+    r"did not finish within its 1 s time limit: codec '{name}' has not returned from encode "
+    r"after \d+\.\d s: the codec is stuck; choose another --codec"
+)
+
+
+@pytest.mark.parametrize(
+    "base",
+    [Lz4Codec, RawCodec],  # encoded by the engines; by the sender itself (raw codecs)
+)
+def test_a_codec_whose_encode_never_returns_fails_the_migration_at_its_time_limit(stuck, base):
+    """The sender waited for it forever, and the migration thread for the sender; the
+    thread inside the codec is left running, and the memory it may read is known."""
+    memory = np.zeros((512, 4096), np.uint8)
+    config = MigrationConfig(workers=1, max_time_s=1.0)
+    chooser = FixedChooser(stuck.codec(base))
+    report = within(30, run_loopback, memory, chooser, config, 0.0, "memcached")
+    assert stuck.started.is_set() and not report.succeeded
+    assert re.fullmatch(_STUCK_AT_THE_TIME_LIMIT.format(name=base.name), report.error)
+    assert still_read(memory)
+
+
+class _InterruptedChooser(FixedChooser):
+    """Ctrl-C at the second window, once the codec is inside encode on the first."""
+
+    def __init__(self, codec: Codec, started: threading.Event) -> None:
+        super().__init__(codec)
+        self.started = started
+        self.windows = 0
+
+    def choose(self, window):
+        self.windows += 1
+        if self.windows == 2:
+            assert self.started.wait(10)
+            raise KeyboardInterrupt
+        return 0
+
+
+def test_ctrl_c_while_a_codec_never_returns_ends_the_migration_after_a_grace_period(
+    stuck, monkeypatch
+):
+    """The teardown after Ctrl-C stopped every thread before returning, and waited for
+    the codec inside encode until SIGKILL (signals are held there); it now waits for it
+    for STOP_GRACE_S at most, whatever the time limit, and leaves it running."""
+    monkeypatch.setattr(source_module, "STOP_GRACE_S", 0.5)
+    memory = np.zeros((512, 4096), np.uint8)
+    config = MigrationConfig(workers=1, depth=2, window_batches=1, max_time_s=600)
+    chooser = _InterruptedChooser(stuck.codec(Lz4Codec), stuck.started)
+    with pytest.raises(KeyboardInterrupt):
+        within(30, run_loopback, memory, chooser, config, 0.0, "memcached")
+    assert still_read(memory)
