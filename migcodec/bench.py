@@ -14,7 +14,12 @@ import numpy as np
 
 from migcodec.codecs import Batch, Codec, CodecEngines, CodecPath, get_codec
 from migcodec.codecs.roundtrip import NOT_THE_DECODERS, failures_of, round_trip_mismatch
+from migcodec.codecs.stuck import stuck_codec
 from migcodec.datasets import generate_pages
+
+#: seconds without a batch encoded after which a codec is stuck: a batch of the benchmark
+#: takes any codec milliseconds, and one whose encode never returns held the command forever
+STUCK_AFTER_S = 60.0
 
 
 @dataclass
@@ -49,16 +54,25 @@ def _encode_all(codec: Codec, memory: np.ndarray, batch_pages: int, workers: int
         for first in range(0, n_pages, batch_pages):
             if not engines.pool.free_count():
                 # every request in flight: collect half of them, woken once for all
-                encoded += [_detach(request) for request in engines.wait_many(half)]
+                encoded += _collect(engines, half)
             count = min(batch_pages, n_pages - first)
             engines.submit(Batch(memory, [(first, count)], memory.shape[1], batch_pages))
-        for request in engines.completions():
-            encoded.append(_detach(request))
+        while engines.in_flight:
+            encoded += _collect(engines, engines.in_flight)
     wall = time.perf_counter() - wall0
     for item in encoded:
         cpu += item.stats.cpu_s
         out_bytes += item.stats.output_bytes
     return encoded, wall, cpu, out_bytes
+
+
+def _collect(engines: CodecEngines, count: int) -> list:
+    """``count`` encoded batches, detached (fewer if :data:`STUCK_AFTER_S` passes first);
+    none within it is a stuck codec, which the engines are left to on the way out."""
+    done = engines.wait_many(count, STUCK_AFTER_S)
+    if not done:
+        raise stuck_codec(engines.codec, STUCK_AFTER_S, instead="leave it out of --codecs")
+    return [_detach(request) for request in done]
 
 
 def _detach(request):

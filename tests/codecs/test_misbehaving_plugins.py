@@ -6,14 +6,20 @@ Plugins are registered with ``plugin_site`` exactly as pip would register them.
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
+import sys
 import textwrap
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from migcodec.codecs import CodecUnavailable, get_codec, plugin_statuses
+from tests.hang_guard import within
 from tests.plugin_dist import migcodec_command, subprocess_env, write_dist
 
 #: module code that ends an import with something stevedore does not hand to its callback
@@ -344,3 +350,123 @@ def test_a_codec_whose_config_is_not_json_is_refused_before_a_stream_starts(faul
         "'key': b'\\x00'}: Object of type bytes is not JSON serializable); streams carry "
         f"codec configs as JSON; {UNINSTALL}"
     )
+
+
+#: a codec whose encode never returns (an endless loop, a hung library call) until
+#: ``RELEASE`` is set; it touches the file named by ``$STUCK_MARK``, if any, once inside
+STUCK_PLUGIN = textwrap.dedent(
+    """
+    import os
+    import pathlib
+    import threading
+
+    from migcodec.codecs import Codec
+
+    RELEASE = threading.Event()
+
+    class Stuck(Codec):
+        name = "stuck"
+
+        def encode_pages(self, pages):
+            if os.environ.get("STUCK_MARK"):
+                pathlib.Path(os.environ["STUCK_MARK"]).touch()
+            RELEASE.wait()
+
+        def decode_pages(self, blob, n_pages, page_size):
+            return bytes(n_pages * page_size)
+    """
+)
+
+
+@pytest.fixture
+def stuck_plugin(plugin_site: Path) -> Iterator[Path]:
+    """The ``stuck`` codec, from the package migcodec-stuck; released when the test ends,
+    so that no thread of this process outlives it inside the codec."""
+    write_dist(
+        plugin_site,
+        "migcodec-stuck",
+        {"stuck": "migcodec_stuck_plugin:Stuck"},
+        {"migcodec_stuck_plugin": STUCK_PLUGIN},
+    )
+    yield plugin_site
+    module = sys.modules.get("migcodec_stuck_plugin")
+    if module is not None:
+        module.RELEASE.set()
+
+
+#: ``migcodec migrate`` with the stuck codec, on 1 MiB of memory
+MIGRATE_STUCK = ["migrate", "--codec", "stuck", "--memory", "1MiB", "--quiet"]
+
+#: what a codec whose encode has not returned is told to do, after how many seconds
+STUCK = (
+    r"codec 'stuck' \(from the package migcodec-stuck\) has not returned from encode after "
+    r"\d+\.\d s: the codec is stuck; report it to the authors of migcodec-stuck, or {instead}"
+)
+
+
+def test_bench_names_a_codec_whose_encode_never_returns(stuck_plugin, capsys, monkeypatch):
+    """It waited for the codec forever."""
+    from migcodec import bench
+    from migcodec.cli import main
+
+    monkeypatch.setattr(bench, "STUCK_AFTER_S", 0.5)
+    assert within(30, main, ["bench", "--codecs", "stuck", "--pages", "64"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert re.fullmatch(
+        "migcodec bench: " + STUCK.format(instead="leave it out of --codecs") + "\n", err
+    ), err
+
+
+def test_migrate_with_a_codec_whose_encode_never_returns_fails_at_its_time_limit(
+    stuck_plugin, tmp_path
+):
+    """It waited for the codec forever, --max-time or not; now it fails in one line, and
+    the process exits with the codec's thread still inside encode."""
+    migrate = subprocess.run(
+        [*migcodec_command(), *MIGRATE_STUCK, "--max-time", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,  # a bound on a hang, not a timing
+        env=subprocess_env(tmp_path / "cache", stuck_plugin),
+    )
+    limit = "did not finish within its 1 s time limit: "
+    assert migrate.returncode == 1, migrate.stderr
+    assert re.fullmatch(
+        "migcodec migrate: the migration failed: "
+        + limit
+        + STUCK.format(instead="choose another --codec")
+        + "\n",
+        migrate.stderr,
+    ), migrate.stderr
+
+
+@pytest.mark.parametrize(
+    ("sig", "word"), [(signal.SIGINT, "interrupted"), (signal.SIGTERM, "terminated")]
+)
+def test_a_signal_while_a_codec_never_returns_ends_migrate_in_seconds(
+    stuck_plugin, tmp_path, shm_name, sig, word
+):
+    """The teardown waited for the codec with signals held, so only SIGKILL ended it; now
+    it waits a few seconds, leaves the region mapped for the codec's thread (unmapped, its
+    next read would crash the process) and removes its name, and exits as Ctrl-C does."""
+    mark = tmp_path / "inside-encode"
+    env = {**subprocess_env(tmp_path / "cache", stuck_plugin), "STUCK_MARK": str(mark)}
+    migrate = subprocess.Popen(
+        [*migcodec_command(), *MIGRATE_STUCK, "--shm", shm_name, "--max-time", "600"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not mark.exists() and migrate.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert mark.exists(), "the codec was never inside encode"
+        migrate.send_signal(sig)
+        out, err = migrate.communicate(timeout=30)  # a bound on a hang, not a timing
+    finally:
+        migrate.kill()
+    assert (migrate.returncode, out, err) == (128 + sig, "", f"migcodec migrate: {word}\n")
+    assert not os.path.exists(f"/dev/shm/{shm_name}")
