@@ -313,13 +313,17 @@ class Auto(Policy):
     ``change`` 1.0 and ``balance`` 0.02 for most traces; with each compressor's own part
     of the probes' bias and the decision of which probes to buy charged (0.23 and 0.55
     us, and 67 us a decision among seven arms), ``change`` 0.5 for five traces of six,
-    ``balance`` 0.02 for all six and ``drift`` 0.05 for four (``docs/results/selector.md``).
-    Neighbouring values of each lie within half a percent of each other on most traces,
-    so which wins moves with the calibration (``change`` 0.5 moves the development
-    traces' mean by -0.1 to +0.2 % and the held-out captures' by -0.3 to 0 %, by cost
-    model; with ``drift`` 0.05 as well, a held-out cell falls to 0.973), and ``balance``
-    0.02 costs the key-value cache at 10 Gbit/s up to 4 % (0.961-0.992 of XBZRLE alone);
-    the defaults were not moved after them. ``upkeep`` and
+    ``balance`` 0.02 for all six and ``drift`` 0.05 for four; with the probe valuation in C
+    (47 us a decision among seven arms) and windows played on older features teaching the
+    delta arms (:meth:`_learn_stale`), ``drift`` 0.05 for five, ``change`` 2.0 for five
+    and ``balance`` 0.05 for four (``docs/results/selector.md``). Neighbouring values of
+    each lie within half a percent of each other on most traces, so which wins moves with
+    the calibration (``change`` 0.5 moves the development traces' mean by -0.1 to +0.2 %
+    and the held-out captures' by -0.3 to 0 %, by cost model; ``drift`` 0.05, last, raised
+    the development traces' mean by 0.2-0.4 % over three cost models and lowered the
+    held-out captures' by 0.1-0.2 %, their least cell to 0.988), and ``balance`` 0.02
+    costs the key-value cache at 10 Gbit/s up to 4 % (0.961-0.992 of XBZRLE alone); the
+    defaults were not moved after them. ``upkeep`` and
     ``value`` are not on that grid: they set how much work beyond the codecs a stream does,
     whose cost to a migration beyond its CPU time is in no table, so their defaults come
     from migrations (``docs/results/migration.md``). Nor is ``cost_drift``: a calibrated
