@@ -1362,17 +1362,23 @@ def test_the_c_probe_valuation_runs_and_refuses_what_it_cannot_read():
         values(*args[:2], table, args[3], [1.0] * k, [4096.0] * k, window)
 
 
+def _read_once():
+    """``_auto`` at 1 Gbit/s after one window of 1000 held pages, read and played."""
+    policy = _auto(125e6)
+    read = _features(1000, delta_bytes=40.0)
+    policy.probe_mask(read)
+    policy.update(policy.choose(read), 1e9, read, Outcome(1000 * PAGE, 40.0 * 1000, 1e-3, 1e-3))
+    return policy, read
+
+
 def test_windows_played_on_older_features_teach_the_delta_arms_what_they_sent():
     """A delta arm played on features read on another window learns what its records came
     to over their estimate (the compressors learn that from every play, through their
     filter): windows of the size played on those features, and on the next read of the
     size, price its records that much higher; the window read itself is priced from its
     own sample."""
-    policy = _auto(125e6)
+    policy, read = _read_once()
     delta = 3
-    read = _features(1000, delta_bytes=40.0)
-    policy.probe_mask(read)
-    policy.update(policy.choose(read), 1e9, read, Outcome(1000 * PAGE, 40.0 * 1000, 1e-3, 1e-3))
     entry = policy._read_entry
     assert entry.stale_bias == 0.0
     before = policy._predict(read, 1000.0, entry.stale_bias)[1][delta]
@@ -1400,11 +1406,8 @@ def test_windows_played_on_older_features_teach_the_delta_arms_what_they_sent():
 def test_a_window_played_on_older_features_teaches_them_after_the_next_read():
     """An engine reads the next window's features before it learns from the last: the
     lesson of a window played on older features goes to those, not to the newest read."""
-    policy = _auto(125e6)
+    policy, _ = _read_once()
     delta = 3
-    read = _features(1000, delta_bytes=40.0)
-    policy.probe_mask(read)
-    policy.update(policy.choose(read), 1e9, read, Outcome(1000 * PAGE, 40.0 * 1000, 1e-3, 1e-3))
     played_on = policy._read_entry
     policy.wants_features(1000.0)
     policy.choose(None)
