@@ -74,6 +74,23 @@ CHANGES = [
         "array 'words_runs_cov' holds nan; its entries should be finite",
     ),
     (_cell("output_bytes", 0.0), "array 'output_bytes' holds a window of no bytes"),
+    # finite, but beyond any build: a replay's reward of such a window was -inf, refused
+    # as the fault of the policy that got it
+    (_cell("input_bytes", 5e-324), "array 'input_bytes' holds a window of no bytes"),
+    (
+        _cell("input_bytes", 1e300),
+        "array 'input_bytes' holds a window of 1e\\+300 bytes, more than a guest of "
+        "1099511627776 pages of 4096 bytes holds",
+    ),
+    (
+        _cell("device_s", 1e308),
+        "array 'device_s' holds 1e\\+308 s for window 1 of 1000 bytes; no build measures "
+        "more than 1 s a byte",
+    ),
+    (
+        _set("cheap_s", np.array([0.0, 0.0, 2000.0])),
+        "array 'cheap_s' holds 2000.0 s for window 2 of 1000 bytes",
+    ),
     (_cell("input_bytes", 0.0), "array 'input_bytes' holds a window of no bytes"),
     (
         _set("input_bytes", lambda a: a[:0].copy()),
@@ -178,4 +195,24 @@ def test_a_table_with_one_of_the_changed_words_moments_is_refused(name):
     fields = {f.name: getattr(table, f.name) for f in dataclasses.fields(Table)}
     fields[name] = None
     with pytest.raises(TableError, match=f"^it holds work counts but no {name}$"):
+        Table(**fields)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("pages", 1e300, "array 'pages' holds 1e\\+300 pages in a window, more than the largest"),
+        ("stored_words", 1e200, "array 'stored_words' holds more changed words than a window's"),
+        ("stored_runs", 1e200, "array 'stored_runs' holds more runs of changed bytes than a"),
+    ],
+)
+def test_a_table_with_work_counts_beyond_its_pages_is_refused(name, value, message):
+    """A cost model prices a window's pages, changed words and runs: counts beyond what
+    its pages hold made a modelled time of 1e300 s, refused in the words of an array the
+    table does not hold (``wall_s`` of the modelled table)."""
+    table = _built_table()
+    fields = {f.name: getattr(table, f.name) for f in dataclasses.fields(Table)}
+    fields[name] = fields[name].copy()
+    fields[name][0] = value
+    with pytest.raises(TableError, match=f"^{message}"):
         Table(**fields)

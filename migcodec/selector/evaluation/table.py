@@ -39,13 +39,14 @@ import numpy as np
 from migcodec.codecs import Batch, Codec, CodecKind, DestinationMirror
 from migcodec.codecs.roundtrip import check_round_trip, failures_of
 from migcodec.datasets import Window
-from migcodec.datasets.trace.schema import MANIFEST_SCHEMA
+from migcodec.datasets.trace.schema import MANIFEST_SCHEMA, MAX_MEMORY_PAGES
 from migcodec.files import json_problem, open_regular
 from migcodec.hashing import checksum, seal, unseal
 from migcodec.ram import short_of
 from migcodec.selector.arms import Arm, fallback_arms
 from migcodec.selector.costmodel import (
     FEATURES_LABEL,
+    MAX_COST_S,
     ArmCost,
     CostModel,
     checked_arm_cost,
@@ -162,11 +163,12 @@ def _check_table(table: Table) -> None:
     """Raise :class:`TableError` naming the first thing in ``table`` no build makes:
     arrays of another shape than windows x arms (or windows, or windows x
     ``CONTEXT_NAMES``), not floating point, negative, or not finite where nan does not
-    say "none"; no window, or one of no bytes in or out or no stored page; arms that are
-    no codec configs; kinds, phases or per-arm costs not one per arm or window; a page
-    size that is not a whole number of bytes. Arms this host has no codec for are not
-    refused: a table may be replayed where it was not built. A replay and a modelled
-    table then index and divide without checking (their arithmetic is per window)."""
+    say "none"; sizes and times beyond any build's (:func:`_check_magnitudes`); no
+    window, or one of no bytes in or out or no stored page; arms that are no codec
+    configs; kinds, phases or per-arm costs not one per arm or window; a page size that
+    is not a whole number of bytes. Arms this host has no codec for are not refused: a
+    table may be replayed where it was not built. A replay and a modelled table then
+    index and divide without checking (their arithmetic is per window)."""
     arms = table.arms
     if not isinstance(arms, list) or not all(isinstance(a, dict) and "name" in a for a in arms):
         raise TableError(f"its arms are {arms!r}; they should be codec configs")
@@ -210,7 +212,7 @@ def _check_table(table: Table) -> None:
                 f"array {name!r} holds {float(values[bad][0])!r}; its entries should be {needed}"
             )
     for name in ("input_bytes", "output_bytes"):  # a window's pages each send a byte
-        if not (getattr(table, name) > 0).all():
+        if not (getattr(table, name) >= 1).all():
             raise TableError(f"array {name!r} holds a window of no bytes")
     if table.pages is not None:
         missing = [name for name in _WITH_PAGES if getattr(table, name) is None]
@@ -232,6 +234,7 @@ def _check_table(table: Table) -> None:
     rule = MANIFEST_SCHEMA["page_size"]
     if type(page_size) is not int or not rule.check(page_size):
         raise TableError(f"its page_size is {page_size!r}, not {rule.rule}")
+    _check_magnitudes(table, page_size)
     if table.pages is not None and (table.zero_pages > table.stored).any():
         raise TableError("array 'zero_pages' holds more zero pages than a window stored")
     kinds = meta.get("kinds")
@@ -260,6 +263,59 @@ def _check_table(table: Table) -> None:
             raise TableError(
                 f"its probe decisions' prices for {policy!r} are {prices!r}, not two numbers "
                 "of seconds from 0 to 1 (under the throughput objective, then any other)"
+            )
+
+
+#: arrays of seconds spent on a window (per arm, or for the window's features)
+_SECONDS = ("wall_s", "cpu_s", "device_s", "probe_s", "cheap_s")
+#: work arrays that count pages of a window
+_PAGE_COUNTS = ("pages", "stored", "zero_pages", "sample", "probe_pages")
+
+
+def _check_magnitudes(table: Table, page_size: int) -> None:
+    """Raise :class:`TableError` for sizes and times no build measures, though finite: a
+    window larger than the largest guest a trace describes, or seconds beyond
+    :data:`~migcodec.selector.costmodel.MAX_COST_S` per guest byte (a cost model's bound
+    per page, taken per byte). Replays divide by them: a window of 1e308 seconds or of
+    5e-324 bytes made a reward of -inf, refused as the fault of the policy that got it."""
+    window_bytes = table.input_bytes.max(axis=1)
+    largest = MAX_MEMORY_PAGES * page_size
+    if (window_bytes > largest).any():
+        raise TableError(
+            f"array 'input_bytes' holds a window of {float(window_bytes.max()):g} bytes, more "
+            f"than a guest of {MAX_MEMORY_PAGES} pages of {page_size} bytes holds"
+        )
+    for name in _SECONDS:
+        seconds = getattr(table, name)
+        bound = window_bytes * MAX_COST_S
+        bad = seconds > (bound[:, None] if seconds.ndim == 2 else bound)  # nan: none
+        if bad.any():
+            at = tuple(int(i) for i in np.argwhere(bad)[0])
+            w = at[0]
+            raise TableError(
+                f"array {name!r} holds {float(seconds[at])!r} s for window {w} of "
+                f"{float(window_bytes[w]):g} bytes; no build measures more than "
+                f"{MAX_COST_S:g} s a byte"
+            )
+    if table.pages is None:
+        return
+    for name in _PAGE_COUNTS:
+        counts = getattr(table, name)
+        if (counts > MAX_MEMORY_PAGES).any():
+            raise TableError(
+                f"array {name!r} holds {float(counts.max()):g} pages in a window, more than "
+                f"the largest guest a trace describes ({MAX_MEMORY_PAGES} pages)"
+            )
+    # a page has page_size / 8 words, and runs of changed bytes apart by an unchanged one
+    for name, what, most in (
+        ("stored_words", "changed words", page_size // 8),
+        ("stored_runs", "runs of changed bytes", -(-page_size // 2)),
+    ):
+        counts = getattr(table, name)
+        if counts is not None and (counts > table.stored * most).any():
+            raise TableError(
+                f"array {name!r} holds more {what} than a window's stored pages have "
+                f"({most} a page of {page_size} bytes)"
             )
 
 
