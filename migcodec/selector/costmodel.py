@@ -43,6 +43,7 @@ import platform
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from dataclasses import fields as fields_of
 from pathlib import Path
 
 import numpy as np
@@ -54,11 +55,13 @@ from migcodec.codecs.changes import CHANGE_SCAN, page_changes
 from migcodec.codecs.roundtrip import failures_of
 from migcodec.codecs.zero import zero_page_rows
 from migcodec.datasets import generate_pages
+from migcodec.datasets.trace.schema import MANIFEST_SCHEMA, Field
 from migcodec.extensions import optional_extension
 from migcodec.files import json_problem, read_small_file
 from migcodec.hashing import seal, unseal
 from migcodec.selector.decisions import fit_probe_decisions, probe_decision_label, probe_policies
 from migcodec.storage import LocalLocation
+from migcodec.wire.format import MAX_BATCH_PAGES
 
 #: the model's entry for the cheap features a policy reads per window (per call, and per
 #: sampled page at every knot alike)
@@ -177,6 +180,18 @@ def checked_arm_cost(label: str, fields: dict) -> ArmCost:
     :data:`MAX_COST_S`, the fit's error a finite number of at least 0, and the curve has a
     cost at every knot. Compared, not converted: a JSON integer too large for a float
     (``1e400`` written out) fails the bound instead of raising ``OverflowError``."""
+    names = [f.name for f in fields_of(ArmCost)]
+    if not isinstance(fields, dict) or set(fields) - set(names) or set(_REQUIRED) - set(fields):
+        shown = sorted(fields) if isinstance(fields, dict) else f"a JSON {type(fields).__name__}"
+        raise ValueError(
+            f"arm {label!r} holds {shown}; a calibration writes {', '.join(names)} "
+            f"({', '.join(_REQUIRED)} at least)"
+        )
+    if not isinstance(fields["per_page"], list):
+        raise ValueError(
+            f"arm {label!r} has per-page costs {_shown(fields['per_page'])}, not a list of "
+            f"{len(KNOTS)}"
+        )
     cost = ArmCost(**fields)
     seconds = [cost.per_call, cost.per_zero_page, *cost.per_page, cost.per_word, cost.per_run]
     if (
@@ -194,11 +209,29 @@ def checked_arm_cost(label: str, fields: dict) -> ArmCost:
     return cost
 
 
+#: the fields of an arm's coefficients that every model file holds
+_REQUIRED = ("per_call", "per_zero_page", "per_page")
+
+
 def _shown(x: object) -> str:
     """``x`` for a message: an integer too long to read is told by its digits."""
     if type(x) is int and x.bit_length() > 64:
         return f"an integer of {len(str(abs(x)))} digits"
     return repr(x)
+
+
+def _shown_json(x: object) -> str:
+    """A JSON value of a file for a message: short values as they are, others by kind."""
+    text = repr(x)
+    return text if len(text) <= 40 else f"a JSON {type(x).__name__}"
+
+
+#: the batches a model is calibrated for: those a migration stream's frame carries
+_BATCH_PAGES = Field(
+    (int,),
+    check=lambda v: 1 <= v <= MAX_BATCH_PAGES,
+    rule=f"a whole number from 1 to {MAX_BATCH_PAGES}",
+)
 
 
 def _number(x: object) -> bool:
@@ -275,11 +308,21 @@ class CostModel:
                     f"{COST_MODEL_VERSION}; {remedy}"
                 )
             doc = unseal(doc)
+            if not isinstance(doc.get("arms"), dict):
+                raise ValueError(
+                    f"its arms are {_shown_json(doc.get('arms'))}, not an object of each arm's "
+                    "coefficients by label"
+                )
             arms = {label: checked_arm_cost(label, c) for label, c in doc["arms"].items()}
-            page_size, batch_pages = doc["page_size"], doc["batch_pages"]
-            for name, value in (("page_size", page_size), ("batch_pages", batch_pages)):
-                if type(value) is not int or value < 1:
-                    raise ValueError(f"{name} is {value!r}, not a whole number of at least 1")
+            page_size, batch_pages = doc.get("page_size"), doc.get("batch_pages")
+            for name, value, rule in (
+                ("page_size", page_size, MANIFEST_SCHEMA["page_size"]),
+                ("batch_pages", batch_pages, _BATCH_PAGES),
+            ):
+                if type(value) is not int or not rule.check(value):
+                    raise ValueError(f"{name} is {_shown(value)}, not {rule.rule}")
+            if not isinstance(doc.get("machine", {}), dict):
+                raise ValueError(f"its machine is {_shown_json(doc['machine'])}, not an object")
             return cls(
                 page_size,
                 batch_pages,

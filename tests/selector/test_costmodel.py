@@ -547,3 +547,28 @@ def test_a_calibration_for_the_largest_batches_encodes_batches_it_can_hold():
         tracemalloc.stop()
     assert model.batch_pages == 4096
     assert peak < 512 * CALIBRATION_BATCH_PAGES * 4096  # 338 MB here, for 256-page batches
+
+
+@pytest.mark.parametrize(
+    ("edit", "said"),
+    [
+        # the parts of a file are named in words, not by the Python call they broke
+        (lambda d: d.update(arms=[1.0, 2.0]), "its arms are [1.0, 2.0], not an object of each"),
+        (lambda d: d.pop("arms"), "its arms are None, not an object of each arm's"),
+        (lambda d: d["arms"].update(lz4="x"), "arm 'lz4' holds a JSON str; a calibration writes"),
+        (lambda d: d["arms"]["lz4"].update(extra=1), "arm 'lz4' holds ['extra', 'fit_error',"),
+        (lambda d: d["arms"]["lz4"].pop("per_page"), "arm 'lz4' holds ['fit_error', 'per_call',"),
+        (lambda d: d["arms"]["lz4"].update(per_page=False), "arm 'lz4' has per-page costs False"),
+        (lambda d: d.update(machine=[]), "its machine is [], not an object"),
+        # a batch no stream carries: the advice was to pass --batch-pages of 301 digits
+        (lambda d: d.update(batch_pages=10**300), "batch_pages is an integer of 301 digits, not"),
+        (lambda d: d.update(batch_pages=4097), "batch_pages is 4097, not a whole number from 1"),
+        (lambda d: d.update(page_size=4100), "page_size is 4100, not a multiple of 8 from 8 to"),
+    ],
+)
+def test_a_sealed_model_of_another_shape_is_refused_in_words(tmp_path, edit, said):
+    path = tmp_path / "model.json"
+    _sealed_with(path, edit)
+    with pytest.raises(CostModelError) as info:
+        CostModel.load(path)
+    assert str(info.value).startswith(f"cannot read cost model {path}: {said}")
