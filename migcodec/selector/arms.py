@@ -46,6 +46,11 @@ class Arm:
             raise ArmError(f"arm config {spec!r} has no codec 'name'")
         return cls(tuple(sorted(spec.items())))
 
+    def __hash__(self) -> int:
+        """The config's hash, taken of its JSON: a config may hold a codec config as a
+        value (a delta codec's ``fallback``), which a tuple of its items cannot hash."""
+        return hash(json.dumps(self.config, sort_keys=True, default=repr))
+
     @property
     def name(self) -> str:
         return dict(self.config)["name"]

@@ -773,7 +773,7 @@ def test_each_delta_arm_sends_pages_not_held_as_its_own_fall_back_arm_would():
     """Arms name the arm their fall-back is configured like; with half the pages held, the
     delta arm's predicted payload is half its delta, half that arm's payload."""
     from migcodec.selector import parse_arms
-    from migcodec.selector.arms import fallback_arms
+    from migcodec.selector.arms import Arm, fallback_arms
 
     arms = parse_arms(
         "raw;lz4;zstd:level=3;dsa-delta;xbzrle:fallback=zstd;dsa-delta:fallback=zlib-ng"
@@ -783,6 +783,10 @@ def test_each_delta_arm_sends_pages_not_held_as_its_own_fall_back_arm_would():
     assert fallback_arms(arms) == [-1, -1, -1, 2]
     # a table replayed where one of its plugins is not installed: that arm has none
     assert fallback_arms(parse_arms("lz4;no-such-codec;dsa-delta")) == [-1, -1, 0]
+    # a fall-back given as a codec config (the API's arms, a table's): hashed, not a
+    # TypeError out of the cache of fall-backs
+    nested = Arm.of({"name": "xbzrle", "fallback": {"name": "zstd", "level": 3}})
+    assert fallback_arms([*parse_arms("lz4;zstd:level=3"), nested]) == [-1, -1, 1]
     for fallbacks, expected in (([-1, -1, -1, 1], 3.0), ([-1, -1, -1, 2], 5.0)):
         policy = parse_policy("auto").bind(
             len(LABELS),

@@ -98,6 +98,9 @@ CHANGES = [
     ),
     (_set("phases", ["a"]), "it holds 1 phases for 3 windows"),
     (_set("arms", [{"codec": "raw"}, {"name": "lz4"}]), r"its arms are \[\{'codec': 'raw'\}"),
+    # a name no codec has: a replay hashed the arm, and stopped in a TypeError
+    (_set("arms", [{"name": {"a": 1}}, {"name": "lz4"}]), r"its arms are \[\{'name': \{'a'"),
+    (_set("arms", [{"name": "raw"}, {"name": [1]}]), r"its arms are \[\{'name': 'raw'\}, \{'name'"),
     (_meta("page_size", "x"), "its page_size is 'x', not a multiple of 8 from 8 to 2097152"),
     (_meta("page_size", 0), "its page_size is 0, not a multiple of 8 from 8 to 2097152"),
     (_meta("page_size", 4100), "its page_size is 4100, not a multiple of 8 from 8 to"),

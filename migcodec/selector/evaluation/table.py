@@ -170,7 +170,9 @@ def _check_table(table: Table) -> None:
     table may be replayed where it was not built. A replay and a modelled table then
     index and divide without checking (their arithmetic is per window)."""
     arms = table.arms
-    if not isinstance(arms, list) or not all(isinstance(a, dict) and "name" in a for a in arms):
+    if not isinstance(arms, list) or not all(
+        isinstance(a, dict) and isinstance(a.get("name"), str) for a in arms
+    ):
         raise TableError(f"its arms are {arms!r}; they should be codec configs")
     k = len(arms)
     n = table.input_bytes.shape[0] if getattr(table.input_bytes, "ndim", 0) else 0
