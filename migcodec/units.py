@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 
 _QUANTITY = re.compile(
     r"\s*((?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)\s*([kKmMgGtT]?)(i?)(.*?)\s*"
@@ -82,6 +83,17 @@ def parse_size(text: str) -> int:
     if value != int(value):
         raise ValueError(f"size {text!r} is {value:g} bytes, not a whole number of bytes")
     return int(value)
+
+
+def format_number(value: float) -> str:
+    """A number a user or a file gave, as a message shows it: as written, but an integer
+    of more than 15 digits in exponent form (``1e+30``, not 31 digits), and one too large
+    for a float by its digits (``format(10**400, ".3g")`` raises ``OverflowError``)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**15:
+        if abs(value) <= sys.float_info.max:
+            return f"{value:.3g}"
+        return f"an integer of {len(str(abs(value)))} digits"
+    return repr(value)
 
 
 def format_size(n_bytes: float) -> str:

@@ -61,6 +61,7 @@ from migcodec.files import json_problem, read_small_file
 from migcodec.hashing import seal, unseal
 from migcodec.selector.decisions import fit_probe_decisions, probe_decision_label, probe_policies
 from migcodec.storage import LocalLocation
+from migcodec.units import format_number
 from migcodec.wire.format import MAX_BATCH_PAGES
 
 #: the model's entry for the cheap features a policy reads per window (per call, and per
@@ -215,9 +216,7 @@ _REQUIRED = ("per_call", "per_zero_page", "per_page")
 
 def _shown(x: object) -> str:
     """``x`` for a message: an integer too long to read is told by its digits."""
-    if type(x) is int and x.bit_length() > 64:
-        return f"an integer of {len(str(abs(x)))} digits"
-    return repr(x)
+    return format_number(x) if type(x) is int else repr(x)
 
 
 def _shown_json(x: object) -> str:

@@ -251,6 +251,19 @@ def test_an_out_of_range_parameter_is_refused_when_the_policy_is_built(spec, mes
 
 
 @pytest.mark.parametrize(
+    ("value", "shown"),
+    [(10**400, "an integer of 401 digits"), (10**20, "1e+20")],
+    ids=["401 digits", "21 digits"],
+)
+def test_a_grid_s_integer_too_large_for_a_float_is_refused_in_words(value, shown):
+    """A grid file's JSON gives integers of any size: formatting 10**400 as a float for the
+    message raised OverflowError, a traceback instead of the refusal."""
+    with pytest.raises(PolicyError) as info:
+        policy_from_config({"name": "auto", "drift": value})
+    assert str(info.value) == f"policy 'auto': drift must be in [0, 5], got {shown}"
+
+
+@pytest.mark.parametrize(
     "spec",
     [
         "auto:drift=5,change=100,arm_drift=5,probe_noise=20,cost_drift=1,value=1000000",

@@ -26,6 +26,7 @@ from migcodec.codecs import CodecKind
 from migcodec.selector.features import CONTEXT_NAMES, WindowFeatures
 from migcodec.selector.objectives import Objective, Outcome, Throughput
 from migcodec.selector.spec import parse_spec
+from migcodec.units import format_number
 
 POLICIES: dict[str, type[Policy]] = {}
 
@@ -372,11 +373,9 @@ class Policy(ABC):
                 needed = f"{'>' if open_low else '>='} {_show(low)}"
             else:
                 needed = f"in {'(' if open_low else '['}{_show(low)}, {_show(high)}]"
-            # as written, but an integer of more than 15 digits (1e30 as a parameter) in
-            # exponent form, not as 31 digits
-            big = number and isinstance(value, int) and abs(value) >= 10**15
-            shown = f"{value:.3g}" if big else repr(value)
-            raise PolicyError(f"policy {self.name!r}: {key} must be {needed}, got {shown}")
+            raise PolicyError(
+                f"policy {self.name!r}: {key} must be {needed}, got {format_number(value)}"
+            )
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Policy) and self.get_config() == other.get_config()
