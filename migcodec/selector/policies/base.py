@@ -410,7 +410,10 @@ def _check_params(name: str, params: dict[str, Any]) -> None:
     """Refuse a parameter the policy does not take, or of another kind than its default
     (a number, a whole number, a flag), naming it: otherwise a typo or a word where a
     number belongs fails later inside the policy's arithmetic, with a message about
-    neither. A whole number written as a float (``1e3``) is made an int in ``params``."""
+    neither. A whole number written as a float (``1e3``) is made an int in ``params``,
+    and an integer beyond 2**53 given for a float the float it reads as: a policy's
+    arithmetic on such a Python integer (a grid file's ``10**200``, squared) raised
+    ``OverflowError`` where a float gives inf."""
     cls = POLICIES[name]
     signature = inspect.signature(cls.__init__).parameters
     takes = {k: p.default for k, p in signature.items() if k != "self"}
@@ -433,6 +436,13 @@ def _check_params(name: str, params: dict[str, Any]) -> None:
                 raise PolicyError(
                     f"policy {name!r}: {key} must be a finite number, got {value!r}{why}"
                 )
+            if isinstance(default, float) and isinstance(value, int) and abs(value) > 2**53:
+                if abs(value) > sys.float_info.max:
+                    raise PolicyError(
+                        f"policy {name!r}: {key} must be a finite number, got "
+                        f"{format_number(value)} (too large for a float)"
+                    )
+                params[key] = float(value)
             if isinstance(default, int) and isinstance(value, float):
                 if not value.is_integer():
                     raise PolicyError(
