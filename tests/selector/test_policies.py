@@ -266,6 +266,14 @@ def test_a_grid_s_integer_too_large_for_a_float_is_refused_in_words(value, said)
     assert str(info.value).startswith(f"policy 'auto': drift {said}")
 
 
+def test_a_fixed_arm_of_a_grid_s_hundreds_of_digits_is_named_shortly():
+    with pytest.raises(PolicyError) as info:
+        policy_from_config({"name": "fixed", "arm": 10**300}).bind(3)
+    assert str(info.value) == (
+        "fixed arm 1e+300 is out of range for 3 arms; arms are counted from 0"
+    )
+
+
 @pytest.mark.parametrize(
     "config", [{"name": "ucb1", "c": 10**200}, {"name": "d-ucb", "xi": 10**300}]
 )

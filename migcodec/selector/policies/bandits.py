@@ -22,6 +22,7 @@ import numpy as np
 
 from migcodec.selector.features import WindowFeatures
 from migcodec.selector.policies.base import MAX_WINDOWS, Policy, PolicyError
+from migcodec.units import format_number
 
 
 class _Counting(Policy):
@@ -71,7 +72,10 @@ class Fixed(Policy):
 
     def _reset(self) -> None:
         if not 0 <= self.arm < self.n_arms:
-            raise PolicyError(f"fixed arm {self.arm} is out of range for {self.n_arms} arms")
+            raise PolicyError(
+                f"fixed arm {format_number(self.arm)} is out of range for {self.n_arms} arms; "
+                f"arms are counted from 0"
+            )
 
     def choose(self, features: WindowFeatures | None = None) -> int:
         return self.arm
