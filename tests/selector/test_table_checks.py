@@ -3,13 +3,19 @@ measures is refused with TableError naming the array and what it should be: when
 when saved, and when a file written otherwise is loaded (a replay then indexes and divides
 without checking)."""
 
+import copy
 import dataclasses
+import functools
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from migcodec.selector import Throughput
-from migcodec.selector.evaluation import Table, TableError, replay
+from migcodec.selector import Throughput, make_objective
+from migcodec.selector.evaluation import Table, TableError, evaluate, replay
 from migcodec.selector.evaluation import table as table_module
 from migcodec.selector.policies import parse_policy
 from tests.selector.tables import tiny_table
@@ -219,3 +225,60 @@ def test_a_table_with_work_counts_beyond_its_pages_is_refused(name, value, messa
     fields[name][0] = value
     with pytest.raises(TableError, match=f"^{message}"):
         Table(**fields)
+
+
+_ODD_NUMBERS = [0.0, 0.5, 1.0, 1e-300, 5e-324, 1e15, 1e300, 1e308, np.nan, np.inf, -1.0]
+_ODD_JSON = [0, -1, 2**64, 10**400, 1e308, "x", "", None, True, [], {}, [1, 2], {"a": 1}]
+
+
+@functools.cache
+def _built_once() -> Table:
+    return _built_table()
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_a_forged_table_file_is_refused_or_replays_to_finite_scores(data):
+    """A table file changed and sealed again (its meta's seal and the arrays' digests
+    recomputed, as a hostile or buggy writer would) either fails to load with a
+    :class:`TableError`, or every policy replays it to finite scores under every
+    objective: no traceback, no reward of -inf blamed on a policy, no nan in a report."""
+    table = copy.copy(_built_once())
+    table.meta = dict(table.meta)
+    arrays = [
+        f.name for f in dataclasses.fields(Table) if isinstance(getattr(table, f.name), np.ndarray)
+    ]
+    if data.draw(st.booleans(), label="array"):
+        name = data.draw(st.sampled_from(arrays), label="name")
+        array = getattr(table, name).copy()
+        value = data.draw(st.sampled_from(_ODD_NUMBERS), label="value")
+        if data.draw(st.booleans(), label="whole"):
+            array[...] = value
+        else:
+            array[tuple(data.draw(st.integers(0, n - 1)) for n in array.shape)] = value
+        setattr(table, name, array)
+    else:
+        key = data.draw(st.sampled_from(["arms", "phases", "page_size", "kinds", "costs"]))
+        value = data.draw(st.sampled_from(_ODD_JSON), label="value")
+        if key == "arms":
+            table.arms = [dict(table.arms[0], name=value), *table.arms[1:]]
+        elif key == "phases":
+            table.phases = [value, *table.phases[1:]]
+        else:
+            table.meta[key] = value
+    with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as m:
+        path = Path(tmp) / "t.npz"
+        m.setattr(table_module, "_check_table", lambda t: None)
+        try:
+            table.save(path)
+        except (TypeError, ValueError):  # not JSON at all: no file a writer can make
+            return
+        m.undo()
+        try:
+            loaded = Table.load(path)
+        except TableError:
+            return
+    policies = [parse_policy(p) for p in ("auto", "ucb1", "predictive")]
+    for objective in (Throughput(link=1e9, workers=2), make_objective("cpu")):
+        scores = evaluate(loaded, policies, objective).scores
+        assert all(np.isfinite(s.total) for s in scores)
