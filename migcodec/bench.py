@@ -12,14 +12,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from migcodec.codecs import Batch, Codec, CodecEngines, CodecPath, get_codec
+from migcodec.codecs import Batch, Codec, CodecEngines, CodecPath, get_codec, stuck
 from migcodec.codecs.roundtrip import NOT_THE_DECODERS, failures_of, round_trip_mismatch
 from migcodec.codecs.stuck import stuck_codec
 from migcodec.datasets import generate_pages
-
-#: seconds without a batch encoded after which a codec is stuck: a batch of the benchmark
-#: takes any codec milliseconds, and one whose encode never returns held the command forever
-STUCK_AFTER_S = 60.0
 
 
 @dataclass
@@ -67,11 +63,13 @@ def _encode_all(codec: Codec, memory: np.ndarray, batch_pages: int, workers: int
 
 
 def _collect(engines: CodecEngines, count: int) -> list:
-    """``count`` encoded batches, detached (fewer if :data:`STUCK_AFTER_S` passes first);
-    none within it is a stuck codec, which the engines are left to on the way out."""
-    done = engines.wait_many(count, STUCK_AFTER_S)
+    """``count`` encoded batches, detached (fewer if
+    :data:`~migcodec.codecs.stuck.STUCK_AFTER_S` passes first); none within it is a stuck
+    codec, which the engines are left to on the way out."""
+    bound = stuck.STUCK_AFTER_S  # read at each wait: tests shorten it
+    done = engines.wait_many(count, bound)
     if not done:
-        raise stuck_codec(engines.codec, STUCK_AFTER_S, instead="leave it out of --codecs")
+        raise stuck_codec(engines.codec, bound, instead="leave it out of --codecs")
     return [_detach(request) for request in done]
 
 

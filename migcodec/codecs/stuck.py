@@ -29,6 +29,12 @@ from migcodec.codecs.base import Codec
 from migcodec.codecs.errors import CodecStuck
 from migcodec.codecs.registry import codec_package
 
+#: seconds a codec call may last before its codec is stuck, where a command waits for one
+#: it cannot give a time limit (``bench``, ``evaluate``): a call encodes, decodes or probes
+#: at most one batch, which takes any codec milliseconds, and one that never returns held
+#: the command forever
+STUCK_AFTER_S = 60.0
+
 
 class MemoryReader(Protocol):
     """Threads left inside codec calls: ``memory_read()`` is the memory those calls were
@@ -58,16 +64,16 @@ def still_read(memory: np.ndarray) -> bool:
 
 
 def stuck_codec(
-    codec: Codec, waited_s: float, instead: str = "choose another --codec"
+    codec: Codec, waited_s: float, instead: str = "choose another --codec", call: str = "encode"
 ) -> CodecStuck:
-    """The error for ``codec``, whose encode has not returned after ``waited_s`` seconds:
-    it names the package the codec came from (whose authors can fix it; none for
-    migcodec's own codecs, whose library or device hung) and ``instead``, what the user can
-    do meanwhile."""
+    """The error for ``codec``, whose ``call`` (``encode``, ``decode``, ``clone``...) has
+    not returned after ``waited_s`` seconds: it names the package the codec came from
+    (whose authors can fix it; none for migcodec's own codecs, whose library or device
+    hung) and ``instead``, what the user can do meanwhile."""
     package = codec_package(codec)
     source = f" (from the package {package})" if package else ""
     fix = f"report it to the authors of {package}, or {instead}" if package else instead
     return CodecStuck(
-        f"codec {codec.name!r}{source} has not returned from encode after {waited_s:.1f} s: "
+        f"codec {codec.name!r}{source} has not returned from {call} after {waited_s:.1f} s: "
         f"the codec is stuck; {fix}"
     )

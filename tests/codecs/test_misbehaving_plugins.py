@@ -406,10 +406,10 @@ STUCK = (
 
 def test_bench_names_a_codec_whose_encode_never_returns(stuck_plugin, capsys, monkeypatch):
     """It waited for the codec forever."""
-    from migcodec import bench
     from migcodec.cli import main
+    from migcodec.codecs import stuck
 
-    monkeypatch.setattr(bench, "STUCK_AFTER_S", 0.5)
+    monkeypatch.setattr(stuck, "STUCK_AFTER_S", 0.5)
     assert within(30, main, ["bench", "--codecs", "stuck", "--pages", "64"]) == 2
     out, err = capsys.readouterr()
     assert out == ""
