@@ -175,16 +175,23 @@ def available_codecs() -> list[str]:
     return sorted({ep.name for ep in _read_again()})
 
 
-def codec_package(codec: Codec) -> str | None:
+def codec_package(codec: Codec | str) -> str | None:
     """The Python distribution whose ``migcodec.codecs`` entry point registers ``codec``'s
     name (``migcodec-rle``), or ``None`` for migcodec's own codecs, for a codec not
     registered through an installed package and for a name several plugins register. A
     stream names it so that a destination without the plugin can say what to install.
     migcodec's own codecs are told by their module, without reading the installed packages'
-    metadata."""
+    metadata; a codec given by its name (one not built yet) is looked up by it."""
+    if isinstance(codec, str):
+        return _registering_package(codec)
     if type(codec).__module__.split(".")[0] == "migcodec":
         return None
-    entries = _named(codec.name, _listed())
+    return _registering_package(codec.name)
+
+
+def _registering_package(name: str) -> str | None:
+    """The one distribution other than migcodec that registers ``name``, else ``None``."""
+    entries = _named(name, _listed())
     package = _provider(entries[0]) if len(entries) == 1 else None
     if not package or package.lower().replace("_", "-") == _OWN_DISTRIBUTION:
         return None
@@ -300,9 +307,8 @@ def faulty_plugin_hint(name: str) -> str:
     """What to do about codec ``name`` whose own code does what the codec contract does
     not allow: upgrade or uninstall the package that registers it (reinstalling the same
     code changes nothing), or, for a codec no single package registers, use another."""
-    entries = _named(name, _listed())
-    package = _provider(entries[0]) if len(entries) == 1 else None
-    if not package or package.lower().replace("_", "-") == _OWN_DISTRIBUTION:
+    package = _registering_package(name)
+    if package is None:
         return "use another codec"
     return f"upgrade the package that provides it, or uninstall it: pip uninstall {package}"
 

@@ -64,16 +64,21 @@ def still_read(memory: np.ndarray) -> bool:
 
 
 def stuck_codec(
-    codec: Codec, waited_s: float, instead: str = "choose another --codec", call: str = "encode"
+    codec: Codec | str,
+    waited_s: float,
+    instead: str = "choose another --codec",
+    call: str = "encode",
 ) -> CodecStuck:
-    """The error for ``codec``, whose ``call`` (``encode``, ``decode``, ``clone``...) has
-    not returned after ``waited_s`` seconds: it names the package the codec came from
-    (whose authors can fix it; none for migcodec's own codecs, whose library or device
-    hung) and ``instead``, what the user can do meanwhile."""
+    """The error for ``codec`` (by its name, while it is being built), whose ``call``
+    (``encode``, ``decode``, ``clone``...) has not returned after ``waited_s`` seconds:
+    it names the package the codec came from (whose authors can fix it; none for
+    migcodec's own codecs, whose library or device hung) and ``instead``, what the user
+    can do meanwhile."""
     package = codec_package(codec)
     source = f" (from the package {package})" if package else ""
     fix = f"report it to the authors of {package}, or {instead}" if package else instead
+    name = codec if isinstance(codec, str) else codec.name
     return CodecStuck(
-        f"codec {codec.name!r}{source} has not returned from {call} after {waited_s:.1f} s: "
+        f"codec {name!r}{source} has not returned from {call} after {waited_s:.1f} s: "
         f"the codec is stuck; {fix}"
     )
