@@ -34,7 +34,8 @@ from migcodec.cli.args import (
     json_document,
     reported_by_main,
 )
-from migcodec.codecs import CodecFailed
+from migcodec.codecs import CodecFailed, CodecStuck
+from migcodec.codecs.bounded import run_bounded
 from migcodec.datasets.trace import TraceError, TraceReader
 from migcodec.datasets.trace.format import MANIFEST, WRITTEN_BY, is_trace_file
 from migcodec.selector import (
@@ -45,7 +46,7 @@ from migcodec.selector import (
     parse_policy,
 )
 from migcodec.selector.adaptive_chooser import UNLIMITED_LINK
-from migcodec.selector.costmodel import CostModel, machine_cost_model
+from migcodec.selector.costmodel import CostModel
 from migcodec.selector.evaluation import (
     build_table,
     check_windows,
@@ -63,7 +64,13 @@ from migcodec.selector.evaluation.grid import (
     score_grid,
 )
 from migcodec.selector.evaluation.replay import Evaluation
-from migcodec.selector.evaluation.table import Table, TableError, table_key
+from migcodec.selector.evaluation.table import (
+    LEAVE_ARMS_OUT,
+    Table,
+    TableError,
+    evaluation_cost_model,
+    table_key,
+)
 from migcodec.selector.evaluation.windows import WindowSourceError, trace_identity
 from migcodec.selector.objectives import Objective
 from migcodec.selector.spec import parse_spec
@@ -480,7 +487,7 @@ def _cost_model(args: argparse.Namespace, arms) -> CostModel | None:
     if args.cost_model == "calibrated":
         if not args.json and sys.stderr.isatty():
             print("cost model: this machine's calibration (made now if missing)", file=sys.stderr)
-        return machine_cost_model(arms, batch_pages=args.batch_pages)
+        return evaluation_cost_model(arms, batch_pages=args.batch_pages)
     if not Path(args.cost_model).exists():  # not "calibrate again": a file the user named
         raise CommandLineError(
             f"--cost-model {args.cost_model!r} is neither 'measured', 'calibrated' nor an "
@@ -516,7 +523,7 @@ def _modelled(args: argparse.Namespace, m: Measured, arms, model: CostModel | No
                 f"pages and {m.source.name} holds {page_size}-byte pages; pass --cost-model "
                 "calibrated to calibrate on its pages"
             )
-        model = machine_cost_model(arms, page_size=page_size, batch_pages=args.batch_pages)
+        model = evaluation_cost_model(arms, page_size=page_size, batch_pages=args.batch_pages)
     return m.table.modelled(model)
 
 
@@ -528,10 +535,12 @@ REPORTED = (ValueError, RuntimeError, OSError, TraceError)
 def run(args: argparse.Namespace) -> int:
     try:
         return _run(args)
+    except CodecStuck:  # says to leave its arms out already, as what to do meanwhile
+        raise
     except CodecFailed as exc:
         # every codec evaluate runs is an arm's: besides what to do about the codec's
         # package (said already), the other arms can be evaluated without it
-        raise type(exc)(f"{exc}; or leave its arms out of --arms") from exc
+        raise type(exc)(f"{exc}; or {LEAVE_ARMS_OUT}") from exc
     except REPORTED as exc:
         if reported_by_main(exc):  # a closed or full stdout is not the command line's fault
             raise
@@ -608,7 +617,9 @@ def _run(args: argparse.Namespace) -> int:
         check_plot_path(args.plot)
     _check_named(args)
     _check_dependent(args)
-    arms = parse_arms(args.arms)
+    # parsing builds each arm's codec (two arms configured alike are refused): a plugin's
+    # import, probe or constructor that never returns is named, as a stuck codec call is
+    arms = run_bounded(parse_arms, args.arms, instead=LEAVE_ARMS_OUT)
     names = _policy_names(args.policies)
     _check_fixed_arms(names, arms)
     policies = [parse_policy(name).get_config() for name in names]  # refused before measuring

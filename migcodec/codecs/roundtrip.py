@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from migcodec.codecs.base import Codec
+from migcodec.codecs.bounded import codec_watch
 from migcodec.codecs.encoded import Encoded
 from migcodec.codecs.errors import CodecError, CodecFailed, RoundTripMismatch
 from migcodec.codecs.registry import faulty_plugin_hint
@@ -69,8 +70,9 @@ def check_round_trip(
     ``decoder`` is an instance of its own, as a destination's is: one that shared the
     encoder's buffers could decode what the encoder left in them. A decode that raises
     anything but :data:`NOT_THE_DECODERS` is the codec's failure, and different bytes a
-    :class:`RoundTripMismatch`; both name the codec and ``what`` it was decoding."""
+    :class:`RoundTripMismatch`; both name the codec and ``what`` it was decoding. The
+    decode is this thread's codec call while it runs (:mod:`migcodec.codecs.bounded`)."""
     with failures_of(decoder.name, f"to decode {what}", NOT_THE_DECODERS):
-        decoder.decode(encoded, memory)
+        codec_watch().calling(decoder, "decode", decoder.decode, encoded, memory)
     if not np.array_equal(memory[rows], pages):
         raise round_trip_mismatch(decoder.name, what)

@@ -51,6 +51,7 @@ import numpy as np
 from migcodec import __version__
 from migcodec.codecs import Batch, Codec, DestinationMirror, delta_kernels
 from migcodec.codecs.base import RUN_BYTES
+from migcodec.codecs.bounded import codec_watch
 from migcodec.codecs.changes import CHANGE_SCAN, page_changes
 from migcodec.codecs.roundtrip import failures_of
 from migcodec.codecs.zero import zero_page_rows
@@ -466,19 +467,23 @@ def _timed_window(
     codec: Codec, pages: np.ndarray, previous: np.ndarray | None, batch_pages: int
 ) -> tuple[float, int]:
     """CPU seconds of encoding ``pages`` in batches (only the codec calls), and output bytes;
-    whatever the codec's own code raises is a :class:`~migcodec.codecs.CodecFailed`."""
+    whatever the codec's own code raises is a :class:`~migcodec.codecs.CodecFailed`. Each
+    encode is this thread's codec call while it runs (see :mod:`migcodec.codecs.bounded`)."""
     n, page_size = pages.shape
     destination = None
     if codec.reads_destination and previous is not None:
         destination = DestinationMirror.holding(np.arange(n, dtype=np.int64), previous)
     cpu = 0.0
     out = 0
+    watch = codec_watch()
     with failures_of(codec.name, "to encode the pages it is calibrated on"):
         for first in range(0, n, batch_pages):  # one iteration per batch, not per page
             batch = Batch(pages, [(first, min(batch_pages, n - first))], page_size, batch_pages)
+            watch.call = (codec, "encode", time.perf_counter())
             t0 = time.thread_time()
             stats = codec.encode(batch, destination=destination).stats
             cpu += time.thread_time() - t0
+            watch.call = None
             out += stats.output_bytes
     return cpu, out
 

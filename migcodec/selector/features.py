@@ -30,6 +30,7 @@ import numpy as np
 
 from migcodec.codecs import Batch, CodecKind
 from migcodec.codecs.base import RUN_BYTES as _RUN_BYTES
+from migcodec.codecs.bounded import codec_watch
 from migcodec.codecs.delta import RECORD_ENTRY_BYTES, DeltaCodec
 from migcodec.codecs.roundtrip import failures_of
 from migcodec.selector.scan import ESTIMATE_KINDS, SampleScan, histogram_entropy, scan_sample
@@ -137,14 +138,19 @@ def _timed_encode(codec, pages: np.ndarray, destination=None) -> tuple:
     Timed here because ``stats.cpu_s`` is sampled (one encode in several reads the clock,
     see ``Codec.encode``), and a probe is one call whose cost must be measured, not
     estimated from another call's. Whatever the codec's own code raises is a
-    :class:`~migcodec.codecs.CodecFailed` naming it, as in a table's encodes.
+    :class:`~migcodec.codecs.CodecFailed` naming it, as in a table's encodes. The encode is
+    this thread's codec call while it runs (see :mod:`migcodec.codecs.bounded`).
     """
     m, page_size = pages.shape
     batch = Batch(pages, [(0, m)], page_size, m)
+    watch = codec_watch()
     with failures_of(codec.name, "to encode a probe of pages"):
+        watch.call = (codec, "encode", time.perf_counter())
         cpu0 = time.thread_time()
         stats = codec.encode(batch, destination=destination).stats
-        return stats, time.thread_time() - cpu0
+        cpu_s = time.thread_time() - cpu0
+        watch.call = None
+        return stats, cpu_s
 
 
 @functools.lru_cache(maxsize=64)
@@ -248,7 +254,11 @@ class FeatureExtractor:
         # arms are probed with private instances: a probe then shares no state (an
         # accelerator's queues, the CPU-clock sampling of Codec.encode) with the engine
         # thread that encodes the stream with the arm's own instance
-        self._probes = [type(c).from_config(c.get_config()) for c in self.codecs]
+        watch = codec_watch()
+        self._probes = [
+            watch.calling(c, "its constructor", type(c).from_config, c.get_config())
+            for c in self.codecs
+        ]
         self._reads_destination = np.array([c.reads_destination for c in self.codecs])
         self._is_raw = np.array([c.kind == CodecKind.RAW for c in self.codecs])
         self._deltas = [c if isinstance(c, DeltaCodec) else None for c in self.codecs]
@@ -452,8 +462,12 @@ class FeatureExtractor:
             called = plan.called
         if called:
             changes = scan.changes()
+            watch = codec_watch()
             for i in called:  # a few delta arms, not per page
-                sizes = self._deltas[i].estimate_sizes(changes, page_size)
+                codec = self._deltas[i]
+                sizes = watch.calling(
+                    codec, "estimate_sizes", codec.estimate_sizes, changes, page_size
+                )
                 delta[i] = float(sizes.sum()) / kept
         return delta
 

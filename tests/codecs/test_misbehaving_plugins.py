@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from migcodec.codecs import CodecUnavailable, get_codec, plugin_statuses
+from migcodec.codecs.bounded import BUILDING
 from tests.hang_guard import within
 from tests.plugin_dist import migcodec_command, subprocess_env, write_dist
 
@@ -352,17 +353,21 @@ def test_a_codec_whose_config_is_not_json_is_refused_before_a_stream_starts(faul
     )
 
 
-#: a codec whose encode never returns (an endless loop, a hung library call) until
-#: ``RELEASE`` is set; it touches the file named by ``$STUCK_MARK``, if any, once inside
+#: codecs whose call never returns (an endless loop, a hung library call) until ``RELEASE``
+#: is set: ``stuck``'s every encode (it touches the file named by ``$STUCK_MARK``, if any,
+#: once inside), ``stuck-on-batches``'s encode of more pages than a probe encodes (counted
+#: in ``HANGS``), ``stuck-decode``'s decode and ``stuck-start``'s constructor
 STUCK_PLUGIN = textwrap.dedent(
     """
     import os
     import pathlib
     import threading
+    import zlib
 
     from migcodec.codecs import Codec
 
     RELEASE = threading.Event()
+    HANGS = []  # a call that waits for RELEASE appends to it first
 
     class Stuck(Codec):
         name = "stuck"
@@ -374,18 +379,51 @@ STUCK_PLUGIN = textwrap.dedent(
 
         def decode_pages(self, blob, n_pages, page_size):
             return bytes(n_pages * page_size)
+
+    class StuckOnBatches(Codec):
+        name = "stuck-on-batches"
+
+        def encode_pages(self, pages):
+            if len(pages) > 32:
+                HANGS.append(len(pages))
+                RELEASE.wait()
+            return None  # the pages go raw
+
+        def decode_pages(self, blob, n_pages, page_size):
+            return bytes(n_pages * page_size)
+
+    class StuckStart(Stuck):
+        name = "stuck-start"
+
+        def __init__(self):
+            RELEASE.wait()
+
+    class StuckDecode(Codec):
+        name = "stuck-decode"
+
+        def encode_pages(self, pages):
+            return zlib.compress(pages.tobytes(), 1)
+
+        def decode_pages(self, blob, n_pages, page_size):
+            RELEASE.wait()
+            return zlib.decompress(blob)
     """
 )
 
 
 @pytest.fixture
 def stuck_plugin(plugin_site: Path) -> Iterator[Path]:
-    """The ``stuck`` codec, from the package migcodec-stuck; released when the test ends,
-    so that no thread of this process outlives it inside the codec."""
+    """The codecs of :data:`STUCK_PLUGIN`, from the package migcodec-stuck; released when
+    the test ends, so that no thread of this process outlives it inside a codec."""
     write_dist(
         plugin_site,
         "migcodec-stuck",
-        {"stuck": "migcodec_stuck_plugin:Stuck"},
+        {
+            "stuck": "migcodec_stuck_plugin:Stuck",
+            "stuck-on-batches": "migcodec_stuck_plugin:StuckOnBatches",
+            "stuck-decode": "migcodec_stuck_plugin:StuckDecode",
+            "stuck-start": "migcodec_stuck_plugin:StuckStart",
+        },
         {"migcodec_stuck_plugin": STUCK_PLUGIN},
     )
     yield plugin_site
@@ -397,11 +435,15 @@ def stuck_plugin(plugin_site: Path) -> Iterator[Path]:
 #: ``migcodec migrate`` with the stuck codec, on 1 MiB of memory
 MIGRATE_STUCK = ["migrate", "--codec", "stuck", "--memory", "1MiB", "--quiet"]
 
-#: what a codec whose encode has not returned is told to do, after how many seconds
-STUCK = (
-    r"codec 'stuck' \(from the package migcodec-stuck\) has not returned from encode after "
-    r"\d+\.\d s: the codec is stuck; report it to the authors of migcodec-stuck, or {instead}"
-)
+
+def _stuck(instead: str, name: str = "stuck", call: str = "encode") -> str:
+    """What a codec whose ``call`` has not returned is told to do, after how many seconds
+    (a pattern)."""
+    return (
+        f"codec '{name}' \\(from the package migcodec-stuck\\) has not returned from {call} "
+        r"after \d+\.\d s: the codec is stuck; report it to the authors of migcodec-stuck, "
+        f"or {re.escape(instead)}"
+    )
 
 
 def test_bench_names_a_codec_whose_encode_never_returns(stuck_plugin, capsys, monkeypatch):
@@ -413,9 +455,53 @@ def test_bench_names_a_codec_whose_encode_never_returns(stuck_plugin, capsys, mo
     assert within(30, main, ["bench", "--codecs", "stuck", "--pages", "64"]) == 2
     out, err = capsys.readouterr()
     assert out == ""
-    assert re.fullmatch(
-        "migcodec bench: " + STUCK.format(instead="leave it out of --codecs") + "\n", err
-    ), err
+    assert re.fullmatch("migcodec bench: " + _stuck("leave it out of --codecs") + "\n", err), err
+
+
+#: ``migcodec evaluate`` of 2 windows of 64 pages of text; seconds its codec calls may last
+EVALUATE_STUCK = [*EVALUATE, "--workload", "text", "--windows", "2", "--pages", "64"]
+STUCK_AFTER_S = 0.5
+
+
+@pytest.mark.parametrize(
+    ("arms", "name", "call"),
+    [
+        ("raw;lz4;stuck", "stuck", "encode"),  # timing its probes, before any window
+        ("raw;stuck-on-batches", "stuck-on-batches", "encode"),  # encoding window 0
+        ("raw;stuck-decode", "stuck-decode", "decode"),  # checking window 0's round trip
+        ("raw;stuck-start", "stuck-start", BUILDING),  # parsing the arms
+    ],
+)
+def test_evaluate_names_an_arm_whose_codec_never_returns(
+    stuck_plugin, capsys, monkeypatch, arms, name, call
+):
+    """It waited for the codec forever; now it gives up on it as ``bench`` does, and says
+    to leave its arms out once."""
+    from migcodec.cli import main
+    from migcodec.codecs import stuck
+
+    monkeypatch.setattr(stuck, "STUCK_AFTER_S", STUCK_AFTER_S)
+    assert within(30, main, [*EVALUATE_STUCK, "--arms", arms]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    leave = "leave its arms out of --arms"
+    assert re.fullmatch(f"migcodec evaluate: {_stuck(leave, name, call)}\n", err), err
+
+
+def test_evaluate_names_an_arm_whose_codec_never_returns_as_it_is_calibrated(
+    stuck_plugin, capsys, monkeypatch
+):
+    """``--cost-model calibrated`` encodes every arm before any table is measured."""
+    from migcodec.cli import main
+    from migcodec.codecs import stuck
+
+    monkeypatch.setattr(stuck, "STUCK_AFTER_S", STUCK_AFTER_S)
+    calibrated = ["--cost-model", "calibrated", "--arms", "stuck"]
+    assert within(30, main, [*EVALUATE_STUCK, *calibrated]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    leave = "leave its arms out of --arms"
+    assert re.fullmatch(f"migcodec evaluate: {_stuck(leave)}\n", err), err
 
 
 def test_migrate_with_a_codec_whose_encode_never_returns_fails_at_its_time_limit(
@@ -435,7 +521,7 @@ def test_migrate_with_a_codec_whose_encode_never_returns_fails_at_its_time_limit
     assert re.fullmatch(
         "migcodec migrate: the migration failed: "
         + limit
-        + STUCK.format(instead="choose another --codec")
+        + _stuck("choose another --codec")
         + "\n",
         migrate.stderr,
     ), migrate.stderr

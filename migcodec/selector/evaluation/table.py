@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from migcodec.codecs import Batch, Codec, CodecKind, DestinationMirror
+from migcodec.codecs.bounded import codec_watch, run_bounded
 from migcodec.codecs.roundtrip import check_round_trip, failures_of
 from migcodec.datasets import Window
 from migcodec.datasets.trace.schema import MANIFEST_SCHEMA, MAX_MEMORY_PAGES
@@ -111,6 +112,11 @@ _WORK_ARRAYS = (
 #: trace's measurement; a codec whose output never decodes is refused all the same, on the
 #: first windows it encodes
 CHECK_EVERY = 2
+
+
+#: what the user can do meanwhile about an arm whose codec is stuck (see
+#: :func:`~migcodec.codecs.stuck.stuck_codec`): the other arms are evaluated without it
+LEAVE_ARMS_OUT = "leave its arms out of --arms"
 
 
 class TableError(ValueError):
@@ -732,7 +738,8 @@ def encode_window(
     it; zeros otherwise); it must give back the batch's pages byte for byte, or the codec
     is refused with :class:`~migcodec.codecs.CodecFailed` naming it and the window. The
     decode is not timed. Whatever else the codec's own code raises is a
-    :class:`~migcodec.codecs.CodecFailed` too."""
+    :class:`~migcodec.codecs.CodecFailed` too. Each encode and decode is this thread's codec
+    call while it runs (see :mod:`migcodec.codecs.bounded`)."""
     pages = window.pages
     n = pages.shape[0]
     # the window is encoded as window-local memory: its rows are its page numbers, and the
@@ -747,6 +754,7 @@ def encode_window(
     zero = 0
     device: float | None = None
     clock = time.thread_time
+    watch = codec_watch()
     with failures_of(codec.name, f"to encode {what}"):
         for first in range(0, n, batch_pages):  # one iteration per batch, not per page
             count = min(batch_pages, n - first)
@@ -754,9 +762,11 @@ def encode_window(
             # the window's CPU time is read around each call: per-batch stats.cpu_s is
             # sampled (one encode in several reads the clock), right for a stream's totals
             # but not exact per call, and a clock around the loop would also time the loop
+            watch.call = (codec, "encode", time.perf_counter())
             cpu0 = clock()
             encoded = codec.encode(batch, destination=destination)
             cpu += clock() - cpu0
+            watch.call = None
             stats = encoded.stats
             out += stats.output_bytes
             wall += stats.wall_s
@@ -872,12 +882,52 @@ def measure_windows(
     encoded together and rotated so that no arm always reads cold pages; the medians are
     kept with their spread. Features are measured ``repeats`` times and their costs are the
     medians, as are the probes' predicted rates.
+
+    The whole part is measured on a thread of its own, its windows read there too, which
+    this one waits for no longer than a codec call may last
+    (:mod:`migcodec.codecs.bounded`): an arm whose codec is stuck ends it with
+    :class:`~migcodec.codecs.CodecStuck`. One handoff per part, not per window: each one
+    makes both threads wait to be scheduled again, which on a busy host took longer than
+    the handoff itself, and was charged to the table's measurement.
     """
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     positions = list(range(len(arms))) if encode is None else [int(i) for i in encode]
     if any(not 0 <= i < len(arms) for i in positions) or len(set(positions)) != len(positions):
         raise ValueError(f"arms to encode must be distinct positions of {len(arms)} arms")
+    return run_bounded(
+        _measure_windows,
+        windows,
+        arms,
+        positions,
+        features,
+        repeats,
+        batch_pages,
+        sample_pages,
+        probe_pages,
+        progress,
+        start,
+        stop,
+        extractor,
+        instead=LEAVE_ARMS_OUT,
+    )
+
+
+def _measure_windows(
+    windows: Iterable[Window],
+    arms: list[Arm],
+    positions: list[int],
+    features: bool,
+    repeats: int,
+    batch_pages: int,
+    sample_pages: int,
+    probe_pages: int,
+    progress: Callable[[int], None] | None,
+    start: int,
+    stop: int | None,
+    extractor: FeatureExtractor | None,
+) -> TablePart:
+    """:func:`measure_windows` of checked arguments, on the thread that measures them."""
     codecs = [arms[i].codec for i in positions]
     decoders = [_decoder(c) for c in codecs]
     if not features:
@@ -898,7 +948,10 @@ def measure_windows(
     phases: list[str] = []
     m = len(codecs)
     page_size = None
+    watch = codec_watch()
     for window in windows:
+        if watch.left:  # the caller stopped waiting (Ctrl-C): the part is no one's
+            break
         if window.n_pages == 0:
             continue
         page_size = window.page_size
@@ -971,7 +1024,7 @@ def _decoder(codec: Codec) -> Codec:
     """An instance of ``codec`` of its own, made from its config as a destination makes
     one: what :func:`encode_window` decodes the arm's output with."""
     with failures_of(codec.name, "to start from its config"):
-        return codec.clone()
+        return codec_watch().calling(codec, "clone", codec.clone)
 
 
 def matched_sample_size(engine_sample: int, window_pages: float, stored: int) -> int:
@@ -1133,7 +1186,7 @@ def join_parts(parts: Sequence[TablePart], calibration: CostModel | None = None)
     page_size = next(p.page_size for p in parts if p.page_size is not None)
     params = first.params
     if calibration is None:
-        calibration = machine_cost_model(arm_list, page_size, params["batch_pages"])
+        calibration = evaluation_cost_model(arm_list, page_size, params["batch_pages"])
     meta = {
         "repeats": params["repeats"],
         "batch_pages": params["batch_pages"],
@@ -1152,6 +1205,16 @@ def join_parts(parts: Sequence[TablePart], calibration: CostModel | None = None)
         "probe_decisions": decision_prices(calibration, len(arm_list)),
     }
     return Table(list(first.arms), phases=phases, meta=meta, **arrays)
+
+
+def evaluation_cost_model(
+    arms: list[Arm], page_size: int = 4096, batch_pages: int = 64
+) -> CostModel:
+    """This machine's cost model covering ``arms`` (:func:`machine_cost_model`), whose
+    calibration of arms it does not cover yet (every arm encoded on pages for seconds, its
+    probes and decisions timed) runs on a thread of its own, waited for no longer than a
+    codec call may last: a codec stuck in it is named (:mod:`migcodec.codecs.bounded`)."""
+    return run_bounded(machine_cost_model, arms, page_size, batch_pages, instead=LEAVE_ARMS_OUT)
 
 
 def build_table(
