@@ -6,6 +6,7 @@ Plugins are registered with ``plugin_site`` exactly as pip would register them.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import signal
@@ -20,6 +21,7 @@ import pytest
 
 from migcodec.codecs import CodecUnavailable, get_codec, plugin_statuses
 from migcodec.codecs.bounded import BUILDING
+from migcodec.datasets.trace import TraceReader
 from tests.hang_guard import within
 from tests.plugin_dist import migcodec_command, subprocess_env, write_dist
 
@@ -326,6 +328,26 @@ def test_evaluate_names_the_trace_on_which_an_arm_lied(faulty_transforms, capsys
     assert not tables.exists()  # nothing cached of it
 
 
+def test_a_table_task_returns_a_codec_that_lied_rather_than_raise_it(faulty_transforms):
+    """Dask runs a task that raised again, and the codec would only lie again."""
+    from migcodec.selector import parse_arms
+    from migcodec.selector.evaluation.cluster import (
+        Refused,
+        TableSettings,
+        TraceSource,
+        measure_range,
+    )
+
+    trace = Path(__file__).resolve().parents[2] / "corpus" / "traces" / "numpy"
+    source = TraceSource("numpy", str(trace), "numpy", len(TraceReader(trace)))
+    settings = TableSettings.of(parse_arms("raw;lying"), repeats=1)
+    refused = measure_range(source, 0, 2, settings, (1,), False)
+    assert isinstance(refused, Refused)
+    assert str(refused.error) == (
+        f"codec 'lying' decoded window 0's pages to other bytes than it encoded; {UNINSTALL}"
+    )
+
+
 def test_migrate_says_why_the_destination_refused_a_codec_whose_decode_raises(
     faulty_transforms, capsys
 ):
@@ -458,9 +480,12 @@ def test_bench_names_a_codec_whose_encode_never_returns(stuck_plugin, capsys, mo
     assert re.fullmatch("migcodec bench: " + _stuck("leave it out of --codecs") + "\n", err), err
 
 
-#: ``migcodec evaluate`` of 2 windows of 64 pages of text; seconds its codec calls may last
+#: ``migcodec evaluate`` of 2 windows of 64 pages of text
 EVALUATE_STUCK = [*EVALUATE, "--workload", "text", "--windows", "2", "--pages", "64"]
+#: seconds a codec call of these tests may last
 STUCK_AFTER_S = 0.5
+#: what evaluate says to do meanwhile about an arm whose codec is stuck
+LEAVE = "leave its arms out of --arms"
 
 
 @pytest.mark.parametrize(
@@ -484,8 +509,7 @@ def test_evaluate_names_an_arm_whose_codec_never_returns(
     assert within(30, main, [*EVALUATE_STUCK, "--arms", arms]) == 2
     out, err = capsys.readouterr()
     assert out == ""
-    leave = "leave its arms out of --arms"
-    assert re.fullmatch(f"migcodec evaluate: {_stuck(leave, name, call)}\n", err), err
+    assert re.fullmatch(f"migcodec evaluate: {_stuck(LEAVE, name, call)}\n", err), err
 
 
 def test_evaluate_names_an_arm_whose_codec_never_returns_as_it_is_calibrated(
@@ -500,8 +524,64 @@ def test_evaluate_names_an_arm_whose_codec_never_returns_as_it_is_calibrated(
     assert within(30, main, [*EVALUATE_STUCK, *calibrated]) == 2
     out, err = capsys.readouterr()
     assert out == ""
-    leave = "leave its arms out of --arms"
-    assert re.fullmatch(f"migcodec evaluate: {_stuck(leave)}\n", err), err
+    assert re.fullmatch(f"migcodec evaluate: {_stuck(LEAVE)}\n", err), err
+
+
+def _shorten_bound(seconds: float) -> None:
+    """Give codec calls ``seconds`` in this process (run on a cluster's workers)."""
+    from migcodec.codecs import stuck
+
+    stuck.STUCK_AFTER_S = seconds
+
+
+def _release_stuck_codecs() -> int:
+    """Release the stuck codecs of this process (run on a cluster's workers); how many
+    calls hung in them."""
+    module = sys.modules.get("migcodec_stuck_plugin")
+    if module is None:
+        return 0
+    module.RELEASE.set()
+    return len(module.HANGS)
+
+
+def test_evaluate_on_a_cluster_names_an_arm_whose_codec_never_returns_once(
+    stuck_plugin, capsys, tmp_path
+):
+    """Its table task held the worker forever; now it ends after the bound and ends the
+    evaluation, naming the task, without being run again as a task that raises is."""
+    from migcodec.cli import main
+    from tests.selector.test_distributed_evaluation import local_cluster
+
+    trace = Path(__file__).resolve().parents[2] / "corpus" / "traces" / "numpy"
+    windows = len(TraceReader(trace))
+    on_cluster = ["--scheduler", "", "--task-windows", str(windows)]  # one task per arm
+    on_cluster += ["--table-dir", str(tmp_path / "tables")]
+    # its worker, started now, sees the plugins
+    with local_cluster(1, logging.CRITICAL) as running, running.get_client() as client:
+        on_cluster[1] = running.scheduler_address
+        client.run(_shorten_bound, STUCK_AFTER_S)
+        try:
+            arms = ["--arms", "raw;stuck-on-batches"]
+            code = within(60, main, [*EVALUATE, str(trace), *on_cluster, *arms])
+        finally:
+            hangs = client.run(_release_stuck_codecs)
+    out, err = capsys.readouterr()
+    assert (code, out, list(hangs.values())) == (2, "", [1])
+    task = re.escape(f"measuring numpy windows 0-{windows} (stuck-on-batches): ")
+    stuck = _stuck(LEAVE, "stuck-on-batches")
+    assert re.fullmatch(f"dask: .*\nmigcodec evaluate: {task}{stuck}\n", err), err
+
+
+def test_a_cluster_worker_names_an_arm_whose_constructor_never_returns(stuck_plugin, monkeypatch):
+    """The check a worker runs before any table task (``client.run``, on its event loop)
+    held the worker, and the evaluation, forever."""
+    from migcodec.codecs import stuck
+    from migcodec.selector.evaluation.cluster import worker_check
+
+    monkeypatch.setattr(stuck, "STUCK_AFTER_S", STUCK_AFTER_S)
+    arms = ((("name", "raw"),), (("name", "stuck-start"),))  # as TableSettings holds them
+    (problem,) = within(30, worker_check, arms)["problems"]
+    assert re.fullmatch(_stuck(LEAVE, "stuck-start", BUILDING), problem), problem
 
 
 def test_migrate_with_a_codec_whose_encode_never_returns_fails_at_its_time_limit(

@@ -64,18 +64,24 @@ OPTIONS = [
 ]
 
 
+def local_cluster(n_workers: int = 2, silence_logs: int = logging.ERROR):
+    """A cluster of ``n_workers`` worker processes on this host, one thread each, as
+    ``local:N`` starts (skips the test without dask)."""
+    distributed = pytest.importorskip("distributed")
+    return distributed.LocalCluster(
+        n_workers=n_workers,
+        threads_per_worker=1,
+        processes=True,
+        silence_logs=silence_logs,
+        dashboard_address=":0",
+    )
+
+
 @pytest.fixture(scope="module")
 def cluster():
     """A running cluster of 2 worker processes, one thread each; tests reach it by its
     address, as `--scheduler tcp://HOST:PORT` does."""
-    distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        silence_logs=logging.ERROR,
-        dashboard_address=":0",
-    ) as running:
+    with local_cluster() as running:
         yield running
 
 
@@ -206,16 +212,9 @@ class KillOnce(WorkerPlugin):
 
 
 def test_a_worker_killed_mid_run_is_replaced_and_the_tables_are_unchanged(tmp_path):
-    distributed = pytest.importorskip("distributed")
     marker = tmp_path / "killed"
     with (
-        distributed.LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            silence_logs=logging.CRITICAL,
-            dashboard_address=":0",
-        ) as running,
+        local_cluster(silence_logs=logging.CRITICAL) as running,
         Cluster(running.scheduler_address) as on_cluster,
     ):
         before = set(on_cluster.client.run(os.getpid).values())

@@ -19,10 +19,11 @@ Tasks:
   grid's configurations and cell, scored here by :func:`~.replay.score` as in a serial run.
 
 A dead worker is replaced by its nanny and its tasks rerun elsewhere; a task that raises is
-retried up to :data:`TASK_RETRIES` times. Replays' tables travel inside their tasks'
-definitions, so they too survive a lost worker. Results do not depend on placement: bytes,
-ratios and features come from the windows alone; only measured timings vary, as between two
-serial runs (``--cost-model`` replaces them).
+retried up to :data:`TASK_RETRIES` times, but not one whose codec failed, lied or is stuck
+(a call that lasted :data:`~migcodec.codecs.stuck.STUCK_AFTER_S`): it would again. Replays'
+tables travel inside their tasks' definitions, so they too survive a lost worker. Results
+do not depend on placement: bytes, ratios and features come from the windows alone; only
+measured timings vary, as between two serial runs (``--cost-model`` replaces them).
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from migcodec.codecs import CodecFailed
+from migcodec.codecs import CodecFailed, CodecStuck
+from migcodec.codecs.bounded import CodecThread, run_bounded
 from migcodec.datasets import Window
 from migcodec.datasets.trace import TraceReader
 from migcodec.selector.arms import Arm
@@ -52,6 +54,7 @@ from migcodec.selector.evaluation.replay import (
     score,
 )
 from migcodec.selector.evaluation.table import (
+    LEAVE_ARMS_OUT,
     Table,
     TableError,
     TablePart,
@@ -181,26 +184,47 @@ class WindowCache:
 
 
 _WINDOWS = WindowCache()
-#: per worker thread: built arms and feature extractors, by settings. Building a codec
-#: looks its plugin up among every installed package's entry points, and an extractor
-#: times every arm's probe calls: both would cost a task more than a range's encodes of
-#: a small trace. Per thread, because a codec instance is used by one thread at a time.
+#: per thread that measures tables: built arms and feature extractors, by settings.
+#: Building a codec looks its plugin up among every installed package's entry points, and
+#: an extractor times every arm's probe calls: both would cost a task more than a range's
+#: encodes of a small trace. Per thread, because a codec instance is used by one thread at
+#: a time (a task's thread left inside a stuck codec keeps its own).
 _BUILT = threading.local()
 
 
-def _built(settings: TableSettings) -> tuple[list[Arm], FeatureExtractor]:
-    cache = _BUILT.__dict__.setdefault("by_settings", {})
-    built = cache.get(settings)
-    if built is None:
-        arms = settings.arm_list()
-        extractor = FeatureExtractor(
-            [a.codec for a in arms],
+def _built_arms(settings: TableSettings) -> list[Arm]:
+    cache = _BUILT.__dict__.setdefault("arms", {})
+    arms = cache.get(settings)
+    if arms is None:
+        arms = cache[settings] = settings.arm_list()
+    return arms
+
+
+def _built_extractor(settings: TableSettings) -> FeatureExtractor:
+    """Built for a features task only: an arm's task then calls no other arm's codec."""
+    cache = _BUILT.__dict__.setdefault("extractors", {})
+    extractor = cache.get(settings)
+    if extractor is None:
+        extractor = cache[settings] = FeatureExtractor(
+            [a.codec for a in _built_arms(settings)],
             sample_pages=settings.sample_pages,
             batch_pages=settings.batch_pages,
             probe_pages=settings.probe_pages,
         )
-        built = cache[settings] = (arms, extractor)
-    return built
+    return extractor
+
+
+#: per Dask worker thread: the thread its table tasks run on (see measure_range)
+_TASKS = threading.local()
+
+
+@dataclass(frozen=True)
+class Refused:
+    """What a table task returns, rather than raises, for a codec that failed, lied or is
+    stuck (``error``): Dask runs a task that raised again (:data:`TASK_RETRIES`), and the
+    codec would only fail again, a stuck one after another wait as long."""
+
+    error: CodecFailed
 
 
 #: glibc's largest dynamic mmap threshold on 64-bit hosts, and mallopt's parameter numbers
@@ -240,25 +264,38 @@ def measure_range(
     settings: TableSettings,
     encode: Sequence[int],
     features: bool,
-) -> TablePart:
+) -> TablePart | Refused:
     """One table task: arms ``encode`` (and the features, with ``features``) measured on
     windows ``start`` to ``stop`` of ``source``, streamed through this process's
-    :class:`WindowCache`."""
+    :class:`WindowCache`; :class:`Refused` for a codec that fails, lies or is stuck.
+
+    The whole task runs on a thread of its own, which this Dask thread waits for no longer
+    than a codec call may last (:mod:`migcodec.codecs.bounded`; one handoff per task): a
+    stuck codec ends the task, and the evaluation, instead of holding the worker forever."""
     _heap_allocations()
-    arms, extractor = _built(settings)
-    return measure_windows(
-        check_windows(_WINDOWS.windows(source, start, stop)),
-        arms,
-        encode=list(encode),
-        features=features,
-        repeats=settings.repeats,
-        batch_pages=settings.batch_pages,
-        sample_pages=settings.sample_pages,
-        probe_pages=settings.probe_pages,
-        start=start,
-        stop=stop,
-        extractor=extractor if features else None,
-    )
+    thread = getattr(_TASKS, "thread", None)
+    if thread is None:
+        thread = _TASKS.thread = CodecThread(LEAVE_ARMS_OUT, "migcodec-table-task")
+
+    def measure() -> TablePart:
+        return measure_windows(
+            check_windows(_WINDOWS.windows(source, start, stop)),
+            _built_arms(settings),
+            encode=list(encode),
+            features=features,
+            repeats=settings.repeats,
+            batch_pages=settings.batch_pages,
+            sample_pages=settings.sample_pages,
+            probe_pages=settings.probe_pages,
+            start=start,
+            stop=stop,
+            extractor=_built_extractor(settings) if features else None,
+        )
+
+    try:
+        return thread.run(measure)
+    except CodecFailed as exc:
+        return Refused(exc)
 
 
 def clear_window_cache() -> int:
@@ -270,9 +307,20 @@ def clear_window_cache() -> int:
 
 
 def worker_check(arms: tuple) -> dict[str, Any]:
-    """What a worker runs: its migcodec version and each arm it cannot build."""
+    """What a worker runs: its migcodec version and each arm it cannot build. The arms are
+    built on a thread of their own, waited for no longer than a codec call may last: a
+    plugin whose import, probe or constructor never returns is a problem named, not a
+    check (and a worker) held forever."""
     import migcodec
 
+    try:
+        problems = run_bounded(_arm_problems, arms, instead=LEAVE_ARMS_OUT)
+    except CodecStuck as exc:
+        problems = [str(exc)]
+    return {"version": migcodec.__version__, "problems": problems}
+
+
+def _arm_problems(arms: tuple) -> list[str]:
     problems = []
     for config in arms:
         arm = Arm.of(dict(config))
@@ -280,7 +328,7 @@ def worker_check(arms: tuple) -> dict[str, Any]:
             arm.codec  # noqa: B018 - building the codec is the check
         except Exception as exc:  # any failure to build is reported, not raised
             problems.append(f"{arm.label}: {exc}")
-    return {"version": migcodec.__version__, "problems": problems}
+    return problems
 
 
 def _value(x: Any) -> Any:
@@ -576,6 +624,7 @@ class Cluster:
         from tqdm import tqdm
 
         index = {f.key: i for i, f in enumerate(futures)}
+        results: list = [None] * len(futures)
         bar = tqdm(
             total=len(futures),
             desc=stage,
@@ -585,15 +634,26 @@ class Cluster:
             leave=False,
         )
         try:
-            for future in as_completed(futures):
-                if future.status == "error":
-                    exc = future.exception()
+            for future, result in as_completed(futures, with_results=True, raise_errors=False):
+                exc = _failure(future, result)
+                if exc is not None:
                     self.client.cancel(futures)
                     raise _task_error(what[index[future.key]], exc) from exc
+                results[index[future.key]] = result
                 bar.update()
-            return self.client.gather(futures)
+            return results
         finally:
             bar.close()
+
+
+def _failure(future: Any, result: Any) -> BaseException | None:
+    """Why a task finished without a result: what it raised (after its retries), the
+    codec it refused (:class:`Refused`), or its cancellation; ``None`` when it has one."""
+    if future.status == "error":
+        return future.exception()
+    if isinstance(result, Refused):
+        return result.error
+    return result if isinstance(result, BaseException) else None
 
 
 def _task_error(what: str, exc: BaseException) -> Exception:
