@@ -189,7 +189,8 @@ class Throughput(Objective):
 
         own = cpu_s if self.clock == "cpu" else wall_s
         busy = own if device_s is None else np.where(np.isnan(device_s), own, device_s)
-        with np.errstate(divide="ignore", invalid="ignore"):
+        # a time or size so small that the rate overflows is an infinite rate, as 0 is
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             rate = np.where(busy > 0, input_bytes / busy, np.inf)
             ratio = np.where(output_bytes > 0, input_bytes / output_bytes, np.inf)
         return np.minimum(self.workers * rate, self.link * ratio)
@@ -233,7 +234,8 @@ class HostCpu(Objective):
     def reward_arrays(self, input_bytes, output_bytes, wall_s, cpu_s, device_s=None):
         import numpy as np
 
-        with np.errstate(divide="ignore", invalid="ignore"):
+        # np.where computes both sides: an empty window's side may overflow, unused
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             return np.where(input_bytes > 0, -cpu_s / input_bytes * 1e9, 0.0)
 
     @property
@@ -253,7 +255,7 @@ class WireBytes(Objective):
     def reward_arrays(self, input_bytes, output_bytes, wall_s, cpu_s, device_s=None):
         import numpy as np
 
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # as HostCpu's
             return np.where(input_bytes > 0, -output_bytes / input_bytes, 0.0)
 
     @property

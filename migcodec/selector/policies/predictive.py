@@ -234,7 +234,9 @@ class Predictive(Policy):
         rate = np.array(rate)
         ratio[np.isnan(ratio)] = np.inf
         rate[np.isnan(rate)] = np.inf
-        with np.errstate(divide="ignore"):
+        # a ratio or rate of 0 or next to it is an output or time too large for a float:
+        # infinite, as the objective reads it
+        with np.errstate(divide="ignore", over="ignore"):
             ones = np.ones(self.n_arms)
             predicted = objective.reward_arrays(ones, ones / ratio, ones / rate, ones / rate)
         # costs are negative: optimism divides them
