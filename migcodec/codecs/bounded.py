@@ -33,11 +33,16 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from migcodec.codecs import stuck
 from migcodec.codecs.base import Codec
 from migcodec.codecs.stuck import stuck_codec
+
+if TYPE_CHECKING:
+    from migcodec.codecs.batch import Batch
+    from migcodec.codecs.encoded import Encoded
+    from migcodec.codecs.mirror import DestinationMirror
 
 T = TypeVar("T")
 
@@ -63,6 +68,20 @@ class Watch:
     def __init__(self) -> None:
         self.call: tuple[Codec | str, str, float] | None = None
         self.left = False
+
+    def encoding(
+        self, codec: Codec, batch: Batch, destination: DestinationMirror | None = None
+    ) -> tuple[Encoded, float]:
+        """``codec.encode(batch, destination=destination)``, watched while it runs, and the
+        CPU seconds of this thread around the call alone: a measurement reads the clock
+        around each codec call (per-batch ``stats.cpu_s`` is sampled), and the watch is
+        written outside that span."""
+        self.call = (codec, "encode", time.perf_counter())
+        cpu0 = time.thread_time()
+        encoded = codec.encode(batch, destination=destination)
+        cpu_s = time.thread_time() - cpu0
+        self.call = None
+        return encoded, cpu_s
 
     def calling(self, codec: Codec | str, call: str, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)``, ``codec``'s ``call``, watched while it runs (a codec call that is

@@ -479,12 +479,9 @@ def _timed_window(
     with failures_of(codec.name, "to encode the pages it is calibrated on"):
         for first in range(0, n, batch_pages):  # one iteration per batch, not per page
             batch = Batch(pages, [(first, min(batch_pages, n - first))], page_size, batch_pages)
-            watch.call = (codec, "encode", time.perf_counter())
-            t0 = time.thread_time()
-            stats = codec.encode(batch, destination=destination).stats
-            cpu += time.thread_time() - t0
-            watch.call = None
-            out += stats.output_bytes
+            encoded, cpu_s = watch.encoding(codec, batch, destination)
+            cpu += cpu_s
+            out += encoded.stats.output_bytes
     return cpu, out
 
 

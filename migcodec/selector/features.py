@@ -143,14 +143,9 @@ def _timed_encode(codec, pages: np.ndarray, destination=None) -> tuple:
     """
     m, page_size = pages.shape
     batch = Batch(pages, [(0, m)], page_size, m)
-    watch = codec_watch()
     with failures_of(codec.name, "to encode a probe of pages"):
-        watch.call = (codec, "encode", time.perf_counter())
-        cpu0 = time.thread_time()
-        stats = codec.encode(batch, destination=destination).stats
-        cpu_s = time.thread_time() - cpu0
-        watch.call = None
-        return stats, cpu_s
+        encoded, cpu_s = codec_watch().encoding(codec, batch, destination)
+    return encoded.stats, cpu_s
 
 
 @functools.lru_cache(maxsize=64)

@@ -753,7 +753,6 @@ def encode_window(
     out = wall = cpu = 0.0
     zero = 0
     device: float | None = None
-    clock = time.thread_time
     watch = codec_watch()
     with failures_of(codec.name, f"to encode {what}"):
         for first in range(0, n, batch_pages):  # one iteration per batch, not per page
@@ -762,11 +761,8 @@ def encode_window(
             # the window's CPU time is read around each call: per-batch stats.cpu_s is
             # sampled (one encode in several reads the clock), right for a stream's totals
             # but not exact per call, and a clock around the loop would also time the loop
-            watch.call = (codec, "encode", time.perf_counter())
-            cpu0 = clock()
-            encoded = codec.encode(batch, destination=destination)
-            cpu += clock() - cpu0
-            watch.call = None
+            encoded, cpu_s = watch.encoding(codec, batch, destination)
+            cpu += cpu_s
             stats = encoded.stats
             out += stats.output_bytes
             wall += stats.wall_s
