@@ -982,14 +982,19 @@ class Auto(Policy):
         encode that move with them, as :meth:`_spread_delta` moves them) scaled by
         ``exp(stale)``, and its loss in ``loss`` anew."""
         scale = math.exp(stale) - 1.0
-        shared = self._shared_factor
         for i in self._delta_arms:
             records = kept.records[i] * nz
             if records <= 0.0:
                 continue
             out[i] += records * scale
-            cpu[i] += kept.moving[i] * kept.held * nz * self._arm_factor[i] * shared * scale
+            cpu[i] += self._moving_cpu(kept, i, nz) * scale
             loss[i] = self._scalar_loss(guest, out[i], cpu[i])
+
+    def _moving_cpu(self, kept: _Prediction, i: int, nz: float) -> float:
+        """Delta arm ``i``'s CPU seconds, on a window of ``nz`` non-zero pages priced as
+        ``kept``, of the changes its records encode that move with the delta arms' level
+        (:meth:`_change_costs`): what a level other than the estimate moves its time by."""
+        return kept.moving[i] * kept.held * nz * self._arm_factor[i] * self._shared_factor
 
     def _spread_delta(
         self,
@@ -1057,9 +1062,8 @@ class Auto(Policy):
         else:
             nodes = self._spread_nodes_of(math.sqrt(var))
             self._spread_nodes = (var, nodes)
-        held = kept.held
-        changes = kept.moving[i] * held * nz * self._arm_factor[i] * self._shared_factor
-        room = held * self.page_size * nz  # the held pages' bytes, sent raw
+        changes = self._moving_cpu(kept, i, nz)
+        room = kept.held * self.page_size * nz  # the held pages' bytes, sent raw
         if records * (1.0 + nodes[-1][1]) > room:  # at the highest level (+sqrt(3))
             most = math.log(room / records)  # <= 1.5, the most any spread reaches
             nodes = self._spread_nodes_of(math.sqrt(3.0) - math.sqrt(3.0 - 2.0 * most))
@@ -1423,8 +1427,7 @@ class Auto(Policy):
             self._played_on = (entry, self._prediction)
             arm = self._balanced(entry.features, loss.index(min(loss)), loss, out, cpu)
             self._chosen = (loss, cpu)
-            if self._read_entry is not None:
-                self._read_entry.since_s += self._expected
+            entry.since_s += self._expected
             return arm
         if self._context is not features.context:
             self._drift(features)  # a caller that skipped probe_mask
@@ -2007,7 +2010,7 @@ class Auto(Policy):
                     self._learn_level_jump(slot, features, y, noise)
                 self.ratios.observe(slot, y, noise)
                 self._ratio_version += 1
-            elif delta and skipped and features.delta_bytes is not None:
+            elif delta and skipped:
                 self._learn_stale(arm, each)
             elif delta and not skipped and features.delta_bytes is not None:
                 estimate = self._delta_estimates(features)[arm]
