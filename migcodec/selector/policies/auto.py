@@ -925,7 +925,10 @@ class Auto(Policy):
             objective = self.objective
             return np.maximum(cpu / objective.workers, out / objective.link)
         reward = self.objective.reward_arrays(guest, out, cpu, cpu)
-        return -self.objective.utility_arrays(reward) * guest / 1e9
+        # a reward next to 0 (a forged table's timings learnt as factors) is a loss too
+        # large for a float: infinite, as the objectives read it, without a warning
+        with np.errstate(over="ignore"):
+            return -self.objective.utility_arrays(reward) * guest / 1e9
 
     def _predict(self, f: WindowFeatures, pages: float | None = None, stale: float = 0.0):
         """Payload per non-zero page, output bytes, CPU seconds and loss, per arm, of a
