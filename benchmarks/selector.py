@@ -46,6 +46,7 @@ from migcodec.selector import (
     Outcome,
     Selector,
     Throughput,
+    make_objective,
     parse_arms,
     parse_policy,
 )
@@ -74,7 +75,11 @@ def window_features(arms: list[Arm], first_pass: bool = False) -> list:
 
 
 def decision_latency(
-    policy_name: str, arms: list[Arm], windows: int, first_pass: bool = False
+    policy_name: str,
+    arms: list[Arm],
+    windows: int,
+    first_pass: bool = False,
+    objective: str = "throughput",
 ) -> tuple[float, float, float, float]:
     """Median seconds of choose + finish over ``windows`` windows of varied features without
     probe outputs, of the probe decision before them, of choose + finish with every arm's
@@ -84,8 +89,15 @@ def decision_latency(
 
     The windows' pages are held by the destination with a few words changed (a later
     pass: the delta arms' windows), or with ``first_pass`` held nowhere (the compressors'
-    windows, whose update moves the compressors' ratio filter)."""
-    selector = Selector(parse_policy(policy_name), arms, Throughput(1.25e9, 2))
+    windows, whose update moves the compressors' ratio filter); under the throughput
+    objective at 10 Gbit/s with 2 workers, or another ``objective`` by name."""
+
+    def chosen_objective():
+        if objective == "throughput":
+            return Throughput(1.25e9, 2)
+        return make_objective(objective)
+
+    selector = Selector(parse_policy(policy_name), arms, chosen_objective())
     pool = window_features(arms, first_pass)
     rng = np.random.default_rng(0)
     times, probe_times, probed_times, blind_times = [], [], [], []
@@ -116,7 +128,7 @@ def decision_latency(
         else:
             times.append(selector.timed_step(feats, outcome))
     if skips:
-        selector = Selector(parse_policy(policy_name), arms, Throughput(1.25e9, 2))
+        selector = Selector(parse_policy(policy_name), arms, chosen_objective())
         for w, outcome in enumerate(outcomes):
             cheap = pool[w // 20 % len(pool)].cheap()
             selector.policy.probe_mask(cheap)
@@ -184,6 +196,8 @@ def render(doc: dict) -> str:
         "destination holds with a few words changed (delta arms play); a first pass's, pages "
         "it holds none of (compressors play); `no features`: a window played on the last "
         "features read, after one that read them (policies that skip features only). "
+        "Under the throughput objective at 10 Gbit/s with 2 workers, but for the rows that "
+        "name another (`--objective cpu` or `wire`). "
         f"Budget: {doc['budget_us']:g} µs per window without probes, on every kind.",
         "",
         "| policy | " + " | ".join(k for k, _ in kinds) + " | within budget |",
@@ -226,20 +240,30 @@ def render(doc: dict) -> str:
     return "\n".join(lines)
 
 
-def _in_fresh_processes(policies: list[str], windows: int, processes: int) -> dict:
-    """Each policy's :func:`decision_latency` in ``processes`` fresh processes (one per
-    policy and round, the policies taking turns), as lists of the six numbers (the four of
-    a later pass, then a first pass's decision and update with and without features)."""
-    runs: dict[str, list[list[float]]] = {p: [] for p in policies}
+#: the rows timed under an objective other than throughput, by name: (policy, objective)
+OTHER_OBJECTIVES = {
+    "auto, cpu objective": ("auto", "cpu"),
+    "auto, wire objective": ("auto", "wire"),
+}
+
+
+def _in_fresh_processes(rows: list[str], windows: int, processes: int) -> dict:
+    """Each row's :func:`decision_latency` (a policy's name, or an entry of
+    :data:`OTHER_OBJECTIVES`) in ``processes`` fresh processes (one per row and round, the
+    rows taking turns), as lists of the six numbers (the four of a later pass, then a first
+    pass's decision and update with and without features)."""
+    runs: dict[str, list[list[float]]] = {row: [] for row in rows}
     for _ in range(processes):
-        for policy in policies:
+        for row in rows:
+            policy, objective = OTHER_OBJECTIVES.get(row, (row, "throughput"))
+            command = [sys.executable, __file__, "--one", policy, "--objective", objective]
             out = subprocess.run(
-                [sys.executable, __file__, "--one", policy, "--windows", str(windows)],
+                [*command, "--windows", str(windows)],
                 capture_output=True,
                 text=True,
                 check=True,
             )
-            runs[policy].append(json.loads(out.stdout))
+            runs[row].append(json.loads(out.stdout))
     return runs
 
 
@@ -259,16 +283,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--markdown", type=Path, help="write the results document here")
     ap.add_argument("--one", metavar="POLICY", help=argparse.SUPPRESS)  # a run of (a)
+    ap.add_argument("--objective", default="throughput", help=argparse.SUPPRESS)  # its
     args = ap.parse_args(argv)
     arms = parse_arms(None)  # the default set: CPU arms and the installed delta arms
     if args.one:
-        later = decision_latency(args.one, arms, args.windows)
-        first = decision_latency(args.one, arms, args.windows, first_pass=True)
+        later = decision_latency(args.one, arms, args.windows, objective=args.objective)
+        first = decision_latency(args.one, arms, args.windows, True, args.objective)
         print(json.dumps([x * 1e6 for x in (*later, first[0], first[3])]))
         return 0
     t0 = time.perf_counter()
-    policies = ["fixed", *DEFAULT_POLICIES, "sgd:background=true"]
-    runs = _in_fresh_processes(policies, args.windows, max(args.processes, 1))
+    rows = ["fixed", *DEFAULT_POLICIES, "sgd:background=true", *OTHER_OBJECTIVES]
+    runs = _in_fresh_processes(rows, args.windows, max(args.processes, 1))
 
     def column(i: int) -> dict[str, list[float]]:
         return {p: [r[i] for r in rs] for p, rs in runs.items() if all(r[i] for r in rs)}

@@ -31,11 +31,12 @@ def test_the_timed_windows_are_played_by_the_arms_they_stand_for(first_pass, kin
     assert kinds[kind] > 0.5 * sum(kinds.values()), kinds
 
 
-def test_the_latency_of_each_kind_of_window_is_timed():
+@pytest.mark.parametrize("objective", ["throughput", "cpu", "wire"])
+def test_the_latency_of_each_kind_of_window_is_timed(objective):
     bench = benchmark_module("selector")
     arms = parse_arms(None)
-    later = bench.decision_latency("auto", arms, 60)
-    first = bench.decision_latency("auto", arms, 60, first_pass=True)
+    later = bench.decision_latency("auto", arms, 60, objective=objective)
+    first = bench.decision_latency("auto", arms, 60, True, objective)
     assert all(t > 0 for t in later) and first[0] > 0 and first[3] > 0
 
 

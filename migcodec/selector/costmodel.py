@@ -84,8 +84,9 @@ COST_MODEL_VERSION = 4
 #: 10: the cheap features are timed after the arms encoded the pages they read; 11: each
 #: policy that buys probes has its decision of which timed; 12: per call and per arm, and
 #: under the throughput objective and another: ``decisions``; 13: auto's probe valuation
-#: in C, a decision at about two thirds of its cost)
-CALIBRATION_RECIPE = 13
+#: in C, a decision at about two thirds of its cost; 14: auto decides for the CPU and wire
+#: objectives in float operations too, as for throughput: ``Objective.loss_rates``)
+CALIBRATION_RECIPE = 14
 #: the shares of a held version's words changed that delta codecs are timed on (1: a
 #: rewritten page; see _calibration_windows)
 CHANGED_SHARES = (1 / 512, 1 / 64, 1 / 48, 1 / 24, 1 / 8, 1 / 4, 1 / 2, 1.0)

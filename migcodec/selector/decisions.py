@@ -11,9 +11,11 @@ it read but not for deciding on them, and it came out up to 1 % better than a mi
 sees it on windows where the encoders bind.
 
 The price is a cost per call and per arm (its work is a few float operations per arm and
-quadrature point), under the throughput objective, which ``auto`` decides for in float
-operations, and under any other, which it prices on arrays at about twice the cost
-(:func:`decision_prices`). A cost model keeps it as an ``ArmCost`` whose ``per_call`` is
+quadrature point), under the throughput objective and under another, timed under the CPU
+objective (:func:`decision_prices`): ``auto`` decides in float operations under both (and
+under every objective with loss rates, ``Objective.loss_rates``), at about two thirds of
+the cost under the CPU objective, whose loss has one side; ``predictive`` masks its probes
+under the throughput objective alone. A cost model keeps it as an ``ArmCost`` whose ``per_call`` is
 the cost per call and whose ``per_page`` holds the cost per arm.
 """
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from migcodec.codecs.base import RUN_BYTES
 from migcodec.selector import Throughput, WindowFeatures, parse_policy
 from migcodec.selector.costmodel import KNOTS, ArmCost
-from migcodec.selector.objectives import Outcome
+from migcodec.selector.objectives import HostCpu, Outcome, WireBytes
 from migcodec.selector.policies import auto as auto_module
 from migcodec.selector.policies.auto import _CPU_DRIFT_VAR, Auto, RatioFilter
 
@@ -1423,3 +1423,68 @@ def test_a_window_played_on_older_features_teaches_them_after_the_next_read():
     policy.update(delta, 1e9, None, Outcome(1000 * PAGE, sent, 1e-3, 1e-3))
     assert played_on.stale_bias == pytest.approx(0.3 * math.log(2.0), rel=1e-6)
     assert newest.stale_bias == 0.0
+
+
+class _UnratedCpu(HostCpu):
+    """The CPU objective without its loss rates: a loss only its reward arrays give."""
+
+    @property
+    def loss_rates(self):
+        return None
+
+
+class _UnratedWire(WireBytes):
+    @property
+    def loss_rates(self):
+        return None
+
+
+@pytest.mark.parametrize(
+    ("rated", "unrated"), [(HostCpu(), _UnratedCpu()), (WireBytes(), _UnratedWire())]
+)
+def test_an_objective_with_loss_rates_is_decided_for_as_on_arrays(rated, unrated):
+    """Under the CPU and wire objectives ``auto`` predicts in float operations from their
+    loss rates (as under the throughput objective): over windows of compressed and delta
+    content, probed and played, it buys the probes, chooses the arms and predicts the
+    losses that its array path does, to rounding. Priced so that each objective's choice
+    moves with the window (under the CPU objective: lz4 on small windows, raw on larger
+    ones)."""
+    costs = [
+        ArmCost(10e-6, 0.0, [0.5e-6] * len(KNOTS)),
+        ArmCost(1e-6, 0.0, [0.6e-6] * len(KNOTS)),
+        ArmCost(20e-6, 0.0, [8e-6] * len(KNOTS)),
+        ArmCost(60e-6, 0.0, [0.1e-6] * len(KNOTS)),
+    ]
+    policies = [
+        parse_policy("auto").bind(
+            len(LABELS), objective, KINDS, labels=LABELS, costs=costs, fallbacks=[-1, -1, -1, 1]
+        )
+        for objective in (rated, unrated)
+    ]
+    assert policies[0]._fast and not policies[1]._fast
+    rng = np.random.default_rng(3)
+    for w in range(60):
+        pages = float(rng.choice([3.0, 200.0, 5000.0]))
+        held = w % 3 == 0
+        each = float(rng.uniform(30.0, 900.0))
+        ratios = {1: float(rng.uniform(1.2, 3.0)), 2: float(rng.uniform(1.5, 4.0))}
+        masks, arms, losses = [], [], []
+        for policy in policies:
+            f = _features(pages, delta_bytes=each if held else None)
+            if policy.wants_features(pages):
+                mask = policy.probe_mask(f.cheap())
+                masks.append(mask.tolist())
+                f = _probed(f, {a: r for a, r in ratios.items() if mask[a]})
+            else:
+                masks.append(None)
+                f = None
+            arm = policy.choose(f)
+            arms.append(arm)
+            losses.append(policy._chosen[0] if policy._chosen is not None else None)
+            guest = pages * PAGE
+            sent = guest / (ratios.get(arm, 1.0) if not held else PAGE / each)
+            outcome = Outcome(guest, sent, 1e-6 * pages, 1e-6 * pages * (1 + arm), zero_pages=0)
+            policy.update(arm, rated.reward(outcome), f, outcome)
+        assert masks[0] == masks[1] and arms[0] == arms[1], f"window {w}"
+        if losses[0] is not None:
+            np.testing.assert_allclose(losses[0], losses[1], rtol=1e-9)

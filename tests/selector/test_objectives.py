@@ -15,6 +15,7 @@ from migcodec.selector import (
     objective_from_config,
     parse_rate,
 )
+from migcodec.selector.objectives import Objective
 
 
 @pytest.mark.parametrize(
@@ -67,6 +68,23 @@ def test_a_charged_reward_is_the_reward_of_the_charged_outcome(
     expected = objective.reward(outcome.charged(charge))
     assert objective.charged_reward(outcome, charge) == expected
     assert objective.charged_reward(outcome, 0.0) == objective.reward(outcome)
+
+
+@given(
+    st.floats(1.0, 1e12),
+    st.floats(0.0, 1e12),
+    _seconds,
+    st.sampled_from([Throughput(link=1.25e8, workers=3), HostCpu(), WireBytes()]),
+)
+def test_loss_rates_give_the_loss_the_utility_sums(guest, out, cpu, objective):
+    """A window's loss from its objective's loss rates, ``max(cpu / a, out / b)``, is
+    minus its utility per guest GB times its guest GB (what a policy predicting from the
+    rates in float operations stands for), to rounding; an objective without them says so."""
+    cpu_rate, byte_rate = objective.loss_rates
+    utility = objective.utility(objective.reward(Outcome(guest, out, cpu, cpu)))
+    expected = -utility * guest / 1e9
+    assert max(cpu / cpu_rate, out / byte_rate) == pytest.approx(expected, rel=1e-12, abs=1e-300)
+    assert Objective.loss_rates.fget(objective) is None
 
 
 def test_throughput_is_link_bound_or_cpu_bound():

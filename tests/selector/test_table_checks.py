@@ -279,6 +279,10 @@ def test_a_forged_table_file_is_refused_or_replays_to_finite_scores(data):
         except TableError:
             return
     policies = [parse_policy(p) for p in ("auto", "ucb1", "predictive")]
-    for objective in (Throughput(link=1e9, workers=2), make_objective("cpu")):
+    for objective in (
+        Throughput(link=1e9, workers=2),
+        make_objective("cpu"),
+        make_objective("wire"),
+    ):
         scores = evaluate(loaded, policies, objective).scores
         assert all(np.isfinite(s.total) for s in scores)

@@ -348,6 +348,7 @@ class Auto(Policy):
     __slots__ = (
         "_arm_factor",
         "_before_drift",
+        "_byte_rate",
         "_c",
         "_c_list",
         "_c_state",
@@ -363,6 +364,7 @@ class Auto(Policy):
         "_cost_grid",
         "_cost_rows",
         "_cpu_arm_var",
+        "_cpu_rate",
         "_cpu_scales",
         "_cpu_var",
         "_cpu_weight",
@@ -409,6 +411,7 @@ class Auto(Policy):
         "_stale_play",
         "_stream_s",
         "_stretch",
+        "_timed",
         "_to_cpu",
         "_to_link",
         "_trial_pages",
@@ -582,10 +585,17 @@ class Auto(Policy):
             self._trial_prior(arm)
         self._cpu_scales: tuple[float, ...] | None = self._factor_scales()
         self._workers = getattr(self.objective, "workers", 1.0)  # encoders, if it counts them
-        self._fast = isinstance(self.objective, Throughput)
+        # a loss of max(cpu / cpu rate, bytes / byte rate) (the objectives migcodec ships):
+        # predicted in float operations per arm, where any other goes through arrays
+        rates = self.objective.loss_rates
+        self._fast = rates is not None
         if self._fast:
-            self._to_cpu = 1.0 / self.objective.workers
-            self._to_link = 1.0 / self.objective.link
+            self._cpu_rate, self._byte_rate = rates
+            self._to_cpu = 1.0 / self._cpu_rate
+            self._to_link = 1.0 / self._byte_rate
+        # the window's time: what the stream's clock counts (_learn), and what sharing a
+        # window between two arms shortens where both the encoders and the link bind
+        self._timed = isinstance(self.objective, Throughput)
         self._context: np.ndarray | None = None
         # the compressors' level's learnt jump between windows (a variance), and each
         # compressor's estimate before the last drift (see _learn_level_jump)
@@ -922,8 +932,10 @@ class Auto(Policy):
 
     def _point_loss(self, guest: float, out, cpu):
         if self._fast:
-            objective = self.objective
-            return np.maximum(cpu / objective.workers, out / objective.link)
+            # an infinite rate makes its side free: a CPU time too large for a float (a
+            # forged table's timings learnt as factors) over it is nan, which fmax passes by
+            with np.errstate(invalid="ignore"):
+                return np.fmax(cpu / self._cpu_rate, out / self._byte_rate)
         reward = self.objective.reward_arrays(guest, out, cpu, cpu)
         # a reward next to 0 (a forged table's timings learnt as factors) is a loss too
         # large for a float: infinite, as the objectives read it, without a warning
@@ -1220,8 +1232,9 @@ class Auto(Policy):
                 m, payload, loss, best, second, n, zero, nz, calls
             )
         # bought greedily, the most valuable per second first, each charged on top of the
-        # probes bought before it. Under the throughput objective a probe costs its CPU
-        # time over the workers even where the window leaves CPU idle: probes run on the
+        # probes bought before it. With loss rates a probe costs its CPU time over the CPU
+        # rate (the throughput objective's workers) even where the window leaves CPU idle:
+        # probes run on the
         # thread that feeds the encoders, on cores the encoders and the rest of the host
         # share, so idle CPU in the model is not free in a pipeline
         worth = [i for i, g in enumerate(gains) if g > 0.0]
@@ -1233,7 +1246,7 @@ class Auto(Policy):
         spent = 0.0
         for i in sorted(worth, key=lambda i: -gains[i] / max(costs[i], 1e-9)):
             if self._fast:
-                after = base + costs[i] / self.objective.workers
+                after = base + costs[i] / self._cpu_rate
             else:
                 after = self._scalar_loss(guest, out_best, cpu_best + spent + costs[i])
             if gains[i] > self.value * (after - base):
@@ -1260,8 +1273,9 @@ class Auto(Policy):
         """Per compressing arm, what a probe of ``m`` pages is expected to save on the
         window (over the quadrature points of its log ratio after the probe: the loss it
         avoids by revealing a better arm than ``best``, or, for the best arm, by revealing
-        that the ``second`` best is better) and what it costs in CPU seconds. The
-        throughput objective with the CPU factor known, in float operations per arm and
+        that the ``second`` best is better) and what it costs in CPU seconds. An objective
+        with loss rates (:attr:`Objective.loss_rates`) with the CPU factor known, in float
+        operations per arm and
         point: on arrays of a few entries each numpy call costs more than its arithmetic,
         and this runs on every window whose features are read (``_probe_values_priced``
         is the same on arrays, for any objective). The C extension runs the same
@@ -1355,7 +1369,8 @@ class Auto(Policy):
         """One window's loss as :meth:`_loss` predicts it (expected over the CPU factor
         while that is uncertain), for one arm."""
         if self._fast and self._cpu_scales is None:
-            return max(cpu / self.objective.workers, out / self.objective.link)
+            busy, sending = cpu / self._cpu_rate, out / self._byte_rate
+            return busy if busy > sending else sending  # a nan side (_point_loss) passed by
         return float(self._loss(guest, np.array([out]), np.array([cpu]))[0])
 
     def _drift(self, f: WindowFeatures) -> None:
@@ -1480,7 +1495,7 @@ class Auto(Policy):
                 # arm in reach prices any (_scalar_loss, inline, in a loop: a comprehension
                 # would make and call a function every window); a delta arm in reach on a
                 # window mostly not held (a first pass) is not tried there either (_trial)
-                workers, link = self.objective.workers, self.objective.link
+                workers, link = self._cpu_rate, self._byte_rate
                 scale, delta = self._cheapest_scale, self._delta_flags
                 for a in untried:
                     if (
@@ -1573,7 +1588,7 @@ class Auto(Policy):
         arms' estimates stay current."""
         self._expected, self._expected_out = loss[best], out[best]
         pages, step = self._window_pages, self.batch_pages
-        if not self._fast or self._cpu_scales is not None or pages < 2 * step:
+        if not self._timed or self._cpu_scales is not None or pages < 2 * step:
             return best
         if self._shared_factor > _CROWDED_HOST:
             return best  # the model's idle encoders or link are other threads' time
@@ -2030,7 +2045,7 @@ class Auto(Policy):
         per_call, per_zero = self._fixed_rows[arm]
         model = per_call * calls + per_zero * zero + per_page * nz
         if busy > 0:  # the stream's time: the window's, as the objective's model has it
-            if self._fast:
+            if self._timed:
                 busy_s, sending_s = busy * self._to_cpu, sent * self._to_link
                 self._stream_s += busy_s if busy_s > sending_s else sending_s
             else:
