@@ -349,6 +349,7 @@ class Auto(Policy):
         "_arm_factor",
         "_before_drift",
         "_byte_rate",
+        "_bytes_cost",
         "_c",
         "_c_list",
         "_c_state",
@@ -401,6 +402,7 @@ class Auto(Policy):
         "_prediction",
         "_ratio_version",
         "_read_entry",
+        "_read_rate",
         "_reads",
         "_retry_due",
         "_runs_moments",
@@ -589,10 +591,16 @@ class Auto(Policy):
         # predicted in float operations per arm, where any other goes through arrays
         rates = self.objective.loss_rates
         self._fast = rates is not None
+        # CPU seconds per unit of loss: what a read's CPU time costs (_read_s)
+        self._read_rate = self._workers
         if self._fast:
             self._cpu_rate, self._byte_rate = rates
             self._to_cpu = 1.0 / self._cpu_rate
             self._to_link = 1.0 / self._byte_rate
+            self._read_rate = self._cpu_rate
+        # whether the bytes sent enter the loss: where they do not (the CPU objective), a
+        # window that sent other than predicted says nothing of its loss (_learn)
+        self._bytes_cost = not self._fast or self._byte_rate < math.inf
         # the window's time: what the stream's clock counts (_learn), and what sharing a
         # window between two arms shortens where both the encoders and the link bind
         self._timed = isinstance(self.objective, Throughput)
@@ -1152,12 +1160,16 @@ class Auto(Policy):
 
     def _read_s(self, scan_s: float) -> float:
         """What reading features whose scan takes ``scan_s`` CPU seconds costs a window:
-        the scan and the decision of which probes to buy on them, in the objective's clock,
-        as the window's predicted time is. A host whose encoders' wall time is several
-        times their CPU time stretches the feeding thread's reads as much (measured on a
-        real image's first pass: reads priced unstretched fell under ``negligible`` on 47
-        of 64 windows, and cost a migration 5 % of its time)."""
-        return (scan_s + self._decision_s) * self._stretch / self._workers
+        the scan and the decision of which probes to buy on them, in the objective's units,
+        as the window's predicted loss is: CPU seconds over the objective's CPU rate (the
+        throughput objective's workers; nothing under the wire objective, whose loss CPU
+        time does not enter: priced as seconds there, reads looked a third of a window's
+        loss, and a recorded database's windows after its first few were played on stale
+        features, on zstd where XBZRLE sent a third less). A host whose encoders' wall
+        time is several times their CPU time stretches the feeding thread's reads as much
+        (measured on a real image's first pass: reads priced unstretched fell under
+        ``negligible`` on 47 of 64 windows, and cost a migration 5 % of its time)."""
+        return (scan_s + self._decision_s) * self._stretch / self._read_rate
 
     def _similar(self, pages: float) -> _Read | None:
         """The features last read on a window of about ``pages`` pages (within a factor
@@ -1997,11 +2009,14 @@ class Auto(Policy):
         # sent more, but not enough more to change the choice, leaves it standing: rereading
         # would pay for features that choose the same arm (the played arm's own outcome,
         # learnt below, is free). Judged on bytes, not time: what content does to a codec's
-        # time is the cost model's to learn, and clocks are noisy where sizes are not
+        # time is the cost model's to learn, and clocks are noisy where sizes are not; and
+        # only where bytes enter the loss (not the CPU objective's: there such reads cost a
+        # recorded QEMU guest 5 % of its CPU time against raw pages alone)
         slack = 1.0 + self.drift
         expected = self._expected_out * share
-        if sent < expected / slack or (
-            sent > expected * slack and self._outdone(arm, outcome, share)
+        if self._bytes_cost and (
+            sent < expected / slack
+            or (sent > expected * slack and self._outdone(arm, outcome, share))
         ):
             self._stale_play = True
         delta = self._delta_flags[arm]
