@@ -2,7 +2,8 @@
 best fixed arm, per corpus trace and link, over several measurements of the tables.
 
     python benchmarks/selector_eval.py [--corpus corpus/traces] [--tables 3] [--loto] [--json]
-        [--markdown docs/results/selector.md] [--from-json RESULTS.json]
+        [--objective throughput|cpu|wire] [--markdown docs/results/selector.md]
+        [--from-json RESULTS.json]
 
 For each trace, ``--tables`` tables are measured (every arm on every window, ``--repeats``
 timings each); every policy is replayed on each at 1 and 10 Gbit/s with 2 workers, and each
@@ -15,9 +16,11 @@ the calibrated model is from the measured CPU time of every arm on every trace (
 over windows of at least a batch of measured over modelled encode time, per table), which
 is how far the calibrated columns may be from what this machine measures.
 
-``--markdown PATH`` writes the results document (the per-trace, per-link table, the
-leave-one-trace-out table and the command and commit that produced them); ``--from-json``
-writes it from a saved ``--json`` run instead of measuring again.
+``--objective cpu`` or ``wire`` scores under that objective instead of throughput at each
+link (one column, named by the objective). ``--markdown PATH`` writes the results document
+(the per-trace, per-link table, the leave-one-trace-out table and the command and commit
+that produced them); ``--from-json`` writes it from a saved ``--json`` run instead of
+measuring again.
 """
 
 from __future__ import annotations
@@ -83,7 +86,11 @@ def _machine(machine: dict | None) -> str:
     return f" on {machine.get('cores', '?')} cores of {machine.get('cpu', 'an unnamed CPU')}"
 
 
-_LINK_NAMES = {"1Gbit": "1 Gbit/s", "10Gbit": "10 Gbit/s"}
+_LINK_NAMES = {"1Gbit": "1 Gbit/s", "10Gbit": "10 Gbit/s", "cpu": "CPU", "wire": "wire"}
+
+
+#: the objectives ``--objective`` scores under besides throughput, as the documents name them
+_OBJECTIVE_NAMES = {"cpu": "host CPU (`cpu`)", "wire": "wire bytes (`wire`)"}
 
 
 def cpu_against_model(measured, modelled, least_pages: int) -> dict[str, float]:
@@ -119,6 +126,9 @@ def render_markdown(doc: dict) -> str:
     links = doc.get("links") or sorted({link for _, link in cells}, key=len)
     name = lambda link: _LINK_NAMES.get(link, link)  # noqa: E731
     corpus = doc.get("corpus", DEFAULT_CORPUS)
+    objective = doc.get("objective", "throughput")
+    # a column per link under the throughput objective; one, named, under another
+    column = "link" if objective == "throughput" else "objective"
     lines = [
         "# Selector results on the memory of real programs"
         + ("" if corpus == DEFAULT_CORPUS else f": `{corpus}/`"),
@@ -126,19 +136,28 @@ def render_markdown(doc: dict) -> str:
         f"Written by `{doc.get('command', 'python benchmarks/selector_eval.py')}` at commit "
         f"`{doc.get('commit', 'unknown')}`{_machine(doc.get('machine'))}: every trace under "
         f"`{corpus}/`, the default "
-        f"arms, {doc.get('workers', 2):g} workers, the throughput objective, features, "
-        "probes and the decision of which probes to buy charged to the policy that reads "
-        "them.",
+        + (
+            f"arms, {doc.get('workers', 2):g} workers, the throughput objective"
+            if objective == "throughput"
+            else f"arms, the {_OBJECTIVE_NAMES.get(objective, objective)} objective"
+        )
+        + ", features, probes and the decision of which probes to buy charged to the "
+        "policy that reads them.",
         "",
         "*Calibrated* columns replay the tables with this machine's calibrated cost model (one "
         "number each: the model makes runs agree); *measured* ones are the median (min-max) over "
         f"{doc['tables']} measured tables of {doc['repeats']} timings per window and arm. The "
         "best fixed arm is the one with the largest calibrated total; `d-ucb` is a "
         "context-free bandit, for scale. The oracle plays the best single arm of every "
-        "window; `auto` can go past it by sharing a window between an arm that keeps the "
-        "encoders busy and one that fills the link (its `balance`).",
+        "window"
+        + (
+            "; `auto` can go past it by sharing a window between an arm that keeps the "
+            "encoders busy and one that fills the link (its `balance`)."
+            if objective == "throughput"
+            else "."
+        ),
         "",
-        "| trace | link | best fixed arm (/ oracle) | `auto` / oracle | `auto` / best fixed "
+        f"| trace | {column} | best fixed arm (/ oracle) | `auto` / oracle | `auto` / best fixed "
         "| measured: `auto` / oracle | measured: `auto` / best fixed | `d-ucb` / oracle |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -238,6 +257,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser, 
     # extended, not replaced, when given again (--links 1Gbit --links 10Gbit: both)
     ap.add_argument("--links", nargs="+", action="extend", help="default: 1Gbit 10Gbit")
     ap.add_argument("--workers", type=float, default=2)
+    ap.add_argument(
+        "--objective",
+        choices=["throughput", *_OBJECTIVE_NAMES],
+        default="throughput",
+        help="score under another objective than throughput at each link (one column)",
+    )
     ap.add_argument("--policies", nargs="+", action="extend", help="default: every policy")
     ap.add_argument("--loto", action="store_true", help="leave-one-trace-out auto defaults")
     ap.add_argument("--json", action="store_true")
@@ -263,9 +288,13 @@ def main(argv: list[str] | None = None) -> int:
     if not traces:
         ap.error(f"{args.corpus} holds no trace")
     model = machine_cost_model(arms)
-    objectives = {
-        link: make_objective("throughput", link=link, workers=args.workers) for link in args.links
-    }
+    if args.objective == "throughput":
+        objectives = {
+            link: make_objective("throughput", link=link, workers=args.workers)
+            for link in args.links
+        }
+    else:  # no link: one column, named by the objective
+        objectives = {args.objective: make_objective(args.objective)}
     measured: dict[tuple[str, str, str], dict[str, list[float]]] = {}
     calibrated: dict[tuple[str, str, str], dict[str, float]] = {}
     modelled_tables = {}
@@ -299,7 +328,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine": model.machine,
         "tables": args.tables,
         "repeats": args.repeats,
-        "links": args.links,
+        "links": list(objectives),
+        "objective": args.objective,
         "workers": args.workers,
         "measured": [
             {"trace": t, "link": link, "policy": p, "vs_oracle": v["o"], "vs_best_fixed": v["f"]}
@@ -359,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         for row in doc["loto"]:
             scores = " ".join(
                 f"{link}: {row[f'{link} vs_oracle']:.3f}/{row[f'{link} vs_best_fixed']:.3f}"
-                for link in args.links
+                for link in objectives
             )
             params = ",".join(f"{k}={v}" for k, v in row["config"].items() if k != "name")
             print(f"{row['held_out']:<10} {params:<60} {scores}  (oracle/fixed)")

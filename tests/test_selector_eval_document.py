@@ -111,6 +111,28 @@ def test_the_document_names_the_corpus_it_was_run_on() -> None:
     assert "every trace under `corpus/heldout/`" in text
 
 
+def test_a_run_under_another_objective_names_it_in_one_column() -> None:
+    """``--objective cpu`` scores one column, the objective's, with no link, no workers and
+    no sharing of windows, which only the throughput objective has."""
+    render = benchmark_module("selector_eval").render_markdown
+    cells = [_row("alpha", "cpu", p, 0.9, 1.0) for p in ("fixed raw", "auto", "d-ucb")]
+    measured = [_row("alpha", "cpu", "auto", [0.9], [1.0])]
+    doc = {"tables": 1, "repeats": 1, "links": ["cpu"], "objective": "cpu"}
+    text = render(doc | {"calibrated": cells, "measured": measured})
+    assert "the default arms, the host CPU (`cpu`) objective, features, probes" in text
+    assert "| trace | objective | best fixed arm (/ oracle) |" in text
+    assert "| alpha | CPU | raw (0.900) | 0.900 | 1.000 |" in text
+    assert "workers" not in text and "sharing a window" not in text
+    throughput = render(
+        {**doc, "links": ["1Gbit"], "objective": "throughput"}
+        | {
+            "calibrated": [dict(c, link="1Gbit") for c in cells],
+            "measured": [dict(m, link="1Gbit") for m in measured],
+        }
+    )
+    assert "| trace | link |" in throughput and "2 workers, the throughput objective" in throughput
+
+
 def test_cpu_against_model_counts_windows_of_a_batch_or_more() -> None:
     page = 4096
     pages = np.array([8, 64, 200, 500])
