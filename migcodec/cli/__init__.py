@@ -26,6 +26,7 @@ from migcodec.cli.args import (
 )
 from migcodec.cli.args import silence_stdout as _silence_stdout
 from migcodec.codecs import CodecError
+from migcodec.codecs.stuck import left_running_note
 from migcodec.interrupts import Terminated, raise_terminated
 
 #: modules that each define ``register(subparsers)``
@@ -131,10 +132,10 @@ def _run(args: argparse.Namespace) -> int:
         print(f"migcodec {_name(args)}: {exc}", file=sys.stderr)
         return 2
     except Terminated:
-        print(f"migcodec {_name(args)}: terminated", file=sys.stderr)
+        print(f"migcodec {_name(args)}: terminated{left_running_note()}", file=sys.stderr)
         return EXIT_TERMINATED
     except KeyboardInterrupt:
-        print(f"migcodec {_name(args)}: interrupted", file=sys.stderr)
+        print(f"migcodec {_name(args)}: interrupted{left_running_note()}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except MemoryError as exc:
         # the checks before each large allocation read the machine's free memory; a limit

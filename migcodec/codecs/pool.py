@@ -578,6 +578,9 @@ class CodecEngines:
                 views.append(batch.memory)
         return views
 
+    def codecs_in_calls(self) -> list[Codec]:
+        return [self.codec] if self.memory_read() else []
+
     def __enter__(self) -> CodecEngines:
         return self
 

@@ -38,9 +38,12 @@ STUCK_AFTER_S = 60.0
 
 class MemoryReader(Protocol):
     """Threads left inside codec calls: ``memory_read()`` is the memory those calls were
-    given, empty once they have all returned."""
+    given, empty once they have all returned, and ``codecs_in_calls()`` the codecs whose
+    calls those are."""
 
     def memory_read(self) -> list[np.ndarray]: ...
+
+    def codecs_in_calls(self) -> list[Codec]: ...
 
 
 _left: list[MemoryReader] = []
@@ -61,6 +64,27 @@ def still_read(memory: np.ndarray) -> bool:
         reading = [(reader, reader.memory_read()) for reader in _left]
         _left[:] = [reader for reader, views in reading if views]
     return any(np.may_share_memory(memory, view) for _, views in reading for view in views)
+
+
+def left_running_note() -> str:
+    """A clause naming the codecs whose calls were left running and have not returned
+    (``""`` if none), for the line that says a command was interrupted: the user who
+    pressed Ctrl-C at a command that seemed to hang learns which codec held it, and what
+    to do about it."""
+    with _lock:
+        readers = list(_left)
+    names: dict[str, str | None] = {}
+    for reader in readers:
+        for codec in reader.codecs_in_calls():
+            names.setdefault(codec.name, codec_package(codec))
+    if not names:
+        return ""
+    clauses = []
+    for name, package in names.items():
+        source = f" (from the package {package})" if package else ""
+        fix = f"report it to the authors of {package}" if package else "its library or device may have hung"
+        clauses.append(f"codec {name!r}{source} had not returned from a call: {fix}")
+    return "; " + "; ".join(clauses)
 
 
 def stuck_codec(

@@ -220,6 +220,10 @@ class _Sender(threading.Thread):
         call = self._in_codec
         return [] if call is None else [call[1].memory]
 
+    def codecs_in_calls(self) -> list[Codec]:
+        call = self._in_codec
+        return [] if call is None else [call[0]]
+
     def _abandon_if_stuck(self) -> bool:
         """Whether this thread is left to a codec call of its own: one it has been in past
         ``give_up_at`` is stuck, so the migration stops waiting for it and fails with

@@ -615,7 +615,9 @@ def test_a_signal_while_a_codec_never_returns_ends_migrate_in_seconds(
 ):
     """The teardown waited for the codec with signals held, so only SIGKILL ended it; now
     it waits a few seconds, leaves the region mapped for the codec's thread (unmapped, its
-    next read would crash the process) and removes its name, and exits as Ctrl-C does."""
+    next read would crash the process) and removes its name, and exits as Ctrl-C does,
+    naming the codec that held it (a user who pressed Ctrl-C at a migration that seemed to
+    hang was told only that it was interrupted)."""
     mark = tmp_path / "inside-encode"
     env = {**subprocess_env(tmp_path / "cache", stuck_plugin), "STUCK_MARK": str(mark)}
     migrate = subprocess.Popen(
@@ -634,5 +636,9 @@ def test_a_signal_while_a_codec_never_returns_ends_migrate_in_seconds(
         out, err = migrate.communicate(timeout=30)  # a bound on a hang, not a timing
     finally:
         migrate.kill()
-    assert (migrate.returncode, out, err) == (128 + sig, "", f"migcodec migrate: {word}\n")
+    held = (
+        "; codec 'stuck' (from the package migcodec-stuck) had not returned from a call: "
+        "report it to the authors of migcodec-stuck"
+    )
+    assert (migrate.returncode, out, err) == (128 + sig, "", f"migcodec migrate: {word}{held}\n")
     assert not os.path.exists(f"/dev/shm/{shm_name}")

@@ -24,7 +24,7 @@ from migcodec.codecs import (
     PageSizeUnsupported,
     get_codec,
 )
-from migcodec.codecs.stuck import still_read
+from migcodec.codecs.stuck import left_running_note, still_read
 from migcodec.datasets import generate_pages
 
 PAGE = 4096
@@ -740,11 +740,15 @@ def test_stopping_engines_leaves_a_codec_that_never_returns_running_and_its_memo
         assert engines.stop(timeout=0.05) == 1
         assert [np.shares_memory(view, memory) for view in engines.memory_read()] == [True]
         assert still_read(memory[2:]) and not still_read(np.ones((4, PAGE), np.uint8))
+        # what a command interrupted now says of it, until the codec returns
+        note = f"; codec {codec.name!r} had not returned from a call: its library or device"
+        assert left_running_note() == note + " may have hung"
         codec.gate.set()
         assert held.result(timeout=WAIT) is not None
         with pytest.raises(CodecError, match="stopped before this batch was encoded"):
             queued.result(timeout=WAIT)
         assert [first for first, _ in codec.log] == [1]  # the queued batch was not begun
         assert engines.memory_read() == [] and not still_read(memory)
+        assert left_running_note() == ""
         for request in (held, queued):
             request.release()
