@@ -16,6 +16,7 @@ import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -576,12 +577,19 @@ def test_a_cluster_worker_names_an_arm_whose_constructor_never_returns(stuck_plu
     """The check a worker runs before any table task (``client.run``, on its event loop)
     held the worker, and the evaluation, forever."""
     from migcodec.codecs import stuck
-    from migcodec.selector.evaluation.cluster import worker_check
+    from migcodec.selector.evaluation.cluster import Cluster, SchedulerError, worker_check
 
     monkeypatch.setattr(stuck, "STUCK_AFTER_S", STUCK_AFTER_S)
     arms = ((("name", "raw"),), (("name", "stuck-start"),))  # as TableSettings holds them
-    (problem,) = within(30, worker_check, arms)["problems"]
-    assert re.fullmatch(_stuck(LEAVE, "stuck-start", BUILDING), problem), problem
+    answer = within(30, worker_check, arms)
+    assert answer["problems"] == []
+    assert re.fullmatch(_stuck(LEAVE, "stuck-start", BUILDING), answer["stuck"]), answer
+    # refused in the stuck codec's words alone: it was told, besides, to install the same
+    # codecs on every host (it is installed) and to leave its arms out a second time
+    client = SimpleNamespace(run=lambda check, arms: {"tcp://w:1": answer})
+    with pytest.raises(SchedulerError) as refused:
+        Cluster.check_workers(SimpleNamespace(client=client), SimpleNamespace(arms=arms))
+    assert str(refused.value) == f"worker tcp://w:1: {answer['stuck']}"
 
 
 def test_migrate_with_a_codec_whose_encode_never_returns_fails_at_its_time_limit(

@@ -315,8 +315,8 @@ def worker_check(arms: tuple) -> dict[str, Any]:
 
     try:
         problems = run_bounded(_arm_problems, arms, instead=LEAVE_ARMS_OUT)
-    except CodecStuck as exc:
-        problems = [str(exc)]
+    except CodecStuck as exc:  # says what to do already: not told to install it as well
+        return {"version": migcodec.__version__, "problems": [], "stuck": str(exc)}
     return {"version": migcodec.__version__, "problems": problems}
 
 
@@ -482,6 +482,8 @@ class Cluster:
                     f"worker {worker} runs migcodec {answer['version']}, this host "
                     f"{migcodec.__version__}: install the same version on every host"
                 )
+            if answer.get("stuck"):
+                raise SchedulerError(f"worker {worker}: {answer['stuck']}")
             if answer["problems"]:
                 raise SchedulerError(
                     f"worker {worker} cannot build arms: {'; '.join(answer['problems'])}; "
