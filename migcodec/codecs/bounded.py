@@ -104,6 +104,15 @@ def codec_watch() -> Watch:
     return getattr(_here, "watch", _UNWATCHED)
 
 
+def watch_this_thread() -> Watch:
+    """A :class:`Watch` of this thread's own, for another thread to read: a thread that
+    calls codecs for a caller that cannot hand it over as units (a migration's
+    destination, decoding frames as they arrive) is watched so, and its caller, done
+    waiting, names the codec call it is stuck in."""
+    watch = _here.watch = Watch()
+    return watch
+
+
 class CodecThread:
     """A daemon thread that runs units of codec work for one caller, one at a time
     (:meth:`run`); started with the first unit. Close it (or use it as a context manager)
@@ -125,7 +134,7 @@ class CodecThread:
 
         On a worker already (a unit within a unit), ``fn`` runs right there, within the
         outer unit's bound and what it says to do instead."""
-        if getattr(_here, "watch", None) is not None:
+        if getattr(_here, "worker", False):
             return fn(*args)
         worker = self._worker
         if worker is None:
@@ -171,7 +180,7 @@ class _Worker:
         threading.Thread(target=self._serve, name=name, daemon=True).start()
 
     def _serve(self) -> None:
-        _here.watch = self.watch
+        _here.watch, _here.worker = self.watch, True
         while True:
             unit = self.todo.get()
             if unit is None:
@@ -203,4 +212,12 @@ class _Worker:
                     raise stuck_codec(call[0], waited, instead, call[1]) from None
 
 
-__all__ = ["BUILDING", "LOOK_EVERY_S", "CodecThread", "Watch", "codec_watch", "run_bounded"]
+__all__ = [
+    "BUILDING",
+    "LOOK_EVERY_S",
+    "CodecThread",
+    "Watch",
+    "codec_watch",
+    "run_bounded",
+    "watch_this_thread",
+]

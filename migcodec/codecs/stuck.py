@@ -82,7 +82,9 @@ def left_running_note() -> str:
     clauses = []
     for name, package in names.items():
         source = f" (from the package {package})" if package else ""
-        fix = f"report it to the authors of {package}" if package else "its library or device may have hung"
+        fix = "its library or device may have hung"
+        if package:
+            fix = f"report it to the authors of {package}"
         clauses.append(f"codec {name!r}{source} had not returned from a call: {fix}")
     return "; " + "; ".join(clauses)
 

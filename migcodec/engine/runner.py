@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 
 import numpy as np
 
+from migcodec.codecs.bounded import Watch, watch_this_thread
+from migcodec.codecs.errors import CodecStuck
+from migcodec.codecs.stuck import stuck_codec
 from migcodec.engine.chooser import CodecChooser
 from migcodec.engine.destination import RECEIVE_TIMEOUT_S, receive_migration
 from migcodec.engine.guest import FillProgress, make_guest
 from migcodec.engine.guest_memory import check_available, open_guest_memory
 from migcodec.engine.progress import ProgressCallback
 from migcodec.engine.report import MigrationReport
-from migcodec.engine.source import DESTINATION_CLOSED, MigrationConfig, MigrationSource
+from migcodec.engine.source import (
+    DESTINATION_CLOSED,
+    STOP_GRACE_S,
+    MigrationConfig,
+    MigrationSource,
+)
 
 
 def run_loopback(
@@ -53,6 +62,7 @@ def run_loopback(
         port = server.getsockname()[1]
 
         def destination() -> None:
+            outcome["watch"] = watch_this_thread()  # the codec it decodes with, if stuck
             conn, _ = server.accept()
             with conn:
                 try:
@@ -60,18 +70,34 @@ def run_loopback(
                 except Exception as exc:  # reported below, beside the source's view
                     outcome["error"] = exc
 
-        thread = threading.Thread(target=destination, name="migcodec-destination")
+        # a daemon: a codec whose decode never returns holds it, and the process exits
+        # anyway (its memory, ``received``, is numpy's: the thread's references keep it)
+        thread = threading.Thread(target=destination, name="migcodec-destination", daemon=True)
         thread.start()
         with socket.create_connection(("127.0.0.1", port)) as sock:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            report = source.migrate(sock)
-        thread.join()
+            report = source.migrate(sock)  # waits for the verdict until past its time limit
+        thread.join(STOP_GRACE_S)  # the source has closed the stream: it ends now, or is held
+        stuck = _stuck_in(outcome["watch"]) if thread.is_alive() else None
     report.downtime_limit_s = config.downtime_limit_s
+    if stuck is not None:  # why the source never heard back, whatever it says of that
+        report.error, report.verified = f"destination failed: {stuck}", False
     # the destination's reason, where the source saw no other than the connection closing
     # (a codec whose decode fails: the source's report said to read an output there is not)
-    if "error" in outcome and (report.error is None or report.error.startswith(DESTINATION_CLOSED)):
+    elif "error" in outcome and (
+        report.error is None or report.error.startswith(DESTINATION_CLOSED)
+    ):
         report.error = f"destination failed: {outcome['error']}"
     return report
+
+
+def _stuck_in(watch: Watch) -> CodecStuck | None:
+    """The codec call the destination thread, still running after the source closed the
+    stream, is held by (:class:`~migcodec.codecs.CodecStuck` naming the codec), if any."""
+    call = watch.call
+    if call is None:
+        return None
+    return stuck_codec(call[0], time.perf_counter() - call[2], "choose another --codec", call[1])
 
 
 def _destination_memory(memory: np.ndarray) -> np.ndarray:

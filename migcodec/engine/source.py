@@ -45,10 +45,10 @@ from migcodec.engine.report import IterationRecord, MigrationReport
 from migcodec.engine.runs import batch_runs
 from migcodec.hashing import RunningDigest
 from migcodec.interrupts import interrupts_held
-from migcodec.wire import FrameWriter, WireError, memory_digest
+from migcodec.wire import FrameWriter, PeerTimeout, WireError, memory_digest
 from migcodec.wire.format import MAX_BATCH_BYTES, MAX_BATCH_PAGES
 from migcodec.wire.handshake import read_reply
-from migcodec.wire.io import DeadlinePassed, PeerIdle, Source
+from migcodec.wire.io import DeadlinePassed, PeerIdle, Source, TimedSocket
 
 _ITERATION_END = "iteration-end"
 _STOP = "stop"
@@ -358,6 +358,18 @@ def _no_early_answer(sock, checksummed: bool) -> None:
         "destination reported success before the stream ended, so it did not verify the "
         "memory; check that `migcodec receive` is what listens there"
     )
+
+
+def _bound_the_verdict(sock, deadline: float) -> None:
+    """Wait for the destination's verdict on a socket with no timeout of its own (a
+    loopback's, a library caller's) until :data:`STOP_GRACE_S` past the time limit: a
+    destination whose decode never returns never answers, and the source waited for it
+    forever. A socket that bounds its own calls (a :class:`~migcodec.wire.io.TimedSocket`:
+    its idle timeout and deadline) is left to them."""
+    if not isinstance(sock, socket.socket) or isinstance(sock, TimedSocket):
+        return
+    if sock.gettimeout() is None:
+        sock.settimeout(max(deadline - time.perf_counter(), 0.0) + STOP_GRACE_S)
 
 
 class MigrationSource:
@@ -762,10 +774,16 @@ class MigrationSource:
             _no_early_answer(sock, writer.replies_checksummed)
             digest = sender.digest.digest() if sender.digest else memory_digest(self.memory)
             writer.end_stream(digest)
+            _bound_the_verdict(sock, start + cfg.max_time_s)
             read_reply(sock, "the end of the stream", writer.replies_checksummed)
             report.verified = True
         except LinkTimeLimit as exc:  # the last frames' pacing reached the time limit
             report.error = self._out_of_time(exc)
+        except PeerTimeout:
+            report.error = (
+                f"{self._time_limit()}: the destination had not confirmed the migration "
+                f"{STOP_GRACE_S:g} s after it"
+            )
         except (OSError, WireError) as exc:
             report.error = f"destination did not confirm the migration: {exc}"
         report.downtime_s = time.perf_counter() - paused

@@ -34,6 +34,7 @@ from migcodec.codecs import (
     page_view,
 )
 from migcodec.codecs.batch import check_run, check_runs
+from migcodec.codecs.bounded import codec_watch
 from migcodec.codecs.encoded import MAX_PAGE_MODE, PageMode
 from migcodec.hashing import RunningDigest, checksum
 from migcodec.wire import format as fmt
@@ -446,8 +447,10 @@ class FrameReader:
     def _decode(self, frame: Frame, view: np.ndarray) -> None:
         """:meth:`apply` into memory already checked by :meth:`_view`."""
         codec = self.codecs[frame.codec_id]
+        # _parse_data checked runs and modes; the call is watched: a thread waiting for this
+        # one names a codec stuck in it (migcodec.codecs.bounded)
         try:
-            codec.decode_checked(frame.encoded, view)  # _parse_data checked runs and modes
+            codec_watch().calling(codec, "decode", codec.decode_checked, frame.encoded, view)
         except (DecodeError, InvalidBatch, CodecError) as exc:
             raise CorruptPayload(f"{codec.name}: {exc}", frame.index, frame.offset) from exc
         except Exception as exc:  # a codec bug on hostile input is still a wire error

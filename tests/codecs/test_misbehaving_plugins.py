@@ -615,6 +615,27 @@ def test_migrate_with_a_codec_whose_encode_never_returns_fails_at_its_time_limit
     ), migrate.stderr
 
 
+def test_migrate_with_a_codec_whose_decode_never_returns_fails_naming_it(stuck_plugin, tmp_path):
+    """The destination's decode never returned, so it never answered: the source waited for
+    its verdict, and the command for the destination, forever. Now the source waits until
+    a few seconds past the time limit, and the destination is named stuck in the codec."""
+    stuck_decode = ["migrate", "--codec", "stuck-decode", "--memory", "1MiB", "--quiet"]
+    migrate = subprocess.run(
+        [*migcodec_command(), *stuck_decode, "--max-time", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,  # a bound on a hang, not a timing
+        env=subprocess_env(tmp_path / "cache", stuck_plugin),
+    )
+    assert migrate.returncode == 1, migrate.stderr
+    assert re.fullmatch(
+        "migcodec migrate: the migration failed: destination failed: "
+        + _stuck("choose another --codec", "stuck-decode", "decode")
+        + "\n",
+        migrate.stderr,
+    ), migrate.stderr
+
+
 @pytest.mark.parametrize(
     ("sig", "word"), [(signal.SIGINT, "interrupted"), (signal.SIGTERM, "terminated")]
 )
