@@ -13,9 +13,13 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from migcodec.codecs import Batch, Codec, CodecEngines, CodecPath, get_codec, stuck
+from migcodec.codecs.bounded import codec_watch, run_bounded
 from migcodec.codecs.roundtrip import NOT_THE_DECODERS, failures_of, round_trip_mismatch
 from migcodec.codecs.stuck import stuck_codec
 from migcodec.datasets import generate_pages
+
+#: what a user of ``bench`` can do about a codec that is stuck
+_INSTEAD = "leave it out of --codecs"
 
 
 @dataclass
@@ -62,6 +66,16 @@ def _encode_all(codec: Codec, memory: np.ndarray, batch_pages: int, workers: int
     return encoded, wall, cpu, out_bytes
 
 
+def _decode_all(codec: Codec, encoded: list, dest: np.ndarray) -> float:
+    """Decode every batch into ``dest``, each call watched (a bounded unit's: a decode that
+    never returns held the command forever), and return the wall seconds it took."""
+    watch = codec_watch()
+    t0 = time.perf_counter()
+    for item in encoded:
+        watch.calling(codec, "decode", codec.decode, item, dest)
+    return time.perf_counter() - t0
+
+
 def _collect(engines: CodecEngines, count: int) -> list:
     """``count`` encoded batches, detached (fewer if
     :data:`~migcodec.codecs.stuck.STUCK_AFTER_S` passes first); none within it is a stuck
@@ -69,7 +83,7 @@ def _collect(engines: CodecEngines, count: int) -> list:
     bound = stuck.STUCK_AFTER_S  # read at each wait: tests shorten it
     done = engines.wait_many(count, bound)
     if not done:
-        raise stuck_codec(engines.codec, bound, instead="leave it out of --codecs")
+        raise stuck_codec(engines.codec, bound, instead=_INSTEAD)
     return [_detach(request) for request in done]
 
 
@@ -102,12 +116,9 @@ def _bench_codec(
         walls.append(wall)
         cpus.append(cpu)
         dest = np.zeros_like(memory)
-        t0 = time.perf_counter()
         # a DecodeError here is the codec's own output found malformed: its failure too
         with failures_of(codec.name, "to decode the benchmark pages", NOT_THE_DECODERS):
-            for item in encoded:
-                codec.decode(item, dest)
-        decode_walls.append(time.perf_counter() - t0)
+            decode_walls.append(run_bounded(_decode_all, codec, encoded, dest, instead=_INSTEAD))
         if not np.array_equal(dest, memory):
             raise round_trip_mismatch(codec.name, "the benchmark pages")
     path = encoded[0].stats.path if encoded else CodecPath.SOFTWARE
@@ -135,4 +146,7 @@ def run_bench(
     batch_pages: int = 64,
 ) -> list[CodecBench]:
     memory = generate_pages(workload, pages, seed, page_size)
-    return [bench_codec(get_codec(name), memory, batch_pages, workers) for name in codecs]
+    # built on a bounded unit: a plugin whose import, probe or constructor never returns
+    # held the command forever
+    built = [run_bounded(get_codec, name, instead=_INSTEAD) for name in codecs]
+    return [bench_codec(codec, memory, batch_pages, workers) for codec in built]

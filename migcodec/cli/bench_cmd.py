@@ -7,6 +7,7 @@ import argparse
 from migcodec.cli import args as types
 from migcodec.cli.args import PAGE_SIZE, CommandLineError, codec_names, json_document
 from migcodec.codecs import available_codecs, plugin_statuses
+from migcodec.codecs.bounded import run_bounded
 from migcodec.datasets import GENERATORS
 from migcodec.engine.guest_memory import GuestMemoryError, check_available
 
@@ -17,7 +18,8 @@ def run(args: argparse.Namespace) -> int:
     if args.codecs is not None:
         names = codec_names(args.codecs)
     else:
-        names = [s.name for s in plugin_statuses() if s.available]
+        statuses = run_bounded(plugin_statuses, instead="name the others with --codecs")
+        names = [s.name for s in statuses if s.available]
     # the pages, the encoded and the decoded copies: refused before any is made
     try:
         check_available(args.pages * PAGE_SIZE * 3, f"--pages {args.pages}", "use fewer --pages")

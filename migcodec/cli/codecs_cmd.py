@@ -6,6 +6,7 @@ import argparse
 
 from migcodec.cli.args import json_document
 from migcodec.codecs import plugin_statuses
+from migcodec.codecs.bounded import run_bounded
 from migcodec.codecs.changes import CHANGE_SCAN
 from migcodec.codecs.deflate_scan import DEFLATE_SCAN
 from migcodec.codecs.zero import ZERO_SCAN
@@ -15,7 +16,9 @@ from migcodec.selector.scan import SAMPLE_SCAN
 
 
 def run(args: argparse.Namespace) -> int:
-    statuses = plugin_statuses()
+    # on a bounded unit: a plugin whose import or probe never returns held the listing
+    # forever; it is named instead
+    statuses = run_bounded(plugin_statuses, instead="uninstall it")
     if args.json:
         print(json_document([s.as_dict() for s in statuses]))
         return 0

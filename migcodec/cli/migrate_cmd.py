@@ -21,6 +21,7 @@ from migcodec.cli.args import (
     json_document,
 )
 from migcodec.cli.migrate_progress import ProgressDisplay
+from migcodec.codecs.bounded import run_bounded
 from migcodec.datasets import GENERATORS
 from migcodec.datasets.workload import PATTERNS, WRITE_STYLES
 from migcodec.engine import (
@@ -34,7 +35,7 @@ from migcodec.engine import (
     receive_migration,
     run_loopback,
 )
-from migcodec.engine.chooser import make_chooser
+from migcodec.engine.chooser import CodecChooser, make_chooser
 from migcodec.engine.destination import RECEIVE_TIMEOUT_S, MemoryOpener
 from migcodec.engine.guest_memory import DEFAULT_SIZE, check_available, check_backing
 from migcodec.engine.sweep import largest_converging_rate
@@ -162,11 +163,20 @@ def _source_memory(args: argparse.Namespace, page_size: int, copies: int) -> Gue
     return memory
 
 
+def _chooser(args: argparse.Namespace, config: MigrationConfig) -> CodecChooser:
+    """The chooser ``--codec`` means, built on a bounded unit: a plugin whose import, probe
+    or constructor never returns ends the command naming it (``--codec auto`` builds every
+    arm), where it held the command forever."""
+    return run_bounded(
+        make_chooser, args.codec, config.link_rate, args.workers, instead="choose another --codec"
+    )
+
+
 def _check_codec(args: argparse.Namespace, config: MigrationConfig) -> None:
     """Refuse an unknown or unavailable ``--codec`` before memory is allocated, created or
     filled (``auto`` is built when the migration starts)."""
     if args.codec != "auto":
-        make_chooser(args.codec, config.link_rate, args.workers)
+        _chooser(args, config)
 
 
 def run_migrate(args: argparse.Namespace) -> int:
@@ -186,7 +196,7 @@ def run_migrate(args: argparse.Namespace) -> int:
     with _source_memory(args, config.page_size, copies=2) as memory:
 
         def migrate_at(rate: float) -> MigrationReport:
-            chooser = make_chooser(args.codec, config.link_rate, args.workers)
+            chooser = _chooser(args, config)
             label = f"dirty {rate / 1e6:g} MB/s" if args.sweep_dirty_rate else ""
             with _progress(args, label) as progress:
                 report = run_loopback(
@@ -359,7 +369,7 @@ def _send(args: argparse.Namespace, config: MigrationConfig, memory: np.ndarray)
             fill_progress=progress.fill,
         )
     with _connect(args) as sock, _progress(args) as progress:
-        chooser = make_chooser(args.codec, config.link_rate, args.workers)
+        chooser = _chooser(args, config)
         source = MigrationSource(memory, chooser, config, guest.dirty, guest, progress)
         report = source.migrate(sock)
     report.downtime_limit_s = config.downtime_limit_s

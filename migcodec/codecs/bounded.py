@@ -85,12 +85,15 @@ class Watch:
 
     def calling(self, codec: Codec | str, call: str, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)``, ``codec``'s ``call``, watched while it runs (a codec call that is
-        timed writes :attr:`call` itself, around its clock)."""
+        timed writes :attr:`call` itself, around its clock). Within another watched call
+        (a plugin's import within the building of its codec), the outer call is watched
+        again once this one returns."""
+        outer = self.call
         self.call = (codec, call, time.perf_counter())
         try:
             return fn(*args)
         finally:  # a caller may go on after a call that raised (a plugin that fails to load)
-            self.call = None
+            self.call = outer
 
 
 _here = threading.local()

@@ -16,6 +16,7 @@ runs is found, or reported as gone, and a lookup that succeeds reads nothing.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import json
 from collections.abc import Sequence
@@ -78,14 +79,24 @@ class _Guarded:
     ``EntryPoint.load`` in every manager (stevedore 3 to 5)."""
 
     def _load_one_plugin(self, ep: EntryPoint, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return super()._load_one_plugin(ep, *args, **kwargs)  # type: ignore[misc]
+        load = super()._load_one_plugin  # type: ignore[misc]
+        try:  # watched as a call of the plugin's (see get_codec)
+            return _watched(ep.name, load, ep, *args, **kwargs)
         except KeyboardInterrupt:
             raise
         except BaseException as exc:
             if isinstance(exc, Exception) and not isinstance(exc, AssertionError):
                 raise
             raise _ImportAborted() from exc
+
+
+def _watched(name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)``, plugin ``name``'s own code (its import, probe or
+    constructor), watched as a call of it: in a bounded unit, one that never returns is
+    named (see :mod:`migcodec.codecs.bounded`, which imports this module)."""
+    from migcodec.codecs.bounded import BUILDING, codec_watch
+
+    return codec_watch().calling(name, BUILDING, functools.partial(fn, *args, **kwargs))
 
 
 class _Driver(_Guarded, DriverManager):
@@ -313,12 +324,12 @@ def faulty_plugin_hint(name: str) -> str:
     return f"upgrade the package that provides it, or uninstall it: pip uninstall {package}"
 
 
-def probe_of(cls: type[Codec]) -> Probe:
-    """``cls.probe()``, or an unavailable :class:`Probe` saying why it failed: a probe that
-    raises or returns something else than a ``Probe`` must not hide the other plugins, nor
-    end a command in a traceback."""
+def probe_of(cls: type[Codec], name: str) -> Probe:
+    """``cls.probe()`` of plugin ``name``, or an unavailable :class:`Probe` saying why it
+    failed: a probe that raises or returns something else than a ``Probe`` must not hide
+    the other plugins, nor end a command in a traceback."""
     try:
-        probe = cls.probe()
+        probe = _watched(name, cls.probe)
     except Exception as exc:
         return Probe(False, CodecPath.UNAVAILABLE, f"probe failed: {type(exc).__name__}: {exc}")
     if not isinstance(probe, Probe):
@@ -339,8 +350,13 @@ def get_codec(spec: str | dict[str, Any] | Codec, **params: Any) -> Codec:
     name = config.get("name")
     if not isinstance(name, str):
         raise CodecNotFound(f"codec config {config!r} has no 'name'")
+    return _watched(name, _built, name, config)
+
+
+def _built(name: str, config: dict[str, Any]) -> Codec:
+    """:func:`get_codec` of a config that names its codec."""
     cls = load_codec_class(name)
-    probe = probe_of(cls)
+    probe = probe_of(cls, name)
     if not probe.available:
         raise CodecUnavailable(f"codec {name!r} cannot run here: {probe.reason}")
     try:
@@ -417,5 +433,5 @@ def _status(name: str, cls: Any, source: str) -> PluginStatus:
     if wrong:
         reason = f"the entry point {wrong}; {faulty_plugin_hint(name)}"
         return PluginStatus(name, "?", False, CodecPath.UNAVAILABLE, reason, source)
-    probe = probe_of(cls)
+    probe = probe_of(cls, name)
     return PluginStatus(name, cls.kind, probe.available, probe.path, probe.reason, source)

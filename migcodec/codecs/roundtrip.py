@@ -15,15 +15,16 @@ import numpy as np
 from migcodec.codecs.base import Codec
 from migcodec.codecs.bounded import codec_watch
 from migcodec.codecs.encoded import Encoded
-from migcodec.codecs.errors import CodecError, CodecFailed, RoundTripMismatch
+from migcodec.codecs.errors import CodecError, CodecFailed, CodecStuck, RoundTripMismatch
 from migcodec.codecs.registry import faulty_plugin_hint
 
 #: what a codec's own code may raise that is not the codec's failure: the codec layer's
 #: errors (which say what to do already), Ctrl-C and SIGTERM, and memory running out
 NOT_THE_CODECS = (CodecError, KeyboardInterrupt, MemoryError)
 #: what a decode that is checked may raise that is not the codec's failure: a
-#: :class:`DecodeError` is (the framework found the codec's own output malformed)
-NOT_THE_DECODERS = (KeyboardInterrupt, MemoryError)
+#: :class:`DecodeError` is (the framework found the codec's own output malformed); a
+#: codec stuck in it is named so already, with what to do
+NOT_THE_DECODERS = (CodecStuck, KeyboardInterrupt, MemoryError)
 
 
 class failures_of:

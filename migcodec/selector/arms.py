@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from migcodec.codecs import Codec, CodecKind, get_codec
-from migcodec.codecs.bounded import BUILDING, codec_watch
 from migcodec.selector.spec import parse_spec
 
 #: CPU arms every installation has
@@ -69,9 +68,7 @@ class Arm:
     def codec(self) -> Codec:
         cached = self.__dict__.get("_codec")
         if cached is None:
-            # a plugin's import, probe and constructor are its own code, watched as a call
-            # of it (see migcodec.codecs.bounded)
-            cached = codec_watch().calling(self.name, BUILDING, get_codec, self.get_config())
+            cached = get_codec(self.get_config())  # watched as its call (see get_codec)
             object.__setattr__(self, "_codec", cached)
         return cached
 

@@ -455,6 +455,61 @@ def stuck_plugin(plugin_site: Path) -> Iterator[Path]:
         module.RELEASE.set()
 
 
+@pytest.fixture
+def stuck_probe_plugin(plugin_site: Path) -> Iterator[Path]:
+    """A codec, ``stuck-probe`` from the package migcodec-stuck-probe, whose probe never
+    returns until the test ends: listing the plugins probes every one."""
+    module = """
+import threading
+
+from migcodec.codecs import Codec
+
+RELEASE = threading.Event()
+
+class StuckProbe(Codec):
+    name = "stuck-probe"
+
+    @classmethod
+    def probe(cls):
+        RELEASE.wait()
+        return super().probe()
+"""
+    write_dist(
+        plugin_site,
+        "migcodec-stuck-probe",
+        {"stuck-probe": "migcodec_stuck_probe_plugin:StuckProbe"},
+        {"migcodec_stuck_probe_plugin": module},
+    )
+    yield plugin_site
+    loaded = sys.modules.get("migcodec_stuck_probe_plugin")
+    if loaded is not None:
+        loaded.RELEASE.set()
+
+
+@pytest.mark.parametrize(
+    ("command", "instead"),
+    [(["codecs"], "uninstall it"), (["bench", "--pages", "64"], "name the others with --codecs")],
+)
+def test_listing_the_plugins_names_one_whose_probe_never_returns(
+    stuck_probe_plugin, capsys, monkeypatch, command, instead
+):
+    """``migcodec codecs``, and ``bench`` of every available codec, probe every plugin:
+    they waited for it forever."""
+    from migcodec.cli import main
+    from migcodec.codecs import stuck
+
+    monkeypatch.setattr(stuck, "STUCK_AFTER_S", 0.5)
+    assert within(30, main, command) == 2
+    out, err = capsys.readouterr()
+    stuck_probe = (
+        "codec 'stuck-probe' \\(from the package migcodec-stuck-probe\\) has not returned from "
+        f"{BUILDING} after \\d+\\.\\d s: the codec is stuck; report it to the authors of "
+        f"migcodec-stuck-probe, or {instead}"
+    )
+    assert out == ""
+    assert re.fullmatch(f"migcodec {command[0]}: {stuck_probe}\n", err), err
+
+
 #: ``migcodec migrate`` with the stuck codec, on 1 MiB of memory
 MIGRATE_STUCK = ["migrate", "--codec", "stuck", "--memory", "1MiB", "--quiet"]
 
@@ -469,16 +524,22 @@ def _stuck(instead: str, name: str = "stuck", call: str = "encode") -> str:
     )
 
 
-def test_bench_names_a_codec_whose_encode_never_returns(stuck_plugin, capsys, monkeypatch):
-    """It waited for the codec forever."""
+@pytest.mark.parametrize(
+    ("name", "call"),
+    [("stuck", "encode"), ("stuck-decode", "decode"), ("stuck-start", BUILDING)],
+)
+def test_bench_names_a_codec_that_never_returns(stuck_plugin, capsys, monkeypatch, name, call):
+    """It waited for the codec forever: its encode, its decode (checking the round trip)
+    or its constructor."""
     from migcodec.cli import main
     from migcodec.codecs import stuck
 
     monkeypatch.setattr(stuck, "STUCK_AFTER_S", 0.5)
-    assert within(30, main, ["bench", "--codecs", "stuck", "--pages", "64"]) == 2
+    assert within(30, main, ["bench", "--codecs", name, "--pages", "64"]) == 2
     out, err = capsys.readouterr()
     assert out == ""
-    assert re.fullmatch("migcodec bench: " + _stuck("leave it out of --codecs") + "\n", err), err
+    expected = "migcodec bench: " + _stuck("leave it out of --codecs", name, call) + "\n"
+    assert re.fullmatch(expected, err), err
 
 
 #: ``migcodec evaluate`` of 2 windows of 64 pages of text
@@ -613,6 +674,23 @@ def test_migrate_with_a_codec_whose_encode_never_returns_fails_at_its_time_limit
         + "\n",
         migrate.stderr,
     ), migrate.stderr
+
+
+def test_migrate_with_a_codec_whose_constructor_never_returns_fails_naming_it(
+    stuck_plugin, capsys, monkeypatch
+):
+    """Building the codec waited for it forever, --max-time or not (the time limit runs
+    from the migration's start, after the codecs are built)."""
+    from migcodec.cli import main
+    from migcodec.codecs import stuck
+
+    monkeypatch.setattr(stuck, "STUCK_AFTER_S", 0.5)
+    migrate = ["migrate", "--codec", "stuck-start", "--memory", "1MiB", "--quiet"]
+    assert within(30, main, [*migrate, "--max-time", "60"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    expected = _stuck("choose another --codec", "stuck-start", BUILDING)
+    assert re.fullmatch(f"migcodec migrate: {expected}\n", err), err
 
 
 def test_migrate_with_a_codec_whose_decode_never_returns_fails_naming_it(stuck_plugin, tmp_path):
