@@ -653,27 +653,35 @@ def test_a_cluster_worker_names_an_arm_whose_constructor_never_returns(stuck_plu
     assert str(refused.value) == f"worker tcp://w:1: {answer['stuck']}"
 
 
-def test_migrate_with_a_codec_whose_encode_never_returns_fails_at_its_time_limit(
-    stuck_plugin, tmp_path
+@pytest.mark.parametrize(
+    ("codec", "failure"),
+    [
+        ("stuck", "did not finish within its 1 s time limit: " + _stuck("choose another --codec")),
+        (
+            "stuck-decode",
+            "destination failed: " + _stuck("choose another --codec", "stuck-decode", "decode"),
+        ),
+    ],
+)
+def test_migrate_with_a_codec_that_never_returns_fails_in_seconds(
+    stuck_plugin, tmp_path, codec, failure
 ):
     """It waited for the codec forever, --max-time or not; now it fails in one line, and
-    the process exits with the codec's thread still inside encode."""
+    the process exits with the codec's thread still inside its call. A codec whose encode
+    never returns is waited for until the time limit; one whose decode never returns (the
+    destination's: it never answers) until a few seconds past it, when the source stops
+    waiting for its verdict."""
     migrate = subprocess.run(
-        [*migcodec_command(), *MIGRATE_STUCK, "--max-time", "1"],
+        [*migcodec_command(), *MIGRATE_STUCK, "--codec", codec, "--max-time", "1"],
         capture_output=True,
         text=True,
         timeout=60,  # a bound on a hang, not a timing
         env=subprocess_env(tmp_path / "cache", stuck_plugin),
     )
-    limit = "did not finish within its 1 s time limit: "
     assert migrate.returncode == 1, migrate.stderr
-    assert re.fullmatch(
-        "migcodec migrate: the migration failed: "
-        + limit
-        + _stuck("choose another --codec")
-        + "\n",
-        migrate.stderr,
-    ), migrate.stderr
+    assert re.fullmatch(f"migcodec migrate: the migration failed: {failure}\n", migrate.stderr), (
+        migrate.stderr
+    )
 
 
 def test_migrate_with_a_codec_whose_constructor_never_returns_fails_naming_it(
@@ -691,27 +699,6 @@ def test_migrate_with_a_codec_whose_constructor_never_returns_fails_naming_it(
     assert out == ""
     expected = _stuck("choose another --codec", "stuck-start", BUILDING)
     assert re.fullmatch(f"migcodec migrate: {expected}\n", err), err
-
-
-def test_migrate_with_a_codec_whose_decode_never_returns_fails_naming_it(stuck_plugin, tmp_path):
-    """The destination's decode never returned, so it never answered: the source waited for
-    its verdict, and the command for the destination, forever. Now the source waits until
-    a few seconds past the time limit, and the destination is named stuck in the codec."""
-    stuck_decode = ["migrate", "--codec", "stuck-decode", "--memory", "1MiB", "--quiet"]
-    migrate = subprocess.run(
-        [*migcodec_command(), *stuck_decode, "--max-time", "1"],
-        capture_output=True,
-        text=True,
-        timeout=60,  # a bound on a hang, not a timing
-        env=subprocess_env(tmp_path / "cache", stuck_plugin),
-    )
-    assert migrate.returncode == 1, migrate.stderr
-    assert re.fullmatch(
-        "migcodec migrate: the migration failed: destination failed: "
-        + _stuck("choose another --codec", "stuck-decode", "decode")
-        + "\n",
-        migrate.stderr,
-    ), migrate.stderr
 
 
 @pytest.mark.parametrize(
