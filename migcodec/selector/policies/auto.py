@@ -405,6 +405,7 @@ class Auto(Policy):
         "_pooled",
         "_prediction",
         "_ratio_version",
+        "_raw_page_costs",
         "_read_entry",
         "_read_rate",
         "_reads",
@@ -519,6 +520,7 @@ class Auto(Policy):
         # the per-window prediction works on one number per arm: lists of floats cost a
         # fraction of what as many operations on arrays of a few entries do
         self._cost_rows = self._cost_grid.tolist()
+        self._raw_page_costs = [row[0] for row in self._cost_rows]  # at a log ratio of 0
         self._fixed_rows = list(zip(self._per_call.tolist(), self._per_zero.tolist(), strict=True))
         # each compressing arm, its cost per call and per zero page: what the C valuation
         # reads (None: the Python loop values the probes)
@@ -862,16 +864,20 @@ class Auto(Policy):
         page_size, log_page = self.page_size, self._log_page
         # the filter's state as floats once, then a few float operations per compressing
         # arm (conditional expressions, not min/max calls); the others stay at a raw page
+        # (their cost per page at a raw page's, the first step of their curve)
         x = self.ratios.x.tolist()
         level = x[0]
         lr = [0.0] * self.n_arms
         payload = [float(page_size)] * self.n_arms
+        per_page = self._raw_page_costs[:]
+        rows = self._cost_rows
         for arm, j in self._c_state:
             m = level + x[j]
             m = (m if m < log_page else log_page) if m > 0.0 else 0.0
             lr[arm] = m
             payload[arm] = page_size * math.exp(-m)
-        per_page = [row[_grid_step(x)] for row, x in zip(self._cost_rows, lr, strict=True)]
+            step = int(m * _GRID_SCALE)  # _grid_step, inline
+            per_page[arm] = rows[arm][step if step < _GRID_STEPS else _GRID_STEPS]
         return payload, lr, per_page
 
     @staticmethod
