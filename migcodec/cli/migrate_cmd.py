@@ -7,6 +7,8 @@ import contextlib
 import functools
 import socket
 import sys
+import threading
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -21,7 +23,9 @@ from migcodec.cli.args import (
     json_document,
 )
 from migcodec.cli.migrate_progress import ProgressDisplay
-from migcodec.codecs.bounded import run_bounded
+from migcodec.codecs import Codec
+from migcodec.codecs.bounded import Watch, run_bounded, watch_this_thread
+from migcodec.codecs.stuck import leave_running, stuck_codec
 from migcodec.datasets import GENERATORS
 from migcodec.datasets.workload import PATTERNS, WRITE_STYLES
 from migcodec.engine import (
@@ -38,6 +42,7 @@ from migcodec.engine import (
 from migcodec.engine.chooser import CodecChooser, make_chooser
 from migcodec.engine.destination import RECEIVE_TIMEOUT_S, MemoryOpener
 from migcodec.engine.guest_memory import DEFAULT_SIZE, check_available, check_backing
+from migcodec.engine.source import STOP_GRACE_S
 from migcodec.engine.sweep import largest_converging_rate
 from migcodec.plots import PlotUnavailable
 from migcodec.plots.migration import plot_migration, plot_sweep
@@ -317,8 +322,68 @@ def _receive(args: argparse.Namespace, memory: MemoryOpener | None) -> tuple[Str
                 "(--connect-timeout); start `migcodec send --connect` sooner, or wait longer"
             ) from exc
     with TimedSocket.adopt(conn, args.timeout, args.deadline) as timed:
-        summary, _ = receive_migration(timed, memory, timeout_s=args.timeout)
+        summary = _received_by_the_deadline(timed, memory, args)
     return summary, peer[0]
+
+
+class _Receiving:
+    """The thread receiving a migration, as :mod:`migcodec.codecs.stuck` knows threads
+    left inside codec calls: until it ends, the memory it writes must stay mapped."""
+
+    def __init__(self, thread: threading.Thread, watch: Watch, memory: list[np.ndarray]):
+        self.thread, self.watch, self.memory = thread, watch, memory
+
+    def memory_read(self) -> list[np.ndarray]:
+        return list(self.memory) if self.thread.is_alive() else []
+
+    def codecs_in_calls(self) -> list[Codec]:
+        call = self.watch.call
+        return [call[0]] if call is not None and isinstance(call[0], Codec) else []
+
+
+def _received_by_the_deadline(
+    timed: TimedSocket, memory: MemoryOpener | None, args: argparse.Namespace
+) -> StreamSummary:
+    """:func:`receive_migration` on a watched thread of its own, waited for until
+    ``--deadline`` and :data:`STOP_GRACE_S` more: the connection's timeouts bound every
+    read, but not a codec whose decode never returns, which held the command forever. It
+    is named (:class:`~migcodec.codecs.CodecStuck`), and the thread inside it left
+    running, with the memory it writes kept mapped (so is it when Ctrl-C ends the wait)."""
+    written: list[np.ndarray] = []
+
+    def opened(n_pages: int, page_size: int) -> np.ndarray:  # memory another may unmap
+        pages = memory(n_pages, page_size)
+        written.append(pages)
+        return pages
+
+    watch = Watch()
+    outcome: dict = {}
+
+    def receive() -> None:
+        watch_this_thread(watch)
+        try:
+            given = None if memory is None else opened  # numpy's own: nothing unmaps it
+            outcome["summary"] = receive_migration(timed, given, timeout_s=args.timeout)[0]
+        except BaseException as exc:  # raised on the waiting thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=receive, name="migcodec-receive", daemon=True)
+    receiving = _Receiving(thread, watch, written)
+    thread.start()
+    try:
+        thread.join(args.deadline + STOP_GRACE_S)
+    finally:
+        if thread.is_alive():
+            leave_running(receiving)
+    if thread.is_alive():
+        call = watch.call
+        if call is not None:
+            waited = time.perf_counter() - call[2]
+            raise stuck_codec(call[0], waited, "send with another --codec", call[1])
+        thread.join()  # in the stream's own code: its reads are bounded by the connection
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["summary"]
 
 
 def _reason(exc: OSError) -> str:

@@ -107,12 +107,12 @@ def codec_watch() -> Watch:
     return getattr(_here, "watch", _UNWATCHED)
 
 
-def watch_this_thread() -> Watch:
-    """A :class:`Watch` of this thread's own, for another thread to read: a thread that
-    calls codecs for a caller that cannot hand it over as units (a migration's
-    destination, decoding frames as they arrive) is watched so, and its caller, done
-    waiting, names the codec call it is stuck in."""
-    watch = _here.watch = Watch()
+def watch_this_thread(watch: Watch | None = None) -> Watch:
+    """A :class:`Watch` of this thread's own (``watch``, or a new one), for another thread
+    to read: a thread that calls codecs for a caller that cannot hand it over as units (a
+    migration's destination, decoding frames as they arrive) is watched so, and its
+    caller, done waiting, names the codec call it is stuck in."""
+    watch = _here.watch = Watch() if watch is None else watch
     return watch
 
 

@@ -684,6 +684,43 @@ def test_migrate_with_a_codec_that_never_returns_fails_in_seconds(
     )
 
 
+def test_receive_with_a_codec_whose_decode_never_returns_ends_by_its_deadline(
+    stuck_plugin, tmp_path
+):
+    """The connection's timeouts bound every read, and --deadline the whole migration, but
+    a decode that never returned held ``receive`` forever (and its source, waiting for the
+    verdict, until its own deadline). Now the receiver names the codec a few seconds past
+    its deadline and exits, the file it received into not left as an image."""
+    env = subprocess_env(tmp_path / "cache", stuck_plugin)
+    received = tmp_path / "received.img"
+    receive = ["receive", "--listen", "127.0.0.1:0", "--deadline", "1"]
+    receiver = subprocess.Popen(
+        [*migcodec_command(), *receive, "--memory-file", str(received)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        listening = receiver.stdout.readline()
+        port = listening.rsplit(":", 1)[1].strip()
+        send = ["send", "--connect", f"127.0.0.1:{port}", "--codec", "stuck-decode"]
+        sender = subprocess.run(
+            [*migcodec_command(), *send, "--memory", "1MiB", "--quiet"],
+            capture_output=True,
+            text=True,
+            timeout=60,  # a bound on a hang, not a timing
+            env=env,
+        )
+        _, err = receiver.communicate(timeout=60)
+    finally:
+        receiver.kill()
+    stuck = _stuck("send with another --codec", "stuck-decode", "decode")
+    assert receiver.returncode == 2 and re.fullmatch(f"migcodec receive: {stuck}\n", err), err
+    assert sender.returncode == 1, sender.stderr
+    assert not received.exists()
+
+
 def test_migrate_with_a_codec_whose_constructor_never_returns_fails_naming_it(
     stuck_plugin, capsys, monkeypatch
 ):
