@@ -23,7 +23,8 @@ import numpy as np
 
 from migcodec.codecs import Codec, Measurements
 from migcodec.selector.arms import Arm, fallback_arms
-from migcodec.selector.costmodel import machine_cost_model
+from migcodec.selector.costmodel import FEATURES_LABEL, machine_cost_model
+from migcodec.selector.decisions import decision_prices
 from migcodec.selector.features import FeatureExtractor, WindowFeatures
 from migcodec.selector.objectives import Objective, Outcome, Throughput
 from migcodec.selector.policies import Policy
@@ -107,6 +108,16 @@ class Selector:
         if policy.wants_costs:
             model = machine_cost_model(self.arms, page_size)
             costs = [model.arm(a.label) for a in self.arms]
+            # what its decisions and features cost on this machine: against them its own
+            # timings are judged
+            features = model.arms.get(FEATURES_LABEL)
+            if features is not None:
+                policy.features_prior = (features.per_call, features.per_page[0])
+            prices = decision_prices(model, len(self.arms)).get(policy.name)
+            if prices is not None:
+                policy.probe_decision_prior_s = prices[
+                    0 if isinstance(self.objective, Throughput) else 1
+                ]
         self.policy = policy.bind(
             len(self.arms),
             self.objective,

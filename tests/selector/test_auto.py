@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import pytest
@@ -1549,3 +1550,30 @@ def test_under_the_wire_objective_reads_cost_nothing():
             policy.update(arm, 0.0, None, Outcome(10_000 * PAGE, 10_000 * PAGE, 1e-3, 1e-3))
     assert policy._read_s(f.cheap_s) == 0.0
     assert reads == "rrrrrr"
+
+
+def test_without_a_calibrated_price_a_paused_first_decision_is_not_the_price(monkeypatch):
+    """Bound without the machine's price of a decision (a library caller's policy), the
+    average starts at the least of the first few decisions timed: a pause in the first
+    (0.2 s of this thread's CPU) priced every later read out, and no read timed again."""
+    calls = []
+    real = Auto._probe_mask
+
+    def paused(self, features):
+        calls.append(1)
+        if len(calls) == 1:
+            start = time.thread_time()
+            while time.thread_time() - start < 0.2:
+                pass
+        return real(self, features)
+
+    monkeypatch.setattr(Auto, "_probe_mask", paused)
+    policy = _auto(1.25e9)
+    policy.probe_decision_s = None  # timed, not priced
+    assert policy.probe_decision_prior_s is None
+    f = _features(1000)
+    for _ in range(3):
+        policy.probe_mask(f)
+    assert policy._decision_s < 0.01
+    policy.probe_mask(f)  # a fourth, timed normally, moves the average from there
+    assert policy._decision_s < 0.01

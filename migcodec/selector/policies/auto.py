@@ -146,6 +146,10 @@ _CPU_DRIFT_VAR = 0.01
 #: guest and the stream's threads (a migration engine's trial of 4 batches measured one
 #: codec at 2.5x its windows' time and tipped the host's factor)
 _TRIAL_BATCHES = {"cpu": 4, "wall": 16}
+#: how many times the average decision a timed one counts as at most, and how many are
+#: timed before the average starts, from the least of them (Auto.probe_mask)
+_DECISION_OUTLIER = 4.0
+_DECISIONS_SEEDING = 3
 #: the host's CPU factor (its encoders' time over the calibration's) above which no window
 #: is shared between two arms (see Auto._balanced): encoders that take this much longer
 #: than calibrated wait for cores the guest and the stream's other threads hold, so
@@ -247,6 +251,9 @@ class _Read:
     since (see ``Auto.wants_features``)."""
 
     features: WindowFeatures
+    #: what reading them cost, as priced (Auto._scan_cost: their scan's CPU seconds, a
+    #: pause in it counted as at most a few times what a scan costs here)
+    scan_s: float = 0.0
     since_s: float = 0.0
     #: the predicted loss per page of the last window played on these features
     per_page_s: float = 0.0
@@ -374,6 +381,7 @@ class Auto(Policy):
         "_cpu_var",
         "_cpu_weight",
         "_decision_s",
+        "_decisions_timed",
         "_delta_arms",
         "_delta_cov",
         "_delta_drift",
@@ -411,6 +419,7 @@ class Auto(Policy):
         "_reads",
         "_retry_due",
         "_runs_moments",
+        "_scan_ratio",
         "_shared_factor",
         "_slot",
         "_split",
@@ -643,7 +652,10 @@ class Auto(Policy):
         self._feature_value = math.inf  # loss reading features avoided, per guest byte
         # CPU seconds a decision of which probes to buy costs (probe_mask): part of what
         # reading a window's features costs it
-        self._decision_s = 0.0
+        prior = self.probe_decision_prior_s
+        self._decision_s = 0.0 if prior is None else prior
+        self._decisions_timed = 0
+        self._scan_ratio = 1.0  # scans' CPU time over the calibration's (_scan_cost)
         self._pages = 0.0  # the size of the window being chosen for
         self._window_pages = 0.0  # the size of the window last chosen for (see update)
         self._split: tuple[int, float] | None = None  # see split()
@@ -1134,7 +1146,7 @@ class Auto(Policy):
             # costing more than its window took
             return not self._read_costs_more(entry, pages)
         self._read_entry = entry
-        cost = self._read_s(entry.features.cheap_s)
+        cost = self._read_s(entry.scan_s)
         if cost <= self.upkeep * entry.since_s and self._feature_value > 0.0:
             # fresh estimates for a bounded share of the time, while reading has changed a
             # choice: where no read ever did (one arm best on every window), such rereads
@@ -1160,13 +1172,37 @@ class Auto(Policy):
                 return False
             entry = self._reads[0]
         read = entry.features
-        scan = read.cheap_s
+        scan = entry.scan_s
         if pages < read.sample:
             scan *= (pages if pages > 1.0 else 1.0) / read.sample
         if self._read_s(scan) <= min(self._predict(read, pages)[3]):
             return False
         self._read_entry = entry
         return True
+
+    def _scan_cost(self, fresh: WindowFeatures) -> float:
+        """What reading ``fresh`` cost, as later reads of its size are priced: its scan's
+        CPU seconds, but where the caller gave the machine's calibrated cost of a scan
+        (:attr:`features_prior`), at most :data:`_DECISION_OUTLIER` times that cost as
+        this host has lately run it (a moving ratio, itself moved by each scan so
+        clipped). A pause the scan did not cause (a collection of the interpreter's
+        garbage) counted whole, and priced every later read of its size out: on a phased
+        workload, the windows of a phase whose delta records were a fiftieth of what the
+        compressor played sent, read on none of them. A replay's scans (a table's, smooth
+        where calibrated) are priced as measured."""
+        spent = fresh.cheap_s
+        prior = self.features_prior
+        if prior is None:
+            return spent
+        calibrated = prior[0] + prior[1] * fresh.sample
+        if calibrated <= 0.0:
+            return spent
+        ratio = self._scan_ratio
+        seen = spent / calibrated
+        most = _DECISION_OUTLIER * ratio
+        seen = seen if seen < most else most
+        self._scan_ratio = ratio + self.learn * (seen - ratio)
+        return seen * calibrated
 
     def _read_s(self, scan_s: float) -> float:
         """What reading features whose scan takes ``scan_s`` CPU seconds costs a window:
@@ -1206,7 +1242,7 @@ class Auto(Policy):
             step = self.learn
             self._feature_value = avoided if math.isinf(old) else old + step * (avoided - old)
         carried = 0.0 if entry is None else entry.stale_bias  # a lesson of the size's
-        self._read_entry = entry = _Read(fresh.cheap())
+        self._read_entry = entry = _Read(fresh.cheap(), self._scan_cost(fresh))
         entry.stale_bias = carried
         sample = self._delta_sample(fresh.delta_bytes)
         if sample is not None:
@@ -1222,7 +1258,19 @@ class Auto(Policy):
         kept (the caller's price, :attr:`probe_decision_s`, or this call's CPU time, in a
         moving average), and priced with every later read (:meth:`_read_s`): it is
         several times what the cheap features cost, and a read that did not count it paid
-        on windows where the encoders bind."""
+        on windows where the encoders bind.
+
+        The average starts at the machine's calibrated price where the caller has one
+        (:attr:`probe_decision_prior_s`), else at the least of the first
+        :data:`_DECISIONS_SEEDING` calls, and a call timed at more than
+        :data:`_DECISION_OUTLIER` times it counts as that many: a pause the decision did
+        not cause (the interpreter collecting its garbage in a large process, a storm of
+        page faults) is CPU time of this thread all the same, and one of 0.2 s priced
+        every read out for dozens of windows (on a phased workload, every window of a
+        phase whose delta records were a fiftieth of what the compressor played on the
+        last features sent), or for good when it was the first (no read timed another). A
+        decision that really grew dearer still moves the average up, by nearly twice a
+        call."""
         priced = self.probe_decision_s
         if priced is not None:
             self._decision_s = priced
@@ -1231,7 +1279,14 @@ class Auto(Policy):
         mask = self._probe_mask(features)
         spent = time.thread_time() - t0
         kept = self._decision_s
-        self._decision_s = spent if kept == 0.0 else kept + self.learn * (spent - kept)
+        self._decisions_timed += 1
+        prior = self.probe_decision_prior_s
+        if prior is None and self._decisions_timed <= _DECISIONS_SEEDING:
+            # pauses only add: the least of the first few
+            self._decision_s = spent if kept == 0.0 or spent < kept else kept
+        else:
+            most = _DECISION_OUTLIER * kept
+            self._decision_s = kept + self.learn * ((spent if spent < most else most) - kept)
         return mask
 
     def _probe_mask(self, features: WindowFeatures) -> np.ndarray | None:

@@ -202,6 +202,13 @@ class Policy(ABC):
     #: agree), or ``None``: a policy that weighs reading features against what reading
     #: saves then times its own decisions
     probe_decision_s: float | None = None
+    #: CPU seconds a decision of which probes to buy is expected to cost before the policy
+    #: has timed any (the machine's calibrated price, where whoever runs the policy has
+    #: one), or ``None``: a policy that times its own decisions starts from there
+    probe_decision_prior_s: float | None = None
+    #: the cheap features' CPU seconds on this machine, per call and per sampled page (its
+    #: calibration), where whoever runs the policy has them, or ``None``
+    features_prior: tuple[float, float] | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
