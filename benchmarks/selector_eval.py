@@ -256,7 +256,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser, 
     ap.add_argument("--repeats", type=int, default=3, help="timings per (window, arm)")
     # extended, not replaced, when given again (--links 1Gbit --links 10Gbit: both)
     ap.add_argument("--links", nargs="+", action="extend", help="default: 1Gbit 10Gbit")
-    ap.add_argument("--workers", type=float, default=2)
+    ap.add_argument("--workers", type=float, help="default: 2")
     ap.add_argument(
         "--objective",
         choices=["throughput", *_OBJECTIVE_NAMES],
@@ -269,7 +269,13 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser, 
     ap.add_argument("--markdown", metavar="PATH", help="write the results document here")
     ap.add_argument("--from-json", metavar="FILE", help="a saved --json run to write up")
     args = ap.parse_args(argv)
+    if args.objective != "throughput" and (args.links or args.workers is not None):
+        ap.error(
+            f"--links and --workers set the throughput objective; the {args.objective} "
+            "objective has neither: drop them, or score --objective throughput"
+        )
     args.links = args.links or ["1Gbit", "10Gbit"]
+    args.workers = 2.0 if args.workers is None else args.workers
     args.policies = args.policies or list(DEFAULT_POLICIES)
     return ap, args
 

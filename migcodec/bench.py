@@ -146,7 +146,11 @@ def run_bench(
     batch_pages: int = 64,
 ) -> list[CodecBench]:
     memory = generate_pages(workload, pages, seed, page_size)
-    # built on a bounded unit: a plugin whose import, probe or constructor never returns
-    # held the command forever
-    built = [run_bounded(get_codec, name, instead=_INSTEAD) for name in codecs]
-    return [bench_codec(codec, memory, batch_pages, workers) for codec in built]
+    # each built on a bounded unit (a plugin whose import, probe or constructor never
+    # returns held the command forever), and benchmarked before the next is built: one
+    # instance at a time, as a device with few engines may need
+    results = []
+    for name in codecs:
+        codec = run_bounded(get_codec, name, instead=_INSTEAD)
+        results.append(bench_codec(codec, memory, batch_pages, workers))
+    return results

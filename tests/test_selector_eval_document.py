@@ -11,6 +11,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from tests.benchmark_module import benchmark_module
 from tests.plugin_dist import REPO
@@ -179,3 +180,17 @@ def test_a_ratio_a_hair_from_1_is_shown_on_its_side_of_1() -> None:
     shown = [module._r(x) for x in (0.99966, 1.00041, 1.0, 0.98, 1.0349, 0.99999999)]
     assert shown == ["0.9997", "1.0004", "1.000", "0.980", "1.035", "0.999999"]
     assert module._fmt([0.9996, 0.99, 1.0]) == "0.9996 (0.990-1.000)"
+
+
+def test_links_and_workers_are_refused_under_another_objective(capsys) -> None:
+    """They set the throughput objective: under ``--objective cpu`` they were ignored
+    without a word, and the command recorded in the document still named them."""
+    parse_args = benchmark_module("selector_eval").parse_args
+    for extra in (["--links", "1Gbit"], ["--workers", "4"]):
+        with pytest.raises(SystemExit) as refused:
+            parse_args(["--objective", "cpu", *extra])
+        assert refused.value.code == 2
+        assert "--links and --workers set the throughput objective; the cpu objective" in (
+            capsys.readouterr().err
+        )
+    assert parse_args(["--objective", "cpu"])[1].workers == 2.0

@@ -24,7 +24,7 @@ from migcodec.cli.args import (
 )
 from migcodec.cli.migrate_progress import ProgressDisplay
 from migcodec.codecs import Codec
-from migcodec.codecs.bounded import Watch, run_bounded, watch_this_thread
+from migcodec.codecs.bounded import Watch, run_bounded, stuck_in, watch_this_thread
 from migcodec.codecs.stuck import leave_running, stuck_codec
 from migcodec.datasets import GENERATORS
 from migcodec.datasets.workload import PATTERNS, WRITE_STYLES
@@ -326,6 +326,12 @@ def _receive(args: argparse.Namespace, memory: MemoryOpener | None) -> tuple[Str
     return summary, peer[0]
 
 
+class DestinationStuck(Exception):
+    """A codec's decode never returned at the destination: the migration failed (exit
+    status 1, as for a stream that broke), naming the codec (its
+    :class:`~migcodec.codecs.CodecStuck` message)."""
+
+
 class _Receiving:
     """The thread receiving a migration, as :mod:`migcodec.codecs.stuck` knows threads
     left inside codec calls: until it ends, the memory it writes must stay mapped."""
@@ -336,9 +342,9 @@ class _Receiving:
     def memory_read(self) -> list[np.ndarray]:
         return list(self.memory) if self.thread.is_alive() else []
 
-    def codecs_in_calls(self) -> list[Codec]:
+    def codecs_in_calls(self) -> list[Codec | str]:
         call = self.watch.call
-        return [call[0]] if call is not None and isinstance(call[0], Codec) else []
+        return [] if call is None else [call[0]]
 
 
 def _received_by_the_deadline(
@@ -370,17 +376,14 @@ def _received_by_the_deadline(
     thread = threading.Thread(target=receive, name="migcodec-receive", daemon=True)
     receiving = _Receiving(thread, watch, written)
     thread.start()
-    try:
-        thread.join(args.deadline + STOP_GRACE_S)
+    try:  # to the end, or past the deadline a call that has not returned for seconds
+        held = stuck_in(thread, watch, time.perf_counter() + args.deadline, STOP_GRACE_S)
     finally:
         if thread.is_alive():
             leave_running(receiving)
-    if thread.is_alive():
-        call = watch.call
-        if call is not None:
-            waited = time.perf_counter() - call[2]
-            raise stuck_codec(call[0], waited, "send with another --codec", call[1])
-        thread.join()  # in the stream's own code: its reads are bounded by the connection
+    if held is not None:  # the migration failed: the source's codec does not run here
+        codec, call, waited = held
+        raise DestinationStuck(str(stuck_codec(codec, waited, "send with another --codec", call)))
     if "error" in outcome:
         raise outcome["error"]
     return outcome["summary"]
@@ -619,11 +622,12 @@ def _reported(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Na
     def guarded(args: argparse.Namespace) -> int:
         try:
             return run(args)
-        except (PlotUnavailable, GuestMemoryError, WireError) as exc:
+        except (PlotUnavailable, GuestMemoryError, WireError, DestinationStuck) as exc:
             # one line whatever the message embeds (a peer's text is already quoted)
             print(f"migcodec {args.command}: {one_line(str(exc))}", file=sys.stderr)
-            # a wire error: the other end refused or broke the stream, not a usage error
-            return 1 if isinstance(exc, WireError) else 2
+            # a wire error, or a decode that never returned: the stream failed, which no
+            # change to this command line would have prevented
+            return 1 if isinstance(exc, WireError | DestinationStuck) else 2
         # the connection failed under the stream (a reset, a deadline); a broken pipe is
         # left to main(), which tells a closed stdout from it
         except (ConnectionResetError, ConnectionAbortedError, TimeoutError) as exc:

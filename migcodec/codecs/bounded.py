@@ -76,11 +76,12 @@ class Watch:
         CPU seconds of this thread around the call alone: a measurement reads the clock
         around each codec call (per-batch ``stats.cpu_s`` is sampled), and the watch is
         written outside that span."""
+        outer = self.call  # within another watched call, watched again once this returns
         self.call = (codec, "encode", time.perf_counter())
         cpu0 = time.thread_time()
         encoded = codec.encode(batch, destination=destination)
         cpu_s = time.thread_time() - cpu0
-        self.call = None
+        self.call = outer
         return encoded, cpu_s
 
     def calling(self, codec: Codec | str, call: str, fn: Callable[..., T], *args: Any) -> T:
@@ -105,6 +106,25 @@ def codec_watch() -> Watch:
     """This thread's :class:`Watch` (a look-up per thread: take it once per unit of work or
     per call, and write it around each codec call)."""
     return getattr(_here, "watch", _UNWATCHED)
+
+
+def stuck_in(
+    thread: threading.Thread, watch: Watch, after: float, bound: float
+) -> tuple[Codec | str, str, float] | None:
+    """Wait for ``thread``, watched by ``watch`` (:func:`watch_this_thread`), to end, and
+    return ``None``; or return the codec call it is in, ``(codec, call, seconds in it)``,
+    once that call has lasted ``bound`` seconds and the :func:`time.perf_counter` clock has
+    passed ``after``. A thread that is slow but whose calls return (a destination working
+    off its backlog) is waited for to the end: only a call that does not return is a
+    reason to stop waiting, and the thread is then left inside it."""
+    while True:
+        thread.join(min(LOOK_EVERY_S, bound / 4))
+        if not thread.is_alive():
+            return None
+        call = watch.call
+        now = time.perf_counter()
+        if call is not None and now >= after and now - call[2] >= bound:
+            return call[0], call[1], now - call[2]
 
 
 def watch_this_thread(watch: Watch | None = None) -> Watch:
@@ -222,5 +242,6 @@ __all__ = [
     "Watch",
     "codec_watch",
     "run_bounded",
+    "stuck_in",
     "watch_this_thread",
 ]

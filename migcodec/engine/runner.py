@@ -8,8 +8,7 @@ import time
 
 import numpy as np
 
-from migcodec.codecs.bounded import Watch, watch_this_thread
-from migcodec.codecs.errors import CodecStuck
+from migcodec.codecs.bounded import Watch, stuck_in, watch_this_thread
 from migcodec.codecs.stuck import stuck_codec
 from migcodec.engine.chooser import CodecChooser
 from migcodec.engine.destination import RECEIVE_TIMEOUT_S, receive_migration
@@ -61,8 +60,10 @@ def run_loopback(
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
 
+        watch = Watch()  # the codec call the destination is in, if it never returns
+
         def destination() -> None:
-            outcome["watch"] = watch_this_thread()  # the codec it decodes with, if stuck
+            watch_this_thread(watch)
             conn, _ = server.accept()
             with conn:
                 try:
@@ -77,8 +78,13 @@ def run_loopback(
         with socket.create_connection(("127.0.0.1", port)) as sock:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             report = source.migrate(sock)  # waits for the verdict until past its time limit
-        thread.join(STOP_GRACE_S)  # the source has closed the stream: it ends now, or is held
-        stuck = _stuck_in(outcome["watch"]) if thread.is_alive() else None
+        # the source has closed the stream: the destination ends once it has decoded what
+        # it read, unless a decode does not return
+        held = stuck_in(thread, watch, time.perf_counter(), STOP_GRACE_S)
+        stuck = None
+        if held is not None:
+            codec, call, waited = held
+            stuck = stuck_codec(codec, waited, _INSTEAD, call)
     report.downtime_limit_s = config.downtime_limit_s
     if stuck is not None:  # why the source never heard back, whatever it says of that
         report.error, report.verified = f"destination failed: {stuck}", False
@@ -91,13 +97,8 @@ def run_loopback(
     return report
 
 
-def _stuck_in(watch: Watch) -> CodecStuck | None:
-    """The codec call the destination thread, still running after the source closed the
-    stream, is held by (:class:`~migcodec.codecs.CodecStuck` naming the codec), if any."""
-    call = watch.call
-    if call is None:
-        return None
-    return stuck_codec(call[0], time.perf_counter() - call[2], "choose another --codec", call[1])
+#: what the user of a loopback migration can do about a codec stuck at the destination
+_INSTEAD = "choose another --codec"
 
 
 def _destination_memory(memory: np.ndarray) -> np.ndarray:

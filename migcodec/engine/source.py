@@ -18,6 +18,7 @@ import queue
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 
@@ -360,16 +361,27 @@ def _no_early_answer(sock, checksummed: bool) -> None:
     )
 
 
-def _bound_the_verdict(sock, deadline: float) -> None:
-    """Wait for the destination's verdict on a socket with no timeout of its own (a
-    loopback's, a library caller's) until :data:`STOP_GRACE_S` past the time limit: a
-    destination whose decode never returns never answers, and the source waited for it
-    forever. A socket that bounds its own calls (a :class:`~migcodec.wire.io.TimedSocket`:
-    its idle timeout and deadline) is left to them."""
+@contextlib.contextmanager
+def _verdict_bounded(sock, deadline: float) -> Iterator[bool]:
+    """Wait for the destination's verdict, on a socket with no timeout of its own (a
+    loopback's, a library caller's), until :data:`STOP_GRACE_S` past the time limit, and
+    say whether this bounded it: a destination whose decode never returns never answers,
+    and the source waited for it forever. A socket that bounds its own calls (a
+    :class:`~migcodec.wire.io.TimedSocket`: its idle timeout and deadline, which its
+    errors name) or has a timeout is left as it is, and a socket bounded here is given
+    back without a timeout."""
     if not isinstance(sock, socket.socket) or isinstance(sock, TimedSocket):
+        yield False
         return
-    if sock.gettimeout() is None:
-        sock.settimeout(max(deadline - time.perf_counter(), 0.0) + STOP_GRACE_S)
+    if sock.gettimeout() is not None:
+        yield False
+        return
+    sock.settimeout(max(deadline - time.perf_counter(), 0.0) + STOP_GRACE_S)
+    try:
+        yield True
+    finally:
+        with contextlib.suppress(OSError):
+            sock.settimeout(None)
 
 
 class MigrationSource:
@@ -774,16 +786,19 @@ class MigrationSource:
             _no_early_answer(sock, writer.replies_checksummed)
             digest = sender.digest.digest() if sender.digest else memory_digest(self.memory)
             writer.end_stream(digest)
-            _bound_the_verdict(sock, start + cfg.max_time_s)
-            read_reply(sock, "the end of the stream", writer.replies_checksummed)
-            report.verified = True
+            with _verdict_bounded(sock, start + cfg.max_time_s) as bounded:
+                try:
+                    read_reply(sock, "the end of the stream", writer.replies_checksummed)
+                    report.verified = True
+                except PeerTimeout:
+                    if not bounded:
+                        raise  # the socket's own timeout: its error says which
+                    report.error = (
+                        f"{self._time_limit()}: the destination had not confirmed the "
+                        f"migration {STOP_GRACE_S:g} s after it"
+                    )
         except LinkTimeLimit as exc:  # the last frames' pacing reached the time limit
             report.error = self._out_of_time(exc)
-        except PeerTimeout:
-            report.error = (
-                f"{self._time_limit()}: the destination had not confirmed the migration "
-                f"{STOP_GRACE_S:g} s after it"
-            )
         except (OSError, WireError) as exc:
             report.error = f"destination did not confirm the migration: {exc}"
         report.downtime_s = time.perf_counter() - paused

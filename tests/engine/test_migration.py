@@ -4,6 +4,7 @@ import contextlib
 import re
 import socket
 import threading
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -22,8 +23,10 @@ from migcodec.engine import (
     MigrationReport,
     MigrationSource,
     parse_rate,
+    receive_migration,
     run_loopback,
 )
+from migcodec.engine import runner as runner_module
 from migcodec.engine import source as source_module
 from migcodec.engine.runs import batch_runs
 from migcodec.engine.source import _Sender
@@ -731,3 +734,56 @@ def test_ctrl_c_while_a_codec_never_returns_ends_the_migration_after_a_grace_per
     with pytest.raises(KeyboardInterrupt):
         within(30, run_loopback, memory, chooser, config, 0.0, "memcached")
     assert still_read(memory)
+
+
+def _slow_decodes(monkeypatch, codec: Codec, seconds: float) -> None:
+    """``codec``'s class decodes every frame ``seconds`` late (a busy destination host):
+    slow, but every call returns."""
+    real = type(codec).decode_checked
+
+    def slow(self, *args, **kwargs):
+        time.sleep(seconds)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(codec), "decode_checked", slow)
+
+
+def test_a_destination_slow_past_the_time_limit_is_not_called_stuck(monkeypatch):
+    """The source stops waiting for the verdict a little past its time limit; the loopback
+    then waits for its destination while the destination's decodes return, and the
+    migration fails in the source's words. It was named a stuck codec, of a decode a
+    moment old."""
+    monkeypatch.setattr(source_module, "STOP_GRACE_S", 0.5)
+    monkeypatch.setattr(runner_module, "STOP_GRACE_S", 0.5)
+    codec = get_codec("zstd")
+    _slow_decodes(monkeypatch, codec, 0.2)
+    config = MigrationConfig(max_time_s=1.0)
+    report = within(60, run_loopback, 4 * MiB, FixedChooser(codec), config, 0.0, "memcached")
+    assert not report.verified
+    assert report.error == (
+        "did not finish within its 1 s time limit: the destination had not confirmed the "
+        "migration 0.5 s after it"
+    )
+
+
+def test_a_timed_socket_s_own_timeout_is_named_when_the_verdict_is_late(monkeypatch):
+    """A socket that bounds its own calls (``send``'s, with --timeout) is left to them, and
+    its error says which bound passed: the time limit was blamed instead."""
+    codec = get_codec("zstd")
+    _slow_decodes(monkeypatch, codec, 0.3)
+    pages = np.zeros((512, 4096), dtype=np.uint8)
+    pages[:, :100] = np.random.default_rng(0).integers(0, 255, (512, 100), dtype=np.uint8)
+    with socket.create_server(("127.0.0.1", 0)) as server:
+
+        def destination() -> None:
+            conn, _ = server.accept()
+            with conn, contextlib.suppress(Exception):
+                receive_migration(conn, np.zeros_like(pages))
+
+        threading.Thread(target=destination, daemon=True).start()
+        connection = socket.create_connection(server.getsockname())
+        with TimedSocket.adopt(connection, 1.0, 100.0) as sock:
+            source = MigrationSource(pages, FixedChooser(codec), MigrationConfig())
+            report = within(60, source.migrate, sock)
+    assert not report.verified
+    assert report.error.endswith("the peer sent nothing for 1 s (the idle timeout)"), report.error

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from migcodec.selector import HostCpu, Throughput, WireBytes
+from migcodec.selector import HostCpu, Throughput, WireBytes, parse_policy
 from migcodec.selector.evaluation import Table, TableError, evaluate, replay
 from migcodec.selector.policies import Fixed, Policy
 from tests.damage import flipped_bits
@@ -137,6 +137,21 @@ def test_a_probe_decision_is_charged_at_the_table_s_price_or_as_timed_without_on
     table.cpu_s[:] = 10.0  # encoder-bound: 2 workers x 1000 B / (10 s + 0.5 s)
     assert replay(Deciding(arm=0), table, obj).rewards[0] == pytest.approx(2000 / 10.5)
     assert replay(Fixed(arm=0), table, obj).charge_s.tolist() == [0.0, 0.0, 0.0]
+
+
+def test_a_replay_prices_reads_as_its_table_not_as_a_machine_the_policy_ran_on():
+    """A policy that chose for a :class:`Selector` was given that machine's prices of a
+    scan and a decision, against which it judges its own timings; replayed, it is priced
+    as the table's cost model prices reads, as a policy never run live is."""
+    table = _work_table()
+    obj = Throughput(link=1e8, workers=2)
+    ran_live = parse_policy("auto")
+    ran_live.features_prior, ran_live.probe_decision_prior_s = (1e-9, 1e-12), 1e-9
+    fresh = replay(parse_policy("auto"), table, obj)
+    replayed = replay(ran_live, table, obj)
+    assert replayed.chosen.tolist() == fresh.chosen.tolist()
+    assert replayed.charge_s.tolist() == fresh.charge_s.tolist()
+    assert ran_live.features_prior is None and ran_live.probe_decision_prior_s is None
 
 
 @pytest.mark.parametrize(

@@ -46,6 +46,9 @@ def replay(policy: Policy, table: Table, objective: Objective) -> ReplayResult:
     A window the policy splits (:meth:`Policy.split`) is scored on both arms' parts, each in
     proportion to its pages (as a table scales its stored sample), and the policy learns
     the outcome of its chosen arm's part."""
+    # priced as the table's cost model prices reads, not as a machine that once ran the
+    # policy live (a Selector's priors) does
+    policy.probe_decision_prior_s = policy.features_prior = None
     policy.bind(
         table.n_arms,
         objective,

@@ -618,7 +618,7 @@ class Auto(Policy):
         self._bytes_cost = not self._fast or self._byte_rate < math.inf
         # the window's time: what the stream's clock counts (_learn), and what sharing a
         # window between two arms shortens where both the encoders and the link bind
-        self._timed = isinstance(self.objective, Throughput)
+        self._timed = self._fast and isinstance(self.objective, Throughput)
         self._context: np.ndarray | None = None
         # the compressors' level's learnt jump between windows (a variance), and each
         # compressor's estimate before the last drift (see _learn_level_jump)
@@ -1280,10 +1280,10 @@ class Auto(Policy):
         spent = time.thread_time() - t0
         kept = self._decision_s
         self._decisions_timed += 1
-        prior = self.probe_decision_prior_s
-        if prior is None and self._decisions_timed <= _DECISIONS_SEEDING:
-            # pauses only add: the least of the first few
-            self._decision_s = spent if kept == 0.0 or spent < kept else kept
+        if kept <= 0.0 or (
+            self.probe_decision_prior_s is None and self._decisions_timed <= _DECISIONS_SEEDING
+        ):  # no price yet: the least of the first few timed (pauses only add)
+            self._decision_s = spent if kept <= 0.0 or spent < kept else kept
         else:
             most = _DECISION_OUTLIER * kept
             self._decision_s = kept + self.learn * ((spent if spent < most else most) - kept)
@@ -1447,7 +1447,9 @@ class Auto(Policy):
         while that is uncertain), for one arm."""
         if self._fast and self._cpu_scales is None:
             busy, sending = cpu / self._cpu_rate, out / self._byte_rate
-            return busy if busy > sending else sending  # a nan side (_point_loss) passed by
+            # a nan busy side (a CPU time too large for a float over an infinite rate:
+            # _point_loss) is passed by
+            return busy if busy > sending else sending
         return float(self._loss(guest, np.array([out]), np.array([cpu]))[0])
 
     def _drift(self, f: WindowFeatures) -> None:
