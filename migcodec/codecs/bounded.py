@@ -59,14 +59,19 @@ class Watch:
     from just before the call until it returns, else ``None``. The thread writes it; a
     thread waiting for it reads it.
 
+    ``instead`` is what the user can do about the codec of that call, where it is not what
+    the unit's caller says (a trace's own codec, read while building an evaluation's
+    tables, is no arm to leave out), else ``None``.
+
     ``left`` is set when the waiting thread stopped waiting (a stuck codec, Ctrl-C): a
     long unit (a part of many windows) then stops at its next step, rather than work on
     for no one."""
 
-    __slots__ = ("call", "left")
+    __slots__ = ("call", "instead", "left")
 
     def __init__(self) -> None:
         self.call: tuple[Codec | str, str, float] | None = None
+        self.instead: str | None = None
         self.left = False
 
     def encoding(
@@ -84,17 +89,24 @@ class Watch:
         self.call = outer
         return encoded, cpu_s
 
-    def calling(self, codec: Codec | str, call: str, fn: Callable[..., T], *args: Any) -> T:
+    def calling(
+        self,
+        codec: Codec | str,
+        call: str,
+        fn: Callable[..., T],
+        *args: Any,
+        instead: str | None = None,
+    ) -> T:
         """``fn(*args)``, ``codec``'s ``call``, watched while it runs (a codec call that is
-        timed writes :attr:`call` itself, around its clock). Within another watched call
-        (a plugin's import within the building of its codec), the outer call is watched
-        again once this one returns."""
-        outer = self.call
-        self.call = (codec, call, time.perf_counter())
+        timed writes :attr:`call` itself, around its clock), with ``instead`` (see the
+        class). Within another watched call (a plugin's import within the building of
+        its codec), the outer call is watched again once this one returns."""
+        outer, outer_instead = self.call, self.instead
+        self.call, self.instead = (codec, call, time.perf_counter()), instead
         try:
             return fn(*args)
         finally:  # a caller may go on after a call that raised (a plugin that fails to load)
-            self.call = outer
+            self.call, self.instead = outer, outer_instead
 
 
 _here = threading.local()
@@ -217,7 +229,7 @@ class _Worker:
         except BaseException as exc:  # the caller's to raise
             return False, exc
         finally:
-            self.watch.call = None  # a codec call that raised left it set
+            self.watch.call = self.watch.instead = None  # a codec call that raised left it
 
     def outcome(self, instead: str) -> tuple[bool, Any]:
         """The outcome of the unit handed over, waited for while the worker is in no codec
@@ -232,7 +244,8 @@ class _Worker:
                     continue
                 waited = time.perf_counter() - call[2]
                 if waited >= bound:
-                    raise stuck_codec(call[0], waited, instead, call[1]) from None
+                    told = self.watch.instead or instead
+                    raise stuck_codec(call[0], waited, told, call[1]) from None
 
 
 __all__ = [

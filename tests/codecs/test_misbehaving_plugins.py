@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from migcodec.codecs import CodecUnavailable, get_codec, plugin_statuses
@@ -548,6 +549,30 @@ EVALUATE_STUCK = [*EVALUATE, "--workload", "text", "--windows", "2", "--pages", 
 STUCK_AFTER_S = 0.5
 #: what evaluate says to do meanwhile about an arm whose codec is stuck
 LEAVE = "leave its arms out of --arms"
+
+
+def test_evaluate_names_a_trace_s_codec_whose_decode_never_returns(
+    stuck_plugin, tmp_path, capsys, monkeypatch
+):
+    """A trace stored with a codec whose decode never returns held ``evaluate`` forever:
+    the trace's windows are read in the bounded units that build the tables, and its
+    decodes were not watched."""
+    from migcodec.cli import main
+    from migcodec.codecs import stuck
+    from migcodec.datasets import Window, generate_pages
+    from migcodec.datasets.trace import TraceWriter
+
+    pages = generate_pages("text", 64, 0)
+    with TraceWriter(tmp_path / "t", memory_pages=64, codec="stuck-decode") as writer:
+        for i in range(2):
+            writer.write(Window(i, np.arange(64), pages))
+    monkeypatch.setattr(stuck, "STUCK_AFTER_S", STUCK_AFTER_S)
+    assert within(30, main, [*EVALUATE, str(tmp_path / "t"), "--arms", "raw;lz4"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    stuck = _stuck("record the trace again with another --codec", "stuck-decode", "decode")
+    trace = re.escape(f"trace {tmp_path / 't'}: ")
+    assert re.fullmatch(f"migcodec evaluate: {trace}{stuck}\n", err), err
 
 
 @pytest.mark.parametrize(

@@ -16,10 +16,13 @@ from concurrent.futures import Executor
 import numpy as np
 
 from migcodec.codecs import Batch, Codec, CodecError, Encoded
+from migcodec.codecs.bounded import codec_watch
 
 from .format import SECTION
 
 BATCH_PAGES = 1024  # part of format version 1
+#: what to do about a trace whose codec's decode never returns
+_INSTEAD = "record the trace again with another --codec"
 
 
 def encode_section(
@@ -94,8 +97,10 @@ def decode_section(
         encoded = Encoded(
             codec.name, page_size, runs.copy(), modes[lo:hi], (body[start : start + length],)
         )
-        try:
-            codec.decode(encoded, out[lo:hi])
+        try:  # watched: a bounded unit reading the trace names a decode that never returns
+            codec_watch().calling(
+                codec, "decode", codec.decode, encoded, out[lo:hi], instead=_INSTEAD
+            )
         except CodecError as exc:
             raise ValueError(f"{codec.name} cannot decode batch {b} of a section: {exc}") from exc
         start += length
