@@ -25,7 +25,7 @@ from migcodec.cli.args import (
 from migcodec.cli.migrate_progress import ProgressDisplay
 from migcodec.codecs import Codec
 from migcodec.codecs.bounded import Watch, run_bounded, stuck_in, watch_this_thread
-from migcodec.codecs.stuck import leave_running, stuck_codec
+from migcodec.codecs.stuck import leave_running
 from migcodec.datasets import GENERATORS
 from migcodec.datasets.workload import PATTERNS, WRITE_STYLES
 from migcodec.engine import (
@@ -377,13 +377,13 @@ def _received_by_the_deadline(
     receiving = _Receiving(thread, watch, written)
     thread.start()
     try:  # to the end, or past the deadline a call that has not returned for seconds
-        held = stuck_in(thread, watch, time.perf_counter() + args.deadline, STOP_GRACE_S)
+        deadline = time.perf_counter() + args.deadline
+        stuck = stuck_in(thread, watch, deadline, STOP_GRACE_S, "send with another --codec")
     finally:
         if thread.is_alive():
             leave_running(receiving)
-    if held is not None:  # the migration failed: the source's codec does not run here
-        codec, call, waited = held
-        raise DestinationStuck(str(stuck_codec(codec, waited, "send with another --codec", call)))
+    if stuck is not None:  # the migration failed: the source's codec does not run here
+        raise DestinationStuck(str(stuck))
     if "error" in outcome:
         raise outcome["error"]
     return outcome["summary"]

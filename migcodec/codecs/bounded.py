@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from migcodec.codecs import stuck
 from migcodec.codecs.base import Codec
+from migcodec.codecs.errors import CodecStuck
 from migcodec.codecs.stuck import stuck_codec
 
 if TYPE_CHECKING:
@@ -108,6 +109,18 @@ class Watch:
         finally:  # a caller may go on after a call that raised (a plugin that fails to load)
             self.call, self.instead = outer, outer_instead
 
+    def stuck(self, bound: float, instead: str) -> CodecStuck | None:
+        """The error naming the codec of the call the thread is in, once that call has
+        lasted ``bound`` seconds (``instead``: what to do meanwhile, unless the call says),
+        else ``None``. Read from another thread."""
+        call = self.call
+        if call is None:
+            return None
+        waited = time.perf_counter() - call[2]
+        if waited < bound:
+            return None
+        return stuck_codec(call[0], waited, self.instead or instead, call[1])
+
 
 _here = threading.local()
 #: the watch of every thread that is no :class:`CodecThread`'s worker: written, never read
@@ -121,22 +134,22 @@ def codec_watch() -> Watch:
 
 
 def stuck_in(
-    thread: threading.Thread, watch: Watch, after: float, bound: float
-) -> tuple[Codec | str, str, float] | None:
+    thread: threading.Thread, watch: Watch, after: float, bound: float, instead: str
+) -> CodecStuck | None:
     """Wait for ``thread``, watched by ``watch`` (:func:`watch_this_thread`), to end, and
-    return ``None``; or return the codec call it is in, ``(codec, call, seconds in it)``,
-    once that call has lasted ``bound`` seconds and the :func:`time.perf_counter` clock has
-    passed ``after``. A thread that is slow but whose calls return (a destination working
-    off its backlog) is waited for to the end: only a call that does not return is a
-    reason to stop waiting, and the thread is then left inside it."""
+    return ``None``; or return the error naming the codec of the call it is in
+    (:meth:`Watch.stuck`), once that call has lasted ``bound`` seconds and the
+    :func:`time.perf_counter` clock has passed ``after``. A thread that is slow but whose
+    calls return (a destination working off its backlog) is waited for to the end: only a
+    call that does not return is a reason to stop waiting, and the thread is then left
+    inside it."""
     while True:
         thread.join(min(LOOK_EVERY_S, bound / 4))
         if not thread.is_alive():
             return None
-        call = watch.call
-        now = time.perf_counter()
-        if call is not None and now >= after and now - call[2] >= bound:
-            return call[0], call[1], now - call[2]
+        error = watch.stuck(bound, instead) if time.perf_counter() >= after else None
+        if error is not None:
+            return error
 
 
 def watch_this_thread(watch: Watch | None = None) -> Watch:
@@ -239,13 +252,9 @@ class _Worker:
             try:
                 return self.done.get(timeout=min(LOOK_EVERY_S, bound / 4))
             except queue.Empty:
-                call = self.watch.call
-                if call is None:
-                    continue
-                waited = time.perf_counter() - call[2]
-                if waited >= bound:
-                    told = self.watch.instead or instead
-                    raise stuck_codec(call[0], waited, told, call[1]) from None
+                error = self.watch.stuck(bound, instead)
+                if error is not None:
+                    raise error from None
 
 
 __all__ = [

@@ -43,7 +43,7 @@ class MemoryReader(Protocol):
 
     def memory_read(self) -> list[np.ndarray]: ...
 
-    def codecs_in_calls(self) -> list[Codec]: ...
+    def codecs_in_calls(self) -> list[Codec | str]: ...
 
 
 _left: list[MemoryReader] = []
@@ -73,20 +73,25 @@ def left_running_note() -> str:
     to do about it."""
     with _lock:
         readers = list(_left)
-    names: dict[str, str | None] = {}
+    fixes: dict[str, str] = {}  # what to do, by the codec's description
     for reader in readers:
-        for codec in reader.codecs_in_calls():
-            names.setdefault(codec.name, codec_package(codec))
-    if not names:
-        return ""
-    clauses = []
-    for name, package in names.items():
-        source = f" (from the package {package})" if package else ""
-        fix = "its library or device may have hung"
-        if package:
-            fix = f"report it to the authors of {package}"
-        clauses.append(f"codec {name!r}{source} had not returned from a call: {fix}")
-    return "; " + "; ".join(clauses)
+        for codec in reader.codecs_in_calls():  # a name while the codec is being built
+            described, package = _described(codec)
+            fixes.setdefault(
+                described,
+                f"report it to the authors of {package}"
+                if package
+                else "its library or device may have hung",
+            )
+    return "".join(f"; {codec} had not returned from a call: {fix}" for codec, fix in fixes.items())
+
+
+def _described(codec: Codec | str) -> tuple[str, str | None]:
+    """``codec 'x' (from the package p)`` for ``codec`` (or its name, while it is built),
+    and the package, ``None`` for migcodec's own codecs."""
+    package = codec_package(codec)
+    name = codec if isinstance(codec, str) else codec.name
+    return f"codec {name!r}" + (f" (from the package {package})" if package else ""), package
 
 
 def stuck_codec(
@@ -100,11 +105,9 @@ def stuck_codec(
     it names the package the codec came from (whose authors can fix it; none for
     migcodec's own codecs, whose library or device hung) and ``instead``, what the user
     can do meanwhile."""
-    package = codec_package(codec)
-    source = f" (from the package {package})" if package else ""
+    described, package = _described(codec)
     fix = f"report it to the authors of {package}, or {instead}" if package else instead
-    name = codec if isinstance(codec, str) else codec.name
     return CodecStuck(
-        f"codec {name!r}{source} has not returned from {call} after {waited_s:.1f} s: "
+        f"{described} has not returned from {call} after {waited_s:.1f} s: "
         f"the codec is stuck; {fix}"
     )

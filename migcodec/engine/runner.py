@@ -9,7 +9,6 @@ import time
 import numpy as np
 
 from migcodec.codecs.bounded import Watch, stuck_in, watch_this_thread
-from migcodec.codecs.stuck import stuck_codec
 from migcodec.engine.chooser import CodecChooser
 from migcodec.engine.destination import RECEIVE_TIMEOUT_S, receive_migration
 from migcodec.engine.guest import FillProgress, make_guest
@@ -80,11 +79,7 @@ def run_loopback(
             report = source.migrate(sock)  # waits for the verdict until past its time limit
         # the source has closed the stream: the destination ends once it has decoded what
         # it read, unless a decode does not return
-        held = stuck_in(thread, watch, time.perf_counter(), STOP_GRACE_S)
-        stuck = None
-        if held is not None:
-            codec, call, waited = held
-            stuck = stuck_codec(codec, waited, _INSTEAD, call)
+        stuck = stuck_in(thread, watch, time.perf_counter(), STOP_GRACE_S, _INSTEAD)
     report.downtime_limit_s = config.downtime_limit_s
     if stuck is not None:  # why the source never heard back, whatever it says of that
         report.error, report.verified = f"destination failed: {stuck}", False

@@ -8,6 +8,7 @@ import re
 import threading
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 
 from migcodec.codecs import CodecStuck, stuck
@@ -111,3 +112,28 @@ def test_a_unit_within_a_unit_runs_on_the_outer_units_thread():
 
     outer_thread, inner_thread = run_bounded(outer, instead=INSTEAD)
     assert outer_thread is inner_thread is not threading.current_thread()
+
+
+def test_an_interrupted_command_names_a_codec_left_running_while_it_was_built():
+    """A thread left inside a codec's constructor knows the codec by its name only: the
+    line an interrupted command ends with named it as a codec object, and failed."""
+
+    class Building:
+        memory = [np.zeros(1, dtype=np.uint8)]
+
+        def memory_read(self):
+            return self.memory
+
+        def codecs_in_calls(self):
+            return ["half-built"] if self.memory else []
+
+    reader = Building()
+    stuck.leave_running(reader)
+    try:
+        assert stuck.left_running_note() == (
+            "; codec 'half-built' had not returned from a call: its library or device may have hung"
+        )
+    finally:
+        reader.memory = []
+        stuck.still_read(np.zeros(1, dtype=np.uint8))  # forgets the reader: its call returned
+    assert stuck.left_running_note() == ""
