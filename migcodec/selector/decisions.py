@@ -61,6 +61,13 @@ def decision_prices(model, n_arms: int) -> dict[str, list[float]]:
     return prices
 
 
+def decision_price(prices: list[float], objective) -> float:
+    """Of a policy's :func:`decision_prices`, the one for ``objective``."""
+    from migcodec.selector.objectives import Throughput
+
+    return float(prices[0] if isinstance(objective, Throughput) else prices[1])
+
+
 def probe_policies() -> list[str]:
     """Names of the policies migcodec ships that buy probes (and so decide which): a
     calibration times these. A policy defined elsewhere has its decisions timed as a

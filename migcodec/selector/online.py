@@ -24,7 +24,7 @@ import numpy as np
 from migcodec.codecs import Codec, Measurements
 from migcodec.selector.arms import Arm, fallback_arms
 from migcodec.selector.costmodel import FEATURES_LABEL, machine_cost_model
-from migcodec.selector.decisions import decision_prices
+from migcodec.selector.decisions import decision_price, decision_prices
 from migcodec.selector.features import FeatureExtractor, WindowFeatures
 from migcodec.selector.objectives import Objective, Outcome, Throughput
 from migcodec.selector.policies import Policy
@@ -115,9 +115,7 @@ class Selector:
                 policy.features_prior = (features.per_call, features.per_page[0])
             prices = decision_prices(model, len(self.arms)).get(policy.name)
             if prices is not None:
-                policy.probe_decision_prior_s = prices[
-                    0 if isinstance(self.objective, Throughput) else 1
-                ]
+                policy.probe_decision_prior_s = decision_price(prices, self.objective)
         self.policy = policy.bind(
             len(self.arms),
             self.objective,

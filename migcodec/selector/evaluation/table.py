@@ -55,14 +55,14 @@ from migcodec.selector.costmodel import (
     machine_cost_model,
     window_work,
 )
-from migcodec.selector.decisions import decision_prices
+from migcodec.selector.decisions import decision_price, decision_prices
 from migcodec.selector.features import (
     CONTEXT_NAMES,
     FeatureExtractor,
     WindowFeatures,
     sample_rows,
 )
-from migcodec.selector.objectives import Objective, Outcome, Throughput
+from migcodec.selector.objectives import Objective, Outcome
 from migcodec.storage import Location, location
 
 #: 3: the file names and checksums every array it holds, in its sealed meta; 4: the features
@@ -387,7 +387,7 @@ class Table:
         prices = (self.meta.get("probe_decisions") or {}).get(policy)
         if prices is None:
             return None
-        return float(prices[0] if isinstance(objective, Throughput) else prices[1])
+        return decision_price(prices, objective)
 
     @property
     def kinds(self) -> list[str]:
