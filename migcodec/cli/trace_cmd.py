@@ -12,6 +12,7 @@ import numpy as np
 
 from migcodec.cli import args as types
 from migcodec.cli.args import CommandLineError, check_trace_named, json_document
+from migcodec.codecs.bounded import run_bounded
 from migcodec.datasets import TraceError, TraceReader, TraceWriter, Workload, get_workload
 from migcodec.datasets.presets import workload_names
 from migcodec.datasets.trace import TraceExists, TraceIncomplete, TraceWriteInterrupted
@@ -142,6 +143,26 @@ def synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _summarized(args: argparse.Namespace, codecs: list[str]):
+    """The trace ``trace info`` reads, its phases' summaries, and per window its true count
+    of dirtied pages and (where recorded) its measured length."""
+    from migcodec.datasets.summary import summarize
+
+    reader = TraceReader(args.trace, allow_incomplete=args.allow_incomplete)
+    true_counts: list[int] = []  # dirtied pages per window, filled as summarize reads them
+    lengths: list[float] = []  # the windows' measured durations, where they were recorded
+
+    def counted(windows: Iterable[Window]) -> Iterator[Window]:
+        for w in windows:
+            true_counts.append(w.n_pages if w.dirty_pages is None else w.dirty_pages)
+            if w.duration_s is not None:
+                lengths.append(w.duration_s)
+            yield w
+
+    phases = summarize(counted(reader), codecs=codecs, sample_pages=args.sample)
+    return reader, phases, true_counts, lengths
+
+
 def _codec_text(meta: TraceInfo) -> str:
     """``zstd level=1``: the codec that stores a trace's pages, as a person writes it."""
     config = meta.codec if isinstance(meta.codec, dict) else {"name": meta.codec}
@@ -162,23 +183,15 @@ def _ratio_pages(sample: int, least: int, most: int) -> str:
 
 
 def info(args: argparse.Namespace) -> int:
-    from migcodec.datasets.summary import summarize
-
     check_trace_named(args.trace)
-    reader = TraceReader(args.trace, allow_incomplete=args.allow_incomplete)
-    meta = reader.info()
     codecs = types.codec_names(args.codecs)
-    true_counts: list[int] = []  # dirtied pages per window, filled as summarize reads them
-    lengths: list[float] = []  # the windows' measured durations, where they were recorded
-
-    def counted(windows: Iterable[Window]) -> Iterator[Window]:
-        for w in windows:
-            true_counts.append(w.n_pages if w.dirty_pages is None else w.dirty_pages)
-            if w.duration_s is not None:
-                lengths.append(w.duration_s)
-            yield w
-
-    phases = summarize(counted(reader), codecs=codecs, sample_pages=args.sample)
+    # read on a bounded unit, and printed here: a codec call that never returns (the
+    # trace's own codec's, or one of --codecs) ends the command naming it, and a unit
+    # left inside one prints nothing if it ever returns
+    reader, phases, true_counts, lengths = run_bounded(
+        _summarized, args, codecs, instead="leave it out of --codecs"
+    )
+    meta = reader.info()
     per_window = reader.pages_per_window()
     dirty = np.asarray(true_counts, dtype=np.int64)
     sampled = int(np.count_nonzero(dirty != per_window))

@@ -101,9 +101,12 @@ class Watch:
         """``fn(*args)``, ``codec``'s ``call``, watched while it runs (a codec call that is
         timed writes :attr:`call` itself, around its clock), with ``instead`` (see the
         class). Within another watched call (a plugin's import within the building of
-        its codec), the outer call is watched again once this one returns."""
+        its codec), the outer call is watched again once this one returns, and this one
+        says what the outer says to do unless it says otherwise (a trace's codec, built
+        by the plugin loader, which knows nothing of traces)."""
         outer, outer_instead = self.call, self.instead
-        self.call, self.instead = (codec, call, time.perf_counter()), instead
+        self.call = (codec, call, time.perf_counter())
+        self.instead = outer_instead if instead is None else instead
         try:
             return fn(*args)
         finally:  # a caller may go on after a call that raised (a plugin that fails to load)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from migcodec.codecs import Batch, get_codec, zero_page_mask
+from migcodec.codecs.bounded import codec_watch
 from migcodec.datasets.window import Window
 
 DEFAULT_CODECS = ("lz4", "zstd", "zlib-ng")
@@ -68,6 +69,7 @@ def summarize(
     """Per-phase summaries in order of first appearance; one pass over ``windows``."""
     rng = np.random.default_rng(seed)
     arms = {name: get_codec(name) for name in codecs}
+    watch = codec_watch()  # each encode watched: a bounded unit names one that never returns
     phases: dict[str | None, PhaseSummary] = {}
     for window in windows:
         s = phases.setdefault(window.phase, PhaseSummary(window.phase))
@@ -86,7 +88,8 @@ def summarize(
         for name, codec in arms.items():
             for first in range(0, k, 64):  # one request per 64 pages, as the engine sends
                 n = min(64, k - first)
-                stats = codec.encode(Batch(sample, [(first, n)], window.page_size)).stats
+                batch = Batch(sample, [(first, n)], window.page_size)
+                stats = watch.calling(codec, "encode", codec.encode, batch).stats
                 s.codec_in[name] = s.codec_in.get(name, 0) + stats.input_bytes
                 s.codec_out[name] = s.codec_out.get(name, 0) + stats.output_bytes
     return list(phases.values())

@@ -86,6 +86,30 @@ def test_a_codec_call_that_never_returns_is_stuck_after_the_bound(short_bound, r
     assert left == [True] and not inside[0].is_alive()
 
 
+def test_a_call_within_a_call_says_what_the_outer_says_to_do_unless_it_says_otherwise(
+    short_bound, release
+):
+    """A trace's codec is built by the plugin loader, whose own watched call says nothing
+    of traces: stuck there, the codec was named with the unit's advice (leave it out of
+    --codecs), not the trace's (record it again with another codec)."""
+    codec = RawCodec()
+
+    def building(instead: str | None) -> None:
+        codec_watch().calling(codec, "its constructor", release.wait, instead=instead)
+
+    def reading(instead: str | None) -> None:
+        codec_watch().calling(codec, "decode", building, instead, instead="record it again")
+
+    for inner, said in ((None, "record it again"), ("uninstall it", "uninstall it")):
+        with pytest.raises(CodecStuck) as info:
+            within(30, lambda inner=inner: run_bounded(reading, inner, instead=INSTEAD))
+        assert re.fullmatch(
+            r"codec 'raw' has not returned from its constructor after \d+\.\d s: the codec "
+            f"is stuck; {said}",
+            str(info.value),
+        ), info.value
+
+
 def test_work_between_codec_calls_is_waited_for_past_the_bound(short_bound):
     """Only a codec call can be stuck, and one that raised is over: migcodec's own work is
     waited for however long it takes."""

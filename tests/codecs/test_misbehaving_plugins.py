@@ -543,6 +543,86 @@ def test_bench_names_a_codec_that_never_returns(stuck_plugin, capsys, monkeypatc
     assert re.fullmatch(expected, err), err
 
 
+#: what ``trace`` commands say to do about the codec that stores a trace
+STORE = "store the trace with another --codec (zstd, the default, or lz4)"
+#: ``migcodec trace synth`` of 2 windows of 64 pages of text
+SYNTH = ["trace", "synth", "--workload", "text", "--pages", "64", "--windows", "2"]
+
+
+@pytest.mark.parametrize(("name", "call"), [("stuck", "encode"), ("stuck-start", BUILDING)])
+def test_trace_synth_names_a_storing_codec_that_never_returns(
+    stuck_plugin, tmp_path, capsys, monkeypatch, name, call
+):
+    """It waited for the codec forever; now the trace is left unclosed (a reader says
+    so), or never made where the codec was never built."""
+    from migcodec.cli import main
+    from migcodec.codecs import stuck
+    from migcodec.datasets.trace import TraceIncomplete
+
+    monkeypatch.setattr(stuck, "STUCK_AFTER_S", 0.5)
+    trace = tmp_path / "t"
+    assert within(30, main, [*SYNTH, "--out", str(trace), "--codec", name]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert re.fullmatch(f"migcodec trace synth: {_stuck(STORE, name, call)}\n", err), err
+    if name == "stuck-start":
+        assert not trace.exists()
+    else:
+        with pytest.raises(TraceIncomplete):
+            TraceReader(trace)
+        assert TraceReader(trace, allow_incomplete=True).info().end_reason.startswith(
+            "error: CodecStuck: codec 'stuck'"
+        )
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_trace_writer_names_a_codec_that_never_returns_and_is_not_held_by_it(
+    stuck_plugin, tmp_path, monkeypatch, workers
+):
+    """Closing the writer waited for its encoding threads, one of them inside the codec
+    for good: the stuck codec is named, and the trace is left unclosed at once."""
+    from migcodec.codecs import CodecStuck, stuck
+    from migcodec.datasets import Window, generate_pages
+    from migcodec.datasets.trace import TraceWriter
+
+    monkeypatch.setattr(stuck, "STUCK_AFTER_S", 0.5)
+    pages = generate_pages("text", 2048, 0)  # two of the writer's batches
+
+    def write() -> None:
+        with TraceWriter(tmp_path / "t", memory_pages=2048, codec="stuck", workers=workers) as w:
+            w.write(Window(0, np.arange(2048), pages))
+
+    with pytest.raises(CodecStuck, match=_stuck(STORE)):
+        within(30, write)
+    assert TraceReader(tmp_path / "t", allow_incomplete=True).info().windows == 0
+
+
+def test_trace_info_names_a_codec_that_never_returns(stuck_plugin, tmp_path, capsys, monkeypatch):
+    """The trace's own codec's decode, and a codec of ``--codecs`` sampling ratios: each
+    waited for forever, each now named with what to do about it."""
+    from migcodec.cli import main
+    from migcodec.codecs import stuck
+    from migcodec.datasets import Window, generate_pages
+    from migcodec.datasets.trace import TraceWriter
+
+    pages = generate_pages("text", 64, 0)
+    for codec in ("zstd", "stuck-decode"):
+        with TraceWriter(tmp_path / codec, memory_pages=64, codec=codec) as writer:
+            writer.write(Window(0, np.arange(64), pages))
+    monkeypatch.setattr(stuck, "STUCK_AFTER_S", 0.5)
+    info = ["trace", "info", str(tmp_path / "zstd"), "--codecs", "lz4,stuck"]
+    assert within(30, main, info) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    leave = _stuck("leave it out of --codecs")
+    assert re.fullmatch(f"migcodec trace info: {leave}\n", err), err
+    assert within(30, main, ["trace", "info", str(tmp_path / "stuck-decode")]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    record = _stuck("record the trace again with another --codec", "stuck-decode", "decode")
+    assert re.fullmatch(f"migcodec trace info: {record}\n", err), err
+
+
 #: ``migcodec evaluate`` of 2 windows of 64 pages of text
 EVALUATE_STUCK = [*EVALUATE, "--workload", "text", "--windows", "2", "--pages", "64"]
 #: seconds a codec call of these tests may last

@@ -12,6 +12,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from migcodec.codecs import CodecError, get_codec
+from migcodec.codecs.bounded import BUILDING, codec_watch
 from migcodec.datasets.window import Window
 from migcodec.hashing import SEAL_KEY, unseal
 from migcodec.ram import short_of
@@ -46,6 +47,7 @@ from .format import (
 )
 from .record import body_length, check_body, decode_record, parse_header
 from .schema import MANIFEST_SCHEMA, check
+from .sections import STORED_INSTEAD
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,13 @@ class TraceInfo:
         """Stored size of page data against raw (including previous contents and index)."""
         stored = self.totals.get("stored_bytes", 0)
         return self.totals.get("raw_bytes", 0) / stored if stored else float("nan")
+
+
+def _codec_name(config: object) -> str:
+    """The name of the codec a manifest's ``codec`` field (a name, or a configuration with
+    one) gives, as a call of it that never returns is named."""
+    name = config.get("name") if isinstance(config, dict) else config
+    return name if isinstance(name, str) else repr(config)
 
 
 def _load_manifest(path: Location) -> dict[str, Any]:
@@ -264,7 +273,11 @@ class TraceReader:
         self._manifest = _load_manifest(self.location)
         m = self._manifest
         try:
-            self.codec = get_codec(m["codec"])
+            # watched: a bounded unit reading the trace names a constructor that never
+            # returns, and says what to do about the trace's codec
+            self.codec = codec_watch().calling(
+                _codec_name(m["codec"]), BUILDING, get_codec, m["codec"], instead=STORED_INSTEAD
+            )
         except CodecError as exc:  # not installed or cannot run here: not damage
             raise TraceError(
                 f"{self.path}: cannot decode this trace's codec: {one_line(str(exc))}"

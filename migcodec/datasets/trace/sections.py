@@ -22,7 +22,7 @@ from .format import SECTION
 
 BATCH_PAGES = 1024  # part of format version 1
 #: what to do about a trace whose codec's decode never returns
-_INSTEAD = "record the trace again with another --codec"
+STORED_INSTEAD = "record the trace again with another --codec"
 
 
 def encode_section(
@@ -31,7 +31,8 @@ def encode_section(
     """Header, modes, batch table and payload segments of ``data``, unjoined.
 
     With ``pool``, batches are encoded on its threads (zstd, lz4 and zlib-ng release the
-    GIL), in order.
+    GIL), in order. Each batch's encode is watched as a codec call of this thread
+    (:class:`~migcodec.codecs.bounded.Watch`).
     """
     raw = np.ascontiguousarray(data).reshape(-1).view(np.uint8)
     n_pages = -(-raw.size // page_size)
@@ -46,7 +47,14 @@ def encode_section(
         Batch(pages, [(lo, min(BATCH_PAGES, n_pages - lo))], page_size, max_pages=BATCH_PAGES)
         for lo in range(0, n_pages, BATCH_PAGES)  # per batch of 1024 pages, not per page
     ]
-    results = pool.map(codec.encode, batches) if pool is not None else map(codec.encode, batches)
+    # each batch watched (a bounded unit writing the trace names an encode that never
+    # returns); on the pool, the wait for each batch in turn: no wait outlasts its batch
+    watch = codec_watch()
+    if pool is not None:
+        pending = pool.map(codec.encode, batches)
+        results = [watch.calling(codec, "encode", next, pending) for _ in batches]
+    else:
+        results = [watch.calling(codec, "encode", codec.encode, b) for b in batches]
     modes, lengths, payload = [], [], []
     for encoded in results:
         segments = [memoryview(s).cast("B") for s in encoded.segments]
@@ -99,7 +107,7 @@ def decode_section(
         )
         try:  # watched: a bounded unit reading the trace names a decode that never returns
             codec_watch().calling(
-                codec, "decode", codec.decode, encoded, out[lo:hi], instead=_INSTEAD
+                codec, "decode", codec.decode, encoded, out[lo:hi], instead=STORED_INSTEAD
             )
         except CodecError as exc:
             raise ValueError(f"{codec.name} cannot decode batch {b} of a section: {exc}") from exc

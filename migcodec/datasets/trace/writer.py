@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from migcodec.codecs import get_codec
+from migcodec.codecs import CodecStuck, get_codec
+from migcodec.codecs.bounded import CodecThread, run_bounded
 from migcodec.datasets.window import Window
 from migcodec.files import json_problem
 from migcodec.hashing import seal
@@ -42,6 +43,8 @@ from .record import encode_record
 from .schema import MANIFEST_SCHEMA, check
 
 DEFAULT_CHUNK_BYTES = 256 << 20
+#: what to do about a storing codec whose call never returns
+_STORE_INSTEAD = "store the trace with another --codec (zstd, the default, or lz4)"
 
 
 def _check_output(path: Path, overwrite: bool) -> None:
@@ -71,6 +74,11 @@ def _check_output(path: Path, overwrite: bool) -> None:
                 "trace; name a new or empty directory for the trace",
                 path,
             )
+
+
+def _built(name: str, config: dict[str, Any]):
+    """``get_codec(name, **config)``, as one unit of a bounded thread."""
+    return get_codec(name, **config)
 
 
 class TraceWriter:
@@ -115,7 +123,12 @@ class TraceWriter:
         self.path = Path(path)
         self.expected_windows = expected_windows
         self._room_check_at = 8  # windows written when the room is next checked
-        self.codec = get_codec(codec, **(codec_config or {}))
+        # the codec is built, and called, on threads of the writer's, waited for while its
+        # calls return: a plugin's constructor or encode that never returns is named
+        # (CodecStuck) and left there, and the trace is left unclosed, not waited for
+        self.codec = run_bounded(_built, codec, codec_config or {}, instead=_STORE_INSTEAD)
+        self._encoder = CodecThread(_STORE_INSTEAD, "migcodec-trace-encode")  # on first write
+        self._stuck = False
         if self.codec.reads_destination:
             raise UnsuitableCodec(
                 f"codec {self.codec.name!r} encodes pages against what a migration's "
@@ -214,7 +227,13 @@ class TraceWriter:
             )
         if self._chunk is None:
             raise ValueError(f"the writer of trace {self.path} is closed")
-        parts = encode_record(window, self.codec, self.page_size, self._pool, self._seed)
+        try:
+            parts = self._encoder.run(
+                encode_record, window, self.codec, self.page_size, self._pool, self._seed
+            )
+        except CodecStuck:
+            self._stuck = True  # its pool's threads may be inside the call too
+            raise
         try:
             if self._chunk.tell() >= self.chunk_bytes:
                 self._open_chunk()
@@ -266,8 +285,7 @@ class TraceWriter:
                 self._chunk.close()
                 self._index.close()
                 self._chunk = None
-                if self._pool is not None:
-                    self._pool.shutdown()
+                self._stop_encoding()
                 self._manifest["complete"] = complete
                 self._manifest["end_reason"] = self.end_reason
                 self._write_manifest()
@@ -328,8 +346,14 @@ class TraceWriter:
                 with contextlib.suppress(OSError):
                     f.close()
         self._chunk = self._index = None
+        self._stop_encoding()
+
+    def _stop_encoding(self) -> None:
+        """End the encoding threads: once idle, or at once where a codec call in them never
+        returned (waited for, they would hold the trace's end forever)."""
+        self._encoder.close()
         if self._pool is not None:
-            self._pool.shutdown()
+            self._pool.shutdown(wait=not self._stuck, cancel_futures=True)
             self._pool = None
 
     def _failed(self, exc: OSError, what: str) -> TraceWriteInterrupted:
