@@ -304,6 +304,34 @@ def test_writer_refuses_out_of_order_windows_and_existing_traces(trace) -> None:
     assert len(TraceReader(path)) == 1
 
 
+def test_windows_numbered_with_numpy_integers_make_a_trace_that_closes(tmp_path: Path) -> None:
+    """Numbered with ``np.arange``, every window was written and the manifest refused at
+    close (its phase's first window an int64): the whole trace was left unclosed."""
+    pages = np.full((2, 4096), 7, np.uint8)
+    with TraceWriter(tmp_path / "t", memory_pages=16) as writer:
+        for i in np.arange(3):
+            writer.write(Window(i, np.array([0, 1]), pages, phase="p" if i < 2 else "q"))
+    reader = TraceReader(tmp_path / "t")
+    assert [w.index for w in reader] == [0, 1, 2]
+    assert [(p.name, p.first, p.windows) for p in reader.info().phases] == [
+        ("p", 0, 2),
+        ("q", 2, 1),
+    ]
+
+
+@pytest.mark.parametrize("index", [0.0, True, "0", None])
+def test_a_window_index_that_is_no_whole_number_is_named(tmp_path: Path, index) -> None:
+    with TraceWriter(tmp_path / "t", memory_pages=16) as writer:
+        with pytest.raises(TypeError) as info:
+            writer.write(Window(index, np.array([0]), np.zeros((1, 4096), np.uint8)))
+        writer.write(Window(0, np.array([0]), np.zeros((1, 4096), np.uint8)))
+    assert str(info.value) == (
+        f"a window's index must be a whole number (0, 1, 2, ...), got {index!r} "
+        f"({type(index).__name__}); number windows with ints"
+    )
+    assert len(TraceReader(tmp_path / "t")) == 1
+
+
 def test_chunks_rotate_and_stream(tmp_path: Path) -> None:
     spec = get_workload("random", n_pages=256, n_windows=6)
     ws = list(Workload(spec))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import numbers
 import os
 import secrets
 import shlex
@@ -215,6 +216,12 @@ class TraceWriter:
 
     def write(self, window: Window) -> None:
         """Append ``window``; its ``index`` must be the next one (0, 1, 2, ...)."""
+        if isinstance(window.index, bool) or not isinstance(window.index, numbers.Integral):
+            # a float was packed into the record's header as a struct error, naming neither
+            raise TypeError(
+                f"a window's index must be a whole number (0, 1, 2, ...), got "
+                f"{window.index!r} ({type(window.index).__name__}); number windows with ints"
+            )
         if window.index != self._next_index:
             raise ValueError(
                 f"windows must be written in order: expected window {self._next_index}, "
@@ -381,7 +388,9 @@ class TraceWriter:
         totals["previous_windows"] += window.previous is not None
         phases = m["phases"]
         if not phases or phases[-1]["name"] != window.phase:
-            phases.append({"name": window.phase, "first": window.index, "windows": 0})
+            # the writer's own count, a Python int: a numpy integer the caller numbered its
+            # windows with was refused by the manifest at close, and the trace was lost
+            phases.append({"name": window.phase, "first": self._next_index, "windows": 0})
         phases[-1]["windows"] += 1
 
     def _write_manifest(self) -> None:
