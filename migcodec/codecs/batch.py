@@ -210,6 +210,7 @@ class Batch:
             if self._span is not None:
                 return self.memory[self._span[0] : self._span[1]]
             return self.memory[self.page_indices]
+        self._check_staging(out)
         dest = out[: self.n_pages]
         if self._span is not None:
             np.copyto(dest, self.memory[self._span[0] : self._span[1]])
@@ -217,6 +218,34 @@ class Batch:
             # check_runs validated the indices; mode="raise" would gather into a temporary
             np.take(self.memory, self.page_indices, axis=0, out=dest, mode="clip")
         return dest
+
+    def _check_staging(self, out: object) -> None:
+        """Refuse a staging buffer that cannot hold this batch's pages as they are: one of
+        another dtype took them cast (a codec then encoded the cast values, and the frame
+        decoded to other pages at the destination, the source none the wiser), and one of
+        another shape failed in numpy's words."""
+        if (
+            isinstance(out, np.ndarray)
+            and out.dtype == np.uint8
+            and out.ndim == 2
+            and out.shape[0] >= self.n_pages
+            and out.shape[1] == self.page_size
+            and out.flags.writeable
+            and out.flags.c_contiguous
+        ):
+            return
+        got = (
+            f"a {'read-only ' if not out.flags.writeable else ''}{out.dtype} array of shape "
+            f"{out.shape}{'' if out.flags.c_contiguous else ', not contiguous'}"
+            if isinstance(out, np.ndarray)
+            else type(out).__name__
+        )
+        raise InvalidBatch(
+            f"a staging buffer for {self.n_pages} pages of {self.page_size} bytes must be a "
+            f"writable, contiguous uint8 array of shape (at least {self.n_pages}, "
+            f"{self.page_size}), got {got}; take one from the request pool, or make one with "
+            f"np.empty((max_pages, {self.page_size}), np.uint8)"
+        )
 
     def __repr__(self) -> str:
         return f"Batch(runs={self.runs.tolist()}, n_pages={self.n_pages})"

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from migcodec.codecs import Batch, InvalidBatch, page_view
+from migcodec.codecs import Batch, InvalidBatch, get_codec, page_view
 from migcodec.codecs.batch import check_runs
 
 MEM = np.zeros((100, 4096), np.uint8)
@@ -49,6 +49,39 @@ def test_scattered_pages_gathered_into_staging_buffer():
     got = Batch(mem, [(7, 2), (1, 3)], page_size=256).pages(out=out)
     assert np.shares_memory(got, out)
     np.testing.assert_array_equal(got, mem[[7, 8, 1, 2, 3]])
+
+
+def _read_only(shape: tuple[int, int]) -> np.ndarray:
+    out = np.zeros(shape, np.uint8)
+    out.flags.writeable = False
+    return out
+
+
+@pytest.mark.parametrize(
+    ("staging", "got"),
+    [
+        (np.zeros((8, 256), np.uint16), "a uint16 array of shape (8, 256)"),
+        (np.zeros((4, 256), np.uint8), "a uint8 array of shape (4, 256)"),
+        (np.zeros((8, 128), np.uint8), "a uint8 array of shape (8, 128)"),
+        (np.zeros(8 * 256, np.uint8), "a uint8 array of shape (2048,)"),
+        (np.zeros((8, 512), np.uint8)[:, ::2], "a uint8 array of shape (8, 256), not contiguous"),
+        (_read_only((8, 256)), "a read-only uint8 array of shape (8, 256)"),
+        (bytearray(8 * 256), "bytearray"),
+    ],
+)
+def test_a_staging_buffer_that_cannot_hold_the_pages_as_they_are_is_refused(staging, got):
+    """One of another dtype took the pages cast, and every codec encoded the cast values
+    into a frame that decoded to other pages at the destination; others failed in numpy's
+    words."""
+    mem = np.ones((20, 256), np.uint8)
+    for codec in ("raw", "lz4", "xbzrle"):
+        with pytest.raises(InvalidBatch) as info:
+            get_codec(codec).encode(Batch(mem, [(7, 2), (1, 3)], page_size=256), staging)
+        assert str(info.value) == (
+            "a staging buffer for 5 pages of 256 bytes must be a writable, contiguous uint8 "
+            f"array of shape (at least 5, 256), got {got}; take one from the request pool, "
+            "or make one with np.empty((max_pages, 256), np.uint8)"
+        )
 
 
 def test_memory_must_be_whole_pages():
