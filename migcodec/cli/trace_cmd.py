@@ -246,7 +246,7 @@ def info(args: argparse.Namespace) -> int:
     for p in phases:
         changed = p.changed_word_fraction
         row = (
-            f"  {p.name or '-':<12} {p.windows:>7} {p.pages_per_window:>9.0f} "
+            f"  {one_line(p.name or '-'):<12} {p.windows:>7} {p.pages_per_window:>9.0f} "
             f"{p.zero_fraction:>6.1%} {'-' if changed is None else f'{changed:.2%}':>9}"
         )
         ratios = [p.ratio(c) for c in codecs]
@@ -329,7 +329,7 @@ def import_qemu(args: argparse.Namespace) -> int:
         raise ValueError(f"{exc.filename or args.stream}: {exc.strerror or exc}") from None
     cut = "QEMU's dirty-bitmap syncs" if points is not None else "passes of QEMU's RAM scan"
     print(
-        f"{args.out}: {stats.windows} windows ({cut}) from {info.machine or 'a QEMU VM'} with "
+        f"{args.out}: {stats.windows} windows ({cut}) from {one_line(info.machine or 'a QEMU VM')} with "
         f"{info.ram_bytes >> 20} MiB of RAM in {len(info.blocks)} blocks; {stats.pages} "
         f"pages sent: {stats.normal} whole, {stats.zero} zero, {stats.xbzrle} XBZRLE "
         f"({stats.xbzrle_mismatches} re-encoded differently by migcodec); "

@@ -644,6 +644,10 @@ def test_a_forged_record_page_count_beyond_memory_is_refused(trace) -> None:
         (b'{"duration_s":"1s"}', "field 'metadata.duration_s' is a string, not a number"),
         (b'{"meta":[1]}', "record field 'metadata.meta' is a list, not an object or null"),
         (b'{"dirty_pages":1.5}', "record field 'metadata.dirty_pages' is a number"),
+        # more pages dirtied than memory has: 2**63 overflowed trace info's sum, and 2**62
+        # wrapped it to 0
+        (b'{"dirty_pages":9223372036854775808}', "says 9223372036854775808 pages were dirtied"),
+        (b'{"dirty_pages":513}', "says 513 pages were dirtied; the trace's memory has 512"),
         (b"[" * 40 + b"]" * 40, "record metadata is a list, not an object"),
     ],
 )
@@ -654,6 +658,18 @@ def test_forged_record_metadata_of_the_wrong_type_is_named(trace, meta, problem)
         TraceReader(path)[2]
     assert err.value.window == 2
     assert problem in str(err.value) and str(err.value).startswith("window 2: ")
+
+
+def test_a_window_said_to_dirty_more_pages_than_memory_has_is_refused(tmp_path: Path) -> None:
+    with TraceWriter(tmp_path / "t", memory_pages=16) as writer:
+        with pytest.raises(ValueError) as info:
+            writer.write(Window(0, np.array([0]), np.ones((1, 4096), np.uint8), dirty_pages=17))
+        writer.write(Window(0, np.array([0]), np.ones((1, 4096), np.uint8), dirty_pages=16))
+    assert str(info.value) == (
+        "window 0: dirty_pages 17 is more than the trace's 16 pages, and a window dirties "
+        "each page at most once; call set_memory_pages"
+    )
+    assert TraceReader(tmp_path / "t")[0].dirty_pages == 16
 
 
 def test_a_damaged_index_is_named_as_the_index(trace) -> None:
@@ -681,6 +697,20 @@ def test_trace_info_shows_the_files_text_quoted(trace, capsys) -> None:
     out = capsys.readouterr().out
     assert "  source   'x\\nsource   ok\\x1b[2J'\n" in out
     assert "\x1b" not in out
+
+
+def test_trace_info_shows_a_records_phase_name_escaped(tmp_path, capsys) -> None:
+    """A record's phase is the file's text too: it reached the terminal raw (clearing the
+    screen, setting the window's title), where the manifest's text is escaped."""
+    from migcodec.cli import main
+
+    phase = "\x1b[2J\x1b]0;owned\x07x"
+    with TraceWriter(tmp_path / "t", memory_pages=16) as writer:
+        writer.write(Window(0, np.array([0]), np.ones((1, 4096), np.uint8), phase=phase))
+    assert main(["trace", "info", str(tmp_path / "t"), "--codecs", "lz4"]) == 0
+    out = capsys.readouterr().out
+    assert "\n  \\x1b[2J\\x1b]0;owned\\x07x       1 " in out, out
+    assert "\x1b" not in out and "\x07" not in out
 
 
 def test_a_trace_written_before_manifests_were_sealed_still_reads(tmp_path, monkeypatch):

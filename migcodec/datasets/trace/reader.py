@@ -478,6 +478,14 @@ class TraceReader:
                 f"{int(indices.max())}; the trace's memory has {memory_pages}",
                 i,
             )
+        if window.dirty_pages is not None and window.dirty_pages > memory_pages:
+            # a window dirties each page at most once; a forged count of 2**63 overflowed
+            # the summaries that add them up, and one of 2**62 wrapped their sum to 0
+            raise TraceCorrupt(
+                f"window {i}: record at {where} says {window.dirty_pages} pages were "
+                f"dirtied; the trace's memory has {memory_pages}: {RESTORE}",
+                i,
+            )
         return window
 
 

@@ -232,6 +232,13 @@ class TraceWriter:
                 f"window {window.index} names page {int(window.page_indices[-1])}, beyond "
                 f"the trace's {self._manifest['memory_pages']} pages; call set_memory_pages"
             )
+        dirty = window.dirty_pages
+        if isinstance(dirty, int) and dirty > self._manifest["memory_pages"]:
+            raise ValueError(
+                f"window {window.index}: dirty_pages {dirty} is more than the trace's "
+                f"{self._manifest['memory_pages']} pages, and a window dirties each page at "
+                "most once; call set_memory_pages"
+            )
         if self._chunk is None:
             raise ValueError(f"the writer of trace {self.path} is closed")
         try:
