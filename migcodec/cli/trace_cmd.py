@@ -329,7 +329,8 @@ def import_qemu(args: argparse.Namespace) -> int:
         raise ValueError(f"{exc.filename or args.stream}: {exc.strerror or exc}") from None
     cut = "QEMU's dirty-bitmap syncs" if points is not None else "passes of QEMU's RAM scan"
     print(
-        f"{args.out}: {stats.windows} windows ({cut}) from {one_line(info.machine or 'a QEMU VM')} with "
+        f"{args.out}: {stats.windows} windows ({cut}) from "
+        f"{one_line(info.machine or 'a QEMU VM')} with "
         f"{info.ram_bytes >> 20} MiB of RAM in {len(info.blocks)} blocks; {stats.pages} "
         f"pages sent: {stats.normal} whole, {stats.zero} zero, {stats.xbzrle} XBZRLE "
         f"({stats.xbzrle_mismatches} re-encoded differently by migcodec); "

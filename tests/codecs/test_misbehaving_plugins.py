@@ -570,8 +570,10 @@ def test_trace_synth_names_a_storing_codec_that_never_returns(
     else:
         with pytest.raises(TraceIncomplete):
             TraceReader(trace)
-        assert TraceReader(trace, allow_incomplete=True).info().end_reason.startswith(
-            "error: CodecStuck: codec 'stuck'"
+        assert (
+            TraceReader(trace, allow_incomplete=True)
+            .info()
+            .end_reason.startswith("error: CodecStuck: codec 'stuck'")
         )
 
 
