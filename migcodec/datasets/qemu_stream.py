@@ -52,6 +52,7 @@ phase ``bulk`` and the others ``precopy``.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 import itertools
@@ -135,6 +136,17 @@ class QemuStreamTruncated(QemuStreamError):
 
 class QemuStreamCorrupt(QemuStreamError):
     """The stream holds something QEMU's own loader would refuse."""
+
+
+class QemuStreamTooLarge(TraceError):
+    """A window of the stream larger than this machine has the memory to hold (see
+    :data:`WINDOW_COPIES`)."""
+
+
+#: copies of a window's pages that reading it may hold at once: its pages, what they
+#: replaced, and a trace's encoding of them (the pages XORed with what they replaced,
+#: and the encoded sections)
+WINDOW_COPIES = 4
 
 
 @dataclass(frozen=True)
@@ -654,6 +666,7 @@ def qemu_windows(
         nonlocal index
         if not w.after:
             return None
+        _check_room(index, len(w.after), page_size)
         order = np.array(sorted(w.after), dtype=np.int64)
         pages = np.stack([zero if w.after[p] is None else w.after[p] for p in order])
         previous = np.stack([zero if w.before[p] is None else w.before[p] for p in order])
@@ -761,6 +774,27 @@ def qemu_windows(
         )
 
 
+def _check_room(index: int, pages: int, page_size: int) -> None:
+    """Refuse window ``index`` of ``pages`` pages where this machine has not the memory to
+    hold it as a window: what the stream holds does not bound it (a zero record of 9
+    bytes is a page of the window), and without the check a stream of a megabyte whose
+    records named a few GiB of pages was read until the kernel's out-of-memory killer
+    ended the process."""
+    from migcodec.ram import short_of
+    from migcodec.units import format_size
+
+    need = WINDOW_COPIES * pages * page_size
+    free = short_of(need)
+    if free is not None:
+        raise QemuStreamTooLarge(
+            f"window {index} of the stream sends {pages} pages ({format_size(pages * page_size)}"
+            f"), and reading it holds up to {WINDOW_COPIES} times that at once "
+            f"({format_size(need)}: its pages, what they replaced and their encoding), but "
+            f"this machine has {format_size(free)} available; read the stream on a machine "
+            "with more free memory"
+        )
+
+
 def _check_points(points: Sequence[int] | None) -> frozenset[int] | None:
     if points is None:
         return None
@@ -775,12 +809,23 @@ def _check_points(points: Sequence[int] | None) -> frozenset[int] | None:
     return frozenset(values)
 
 
+@functools.lru_cache(maxsize=256)
+def _filled(page_size: int, byte: int) -> np.ndarray:
+    """A read-only page of ``byte``, one per byte value, shared by every page a zero
+    record fills with it (held pages are replaced, never written): a page of its own for
+    each held 4 KiB per 9-byte record, and a stream of such records made the import
+    hold thousands of times its own size."""
+    page = np.full(page_size, byte, dtype=np.uint8)
+    page.flags.writeable = False
+    return page
+
+
 def _apply(rec: PageRecord, old: np.ndarray | None, zero: np.ndarray) -> np.ndarray | None:
     """The page's content after a zero or whole-page record, or an empty XBZRLE encoding
     (which QEMU's loader accepts: the page is unchanged); ``None`` means all zero, and
     ``old`` is what the destination held before."""
     if rec.kind == "zero":
-        return None if rec.data == b"\0" else np.full(zero.size, rec.data[0], dtype=np.uint8)
+        return None if rec.data == b"\0" else _filled(zero.size, rec.data[0])
     if rec.kind == "page":
         new = np.frombuffer(rec.data, dtype=np.uint8)  # read only: held pages are replaced
         return new if new.any() else None

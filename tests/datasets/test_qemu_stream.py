@@ -179,6 +179,44 @@ def test_a_huge_announced_ram_allocates_only_what_the_stream_sends() -> None:
     assert peak < 4 << 20
 
 
+def test_zero_records_of_one_fill_share_one_page_of_memory() -> None:
+    """A zero record of 9 bytes with a non-zero fill held a page of its own: a stream of a
+    megabyte of them made an import hold gigabytes."""
+    f = Forge(blocks=[("pc.ram", 4096 * PAGE)]).header().start().section()
+    for p in range(4096):
+        f.zero(p, fill=1 + p % 2)
+    f.eos().section(q.SECTION_END).eos()
+    tracemalloc.start()
+    try:
+        (w,) = windows(f.device_state())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (w.pages[::2] == 1).all() and (w.pages[1::2] == 2).all()
+    assert peak < 2.5 * w.pages.nbytes  # the window's pages and what they replaced
+
+
+def test_a_window_larger_than_the_machine_can_hold_is_refused_before_it_is_made(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    f = Forge(blocks=[("pc.ram", 64 * PAGE)]).header().start().section()
+    for p in range(64):
+        f.zero(p, fill=3)
+    f.eos().section(q.SECTION_END).eos()
+    monkeypatch.setattr("migcodec.ram.available_memory", lambda: 512 << 10)
+    with pytest.raises(q.QemuStreamTooLarge) as caught:
+        windows(f.device_state())
+    assert str(caught.value) == (
+        "window 0 of the stream sends 64 pages (256 KiB), and reading it holds up to 4 "
+        "times that at once (1 MiB: its pages, what they replaced and their encoding), but "
+        "this machine has 512 KiB available; read the stream on a machine with more free memory"
+    )
+    stream = tmp_path / "s"
+    stream.write_bytes(f.device_state())
+    assert main(["trace", "import-qemu", str(stream), "--out", str(tmp_path / "t")]) == 2
+    assert capsys.readouterr().err == f"migcodec trace import-qemu: {caught.value}\n"
+
+
 # -- errors, each at its byte ----------------------------------------------------------------
 def _error(data: bytes) -> QemuStreamError:
     with pytest.raises(QemuStreamError) as caught:
