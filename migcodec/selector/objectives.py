@@ -14,6 +14,7 @@ from the submission cost; such rewards are marked ``modelled``.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
@@ -173,7 +174,9 @@ class Throughput(Objective):
     name = "throughput"
 
     def __post_init__(self) -> None:
-        if self.link <= 0 or self.workers <= 0:
+        # not "<= 0" alone: NaN passes that, and every window's reward was then refused
+        # as the policy's mistake, never the objective's
+        if not (_positive(self.link) and _positive(self.workers)):
             raise ObjectiveError(
                 f"throughput needs a positive link rate and worker count, got link={self.link} "
                 f"bytes/s, workers={self.workers}"
@@ -293,6 +296,11 @@ OBJECTIVES: dict[str, type[Objective]] = {
     "cpu": HostCpu,
     "wire": WireBytes,
 }
+
+
+def _positive(x: object) -> bool:
+    """Whether ``x`` is a real number above 0 (infinity included, NaN and bools not)."""
+    return isinstance(x, numbers.Real) and not isinstance(x, bool) and x > 0
 
 
 def make_objective(name: str = "throughput", **params: Any) -> Objective:

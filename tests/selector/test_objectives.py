@@ -139,6 +139,26 @@ def test_bad_objective_parameters_are_clear():
         make_objective("latency")
 
 
+@pytest.mark.parametrize(
+    ("params", "shown"),
+    [
+        ({"link": math.nan}, "link=nan bytes/s, workers=2.0"),
+        ({"workers": math.nan}, "link=1250000000.0 bytes/s, workers=nan"),
+        ({"workers": True}, "link=1250000000.0 bytes/s, workers=True"),
+        ({"workers": "2"}, "link=1250000000.0 bytes/s, workers=2"),
+        ({"workers": -1}, "link=1250000000.0 bytes/s, workers=-1"),
+    ],
+)
+def test_a_throughput_of_no_positive_number_is_refused_where_it_is_made(params, shown):
+    """NaN passed the check; every window's reward was then refused as the policy's
+    mistake."""
+    with pytest.raises(ObjectiveError) as error:
+        Throughput(**params)
+    assert str(error.value) == (
+        f"throughput needs a positive link rate and worker count, got {shown}"
+    )
+
+
 def test_an_outcome_scales_and_joins_by_its_parts():
     """A split window's outcome: each part in proportion to its pages, added; device time
     stays only when both parts had one (a window a device and a CPU codec shared is judged
