@@ -158,12 +158,22 @@ class FrameWriter:
         runs = encoded.runs
         if runs.shape[0] == 1:
             first, count = runs[0].tolist()
+            end = first + count
             run_bytes = fmt.RUN.pack(first, count)
         else:
+            end = int((runs[:, 0] + runs[:, 1]).max())
             wire_runs = np.empty(runs.shape[0], dtype=_RUN_DTYPE)
             wire_runs["first"] = runs[:, 0]
             wire_runs["count"] = runs[:, 1]
             run_bytes = wire_runs.view(np.uint8)  # a byte view: no copy
+        if end > self.memory_pages:
+            # a batch over larger memory than the stream's: the destination refused the
+            # frame, once the source had sent it
+            raise ValueError(
+                f"batch names pages up to {end - 1}, beyond the stream's memory of "
+                f"{self.memory_pages} pages; encode batches of the memory the stream was "
+                "opened for"
+            )
         if modes.dtype != np.uint8 or not modes.flags.c_contiguous:
             modes = np.ascontiguousarray(modes, dtype=np.uint8)
         frame = _build(

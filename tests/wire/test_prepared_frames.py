@@ -50,3 +50,21 @@ def test_a_frame_prepared_for_another_position_is_refused():
         writer.write_prepared(frame)
     with pytest.raises(KeyError, match="codec id 3 is not in this stream's codec table"):
         writer.prepare_batch(get_codec("raw").encode(Batch(memory, [(0, 8)])), 3, 0)
+
+
+@pytest.mark.parametrize("runs", [[(120, 8)], [(0, 4), (63, 2)], [(60, 4), (100, 1)]])
+def test_a_batch_beyond_the_stream_s_memory_is_refused_at_the_source(runs):
+    """The source framed it without a word, and the destination refused the frame."""
+    memory = np.ones((128, 4096), np.uint8)
+    out = io.BytesIO()
+    writer = FrameWriter(out, 4096, 64, [get_codec("lz4")])
+    end = max(first + count for first, count in runs)
+    with pytest.raises(ValueError) as info:
+        writer.write_batch(get_codec("lz4").encode(Batch(memory, runs)))
+    assert str(info.value) == (
+        f"batch names pages up to {end - 1}, beyond the stream's memory of 64 pages; encode "
+        "batches of the memory the stream was opened for"
+    )
+    assert writer.frames == 0
+    writer.write_batch(get_codec("lz4").encode(Batch(memory, [(0, 64)])))
+    assert writer.frames == 1
