@@ -36,6 +36,7 @@ meanwhile, since the stream encodes a page again only once its batch is encoded.
 
 from __future__ import annotations
 
+import numbers
 import threading
 from typing import NamedTuple
 
@@ -78,6 +79,8 @@ class DestinationMirror:
         self, page_size: int, budget_bytes: int = DEFAULT_MIRROR_BYTES, *, recording: bool = True
     ) -> None:
         page_size = checked_page_size(page_size)
+        if isinstance(budget_bytes, numbers.Integral) and not isinstance(budget_bytes, bool):
+            budget_bytes = int(budget_bytes)  # a numpy integer was refused as holding no page
         if not isinstance(budget_bytes, int) or budget_bytes < page_size:
             raise ValueError(
                 f"a destination mirror of {budget_bytes!r} bytes holds no {page_size}-byte "
@@ -119,11 +122,23 @@ class DestinationMirror:
         """A mirror of a destination known to hold exactly ``pages`` at ``indices`` (what a
         trace window's ``previous`` says), e.g. to probe or evaluate a delta codec on one
         window. Sized to the pages, so distinct window rows ``0..n-1`` never evict each other."""
-        pages = np.asarray(pages, dtype=np.uint8)
+        # checked, not cast: the mirror is what every delta is made against, and page
+        # numbers 0.5 and 1.5 held pages 0 and 1, contents of 300 held 44
+        pages, indices = np.asarray(pages), np.asarray(indices)
+        if pages.dtype != np.uint8 or pages.ndim != 2:
+            raise ValueError(
+                f"a mirror's pages are a (pages, page_size) uint8 array, got a {pages.dtype} "
+                f"array of shape {pages.shape}"
+            )
         n, page_size = pages.shape
+        if indices.dtype.kind not in "iu" or indices.shape != (n,):
+            raise ValueError(
+                f"a mirror's page numbers are {n} whole numbers, one per page, got a "
+                f"{indices.dtype} array of shape {indices.shape}"
+            )
         mirror = cls(page_size, max(n, 1) * page_size)
         if n:
-            mirror.record(np.asarray(indices, dtype=np.int64), pages)
+            mirror.record(indices.astype(np.int64, copy=False), pages)
         return mirror
 
     def __len__(self) -> int:

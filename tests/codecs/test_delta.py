@@ -256,6 +256,48 @@ def test_bad_parameters_say_what_to_do():
         DestinationMirror(PAGE, 100)
 
 
+def test_a_mirror_budget_of_a_numpy_integer_holds_its_pages():
+    """It was refused as holding no page."""
+    assert DestinationMirror(PAGE, np.int64(4 * PAGE)).n_slots == 4
+
+
+@pytest.mark.parametrize(
+    ("indices", "pages", "problem"),
+    [
+        (
+            np.array([0.5, 1.5]),
+            np.ones((2, PAGE), np.uint8),
+            "a mirror's page numbers are 2 whole numbers, one per page, got a float64 array "
+            "of shape (2,)",
+        ),
+        (
+            np.array([0]),
+            np.ones((2, PAGE), np.uint8),
+            "a mirror's page numbers are 2 whole numbers, one per page, got a int64 array "
+            "of shape (1,)",
+        ),
+        (
+            np.array([0, 1]),
+            np.full((2, PAGE), 300),
+            f"a mirror's pages are a (pages, page_size) uint8 array, got a int64 array of "
+            f"shape (2, {PAGE})",
+        ),
+        (
+            np.array([0]),
+            np.ones(PAGE, np.uint8),
+            f"a mirror's pages are a (pages, page_size) uint8 array, got a uint8 array of "
+            f"shape ({PAGE},)",
+        ),
+    ],
+)
+def test_a_mirror_holding_pages_refuses_what_it_would_hold_cast(indices, pages, problem):
+    """Page numbers 0.5 and 1.5 held pages 0 and 1, and contents of 300 held 44: the
+    mirror is what every delta is made against."""
+    with pytest.raises(ValueError) as info:
+        DestinationMirror.holding(indices, pages)
+    assert str(info.value) == problem
+
+
 def test_small_max_record_size_sends_busy_pages_raw():
     memory = np.ones((1, PAGE), np.uint8)
     mirror = DestinationMirror(PAGE)
