@@ -346,6 +346,11 @@ def get_codec(spec: str | dict[str, Any] | Codec, **params: Any) -> Codec:
     an instance (returned as is). Unavailable plugins raise :class:`CodecUnavailable`."""
     if isinstance(spec, Codec):
         return spec
+    if not isinstance(spec, str | dict):  # None failed as "not a mapping"
+        raise CodecNotFound(
+            f"a codec is named by a string (e.g. 'lz4') or a config dict (e.g. {{'name': "
+            f"'zstd', 'level': 3}}), got {type(spec).__name__} {spec!r}"
+        )
     config = {"name": spec, **params} if isinstance(spec, str) else {**spec, **params}
     name = config.get("name")
     if not isinstance(name, str):

@@ -93,6 +93,23 @@ class Selector:
         sample_pages: int = 32,
         page_size: int = 4096,
     ) -> None:
+        # named by the types they must be: a policy's name failed on a missing attribute,
+        # and an objective's name was taken, to fail at the first window's reward
+        if not isinstance(policy, Policy):
+            raise SelectorError(
+                f"policy must be a Policy, got {policy!r}; make one with parse_policy({policy!r})"
+                if isinstance(policy, str)
+                else f"policy must be a Policy, got {type(policy).__name__}; make one with "
+                "parse_policy('auto')"
+            )
+        if objective is not None and not isinstance(objective, Objective):
+            raise SelectorError(
+                f"objective must be an Objective, got {objective!r}; make one with "
+                f"make_objective({objective!r})"
+                if isinstance(objective, str)
+                else f"objective must be an Objective, got {type(objective).__name__}; make "
+                "one with make_objective('throughput', link='10Gbit')"
+            )
         self.arms = [a if isinstance(a, Arm) else Arm.of(a) for a in arms]
         self.codecs = [a.codec for a in self.arms]
         self.objective = objective or Throughput()

@@ -71,6 +71,65 @@ def test_every_policy_refuses_a_bad_outcome_given_directly_and_learns_on(policy)
         selector.policy.update(decision.arm, math.nan, decision.features, GOOD)
 
 
+@pytest.mark.parametrize("policy", BUILT_IN)
+@pytest.mark.parametrize("arm", [-1, 3, 99])
+def test_every_policy_refuses_an_arm_it_does_not_have(policy, arm):
+    """Arm -1 was learnt for the last arm without a word, and others failed in numpy's
+    words or were taken."""
+    selector = _selector(policy)
+    decision = selector.choose(PAGES, PAGES)
+    with pytest.raises(PolicyError) as info:
+        selector.policy.update(arm, 1.0, decision.features, GOOD)
+    assert str(info.value) == (
+        f"policy {selector.policy.name!r}: arm {arm} is not one of its 3 arms (0..2); give "
+        "the arm choose() returned"
+    )
+
+
+@pytest.mark.parametrize(
+    ("policy", "objective", "message"),
+    [
+        ("ucb1", None, "policy must be a Policy, got 'ucb1'; make one with parse_policy('ucb1')"),
+        (None, None, "policy must be a Policy, got NoneType; make one with parse_policy('auto')"),
+        (
+            parse_policy("ucb1"),
+            "throughput",
+            "objective must be an Objective, got 'throughput'; make one with "
+            "make_objective('throughput')",
+        ),
+        (
+            parse_policy("ucb1"),
+            2,
+            "objective must be an Objective, got int; make one with "
+            "make_objective('throughput', link='10Gbit')",
+        ),
+    ],
+)
+def test_a_selector_names_a_policy_or_objective_that_is_not_one(policy, objective, message):
+    """A policy's name failed on a missing attribute; an objective's name was taken, and
+    the first window's reward failed."""
+    with pytest.raises(SelectorError) as info:
+        Selector(policy, ARMS, objective)
+    assert str(info.value) == message
+
+
+def test_a_policy_or_codec_named_by_no_string_is_named():
+    from migcodec.codecs import CodecNotFound, get_codec
+
+    with pytest.raises(PolicyError) as info:
+        parse_policy(None)
+    assert str(info.value) == (
+        "a policy is written as a string (e.g. 'auto', 'd-ucb:gamma=0.95'), got NoneType "
+        "None; a config dict goes to policy_from_config"
+    )
+    with pytest.raises(CodecNotFound) as info:
+        get_codec(None)
+    assert str(info.value) == (
+        "a codec is named by a string (e.g. 'lz4') or a config dict (e.g. {'name': 'zstd', "
+        "'level': 3}), got NoneType None"
+    )
+
+
 @pytest.mark.parametrize("policy", ["ucb1", "d-ucb", "sw-ucb", "thompson", "linear"])
 def test_a_refused_outcome_does_not_stop_a_policy_learning(policy):
     selector = _selector(policy)

@@ -279,6 +279,11 @@ class Policy(ABC):
         A window of no guest bytes teaches nothing (no codec did any work on it: its
         reward is the objective's value of nothing, "free" for throughput) and is skipped
         by every policy alike."""
+        if not 0 <= arm < self.n_arms:  # -1 learnt for the last arm, and said nothing
+            raise PolicyError(
+                f"policy {self.name!r}: arm {arm!r} is not one of its {self.n_arms} arms "
+                f"(0..{self.n_arms - 1}); give the arm choose() returned"
+            )
         if outcome is not None:
             if not checked:
                 check_outcome(outcome)
@@ -469,4 +474,9 @@ def _optional_params(cls: type[Policy]) -> set[str]:
 
 def parse_policy(text: str) -> Policy:
     """``ucb1``, ``d-ucb:gamma=0.95``, ``fixed:arm=2`` or a JSON config."""
+    if not isinstance(text, str):  # None failed on a missing attribute
+        raise PolicyError(
+            f"a policy is written as a string (e.g. 'auto', 'd-ucb:gamma=0.95'), got "
+            f"{type(text).__name__} {text!r}; a config dict goes to policy_from_config"
+        )
     return policy_from_config(parse_spec(text, "policy", PolicyError))
