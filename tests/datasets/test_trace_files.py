@@ -9,12 +9,20 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from migcodec.cli import main
-from migcodec.datasets import TraceCorrupt, TraceReader, TraceWriter, Workload, get_workload
+from migcodec.datasets import (
+    TraceCorrupt,
+    TraceReader,
+    TraceWriter,
+    Window,
+    Workload,
+    get_workload,
+)
 from migcodec.datasets.trace import TraceError
 from migcodec.hashing import seal
 from tests.datasets import trace_forge
@@ -89,6 +97,18 @@ def test_a_window_larger_than_this_machine_s_free_memory_is_refused_before_decod
     assert str(err.value) == message
     assert main(["trace", "info", str(path)]) == 2
     assert capsys.readouterr().err == f"migcodec trace info: {message}\n"
+
+
+def test_a_window_s_page_numbers_count_in_the_memory_it_needs(tmp_path, monkeypatch):
+    """Decoded and summed, a page's number takes 16 bytes beside its 512: a window of a
+    million such pages needs 528 MB, not the 512 MB it was checked for."""
+    with TraceWriter(tmp_path / "t", memory_pages=4, page_size=512) as writer:
+        writer.write(Window(0, np.arange(4), np.ones((4, 512), np.uint8)))
+    reader = TraceReader(tmp_path / "t")
+    monkeypatch.setattr("migcodec.ram.available_memory", lambda: 520_000_000)
+    with pytest.raises(TraceError, match=r"^window 0 holds 1000000 pages of 512 B: decoding"):
+        reader._check_room(0, 1_000_000, previous=False)
+    reader._check_room(0, 980_000, previous=False)
 
 
 def test_the_same_forge_at_a_size_this_machine_holds_reads_as_zero_pages(tmp_path):

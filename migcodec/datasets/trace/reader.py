@@ -417,7 +417,9 @@ class TraceReader:
         are stored in a byte or so each, so a record of kilobytes can announce gigabytes:
         checked before anything is allocated, not left to numpy's traceback or the
         kernel's out-of-memory killer."""
-        need = pages * self.page_size * (2 if previous else 1)
+        # each page's number too, decoded and summed (8 bytes each): on traces of small
+        # pages, more than the pages themselves
+        need = pages * (self.page_size * (2 if previous else 1) + 16)
         if need <= CHECKED_WINDOW_BYTES:
             return
         free = short_of(need)
