@@ -151,6 +151,42 @@ def test_a_trace_of_other_pages_is_modelled_by_a_calibration_on_its_pages(tmp_pa
     ) in capsys.readouterr().err
 
 
+def test_a_table_cached_by_a_run_with_a_cost_model_file_keeps_this_machine_s_priors(
+    tmp_path, capsys
+):
+    """Built with a file's priors and cached under a key that does not name the cost
+    model, the table was replayed by the next measured run at the file's decision prices
+    (10 ms each: `auto` at 0.02 of the oracle where it was at 0.93)."""
+    from migcodec.hashing import seal, unseal
+    from migcodec.selector import parse_arms
+    from migcodec.selector.costmodel import machine_cost_model
+    from migcodec.selector.decisions import decision_prices
+
+    trace = tmp_path / "t"
+    synth = ["trace", "synth", "--workload", "memcached", "--pages", "256", "--windows", "3"]
+    assert main([*synth, "--out", str(trace)]) == 0
+    machine = machine_cost_model(parse_arms("raw;lz4"))
+    dear = tmp_path / "dear.json"
+    machine.save(dear)
+    doc = unseal(json.loads(dear.read_text()))
+    for label, cost in doc["arms"].items():
+        if "decision" in label:
+            cost["per_call"] = 0.01
+    dear.write_text(json.dumps(seal(doc)))
+    args = ["evaluate", str(trace), "--arms", "raw;lz4", "--repeats", "1", "--json"]
+    args += ["--policies", "auto"]
+    capsys.readouterr()
+    assert main([*args, "--cost-model", str(dear)]) == 0
+    by_file = json.loads(capsys.readouterr().out)
+    assert by_file["table"]["cached"] is False
+    assert by_file["scores"][-1]["feature_s"] >= 0.01  # the file's prices, as it models
+    assert main([*args, "--cost-model", "measured"]) == 0
+    measured = json.loads(capsys.readouterr().out)
+    assert measured["table"]["cached"] is True
+    assert measured["table"]["probe_decisions"] == decision_prices(machine, 2)
+    assert measured["scores"][-1]["feature_s"] < 0.01
+
+
 def _keep_stamps(path, change) -> None:
     """Apply ``change`` to ``path``'s bytes in place, its size and modification time kept
     (as damage can, or a copy made with ``cp -p``)."""
