@@ -167,12 +167,15 @@ class LocalLocation(Location):
         f = open_regular(self.path)  # the caller keeps it open while streaming
         return f, os.fstat(f.fileno()).st_size
 
-    def write_bytes(self, data: bytes) -> None:
+    def write_bytes(self, data: bytes, through_links: bool = True) -> None:
         """Written beside under a name of this write's own, then renamed: with one name for
         every writer, a second run's write truncated the file the first was renaming (a torn
         table), and the second's rename then found no file. A symbolic link is written
-        through: the file it points to is replaced, not the link by a file of its own."""
-        target = Path(os.path.realpath(self.path)) if self.path.is_symlink() else self.path
+        through: the file it points to is replaced, not the link by a file of its own;
+        unless ``through_links`` is false (a cache's own file: a link planted there made a
+        calibration replace a trace's manifest), when the link itself is replaced."""
+        through = through_links and self.path.is_symlink()
+        target = Path(os.path.realpath(self.path)) if through else self.path
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f"{target.name}.{os.getpid()}-{os.urandom(4).hex()}.tmp")
         try:

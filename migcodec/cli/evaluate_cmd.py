@@ -487,7 +487,7 @@ def _cost_model(args: argparse.Namespace, arms) -> CostModel | None:
     if args.cost_model == "calibrated":
         if not args.json and sys.stderr.isatty():
             print("cost model: this machine's calibration (made now if missing)", file=sys.stderr)
-        return evaluation_cost_model(arms, batch_pages=args.batch_pages)
+        return _calibration(arms, 4096, args.batch_pages)
     if not Path(args.cost_model).exists():  # not "calibrate again": a file the user named
         raise CommandLineError(
             f"--cost-model {args.cost_model!r} is neither 'measured', 'calibrated' nor an "
@@ -523,8 +523,18 @@ def _modelled(args: argparse.Namespace, m: Measured, arms, model: CostModel | No
                 f"pages and {m.source.name} holds {page_size}-byte pages; pass --cost-model "
                 "calibrated to calibrate on its pages"
             )
-        model = evaluation_cost_model(arms, page_size=page_size, batch_pages=args.batch_pages)
+        model = _calibration(arms, page_size, args.batch_pages)
     return m.table.modelled(model)
+
+
+def _calibration(arms, page_size: int, batch_pages: int) -> CostModel:
+    """This machine's calibration, made now if missing; where the one saved before was not
+    used, or this one could not be kept, a note says so: the numbers it models were to be
+    the same on every run, and would not be."""
+    model = evaluation_cost_model(arms, page_size=page_size, batch_pages=batch_pages)
+    if model.note is not None:
+        print(f"migcodec evaluate: note: {model.note}", file=sys.stderr)
+    return model
 
 
 #: the failures reported in one line (each says what went wrong and the fix); a trace's

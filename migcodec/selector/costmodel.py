@@ -36,7 +36,6 @@ calibration windows.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import platform
@@ -250,6 +249,10 @@ class CostModel:
     arms: dict[str, ArmCost]
     machine: dict = field(default_factory=dict)
     created: str = ""
+    #: set by :func:`machine_cost_model` on a model it calibrated, for its user: why the
+    #: calibration saved before was not used, or why this one could not be kept (the
+    #: next run then calibrates again, and its numbers may differ), else ``None``
+    note: str | None = field(default=None, compare=False, repr=False)
 
     def cpu_s(self, label: str, work: Work) -> float:
         return self.arm(label).cpu_s(work, self.page_size)
@@ -263,10 +266,11 @@ class CostModel:
                 "calibrate it again with this arm"
             ) from None
 
-    def save(self, path: str | os.PathLike) -> None:
+    def save(self, path: str | os.PathLike, through_links: bool = True) -> None:
         """Write the model, sealed, to ``path``; :class:`CostModelError` when a part of it
         would not load back as it is (``migcodec.files.json_problem``), before anything is
-        written."""
+        written. A symbolic link at ``path`` is written through unless ``through_links``
+        is false (:meth:`LocalLocation.write_bytes`)."""
         doc = {
             "version": COST_MODEL_VERSION,
             "page_size": self.page_size,
@@ -282,7 +286,8 @@ class CostModel:
             raise CostModelError(f"cannot save cost model to {path}: {problem}")
         # beside under a name of this write's own, then renamed: two processes calibrating
         # at once each leave a whole file
-        LocalLocation(Path(path)).write_bytes((json.dumps(seal(doc), indent=2) + "\n").encode())
+        text = (json.dumps(seal(doc), indent=2) + "\n").encode()
+        LocalLocation(Path(path)).write_bytes(text, through_links)
 
     @classmethod
     def load(cls, path: str | os.PathLike, remedy: str = RECALIBRATE) -> CostModel:
@@ -385,7 +390,10 @@ def default_path(page_size: int, batch_pages: int) -> Path:
 
     ident = json.dumps([machine_identity(), page_size, batch_pages])
     key = hashlib.blake2b(ident.encode(), digest_size=6).hexdigest()
-    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "migcodec"
+    # an empty or relative $XDG_CACHE_HOME is ignored, as the XDG specification says: taken,
+    # it put the calibration in the working directory, and numbers moved with it
+    cache = os.environ.get("XDG_CACHE_HOME", "")
+    base = (Path(cache) if os.path.isabs(cache) else Path.home() / ".cache") / "migcodec"
     return base / f"cost-model-{key}.json"
 
 
@@ -669,31 +677,61 @@ def machine_cost_model(
     1.5 and 1.75 times apart (one of them in a slow spell), against lz4's within 7 %; five
     of 21 repeats agreed within 3 %, the cheap features within 8 %."""
     path = default_path(page_size, batch_pages)
-    saved = None
-    if path.exists():
-        with contextlib.suppress(CostModelError):  # damaged or old: calibrated again below
-            saved = CostModel.load(path)
-        if saved is not None and (
-            (saved.page_size, saved.batch_pages) != (page_size, batch_pages)
-            or saved.machine != machine_identity()
-        ):
-            saved = None  # another machine's or configuration's: calibrated again below
+    saved, problem = _saved_model(path, page_size, batch_pages)
     missing = [a for a in arms if saved is None or a.label not in saved.arms]
     if saved is not None and not missing:
         return saved
     model = calibrate(missing, page_size, batch_pages, repeats)
-    if saved is not None:
-        # the features' cost and the probe decisions' as fitted with the arms saved first:
-        # fitted again beside only the arms missing (the features read after fewer
-        # encoders had pushed the pages out of the caches), they changed what every later
-        # calibrated comparison charged, and the same comparison gave other numbers after
-        # another one named a new arm
-        kept = {
-            label: cost
-            for label, cost in saved.arms.items()
-            if label == FEATURES_LABEL or label in _decision_labels()
+    # merged with what is saved now, not only with what was read before calibrating: two
+    # runs calibrating other arms at once each saved theirs alone, and the next run of the
+    # first calibrated its arms again, and gave other numbers
+    latest, _ = _saved_model(path, page_size, batch_pages)
+    if latest is not None:
+        # every entry saved first stands, the features' cost and the probe decisions'
+        # with them: fitted again beside only the arms missing (the features read after
+        # fewer encoders had pushed the pages out of the caches), they changed what every
+        # later calibrated comparison charged, and the same comparison gave other numbers
+        # after another one named a new arm
+        model.arms = {
+            **latest.arms,
+            **{
+                label: cost
+                for label, cost in model.arms.items()
+                if label not in latest.arms
+                and label != FEATURES_LABEL
+                and label not in _decision_labels()
+            },
         }
-        model.arms = {**saved.arms, **model.arms, **kept}
-    with contextlib.suppress(OSError):  # a read-only home: the model is used, not kept
-        model.save(path)
+    notes = [] if problem is None else [problem]
+    try:
+        model.save(path, through_links=False)
+    except OSError as exc:  # a read-only home: the model is used, not kept
+        notes.append(
+            f"this calibration could not be kept at {path} ({exc.strerror or exc}): the "
+            "next run calibrates again, and its numbers may differ"
+        )
+    model.note = "; ".join(notes) or None
     return model
+
+
+def _saved_model(
+    path: Path, page_size: int, batch_pages: int
+) -> tuple[CostModel | None, str | None]:
+    """The calibration saved at ``path`` for this machine and configuration, if any, and
+    why one there is not used where it is not (damaged, or unreadable)."""
+    try:
+        if not path.exists():
+            return None, None
+        saved = CostModel.load(path)
+    except CostModelError as exc:  # damaged or old: calibrated again
+        return None, f"the calibration saved at {path} was not used ({exc}), and was made again"
+    except OSError as exc:
+        return None, (
+            f"the calibration saved at {path} could not be read ({exc.strerror or exc}), "
+            "and was made again"
+        )
+    if (saved.page_size, saved.batch_pages) != (page_size, batch_pages) or (
+        saved.machine != machine_identity()
+    ):
+        return None, None  # another machine's or configuration's: calibrated again
+    return saved, None

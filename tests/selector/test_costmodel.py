@@ -221,6 +221,75 @@ def test_an_arm_added_to_a_saved_model_keeps_the_features_cost_it_was_saved_with
     assert saved.arms[FEATURES_LABEL] == first.arms[FEATURES_LABEL]
 
 
+@pytest.mark.parametrize("cache_home", ["", "relative/cache"])
+def test_an_empty_or_relative_cache_home_is_ignored(monkeypatch, cache_home):
+    """Taken, it put the calibration in the working directory (where a directory named
+    migcodec then hid the package from ``python -m migcodec``)."""
+    from pathlib import Path
+
+    from migcodec.selector import costmodel
+
+    monkeypatch.setenv("XDG_CACHE_HOME", cache_home)
+    assert costmodel.default_path(4096, 64).parent == Path.home() / ".cache" / "migcodec"
+
+
+def test_a_link_where_the_calibration_is_kept_is_replaced_not_written_through(
+    tmp_path, monkeypatch
+):
+    """A link there to a trace's manifest made a calibration replace the manifest."""
+    from migcodec.selector import costmodel
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    path = costmodel.default_path(4096, 64)
+    path.parent.mkdir(parents=True)
+    victim = tmp_path / "manifest.json"
+    victim.write_text("{}")
+    path.symlink_to(victim)
+    model = costmodel.machine_cost_model(parse_arms("raw"), repeats=1)
+    assert victim.read_text() == "{}"
+    assert not path.is_symlink() and CostModel.load(path).arms == model.arms
+    assert model.note.startswith(f"the calibration saved at {path} was not used (")
+    assert model.note.endswith("), and was made again")
+
+
+def test_calibrations_of_other_arms_at_once_keep_each_others_arms(tmp_path, monkeypatch):
+    """Each saved the arms it calibrated alone, and the next run of the other calibrated
+    its arms again, and gave other numbers."""
+    from migcodec.selector import costmodel
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    path = costmodel.default_path(4096, 64)
+    other = costmodel.calibrate(parse_arms("lz4"), 4096, 64, 1)
+    calibrate = costmodel.calibrate
+
+    def meanwhile(*args):  # another run saves its calibration while this one calibrates
+        mine = calibrate(*args)
+        other.save(path)
+        return mine
+
+    monkeypatch.setattr(costmodel, "calibrate", meanwhile)
+    model = costmodel.machine_cost_model(parse_arms("raw"), repeats=1)
+    assert {"raw", "lz4"} <= set(model.arms)
+    assert model.arms["lz4"] == other.arms["lz4"]
+    assert model.arms[FEATURES_LABEL] == other.arms[FEATURES_LABEL]  # saved first, stands
+    assert CostModel.load(path).arms == model.arms and model.note is None
+
+
+def test_a_calibration_that_cannot_be_kept_says_so(tmp_path, monkeypatch):
+    """It was used and dropped without a word, and every run calibrated again, with other
+    numbers."""
+    from migcodec.selector import costmodel
+
+    (tmp_path / "file").write_text("not a directory")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "file"))
+    path = costmodel.default_path(4096, 64)
+    model = costmodel.machine_cost_model(parse_arms("raw"), repeats=1)
+    assert model.note == (
+        f"this calibration could not be kept at {path} (Not a directory): the next run "
+        "calibrates again, and its numbers may differ"
+    )
+
+
 def test_calibration_fits_every_arm_and_the_cheap_features():
     arms = parse_arms("raw;lz4")
     model = calibrate(arms, repeats=1)

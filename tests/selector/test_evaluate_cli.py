@@ -187,6 +187,28 @@ def test_a_table_cached_by_a_run_with_a_cost_model_file_keeps_this_machine_s_pri
     assert measured["scores"][-1]["feature_s"] < 0.01
 
 
+def test_a_calibrated_evaluation_whose_calibration_cannot_be_kept_says_so(
+    tmp_path, capsys, monkeypatch
+):
+    """Its numbers were to be the same on every run; with nowhere to keep the calibration
+    every run made another, and said nothing."""
+    from migcodec.selector.costmodel import default_path
+
+    trace = tmp_path / "t"
+    synth = ["trace", "synth", "--workload", "text", "--pages", "64", "--windows", "2"]
+    assert main([*synth, "--out", str(trace)]) == 0
+    (tmp_path / "file").write_text("not a directory")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "file"))
+    args = ["evaluate", str(trace), "--arms", "raw", "--repeats", "1", "--policies", "ucb1"]
+    capsys.readouterr()
+    assert main([*args, "--cost-model", "calibrated", "--json"]) == 0
+    assert capsys.readouterr().err == (
+        f"migcodec evaluate: note: this calibration could not be kept at "
+        f"{default_path(4096, 64)} (Not a directory): the next run calibrates again, and its "
+        "numbers may differ\n"
+    )
+
+
 def _keep_stamps(path, change) -> None:
     """Apply ``change`` to ``path``'s bytes in place, its size and modification time kept
     (as damage can, or a copy made with ``cp -p``)."""
