@@ -638,6 +638,51 @@ def test_a_table_file_that_is_a_file_of_the_trace_is_refused_not_written_over(
     assert (trace / name).read_bytes() == kept
 
 
+def test_a_table_link_to_a_file_of_a_trace_is_refused_not_written_through(tmp_path, capsys):
+    """``--rebuild`` wrote the table through the link, over the other trace's manifest."""
+    trace = tmp_path / "t"
+    argv = ["trace", "synth", "--workload", "phases", "--pages", "256", "--windows", "2"]
+    assert main([*argv, "--out", str(trace)]) == 0
+    link = tmp_path / "table.npz"
+    link.symlink_to(trace / "manifest.json")
+    kept = (trace / "manifest.json").read_bytes()
+    capsys.readouterr()
+    argv = ["evaluate", str(trace), "--repeats", "1", "--table", str(link), "--rebuild"]
+    assert main(argv) == 2
+    assert capsys.readouterr() == (
+        "",
+        f"migcodec evaluate: --table {trace / 'manifest.json'} is a file of the trace in "
+        f"{trace}; give a file of its own for the table, e.g. {trace / 'table.npz'}\n",
+    )
+    assert (trace / "manifest.json").read_bytes() == kept
+
+
+def test_rebuild_replaces_a_table_and_nothing_else(tmp_path, capsys):
+    """A saved migration stream named by ``--table`` was replaced by a table without a
+    word; a table, even a damaged one, is rebuilt."""
+    trace = tmp_path / "t"
+    argv = ["trace", "synth", "--workload", "phases", "--pages", "256", "--windows", "2"]
+    assert main([*argv, "--out", str(trace)]) == 0
+    precious = tmp_path / "precious.bin"
+    precious.write_bytes(b"QEVM" + bytes(60))
+    capsys.readouterr()
+    argv = ["evaluate", str(trace), "--repeats", "1", "--policies", "ucb1", "--rebuild"]
+    assert main([*argv, "--table", str(precious)]) == 2
+    assert capsys.readouterr() == (
+        "",
+        f"migcodec evaluate: --table {precious} holds something other than a table, which "
+        "--rebuild would replace; give a file of its own for the table, or delete that file "
+        "first\n",
+    )
+    assert precious.read_bytes() == b"QEVM" + bytes(60)
+    table = tmp_path / "table.npz"
+    assert main([*argv, "--table", str(table)]) == 0
+    damaged = bytearray(table.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF
+    table.write_bytes(bytes(damaged))
+    assert main([*argv, "--table", str(table)]) == 0
+
+
 def test_a_missing_table_dir_is_created_only_when_a_table_is_written(tmp_path, capsys):
     trace = tmp_path / "t"
     argv = ["trace", "synth", "--workload", "phases", "--pages", "256", "--windows", "2"]

@@ -14,6 +14,7 @@ printed is the same as in process.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -243,6 +244,8 @@ def _check_table_options(args: argparse.Namespace, several: bool) -> None:
         if is_url(args.table):
             return
         _check_not_a_trace_file(Path(args.table))
+        # and where a link leads: --rebuild wrote the table through a link to a manifest
+        _check_not_a_trace_file(Path(os.path.realpath(args.table)))
         if Path(args.table).exists():
             if Path(args.table).is_dir():
                 raise CommandLineError(
@@ -250,6 +253,8 @@ def _check_table_options(args: argparse.Namespace, several: bool) -> None:
                     "or --table-dir DIR"
                 )
             _check_input_file(args.table, "--table")
+            if args.rebuild:
+                _check_replaceable_table(Path(args.table))
         else:
             check_output_path(args.table, "--table")
         return
@@ -271,6 +276,23 @@ def _check_not_a_trace_file(table: Path) -> None:
         raise CommandLineError(
             f"--table {table} is a file of the trace in {table.parent}; give a file of its "
             f"own for the table, e.g. {table.parent / 'table.npz'}"
+        )
+
+
+#: how every file :meth:`Table.save` writes starts (a zip archive's first local header)
+_ZIP_START = b"PK\x03\x04"
+
+
+def _check_replaceable_table(table: Path) -> None:
+    """Refuse ``--rebuild`` of a ``--table`` that is no table (not even a damaged one: it
+    does not start as a zip archive): the table was written over whatever file it named,
+    a saved migration stream as well as a table."""
+    with open(table, "rb") as f:
+        start = f.read(len(_ZIP_START))
+    if start != _ZIP_START:
+        raise CommandLineError(
+            f"--table {table} holds something other than a table, which --rebuild would "
+            "replace; give a file of its own for the table, or delete that file first"
         )
 
 
