@@ -33,6 +33,7 @@ from migcodec.selector.evaluation.cluster import (
     window_ranges,
 )
 from migcodec.selector.evaluation.windows import trace_identity
+from tests.hang_guard import within
 from tests.selector.test_table_parts import assert_same_table
 
 try:
@@ -280,6 +281,42 @@ def test_a_scheduler_address_where_something_else_answers_is_one_line(capsys):
     assert err.startswith(f"migcodec evaluate: what answers at {address} is not a Dask scheduler (")
     assert err.endswith("); check the address, and start one with `dask scheduler`\n")
     assert err.count("\n") == 1
+
+
+def test_a_scheduler_address_that_accepts_and_never_answers_ends_in_bounded_time(
+    capsys, monkeypatch
+):
+    """Dask's timeout bounds the connection, not the handshake after it: a server that
+    accepted and never spoke (``nc -l``) held ``evaluate`` forever."""
+    import socket
+
+    from migcodec.selector.evaluation import cluster
+
+    pytest.importorskip("distributed")
+    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT_S", 1)
+    monkeypatch.setattr(cluster, "_HANDSHAKE_GRACE_S", 1)
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def stay_silent() -> None:
+        with server:
+            conn, _ = server.accept()
+            with conn:
+                stop.wait(60)
+
+    thread = threading.Thread(target=stay_silent)
+    thread.start()
+    address = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+    try:
+        assert within(60, main, ["evaluate", str(TRACES[0]), "--scheduler", address]) == 2
+    finally:
+        stop.set()
+        thread.join(30)
+    assert capsys.readouterr().err == (
+        f"migcodec evaluate: cannot reach the Dask scheduler at {address}: it accepted the "
+        "connection and did not answer within 1 s; start one with `dask scheduler` and "
+        f"workers with `dask worker {address}`\n"
+    )
 
 
 @pytest.mark.parametrize("address", ["tcp://", "tcp://127.0.0.1", "tcp://:8786", "tls://h:99999"])

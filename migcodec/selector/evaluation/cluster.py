@@ -74,6 +74,8 @@ TASK_RETRIES = 2
 WINDOW_CACHE_BYTES = 256 << 20
 #: how long to wait for a running scheduler to answer, and for its first worker
 CONNECT_TIMEOUT_S = 30
+#: seconds past that a connection's handshake may take before it is given up on
+_HANDSHAKE_GRACE_S = 5
 _PRE_SPAWN = "distributed.nanny.pre-spawn-environ"
 INSTALL_HINT = "pip install 'migcodec[distributed]' (dask[distributed] and fsspec)"
 
@@ -358,6 +360,31 @@ def _check_address(spec: str) -> None:
         )
 
 
+def _client_within(address: str, seconds: float):
+    """``distributed.Client(address)``, given up on after ``seconds`` (and a few more):
+    its own timeout bounds the connection, not the handshake after it, and a server that
+    accepted and never spoke (``nc -l``) held ``evaluate`` forever. Given up on, the
+    connecting thread is left to the process's end (a daemon)."""
+    import distributed
+
+    box: dict = {}
+
+    def connect() -> None:
+        try:
+            box["client"] = distributed.Client(address, timeout=seconds)
+        except BaseException as exc:  # the caller's to raise
+            box["error"] = exc
+
+    thread = threading.Thread(target=connect, name="migcodec-dask-connect", daemon=True)
+    thread.start()
+    thread.join(seconds + _HANDSHAKE_GRACE_S)
+    if thread.is_alive():
+        raise TimeoutError(f"it accepted the connection and did not answer within {seconds:g} s")
+    if "error" in box:
+        raise box["error"]
+    return box["client"]
+
+
 @dataclass
 class Cluster:
     """A connection to a Dask cluster, and the cluster itself for ``local:N``.
@@ -404,7 +431,7 @@ class Cluster:
         elif "://" in spec:
             _check_address(spec)
             try:
-                self.client = distributed.Client(spec, timeout=CONNECT_TIMEOUT_S)
+                self.client = _client_within(spec, CONNECT_TIMEOUT_S)
             except (OSError, TimeoutError) as exc:
                 raise SchedulerError(
                     f"cannot reach the Dask scheduler at {spec}: {exc}; start one with "
