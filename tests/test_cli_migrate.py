@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -55,6 +56,35 @@ def test_sweep_plot_writes_a_png(tmp_path, capsys):
     largest = sweep["largest_dirty_rate"]
     assert code == (0 if largest is not None else 1) and largest != 0.0
     assert_png(png)
+
+
+def test_a_sweep_past_what_a_small_guest_can_dirty_reports_what_it_dirtied(capsys):
+    """A guest of 1 MiB dirties each page at most once a tick (about 200 MB/s at most):
+    the sweep said "at least 2048 MB/s", the rate asked, with no word that the guest
+    dirtied a sixteenth of it."""
+    argv = ["migrate", "--memory", "1MiB", "--quiet", "--sweep-dirty-rate"]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    top = lines[-2]
+    assert top.startswith("  dirty   2048.0 MB/s -> auto: ok; ")
+    assert re.search(
+        r"; the guest dirtied \d+\.\d MB/s of the 2048\.0 asked \(each page at most once a "
+        r"tick: give it more --memory for a higher rate\)$",
+        top,
+    ), top
+    assert re.fullmatch(
+        r"largest migratable dirty rate with auto: at least \d+\.\d MB/s, the most this guest "
+        r"dirtied \(2048\.0 MB/s asked; it dirties each page at most once a tick: give it more "
+        r"--memory to try higher rates\)",
+        lines[-1],
+    ), lines[-1]
+    assert main([*argv, "--json"]) == 0
+    sweep = json.loads(capsys.readouterr().out)
+    assert sweep["largest_dirty_rate"] == 2048e6
+    assert sweep["largest_dirty_rate_achieved"] < 300e6
+    assert sweep["largest_dirty_rate_achieved"] == max(
+        r["dirty_rate_achieved"] for r in sweep["runs"] if r["succeeded"]
+    )
 
 
 def test_a_failed_migration_says_why_on_stderr_as_well(capsys):
