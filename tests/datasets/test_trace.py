@@ -190,6 +190,14 @@ def test_an_unclosed_trace_is_readable_only_on_request(tmp_path: Path) -> None:
     reader = TraceReader(tmp_path / "t", allow_incomplete=True)
     assert len(reader) == 3
     _assert_same(ws[2], reader[2])
+    # counted from the index: the manifest, written at open, said 0 pages and 0 bytes
+    pages = sum(w.n_pages for w in ws[:3])
+    assert reader.info().totals == {
+        "pages": pages,
+        "raw_bytes": pages * 4096,
+        "stored_bytes": writer.stored_bytes,
+        "previous_windows": None,
+    }
 
 
 @pytest.mark.parametrize("close", [True, False])
