@@ -133,3 +133,9 @@ def short_of(n_bytes: int) -> int | None:
     its own words, naming both sizes."""
     free = available_memory()
     return free if free is not None and n_bytes > free else None
+
+
+def thread_refused(exc: BaseException) -> bool:
+    """Whether ``exc`` is the interpreter's refusal of a new thread (a process limit on
+    threads, or on memory, which a thread's stack counts against)."""
+    return isinstance(exc, RuntimeError) and "can't start new thread" in str(exc)

@@ -366,6 +366,24 @@ def test_what_a_process_limit_refuses_past_the_checks_is_one_line(capsys, monkey
     assert capsys.readouterr() == ("", f"migcodec bench: {said}\n")
 
 
+def test_a_thread_refused_to_a_codec_s_engines_is_not_blamed_on_the_codec(capsys, monkeypatch):
+    """`bench --workers 256` under a process limit: the engines' threads were refused
+    while the codec was benchmarked, and the codec was named as failing ("use another
+    codec")."""
+
+    def refused(*args, **kwargs):
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr("migcodec.bench._encode_all", refused)
+    assert main(["bench", "--pages", "64", "--codecs", "zstd", "--workers", "256"]) == 1
+    assert capsys.readouterr() == (
+        "",
+        "migcodec bench: cannot start another thread (can't start new thread): this process "
+        "may not use that many threads or that much memory; give it fewer --workers, or "
+        "raise the process's limits\n",
+    )
+
+
 def test_a_refused_thread_names_workers_only_where_the_command_has_them(
     tmp_path, capsys, monkeypatch
 ):

@@ -22,12 +22,12 @@ from migcodec.cli.args import (
     OUTPUT_FULL,
     CommandLineError,
     Parser,
-    thread_refused,
 )
 from migcodec.cli.args import silence_stdout as _silence_stdout
 from migcodec.codecs import CodecError
 from migcodec.codecs.stuck import left_running_note
 from migcodec.interrupts import Terminated, raise_terminated
+from migcodec.ram import thread_refused
 
 #: modules that each define ``register(subparsers)``
 COMMANDS = [

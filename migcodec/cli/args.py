@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from migcodec.files import cannot_create_in, special_kind
+from migcodec.ram import thread_refused
 from migcodec.units import parse_rate, parse_size
 from migcodec.wire.format import MAX_BATCH_PAGES
 
@@ -368,12 +369,6 @@ def reported_by_main(exc: BaseException) -> bool:
     if isinstance(exc, OSError):
         return exc.filename is None and exc.errno in OUTPUT_FULL
     return thread_refused(exc)
-
-
-def thread_refused(exc: BaseException) -> bool:
-    """Whether ``exc`` is the interpreter's refusal of a new thread (a process limit on
-    threads, or on memory, which a thread's stack counts against)."""
-    return isinstance(exc, RuntimeError) and "can't start new thread" in str(exc)
 
 
 def silence_stdout() -> None:

@@ -17,6 +17,7 @@ from migcodec.codecs.bounded import codec_watch
 from migcodec.codecs.encoded import Encoded
 from migcodec.codecs.errors import CodecError, CodecFailed, CodecStuck, RoundTripMismatch
 from migcodec.codecs.registry import faulty_plugin_hint
+from migcodec.ram import thread_refused
 
 #: what a codec's own code may raise that is not the codec's failure: the codec layer's
 #: errors (which say what to do already), Ctrl-C and SIGTERM, and memory running out
@@ -47,7 +48,9 @@ class failures_of:
         return None
 
     def __exit__(self, kind: object, exc: BaseException | None, traceback: object) -> None:
-        if exc is not None and not isinstance(exc, self.passed):
+        # a thread the process may not start is no codec's failure: a limit on the process
+        # (its threads, or memory for their stacks) was blamed on the codec benchmarked
+        if exc is not None and not isinstance(exc, self.passed) and not thread_refused(exc):
             raise CodecFailed(
                 f"codec {self.name!r} failed {self.during} ({type(exc).__name__}: {exc}); "
                 f"{faulty_plugin_hint(self.name)}"
