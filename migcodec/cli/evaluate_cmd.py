@@ -35,7 +35,7 @@ from migcodec.cli.args import (
     json_document,
     reported_by_main,
 )
-from migcodec.codecs import CodecFailed, CodecStuck
+from migcodec.codecs import CodecFailed, CodecStuck, PageSizeUnsupported
 from migcodec.codecs.bounded import run_bounded
 from migcodec.datasets.trace import TraceError, TraceReader
 from migcodec.datasets.trace.format import MANIFEST, WRITTEN_BY, is_trace_file
@@ -569,9 +569,10 @@ def run(args: argparse.Namespace) -> int:
         return _run(args)
     except CodecStuck:  # says to leave its arms out already, as what to do meanwhile
         raise
-    except CodecFailed as exc:
+    except (CodecFailed, PageSizeUnsupported) as exc:
         # every codec evaluate runs is an arm's: besides what to do about the codec's
-        # package (said already), the other arms can be evaluated without it
+        # package or its pages (said already), the other arms can be evaluated without it
+        # (a default arm that cannot describe a trace's pages was named without saying so)
         raise type(exc)(f"{exc}; or {LEAVE_ARMS_OUT}") from exc
     except REPORTED as exc:
         if reported_by_main(exc):  # a closed or full stdout is not the command line's fault

@@ -209,6 +209,25 @@ def test_a_calibrated_evaluation_whose_calibration_cannot_be_kept_says_so(
     )
 
 
+def test_a_default_arm_that_cannot_describe_a_trace_s_pages_is_named_as_an_arm(tmp_path, capsys):
+    """Of a trace of 64 KiB pages, XBZRLE (a default arm the user never named) was refused
+    with "use another codec", where leaving it out of --arms is what to do."""
+    import numpy as np
+
+    from migcodec.datasets import generate_pages
+    from migcodec.datasets.trace import TraceWriter
+
+    with TraceWriter(tmp_path / "t", memory_pages=16, page_size=65536) as writer:
+        writer.write(Window(0, np.arange(4), generate_pages("text", 4, 0, 65536)))
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "t"), "--repeats", "1"]) == 2
+    assert capsys.readouterr() == (
+        "",
+        "migcodec evaluate: xbzrle describes pages of at most 16384 bytes, not 65536; use "
+        "another codec (e.g. lz4 or zstd) for larger pages; or leave its arms out of --arms\n",
+    )
+
+
 def _keep_stamps(path, change) -> None:
     """Apply ``change`` to ``path``'s bytes in place, its size and modification time kept
     (as damage can, or a copy made with ``cp -p``)."""
