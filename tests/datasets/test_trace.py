@@ -200,6 +200,25 @@ def test_an_unclosed_trace_is_readable_only_on_request(tmp_path: Path) -> None:
     }
 
 
+def test_a_file_named_for_a_trace_says_to_give_the_directory(trace, tmp_path) -> None:
+    """A trace's manifest, or any file, named for the trace was "not a trace: manifest.json
+    is missing", which said nothing of what to give instead."""
+    path, _ = trace
+    with pytest.raises(TraceNotFound) as info:
+        TraceReader(path / "manifest.json")
+    assert str(info.value) == (
+        f"{path / 'manifest.json'} is a file of the trace in {path}; give the trace's "
+        f"directory, {path}"
+    )
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(TraceNotFound) as info:
+        TraceReader(tmp_path / "notes.txt")
+    assert str(info.value) == (
+        f"{tmp_path / 'notes.txt'} is not a directory; give a trace directory written by "
+        "`migcodec trace capture` or `migcodec trace synth`"
+    )
+
+
 @pytest.mark.parametrize("close", [True, False])
 def test_a_trace_without_its_index_is_named_damaged_for_that(tmp_path, close) -> None:
     """It read as an index of 0 windows against the manifest's count."""

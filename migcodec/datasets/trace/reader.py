@@ -102,6 +102,17 @@ def _load_manifest(path: Location) -> dict[str, Any]:
             raise TraceNotFound(
                 f"{path} does not exist; give a trace directory written by {WRITTEN_BY}"
             )
+        if path.is_file() and (path.parent / MANIFEST).exists():
+            # a file of a trace (its manifest, a chunk) named for the trace: "its manifest
+            # is missing" said nothing of what to give instead
+            raise TraceNotFound(
+                f"{path} is a file of the trace in {path.parent}; give the trace's directory, "
+                f"{path.parent}"
+            )
+        if not path.is_dir():
+            raise TraceNotFound(
+                f"{path} is not a directory; give a trace directory written by {WRITTEN_BY}"
+            )
         raise TraceNotFound(
             f"{path} is not a trace: {MANIFEST} is missing (make one with {WRITTEN_BY})"
         )
