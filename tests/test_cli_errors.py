@@ -1259,7 +1259,36 @@ def test_a_cost_model_file_without_an_arm_is_refused_before_measuring(capsys, mo
     assert main(argv) == 2
     out, err = capsys.readouterr()
     assert out == "" and err.startswith(
-        "migcodec evaluate: the cost model has no arm 'lz4 acceleration=4' (it covers raw, lz4, "
+        f"migcodec evaluate: cost model {model} has no costs for 'lz4 acceleration=4' (it "
+        "covers raw, lz4, "
+    )
+    assert err.endswith(
+        "); give a model calibrated with every arm of --arms (--cost-model calibrated makes "
+        "one: this machine's calibration is kept under $XDG_CACHE_HOME/migcodec, by default "
+        "~/.cache/migcodec)\n"
+    )
+
+
+def test_a_cost_model_file_without_the_cheap_features_is_refused_before_measuring(
+    tmp_path, capsys, monkeypatch
+):
+    """It was refused once the table had been measured and cached, told to "calibrate it
+    again with this arm"."""
+    from migcodec.cli import evaluate_cmd
+    from migcodec.selector.costmodel import FEATURES_LABEL, CostModel
+
+    def measured(*args):
+        raise AssertionError("measured before the cost model was checked")
+
+    monkeypatch.setattr(evaluate_cmd, "_build", measured)
+    model = CostModel.load(REPO / "tests" / "selector" / "data" / "cost-model.json")
+    del model.arms[FEATURES_LABEL]
+    path = tmp_path / "model.json"
+    model.save(path)
+    assert main([*EVALUATE, "--cost-model", str(path), "--arms", "raw;lz4"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith(
+        f"migcodec evaluate: cost model {path} has no costs for {FEATURES_LABEL!r} (it covers "
     )
 
 

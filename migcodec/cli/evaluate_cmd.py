@@ -47,7 +47,7 @@ from migcodec.selector import (
     parse_policy,
 )
 from migcodec.selector.adaptive_chooser import UNLIMITED_LINK
-from migcodec.selector.costmodel import CostModel
+from migcodec.selector.costmodel import FEATURES_LABEL, CostModel
 from migcodec.selector.evaluation import (
     build_table,
     check_windows,
@@ -525,8 +525,15 @@ def _cost_model(args: argparse.Namespace, arms) -> CostModel | None:
             f"{model.batch_pages}, or --cost-model calibrated to calibrate for "
             f"{args.batch_pages}-page batches"
         )
-    for arm in arms:  # refused now, not once the first table has been measured
-        model.arm(arm.label)
+    # refused now, not once the first table has been measured: its arms, and the cheap
+    # features' cost every policy that reads them is charged
+    for label in [arm.label for arm in arms] + [FEATURES_LABEL]:
+        if label not in model.arms:
+            raise CommandLineError(
+                f"cost model {args.cost_model} has no costs for {label!r} (it covers "
+                f"{', '.join(model.arms)}); give a model calibrated with every arm of --arms "
+                f"(--cost-model calibrated makes one: {CALIBRATION_KEPT})"
+            )
     return model
 
 
