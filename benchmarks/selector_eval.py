@@ -285,8 +285,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_json:
         if not args.markdown:
             ap.error("--from-json writes a document: give --markdown PATH")
-        doc = json.loads(Path(args.from_json).read_text())
-        Path(args.markdown).write_text(render_markdown(doc))
+        try:
+            text = render_markdown(json.loads(Path(args.from_json).read_text()))
+        except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+            ap.error(
+                f"--from-json {args.from_json}: not a document this script wrote with --json "
+                f"({type(exc).__name__}: {exc}); write it again with --json"
+            )
+        Path(args.markdown).write_text(text)
         return 0
 
     arms = parse_arms(";".join(DEFAULT_ARMS + DELTA_ARMS))

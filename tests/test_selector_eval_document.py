@@ -163,6 +163,33 @@ def test_from_json_needs_a_document_path(tmp_path: Path) -> None:
     assert "--from-json writes a document: give --markdown PATH" in done.stderr
 
 
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [('{"tables": [', "JSONDecodeError: "), ("{}", "KeyError: "), ("[1]", "")],
+)
+def test_from_json_of_no_document_of_its_own_is_one_line(tmp_path: Path, text, why) -> None:
+    """A truncated or foreign file was a traceback (JSONDecodeError, KeyError)."""
+    saved = tmp_path / "run.json"
+    saved.write_text(text)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "selector_eval.py"),
+            *("--from-json", str(saved), "--markdown", str(tmp_path / "doc.md")),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    last = done.stderr.splitlines()[-1]
+    assert last.startswith(
+        f"selector_eval.py: error: --from-json {saved}: not a document this script wrote "
+        f"with --json ({why}"
+    ), last
+    assert last.endswith("; write it again with --json")
+    assert not (tmp_path / "doc.md").exists()
+
+
 def test_links_and_policies_given_twice_are_all_evaluated():
     module = benchmark_module("selector_eval")
     _, args = module.parse_args(["--links", "1Gbit", "--links", "10Gbit", "25Gbit"])
