@@ -240,7 +240,13 @@ def test_send_keeps_a_memory_image_and_receive_writes_it_into_a_file(tmp_path, c
         receiver.kill()
     assert code == 0 and json.loads(capsys.readouterr().out)["succeeded"]
     assert receiver.returncode == 0, err
-    assert f"into file {received}; memory digest verified" in out
+    assert re.search(
+        r"^received (\d+) page sends from 127\.0\.0\.1 in \d+ frames and [1-9]\d* iterations "
+        f"into file {re.escape(str(received))}; memory digest verified$",
+        out,
+        re.MULTILINE,
+    ), out
+    assert int(re.search(r"received (\d+) page sends", out)[1]) >= 4 * MiB // 4096
     assert received.read_bytes() == ramp(4 * MiB)
 
 
