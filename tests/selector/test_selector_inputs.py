@@ -176,13 +176,22 @@ def _features(**changes):
     [
         (
             {"context": np.full(5, np.nan)},
-            r"features context must be 5 finite numbers \(bias, zero_frac, entropy, "
+            r"features context must be 5 numbers from 0 to 1 \(bias, zero_frac, entropy, "
             r"changed_frac, delta_known\), got array\(\[nan",
         ),
-        ({"context": np.full(5, np.inf)}, "features context must be 5 finite numbers"),
-        ({"context": np.zeros(2)}, "features context must be 5 finite numbers"),
-        ({"context": np.zeros((2, 5))}, "features context must be 5 finite numbers"),
-        ({"context": [1.0, 0.0, 0.5, 0.5, 1.0]}, "features context must be 5 finite numbers"),
+        ({"context": np.full(5, np.inf)}, "features context must be 5 numbers from 0 to 1"),
+        ({"context": np.zeros(2)}, "features context must be 5 numbers from 0 to 1"),
+        ({"context": np.zeros((2, 5))}, "features context must be 5 numbers from 0 to 1"),
+        ({"context": [1.0, 0.0, 0.5, 0.5, 1.0]}, "features context must be 5 numbers from 0 to 1"),
+        # shares: a zero share of 1e300 overflowed auto's drift between windows
+        (
+            {"context": np.array([1.0, 1e300, 0.5, 0.5, 1.0])},
+            "features context must be 5 numbers from 0 to 1",
+        ),
+        (
+            {"context": np.array([1.0, 0.0, -0.5, 0.5, 1.0])},
+            "features context must be 5 numbers from 0 to 1",
+        ),
         ({"pages": math.nan}, r"features pages must be a number finite, at least 0, got nan"),
         ({"pages": -5.0}, "features pages must be a number finite, at least 0, got -5.0"),
         ({"pages": math.inf}, "features pages must be a number finite, at least 0, got inf"),

@@ -70,7 +70,16 @@ CHANGES = [
     (_cell("cpu_s", np.inf), "array 'cpu_s' holds inf; its entries should be finite and at"),
     (_cell("wall_s", -1.0), "array 'wall_s' holds -1.0; its entries should be finite and at"),
     (_cell("device_s", -1.0), "array 'device_s' holds -1.0; its entries should be nan or at"),
-    (_cell("context", np.inf), "array 'context' holds inf; its entries should be finite"),
+    (_cell("context", np.inf), "array 'context' holds inf; its entries should be from 0 to 1"),
+    # sent: a window's output of 1e308 bytes overflowed a replay's sums
+    (
+        _cell("output_bytes", 1e308),
+        r"array 'output_bytes' holds 1e\+308 bytes sent for window 1 of \d+ bytes; no codec "
+        "sends more than twice what it is given",
+    ),
+    # shares (entropy scaled): a forged 1e300 overflowed auto's drift between windows
+    (_cell("context", 1e300), r"array 'context' holds 1e\+300; its entries should be from 0"),
+    (_cell("context", -0.5), "array 'context' holds -0.5; its entries should be from 0 to 1"),
     (
         _set("words_var", np.array([1.0, -2.0, 0.0])),
         "array 'words_var' holds -2.0; its entries should be finite and at least 0",

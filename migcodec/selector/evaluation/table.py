@@ -149,7 +149,7 @@ _NAN_IS_NONE = (
     "probe_out",
 )
 #: arrays whose entries may be below 0 (finite all the same)
-_SIGNED = ("context", "words_runs_cov")
+_SIGNED = ("words_runs_cov",)
 #: work arrays a table with ``pages`` must also hold: its features and modelled times read
 #: them together (``stored_words`` and ``stored_runs`` are held together, or neither, as
 #: are ``words_var`` and ``words_runs_cov``)
@@ -204,6 +204,8 @@ def _check_table(table: Table) -> None:
         values = array[~np.isnan(array)] if name in _NAN_IS_NONE else array
         if name in _NAN_IS_NONE:
             bad = values < 0
+        elif name == "context":  # shares (entropy scaled): 1e300 overflowed auto's drift
+            bad = ~((values >= 0) & (values <= 1))
         elif name in _SIGNED:
             bad = ~np.isfinite(values)
         else:
@@ -212,6 +214,8 @@ def _check_table(table: Table) -> None:
             needed = (
                 "nan or at least 0"
                 if name in _NAN_IS_NONE
+                else "from 0 to 1"
+                if name == "context"
                 else "finite"
                 if name in _SIGNED
                 else "finite and at least 0"
@@ -280,6 +284,10 @@ _SECONDS = ("wall_s", "cpu_s", "device_s", "probe_s", "cheap_s")
 _PAGE_COUNTS = ("pages", "stored", "zero_pages", "sample", "probe_pages")
 
 
+#: bytes beyond twice its input that a window's output may hold (framing of a tiny window)
+_MOST_FRAMING = 65536
+
+
 def _check_magnitudes(table: Table, page_size: int) -> None:
     """Raise :class:`TableError` for sizes and times no build measures, though finite: a
     window larger than the largest guest a trace describes, or seconds beyond
@@ -292,6 +300,16 @@ def _check_magnitudes(table: Table, page_size: int) -> None:
         raise TableError(
             f"array 'input_bytes' holds a window of {float(window_bytes.max()):g} bytes, more "
             f"than a guest of {MAX_MEMORY_PAGES} pages of {page_size} bytes holds"
+        )
+    # a codec that cannot shrink a page sends it raw: a frame is its pages and a few bytes
+    # of framing a page (an output of 1e308 bytes a window overflowed a replay's sums)
+    sent = table.output_bytes > 2.0 * table.input_bytes + _MOST_FRAMING
+    if sent.any():
+        w, a = (int(i) for i in np.argwhere(sent)[0])
+        raise TableError(
+            f"array 'output_bytes' holds {float(table.output_bytes[w, a]):g} bytes sent for "
+            f"window {w} of {float(table.input_bytes[w, a]):g} bytes; no codec sends more "
+            "than twice what it is given"
         )
     for name in _SECONDS:
         seconds = getattr(table, name)

@@ -87,9 +87,9 @@ _PER_ARM = ("predicted_ratio", "predicted_rate", "probe_s", "delta_bytes", "prob
 
 def check_features(features: WindowFeatures, n_arms: int) -> None:
     """Refuse features a caller made that no policy can read, with :class:`PolicyError`
-    naming the field: a context not of :data:`CONTEXT_NAMES`' length or not finite (a
-    regression learning from nan learns nothing again), a count, cost, share or variance
-    (``pages``, ``sample``, ``held_frac``, ``cheap_s``, ``change_runs``, ``words_var``,
+    naming the field: a context not of :data:`CONTEXT_NAMES`' length or not of numbers
+    from 0 to 1 (a regression learning from nan learns nothing again), a count, cost, share
+    or variance (``pages``, ``sample``, ``held_frac``, ``cheap_s``, ``change_runs``, ``words_var``,
     ``probe_pages``) that is not a finite number of at least 0 (``held_frac`` at most 1), a
     covariance (``words_runs_cov``) that is not finite, a per-arm array not of one entry
     per arm, or probe costs (``probe_s``) that are not finite and at least 0. Per-arm
@@ -112,11 +112,15 @@ def check_features(features: WindowFeatures, n_arms: int) -> None:
             f.words_runs_cov,
             f.probe_pages,
         )
-        total = sum(scalars) + sum(f.context.tolist())
-        # nan for any nan or inf (or a sum past the largest float): all finite
+        context = f.context.tolist()
+        total = sum(scalars) + sum(context)
+        # nan for any nan or inf (or a sum past the largest float): all finite; the context
+        # is shares (entropy scaled to 0..1), and one of 1e300 overflowed auto's drift
         ok = (
             total - total == 0.0
             and f.context.shape == _CONTEXT_SHAPE
+            and min(context) >= 0.0
+            and max(context) <= 1.0
             and f.pages >= 0.0
             and f.sample >= 0
             and 0.0 <= f.held_frac <= 1.0
@@ -144,12 +148,12 @@ def _refuse_features(f: WindowFeatures, n_arms: int) -> None:
     context = f.context
     try:
         values = context.tolist() if context.shape == _CONTEXT_SHAPE else [math.nan]
-        finite = all(-_LARGEST <= v <= _LARGEST for v in values)
+        within = all(0.0 <= v <= 1.0 for v in values)
     except (AttributeError, TypeError):
-        finite = False
-    if not finite:
+        within = False
+    if not within:
         raise PolicyError(
-            f"features context must be {len(CONTEXT_NAMES)} finite numbers "
+            f"features context must be {len(CONTEXT_NAMES)} numbers from 0 to 1 "
             f"({', '.join(CONTEXT_NAMES)}), got {context!r}"
         )
     for name in (
