@@ -701,6 +701,33 @@ def test_rebuild_replaces_a_table_and_nothing_else(tmp_path, capsys):
     assert main([*argv, "--table", str(table)]) == 0
 
 
+def test_a_table_cache_that_cannot_be_written_is_refused_before_measuring(
+    tmp_path, capsys, monkeypatch
+):
+    """It was found once the table had been measured, and a corpus's minutes of work were
+    thrown away."""
+    from migcodec.cli import evaluate_cmd
+
+    trace = tmp_path / "t"
+    argv = ["trace", "synth", "--workload", "phases", "--pages", "256", "--windows", "2"]
+    assert main([*argv, "--out", str(trace)]) == 0
+    (tmp_path / "file").write_text("not a directory")
+
+    def measured(*args):
+        raise AssertionError("measured before the cache was checked")
+
+    monkeypatch.setattr(evaluate_cmd, "_build", measured)
+    capsys.readouterr()
+    cache = tmp_path / "file" / "cache"
+    assert main(["evaluate", str(trace), "--repeats", "1", "--table-dir", str(cache)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith(f"migcodec evaluate: cannot cache the table of t at {cache}/")
+    assert err.endswith(
+        f".npz ({tmp_path / 'file'} is not a directory); give a writable --table-dir DIR\n"
+    )
+
+
 def test_a_missing_table_dir_is_created_only_when_a_table_is_written(tmp_path, capsys):
     trace = tmp_path / "t"
     argv = ["trace", "synth", "--workload", "phases", "--pages", "256", "--windows", "2"]

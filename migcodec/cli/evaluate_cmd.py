@@ -39,6 +39,7 @@ from migcodec.codecs import CodecFailed, CodecStuck, PageSizeUnsupported
 from migcodec.codecs.bounded import run_bounded
 from migcodec.datasets.trace import TraceError, TraceReader
 from migcodec.datasets.trace.format import MANIFEST, WRITTEN_BY, is_trace_file
+from migcodec.files import cannot_create_in
 from migcodec.selector import (
     DEFAULT_POLICIES,
     PolicyError,
@@ -360,6 +361,8 @@ def _measure(
             out[i] = Measured(source, table, True, path)
         else:
             todo.append(i)
+    for i in todo:  # before measuring: a cache found unwritable after it lost the work
+        _check_cacheable(sources[i], paths[i])
     if cluster is not None and todo:
         from migcodec.selector.evaluation.cluster import TableSettings
 
@@ -387,6 +390,30 @@ def _measure(
                 ) from exc
         out[i] = Measured(sources[i], table, False, paths[i])
     return [m for m in out if m is not None]
+
+
+def _check_cacheable(source: Source, path: Location | None) -> None:
+    """Refuse a table cache (a local one) that could not be written once ``source``'s
+    table is measured: a directory where the file goes, or a directory that cannot be
+    made or written (found after measuring, a corpus's minutes of work were lost)."""
+    if not isinstance(path, LocalLocation):
+        return
+    target = path.path
+    problem = "a directory is there" if target.is_dir() else None
+    if problem is None:
+        existing = target.parent
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent  # made when the table is written
+        problem = (
+            f"{existing} is not a directory"
+            if not existing.is_dir()
+            else cannot_create_in(existing)
+        )
+    if problem is not None:
+        raise CommandLineError(
+            f"cannot cache the table of {source.name} at {target} ({problem}); give a "
+            "writable --table-dir DIR"
+        )
 
 
 def _verify_trace(source: Source) -> None:
