@@ -10,6 +10,8 @@ results, ``flip`` switches every few windows so a selector that commits too long
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import replace
 
 from migcodec.datasets.workload import Phase, WorkloadSpec
@@ -76,6 +78,15 @@ def workload_names() -> list[str]:
     return sorted(_PRESETS)
 
 
+def _check_whole(option: str, value: object, least: int) -> None:
+    """Refuse ``value`` (``None``: not given) unless it is a whole number of at least
+    ``least``."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+        raise ValueError(f"{option} must be a whole number of at least {least}, got {value!r}")
+
+
 def get_workload(
     name: str,
     *,
@@ -93,6 +104,17 @@ def get_workload(
     """
     if name not in _PRESETS:
         raise ValueError(f"unknown workload {name!r}; choose one of {', '.join(workload_names())}")
+    # each refused here in its own words: 0 pages was a ZeroDivisionError, a NaN rate
+    # "cannot convert float NaN to integer", and a window of -1 s was taken
+    for option, value in (("n_pages", n_pages), ("n_windows", n_windows)):
+        _check_whole(option, value, 1)
+    _check_whole("seed", seed, 0)
+    _check_whole("pages_per_window", pages_per_window, 1)
+    for option, value in (("dirty_bytes_per_s", dirty_bytes_per_s), ("window_s", window_s)):
+        if value is not None and not (
+            isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 < value < math.inf
+        ):
+            raise ValueError(f"{option} must be a positive finite number, got {value!r}")
     spec = _PRESETS[name]
     if n_windows is not None:
         spec = spec.scaled(n_windows)

@@ -96,6 +96,24 @@ def test_bad_specs_are_refused_with_the_reason() -> None:
         get_workload("nope")
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "rule"),
+    [
+        ("n_pages", 0, "a whole number of at least 1"),  # was a ZeroDivisionError
+        ("n_pages", 1.5, "a whole number of at least 1"),
+        ("n_windows", True, "a whole number of at least 1"),
+        ("pages_per_window", -3, "a whole number of at least 1"),  # was taken as 1
+        ("seed", "x", "a whole number of at least 0"),
+        ("dirty_bytes_per_s", float("nan"), "a positive finite number"),  # "cannot convert"
+        ("window_s", -1.0, "a positive finite number"),  # was taken
+    ],
+)
+def test_a_preset_resized_by_no_usable_number_is_refused_naming_it(option, value, rule) -> None:
+    with pytest.raises(ValueError) as info:
+        get_workload("phases", **{option: value})
+    assert str(info.value) == f"{option} must be {rule}, got {value!r}"
+
+
 def test_open_windows_resolves_traces_and_workload_names(tmp_path) -> None:
     from migcodec.datasets import TraceReader, TraceWriter, open_windows
 
