@@ -334,6 +334,18 @@ def test_a_malformed_address_is_a_usage_error_naming_the_form(capsys):
     assert "'dest-without-port' is not HOST:PORT (e.g. 127.0.0.1:4444)" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("address", ["[::1:4444", "::1]:4444", "[127.0.0.1]:4444"])
+def test_an_address_with_unbalanced_or_needless_brackets_is_a_usage_error(capsys, address):
+    """``[::1:0`` was taken as host ``::1`` and port 0."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["receive", "--listen", address])
+    assert exit_info.value.code == 2
+    assert (
+        f"{address!r} is not HOST:PORT: an IPv6 address goes in brackets before the port "
+        "(e.g. [::1]:4444)"
+    ) in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("address", ["4444", ":4444", "127.0.0.1:0"])
 def test_an_address_no_listener_can_have_is_a_usage_error(capsys, address):
     """`--connect 4444` looked up the host name '' ("cannot find host"), and port 0 was

@@ -315,7 +315,14 @@ def _address(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     if not port.isdigit() or int(port) > 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:4444)")
-    host = host.strip("[]")
+    bracketed = host.startswith("[") or host.endswith("]")
+    if bracketed and not (host.startswith("[") and host.endswith("]") and ":" in host):
+        # "[::1:0" was taken as host "::1", port 0
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not HOST:PORT: an IPv6 address goes in brackets before the port "
+            "(e.g. [::1]:4444)"
+        )
+    host = host[1:-1] if bracketed else host
     try:  # as the resolver is given it: "a..b" or a label over 63 letters fails there with
         # a UnicodeError that is no socket error
         host.encode("idna")
