@@ -171,6 +171,12 @@ def _codec_text(meta: TraceInfo) -> str:
     return one_line(" ".join(words))
 
 
+def _seconds(value: float) -> str:
+    """A window's length as ``trace info`` shows it: milliseconds, or three figures where
+    that would run long (a file's 1e308 s was printed as a number of 309 digits)."""
+    return f"{value:.3f}" if value < 1e6 else f"{value:.3g}"
+
+
 def _ratio_pages(sample: int, least: int, most: int) -> str:
     """Which of a window's stored pages its ratios come from (``summarize`` encodes at most
     ``sample`` of them): a trace of 64 stored pages per window was said to be sampled from
@@ -210,8 +216,8 @@ def info(args: argparse.Namespace) -> int:
     print(f"  command  {peer_text(meta.command)}")
     # a writer killed, or stopped by a full disk, never wrote why: "None" said nothing
     ended = (
-        "no reason recorded: its writer stopped before it could write one (killed, or its "
-        "disk full)"
+        "no reason recorded: its writer has not closed it (it is still writing, or it "
+        "stopped before it could: killed, or its disk full)"
         if meta.end_reason is None
         else peer_text(str(meta.end_reason))
     )
@@ -226,8 +232,8 @@ def info(args: argparse.Namespace) -> int:
     if lengths:
         # a capture that takes longer than its interval stretches its windows past it
         print(
-            f"  window lengths (measured): min {min(lengths):.3f} s, median "
-            f"{float(np.median(lengths)):.3f} s, max {max(lengths):.3f} s"
+            f"  window lengths (measured): min {_seconds(min(lengths))} s, median "
+            f"{_seconds(float(np.median(lengths)))} s, max {_seconds(max(lengths))} s"
         )
     if sampled:
         print(

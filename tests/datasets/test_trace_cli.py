@@ -373,6 +373,21 @@ def _unclosed_trace(path: Path) -> None:
     writer.write_all(Workload(spec))  # no close(): the writer "crashed"
 
 
+def test_trace_info_shows_a_window_length_no_one_could_read_in_three_figures(tmp_path, capsys):
+    """A file's window of 1e308 s was printed as a number of 309 digits."""
+    import numpy as np
+
+    from migcodec.datasets import Window
+
+    with TraceWriter(tmp_path / "t", memory_pages=16) as writer:
+        for i, seconds in enumerate((0.25, 1e308)):
+            pages = np.ones((1, 4096), np.uint8)
+            writer.write(Window(i, np.array([i]), pages, duration_s=seconds))
+    assert main(["trace", "info", str(tmp_path / "t"), "--codecs", "lz4"]) == 0
+    out = capsys.readouterr().out
+    assert "  window lengths (measured): min 0.250 s, median 5e+307 s, max 1e+308 s\n" in out
+
+
 def test_an_unclosed_trace_is_reported_with_the_options_of_the_command_reading_it(tmp_path, capsys):
     trace = tmp_path / "t"
     _unclosed_trace(trace)
@@ -384,8 +399,8 @@ def test_an_unclosed_trace_is_reported_with_the_options_of_the_command_reading_i
     assert main(["trace", "info", str(trace), "--allow-incomplete"]) == 0
     created = capsys.readouterr().out.splitlines()[3]  # it was "complete: False (None)"
     assert created.endswith(
-        "complete: False (no reason recorded: its writer stopped before it could write one "
-        "(killed, or its disk full))"
+        "complete: False (no reason recorded: its writer has not closed it (it is still "
+        "writing, or it stopped before it could: killed, or its disk full))"
     )
     # evaluate has no --allow-incomplete: it is not advised
     assert main(["evaluate", str(trace), "--repeats", "1"]) == 2
