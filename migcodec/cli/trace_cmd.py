@@ -261,7 +261,12 @@ def info(args: argparse.Namespace) -> int:
 
 
 def capture(args: argparse.Namespace) -> int:
-    from migcodec.datasets.capture import CaptureError, MappingFilter, capture_to_trace
+    from migcodec.datasets.capture import (
+        CaptureError,
+        MappingFilter,
+        NotAProcess,
+        capture_to_trace,
+    )
 
     select = MappingFilter(
         include_file=args.include_file,
@@ -285,7 +290,7 @@ def capture(args: argparse.Namespace) -> int:
         )
     except CaptureError as exc:
         print(f"migcodec trace capture: {exc}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, NotAProcess) else 1  # a pid of no process: input
     kept = ""
     if result.sampled_windows:
         kept = (

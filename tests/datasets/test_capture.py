@@ -18,6 +18,7 @@ from migcodec.datasets import TraceReader
 from migcodec.datasets.capture import (
     CaptureError,
     MappingFilter,
+    NotAProcess,
     PageLayout,
     ProcessCapture,
     ProcessReplaced,
@@ -191,9 +192,24 @@ def test_a_process_that_does_not_exist_is_a_clear_error() -> None:
     """Not "has exited": nothing says it ever ran."""
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
-    with pytest.raises(CaptureError) as err:
+    with pytest.raises(NotAProcess) as err:
         ProcessCapture(proc.pid)
     assert str(err.value) == (f"no process {proc.pid}: give the pid of a running process (ps -e)")
+
+
+def test_capturing_a_pid_of_no_process_is_an_input_error(tmp_path, capsys) -> None:
+    """Exit status 1 said the work ran and failed; the command line must change: 2."""
+    from migcodec.cli import main
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    argv = ["trace", "capture", "--pid", str(proc.pid), "--out", str(tmp_path / "t")]
+    argv += ["--windows", "2", "--interval", "100"]
+    assert main([*argv, "--quiet"]) == 2
+    assert capsys.readouterr().err == (
+        f"migcodec trace capture: no process {proc.pid}: give the pid of a running process "
+        "(ps -e)\n"
+    )
 
 
 def test_the_capturing_process_itself_is_refused_before_any_snapshot() -> None:
@@ -603,7 +619,7 @@ def test_a_thread_id_is_refused_naming_its_process():
         started.wait(10)
         (tid,) = seen
         assert thread_group(tid) == os.getpid()
-        with pytest.raises(CaptureError) as err:
+        with pytest.raises(NotAProcess) as err:
             ProcFiles(tid)
     finally:
         done.set()

@@ -5,6 +5,7 @@ from .process import METHODS, ProcessCapture, method_note
 from .procfs import (
     CaptureError,
     MappingFilter,
+    NotAProcess,
     ProcessExited,
     ProcessReplaced,
     kernel_has_soft_dirty,
@@ -16,6 +17,7 @@ __all__ = [
     "CaptureError",
     "CaptureResult",
     "MappingFilter",
+    "NotAProcess",
     "PageLayout",
     "ProcessCapture",
     "ProcessExited",

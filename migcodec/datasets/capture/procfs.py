@@ -26,6 +26,11 @@ class CaptureError(Exception):
     """Capture cannot start or continue; the message says what to do."""
 
 
+class NotAProcess(CaptureError):
+    """The pid given names no process to capture (none, or a thread of another): the
+    command line must change."""
+
+
 class ProcessExited(CaptureError):
     """The target process is gone (or a zombie); a capture ends its trace cleanly."""
 
@@ -197,13 +202,13 @@ class ProcFiles:
         self.pid = pid
         self.page_size = os.sysconf("SC_PAGE_SIZE")
         if not os.path.exists(f"/proc/{pid}"):  # else told apart from one that exited
-            raise CaptureError(f"no process {pid}: give the pid of a running process (ps -e)")
+            raise NotAProcess(f"no process {pid}: give the pid of a running process (ps -e)")
         self.started = start_time(pid)
         owner = thread_group(pid)
         if owner is not None and owner != pid:
             # a thread's /proc entry shows its process's memory, and goes when the thread
             # does: its capture ended as if the process had exited while it ran on
-            raise CaptureError(
+            raise NotAProcess(
                 f"{pid} is a thread of process {owner}, whose memory it shares; give --pid {owner}"
             )
         try:
