@@ -9,6 +9,7 @@ buffer from input (a ``--memory`` option, a window a trace announces) checks it 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 #: where the kernel says which control groups this process is in, and where it mounts them
 PROC_CGROUP = "/proc/self/cgroup"
@@ -133,6 +134,14 @@ def short_of(n_bytes: int) -> int | None:
     its own words, naming both sizes."""
     free = available_memory()
     return free if free is not None and n_bytes > free else None
+
+
+def refuse_short(n_bytes: int, refusal: Callable[[int], BaseException]) -> None:
+    """Raise ``refusal(free)`` when this machine has fewer than ``n_bytes`` of RAM
+    available (``free`` of them): a caller names both sizes in its own words."""
+    free = short_of(n_bytes)
+    if free is not None:
+        raise refusal(free)
 
 
 def thread_refused(exc: BaseException) -> bool:

@@ -44,7 +44,7 @@ from migcodec.codecs.errors import CodecError, InvalidBatch
 from migcodec.codecs.mirror import DestinationMirror
 from migcodec.codecs.page_views import DEFAULT_PAGE_SIZE, checked_page_size, int_or_zero
 from migcodec.codecs.stuck import leave_running
-from migcodec.ram import short_of
+from migcodec.ram import refuse_short
 from migcodec.units import format_size
 
 _STOP = object()
@@ -144,13 +144,14 @@ class RequestPool:
         if size < 1:
             raise ValueError("a request pool needs at least one request")
         need = size * max_pages * page_size
-        free = short_of(need)
-        if free is not None:
-            raise ValueError(
+        refuse_short(
+            need,
+            lambda free: ValueError(
                 f"{size} requests of {max_pages} pages of {page_size} bytes need "
                 f"{format_size(need)} of staging buffers, but this machine has "
                 f"{format_size(free)} available; use a smaller max_pages, depth or engines"
-            )
+            ),
+        )
         self.size = size
         self._buffer = np.empty((size, max_pages, page_size), dtype=np.uint8)
         self._free: queue.SimpleQueue[Request] = queue.SimpleQueue()

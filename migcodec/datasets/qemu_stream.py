@@ -780,19 +780,20 @@ def _check_room(index: int, pages: int, page_size: int) -> None:
     bytes is a page of the window), and without the check a stream of a megabyte whose
     records named a few GiB of pages was read until the kernel's out-of-memory killer
     ended the process."""
-    from migcodec.ram import short_of
+    from migcodec.ram import refuse_short
     from migcodec.units import format_size
 
     need = WINDOW_COPIES * pages * page_size
-    free = short_of(need)
-    if free is not None:
-        raise QemuStreamTooLarge(
+    refuse_short(
+        need,
+        lambda free: QemuStreamTooLarge(
             f"window {index} of the stream sends {pages} pages ({format_size(pages * page_size)}"
             f"), and reading it holds up to {WINDOW_COPIES} times that at once "
             f"({format_size(need)}: its pages, what they replaced and their encoding), but "
             f"this machine has {format_size(free)} available; read the stream on a machine "
             "with more free memory"
-        )
+        ),
+    )
 
 
 def _check_points(points: Sequence[int] | None) -> frozenset[int] | None:
