@@ -10,7 +10,14 @@ from collections.abc import Callable
 import numpy as np
 
 from migcodec.engine.guest_memory import check_available
-from migcodec.wire import FrameReader, MemoryMismatch, StreamSummary, UnverifiedStream, WireError
+from migcodec.wire import (
+    FrameReader,
+    MemoryMismatch,
+    StreamSummary,
+    TruncatedStream,
+    UnverifiedStream,
+    WireError,
+)
 from migcodec.wire.handshake import send_reply
 from migcodec.wire.preamble import Preamble
 
@@ -77,7 +84,11 @@ def receive_migration(
     after the end-of-stream frame arrived and the memory digest matched; any failure is
     sent back (best effort) and re-raised. A source that hung up before that report reached
     it is a :class:`~migcodec.wire.TruncatedStream`: it never learnt that the memory
-    arrived, so the migration did not complete. A stream that ends without a digest cannot be
+    arrived, so the migration did not complete. That is known here where the source had
+    closed its side when the report was due (over TCP a report to a peer gone is sent all
+    the same); a connection cut once the report is on its way, only the source's own
+    outcome says (it resumes the guest: this side's memory is then a verified copy the
+    source does not count on). A stream that ends without a digest cannot be
     verified and is refused (:class:`UnverifiedStream`) unless ``require_digest`` is false.
     A peer that sends nothing for ``timeout_s`` seconds (``None``: wait forever) breaks the
     stream; pass a :class:`~migcodec.wire.io.TimedSocket` to bound the whole migration too
@@ -114,5 +125,25 @@ def receive_migration(
         with contextlib.suppress(WireError):  # the source may be gone; re-raising says why
             send_reply(sock, False, str(exc), reader.replies_checksummed)
         raise
+    if _hung_up(sock):
+        # over TCP the reply to a peer gone would be sent all the same (its FIN only says
+        # it sends no more): a source that closed without waiting for its answer was told
+        # nothing, and this side kept a "verified" image the source had counted as failed
+        raise TruncatedStream(
+            "the source hung up before the destination could confirm the migration: it "
+            "never learnt that the memory arrived, so the migration did not complete"
+        )
     send_reply(sock, True, "memory verified", reader.replies_checksummed)
     return summary, memory
+
+
+def _hung_up(sock: socket.socket) -> bool:
+    """Whether the peer has closed its side of ``sock`` (or reset it), asked without
+    waiting: a migcodec source sends nothing after its stream's last frame until it is
+    answered, so anything there but nothing-yet means it is gone."""
+    try:
+        return not socket.socket.recv(sock, 1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except (BlockingIOError, InterruptedError):
+        return False  # nothing yet: still waiting for its answer
+    except OSError:
+        return True  # reset

@@ -312,3 +312,38 @@ def test_a_source_gone_before_the_verdict_is_a_truncated_stream_not_a_success():
         "connection failed before this side's verdict 'memory verified' reached the source "
         "(BrokenPipeError: [Errno 32] Broken pipe)"
     )
+
+
+def test_a_source_gone_over_tcp_before_the_verdict_is_a_truncated_stream_not_a_success():
+    """Over TCP the verdict to a source that closed is sent all the same (its FIN only says
+    it sends no more), and the destination kept a "verified" image the source had counted
+    as failed."""
+    data = _stream()
+    preamble = len(preamble_bytes(PAGE, PAGES, 4, {0: {"name": "raw"}}))
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        src = socket.create_connection(server.getsockname())
+        dst, _ = server.accept()
+    with src, dst:
+        src.sendall(data[:preamble])
+        accepting = threading.Thread(target=read_reply, args=(src,))
+        accepting.start()
+        outcome: list[BaseException] = []
+
+        def destination() -> None:
+            try:
+                receive_migration(dst, timeout_s=WAIT)
+            except BaseException as exc:  # the test asserts what it was
+                outcome.append(exc)
+
+        thread = threading.Thread(target=destination)
+        thread.start()
+        accepting.join(WAIT)
+        src.sendall(data[preamble:])
+        src.close()  # gone without waiting for its answer
+        thread.join(WAIT)
+    assert not thread.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], TruncatedStream), outcome
+    assert str(outcome[0]) == (
+        "the source hung up before the destination could confirm the migration: it never "
+        "learnt that the memory arrived, so the migration did not complete"
+    )
