@@ -141,9 +141,15 @@ def _hung_up(sock: socket.socket) -> bool:
     """Whether the peer has closed its side of ``sock`` (or reset it), asked without
     waiting: a migcodec source sends nothing after its stream's last frame until it is
     answered, so anything there but nothing-yet means it is gone."""
+    timeout = socket.socket.gettimeout(sock)
+    # with a timeout, a socket waits for data before it reads (MSG_DONTWAIT included): a
+    # source waiting for its answer was waited for, and its silence taken for a hang-up
+    socket.socket.settimeout(sock, 0.0)
     try:
-        return not socket.socket.recv(sock, 1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        return not socket.socket.recv(sock, 1, socket.MSG_PEEK)
     except (BlockingIOError, InterruptedError):
         return False  # nothing yet: still waiting for its answer
     except OSError:
         return True  # reset
+    finally:
+        socket.socket.settimeout(sock, timeout)
