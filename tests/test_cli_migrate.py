@@ -216,9 +216,14 @@ def test_keep_contents_migrates_the_file_as_it_is_and_without_it_the_file_is_fil
     assert filled.read_bytes() != ramp(4 * MiB)
 
 
-def test_send_keeps_a_memory_image_and_receive_writes_it_into_a_file(tmp_path, capsys):
+@pytest.mark.parametrize("existing", [None, 8 * MiB])
+def test_send_keeps_a_memory_image_and_receive_writes_it_into_a_file(tmp_path, capsys, existing):
+    """Into an existing, larger file too: its tail kept the file's old bytes, and the file
+    passed for the source's image while it was not."""
     image, received = tmp_path / "image.img", tmp_path / "received.img"
     image.write_bytes(ramp(4 * MiB))
+    if existing is not None:
+        received.write_bytes(b"\x07" * existing)
     receiver = subprocess.Popen(
         [*migcodec_command(), "receive", "--listen", "127.0.0.1:0", "--memory-file", str(received)],
         stdout=subprocess.PIPE,
@@ -431,19 +436,22 @@ def test_receive_refuses_a_stream_it_cannot_verify(tmp_path):
     )
 
 
-@pytest.mark.parametrize("existed", [False, True])
+@pytest.mark.parametrize("existed", [None, 0, 4 * PAGE])
 def test_a_memory_file_that_received_part_of_a_migration_is_not_left_as_an_image(tmp_path, existed):
     """A file made for the migration would be left full-size with part of the memory in
-    it, like a migrated image; one that existed before is the user's, and stays."""
+    it, like a migrated image; one that existed before is the user's, and stays: an empty
+    one (``touch``-ed for the image) empty again, where it was left full-size."""
     image = tmp_path / "dest.img"
-    if existed:
-        image.write_bytes(b"\x07" * (4 * PAGE))
+    if existed is not None:
+        image.write_bytes(b"\x07" * existed)
     receiver = Receiver(tmp_path, "--memory-file", str(image))
     _stream_to(receiver.address, lambda writer: writer.abort("the source stopped"))
     code, out, err = receiver.finish()
     assert code == 1 and out == ""
     assert err.endswith("peer aborted: 'the source stopped'\n"), err
-    assert image.exists() == existed
+    assert image.exists() == (existed is not None)
+    if existed is not None:
+        assert image.read_bytes() == b"\x07" * existed
 
 
 def test_a_second_source_is_refused_at_once_while_the_first_migrates(tmp_path):

@@ -444,6 +444,7 @@ def run_receive(args: argparse.Namespace) -> int:
             memory = open_guest_memory(
                 n_pages * page_size, page_size, path=args.memory_file, shm_name=args.shm
             )
+            stack.callback(memory.empty_again)  # after it is closed (last in, first out)
             opened.append(stack.enter_context(memory))
             return memory.pages
 
@@ -453,10 +454,13 @@ def run_receive(args: argparse.Namespace) -> int:
             summary, peer = _receive(args, open_destination if backed else None)
         except BaseException:
             # a file made for this migration holds only part of it: not left to pass for
-            # a migrated image (one that existed before is the user's, and stays)
+            # a migrated image (one that existed before is the user's, and stays, an empty
+            # one emptied again once closed)
             for memory in opened:
                 memory.discard()
             raise
+    for memory in opened:  # closed: an existing file longer than the memory is the image
+        memory.trim()
     into = f" into {opened[0].description}" if opened else ""
     print(
         # pages sent again after the guest dirtied them count once per send: "received 1065

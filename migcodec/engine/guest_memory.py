@@ -83,21 +83,50 @@ class GuestMemory:
         had_contents: bool = False,
         release: Callable[[bool], None] | None = None,
         created_file: Path | None = None,
+        longer_file: Path | None = None,
+        empty_file: Path | None = None,
     ) -> None:
         self.pages = pages
         self.description = description
         self.had_contents = had_contents
         self._release = release
         self._created_file = created_file
+        self._longer_file = longer_file
+        self._empty_file = empty_file  # an existing file that was empty
+        self._size = pages.nbytes
+        self._discarded = False
+        self._unmapped = False
         self.closed = False
 
     def discard(self) -> bool:
         """Remove the backing file if this process created it (a destination that did not
         receive all of its memory: a full-size file of partial contents would pass for a
         migrated image); whether it did. Its pages stay mapped until :meth:`close`."""
+        self._discarded = True
         if self._created_file is None:
             return False
         self._created_file.unlink(missing_ok=True)
+        return True
+
+    def empty_again(self) -> bool:
+        """Once closed, after :meth:`discard`, cut an existing file that was empty back to
+        empty (a ``touch``-ed file received into was left full-size with part of the
+        stream: a partial image looking like a received one); whether it did. Not while a
+        codec call left running may still read its pages (truncated under a mapping, the
+        next read is a SIGBUS)."""
+        if not (self._discarded and self.closed and self._unmapped) or self._empty_file is None:
+            return False
+        os.truncate(self._empty_file, 0)
+        return True
+
+    def trim(self) -> bool:
+        """Cut a backing file longer than the memory to the memory's size, once closed (a
+        destination that received all of its memory into an existing, larger file: its
+        tail held the file's old bytes, and the file passed for the source's image while
+        it was not); whether it did."""
+        if self._longer_file is None or not self.closed:
+            return False
+        os.truncate(self._longer_file, self._size)
         return True
 
     def close(self) -> None:
@@ -114,7 +143,7 @@ class GuestMemory:
         self.closed = True
         if isinstance(self.pages, np.memmap):
             self.pages.flush()
-        unmap = not still_read(self.pages)
+        unmap = self._unmapped = not still_read(self.pages)
         del self.pages  # a mapping can only be closed once no array views it
         if self._release is not None:
             self._release(unmap)
@@ -263,7 +292,15 @@ def _open_file(path: Path, size: int | None, page_size: int, must_exist: bool) -
             raise GuestMemoryError(f"cannot map {what}: {exc}") from exc
         raise
     made = path if created else None
-    return GuestMemory(pages, f"file {path}", bool(existing), created_file=made)
+    longer = path if existing and existing > n_pages * page_size else None
+    return GuestMemory(
+        pages,
+        f"file {path}",
+        bool(existing),
+        created_file=made,
+        longer_file=longer,
+        empty_file=path if existing == 0 else None,
+    )
 
 
 def _fallocate(fd: int, end: int, what: str, room: str) -> bool:
