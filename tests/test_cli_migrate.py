@@ -252,6 +252,7 @@ def test_send_keeps_a_memory_image_and_receive_writes_it_into_a_file(tmp_path, c
         re.MULTILINE,
     ), out
     assert int(re.search(r"received (\d+) page sends", out)[1]) >= 4 * MiB // 4096
+    assert not list(tmp_path.glob(".received.img.partial-*"))
     assert received.read_bytes() == ramp(4 * MiB)
 
 
@@ -452,6 +453,33 @@ def test_a_memory_file_that_received_part_of_a_migration_is_not_left_as_an_image
     assert image.exists() == (existed is not None)
     if existed is not None:
         assert image.read_bytes() == b"\x07" * existed
+    assert not list(tmp_path.glob(".dest.img.partial-*"))
+
+
+def test_a_destination_killed_midway_leaves_no_file_at_the_image_s_name(tmp_path):
+    """Killed (SIGKILL, the out-of-memory killer) with part of the memory received, it
+    left a full-size file at the image's name, like a received one: the file is made
+    under a name that says it is partial, and takes the image's name once whole."""
+    from migcodec.codecs import Batch, get_codec
+
+    image = tmp_path / "dest.img"
+    receiver = Receiver(tmp_path, "--memory-file", str(image))
+    raw = get_codec("raw")
+    pages = np.full((4, PAGE), 9, np.uint8)
+
+    def half_then_killed(writer) -> None:
+        writer.write_batch(raw.encode(Batch(pages, [(0, 2)])), 0)
+        for _ in range(100):  # until the destination has taken the frame
+            if list(tmp_path.glob(".dest.img.partial-*")):
+                break
+            time.sleep(0.05)
+        receiver.process.kill()
+        receiver.process.wait(30)
+
+    _stream_to(receiver.address, half_then_killed)
+    assert not image.exists()
+    (partial,) = tmp_path.glob(".dest.img.partial-*")
+    assert partial.stat().st_size == 4 * PAGE
 
 
 def test_a_second_source_is_refused_at_once_while_the_first_migrates(tmp_path):

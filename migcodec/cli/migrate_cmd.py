@@ -442,7 +442,11 @@ def run_receive(args: argparse.Namespace) -> int:
 
         def open_destination(n_pages: int, page_size: int) -> np.ndarray:
             memory = open_guest_memory(
-                n_pages * page_size, page_size, path=args.memory_file, shm_name=args.shm
+                n_pages * page_size,
+                page_size,
+                path=args.memory_file,
+                shm_name=args.shm,
+                staged=True,
             )
             stack.callback(memory.empty_again)  # after it is closed (last in, first out)
             opened.append(stack.enter_context(memory))
@@ -459,7 +463,8 @@ def run_receive(args: argparse.Namespace) -> int:
             for memory in opened:
                 memory.discard()
             raise
-    for memory in opened:  # closed: an existing file longer than the memory is the image
+    for memory in opened:  # closed and whole: the image at its own name, and of its size
+        memory.commit()
         memory.trim()
     into = f" into {opened[0].description}" if opened else ""
     print(

@@ -85,6 +85,7 @@ class GuestMemory:
         created_file: Path | None = None,
         longer_file: Path | None = None,
         empty_file: Path | None = None,
+        final_path: Path | None = None,
     ) -> None:
         self.pages = pages
         self.description = description
@@ -93,6 +94,7 @@ class GuestMemory:
         self._created_file = created_file
         self._longer_file = longer_file
         self._empty_file = empty_file  # an existing file that was empty
+        self._final_path = final_path  # where a staged file goes once whole (commit)
         self._size = pages.nbytes
         self._discarded = False
         self._unmapped = False
@@ -107,6 +109,13 @@ class GuestMemory:
             return False
         self._created_file.unlink(missing_ok=True)
         return True
+
+    def commit(self) -> None:
+        """Give a file made under a staging name (``open_guest_memory(staged=True)``) its
+        own name, once what it holds is whole; nothing for any other memory."""
+        if self._final_path is not None and self._created_file is not None:
+            os.replace(self._created_file, self._final_path)
+            self._created_file, self._final_path = self._final_path, None
 
     def empty_again(self) -> bool:
         """Once closed, after :meth:`discard`, cut an existing file that was empty back to
@@ -162,16 +171,19 @@ def open_guest_memory(
     path: str | os.PathLike | None = None,
     shm_name: str | None = None,
     must_exist: bool = False,
+    staged: bool = False,
 ) -> GuestMemory:
     """Guest memory of ``size`` bytes (whole pages), in a file, a region, or anonymous.
 
     ``must_exist``: a missing (or empty) file or region is an error instead of being
-    created. Anonymous memory and a new region are refused if this machine does not have
+    created. ``staged``: a missing file is made under a name that says it is partial,
+    and given ``path`` by :meth:`GuestMemory.commit` (a destination's image, once it is
+    whole). Anonymous memory and a new region are refused if this machine does not have
     the RAM available."""
     if path is not None and shm_name is not None:
         raise GuestMemoryError("guest memory comes from a file or a shared-memory region, not both")
     if path is not None:
-        return _open_file(Path(path), size, page_size, must_exist)
+        return _open_file(Path(path), size, page_size, must_exist, staged)
     if shm_name is not None:
         return _open_shm(shm_name, size, page_size, must_exist)
     n_pages = _n_pages(size, None, page_size, "")
@@ -254,10 +266,18 @@ def _check_creatable(path: Path) -> None:
         )
 
 
-def _open_file(path: Path, size: int | None, page_size: int, must_exist: bool) -> GuestMemory:
+def _open_file(
+    path: Path, size: int | None, page_size: int, must_exist: bool, staged: bool = False
+) -> GuestMemory:
     what = f"--memory-file {path}"
     created = False
     check_backing(path=path)
+    final = None
+    if staged and not path.exists():
+        # made under a name that says it is partial, and given ``path`` by commit() only
+        # once whole: a process killed midway (SIGKILL, the out-of-memory killer) left a
+        # full-size file of part of the memory at ``path``, like a received image
+        final, path = path, path.with_name(f".{path.name}.partial-{os.getpid()}")
     try:
         existing = path.stat().st_size if path.exists() else None
         if must_exist and not existing:
@@ -295,11 +315,12 @@ def _open_file(path: Path, size: int | None, page_size: int, must_exist: bool) -
     longer = path if existing and existing > n_pages * page_size else None
     return GuestMemory(
         pages,
-        f"file {path}",
+        f"file {final or path}",
         bool(existing),
         created_file=made,
         longer_file=longer,
         empty_file=path if existing == 0 else None,
+        final_path=final,
     )
 
 
