@@ -239,6 +239,37 @@ def test_sending_to_a_peer_that_reads_nothing_ends_at_the_idle_timeout():
     assert str(info.value) == "the peer took no data for 0.2 s (the idle timeout)"
 
 
+def test_a_peer_that_reads_slowly_over_tcp_is_not_called_idle():
+    """A send waits until a third of the send buffer is free, which a peer reading 160 KB
+    a second takes longer than the idle timeout to free: it was called one that "took no
+    data", where it took some all along. Cut off by the deadline instead."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        src = socket.create_connection(server.getsockname())
+        dst, _ = server.accept()
+    stop = threading.Event()
+    taken = [0]
+
+    def slow_reader() -> None:
+        while not stop.wait(0.1):
+            try:
+                taken[0] += len(dst.recv(16384))
+            except OSError:
+                return
+
+    reader = threading.Thread(target=slow_reader)
+    reader.start()
+    try:
+        timed = TimedSocket.adopt(src, idle_s=1.0, deadline_s=4.0)
+        with timed, pytest.raises(DeadlinePassed) as info:
+            timed.sendall(bytes(256 << 20))
+    finally:
+        stop.set()
+        reader.join(WAIT)
+        dst.close()
+    assert str(info.value) == "the connection's deadline of 4 s passed"
+    assert taken[0] > 0
+
+
 def test_the_deadline_bounds_a_peer_that_reads_slowly():
     src, dst = socket.socketpair()
     stop = threading.Event()
