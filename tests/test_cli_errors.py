@@ -549,6 +549,24 @@ def test_one_trace_named_twice_in_evaluate_is_refused_not_counted_twice(
     )
 
 
+def test_a_corpus_with_two_links_to_one_trace_names_both(tmp_path, capsys):
+    """It said "trace corpus/b is named more than once", where the user named nothing."""
+    trace = tmp_path / "t"
+    argv = ["trace", "synth", "--workload", "phases", "--pages", "64", "--windows", "2"]
+    assert main([*argv, "--out", str(trace)]) == 0
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a").symlink_to(trace)
+    (corpus / "b").symlink_to(trace)
+    capsys.readouterr()
+    assert main(["evaluate", "--corpus", str(corpus), "--link", "10Gbit"]) == 2
+    assert capsys.readouterr() == (
+        "",
+        f"migcodec evaluate: {corpus / 'a'} and {corpus / 'b'} are the same trace; remove one "
+        f"of them from {corpus}\n",
+    )
+
+
 def test_a_damaged_trace_in_evaluate_is_one_line(tmp_path, capsys):
     trace = tmp_path / "t"
     argv = ["trace", "synth", "--workload", "phases", "--pages", "256", "--windows", "4"]

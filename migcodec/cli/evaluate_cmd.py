@@ -171,13 +171,21 @@ def _sources(args: argparse.Namespace) -> list[Source]:
         )
     # one trace named twice (``t t``, ``t ./t``) would be measured twice and counted as two
     # traces in the overall rows, as a link given twice would
-    seen = set()
+    seen: dict[str, Source] = {}
     for source in sources:
-        if source.identity in seen:
-            raise CommandLineError(
-                f"trace {source.trace} is named more than once; name each trace once"
+        first = seen.get(source.identity)
+        if first is not None:
+            # a corpus's two links to one trace: the user named neither
+            where = (
+                f"{first.trace} and {source.trace} are the same trace"
+                if str(first.trace) != str(source.trace)
+                else f"trace {source.trace} is named more than once"
             )
-        seen.add(source.identity)
+            fix = (
+                f"remove one of them from {args.corpus}" if args.corpus else "name each trace once"
+            )
+            raise CommandLineError(f"{where}; {fix}")
+        seen[source.identity] = source
     return sources
 
 
