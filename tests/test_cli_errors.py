@@ -549,6 +549,35 @@ def test_one_trace_named_twice_in_evaluate_is_refused_not_counted_twice(
     )
 
 
+@pytest.mark.parametrize(
+    ("options", "said"),
+    [
+        (
+            ["--workers", "64"],
+            "--workers sets the throughput objective; the cpu objective has neither: drop it",
+        ),
+        (
+            ["--link", "1Gbit,10Gbit", "--workers", "8"],
+            "--link and --workers set the throughput "
+            "objective; the cpu objective has neither: drop them",
+        ),
+    ],
+)
+def test_the_throughput_objective_s_options_are_refused_for_another(
+    tmp_path, capsys, options, said
+):
+    """Ignored: two links reported one result twice, as two."""
+    trace = tmp_path / "t"
+    argv = ["trace", "synth", "--workload", "phases", "--pages", "64", "--windows", "2"]
+    assert main([*argv, "--out", str(trace)]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(trace), "--objective", "cpu", *options]) == 2
+    assert capsys.readouterr() == (
+        "",
+        f"migcodec evaluate: {said}, or score --objective throughput\n",
+    )
+
+
 def test_a_corpus_with_two_links_to_one_trace_names_both(tmp_path, capsys):
     """It said "trace corpus/b is named more than once", where the user named nothing."""
     trace = tmp_path / "t"

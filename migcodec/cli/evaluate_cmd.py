@@ -680,11 +680,21 @@ DEPENDENT_OPTIONS = {
 
 
 def _check_dependent(args: argparse.Namespace) -> None:
-    """Refuse an option of :data:`DEPENDENT_OPTIONS` given without the one it needs."""
+    """Refuse an option of :data:`DEPENDENT_OPTIONS` given without the one it needs, and
+    the throughput objective's link and workers given for another objective (ignored,
+    they reported one result as one per link)."""
     for dest, (needs, why) in DEPENDENT_OPTIONS.items():
         if given(args, dest) and not getattr(args, needs):
             option, other = "--" + dest.replace("_", "-"), "--" + needs
             raise CommandLineError(f"{option} applies to {other} ({why}); drop {option}")
+    if args.objective != "throughput":
+        extra = [f"--{dest}" for dest in ("link", "workers") if given(args, dest)]
+        if extra:
+            raise CommandLineError(
+                f"{' and '.join(extra)} set{'s' if len(extra) == 1 else ''} the throughput "
+                f"objective; the {args.objective} objective has neither: drop "
+                f"{'it' if len(extra) == 1 else 'them'}, or score --objective throughput"
+            )
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -1060,7 +1070,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(--link 1Gbit --link 10Gbit is --link 1Gbit,10Gbit); 'unlimited' is modelled as "
         f"`migrate --codec auto` models it, a {UNLIMITED_LINK * 8 / 1e9:g} Gbit/s link",
     )
-    p.add_argument("--workers", type=types.positive_number, default=2, help="parallel encoders")
+    p.add_argument(
+        "--workers",
+        type=types.positive_number,
+        default=2,
+        action=Given,
+        help="parallel encoders (the throughput objective's)",
+    )
     p.add_argument("--repeats", type=types.repeats, default=3, help="timings per (window, arm)")
     p.add_argument(
         "--cost-model",
