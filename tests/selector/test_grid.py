@@ -199,6 +199,22 @@ def test_read_small_file_refuses_a_file_whose_bytes_do_not_come_without_waiting(
             {"policy": "d-ucb", "params": {"c": [1, 2], "gamma": [0.9, 0.5, 0.9]}},
             "grid parameter 'gamma' lists 0.9 more than once; list each value once",
         ),
+        (  # written apart, and the same configuration, ranked twice with one score
+            {"policy": "sw-ucb", "params": {"window": [5, 5.0]}},
+            'grid configurations {"window": 5} and {"window": 5.0} are the same configuration '
+            "of sw-ucb; list each value once",
+        ),
+        (  # replaced the grid's policy: two policies ranked under one, labelled (defaults)
+            {"policy": "auto", "params": {"name": ["ucb1", "thompson"]}},
+            'a grid is {"policy": NAME, "params": {"key": [values, ...]}}: a grid is one '
+            "policy's configurations, and 'name' in its params would name others; give one "
+            "grid per policy",
+        ),
+        (  # taken for the defaults
+            {"policy": "ucb1", "params": None},
+            'a grid is {"policy": NAME, "params": {"key": [values, ...]}}; its params are '
+            "NoneType, not an object",
+        ),
     ],
 )
 def test_a_grid_key_besides_policy_and_params_or_a_value_listed_twice_is_refused(grid, message):

@@ -60,9 +60,14 @@ def grid_configs(spec: dict[str, Any]) -> list[dict[str, Any]]:
             f"{GRID_SHAPE}, and nothing else; it also holds {', '.join(map(repr, other))}: correct "
             "or remove it"
         )
-    params = spec.get("params") or {}
+    params = spec.get("params", {})  # not "or {}": null, 0, "" and [] were the defaults
     if not isinstance(params, dict):
         raise PolicyError(f"{GRID_SHAPE}; its params are {type(params).__name__}, not an object")
+    if "name" in params:  # it replaced the grid's policy, and rows were labelled (defaults)
+        raise PolicyError(
+            f"{GRID_SHAPE}: a grid is one policy's configurations, and 'name' in its params "
+            "would name others; give one grid per policy"
+        )
     if not all(isinstance(v, list) and v for v in params.values()):
         raise PolicyError("every grid parameter needs a non-empty list of values")
     for key, values in params.items():
@@ -85,9 +90,23 @@ def grid_configs(spec: dict[str, Any]) -> list[dict[str, Any]]:
         {"name": spec["policy"], **dict(zip(keys, values, strict=True))}
         for values in itertools.product(*(params[k] for k in keys))
     ]
+    built: dict[str, dict[str, Any]] = {}
     for config in configs:
-        policy_from_config(config)  # refused here, not after tables are measured
+        # refused here, not after tables are measured; and told apart as built: 5 and 5.0
+        # were written apart, and the same configuration replayed and ranked twice
+        made = json.dumps(policy_from_config(config).get_config(), sort_keys=True)
+        first = built.setdefault(made, config)
+        if first is not config:
+            raise PolicyError(
+                f"grid configurations {_written(first)} and {_written(config)} are the same "
+                f"configuration of {spec['policy']}; list each value once"
+            )
     return configs
+
+
+def _written(config: dict[str, Any]) -> str:
+    """A grid configuration's parameters as its file writes them."""
+    return json.dumps({k: v for k, v in config.items() if k != "name"}, sort_keys=True)
 
 
 def load_grid(path: str | Path) -> list[dict[str, Any]]:
