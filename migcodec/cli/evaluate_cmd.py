@@ -985,9 +985,12 @@ def _overall(results: list[Result]) -> list[dict]:
     rows = []
     for link in dict.fromkeys(r.link for r in results):
         at = [r for r in results if r.link == link]
-        labels = [s.label for s in at[0].evaluation.scores if not s.label.startswith("fixed")]
-        for label in labels:
-            scores = [next(s for s in r.evaluation.scores if s.label == label) for r in at]
+        # the policies asked for, after each arm's own fixed policy: by position, not by a
+        # label's "fixed" (a --policies fixed:arm=1 of the user's was left out with them)
+        first = at[0].table.n_arms
+        for i, head in enumerate(at[0].evaluation.scores[first:], start=first):
+            label = head.label
+            scores = [r.evaluation.scores[i] for r in at]
             oracle = [s.vs_oracle for s in scores]
             fixed = [s.vs_best_fixed for s in scores]
             rows.append(

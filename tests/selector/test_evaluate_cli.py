@@ -228,6 +228,20 @@ def test_a_default_arm_that_cannot_describe_a_trace_s_pages_is_named_as_an_arm(t
     )
 
 
+def test_a_fixed_policy_asked_for_is_in_the_overall_rows(tmp_path, capsys):
+    """Every label starting "fixed" was left out of them, with the arms' own: the only
+    policy asked for was missing from the overall result."""
+    synth = ["trace", "synth", "--workload", "phases", "--pages", "256", "--windows", "2"]
+    for seed in (0, 1):
+        assert main([*synth, "--seed", str(seed), "--out", str(tmp_path / f"t{seed}")]) == 0
+    capsys.readouterr()
+    argv = ["evaluate", str(tmp_path / "t0"), str(tmp_path / "t1"), "--repeats", "1"]
+    assert main([*argv, "--arms", "raw;lz4", "--policies", "fixed:arm=1", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [row["policy"] for row in doc["overall"]] == ["fixed lz4"]
+    assert doc["overall"][0]["traces"] == 2
+
+
 def _keep_stamps(path, change) -> None:
     """Apply ``change`` to ``path``'s bytes in place, its size and modification time kept
     (as damage can, or a copy made with ``cp -p``)."""
