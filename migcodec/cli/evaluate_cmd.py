@@ -966,7 +966,7 @@ def _print_result(r: Result, cost: str, args: argparse.Namespace) -> None:
     )
     for s in ev.scores:
         print(
-            f"{s.label[:50]:<50} {s.total:>12.4g} {s.vs_oracle:>8.3f} {s.vs_best_fixed:>7.3f} "
+            f"{s.label:<50} {s.total:>12.4g} {s.vs_oracle:>8.3f} {s.vs_best_fixed:>7.3f} "
             f"{s.sum_vs_oracle:>10.3f} {s.switches:>8d} {s.feature_s * 1e3:>10.2f}"
         )
     objective = ev.objective
@@ -1012,7 +1012,7 @@ def _print_overall(results: list[Result]) -> None:
     print(f"{'link':<8} {'policy':<40} {'/oracle':>16} {'/fixed':>16}")
     for row in _overall(results):
         print(
-            f"{row['link']:<8} {row['policy'][:40]:<40} "
+            f"{row['link']:<8} {row['policy']:<40} "
             f"{row['vs_oracle_mean']:>8.3f} ({row['vs_oracle_min']:.3f}) "
             f"{row['vs_best_fixed_mean']:>8.3f} ({row['vs_best_fixed_min']:.3f})"
         )

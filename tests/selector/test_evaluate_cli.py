@@ -242,6 +242,22 @@ def test_a_fixed_policy_asked_for_is_in_the_overall_rows(tmp_path, capsys):
     assert doc["overall"][0]["traces"] == 2
 
 
+def test_policies_of_long_labels_are_shown_whole(tmp_path, capsys):
+    """Cut at 40 and 50 characters, two configurations printed as one line twice."""
+    synth = ["trace", "synth", "--workload", "phases", "--pages", "256", "--windows", "2"]
+    for seed in (0, 1):
+        assert main([*synth, "--seed", str(seed), "--out", str(tmp_path / f"t{seed}")]) == 0
+    long = "auto:drift=0.1,change=0.5,negligible=0.001,balance="
+    policies = f"{long}0.02;{long}0.05"
+    capsys.readouterr()
+    argv = ["evaluate", str(tmp_path / "t0"), str(tmp_path / "t1"), "--repeats", "1"]
+    assert main([*argv, "--arms", "raw;lz4", "--policies", policies]) == 0
+    out = capsys.readouterr().out
+    # in each trace's rows and in the overall rows (balance=0.05 is the default: unlabelled)
+    for label in ("negligible=0.001,balance=0.02) ", "negligible=0.001) "):
+        assert out.count(f"auto(drift=0.1,change=0.5,{label}") == 3, out
+
+
 def _keep_stamps(path, change) -> None:
     """Apply ``change`` to ``path``'s bytes in place, its size and modification time kept
     (as damage can, or a copy made with ``cp -p``)."""
