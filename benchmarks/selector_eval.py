@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 from provenance import commit  # benchmarks/provenance.py (the script directory)
 
+from migcodec.files import read_small_file
 from migcodec.selector import DEFAULT_POLICIES, make_objective, parse_arms, parse_policy
 from migcodec.selector.arms import DEFAULT_ARMS, DELTA_ARMS
 from migcodec.selector.costmodel import machine_cost_model
@@ -280,25 +281,41 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser, 
     return ap, args
 
 
+def write_document(ap: argparse.ArgumentParser, path: str, text: str) -> None:
+    """Write the results document at ``path`` (its directory made if missing), or end in
+    one line saying why it cannot be (a directory there was a traceback)."""
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(text)
+    except OSError as exc:
+        ap.error(f"--markdown {path}: cannot write the document ({exc.strerror or exc})")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap, args = parse_args(argv)
     if args.from_json:
         if not args.markdown:
             ap.error("--from-json writes a document: give --markdown PATH")
-        try:
-            text = render_markdown(json.loads(Path(args.from_json).read_text()))
-        except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+        try:  # a regular file of at most 64 MiB (a FIFO waited for a writer forever)
+            data = read_small_file(args.from_json, "--from-json", 64 << 20, "give a file")
+            text = render_markdown(json.loads(data))
+        except (OSError, ValueError, KeyError, TypeError, IndexError, RecursionError) as exc:
             ap.error(
                 f"--from-json {args.from_json}: not a document this script wrote with --json "
                 f"({type(exc).__name__}: {exc}); write it again with --json"
             )
-        Path(args.markdown).write_text(text)
+        write_document(ap, args.markdown, text)
         return 0
 
     arms = parse_arms(";".join(DEFAULT_ARMS + DELTA_ARMS))
     traces = sorted(p.parent for p in Path(args.corpus).glob("*/manifest.json"))
     if not traces:
         ap.error(f"{args.corpus} holds no trace")
+    if args.loto and len(traces) < 2:  # each trace's choice is made on the others: none
+        ap.error(
+            f"--loto chooses each trace's configuration on the others, and {args.corpus} "
+            "holds one trace; give a corpus of two or more"
+        )
     model = machine_cost_model(arms)
     if args.objective == "throughput":
         objectives = {
@@ -375,8 +392,7 @@ def main(argv: list[str] | None = None) -> int:
             for held, (config, cell) in chosen.items()
         ]
     if args.markdown:
-        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.markdown).write_text(render_markdown(doc))
+        write_document(ap, args.markdown, render_markdown(doc))
     if args.json:
         print(json.dumps(doc, indent=2))
         return 0

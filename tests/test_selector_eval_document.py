@@ -190,6 +190,48 @@ def test_from_json_of_no_document_of_its_own_is_one_line(tmp_path: Path, text, w
     assert not (tmp_path / "doc.md").exists()
 
 
+def _selector_eval(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "selector_eval.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_from_json_of_a_fifo_or_into_a_directory_is_one_line(tmp_path: Path) -> None:
+    """A FIFO waited for a writer forever; a --markdown directory was a traceback."""
+    import os
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    done = _selector_eval("--from-json", str(fifo), "--markdown", str(tmp_path / "d.md"))
+    assert done.returncode == 2
+    assert "is a named pipe (FIFO), not a regular file" in done.stderr.splitlines()[-1]
+    saved = tmp_path / "run.json"
+    saved.write_text("{}")
+    (tmp_path / "dir.md").mkdir()
+    module = benchmark_module("selector_eval")
+    ap, _ = module.parse_args([])
+    with pytest.raises(SystemExit):
+        module.write_document(ap, str(tmp_path / "dir.md"), "text")
+
+
+def test_leave_one_trace_out_of_one_trace_is_refused(tmp_path: Path) -> None:
+    """Every score was the mean of nothing, and the grid's first entry shown as chosen."""
+    from migcodec.cli import main
+
+    corpus = tmp_path / "corpus"
+    argv = ["trace", "synth", "--workload", "text", "--pages", "64", "--windows", "2"]
+    assert main([*argv, "--out", str(corpus / "t")]) == 0
+    done = _selector_eval("--corpus", str(corpus), "--loto")
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1] == (
+        f"selector_eval.py: error: --loto chooses each trace's configuration on the others, "
+        f"and {corpus} holds one trace; give a corpus of two or more"
+    )
+
+
 def test_links_and_policies_given_twice_are_all_evaluated():
     module = benchmark_module("selector_eval")
     _, args = module.parse_args(["--links", "1Gbit", "--links", "10Gbit", "25Gbit"])
