@@ -76,8 +76,12 @@ class ProgressTicker:
         if now - self._last >= self.interval_s:
             self._emit(now, done=False)
 
-    def end(self) -> None:
+    def end(self, sent: int | None = None) -> None:
+        """The iteration ended, having sent ``sent`` pages where that is not every page
+        submitted (a stream that stopped midway)."""
         if self.progress is not None:
+            if sent is not None:
+                self._sent = sent
             self._emit(self.clock(), done=True)
 
     def _emit(self, now: float, done: bool) -> None:

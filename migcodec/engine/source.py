@@ -831,6 +831,15 @@ class MigrationSource:
         still = self._still or (stop_and_copy and self.guest is not None)
         sender.snapshot = not still  # the sender is idle: the last iteration drained
         sent = self._send_pages(sender, pages, ticker)  # drained: counts are whole
+        by_codec = {
+            name: n - by_codec0.get(name, 0)
+            for name, n in report.pages_by_codec.items()
+            if n != by_codec0.get(name, 0)
+        }
+        if sender.error is not None:
+            # stopped midway: the pages framed, not all those collected (the log, the
+            # progress line and the plot counted pages that never went out)
+            sent = sum(by_codec.values())
         sender.items.put((_ITERATION_END, number, sent))
         sender.queued_frames += 1
         record = IterationRecord(
@@ -840,17 +849,13 @@ class MigrationSource:
             pages_sent=sent,
             wire_bytes=sender.writer.bytes_written - wire0,
             dirty_pages_left=self.dirty.count(),
-            pages_by_codec={
-                name: n - by_codec0.get(name, 0)
-                for name, n in report.pages_by_codec.items()
-                if n != by_codec0.get(name, 0)
-            },
+            pages_by_codec=by_codec,
             stop_and_copy=stop_and_copy,
         )
         report.iterations += 1
         report.pages_sent += sent
         report.iteration_log.append(record)
-        ticker.end()
+        ticker.end(sent)
         return record
 
     @staticmethod

@@ -60,6 +60,18 @@ def test_no_migration_finishes_faster_than_its_link_allows(codec):
     assert report.total_time_s >= report.wire_bytes / report.link_rate
 
 
+def test_an_iteration_cut_short_logs_the_pages_it_sent_not_those_it_collected():
+    """Over a link too slow for the time limit, the first iteration logged all 256 pages
+    it collected, where 64 went out (the report's total said 64)."""
+    config = MigrationConfig(workers=1, link_rate=parse_rate("100kB/s"), max_time_s=2)
+    report = run_loopback(1 * MiB, FixedChooser(get_codec("zstd")), config, 0.0, "random")
+    assert not report.succeeded
+    assert report.pages_sent < 256
+    assert sum(r.pages_sent for r in report.iteration_log) == report.pages_sent
+    for record in report.iteration_log:
+        assert record.pages_sent == sum(record.pages_by_codec.values())
+
+
 @pytest.mark.parametrize(("page_size", "inline"), [(4096, 256), (512 << 10, 256), (4096, 10**6)])
 def test_raw_batches_framed_by_the_sender_stay_within_what_the_wire_allows(page_size, inline):
     """The sender frames raw batches of up to ``inline_batch_pages``, bounded by the
