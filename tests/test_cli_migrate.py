@@ -141,6 +141,22 @@ def test_a_sweep_refuses_a_dirty_rate_it_would_ignore(capsys):
     )
 
 
+def test_a_sweep_of_an_image_kept_as_it_is_is_refused(tmp_path, capsys):
+    """Each rate's guest wrote the image, and the next run migrated another one (its
+    ratio climbing from 1.02 to 1.42 over the sweep)."""
+    image = tmp_path / "img"
+    image.write_bytes(bytes(64 * 4096))
+    argv = ["migrate", "--memory-file", str(image), "--keep-contents", "--sweep-dirty-rate"]
+    assert main(argv) == 2
+    assert capsys.readouterr() == (
+        "",
+        "migcodec migrate: --sweep-dirty-rate has the guest dirty its memory at each rate it "
+        "tries, and --keep-contents migrates an image as it is: the image would be written "
+        "by each run and the next would migrate another; drop one of them\n",
+    )
+    assert image.read_bytes() == bytes(64 * 4096)
+
+
 def test_plot_without_matplotlib_fails_before_migrating(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
     png = tmp_path / "run.png"

@@ -212,6 +212,13 @@ def run_migrate(args: argparse.Namespace) -> int:
             "--sweep-dirty-rate chooses the dirty rates it tries; drop --dirty-rate, or drop "
             "--sweep-dirty-rate to migrate at that rate"
         )
+    if args.sweep_dirty_rate and args.keep_contents:
+        # each rate's guest wrote the image, and the next run migrated another one
+        raise CommandLineError(
+            "--sweep-dirty-rate has the guest dirty its memory at each rate it tries, and "
+            "--keep-contents migrates an image as it is: the image would be written by "
+            "each run and the next would migrate another; drop one of them"
+        )
     if given(args, "repeats") and not args.sweep_dirty_rate:  # else ignored without a word
         raise CommandLineError(
             "--repeats applies to --sweep-dirty-rate (migrations per rate tried); drop "
