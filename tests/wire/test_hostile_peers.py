@@ -239,6 +239,33 @@ def test_sending_to_a_peer_that_reads_nothing_ends_at_the_idle_timeout():
     assert str(info.value) == "the peer took no data for 0.2 s (the idle timeout)"
 
 
+def _send_to_a_slow_reader(src, dst, every_s: float, chunk: int, idle_s: float, deadline_s: float):
+    """Send from ``src`` more than the reader at ``dst`` takes (``chunk`` bytes every
+    ``every_s`` seconds) through a :class:`TimedSocket`; the timeout it ended with, and
+    the bytes the reader took."""
+    stop = threading.Event()
+    taken = [0]
+
+    def slow_reader() -> None:
+        while not stop.wait(every_s):
+            try:
+                taken[0] += len(dst.recv(chunk))
+            except OSError:
+                return
+
+    reader = threading.Thread(target=slow_reader)
+    reader.start()
+    try:
+        timed = TimedSocket.adopt(src, idle_s=idle_s, deadline_s=deadline_s)
+        with timed, pytest.raises(TimeoutError) as info:
+            timed.sendall(bytes(256 << 20))
+    finally:
+        stop.set()
+        reader.join(WAIT)
+        dst.close()
+    return info.value, taken[0]
+
+
 def test_a_peer_that_reads_slowly_over_tcp_is_not_called_idle():
     """A send waits until a third of the send buffer is free, which a peer reading 160 KB
     a second takes longer than the idle timeout to free: it was called one that "took no
@@ -246,52 +273,17 @@ def test_a_peer_that_reads_slowly_over_tcp_is_not_called_idle():
     with socket.create_server(("127.0.0.1", 0)) as server:
         src = socket.create_connection(server.getsockname())
         dst, _ = server.accept()
-    stop = threading.Event()
-    taken = [0]
-
-    def slow_reader() -> None:
-        while not stop.wait(0.1):
-            try:
-                taken[0] += len(dst.recv(16384))
-            except OSError:
-                return
-
-    reader = threading.Thread(target=slow_reader)
-    reader.start()
-    try:
-        timed = TimedSocket.adopt(src, idle_s=1.0, deadline_s=4.0)
-        with timed, pytest.raises(DeadlinePassed) as info:
-            timed.sendall(bytes(256 << 20))
-    finally:
-        stop.set()
-        reader.join(WAIT)
-        dst.close()
-    assert str(info.value) == "the connection's deadline of 4 s passed"
-    assert taken[0] > 0
+    error, taken = _send_to_a_slow_reader(src, dst, 0.1, 16384, idle_s=1.0, deadline_s=4.0)
+    assert isinstance(error, DeadlinePassed), error
+    assert str(error) == "the connection's deadline of 4 s passed"
+    assert taken > 0
 
 
 def test_the_deadline_bounds_a_peer_that_reads_slowly():
     src, dst = socket.socketpair()
-    stop = threading.Event()
-
-    def slow_reader() -> None:
-        while not stop.wait(0.02):
-            try:
-                dst.recv(64)
-            except OSError:
-                return
-
-    reader = threading.Thread(target=slow_reader)
-    reader.start()
-    try:
-        timed = TimedSocket.adopt(src, idle_s=5.0, deadline_s=0.5)
-        with timed, pytest.raises(DeadlinePassed) as info:
-            timed.sendall(bytes(64 << 20))
-    finally:
-        stop.set()
-        reader.join(WAIT)
-        dst.close()
-    assert str(info.value) == "the connection's deadline of 0.5 s passed"
+    error, _ = _send_to_a_slow_reader(src, dst, 0.02, 64, idle_s=5.0, deadline_s=0.5)
+    assert isinstance(error, DeadlinePassed), error
+    assert str(error) == "the connection's deadline of 0.5 s passed"
 
 
 # -- a source that hangs up before it is answered ------------------------------------------
