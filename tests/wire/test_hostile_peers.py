@@ -309,10 +309,9 @@ def test_a_refusal_the_source_hung_up_on_still_says_what_was_refused():
             receive_migration(dst, timeout_s=WAIT)
 
 
-def test_a_source_gone_before_the_verdict_is_a_truncated_stream_not_a_success():
-    data = _stream()
-    preamble = len(preamble_bytes(PAGE, PAGES, 4, {0: {"name": "raw"}}))
-    src, dst = socket.socketpair()
+def _receiving(dst) -> tuple[threading.Thread, list[BaseException]]:
+    """:func:`receive_migration` on ``dst``, started on a thread, and the list that gets
+    what it raised (the tests assert what it was)."""
     outcome: list[BaseException] = []
 
     def destination() -> None:
@@ -321,9 +320,17 @@ def test_a_source_gone_before_the_verdict_is_a_truncated_stream_not_a_success():
         except BaseException as exc:  # the test asserts what it was
             outcome.append(exc)
 
+    thread = threading.Thread(target=destination)
+    thread.start()
+    return thread, outcome
+
+
+def test_a_source_gone_before_the_verdict_is_a_truncated_stream_not_a_success():
+    data = _stream()
+    preamble = len(preamble_bytes(PAGE, PAGES, 4, {0: {"name": "raw"}}))
+    src, dst = socket.socketpair()
     with src, dst:
-        thread = threading.Thread(target=destination)
-        thread.start()
+        thread, outcome = _receiving(dst)
         src.sendall(data[:preamble])
         read_reply(src)  # accepted; it stops listening, then sends the rest of the stream
         src.shutdown(socket.SHUT_RD)
@@ -350,16 +357,7 @@ def test_a_source_gone_over_tcp_before_the_verdict_is_a_truncated_stream_not_a_s
         src.sendall(data[:preamble])
         accepting = threading.Thread(target=read_reply, args=(src,))
         accepting.start()
-        outcome: list[BaseException] = []
-
-        def destination() -> None:
-            try:
-                receive_migration(dst, timeout_s=WAIT)
-            except BaseException as exc:  # the test asserts what it was
-                outcome.append(exc)
-
-        thread = threading.Thread(target=destination)
-        thread.start()
+        thread, outcome = _receiving(dst)
         accepting.join(WAIT)
         src.sendall(data[preamble:])
         src.close()  # gone without waiting for its answer
