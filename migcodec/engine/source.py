@@ -785,6 +785,9 @@ class MigrationSource:
         self._iteration(sender, report, start, ticker, stop_and_copy=True)
         sender.stop()
         if sender.error is not None:
+            # the guest was paused all the same: its downtime is measured (it was left
+            # out, as if no stop-and-copy had begun)
+            report.downtime_s = time.perf_counter() - paused
             return
         try:
             _no_early_answer(sock, writer.replies_checksummed)

@@ -72,6 +72,19 @@ def test_an_iteration_cut_short_logs_the_pages_it_sent_not_those_it_collected():
         assert record.pages_sent == sum(record.pages_by_codec.values())
 
 
+def test_a_stop_and_copy_cut_short_still_measures_the_downtime():
+    """The guest was paused, and the time limit ended the stop-and-copy: the downtime was
+    left out (null), as if no stop-and-copy had begun."""
+    # a first pass of about 1 s, then every page again in a stop-and-copy the limit cuts
+    config = MigrationConfig(
+        workers=1, link_rate=parse_rate("50MB/s"), max_time_s=1.5, downtime_limit_s=1e4
+    )
+    report = run_loopback(48 * MiB, FixedChooser(get_codec("raw")), config, 1e9, "random")
+    assert not report.succeeded
+    assert report.iteration_log[-1].stop_and_copy
+    assert report.downtime_s is not None and report.downtime_s > 0
+
+
 @pytest.mark.parametrize(("page_size", "inline"), [(4096, 256), (512 << 10, 256), (4096, 10**6)])
 def test_raw_batches_framed_by_the_sender_stay_within_what_the_wire_allows(page_size, inline):
     """The sender frames raw batches of up to ``inline_batch_pages``, bounded by the
