@@ -82,18 +82,16 @@ class GuestMemory:
         description: str,
         had_contents: bool = False,
         release: Callable[[bool], None] | None = None,
-        created_file: Path | None = None,
-        longer_file: Path | None = None,
-        empty_file: Path | None = None,
+        file: Path | None = None,
+        file_bytes: int | None = None,
         final_path: Path | None = None,
     ) -> None:
         self.pages = pages
         self.description = description
         self.had_contents = had_contents
         self._release = release
-        self._created_file = created_file
-        self._longer_file = longer_file
-        self._empty_file = empty_file  # an existing file that was empty
+        # a backing file, and its size before (None: this process made it)
+        self._file, self._file_bytes = file, file_bytes
         self._final_path = final_path  # where a staged file goes once whole (commit)
         self._size = pages.nbytes
         self._discarded = False
@@ -105,17 +103,17 @@ class GuestMemory:
         receive all of its memory: a full-size file of partial contents would pass for a
         migrated image); whether it did. Its pages stay mapped until :meth:`close`."""
         self._discarded = True
-        if self._created_file is None:
+        if self._file is None or self._file_bytes is not None:
             return False
-        self._created_file.unlink(missing_ok=True)
+        self._file.unlink(missing_ok=True)
         return True
 
     def commit(self) -> None:
         """Give a file made under a staging name (``open_guest_memory(staged=True)``) its
         own name, once what it holds is whole; nothing for any other memory."""
-        if self._final_path is not None and self._created_file is not None:
-            os.replace(self._created_file, self._final_path)
-            self._created_file, self._final_path = self._final_path, None
+        if self._final_path is not None and self._file is not None:
+            os.replace(self._file, self._final_path)
+            self._file, self._final_path = self._final_path, None
 
     def empty_again(self) -> bool:
         """Once closed, after :meth:`discard`, cut an existing file that was empty back to
@@ -123,9 +121,9 @@ class GuestMemory:
         stream: a partial image looking like a received one); whether it did. Not while a
         codec call left running may still read its pages (truncated under a mapping, the
         next read is a SIGBUS)."""
-        if not (self._discarded and self.closed and self._unmapped) or self._empty_file is None:
+        if not (self._discarded and self.closed and self._unmapped) or self._file_bytes != 0:
             return False
-        os.truncate(self._empty_file, 0)
+        os.truncate(self._file, 0)
         return True
 
     def trim(self) -> bool:
@@ -133,9 +131,9 @@ class GuestMemory:
         destination that received all of its memory into an existing, larger file: its
         tail held the file's old bytes, and the file passed for the source's image while
         it was not); whether it did."""
-        if self._longer_file is None or not self.closed:
+        if not (self.closed and self._file_bytes and self._file_bytes > self._size):
             return False
-        os.truncate(self._longer_file, self._size)
+        os.truncate(self._file, self._size)
         return True
 
     def close(self) -> None:
@@ -311,15 +309,12 @@ def _open_file(
         if isinstance(exc, OSError):
             raise GuestMemoryError(f"cannot map {what}: {exc}") from exc
         raise
-    made = path if created else None
-    longer = path if existing and existing > n_pages * page_size else None
     return GuestMemory(
         pages,
         f"file {final or path}",
         bool(existing),
-        created_file=made,
-        longer_file=longer,
-        empty_file=path if existing == 0 else None,
+        file=path,
+        file_bytes=existing,
         final_path=final,
     )
 
