@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import numbers
 import os
@@ -77,11 +78,6 @@ def _check_output(path: Path, overwrite: bool) -> None:
             )
 
 
-def _built(name: str, config: dict[str, Any]):
-    """``get_codec(name, **config)``, as one unit of a bounded thread."""
-    return get_codec(name, **config)
-
-
 class TraceWriter:
     """Writes windows to ``path`` as they come; memory use is one window, whatever the length.
 
@@ -127,7 +123,8 @@ class TraceWriter:
         # the codec is built, and called, on threads of the writer's, waited for while its
         # calls return: a plugin's constructor or encode that never returns is named
         # (CodecStuck) and left there, and the trace is left unclosed, not waited for
-        self.codec = run_bounded(_built, codec, codec_config or {}, instead=_STORE_INSTEAD)
+        built = functools.partial(get_codec, codec, **(codec_config or {}))
+        self.codec = run_bounded(built, instead=_STORE_INSTEAD)
         self._encoder = CodecThread(_STORE_INSTEAD, "migcodec-trace-encode")  # on first write
         self._stuck = False
         if self.codec.reads_destination:
