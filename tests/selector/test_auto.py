@@ -1072,6 +1072,37 @@ def test_an_arm_not_yet_played_is_tried_on_a_part_of_a_window_when_its_prior_say
     assert 2 in policy._untried  # zstd at 4x lz4's cost: never worth a window
 
 
+def test_an_arm_of_the_other_kind_replaces_the_arm_played_last_only_past_a_margin():
+    """A delta arm predicted 1 % below the compressor that played the last window whole
+    does not replace it (the two kinds are predicted by models whose errors owe nothing
+    to each other), 3 % below it does, and with no margin any gain does. Between arms of
+    one kind the least predicted loss plays. A window played in part (a trial) leaves the
+    arm played last as it was."""
+    f = _features(10_000, delta_bytes=400.0)
+    out = [1.0] * 4  # CPU-bound: a window's loss is its CPU time over 2 workers
+    whole = Outcome(10_000 * PAGE, 10_000 * 100, 10e-3, 10e-3, None, 0)
+
+    def played_lz4(**params):
+        policy = _auto(1.25e10, **params)
+        policy._untried = []  # every arm measured: nothing to try
+        policy._window_pages = 10_000
+        policy.update(1, 0.0, f, whole)
+        return policy
+
+    def pick(policy, loss):
+        return policy._pick(f, loss, out, [2 * x for x in loss])
+
+    policy = played_lz4()
+    assert pick(policy, [20e-3, 10e-3, 20e-3, 9.9e-3]) == 1
+    assert pick(policy, [20e-3, 10e-3, 20e-3, 9.7e-3]) == 3
+    assert pick(policy, [20e-3, 10e-3, 9.99e-3, 20e-3]) == 2  # zstd, a compressor too
+    assert pick(played_lz4(cross_margin=0), [20e-3, 10e-3, 20e-3, 9.99e-3]) == 3
+    policy.update(3, 0.0, f, whole.scaled(256 / 10_000))  # dsa-delta on a part
+    assert pick(policy, [20e-3, 10e-3, 20e-3, 9.9e-3]) == 1
+    policy.update(3, 0.0, f, whole)  # and on a whole window
+    assert pick(policy, [20e-3, 9.9e-3, 20e-3, 10e-3]) == 3
+
+
 def _host_known(policy):
     """``policy`` as after its first windows measured the host: losses are predicted at
     the CPU factor's estimate, no longer as an expectation over its prior."""

@@ -342,7 +342,7 @@ def test_a_grid_is_checked_before_any_table_is_measured(tmp_path, capsys):
     assert capsys.readouterr().err == (
         "migcodec evaluate: policy 'auto' has no parameter 'nope'; it takes: drift, change, "
         "arm_drift, cost_drift, probe_noise, value, learn, upkeep, negligible, balance, "
-        "batch_pages\n"
+        "cross_margin, batch_pages\n"
     )
     assert set(TRACES[0].glob("selector-table-*")) == cached  # nothing was measured
 
