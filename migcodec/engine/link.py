@@ -32,7 +32,10 @@ class PacedSocket:
     ``deadline`` (a ``time.perf_counter()`` value) bounds the pacing: a frame that would
     go out after it waits until the deadline and raises :class:`LinkTimeLimit`, so that a
     slow link ends a migration at its time limit rather than a frame's pacing later (a
-    frame at a few bytes per second takes days).
+    frame at a few bytes per second takes days). A frame handed over once the deadline has
+    passed raises it too, paced or not: where the encoders set the pace (an unlimited or
+    fast link, whose bucket is full), nothing else ended an iteration at the limit, and a
+    2 GiB first pass through zlib-ng on one engine ran to 6.8 s under a 2 s limit.
     """
 
     def __init__(
@@ -52,6 +55,9 @@ class PacedSocket:
 
     def write_parts(self, parts) -> None:
         """A whole frame in one token-bucket step and one ``sendmsg``."""
+        deadline = self.deadline
+        if deadline is not None and time.perf_counter() >= deadline:
+            raise LinkTimeLimit("the time was up with frames still to send")
         if self.rate:
             self._wait_for(sum(memoryview(p).nbytes for p in parts))
         send_all_parts(self.sock, parts)

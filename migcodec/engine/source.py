@@ -410,6 +410,7 @@ class MigrationSource:
             codec.check_page_size(self.config.page_size)  # refused before any page moves
         self._engines: dict[int, CodecEngines] = {}
         self._destination: DestinationMirror | None = None
+        self._link: PacedSocket | None = None  # the stream's link, while it runs
         self._teach = False  # the mirror may record other codecs' pages (not in pass 0)
         self.progress = progress  # called rarely: see ProgressTicker
 
@@ -628,7 +629,7 @@ class MigrationSource:
         # burst meanwhile, and the codecs with a mirror (delta codecs, auto) sent up to
         # 4 MiB unpaced, finishing faster than the link allows (0.091 s where 16 MiB over
         # 100 Mbit/s takes 0.133 s at least)
-        link = PacedSocket(sock, cfg.link_rate)
+        link = self._link = PacedSocket(sock, cfg.link_rate)
         start = time.perf_counter()
         # the link gives up at the time limit: one iteration over a slow link can outlast
         # it many times, and the limit is otherwise checked between iterations
@@ -702,9 +703,7 @@ class MigrationSource:
             # the refused frame, or the stuck codec's, was not begun (and an abandoned
             # sender writes nothing more): the stream is at a frame's edge, and the
             # destination is told why it ends (unpaced: the time is up)
-            link.rate = link.deadline = None
-            with contextlib.suppress(OSError, WireError):
-                writer.abort(report.error)
+            self._abort(sender, report.error)
         return report
 
     def _stop_threads(self, sender: _Sender, report: MigrationReport) -> None:
@@ -772,14 +771,14 @@ class MigrationSource:
             report.error = (
                 f"{why}: {report.iterations} iterations, {self.dirty.count()} pages still dirty"
             )
-            self._guarded(sender, writer.abort, report.error)
+            self._abort(sender, report.error)
             return
         if self.guest is not None:
             try:
                 self.guest.pause()
             except GuestError as exc:
                 report.error = str(exc)
-                self._guarded(sender, writer.abort, report.error)
+                self._abort(sender, report.error)
                 return
         paused = time.perf_counter()
         self._iteration(sender, report, start, ticker, stop_and_copy=True)
@@ -861,8 +860,12 @@ class MigrationSource:
         ticker.end(sent)
         return record
 
-    @staticmethod
-    def _guarded(sender: _Sender, fn, *args) -> None:
+    def _abort(self, sender: _Sender, reason: str) -> None:
+        """Stop the sender, then tell the destination why the stream ends, unpaced and
+        past the time limit (the link refuses any other frame once it is up: the reason
+        is what the destination prints)."""
         sender.stop()
+        link = self._link
+        link.rate = link.deadline = None
         with contextlib.suppress(OSError, WireError):
-            fn(*args)
+            sender.writer.abort(reason)

@@ -79,3 +79,22 @@ def test_a_frame_that_would_go_out_after_the_deadline_ends_the_link_at_it(clock)
         link.write_parts([b"x" * 5000])
     assert clock.now == pytest.approx(102.0)  # it waited until the deadline, not 5 s
     assert sink.sent == 1000  # and sent nothing past it
+
+
+@pytest.mark.parametrize("rate", [None, 1000.0])
+def test_a_frame_handed_over_after_the_deadline_is_refused_paced_or_not(clock, rate):
+    """Where the encoders set the pace (an unlimited link, or a paced one whose bucket
+    is full), the frames went out after the deadline without a word, and an iteration
+    ran on past the time limit."""
+    sink = _Sink()
+    link = PacedSocket(sink, rate, burst=10_000, deadline=clock.now + 2.0)
+    clock.now += 1.0  # a paced link's bucket fills meanwhile
+    link.write_parts([b"x" * 1000])
+    assert sink.sent == 1000 and clock.slept == []
+    clock.now += 1.0  # the deadline
+    with pytest.raises(link_module.LinkTimeLimit, match=r"^the time was up with frames still"):
+        link.write_parts([b"x" * 1000])
+    assert sink.sent == 1000
+    link.deadline = None  # lifted (a last frame telling the destination why)
+    link.write_parts([b"x" * 1000])
+    assert sink.sent == 2000
