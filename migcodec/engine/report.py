@@ -45,8 +45,8 @@ class MigrationReport:
     iterations: int = 0
     pages_sent: int = 0
     wire_bytes: int = 0
-    codec_cpu_s: float = 0.0
-    sender_cpu_s: float = 0.0
+    codec_cpu_s: float = 0.0  # the codec engines' threads, by their own clocks
+    sender_cpu_s: float = 0.0  # the sender's thread (framing, codecs it runs itself)
     modelled_device_s: float = 0.0
     modelled_host_cpu_s: float = 0.0  # emulated accelerators: offload cost per the model
     emulation_cpu_s: float = 0.0  # CPU our software stand-in burned (not the device's cost)
@@ -80,7 +80,9 @@ class MigrationReport:
 
     @property
     def extra_cpu_percent(self) -> float:
-        """CPU of codec workers and the sender, in % of one core, over the migration.
+        """CPU of codec workers and the sender, in % of one core, over the migration:
+        each thread's CPU clock, so that engines waiting for a core (more engines than
+        cores) count only the time they ran.
 
         Batches encoded by an emulated accelerator count with the model's host cost of
         offloading them, not with the CPU our software stand-in spent (``modelled``).

@@ -130,6 +130,9 @@ class _Sender(threading.Thread):
         # frames queued so far (data and iteration ends): the next one's index in the stream
         self.queued_frames = 0
         self.cpu_s = 0.0
+        # the CPU seconds emulated accelerators' batches took, encoded here and by the
+        # engines (see _account)
+        self.emulated_s = [0.0, 0.0]
         # memory that holds still: its digest, hashed here as frames go out in memory order
         # (see _hash_sent), read when the stream ends (after this thread has joined)
         self.digest: RunningDigest | None = None
@@ -270,7 +273,7 @@ class _Sender(threading.Thread):
                 self._staging = np.empty(shape, dtype=np.uint8)
             staging = self._staging
         encoded = self._encode_here(self.writer.codecs[codec_id], batch, staging)
-        self._account(encoded, codec_id, codec_id < len(self.chooser.codecs), None)
+        self._account(encoded, codec_id, codec_id < len(self.chooser.codecs), None, here=True)
 
     def _frame(self, request, codec_id: int) -> None:
         reported = codec_id < len(self.chooser.codecs)
@@ -283,27 +286,30 @@ class _Sender(threading.Thread):
             encoded = self._encode_here(self.fallback, request.batch, request.staging)
             codec_id = self.writer.codec_id(self.fallback)
             self.report.fallback_batches += 1
-            reported = False
-            prepared = None
+            self._account(encoded, codec_id, False, None, here=True)
         else:
             # framed and checksummed by the engine (see MigrationSource._send_pages)
-            prepared = request.finished
-        self._account(encoded, codec_id, reported, prepared)
+            self._account(encoded, codec_id, reported, request.finished, here=False)
 
-    def _account(self, encoded, codec_id: int, reported: bool, prepared) -> None:
+    def _account(self, encoded, codec_id: int, reported: bool, prepared, *, here: bool) -> None:
         """Count an encoded batch in the report, tell the chooser, and write its frame;
         nothing once the migration has left this thread (:meth:`_abandon_if_stuck`): the
-        report, the chooser and the stream are no longer its own."""
+        report, the chooser and the stream are no longer its own. ``here``: this thread
+        encoded it (else an engine did).
+
+        A batch's CPU time is counted with its thread's (this thread's clock, the engines'
+        clocks: ``CodecEngines.cpu_s``), except an emulated accelerator's, which counts
+        with the model's cost of offloading it: what its software stand-in spent is kept
+        apart (:attr:`emulated_s`), to be taken off its thread's."""
+        stats = encoded.stats
         if self.abandoned:
             return
-        stats = encoded.stats
         model = getattr(self.writer.codecs[codec_id], "model", None)
         if stats.path == CodecPath.EMULATED and model is not None:
             self.report.emulation_cpu_s += stats.cpu_s
             self.report.modelled_host_cpu_s += model.host_cpu_s(stats.input_bytes)
             self.report.modelled_device_s += stats.device_s or 0.0
-        else:
-            self.report.codec_cpu_s += stats.cpu_s
+            self.emulated_s[0 if here else 1] += stats.cpu_s
         self.report.paths[encoded.codec] = stats.path
         if reported:
             self.chooser.report(codec_id, stats)
@@ -669,7 +675,6 @@ class MigrationSource:
             # returns, Ctrl-C or not: the caller may unmap that memory next
             with interrupts_held():
                 self._stop_threads(sender, report)
-        report.sender_cpu_s = sender.cpu_s
         report.wire_bytes = writer.bytes_written
         if sender.error is not None:  # pages queued behind a frame that never went out
             report.pages_sent = sum(report.pages_by_codec.values())
@@ -711,9 +716,15 @@ class MigrationSource:
         order: the sender's last frame is encoded from the guest's pages. A codec call is
         waited for no later than the sender's ``give_up_at``, and left running after it."""
         sender.stop()
+        engines_cpu_s = 0.0
         for engines in self._engines.values():
             engines.stop(max(0.0, sender.give_up_at - time.perf_counter()))
+            engines_cpu_s += engines.cpu_s()
         self._engines.clear()
+        # each thread's own clock, less what emulated accelerators' stand-ins spent on it
+        here, there = sender.emulated_s
+        report.codec_cpu_s = max(0.0, engines_cpu_s - there)
+        report.sender_cpu_s = max(0.0, sender.cpu_s - here)
         self.chooser.close()  # an adaptive chooser finishes (and learns from) its last window
         if self.guest is not None:
             self.guest.stop()

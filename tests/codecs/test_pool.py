@@ -8,6 +8,7 @@ test creates, not a race it hopes to win.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -752,3 +753,51 @@ def test_stopping_engines_leaves_a_codec_that_never_returns_running_and_its_memo
         assert left_running_note() == ""
         for request in (held, queued):
             request.release()
+
+
+class SpinningCodec(Codec):
+    """Sends pages raw after running ``spin_s`` seconds of its thread's own CPU time (a
+    Python loop, which holds the interpreter lock: engines take turns, as more engines
+    than cores take turns on the cores), or, where ``spin_s`` is negative, after
+    sleeping as long (time that is no CPU at all)."""
+
+    name = "test-spinning"
+    kind = "raw"
+
+    def __init__(self, spin_s: float) -> None:
+        self.spin_s = spin_s
+
+    def clone(self) -> SpinningCodec:
+        return SpinningCodec(self.spin_s)
+
+    def encode_pages(self, pages: np.ndarray) -> None:
+        if self.spin_s < 0:
+            time.sleep(-self.spin_s)
+            return None
+        start = time.thread_time()
+        while time.thread_time() - start < self.spin_s:
+            pass
+        return None
+
+    def decode_pages(self, blob, n_pages, page_size):
+        raise DecodeError("sends raw pages only")
+
+
+@pytest.mark.parametrize(("spin_s", "least", "most"), [(0.02, 0.32, 0.5), (-0.02, 0.0, 0.1)])
+def test_the_engines_cpu_time_is_what_their_threads_ran_not_their_wall_time(spin_s, least, most):
+    """Eight engines taking turns on the interpreter lock: each batch's wall time is
+    several times its CPU time. The engines' CPU time is read from their threads' clocks,
+    during their run and after it: 16 batches of 20 ms of CPU are 0.32 s and a little
+    more for the engines' own work, where a sum of sampled batch times counted the waits
+    (16 engines of zstd on 2 cores summed to 3 cores' worth); batches that sleep cost
+    next to nothing."""
+    memory = marked_memory(16)
+    with running(SpinningCodec(spin_s), engines=8, depth=2) as engines:
+        requests = [engines.submit(Batch(memory, [(i, 1)])) for i in range(16)]
+        for request in requests:
+            request.result(timeout=WAIT)
+            request.release()
+        running_total = engines.cpu_s()
+        engines.close()
+        assert running_total <= engines.cpu_s() < most
+        assert least <= engines.cpu_s()
