@@ -3,7 +3,9 @@
 Contents come from a pool of pre-generated pages of the chosen guest (``memcached``,
 ``seq``, ``ones``...), written with numpy fancy assignment so that a Python thread can
 sustain high dirty rates. Each write stamps a counter into the page so rewritten pages
-differ.
+differ, and the fill stamps each page's number into it so that no two pages are alike;
+except a ``zero`` guest's: its pages stay zero pages (memory a guest has freed and
+zeroed), which is what that guest stands for.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ class GuestWorkload:
         self._pool = generate_pages(*self._pool_args) if rate > 0 else None
         self._sweep_at = 0
         self._stamp = 0
+        self._stamped = content != "zero"  # see the module's docstring
         self.bytes_dirtied = 0
         self.active_s = 0.0
         self.failure: BaseException | None = None  # what ended the writer, if anything
@@ -89,7 +92,8 @@ class GuestWorkload:
             last = min(n, first + FILL_CHUNK_PAGES)
             # straight into memory: fancy indexing would build a temporary of the chunk first
             np.take(self._pool, picks[first:last], axis=0, out=self.memory[first:last], mode="clip")
-            self.memory[first:last, :8] = stamps[first:last]
+            if self._stamped:
+                self.memory[first:last, :8] = stamps[first:last]
             if progress is not None:
                 progress(last, n)
 
@@ -139,7 +143,8 @@ class GuestWorkload:
         self._stamp += 1
         if self.style == "whole":
             self.memory[pages] = self._pool[self._rng.integers(0, self._pool.shape[0], k)]
-            self.memory[pages, :8] = np.uint8(self._stamp & 0xFF)
+            if self._stamped:
+                self.memory[pages, :8] = np.uint8(self._stamp & 0xFF)
         else:  # a few 8-byte words per page: counters, pointers, timestamps
             words = self.memory.view(np.uint64)
             cols = self._rng.integers(0, words.shape[1], (k, 8))

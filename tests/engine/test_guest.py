@@ -43,3 +43,20 @@ def test_a_filled_still_guest_generates_its_pages_once(monkeypatch):
     memory = np.zeros((64, 4096), dtype=np.uint8)
     make_guest(memory, 0.0, content="text", fill=True)
     assert len(calls) == 1 and memory[:, 8:].any()
+
+
+def test_a_zero_guest_s_pages_are_zero_pages_filled_and_rewritten():
+    """The fill stamped each page's number into it, and each write a counter: a ``zero``
+    guest had no zero page but its first, and zero-page detection nothing to find. Other
+    guests' pages are stamped: no two alike."""
+    zero = np.full((256, 4096), 7, dtype=np.uint8)
+    guest = make_guest(zero, 1e6, content="zero")
+    assert not zero.any()
+    guest._write(np.arange(0, 256, 3))
+    assert not zero.any()
+    text = np.zeros((256, 4096), dtype=np.uint8)
+    guest = make_guest(text, 1e6, content="text")
+    assert np.unique(text, axis=0).shape[0] == 256
+    before = text[:10].copy()
+    guest._write(np.arange(10))
+    assert (text[:10, :8] == 1).all() and not np.array_equal(before, text[:10])
