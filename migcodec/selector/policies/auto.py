@@ -350,7 +350,12 @@ class Auto(Policy):
     table prices an arm alike on its first window and its last, so no second look at an
     arm pays on one, while a stream's timings are what it guards against; its default
     brings a factor measured by one window back to its prior in about ten seconds of
-    stream, so that a second look costs a few batches in ten seconds.
+    stream, so that a second look costs a few batches in ten seconds. Nor is
+    ``cross_margin``: on the development traces only the QEMU guest has windows where a
+    delta arm and a compressor are predicted within a few percent of each other, so with
+    that trace left out the others cannot tell its values apart; 0.01 to 0.05 score
+    within 0.1 % of each other there, and the held-out captures (``corpus/heldout/``) are where it was
+    checked (``docs/results/selector-heldout.md``).
 
     A window played without probes costs a few float operations per arm, on lists: on
     arrays of a few entries each numpy call costs more than the arithmetic, and in CPython
