@@ -354,8 +354,8 @@ class Auto(Policy):
     ``cross_margin``: on the development traces only the QEMU guest has windows where a
     delta arm and a compressor are predicted within a few percent of each other, so with
     that trace left out the others cannot tell its values apart; 0.01 to 0.05 score
-    within 0.1 % of each other there, and the held-out captures (``corpus/heldout/``) are where it was
-    checked (``docs/results/selector-heldout.md``).
+    within 0.1 % of each other there, and the held-out captures (``corpus/heldout/``)
+    are where it was checked (``docs/results/selector-heldout.md``).
 
     A window played without probes costs a few float operations per arm, on lists: on
     arrays of a few entries each numpy call costs more than the arithmetic, and in CPython
