@@ -63,6 +63,7 @@ class Request:
         self.encoded: Encoded | None = None
         self.error: BaseException | None = None
         self.snapshot = True  # encode from a copy in ``staging`` (see CodecEngines.submit)
+        self.notify = True  # its completion is queued for poll and wait (see submit)
         self.finish: Callable[[Encoded], Any] | None = None
         self.finished: Any = None  # what ``finish`` made of the encoded batch
         self.generation = 0  # bumped on release: completions of an older use are stale
@@ -451,6 +452,7 @@ class CodecEngines:
         the engines."""
         request.batch = batch
         request.snapshot = snapshot
+        request.notify = notify
         request.finish = finish
         request.sequence = next(self._sequence)
         request.engine = -1
@@ -500,9 +502,10 @@ class CodecEngines:
         With no request in flight (closed engines included) it raises :class:`CodecError`
         at once: none can complete, so waiting would last forever or for all of
         ``timeout``. :meth:`wait_many` and :meth:`completions` return nothing there, but
-        this returns one request and has none. Another thread that collects the last
-        request while this one waits, or requests submitted with ``notify=False`` (which
-        never arrive here), still leave it waiting: a consumer collects its own requests.
+        this returns one request and has none. So it does when every request in flight
+        was submitted with ``notify=False``: their completions never arrive here. Another
+        thread that collects the last request while this one waits still leaves it
+        waiting: a consumer collects its own requests.
         """
         if not self._in_flight:
             raise CodecError(
@@ -512,6 +515,11 @@ class CodecEngines:
                     if self._closed
                     else "submit a batch before waiting for one"
                 )
+            )
+        if not any(r.notify and not (r._released or r._collected) for r in self.pool.requests):
+            raise CodecError(
+                "every request in flight was submitted with notify=False, so none "
+                "completes here; take each one's result() instead"
             )
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
