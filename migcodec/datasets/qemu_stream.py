@@ -111,6 +111,10 @@ UNSUPPORTED_FLAGS = {
 
 STAGES = {SECTION_START: "setup", SECTION_PART: "iterate", SECTION_END: "complete"}
 MAX_MACHINE_NAME = 256  # the configuration's machine type (QEMU's are a few dozen bytes)
+#: capabilities the configuration section may list (QEMU has a few dozen): each name costs
+#: a byte of the stream, but of the decompressed stream, and a gzip file of 130 KB that
+#: listed 4 billion empty names kept a reader appending them for a minute and a gigabyte
+MAX_CAPABILITIES = 1024
 
 
 class QemuStreamError(TraceError):
@@ -419,7 +423,13 @@ class QemuStream:
                     )
             elif name == "configuration/capabilities":
                 count = inp.be32("the number of capabilities")
-                for _ in range(count):  # each takes at least a byte: bounded by the input
+                if count > MAX_CAPABILITIES:
+                    raise QemuStreamCorrupt(
+                        f"{count} capabilities in the configuration section (at most "
+                        f"{MAX_CAPABILITIES})",
+                        inp.offset - 4,
+                    )
+                for _ in range(count):
                     self.info.capabilities.append(inp.name("a capability's name"))
             elif name == "configuration/uuid":
                 inp.read(16, "the VM's UUID")

@@ -166,6 +166,21 @@ def test_configuration_subsections_are_read() -> None:
     assert stream.info.capabilities == ["x-ignore-shared"]
 
 
+def test_a_list_of_more_capabilities_than_qemu_has_is_refused_where_it_is_counted() -> None:
+    """Each capability's name takes a byte of the stream, but of the decompressed stream: a
+    gzip file of 130 KB listing 4 billion empty names kept the reader appending them for
+    a minute and a gigabyte. QEMU lists a few dozen."""
+    subs = bytes([q.SUBSECTION]) + name("configuration/capabilities") + struct.pack(">I", 1)
+    at = len(Forge().header().out) + len(subs)
+    subs += struct.pack(">I", 0xFFFFFFFF) + bytes(64)
+    err = _error(bytes(Forge().header(subsections=subs).out))
+    assert isinstance(err, QemuStreamCorrupt) and err.offset == at
+    assert str(err) == (
+        f"4294967295 capabilities in the configuration section (at most 1024) "
+        f"(at byte {at} of the stream)"
+    )
+
+
 def test_a_huge_announced_ram_allocates_only_what_the_stream_sends() -> None:
     f = Forge(blocks=[("pc.ram", 1 << 50)]).header().start()
     f.section().zero(5).page((1 << 38) - 1, text_page(1)).eos().section(q.SECTION_END).eos()
