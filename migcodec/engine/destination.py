@@ -79,7 +79,8 @@ def receive_migration(
     file is sized to the stream that way); anonymous memory by default. The preamble is
     refused (and the source told why) when an array is not ``(pages, page_size)`` uint8 of
     the announced size, when it asks for more than ``max_memory_bytes`` (half of RAM by
-    default) otherwise, when anonymous memory asks for more RAM than this machine has
+    default; ``math.inf``: no bound, for a function that checks its own room, as a file's
+    does) otherwise, when anonymous memory asks for more RAM than this machine has
     available, or when the function fails. Success is reported to the source only
     after the end-of-stream frame arrived and the memory digest matched; any failure is
     sent back (best effort) and re-raised. A source that hung up before that report reached
@@ -95,15 +96,28 @@ def receive_migration(
     (its own idle timeout then bounds each call, and ``timeout_s`` is not used).
     """
     sock.settimeout(timeout_s)
+    why = ""
     if isinstance(memory, np.ndarray):
         limit = memory.nbytes
         opener = _given(memory)
     else:
         limit = default_memory_limit() if max_memory_bytes is None else max_memory_bytes
         opener = memory if callable(memory) else _zeros
+        if max_memory_bytes is None:
+            why = (
+                " (half of this machine's RAM; receive into a file, which takes what its "
+                "disk holds)"
+            )
     held: list[np.ndarray] = []
 
     def admit(preamble: Preamble) -> None:
+        size = preamble.memory_pages * preamble.page_size
+        if size > limit:
+            raise MemoryMismatch(
+                f"the stream is for {size} bytes of memory; this destination accepts at most "
+                f"{limit}{why}",
+                -1,
+            )
         try:
             held.append(opener(preamble.memory_pages, preamble.page_size))
         # MemoryError: the announced size is within the limit but cannot be had here (an
@@ -111,7 +125,7 @@ def receive_migration(
         except (ValueError, OSError, MemoryError) as exc:
             raise MemoryMismatch(f"cannot open destination memory: {exc}", -1) from exc
 
-    reader = FrameReader(sock, reply_to=sock, max_memory_bytes=limit, admit=admit)
+    reader = FrameReader(sock, reply_to=sock, admit=admit)
     memory = held[0]
     try:
         summary = reader.receive(memory)

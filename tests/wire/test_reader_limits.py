@@ -1,7 +1,9 @@
 """This side's own limits, whatever the peer announces, and broken connections."""
 
+import contextlib
 import io
 import socket
+import threading
 import time
 
 import numpy as np
@@ -9,6 +11,7 @@ import pytest
 
 from migcodec import ram
 from migcodec.codecs import get_codec
+from migcodec.engine import destination as destination_module
 from migcodec.engine.destination import receive_migration
 from migcodec.wire import FrameReader, FrameWriter, MemoryMismatch, StreamAborted
 from migcodec.wire.errors import FrameTooLarge, TruncatedStream
@@ -126,3 +129,54 @@ def test_a_frame_buffer_this_host_cannot_hold_is_refused_before_the_stream_is_ac
         )
         with pytest.raises(HandshakeRefused, match="cannot allocate the 16830464-byte frame"):
             read_reply(src)
+
+
+def test_the_default_limit_says_what_it_is_and_what_takes_more(monkeypatch):
+    """Half of this machine's RAM bounds memory of the destination's own; refused there,
+    a stream said only "accepts at most N"."""
+    monkeypatch.setattr(destination_module, "default_memory_limit", lambda: 1 << 20)
+    src, dst = socket.socketpair()
+    with src, dst:
+        src.sendall(preamble_bytes(4096, 1024, 64, {0: {"name": "raw"}}))  # 4 MiB
+        with pytest.raises(MemoryMismatch) as info:
+            receive_migration(dst, timeout_s=1)
+        refused = (
+            "the stream is for 4194304 bytes of memory; this destination accepts at most "
+            "1048576 (half of this machine's RAM; receive into a file, which takes what its "
+            "disk holds)"
+        )
+        assert str(info.value) == f"preamble: {refused}"
+        with pytest.raises(HandshakeRefused) as told:
+            read_reply(src)
+        assert refused in str(told.value)
+
+
+def test_a_file_or_region_is_not_bounded_by_half_of_ram(monkeypatch, tmp_path):
+    """``receive --memory-file`` refused any guest over half of this machine's RAM, which
+    a file does not take (its disk's room is checked where it is made); no option lifted
+    it."""
+    from migcodec.cli import main
+
+    monkeypatch.setattr(destination_module, "default_memory_limit", lambda: 1 << 20)
+    with socket.socket() as probe:  # a free port for the command to listen on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    image = tmp_path / "dest.img"
+    args = ["receive", "--listen", f"127.0.0.1:{port}", "--memory-file", str(image)]
+    codes = []
+    command = threading.Thread(target=lambda: codes.append(main([*args, "--timeout", "5"])))
+    command.start()
+    try:
+        for _ in range(100):  # until it listens
+            with contextlib.suppress(ConnectionRefusedError):
+                src = socket.create_connection(("127.0.0.1", port))
+                break
+            time.sleep(0.05)
+        with src:
+            src.sendall(preamble_bytes(4096, 1024, 64, {0: {"name": "raw"}}))  # 4 MiB
+            src.settimeout(10)
+            read_reply(src)  # accepted: a refusal raises HandshakeRefused
+    finally:
+        command.join(30)
+    assert codes == [1]  # the source hung up after the preamble
+    assert not image.exists()  # a file made for a migration that failed is removed
