@@ -115,6 +115,9 @@ MAX_MACHINE_NAME = 256  # the configuration's machine type (QEMU's are a few doz
 #: a byte of the stream, but of the decompressed stream, and a gzip file of 130 KB that
 #: listed 4 billion empty names kept a reader appending them for a minute and a gigabyte
 MAX_CAPABILITIES = 1024
+#: command sections a stream may hold (QEMU sends a few per migration): each is 5 bytes of
+#: the decompressed stream, and a gzip file of 24 KB of empty ones held a reader 30 s
+MAX_COMMANDS = 4096
 
 
 class QemuStreamError(TraceError):
@@ -292,7 +295,11 @@ class QemuStream:
         #: the block of the previous page record, which CONTINUE refers to (across sections)
         self._last_block: RamBlock | None = None
         self._started = False
-        self._setup_pages: list[PageRecord] = []
+        self._commands = 0  # command sections read (see MAX_COMMANDS)
+        # the RAM START section's first page record, if any, and its others, read as
+        # records() asks for them (see start)
+        self._setup_first: PageRecord | None = None
+        self._setup: Iterator[PageRecord] = iter(())
 
     def close(self) -> None:
         if self._own:
@@ -324,8 +331,12 @@ class QemuStream:
                     f"byte 0x{kind:02x} where the RAM START section (0x01) belongs", at
                 )
             self._section_header(at, start=True)
-            # QEMU's START section holds only the block list; pages there are kept for records()
-            self._setup_pages = list(self._ram(SECTION_START, 0))
+            # QEMU's START section holds only the block list, which comes first: read up to
+            # the first page record after it, if any, and leave the rest to records(). Kept
+            # whole here, a decompressed stream of 9-byte zero records in that section held
+            # a reader 200 bytes a record before the first window
+            self._setup = self._ram(SECTION_START, 0)
+            self._setup_first = next(self._setup, None)
             if not self.info.blocks:
                 raise QemuStreamCorrupt("a RAM START section without the RAM block list", at)
             return self.info
@@ -335,8 +346,10 @@ class QemuStream:
         END section and its footer are read and the next section begins. Iterate once."""
         self.start()
         inp = self._in
-        yield from self._setup_pages
-        self._setup_pages = []
+        if self._setup_first is not None:
+            first, self._setup_first = self._setup_first, None
+            yield first
+            yield from self._setup
         section = 0
         while True:
             at = inp.offset
@@ -486,6 +499,12 @@ class QemuStream:
 
     def _command(self) -> None:
         inp = self._in
+        at = inp.offset - 1
+        self._commands += 1
+        if self._commands > MAX_COMMANDS:
+            raise QemuStreamCorrupt(
+                f"more than {MAX_COMMANDS} commands in the stream (QEMU sends a few)", at
+            )
         inp.be16("the command")
         n = inp.be16("the command's length")
         inp.read(n, "the command's data")
@@ -579,7 +598,15 @@ class QemuStream:
         self._footer()
 
     def _block_list(self, total: int, at: int) -> None:
+        from migcodec.datasets.trace.schema import MAX_MEMORY_PAGES
+
         inp = self._in
+        if total > MAX_MEMORY_PAGES * self.info.page_size:
+            raise QemuStreamUnsupported(
+                f"{total} bytes of RAM announced, more than the {MAX_MEMORY_PAGES} pages of "
+                f"{self.info.page_size} bytes a trace describes",
+                at,
+            )
         self.info.ram_bytes = total
         left = total
         first = 0
@@ -649,6 +676,8 @@ class _Open:
     )
     last_page: int = -1
     last_section: int = 0
+    #: pages at which the window's room is checked next (see qemu_windows)
+    check_at: int = 1 << 16
 
 
 def qemu_windows(
@@ -747,6 +776,11 @@ def qemu_windows(
         old = held.get(rec.page)
         if rec.page not in current.before:
             current.before[rec.page] = old
+            if len(current.before) >= current.check_at:
+                # checked as it grows, at each doubling: its own bookkeeping (a few hundred
+                # bytes a page) grew unchecked until it closed, 300 MB for a 4 MB file
+                _check_room(index, len(current.before), page_size)
+                current.check_at *= 2
         if rec.kind == "xbzrle" and rec.data:
             pending[rec.page] = rec
         else:

@@ -232,6 +232,70 @@ def test_a_window_larger_than_the_machine_can_hold_is_refused_before_it_is_made(
     assert capsys.readouterr().err == f"migcodec trace import-qemu: {caught.value}\n"
 
 
+def test_a_window_is_refused_for_room_while_it_grows_not_once_it_closes(monkeypatch) -> None:
+    """The window's room was checked when it closed: its own bookkeeping, a few hundred
+    bytes a page, grew unchecked before that (300 MB for a gzip file of 4 MB). Checked at
+    each doubling from 65536 pages, it is refused there: before the damage that follows."""
+    n = 1 << 16
+    f = Forge(blocks=[("pc.ram", (n + 1) * PAGE)]).header().start().section()
+    for p in range(n):
+        f.zero(p)
+    f.out += b"\xee" * 16  # damage the reader would find next
+    monkeypatch.setattr("migcodec.ram.available_memory", lambda: 64 << 20)
+    with pytest.raises(q.QemuStreamTooLarge, match=r"^window 0 of the stream sends 65536 pages"):
+        windows(bytes(f.out))
+
+
+def test_the_start_section_s_pages_are_read_as_they_are_asked_for(monkeypatch) -> None:
+    """QEMU's START section holds the block list; pages after it were all read into a list
+    before start() returned, 200 bytes a record: a gzip file of 35 KB of 9-byte zero
+    records made 421 MB. They are read as records() asks for them."""
+    n = 20_000
+    f = Forge(blocks=[("pc.ram", 2 * n * PAGE)]).header()
+    f.out += bytes([q.SECTION_START]) + struct.pack(">I", 2) + name("ram")
+    f.out += struct.pack(">II", 0, q.RAM_VERSION) + struct.pack(
+        ">Q", 2 * n * PAGE | q.FLAG_MEM_SIZE
+    )
+    f.out += name("pc.ram") + struct.pack(">Q", 2 * n * PAGE)
+    for p in range(n):
+        f.zero(p, fill=2)
+    f.eos().section(q.SECTION_END).page(n + 5, text_page(5)).eos()
+    stream = QemuStream(f.device_state())
+    tracemalloc.start()
+    try:
+        stream.start()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 256 << 10  # 20,000 records kept were 4 MB
+    got = list(qemu_windows(stream))
+    assert [w.page_indices.tolist() for w in got] == [list(range(n)), [n + 5]]
+    assert (got[0].pages == 2).all()
+
+
+def test_a_stream_of_more_commands_than_qemu_sends_is_refused() -> None:
+    """Each command is 5 bytes of the decompressed stream: a gzip file of 24 KB of empty
+    ones held a reader 30 s."""
+    f = Forge().header()
+    command = bytes([q.COMMAND]) + struct.pack(">HH", 1, 0)
+    at = len(f.out) + q.MAX_COMMANDS * len(command)
+    f.out += command * (q.MAX_COMMANDS + 1) + bytes(64)
+    err = _error(bytes(f.out))
+    assert isinstance(err, QemuStreamCorrupt) and err.offset == at
+    assert err.args[0].startswith("more than 4096 commands in the stream (QEMU sends a few)")
+
+
+def test_more_ram_than_a_trace_describes_is_refused_where_it_is_announced() -> None:
+    """The trace writer refused it, with a ValueError that blamed the output trace."""
+    f = Forge(blocks=[("pc.ram", (1 << 64) - PAGE)]).header().start().eos()
+    err = _error(f.device_state())
+    assert isinstance(err, q.QemuStreamUnsupported)
+    assert str(err).startswith(
+        f"{(1 << 64) - PAGE} bytes of RAM announced, more than the 1099511627776 pages of "
+        "4096 bytes a trace describes (at byte "
+    )
+
+
 # -- errors, each at its byte ----------------------------------------------------------------
 def _error(data: bytes) -> QemuStreamError:
     with pytest.raises(QemuStreamError) as caught:
