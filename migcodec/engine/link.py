@@ -10,6 +10,11 @@ from migcodec.wire.io import send_all_parts
 
 #: the bucket when the socket does not say what it buffers
 DEFAULT_BURST = 256 * 1024
+#: why a stopped link refuses a paced frame (see PacedSocket.stop)
+_STOPPED = "the link stopped pacing: the migration is ending"
+#: the longest a paced wait sleeps at once: what it waits for (the deadline, a stop) is
+#: read again after each
+PACING_SLICE_S = 0.1
 
 
 class LinkTimeLimit(TimeoutError):
@@ -36,6 +41,12 @@ class PacedSocket:
     passed raises it too, paced or not: where the encoders set the pace (an unlimited or
     fast link, whose bucket is full), nothing else ended an iteration at the limit, and a
     2 GiB first pass through zlib-ng on one engine ran to 6.8 s under a 2 s limit.
+
+    A paced wait sleeps in slices of :data:`PACING_SLICE_S`, and ends early at the
+    socket's own deadline (a :class:`~migcodec.wire.io.TimedSocket`'s, raising its
+    ``DeadlinePassed``) or once :meth:`stop` is called (``LinkTimeLimit``): one frame over
+    a slow link is paced for minutes (190 KB at 20 kbit/s: 75 s), and Ctrl-C or a
+    ``--deadline`` of 5 s waited for all of it.
     """
 
     def __init__(
@@ -52,6 +63,7 @@ class PacedSocket:
         self._tokens = 0.0
         self._stamp = time.perf_counter()
         self._lock = threading.Lock()
+        self._stopped = False
 
     def write_parts(self, parts) -> None:
         """A whole frame in one token-bucket step and one ``sendmsg``."""
@@ -59,6 +71,8 @@ class PacedSocket:
         if deadline is not None and time.perf_counter() >= deadline:
             raise LinkTimeLimit("the time was up with frames still to send")
         if self.rate:
+            if self._stopped:
+                raise LinkTimeLimit(_STOPPED)
             self._wait_for(sum(memoryview(p).nbytes for p in parts))
         send_all_parts(self.sock, parts)
 
@@ -72,13 +86,31 @@ class PacedSocket:
         if debt <= 0:
             return
         wait = debt / self.rate
-        if self.deadline is not None and now + wait > self.deadline:
-            time.sleep(max(self.deadline - now, 0.0))
-            raise LinkTimeLimit(
+        refused = None
+        end = now + wait
+        if self.deadline is not None and end > self.deadline:
+            end = self.deadline
+            refused = LinkTimeLimit(
                 f"the link at {self.rate:g} bytes/s needed {wait:.3g} s more to pace a "
                 f"{nbytes}-byte frame"
             )
-        time.sleep(wait)
+        left = getattr(self.sock, "time_left", None)
+        left = None if left is None else left()
+        if left is not None and now + left < end:
+            end, refused = now + max(left, 0.0), self.sock.deadline_passed()
+        while now < end:
+            if self._stopped:
+                raise LinkTimeLimit(_STOPPED)
+            time.sleep(min(end - now, PACING_SLICE_S))
+            now = time.perf_counter()
+        if refused is not None:
+            raise refused
+
+    def stop(self) -> None:
+        """End a paced wait, from any thread, within :data:`PACING_SLICE_S`, and refuse
+        every later paced frame: unpaced (``rate = None``), a last frame still goes out
+        (the reason a migration ends)."""
+        self._stopped = True
 
     def flush(self) -> None:
         """Nothing is buffered here; present so the wire writer can flush any sink."""

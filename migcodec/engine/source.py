@@ -667,8 +667,9 @@ class MigrationSource:
         sender.start()
         try:
             self._precopy(sock, sender, report, start, ticker)
-        except BaseException:
+        except BaseException:  # Ctrl-C, SIGTERM: a frame being paced is not waited for
             sender.hurry()
+            link.stop()
             raise
         finally:
             # every thread that reads or writes the guest's memory is stopped before this

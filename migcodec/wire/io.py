@@ -54,7 +54,7 @@ class TimedSocket(socket.socket):
             return False
         left = self._deadline - time.monotonic()
         if left <= 0:
-            raise DeadlinePassed(self._deadline_message())
+            raise self.deadline_passed()
         by_deadline = timeout is None or left < timeout
         super().settimeout(left if by_deadline else timeout)
         return by_deadline
@@ -62,9 +62,18 @@ class TimedSocket(socket.socket):
     def _deadline_message(self) -> str:
         return f"the connection's deadline of {self.deadline_s:g} s passed"
 
+    def time_left(self) -> float | None:
+        """Seconds left before the deadline (``None``: none), for a caller that waits
+        before its next call (a paced link): its wait is bounded by the deadline too."""
+        return None if self._deadline is None else self._deadline - time.monotonic()
+
+    def deadline_passed(self) -> DeadlinePassed:
+        """The error this socket's calls raise once the deadline has passed."""
+        return DeadlinePassed(self._deadline_message())
+
     def _expired(self, by_deadline: bool, what: str) -> TimeoutError:
         if by_deadline:
-            return DeadlinePassed(self._deadline_message())
+            return self.deadline_passed()
         return PeerIdle(f"the peer {what} for {self.idle_s:g} s (the idle timeout)")
 
     def recv_into(self, buffer, nbytes: int = 0, flags: int = 0) -> int:

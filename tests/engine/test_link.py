@@ -22,8 +22,13 @@ class _Clock:
         return self.now
 
     def sleep(self, seconds: float) -> None:
+        assert seconds <= link_module.PACING_SLICE_S  # a wait is read again that often
         self.slept.append(seconds)
         self.now += seconds
+
+    @property
+    def waited(self) -> float:
+        return sum(self.slept)
 
 
 class _Sink:
@@ -60,13 +65,13 @@ def test_the_first_bytes_wait_for_the_wire_and_a_pause_is_made_up_to_the_bucket(
     sink = _Sink()
     link = PacedSocket(sink, rate=1e6, burst=300_000)
     link.write_parts([bytes(100_000)])
-    assert clock.slept == [pytest.approx(0.1)]  # empty at start: no head start
+    assert clock.waited == pytest.approx(0.1)  # empty at start: no head start
     clock.now += 0.25  # the sender is away: the wire drains 250 kB meanwhile
     link.write_parts([bytes(200_000)])
-    assert clock.slept == [pytest.approx(0.1)]  # sent without waiting
+    assert clock.waited == pytest.approx(0.1)  # sent without waiting
     clock.now += 10.0  # a long pause: the room is the bucket's, no more
     link.write_parts([bytes(500_000)])
-    assert clock.slept[1:] == [pytest.approx(0.2)]  # 500 kB, 300 kB of room
+    assert clock.waited == pytest.approx(0.3)  # 500 kB, 300 kB of room: 0.2 s more
     assert sink.sent == 800_000
 
 
@@ -74,7 +79,7 @@ def test_a_frame_that_would_go_out_after_the_deadline_ends_the_link_at_it(clock)
     sink = _Sink()
     link = PacedSocket(sink, 1000.0, burst=1000, deadline=clock.now + 2.0)
     link.write_parts([b"x" * 1000])  # a second of pacing: within the deadline
-    assert clock.slept == [pytest.approx(1.0)] and sink.sent == 1000
+    assert clock.waited == pytest.approx(1.0) and sink.sent == 1000
     with pytest.raises(link_module.LinkTimeLimit, match="needed 5 s more to pace a 5000-byte"):
         link.write_parts([b"x" * 5000])
     assert clock.now == pytest.approx(102.0)  # it waited until the deadline, not 5 s
@@ -98,3 +103,51 @@ def test_a_frame_handed_over_after_the_deadline_is_refused_paced_or_not(clock, r
     link.deadline = None  # lifted (a last frame telling the destination why)
     link.write_parts([b"x" * 1000])
     assert sink.sent == 2000
+
+
+class _TimedSink(_Sink):
+    """A socket with a deadline of its own, as a TimedSocket (``send --deadline``)."""
+
+    def __init__(self, clock: _Clock, deadline: float) -> None:
+        super().__init__()
+        self.clock, self.deadline = clock, deadline
+
+    def time_left(self) -> float:
+        return self.deadline - self.clock.now
+
+    def deadline_passed(self) -> TimeoutError:
+        return TimeoutError("the connection's deadline of 5 s passed")
+
+
+def test_a_paced_wait_ends_at_the_socket_s_own_deadline(clock):
+    """``send --deadline 5`` over a slow link ended only once a frame's pacing was over
+    (75 s for 190 KB at 20 kbit/s)."""
+    sink = _TimedSink(clock, clock.now + 5.0)
+    link = PacedSocket(sink, 2500.0, burst=1000, deadline=clock.now + 300.0)
+    with pytest.raises(TimeoutError, match=r"^the connection's deadline of 5 s passed$"):
+        link.write_parts([bytes(190_000)])
+    assert clock.waited == pytest.approx(5.0) and sink.sent == 0
+
+
+def test_a_stopped_link_ends_its_paced_wait_and_refuses_paced_frames(clock, monkeypatch):
+    """Ctrl-C during a frame's pacing waited for all of it; stopped from another thread
+    (here: from within the wait), it ends within a slice. Unpaced, a last frame goes out."""
+    sink = _Sink()
+    link = PacedSocket(sink, 2500.0, burst=1000)
+    sleep = clock.sleep
+
+    def stopped_after_a_second(seconds: float) -> None:
+        sleep(seconds)
+        if clock.waited >= 1.0:
+            link.stop()
+
+    monkeypatch.setattr(link_module.time, "sleep", stopped_after_a_second)
+    stopped = r"^the link stopped pacing: the migration is ending$"
+    with pytest.raises(link_module.LinkTimeLimit, match=stopped):
+        link.write_parts([bytes(190_000)])
+    assert clock.waited == pytest.approx(1.0, abs=link_module.PACING_SLICE_S) and sink.sent == 0
+    with pytest.raises(link_module.LinkTimeLimit, match=stopped):
+        link.write_parts([bytes(10)])
+    link.rate = None
+    link.write_parts([bytes(10)])
+    assert sink.sent == 10
