@@ -875,9 +875,13 @@ class MigrationSource:
     def _abort(self, sender: _Sender, reason: str) -> None:
         """Stop the sender, then tell the destination why the stream ends, unpaced and
         past the time limit (the link refuses any other frame once it is up: the reason
-        is what the destination prints)."""
+        is what the destination prints), within :data:`STOP_GRACE_S` (a destination that
+        stopped reading takes nothing more)."""
         sender.stop()
         link = self._link
-        link.rate = link.deadline = None
+        if link.partial_frame:
+            return  # the stream is not at a frame's edge: the destination could not read it
+        link.rate = None
+        link.deadline = time.perf_counter() + STOP_GRACE_S
         with contextlib.suppress(OSError, WireError):
             sender.writer.abort(reason)

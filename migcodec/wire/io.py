@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import fcntl
+import select
 import socket
 import struct
 import termios
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 
 class PeerIdle(TimeoutError):
@@ -101,6 +102,37 @@ class TimedSocket(socket.socket):
         send_all_parts(self, [data])
 
 
+def wait_to_send(
+    sock: socket.socket, poll: select.poll, check: Callable[[], float], slice_s: float
+) -> None:
+    """Wait until ``sock`` takes more (``poll`` has it registered for ``POLLOUT``), in
+    slices of at most ``slice_s``: before each, ``check()`` raises to end the wait (a
+    caller's time limit, a stop) or returns the seconds it allows; a :class:`TimedSocket`
+    ends it as its sends would, at its deadline or once the peer took no data for its
+    idle timeout. A send then returns at once with what the socket took, where a blocked
+    one waited out the socket's own timeout whatever the caller's bounds."""
+    if poll.poll(0):
+        return  # the usual case: room in the send buffer
+    timed = sock if isinstance(sock, TimedSocket) else None
+    idle = None if timed is None else timed.idle_s
+    queued = None if idle is None else _unacknowledged(sock)
+    since = time.monotonic()
+    while True:
+        wait = min(check(), slice_s)
+        if timed is not None:
+            timed._arm()  # raises once its deadline has passed
+            now = time.monotonic()
+            if idle is not None:
+                left = _unacknowledged(sock)
+                if queued is not None and left is not None and left < queued:
+                    queued, since = left, now  # the peer took some: not idle
+                elif now - since >= idle:
+                    raise timed._expired(False, "took no data")
+                wait = min(wait, since + idle - now)
+        if poll.poll(max(wait, 0.0) * 1000.0):
+            return
+
+
 def _unacknowledged(sock: socket.socket) -> int | None:
     """Bytes ``sock`` has queued that its peer has not taken yet (TCP's unacknowledged
     and unsent bytes), or ``None`` where the system does not say."""
@@ -111,11 +143,17 @@ def _unacknowledged(sock: socket.socket) -> int | None:
     return struct.unpack("i", raw)[0]
 
 
-def send_all_parts(sock: socket.socket, parts: Sequence) -> None:
-    """``sendall`` for a list of buffers: one ``sendmsg`` per frame where the kernel takes it."""
+def send_all_parts(
+    sock: socket.socket, parts: Sequence, before_send: Callable[[], None] | None = None
+) -> None:
+    """``sendall`` for a list of buffers: one ``sendmsg`` per frame where the kernel takes it.
+    ``before_send`` is called before each ``sendmsg`` (to wait until the socket takes more,
+    within a bound of the caller's)."""
     views = [memoryview(p).cast("B") for p in parts]
     remaining = sum(view.nbytes for view in views)
     while remaining:
+        if before_send is not None:
+            before_send()
         sent = sock.sendmsg(views)
         remaining -= sent
         if not remaining:  # usually after the first call: the kernel took the whole frame

@@ -6,6 +6,7 @@ fast a machine runs it."""
 from __future__ import annotations
 
 import socket
+import time
 
 import pytest
 
@@ -131,7 +132,7 @@ def test_a_paced_wait_ends_at_the_socket_s_own_deadline(clock):
 
 def test_a_stopped_link_ends_its_paced_wait_and_refuses_paced_frames(clock, monkeypatch):
     """Ctrl-C during a frame's pacing waited for all of it; stopped from another thread
-    (here: from within the wait), it ends within a slice. Unpaced, a last frame goes out."""
+    (here: from within the wait), it ends within a slice, and refuses later frames."""
     sink = _Sink()
     link = PacedSocket(sink, 2500.0, burst=1000)
     sleep = clock.sleep
@@ -142,12 +143,73 @@ def test_a_stopped_link_ends_its_paced_wait_and_refuses_paced_frames(clock, monk
             link.stop()
 
     monkeypatch.setattr(link_module.time, "sleep", stopped_after_a_second)
-    stopped = r"^the link stopped pacing: the migration is ending$"
+    stopped = r"^the link was stopped: the migration is ending$"
     with pytest.raises(link_module.LinkTimeLimit, match=stopped):
         link.write_parts([bytes(190_000)])
-    assert clock.waited == pytest.approx(1.0, abs=link_module.PACING_SLICE_S) and sink.sent == 0
+    assert clock.waited == pytest.approx(1.0, abs=link_module.PACING_SLICE_S)
+    assert sink.sent == 1500 and link.partial_frame  # its first piece went out at 0.6 s
     with pytest.raises(link_module.LinkTimeLimit, match=stopped):
         link.write_parts([bytes(10)])
     link.rate = None
-    link.write_parts([bytes(10)])
-    assert sink.sent == 10
+    with pytest.raises(link_module.LinkTimeLimit, match=stopped):
+        link.write_parts([bytes(10)])
+    assert sink.sent == 1500
+
+
+def test_a_send_to_a_peer_that_stopped_reading_ends_at_the_deadline_or_a_stop():
+    """A peer that read nothing more filled the send buffer, and a send then waited out
+    the socket's own timeout (none here: forever) past the migration's time limit, and
+    through Ctrl-C."""
+    import threading
+
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        link = PacedSocket(ours, None, deadline=time.perf_counter() + 0.3)
+        began = time.perf_counter()
+        with pytest.raises(link_module.LinkTimeLimit, match=r"^the destination took no more"):
+            for _ in range(10_000):  # until the buffers are full
+                link.write_parts([bytes(65536)])
+        assert 0.3 <= time.perf_counter() - began < 2.0
+        link.deadline = None
+        failed = []
+
+        def write() -> None:
+            try:
+                link.write_parts([bytes(65536)])
+            except link_module.LinkTimeLimit as exc:
+                failed.append(exc)
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        time.sleep(0.3)
+        assert writer.is_alive()  # waiting for the peer, with no deadline
+        link.stop()
+        writer.join(2.0)
+        assert not writer.is_alive() and "the link was stopped" in str(failed[0])
+
+
+def test_a_slow_link_s_frame_goes_out_in_pieces_as_the_bucket_has_them(clock):
+    """Sent whole after its pacing, a frame left a slow link silent for all of it (190 KB
+    at 1 Mbit/s: 1.5 s), and a destination with a shorter idle timeout gave up on a source
+    that was sending. Pieces of a tenth of a second of the link each, in order; a frame a
+    fast link sends in a tenth of a second goes out whole."""
+    sent = []
+
+    class Recording(_Sink):
+        def sendmsg(self, buffers) -> int:
+            sent.append((round(clock.now - 100.0, 6), b"".join(bytes(b) for b in buffers)))
+            return super().sendmsg(buffers)
+
+    link = PacedSocket(Recording(), 125_000.0, burst=10**6)  # 1 Mbit/s
+    frame = [bytes(range(256)) * 400, b"tail" * 1000]  # 106,400 bytes
+    link.write_parts(frame)
+    assert b"".join(data for _, data in sent) == b"".join(frame)
+    assert [len(data) for _, data in sent] == [12_500] * 8 + [6_400]
+    assert [t for t, _ in sent] == [pytest.approx(0.1 * i) for i in range(1, 9)] + [
+        pytest.approx(106_400 / 125_000)
+    ]
+    assert not link.partial_frame
+    sent.clear()
+    fast = PacedSocket(Recording(), 1.25e9, burst=10**6)
+    fast.write_parts(frame)
+    assert len(sent) == 1

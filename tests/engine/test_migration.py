@@ -809,6 +809,40 @@ def test_a_migration_the_encoders_pace_ends_at_its_time_limit(monkeypatch):
     assert len(told) == 1 and report.error in str(told[0])
 
 
+@pytest.mark.parametrize("link", [None, "10Gbit"])
+def test_a_destination_that_stops_reading_ends_the_migration_at_its_time_limit(monkeypatch, link):
+    """A destination that accepted the stream and then read nothing (a stopped process)
+    filled the send buffer, and a write then blocked for the socket's own timeout: a
+    minute for ``send``, forever on a plain socket, where the time limit was seconds."""
+    monkeypatch.setattr(source_module, "STOP_GRACE_S", 0.5)
+    released = threading.Event()
+    with socket.create_server(("127.0.0.1", 0)) as server:
+
+        def destination() -> None:
+            conn, _ = server.accept()
+            with conn:
+                FrameReader(conn, reply_to=conn)  # the preamble, accepted
+                released.wait(60)  # and nothing more read
+
+        threading.Thread(target=destination, daemon=True).start()
+        pages = np.random.default_rng(0).integers(0, 256, (8192, 4096), dtype=np.uint8)
+        config = MigrationConfig(workers=1, link_rate=link and parse_rate(link), max_time_s=1.0)
+        source = MigrationSource(pages, FixedChooser(get_codec("raw")), config)
+        try:
+            with socket.create_connection(server.getsockname()) as sock:
+                began = time.perf_counter()
+                report = within(60, source.migrate, sock)
+                took = time.perf_counter() - began
+        finally:
+            released.set()
+    assert not report.succeeded
+    assert report.error == (
+        "did not finish within its 1 s time limit (the destination took no more of the "
+        "stream before the time limit)"
+    )
+    assert took < 1.0 + 0.5 + 1.0  # the limit, the abort's grace, and slack
+
+
 def _slow_decodes(monkeypatch, codec: Codec, seconds: float) -> None:
     """``codec``'s class decodes every frame ``seconds`` late (a busy destination host):
     slow, but every call returns."""
