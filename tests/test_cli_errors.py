@@ -1525,3 +1525,24 @@ def _subparser(parser, name: str):
     for word in name.split():
         parser = _subcommands(parser)[word]
     return parser
+
+
+def test_bench_holds_the_three_copies_of_the_pages_it_checks_for(monkeypatch):
+    """``bench`` refuses pages whose 3 copies (the pages, their encoding, their decoding)
+    this machine has not the memory for; a run held 5: each repeat's copies were kept
+    while the next was made, and the round trip was compared through a temporary the size
+    of the memory. With 32 MiB of pages, allocations now peak at 3 copies and a few MiB
+    (a chunk of the comparison, the engines' buffers)."""
+    import tracemalloc
+
+    from migcodec.bench import run_bench
+
+    nbytes = 8192 * 4096
+    tracemalloc.start()
+    try:
+        (result,) = run_bench("text", ["raw"], nbytes // 4096, workers=1)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert result.verified
+    assert peak < 3 * nbytes + (16 << 20), peak / nbytes
