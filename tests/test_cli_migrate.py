@@ -87,6 +87,17 @@ def test_a_sweep_past_what_a_small_guest_can_dirty_reports_what_it_dirtied(capsy
     )
 
 
+def test_a_guest_that_never_ran_is_not_said_to_need_more_memory(capsys):
+    """Over a link of a byte a second the migration ends before its first pass, and the
+    guest dirtied nothing: the row added "the guest dirtied 0.0 MB/s of the 5.0 asked
+    (...: give it more --memory for a higher rate)", which more memory would not change."""
+    argv = ["migrate", "--memory", "64KiB", "--link", "8", "--max-time", "0.5", "--quiet"]
+    assert main(argv) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("auto: FAILED (did not finish within its 0.5 s time limit")
+    assert "the guest dirtied" not in out
+
+
 def test_a_failed_migration_says_why_on_stderr_as_well(capsys):
     """Its report is on stdout (JSON here); a script reading stderr saw nothing."""
     argv = ["migrate", "--memory", "64KiB", "--link", "10kbit", "--max-time", "1", "--quiet"]
