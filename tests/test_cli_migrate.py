@@ -96,6 +96,7 @@ def test_a_guest_that_never_ran_is_not_said_to_need_more_memory(capsys):
     out = capsys.readouterr().out
     assert out.startswith("auto: FAILED (did not finish within its 0.5 s time limit")
     assert "the guest dirtied" not in out
+    assert out.endswith(" MB on the wire, 0 iterations\n")
 
 
 def test_a_failed_migration_says_why_on_stderr_as_well(capsys):

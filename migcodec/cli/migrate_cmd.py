@@ -139,7 +139,8 @@ def _row(report: MigrationReport) -> str:
         f"{report.codec}: {state}; {report.throughput_pages_s:,.0f} pages/s, total "
         f"{report.total_time_s:.2f} s, downtime {down}, extra CPU "
         f"{report.extra_cpu_percent:.0f}% of a core{modelled}, ratio {report.ratio:.2f}, "
-        f"{report.wire_bytes / 1e6:.1f} MB on the wire, {report.iterations} iterations"
+        f"{report.wire_bytes / 1e6:.1f} MB on the wire, {report.iterations} "
+        f"iteration{'' if report.iterations == 1 else 's'}"
         f"{fallbacks}{_shortfall(report)}"
     )
 
