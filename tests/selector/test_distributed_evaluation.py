@@ -7,6 +7,7 @@ URLs, and tables are cached where a later run, in process or not, finds them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -15,6 +16,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -263,11 +265,12 @@ def test_a_scheduler_address_where_something_else_answers_is_one_line(capsys):
     stop = threading.Event()
 
     def answer_http() -> None:
-        with server:
-            conn, _ = server.accept()
-            with conn:
-                conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
-                stop.wait(30)
+        with server, contextlib.ExitStack() as conns:
+            server.settimeout(0.1)
+            while not stop.is_set():  # the probe for a listener, then Dask's connection
+                with contextlib.suppress(TimeoutError):
+                    conn = conns.enter_context(server.accept()[0])
+                    conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
 
     thread = threading.Thread(target=answer_http)
     thread.start()
@@ -299,10 +302,11 @@ def test_a_scheduler_address_that_accepts_and_never_answers_ends_in_bounded_time
     stop = threading.Event()
 
     def stay_silent() -> None:
-        with server:
-            conn, _ = server.accept()
-            with conn:
-                stop.wait(60)
+        with server, contextlib.ExitStack() as conns:
+            server.settimeout(0.1)
+            while not stop.is_set():  # the probe for a listener, then Dask's connection
+                with contextlib.suppress(TimeoutError):
+                    conns.enter_context(server.accept()[0])
 
     thread = threading.Thread(target=stay_silent)
     thread.start()
@@ -316,6 +320,24 @@ def test_a_scheduler_address_that_accepts_and_never_answers_ends_in_bounded_time
         f"migcodec evaluate: cannot reach the Dask scheduler at {address}: it accepted the "
         "connection and did not answer within 1 s; start one with `dask scheduler` and "
         f"workers with `dask worker {address}`\n"
+    )
+
+
+def test_a_scheduler_address_where_nothing_listens_is_refused_at_once(capsys):
+    """Dask retries a refused connection for its whole timeout: a mistyped port was a
+    30 s wait for "cannot reach"."""
+    import socket
+
+    pytest.importorskip("distributed")
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+    began = time.monotonic()
+    assert main(["evaluate", str(TRACES[0]), "--scheduler", address]) == 2
+    assert time.monotonic() - began < 10
+    assert capsys.readouterr().err == (
+        f"migcodec evaluate: nothing listens at {address} (connection refused); start a "
+        "scheduler there with `dask scheduler`, or check the address it printed\n"
     )
 
 

@@ -74,6 +74,8 @@ TASK_RETRIES = 2
 WINDOW_CACHE_BYTES = 256 << 20
 #: how long to wait for a running scheduler to answer, and for its first worker
 CONNECT_TIMEOUT_S = 30
+#: seconds the probe for a listener at a scheduler's address may take (see _refused_at)
+_PROBE_TIMEOUT_S = 5.0
 #: seconds past that a connection's handshake may take before it is given up on
 _HANDSHAKE_GRACE_S = 5
 _PRE_SPAWN = "distributed.nanny.pre-spawn-environ"
@@ -358,6 +360,26 @@ def _check_address(spec: str) -> None:
             f"--scheduler {spec} names no scheduler's HOST:PORT; give one as `dask scheduler` "
             "prints it (e.g. tcp://127.0.0.1:8786), or local"
         )
+    _refused_at(spec, parts.hostname, port)
+
+
+def _refused_at(spec: str, host: str, port: int) -> None:
+    """Refuse at once an address where nothing listens: Dask retries a refused connection
+    for its whole timeout (30 s), in case a scheduler is starting, and a mistyped port
+    was a half-minute wait for "cannot reach". The probe is one connection, closed before
+    any message (a scheduler logs it as closed before its handshake); whatever else it
+    meets (no answer, a name that does not resolve) is left to Dask to report."""
+    import socket
+
+    try:
+        socket.create_connection((host, port), timeout=_PROBE_TIMEOUT_S).close()
+    except ConnectionRefusedError:
+        raise SchedulerError(
+            f"nothing listens at {spec} (connection refused); start a scheduler there with "
+            "`dask scheduler`, or check the address it printed"
+        ) from None
+    except OSError:
+        pass
 
 
 def _client_within(address: str, seconds: float):
