@@ -96,6 +96,12 @@ def format_number(value: float) -> str:
     return repr(value)
 
 
+def counted(n: int, noun: str) -> str:
+    """``counted(1, "iteration")`` -> ``'1 iteration'``, ``counted(3, ...)`` -> ``'3
+    iterations'``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def format_size(n_bytes: float) -> str:
     """``268435456`` -> ``'256 MiB'``: binary units, three significant digits."""
     for unit, scale in (

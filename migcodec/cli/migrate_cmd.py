@@ -47,7 +47,7 @@ from migcodec.engine.source import STOP_GRACE_S
 from migcodec.engine.sweep import largest_converging_rate
 from migcodec.plots import PlotUnavailable
 from migcodec.plots.migration import plot_migration, plot_sweep
-from migcodec.units import format_size, parse_rate
+from migcodec.units import counted, format_size, parse_rate
 from migcodec.wire import PeerTimeout, StreamSummary, WireError, one_line
 from migcodec.wire.io import TimedSocket
 
@@ -139,8 +139,7 @@ def _row(report: MigrationReport) -> str:
         f"{report.codec}: {state}; {report.throughput_pages_s:,.0f} pages/s, total "
         f"{report.total_time_s:.2f} s, downtime {down}, extra CPU "
         f"{report.extra_cpu_percent:.0f}% of a core{modelled}, ratio {report.ratio:.2f}, "
-        f"{report.wire_bytes / 1e6:.1f} MB on the wire, {report.iterations} "
-        f"iteration{'' if report.iterations == 1 else 's'}"
+        f"{report.wire_bytes / 1e6:.1f} MB on the wire, {counted(report.iterations, 'iteration')}"
         f"{fallbacks}{_shortfall(report)}"
     )
 

@@ -46,6 +46,7 @@ from migcodec.engine.report import IterationRecord, MigrationReport
 from migcodec.engine.runs import batch_runs
 from migcodec.hashing import RunningDigest
 from migcodec.interrupts import interrupts_held
+from migcodec.units import counted
 from migcodec.wire import FrameWriter, PeerTimeout, WireError, memory_digest
 from migcodec.wire.format import MAX_BATCH_BYTES, MAX_BATCH_PAGES
 from migcodec.wire.handshake import read_reply
@@ -130,9 +131,10 @@ class _Sender(threading.Thread):
         # frames queued so far (data and iteration ends): the next one's index in the stream
         self.queued_frames = 0
         self.cpu_s = 0.0
-        # the CPU seconds emulated accelerators' batches took, encoded here and by the
-        # engines (see _account)
-        self.emulated_s = [0.0, 0.0]
+        # the CPU seconds emulated accelerators' batches took here, and the codecs whose
+        # batches engines encoded on an emulated accelerator (see _account)
+        self.emulated_here_s = 0.0
+        self.emulated_codecs: set[int] = set()
         # memory that holds still: its digest, hashed here as frames go out in memory order
         # (see _hash_sent), read when the stream ends (after this thread has joined)
         self.digest: RunningDigest | None = None
@@ -299,8 +301,11 @@ class _Sender(threading.Thread):
 
         A batch's CPU time is counted with its thread's (this thread's clock, the engines'
         clocks: ``CodecEngines.cpu_s``), except an emulated accelerator's, which counts
-        with the model's cost of offloading it: what its software stand-in spent is kept
-        apart (:attr:`emulated_s`), to be taken off its thread's."""
+        with the model's cost of offloading it: its engines' clocks are not counted
+        (:attr:`emulated_codecs`), and what its stand-in spent here is taken off this
+        thread's (:attr:`emulated_here_s`, an estimate: a batch's ``stats.cpu_s`` samples
+        the clock on one call in 64). Taking the stand-in's estimate off every engine's
+        clock instead took other codecs' CPU with it, down to none."""
         stats = encoded.stats
         if self.abandoned:
             return
@@ -309,7 +314,10 @@ class _Sender(threading.Thread):
             self.report.emulation_cpu_s += stats.cpu_s
             self.report.modelled_host_cpu_s += model.host_cpu_s(stats.input_bytes)
             self.report.modelled_device_s += stats.device_s or 0.0
-            self.emulated_s[0 if here else 1] += stats.cpu_s
+            if here:
+                self.emulated_here_s += stats.cpu_s
+            else:
+                self.emulated_codecs.add(codec_id)
         self.report.paths[encoded.codec] = stats.path
         if reported:
             self.chooser.report(codec_id, stats)
@@ -417,6 +425,7 @@ class MigrationSource:
         self._engines: dict[int, CodecEngines] = {}
         self._destination: DestinationMirror | None = None
         self._link: PacedSocket | None = None  # the stream's link, while it runs
+        self._aborted = False  # the stream's abort frame was written (see _abort)
         self._teach = False  # the mirror may record other codecs' pages (not in pass 0)
         self.progress = progress  # called rarely: see ProgressTicker
 
@@ -623,8 +632,9 @@ class MigrationSource:
         table = list(self.chooser.codecs)  # codec id == chooser index (see _send_pages)
         if all(c != self.fallback for c in table):
             table.append(self.fallback)
-        # a new stream: the destination holds nothing yet
+        # a new stream: the destination holds nothing yet, and was told nothing
         self._destination = None
+        self._aborted = False
         if any(codec.reads_destination for codec in table):
             # never larger than the memory it mirrors
             budget = max(min(cfg.mirror_bytes, self.memory.nbytes), cfg.page_size)
@@ -718,14 +728,13 @@ class MigrationSource:
         waited for no later than the sender's ``give_up_at``, and left running after it."""
         sender.stop()
         engines_cpu_s = 0.0
-        for engines in self._engines.values():
+        for index, engines in self._engines.items():
             engines.stop(max(0.0, sender.give_up_at - time.perf_counter()))
-            engines_cpu_s += engines.cpu_s()
+            if index not in sender.emulated_codecs:  # its model's cost counts instead
+                engines_cpu_s += engines.cpu_s()
         self._engines.clear()
-        # each thread's own clock, less what emulated accelerators' stand-ins spent on it
-        here, there = sender.emulated_s
-        report.codec_cpu_s = max(0.0, engines_cpu_s - there)
-        report.sender_cpu_s = max(0.0, sender.cpu_s - here)
+        report.codec_cpu_s = engines_cpu_s
+        report.sender_cpu_s = max(0.0, sender.cpu_s - sender.emulated_here_s)
         self.chooser.close()  # an adaptive chooser finishes (and learns from) its last window
         if self.guest is not None:
             self.guest.stop()
@@ -781,7 +790,8 @@ class MigrationSource:
         if not report.converged:
             why = self._time_limit() if out_of_time else "did not converge"
             report.error = (
-                f"{why}: {report.iterations} iterations, {self.dirty.count()} pages still dirty"
+                f"{why}: {counted(report.iterations, 'iteration')}, "
+                f"{counted(self.dirty.count(), 'page')} still dirty"
             )
             self._abort(sender, report.error)
             return
@@ -879,8 +889,12 @@ class MigrationSource:
         stopped reading takes nothing more)."""
         sender.stop()
         link = self._link
-        if link.partial_frame:
-            return  # the stream is not at a frame's edge: the destination could not read it
+        if link.partial_frame or self._aborted:
+            # the stream is not at a frame's edge (the destination could not read it), or
+            # it was told already: pre-copy's abort at the time limit left the sender's
+            # next frame refused, and that refusal was the reason for a second abort
+            return
+        self._aborted = True
         link.rate = None
         link.deadline = time.perf_counter() + STOP_GRACE_S
         with contextlib.suppress(OSError, WireError):

@@ -15,6 +15,7 @@ import numpy as np
 
 from migcodec.engine.report import MigrationReport
 from migcodec.plots import plot_format, pyplot
+from migcodec.units import counted
 
 MB = 1e6
 
@@ -37,12 +38,12 @@ def _outcome(report: MigrationReport) -> str:
     if report.succeeded:
         down = report.downtime_s or 0.0
         return (
-            f"converged: {report.iterations} iterations, downtime {down * 1000:.0f} ms, "
+            f"converged: {counted(report.iterations, 'iteration')}, downtime {down * 1000:.0f} ms, "
             f"{report.total_time_s:.2f} s in all"
         )
     if report.converged:
         return f"converged but failed: {report.error}"
-    return f"did not converge ({report.iterations} iterations)"
+    return f"did not converge ({counted(report.iterations, 'iteration')})"
 
 
 def plot_migration(report: MigrationReport, path: str | Path) -> Path:

@@ -287,11 +287,31 @@ def test_emulated_accelerator_counts_modelled_offload_cost_not_emulation_cpu():
     assert report.modelled and report.as_dict()["modelled"]
     assert report.emulation_cpu_s > 0.0
     assert report.modelled_host_cpu_s > 0.0
-    # the engines' own work around the batches (framing, checksums) is what counts of
-    # their threads' CPU: the stand-in's is taken off it
-    assert 0.0 <= report.codec_cpu_s < report.emulation_cpu_s
+    assert report.codec_cpu_s == 0.0  # its engines' clocks: the model's cost counts instead
     busy = report.codec_cpu_s + report.sender_cpu_s + report.modelled_host_cpu_s
     assert report.extra_cpu_percent == pytest.approx(100 * busy / report.total_time_s)
+
+
+def test_an_emulated_accelerator_beside_a_software_codec_leaves_its_cpu_counted(monkeypatch):
+    """The stand-in's estimated CPU (batch times sampled one call in 64, scaled by wall
+    time) was taken off every engine's clock, and with 32 engines on 2 cores it took the
+    zstd engines' CPU with it: codec_cpu_s read 0 where they had run 0.12 s."""
+    from migcodec.codecs.pool import CodecEngines
+
+    clocks = {}
+    real_stop = CodecEngines.stop
+
+    def stop(self, timeout=0.0):
+        stuck = real_stop(self, timeout)
+        clocks[self.codec.name] = self.cpu_s()
+        return stuck
+
+    monkeypatch.setattr(CodecEngines, "stop", stop)
+    config = MigrationConfig(workers=8, link_rate=None, window_batches=4)
+    report = run_loopback(16 * MiB, _AlternatingChooser(["zstd", "qat"]), config, 0.0, "text")
+    assert report.succeeded, report.error
+    assert report.paths["qat"] == "emulated" and clocks["zstd"] > 0.0
+    assert report.codec_cpu_s == clocks["zstd"]
 
 
 class _AlternatingChooser(FixedChooser):
@@ -841,6 +861,55 @@ def test_a_destination_that_stops_reading_ends_the_migration_at_its_time_limit(m
         "stream before the time limit)"
     )
     assert took < 1.0 + 0.5 + 1.0  # the limit, the abort's grace, and slack
+
+
+def test_a_stream_ended_at_the_time_limit_is_aborted_once(monkeypatch):
+    """Pre-copy ended at the time limit and told the destination why; the sender's next
+    frame (the iteration's end, written a moment later) was then refused at the deadline,
+    and that refusal was taken for a reason to abort again: two abort frames, and a
+    destination that stopped reading waited for twice."""
+    from migcodec.engine import progress as progress_module
+    from migcodec.wire.writer import FrameWriter
+
+    aborts = []
+    real_abort, real_end = FrameWriter.abort, FrameWriter.end_iteration
+    real_tick = progress_module.ProgressTicker.end
+
+    def abort(self, reason):
+        aborts.append(reason)
+        return real_abort(self, reason)
+
+    def late_end(self, *args):  # the sender reaches it after the migration thread's check
+        time.sleep(0.2)
+        return real_end(self, *args)
+
+    def slow_tick(self, *args):
+        time.sleep(0.1)
+        return real_tick(self, *args)
+
+    monkeypatch.setattr(FrameWriter, "abort", abort)
+    monkeypatch.setattr(FrameWriter, "end_iteration", late_end)
+    monkeypatch.setattr(progress_module.ProgressTicker, "end", slow_tick)
+    pages = np.random.default_rng(0).integers(0, 256, (256, 4096), dtype=np.uint8)
+    # a first pass of about 0.97 s over the link, within the 1 s limit
+    config = MigrationConfig(workers=1, link_rate=1.08e6, max_time_s=1.0)
+    with socket.create_server(("127.0.0.1", 0)) as server:
+
+        def destination() -> None:
+            conn, _ = server.accept()
+            with conn:
+                FrameReader(conn, reply_to=conn)
+                while conn.recv(1 << 16):
+                    pass
+
+        thread = threading.Thread(target=destination, daemon=True)
+        thread.start()
+        source = MigrationSource(pages, FixedChooser(get_codec("raw")), config)
+        with socket.create_connection(server.getsockname()) as sock:
+            report = within(60, source.migrate, sock)
+        thread.join(10)
+    assert report.error.startswith("did not finish within its 1 s time limit")
+    assert aborts == [report.error]
 
 
 def _slow_decodes(monkeypatch, codec: Codec, seconds: float) -> None:
