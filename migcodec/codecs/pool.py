@@ -297,7 +297,7 @@ class CodecEngines:
                 try:
                     clock = time.pthread_getcpuclockid(thread.ident)
                     spent = time.clock_gettime(clock) - self._cpu_start[index]
-                except (AttributeError, OSError, TypeError):  # ended meanwhile: it left its reading
+                except (AttributeError, OSError, TypeError):  # ended (or no such clock here)
                     spent = self._cpu_spent[index] or 0.0
             total += spent
         return total

@@ -111,13 +111,6 @@ def receive_migration(
     held: list[np.ndarray] = []
 
     def admit(preamble: Preamble) -> None:
-        size = preamble.memory_pages * preamble.page_size
-        if size > limit:
-            raise MemoryMismatch(
-                f"the stream is for {size} bytes of memory; this destination accepts at most "
-                f"{limit}{why}",
-                -1,
-            )
         try:
             held.append(opener(preamble.memory_pages, preamble.page_size))
         # MemoryError: the announced size is within the limit but cannot be had here (an
@@ -125,7 +118,9 @@ def receive_migration(
         except (ValueError, OSError, MemoryError) as exc:
             raise MemoryMismatch(f"cannot open destination memory: {exc}", -1) from exc
 
-    reader = FrameReader(sock, reply_to=sock, admit=admit)
+    reader = FrameReader(
+        sock, reply_to=sock, max_memory_bytes=limit, admit=admit, max_memory_note=why
+    )
     memory = held[0]
     try:
         summary = reader.receive(memory)

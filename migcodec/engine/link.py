@@ -68,8 +68,8 @@ class PacedSocket:
         self._lock = threading.Lock()
         self._stopped = False
         self.partial_frame = False
-        # whether the socket takes more (see _until_it_takes_more); None for a sink that
-        # is no socket (a test's)
+        # whether the socket takes more (see _before_send); None for a sink that is no
+        # socket (a test's)
         self._poll = None
         if isinstance(sock, socket.socket):
             self._poll = select.poll()

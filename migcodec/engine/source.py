@@ -306,9 +306,9 @@ class _Sender(threading.Thread):
         thread's (:attr:`emulated_here_s`, an estimate: a batch's ``stats.cpu_s`` samples
         the clock on one call in 64). Taking the stand-in's estimate off every engine's
         clock instead took other codecs' CPU with it, down to none."""
-        stats = encoded.stats
         if self.abandoned:
             return
+        stats = encoded.stats
         model = getattr(self.writer.codecs[codec_id], "model", None)
         if stats.path == CodecPath.EMULATED and model is not None:
             self.report.emulation_cpu_s += stats.cpu_s

@@ -114,6 +114,7 @@ class FrameReader:
         reply_to: object | None = None,
         max_memory_bytes: int | None = None,
         admit: Callable[[Preamble], None] | None = None,
+        max_memory_note: str = "",
     ) -> None:
         self._source = Source(source)
         self.offset = 0
@@ -123,7 +124,7 @@ class FrameReader:
             # inside: a preamble of a newer version (or a damaged one) is answered with why,
             # so that the source says what to upgrade, not that the destination hung up
             self.preamble: Preamble = read_preamble(self._read_exact)
-            self._check_limits(max_batch_pages, max_memory_bytes)
+            self._check_limits(max_batch_pages, max_memory_bytes, max_memory_note)
             self.codecs = resolve_codecs(self.preamble, resolve)
             self._allocate_buffers()
             if admit is not None:
@@ -164,8 +165,9 @@ class FrameReader:
                 0,
             ) from None
 
-    def _check_limits(self, max_batch_pages: int, max_memory_bytes: int | None) -> None:
-        """This side's own bounds, whatever the peer announces."""
+    def _check_limits(self, max_batch_pages: int, max_memory_bytes: int | None, note: str) -> None:
+        """This side's own bounds, whatever the peer announces; ``note`` follows the
+        memory bound in its refusal (what the bound is, and what takes more)."""
         if self.preamble.max_batch_pages > max_batch_pages:
             raise FrameTooLarge(
                 f"peer batches of {self.preamble.max_batch_pages} pages exceed this side's "
@@ -177,7 +179,7 @@ class FrameReader:
         if max_memory_bytes is not None and memory_bytes > max_memory_bytes:
             raise MemoryMismatch(
                 f"the stream is for {memory_bytes} bytes of memory; this destination accepts "
-                f"at most {max_memory_bytes}",
+                f"at most {max_memory_bytes}{note}",
                 -1,
                 0,
             )

@@ -145,7 +145,7 @@ def test_the_default_limit_says_what_it_is_and_what_takes_more(monkeypatch):
             "1048576 (half of this machine's RAM; receive into a file, which takes what its "
             "disk holds)"
         )
-        assert str(info.value) == f"preamble: {refused}"
+        assert str(info.value) == f"preamble, byte offset 0: {refused}"
         with pytest.raises(HandshakeRefused) as told:
             read_reply(src)
         assert refused in str(told.value)
