@@ -143,6 +143,16 @@ def expand_runs(runs: np.ndarray) -> np.ndarray:
     return starts + np.arange(total, dtype=np.int64)
 
 
+def run_pages_at(runs: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """The page indices at ``positions`` (ascending, each below the runs' total) of
+    :func:`expand_runs`'s result, without expanding every run: a sample of a window costs
+    its own size (and a search over the runs), not the window's."""
+    counts = runs[:, 1]
+    ends = np.cumsum(counts)
+    run = np.searchsorted(ends, positions, side="right")
+    return runs[run, 0] + (positions - (ends[run] - counts[run]))
+
+
 class Batch:
     """Runs of pages over guest memory, validated against it.
 

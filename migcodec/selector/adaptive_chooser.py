@@ -30,7 +30,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from migcodec.codecs import Batch, Codec, CodecKind, DestinationMirror, Measurements
-from migcodec.codecs.batch import expand_runs
+from migcodec.codecs.batch import expand_runs, run_pages_at
 from migcodec.codecs.zero import zero_page_rows
 from migcodec.selector.arms import DEFAULT_ARMS, DELTA_ARMS, parse_arms
 from migcodec.selector.features import WindowFeatures, changed_words, delta_bytes, sample_rows
@@ -101,15 +101,27 @@ class SampleHistory:
         """How many watched pages have a recorded version."""
         return 0 if self._known is None else int(np.count_nonzero(self._known))
 
-    def _watched(self, indices: np.ndarray) -> np.ndarray:
-        """Which of ``indices`` are their block's watched page (a lookup per page in the
-        table of watched pages, built once)."""
-        return self._watched_page[indices // self._block] == indices
+    def _watched_in(self, runs: np.ndarray) -> np.ndarray:
+        """The watched pages among the pages ``runs`` name, in their order: one candidate
+        per block a run touches (the table of watched pages is built once), not a test of
+        each of the window's pages, which expanding its runs into thousands of page
+        numbers on every window took first."""
+        first, count = runs[:, 0], runs[:, 1]
+        block = self._block
+        low = first // block
+        spans = (first + count - 1) // block - low + 1
+        end = first + count
+        if spans.max() > 1:  # runs over several blocks: a candidate for each
+            first, end = np.repeat(first, spans), np.repeat(end, spans)
+            low = expand_runs(np.column_stack((low, spans)))
+        candidates = self._watched_page[low]
+        return candidates[(candidates >= first) & (candidates < end)]
 
-    def watch(self, memory: np.ndarray, indices: np.ndarray) -> float | None:
+    def watch(self, memory: np.ndarray, runs: np.ndarray) -> float | None:
         """The share of their bytes a delta would send for the watched pages seen again
         since the last verdict (a zero page costs its marker, as with every arm), once
-        there are ``evidence`` of them; else ``None``. ``indices``: the window's pages."""
+        there are ``evidence`` of them; else ``None``. ``runs``: the window's runs of
+        pages (:func:`window_runs`)."""
         n_pages, page_size = memory.shape
         if self._versions is None:
             self._block = block = max(16, -(-n_pages // self.pages))
@@ -121,7 +133,7 @@ class SampleHistory:
             number = np.arange(rows, dtype=np.uint64)
             spot = ((number * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(40)) % np.uint64(block)
             self._watched_page = (number * np.uint64(block) + spot).astype(np.int64)
-        picked = indices[self._watched(indices)]
+        picked = self._watched_in(runs)
         if not picked.size:
             return None
         rows = picked // self._block
@@ -160,10 +172,10 @@ def _batches_split(
     return None
 
 
-def window_pages(window: Sequence[Batch]) -> np.ndarray:
-    """The page numbers of a window's batches, in order: one expansion of all their runs
-    (per batch, the expansion's fixed cost would come once per batch)."""
-    return expand_runs(np.concatenate([batch.runs for batch in window]))
+def window_runs(window: Sequence[Batch]) -> np.ndarray:
+    """The runs of pages of a window's batches, in order, as one ``(n, 2)`` array: what
+    its sample and its watched pages are found in, without expanding its pages."""
+    return np.concatenate([batch.runs for batch in window])
 
 
 class SelectorChooser:
@@ -231,33 +243,33 @@ class SelectorChooser:
         read = policy.needs != "none" and policy.wants_features(float(total))
         if not (watch or read):
             return None, None, False  # no sample read: nothing to pay for
-        memory, pages = window[0].memory, window_pages(window)
-        features = self._features(memory, pages) if read else None
-        share = self._history.watch(memory, pages) if watch else None
+        memory, runs = window[0].memory, window_runs(window)
+        features = self._features(memory, runs, total) if read else None
+        share = self._history.watch(memory, runs) if watch else None
         return features, share, watch
 
-    def _features(self, memory: np.ndarray, pages: np.ndarray) -> WindowFeatures:
-        """The features of a sample of the window's ``pages``, charged with what gathering
-        the sample and looking up the destination's versions cost (work the engine does
-        only for the features, on the thread that feeds the encoders)."""
+    def _features(self, memory: np.ndarray, runs: np.ndarray, total: int) -> WindowFeatures:
+        """The features of a sample of the ``total`` pages ``runs`` name, charged with what
+        gathering the sample and looking up the destination's versions cost (work the
+        engine does only for the features, on the thread that feeds the encoders)."""
         t0 = time.thread_time()
-        indices = self._sample(pages)
+        indices = self._sample(runs, total)
         hit, held = self._held(indices, memory.shape[1])
         sample = memory[indices]
         return self.selector.features(
             sample,
             held,
             sampled=True,
-            window_pages=pages.size,
+            window_pages=total,
             held=hit,
             gather_s=time.thread_time() - t0,
         )
 
-    def _sample(self, pages: np.ndarray) -> np.ndarray:
+    def _sample(self, runs: np.ndarray, total: int) -> np.ndarray:
         """The page numbers of the window's sample (spread over the whole window, as the
-        offline evaluation samples a window) among the window's ``pages``."""
-        size = self.selector.extractor.sample_size(pages.size)
-        return pages[sample_rows(pages.size, size)]
+        offline evaluation samples a window) among the ``total`` pages ``runs`` name."""
+        size = self.selector.extractor.sample_size(total)
+        return run_pages_at(runs, sample_rows(total, size))
 
     def _worth_teaching(self) -> float:
         """The largest share of a page a delta may send and still be worth its caches:

@@ -10,7 +10,8 @@ from migcodec.codecs.plugins.dsa_delta import DsaDeltaCodec
 from migcodec.engine import MigrationConfig, parse_rate, run_loopback
 from migcodec.engine import source as source_module
 from migcodec.selector import Selector, make_objective, parse_arms, parse_policy
-from migcodec.selector.adaptive_chooser import SampleHistory, SelectorChooser, window_pages
+from migcodec.selector.adaptive_chooser import SampleHistory, SelectorChooser, window_runs
+from migcodec.selector.features import sample_rows
 
 MiB = 1 << 20
 
@@ -39,9 +40,9 @@ def test_the_sample_is_spread_over_the_whole_window_not_its_first_batch():
     window = _window_whose_first_batch_is_zero()
     objective = make_objective("throughput", link=parse_rate("1Gbit"), workers=2)
     chooser = SelectorChooser(Selector(parse_policy("predictive"), ["raw", "lz4"], objective))
-    pages = window_pages(window)
-    indices = chooser._sample(pages)
-    assert pages.size == 4096 and indices.size == 32  # the extractor's sample size
+    runs = window_runs(window)
+    indices = chooser._sample(runs, 4096)
+    assert indices.size == 32  # the extractor's sample size
     assert indices.min() < 64 and indices.max() >= 64 * 63  # both ends of the window
     assert len(set((indices // 64).tolist())) == 32  # single pages, one in each 2 batches
     assert np.diff(indices).min() > 64
@@ -82,7 +83,7 @@ def test_history_sees_sparse_changes_as_cheap_deltas_and_rewrites_as_whole_pages
     seen = {}
     for name, change in (("rewrite", _rewrite), ("words", _touch_words)):
         history = SampleHistory()
-        verdicts = [history.watch(memory, window_pages(w)) for memory, w in _passes(change)]
+        verdicts = [history.watch(memory, window_runs(w)) for memory, w in _passes(change)]
         assert verdicts[0] is None  # nothing seen before
         seen[name] = [v for v in verdicts if v is not None]
     # 8 changed words: 8 x 10 bytes + 1 mode byte of 4096
@@ -95,13 +96,13 @@ def test_history_watches_one_page_per_block_so_any_window_meets_pages_seen_befor
     memory = np.ones((1 << 13, 4096), dtype=np.uint8)
     everything = [Batch(memory, [(first, 64)]) for first in range(0, memory.shape[0], 64)]
     for start in range(0, len(everything), 64):
-        history.watch(memory, window_pages(everything[start : start + 64]))
+        history.watch(memory, window_runs(everything[start : start + 64]))
     assert history.known == 256  # one page per 32-page block, none evicting another
     memory.view(np.uint64)[:, 1] = 7
     # a window of 1000 scattered pages dirtied again: about 1000/32 watched pages in it
     again = np.sort(np.random.default_rng(1).choice(memory.shape[0], 1000, replace=False))
     window = [Batch(memory, [(int(p), 1) for p in again[i : i + 64]]) for i in range(0, 1000, 64)]
-    assert history.watch(memory, window_pages(window)) == pytest.approx(11 / 4096)
+    assert history.watch(memory, window_runs(window)) == pytest.approx(11 / 4096)
 
 
 def _auto(arms="raw;lz4;zstd:level=1;dsa-delta", policy="auto"):
@@ -171,18 +172,45 @@ def test_auto_records_pages_on_a_guest_changing_a_few_words_and_plays_deltas(mon
     assert report.pages_by_codec.get("dsa-delta", 0) > 0
 
 
-def test_a_window_pages_are_its_batches_runs_expanded_in_order():
+def test_a_window_runs_are_its_batches_runs_in_order():
     memory = np.zeros((256, 4096), dtype=np.uint8)
     window = [Batch(memory, [(9, 3), (1, 2)]), Batch(memory, [(100, 1)]), Batch(memory, [(40, 4)])]
-    expected = np.concatenate([batch.page_indices for batch in window])
-    assert np.array_equal(window_pages(window), expected)
-    assert expected.tolist() == [9, 10, 11, 1, 2, 100, 40, 41, 42, 43]
+    assert window_runs(window).tolist() == [[9, 3], [1, 2], [100, 1], [40, 4]]
+
+
+def _runs_from(lengths, seed):
+    """Runs of the given lengths at random, non-overlapping places, in random order."""
+    rng = np.random.default_rng(seed)
+    starts = np.cumsum(lengths + rng.integers(0, 40, lengths.size)) - lengths
+    order = rng.permutation(lengths.size)
+    return np.column_stack((starts[order], lengths[order])).astype(np.int64)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_sample_and_the_watched_pages_are_those_of_the_expanded_window(seed):
+    """Found from the runs without expanding them: the same pages, in the same order, as
+    sampling and testing the window's pages one by one."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.choice([1, 3, 16, 64, 200], size=int(rng.integers(1, 60)))
+    runs = _runs_from(lengths, seed)
+    memory = np.zeros((int((runs[:, 0] + runs[:, 1]).max()) + 17, 64), dtype=np.uint8)
+    window = [Batch(memory, runs[i : i + 5], 64, 4096) for i in range(0, len(runs), 5)]
+    pages = np.concatenate([batch.page_indices for batch in window])
+    chooser = _auto()
+    total = pages.size
+    size = chooser.selector.extractor.sample_size(total)
+    sampled = chooser._sample(window_runs(window), total)
+    assert np.array_equal(sampled, pages[sample_rows(total, size)])
+    history = SampleHistory(pages=int(rng.integers(1, 300)))
+    history.watch(memory, window_runs(window))  # builds the table of watched pages
+    watched = history._watched_page[pages // history._block] == pages
+    assert np.array_equal(history._watched_in(window_runs(window)), pages[watched])
 
 
 def test_the_features_are_charged_what_gathering_their_sample_cost():
     chooser = _auto()
     window = _window_whose_first_batch_is_zero()
-    memory, pages = window[0].memory, window_pages(window)
+    memory, runs = window[0].memory, window_runs(window)
     seen = {}
 
     def extract(*args, **kwargs):
@@ -191,7 +219,7 @@ def test_the_features_are_charged_what_gathering_their_sample_cost():
 
     real = chooser.selector.extractor.extract
     chooser.selector.extractor.extract = extract
-    features = chooser._features(memory, pages)
+    features = chooser._features(memory, runs, 4096)
     assert seen["gather_s"] > 0
     assert features.cheap_s >= seen["gather_s"]
 
