@@ -67,6 +67,12 @@ def auto_chooser(
     return SelectorChooser(selector, label=selected.label)
 
 
+#: the fewest batches of an arm's window whose framing times say how long the stream took
+#: for it (:meth:`SelectorChooser.report`): the span of fewer is mostly one batch's jitter
+PACED_BATCHES = 8
+#: what a batch's report is timed with (a module attribute, so that a test can set the time)
+_clock = time.perf_counter
+
 #: a delta is worth the caches' upkeep once it would send at most this share of what the
 #: best compressing arm sends: a margin for the copies teaching costs the sender
 WORTH_TEACHING = 0.8
@@ -187,7 +193,7 @@ class SelectorChooser:
         self.codecs: list[Codec] = selector.codecs
         self.rewards: list[float] = []
         self._lock = threading.Lock()
-        self._reports: deque[tuple[int, Measurements]] = deque()
+        self._reports: deque[tuple[int, Measurements, float]] = deque()
         self._prepared: tuple[Sequence[Batch], tuple] | None = None
         self._open: Decision | None = None
         self._destination: DestinationMirror | None = None
@@ -283,11 +289,14 @@ class SelectorChooser:
         return WORTH_TEACHING / best
 
     def report(self, index: int, stats: Measurements) -> None:
+        """Count a batch the engine's sender framed (in stream order), timed: the span
+        of a window's batches going out is the stream's time for them, which its policy
+        learns from beside what the encoders measured (``Policy.learn_elapsed``)."""
         # no lock: the engine's sender calls this per batch, and it must never wait for a
         # choice (reading a window's features takes milliseconds, and a sender that waits
         # leaves the link idle); a deque's append is atomic, and the next choice counts
         # what was reported by then
-        self._reports.append((index, stats))
+        self._reports.append((index, stats, _clock()))
 
     def close(self) -> None:
         """Finish the last window (call when the migration ends)."""
@@ -297,11 +306,20 @@ class SelectorChooser:
     def _finish_open(self) -> None:
         """Count the batches reported so far towards the open decision and finish it."""
         reports, decision = self._reports, self._open
+        first = last = 0.0
+        counted = 0
         while reports:
-            index, stats = reports.popleft()
+            index, stats, at = reports.popleft()
             if decision is not None and decision.arm == index:
                 decision.add(stats)
+                if not counted:
+                    first = at
+                last = at
+                counted += 1
         if decision is not None and decision.input_bytes:
+            if counted >= PACED_BATCHES:
+                # n batches framed over n - 1 intervals: each batch took one of them
+                decision.elapsed_s = (last - first) * counted / (counted - 1)
             self.rewards.append(self.selector.finish(decision))
         self._open = None
 

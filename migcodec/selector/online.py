@@ -56,6 +56,9 @@ class Decision:
     #: only and arm ``rest`` on the others (:meth:`Policy.split`); only the batches of
     #: ``arm`` are counted here, and they are what the policy learns
     split: tuple[int, float] | None = None
+    #: the stream's seconds for the batches counted here, when the caller timed them going
+    #: out (the engine's chooser: :class:`~migcodec.selector.adaptive_chooser.SelectorChooser`)
+    elapsed_s: float | None = None
     done: bool = field(default=False, repr=False)
 
     def add(self, stats: Measurements) -> None:
@@ -234,6 +237,10 @@ class Selector:
         self.policy.update(
             decision.arm, objective.utility(reward), decision.features, outcome, checked=True
         )
+        elapsed = decision.elapsed_s
+        if elapsed is not None and decision.split is None and outcome.input_bytes:
+            # a window played whole by one arm: what the stream took for it
+            self.policy.learn_elapsed(decision.arm, elapsed, outcome)
         decision.done = True
         self.windows += 1
         # the arm's recent ratio and rate, moving averages (nan: its first window), inline:

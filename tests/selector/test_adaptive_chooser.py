@@ -1,17 +1,19 @@
 """The selector drives a real pre-copy migration through the engine's chooser protocol."""
 
 import threading
+import time
 
 import numpy as np
 import pytest
 
-from migcodec.codecs import Batch, DestinationMirror
+from migcodec.codecs import Batch, DestinationMirror, get_codec
 from migcodec.codecs.plugins.dsa_delta import DsaDeltaCodec
 from migcodec.engine import MigrationConfig, parse_rate, run_loopback
 from migcodec.engine import source as source_module
-from migcodec.selector import Selector, make_objective, parse_arms, parse_policy
+from migcodec.selector import Selector, adaptive_chooser, make_objective, parse_arms, parse_policy
 from migcodec.selector.adaptive_chooser import SampleHistory, SelectorChooser, window_runs
 from migcodec.selector.features import sample_rows
+from migcodec.selector.policies.auto import Auto
 
 MiB = 1 << 20
 
@@ -292,3 +294,70 @@ def test_the_auto_chooser_runs_another_configuration_under_its_own_label():
     other = auto_chooser(125e6, 2, policy="auto:balance=1")
     assert default.label == "auto" and default.selector.policy.balance == 0.05
     assert other.label == "auto(balance=1)" and other.selector.policy.balance == 1
+
+
+def _timed_window(monkeypatch, reported: int, split: bool = False) -> list[tuple]:
+    """One window chosen, ``reported`` of its 64 batches reported 2 ms apart on a clock the
+    test sets, and the next window chosen: what the policy was told of the stream's time."""
+    ticks = iter(range(1000))
+    monkeypatch.setattr(adaptive_chooser, "_clock", lambda: next(ticks) * 2e-3)
+    chooser = _auto("raw;lz4")
+    told = []
+    policy = chooser.selector.policy
+    monkeypatch.setattr(policy, "learn_elapsed", lambda *args: told.append(args))
+    _, window = next(_passes(_touch_words))
+    arm = chooser.choose(window)
+    if split:
+        chooser._open.split = (1 - arm, 32.0)
+    for batch in window[:reported]:
+        chooser.report(arm, chooser.codecs[arm].encode(batch).stats)
+    chooser.choose(window)
+    return told
+
+
+def test_a_window_s_stream_time_is_the_span_of_its_batches_going_out(monkeypatch):
+    """64 batches framed 2 ms apart took the stream 128 ms: 63 intervals between the first
+    and the last, one per batch; told with the outcome of those batches."""
+    told = _timed_window(monkeypatch, 64)
+    assert len(told) == 1
+    _, elapsed, outcome = told[0]
+    assert elapsed == pytest.approx(64 * 2e-3)
+    assert outcome.input_bytes == 64 * 64 * 4096
+
+
+def test_too_few_batches_or_a_shared_window_tell_no_stream_time(monkeypatch):
+    assert _timed_window(monkeypatch, adaptive_chooser.PACED_BATCHES - 1) == []
+    assert len(_timed_window(monkeypatch, adaptive_chooser.PACED_BATCHES)) == 1
+    assert _timed_window(monkeypatch, 64, split=True) == []
+
+
+def _migrated_with_lz4_decoded_slowly(monkeypatch) -> dict[str, int]:
+    """Pages by codec of a 64 MiB text guest migrated once over 1 Gbit/s by ``auto`` over
+    raw and lz4, where the destination takes 10 ms to decode each lz4 frame (a destination
+    decoding in software what the source's accelerator compresses)."""
+    codec = get_codec("lz4")
+    real = type(codec).decode_checked
+
+    def slow(self, *args, **kwargs):
+        time.sleep(0.01)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(codec), "decode_checked", slow)
+    link = parse_rate("1Gbit")
+    objective = make_objective("throughput", link=link, workers=2, clock="wall")
+    chooser = SelectorChooser(Selector(parse_policy("auto"), parse_arms("raw;lz4"), objective))
+    config = MigrationConfig(workers=2, link_rate=link, max_time_s=60, window_batches=16)
+    report = run_loopback(64 * MiB, chooser, config, 0.0, "text")
+    assert report.succeeded, report.error
+    return report.pages_by_codec
+
+
+def test_auto_leaves_a_codec_whose_frames_the_destination_decodes_slowly(monkeypatch):
+    """lz4 sends a third of raw's bytes and its encoders are fast: the model's encoders and
+    link put it far ahead. Its windows go out at the destination's pace, several times
+    what the model gives them; the stream's own time shows it, and raw sends most pages.
+    Timing only its encoders (no stream time learnt), ``auto`` sends every page with lz4."""
+    paced = _migrated_with_lz4_decoded_slowly(monkeypatch)
+    assert paced.get("raw", 0) > paced.get("lz4", 0)
+    monkeypatch.setattr(Auto, "learn_elapsed", lambda self, *args: None)
+    assert _migrated_with_lz4_decoded_slowly(monkeypatch) == {"lz4": 64 * MiB // 4096}

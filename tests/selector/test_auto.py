@@ -1608,3 +1608,106 @@ def test_without_a_calibrated_price_a_paused_first_decision_is_not_the_price(mon
     assert policy._decision_s < 0.01
     policy.probe_mask(f)  # a fourth, timed normally, moves the average from there
     assert policy._decision_s < 0.01
+
+
+#: 10 000 pages at 10 Gbit/s: lz4 (ratio 3) sends them in 10.9 ms and keeps the encoders
+#: busy 10 ms, raw sends them in 32.8 ms, zstd (ratio 3.3) keeps the encoders busy 40 ms
+PACED_LINK = 1.25e9
+PACED_RATIOS = {1: 3.0, 2: 3.3}
+LZ4_LINK_S = 10_000 * PAGE / 3.0 / PACED_LINK
+
+
+def _paced_windows(stream: list[float], learn: bool = True) -> tuple[list[str], Auto]:
+    """Windows of 10 000 pages played by ``auto`` (every arm measured), each arm's stream
+    taking its window's modelled time (the busier of encoders and link, from what it
+    measured) times ``stream[w]`` for lz4 and times 1 for the others; ``learn``: whether
+    the policy is told (``learn_elapsed``)."""
+    policy = parse_policy(
+        "auto"
+    ).bind(  # the compressors and raw: no delta arm
+        3,
+        Throughput(link=PACED_LINK, workers=2),
+        KINDS[:3],
+        labels=LABELS[:3],
+        costs=COSTS[:3],
+        fallbacks=[-1] * 3,
+    )
+    policy = _host_known(policy)
+    policy._untried = []
+    played = []
+    for factor in stream:
+        f = _probed(_features(10_000), PACED_RATIOS)
+        f.probe_out, f.probe_s = f.probe_out[:3], f.probe_s[:3]
+        arm = policy.choose(f)
+        played.append(LABELS[arm])
+        sent = 10_000 * PAGE / PACED_RATIOS.get(arm, 1.0)
+        cpu = 10_000 * COSTS[arm].per_page[0]
+        outcome = Outcome(10_000 * PAGE, sent, cpu, cpu, None, 0)
+        policy.update(arm, 0.0, f, outcome)
+        modelled = max(cpu / 2, sent / PACED_LINK)
+        if learn:
+            policy.learn_elapsed(arm, modelled * (factor if arm == 1 else 1.0), outcome)
+    return played, policy
+
+
+def test_an_arm_whose_stream_runs_slower_than_its_encoders_and_link_is_left():
+    """lz4 is predicted the best arm; its windows go out eight times slower than its
+    encoders and the link allow (a destination that decodes it slowly), and after two of
+    them the others play, whose windows go out as modelled. Not told, the policy keeps
+    lz4."""
+    played, policy = _paced_windows([8.0] * 6)
+    assert played[:2] == ["lz4", "lz4"] and "lz4" not in played[2:]
+    # the first window taken at half, the second at learn (0.3) of the rest
+    assert policy._pace[1] == pytest.approx(8.0 ** (0.5 + 0.3 * 0.5))
+    assert policy._pace[0] == policy._pace[2] == 1.0  # theirs went out in modelled time
+    assert _paced_windows([8.0] * 6, learn=False)[0] == ["lz4"] * 6
+
+
+def test_one_window_slowed_by_a_pause_leaves_the_arm_its_pace():
+    """A window eight times its modelled time among windows that take theirs (a pause of
+    the host's) moves no pace: the median of an arm's last three windows is learnt."""
+    played, policy = _paced_windows([1.0, 1.0, 8.0, 1.0, 1.0, 1.0])
+    assert played == ["lz4"] * 6
+    assert policy._pace[1] == 1.0
+
+
+def test_a_stream_no_slower_than_its_model_leaves_every_pace_at_one():
+    """A window that seems to go out faster than its encoders or the link let it went into
+    the sockets' buffers: it teaches no pace below 1."""
+    played, policy = _paced_windows([0.2, 0.5, 1.0, 1.0])
+    assert played == ["lz4"] * 4
+    assert policy._pace == [1.0] * 3
+
+
+def test_a_delta_arm_not_yet_paced_goes_at_its_fall_backs_pace():
+    """dsa-delta sends pages the destination does not hold through lz4 (its fall-back):
+    until a window of its own is timed, it is predicted at lz4's pace."""
+    policy = _auto(PACED_LINK)
+    policy._window_pages = 10_000
+    outcome = Outcome(10_000 * PAGE, 10_000 * PAGE / 3, 20e-3, 20e-3, None, 0)
+    policy.learn_elapsed(1, LZ4_LINK_S * 2.0, outcome)  # lz4: twice the link time
+    assert policy._pace[1] == pytest.approx(math.sqrt(2.0))
+    assert policy._pace[3] == policy._pace[1]
+    policy.learn_elapsed(3, LZ4_LINK_S, outcome)  # dsa-delta's own window, as modelled
+    assert policy._pace[3] == 1.0
+
+
+def test_an_arm_counted_untried_again_forgets_its_pace():
+    policy = _auto(PACED_LINK, cost_drift=0.01)
+    outcome = Outcome(10_000 * PAGE, 10_000 * PAGE / 3, 20e-3, 20e-3, None, 0)
+    policy.learn_elapsed(1, LZ4_LINK_S * 4.0, outcome)
+    assert policy._pace[1] == pytest.approx(2.0)
+    policy._retry_due[1] = 0.0  # due again: as unknown as before its first play
+    policy._stream_s = 1.0
+    policy._retry_stale()
+    assert policy._pace[1] == 1.0
+
+
+def test_only_the_throughput_objective_learns_a_pace():
+    """The CPU and wire objectives' losses are not a window's time."""
+    for objective in (HostCpu(), WireBytes()):
+        policy = parse_policy("auto").bind(
+            len(LABELS), objective, KINDS, labels=LABELS, costs=COSTS, fallbacks=[-1] * 4
+        )
+        policy.learn_elapsed(1, 10.0, Outcome(PAGE, PAGE, 1e-3, 1e-3, None, 0))
+        assert policy._pace == [1.0] * 4

@@ -155,6 +155,13 @@ _DECISIONS_SEEDING = 3
 #: than calibrated wait for cores the guest and the stream's other threads hold, so
 #: neither the encoders' idle time in the model nor the link's is free
 _CROWDED_HOST = 1.5
+#: the largest ratio of a window's stream time to its modelled time an arm's pace learns
+#: from (the log of a factor of 8), and the weight of an arm's first such window (taken
+#: half: one window's noise is not a fact; see Auto.learn_elapsed)
+_PACE_CLIP = math.log(8.0)
+_PACE_FIRST = 0.5
+#: how many of an arm's last windows its pace is learnt from the median of
+_PACE_WINDOWS = 3
 #: the largest draw of the level's jump one window teaches, in multiples of the estimate
 #: (or of ``drift`` squared, before there is one): a clip at two standard deviations, so
 #: that one window of unrelated content does not set the level loose for the whole stream
@@ -420,6 +427,11 @@ class Auto(Policy):
         "_log_page",
         "_next_retry",
         "_no_changes",
+        "_pace",
+        "_pace_log",
+        "_pace_recent",
+        "_pace_seen",
+        "_paced",
         "_pages",
         "_per_call",
         "_per_zero",
@@ -648,6 +660,13 @@ class Auto(Policy):
         # learnt from
         self._untried = list(range(k))
         self._incumbent = -1  # the arm that played the last window learnt whole (_pick)
+        # each arm's pace (see learn_elapsed), its log, its last windows' ratios and how
+        # many windows taught it; _paced: whether any has
+        self._pace = [1.0] * k
+        self._pace_log = [0.0] * k
+        self._pace_recent: list[list[float]] = [[] for _ in range(k)]
+        self._pace_seen = [0] * k
+        self._paced = False
         self._pooled = [(None, None), (None, None)]  # (estimates array, pooled), newest first
         self._delta_offsets = [None] * k
         self._runs_moments = [0.0, 0.0]  # see _change_costs
@@ -1031,6 +1050,8 @@ class Auto(Policy):
         # already, it changes no choice, so it is priced only where a delta arm is best
         if var > _LEVEL_SPREAD_MIN_VAR and self._delta_flags[loss.index(min(loss))]:
             self._spread_delta(kept, var, n * self.page_size, nz, out, cpu, loss)
+        if self._paced:  # what the stream showed of each arm's windows (learn_elapsed)
+            loss = [x * pace for x, pace in zip(loss, self._pace, strict=True)]
         return payload, out, cpu, loss
 
     def _stale_moved(
@@ -1822,6 +1843,77 @@ class Auto(Policy):
             lost = self._scalar_loss(outcome.input_bytes, outcome.output_bytes, cpu[arm] * share)
         return lost >= others * share
 
+    def learn_elapsed(self, arm: int, elapsed_s: float, outcome: Outcome) -> None:
+        """Learn ``arm``'s pace from a window it played whole: ``elapsed_s``, the stream's
+        time for the batches ``outcome`` counts (how long their frames took to go out, as
+        the engine's sender saw them), over the time the objective gives those batches
+        from what they measured (the busier of the encoders, by the objective's clock, and
+        the link; only under the throughput objective). Every later prediction of the
+        arm's loss is multiplied by its pace: a moving average of the log of the median of
+        its last :data:`_PACE_WINDOWS` such ratios (the less of two; its first window's
+        taken at :data:`_PACE_FIRST`; each ratio between 1 and :data:`_PACE_CLIP`), so that
+        one window slowed by a pause of the host's moves nothing.
+
+        Against what the window measured, not what was predicted of it: what the encoders'
+        clocks and the bytes say is learnt by the CPU factors and the ratios, and what is
+        left is what the model does not see, which varies far less from window to window
+        (a sequence guest's zstd windows in the reference engine: 0.93-1.26, where their
+        time over the prediction moved from 0.6 to 1.6). A stream waits for that rest, and
+        how long depends on the arm: what its frames cost the destination's receiver and
+        decoder, which in the reference engine share the encoders' cores, or a destination
+        that decodes one codec slowly (in software, where the source has the accelerator).
+        On a redis server's memory image at 10 Gbit/s an lz4 window took 1.5 times its
+        encoders' time and raw windows their link's, and ``auto``, timing only its
+        encoders, played lz4 on up to 16 windows of 64 where raw pages went out in two
+        thirds of its time. An arm no window has paced counts at its prediction (a delta
+        arm at its fall-back's pace: on pages the destination does not hold it sends them
+        through that arm), so that a slow arm makes the others worth a window each; an arm
+        counted untried again (``cost_drift``) forgets its pace, so that a destination
+        busy for a while does not keep its arm off for good."""
+        if not self._timed or arm < 0 or arm >= self.n_arms:
+            return
+        _, sent, wall_s, cpu_s, device_s, _ = outcome
+        busy = device_s if device_s is not None else cpu_s if self._clocked is None else wall_s
+        busy *= self._to_cpu
+        sending = sent * self._to_link
+        modelled = busy if busy > sending else sending
+        if not (modelled > 0.0 and elapsed_s > 0.0 and math.isfinite(elapsed_s)):
+            return
+        # no faster than the model allows: a window that seems to have gone out faster
+        # than its encoders or the link let it went into the sockets' buffers (the first
+        # few megabytes of a stream do)
+        y = math.log(elapsed_s / modelled)
+        y = _PACE_CLIP if y > _PACE_CLIP else 0.0 if y < 0.0 else y
+        recent = self._pace_recent[arm]
+        recent.append(y)
+        if len(recent) > _PACE_WINDOWS:
+            del recent[0]
+        y = sorted(recent)[len(recent) // 2] if len(recent) > 2 else min(recent)
+        seen = self._pace_seen[arm] = self._pace_seen[arm] + 1
+        own = self._pace_log
+        own[arm] += (_PACE_FIRST if seen == 1 else self.learn) * (y - own[arm])
+        self._set_paces()
+
+    def _set_paces(self) -> None:
+        """Every arm's pace from its own log; a delta arm no window has paced yet takes its
+        fall-back's (see :meth:`learn_elapsed`)."""
+        own, seen, fallbacks = self._pace_log, self._pace_seen, self.fallbacks
+        paces = []
+        for arm, x in enumerate(own):
+            fallback = fallbacks[arm]
+            if not seen[arm] and fallback >= 0:
+                x = own[fallback]
+            paces.append(math.exp(x))
+        self._pace = paces
+        self._paced = True
+
+    def _forget_pace(self, arm: int) -> None:
+        """``arm``'s pace back to what nothing has shown (see :meth:`learn_elapsed`)."""
+        self._pace_log[arm], self._pace_seen[arm] = 0.0, 0
+        self._pace_recent[arm].clear()
+        if self._paced:
+            self._set_paces()
+
     def _retry_stale(self) -> None:
         """Count every arm whose CPU factor is back at its prior as untried: its next
         plays are averaged anew, as its first were, and :meth:`_pick` tries it when that is
@@ -1850,6 +1942,7 @@ class Auto(Policy):
                     # its mirror, as _learn_delta_cpu keeps it
                     self._cpu_arm_var[arm] = cov.item(j, j)
                 self._cpu_weight[arm] = 0.0
+                self._forget_pace(arm)  # what the stream showed of it is as old
                 if arm not in untried:
                     untried.append(arm)
                 self._trial_prior(arm)

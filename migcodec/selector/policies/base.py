@@ -300,6 +300,15 @@ class Policy(ABC):
             )
         self._learn(arm, reward, features, outcome)
 
+    def learn_elapsed(self, arm: int, elapsed_s: float, outcome: Outcome) -> None:
+        """Learn from how long the stream took for a window ``arm`` played whole:
+        ``elapsed_s`` for the batches ``outcome`` counts, as the engine timed their frames
+        going out (:class:`~migcodec.selector.online.Decision`). Called after
+        :meth:`update` with the same outcome, only by a caller that timed the stream (a
+        replay has no stream); a policy that predicts no window's time has nothing to
+        learn from it."""
+        return None
+
     @abstractmethod
     def _learn(
         self,
