@@ -1614,17 +1614,16 @@ def test_without_a_calibrated_price_a_paused_first_decision_is_not_the_price(mon
 #: busy 10 ms, raw sends them in 32.8 ms, zstd (ratio 3.3) keeps the encoders busy 40 ms
 PACED_LINK = 1.25e9
 PACED_RATIOS = {1: 3.0, 2: 3.3}
-LZ4_LINK_S = 10_000 * PAGE / 3.0 / PACED_LINK
+LZ4_WINDOW = Outcome(10_000 * PAGE, 10_000 * PAGE / 3.0, 20e-3, 20e-3, None, 0)
+LZ4_LINK_S = LZ4_WINDOW.output_bytes / PACED_LINK
 
 
 def _paced_windows(stream: list[float], learn: bool = True) -> tuple[list[str], Auto]:
-    """Windows of 10 000 pages played by ``auto`` (every arm measured), each arm's stream
-    taking its window's modelled time (the busier of encoders and link, from what it
-    measured) times ``stream[w]`` for lz4 and times 1 for the others; ``learn``: whether
-    the policy is told (``learn_elapsed``)."""
-    policy = parse_policy(
-        "auto"
-    ).bind(  # the compressors and raw: no delta arm
+    """Windows of 10 000 pages played by ``auto`` over raw and the two compressors (every
+    arm measured, no window shared between two), each going out in the time its encoders
+    and the link take, lz4's encoders' time times ``stream[w]``; ``learn``: whether the
+    policy is told (``learn_elapsed``)."""
+    policy = parse_policy("auto:balance=1").bind(
         3,
         Throughput(link=PACED_LINK, workers=2),
         KINDS[:3],
@@ -1644,63 +1643,64 @@ def _paced_windows(stream: list[float], learn: bool = True) -> tuple[list[str], 
         cpu = 10_000 * COSTS[arm].per_page[0]
         outcome = Outcome(10_000 * PAGE, sent, cpu, cpu, None, 0)
         policy.update(arm, 0.0, f, outcome)
-        modelled = max(cpu / 2, sent / PACED_LINK)
+        busy = cpu / 2 * (factor if arm == 1 else 1.0)
         if learn:
-            policy.learn_elapsed(arm, modelled * (factor if arm == 1 else 1.0), outcome)
+            policy.learn_elapsed(arm, max(busy, sent / PACED_LINK), outcome)
     return played, policy
 
 
-def test_an_arm_whose_stream_runs_slower_than_its_encoders_and_link_is_left():
+def test_an_arm_whose_stream_waits_on_more_than_its_encoders_and_link_is_left():
     """lz4 is predicted the best arm; its windows go out eight times slower than its
-    encoders and the link allow (a destination that decodes it slowly), and after two of
-    them the others play, whose windows go out as modelled. Not told, the policy keeps
-    lz4."""
+    encoders (a destination that decodes it slowly), and after two of them raw plays,
+    bound by the link as predicted: while lz4 is the only arm paced, raw is thought to wait
+    as long as its encoders twice at most, not eight times. zstd, never paced, then goes
+    at raw's pace, the least shown. Not told, the policy keeps lz4."""
     played, policy = _paced_windows([8.0] * 6)
-    assert played[:2] == ["lz4", "lz4"] and "lz4" not in played[2:]
+    assert played == ["lz4", "lz4", "raw", "raw", "raw", "raw"]
     # the first window taken at half, the second at learn (0.3) of the rest
     assert policy._pace[1] == pytest.approx(8.0 ** (0.5 + 0.3 * 0.5))
-    assert policy._pace[0] == policy._pace[2] == 1.0  # theirs went out in modelled time
+    assert policy._pace[0] == policy._pace[2] == 1.0  # raw's windows were the link's
     assert _paced_windows([8.0] * 6, learn=False)[0] == ["lz4"] * 6
+    lz4_only = _paced_windows([8.0])[1]
+    assert lz4_only._pace == pytest.approx([2.0, 8.0**0.5, 2.0])
 
 
 def test_one_window_slowed_by_a_pause_leaves_the_arm_its_pace():
-    """A window eight times its modelled time among windows that take theirs (a pause of
-    the host's) moves no pace: the median of an arm's last three windows is learnt."""
+    """A window eight times its encoders' time among windows the link accounts for (a
+    pause of the host's) moves no pace: the median of an arm's last three windows is
+    learnt."""
     played, policy = _paced_windows([1.0, 1.0, 8.0, 1.0, 1.0, 1.0])
     assert played == ["lz4"] * 6
-    assert policy._pace[1] == 1.0
-
-
-def test_a_stream_no_slower_than_its_model_leaves_every_pace_at_one():
-    """A window that seems to go out faster than its encoders or the link let it went into
-    the sockets' buffers: it teaches no pace below 1."""
-    played, policy = _paced_windows([0.2, 0.5, 1.0, 1.0])
-    assert played == ["lz4"] * 4
     assert policy._pace == [1.0] * 3
+
+
+def test_a_window_faster_than_its_encoders_teaches_no_pace_below_one():
+    """A window that seems to go out faster than its encoders let it went into the
+    sockets' buffers."""
+    policy = _auto(PACED_LINK)
+    policy.learn_elapsed(1, 0.5 * LZ4_WINDOW.cpu_s, LZ4_WINDOW._replace(output_bytes=PAGE))
+    assert policy._pace == [1.0] * 4
 
 
 def test_a_delta_arm_not_yet_paced_goes_at_its_fall_backs_pace():
     """dsa-delta sends pages the destination does not hold through lz4 (its fall-back):
-    until a window of its own is timed, it is predicted at lz4's pace."""
+    until a window of its own is timed, it is predicted at lz4's pace; the arms with no
+    fall-back at the least pace shown."""
     policy = _auto(PACED_LINK)
-    policy._window_pages = 10_000
-    outcome = Outcome(10_000 * PAGE, 10_000 * PAGE / 3, 20e-3, 20e-3, None, 0)
-    policy.learn_elapsed(1, LZ4_LINK_S * 2.0, outcome)  # lz4: twice the link time
-    assert policy._pace[1] == pytest.approx(math.sqrt(2.0))
-    assert policy._pace[3] == policy._pace[1]
-    policy.learn_elapsed(3, LZ4_LINK_S, outcome)  # dsa-delta's own window, as modelled
-    assert policy._pace[3] == 1.0
+    policy.learn_elapsed(1, LZ4_WINDOW.cpu_s * 2.0, LZ4_WINDOW)  # 4x its encoders' time
+    assert policy._pace == pytest.approx([2.0, 2.0, 2.0, 2.0])
+    policy.learn_elapsed(3, LZ4_LINK_S, LZ4_WINDOW)  # dsa-delta's own: the link's time
+    assert policy._pace == pytest.approx([1.0, 2.0, 1.0, 1.0])
 
 
 def test_an_arm_counted_untried_again_forgets_its_pace():
     policy = _auto(PACED_LINK, cost_drift=0.01)
-    outcome = Outcome(10_000 * PAGE, 10_000 * PAGE / 3, 20e-3, 20e-3, None, 0)
-    policy.learn_elapsed(1, LZ4_LINK_S * 4.0, outcome)
+    policy.learn_elapsed(1, LZ4_WINDOW.cpu_s * 2.0, LZ4_WINDOW)
     assert policy._pace[1] == pytest.approx(2.0)
     policy._retry_due[1] = 0.0  # due again: as unknown as before its first play
     policy._stream_s = 1.0
     policy._retry_stale()
-    assert policy._pace[1] == 1.0
+    assert policy._pace == [1.0] * 4
 
 
 def test_only_the_throughput_objective_learns_a_pace():

@@ -155,11 +155,19 @@ _DECISIONS_SEEDING = 3
 #: than calibrated wait for cores the guest and the stream's other threads hold, so
 #: neither the encoders' idle time in the model nor the link's is free
 _CROWDED_HOST = 1.5
-#: the largest ratio of a window's stream time to its modelled time an arm's pace learns
-#: from (the log of a factor of 8), and the weight of an arm's first such window (taken
+#: the largest ratio of a window's stream time to its encoders' time an arm's pace learns
+#: from (the log of a factor of 64), and the weight of an arm's first such window (taken
 #: half: one window's noise is not a fact; see Auto.learn_elapsed)
-_PACE_CLIP = math.log(8.0)
+_PACE_CLIP = math.log(64.0)
 _PACE_FIRST = 0.5
+#: a window whose stream time is at most this much over its link's time was the link's: it
+#: shows nothing of the work its frames make (see Auto.learn_elapsed)
+_PACE_LINK_SLACK = 1.1
+#: the most an arm not yet paced is thought to wait as the arms paced do: every arm waits
+#: for cores the stream's other work holds, but one arm's frames waiting longer than that
+#: is that arm's (a slow decoder)
+_PACE_SHARED_MOST = 2.0
+_PACE_SHARED_LOG = math.log(_PACE_SHARED_MOST)
 #: how many of an arm's last windows its pace is learnt from the median of
 _PACE_WINDOWS = 3
 #: the largest draw of the level's jump one window teaches, in multiples of the estimate
@@ -832,7 +840,9 @@ class Auto(Policy):
         own = rows[i][_grid_step(records)] + kept.changes[i]
         kept.per_page[i] = self._delta_page_cost(own, parts)
 
-    def _fallback_priced(self, cpu: list[float], pages: float) -> list[int]:
+    def _fallback_priced(
+        self, cpu: list[float], pages: float, factors: list[float] | None = None
+    ) -> list[int]:
         """Move each delta arm's fall-back part of ``cpu`` (its pages not held, ``pages``
         non-zero pages times the host's factor, which the fall-back codec encodes) from its
         own factor to the fall-back arm's, and return the arms moved. At its own factor, a
@@ -841,8 +851,8 @@ class Auto(Policy):
         image to XBZRLE running lz4, whose factor, measured on those windows, then said
         nothing about its records."""
         moved = []
-        parts, factors = self._prediction.fallback_parts, self._arm_factor
-        fallbacks = self.fallbacks
+        parts, fallbacks = self._prediction.fallback_parts, self.fallbacks
+        factors = self._arm_factor if factors is None else factors
         for i in self._delta_arms:
             part = _fallback_part(parts[i])
             if part > 0.0:
@@ -1022,7 +1032,8 @@ class Auto(Policy):
         base = n + calls * RUN_BYTES
         shared = self._shared_factor
         out, cpu = [], []
-        rows = zip(payload, self._fixed_rows, per_page, self._arm_factor, strict=True)
+        factors = self._factors()
+        rows = zip(payload, self._fixed_rows, per_page, factors, strict=True)
         if self._fast and self._cpu_scales is None:  # one loop: each list it makes costs
             to_cpu, to_link = self._to_cpu, self._to_link
             loss = []
@@ -1033,14 +1044,14 @@ class Auto(Policy):
                 cpu.append(c)
                 busy, sending = c * to_cpu, o * to_link
                 loss.append(busy if busy > sending else sending)
-            for i in self._fallback_priced(cpu, nz * shared):
+            for i in self._fallback_priced(cpu, nz * shared, factors):
                 busy, sending = cpu[i] * to_cpu, out[i] * to_link
                 loss[i] = busy if busy > sending else sending
         else:
             for p, (per_call, per_zero), pp, g in rows:
                 out.append(base + p * nz)
                 cpu.append((per_call * calls + per_zero * zero + pp * nz) * g * shared)
-            self._fallback_priced(cpu, nz * shared)
+            self._fallback_priced(cpu, nz * shared, factors)
             loss = self._loss(n * self.page_size, np.array(out), np.array(cpu)).tolist()
         kept = self._prediction
         if stale != 0.0:
@@ -1050,9 +1061,14 @@ class Auto(Policy):
         # already, it changes no choice, so it is priced only where a delta arm is best
         if var > _LEVEL_SPREAD_MIN_VAR and self._delta_flags[loss.index(min(loss))]:
             self._spread_delta(kept, var, n * self.page_size, nz, out, cpu, loss)
-        if self._paced:  # what the stream showed of each arm's windows (learn_elapsed)
-            loss = [x * pace for x, pace in zip(loss, self._pace, strict=True)]
         return payload, out, cpu, loss
+
+    def _factors(self) -> list[float]:
+        """Each arm's CPU factor past the host's, times its pace where the stream has shown
+        one (:meth:`learn_elapsed`): the CPU time a window of it costs the stream."""
+        if not self._paced:
+            return self._arm_factor
+        return [f * pace for f, pace in zip(self._arm_factor, self._pace, strict=True)]
 
     def _stale_moved(
         self,
@@ -1080,7 +1096,8 @@ class Auto(Policy):
         """Delta arm ``i``'s CPU seconds, on a window of ``nz`` non-zero pages priced as
         ``kept``, of the changes its records encode that move with the delta arms' level
         (:meth:`_change_costs`): what a level other than the estimate moves its time by."""
-        return kept.moving[i] * kept.held * nz * self._arm_factor[i] * self._shared_factor
+        factor = self._arm_factor[i] * (self._pace[i] if self._paced else 1.0)
+        return kept.moving[i] * kept.held * nz * factor * self._shared_factor
 
     def _spread_delta(
         self,
@@ -1846,44 +1863,41 @@ class Auto(Policy):
     def learn_elapsed(self, arm: int, elapsed_s: float, outcome: Outcome) -> None:
         """Learn ``arm``'s pace from a window it played whole: ``elapsed_s``, the stream's
         time for the batches ``outcome`` counts (how long their frames took to go out, as
-        the engine's sender saw them), over the time the objective gives those batches
-        from what they measured (the busier of the encoders, by the objective's clock, and
-        the link; only under the throughput objective). Every later prediction of the
-        arm's loss is multiplied by its pace: a moving average of the log of the median of
-        its last :data:`_PACE_WINDOWS` such ratios (the less of two; its first window's
-        taken at :data:`_PACE_FIRST`; each ratio between 1 and :data:`_PACE_CLIP`), so that
-        one window slowed by a pause of the host's moves nothing.
+        the engine's sender saw them), over its encoders' time (by the objective's clock,
+        over the workers), where the link does not account for it (only under the
+        throughput objective). The arm's CPU time is then predicted times its pace: a moving
+        average of the log of the median of its last :data:`_PACE_WINDOWS` such ratios (the
+        less of two; its first window's taken at :data:`_PACE_FIRST`; each ratio between 1
+        and :data:`_PACE_CLIP`, and 1 where the link accounts for the window), so that one
+        window slowed by a pause of the host's moves nothing.
 
-        Against what the window measured, not what was predicted of it: what the encoders'
-        clocks and the bytes say is learnt by the CPU factors and the ratios, and what is
-        left is what the model does not see, which varies far less from window to window
-        (a sequence guest's zstd windows in the reference engine: 0.93-1.26, where their
-        time over the prediction moved from 0.6 to 1.6). A stream waits for that rest, and
-        how long depends on the arm: what its frames cost the destination's receiver and
-        decoder, which in the reference engine share the encoders' cores, or a destination
-        that decodes one codec slowly (in software, where the source has the accelerator).
-        On a redis server's memory image at 10 Gbit/s an lz4 window took 1.5 times its
-        encoders' time and raw windows their link's, and ``auto``, timing only its
-        encoders, played lz4 on up to 16 windows of 64 where raw pages went out in two
-        thirds of its time. An arm no window has paced counts at its prediction (a delta
-        arm at its fall-back's pace: on pages the destination does not hold it sends them
-        through that arm), so that a slow arm makes the others worth a window each; an arm
-        counted untried again (``cost_drift``) forgets its pace, so that a destination
-        busy for a while does not keep its arm off for good."""
+        The model counts the encoders' time and the link's, and a stream also waits for the
+        work it does not see: what the frames cost the destination's receiver and decoder,
+        which in the reference engine share the encoders' cores (a sequence guest's zstd
+        windows took 0.93-1.26 times what their encoders and the link account for, a redis
+        server's memory image's lz4 windows at 10 Gbit/s 1.5 times, where raw windows took
+        their link's time), or a destination that decodes one codec slowly (in software,
+        where the source has the accelerator). The link is paced by the engine and its time
+        is known; the rest scales with the work each arm's frames make, so it is the CPU
+        side a pace multiplies. An arm no window has paced yet goes at the least pace the
+        stream has shown, up to :data:`_PACE_SHARED_MOST` (on a host where every arm waits
+        for its cores, another arm is not thought faster only because it was not timed),
+        and a delta arm at its fall-back's (on pages the destination does not hold it sends
+        them through that arm); an arm counted untried again (``cost_drift``) forgets its
+        pace, so that a destination busy for a while does not keep its arm off for good."""
         if not self._timed or arm < 0 or arm >= self.n_arms:
             return
         _, sent, wall_s, cpu_s, device_s, _ = outcome
         busy = device_s if device_s is not None else cpu_s if self._clocked is None else wall_s
         busy *= self._to_cpu
-        sending = sent * self._to_link
-        modelled = busy if busy > sending else sending
-        if not (modelled > 0.0 and elapsed_s > 0.0 and math.isfinite(elapsed_s)):
+        if not (busy > 0.0 and elapsed_s > 0.0 and math.isfinite(elapsed_s)):
             return
-        # no faster than the model allows: a window that seems to have gone out faster
-        # than its encoders or the link let it went into the sockets' buffers (the first
-        # few megabytes of a stream do)
-        y = math.log(elapsed_s / modelled)
-        y = _PACE_CLIP if y > _PACE_CLIP else 0.0 if y < 0.0 else y
+        if elapsed_s <= sent * self._to_link * _PACE_LINK_SLACK:
+            y = 0.0  # the link accounts for the window: it waited for nothing unseen
+        else:  # no faster than its encoders: a window that seems to have gone out faster
+            # went into the sockets' buffers (the first few megabytes of a stream do)
+            y = math.log(elapsed_s / busy)
+            y = _PACE_CLIP if y > _PACE_CLIP else 0.0 if y < 0.0 else y
         recent = self._pace_recent[arm]
         recent.append(y)
         if len(recent) > _PACE_WINDOWS:
@@ -1895,14 +1909,18 @@ class Auto(Policy):
         self._set_paces()
 
     def _set_paces(self) -> None:
-        """Every arm's pace from its own log; a delta arm no window has paced yet takes its
-        fall-back's (see :meth:`learn_elapsed`)."""
+        """Every arm's pace: its own where a window has paced it, else its fall-back's (a
+        delta arm) or the least shown, up to :data:`_PACE_SHARED_MOST` (see
+        :meth:`learn_elapsed`)."""
         own, seen, fallbacks = self._pace_log, self._pace_seen, self.fallbacks
+        shown = [x for x, n in zip(own, seen, strict=True) if n]
+        least = min(shown) if shown else 0.0
+        least = _PACE_SHARED_LOG if least > _PACE_SHARED_LOG else least
         paces = []
         for arm, x in enumerate(own):
-            fallback = fallbacks[arm]
-            if not seen[arm] and fallback >= 0:
-                x = own[fallback]
+            if not seen[arm]:
+                fallback = fallbacks[arm]
+                x = own[fallback] if fallback >= 0 and seen[fallback] else least
             paces.append(math.exp(x))
         self._pace = paces
         self._paced = True
