@@ -189,6 +189,9 @@ class SelectorChooser:
 
     def __init__(self, selector: Selector, label: str = "auto") -> None:
         self.selector = selector
+        # features are read here on the engine's migration thread, between refills of
+        # the encoders' request pool: a read holds the stream up for its whole time
+        selector.policy.reads_stall_encoders = True
         self.label = label
         self.codecs: list[Codec] = selector.codecs
         self.rewards: list[float] = []

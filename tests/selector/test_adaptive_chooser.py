@@ -361,3 +361,9 @@ def test_auto_leaves_a_codec_whose_frames_the_destination_decodes_slowly(monkeyp
     assert paced.get("raw", 0) > paced.get("lz4", 0)
     monkeypatch.setattr(Auto, "learn_elapsed", lambda self, *args: None)
     assert _migrated_with_lz4_decoded_slowly(monkeypatch) == {"lz4": 64 * MiB // 4096}
+
+
+def test_the_engine_s_chooser_reads_features_as_holding_up_the_stream():
+    chooser = _auto("raw;lz4")
+    assert chooser.selector.policy.reads_stall_encoders
+    assert not parse_policy("auto").reads_stall_encoders  # a replay's, beside the encoders

@@ -1711,3 +1711,18 @@ def test_only_the_throughput_objective_learns_a_pace():
         )
         policy.learn_elapsed(1, 10.0, Outcome(PAGE, PAGE, 1e-3, 1e-3, None, 0))
         assert policy._pace == [1.0] * 4
+
+
+def test_a_read_on_the_thread_that_feeds_the_encoders_costs_its_whole_time():
+    """Beside the encoders (a replay's model) a read's CPU seconds cost the window over the
+    2 workers; where it holds up the stream (the engine's chooser) it costs them whole; the
+    wire objective's loss takes no CPU time either way."""
+    policy = _auto(PACED_LINK)
+    beside = policy._read_s(40e-6)
+    policy.reads_stall_encoders = True
+    assert policy._read_s(40e-6) == pytest.approx(2 * beside)
+    wire = parse_policy("auto").bind(
+        len(LABELS), WireBytes(), KINDS, labels=LABELS, costs=COSTS, fallbacks=[-1] * 4
+    )
+    wire.reads_stall_encoders = True
+    assert wire._read_s(40e-6) == 0.0

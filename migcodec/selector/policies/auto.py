@@ -1272,8 +1272,14 @@ class Auto(Policy):
         features, on zstd where XBZRLE sent a third less). A host whose encoders' wall
         time is several times their CPU time stretches the feeding thread's reads as much
         (measured on a real image's first pass: reads priced unstretched fell under
-        ``negligible`` on 47 of 64 windows, and cost a migration 5 % of its time)."""
-        return (scan_s + self._decision_s) * self._stretch / self._read_rate
+        ``negligible`` on 47 of 64 windows, and cost a migration 5 % of its time). Where
+        the reads hold up the stream (:attr:`reads_stall_encoders`, the engine's chooser)
+        a read's time counts whole: on one pass of a sequence guest (128 MiB, 1 Gbit/s,
+        zstd played throughout) a busy loop of 2 ms before each window's read lengthened
+        the migration by 0.8 of it, and rereads priced over the workers, each under 1 % of
+        its window, took `auto` 5 % behind zstd played alone (0.7 % priced whole)."""
+        rate = 1.0 if self.reads_stall_encoders and self._timed else self._read_rate
+        return (scan_s + self._decision_s) * self._stretch / rate
 
     def _similar(self, pages: float) -> _Read | None:
         """The features last read on a window of about ``pages`` pages (within a factor

@@ -213,6 +213,10 @@ class Policy(ABC):
     #: the cheap features' CPU seconds on this machine, per call and per sampled page (its
     #: calibration), where whoever runs the policy has them, or ``None``
     features_prior: tuple[float, float] | None = None
+    #: whether features are read on the thread that keeps the encoders fed (the engine's
+    #: chooser): there a read holds the stream up for its whole time, where a replay's
+    #: model puts it beside the encoders' work, over the workers
+    reads_stall_encoders: bool = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
