@@ -134,8 +134,8 @@ def _bench_codec(
             decode_walls.append(run_bounded(_decode_all, codec, encoded, dest, instead=_INSTEAD))
         if not _same_pages(dest, memory):
             raise round_trip_mismatch(codec.name, "the benchmark pages")
-        path = encoded[0].stats.path if encoded else CodecPath.SOFTWARE
-        device_s = sum(item.stats.device_s or 0.0 for item in encoded)
+    path = encoded[0].stats.path if encoded else CodecPath.SOFTWARE
+    device_s = sum(item.stats.device_s or 0.0 for item in encoded)
     return CodecBench(
         codec=codec.name,
         config=codec.get_config(),

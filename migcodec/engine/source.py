@@ -534,10 +534,9 @@ class MigrationSource:
         n = len(self.chooser.codecs)
         number = _whole(index)
         if number is None or not 0 <= number < n:
-            codecs = f"{n} codec" + ("s" if n != 1 else "")
             raise ValueError(
                 f"chooser {self.chooser.label!r} {what} codec {index!r}, which is not an index "
-                f"of its {codecs} (0 to {n - 1})"
+                f"of its {counted(n, 'codec')} (0 to {n - 1})"
             )
         return number
 

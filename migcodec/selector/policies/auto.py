@@ -1096,7 +1096,7 @@ class Auto(Policy):
         """Delta arm ``i``'s CPU seconds, on a window of ``nz`` non-zero pages priced as
         ``kept``, of the changes its records encode that move with the delta arms' level
         (:meth:`_change_costs`): what a level other than the estimate moves its time by."""
-        factor = self._arm_factor[i] * (self._pace[i] if self._paced else 1.0)
+        factor = self._arm_factor[i] * self._pace[i]  # a pace is 1 until a window shows one
         return kept.moving[i] * kept.held * nz * factor * self._shared_factor
 
     def _spread_delta(
@@ -1893,9 +1893,8 @@ class Auto(Policy):
         pace, so that a destination busy for a while does not keep its arm off for good."""
         if not self._timed or arm < 0 or arm >= self.n_arms:
             return
-        _, sent, wall_s, cpu_s, device_s, _ = outcome
-        busy = device_s if device_s is not None else cpu_s if self._clocked is None else wall_s
-        busy *= self._to_cpu
+        sent = outcome.output_bytes
+        busy = outcome.busy_s(self._clock) * self._to_cpu
         if not (busy > 0.0 and elapsed_s > 0.0 and math.isfinite(elapsed_s)):
             return
         if elapsed_s <= sent * self._to_link * _PACE_LINK_SLACK:
