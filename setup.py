@@ -65,7 +65,7 @@ RATIO_FILTER = Extension(
     optional=True,
 )
 
-# auto's probe valuation in C (selector/policies/auto.py keeps the Python loop as the
+# auto's probe valuation in C (selector/policies/auto/probes.py keeps the Python loop as the
 # fall-back, and `migcodec codecs` reports which one runs). Optional likewise, and without
 # contraction for the same reason.
 PROBE_VALUES = Extension(

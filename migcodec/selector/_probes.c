@@ -1,5 +1,5 @@
 /*
- * What each of auto's probes is worth, in one call (selector/policies/auto.py,
+ * What each of auto's probes is worth, in one call (selector/policies/auto/probes.py,
  * Auto._probe_values, the throughput objective with the CPU factor known).
  *
  * Why C: a probe decision runs on every window whose features are read, and its price is
@@ -49,7 +49,7 @@ static int read_floats(PyObject *list, Py_ssize_t k, double *out, const char *wh
     return 1;
 }
 
-/* the step of the grid at log ratio x >= 0 (auto.py, _grid_step) */
+/* the step of the grid at log ratio x >= 0 (auto/common.py, _grid_step) */
 static Py_ssize_t grid_step(double x, double scale, Py_ssize_t steps)
 {
     double at = x * scale;
@@ -171,7 +171,7 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "migcodec.selector._probes",
-    "auto's probe valuation in one call (see auto.py, Auto._probe_values).", -1, methods,
+    "auto's probe valuation in one call (see auto/probes.py, Auto._probe_values).", -1, methods,
 };
 
 PyMODINIT_FUNC PyInit__probes(void) { return PyModule_Create(&module); }

@@ -14,8 +14,10 @@ from migcodec.codecs.base import RUN_BYTES
 from migcodec.selector import Throughput, WindowFeatures, parse_policy
 from migcodec.selector.costmodel import KNOTS, ArmCost
 from migcodec.selector.objectives import HostCpu, Outcome, WireBytes
-from migcodec.selector.policies import auto as auto_module
-from migcodec.selector.policies.auto import _CPU_DRIFT_VAR, Auto, RatioFilter
+from migcodec.selector.policies.auto import Auto
+from migcodec.selector.policies.auto import common as auto_module
+from migcodec.selector.policies.auto.common import _CPU_DRIFT_VAR
+from migcodec.selector.policies.kalman import RatioFilter
 
 PAGE = 4096
 LABELS = ["raw", "lz4", "zstd level=3", "dsa-delta"]
