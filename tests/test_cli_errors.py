@@ -1216,6 +1216,19 @@ def test_receive_checks_its_backing_before_it_listens(capsys, tmp_path):
 
 
 @pytest.mark.parametrize("command", [["migrate", *TINY], ["receive", "--listen", "127.0.0.1:0"]])
+def test_a_memory_file_of_proc_is_refused_as_no_storage(command, capsys):
+    """A file of /proc (a regular file there) was refused as its filesystem having no room,
+    which sent the user to free space on a filesystem that holds none."""
+    assert main([*command, "--memory-file", "/proc/self/mem"]) == 2
+    assert capsys.readouterr() == (
+        "",
+        f"migcodec {command[0]}: --memory-file /proc/self/mem is on a filesystem that holds "
+        "no storage (/proc, /sys or another pseudo-filesystem), not a file guest memory can "
+        "be mapped from; give a file on a disk or in /dev/shm\n",
+    )
+
+
+@pytest.mark.parametrize("command", [["migrate", *TINY], ["receive", "--listen", "127.0.0.1:0"]])
 def test_a_memory_file_outside_any_directory_is_refused_before_the_work(command, capsys, tmp_path):
     """A path under a file was a traceback from the cleanup of the file never made (and
     ``receive`` listened first: found out only once a source had connected)."""
@@ -1507,6 +1520,29 @@ def test_a_dirty_rate_a_synthetic_trace_cannot_hold_is_refused_not_capped(tmp_pa
     assert main([*argv, "--out", str(tmp_path / "a"), "--dirty-rate", "1e308"]) == 2
     assert " dirties 2.44e+303 pages in some of the 100 ms windows" in capsys.readouterr().err
     assert main([*argv, "--out", str(tmp_path / "c"), "--dirty-rate", "10MiB/s"]) == 0
+
+
+def test_a_dirty_rate_under_a_byte_a_second_is_suggested_in_digits(tmp_path, capsys):
+    """Windows of hours hold a page at a fraction of a byte a second: rounded to a size, the
+    rate suggested read "0B/s", which --dirty-rate refuses as dirtying nothing."""
+    argv = ["trace", "synth", "--workload", "memcached", "--pages", "16", "--windows", "2"]
+    argv += ["--window-ms", "1e9"]
+    assert main([*argv, "--out", str(tmp_path / "a"), "--dirty-rate", "1GB/s"]) == 2
+    assert capsys.readouterr().err.endswith("; give at most 0.0655B/s, or more --pages\n")
+    assert main([*argv, "--out", str(tmp_path / "a"), "--dirty-rate", "0.0655B/s"]) == 0
+
+
+def test_a_memory_too_small_for_every_phase_s_rate_asks_for_more_pages(tmp_path, capsys):
+    """No rate fits one page between phases dirtying at once and twice the rate: the rate
+    each bound suggested was refused by the other."""
+    argv = ["trace", "synth", "--workload", "phases", "--pages", "1", "--dirty-rate", "1MB/s"]
+    assert main([*argv, "--out", str(tmp_path / "a")]) == 2
+    assert capsys.readouterr().err == (
+        "migcodec trace synth: no --dirty-rate dirties at least a page in every one of the "
+        "100 ms windows and at most the memory's 1 page in each (the workload's phases dirty "
+        "at 1 to 2 times the rate); give more --pages\n"
+    )
+    assert not (tmp_path / "a").exists()
 
 
 def _subcommands(parser) -> dict:

@@ -64,17 +64,26 @@ def _check_dirty_rate(args: argparse.Namespace, spec) -> None:
     """Refuse a ``--dirty-rate`` that dirties more pages a window than the memory holds, or
     less than one: the windows were capped at the memory, or rounded up to a page, and the
     trace said neither (its manifest kept the rate asked for)."""
-    from migcodec.units import format_size
+    from migcodec.units import counted, format_size
 
     def format_rate(rate: float) -> str:
-        return format_size(rate).replace(" ", "") + "/s"
+        # under a byte a second (windows of hours), in digits: rounded, it read "0B/s"
+        return f"{rate:.3g}B/s" if rate < 1 else format_size(rate).replace(" ", "") + "/s"
 
     per_window = args.dirty_rate * spec.window_s / spec.page_size
     fractions = [p.dirty_fraction for p in spec.phases]
     most, least = per_window * max(fractions), per_window * min(fractions)
     window = f"{spec.window_s * 1000:g} ms windows"
+    top = spec.n_pages * spec.page_size / spec.window_s / max(fractions)
+    low = spec.page_size / spec.window_s / min(fractions)
+    if top < low:  # the phases' dirty fractions are too far apart for these windows
+        raise ValueError(
+            f"no --dirty-rate dirties at least a page in every one of the {window} and at "
+            f"most the memory's {counted(spec.n_pages, 'page')} in each (the workload's "
+            f"phases dirty at {min(fractions):g} to {max(fractions):g} times the rate); give "
+            "more --pages"
+        )
     if most > spec.n_pages:
-        top = spec.n_pages * spec.page_size / spec.window_s / max(fractions)
         raise ValueError(
             f"--dirty-rate {format_rate(args.dirty_rate)} dirties "
             # a count of 300 digits (--dirty-rate 1e308) in exponent form
@@ -83,7 +92,6 @@ def _check_dirty_rate(args: argparse.Namespace, spec) -> None:
             f"each page at most once; give at most {format_rate(top)}, or more --pages"
         )
     if least < 1.0:
-        low = spec.page_size / spec.window_s / min(fractions)
         raise ValueError(
             f"--dirty-rate {format_rate(args.dirty_rate)} dirties less than a page in some of "
             f"the {window}; give at least {format_rate(low)}, or longer --window-ms"

@@ -844,6 +844,14 @@ def _check_points(points: Sequence[int] | None) -> frozenset[int] | None:
     if points is None:
         return None
     values = list(points)
+    if not values:
+        # QEMU syncs its dirty bitmap as a migration starts and at every pass: none cuts
+        # no window, and the whole stream, every page sent several times, became one
+        raise ValueError(
+            "the sync points are empty, and QEMU syncs its dirty bitmap at least once per "
+            "migration; give the counts recorded beside the stream (corpus/qemu_stream.py "
+            "writes them), or none (leave out --sync-points) to cut a window per scan pass"
+        )
     if any(not isinstance(p, int) or isinstance(p, bool) or p < 0 for p in values) or any(
         b < a for a, b in itertools.pairwise(values)
     ):
@@ -972,7 +980,11 @@ def import_qemu_stream(
             meta={
                 "method": "qemu-stream",
                 "method_note": "QEMU's migration stream: one window per pre-copy "
-                + ("iteration (QEMU's dirty-bitmap syncs)" if sync_points else "scan pass"),
+                + (
+                    "iteration (QEMU's dirty-bitmap syncs)"
+                    if sync_points is not None
+                    else "scan pass"
+                ),
                 "machine": info.machine,
                 "blocks": [[b.name, b.length] for b in info.blocks],
                 "sync_points": list(sync_points) if sync_points is not None else None,

@@ -227,6 +227,8 @@ def check_backing(path: str | os.PathLike | None = None, shm_name: str | None = 
             f"--memory-file {path} is not a regular file (a directory, FIFO or device): guest "
             "memory is mapped from a file; give the path of a file"
         )
+    if path is not None and Path(path).is_file() and os.statvfs(path).f_blocks == 0:
+        raise _no_storage(f"--memory-file {path}")
     if path is not None and not Path(path).exists():
         _check_creatable(Path(path))
     if shm_name is not None and (not SHM_NAME.fullmatch(shm_name) or shm_name.strip(".") == ""):
@@ -234,6 +236,16 @@ def check_backing(path: str | os.PathLike | None = None, shm_name: str | None = 
             f"--shm {shm_name!r} is not a shared-memory region's name: give at most 250 "
             "letters, digits, '.', '_' or '-' (not only dots), e.g. guest0"
         )
+
+
+def _no_storage(what: str) -> GuestMemoryError:
+    """The error for a file on a filesystem of no blocks: a file of /proc or /sys, where
+    "no room" sent the user to free space that is not there."""
+    return GuestMemoryError(
+        f"{what} is on a filesystem that holds no storage (/proc, /sys or another "
+        "pseudo-filesystem), not a file guest memory can be mapped from; give a file on a "
+        "disk or in /dev/shm"
+    )
 
 
 def _check_creatable(path: Path) -> None:
@@ -328,6 +340,8 @@ def _fallocate(fd: int, end: int, what: str, room: str) -> bool:
     a sparse image larger than the free space (an existing file or region, not removed on
     failure) left its filesystem full, for every other program on it, until deleted."""
     stats = os.fstatvfs(fd)
+    if stats.f_blocks == 0:
+        raise _no_storage(what)
     free = stats.f_bavail * stats.f_frsize
     held = os.fstat(fd).st_blocks * 512  # blocks the file has: taking them is a no-op
     if end - held > free:

@@ -314,6 +314,25 @@ def test_import_qemu_refuses_sync_points_too_deep_or_too_large_to_be_sync_points
     )
 
 
+@pytest.mark.parametrize("text", ["[]", '{"sync_points": []}'])
+def test_import_qemu_refuses_empty_sync_points(tmp_path, capsys, text):
+    """An empty list cut no window: the whole stream, its pages sent several times, went
+    into one window, and the manifest called it one window per scan pass."""
+    stream = Path(__file__).resolve().parent / "data" / "qemu-xbzrle.stream.xz"
+    points = tmp_path / "points.json"
+    points.write_text(text)
+    out = tmp_path / "t"
+    argv = ["trace", "import-qemu", str(stream), "--out", str(out)]
+    assert main([*argv, "--sync-points", str(points)]) == 2
+    assert capsys.readouterr().err == (
+        "migcodec trace import-qemu: the sync points are empty, and QEMU syncs its dirty "
+        "bitmap at least once per migration; give the counts recorded beside the stream "
+        "(corpus/qemu_stream.py writes them), or none (leave out --sync-points) to cut a "
+        "window per scan pass\n"
+    )
+    assert not out.exists()
+
+
 def test_evaluate_refuses_a_cost_model_that_is_a_pipe(tmp_path, capsys):
     fifo = tmp_path / "model"
     os.mkfifo(fifo)
