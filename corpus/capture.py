@@ -2,7 +2,7 @@
 
     PYTHONPATH=$PWD python corpus/capture.py PROGRAM --out corpus/traces/PROGRAM
 
-PROGRAM is one of redis, memcached, postgres, qemu, node, numpy. Each starts the program
+PROGRAM is one of redis, memcached, postgres, qemu, node, numpy, jvm. Each starts the program
 on loopback ports or in a scratch directory, starts its load, lets it warm up, then runs
 ``migcodec trace capture ... --max-pages K`` on the program's process and finally stops
 everything it started (load first, then the program) and removes its scratch directory.
@@ -366,6 +366,16 @@ def numpy_job(stage: Stage) -> Target:
     return Target(job.pid)
 
 
+def jvm(stage: Stage) -> Target:
+    """A Java order-book service with its load threads in one JVM (256 MiB heap, G1), whose
+    rate cycles from idle to a burst (corpus/JvmService.java, run from source)."""
+    source = str(HERE / "JvmService.java")
+    job = stage.spawn("jvm", ["java", "-Xms256m", "-Xmx256m", "-XX:+UseG1GC", source])
+    ready = stage.scratch / "jvm.log"
+    wait_until(lambda: b"running" in ready.read_bytes(), "the JVM service", stage, 60)
+    return Target(job.pid)
+
+
 PROGRAMS: dict[str, Program] = {
     # windows, interval ms, max pages, warm-up s. K is at least 64, so a policy's probe of a
     # window sees a sample of what is stored, not all of it; the number of windows keeps a
@@ -377,6 +387,7 @@ PROGRAMS: dict[str, Program] = {
     "qemu": Program(qemu, 30, 1000, 64, 10, "QEMU TCG guest, busybox workload"),
     "node": Program(node, 60, 100, 64, 3, "node HTTP JSON service + client"),
     "numpy": Program(numpy_job, 28, 500, 64, 3, "numpy stencil + pandas group-by"),
+    "jvm": Program(jvm, 60, 200, 64, 5, "JVM order-book service + load threads"),
 }
 
 
