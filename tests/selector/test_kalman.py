@@ -93,6 +93,35 @@ def test_an_arm_whose_probes_miss_its_windows_learns_that_alone():
     np.testing.assert_allclose(f.mean(), [1.3, 1.5], atol=0.05)
 
 
+def _never_played_setting(families):
+    """A fresh window's estimate of arm 1, which is never played, after windows where arm
+    0 (zstd at one level) sends 0.3 (log) better than its probes say and arm 2 (another
+    codec) 0.3 worse; every probe reads the window's level."""
+    f = RatioFilter(3, families)
+    rng = np.random.default_rng(1)
+    for _ in range(40):
+        level = rng.uniform(0.0, 2.0)
+        for played, gap in ((0, 0.3), (2, -0.3)):
+            f.drift(1.0, 0.0)  # the content moves: the level is the probes' to tell
+            f.observe_probes(np.array([0, 1, 2]), np.full(3, level), 0.01)
+            f.observe(played, level + gap, 0.01)
+    f.drift(1.0, 0.0)
+    f.observe_probes(np.array([0, 1, 2]), np.full(3, 1.0), 0.01)
+    return f.mean()
+
+
+def test_a_codec_s_setting_never_played_learns_from_the_setting_played():
+    """Arm 1, the same codec as arm 0 at another setting, compares its probes with its
+    windows as arm 0 does: its estimate follows arm 0's (1.3), not the bias all arms share,
+    which arm 2's plays pull the other way. Without the families it kept the shared part
+    alone (about 1.0)."""
+    together = _never_played_setting(["zstd", "zstd", "lz4"])
+    apart = _never_played_setting(None)
+    assert together[0] == pytest.approx(1.3, abs=0.05)
+    assert together[1] == pytest.approx(1.3, abs=0.1)
+    assert abs(apart[1] - 1.0) < 0.1
+
+
 @settings(max_examples=200, deadline=None)
 @given(observations=OBSERVATIONS, drifts=st.lists(st.floats(0.0, 0.5), min_size=6, max_size=6))
 def test_the_c_update_gives_numpys_bits(observations, drifts):

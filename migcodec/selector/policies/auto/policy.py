@@ -298,7 +298,10 @@ class Auto(StreamPace, WindowSharing, ProbeBuying, FeatureReads, DeltaArms, Poli
         self._c_state = [(arm, 2 + slot) for slot, arm in enumerate(self._c_list)]
         self._delta_arms = np.flatnonzero(self.is_delta).tolist()
         self._log_page = math.log(self.page_size)
-        self.ratios = RatioFilter(self._c.size)
+        # each compressing arm's codec: its label's first word (Arm.label, "zstd level=1")
+        labels = self.labels
+        families = None if labels is None else [labels[a].split(" ", 1)[0] for a in self._c_list]
+        self.ratios = RatioFilter(self._c.size, families)
         costs = [c if c is not None else _NEUTRAL for c in (self.costs or [None] * k)]
         self._per_call = np.array([c.per_call for c in costs])
         self._per_zero = np.array([c.per_zero_page for c in costs])
