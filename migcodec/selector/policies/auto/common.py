@@ -82,6 +82,14 @@ _TRIAL_BATCHES = {"cpu": 4, "wall": 16}
 #: timed before the average starts, from the least of them (Auto.probe_mask)
 _DECISION_OUTLIER = 4.0
 _DECISIONS_SEEDING = 3
+#: how much of a compressor's log-ratio standard deviation widens ``cross_margin`` (see
+#: Auto._cross_margin): on the development traces, priced with this host's calibration, a
+#: database's second window went to lz4, predicted 2.7 % ahead of the XBZRLE played on the
+#: first while lz4's ratio was known from one window's probes (a standard deviation of
+#: 0.25 in its log), and took 19 % longer: 1.4 % of the trace behind XBZRLE alone. Replays
+#: of those traces scored 0.05 to 0.3 alike on their least cell (0.986 -> 0.9995) and 0.1
+#: best on their mean
+_CROSS_SPREAD = 0.1
 #: the host's CPU factor (its encoders' time over the calibration's) above which no window
 #: is shared between two arms (see Auto._balanced): encoders that take this much longer
 #: than calibrated wait for cores the guest and the stream's other threads hold, so

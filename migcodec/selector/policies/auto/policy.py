@@ -20,6 +20,7 @@ from migcodec.selector.policies.auto.common import (
     _CPU_PLAY_VAR,
     _CPU_PRIOR_VAR,
     _CPU_WEIGHTS,
+    _CROSS_SPREAD,
     _DELTA_NOISE_PRIOR,
     _GRID_SCALE,
     _GRID_STEPS,
@@ -74,8 +75,10 @@ class Auto(StreamPace, WindowSharing, ProbeBuying, FeatureReads, DeltaArms, Poli
     than a few percent on a window, and the arm played last has just been checked against
     what it sent: on a recorded QEMU guest at 1 Gbit/s, a window whose XBZRLE records were
     predicted 0.5 % below zstd's output sent 43 % more, and that one window put ``auto``
-    1.5 % behind zstd alone over the trace. Between arms of one kind, whose predictions
-    share a model, the least predicted loss plays.
+    1.5 % behind zstd alone over the trace. Where one of them is a compressor, the margin
+    widens by a tenth of its log ratio's standard deviation (:meth:`_cross_margin`): on
+    the first windows its ratio is known from a few probes. Between arms of one kind,
+    whose predictions share a model, the least predicted loss plays.
 
     The defaults are what ``python benchmarks/selector_eval.py --loto`` chose on the
     traces under ``corpus/traces/`` other than the one it scores: each parameter's value is
@@ -757,6 +760,20 @@ class Auto(StreamPace, WindowSharing, ProbeBuying, FeatureReads, DeltaArms, Poli
         _, out, cpu, loss = self._predict(features)
         return self._pick(features, loss, out, cpu)
 
+    def _cross_margin(self, held: int, best: int) -> float:
+        """``cross_margin`` between ``held``, the arm played last, and ``best``, of the other
+        kind (one of them a delta arm), widened by :data:`_CROSS_SPREAD` of the compressor's
+        log-ratio standard deviation, if one of them is a compressor: the first windows'
+        ratios are known from a few probes, and a switch of kind on them is a bet on
+        that."""
+        compressor = held if self._delta_flags[best] else best
+        slot = self._slot[compressor]
+        if slot is None:  # raw: its bytes are known
+            return self.cross_margin
+        var = RatioFilter.arm_moments(self.ratios.state, slot)[1]
+        spread = math.sqrt(var) if var > 0.0 else 0.0
+        return self.cross_margin + _CROSS_SPREAD * spread
+
     def _pick(self, f: WindowFeatures, loss: list[float], out: list[float], cpu: list[float]):
         """The arm of least predicted loss, or one whose CPU time no window has measured
         yet, when trying it is worth what it may cost.
@@ -783,7 +800,7 @@ class Auto(StreamPace, WindowSharing, ProbeBuying, FeatureReads, DeltaArms, Poli
             held >= 0
             and held != best
             and self._delta_flags[held] != self._delta_flags[best]
-            and loss[held] <= least * (1.0 + self.cross_margin)
+            and loss[held] <= least * (1.0 + self._cross_margin(held, best))
         ):
             # an arm of the other kind predicted within the margin: the arm played last
             # stays (see cross_margin)
