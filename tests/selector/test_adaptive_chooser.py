@@ -331,13 +331,15 @@ def test_too_few_batches_or_a_shared_window_tell_no_stream_time(monkeypatch):
     assert _timed_window(monkeypatch, 64, split=True) == []
 
 
-def _migrated_with_lz4_decoded_slowly(monkeypatch) -> dict[str, int]:
-    """Pages by codec of a 64 MiB text guest migrated once over 1 Gbit/s by ``auto`` over
-    raw and lz4, where the destination takes 10 ms to decode each lz4 frame (a destination
-    decoding in software what the source's accelerator compresses). Windows of 8 batches,
-    the fewest a stream time is learnt from: with 16, the first migration of a process
-    (the calibration just made, its caches cold) once sent 8,768 pages with lz4 and 7,616
-    raw, where later ones sent 7,168 and 9,216; with 8, 5,120-6,656 and 9,728-11,264."""
+def _migrated_with_lz4_decoded_slowly(monkeypatch, mib: int) -> dict[str, int]:
+    """Pages by codec of a text guest of ``mib`` MiB migrated once over 1 Gbit/s by
+    ``auto`` over raw and lz4, where the destination takes 10 ms to decode each lz4 frame
+    (a destination decoding in software what the source's accelerator compresses), in
+    windows of 8 batches (the fewest a stream time is learnt from). The first windows go
+    out into the sockets' buffers (4 MiB of lz4 frames hold about six windows' pages) and
+    the next four teach lz4's pace: a 64 MiB guest's 32 windows sent 10 to 19 with lz4
+    (the most in a process's first migration, or beside other work), 128 MiB's 64 leave
+    the rest a margin."""
     codec = get_codec("lz4")
     real = type(codec).decode_checked
 
@@ -350,7 +352,7 @@ def _migrated_with_lz4_decoded_slowly(monkeypatch) -> dict[str, int]:
     objective = make_objective("throughput", link=link, workers=2, clock="wall")
     chooser = SelectorChooser(Selector(parse_policy("auto"), parse_arms("raw;lz4"), objective))
     config = MigrationConfig(workers=2, link_rate=link, max_time_s=60, window_batches=8)
-    report = run_loopback(64 * MiB, chooser, config, 0.0, "text")
+    report = run_loopback(mib * MiB, chooser, config, 0.0, "text")
     assert report.succeeded, report.error
     return report.pages_by_codec
 
@@ -360,10 +362,10 @@ def test_auto_leaves_a_codec_whose_frames_the_destination_decodes_slowly(monkeyp
     link put it far ahead. Its windows go out at the destination's pace, several times
     what the model gives them; the stream's own time shows it, and raw sends most pages.
     Timing only its encoders (no stream time learnt), ``auto`` sends every page with lz4."""
-    paced = _migrated_with_lz4_decoded_slowly(monkeypatch)
+    paced = _migrated_with_lz4_decoded_slowly(monkeypatch, 128)
     assert paced.get("raw", 0) > paced.get("lz4", 0)
     monkeypatch.setattr(Auto, "learn_elapsed", lambda self, *args: None)
-    assert _migrated_with_lz4_decoded_slowly(monkeypatch) == {"lz4": 64 * MiB // 4096}
+    assert _migrated_with_lz4_decoded_slowly(monkeypatch, 64) == {"lz4": 64 * MiB // 4096}
 
 
 def test_the_engine_s_chooser_reads_features_as_holding_up_the_stream():
