@@ -26,9 +26,20 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 @pytest.fixture(autouse=True, scope="session")
 def _own_cache_directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """``$XDG_CACHE_HOME`` for the whole run: what the library keeps per machine (the cost
-    model) is calibrated once per run and never touches the user's cache."""
+    model) is calibrated once per run and never touches the user's cache.
+
+    Calibrated here, before any test, for every arm ``--codec auto`` plays: calibrated by
+    the first test to need it, the model timed the codecs beside that test's own threads
+    (a codec made to hang, spinning in an engine's pool), priced raw and lz4 six and seven
+    times what a quiet process measures, and a test of auto's choices in a migration saw
+    lz4 ahead where it was far behind."""
+    from migcodec.selector import parse_arms
+    from migcodec.selector.adaptive_chooser import AUTO_ARMS
+    from migcodec.selector.costmodel import machine_cost_model
+
     old = os.environ.get("XDG_CACHE_HOME")
     os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
+    machine_cost_model(parse_arms(AUTO_ARMS))
     yield
     if old is None:
         os.environ.pop("XDG_CACHE_HOME", None)
