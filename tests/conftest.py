@@ -29,10 +29,10 @@ def _own_cache_directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
     model) is calibrated once per run and never touches the user's cache.
 
     Calibrated here, before any test, for every arm ``--codec auto`` plays: calibrated by
-    the first test to need it, the model timed the codecs beside that test's own threads
-    (a codec made to hang, spinning in an engine's pool), priced raw and lz4 six and seven
-    times what a quiet process measures, and a test of auto's choices in a migration saw
-    lz4 ahead where it was far behind."""
+    the first test to need it, the model timed the codecs beside whatever that test ran
+    (in one run its arms held a test's codec made to hang in an engine's pool), priced raw
+    and lz4 six and seven times what a quiet process measures, and a test of auto's
+    choices in a migration saw lz4 ahead where it was far behind."""
     from migcodec.selector import parse_arms
     from migcodec.selector.adaptive_chooser import AUTO_ARMS
     from migcodec.selector.costmodel import machine_cost_model
