@@ -118,14 +118,22 @@ MAX_CAPABILITIES = 1024
 #: command sections a stream may hold (QEMU sends a few per migration): each is 5 bytes of
 #: the decompressed stream, and a gzip file of 24 KB of empty ones held a reader 30 s
 MAX_COMMANDS = 4096
+#: RAM blocks the block list may announce (QEMU has a few, and one per memory device): a
+#: trace's manifest keeps each block's name, and a stream of 5 KB that announced 70,000
+#: of 250-byte names was imported into a trace whose manifest no reader would open
+MAX_RAM_BLOCKS = 4096
 
 
 class QemuStreamError(TraceError):
     """A QEMU migration stream that cannot be read; ``offset`` is the byte of the
-    (decompressed) stream where the problem is, and the message says what to do."""
+    (decompressed) stream where the problem is (``None`` where a compressed file's own
+    check found it, which names no byte), and the message says what to do."""
 
-    def __init__(self, message: str, offset: int) -> None:
-        super().__init__(f"{message} (at byte {offset} of the stream)")
+    def __init__(self, message: str, offset: int | None) -> None:
+        # None: found by the compression's own check, which names no byte
+        super().__init__(
+            message if offset is None else f"{message} (at byte {offset} of the stream)"
+        )
         self.offset = offset
 
 
@@ -254,7 +262,9 @@ class _Input:
 def open_stream(path: str | os.PathLike) -> BinaryIO:
     """``path`` opened for reading, decompressed on the fly when it is gzip or xz (offsets
     in errors are then offsets in the decompressed stream). Only a regular file is
-    opened: a pipe or a device is refused with a ValueError."""
+    opened: a pipe or a device is refused with a ValueError. A compressed file is first
+    read to its end once (:func:`check_container`), so that one failing its own integrity
+    check is refused before any of its pages is used."""
     check_regular_file(
         path,
         "the stream",
@@ -263,10 +273,45 @@ def open_stream(path: str | os.PathLike) -> BinaryIO:
     with open(path, "rb") as f:
         magic = f.read(6)
     if magic[:2] == b"\x1f\x8b":
-        return gzip.open(path, "rb")  # type: ignore[return-value]
-    if magic == b"\xfd7zXZ\x00":
-        return lzma.open(path, "rb")  # type: ignore[return-value]
-    return open(path, "rb")
+        opener = gzip.open
+    elif magic == b"\xfd7zXZ\x00":
+        opener = lzma.open
+    else:
+        return open(path, "rb")
+    with opener(path, "rb") as f:
+        check_container(f)
+    return opener(path, "rb")  # type: ignore[return-value]
+
+
+#: how much of a compressed stream :func:`check_container` decompresses at a time
+_CHECK_CHUNK = 1 << 20
+
+
+def check_container(f: BinaryIO) -> int:
+    """Read the decompressed stream ``f`` (gzip or xz) to its end, in chunks, and return
+    its length. The reader stops at the device state after the RAM sections, and gzip's
+    CRC and length, at the end of the file, are checked only by a read that reaches them:
+    a flipped bit in a page that the compression's own structure let through was imported
+    as a different page, with no error. A file whose check fails, or that ends before its
+    end-of-stream marker, is a :class:`QemuStreamCorrupt` or
+    :class:`QemuStreamTruncated` (whose ``offset`` is ``None``)."""
+    offset = 0
+    try:
+        while chunk := f.read(_CHECK_CHUNK):
+            offset += len(chunk)
+    except EOFError:
+        raise QemuStreamTruncated(
+            "the compressed file ends before its end-of-stream marker, so nothing in it "
+            "can be trusted; it is truncated: copy the whole file, or record it again",
+            None,
+        ) from None
+    except (OSError, zlib.error, lzma.LZMAError) as exc:
+        raise QemuStreamCorrupt(
+            f"the compressed file fails its integrity check ({exc}), so nothing in it can "
+            "be trusted: copy it again from where it was recorded, or record it again",
+            None,
+        ) from None
+    return offset
 
 
 class QemuStream:
@@ -619,6 +664,12 @@ class QemuStream:
                 inp.be64(f"the address of RAM block {name!r}")
             if name in self._blocks:
                 raise QemuStreamCorrupt(f"RAM block {name!r} announced twice", here)
+            if len(self._blocks) == MAX_RAM_BLOCKS:
+                raise QemuStreamCorrupt(
+                    f"more than {MAX_RAM_BLOCKS} RAM blocks in the block list (QEMU has a few, "
+                    "and one per memory device)",
+                    here,
+                )
             if length == 0 or length > left:
                 raise QemuStreamCorrupt(
                     f"RAM block {name!r} of {length} bytes where the announced total leaves {left}",
@@ -700,6 +751,9 @@ def qemu_windows(
     index = 0
     section = -1
     cut_here = False
+    # the section the scan last wrapped in, and how often it did there: a stream of 9-byte
+    # records of one page made a window of each, and a 17 KB gzip file ran for minutes
+    wrapped_in, wraps = -1, 0
 
     def close(w: _Open) -> Window | None:
         nonlocal index
@@ -759,6 +813,17 @@ def qemu_windows(
             and rec.stage != "complete"
             and rec.page <= current.last_page
         )
+        if wrapped:
+            wraps = wraps + 1 if rec.section == wrapped_in else 1
+            wrapped_in = rec.section
+            if wraps > 1:
+                raise QemuStreamCorrupt(
+                    "a RAM section whose pages go around RAM a second time: QEMU sends each "
+                    "dirty page once between two syncs of its dirty bitmap, which fall "
+                    "between sections, so its scan wraps at most once in a section; the "
+                    "stream is damaged or was not written by QEMU",
+                    rec.offset,
+                )
         if current is not None and (cut_here or wrapped):
             settle()
             done = close(current)

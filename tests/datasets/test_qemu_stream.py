@@ -4,7 +4,9 @@ corpus/qemu_stream.py) whose XBZRLE pages migcodec decodes and re-encodes byte f
 
 from __future__ import annotations
 
+import gzip
 import json
+import lzma
 import struct
 import tracemalloc
 from pathlib import Path
@@ -283,6 +285,76 @@ def test_a_stream_of_more_commands_than_qemu_sends_is_refused() -> None:
     err = _error(bytes(f.out))
     assert isinstance(err, QemuStreamCorrupt) and err.offset == at
     assert err.args[0].startswith("more than 4096 commands in the stream (QEMU sends a few)")
+
+
+def test_a_scan_that_wraps_twice_in_one_section_is_refused_where_it_does() -> None:
+    """QEMU sends a dirty page once between two syncs, which fall between sections: its
+    scan wraps at most once in a section. A stream of 9-byte zero records of one page
+    made a window of each (a gzip file of 17 KB ran for minutes and wrote hundreds of
+    megabytes); it is refused at the second wrap, and one wrap per section still cuts."""
+    f = Forge().header().start().section().zero(3).zero(1)  # one wrap: two windows
+    at = len(f.out)
+    f.zero(1)  # the second wrap of the same section
+    err = _error(bytes(f.out) + bytes(64))
+    assert isinstance(err, QemuStreamCorrupt) and err.offset == at
+    assert str(err).startswith("a RAM section whose pages go around RAM a second time")
+    f = Forge().header().start().section().zero(3).zero(1).eos().section().zero(0).eos()
+    f.section(q.SECTION_END).eos()
+    assert [w.page_indices.tolist() for w in windows(f.device_state())] == [[3], [1], [0]]
+
+
+def test_a_block_list_of_more_blocks_than_qemu_has_is_refused() -> None:
+    """A trace keeps every block's name in its manifest: a stream of 5 KB that announced
+    70,000 blocks was imported into a trace no reader would open."""
+    blocks = [(f"b{i}", PAGE) for i in range(q.MAX_RAM_BLOCKS + 1)]
+    f = Forge(blocks=blocks).header().start().eos()
+    err = _error(f.device_state())
+    assert isinstance(err, QemuStreamCorrupt)
+    assert str(err).startswith(
+        f"more than {q.MAX_RAM_BLOCKS} RAM blocks in the block list (QEMU has a few, and "
+        "one per memory device) (at byte "
+    )
+
+
+@pytest.mark.parametrize("damage", ["page", "crc", "truncated", "xz"])
+def test_a_compressed_stream_failing_its_own_check_is_refused_before_it_is_read(
+    tmp_path: Path, damage: str, capsys
+) -> None:
+    """The reader stops at the device state after the RAM sections, and gzip's CRC at the
+    end of the file was never checked: a flipped bit in a stored page was imported as a
+    different page, with no error. The whole file is checked first, and nothing written."""
+    if damage == "xz":
+        data = bytearray(lzma.compress(SAMPLE))
+        data[-20] ^= 1
+    elif damage == "page":  # a stored deflate block: the page's bytes are there as they are
+        data = bytearray(gzip.compress(SAMPLE, compresslevel=0))
+        data[data.find(text_page(0).tobytes()[:32]) + 2] ^= 1
+    else:
+        data = bytearray(gzip.compress(SAMPLE))
+        if damage == "crc":
+            data[-6] ^= 1
+        else:
+            del data[-3:]
+    source = tmp_path / "s"
+    source.write_bytes(data)
+    with pytest.raises(QemuStreamError) as caught:
+        QemuStream(source)
+    err = caught.value
+    assert err.offset is None
+    kind, text = (
+        (QemuStreamTruncated, "the compressed file ends before its end-of-stream marker, so ")
+        if damage == "truncated"
+        else (QemuStreamCorrupt, "the compressed file fails its integrity check (")
+    )
+    assert type(err) is kind and str(err).startswith(text)
+    out = tmp_path / "t"
+    assert main(["trace", "import-qemu", str(source), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == f"migcodec trace import-qemu: {err}\n"
+    assert not out.exists()
+    source.write_bytes(gzip.compress(SAMPLE))  # whole, it reads as the plain stream does
+    assert [w.pages.tobytes() for w in qemu_windows(QemuStream(source))] == [
+        w.pages.tobytes() for w in windows(SAMPLE)
+    ]
 
 
 def test_more_ram_than_a_trace_describes_is_refused_where_it_is_announced() -> None:

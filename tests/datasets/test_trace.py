@@ -21,7 +21,12 @@ from migcodec.datasets import (
     generate_pages,
     get_workload,
 )
-from migcodec.datasets.trace import TraceExists, TraceNotFound, TraceVersionError
+from migcodec.datasets.trace import (
+    TraceExists,
+    TraceIncomplete,
+    TraceNotFound,
+    TraceVersionError,
+)
 from migcodec.hashing import seal
 from migcodec.interrupts import Terminated
 from tests.damage import flipped_bits
@@ -329,6 +334,29 @@ def test_writer_refuses_out_of_order_windows_and_existing_traces(trace) -> None:
             writer.write(ws[1])
         writer.write(ws[0])
     assert len(TraceReader(path)) == 1
+
+
+def test_a_manifest_larger_than_a_reader_opens_is_refused_by_the_writer(tmp_path: Path) -> None:
+    """The reader refuses a manifest past MANIFEST_LIMIT as damage: a QEMU stream that
+    announced 70,000 RAM blocks was imported into a trace no reader would open. The
+    writer refuses such metadata before it creates anything, and at close."""
+    limit = 16 << 20
+    with pytest.raises(ValueError) as caught:
+        TraceWriter(tmp_path / "t", memory_pages=16, meta={"blocks": ["x" * 1000] * 17_000})
+    text = str(caught.value)
+    assert text.startswith(f"cannot write trace {tmp_path / 't'}: its manifest.json would be ")
+    assert text.endswith(
+        f" bytes, more than a trace's manifest can be ({limit}); keep its metadata smaller"
+    )
+    assert not (tmp_path / "t").exists()
+    writer = TraceWriter(tmp_path / "u", memory_pages=16)
+    writer.write(Window(0, np.array([0]), np.full((1, 4096), 7, np.uint8)))
+    writer.meta["blocks"] = ["x" * 1000] * 17_000  # grown since open
+    with pytest.raises(ValueError, match=r"more than a trace's manifest can be \(16777216\)"):
+        writer.close()
+    with pytest.raises(TraceIncomplete, match="was not closed by its writer"):
+        TraceReader(tmp_path / "u")  # the manifest written at open stays: readable, incomplete
+    assert len(TraceReader(tmp_path / "u", allow_incomplete=True)) == 1
 
 
 def test_windows_numbered_with_numpy_integers_make_a_trace_that_closes(tmp_path: Path) -> None:

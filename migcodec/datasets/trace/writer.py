@@ -33,6 +33,7 @@ from .format import (
     INDEX,
     INDEX_DTYPE,
     MANIFEST,
+    MANIFEST_LIMIT,
     VERSION,
     TraceExists,
     TraceTooLarge,
@@ -400,6 +401,9 @@ class TraceWriter:
     def _write_manifest(self) -> None:
         tmp = self.path / (MANIFEST + ".tmp")
         text = json.dumps(seal(self._manifest), indent=2, allow_nan=False)
+        problem = _manifest_size_problem(text, 0)  # meta set since open (see _check_manifest)
+        if problem is not None:
+            raise ValueError(f"cannot write trace {self.path}: {problem}")
         try:
             tmp.write_text(text + "\n")
             os.replace(tmp, self.path / MANIFEST)
@@ -417,11 +421,28 @@ def _check_manifest(path: Path, manifest: dict[str, Any]) -> None:
     problem = check(manifest, MANIFEST_SCHEMA) or json_problem(manifest, "the manifest")
     if problem is None:
         try:
-            json.dumps(manifest, allow_nan=False)
+            problem = _manifest_size_problem(json.dumps(manifest, indent=2, allow_nan=False))
         except ValueError as exc:  # NaN or infinity, which JSON has no number for
             problem = f"it cannot be stored as JSON ({exc})"
     if problem is not None:
         raise ValueError(f"cannot write trace {path}: {problem}")
+
+
+#: room kept in the manifest for what the writer adds as it runs (totals, the seal)
+_MANIFEST_ROOM = 64 << 10
+
+
+def _manifest_size_problem(text: str, room: int = _MANIFEST_ROOM) -> str | None:
+    """Why a manifest of ``text`` (with ``room`` bytes to grow) cannot be written: its
+    reader refuses one past :data:`MANIFEST_LIMIT` as damage, and a QEMU stream that
+    announced 70,000 RAM blocks was imported into a trace no one could open."""
+    size = len(text.encode()) + room
+    if size <= MANIFEST_LIMIT:
+        return None
+    return (
+        f"its manifest.json would be {size} bytes, more than a trace's manifest can be "
+        f"({MANIFEST_LIMIT}); keep its metadata smaller"
+    )
 
 
 def _os_error(exc: OSError, path: Path) -> str:
