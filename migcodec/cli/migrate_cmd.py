@@ -463,6 +463,7 @@ def run_receive(args: argparse.Namespace) -> int:
                 path=args.memory_file,
                 shm_name=args.shm,
                 staged=True,
+                smaller="the size is the source's guest: send a smaller one",
             )
             stack.callback(memory.empty_again)  # after it is closed (last in, first out)
             opened.append(stack.enter_context(memory))
@@ -479,10 +480,12 @@ def run_receive(args: argparse.Namespace) -> int:
             for memory in opened:
                 memory.discard()
             raise
+    cut = ""
     for memory in opened:  # closed and whole: the image at its own name, and of its size
         memory.commit()
-        memory.trim()
-    into = f" into {opened[0].description}" if opened else ""
+        if memory.trim():  # said, not done silently: the user's file lost its tail
+            cut = f" (cut to the guest's {format_size(memory.size)})"
+    into = f" into {opened[0].description}{cut}" if opened else ""
     print(
         # pages sent again after the guest dirtied them count once per send: "received 1065
         # pages" of a 1024-page guest read as pages it did not have
@@ -547,14 +550,20 @@ def run_send(args: argparse.Namespace) -> int:
     return _verdict(args, report)
 
 
-def _memory_options(p: argparse.ArgumentParser, what: str, sized_by: str) -> None:
+def _memory_options(
+    p: argparse.ArgumentParser, what: str, sized_by: str, cut: bool = False
+) -> None:
     """Where memory lives: mapped from a file or a region, never copied, so the guest's
-    writes (or the decoded pages) land in it."""
+    writes (or the decoded pages) land in it. ``cut``: a larger file is cut to the size
+    once the memory in it is whole (a destination's: see ``GuestMemory.trim``)."""
     backing = p.add_mutually_exclusive_group()
+    sized = f"grown to {sized_by} if smaller" + (
+        ", and cut to it once received if larger" if cut else ""
+    )
     backing.add_argument(
         "--memory-file",
         metavar="PATH",
-        help=f"{what} in this file (created, or grown to {sized_by} if smaller)",
+        help=f"{what} in this file (created, or {sized})",
     )
     backing.add_argument(
         "--shm",
@@ -739,5 +748,5 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--listen", default="127.0.0.1:4444", type=_address, help="HOST:PORT to listen on"
     )
     _time_limits(p, RECEIVE_CONNECT_TIMEOUT_S, "wait for a source to connect", "source")
-    _memory_options(p, "destination memory", "the size the source announces")
+    _memory_options(p, "destination memory", "the size the source announces", cut=True)
     p.set_defaults(func=_reported(run_receive))

@@ -126,6 +126,11 @@ class GuestMemory:
         os.truncate(self._file, 0)
         return True
 
+    @property
+    def size(self) -> int:
+        """The memory's bytes (kept once closed, when ``pages`` is gone)."""
+        return self._size
+
     def trim(self) -> bool:
         """Cut a backing file longer than the memory to the memory's size, once closed (a
         destination that received all of its memory into an existing, larger file: its
@@ -170,6 +175,7 @@ def open_guest_memory(
     shm_name: str | None = None,
     must_exist: bool = False,
     staged: bool = False,
+    smaller: str = "use a smaller --memory",
 ) -> GuestMemory:
     """Guest memory of ``size`` bytes (whole pages), in a file, a region, or anonymous.
 
@@ -177,15 +183,16 @@ def open_guest_memory(
     created. ``staged``: a missing file is made under a name that says it is partial,
     and given ``path`` by :meth:`GuestMemory.commit` (a destination's image, once it is
     whole). Anonymous memory and a new region are refused if this machine does not have
-    the RAM available."""
+    the RAM available. ``smaller`` is what a refusal for room says to do about the size
+    (a destination's is the source's to change: it has no ``--memory``)."""
     if path is not None and shm_name is not None:
         raise GuestMemoryError("guest memory comes from a file or a shared-memory region, not both")
     if path is not None:
-        return _open_file(Path(path), size, page_size, must_exist, staged)
+        return _open_file(Path(path), size, page_size, must_exist, staged, smaller)
     if shm_name is not None:
-        return _open_shm(shm_name, size, page_size, must_exist)
+        return _open_shm(shm_name, size, page_size, must_exist, smaller)
     n_pages = _n_pages(size, None, page_size, "")
-    check_available(n_pages * page_size, "guest memory")
+    check_available(n_pages * page_size, "guest memory", smaller)
     try:
         pages = np.zeros((n_pages, page_size), np.uint8)
     except MemoryError as exc:
@@ -277,7 +284,12 @@ def _check_creatable(path: Path) -> None:
 
 
 def _open_file(
-    path: Path, size: int | None, page_size: int, must_exist: bool, staged: bool = False
+    path: Path,
+    size: int | None,
+    page_size: int,
+    must_exist: bool,
+    staged: bool = False,
+    smaller: str = "use a smaller --memory",
 ) -> GuestMemory:
     what = f"--memory-file {path}"
     created = False
@@ -311,7 +323,7 @@ def _open_file(
         # in its place (a path under a file) and hide why
         created = existing is None
         try:  # every mapped byte, holes of an existing file too (a no-op where allocated)
-            _allocate(fd, existing or 0, n_pages * page_size, what)
+            _allocate(fd, existing or 0, n_pages * page_size, what, smaller)
         finally:
             os.close(fd)
         pages = np.memmap(path, np.uint8, "r+", shape=(n_pages, page_size))
@@ -357,13 +369,13 @@ def _fallocate(fd: int, end: int, what: str, room: str) -> bool:
     return False
 
 
-def _allocate(fd: int, existing: int, end: int, what: str) -> None:
+def _allocate(fd: int, existing: int, end: int, what: str, smaller: str) -> None:
     """Give the file blocks for its first ``end`` bytes (reading as zeros where it had
     none; ``existing``: its size before): refused here, in one line, when its filesystem
     has no room, not by SIGBUS when a page in a hole is first written."""
     room = (
         "its filesystem has no room for the {end} bytes of guest memory; free space there, "
-        "use a smaller --memory, or put the file elsewhere"
+        f"{smaller}, or put the file elsewhere"
     )
     if _fallocate(fd, end, what, room):
         return
@@ -373,8 +385,7 @@ def _allocate(fd: int, existing: int, end: int, what: str) -> None:
     if end - existing > free:
         raise GuestMemoryError(
             f"{what}: its filesystem has {free} bytes free, and the file needs "
-            f"{end - existing} more; free space there, use a smaller --memory, or put the file "
-            "elsewhere"
+            f"{end - existing} more; free space there, {smaller}, or put the file elsewhere"
         )
     if end > existing:
         os.ftruncate(fd, end)
@@ -412,7 +423,9 @@ def _leave_mapped(shm: SharedMemory) -> None:
     shm.close()
 
 
-def _open_shm(name: str, size: int | None, page_size: int, must_exist: bool) -> GuestMemory:
+def _open_shm(
+    name: str, size: int | None, page_size: int, must_exist: bool, smaller: str
+) -> GuestMemory:
     what = f"--shm {name}"
     check_backing(shm_name=name)
     try:
@@ -425,7 +438,7 @@ def _open_shm(name: str, size: int | None, page_size: int, must_exist: bool) -> 
                 "--keep-contents to fill a new one"
             ) from None
         n_pages = _n_pages(size, None, page_size, what)
-        check_available(n_pages * page_size, what)
+        check_available(n_pages * page_size, what, smaller)
         try:
             shm, created = SharedMemory(name, create=True, size=n_pages * page_size), True
         except OSError as exc:

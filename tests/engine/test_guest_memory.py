@@ -347,6 +347,21 @@ def test_a_region_its_filesystem_has_no_room_for_is_refused_and_removed(shm_name
     assert not (SHM_DIR / shm_name).exists()  # made here, so not left behind
 
 
+def test_a_refusal_for_room_says_what_the_caller_can_change(shm_name, monkeypatch):
+    """A destination's memory is the size the source announced, and ``receive`` has no
+    --memory: its refusal told the user to use a smaller one."""
+    monkeypatch.setattr("migcodec.ram.available_memory", lambda: 1 << 20)
+    fix = "the size is the source's guest: send a smaller one"
+    with pytest.raises(GuestMemoryError) as caught:
+        open_guest_memory(4 << 20, shm_name=shm_name, smaller=fix)
+    assert str(caught.value) == (
+        f"--shm {shm_name} needs 4 MiB of RAM, but this machine has 1 MiB available; {fix}"
+    )
+    with pytest.raises(GuestMemoryError, match=r"available; use a smaller --memory$"):
+        open_guest_memory(4 << 20)
+    assert not (SHM_DIR / shm_name).exists()
+
+
 def test_a_region_is_allocated_before_it_is_mapped_not_left_sparse(shm_name, foreign_shm):
     with open_guest_memory(1 << 20, shm_name=shm_name):
         assert (SHM_DIR / shm_name).stat().st_blocks * 512 >= 1 << 20
