@@ -24,7 +24,9 @@ first device-state section after the RAM END section: device state has no length
 prefixes, and nothing in it is needed. Everything it reads is checked; anything it
 cannot read is a :class:`QemuStreamError` naming the byte offset: a stream that is not
 QEMU's, a file version or a feature this reader does not handle (compressed pages,
-RDMA, block migration, ...), or a truncated or damaged stream. Allocations are bounded
+RDMA, block migration, ...), or a truncated or damaged stream; a gzip or xz file is read
+to its end once before any of it is used, so that one failing its own integrity check is
+refused whole (:func:`check_container`). Allocations are bounded
 by what the stream holds or announced: names are at most 255 bytes, a page is the page
 size, an XBZRLE encoding at most a page, and the destination memory kept for imports
 holds only pages the stream sent (never-sent and zero pages take no memory).
@@ -44,6 +46,8 @@ dirty-bitmap sync) ends, so windows are cut either
   block and offset order, wrapping around at the end of RAM, so a page that does not come
   after the previous one starts a new pass. A pass and an iteration differ only in where
   the cut falls (QEMU syncs when few dirty pages are left, wherever its scan then is).
+  QEMU syncs between sections and sends a page once between syncs, so its scan wraps at
+  most once in a section: a section that wraps twice is refused as damaged.
 
 Either way the pages sent with the VM stopped (the END section) are a window of their
 own, whole even where the scan wraps inside it, phase ``stop-copy``; the first window is
