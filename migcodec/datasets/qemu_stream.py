@@ -61,6 +61,7 @@ import gzip
 import io
 import itertools
 import lzma
+import math
 import os
 import struct
 import zlib
@@ -755,6 +756,7 @@ def qemu_windows(
     index = 0
     section = -1
     cut_here = False
+    _check_room = _RoomCheck()
     # the section the scan last wrapped in, and how often it did there: a stream of 9-byte
     # records of one page made a window of each, and a 17 KB gzip file ran for minutes
     wrapped_in, wraps = -1, 0
@@ -887,26 +889,44 @@ def qemu_windows(
         )
 
 
-def _check_room(index: int, pages: int, page_size: int) -> None:
+class _RoomCheck:
     """Refuse window ``index`` of ``pages`` pages where this machine has not the memory to
     hold it as a window: what the stream holds does not bound it (a zero record of 9
     bytes is a page of the window), and without the check a stream of a megabyte whose
     records named a few GiB of pages was read until the kernel's out-of-memory killer
-    ended the process."""
-    from migcodec.ram import refuse_short
-    from migcodec.units import format_size
+    ended the process.
 
-    need = WINDOW_COPIES * pages * page_size
-    refuse_short(
-        need,
-        lambda free: QemuStreamTooLarge(
-            f"window {index} of the stream sends {pages} pages ({format_size(pages * page_size)}"
-            f"), and reading it holds up to {WINDOW_COPIES} times that at once "
-            f"({format_size(need)}: its pages, what they replaced and their encoding), but "
-            f"this machine has {format_size(free)} available; read the stream on a machine "
-            "with more free memory"
-        ),
-    )
+    The machine's free memory is read again only for a window that needs more than
+    :data:`_ROOM_SHARE` of what it had at the last reading: each reading opens four files
+    of /proc and the cgroup's, and a stream of windows of a page each spent a third of its
+    import reading them."""
+
+    __slots__ = ("_free",)
+
+    def __init__(self) -> None:
+        self._free = 0.0  # at the last reading (inf: the system does not say)
+
+    def __call__(self, index: int, pages: int, page_size: int) -> None:
+        from migcodec import ram
+        from migcodec.units import format_size
+
+        need = WINDOW_COPIES * pages * page_size
+        if need <= self._free * _ROOM_SHARE:
+            return
+        free = ram.available_memory()
+        self._free = math.inf if free is None else free
+        if free is not None and need > free:
+            raise QemuStreamTooLarge(
+                f"window {index} of the stream sends {pages} pages "
+                f"({format_size(pages * page_size)}), and reading it holds up to "
+                f"{WINDOW_COPIES} times that at once ({format_size(need)}: its pages, what "
+                f"they replaced and their encoding), but this machine has {format_size(free)} "
+                "available; read the stream on a machine with more free memory"
+            )
+
+
+#: the share of the free memory last read that a window may need without a new reading
+_ROOM_SHARE = 1 / 16
 
 
 def _check_points(points: Sequence[int] | None) -> frozenset[int] | None:

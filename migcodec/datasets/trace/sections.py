@@ -31,7 +31,10 @@ def encode_section(
     """Header, modes, batch table and payload segments of ``data``, unjoined.
 
     With ``pool``, batches are encoded on its threads (zstd, lz4 and zlib-ng release the
-    GIL), in order. Each batch's encode is watched as a codec call of this thread
+    GIL), in order; a section of one batch is encoded here, as the pool would gain nothing
+    from it and the hand-off to a thread and back cost more than a small batch's encode (a
+    window of one page took half a millisecond, most of it in three hand-offs). Each
+    batch's encode is watched as a codec call of this thread
     (:class:`~migcodec.codecs.bounded.Watch`).
     """
     raw = np.ascontiguousarray(data).reshape(-1).view(np.uint8)
@@ -50,7 +53,7 @@ def encode_section(
     # each batch watched (a bounded unit writing the trace names an encode that never
     # returns); on the pool, the wait for each batch in turn: no wait outlasts its batch
     watch = codec_watch()
-    if pool is not None:
+    if pool is not None and len(batches) > 1:
         pending = pool.map(codec.encode, batches)
         results = [watch.calling(codec, "encode", next, pending) for _ in batches]
     else:
