@@ -120,6 +120,9 @@ def _bench_codec(
 ) -> CodecBench:
     nbytes = memory.nbytes
     walls, cpus, decode_walls = [], [], []
+    # an instance of its own, as a destination's is: one worker encodes with ``codec``
+    # itself, and a codec that sent a key to pages it kept was verified by decoding with it
+    decoder = codec.clone()
     for _ in range(repeats):
         # one repeat's encoding and decoding at a time: kept across repeats (and with a
         # whole-memory comparison's temporary) a run held 5 copies of the pages, where the
@@ -131,7 +134,7 @@ def _bench_codec(
         dest = np.zeros_like(memory)
         # a DecodeError here is the codec's own output found malformed: its failure too
         with failures_of(codec.name, "to decode the benchmark pages", NOT_THE_DECODERS):
-            decode_walls.append(run_bounded(_decode_all, codec, encoded, dest, instead=_INSTEAD))
+            decode_walls.append(run_bounded(_decode_all, decoder, encoded, dest, instead=_INSTEAD))
         if not _same_pages(dest, memory):
             raise round_trip_mismatch(codec.name, "the benchmark pages")
     path = encoded[0].stats.path if encoded else CodecPath.SOFTWARE

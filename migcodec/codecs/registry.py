@@ -327,10 +327,13 @@ def faulty_plugin_hint(name: str) -> str:
 def probe_of(cls: type[Codec], name: str) -> Probe:
     """``cls.probe()`` of plugin ``name``, or an unavailable :class:`Probe` saying why it
     failed: a probe that raises or returns something else than a ``Probe`` must not hide
-    the other plugins, nor end a command in a traceback."""
+    the other plugins, nor end a command in a traceback (nor, raising ``SystemExit(0)``,
+    end it silently with success). Ctrl-C and SIGTERM still end the command."""
     try:
         probe = _watched(name, cls.probe)
-    except Exception as exc:
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
         return Probe(False, CodecPath.UNAVAILABLE, f"probe failed: {type(exc).__name__}: {exc}")
     if not isinstance(probe, Probe):
         return Probe(
@@ -366,22 +369,23 @@ def _built(name: str, config: dict[str, Any]) -> Codec:
         raise CodecUnavailable(f"codec {name!r} cannot run here: {probe.reason}")
     try:
         codec = cls.from_config(config)
-    except (ValueError, CodecError):  # a config the codec refuses: said by the codec
-        raise
-    except Exception as exc:
+        config_of = codec.get_config()  # its params(), the plugin's code too
+    except (ValueError, CodecError, KeyboardInterrupt):  # a config the codec refuses: said
+        raise  # by the codec; Ctrl-C and SIGTERM end the command
+    except BaseException as exc:  # a SystemExit(0) among them ended commands with success
         raise CodecUnavailable(
             f"codec {name!r} failed to start ({type(exc).__name__}: {exc}); "
             f"{faulty_plugin_hint(name)}"
         ) from exc
-    _check_json_config(codec)
+    _check_json_config(codec, config_of)
     return codec
 
 
-def _check_json_config(codec: Codec) -> None:
-    """Refuse a codec whose config does not come back equal from JSON: a stream's preamble
-    and a trace carry it as JSON, so writing one failed in a traceback (an object, bytes),
-    or the other end built a codec unequal to this one (NaN, a tuple)."""
-    config = codec.get_config()
+def _check_json_config(codec: Codec, config: dict[str, Any]) -> None:
+    """Refuse a codec whose config (``codec.get_config()``) does not come back equal from
+    JSON: a stream's preamble and a trace carry it as JSON, so writing one failed in a
+    traceback (an object, bytes), or the other end built a codec unequal to this one
+    (NaN, a tuple)."""
     try:
         same = json.loads(json.dumps(config, allow_nan=False)) == config
     except (TypeError, ValueError) as exc:

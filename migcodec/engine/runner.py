@@ -67,7 +67,7 @@ def run_loopback(
             with conn:
                 try:
                     receive_migration(conn, received, timeout_s=RECEIVE_TIMEOUT_S)
-                except Exception as exc:  # reported below, beside the source's view
+                except BaseException as exc:  # reported below, beside the source's view
                     outcome["error"] = exc
 
         # a daemon: a codec whose decode never returns holds it, and the process exits

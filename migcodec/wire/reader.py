@@ -455,7 +455,11 @@ class FrameReader:
             codec_watch().calling(codec, "decode", codec.decode_checked, frame.encoded, view)
         except (DecodeError, InvalidBatch, CodecError) as exc:
             raise CorruptPayload(f"{codec.name}: {exc}", frame.index, frame.offset) from exc
-        except Exception as exc:  # a codec bug on hostile input is still a wire error
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM while decoding: the command's end
+            raise
+        # a codec bug on hostile input is still a wire error: a plugin's SystemExit(0)
+        # ended a destination with success and no pages, a GeneratorExit in a traceback
+        except BaseException as exc:
             raise CorruptPayload(
                 f"{codec.name} failed on this payload: {type(exc).__name__}: {exc}",
                 frame.index,

@@ -114,6 +114,19 @@ FAULTY_CLASSES = textwrap.dedent(
 
         def __init__(self):
             raise RuntimeError("no context")
+
+    class ProbeExits(RawCodec):
+        name = "probe-exits"
+
+        @classmethod
+        def probe(cls):
+            raise SystemExit(0)
+
+    class ParamsExit(RawCodec):
+        name = "params-exit"
+
+        def params(self):
+            raise SystemExit(0)
     """
 )
 
@@ -130,6 +143,8 @@ def faulty_classes(plugin_site: Path) -> Path:
             "misnamed": "migcodec_faulty_plugin:OtherName",
             "start-fails": "migcodec_faulty_plugin:StartFails",
             "bytes-config": "migcodec_faulty_plugin:BytesConfig",
+            "probe-exits": "migcodec_faulty_plugin:ProbeExits",
+            "params-exit": "migcodec_faulty_plugin:ParamsExit",
         },
         {"migcodec_faulty_plugin": FAULTY_CLASSES},
     )
@@ -171,6 +186,23 @@ def test_a_constructor_that_raises_is_a_codec_that_fails_to_start(faulty_classes
     )
 
 
+def test_a_probe_or_constructor_that_exits_is_refused_not_a_silent_success(faulty_classes, capsys):
+    """``SystemExit(0)`` from a plugin's probe, constructor or params ended bench, migrate,
+    send and evaluate with no output and exit status 0."""
+    from migcodec.cli import main
+
+    assert _refusal("probe-exits") == (
+        "codec 'probe-exits' cannot run here: probe failed: SystemExit: 0"
+    )
+    assert _refusal("params-exit") == (
+        f"codec 'params-exit' failed to start (SystemExit: 0); {UNINSTALL}"
+    )
+    assert main(["migrate", "--codec", "params-exit", "--memory", "1MiB", "--quiet"]) == 2
+    assert capsys.readouterr().err == (
+        f"migcodec migrate: codec 'params-exit' failed to start (SystemExit: 0); {UNINSTALL}\n"
+    )
+
+
 def test_migcodec_codecs_and_bench_name_faulty_classes(faulty_classes, tmp_path):
     env = subprocess_env(tmp_path / "cache", faulty_classes)
     listed = subprocess.run(
@@ -191,6 +223,8 @@ def test_migcodec_codecs_and_bench_name_faulty_classes(faulty_classes, tmp_path)
 #: codecs whose transform raises, exits, or decodes to other bytes than it encoded
 FAULTY_TRANSFORMS = textwrap.dedent(
     """
+    import zlib
+
     from migcodec.codecs import Codec
 
     class Lying(Codec):
@@ -225,6 +259,32 @@ FAULTY_TRANSFORMS = textwrap.dedent(
 
         def decode_pages(self, blob, n_pages, page_size):
             return bytes(page_size)
+
+    class DecodeExits(Lying):
+        name = "decode-exits"
+
+        def encode_pages(self, pages):
+            return zlib.compress(pages.tobytes(), 1)
+
+        def decode_pages(self, blob, n_pages, page_size):
+            raise SystemExit(0)
+
+    class DecodeGeneratorExit(DecodeExits):
+        name = "decode-generator-exit"
+
+        def decode_pages(self, blob, n_pages, page_size):
+            raise GeneratorExit("closed")
+
+    class Keeping(Codec):
+        name = "keeping"  # sends a key to pages its own instance keeps
+
+        def encode_pages(self, pages):
+            self.kept = getattr(self, "kept", [])
+            self.kept.append(pages.tobytes())
+            return (len(self.kept) - 1).to_bytes(8, "little")
+
+        def decode_pages(self, blob, n_pages, page_size):
+            return getattr(self, "kept", [])[int.from_bytes(bytes(blob), "little")]
     """
 )
 
@@ -241,6 +301,9 @@ def faulty_transforms(plugin_site: Path) -> Path:
             "encode-exits": "migcodec_transforms_plugin:EncodeExits",
             "decode-raises": "migcodec_transforms_plugin:DecodeRaises",
             "decode-short": "migcodec_transforms_plugin:DecodeShort",
+            "decode-exits": "migcodec_transforms_plugin:DecodeExits",
+            "decode-generator-exit": "migcodec_transforms_plugin:DecodeGeneratorExit",
+            "keeping": "migcodec_transforms_plugin:Keeping",
         },
         {"migcodec_transforms_plugin": FAULTY_TRANSFORMS},
     )
@@ -262,6 +325,11 @@ def faulty_transforms(plugin_site: Path) -> Path:
             "decode-short",
             "failed to decode the benchmark pages (DecodeError: decode-short decoded 4096 "
             "bytes where 64 pages (262144 bytes) were expected)",
+        ),
+        # decoded by the instance that kept the pages, it was "every round trip verified"
+        (
+            "keeping",
+            "failed to decode the benchmark pages (IndexError: list index out of range)",
         ),
     ],
 )
@@ -367,6 +435,24 @@ def test_migrate_says_why_the_destination_refused_a_codec_whose_decode_raises(
         r"such dictionary",
         err,
     ), err
+
+
+@pytest.mark.parametrize(
+    ("name", "what"),
+    [("decode-exits", "SystemExit: 0"), ("decode-generator-exit", "GeneratorExit: closed")],
+)
+def test_a_decode_that_exits_is_a_corrupt_payload_not_a_silent_end(
+    faulty_transforms, capsys, name, what
+):
+    """A plugin's decode raising ``SystemExit(0)`` ended ``receive`` with status 0 and no
+    page written, and a ``GeneratorExit`` in a traceback: outside ``Exception``, neither
+    was caught where a decode's failure becomes a wire error."""
+    from migcodec.cli import main
+
+    assert main(["migrate", "--codec", name, "--memory", "1MiB", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("migcodec migrate: the migration failed: ") and err.count("\n") == 1
+    assert re.search(rf"byte offset \d+: {name} failed on this payload: {what}", err), err
 
 
 def test_a_codec_whose_config_is_not_json_is_refused_before_a_stream_starts(faulty_classes):
