@@ -9,7 +9,6 @@ import math
 import socket
 import sys
 import threading
-import time
 from collections.abc import Callable
 
 import numpy as np
@@ -402,11 +401,12 @@ class _Receiving:
 def _received_by_the_deadline(
     timed: TimedSocket, memory: MemoryOpener | None, args: argparse.Namespace
 ) -> StreamSummary:
-    """:func:`receive_migration` on a watched thread of its own, waited for until
-    ``--deadline`` and :data:`STOP_GRACE_S` more: the connection's timeouts bound every
-    read, but not a codec whose decode never returns, which held the command forever. It
-    is named (:class:`~migcodec.codecs.CodecStuck`), and the thread inside it left
-    running, with the memory it writes kept mapped (so is it when Ctrl-C ends the wait)."""
+    """:func:`receive_migration` on a watched thread of its own, waited for to its end: the
+    connection's timeouts bound every read, but not a codec whose decode never returns,
+    which held the command forever. A call that has not returned for ``--timeout`` (or
+    ``--deadline``, if shorter; at least :data:`STOP_GRACE_S`) is named
+    (:class:`~migcodec.codecs.CodecStuck`), and the thread inside it left running, with
+    the memory it writes kept mapped (so is it when Ctrl-C ends the wait)."""
     written: list[np.ndarray] = []
 
     def opened(n_pages: int, page_size: int) -> np.ndarray:  # memory another may unmap
@@ -433,9 +433,12 @@ def _received_by_the_deadline(
     thread = threading.Thread(target=receive, name="migcodec-receive", daemon=True)
     receiving = _Receiving(thread, watch, written)
     thread.start()
-    try:  # to the end, or past the deadline a call that has not returned for seconds
-        deadline = time.perf_counter() + args.deadline
-        stuck = stuck_in(thread, watch, deadline, STOP_GRACE_S, "send with another --codec")
+    try:  # to the end, or a codec call that has not returned for --timeout (or --deadline)
+        # a decode that never returns reads nothing from the source: past --timeout it is
+        # named as a silent source would be (it waited for the whole --deadline, an hour
+        # by default); a slow destination whose calls return is waited for to the end
+        bound = max(STOP_GRACE_S, min(args.timeout, args.deadline))
+        stuck = stuck_in(thread, watch, 0.0, bound, "send with another --codec")
     finally:
         if thread.is_alive():
             leave_running(receiving)

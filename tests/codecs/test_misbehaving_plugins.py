@@ -877,17 +877,20 @@ def test_migrate_with_a_codec_that_never_returns_fails_in_seconds(
     )
 
 
+@pytest.mark.parametrize("bound", [["--deadline", "1"], ["--timeout", "1"]])
 def test_receive_with_a_codec_whose_decode_never_returns_ends_by_its_deadline(
-    stuck_plugin, tmp_path
+    stuck_plugin, tmp_path, bound
 ):
     """The connection's timeouts bound every read, and --deadline the whole migration, but
     a decode that never returned held ``receive`` forever (and its source, waiting for the
     verdict, until its own deadline). Now the receiver names the codec a few seconds past
-    its deadline and exits 1 (the migration failed, as for a stream that broke), the file
-    it received into not left as an image."""
+    its deadline or its --timeout (a decode that never returns reads nothing from the
+    source: it waited for the whole --deadline, an hour by default) and exits 1 (the
+    migration failed, as for a stream that broke), the file it received into not left as
+    an image."""
     env = subprocess_env(tmp_path / "cache", stuck_plugin)
     received = tmp_path / "received.img"
-    receive = ["receive", "--listen", "127.0.0.1:0", "--deadline", "1"]
+    receive = ["receive", "--listen", "127.0.0.1:0", *bound]
     receiver = subprocess.Popen(
         [*migcodec_command(), *receive, "--memory-file", str(received)],
         stdout=subprocess.PIPE,
