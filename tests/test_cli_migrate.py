@@ -713,3 +713,20 @@ def test_a_migration_whose_codec_failed_says_how_many_batches_went_raw():
         ", 12 batches sent raw after their codec failed"
     )
     assert _row(MigrationReport("lz4")).endswith("0 iterations")
+
+
+def test_migrate_auto_says_when_the_saved_calibration_was_not_used(tmp_path, capsys, monkeypatch):
+    """Every run then calibrates again for seconds: ``evaluate`` said so, ``migrate --codec
+    auto`` threw the note away."""
+    from migcodec.selector import costmodel
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    path = costmodel.default_path(4096, 64)
+    path.parent.mkdir(parents=True)
+    path.write_text("{not json")
+    assert main(["migrate", "--codec", "auto", "--memory", "1MiB", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith(f"migcodec migrate: note: the calibration saved at {path} was not used (")
+    assert err.endswith("), and was made again\n") and err.count("\n") == 1
+    assert main(["migrate", "--codec", "auto", "--memory", "1MiB", "--quiet"]) == 0
+    assert capsys.readouterr().err == ""  # made again and kept: used from then on

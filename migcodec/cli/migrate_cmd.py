@@ -197,9 +197,15 @@ def _chooser(args: argparse.Namespace, config: MigrationConfig) -> CodecChooser:
     """The chooser ``--codec`` means, built on a bounded unit: a plugin whose import, probe
     or constructor never returns ends the command naming it (``--codec auto`` builds every
     arm), where it held the command forever."""
-    return run_bounded(
+    chooser = run_bounded(
         make_chooser, args.codec, config.link_rate, args.workers, instead="choose another --codec"
     )
+    # a damaged or unwritable calibration cache: said, as evaluate says it, since every
+    # run then calibrates again for seconds, silently
+    note = getattr(getattr(chooser, "selector", None), "calibration_note", None)
+    if note is not None:
+        print(f"migcodec {args.command}: note: {note}", file=sys.stderr)
+    return chooser
 
 
 def _check_codec(args: argparse.Namespace, config: MigrationConfig) -> None:

@@ -59,7 +59,12 @@ from migcodec.datasets.trace.schema import MANIFEST_SCHEMA, Field
 from migcodec.extensions import optional_extension
 from migcodec.files import json_problem, read_small_file
 from migcodec.hashing import seal, unseal
-from migcodec.selector.decisions import fit_probe_decisions, probe_decision_label, probe_policies
+from migcodec.selector.decisions import (
+    decision_prices,
+    fit_probe_decisions,
+    probe_decision_label,
+    probe_policies,
+)
 from migcodec.storage import LocalLocation
 from migcodec.units import format_number
 from migcodec.wire.format import MAX_BATCH_PAGES
@@ -310,7 +315,7 @@ class CostModel:
             version = doc.get("version") if isinstance(doc, dict) else None
             if version != COST_MODEL_VERSION:
                 raise CostModelError(
-                    f"cost model {path} has version {version}, expected "
+                    f"cost model {path} has version {_shown_json(version)}, expected "
                     f"{COST_MODEL_VERSION}; {remedy}"
                 )
             doc = unseal(doc)
@@ -734,4 +739,29 @@ def _saved_model(
         saved.machine != machine_identity()
     ):
         return None, None  # another machine's or configuration's: calibrated again
+    problem = _unusable(saved)
+    if problem is not None:
+        return None, f"the calibration saved at {path} was not used ({problem}), and was made again"
     return saved, None
+
+
+#: the arms a probe decision is priced among when a saved calibration is checked: the
+#: most any policy of migcodec's takes (``MAX_ARMS`` in ``_probes.c``)
+_PRICED_ARMS = 256
+
+
+def _unusable(model: CostModel) -> str | None:
+    """Why a calibration whose every entry reads well cannot price an evaluation: one
+    without the cheap features' entry, which every calibration writes, failed every
+    evaluation with advice to calibrate again that nothing then did; and one whose probe
+    decisions cost more than a second each failed every table made with it."""
+    if FEATURES_LABEL not in model.arms:
+        return f"it has no entry {FEATURES_LABEL!r}"
+    for policy, prices in decision_prices(model, _PRICED_ARMS).items():
+        if not all(is_cost_s(price) for price in prices):
+            return (
+                f"a probe decision of {policy!r} among {_PRICED_ARMS} arms costs "
+                f"{' and '.join(format_number(price) for price in prices)} s, more than "
+                f"{format_number(MAX_COST_S)}"
+            )
+    return None

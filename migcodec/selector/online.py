@@ -125,8 +125,12 @@ class Selector:
                 "(parse_policy again, or policy_from_config(policy.get_config()))"
             )
         costs = None
+        #: why this machine's saved calibration was not used or kept, if it was not (a
+        #: command says so: an unused cache makes every run calibrate for seconds)
+        self.calibration_note: str | None = None
         if policy.wants_costs:
             model = machine_cost_model(self.arms, page_size)
+            self.calibration_note = model.note
             costs = [model.arm(a.label) for a in self.arms]
             # what its decisions and features cost on this machine: against them its own
             # timings are judged

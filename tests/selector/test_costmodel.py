@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -250,6 +251,33 @@ def test_a_link_where_the_calibration_is_kept_is_replaced_not_written_through(
     assert not path.is_symlink() and CostModel.load(path).arms == model.arms
     assert model.note.startswith(f"the calibration saved at {path} was not used (")
     assert model.note.endswith("), and was made again")
+
+
+@pytest.mark.parametrize("damage", ["no features", "dear decisions"])
+def test_a_calibration_that_cannot_price_an_evaluation_is_made_again(tmp_path, monkeypatch, damage):
+    """Well formed and sealed, but without the cheap features' entry (which every
+    calibration writes), every evaluation failed with advice to calibrate again that
+    nothing then did; with a probe decision costing more than a second (each of its
+    coefficients within bounds), every table made with it was refused."""
+    from migcodec.selector import costmodel
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    path = costmodel.default_path(4096, 64)
+    first = costmodel.machine_cost_model(parse_arms("raw"), repeats=1)
+    if damage == "no features":
+        del first.arms[FEATURES_LABEL]
+        why = "it has no entry 'cheap features'"
+    else:
+        label = sorted(DECISIONS)[0]
+        first.arms[label] = replace(first.arms[label], per_call=0.5, per_page=[0.01] * 9)
+        why = "a probe decision of 'auto' among 256 arms costs "
+    first.save(path)
+    model = costmodel.machine_cost_model(parse_arms("raw"), repeats=1)
+    assert model.note.startswith(f"the calibration saved at {path} was not used ({why}")
+    assert model.note.endswith("), and was made again")
+    assert {"raw", FEATURES_LABEL, *DECISIONS} <= set(model.arms)
+    again = costmodel.machine_cost_model(parse_arms("raw"), repeats=1)
+    assert again.note is None and again.arms == model.arms  # kept, and used from then on
 
 
 def test_calibrations_of_other_arms_at_once_keep_each_others_arms(tmp_path, monkeypatch):
