@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import math
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
@@ -133,6 +134,16 @@ class Recorded(NamedTuple):
     payload_nbytes: int
     #: pages the kernel found all zero (``ZERO`` modes, no payload), when it looked
     n_zero: int = 0
+
+
+def _is_seconds(x: object) -> bool:
+    """Whether ``x`` is a finite real number >= 0 (a bool is not)."""
+    return (
+        isinstance(x, int | float | np.floating | np.integer)
+        and not isinstance(x, bool)
+        and math.isfinite(x)
+        and x >= 0
+    )
 
 
 def _as_encoding(result: Any) -> PageEncoding | None:
@@ -454,6 +465,8 @@ class Codec(ABC):
             path, device_s = self.probe_path(), None
         else:
             path, device_s = encoding.path, encoding.device_s
+            if device_s is not None and not _is_seconds(device_s):
+                self._bad_device_time(device_s)
         n, page_size = batch.n_pages, batch.page_size
         stats = Measurements(
             n * page_size,
@@ -543,6 +556,18 @@ class Codec(ABC):
         raise CodecFailed(
             f"codec {self.name!r} returned {problem} from its transform, which must return "
             f"one mode per page it was given, {allowed}; {faulty_plugin_hint(self.name)}"
+        )
+
+    def _bad_device_time(self, device_s: object) -> None:
+        """Refuse a transform's modelled device time that is no number of seconds (a
+        negative one was an evaluation's damaged table, naming no codec, and a bench's
+        negative device rate)."""
+        from migcodec.codecs.registry import faulty_plugin_hint  # registry imports this
+
+        raise CodecFailed(
+            f"codec {self.name!r} returned a device time of {device_s!r} from its transform, "
+            f"which must be a finite number of seconds >= 0, or None; "
+            f"{faulty_plugin_hint(self.name)}"
         )
 
     def probe_path(self) -> CodecPath:

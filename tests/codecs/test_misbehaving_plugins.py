@@ -225,7 +225,7 @@ FAULTY_TRANSFORMS = textwrap.dedent(
     """
     import zlib
 
-    from migcodec.codecs import Codec
+    from migcodec.codecs import Codec, CodecPath, PageEncoding
 
     class Lying(Codec):
         name = "lying"
@@ -275,6 +275,16 @@ FAULTY_TRANSFORMS = textwrap.dedent(
         def decode_pages(self, blob, n_pages, page_size):
             raise GeneratorExit("closed")
 
+    class NegativeDevice(DecodeExits):
+        name = "negative-device"
+
+        def encode_pages(self, pages):
+            blob = zlib.compress(pages.tobytes(), 1)
+            return PageEncoding(blob, None, CodecPath.EMULATED, -1.0)
+
+        def decode_pages(self, blob, n_pages, page_size):
+            return zlib.decompress(bytes(blob))
+
     class Keeping(Codec):
         name = "keeping"  # sends a key to pages its own instance keeps
 
@@ -304,6 +314,7 @@ def faulty_transforms(plugin_site: Path) -> Path:
             "decode-exits": "migcodec_transforms_plugin:DecodeExits",
             "decode-generator-exit": "migcodec_transforms_plugin:DecodeGeneratorExit",
             "keeping": "migcodec_transforms_plugin:Keeping",
+            "negative-device": "migcodec_transforms_plugin:NegativeDevice",
         },
         {"migcodec_transforms_plugin": FAULTY_TRANSFORMS},
     )
@@ -325,6 +336,12 @@ def faulty_transforms(plugin_site: Path) -> Path:
             "decode-short",
             "failed to decode the benchmark pages (DecodeError: decode-short decoded 4096 "
             "bytes where 64 pages (262144 bytes) were expected)",
+        ),
+        # a negative device rate in bench, a damaged table naming no codec in evaluate
+        (
+            "negative-device",
+            "returned a device time of -1.0 from its transform, which must be a finite "
+            "number of seconds >= 0, or None",
         ),
         # decoded by the instance that kept the pages, it was "every round trip verified"
         (

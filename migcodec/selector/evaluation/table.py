@@ -736,7 +736,9 @@ def _batch_rate(
     :class:`~migcodec.selector.features.FeatureExtractor` predicts from a timed probe)."""
     pages = np.maximum((1.0 - zero_frac) * batch, 1.0)
     work = cost.cpu_arrays(1.0, pages, pages * payload_per_page, zero_frac * batch, page_size)
-    with np.errstate(divide="ignore"):
+    # a time of a few subnormal seconds (a model's least) is a rate too large for a float:
+    # infinite, as a time of 0 is, without a warning
+    with np.errstate(divide="ignore", over="ignore"):
         return np.where(work > 0, batch * page_size / work, np.inf)
 
 
