@@ -206,10 +206,14 @@ def checked_arm_cost(label: str, fields: dict) -> ArmCost:
         or not all(is_cost_s(x) for x in seconds)
         or not (_number(cost.fit_error) and 0 <= cost.fit_error <= sys.float_info.max)
     ):
+        bad = [x for x in cost.per_page if not is_cost_s(x)]
+        pages = f"{len(cost.per_page)} per-page costs for {len(KNOTS)} knots" + (
+            f" ({', '.join(_shown(x) for x in bad[:3])} among them)" if bad else ""
+        )
         raise ValueError(
             f"arm {label!r} has coefficients no calibration writes (per call "
             f"{_shown(cost.per_call)}, per zero page {_shown(cost.per_zero_page)}, "
-            f"{len(cost.per_page)} per-page costs for {len(KNOTS)} knots, per word "
+            f"{pages}, per word "
             f"{_shown(cost.per_word)}, per run {_shown(cost.per_run)}, fit error "
             f"{_shown(cost.fit_error)}; seconds must be from 0 to {MAX_COST_S:g})"
         )

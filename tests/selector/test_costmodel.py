@@ -120,6 +120,11 @@ def test_coefficients_no_calibration_writes_are_refused_even_when_sealed(tmp_pat
     short.save(path)
     with pytest.raises(CostModelError, match="3 per-page costs for 9 knots"):
         CostModel.load(path)
+    # the bad value shown, where a NaN among nine was "9 per-page costs for 9 knots"
+    dear = CostModel(4096, 64, {"lz4": ArmCost(1e-6, 0.0, [1e-6] * 8 + [2.0])})
+    dear.save(path)
+    with pytest.raises(CostModelError, match=r"9 per-page costs for 9 knots \(2\.0 among them\)"):
+        CostModel.load(path)
     for per_word, per_run in ((-1e-9, 0.0), (0.0, float("inf"))):
         CostModel(
             4096, 64, {"xbzrle": ArmCost(1e-6, 0.0, [1e-6] * len(KNOTS), 0.0, per_word, per_run)}
