@@ -292,18 +292,17 @@ def open_stream(path: str | os.PathLike) -> BinaryIO:
 _CHECK_CHUNK = 1 << 20
 
 
-def check_container(f: BinaryIO) -> int:
-    """Read the decompressed stream ``f`` (gzip or xz) to its end, in chunks, and return
-    its length. The reader stops at the device state after the RAM sections, and gzip's
-    CRC and length, at the end of the file, are checked only by a read that reaches them:
-    a flipped bit in a page that the compression's own structure let through was imported
-    as a different page, with no error. A file whose check fails, or that ends before its
+def check_container(f: BinaryIO) -> None:
+    """Read the decompressed stream ``f`` (gzip or xz) to its end, in chunks. The reader
+    stops at the device state after the RAM sections, and gzip's CRC and length, at the
+    end of the file, are checked only by a read that reaches them: a flipped bit in a
+    page that the compression's own structure let through was imported as a different
+    page, with no error. A file whose check fails, or that ends before its
     end-of-stream marker, is a :class:`QemuStreamCorrupt` or
     :class:`QemuStreamTruncated` (whose ``offset`` is ``None``)."""
-    offset = 0
     try:
-        while chunk := f.read(_CHECK_CHUNK):
-            offset += len(chunk)
+        while f.read(_CHECK_CHUNK):
+            pass
     except EOFError:
         raise QemuStreamTruncated(
             "the compressed file ends before its end-of-stream marker, so nothing in it "
@@ -316,7 +315,6 @@ def check_container(f: BinaryIO) -> int:
             "be trusted: copy it again from where it was recorded, or record it again",
             None,
         ) from None
-    return offset
 
 
 class QemuStream:
@@ -757,9 +755,9 @@ def qemu_windows(
     section = -1
     cut_here = False
     _check_room = _RoomCheck()
-    # the section the scan last wrapped in, and how often it did there: a stream of 9-byte
-    # records of one page made a window of each, and a 17 KB gzip file ran for minutes
-    wrapped_in, wraps = -1, 0
+    # the section the scan last wrapped in: a stream of 9-byte records of one page made a
+    # window of each, and a 17 KB gzip file ran for minutes
+    wrapped_in = -1
 
     def close(w: _Open) -> Window | None:
         nonlocal index
@@ -820,9 +818,7 @@ def qemu_windows(
             and rec.page <= current.last_page
         )
         if wrapped:
-            wraps = wraps + 1 if rec.section == wrapped_in else 1
-            wrapped_in = rec.section
-            if wraps > 1:
+            if rec.section == wrapped_in:
                 raise QemuStreamCorrupt(
                     "a RAM section whose pages go around RAM a second time: QEMU sends each "
                     "dirty page once between two syncs of its dirty bitmap, which fall "
@@ -830,6 +826,7 @@ def qemu_windows(
                     "stream is damaged or was not written by QEMU",
                     rec.offset,
                 )
+            wrapped_in = rec.section
         if current is not None and (cut_here or wrapped):
             settle()
             done = close(current)
