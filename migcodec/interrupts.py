@@ -7,6 +7,11 @@ writing into or reading from memory its caller unmaps next runs under
 :func:`interrupts_held`: interrupted halfway, it would leave them running on memory that is
 gone, and the process would die of a segfault instead of printing a message. A leaf module
 (like ``units``), so every package can use it.
+
+A ``KeyboardInterrupt`` is also an exception like any other, which a codec's own code can
+raise: one from a plugin ended ``bench`` as "interrupted" (status 130), blaming the user
+for a codec's failure. :func:`from_signal` tells the two apart: the handlers here remember
+the exception they raise, and a signal's handler runs in the main thread only.
 """
 
 from __future__ import annotations
@@ -21,9 +26,49 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM arrived: raised in the main thread as Ctrl-C's ``KeyboardInterrupt`` is."""
 
 
+#: the exception the last signal raised through the handlers below (see from_signal)
+_raised: list[BaseException] = []
+
+
 def raise_terminated(signum: int, frame: object) -> None:
     """A SIGTERM handler: :class:`Terminated` in the main thread."""
-    raise Terminated()
+    _raised[:] = [Terminated()]
+    raise _raised[0]
+
+
+def raise_interrupted(signum: int, frame: object) -> None:
+    """A SIGINT handler: ``KeyboardInterrupt`` in the main thread, as Python's own raises
+    it, remembered as a signal's (:func:`from_signal`)."""
+    _raised[:] = [KeyboardInterrupt()]
+    raise _raised[0]
+
+
+def from_signal(exc: BaseException) -> bool:
+    """Whether ``exc`` is Ctrl-C's or SIGTERM's ``KeyboardInterrupt`` (the command's end),
+    not another exception, nor a ``KeyboardInterrupt`` that code (a codec's) raised itself.
+
+    Outside the main thread none is a signal's: Python runs signal handlers in the main
+    thread only. In it, where both handlers are this module's (a ``migcodec`` command),
+    it is a signal's only if a handler raised it (or it was raised while handling one);
+    under other handlers (a library's caller, Python's defaults) there is no telling, and
+    it is taken for a signal's, as every ``KeyboardInterrupt`` was."""
+    if not isinstance(exc, KeyboardInterrupt):
+        return False
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    if (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) != (
+        raise_interrupted,
+        raise_terminated,
+    ):
+        return True
+    raised = _raised[0] if _raised else None
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:  # the handler's, or raised handling it
+        if exc is raised:
+            return True
+        seen.add(id(exc))
+        exc = exc.__context__
+    return False
 
 
 @contextlib.contextmanager

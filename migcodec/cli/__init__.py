@@ -26,7 +26,7 @@ from migcodec.cli.args import (
 from migcodec.cli.args import silence_stdout as _silence_stdout
 from migcodec.codecs import CodecError
 from migcodec.codecs.stuck import left_running_note
-from migcodec.interrupts import Terminated, raise_terminated
+from migcodec.interrupts import Terminated, raise_interrupted, raise_terminated
 from migcodec.ram import thread_refused
 
 #: modules that each define ``register(subparsers)``
@@ -108,16 +108,20 @@ def main(argv: list[str] | None = None) -> int:
     _names_as_given()
     args = build_parser().parse_args(argv)
     # SIGTERM ends a command as Ctrl-C does (its cleanups run, one line says so), not with
-    # the default's silent exit that leaves a trace unclosed; the handler is the caller's
-    # again on return (tests call main in-process)
-    previous = None
+    # the default's silent exit that leaves a trace unclosed; Ctrl-C's handler raises as
+    # Python's does, remembering that it did (a codec's own KeyboardInterrupt is its
+    # failure: migcodec.interrupts.from_signal). The handlers are the caller's again on
+    # return (tests call main in-process)
+    previous = {}
     if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, raise_terminated)
+        previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, raise_terminated)}
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not ignored
+            previous[signal.SIGINT] = signal.signal(signal.SIGINT, raise_interrupted)
     try:
         return _run(args)
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -29,6 +29,7 @@ from stevedore.exception import NoMatches
 from migcodec.codecs.base import Codec, Probe
 from migcodec.codecs.encoded import CodecKind, CodecPath
 from migcodec.codecs.errors import CodecError, CodecNotFound, CodecUnavailable, OutdatedPlugin
+from migcodec.interrupts import from_signal
 
 EntryPoint = importlib.metadata.EntryPoint
 
@@ -82,10 +83,10 @@ class _Guarded:
         load = super()._load_one_plugin  # type: ignore[misc]
         try:  # watched as a call of the plugin's (see get_codec)
             return _watched(ep.name, load, ep, *args, **kwargs)
-        except KeyboardInterrupt:
-            raise
         except BaseException as exc:
-            if isinstance(exc, Exception) and not isinstance(exc, AssertionError):
+            if from_signal(exc) or (
+                isinstance(exc, Exception) and not isinstance(exc, AssertionError)
+            ):
                 raise
             raise _ImportAborted() from exc
 
@@ -331,9 +332,9 @@ def probe_of(cls: type[Codec], name: str) -> Probe:
     end it silently with success). Ctrl-C and SIGTERM still end the command."""
     try:
         probe = _watched(name, cls.probe)
-    except KeyboardInterrupt:
-        raise
     except BaseException as exc:
+        if from_signal(exc):
+            raise
         return Probe(False, CodecPath.UNAVAILABLE, f"probe failed: {type(exc).__name__}: {exc}")
     if not isinstance(probe, Probe):
         return Probe(
@@ -370,9 +371,11 @@ def _built(name: str, config: dict[str, Any]) -> Codec:
     try:
         codec = cls.from_config(config)
         config_of = codec.get_config()  # its params(), the plugin's code too
-    except (ValueError, CodecError, KeyboardInterrupt):  # a config the codec refuses: said
-        raise  # by the codec; Ctrl-C and SIGTERM end the command
+    except (ValueError, CodecError):  # a config the codec refuses: said by the codec
+        raise
     except BaseException as exc:  # a SystemExit(0) among them ended commands with success
+        if from_signal(exc):
+            raise
         raise CodecUnavailable(
             f"codec {name!r} failed to start ({type(exc).__name__}: {exc}); "
             f"{faulty_plugin_hint(name)}"

@@ -17,6 +17,7 @@ from migcodec.codecs.bounded import codec_watch
 from migcodec.codecs.encoded import Encoded
 from migcodec.codecs.errors import CodecError, CodecFailed, CodecStuck, RoundTripMismatch
 from migcodec.codecs.registry import faulty_plugin_hint
+from migcodec.interrupts import from_signal
 from migcodec.ram import thread_refused
 
 #: what a codec's own code may raise that is not the codec's failure: the codec layer's
@@ -50,11 +51,17 @@ class failures_of:
     def __exit__(self, kind: object, exc: BaseException | None, traceback: object) -> None:
         # a thread the process may not start is no codec's failure: a limit on the process
         # (its threads, or memory for their stacks) was blamed on the codec benchmarked
-        if exc is not None and not isinstance(exc, self.passed) and not thread_refused(exc):
-            raise CodecFailed(
-                f"codec {self.name!r} failed {self.during} ({type(exc).__name__}: {exc}); "
-                f"{faulty_plugin_hint(self.name)}"
-            ) from exc
+        if exc is None or thread_refused(exc):
+            return
+        # a KeyboardInterrupt no signal raised is the codec's own (bench said "interrupted")
+        if isinstance(exc, self.passed) and (
+            not isinstance(exc, KeyboardInterrupt) or from_signal(exc)
+        ):
+            return
+        raise CodecFailed(
+            f"codec {self.name!r} failed {self.during} ({type(exc).__name__}: {exc}); "
+            f"{faulty_plugin_hint(self.name)}"
+        ) from exc
 
 
 def round_trip_mismatch(name: str, what: str) -> RoundTripMismatch:

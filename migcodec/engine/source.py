@@ -45,7 +45,7 @@ from migcodec.engine.progress import ProgressCallback, ProgressTicker
 from migcodec.engine.report import IterationRecord, MigrationReport
 from migcodec.engine.runs import batch_runs
 from migcodec.hashing import RunningDigest
-from migcodec.interrupts import interrupts_held
+from migcodec.interrupts import from_signal, interrupts_held
 from migcodec.units import counted
 from migcodec.wire import FrameWriter, PeerTimeout, WireError, memory_digest
 from migcodec.wire.format import MAX_BATCH_BYTES, MAX_BATCH_PAGES
@@ -282,9 +282,13 @@ class _Sender(threading.Thread):
         self._await(request, codec_id)
         try:
             encoded = request.result()
-        except Exception:
+        except BaseException as exc:
+            if from_signal(exc):
+                raise
             # a codec failed: re-encode from a fresh snapshot with the fall-back, count it;
-            # the mirror then hears what the destination gets instead
+            # the mirror then hears what the destination gets instead. Its SystemExit or
+            # KeyboardInterrupt too: they ended the migration as "sender failed", naming no
+            # codec
             encoded = self._encode_here(self.fallback, request.batch, request.staging)
             codec_id = self.writer.codec_id(self.fallback)
             self.report.fallback_batches += 1

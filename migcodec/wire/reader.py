@@ -37,6 +37,7 @@ from migcodec.codecs.batch import check_run, check_runs
 from migcodec.codecs.bounded import codec_watch
 from migcodec.codecs.encoded import MAX_PAGE_MODE, PageMode
 from migcodec.hashing import RunningDigest, checksum
+from migcodec.interrupts import from_signal
 from migcodec.wire import format as fmt
 from migcodec.wire.errors import (
     ChecksumMismatch,
@@ -455,11 +456,11 @@ class FrameReader:
             codec_watch().calling(codec, "decode", codec.decode_checked, frame.encoded, view)
         except (DecodeError, InvalidBatch, CodecError) as exc:
             raise CorruptPayload(f"{codec.name}: {exc}", frame.index, frame.offset) from exc
-        except KeyboardInterrupt:  # Ctrl-C or SIGTERM while decoding: the command's end
-            raise
         # a codec bug on hostile input is still a wire error: a plugin's SystemExit(0)
         # ended a destination with success and no pages, a GeneratorExit in a traceback
         except BaseException as exc:
+            if from_signal(exc):  # Ctrl-C or SIGTERM while decoding: the command's end
+                raise
             raise CorruptPayload(
                 f"{codec.name} failed on this payload: {type(exc).__name__}: {exc}",
                 frame.index,

@@ -117,20 +117,26 @@ def test_batches_merge_adjacent_pages_and_respect_the_maximum():
 
 
 class _FlakyLz4(Lz4Codec):
-    """lz4 on the wire, but every third batch fails to encode."""
+    """lz4 on the wire, but every third batch fails to encode (with ``failure``)."""
 
     calls = 0
+    failure: type[BaseException] = RuntimeError
 
     def encode_pages(self, pages):
         type(self).calls += 1
         if type(self).calls % 3 == 0:
-            raise RuntimeError("injected codec failure")
+            raise self.failure("injected codec failure")
         return super().encode_pages(pages)
 
 
-def test_a_failing_codec_batch_is_re_encoded_with_the_fallback_and_counted():
+# a codec's own SystemExit or KeyboardInterrupt (no signal raises one in an engine's
+# thread) ended the migration as "sender failed", naming no codec
+@pytest.mark.parametrize("failure", [RuntimeError, SystemExit, KeyboardInterrupt])
+def test_a_failing_codec_batch_is_re_encoded_with_the_fallback_and_counted(failure):
     config = MigrationConfig(workers=1, link_rate=None)
-    report = run_loopback(4 * MiB, FixedChooser(_FlakyLz4()), config, 0.0, "seq")
+    codec = _FlakyLz4()
+    codec.failure = failure
+    report = run_loopback(4 * MiB, FixedChooser(codec), config, 0.0, "seq")
     assert report.succeeded, report.error
     assert report.fallback_batches > 0
     assert report.pages_by_codec["raw"] == report.fallback_batches * 64
