@@ -185,6 +185,12 @@ def _seconds(value: float) -> str:
     return f"{value:.3f}" if value < 1e6 else f"{value:.3g}"
 
 
+def _median(values: list[float]) -> float:
+    """The median of finite ``values``, halved before the middle two are added: their
+    sum may pass a float's range (two windows of 1e308 s had a median of inf)."""
+    return float(np.median(np.asarray(values, dtype=float) / 2)) * 2
+
+
 def _ratio_pages(sample: int, least: int, most: int) -> str:
     """Which of a window's stored pages its ratios come from (``summarize`` encodes at most
     ``sample`` of them): a trace of 64 stored pages per window was said to be sampled from
@@ -241,7 +247,7 @@ def info(args: argparse.Namespace) -> int:
         # a capture that takes longer than its interval stretches its windows past it
         print(
             f"  window lengths (measured): min {_seconds(min(lengths))} s, median "
-            f"{_seconds(float(np.median(lengths)))} s, max {_seconds(max(lengths))} s"
+            f"{_seconds(_median(lengths))} s, max {_seconds(max(lengths))} s"
         )
     if sampled:
         print(

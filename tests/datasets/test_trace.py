@@ -554,6 +554,11 @@ _MANIFEST_DAMAGE = [
      "field 'memory_pages' is -1, not an integer from 0 to 1099511627776"),
     (_set("windows", value=None), "field 'windows' is null, not an integer"),
     (_set("window_s", value="fast"), "field 'window_s' is a string, not a number or null"),
+    # past a float's range: the check raised OverflowError, a traceback in trace info
+    (_set("window_s", value=10**400),
+     "field 'window_s' is an integer of 401 digits, not a finite number of seconds, at least 0"),
+    (_set("memory_pages", value=10**20),
+     "field 'memory_pages' is 1e+20, not an integer from 0 to 1099511627776"),
     (_set("source", value=5), "field 'source' is an integer, not a string"),
     (_set("complete", value="yes"), "field 'complete' is a string, not true or false"),
     (_set("codec", value="zstd"), "field 'codec' is a string, not an object"),
@@ -713,6 +718,24 @@ def test_forged_record_metadata_of_the_wrong_type_is_named(trace, meta, problem)
         TraceReader(path)[2]
     assert err.value.window == 2
     assert problem in str(err.value) and str(err.value).startswith("window 2: ")
+
+
+def test_a_record_duration_past_a_float_s_range_is_named(tmp_path, monkeypatch) -> None:
+    """An integer of 401 digits, stored with valid checksums: the schema's float check
+    raised ``OverflowError``, which the reader did not turn into damage (a traceback in
+    ``trace info`` and ``evaluate``)."""
+    from migcodec.datasets.trace import record
+
+    forged = b'{"phase":null,"duration_s":1' + b"0" * 400 + b',"meta":{}}'
+    monkeypatch.setattr(record, "_meta_json", lambda index, meta: forged)
+    with TraceWriter(tmp_path / "t", memory_pages=8, page_size=PS) as writer:
+        writer.write(Window(0, np.array([1, 3]), generate_pages("text", 2, 0, PS)))
+    with pytest.raises(TraceCorrupt) as err:
+        TraceReader(tmp_path / "t")[0]
+    assert str(err.value).startswith(
+        "window 0: record field 'metadata.duration_s' is an integer of 401 digits, not a "
+        "number of seconds, at least 0 (record at chunk-000000.mct offset 0"
+    )
 
 
 def test_a_window_said_to_dirty_more_pages_than_memory_has_is_refused(tmp_path: Path) -> None:

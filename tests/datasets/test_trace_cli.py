@@ -393,18 +393,27 @@ def _unclosed_trace(path: Path) -> None:
 
 
 def test_trace_info_shows_a_window_length_no_one_could_read_in_three_figures(tmp_path, capsys):
-    """A file's window of 1e308 s was printed as a number of 309 digits."""
+    """A file's window of 1e308 s was printed as a number of 309 digits; and two of them
+    had a median of inf, with numpy's overflow warning."""
     import numpy as np
 
     from migcodec.datasets import Window
 
-    with TraceWriter(tmp_path / "t", memory_pages=16) as writer:
-        for i, seconds in enumerate((0.25, 1e308)):
-            pages = np.ones((1, 4096), np.uint8)
-            writer.write(Window(i, np.array([i]), pages, duration_s=seconds))
-    assert main(["trace", "info", str(tmp_path / "t"), "--codecs", "lz4"]) == 0
-    out = capsys.readouterr().out
-    assert "  window lengths (measured): min 0.250 s, median 5e+307 s, max 1e+308 s\n" in out
+    for k, (lengths, shown) in enumerate(
+        [
+            ((0.25, 1e308), "min 0.250 s, median 5e+307 s, max 1e+308 s"),
+            ((1e308, 1e308), "min 1e+308 s, median 1e+308 s, max 1e+308 s"),
+        ]
+    ):
+        path = tmp_path / f"t{k}"
+        with TraceWriter(path, memory_pages=16) as writer:
+            for i, seconds in enumerate(lengths):
+                pages = np.ones((1, 4096), np.uint8)
+                writer.write(Window(i, np.array([i]), pages, duration_s=seconds))
+        assert main(["trace", "info", str(path), "--codecs", "lz4"]) == 0
+        out, err = capsys.readouterr()
+        assert f"  window lengths (measured): {shown}\n" in out
+        assert err == ""
 
 
 def test_an_unclosed_trace_is_reported_with_the_options_of_the_command_reading_it(tmp_path, capsys):

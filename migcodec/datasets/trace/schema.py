@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from migcodec.units import format_number
+
 #: the largest page a trace may hold (the wire's bound: 2 MiB)
 MAX_PAGE_SIZE = 1 << 21
 #: the largest guest a trace may describe (the wire's bound, in pages)
@@ -138,8 +140,9 @@ def _check_field(value: object, spec: Field, path: str) -> str | None:
         return f"field {path!r} is {_kind_of(value)}, not {wanted}"
     if value is None:
         return None
-    if spec.check is not None and not spec.check(value):
-        return f"field {path!r} is {value!r}, not {spec.rule}"
+    if spec.check is not None and not _passes(spec.check, value):
+        shown = format_number(value) if isinstance(value, int | float) else repr(value)
+        return f"field {path!r} is {shown}, not {spec.rule}"
     if spec.fields is not None:
         return check(value, spec.fields, path)
     if spec.items is not None:
@@ -148,6 +151,16 @@ def _check_field(value: object, spec: Field, path: str) -> str | None:
             if problem is not None:
                 return problem
     return None
+
+
+def _passes(rule: Callable[[Any], bool], value: object) -> bool:
+    """``rule(value)``, false where the rule cannot compare it: JSON's integers have no
+    bound, and one past a float's range (``10**400`` as a number of seconds) made the
+    float checks raise ``OverflowError``, a traceback where the reader names the field."""
+    try:
+        return bool(rule(value))
+    except OverflowError:
+        return False
 
 
 def _is_kind(value: object, kinds: tuple[type, ...]) -> bool:
