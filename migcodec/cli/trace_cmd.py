@@ -15,6 +15,7 @@ from migcodec.cli.args import CommandLineError, check_trace_named, json_document
 from migcodec.codecs.bounded import run_bounded
 from migcodec.datasets import TraceError, TraceReader, TraceWriter, Workload, get_workload
 from migcodec.datasets.presets import workload_names
+from migcodec.datasets.qemu_stream import DEFAULT_MAX_WINDOWS, QemuStreamTooManyWindows
 from migcodec.datasets.trace import TraceExists, TraceIncomplete, TraceWriteInterrupted
 from migcodec.datasets.trace.reader import TraceInfo
 from migcodec.datasets.window import Window
@@ -339,6 +340,8 @@ def import_qemu(args: argparse.Namespace) -> int:
     words = ["migcodec", "trace", "import-qemu", args.stream, "--out", args.out]
     words += ["--sync-points", args.sync_points] if args.sync_points else []
     words += ["--codec", args.codec] + (["--force"] if args.force else [])
+    if args.max_windows != DEFAULT_MAX_WINDOWS:
+        words += ["--max-windows", str(args.max_windows)]
     try:
         stats, info = import_qemu_stream(
             args.stream,
@@ -347,7 +350,10 @@ def import_qemu(args: argparse.Namespace) -> int:
             codec=args.codec,
             overwrite=args.force,
             command=shlex.join(words),
+            max_windows=args.max_windows,
         )
+    except QemuStreamTooManyWindows as exc:
+        raise QemuStreamTooManyWindows(f"{exc} (--max-windows N)") from None
     except TraceError:  # TraceExists is an OSError too: _run words it for this command line
         raise
     except OSError as exc:  # the stream or the output directory
@@ -526,5 +532,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "of its RAM scan",
     )
     q.add_argument("--codec", default="zstd", help="codec that stores the pages")
+    q.add_argument(
+        "--max-windows",
+        type=types.positive_int,
+        default=DEFAULT_MAX_WINDOWS,
+        metavar="N",
+        help="refuse a stream of more than N windows (default: %(default)s; a QEMU "
+        "migration makes a few or tens, a stream of many thousands never converged)",
+    )
     q.add_argument("--force", action="store_true", help="replace an existing trace")
     q.set_defaults(func=_run(import_qemu))

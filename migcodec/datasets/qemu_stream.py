@@ -160,7 +160,20 @@ class QemuStreamCorrupt(QemuStreamError):
 
 class QemuStreamTooLarge(TraceError):
     """A window of the stream larger than this machine has the memory to hold (see
-    :data:`WINDOW_COPIES`)."""
+    :data:`WINDOW_COPIES`), or more windows than the import was allowed to write."""
+
+
+class QemuStreamTooManyWindows(QemuStreamTooLarge):
+    """More windows than the import was allowed to write (see :data:`DEFAULT_MAX_WINDOWS`)."""
+
+
+#: windows an import writes unless told otherwise: a stream's windows are its iterations
+#: (or scan passes), and QEMU stops iterating once what is left to send fits its downtime,
+#: so a migration makes a few, or tens; past many thousands it never converged. Each
+#: window costs a trace record (a third of a millisecond, a few hundred bytes) for as
+#: little as one 22-byte RAM section of the stream, which compresses ten-thousandfold: an
+#: 8 KB gzip file of 150,000 such sections ran for 45 s and wrote 46 MiB
+DEFAULT_MAX_WINDOWS = 10_000
 
 
 #: copies of a window's pages that reading it may hold at once: its pages, what they
@@ -735,12 +748,17 @@ class _Open:
 
 
 def qemu_windows(
-    stream: QemuStream, sync_points: Sequence[int] | None = None, stats: ImportStats | None = None
+    stream: QemuStream,
+    sync_points: Sequence[int] | None = None,
+    stats: ImportStats | None = None,
+    max_windows: int = DEFAULT_MAX_WINDOWS,
 ) -> Iterator[Window]:
     """The windows of ``stream``, one per pre-copy iteration (see the module docstring for
     where the cuts fall, with and without ``sync_points``), with ``previous``; each window's
     ``meta["qemu"]`` says what QEMU sent in it (pages by kind, record bytes, XBZRLE bytes,
-    sections). ``stats`` (updated as windows are produced) counts the whole stream.
+    sections). ``stats`` (updated as windows are produced) counts the whole stream. A
+    stream of more than ``max_windows`` windows raises :class:`QemuStreamTooManyWindows` as it
+    starts the one past them (see :data:`DEFAULT_MAX_WINDOWS`).
 
     The destination's memory is kept as the pages the stream sent (a zero page or one never
     sent holds zeros, kept as nothing), so memory follows the pages in the stream.
@@ -763,6 +781,14 @@ def qemu_windows(
         nonlocal index
         if not w.after:
             return None
+        if index >= max_windows:
+            raise QemuStreamTooManyWindows(
+                f"the stream makes more than {max_windows} windows (the window past them "
+                f"starts in RAM section {w.first_section}); a QEMU migration makes a few "
+                "or tens before it converges, so the stream is damaged or was not written "
+                "by QEMU, or its migration never converged: allow more windows if it is "
+                "one you want whole"
+            )
         _check_room(index, len(w.after), page_size)
         order = np.array(sorted(w.after), dtype=np.int64)
         pages = np.stack([zero if w.after[p] is None else w.after[p] for p in order])
@@ -1045,11 +1071,13 @@ def import_qemu_stream(
     codec: str = "zstd",
     overwrite: bool = False,
     command: str | None = None,
+    max_windows: int = DEFAULT_MAX_WINDOWS,
 ) -> tuple[ImportStats, StreamInfo]:
     """Write the windows of the QEMU stream at ``source`` (plain or gzip) as a trace at
     ``out``; returns the counts and what the stream announced. A stream that cannot be
-    read raises :class:`QemuStreamError` (the trace directory then holds an incomplete
-    trace, marked so in its manifest)."""
+    read raises :class:`QemuStreamError`, and one of more than ``max_windows`` windows
+    :class:`QemuStreamTooManyWindows` (the trace directory then holds an incomplete trace,
+    marked so in its manifest)."""
     from migcodec.datasets.trace import TraceWriter
 
     stats = ImportStats()
@@ -1076,7 +1104,7 @@ def import_qemu_stream(
                 "sync_points": list(sync_points) if sync_points is not None else None,
             },
         ) as writer:
-            for window in qemu_windows(stream, sync_points, stats):
+            for window in qemu_windows(stream, sync_points, stats, max_windows):
                 writer.write(window)
             writer.meta["qemu"] = stats.as_dict()
     return stats, info

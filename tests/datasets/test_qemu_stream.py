@@ -303,6 +303,42 @@ def test_a_scan_that_wraps_twice_in_one_section_is_refused_where_it_does() -> No
     assert [w.page_indices.tolist() for w in windows(f.device_state())] == [[3], [1], [0]]
 
 
+def test_a_stream_of_more_windows_than_allowed_is_refused_as_the_one_past_them_starts(
+    tmp_path, capsys
+) -> None:
+    """One zero record per section wraps once per section, as QEMU's scan may: a window per
+    22 bytes of the stream, which gzip compresses ten-thousandfold (an 8 KB file of
+    150,000 sections ran for 45 s and wrote 46 MiB). The import writes up to
+    ``max_windows`` (``--max-windows``) and refuses the stream at the one past them."""
+
+    f = Forge().header().start()
+    for _ in range(6):
+        f.section().zero(0).eos()
+    data = f.section(q.SECTION_END).eos().device_state()
+    assert len(windows(data)) == 6
+    made = []
+    with pytest.raises(q.QemuStreamTooManyWindows) as caught:
+        made.extend(qemu_windows(QemuStream(data), max_windows=4))
+    assert len(made) == 4
+    assert str(caught.value).startswith(
+        "the stream makes more than 4 windows (the window past them starts in RAM section 5); "
+        "a QEMU migration makes a few or tens before it converges"
+    )
+    stream = tmp_path / "stream"
+    stream.write_bytes(data)
+    out = ["trace", "import-qemu", str(stream), "--out", str(tmp_path / "t")]
+    assert main([*out, "--max-windows", "5"]) == 2
+    assert capsys.readouterr().err == (
+        "migcodec trace import-qemu: the stream makes more than 5 windows (the window past "
+        "them starts in RAM section 6); a QEMU migration makes a few or tens before it "
+        "converges, so the stream is damaged or was not written by QEMU, or its migration "
+        "never converged: allow more windows if it is one you want whole (--max-windows N)\n"
+    )
+    assert main([*out, "--max-windows", "6", "--force"]) == 0
+    assert len(TraceReader(tmp_path / "t")) == 6
+    assert "--max-windows 6" in TraceReader(tmp_path / "t").info().command
+
+
 def test_a_block_list_of_more_blocks_than_qemu_has_is_refused() -> None:
     """A trace keeps every block's name in its manifest: a stream of 5 KB that announced
     70,000 blocks was imported into a trace no reader would open."""
