@@ -121,6 +121,7 @@ class FrameReader:
         self.offset = 0
         self.index = 0
         self.ended = False
+        self._reached = 0  # the end of the pages receive() has written (see _follow)
         try:
             # inside: a preamble of a newer version (or a damaged one) is answered with why,
             # so that the source says what to upgrade, not that the destination hung up
@@ -537,15 +538,22 @@ class FrameReader:
         once: a migration's first pass sends memory in order, so the digest is ready when
         the stream ends instead of reading all of memory then. Later passes only rewind:
         they resend pages from all over memory, and hashing ahead there could hash memory
-        once per pass; what they leave is hashed once, at the end."""
+        once per pass; what they leave is hashed once, at the end. So does a first-pass
+        frame that rewrites pages already hashed: hashed again at once, a peer's frames
+        of 68 bytes that each rewrote the same 64 MiB of zero pages had it hash 64 MiB
+        apiece."""
         page_size = self.page_size
         if runs.shape[0] == 1:
             first, count = runs[0].tolist()
+            end = first + count
         else:
             first, count = int(runs[:, 0].min()), 0
+            end = int((runs[:, 0] + runs[:, 1]).max())
         low = first * page_size
+        ahead = first_pass and count and low >= self._reached  # not a rewrite
+        self._reached = max(self._reached, end * page_size)
         running.written(low)
-        if first_pass and count:
+        if ahead:
             running.extend(low, low + count * page_size)
 
     def _verify_end(self, frame, summary, running: RunningDigest | None) -> None:

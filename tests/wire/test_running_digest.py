@@ -62,3 +62,33 @@ def test_extend_hashes_only_what_continues_the_prefix():
     running.extend(4096 * 8, 4096 * 16)
     assert running.hashed == 4096 * 16
     assert running.digest() == memory_digest(memory)
+
+
+def test_a_first_pass_that_rewrites_hashed_pages_hashes_them_once_at_the_end(
+    small_steps, monkeypatch
+):
+    """Frames that each rewrote the same pages in the first pass had them hashed again at
+    once, frame after frame (68-byte frames of zero pages made a reader hash 64 MiB each);
+    a rewrite only rewinds, and what it leaves is hashed when the stream ends."""
+    memory = generate_pages("mixed", 64, 7)
+    out = io.BytesIO()
+    raw = get_codec("raw")
+    writer = FrameWriter(out, 4096, 64, [raw])
+    for _ in range(5):
+        writer.write_batch(raw.encode(Batch(memory, [(0, 64)])))
+    writer.end_iteration(0, 5 * 64)
+    writer.end_stream(memory_digest(memory))
+    hashed = []
+    advance = RunningDigest.advance
+
+    def counted(self, end):
+        before = self.hashed
+        advance(self, end)
+        hashed.append(self.hashed - before)
+
+    monkeypatch.setattr(RunningDigest, "advance", counted)
+    dest = np.zeros_like(memory)
+    summary = FrameReader(io.BytesIO(out.getvalue())).receive(dest)
+    assert summary.digest_verified
+    np.testing.assert_array_equal(dest, memory)
+    assert sum(hashed) == 2 * memory.nbytes  # the first frame's, then once at the end
