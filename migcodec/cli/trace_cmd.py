@@ -140,6 +140,7 @@ def synth(args: argparse.Namespace) -> int:
         overwrite=args.force,
         meta={"workload": spec.name, "description": spec.description, "seed": spec.seed},
         expected_windows=spec.n_windows,
+        staged=True,  # made again at will: a trace in part is worth nothing
     ) as writer:
         n = writer.write_all(workload)
     info = TraceReader(args.out).info()

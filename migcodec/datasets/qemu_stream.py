@@ -1076,8 +1076,8 @@ def import_qemu_stream(
     """Write the windows of the QEMU stream at ``source`` (plain or gzip) as a trace at
     ``out``; returns the counts and what the stream announced. A stream that cannot be
     read raises :class:`QemuStreamError`, and one of more than ``max_windows`` windows
-    :class:`QemuStreamTooManyWindows` (the trace directory then holds an incomplete trace,
-    marked so in its manifest)."""
+    :class:`QemuStreamTooManyWindows`; the trace is then not written, and a trace that
+    ``overwrite`` was to replace is left as it was (the writer stages it)."""
     from migcodec.datasets.trace import TraceWriter
 
     stats = ImportStats()
@@ -1091,6 +1091,7 @@ def import_qemu_stream(
             command=command,
             codec=codec,
             overwrite=overwrite,
+            staged=True,
             meta={
                 "method": "qemu-stream",
                 "method_note": "QEMU's migration stream: one window per pre-copy "

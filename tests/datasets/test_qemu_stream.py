@@ -101,6 +101,27 @@ def test_sync_points_cut_windows_at_qemu_s_syncs() -> None:
         windows(SAMPLE, [3, 1])
 
 
+def test_an_import_that_fails_leaves_no_trace_and_the_one_it_replaces_as_it_was(
+    tmp_path, capsys
+) -> None:
+    """Sync points of another stream are found wrong at the stream's end: the import had
+    written two windows by then, left them unclosed, and with ``--force`` had already
+    deleted the trace it was to replace. It stages the trace beside ``--out``."""
+    stream, points = tmp_path / "stream", tmp_path / "points.json"
+    stream.write_bytes(SAMPLE)
+    points.write_text("[0, 9]")
+    out = tmp_path / "t"
+    argv = ["trace", "import-qemu", str(stream), "--out", str(out)]
+    assert main(argv) == 0
+    before = {f.name: f.read_bytes() for f in out.iterdir()}
+    for target, force in ((tmp_path / "u", []), (out, ["--force"])):
+        command = [*argv[:4], str(target), "--sync-points", str(points), *force]
+        assert main(command) == 2
+        assert "a sync point after 9 RAM sections" in capsys.readouterr().err
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == before
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["points.json", "stream", "t"]
+
+
 def test_the_stop_and_copy_pages_are_one_window_even_where_the_scan_wraps() -> None:
     f = Forge().header().start().section().page(5, text_page(5)).page(9, text_page(9)).eos()
     f.section(q.SECTION_END).page(12, text_page(12)).xbzrle(5, text_page(5, 1)).eos()

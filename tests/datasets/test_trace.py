@@ -917,3 +917,41 @@ def test_metadata_set_after_opening_is_checked_when_the_trace_is_closed(tmp_path
     writer.end_reason = "closed"
     writer.close()
     assert TraceReader(tmp_path / "t").info().meta == {"blocks": ["pc.ram", 4096]}
+
+
+def _window(i: int) -> Window:
+    return Window(i, np.array([i]), generate_pages("text", 1, i, PS))
+
+
+def test_a_staged_trace_replaces_the_one_there_only_when_it_closes_whole(tmp_path) -> None:
+    """Staged, a trace is written beside its path and renamed there when it closes: one
+    that ends any other way (an error in the block, a refused write) leaves no trace in
+    part, and the trace it was to replace as it was. Unstaged (a capture, which cannot be
+    made again), the windows written stay, unclosed."""
+    path = tmp_path / "t"
+    with TraceWriter(path, memory_pages=8, page_size=PS) as writer:
+        writer.write(_window(0))
+    before = {f.name: f.read_bytes() for f in path.iterdir()}
+    staged = TraceWriter(path, memory_pages=8, page_size=PS, overwrite=True, staged=True)
+    with pytest.raises(RuntimeError, match="source failed"), staged as w:
+        w.write(_window(0))
+        w.write(_window(1))
+        raise RuntimeError("source failed")
+    assert {f.name: f.read_bytes() for f in path.iterdir()} == before
+    with pytest.raises(RuntimeError), TraceWriter(tmp_path / "new", memory_pages=8, staged=True):
+        raise RuntimeError("source failed")
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["t"]  # nothing staged is left
+    with TraceWriter(path, memory_pages=8, page_size=PS, overwrite=True, staged=True) as w:
+        for i in range(3):
+            w.write(_window(i))
+        assert len(TraceReader(path)) == 1  # the old trace, until the new one closes
+    assert len(TraceReader(path)) == 3 and TraceReader(path).info().complete
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["t"]
+    with (
+        pytest.raises(RuntimeError),
+        TraceWriter(path, memory_pages=8, page_size=PS, overwrite=True) as w,
+    ):
+        w.write(_window(0))
+        raise RuntimeError("source failed")
+    assert len(TraceReader(path, allow_incomplete=True)) == 1
+    assert not TraceReader(path, allow_incomplete=True).info().complete

@@ -182,20 +182,28 @@ def _full_disk_from(monkeypatch, name: str) -> None:
     monkeypatch.setattr(writer_module, "open", fake_open, raising=False)
 
 
-def test_a_full_disk_while_writing_a_window_is_one_line_and_leaves_it_unclosed(
+def test_a_full_disk_while_writing_a_window_is_one_line_and_leaves_nothing(
     tmp_path, capsys, monkeypatch
 ):
+    """``trace synth`` stages its trace (a synthetic one is made again at will): a failed
+    write leaves no trace in part, and a trace it was to replace as it was."""
     out = tmp_path / "t"
+    assert main([*SYNTH, "--out", str(out)]) == 0
+    before = {f.name: f.read_bytes() for f in out.iterdir()}
+    capsys.readouterr()
     _full_disk_from(monkeypatch, "chunk-")
-    assert main([*SYNTH, "--out", str(out)]) == 1  # it ran and failed: not a usage error
-    assert capsys.readouterr().err == (
-        f"migcodec trace synth: cannot write window 0 of trace {out}: No space left on device "
-        f"(errno 28, {out / 'chunk-000000.mct'}); the partial trace is left there unclosed "
-        "(the windows written before read as an incomplete trace): free space or choose "
-        "another directory, then write it again\n"
-    )
-    assert len(TraceReader(out, allow_incomplete=True)) == 0
-    assert not TraceReader(out, allow_incomplete=True).info().complete
+    for force in ([], ["--force"]):
+        target = tmp_path / "u" if not force else out
+        assert main([*SYNTH, "--out", str(target), *force]) == 1  # it ran and failed
+        assert capsys.readouterr().err == (
+            f"migcodec trace synth: cannot write window 0 of trace {target}: No space left "
+            f"on device (errno 28, {target.absolute()}); nothing of it is kept, and {target} "
+            "holds what it held: free space or choose another directory, then write it "
+            "again\n"
+        )
+    assert not (tmp_path / "u").exists()
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == before
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["t"]  # no staged directory left
 
 
 def test_a_full_disk_when_closing_keeps_the_windows_written(tmp_path, capsys, monkeypatch):
@@ -456,10 +464,10 @@ def test_synth_refuses_a_trace_the_disk_cannot_hold_after_a_few_windows(
     assert err.startswith("migcodec trace synth: 100000 windows would take about ")
     assert err.endswith(
         f"and the filesystem holding {out} has 4 MiB free: ask for fewer windows or write the "
-        "trace elsewhere (the 8 windows written are left there, unclosed)\n"
+        f"trace elsewhere (nothing of it is kept, and {out} holds what it held)\n"
     )
     assert len(err.splitlines()) == 1
-    assert len(list(TraceReader(out, allow_incomplete=True))) == 8
+    assert not out.exists()  # staged beside it, and removed
     # a trace that fits is written whole
     assert main([*argv, "--windows", "20", "--out", str(tmp_path / "fits")]) == 0
     assert TraceReader(tmp_path / "fits").info().windows == 20

@@ -50,6 +50,13 @@ DEFAULT_CHUNK_BYTES = 256 << 20
 _STORE_INSTEAD = "store the trace with another --codec (zstd, the default, or lz4)"
 
 
+def _beside(path: Path, what: str) -> Path:
+    """A hidden directory name beside ``path`` (in its parent, so a rename moves it
+    without copying), for a staged trace (``what``: "writing") or the one it replaces."""
+    path = path.absolute()
+    return path.with_name(f".{path.name}.{what}-{secrets.token_hex(4)}")
+
+
 def _check_output(path: Path, overwrite: bool) -> None:
     """Refuse an output path that cannot take a new trace: a file, a directory holding a
     trace (unless ``overwrite``), or a directory holding anything else (whatever
@@ -95,6 +102,13 @@ class TraceWriter:
     before the failure stay readable with ``allow_incomplete``), and closing the writer
     no longer writes anything.
 
+    ``staged``: the trace is written in a hidden directory beside ``path`` and renamed to
+    ``path`` only when it closes whole, replacing a trace there (``overwrite``) only then;
+    ending any other way removes it, so ``path`` holds what it held. For traces made again
+    at will (a synthetic workload, an imported stream), where a partial one is worth
+    nothing: ``trace import-qemu --force`` whose sync points belonged to another stream
+    had already deleted the trace it was to replace, and left two windows unclosed.
+
     Given ``expected_windows``, how many windows the trace is to hold, the writer checks
     after 8 windows, and each time their number doubles, that the rest will fit on the
     filesystem at the rate the first took, and raises :class:`TraceTooLarge` when they
@@ -117,8 +131,12 @@ class TraceWriter:
         overwrite: bool = False,
         workers: int | None = None,
         expected_windows: int | None = None,
+        staged: bool = False,
     ) -> None:
         self.path = Path(path)
+        #: where the files are written: ``path``, or while staged the directory beside it
+        self._dir = self.path
+        self._made = False  # whether this writer made the directory at ``path``
         self.expected_windows = expected_windows
         self._room_check_at = 8  # windows written when the room is next checked
         # the codec is built, and called, on threads of the writer's, waited for while its
@@ -171,15 +189,23 @@ class TraceWriter:
         self._chunk_no = -1
         self._next_index = 0
         try:
+            # made first, staged or not, for the errors a directory there cannot be made
+            # with; staged, it stays empty (and goes, if made here, when the trace does)
+            self._made = not self.path.exists()
             self.path.mkdir(parents=True, exist_ok=True)
-            if overwrite:
+            if staged:
+                self._dir = _beside(self.path, "writing")
+                self._dir.mkdir()
+            if overwrite and not staged:
                 for old in self.path.glob(CHUNK_GLOB):
                     old.unlink()
             self._write_manifest()
-            self._index = open(self.path / INDEX, "wb")  # noqa: SIM115 - lives until close()
+            self._index = open(self._dir / INDEX, "wb")  # noqa: SIM115 - lives until close()
             self._open_chunk()
         except OSError as exc:
             self._abandon()
+            if self._staged():
+                self._unstage()
             raise self._cannot_create(exc) from exc
         workers = min(4, os.cpu_count() or 1) if workers is None else workers
         self._pool = ThreadPoolExecutor(workers, "trace-encode") if workers > 1 else None
@@ -298,11 +324,44 @@ class TraceWriter:
                 self._index.close()
                 self._chunk = None
                 self._stop_encoding()
+                if self._staged() and not complete:
+                    self._unstage()  # nothing of it is kept
+                    return
                 self._manifest["complete"] = complete
                 self._manifest["end_reason"] = self.end_reason
                 self._write_manifest()
+                if self._staged():
+                    self._put_in_place()
         except OSError as exc:
             raise self._failed(exc, "the closing manifest") from exc
+
+    def _staged(self) -> bool:
+        return self._dir != self.path
+
+    def _unstage(self) -> None:
+        """Remove the staged trace (``path`` is as it was)."""
+        shutil.rmtree(self._dir, ignore_errors=True)
+        if self._made:
+            with contextlib.suppress(OSError):
+                self.path.rmdir()  # empty: made to stage beside
+
+    def _put_in_place(self) -> None:
+        """Rename the staged trace, closed whole, to ``path``; a trace or an empty
+        directory there (``_check_output`` let nothing else through) is moved aside
+        first and removed after, so that ``path`` is never a trace in part."""
+        aside = None
+        if self.path.exists():
+            aside = _beside(self.path, "replaced")
+            os.rename(self.path, aside)
+        try:
+            os.rename(self._dir, self.path)
+        except OSError:
+            if aside is not None:
+                os.rename(aside, self.path)
+            raise
+        self._dir = self.path
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
 
     def __enter__(self) -> TraceWriter:
         return self
@@ -336,14 +395,21 @@ class TraceWriter:
             return
         stored = self.stored_bytes
         need = stored / written * (total - written)
-        free = shutil.disk_usage(self.path).free
+        free = shutil.disk_usage(self._dir).free
         if need > free:
             raise TraceTooLarge(
                 f"{total} windows would take about {format_size(stored + need)} (the first "
                 f"{written} took {format_size(stored)}), and the filesystem holding {self.path} "
                 f"has {format_size(free)} free: ask for fewer windows or write the trace "
-                f"elsewhere (the {written} windows written are left there, unclosed)"
+                f"elsewhere ({self._what_is_left(f'the {written} windows written are')})"
             )
+
+    def _what_is_left(self, written: str) -> str:
+        """What a writer that ends now leaves, for a message: ``written`` (e.g. "the 8
+        windows written are") left there unclosed, or, staged, nothing."""
+        if self._staged():
+            return f"nothing of it is kept, and {self.path} holds what it held"
+        return f"{written} left there, unclosed"
 
     def _cannot_create(self, exc: OSError) -> TraceWriteFailed:
         return TraceWriteFailed(
@@ -369,19 +435,25 @@ class TraceWriter:
             self._pool = None
 
     def _failed(self, exc: OSError, what: str) -> TraceWriteInterrupted:
-        file = self.path / (INDEX if self._chunk is None else Path(self._chunk.name).name)
+        file = self._dir / (INDEX if self._chunk is None else Path(self._chunk.name).name)
         self._abandon()
+        left = self._what_is_left(
+            "the partial trace is (the windows written before read as an incomplete trace)"
+        )
+        staged = self._staged()
+        if staged:
+            self._unstage()
+        reason = _os_error(exc, self.path, False) if staged else _os_error(exc, file)
         return TraceWriteInterrupted(
-            f"cannot write {what} of trace {self.path}: {_os_error(exc, file)}; the partial "
-            "trace is left there unclosed (the windows written before read as an incomplete "
-            "trace): free space or choose another directory, then write it again"
+            f"cannot write {what} of trace {self.path}: {reason}; {left}: free space or "
+            "choose another directory, then write it again"
         )
 
     def _open_chunk(self) -> None:
         if self._chunk is not None:
             self._chunk.close()
         self._chunk_no += 1
-        self._chunk = open(self.path / CHUNK_PATTERN.format(self._chunk_no), "wb")  # noqa: SIM115
+        self._chunk = open(self._dir / CHUNK_PATTERN.format(self._chunk_no), "wb")  # noqa: SIM115
 
     def _account(self, window: Window, stored: int) -> None:
         m = self._manifest
@@ -399,14 +471,14 @@ class TraceWriter:
         phases[-1]["windows"] += 1
 
     def _write_manifest(self) -> None:
-        tmp = self.path / (MANIFEST + ".tmp")
+        tmp = self._dir / (MANIFEST + ".tmp")
         text = json.dumps(seal(self._manifest), indent=2, allow_nan=False)
         problem = _manifest_size_problem(text, 0)  # meta set since open (see _check_manifest)
         if problem is not None:
             raise ValueError(f"cannot write trace {self.path}: {problem}")
         try:
             tmp.write_text(text + "\n")
-            os.replace(tmp, self.path / MANIFEST)
+            os.replace(tmp, self._dir / MANIFEST)
         except OSError:
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)  # the manifest before stays whole
@@ -445,8 +517,10 @@ def _manifest_size_problem(text: str, room: int = _MANIFEST_ROOM) -> str | None:
     )
 
 
-def _os_error(exc: OSError, path: Path) -> str:
-    """``No space left on device (errno 28, chunk-000000.mct)``: an OS error in one line."""
-    where = exc.filename if exc.filename is not None else path
+def _os_error(exc: OSError, path: Path, named: bool = True) -> str:
+    """``No space left on device (errno 28, chunk-000000.mct)``: an OS error in one line,
+    at the file it names (``named``; a staged trace's files are no one's to look for) or
+    else at ``path``."""
+    where = exc.filename if named and exc.filename is not None else path
     reason = exc.strerror or str(exc) or type(exc).__name__
     return f"{reason} ({where})" if exc.errno is None else f"{reason} (errno {exc.errno}, {where})"
