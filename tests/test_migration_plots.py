@@ -44,3 +44,31 @@ def test_a_sweep_is_drawn_to_a_png(tmp_path, converged):
     )
     failed.error = "did not converge: 4 iterations, 100 pages still dirty"
     assert_png(plot_sweep([converged, failed], converged.dirty_rate, tmp_path / "sweep.png"))
+
+
+def test_a_plot_that_fails_to_write_leaves_the_picture_there_as_it_was(
+    tmp_path, converged, monkeypatch
+):
+    """A full disk mid-write left a PNG cut short in place of the one there (or an empty
+    file): the picture is drawn beside its path and renamed there once whole."""
+    import errno
+
+    from matplotlib.figure import Figure
+
+    out = tmp_path / "run.png"
+    plot_migration(converged, out)
+    before = out.read_bytes()
+    draw = Figure.savefig
+
+    def full_disk(self, fname, *args, **kwargs):
+        draw(self, fname, *args, **kwargs)
+        Path(fname).write_bytes(Path(fname).read_bytes()[:1000])  # the disk filled there
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Figure, "savefig", full_disk)
+    with pytest.raises(OSError, match="No space left on device"):
+        plot_migration(converged, out)
+    with pytest.raises(OSError, match="No space left on device"):
+        plot_migration(converged, tmp_path / "new.png")
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.png"]

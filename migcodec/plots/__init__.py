@@ -10,7 +10,9 @@ the ``plot`` extra (``pip install 'migcodec[plot]'``), and a missing install rai
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
 from pathlib import Path
 from types import ModuleType
 
@@ -56,3 +58,22 @@ def plot_format(path: str | os.PathLike) -> str:
             f"{', '.join('.' + f for f in formats if f != 'png')})"
         )
     return suffix
+
+
+def save_figure(plt: ModuleType, fig: object, path: str | os.PathLike) -> Path:
+    """Write ``fig`` to ``path`` (in :func:`plot_format`'s format) and close it: drawn into
+    a hidden file beside ``path`` and renamed there once whole, so a write that fails (a
+    full disk) leaves neither a truncated picture nor an empty file, and a picture there
+    before as it was (``--plot`` had left a 20 KB PNG cut at the disk's end)."""
+    out = Path(path)
+    drawing = out.with_name(f".{out.name}.drawing-{secrets.token_hex(4)}")
+    try:
+        fig.savefig(drawing, dpi=110, format=plot_format(out))
+        os.replace(drawing, out)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            drawing.unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(fig)
+    return out

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from migcodec.plots import plot_format, pyplot
+from migcodec.plots import pyplot, save_figure
 from migcodec.selector.evaluation.replay import Evaluation
 
 #: legend entries longer than this are shortened at a parameter boundary
@@ -55,13 +55,7 @@ def objective_text(config: dict[str, Any]) -> str:
 def plot_evaluation(ev: Evaluation, path: str | Path, max_policies: int = 6) -> Path:
     """Write a PNG with two panels; the best ``max_policies`` adaptive policies are drawn."""
     plt = pyplot()
-    fig = evaluation_figure(ev, max_policies)
-    out = Path(path)
-    try:
-        fig.savefig(out, dpi=110, format=plot_format(out))
-    finally:
-        plt.close(fig)
-    return out
+    return save_figure(plt, evaluation_figure(ev, max_policies), path)
 
 
 def evaluation_figure(ev: Evaluation, max_policies: int = 6) -> Any:

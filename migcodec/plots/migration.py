@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from migcodec.engine.report import MigrationReport
-from migcodec.plots import plot_format, pyplot
+from migcodec.plots import pyplot, save_figure
 from migcodec.units import counted
 
 MB = 1e6
@@ -156,7 +156,4 @@ def plot_sweep(runs: Sequence[MigrationReport], largest: float, path: str | Path
 
 def _save(plt, fig, path: str | Path) -> Path:
     fig.tight_layout()
-    out = Path(path)
-    fig.savefig(out, dpi=110, format=plot_format(out))
-    plt.close(fig)
-    return out
+    return save_figure(plt, fig, path)
