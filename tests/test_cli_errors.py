@@ -1197,22 +1197,33 @@ def test_a_policy_parameter_given_twice_is_refused_not_overwritten(capsys):
     )
 
 
-def test_receive_checks_its_backing_before_it_listens(capsys, tmp_path):
+def test_receive_checks_its_backing_before_it_listens(capsys, tmp_path, shm_name):
     """A FIFO or a device as --memory-file, or an empty --shm, was found out only once a
-    source had connected (or, for --shm '', taken as no region at all)."""
+    source had connected (or, for --shm '', taken as no region at all); a directory of
+    /dev/shm as --shm, as mmap's "[Errno 22] Invalid argument" then, and by migrate too."""
     import os
 
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
-    for backing, problem in (
-        (["--memory-file", str(fifo)], f"--memory-file {fifo} is not a regular file"),
-        (["--memory-file", "/dev/null"], "--memory-file /dev/null is not a regular file"),
-        (["--shm", ""], "--shm '' is not a shared-memory region's name"),
-        (["--shm", "gäst"], "--shm 'gäst' is not a shared-memory region's name"),
-    ):
-        assert main(["receive", "--listen", "127.0.0.1:0", *backing]) == 2
-        out, err = capsys.readouterr()
-        assert out == "" and err.startswith(f"migcodec receive: {problem}")
+    (Path("/dev/shm") / shm_name).mkdir()
+    try:
+        for backing, problem in (
+            (["--memory-file", str(fifo)], f"--memory-file {fifo} is not a regular file"),
+            (["--memory-file", "/dev/null"], "--memory-file /dev/null is not a regular file"),
+            (["--shm", ""], "--shm '' is not a shared-memory region's name"),
+            (["--shm", "gäst"], "--shm 'gäst' is not a shared-memory region's name"),
+            (
+                ["--shm", shm_name],
+                f"--shm {shm_name}: /dev/shm/{shm_name} is not a shared-memory region (a "
+                "directory, FIFO or device); name another region\n",
+            ),
+        ):
+            for command in (["receive", "--listen", "127.0.0.1:0"], ["migrate", *TINY]):
+                assert main([*command, *backing]) == 2
+                out, err = capsys.readouterr()
+                assert out == "" and err.startswith(f"migcodec {command[0]}: {problem}")
+    finally:
+        (Path("/dev/shm") / shm_name).rmdir()
 
 
 @pytest.mark.parametrize("command", [["migrate", *TINY], ["receive", "--listen", "127.0.0.1:0"]])

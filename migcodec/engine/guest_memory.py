@@ -243,6 +243,14 @@ def check_backing(path: str | os.PathLike | None = None, shm_name: str | None = 
             f"--shm {shm_name!r} is not a shared-memory region's name: give at most 250 "
             "letters, digits, '.', '_' or '-' (not only dots), e.g. guest0"
         )
+    # a region is a file of /dev/shm: anything else there was "[Errno 22] Invalid argument"
+    # from mmap, and only once a destination's source had connected
+    region = Path("/dev/shm", shm_name) if shm_name is not None else None
+    if region is not None and region.exists() and not region.is_file():
+        raise GuestMemoryError(
+            f"--shm {shm_name}: {region} is not a shared-memory region (a directory, FIFO or "
+            "device); name another region"
+        )
 
 
 def _no_storage(what: str) -> GuestMemoryError:
