@@ -317,11 +317,27 @@ def test_more_memory_than_the_machine_has_is_refused_before_allocating(capsys, m
     )
 
 
+def test_workload_phases_its_windows_do_not_reach_are_refused(capsys):
+    """Four phases of 16 windows in 4 windows were scored as the first phase alone, and
+    reported under all four names."""
+    argv = ["evaluate", "--workload", "zero,memcached,text,random", "--pages", "4"]
+    assert main([*argv, "--windows", "4", "--policies", "auto"]) == 2
+    assert capsys.readouterr() == (
+        "",
+        "migcodec evaluate: --workload 'zero,memcached,text,random' names 4 phases of "
+        "--phase-windows 16 windows each, and --windows 4 reaches 1 of them; give --windows "
+        "49 or more, or fewer --phase-windows\n",
+    )
+    assert main([*argv, "--windows", "4", "--phase-windows", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["windows"] == 4
+
+
 def test_workload_windows_larger_than_the_machine_has_are_refused_before_making_them(
     capsys, monkeypatch
 ):
     monkeypatch.setattr("migcodec.ram.available_memory", lambda: 8 << 30)
     argv = ["evaluate", "--workload", "zero,text", "--windows", "2", "--repeats", "1"]
+    argv += ["--phase-windows", "1"]
     assert main([*argv, "--pages", "999999999"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("migcodec evaluate: --pages 999999999 (windows of 3.73 TiB and the ")

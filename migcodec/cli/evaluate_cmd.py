@@ -132,6 +132,17 @@ def _sources(args: argparse.Namespace) -> list[Source]:
                 f"(zero,memcached,text,random); {args.workload!r} is {what}: drop "
                 "--phase-windows, or name several page generators"
             )
+        phases = phase_generators(args.workload)
+        if phases is not None and args.windows < (len(phases) - 1) * args.phase_windows + 1:
+            # its windows were the first phases' alone, reported under every phase's name
+            reached = -(-args.windows // args.phase_windows)
+            raise CommandLineError(
+                f"--workload {args.workload!r} names {len(phases)} phases of "
+                f"--phase-windows {args.phase_windows} windows each, and --windows "
+                f"{args.windows} reaches {reached} of them; give --windows "
+                f"{(len(phases) - 1) * args.phase_windows + 1} or more, or fewer "
+                "--phase-windows"
+            )
         _check_workload_memory(args)
         ident = f"workload:{args.workload}:{args.windows}:{args.pages}:{args.seed}"
         ident += f":{args.phase_windows}"

@@ -18,6 +18,8 @@ def test_evaluate_prints_scores_caches_the_table_and_plots(tmp_path, capsys):
         "zero,text,random",
         "--windows",
         "9",
+        "--phase-windows",
+        "3",
         "--pages",
         "128",
         "--repeats",
