@@ -183,6 +183,20 @@ def refusal(command: str, option: str, reason: str) -> str:
             "--batch-pages",
             "'100000' is more than 4096, the most this option takes",
         ),
+        # int() and float() read any script's digits: these were 8 workers, a 3 s timeout
+        (["migrate", "--workers", "\u0668"], "--workers", "'\u0668' is not a whole number >= 1"),
+        (
+            ["receive", "--listen", "h:1", "--timeout", "\u0663"],
+            "--timeout",
+            "'\u0663' is not a positive, finite number of seconds (e.g. 30 or 0.5)",
+        ),
+        # an empty item was dropped ("1Gbit,,10Gbit" scored two links)
+        (
+            ["evaluate", "--workload", "text", "--link", "1Gbit,,10Gbit"],
+            "--link",
+            "'1Gbit,,10Gbit' has an empty item (two commas in a row, or one at an end); write "
+            "e.g. 1Gbit,10Gbit",
+        ),
     ],
 )
 def test_wrong_values_are_refused_while_parsing_with_one_line(capsys, argv, option, reason):

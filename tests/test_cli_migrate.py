@@ -369,6 +369,26 @@ def test_a_malformed_address_is_a_usage_error_naming_the_form(capsys):
     assert "'dest-without-port' is not HOST:PORT (e.g. 127.0.0.1:4444)" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("command", "address", "problem"),
+    [
+        # str.isdigit takes any script's digits: this listened on port 80
+        (
+            ["receive", "--listen"],
+            "127.0.0.1:\u0668\u0660",
+            "is not HOST:PORT (e.g. 127.0.0.1:4444)",
+        ),
+        (["send", "--connect"], "127.0.0.1:\u0668\u0660", "is not HOST:PORT (e.g. 127.0.0.1:4444)"),
+        (["receive", "--listen"], "127.0.0.1:65536", "names port 65536; a port is 0 to 65535"),
+    ],
+)
+def test_a_port_of_other_digits_or_out_of_range_is_a_usage_error(capsys, command, address, problem):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, address])
+    assert exit_info.value.code == 2
+    assert f"{address!r} {problem}" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("address", ["[::1:4444", "::1]:4444", "[127.0.0.1]:4444"])
 def test_an_address_with_unbalanced_or_needless_brackets_is_a_usage_error(capsys, address):
     """``[::1:0`` was taken as host ``::1`` and port 0."""

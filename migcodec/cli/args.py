@@ -211,6 +211,11 @@ def _link_rates(text: str) -> str:
     links = [link.strip() for link in text.split(",") if link.strip()]
     if not links:
         raise ValueError(f"{text!r} names no link rate; write e.g. 1Gbit or 1Gbit,10Gbit")
+    if len(links) < len(text.split(",")):  # "1Gbit,,10Gbit": the empty one was dropped
+        raise ValueError(
+            f"{text!r} has an empty item (two commas in a row, or one at an end); write "
+            "e.g. 1Gbit,10Gbit"
+        )
     for link in links:
         if link == "unlimited":
             continue
@@ -222,8 +227,8 @@ def _link_rates(text: str) -> str:
 
 
 def _whole(text: str, minimum: int, maximum: int = MAX_COUNT) -> int:
-    try:
-        value = int(text)
+    try:  # ASCII: int() reads any script's digits as a number
+        value = int(text) if text.isascii() else None
     except ValueError:
         value = None
     if value is None or value < minimum:
@@ -237,8 +242,8 @@ def _number(
     text: str, what: str, example: str, least: float = 0.0, most: float = MAX_SECONDS
 ) -> float:
     """A positive, finite number of at least ``least`` and at most ``most``."""
-    try:
-        value = float(text)
+    try:  # ASCII: float() reads any script's digits as a number
+        value = float(text) if text.isascii() else math.nan
     except ValueError:
         value = math.nan
     if not (math.isfinite(value) and value > 0):

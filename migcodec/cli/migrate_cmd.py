@@ -329,8 +329,13 @@ def _peer_address(text: str) -> tuple[str, int]:
 def _address(text: str) -> tuple[str, int]:
     """``HOST:PORT`` (``[::1]:PORT`` for IPv6) for --listen and --connect."""
     host, _, port = text.rpartition(":")
-    if not port.isdigit() or int(port) > 65535:
+    # ASCII digits: str.isdigit takes any script's ("٨٠" listened on port 80)
+    if not (port.isascii() and port.isdigit()):
         raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:4444)")
+    if int(port) > 65535:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} names port {int(port)}; a port is 0 to 65535 (e.g. 127.0.0.1:4444)"
+        )
     bracketed = host.startswith("[") or host.endswith("]")
     if bracketed and not (host.startswith("[") and host.endswith("]") and ":" in host):
         # "[::1:0" was taken as host "::1", port 0
