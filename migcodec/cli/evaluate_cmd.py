@@ -472,7 +472,7 @@ def _check_table_key(path: Location, table: Table, key: str, given: bool) -> Non
 def _build(args: argparse.Namespace, source: Source, arms, calibration: CostModel | None) -> Table:
     try:
         with _progress_bar(args, source) as bar:
-            return build_table(
+            table = build_table(
                 check_windows(source.windows()),
                 arms,
                 args.repeats,
@@ -481,6 +481,11 @@ def _build(args: argparse.Namespace, source: Source, arms, calibration: CostMode
                 lambda n: bar.update(n - bar.n),
                 calibration=calibration,
             )
+        # the calibration made for it replaced a damaged one: said, as --cost-model
+        # calibrated says it (_calibration), or later runs' numbers changed unexplained
+        if table.calibration_note is not None:
+            print(f"migcodec evaluate: note: {table.calibration_note}", file=sys.stderr)
+        return table
     except (TraceError, WindowSourceError, TableError, CodecFailed) as exc:  # one of several
         raise _in_trace(source, exc) from exc
     except MemoryError:  # where the machine does not say how much it has

@@ -378,6 +378,9 @@ class Table:
     change_runs: np.ndarray | None = None
     words_var: np.ndarray | None = None
     words_runs_cov: np.ndarray | None = None
+    #: why this machine's calibration, made for the table as it was joined, replaced the
+    #: one saved before (or could not be kept), for its caller to say; not saved with it
+    calibration_note: str | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         """Every table is checked once, however made (:func:`_check_table`): built,
@@ -1201,8 +1204,10 @@ def join_parts(parts: Sequence[TablePart], calibration: CostModel | None = None)
     arrays = {name: np.concatenate(v) for name, v in pieces.items()}
     page_size = next(p.page_size for p in parts if p.page_size is not None)
     params = first.params
+    note = None
     if calibration is None:
         calibration = evaluation_cost_model(arm_list, page_size, params["batch_pages"])
+        note = calibration.note
     meta = {
         "repeats": params["repeats"],
         "batch_pages": params["batch_pages"],
@@ -1220,7 +1225,7 @@ def join_parts(parts: Sequence[TablePart], calibration: CostModel | None = None)
         # measuring host's model has them, so that replays run anywhere charge alike
         "probe_decisions": decision_prices(calibration, len(arm_list)),
     }
-    return Table(list(first.arms), phases=phases, meta=meta, **arrays)
+    return Table(list(first.arms), phases=phases, meta=meta, calibration_note=note, **arrays)
 
 
 def evaluation_cost_model(
