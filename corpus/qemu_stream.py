@@ -52,6 +52,8 @@ from typing import Any
 
 from qemu_guest import Missing, debian_kernel, write_initramfs
 
+from migcodec.hashing import seal
+
 MiB = 1 << 20
 
 #: The guest's /init. The ledger is LEDGER_PAGES lines of 4095 characters and a newline,
@@ -362,7 +364,8 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    Path(f"{out}.json").write_text(json.dumps(result, indent=1) + "\n")
+    # sealed: `migcodec trace import-qemu --sync-points` refuses a recording changed since
+    Path(f"{out}.json").write_text(json.dumps(seal(result), indent=1) + "\n")
     shutil.rmtree(scratch, ignore_errors=True)
     size = os.path.getsize(f"{out}.stream.xz")
     print(

@@ -77,6 +77,7 @@ from migcodec.codecs.plugins.xbzrle import xbzrle_decode, xbzrle_encode
 from migcodec.datasets.trace.format import TraceError
 from migcodec.datasets.window import Window
 from migcodec.files import check_regular_file, parse_json, read_small_file
+from migcodec.hashing import unseal
 
 MAGIC = 0x5145564D  # "QEVM"
 FILE_VERSION = 3
@@ -1042,8 +1043,14 @@ MAX_SYNC_POINTS_BYTES = 16 << 20
 
 
 def read_sync_points(path: str | os.PathLike) -> list[int]:
-    """Sync points from a JSON file: a list of counts, or an object whose
-    ``"sync_points"`` is one (as ``corpus/qemu_stream.py`` writes beside a stream)."""
+    """Sync points from a JSON file: a list of counts (as a person writes them from QEMU's
+    trace log), or a sealed object whose ``"sync_points"`` is one (as
+    ``corpus/qemu_stream.py`` writes beside a stream, with the rest of the recording).
+
+    The object must carry its seal (:func:`migcodec.hashing.seal`): a recording's counts
+    are read from a file of many kilobytes, and a flipped bit that turned a 22 into a 23
+    imported another trace (a window of 1538 pages where QEMU sent 1936) with exit status
+    0. A list of counts alone is taken as it is: what a person typed is what they meant."""
     fix = "give the JSON file of sync points"
     try:  # a pipe, a device or a larger file is refused (ValueError) before it is read
         data = read_small_file(path, "the sync points file", MAX_SYNC_POINTS_BYTES, fix)
@@ -1053,6 +1060,15 @@ def read_sync_points(path: str | os.PathLike) -> list[int]:
         doc = parse_json(data)
     except ValueError as exc:
         raise ValueError(f"cannot read sync points from {path}: {exc}") from None
+    if isinstance(doc, dict):
+        try:
+            doc = unseal(doc)
+        except ValueError as exc:
+            raise ValueError(
+                f"the sync points file {path} is a recording whose seal does not hold ({exc}); "
+                "record it again with corpus/qemu_stream.py, or give the counts you trust "
+                "as a JSON list"
+            ) from None
     points = doc.get("sync_points") if isinstance(doc, dict) else doc
     if not isinstance(points, list):
         raise ValueError(

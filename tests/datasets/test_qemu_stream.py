@@ -29,6 +29,7 @@ from migcodec.datasets.qemu_stream import (
     QemuStreamUnsupported,
     qemu_windows,
 )
+from migcodec.hashing import seal
 from tests.datasets.qemu_forge import PAGE, Forge, name, sample_stream, text_page
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -597,13 +598,41 @@ def test_import_qemu_writes_a_trace_and_says_what_it_read(tmp_path: Path, capsys
         assert np.array_equal(got.previous, want.previous)
         assert got.phase == want.phase and got.meta == want.meta
     points = tmp_path / "points.json"
-    points.write_text(json.dumps({"sync_points": [0, 1, 3, 5]}))
+    points.write_text(json.dumps(seal({"sync_points": [0, 1, 3, 5]})))
     argv = ["trace", "import-qemu", str(stream), "--out", str(out), "--sync-points", str(points)]
     assert main(argv) == 2  # the trace exists: the command line must change
     assert "already holds a trace" in capsys.readouterr().err
     assert main([*argv, "--force"]) == 0
     assert "(QEMU's dirty-bitmap syncs)" in capsys.readouterr().out
     assert TraceReader(out).info().meta["sync_points"] == [0, 1, 3, 5]
+
+
+def test_a_recording_s_sync_points_must_hold_their_seal(tmp_path: Path) -> None:
+    """A flipped bit turned the recording's count 22 into 23, and the import wrote another
+    trace (a window of 1538 pages where QEMU sent 1936) with exit status 0. A recording
+    (an object, as corpus/qemu_stream.py writes) is sealed; a list of counts, as a person
+    writes them, is taken as it is."""
+    recording = json.loads(FIXTURE_INFO.read_text())
+    assert q.read_sync_points(FIXTURE_INFO) == recording["sync_points"]
+    damaged = tmp_path / "damaged.json"
+    damaged.write_text(FIXTURE_INFO.read_text().replace("\n  22,\n", "\n  23,\n", 1))
+    assert damaged.read_text() != FIXTURE_INFO.read_text()
+    with pytest.raises(ValueError) as caught:
+        q.read_sync_points(damaged)
+    assert str(caught.value).startswith(
+        f"the sync points file {damaged} is a recording whose seal does not hold (its content "
+        "does not match its checksum ("
+    )
+    assert str(caught.value).endswith(
+        "record it again with corpus/qemu_stream.py, or give the counts you trust as a JSON list"
+    )
+    unsealed = tmp_path / "unsealed.json"
+    unsealed.write_text(json.dumps({"sync_points": [0, 22]}))
+    with pytest.raises(ValueError, match="whose seal does not hold \\(it has no 'checksum'"):
+        q.read_sync_points(unsealed)
+    typed = tmp_path / "typed.json"
+    typed.write_text("[0, 23, 77]")
+    assert q.read_sync_points(typed) == [0, 23, 77]
 
 
 def test_import_qemu_refuses_an_empty_name_not_taken_as_no_file(tmp_path: Path, capsys) -> None:

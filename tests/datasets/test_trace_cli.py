@@ -15,6 +15,7 @@ from migcodec.cli.trace_cmd import _command
 from migcodec.datasets import TraceReader, TraceWriter, Workload, get_workload
 from migcodec.datasets.trace import TraceWriteInterrupted
 from migcodec.datasets.trace import writer as writer_module
+from migcodec.hashing import seal
 from tests.datasets.test_capture import Child
 
 
@@ -322,7 +323,7 @@ def test_import_qemu_refuses_sync_points_too_deep_or_too_large_to_be_sync_points
     )
 
 
-@pytest.mark.parametrize("text", ["[]", '{"sync_points": []}'])
+@pytest.mark.parametrize("text", ["[]", json.dumps(seal({"sync_points": []}))])
 def test_import_qemu_refuses_empty_sync_points(tmp_path, capsys, text):
     """An empty list cut no window: the whole stream, its pages sent several times, went
     into one window, and the manifest called it one window per scan pass."""
