@@ -57,7 +57,7 @@ from migcodec.codecs.zero import zero_page_rows
 from migcodec.datasets import generate_pages
 from migcodec.datasets.trace.schema import MANIFEST_SCHEMA, Field
 from migcodec.extensions import optional_extension
-from migcodec.files import json_problem, read_small_file
+from migcodec.files import json_problem, parse_json, read_small_file
 from migcodec.hashing import seal, unseal
 from migcodec.selector.decisions import (
     decision_prices,
@@ -315,7 +315,7 @@ class CostModel:
                 )
             except ValueError as exc:  # a pipe, a device, a file larger than any model
                 raise CostModelError(str(exc)) from None
-            doc = json.loads(raw.decode())
+            doc = parse_json(raw.decode())
             version = doc.get("version") if isinstance(doc, dict) else None
             if version != COST_MODEL_VERSION:
                 raise CostModelError(

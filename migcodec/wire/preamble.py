@@ -14,6 +14,7 @@ from typing import Any
 
 from migcodec.codecs import Codec, CodecError, get_codec
 from migcodec.codecs.errors import CodecNotFound
+from migcodec.files import parse_json
 from migcodec.hashing import checksum
 from migcodec.wire import format as fmt
 from migcodec.wire.errors import (
@@ -170,7 +171,7 @@ def read_preamble(read_exact: Callable[..., bytes]) -> Preamble:
     packages: dict[int, str] = {}
     for entry_offset, codec_id, name, config, package in raw_entries:
         try:
-            parsed = json.loads(config)
+            parsed = parse_json(config)
             ok = isinstance(parsed, dict) and parsed.get("name") == name.decode()
         except (UnicodeDecodeError, ValueError, RecursionError):  # deep nesting: RecursionError
             ok = False

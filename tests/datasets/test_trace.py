@@ -583,6 +583,19 @@ def test_a_manifest_field_of_the_wrong_type_or_range_is_named(trace, change, pro
     assert str(err.value) == f"{manifest}: {problem}; the trace is damaged (re-create it)"
 
 
+def test_a_manifest_that_gives_a_key_twice_is_refused(trace) -> None:
+    """Its checksum covers what ``json.loads`` kept (the last of the two): a key added above
+    the real one was read without a word, as half of what the file says."""
+    path, _ = trace
+    manifest = path / "manifest.json"
+    manifest.write_text(manifest.read_text().replace("{", '{"memory_pages": 512, ', 1))
+    with pytest.raises(TraceCorrupt) as err:
+        TraceReader(path)
+    assert str(err.value).startswith(
+        f"{manifest} is not valid JSON (its JSON gives the key 'memory_pages' more than once)"
+    )
+
+
 def test_a_manifest_changed_since_it_was_written_is_refused(trace) -> None:
     """Damage leaves the old checksum: any changed value or key is refused, where the
     schema alone accepts a value of the right kind (a page count, a window's length)."""

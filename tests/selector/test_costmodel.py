@@ -552,14 +552,28 @@ def test_only_a_regular_file_of_a_bounded_size_is_read_as_a_model(tmp_path, monk
     assert CostModel.load(path).arms == MODEL.arms
 
 
+def test_a_model_file_that_gives_a_key_twice_is_refused(tmp_path):
+    """Its checksum covers what ``json.loads`` kept (the last of the two), so a key added
+    by hand above the real one was read without a word, as half of what the file says."""
+    path = tmp_path / "model.json"
+    MODEL.save(path)
+    text = path.read_text()
+    path.write_text(text.replace("{", '{"batch_pages": 32, ', 1))
+    with pytest.raises(CostModelError) as info:
+        CostModel.load(path)
+    assert str(info.value).startswith(
+        f"cannot read cost model {path}: its JSON gives the key 'batch_pages' more than once"
+    )
+
+
 def test_json_nested_too_deeply_is_a_damaged_model_file(tmp_path):
     path = tmp_path / "deep.json"
     path.write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(CostModelError) as info:
         CostModel.load(path)
     assert str(info.value) == (
-        f"cannot read cost model {path}: its JSON is nested too deeply to be a cost model; "
-        "calibrate again to replace it"
+        f"cannot read cost model {path}: its JSON is nested too deeply; calibrate again to "
+        "replace it"
     )
 
 

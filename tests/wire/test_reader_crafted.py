@@ -529,8 +529,14 @@ def test_bad_codec_tables(entries, count, cls, message):
 
 @pytest.mark.parametrize(
     "config",
-    [b"[" * 4096, b'{"name":"raw","x":' + b"[" * 2000 + b"]" * 2000 + b"}"],
-    ids=["unterminated", "well-formed"],
+    [
+        b"[" * 4096,
+        b'{"name":"raw","x":' + b"[" * 2000 + b"]" * 2000 + b"}",
+        # a key given twice: the destination read the last, another than a reader that
+        # keeps the first would (json.loads keeps the last without a word)
+        b'{"name":"raw","level":1,"level":9}',
+    ],
+    ids=["unterminated", "well-formed", "key-twice"],
 )
 def test_deeply_nested_config_json_is_a_bad_preamble(config):
     """JSON nested deeper than the interpreter's recursion limit raises RecursionError in

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ import numpy as np
 from migcodec.codecs import CodecError, get_codec
 from migcodec.codecs.bounded import BUILDING, codec_watch
 from migcodec.datasets.window import Window
+from migcodec.files import parse_json
 from migcodec.hashing import SEAL_KEY, unseal
 from migcodec.ram import short_of
 from migcodec.storage import LocalLocation, Location, NotARegularFile, location
@@ -117,7 +117,7 @@ def _load_manifest(path: Location) -> dict[str, Any]:
             f"{path} is not a trace: {MANIFEST} is missing (make one with {WRITTEN_BY})"
         )
     try:
-        manifest = json.loads(_read_whole(file, MANIFEST_LIMIT))
+        manifest = parse_json(_read_whole(file, MANIFEST_LIMIT))
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise TraceCorrupt(
             f"{file} is not valid JSON ({exc}); the trace's manifest is damaged: {RESTORE}"

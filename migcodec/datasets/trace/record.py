@@ -11,6 +11,7 @@ import numpy as np
 from migcodec.codecs import Codec
 from migcodec.codecs.encoded import nbytes_of
 from migcodec.datasets.window import Window
+from migcodec.files import parse_json
 from migcodec.hashing import checksum
 from migcodec.wire.errors import one_line
 
@@ -223,7 +224,7 @@ def decode_record(fields: tuple, body: memoryview, codec: Codec, where: str) -> 
 
     check_body(fields, body, where)
     try:
-        meta = json.loads(bytes(body[:meta_len]))
+        meta = parse_json(bytes(body[:meta_len]))
         problem = check(meta, RECORD_META_SCHEMA, "metadata")
         if problem is not None:
             raise ValueError(f"record {problem}")

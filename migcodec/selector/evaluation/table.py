@@ -41,7 +41,7 @@ from migcodec.codecs.bounded import codec_watch, run_bounded
 from migcodec.codecs.roundtrip import check_round_trip, failures_of
 from migcodec.datasets import Window
 from migcodec.datasets.trace.schema import MANIFEST_SCHEMA, MAX_MEMORY_PAGES
-from migcodec.files import json_problem, open_regular
+from migcodec.files import json_problem, open_regular, parse_json
 from migcodec.hashing import checksum, seal, unseal
 from migcodec.ram import short_of
 from migcodec.selector.arms import Arm, fallback_arms
@@ -631,7 +631,7 @@ class Table:
                 problem = _member_too_large(data, "meta", _META_LIMIT)
                 if problem is not None:
                     raise unreadable(problem)
-                doc = json.loads(str(data["meta"]))
+                doc = parse_json(str(data["meta"]))
                 version = doc.get("version") if isinstance(doc, dict) else None
                 if version != TABLE_VERSION:
                     raise TableError(
