@@ -715,6 +715,7 @@ def test_a_forged_record_page_count_beyond_memory_is_refused(trace) -> None:
         (b"[]", "record metadata is a list, not an object"),
         (b'{"phase":5}', "record field 'metadata.phase' is an integer, not a string or null"),
         (b'{"duration_s":"1s"}', "field 'metadata.duration_s' is a string, not a number"),
+        (b'{"phase":"a","phase":"b"}', "its JSON gives the key 'phase' more than once"),
         (b'{"meta":[1]}', "record field 'metadata.meta' is a list, not an object or null"),
         (b'{"dirty_pages":1.5}', "record field 'metadata.dirty_pages' is a number"),
         # more pages dirtied than memory has: 2**63 overflowed trace info's sum, and 2**62
