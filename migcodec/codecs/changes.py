@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from migcodec.codecs.page_arrays import check_pages, check_rows
 from migcodec.extensions import optional_extension
 
 _pagescan, CHANGE_SCAN = optional_extension("migcodec.codecs._pagescan")
@@ -63,9 +64,13 @@ def page_changes(new: np.ndarray, old: np.ndarray, rows: np.ndarray | None = Non
     """How each page of ``new`` changed against ``old`` (both ``(m, page_size)`` uint8); with
     ``rows`` (page indices), how those pages did, read in place: a sample of a large window
     costs no gather."""
+    check_pages(new)
+    check_pages(old, "old pages")
     if new.shape != old.shape:
         raise ValueError(f"pages {new.shape} and their old versions {old.shape} differ in shape")
     if rows is not None:
+        rows = np.asarray(rows)
+        check_rows(rows)
         rows = np.ascontiguousarray(rows, dtype=np.int64)
     if _native_page_changes is None or not new.size:
         if rows is not None:

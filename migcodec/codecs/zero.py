@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from migcodec.codecs.page_arrays import check_pages
 from migcodec.extensions import optional_extension
 
 _pagescan, ZERO_SCAN = optional_extension("migcodec.codecs._pagescan")
@@ -41,6 +42,7 @@ def _numpy_zero_page_rows(pages: np.ndarray) -> np.ndarray | None:
 def zero_page_rows(pages: np.ndarray) -> np.ndarray | None:
     """Read-only boolean mask of the all-zero rows of ``pages``, or ``None`` when no page
     is zero (the hot path's common case, which then costs no allocation)."""
+    check_pages(pages)
     if _native_zero_pages is not None:
         try:
             mask = _native_zero_pages(pages, pages.shape[1])

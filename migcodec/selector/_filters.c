@@ -21,6 +21,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
+#include <string.h>
 
 /* the largest state handled on the stack (rows): far more compressing arms than any
  * configuration has */
@@ -29,16 +30,23 @@
 static PyObject *observe(PyObject *self, PyObject *args)
 {
     Py_buffer view;
+    PyObject *state;
     Py_ssize_t j;
     double y, noise;
     (void)self;
-    if (!PyArg_ParseTuple(args, "w*ndd", &view, &j, &y, &noise))
+    if (!PyArg_ParseTuple(args, "Ondd", &state, &j, &y, &noise))
         return NULL;
-    /* n rows of n + 1 doubles: n from the buffer's length */
-    Py_ssize_t cells = view.len / (Py_ssize_t)sizeof(double);
-    Py_ssize_t n = (Py_ssize_t)((sqrt(4.0 * (double)cells + 1.0) - 1.0) / 2.0 + 0.5);
-    if (view.len % (Py_ssize_t)sizeof(double) || n * (n + 1) != cells || n < 2 ||
-        n > MAX_ROWS || !PyBuffer_IsContiguous(&view, 'C') || j <= 0 || j >= n) {
+    /* asked for its format and shape: a buffer taken by its length alone read a float32
+     * state of 3 rows of 4 as 2 rows of 3 doubles, and an int64 one as doubles */
+    if (PyObject_GetBuffer(state, &view, PyBUF_RECORDS) < 0)
+        return NULL;
+    const char *format = view.format == NULL ? "B" : view.format;
+    if (format[0] == '@' || format[0] == '=' || format[0] == '<')
+        format++; /* native order and size: the builds this runs on are little-endian */
+    Py_ssize_t n = view.ndim == 2 ? view.shape[0] : 0;
+    if (strcmp(format, "d") || view.itemsize != (Py_ssize_t)sizeof(double) || n < 2 ||
+        view.shape[1] != n + 1 || n > MAX_ROWS || !PyBuffer_IsContiguous(&view, 'C') ||
+        j <= 0 || j >= n) {
         PyErr_Format(PyExc_ValueError,
                      "observe needs a C-contiguous float64 state of n rows of n + 1 "
                      "(2 <= n <= %d) and 0 < j < n (%zd bytes, j %zd)",

@@ -32,6 +32,7 @@ from migcodec.codecs import Batch, CodecKind
 from migcodec.codecs.base import RUN_BYTES as _RUN_BYTES
 from migcodec.codecs.bounded import codec_watch
 from migcodec.codecs.delta import RECORD_ENTRY_BYTES, DeltaCodec
+from migcodec.codecs.page_arrays import check_pages
 from migcodec.codecs.roundtrip import failures_of
 from migcodec.selector.scan import ESTIMATE_KINDS, SampleScan, histogram_entropy, scan_sample
 
@@ -336,6 +337,9 @@ class FeatureExtractor:
         size (by default, ``len(pages)``); ``gather_s``, the CPU seconds such a caller
         spent gathering the sample, is charged with the features.
         """
+        check_pages(pages)  # the scan reads rows as bytes: another dtype was misread
+        if previous is not None:
+            check_pages(previous, "previous")
         clock = time.thread_time  # CPU time of this thread, as encode costs are counted
         t0 = clock() - gather_s
         n, page_size = pages.shape

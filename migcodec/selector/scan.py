@@ -18,6 +18,7 @@ from typing import NamedTuple
 import numpy as np
 
 from migcodec.codecs.changes import PageChanges, page_changes
+from migcodec.codecs.page_arrays import check_rows
 from migcodec.codecs.zero import zero_page_rows
 from migcodec.extensions import optional_extension
 
@@ -168,6 +169,8 @@ def scan_sample(
             f"pages {pages.shape} and their old versions {previous.shape} differ in shape"
         )
     if rows is not None and (rows.dtype is not _INT64 or not rows.flags.c_contiguous):
+        rows = np.asarray(rows)
+        check_rows(rows)
         rows = np.ascontiguousarray(rows, dtype=np.int64)
     if _native_sample_scan is None or not pages.size:
         held = None if held is None else np.asarray(held, dtype=bool)

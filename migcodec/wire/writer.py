@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from migcodec.codecs import Codec, Encoded
+from migcodec.codecs.encoded import MAX_PAGE_MODE
 from migcodec.codecs.registry import codec_package
 from migcodec.hashing import checksum
 from migcodec.wire import format as fmt
@@ -175,6 +176,13 @@ class FrameWriter:
                 "opened for"
             )
         if modes.dtype != np.uint8 or not modes.flags.c_contiguous:
+            # checked before the cast: a mode of 256 went out as 0, a zero page, and the
+            # destination zeroed the page (one of 255 or less is its decoder's to refuse)
+            if modes.dtype.kind not in "iu" or int(modes.min()) < 0 or int(modes.max()) > 255:
+                raise ValueError(
+                    f"page modes must be whole numbers 0..{MAX_PAGE_MODE}, got {modes.dtype} "
+                    f"from {modes.min()} to {modes.max()}"
+                )
             modes = np.ascontiguousarray(modes, dtype=np.uint8)
         frame = _build(
             index,

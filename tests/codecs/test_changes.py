@@ -60,3 +60,34 @@ def test_the_c_scan_is_built_and_refuses_mismatched_buffers():
         changes.page_changes(pages, pages, np.array([-1]))
     with pytest.raises(ValueError, match="rows as int64"):
         changes._native_page_changes(pages, pages, 64, b"\0" * 12)
+
+
+@pytest.mark.parametrize(
+    ("pages", "problem"),
+    [
+        # the C kernels read rows as bytes: three uint16 pages of 512 were six of 512 bytes
+        (np.zeros((3, 512), np.uint16), "an array of uint16, shape (3, 512)"),
+        (np.zeros(4096, np.uint8), "an array of uint8, shape (4096,)"),
+        (bytes(4096), "bytes"),
+    ],
+)
+def test_pages_that_are_not_rows_of_bytes_are_refused_by_every_scan(pages, problem):
+    from migcodec.codecs.zero import zero_page_mask
+    from migcodec.selector.features import FeatureExtractor
+
+    message = f"pages must be a (pages, page_size) uint8 numpy array, got {problem}"
+    for scan in (
+        zero_page_mask,
+        lambda p: changes.page_changes(p, p),
+        lambda p: FeatureExtractor([]).extract(p),
+    ):
+        with pytest.raises(TypeError) as info:
+            scan(pages)
+        assert str(info.value) == message
+
+
+def test_rows_of_a_scan_are_integers():
+    """Rows 0.9 and 1.7 read pages 0 and 1."""
+    pages = np.zeros((3, 64), np.uint8)
+    with pytest.raises(TypeError, match=r"^rows must be integer page numbers, got float64$"):
+        changes.page_changes(pages, pages, rows=np.array([0.9, 1.7]))

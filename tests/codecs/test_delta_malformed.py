@@ -296,3 +296,52 @@ def test_xbzrle_runs_of_pages_decode_like_one(monkeypatch):
     assert str(info.value) == (
         "XBZRLE zero run length is longer than 14 bits (page 31 of the batch); it is corrupt"
     )
+
+
+def test_dsa_records_in_the_memory_they_apply_to_write_only_their_pages():
+    """A frame decoded in place (its payload a view of the destination): the C kernel
+    checked every offset, then read them again as it wrote, and an entry whose data landed
+    on a later entry's offset sent that entry's 8 bytes 16 KB past the pages."""
+    big = np.zeros(1 << 20, np.uint8)
+    memory = big[: 3 * PAGE].reshape(3, PAGE)  # the rest of big is a guard
+    page = memory[1]
+    page[4:8] = [0, 0, 2, 0]  # entries: none for page 0, two for page 1
+    page[8:18] = [2, 0, 0, 0, 0xD0, 0x07, 0, 0, 0, 0]  # word 2; its data lands on e1's offset
+    page[18:28] = [3, 0] + [0xEE] * 8  # word 3
+    encoded = Encoded(
+        "dsa-delta",
+        PAGE,
+        np.array([[0, 2]], np.int64),
+        np.array([2, 2], np.uint8),
+        (memoryview(page)[:28],),
+    )
+    get_codec("dsa-delta").decode(encoded, memory)
+    assert not big[3 * PAGE :].any()
+    assert (memory[1, 24:32] == 0xEE).all()  # word 3, as the records said before the write
+
+
+def test_dsa_record_sizes_past_a_page_are_refused_before_they_are_added():
+    """Three sizes that overflowed int64 added up to the records' 14 bytes, and the C
+    kernel walked 2**60 entries (a segfault)."""
+    pages = np.zeros((3, PAGE), np.uint8)
+    sizes = np.array([9223372036854775800, 9223372036854775800, 30])
+    with pytest.raises(DecodeError) as info:
+        apply_delta_records(pages, np.zeros(14, np.uint8), sizes)
+    assert str(info.value) == (
+        "a delta record of 9223372036854775800 bytes holds more entries than a 4096-byte "
+        "page has words (5120 bytes at most)"
+    )
+
+
+def test_xbzrle_encodings_in_the_memory_they_decode_into_decode_as_a_copy_would():
+    """Encodings in the pages' memory: the C kernel checked every page, then decoded from
+    bytes it had meanwhile overwritten, and left page 1 undecoded without an error (with
+    the lengths there, gave it bytes from past the encodings)."""
+    pages = np.zeros((2, 64), np.uint8)
+    # page 0's encoding writes 0x7F 0x00 over bytes 4-5, inside page 1's encoding
+    pages[0, :10] = [4, 2, 0x7F, 0x00, 0, 4, 1, 2, 3, 4]
+    expected = pages.copy()
+    xbzrle_decode(expected, pages[0, :10].copy(), np.array([4, 6]))
+    assert expected[1, :4].tolist() == [1, 2, 3, 4]
+    xbzrle_decode(pages, pages[0, :10], np.array([4, 6]))  # the encodings are page 0
+    np.testing.assert_array_equal(pages, expected)

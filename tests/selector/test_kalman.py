@@ -145,6 +145,11 @@ def test_the_c_update_gives_numpys_bits(observations, drifts):
         (np.zeros((3, 4)), 0),  # j must pick an arm's offset, not the level
         (np.zeros((3, 4)), 3),  # past the last row
         (np.zeros((3, 3)), 1),  # not n rows of n + 1
+        # read by its length alone: 3 rows of 4 float32 as 2 rows of 3 doubles, and
+        # an int64 state's bits as doubles
+        (np.zeros((3, 4), np.float32), 1),
+        (np.zeros((2, 3), np.int64), 1),
+        (np.zeros(12), 1),  # the cells of 3 rows of 4, flat
     ],
 )
 def test_the_c_update_refuses_a_state_it_cannot_read(state, j):
@@ -152,11 +157,14 @@ def test_the_c_update_refuses_a_state_it_cannot_read(state, j):
         kalman._native_observe(state, j, 0.5, 0.1)
 
 
-@pytest.mark.parametrize("layout", ["read-only", "not contiguous"])
-def test_the_c_update_refuses_a_state_it_may_not_write_in_place(layout):
+@pytest.mark.parametrize(
+    ("layout", "problem"),
+    [("read-only", "read-only"), ("not contiguous", "observe needs a C-contiguous float64")],
+)
+def test_the_c_update_refuses_a_state_it_may_not_write_in_place(layout, problem):
     state = np.zeros((3, 4)) if layout == "read-only" else np.zeros((4, 3)).T
     state.flags.writeable = layout != "read-only"
-    with pytest.raises(TypeError, match="read-write bytes-like object"):
+    with pytest.raises(ValueError, match=problem):
         kalman._native_observe(state, 1, 0.5, 0.1)
 
 

@@ -68,3 +68,18 @@ def test_a_batch_beyond_the_stream_s_memory_is_refused_at_the_source(runs):
     assert writer.frames == 0
     writer.write_batch(get_codec("lz4").encode(Batch(memory, [(0, 64)])))
     assert writer.frames == 1
+
+
+def test_page_modes_past_a_byte_are_refused_not_cast():
+    """Modes given as int64 were cast to a byte: mode 256 went out as 0, a zero page, and
+    the destination zeroed the page without an error."""
+    from dataclasses import replace
+
+    memory = generate_pages("text", 4, 0)
+    raw = get_codec("raw")
+    encoded = raw.encode(Batch(memory, [(0, 4)]))
+    bad = replace(encoded, modes=np.array([256, 2, 2, 2], np.int64))
+    writer = FrameWriter(io.BytesIO(), 4096, 4, [raw])
+    with pytest.raises(ValueError) as info:
+        writer.write_batch(bad)
+    assert str(info.value) == "page modes must be whole numbers 0..15, got int64 from 2 to 256"

@@ -50,6 +50,7 @@ from migcodec.codecs.delta import (
 )
 from migcodec.codecs.encoded import CodecPath
 from migcodec.codecs.errors import DecodeError
+from migcodec.codecs.page_arrays import check_pages
 from migcodec.codecs.vendor.detect import open_library
 
 ENTRY_BYTES = RECORD_ENTRY_BYTES
@@ -142,11 +143,28 @@ def apply_delta_records(pages: np.ndarray, records: np.ndarray, sizes: np.ndarra
     sizes. Raises :class:`DecodeError`, before writing anything, unless every size is a
     whole number of entries, the sizes add up to the records, and every page's offsets
     ascend strictly and lie inside the page (the largest offset is named when one does not).
+    A page's record holds at most an entry per word of the page; a larger size is refused
+    before the sizes are added (three that overflowed int64 added up to the records' 14
+    bytes, and the kernel walked 2**60 entries). Records or sizes in the memory of
+    ``pages`` are read from a copy: the kernel checks every offset, then reads the offsets
+    again as it writes, and a write through one entry moved a later entry's offset 16 KB
+    past the pages after it was checked.
     """
+    check_pages(pages)
     m, page_size = pages.shape
     sizes = np.asarray(sizes)
-    if sizes.shape != (m,):
+    if sizes.shape != (m,) or sizes.dtype.kind not in "iu":
         raise _sizes_error()
+    most = page_size // 8 * ENTRY_BYTES
+    if m and (int(sizes.min()) < 0 or int(sizes.max()) > most):
+        raise DecodeError(
+            f"a delta record of {int(sizes.max())} bytes holds more entries than a "
+            f"{page_size}-byte page has words ({most} bytes at most)"
+        )
+    if np.may_share_memory(records, pages):
+        records = np.array(records)
+    if np.may_share_memory(sizes, pages):
+        sizes = np.array(sizes)
     native = delta_kernels.native
     if native is None or page_size % 8 or not (pages.flags.c_contiguous and pages.flags.writeable):
         _numpy_apply_delta_records(pages, records, sizes)

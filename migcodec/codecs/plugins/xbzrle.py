@@ -31,6 +31,7 @@ from migcodec.codecs.base import Probe
 from migcodec.codecs.delta import STATUS_DELTA, STATUS_RAW, STATUS_UNCHANGED, DeltaCodec
 from migcodec.codecs.encoded import CodecPath
 from migcodec.codecs.errors import DecodeError
+from migcodec.codecs.page_arrays import check_pages
 
 #: ``uleb128_encode_small`` asserts lengths <= 0x3fff; runs are shorter than the page
 MAX_PAGE_SIZE = 0x4000
@@ -205,12 +206,20 @@ def xbzrle_decode(pages: np.ndarray, data: np.ndarray, lengths: np.ndarray) -> N
     numpy fall-back has written the runs of pages before the bad one's, and callers that
     must not see a partial batch decode into a copy there, as
     :class:`~migcodec.codecs.delta.DeltaCodec` does. Nothing is ever written outside
-    ``pages``.
+    ``pages``. Encodings or lengths in the memory of ``pages`` are read from a copy: the
+    C kernel checks every page, then reads them again as it writes, and a page written
+    before a later one's length was read gave that page bytes from past the encodings (or
+    left it undecoded, without an error).
     """
+    check_pages(pages)
     m, page_size = pages.shape
     lengths = np.asarray(lengths)
     if lengths.shape != (m,):
         raise DecodeError(f"{lengths.size} XBZRLE lengths for a batch of {m} pages")
+    if np.may_share_memory(data, pages):
+        data = np.array(data)
+    if np.may_share_memory(lengths, pages):
+        lengths = np.array(lengths)
     if not decodes_whole(pages):
         _numpy_xbzrle_decode(pages, data, lengths)
         return
