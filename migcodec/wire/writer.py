@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -74,10 +75,23 @@ class FrameWriter:
         max_batch_pages: int = 64,
         await_reply_from: object | None = None,
     ) -> None:
+        for name, value in (
+            ("page_size", page_size),
+            ("memory_pages", memory_pages),
+            ("max_batch_pages", max_batch_pages),
+        ):
+            # packed into the preamble: struct's error named none (numpy's integers pass)
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+                raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
         validate_geometry(page_size, memory_pages, max_batch_pages)
         if len(codecs) > fmt.MAX_CODECS:
             raise ValueError(f"at most {fmt.MAX_CODECS} codecs per stream")
         for codec in codecs:
+            if not isinstance(codec, Codec):
+                raise TypeError(
+                    f"a stream's codecs are Codec instances (get_codec({codec!r}) builds one), "
+                    f"got {type(codec).__name__} {codec!r}"
+                )
             codec.check_page_size(page_size)  # refused here, before the preamble
         self.page_size = page_size
         self.memory_pages = memory_pages
@@ -160,8 +174,15 @@ class FrameWriter:
         if runs.shape[0] == 1:
             first, count = runs[0].tolist()
             end = first + count
+            if first < 0 or count < 1:  # else struct's "argument out of range"
+                raise ValueError(f"run ({first}, {count}) names no pages of the stream's memory")
             run_bytes = fmt.RUN.pack(first, count)
         else:
+            if int(runs.min()) < 0 or int(runs[:, 1].min()) < 1:
+                raise ValueError(
+                    "a run names no pages of the stream's memory (a first page "
+                    "below 0, or no pages)"
+                )
             end = int((runs[:, 0] + runs[:, 1]).max())
             wire_runs = np.empty(runs.shape[0], dtype=_RUN_DTYPE)
             wire_runs["first"] = runs[:, 0]
@@ -231,6 +252,8 @@ class FrameWriter:
 
     def abort(self, reason: str) -> int:
         """Tell the destination the migration failed, and why."""
+        if not isinstance(reason, str):
+            raise TypeError(f"an abort's reason is a str, got {type(reason).__name__}")
         size = self._frame(fmt.FrameType.ABORT, [fmt.encode_reason(reason)])
         self.flush()
         return size

@@ -11,6 +11,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from migcodec.codecs import CodecError, get_codec
+from migcodec.codecs.base import is_integer
 from migcodec.codecs.bounded import BUILDING, codec_watch
 from migcodec.datasets.window import Window
 from migcodec.files import parse_json
@@ -395,6 +396,8 @@ class TraceReader:
 
     # -- windows ------------------------------------------------------------------------------
     def __getitem__(self, i: int) -> Window:
+        if not is_integer(i) and not isinstance(i, np.integer):
+            raise TypeError(f"windows are numbered by integers, got {type(i).__name__} {i!r}")
         n = len(self._index)
         if not -n <= i < n:
             raise IndexError(f"window {i} out of range: the trace has {n} windows")

@@ -246,6 +246,14 @@ class TraceWriter:
                 f"a window's index must be a whole number (0, 1, 2, ...), got "
                 f"{window.index!r} ({type(window.index).__name__}); number windows with ints"
             )
+        indices = window.page_indices
+        if not isinstance(indices, np.ndarray) or indices.ndim != 1:
+            # the record's checks read .size and [-1]: an AttributeError or IndexError
+            raise TypeError(
+                f"window {window.index}'s page indices must be a 1-D numpy array, got "
+                f"{type(indices).__name__}"
+                + (f" of shape {indices.shape}" if isinstance(indices, np.ndarray) else "")
+            )
         if window.index != self._next_index:
             raise ValueError(
                 f"windows must be written in order: expected window {self._next_index}, "
