@@ -23,6 +23,7 @@ from migcodec.datasets.capture import (
     ProcessCapture,
     ProcessReplaced,
     capture_to_trace,
+    procfs,
 )
 from migcodec.datasets.capture import process as process_module
 
@@ -234,15 +235,23 @@ EXEC_LATER = (
 
 
 @needs_proc
-def test_a_process_that_runs_another_program_ends_its_trace_as_such() -> None:
+@pytest.mark.parametrize("ranged", [False, True])
+def test_a_process_that_runs_another_program_ends_its_trace_as_such(ranged) -> None:
     """After exec the files opened on the process read nothing: every window after it was
-    recorded as empty, and the trace said complete."""
+    recorded as empty, and the trace said complete. With ``--address-range`` over memory
+    the new program does not map, nothing was read, and the exec went unnoticed."""
     child = subprocess.Popen(
         [sys.executable, "-c", EXEC_LATER], stdin=subprocess.PIPE, stdout=subprocess.PIPE
     )
     try:
         assert child.stdout.readline() == b"ready\n"
-        cap = ProcessCapture(child.pid)
+        heap = [m for m in procfs.read_maps(child.pid) if m.path == "[heap]"]
+        select = MappingFilter(address_range=(heap[0].start, heap[0].end)) if ranged else None
+        cap = (
+            ProcessCapture(child.pid)
+            if select is None
+            else ProcessCapture(child.pid, select=select)
+        )
         cap.start()
         child.stdin.write(b"go\n")
         child.stdin.flush()
@@ -288,19 +297,20 @@ def test_a_kernel_thread_is_named_as_one_not_as_exited() -> None:
 
 
 @needs_proc
-def test_a_process_larger_than_twice_the_free_memory_is_refused_before_reading_it(
+def test_a_process_larger_than_a_sixth_of_the_free_memory_is_refused_before_reading_it(
     child: Child, monkeypatch
 ) -> None:
-    """Two snapshots of its present pages are held: a large process had the capture killed
-    by the kernel mid-trace, without a word."""
+    """Up to six copies of its present pages are held (two snapshots, and a window that
+    rewrote them all with what they replaced and its encoding): a large process had the
+    capture killed by the kernel mid-trace, without a word."""
     monkeypatch.setattr("migcodec.ram.available_memory", lambda: 4096)
     cap = ProcessCapture(child.proc.pid, select=MappingFilter(address_range=child.range))
     with pytest.raises(CaptureError) as err:
         cap.start()
     assert str(err.value) == (
-        f"process {child.proc.pid} has 320 KiB of memory to capture, and a capture holds two "
-        "copies of it (640 KiB), but this machine has 4 KiB available; capture a part of it "
-        "with --address-range, or free memory here"
+        f"process {child.proc.pid} has 320 KiB of memory to capture, and a capture holds up "
+        "to 6 copies of it (1.88 MiB) when a window rewrites all of it, but this machine has "
+        "4 KiB available; capture a part of it with --address-range, or free memory here"
     )
 
 
@@ -656,3 +666,42 @@ def test_a_pid_given_to_another_process_is_an_exit_not_an_exec(monkeypatch, star
     files.close()
     assert isinstance(err.value, procfs.ProcessReplaced) is not started_again
     assert told in str(err.value)
+
+
+def test_anonymous_huge_pages_are_anonymous_memory() -> None:
+    """MAP_ANONYMOUS | MAP_HUGETLB shows as a deleted /anon_hugepage with an inode: taken
+    for a file's, none of it was captured (and --address-range over it said there was no
+    anonymous memory there)."""
+    huge = procfs.Mapping(
+        0x7F0000000000, 0x7F0000400000, "rw-p", 0, 362316, "/anon_hugepage (deleted)"
+    )
+    assert huge.anonymous
+    assert MappingFilter().select([huge]) == [huge]
+    assert not procfs.Mapping(0, 4096, "rw-p", 0, 7, "/usr/lib/libc.so.6").anonymous
+
+
+@pytest.mark.parametrize(
+    ("leader", "threads", "alive"),
+    [
+        (b"R 1 1 1 0 -1 4194560", [], True),
+        # in its exit: state R, memory being torn down (/proc/PID/maps already empty), read
+        # as every page zeroed, or as an exec
+        (b"R 1 1 1 0 -1 4194564", [], False),
+        (b"Z 1 1 1 0 -1 4194564", [], False),
+        # its main thread ended alone (pthread_exit): a zombie, its worker writing on
+        (b"Z 1 1 1 0 -1 4194564", [b"S 1 1 1 0 -1 4194368"], True),
+        (b"Z 1 1 1 0 -1 4194564", [b"Z 1 1 1 0 -1 4194564"], False),
+    ],
+)
+def test_a_process_is_alive_while_a_thread_of_it_runs_and_is_not_exiting(
+    monkeypatch, leader, threads, alive
+) -> None:
+    stats = {"100": leader.split()} | {
+        f"100/task/{101 + i}": t.split() for i, t in enumerate(threads)
+    }
+    monkeypatch.setattr(procfs, "_stat_fields", lambda pid: stats.get(str(pid)))
+    tasks = ["100", *(str(101 + i) for i in range(len(threads)))]
+    monkeypatch.setattr(procfs.os, "listdir", lambda path: tasks)
+    assert procfs.is_alive(100) is alive
+    live = [f"100/task/{t}" for t in tasks[1:] if alive and threads]
+    assert procfs._task_of(100) == ("100" if not live else live[0])

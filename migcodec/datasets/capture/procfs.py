@@ -73,9 +73,10 @@ class Mapping:
     @property
     def anonymous(self) -> bool:
         """No file behind it; shared anonymous memory shows as a deleted /dev/zero or SysV
-        segment, and counts as anonymous too."""
-        if self.path.startswith(("/dev/zero", "/SYSV")):
-            return True
+        segment, and anonymous huge pages as a deleted /anon_hugepage: both count as
+        anonymous too (huge pages were skipped as a file's, and nothing of them captured)."""
+        if self.path.startswith(("/dev/zero", "/SYSV", "/anon_hugepage")):
+            return True  # (/anon_hugepage: MAP_ANONYMOUS | MAP_HUGETLB, private or shared)
         return self.inode == 0 and not self.path.startswith("/")
 
     @property
@@ -133,10 +134,11 @@ def _gone(exc: OSError) -> bool:
     return isinstance(exc, FileNotFoundError | ProcessLookupError) or exc.errno == errno.ESRCH
 
 
-def _stat_fields(pid: int) -> list[bytes] | None:
+def _stat_fields(pid: int | str) -> list[bytes] | None:
     """The fields of /proc/PID/stat after the command name (the state first, field 3), or
     ``None`` where the process is gone: the name is in parentheses and may hold spaces
-    and parentheses itself, so the fields start after the last ``)``."""
+    and parentheses itself, so the fields start after the last ``)``. ``pid`` may be
+    ``"PID/task/TID"``, a thread's."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
@@ -145,10 +147,48 @@ def _stat_fields(pid: int) -> list[bytes] | None:
     return stat[stat.rindex(b")") + 2 :].split()
 
 
+#: the kernel's flag of a task in its exit (field 9 of /proc/PID/stat), set before its
+#: memory is torn down
+_PF_EXITING = 0x4
+
+
+def _runs(fields: list[bytes] | None) -> bool:
+    """Whether a task of these stat fields runs on: not a zombie, not dead, not exiting."""
+    if not fields or fields[0] in (b"Z", b"X", b"x"):
+        return False
+    try:
+        return not int(fields[6]) & _PF_EXITING
+    except (ValueError, IndexError):
+        return True
+
+
+def _live_threads(pid: int) -> list[str]:
+    """``"PID/task/TID"`` of the threads of ``pid`` that run on, its main thread first."""
+    try:
+        threads = sorted(os.listdir(f"/proc/{pid}/task"), key=lambda t: t != str(pid))
+    except OSError:
+        return []
+    return [f"{pid}/task/{t}" for t in threads if _runs(_stat_fields(f"{pid}/task/{t}"))]
+
+
 def is_alive(pid: int) -> bool:
-    """False once the process has exited, including as an unreaped zombie."""
-    fields = _stat_fields(pid)
-    return bool(fields) and fields[0] not in (b"Z", b"X", b"x")
+    """False once the process has exited, including as an unreaped zombie or while it
+    exits. Its main thread may have ended alone (``pthread_exit``), a zombie while the
+    others run: the process lives while any of its threads does (it was said to have
+    exited, with its workers still writing). One exiting tears its memory down with
+    /proc/PID/maps empty and its state still R: read then, it was recorded as zeroing
+    every page, or as running another program."""
+    return _runs(_stat_fields(pid)) or bool(_live_threads(pid))
+
+
+def _task_of(pid: int) -> str:
+    """Where /proc shows the memory of process ``pid``: its own entry, or, once its main
+    thread ended alone (``pthread_exit``), a live thread's (the main thread's maps are
+    empty then, and its pagemap and mem refuse to open)."""
+    if _runs(_stat_fields(pid)):
+        return str(pid)
+    live = _live_threads(pid)
+    return live[0] if live else str(pid)
 
 
 def start_time(pid: int) -> int | None:
@@ -178,11 +218,11 @@ def thread_group(pid: int) -> int | None:
 def read_maps(pid: int) -> list[Mapping]:
     """Parsed /proc/PID/maps; raises :class:`ProcessExited` when the process is gone."""
     try:
-        with open(f"/proc/{pid}/maps") as f:
+        with open(f"/proc/{_task_of(pid)}/maps") as f:
             lines = f.read().splitlines()
     except OSError as exc:
         raise _open_error(pid, "/proc/PID/maps", exc) from exc
-    if not lines and not is_alive(pid):
+    if not lines and not is_alive(pid):  # a live process has a stack at least
         raise ProcessExited(f"process {pid} has exited")
     out = []
     for line in lines:
@@ -211,10 +251,11 @@ class ProcFiles:
             raise NotAProcess(
                 f"{pid} is a thread of process {owner}, whose memory it shares; give --pid {owner}"
             )
+        task = _task_of(pid)
         try:
-            self.pagemap = os.open(f"/proc/{pid}/pagemap", os.O_RDONLY)
+            self.pagemap = os.open(f"/proc/{task}/pagemap", os.O_RDONLY)
             try:
-                self.mem = os.open(f"/proc/{pid}/mem", os.O_RDONLY)
+                self.mem = os.open(f"/proc/{task}/mem", os.O_RDONLY)
             except OSError:
                 os.close(self.pagemap)
                 raise
@@ -230,6 +271,14 @@ class ProcFiles:
         """Whether the process captured is alive: not a zombie, and not gone with its pid
         given to another process since (which an exec was reported for)."""
         return is_alive(self.pid) and start_time(self.pid) == self.started
+
+    def check_same(self) -> None:
+        """Raise :class:`ProcessReplaced` or :class:`ProcessExited` once the address space
+        opened at start is gone, whatever the selection reads of it: with
+        ``--address-range`` over memory the new program (or the process given the pid
+        since) does not map, nothing was read, and an exec or exit went unnoticed; the
+        trace recorded every page zeroed and ended complete."""
+        self._entries(0, 1, np.empty(1, dtype="<u8"), first=True)
 
     def close(self) -> None:
         for fd in (self.pagemap, self.mem):
