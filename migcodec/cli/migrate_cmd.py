@@ -10,6 +10,7 @@ import socket
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -466,6 +467,21 @@ def _reason(exc: OSError) -> str:
     return (exc.strerror or str(exc)).split(" (while attempting")[0]
 
 
+def _held_before(args: argparse.Namespace) -> str | None:
+    """``--memory-file PATH`` or ``--shm NAME`` where it holds data before anything is
+    received (a file or region not empty), else ``None``: a stream that fails leaves the
+    pages it wrote there, and said nothing of it (only a file made for it is removed)."""
+    if args.memory_file is not None:
+        path = Path(args.memory_file)
+        if path.is_file() and path.stat().st_size > 0:
+            return f"--memory-file {args.memory_file}"
+    if args.shm is not None:
+        region = Path("/dev/shm", args.shm)
+        if region.is_file() and region.stat().st_size > 0:
+            return f"--shm {args.shm}"
+    return None
+
+
 def run_receive(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         opened: list[GuestMemory] = []
@@ -485,6 +501,7 @@ def run_receive(args: argparse.Namespace) -> int:
 
         backed = args.memory_file is not None or args.shm is not None
         check_backing(args.memory_file, args.shm)  # before listening, not once a source came
+        held = _held_before(args)
         try:
             summary, peer = _receive(args, open_destination if backed else None)
         except BaseException:
@@ -493,6 +510,12 @@ def run_receive(args: argparse.Namespace) -> int:
             # one emptied again once closed)
             for memory in opened:
                 memory.discard()
+            if opened and held is not None:  # the user's data, written over in part
+                print(
+                    f"migcodec receive: note: {held} held data before; it now holds any pages "
+                    "the failed stream wrote into it, unverified",
+                    file=sys.stderr,
+                )
             raise
     cut = ""
     for memory in opened:  # closed and whole: the image at its own name, and of its size

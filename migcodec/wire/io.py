@@ -207,6 +207,14 @@ class Source:
 
             self._readinto = readinto
 
+    def check_deadline(self) -> None:
+        """Raise the connection's :class:`DeadlinePassed` once its deadline has passed (a
+        :class:`TimedSocket`'s; nothing for any other source), for work between reads."""
+        if isinstance(self._sock, TimedSocket):
+            left = self._sock.time_left()
+            if left is not None and left <= 0:
+                raise self._sock.deadline_passed()
+
     def pending(self) -> bool:
         """Whether any byte is left to read now. A socket is asked without waiting (its
         peer sends nothing after a stream's last frame until it is answered); a file is

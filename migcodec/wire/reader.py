@@ -565,7 +565,7 @@ class FrameReader:
                 frame.offset,
             )
         if frame.digest is not None and running is not None:
-            if running.digest() != frame.digest:
+            if running.digest(self._source.check_deadline) != frame.digest:
                 raise DigestMismatch(
                     "destination memory digest differs from the source's",
                     frame.index,

@@ -92,3 +92,22 @@ def test_a_first_pass_that_rewrites_hashed_pages_hashes_them_once_at_the_end(
     assert summary.digest_verified
     np.testing.assert_array_equal(dest, memory)
     assert sum(hashed) == 2 * memory.nbytes  # the first frame's, then once at the end
+
+
+def test_the_digest_at_the_end_stops_when_its_check_says_so():
+    """A stream that announced 12 GiB of memory in a file and ended at once had all of it
+    read and hashed, 27 s past a deadline of 4 s: the rest is hashed a step at a time, the
+    check (the connection's deadline) between steps."""
+    calls = []
+
+    def check():
+        calls.append(len(calls))
+        if len(calls) == 3:
+            raise TimeoutError("the connection's deadline of 4 s passed")
+
+    running = RunningDigest(np.zeros((1024, 4096), np.uint8))  # 4 MiB in steps of 1 MiB
+    with pytest.raises(TimeoutError, match="deadline"):
+        running.digest(check)
+    assert len(calls) == 3 and running.hashed == 2 * RunningDigest.MIN_STEP
+    memory = generate_pages("mixed", 64, 8)
+    assert RunningDigest(memory).digest(lambda: None) == memory_digest(memory)
