@@ -17,9 +17,9 @@ def _writer() -> FrameWriter:
     return FrameWriter(io.BytesIO(), 4096, 8, [get_codec("raw")])
 
 
-def _negative_run() -> None:
+def _negative_run(runs: list[list[int]]) -> None:
     encoded = get_codec("raw").encode(Batch(np.ones((8, 4096), np.uint8), [(0, 1)]))
-    encoded.runs = np.array([[-1, 1]])
+    encoded.runs = np.array(runs)
     _writer().write_batch(encoded)
 
 
@@ -42,9 +42,14 @@ def _trace_window(tmp_path, indices) -> None:
             "page_size must be an integer, got float 4096.0",
         ),
         (
-            lambda tmp: _negative_run(),
+            lambda tmp: _negative_run([[-1, 1]]),
             ValueError,
-            "run (-1, 1) names no pages of the stream's memory",
+            "run 0 (first page -1, 1 pages) lies outside guest memory of 8 pages",
+        ),
+        (
+            lambda tmp: _negative_run([[0, 1], [3, 0]]),
+            ValueError,
+            "run 1 is empty (0 pages); runs need >= 1 page",
         ),
         (lambda tmp: _writer().abort(None), TypeError, "an abort's reason is a str, got NoneType"),
         (

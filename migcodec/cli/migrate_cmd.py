@@ -42,7 +42,12 @@ from migcodec.engine import (
 )
 from migcodec.engine.chooser import CodecChooser, make_chooser
 from migcodec.engine.destination import RECEIVE_TIMEOUT_S, MemoryOpener
-from migcodec.engine.guest_memory import DEFAULT_SIZE, check_available, check_backing
+from migcodec.engine.guest_memory import (
+    DEFAULT_SIZE,
+    check_available,
+    check_backing,
+    shm_file,
+)
 from migcodec.engine.source import STOP_GRACE_S
 from migcodec.engine.sweep import largest_converging_rate
 from migcodec.plots import PlotUnavailable
@@ -476,7 +481,7 @@ def _held_before(args: argparse.Namespace) -> str | None:
         if path.is_file() and path.stat().st_size > 0:
             return f"--memory-file {args.memory_file}"
     if args.shm is not None:
-        region = Path("/dev/shm", args.shm)
+        region = shm_file(args.shm)
         if region.is_file() and region.stat().st_size > 0:
             return f"--shm {args.shm}"
     return None

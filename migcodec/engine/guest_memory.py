@@ -220,6 +220,11 @@ def _n_pages(size: int | None, existing: int | None, page_size: int, what: str) 
     return size // page_size
 
 
+def shm_file(name: str) -> Path:
+    """The file of /dev/shm that shared-memory region ``name`` is (on Linux)."""
+    return Path("/dev/shm", name)
+
+
 def check_backing(path: str | os.PathLike | None = None, shm_name: str | None = None) -> None:
     """Refuse, before anything waits on it, a file that is not one (a directory, FIFO or
     device) or a region name that is no name: a destination checks its backing before it
@@ -245,7 +250,7 @@ def check_backing(path: str | os.PathLike | None = None, shm_name: str | None = 
         )
     # a region is a file of /dev/shm: anything else there was "[Errno 22] Invalid argument"
     # from mmap, and only once a destination's source had connected
-    region = Path("/dev/shm", shm_name) if shm_name is not None else None
+    region = None if shm_name is None else shm_file(shm_name)
     if region is not None and region.exists() and not region.is_file():
         raise GuestMemoryError(
             f"--shm {shm_name}: {region} is not a shared-memory region (a directory, FIFO or "

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 from pathlib import Path
 from types import ModuleType
+
+from migcodec.files import hidden_beside
 
 #: what to run when matplotlib is missing
 INSTALL_HINT = "pip install 'migcodec[plot]'"
@@ -66,7 +67,7 @@ def save_figure(plt: ModuleType, fig: object, path: str | os.PathLike) -> Path:
     full disk) leaves neither a truncated picture nor an empty file, and a picture there
     before as it was (``--plot`` had left a 20 KB PNG cut at the disk's end)."""
     out = Path(path)
-    drawing = out.with_name(f".{out.name}.drawing-{secrets.token_hex(4)}")
+    drawing = hidden_beside(out, "drawing")
     try:
         fig.savefig(drawing, dpi=110, format=plot_format(out))
         os.replace(drawing, out)

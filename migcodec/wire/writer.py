@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from migcodec.codecs import Codec, Encoded
+from migcodec.codecs.batch import check_run, check_runs
 from migcodec.codecs.encoded import MAX_PAGE_MODE
 from migcodec.codecs.registry import codec_package
 from migcodec.hashing import checksum
@@ -171,18 +172,18 @@ class FrameWriter:
         if codec_id not in self.codecs:
             raise KeyError(f"codec id {codec_id} is not in this stream's codec table")
         runs = encoded.runs
+        # a run below page 0 or of no pages (an Encoded made by hand: a Batch checks its
+        # runs) was struct's "argument out of range", or wrapped in the unsigned run
         if runs.shape[0] == 1:
             first, count = runs[0].tolist()
             end = first + count
-            if first < 0 or count < 1:  # else struct's "argument out of range"
-                raise ValueError(f"run ({first}, {count}) names no pages of the stream's memory")
+            if first < 0 or count < 1:
+                check_run(first, count, self.memory_pages, self.max_batch_pages)
             run_bytes = fmt.RUN.pack(first, count)
         else:
-            if int(runs.min()) < 0 or int(runs[:, 1].min()) < 1:
-                raise ValueError(
-                    "a run names no pages of the stream's memory (a first page "
-                    "below 0, or no pages)"
-                )
+            least_first, least_count = runs.min(axis=0).tolist()  # one call: the hot path
+            if least_first < 0 or least_count < 1:  # the batch layer's words for it
+                check_runs(runs, self.memory_pages, self.max_batch_pages)
             end = int((runs[:, 0] + runs[:, 1]).max())
             wire_runs = np.empty(runs.shape[0], dtype=_RUN_DTYPE)
             wire_runs["first"] = runs[:, 0]

@@ -171,6 +171,17 @@ def _live_threads(pid: int) -> list[str]:
     return [f"{pid}/task/{t}" for t in threads if _runs(_stat_fields(f"{pid}/task/{t}"))]
 
 
+def _live_task(pid: int) -> str | None:
+    """Where /proc shows the memory of process ``pid`` while it lives: its own entry, or,
+    once its main thread ended alone (``pthread_exit``), a live thread's (the main
+    thread's maps are empty then, and its pagemap and mem refuse to open); ``None`` once
+    no thread of it runs on."""
+    if _runs(_stat_fields(pid)):
+        return str(pid)
+    live = _live_threads(pid)
+    return live[0] if live else None
+
+
 def is_alive(pid: int) -> bool:
     """False once the process has exited, including as an unreaped zombie or while it
     exits. Its main thread may have ended alone (``pthread_exit``), a zombie while the
@@ -178,17 +189,13 @@ def is_alive(pid: int) -> bool:
     exited, with its workers still writing). One exiting tears its memory down with
     /proc/PID/maps empty and its state still R: read then, it was recorded as zeroing
     every page, or as running another program."""
-    return _runs(_stat_fields(pid)) or bool(_live_threads(pid))
+    return _live_task(pid) is not None
 
 
 def _task_of(pid: int) -> str:
-    """Where /proc shows the memory of process ``pid``: its own entry, or, once its main
-    thread ended alone (``pthread_exit``), a live thread's (the main thread's maps are
-    empty then, and its pagemap and mem refuse to open)."""
-    if _runs(_stat_fields(pid)):
-        return str(pid)
-    live = _live_threads(pid)
-    return live[0] if live else str(pid)
+    """:func:`_live_task`, or the process's own entry once none lives (its reads then
+    fail as a gone process's do)."""
+    return _live_task(pid) or str(pid)
 
 
 def start_time(pid: int) -> int | None:

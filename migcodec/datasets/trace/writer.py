@@ -22,7 +22,7 @@ import numpy as np
 from migcodec.codecs import CodecStuck, get_codec
 from migcodec.codecs.bounded import CodecThread, run_bounded
 from migcodec.datasets.window import Window
-from migcodec.files import json_problem
+from migcodec.files import hidden_beside, json_problem
 from migcodec.hashing import seal
 from migcodec.interrupts import Terminated, interrupts_held
 
@@ -48,13 +48,6 @@ from .schema import MANIFEST_SCHEMA, check
 DEFAULT_CHUNK_BYTES = 256 << 20
 #: what to do about a storing codec whose call never returns
 _STORE_INSTEAD = "store the trace with another --codec (zstd, the default, or lz4)"
-
-
-def _beside(path: Path, what: str) -> Path:
-    """A hidden directory name beside ``path`` (in its parent, so a rename moves it
-    without copying), for a staged trace (``what``: "writing") or the one it replaces."""
-    path = path.absolute()
-    return path.with_name(f".{path.name}.{what}-{secrets.token_hex(4)}")
 
 
 def _check_output(path: Path, overwrite: bool) -> None:
@@ -194,7 +187,7 @@ class TraceWriter:
             self._made = not self.path.exists()
             self.path.mkdir(parents=True, exist_ok=True)
             if staged:
-                self._dir = _beside(self.path, "writing")
+                self._dir = hidden_beside(self.path, "writing")
                 self._dir.mkdir()
             if overwrite and not staged:
                 for old in self.path.glob(CHUNK_GLOB):
@@ -359,7 +352,7 @@ class TraceWriter:
         first and removed after, so that ``path`` is never a trace in part."""
         aside = None
         if self.path.exists():
-            aside = _beside(self.path, "replaced")
+            aside = hidden_beside(self.path, "replaced")
             os.rename(self.path, aside)
         try:
             os.rename(self._dir, self.path)
