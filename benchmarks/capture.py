@@ -1,9 +1,13 @@
 """What a snapshot-diff capture costs per window, against a bare read of the same memory.
 
-Usage: python benchmarks/capture.py [--mib 400] [--windows 12] [--interval-ms 200] [--json]
+Usage: python benchmarks/capture.py [--mib 400] [--windows 12] [--interval-ms 200]
+    [--mappings N] [--json]
 
 A child process holds ``--mib`` MiB of written pages and rewrites a word of 2000 random
-pages every 50 ms. :class:`~migcodec.datasets.capture.ProcessCapture` (snapshot diffing, the
+pages every 50 ms; with ``--mappings N``, its memory is N mappings (every so many pages one
+made read-only between them, as a JVM's heap regions and thread stacks are thousands of
+mappings), and the first snapshot's time is the cost of numbering them.
+:class:`~migcodec.datasets.capture.ProcessCapture` (snapshot diffing, the
 method that works on any kernel) takes a window every ``--interval-ms``; each window's
 capture time is timed, and so is one ``preadv`` of the child's whole array into a buffer
 already faulted in (the floor: what reading the memory costs at all). A capture that takes
@@ -25,12 +29,25 @@ import time
 import numpy as np
 
 CHILD = """
-import numpy as np, os, sys, time
-a = np.ones((int(sys.argv[1]) * 256, 4096), dtype=np.uint8)
+import ctypes, mmap, numpy as np, os, sys, time
+rows = int(sys.argv[1]) * 256
+buf = mmap.mmap(-1, rows * 4096, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+a = np.frombuffer(buf, dtype=np.uint8).reshape(rows, 4096)
+a[:] = 1
+writable = np.arange(rows)
+splits = int(sys.argv[2])
+if splits > 1:  # a read-only page between each two mappings keeps them apart
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mprotect.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    step = rows // splits
+    for row in range(step - 1, rows - 1, step):
+        if libc.mprotect(a[row].ctypes.data, 4096, mmap.PROT_READ):
+            raise OSError(ctypes.get_errno(), "mprotect")
+    writable = writable[(writable + 1) % step != 0]
 print(a.__array_interface__["data"][0], a.nbytes, flush=True)
 rng = np.random.default_rng(0)
 while True:
-    a[rng.integers(0, a.shape[0], 2000), :8] += 1
+    a[rng.choice(writable, 2000), :8] += 1
     time.sleep(0.05)
 """
 
@@ -50,17 +67,19 @@ def bare_read_s(pid: int, address: int, nbytes: int, repeats: int = 5) -> float:
     return statistics.median(times)
 
 
-def measure(mib: int, windows: int, interval_s: float) -> dict:
+def measure(mib: int, windows: int, interval_s: float, mappings: int = 1) -> dict:
     from migcodec.datasets.capture import MappingFilter, ProcessCapture
 
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(mib)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", CHILD, str(mib), str(mappings)], stdout=subprocess.PIPE, text=True
     )
     try:
         address, nbytes = map(int, child.stdout.readline().split())
         select = MappingFilter(address_range=(address, address + nbytes))
         cap = ProcessCapture(child.pid, select=select, method="snapshot-diff", max_pages=64)
+        t = time.perf_counter()
         cap.start()
+        start_s = time.perf_counter() - t
         capture_s, lengths = [], []
         t0 = time.monotonic()
         for i in range(windows):
@@ -71,6 +90,7 @@ def measure(mib: int, windows: int, interval_s: float) -> dict:
             window = cap.next_window()
             capture_s.append(time.perf_counter() - t)
             lengths.append(window.duration_s)
+        captured = len(cap.mappings_seen)
         cap.close()
         floor = bare_read_s(child.pid, address, nbytes)
     finally:
@@ -80,7 +100,10 @@ def measure(mib: int, windows: int, interval_s: float) -> dict:
     median = statistics.median(steady)
     return {
         "mib": mib,
+        "mappings": mappings,
+        "mappings_captured": captured,
         "interval_s": interval_s,
+        "start_s": start_s,
         "capture_s": median,
         "bare_read_s": floor,
         "capture_over_bare_read": median / floor,
@@ -95,14 +118,20 @@ def main() -> int:
     ap.add_argument("--mib", type=int, default=400, help="memory of the child (default 400)")
     ap.add_argument("--windows", type=int, default=12, help="windows captured (default 12)")
     ap.add_argument("--interval-ms", type=float, default=200.0, help="default 200")
+    ap.add_argument(
+        "--mappings", type=int, default=1, help="mappings the memory is split into (default 1)"
+    )
     ap.add_argument("--json", action="store_true", help="print one JSON document")
     args = ap.parse_args()
-    r = measure(args.mib, args.windows, args.interval_ms / 1000)
+    if not 1 <= args.mappings <= args.mib * 128:
+        ap.error(f"--mappings must be from 1 to {args.mib * 128} (two pages a mapping)")
+    r = measure(args.mib, args.windows, args.interval_ms / 1000, args.mappings)
     if args.json:
         print(json.dumps(r, indent=2))
         return 0
     print(
-        f"{r['mib']} MiB child, windows every {r['interval_s'] * 1e3:.0f} ms: capture "
+        f"{r['mib']} MiB child in {r['mappings_captured']} mappings, first snapshot "
+        f"{r['start_s'] * 1e3:.0f} ms, windows every {r['interval_s'] * 1e3:.0f} ms: capture "
         f"{r['capture_s'] * 1e3:.0f} ms a window ({r['snapshot_gb_per_s']:.1f} GB/s), a bare "
         f"read {r['bare_read_s'] * 1e3:.0f} ms, capture / bare read "
         f"{r['capture_over_bare_read']:.1f}x; windows lasted {r['window_s_median']:.3f} s "

@@ -5,10 +5,13 @@ Protocol (one JSON object per line on stdin, one line back on stdout):
   are written (the rest stay absent); then per command
   {"whole": [[page, byte], ...], "words": [[page, word, value], ...], "free": [page, ...]}
   fills whole pages with a byte, sets 8-byte words, or drops pages (MADV_DONTNEED, they
-  read as zero again), and answers "ok". {"exit": true} or end of input exits.
+  read as zero again), and answers "ok"; {"protect": [first, count, "rw" | "r" | ""]}
+  (before the rest of its command) changes the protection of ``count`` pages (mprotect).
+  {"exit": true} or end of input exits.
   With ``--churn-ms T`` it instead rewrites page 0 in a loop for T ms and exits by itself.
 """
 
+import ctypes
 import json
 import mmap
 import sys
@@ -35,10 +38,17 @@ def main() -> None:
             i += 1
             time.sleep(0.001)
         return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mprotect.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    protections = {"rw": mmap.PROT_READ | mmap.PROT_WRITE, "r": mmap.PROT_READ, "": 0}
     for line in sys.stdin:
         cmd = json.loads(line)
         if cmd.get("exit"):
             break
+        if "protect" in cmd:
+            first, count, how = cmd["protect"]
+            if libc.mprotect(address + first * size, count * size, protections[how]) != 0:
+                raise OSError(ctypes.get_errno(), "mprotect")
         for page, byte in cmd.get("whole", []):
             mem[page] = byte
         for page, word, value in cmd.get("words", []):

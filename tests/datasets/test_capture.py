@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -482,6 +483,53 @@ def test_soft_dirty_method_reports_exactly_the_written_pages(child: Child, monke
     cap.close()
 
 
+@needs_proc
+@pytest.mark.parametrize("how", ["r", ""])
+def test_memory_made_read_only_or_inaccessible_keeps_its_pages(child: Child, how: str) -> None:
+    """mprotect changes no page: pages made read-only (or inaccessible) and writable again
+    are neither zeroed nor rewritten; a write after that is the one change."""
+    ps = child.page_size
+    model = np.zeros((PAGES, ps), dtype=np.uint8)
+    model[:TOUCHED] = (np.arange(TOUCHED, dtype=np.uint8) + 1)[:, None]
+    cap = ProcessCapture(child.proc.pid, select=MappingFilter(address_range=child.range))
+    cap.start()
+    assert child.send({"protect": [16, 32, how]}) == "ok"
+    window = cap.next_window()
+    assert window.page_indices.tolist() == []
+    assert child.send({"protect": [16, 32, "rw"], "words": [[20, 3, 77]]}) == "ok"
+    window = cap.next_window()
+    assert window.page_indices.tolist() == [20]
+    np.testing.assert_array_equal(window.previous, model[[20]])
+    model.view("<u8")[20, 3] = 77
+    np.testing.assert_array_equal(window.pages, model[[20]])
+    # a part protected and then freed is zeroed, as before
+    assert child.send({"protect": [40, 4, how], "free": [41]}) == "ok"
+    window = cap.next_window()
+    assert window.page_indices.tolist() == [41]
+    assert not window.pages.any()
+    assert cap.layout.n_pages == PAGES
+    cap.close()
+
+
+def test_a_selection_keeps_the_captured_parts_of_mappings_no_longer_writable() -> None:
+    from migcodec.datasets.capture.procfs import Mapping
+
+    maps = [
+        Mapping(0x1000, 0x5000, "r--p", 0, 0, ""),  # was writable from 0x2000 to 0x4000
+        Mapping(0x5000, 0x6000, "---p", 0, 0, ""),  # never captured
+        Mapping(0x6000, 0x8000, "r--p", 0, 42, "/usr/lib/libc.so.6"),  # file-backed
+        Mapping(0x8000, 0x9000, "rw-p", 0, 0, ""),
+        Mapping(0xA000, 0xB000, "r--p", 0, 0, "[vvar]"),
+    ]
+    held = {0x1000: [(0x2000, 0x4000)], 0x6000: [(0x6000, 0x8000)], 0xA000: [(0xA000, 0xB000)]}
+    chosen = MappingFilter().select(maps, held=lambda start, end: held.get(start, []))
+    assert [(m.start, m.end, m.perms) for m in chosen] == [
+        (0x2000, 0x4000, "r--p"),
+        (0x8000, 0x9000, "rw-p"),
+    ]
+    assert [m.start for m in MappingFilter().select(maps)] == [0x8000]
+
+
 def test_layout_numbers_address_space_compactly_and_inverts() -> None:
     layout = PageLayout()
     layout.cover(1000, 1010)
@@ -497,6 +545,53 @@ def test_layout_numbers_address_space_compactly_and_inverts() -> None:
     np.testing.assert_array_equal(again.to_trace(vpns), trace)
     with pytest.raises(ValueError, match="outside"):
         layout.to_trace(np.array([7000]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.tuples(st.integers(0, 300), st.integers(1, 40)), min_size=1, max_size=6),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_layout_numbers_each_new_page_next_in_order_of_cover(scans) -> None:
+    """Against a page-by-page model: every page covered gets the next free number the
+    first time it is covered (a call's new pages in address order, calls in turn), and the
+    numbering inverts, survives the manifest, and meets each range where it is covered."""
+    layout, model = PageLayout(), {}
+    for scan in scans:
+        ranges, end = [], 0
+        for gap, size in scan:  # ascending and apart, as a process's mappings are
+            ranges.append((end + gap, end + gap + size))
+            end += gap + size
+        for lo, hi in ranges:
+            for page in range(lo, hi):
+                model.setdefault(page, len(model))
+        if len(ranges) == 1:
+            layout.cover(*ranges[0])
+        else:
+            layout.cover_all(ranges)
+    vpns = np.array(sorted(model), dtype=np.int64)
+    numbers = np.array([model[v] for v in vpns.tolist()], dtype=np.int64)
+    assert layout.n_pages == len(model)
+    np.testing.assert_array_equal(layout.to_trace(vpns), numbers)
+    np.testing.assert_array_equal(layout.to_virtual(numbers), vpns)
+    again = PageLayout.from_segments(layout.segments())
+    assert again.segments() == layout.segments()
+    np.testing.assert_array_equal(again.to_trace(vpns), numbers)
+    rows = layout.segments()
+    assert [r[2] for r in rows] == sorted(r[2] for r in rows)
+    parts = layout.covered(0, 2000)
+    assert sum(hi - lo for lo, hi in parts) == len(model)
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(parts))
+
+
+def test_ranges_to_cover_at_once_must_ascend_apart() -> None:
+    layout = PageLayout()
+    with pytest.raises(ValueError, match=r"\[5, 12\) starts before the range before it ends"):
+        layout.cover_all([(0, 10), (5, 12)])
+    assert layout.n_pages == 0
 
 
 def test_mapping_filter_takes_private_anonymous_writable_memory_by_default() -> None:

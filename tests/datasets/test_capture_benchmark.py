@@ -31,3 +31,13 @@ def test_the_capture_benchmark_reports_its_columns_for_the_memory_asked() -> Non
     assert doc["capture_over_bare_read"] == pytest.approx(doc["capture_s"] / doc["bare_read_s"])
     assert doc["snapshot_gb_per_s"] == pytest.approx(8 * 2**20 / doc["capture_s"] / 1e9)
     assert 0 < doc["window_s_median"] <= doc["window_s_max"]
+    assert doc["mappings"] == doc["mappings_captured"] == 1 and doc["start_s"] > 0
+    small = ["--mib", "1", "--windows", "3", "--interval-ms", "20"]
+    split = subprocess.run(
+        [sys.executable, script, *small, "--mappings", "64", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    assert json.loads(split)["mappings_captured"] == 64

@@ -174,9 +174,10 @@ class ProcessCapture:
     def _scan(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Virtual page numbers, trace page numbers and pagemap entries of present pages."""
         vpns, entries = [], []
-        for m in self.select.select(read_maps(self.pid)):
-            first, last = self.files.pages_of(m.start, m.end)
-            self.layout.cover(first, last)
+        chosen = self.select.select(read_maps(self.pid), held=self._held)
+        pages = [self.files.pages_of(m.start, m.end) for m in chosen]
+        self.layout.cover_all(pages)
+        for m, (first, _) in zip(chosen, pages, strict=True):
             self.mappings_seen.setdefault(m.start, m.path)
             offsets, e = self.files.present(m.start, m.end)
             vpns.append(offsets + first)
@@ -189,6 +190,15 @@ class ProcessCapture:
         t = self.layout.to_trace(v)  # mappings never overlap, so neither do these
         order = np.argsort(t, kind="stable")
         return v[order], t[order], e[order]
+
+    def _held(self, start: int, end: int) -> list[tuple[int, int]]:
+        """The parts of the bytes ``[start, end)`` captured before (see
+        :meth:`MappingFilter.select`)."""
+        ps = self.page_size
+        first, last = self.files.pages_of(start, end)
+        return [
+            (max(lo * ps, start), min(hi * ps, end)) for lo, hi in self.layout.covered(first, last)
+        ]
 
     def start(self) -> None:
         """Take the first snapshot: what the destination holds before the first window."""

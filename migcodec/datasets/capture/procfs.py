@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -103,10 +104,20 @@ class MappingFilter:
                     "space: it must be [start, end) with 0 <= start < end <= 2**64"
                 )
 
-    def select(self, mappings: list[Mapping]) -> list[Mapping]:
+    def select(
+        self,
+        mappings: list[Mapping],
+        held: Callable[[int, int], list[tuple[int, int]]] | None = None,
+    ) -> list[Mapping]:
+        """The mappings to capture, clipped to ``address_range``. ``held(start, end)``:
+        the parts of ``[start, end)`` captured before (ascending byte ranges). A mapping
+        of the kind selected that is not writable now keeps those parts: memory made
+        read-only or inaccessible (``mprotect``; a JVM's heap regions, a guard page)
+        keeps its pages, and dropped from the selection they were recorded as zeroed,
+        then, writable again, as rewritten (512 false dirty pages for 256 protected)."""
         chosen = []
         for m in mappings:
-            if m.perms[0] != "r" or m.perms[1] != "w" or m.path in SPECIAL:
+            if m.path in SPECIAL:
                 continue
             if (m.shared and not self.include_shared) or (
                 not m.anonymous and not self.include_file
@@ -117,7 +128,11 @@ class MappingFilter:
                 start, end = max(start, self.address_range[0]), min(end, self.address_range[1])
                 if start >= end:
                     continue
-            chosen.append(Mapping(start, end, m.perms, m.offset, m.inode, m.path))
+            if m.perms[0] == "r" and m.perms[1] == "w":
+                chosen.append(Mapping(start, end, m.perms, m.offset, m.inode, m.path))
+            elif held is not None:
+                for lo, hi in held(start, end):
+                    chosen.append(Mapping(lo, hi, m.perms, m.offset, m.inode, m.path))
         return chosen
 
 
