@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import stat
 import tempfile
 from collections import Counter
-from pathlib import Path
 from typing import Any, BinaryIO
 
 from migcodec.units import format_size
@@ -151,11 +149,3 @@ def cannot_create_in(directory: str | os.PathLike) -> str | None:
     os.close(fd)
     os.unlink(probe)
     return None
-
-
-def hidden_beside(path: str | os.PathLike, what: str) -> Path:
-    """A hidden name beside ``path``, in its directory (so a rename moves what is written
-    there without copying), unique to this call: ``.NAME.WHAT-XXXXXXXX``. What is written
-    whole under it takes ``path``'s name only once whole (a staged trace, a picture)."""
-    full = Path(path).absolute()
-    return full.with_name(f".{full.name}.{what}-{secrets.token_hex(4)}")

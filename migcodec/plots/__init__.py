@@ -10,12 +10,11 @@ the ``plot`` extra (``pip install 'migcodec[plot]'``), and a missing install rai
 
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 from types import ModuleType
 
-from migcodec.files import hidden_beside
+from migcodec.staging import Staged
 
 #: what to run when matplotlib is missing
 INSTALL_HINT = "pip install 'migcodec[plot]'"
@@ -67,14 +66,15 @@ def save_figure(plt: ModuleType, fig: object, path: str | os.PathLike) -> Path:
     full disk) leaves neither a truncated picture nor an empty file, and a picture there
     before as it was (``--plot`` had left a 20 KB PNG cut at the disk's end)."""
     out = Path(path)
-    drawing = hidden_beside(out, "drawing")
     try:
-        fig.savefig(drawing, dpi=110, format=plot_format(out))
-        os.replace(drawing, out)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            drawing.unlink(missing_ok=True)
-        raise
+        drawing = Staged(out, "drawing", directory=False)
+        try:
+            fig.savefig(drawing.path, dpi=110, format=plot_format(out))
+            os.replace(drawing.path, out)
+        except BaseException:
+            drawing.remove()
+            raise
+        drawing.release()
     finally:
         plt.close(fig)
     return out

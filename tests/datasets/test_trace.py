@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -916,6 +918,54 @@ def test_windows_from_a_negative_start_are_refused_not_reported_as_damage(trace)
     refused = pytest.raises(IndexError, match=r"^windows from -1: a trace's windows are numbered")
     with TraceReader(path) as reader, refused:
         next(reader.windows(-1))
+
+
+_KILLED_WRITER = """
+import os, signal, sys
+import numpy as np
+from migcodec.datasets import TraceWriter, Window, generate_pages
+w = TraceWriter(sys.argv[1], memory_pages=8, page_size=512, staged=True)
+w.write(Window(0, np.array([0]), generate_pages("text", 1, 0, 512)))
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_what_a_killed_writer_staged_is_removed_by_the_next_not_what_a_live_one_holds(
+    tmp_path,
+) -> None:
+    """A writer killed outright cannot remove what it staged; the next one to stage beside
+    the same path does, but never what a writer still alive holds, nor a link of the name."""
+    from migcodec.staging import remove_leftovers
+
+    path = tmp_path / "t"
+    left = []
+    for _ in range(2):  # the second removes what the first left, and leaves its own
+        killed = subprocess.run([sys.executable, "-c", _KILLED_WRITER, str(path)], timeout=60)
+        assert killed.returncode == -signal.SIGKILL
+        names = [f.name for f in tmp_path.iterdir() if f.name.startswith(".t.writing-")]
+        assert len(names) == 1 and (tmp_path / names[0] / "windows.idx").exists()
+        left += names
+    assert left[0] != left[1]
+    (tmp_path / ".t.writing-0123abcd").symlink_to(tmp_path / "elsewhere")
+    (tmp_path / "elsewhere").mkdir()
+    live = TraceWriter(tmp_path / "u", memory_pages=8, page_size=PS, staged=True)
+    held = live._dir.name
+    with TraceWriter(path, memory_pages=8, page_size=PS, overwrite=True, staged=True) as w:
+        w.write(_window(0))
+    assert remove_leftovers(tmp_path / "u", "writing") == []  # its writer lives
+    assert sorted(f.name for f in tmp_path.iterdir()) == sorted(
+        [".t.writing-0123abcd", "elsewhere", "t", "u", held]
+    )
+    assert len(TraceReader(path)) == 1
+    live.write(_window(0))
+    live.close()
+    assert len(TraceReader(tmp_path / "u")) == 1
+    assert sorted(f.name for f in tmp_path.iterdir()) == [
+        ".t.writing-0123abcd",
+        "elsewhere",
+        "t",
+        "u",
+    ]
 
 
 def test_metadata_set_after_opening_is_checked_when_the_trace_is_closed(tmp_path) -> None:

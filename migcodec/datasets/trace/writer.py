@@ -22,9 +22,10 @@ import numpy as np
 from migcodec.codecs import CodecStuck, get_codec
 from migcodec.codecs.bounded import CodecThread, run_bounded
 from migcodec.datasets.window import Window
-from migcodec.files import hidden_beside, json_problem
+from migcodec.files import json_problem
 from migcodec.hashing import seal
 from migcodec.interrupts import Terminated, interrupts_held
+from migcodec.staging import Staged, hidden_beside
 
 from .format import (
     CHUNK_GLOB,
@@ -129,6 +130,7 @@ class TraceWriter:
         self.path = Path(path)
         #: where the files are written: ``path``, or while staged the directory beside it
         self._dir = self.path
+        self._staging: Staged | None = None  # while staged: the directory written, held
         self._made = False  # whether this writer made the directory at ``path``
         self.expected_windows = expected_windows
         self._room_check_at = 8  # windows written when the room is next checked
@@ -187,8 +189,8 @@ class TraceWriter:
             self._made = not self.path.exists()
             self.path.mkdir(parents=True, exist_ok=True)
             if staged:
-                self._dir = hidden_beside(self.path, "writing")
-                self._dir.mkdir()
+                self._staging = Staged(self.path, "writing")
+                self._dir = self._staging.path
             if overwrite and not staged:
                 for old in self.path.glob(CHUNK_GLOB):
                     old.unlink()
@@ -341,7 +343,8 @@ class TraceWriter:
 
     def _unstage(self) -> None:
         """Remove the staged trace (``path`` is as it was)."""
-        shutil.rmtree(self._dir, ignore_errors=True)
+        if self._staging is not None:
+            self._staging.remove()
         if self._made:
             with contextlib.suppress(OSError):
                 self.path.rmdir()  # empty: made to stage beside
@@ -361,6 +364,7 @@ class TraceWriter:
                 os.rename(aside, self.path)
             raise
         self._dir = self.path
+        self._staging.release()
         if aside is not None:
             shutil.rmtree(aside, ignore_errors=True)
 

@@ -1,0 +1,30 @@
+"""What a writer stages beside a path is held while it lives, and only then swept away."""
+
+from __future__ import annotations
+
+from migcodec.staging import Staged, remove_leftovers
+
+
+def test_only_unheld_entries_of_the_exact_hidden_name_are_removed(tmp_path) -> None:
+    out = tmp_path / "plot.png"
+    kept = [".plot.png.drawing-0123abc", ".plot.png.drawing-0123abcz", ".plot.png.other-01234567"]
+    kept += [".plot.pngx.drawing-01234567", "plot.png.drawing-01234567"]
+    for name in kept:
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / ".plot.png.drawing-89abcdef").write_bytes(b"left by a killed writer")
+    (tmp_path / ".plot.png.drawing-fedcba98").mkdir()
+    (tmp_path / ".plot.png.drawing-fedcba98" / "part").write_bytes(b"x")
+    held = Staged(out, "drawing", directory=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*kept, held.path.name])
+    assert remove_leftovers(out, "drawing") == []  # the one left is held
+    held.release()
+    assert remove_leftovers(out, "drawing") == [held.path]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)
+
+
+def test_a_staged_entry_removed_is_released_and_gone(tmp_path) -> None:
+    staged = Staged(tmp_path / "t", "writing")
+    (staged.path / "chunk").write_bytes(b"x")
+    staged.remove()
+    staged.remove()  # idempotent
+    assert list(tmp_path.iterdir()) == []
