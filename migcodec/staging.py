@@ -43,7 +43,8 @@ def _is_hidden_of(name: str, prefix: str) -> bool:
 def remove_leftovers(path: str | os.PathLike, what: str) -> list[Path]:
     """Remove the ``.NAME.WHAT-XXXXXXXX`` entries beside ``path`` that no living writer
     holds (:class:`Staged`), and return them. A symbolic link of such a name is neither
-    followed nor removed; an entry that cannot be opened or removed is left as it is."""
+    followed nor removed; an entry that cannot be opened, locked (held, or on a
+    filesystem without locks) or removed is left as it is."""
     full = Path(path).absolute()
     prefix = f".{full.name}.{what}-"
     removed = []
@@ -93,10 +94,13 @@ class Staged:
             flags = os.O_RDWR | os.O_CREAT | os.O_EXCL
         try:
             self._fd: int | None = os.open(self.path, flags | os.O_NOFOLLOW, 0o666)
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             self.remove()
             raise
+        # a filesystem without locks (some FUSE ones): nothing is held, and since no
+        # writer's entry can be locked there either, nothing is swept there
+        with contextlib.suppress(OSError):
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
     def remove(self) -> None:
         """Remove what is staged (if it is still under its hidden name), then release it."""

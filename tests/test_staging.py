@@ -28,3 +28,24 @@ def test_a_staged_entry_removed_is_released_and_gone(tmp_path) -> None:
     staged.remove()
     staged.remove()  # idempotent
     assert list(tmp_path.iterdir()) == []
+
+
+def test_on_a_filesystem_without_locks_staging_works_and_sweeps_nothing(
+    tmp_path, monkeypatch
+) -> None:
+    import errno
+
+    import numpy as np
+
+    from migcodec.datasets import TraceReader, TraceWriter, Window, generate_pages
+    from migcodec.staging import fcntl
+
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    (tmp_path / ".t.writing-89abcdef").mkdir()  # a writer's, or a killed one's: unknown
+    with TraceWriter(tmp_path / "t", memory_pages=8, page_size=512, staged=True) as writer:
+        writer.write(Window(0, np.array([0]), generate_pages("text", 1, 0, 512)))
+    assert len(TraceReader(tmp_path / "t")) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".t.writing-89abcdef", "t"]
