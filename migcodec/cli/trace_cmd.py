@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import shlex
 import sys
 import time
@@ -371,13 +372,18 @@ def import_qemu(args: argparse.Namespace) -> int:
     return 0
 
 
+_HEX = re.compile(r"(0[xX])?[0-9a-fA-F]+")
+
+
 def address_range(text: str) -> tuple[int, int]:
     """``--address-range``: ``START-END`` in hex (``0x`` optional), START below END, both
     within the 64-bit address space."""
     example = "e.g. 7f0000000000-7f0001000000"
     lo, dash, hi = text.partition("-")
     try:
-        if not dash:
+        # hex digits alone: int() also takes underscores ("1_000" was 0x1000) and other
+        # scripts' digits
+        if not dash or not all(_HEX.fullmatch(x.strip()) for x in (lo, hi)):
             raise ValueError
         start, end = (int(x.strip(), 16) for x in (lo, hi))
     except ValueError:

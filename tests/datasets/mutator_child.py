@@ -6,7 +6,9 @@ Protocol (one JSON object per line on stdin, one line back on stdout):
   {"whole": [[page, byte], ...], "words": [[page, word, value], ...], "free": [page, ...]}
   fills whole pages with a byte, sets 8-byte words, or drops pages (MADV_DONTNEED, they
   read as zero again), and answers "ok"; {"protect": [first, count, "rw" | "r" | ""]}
-  (before the rest of its command) changes the protection of ``count`` pages (mprotect).
+  (before the rest of its command) changes the protection of ``count`` pages (mprotect);
+  {"read": [page, ...]} reads a byte of each page (an absent one maps the zero page), and
+  {"unmap": page} unmaps one page (last: the page may not be touched again).
   {"exit": true} or end of input exits.
   With ``--churn-ms T`` it instead rewrites page 0 in a loop for T ms and exits by itself.
 """
@@ -40,6 +42,8 @@ def main() -> None:
         return
     libc = ctypes.CDLL(None, use_errno=True)
     libc.mprotect.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
+    seen = 0
     protections = {"rw": mmap.PROT_READ | mmap.PROT_WRITE, "r": mmap.PROT_READ, "": 0}
     for line in sys.stdin:
         cmd = json.loads(line)
@@ -55,6 +59,10 @@ def main() -> None:
             words[page, word] = value
         for page in cmd.get("free", []):
             buf.madvise(mmap.MADV_DONTNEED, page * size, size)
+        for page in cmd.get("read", []):
+            seen += int(mem[page, 0])
+        if "unmap" in cmd and libc.munmap(address + cmd["unmap"] * size, size) != 0:
+            raise OSError(ctypes.get_errno(), "munmap")
         print("ok", flush=True)
 
 

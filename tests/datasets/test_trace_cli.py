@@ -361,6 +361,15 @@ def test_evaluate_refuses_a_cost_model_that_is_a_pipe(tmp_path, capsys):
         ("10-", "cannot read '10-': write hex START-END, e.g. 7f0000000000-7f0001000000"),
         ("zz-yy", "cannot read 'zz-yy': write hex START-END, e.g. 7f0000000000-7f0001000000"),
         (
+            "1_000-2_000",
+            "cannot read '1_000-2_000': write hex START-END, e.g. 7f0000000000-7f0001000000",
+        ),
+        (
+            "\u0661\u0660-\u0662\u0660",
+            "cannot read '\u0661\u0660-\u0662\u0660': write hex START-END, e.g. "
+            "7f0000000000-7f0001000000",
+        ),
+        (
             "20-10",
             "'20-10' is empty: START must be below END; write hex START-END, e.g. "
             "7f0000000000-7f0001000000",

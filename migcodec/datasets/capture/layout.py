@@ -8,6 +8,8 @@ segments is saved in the manifest, so every page can be traced back to its addre
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 
@@ -52,19 +54,23 @@ class PageLayout:
         self.cover_all([(first_vpn, end_vpn)])
 
     def cover_all(self, ranges: list[tuple[int, int]]) -> None:
-        """:meth:`cover` each of ``ranges`` (ascending, none overlapping the next: a
-        process's mappings as /proc lists them), in that order, with the segment table
-        grown once: grown per mapping, the first window of a process of 64,000 mappings
-        copied the table 64,000 times (12 s)."""
+        """:meth:`cover` each of ``ranges``, in that order. Where they ascend without
+        overlapping (a process's mappings as /proc lists them) the segment table grows
+        once: grown per mapping, the first window of a process of 64,000 mappings copied
+        it 64,000 times (12 s). Ranges that overlap or go back (a listing read while the
+        process changed its mappings, which the kernel may show with overlapping lines)
+        are covered one at a time."""
+        if any(b[0] < a[1] for a, b in itertools.pairwise(ranges)):
+            for one in ranges:
+                self._number(self._gaps([one]))
+        else:
+            self._number(self._gaps(ranges))
+
+    def _gaps(self, ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        """The parts of ``ranges`` (ascending, apart) that have no trace page numbers."""
         vstart, count = self._vstart, self._count
-        gaps, end = [], None
+        gaps = []
         for first_vpn, end_vpn in ranges:
-            if end is not None and first_vpn < end:
-                raise ValueError(
-                    f"ranges to cover must ascend without overlapping: [{first_vpn}, "
-                    f"{end_vpn}) starts before the range before it ends ({end})"
-                )
-            end = end_vpn
             k, j = self._met(first_vpn, end_vpn)
             if j - k == 1 and vstart[k] <= first_vpn and end_vpn <= vstart[k] + count[k]:
                 continue  # the common case: one segment holds it
@@ -75,14 +81,18 @@ class PageLayout:
                 at = hi
             if at < end_vpn:
                 gaps.append((at, end_vpn))
+        return gaps
+
+    def _number(self, gaps: list[tuple[int, int]]) -> None:
+        """Give ``gaps`` (ascending, apart, none covered) the next free numbers in turn."""
         if not gaps:
             return
         starts = np.array([g[0] for g in gaps], dtype=np.int64)
         counts = np.array([g[1] - g[0] for g in gaps], dtype=np.int64)
         bases = self.n_pages + np.concatenate(([0], np.cumsum(counts)[:-1]))
-        where = np.searchsorted(vstart, starts)
-        self._vstart = np.insert(vstart, where, starts)
-        self._count = np.insert(count, where, counts)
+        where = np.searchsorted(self._vstart, starts)
+        self._vstart = np.insert(self._vstart, where, starts)
+        self._count = np.insert(self._count, where, counts)
         self._base = np.insert(self._base, where, bases)
         self._by_base = None
         self.n_pages += int(counts.sum())

@@ -187,9 +187,16 @@ class ProcessCapture:
             return empty, empty, np.zeros(0, dtype=np.uint64)
         v = np.concatenate(vpns)
         e = np.concatenate(entries)
-        t = self.layout.to_trace(v)  # mappings never overlap, so neither do these
+        t = self.layout.to_trace(v)
         order = np.argsort(t, kind="stable")
-        return v[order], t[order], e[order]
+        v, t, e = v[order], t[order], e[order]
+        # mappings never overlap, but a listing read while they changed may show lines that
+        # do: a page listed twice is read once
+        again = t[1:] == t[:-1]
+        if again.any():
+            once = np.concatenate(([True], ~again))
+            v, t, e = v[once], t[once], e[once]
+        return v, t, e
 
     def _held(self, start: int, end: int) -> list[tuple[int, int]]:
         """The parts of the bytes ``[start, end)`` captured before (see
