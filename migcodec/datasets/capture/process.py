@@ -34,6 +34,7 @@ from .procfs import (
     ProcessExited,
     ProcFiles,
     kernel_has_soft_dirty,
+    on_zero_page,
     read_maps,
 )
 from .sample import sample_mask, sample_rng, sample_window
@@ -187,6 +188,9 @@ class ProcessCapture:
             return empty, empty, np.zeros(0, dtype=np.uint64)
         v = np.concatenate(vpns)
         e = np.concatenate(entries)
+        zero = on_zero_page(e)  # once over every mapping's: per mapping, numpy's calls cost
+        if zero is not None and zero.any():
+            v, e = v[~zero], e[~zero]
         t = self.layout.to_trace(v)
         order = np.argsort(t, kind="stable")
         v, t, e = v[order], t[order], e[order]
