@@ -5,7 +5,7 @@ Usage: python benchmarks/capture.py [--mib 400] [--windows 12] [--interval-ms 20
 
 A child process holds ``--mib`` MiB of written pages and rewrites a word of 2000 random
 pages every 50 ms; with ``--mappings N``, its memory is N mappings (every so many pages one
-made read-only between them, as a JVM's heap regions and thread stacks are thousands of
+made inaccessible between them, as a JVM's heap regions and thread stacks are thousands of
 mappings), and the first snapshot's time is the cost of numbering them.
 :class:`~migcodec.datasets.capture.ProcessCapture` (snapshot diffing, the
 method that works on any kernel) takes a window every ``--interval-ms``; each window's
@@ -36,12 +36,12 @@ a = np.frombuffer(buf, dtype=np.uint8).reshape(rows, 4096)
 a[:] = 1
 writable = np.arange(rows)
 splits = int(sys.argv[2])
-if splits > 1:  # a read-only page between each two mappings keeps them apart
+if splits > 1:  # an inaccessible page between each two mappings keeps them apart
     libc = ctypes.CDLL(None, use_errno=True)
     libc.mprotect.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
     step = rows // splits
     for row in range(step - 1, rows - 1, step):
-        if libc.mprotect(a[row].ctypes.data, 4096, mmap.PROT_READ):
+        if libc.mprotect(a[row].ctypes.data, 4096, 0):  # PROT_NONE
             raise OSError(ctypes.get_errno(), "mprotect")
     writable = writable[(writable + 1) % step != 0]
 print(a.__array_interface__["data"][0], a.nbytes, flush=True)

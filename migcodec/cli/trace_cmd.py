@@ -502,8 +502,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=["auto", "soft-dirty", "snapshot-diff"],
         help="how dirty pages are found (auto: soft-dirty bits where the kernel has them)",
     )
-    c.add_argument("--include-file", action="store_true", help="also file-backed mappings")
-    c.add_argument("--include-shared", action="store_true", help="also shared mappings")
+    c.add_argument("--include-file", action="store_true", help="also writable file-backed mappings")
+    c.add_argument("--include-shared", action="store_true", help="also writable shared mappings")
     c.add_argument(
         "--address-range",
         type=address_range,

@@ -597,7 +597,7 @@ def test_a_selection_keeps_the_captured_parts_of_mappings_no_longer_writable() -
     from migcodec.datasets.capture.procfs import Mapping
 
     maps = [
-        Mapping(0x1000, 0x5000, "r--p", 0, 0, ""),  # was writable from 0x2000 to 0x4000
+        Mapping(0x1000, 0x5000, "---p", 0, 0, ""),  # was writable from 0x2000 to 0x4000
         Mapping(0x5000, 0x6000, "---p", 0, 0, ""),  # never captured
         Mapping(0x6000, 0x8000, "r--p", 0, 42, "/usr/lib/libc.so.6"),  # file-backed
         Mapping(0x8000, 0x9000, "rw-p", 0, 0, ""),
@@ -607,7 +607,7 @@ def test_a_selection_keeps_the_captured_parts_of_mappings_no_longer_writable() -
     held = {0x1000: [(0x2000, 0x4000)], 0x6000: [(0x6000, 0x8000)], 0xA000: [(0xA000, 0xB000)]}
     chosen = MappingFilter().select(maps, held=lambda start, end: held.get(start, []))
     assert [(m.start, m.end, m.perms) for m in chosen] == [
-        (0x2000, 0x4000, "r--p"),
+        (0x2000, 0x4000, "---p"),
         (0x8000, 0x9000, "rw-p"),
         (0x9000, 0xA000, "-w-p"),
     ]
@@ -691,7 +691,7 @@ def test_ranges_that_overlap_or_go_back_are_covered_one_at_a_time() -> None:
     )
 
 
-def test_mapping_filter_takes_private_anonymous_writable_memory_by_default() -> None:
+def test_mapping_filter_takes_reachable_private_anonymous_memory_by_default() -> None:
     from migcodec.datasets.capture.procfs import Mapping
 
     maps = [
@@ -701,15 +701,37 @@ def test_mapping_filter_takes_private_anonymous_writable_memory_by_default() -> 
         Mapping(0x8000, 0x9000, "rw-s", 0, 0, "/dev/zero (deleted)"),  # shared
         Mapping(0x9000, 0xA000, "rw-p", 0, 0, ""),
         Mapping(0xA000, 0xB000, "r--p", 0, 0, "[vvar]"),
+        Mapping(0xB000, 0xC000, "r-xp", 0, 0, ""),  # a JIT's code
+        Mapping(0xC000, 0xD000, "---p", 0, 0, ""),  # a reservation
+        Mapping(0xD000, 0xE000, "r-xp", 0, 42, "/usr/lib/libc.so.6"),  # a library's code
     ]
     starts = [m.start for m in MappingFilter().select(maps)]
-    assert starts == [0x1000, 0x9000]
+    assert starts == [0x1000, 0x5000, 0x9000, 0xB000]
     starts = [m.start for m in MappingFilter(include_file=True, include_shared=True).select(maps)]
-    assert starts == [0x1000, 0x6000, 0x8000, 0x9000]
+    assert starts == [0x1000, 0x5000, 0x6000, 0x8000, 0x9000, 0xB000]
     starts = [m.start for m in MappingFilter(include_shared=True).select(maps)]
-    assert starts == [0x1000, 0x8000, 0x9000]
+    assert starts == [0x1000, 0x5000, 0x8000, 0x9000, 0xB000]
     clipped = MappingFilter(address_range=(0x2000, 0x9800)).select(maps)
-    assert [(m.start, m.end) for m in clipped] == [(0x2000, 0x5000), (0x9000, 0x9800)]
+    assert [(m.start, m.end) for m in clipped] == [
+        (0x2000, 0x5000),
+        (0x5000, 0x6000),
+        (0x9000, 0x9800),
+    ]
+
+
+@needs_proc
+def test_code_written_and_protected_within_a_window_is_captured(child: Child) -> None:
+    """A JIT writes its code while writable and runs it while executable: memory that is
+    read-only at every window's end is captured all the same."""
+    assert child.send({"protect": [60, 4, "r"]}) == "ok"
+    cap = ProcessCapture(child.proc.pid, select=MappingFilter(address_range=child.range))
+    cap.start()
+    assert child.send({"protect": [60, 4, "rw"], "words": [[61, 0, 5]]}) == "ok"
+    assert child.send({"protect": [60, 4, "r"]}) == "ok"
+    window = cap.next_window()
+    assert window.page_indices.tolist() == [61]
+    assert window.pages.view("<u8")[0, 0] == 5 and window.previous[0, 0] == 62
+    cap.close()
 
 
 @needs_proc
@@ -754,7 +776,7 @@ def test_a_range_without_memory_to_capture_is_refused_not_recorded_as_an_empty_t
     finally:
         c.close()
     assert str(info.value) == (
-        f"process {c.proc.pid} has no writable private anonymous memory in --address-range "
+        f"process {c.proc.pid} has no private anonymous memory in --address-range "
         f"0x0-0x1000 to capture; see /proc/{c.proc.pid}/maps for its mappings, and give a "
         "range that overlaps them or --include-file / --include-shared"
     )

@@ -276,8 +276,11 @@ class ProcessCapture:
 
     def _nothing_to_capture(self) -> str:
         """Why no mapping of the process was selected, and what would select some."""
-        kinds = "writable " + ("" if self.select.include_shared else "private ")
-        kinds += "memory" if self.select.include_file else "anonymous memory"
+        kinds = "private anonymous memory"
+        if self.select.include_shared:
+            kinds += " or writable shared memory"
+        if self.select.include_file:
+            kinds += " or writable file-backed memory"
         where = ""
         if self.select.address_range is not None:
             start, end = self.select.address_range

@@ -92,9 +92,15 @@ class Mapping:
 
 @dataclass(frozen=True)
 class MappingFilter:
-    """Which mappings to capture. By default writable, private, anonymous memory (heap,
-    stacks, anonymous mmaps): what a guest's RAM is to a hypervisor. ``address_range``
-    clips every mapping to ``[start, end)``."""
+    """Which mappings to capture. By default private anonymous memory (heap, stacks,
+    anonymous mmaps) that the process can reach: what a guest's RAM is to a hypervisor.
+    Readable or executable as well as writable: a JIT's code is written while writable
+    and run while executable, and a capture that took writable memory only missed code
+    written and protected within one window. Not ``PROT_NONE`` reservations, which are
+    address space (a JVM reserves tens of GB) with nothing in them until made accessible;
+    but memory captured before keeps being captured whatever its protection (``held``,
+    :meth:`select`). ``include_file`` and ``include_shared`` add writable file-backed and
+    shared mappings; ``address_range`` clips every mapping to ``[start, end)``."""
 
     include_file: bool = False
     include_shared: bool = False
@@ -116,10 +122,11 @@ class MappingFilter:
     ) -> list[Mapping]:
         """The mappings to capture, clipped to ``address_range``. ``held(start, end)``:
         the parts of ``[start, end)`` captured before (ascending byte ranges). A mapping
-        of the kind selected that is not writable now keeps those parts: memory made
-        read-only or inaccessible (``mprotect``; a JVM's heap regions, a guard page)
-        keeps its pages, and dropped from the selection they were recorded as zeroed,
-        then, writable again, as rewritten (512 false dirty pages for 256 protected)."""
+        of the kind selected that is not selected for its protection now keeps those
+        parts: memory made read-only or inaccessible (``mprotect``; a JVM's heap regions,
+        a guard page) keeps its pages, and dropped from the selection they were recorded
+        as zeroed, then, writable again, as rewritten (512 false dirty pages for 256
+        protected)."""
         chosen = []
         for m in mappings:
             if m.path in SPECIAL:
@@ -133,7 +140,10 @@ class MappingFilter:
                 start, end = max(start, self.address_range[0]), min(end, self.address_range[1])
                 if start >= end:
                     continue
-            if m.perms[1] == "w":  # write-only memory too: /proc/PID/mem reads it
+            # writable (write-only too: /proc/PID/mem reads it), or private anonymous
+            # memory the process can reach at all
+            reachable = m.anonymous and not m.shared and m.perms[:3] != "---"
+            if m.perms[1] == "w" or reachable:
                 chosen.append(Mapping(start, end, m.perms, m.offset, m.inode, m.path))
             elif held is not None:
                 for lo, hi in held(start, end):
