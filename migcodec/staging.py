@@ -13,7 +13,10 @@ removes what nobody holds.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import fcntl
+import functools
 import os
 import secrets
 import shutil
@@ -42,9 +45,11 @@ def _is_hidden_of(name: str, prefix: str) -> bool:
 
 def remove_leftovers(path: str | os.PathLike, what: str) -> list[Path]:
     """Remove the ``.NAME.WHAT-XXXXXXXX`` entries beside ``path`` that no living writer
-    holds (:class:`Staged`), and return them. A symbolic link of such a name is neither
-    followed nor removed; an entry that cannot be opened, locked (held, or on a
-    filesystem without locks) or removed is left as it is."""
+    holds (:class:`Staged`), and return them. Only directories and regular files are
+    touched: a symbolic link of such a name is neither followed nor removed, and a named
+    pipe is not opened (its open waited for a writer, and the next trace with it). An
+    entry that cannot be opened, locked (held, or on a filesystem without locks) or
+    removed is left as it is."""
     full = Path(path).absolute()
     prefix = f".{full.name}.{what}-"
     removed = []
@@ -55,11 +60,12 @@ def remove_leftovers(path: str | os.PathLike, what: str) -> list[Path]:
     for entry in entries:
         try:
             is_dir = entry.is_dir(follow_symlinks=False)
-            fd = os.open(
-                entry.path, os.O_RDONLY | os.O_NOFOLLOW | (os.O_DIRECTORY if is_dir else 0)
-            )
+            if not (is_dir or entry.is_file(follow_symlinks=False)):
+                continue
+            flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+            fd = os.open(entry.path, flags | (os.O_DIRECTORY if is_dir else 0))
         except OSError:
-            continue  # a link, or gone meanwhile
+            continue  # a link, or replaced or gone meanwhile
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -78,29 +84,67 @@ def remove_leftovers(path: str | os.PathLike, what: str) -> list[Path]:
     return removed
 
 
+#: what ``flock`` fails with on a filesystem that has no locks
+_NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL}
+#: names tried before staging gives up (each lost only to another writer's sweep)
+_ATTEMPTS = 8
+
+
 class Staged:
     """A hidden directory (or file) beside ``path``, made and held by this writer until
     :meth:`release`: first the leftovers of writers killed while staging beside ``path``
     are removed (:func:`remove_leftovers`). The hold is on the entry itself, so it stays
-    with it when renamed into place; release it after the rename (or the removal)."""
+    with it when renamed into place; release it after the rename (or the removal).
+
+    Another writer's sweep may take the entry between its making and its lock (it locks,
+    then removes, what nobody holds yet): the lock is taken, then the entry checked to be
+    still there and the one locked, and on a loss a new name is tried. A lock refused
+    because another holds it is such a loss, not a filesystem without locks: taken for
+    one, the writer ran unheld and a later sweep removed its live trace."""
 
     def __init__(self, path: str | os.PathLike, what: str, directory: bool = True) -> None:
+        self._fd: int | None = None
         remove_leftovers(path, what)
-        self.path = hidden_beside(path, what)
+        for _ in range(_ATTEMPTS):
+            self.path = hidden_beside(path, what)
+            if self._made_and_held(directory):
+                return
+        raise OSError(
+            errno.EAGAIN,
+            f"{_ATTEMPTS} hidden entries made beside it were each removed by another "
+            "writer before this one could hold it",
+            str(path),
+        )
+
+    def _made_and_held(self, directory: bool) -> bool:
+        """Make :attr:`path` and hold it; False where another writer's sweep took it."""
         if directory:
             self.path.mkdir()
             flags = os.O_RDONLY | os.O_DIRECTORY
         else:
             flags = os.O_RDWR | os.O_CREAT | os.O_EXCL
         try:
-            self._fd: int | None = os.open(self.path, flags | os.O_NOFOLLOW, 0o666)
-        except OSError:
-            self.remove()
-            raise
-        # a filesystem without locks (some FUSE ones): nothing is held, and since no
-        # writer's entry can be locked there either, nothing is swept there
-        with contextlib.suppress(OSError):
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fd = os.open(self.path, flags | os.O_NOFOLLOW, 0o666)
+        except FileNotFoundError:
+            return False  # swept before it was opened
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in _NO_LOCKS:
+                os.close(fd)
+                return False  # a sweep holds it, and removes it
+            # a filesystem without locks (some FUSE ones): nothing is held, and since no
+            # writer's entry can be locked there either, nothing is swept there
+        try:
+            now = os.lstat(self.path)
+        except FileNotFoundError:
+            now = None
+        held = os.fstat(fd)
+        if now is None or (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino):
+            os.close(fd)
+            return False  # swept, lock and all, between the making and the lock
+        self._fd = fd
+        return True
 
     def remove(self) -> None:
         """Remove what is staged (if it is still under its hidden name), then release it."""
@@ -113,6 +157,46 @@ class Staged:
 
     def release(self) -> None:
         """Let go of the hold (idempotent)."""
-        fd, self._fd = getattr(self, "_fd", None), None
+        fd, self._fd = self._fd, None
         if fd is not None:
             os.close(fd)
+
+
+_RENAME_EXCHANGE = 2  # linux/fs.h
+
+
+def exchange(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Swap the entries at ``a`` and ``b`` in one step (``renameat2`` with
+    ``RENAME_EXCHANGE``), so that neither name is ever without its entry: a writer killed
+    between the two renames of a swap left a replaced trace's path empty and the old
+    trace under a hidden name for good. False where this system or filesystem cannot
+    (then nothing moved); any other failure is an ``OSError``."""
+    libc = _libc()
+    swap = getattr(libc, "renameat2", None) if libc is not None else None
+    if swap is None:
+        return False
+    at_cwd = -100  # AT_FDCWD
+    if swap(at_cwd, os.fsencode(a), at_cwd, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), os.fspath(b))
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+    if hasattr(libc, "renameat2"):
+        libc.renameat2.argtypes = (
+            ctypes.c_int,
+            ctypes.c_char_p,
+            ctypes.c_int,
+            ctypes.c_char_p,
+            ctypes.c_uint,
+        )
+        libc.renameat2.restype = ctypes.c_int
+    return libc

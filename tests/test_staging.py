@@ -49,3 +49,58 @@ def test_on_a_filesystem_without_locks_staging_works_and_sweeps_nothing(
         writer.write(Window(0, np.array([0]), generate_pages("text", 1, 0, 512)))
     assert len(TraceReader(tmp_path / "t")) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == [".t.writing-89abcdef", "t"]
+
+
+def test_a_named_pipe_of_a_leftover_name_is_passed_by_not_opened(tmp_path) -> None:
+    """Opened, a named pipe waits for a writer: the next trace waited with it, for ever."""
+    import os
+
+    from tests.hang_guard import within
+
+    pipe = tmp_path / ".t.writing-deadbeef"
+    os.mkfifo(pipe)
+    assert within(30, remove_leftovers, tmp_path / "t", "writing") == []
+    staged = within(30, Staged, tmp_path / "t", "writing")
+    staged.remove()
+    assert [p.name for p in tmp_path.iterdir()] == [pipe.name]
+
+
+def test_an_entry_another_writer_holds_first_is_given_up_for_a_new_name(
+    tmp_path, monkeypatch
+) -> None:
+    """Between making its entry and locking it, a writer can lose it to another's sweep
+    (which locks it, then removes it): a lock refused is that, not a filesystem without
+    locks, and the writer stages under another name, held."""
+    import errno
+
+    from migcodec import staging
+
+    real = staging.fcntl.flock
+    refused = []
+
+    def first_refused(fd: int, operation: int) -> None:
+        if not refused:
+            refused.append(fd)
+            raise BlockingIOError(errno.EWOULDBLOCK, "Resource temporarily unavailable")
+        real(fd, operation)
+
+    monkeypatch.setattr(staging.fcntl, "flock", first_refused)
+    staged = Staged(tmp_path / "t", "writing")
+    monkeypatch.setattr(staging.fcntl, "flock", real)
+    lost = [p for p in tmp_path.iterdir() if p != staged.path]
+    assert len(lost) == 1 and refused  # the first name, left to the sweep that held it
+    assert remove_leftovers(tmp_path / "t", "writing") == lost  # unheld: swept
+    assert staged.path.is_dir()  # held: not swept
+    staged.remove()
+
+
+def test_two_directories_are_swapped_in_one_step(tmp_path) -> None:
+    from migcodec.staging import exchange
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    (a / "x").write_bytes(b"a")
+    (b / "y").write_bytes(b"b")
+    assert exchange(a, b)
+    assert [p.name for p in a.iterdir()] == ["y"] and [p.name for p in b.iterdir()] == ["x"]

@@ -38,7 +38,12 @@ from migcodec.cli.args import (
 from migcodec.codecs import CodecFailed, CodecStuck, PageSizeUnsupported
 from migcodec.codecs.bounded import run_bounded
 from migcodec.datasets.trace import TraceError, TraceReader
-from migcodec.datasets.trace.format import MANIFEST, WRITTEN_BY, is_trace_file
+from migcodec.datasets.trace.format import (
+    MANIFEST,
+    TABLE_CACHE_PREFIX,
+    WRITTEN_BY,
+    is_trace_file,
+)
 from migcodec.files import cannot_create_in
 from migcodec.selector import (
     DEFAULT_POLICIES,
@@ -352,9 +357,11 @@ def _table_path(args: argparse.Namespace, source: Source, key: str, several: boo
     if args.table and not several:
         return location(args.table)
     if args.table or args.table_dir:
-        return location(args.table or args.table_dir) / f"selector-table-{source.name}-{key}.npz"
+        return location(args.table or args.table_dir) / (
+            f"{TABLE_CACHE_PREFIX}{source.name}-{key}.npz"
+        )
     if source.trace is not None:
-        return source.trace / f"selector-table-{key}.npz"
+        return source.trace / f"{TABLE_CACHE_PREFIX}{key}.npz"
     return None
 
 

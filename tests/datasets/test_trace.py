@@ -28,6 +28,7 @@ from migcodec.datasets.trace import (
     TraceIncomplete,
     TraceNotFound,
     TraceVersionError,
+    TraceWriteInterrupted,
 )
 from migcodec.hashing import seal
 from migcodec.interrupts import Terminated
@@ -966,6 +967,98 @@ def test_what_a_killed_writer_staged_is_removed_by_the_next_not_what_a_live_one_
         "t",
         "u",
     ]
+
+
+def test_replacing_a_trace_never_takes_files_of_the_users_own_with_it(tmp_path) -> None:
+    """A trace replaced goes with what was derived from it (a cached table), but a
+    directory holding other files too is refused, before anything is written: the
+    staged writer replaced the whole directory, and the user's notes went with it."""
+    path = tmp_path / "t"
+    with TraceWriter(path, memory_pages=8, page_size=PS) as w:
+        w.write(_window(0))
+    (path / "selector-table-0123.npz").write_bytes(b"a cached table")
+    with TraceWriter(path, memory_pages=8, page_size=PS, overwrite=True, staged=True) as w:
+        w.write(_window(0))
+    assert sorted(f.name for f in path.iterdir()) == [
+        "chunk-000000.mct",
+        "manifest.json",
+        "windows.idx",
+    ]
+    (path / "notes.txt").write_text("mine")
+    for staged in (True, False):
+        with pytest.raises(
+            TraceExists,
+            match=r"holds a trace and other files \(e\.g\. "
+            r"'notes\.txt'\), which replacing the trace would delete",
+        ):
+            TraceWriter(path, memory_pages=8, page_size=PS, overwrite=True, staged=staged)
+    assert (path / "notes.txt").read_text() == "mine" and len(TraceReader(path)) == 1
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_a_trace_is_not_put_where_something_else_came_while_it_was_written(tmp_path, force) -> None:
+    """What is at the path is checked again before the trace takes it: files put there
+    meanwhile, or (without overwrite) another writer's trace, stay as they are."""
+    path = tmp_path / "t"
+    if force:
+        with TraceWriter(path, memory_pages=8, page_size=PS) as w:
+            w.write(_window(0))
+    writer = TraceWriter(path, memory_pages=8, page_size=PS, overwrite=force, staged=True)
+    writer.write(_window(0))
+    writer.write(_window(1))
+    (path / "notes.txt").write_text("mine")
+    with pytest.raises(
+        TraceWriteInterrupted,
+        match=(
+            rf"cannot put the trace written in place at {path}: .*other files .*'notes\.txt'.*; "
+            rf"{path} is as it was, and the trace written was removed: write it again"
+        ),
+    ):
+        writer.close()
+    assert (path / "notes.txt").read_text() == "mine"
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["t"]
+    (path / "notes.txt").unlink()
+    if not force:  # another writer's trace, made meanwhile
+        slow = TraceWriter(path, memory_pages=8, page_size=PS, staged=True)
+        slow.write(_window(0))
+        with TraceWriter(path, memory_pages=8, page_size=PS, staged=True) as fast:
+            fast.write(_window(0))
+            fast.write(_window(1))
+        with pytest.raises(TraceWriteInterrupted, match="already holds a trace"):
+            slow.close()
+        assert len(TraceReader(path)) == 2
+
+
+_KILLED_AFTER_THE_SWAP = """
+import os, shutil, signal, sys
+import numpy as np
+from migcodec.datasets import TraceWriter, Window, generate_pages
+from migcodec.datasets.trace import writer
+writer.shutil.rmtree = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+w = TraceWriter(sys.argv[1], memory_pages=8, page_size=512, overwrite=True, staged=True)
+w.write(Window(0, np.array([7]), generate_pages("text", 1, 0, 512)))
+w.close()
+"""
+
+
+def test_a_writer_killed_once_its_trace_took_the_old_ones_place_leaves_it_to_the_sweep(
+    tmp_path,
+) -> None:
+    """The staged trace and the one it replaces are swapped in one step: killed then,
+    the writer leaves the new trace in place and the old under the hidden name, unheld,
+    which the next writer beside it removes (moved aside in two renames, a writer killed
+    between them left the path without a trace and the old one hidden for good)."""
+    path = tmp_path / "t"
+    with TraceWriter(path, memory_pages=8, page_size=PS) as w:
+        w.write(_window(0))
+    killed = subprocess.run([sys.executable, "-c", _KILLED_AFTER_THE_SWAP, str(path)], timeout=60)
+    assert killed.returncode == -signal.SIGKILL
+    assert [w.page_indices.tolist() for w in TraceReader(path)] == [[7]]
+    left = [f for f in tmp_path.iterdir() if f.name.startswith(".t.writing-")]
+    assert len(left) == 1 and [w.page_indices.tolist() for w in TraceReader(left[0])] == [[0]]
+    with TraceWriter(tmp_path / "t", memory_pages=8, page_size=PS, overwrite=True, staged=True):
+        pass
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["t"]
 
 
 def test_metadata_set_after_opening_is_checked_when_the_trace_is_closed(tmp_path) -> None:

@@ -87,6 +87,18 @@ def is_trace_file(name: str) -> bool:
     return name in (MANIFEST, INDEX) or chunk_number(name) is not None
 
 
+#: the start of the name of an evaluation table cached in a trace's directory (``migcodec
+#: evaluate``): derived from the trace, and replaced with it
+TABLE_CACHE_PREFIX = "selector-table-"
+
+
+def belongs_to_trace(name: str) -> bool:
+    """Whether ``name``, in a trace directory, is the trace's or derived from it (its own
+    files, a manifest being rewritten, tables cached there): what replacing the trace may
+    remove. Anything else there is someone's own."""
+    return is_trace_file(name) or name == MANIFEST + ".tmp" or name.startswith(TABLE_CACHE_PREFIX)
+
+
 RECORD_MAGIC = b"MCTW"
 
 #: magic, version, flags, window index, page count, page size, meta length,

@@ -25,7 +25,7 @@ from migcodec.datasets.window import Window
 from migcodec.files import json_problem
 from migcodec.hashing import seal
 from migcodec.interrupts import Terminated, interrupts_held
-from migcodec.staging import Staged, hidden_beside
+from migcodec.staging import Staged, exchange, hidden_beside
 
 from .format import (
     CHUNK_GLOB,
@@ -41,6 +41,7 @@ from .format import (
     TraceWriteFailed,
     TraceWriteInterrupted,
     UnsuitableCodec,
+    belongs_to_trace,
     record_seed,
 )
 from .record import encode_record
@@ -53,8 +54,9 @@ _STORE_INSTEAD = "store the trace with another --codec (zstd, the default, or lz
 
 def _check_output(path: Path, overwrite: bool) -> None:
     """Refuse an output path that cannot take a new trace: a file, a directory holding a
-    trace (unless ``overwrite``), or a directory holding anything else (whatever
-    ``overwrite`` says: the trace's files would be mixed with what is there)."""
+    trace (unless ``overwrite``, and then only the trace: :func:`belongs_to_trace`), or a
+    directory holding anything else (whatever ``overwrite`` says: the trace's files would
+    be mixed with what is there)."""
     if path.exists() and not path.is_dir():
         raise TraceExists(
             f"{path} exists and is not a directory; name a new or empty directory for the trace",
@@ -67,6 +69,14 @@ def _check_output(path: Path, overwrite: bool) -> None:
                 "overwrite=True to replace it",
                 path,
                 replaceable=True,
+            )
+        with os.scandir(path) as entries:
+            own = next((e.name for e in entries if not belongs_to_trace(e.name)), None)
+        if own is not None:  # replacing the trace's directory took them with it
+            raise TraceExists(
+                f"{path} holds a trace and other files (e.g. {own!r}), which replacing the "
+                "trace would delete; move them out of it, or choose another directory",
+                path,
             )
         return
     if path.is_dir():
@@ -130,6 +140,7 @@ class TraceWriter:
         self.path = Path(path)
         #: where the files are written: ``path``, or while staged the directory beside it
         self._dir = self.path
+        self._overwrite = overwrite
         self._staging: Staged | None = None  # while staged: the directory written, held
         self._made = False  # whether this writer made the directory at ``path``
         self.expected_windows = expected_windows
@@ -333,10 +344,11 @@ class TraceWriter:
                 self._manifest["complete"] = complete
                 self._manifest["end_reason"] = self.end_reason
                 self._write_manifest()
-                if self._staged():
-                    self._put_in_place()
         except OSError as exc:
             raise self._failed(exc, "the closing manifest") from exc
+        if self._staged():
+            with interrupts_held():
+                self._put_in_place()
 
     def _staged(self) -> bool:
         return self._dir != self.path
@@ -350,23 +362,48 @@ class TraceWriter:
                 self.path.rmdir()  # empty: made to stage beside
 
     def _put_in_place(self) -> None:
-        """Rename the staged trace, closed whole, to ``path``; a trace or an empty
-        directory there (``_check_output`` let nothing else through) is moved aside
-        first and removed after, so that ``path`` is never a trace in part."""
-        aside = None
-        if self.path.exists():
-            aside = hidden_beside(self.path, "replaced")
-            os.rename(self.path, aside)
+        """Put the staged trace, closed whole, at ``path``, once ``path`` is checked again:
+        it must still be what the writer was opened over (:func:`_check_output`), so that
+        files put there meanwhile, or another writer's trace where this one was not told
+        to replace one, are not deleted with it (they were). An empty directory there is
+        replaced in one rename. A trace there is swapped with the staged one in one step
+        (:func:`~migcodec.staging.exchange`) and then removed from the hidden name, where
+        a writer killed before the removal leaves it for the next writer's sweep; where
+        the system cannot swap, it is moved aside first and removed after (a writer killed
+        between those two renames leaves ``path`` without a trace, and the old one
+        hidden). Any failure leaves ``path`` as it was and removes the staged trace."""
+        path = self.path
+        try:
+            _check_output(path, self._overwrite)
+            if not (path / MANIFEST).exists():
+                os.rename(self._dir, path)  # nothing there, or an empty directory
+            elif exchange(self._dir, path):
+                old, self._dir = self._dir, path
+                self._staging.release()
+                shutil.rmtree(old, ignore_errors=True)
+                return
+            else:
+                self._put_aside_and_in_place()
+        except (OSError, TraceExists) as exc:
+            self._unstage()
+            why = exc if isinstance(exc, TraceExists) else _os_error(exc, path)
+            raise TraceWriteInterrupted(
+                f"cannot put the trace written in place at {path}: {why}; {path} is as it "
+                "was, and the trace written was removed: write it again"
+            ) from exc
+        self._dir = path
+        self._staging.release()
+
+    def _put_aside_and_in_place(self) -> None:
+        """:meth:`_put_in_place` in two renames, where the system cannot swap."""
+        aside = hidden_beside(self.path, "replaced")
+        os.rename(self.path, aside)
         try:
             os.rename(self._dir, self.path)
         except OSError:
-            if aside is not None:
-                os.rename(aside, self.path)
+            os.rename(aside, self.path)
             raise
-        self._dir = self.path
-        self._staging.release()
-        if aside is not None:
-            shutil.rmtree(aside, ignore_errors=True)
+        shutil.rmtree(aside, ignore_errors=True)
 
     def __enter__(self) -> TraceWriter:
         return self
