@@ -104,3 +104,33 @@ def test_two_directories_are_swapped_in_one_step(tmp_path) -> None:
     (b / "y").write_bytes(b"b")
     assert exchange(a, b)
     assert [p.name for p in a.iterdir()] == ["y"] and [p.name for p in b.iterdir()] == ["x"]
+
+
+def test_a_trace_or_a_picture_named_by_a_symbolic_link_is_written_through_it(tmp_path) -> None:
+    """The link stays, and what it points to is replaced, as for every file migcodec
+    writes (staged beside the link, the new trace took the link's place)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from migcodec.datasets import TraceReader, TraceWriter, Window, generate_pages
+    from migcodec.plots import save_figure
+
+    def window(page: int) -> Window:
+        return Window(0, np.array([page]), generate_pages("text", 1, 0, 512))
+
+    real, link = tmp_path / "real", tmp_path / "link"
+    with TraceWriter(real, memory_pages=8, page_size=512) as w:
+        w.write(window(1))
+    link.symlink_to(real)
+    with TraceWriter(link, memory_pages=8, page_size=512, overwrite=True, staged=True) as w:
+        w.write(window(2))
+    assert link.is_symlink() and [w.page_indices.tolist() for w in TraceReader(real)] == [[2]]
+    picture, named = tmp_path / "p.png", tmp_path / "named.png"
+    picture.write_bytes(b"old")
+    named.symlink_to(picture)
+    save_figure(plt, plt.figure(), named)
+    assert named.is_symlink() and picture.read_bytes()[:4] == b"\x89PNG"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "named.png", "p.png", "real"]

@@ -67,9 +67,12 @@ def save_figure(plt: ModuleType, fig: object, path: str | os.PathLike) -> Path:
     before as it was (``--plot`` had left a 20 KB PNG cut at the disk's end)."""
     out = Path(path)
     try:
+        drawn_as = plot_format(out)  # the name given says the format
+        if out.is_symlink():  # written through, as every file migcodec writes is
+            out = Path(os.path.realpath(out))
         drawing = Staged(out, "drawing", directory=False)
         try:
-            fig.savefig(drawing.path, dpi=110, format=plot_format(out))
+            fig.savefig(drawing.path, dpi=110, format=drawn_as)
             os.replace(drawing.path, out)
         except BaseException:
             drawing.remove()

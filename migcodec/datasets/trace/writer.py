@@ -137,7 +137,11 @@ class TraceWriter:
         expected_windows: int | None = None,
         staged: bool = False,
     ) -> None:
-        self.path = Path(path)
+        # a symbolic link is written through, as every file migcodec writes is: staged
+        # beside the link, the trace took the link's place and left its target as it was
+        self.path = (
+            Path(os.path.realpath(path)) if staged and Path(path).is_symlink() else Path(path)
+        )
         #: where the files are written: ``path``, or while staged the directory beside it
         self._dir = self.path
         self._overwrite = overwrite
