@@ -34,6 +34,13 @@ def hidden_beside(path: str | os.PathLike, what: str) -> Path:
     return full.with_name(f".{full.name}.{what}-{secrets.token_hex(_TOKEN_DIGITS // 2)}")
 
 
+def through_link(path: str | os.PathLike) -> Path:
+    """Where a file written at ``path`` goes: the file a symbolic link there points to,
+    replaced, not the link by a file of its own (as every file migcodec writes is)."""
+    path = Path(path)
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
 def _is_hidden_of(name: str, prefix: str) -> bool:
     token = name[len(prefix) :]
     return (

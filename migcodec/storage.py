@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from migcodec.files import NotARegularFile, open_regular
+from migcodec.staging import through_link
 
 
 class StorageError(ValueError):
@@ -174,8 +175,7 @@ class LocalLocation(Location):
         through: the file it points to is replaced, not the link by a file of its own;
         unless ``through_links`` is false (a cache's own file: a link planted there made a
         calibration replace a trace's manifest), when the link itself is replaced."""
-        through = through_links and self.path.is_symlink()
-        target = Path(os.path.realpath(self.path)) if through else self.path
+        target = through_link(self.path) if through_links else self.path
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f"{target.name}.{os.getpid()}-{os.urandom(4).hex()}.tmp")
         try:

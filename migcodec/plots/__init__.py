@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from types import ModuleType
 
-from migcodec.staging import Staged
+from migcodec.staging import Staged, through_link
 
 #: what to run when matplotlib is missing
 INSTALL_HINT = "pip install 'migcodec[plot]'"
@@ -68,8 +68,7 @@ def save_figure(plt: ModuleType, fig: object, path: str | os.PathLike) -> Path:
     out = Path(path)
     try:
         drawn_as = plot_format(out)  # the name given says the format
-        if out.is_symlink():  # written through, as every file migcodec writes is
-            out = Path(os.path.realpath(out))
+        out = through_link(out)
         drawing = Staged(out, "drawing", directory=False)
         try:
             fig.savefig(drawing.path, dpi=110, format=drawn_as)

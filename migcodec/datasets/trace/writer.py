@@ -25,7 +25,7 @@ from migcodec.datasets.window import Window
 from migcodec.files import json_problem
 from migcodec.hashing import seal
 from migcodec.interrupts import Terminated, interrupts_held
-from migcodec.staging import Staged, exchange, hidden_beside
+from migcodec.staging import Staged, exchange, hidden_beside, through_link
 
 from .format import (
     CHUNK_GLOB,
@@ -137,11 +137,9 @@ class TraceWriter:
         expected_windows: int | None = None,
         staged: bool = False,
     ) -> None:
-        # a symbolic link is written through, as every file migcodec writes is: staged
-        # beside the link, the trace took the link's place and left its target as it was
-        self.path = (
-            Path(os.path.realpath(path)) if staged and Path(path).is_symlink() else Path(path)
-        )
+        # staged beside a symbolic link, the trace took the link's place and left its
+        # target as it was
+        self.path = through_link(path) if staged else Path(path)
         #: where the files are written: ``path``, or while staged the directory beside it
         self._dir = self.path
         self._overwrite = overwrite
@@ -377,15 +375,13 @@ class TraceWriter:
         between those two renames leaves ``path`` without a trace, and the old one
         hidden). Any failure leaves ``path`` as it was and removes the staged trace."""
         path = self.path
+        swapped = None  # where the trace replaced is, once swapped out of the way
         try:
             _check_output(path, self._overwrite)
             if not (path / MANIFEST).exists():
                 os.rename(self._dir, path)  # nothing there, or an empty directory
             elif exchange(self._dir, path):
-                old, self._dir = self._dir, path
-                self._staging.release()
-                shutil.rmtree(old, ignore_errors=True)
-                return
+                swapped = self._dir
             else:
                 self._put_aside_and_in_place()
         except (OSError, TraceExists) as exc:
@@ -397,6 +393,8 @@ class TraceWriter:
             ) from exc
         self._dir = path
         self._staging.release()
+        if swapped is not None:
+            shutil.rmtree(swapped, ignore_errors=True)
 
     def _put_aside_and_in_place(self) -> None:
         """:meth:`_put_in_place` in two renames, where the system cannot swap."""
